@@ -1,0 +1,132 @@
+/*
+ * schema - the DDL of the taskwatch store and the names of task states.
+ * docs/schema.md explains every column; keep the two in step.
+ */
+#include "schema.h"
+
+#include <string.h>
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define SCHEMA_VERSION_TEXT STRINGIFY(SCHEMA_VERSION)
+
+static const char *const status_names[SCHEMA_STATUS_COUNT] = {
+    "queued", "running", "succeeded", "failed", "skipped", "dropped", "lost"};
+
+const char *schema_status_name(int status) {
+  if (status < 0 || status >= SCHEMA_STATUS_COUNT)
+    return NULL;
+  return status_names[status];
+}
+
+int schema_status_code(const char *name) {
+  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+    if (strcmp(status_names[i], name) == 0)
+      return i;
+  return -1;
+}
+
+const char *schema_mode_name(int mode) {
+  switch (mode) {
+  case 0:
+    return "loop";
+  case 1:
+    return "threadpool";
+  default:
+    return NULL;
+  }
+}
+
+static const char ddl[] =
+    "CREATE TABLE IF NOT EXISTS agents (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  instance BLOB NOT NULL UNIQUE,\n"
+    "  service TEXT NOT NULL,\n"
+    "  host TEXT NOT NULL,\n"
+    "  pid INTEGER NOT NULL,\n"
+    "  started_at INTEGER NOT NULL,\n"
+    "  connected_at INTEGER,\n"
+    "  disconnected_at INTEGER,\n"
+    "  connected INTEGER NOT NULL DEFAULT 0,\n"
+    "  ended INTEGER NOT NULL DEFAULT 0,\n"
+    "  next_seq INTEGER NOT NULL DEFAULT 1,\n"
+    "  events INTEGER NOT NULL DEFAULT 0,\n"
+    "  dropped INTEGER NOT NULL DEFAULT 0,\n"
+    "  reconnects INTEGER NOT NULL DEFAULT 0,\n"
+    "  last_event_at INTEGER\n"
+    ");\n"
+    "CREATE TABLE IF NOT EXISTS strings (\n"
+    "  agent INTEGER NOT NULL,\n"
+    "  id INTEGER NOT NULL,\n"
+    "  text TEXT NOT NULL,\n"
+    "  PRIMARY KEY (agent, id)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE IF NOT EXISTS batches (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  agent INTEGER NOT NULL,\n"
+    "  label TEXT,\n"
+    "  created_at INTEGER NOT NULL\n"
+    ");\n"
+    "CREATE TABLE IF NOT EXISTS tasks (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  agent INTEGER NOT NULL,\n"
+    "  batch INTEGER NOT NULL,\n"
+    "  position INTEGER NOT NULL,\n"
+    "  name TEXT NOT NULL,\n"
+    "  mode INTEGER NOT NULL,\n"
+    "  status INTEGER NOT NULL,\n"
+    "  thread INTEGER,\n"
+    "  enqueued_at INTEGER NOT NULL,\n"
+    "  started_at INTEGER,\n"
+    "  finished_at INTEGER,\n"
+    "  wait_us INTEGER,\n"
+    "  run_us INTEGER,\n"
+    "  error_type TEXT,\n"
+    "  error_message TEXT,\n"
+    "  error_detail TEXT,\n"
+    "  skipped_after INTEGER,\n"
+    "  drop_reason TEXT\n"
+    ");\n"
+    "CREATE INDEX IF NOT EXISTS tasks_enqueued ON tasks (enqueued_at);\n"
+    "CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, enqueued_at);\n"
+    "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks (batch);\n"
+    "CREATE INDEX IF NOT EXISTS tasks_unusual ON tasks (status, enqueued_at)"
+    " WHERE status <> 2;\n"
+    "CREATE TABLE IF NOT EXISTS meta (\n"
+    "  key TEXT PRIMARY KEY,\n"
+    "  value\n"
+    ") WITHOUT ROWID;\n";
+
+int schema_apply(sqlite3 *db, char **err) {
+  sqlite3_stmt *st = NULL;
+  int version = 0;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    goto fail;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    version = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  if (version > SCHEMA_VERSION) {
+    *err = sqlite3_mprintf("store schema version %d is newer than this "
+                           "taskwatch understands (%d)",
+                           version, SCHEMA_VERSION);
+    return SQLITE_MISMATCH;
+  }
+  if (version == SCHEMA_VERSION)
+    return SQLITE_OK;
+  rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, err);
+  if (rc != SQLITE_OK)
+    return rc;
+  rc = sqlite3_exec(db, ddl, NULL, NULL, err);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, "PRAGMA user_version = " SCHEMA_VERSION_TEXT, NULL,
+                      NULL, err);
+  if (rc != SQLITE_OK) {
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+  }
+  return sqlite3_exec(db, "COMMIT", NULL, NULL, err);
+fail:
+  *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+  return rc;
+}

@@ -1,0 +1,295 @@
+/*
+ * taskwatch.h - the public API of libtaskwatch, the taskwatch agent.
+ *
+ * A server links this library to make its background tasks visible. It
+ * offers three things:
+ *
+ *   - an agent handle (tw_agent) that owns the per-thread event rings and a
+ *     sender thread streaming events to a taskwatch collector;
+ *   - low-level trace calls (tw_task_enqueue, tw_task_start, ...) for servers
+ *     that run tasks on executors of their own;
+ *   - a batch runner on libuv (tw_batch_*) with the semantics of
+ *     Starlette/FastAPI BackgroundTasks: the tasks of one batch run in the
+ *     order they were added, sync tasks on the libuv thread pool, async tasks
+ *     on the loop; when one fails the rest are skipped (and recorded as
+ *     skipped); a batch freed without running is recorded as dropped.
+ *
+ * Conventions. Every function that can fail returns 0 or a negative TW_E*
+ * code; tw_strerror() turns a code into text. The library never aborts or
+ * exits its host: running out of memory is TW_ENOMEM. Strings passed in are
+ * copied before the call returns; the caller keeps ownership of its memory.
+ * Recording calls never block, never take a lock, never allocate and never
+ * make a system call: when the agent's buffer is full the event is dropped,
+ * counted, and the count is reported to the collector later.
+ */
+#ifndef TASKWATCH_H
+#define TASKWATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(TW_BUILDING_LIBRARY) && defined(__GNUC__)
+#define TW_EXTERN __attribute__((visibility("default")))
+#else
+#define TW_EXTERN
+#endif
+
+#define TW_VERSION_MAJOR 0
+#define TW_VERSION_MINOR 1
+#define TW_VERSION_PATCH 0
+#define TW_VERSION_STRING "0.1.0"
+#define TW_VERSION_HEX                                                        \
+  ((TW_VERSION_MAJOR << 16) | (TW_VERSION_MINOR << 8) | TW_VERSION_PATCH)
+
+/* Returns the library's version string, e.g. "0.1.0". Static storage. */
+TW_EXTERN const char *tw_version(void);
+
+/*
+ * Error codes. One list, expanded into the enum, tw_strerror() and
+ * tw_err_name(), so the three can never disagree.
+ */
+#define TW_ERRNO_MAP(XX)                                                      \
+  XX(EINVAL, -1, "invalid argument")                                         \
+  XX(ENOMEM, -2, "out of memory")                                            \
+  XX(EFULL, -3, "agent buffer full; the event was dropped and counted")      \
+  XX(ESTATE, -4, "operation not allowed in the current state")               \
+  XX(EURL, -5, "malformed collector URL")                                     \
+  XX(ECLOSED, -6, "the agent is shut down")                                   \
+  XX(ETIMEDOUT, -7, "timed out")                                              \
+  XX(EPROTO, -8, "protocol error")                                            \
+  XX(EIO, -9, "input/output error")                                           \
+  XX(ETOOBIG, -10, "value too large")                                         \
+  XX(ETASK, -11, "a task of the batch failed")                                \
+  XX(EUV, -12, "libuv call failed")
+
+typedef enum tw_errno {
+  TW_OK = 0,
+#define TW__ERRNO_ENUM(name, value, text) TW_##name = (value),
+  TW_ERRNO_MAP(TW__ERRNO_ENUM)
+#undef TW__ERRNO_ENUM
+} tw_errno;
+
+/* Text for an error code ("invalid argument"). Static storage; unknown codes
+ * give "unknown error". Thread-safe. */
+TW_EXTERN const char *tw_strerror(int err);
+/* Name of an error code ("TW_EINVAL"). Static storage. Thread-safe. */
+TW_EXTERN const char *tw_err_name(int err);
+
+/* Where a task runs: on the event loop (async) or in a thread pool (sync).
+ * The values are part of the wire protocol and the store. */
+typedef enum tw_mode {
+  TW_MODE_LOOP = 0,
+  TW_MODE_THREADPOOL = 1
+} tw_mode;
+
+/* ------------------------------------------------------------------------
+ * Agent
+ * ------------------------------------------------------------------------ */
+
+typedef struct tw_agent tw_agent;
+
+#define TW_DEFAULT_COLLECTOR "tcp://127.0.0.1:7460"
+#define TW_DEFAULT_BUFFER_BYTES (8u * 1024u * 1024u)
+#define TW_DEFAULT_FLUSH_TIMEOUT_MS 1000u
+
+/*
+ * Agent settings. Initialise with tw_config_init() (defaults) or
+ * tw_config_from_env() (defaults overridden by the environment), then change
+ * fields as needed. String fields are borrowed until tw_agent_new() returns;
+ * the agent keeps copies.
+ */
+typedef struct tw_config {
+  /* Collector URL: "tcp://HOST:PORT" or "unix:/PATH". NULL: the default. */
+  const char *collector;
+  /* Service name. NULL: the program name. */
+  const char *service;
+  /* Shared secret sent in the handshake. NULL: none. */
+  const char *token;
+  /* Upper bound on all memory the agent holds for events: the per-thread
+   * rings plus the resend buffer. 0: TW_DEFAULT_BUFFER_BYTES. */
+  size_t buffer_bytes;
+  /* How long tw_agent_free() waits for the collector to acknowledge what
+   * was recorded. 0: TW_DEFAULT_FLUSH_TIMEOUT_MS. */
+  unsigned flush_timeout_ms;
+} tw_config;
+
+/* Fills *cfg with the defaults. Never fails. */
+TW_EXTERN void tw_config_init(tw_config *cfg);
+
+/*
+ * Fills *cfg with the defaults, then applies TASKWATCH_COLLECTOR,
+ * TASKWATCH_SERVICE, TASKWATCH_TOKEN, TASKWATCH_BUFFER_BYTES and
+ * TASKWATCH_FLUSH_TIMEOUT_MS. The string fields then point into the
+ * environment, so copy them or call tw_agent_new() before changing it.
+ * Returns TW_EINVAL when a numeric variable is malformed (the field keeps
+ * its default). Not thread-safe against concurrent setenv().
+ */
+TW_EXTERN int tw_config_from_env(tw_config *cfg);
+
+/*
+ * Creates an agent and starts its sender thread. It never waits for the
+ * collector: when it is absent, events are buffered up to the cap and then
+ * dropped and counted. cfg NULL means tw_config_from_env(). On success
+ * *out owns the agent; release it with tw_agent_free(). Errors: TW_EINVAL,
+ * TW_EURL, TW_ENOMEM, TW_EUV. Thread-safe.
+ */
+TW_EXTERN int tw_agent_new(const tw_config *cfg, tw_agent **out);
+
+/*
+ * Waits until every event recorded before the call is acknowledged by the
+ * collector (stored and committed), or until timeout_ms passes. Returns 0,
+ * or TW_ETIMEDOUT. Thread-safe; must not be called from a recording path.
+ */
+TW_EXTERN int tw_agent_flush(tw_agent *agent, unsigned timeout_ms);
+
+/*
+ * Flushes for at most the configured flush timeout, says goodbye to the
+ * collector, stops the sender thread and frees the agent. NULL is a no-op.
+ * No other call may use the agent during or after this one.
+ */
+TW_EXTERN void tw_agent_free(tw_agent *agent);
+
+/* Counters kept by the agent, for the host's own health reporting. */
+typedef struct tw_agent_stats {
+  uint64_t recorded;    /* events accepted into a ring */
+  uint64_t dropped;     /* events dropped because memory hit the cap */
+  uint64_t sent;        /* events written to the collector (resends too) */
+  uint64_t acked;       /* events acknowledged after commit */
+  uint64_t reconnects;  /* connections made after the first */
+  uint64_t buffered_bytes; /* bytes held now in rings and resend buffer */
+} tw_agent_stats;
+
+/* Copies the agent's counters into *out. Thread-safe; values are a
+ * consistent-enough snapshot read with relaxed atomics. */
+TW_EXTERN void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out);
+
+/* ------------------------------------------------------------------------
+ * Low-level trace calls
+ *
+ * For servers with their own executors. Ids are per agent instance and
+ * never 0; the collector turns them into store-wide ids. All calls are
+ * thread-safe, lock-free, allocation-free and syscall-free; they return
+ * TW_EFULL when the event had to be dropped (the drop is counted).
+ * ------------------------------------------------------------------------ */
+
+typedef uint64_t tw_id;
+
+/* Starts a batch labelled e.g. "POST /send-notification/{email}" (copied;
+ * may be NULL). Returns the batch id in *batch. */
+TW_EXTERN int tw_batch_begin(tw_agent *agent, const char *label,
+                             tw_id *batch);
+
+/* Records that a task named `name` was added to `batch` at `position`
+ * (0-based). Returns the new task's id in *task. */
+TW_EXTERN int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
+                              const char *name, tw_mode mode, tw_id *task);
+
+/* Records that the task began running on the calling thread. */
+TW_EXTERN int tw_task_start(tw_agent *agent, tw_id task);
+
+/* Records that the task returned normally. */
+TW_EXTERN int tw_task_finish(tw_agent *agent, tw_id task);
+
+/* Records that the task failed. error_type (e.g. "ValueError"), message and
+ * detail (e.g. a traceback) are copied and may be NULL; over-long strings
+ * are truncated (type 256 bytes, message 4 KiB, detail 32 KiB). */
+TW_EXTERN int tw_task_fail(tw_agent *agent, tw_id task, const char *error_type,
+                           const char *message, const char *detail);
+
+/* Records that the task was never run because `cause`, an earlier task of
+ * the same batch, failed. */
+TW_EXTERN int tw_task_skip(tw_agent *agent, tw_id task, tw_id cause);
+
+/* Records that the task was discarded without running, e.g. because its
+ * request failed; reason (copied, may be NULL) says why. */
+TW_EXTERN int tw_task_drop(tw_agent *agent, tw_id task, const char *reason);
+
+/* ------------------------------------------------------------------------
+ * Batch runner (libuv)
+ * ------------------------------------------------------------------------ */
+
+typedef struct tw_batch tw_batch;
+typedef struct tw_task tw_task;
+struct uv_loop_s;
+
+/*
+ * A sync task: runs on a libuv thread-pool thread. Return 0 on success;
+ * anything else is a failure, described by tw_task_set_error() if the task
+ * called it (otherwise error type "error" and a generic message).
+ */
+typedef int (*tw_sync_fn)(tw_task *task, void *arg);
+
+/*
+ * An async task: called on the loop thread; it starts its work and must call
+ * tw_task_done() exactly once, on the loop thread, now or later.
+ */
+typedef void (*tw_async_fn)(tw_task *task, struct uv_loop_s *loop, void *arg);
+
+/* Frees a task's argument when the batch is done with it. May be NULL. */
+typedef void (*tw_free_fn)(void *arg);
+
+/*
+ * Called on the loop thread when the batch has finished. failed is the
+ * 0-based position of the task that failed, or -1 when all succeeded. The
+ * batch is freed right after the callback returns.
+ */
+typedef void (*tw_batch_done_cb)(void *data, int failed);
+
+/* Creates an empty batch bound to `loop` (not owned). label is copied and
+ * may be NULL. Records the batch's creation. Errors: TW_EINVAL, TW_ENOMEM.
+ * A batch is used from its loop's thread only. */
+TW_EXTERN int tw_batch_new(tw_agent *agent, struct uv_loop_s *loop,
+                           const char *label, tw_batch **out);
+
+/* Adds a sync task (thread pool) and records its enqueue. name is copied.
+ * arg is owned by the batch from now on if free_arg is not NULL. Errors:
+ * TW_EINVAL, TW_ENOMEM, TW_ESTATE (the batch is already running). */
+TW_EXTERN int tw_batch_add(tw_batch *batch, const char *name, tw_sync_fn fn,
+                           void *arg, tw_free_fn free_arg);
+
+/* Adds an async task (event loop); otherwise as tw_batch_add(). */
+TW_EXTERN int tw_batch_add_async(tw_batch *batch, const char *name,
+                                 tw_async_fn fn, void *arg,
+                                 tw_free_fn free_arg);
+
+/*
+ * Runs the batch's tasks in order, recording start, finish or fail of each
+ * and skip of every task after a failure, then calls cb (may be NULL) and
+ * frees the batch. The batch belongs to the runner from this call on. If
+ * this returns an error the callback is never called and the batch is still
+ * the caller's.
+ */
+TW_EXTERN int tw_batch_run(tw_batch *batch, tw_batch_done_cb cb, void *data);
+
+/* Frees a batch that was never run, recording each task as dropped with
+ * `reason` (copied; NULL means "not run"). NULL batch is a no-op. */
+TW_EXTERN void tw_batch_drop(tw_batch *batch, const char *reason);
+
+/* Same as tw_batch_drop(batch, NULL). */
+TW_EXTERN void tw_batch_free(tw_batch *batch);
+
+/* Sets the error a failing task reports; strings are copied, any may be
+ * NULL. Call from the task itself, before it returns (sync) or before
+ * tw_task_done() (async). */
+TW_EXTERN void tw_task_set_error(tw_task *task, const char *error_type,
+                                 const char *message, const char *detail);
+
+/* Completes an async task: status 0 is success, anything else failure.
+ * Loop thread only; exactly once per async task. */
+TW_EXTERN void tw_task_done(tw_task *task, int status);
+
+/* The task's id, as the low-level trace calls use it. */
+TW_EXTERN tw_id tw_task_id(const tw_task *task);
+
+/* The task's 0-based position in its batch. */
+TW_EXTERN uint32_t tw_task_position(const tw_task *task);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TASKWATCH_H */
