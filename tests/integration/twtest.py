@@ -1,0 +1,97 @@
+"""Shared helpers for taskwatch integration tests: free ports, a collector
+that is always stopped, running the CLI, reading NDJSON query output."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BIN = os.environ.get("TASKWATCH_BIN", "taskwatch")
+
+
+def free_port():
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                "collector exited early with status %s" % proc.returncode)
+        with contextlib.suppress(OSError):
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        time.sleep(0.05)
+    raise AssertionError("collector did not listen on port %d" % port)
+
+
+@contextlib.contextmanager
+def tempdir():
+    d = tempfile.mkdtemp(prefix="tw-test-")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Collector:
+    """A real `taskwatch collector` on a free TCP port."""
+
+    def __init__(self, db, extra=()):
+        self.db = db
+        self.port = free_port()
+        self.url = "tcp://127.0.0.1:%d" % self.port
+        self.log = open(db + ".collector.log", "w+")
+        self.proc = subprocess.Popen(
+            [BIN, "collector", "--db", db, "--listen", self.url, *extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.proc)
+
+    def stop(self, timeout=30):
+        """SIGTERM, and the collector must exit 0 after committing."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("collector ignored SIGTERM")
+        return rc
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def run(args, timeout=120, check=True):
+    p = subprocess.run([BIN, *args], capture_output=True, text=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("taskwatch %s exited %d: %s" % (
+            " ".join(args), p.returncode, p.stderr.strip()))
+    return p
+
+
+def query_json(db, *filters):
+    p = run(["query", "--db", db, "--format", "json", *filters])
+    return [json.loads(line) for line in p.stdout.splitlines() if line]
