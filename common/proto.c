@@ -196,9 +196,10 @@ int proto_events_begin(proto_events *it, const uint8_t *p, size_t n) {
     return PROTO_E_TRUNCATED;
   if (it->count == 0 || it->first_seq == 0)
     return PROTO_E_FIELD;
-  /* The smallest event is 17 bytes (kind, time, u64): a count that cannot
-   * fit is malformed, whatever follows. */
-  if ((size_t)(it->end - it->p) / 17 < it->count)
+  /* The smallest event is 15 bytes (a STRING with empty text: kind, time,
+   * u32 id, u16 length): a count that cannot fit is malformed, whatever
+   * follows. */
+  if ((size_t)(it->end - it->p) / 15 < it->count)
     return PROTO_E_TRUNCATED;
   return 0;
 }

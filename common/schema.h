@@ -8,7 +8,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /* Store-wide ids: the agent's row id in the high bits, the agent's own id
  * of the task or batch in the low SCHEMA_LOCAL_BITS bits. */

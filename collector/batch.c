@@ -1,0 +1,140 @@
+/*
+ * batch - arena and array helpers of the loop-to-writer work unit.
+ */
+#include "batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+#define CHUNK_SIZE (256 * 1024)
+
+struct arena_chunk {
+  arena_chunk *next;
+  size_t size;
+  size_t used;
+  _Alignas(16) unsigned char data[];
+};
+
+void arena_init(arena *a) { memset(a, 0, sizeof(*a)); }
+
+void arena_fini(arena *a) {
+  arena_chunk *c = a->head;
+  while (c) {
+    arena_chunk *next = c->next;
+    free(c);
+    c = next;
+  }
+  memset(a, 0, sizeof(*a));
+}
+
+void *arena_alloc(arena *a, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  arena_chunk *c = a->head;
+  if (c == NULL || c->size - c->used < n) {
+    size_t size = n > CHUNK_SIZE / 4 ? n : CHUNK_SIZE;
+    c = xmalloc(sizeof(*c) + size);
+    c->size = size;
+    c->used = 0;
+    /* A big allocation goes behind the current chunk so the rest of the
+     * current chunk stays usable. */
+    if (size != CHUNK_SIZE && a->head) {
+      c->next = a->head->next;
+      a->head->next = c;
+    } else {
+      c->next = a->head;
+      a->head = c;
+    }
+  }
+  void *p = c->data + c->used;
+  c->used += n;
+  a->used += n;
+  return p;
+}
+
+blob arena_copy(arena *a, proto_str s) {
+  blob b = {"", 0};
+  if (s.len == 0)
+    return b;
+  char *p = arena_alloc(a, s.len);
+  memcpy(p, s.ptr, s.len);
+  b.ptr = p;
+  b.len = s.len;
+  return b;
+}
+
+wbatch *wbatch_new(uint64_t generation) {
+  wbatch *b = xcalloc(1, sizeof(*b));
+  arena_init(&b->mem);
+  u64map_init(&b->pending);
+  b->generation = generation;
+  return b;
+}
+
+void wbatch_free(wbatch *b) {
+  if (b == NULL)
+    return;
+  arena_fini(&b->mem);
+  u64map_fini(&b->pending);
+  free(b->rows);
+  free(b->batches);
+  free(b->strings);
+  free(b->ops);
+  free(b->progress);
+  free(b);
+}
+
+int wbatch_empty(const wbatch *b) {
+  return b->nrows == 0 && b->nbatches == 0 && b->nstrings == 0 &&
+         b->nops == 0 && b->nprogress == 0 && !b->prune;
+}
+
+/* Grows an array by one element and returns a pointer to it, zeroed. */
+static void *push(void **array, size_t *n, size_t *cap, size_t size) {
+  if (*n == *cap) {
+    *cap = *cap ? *cap * 2 : 64;
+    *array = xrealloc(*array, *cap * size);
+  }
+  void *p = (char *)*array + (*n)++ * size;
+  memset(p, 0, size);
+  return p;
+}
+
+task_row *wbatch_add_row(wbatch *b) {
+  task_row *r = arena_alloc(&b->mem, sizeof(*r));
+  memset(r, 0, sizeof(*r));
+  task_row **slot = push((void **)&b->rows, &b->nrows, &b->caprows,
+                         sizeof(*b->rows));
+  *slot = r;
+  return r;
+}
+
+batch_row *wbatch_add_batch(wbatch *b) {
+  return push((void **)&b->batches, &b->nbatches, &b->capbatches,
+              sizeof(*b->batches));
+}
+
+string_row *wbatch_add_string(wbatch *b) {
+  return push((void **)&b->strings, &b->nstrings, &b->capstrings,
+              sizeof(*b->strings));
+}
+
+agent_op *wbatch_add_op(wbatch *b, int kind, int64_t agent, int64_t at) {
+  agent_op *op =
+      push((void **)&b->ops, &b->nops, &b->capops, sizeof(*b->ops));
+  op->kind = kind;
+  op->agent = agent;
+  op->at = at;
+  return op;
+}
+
+agent_progress *wbatch_add_progress(wbatch *b) {
+  return push((void **)&b->progress, &b->nprogress, &b->capprogress,
+              sizeof(*b->progress));
+}
+
+size_t wbatch_bytes(const wbatch *b) {
+  return b->mem.used + b->caprows * sizeof(*b->rows) +
+         b->capbatches * sizeof(*b->batches) + b->pending.cap * 16;
+}

@@ -1,0 +1,155 @@
+/*
+ * batch - one unit of work handed from the event loop to the writer thread:
+ * everything that goes into one SQLite transaction. The loop fills it (see
+ * ingest.h), the writer commits it (see store.h), then the loop sends the
+ * acks it lists and frees it. Only one thread touches a batch at a time.
+ *
+ * Task events are coalesced here: all events of one task that arrive while
+ * a batch fills become one row write, an INSERT when the batch holds the
+ * task's ENQUEUE, an UPDATE of the stored row otherwise.
+ */
+#ifndef TW_COLLECTOR_BATCH_H
+#define TW_COLLECTOR_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+#include "u64map.h"
+
+/* An immutable string shared by the loop and the writer: an agent's
+ * interned name or label. Lives until the collector exits. */
+typedef struct istr {
+  uint32_t len;
+  char text[];
+} istr;
+
+/* Bytes copied from a frame into a batch's arena. */
+typedef struct blob {
+  const char *ptr;
+  uint32_t len;
+} blob;
+
+/* Bump allocation for a batch's rows and copied strings, freed at once. */
+typedef struct arena_chunk arena_chunk;
+typedef struct arena {
+  arena_chunk *head;
+  size_t used; /* bytes handed out, for the backpressure watermark */
+} arena;
+
+void arena_init(arena *a);
+void arena_fini(arena *a);
+void *arena_alloc(arena *a, size_t n);
+blob arena_copy(arena *a, proto_str s);
+
+/* Fields of a task row that the batch's events set. */
+enum task_have {
+  HAVE_ENQUEUE = 1,
+  HAVE_START = 2,
+  HAVE_END = 4,
+  HAVE_ERROR = 8,
+  HAVE_SKIP = 16,
+  HAVE_DROP = 32,
+  HAVE_THREAD = 64
+};
+
+typedef struct task_row {
+  int64_t id;
+  int64_t agent;
+  int64_t batch;
+  int64_t thread;
+  int64_t enqueued_at; /* microseconds since the epoch */
+  int64_t started_at;
+  int64_t finished_at;
+  int64_t skipped_after;
+  const istr *name;
+  blob error_type, error_message, error_detail, drop_reason;
+  uint32_t position;
+  uint8_t mode;
+  uint8_t status;
+  uint8_t have;
+  uint8_t update; /* 1: the row is (maybe) stored already; UPDATE it */
+} task_row;
+
+typedef struct batch_row {
+  int64_t id;
+  int64_t agent;
+  int64_t created_at;
+  const istr *label; /* NULL when none */
+} batch_row;
+
+typedef struct string_row {
+  int64_t agent;
+  uint32_t id;
+  const istr *text;
+} string_row;
+
+enum agent_op_kind {
+  AGENT_OP_NEW,        /* insert the agents row; connected */
+  AGENT_OP_CONNECT,    /* a known instance connected again */
+  AGENT_OP_DISCONNECT, /* its connection ended */
+  AGENT_OP_ENDED,      /* clean GOODBYE */
+  AGENT_OP_HEALTH,     /* dropped = a, reconnects = b */
+  AGENT_OP_LOST        /* turn queued and running tasks into lost, at = a */
+};
+
+typedef struct agent_op {
+  int kind;
+  int64_t agent;
+  int64_t at; /* microseconds */
+  int64_t a, b;
+  /* AGENT_OP_NEW only. */
+  uint8_t instance[PROTO_INSTANCE_SIZE];
+  blob service, host;
+  int64_t pid;
+  int64_t started_at;
+} agent_op;
+
+/* Per agent and batch: what the agents row and the ack need. */
+typedef struct agent_progress {
+  int64_t agent;
+  void *owner;       /* the loop's agent (ingest.h); the writer ignores it */
+  uint64_t next_seq; /* ack value once committed */
+  int64_t events;    /* events stored by this batch */
+  int64_t last_event_at;
+} agent_progress;
+
+#define BATCH_LATENCY_SAMPLES 4096
+
+typedef struct wbatch {
+  arena mem;
+  task_row **rows;
+  size_t nrows, caprows;
+  batch_row *batches;
+  size_t nbatches, capbatches;
+  string_row *strings;
+  size_t nstrings, capstrings;
+  agent_op *ops;
+  size_t nops, capops;
+  agent_progress *progress;
+  size_t nprogress, capprogress;
+  u64map pending; /* task id -> task_row, while the batch fills */
+  uint64_t events;
+  uint64_t generation;
+  /* Event times (ns) sampled for the event-to-commit latency. */
+  int64_t samples[BATCH_LATENCY_SAMPLES];
+  uint32_t nsamples;
+  int prune;                   /* run a retention step in this transaction */
+  /* Set by the writer. */
+  int failed;
+  int64_t committed_ns;
+} wbatch;
+
+wbatch *wbatch_new(uint64_t generation);
+void wbatch_free(wbatch *b);
+int wbatch_empty(const wbatch *b);
+/* Appends a zeroed element to one of the batch's arrays. */
+task_row *wbatch_add_row(wbatch *b);
+batch_row *wbatch_add_batch(wbatch *b);
+string_row *wbatch_add_string(wbatch *b);
+agent_op *wbatch_add_op(wbatch *b, int kind, int64_t agent, int64_t at);
+agent_progress *wbatch_add_progress(wbatch *b);
+/* Bytes the batch holds, for the backpressure watermark. */
+size_t wbatch_bytes(const wbatch *b);
+
+#endif /* TW_COLLECTOR_BATCH_H */

@@ -1,0 +1,504 @@
+/*
+ * ingest - loop-side agent state and event coalescing.
+ *
+ * Sequence numbers: recv_seq is the next sequence number this process
+ * expects from an instance (everything below is in a batch or committed);
+ * commit_seq is what the store holds. WELCOME announces commit_seq, so an
+ * agent resends what is still in flight, and those resent events are
+ * skipped here because they are below recv_seq: each event reaches the
+ * store once.
+ */
+#include "ingest.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "schema.h"
+#include "xalloc.h"
+
+/* Interned bytes one instance may define (redefinitions included). */
+#define AGENT_STRING_BUDGET (16u << 20)
+/* One latency sample per this many events. */
+#define SAMPLE_EVERY 32
+
+struct agent {
+  int64_t id;
+  uint8_t instance[PROTO_INSTANCE_SIZE];
+  uint64_t recv_seq;
+  uint64_t commit_seq;
+  void *conn;
+  u64map strings; /* string id -> istr */
+  istr **owned;   /* every istr ever defined, freed with the agent */
+  size_t nowned, capowned;
+  size_t string_bytes;
+  int ended;
+  int64_t lost_deadline_ms; /* 0: not waiting */
+  uint64_t progress_generation;
+  size_t progress_index;
+  agent *next_same_hash;
+};
+
+struct ingest {
+  sqlite3 *db;
+  sqlite3_stmt *find_agent;
+  sqlite3_stmt *load_strings;
+  int64_t lost_after_ms;
+  int64_t last_agent_id;
+  u64map agents; /* instance hash -> chain of agents */
+  size_t nagents;
+  agent **waiting; /* disconnected without GOODBYE */
+  size_t nwaiting, capwaiting;
+  wbatch *current;
+  uint64_t generation;
+};
+
+static uint64_t instance_key(const uint8_t *inst) {
+  uint64_t a, b;
+  memcpy(&a, inst, 8);
+  memcpy(&b, inst + 8, 8);
+  uint64_t k = u64map_hash(a) ^ (u64map_hash(b) * 31);
+  return k ? k : 1;
+}
+
+static agent *find_loaded(const ingest *in, const uint8_t *inst) {
+  for (agent *a = u64map_get(&in->agents, instance_key(inst)); a;
+       a = a->next_same_hash)
+    if (memcmp(a->instance, inst, PROTO_INSTANCE_SIZE) == 0)
+      return a;
+  return NULL;
+}
+
+static agent *agent_add(ingest *in, int64_t id, const uint8_t *inst,
+                        uint64_t next_seq) {
+  agent *a = xcalloc(1, sizeof(*a));
+  a->id = id;
+  memcpy(a->instance, inst, PROTO_INSTANCE_SIZE);
+  a->recv_seq = a->commit_seq = next_seq;
+  u64map_init(&a->strings);
+  uint64_t key = instance_key(inst);
+  a->next_same_hash = u64map_get(&in->agents, key);
+  u64map_put(&in->agents, key, a);
+  in->nagents++;
+  return a;
+}
+
+static void agent_free(agent *a) {
+  for (size_t i = 0; i < a->nowned; i++)
+    free(a->owned[i]);
+  free(a->owned);
+  u64map_fini(&a->strings);
+  free(a);
+}
+
+static void intern(agent *a, uint32_t id, const char *p, uint32_t len) {
+  istr *s = xmalloc(sizeof(*s) + len + 1);
+  s->len = len;
+  memcpy(s->text, p, len);
+  s->text[len] = '\0';
+  if (a->nowned == a->capowned) {
+    a->capowned = a->capowned ? a->capowned * 2 : 16;
+    a->owned = xrealloc(a->owned, a->capowned * sizeof(*a->owned));
+  }
+  a->owned[a->nowned++] = s;
+  a->string_bytes += len + sizeof(*s);
+  u64map_put(&a->strings, id, s);
+}
+
+/* Loads an instance stored by an earlier run, with its strings. */
+static agent *load_agent(ingest *in, const uint8_t *inst) {
+  sqlite3_stmt *st = in->find_agent;
+  agent *a = NULL;
+  sqlite3_bind_blob(st, 1, inst, PROTO_INSTANCE_SIZE, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    a = agent_add(in, sqlite3_column_int64(st, 0), inst,
+                  (uint64_t)sqlite3_column_int64(st, 1));
+    a->ended = sqlite3_column_int(st, 2);
+  }
+  sqlite3_reset(st);
+  if (a == NULL)
+    return NULL;
+  st = in->load_strings;
+  sqlite3_bind_int64(st, 1, a->id);
+  while (sqlite3_step(st) == SQLITE_ROW)
+    intern(a, (uint32_t)sqlite3_column_int64(st, 0),
+           (const char *)sqlite3_column_blob(st, 1),
+           (uint32_t)sqlite3_column_bytes(st, 1));
+  sqlite3_reset(st);
+  return a;
+}
+
+static void wait_for_return(ingest *in, agent *a, int64_t now_ms) {
+  if (a->lost_deadline_ms == 0) {
+    if (in->nwaiting == in->capwaiting) {
+      in->capwaiting = in->capwaiting ? in->capwaiting * 2 : 16;
+      in->waiting =
+          xrealloc(in->waiting, in->capwaiting * sizeof(*in->waiting));
+    }
+    in->waiting[in->nwaiting++] = a;
+  }
+  a->lost_deadline_ms = now_ms + in->lost_after_ms;
+}
+
+/* Instances left with open tasks by an earlier run get their grace
+ * period from now, as if they had just disconnected. */
+static void load_open_instances(ingest *in, int64_t now_ms) {
+  sqlite3_stmt *st;
+  const char *sql =
+      "SELECT a.id, a.instance, a.next_seq, a.ended FROM agents a WHERE a.id "
+      "IN (SELECT DISTINCT agent FROM tasks WHERE status <> 2 AND status IN "
+      "(0, 1))";
+  if (sqlite3_prepare_v2(in->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    if (sqlite3_column_bytes(st, 1) != PROTO_INSTANCE_SIZE)
+      continue;
+    const uint8_t *inst = sqlite3_column_blob(st, 1);
+    if (find_loaded(in, inst))
+      continue;
+    agent *a = agent_add(in, sqlite3_column_int64(st, 0), inst,
+                         (uint64_t)sqlite3_column_int64(st, 2));
+    a->ended = sqlite3_column_int(st, 3);
+    if (a->ended)
+      continue;
+    wait_for_return(in, a, now_ms);
+    sqlite3_bind_int64(in->load_strings, 1, a->id);
+    while (sqlite3_step(in->load_strings) == SQLITE_ROW)
+      intern(a, (uint32_t)sqlite3_column_int64(in->load_strings, 0),
+             (const char *)sqlite3_column_blob(in->load_strings, 1),
+             (uint32_t)sqlite3_column_bytes(in->load_strings, 1));
+    sqlite3_reset(in->load_strings);
+  }
+  sqlite3_finalize(st);
+}
+
+ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t now_ms) {
+  ingest *in = xcalloc(1, sizeof(*in));
+  in->db = db;
+  in->lost_after_ms = lost_after_ms;
+  u64map_init(&in->agents);
+  in->current = wbatch_new(++in->generation);
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, "SELECT max(id) FROM agents", -1, &st, NULL) ==
+      SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW)
+      in->last_agent_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  if (sqlite3_prepare_v2(db,
+                         "SELECT id, next_seq, ended FROM agents WHERE "
+                         "instance = ?1",
+                         -1, &in->find_agent, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "SELECT id, text FROM strings WHERE agent = ?1",
+                         -1, &in->load_strings, NULL) != SQLITE_OK) {
+    log_msg(LOG_ERROR, "cannot prepare lookups error=\"%s\"",
+            sqlite3_errmsg(db));
+    ingest_free(in);
+    return NULL;
+  }
+  load_open_instances(in, now_ms);
+  return in;
+}
+
+void ingest_free(ingest *in) {
+  if (in == NULL)
+    return;
+  for (size_t i = 0; i < in->agents.cap; i++) {
+    if (in->agents.keys == NULL || in->agents.keys[i] == 0)
+      continue;
+    agent *a = in->agents.values[i];
+    while (a) {
+      agent *next = a->next_same_hash;
+      agent_free(a);
+      a = next;
+    }
+  }
+  u64map_fini(&in->agents);
+  sqlite3_finalize(in->find_agent);
+  sqlite3_finalize(in->load_strings);
+  free(in->waiting);
+  wbatch_free(in->current);
+  free(in);
+}
+
+uint64_t agent_commit_seq(const agent *a) { return a->commit_seq; }
+int64_t agent_id(const agent *a) { return a->id; }
+void *agent_conn(const agent *a) { return a->conn; }
+void agent_set_conn(agent *a, void *conn) { a->conn = conn; }
+size_t ingest_agent_count(const ingest *in) { return in->nagents; }
+wbatch *ingest_current(ingest *in) { return in->current; }
+
+wbatch *ingest_take(ingest *in) {
+  wbatch *b = in->current;
+  u64map_fini(&b->pending);
+  in->current = wbatch_new(++in->generation);
+  return b;
+}
+
+void ingest_request_prune(ingest *in) { in->current->prune = 1; }
+
+agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us) {
+  agent *a = find_loaded(in, h->instance);
+  if (a == NULL)
+    a = load_agent(in, h->instance);
+  if (a) {
+    wbatch_add_op(in->current, AGENT_OP_CONNECT, a->id, now_us);
+    a->ended = 0;
+    a->lost_deadline_ms = 0;
+    return a;
+  }
+  a = agent_add(in, ++in->last_agent_id, h->instance, 1);
+  agent_op *op = wbatch_add_op(in->current, AGENT_OP_NEW, a->id, now_us);
+  memcpy(op->instance, h->instance, PROTO_INSTANCE_SIZE);
+  op->service = arena_copy(&in->current->mem, h->service);
+  op->host = arena_copy(&in->current->mem, h->host);
+  op->pid = h->pid;
+  op->started_at = h->started_at_ns / 1000;
+  return a;
+}
+
+static agent_progress *progress_of(ingest *in, agent *a) {
+  wbatch *b = in->current;
+  if (a->progress_generation != b->generation) {
+    a->progress_generation = b->generation;
+    a->progress_index = b->nprogress;
+    agent_progress *p = wbatch_add_progress(b);
+    p->agent = a->id;
+    p->owner = a;
+  }
+  return &b->progress[a->progress_index];
+}
+
+/* The batch's row of a task, created on first use: an INSERT row when the
+ * first event seen is its ENQUEUE, an UPDATE row otherwise. */
+static task_row *row_of(ingest *in, agent *a, uint64_t task, int enqueue) {
+  int64_t id = schema_global_id(a->id, task);
+  wbatch *b = in->current;
+  task_row *r = u64map_get(&b->pending, (uint64_t)id);
+  if (r)
+    return r;
+  r = wbatch_add_row(b);
+  r->id = id;
+  r->agent = a->id;
+  r->update = !enqueue;
+  u64map_put(&b->pending, (uint64_t)id, r);
+  return r;
+}
+
+static int set_end(task_row *r, int status, int64_t at) {
+  r->status = (uint8_t)status;
+  r->finished_at = at;
+  r->have |= HAVE_END;
+  return 0;
+}
+
+static int apply_string(ingest *in, agent *a, const proto_event *ev,
+                        const char **reason) {
+  if (a->string_bytes + ev->text.len > AGENT_STRING_BUDGET) {
+    *reason = "too many interned strings";
+    return -1;
+  }
+  intern(a, ev->string, ev->text.ptr, ev->text.len);
+  string_row *s = wbatch_add_string(in->current);
+  s->agent = a->id;
+  s->id = ev->string;
+  s->text = u64map_get(&a->strings, ev->string);
+  return 0;
+}
+
+static int apply_batch(ingest *in, agent *a, const proto_event *ev,
+                       const char **reason) {
+  const istr *label = NULL;
+  if (ev->string) {
+    label = u64map_get(&a->strings, ev->string);
+    if (label == NULL) {
+      *reason = "batch label uses an undefined string id";
+      return -1;
+    }
+  }
+  batch_row *br = wbatch_add_batch(in->current);
+  br->id = schema_global_id(a->id, ev->batch);
+  br->agent = a->id;
+  br->created_at = ev->time_ns / 1000;
+  br->label = label;
+  return 0;
+}
+
+static int apply_enqueue(ingest *in, agent *a, const proto_event *ev,
+                         const char **reason) {
+  const istr *name = u64map_get(&a->strings, ev->string);
+  if (name == NULL) {
+    *reason = "task name uses an undefined string id";
+    return -1;
+  }
+  task_row *r = row_of(in, a, ev->task, 1);
+  r->batch = schema_global_id(a->id, ev->batch);
+  r->position = ev->position;
+  r->name = name;
+  r->mode = ev->mode;
+  r->thread = (int64_t)ev->other;
+  r->enqueued_at = ev->time_ns / 1000;
+  r->have |= HAVE_ENQUEUE | HAVE_THREAD;
+  if (!(r->have & (HAVE_START | HAVE_END)))
+    r->status = SCHEMA_QUEUED;
+  return 0;
+}
+
+static int apply_task_event(ingest *in, agent *a, const proto_event *ev,
+                            const char **reason) {
+  wbatch *b = in->current;
+  task_row *r = row_of(in, a, ev->task, 0);
+  int64_t at = ev->time_ns / 1000;
+  (void)reason;
+  switch (ev->kind) {
+  case PROTO_EV_START:
+    r->started_at = at;
+    r->thread = (int64_t)ev->other;
+    r->have |= HAVE_START | HAVE_THREAD;
+    if (!(r->have & HAVE_END))
+      r->status = SCHEMA_RUNNING;
+    return 0;
+  case PROTO_EV_FINISH:
+    return set_end(r, SCHEMA_SUCCEEDED, at);
+  case PROTO_EV_FAIL:
+    r->error_type = arena_copy(&b->mem, ev->text);
+    r->error_message = arena_copy(&b->mem, ev->message);
+    r->error_detail = arena_copy(&b->mem, ev->detail);
+    r->have |= HAVE_ERROR;
+    return set_end(r, SCHEMA_FAILED, at);
+  case PROTO_EV_SKIP:
+    r->skipped_after = schema_global_id(a->id, ev->other);
+    r->have |= HAVE_SKIP;
+    return set_end(r, SCHEMA_SKIPPED, at);
+  default: /* PROTO_EV_DROP */
+    r->drop_reason = arena_copy(&b->mem, ev->text);
+    r->have |= HAVE_DROP;
+    return set_end(r, SCHEMA_DROPPED, at);
+  }
+}
+
+static int ids_in_range(const proto_event *ev) {
+  return ev->task <= SCHEMA_LOCAL_MASK && ev->batch <= SCHEMA_LOCAL_MASK &&
+         (ev->kind != PROTO_EV_SKIP || ev->other <= SCHEMA_LOCAL_MASK);
+}
+
+static int apply(ingest *in, agent *a, const proto_event *ev,
+                 const char **reason) {
+  if (!ids_in_range(ev)) {
+    *reason = "task or batch id does not fit in 40 bits";
+    return -1;
+  }
+  switch (ev->kind) {
+  case PROTO_EV_STRING:
+    return apply_string(in, a, ev, reason);
+  case PROTO_EV_BATCH:
+    return apply_batch(in, a, ev, reason);
+  case PROTO_EV_ENQUEUE:
+    return apply_enqueue(in, a, ev, reason);
+  case PROTO_EV_HEALTH: {
+    agent_op *op = wbatch_add_op(in->current, AGENT_OP_HEALTH, a->id, 0);
+    op->a = (int64_t)ev->other;
+    op->b = (int64_t)ev->other2;
+    return 0;
+  }
+  default:
+    return apply_task_event(in, a, ev, reason);
+  }
+}
+
+static void count_event(ingest *in, agent *a, const proto_event *ev) {
+  wbatch *b = in->current;
+  agent_progress *p = progress_of(in, a);
+  int64_t at = ev->time_ns / 1000;
+  p->events++;
+  if (at > p->last_event_at)
+    p->last_event_at = at;
+  if (b->events % SAMPLE_EVERY == 0 && b->nsamples < BATCH_LATENCY_SAMPLES)
+    b->samples[b->nsamples++] = ev->time_ns;
+  b->events++;
+}
+
+int ingest_events(ingest *in, agent *a, const uint8_t *p, size_t n,
+                  const char **reason) {
+  proto_events it;
+  proto_event ev;
+  int rc = proto_events_begin(&it, p, n);
+  if (rc < 0) {
+    *reason = proto_strerror(rc);
+    return -1;
+  }
+  if (it.first_seq > a->recv_seq) {
+    *reason = "sequence gap";
+    return -1;
+  }
+  uint64_t seq = it.first_seq;
+  while ((rc = proto_events_next(&it, &ev)) == 0) {
+    if (seq++ < a->recv_seq)
+      continue;
+    if (apply(in, a, &ev, reason) != 0)
+      break;
+    count_event(in, a, &ev);
+    a->recv_seq++;
+    progress_of(in, a)->next_seq = a->recv_seq;
+  }
+  if (rc == 1)
+    return 0;
+  if (rc < 0)
+    *reason = proto_strerror(rc);
+  return -1;
+}
+
+int ingest_goodbye(ingest *in, agent *a, uint64_t last_seq,
+                   const char **reason) {
+  if (last_seq + 1 != a->recv_seq) {
+    *reason = last_seq + 1 > a->recv_seq ? "GOODBYE after a sequence gap"
+                                         : "GOODBYE before its last event";
+    return -1;
+  }
+  a->ended = 1;
+  wbatch_add_op(in->current, AGENT_OP_ENDED, a->id, 0);
+  progress_of(in, a)->next_seq = a->recv_seq;
+  return 0;
+}
+
+void ingest_disconnect(ingest *in, agent *a, int64_t now_us, int64_t now_ms) {
+  wbatch_add_op(in->current, AGENT_OP_DISCONNECT, a->id, now_us);
+  if (!a->ended)
+    wait_for_return(in, a, now_ms);
+}
+
+void ingest_tick(ingest *in, int64_t now_us, int64_t now_ms) {
+  size_t kept = 0;
+  for (size_t i = 0; i < in->nwaiting; i++) {
+    agent *a = in->waiting[i];
+    if (a->lost_deadline_ms == 0 || a->conn || a->ended) {
+      a->lost_deadline_ms = 0;
+      continue;
+    }
+    if (now_ms < a->lost_deadline_ms) {
+      in->waiting[kept++] = a;
+      continue;
+    }
+    a->lost_deadline_ms = 0;
+    wbatch_add_op(in->current, AGENT_OP_LOST, a->id, now_us);
+    log_msg(LOG_INFO, "instance did not return agent=%lld",
+            (long long)a->id);
+  }
+  in->nwaiting = kept;
+}
+
+void ingest_committed(ingest *in, wbatch *b,
+                      void (*ack)(void *conn, uint64_t next_seq, void *arg),
+                      void *arg) {
+  (void)in;
+  for (size_t i = 0; i < b->nprogress; i++) {
+    agent_progress *p = &b->progress[i];
+    agent *a = p->owner;
+    if (p->next_seq == 0)
+      continue;
+    if (p->next_seq > a->commit_seq)
+      a->commit_seq = p->next_seq;
+    if (a->conn)
+      ack(a->conn, p->next_seq, arg);
+  }
+}

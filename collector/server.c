@@ -1,0 +1,760 @@
+/*
+ * server - one libuv loop for every connection.
+ *
+ * Received bytes accumulate in a per-connection buffer; every complete
+ * frame is decoded and validated in place and its events coalesced into
+ * the current batch (ingest.c), so nothing from the wire outlives the read
+ * callback. The batch goes to the writer thread when it is old enough
+ * (flush_ms) or big enough, and only one batch is written at a time: while
+ * the writer works the next one fills, which is what makes coalescing
+ * effective under load. If the filling batch passes the high watermark,
+ * every connection stops reading until the writer takes it: agents then
+ * buffer, and at their cap drop and count, instead of this process growing
+ * without bound.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "ingest.h"
+#include "log.h"
+#include "writer.h"
+#include "xalloc.h"
+
+#define READ_CHUNK (64 * 1024)
+#define HELLO_CHUNK 1024
+#define SWEEP_MS 100
+#define PRUNE_EVERY_MS 1000
+#define MAX_WRITE_QUEUE (1u << 20)
+
+typedef struct server server;
+typedef struct conn conn;
+
+typedef struct listener {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  server *srv;
+  char *url;
+  char *unix_path; /* unlinked at exit */
+} listener;
+
+struct conn {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  server *srv;
+  conn *prev, *next;
+  agent *agent;
+  uint8_t *buf;
+  size_t len, cap;
+  int64_t opened_ms;
+  int64_t partial_since_ms; /* 0: no partial frame buffered */
+  int closing;
+  int reading;
+  uint64_t number;
+  char peer[80];
+};
+
+struct server {
+  const server_config *cfg;
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t sweep, flush;
+  listener *listeners;
+  size_t nlisteners;
+  conn *conns; /* doubly linked list of open connections */
+  size_t nconns;
+  uint64_t next_number;
+  ingest *in;
+  writer *writer;
+  int64_t batch_since_ms; /* when the filling batch got its first item */
+  int64_t last_prune_ms;
+  int paused;
+  int stopping; /* 1: draining; 2: connections closed, final flush */
+  int failed;
+  server_summary *summary;
+  hist latency;
+};
+
+static int64_t wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- connection lifetime ------------------------------------------------ */
+
+static void on_conn_closed(uv_handle_t *handle) {
+  conn *c = handle->data;
+  free(c->buf);
+  free(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  conn *c = req->data;
+  free(req);
+  uv_close(&c->h.handle, on_conn_closed);
+}
+
+static void maybe_flush(server *s);
+
+/* Closes c after the bytes already queued for it are written. */
+static void conn_close(conn *c) {
+  if (c->closing)
+    return;
+  server *s = c->srv;
+  c->closing = 1;
+  if (c->agent && agent_conn(c->agent) == c) {
+    agent_set_conn(c->agent, NULL);
+    ingest_disconnect(s->in, c->agent, wall_us(), (int64_t)uv_now(&s->loop));
+  }
+  c->agent = NULL;
+  uv_read_stop(&c->h.stream);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  s->nconns--;
+  uv_shutdown_t *req = xmalloc(sizeof(*req));
+  req->data = c;
+  if (uv_stream_get_write_queue_size(&c->h.stream) > 0 ||
+      uv_shutdown(req, &c->h.stream, on_shutdown) != 0) {
+    free(req);
+    uv_close(&c->h.handle, on_conn_closed);
+  }
+}
+
+static void on_written(uv_write_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+/* Queues bytes for c; the write request carries its own copy. */
+static void conn_send(conn *c, const uint8_t *data, size_t len) {
+  if (c->closing)
+    return;
+  uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+  int n = uv_try_write(&c->h.stream, &buf, 1);
+  if (n == (int)len)
+    return;
+  if (n < 0 && n != UV_EAGAIN)
+    return; /* the read side will see the error and close */
+  size_t done = n > 0 ? (size_t)n : 0;
+  uv_write_t *req = xmalloc(sizeof(*req) + len - done);
+  memcpy(req + 1, data + done, len - done);
+  buf = uv_buf_init((char *)(req + 1), (unsigned)(len - done));
+  if (uv_write(req, &c->h.stream, &buf, 1, on_written) != 0)
+    free(req);
+}
+
+/* Closes a connection that broke the protocol, with one logged line and,
+ * when the peer can still take it, an ERROR frame. */
+static void conn_fail(conn *c, const char *reason) {
+  if (c->closing)
+    return;
+  c->srv->summary->rejected++;
+  log_msg(LOG_WARN, "connection closed peer=%s conn=%llu agent=%lld "
+          "reason=\"%s\"",
+          c->peer, (unsigned long long)c->number,
+          c->agent ? (long long)agent_id(c->agent) : 0LL, reason);
+  if (uv_stream_get_write_queue_size(&c->h.stream) == 0) {
+    proto_buf b;
+    proto_buf_init(&b);
+    proto_put_error(&b, reason);
+    if (!proto_buf_failed(&b))
+      conn_send(c, b.data, b.len);
+    proto_buf_fini(&b);
+  }
+  conn_close(c);
+}
+
+static void send_ack(void *conn_ptr, uint64_t next_seq, void *arg) {
+  conn *c = conn_ptr;
+  (void)arg;
+  proto_buf b;
+  proto_buf_init(&b);
+  proto_put_ack(&b, next_seq);
+  if (!proto_buf_failed(&b) && b.len == PROTO_HEADER_SIZE + 8)
+    conn_send(c, b.data, b.len);
+  proto_buf_fini(&b);
+  if (uv_stream_get_write_queue_size(&c->h.stream) > MAX_WRITE_QUEUE)
+    conn_fail(c, "peer does not read its acks");
+}
+
+/* ---- frames ------------------------------------------------------------- */
+
+/* Compares without an early exit, so the time taken does not tell how
+ * much of a guessed token was right. */
+static int token_matches(const server_config *cfg, proto_str got) {
+  unsigned char diff = (unsigned char)(got.len != cfg->token_len);
+  for (size_t i = 0; i < cfg->token_len; i++) {
+    unsigned char g = i < got.len ? (unsigned char)got.ptr[i] : 0;
+    diff |= (unsigned char)(g ^ (unsigned char)cfg->token[i]);
+  }
+  return diff == 0;
+}
+
+static int on_hello(conn *c, const proto_frame *f) {
+  server *s = c->srv;
+  proto_hello h;
+  int rc = proto_decode_hello(f->payload, f->payload_len, &h);
+  if (rc != 0) {
+    conn_fail(c, proto_strerror(rc));
+    return -1;
+  }
+  if (s->cfg->token && !token_matches(s->cfg, h.token)) {
+    conn_fail(c, "authentication failed");
+    return -1;
+  }
+  agent *a = ingest_hello(s->in, &h, wall_us());
+  conn *old = agent_conn(a);
+  if (old) {
+    old->agent = NULL;
+    conn_fail(old, "replaced by a newer connection of the same instance");
+  }
+  agent_set_conn(a, c);
+  c->agent = a;
+  proto_welcome w = {PROTO_VERSION, agent_commit_seq(a), PROTO_FRAME_MAX};
+  proto_buf b;
+  proto_buf_init(&b);
+  proto_put_welcome(&b, &w);
+  if (!proto_buf_failed(&b))
+    conn_send(c, b.data, b.len);
+  proto_buf_fini(&b);
+  char service[300];
+  log_msg(LOG_INFO, "agent connected peer=%s conn=%llu agent=%lld "
+          "service=%s pid=%u next_seq=%llu",
+          c->peer, (unsigned long long)c->number, (long long)agent_id(a),
+          log_quote(service, sizeof(service), h.service.ptr, h.service.len),
+          h.pid, (unsigned long long)w.next_seq);
+  return 0;
+}
+
+static int on_frame(conn *c, const proto_frame *f) {
+  const char *reason = NULL;
+  if (c->agent == NULL) {
+    if (f->type == PROTO_HELLO)
+      return on_hello(c, f);
+    conn_fail(c, "expected HELLO first");
+    return -1;
+  }
+  if (f->type == PROTO_EVENTS) {
+    if (ingest_events(c->srv->in, c->agent, f->payload, f->payload_len,
+                      &reason) == 0)
+      return 0;
+  } else if (f->type == PROTO_GOODBYE) {
+    uint64_t last;
+    int rc = proto_decode_u64(f->payload, f->payload_len, &last);
+    if (rc != 0)
+      reason = proto_strerror(rc);
+    else if (ingest_goodbye(c->srv->in, c->agent, last, &reason) == 0)
+      return 0;
+  } else if (f->type == PROTO_HELLO) {
+    reason = "second HELLO on one connection";
+  } else {
+    reason = "unexpected message type";
+  }
+  conn_fail(c, reason);
+  return -1;
+}
+
+/* Decodes every complete frame in c's buffer and keeps the rest. */
+static void process(conn *c) {
+  size_t off = 0;
+  while (!c->closing) {
+    proto_frame f;
+    int rc = proto_frame_next(c->buf + off, c->len - off, PROTO_FRAME_MAX, &f);
+    if (rc == PROTO_NEED_MORE)
+      break;
+    if (rc < 0) {
+      conn_fail(c, proto_strerror(rc));
+      return;
+    }
+    if (on_frame(c, &f) != 0)
+      return;
+    off += f.frame_len;
+  }
+  if (c->closing)
+    return;
+  if (off > 0) {
+    memmove(c->buf, c->buf + off, c->len - off);
+    c->len -= off;
+  }
+  if (c->len == 0)
+    c->partial_since_ms = 0;
+  else if (c->partial_since_ms == 0 || off > 0)
+    c->partial_since_ms = (int64_t)uv_now(&c->srv->loop);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+  conn *c = handle->data;
+  size_t want = c->agent ? READ_CHUNK : HELLO_CHUNK;
+  (void)suggested;
+  if (c->cap - c->len < want) {
+    c->cap = c->len + want;
+    c->buf = xrealloc(c->buf, c->cap);
+  }
+  *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  conn *c = stream->data;
+  server *s = c->srv;
+  (void)buf;
+  if (nread == 0 || c->closing)
+    return;
+  if (nread < 0) {
+    if (nread == UV_EOF && c->len == 0) {
+      log_msg(LOG_INFO, "connection ended peer=%s conn=%llu agent=%lld",
+              c->peer, (unsigned long long)c->number,
+              c->agent ? (long long)agent_id(c->agent) : 0LL);
+      conn_close(c);
+    } else {
+      conn_fail(c, nread == UV_EOF ? "connection ended inside a frame"
+                                   : uv_strerror((int)nread));
+    }
+    maybe_flush(s);
+    return;
+  }
+  c->len += (size_t)nread;
+  process(c);
+  maybe_flush(s);
+}
+
+static void conn_start_reading(conn *c) {
+  if (!c->reading && !c->closing &&
+      uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+    c->reading = 1;
+}
+
+static void conn_stop_reading(conn *c) {
+  if (c->reading) {
+    uv_read_stop(&c->h.stream);
+    c->reading = 0;
+  }
+  /* A partial frame cannot complete while reading is paused. */
+  c->partial_since_ms = 0;
+}
+
+/* ---- flushing and backpressure ----------------------------------------- */
+
+static void set_paused(server *s, int paused) {
+  if (s->paused == paused)
+    return;
+  s->paused = paused;
+  log_msg(LOG_DEBUG, "%s reading", paused ? "pausing" : "resuming");
+  for (conn *c = s->conns; c; c = c->next) {
+    if (paused) {
+      conn_stop_reading(c);
+    } else {
+      conn_start_reading(c);
+      if (c->len > 0)
+        c->partial_since_ms = (int64_t)uv_now(&s->loop);
+    }
+  }
+}
+
+static void on_flush_timer(uv_timer_t *t) { maybe_flush(t->data); }
+
+/* Hands the filling batch to the writer when the writer is idle and the
+ * batch is old or big enough; pauses reading when it is too big. */
+static void maybe_flush(server *s) {
+  wbatch *b = ingest_current(s->in);
+  if (wbatch_empty(b))
+    return;
+  int64_t now = (int64_t)uv_now(&s->loop);
+  size_t bytes = wbatch_bytes(b);
+  if (s->batch_since_ms == 0)
+    s->batch_since_ms = now;
+  if (s->stopping == 0 && writer_in_flight(s->writer) > 0) {
+    if (bytes >= s->cfg->high_watermark)
+      set_paused(s, 1);
+    return;
+  }
+  int64_t age = now - s->batch_since_ms;
+  if (s->stopping == 0 && age < s->cfg->flush_ms &&
+      bytes < s->cfg->high_watermark / 2) {
+    if (!uv_is_active((uv_handle_t *)&s->flush))
+      uv_timer_start(&s->flush, on_flush_timer,
+                     (uint64_t)(s->cfg->flush_ms - age), 0);
+    return;
+  }
+  uv_timer_stop(&s->flush);
+  s->batch_since_ms = 0;
+  writer_submit(s->writer, ingest_take(s->in));
+  if (s->stopping == 0)
+    set_paused(s, 0);
+}
+
+static void finish(server *s);
+
+static void on_batch_done(wbatch *b, void *arg) {
+  server *s = arg;
+  if (b->failed)
+    s->failed = 1;
+  else
+    ingest_committed(s->in, b, send_ack, s);
+  wbatch_free(b);
+  if (s->stopping && writer_in_flight(s->writer) == 0) {
+    finish(s);
+    return;
+  }
+  maybe_flush(s);
+}
+
+/* ---- accepting ---------------------------------------------------------- */
+
+static void peer_name(conn *c, const listener *l) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (l->unix_path) {
+    snprintf(c->peer, sizeof(c->peer), "unix");
+    return;
+  }
+  snprintf(c->peer, sizeof(c->peer), "?");
+  if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0)
+    return;
+  char ip[64] = "";
+  int port = 0;
+  if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    uv_ip6_name(a, ip, sizeof(ip));
+    port = ntohs(a->sin6_port);
+    snprintf(c->peer, sizeof(c->peer), "[%s]:%d", ip, port);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, ip, sizeof(ip));
+    port = ntohs(a->sin_port);
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+  }
+}
+
+static void on_connection(uv_stream_t *server_stream, int status) {
+  listener *l = server_stream->data;
+  server *s = l->srv;
+  if (status != 0 || s->stopping) {
+    if (status != 0)
+      log_msg(LOG_WARN, "accept failed error=\"%s\"", uv_strerror(status));
+    return;
+  }
+  conn *c = xcalloc(1, sizeof(*c));
+  c->srv = s;
+  c->number = ++s->next_number;
+  c->h.handle.data = c;
+  int rc = l->unix_path ? uv_pipe_init(&s->loop, &c->h.pipe, 0)
+                        : uv_tcp_init(&s->loop, &c->h.tcp);
+  if (rc == 0)
+    rc = uv_accept(server_stream, &c->h.stream);
+  if (rc != 0) {
+    log_msg(LOG_WARN, "accept failed error=\"%s\"", uv_strerror(rc));
+    uv_close(&c->h.handle, on_conn_closed);
+    return;
+  }
+  peer_name(c, l);
+  if (s->nconns >= (size_t)s->cfg->max_connections) {
+    s->summary->rejected++;
+    log_msg(LOG_WARN, "connection refused peer=%s conn=%llu "
+            "reason=\"too many connections\"",
+            c->peer, (unsigned long long)c->number);
+    uv_close(&c->h.handle, on_conn_closed);
+    return;
+  }
+  if (!l->unix_path)
+    uv_tcp_nodelay(&c->h.tcp, 1);
+  c->opened_ms = (int64_t)uv_now(&s->loop);
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  s->summary->connections++;
+  log_msg(LOG_DEBUG, "connection accepted peer=%s conn=%llu", c->peer,
+          (unsigned long long)c->number);
+  if (!s->paused)
+    conn_start_reading(c);
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+/* A unix socket file left by a collector that died is removed; one that a
+ * live process still accepts on is not. */
+static int clear_stale_socket(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0)
+    return 0;
+  if (!S_ISSOCK(st.st_mode))
+    return UV_EEXIST;
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof(sa.sun_path))
+    return UV_ENAMETOOLONG;
+  memcpy(sa.sun_path, path, strlen(path));
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0)
+    return UV_EMFILE;
+  int live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+  close(fd);
+  if (live)
+    return UV_EADDRINUSE;
+  unlink(path);
+  return 0;
+}
+
+static int listen_unix(server *s, listener *l, const char *path) {
+  int rc = clear_stale_socket(path);
+  if (rc != 0)
+    return rc;
+  if ((rc = uv_pipe_init(&s->loop, &l->h.pipe, 0)) != 0)
+    return rc;
+  l->h.handle.data = l;
+  /* The socket is created with mode 0600: only this user's agents. */
+  mode_t old = umask(0177);
+  rc = uv_pipe_bind(&l->h.pipe, path);
+  umask(old);
+  if (rc == 0) {
+    l->unix_path = xstrdup(path);
+    chmod(path, 0600);
+    rc = uv_listen(&l->h.stream, 4096, on_connection);
+  }
+  return rc;
+}
+
+/* Splits tcp://HOST:PORT; HOST may be an IPv6 address in brackets. */
+static int parse_tcp(const char *rest, char *host, size_t hostsize,
+                     int *port) {
+  const char *colon = strrchr(rest, ':');
+  if (colon == NULL || colon == rest)
+    return UV_EINVAL;
+  const char *h = rest;
+  size_t hlen = (size_t)(colon - rest);
+  if (h[0] == '[') {
+    if (hlen < 2 || h[hlen - 1] != ']')
+      return UV_EINVAL;
+    h++;
+    hlen -= 2;
+  }
+  if (hlen == 0 || hlen >= hostsize)
+    return UV_EINVAL;
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
+  char *end;
+  errno = 0;
+  long p = strtol(colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+    return UV_EINVAL;
+  *port = (int)p;
+  return 0;
+}
+
+static int listen_tcp(server *s, listener *l, const char *rest) {
+  char host[128];
+  int port, rc;
+  struct sockaddr_storage ss;
+  if ((rc = parse_tcp(rest, host, sizeof(host), &port)) != 0)
+    return rc;
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+    return UV_EINVAL;
+  if ((rc = uv_tcp_init(&s->loop, &l->h.tcp)) != 0)
+    return rc;
+  l->h.handle.data = l;
+  if ((rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0)) != 0 ||
+      (rc = uv_listen(&l->h.stream, 4096, on_connection)) != 0)
+    return rc;
+  int len = sizeof(ss);
+  if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+    char ip[64] = "", url[160];
+    if (ss.ss_family == AF_INET6) {
+      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+      snprintf(url, sizeof(url), "tcp://[%s]:%d", ip, port);
+    } else {
+      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      snprintf(url, sizeof(url), "tcp://%s:%d", ip, port);
+    }
+    free(l->url);
+    l->url = xstrdup(url);
+  }
+  return 0;
+}
+
+static int open_listeners(server *s) {
+  s->listeners = xcalloc(s->cfg->nlisten, sizeof(*s->listeners));
+  for (size_t i = 0; i < s->cfg->nlisten; i++) {
+    const char *url = s->cfg->listen[i];
+    listener *l = &s->listeners[i];
+    l->srv = s;
+    l->url = xstrdup(url);
+    int rc;
+    if (strncmp(url, "unix:", 5) == 0 && url[5] != '\0')
+      rc = listen_unix(s, l, url + 5);
+    else if (strncmp(url, "tcp://", 6) == 0)
+      rc = listen_tcp(s, l, url + 6);
+    else
+      rc = UV_EINVAL;
+    if (l->h.handle.data)
+      s->nlisteners = i + 1;
+    if (rc != 0) {
+      log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url,
+              uv_strerror(rc));
+      return -1;
+    }
+    log_msg(LOG_INFO, "listening url=%s", l->url);
+  }
+  return 0;
+}
+
+/* ---- timers, signals, shutdown ----------------------------------------- */
+
+static void on_sweep(uv_timer_t *t) {
+  server *s = t->data;
+  int64_t now = (int64_t)uv_now(&s->loop);
+  int64_t limit = s->cfg->handshake_timeout_ms;
+  conn *c = s->conns;
+  while (c) {
+    conn *next = c->next;
+    if (!s->paused && c->agent == NULL && now - c->opened_ms > limit)
+      conn_fail(c, "handshake timeout");
+    else if (!s->paused && c->partial_since_ms &&
+             now - c->partial_since_ms > limit)
+      conn_fail(c, "frame not completed in time");
+    c = next;
+  }
+  ingest_tick(s->in, wall_us(), now);
+  if (s->cfg->prune && now - s->last_prune_ms >= PRUNE_EVERY_MS) {
+    s->last_prune_ms = now;
+    ingest_request_prune(s->in);
+  }
+  maybe_flush(s);
+}
+
+static void close_handle(uv_handle_t *h) {
+  if (h->data != NULL && !uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static void close_listeners(server *s) {
+  for (size_t i = 0; i < s->cfg->nlisten; i++) {
+    listener *l = &s->listeners[i];
+    close_handle(&l->h.handle);
+    if (l->unix_path)
+      unlink(l->unix_path);
+  }
+}
+
+/* Last step of a shutdown: every batch is committed and acked. */
+static void finish(server *s) {
+  if (s->stopping == 1) {
+    /* Acks are queued; closing now flushes them before the FIN. The
+     * disconnects this records get one more transaction. */
+    s->stopping = 2;
+    while (s->conns)
+      conn_close(s->conns);
+    if (!wbatch_empty(ingest_current(s->in))) {
+      maybe_flush(s);
+      return;
+    }
+  }
+  if (s->writer) {
+    writer_stop(s->writer, &s->latency);
+    s->writer = NULL;
+  }
+  uv_timer_stop(&s->sweep);
+  uv_timer_stop(&s->flush);
+  close_handle((uv_handle_t *)&s->sweep);
+  close_handle((uv_handle_t *)&s->flush);
+  close_handle((uv_handle_t *)&s->sigterm);
+  close_handle((uv_handle_t *)&s->sigint);
+}
+
+static void on_signal(uv_signal_t *sig, int signum) {
+  server *s = sig->data;
+  if (s->stopping)
+    return;
+  log_msg(LOG_INFO, "shutting down signal=%s", signum == SIGINT ? "INT"
+                                                                 : "TERM");
+  s->stopping = 1;
+  close_listeners(s);
+  for (conn *c = s->conns; c; c = c->next)
+    conn_stop_reading(c);
+  maybe_flush(s);
+  if (writer_in_flight(s->writer) == 0)
+    finish(s);
+}
+
+static int start_handles(server *s) {
+  s->sweep.data = s->flush.data = s->sigterm.data = s->sigint.data = s;
+  if (uv_timer_init(&s->loop, &s->sweep) || uv_timer_init(&s->loop, &s->flush) ||
+      uv_signal_init(&s->loop, &s->sigterm) ||
+      uv_signal_init(&s->loop, &s->sigint))
+    return -1;
+  uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s->sigint, on_signal, SIGINT);
+  return 0;
+}
+
+static void free_listeners(server *s) {
+  for (size_t i = 0; s->listeners && i < s->cfg->nlisten; i++) {
+    free(s->listeners[i].url);
+    free(s->listeners[i].unix_path);
+  }
+  free(s->listeners);
+}
+
+int server_run(const server_config *cfg, store *st, sqlite3 *db,
+               server_summary *summary) {
+  server *s = xcalloc(1, sizeof(*s));
+  int rc = 1;
+  hist_init(&s->latency);
+  memset(summary, 0, sizeof(*summary));
+  s->cfg = cfg;
+  s->summary = summary;
+  signal(SIGPIPE, SIG_IGN);
+  if (uv_loop_init(&s->loop) != 0) {
+    free(s);
+    return 1;
+  }
+  s->in = ingest_new(db, cfg->lost_after_ms, (int64_t)uv_now(&s->loop));
+  if (s->in)
+    s->writer = writer_start(st, &s->loop, on_batch_done, s);
+  if (s->in && s->writer && start_handles(s) == 0 &&
+      open_listeners(s) == 0) {
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    rc = s->failed ? 1 : 0;
+  } else {
+    close_listeners(s);
+    finish(s);
+  }
+  /* Runs the close callbacks of the handles closed above. */
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&s->loop) != 0)
+    log_msg(LOG_WARN, "event loop closed with handles open");
+  summary->latency_p50_us = hist_quantile(&s->latency, 0.50);
+  summary->latency_p99_us = hist_quantile(&s->latency, 0.99);
+  ingest_free(s->in);
+  free_listeners(s);
+  free(s);
+  return rc;
+}

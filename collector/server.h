@@ -1,0 +1,44 @@
+/*
+ * server - the collector's event loop: listeners, connections, framing,
+ * the handshake, backpressure, acks and the orderly shutdown on SIGTERM or
+ * SIGINT. Events go to ingest.h; batches to writer.h.
+ */
+#ifndef TW_COLLECTOR_SERVER_H
+#define TW_COLLECTOR_SERVER_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+typedef struct server_config {
+  const char *const *listen; /* URLs: tcp://HOST:PORT, unix:/PATH */
+  size_t nlisten;
+  const char *token; /* NULL: no token required */
+  size_t token_len;
+  int max_connections;
+  int64_t handshake_timeout_ms; /* also the limit for finishing a frame */
+  int64_t lost_after_ms;
+  int64_t flush_ms;      /* how long a batch may fill before its commit */
+  size_t high_watermark; /* batch bytes that pause reading */
+  int prune;             /* run retention steps */
+} server_config;
+
+/* Figures printed at exit. */
+typedef struct server_summary {
+  uint64_t connections;
+  uint64_t rejected;
+  int64_t latency_p50_us, latency_p99_us;
+} server_summary;
+
+/*
+ * Runs until SIGTERM or SIGINT. st is the open store (the writer thread
+ * uses it); db a read-only connection to the same file. Returns 0 after a
+ * clean shutdown, 1 when a listener could not be set up (logged) or a
+ * batch could not be written.
+ */
+int server_run(const server_config *cfg, store *st, sqlite3 *db,
+               server_summary *summary);
+
+#endif /* TW_COLLECTOR_SERVER_H */

@@ -1,0 +1,568 @@
+/*
+ * store - transactions of the collector's writer.
+ *
+ * Speed comes from doing little per row: statements are prepared once,
+ * a transaction holds a whole batch (thousands of rows), and the loop has
+ * already coalesced each task's events into one row, so a task that starts
+ * and ends within one batch costs one INSERT. Rows whose task is stored
+ * already become one UPDATE that derives wait and run times from the
+ * stored columns.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "rollup.h"
+#include "schema.h"
+#include "xalloc.h"
+
+/* Rows deleted per retention step beyond the rows the batch inserted. */
+#define PRUNE_STEP 2000
+
+enum {
+  ST_INSERT_TASK,
+  ST_UPDATE_TASK,
+  ST_INSERT_BATCH,
+  ST_INSERT_STRING,
+  ST_AGENT_NEW,
+  ST_AGENT_CONNECT,
+  ST_AGENT_DISCONNECT,
+  ST_AGENT_ENDED,
+  ST_AGENT_HEALTH,
+  ST_AGENT_PROGRESS,
+  ST_LOST,
+  ST_ROLLUP,
+  ST_PRUNE_OLD,
+  ST_PRUNE_FAILED,
+  ST_PRUNE_EXCESS,
+  ST_PRUNE_BATCH,
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_COUNT
+};
+
+static const char *const sql_text[ST_COUNT] = {
+    [ST_INSERT_TASK] =
+        "INSERT INTO tasks (id, agent, batch, position, name, mode, status, "
+        "thread, enqueued_at, started_at, finished_at, wait_us, run_us, "
+        "error_type, error_message, error_detail, skipped_after, drop_reason)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+        " ?15, ?16, ?17, ?18)",
+    [ST_UPDATE_TASK] =
+        "UPDATE tasks SET status = coalesce(?2, status),"
+        " thread = coalesce(?3, thread),"
+        " started_at = coalesce(?4, started_at),"
+        " finished_at = coalesce(?5, finished_at),"
+        " wait_us = CASE WHEN ?4 IS NOT NULL THEN ?4 - enqueued_at"
+        " ELSE wait_us END,"
+        " run_us = CASE WHEN ?5 IS NOT NULL AND coalesce(?4, started_at) IS"
+        " NOT NULL THEN ?5 - coalesce(?4, started_at) ELSE run_us END,"
+        " error_type = coalesce(?6, error_type),"
+        " error_message = coalesce(?7, error_message),"
+        " error_detail = coalesce(?8, error_detail),"
+        " skipped_after = coalesce(?9, skipped_after),"
+        " drop_reason = coalesce(?10, drop_reason)"
+        " WHERE id = ?1 RETURNING name, status, finished_at, wait_us, run_us",
+    [ST_INSERT_BATCH] = "INSERT INTO batches (id, agent, label, created_at) "
+                        "VALUES (?1, ?2, ?3, ?4)",
+    [ST_INSERT_STRING] =
+        "INSERT OR REPLACE INTO strings (agent, id, text) VALUES (?1, ?2, ?3)",
+    [ST_AGENT_NEW] = "INSERT INTO agents (id, instance, service, host, pid, "
+                     "started_at, connected_at, connected) VALUES (?1, ?2, "
+                     "?3, ?4, ?5, ?6, ?7, 1)",
+    [ST_AGENT_CONNECT] =
+        "UPDATE agents SET connected = 1, connected_at = ?2, disconnected_at "
+        "= NULL, ended = 0 WHERE id = ?1",
+    [ST_AGENT_DISCONNECT] = "UPDATE agents SET connected = 0, "
+                            "disconnected_at = ?2 WHERE id = ?1",
+    [ST_AGENT_ENDED] = "UPDATE agents SET ended = 1 WHERE id = ?1",
+    [ST_AGENT_HEALTH] =
+        "UPDATE agents SET dropped = ?2, reconnects = ?3 WHERE id = ?1",
+    [ST_AGENT_PROGRESS] =
+        "UPDATE agents SET next_seq = max(next_seq, ?2), events = events + "
+        "?3, last_event_at = max(coalesce(last_event_at, ?4), ?4) WHERE id = "
+        "?1",
+    /* "status <> 2" lets SQLite use the partial index tasks_unusual. */
+    [ST_LOST] = "UPDATE tasks SET status = 6, finished_at = ?2, run_us = "
+                "CASE WHEN started_at IS NOT NULL THEN ?2 - started_at END, "
+                "drop_reason = 'agent disconnected and did not return' "
+                "WHERE status <> 2 AND status IN (0, 1) AND agent = ?1 "
+                "RETURNING name, wait_us",
+    [ST_ROLLUP] =
+        "INSERT INTO rollups (minute, name, succeeded, failed, skipped, "
+        "dropped, lost, wait_p50, wait_p95, wait_p99, run_p50, run_p95, "
+        "run_p99) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+        "?13) ON CONFLICT (minute, name) DO UPDATE SET "
+        "succeeded = succeeded + excluded.succeeded, "
+        "failed = failed + excluded.failed, "
+        "skipped = skipped + excluded.skipped, "
+        "dropped = dropped + excluded.dropped, lost = lost + excluded.lost, "
+        "wait_p50 = coalesce(excluded.wait_p50, wait_p50), "
+        "wait_p95 = coalesce(excluded.wait_p95, wait_p95), "
+        "wait_p99 = coalesce(excluded.wait_p99, wait_p99), "
+        "run_p50 = coalesce(excluded.run_p50, run_p50), "
+        "run_p95 = coalesce(excluded.run_p95, run_p95), "
+        "run_p99 = coalesce(excluded.run_p99, run_p99)",
+    [ST_PRUNE_OLD] =
+        "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE "
+        "enqueued_at >= ?1 AND enqueued_at < ?2 AND status IN (0, 1, 2) "
+        "ORDER BY enqueued_at LIMIT ?3) RETURNING batch, enqueued_at",
+    [ST_PRUNE_FAILED] =
+        "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE status <> "
+        "2 AND status = ?1 AND enqueued_at < ?2 LIMIT ?3) RETURNING batch, "
+        "enqueued_at",
+    [ST_PRUNE_EXCESS] =
+        "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks ORDER BY "
+        "enqueued_at LIMIT ?1) RETURNING batch, enqueued_at",
+    [ST_PRUNE_BATCH] = "DELETE FROM batches WHERE id = ?1 AND NOT EXISTS "
+                       "(SELECT 1 FROM tasks WHERE batch = ?1)",
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+};
+
+struct store {
+  sqlite3 *db;
+  sqlite3_stmt *st[ST_COUNT];
+  store_config cfg;
+  rollup *rollups;
+  store_stats stats;
+  int64_t task_count;    /* tracked only with max_tasks */
+  int64_t prune_from;    /* enqueued_at below which nothing is left */
+  u64map pruned_batches; /* scratch: batch ids touched by a prune step */
+};
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int exec1(sqlite3 *db, const char *sql, char **err) {
+  char *msg = NULL;
+  int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+  if (rc != SQLITE_OK && err) {
+    *err = xstrdup(msg ? msg : sqlite3_errstr(rc));
+  }
+  sqlite3_free(msg);
+  return rc;
+}
+
+static int configure(store *s, char **err) {
+  char pragmas[256];
+  int64_t cache = s->cfg.cache_kib ? s->cfg.cache_kib : 32768;
+  snprintf(pragmas, sizeof(pragmas),
+           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
+           "PRAGMA cache_size=-%lld; PRAGMA temp_store=MEMORY; "
+           "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=%d",
+           s->cfg.sync_full ? "FULL" : "NORMAL", (long long)cache,
+           64 << 20);
+  sqlite3_busy_timeout(s->db, 5000);
+  if (exec1(s->db, pragmas, err) != SQLITE_OK)
+    return -1;
+  char *msg = NULL;
+  if (schema_apply(s->db, &msg) != SQLITE_OK) {
+    *err = xstrdup(msg ? msg : "cannot create the schema");
+    sqlite3_free(msg);
+    return -1;
+  }
+  for (int i = 0; i < ST_COUNT; i++) {
+    if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
+                           &s->st[i], NULL) != SQLITE_OK) {
+      *err = xstrdup(sqlite3_errmsg(s->db));
+      return -1;
+    }
+  }
+  char sql[128];
+  snprintf(sql, sizeof(sql),
+           "UPDATE agents SET connected = 0, disconnected_at = %lld WHERE "
+           "connected = 1",
+           (long long)now_us());
+  return exec1(s->db, sql, err) == SQLITE_OK ? 0 : -1;
+}
+
+static void count_tasks(store *s) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM tasks", -1, &st,
+                         NULL) != SQLITE_OK)
+    return;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    s->task_count = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+}
+
+int store_open(const store_config *cfg, store **out, char **err) {
+  store *s = xcalloc(1, sizeof(*s));
+  s->cfg = *cfg;
+  *out = NULL;
+  int rc = sqlite3_open_v2(cfg->path, &s->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                               SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  if (rc != SQLITE_OK) {
+    *err = xstrdup(s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    store_close(s);
+    return -1;
+  }
+  if (configure(s, err) != 0) {
+    store_close(s);
+    return -1;
+  }
+  s->rollups = rollup_new();
+  u64map_init(&s->pruned_batches);
+  if (cfg->max_tasks > 0)
+    count_tasks(s);
+  *out = s;
+  return 0;
+}
+
+void store_close(store *s) {
+  if (s == NULL)
+    return;
+  for (int i = 0; i < ST_COUNT; i++)
+    sqlite3_finalize(s->st[i]);
+  if (s->db)
+    sqlite3_close(s->db);
+  rollup_free(s->rollups);
+  u64map_fini(&s->pruned_batches);
+  free(s);
+}
+
+void store_get_stats(const store *s, store_stats *out) { *out = s->stats; }
+
+/* Steps a statement that returns no rows. A constraint violation is one
+ * bad row from a hostile or buggy agent: logged, not fatal. */
+static int run(store *s, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+    return SQLITE_OK;
+  if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+    log_msg(LOG_DEBUG, "row skipped error=\"%s\"", sqlite3_errmsg(s->db));
+    return SQLITE_OK;
+  }
+  return rc;
+}
+
+static void bind_blob_text(sqlite3_stmt *st, int i, blob b, int have) {
+  if (have)
+    sqlite3_bind_text(st, i, b.ptr, (int)b.len, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, int have, int64_t v) {
+  if (have)
+    sqlite3_bind_int64(st, i, v);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static int is_final(int status) { return status >= SCHEMA_SUCCEEDED; }
+
+static int insert_task(store *s, const task_row *r) {
+  sqlite3_stmt *st = s->st[ST_INSERT_TASK];
+  int started = (r->have & HAVE_START) != 0;
+  int ended = (r->have & HAVE_END) != 0;
+  int64_t wait = r->started_at - r->enqueued_at;
+  int64_t run_time = r->finished_at - r->started_at;
+  sqlite3_bind_int64(st, 1, r->id);
+  sqlite3_bind_int64(st, 2, r->agent);
+  sqlite3_bind_int64(st, 3, r->batch);
+  sqlite3_bind_int64(st, 4, r->position);
+  sqlite3_bind_text(st, 5, r->name->text, (int)r->name->len, SQLITE_STATIC);
+  sqlite3_bind_int(st, 6, r->mode);
+  sqlite3_bind_int(st, 7, r->status);
+  bind_opt(st, 8, r->have & HAVE_THREAD, r->thread);
+  sqlite3_bind_int64(st, 9, r->enqueued_at);
+  bind_opt(st, 10, started, r->started_at);
+  bind_opt(st, 11, ended, r->finished_at);
+  bind_opt(st, 12, started, wait);
+  bind_opt(st, 13, started && ended, run_time);
+  bind_blob_text(st, 14, r->error_type, r->have & HAVE_ERROR);
+  bind_blob_text(st, 15, r->error_message, r->have & HAVE_ERROR);
+  bind_blob_text(st, 16, r->error_detail, r->have & HAVE_ERROR);
+  bind_opt(st, 17, r->have & HAVE_SKIP, r->skipped_after);
+  bind_blob_text(st, 18, r->drop_reason, r->have & HAVE_DROP);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) {
+    if ((rc & 0xff) != SQLITE_CONSTRAINT)
+      return rc;
+    log_msg(LOG_DEBUG, "task row skipped id=%lld error=\"%s\"",
+            (long long)r->id, sqlite3_errmsg(s->db));
+    return SQLITE_OK;
+  }
+  s->stats.rows_inserted++;
+  s->task_count++;
+  if (ended && is_final(r->status))
+    rollup_add(s->rollups, r->name->text, r->name->len, r->finished_at,
+               r->status, started ? wait : -1, started ? run_time : -1);
+  return SQLITE_OK;
+}
+
+static int64_t column_or(sqlite3_stmt *st, int i, int64_t dflt) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL
+             ? dflt
+             : sqlite3_column_int64(st, i);
+}
+
+static int update_task(store *s, const task_row *r) {
+  sqlite3_stmt *st = s->st[ST_UPDATE_TASK];
+  sqlite3_bind_int64(st, 1, r->id);
+  bind_opt(st, 2, r->have & (HAVE_START | HAVE_END), r->status);
+  bind_opt(st, 3, r->have & HAVE_THREAD, r->thread);
+  bind_opt(st, 4, r->have & HAVE_START, r->started_at);
+  bind_opt(st, 5, r->have & HAVE_END, r->finished_at);
+  bind_blob_text(st, 6, r->error_type, r->have & HAVE_ERROR);
+  bind_blob_text(st, 7, r->error_message, r->have & HAVE_ERROR);
+  bind_blob_text(st, 8, r->error_detail, r->have & HAVE_ERROR);
+  bind_opt(st, 9, r->have & HAVE_SKIP, r->skipped_after);
+  bind_blob_text(st, 10, r->drop_reason, r->have & HAVE_DROP);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int status = sqlite3_column_int(st, 1);
+    s->stats.rows_updated++;
+    if (!(r->have & HAVE_END) || !is_final(status) ||
+        sqlite3_column_type(st, 2) == SQLITE_NULL)
+      continue;
+    rollup_add(s->rollups, (const char *)sqlite3_column_text(st, 0),
+               (size_t)sqlite3_column_bytes(st, 0),
+               sqlite3_column_int64(st, 2), status, column_or(st, 3, -1),
+               column_or(st, 4, -1));
+  }
+  sqlite3_reset(st);
+  if (rc == SQLITE_DONE || (rc & 0xff) == SQLITE_CONSTRAINT)
+    return SQLITE_OK;
+  return rc;
+}
+
+static int write_op(store *s, const agent_op *op) {
+  sqlite3_stmt *st;
+  switch (op->kind) {
+  case AGENT_OP_NEW:
+    st = s->st[ST_AGENT_NEW];
+    sqlite3_bind_int64(st, 1, op->agent);
+    sqlite3_bind_blob(st, 2, op->instance, PROTO_INSTANCE_SIZE,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, op->service.ptr, (int)op->service.len,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, op->host.ptr, (int)op->host.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, op->pid);
+    sqlite3_bind_int64(st, 6, op->started_at);
+    sqlite3_bind_int64(st, 7, op->at);
+    return run(s, st);
+  case AGENT_OP_CONNECT:
+  case AGENT_OP_DISCONNECT:
+    st = s->st[op->kind == AGENT_OP_CONNECT ? ST_AGENT_CONNECT
+                                            : ST_AGENT_DISCONNECT];
+    sqlite3_bind_int64(st, 1, op->agent);
+    sqlite3_bind_int64(st, 2, op->at);
+    return run(s, st);
+  case AGENT_OP_ENDED:
+    st = s->st[ST_AGENT_ENDED];
+    sqlite3_bind_int64(st, 1, op->agent);
+    return run(s, st);
+  case AGENT_OP_HEALTH:
+    st = s->st[ST_AGENT_HEALTH];
+    sqlite3_bind_int64(st, 1, op->agent);
+    sqlite3_bind_int64(st, 2, op->a);
+    sqlite3_bind_int64(st, 3, op->b);
+    return run(s, st);
+  default:
+    return SQLITE_OK; /* AGENT_OP_LOST: after the rows, see mark_lost */
+  }
+}
+
+static int mark_lost(store *s, const agent_op *op) {
+  sqlite3_stmt *st = s->st[ST_LOST];
+  int rc;
+  sqlite3_bind_int64(st, 1, op->agent);
+  sqlite3_bind_int64(st, 2, op->at);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    s->stats.tasks_lost++;
+    rollup_add(s->rollups, (const char *)sqlite3_column_text(st, 0),
+               (size_t)sqlite3_column_bytes(st, 0), op->at, SCHEMA_LOST,
+               column_or(st, 1, -1), -1);
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE)
+    return rc;
+  log_msg(LOG_INFO, "tasks marked lost agent=%lld count=%d",
+          (long long)op->agent, sqlite3_changes(s->db));
+  return SQLITE_OK;
+}
+
+static int write_progress(store *s, const agent_progress *p) {
+  sqlite3_stmt *st = s->st[ST_AGENT_PROGRESS];
+  sqlite3_bind_int64(st, 1, p->agent);
+  sqlite3_bind_int64(st, 2, (int64_t)p->next_seq);
+  sqlite3_bind_int64(st, 3, p->events);
+  bind_opt(st, 4, p->events > 0, p->last_event_at);
+  return run(s, st);
+}
+
+static int emit_rollup(void *arg, const rollup_row *row) {
+  store *s = arg;
+  sqlite3_stmt *st = s->st[ST_ROLLUP];
+  sqlite3_bind_int64(st, 1, row->minute);
+  sqlite3_bind_text(st, 2, row->name, (int)row->name_len, SQLITE_STATIC);
+  for (int i = 0; i < 5; i++)
+    sqlite3_bind_int64(st, 3 + i, row->counts[SCHEMA_SUCCEEDED + i]);
+  for (int i = 0; i < 3; i++) {
+    bind_opt(st, 8 + i, row->wait_p[i] >= 0, row->wait_p[i]);
+    bind_opt(st, 11 + i, row->run_p[i] >= 0, row->run_p[i]);
+  }
+  return run(s, st);
+}
+
+/* Runs one DELETE ... RETURNING batch, enqueued_at; remembers the batches
+ * it touched. Returns the rows deleted or a negative SQLite code. */
+static int64_t prune_with(store *s, sqlite3_stmt *st, int64_t *newest) {
+  int64_t n = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t batch = sqlite3_column_int64(st, 0);
+    int64_t at = sqlite3_column_int64(st, 1);
+    if (batch)
+      u64map_put(&s->pruned_batches, (uint64_t)batch, s);
+    if (newest && at > *newest)
+      *newest = at;
+    n++;
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE)
+    return -rc;
+  s->task_count -= n;
+  s->stats.tasks_pruned += (uint64_t)n;
+  return n;
+}
+
+static int prune_batches(store *s) {
+  sqlite3_stmt *st = s->st[ST_PRUNE_BATCH];
+  u64map *m = &s->pruned_batches;
+  int rc = SQLITE_OK;
+  for (size_t i = 0; i < m->cap && rc == SQLITE_OK; i++) {
+    if (m->keys[i] == 0)
+      continue;
+    sqlite3_bind_int64(st, 1, (int64_t)m->keys[i]);
+    rc = run(s, st);
+  }
+  u64map_clear(m);
+  return rc;
+}
+
+/* One retention step: deletes at most `limit` rows per rule, oldest
+ * first, so a big backlog is worked off over many transactions. */
+static int prune(store *s, int64_t limit) {
+  int64_t now = now_us(), n;
+  sqlite3_stmt *st;
+  if (s->cfg.retain_us > 0) {
+    int64_t cutoff = now - s->cfg.retain_us, newest = s->prune_from;
+    st = s->st[ST_PRUNE_OLD];
+    sqlite3_bind_int64(st, 1, s->prune_from);
+    sqlite3_bind_int64(st, 2, cutoff);
+    sqlite3_bind_int64(st, 3, limit);
+    if ((n = prune_with(s, st, &newest)) < 0)
+      return (int)-n;
+    s->prune_from = n < limit ? cutoff : newest;
+  }
+  int64_t keep_failed = s->cfg.retain_fail_us ? s->cfg.retain_fail_us
+                                              : s->cfg.retain_us;
+  for (int status = SCHEMA_FAILED; keep_failed > 0 && status <= SCHEMA_LOST;
+       status++) {
+    st = s->st[ST_PRUNE_FAILED];
+    sqlite3_bind_int(st, 1, status);
+    sqlite3_bind_int64(st, 2, now - keep_failed);
+    sqlite3_bind_int64(st, 3, limit);
+    if ((n = prune_with(s, st, NULL)) < 0)
+      return (int)-n;
+  }
+  if (s->cfg.max_tasks > 0 && s->task_count > s->cfg.max_tasks) {
+    int64_t excess = s->task_count - s->cfg.max_tasks;
+    st = s->st[ST_PRUNE_EXCESS];
+    sqlite3_bind_int64(st, 1, excess < limit ? excess : limit);
+    if ((n = prune_with(s, st, NULL)) < 0)
+      return (int)-n;
+  }
+  return prune_batches(s);
+}
+
+static int write_all(store *s, wbatch *b) {
+  int rc = SQLITE_OK;
+  uint64_t inserted = s->stats.rows_inserted;
+  for (size_t i = 0; i < b->nops && rc == SQLITE_OK; i++)
+    rc = write_op(s, &b->ops[i]);
+  for (size_t i = 0; i < b->nstrings && rc == SQLITE_OK; i++) {
+    sqlite3_stmt *st = s->st[ST_INSERT_STRING];
+    const string_row *r = &b->strings[i];
+    sqlite3_bind_int64(st, 1, r->agent);
+    sqlite3_bind_int64(st, 2, r->id);
+    sqlite3_bind_text(st, 3, r->text->text, (int)r->text->len, SQLITE_STATIC);
+    rc = run(s, st);
+  }
+  for (size_t i = 0; i < b->nbatches && rc == SQLITE_OK; i++) {
+    sqlite3_stmt *st = s->st[ST_INSERT_BATCH];
+    const batch_row *r = &b->batches[i];
+    sqlite3_bind_int64(st, 1, r->id);
+    sqlite3_bind_int64(st, 2, r->agent);
+    if (r->label)
+      sqlite3_bind_text(st, 3, r->label->text, (int)r->label->len,
+                        SQLITE_STATIC);
+    else
+      sqlite3_bind_null(st, 3);
+    sqlite3_bind_int64(st, 4, r->created_at);
+    rc = run(s, st);
+  }
+  for (size_t i = 0; i < b->nrows && rc == SQLITE_OK; i++)
+    rc = b->rows[i]->update ? update_task(s, b->rows[i])
+                            : insert_task(s, b->rows[i]);
+  for (size_t i = 0; i < b->nprogress && rc == SQLITE_OK; i++)
+    rc = write_progress(s, &b->progress[i]);
+  for (size_t i = 0; i < b->nops && rc == SQLITE_OK; i++)
+    if (b->ops[i].kind == AGENT_OP_LOST)
+      rc = mark_lost(s, &b->ops[i]);
+  if (rc == SQLITE_OK)
+    rc = rollup_flush(s->rollups, emit_rollup, s);
+  if (rc == SQLITE_OK && b->prune)
+    rc = prune(s, PRUNE_STEP + (int64_t)(s->stats.rows_inserted - inserted));
+  return rc;
+}
+
+/* Forgets the rollup deltas of a transaction that was rolled back: the
+ * batch is written again, and its rows are counted then. */
+static int discard_rollup(void *arg, const rollup_row *row) {
+  (void)arg;
+  (void)row;
+  return 0;
+}
+
+int store_write(store *s, wbatch *b) {
+  int64_t count_before = s->task_count;
+  store_stats before = s->stats;
+  int rc = run(s, s->st[ST_BEGIN]);
+  if (rc == SQLITE_OK)
+    rc = write_all(s, b);
+  if (rc == SQLITE_OK)
+    rc = run(s, s->st[ST_COMMIT]);
+  if (rc != SQLITE_OK) {
+    log_msg(LOG_ERROR, "transaction failed error=\"%s\"",
+            sqlite3_errmsg(s->db));
+    if (!sqlite3_get_autocommit(s->db))
+      exec1(s->db, "ROLLBACK", NULL);
+    rollup_flush(s->rollups, discard_rollup, NULL);
+    s->stats = before;
+    s->task_count = count_before;
+    u64map_clear(&s->pruned_batches);
+    return rc;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  b->committed_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  s->stats.transactions++;
+  s->stats.events += b->events;
+  return SQLITE_OK;
+}

@@ -1,0 +1,93 @@
+/*
+ * u64map - linear probing with a seeded splitmix64 finaliser as the hash.
+ */
+#include "u64map.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "xalloc.h"
+
+static uint64_t seed;
+
+static uint64_t mix(uint64_t x) {
+  x += UINT64_C(0x9e3779b97f4a7c15);
+  x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+uint64_t u64map_hash(uint64_t key) {
+  if (seed == 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^
+               (uint64_t)(uintptr_t)&ts) | 1;
+  }
+  return mix(key ^ seed);
+}
+
+void u64map_init(u64map *m) { memset(m, 0, sizeof(*m)); }
+
+void u64map_fini(u64map *m) {
+  free(m->keys);
+  free(m->values);
+  memset(m, 0, sizeof(*m));
+}
+
+void u64map_clear(u64map *m) {
+  if (m->cap > 65536 && m->count < m->cap / 8) {
+    u64map_fini(m);
+    return;
+  }
+  if (m->keys)
+    memset(m->keys, 0, m->cap * sizeof(*m->keys));
+  m->count = 0;
+}
+
+void *u64map_get(const u64map *m, uint64_t key) {
+  if (m->cap == 0)
+    return NULL;
+  size_t mask = m->cap - 1;
+  for (size_t i = u64map_hash(key) & mask;; i = (i + 1) & mask) {
+    if (m->keys[i] == key)
+      return m->values[i];
+    if (m->keys[i] == 0)
+      return NULL;
+  }
+}
+
+static void grow(u64map *m) {
+  size_t old_cap = m->cap;
+  uint64_t *old_keys = m->keys;
+  void **old_values = m->values;
+  m->cap = old_cap ? old_cap * 2 : 64;
+  m->keys = xcalloc(m->cap, sizeof(*m->keys));
+  m->values = xmalloc(m->cap * sizeof(*m->values));
+  m->count = 0;
+  for (size_t i = 0; i < old_cap; i++)
+    if (old_keys[i])
+      u64map_put(m, old_keys[i], old_values[i]);
+  free(old_keys);
+  free(old_values);
+}
+
+void u64map_put(u64map *m, uint64_t key, void *value) {
+  if ((m->count + 1) * 4 > m->cap * 3)
+    grow(m);
+  size_t mask = m->cap - 1;
+  for (size_t i = u64map_hash(key) & mask;; i = (i + 1) & mask) {
+    if (m->keys[i] == key) {
+      m->values[i] = value;
+      return;
+    }
+    if (m->keys[i] == 0) {
+      m->keys[i] = key;
+      m->values[i] = value;
+      m->count++;
+      return;
+    }
+  }
+}

@@ -1,0 +1,167 @@
+/*
+ * writer - a mutex-protected queue into the thread, another out of it.
+ */
+#include "writer.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "hist.h"
+#include "log.h"
+#include "xalloc.h"
+
+/* How often a failed transaction is retried while not stopping. */
+#define RETRY_MS 1000
+/* Attempts per batch once stopping, before giving the batch up. */
+#define STOP_ATTEMPTS 3
+
+typedef struct node {
+  struct node *next;
+  wbatch *batch;
+} node;
+
+struct writer {
+  store *store;
+  uv_async_t async;
+  void (*done)(wbatch *b, void *arg);
+  void *arg;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  node *in_head, *in_tail;
+  node *out_head, *out_tail;
+  int stopping;
+  size_t in_flight; /* loop thread only */
+  hist latency;     /* writer thread while it runs */
+};
+
+static void push(node **head, node **tail, wbatch *b) {
+  node *n = xmalloc(sizeof(*n));
+  n->next = NULL;
+  n->batch = b;
+  if (*tail)
+    (*tail)->next = n;
+  else
+    *head = n;
+  *tail = n;
+}
+
+static wbatch *pop(node **head, node **tail) {
+  node *n = *head;
+  if (n == NULL)
+    return NULL;
+  *head = n->next;
+  if (*head == NULL)
+    *tail = NULL;
+  wbatch *b = n->batch;
+  free(n);
+  return b;
+}
+
+static void write_batch(writer *w, wbatch *b) {
+  for (int attempt = 1;; attempt++) {
+    if (store_write(w->store, b) == 0)
+      break;
+    pthread_mutex_lock(&w->lock);
+    int stopping = w->stopping;
+    pthread_mutex_unlock(&w->lock);
+    if (stopping && attempt >= STOP_ATTEMPTS) {
+      b->failed = 1;
+      log_msg(LOG_ERROR, "batch given up events=%llu",
+              (unsigned long long)b->events);
+      return;
+    }
+    struct timespec ts = {RETRY_MS / 1000, (RETRY_MS % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  for (uint32_t i = 0; i < b->nsamples; i++)
+    hist_add(&w->latency, (b->committed_ns - b->samples[i]) / 1000);
+}
+
+static void *thread_main(void *arg) {
+  writer *w = arg;
+  pthread_mutex_lock(&w->lock);
+  for (;;) {
+    wbatch *b = pop(&w->in_head, &w->in_tail);
+    if (b == NULL) {
+      if (w->stopping)
+        break;
+      pthread_cond_wait(&w->wake, &w->lock);
+      continue;
+    }
+    pthread_mutex_unlock(&w->lock);
+    write_batch(w, b);
+    pthread_mutex_lock(&w->lock);
+    push(&w->out_head, &w->out_tail, b);
+    uv_async_send(&w->async);
+  }
+  pthread_mutex_unlock(&w->lock);
+  return NULL;
+}
+
+static void on_async(uv_async_t *handle) {
+  writer *w = handle->data;
+  for (;;) {
+    pthread_mutex_lock(&w->lock);
+    wbatch *b = pop(&w->out_head, &w->out_tail);
+    pthread_mutex_unlock(&w->lock);
+    if (b == NULL)
+      return;
+    w->in_flight--;
+    w->done(b, w->arg);
+  }
+}
+
+writer *writer_start(store *s, uv_loop_t *loop,
+                     void (*done)(wbatch *b, void *arg), void *arg) {
+  writer *w = xcalloc(1, sizeof(*w));
+  w->store = s;
+  w->done = done;
+  w->arg = arg;
+  hist_init(&w->latency);
+  pthread_mutex_init(&w->lock, NULL);
+  pthread_cond_init(&w->wake, NULL);
+  if (uv_async_init(loop, &w->async, on_async) != 0) {
+    free(w);
+    return NULL;
+  }
+  w->async.data = w;
+  if (pthread_create(&w->thread, NULL, thread_main, w) != 0) {
+    uv_close((uv_handle_t *)&w->async, NULL);
+    return NULL;
+  }
+  return w;
+}
+
+void writer_submit(writer *w, wbatch *b) {
+  w->in_flight++;
+  pthread_mutex_lock(&w->lock);
+  push(&w->in_head, &w->in_tail, b);
+  pthread_cond_signal(&w->wake);
+  pthread_mutex_unlock(&w->lock);
+}
+
+size_t writer_in_flight(const writer *w) { return w->in_flight; }
+
+static void on_close(uv_handle_t *handle) {
+  writer *w = handle->data;
+  wbatch *b;
+  while ((b = pop(&w->out_head, &w->out_tail)) != NULL)
+    wbatch_free(b);
+  pthread_mutex_destroy(&w->lock);
+  pthread_cond_destroy(&w->wake);
+  free(w);
+}
+
+void writer_stop(writer *w, hist *latency) {
+  pthread_mutex_lock(&w->lock);
+  w->stopping = 1;
+  pthread_cond_signal(&w->wake);
+  pthread_mutex_unlock(&w->lock);
+  pthread_join(w->thread, NULL);
+  if (latency)
+    *latency = w->latency;
+  on_async(&w->async);
+  uv_close((uv_handle_t *)&w->async, on_close);
+}

@@ -1,0 +1,261 @@
+"""Helpers for the collector's integration tests: a fake agent that speaks
+the wire protocol (docs/protocol.md) with struct, and a collector process
+on a private unix socket or an ephemeral TCP port.
+
+Not a test itself; the test_collector_*.py scripts import it.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import tempfile
+import time
+
+HELLO, GOODBYE, EVENTS, WELCOME, ACK, ERROR = 100, 101, 200, 300, 301, 302
+MAGIC = 0x31505754
+
+
+def frame(ftype, payload):
+    return struct.pack('<IH', len(payload) + 2, ftype) + payload
+
+
+def s16(b):
+    return struct.pack('<H', len(b)) + b
+
+
+def hello(instance, pid=1, started=0, service=b'svc', host=b'host',
+          token=b''):
+    return frame(HELLO, struct.pack('<IH', MAGIC, 1) + instance +
+                 struct.pack('<Iq', pid, started) + s16(service) +
+                 s16(host) + s16(token))
+
+
+def goodbye(last_seq):
+    return frame(GOODBYE, struct.pack('<Q', last_seq))
+
+
+def events(first_seq, evs):
+    return frame(EVENTS, struct.pack('<QI', first_seq, len(evs)) +
+                 b''.join(evs))
+
+
+def ev_string(t, sid, text):
+    return struct.pack('<BqI', 1, t, sid) + s16(text)
+
+
+def ev_batch(t, batch, label):
+    return struct.pack('<BqQI', 2, t, batch, label)
+
+
+def ev_enqueue(t, task, batch, pos, name, mode=1, thread=7):
+    return struct.pack('<BqQQIIBQ', 3, t, task, batch, pos, name, mode,
+                       thread)
+
+
+def ev_start(t, task, thread=8):
+    return struct.pack('<BqQQ', 4, t, task, thread)
+
+
+def ev_finish(t, task):
+    return struct.pack('<BqQ', 5, t, task)
+
+
+def ev_fail(t, task, etype, msg, detail):
+    return (struct.pack('<BqQ', 6, t, task) + s16(etype) + s16(msg) +
+            struct.pack('<I', len(detail)) + detail)
+
+
+def ev_skip(t, task, cause):
+    return struct.pack('<BqQQ', 7, t, task, cause)
+
+
+def ev_drop(t, task, reason):
+    return struct.pack('<BqQ', 8, t, task) + s16(reason)
+
+
+def ev_health(t, dropped, reconnects):
+    return struct.pack('<BqQQ', 9, t, dropped, reconnects)
+
+
+def now_ns():
+    return time.time_ns()
+
+
+def connect(url, timeout=10):
+    if url.startswith('unix:'):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(url[5:])
+    else:
+        host, port = url[6:].rsplit(':', 1)
+        s = socket.create_connection((host, int(port)), timeout=timeout)
+    return s
+
+
+def read_exact(sock, n):
+    buf = b''
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError('connection closed after %d of %d bytes' %
+                           (len(buf), n))
+        buf += chunk
+    return buf
+
+
+def read_frame(sock):
+    length, ftype = struct.unpack('<IH', read_exact(sock, 6))
+    return ftype, read_exact(sock, length - 2)
+
+
+class FakeAgent:
+    """One agent instance; events are numbered from WELCOME's next_seq."""
+
+    def __init__(self, url, instance=None, service=b'svc', token=b''):
+        self.url = url
+        self.instance = instance or os.urandom(16)
+        self.service = service
+        self.token = token
+        self.sock = None
+        self.next_seq = None
+        self.acked = 0
+
+    def connect(self):
+        self.sock = connect(self.url)
+        self.sock.sendall(hello(self.instance, pid=os.getpid(),
+                                started=now_ns(), service=self.service,
+                                token=self.token))
+        ftype, payload = read_frame(self.sock)
+        if ftype != WELCOME:
+            raise RuntimeError('expected WELCOME, got %d %r' %
+                               (ftype, payload))
+        _, self.next_seq, _ = struct.unpack('<HQI', payload)
+        self.acked = self.next_seq
+        return self.next_seq
+
+    def send(self, evs, first_seq=None):
+        seq = self.next_seq if first_seq is None else first_seq
+        self.sock.sendall(events(seq, evs))
+        self.next_seq = max(self.next_seq, seq + len(evs))
+
+    def wait_ack(self, upto=None):
+        upto = self.next_seq if upto is None else upto
+        while self.acked < upto:
+            ftype, payload = read_frame(self.sock)
+            if ftype != ACK:
+                raise RuntimeError('expected ACK, got %d %r' %
+                                   (ftype, payload))
+            self.acked = struct.unpack('<Q', payload)[0]
+        return self.acked
+
+    def goodbye(self):
+        self.sock.sendall(goodbye(self.next_seq - 1))
+        self.wait_ack()
+        self.sock.close()
+        self.sock = None
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+
+def batch_events(t, batch, first_task, name_ids, label=1, fail_at=None):
+    """A whole batch: BATCH, then per task ENQUEUE START FINISH (or FAIL,
+    and SKIP for the tasks after a failure)."""
+    evs = [ev_batch(t, batch, label)]
+    for i, name in enumerate(name_ids):
+        evs.append(ev_enqueue(t + 1, first_task + i, batch, i, name))
+    failed = None
+    for i, _ in enumerate(name_ids):
+        task = first_task + i
+        if failed is not None:
+            evs.append(ev_skip(t + 10 + i, task, failed))
+            continue
+        evs.append(ev_start(t + 2000 + i * 1000, task))
+        if fail_at == i:
+            evs.append(ev_fail(t + 2500 + i * 1000, task, b'SMTPError',
+                               b'connection refused', b'Traceback ...'))
+            failed = task
+        else:
+            evs.append(ev_finish(t + 2900 + i * 1000, task))
+    return evs
+
+
+class Collector:
+    """A collector process with a fresh temp dir, database and socket."""
+
+    def __init__(self, *extra, tcp=False, db=None, tmp=None, log_level='info'):
+        self.bin = os.environ['TASKWATCH_BIN']
+        self.own_tmp = tmp is None
+        self.tmp = tmp or tempfile.mkdtemp(prefix='twcol-')
+        self.db = db or os.path.join(self.tmp, 'store.db')
+        self.sock_path = os.path.join(self.tmp, 'col.sock')
+        self.listen = 'tcp://127.0.0.1:0' if tcp else 'unix:' + self.sock_path
+        self.extra = list(extra)
+        self.log_level = log_level
+        self.proc = None
+        self.url = None
+
+    def start(self):
+        self.errpath = os.path.join(self.tmp, 'collector-%d.log' %
+                                    int(time.time() * 1000))
+        self.err = open(self.errpath, 'wb')
+        self.proc = subprocess.Popen(
+            [self.bin, 'collector', '--db', self.db, '--listen', self.listen,
+             '--log-level', self.log_level] + self.extra,
+            stdout=subprocess.DEVNULL, stderr=self.err)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            m = re.search(r'listening url=(\S+)', self.log())
+            if m:
+                self.url = m.group(1)
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError('collector exited: ' + self.log())
+            time.sleep(0.02)
+        raise RuntimeError('collector did not start: ' + self.log())
+
+    def log(self):
+        with open(self.errpath, 'rb') as f:
+            return f.read().decode('utf-8', 'replace')
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        self.err.close()
+        return rc
+
+    def query(self, sql, args=()):
+        con = sqlite3.connect('file:%s?mode=ro' % self.db, uri=True,
+                              timeout=10)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.err.close()
+            self.proc = None
+        if self.own_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
