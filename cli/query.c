@@ -1,11 +1,443 @@
-/* query - placeholder until the query command lands. */
-#include "cli.h"
+/*
+ * query - `taskwatch query`: argument parsing, opening the store and the
+ * plain task listing. Every flag that narrows the result becomes a term of
+ * the shared filter language (common/filter), so `--status failed` and
+ * `status:failed` are one and the same thing.
+ *
+ * Exit status, for cron and CI: 0 after printing, 1 when --fail-if-empty
+ * found nothing or --fail-if-any found something, 2 for a usage or
+ * database error (always with a one-line reason on stderr).
+ */
+#include "query.h"
 
-#include <stdio.h>
+#include <errno.h>
+#include <getopt.h>
+#include <locale.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+#include "format.h"
+#include "schema.h"
+
+#define BUSY_TIMEOUT_MS 10000
+
+static const char usage_text[] =
+    "usage: taskwatch query --db PATH [FILTER...] [options]\n"
+    "       taskwatch query stats --db PATH [--by name|service|batch_label]"
+    " [FILTER...]\n"
+    "       taskwatch query show --db PATH TASK_ID\n"
+    "       taskwatch query batch --db PATH BATCH_ID\n"
+    "\n"
+    "Prints stored tasks, oldest first. FILTER terms (all must hold):\n"
+    "  status:failed,skipped  name:send_*  service:api  host:web-1\n"
+    "  label:'POST /x*'  batch:ID  id:ID  error:timeout  mode:loop  pid:N\n"
+    "  since:1h  until:2026-11-22T10:00:00Z  wait>200ms  run>=1s  !TERM\n"
+    "\n"
+    "options:\n"
+    "  --db PATH              the collector's database (required)\n"
+    "  -o, --format FMT       table (default), json (NDJSON) or csv\n"
+    "  --status S[,S...]      --name GLOB  --service GLOB  --host GLOB\n"
+    "  --label GLOB           --batch ID   --id ID         --error TEXT\n"
+    "  --mode MODE            --since TIME --until TIME\n"
+    "  --min-wait D  --max-wait D  --min-run D  --max-run D   (e.g. 200ms)\n"
+    "  -f, --filter TEXT      filter terms, as above\n"
+    "  --sort FIELD           enqueued (default), started, finished, wait,\n"
+    "                         run, name, service, status, id, batch\n"
+    "  --reverse              newest (largest) first\n"
+    "  --limit N              print at most N tasks\n"
+    "  --local                local time instead of UTC in the table\n"
+    "  --follow               then print tasks as they finish, until ^C\n"
+    "  --interval D           how often --follow looks (default 200ms)\n"
+    "  --fail-if-empty        exit 1 when nothing matched\n"
+    "  --fail-if-any          exit 1 when anything matched (alerting)\n"
+    "  --by FIELD             stats: group by name, service or batch_label\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "exit status: 0 printed; 1 see --fail-if-*; 2 usage or database error\n";
+
+enum {
+  OPT_DB = 256,
+  OPT_STATUS,
+  OPT_NAME,
+  OPT_SERVICE,
+  OPT_HOST,
+  OPT_LABEL,
+  OPT_BATCH,
+  OPT_ID,
+  OPT_ERROR,
+  OPT_MODE,
+  OPT_SINCE,
+  OPT_UNTIL,
+  OPT_MIN_WAIT,
+  OPT_MAX_WAIT,
+  OPT_MIN_RUN,
+  OPT_MAX_RUN,
+  OPT_SORT,
+  OPT_REVERSE,
+  OPT_LIMIT,
+  OPT_LOCAL,
+  OPT_FOLLOW,
+  OPT_INTERVAL,
+  OPT_FAIL_EMPTY,
+  OPT_FAIL_ANY,
+  OPT_BY,
+};
+
+static const struct option long_options[] = {
+    {"db", required_argument, NULL, OPT_DB},
+    {"format", required_argument, NULL, 'o'},
+    {"filter", required_argument, NULL, 'f'},
+    {"status", required_argument, NULL, OPT_STATUS},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"service", required_argument, NULL, OPT_SERVICE},
+    {"host", required_argument, NULL, OPT_HOST},
+    {"label", required_argument, NULL, OPT_LABEL},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"id", required_argument, NULL, OPT_ID},
+    {"error", required_argument, NULL, OPT_ERROR},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"until", required_argument, NULL, OPT_UNTIL},
+    {"min-wait", required_argument, NULL, OPT_MIN_WAIT},
+    {"max-wait", required_argument, NULL, OPT_MAX_WAIT},
+    {"min-run", required_argument, NULL, OPT_MIN_RUN},
+    {"max-run", required_argument, NULL, OPT_MAX_RUN},
+    {"sort", required_argument, NULL, OPT_SORT},
+    {"reverse", no_argument, NULL, OPT_REVERSE},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"local", no_argument, NULL, OPT_LOCAL},
+    {"follow", no_argument, NULL, OPT_FOLLOW},
+    {"interval", required_argument, NULL, OPT_INTERVAL},
+    {"fail-if-empty", no_argument, NULL, OPT_FAIL_EMPTY},
+    {"fail-if-any", no_argument, NULL, OPT_FAIL_ANY},
+    {"by", required_argument, NULL, OPT_BY},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Flags that are filter terms: option, key, operator. */
+static const struct {
+  int option;
+  const char *key;
+  const char *op;
+} flag_terms[] = {
+    {OPT_STATUS, "status", ":"},  {OPT_NAME, "name", ":"},
+    {OPT_SERVICE, "service", ":"}, {OPT_HOST, "host", ":"},
+    {OPT_LABEL, "label", ":"},    {OPT_BATCH, "batch", ":"},
+    {OPT_ID, "id", ":"},          {OPT_ERROR, "error", ":"},
+    {OPT_MODE, "mode", ":"},      {OPT_SINCE, "since", ":"},
+    {OPT_UNTIL, "until", ":"},    {OPT_MIN_WAIT, "wait", ">="},
+    {OPT_MAX_WAIT, "wait", "<="}, {OPT_MIN_RUN, "run", ">="},
+    {OPT_MAX_RUN, "run", "<="},
+};
+
+static const struct {
+  const char *field;
+  const char *column;
+} sort_fields[] = {
+    {"enqueued", "t.enqueued_at"}, {"enqueued_at", "t.enqueued_at"},
+    {"time", "t.enqueued_at"},     {"started", "t.started_at"},
+    {"started_at", "t.started_at"}, {"finished", "t.finished_at"},
+    {"finished_at", "t.finished_at"}, {"wait", "t.wait_us"},
+    {"wait_us", "t.wait_us"},      {"run", "t.run_us"},
+    {"run_us", "t.run_us"},        {"name", "t.name"},
+    {"service", "a.service"},      {"status", "t.status"},
+    {"id", "t.id"},                {"batch", "t.batch"},
+    {"position", "t.position"},
+};
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "taskwatch query: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, " (try 'taskwatch query --help')\n");
+  return 2;
+}
+
+int64_t query_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    fprintf(stderr, "taskwatch query: %s\n", sqlite3_errmsg(db));
+    return NULL;
+  }
+  return st;
+}
+
+static int read_version(sqlite3 *db, int *version, char *err, size_t errlen) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+      *version = sqlite3_column_int(st, 0), rc = SQLITE_OK;
+  }
+  if (rc != SQLITE_OK)
+    snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+  return rc == SQLITE_OK ? 0 : -1;
+}
+
+int query_open(const char *path, sqlite3 **out, char *err, size_t errlen) {
+  struct stat sb;
+  *out = NULL;
+  if (stat(path, &sb) != 0) {
+    snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+    return -1;
+  }
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "cannot open %s: %s", path,
+             db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return -1;
+  }
+  /* The collector writes in WAL mode, so readers are not blocked by it;
+   * the busy timeout covers the short moments (recovery, checkpoint
+   * restart) when a reader must wait. */
+  sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+  int version = 0;
+  char why[256];
+  if (read_version(db, &version, why, sizeof(why)) != 0) {
+    snprintf(err, errlen, "cannot read %s: %s", path, why);
+    sqlite3_close(db);
+    return -1;
+  }
+  if (version == 0 || version > SCHEMA_VERSION) {
+    if (version == 0)
+      snprintf(err, errlen, "%s is not a taskwatch store", path);
+    else
+      snprintf(err, errlen,
+               "%s has store schema version %d, newer than this taskwatch "
+               "understands (%d)",
+               path, version, SCHEMA_VERSION);
+    sqlite3_close(db);
+    return -1;
+  }
+  *out = db;
+  return 0;
+}
+
+/* Parses the options into *o; returns -1 to go on, else an exit status. */
+static int parse_args(int argc, char **argv, query_opts *o, int command) {
+  char err[256];
+  int c;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":o:f:h", long_options, NULL)) != -1) {
+    int handled = 0;
+    for (size_t i = 0; i < sizeof(flag_terms) / sizeof(flag_terms[0]); i++) {
+      if (flag_terms[i].option != c)
+        continue;
+      handled = 1;
+      if (filter_add(o->filter, flag_terms[i].key, flag_terms[i].op, optarg,
+                     0, err, sizeof(err)) != 0)
+        return usage_error("%s", err);
+    }
+    if (handled)
+      continue;
+    switch (c) {
+    case OPT_DB:
+      o->db_path = optarg;
+      break;
+    case 'o':
+      if (strcmp(optarg, "table") == 0)
+        o->format = QUERY_TABLE;
+      else if (strcmp(optarg, "json") == 0 || strcmp(optarg, "ndjson") == 0)
+        o->format = QUERY_JSON;
+      else if (strcmp(optarg, "csv") == 0)
+        o->format = QUERY_CSV;
+      else
+        return usage_error("unknown format '%s' (table, json, csv)", optarg);
+      break;
+    case 'f':
+      if (filter_add_text(o->filter, optarg, err, sizeof(err)) != 0)
+        return usage_error("%s", err);
+      break;
+    case OPT_SORT: {
+      o->sort_column = NULL;
+      for (size_t i = 0; i < sizeof(sort_fields) / sizeof(sort_fields[0]);
+           i++)
+        if (strcmp(optarg, sort_fields[i].field) == 0)
+          o->sort_column = sort_fields[i].column;
+      if (o->sort_column == NULL)
+        return usage_error("cannot sort by '%s'", optarg);
+      break;
+    }
+    case OPT_REVERSE:
+      o->reverse = 1;
+      break;
+    case OPT_LIMIT: {
+      char *end;
+      errno = 0;
+      long long n = strtoll(optarg, &end, 10);
+      if (errno != 0 || end == optarg || *end != '\0' || n < 0)
+        return usage_error("--limit needs a count, not '%s'", optarg);
+      o->limit = n;
+      break;
+    }
+    case OPT_LOCAL:
+      o->local = 1;
+      break;
+    case OPT_FOLLOW:
+      o->follow = 1;
+      break;
+    case OPT_INTERVAL:
+      if (format_parse_duration(optarg, &o->interval_us) != 0 ||
+          o->interval_us < 1000)
+        return usage_error("--interval needs a duration of 1ms or more, "
+                           "not '%s'",
+                           optarg);
+      break;
+    case OPT_FAIL_EMPTY:
+      o->fail_if_empty = 1;
+      break;
+    case OPT_FAIL_ANY:
+      o->fail_if_any = 1;
+      break;
+    case OPT_BY:
+      if (strcmp(optarg, "name") != 0 && strcmp(optarg, "service") != 0 &&
+          strcmp(optarg, "batch_label") != 0 && strcmp(optarg, "label") != 0)
+        return usage_error("cannot group by '%s' (name, service, "
+                           "batch_label)",
+                           optarg);
+      o->by = strcmp(optarg, "label") == 0 ? "batch_label" : optarg;
+      break;
+    case 'h':
+      fputs(usage_text, stdout);
+      return 0;
+    case ':':
+      return usage_error("option '%s' needs a value", argv[optind - 1]);
+    default:
+      return usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  /* What is left is filter terms, or the id of show/batch. */
+  for (int i = optind; i < argc; i++) {
+    if ((command == 's' || command == 'b') && o->target == NULL) {
+      o->target = argv[i];
+      continue;
+    }
+    if (command == 's' || command == 'b')
+      return usage_error("unexpected argument '%s'", argv[i]);
+    if (filter_add_text(o->filter, argv[i], err, sizeof(err)) != 0)
+      return usage_error("%s", err);
+  }
+  if (o->db_path == NULL)
+    return usage_error("%s", "--db PATH is required");
+  if ((command == 's' || command == 'b') && o->target == NULL)
+    return usage_error("%s", "missing the id to show");
+  if (o->by != NULL && command != 'S')
+    return usage_error("%s", "--by is for 'taskwatch query stats'");
+  if (o->follow && command != 'l')
+    return usage_error("%s", "--follow is for the task listing");
+  return -1;
+}
+
+static int run(int argc, char **argv, query_opts *o) {
+  int command = 'l';
+  if (argc > 1 && strcmp(argv[1], "stats") == 0)
+    command = 'S';
+  else if (argc > 1 && strcmp(argv[1], "show") == 0)
+    command = 's';
+  else if (argc > 1 && strcmp(argv[1], "batch") == 0)
+    command = 'b';
+  if (command != 'l') {
+    argc--;
+    argv++;
+  }
+  int rc = parse_args(argc, argv, o, command);
+  if (rc >= 0)
+    return rc;
+  sqlite3 *db = NULL;
+  char err[512];
+  if (query_open(o->db_path, &db, err, sizeof(err)) != 0) {
+    fprintf(stderr, "taskwatch query: %s\n", err);
+    return 2;
+  }
+  switch (command) {
+  case 'S':
+    rc = query_stats(db, o);
+    break;
+  case 's':
+    rc = query_show(db, o);
+    break;
+  case 'b':
+    rc = query_batch(db, o);
+    break;
+  default:
+    rc = query_list(db, o);
+  }
+  sqlite3_close(db);
+  return rc;
+}
 
 int query_main(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "taskwatch query: not built yet\n");
-  return 1;
+  /* Only the character type follows the locale (for display widths);
+   * numbers keep their '.' whatever LC_NUMERIC says. */
+  setlocale(LC_CTYPE, "");
+  query_opts o = {0};
+  o.format = QUERY_TABLE;
+  o.limit = -1;
+  o.interval_us = 200000;
+  o.now_us = query_now_us();
+  o.filter = filter_new(o.now_us);
+  int rc = run(argc, argv, &o);
+  filter_free(o.filter);
+  return rc;
+}
+
+/* Exit status for a result of `count` printed rows. */
+static int exit_status(const query_opts *o, int64_t count) {
+  if (o->fail_if_empty && count == 0)
+    return 1;
+  if (o->fail_if_any && count > 0)
+    return 1;
+  return 0;
+}
+
+int query_list(sqlite3 *db, const query_opts *o) {
+  const char *column = o->sort_column ? o->sort_column : "t.enqueued_at";
+  const char *dir = o->reverse ? "DESC" : "ASC";
+  format_buf sql;
+  format_buf_init(&sql);
+  format_buf_printf(&sql,
+                    "SELECT " QUERY_TASK_COLUMNS QUERY_TASK_FROM
+                    " WHERE %s ORDER BY %s %s, t.id %s LIMIT ?%d",
+                    filter_sql(o->filter), column, dir, dir,
+                    filter_param_count(o->filter) + 1);
+  sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
+  format_buf_fini(&sql);
+  if (st == NULL)
+    return 2;
+  int next = filter_bind(o->filter, st, 1);
+  sqlite3_bind_int64(st, next, o->limit);
+  query_out *out = query_out_new(o->format, o->local, stdout);
+  int rc;
+  query_task t;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    query_task_read(st, 0, &t);
+    query_out_task(out, &t);
+  }
+  int status = 0;
+  if (rc != SQLITE_DONE) {
+    fprintf(stderr, "taskwatch query: %s\n", sqlite3_errmsg(db));
+    status = 2;
+  }
+  sqlite3_finalize(st);
+  query_out_flush(out);
+  if (status == 0 && o->follow)
+    status = query_follow(db, o, out);
+  if (status == 0)
+    status = exit_status(o, query_out_count(out));
+  query_out_free(out);
+  return status;
 }

@@ -1,0 +1,428 @@
+/*
+ * query_out - writes task rows as NDJSON, RFC 4180 CSV or an aligned table.
+ *
+ * JSON and CSV are exports: every row is written as soon as it is read, with
+ * all fields, strings escaped (JSON) or quoted (CSV) but otherwise kept.
+ * The table is for people at a terminal: every cell goes through the one
+ * display sanitizer (common/sanitize), and column widths come from the
+ * first TABLE_SAMPLE rows, held back until then, so a million-row result
+ * streams in constant memory while short results are sized exactly. When
+ * the table is wider than the terminal, the error, name and service
+ * columns give up their room, in that order, and their cells end in "…".
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "query.h"
+#include "sanitize.h"
+#include "schema.h"
+#include "xalloc.h"
+
+#define TABLE_SAMPLE 500
+
+enum column {
+  COL_ID,
+  COL_BATCH,
+  COL_POS,
+  COL_NAME,
+  COL_SERVICE,
+  COL_STATUS,
+  COL_ENQUEUED,
+  COL_WAIT,
+  COL_RUN,
+  COL_ERROR,
+  COL_COUNT
+};
+
+static const char *const headers[COL_COUNT] = {
+    "ID",       "BATCH", "POS", "NAME", "SERVICE", "STATUS",
+    "ENQUEUED", "WAIT",  "RUN", "ERROR"};
+/* Numbers and durations are right-aligned. */
+static const int right_aligned[COL_COUNT] = {1, 1, 1, 0, 0, 0, 0, 1, 1, 0};
+/* How narrow a column may become to fit the terminal (0: never shrinks). */
+static const int min_width[COL_COUNT] = {0, 0, 0, 10, 8, 0, 0, 0, 0, 12};
+
+/* One table row: the raw (unsanitized) text of each cell. */
+typedef struct row {
+  char *cell[COL_COUNT];
+} row;
+
+struct query_out {
+  enum query_format format;
+  int local;
+  FILE *fp;
+  int64_t count;
+  format_buf line;
+  /* table */
+  row *held;
+  int nheld;
+  int widths_fixed;
+  int width[COL_COUNT];
+  int terminal_width;
+  unsigned flags;
+};
+
+/* ---- reading ------------------------------------------------------------ */
+
+static const char *text_col(sqlite3_stmt *st, int col, int *len) {
+  const char *s = (const char *)sqlite3_column_text(st, col);
+  *len = s ? sqlite3_column_bytes(st, col) : 0;
+  return s;
+}
+
+static int64_t int_col(sqlite3_stmt *st, int col, int *has) {
+  int present = sqlite3_column_type(st, col) != SQLITE_NULL;
+  if (has != NULL)
+    *has = present;
+  return present ? sqlite3_column_int64(st, col) : 0;
+}
+
+void query_task_read(sqlite3_stmt *st, int c, query_task *t) {
+  memset(t, 0, sizeof(*t));
+  t->id = int_col(st, c + 0, NULL);
+  t->batch = int_col(st, c + 1, NULL);
+  t->batch_label = text_col(st, c + 2, &t->batch_label_len);
+  t->position = int_col(st, c + 3, NULL);
+  t->name = text_col(st, c + 4, &t->name_len);
+  t->service = text_col(st, c + 5, &t->service_len);
+  t->host = text_col(st, c + 6, &t->host_len);
+  t->pid = int_col(st, c + 7, NULL);
+  t->thread = int_col(st, c + 8, &t->has_thread);
+  t->status = (int)int_col(st, c + 9, NULL);
+  t->mode = (int)int_col(st, c + 10, NULL);
+  t->enqueued_at = int_col(st, c + 11, NULL);
+  t->started_at = int_col(st, c + 12, &t->has_started);
+  t->finished_at = int_col(st, c + 13, &t->has_finished);
+  t->wait_us = int_col(st, c + 14, &t->has_wait);
+  t->run_us = int_col(st, c + 15, &t->has_run);
+  t->error_type = text_col(st, c + 16, &t->error_type_len);
+  t->error_message = text_col(st, c + 17, &t->error_message_len);
+  t->error_detail = text_col(st, c + 18, &t->error_detail_len);
+  t->skipped_after = int_col(st, c + 19, &t->has_skipped_after);
+  t->drop_reason = text_col(st, c + 20, &t->drop_reason_len);
+}
+
+void query_format_time(char *buf, size_t len, int64_t us, int local) {
+  int n = local ? format_time_local(us, buf, len) : format_time_utc(us, buf,
+                                                                     len);
+  if (n < 0)
+    snprintf(buf, len, "%lld", (long long)us);
+}
+
+int query_terminal_width(FILE *fp) {
+  struct winsize ws;
+  int fd = fileno(fp);
+  if (fd < 0 || !isatty(fd) || ioctl(fd, TIOCGWINSZ, &ws) != 0 ||
+      ws.ws_col == 0)
+    return -1;
+  return ws.ws_col;
+}
+
+unsigned query_sanitize_flags(void) {
+  return sanitize_locale_is_utf8() ? 0 : SANITIZE_ASCII;
+}
+
+/* ---- JSON --------------------------------------------------------------- */
+
+static void json_str(format_buf *b, const char *key, const char *s, int len) {
+  format_buf_printf(b, ",\"%s\":", key);
+  if (s == NULL)
+    format_buf_puts(b, "null");
+  else
+    format_json_string(b, s, (size_t)len);
+}
+
+static void json_int(format_buf *b, const char *key, int64_t v, int has) {
+  if (has)
+    format_buf_printf(b, ",\"%s\":%lld", key, (long long)v);
+  else
+    format_buf_printf(b, ",\"%s\":null", key);
+}
+
+static void json_time(format_buf *b, const char *key, int64_t v, int has) {
+  char when[FORMAT_TIME_SIZE];
+  if (!has) {
+    format_buf_printf(b, ",\"%s\":null", key);
+    return;
+  }
+  query_format_time(when, sizeof(when), v, 0);
+  format_buf_printf(b, ",\"%s\":\"%s\"", key, when);
+}
+
+static void write_json(query_out *o, const query_task *t) {
+  format_buf *b = &o->line;
+  const char *status = schema_status_name(t->status);
+  const char *mode = schema_mode_name(t->mode);
+  format_buf_printf(b, "{\"id\":%lld", (long long)t->id);
+  json_int(b, "batch", t->batch, 1);
+  json_str(b, "batch_label", t->batch_label, t->batch_label_len);
+  json_int(b, "position", t->position, 1);
+  json_str(b, "name", t->name, t->name_len);
+  json_str(b, "service", t->service, t->service_len);
+  json_str(b, "host", t->host, t->host_len);
+  json_int(b, "pid", t->pid, 1);
+  if (t->has_thread)
+    format_buf_printf(b, ",\"thread\":%llu", (unsigned long long)t->thread);
+  else
+    format_buf_puts(b, ",\"thread\":null");
+  json_str(b, "status", status, status ? (int)strlen(status) : 0);
+  json_str(b, "mode", mode, mode ? (int)strlen(mode) : 0);
+  json_time(b, "enqueued_at", t->enqueued_at, 1);
+  json_time(b, "started_at", t->started_at, t->has_started);
+  json_time(b, "finished_at", t->finished_at, t->has_finished);
+  json_int(b, "wait_us", t->wait_us, t->has_wait);
+  json_int(b, "run_us", t->run_us, t->has_run);
+  json_str(b, "error_type", t->error_type, t->error_type_len);
+  json_str(b, "error_message", t->error_message, t->error_message_len);
+  json_str(b, "error_detail", t->error_detail, t->error_detail_len);
+  json_int(b, "skipped_after", t->skipped_after, t->has_skipped_after);
+  json_str(b, "drop_reason", t->drop_reason, t->drop_reason_len);
+  format_buf_puts(b, "}\n");
+}
+
+/* ---- CSV ---------------------------------------------------------------- */
+
+static const char csv_header[] =
+    "id,batch,batch_label,position,name,service,host,pid,thread,status,mode,"
+    "enqueued_at,started_at,finished_at,wait_us,run_us,error_type,"
+    "error_message,error_detail,skipped_after,drop_reason\r\n";
+
+static void csv_str(format_buf *b, const char *s, int len) {
+  format_buf_putc(b, ',');
+  if (s != NULL)
+    format_csv_field(b, s, (size_t)len);
+}
+
+static void csv_int(format_buf *b, int64_t v, int has) {
+  if (has)
+    format_buf_printf(b, ",%lld", (long long)v);
+  else
+    format_buf_putc(b, ',');
+}
+
+static void csv_time(format_buf *b, int64_t v, int has) {
+  char when[FORMAT_TIME_SIZE];
+  format_buf_putc(b, ',');
+  if (has) {
+    query_format_time(when, sizeof(when), v, 0);
+    format_buf_puts(b, when);
+  }
+}
+
+static void write_csv(query_out *o, const query_task *t) {
+  format_buf *b = &o->line;
+  const char *status = schema_status_name(t->status);
+  const char *mode = schema_mode_name(t->mode);
+  format_buf_printf(b, "%lld", (long long)t->id);
+  csv_int(b, t->batch, 1);
+  csv_str(b, t->batch_label, t->batch_label_len);
+  csv_int(b, t->position, 1);
+  csv_str(b, t->name, t->name_len);
+  csv_str(b, t->service, t->service_len);
+  csv_str(b, t->host, t->host_len);
+  csv_int(b, t->pid, 1);
+  if (t->has_thread)
+    format_buf_printf(b, ",%llu", (unsigned long long)t->thread);
+  else
+    format_buf_putc(b, ',');
+  csv_str(b, status ? status : "", status ? (int)strlen(status) : 0);
+  csv_str(b, mode ? mode : "", mode ? (int)strlen(mode) : 0);
+  csv_time(b, t->enqueued_at, 1);
+  csv_time(b, t->started_at, t->has_started);
+  csv_time(b, t->finished_at, t->has_finished);
+  csv_int(b, t->wait_us, t->has_wait);
+  csv_int(b, t->run_us, t->has_run);
+  csv_str(b, t->error_type, t->error_type_len);
+  csv_str(b, t->error_message, t->error_message_len);
+  csv_str(b, t->error_detail, t->error_detail_len);
+  csv_int(b, t->skipped_after, t->has_skipped_after);
+  csv_str(b, t->drop_reason, t->drop_reason_len);
+  format_buf_puts(b, "\r\n");
+}
+
+/* ---- table -------------------------------------------------------------- */
+
+static char *dup_len(const char *s, int len) {
+  return s != NULL ? xstrndup(s, (size_t)len) : xstrdup("");
+}
+
+/* What the ERROR column says: the error for a failed task, the cause for a
+ * skipped one, the reason for a dropped or lost one. */
+static char *error_cell(const query_task *t) {
+  format_buf b;
+  format_buf_init(&b);
+  if (t->error_type != NULL || t->error_message != NULL) {
+    format_buf_append(&b, t->error_type ? t->error_type : "",
+                      (size_t)t->error_type_len);
+    if (t->error_message != NULL && t->error_message_len > 0) {
+      format_buf_puts(&b, t->error_type_len > 0 ? ": " : "");
+      format_buf_append(&b, t->error_message, (size_t)t->error_message_len);
+    }
+  } else if (t->has_skipped_after) {
+    format_buf_printf(&b, "after %lld", (long long)t->skipped_after);
+  } else if (t->drop_reason != NULL) {
+    format_buf_append(&b, t->drop_reason, (size_t)t->drop_reason_len);
+  }
+  char *s = xstrdup(format_buf_str(&b));
+  format_buf_fini(&b);
+  return s;
+}
+
+static void duration_cell(char **cell, int64_t us, int has) {
+  char text[32] = "";
+  if (has)
+    format_duration(us, text, sizeof(text));
+  *cell = xstrdup(text);
+}
+
+static void make_row(const query_out *o, const query_task *t, row *r) {
+  char text[FORMAT_TIME_SIZE];
+  const char *status = schema_status_name(t->status);
+  snprintf(text, sizeof(text), "%lld", (long long)t->id);
+  r->cell[COL_ID] = xstrdup(text);
+  snprintf(text, sizeof(text), "%lld", (long long)t->batch);
+  r->cell[COL_BATCH] = xstrdup(text);
+  snprintf(text, sizeof(text), "%lld", (long long)t->position);
+  r->cell[COL_POS] = xstrdup(text);
+  r->cell[COL_NAME] = dup_len(t->name, t->name_len);
+  r->cell[COL_SERVICE] = dup_len(t->service, t->service_len);
+  r->cell[COL_STATUS] = xstrdup(status ? status : "?");
+  query_format_time(text, sizeof(text), t->enqueued_at, o->local);
+  r->cell[COL_ENQUEUED] = xstrdup(text);
+  duration_cell(&r->cell[COL_WAIT], t->wait_us, t->has_wait);
+  duration_cell(&r->cell[COL_RUN], t->run_us, t->has_run);
+  r->cell[COL_ERROR] = error_cell(t);
+}
+
+static void row_free(row *r) {
+  for (int i = 0; i < COL_COUNT; i++)
+    free(r->cell[i]);
+}
+
+/* Sets the column widths from the held rows, then narrows the shrinkable
+ * columns until the table fits the terminal. */
+static void fix_widths(query_out *o) {
+  for (int c = 0; c < COL_COUNT; c++) {
+    o->width[c] = (int)strlen(headers[c]);
+    for (int i = 0; i < o->nheld; i++) {
+      const char *s = o->held[i].cell[c];
+      int w = sanitize_width(s, strlen(s), o->flags);
+      if (w > o->width[c])
+        o->width[c] = w;
+    }
+  }
+  o->widths_fixed = 1;
+  if (o->terminal_width < 0)
+    return;
+  int total = COL_COUNT - 1;
+  for (int c = 0; c < COL_COUNT; c++)
+    total += o->width[c];
+  static const int shrink_order[] = {COL_ERROR, COL_NAME, COL_SERVICE};
+  for (size_t k = 0; k < 3 && total > o->terminal_width; k++) {
+    int c = shrink_order[k];
+    int room = o->width[c] - min_width[c];
+    int cut = total - o->terminal_width;
+    if (room <= 0)
+      continue;
+    if (cut > room)
+      cut = room;
+    o->width[c] -= cut;
+    total -= cut;
+  }
+}
+
+static void put_cell(query_out *o, int c, const char *s, int last) {
+  char *shown = sanitize_dup(s, strlen(s), o->width[c],
+                             o->flags | SANITIZE_ELLIPSIS, NULL);
+  int w = sanitize_width(shown, strlen(shown), o->flags);
+  int pad = o->width[c] - w;
+  if (right_aligned[c])
+    for (int i = 0; i < pad; i++)
+      format_buf_putc(&o->line, ' ');
+  format_buf_puts(&o->line, shown);
+  if (!right_aligned[c] && !last)
+    for (int i = 0; i < pad; i++)
+      format_buf_putc(&o->line, ' ');
+  format_buf_puts(&o->line, last ? "\n" : " ");
+  free(shown);
+}
+
+static void put_row(query_out *o, const char *const *cells) {
+  for (int c = 0; c < COL_COUNT; c++)
+    put_cell(o, c, cells[c], c == COL_COUNT - 1);
+  /* An empty last cell leaves the separator behind; lines end clean. */
+  while (o->line.len >= 2 && o->line.data[o->line.len - 2] == ' ') {
+    o->line.data[o->line.len - 2] = '\n';
+    o->line.len--;
+  }
+  fwrite(o->line.data, 1, o->line.len, o->fp);
+  format_buf_reset(&o->line);
+}
+
+static void release_held(query_out *o) {
+  if (!o->widths_fixed) {
+    fix_widths(o);
+    put_row(o, headers);
+  }
+  for (int i = 0; i < o->nheld; i++) {
+    put_row(o, (const char *const *)o->held[i].cell);
+    row_free(&o->held[i]);
+  }
+  o->nheld = 0;
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+query_out *query_out_new(enum query_format format, int local, FILE *fp) {
+  query_out *o = xcalloc(1, sizeof(*o));
+  o->format = format;
+  o->local = local;
+  o->fp = fp;
+  format_buf_init(&o->line);
+  o->terminal_width = query_terminal_width(fp);
+  o->flags = query_sanitize_flags();
+  if (format == QUERY_CSV)
+    fputs(csv_header, fp);
+  if (format == QUERY_TABLE)
+    o->held = xcalloc(TABLE_SAMPLE, sizeof(row));
+  return o;
+}
+
+void query_out_task(query_out *o, const query_task *t) {
+  o->count++;
+  if (o->format == QUERY_TABLE) {
+    make_row(o, t, &o->held[o->nheld++]);
+    if (o->nheld == TABLE_SAMPLE || o->widths_fixed)
+      release_held(o);
+    return;
+  }
+  if (o->format == QUERY_JSON)
+    write_json(o, t);
+  else
+    write_csv(o, t);
+  fwrite(o->line.data, 1, o->line.len, o->fp);
+  format_buf_reset(&o->line);
+}
+
+void query_out_flush(query_out *o) {
+  if (o->format == QUERY_TABLE && (o->nheld > 0 || o->count > 0))
+    release_held(o);
+  fflush(o->fp);
+}
+
+int64_t query_out_count(const query_out *o) {
+  return o->count;
+}
+
+void query_out_free(query_out *o) {
+  if (o == NULL)
+    return;
+  for (int i = 0; i < o->nheld; i++)
+    row_free(&o->held[i]);
+  free(o->held);
+  format_buf_fini(&o->line);
+  free(o);
+}

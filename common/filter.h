@@ -1,0 +1,85 @@
+/*
+ * filter - the filter language shared by `taskwatch query` and
+ * `taskwatch top`, compiled to an SQL boolean expression whose values are
+ * all bound parameters, never spliced into the text.
+ *
+ * A filter is a list of terms separated by blanks; all must hold:
+ *
+ *   status:failed,skipped    state is one of these (comma = "or")
+ *   name:send_*              task name glob (* any run, ? one character)
+ *   service:api  host:web-1  the agent's service / host, globs
+ *   label:"POST /send*"      the batch label, glob
+ *   batch:123                batch id (a non-number is a label glob)
+ *   id:456                   task id
+ *   error:timeout            error type or message contains the text
+ *                            (ASCII case-insensitive)
+ *   mode:loop|threadpool   pid:1234   position:2 (also position>1 ...)
+ *   since:1h  until:2026-11-22T10:00:00Z
+ *                            enqueued at or after / before; a duration is
+ *                            that long before now, or RFC 3339, a date,
+ *                            or "now"
+ *   wait>200ms  run>=1s  run<5s  wait:>1s
+ *                            queue wait / run time compared with a
+ *                            duration (tasks that never got there do not
+ *                            match)
+ *   !TERM  or  -TERM         negation (a task matches unless TERM holds)
+ *   word                     task name contains the word
+ *
+ * Values may be quoted with "..." or '...'; a backslash takes the next
+ * character literally (in globs too, so name:a\* is the name "a*").
+ */
+#ifndef TW_FILTER_H
+#define TW_FILTER_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct filter filter;
+
+/* Parses e.g. `status:failed name:send_* service:api batch:ID !error:timeout
+ * since:1h until:2026-11-22T10:00:00Z wait>200ms run>1s label:POST*
+ * host:web-1`. Returns 0 and *out, or -1 with a one-line reason in err.
+ * Empty text is a filter that matches everything. The caller frees *out
+ * with filter_free(). */
+int filter_parse(const char *text, int64_t now_us, filter **out, char *err,
+                 size_t errlen);
+
+/* A filter matching everything, to which terms can be added. */
+filter *filter_new(int64_t now_us);
+
+/* Adds one term given as key, operator (":", ">", ">=", "<", "<=" or "=")
+ * and value, the value taken as is (no quoting or backslashes needed), so
+ * command-line flags and typed terms mean the same thing. negate != 0 is
+ * the `!` prefix. Returns 0, or -1 with a reason in err and f unchanged. */
+int filter_add(filter *f, const char *key, const char *op, const char *value,
+               int negate, char *err, size_t errlen);
+
+/* Adds every term of `text`, as filter_parse does. */
+int filter_add_text(filter *f, const char *text, char *err, size_t errlen);
+
+void filter_free(filter *f);
+
+/* SQL boolean expression over `tasks t` joined `agents a ON a.id = t.agent`
+ * and `batches b ON b.id = t.batch`, with ?NNN parameters only (never
+ * spliced values) numbered from ?1; "1" when empty. Owned by f, valid until
+ * the next change to f. */
+const char *filter_sql(const filter *f);
+
+/* The same expression with parameters numbered from ?first, for statements
+ * that have parameters of their own before the filter's. The caller frees
+ * the result with free(). */
+char *filter_sql_at(const filter *f, int first);
+
+/* Number of parameters filter_sql() uses. */
+int filter_param_count(const filter *f);
+
+/* Binds the filter's parameters starting at index `first` (the index the
+ * SQL text was numbered from: 1 for filter_sql()); returns the next free
+ * index, or -1. */
+int filter_bind(const filter *f, sqlite3_stmt *st, int first);
+
+/* 1 when the filter has no terms. */
+int filter_is_empty(const filter *f);
+
+#endif /* TW_FILTER_H */

@@ -1,0 +1,622 @@
+/*
+ * test_query - `taskwatch query` as a program: the real binary (argv[1])
+ * runs against a fixture store built here (test_query_fixture.h plus a
+ * hostile task and a bulk set for percentiles), and its output, stderr and
+ * exit status are checked: every format, sorting, stats against
+ * independently computed percentiles, show/batch, exit statuses, bad
+ * arguments and bad files, and a writer holding the database meanwhile.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "test_query_fixture.h"
+
+static const char *taskwatch;
+static char dir[256];
+static char db_path[300];
+
+/* The hostile task: escape sequences and C1 controls in every string. */
+#define EVIL_ID FIX_ID(10)
+#define BULK_N 1001
+
+typedef struct result {
+  int status;
+  char *out;
+  char *err;
+} result;
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+  s[n] = '\0';
+  fclose(f);
+  return s;
+}
+
+/* Runs taskwatch with the given arguments (NULL-terminated, "query"
+ * prepended) and an optional TZ. */
+static result run_tz(const char *tz, const char *first, ...) {
+  const char *argv[64] = {taskwatch, "query"};
+  int argc = 2;
+  va_list ap;
+  va_start(ap, first);
+  for (const char *a = first; a != NULL; a = va_arg(ap, const char *))
+    argv[argc++] = a;
+  va_end(ap);
+  argv[argc] = NULL;
+  char out_path[320], err_path[320];
+  snprintf(out_path, sizeof(out_path), "%s/out", dir);
+  snprintf(err_path, sizeof(err_path), "%s/err", dir);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(o, 1);
+    dup2(e, 2);
+    if (tz != NULL)
+      setenv("TZ", tz, 1);
+    else
+      setenv("TZ", "UTC0", 1);
+    execv(taskwatch, (char *const *)argv);
+    _exit(127);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  result r = {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+              slurp(out_path), slurp(err_path)};
+  return r;
+}
+
+#define run(...) run_tz(NULL, __VA_ARGS__, NULL)
+
+static void result_free(result *r) {
+  free(r->out);
+  free(r->err);
+}
+
+static int count_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++)
+    n += *s == '\n';
+  return n;
+}
+
+/* The line of `text` that contains `needle`, copied, or NULL. */
+static char *line_with(const char *text, const char *needle) {
+  const char *p = strstr(text, needle);
+  if (p == NULL)
+    return NULL;
+  const char *start = p;
+  while (start > text && start[-1] != '\n')
+    start--;
+  const char *end = strchr(p, '\n');
+  size_t n = end ? (size_t)(end - start) : strlen(start);
+  char *line = malloc(n + 1);
+  memcpy(line, start, n);
+  line[n] = '\0';
+  return line;
+}
+
+static int64_t json_number(const char *line, const char *key) {
+  char pattern[64];
+  snprintf(pattern, sizeof(pattern), "\"%s\":", key);
+  const char *p = strstr(line, pattern);
+  if (p == NULL)
+    fail_msg("no %s in %s", key, line);
+  return strtoll(p + strlen(pattern), NULL, 10);
+}
+
+/* ---- fixture ---------------------------------------------------------- */
+
+static void add_extra(sqlite3 *db) {
+  char sql[1024];
+  snprintf(sql, sizeof(sql),
+           "INSERT INTO batches VALUES (%lld, 2, 'BULK', %lld);"
+           "INSERT INTO tasks (id, agent, batch, position, name, mode, status,"
+           " enqueued_at, started_at, finished_at, wait_us, run_us,"
+           " error_type, error_message) VALUES (%lld, 2, %lld, 0,"
+           " 'esc' || char(27) || '[2J' || char(27) || ']0;pwned' || char(7),"
+           " 0, 3, %lld, %lld, %lld, 1, 1, 'E' || char(155) || '31m',"
+           " 'line1' || char(10) || 'line2' || char(13) || char(8) || char(127)"
+           " || char(8238) || 'x')",
+           (long long)FIX_BATCH(5), (long long)FIX_T0, (long long)EVIL_ID,
+           (long long)FIX_BATCH(3), (long long)(FIX_T0 + 10),
+           (long long)(FIX_T0 + 11), (long long)(FIX_T0 + 12));
+  assert_int_equal(fix_exec(db, sql), SQLITE_OK);
+  /* The bulk set: pseudo-random run and wait times, a few NULL runs. */
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(
+      sqlite3_prepare_v2(db,
+                         "INSERT INTO tasks (id, agent, batch, position,"
+                         " name, mode, status, enqueued_at, wait_us, run_us)"
+                         " VALUES (?1, 2, ?2, 0, 'bulk', 0, ?3, ?4, ?5, ?6)",
+                         -1, &st, NULL),
+      SQLITE_OK);
+  uint64_t seed = 0x2545f4914f6cdd1du;
+  fix_exec(db, "BEGIN");
+  for (int i = 0; i < BULK_N; i++) {
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    sqlite3_bind_int64(st, 1, FIX_ID(100 + i));
+    sqlite3_bind_int64(st, 2, FIX_BATCH(5));
+    sqlite3_bind_int(st, 3, i % 10 == 0 ? 3 : i % 17 == 0 ? 0 : 2);
+    sqlite3_bind_int64(st, 4, FIX_T0 + 20 + i);
+    sqlite3_bind_int64(st, 5, (int64_t)(seed % 5000));
+    if (i % 17 == 0)
+      sqlite3_bind_null(st, 6);
+    else
+      sqlite3_bind_int64(st, 6, (int64_t)((seed >> 20) % 1000000));
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_reset(st);
+  }
+  fix_exec(db, "COMMIT");
+  sqlite3_finalize(st);
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof(dir), "/tmp/test_query.XXXXXX");
+  if (mkdtemp(dir) == NULL)
+    return -1;
+  snprintf(db_path, sizeof(db_path), "%s/store.db", dir);
+  sqlite3 *db = fixture_open(db_path);
+  if (db == NULL)
+    return -1;
+  fix_exec(db, "PRAGMA journal_mode=WAL");
+  add_extra(db);
+  sqlite3_close(db);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[400];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- listing formats ---------------------------------------------------- */
+
+static void json_lines(void **state) {
+  (void)state;
+  result r = run("--db", db_path, "--format", "json", "status:failed");
+  assert_int_equal(r.status, 0);
+  assert_string_equal(r.err, "");
+  assert_int_equal(count_lines(r.out), 3 + BULK_N / 10 + 1);
+  char *line = line_with(r.out, "\"id\":1099511627778,");
+  assert_non_null(line);
+  assert_string_equal(
+      line,
+      "{\"id\":1099511627778,\"batch\":1099511628777,"
+      "\"batch_label\":\"POST /send-notification/{email}\",\"position\":1,"
+      "\"name\":\"send_email\",\"service\":\"api\",\"host\":\"web-1\","
+      "\"pid\":100,\"thread\":77,\"status\":\"failed\",\"mode\":"
+      "\"threadpool\",\"enqueued_at\":\"2026-11-22T10:00:00.001000Z\","
+      "\"started_at\":\"2026-11-22T10:00:00.003000Z\",\"finished_at\":"
+      "\"2026-11-22T10:00:00.253000Z\",\"wait_us\":2000,\"run_us\":250000,"
+      "\"error_type\":\"SMTPError\",\"error_message\":\"Connection timeout\","
+      "\"error_detail\":\"Traceback (most recent call last):\\n  File "
+      "\\\"app.py\\\", line 3\\n\",\"skipped_after\":null,"
+      "\"drop_reason\":null}");
+  free(line);
+  result_free(&r);
+
+  r = run("--db", db_path, "-o", "json", "--name", "write_log");
+  assert_int_equal(r.status, 0);
+  assert_int_equal(count_lines(r.out), 1);
+  assert_non_null(strstr(r.out, "\"status\":\"skipped\""));
+  assert_non_null(strstr(r.out, "\"skipped_after\":1099511627778,"));
+  assert_non_null(strstr(r.out, "\"started_at\":null"));
+  assert_non_null(strstr(r.out, "\"run_us\":null"));
+  assert_non_null(strstr(r.out, "\"error_type\":null"));
+  result_free(&r);
+
+  /* The hostile strings arrive escaped, the JSON stays one line. */
+  r = run("--db", db_path, "-o", "json", "name:esc*", "status:failed");
+  assert_int_equal(count_lines(r.out), 1);
+  assert_non_null(strstr(r.out, "\"name\":\"esc\\u001b[2J\\u001b]0;pwned"
+                                "\\u0007\""));
+  assert_non_null(strstr(r.out, "\"error_type\":\"E\\u009b31m\""));
+  assert_non_null(strstr(r.out, "line1\\nline2\\r\\u0008\\u007f\xe2\x80\xaex"));
+  result_free(&r);
+}
+
+static void csv_rows(void **state) {
+  (void)state;
+  result r = run("--db", db_path, "--format", "csv", "--status", "failed",
+                 "--service", "api");
+  assert_int_equal(r.status, 0);
+  assert_string_equal(
+      r.out,
+      "id,batch,batch_label,position,name,service,host,pid,thread,status,"
+      "mode,enqueued_at,started_at,finished_at,wait_us,run_us,error_type,"
+      "error_message,error_detail,skipped_after,drop_reason\r\n"
+      "1099511627778,1099511628777,POST /send-notification/{email},1,"
+      "send_email,api,web-1,100,77,failed,threadpool,"
+      "2026-11-22T10:00:00.001000Z,2026-11-22T10:00:00.003000Z,"
+      "2026-11-22T10:00:00.253000Z,2000,250000,SMTPError,Connection timeout,"
+      "\"Traceback (most recent call last):\n  File \"\"app.py\"\", line "
+      "3\n\",,\r\n");
+  result_free(&r);
+  r = run("--db", db_path, "--format", "csv", "status:lost");
+  assert_non_null(strstr(r.out, ",lost,loop,"));
+  assert_non_null(strstr(r.out, "evil'; DROP TABLE tasks; --"));
+  assert_non_null(strstr(r.out, ",,agent vanished\r\n"));
+  result_free(&r);
+}
+
+/* Display columns of a UTF-8 line up to byte offset n (every character in
+ * these tables is one column wide). */
+static int columns(const char *s, size_t n) {
+  int c = 0;
+  for (size_t i = 0; i < n; i++)
+    c += ((unsigned char)s[i] & 0xc0) != 0x80;
+  return c;
+}
+
+static void table_is_aligned_and_clean(void **state) {
+  (void)state;
+  result r = run("--db", db_path, "!name:bulk");
+  assert_int_equal(r.status, 0);
+  assert_int_equal(count_lines(r.out), 1 + 10);
+  /* Nothing a terminal would interpret: no C0 but newline, no DEL, no C1
+   * (raw or UTF-8 encoded), no bidi override. */
+  for (const unsigned char *p = (const unsigned char *)r.out; *p; p++) {
+    assert_true(*p >= 0x20 || *p == '\n');
+    assert_true(*p != 0x7f);
+    if (*p == 0xc2)
+      assert_false(p[1] >= 0x80 && p[1] <= 0x9f);
+    if (*p == 0xe2 && p[1] == 0x80)
+      assert_false(p[2] >= 0xaa && p[2] <= 0xae);
+  }
+  assert_null(strstr(r.out, "\x1b"));
+  assert_non_null(strstr(r.out, "esc\xe2\x90\x9b[2J")); /* ␛ shown */
+  /* Every row's ENQUEUED starts in the header's column. */
+  const char *header = r.out;
+  int col = columns(header, (size_t)(strstr(header, "ENQUEUED") - header));
+  const char *line = strchr(r.out, '\n') + 1;
+  int rows = 0;
+  while (*line) {
+    const char *at = strstr(line, "2026-11-22T");
+    assert_non_null(at);
+    assert_int_equal(columns(line, (size_t)(at - line)), col);
+    line = strchr(line, '\n') + 1;
+    rows++;
+  }
+  assert_int_equal(rows, 10);
+  assert_non_null(strstr(r.out, "SMTPError: Connection timeout"));
+  assert_non_null(strstr(r.out, "after 1099511627778"));
+  result_free(&r);
+}
+
+static void table_local_time(void **state) {
+  (void)state;
+  result r = run_tz("CET-1", "--db", db_path, "--local", "name:fetch", NULL);
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "2026-11-22T11:01:00.000000+01:00"));
+  result_free(&r);
+  r = run_tz("CET-1", "--db", db_path, "name:fetch", NULL);
+  assert_non_null(strstr(r.out, "2026-11-22T10:01:00.000000Z"));
+  result_free(&r);
+}
+
+static void sort_reverse_limit(void **state) {
+  (void)state;
+  result r = run("--db", db_path, "-o", "json", "--sort", "run", "--reverse",
+                 "--limit", "2", "!name:bulk");
+  assert_int_equal(r.status, 0);
+  assert_int_equal(count_lines(r.out), 2);
+  assert_int_equal(strncmp(r.out, "{\"id\":1099511627780,", 20), 0); /* 2s */
+  const char *second = strchr(r.out, '\n') + 1;
+  assert_int_equal(strncmp(second, "{\"id\":1099511627785,", 20), 0); /* 1.5s */
+  result_free(&r);
+  /* Default order: enqueue time, oldest first; --reverse flips it. */
+  r = run("--db", db_path, "-o", "json", "--limit", "1", "!name:bulk");
+  assert_non_null(strstr(r.out, "\"id\":1099511627777,"));
+  result_free(&r);
+  r = run("--db", db_path, "-o", "json", "--limit", "1", "--reverse");
+  assert_non_null(strstr(r.out, "\"id\":1099511627784,")); /* T0+2h */
+  result_free(&r);
+  r = run("--db", db_path, "-o", "json", "--sort", "name", "--limit", "1");
+  assert_non_null(strstr(r.out, "\"name\":\"a*b\""));
+  result_free(&r);
+  r = run("--db", db_path, "--limit", "0");
+  assert_int_equal(r.status, 0);
+  assert_string_equal(r.out, "");
+  result_free(&r);
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+/* The nearest-rank percentile by SQL alone: the value at 1-based rank
+ * ceil(n * pm / 1000) in ascending order. */
+static int64_t sql_percentile(const char *column, unsigned per_mille) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "SELECT %s FROM tasks WHERE name = 'bulk' AND %s IS NOT NULL"
+           " ORDER BY 1 LIMIT 1 OFFSET ((SELECT count(%s) FROM tasks WHERE"
+           " name = 'bulk') * %u + 999) / 1000 - 1",
+           column, column, column, per_mille);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+static void stats_percentiles_exact(void **state) {
+  (void)state;
+  result r = run("stats", "--db", db_path, "--by", "name", "-o", "json");
+  assert_int_equal(r.status, 0);
+  char *line = line_with(r.out, "\"name\":\"bulk\"");
+  assert_non_null(line);
+  assert_int_equal(json_number(line, "count"), BULK_N);
+  assert_int_equal(json_number(line, "failed"), (BULK_N + 9) / 10);
+  const char *sets[] = {"run", "wait"};
+  const char *names[] = {"p50", "p95", "p99", "max"};
+  const unsigned pm[] = {500, 950, 990, 1000};
+  for (int k = 0; k < 2; k++)
+    for (int i = 0; i < 4; i++) {
+      char key[32];
+      snprintf(key, sizeof(key), "%s_%s_us", sets[k], names[i]);
+      char column[16];
+      snprintf(column, sizeof(column), "%s_us", sets[k]);
+      assert_true(json_number(line, key) == sql_percentile(column, pm[i]));
+    }
+  assert_non_null(strstr(line, "\"source\":\"raw\""));
+  free(line);
+  /* The first line is the largest group. */
+  assert_int_equal(strncmp(r.out, "{\"name\":\"bulk\"", 14), 0);
+  result_free(&r);
+}
+
+static void stats_small_and_formats(void **state) {
+  (void)state;
+  result r = run("stats", "--db", db_path, "-o", "json", "!name:bulk",
+                 "!name:esc*");
+  assert_int_equal(r.status, 0);
+  assert_int_equal(count_lines(r.out), 1);
+  /* runs 10ms 250ms 1.5s 2s; waits 1 2 5 10 300 ms */
+  assert_string_equal(
+      r.out,
+      "{\"count\":9,\"queued\":1,\"running\":1,\"succeeded\":2,\"failed\":2,"
+      "\"skipped\":1,\"dropped\":1,\"lost\":1,\"failure_pct\":22.22,"
+      "\"run_p50_us\":250000,\"run_p95_us\":2000000,\"run_p99_us\":2000000,"
+      "\"run_max_us\":2000000,\"wait_p50_us\":5000,\"wait_p95_us\":300000,"
+      "\"wait_p99_us\":300000,\"wait_max_us\":300000,\"source\":\"raw\"}\n");
+  result_free(&r);
+  r = run("stats", "--db", db_path, "-o", "csv", "--by", "service",
+          "service:api");
+  assert_string_equal(
+      r.out,
+      "service,count,queued,running,succeeded,failed,skipped,dropped,lost,"
+      "failure_pct,run_p50_us,run_p95_us,run_p99_us,run_max_us,wait_p50_us,"
+      "wait_p95_us,wait_p99_us,wait_max_us,source\r\n"
+      "api,5,0,1,2,1,1,0,0,20.00,250000,2000000,2000000,2000000,2000,300000,"
+      "300000,300000,raw\r\n");
+  result_free(&r);
+  r = run("stats", "--db", db_path, "--by", "batch_label", "!name:bulk");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "batch_label"));
+  assert_non_null(strstr(r.out, "POST /send-notification/{email}"));
+  assert_non_null(strstr(r.out, "(none)"));
+  assert_non_null(strstr(r.out, "source: raw rows"));
+  result_free(&r);
+  /* Nothing matched: one all-zero line, null percentiles. */
+  r = run("stats", "--db", db_path, "-o", "json", "name:nothing");
+  assert_non_null(strstr(r.out, "\"count\":0,"));
+  assert_non_null(strstr(r.out, "\"run_p50_us\":null"));
+  result_free(&r);
+}
+
+/* ---- show and batch -------------------------------------------------------- */
+
+static void show_task(void **state) {
+  (void)state;
+  result r = run("show", "--db", db_path, "1099511627779");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "task 1099511627779\n"));
+  assert_non_null(strstr(r.out, "status:        skipped"));
+  assert_non_null(strstr(r.out, "skipped_after: 1099511627778"));
+  char *failed = line_with(r.out, "FAILED");
+  assert_non_null(failed);
+  assert_non_null(strstr(failed, "send_email"));
+  assert_non_null(strstr(failed, "SMTPError: Connection timeout"));
+  char *marked = line_with(r.out, "> ");
+  assert_non_null(marked);
+  assert_non_null(strstr(marked, "write_log"));
+  assert_non_null(
+      strstr(marked, "skipped because task 1099511627778 (#1 send_email)"));
+  free(failed);
+  free(marked);
+  result_free(&r);
+  r = run("show", "--db", db_path, "1099511627778");
+  assert_non_null(strstr(r.out, "  error_detail:\n    Traceback (most"));
+  assert_non_null(strstr(r.out, "\n      File \"app.py\", line 3\n"));
+  result_free(&r);
+  r = run("show", "--db", db_path, "-o", "json", "1099511627778");
+  assert_int_equal(count_lines(r.out), 1);
+  assert_int_equal(strncmp(r.out, "{\"id\":1099511627778,", 20), 0);
+  result_free(&r);
+  char evil[32];
+  snprintf(evil, sizeof(evil), "%lld", (long long)EVIL_ID);
+  r = run("show", "--db", db_path, evil);
+  assert_null(strchr(r.out, '\x1b'));
+  assert_null(strchr(r.out, '\x07'));
+  assert_non_null(strstr(r.out, "line1\xe2\x90\x8aline2"));
+  result_free(&r);
+  r = run("show", "--db", db_path, "1099511699999");
+  assert_int_equal(r.status, 1);
+  assert_int_equal(count_lines(r.err), 1);
+  result_free(&r);
+  r = run("show", "--db", db_path, "abc");
+  assert_int_equal(r.status, 2);
+  result_free(&r);
+}
+
+static void batch_view(void **state) {
+  (void)state;
+  result r = run("batch", "--db", db_path, "1099511628777");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "batch 1099511628777  POST /send-notif"));
+  assert_non_null(strstr(r.out, "by api on web-1 pid 100"));
+  assert_int_equal(count_lines(r.out), 3 + 3);
+  result_free(&r);
+  r = run("batch", "--db", db_path, "-o", "json", "1099511628777");
+  assert_int_equal(count_lines(r.out), 3);
+  char *last = line_with(r.out, "\"position\":2,");
+  assert_non_null(last);
+  assert_non_null(strstr(last, "write_log"));
+  free(last);
+  result_free(&r);
+  r = run("batch", "--db", db_path, "42");
+  assert_int_equal(r.status, 1);
+  result_free(&r);
+}
+
+/* ---- exit statuses and errors ---------------------------------------------- */
+
+static void exit_statuses(void **state) {
+  (void)state;
+  result r = run("--db", db_path, "--fail-if-empty", "name:nothing");
+  assert_int_equal(r.status, 1);
+  assert_string_equal(r.out, "");
+  result_free(&r);
+  r = run("--db", db_path, "--fail-if-empty", "name:fetch");
+  assert_int_equal(r.status, 0);
+  result_free(&r);
+  r = run("--db", db_path, "--fail-if-any", "status:failed");
+  assert_int_equal(r.status, 1);
+  assert_true(count_lines(r.out) > 1);
+  result_free(&r);
+  r = run("--db", db_path, "--fail-if-any", "status:failed",
+          "since:2026-11-22T12:00:00Z");
+  assert_int_equal(r.status, 0);
+  result_free(&r);
+  r = run("--db", db_path, "name:nothing");
+  assert_int_equal(r.status, 0);
+  result_free(&r);
+  r = run("stats", "--db", db_path, "--fail-if-any", "status:lost");
+  assert_int_equal(r.status, 1);
+  result_free(&r);
+}
+
+static void one_line_error(const char *what, result r) {
+  if (r.status != 2 || count_lines(r.err) != 1 || r.out[0] != '\0')
+    fail_msg("%s: status %d, stderr '%s'", what, r.status, r.err);
+  assert_int_equal(strncmp(r.err, "taskwatch query: ", 17), 0);
+  result_free(&r);
+}
+
+static void bad_arguments(void **state) {
+  (void)state;
+  one_line_error("no db", run("status:failed"));
+  one_line_error("bad option", run("--db", db_path, "--frobnicate"));
+  one_line_error("no value", run("--db", db_path, "--status"));
+  one_line_error("bad status", run("--db", db_path, "--status", "nope"));
+  one_line_error("bad term", run("--db", db_path, "colour:red"));
+  one_line_error("bad format", run("--db", db_path, "-o", "xml"));
+  one_line_error("bad sort", run("--db", db_path, "--sort", "id; DROP"));
+  one_line_error("bad limit", run("--db", db_path, "--limit", "-3"));
+  one_line_error("bad since", run("--db", db_path, "--since", "tomorrow"));
+  one_line_error("bad wait", run("--db", db_path, "--min-wait", "2"));
+  one_line_error("bad by", run("stats", "--db", db_path, "--by", "colour"));
+  one_line_error("by on list", run("--db", db_path, "--by", "name"));
+  one_line_error("show no id", run("show", "--db", db_path));
+  one_line_error("quote", run("--db", db_path, "name:\"open"));
+  result r = run("--help");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "usage: taskwatch query"));
+  result_free(&r);
+}
+
+static void bad_files(void **state) {
+  (void)state;
+  char path[400];
+  snprintf(path, sizeof(path), "%s/missing.db", dir);
+  one_line_error("missing", run("--db", path));
+  snprintf(path, sizeof(path), "%s/garbage.db", dir);
+  FILE *f = fopen(path, "wb");
+  for (int i = 0; i < 4096; i++)
+    fputc((i * 7919) & 0xff, f);
+  fclose(f);
+  one_line_error("garbage", run("--db", path));
+  snprintf(path, sizeof(path), "%s/other.db", dir);
+  sqlite3 *db = NULL;
+  sqlite3_open(path, &db);
+  fix_exec(db, "CREATE TABLE x (y)");
+  sqlite3_close(db);
+  one_line_error("not ours", run("--db", path));
+  snprintf(path, sizeof(path), "%s/newer.db", dir);
+  sqlite3_open(path, &db);
+  fix_exec(db, "PRAGMA user_version = 99");
+  sqlite3_close(db);
+  result r = run("--db", path);
+  assert_non_null(strstr(r.err, "newer"));
+  one_line_error("newer", r);
+  one_line_error("directory", run("--db", dir));
+}
+
+/* A writer in the middle of a transaction (as the collector always is)
+ * neither blocks nor fails a query, which sees the last commit. */
+static void writer_holds_the_database(void **state) {
+  (void)state;
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+  assert_int_equal(fix_exec(db, "BEGIN IMMEDIATE"), SQLITE_OK);
+  assert_int_equal(fix_exec(db, "UPDATE tasks SET status = 6"), SQLITE_OK);
+  result r = run("--db", db_path, "-o", "json", "--fail-if-any", "status:lost",
+                 "!name:esc*");
+  assert_int_equal(r.status, 1);
+  assert_int_equal(count_lines(r.out), 1);
+  result_free(&r);
+  r = run("stats", "--db", db_path, "-o", "json");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "\"lost\":1,"));
+  result_free(&r);
+  assert_int_equal(fix_exec(db, "ROLLBACK"), SQLITE_OK);
+  sqlite3_close(db);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: test_query PATH_TO_TASKWATCH\n");
+    return 2;
+  }
+  taskwatch = argv[1];
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(json_lines),
+      cmocka_unit_test(csv_rows),
+      cmocka_unit_test(table_is_aligned_and_clean),
+      cmocka_unit_test(table_local_time),
+      cmocka_unit_test(sort_reverse_limit),
+      cmocka_unit_test(stats_percentiles_exact),
+      cmocka_unit_test(stats_small_and_formats),
+      cmocka_unit_test(show_task),
+      cmocka_unit_test(batch_view),
+      cmocka_unit_test(exit_statuses),
+      cmocka_unit_test(bad_arguments),
+      cmocka_unit_test(bad_files),
+      cmocka_unit_test(writer_holds_the_database),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

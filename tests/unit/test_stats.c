@@ -1,0 +1,86 @@
+/*
+ * test_stats - nearest-rank percentiles, checked against the definition
+ * computed by brute force: the smallest sample with at least p of all
+ * samples at or below it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "stats.h"
+
+static void small_sets(void **state) {
+  (void)state;
+  stats_values s;
+  int64_t v;
+  stats_values_init(&s);
+  assert_int_equal(stats_percentile(&s, 500, &v), -1);
+  stats_values_push(&s, 42);
+  stats_values_sort(&s);
+  assert_int_equal(stats_percentile(&s, 1, &v), 0);
+  assert_true(v == 42);
+  assert_int_equal(stats_percentile(&s, 0, &v), -1);
+  assert_int_equal(stats_percentile(&s, 1001, &v), -1);
+  /* 20 samples 1..20 pushed in reverse: p95 is the 19th, p50 the 10th. */
+  stats_values_fini(&s);
+  for (int i = 20; i >= 1; i--)
+    stats_values_push(&s, i);
+  stats_values_sort(&s);
+  stats_percentile(&s, 950, &v);
+  assert_true(v == 19);
+  stats_percentile(&s, 500, &v);
+  assert_true(v == 10);
+  stats_percentile(&s, 990, &v);
+  assert_true(v == 20);
+  stats_percentile(&s, 1000, &v);
+  assert_true(v == 20);
+  stats_values_fini(&s);
+}
+
+/* Brute force from the definition, no sorting involved. */
+static int64_t by_definition(const int64_t *x, size_t n, unsigned per_mille) {
+  int64_t best = INT64_MAX;
+  for (size_t i = 0; i < n; i++) {
+    size_t at_or_below = 0;
+    for (size_t j = 0; j < n; j++)
+      at_or_below += x[j] <= x[i];
+    if (at_or_below * 1000 >= (size_t)per_mille * n && x[i] < best)
+      best = x[i];
+  }
+  return best;
+}
+
+static void random_sets(void **state) {
+  (void)state;
+  uint64_t seed = 88172645463325252u;
+  int64_t raw[400];
+  for (int round = 0; round < 40; round++) {
+    size_t n = 1 + (size_t)round * 9;
+    stats_values s;
+    stats_values_init(&s);
+    for (size_t i = 0; i < n; i++) {
+      seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+      raw[i] = (int64_t)(seed % 1000) - 100; /* duplicates and negatives */
+      stats_values_push(&s, raw[i]);
+    }
+    stats_values_sort(&s);
+    const unsigned pm[] = {1, 10, 250, 500, 900, 950, 990, 999, 1000};
+    for (size_t k = 0; k < sizeof(pm) / sizeof(pm[0]); k++) {
+      int64_t v;
+      assert_int_equal(stats_percentile(&s, pm[k], &v), 0);
+      assert_true(v == by_definition(raw, n, pm[k]));
+    }
+    stats_values_fini(&s);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(small_sets),
+      cmocka_unit_test(random_sets),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
