@@ -1,11 +1,246 @@
-/* top - placeholder until the dashboard lands. */
+/*
+ * top - `taskwatch top`: argument parsing, the --once snapshot, and the
+ * live loop. The loop wakes at least every 250 ms to check PRAGMA
+ * data_version (one cheap query) and reloads only when the store changed,
+ * or once a second so running tasks' durations advance; a key press
+ * redraws at once. Drawing goes view -> grid -> tty, so the snapshot and
+ * the tests see exactly the cells the terminal gets.
+ */
 #include "top.h"
 
+#include <locale.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "grid.h"
+#include "keys.h"
+#include "sanitize.h"
+#include "tty.h"
+#include "view.h"
+
+typedef struct options {
+  const char *db;
+  const char *filter;
+  int view;
+  int once;
+  int color; /* 0 never, 1 always, 2 auto */
+  int width, height;
+} options;
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: taskwatch top --db PATH [--view tasks|batches|names|agents]\n"
+          "                     [--filter TEXT] [--color auto|always|never]\n"
+          "                     [--once [--size COLSxROWS]]\n\n"
+          "Live dashboard of the store at PATH (read-only). --once prints one\n"
+          "plain-text snapshot and exits; it is the default when stdout is\n"
+          "not a terminal. NO_COLOR in the environment turns colours off\n"
+          "unless --color always. Press ? in the dashboard for its keys.\n");
+}
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t monotonic_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int parse_size(const char *text, int *w, int *h) {
+  char *end;
+  long a = strtol(text, &end, 10);
+  if (end == text || (*end != 'x' && *end != 'X'))
+    return -1;
+  const char *rest = end + 1;
+  long b = strtol(rest, &end, 10);
+  if (end == rest || *end != '\0' || a < 1 || b < 1 || a > 1000 || b > 1000)
+    return -1;
+  *w = (int)a;
+  *h = (int)b;
+  return 0;
+}
+
+/* Returns 0, 1 after --help, or 2 after a one-line complaint. */
+static int parse_args(int argc, char **argv, options *o) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int takes = strcmp(a, "--db") == 0 || strcmp(a, "--filter") == 0 ||
+                strcmp(a, "--view") == 0 || strcmp(a, "--color") == 0 ||
+                strcmp(a, "--size") == 0;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      return 1;
+    } else if (strcmp(a, "--once") == 0) {
+      o->once = 1;
+      continue;
+    } else if (!takes) {
+      fprintf(stderr, "taskwatch top: unknown option '%s'\n", a);
+      return 2;
+    } else if (v == NULL) {
+      fprintf(stderr, "taskwatch top: %s needs a value\n", a);
+      return 2;
+    }
+    i++;
+    if (strcmp(a, "--db") == 0) {
+      o->db = v;
+    } else if (strcmp(a, "--filter") == 0) {
+      o->filter = v;
+    } else if (strcmp(a, "--view") == 0) {
+      o->view = view_kind_of(v);
+      if (o->view < 0) {
+        fprintf(stderr, "taskwatch top: unknown view '%s' (tasks, batches, "
+                        "names or agents)\n", v);
+        return 2;
+      }
+    } else if (strcmp(a, "--color") == 0) {
+      o->color = strcmp(v, "never") == 0    ? 0
+                 : strcmp(v, "always") == 0 ? 1
+                 : strcmp(v, "auto") == 0   ? 2
+                                            : -1;
+      if (o->color < 0) {
+        fprintf(stderr, "taskwatch top: --color takes auto, always or "
+                        "never\n");
+        return 2;
+      }
+    } else if (parse_size(v, &o->width, &o->height) != 0) {
+      fprintf(stderr, "taskwatch top: --size takes COLSxROWS, e.g. 80x24\n");
+      return 2;
+    }
+  }
+  if (o->db == NULL) {
+    fprintf(stderr, "taskwatch top: --db PATH is required\n");
+    return 2;
+  }
+  return 0;
+}
+
+/* A size from the environment (COLUMNS, LINES), or the fallback. */
+static int env_size(const char *name, int fallback) {
+  const char *v = getenv(name);
+  if (v == NULL || *v == '\0')
+    return fallback;
+  char *end;
+  long n = strtol(v, &end, 10);
+  return *end == '\0' && n >= 1 && n <= 1000 ? (int)n : fallback;
+}
+
+static int snapshot(ctl *c, const options *o, unsigned flags) {
+  int w = o->width ? o->width : env_size("COLUMNS", 80);
+  int h = o->height ? o->height : env_size("LINES", 24);
+  grid *g = grid_new(w, h, flags);
+  ctl_resize(c, w, h);
+  int rc = ctl_load(c, now_us());
+  view_render(ctl_state(c), g);
+  char *text = grid_text(g);
+  fputs(text, stdout);
+  free(text);
+  grid_free(g);
+  return rc == 0 ? 0 : 1;
+}
+
+/* Handles one input; returns 1 to quit. */
+static int handle_input(ctl *c, int key, const char *text) {
+  view_state *s = ctl_state(c);
+  int64_t now = now_us();
+  if (key == TTY_WHEEL_UP || key == TTY_WHEEL_DOWN) {
+    int act = key == TTY_WHEEL_UP ? ACT_UP : ACT_DOWN;
+    for (int i = 0; i < 3; i++)
+      ctl_action(c, act, now);
+    return 0;
+  }
+  if (s->editing) {
+    ctl_prompt_key(c, key, text, now);
+    return 0;
+  }
+  return ctl_action(c, keys_action(key), now);
+}
+
+static int live(ctl *c, int color, unsigned flags) {
+  if (tty_open(color) != 0) {
+    fprintf(stderr, "taskwatch top: cannot use this terminal\n");
+    return 1;
+  }
+  int w, h, quit = 0;
+  tty_size(&w, &h);
+  grid *g = grid_new(w, h, flags);
+  ctl_resize(c, w, h);
+  ctl_load(c, now_us());
+  int64_t last_load = monotonic_us();
+  int dirty = 1;
+  while (!quit) {
+    if (dirty) {
+      view_render(ctl_state(c), g);
+      tty_draw(g);
+      dirty = 0;
+    }
+    char text[16];
+    int key = tty_read(250, text, sizeof text);
+    if (key == TTY_RESIZE) {
+      tty_size(&w, &h);
+      grid_free(g);
+      g = grid_new(w, h, flags);
+      ctl_resize(c, w, h);
+      ctl_load(c, now_us());
+      last_load = monotonic_us();
+      dirty = 1;
+    } else if (key != TTY_NONE) {
+      quit = handle_input(c, key, text);
+      dirty = 1;
+    }
+    /* Reload when the store changed, at most four times a second, and at
+     * least once a second so running durations and "ago" advance. */
+    int64_t mono = monotonic_us();
+    if ((ctl_store_changed(c) && mono - last_load >= 250000) ||
+        mono - last_load >= 1000000) {
+      ctl_load(c, now_us());
+      last_load = mono;
+      dirty = 1;
+    }
+  }
+  grid_free(g);
+  tty_close();
+  return 0;
+}
 
 int top_main(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "taskwatch top: not built yet\n");
-  return 1;
+  options o = {0};
+  o.color = 2;
+  o.view = VIEW_TASKS;
+  int rc = parse_args(argc, argv, &o);
+  if (rc)
+    return rc == 1 ? 0 : 2;
+  setlocale(LC_ALL, "");
+  unsigned flags = sanitize_locale_is_utf8() ? 0 : SANITIZE_ASCII;
+  char err[256];
+  data *d = NULL;
+  if (data_open(o.db, &d, err, sizeof err) != 0) {
+    fprintf(stderr, "taskwatch top: %s\n", err);
+    return 1;
+  }
+  ctl *c = ctl_new(d, o.db);
+  ctl_state(c)->kind = o.view;
+  if (ctl_set_filter(c, o.filter ? o.filter : "", err, sizeof err) != 0) {
+    fprintf(stderr, "taskwatch top: bad --filter: %s\n", err);
+    ctl_free(c);
+    return 2;
+  }
+  if (o.once || !isatty(STDOUT_FILENO)) {
+    rc = snapshot(c, &o, flags);
+  } else {
+    const char *no_color = getenv("NO_COLOR");
+    int color = o.color == 1 ||
+                (o.color == 2 && (no_color == NULL || no_color[0] == '\0'));
+    rc = live(c, color, flags);
+  }
+  ctl_free(c);
+  return rc;
 }

@@ -1,0 +1,348 @@
+/*
+ * test_tui_view - the dashboard without a terminal: a fixture store with
+ * fixed times is loaded through the controller and rendered into a cell
+ * grid, whose text must equal the golden snapshots in golden/ (at 40x10,
+ * 80x24 and 200x60). Run with TW_UPDATE_GOLDEN=1 to rewrite them after an
+ * intended change, then review the diff. Also: keys drive the controller
+ * (cursor, pause, filter prompt, views, sort, detail), hostile strings
+ * never reach the grid raw, and every size from 1x1 up renders.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ctl.h"
+#include "data.h"
+#include "grid.h"
+#include "keys.h"
+#include "sanitize.h"
+#include "tui_fixture.h"
+#include "view.h"
+
+static const char *golden_dir = "golden";
+
+typedef struct fixture {
+  char dir[64];
+  char path[96];
+  ctl *c;
+} fixture;
+
+static int setup_with(void **state, int64_t last_event_ago) {
+  fixture *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/tw-tui-XXXXXX");
+  if (mkdtemp(f->dir) == NULL)
+    return -1;
+  snprintf(f->path, sizeof f->path, "%s/store.db", f->dir);
+  if (fixture_build(f->path, last_event_ago) != 0)
+    return -1;
+  data *d = NULL;
+  char err[256];
+  if (data_open(f->path, &d, err, sizeof err) != 0) {
+    fprintf(stderr, "%s\n", err);
+    return -1;
+  }
+  f->c = ctl_new(d, "store.db");
+  ctl_state(f->c)->now_us = FIXTURE_NOW;
+  if (ctl_set_filter(f->c, "", err, sizeof err) != 0)
+    return -1;
+  *state = f;
+  return 0;
+}
+
+static int setup(void **state) {
+  return setup_with(state, INT64_C(2000000));
+}
+
+static int setup_stale(void **state) {
+  return setup_with(state, INT64_C(300000000));
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  ctl_free(f->c);
+  remove(f->path);
+  rmdir(f->dir);
+  free(f);
+  return 0;
+}
+
+/* Renders the controller's state at w x h and returns the text. */
+static char *render(ctl *c, int w, int h) {
+  ctl_resize(c, w, h);
+  assert_int_equal(ctl_load(c, FIXTURE_NOW), 0);
+  grid *g = grid_new(w, h, 0);
+  view_render(ctl_state(c), g);
+  char *text = grid_text(g);
+  grid_free(g);
+  /* Whatever the data, the text holds no control byte but newlines. */
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+    assert_true(*p == '\n' || (*p >= 0x20 && *p != 0x7f));
+  return text;
+}
+
+static char *read_file(const char *path) {
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL)
+    return NULL;
+  static char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  return strdup(buf);
+}
+
+static void golden(const char *name, const char *text) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s.txt", golden_dir, name);
+  const char *update = getenv("TW_UPDATE_GOLDEN");
+  if (update && *update) {
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    return;
+  }
+  char *want = read_file(path);
+  if (want == NULL)
+    fail_msg("missing golden file %s", path);
+  if (strcmp(want, text) != 0)
+    fprintf(stderr, "--- %s expected:\n%s--- got:\n%s", path, want, text);
+  assert_string_equal(want, text);
+  free(want);
+}
+
+static void snap(fixture *f, int kind, int w, int h, const char *name) {
+  ctl_state(f->c)->kind = kind;
+  char *text = render(f->c, w, h);
+  golden(name, text);
+  free(text);
+}
+
+static void golden_views(void **state) {
+  fixture *f = *state;
+  static const int sizes[3][2] = {{40, 10}, {80, 24}, {200, 60}};
+  for (int s = 0; s < 3; s++)
+    for (int k = 0; k < VIEW_COUNT; k++) {
+      char name[64];
+      snprintf(name, sizeof name, "%s_%dx%d", view_name(k), sizes[s][0],
+               sizes[s][1]);
+      snap(f, k, sizes[s][0], sizes[s][1], name);
+    }
+}
+
+static void golden_help_and_detail(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  ctl_resize(c, 80, 24);
+  assert_int_equal(ctl_action(c, ACT_HELP, FIXTURE_NOW), 0);
+  snap(f, VIEW_TASKS, 80, 24, "help_80x24");
+  ctl_action(c, ACT_CLOSE, FIXTURE_NOW);
+  assert_false(ctl_state(c)->help);
+  char err[128];
+  assert_int_equal(ctl_set_filter(c, "status:failed", err, sizeof err), 0);
+  ctl_load(c, FIXTURE_NOW);
+  assert_int_equal(ctl_state(c)->ntasks, 1);
+  ctl_action(c, ACT_DETAIL, FIXTURE_NOW);
+  assert_true(ctl_state(c)->detail);
+  snap(f, VIEW_TASKS, 80, 24, "detail_80x24");
+  /* The detail pane scrolls to the end of the traceback and no further. */
+  for (int i = 0; i < 40; i++)
+    ctl_action(c, ACT_DOWN, FIXTURE_NOW);
+  snap(f, VIEW_TASKS, 80, 24, "detail_scrolled_80x24");
+  ctl_action(c, ACT_CLOSE, FIXTURE_NOW);
+  assert_false(ctl_state(c)->detail);
+}
+
+static void stale_store(void **state) {
+  fixture *f = *state;
+  char *text = render(f->c, 80, 24);
+  assert_non_null(strstr(text, "STALE last event 2m ago"));
+  free(text);
+  text = render(f->c, 40, 10);
+  assert_non_null(strstr(text, "STALE"));
+  free(text);
+}
+
+static void hostile_strings_are_visible(void **state) {
+  fixture *f = *state;
+  char *text = render(f->c, 200, 60);
+  /* The CSI in a name shows as text; the bidi override as U+FFFD. */
+  assert_non_null(strstr(text, "evil\xe2\x90\x9b[2J\xe2\x90\x9b[Hname"));
+  assert_non_null(strstr(text, "POST /x\xef\xbf\xbd" "fdp.exe"));
+  assert_null(strstr(text, "\xe2\x80\xae"));
+  /* Raw 0x9B and C2 9B, CR and BS in the error message. */
+  assert_non_null(strstr(text, "bad\xef\xbf\xbd" "31m \xef\xbf\xbd" "1m"
+                               "\xe2\x90\x8dOK\xe2\x90\x88!"));
+  free(text);
+  ctl_state(f->c)->kind = VIEW_AGENTS;
+  text = render(f->c, 80, 24);
+  assert_non_null(strstr(text, "worker\xe2\x90\x9b[1m"));
+  free(text);
+}
+
+static void keys_move_pause_and_follow(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  view_state *s = ctl_state(c);
+  char *text = render(c, 80, 24);
+  free(text);
+  assert_true(s->following);
+  int64_t first = s->tasks[0].id;
+  ctl_action(c, keys_action('j'), FIXTURE_NOW);
+  assert_int_equal(s->cursor, 1);
+  assert_false(s->following);
+  /* Scrolling past the bottom moves the list by keyset pages. */
+  for (int i = 0; i < 30; i++)
+    ctl_action(c, keys_action('j'), FIXTURE_NOW);
+  assert_true(s->tasks[0].id != first);
+  int last = s->ntasks - 1;
+  assert_int_equal(s->cursor, last);
+  ctl_action(c, keys_action('g'), FIXTURE_NOW);
+  assert_true(s->following);
+  assert_int_equal(s->tasks[0].id, first);
+  ctl_action(c, keys_action('G'), FIXTURE_NOW);
+  assert_false(s->following);
+  assert_int_equal(s->tasks[s->ntasks - 1].position, 0); /* oldest task */
+  ctl_action(c, keys_action('g'), FIXTURE_NOW);
+  ctl_action(c, keys_action(' '), FIXTURE_NOW);
+  assert_true(s->paused);
+  assert_false(s->following);
+  ctl_action(c, keys_action(' '), FIXTURE_NOW);
+  assert_false(s->paused);
+  assert_true(s->following);
+  assert_int_equal(keys_action('q'), ACT_QUIT);
+  assert_int_equal(ctl_action(c, ACT_QUIT, FIXTURE_NOW), 1);
+}
+
+static void type(ctl *c, const char *text) {
+  for (const char *p = text; *p; p++) {
+    char one[2] = {*p, '\0'};
+    ctl_prompt_key(c, (unsigned char)*p, one, FIXTURE_NOW);
+  }
+}
+
+static void filter_prompt_and_failures(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  view_state *s = ctl_state(c);
+  free(render(c, 80, 24));
+  ctl_action(c, keys_action('/'), FIXTURE_NOW);
+  assert_true(s->editing);
+  type(c, "name:send_*");
+  ctl_prompt_key(c, '\n', NULL, FIXTURE_NOW);
+  assert_false(s->editing);
+  assert_string_equal(s->filter_text, "name:send_*");
+  assert_int_equal(s->ntasks, 7);
+  /* A bad filter keeps the prompt open with the reason. */
+  ctl_action(c, keys_action('/'), FIXTURE_NOW);
+  ctl_prompt_key(c, ('u' & 0x1f), NULL, FIXTURE_NOW);
+  type(c, "bogus:1");
+  ctl_prompt_key(c, '\n', NULL, FIXTURE_NOW);
+  assert_true(s->editing);
+  assert_non_null(strstr(s->message, "filter"));
+  ctl_prompt_key(c, 27, NULL, FIXTURE_NOW);
+  assert_false(s->editing);
+  assert_string_equal(s->filter_text, "name:send_*");
+  /* f: failures only, in the batches view the whole failed batch. */
+  ctl_action(c, keys_action('f'), FIXTURE_NOW);
+  assert_true(s->failures_only);
+  assert_int_equal(s->ntasks, 1);
+  ctl_action(c, keys_action('2'), FIXTURE_NOW);
+  assert_int_equal(s->kind, VIEW_BATCHES);
+  assert_int_equal(s->nbatches, 1);
+  assert_int_equal(s->batches[0].ntasks, 3);
+  assert_int_equal(s->batches[0].tasks[2].status, 4 /* skipped */);
+  char *text = render(c, 80, 24);
+  golden("batches_failed_80x24", text);
+  free(text);
+}
+
+static void views_and_sort(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  view_state *s = ctl_state(c);
+  free(render(c, 80, 24));
+  ctl_action(c, keys_action('\t'), FIXTURE_NOW);
+  assert_int_equal(s->kind, VIEW_BATCHES);
+  ctl_action(c, keys_action('\t'), FIXTURE_NOW);
+  assert_int_equal(s->kind, VIEW_NAMES);
+  assert_int_equal(s->nnames, 4);
+  /* Sorted by count, descending: the three default names have 7 each. */
+  assert_int_equal(s->names[0].count, 7);
+  ctl_action(c, keys_action('s'), FIXTURE_NOW); /* FAIL% */
+  ctl_action(c, keys_action('s'), FIXTURE_NOW); /* SKIP% */
+  ctl_action(c, keys_action('S'), FIXTURE_NOW);
+  assert_int_equal(s->sort_desc[VIEW_NAMES], 0);
+  ctl_action(c, keys_action((0410 + 6)), FIXTURE_NOW);
+  ctl_action(c, keys_action('4'), FIXTURE_NOW);
+  assert_int_equal(s->kind, VIEW_AGENTS);
+  assert_int_equal(s->nagents, 2);
+  ctl_action(c, keys_action('1'), FIXTURE_NOW);
+  ctl_action(c, keys_action('s'), FIXTURE_NOW);
+  assert_non_null(strstr(s->message, "ordered by time"));
+}
+
+static void every_size_renders(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  for (int k = 0; k < VIEW_COUNT; k++)
+    for (int w = 1; w <= 82; w += 3)
+      for (int h = 1; h <= 26; h += 2) {
+        ctl_state(c)->kind = k;
+        free(render(c, w, h));
+      }
+  ctl_state(c)->help = 1;
+  free(render(c, 1, 1));
+  free(render(c, 40, 10));
+}
+
+static void grid_keeps_wide_characters_whole(void **state) {
+  (void)state;
+  grid *g = grid_new(6, 1, 0);
+  grid_style st = {0, 0};
+  /* "中文名" at column 1: the third character does not fit whole. */
+  assert_int_equal(grid_puts(g, 1, 0, -1, st, "\xe4\xb8\xad\xe6\x96\x87\xe5\x90\x8d"), 5);
+  char *t = grid_text(g);
+  assert_string_equal(t, " \xe4\xb8\xad\xe6\x96\x87\xe2\x80\xa6\n");
+  free(t);
+  /* Overwriting the right half of a wide character blanks its left. */
+  grid_puts(g, 2, 0, 1, st, "x");
+  t = grid_text(g);
+  assert_string_equal(t, "  x\xe6\x96\x87\xe2\x80\xa6\n");
+  free(t);
+  grid_free(g);
+  g = grid_new(4, 1, SANITIZE_ASCII);
+  grid_puts(g, 0, 0, -1, st, "\x1b\xe4\xb8\xad");
+  t = grid_text(g);
+  assert_string_equal(t, "^[?\n");
+  free(t);
+  grid_free(g);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1)
+    golden_dir = argv[1];
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(golden_views, setup, teardown),
+      cmocka_unit_test_setup_teardown(golden_help_and_detail, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(stale_store, setup_stale, teardown),
+      cmocka_unit_test_setup_teardown(hostile_strings_are_visible, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(keys_move_pause_and_follow, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(filter_prompt_and_failures, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(views_and_sort, setup, teardown),
+      cmocka_unit_test_setup_teardown(every_size_renders, setup, teardown),
+      cmocka_unit_test(grid_keeps_wide_characters_whole),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

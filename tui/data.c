@@ -1,0 +1,686 @@
+/*
+ * data - the dashboard's queries over the store (see data.h). All values
+ * are bound; the only text joined into SQL is the filter's own expression,
+ * which itself holds nothing but ?NNN parameters.
+ */
+#include "data.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "xalloc.h"
+
+const int64_t data_window_us[DATA_WINDOWS] = {
+    INT64_C(60000000), INT64_C(300000000), INT64_C(900000000)};
+
+struct data {
+  sqlite3 *db;
+  sqlite3_stmt *version;
+  int64_t last_version;
+  int seen_version;
+};
+
+/* The task columns every list reads, in the order read_task() expects. */
+#define TASK_COLUMNS                                                        \
+  "t.id, t.batch, t.agent, t.thread, a.pid, t.enqueued_at, t.started_at, "  \
+  "t.finished_at, t.wait_us, t.run_us, t.skipped_after, t.position, "       \
+  "t.status, t.mode, t.name, b.label, a.service, a.host, t.error_type, "    \
+  "t.error_message, t.drop_reason"
+/* CROSS JOIN keeps tasks the outer loop, so ORDER BY enqueued_at walks the
+ * tasks_enqueued index and stops at LIMIT. */
+#define TASK_FROM                                                           \
+  " FROM tasks t CROSS JOIN agents a ON a.id = t.agent"                     \
+  " CROSS JOIN batches b ON b.id = t.batch"
+
+static int64_t column_int(sqlite3_stmt *st, int i) {
+  if (sqlite3_column_type(st, i) == SQLITE_NULL)
+    return DATA_NULL;
+  return sqlite3_column_int64(st, i);
+}
+
+static data_text column_text(sqlite3_stmt *st, int i) {
+  data_text t = {NULL, 0};
+  if (sqlite3_column_type(st, i) == SQLITE_NULL)
+    return t;
+  const void *p = sqlite3_column_blob(st, i);
+  t.len = (size_t)sqlite3_column_bytes(st, i);
+  t.ptr = xmalloc(t.len + 1);
+  if (t.len)
+    memcpy(t.ptr, p, t.len);
+  t.ptr[t.len] = '\0';
+  return t;
+}
+
+static void read_task(sqlite3_stmt *st, data_task *t) {
+  memset(t, 0, sizeof *t);
+  t->id = column_int(st, 0);
+  t->batch = column_int(st, 1);
+  t->agent = column_int(st, 2);
+  t->thread = column_int(st, 3);
+  t->pid = column_int(st, 4);
+  t->enqueued_at = column_int(st, 5);
+  t->started_at = column_int(st, 6);
+  t->finished_at = column_int(st, 7);
+  t->wait_us = column_int(st, 8);
+  t->run_us = column_int(st, 9);
+  t->skipped_after = column_int(st, 10);
+  t->position = sqlite3_column_int(st, 11);
+  t->status = sqlite3_column_int(st, 12);
+  t->mode = sqlite3_column_int(st, 13);
+  t->name = column_text(st, 14);
+  t->label = column_text(st, 15);
+  t->service = column_text(st, 16);
+  t->host = column_text(st, 17);
+  t->error_type = column_text(st, 18);
+  t->error_message = column_text(st, 19);
+  t->drop_reason = column_text(st, 20);
+}
+
+void data_task_fini(data_task *t) {
+  free(t->name.ptr);
+  free(t->label.ptr);
+  free(t->service.ptr);
+  free(t->host.ptr);
+  free(t->error_type.ptr);
+  free(t->error_message.ptr);
+  free(t->error_detail.ptr);
+  free(t->drop_reason.ptr);
+  memset(t, 0, sizeof *t);
+}
+
+void data_tasks_free(data_task *rows, int n) {
+  for (int i = 0; i < n; i++)
+    data_task_fini(&rows[i]);
+  free(rows);
+}
+
+data_key data_task_key(const data_task *t) {
+  data_key k = {t->enqueued_at, t->id};
+  return k;
+}
+
+static int prepare(data *d, const char *sql, sqlite3_stmt **st) {
+  return sqlite3_prepare_v2(d->db, sql, -1, st, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+int data_open(const char *path, data **out, char *err, size_t errlen) {
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "cannot open %s: %s", path,
+             db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return -1;
+  }
+  sqlite3_busy_timeout(db, 1000);
+  sqlite3_stmt *st = NULL;
+  int version = -1, has_tasks = 0;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) ==
+          SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    version = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  st = NULL;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT 1 FROM sqlite_master WHERE name = 'tasks'",
+                         -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    has_tasks = 1;
+  sqlite3_finalize(st);
+  if (version < 0) {
+    snprintf(err, errlen, "cannot read %s: %s", path, sqlite3_errmsg(db));
+  } else if (version > SCHEMA_VERSION) {
+    snprintf(err, errlen,
+             "%s: store schema version %d is newer than this taskwatch "
+             "understands (%d)",
+             path, version, SCHEMA_VERSION);
+  } else if (version < SCHEMA_VERSION || !has_tasks) {
+    snprintf(err, errlen, "%s: not a taskwatch store", path);
+  } else {
+    data *d = xcalloc(1, sizeof *d);
+    d->db = db;
+    if (prepare(d, "PRAGMA data_version", &d->version) == 0) {
+      *out = d;
+      return 0;
+    }
+    snprintf(err, errlen, "cannot read %s: %s", path, sqlite3_errmsg(db));
+    free(d);
+  }
+  sqlite3_close(db);
+  return -1;
+}
+
+void data_close(data *d) {
+  if (d == NULL)
+    return;
+  sqlite3_finalize(d->version);
+  sqlite3_close(d->db);
+  free(d);
+}
+
+int data_changed(data *d) {
+  int64_t v = d->last_version;
+  sqlite3_reset(d->version);
+  if (sqlite3_step(d->version) == SQLITE_ROW)
+    v = sqlite3_column_int64(d->version, 0);
+  sqlite3_reset(d->version);
+  int changed = !d->seen_version || v != d->last_version;
+  d->seen_version = 1;
+  d->last_version = v;
+  return changed;
+}
+
+/* Runs a statement whose rows are (int, int) and calls add for each. */
+static int each_pair(sqlite3_stmt *st, void (*add)(void *, int64_t, int64_t),
+                     void *arg) {
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    add(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void add_count(void *arg, int64_t status, int64_t n) {
+  int64_t *counts = arg;
+  if (status >= 0 && status < SCHEMA_STATUS_COUNT)
+    counts[status] += n;
+}
+
+static void add_bucket(void *arg, int64_t bucket, int64_t n) {
+  int64_t *spark = arg;
+  if (bucket >= 0 && bucket < DATA_SPARK_N)
+    spark[bucket] += n;
+}
+
+/* Counts: the partial index tasks_unusual holds every task that did not
+ * succeed, so succeeded = all in the window - the unusual ones in it. */
+static int load_counts(data *d, int64_t now_us, data_stats *s) {
+  sqlite3_stmt *st = NULL;
+  int64_t since = now_us - data_window_us[DATA_WINDOWS - 1];
+  int64_t window[SCHEMA_STATUS_COUNT] = {0}, total = 0, unusual = 0;
+  int rc = -1;
+  if (prepare(d, "SELECT count(*) FROM tasks WHERE enqueued_at >= ?1", &st))
+    goto out;
+  sqlite3_bind_int64(st, 1, since);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    total = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (prepare(d,
+              "SELECT status, count(*) FROM tasks WHERE status <> 2 AND "
+              "enqueued_at >= ?1 GROUP BY status",
+              &st))
+    goto out;
+  sqlite3_bind_int64(st, 1, since);
+  if (each_pair(st, add_count, window))
+    goto out;
+  sqlite3_finalize(st);
+  if (prepare(d,
+              "SELECT status, count(*) FROM tasks WHERE status <> 2 AND "
+              "status IN (0, 1) GROUP BY status",
+              &st))
+    goto out;
+  if (each_pair(st, add_count, s->counts))
+    goto out;
+  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+    if (i != SCHEMA_SUCCEEDED)
+      unusual += window[i];
+  for (int i = SCHEMA_FAILED; i < SCHEMA_STATUS_COUNT; i++)
+    s->counts[i] = window[i];
+  s->counts[SCHEMA_SUCCEEDED] = total - unusual;
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int load_sparks(data *d, int64_t now_us, data_stats *s) {
+  int64_t t0 = now_us - DATA_SPARK_N * DATA_SPARK_US;
+  static const char *const sql[2] = {
+      "SELECT (enqueued_at - ?1) / ?2, count(*) FROM tasks "
+      "WHERE enqueued_at >= ?1 GROUP BY 1",
+      "SELECT (enqueued_at - ?1) / ?2, count(*) FROM tasks "
+      "WHERE status <> 2 AND status = 3 AND enqueued_at >= ?1 GROUP BY 1"};
+  int64_t *out[2] = {s->spark_tasks, s->spark_failed};
+  for (int k = 0; k < 2; k++) {
+    sqlite3_stmt *st = NULL;
+    if (prepare(d, sql[k], &st))
+      return -1;
+    sqlite3_bind_int64(st, 1, t0);
+    sqlite3_bind_int64(st, 2, DATA_SPARK_US);
+    int rc = each_pair(st, add_bucket, out[k]);
+    sqlite3_finalize(st);
+    if (rc)
+      return -1;
+  }
+  int64_t last_minute[2] = {0, 0};
+  int per_minute = (int)(INT64_C(60000000) / DATA_SPARK_US);
+  for (int i = DATA_SPARK_N - per_minute; i < DATA_SPARK_N; i++) {
+    last_minute[0] += s->spark_tasks[i];
+    last_minute[1] += s->spark_failed[i];
+  }
+  s->tasks_per_s = (double)last_minute[0] / 60.0;
+  s->failed_per_s = (double)last_minute[1] / 60.0;
+  return 0;
+}
+
+static int compare_int64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+int64_t data_percentile(const int64_t *sorted, size_t n, int p) {
+  if (n == 0)
+    return DATA_NULL;
+  size_t rank = ((size_t)p * n + 99) / 100;
+  return sorted[rank == 0 ? 0 : rank - 1];
+}
+
+static void fill_percentiles(int64_t *values, size_t n, int64_t out[3]) {
+  static const int ps[3] = {50, 95, 99};
+  qsort(values, n, sizeof *values, compare_int64);
+  for (int i = 0; i < 3; i++)
+    out[i] = data_percentile(values, n, ps[i]);
+}
+
+/* Percentiles of run time and queue wait over each window, from the newest
+ * DATA_SAMPLE_MAX tasks of the widest window. */
+static int load_percentiles(data *d, int64_t now_us, data_stats *s) {
+  sqlite3_stmt *st = NULL;
+  if (prepare(d,
+              "SELECT enqueued_at, run_us, wait_us FROM tasks "
+              "WHERE enqueued_at >= ?1 ORDER BY enqueued_at DESC LIMIT ?2",
+              &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, now_us - data_window_us[DATA_WINDOWS - 1]);
+  sqlite3_bind_int(st, 2, DATA_SAMPLE_MAX);
+  int64_t *at = xmalloc(DATA_SAMPLE_MAX * sizeof *at);
+  int64_t *run = xmalloc(DATA_SAMPLE_MAX * sizeof *run);
+  int64_t *wait = xmalloc(DATA_SAMPLE_MAX * sizeof *wait);
+  int64_t *vals = xmalloc(DATA_SAMPLE_MAX * sizeof *vals);
+  size_t n = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < DATA_SAMPLE_MAX) {
+    at[n] = sqlite3_column_int64(st, 0);
+    run[n] = column_int(st, 1);
+    wait[n] = column_int(st, 2);
+    n++;
+  }
+  sqlite3_finalize(st);
+  for (int w = 0; w < DATA_WINDOWS; w++) {
+    int64_t since = now_us - data_window_us[w];
+    for (int which = 0; which < 2; which++) {
+      const int64_t *src = which ? wait : run;
+      size_t m = 0;
+      for (size_t i = 0; i < n && at[i] >= since; i++)
+        if (src[i] != DATA_NULL)
+          vals[m++] = src[i];
+      fill_percentiles(vals, m, which ? s->wait[w] : s->run[w]);
+    }
+  }
+  free(at);
+  free(run);
+  free(wait);
+  free(vals);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int load_agent_totals(data *d, data_stats *s) {
+  sqlite3_stmt *st = NULL;
+  if (prepare(d,
+              "SELECT count(*), coalesce(sum(connected), 0), "
+              "coalesce(sum(dropped), 0), max(last_event_at) FROM agents",
+              &st))
+    return -1;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    s->agents = sqlite3_column_int64(st, 0);
+    s->agents_connected = sqlite3_column_int64(st, 1);
+    s->agents_dropped = sqlite3_column_int64(st, 2);
+    s->last_event_at = column_int(st, 3);
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int data_stats_load(data *d, int64_t now_us, data_stats *out) {
+  memset(out, 0, sizeof *out);
+  out->last_event_at = DATA_NULL;
+  int rc = 0;
+  /* One read transaction, so the figures agree with each other. */
+  sqlite3_exec(d->db, "BEGIN", NULL, NULL, NULL);
+  if (load_counts(d, now_us, out) || load_sparks(d, now_us, out) ||
+      load_percentiles(d, now_us, out) || load_agent_totals(d, out))
+    rc = -1;
+  sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL);
+  return rc;
+}
+
+/* Prepares "SELECT columns FROM ... WHERE (filter) AND extra ..." with the
+ * filter's parameters numbered from ?first and bound. */
+static int prepare_filtered(data *d, const filter *f, const char *head,
+                            const char *tail, int first, sqlite3_stmt **st) {
+  char *where = f ? filter_sql_at(f, first) : NULL;
+  char *sql = sqlite3_mprintf("%s AND (%s) %s", head, where ? where : "1",
+                              tail);
+  free(where);
+  int rc = prepare(d, sql, st);
+  sqlite3_free(sql);
+  if (rc == 0 && f && filter_bind(f, *st, first) < 0) {
+    sqlite3_finalize(*st);
+    *st = NULL;
+    return -1;
+  }
+  return rc;
+}
+
+int data_tasks_page(data *d, const filter *f, const data_key *from, int dir,
+                    int limit, data_task **rows, int *n) {
+  static const char *const head[2] = {
+      "SELECT " TASK_COLUMNS TASK_FROM " WHERE t.enqueued_at <= ?1 AND "
+      "(t.enqueued_at < ?1 OR t.id <= ?2)",
+      "SELECT " TASK_COLUMNS TASK_FROM " WHERE t.enqueued_at >= ?1 AND "
+      "(t.enqueued_at > ?1 OR t.id > ?2)"};
+  static const char *const tail[2] = {
+      "ORDER BY t.enqueued_at DESC, t.id DESC LIMIT ?3",
+      "ORDER BY t.enqueued_at ASC, t.id ASC LIMIT ?3"};
+  int k = dir > 0;
+  sqlite3_stmt *st = NULL;
+  *rows = NULL;
+  *n = 0;
+  if (limit <= 0)
+    return 0;
+  if (prepare_filtered(d, f, head[k], tail[k], 4, &st))
+    return -1;
+  data_key edge = {k ? INT64_MIN : INT64_MAX, k ? INT64_MIN : INT64_MAX};
+  if (from)
+    edge = *from;
+  sqlite3_bind_int64(st, 1, edge.at);
+  sqlite3_bind_int64(st, 2, edge.id);
+  sqlite3_bind_int(st, 3, limit);
+  data_task *out = xcalloc((size_t)limit, sizeof *out);
+  int count = 0, rc;
+  while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    read_task(st, &out[count++]);
+  sqlite3_finalize(st);
+  *rows = out;
+  *n = count;
+  return 0;
+}
+
+int data_task_detail(data *d, int64_t id, data_task *out) {
+  sqlite3_stmt *st = NULL;
+  memset(out, 0, sizeof *out);
+  if (prepare(d,
+              "SELECT " TASK_COLUMNS ", t.error_detail"
+              " FROM tasks t LEFT JOIN agents a ON a.id = t.agent"
+              " LEFT JOIN batches b ON b.id = t.batch WHERE t.id = ?1",
+              &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, id);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    read_task(st, out);
+    out->error_detail = column_text(st, 21);
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
+}
+
+static int load_batch_tasks(data *d, data_batch *b) {
+  sqlite3_stmt *st = NULL;
+  if (prepare(d,
+              "SELECT " TASK_COLUMNS TASK_FROM
+              " WHERE t.batch = ?1 ORDER BY t.position, t.id LIMIT 1000",
+              &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, b->id);
+  int cap = 4, rc;
+  b->tasks = xcalloc((size_t)cap, sizeof *b->tasks);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (b->ntasks == cap) {
+      cap *= 2;
+      b->tasks = xrealloc(b->tasks, (size_t)cap * sizeof *b->tasks);
+    }
+    read_task(st, &b->tasks[b->ntasks++]);
+  }
+  sqlite3_finalize(st);
+  if (b->ntasks > 0) {
+    b->label = b->tasks[0].label.ptr
+                   ? (data_text){xstrndup(b->tasks[0].label.ptr,
+                                          b->tasks[0].label.len),
+                                 b->tasks[0].label.len}
+                   : (data_text){NULL, 0};
+    b->service = b->tasks[0].service.ptr
+                     ? (data_text){xstrndup(b->tasks[0].service.ptr,
+                                            b->tasks[0].service.len),
+                                   b->tasks[0].service.len}
+                     : (data_text){NULL, 0};
+  }
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int have_batch(const data_batch *b, int n, int64_t id) {
+  for (int i = 0; i < n; i++)
+    if (b[i].id == id)
+      return 1;
+  return 0;
+}
+
+int data_batches_page(data *d, const filter *f, const data_key *from, int n,
+                      data_batch **out, int *count) {
+  sqlite3_stmt *st = NULL;
+  *out = NULL;
+  *count = 0;
+  if (n <= 0)
+    return 0;
+  if (prepare_filtered(d, f,
+                       "SELECT t.batch, t.enqueued_at, t.id" TASK_FROM
+                       " WHERE t.enqueued_at <= ?1 AND "
+                       "(t.enqueued_at < ?1 OR t.id <= ?2)",
+                       "ORDER BY t.enqueued_at DESC, t.id DESC", 3, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, from ? from->at : INT64_MAX);
+  sqlite3_bind_int64(st, 2, from ? from->id : INT64_MAX);
+  data_batch *b = xcalloc((size_t)n, sizeof *b);
+  int m = 0, scanned = 0, rc = 0;
+  /* Tasks of one batch sit close together in time, so a bounded scan
+   * finds n batches unless the filter is very selective. */
+  while (m < n && scanned < n * 64 && sqlite3_step(st) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(st, 0);
+    scanned++;
+    if (have_batch(b, m, id))
+      continue;
+    b[m].id = id;
+    b[m].key.at = sqlite3_column_int64(st, 1);
+    b[m].key.id = sqlite3_column_int64(st, 2);
+    b[m].created_at = b[m].key.at;
+    m++;
+  }
+  sqlite3_finalize(st);
+  for (int i = 0; i < m && rc == 0; i++)
+    rc = load_batch_tasks(d, &b[i]);
+  *out = b;
+  *count = m;
+  return rc;
+}
+
+int data_batch_before(data *d, const filter *f, const data_key *key,
+                      int64_t batch, data_key *out) {
+  sqlite3_stmt *st = NULL;
+  if (prepare_filtered(d, f,
+                       "SELECT t.batch, t.enqueued_at, t.id" TASK_FROM
+                       " WHERE t.enqueued_at >= ?1 AND "
+                       "(t.enqueued_at > ?1 OR t.id > ?2)",
+                       "ORDER BY t.enqueued_at ASC, t.id ASC LIMIT 256", 3,
+                       &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, key->at);
+  sqlite3_bind_int64(st, 2, key->id);
+  int64_t found = 0;
+  int have = 0;
+  /* The first other batch above, at its newest task seen in the scan. */
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(st, 0);
+    if (id == batch)
+      continue;
+    if (!have) {
+      found = id;
+      have = 1;
+    }
+    if (id == found) {
+      out->at = sqlite3_column_int64(st, 1);
+      out->id = sqlite3_column_int64(st, 2);
+    }
+  }
+  sqlite3_finalize(st);
+  return have ? 0 : 1;
+}
+
+void data_batches_free(data_batch *b, int n) {
+  for (int i = 0; i < n; i++) {
+    data_tasks_free(b[i].tasks, b[i].ntasks);
+    free(b[i].label.ptr);
+    free(b[i].service.ptr);
+  }
+  free(b);
+}
+
+typedef struct name_sample {
+  data_text name;
+  int status;
+  int64_t run, wait;
+} name_sample;
+
+static int compare_sample(const void *a, const void *b) {
+  const name_sample *x = a, *y = b;
+  size_t n = x->name.len < y->name.len ? x->name.len : y->name.len;
+  int c = memcmp(x->name.ptr, y->name.ptr, n);
+  if (c)
+    return c;
+  return (x->name.len > y->name.len) - (x->name.len < y->name.len);
+}
+
+/* Aggregates samples[from .. to), which share one name, into row. */
+static void aggregate_name(name_sample *s, size_t from, size_t to,
+                           int64_t *vals, data_name *row) {
+  row->name = s[from].name;
+  s[from].name.ptr = NULL;
+  for (int which = 0; which < 2; which++) {
+    size_t m = 0;
+    for (size_t i = from; i < to; i++) {
+      int64_t v = which ? s[i].wait : s[i].run;
+      if (v != DATA_NULL)
+        vals[m++] = v;
+    }
+    fill_percentiles(vals, m, which ? row->wait : row->run);
+  }
+  for (size_t i = from; i < to; i++) {
+    row->count++;
+    row->failed += s[i].status == SCHEMA_FAILED;
+    row->skipped += s[i].status == SCHEMA_SKIPPED;
+  }
+}
+
+int data_names_load(data *d, const filter *f, int64_t since_us,
+                    data_name **out, int *n) {
+  sqlite3_stmt *st = NULL;
+  *out = NULL;
+  *n = 0;
+  if (prepare_filtered(d, f,
+                       "SELECT t.name, t.status, t.run_us, t.wait_us" TASK_FROM
+                       " WHERE t.enqueued_at >= ?1",
+                       "ORDER BY t.enqueued_at DESC LIMIT ?2", 3, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, since_us);
+  sqlite3_bind_int(st, 2, DATA_SAMPLE_MAX);
+  size_t cap = 256, m = 0;
+  name_sample *s = xmalloc(cap * sizeof *s);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (m == cap) {
+      cap *= 2;
+      s = xrealloc(s, cap * sizeof *s);
+    }
+    s[m].name = column_text(st, 0);
+    if (s[m].name.ptr == NULL)
+      s[m].name = (data_text){xstrdup(""), 0};
+    s[m].status = sqlite3_column_int(st, 1);
+    s[m].run = column_int(st, 2);
+    s[m].wait = column_int(st, 3);
+    m++;
+  }
+  sqlite3_finalize(st);
+  qsort(s, m, sizeof *s, compare_sample);
+  int64_t *vals = xmalloc((m ? m : 1) * sizeof *vals);
+  data_name *rows = xcalloc(m ? m : 1, sizeof *rows);
+  int count = 0;
+  for (size_t i = 0; i < m;) {
+    size_t j = i + 1;
+    while (j < m && compare_sample(&s[i], &s[j]) == 0)
+      j++;
+    aggregate_name(s, i, j, vals, &rows[count++]);
+    i = j;
+  }
+  for (size_t i = 0; i < m; i++)
+    free(s[i].name.ptr);
+  free(s);
+  free(vals);
+  *out = rows;
+  *n = count;
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void data_names_free(data_name *rows, int n) {
+  for (int i = 0; i < n; i++)
+    free(rows[i].name.ptr);
+  free(rows);
+}
+
+int data_agents_load(data *d, data_agent **out, int *n) {
+  sqlite3_stmt *st = NULL;
+  *out = NULL;
+  *n = 0;
+  if (prepare(d,
+              "SELECT id, pid, started_at, connected_at, disconnected_at, "
+              "last_event_at, events, dropped, reconnects, connected, ended, "
+              "service, host FROM agents "
+              "ORDER BY connected DESC, last_event_at DESC, id LIMIT 10000",
+              &st))
+    return -1;
+  int cap = 16, count = 0, rc;
+  data_agent *rows = xcalloc((size_t)cap, sizeof *rows);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (count == cap) {
+      cap *= 2;
+      rows = xrealloc(rows, (size_t)cap * sizeof *rows);
+    }
+    data_agent *a = &rows[count++];
+    a->id = column_int(st, 0);
+    a->pid = column_int(st, 1);
+    a->started_at = column_int(st, 2);
+    a->connected_at = column_int(st, 3);
+    a->disconnected_at = column_int(st, 4);
+    a->last_event_at = column_int(st, 5);
+    a->events = column_int(st, 6);
+    a->dropped = column_int(st, 7);
+    a->reconnects = column_int(st, 8);
+    a->connected = sqlite3_column_int(st, 9);
+    a->ended = sqlite3_column_int(st, 10);
+    a->service = column_text(st, 11);
+    a->host = column_text(st, 12);
+  }
+  sqlite3_finalize(st);
+  *out = rows;
+  *n = count;
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void data_agents_free(data_agent *rows, int n) {
+  for (int i = 0; i < n; i++) {
+    free(rows[i].service.ptr);
+    free(rows[i].host.ptr);
+  }
+  free(rows);
+}
