@@ -155,7 +155,8 @@ static int configure(store *s, char **err) {
   char pragmas[256];
   int64_t cache = s->cfg.cache_kib ? s->cfg.cache_kib : 32768;
   snprintf(pragmas, sizeof(pragmas),
-           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
+           "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; "
+           "PRAGMA synchronous=%s; "
            "PRAGMA cache_size=-%lld; PRAGMA temp_store=MEMORY; "
            "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=%d",
            s->cfg.sync_full ? "FULL" : "NORMAL", (long long)cache,
