@@ -1,0 +1,333 @@
+/*
+ * test_ingest - the loop side of the collector: events coalesce into one
+ * row per task, resent events are skipped, gaps and undefined strings are
+ * refused, GOODBYE must match the last event, acks follow commits, and an
+ * instance that vanished turns lost after its grace period. Then the
+ * store writes what ingest built, and the rows are checked in SQLite.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ingest.h"
+#include "proto.h"
+#include "schema.h"
+#include "store.h"
+
+typedef struct fixture {
+  char dir[64];
+  char path[96];
+  store *store;
+  sqlite3 *reader;
+  ingest *in;
+  proto_buf buf;
+} fixture;
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof(*f));
+  snprintf(f->dir, sizeof(f->dir), "/tmp/tw-ingest-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+  store_config cfg = {f->path, 0, 0, 0, 0, 0};
+  char *err = NULL;
+  assert_int_equal(store_open(&cfg, &f->store, &err), 0);
+  assert_int_equal(sqlite3_open_v2(f->path, &f->reader, SQLITE_OPEN_READONLY,
+                                   NULL),
+                   SQLITE_OK);
+  f->in = ingest_new(f->reader, 1000, 0);
+  assert_non_null(f->in);
+  proto_buf_init(&f->buf);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  ingest_free(f->in);
+  sqlite3_close(f->reader);
+  store_close(f->store);
+  proto_buf_fini(&f->buf);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+  assert_int_equal(system(cmd), 0);
+  free(f);
+  return 0;
+}
+
+static proto_str S(const char *s) {
+  proto_str r = {s, (uint32_t)strlen(s)};
+  return r;
+}
+
+static agent *hello(fixture *f, uint8_t id) {
+  proto_hello h = {0};
+  memset(h.instance, id, sizeof(h.instance));
+  h.pid = 42;
+  h.started_at_ns = 1000;
+  h.service = S("api");
+  h.host = S("web-1");
+  return ingest_hello(f->in, &h, 5);
+}
+
+/* Encodes events as one EVENTS frame and feeds its payload to ingest. */
+static int feed(fixture *f, agent *a, uint64_t first_seq,
+                const proto_event *evs, size_t n, const char **reason) {
+  proto_buf_reset(&f->buf);
+  proto_events_open(&f->buf, first_seq);
+  for (size_t i = 0; i < n; i++)
+    proto_put_event(&f->buf, &evs[i]);
+  proto_events_close(&f->buf);
+  proto_frame fr;
+  assert_int_equal(proto_frame_next(f->buf.data, f->buf.len, 0, &fr), 0);
+  *reason = NULL;
+  return ingest_events(f->in, a, fr.payload, fr.payload_len, reason);
+}
+
+static proto_event ev_string(uint32_t id, const char *text) {
+  proto_event e = {.kind = PROTO_EV_STRING, .time_ns = 1000, .string = id};
+  e.text = S(text);
+  return e;
+}
+
+static proto_event ev_task(int kind, uint64_t task, int64_t t) {
+  proto_event e = {.kind = (uint8_t)kind, .time_ns = t, .task = task};
+  if (kind == PROTO_EV_ENQUEUE) {
+    e.batch = 1;
+    e.string = 1;
+    e.mode = 1;
+    e.other = 7;
+  }
+  return e;
+}
+
+static uint64_t last_ack;
+static int acks;
+static void on_ack(void *conn, uint64_t next_seq, void *arg) {
+  (void)conn;
+  (void)arg;
+  last_ack = next_seq;
+  acks++;
+}
+
+/* Commits the current batch as the writer would and delivers acks. */
+static void commit(fixture *f) {
+  wbatch *b = ingest_take(f->in);
+  assert_int_equal(store_write(f->store, b), 0);
+  ingest_committed(f->in, b, on_ack, NULL);
+  wbatch_free(b);
+}
+
+static int64_t query_int(fixture *f, const char *sql) {
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(f->reader, sql, -1, &st, NULL),
+                   SQLITE_OK);
+  int64_t v = -1;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_type(st, 0) == SQLITE_NULL ? -2
+                                                  : sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+static void coalesces_one_row_per_task(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 1);
+  agent_set_conn(a, f);
+  assert_int_equal(agent_commit_seq(a), 1);
+  proto_event evs[] = {ev_string(1, "a"), ev_task(PROTO_EV_ENQUEUE, 5, 1000),
+                       ev_task(PROTO_EV_START, 5, 4000),
+                       ev_task(PROTO_EV_FINISH, 5, 9000)};
+  const char *reason;
+  assert_int_equal(feed(f, a, 1, evs, 4, &reason), 0);
+  wbatch *b = ingest_current(f->in);
+  assert_int_equal(b->nrows, 1);
+  assert_int_equal(b->rows[0]->update, 0);
+  assert_int_equal(b->rows[0]->status, SCHEMA_SUCCEEDED);
+  acks = 0;
+  commit(f);
+  assert_int_equal(acks, 1);
+  assert_int_equal(last_ack, 5);
+  assert_int_equal(agent_commit_seq(a), 5);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks"), 1);
+  assert_int_equal(query_int(f, "SELECT wait_us FROM tasks"), 3);
+  assert_int_equal(query_int(f, "SELECT run_us FROM tasks"), 5);
+  assert_int_equal(query_int(f, "SELECT name = 'a' FROM tasks"), 1);
+  assert_int_equal(query_int(f, "SELECT events FROM agents"), 4);
+  assert_int_equal(query_int(f, "SELECT next_seq FROM agents"), 5);
+}
+
+static void later_events_update_the_stored_row(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 2);
+  const char *reason;
+  proto_event first[] = {ev_string(1, "send_email"),
+                         ev_task(PROTO_EV_ENQUEUE, 9, 1000),
+                         ev_task(PROTO_EV_START, 9, 2000)};
+  assert_int_equal(feed(f, a, 1, first, 3, &reason), 0);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT status FROM tasks"), SCHEMA_RUNNING);
+  proto_event fail = ev_task(PROTO_EV_FAIL, 9, 7000);
+  fail.text = S("ValueError");
+  fail.message = S("bad");
+  fail.detail = S("trace");
+  assert_int_equal(feed(f, a, 4, &fail, 1, &reason), 0);
+  assert_int_equal(ingest_current(f->in)->rows[0]->update, 1);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT status FROM tasks"), SCHEMA_FAILED);
+  assert_int_equal(query_int(f, "SELECT run_us FROM tasks"), 5);
+  assert_int_equal(query_int(f, "SELECT wait_us FROM tasks"), 1);
+  assert_int_equal(
+      query_int(f, "SELECT error_type = 'ValueError' FROM tasks"), 1);
+  assert_int_equal(query_int(f, "SELECT sum(failed) FROM rollups"), 1);
+}
+
+static void resent_events_are_skipped(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 3);
+  const char *reason;
+  proto_event evs[] = {ev_string(1, "x"), ev_task(PROTO_EV_ENQUEUE, 1, 10),
+                       ev_task(PROTO_EV_ENQUEUE, 2, 20)};
+  assert_int_equal(feed(f, a, 1, evs, 3, &reason), 0);
+  /* The same events again, before and after the commit. */
+  assert_int_equal(feed(f, a, 1, evs, 3, &reason), 0);
+  commit(f);
+  assert_int_equal(feed(f, a, 1, evs, 3, &reason), 0);
+  assert_true(wbatch_empty(ingest_current(f->in)));
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks"), 2);
+  assert_int_equal(query_int(f, "SELECT events FROM agents"), 3);
+  /* An overlapping resend stores only what is new. */
+  proto_event more[] = {ev_task(PROTO_EV_ENQUEUE, 2, 20),
+                        ev_task(PROTO_EV_ENQUEUE, 3, 30)};
+  assert_int_equal(feed(f, a, 3, more, 2, &reason), 0);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks"), 3);
+  assert_int_equal(agent_commit_seq(a), 5);
+}
+
+static void protocol_errors_are_refused(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 4);
+  const char *reason;
+  proto_event s = ev_string(1, "x");
+  assert_int_equal(feed(f, a, 3, &s, 1, &reason), -1);
+  assert_string_equal(reason, "sequence gap");
+  proto_event e = ev_task(PROTO_EV_ENQUEUE, 1, 10);
+  e.string = 9;
+  assert_int_equal(feed(f, a, 1, &e, 1, &reason), -1);
+  assert_string_equal(reason, "task name uses an undefined string id");
+  proto_event big = ev_task(PROTO_EV_START, UINT64_C(1) << 41, 10);
+  assert_int_equal(feed(f, a, 1, &big, 1, &reason), -1);
+  assert_string_equal(reason, "task or batch id does not fit in 40 bits");
+  proto_event lbl = {.kind = PROTO_EV_BATCH, .time_ns = 1, .batch = 1,
+                     .string = 3};
+  assert_int_equal(feed(f, a, 1, &lbl, 1, &reason), -1);
+  assert_string_equal(reason, "batch label uses an undefined string id");
+  /* Valid events before a bad one in the same frame are kept. */
+  proto_event mixed[] = {ev_string(1, "ok"), e};
+  assert_int_equal(feed(f, a, 1, mixed, 2, &reason), -1);
+  assert_int_equal(ingest_current(f->in)->nstrings, 1);
+  assert_int_equal(ingest_goodbye(f->in, a, 5, &reason), -1);
+  assert_int_equal(ingest_goodbye(f->in, a, 1, &reason), 0);
+  /* Garbage that the decoder refuses. */
+  uint8_t junk[20] = {1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 99};
+  assert_int_equal(ingest_events(f->in, a, junk, sizeof(junk), &reason), -1);
+}
+
+static void short_strings_are_valid(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 5);
+  const char *reason;
+  proto_event evs[] = {ev_string(1, ""), ev_string(2, "a")};
+  assert_int_equal(feed(f, a, 1, evs, 1, &reason), 0);
+  assert_int_equal(feed(f, a, 2, evs + 1, 1, &reason), 0);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM strings"), 2);
+}
+
+static void vanished_instance_turns_lost(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 6);
+  agent_set_conn(a, f);
+  const char *reason;
+  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10),
+                       ev_task(PROTO_EV_ENQUEUE, 2, 20),
+                       ev_task(PROTO_EV_START, 2, 30),
+                       ev_task(PROTO_EV_ENQUEUE, 3, 40),
+                       ev_task(PROTO_EV_FINISH, 2, 50)};
+  assert_int_equal(feed(f, a, 1, evs, 4, &reason), 0);
+  commit(f);
+  assert_int_equal(feed(f, a, 5, evs + 4, 1, &reason), 0);
+  agent_set_conn(a, NULL);
+  ingest_disconnect(f->in, a, 100, 10);
+  ingest_tick(f->in, 200, 500);
+  assert_int_equal(ingest_current(f->in)->nops, 1); /* the disconnect */
+  ingest_tick(f->in, 2000, 1011);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks WHERE status = 6"),
+                   3);
+  assert_int_equal(query_int(f, "SELECT finished_at FROM tasks WHERE id & "
+                                "255 = 1"),
+                   2000);
+  assert_int_equal(query_int(f, "SELECT connected FROM agents"), 0);
+  assert_int_equal(query_int(f, "SELECT sum(lost) FROM rollups"), 3);
+  /* Coming back in time cancels it; a clean GOODBYE prevents it. */
+  agent *b = hello(f, 7);
+  ingest_disconnect(f->in, b, 100, 2000);
+  hello(f, 7);
+  ingest_tick(f->in, 5000, 5000);
+  wbatch *cur = ingest_current(f->in);
+  for (size_t i = 0; i < cur->nops; i++)
+    assert_int_not_equal(cur->ops[i].kind, AGENT_OP_LOST);
+}
+
+static void restart_reloads_instances(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 8);
+  const char *reason;
+  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
+  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
+  commit(f);
+  /* A new process: the instance is known with its strings and its
+   * sequence, and its queued task starts a grace period. */
+  ingest_free(f->in);
+  f->in = ingest_new(f->reader, 1000, 0);
+  ingest_tick(f->in, 100, 2000);
+  assert_int_equal(ingest_current(f->in)->nops, 1);
+  assert_int_equal(ingest_current(f->in)->ops[0].kind, AGENT_OP_LOST);
+  a = hello(f, 8);
+  assert_int_equal(agent_commit_seq(a), 3);
+  proto_event more = ev_task(PROTO_EV_ENQUEUE, 2, 20);
+  assert_int_equal(feed(f, a, 3, &more, 1, &reason), 0);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM agents"), 1);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks WHERE name = "
+                                "'job'"),
+                   2);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(coalesces_one_row_per_task, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(later_events_update_the_stored_row,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(resent_events_are_skipped, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(protocol_errors_are_refused, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(short_strings_are_valid, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(vanished_instance_turns_lost, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(restart_reloads_instances, setup,
+                                      teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,254 @@
+/*
+ * test_store - the collector's writer side: rows of a batch land as
+ * written, a repeated id skips one row without failing the transaction,
+ * retention prunes in steps (by age, with failures kept longer, and by
+ * count) together with emptied batches, rollups keep counts and
+ * percentiles, and reopening marks agents left connected as disconnected.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "batch.h"
+#include "hist.h"
+#include "schema.h"
+#include "store.h"
+
+typedef struct fixture {
+  char dir[64];
+  char path[96];
+  store *store;
+  sqlite3 *db;
+  istr *name;
+} fixture;
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void open_store(fixture *f, int64_t retain_us, int64_t fail_us,
+                       int64_t max_tasks) {
+  store_config cfg = {f->path, 0, retain_us, fail_us, max_tasks, 0};
+  char *err = NULL;
+  assert_int_equal(store_open(&cfg, &f->store, &err), 0);
+}
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof(*f));
+  snprintf(f->dir, sizeof(f->dir), "/tmp/tw-store-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+  assert_int_equal(sqlite3_open(f->path, &f->db), SQLITE_OK);
+  f->name = malloc(sizeof(istr) + 5);
+  f->name->len = 4;
+  memcpy(f->name->text, "work", 5);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  store_close(f->store);
+  sqlite3_close(f->db);
+  free(f->name);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+  assert_int_equal(system(cmd), 0);
+  free(f);
+  return 0;
+}
+
+static int64_t q(fixture *f, const char *sql) {
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(f->db, sql, -1, &st, NULL), SQLITE_OK);
+  int64_t v = -1;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_type(st, 0) == SQLITE_NULL ? -2
+                                                  : sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* A finished task enqueued at `at`, in batch id `batch`. */
+static task_row *add_task(fixture *f, wbatch *b, int64_t id, int64_t batch,
+                          int64_t at, int status) {
+  task_row *r = wbatch_add_row(b);
+  r->id = id;
+  r->agent = 1;
+  r->batch = batch;
+  r->name = f->name;
+  r->status = (uint8_t)status;
+  r->enqueued_at = at;
+  r->started_at = at + 10;
+  r->finished_at = at + 110;
+  r->have = HAVE_ENQUEUE | HAVE_START | HAVE_END;
+  return r;
+}
+
+static void add_batch(wbatch *b, int64_t id, int64_t at) {
+  batch_row *br = wbatch_add_batch(b);
+  br->id = id;
+  br->agent = 1;
+  br->created_at = at;
+}
+
+static void writes_rows_and_skips_repeated_ids(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  wbatch *b = wbatch_new(1);
+  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
+  memset(op->instance, 9, sizeof(op->instance));
+  op->service.ptr = "svc";
+  op->service.len = 3;
+  op->host.ptr = "h";
+  op->host.len = 1;
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED); /* repeated id */
+  task_row *r = add_task(f, b, 2, 100, 2000, SCHEMA_FAILED);
+  r->have |= HAVE_ERROR;
+  r->error_type.ptr = "E\x1b[31m";
+  r->error_type.len = 6;
+  assert_int_equal(store_write(f->store, b), 0);
+  assert_true(b->committed_ns > 0);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 2);
+  assert_int_equal(q(f, "SELECT run_us FROM tasks WHERE id = 2"), 100);
+  assert_int_equal(q(f, "SELECT wait_us FROM tasks WHERE id = 2"), 10);
+  assert_int_equal(q(f, "SELECT length(error_type) FROM tasks WHERE id = 2"),
+                   6);
+  assert_int_equal(q(f, "SELECT connected FROM agents"), 1);
+  store_stats st;
+  store_get_stats(f->store, &st);
+  assert_int_equal(st.rows_inserted, 2);
+  /* Reopening after a crash: nobody is connected any more. */
+  store_close(f->store);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "SELECT connected FROM agents"), 0);
+  assert_true(q(f, "SELECT disconnected_at FROM agents") > 0);
+}
+
+static void prunes_by_age_keeping_failures_longer(void **state) {
+  fixture *f = *state;
+  int64_t day = INT64_C(86400000000), now = now_us();
+  open_store(f, day, 3 * day, 0);
+  wbatch *b = wbatch_new(1);
+  for (int i = 0; i < 5000; i++) {
+    int64_t at = now - 2 * day + i;
+    add_batch(b, 1000 + i, at);
+    add_task(f, b, 1 + i, 1000 + i, at,
+             i % 10 == 0 ? SCHEMA_FAILED : SCHEMA_SUCCEEDED);
+  }
+  add_task(f, b, 9999, 1, now, SCHEMA_SUCCEEDED);      /* recent */
+  add_task(f, b, 9998, 2, now - 4 * day, SCHEMA_LOST); /* very old */
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  /* One step removes at most a bounded number of rows. */
+  for (int step = 0; step < 10; step++) {
+    wbatch *p = wbatch_new(2 + (uint64_t)step);
+    p->prune = 1;
+    assert_int_equal(store_write(f->store, p), 0);
+    if (step == 0)
+      assert_true(q(f, "SELECT count(*) FROM tasks") > 500);
+    wbatch_free(p);
+  }
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status = 2"), 1);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status = 3"), 500);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status = 6"), 0);
+  /* Batches go with their last task. */
+  assert_int_equal(q(f, "SELECT count(*) FROM batches"), 500);
+}
+
+static void prunes_to_max_tasks(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 100);
+  wbatch *b = wbatch_new(1);
+  for (int i = 0; i < 1000; i++)
+    add_task(f, b, 1 + i, 1, 1000 + i, SCHEMA_SUCCEEDED);
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  b = wbatch_new(2);
+  b->prune = 1;
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 100);
+  assert_int_equal(q(f, "SELECT min(enqueued_at) FROM tasks"), 1900);
+}
+
+static void rollups_count_and_rank(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  int64_t minute = INT64_C(60000000) * 1000;
+  wbatch *b = wbatch_new(1);
+  for (int i = 0; i < 100; i++) {
+    task_row *r = add_task(f, b, 1 + i, 1, minute + i * 1000,
+                           i < 90 ? SCHEMA_SUCCEEDED : SCHEMA_FAILED);
+    r->finished_at = r->started_at + (i + 1) * 100; /* run 100..10000 */
+  }
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT count(*) FROM rollups"), 1);
+  assert_int_equal(q(f, "SELECT minute FROM rollups"), minute);
+  assert_int_equal(q(f, "SELECT succeeded FROM rollups"), 90);
+  assert_int_equal(q(f, "SELECT failed FROM rollups"), 10);
+  int64_t p50 = q(f, "SELECT run_p50 FROM rollups");
+  int64_t p99 = q(f, "SELECT run_p99 FROM rollups");
+  assert_true(p50 > 4700 && p50 < 5400);
+  assert_true(p99 > 9300 && p99 < 10700);
+  assert_int_equal(q(f, "SELECT wait_p50 FROM rollups"), 10);
+}
+
+static void histogram_quantiles(void **state) {
+  (void)state;
+  hist h;
+  hist_init(&h);
+  assert_int_equal(hist_quantile(&h, 0.5), 0);
+  for (int i = 0; i < 1000; i++)
+    hist_add(&h, i);
+  hist_add(&h, -5);
+  hist_add(&h, INT64_MAX);
+  int64_t p50 = hist_quantile(&h, 0.5);
+  assert_true(p50 > 470 && p50 < 530);
+  assert_int_equal(hist_quantile(&h, 0.0), 0);
+  assert_true(hist_quantile(&h, 1.0) > INT64_MAX / 2);
+}
+
+static void refuses_a_newer_schema(void **state) {
+  fixture *f = *state;
+  assert_int_equal(sqlite3_exec(f->db, "PRAGMA user_version = 99", NULL,
+                                NULL, NULL),
+                   SQLITE_OK);
+  store_config cfg = {f->path, 0, 0, 0, 0, 0};
+  char *err = NULL;
+  assert_int_equal(store_open(&cfg, &f->store, &err), -1);
+  assert_non_null(strstr(err, "newer"));
+  free(err);
+  f->store = NULL;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(writes_rows_and_skips_repeated_ids,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(prunes_by_age_keeping_failures_longer,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(prunes_to_max_tasks, setup, teardown),
+      cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup,
+                                      teardown),
+      cmocka_unit_test(histogram_quantiles),
+      cmocka_unit_test_setup_teardown(refuses_a_newer_schema, setup,
+                                      teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
