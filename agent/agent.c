@@ -1,4 +1,285 @@
-/* agent - placeholder until the agent lands. */
-#include <taskwatch.h>
+/*
+ * agent - the agent handle: configuration, creation and shutdown, the
+ * memory budget shared by rings and the resend buffer, the registry of live
+ * agents, and what happens to them across fork().
+ *
+ * The registry exists for the two moments that are not the recording path:
+ * a thread exiting (its ring is handed back, but only if the agent still
+ * lives) and fork() (the child's copy of every agent becomes a new instance
+ * with empty rings and a new sender thread). A mutex guards it; recording
+ * never touches it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_internal.h"
+
+/* Below this the fixed parts (intern table, one ring, one resend chunk)
+ * would not fit; smaller settings are raised to it. */
+#define MIN_BUFFER_BYTES (1024u * 1024u)
+
+static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
+static tw_agent *registry_head;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t next_serial = 1;
 
 const char *tw_version(void) { return TW_VERSION_STRING; }
+
+const char *tw_strerror(int err) {
+  switch (err) {
+  case 0:
+    return "success";
+#define TW__STRERROR(name, value, text)                                       \
+  case value:                                                                 \
+    return text;
+    TW_ERRNO_MAP(TW__STRERROR)
+#undef TW__STRERROR
+  default:
+    return "unknown error";
+  }
+}
+
+const char *tw_err_name(int err) {
+  switch (err) {
+  case 0:
+    return "TW_OK";
+#define TW__ERR_NAME(name, value, text)                                       \
+  case value:                                                                 \
+    return "TW_" #name;
+    TW_ERRNO_MAP(TW__ERR_NAME)
+#undef TW__ERR_NAME
+  default:
+    return "TW_UNKNOWN";
+  }
+}
+
+void tw_config_init(tw_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->buffer_bytes = TW_DEFAULT_BUFFER_BYTES;
+  cfg->flush_timeout_ms = TW_DEFAULT_FLUSH_TIMEOUT_MS;
+}
+
+/* Parses a whole decimal number; returns -1 on anything else. */
+static int parse_number(const char *s, unsigned long long max,
+                        unsigned long long *out) {
+  if (s == NULL || *s < '0' || *s > '9')
+    return -1;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int tw_config_from_env(tw_config *cfg) {
+  int rc = 0;
+  unsigned long long v;
+  const char *s;
+  tw_config_init(cfg);
+  cfg->collector = getenv("TASKWATCH_COLLECTOR");
+  cfg->service = getenv("TASKWATCH_SERVICE");
+  cfg->token = getenv("TASKWATCH_TOKEN");
+  if ((s = getenv("TASKWATCH_BUFFER_BYTES")) != NULL && *s != '\0') {
+    if (parse_number(s, SIZE_MAX, &v) == 0)
+      cfg->buffer_bytes = (size_t)v;
+    else
+      rc = TW_EINVAL;
+  }
+  if ((s = getenv("TASKWATCH_FLUSH_TIMEOUT_MS")) != NULL && *s != '\0') {
+    if (parse_number(s, 3600000, &v) == 0)
+      cfg->flush_timeout_ms = (unsigned)v;
+    else
+      rc = TW_EINVAL;
+  }
+  if (cfg->collector != NULL && *cfg->collector == '\0')
+    cfg->collector = NULL;
+  if (cfg->service != NULL && *cfg->service == '\0')
+    cfg->service = NULL;
+  return rc;
+}
+
+int agent_reserve(tw_agent *agent, size_t n) {
+  size_t cur = atomic_load_explicit(&agent->reserved, memory_order_relaxed);
+  do {
+    if (cur > agent->cap || agent->cap - cur < n)
+      return -1;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &agent->reserved, &cur, cur + n, memory_order_relaxed,
+      memory_order_relaxed));
+  return 0;
+}
+
+void agent_release(tw_agent *agent, size_t n) {
+  atomic_fetch_sub_explicit(&agent->reserved, n, memory_order_relaxed);
+}
+
+static int64_t wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void agent_new_instance(tw_agent *agent) {
+  uint8_t *id = agent->instance;
+  if (getrandom(id, PROTO_INSTANCE_SIZE, GRND_NONBLOCK) !=
+      PROTO_INSTANCE_SIZE) {
+    /* Early boot without entropy: a clock, pid and address mix is still
+     * unique enough to tell instances apart. */
+    uint64_t a = (uint64_t)wall_now() ^ ((uint64_t)getpid() << 32);
+    uint64_t b = (uint64_t)clock_now() ^ (uint64_t)(uintptr_t)agent;
+    memcpy(id, &a, 8);
+    memcpy(id + 8, &b, 8);
+  }
+  int64_t mono = clock_now();
+  agent->started_at_ns = wall_now();
+  agent->wall_offset_ns = agent->started_at_ns - mono;
+}
+
+void registry_lock(void) { pthread_mutex_lock(&registry_mutex); }
+void registry_unlock(void) { pthread_mutex_unlock(&registry_mutex); }
+tw_agent *registry_first(void) { return registry_head; }
+
+static void atfork_prepare(void) { registry_lock(); }
+static void atfork_parent(void) { registry_unlock(); }
+
+/* The child has one thread: this one. Every agent becomes a new instance
+ * that forgets the parent's events and gets its own sender thread. */
+static void atfork_child(void) {
+  pthread_mutex_init(&registry_mutex, NULL);
+  for (tw_agent *a = registry_head; a != NULL; a = a->registry_next) {
+    agent_new_instance(a);
+    record_fork_child(a);
+    sender_fork_child(a);
+  }
+}
+
+static void install_atfork(void) {
+  pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static char *copy_string(const char *s) {
+  return s != NULL ? strdup(s) : NULL;
+}
+
+static int agent_setup(tw_agent *a, const tw_config *cfg) {
+  char host[256] = "";
+  if (gethostname(host, sizeof(host)) != 0)
+    host[0] = '\0';
+  host[sizeof(host) - 1] = '\0';
+  const char *collector = cfg->collector ? cfg->collector : TW_DEFAULT_COLLECTOR;
+  const char *service =
+      cfg->service ? cfg->service : program_invocation_short_name;
+  a->collector = copy_string(collector);
+  a->service = copy_string(service);
+  a->host = copy_string(host);
+  a->token = copy_string(cfg->token ? cfg->token : "");
+  if (!a->collector || !a->service || !a->host || !a->token)
+    return TW_ENOMEM;
+  a->cap = cfg->buffer_bytes ? cfg->buffer_bytes : TW_DEFAULT_BUFFER_BYTES;
+  if (a->cap < MIN_BUFFER_BYTES)
+    a->cap = MIN_BUFFER_BYTES;
+  a->flush_timeout_ms =
+      cfg->flush_timeout_ms ? cfg->flush_timeout_ms : TW_DEFAULT_FLUSH_TIMEOUT_MS;
+  if (intern_init(&a->strings) != 0)
+    return TW_ENOMEM;
+  agent_reserve(a, intern_footprint());
+  a->serial = atomic_fetch_add(&next_serial, 1);
+  atomic_init(&a->next_id, 1);
+  agent_new_instance(a);
+  return 0;
+}
+
+static void agent_destroy(tw_agent *a) {
+  record_free_rings(a);
+  intern_fini(&a->strings);
+  free(a->collector);
+  free(a->service);
+  free(a->host);
+  free(a->token);
+  free(a);
+}
+
+int tw_agent_new(const tw_config *cfg, tw_agent **out) {
+  tw_config env;
+  int rc;
+  if (out == NULL)
+    return TW_EINVAL;
+  *out = NULL;
+  if (cfg == NULL) {
+    if ((rc = tw_config_from_env(&env)) != 0)
+      return rc;
+    cfg = &env;
+  }
+  if (sender_check_url(cfg->collector ? cfg->collector : TW_DEFAULT_COLLECTOR))
+    return TW_EURL;
+  tw_agent *a = calloc(1, sizeof(*a));
+  if (a == NULL)
+    return TW_ENOMEM;
+  if ((rc = agent_setup(a, cfg)) != 0) {
+    agent_destroy(a);
+    return rc;
+  }
+  pthread_once(&atfork_once, install_atfork);
+  registry_lock();
+  a->registry_next = registry_head;
+  registry_head = a;
+  rc = sender_start(a);
+  registry_unlock();
+  if (rc != 0) {
+    registry_lock();
+    registry_head = a->registry_next;
+    registry_unlock();
+    agent_destroy(a);
+    return rc;
+  }
+  *out = a;
+  return 0;
+}
+
+int tw_agent_flush(tw_agent *agent, unsigned timeout_ms) {
+  if (agent == NULL)
+    return TW_EINVAL;
+  return sender_flush(agent, timeout_ms);
+}
+
+void tw_agent_free(tw_agent *agent) {
+  if (agent == NULL)
+    return;
+  int64_t start = clock_now();
+  sender_flush(agent, agent->flush_timeout_ms);
+  int64_t left_ms =
+      (int64_t)agent->flush_timeout_ms - (clock_now() - start) / 1000000;
+  /* The goodbye gets what is left of the flush budget, within limits: the
+   * collector needs a moment to ack, and shutdown must stay bounded. */
+  if (left_ms < 20)
+    left_ms = 20;
+  if (left_ms > 250)
+    left_ms = 250;
+  sender_stop(agent, (unsigned)left_ms);
+  registry_lock();
+  for (tw_agent **p = &registry_head; *p != NULL; p = &(*p)->registry_next)
+    if (*p == agent) {
+      *p = agent->registry_next;
+      break;
+    }
+  registry_unlock();
+  agent_destroy(agent);
+}
+
+void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out) {
+  memset(out, 0, sizeof(*out));
+  if (agent == NULL)
+    return;
+  out->recorded = record_recorded_total(agent);
+  out->dropped = record_dropped_total(agent);
+  sender_stats(agent, out);
+  out->buffered_bytes =
+      atomic_load_explicit(&agent->reserved, memory_order_relaxed);
+}

@@ -1,0 +1,191 @@
+/*
+ * agent_internal - the agent's shared internals: the agent struct, the
+ * per-thread event rings and their fixed-size records, the string intern
+ * table, the memory budget, and the entry points the modules call across
+ * files (agent.c, record.c, intern.c, sender.c, runner.c).
+ *
+ * Memory model. Every recording thread owns one single-producer ring per
+ * agent; the sender thread is the only consumer of every ring. A producer
+ * publishes a record by storing its ring's head with release order; the
+ * sender reads the head with acquire order, copies the records out and
+ * publishes the tail with release order. Nothing on the recording path takes
+ * a lock, allocates or makes a system call; only the first event of a thread
+ * (ring registration) may allocate.
+ */
+#ifndef TW_AGENT_INTERNAL_H
+#define TW_AGENT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <taskwatch.h>
+
+#include "proto.h"
+
+/* ---- ring records ------------------------------------------------------ */
+
+#define RING_SLOT_BYTES 32u
+
+/* Kinds in a ring use the wire protocol's numbers (enum proto_kind). */
+
+/*
+ * One 32-byte slot. Fixed events take one slot (ENQUEUE two); FAIL and DROP
+ * carry their strings in the slots that follow. Field use by kind:
+ *   BATCH    a batch, x label id
+ *   ENQUEUE  a task, b batch, x position, mode; next slot: name id, thread
+ *   START    a task, b thread
+ *   FINISH   a task
+ *   FAIL     a task, x type length | message length << 16, b detail length
+ *   SKIP     a task, b cause
+ *   DROP     a task, x reason length
+ */
+typedef struct ring_record {
+  uint8_t kind;
+  uint8_t mode;
+  uint16_t slots; /* slots this record spans, this one included */
+  uint32_t x;
+  int64_t time; /* clock_now() units, converted by the sender */
+  uint64_t a;
+  uint64_t b;
+} ring_record;
+
+/* The second slot of an ENQUEUE record. */
+typedef struct ring_enqueue_tail {
+  uint32_t name;
+  uint32_t unused;
+  uint64_t thread;
+  uint64_t unused2[2];
+} ring_enqueue_tail;
+
+/* Rings may hold at most half the budget, the rest is the resend buffer's.
+ * Each new ring gets an eighth of what is left of the rings' half, within
+ * these bounds, so the first threads get roomy rings and a server with a
+ * hundred threads still gets one for each. */
+#define RING_MIN_BYTES (16u * 1024u)
+#define RING_MAX_BYTES (1024u * 1024u)
+#define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
+#define RING_ID_BLOCK 256  /* ids a ring takes from the agent at a time */
+
+typedef struct ring_name_cache {
+  const char *ptr;
+  uint32_t id;
+  uint32_t len;
+} ring_name_cache;
+
+typedef struct ring {
+  /* Producer side: written only by the owning thread. */
+  _Atomic uint64_t head;
+  uint64_t cached_tail;
+  _Atomic uint64_t recorded;
+  _Atomic uint64_t dropped;
+  uint64_t next_id;
+  uint64_t end_id;
+  ring_name_cache cache[RING_CACHE_SIZE];
+  /* Consumer side: written only by the sender. */
+  alignas(64) _Atomic uint64_t tail;
+  uint64_t flush_mark; /* head seen when a flush was requested */
+  /* Set at registration. owner is the owning thread's token, 0 when the
+   * thread has exited and the ring may be adopted by another. */
+  alignas(64) _Atomic uintptr_t owner;
+  struct ring *next;
+  ring_record *slots;
+  uint64_t mask; /* slot count - 1 */
+  size_t bytes;  /* everything allocated for this ring */
+} ring;
+
+/* ---- intern table ------------------------------------------------------ */
+
+#define INTERN_SLOTS 8192u     /* open-addressing table, power of two */
+#define INTERN_MAX_IDS 4096u   /* string ids 1 .. INTERN_MAX_IDS - 1 */
+#define INTERN_ARENA 131072u   /* bytes of string text */
+#define INTERN_TEXT_MAX 1024u  /* longer names and labels are truncated */
+#define INTERN_OVERFLOW_ID 1u  /* "(too many distinct names)" */
+
+typedef struct intern {
+  _Atomic uint64_t *slots;   /* hash << 32 | id; 0 = empty */
+  _Atomic uint32_t *by_id;   /* arena offset of each id's text */
+  char *arena;               /* per entry: u16 length, bytes, NUL */
+  _Atomic uint32_t arena_top;
+  _Atomic uint32_t next_id;
+} intern;
+
+/* Bytes intern_init() allocates; charged to the agent's budget. */
+size_t intern_footprint(void);
+int intern_init(intern *t);
+void intern_fini(intern *t);
+/* Returns the id of s (at most INTERN_TEXT_MAX bytes of it), inserting it
+ * when new. Lock-free and allocation-free; INTERN_OVERFLOW_ID when full. */
+uint32_t intern_get(intern *t, const char *s, size_t len);
+/* The text of an id returned by intern_get(); *len gets its length. */
+const char *intern_text(const intern *t, uint32_t id, uint32_t *len);
+
+/* ---- the agent --------------------------------------------------------- */
+
+struct sender;
+
+struct tw_agent {
+  uint64_t serial; /* unique per agent in this process, never 0 */
+  _Atomic(ring *) rings;
+  intern strings;
+  _Atomic uint64_t next_id;
+  _Atomic uint64_t dropped_unbound; /* events of threads without a ring */
+  _Atomic size_t reserved;          /* bytes charged to the budget */
+  size_t cap;
+  _Atomic size_t ring_reserved; /* the part of `reserved` held by rings */
+  int64_t wall_offset_ns;
+  int64_t started_at_ns;
+  uint8_t instance[PROTO_INSTANCE_SIZE];
+  char *collector;
+  char *service;
+  char *host;
+  char *token;
+  unsigned flush_timeout_ms;
+  struct sender *sender;
+  struct tw_agent *registry_next;
+};
+
+/* Monotonic time in nanoseconds. */
+int64_t clock_now(void);
+
+/* Budget: returns 0 when n more bytes fit under the cap. */
+int agent_reserve(tw_agent *agent, size_t n);
+void agent_release(tw_agent *agent, size_t n);
+
+/* Fills agent->instance with fresh random bytes. */
+void agent_new_instance(tw_agent *agent);
+
+/* record.c */
+void record_fork_child(tw_agent *agent); /* after fork(): discard events */
+void record_free_rings(tw_agent *agent);
+uint64_t record_dropped_total(tw_agent *agent);
+uint64_t record_recorded_total(tw_agent *agent);
+
+/* Reads `n` bytes starting at byte offset `at` of a ring's slot memory,
+ * wrapping at the end. */
+void ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n);
+
+/* sender.c */
+/* 0 when url is a collector URL the sender can use, -1 otherwise. */
+int sender_check_url(const char *url);
+int sender_start(tw_agent *agent);
+/* Drains and waits until everything recorded so far is acked. */
+int sender_flush(tw_agent *agent, unsigned timeout_ms);
+/* Says goodbye (waiting at most goodbye_ms for its ack), stops the thread,
+ * frees the sender. */
+void sender_stop(tw_agent *agent, unsigned goodbye_ms);
+/* In a forked child: forget the parent's sender without touching its
+ * thread, and start a new one. */
+void sender_fork_child(tw_agent *agent);
+void sender_stats(tw_agent *agent, tw_agent_stats *out);
+
+/* Registry of live agents (agent.c), used at fork and thread exit. */
+void registry_lock(void);
+void registry_unlock(void);
+/* The first live agent (follow registry_next); registry lock held. */
+tw_agent *registry_first(void);
+
+#endif /* TW_AGENT_INTERNAL_H */

@@ -1,0 +1,121 @@
+/*
+ * intern - the agent's table of task names and batch labels. Recording
+ * threads turn a string into a small id that the records carry; the sender
+ * sends each id's text once per instance (a STRING event) before its first
+ * use.
+ *
+ * The table is lock-free and allocation-free after intern_init(): an
+ * open-addressing array of 64-bit words (hash << 32 | id) published with a
+ * single compare-and-swap, a fixed arena for the text, and an id counter. An
+ * inserter copies the text and takes an id first, then tries to claim a
+ * slot; when another thread wins the slot with the same string the loser's
+ * id is simply never used (ids may have gaps, which the protocol allows). A
+ * reader that sees a slot never sees it change again, so no reader ever
+ * waits for a writer. When the table or the arena is full, new strings map
+ * to INTERN_OVERFLOW_ID, whose text says so: a bounded table beats an
+ * unbounded one inside someone else's server.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_internal.h"
+
+static const char overflow_text[] = "(too many distinct names)";
+
+size_t intern_footprint(void) {
+  return INTERN_SLOTS * sizeof(uint64_t) + INTERN_MAX_IDS * sizeof(uint32_t) +
+         INTERN_ARENA;
+}
+
+static uint32_t hash_bytes(const char *s, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (uint8_t)s[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+/* Copies the text into the arena and takes an id for it. Returns the id,
+ * or 0 when the arena or the ids are used up. */
+static uint32_t add_text(intern *t, const char *s, size_t len) {
+  uint32_t need = (uint32_t)(2 + len + 1);
+  need = (need + 7u) & ~7u;
+  uint32_t at = atomic_fetch_add_explicit(&t->arena_top, need,
+                                          memory_order_relaxed);
+  if (at > INTERN_ARENA || INTERN_ARENA - at < need)
+    return 0;
+  uint32_t id = atomic_fetch_add_explicit(&t->next_id, 1, memory_order_relaxed);
+  if (id >= INTERN_MAX_IDS)
+    return 0;
+  char *p = t->arena + at;
+  uint16_t n16 = (uint16_t)len;
+  memcpy(p, &n16, sizeof(n16));
+  memcpy(p + 2, s, len);
+  p[2 + len] = '\0';
+  atomic_store_explicit(&t->by_id[id], at, memory_order_relaxed);
+  return id;
+}
+
+int intern_init(intern *t) {
+  memset(t, 0, sizeof(*t));
+  t->slots = calloc(INTERN_SLOTS, sizeof(*t->slots));
+  t->by_id = calloc(INTERN_MAX_IDS, sizeof(*t->by_id));
+  t->arena = malloc(INTERN_ARENA);
+  if (t->slots == NULL || t->by_id == NULL || t->arena == NULL) {
+    intern_fini(t);
+    return TW_ENOMEM;
+  }
+  atomic_init(&t->arena_top, 0);
+  atomic_init(&t->next_id, INTERN_OVERFLOW_ID);
+  add_text(t, overflow_text, sizeof(overflow_text) - 1);
+  return 0;
+}
+
+void intern_fini(intern *t) {
+  free(t->slots);
+  free(t->by_id);
+  free(t->arena);
+  t->slots = NULL;
+  t->by_id = NULL;
+  t->arena = NULL;
+}
+
+const char *intern_text(const intern *t, uint32_t id, uint32_t *len) {
+  uint32_t at = atomic_load_explicit(&t->by_id[id], memory_order_relaxed);
+  uint16_t n16;
+  memcpy(&n16, t->arena + at, sizeof(n16));
+  *len = n16;
+  return t->arena + at + 2;
+}
+
+static bool text_equal(const intern *t, uint32_t id, const char *s,
+                       size_t len) {
+  uint32_t n;
+  const char *text = intern_text(t, id, &n);
+  return n == len && memcmp(text, s, len) == 0;
+}
+
+uint32_t intern_get(intern *t, const char *s, size_t len) {
+  if (len > INTERN_TEXT_MAX)
+    len = INTERN_TEXT_MAX;
+  uint32_t h = hash_bytes(s, len);
+  uint32_t mine = 0; /* our own id, once we have copied the text */
+  for (uint32_t probe = 0; probe < INTERN_SLOTS; probe++) {
+    _Atomic uint64_t *slot = &t->slots[(h + probe) & (INTERN_SLOTS - 1)];
+    uint64_t word = atomic_load_explicit(slot, memory_order_acquire);
+    while (word == 0) {
+      if (mine == 0 && (mine = add_text(t, s, len)) == 0)
+        return INTERN_OVERFLOW_ID;
+      uint64_t want = (uint64_t)h << 32 | mine;
+      if (atomic_compare_exchange_strong_explicit(
+              slot, &word, want, memory_order_acq_rel, memory_order_acquire))
+        return mine;
+      /* Lost the slot: word now holds the winner's entry. */
+    }
+    uint32_t id = (uint32_t)word;
+    if ((uint32_t)(word >> 32) == h && text_equal(t, id, s, len))
+      return id;
+  }
+  return INTERN_OVERFLOW_ID;
+}

@@ -1,0 +1,385 @@
+/*
+ * record - the recording path: the low-level trace calls of the public API,
+ * the per-thread rings they write into, and the registration that gives a
+ * thread its ring.
+ *
+ * A thread finds its ring through a thread-local cache holding the agent's
+ * serial and the ring. On a miss (first event of the thread, or a thread that
+ * switches agents) it walks the agent's lock-free ring list for a ring it
+ * already owns, adopts a ring left by an exited thread, or allocates a new
+ * one and pushes it with a compare-and-swap. That slow path is the only one
+ * that may allocate; everything after it is a few plain stores and one
+ * release store of the ring's head. Task and batch ids come from the agent's
+ * atomic counter in blocks of RING_ID_BLOCK, so the counter's cache line is
+ * not fought over on every enqueue.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_internal.h"
+
+typedef struct tls_state {
+  uint64_t serial; /* agent whose ring is cached; 0 = none */
+  ring *ring;
+  uint64_t thread; /* the thread's kernel id, taken once */
+} tls_state;
+
+static __thread tls_state tls __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+int64_t clock_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* At thread exit, hand the thread's ring back so a later thread can adopt
+ * it; the agent may be gone already, which the registry tells. */
+static void on_thread_exit(void *value) {
+  ring *gone = value;
+  uintptr_t me = (uintptr_t)&tls;
+  registry_lock();
+  for (tw_agent *a = registry_first(); a != NULL; a = a->registry_next)
+    for (ring *r = atomic_load(&a->rings); r != NULL; r = r->next)
+      if (r == gone)
+        atomic_compare_exchange_strong_explicit(&r->owner, &me, 0,
+                                                memory_order_release,
+                                                memory_order_relaxed);
+  registry_unlock();
+}
+
+static void make_exit_key(void) { pthread_key_create(&exit_key, on_thread_exit); }
+
+static size_t ring_size_for(tw_agent *agent) {
+  size_t used = atomic_load_explicit(&agent->ring_reserved,
+                                     memory_order_relaxed);
+  size_t left = used < agent->cap / 2 ? agent->cap / 2 - used : 0;
+  size_t size = RING_MIN_BYTES;
+  while (size < RING_MAX_BYTES && size * 2 <= left / 8)
+    size *= 2;
+  return size;
+}
+
+static ring *ring_new(tw_agent *agent, uintptr_t me) {
+  size_t bytes = ring_size_for(agent);
+  size_t total = sizeof(ring) + bytes;
+  if (atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed) +
+              total > agent->cap / 2 ||
+      agent_reserve(agent, total) != 0)
+    return NULL;
+  ring *r = aligned_alloc(64, (sizeof(ring) + 63) & ~(size_t)63);
+  ring_record *slots = aligned_alloc(64, bytes);
+  if (r == NULL || slots == NULL) {
+    free(r);
+    free(slots);
+    agent_release(agent, total);
+    return NULL;
+  }
+  atomic_fetch_add(&agent->ring_reserved, total);
+  memset(r, 0, sizeof(*r));
+  r->slots = slots;
+  r->mask = bytes / RING_SLOT_BYTES - 1;
+  r->bytes = total;
+  atomic_init(&r->owner, me);
+  ring *head = atomic_load_explicit(&agent->rings, memory_order_relaxed);
+  do
+    r->next = head;
+  while (!atomic_compare_exchange_weak_explicit(
+      &agent->rings, &head, r, memory_order_release, memory_order_relaxed));
+  return r;
+}
+
+/* The slow path: find, adopt or create the calling thread's ring. */
+static ring *bind_ring(tw_agent *agent) {
+  uintptr_t me = (uintptr_t)&tls;
+  ring *first = atomic_load_explicit(&agent->rings, memory_order_acquire);
+  ring *r;
+  if (tls.thread == 0)
+    tls.thread = (uint64_t)gettid();
+  for (r = first; r != NULL; r = r->next)
+    if (atomic_load_explicit(&r->owner, memory_order_relaxed) == me)
+      goto bound;
+  for (r = first; r != NULL; r = r->next) {
+    uintptr_t free_owner = 0;
+    if (atomic_compare_exchange_strong_explicit(&r->owner, &free_owner, me,
+                                                memory_order_acquire,
+                                                memory_order_relaxed))
+      goto bound;
+  }
+  if ((r = ring_new(agent, me)) == NULL)
+    return NULL;
+bound:
+  pthread_once(&exit_key_once, make_exit_key);
+  pthread_setspecific(exit_key, r);
+  tls.serial = agent->serial;
+  tls.ring = r;
+  return r;
+}
+
+static inline ring *thread_ring(tw_agent *agent) {
+  if (__builtin_expect(tls.serial == agent->serial, 1))
+    return tls.ring;
+  return bind_ring(agent);
+}
+
+/* Returns the first of n free slots, or NULL when the ring is full. */
+static inline ring_record *reserve(ring *r, uint64_t n) {
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  uint64_t size = r->mask + 1;
+  if (__builtin_expect(head + n - r->cached_tail > size, 0)) {
+    r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+    if (head + n - r->cached_tail > size)
+      return NULL;
+  }
+  return &r->slots[head & r->mask];
+}
+
+static inline void commit(ring *r, uint64_t n) {
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  atomic_store_explicit(&r->head, head + n, memory_order_release);
+  uint64_t rec = atomic_load_explicit(&r->recorded, memory_order_relaxed);
+  atomic_store_explicit(&r->recorded, rec + 1, memory_order_relaxed);
+}
+
+static int drop(tw_agent *agent, ring *r) {
+  if (r == NULL) {
+    atomic_fetch_add_explicit(&agent->dropped_unbound, 1,
+                              memory_order_relaxed);
+    return TW_EFULL;
+  }
+  uint64_t d = atomic_load_explicit(&r->dropped, memory_order_relaxed);
+  atomic_store_explicit(&r->dropped, d + 1, memory_order_relaxed);
+  return TW_EFULL;
+}
+
+static inline tw_id take_id(tw_agent *agent, ring *r) {
+  if (r == NULL)
+    return atomic_fetch_add_explicit(&agent->next_id, 1, memory_order_relaxed);
+  if (r->next_id == r->end_id) {
+    r->next_id = atomic_fetch_add_explicit(&agent->next_id, RING_ID_BLOCK,
+                                           memory_order_relaxed);
+    r->end_id = r->next_id + RING_ID_BLOCK;
+  }
+  return r->next_id++;
+}
+
+/* One-slot events: everything but ENQUEUE, FAIL and DROP. */
+static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x,
+                          uint64_t a, uint64_t b) {
+  ring *r = thread_ring(agent);
+  ring_record *w;
+  if (__builtin_expect(r == NULL || (w = reserve(r, 1)) == NULL, 0))
+    return drop(agent, r);
+  w->kind = kind;
+  w->mode = 0;
+  w->slots = 1;
+  w->x = x;
+  w->time = clock_now();
+  w->a = a;
+  w->b = b;
+  commit(r, 1);
+  return 0;
+}
+
+static uint32_t name_id(tw_agent *agent, ring *r, const char *s) {
+  uintptr_t p = (uintptr_t)s;
+  ring_name_cache *c = &r->cache[((p >> 3) ^ (p >> 9)) & (RING_CACHE_SIZE - 1)];
+  if (c->ptr == s) {
+    uint32_t n;
+    const char *text = intern_text(&agent->strings, c->id, &n);
+    if (n == c->len && memcmp(text, s, n) == 0 &&
+        (s[n] == '\0' || n == INTERN_TEXT_MAX))
+      return c->id;
+  }
+  size_t len = strnlen(s, INTERN_TEXT_MAX);
+  uint32_t id = intern_get(&agent->strings, s, len);
+  c->ptr = s;
+  c->id = id;
+  c->len = (uint32_t)len;
+  return id;
+}
+
+static uint32_t string_id(tw_agent *agent, ring *r, const char *s) {
+  if (r != NULL)
+    return name_id(agent, r, s);
+  return intern_get(&agent->strings, s, strnlen(s, INTERN_TEXT_MAX));
+}
+
+int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
+  if (agent == NULL || batch == NULL)
+    return TW_EINVAL;
+  ring *r = thread_ring(agent);
+  *batch = take_id(agent, r);
+  uint32_t label_id = label != NULL ? string_id(agent, r, label) : 0;
+  return record1(agent, PROTO_EV_BATCH, label_id, *batch, 0);
+}
+
+int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
+                    const char *name, tw_mode mode, tw_id *task) {
+  if (agent == NULL || task == NULL || name == NULL || batch == 0 ||
+      (mode != TW_MODE_LOOP && mode != TW_MODE_THREADPOOL))
+    return TW_EINVAL;
+  ring *r = thread_ring(agent);
+  *task = take_id(agent, r);
+  ring_record *w;
+  if (__builtin_expect(r == NULL || (w = reserve(r, 2)) == NULL, 0))
+    return drop(agent, r);
+  uint32_t name_ref = name_id(agent, r, name);
+  w->kind = PROTO_EV_ENQUEUE;
+  w->mode = (uint8_t)mode;
+  w->slots = 2;
+  w->x = position;
+  w->time = clock_now();
+  w->a = *task;
+  w->b = batch;
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  ring_enqueue_tail *t = (ring_enqueue_tail *)&r->slots[(head + 1) & r->mask];
+  t->name = name_ref;
+  t->thread = tls.thread;
+  commit(r, 2);
+  return 0;
+}
+
+int tw_task_start(tw_agent *agent, tw_id task) {
+  if (agent == NULL || task == 0)
+    return TW_EINVAL;
+  if (tls.thread == 0)
+    tls.thread = (uint64_t)gettid();
+  return record1(agent, PROTO_EV_START, 0, task, tls.thread);
+}
+
+int tw_task_finish(tw_agent *agent, tw_id task) {
+  if (agent == NULL || task == 0)
+    return TW_EINVAL;
+  return record1(agent, PROTO_EV_FINISH, 0, task, 0);
+}
+
+int tw_task_skip(tw_agent *agent, tw_id task, tw_id cause) {
+  if (agent == NULL || task == 0)
+    return TW_EINVAL;
+  return record1(agent, PROTO_EV_SKIP, 0, task, cause);
+}
+
+/* Copies n bytes into the ring's slot memory at byte offset `at`,
+ * wrapping at the end. */
+static void copy_in(ring *r, uint64_t at, const void *src, size_t n) {
+  size_t size = (r->mask + 1) * RING_SLOT_BYTES;
+  size_t off = (size_t)(at % size);
+  size_t first = n < size - off ? n : size - off;
+  memcpy((char *)r->slots + off, src, first);
+  if (n > first)
+    memcpy(r->slots, (const char *)src + first, n - first);
+}
+
+void ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
+  size_t size = (r->mask + 1) * RING_SLOT_BYTES;
+  size_t off = (size_t)(at % size);
+  size_t first = n < size - off ? n : size - off;
+  memcpy(dst, (const char *)r->slots + off, first);
+  if (n > first)
+    memcpy((char *)dst + first, r->slots, n - first);
+}
+
+/* A record with up to three strings after its first slot (FAIL, DROP). */
+static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
+                          const char *s[3], const size_t max[3]) {
+  size_t len[3], total = 0;
+  for (int i = 0; i < 3; i++) {
+    len[i] = s[i] != NULL ? strnlen(s[i], max[i]) : 0;
+    total += len[i];
+  }
+  ring *r = thread_ring(agent);
+  ring_record *w;
+  if (r == NULL)
+    return drop(agent, r);
+  /* A record may fill at most half its ring: a long detail is cut to fit
+   * rather than never fitting. */
+  size_t room = (r->mask + 1) * RING_SLOT_BYTES / 2 - RING_SLOT_BYTES;
+  if (total > room) {
+    len[2] = total - len[2] >= room ? 0 : room - (total - len[2]);
+    total = len[0] + len[1] + len[2];
+  }
+  uint64_t n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
+  if (total > room || (w = reserve(r, n)) == NULL)
+    return drop(agent, r);
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  w->kind = kind;
+  w->mode = 0;
+  w->slots = (uint16_t)n;
+  w->x = (uint32_t)(len[0] | (len[1] << 16));
+  w->time = clock_now();
+  w->a = task;
+  w->b = len[2];
+  uint64_t at = (head + 1) * RING_SLOT_BYTES;
+  for (int i = 0; i < 3; i++) {
+    copy_in(r, at, s[i], len[i]);
+    at += len[i];
+  }
+  commit(r, n);
+  return 0;
+}
+
+int tw_task_fail(tw_agent *agent, tw_id task, const char *error_type,
+                 const char *message, const char *detail) {
+  if (agent == NULL || task == 0)
+    return TW_EINVAL;
+  const char *s[3] = {error_type, message, detail};
+  const size_t max[3] = {256, 4096, 32768};
+  return record_strings(agent, PROTO_EV_FAIL, task, s, max);
+}
+
+int tw_task_drop(tw_agent *agent, tw_id task, const char *reason) {
+  if (agent == NULL || task == 0)
+    return TW_EINVAL;
+  const char *s[3] = {reason, NULL, NULL};
+  const size_t max[3] = {PROTO_SHORT_MAX, 0, 0};
+  return record_strings(agent, PROTO_EV_DROP, task, s, max);
+}
+
+void record_fork_child(tw_agent *agent) {
+  uintptr_t me = (uintptr_t)&tls;
+  tls.thread = (uint64_t)gettid();
+  for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next) {
+    if (atomic_load(&r->owner) != me)
+      atomic_store(&r->owner, 0);
+    uint64_t head = atomic_load(&r->head);
+    atomic_store(&r->tail, head);
+    r->cached_tail = head;
+    r->flush_mark = head;
+    atomic_store(&r->recorded, 0);
+    atomic_store(&r->dropped, 0);
+  }
+  atomic_store(&agent->dropped_unbound, 0);
+}
+
+void record_free_rings(tw_agent *agent) {
+  ring *r = atomic_load(&agent->rings);
+  while (r != NULL) {
+    ring *next = r->next;
+    agent_release(agent, r->bytes);
+    atomic_fetch_sub(&agent->ring_reserved, r->bytes);
+    free(r->slots);
+    free(r);
+    r = next;
+  }
+  atomic_store(&agent->rings, NULL);
+}
+
+uint64_t record_dropped_total(tw_agent *agent) {
+  uint64_t n = atomic_load_explicit(&agent->dropped_unbound,
+                                    memory_order_relaxed);
+  for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next)
+    n += atomic_load_explicit(&r->dropped, memory_order_relaxed);
+  return n;
+}
+
+uint64_t record_recorded_total(tw_agent *agent) {
+  uint64_t n = 0;
+  for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next)
+    n += atomic_load_explicit(&r->recorded, memory_order_relaxed);
+  return n;
+}

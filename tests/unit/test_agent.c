@@ -1,0 +1,703 @@
+/*
+ * test_agent - the agent as a host and a collector see it: the batch
+ * runner's BackgroundTasks semantics, the trace calls, error strings, many
+ * threads recording at once, the memory cap, reconnect and resend, fork and
+ * bounded shutdown. Every check reads what reached an in-test collector
+ * (agent_fake_collector), never the agent's internals.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <taskwatch.h>
+#include <uv.h>
+
+#include "agent_fake_collector.h"
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static tw_agent *agent_to(const char *url, size_t buffer, unsigned flush_ms) {
+  tw_config cfg;
+  tw_config_init(&cfg);
+  cfg.collector = url;
+  cfg.service = "test-agent";
+  cfg.buffer_bytes = buffer;
+  cfg.flush_timeout_ms = flush_ms;
+  tw_agent *a = NULL;
+  assert_int_equal(tw_agent_new(&cfg, &a), 0);
+  assert_non_null(a);
+  return a;
+}
+
+static size_t count_kind(const fake_instance *in, uint8_t kind) {
+  size_t n = 0;
+  for (size_t i = 0; i < in->count; i++)
+    n += in->events[i].kind == kind;
+  return n;
+}
+
+/* The event of `kind` about `task`, or NULL. */
+static const fake_event *find(const fake_instance *in, uint8_t kind,
+                              uint64_t task) {
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == kind && in->events[i].task == task)
+      return &in->events[i];
+  return NULL;
+}
+
+/* Every instance's events are 1..n without a gap, none stored twice. */
+static void assert_sequence_clean(fake_collector *fc) {
+  for (size_t k = 0; k < fake_instance_count(fc); k++) {
+    fake_instance *in = fake_instance_at(fc, k);
+    assert_int_equal(in->gaps, 0);
+    for (size_t i = 0; i < in->count; i++)
+      assert_int_equal(in->events[i].seq, i + 1);
+  }
+}
+
+static bool received_at_least(fake_collector *fc, void *arg) {
+  return fake_received(fc) >= *(uint64_t *)arg;
+}
+
+/* ---- runner -------------------------------------------------------------- */
+
+typedef struct run_log {
+  int order[16];
+  int n;
+  int failed;
+  int done_calls;
+  uv_timer_t timer;
+  tw_task *pending;
+} run_log;
+
+typedef struct step {
+  run_log *log;
+  int id;
+  int fail; /* nonzero: the task fails */
+} step;
+
+static int sync_step(tw_task *task, void *arg) {
+  step *s = arg;
+  s->log->order[s->log->n++] = s->id;
+  if (s->fail) {
+    tw_task_set_error(task, "ValueError", "bad address", "Traceback: here");
+    return 1;
+  }
+  return 0;
+}
+
+static void async_now(tw_task *task, uv_loop_t *loop, void *arg) {
+  step *s = arg;
+  (void)loop;
+  s->log->order[s->log->n++] = s->id;
+  tw_task_done(task, s->fail);
+}
+
+static void on_timer(uv_timer_t *t) {
+  run_log *log = t->data;
+  tw_task *task = log->pending;
+  log->pending = NULL;
+  uv_close((uv_handle_t *)t, NULL);
+  tw_task_done(task, 0);
+}
+
+static void async_later(tw_task *task, uv_loop_t *loop, void *arg) {
+  step *s = arg;
+  s->log->order[s->log->n++] = s->id;
+  s->log->pending = task;
+  uv_timer_init(loop, &s->log->timer);
+  s->log->timer.data = s->log;
+  uv_timer_start(&s->log->timer, on_timer, 5, 0);
+}
+
+static void on_done(void *data, int failed) {
+  run_log *log = data;
+  log->failed = failed;
+  log->done_calls++;
+}
+
+typedef struct fixture {
+  fake_collector *fc;
+  tw_agent *agent;
+  uv_loop_t loop;
+  run_log log;
+  step steps[8];
+  size_t idx; /* the agent's instance at the fake collector */
+} fixture;
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof(*f));
+  f->fc = fake_start();
+  f->agent = agent_to(fake_url(f->fc), 0, 2000);
+  uv_loop_init(&f->loop);
+  for (int i = 0; i < 8; i++)
+    f->steps[i] = (step){&f->log, i, 0};
+  f->log.failed = -2;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  tw_agent_free(f->agent);
+  uv_loop_close(&f->loop);
+  fake_free(f->fc);
+  free(f);
+  return 0;
+}
+
+/* Runs the loop, flushes, and returns the single instance, locked. */
+static fake_instance *run_and_collect(fixture *f) {
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(tw_agent_flush(f->agent, 5000), 0);
+  fake_lock(f->fc);
+  /* The test's agent is the newest instance (a test may have replaced the
+   * fixture's). */
+  assert_true(fake_instance_count(f->fc) >= 1);
+  assert_sequence_clean(f->fc);
+  f->idx = fake_instance_count(f->fc) - 1;
+  return fake_instance_at(f->fc, f->idx);
+}
+
+static void runner_runs_in_order(void **state) {
+  fixture *f = *state;
+  tw_batch *b;
+  assert_int_equal(tw_batch_new(f->agent, &f->loop, "POST /x", &b), 0);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(tw_batch_add(b, "sync", sync_step, &f->steps[i], NULL), 0);
+  assert_int_equal(tw_batch_run(b, on_done, &f->log), 0);
+  fake_instance *in = run_and_collect(f);
+  assert_int_equal(f->log.n, 3);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(f->log.order[i], i);
+  assert_int_equal(f->log.failed, -1);
+  assert_int_equal(f->log.done_calls, 1);
+  assert_int_equal(count_kind(in, PROTO_EV_BATCH), 1);
+  assert_int_equal(count_kind(in, PROTO_EV_ENQUEUE), 3);
+  assert_int_equal(count_kind(in, PROTO_EV_START), 3);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), 3);
+  const fake_event *batch = &in->events[0];
+  for (size_t i = 0; i < in->count && batch->kind != PROTO_EV_BATCH; i++)
+    batch = &in->events[i];
+  assert_string_equal(fake_string(f->fc, f->idx, batch->string), "POST /x");
+  int64_t last_finish = 0;
+  for (size_t i = 0; i < in->count; i++) {
+    const fake_event *e = &in->events[i];
+    if (e->kind != PROTO_EV_ENQUEUE)
+      continue;
+    assert_int_equal(e->batch, batch->batch);
+    assert_int_equal(e->mode, TW_MODE_THREADPOOL);
+    assert_string_equal(fake_string(f->fc, f->idx, e->string), "sync");
+    const fake_event *st = find(in, PROTO_EV_START, e->task);
+    const fake_event *fi = find(in, PROTO_EV_FINISH, e->task);
+    assert_non_null(st);
+    assert_non_null(fi);
+    assert_true(e->time_ns <= st->time_ns && st->time_ns <= fi->time_ns);
+    assert_true(last_finish <= st->time_ns); /* one after another */
+    last_finish = fi->time_ns;
+  }
+  fake_unlock(f->fc);
+}
+
+static void runner_mixes_sync_and_async(void **state) {
+  fixture *f = *state;
+  tw_batch *b;
+  assert_int_equal(tw_batch_new(f->agent, &f->loop, NULL, &b), 0);
+  assert_int_equal(tw_batch_add_async(b, "a_now", async_now, &f->steps[0],
+                                      NULL), 0);
+  assert_int_equal(tw_batch_add(b, "s", sync_step, &f->steps[1], NULL), 0);
+  assert_int_equal(tw_batch_add_async(b, "a_later", async_later,
+                                      &f->steps[2], NULL), 0);
+  assert_int_equal(tw_batch_add(b, "s", sync_step, &f->steps[3], NULL), 0);
+  assert_int_equal(tw_batch_run(b, on_done, &f->log), 0);
+  assert_int_equal(tw_batch_add(b, "late", sync_step, &f->steps[4], NULL),
+                   TW_ESTATE);
+  fake_instance *in = run_and_collect(f);
+  assert_int_equal(f->log.n, 4);
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(f->log.order[i], i);
+  assert_int_equal(f->log.failed, -1);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), 4);
+  size_t loop_tasks = 0;
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == PROTO_EV_ENQUEUE) {
+      assert_int_equal(in->events[i].mode,
+                       in->events[i].position % 2 == 0 ? TW_MODE_LOOP
+                                                       : TW_MODE_THREADPOOL);
+      loop_tasks += in->events[i].mode == TW_MODE_LOOP;
+    }
+  assert_int_equal(loop_tasks, 2);
+  fake_unlock(f->fc);
+}
+
+static void runner_failure_skips_the_rest(void **state) {
+  fixture *f = *state;
+  tw_batch *b;
+  f->steps[1].fail = 1;
+  assert_int_equal(tw_batch_new(f->agent, &f->loop, "b", &b), 0);
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(tw_batch_add(b, "t", sync_step, &f->steps[i], NULL), 0);
+  assert_int_equal(tw_batch_run(b, on_done, &f->log), 0);
+  fake_instance *in = run_and_collect(f);
+  assert_int_equal(f->log.n, 2); /* tasks 2 and 3 never ran */
+  assert_int_equal(f->log.failed, 1);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), 1);
+  assert_int_equal(count_kind(in, PROTO_EV_FAIL), 1);
+  assert_int_equal(count_kind(in, PROTO_EV_SKIP), 2);
+  assert_int_equal(count_kind(in, PROTO_EV_START), 2);
+  uint64_t failed_task = 0;
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == PROTO_EV_FAIL) {
+      failed_task = in->events[i].task;
+      assert_string_equal(in->events[i].text, "ValueError");
+      assert_string_equal(in->events[i].message, "bad address");
+      assert_string_equal(in->events[i].detail, "Traceback: here");
+    }
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == PROTO_EV_SKIP)
+      assert_int_equal(in->events[i].other, failed_task);
+  fake_unlock(f->fc);
+}
+
+static void runner_first_failure_skips_all(void **state) {
+  fixture *f = *state;
+  tw_batch *b;
+  f->steps[0].fail = 1;
+  assert_int_equal(tw_batch_new(f->agent, &f->loop, "b", &b), 0);
+  assert_int_equal(tw_batch_add_async(b, "first", async_now, &f->steps[0],
+                                      NULL), 0);
+  assert_int_equal(tw_batch_add(b, "t", sync_step, &f->steps[1], NULL), 0);
+  assert_int_equal(tw_batch_add(b, "t", sync_step, &f->steps[2], NULL), 0);
+  assert_int_equal(tw_batch_run(b, on_done, &f->log), 0);
+  fake_instance *in = run_and_collect(f);
+  assert_int_equal(f->log.n, 1);
+  assert_int_equal(f->log.failed, 0);
+  assert_int_equal(count_kind(in, PROTO_EV_FAIL), 1);
+  assert_int_equal(count_kind(in, PROTO_EV_SKIP), 2);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), 0);
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == PROTO_EV_FAIL) {
+      /* No tw_task_set_error(): the generic error. */
+      assert_string_equal(in->events[i].text, "error");
+      assert_string_equal(in->events[i].message, "task returned status 1");
+    }
+  fake_unlock(f->fc);
+}
+
+static int freed_args;
+static void free_arg(void *arg) {
+  (void)arg;
+  freed_args++;
+}
+
+static void runner_unrun_batch_is_dropped(void **state) {
+  fixture *f = *state;
+  tw_batch *b1, *b2;
+  freed_args = 0;
+  assert_int_equal(tw_batch_new(f->agent, &f->loop, "b1", &b1), 0);
+  assert_int_equal(tw_batch_add(b1, "t", sync_step, &f->steps[0], free_arg),
+                   0);
+  assert_int_equal(tw_batch_add(b1, "t", sync_step, &f->steps[1], free_arg),
+                   0);
+  tw_batch_free(b1);
+  assert_int_equal(tw_batch_new(f->agent, &f->loop, "b2", &b2), 0);
+  assert_int_equal(tw_batch_add(b2, "t", sync_step, &f->steps[2], NULL), 0);
+  tw_batch_drop(b2, "request failed");
+  fake_instance *in = run_and_collect(f);
+  assert_int_equal(f->log.n, 0);
+  assert_int_equal(freed_args, 2);
+  assert_int_equal(count_kind(in, PROTO_EV_DROP), 3);
+  assert_int_equal(count_kind(in, PROTO_EV_START), 0);
+  size_t not_run = 0, failed = 0;
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == PROTO_EV_DROP) {
+      not_run += strcmp(in->events[i].text, "not run") == 0;
+      failed += strcmp(in->events[i].text, "request failed") == 0;
+    }
+  assert_int_equal(not_run, 2);
+  assert_int_equal(failed, 1);
+  fake_unlock(f->fc);
+}
+
+static void runner_rejects_bad_arguments(void **state) {
+  fixture *f = *state;
+  tw_batch *b;
+  assert_int_equal(tw_batch_new(NULL, &f->loop, "x", &b), TW_EINVAL);
+  assert_int_equal(tw_batch_new(f->agent, NULL, "x", &b), TW_EINVAL);
+  assert_int_equal(tw_batch_new(f->agent, &f->loop, NULL, &b), 0);
+  assert_int_equal(tw_batch_add(b, NULL, sync_step, NULL, NULL), TW_EINVAL);
+  assert_int_equal(tw_batch_add(b, "x", NULL, NULL, NULL), TW_EINVAL);
+  assert_int_equal(tw_batch_run(NULL, NULL, NULL), TW_EINVAL);
+  /* An empty batch completes at once. */
+  assert_int_equal(tw_batch_run(b, on_done, &f->log), 0);
+  assert_int_equal(f->log.failed, -1);
+  tw_batch_free(NULL);
+}
+
+/* ---- trace calls --------------------------------------------------------- */
+
+static void trace_error_strings_are_truncated(void **state) {
+  fixture *f = *state;
+  size_t big = 100000;
+  char *s = malloc(big + 1);
+  memset(s, 'x', big);
+  s[big] = '\0';
+  tw_id batch, task;
+  assert_int_equal(tw_batch_begin(f->agent, "b", &batch), 0);
+  assert_true(batch != 0);
+  assert_int_equal(
+      tw_task_enqueue(f->agent, batch, 0, "n", TW_MODE_LOOP, &task), 0);
+  assert_true(task != 0 && task != batch);
+  assert_int_equal(tw_task_fail(f->agent, task, s, s, s), 0);
+  assert_int_equal(tw_task_drop(f->agent, task, s), 0);
+  assert_int_equal(tw_task_fail(f->agent, task, NULL, NULL, NULL), 0);
+  assert_int_equal(tw_task_start(f->agent, 0), TW_EINVAL);
+  assert_int_equal(tw_task_enqueue(f->agent, batch, 0, NULL, TW_MODE_LOOP,
+                                   &task), TW_EINVAL);
+  assert_int_equal(tw_task_enqueue(f->agent, batch, 0, "n", (tw_mode)7,
+                                   &task), TW_EINVAL);
+  fake_instance *in = run_and_collect(f);
+  const fake_event *fail = NULL, *fail2 = NULL, *dropped = NULL;
+  for (size_t i = 0; i < in->count; i++) {
+    const fake_event *e = &in->events[i];
+    if (e->kind == PROTO_EV_FAIL && fail == NULL)
+      fail = e;
+    else if (e->kind == PROTO_EV_FAIL)
+      fail2 = e;
+    else if (e->kind == PROTO_EV_DROP)
+      dropped = e;
+  }
+  assert_non_null(fail);
+  assert_non_null(fail2);
+  assert_non_null(dropped);
+  assert_int_equal(fail->text_len, 256);
+  assert_int_equal(fail->message_len, 4096);
+  assert_int_equal(fail->detail_len, 32768);
+  assert_int_equal(dropped->text_len, 4096);
+  assert_int_equal(fail2->text_len, 0);
+  assert_int_equal(fail2->detail_len, 0);
+  fake_unlock(f->fc);
+  free(s);
+}
+
+/* ---- many threads -------------------------------------------------------- */
+
+#define THREADS 16
+#define PER_THREAD 1000
+
+static pthread_barrier_t all_live;
+
+typedef struct worker {
+  tw_agent *agent;
+  tw_id batch;
+  int index;
+  int errors; /* cmocka may only fail on the main thread */
+} worker;
+
+static void *record_many(void *arg) {
+  worker *w = arg;
+  char name[32];
+  snprintf(name, sizeof(name), "worker-%d", w->index);
+  /* All 16 record at the same time: none exits (handing its ring to a
+   * later thread) before every one has started. */
+  pthread_barrier_wait(&all_live);
+  for (uint32_t i = 0; i < PER_THREAD; i++) {
+    tw_id task;
+    w->errors += tw_task_enqueue(w->agent, w->batch, i, name,
+                                 TW_MODE_THREADPOOL, &task) != 0;
+    w->errors += tw_task_start(w->agent, task) != 0;
+    w->errors += tw_task_finish(w->agent, task) != 0;
+  }
+  pthread_barrier_wait(&all_live);
+  return NULL;
+}
+
+static void sixteen_threads_exact_counts(void **state) {
+  fixture *f = *state;
+  /* Room for every thread's burst, so exact counts mean no drops. */
+  tw_agent_free(f->agent);
+  f->agent = agent_to(fake_url(f->fc), 64u << 20, 2000);
+  pthread_t th[THREADS];
+  worker w[THREADS];
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(f->agent, "threads", &batch), 0);
+  pthread_barrier_init(&all_live, NULL, THREADS);
+  for (int i = 0; i < THREADS; i++) {
+    w[i] = (worker){f->agent, batch, i, 0};
+    pthread_create(&th[i], NULL, record_many, &w[i]);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(w[i].errors, 0);
+  }
+  pthread_barrier_destroy(&all_live);
+  tw_agent_stats st;
+  tw_agent_get_stats(f->agent, &st);
+  assert_int_equal(st.recorded, 1 + THREADS * PER_THREAD * 3);
+  assert_int_equal(st.dropped, 0);
+  fake_instance *in = run_and_collect(f);
+  assert_int_equal(count_kind(in, PROTO_EV_ENQUEUE), THREADS * PER_THREAD);
+  assert_int_equal(count_kind(in, PROTO_EV_START), THREADS * PER_THREAD);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), THREADS * PER_THREAD);
+  assert_int_equal(count_kind(in, PROTO_EV_STRING), THREADS + 1);
+  /* Every task id is distinct, and each thread's positions arrive in order
+   * with its own name. */
+  uint32_t next_pos[THREADS] = {0};
+  uint64_t *ids = calloc(THREADS * PER_THREAD, sizeof(*ids));
+  size_t nids = 0;
+  for (size_t i = 0; i < in->count; i++) {
+    const fake_event *e = &in->events[i];
+    if (e->kind != PROTO_EV_ENQUEUE)
+      continue;
+    int who = atoi(fake_string(f->fc, f->idx, e->string) + strlen("worker-"));
+    assert_int_equal(e->position, next_pos[who]++);
+    ids[nids++] = e->task;
+  }
+  for (size_t i = 0; i < nids; i++)
+    for (size_t j = i + 1; j < nids; j++)
+      assert_true(ids[i] != ids[j]);
+  free(ids);
+  fake_unlock(f->fc);
+}
+
+/* ---- delivery ------------------------------------------------------------ */
+
+/* The last HEALTH event of the first instance reports *arg drops. */
+static bool health_reports(fake_collector *fc, void *arg) {
+  fake_instance *in = fake_instance_at(fc, 0);
+  uint64_t reported = UINT64_MAX;
+  for (size_t i = 0; in != NULL && i < in->committed; i++)
+    if (in->events[i].kind == PROTO_EV_HEALTH)
+      reported = in->events[i].other;
+  return reported == *(uint64_t *)arg;
+}
+
+static void cap_drops_and_reports(void **state) {
+  (void)state;
+  char dir[] = "/tmp/twcap.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char url[128];
+  snprintf(url, sizeof(url), "unix:%s/absent.sock", dir);
+  const size_t cap = 1024 * 1024;
+  tw_agent *a = agent_to(url, cap, 200);
+  tw_id batch, task;
+  const uint64_t total = 200000;
+  uint64_t failed = 0;
+  assert_int_equal(tw_batch_begin(a, "cap", &batch), 0);
+  assert_int_equal(tw_task_enqueue(a, batch, 0, "n", TW_MODE_LOOP, &task), 0);
+  for (uint64_t i = 0; i < total; i++)
+    failed += tw_task_start(a, task) == TW_EFULL;
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_true(st.dropped > 0);
+  assert_int_equal(st.dropped, failed);
+  assert_int_equal(st.recorded + st.dropped, total + 2);
+  assert_true(st.buffered_bytes <= cap);
+  assert_int_equal(tw_agent_flush(a, 50), TW_ETIMEDOUT);
+
+  /* The collector appears at that path: what was kept arrives, and the
+   * drop count comes with it in-band. */
+  fake_collector *fc = fake_start();
+  char target[160];
+  snprintf(target, sizeof(target), "%s/absent.sock", dir);
+  assert_int_equal(symlink(fake_url(fc) + strlen("unix:"), target), 0);
+  assert_int_equal(tw_agent_flush(a, 20000), 0);
+  assert_true(fake_wait(fc, health_reports, &st.dropped, 10000));
+  fake_lock(fc);
+  assert_sequence_clean(fc);
+  fake_instance *in = fake_instance_at(fc, 0);
+  assert_non_null(in);
+  assert_int_equal(count_kind(in, PROTO_EV_START), st.recorded - 2);
+  fake_unlock(fc);
+  tw_agent_free(a);
+  unlink(target);
+  rmdir(dir);
+  fake_free(fc);
+}
+
+static void reconnect_resends_without_gap_or_duplicate(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  tw_agent *a = agent_to(fake_url(fc), 0, 2000);
+  tw_id batch, task;
+  const int rounds = 3, per_round = 5000;
+  assert_int_equal(tw_batch_begin(a, "resend", &batch), 0);
+  for (int r = 0; r < rounds; r++) {
+    /* Events reach the collector but are never committed; then it dies. */
+    fake_hold_acks(fc, true);
+    uint64_t before = fake_received(fc) + per_round * 2;
+    for (int i = 0; i < per_round; i++) {
+      assert_int_equal(tw_task_enqueue(a, batch, (uint32_t)(r * per_round + i),
+                                       "t", TW_MODE_LOOP, &task), 0);
+      assert_int_equal(tw_task_finish(a, task), 0);
+    }
+    assert_true(fake_wait(fc, received_at_least, &before, 20000));
+    fake_kill(fc);
+    fake_hold_acks(fc, false);
+    fake_restart(fc);
+  }
+  assert_int_equal(tw_agent_flush(a, 20000), 0);
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_true(st.reconnects >= (uint64_t)rounds);
+  fake_lock(fc);
+  assert_int_equal(fake_instance_count(fc), 1);
+  assert_sequence_clean(fc);
+  fake_instance *in = fake_instance_at(fc, 0);
+  assert_int_equal(count_kind(in, PROTO_EV_ENQUEUE), rounds * per_round);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), rounds * per_round);
+  assert_true(in->hellos >= (unsigned)rounds + 1);
+  /* Positions arrive once each, in order. */
+  uint32_t pos = 0;
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == PROTO_EV_ENQUEUE)
+      assert_int_equal(in->events[i].position, pos++);
+  fake_unlock(fc);
+  tw_agent_free(a);
+  fake_lock(fc);
+  assert_true(fake_instance_at(fc, 0)->ended);
+  fake_unlock(fc);
+  fake_free(fc);
+}
+
+static bool two_instances_ended(fake_collector *fc, void *arg) {
+  (void)arg;
+  size_t ended = 0;
+  for (size_t k = 0; k < fake_instance_count(fc); k++)
+    ended += fake_instance_at(fc, k)->ended;
+  return ended == 2;
+}
+
+static void fork_child_is_a_new_instance(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  tw_agent *a = agent_to(fake_url(fc), 0, 3000);
+  tw_id batch, task;
+  assert_int_equal(tw_batch_begin(a, "fork", &batch), 0);
+  for (uint32_t i = 0; i < 10; i++)
+    assert_int_equal(
+        tw_task_enqueue(a, batch, i, "parent", TW_MODE_LOOP, &task), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int rc = 0;
+    for (uint32_t i = 0; i < 5; i++)
+      rc |= tw_task_enqueue(a, batch, 100 + i, "child", TW_MODE_LOOP, &task);
+    rc |= tw_agent_flush(a, 5000);
+    tw_agent_free(a);
+    _exit(rc == 0 ? 0 : 1);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  tw_agent_free(a);
+  assert_true(fake_wait(fc, two_instances_ended, NULL, 10000));
+  fake_lock(fc);
+  assert_sequence_clean(fc);
+  fake_instance *p = fake_instance_at(fc, 0), *c = fake_instance_at(fc, 1);
+  if (p->pid == (uint32_t)pid) {
+    fake_instance *t = p;
+    p = c;
+    c = t;
+  }
+  assert_int_equal(c->pid, (uint32_t)pid);
+  assert_int_equal(p->pid, (uint32_t)getpid());
+  assert_memory_not_equal(c->id, p->id, PROTO_INSTANCE_SIZE);
+  assert_int_equal(count_kind(p, PROTO_EV_ENQUEUE), 10);
+  assert_int_equal(count_kind(c, PROTO_EV_ENQUEUE), 5);
+  for (size_t i = 0; i < c->count; i++)
+    if (c->events[i].kind == PROTO_EV_ENQUEUE)
+      assert_true(c->events[i].position >= 100);
+  fake_unlock(fc);
+  fake_free(fc);
+}
+
+static void shutdown_is_bounded_without_collector(void **state) {
+  (void)state;
+  tw_agent *a = agent_to("tcp://127.0.0.1:1", 0, 200);
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(a, "nobody", &batch), 0);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  tw_agent_free(a);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+  printf("shutdown without collector: %.1f ms (flush timeout 200 ms)\n", ms);
+  /* A bound with wide slack for a loaded machine, not a speed check. */
+  assert_true(ms < 10000);
+}
+
+/* ---- configuration and errors -------------------------------------------- */
+
+static void config_and_errors(void **state) {
+  (void)state;
+  tw_config cfg;
+  tw_agent *a = NULL;
+  setenv("TASKWATCH_COLLECTOR", "unix:/nonexistent/x.sock", 1);
+  setenv("TASKWATCH_SERVICE", "svc", 1);
+  setenv("TASKWATCH_BUFFER_BYTES", "2097152", 1);
+  setenv("TASKWATCH_FLUSH_TIMEOUT_MS", "100", 1);
+  assert_int_equal(tw_config_from_env(&cfg), 0);
+  assert_string_equal(cfg.collector, "unix:/nonexistent/x.sock");
+  assert_string_equal(cfg.service, "svc");
+  assert_int_equal(cfg.buffer_bytes, 2097152);
+  assert_int_equal(cfg.flush_timeout_ms, 100);
+  assert_int_equal(tw_agent_new(NULL, &a), 0);
+  tw_agent_free(a);
+  setenv("TASKWATCH_BUFFER_BYTES", "12abc", 1);
+  assert_int_equal(tw_config_from_env(&cfg), TW_EINVAL);
+  assert_int_equal(cfg.buffer_bytes, TW_DEFAULT_BUFFER_BYTES);
+  unsetenv("TASKWATCH_BUFFER_BYTES");
+  unsetenv("TASKWATCH_FLUSH_TIMEOUT_MS");
+  unsetenv("TASKWATCH_COLLECTOR");
+  unsetenv("TASKWATCH_SERVICE");
+  const char *bad[] = {"http://x:1", "tcp://x", "tcp://:80", "tcp://h:0",
+                       "tcp://h:70000", "unix:", "unix:rel/path", "tcp://h:1x"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    tw_config_init(&cfg);
+    cfg.collector = bad[i];
+    assert_int_equal(tw_agent_new(&cfg, &a), TW_EURL);
+  }
+  assert_int_equal(tw_agent_new(NULL, NULL), TW_EINVAL);
+  assert_string_equal(tw_strerror(TW_EFULL),
+                      "agent buffer full; the event was dropped and counted");
+  assert_string_equal(tw_err_name(TW_EURL), "TW_EURL");
+  assert_string_equal(tw_err_name(0), "TW_OK");
+  assert_string_equal(tw_strerror(-999), "unknown error");
+  assert_string_equal(tw_version(), TW_VERSION_STRING);
+  tw_agent_free(NULL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(runner_runs_in_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(runner_mixes_sync_and_async, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(runner_failure_skips_the_rest, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(runner_first_failure_skips_all, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(runner_unrun_batch_is_dropped, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(runner_rejects_bad_arguments, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(trace_error_strings_are_truncated, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(sixteen_threads_exact_counts, setup,
+                                      teardown),
+      cmocka_unit_test(cap_drops_and_reports),
+      cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
+      cmocka_unit_test(fork_child_is_a_new_instance),
+      cmocka_unit_test(shutdown_is_bounded_without_collector),
+      cmocka_unit_test(config_and_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
