@@ -106,7 +106,8 @@ static void ago(int64_t now, int64_t then, char *buf, size_t size) {
 
 #define PIECES_MAX 4
 typedef struct segment {
-  int brk; /* starts a new row when the header has room for rows */
+  int brk;      /* starts a new row when the header has room for rows */
+  int optional; /* left out rather than wrapped when it does not fit */
   int npieces;
   char text[PIECES_MAX][96];
   grid_style style[PIECES_MAX];
@@ -142,6 +143,8 @@ static void flow_put(flow *f, const segment *seg) {
   if (f->done)
     return;
   int w = segment_width(seg, grid_flags(f->g));
+  if (seg->optional && f->x + 2 + w > f->width)
+    return;
   if (f->x > 0 && ((seg->brk && f->roomy) || f->x + 2 + w > f->width)) {
     f->y++;
     f->x = 0;
@@ -199,14 +202,19 @@ static void header_title(const view_state *s, flow *f) {
   char t[16];
   piece(&seg, style(GRID_DEFAULT, GRID_BOLD), "taskwatch");
   flow_put(f, &seg);
-  if (s->db_label) {
-    memset(&seg, 0, sizeof seg);
-    piece(&seg, style(GRID_DEFAULT, GRID_DIM), "%s", s->db_label);
-    flow_put(f, &seg);
-  }
   clock_time(s->now_us, t, sizeof t);
   memset(&seg, 0, sizeof seg);
   piece(&seg, normal, "%sZ", t);
+  flow_put(f, &seg);
+}
+
+/* The store's path, when the title row has room left for it. */
+static void header_db(const view_state *s, flow *f) {
+  segment seg = {0};
+  if (s->db_label == NULL)
+    return;
+  seg.optional = 1;
+  piece(&seg, style(GRID_DEFAULT, GRID_DIM), "%s", s->db_label);
   flow_put(f, &seg);
 }
 
@@ -301,6 +309,7 @@ static void draw_header(const view_state *s, grid *g) {
     header_title(s, &f);
     header_last_event(s, &f);
     header_agents(s, &f);
+    header_db(s, &f);
     header_counts(s, &f);
   } else {
     header_last_event(s, &f);

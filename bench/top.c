@@ -1,0 +1,353 @@
+/*
+ * bench/top - the dashboard on a 10-million-task store: generates the store
+ * once (reused when it exists with the right size), then prints the time
+ * of one frame (load + render) for each view and for deep scrolling, and
+ * the CPU the real dashboard uses while idle on a pseudo-terminal.
+ *
+ *   bench_top [--db PATH] [--tasks N] [--idle-seconds S]
+ *
+ * Tasks span the 24 hours before now (about 115 per second), in batches of
+ * three, every 50th batch failing with its third task skipped, over four
+ * agents. Prints key: value lines; never fails on speed.
+ */
+#include <pty.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "ctl.h"
+#include "data.h"
+#include "grid.h"
+#include "keys.h"
+#include "schema.h"
+#include "top.h"
+#include "view.h"
+
+#define AGENTS 4
+#define DAY_US INT64_C(86400000000)
+
+static int64_t wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void check(int rc, sqlite3 *db, const char *what) {
+  if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    fprintf(stderr, "bench_top: %s: %s\n", what, sqlite3_errmsg(db));
+    exit(1);
+  }
+}
+
+static int64_t count_tasks(const char *path) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int64_t n = -1;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, "SELECT max(rowid) FROM meta_bench", -1, &st,
+                         NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+static void insert_tasks(sqlite3 *db, int64_t ntasks, int64_t end_us) {
+  sqlite3_stmt *tt, *bt;
+  check(sqlite3_prepare_v2(
+            db,
+            "INSERT INTO tasks (id, agent, batch, position, name, mode, "
+            "status, thread, enqueued_at, started_at, finished_at, wait_us, "
+            "run_us, error_type, error_message, skipped_after) VALUES "
+            "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+            -1, &tt, NULL),
+        db, "prepare");
+  check(sqlite3_prepare_v2(db,
+                           "INSERT INTO batches (id, agent, label, "
+                           "created_at) VALUES (?1, ?2, ?3, ?4)",
+                           -1, &bt, NULL),
+        db, "prepare");
+  static const char *const names[3] = {"write_notification", "send_email",
+                                       "write_log"};
+  int64_t nbatches = ntasks / 3, start = end_us - DAY_US;
+  uint64_t rng = 88172645463325252ULL;
+  for (int64_t b = 0; b < nbatches; b++) {
+    int64_t agent = 1 + b % AGENTS, local = b / AGENTS + 1;
+    int64_t at = start + (DAY_US * b) / nbatches;
+    int64_t batch = schema_global_id(agent, (uint64_t)local * 4);
+    int fails = b % 50 == 49;
+    sqlite3_reset(bt);
+    sqlite3_bind_int64(bt, 1, batch);
+    sqlite3_bind_int64(bt, 2, agent);
+    sqlite3_bind_text(bt, 3, "POST /send-notification/{email}", -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_int64(bt, 4, at);
+    check(sqlite3_step(bt), db, "insert batch");
+    for (int p = 0; p < 3; p++) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      int status = fails && p == 1   ? SCHEMA_FAILED
+                   : fails && p == 2 ? SCHEMA_SKIPPED
+                                     : SCHEMA_SUCCEEDED;
+      int64_t enq = at + p * 20, wait = 100 + (int64_t)(rng % 5000);
+      int64_t run = 500 + (int64_t)((rng >> 20) % 200000);
+      sqlite3_reset(tt);
+      sqlite3_clear_bindings(tt);
+      sqlite3_bind_int64(tt, 1, schema_global_id(agent, (uint64_t)local * 4 + 1 + p));
+      sqlite3_bind_int64(tt, 2, agent);
+      sqlite3_bind_int64(tt, 3, batch);
+      sqlite3_bind_int(tt, 4, p);
+      sqlite3_bind_text(tt, 5, names[p], -1, SQLITE_STATIC);
+      sqlite3_bind_int(tt, 6, p == 1);
+      sqlite3_bind_int(tt, 7, status);
+      sqlite3_bind_int64(tt, 8, 1000 + agent);
+      sqlite3_bind_int64(tt, 9, enq);
+      if (status != SCHEMA_SKIPPED) {
+        sqlite3_bind_int64(tt, 10, enq + wait);
+        sqlite3_bind_int64(tt, 11, enq + wait + run);
+        sqlite3_bind_int64(tt, 12, wait);
+        sqlite3_bind_int64(tt, 13, run);
+      } else {
+        sqlite3_bind_int64(tt, 11, enq + 1000);
+        sqlite3_bind_int64(tt, 16, schema_global_id(agent, (uint64_t)local * 4 + 2));
+      }
+      if (status == SCHEMA_FAILED) {
+        sqlite3_bind_text(tt, 14, "SMTPError", -1, SQLITE_STATIC);
+        sqlite3_bind_text(tt, 15, "timeout", -1, SQLITE_STATIC);
+      }
+      check(sqlite3_step(tt), db, "insert task");
+    }
+  }
+  sqlite3_finalize(tt);
+  sqlite3_finalize(bt);
+}
+
+/* Builds the store: tables without the task indexes, rows in id order in
+ * one transaction, then the indexes (much faster than indexing per row). */
+static void generate(const char *path, int64_t ntasks, int64_t end_us) {
+  sqlite3 *db = NULL;
+  char *err = NULL;
+  char tmp[512];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  remove(tmp);
+  check(sqlite3_open(tmp, &db), db, "open");
+  if (schema_apply(db, &err) != SQLITE_OK) {
+    fprintf(stderr, "bench_top: schema: %s\n", err);
+    exit(1);
+  }
+  check(sqlite3_exec(db,
+                     "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                     "PRAGMA cache_size=-262144;"
+                     "DROP INDEX tasks_enqueued; DROP INDEX tasks_name;"
+                     "DROP INDEX tasks_batch; DROP INDEX tasks_unusual;"
+                     "BEGIN",
+                     NULL, NULL, NULL),
+        db, "setup");
+  char sql[1024];
+  for (int a = 1; a <= AGENTS; a++) {
+    snprintf(sql, sizeof sql,
+             "INSERT INTO agents (id, instance, service, host, pid, "
+             "started_at, connected_at, connected, events, last_event_at) "
+             "VALUES (%d, randomblob(16), 'api', 'web-%d', %d, %lld, %lld, 1, "
+             "%lld, %lld)",
+             a, a, 1000 + a, (long long)(end_us - DAY_US),
+             (long long)(end_us - DAY_US), (long long)(ntasks / AGENTS * 3),
+             (long long)end_us);
+    check(sqlite3_exec(db, sql, NULL, NULL, NULL), db, "agents");
+  }
+  insert_tasks(db, ntasks, end_us);
+  check(sqlite3_exec(db,
+                     "COMMIT;"
+                     "CREATE INDEX tasks_enqueued ON tasks (enqueued_at);"
+                     "CREATE INDEX tasks_name ON tasks (name, enqueued_at);"
+                     "CREATE INDEX tasks_batch ON tasks (batch);"
+                     "CREATE INDEX tasks_unusual ON tasks (status, "
+                     "enqueued_at) WHERE status <> 2;"
+                     "CREATE TABLE meta_bench (x);"
+                     "PRAGMA journal_mode=WAL;",
+                     NULL, NULL, NULL),
+        db, "indexes");
+  snprintf(sql, sizeof sql, "INSERT INTO meta_bench (rowid, x) VALUES (%lld, %lld)",
+           (long long)ntasks, (long long)end_us);
+  check(sqlite3_exec(db, sql, NULL, NULL, NULL), db, "meta");
+  sqlite3_close(db);
+  if (rename(tmp, path) != 0) {
+    perror("bench_top: rename");
+    exit(1);
+  }
+}
+
+static int64_t store_end(const char *path) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int64_t end = 0;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, "SELECT x FROM meta_bench", -1, &st, NULL) ==
+          SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    end = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return end;
+}
+
+static int compare_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+#define RUNS 15
+
+/* Times load + render of the current state; prints median and max. */
+static void frame(ctl *c, grid *g, int64_t now, const char *label,
+                  int action) {
+  int64_t t[RUNS];
+  for (int i = 0; i < RUNS; i++) {
+    int64_t t0 = mono_us();
+    if (action != ACT_NONE && i == 0)
+      ctl_action(c, action, now);
+    ctl_load(c, now);
+    view_render(ctl_state(c), g);
+    t[i] = mono_us() - t0;
+  }
+  qsort(t, RUNS, sizeof t[0], compare_i64);
+  printf("frame_ms %-28s median: %.2f  max: %.2f\n", label,
+         (double)t[RUNS / 2] / 1000.0, (double)t[RUNS - 1] / 1000.0);
+}
+
+static void frames(const char *path, int64_t now) {
+  data *d = NULL;
+  char err[256];
+  if (data_open(path, &d, err, sizeof err) != 0) {
+    fprintf(stderr, "bench_top: %s\n", err);
+    exit(1);
+  }
+  ctl *c = ctl_new(d, path);
+  ctl_set_filter(c, "", err, sizeof err);
+  grid *g = grid_new(200, 60, 0);
+  ctl_resize(c, 200, 60);
+  view_state *s = ctl_state(c);
+  static const char *const names[VIEW_COUNT] = {"tasks", "batches", "names",
+                                                "agents"};
+  for (int k = 0; k < VIEW_COUNT; k++) {
+    s->kind = k;
+    char label[64];
+    snprintf(label, sizeof label, "%s_200x60", names[k]);
+    frame(c, g, now, label, ACT_NONE);
+  }
+  s->kind = VIEW_TASKS;
+  frame(c, g, now, "tasks_oldest_page(G)", ACT_BOTTOM);
+  frame(c, g, now, "tasks_page_up_from_oldest", ACT_PAGE_UP);
+  ctl_action(c, ACT_TOP, now);
+  ctl_set_filter(c, "status:failed", err, sizeof err);
+  frame(c, g, now, "tasks_filter_status:failed", ACT_NONE);
+  ctl_set_filter(c, "name:send_email since:15m", err, sizeof err);
+  frame(c, g, now, "tasks_filter_name+since", ACT_NONE);
+  s->kind = VIEW_BATCHES;
+  ctl_set_filter(c, "", err, sizeof err);
+  ctl_action(c, ACT_FAILURES, now);
+  frame(c, g, now, "batches_failures_only", ACT_NONE);
+  grid_free(g);
+  ctl_free(c);
+}
+
+static double cpu_seconds(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *fp = fopen(path, "r");
+  if (fp == NULL)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')');
+  unsigned long long utime = 0, stime = 0;
+  /* Fields after the command: state is field 3, utime 14, stime 15. */
+  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                                 "%llu %llu", &utime, &stime) != 2)
+    return -1;
+  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Drains the pty for `seconds`. */
+static void drain(int fd, double seconds) {
+  int64_t until = mono_us() + (int64_t)(seconds * 1e6);
+  char buf[65536];
+  while (mono_us() < until) {
+    fd_set set;
+    FD_ZERO(&set);
+    FD_SET(fd, &set);
+    struct timeval tv = {0, 100000};
+    if (select(fd + 1, &set, NULL, NULL, &tv) > 0 && read(fd, buf, sizeof buf) <= 0)
+      return;
+  }
+}
+
+static void idle_cpu(const char *path, double seconds) {
+  struct winsize ws = {60, 200, 0, 0};
+  int fd;
+  pid_t pid = forkpty(&fd, NULL, NULL, &ws);
+  if (pid < 0) {
+    perror("bench_top: forkpty");
+    return;
+  }
+  if (pid == 0) {
+    setenv("TERM", "xterm-256color", 1);
+    char *argv[] = {"top", "--db", (char *)path, NULL};
+    _exit(top_main(3, argv));
+  }
+  drain(fd, 2.0); /* start-up and the first frames */
+  double c0 = cpu_seconds(pid);
+  int64_t t0 = mono_us();
+  drain(fd, seconds);
+  double c1 = cpu_seconds(pid);
+  double wall = (double)(mono_us() - t0) / 1e6;
+  if (write(fd, "q", 1) != 1)
+    kill(pid, SIGTERM);
+  drain(fd, 0.5);
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+  close(fd);
+  printf("idle_cpu_percent_of_core: %.2f  (over %.1f s, 200x60 pty)\n",
+         100.0 * (c1 - c0) / wall, wall);
+}
+
+int main(int argc, char **argv) {
+  const char *path = "/tmp/taskwatch-bench-top.db";
+  int64_t ntasks = 10000000;
+  double idle = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--db") == 0)
+      path = argv[i + 1];
+    else if (strcmp(argv[i], "--tasks") == 0)
+      ntasks = strtoll(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--idle-seconds") == 0)
+      idle = strtod(argv[i + 1], NULL);
+  }
+  if (count_tasks(path) != ntasks) {
+    int64_t t0 = mono_us();
+    generate(path, ntasks, wall_us());
+    printf("generated: %lld tasks in %.1f s\n", (long long)ntasks,
+           (double)(mono_us() - t0) / 1e6);
+  }
+  int64_t end = store_end(path);
+  printf("store: %s  tasks: %lld\n", path, (long long)ntasks);
+  frames(path, end);
+  idle_cpu(path, idle);
+  return 0;
+}
