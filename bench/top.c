@@ -108,7 +108,8 @@ static void insert_tasks(sqlite3 *db, int64_t ntasks, int64_t end_us) {
       int64_t run = 500 + (int64_t)((rng >> 20) % 200000);
       sqlite3_reset(tt);
       sqlite3_clear_bindings(tt);
-      sqlite3_bind_int64(tt, 1, schema_global_id(agent, (uint64_t)local * 4 + 1 + p));
+      sqlite3_bind_int64(tt, 1,
+                         schema_global_id(agent, (uint64_t)local * 4 + 1 + p));
       sqlite3_bind_int64(tt, 2, agent);
       sqlite3_bind_int64(tt, 3, batch);
       sqlite3_bind_int(tt, 4, p);
@@ -124,7 +125,8 @@ static void insert_tasks(sqlite3 *db, int64_t ntasks, int64_t end_us) {
         sqlite3_bind_int64(tt, 13, run);
       } else {
         sqlite3_bind_int64(tt, 11, enq + 1000);
-        sqlite3_bind_int64(tt, 16, schema_global_id(agent, (uint64_t)local * 4 + 2));
+        sqlite3_bind_int64(tt, 16,
+                           schema_global_id(agent, (uint64_t)local * 4 + 2));
       }
       if (status == SCHEMA_FAILED) {
         sqlite3_bind_text(tt, 14, "SMTPError", -1, SQLITE_STATIC);
@@ -182,7 +184,8 @@ static void generate(const char *path, int64_t ntasks, int64_t end_us) {
                      "PRAGMA journal_mode=WAL;",
                      NULL, NULL, NULL),
         db, "indexes");
-  snprintf(sql, sizeof sql, "INSERT INTO meta_bench (rowid, x) VALUES (%lld, %lld)",
+  snprintf(sql, sizeof sql,
+           "INSERT INTO meta_bench (rowid, x) VALUES (%lld, %lld)",
            (long long)ntasks, (long long)end_us);
   check(sqlite3_exec(db, sql, NULL, NULL, NULL), db, "meta");
   sqlite3_close(db);
@@ -214,8 +217,7 @@ static int compare_i64(const void *a, const void *b) {
 #define RUNS 15
 
 /* Times load + render of the current state; prints median and max. */
-static void frame(ctl *c, grid *g, int64_t now, const char *label,
-                  int action) {
+static void frame(ctl *c, grid *g, int64_t now, const char *label, int action) {
   int64_t t[RUNS];
   for (int i = 0; i < RUNS; i++) {
     int64_t t0 = mono_us();
@@ -278,8 +280,10 @@ static double cpu_seconds(pid_t pid) {
   const char *p = strrchr(buf, ')');
   unsigned long long utime = 0, stime = 0;
   /* Fields after the command: state is field 3, utime 14, stime 15. */
-  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-                                 "%llu %llu", &utime, &stime) != 2)
+  if (p == NULL || sscanf(p + 2,
+                          "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                          "%llu %llu",
+                          &utime, &stime) != 2)
     return -1;
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -293,7 +297,8 @@ static void drain(int fd, double seconds) {
     FD_ZERO(&set);
     FD_SET(fd, &set);
     struct timeval tv = {0, 100000};
-    if (select(fd + 1, &set, NULL, NULL, &tv) > 0 && read(fd, buf, sizeof buf) <= 0)
+    if (select(fd + 1, &set, NULL, NULL, &tv) > 0 &&
+        read(fd, buf, sizeof buf) <= 0)
       return;
   }
 }

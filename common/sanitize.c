@@ -17,8 +17,8 @@
 
 #include "xalloc.h"
 
-#define REPLACEMENT "\xEF\xBF\xBD" /* U+FFFD */
-#define ELLIPSIS_UTF8 "\xE2\x80\xA6"  /* U+2026 */
+#define REPLACEMENT "\xEF\xBF\xBD"   /* U+FFFD */
+#define ELLIPSIS_UTF8 "\xE2\x80\xA6" /* U+2026 */
 #define BAD_CODEPOINT UINT32_MAX
 
 typedef struct range {
@@ -29,9 +29,9 @@ typedef struct range {
  * them, or that are invisible: shown as U+FFFD so a name cannot hide or
  * reorder what follows it (the "Trojan Source" class of tricks). */
 static const range hidden[] = {
-    {0x061C, 0x061C},   {0x180E, 0x180E},   {0x200B, 0x200F},
-    {0x2028, 0x202E},   {0x2060, 0x2064},   {0x2066, 0x206F},
-    {0xFEFF, 0xFEFF},   {0xFFF9, 0xFFFB},   {0xE0000, 0xE007F},
+    {0x061C, 0x061C}, {0x180E, 0x180E}, {0x200B, 0x200F},
+    {0x2028, 0x202E}, {0x2060, 0x2064}, {0x2066, 0x206F},
+    {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0xE0000, 0xE007F},
 };
 
 /* Variation selectors: dropped (see sanitize.h). */
@@ -50,9 +50,8 @@ static const range fallback_wide[] = {
     {0x1F900, 0x1F9FF}, {0x20000, 0x2FFFD}, {0x30000, 0x3FFFD},
 };
 static const range fallback_combining[] = {
-    {0x0300, 0x036F}, {0x0483, 0x0489}, {0x0591, 0x05BD},
-    {0x1AB0, 0x1AFF}, {0x1DC0, 0x1DFF}, {0x20D0, 0x20FF},
-    {0xFE20, 0xFE2F},
+    {0x0300, 0x036F}, {0x0483, 0x0489}, {0x0591, 0x05BD}, {0x1AB0, 0x1AFF},
+    {0x1DC0, 0x1DFF}, {0x20D0, 0x20FF}, {0xFE20, 0xFE2F},
 };
 
 static int in_ranges(uint32_t c, const range *r, size_t n) {

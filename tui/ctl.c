@@ -65,7 +65,9 @@ void ctl_free(ctl *c) {
   free(c);
 }
 
-view_state *ctl_state(ctl *c) { return &c->s; }
+view_state *ctl_state(ctl *c) {
+  return &c->s;
+}
 
 /* The filter actually used: the typed text, plus failures only. */
 static int build_filter(ctl *c, const char *text, int failures, filter **out,
@@ -139,8 +141,8 @@ static int load_list(ctl *c) {
     rc = data_tasks_page(c->d, c->f, from, -1, c->rows, &s->tasks, &s->ntasks);
     break;
   case VIEW_BATCHES:
-    rc = data_batches_page(c->d, c->f, from, c->rows, &s->batches,
-                           &s->nbatches);
+    rc =
+        data_batches_page(c->d, c->f, from, c->rows, &s->batches, &s->nbatches);
     break;
   case VIEW_NAMES:
     rc = data_names_load(c->d, c->f, s->now_us - data_window_us[2], &s->names,
@@ -332,8 +334,7 @@ static void scroll_pane(int *scroll, int delta, int lines, int rows) {
 static int pane_action(ctl *c, int action) {
   view_state *s = &c->s;
   int *scroll = s->help ? &s->help_scroll : &s->detail_scroll;
-  int lines = s->help ? keys_help_count()
-                      : view_detail_lines(s, c->width);
+  int lines = s->help ? keys_help_count() : view_detail_lines(s, c->width);
   int page = c->rows > 1 ? c->rows - 1 : 1;
   switch (action) {
   case ACT_UP:
@@ -399,8 +400,8 @@ static void toggle_failures(ctl *c) {
   view_state *s = &c->s;
   filter *f = NULL;
   char err[VIEW_TEXT_MAX];
-  if (build_filter(c, s->filter_text, !s->failures_only, &f, err,
-                   sizeof err) != 0) {
+  if (build_filter(c, s->filter_text, !s->failures_only, &f, err, sizeof err) !=
+      0) {
     snprintf(s->message, sizeof s->message, "filter: %.200s", err);
     return;
   }

@@ -24,15 +24,15 @@ struct data {
 };
 
 /* The task columns every list reads, in the order read_task() expects. */
-#define TASK_COLUMNS                                                        \
-  "t.id, t.batch, t.agent, t.thread, a.pid, t.enqueued_at, t.started_at, "  \
-  "t.finished_at, t.wait_us, t.run_us, t.skipped_after, t.position, "       \
-  "t.status, t.mode, t.name, b.label, a.service, a.host, t.error_type, "    \
+#define TASK_COLUMNS                                                           \
+  "t.id, t.batch, t.agent, t.thread, a.pid, t.enqueued_at, t.started_at, "     \
+  "t.finished_at, t.wait_us, t.run_us, t.skipped_after, t.position, "          \
+  "t.status, t.mode, t.name, b.label, a.service, a.host, t.error_type, "       \
   "t.error_message, t.drop_reason"
 /* CROSS JOIN keeps tasks the outer loop, so ORDER BY enqueued_at walks the
  * tasks_enqueued index and stops at LIMIT. */
-#define TASK_FROM                                                           \
-  " FROM tasks t CROSS JOIN agents a ON a.id = t.agent"                     \
+#define TASK_FROM                                                              \
+  " FROM tasks t CROSS JOIN agents a ON a.id = t.agent"                        \
   " CROSS JOIN batches b ON b.id = t.batch"
 
 static int64_t column_int(sqlite3_stmt *st, int i) {
@@ -124,8 +124,7 @@ int data_open(const char *path, data **out, char *err, size_t errlen) {
     version = sqlite3_column_int(st, 0);
   sqlite3_finalize(st);
   st = NULL;
-  if (sqlite3_prepare_v2(db,
-                         "SELECT 1 FROM sqlite_master WHERE name = 'tasks'",
+  if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = 'tasks'",
                          -1, &st, NULL) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW)
     has_tasks = 1;
@@ -362,8 +361,8 @@ int data_stats_load(data *d, int64_t now_us, data_stats *out) {
 static int prepare_filtered(data *d, const filter *f, const char *head,
                             const char *tail, int first, sqlite3_stmt **st) {
   char *where = f ? filter_sql_at(f, first) : NULL;
-  char *sql = sqlite3_mprintf("%s AND (%s) %s", head, where ? where : "1",
-                              tail);
+  char *sql =
+      sqlite3_mprintf("%s AND (%s) %s", head, where ? where : "1", tail);
   free(where);
   int rc = prepare(d, sql, st);
   sqlite3_free(sql);
@@ -583,8 +582,8 @@ static void aggregate_name(name_sample *s, size_t from, size_t to,
   }
 }
 
-int data_names_load(data *d, const filter *f, int64_t since_us,
-                    data_name **out, int *n) {
+int data_names_load(data *d, const filter *f, int64_t since_us, data_name **out,
+                    int *n) {
   sqlite3_stmt *st = NULL;
   *out = NULL;
   *n = 0;

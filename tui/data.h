@@ -131,8 +131,8 @@ void data_batches_free(data_batch *b, int n);
 
 /* One row per task name over tasks enqueued since since_us that match f
  * (at most DATA_SAMPLE_MAX of the newest), by name. */
-int data_names_load(data *d, const filter *f, int64_t since_us,
-                    data_name **out, int *n);
+int data_names_load(data *d, const filter *f, int64_t since_us, data_name **out,
+                    int *n);
 void data_names_free(data_name *rows, int n);
 
 /* Every agent, connected ones first, then by newest event. */

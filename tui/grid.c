@@ -38,9 +38,15 @@ void grid_free(grid *g) {
   free(g);
 }
 
-int grid_width(const grid *g) { return g->width; }
-int grid_height(const grid *g) { return g->height; }
-unsigned grid_flags(const grid *g) { return g->flags; }
+int grid_width(const grid *g) {
+  return g->width;
+}
+int grid_height(const grid *g) {
+  return g->height;
+}
+unsigned grid_flags(const grid *g) {
+  return g->flags;
+}
 
 static grid_cell *cell(grid *g, int x, int y) {
   return &g->cells[(size_t)y * (size_t)g->width + (size_t)x];
@@ -156,8 +162,8 @@ int grid_printf(grid *g, int x, int y, int max_cols, grid_style style,
   return grid_puts(g, x, y, max_cols, style, buf);
 }
 
-int grid_puts_right(grid *g, int x_end, int y, int max_cols,
-                    grid_style style, const char *text) {
+int grid_puts_right(grid *g, int x_end, int y, int max_cols, grid_style style,
+                    const char *text) {
   int w = sanitize_width(text, strlen(text), g->flags);
   if (max_cols >= 0 && w > max_cols)
     w = max_cols;

@@ -78,8 +78,8 @@ int grid_puts(grid *g, int x, int y, int max_cols, grid_style style,
 int grid_printf(grid *g, int x, int y, int max_cols, grid_style style,
                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* Writes text right-aligned so it ends at column x_end (exclusive). */
-int grid_puts_right(grid *g, int x_end, int y, int max_cols,
-                    grid_style style, const char *text);
+int grid_puts_right(grid *g, int x_end, int y, int max_cols, grid_style style,
+                    const char *text);
 
 /* Blanks width cells from (x, y) in the given style (a bar, a selection). */
 void grid_fill(grid *g, int x, int y, int width, grid_style style);

@@ -100,7 +100,9 @@ int keys_is_backspace(int key) {
   return key == KEY_BACKSPACE || key == 127 || key == 8;
 }
 
-int keys_help_count(void) { return ACT_COUNT - 1; }
+int keys_help_count(void) {
+  return ACT_COUNT - 1;
+}
 
 void keys_help_line(int i, int key_cols, char *buf, size_t size) {
   int action = i + 1;
@@ -109,8 +111,8 @@ void keys_help_line(int i, int key_cols, char *buf, size_t size) {
   for (size_t b = 0; b < NBINDINGS; b++) {
     if (bindings[b].action != action || bindings[b].label == NULL)
       continue;
-    int n = snprintf(keys + used, sizeof keys - used, "%s%s",
-                     used ? ", " : "", bindings[b].label);
+    int n = snprintf(keys + used, sizeof keys - used, "%s%s", used ? ", " : "",
+                     bindings[b].label);
     if (n < 0 || (size_t)n >= sizeof keys - used)
       break;
     used += (size_t)n;

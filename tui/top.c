@@ -97,8 +97,10 @@ static int parse_args(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--view") == 0) {
       o->view = view_kind_of(v);
       if (o->view < 0) {
-        fprintf(stderr, "taskwatch top: unknown view '%s' (tasks, batches, "
-                        "names or agents)\n", v);
+        fprintf(stderr,
+                "taskwatch top: unknown view '%s' (tasks, batches, "
+                "names or agents)\n",
+                v);
         return 2;
       }
     } else if (strcmp(a, "--color") == 0) {

@@ -27,8 +27,8 @@ int tty_open(int color_wanted) {
   colors_on = 0;
   if (color_wanted && has_colors() && start_color() == OK) {
     static const short map[GRID_COLOR_COUNT] = {
-        -1, COLOR_RED, COLOR_GREEN, COLOR_YELLOW, COLOR_BLUE, COLOR_MAGENTA,
-        COLOR_CYAN};
+        -1,         COLOR_RED,     COLOR_GREEN, COLOR_YELLOW,
+        COLOR_BLUE, COLOR_MAGENTA, COLOR_CYAN};
     use_default_colors();
     for (short i = 1; i < GRID_COLOR_COUNT; i++)
       init_pair(i, map[i], -1);
@@ -37,9 +37,13 @@ int tty_open(int color_wanted) {
   return 0;
 }
 
-void tty_close(void) { endwin(); }
+void tty_close(void) {
+  endwin();
+}
 
-void tty_size(int *width, int *height) { getmaxyx(stdscr, *height, *width); }
+void tty_size(int *width, int *height) {
+  getmaxyx(stdscr, *height, *width);
+}
 
 static attr_t attributes(grid_style st) {
   attr_t a = A_NORMAL;

@@ -17,8 +17,8 @@
 #include "keys.h"
 #include "sanitize.h"
 
-static const char *const view_names[VIEW_COUNT] = {"tasks", "batches",
-                                                   "names", "agents"};
+static const char *const view_names[VIEW_COUNT] = {"tasks", "batches", "names",
+                                                   "agents"};
 
 const char *view_name(int kind) {
   return kind >= 0 && kind < VIEW_COUNT ? view_names[kind] : "?";
@@ -162,10 +162,9 @@ static void flow_put(flow *f, const segment *seg) {
 
 static void sparkline(const int64_t *v, int n, unsigned flags, char *buf,
                       size_t size) {
-  static const char *const bars[8] = {"\xE2\x96\x81", "\xE2\x96\x82",
-                                      "\xE2\x96\x83", "\xE2\x96\x84",
-                                      "\xE2\x96\x85", "\xE2\x96\x86",
-                                      "\xE2\x96\x87", "\xE2\x96\x88"};
+  static const char *const bars[8] = {
+      "\xE2\x96\x81", "\xE2\x96\x82", "\xE2\x96\x83", "\xE2\x96\x84",
+      "\xE2\x96\x85", "\xE2\x96\x86", "\xE2\x96\x87", "\xE2\x96\x88"};
   static const char ascii[] = "_.-:=+*#";
   int64_t max = 0;
   for (int i = 0; i < n; i++)
@@ -233,8 +232,8 @@ static void header_last_event(const view_state *s, flow *f) {
 
 static void header_agents(const view_state *s, flow *f) {
   segment seg = {0};
-  piece(&seg, normal, "agents %lld/%lld",
-        (long long)s->stats.agents_connected, (long long)s->stats.agents);
+  piece(&seg, normal, "agents %lld/%lld", (long long)s->stats.agents_connected,
+        (long long)s->stats.agents);
   piece(&seg, s->stats.agents_dropped ? style(GRID_RED, GRID_BOLD) : normal,
         " dropped %lld", (long long)s->stats.agents_dropped);
   flow_put(f, &seg);
@@ -381,8 +380,8 @@ static layout lay_out(const column *c, int n, int width) {
   return l;
 }
 
-static void cell_text(grid *g, const layout *l, const column *c, int i,
-                      int y, grid_style st, const char *text, size_t len) {
+static void cell_text(grid *g, const layout *l, const column *c, int i, int y,
+                      grid_style st, const char *text, size_t len) {
   if (l->w[i] <= 0)
     return;
   if (c[i].right) {
@@ -400,30 +399,38 @@ static void cell_str(grid *g, const layout *l, const column *c, int i, int y,
   cell_text(g, l, c, i, y, st, text, strlen(text));
 }
 
-static void cell_data(grid *g, const layout *l, const column *c, int i,
-                      int y, grid_style st, data_text t) {
+static void cell_data(grid *g, const layout *l, const column *c, int i, int y,
+                      grid_style st, data_text t) {
   if (t.ptr)
     cell_text(g, l, c, i, y, st, t.ptr, t.len);
   else
     cell_str(g, l, c, i, y, style(GRID_DEFAULT, GRID_DIM), "-");
 }
 
-static void draw_titles(grid *g, const layout *l, const column *c, int n,
-                        int y, int sorted, int desc) {
+static void draw_titles(grid *g, const layout *l, const column *c, int n, int y,
+                        int sorted, int desc) {
   grid_fill(g, 0, y, grid_width(g), style(GRID_DEFAULT, GRID_REVERSE));
   for (int i = 0; i < n; i++) {
     char t[64];
     snprintf(t, sizeof t, "%s%s", c[i].title,
              i == sorted ? (desc ? "v" : "^") : "");
-    cell_str(g, l, c, i, y, style(GRID_DEFAULT, GRID_REVERSE | GRID_BOLD),
-             t);
+    cell_str(g, l, c, i, y, style(GRID_DEFAULT, GRID_REVERSE | GRID_BOLD), t);
   }
 }
 
 /* ---- tasks ---------------------------------------------------------- */
 
-enum { TC_TIME, TC_STATUS, TC_NAME, TC_RUN, TC_WAIT, TC_LABEL, TC_SERVICE,
-       TC_ERROR, TC_COUNT };
+enum {
+  TC_TIME,
+  TC_STATUS,
+  TC_NAME,
+  TC_RUN,
+  TC_WAIT,
+  TC_LABEL,
+  TC_SERVICE,
+  TC_ERROR,
+  TC_COUNT
+};
 static const column task_columns[TC_COUNT] = {
     [TC_TIME] = {"TIME", 8, 0, 2, 0},
     [TC_STATUS] = {"STATUS", 9, 0, 0, 0},
@@ -454,8 +461,8 @@ static void error_text(const data_task *t, char *buf, size_t size) {
     snprintf(buf, size, "%s", t->error_message.ptr);
 }
 
-static void draw_task_row(const view_state *s, grid *g, const layout *l,
-                          int y, const data_task *t) {
+static void draw_task_row(const view_state *s, grid *g, const layout *l, int y,
+                          const data_task *t) {
   const column *c = task_columns;
   char buf[512];
   grid_style dim = style(GRID_DEFAULT, GRID_DIM);
@@ -501,14 +508,14 @@ static void draw_tasks(const view_state *s, grid *g, int top, int rows) {
 
 enum { BC_POS, BC_NAME, BC_STATUS, BC_RUN, BC_NOTE, BC_COUNT };
 static const column batch_columns[BC_COUNT] = {
-    [BC_POS] = {"#", 2, 0, 0, 1},
-    [BC_NAME] = {"NAME", 12, 1, 0, 0},
-    [BC_STATUS] = {"STATUS", 9, 0, 0, 0},
-    [BC_RUN] = {"RUN", 7, 0, 2, 1},
+    [BC_POS] = {"#", 2, 0, 0, 1},         [BC_NAME] = {"NAME", 12, 1, 0, 0},
+    [BC_STATUS] = {"STATUS", 9, 0, 0, 0}, [BC_RUN] = {"RUN", 7, 0, 2, 1},
     [BC_NOTE] = {"ERROR", 12, 2, 1, 0},
 };
 
-int view_batch_lines(const data_batch *b) { return 1 + b->ntasks; }
+int view_batch_lines(const data_batch *b) {
+  return 1 + b->ntasks;
+}
 
 /* Finds the batch and task (-1: the heading) on list line `line`. */
 static int batch_line(const view_state *s, int line, int *batch, int *task) {
@@ -543,8 +550,8 @@ static void draw_batch_heading(const view_state *s, grid *g, int y,
     x += grid_put(g, x, y, w - x, style(GRID_DEFAULT, GRID_BOLD), b->label.ptr,
                   b->label.len);
   else
-    x += grid_puts(g, x, y, w - x, style(GRID_DEFAULT, GRID_BOLD),
-                   "(no label)");
+    x +=
+        grid_puts(g, x, y, w - x, style(GRID_DEFAULT, GRID_BOLD), "(no label)");
   const data_task *f = failed_task(b);
   if (f) {
     x += grid_puts(g, x, y, w - x, normal, "  ");
@@ -553,8 +560,8 @@ static void draw_batch_heading(const view_state *s, grid *g, int y,
   }
   if (b->service.ptr) {
     x += grid_puts(g, x, y, w - x, normal, "  ");
-    x += grid_put(g, x, y, w - x, style(GRID_DEFAULT, GRID_DIM),
-                  b->service.ptr, b->service.len);
+    x += grid_put(g, x, y, w - x, style(GRID_DEFAULT, GRID_DIM), b->service.ptr,
+                  b->service.len);
   }
   snprintf(buf, sizeof buf, "  batch %lld", (long long)b->id);
   grid_puts(g, x, y, w - x, style(GRID_DEFAULT, GRID_DIM), buf);
@@ -564,8 +571,9 @@ static void draw_batch_task(const view_state *s, grid *g, const layout *l,
                             int y, const data_batch *b, const data_task *t) {
   const column *c = batch_columns;
   char buf[512];
-  int failed = t->status == SCHEMA_FAILED, skipped = t->status == SCHEMA_SKIPPED;
-  grid_style st = failed ? style(GRID_RED, GRID_BOLD)
+  int failed = t->status == SCHEMA_FAILED,
+      skipped = t->status == SCHEMA_SKIPPED;
+  grid_style st = failed    ? style(GRID_RED, GRID_BOLD)
                   : skipped ? style(GRID_YELLOW, GRID_DIM)
                             : normal;
   snprintf(buf, sizeof buf, "%d", t->position);
@@ -611,7 +619,7 @@ static void draw_batches(const view_state *s, grid *g, int top, int rows) {
 const data_task *view_selected_task(const view_state *s) {
   if (s->kind == VIEW_TASKS)
     return s->cursor >= 0 && s->cursor < s->ntasks ? &s->tasks[s->cursor]
-                                                    : NULL;
+                                                   : NULL;
   if (s->kind == VIEW_BATCHES) {
     int b, t;
     if (!batch_line(s, s->cursor, &b, &t) || s->batches[b].ntasks == 0)
@@ -623,19 +631,25 @@ const data_task *view_selected_task(const view_state *s) {
 
 /* ---- names ---------------------------------------------------------- */
 
-enum { NC_NAME, NC_COUNT, NC_FAIL, NC_SKIP, NC_RUN50, NC_RUN95, NC_RUN99,
-       NC_WAIT50, NC_WAIT95, NC_WAIT99, NC_N };
+enum {
+  NC_NAME,
+  NC_COUNT,
+  NC_FAIL,
+  NC_SKIP,
+  NC_RUN50,
+  NC_RUN95,
+  NC_RUN99,
+  NC_WAIT50,
+  NC_WAIT95,
+  NC_WAIT99,
+  NC_N
+};
 static const column name_columns[NC_N] = {
-    [NC_NAME] = {"NAME", 12, 1, 0, 0},
-    [NC_COUNT] = {"COUNT", 7, 0, 0, 1},
-    [NC_FAIL] = {"FAIL%", 6, 0, 1, 1},
-    [NC_SKIP] = {"SKIP%", 6, 0, 5, 1},
-    [NC_RUN50] = {"RUN50", 7, 0, 3, 1},
-    [NC_RUN95] = {"RUN95", 7, 0, 2, 1},
-    [NC_RUN99] = {"RUN99", 7, 0, 4, 1},
-    [NC_WAIT50] = {"WAIT50", 7, 0, 7, 1},
-    [NC_WAIT95] = {"WAIT95", 7, 0, 6, 1},
-    [NC_WAIT99] = {"WAIT99", 7, 0, 8, 1},
+    [NC_NAME] = {"NAME", 12, 1, 0, 0},    [NC_COUNT] = {"COUNT", 7, 0, 0, 1},
+    [NC_FAIL] = {"FAIL%", 6, 0, 1, 1},    [NC_SKIP] = {"SKIP%", 6, 0, 5, 1},
+    [NC_RUN50] = {"RUN50", 7, 0, 3, 1},   [NC_RUN95] = {"RUN95", 7, 0, 2, 1},
+    [NC_RUN99] = {"RUN99", 7, 0, 4, 1},   [NC_WAIT50] = {"WAIT50", 7, 0, 7, 1},
+    [NC_WAIT95] = {"WAIT95", 7, 0, 6, 1}, [NC_WAIT99] = {"WAIT99", 7, 0, 8, 1},
 };
 
 static void percent(int64_t part, int64_t whole, char *buf, size_t size) {
@@ -661,8 +675,8 @@ static void draw_names(const view_state *s, grid *g, int top, int rows) {
     cell_str(g, &l, c, NC_FAIL, y,
              n->failed ? style(GRID_RED, GRID_BOLD) : normal, buf);
     percent(n->skipped, n->count, buf, sizeof buf);
-    cell_str(g, &l, c, NC_SKIP, y,
-             n->skipped ? style(GRID_YELLOW, 0) : normal, buf);
+    cell_str(g, &l, c, NC_SKIP, y, n->skipped ? style(GRID_YELLOW, 0) : normal,
+             buf);
     for (int k = 0; k < 3; k++) {
       duration(n->run[k], buf, sizeof buf);
       cell_str(g, &l, c, NC_RUN50 + k, y, normal, buf);
@@ -679,8 +693,18 @@ static void draw_names(const view_state *s, grid *g, int top, int rows) {
 
 /* ---- agents --------------------------------------------------------- */
 
-enum { AC_SERVICE, AC_HOST, AC_PID, AC_STATE, AC_SINCE, AC_EVENTS,
-       AC_DROPPED, AC_RECONNECTS, AC_LAST, AC_N };
+enum {
+  AC_SERVICE,
+  AC_HOST,
+  AC_PID,
+  AC_STATE,
+  AC_SINCE,
+  AC_EVENTS,
+  AC_DROPPED,
+  AC_RECONNECTS,
+  AC_LAST,
+  AC_N
+};
 static const column agent_columns[AC_N] = {
     [AC_SERVICE] = {"SERVICE", 10, 1, 0, 0},
     [AC_HOST] = {"HOST", 8, 1, 3, 0},
@@ -693,8 +717,8 @@ static const column agent_columns[AC_N] = {
     [AC_LAST] = {"LAST", 6, 0, 5, 1},
 };
 
-static void draw_agent_row(const view_state *s, grid *g, const layout *l,
-                           int y, const data_agent *a) {
+static void draw_agent_row(const view_state *s, grid *g, const layout *l, int y,
+                           const data_agent *a) {
   const column *c = agent_columns;
   char buf[32];
   cell_data(g, l, c, AC_SERVICE, y, normal, a->service);
@@ -705,7 +729,9 @@ static void draw_agent_row(const view_state *s, grid *g, const layout *l,
            a->connected ? style(GRID_GREEN, 0)
            : a->ended   ? style(GRID_DEFAULT, GRID_DIM)
                         : style(GRID_YELLOW, 0),
-           a->connected ? "connected" : a->ended ? "ended" : "gone");
+           a->connected ? "connected"
+           : a->ended   ? "ended"
+                        : "gone");
   clock_time(a->connected ? a->connected_at : a->disconnected_at, buf,
              sizeof buf);
   cell_str(g, l, c, AC_SINCE, y, normal, buf);
@@ -739,7 +765,9 @@ int view_sort_columns(int kind) {
   return kind == VIEW_NAMES ? NC_N : kind == VIEW_AGENTS ? AC_N : 0;
 }
 
-static int cmp_int(int64_t a, int64_t b) { return (a > b) - (a < b); }
+static int cmp_int(int64_t a, int64_t b) {
+  return (a > b) - (a < b);
+}
 
 static int cmp_text(data_text a, data_text b) {
   size_t n = a.len < b.len ? a.len : b.len;

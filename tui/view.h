@@ -13,7 +13,13 @@
 #include "data.h"
 #include "grid.h"
 
-enum view_kind { VIEW_TASKS, VIEW_BATCHES, VIEW_NAMES, VIEW_AGENTS, VIEW_COUNT };
+enum view_kind {
+  VIEW_TASKS,
+  VIEW_BATCHES,
+  VIEW_NAMES,
+  VIEW_AGENTS,
+  VIEW_COUNT
+};
 
 /* "tasks", "batches", "names", "agents". */
 const char *view_name(int kind);

@@ -39,8 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char out[4096];
   for (unsigned flags = 0; flags < 4; flags++) {
     for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
-      int cols = sanitize((const char *)data, size, widths[w], flags, out,
-                          sizeof out);
+      int cols =
+          sanitize((const char *)data, size, widths[w], flags, out, sizeof out);
       check_output(out, flags);
       if (widths[w] >= 0 && cols > widths[w])
         abort();

@@ -72,24 +72,44 @@ static void escape_sequences_are_neutralized(void **state) {
 static void c1_controls_raw_and_encoded(void **state) {
   (void)state;
   /* Raw 0x9B is an 8-bit CSI to some terminals and invalid UTF-8. */
-  check("a\x9b" "31mb", -1, 0, "a\xEF\xBF\xBD" "31mb", 6);
+  check("a\x9b"
+        "31mb",
+        -1, 0,
+        "a\xEF\xBF\xBD"
+        "31mb",
+        6);
   /* U+009B encoded as C2 9B, and NEL U+0085. */
-  check("a\xC2\x9b" "31mb", -1, 0, "a\xEF\xBF\xBD" "31mb", 6);
+  check("a\xC2\x9b"
+        "31mb",
+        -1, 0,
+        "a\xEF\xBF\xBD"
+        "31mb",
+        6);
   check("x\xC2\x85y", -1, 0, "x\xEF\xBF\xBDy", 3);
-  check("a\xC2\x9b" "b\x9b", -1, SANITIZE_ASCII, "a?b?", 4);
+  check("a\xC2\x9b"
+        "b\x9b",
+        -1, SANITIZE_ASCII, "a?b?", 4);
 }
 
 static void cr_bs_tab_newline_del(void **state) {
   (void)state;
   /* CR and BS would let a name overwrite what was printed before it. */
-  check("ok\rFAILED", -1, 0, "ok\xE2\x90\x8D" "FAILED", 9);
-  check("abc\b\b\bxyz", -1, 0,
-        "abc\xE2\x90\x88\xE2\x90\x88\xE2\x90\x88xyz", 9);
-  check("a\tb\nc\x7f", -1, 0, "a\xE2\x90\x89" "b\xE2\x90\x8A" "c\xE2\x90\xA1",
+  check("ok\rFAILED", -1, 0,
+        "ok\xE2\x90\x8D"
+        "FAILED",
+        9);
+  check("abc\b\b\bxyz", -1, 0, "abc\xE2\x90\x88\xE2\x90\x88\xE2\x90\x88xyz", 9);
+  check("a\tb\nc\x7f", -1, 0,
+        "a\xE2\x90\x89"
+        "b\xE2\x90\x8A"
+        "c\xE2\x90\xA1",
         6);
   check("a\tb\nc\x7f", -1, SANITIZE_ASCII, "a^Ib^Jc^?", 9);
   /* An embedded NUL is data too. */
-  check_n("a\0b", 3, -1, 0, "a\xE2\x90\x80" "b", 3);
+  check_n("a\0b", 3, -1, 0,
+          "a\xE2\x90\x80"
+          "b",
+          3);
 }
 
 static void bidi_and_invisible_characters(void **state) {
@@ -98,11 +118,12 @@ static void bidi_and_invisible_characters(void **state) {
   check("fdp\xE2\x80\xAE.exe", -1, 0, "fdp\xEF\xBF\xBD.exe", 8);
   /* LRI U+2066 ... PDI U+2069, ALM U+061C, RLM U+200F, ZWSP U+200B,
    * BOM U+FEFF, tag U+E0041. */
-  check("\xE2\x81\xA6x\xE2\x81\xA9", -1, 0,
-        "\xEF\xBF\xBDx\xEF\xBF\xBD", 3);
-  check("\xD8\x9C\xE2\x80\x8F\xE2\x80\x8B\xEF\xBB\xBF\xF3\xA0\x81\x81", -1,
-        0, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD", 5);
-  check("a\xE2\x80\xAA" "b", -1, SANITIZE_ASCII, "a?b", 3);
+  check("\xE2\x81\xA6x\xE2\x81\xA9", -1, 0, "\xEF\xBF\xBDx\xEF\xBF\xBD", 3);
+  check("\xD8\x9C\xE2\x80\x8F\xE2\x80\x8B\xEF\xBB\xBF\xF3\xA0\x81\x81", -1, 0,
+        "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD", 5);
+  check("a\xE2\x80\xAA"
+        "b",
+        -1, SANITIZE_ASCII, "a?b", 3);
 }
 
 static void invalid_utf8(void **state) {
@@ -138,8 +159,8 @@ static void truncation_by_columns(void **state) {
   (void)state;
   check("send_notification", 8, 0, "send_not", 8);
   check("send_notification", 8, SANITIZE_ELLIPSIS, "send_no\xE2\x80\xA6", 8);
-  check("send_notification", 8, SANITIZE_ELLIPSIS | SANITIZE_ASCII,
-        "send_no~", 8);
+  check("send_notification", 8, SANITIZE_ELLIPSIS | SANITIZE_ASCII, "send_no~",
+        8);
   check("exactly8", 8, SANITIZE_ELLIPSIS, "exactly8", 8);
   check("abc", 0, 0, "", 0);
   check("abc", 1, SANITIZE_ELLIPSIS, "\xE2\x80\xA6", 1);
@@ -170,8 +191,7 @@ static void combining_marks(void **state) {
   /* A mark with nothing before it would join the previous cell. */
   check("\xCC\x81x", -1, 0, "\xEF\xBF\xBDx", 2);
   /* At most two marks per character; the rest become visible. */
-  check("e\xCC\x81\xCC\x82\xCC\x83", -1, 0,
-        "e\xCC\x81\xCC\x82\xEF\xBF\xBD", 2);
+  check("e\xCC\x81\xCC\x82\xCC\x83", -1, 0, "e\xCC\x81\xCC\x82\xEF\xBF\xBD", 2);
   /* A mark after a control picture does not attach to it. */
   check("\x1b\xCC\x81", -1, 0, "\xE2\x90\x9B\xEF\xBF\xBD", 2);
   check("e\xCC\x81", -1, SANITIZE_ASCII, "e?", 2);

@@ -175,10 +175,13 @@ static void hostile_strings_are_visible(void **state) {
   char *text = render(f->c, 200, 60);
   /* The CSI in a name shows as text; the bidi override as U+FFFD. */
   assert_non_null(strstr(text, "evil\xe2\x90\x9b[2J\xe2\x90\x9b[Hname"));
-  assert_non_null(strstr(text, "POST /x\xef\xbf\xbd" "fdp.exe"));
+  assert_non_null(strstr(text, "POST /x\xef\xbf\xbd"
+                               "fdp.exe"));
   assert_null(strstr(text, "\xe2\x80\xae"));
   /* Raw 0x9B and C2 9B, CR and BS in the error message. */
-  assert_non_null(strstr(text, "bad\xef\xbf\xbd" "31m \xef\xbf\xbd" "1m"
+  assert_non_null(strstr(text, "bad\xef\xbf\xbd"
+                               "31m \xef\xbf\xbd"
+                               "1m"
                                "\xe2\x90\x8dOK\xe2\x90\x88!"));
   free(text);
   ctl_state(f->c)->kind = VIEW_AGENTS;
@@ -308,7 +311,8 @@ static void grid_keeps_wide_characters_whole(void **state) {
   grid *g = grid_new(6, 1, 0);
   grid_style st = {0, 0};
   /* "中文名" at column 1: the third character does not fit whole. */
-  assert_int_equal(grid_puts(g, 1, 0, -1, st, "\xe4\xb8\xad\xe6\x96\x87\xe5\x90\x8d"), 5);
+  assert_int_equal(
+      grid_puts(g, 1, 0, -1, st, "\xe4\xb8\xad\xe6\x96\x87\xe5\x90\x8d"), 5);
   char *t = grid_text(g);
   assert_string_equal(t, " \xe4\xb8\xad\xe6\x96\x87\xe2\x80\xa6\n");
   free(t);
@@ -331,8 +335,7 @@ int main(int argc, char **argv) {
     golden_dir = argv[1];
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(golden_views, setup, teardown),
-      cmocka_unit_test_setup_teardown(golden_help_and_detail, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(golden_help_and_detail, setup, teardown),
       cmocka_unit_test_setup_teardown(stale_store, setup_stale, teardown),
       cmocka_unit_test_setup_teardown(hostile_strings_are_visible, setup,
                                       teardown),

@@ -9,7 +9,7 @@
 
 #include "schema.h"
 
-#define S(sec) ((int64_t)(sec) * INT64_C(1000000))
+#define S(sec) ((int64_t)(sec)*INT64_C(1000000))
 
 static int exec(sqlite3 *db, const char *sql) {
   char *err = NULL;
@@ -29,8 +29,8 @@ typedef struct task_spec {
   size_t message_len; /* 0: strlen */
 } task_spec;
 
-static const char *const default_names[3] = {"write_notification",
-                                             "send_email", "write_log"};
+static const char *const default_names[3] = {"write_notification", "send_email",
+                                             "write_log"};
 
 static int insert_task(sqlite3_stmt *st, int64_t agent, int64_t batch,
                        int64_t id, int pos, int64_t at, const task_spec *t,
@@ -66,8 +66,7 @@ static int insert_task(sqlite3_stmt *st, int64_t agent, int64_t batch,
     sqlite3_bind_text(st, 14, t->error_type, -1, SQLITE_STATIC);
   if (t->error_message)
     sqlite3_bind_text(st, 15, t->error_message,
-                      t->message_len ? (int)t->message_len : -1,
-                      SQLITE_STATIC);
+                      t->message_len ? (int)t->message_len : -1, SQLITE_STATIC);
   if (t->error_detail)
     sqlite3_bind_text(st, 16, t->error_detail, -1, SQLITE_STATIC);
   return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
@@ -80,7 +79,9 @@ static const char traceback[] =
     "SMTPError: timeout after 30s\x1b]52;c;ZXZpbA==\x07\n"
     "  (relay \xe5\x8f\x91\xe9\x80\x81 mx.example.com)";
 
-static const char hostile_message[] = "bad\x9b" "31m \xc2\x9b" "1m\rOK\b!";
+static const char hostile_message[] = "bad\x9b"
+                                      "31m \xc2\x9b"
+                                      "1m\rOK\b!";
 
 static int insert_batches(sqlite3 *db, int64_t now) {
   sqlite3_stmt *bt = NULL, *tt = NULL;
@@ -102,7 +103,8 @@ static int insert_batches(sqlite3 *db, int64_t now) {
       "POST /send-notification/{email}",
       "POST /\xe9\x80\x9a\xe7\x9f\xa5/{email}", /* 通知: CJK */
       "POST /send-notification/{email}",
-      "POST /x\xe2\x80\xae" "fdp.exe",          /* RLO bidi override */
+      "POST /x\xe2\x80\xae"
+      "fdp.exe", /* RLO bidi override */
       "POST /send-notification/{email}",
       "POST /send-notification/{email}"};
   int rc = 0;
@@ -113,8 +115,8 @@ static int insert_batches(sqlite3 *db, int64_t now) {
                       {SCHEMA_SUCCEEDED, 0, 0, 0, 0, 0},
                       {SCHEMA_SUCCEEDED, 0, 0, 0, 0, 0}};
     if (b == 3) {
-      t[1] = (task_spec){SCHEMA_FAILED, 0, "SMTPError", hostile_message,
-                         traceback, 0};
+      t[1] = (task_spec){SCHEMA_FAILED,   0,         "SMTPError",
+                         hostile_message, traceback, 0};
       t[2].status = SCHEMA_SKIPPED;
     } else if (b == 4) {
       t[0].name = "evil\x1b[2J\x1b[Hname";
@@ -151,20 +153,21 @@ int fixture_build(const char *path, int64_t last_event_ago_us) {
     goto out;
   char sql[1024];
   int64_t last = FIXTURE_NOW - last_event_ago_us;
-  snprintf(sql, sizeof sql,
-           "INSERT INTO agents (id, instance, service, host, pid, started_at, "
-           "connected_at, disconnected_at, connected, ended, events, dropped, "
-           "reconnects, last_event_at) VALUES "
-           "(1, x'01', 'api', 'web-1', 4242, %lld, %lld, NULL, 1, 0, 60, 0, "
-           "0, %lld), "
-           "(2, x'02', 'worker\x1b[1m', 'web-2', 777, %lld, %lld, %lld, 0, 0, "
-           "24, 12, 3, %lld)",
-           (long long)(FIXTURE_NOW - S(3600)), (long long)(FIXTURE_NOW - S(900)),
-           (long long)last, (long long)(FIXTURE_NOW - S(3000)),
-           (long long)(FIXTURE_NOW - S(2000)), (long long)(FIXTURE_NOW - S(120)),
-           (long long)(FIXTURE_NOW - S(120)));
-  if (exec(db, "BEGIN") || exec(db, sql) ||
-      insert_batches(db, FIXTURE_NOW) || exec(db, "COMMIT"))
+  snprintf(
+      sql, sizeof sql,
+      "INSERT INTO agents (id, instance, service, host, pid, started_at, "
+      "connected_at, disconnected_at, connected, ended, events, dropped, "
+      "reconnects, last_event_at) VALUES "
+      "(1, x'01', 'api', 'web-1', 4242, %lld, %lld, NULL, 1, 0, 60, 0, "
+      "0, %lld), "
+      "(2, x'02', 'worker\x1b[1m', 'web-2', 777, %lld, %lld, %lld, 0, 0, "
+      "24, 12, 3, %lld)",
+      (long long)(FIXTURE_NOW - S(3600)), (long long)(FIXTURE_NOW - S(900)),
+      (long long)last, (long long)(FIXTURE_NOW - S(3000)),
+      (long long)(FIXTURE_NOW - S(2000)), (long long)(FIXTURE_NOW - S(120)),
+      (long long)(FIXTURE_NOW - S(120)));
+  if (exec(db, "BEGIN") || exec(db, sql) || insert_batches(db, FIXTURE_NOW) ||
+      exec(db, "COMMIT"))
     goto out;
   rc = 0;
 out:
