@@ -1,0 +1,34 @@
+"""Writes a seed corpus for fuzz_proto: valid connection streams (first
+byte 0: after a synthetic HELLO; 1: bringing their own HELLO)."""
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'integration'))
+from test_collector_util import (batch_events, ev_drop, ev_health,  # noqa
+                                 ev_string, events, goodbye, hello)
+
+
+def main(out):
+    os.makedirs(out, exist_ok=True)
+    names = [ev_string(1, 1, b'write_notification'),
+             ev_string(1, 2, b'send_email'), ev_string(1, 3, b'write_log'),
+             ev_string(1, 4, b'POST /x')]
+    evs = names + batch_events(10, 1, 1, [1, 2, 3], label=4) + \
+        batch_events(20, 2, 4, [1, 2, 3], label=4, fail_at=0) + \
+        [ev_drop(30, 9, b'shutdown'), ev_health(31, 2, 1)]
+    seeds = {
+        'stream': b'\0' + events(1, evs) + goodbye(len(evs)),
+        'split': b'\0' + events(1, evs[:7]) + events(8, evs[7:]),
+        'resend': b'\0' + events(1, evs[:7]) + events(3, evs[2:]),
+        'hello': b'\1' + hello(b'\1' * 16) + events(1, evs[:5]),
+        'frame': b'\0' + struct.pack('<IH', 2, 999),
+    }
+    for name, data in seeds.items():
+        with open(os.path.join(out, name), 'wb') as f:
+            f.write(data)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1])
