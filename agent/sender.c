@@ -93,6 +93,8 @@ typedef struct sender {
   unsigned poll_ms;
   bool welcomed_once;
   uint8_t *emitted; /* per string id: STRING already sent */
+  struct drain_cursor *cursors;
+  size_t ncursors_cap;
   char *scratch;
   uint64_t health_dropped;
   uint64_t health_reconnects;
@@ -332,33 +334,89 @@ static bool encode_record(sender *s, const ring *r, uint64_t tail,
   return put_event(s, &ev);
 }
 
-/* Moves what the rings hold into the resend buffer. Returns the number of
- * records taken. */
-static uint64_t drain(sender *s) {
-  uint64_t taken = 0;
-  ring *r = atomic_load_explicit(&s->agent->rings, memory_order_acquire);
-  for (; r != NULL; r = r->next) {
-    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-    bool full = false;
-    while (tail < head) {
-      const ring_record *rec = &r->slots[tail & r->mask];
-      uint64_t n = rec->slots;
-      if (n == 0 || n > head - tail) {
-        tail = head; /* cannot happen; never loop on a bad record */
-        break;
-      }
-      if (!encode_record(s, r, tail, rec)) {
-        full = true;
-        break;
-      }
-      tail += n;
-      taken++;
-    }
-    atomic_store_explicit(&r->tail, tail, memory_order_release);
-    if (full)
-      break;
+/* A ring being drained: its records [tail, head) up to the time limit. */
+typedef struct drain_cursor {
+  ring *r;
+  uint64_t tail;
+  uint64_t head;
+} drain_cursor;
+
+/* The cursor's next record if it is complete and not after `limit`. */
+static const ring_record *cursor_next(drain_cursor *c, int64_t limit) {
+  if (c->tail >= c->head)
+    return NULL;
+  const ring_record *rec = &c->r->slots[c->tail & c->r->mask];
+  if (rec->slots == 0 || rec->slots > c->head - c->tail) {
+    c->tail = c->head; /* cannot happen; never loop on a bad record */
+    return NULL;
   }
+  return rec->time <= limit ? rec : NULL;
+}
+
+static bool gather_cursors(sender *s, int64_t limit, size_t *count) {
+  size_t n = 0;
+  ring *first = atomic_load_explicit(&s->agent->rings, memory_order_acquire);
+  for (ring *r = first; r != NULL; r = r->next)
+    n++;
+  if (n > s->ncursors_cap) {
+    drain_cursor *c = realloc(s->cursors, n * sizeof(*c));
+    if (c == NULL)
+      return false;
+    s->cursors = c;
+    s->ncursors_cap = n;
+  }
+  n = 0;
+  for (ring *r = first; r != NULL; r = r->next) {
+    drain_cursor *c = &s->cursors[n];
+    c->r = r;
+    c->tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    c->head = atomic_load_explicit(&r->head, memory_order_acquire);
+    if (cursor_next(c, limit) != NULL)
+      n++;
+    else
+      atomic_store_explicit(&r->tail, c->tail, memory_order_release);
+  }
+  *count = n;
+  return true;
+}
+
+/*
+ * Moves what the rings hold into the resend buffer, merged across rings in
+ * time order, so that a task's enqueue (on the request's thread) precedes
+ * its start (on a pool thread) in the stream. Only records stamped before
+ * the drain began are taken: a record that causally precedes one of them
+ * was published before that one was even stamped, so it is visible too and
+ * cannot be overtaken. Returns the number of records taken.
+ */
+static uint64_t drain(sender *s) {
+  int64_t limit = clock_now();
+  size_t n;
+  uint64_t taken = 0;
+  if (!gather_cursors(s, limit, &n))
+    return 0;
+  while (n > 0) {
+    size_t best = 0;
+    const ring_record *rec = cursor_next(&s->cursors[0], limit);
+    for (size_t i = 1; i < n; i++) {
+      const ring_record *other = cursor_next(&s->cursors[i], limit);
+      if (other->time < rec->time) {
+        rec = other;
+        best = i;
+      }
+    }
+    drain_cursor *c = &s->cursors[best];
+    if (!encode_record(s, c->r, c->tail, rec))
+      break;
+    c->tail += rec->slots;
+    taken++;
+    if (cursor_next(c, limit) == NULL) {
+      atomic_store_explicit(&c->r->tail, c->tail, memory_order_release);
+      s->cursors[best] = s->cursors[--n];
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    atomic_store_explicit(&s->cursors[i].r->tail, s->cursors[i].tail,
+                          memory_order_release);
   return taken;
 }
 
@@ -756,6 +814,7 @@ static void sender_free(sender *s) {
   proto_buf_fini(&s->goodbye);
   free(s->emitted);
   free(s->scratch);
+  free(s->cursors);
   free(s);
 }
 
@@ -892,6 +951,7 @@ void sender_fork_child(tw_agent *agent) {
     proto_buf_fini(&old->goodbye);
     free(old->emitted);
     free(old->scratch);
+    free(old->cursors);
   }
   sender_start(agent);
 }

@@ -201,6 +201,9 @@ static void runner_runs_in_order(void **state) {
     assert_non_null(st);
     assert_non_null(fi);
     assert_true(e->time_ns <= st->time_ns && st->time_ns <= fi->time_ns);
+    /* Causal order in the stream too, though the enqueue was recorded on
+     * this thread and the start on a pool thread. */
+    assert_true(e->seq < st->seq && st->seq < fi->seq);
     assert_true(last_finish <= st->time_ns); /* one after another */
     last_finish = fi->time_ns;
   }
