@@ -1,0 +1,96 @@
+"""Durability: an agent streams while the collector is killed with SIGKILL
+three times and restarted on the same database. After every restart
+WELCOME must cover everything that was acked, the agent resends the rest,
+and in the end the store passes integrity_check and holds every event
+exactly once."""
+import os
+import random
+import signal
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_collector_util import *  # noqa: E402,F403
+
+BATCHES = 15000
+CHUNK = 400
+KILLS = 3
+
+
+def all_events():
+    t = now_ns()
+    evs = [ev_string(t, 1, b'a'), ev_string(t, 2, b'b'), ev_string(t, 3, b'c')]
+    for b in range(1, BATCHES + 1):
+        evs += batch_events(t + b * 1000, b, b * 3, [1, 2, 3], label=0,
+                            fail_at=2 if b % 7 == 0 else None)
+    return evs
+
+
+def stream(col, evs, lock, stats):
+    a = FakeAgent(col.url, service=b'durable')
+    acked = 1
+    while True:
+        try:
+            with lock:
+                url = col.url
+            a.url = url
+            nxt = a.connect()
+            check(nxt >= acked, 'WELCOME %d covers acked %d' % (nxt, acked))
+            stats['welcomes'].append(nxt)
+            pos = nxt - 1
+            while pos < len(evs):
+                a.send(evs[pos:pos + CHUNK], first_seq=pos + 1)
+                pos += CHUNK
+                if (pos // CHUNK) % 4 == 0:
+                    acked = max(acked, a.wait_ack(min(pos, len(evs)) + 1))
+            acked = a.wait_ack(len(evs) + 1)
+            a.goodbye()
+            return
+        except (OSError, EOFError, RuntimeError):
+            acked = max(acked, a.acked)
+            a.close()
+            time.sleep(0.05)
+
+
+def main():
+    col = Collector()
+    try:
+        col.start()
+        run(col)
+    finally:
+        col.cleanup()
+
+
+def run(col):
+    evs = all_events()
+    lock = threading.Lock()
+    stats = {'welcomes': []}
+    th = threading.Thread(target=stream, args=(col, evs, lock, stats))
+    th.start()
+    rnd = random.Random(9)
+    for _ in range(KILLS):
+        time.sleep(rnd.uniform(0.1, 0.4))
+        with lock:
+            col.stop(signal.SIGKILL)
+            col.query('PRAGMA integrity_check')
+            col.start()
+    th.join(120)
+    check(not th.is_alive(), 'the agent finished')
+    check(len(stats['welcomes']) >= 2, 'the agent reconnected after a kill')
+    check(col.stop() == 0, 'clean exit')
+    check(col.query('PRAGMA integrity_check') == [('ok',)], 'integrity')
+    rows = col.query('SELECT count(*), count(DISTINCT id), sum(status = 3), '
+                     'sum(status = 2) FROM tasks')
+    fails = BATCHES // 7
+    check(rows == [(BATCHES * 3, BATCHES * 3, fails, BATCHES * 3 - fails)],
+          'every task once %r' % rows)
+    check(col.query('SELECT count(*) FROM batches') == [(BATCHES,)],
+          'every batch once')
+    rows = col.query('SELECT events, next_seq, ended FROM agents')
+    check(rows == [(len(evs), len(evs) + 1, 1)], 'every event once %r' % rows)
+    print('kill9: kills=%d welcomes=%r events=%d' %
+          (KILLS, stats['welcomes'], len(evs)))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,93 @@
+"""Connection limits: 1000 idle agents connected at once (handshaken, each
+with its WELCOME) while another one streams; --max-connections refuses
+the one too many with a logged line; the unix socket is created 0600 and
+a stale socket file from a dead collector is replaced."""
+import os
+import resource
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_collector_util import *  # noqa: E402,F403
+
+IDLE = 1000
+
+
+def raise_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, IDLE + 200) if hard != resource.RLIM_INFINITY \
+        else IDLE + 200
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def idle_connections(col):
+    socks = []
+    try:
+        for i in range(IDLE):
+            s = connect(col.url)
+            s.sendall(hello(os.urandom(16), pid=i, service=b'idle'))
+            socks.append(s)
+        for s in socks:
+            ftype, _ = read_frame(s)
+            check(ftype == WELCOME, 'idle agent welcomed')
+        a = FakeAgent(col.url, service=b'busy')
+        a.connect()
+        evs = [ev_string(1, 1, b'job')]
+        for b in range(1, 201):
+            evs += batch_events(now_ns(), b, b * 10, [1, 1, 1], label=0)
+        a.send(evs)
+        a.goodbye()
+        rows = col.query("SELECT count(*) FROM tasks")
+        check(rows == [(600,)], 'busy agent stored everything %r' % rows)
+        rows = col.query("SELECT count(*), sum(connected) FROM agents WHERE "
+                         "service = 'idle'")
+        check(rows == [(IDLE, IDLE)], 'idle agents recorded %r' % rows)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def main():
+    raise_limit()
+    col = Collector()
+    try:
+        # A stale socket file, as a killed collector leaves behind.
+        import socket as pysocket
+        s = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+        s.bind(col.sock_path)
+        s.close()
+        col.start()
+        mode = stat.S_IMODE(os.stat(col.sock_path).st_mode)
+        check(mode == 0o600, 'unix socket mode %o' % mode)
+        idle_connections(col)
+        check(col.stop() == 0, 'clean exit')
+    finally:
+        col.cleanup()
+
+    col = Collector('--max-connections', '3')
+    try:
+        col.start()
+        socks = [connect(col.url) for _ in range(3)]
+        for s in socks:
+            s.sendall(hello(os.urandom(16)))
+            check(read_frame(s)[0] == WELCOME, 'within the limit')
+        extra = connect(col.url)
+        extra.settimeout(10)
+        check(extra.recv(100) == b'', 'the fourth connection is closed')
+        check('reason="too many connections"' in col.log(), 'logged')
+        socks[0].close()
+        time.sleep(0.3)
+        again = FakeAgent(col.url)
+        again.connect()
+        again.goodbye()
+        for s in socks[1:]:
+            s.close()
+        check(col.stop() == 0, 'clean exit')
+    finally:
+        col.cleanup()
+    print('limits: idle_connections=%d ok' % IDLE)
+
+
+if __name__ == '__main__':
+    main()
