@@ -1,10 +1,364 @@
-/* query_follow - placeholder until --follow lands. */
+/*
+ * query_follow - `taskwatch query --follow`: after the listing, print each
+ * matching task once as it reaches a final state, until SIGINT or SIGTERM.
+ *
+ * The store has no change log, so follow works from what the collector
+ * keeps per agent: `events` (how many it stored) and `last_event_at` (the
+ * newest event time, on that agent's own clock). An agent derives all its
+ * times from one monotonic clock, so anything new from it is stamped after
+ * the `last_event_at` seen at the previous look, give or take the few
+ * milliseconds by which its threads' buffers drain out of order (SLACK).
+ * Hence each look:
+ *
+ *   1. skips everything when `PRAGMA data_version` says nobody committed;
+ *   2. reads the agents, and for those whose counters moved scans the tasks
+ *      enqueued since that agent's previous `last_event_at` - SLACK (one
+ *      index range; new tasks and quick ones are all there);
+ *   3. re-reads by id the tasks that were queued or running when last seen
+ *      (the "pending" set), which catches slow tasks, tasks of agents that
+ *      come back after an outage, and tasks the collector declares lost.
+ *
+ * A task is printed when first seen in a final state and matching the
+ * filter; the "done" set remembers it (until its agent's window has moved
+ * past it) so overlapping scans never print it twice. This needs no
+ * clock agreement between agents, the collector and this process.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "format.h"
 #include "query.h"
+#include "schema.h"
+#include "xalloc.h"
+
+#define SLACK_US INT64_C(2000000)
+
+/* ---- id map: int64 id (> 0) -> int64 value, with deletion ---------------- */
+
+#define SLOT_EMPTY 0
+#define SLOT_GONE (-1)
+
+typedef struct idmap {
+  int64_t *keys;
+  int64_t *values;
+  size_t cap, used, live; /* used counts live and deleted slots */
+} idmap;
+
+static size_t slot_of(int64_t key, size_t cap) {
+  uint64_t h = (uint64_t)key * 0x9e3779b97f4a7c15u;
+  return (size_t)(h >> 17) & (cap - 1);
+}
+
+static void idmap_put(idmap *m, int64_t key, int64_t value);
+
+static void idmap_rehash(idmap *m, size_t cap) {
+  idmap old = *m;
+  m->cap = cap;
+  m->keys = xcalloc(cap, sizeof(int64_t));
+  m->values = xcalloc(cap, sizeof(int64_t));
+  m->used = m->live = 0;
+  for (size_t i = 0; i < old.cap; i++)
+    if (old.keys[i] > 0)
+      idmap_put(m, old.keys[i], old.values[i]);
+  free(old.keys);
+  free(old.values);
+}
+
+static int64_t *idmap_find(const idmap *m, int64_t key) {
+  if (m->cap == 0)
+    return NULL;
+  for (size_t i = slot_of(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
+    if (m->keys[i] == key)
+      return &m->values[i];
+    if (m->keys[i] == SLOT_EMPTY)
+      return NULL;
+  }
+}
+
+static void idmap_put(idmap *m, int64_t key, int64_t value) {
+  int64_t *v = idmap_find(m, key);
+  if (v != NULL) {
+    *v = value;
+    return;
+  }
+  if ((m->used + 1) * 2 > m->cap)
+    idmap_rehash(m, m->live * 4 > 64 ? m->live * 4 : 64);
+  size_t i = slot_of(key, m->cap);
+  while (m->keys[i] > 0)
+    i = (i + 1) & (m->cap - 1);
+  m->used += m->keys[i] == SLOT_EMPTY;
+  m->live++;
+  m->keys[i] = key;
+  m->values[i] = value;
+}
+
+static void idmap_remove(idmap *m, int64_t key) {
+  int64_t *v = idmap_find(m, key);
+  if (v == NULL)
+    return;
+  m->keys[v - m->values] = SLOT_GONE;
+  m->live--;
+}
+
+static void idmap_fini(idmap *m) {
+  free(m->keys);
+  free(m->values);
+  memset(m, 0, sizeof(*m));
+}
+
+/* ---- state --------------------------------------------------------------- */
+
+typedef struct follow {
+  sqlite3 *db;
+  const query_opts *o;
+  query_out *out;
+  sqlite3_stmt *version, *agents, *scan, *by_id;
+  int64_t data_version;
+  /* Per agent (store id): events and last_event_at at the last look. */
+  idmap events, last_at;
+  /* Per agent, the start of the window the next scan must cover. */
+  idmap window;
+  idmap pending; /* task id -> enqueued_at, queued or running when seen */
+  idmap done;    /* task id -> enqueued_at, seen final */
+  size_t done_pruned_at;
+} follow;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+static int64_t agent_of(int64_t task_id) {
+  return (int64_t)((uint64_t)task_id >> SCHEMA_LOCAL_BITS);
+}
+
+/* The filter's match comes as one more column after the task's. */
+static sqlite3_stmt *prepare_tasks(follow *f, const char *where) {
+  char *filter = filter_sql_at(f->o->filter, 2);
+  format_buf sql;
+  format_buf_init(&sql);
+  format_buf_printf(&sql,
+                    "SELECT " QUERY_TASK_COLUMNS ", t.agent, (%s)" QUERY_TASK_FROM
+                    " WHERE %s",
+                    filter, where);
+  free(filter);
+  sqlite3_stmt *st = query_prepare(f->db, format_buf_str(&sql));
+  format_buf_fini(&sql);
+  if (st != NULL && filter_bind(f->o->filter, st, 2) < 0) {
+    sqlite3_finalize(st);
+    st = NULL;
+  }
+  return st;
+}
+
+/* Handles one row of `scan` or `by_id`: prints it when it is final, new
+ * and matching; tracks it as pending otherwise. */
+static void consider(follow *f, sqlite3_stmt *st, int printing) {
+  query_task t;
+  query_task_read(st, 0, &t);
+  int matches = sqlite3_column_int(st, QUERY_TASK_NCOLUMNS + 1);
+  if (t.status == SCHEMA_QUEUED || t.status == SCHEMA_RUNNING) {
+    idmap_put(&f->pending, t.id, t.enqueued_at);
+    return;
+  }
+  idmap_remove(&f->pending, t.id);
+  if (idmap_find(&f->done, t.id) != NULL)
+    return;
+  idmap_put(&f->done, t.id, t.enqueued_at);
+  if (printing && matches)
+    query_out_task(f->out, &t);
+}
+
+static int step_all(follow *f, sqlite3_stmt *st, int printing) {
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    consider(f, st, printing);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) {
+    fprintf(stderr, "taskwatch query: %s\n", sqlite3_errmsg(f->db));
+    return -1;
+  }
+  return 0;
+}
+
+/* Scans tasks enqueued from `from` on, keeping those of agents whose
+ * window they fall in. */
+static int scan_windows(follow *f, int64_t from, int printing) {
+  sqlite3_bind_int64(f->scan, 1, from);
+  int rc;
+  while ((rc = sqlite3_step(f->scan)) == SQLITE_ROW) {
+    int64_t agent = sqlite3_column_int64(f->scan, QUERY_TASK_NCOLUMNS);
+    int64_t enqueued = sqlite3_column_int64(f->scan, 11);
+    const int64_t *start = idmap_find(&f->window, agent);
+    if (start != NULL && enqueued >= *start)
+      consider(f, f->scan, printing);
+  }
+  sqlite3_reset(f->scan);
+  if (rc != SQLITE_DONE) {
+    fprintf(stderr, "taskwatch query: %s\n", sqlite3_errmsg(f->db));
+    return -1;
+  }
+  return 0;
+}
+
+/* Reads the agents; opens a window for each whose counters moved (all of
+ * them on the first look). Returns the earliest window start, or
+ * INT64_MAX when no agent moved. */
+static int64_t moved_agents(follow *f, int first) {
+  int64_t earliest = INT64_MAX;
+  while (sqlite3_step(f->agents) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(f->agents, 0);
+    int64_t events = sqlite3_column_int64(f->agents, 1);
+    int has_last = sqlite3_column_type(f->agents, 2) != SQLITE_NULL;
+    int64_t last = has_last ? sqlite3_column_int64(f->agents, 2)
+                            : sqlite3_column_int64(f->agents, 3);
+    const int64_t *prev_events = idmap_find(&f->events, id);
+    const int64_t *prev_last = idmap_find(&f->last_at, id);
+    int moved = first || prev_events == NULL || *prev_events != events ||
+                prev_last == NULL || *prev_last != last;
+    if (moved) {
+      /* New activity is stamped after what was newest before (or, for a
+       * new agent, after it started), minus the slack. */
+      int64_t base;
+      if (first)
+        base = last;
+      else if (prev_last != NULL)
+        base = *prev_last;
+      else
+        base = sqlite3_column_int64(f->agents, 3);
+      int64_t start = base - SLACK_US;
+      idmap_put(&f->window, id, start);
+      if (start < earliest)
+        earliest = start;
+    } else {
+      idmap_remove(&f->window, id);
+    }
+    idmap_put(&f->events, id, events);
+    idmap_put(&f->last_at, id, last);
+  }
+  sqlite3_reset(f->agents);
+  return earliest;
+}
+
+/* Re-reads every pending task by id. */
+static int recheck_pending(follow *f, int printing) {
+  size_t n = 0;
+  int64_t *ids = xmalloc((f->pending.live + 1) * sizeof(int64_t));
+  for (size_t i = 0; i < f->pending.cap; i++)
+    if (f->pending.keys[i] > 0)
+      ids[n++] = f->pending.keys[i];
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    sqlite3_bind_int64(f->by_id, 1, ids[i]);
+    idmap_remove(&f->pending, ids[i]); /* back in if still pending */
+    rc = step_all(f, f->by_id, printing);
+  }
+  free(ids);
+  return rc;
+}
+
+/* Forgets done tasks that no window can reach any more. */
+static void prune_done(follow *f) {
+  if (f->done.live < 2 * f->done_pruned_at + 4096)
+    return;
+  for (size_t i = 0; i < f->done.cap; i++) {
+    int64_t id = f->done.keys[i];
+    if (id <= 0)
+      continue;
+    const int64_t *last = idmap_find(&f->last_at, agent_of(id));
+    if (last == NULL || f->done.values[i] < *last - 2 * SLACK_US) {
+      f->done.keys[i] = SLOT_GONE;
+      f->done.live--;
+    }
+  }
+  f->done_pruned_at = f->done.live;
+}
+
+/* One look at the store; printing is 0 for the first, which only learns
+ * what is already there. */
+static int look(follow *f, int printing) {
+  if (sqlite3_step(f->version) == SQLITE_ROW) {
+    int64_t v = sqlite3_column_int64(f->version, 0);
+    sqlite3_reset(f->version);
+    if (printing && v == f->data_version)
+      return 0;
+    f->data_version = v;
+  } else {
+    sqlite3_reset(f->version);
+  }
+  /* One read transaction, so the agents and tasks agree. */
+  sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL);
+  int64_t from = moved_agents(f, !printing);
+  int rc = 0;
+  if (from != INT64_MAX)
+    rc = scan_windows(f, from, printing);
+  if (rc == 0)
+    rc = recheck_pending(f, printing);
+  sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL);
+  prune_done(f);
+  return rc;
+}
+
+static int follow_init(follow *f) {
+  f->version = query_prepare(f->db, "PRAGMA data_version");
+  f->agents = query_prepare(
+      f->db, "SELECT id, events, last_event_at, started_at FROM agents");
+  f->scan = prepare_tasks(f, "t.enqueued_at >= ?1");
+  f->by_id = prepare_tasks(f, "t.id = ?1");
+  if (!f->version || !f->agents || !f->scan || !f->by_id)
+    return -1;
+  /* Everything queued or running now is pending (the partial index
+   * answers this without touching succeeded tasks). */
+  sqlite3_stmt *st = query_prepare(
+      f->db, "SELECT id, enqueued_at FROM tasks WHERE status <> 2 AND"
+             " status IN (0, 1)");
+  if (st == NULL)
+    return -1;
+  while (sqlite3_step(st) == SQLITE_ROW)
+    idmap_put(&f->pending, sqlite3_column_int64(st, 0),
+              sqlite3_column_int64(st, 1));
+  sqlite3_finalize(st);
+  return look(f, 0);
+}
+
+static void pause_for(int64_t us) {
+  struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+  while (!stop_requested && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
 
 int query_follow(sqlite3 *db, const query_opts *o, query_out *out) {
-  (void)db;
-  (void)o;
-  (void)out;
-  fprintf(stderr, "taskwatch query: --follow is not built yet\n");
-  return 2;
+  follow f;
+  memset(&f, 0, sizeof(f));
+  f.db = db;
+  f.o = o;
+  f.out = out;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  int rc = follow_init(&f);
+  while (rc == 0 && !stop_requested) {
+    pause_for(o->interval_us);
+    if (!stop_requested)
+      rc = look(&f, 1);
+    query_out_flush(out);
+  }
+  sqlite3_finalize(f.version);
+  sqlite3_finalize(f.agents);
+  sqlite3_finalize(f.scan);
+  sqlite3_finalize(f.by_id);
+  idmap_fini(&f.events);
+  idmap_fini(&f.last_at);
+  idmap_fini(&f.window);
+  idmap_fini(&f.pending);
+  idmap_fini(&f.done);
+  return rc == 0 ? 0 : 2;
 }
