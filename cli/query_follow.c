@@ -14,6 +14,8 @@
  *   2. reads the agents, and for those whose counters moved scans the tasks
  *      enqueued since that agent's previous `last_event_at` - SLACK (one
  *      index range; new tasks and quick ones are all there);
+ *      An agent that appeared since the previous look is read whole, by
+ *      its id range (store ids carry the agent in their high bits);
  *   3. re-reads by id the tasks that were queued or running when last seen
  *      (the "pending" set), which catches slow tasks, tasks of agents that
  *      come back after an outage, and tasks the collector declares lost.
@@ -115,7 +117,10 @@ typedef struct follow {
   sqlite3 *db;
   const query_opts *o;
   query_out *out;
-  sqlite3_stmt *version, *agents, *scan, *by_id;
+  sqlite3_stmt *version, *agents, *scan, *by_id, *by_agent;
+  /* Agents that appeared since the last look: all their tasks are new. */
+  int64_t *fresh;
+  size_t nfresh, capfresh;
   int64_t data_version;
   /* Per agent (store id): events and last_event_at at the last look. */
   idmap events, last_at;
@@ -139,7 +144,7 @@ static int64_t agent_of(int64_t task_id) {
 
 /* The filter's match comes as one more column after the task's. */
 static sqlite3_stmt *prepare_tasks(follow *f, const char *where) {
-  char *filter = filter_sql_at(f->o->filter, 2);
+  char *filter = filter_sql_at(f->o->filter, 3);
   format_buf sql;
   format_buf_init(&sql);
   format_buf_printf(&sql,
@@ -149,7 +154,7 @@ static sqlite3_stmt *prepare_tasks(follow *f, const char *where) {
   free(filter);
   sqlite3_stmt *st = query_prepare(f->db, format_buf_str(&sql));
   format_buf_fini(&sql);
-  if (st != NULL && filter_bind(f->o->filter, st, 2) < 0) {
+  if (st != NULL && filter_bind(f->o->filter, st, 3) < 0) {
     sqlite3_finalize(st);
     st = NULL;
   }
@@ -224,14 +229,15 @@ static int64_t moved_agents(follow *f, int first) {
     if (moved) {
       /* New activity is stamped after what was newest before (or, for a
        * new agent, after it started), minus the slack. */
-      int64_t base;
-      if (first)
-        base = last;
-      else if (prev_last != NULL)
-        base = *prev_last;
-      else
-        base = sqlite3_column_int64(f->agents, 3);
-      int64_t start = base - SLACK_US;
+      if (!first && prev_last == NULL) {
+        if (f->nfresh == f->capfresh) {
+          f->capfresh = f->capfresh ? 2 * f->capfresh : 8;
+          f->fresh = xrealloc(f->fresh, f->capfresh * sizeof(int64_t));
+        }
+        f->fresh[f->nfresh++] = id;
+      }
+      int64_t start = (first || prev_last == NULL ? last : *prev_last) -
+                      SLACK_US;
       idmap_put(&f->window, id, start);
       if (start < earliest)
         earliest = start;
@@ -243,6 +249,20 @@ static int64_t moved_agents(follow *f, int first) {
   }
   sqlite3_reset(f->agents);
   return earliest;
+}
+
+/* Reads every task of the agents that are new since the last look, by
+ * their id range (their clocks need not agree with anyone's). */
+static int scan_fresh(follow *f, int printing) {
+  int rc = 0;
+  for (size_t i = 0; i < f->nfresh && rc == 0; i++) {
+    int64_t lo = (int64_t)((uint64_t)f->fresh[i] << SCHEMA_LOCAL_BITS);
+    sqlite3_bind_int64(f->by_agent, 1, lo);
+    sqlite3_bind_int64(f->by_agent, 2, lo + (int64_t)SCHEMA_LOCAL_MASK);
+    rc = step_all(f, f->by_agent, printing);
+  }
+  f->nfresh = 0;
+  return rc;
 }
 
 /* Re-reads every pending task by id. */
@@ -298,6 +318,8 @@ static int look(follow *f, int printing) {
   if (from != INT64_MAX)
     rc = scan_windows(f, from, printing);
   if (rc == 0)
+    rc = scan_fresh(f, printing);
+  if (rc == 0)
     rc = recheck_pending(f, printing);
   sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL);
   prune_done(f);
@@ -310,7 +332,8 @@ static int follow_init(follow *f) {
       f->db, "SELECT id, events, last_event_at, started_at FROM agents");
   f->scan = prepare_tasks(f, "t.enqueued_at >= ?1");
   f->by_id = prepare_tasks(f, "t.id = ?1");
-  if (!f->version || !f->agents || !f->scan || !f->by_id)
+  f->by_agent = prepare_tasks(f, "t.id BETWEEN ?1 AND ?2");
+  if (!f->version || !f->agents || !f->scan || !f->by_id || !f->by_agent)
     return -1;
   /* Everything queued or running now is pending (the partial index
    * answers this without touching succeeded tasks). */
@@ -355,6 +378,8 @@ int query_follow(sqlite3 *db, const query_opts *o, query_out *out) {
   sqlite3_finalize(f.agents);
   sqlite3_finalize(f.scan);
   sqlite3_finalize(f.by_id);
+  sqlite3_finalize(f.by_agent);
+  free(f.fresh);
   idmap_fini(&f.events);
   idmap_fini(&f.last_at);
   idmap_fini(&f.window);
