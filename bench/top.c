@@ -216,7 +216,8 @@ static int compare_i64(const void *a, const void *b) {
 
 #define RUNS 15
 
-/* Times load + render of the current state; prints median and max. */
+/* Times a full reload (header and list) and render of the current state;
+ * prints median and max. */
 static void frame(ctl *c, grid *g, int64_t now, const char *label, int action) {
   int64_t t[RUNS];
   for (int i = 0; i < RUNS; i++) {
@@ -229,6 +230,24 @@ static void frame(ctl *c, grid *g, int64_t now, const char *label, int action) {
   }
   qsort(t, RUNS, sizeof t[0], compare_i64);
   printf("frame_ms %-28s median: %.2f  max: %.2f\n", label,
+         (double)t[RUNS / 2] / 1000.0, (double)t[RUNS - 1] / 1000.0);
+}
+
+/* Times one key press: the action (which reloads the list, not the
+ * header) and the render. */
+static void keys(ctl *c, grid *g, int64_t now, int kind, int action,
+                 const char *label) {
+  int64_t t[RUNS];
+  ctl_state(c)->kind = kind;
+  ctl_action(c, ACT_TOP, now);
+  for (int i = 0; i < RUNS; i++) {
+    int64_t t0 = mono_us();
+    ctl_action(c, action, now);
+    view_render(ctl_state(c), g);
+    t[i] = mono_us() - t0;
+  }
+  qsort(t, RUNS, sizeof t[0], compare_i64);
+  printf("key_ms   %-28s median: %.2f  max: %.2f\n", label,
          (double)t[RUNS / 2] / 1000.0, (double)t[RUNS - 1] / 1000.0);
 }
 
@@ -264,6 +283,11 @@ static void frames(const char *path, int64_t now) {
   ctl_set_filter(c, "", err, sizeof err);
   ctl_action(c, ACT_FAILURES, now);
   frame(c, g, now, "batches_failures_only", ACT_NONE);
+  ctl_action(c, ACT_FAILURES, now);
+  keys(c, g, now, VIEW_TASKS, ACT_DOWN, "key_down_tasks");
+  keys(c, g, now, VIEW_TASKS, ACT_PAGE_DOWN, "key_pgdn_tasks");
+  keys(c, g, now, VIEW_BATCHES, ACT_PAGE_DOWN, "key_pgdn_batches");
+  keys(c, g, now, VIEW_NAMES, ACT_SORT, "key_sort_names");
   grid_free(g);
   ctl_free(c);
 }

@@ -141,12 +141,11 @@ static int load_list(ctl *c) {
     rc = data_tasks_page(c->d, c->f, from, -1, c->rows, &s->tasks, &s->ntasks);
     break;
   case VIEW_BATCHES:
-    rc =
-        data_batches_page(c->d, c->f, from, c->rows, &s->batches, &s->nbatches);
+    rc = data_batches_page(c->d, c->f, from, (c->rows + 1) / 2, &s->batches,
+                           &s->nbatches);
     break;
   case VIEW_NAMES:
-    rc = data_names_load(c->d, c->f, s->now_us - data_window_us[2], &s->names,
-                         &s->nnames);
+    rc = data_names_load(c->d, c->f, s->now_us, &s->names, &s->nnames);
     break;
   default:
     rc = data_agents_load(c->d, &s->agents, &s->nagents);
@@ -316,7 +315,8 @@ static void move(ctl *c, int delta) {
     scroll_tasks(c, step);
   } else {
     int lines = s->nbatches ? view_batch_lines(&s->batches[0]) : 1;
-    scroll_batches(c, step > 0 ? (step + lines - 1) / lines : -1);
+    scroll_batches(c, step > 0 ? (step + lines - 1) / lines
+                               : -((-step + lines - 1) / lines));
   }
   s->cursor = delta > 0 ? visible - 1 : 0;
 }

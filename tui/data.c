@@ -187,12 +187,6 @@ static void add_count(void *arg, int64_t status, int64_t n) {
     counts[status] += n;
 }
 
-static void add_bucket(void *arg, int64_t bucket, int64_t n) {
-  int64_t *spark = arg;
-  if (bucket >= 0 && bucket < DATA_SPARK_N)
-    spark[bucket] += n;
-}
-
 /* Counts: the partial index tasks_unusual holds every task that did not
  * succeed, so succeeded = all in the window - the unusual ones in it. */
 static int load_counts(data *d, int64_t now_us, data_stats *s) {
@@ -208,7 +202,8 @@ static int load_counts(data *d, int64_t now_us, data_stats *s) {
   sqlite3_finalize(st);
   if (prepare(d,
               "SELECT status, count(*) FROM tasks WHERE status <> 2 AND "
-              "enqueued_at >= ?1 GROUP BY status",
+              "status IN (0, 1, 3, 4, 5, 6) AND enqueued_at >= ?1 "
+              "GROUP BY status",
               &st))
     goto out;
   sqlite3_bind_int64(st, 1, since);
@@ -234,25 +229,40 @@ out:
   return rc;
 }
 
+/* Counts per DATA_SPARK_US bucket: one range count per bucket through the
+ * covering index, cheaper than a GROUP BY over an expression (which sorts
+ * every row of the five minutes). */
+static int spark_counts(data *d, const char *sql, int64_t t0, int64_t *out) {
+  sqlite3_stmt *st = NULL;
+  if (prepare(d, sql, &st))
+    return -1;
+  int rc = 0;
+  for (int i = 0; i < DATA_SPARK_N && rc == 0; i++) {
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, t0 + i * DATA_SPARK_US);
+    sqlite3_bind_int64(st, 2,
+                       i == DATA_SPARK_N - 1 ? INT64_MAX
+                                             : t0 + (i + 1) * DATA_SPARK_US);
+    if (sqlite3_step(st) == SQLITE_ROW)
+      out[i] = sqlite3_column_int64(st, 0);
+    else
+      rc = -1;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
 static int load_sparks(data *d, int64_t now_us, data_stats *s) {
   int64_t t0 = now_us - DATA_SPARK_N * DATA_SPARK_US;
-  static const char *const sql[2] = {
-      "SELECT (enqueued_at - ?1) / ?2, count(*) FROM tasks "
-      "WHERE enqueued_at >= ?1 GROUP BY 1",
-      "SELECT (enqueued_at - ?1) / ?2, count(*) FROM tasks "
-      "WHERE status <> 2 AND status = 3 AND enqueued_at >= ?1 GROUP BY 1"};
-  int64_t *out[2] = {s->spark_tasks, s->spark_failed};
-  for (int k = 0; k < 2; k++) {
-    sqlite3_stmt *st = NULL;
-    if (prepare(d, sql[k], &st))
-      return -1;
-    sqlite3_bind_int64(st, 1, t0);
-    sqlite3_bind_int64(st, 2, DATA_SPARK_US);
-    int rc = each_pair(st, add_bucket, out[k]);
-    sqlite3_finalize(st);
-    if (rc)
-      return -1;
-  }
+  if (spark_counts(d,
+                   "SELECT count(*) FROM tasks WHERE enqueued_at >= ?1 AND "
+                   "enqueued_at < ?2",
+                   t0, s->spark_tasks) ||
+      spark_counts(d,
+                   "SELECT count(*) FROM tasks WHERE status <> 2 AND "
+                   "status = 3 AND enqueued_at >= ?1 AND enqueued_at < ?2",
+                   t0, s->spark_failed))
+    return -1;
   int64_t last_minute[2] = {0, 0};
   int per_minute = (int)(INT64_C(60000000) / DATA_SPARK_US);
   for (int i = DATA_SPARK_N - per_minute; i < DATA_SPARK_N; i++) {
@@ -264,67 +274,210 @@ static int load_sparks(data *d, int64_t now_us, data_stats *s) {
   return 0;
 }
 
-static int compare_int64(const void *a, const void *b) {
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return (x > y) - (x < y);
+static int prepare_filtered(data *d, const filter *f, const char *head,
+                            const char *tail, int first, sqlite3_stmt **st);
+
+/* ---- stratified samples of the last 15 minutes ----------------------
+ *
+ * Percentiles need the values themselves, and the widest window can hold
+ * hundreds of thousands of tasks. So each minute of the window is a
+ * stratum: its newest SAMPLE_PER_MINUTE tasks are read (SAMPLE_NEWEST for
+ * the current minute, which alone makes the 1-minute figures), and when a
+ * minute holds more, each of its samples weighs count / samples. Figures
+ * are exact whenever no minute is over its cap, and the cost of a frame
+ * stays bounded on any store. */
+
+#define SLICES 15
+#define SLICE_US INT64_C(60000000)
+#define SAMPLE_NEWEST 1000
+#define SAMPLE_PER_MINUTE 250
+
+typedef struct sample {
+  int64_t at, run, wait;
+  double weight;
+  int status;
+  data_text name;
+} sample;
+
+typedef struct sample_set {
+  sample *v;
+  size_t n, cap;
+  int estimated; /* some minute was over its cap */
+} sample_set;
+
+static void sample_set_free(sample_set *set) {
+  for (size_t i = 0; i < set->n; i++)
+    free(set->v[i].name.ptr);
+  free(set->v);
+  memset(set, 0, sizeof *set);
 }
 
-int64_t data_percentile(const int64_t *sorted, size_t n, int p) {
-  if (n == 0)
-    return DATA_NULL;
-  size_t rank = ((size_t)p * n + 99) / 100;
-  return sorted[rank == 0 ? 0 : rank - 1];
-}
-
-static void fill_percentiles(int64_t *values, size_t n, int64_t out[3]) {
-  static const int ps[3] = {50, 95, 99};
-  qsort(values, n, sizeof *values, compare_int64);
-  for (int i = 0; i < 3; i++)
-    out[i] = data_percentile(values, n, ps[i]);
-}
-
-/* Percentiles of run time and queue wait over each window, from the newest
- * DATA_SAMPLE_MAX tasks of the widest window. */
-static int load_percentiles(data *d, int64_t now_us, data_stats *s) {
+/* Tasks in [from, to) matching f: the count, or -1. */
+static int64_t slice_count(data *d, const filter *f, int64_t from, int64_t to) {
   sqlite3_stmt *st = NULL;
-  if (prepare(d,
-              "SELECT enqueued_at, run_us, wait_us FROM tasks "
-              "WHERE enqueued_at >= ?1 ORDER BY enqueued_at DESC LIMIT ?2",
-              &st))
+  int64_t n = -1;
+  int rc = f ? prepare_filtered(d, f,
+                                "SELECT count(*)" TASK_FROM
+                                " WHERE t.enqueued_at >= ?1 AND "
+                                "t.enqueued_at < ?2",
+                                "", 3, &st)
+             : prepare(d,
+                       "SELECT count(*) FROM tasks t WHERE t.enqueued_at >= "
+                       "?1 AND t.enqueued_at < ?2",
+                       &st);
+  if (rc)
     return -1;
-  sqlite3_bind_int64(st, 1, now_us - data_window_us[DATA_WINDOWS - 1]);
-  sqlite3_bind_int(st, 2, DATA_SAMPLE_MAX);
-  int64_t *at = xmalloc(DATA_SAMPLE_MAX * sizeof *at);
-  int64_t *run = xmalloc(DATA_SAMPLE_MAX * sizeof *run);
-  int64_t *wait = xmalloc(DATA_SAMPLE_MAX * sizeof *wait);
-  int64_t *vals = xmalloc(DATA_SAMPLE_MAX * sizeof *vals);
-  size_t n = 0;
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < DATA_SAMPLE_MAX) {
-    at[n] = sqlite3_column_int64(st, 0);
-    run[n] = column_int(st, 1);
-    wait[n] = column_int(st, 2);
-    n++;
-  }
+  sqlite3_bind_int64(st, 1, from);
+  sqlite3_bind_int64(st, 2, to);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
-  for (int w = 0; w < DATA_WINDOWS; w++) {
-    int64_t since = now_us - data_window_us[w];
-    for (int which = 0; which < 2; which++) {
-      const int64_t *src = which ? wait : run;
-      size_t m = 0;
-      for (size_t i = 0; i < n && at[i] >= since; i++)
-        if (src[i] != DATA_NULL)
-          vals[m++] = src[i];
-      fill_percentiles(vals, m, which ? s->wait[w] : s->run[w]);
+  return n;
+}
+
+static int sample_slice(data *d, const filter *f, int64_t from, int64_t to,
+                        int limit, int names, sample_set *set) {
+  sqlite3_stmt *st = NULL;
+  /* Without a filter the sample reads tasks alone, no join. */
+  static const char *const head[2][2] = {
+      {"SELECT t.enqueued_at, t.status, t.run_us, t.wait_us FROM tasks t"
+       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+       "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name"
+       " FROM tasks t WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"},
+      {"SELECT t.enqueued_at, t.status, t.run_us, t.wait_us" TASK_FROM
+       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+       "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name" TASK_FROM
+       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"}};
+  int rc = prepare_filtered(d, f, head[f != NULL][names != 0],
+                            "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, &st);
+  if (rc)
+    return -1;
+  sqlite3_bind_int64(st, 1, from);
+  sqlite3_bind_int64(st, 2, to);
+  sqlite3_bind_int(st, 3, limit);
+  size_t first = set->n;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (set->n == set->cap) {
+      set->cap = set->cap ? set->cap * 2 : 1024;
+      set->v = xrealloc(set->v, set->cap * sizeof *set->v);
+    }
+    sample *x = &set->v[set->n++];
+    memset(x, 0, sizeof *x);
+    x->at = sqlite3_column_int64(st, 0);
+    x->status = sqlite3_column_int(st, 1);
+    x->run = column_int(st, 2);
+    x->wait = column_int(st, 3);
+    x->weight = 1.0;
+    if (names) {
+      x->name = column_text(st, 4);
+      if (x->name.ptr == NULL)
+        x->name = (data_text){xstrdup(""), 0};
     }
   }
-  free(at);
-  free(run);
-  free(wait);
-  free(vals);
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE)
+    return -1;
+  size_t got = set->n - first;
+  if ((int)got < limit)
+    return 0;
+  int64_t all = slice_count(d, f, from, to);
+  if (all < 0)
+    return -1;
+  set->estimated = set->estimated || all > (int64_t)got;
+  for (size_t i = first; i < set->n; i++)
+    set->v[i].weight = (double)all / (double)got;
+  return 0;
 }
 
+/* f, or NULL when it matches everything (so no join is needed). */
+static const filter *effective(const filter *f) {
+  return f && filter_param_count(f) == 0 && strcmp(filter_sql(f), "1") == 0
+             ? NULL
+             : f;
+}
+
+/* Samples the SLICES minutes before now_us, newest minute first. */
+static int sample_window(data *d, const filter *f, int64_t now_us, int names,
+                         sample_set *set) {
+  memset(set, 0, sizeof *set);
+  f = effective(f);
+  for (int i = 0; i < SLICES; i++) {
+    /* The newest slice is open-ended: a task stamped a little after
+     * now_us (another host's clock) still counts. */
+    int64_t from = now_us - (i + 1) * SLICE_US;
+    int64_t to = i == 0 ? INT64_MAX : now_us - i * SLICE_US;
+    if (sample_slice(d, f, from, to, i ? SAMPLE_PER_MINUTE : SAMPLE_NEWEST,
+                     names, set)) {
+      sample_set_free(set);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+typedef struct weighted {
+  int64_t value;
+  double weight;
+} weighted;
+
+static int compare_weighted(const void *a, const void *b) {
+  const weighted *x = a, *y = b;
+  return (x->value > y->value) - (x->value < y->value);
+}
+
+/* p50, p95, p99 of weighted values (nearest rank when all weigh 1). */
+static void weighted_percentiles(weighted *v, size_t n, int64_t out[3]) {
+  static const int ps[3] = {50, 95, 99};
+  double total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += v[i].weight;
+  qsort(v, n, sizeof *v, compare_weighted);
+  for (int k = 0; k < 3; k++) {
+    out[k] = DATA_NULL;
+    double target = total * ps[k] / 100.0, sum = 0;
+    for (size_t i = 0; i < n; i++) {
+      sum += v[i].weight;
+      if (sum >= target - 1e-9) {
+        out[k] = v[i].value;
+        break;
+      }
+    }
+  }
+}
+
+/* Percentiles of one field over the samples accepted by keep(). */
+static void percentiles_of(const sample_set *set, int64_t since, int wait,
+                           const data_text *name, weighted *buf,
+                           int64_t out[3]) {
+  size_t m = 0;
+  for (size_t i = 0; i < set->n; i++) {
+    const sample *x = &set->v[i];
+    int64_t v = wait ? x->wait : x->run;
+    if (x->at < since || v == DATA_NULL)
+      continue;
+    if (name && (x->name.len != name->len ||
+                 memcmp(x->name.ptr, name->ptr, name->len) != 0))
+      continue;
+    buf[m].value = v;
+    buf[m++].weight = x->weight;
+  }
+  weighted_percentiles(buf, m, out);
+}
+
+static int load_percentiles(data *d, int64_t now_us, data_stats *s) {
+  sample_set set;
+  if (sample_window(d, NULL, now_us, 0, &set))
+    return -1;
+  weighted *buf = xmalloc((set.n ? set.n : 1) * sizeof *buf);
+  for (int w = 0; w < DATA_WINDOWS; w++) {
+    int64_t since = now_us - data_window_us[w];
+    percentiles_of(&set, since, 0, NULL, buf, s->run[w]);
+    percentiles_of(&set, since, 1, NULL, buf, s->wait[w]);
+  }
+  free(buf);
+  sample_set_free(&set);
+  return 0;
+}
 static int load_agent_totals(data *d, data_stats *s) {
   sqlite3_stmt *st = NULL;
   if (prepare(d,
@@ -546,89 +699,101 @@ void data_batches_free(data_batch *b, int n) {
   free(b);
 }
 
-typedef struct name_sample {
-  data_text name;
-  int status;
-  int64_t run, wait;
-} name_sample;
-
-static int compare_sample(const void *a, const void *b) {
-  const name_sample *x = a, *y = b;
+static int compare_sample_name(const void *a, const void *b) {
+  const sample *x = a, *y = b;
   size_t n = x->name.len < y->name.len ? x->name.len : y->name.len;
-  int c = memcmp(x->name.ptr, y->name.ptr, n);
+  int c = n ? memcmp(x->name.ptr, y->name.ptr, n) : 0;
   if (c)
     return c;
   return (x->name.len > y->name.len) - (x->name.len < y->name.len);
 }
 
-/* Aggregates samples[from .. to), which share one name, into row. */
-static void aggregate_name(name_sample *s, size_t from, size_t to,
-                           int64_t *vals, data_name *row) {
-  row->name = s[from].name;
-  s[from].name.ptr = NULL;
-  for (int which = 0; which < 2; which++) {
-    size_t m = 0;
-    for (size_t i = from; i < to; i++) {
-      int64_t v = which ? s[i].wait : s[i].run;
-      if (v != DATA_NULL)
-        vals[m++] = v;
-    }
-    fill_percentiles(vals, m, which ? row->wait : row->run);
-  }
-  for (size_t i = from; i < to; i++) {
-    row->count++;
-    row->failed += s[i].status == SCHEMA_FAILED;
-    row->skipped += s[i].status == SCHEMA_SKIPPED;
-  }
+static data_name *find_name(data_name *rows, int n, const char *p, size_t len) {
+  for (int i = 0; i < n; i++)
+    if (rows[i].name.len == len && memcmp(rows[i].name.ptr, p, len) == 0)
+      return &rows[i];
+  return NULL;
 }
 
-int data_names_load(data *d, const filter *f, int64_t since_us, data_name **out,
-                    int *n) {
+/* Exact failed and skipped counts per name, through the partial index:
+ * a rare failure must never be sampled away. */
+static int add_unusual(data *d, const filter *f, int64_t since_us,
+                       data_name **rows, int *n, int *cap) {
   sqlite3_stmt *st = NULL;
-  *out = NULL;
-  *n = 0;
   if (prepare_filtered(d, f,
-                       "SELECT t.name, t.status, t.run_us, t.wait_us" TASK_FROM
-                       " WHERE t.enqueued_at >= ?1",
-                       "ORDER BY t.enqueued_at DESC LIMIT ?2", 3, &st))
+                       "SELECT t.name, t.status, count(*)" TASK_FROM
+                       " WHERE t.status <> 2 AND t.status IN (3, 4) AND "
+                       "t.enqueued_at >= ?1",
+                       "GROUP BY t.name, t.status", 2, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since_us);
-  sqlite3_bind_int(st, 2, DATA_SAMPLE_MAX);
-  size_t cap = 256, m = 0;
-  name_sample *s = xmalloc(cap * sizeof *s);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (m == cap) {
-      cap *= 2;
-      s = xrealloc(s, cap * sizeof *s);
+    data_text name = column_text(st, 0);
+    data_name *row = find_name(*rows, *n, name.ptr ? name.ptr : "", name.len);
+    if (row == NULL) {
+      if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *rows = xrealloc(*rows, (size_t)*cap * sizeof **rows);
+      }
+      row = &(*rows)[(*n)++];
+      memset(row, 0, sizeof *row);
+      row->name = name.ptr ? name : (data_text){xstrdup(""), 0};
+      for (int k = 0; k < 3; k++)
+        row->run[k] = row->wait[k] = DATA_NULL;
+      name.ptr = NULL;
     }
-    s[m].name = column_text(st, 0);
-    if (s[m].name.ptr == NULL)
-      s[m].name = (data_text){xstrdup(""), 0};
-    s[m].status = sqlite3_column_int(st, 1);
-    s[m].run = column_int(st, 2);
-    s[m].wait = column_int(st, 3);
-    m++;
+    free(name.ptr);
+    int64_t count = sqlite3_column_int64(st, 2);
+    if (sqlite3_column_int(st, 1) == SCHEMA_FAILED)
+      row->failed = count;
+    else
+      row->skipped = count;
   }
   sqlite3_finalize(st);
-  qsort(s, m, sizeof *s, compare_sample);
-  int64_t *vals = xmalloc((m ? m : 1) * sizeof *vals);
-  data_name *rows = xcalloc(m ? m : 1, sizeof *rows);
-  int count = 0;
-  for (size_t i = 0; i < m;) {
-    size_t j = i + 1;
-    while (j < m && compare_sample(&s[i], &s[j]) == 0)
-      j++;
-    aggregate_name(s, i, j, vals, &rows[count++]);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
+                    int *n) {
+  sample_set set;
+  *out = NULL;
+  *n = 0;
+  if (sample_window(d, f, now_us, 1, &set))
+    return -1;
+  qsort(set.v, set.n, sizeof *set.v, compare_sample_name);
+  weighted *buf = xmalloc((set.n ? set.n : 1) * sizeof *buf);
+  int cap = 16, count = 0;
+  data_name *rows = xcalloc((size_t)cap, sizeof *rows);
+  for (size_t i = 0; i < set.n;) {
+    size_t j = i;
+    double weight = 0;
+    while (j < set.n && compare_sample_name(&set.v[i], &set.v[j]) == 0)
+      weight += set.v[j++].weight;
+    if (count == cap) {
+      cap *= 2;
+      rows = xrealloc(rows, (size_t)cap * sizeof *rows);
+    }
+    data_name *row = &rows[count++];
+    memset(row, 0, sizeof *row);
+    row->name = (data_text){xstrndup(set.v[i].name.ptr, set.v[i].name.len),
+                            set.v[i].name.len};
+    row->count = (int64_t)(weight + 0.5);
+    row->estimated = set.estimated;
+    sample_set part = {set.v + i, j - i, j - i, 0};
+    percentiles_of(&part, INT64_MIN, 0, NULL, buf, row->run);
+    percentiles_of(&part, INT64_MIN, 1, NULL, buf, row->wait);
     i = j;
   }
-  for (size_t i = 0; i < m; i++)
-    free(s[i].name.ptr);
-  free(s);
-  free(vals);
+  free(buf);
+  int rc = add_unusual(d, f, now_us - SLICES * SLICE_US, &rows, &count, &cap);
+  for (int i = 0; i < count; i++)
+    if (rows[i].count < rows[i].failed + rows[i].skipped)
+      rows[i].count = rows[i].failed + rows[i].skipped;
+  sample_set_free(&set);
   *out = rows;
   *n = count;
-  return rc == SQLITE_DONE ? 0 : -1;
+  return rc;
 }
 
 void data_names_free(data_name *rows, int n) {

@@ -5,10 +5,10 @@
  *
  * Every query is bounded by what is visible: lists are keyset pages over
  * the tasks_enqueued index ("rows at or before this (enqueued_at, id)"),
- * aggregates cover recent windows through indexes, and percentiles read at
- * most DATA_SAMPLE_MAX of the newest tasks, so a frame costs the same on a
- * 10-million-task store as on an empty one. Strings are returned exactly as
- * stored (any bytes): callers sanitize before display.
+ * aggregates cover recent windows through indexes, and percentiles come
+ * from a per-minute sample of bounded size (see data.c), so a frame costs
+ * about the same on a 10-million-task store as on a small one. Strings are
+ * returned exactly as stored (any bytes): callers sanitize before display.
  */
 #ifndef TW_DATA_H
 #define TW_DATA_H
@@ -21,8 +21,6 @@
 
 /* An integer column that was NULL. */
 #define DATA_NULL INT64_MIN
-/* Tasks read for percentiles and the names view, newest first. */
-#define DATA_SAMPLE_MAX 20000
 /* Sparkline: buckets of DATA_SPARK_US over the last DATA_SPARK_N of them. */
 #define DATA_SPARK_N 30
 #define DATA_SPARK_US INT64_C(10000000)
@@ -76,6 +74,7 @@ typedef struct data_name {
   data_text name;
   int64_t count, failed, skipped;
   int64_t run[3], wait[3]; /* p50, p95, p99; DATA_NULL when none */
+  int estimated;           /* count is a sampled estimate */
 } data_name;
 
 typedef struct data_agent {
@@ -129,17 +128,18 @@ int data_batch_before(data *d, const filter *f, const data_key *key,
                       int64_t batch, data_key *out);
 void data_batches_free(data_batch *b, int n);
 
-/* One row per task name over tasks enqueued since since_us that match f
- * (at most DATA_SAMPLE_MAX of the newest), by name. */
-int data_names_load(data *d, const filter *f, int64_t since_us, data_name **out,
+/*
+ * One row per task name over the tasks matching f enqueued in the 15
+ * minutes before now_us. Failed and skipped counts are exact; the total
+ * and the percentiles come from the per-minute sample (see data.c) and are
+ * marked estimated when a minute held more tasks than its sample.
+ */
+int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
                     int *n);
 void data_names_free(data_name *rows, int n);
 
 /* Every agent, connected ones first, then by newest event. */
 int data_agents_load(data *d, data_agent **out, int *n);
 void data_agents_free(data_agent *rows, int n);
-
-/* The p-th percentile (0 < p <= 100, nearest rank) of n sorted values. */
-int64_t data_percentile(const int64_t *sorted, size_t n, int p);
 
 #endif /* TW_DATA_H */

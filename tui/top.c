@@ -22,6 +22,9 @@
 #include "tty.h"
 #include "view.h"
 
+/* How often an unchanged store is read again anyway. */
+#define RELOAD_IDLE_US INT64_C(10000000)
+
 typedef struct options {
   const char *db;
   const char *filter;
@@ -176,7 +179,7 @@ static int live(ctl *c, int color, unsigned flags) {
   grid *g = grid_new(w, h, flags);
   ctl_resize(c, w, h);
   ctl_load(c, now_us());
-  int64_t last_load = monotonic_us();
+  int64_t last_load = monotonic_us(), last_tick = last_load;
   int dirty = 1;
   while (!quit) {
     if (dirty) {
@@ -198,13 +201,19 @@ static int live(ctl *c, int color, unsigned flags) {
       quit = handle_input(c, key, text);
       dirty = 1;
     }
-    /* Reload when the store changed, at most four times a second, and at
-     * least once a second so running durations and "ago" advance. */
+    /* Reload when the store changed, at most four times a second. An
+     * unchanged store costs no query: once a second only the clock moves
+     * (running durations, "ago"), and every RELOAD_IDLE_US the windows
+     * of the header are recomputed as they slide. */
     int64_t mono = monotonic_us();
     if ((ctl_store_changed(c) && mono - last_load >= 250000) ||
-        mono - last_load >= 1000000) {
+        mono - last_load >= RELOAD_IDLE_US) {
       ctl_load(c, now_us());
-      last_load = mono;
+      last_load = last_tick = mono;
+      dirty = 1;
+    } else if (mono - last_tick >= 1000000) {
+      ctl_state(c)->now_us = now_us();
+      last_tick = mono;
       dirty = 1;
     }
   }

@@ -669,7 +669,8 @@ static void draw_names(const view_state *s, grid *g, int top, int rows) {
     int y = top + 1 + i;
     char buf[32];
     cell_data(g, &l, c, NC_NAME, y, normal, n->name);
-    snprintf(buf, sizeof buf, "%lld", (long long)n->count);
+    snprintf(buf, sizeof buf, "%s%lld", n->estimated ? "~" : "",
+             (long long)n->count);
     cell_str(g, &l, c, NC_COUNT, y, normal, buf);
     percent(n->failed, n->count, buf, sizeof buf);
     cell_str(g, &l, c, NC_FAIL, y,

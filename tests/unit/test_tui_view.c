@@ -292,6 +292,51 @@ static void views_and_sort(void **state) {
   assert_non_null(strstr(s->message, "ordered by time"));
 }
 
+static void batches_scroll_both_ways(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  view_state *s = ctl_state(c);
+  s->kind = VIEW_BATCHES;
+  free(render(c, 80, 24));
+  int64_t newest = s->batches[0].id;
+  assert_int_equal(s->nbatches, 7); /* all seven fit the 16-row page */
+  for (int i = 0; i < 20; i++)
+    ctl_action(c, ACT_DOWN, FIXTURE_NOW);
+  assert_false(s->following);
+  assert_true(s->batches[0].id != newest);
+  /* The oldest batch is reachable and the list ends there. */
+  for (int i = 0; i < 40; i++)
+    ctl_action(c, ACT_DOWN, FIXTURE_NOW);
+  assert_int_equal(s->batches[s->nbatches - 1].tasks[0].position, 0);
+  int64_t oldest = s->batches[s->nbatches - 1].id;
+  assert_int_equal(oldest & 0xff, 1);
+  for (int i = 0; i < 60; i++)
+    ctl_action(c, ACT_UP, FIXTURE_NOW);
+  assert_int_equal(s->batches[0].id, newest);
+  assert_true(s->following);
+  ctl_action(c, ACT_PAGE_DOWN, FIXTURE_NOW);
+  assert_true(s->batches[0].id != newest);
+  ctl_action(c, ACT_PAGE_UP, FIXTURE_NOW);
+  assert_int_equal(s->batches[0].id, newest);
+}
+
+static void names_page_and_mouse_sized_steps(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  view_state *s = ctl_state(c);
+  s->kind = VIEW_NAMES;
+  free(render(c, 40, 7)); /* two list rows for four names */
+  for (int i = 0; i < 3; i++)
+    ctl_action(c, ACT_DOWN, FIXTURE_NOW);
+  assert_int_equal(s->offset + s->cursor, 3);
+  ctl_action(c, ACT_DOWN, FIXTURE_NOW);
+  assert_int_equal(s->offset + s->cursor, 3);
+  ctl_action(c, ACT_TOP, FIXTURE_NOW);
+  assert_int_equal(s->offset + s->cursor, 0);
+  ctl_action(c, ACT_BOTTOM, FIXTURE_NOW);
+  assert_int_equal(s->offset + s->cursor, 3);
+}
+
 static void every_size_renders(void **state) {
   fixture *f = *state;
   ctl *c = f->c;
@@ -344,6 +389,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(filter_prompt_and_failures, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(views_and_sort, setup, teardown),
+      cmocka_unit_test_setup_teardown(batches_scroll_both_ways, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(names_page_and_mouse_sized_steps, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(every_size_renders, setup, teardown),
       cmocka_unit_test(grid_keeps_wide_characters_whole),
   };
