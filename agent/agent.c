@@ -133,11 +133,11 @@ void agent_new_instance(tw_agent *agent) {
     /* Early boot without entropy: a clock, pid and address mix is still
      * unique enough to tell instances apart. */
     uint64_t a = (uint64_t)wall_now() ^ ((uint64_t)getpid() << 32);
-    uint64_t b = (uint64_t)clock_now() ^ (uint64_t)(uintptr_t)agent;
+    uint64_t b = (uint64_t)clock_mono_ns() ^ (uint64_t)(uintptr_t)agent;
     memcpy(id, &a, 8);
     memcpy(id + 8, &b, 8);
   }
-  int64_t mono = clock_now();
+  int64_t mono = clock_mono_ns();
   agent->started_at_ns = wall_now();
   agent->wall_offset_ns = agent->started_at_ns - mono;
 }
@@ -212,6 +212,7 @@ int tw_agent_new(const tw_config *cfg, tw_agent **out) {
   if (out == NULL)
     return TW_EINVAL;
   *out = NULL;
+  clock_init();
   if (cfg == NULL) {
     if ((rc = tw_config_from_env(&env)) != 0)
       return rc;
@@ -252,10 +253,10 @@ int tw_agent_flush(tw_agent *agent, unsigned timeout_ms) {
 void tw_agent_free(tw_agent *agent) {
   if (agent == NULL)
     return;
-  int64_t start = clock_now();
+  int64_t start = clock_mono_ns();
   sender_flush(agent, agent->flush_timeout_ms);
   int64_t left_ms =
-      (int64_t)agent->flush_timeout_ms - (clock_now() - start) / 1000000;
+      (int64_t)agent->flush_timeout_ms - (clock_mono_ns() - start) / 1000000;
   /* The goodbye gets what is left of the flush budget, within limits: the
    * collector needs a moment to ack, and shutdown must stay bounded. */
   if (left_ms < 20)

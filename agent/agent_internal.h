@@ -24,6 +24,7 @@
 
 #include <taskwatch.h>
 
+#include "clock.h"
 #include "proto.h"
 
 /* ---- ring records ------------------------------------------------------ */
@@ -147,9 +148,6 @@ struct tw_agent {
   struct sender *sender;
   struct tw_agent *registry_next;
 };
-
-/* Monotonic time in nanoseconds. */
-int64_t clock_now(void);
 
 /* Budget: returns 0 when n more bytes fit under the cap. */
 int agent_reserve(tw_agent *agent, size_t n);

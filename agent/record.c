@@ -31,12 +31,6 @@ static __thread tls_state tls __attribute__((tls_model("initial-exec")));
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 
-int64_t clock_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* At thread exit, hand the thread's ring back so a later thread can adopt
  * it; the agent may be gone already, which the registry tells. */
 static void on_thread_exit(void *value) {

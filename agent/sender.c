@@ -92,6 +92,7 @@ typedef struct sender {
   unsigned backoff_ms;
   unsigned poll_ms;
   bool welcomed_once;
+  clock_map clock; /* record ticks to monotonic ns */
   uint8_t *emitted; /* per string id: STRING already sent */
   struct drain_cursor *cursors;
   size_t ncursors_cap;
@@ -286,7 +287,7 @@ static bool encode_record(sender *s, const ring *r, uint64_t tail,
                           const ring_record *rec) {
   proto_event ev = {0};
   ev.kind = rec->kind;
-  ev.time_ns = rec->time + s->agent->wall_offset_ns;
+  ev.time_ns = clock_map_ns(&s->clock, rec->time) + s->agent->wall_offset_ns;
   ev.task = rec->a;
   switch (rec->kind) {
   case PROTO_EV_BATCH:
@@ -389,7 +390,7 @@ static bool gather_cursors(sender *s, int64_t limit, size_t *count) {
  * cannot be overtaken. Returns the number of records taken.
  */
 static uint64_t drain(sender *s) {
-  int64_t limit = clock_now();
+  int64_t limit = clock_map_mark(&s->clock);
   size_t n;
   uint64_t taken = 0;
   if (!gather_cursors(s, limit, &n))
@@ -427,7 +428,7 @@ static void maybe_health(sender *s) {
     return;
   proto_event ev = {0};
   ev.kind = PROTO_EV_HEALTH;
-  ev.time_ns = clock_now() + s->agent->wall_offset_ns;
+  ev.time_ns = clock_mono_ns() + s->agent->wall_offset_ns;
   ev.other = dropped;
   ev.other2 = reconnects;
   if (put_event(s, &ev)) {
@@ -825,6 +826,7 @@ static int sender_init(sender *s, tw_agent *agent) {
   s->sent_upto = 1;
   s->backoff_ms = BACKOFF_MIN_MS;
   s->poll_ms = POLL_MIN_MS;
+  clock_map_init(&s->clock);
   memcpy(&s->rng, agent->instance, sizeof(s->rng));
   s->rng |= 1;
   proto_buf_init(&s->hello);
