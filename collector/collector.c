@@ -286,7 +286,7 @@ int collector_main(int argc, char **argv) {
   server_config cfg = {
       o.listen, o.nlisten, token, token_len, o.max_connections,
       (int64_t)(o.handshake_timeout_s * 1000), (int64_t)(o.lost_after_s * 1000),
-      o.flush_ms, (size_t)24 << 20,
+      o.flush_ms, (size_t)8 << 20,
       sc.retain_us > 0 || sc.retain_fail_us > 0 || sc.max_tasks > 0};
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);

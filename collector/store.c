@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "log.h"
 #include "rollup.h"
 #include "schema.h"
@@ -124,8 +125,12 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
 };
 
+/* WAL pages (16 KiB) that make the checkpointer run. */
+#define CHECKPOINT_PAGES 2048
+
 struct store {
   sqlite3 *db;
+  checkpointer *checkpointer;
   sqlite3_stmt *st[ST_COUNT];
   store_config cfg;
   rollup *rollups;
@@ -216,6 +221,7 @@ int store_open(const store_config *cfg, store **out, char **err) {
   u64map_init(&s->pruned_batches);
   if (cfg->max_tasks > 0)
     count_tasks(s);
+  s->checkpointer = checkpointer_start(s->db, cfg->path, CHECKPOINT_PAGES);
   *out = s;
   return 0;
 }
@@ -223,6 +229,7 @@ int store_open(const store_config *cfg, store **out, char **err) {
 void store_close(store *s) {
   if (s == NULL)
     return;
+  checkpointer_stop(s->checkpointer);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(s->st[i]);
   if (s->db)
