@@ -95,6 +95,10 @@ static int apply_option(options *o, const char *name, const char *value) {
   } else if (strcmp(name, "--listen") == 0) {
     if (o->nlisten == MAX_LISTEN)
       return bad("too many --listen options%s%s", "", "");
+    if (!((strncmp(value, "tcp://", 6) == 0 && strchr(value + 6, ':')) ||
+          (strncmp(value, "unix:", 5) == 0 && value[5] != '\0')))
+      return bad("bad --listen '%s' (tcp://HOST:PORT or unix:/PATH)%s",
+                 value, "");
     o->listen[o->nlisten++] = value;
   } else if (strcmp(name, "--token-file") == 0) {
     o->token_file = value;

@@ -1,0 +1,134 @@
+"""End to end: a real collector on a free port, a real demo of 1000 batches
+failing every 10th, then the stored history through `taskwatch query`,
+checked task by task (issue 2, point 6). A connection sending garbage
+first must not disturb anything."""
+
+import collections
+import csv
+import datetime
+import io
+import socket
+import sys
+
+import twtest
+
+NAMES = ["write_notification", "send_email", "write_log"]
+MODES = {"write_notification": "threadpool", "send_email": "loop",
+         "write_log": "threadpool"}
+LABEL = "POST /send-notification/{email}"
+
+
+def ts(value):
+    assert value.endswith("Z"), value
+    parsed = datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+    # Microsecond precision: exactly six fraction digits.
+    assert len(value.split(".")[1]) == 7, value
+    return parsed
+
+
+def check_tasks(tasks):
+    assert len(tasks) == 3000, "expected 3000 tasks, got %d" % len(tasks)
+    ids = [t["id"] for t in tasks]
+    assert len(set(ids)) == 3000, "task ids are not unique"
+    by_batch = collections.defaultdict(list)
+    for t in tasks:
+        by_batch[t["batch"]].append(t)
+    assert len(by_batch) == 1000, "expected 1000 batches, got %d" % len(
+        by_batch)
+
+    status = collections.Counter((t["name"], t["status"]) for t in tasks)
+    assert status[("send_email", "failed")] == 100, status
+    assert status[("write_log", "skipped")] == 100, status
+    assert status[("write_notification", "succeeded")] == 1000, status
+    assert status[("send_email", "succeeded")] == 900, status
+    assert status[("write_log", "succeeded")] == 900, status
+    assert sum(status.values()) == 3000
+
+    for batch, items in by_batch.items():
+        items.sort(key=lambda t: t["position"])
+        assert [t["position"] for t in items] == [0, 1, 2], items
+        assert [t["name"] for t in items] == NAMES, items
+        failed = [t for t in items if t["status"] == "failed"]
+        for t in items:
+            assert t["batch_label"] == LABEL, t
+            assert t["service"] == "demo", t
+            assert t["mode"] == MODES[t["name"]], t
+            enq = ts(t["enqueued_at"])
+            if t["status"] == "skipped":
+                assert failed, t
+                assert t["skipped_after"] == failed[0]["id"], t
+                assert t["started_at"] is None, t
+                assert t["run_us"] is None, t
+                continue
+            assert t["skipped_after"] is None, t
+            start, end = ts(t["started_at"]), ts(t["finished_at"])
+            assert enq <= start <= end, t
+            assert t["wait_us"] >= 0 and t["run_us"] >= 0, t
+            assert t["wait_us"] == round(
+                (start - enq) / datetime.timedelta(microseconds=1)), t
+            assert t["run_us"] == round(
+                (end - start) / datetime.timedelta(microseconds=1)), t
+            if t["status"] == "failed":
+                assert t["name"] == "send_email", t
+                assert t["error_type"] == "SMTPRecipientsRefused", t
+                assert "550 mailbox unavailable" in t["error_message"], t
+            else:
+                assert t["status"] == "succeeded", t
+                assert t["error_type"] is None, t
+        # Every batch runs in order: each task starts after the previous
+        # one finished.
+        ran = [t for t in items if t["started_at"]]
+        for a, b in zip(ran, ran[1:]):
+            assert ts(a["finished_at"]) <= ts(b["started_at"]), (a, b)
+
+
+def main():
+    with twtest.tempdir() as d:
+        db = d + "/tw.db"
+        with twtest.Collector(db) as col:
+            # Garbage from one peer closes that connection only.
+            with socket.create_connection(("127.0.0.1", col.port)) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 4)
+                s.settimeout(5)
+                try:
+                    while s.recv(4096):
+                        pass
+                except (ConnectionResetError, socket.timeout):
+                    pass
+            p = twtest.run(["demo", "--collector", col.url, "--batches",
+                            "1000", "--fail-every", "10"])
+            print(p.stdout.strip())
+            assert col.proc.poll() is None, "collector died"
+            assert col.stop() == 0, "collector did not exit 0 on SIGTERM"
+            log = col.output()
+            assert "127.0.0.1" in log, "bad peer not logged:\n" + log
+
+        tasks = twtest.query_json(db)
+        check_tasks(tasks)
+
+        failed = twtest.query_json(db, "--status", "failed")
+        assert len(failed) == 100 and all(
+            t["name"] == "send_email" for t in failed), failed[:3]
+        logs = twtest.query_json(db, "--name", "write_log")
+        assert len(logs) == 1000, len(logs)
+
+        text = twtest.run(["query", "--db", db, "--format", "csv"]).stdout
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        assert len(rows) == 3001, len(rows)
+        header = rows[0]
+        assert header[:2] == ["id", "batch"], header
+        by_id = {t["id"]: t for t in tasks}
+        for row in rows[1:]:
+            record = dict(zip(header, row))
+            t = by_id[int(record["id"])]
+            assert record["status"] == t["status"], (record, t)
+            assert record["error_message"] == (t["error_message"] or ""), t
+        table = twtest.run(["query", "--db", db, "--format", "table",
+                            "--status", "skipped"]).stdout
+        assert "write_log" in table and "\x1b" not in table
+    print("demo_e2e: 3000 tasks checked")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
