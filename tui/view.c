@@ -1039,6 +1039,11 @@ static void draw_tabs(const view_state *s, grid *g, int y) {
 static void draw_footer(const view_state *s, grid *g, int y) {
   int w = grid_width(g);
   if (s->editing) {
+    /* A rejected filter: the reason goes on the line above the prompt. */
+    if (s->message[0] && y > 0) {
+      grid_fill(g, 0, y - 1, w, normal);
+      grid_puts(g, 0, y - 1, w, style(GRID_YELLOW, GRID_BOLD), s->message);
+    }
     int x = grid_puts(g, 0, y, w, style(GRID_DEFAULT, GRID_BOLD), "filter: ");
     x += grid_puts(g, x, y, w - x - 1, normal, s->edit);
     grid_puts(g, x, y, w - x, style(GRID_DEFAULT, GRID_REVERSE), " ");

@@ -250,6 +250,9 @@ static void filter_prompt_and_failures(void **state) {
   ctl_prompt_key(c, '\n', NULL, FIXTURE_NOW);
   assert_true(s->editing);
   assert_non_null(strstr(s->message, "filter"));
+  char *shown = render(c, 80, 24);
+  golden("prompt_error_80x24", shown);
+  free(shown);
   ctl_prompt_key(c, 27, NULL, FIXTURE_NOW);
   assert_false(s->editing);
   assert_string_equal(s->filter_text, "name:send_*");
