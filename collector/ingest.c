@@ -36,6 +36,9 @@ struct agent {
   int64_t lost_deadline_ms; /* 0: not waiting */
   uint64_t progress_generation;
   size_t progress_index;
+  uint64_t touched_generation; /* newest batch that refers to the agent */
+  int in_waiting;
+  int in_ended;
   agent *next_same_hash;
 };
 
@@ -49,6 +52,8 @@ struct ingest {
   size_t nagents;
   agent **waiting; /* disconnected without GOODBYE */
   size_t nwaiting, capwaiting;
+  agent **ended; /* said GOODBYE and disconnected: to be forgotten */
+  size_t nended, capended;
   wbatch *current;
   uint64_t generation;
 };
@@ -128,16 +133,44 @@ static agent *load_agent(ingest *in, const uint8_t *inst) {
   return a;
 }
 
+static void push_agent(agent ***list, size_t *n, size_t *cap, agent *a) {
+  if (*n == *cap) {
+    *cap = *cap ? *cap * 2 : 16;
+    *list = xrealloc(*list, *cap * sizeof(**list));
+  }
+  (*list)[(*n)++] = a;
+}
+
 static void wait_for_return(ingest *in, agent *a, int64_t now_ms) {
-  if (a->lost_deadline_ms == 0) {
-    if (in->nwaiting == in->capwaiting) {
-      in->capwaiting = in->capwaiting ? in->capwaiting * 2 : 16;
-      in->waiting =
-          xrealloc(in->waiting, in->capwaiting * sizeof(*in->waiting));
-    }
-    in->waiting[in->nwaiting++] = a;
+  if (!a->in_waiting) {
+    a->in_waiting = 1;
+    push_agent(&in->waiting, &in->nwaiting, &in->capwaiting, a);
   }
   a->lost_deadline_ms = now_ms + in->lost_after_ms;
+}
+
+static void touch(ingest *in, agent *a) {
+  a->touched_generation = in->current->generation;
+}
+
+/* Unlinks a from the instance map and frees it. */
+static void forget(ingest *in, agent *a) {
+  uint64_t key = instance_key(a->instance);
+  agent *head = u64map_get(&in->agents, key);
+  if (head == a) {
+    head = a->next_same_hash;
+  } else {
+    agent *p = head;
+    while (p->next_same_hash != a)
+      p = p->next_same_hash;
+    p->next_same_hash = a->next_same_hash;
+  }
+  if (head)
+    u64map_put(&in->agents, key, head);
+  else
+    u64map_del(&in->agents, key);
+  in->nagents--;
+  agent_free(a);
 }
 
 /* Instances left with open tasks by an earlier run get their grace
@@ -217,6 +250,7 @@ void ingest_free(ingest *in) {
   sqlite3_finalize(in->find_agent);
   sqlite3_finalize(in->load_strings);
   free(in->waiting);
+  free(in->ended);
   wbatch_free(in->current);
   free(in);
 }
@@ -242,12 +276,14 @@ agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us) {
   if (a == NULL)
     a = load_agent(in, h->instance);
   if (a) {
+    touch(in, a);
     wbatch_add_op(in->current, AGENT_OP_CONNECT, a->id, now_us);
     a->ended = 0;
     a->lost_deadline_ms = 0;
     return a;
   }
   a = agent_add(in, ++in->last_agent_id, h->instance, 1);
+  touch(in, a);
   agent_op *op = wbatch_add_op(in->current, AGENT_OP_NEW, a->id, now_us);
   memcpy(op->instance, h->instance, PROTO_INSTANCE_SIZE);
   op->service = arena_copy(&in->current->mem, h->service);
@@ -432,6 +468,7 @@ int ingest_events(ingest *in, agent *a, const uint8_t *p, size_t n,
     return -1;
   }
   uint64_t seq = it.first_seq;
+  touch(in, a);
   while ((rc = proto_events_next(&it, &ev)) == 0) {
     if (seq++ < a->recv_seq)
       continue;
@@ -456,15 +493,21 @@ int ingest_goodbye(ingest *in, agent *a, uint64_t last_seq,
     return -1;
   }
   a->ended = 1;
+  touch(in, a);
   wbatch_add_op(in->current, AGENT_OP_ENDED, a->id, 0);
   progress_of(in, a)->next_seq = a->recv_seq;
   return 0;
 }
 
 void ingest_disconnect(ingest *in, agent *a, int64_t now_us, int64_t now_ms) {
+  touch(in, a);
   wbatch_add_op(in->current, AGENT_OP_DISCONNECT, a->id, now_us);
-  if (!a->ended)
+  if (!a->ended) {
     wait_for_return(in, a, now_ms);
+  } else if (!a->in_ended) {
+    a->in_ended = 1;
+    push_agent(&in->ended, &in->nended, &in->capended, a);
+  }
 }
 
 void ingest_tick(ingest *in, int64_t now_us, int64_t now_ms) {
@@ -473,6 +516,7 @@ void ingest_tick(ingest *in, int64_t now_us, int64_t now_ms) {
     agent *a = in->waiting[i];
     if (a->lost_deadline_ms == 0 || a->conn || a->ended) {
       a->lost_deadline_ms = 0;
+      a->in_waiting = 0;
       continue;
     }
     if (now_ms < a->lost_deadline_ms) {
@@ -480,6 +524,7 @@ void ingest_tick(ingest *in, int64_t now_us, int64_t now_ms) {
       continue;
     }
     a->lost_deadline_ms = 0;
+    a->in_waiting = 0;
     wbatch_add_op(in->current, AGENT_OP_LOST, a->id, now_us);
     log_msg(LOG_INFO, "instance did not return agent=%lld",
             (long long)a->id);
@@ -487,10 +532,29 @@ void ingest_tick(ingest *in, int64_t now_us, int64_t now_ms) {
   in->nwaiting = kept;
 }
 
+/* Instances that ended cleanly are forgotten once no batch refers to
+ * them any more, so a collector serving many short-lived processes keeps
+ * its memory; one that comes back is loaded from the store again. */
+static void forget_ended(ingest *in, uint64_t committed_generation) {
+  size_t kept = 0;
+  for (size_t i = 0; i < in->nended; i++) {
+    agent *a = in->ended[i];
+    if (!a->ended || a->conn) {
+      a->in_ended = 0;
+      continue;
+    }
+    if (a->in_waiting || a->touched_generation > committed_generation) {
+      in->ended[kept++] = a;
+      continue;
+    }
+    forget(in, a);
+  }
+  in->nended = kept;
+}
+
 void ingest_committed(ingest *in, wbatch *b,
                       void (*ack)(void *conn, uint64_t next_seq, void *arg),
                       void *arg) {
-  (void)in;
   for (size_t i = 0; i < b->nprogress; i++) {
     agent_progress *p = &b->progress[i];
     agent *a = p->owner;
@@ -501,4 +565,5 @@ void ingest_committed(ingest *in, wbatch *b,
     if (a->conn)
       ack(a->conn, p->next_seq, arg);
   }
+  forget_ended(in, b->generation);
 }

@@ -91,3 +91,30 @@ void u64map_put(u64map *m, uint64_t key, void *value) {
     }
   }
 }
+
+/* Backward-shift deletion: entries after the removed one move up when
+ * their home slot allows, so lookups never need tombstones. */
+void u64map_del(u64map *m, uint64_t key) {
+  if (m->cap == 0)
+    return;
+  size_t mask = m->cap - 1;
+  size_t i = u64map_hash(key) & mask;
+  while (m->keys[i] != key) {
+    if (m->keys[i] == 0)
+      return;
+    i = (i + 1) & mask;
+  }
+  for (size_t j = (i + 1) & mask; m->keys[j] != 0; j = (j + 1) & mask) {
+    size_t home = u64map_hash(m->keys[j]) & mask;
+    /* Move j into the hole at i unless its home lies cyclically in
+     * (i, j]. */
+    int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+    if (stays)
+      continue;
+    m->keys[i] = m->keys[j];
+    m->values[i] = m->values[j];
+    i = j;
+  }
+  m->keys[i] = 0;
+  m->count--;
+}

@@ -25,6 +25,9 @@ void *u64map_get(const u64map *m, uint64_t key);
 /* Inserts or replaces. key must not be 0. Aborts when memory runs out. */
 void u64map_put(u64map *m, uint64_t key, void *value);
 
+/* Removes key if present. key must not be 0. */
+void u64map_del(u64map *m, uint64_t key);
+
 /* The seeded hash, exposed for other tables keyed by outside input. */
 uint64_t u64map_hash(uint64_t key);
 

@@ -312,6 +312,52 @@ static void restart_reloads_instances(void **state) {
                    2);
 }
 
+static void ended_instances_are_forgotten(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 9);
+  agent_set_conn(a, f);
+  const char *reason;
+  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
+  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
+  assert_int_equal(ingest_goodbye(f->in, a, 2, &reason), 0);
+  agent_set_conn(a, NULL);
+  ingest_disconnect(f->in, a, 100, 10);
+  assert_int_equal(ingest_agent_count(f->in), 1);
+  commit(f);
+  assert_int_equal(ingest_agent_count(f->in), 0);
+  assert_int_equal(query_int(f, "SELECT ended FROM agents"), 1);
+  /* It comes back: loaded from the store, strings included. */
+  a = hello(f, 9);
+  assert_int_equal(agent_commit_seq(a), 3);
+  proto_event more = ev_task(PROTO_EV_ENQUEUE, 2, 20);
+  assert_int_equal(feed(f, a, 3, &more, 1, &reason), 0);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks WHERE name = "
+                                "'job'"),
+                   2);
+  assert_int_equal(query_int(f, "SELECT ended FROM agents"), 0);
+}
+
+static void map_deletes_keep_lookups_whole(void **state) {
+  (void)state;
+  u64map m;
+  u64map_init(&m);
+  static int values[5000];
+  for (uint64_t k = 1; k <= 5000; k++)
+    u64map_put(&m, k, &values[k - 1]);
+  for (uint64_t k = 1; k <= 5000; k += 2)
+    u64map_del(&m, k);
+  u64map_del(&m, 999999);
+  assert_int_equal(m.count, 2500);
+  for (uint64_t k = 1; k <= 5000; k++) {
+    if (k % 2)
+      assert_null(u64map_get(&m, k));
+    else
+      assert_ptr_equal(u64map_get(&m, k), &values[k - 1]);
+  }
+  u64map_fini(&m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(coalesces_one_row_per_task, setup,
@@ -328,6 +374,9 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(restart_reloads_instances, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(ended_instances_are_forgotten, setup,
+                                      teardown),
+      cmocka_unit_test(map_deletes_keep_lookups_whole),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
