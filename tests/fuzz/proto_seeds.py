@@ -1,4 +1,5 @@
-"""Writes a seed corpus for fuzz_proto: valid connection streams (first
+"""Writes the seed corpus of fuzz_proto (committed in
+tests/fuzz/corpus/fuzz_proto): valid connection streams (first
 byte 0: after a synthetic HELLO; 1: bringing their own HELLO)."""
 import os
 import struct

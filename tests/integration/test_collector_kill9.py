@@ -2,7 +2,8 @@
 three times and restarted on the same database. After every restart
 WELCOME must cover everything that was acked, the agent resends the rest,
 and in the end the store passes integrity_check and holds every event
-exactly once."""
+exactly once. First with a fake agent that checks WELCOME against its
+acks, then with the real agent (`taskwatch demo`) and its resend buffer."""
 import os
 import random
 import signal
@@ -59,6 +60,43 @@ def main():
         run(col)
     finally:
         col.cleanup()
+    col = Collector()
+    try:
+        col.start()
+        run_demo(col)
+    finally:
+        col.cleanup()
+
+
+def run_demo(col):
+    demo_batches = 4000
+    proc = subprocess.Popen(
+        [os.environ['TASKWATCH_BIN'], 'demo', '--collector', col.url,
+         '--batches', str(demo_batches), '--fail-every', '10', '--rate',
+         '2000', '--service', 'demo'],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for pause in (0.5, 0.6):
+            time.sleep(pause)
+            col.stop(signal.SIGKILL)
+            col.start()
+        out = proc.communicate(timeout=90)[0].decode('utf-8', 'replace')
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    check(proc.returncode == 0, 'demo exit %r: %s' % (proc.returncode, out))
+    check(col.stop() == 0, 'clean exit')
+    check(col.query('PRAGMA integrity_check') == [('ok',)], 'integrity')
+    rows = col.query('SELECT count(*), count(DISTINCT id), sum(status = 2), '
+                     'sum(status = 3), sum(status = 4) FROM tasks')
+    fails = demo_batches // 10
+    check(rows == [(demo_batches * 3, demo_batches * 3,
+                    demo_batches * 3 - 2 * fails, fails, fails)],
+          'every demo task once %r' % rows)
+    rows = col.query('SELECT dropped, reconnects >= 2, ended FROM agents')
+    check(rows == [(0, 1, 1)], 'agent row %r' % rows)
+    print('kill9 demo: kills=2 tasks=%d' % (demo_batches * 3))
 
 
 def run(col):
