@@ -1,0 +1,90 @@
+"""Delivery (issue 3, point 4): a demo of 200,000 batches streams to a real
+collector that is killed with SIGKILL several times and restarted on the
+same database and port. The agent reconnects with backoff, resends what was
+not acked, and at the end every task is stored exactly once, in its final
+state: 600,000 tasks, every tenth send_email failed, the write_log after it
+skipped (naming it), all the rest succeeded, nothing queued, running or lost.
+"""
+import collections
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_agent_util import (Collector, check, demo_finish,  # noqa: E402
+                             demo_start, rows, tempdir)
+
+BATCHES = 200000
+FAIL_EVERY = 10
+KILLS = 4
+
+
+def main():
+    rnd = random.Random(7)
+    with tempdir() as d:
+        col = Collector(os.path.join(d, "kill9.db"))
+        try:
+            col.start()
+            started = time.monotonic()
+            # A rate, so the run lasts long enough to be killed in; a
+            # buffer big enough to ride out the restarts without drops.
+            proc = demo_start(col.url, BATCHES, "--fail-every",
+                              str(FAIL_EVERY), "--rate", "40000",
+                              "--flush-timeout", "120",
+                              env={"TASKWATCH_BUFFER_BYTES": str(64 << 20)})
+            kills = 0
+            for _ in range(KILLS):
+                time.sleep(rnd.uniform(0.4, 1.0))
+                if proc.poll() is not None:
+                    break
+                col.kill9()
+                kills += 1
+                time.sleep(rnd.uniform(0.05, 0.3))
+                col.start()
+            r = demo_finish(proc, started, timeout=240)
+            check(r.rc == 0, "demo exited %d: %s" % (r.rc, r.stderr))
+            check(kills >= 3, "only %d kills happened during the demo" % kills)
+            check(r.dropped == 0, "%d events dropped" % r.dropped)
+            col.stop()
+            check_store(col.db, r, kills)
+        finally:
+            col.close()
+
+
+def check_store(db, r, kills):
+    total = rows(db, "SELECT count(*), count(DISTINCT id), "
+                     "count(DISTINCT batch) FROM tasks")[0]
+    check(total == (3 * BATCHES, 3 * BATCHES, BATCHES),
+          "tasks, distinct ids, batches: %r" % (total,))
+    by = collections.Counter(dict(((n, s), c) for n, s, c in rows(
+        db, "SELECT name, status, count(*) FROM tasks GROUP BY 1, 2")))
+    failed = BATCHES // FAIL_EVERY
+    want = {("write_notification", 2): BATCHES,
+            ("send_email", 2): BATCHES - failed, ("send_email", 3): failed,
+            ("write_log", 2): BATCHES - failed, ("write_log", 4): failed}
+    check(by == collections.Counter(want), "statuses: %r" % dict(by))
+    bad_skips = rows(db, "SELECT count(*) FROM tasks t WHERE t.status = 4 AND "
+                         "NOT EXISTS (SELECT 1 FROM tasks f WHERE "
+                         "f.id = t.skipped_after AND f.status = 3 AND "
+                         "f.batch = t.batch)")[0][0]
+    check(bad_skips == 0, "%d skips without their failed task" % bad_skips)
+    positions = rows(db, "SELECT count(*) FROM (SELECT batch FROM tasks "
+                         "GROUP BY batch HAVING group_concat(position) "
+                         "NOT IN ('0,1,2'))")[0][0]
+    out_of_order = rows(db, "SELECT count(*) FROM tasks WHERE "
+                            "started_at < enqueued_at OR "
+                            "finished_at < started_at")[0][0]
+    check(out_of_order == 0, "%d tasks with times out of order" % out_of_order)
+    agents = rows(db, "SELECT count(*) FROM agents")[0][0]
+    check(agents == 1, "%d agent instances (expected 1)" % agents)
+    print("kill9: batches %d, tasks %d, failed %d, skipped %d, kills %d, "
+          "events recorded %d, acked %d, dropped %d, reconnect-checked "
+          "batches with positions other than 0,1,2: %d" % (
+              total[2], total[0], by[("send_email", 3)],
+              by[("write_log", 4)], kills, r.recorded, r.acked, r.dropped,
+              positions))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Helpers for the agent's integration tests: a real collector on a free
+port that can be stopped (SIGSTOP), killed (SIGKILL) and restarted on the
+same database and port; the demo; reading the store. Every process started
+here is killed on exit, whatever happens."""
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+BIN = os.environ.get("TASKWATCH_BIN", "taskwatch")
+LIBRARY = os.environ.get("TASKWATCH_LIBRARY", "libtaskwatch.so")
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def tempdir():
+    d = tempfile.mkdtemp(prefix="tw-agent-")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Collector:
+    """`taskwatch collector` on one free port and one database, across
+    restarts."""
+
+    def __init__(self, db, port=None):
+        self.db = db
+        self.port = port or free_port()
+        self.url = "tcp://127.0.0.1:%d" % self.port
+        self.proc = None
+        self.log = open(db + ".collector.log", "a+")
+
+    def start(self, timeout=20.0):
+        self.proc = subprocess.Popen(
+            [BIN, "collector", "--db", self.db, "--listen", self.url],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            check(self.proc.poll() is None,
+                  "collector exited early: %s" % self.output()[-2000:])
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("collector did not listen on %s" % self.url)
+
+    def signal(self, sig):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def kill9(self):
+        self.signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, timeout=60):
+        """SIGTERM: the collector commits what it received and exits 0."""
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=timeout)
+        check(rc == 0, "collector exited %s on SIGTERM" % rc)
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+SUMMARY = re.compile(
+    r"demo: (\d+) batches, (\d+) tasks, (\d+) failed, (\d+) skipped; "
+    r"work ([0-9.]+) s, flush ([0-9.]+) s; events recorded (\d+), "
+    r"acked (\d+), dropped (\d+)")
+
+
+class DemoResult:
+    def __init__(self, rc, stdout, stderr, wall):
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.wall = wall
+        m = SUMMARY.search(stdout)
+        check(m is not None, "no demo summary in %r / %r" % (stdout, stderr))
+        g = m.groups()
+        self.batches, self.tasks, self.failed, self.skipped = map(int, g[:4])
+        self.work, self.flush = float(g[4]), float(g[5])
+        self.recorded, self.acked, self.dropped = map(int, g[6:])
+
+
+def demo_start(url, batches, *extra, env=None):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    args = [BIN, "demo", "--collector", url, "--batches", str(batches),
+            *extra]
+    return subprocess.Popen(args, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=full_env)
+
+
+def demo_finish(proc, started, timeout):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the demo did not finish in %d s" % timeout)
+    return DemoResult(proc.returncode, out, err, time.monotonic() - started)
+
+
+def demo(url, batches, *extra, env=None, timeout=120):
+    started = time.monotonic()
+    proc = demo_start(url, batches, *extra, env=env)
+    return demo_finish(proc, started, timeout)
+
+
+def rows(db, sql, *params):
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
