@@ -67,7 +67,7 @@ typedef struct ring_enqueue_tail {
  * these bounds, so the first threads get roomy rings and a server with a
  * hundred threads still gets one for each. */
 #define RING_MIN_BYTES (16u * 1024u)
-#define RING_MAX_BYTES (1024u * 1024u)
+#define RING_MAX_BYTES (4u * 1024u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
 #define RING_ID_BLOCK 256  /* ids a ring takes from the agent at a time */
 

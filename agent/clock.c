@@ -105,10 +105,11 @@ int64_t clock_map_ns(const clock_map *m, int64_t tick) {
     return tick;
   if (m->n == 1) /* no segment yet: the anchor alone, at nominal 1 GHz */
     return m->a[0].ns + (tick - m->a[0].tick);
+  /* Most records fall in the newest segment: no search for them. */
+  if (tick >= m->a[m->n - 2].tick)
+    return interpolate(&m->a[m->n - 2], &m->a[m->n - 1], tick);
   if (tick <= m->a[0].tick)
     return interpolate(&m->a[0], &m->a[1], tick);
-  if (tick >= m->a[m->n - 1].tick)
-    return interpolate(&m->a[m->n - 2], &m->a[m->n - 1], tick);
   size_t lo = 0, hi = m->n - 1; /* a[lo].tick < tick < a[hi].tick */
   while (hi - lo > 1) {
     size_t mid = lo + (hi - lo) / 2;

@@ -261,6 +261,8 @@ int tw_task_skip(tw_agent *agent, tw_id task, tw_id cause) {
 /* Copies n bytes into the ring's slot memory at byte offset `at`,
  * wrapping at the end. */
 static void copy_in(ring *r, uint64_t at, const void *src, size_t n) {
+  if (n == 0)
+    return;
   size_t size = (r->mask + 1) * RING_SLOT_BYTES;
   size_t off = (size_t)(at % size);
   size_t first = n < size - off ? n : size - off;
@@ -270,6 +272,8 @@ static void copy_in(ring *r, uint64_t at, const void *src, size_t n) {
 }
 
 void ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
+  if (n == 0)
+    return;
   size_t size = (r->mask + 1) * RING_SLOT_BYTES;
   size_t off = (size_t)(at % size);
   size_t first = n < size - off ? n : size - off;

@@ -35,6 +35,7 @@
 #define EVENTS_HEADER 18u /* frame header, first_seq, count */
 #define READ_BYTES 8192u
 #define POLL_MIN_MS 1u
+#define BUSY_RECORDS 512u
 #define POLL_MAX_MS 16u
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 30000u
@@ -787,10 +788,14 @@ static void tick(sender *s) {
   maybe_health(s);
   send_pending(s);
   check_flush(s);
+  /* A busy drain goes round again at once (after the loop has looked at
+   * the socket): under a burst the sender must not sleep while rings
+   * fill. Idle, it backs off to POLL_MAX_MS. */
   s->poll_ms = taken > 0 ? POLL_MIN_MS
                : s->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS
                                               : s->poll_ms * 2;
-  uv_timer_start(&s->poll, on_poll, s->poll_ms, 0);
+  uv_timer_start(&s->poll, on_poll, taken >= BUSY_RECORDS ? 0 : s->poll_ms,
+                 0);
 }
 
 static void on_poll(uv_timer_t *t) { tick(t->data); }
