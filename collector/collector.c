@@ -87,6 +87,14 @@ static int parse_ll(const char *s, long long min, long long max,
   return 0;
 }
 
+/* tcp://HOST:PORT or unix:/PATH, in shape; binding checks the rest. */
+static int listen_url_ok(const char *v) {
+  size_t n = strlen(v);
+  if (n > 6 && memcmp(v, "tcp://", 6) == 0)
+    return memchr(v + 6, ':', n - 6) != NULL;
+  return n > 5 && memcmp(v, "unix:", 5) == 0;
+}
+
 /* Applies one option with its value. Returns 0 or the exit status 2. */
 static int apply_option(options *o, const char *name, const char *value) {
   long long n;
@@ -95,8 +103,7 @@ static int apply_option(options *o, const char *name, const char *value) {
   } else if (strcmp(name, "--listen") == 0) {
     if (o->nlisten == MAX_LISTEN)
       return bad("too many --listen options%s%s", "", "");
-    if (!((strncmp(value, "tcp://", 6) == 0 && strchr(value + 6, ':')) ||
-          (strncmp(value, "unix:", 5) == 0 && value[5] != '\0')))
+    if (!listen_url_ok(value))
       return bad("bad --listen '%s' (tcp://HOST:PORT or unix:/PATH)%s",
                  value, "");
     o->listen[o->nlisten++] = value;
