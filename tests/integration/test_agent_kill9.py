@@ -27,15 +27,17 @@ def main():
         try:
             col.start()
             started = time.monotonic()
-            # A rate, so the run lasts long enough to be killed in; a
-            # buffer big enough to ride out the restarts without drops.
+            # A rate well under what the collector stores per second even
+            # on a loaded machine, so the run lasts long enough to be
+            # killed in and the backlog of each restart drains; a buffer
+            # big enough to ride out the restarts without drops.
             proc = demo_start(col.url, BATCHES, "--fail-every",
-                              str(FAIL_EVERY), "--rate", "30000",
+                              str(FAIL_EVERY), "--rate", "10000",
                               "--flush-timeout", "120",
-                              env={"TASKWATCH_BUFFER_BYTES": str(64 << 20)})
+                              env={"TASKWATCH_BUFFER_BYTES": str(256 << 20)})
             kills = 0
             for _ in range(KILLS):
-                time.sleep(rnd.uniform(0.4, 1.0))
+                time.sleep(rnd.uniform(1.0, 3.0))
                 if proc.poll() is not None:
                     break
                 col.kill9()
