@@ -55,8 +55,11 @@ typedef struct query_task {
   "t.thread, t.status, t.mode, t.enqueued_at, t.started_at, t.finished_at, "  \
   "t.wait_us, t.run_us, t.error_type, t.error_message, t.error_detail, "      \
   "t.skipped_after, t.drop_reason"
+/* Left joins, so SQLite can leave out a table no column or term uses
+ * (every task has its agent and batch rows; the collector writes them
+ * first). */
 #define QUERY_TASK_FROM                                                        \
-  " FROM tasks t JOIN agents a ON a.id = t.agent"                              \
+  " FROM tasks t LEFT JOIN agents a ON a.id = t.agent"                         \
   " LEFT JOIN batches b ON b.id = t.batch"
 #define QUERY_TASK_NCOLUMNS 21
 

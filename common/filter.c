@@ -39,6 +39,8 @@ struct filter {
   param *params;
   int nparams;
   int cap;
+  unsigned uses;
+  int64_t since, until; /* from positive since:/until: terms */
 };
 
 typedef enum kind {
@@ -344,10 +346,15 @@ static int sql_compare(filter *f, const term *t, char *err, size_t errlen) {
               shown(plain, show, sizeof(show)));
   }
   free(plain);
-  if (rc == 0)
-    format_buf_printf(&f->sql, "%s %s ?%d", t->key->column, op,
-                      int_param(f, v));
-  return rc;
+  if (rc != 0)
+    return rc;
+  format_buf_printf(&f->sql, "%s %s ?%d", t->key->column, op,
+                    int_param(f, v));
+  if (t->key->kind == K_SINCE && !t->negate && v > f->since)
+    f->since = v;
+  if (t->key->kind == K_UNTIL && !t->negate && v < f->until)
+    f->until = v;
+  return 0;
 }
 
 static int sql_term(filter *f, const term *t, char *err, size_t errlen) {
@@ -427,6 +434,21 @@ static int add_term(filter *f, const term *t, char *err, size_t errlen) {
     return -1;
   }
   format_buf_puts(&f->sql, t->negate ? "), 0)" : ")");
+  switch (t->key->kind) {
+  case K_WORD:
+    f->uses |= FILTER_USES_NAME;
+    break;
+  case K_GLOB:
+    f->uses |= strcmp(t->key->column, "t.name") == 0 ? FILTER_USES_NAME
+                                                     : FILTER_USES_OTHER;
+    break;
+  case K_SINCE:
+  case K_UNTIL:
+    f->uses |= FILTER_USES_TIME;
+    break;
+  default:
+    f->uses |= FILTER_USES_OTHER;
+  }
   return 0;
 }
 
@@ -585,6 +607,8 @@ static int parse_term(filter *f, const char **p, char *err, size_t errlen) {
 filter *filter_new(int64_t now_us) {
   filter *f = xcalloc(1, sizeof(*f));
   f->now_us = now_us;
+  f->since = INT64_MIN;
+  f->until = INT64_MAX;
   format_buf_init(&f->sql);
   return f;
 }
@@ -693,6 +717,15 @@ char *filter_sql_at(const filter *f, int first) {
 
 int filter_param_count(const filter *f) {
   return f->nparams;
+}
+
+void filter_time_range(const filter *f, int64_t *since, int64_t *until) {
+  *since = f->since;
+  *until = f->until;
+}
+
+unsigned filter_uses(const filter *f) {
+  return f->uses;
 }
 
 int filter_is_empty(const filter *f) {

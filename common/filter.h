@@ -79,6 +79,19 @@ int filter_param_count(const filter *f);
  * index, or -1. */
 int filter_bind(const filter *f, sqlite3_stmt *st, int first);
 
+/* Which kinds of term a filter holds, as FILTER_USES_* bits, so a caller
+ * can tell whether a summary that only knows names and times (the rollups)
+ * can answer it. */
+#define FILTER_USES_NAME 1u  /* name: and bare words */
+#define FILTER_USES_TIME 2u  /* since: and until: */
+#define FILTER_USES_OTHER 4u /* anything else */
+unsigned filter_uses(const filter *f);
+
+/* The enqueue-time range the filter's since:/until: terms allow, as
+ * [*since, *until); INT64_MIN / INT64_MAX when unbounded. Negated time
+ * terms do not narrow it. */
+void filter_time_range(const filter *f, int64_t *since, int64_t *until);
+
 /* 1 when the filter has no terms. */
 int filter_is_empty(const filter *f);
 

@@ -47,3 +47,65 @@ int stats_percentile(const stats_values *sorted, unsigned per_mille,
   *out = sorted->v[rank - 1];
   return 0;
 }
+
+void stats_weighted_init(stats_weighted *s) {
+  s->v = NULL;
+  s->w = NULL;
+  s->n = 0;
+  s->cap = 0;
+  s->sorted = 1;
+}
+
+void stats_weighted_fini(stats_weighted *s) {
+  free(s->v);
+  free(s->w);
+  stats_weighted_init(s);
+}
+
+void stats_weighted_push(stats_weighted *s, int64_t v, int64_t w) {
+  if (w <= 0)
+    return;
+  if (s->n == s->cap) {
+    s->cap = s->cap ? s->cap * 2 : 16;
+    s->v = xrealloc(s->v, s->cap * sizeof(int64_t));
+    s->w = xrealloc(s->w, s->cap * sizeof(int64_t));
+  }
+  s->v[s->n] = v;
+  s->w[s->n] = w;
+  s->n++;
+  s->sorted = 0;
+}
+
+/* Sorts (value, weight) pairs by value; compare() reads the first int64
+ * of each pair. */
+static void sort_pairs(stats_weighted *s) {
+  int64_t (*pairs)[2] = xmalloc(s->n * sizeof(*pairs));
+  for (size_t i = 0; i < s->n; i++)
+    pairs[i][0] = s->v[i], pairs[i][1] = s->w[i];
+  qsort(pairs, s->n, sizeof(*pairs), compare);
+  for (size_t i = 0; i < s->n; i++)
+    s->v[i] = pairs[i][0], s->w[i] = pairs[i][1];
+  free(pairs);
+  s->sorted = 1;
+}
+
+int stats_weighted_percentile(stats_weighted *s, unsigned per_mille,
+                              int64_t *out) {
+  if (s->n == 0 || per_mille == 0 || per_mille > 1000)
+    return -1;
+  if (!s->sorted)
+    sort_pairs(s);
+  uint64_t total = 0;
+  for (size_t i = 0; i < s->n; i++)
+    total += (uint64_t)s->w[i];
+  uint64_t rank = (total * per_mille + 999) / 1000, seen = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    seen += (uint64_t)s->w[i];
+    if (seen >= rank) {
+      *out = s->v[i];
+      return 0;
+    }
+  }
+  *out = s->v[s->n - 1];
+  return 0;
+}

@@ -32,4 +32,24 @@ void stats_values_sort(stats_values *s);
 int stats_percentile(const stats_values *sorted, unsigned per_mille,
                      int64_t *out);
 
+/* Samples with weights, e.g. per-minute percentiles weighted by how many
+ * tasks each minute held, for an approximate percentile across minutes. */
+typedef struct stats_weighted {
+  int64_t *v;
+  int64_t *w;
+  size_t n;
+  size_t cap;
+  int sorted;
+} stats_weighted;
+
+void stats_weighted_init(stats_weighted *s);
+void stats_weighted_fini(stats_weighted *s);
+/* Adds v with weight w (w <= 0 is ignored). */
+void stats_weighted_push(stats_weighted *s, int64_t v, int64_t w);
+/* The smallest sample whose cumulative weight reaches per_mille/1000 of
+ * the total (sorting the samples on first use). Returns 0 and *out, or -1
+ * when there is no weight or per_mille is out of 1..1000. */
+int stats_weighted_percentile(stats_weighted *s, unsigned per_mille,
+                              int64_t *out);
+
 #endif /* TW_STATS_H */

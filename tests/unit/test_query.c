@@ -428,6 +428,82 @@ static void stats_small_and_formats(void **state) {
   result_free(&r);
 }
 
+/* A store whose raw rows before T0 were pruned, leaving rollups. */
+static void make_pruned(char *path, size_t len) {
+  snprintf(path, len, "%s/pruned.db", dir);
+  sqlite3 *db = fixture_open(path);
+  assert_non_null(db);
+  char sql[1024];
+  const int64_t m = INT64_C(60000000);
+  snprintf(sql, sizeof(sql),
+           "INSERT INTO rollups VALUES"
+           " (%lld, 'send_email', 10, 2, 0, 0, 0, 1000, 5000, 9000, 100000,"
+           " 200000, 300000),"
+           " (%lld, 'send_email', 4, 0, 0, 0, 0, 2000, 6000, 10000, 150000,"
+           " 250000, 400000),"
+           " (%lld, 'write_log', 5, 0, 2, 0, 0, 3000, 3000, 3000, 50000,"
+           " 50000, 50000),"
+           " (%lld, 'send_email', 99, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1)",
+           (long long)(FIX_T0 - 120 * m), (long long)(FIX_T0 - 119 * m),
+           (long long)(FIX_T0 - 60 * m), (long long)FIX_T0);
+  assert_int_equal(fix_exec(db, sql), SQLITE_OK);
+  sqlite3_close(db);
+}
+
+static void stats_from_rollups(void **state) {
+  (void)state;
+  char pruned[400];
+  make_pruned(pruned, sizeof(pruned));
+  result r = run("stats", "--db", pruned, "-o", "json", "--by", "name",
+                 "name:send_email");
+  assert_int_equal(r.status, 0);
+  assert_string_equal(r.err, "");
+  assert_string_equal(
+      r.out,
+      "{\"name\":\"send_email\",\"count\":2,\"queued\":0,\"running\":0,"
+      "\"succeeded\":0,\"failed\":2,\"skipped\":0,\"dropped\":0,\"lost\":0,"
+      "\"failure_pct\":100.00,\"run_p50_us\":250000,\"run_p95_us\":1500000,"
+      "\"run_p99_us\":1500000,\"run_max_us\":1500000,\"wait_p50_us\":2000,"
+      "\"wait_p95_us\":10000,\"wait_p99_us\":10000,\"wait_max_us\":10000,"
+      "\"source\":\"raw\",\"from\":\"2026-11-22T10:00:00.000000Z\"}\n"
+      "{\"name\":\"send_email\",\"count\":16,\"queued\":0,\"running\":0,"
+      "\"succeeded\":14,\"failed\":2,\"skipped\":0,\"dropped\":0,"
+      "\"lost\":0,\"failure_pct\":12.50,\"run_p50_us\":100000,"
+      "\"run_p95_us\":250000,\"run_p99_us\":400000,\"run_max_us\":null,"
+      "\"wait_p50_us\":1000,\"wait_p95_us\":6000,\"wait_p99_us\":10000,"
+      "\"wait_max_us\":null,\"source\":\"rollup\","
+      "\"before\":\"2026-11-22T10:00:00.000000Z\"}\n");
+  result_free(&r);
+  /* A range that starts after the rollup of send_email. */
+  r = run("stats", "--db", pruned, "-o", "csv", "--by", "name",
+          "since:2026-11-22T08:30:00Z", "name:write_log,send_email");
+  assert_non_null(strstr(r.out, "\r\nwrite_log,7,0,0,5,0,2,0,0,0.00,50000,"
+                                "50000,50000,,3000,3000,3000,,rollup\r\n"));
+  assert_null(strstr(r.out, "send_email,16"));
+  result_free(&r);
+  /* Overall, in the table, with the source named. */
+  r = run("stats", "--db", pruned);
+  assert_int_equal(count_lines(r.out), 1 + 2 + 1);
+  assert_non_null(strstr(r.out, " SOURCE\n"));
+  assert_non_null(strstr(r.out, " rollup\n"));
+  assert_non_null(strstr(r.out, "before that raw rows were pruned"));
+  result_free(&r);
+  /* Rollups know nothing of services: say that the pruned part is out. */
+  r = run("stats", "--db", pruned, "-o", "json", "service:api");
+  assert_int_equal(r.status, 0);
+  assert_int_equal(count_lines(r.out), 1);
+  assert_non_null(strstr(r.out, "\"count\":5,"));
+  assert_int_equal(count_lines(r.err), 1);
+  assert_non_null(strstr(r.err, "pruned"));
+  result_free(&r);
+  /* ... unless the range does not reach the pruned part. */
+  r = run("stats", "--db", pruned, "-o", "json", "service:api",
+          "since:2026-11-22T10:00:00Z");
+  assert_string_equal(r.err, "");
+  assert_null(strstr(r.out, "\"from\""));
+  result_free(&r);
+}
+
 /* ---- show and batch -------------------------------------------------------- */
 
 static void show_task(void **state) {
@@ -611,6 +687,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(sort_reverse_limit),
       cmocka_unit_test(stats_percentiles_exact),
       cmocka_unit_test(stats_small_and_formats),
+      cmocka_unit_test(stats_from_rollups),
       cmocka_unit_test(show_task),
       cmocka_unit_test(batch_view),
       cmocka_unit_test(exit_statuses),

@@ -77,10 +77,50 @@ static void random_sets(void **state) {
   }
 }
 
+static void weighted(void **state) {
+  (void)state;
+  stats_weighted s;
+  int64_t v;
+  stats_weighted_init(&s);
+  assert_int_equal(stats_weighted_percentile(&s, 500, &v), -1);
+  /* 12 tasks around 100, 4 around 150: the median is 100, p95 is 150. */
+  stats_weighted_push(&s, 150, 4);
+  stats_weighted_push(&s, 100, 12);
+  stats_weighted_push(&s, 999, 0); /* no weight, no say */
+  assert_int_equal(stats_weighted_percentile(&s, 500, &v), 0);
+  assert_true(v == 100);
+  stats_weighted_percentile(&s, 750, &v);
+  assert_true(v == 100);
+  stats_weighted_percentile(&s, 751, &v);
+  assert_true(v == 150);
+  stats_weighted_percentile(&s, 1000, &v);
+  assert_true(v == 150);
+  assert_int_equal(stats_weighted_percentile(&s, 0, &v), -1);
+  stats_weighted_fini(&s);
+  /* Unit weights agree with the unweighted percentile. */
+  stats_values u;
+  stats_values_init(&u);
+  for (int i = 0; i < 37; i++) {
+    int64_t x = (i * 7919) % 101;
+    stats_weighted_push(&s, x, 1);
+    stats_values_push(&u, x);
+  }
+  stats_values_sort(&u);
+  for (unsigned pm = 1; pm <= 1000; pm += 37) {
+    int64_t a, b;
+    stats_weighted_percentile(&s, pm, &a);
+    stats_percentile(&u, pm, &b);
+    assert_true(a == b);
+  }
+  stats_values_fini(&u);
+  stats_weighted_fini(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(small_sets),
       cmocka_unit_test(random_sets),
+      cmocka_unit_test(weighted),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
