@@ -28,14 +28,16 @@ static tw_agent *registry_head;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static _Atomic uint64_t next_serial = 1;
 
-const char *tw_version(void) { return TW_VERSION_STRING; }
+const char *tw_version(void) {
+  return TW_VERSION_STRING;
+}
 
 const char *tw_strerror(int err) {
   switch (err) {
   case 0:
     return "success";
-#define TW__STRERROR(name, value, text)                                       \
-  case value:                                                                 \
+#define TW__STRERROR(name, value, text)                                        \
+  case value:                                                                  \
     return text;
     TW_ERRNO_MAP(TW__STRERROR)
 #undef TW__STRERROR
@@ -48,8 +50,8 @@ const char *tw_err_name(int err) {
   switch (err) {
   case 0:
     return "TW_OK";
-#define TW__ERR_NAME(name, value, text)                                       \
-  case value:                                                                 \
+#define TW__ERR_NAME(name, value, text)                                        \
+  case value:                                                                  \
     return "TW_" #name;
     TW_ERRNO_MAP(TW__ERR_NAME)
 #undef TW__ERR_NAME
@@ -110,9 +112,9 @@ int agent_reserve(tw_agent *agent, size_t n) {
   do {
     if (cur > agent->cap || agent->cap - cur < n)
       return -1;
-  } while (!atomic_compare_exchange_weak_explicit(
-      &agent->reserved, &cur, cur + n, memory_order_relaxed,
-      memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(&agent->reserved, &cur,
+                                                  cur + n, memory_order_relaxed,
+                                                  memory_order_relaxed));
   return 0;
 }
 
@@ -142,12 +144,22 @@ void agent_new_instance(tw_agent *agent) {
   agent->wall_offset_ns = agent->started_at_ns - mono;
 }
 
-void registry_lock(void) { pthread_mutex_lock(&registry_mutex); }
-void registry_unlock(void) { pthread_mutex_unlock(&registry_mutex); }
-tw_agent *registry_first(void) { return registry_head; }
+void registry_lock(void) {
+  pthread_mutex_lock(&registry_mutex);
+}
+void registry_unlock(void) {
+  pthread_mutex_unlock(&registry_mutex);
+}
+tw_agent *registry_first(void) {
+  return registry_head;
+}
 
-static void atfork_prepare(void) { registry_lock(); }
-static void atfork_parent(void) { registry_unlock(); }
+static void atfork_prepare(void) {
+  registry_lock();
+}
+static void atfork_parent(void) {
+  registry_unlock();
+}
 
 /* The child has one thread: this one. Every agent becomes a new instance
  * that forgets the parent's events and gets its own sender thread. */
@@ -173,7 +185,8 @@ static int agent_setup(tw_agent *a, const tw_config *cfg) {
   if (gethostname(host, sizeof(host)) != 0)
     host[0] = '\0';
   host[sizeof(host) - 1] = '\0';
-  const char *collector = cfg->collector ? cfg->collector : TW_DEFAULT_COLLECTOR;
+  const char *collector =
+      cfg->collector ? cfg->collector : TW_DEFAULT_COLLECTOR;
   const char *service =
       cfg->service ? cfg->service : program_invocation_short_name;
   a->collector = copy_string(collector);
@@ -185,8 +198,8 @@ static int agent_setup(tw_agent *a, const tw_config *cfg) {
   a->cap = cfg->buffer_bytes ? cfg->buffer_bytes : TW_DEFAULT_BUFFER_BYTES;
   if (a->cap < MIN_BUFFER_BYTES)
     a->cap = MIN_BUFFER_BYTES;
-  a->flush_timeout_ms =
-      cfg->flush_timeout_ms ? cfg->flush_timeout_ms : TW_DEFAULT_FLUSH_TIMEOUT_MS;
+  a->flush_timeout_ms = cfg->flush_timeout_ms ? cfg->flush_timeout_ms
+                                              : TW_DEFAULT_FLUSH_TIMEOUT_MS;
   if (intern_init(&a->strings) != 0)
     return TW_ENOMEM;
   agent_reserve(a, intern_footprint());

@@ -100,16 +100,16 @@ typedef struct ring {
 
 /* ---- intern table ------------------------------------------------------ */
 
-#define INTERN_SLOTS 8192u     /* open-addressing table, power of two */
-#define INTERN_MAX_IDS 4096u   /* string ids 1 .. INTERN_MAX_IDS - 1 */
-#define INTERN_ARENA 131072u   /* bytes of string text */
-#define INTERN_TEXT_MAX 1024u  /* longer names and labels are truncated */
-#define INTERN_OVERFLOW_ID 1u  /* "(too many distinct names)" */
+#define INTERN_SLOTS 8192u    /* open-addressing table, power of two */
+#define INTERN_MAX_IDS 4096u  /* string ids 1 .. INTERN_MAX_IDS - 1 */
+#define INTERN_ARENA 131072u  /* bytes of string text */
+#define INTERN_TEXT_MAX 1024u /* longer names and labels are truncated */
+#define INTERN_OVERFLOW_ID 1u /* "(too many distinct names)" */
 
 typedef struct intern {
-  _Atomic uint64_t *slots;   /* hash << 32 | id; 0 = empty */
-  _Atomic uint32_t *by_id;   /* arena offset of each id's text */
-  char *arena;               /* per entry: u16 length, bytes, NUL */
+  _Atomic uint64_t *slots; /* hash << 32 | id; 0 = empty */
+  _Atomic uint32_t *by_id; /* arena offset of each id's text */
+  char *arena;             /* per entry: u16 length, bytes, NUL */
   _Atomic uint32_t arena_top;
   _Atomic uint32_t next_id;
 } intern;

@@ -31,7 +31,8 @@ static int counter_trusted(void) {
     return 0;
   char source[32] = "";
   FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/"
-                  "current_clocksource", "r");
+                  "current_clocksource",
+                  "r");
   if (f == NULL)
     return 0;
   if (fgets(source, sizeof(source), f) == NULL)
@@ -44,9 +45,13 @@ static int counter_trusted(void) {
 #endif
 }
 
-static void decide(void) { clock_counter = counter_trusted(); }
+static void decide(void) {
+  clock_counter = counter_trusted();
+}
 
-void clock_init(void) { pthread_once(&init_once, decide); }
+void clock_init(void) {
+  pthread_once(&init_once, decide);
+}
 
 /* A (tick, ns) pair read back to back; the tick is the middle of two
  * counter reads around the clock read. Fenced, so it is not reordered

@@ -41,8 +41,8 @@ static uint32_t hash_bytes(const char *s, size_t n) {
 static uint32_t add_text(intern *t, const char *s, size_t len) {
   uint32_t need = (uint32_t)(2 + len + 1);
   need = (need + 7u) & ~7u;
-  uint32_t at = atomic_fetch_add_explicit(&t->arena_top, need,
-                                          memory_order_relaxed);
+  uint32_t at =
+      atomic_fetch_add_explicit(&t->arena_top, need, memory_order_relaxed);
   if (at > INTERN_ARENA || INTERN_ARENA - at < need)
     return 0;
   uint32_t id = atomic_fetch_add_explicit(&t->next_id, 1, memory_order_relaxed);

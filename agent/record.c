@@ -40,17 +40,18 @@ static void on_thread_exit(void *value) {
   for (tw_agent *a = registry_first(); a != NULL; a = a->registry_next)
     for (ring *r = atomic_load(&a->rings); r != NULL; r = r->next)
       if (r == gone)
-        atomic_compare_exchange_strong_explicit(&r->owner, &me, 0,
-                                                memory_order_release,
-                                                memory_order_relaxed);
+        atomic_compare_exchange_strong_explicit(
+            &r->owner, &me, 0, memory_order_release, memory_order_relaxed);
   registry_unlock();
 }
 
-static void make_exit_key(void) { pthread_key_create(&exit_key, on_thread_exit); }
+static void make_exit_key(void) {
+  pthread_key_create(&exit_key, on_thread_exit);
+}
 
 static size_t ring_size_for(tw_agent *agent) {
-  size_t used = atomic_load_explicit(&agent->ring_reserved,
-                                     memory_order_relaxed);
+  size_t used =
+      atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
   size_t left = used < agent->cap / 2 ? agent->cap / 2 - used : 0;
   size_t size = RING_MIN_BYTES;
   while (size < RING_MAX_BYTES && size * 2 <= left / 8)
@@ -62,7 +63,8 @@ static ring *ring_new(tw_agent *agent, uintptr_t me) {
   size_t bytes = ring_size_for(agent);
   size_t total = sizeof(ring) + bytes;
   if (atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed) +
-              total > agent->cap / 2 ||
+              total >
+          agent->cap / 2 ||
       agent_reserve(agent, total) != 0)
     return NULL;
   ring *r = aligned_alloc(64, (sizeof(ring) + 63) & ~(size_t)63);
@@ -141,8 +143,7 @@ static inline void commit(ring *r, uint64_t n) {
 
 static int drop(tw_agent *agent, ring *r) {
   if (r == NULL) {
-    atomic_fetch_add_explicit(&agent->dropped_unbound, 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&agent->dropped_unbound, 1, memory_order_relaxed);
     return TW_EFULL;
   }
   uint64_t d = atomic_load_explicit(&r->dropped, memory_order_relaxed);
@@ -162,8 +163,8 @@ static inline tw_id take_id(tw_agent *agent, ring *r) {
 }
 
 /* One-slot events: everything but ENQUEUE, FAIL and DROP. */
-static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x,
-                          uint64_t a, uint64_t b) {
+static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a,
+                          uint64_t b) {
   ring *r = thread_ring(agent);
   ring_record *w;
   if (__builtin_expect(r == NULL || (w = reserve(r, 1)) == NULL, 0))
@@ -368,8 +369,8 @@ void record_free_rings(tw_agent *agent) {
 }
 
 uint64_t record_dropped_total(tw_agent *agent) {
-  uint64_t n = atomic_load_explicit(&agent->dropped_unbound,
-                                    memory_order_relaxed);
+  uint64_t n =
+      atomic_load_explicit(&agent->dropped_unbound, memory_order_relaxed);
   for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next)
     n += atomic_load_explicit(&r->dropped, memory_order_relaxed);
   return n;

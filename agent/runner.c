@@ -246,7 +246,9 @@ void tw_batch_drop(tw_batch *batch, const char *reason) {
   batch_destroy(batch);
 }
 
-void tw_batch_free(tw_batch *batch) { tw_batch_drop(batch, NULL); }
+void tw_batch_free(tw_batch *batch) {
+  tw_batch_drop(batch, NULL);
+}
 
 static char *copy_limited(const char *s, size_t max) {
   return s != NULL ? strndup(s, max) : NULL;
@@ -264,7 +266,9 @@ void tw_task_set_error(tw_task *task, const char *error_type,
   task->detail = copy_limited(detail, ERROR_DETAIL_MAX);
 }
 
-tw_id tw_task_id(const tw_task *task) { return task != NULL ? task->id : 0; }
+tw_id tw_task_id(const tw_task *task) {
+  return task != NULL ? task->id : 0;
+}
 
 uint32_t tw_task_position(const tw_task *task) {
   return task != NULL ? task->position : 0;

@@ -42,8 +42,13 @@
 #define HANDSHAKE_MS 5000u
 #define SCRATCH_BYTES (256u + 4096u + 32768u)
 
-enum conn_state { CONN_IDLE, CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY,
-                  CONN_CLOSING };
+enum conn_state {
+  CONN_IDLE,
+  CONN_CONNECTING,
+  CONN_HANDSHAKE,
+  CONN_READY,
+  CONN_CLOSING
+};
 
 typedef struct chunk {
   struct chunk *next;
@@ -93,7 +98,7 @@ typedef struct sender {
   unsigned backoff_ms;
   unsigned poll_ms;
   bool welcomed_once;
-  clock_map clock; /* record ticks to monotonic ns */
+  clock_map clock;  /* record ticks to monotonic ns */
   uint8_t *emitted; /* per string id: STRING already sent */
   struct drain_cursor *cursors;
   size_t ncursors_cap;
@@ -447,7 +452,9 @@ static uint64_t next_random(sender *s) {
   return s->rng;
 }
 
-static void on_retry(uv_timer_t *t) { connect_start(t->data); }
+static void on_retry(uv_timer_t *t) {
+  connect_start(t->data);
+}
 
 static void schedule_retry(sender *s) {
   if (s->stopping)
@@ -456,8 +463,8 @@ static void schedule_retry(sender *s) {
    * the same collector do not come back in lockstep. */
   unsigned half = s->backoff_ms / 2;
   unsigned delay = half + (unsigned)(next_random(s) % (half + 1));
-  s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                      : s->backoff_ms * 2;
+  s->backoff_ms =
+      s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
   uv_timer_start(&s->retry, on_retry, delay, 0);
 }
 
@@ -481,7 +488,9 @@ static void disconnect(sender *s) {
   uv_close(&s->conn.handle, on_conn_closed);
 }
 
-static void on_handshake_timeout(uv_timer_t *t) { disconnect(t->data); }
+static void on_handshake_timeout(uv_timer_t *t) {
+  disconnect(t->data);
+}
 
 static void on_write(uv_write_t *req, int status) {
   chunk *c = req->data;
@@ -748,7 +757,9 @@ static void finish_stop(sender *s) {
   uv_walk(&s->loop, close_all, NULL);
 }
 
-static void on_goodbye_deadline(uv_timer_t *t) { finish_stop(t->data); }
+static void on_goodbye_deadline(uv_timer_t *t) {
+  finish_stop(t->data);
+}
 
 static void begin_stop(sender *s, unsigned goodbye_ms) {
   s->stopping = true;
@@ -791,15 +802,18 @@ static void tick(sender *s) {
   /* A busy drain goes round again at once (after the loop has looked at
    * the socket): under a burst the sender must not sleep while rings
    * fill. Idle, it backs off to POLL_MAX_MS. */
-  s->poll_ms = taken > 0 ? POLL_MIN_MS
+  s->poll_ms = taken > 0                      ? POLL_MIN_MS
                : s->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS
                                               : s->poll_ms * 2;
-  uv_timer_start(&s->poll, on_poll, taken >= BUSY_RECORDS ? 0 : s->poll_ms,
-                 0);
+  uv_timer_start(&s->poll, on_poll, taken >= BUSY_RECORDS ? 0 : s->poll_ms, 0);
 }
 
-static void on_poll(uv_timer_t *t) { tick(t->data); }
-static void on_wake(uv_async_t *a) { tick(a->data); }
+static void on_poll(uv_timer_t *t) {
+  tick(t->data);
+}
+static void on_wake(uv_async_t *a) {
+  tick(a->data);
+}
 
 static void *sender_main(void *arg) {
   sender *s = arg;

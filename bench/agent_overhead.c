@@ -26,8 +26,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +59,8 @@ static uint64_t now_ns(clockid_t id) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- a sink collector: WELCOME, then ack every frame ---------------------- */
+/* ---- a sink collector: WELCOME, then ack every frame ----------------------
+ */
 
 typedef struct sink {
   char dir[64];
@@ -120,7 +121,8 @@ static void sink_serve(sink *s, int fd) {
 
 static void *sink_main(void *arg) {
   sink *s = arg;
-  struct pollfd p[2] = {{s->listen_fd, POLLIN, 0}, {s->stop_pipe[0], POLLIN, 0}};
+  struct pollfd p[2] = {{s->listen_fd, POLLIN, 0},
+                        {s->stop_pipe[0], POLLIN, 0}};
   while (poll(p, 2, -1) > 0 && p[1].revents == 0) {
     int fd = accept(s->listen_fd, NULL, NULL);
     if (fd >= 0)
@@ -141,7 +143,8 @@ static int sink_start(sink *s) {
     return -1;
   memcpy(a.sun_path, s->path, strlen(s->path) + 1);
   s->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *)&a, sizeof(a)) ||
+  if (s->listen_fd < 0 ||
+      bind(s->listen_fd, (struct sockaddr *)&a, sizeof(a)) ||
       listen(s->listen_fd, 4))
     return -1;
   return pthread_create(&s->thread, NULL, sink_main, s) == 0 ? 0 : -1;
@@ -155,7 +158,8 @@ static void sink_stop(sink *s) {
   rmdir(s->dir);
 }
 
-/* ---- the measured loops --------------------------------------------------- */
+/* ---- the measured loops ---------------------------------------------------
+ */
 
 typedef struct bench {
   enum method m;
@@ -261,7 +265,8 @@ static double run_bench(bench *b) {
   return median;
 }
 
-/* ---- LTTng session -------------------------------------------------------- */
+/* ---- LTTng session --------------------------------------------------------
+ */
 
 static int shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int shell(const char *fmt, ...) {
@@ -303,9 +308,11 @@ static const char *lttng_prepare(char **argv) {
   snprintf(session, sizeof(session), "twbench-%d", (int)getpid());
   if (shell("lttng create %s --output=%s >/dev/null 2>&1", session, dir) ||
       shell("lttng enable-channel -u -s %s --subbuf-size=2M --num-subbuf=8 "
-            "twchan >/dev/null 2>&1", session) ||
+            "twchan >/dev/null 2>&1",
+            session) ||
       shell("lttng enable-event -u -s %s -c twchan taskwatch_bench:task_start "
-            ">/dev/null 2>&1", session) ||
+            ">/dev/null 2>&1",
+            session) ||
       shell("lttng start %s >/dev/null 2>&1", session)) {
     shell("lttng destroy %s >/dev/null 2>&1", session);
     shell("rm -rf %s", dir);
@@ -367,7 +374,46 @@ static int lttng_active(void) {
   return 0;
 }
 
-/* ---- main ----------------------------------------------------------------- */
+/* ---- main -----------------------------------------------------------------
+ */
+
+/* Runs every method from t threads and prints its rows. */
+static void report_threads(int t, uint64_t rounds, tw_agent *agent, FILE *log,
+                           int lttng) {
+  double ns[M_COUNT] = {0};
+  long long dropped = 0;
+  for (int m = 0; m < M_COUNT; m++) {
+    if (m == M_LTTNG && !lttng)
+      continue;
+    bench b;
+    memset(&b, 0, sizeof(b));
+    b.m = (enum method)m;
+    b.threads = t;
+    b.rounds = rounds;
+    b.per_round = PER_ROUND;
+    b.agent = agent;
+    b.log = log;
+    if (m == M_FFLUSH) /* a write(2) per event: fewer of them */
+      b.rounds = rounds / 16 ? rounds / 16 : 1;
+    tw_agent_stats before, after;
+    tw_agent_get_stats(agent, &before);
+    ns[m] = run_bench(&b);
+    tw_agent_get_stats(agent, &after);
+    if (m == M_TASKWATCH)
+      dropped = (long long)(after.dropped - before.dropped);
+    printf("t%d_%s_ns_per_event: %.1f\n", t, method_name[m], ns[m]);
+  }
+  printf("t%d_taskwatch_dropped: %lld\n", t, dropped);
+  printf("t%d_fprintf_dropped: 0\n", t);
+  if (lttng)
+    printf("t%d_ratio_taskwatch_lttng: %.3f\n", t,
+           ns[M_TASKWATCH] / ns[M_LTTNG]);
+  printf("t%d_ratio_taskwatch_fprintf: %.3f\n", t,
+         ns[M_TASKWATCH] / ns[M_FPRINTF]);
+  printf("t%d_ratio_taskwatch_fprintf_fflush: %.3f\n", t,
+         ns[M_TASKWATCH] / ns[M_FFLUSH]);
+  fflush(stdout);
+}
 
 static void usage(void) {
   fprintf(stderr, "usage: agent_overhead [--events N] (events per thread, "
@@ -413,48 +459,13 @@ int main(int argc, char **argv) {
   FILE *log = fopen(logpath, "w");
 
   uint64_t rounds = events / PER_ROUND ? events / PER_ROUND : 1;
-  printf("events_per_thread: %llu\n",
-         (unsigned long long)(rounds * PER_ROUND));
+  printf("events_per_thread: %llu\n", (unsigned long long)(rounds * PER_ROUND));
   printf("cpus_online: %ld\n", sysconf(_SC_NPROCESSORS_ONLN));
   if (skip != NULL)
     printf("lttng: skipped (%s)\n", skip);
   const int thread_counts[] = {1, 2, 8};
-  for (size_t k = 0; k < 3; k++) {
-    int t = thread_counts[k];
-    double ns[M_COUNT] = {0};
-    long long dropped = 0;
-    for (int m = 0; m < M_COUNT; m++) {
-      if (m == M_LTTNG && !lttng)
-        continue;
-      bench b;
-      memset(&b, 0, sizeof(b));
-      b.m = (enum method)m;
-      b.threads = t;
-      b.rounds = rounds;
-      b.per_round = PER_ROUND;
-      b.agent = agent;
-      b.log = log;
-      if (m == M_FFLUSH) /* a write(2) per event: fewer of them */
-        b.rounds = rounds / 16 ? rounds / 16 : 1;
-      tw_agent_stats before, after;
-      tw_agent_get_stats(agent, &before);
-      ns[m] = run_bench(&b);
-      tw_agent_get_stats(agent, &after);
-      if (m == M_TASKWATCH)
-        dropped = (long long)(after.dropped - before.dropped);
-      printf("t%d_%s_ns_per_event: %.1f\n", t, method_name[m], ns[m]);
-    }
-    printf("t%d_taskwatch_dropped: %lld\n", t, dropped);
-    printf("t%d_fprintf_dropped: 0\n", t);
-    if (lttng)
-      printf("t%d_ratio_taskwatch_lttng: %.3f\n", t,
-             ns[M_TASKWATCH] / ns[M_LTTNG]);
-    printf("t%d_ratio_taskwatch_fprintf: %.3f\n", t,
-           ns[M_TASKWATCH] / ns[M_FPRINTF]);
-    printf("t%d_ratio_taskwatch_fprintf_fflush: %.3f\n", t,
-           ns[M_TASKWATCH] / ns[M_FFLUSH]);
-    fflush(stdout);
-  }
+  for (size_t k = 0; k < 3; k++)
+    report_threads(thread_counts[k], rounds, agent, log, lttng);
   tw_agent_stats st;
   tw_agent_get_stats(agent, &st);
   printf("taskwatch_recorded: %llu\n", (unsigned long long)st.recorded);

@@ -110,7 +110,8 @@ typedef struct tw_config {
   /* Shared secret sent in the handshake. NULL: none. */
   const char *token;
   /* Upper bound on all memory the agent holds for events: the per-thread
-   * rings plus the resend buffer. 0: TW_DEFAULT_BUFFER_BYTES. */
+   * rings (at most half of it), the resend buffer and the name table.
+   * 0: TW_DEFAULT_BUFFER_BYTES; values below 1 MiB are raised to 1 MiB. */
   size_t buffer_bytes;
   /* How long tw_agent_free() waits for the collector to acknowledge what
    * was recorded. 0: TW_DEFAULT_FLUSH_TIMEOUT_MS. */
@@ -160,7 +161,8 @@ typedef struct tw_agent_stats {
   uint64_t sent;        /* events written to the collector (resends too) */
   uint64_t acked;       /* events acknowledged after commit */
   uint64_t reconnects;  /* connections made after the first */
-  uint64_t buffered_bytes; /* bytes held now in rings and resend buffer */
+  uint64_t buffered_bytes; /* bytes held now: rings, resend buffer, names;
+                             never above the configured buffer_bytes */
 } tw_agent_stats;
 
 /* Copies the agent's counters into *out. Thread-safe; values are a

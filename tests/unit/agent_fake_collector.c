@@ -313,7 +313,9 @@ static void *fake_main(void *arg) {
   }
 }
 
-static void poke(fake_collector *fc) { (void)!write(fc->wake[1], "x", 1); }
+static void poke(fake_collector *fc) {
+  (void)!write(fc->wake[1], "x", 1);
+}
 
 fake_collector *fake_start(void) {
   fake_collector *fc = calloc(1, sizeof(*fc));
@@ -364,7 +366,9 @@ void fake_free(fake_collector *fc) {
   free(fc);
 }
 
-const char *fake_url(const fake_collector *fc) { return fc->url; }
+const char *fake_url(const fake_collector *fc) {
+  return fc->url;
+}
 
 void fake_kill(fake_collector *fc) {
   pthread_mutex_lock(&fc->mu);
@@ -386,9 +390,15 @@ void fake_hold_acks(fake_collector *fc, bool hold) {
   pthread_mutex_unlock(&fc->mu);
 }
 
-void fake_lock(fake_collector *fc) { pthread_mutex_lock(&fc->mu); }
-void fake_unlock(fake_collector *fc) { pthread_mutex_unlock(&fc->mu); }
-size_t fake_instance_count(fake_collector *fc) { return fc->ninstances; }
+void fake_lock(fake_collector *fc) {
+  pthread_mutex_lock(&fc->mu);
+}
+void fake_unlock(fake_collector *fc) {
+  pthread_mutex_unlock(&fc->mu);
+}
+size_t fake_instance_count(fake_collector *fc) {
+  return fc->ninstances;
+}
 fake_instance *fake_instance_at(fake_collector *fc, size_t i) {
   return i < fc->ninstances ? fc->instances[i] : NULL;
 }
@@ -396,7 +406,9 @@ const char *fake_string(fake_collector *fc, size_t instance, uint32_t id) {
   fake_instance *in = fake_instance_at(fc, instance);
   return in != NULL && id < FAKE_MAX_STRINGS ? in->strings[id] : NULL;
 }
-uint64_t fake_received(fake_collector *fc) { return fc->received; }
+uint64_t fake_received(fake_collector *fc) {
+  return fc->received;
+}
 
 bool fake_wait(fake_collector *fc, bool (*pred)(fake_collector *, void *),
                void *arg, int timeout_ms) {

@@ -214,11 +214,11 @@ static void runner_mixes_sync_and_async(void **state) {
   fixture *f = *state;
   tw_batch *b;
   assert_int_equal(tw_batch_new(f->agent, &f->loop, NULL, &b), 0);
-  assert_int_equal(tw_batch_add_async(b, "a_now", async_now, &f->steps[0],
-                                      NULL), 0);
+  assert_int_equal(
+      tw_batch_add_async(b, "a_now", async_now, &f->steps[0], NULL), 0);
   assert_int_equal(tw_batch_add(b, "s", sync_step, &f->steps[1], NULL), 0);
-  assert_int_equal(tw_batch_add_async(b, "a_later", async_later,
-                                      &f->steps[2], NULL), 0);
+  assert_int_equal(
+      tw_batch_add_async(b, "a_later", async_later, &f->steps[2], NULL), 0);
   assert_int_equal(tw_batch_add(b, "s", sync_step, &f->steps[3], NULL), 0);
   assert_int_equal(tw_batch_run(b, on_done, &f->log), 0);
   assert_int_equal(tw_batch_add(b, "late", sync_step, &f->steps[4], NULL),
@@ -232,9 +232,9 @@ static void runner_mixes_sync_and_async(void **state) {
   size_t loop_tasks = 0;
   for (size_t i = 0; i < in->count; i++)
     if (in->events[i].kind == PROTO_EV_ENQUEUE) {
-      assert_int_equal(in->events[i].mode,
-                       in->events[i].position % 2 == 0 ? TW_MODE_LOOP
-                                                       : TW_MODE_THREADPOOL);
+      assert_int_equal(in->events[i].mode, in->events[i].position % 2 == 0
+                                               ? TW_MODE_LOOP
+                                               : TW_MODE_THREADPOOL);
       loop_tasks += in->events[i].mode == TW_MODE_LOOP;
     }
   assert_int_equal(loop_tasks, 2);
@@ -275,8 +275,8 @@ static void runner_first_failure_skips_all(void **state) {
   tw_batch *b;
   f->steps[0].fail = 1;
   assert_int_equal(tw_batch_new(f->agent, &f->loop, "b", &b), 0);
-  assert_int_equal(tw_batch_add_async(b, "first", async_now, &f->steps[0],
-                                      NULL), 0);
+  assert_int_equal(
+      tw_batch_add_async(b, "first", async_now, &f->steps[0], NULL), 0);
   assert_int_equal(tw_batch_add(b, "t", sync_step, &f->steps[1], NULL), 0);
   assert_int_equal(tw_batch_add(b, "t", sync_step, &f->steps[2], NULL), 0);
   assert_int_equal(tw_batch_run(b, on_done, &f->log), 0);
@@ -306,10 +306,8 @@ static void runner_unrun_batch_is_dropped(void **state) {
   tw_batch *b1, *b2;
   freed_args = 0;
   assert_int_equal(tw_batch_new(f->agent, &f->loop, "b1", &b1), 0);
-  assert_int_equal(tw_batch_add(b1, "t", sync_step, &f->steps[0], free_arg),
-                   0);
-  assert_int_equal(tw_batch_add(b1, "t", sync_step, &f->steps[1], free_arg),
-                   0);
+  assert_int_equal(tw_batch_add(b1, "t", sync_step, &f->steps[0], free_arg), 0);
+  assert_int_equal(tw_batch_add(b1, "t", sync_step, &f->steps[1], free_arg), 0);
   tw_batch_free(b1);
   assert_int_equal(tw_batch_new(f->agent, &f->loop, "b2", &b2), 0);
   assert_int_equal(tw_batch_add(b2, "t", sync_step, &f->steps[2], NULL), 0);
@@ -363,10 +361,11 @@ static void trace_error_strings_are_truncated(void **state) {
   assert_int_equal(tw_task_drop(f->agent, task, s), 0);
   assert_int_equal(tw_task_fail(f->agent, task, NULL, NULL, NULL), 0);
   assert_int_equal(tw_task_start(f->agent, 0), TW_EINVAL);
-  assert_int_equal(tw_task_enqueue(f->agent, batch, 0, NULL, TW_MODE_LOOP,
-                                   &task), TW_EINVAL);
-  assert_int_equal(tw_task_enqueue(f->agent, batch, 0, "n", (tw_mode)7,
-                                   &task), TW_EINVAL);
+  assert_int_equal(
+      tw_task_enqueue(f->agent, batch, 0, NULL, TW_MODE_LOOP, &task),
+      TW_EINVAL);
+  assert_int_equal(tw_task_enqueue(f->agent, batch, 0, "n", (tw_mode)7, &task),
+                   TW_EINVAL);
   fake_instance *in = run_and_collect(f);
   const fake_event *fail = NULL, *fail2 = NULL, *dropped = NULL;
   for (size_t i = 0; i < in->count; i++) {
@@ -389,6 +388,58 @@ static void trace_error_strings_are_truncated(void **state) {
   assert_int_equal(fail2->detail_len, 0);
   fake_unlock(f->fc);
   free(s);
+}
+
+static void names_are_interned_within_bounds(void **state) {
+  fixture *f = *state;
+  tw_id batch, task;
+  char name[40];
+  char *longname = malloc(3000);
+  memset(longname, 'n', 2999);
+  longname[2999] = '\0';
+  assert_int_equal(tw_batch_begin(f->agent, NULL, &batch), 0);
+  /* One name, twice, from a buffer whose content changes in between: the
+   * per-thread cache must not hand out the old id. */
+  snprintf(name, sizeof(name), "first");
+  assert_int_equal(
+      tw_task_enqueue(f->agent, batch, 0, name, TW_MODE_LOOP, &task), 0);
+  snprintf(name, sizeof(name), "second");
+  assert_int_equal(
+      tw_task_enqueue(f->agent, batch, 1, name, TW_MODE_LOOP, &task), 0);
+  assert_int_equal(
+      tw_task_enqueue(f->agent, batch, 2, longname, TW_MODE_LOOP, &task), 0);
+  for (uint32_t i = 0; i < 5000; i++) {
+    snprintf(name, sizeof(name), "name-%u", i);
+    assert_int_equal(
+        tw_task_enqueue(f->agent, batch, 3 + i, name, TW_MODE_LOOP, &task), 0);
+  }
+  fake_instance *in = run_and_collect(f);
+  size_t own = 0, overflow = 0;
+  for (size_t i = 0; i < in->count; i++) {
+    const fake_event *e = &in->events[i];
+    if (e->kind != PROTO_EV_ENQUEUE)
+      continue;
+    const char *text = fake_string(f->fc, f->idx, e->string);
+    assert_non_null(text);
+    if (e->position == 0)
+      assert_string_equal(text, "first");
+    else if (e->position == 1)
+      assert_string_equal(text, "second");
+    else if (e->position == 2)
+      assert_int_equal(strlen(text), 1024);
+    else if (strcmp(text, "(too many distinct names)") == 0)
+      overflow++;
+    else {
+      snprintf(name, sizeof(name), "name-%u", e->position - 3);
+      assert_string_equal(text, name);
+      own++;
+    }
+  }
+  /* 4095 ids, one of them the overflow text, three taken above. */
+  assert_int_equal(own, 4095 - 1 - 3);
+  assert_int_equal(own + overflow, 5000);
+  fake_unlock(f->fc);
+  free(longname);
 }
 
 /* ---- many threads -------------------------------------------------------- */
@@ -539,7 +590,8 @@ static void reconnect_resends_without_gap_or_duplicate(void **state) {
     uint64_t before = fake_received(fc) + per_round * 2;
     for (int i = 0; i < per_round; i++) {
       assert_int_equal(tw_task_enqueue(a, batch, (uint32_t)(r * per_round + i),
-                                       "t", TW_MODE_LOOP, &task), 0);
+                                       "t", TW_MODE_LOOP, &task),
+                       0);
       assert_int_equal(tw_task_finish(a, task), 0);
     }
     assert_true(fake_wait(fc, received_at_least, &before, 20000));
@@ -662,8 +714,9 @@ static void config_and_errors(void **state) {
   unsetenv("TASKWATCH_FLUSH_TIMEOUT_MS");
   unsetenv("TASKWATCH_COLLECTOR");
   unsetenv("TASKWATCH_SERVICE");
-  const char *bad[] = {"http://x:1", "tcp://x", "tcp://:80", "tcp://h:0",
-                       "tcp://h:70000", "unix:", "unix:rel/path", "tcp://h:1x"};
+  const char *bad[] = {
+      "http://x:1",    "tcp://x", "tcp://:80",     "tcp://h:0",
+      "tcp://h:70000", "unix:",   "unix:rel/path", "tcp://h:1x"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     tw_config_init(&cfg);
     cfg.collector = bad[i];
@@ -693,6 +746,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(runner_rejects_bad_arguments, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(trace_error_strings_are_truncated, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(names_are_interned_within_bounds, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(sixteen_threads_exact_counts, setup,
                                       teardown),
