@@ -83,10 +83,12 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_AGENT_ENDED] = "UPDATE agents SET ended = 1 WHERE id = ?1",
     [ST_AGENT_HEALTH] =
         "UPDATE agents SET dropped = ?2, reconnects = ?3 WHERE id = ?1",
+    /* max() of anything and NULL is NULL in SQLite: coalesce keeps the
+     * newest time when a progress row carries no event time. */
     [ST_AGENT_PROGRESS] =
         "UPDATE agents SET next_seq = max(next_seq, ?2), events = events + "
-        "?3, last_event_at = max(coalesce(last_event_at, ?4), ?4) WHERE id = "
-        "?1",
+        "?3, last_event_at = coalesce(max(last_event_at, ?4), last_event_at, "
+        "?4) WHERE id = ?1",
     /* "status <> 2" lets SQLite use the partial index tasks_unusual. */
     [ST_LOST] = "UPDATE tasks SET status = 6, finished_at = ?2, run_us = "
                 "CASE WHEN started_at IS NOT NULL THEN ?2 - started_at END, "

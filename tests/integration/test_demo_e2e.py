@@ -7,6 +7,7 @@ import collections
 import csv
 import datetime
 import io
+import sqlite3
 import socket
 import sys
 
@@ -82,6 +83,28 @@ def check_tasks(tasks):
             assert ts(a["finished_at"]) <= ts(b["started_at"]), (a, b)
 
 
+def check_agent(db, tasks):
+    """The agent's row: one clean, ended instance that counted its events
+    and knows when the newest one happened."""
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    rows = con.execute("SELECT service, events, last_event_at, connected, "
+                       "ended, dropped FROM agents").fetchall()
+    con.close()
+    assert len(rows) == 1, rows
+    service, events, last_event_at, connected, ended, dropped = rows[0]
+    assert service == "demo", rows
+    # 1000 BATCH, 3000 ENQUEUE, 2900 START, 2800 FINISH, 100 FAIL, 100 SKIP.
+    assert events >= 9900, rows
+    assert (connected, ended, dropped) == (0, 1, 0), rows
+    newest = max(ts(t["finished_at"]) for t in tasks)
+    epoch = datetime.datetime(1970, 1, 1)
+    assert last_event_at is not None, rows
+    # The newest event is the last task's end, or a later health report.
+    newest_us = round((newest - epoch) / datetime.timedelta(microseconds=1))
+    assert newest_us <= last_event_at < newest_us + 10_000_000, (
+        rows, newest)
+
+
 def main():
     with twtest.tempdir() as d:
         db = d + "/tw.db"
@@ -105,6 +128,7 @@ def main():
 
         tasks = twtest.query_json(db)
         check_tasks(tasks)
+        check_agent(db, tasks)
 
         failed = twtest.query_json(db, "--status", "failed")
         assert len(failed) == 100 and all(
