@@ -162,10 +162,13 @@ static inline tw_id take_id(tw_agent *agent, ring *r) {
   return r->next_id++;
 }
 
-/* One-slot events: everything but ENQUEUE, FAIL and DROP. */
+/* One-slot events: everything but ENQUEUE, FAIL and DROP. START carries
+ * the thread id, known once the thread has its ring. */
 static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a,
                           uint64_t b) {
   ring *r = thread_ring(agent);
+  if (kind == PROTO_EV_START)
+    b = tls.thread;
   ring_record *w;
   if (__builtin_expect(r == NULL || (w = reserve(r, 1)) == NULL, 0))
     return drop(agent, r);
@@ -242,9 +245,7 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
 int tw_task_start(tw_agent *agent, tw_id task) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
-  if (tls.thread == 0)
-    tls.thread = (uint64_t)gettid();
-  return record1(agent, PROTO_EV_START, 0, task, tls.thread);
+  return record1(agent, PROTO_EV_START, 0, task, 0);
 }
 
 int tw_task_finish(tw_agent *agent, tw_id task) {

@@ -905,6 +905,8 @@ int sender_start(tw_agent *agent) {
 
 int sender_flush(tw_agent *agent, unsigned timeout_ms) {
   sender *s = agent->sender;
+  if (s == NULL) /* a forked child whose sender could not start */
+    return TW_ECLOSED;
   struct timespec deadline;
   clock_gettime(CLOCK_MONOTONIC, &deadline);
   deadline.tv_sec += timeout_ms / 1000;

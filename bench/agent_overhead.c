@@ -47,9 +47,21 @@
 
 extern char **environ;
 
-enum method { M_TASKWATCH, M_LTTNG, M_FPRINTF, M_FFLUSH, M_CLOCK, M_COUNT };
-static const char *method_name[M_COUNT] = {"taskwatch", "lttng", "fprintf",
-                                           "fprintf_fflush", "clock_gettime"};
+/* taskwatch records START (task, thread, time): the fields of the LTTng
+ * event. taskwatch_enqueue records ENQUEUE (task id taken, batch,
+ * position, interned name, mode, thread, time), the richest fixed event. */
+enum method {
+  M_TASKWATCH,
+  M_LTTNG,
+  M_FPRINTF,
+  M_FFLUSH,
+  M_CLOCK,
+  M_ENQUEUE,
+  M_COUNT
+};
+static const char *method_name[M_COUNT] = {
+    "taskwatch",      "lttng",         "fprintf",
+    "fprintf_fflush", "clock_gettime", "taskwatch_enqueue"};
 
 #define PER_ROUND 16384u
 
@@ -198,6 +210,10 @@ static void record(bench *b, uint64_t task, uint64_t thread) {
     if (b->m == M_FFLUSH)
       fflush(b->log);
     break;
+  case M_ENQUEUE:
+    tw_task_enqueue(b->agent, 1, (uint32_t)task, "send_email",
+                    TW_MODE_THREADPOOL, &task);
+    break;
   case M_CLOCK:
     clock_gettime(CLOCK_MONOTONIC, &ts);
     __asm__ volatile("" : : "r"(&ts) : "memory");
@@ -248,7 +264,7 @@ static double run_bench(bench *b) {
     pthread_barrier_wait(&b->done);
     /* Between rounds: let the agent's sender (or LTTng's consumer) catch
      * up, outside the measured loops. */
-    if (b->m == M_TASKWATCH)
+    if (b->m == M_TASKWATCH || b->m == M_ENQUEUE)
       tw_agent_flush(b->agent, 10000);
     else if (b->m == M_LTTNG) {
       struct timespec ts = {0, 20 * 1000000};
@@ -381,7 +397,7 @@ static int lttng_active(void) {
 static void report_threads(int t, uint64_t rounds, tw_agent *agent, FILE *log,
                            int lttng) {
   double ns[M_COUNT] = {0};
-  long long dropped = 0;
+  long long dropped = 0, enqueue_dropped = 0;
   for (int m = 0; m < M_COUNT; m++) {
     if (m == M_LTTNG && !lttng)
       continue;
@@ -401,9 +417,12 @@ static void report_threads(int t, uint64_t rounds, tw_agent *agent, FILE *log,
     tw_agent_get_stats(agent, &after);
     if (m == M_TASKWATCH)
       dropped = (long long)(after.dropped - before.dropped);
+    if (m == M_ENQUEUE)
+      enqueue_dropped = (long long)(after.dropped - before.dropped);
     printf("t%d_%s_ns_per_event: %.1f\n", t, method_name[m], ns[m]);
   }
   printf("t%d_taskwatch_dropped: %lld\n", t, dropped);
+  printf("t%d_taskwatch_enqueue_dropped: %lld\n", t, enqueue_dropped);
   printf("t%d_fprintf_dropped: 0\n", t);
   if (lttng)
     printf("t%d_ratio_taskwatch_lttng: %.3f\n", t,
