@@ -334,7 +334,7 @@ static void scroll_pane(int *scroll, int delta, int lines, int rows) {
 static int pane_action(ctl *c, int action) {
   view_state *s = &c->s;
   int *scroll = s->help ? &s->help_scroll : &s->detail_scroll;
-  int lines = s->help ? keys_help_count() : view_detail_lines(s, c->width);
+  int lines = s->help ? keys_help_count() + 1 : view_detail_lines(s, c->width);
   int page = c->rows > 1 ? c->rows - 1 : 1;
   switch (action) {
   case ACT_UP:
@@ -428,7 +428,9 @@ static void sort_action(ctl *c, int reverse) {
     s->sort_column[s->kind] = (s->sort_column[s->kind] + 1) % n;
 }
 
-/* Actions that do not move within a list. Returns 1 when handled. */
+/* Actions that do not move within a list. Returns 0 when not one of
+ * them, 1 when handled and the view must be reloaded, 2 when handled and
+ * what is loaded is still right. */
 static int other_action(ctl *c, int action) {
   view_state *s = &c->s;
   switch (action) {
@@ -437,18 +439,20 @@ static int other_action(ctl *c, int action) {
     return 1;
   case ACT_CLOSE:
     s->message[0] = '\0';
-    return 1;
+    return 2;
   case ACT_FILTER:
     s->editing = 1;
     snprintf(s->edit, sizeof s->edit, "%s", s->filter_text);
-    return 1;
+    return 2;
   case ACT_FAILURES:
     toggle_failures(c);
     return 1;
   case ACT_SORT:
   case ACT_SORT_REVERSE:
+    /* The loaded rows are all there is to sort: no reload. */
     sort_action(c, action == ACT_SORT_REVERSE);
-    return 1;
+    view_sort(s);
+    return 2;
   case ACT_PAUSE:
     s->paused = !s->paused;
     if (s->paused)
@@ -469,7 +473,7 @@ static int other_action(ctl *c, int action) {
   case ACT_HELP:
     s->help = !s->help;
     s->help_scroll = 0;
-    return 1;
+    return 2;
   default:
     return 0;
   }
@@ -511,7 +515,7 @@ int ctl_action(ctl *c, int action, int64_t now_us) {
     go_bottom(c);
     break;
   default:
-    if (!other_action(c, action))
+    if (other_action(c, action) != 1)
       return 0;
   }
   reload_view(c);

@@ -1010,8 +1010,11 @@ static void draw_help(const view_state *s, grid *g, int top, int rows) {
   int n = keys_help_count();
   for (int i = 0; i < rows; i++) {
     int k = i + s->help_scroll;
-    if (k >= n)
+    if (k == n) {
+      grid_puts(g, 1, top + 1 + i, w - 1, style(GRID_DEFAULT, GRID_DIM),
+                "The mouse wheel scrolls. Times are UTC.");
       break;
+    }
     char line[160];
     keys_help_line(k, w >= 60 ? 26 : 14, line, sizeof line);
     grid_puts(g, 1, top + 1 + i, w - 1, normal, line);

@@ -143,6 +143,8 @@ static void golden_help_and_detail(void **state) {
   ctl_resize(c, 80, 24);
   assert_int_equal(ctl_action(c, ACT_HELP, FIXTURE_NOW), 0);
   snap(f, VIEW_TASKS, 80, 24, "help_80x24");
+  snap(f, VIEW_TASKS, 200, 60, "help_200x60");
+  ctl_resize(c, 80, 24);
   ctl_action(c, ACT_CLOSE, FIXTURE_NOW);
   assert_false(ctl_state(c)->help);
   char err[128];
@@ -354,6 +356,41 @@ static void every_size_renders(void **state) {
   free(render(c, 40, 10));
 }
 
+/* Finds the first cell of `word` on the screen; returns its style. */
+static grid_style style_of(const grid *g, const char *word) {
+  for (int y = 0; y < grid_height(g); y++)
+    for (int x = 0; x < grid_width(g); x++) {
+      size_t n = strlen(word);
+      int ok = 1;
+      for (size_t i = 0; i < n && ok; i++) {
+        const grid_cell *cell = grid_at(g, x + (int)i, y);
+        ok = cell && cell->text[0] == word[i] && cell->text[1] == '\0';
+      }
+      if (ok)
+        return grid_at(g, x, y)->style;
+    }
+  fail_msg("%s not on screen", word);
+  grid_style none = {0, 0};
+  return none;
+}
+
+static void states_are_words_and_colours(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  ctl_resize(c, 80, 24);
+  assert_int_equal(ctl_load(c, FIXTURE_NOW), 0);
+  grid *g = grid_new(80, 24, 0);
+  view_render(ctl_state(c), g);
+  grid_style st = style_of(g, "failed ");
+  assert_int_equal(st.fg, GRID_RED);
+  assert_true(st.attr & GRID_BOLD);
+  assert_int_equal(style_of(g, "skipped").fg, GRID_YELLOW);
+  assert_int_equal(style_of(g, "succeeded").fg, GRID_GREEN);
+  assert_int_equal(style_of(g, "running").fg, GRID_CYAN);
+  assert_int_equal(style_of(g, "queued").fg, GRID_BLUE);
+  grid_free(g);
+}
+
 static void grid_keeps_wide_characters_whole(void **state) {
   (void)state;
   grid *g = grid_new(6, 1, 0);
@@ -397,6 +434,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(names_page_and_mouse_sized_steps, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(every_size_renders, setup, teardown),
+      cmocka_unit_test_setup_teardown(states_are_words_and_colours, setup,
+                                      teardown),
       cmocka_unit_test(grid_keeps_wide_characters_whole),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
