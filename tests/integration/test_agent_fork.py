@@ -43,7 +43,24 @@ def record(lib, agent, label, name, count):
         check(lib.tw_task_finish(agent, task) == 0, "finish")
 
 
+def preload_sanitizer():
+    """An ASan-built library can only be loaded into Python with the ASan
+    runtime preloaded: re-execute with it when the library needs it."""
+    if os.environ.get("TW_FORK_TEST_PRELOADED"):
+        return
+    out = subprocess.run(["ldd", LIBRARY], capture_output=True,
+                         text=True).stdout
+    for line in out.splitlines():
+        if "libasan" in line and "=>" in line:
+            path = line.split("=>")[1].split("(")[0].strip()
+            env = dict(os.environ, LD_PRELOAD=path,
+                       TW_FORK_TEST_PRELOADED="1",
+                       ASAN_OPTIONS="detect_leaks=0")
+            os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
 def main():
+    preload_sanitizer()
     with tempdir() as d:
         col = Collector(os.path.join(d, "fork.db"))
         try:
