@@ -103,8 +103,7 @@ static int insert_batches(sqlite3 *db, int64_t now) {
       "POST /send-notification/{email}",
       "POST /\xe9\x80\x9a\xe7\x9f\xa5/{email}", /* 通知: CJK */
       "POST /send-notification/{email}",
-      "POST /x\xe2\x80\xae"
-      "fdp.exe", /* RLO bidi override */
+      "POST /x\xe2\x80\xae\x66\x64\x70.exe", /* RLO bidi override, "fdp" */
       "POST /send-notification/{email}",
       "POST /send-notification/{email}"};
   int rc = 0;
