@@ -8,7 +8,9 @@
  * first TABLE_SAMPLE rows, held back until then, so a million-row result
  * streams in constant memory while short results are sized exactly. When
  * the table is wider than the terminal, the error, name and service
- * columns give up their room, in that order, and their cells end in "…".
+ * columns give up their room, in that order, and their cells end in "…";
+ * if that is not enough, the batch, position, wait, service and id columns
+ * are left out, in that order (`query show` and the JSON have them all).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,7 @@ struct query_out {
   int nheld;
   int widths_fixed;
   int width[COL_COUNT];
+  int hidden[COL_COUNT];
   int terminal_width;
   unsigned flags;
 };
@@ -332,6 +335,13 @@ static void fix_widths(query_out *o) {
     o->width[c] -= cut;
     total -= cut;
   }
+  /* Still too wide: leave out the columns a reader misses least. */
+  static const int hide_order[] = {COL_BATCH, COL_POS, COL_WAIT, COL_SERVICE,
+                                   COL_ID};
+  for (size_t k = 0; k < 5 && total > o->terminal_width; k++) {
+    o->hidden[hide_order[k]] = 1;
+    total -= o->width[hide_order[k]] + 1;
+  }
 }
 
 static void put_cell(query_out *o, int c, const char *s, int last) {
@@ -352,7 +362,8 @@ static void put_cell(query_out *o, int c, const char *s, int last) {
 
 static void put_row(query_out *o, const char *const *cells) {
   for (int c = 0; c < COL_COUNT; c++)
-    put_cell(o, c, cells[c], c == COL_COUNT - 1);
+    if (!o->hidden[c])
+      put_cell(o, c, cells[c], c == COL_COUNT - 1);
   /* An empty last cell leaves the separator behind; lines end clean. */
   while (o->line.len >= 2 && o->line.data[o->line.len - 2] == ' ') {
     o->line.data[o->line.len - 2] = '\n';
