@@ -12,7 +12,8 @@
  * also gets a range on that prefix (so `name:send_*` walks the name index),
  * and a status term without "succeeded" also says `t.status <> 2`, the
  * condition of the partial index tasks_unusual, which SQLite can only use
- * when the query states it literally.
+ * when the query states it literally. An error term says `t.status = 3`
+ * (failed) the same way, since only failed tasks have error text.
  */
 #include "filter.h"
 
@@ -382,15 +383,22 @@ static int sql_term(filter *f, const term *t, char *err, size_t errlen) {
   case K_UNTIL:
   case K_DURATION:
     return sql_compare(f, t, err, errlen);
-  case K_GLOB:
   case K_ERROR:
+    /* Only failed tasks carry an error (docs/schema.md), and saying so
+     * lets the partial index find them by time. */
+    format_buf_printf(&f->sql, "t.status <> %d AND t.status = %d AND (",
+                      SCHEMA_SUCCEEDED, SCHEMA_FAILED);
+    for (int i = 0; i < t->nitems; i++) {
+      format_buf_puts(&f->sql, i ? " OR " : "");
+      sql_error_item(f, t->items[i]);
+    }
+    format_buf_puts(&f->sql, ")");
+    return 0;
+  case K_GLOB:
   case K_WORD:
     for (int i = 0; i < t->nitems; i++) {
       format_buf_puts(&f->sql, i ? " OR " : "");
-      if (t->key->kind == K_ERROR)
-        sql_error_item(f, t->items[i]);
-      else
-        sql_glob_item(f, t->key->column, t->items[i]);
+      sql_glob_item(f, t->key->column, t->items[i]);
     }
     return 0;
   }
