@@ -187,7 +187,14 @@ static void put_le(uint8_t *p, uint64_t v, int bytes) {
     p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static chunk *chunk_new(sender *s) {
+/* Events may fill the budget up to one chunk short of the cap; that last
+ * chunk is kept for HEALTH, which must get through exactly when the buffer
+ * is full, since that is when it has drops to report. */
+static chunk *chunk_new(sender *s, bool health) {
+  size_t held = atomic_load_explicit(&s->agent->reserved, memory_order_relaxed);
+  if (!health &&
+      (held > s->agent->cap || s->agent->cap - held < 2 * CHUNK_COST))
+    return NULL;
   if (agent_reserve(s->agent, CHUNK_COST) != 0)
     return NULL;
   chunk *c = calloc(1, sizeof(*c));
@@ -263,7 +270,7 @@ static bool put_event(sender *s, const proto_event *ev) {
   if (c == NULL || c->sealed || c->buf.len + need > CHUNK_BYTES) {
     if (c != NULL && c->count > 0)
       chunk_seal(c);
-    if ((c = chunk_new(s)) == NULL)
+    if ((c = chunk_new(s, ev->kind == PROTO_EV_HEALTH)) == NULL)
       return false;
   }
   proto_put_event(&c->buf, ev);
@@ -761,11 +768,34 @@ static void on_goodbye_deadline(uv_timer_t *t) {
   finish_stop(t->data);
 }
 
+/* At shutdown, records the rings still hold (the resend buffer was full)
+ * can never be sent: they are counted as dropped, so the last HEALTH
+ * reports them. */
+static void count_leftovers(sender *s) {
+  uint64_t n = 0;
+  ring *r = atomic_load_explicit(&s->agent->rings, memory_order_acquire);
+  for (; r != NULL; r = r->next) {
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    while (tail < head) {
+      uint16_t slots = r->slots[tail & r->mask].slots;
+      if (slots == 0 || slots > head - tail)
+        break;
+      tail += slots;
+      n++;
+    }
+    atomic_store_explicit(&r->tail, head, memory_order_release);
+  }
+  atomic_fetch_add_explicit(&s->agent->dropped_unbound, n,
+                            memory_order_relaxed);
+}
+
 static void begin_stop(sender *s, unsigned goodbye_ms) {
   s->stopping = true;
   uv_timer_stop(&s->poll);
   uv_timer_stop(&s->retry);
   drain(s);
+  count_leftovers(s);
   maybe_health(s);
   if (s->state != CONN_READY) {
     finish_stop(s);

@@ -577,6 +577,41 @@ static void cap_drops_and_reports(void **state) {
   fake_free(fc);
 }
 
+static bool first_ended(fake_collector *fc, void *arg) {
+  (void)arg;
+  return fake_instance_count(fc) > 0 && fake_instance_at(fc, 0)->ended;
+}
+
+/* A collector that takes everything and commits nothing: at shutdown every
+ * event either reached it or is in the drop count of the last HEALTH. */
+static void shutdown_accounts_for_every_event(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  fake_hold_acks(fc, true);
+  tw_agent *a = agent_to(fake_url(fc), 1024 * 1024, 300);
+  tw_id batch, task;
+  const uint64_t total = 300000;
+  assert_int_equal(tw_batch_begin(a, "held", &batch), 0);
+  assert_int_equal(tw_task_enqueue(a, batch, 0, "n", TW_MODE_LOOP, &task), 0);
+  for (uint64_t i = 0; i < total; i++)
+    tw_task_start(a, task);
+  tw_agent_free(a);
+  /* GOODBYE follows the last HEALTH on the connection. */
+  assert_true(fake_wait(fc, first_ended, NULL, 10000));
+  fake_lock(fc);
+  fake_instance *in = fake_instance_at(fc, 0);
+  assert_non_null(in);
+  assert_sequence_clean(fc);
+  uint64_t reported = 0;
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == PROTO_EV_HEALTH)
+      reported = in->events[i].other;
+  assert_true(reported > 0);
+  assert_int_equal(count_kind(in, PROTO_EV_START) + reported, total);
+  fake_unlock(fc);
+  fake_free(fc);
+}
+
 static void reconnect_resends_without_gap_or_duplicate(void **state) {
   (void)state;
   fake_collector *fc = fake_start();
@@ -752,6 +787,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(sixteen_threads_exact_counts, setup,
                                       teardown),
       cmocka_unit_test(cap_drops_and_reports),
+      cmocka_unit_test(shutdown_accounts_for_every_event),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
       cmocka_unit_test(fork_child_is_a_new_instance),
       cmocka_unit_test(shutdown_is_bounded_without_collector),
