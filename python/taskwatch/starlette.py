@@ -1,0 +1,357 @@
+"""Tracing of Starlette's (hence FastAPI's) background tasks.
+
+``instrument()`` wraps a few methods of the installed Starlette so that
+every ``BackgroundTasks``/``BackgroundTask`` is recorded without changing
+what it does:
+
+- ``BackgroundTasks.add_task`` records the task's enqueue, with the
+  function's qualified name and its mode (``loop`` for async functions,
+  ``threadpool`` for sync ones, decided as Starlette decides it);
+- ``BackgroundTask.__call__`` records start, then finish or failure (type,
+  message, traceback). Sync functions run in Starlette's thread pool as
+  before, and their start and finish are recorded from the thread that runs
+  them. The exception propagates as it did;
+- ``BackgroundTasks.__call__`` records the tasks after a failure as skipped,
+  with the failed task as their cause.
+
+One ``BackgroundTasks`` object is one batch. FastAPI hands the same object to
+the endpoint and all of its dependencies, so tasks added at any level land
+in the endpoint's batch, in the order they were added. The batch label is
+the route's method and template (``POST /send-notification/{email}``),
+taken from Starlette's routing as the request is dispatched.
+
+A request boundary - ``Starlette.__call__`` once instrumented, or the
+``TaskwatchMiddleware`` for explicit wiring, or ``request_scope()`` outside
+ASGI - keeps per-request state in a context variable. When the request ends
+and a batch of it never ran (the endpoint raised after add_task and the
+client got a 500; sending the response failed; the endpoint returned a
+response carrying other background work), its tasks are recorded as dropped
+with the reason, e.g. ``status 500 (RuntimeError)``.
+"""
+
+import contextlib
+import contextvars
+import functools
+
+from . import agent as _agent
+from .agent import Batch, error_type_name
+
+_QUEUED = 0
+
+_current = contextvars.ContextVar("taskwatch_request", default=None)
+
+_originals = {}
+_instrumented_agent = None
+
+
+def _agent_or_default():
+    if _instrumented_agent is not None:
+        return _instrumented_agent
+    return _agent.get_agent()
+
+
+class _Request:
+    """What taskwatch knows about one request while it is handled."""
+
+    __slots__ = ("agent", "label", "prefix", "batches", "loose", "status")
+
+    def __init__(self, agent, label=None):
+        self.agent = agent
+        self.label = label
+        self.prefix = ""
+        self.batches = []
+        self.loose = []
+        self.status = None
+
+    def drop_reason(self, exc):
+        if exc is not None:
+            status = self.status if self.status is not None else 500
+            return "status %d (%s)" % (status, error_type_name(type(exc)))
+        if self.status is None:
+            return "no response"
+        if self.status >= 400:
+            return "status %d" % self.status
+        return "status %d; not attached to the response" % self.status
+
+    def finish(self, exc):
+        """Records as dropped every task of this request that never ran."""
+        reason = None
+        for batch in self.batches:
+            if not batch.ran:
+                reason = reason or self.drop_reason(exc)
+                batch.settle(reason)
+        for task in self.loose:
+            if "_tw_task" not in task.__dict__:
+                reason = reason or self.drop_reason(exc)
+                _adopt_task(task, self).batch.settle(reason)
+
+
+def _task_name(func):
+    """The qualified name of what a BackgroundTask will call."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None)
+    if name is None:
+        name = type(func).__qualname__
+    return name
+
+
+def _new_batch(request):
+    """A Batch labelled after the current route, registered with the
+    request so it can be dropped if it never runs."""
+    agent = request.agent if request is not None else _agent_or_default()
+    batch = Batch(request.label if request is not None else None, agent)
+    if request is not None:
+        request.batches.append(batch)
+    return batch
+
+
+def _enqueue(batch, task):
+    traced = batch.enqueue(_task_name(task.func),
+                           "loop" if task.is_async else "threadpool")
+    task.__dict__["_tw_task"] = traced
+    return traced
+
+
+def _batch_of(tasks_obj):
+    """The Batch of a BackgroundTasks object, created on first need."""
+    batch = tasks_obj.__dict__.get("_tw_batch")
+    if batch is None:
+        request = tasks_obj.__dict__.get("_tw_request") or _current.get()
+        batch = _new_batch(request)
+        tasks_obj.__dict__["_tw_batch"] = batch
+    return batch
+
+
+def _adopt_task(task, request):
+    """Gives a stand-alone BackgroundTask a batch of its own."""
+    return _enqueue(_new_batch(request), task)
+
+
+# The wrappers. Each calls the original it replaces and only adds records.
+
+
+def _tasks_init(self, *args, **kwargs):
+    _originals["BackgroundTasks.__init__"](self, *args, **kwargs)
+    request = _current.get()
+    self.__dict__["_tw_request"] = request
+    if self.tasks:
+        batch = _batch_of(self)
+        for task in self.tasks:
+            _enqueue(batch, task)
+
+
+def _task_init(self, *args, **kwargs):
+    _originals["BackgroundTask.__init__"](self, *args, **kwargs)
+    request = _current.get()
+    if request is not None:
+        request.loose.append(self)
+
+
+def _add_task(self, func, *args, **kwargs):
+    _originals["BackgroundTasks.add_task"](self, func, *args, **kwargs)
+    _enqueue(_batch_of(self), self.tasks[-1])
+
+
+def _run_sync(traced, func, args, kwargs):
+    """Runs a sync task in the worker thread, recording from that thread."""
+    traced.start()
+    try:
+        result = func(*args, **kwargs)
+    except BaseException as exc:
+        traced.fail(exc)
+        raise
+    traced.finish()
+    return result
+
+
+async def _task_call(self):
+    traced = self.__dict__.get("_tw_task")
+    if traced is None:
+        traced = _adopt_task(self, _current.get())
+        traced.batch.ran = True
+    if traced.state != _QUEUED:
+        # Run again (unusual): record only the first run.
+        return await _originals["BackgroundTask.__call__"](self)
+    if self.is_async:
+        traced.start()
+        try:
+            await self.func(*self.args, **self.kwargs)
+        except BaseException as exc:
+            traced.fail(exc)
+            raise
+        traced.finish()
+    else:
+        import starlette.background as background
+
+        await background.run_in_threadpool(_run_sync, traced, self.func,
+                                           self.args, self.kwargs)
+
+
+async def _tasks_call(self):
+    batch = self.__dict__.get("_tw_batch")
+    if batch is None and self.tasks:
+        batch = _batch_of(self)
+        for task in self.tasks:
+            if "_tw_task" not in task.__dict__:
+                _enqueue(batch, task)
+    if batch is None or batch.ran:
+        return await _originals["BackgroundTasks.__call__"](self)
+    batch.ran = True
+    try:
+        await _originals["BackgroundTasks.__call__"](self)
+    except BaseException as exc:
+        batch.settle("%s raised" % error_type_name(type(exc)))
+        raise
+
+
+async def _route_handle(self, scope, receive, send):
+    request = _current.get()
+    if request is not None:
+        request.label = "%s %s%s" % (scope.get("method", "GET"),
+                                     request.prefix, self.path)
+    await _originals["Route.handle"](self, scope, receive, send)
+
+
+async def _mount_handle(self, scope, receive, send):
+    request = _current.get()
+    if request is not None:
+        request.prefix += self.path
+    await _originals["Mount.handle"](self, scope, receive, send)
+
+
+def _finish_quietly(request, exc):
+    """Tracing must never change what the app does, not even by raising in
+    place of the app's own exception."""
+    try:
+        request.finish(exc)
+    except Exception:
+        pass
+
+
+async def _traced_request(app, scope, receive, send, agent):
+    """Runs one HTTP request with its taskwatch state; see the module
+    docstring. Exceptions propagate unchanged."""
+    request = _Request(agent)
+    token = _current.set(request)
+
+    async def send_and_note(message):
+        if message["type"] == "http.response.start":
+            request.status = message["status"]
+        await send(message)
+
+    try:
+        await app(scope, receive, send_and_note)
+    except BaseException as exc:
+        _finish_quietly(request, exc)
+        raise
+    else:
+        _finish_quietly(request, None)
+    finally:
+        _current.reset(token)
+
+
+async def _app_call(self, scope, receive, send):
+    original = _originals["Starlette.__call__"]
+    if scope["type"] != "http" or _current.get() is not None:
+        return await original(self, scope, receive, send)
+
+    async def app(scope, receive, send):
+        await original(self, scope, receive, send)
+
+    await _traced_request(app, scope, receive, send, _agent_or_default())
+
+
+class TaskwatchMiddleware:
+    """ASGI middleware: the request boundary, for explicit wiring::
+
+        app.add_middleware(taskwatch.TaskwatchMiddleware)
+        # or: app = taskwatch.TaskwatchMiddleware(app)
+
+    It installs the BackgroundTasks hooks (as ``instrument()`` does) but
+    not the automatic boundary on every Starlette app."""
+
+    def __init__(self, app, agent=None):
+        self.app = app
+        self.agent = agent
+        _install(boundary=False)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or _current.get() is not None:
+            await self.app(scope, receive, send)
+            return
+        agent = self.agent if self.agent is not None else _agent_or_default()
+        await _traced_request(self.app, scope, receive, send, agent)
+
+
+@contextlib.contextmanager
+def request_scope(label=None, agent=None):
+    """The request boundary for code outside ASGI: BackgroundTasks created
+    inside the block get the label, and those that never ran are recorded
+    as dropped when the block ends."""
+    request = _Request(agent if agent is not None else _agent_or_default(),
+                       label)
+    token = _current.set(request)
+    try:
+        yield request
+    except BaseException as exc:
+        request.finish(exc)
+        raise
+    else:
+        request.finish(None)
+    finally:
+        _current.reset(token)
+
+
+def _patch(owner, attr, key, replacement):
+    if key not in _originals:
+        _originals[key] = owner.__dict__[attr]
+        setattr(owner, attr, replacement)
+
+
+def _install(boundary):
+    from starlette import background, routing
+    from starlette.applications import Starlette
+
+    tasks_cls, task_cls = background.BackgroundTasks, background.BackgroundTask
+    _patch(task_cls, "__init__", "BackgroundTask.__init__", _task_init)
+    _patch(task_cls, "__call__", "BackgroundTask.__call__", _task_call)
+    _patch(tasks_cls, "__init__", "BackgroundTasks.__init__", _tasks_init)
+    _patch(tasks_cls, "add_task", "BackgroundTasks.add_task", _add_task)
+    _patch(tasks_cls, "__call__", "BackgroundTasks.__call__", _tasks_call)
+    _patch(routing.Route, "handle", "Route.handle", _route_handle)
+    _patch(routing.Mount, "handle", "Mount.handle", _mount_handle)
+    if boundary:
+        _patch(Starlette, "__call__", "Starlette.__call__", _app_call)
+
+
+def instrument(agent=None):
+    """Traces every Starlette/FastAPI app of this process. Idempotent.
+
+    agent: the Agent to record with (default: the process-wide agent, made
+    from the environment). Raises taskwatch.LibraryNotFound when
+    libtaskwatch.so cannot be loaded."""
+    global _instrumented_agent
+    _instrumented_agent = agent if agent is not None else _agent.get_agent()
+    _install(boundary=True)
+    return _instrumented_agent
+
+
+def uninstrument():
+    """Restores Starlette's original methods."""
+    global _instrumented_agent
+    from starlette import background, routing
+    from starlette.applications import Starlette
+
+    owners = {
+        "BackgroundTask": background.BackgroundTask,
+        "BackgroundTasks": background.BackgroundTasks,
+        "Route": routing.Route,
+        "Mount": routing.Mount,
+        "Starlette": Starlette,
+    }
+    for key, original in list(_originals.items()):
+        owner, attr = key.split(".", 1)
+        setattr(owners[owner], attr, original)
+        del _originals[key]
+    _instrumented_agent = None
