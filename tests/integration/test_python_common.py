@@ -1,0 +1,215 @@
+"""Helpers shared by the integration tests of the example servers and the
+Python binding (test_notify_server*.py, test_python_*.py). Not a test itself.
+
+Every process started here is registered and killed when the test exits,
+however it exits, so a failing test leaves nothing behind.
+"""
+
+import atexit
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import shutil
+import time
+
+BIN = os.environ.get("TASKWATCH_BIN", "")
+LIBRARY = os.environ.get("TASKWATCH_LIBRARY", "")
+BUILD_ROOT = os.environ.get("TASKWATCH_BUILD_ROOT", "")
+SOURCE_ROOT = os.environ.get(
+    "TASKWATCH_SOURCE_ROOT",
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__)))))
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
+    else sys.executable
+
+_procs = []
+_dirs = []
+
+
+def _cleanup():
+    for proc in _procs:
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+    for path in _dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+
+def fail(message):
+    print("FAIL: " + message, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def tempdir(prefix):
+    path = tempfile.mkdtemp(prefix=prefix)
+    _dirs.append(path)
+    return path
+
+
+def spawn(args, **kwargs):
+    proc = subprocess.Popen(args, **kwargs)
+    _procs.append(proc)
+    return proc
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    fail("timed out waiting for " + what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Collector:
+    """A private collector on a unix socket under a fresh temp dir."""
+
+    def __init__(self, tmp):
+        check(BIN and os.path.exists(BIN), "TASKWATCH_BIN not set or missing")
+        self.db = os.path.join(tmp, "tw.db")
+        self.sock = os.path.join(tmp, "collector.sock")
+        self.url = "unix:" + self.sock
+        self.log = open(os.path.join(tmp, "collector.log"), "w")
+        self.proc = spawn([BIN, "collector", "--db", self.db, "--listen",
+                           self.url], stdout=self.log,
+                          stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(self.sock) or self.proc.poll()
+                 is not None, 15, "the collector's socket")
+        check(self.proc.poll() is None, "the collector exited early")
+
+    def query(self, *filters):
+        out = subprocess.run([BIN, "query", "--db", self.db, *filters,
+                              "--format", "json"], capture_output=True,
+                             text=True, timeout=60)
+        check(out.returncode == 0, "taskwatch query failed: " + out.stderr)
+        return [json.loads(line) for line in out.stdout.splitlines()
+                if line.strip()]
+
+    def wait_tasks(self, predicate, count, timeout=30, what="tasks"):
+        """Polls query until `count` tasks satisfy predicate (the collector
+        commits in the background)."""
+        last = []
+
+        def ready():
+            nonlocal last
+            last = [t for t in self.query() if predicate(t)]
+            return len(last) >= count
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return last
+            time.sleep(0.2)
+        fail("expected %d %s, found %d" % (count, what, len(last)))
+
+    def drop_reasons(self):
+        """task id -> drop_reason, read from the store (docs/schema.md)."""
+        con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True,
+                              timeout=10)
+        try:
+            return dict(con.execute(
+                "SELECT id, drop_reason FROM tasks WHERE status IN (5, 6)"))
+        finally:
+            con.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            code = self.proc.wait(timeout=30)
+            check(code == 0, "collector exited %d" % code)
+
+
+def by_batch(tasks):
+    """batch id -> its tasks ordered by position."""
+    batches = {}
+    for task in tasks:
+        batches.setdefault(task["batch"], []).append(task)
+    for tasks_of_batch in batches.values():
+        tasks_of_batch.sort(key=lambda t: t["position"])
+    return batches
+
+
+def python_env(collector_url, service, extra=None):
+    """Environment for a Python process that imports the binding from the
+    source tree and records to the collector."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(SOURCE_ROOT, "python")
+    env["TASKWATCH_COLLECTOR"] = collector_url
+    env["TASKWATCH_SERVICE"] = service
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+class Uvicorn:
+    """A uvicorn process serving module:app from app_dir on a free port."""
+
+    def __init__(self, app_dir, target, env, log_path):
+        for attempt in range(5):
+            self.port = free_port()
+            self.log = open(log_path, "w")
+            self.proc = spawn([PYTHON, "-m", "uvicorn", target, "--host",
+                               "127.0.0.1", "--port", str(self.port),
+                               "--log-level", "warning", "--no-access-log"],
+                              cwd=app_dir, env=env, stdout=self.log,
+                              stderr=subprocess.STDOUT)
+            if wait_for(lambda: self._listening() or
+                        self.proc.poll() is not None, 30, "uvicorn") and \
+                    self.proc.poll() is None:
+                return
+            self.log.close()
+        fail("uvicorn did not start; see " + log_path)
+
+    def _listening(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 0.5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self):
+        """SIGTERM, as a service manager would: uvicorn shuts down, the
+        binding's atexit hook flushes the agent."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            code = self.proc.wait(timeout=30)
+            check(code == 0, "uvicorn exited %d" % code)
+        self.log.close()
+
+
+def http(port, method, path, body=b"", timeout=30):
+    """One request on a fresh connection; returns (status, body bytes)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
