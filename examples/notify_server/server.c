@@ -113,12 +113,20 @@ static void conn_close(conn *c) {
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
+/* Stops the parser from dispatching the rest of a read. http-parser
+ * asserts when a parser in an error state is paused, so only a healthy one
+ * is. */
+static void parser_stop(http_parser *p) {
+  if (HTTP_PARSER_ERRNO(p) == HPE_OK)
+    http_parser_pause(p, 1);
+}
+
 /* Stops reading; the connection closes once what it owes is written. */
 static void conn_drain(conn *c) {
   if (!c->draining) {
     c->draining = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    http_parser_pause(&c->parser, 1);
+    parser_stop(&c->parser);
   }
   if (c->pending_writes == 0)
     conn_close(c);
@@ -234,7 +242,7 @@ static int on_message_complete(http_parser *p) {
   srv->handler(srv->data, http_method_str(p->method), path, &r);
   conn_respond(c, &r, keep_alive);
   if (!keep_alive)
-    http_parser_pause(p, 1);
+    parser_stop(p);
   return 0;
 }
 

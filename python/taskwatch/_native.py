@@ -100,7 +100,11 @@ def load():
     if _lib is not None:
         return _lib
     tried = []
-    for path in candidates():
+    explicit = os.environ.get("TASKWATCH_LIBRARY")
+    # A library named explicitly is the only one tried: silently loading
+    # another would hide the mistake.
+    paths = [explicit] if explicit else candidates()
+    for path in paths:
         if os.path.sep in path and not os.path.exists(path):
             tried.append(path + " (missing)")
             continue

@@ -53,18 +53,25 @@ def _agent_or_default():
 class _Request:
     """What taskwatch knows about one request while it is handled."""
 
-    __slots__ = ("agent", "label", "prefix", "batches", "loose", "status")
+    __slots__ = ("agent", "label", "prefix", "batches", "loose", "status",
+                 "http")
 
-    def __init__(self, agent, label=None):
+    def __init__(self, agent, label=None, http=True):
         self.agent = agent
         self.label = label
         self.prefix = ""
         self.batches = []
         self.loose = []
         self.status = None
+        self.http = http
 
     def drop_reason(self, exc):
+        if not self.http:
+            if exc is None:
+                return "not run"
+            return "%s raised" % error_type_name(type(exc))
         if exc is not None:
+            # Without a response started, the server answers 500.
             status = self.status if self.status is not None else 500
             return "status %d (%s)" % (status, error_type_name(type(exc)))
         if self.status is None:
@@ -290,7 +297,7 @@ def request_scope(label=None, agent=None):
     inside the block get the label, and those that never ran are recorded
     as dropped when the block ends."""
     request = _Request(agent if agent is not None else _agent_or_default(),
-                       label)
+                       label, http=False)
     token = _current.set(request)
     try:
         yield request

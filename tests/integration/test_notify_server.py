@@ -8,6 +8,7 @@ tasks wrote is checked against it.
 import concurrent.futures
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -90,8 +91,7 @@ def check_malformed(port):
     out = raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
               b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
               b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
-    statuses = [line.split(b" ")[1] for line in out.split(b"\r\n")
-                if line.startswith(b"HTTP/1.1 ")]
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
     check(statuses == [b"200", b"404", b"200"], "pipelined: %r" % statuses)
     # A client that vanishes mid-request costs nothing.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -172,7 +172,7 @@ def shutdown_mode(collector, tmp, mode):
     proc, port, _ = start_server(collector, tmp, service, "--max-running",
                                  "1", "--email-delay-ms", "150",
                                  "--on-shutdown", mode)
-    for i in range(6):
+    for i in (0, 1, 2, 3, 5, 6):  # addresses that do not fail
         status, _ = send_share(port, [i])[0]
         check(status == 200, "status")
     proc.send_signal(signal.SIGTERM)

@@ -39,6 +39,9 @@ def _cleanup():
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+    if os.environ.get("TW_KEEP_TMP"):
+        print("kept: " + " ".join(_dirs), file=sys.stderr)
+        return
     for path in _dirs:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -213,3 +216,170 @@ def http(port, method, path, body=b"", timeout=30):
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def store_column(db, column, ids):
+    """task id -> tasks.<column> for the given ids, read from the store."""
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+    try:
+        marks = ",".join("?" * len(ids))
+        return dict(con.execute("SELECT id, %s FROM tasks WHERE id IN (%s)"
+                                % (column, marks), list(ids)))
+    finally:
+        con.close()
+
+
+# The FastAPI app the Python tests serve. APP_MODE picks how it is traced:
+# "instrument" (taskwatch.instrument()), "middleware" (TaskwatchMiddleware
+# only) or "off". Tasks write marks to APP_MARKS so a test can tell which
+# ones really ran.
+SCENARIO_APP = r'''
+import asyncio
+import os
+from typing import Optional
+
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
+from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
+
+MODE = os.environ.get("APP_MODE", "instrument")
+MARKS = os.environ["APP_MARKS"]
+if MODE != "off":
+    import taskwatch
+if MODE == "instrument":
+    taskwatch.instrument()
+
+app = FastAPI()
+if MODE == "middleware":
+    app.add_middleware(taskwatch.TaskwatchMiddleware)
+
+
+def mark(text: str):
+    with open(MARKS, "a") as f:
+        f.write(text + "\n")
+
+
+def audit(what: str):
+    mark("audit " + what)
+
+
+def write_log(message: str):
+    mark("log " + message)
+
+
+def write_notification(email: str, message: str = ""):
+    mark("notification %s %s" % (email, message))
+
+
+async def send_email(email: str):
+    await asyncio.sleep(0.001)
+    mark("email " + email)
+
+
+async def async_mark(text: str):
+    await asyncio.sleep(0)
+    mark(text)
+
+
+def boom(n: int):
+    raise ValueError("boom %d" % n)
+
+
+async def boom_async(n: int):
+    await asyncio.sleep(0)
+    raise LookupError("async boom %d" % n)
+
+
+def get_audit(background_tasks: BackgroundTasks):
+    background_tasks.add_task(audit, "request")
+    return "audited"
+
+
+def get_query(background_tasks: BackgroundTasks, q: Optional[str] = None,
+              audited: str = Depends(get_audit)):
+    if q:
+        background_tasks.add_task(write_log, "found query: " + q)
+    return q
+
+
+@app.post("/send-notification/{email}")
+async def send_notification(email: str, background_tasks: BackgroundTasks,
+                            q: str = Depends(get_query)):
+    background_tasks.add_task(write_notification, email, message="hi")
+    background_tasks.add_task(send_email, email)
+    return {"message": "Notification sent in the background"}
+
+
+@app.post("/mixed/{n}")
+def mixed(n: int, background_tasks: BackgroundTasks):
+    background_tasks.add_task(async_mark, "mixed-a %d" % n)
+    background_tasks.add_task(mark, "mixed-s %d" % n)
+    background_tasks.add_task(async_mark, "mixed-b %d" % n)
+    return {"n": n}
+
+
+@app.post("/middle/{n}")
+async def middle(n: int, background_tasks: BackgroundTasks):
+    background_tasks.add_task(mark, "middle-first %d" % n)
+    background_tasks.add_task(boom, n)
+    background_tasks.add_task(mark, "middle-after %d" % n)
+    return {"n": n}
+
+
+@app.post("/first/{n}")
+async def first(n: int, background_tasks: BackgroundTasks):
+    background_tasks.add_task(boom_async, n)
+    background_tasks.add_task(mark, "first-second %d" % n)
+    background_tasks.add_task(async_mark, "first-third %d" % n)
+    return {"n": n}
+
+
+@app.post("/raise-after-add/{n}")
+async def raise_after_add(n: int, background_tasks: BackgroundTasks):
+    background_tasks.add_task(mark, "never %d" % n)
+    raise RuntimeError("endpoint failed %d" % n)
+
+
+@app.post("/http-error-after-add/{n}")
+def http_error_after_add(n: int, background_tasks: BackgroundTasks):
+    background_tasks.add_task(mark, "never-http %d" % n)
+    raise HTTPException(status_code=409, detail="conflict")
+
+
+@app.post("/starlette-style/{n}")
+async def starlette_style(n: int):
+    return JSONResponse({"n": n},
+                        background=BackgroundTask(mark, "standalone %d" % n))
+
+
+@app.post("/own-background/{n}")
+async def own_background(n: int, background_tasks: BackgroundTasks,
+                         audited: str = Depends(get_audit)):
+    # FastAPI keeps a returned response's own background and silently
+    # forgets the injected BackgroundTasks: the audit task never runs.
+    return JSONResponse({"n": n},
+                        background=BackgroundTask(mark, "own %d" % n))
+
+
+sub = FastAPI()
+
+
+@sub.post("/jobs/{job}")
+async def job(job: str, background_tasks: BackgroundTasks):
+    background_tasks.add_task(async_mark, "job " + job)
+    return {"job": job}
+
+
+app.mount("/v1", sub)
+
+
+@app.get("/healthz")
+async def healthz():
+    return {"ok": True}
+'''
+
+
+def write_scenario_app(tmp):
+    with open(os.path.join(tmp, "scenario_app.py"), "w") as f:
+        f.write(SCENARIO_APP)
+    return tmp
