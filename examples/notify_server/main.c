@@ -113,7 +113,9 @@ static int write_log(tw_task *task, void *arg) {
   return -1;
 }
 
-static void on_email_timer_closed(uv_handle_t *handle) { free(handle->data); }
+static void on_email_timer_closed(uv_handle_t *handle) {
+  free(handle->data);
+}
 
 static void on_email_sent(uv_timer_t *timer) {
   email_timer *t = timer->data;
@@ -256,8 +258,7 @@ static tw_batch *make_batch(app *a, const char *email) {
     free(n);
     return NULL;
   }
-  if (tw_batch_add(b, "write_notification", write_notification, n, NULL) !=
-          0 ||
+  if (tw_batch_add(b, "write_notification", write_notification, n, NULL) != 0 ||
       tw_batch_add_async(b, "send_email", send_email, n, NULL) != 0 ||
       tw_batch_add(b, "write_log", write_log, n, free) != 0) {
     tw_batch_drop(b, "out of memory");
@@ -274,8 +275,7 @@ static void handle(void *data, const char *method, const char *path,
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
       *out = (server_response){200, "text/plain", "ok\n", NULL};
     else
-      *out = (server_response){405, "text/plain", "method not allowed\n",
-                               NULL};
+      *out = (server_response){405, "text/plain", "method not allowed\n", NULL};
     return;
   }
   if (strncmp(path, ROUTE_PREFIX, strlen(ROUTE_PREFIX)) != 0)
@@ -452,8 +452,8 @@ static int serve(app *a) {
   int err = server_start(a->loop, a->opt.host, a->opt.port, handle,
                          on_response_sent, a, &a->srv);
   if (err != 0) {
-    fprintf(stderr, "notify_server: cannot listen on %s:%d: %s\n",
-            a->opt.host, a->opt.port, uv_strerror(err));
+    fprintf(stderr, "notify_server: cannot listen on %s:%d: %s\n", a->opt.host,
+            a->opt.port, uv_strerror(err));
     return 1;
   }
   uv_signal_init(a->loop, &a->sigterm);
@@ -471,8 +471,9 @@ static int serve(app *a) {
 int main(int argc, char **argv) {
   app a;
   memset(&a, 0, sizeof(a));
-  a.opt = (options){"127.0.0.1", 8000, "notify-log.txt", "@invalid.test",
-                    NULL, NULL, 10, 256, 0};
+  a.opt = (options){
+      "127.0.0.1", 8000, "notify-log.txt", "@invalid.test", NULL, NULL, 10,
+      256,         0};
   int status = parse_args(argc, argv, &a.opt);
   if (status >= 0)
     return status;
@@ -482,8 +483,8 @@ int main(int argc, char **argv) {
   memset(&ign, 0, sizeof(ign));
   ign.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &ign, NULL);
-  a.log_fd = open(a.opt.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                  0644);
+  a.log_fd =
+      open(a.opt.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (a.log_fd < 0) {
     fprintf(stderr, "notify_server: cannot open %s: %s\n", a.opt.log_path,
             strerror(errno));

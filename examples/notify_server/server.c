@@ -347,7 +347,9 @@ int server_start(uv_loop_t *loop, const char *host, int port,
   return 0;
 }
 
-int server_port(const server *srv) { return srv->port; }
+int server_port(const server *srv) {
+  return srv->port;
+}
 
 static void maybe_finish_stop(server *srv) {
   if (!srv->stopping || srv->listener_open || srv->conns != NULL)

@@ -34,8 +34,8 @@ typedef struct server_response {
 /* Called for each complete request. method is e.g. "POST"; path is the
  * percent-encoded path of the target without its query string, NUL
  * terminated, valid for the call only. */
-typedef void (*server_handler)(void *data, const char *method,
-                               const char *path, server_response *out);
+typedef void (*server_handler)(void *data, const char *method, const char *path,
+                               server_response *out);
 
 /* Called once per response that carried an `after` pointer: status 0 when
  * the response was written, a libuv error code when it could not be. */

@@ -32,6 +32,7 @@ with the reason, e.g. ``status 500 (RuntimeError)``.
 import contextlib
 import contextvars
 import functools
+import logging
 
 from . import agent as _agent
 from .agent import Batch, error_type_name
@@ -135,17 +136,35 @@ def _adopt_task(task, request):
     return _enqueue(_new_batch(request), task)
 
 
+@contextlib.contextmanager
+def _quietly():
+    """Tracing must never change what the app does: a failure to record
+    (the library missing, a bug here) is logged once and otherwise ignored,
+    and never replaces the app's own exception."""
+    global _reported
+    try:
+        yield
+    except Exception:
+        if not _reported:
+            _reported = True
+            logging.getLogger("taskwatch").exception(
+                "taskwatch: recording failed; the app goes on untraced")
+
+
+_reported = False
+
+
 # The wrappers. Each calls the original it replaces and only adds records.
 
 
 def _tasks_init(self, *args, **kwargs):
     _originals["BackgroundTasks.__init__"](self, *args, **kwargs)
-    request = _current.get()
-    self.__dict__["_tw_request"] = request
+    self.__dict__["_tw_request"] = _current.get()
     if self.tasks:
-        batch = _batch_of(self)
-        for task in self.tasks:
-            _enqueue(batch, task)
+        with _quietly():
+            batch = _batch_of(self)
+            for task in self.tasks:
+                _enqueue(batch, task)
 
 
 def _task_init(self, *args, **kwargs):
@@ -157,7 +176,8 @@ def _task_init(self, *args, **kwargs):
 
 def _add_task(self, func, *args, **kwargs):
     _originals["BackgroundTasks.add_task"](self, func, *args, **kwargs)
-    _enqueue(_batch_of(self), self.tasks[-1])
+    with _quietly():
+        _enqueue(_batch_of(self), self.tasks[-1])
 
 
 def _run_sync(traced, func, args, kwargs):
@@ -175,9 +195,10 @@ def _run_sync(traced, func, args, kwargs):
 async def _task_call(self):
     traced = self.__dict__.get("_tw_task")
     if traced is None:
-        traced = _adopt_task(self, _current.get())
-        traced.batch.ran = True
-    if traced.state != _QUEUED:
+        with _quietly():
+            traced = _adopt_task(self, _current.get())
+            traced.batch.ran = True
+    if traced is None or traced.state != _QUEUED:
         # Run again (unusual): record only the first run.
         return await _originals["BackgroundTask.__call__"](self)
     if self.is_async:
@@ -198,10 +219,11 @@ async def _task_call(self):
 async def _tasks_call(self):
     batch = self.__dict__.get("_tw_batch")
     if batch is None and self.tasks:
-        batch = _batch_of(self)
-        for task in self.tasks:
-            if "_tw_task" not in task.__dict__:
-                _enqueue(batch, task)
+        with _quietly():
+            batch = _batch_of(self)
+            for task in self.tasks:
+                if "_tw_task" not in task.__dict__:
+                    _enqueue(batch, task)
     if batch is None or batch.ran:
         return await _originals["BackgroundTasks.__call__"](self)
     batch.ran = True
@@ -228,12 +250,8 @@ async def _mount_handle(self, scope, receive, send):
 
 
 def _finish_quietly(request, exc):
-    """Tracing must never change what the app does, not even by raising in
-    place of the app's own exception."""
-    try:
+    with _quietly():
         request.finish(exc)
-    except Exception:
-        pass
 
 
 async def _traced_request(app, scope, receive, send, agent):
@@ -281,14 +299,20 @@ class TaskwatchMiddleware:
     def __init__(self, app, agent=None):
         self.app = app
         self.agent = agent
-        _install(boundary=False)
+        # Starlette builds middleware on the first request: a missing
+        # library must not turn every request into a 500, so it is logged
+        # and the app runs untraced.
+        with _quietly():
+            if self.agent is None:
+                self.agent = _agent_or_default()
+            _install(boundary=False)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or _current.get() is not None:
+        if (scope["type"] != "http" or self.agent is None or
+                _current.get() is not None):
             await self.app(scope, receive, send)
             return
-        agent = self.agent if self.agent is not None else _agent_or_default()
-        await _traced_request(self.app, scope, receive, send, agent)
+        await _traced_request(self.app, scope, receive, send, self.agent)
 
 
 @contextlib.contextmanager
