@@ -388,6 +388,15 @@ static int parse_args(int argc, char **argv, options *opt) {
       usage(stdout);
       return 0;
     }
+    static const char *const known[] = {"--listen",      "--log",
+                                        "--fail-domain", "--collector",
+                                        "--service",     "--email-delay-ms",
+                                        "--max-running", "--on-shutdown"};
+    size_t k = 0;
+    while (k < sizeof(known) / sizeof(known[0]) && strcmp(name, known[k]))
+      k++;
+    if (k == sizeof(known) / sizeof(known[0]))
+      return bad_arg("option", name);
     char *value = i + 1 < argc ? argv[i + 1] : NULL;
     if (value == NULL)
       return bad_arg("option (missing value)", name);
@@ -454,6 +463,8 @@ static int serve(app *a) {
   if (err != 0) {
     fprintf(stderr, "notify_server: cannot listen on %s:%d: %s\n", a->opt.host,
             a->opt.port, uv_strerror(err));
+    /* Lets the listener's close callback free what server_start made. */
+    uv_run(a->loop, UV_RUN_DEFAULT);
     return 1;
   }
   uv_signal_init(a->loop, &a->sigterm);
