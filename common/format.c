@@ -63,16 +63,23 @@ void format_buf_putc(format_buf *b, char c) {
 }
 
 void format_buf_printf(format_buf *b, const char *fmt, ...) {
+  /* Usually one pass: print into the room left, grow and redo only when
+   * it did not fit. */
+  reserve(b, 32);
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
   va_end(ap);
-  if (n <= 0)
+  if (n < 0) {
+    b->data[b->len] = '\0';
     return;
-  reserve(b, (size_t)n);
-  va_start(ap, fmt);
-  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
+  }
+  if ((size_t)n >= b->cap - b->len) {
+    reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+  }
   b->len += (size_t)n;
 }
 
@@ -118,6 +125,14 @@ static unsigned days_in_month(int64_t y, unsigned m) {
   return days[m - 1];
 }
 
+/* Writes v as exactly `width` decimal digits, zero-padded. */
+static void put_digits(char *out, uint64_t v, int width) {
+  for (int i = width - 1; i >= 0; i--) {
+    out[i] = (char)('0' + v % 10);
+    v /= 10;
+  }
+}
+
 /* Writes the civil time of `us` shifted by offset_s and the zone suffix. */
 static int format_time(int64_t us, long offset_s, char *buf, size_t len) {
   if (us < INT64_MIN / 2 || us > INT64_MAX / 2)
@@ -137,12 +152,25 @@ static int format_time(int64_t us, long offset_s, char *buf, size_t len) {
     snprintf(zone, sizeof(zone), "%c%02ld:%02ld", offset_s < 0 ? '-' : '+',
              a / 3600, (a / 60) % 60);
   }
-  int n = snprintf(buf, len, "%04d-%02u-%02uT%02d:%02d:%02d.%06d%s", (int)y, m,
-                   d, (int)(sec / 3600), (int)(sec / 60 % 60), (int)(sec % 60),
-                   (int)(in_day % US_PER_SEC), zone);
-  if (n < 0 || (size_t)n >= len)
+  /* Digits by hand: this runs three times per exported row. */
+  size_t zlen = strlen(zone);
+  if (len < 26 + zlen + 1)
     return -1;
-  return n;
+  put_digits(buf, (uint64_t)y, 4);
+  buf[4] = '-';
+  put_digits(buf + 5, m, 2);
+  buf[7] = '-';
+  put_digits(buf + 8, d, 2);
+  buf[10] = 'T';
+  put_digits(buf + 11, (uint64_t)(sec / 3600), 2);
+  buf[13] = ':';
+  put_digits(buf + 14, (uint64_t)(sec / 60 % 60), 2);
+  buf[16] = ':';
+  put_digits(buf + 17, (uint64_t)(sec % 60), 2);
+  buf[19] = '.';
+  put_digits(buf + 20, (uint64_t)(in_day % US_PER_SEC), 6);
+  memcpy(buf + 26, zone, zlen + 1);
+  return (int)(26 + zlen);
 }
 
 int format_time_utc(int64_t us, char *buf, size_t len) {
