@@ -16,11 +16,17 @@
 const int64_t data_window_us[DATA_WINDOWS] = {
     INT64_C(60000000), INT64_C(300000000), INT64_C(900000000)};
 
+struct sample_set;
+
 struct data {
   sqlite3 *db;
   sqlite3_stmt *version;
   int64_t last_version;
   int seen_version;
+  /* The unfiltered sample of the last data_stats_load(), which the names
+   * view reuses when it has no filter and the same "now". */
+  struct sample_set *sample;
+  int64_t sample_now;
 };
 
 /* The task columns every list reads, in the order read_task() expects. */
@@ -136,6 +142,11 @@ int data_open(const char *path, data **out, char *err, size_t errlen) {
              "%s: store schema version %d is newer than this taskwatch "
              "understands (%d)",
              path, version, SCHEMA_VERSION);
+  } else if (version > 0 && version < SCHEMA_VERSION) {
+    snprintf(err, errlen,
+             "%s: store schema version %d is older than this taskwatch "
+             "reads (%d); run the current collector on it once",
+             path, version, SCHEMA_VERSION);
   } else if (version < SCHEMA_VERSION || !has_tasks) {
     snprintf(err, errlen, "%s: not a taskwatch store", path);
   } else {
@@ -152,9 +163,12 @@ int data_open(const char *path, data **out, char *err, size_t errlen) {
   return -1;
 }
 
+static void drop_sample(data *d);
+
 void data_close(data *d) {
   if (d == NULL)
     return;
+  drop_sample(d);
   sqlite3_finalize(d->version);
   sqlite3_close(d->db);
   free(d);
@@ -464,18 +478,30 @@ static void percentiles_of(const sample_set *set, int64_t since, int wait,
   weighted_percentiles(buf, m, out);
 }
 
+static void drop_sample(data *d) {
+  if (d->sample) {
+    sample_set_free(d->sample);
+    free(d->sample);
+    d->sample = NULL;
+  }
+}
+
 static int load_percentiles(data *d, int64_t now_us, data_stats *s) {
-  sample_set set;
-  if (sample_window(d, NULL, now_us, 0, &set))
+  sample_set *set = xmalloc(sizeof *set);
+  drop_sample(d);
+  if (sample_window(d, NULL, now_us, 1, set)) {
+    free(set);
     return -1;
-  weighted *buf = xmalloc((set.n ? set.n : 1) * sizeof *buf);
+  }
+  weighted *buf = xmalloc((set->n ? set->n : 1) * sizeof *buf);
   for (int w = 0; w < DATA_WINDOWS; w++) {
     int64_t since = now_us - data_window_us[w];
-    percentiles_of(&set, since, 0, NULL, buf, s->run[w]);
-    percentiles_of(&set, since, 1, NULL, buf, s->wait[w]);
+    percentiles_of(set, since, 0, NULL, buf, s->run[w]);
+    percentiles_of(set, since, 1, NULL, buf, s->wait[w]);
   }
   free(buf);
-  sample_set_free(&set);
+  d->sample = set;
+  d->sample_now = now_us;
   return 0;
 }
 static int load_agent_totals(data *d, data_stats *s) {
@@ -759,8 +785,14 @@ int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
   sample_set set;
   *out = NULL;
   *n = 0;
-  if (sample_window(d, f, now_us, 1, &set))
+  int reuse = effective(f) == NULL && d->sample && d->sample_now == now_us;
+  if (reuse) {
+    set = *d->sample;
+    memset(d->sample, 0, sizeof *d->sample);
+    drop_sample(d);
+  } else if (sample_window(d, f, now_us, 1, &set)) {
     return -1;
+  }
   qsort(set.v, set.n, sizeof *set.v, compare_sample_name);
   weighted *buf = xmalloc((set.n ? set.n : 1) * sizeof *buf);
   int cap = 16, count = 0;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "ctl.h"
 #include "data.h"
@@ -391,6 +392,38 @@ static void states_are_words_and_colours(void **state) {
   grid_free(g);
 }
 
+static void open_refuses_what_is_not_a_store(void **state) {
+  (void)state;
+  char dir[] = "/tmp/tw-tui-open-XXXXXX", path[64], err[256];
+  assert_non_null(mkdtemp(dir));
+  data *d = NULL;
+  snprintf(path, sizeof path, "%s/missing.db", dir);
+  assert_int_equal(data_open(path, &d, err, sizeof err), -1);
+  assert_non_null(strstr(err, "cannot open"));
+  snprintf(path, sizeof path, "%s/garbage.db", dir);
+  FILE *fp = fopen(path, "wb");
+  for (int i = 0; i < 4096; i++)
+    fputc((i * 7919) & 0xff, fp);
+  fclose(fp);
+  assert_int_equal(data_open(path, &d, err, sizeof err), -1);
+  assert_non_null(strstr(err, "not a database"));
+  remove(path);
+  snprintf(path, sizeof path, "%s/newer.db", dir);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db,
+                                "CREATE TABLE tasks (x); "
+                                "PRAGMA user_version = 99",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  assert_int_equal(data_open(path, &d, err, sizeof err), -1);
+  assert_non_null(strstr(err, "newer"));
+  assert_null(strchr(err, '\n'));
+  remove(path);
+  rmdir(dir);
+}
+
 static void grid_keeps_wide_characters_whole(void **state) {
   (void)state;
   grid *g = grid_new(6, 1, 0);
@@ -437,6 +470,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(states_are_words_and_colours, setup,
                                       teardown),
       cmocka_unit_test(grid_keeps_wide_characters_whole),
+      cmocka_unit_test(open_refuses_what_is_not_a_store),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
