@@ -40,27 +40,48 @@ while [ ! -S "$tmp/collector.sock" ]; do
 done
 echo "collector: $url -> $db"
 
-# The example HTTP server under a small load, when it is part of the build.
-if [ -x scripts/example-load.sh ] && [ -x build/examples/notify_server/notify_server ]; then
-  scripts/example-load.sh "$url" build >"$tmp/example.log" 2>&1 &
-  pids="$pids $!"
+# The example servers under a small load: the C HTTP server that links the
+# agent, and the FastAPI app traced through the Python binding.
+loads=""
+if [ -x build/examples/notify_server/notify_server ]; then
+  loads="c"
 fi
+if /usr/bin/python3 -c 'import fastapi, uvicorn' 2>/dev/null; then
+  loads="$loads fastapi"
+fi
+start_loads() {
+  for kind in $loads; do
+    scripts/example-load.sh "$url" build "$kind" "$1" "$2" \
+      >"$tmp/example-$kind.log" 2>&1 &
+    pids="$pids $!"
+  done
+}
 
 if [ -t 1 ]; then
   # Live: a steady load while the dashboard runs; quit with q.
+  start_loads 3000 20
   "$tw" demo --collector "$url" --batches "$batches" --fail-every 10 \
     --rate 100 --email-ms 20 --quiet >"$tmp/demo.log" 2>&1 &
   pids="$pids $!"
   "$tw" top --db "$db"
 else
+  start_loads 200 100
   "$tw" demo --collector "$url" --batches "$batches" --fail-every 10 \
     --rate 2000 --email-ms 5
-  wait_pids=$pids
-  for p in $wait_pids; do wait "$p" 2>/dev/null || true; done
+  for p in $pids; do
+    wait "$p" || echo "taskwatch: a load run failed (see its log)" >&2
+  done
   pids=""
+  for kind in $loads; do
+    echo "example server ($kind): $(tail -n 1 "$tmp/example-$kind.log")"
+  done
   echo
   "$tw" top --db "$db" --once
   echo
-  echo "failed tasks (newest 5):"
-  "$tw" query --db "$db" --status failed --limit 5 --format table
+  echo "by service:"
+  "$tw" query stats --db "$db" --by service
+  echo
+  echo "newest failures:"
+  "$tw" query --db "$db" status:failed --sort enqueued --reverse \
+    --limit 5 --format table
 fi
