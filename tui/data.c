@@ -294,17 +294,19 @@ static int prepare_filtered(data *d, const filter *f, const char *head,
 /* ---- stratified samples of the last 15 minutes ----------------------
  *
  * Percentiles need the values themselves, and the widest window can hold
- * hundreds of thousands of tasks. So each minute of the window is a
- * stratum: its newest SAMPLE_PER_MINUTE tasks are read (SAMPLE_NEWEST for
- * the current minute, which alone makes the 1-minute figures), and when a
- * minute holds more, each of its samples weighs count / samples. Figures
- * are exact whenever no minute is over its cap, and the cost of a frame
- * stays bounded on any store. */
+ * hundreds of thousands of tasks. So the 15 minutes are cut into strata of
+ * STRATUM_US: each stratum's newest tasks are read, up to SAMPLE_RECENT
+ * per stratum in the last minute (which alone makes the 1-minute figures)
+ * and SAMPLE_OLDER before it, and when a stratum holds more, each of its
+ * samples weighs count / samples. Strata are short so that "newest first"
+ * within one is as good as uniform. Figures are exact whenever no stratum
+ * is over its cap, and the cost of a frame stays bounded on any store. */
 
-#define SLICES 15
-#define SLICE_US INT64_C(60000000)
-#define SAMPLE_NEWEST 1000
-#define SAMPLE_PER_MINUTE 250
+#define STRATUM_US INT64_C(5000000)
+#define STRATA 180       /* 15 minutes */
+#define STRATA_RECENT 12 /* the last minute */
+#define SAMPLE_RECENT 84
+#define SAMPLE_OLDER 21
 
 typedef struct sample {
   int64_t at, run, wait;
@@ -316,7 +318,7 @@ typedef struct sample {
 typedef struct sample_set {
   sample *v;
   size_t n, cap;
-  int estimated; /* some minute was over its cap */
+  int estimated; /* some stratum was over its cap */
 } sample_set;
 
 static void sample_set_free(sample_set *set) {
@@ -326,83 +328,6 @@ static void sample_set_free(sample_set *set) {
   memset(set, 0, sizeof *set);
 }
 
-/* Tasks in [from, to) matching f: the count, or -1. */
-static int64_t slice_count(data *d, const filter *f, int64_t from, int64_t to) {
-  sqlite3_stmt *st = NULL;
-  int64_t n = -1;
-  int rc = f ? prepare_filtered(d, f,
-                                "SELECT count(*)" TASK_FROM
-                                " WHERE t.enqueued_at >= ?1 AND "
-                                "t.enqueued_at < ?2",
-                                "", 3, &st)
-             : prepare(d,
-                       "SELECT count(*) FROM tasks t WHERE t.enqueued_at >= "
-                       "?1 AND t.enqueued_at < ?2",
-                       &st);
-  if (rc)
-    return -1;
-  sqlite3_bind_int64(st, 1, from);
-  sqlite3_bind_int64(st, 2, to);
-  if (sqlite3_step(st) == SQLITE_ROW)
-    n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return n;
-}
-
-static int sample_slice(data *d, const filter *f, int64_t from, int64_t to,
-                        int limit, int names, sample_set *set) {
-  sqlite3_stmt *st = NULL;
-  /* Without a filter the sample reads tasks alone, no join. */
-  static const char *const head[2][2] = {
-      {"SELECT t.enqueued_at, t.status, t.run_us, t.wait_us FROM tasks t"
-       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-       "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name"
-       " FROM tasks t WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"},
-      {"SELECT t.enqueued_at, t.status, t.run_us, t.wait_us" TASK_FROM
-       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-       "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name" TASK_FROM
-       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"}};
-  int rc = prepare_filtered(d, f, head[f != NULL][names != 0],
-                            "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, &st);
-  if (rc)
-    return -1;
-  sqlite3_bind_int64(st, 1, from);
-  sqlite3_bind_int64(st, 2, to);
-  sqlite3_bind_int(st, 3, limit);
-  size_t first = set->n;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (set->n == set->cap) {
-      set->cap = set->cap ? set->cap * 2 : 1024;
-      set->v = xrealloc(set->v, set->cap * sizeof *set->v);
-    }
-    sample *x = &set->v[set->n++];
-    memset(x, 0, sizeof *x);
-    x->at = sqlite3_column_int64(st, 0);
-    x->status = sqlite3_column_int(st, 1);
-    x->run = column_int(st, 2);
-    x->wait = column_int(st, 3);
-    x->weight = 1.0;
-    if (names) {
-      x->name = column_text(st, 4);
-      if (x->name.ptr == NULL)
-        x->name = (data_text){xstrdup(""), 0};
-    }
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE)
-    return -1;
-  size_t got = set->n - first;
-  if ((int)got < limit)
-    return 0;
-  int64_t all = slice_count(d, f, from, to);
-  if (all < 0)
-    return -1;
-  set->estimated = set->estimated || all > (int64_t)got;
-  for (size_t i = first; i < set->n; i++)
-    set->v[i].weight = (double)all / (double)got;
-  return 0;
-}
-
 /* f, or NULL when it matches everything (so no join is needed). */
 static const filter *effective(const filter *f) {
   return f && filter_param_count(f) == 0 && strcmp(filter_sql(f), "1") == 0
@@ -410,23 +335,98 @@ static const filter *effective(const filter *f) {
              : f;
 }
 
-/* Samples the SLICES minutes before now_us, newest minute first. */
-static int sample_window(data *d, const filter *f, int64_t now_us, int names,
-                         sample_set *set) {
-  memset(set, 0, sizeof *set);
-  f = effective(f);
-  for (int i = 0; i < SLICES; i++) {
-    /* The newest slice is open-ended: a task stamped a little after
-     * now_us (another host's clock) still counts. */
-    int64_t from = now_us - (i + 1) * SLICE_US;
-    int64_t to = i == 0 ? INT64_MAX : now_us - i * SLICE_US;
-    if (sample_slice(d, f, from, to, i ? SAMPLE_PER_MINUTE : SAMPLE_NEWEST,
-                     names, set)) {
-      sample_set_free(set);
-      return -1;
-    }
+/* The two statements of a sample: the newest rows of a stratum, and the
+ * count of a stratum; both take [?1, ?2) and the first a LIMIT ?3. */
+static int prepare_sample(data *d, const filter *f, sqlite3_stmt **rows,
+                          sqlite3_stmt **count) {
+  /* Without a filter the sample reads tasks alone, no join. */
+  static const char *const head[2] = {
+      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name"
+      " FROM tasks t WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name" TASK_FROM
+      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
+  static const char *const count_head[2] = {
+      "SELECT count(*) FROM tasks t WHERE t.enqueued_at >= ?1 AND "
+      "t.enqueued_at < ?2",
+      "SELECT count(*)" TASK_FROM
+      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
+  *rows = *count = NULL;
+  if (prepare_filtered(d, f, head[f != NULL],
+                       "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, rows) == 0 &&
+      prepare_filtered(d, f, count_head[f != NULL], "", 4, count) == 0)
+    return 0;
+  sqlite3_finalize(*rows);
+  sqlite3_finalize(*count);
+  return -1;
+}
+
+static sample *sample_push(sample_set *set) {
+  if (set->n == set->cap) {
+    set->cap = set->cap ? set->cap * 2 : 1024;
+    set->v = xrealloc(set->v, set->cap * sizeof *set->v);
   }
+  sample *x = &set->v[set->n++];
+  memset(x, 0, sizeof *x);
+  return x;
+}
+
+static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
+                          int64_t to, int limit, sample_set *set) {
+  int rc;
+  sqlite3_reset(rows);
+  sqlite3_bind_int64(rows, 1, from);
+  sqlite3_bind_int64(rows, 2, to);
+  sqlite3_bind_int(rows, 3, limit);
+  size_t first = set->n;
+  while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
+    sample *x = sample_push(set);
+    x->at = sqlite3_column_int64(rows, 0);
+    x->status = sqlite3_column_int(rows, 1);
+    x->run = column_int(rows, 2);
+    x->wait = column_int(rows, 3);
+    x->weight = 1.0;
+    x->name = column_text(rows, 4);
+    if (x->name.ptr == NULL)
+      x->name = (data_text){xstrdup(""), 0};
+  }
+  if (rc != SQLITE_DONE)
+    return -1;
+  size_t got = set->n - first;
+  if ((int)got < limit)
+    return 0;
+  sqlite3_reset(count);
+  sqlite3_bind_int64(count, 1, from);
+  sqlite3_bind_int64(count, 2, to);
+  if (sqlite3_step(count) != SQLITE_ROW)
+    return -1;
+  int64_t all = sqlite3_column_int64(count, 0);
+  set->estimated = set->estimated || all > (int64_t)got;
+  for (size_t i = first; i < set->n; i++)
+    set->v[i].weight = (double)all / (double)got;
   return 0;
+}
+
+/* Samples the 15 minutes before now_us, newest stratum first. */
+static int sample_window(data *d, const filter *f, int64_t now_us,
+                         sample_set *set) {
+  sqlite3_stmt *rows, *count;
+  memset(set, 0, sizeof *set);
+  if (prepare_sample(d, effective(f), &rows, &count))
+    return -1;
+  int rc = 0;
+  for (int i = 0; i < STRATA && rc == 0; i++) {
+    /* The newest stratum is open-ended: a task stamped a little after
+     * now_us (another host's clock) still counts. */
+    int64_t from = now_us - (i + 1) * STRATUM_US;
+    int64_t to = i == 0 ? INT64_MAX : now_us - i * STRATUM_US;
+    rc = sample_stratum(rows, count, from, to,
+                        i < STRATA_RECENT ? SAMPLE_RECENT : SAMPLE_OLDER, set);
+  }
+  sqlite3_finalize(rows);
+  sqlite3_finalize(count);
+  if (rc)
+    sample_set_free(set);
+  return rc;
 }
 
 typedef struct weighted {
@@ -489,7 +489,7 @@ static void drop_sample(data *d) {
 static int load_percentiles(data *d, int64_t now_us, data_stats *s) {
   sample_set *set = xmalloc(sizeof *set);
   drop_sample(d);
-  if (sample_window(d, NULL, now_us, 1, set)) {
+  if (sample_window(d, NULL, now_us, set)) {
     free(set);
     return -1;
   }
@@ -790,7 +790,7 @@ int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
     set = *d->sample;
     memset(d->sample, 0, sizeof *d->sample);
     drop_sample(d);
-  } else if (sample_window(d, f, now_us, 1, &set)) {
+  } else if (sample_window(d, f, now_us, &set)) {
     return -1;
   }
   qsort(set.v, set.n, sizeof *set.v, compare_sample_name);
@@ -818,7 +818,7 @@ int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
     i = j;
   }
   free(buf);
-  int rc = add_unusual(d, f, now_us - SLICES * SLICE_US, &rows, &count, &cap);
+  int rc = add_unusual(d, f, now_us - STRATA * STRATUM_US, &rows, &count, &cap);
   for (int i = 0; i < count; i++)
     if (rows[i].count < rows[i].failed + rows[i].skipped)
       rows[i].count = rows[i].failed + rows[i].skipped;

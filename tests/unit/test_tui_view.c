@@ -24,6 +24,7 @@
 #include "grid.h"
 #include "keys.h"
 #include "sanitize.h"
+#include "schema.h"
 #include "tui_fixture.h"
 #include "view.h"
 
@@ -424,6 +425,71 @@ static void open_refuses_what_is_not_a_store(void **state) {
   rmdir(dir);
 }
 
+/* A store denser than the sample: 3000 tasks in the last minute with run
+ * times 1..3000 us, 6000 in the minute before with run times of 10 ms. Exact
+ * counts are impossible from the sample, so the names view marks them, and the
+ * weighted percentiles stay close. */
+static void dense_minutes_are_sampled_with_weights(void **state) {
+  (void)state;
+  char dir[] = "/tmp/tw-tui-dense-XXXXXX", path[64], err[256];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/dense.db", dir);
+  assert_int_equal(fixture_build(path, INT64_C(1000000)), 0);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(
+      sqlite3_prepare_v2(db,
+                         "INSERT INTO tasks (id, agent, batch, position, "
+                         "name, mode, status, enqueued_at, started_at, "
+                         "finished_at, wait_us, run_us) VALUES (?1, 1, ?2, "
+                         "0, 'bulk', 0, 2, ?3, ?3, ?3, 5, ?4)",
+                         -1, &st, NULL),
+      SQLITE_OK);
+  sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+  for (int i = 0; i < 9000; i++) {
+    /* Spread over the minutes; run times shuffled (1..3000 in an order
+     * unrelated to time, as they would be). */
+    int recent = i < 3000;
+    int64_t at = recent ? FIXTURE_NOW - 59000000 + i * INT64_C(19000)
+                        : FIXTURE_NOW - 119000000 + (i - 3000) * INT64_C(9500);
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, INT64_C(1000000) + i);
+    sqlite3_bind_int64(st, 2, schema_global_id(1, 1));
+    sqlite3_bind_int64(st, 3, at);
+    sqlite3_bind_int64(st, 4, recent ? (i * 7919) % 3000 + 1 : 10000);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+  }
+  sqlite3_finalize(st);
+  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  sqlite3_close(db);
+
+  data *d = NULL;
+  assert_int_equal(data_open(path, &d, err, sizeof err), 0);
+  data_stats stats;
+  assert_int_equal(data_stats_load(d, FIXTURE_NOW, &stats), 0);
+  /* The last minute: bulk 1..3000 (sampled) plus a few fixture tasks. */
+  assert_true(stats.run[0][0] > 1350 && stats.run[0][0] < 1650);
+  assert_true(stats.run[0][2] > 2800 && stats.run[0][2] < 3100);
+  /* Five minutes: 6000 at 10 ms outweigh the 3000 faster ones. */
+  assert_int_equal(stats.run[1][0], 10000);
+  data_name *names = NULL;
+  int n = 0;
+  assert_int_equal(data_names_load(d, NULL, FIXTURE_NOW, &names, &n), 0);
+  int found = 0;
+  for (int i = 0; i < n; i++)
+    if (names[i].name.ptr && strcmp(names[i].name.ptr, "bulk") == 0) {
+      found = 1;
+      assert_true(names[i].estimated);
+      assert_true(names[i].count > 8900 && names[i].count < 9100);
+    }
+  assert_true(found);
+  data_names_free(names, n);
+  data_close(d);
+  remove(path);
+  rmdir(dir);
+}
+
 static void grid_keeps_wide_characters_whole(void **state) {
   (void)state;
   grid *g = grid_new(6, 1, 0);
@@ -471,6 +537,7 @@ int main(int argc, char **argv) {
                                       teardown),
       cmocka_unit_test(grid_keeps_wide_characters_whole),
       cmocka_unit_test(open_refuses_what_is_not_a_store),
+      cmocka_unit_test(dense_minutes_are_sampled_with_weights),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
