@@ -45,16 +45,21 @@
 #define AGENTS 8
 
 static const char *const names[20] = {
-    "write_notification", "send_email",    "write_log",      "resize_image",
-    "charge_card",        "refund",        "sync_crm",       "index_document",
-    "send_sms",           "push_webhook",  "generate_pdf",   "update_search",
-    "warm_cache",         "audit_event",   "notify_slack",   "compress_upload",
-    "expire_sessions",    "recalc_totals", "export_csv",     "geocode_address"};
-static const char *const routes[10] = {
-    "POST /send-notification/{email}", "POST /orders",     "GET /items",
-    "POST /upload",                    "PUT /users/{id}",  "POST /refunds",
-    "POST /webhooks/{source}",         "GET /reports/{id}", "POST /login",
-    "DELETE /sessions/{id}"};
+    "write_notification", "send_email",    "write_log",    "resize_image",
+    "charge_card",        "refund",        "sync_crm",     "index_document",
+    "send_sms",           "push_webhook",  "generate_pdf", "update_search",
+    "warm_cache",         "audit_event",   "notify_slack", "compress_upload",
+    "expire_sessions",    "recalc_totals", "export_csv",   "geocode_address"};
+static const char *const routes[10] = {"POST /send-notification/{email}",
+                                       "POST /orders",
+                                       "GET /items",
+                                       "POST /upload",
+                                       "PUT /users/{id}",
+                                       "POST /refunds",
+                                       "POST /webhooks/{source}",
+                                       "GET /reports/{id}",
+                                       "POST /login",
+                                       "DELETE /sessions/{id}"};
 static const char *const services[4] = {"api", "worker", "billing", "mail"};
 
 static uint64_t rng = 0x9e3779b97f4a7c15u;
@@ -133,15 +138,15 @@ static void insert_task(gen *g, int agent, int64_t batch, int pos,
                       timeout ? "read timed out after 30s"
                               : "550 mailbox unavailable",
                       -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 15, "Traceback (most recent call last):\n  ...",
-                      -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 15, "Traceback (most recent call last):\n  ...", -1,
+                      SQLITE_STATIC);
   }
   if (status == SCHEMA_SKIPPED)
     sqlite3_bind_int64(st, 16, cause);
   if (status == SCHEMA_DROPPED || status == SCHEMA_LOST)
-    sqlite3_bind_text(st, 17, status == SCHEMA_LOST ? "agent vanished"
-                                                    : "response failed",
-                      -1, SQLITE_STATIC);
+    sqlite3_bind_text(
+        st, 17, status == SCHEMA_LOST ? "agent vanished" : "response failed",
+        -1, SQLITE_STATIC);
   if (sqlite3_step(st) != SQLITE_DONE)
     fprintf(stderr, "bench_query: insert: %s\n", sqlite3_errmsg(g->db));
   sqlite3_reset(st);
@@ -162,8 +167,8 @@ static void insert_batch(gen *g, int64_t at, int last_minutes) {
   /* Names skew towards the first few, as real workloads do. */
   int first = (int)((r >> 8) % 7) * 3 % 18;
   int fail_at = (r >> 20) % 100 == 0 ? (int)((r >> 28) % 3) : -1;
-  int whole = (r >> 32) % 400 == 0 ? SCHEMA_DROPPED
-              : (r >> 32) % 1000 == 1 ? SCHEMA_LOST
+  int whole = (r >> 32) % 400 == 0                 ? SCHEMA_DROPPED
+              : (r >> 32) % 1000 == 1              ? SCHEMA_LOST
               : last_minutes && (r >> 32) % 3 == 0 ? SCHEMA_RUNNING
                                                    : -1;
   int64_t failed = 0;
@@ -232,7 +237,8 @@ static int generate(const char *path, int64_t tasks, int64_t t0) {
   return 0;
 }
 
-/* ---- timing the binary ---------------------------------------------------- */
+/* ---- timing the binary ----------------------------------------------------
+ */
 
 static const char *bin = TASKWATCH_BIN;
 
@@ -289,8 +295,7 @@ static const kind kinds[] = {
     {"service_wait_1h", NULL, "service:billing wait>50ms since:%s until:%s",
      US_PER_HOUR},
     {"batch", NULL, "batch:%s", 0},
-    {"latest_100", NULL, "--reverse --limit 100 since:%s until:%s",
-     SPAN_US},
+    {"latest_100", NULL, "--reverse --limit 100 since:%s until:%s", SPAN_US},
     {"stats_by_name_1h", "stats", "--by name since:%s until:%s", US_PER_HOUR},
     {"stats_by_name_24h", "stats", "--by name since:%s until:%s",
      24 * US_PER_HOUR},
@@ -342,9 +347,8 @@ static void bench_kind(const char *db_path, const kind *k, int reps,
   for (int r = 0; r < reps; r++) {
     /* A different window each time, anywhere in the 7 days. */
     int64_t span = SPAN_US - k->window_us;
-    int64_t start = t0 + (span > 0 ? (int64_t)(next_random() %
-                                               (uint64_t)span)
-                                   : 0);
+    int64_t start =
+        t0 + (span > 0 ? (int64_t)(next_random() % (uint64_t)span) : 0);
     char since[FORMAT_TIME_SIZE], until[FORMAT_TIME_SIZE], text[256];
     format_time_utc(start, since, sizeof(since));
     format_time_utc(start + k->window_us, until, sizeof(until));

@@ -124,13 +124,13 @@ static const struct {
   const char *key;
   const char *op;
 } flag_terms[] = {
-    {OPT_STATUS, "status", ":"},  {OPT_NAME, "name", ":"},
+    {OPT_STATUS, "status", ":"},   {OPT_NAME, "name", ":"},
     {OPT_SERVICE, "service", ":"}, {OPT_HOST, "host", ":"},
-    {OPT_LABEL, "label", ":"},    {OPT_BATCH, "batch", ":"},
-    {OPT_ID, "id", ":"},          {OPT_ERROR, "error", ":"},
-    {OPT_MODE, "mode", ":"},      {OPT_SINCE, "since", ":"},
-    {OPT_UNTIL, "until", ":"},    {OPT_MIN_WAIT, "wait", ">="},
-    {OPT_MAX_WAIT, "wait", "<="}, {OPT_MIN_RUN, "run", ">="},
+    {OPT_LABEL, "label", ":"},     {OPT_BATCH, "batch", ":"},
+    {OPT_ID, "id", ":"},           {OPT_ERROR, "error", ":"},
+    {OPT_MODE, "mode", ":"},       {OPT_SINCE, "since", ":"},
+    {OPT_UNTIL, "until", ":"},     {OPT_MIN_WAIT, "wait", ">="},
+    {OPT_MAX_WAIT, "wait", "<="},  {OPT_MIN_RUN, "run", ">="},
     {OPT_MAX_RUN, "run", "<="},
 };
 
@@ -138,14 +138,22 @@ static const struct {
   const char *field;
   const char *column;
 } sort_fields[] = {
-    {"enqueued", "t.enqueued_at"}, {"enqueued_at", "t.enqueued_at"},
-    {"time", "t.enqueued_at"},     {"started", "t.started_at"},
-    {"started_at", "t.started_at"}, {"finished", "t.finished_at"},
-    {"finished_at", "t.finished_at"}, {"wait", "t.wait_us"},
-    {"wait_us", "t.wait_us"},      {"run", "t.run_us"},
-    {"run_us", "t.run_us"},        {"name", "t.name"},
-    {"service", "a.service"},      {"status", "t.status"},
-    {"id", "t.id"},                {"batch", "t.batch"},
+    {"enqueued", "t.enqueued_at"},
+    {"enqueued_at", "t.enqueued_at"},
+    {"time", "t.enqueued_at"},
+    {"started", "t.started_at"},
+    {"started_at", "t.started_at"},
+    {"finished", "t.finished_at"},
+    {"finished_at", "t.finished_at"},
+    {"wait", "t.wait_us"},
+    {"wait_us", "t.wait_us"},
+    {"run", "t.run_us"},
+    {"run_us", "t.run_us"},
+    {"name", "t.name"},
+    {"service", "a.service"},
+    {"status", "t.status"},
+    {"id", "t.id"},
+    {"batch", "t.batch"},
     {"position", "t.position"},
 };
 
@@ -226,6 +234,87 @@ int query_open(const char *path, sqlite3 **out, char *err, size_t errlen) {
   return 0;
 }
 
+/* Applies one option that is not a filter term; returns -1 to go on, else
+ * an exit status. */
+static int handle_option(int c, char *arg, char **argv, query_opts *o) {
+  char err[256];
+  switch (c) {
+  case OPT_DB:
+    o->db_path = arg;
+    break;
+  case 'o':
+    if (strcmp(arg, "table") == 0)
+      o->format = QUERY_TABLE;
+    else if (strcmp(arg, "json") == 0 || strcmp(arg, "ndjson") == 0)
+      o->format = QUERY_JSON;
+    else if (strcmp(arg, "csv") == 0)
+      o->format = QUERY_CSV;
+    else
+      return usage_error("unknown format '%s' (table, json, csv)", arg);
+    break;
+  case 'f':
+    if (filter_add_text(o->filter, arg, err, sizeof(err)) != 0)
+      return usage_error("%s", err);
+    break;
+  case OPT_SORT: {
+    o->sort_column = NULL;
+    for (size_t i = 0; i < sizeof(sort_fields) / sizeof(sort_fields[0]); i++)
+      if (strcmp(arg, sort_fields[i].field) == 0)
+        o->sort_column = sort_fields[i].column;
+    if (o->sort_column == NULL)
+      return usage_error("cannot sort by '%s'", arg);
+    break;
+  }
+  case OPT_REVERSE:
+    o->reverse = 1;
+    break;
+  case OPT_LIMIT: {
+    char *end;
+    errno = 0;
+    long long n = strtoll(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || n < 0)
+      return usage_error("--limit needs a count, not '%s'", arg);
+    o->limit = n;
+    break;
+  }
+  case OPT_LOCAL:
+    o->local = 1;
+    break;
+  case OPT_FOLLOW:
+    o->follow = 1;
+    break;
+  case OPT_INTERVAL:
+    if (format_parse_duration(arg, &o->interval_us) != 0 ||
+        o->interval_us < 1000)
+      return usage_error("--interval needs a duration of 1ms or more, "
+                         "not '%s'",
+                         arg);
+    break;
+  case OPT_FAIL_EMPTY:
+    o->fail_if_empty = 1;
+    break;
+  case OPT_FAIL_ANY:
+    o->fail_if_any = 1;
+    break;
+  case OPT_BY:
+    if (strcmp(arg, "name") != 0 && strcmp(arg, "service") != 0 &&
+        strcmp(arg, "batch_label") != 0 && strcmp(arg, "label") != 0)
+      return usage_error("cannot group by '%s' (name, service, "
+                         "batch_label)",
+                         arg);
+    o->by = strcmp(arg, "label") == 0 ? "batch_label" : arg;
+    break;
+  case 'h':
+    fputs(usage_text, stdout);
+    return 0;
+  case ':':
+    return usage_error("option '%s' needs a value", argv[optind - 1]);
+  default:
+    return usage_error("unknown option '%s'", argv[optind - 1]);
+  }
+  return -1;
+}
+
 /* Parses the options into *o; returns -1 to go on, else an exit status. */
 static int parse_args(int argc, char **argv, query_opts *o, int command) {
   char err[256];
@@ -238,87 +327,15 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
       if (flag_terms[i].option != c)
         continue;
       handled = 1;
-      if (filter_add(o->filter, flag_terms[i].key, flag_terms[i].op, optarg,
-                     0, err, sizeof(err)) != 0)
+      if (filter_add(o->filter, flag_terms[i].key, flag_terms[i].op, optarg, 0,
+                     err, sizeof(err)) != 0)
         return usage_error("%s", err);
     }
     if (handled)
       continue;
-    switch (c) {
-    case OPT_DB:
-      o->db_path = optarg;
-      break;
-    case 'o':
-      if (strcmp(optarg, "table") == 0)
-        o->format = QUERY_TABLE;
-      else if (strcmp(optarg, "json") == 0 || strcmp(optarg, "ndjson") == 0)
-        o->format = QUERY_JSON;
-      else if (strcmp(optarg, "csv") == 0)
-        o->format = QUERY_CSV;
-      else
-        return usage_error("unknown format '%s' (table, json, csv)", optarg);
-      break;
-    case 'f':
-      if (filter_add_text(o->filter, optarg, err, sizeof(err)) != 0)
-        return usage_error("%s", err);
-      break;
-    case OPT_SORT: {
-      o->sort_column = NULL;
-      for (size_t i = 0; i < sizeof(sort_fields) / sizeof(sort_fields[0]);
-           i++)
-        if (strcmp(optarg, sort_fields[i].field) == 0)
-          o->sort_column = sort_fields[i].column;
-      if (o->sort_column == NULL)
-        return usage_error("cannot sort by '%s'", optarg);
-      break;
-    }
-    case OPT_REVERSE:
-      o->reverse = 1;
-      break;
-    case OPT_LIMIT: {
-      char *end;
-      errno = 0;
-      long long n = strtoll(optarg, &end, 10);
-      if (errno != 0 || end == optarg || *end != '\0' || n < 0)
-        return usage_error("--limit needs a count, not '%s'", optarg);
-      o->limit = n;
-      break;
-    }
-    case OPT_LOCAL:
-      o->local = 1;
-      break;
-    case OPT_FOLLOW:
-      o->follow = 1;
-      break;
-    case OPT_INTERVAL:
-      if (format_parse_duration(optarg, &o->interval_us) != 0 ||
-          o->interval_us < 1000)
-        return usage_error("--interval needs a duration of 1ms or more, "
-                           "not '%s'",
-                           optarg);
-      break;
-    case OPT_FAIL_EMPTY:
-      o->fail_if_empty = 1;
-      break;
-    case OPT_FAIL_ANY:
-      o->fail_if_any = 1;
-      break;
-    case OPT_BY:
-      if (strcmp(optarg, "name") != 0 && strcmp(optarg, "service") != 0 &&
-          strcmp(optarg, "batch_label") != 0 && strcmp(optarg, "label") != 0)
-        return usage_error("cannot group by '%s' (name, service, "
-                           "batch_label)",
-                           optarg);
-      o->by = strcmp(optarg, "label") == 0 ? "batch_label" : optarg;
-      break;
-    case 'h':
-      fputs(usage_text, stdout);
-      return 0;
-    case ':':
-      return usage_error("option '%s' needs a value", argv[optind - 1]);
-    default:
-      return usage_error("unknown option '%s'", argv[optind - 1]);
-    }
+    int rc = handle_option(c, optarg, argv, o);
+    if (rc >= 0)
+      return rc;
   }
   /* What is left is filter terms, or the id of show/batch. */
   for (int i = optind; i < argc; i++) {

@@ -42,8 +42,7 @@ typedef struct query_task {
   const char *error_type, *error_message, *error_detail, *drop_reason;
   int batch_label_len, name_len, service_len, host_len;
   int error_type_len, error_message_len, error_detail_len, drop_reason_len;
-  int64_t enqueued_at, started_at, finished_at, wait_us, run_us,
-      skipped_after;
+  int64_t enqueued_at, started_at, finished_at, wait_us, run_us, skipped_after;
   int has_thread, has_started, has_finished, has_wait, has_run,
       has_skipped_after;
 } query_task;
@@ -52,8 +51,8 @@ typedef struct query_task {
  * in the order query_task_read() expects. */
 #define QUERY_TASK_COLUMNS                                                     \
   "t.id, t.batch, b.label, t.position, t.name, a.service, a.host, a.pid, "     \
-  "t.thread, t.status, t.mode, t.enqueued_at, t.started_at, t.finished_at, "  \
-  "t.wait_us, t.run_us, t.error_type, t.error_message, t.error_detail, "      \
+  "t.thread, t.status, t.mode, t.enqueued_at, t.started_at, t.finished_at, "   \
+  "t.wait_us, t.run_us, t.error_type, t.error_message, t.error_detail, "       \
   "t.skipped_after, t.drop_reason"
 /* Left joins, so SQLite can leave out a table no column or term uses
  * (every task has its agent and batch rows; the collector writes them

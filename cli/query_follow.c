@@ -148,8 +148,8 @@ static sqlite3_stmt *prepare_tasks(follow *f, const char *where) {
   format_buf sql;
   format_buf_init(&sql);
   format_buf_printf(&sql,
-                    "SELECT " QUERY_TASK_COLUMNS ", t.agent, (%s)" QUERY_TASK_FROM
-                    " WHERE %s",
+                    "SELECT " QUERY_TASK_COLUMNS
+                    ", t.agent, (%s)" QUERY_TASK_FROM " WHERE %s",
                     filter, where);
   free(filter);
   sqlite3_stmt *st = query_prepare(f->db, format_buf_str(&sql));
@@ -236,8 +236,8 @@ static int64_t moved_agents(follow *f, int first) {
         }
         f->fresh[f->nfresh++] = id;
       }
-      int64_t start = (first || prev_last == NULL ? last : *prev_last) -
-                      SLACK_US;
+      int64_t start =
+          (first || prev_last == NULL ? last : *prev_last) - SLACK_US;
       idmap_put(&f->window, id, start);
       if (start < earliest)
         earliest = start;

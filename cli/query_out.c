@@ -40,8 +40,8 @@ enum column {
 };
 
 static const char *const headers[COL_COUNT] = {
-    "ID",       "BATCH", "POS", "NAME", "SERVICE", "STATUS",
-    "ENQUEUED", "WAIT",  "RUN", "ERROR"};
+    "ID",     "BATCH",    "POS",  "NAME", "SERVICE",
+    "STATUS", "ENQUEUED", "WAIT", "RUN",  "ERROR"};
 /* Numbers and durations are right-aligned. */
 static const int right_aligned[COL_COUNT] = {1, 1, 1, 0, 0, 0, 0, 1, 1, 0};
 /* How narrow a column may become to fit the terminal (0: never shrinks). */
@@ -109,8 +109,8 @@ void query_task_read(sqlite3_stmt *st, int c, query_task *t) {
 }
 
 void query_format_time(char *buf, size_t len, int64_t us, int local) {
-  int n = local ? format_time_local(us, buf, len) : format_time_utc(us, buf,
-                                                                     len);
+  int n =
+      local ? format_time_local(us, buf, len) : format_time_utc(us, buf, len);
   if (n < 0)
     snprintf(buf, len, "%lld", (long long)us);
 }

@@ -103,8 +103,8 @@ static void describe_task(format_buf *b, const query_task *t, int local) {
   field(b, "host:", t->host, t->host_len);
   format_buf_printf(b, "  %-14s %lld\n", "pid:", (long long)t->pid);
   if (t->has_thread)
-    format_buf_printf(b, "  %-14s %llu\n", "thread:",
-                      (unsigned long long)t->thread);
+    format_buf_printf(b, "  %-14s %llu\n",
+                      "thread:", (unsigned long long)t->thread);
   time_field(b, "enqueued_at:", t->enqueued_at, 1, local);
   time_field(b, "started_at:", t->started_at, t->has_started, local);
   time_field(b, "finished_at:", t->finished_at, t->has_finished, local);
@@ -114,8 +114,8 @@ static void describe_task(format_buf *b, const query_task *t, int local) {
   field(b, "error_message:", t->error_message, t->error_message_len);
   detail_field(b, t->error_detail, t->error_detail_len);
   if (t->has_skipped_after)
-    format_buf_printf(b, "  %-14s %lld\n", "skipped_after:",
-                      (long long)t->skipped_after);
+    format_buf_printf(b, "  %-14s %lld\n",
+                      "skipped_after:", (long long)t->skipped_after);
   field(b, "drop_reason:", t->drop_reason, t->drop_reason_len);
 }
 
@@ -149,9 +149,9 @@ static void timeline_note(format_buf *b, const query_task *t,
  * Returns the number of tasks, or -1 on a database error. */
 static int timeline(sqlite3 *db, int64_t batch, int64_t mark,
                     const query_opts *o, query_out *out) {
-  sqlite3_stmt *st = query_prepare(
-      db, "SELECT " QUERY_TASK_COLUMNS QUERY_TASK_FROM
-          " WHERE t.batch = ?1 ORDER BY t.position, t.id");
+  sqlite3_stmt *st =
+      query_prepare(db, "SELECT " QUERY_TASK_COLUMNS QUERY_TASK_FROM
+                        " WHERE t.batch = ?1 ORDER BY t.position, t.id");
   if (st == NULL)
     return -1;
   sqlite3_bind_int64(st, 1, batch);
@@ -293,8 +293,7 @@ int query_batch(sqlite3 *db, const query_opts *o) {
   if (n < 0)
     return 2;
   if (n == 0) {
-    fprintf(stderr, "taskwatch query: no tasks in batch %lld\n",
-            (long long)id);
+    fprintf(stderr, "taskwatch query: no tasks in batch %lld\n", (long long)id);
     return 1;
   }
   return 0;

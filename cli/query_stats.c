@@ -30,11 +30,11 @@
 #include "xalloc.h"
 
 typedef struct group {
-  char *key; /* NULL: the column was NULL, or no grouping */
+  char *key;  /* NULL: the column was NULL, or no grouping */
   int rollup; /* figures from the rollups, not raw rows */
   int64_t count;
   int64_t by_status[SCHEMA_STATUS_COUNT];
-  stats_values run, wait;         /* raw */
+  stats_values run, wait;          /* raw */
   stats_weighted rollup_pct[2][3]; /* rollup: [run, wait][p50, p95, p99] */
 } group;
 
@@ -160,8 +160,8 @@ static void make_plan(sqlite3 *db, const query_opts *o, plan *p) {
                               " ORDER BY enqueued_at LIMIT 1",
                               0, 0, INT64_MAX);
   if (oldest == INT64_MAX)
-    oldest = single_int(db, "SELECT min(enqueued_at) FROM tasks", 0, 0,
-                        INT64_MAX);
+    oldest =
+        single_int(db, "SELECT min(enqueued_at) FROM tasks", 0, 0, INT64_MAX);
   int64_t boundary =
       oldest == INT64_MAX ? INT64_MAX : oldest - (oldest % MINUTE_US);
   /* Only rollup minutes inside the asked range and before the boundary
@@ -285,8 +285,8 @@ static const char *const pct_names[4] = {"p50", "p95", "p99", "max"};
 /* Percentile i (p50, p95, p99, max) of run (k = 0) or wait (k = 1). */
 static int group_percentile(group *g, int k, int i, int64_t *out) {
   if (g->rollup)
-    return i < 3 ? stats_weighted_percentile(&g->rollup_pct[k][i],
-                                             per_mille[i], out)
+    return i < 3 ? stats_weighted_percentile(&g->rollup_pct[k][i], per_mille[i],
+                                             out)
                  : -1;
   return stats_percentile(k ? &g->wait : &g->run, per_mille[i], out);
 }
@@ -295,7 +295,8 @@ static const char *source_name(const group *g) {
   return g->rollup ? "rollup" : "raw";
 }
 
-/* ---- writers -------------------------------------------------------------- */
+/* ---- writers --------------------------------------------------------------
+ */
 
 static void json_group(format_buf *b, const query_opts *o, group *g,
                        const plan *p) {
@@ -326,15 +327,13 @@ static void json_group(format_buf *b, const query_opts *o, group *g,
         format_buf_printf(b, ",\"%s_%s_us\":%lld", set_names[k], pct_names[i],
                           (long long)v);
       else
-        format_buf_printf(b, ",\"%s_%s_us\":null", set_names[k],
-                          pct_names[i]);
+        format_buf_printf(b, ",\"%s_%s_us\":null", set_names[k], pct_names[i]);
     }
   format_buf_printf(b, ",\"source\":\"%s\"", source_name(g));
   if (p->rollups_used || p->rollups_refused) {
     char when[FORMAT_TIME_SIZE];
     query_format_time(when, sizeof(when), p->boundary, 0);
-    format_buf_printf(b, ",\"%s\":\"%s\"", g->rollup ? "before" : "from",
-                      when);
+    format_buf_printf(b, ",\"%s\":\"%s\"", g->rollup ? "before" : "from", when);
   }
   format_buf_puts(b, "}\n");
 }
@@ -380,19 +379,20 @@ static void csv_group(format_buf *b, const query_opts *o, group *g,
 }
 
 /* The table: fixed numeric columns after a sanitized group column. */
-static void table_group(format_buf *b, group *g, int key_width,
-                        unsigned flags, int has_key, int split) {
+static void table_group(format_buf *b, group *g, int key_width, unsigned flags,
+                        int has_key, int split) {
   if (has_key) {
     const char *k = g->key ? g->key : "(none)";
     int w;
-    char *shown = sanitize_dup(k, strlen(k), key_width,
-                               flags | SANITIZE_ELLIPSIS, &w);
+    char *shown =
+        sanitize_dup(k, strlen(k), key_width, flags | SANITIZE_ELLIPSIS, &w);
     format_buf_puts(b, shown);
     for (int i = w; i < key_width + 1; i++)
       format_buf_putc(b, ' ');
     free(shown);
   }
-  format_buf_printf(b, "%8lld %8lld %7lld %7lld %7lld %5lld", (long long)g->count,
+  format_buf_printf(b, "%8lld %8lld %7lld %7lld %7lld %5lld",
+                    (long long)g->count,
                     (long long)g->by_status[SCHEMA_SUCCEEDED],
                     (long long)g->by_status[SCHEMA_FAILED],
                     (long long)g->by_status[SCHEMA_SKIPPED],
@@ -454,15 +454,14 @@ static void write_table(const query_opts *o, group **rows, size_t n,
     for (int i = (int)strlen(o->by); i < key_width + 1; i++)
       format_buf_putc(&b, ' ');
   }
-  format_buf_printf(&b, "%8s %8s %7s %7s %7s %5s %7s", "COUNT", "OK",
-                    "FAILED", "SKIPPED", "DROPPED", "LOST", "FAIL%");
+  format_buf_printf(&b, "%8s %8s %7s %7s %7s %5s %7s", "COUNT", "OK", "FAILED",
+                    "SKIPPED", "DROPPED", "LOST", "FAIL%");
   for (int k = 0; k < 2; k++)
     for (int i = 0; i < 4; i++)
       format_buf_printf(&b, " %4s_%-3s", k ? "WAIT" : "RUN", pct_names[i]);
   format_buf_puts(&b, p->rollups_used ? " SOURCE\n" : "\n");
   for (size_t i = 0; i < n; i++)
-    table_group(&b, rows[i], key_width, flags, o->by != NULL,
-                p->rollups_used);
+    table_group(&b, rows[i], key_width, flags, o->by != NULL, p->rollups_used);
   table_footer(&b, p);
   fputs(format_buf_str(&b), stdout);
   format_buf_fini(&b);
@@ -481,10 +480,9 @@ static group **order_rows(group_map *raw, group_map *rollup, size_t *n) {
   for (size_t i = 0; i < raw->n; i++) {
     rows[k++] = &raw->groups[i];
     for (size_t j = 0; j < rollup->n; j++)
-      if (!taken[j] && same_key(&rollup->groups[j], raw->groups[i].key,
-                                raw->groups[i].key
-                                    ? strlen(raw->groups[i].key)
-                                    : 0)) {
+      if (!taken[j] &&
+          same_key(&rollup->groups[j], raw->groups[i].key,
+                   raw->groups[i].key ? strlen(raw->groups[i].key) : 0)) {
         rows[k++] = &rollup->groups[j];
         taken[j] = 1;
       }

@@ -65,14 +65,22 @@ typedef struct key_def {
 } key_def;
 
 static const key_def keys[] = {
-    {"status", K_STATUS, "t.status"},  {"state", K_STATUS, "t.status"},
-    {"name", K_GLOB, "t.name"},        {"service", K_GLOB, "a.service"},
-    {"host", K_GLOB, "a.host"},        {"label", K_GLOB, "b.label"},
-    {"batch", K_BATCH, "t.batch"},     {"id", K_INT, "t.id"},
-    {"pid", K_INT, "a.pid"},           {"position", K_POSITION, "t.position"},
-    {"pos", K_POSITION, "t.position"}, {"mode", K_MODE, "t.mode"},
-    {"error", K_ERROR, NULL},          {"since", K_SINCE, "t.enqueued_at"},
-    {"until", K_UNTIL, "t.enqueued_at"}, {"wait", K_DURATION, "t.wait_us"},
+    {"status", K_STATUS, "t.status"},
+    {"state", K_STATUS, "t.status"},
+    {"name", K_GLOB, "t.name"},
+    {"service", K_GLOB, "a.service"},
+    {"host", K_GLOB, "a.host"},
+    {"label", K_GLOB, "b.label"},
+    {"batch", K_BATCH, "t.batch"},
+    {"id", K_INT, "t.id"},
+    {"pid", K_INT, "a.pid"},
+    {"position", K_POSITION, "t.position"},
+    {"pos", K_POSITION, "t.position"},
+    {"mode", K_MODE, "t.mode"},
+    {"error", K_ERROR, NULL},
+    {"since", K_SINCE, "t.enqueued_at"},
+    {"until", K_UNTIL, "t.enqueued_at"},
+    {"wait", K_DURATION, "t.wait_us"},
     {"run", K_DURATION, "t.run_us"},
 };
 
@@ -335,9 +343,9 @@ static int sql_compare(filter *f, const term *t, char *err, size_t errlen) {
   if (t->key->kind == K_SINCE || t->key->kind == K_UNTIL) {
     op = t->key->kind == K_SINCE ? ">=" : "<";
     if (format_parse_time(plain, f->now_us, &v) != 0)
-      rc = fail(err, errlen,
-                "%s: bad time '%s' (e.g. 1h, 2026-11-22T10:00:00Z)",
-                t->key->name, shown(plain, show, sizeof(show)));
+      rc =
+          fail(err, errlen, "%s: bad time '%s' (e.g. 1h, 2026-11-22T10:00:00Z)",
+               t->key->name, shown(plain, show, sizeof(show)));
   } else if (t->key->kind == K_DURATION) {
     if (format_parse_duration(plain, &v) != 0)
       rc = fail(err, errlen, "%s: bad duration '%s' (e.g. 200ms, 1.5s)",
@@ -349,8 +357,7 @@ static int sql_compare(filter *f, const term *t, char *err, size_t errlen) {
   free(plain);
   if (rc != 0)
     return rc;
-  format_buf_printf(&f->sql, "%s %s ?%d", t->key->column, op,
-                    int_param(f, v));
+  format_buf_printf(&f->sql, "%s %s ?%d", t->key->column, op, int_param(f, v));
   if (t->key->kind == K_SINCE && !t->negate && v > f->since)
     f->since = v;
   if (t->key->kind == K_UNTIL && !t->negate && v < f->until)
@@ -476,8 +483,7 @@ static int is_blank(char c) {
 
 /* Reads one value item (up to a blank or an unquoted comma) into its
  * escaped form. */
-static int lex_item(const char **p, format_buf *out, char *err,
-                    size_t errlen) {
+static int lex_item(const char **p, format_buf *out, char *err, size_t errlen) {
   const char *s = *p;
   char quote = 0;
   format_buf_putc(out, '\0');
@@ -610,7 +616,8 @@ static int parse_term(filter *f, const char **p, char *err, size_t errlen) {
   return rc;
 }
 
-/* ---- public ---------------------------------------------------------------- */
+/* ---- public ----------------------------------------------------------------
+ */
 
 filter *filter_new(int64_t now_us) {
   filter *f = xcalloc(1, sizeof(*f));
@@ -743,8 +750,8 @@ int filter_is_empty(const filter *f) {
 int filter_bind(const filter *f, sqlite3_stmt *st, int first) {
   for (int i = 0; i < f->nparams; i++) {
     const param *p = &f->params[i];
-    int rc = p->is_text ? sqlite3_bind_text(st, first + i, p->text,
-                                            (int)p->len, SQLITE_TRANSIENT)
+    int rc = p->is_text ? sqlite3_bind_text(st, first + i, p->text, (int)p->len,
+                                            SQLITE_TRANSIENT)
                         : sqlite3_bind_int64(st, first + i, p->num);
     if (rc != SQLITE_OK)
       return -1;

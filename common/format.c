@@ -289,13 +289,10 @@ static int64_t unit_us(const char **p) {
   static const struct {
     const char *name;
     int64_t us;
-  } units[] = {{"us", 1},
-               {"\xc2\xb5s", 1},
-               {"ms", 1000},
-               {"s", US_PER_SEC},
-               {"m", 60 * US_PER_SEC},
-               {"h", 3600 * US_PER_SEC},
-               {"d", US_PER_DAY}};
+  } units[] = {
+      {"us", 1},         {"\xc2\xb5s", 1},       {"ms", 1000},
+      {"s", US_PER_SEC}, {"m", 60 * US_PER_SEC}, {"h", 3600 * US_PER_SEC},
+      {"d", US_PER_DAY}};
   for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
     size_t n = strlen(units[i].name);
     if (strncmp(*p, units[i].name, n) == 0) {

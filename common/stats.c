@@ -79,7 +79,7 @@ void stats_weighted_push(stats_weighted *s, int64_t v, int64_t w) {
 /* Sorts (value, weight) pairs by value; compare() reads the first int64
  * of each pair. */
 static void sort_pairs(stats_weighted *s) {
-  int64_t (*pairs)[2] = xmalloc(s->n * sizeof(*pairs));
+  int64_t(*pairs)[2] = xmalloc(s->n * sizeof(*pairs));
   for (size_t i = 0; i < s->n; i++)
     pairs[i][0] = s->v[i], pairs[i][1] = s->w[i];
   qsort(pairs, s->n, sizeof(*pairs), compare);

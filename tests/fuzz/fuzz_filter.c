@@ -75,7 +75,11 @@ static void check_json(const char *s, size_t n) {
     unsigned char c = u[i];
     if (c < 0x20 || c == 0x7f)
       abort();
-    size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    size_t len = c < 0x80    ? 1
+                 : c >= 0xf0 ? 4
+                 : c >= 0xe0 ? 3
+                 : c >= 0xc2 ? 2
+                             : 0;
     if (len == 0 || i + len > b.len)
       abort();
     for (size_t k = 1; k < len; k++)

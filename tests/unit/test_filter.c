@@ -246,9 +246,9 @@ static void hostile_input(void **state) {
   CHECK("name:\xff\xfe", "");
   /* The tables are all still there. */
   sqlite3_stmt *st = NULL;
-  assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks", -1,
-                                      &st, NULL),
-                   SQLITE_OK);
+  assert_int_equal(
+      sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks", -1, &st, NULL),
+      SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
   assert_int_equal(sqlite3_column_int(st, 0), 9);
   sqlite3_finalize(st);
@@ -273,9 +273,9 @@ static void renumbered_parameters(void **state) {
   sqlite3 *db = *state;
   filter *f = NULL;
   char err[128];
-  assert_int_equal(filter_parse("status:failed name:send_*", FIX_NOW, &f, err,
-                                sizeof(err)),
-                   0);
+  assert_int_equal(
+      filter_parse("status:failed name:send_*", FIX_NOW, &f, err, sizeof(err)),
+      0);
   char *where = filter_sql_at(f, 3);
   assert_null(strstr(where, "?1 "));
   char sql[2048];
@@ -290,8 +290,7 @@ static void renumbered_parameters(void **state) {
   sqlite3_bind_int(st, 1, 1);
   sqlite3_bind_int(st, 2, 1);
   assert_int_equal(filter_bind(f, st, 3), 3 + filter_param_count(f));
-  assert_int_equal(sqlite3_bind_parameter_count(st),
-                   2 + filter_param_count(f));
+  assert_int_equal(sqlite3_bind_parameter_count(st), 2 + filter_param_count(f));
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
   assert_int_equal(sqlite3_column_int(st, 0), 1); /* task 2 */
   sqlite3_finalize(st);
@@ -305,13 +304,11 @@ static void add_matches_text(void **state) {
   /* filter_add takes values literally (no quotes or escapes) and splits
    * lists on commas, like the typed form. */
   filter *a = filter_new(FIX_NOW);
-  assert_int_equal(filter_add(a, "status", ":", "failed,skipped", 0, err,
-                              sizeof(err)),
-                   0);
+  assert_int_equal(
+      filter_add(a, "status", ":", "failed,skipped", 0, err, sizeof(err)), 0);
   assert_int_equal(filter_add(a, "run", ">=", "1s", 1, err, sizeof(err)), 0);
-  assert_int_equal(filter_add(a, "label", ":", "POST /send*", 0, err,
-                              sizeof(err)),
-                   0);
+  assert_int_equal(
+      filter_add(a, "label", ":", "POST /send*", 0, err, sizeof(err)), 0);
   filter *b = NULL;
   assert_int_equal(filter_parse("status:failed,skipped !run>=1s "
                                 "label:\"POST /send*\"",
@@ -322,14 +319,11 @@ static void add_matches_text(void **state) {
   const char *before = filter_sql(a);
   char *copy = strdup(before);
   int params = filter_param_count(a);
-  assert_int_equal(filter_add(a, "wait", ">", "soon", 0, err, sizeof(err)),
-                   -1);
+  assert_int_equal(filter_add(a, "wait", ">", "soon", 0, err, sizeof(err)), -1);
   assert_non_null(strstr(err, "wait"));
-  assert_int_equal(filter_add(a, "color", ":", "red", 0, err, sizeof(err)),
-                   -1);
+  assert_int_equal(filter_add(a, "color", ":", "red", 0, err, sizeof(err)), -1);
   assert_int_equal(filter_add(a, "name", "~", "x", 0, err, sizeof(err)), -1);
-  assert_int_equal(filter_add_text(a, "name:ok status:nope", err,
-                                   sizeof(err)),
+  assert_int_equal(filter_add_text(a, "name:ok status:nope", err, sizeof(err)),
                    -1);
   assert_int_equal(filter_param_count(a), params + 1); /* name:ok stayed */
   assert_int_equal(strncmp(filter_sql(a), copy, strlen(copy)), 0);

@@ -123,9 +123,20 @@ static void parse_durations(void **state) {
   assert_true(parsed_duration("0.0000009s") == 0);
   assert_true(parsed_duration("12.5ms") == 12500);
   int64_t v;
-  const char *bad[] = {"",     "10",   "ms",    "1.s",  ".5s", "-1s",
-                       "1 s",  "1sx",  "1x",    "1e3s", "s1",  "1ss",
-                       "106751991167d", "99999999999999999999us",
+  const char *bad[] = {"",
+                       "10",
+                       "ms",
+                       "1.s",
+                       ".5s",
+                       "-1s",
+                       "1 s",
+                       "1sx",
+                       "1x",
+                       "1e3s",
+                       "s1",
+                       "1ss",
+                       "106751991167d",
+                       "99999999999999999999us",
                        "9223372036854775807us1us"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     if (format_parse_duration(bad[i], &v) == 0)

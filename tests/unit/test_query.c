@@ -391,8 +391,8 @@ static void stats_percentiles_exact(void **state) {
 
 static void stats_small_and_formats(void **state) {
   (void)state;
-  result r = run("stats", "--db", db_path, "-o", "json", "!name:bulk",
-                 "!name:esc*");
+  result r =
+      run("stats", "--db", db_path, "-o", "json", "!name:bulk", "!name:esc*");
   assert_int_equal(r.status, 0);
   assert_int_equal(count_lines(r.out), 1);
   /* runs 10ms 250ms 1.5s 2s; waits 1 2 5 10 300 ms */
@@ -504,7 +504,8 @@ static void stats_from_rollups(void **state) {
   result_free(&r);
 }
 
-/* ---- show and batch -------------------------------------------------------- */
+/* ---- show and batch --------------------------------------------------------
+ */
 
 static void show_task(void **state) {
   (void)state;
@@ -569,7 +570,8 @@ static void batch_view(void **state) {
   result_free(&r);
 }
 
-/* ---- exit statuses and errors ---------------------------------------------- */
+/* ---- exit statuses and errors ----------------------------------------------
+ */
 
 static void exit_statuses(void **state) {
   (void)state;

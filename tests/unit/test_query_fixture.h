@@ -6,17 +6,16 @@
  * Task local ids 1..9 (store id = agent << 40 | local; all tasks here use
  * agent 1's high bits for the id so ids are easy to name, while the agent
  * column says who ran them):
- *   1 b1 0 write_notification loop       succeeded  T0       wait 1ms   run 10ms
- *   2 b1 1 send_email         threadpool failed     T0+1ms   wait 2ms   run 250ms
- *   3 b1 2 write_log          threadpool skipped    T0+2ms   (after 2)
- *   4 b2 0 fetch              loop       succeeded  T0+60s   wait 300ms run 2s
- *   5 b2 1 send_sms           loop       running    T0+61s   wait 5ms
- *   6 b3 0 naïve_task         threadpool queued     T0+1h
- *   7 b3 1 a*b                loop       dropped    T0+1h1s  "shutdown"
- *   8 b3 2 evil'; DROP...     loop       lost       T0+2h    "agent vanished"
- *   9 b4 0 send_email         threadpool failed     T0+120s  wait 10ms  run 1.5s
- * Agents: 1 = api on web-1 pid 100 (b1, b2); 2 = worker on web-2 pid 200
- * (b3, b4). Labels: b1 and b4 "POST /send-notification/{email}", b2
+ *   1 b1 0 write_notification loop       succeeded  T0       wait 1ms   run
+ * 10ms 2 b1 1 send_email         threadpool failed     T0+1ms   wait 2ms   run
+ * 250ms 3 b1 2 write_log          threadpool skipped    T0+2ms   (after 2) 4 b2
+ * 0 fetch              loop       succeeded  T0+60s   wait 300ms run 2s 5 b2 1
+ * send_sms           loop       running    T0+61s   wait 5ms 6 b3 0 naïve_task
+ * threadpool queued     T0+1h 7 b3 1 a*b                loop       dropped
+ * T0+1h1s  "shutdown" 8 b3 2 evil'; DROP...     loop       lost       T0+2h
+ * "agent vanished" 9 b4 0 send_email         threadpool failed     T0+120s wait
+ * 10ms  run 1.5s Agents: 1 = api on web-1 pid 100 (b1, b2); 2 = worker on web-2
+ * pid 200 (b3, b4). Labels: b1 and b4 "POST /send-notification/{email}", b2
  * "GET /items", b3 none.
  */
 #ifndef TEST_QUERY_FIXTURE_H
@@ -113,8 +112,8 @@ static int fixture_fill(sqlite3 *db) {
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 77, ?8, ?9, ?10, ?11, ?12, ?13,"
       " ?14, ?15, ?16, ?17)",
       -1, &st, NULL);
-  for (size_t i = 0; rc == SQLITE_OK && i < sizeof(fix_tasks) / sizeof(*fix_tasks);
-       i++) {
+  for (size_t i = 0;
+       rc == SQLITE_OK && i < sizeof(fix_tasks) / sizeof(*fix_tasks); i++) {
     const fix_task *t = &fix_tasks[i];
     int64_t enq = FIX_T0 + t->enqueued_off;
     int64_t start = t->wait >= 0 ? enq + t->wait : -1;
