@@ -74,77 +74,93 @@ static int64_t count_tasks(const char *path) {
   return n;
 }
 
+typedef struct gen {
+  sqlite3 *db;
+  sqlite3_stmt *task, *batch;
+  uint64_t rng;
+} gen;
+
+static uint64_t next_random(gen *g) {
+  g->rng ^= g->rng << 13;
+  g->rng ^= g->rng >> 7;
+  g->rng ^= g->rng << 17;
+  return g->rng;
+}
+
+/* One task of a batch: every 50th batch fails at position 1 and skips
+ * position 2. */
+static void insert_task(gen *g, int64_t agent, int64_t local, int64_t batch,
+                        int64_t at, int p, int fails) {
+  static const char *const names[3] = {"write_notification", "send_email",
+                                       "write_log"};
+  sqlite3_stmt *tt = g->task;
+  uint64_t r = next_random(g);
+  int status = fails && p == 1   ? SCHEMA_FAILED
+               : fails && p == 2 ? SCHEMA_SKIPPED
+                                 : SCHEMA_SUCCEEDED;
+  int64_t enq = at + p * 20, wait = 100 + (int64_t)(r % 5000);
+  int64_t run = 500 + (int64_t)((r >> 20) % 200000);
+  sqlite3_reset(tt);
+  sqlite3_clear_bindings(tt);
+  sqlite3_bind_int64(tt, 1,
+                     schema_global_id(agent, (uint64_t)local * 4 + 1 + p));
+  sqlite3_bind_int64(tt, 2, agent);
+  sqlite3_bind_int64(tt, 3, batch);
+  sqlite3_bind_int(tt, 4, p);
+  sqlite3_bind_text(tt, 5, names[p], -1, SQLITE_STATIC);
+  sqlite3_bind_int(tt, 6, p == 1);
+  sqlite3_bind_int(tt, 7, status);
+  sqlite3_bind_int64(tt, 8, 1000 + agent);
+  sqlite3_bind_int64(tt, 9, enq);
+  if (status != SCHEMA_SKIPPED) {
+    sqlite3_bind_int64(tt, 10, enq + wait);
+    sqlite3_bind_int64(tt, 11, enq + wait + run);
+    sqlite3_bind_int64(tt, 12, wait);
+    sqlite3_bind_int64(tt, 13, run);
+  } else {
+    sqlite3_bind_int64(tt, 11, enq + 1000);
+    sqlite3_bind_int64(tt, 16,
+                       schema_global_id(agent, (uint64_t)local * 4 + 2));
+  }
+  if (status == SCHEMA_FAILED) {
+    sqlite3_bind_text(tt, 14, "SMTPError", -1, SQLITE_STATIC);
+    sqlite3_bind_text(tt, 15, "timeout", -1, SQLITE_STATIC);
+  }
+  check(sqlite3_step(tt), g->db, "insert task");
+}
+
 static void insert_tasks(sqlite3 *db, int64_t ntasks, int64_t end_us) {
-  sqlite3_stmt *tt, *bt;
+  gen g = {db, NULL, NULL, 88172645463325252ULL};
   check(sqlite3_prepare_v2(
             db,
             "INSERT INTO tasks (id, agent, batch, position, name, mode, "
             "status, thread, enqueued_at, started_at, finished_at, wait_us, "
             "run_us, error_type, error_message, skipped_after) VALUES "
             "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
-            -1, &tt, NULL),
+            -1, &g.task, NULL),
         db, "prepare");
   check(sqlite3_prepare_v2(db,
                            "INSERT INTO batches (id, agent, label, "
                            "created_at) VALUES (?1, ?2, ?3, ?4)",
-                           -1, &bt, NULL),
+                           -1, &g.batch, NULL),
         db, "prepare");
-  static const char *const names[3] = {"write_notification", "send_email",
-                                       "write_log"};
   int64_t nbatches = ntasks / 3, start = end_us - DAY_US;
-  uint64_t rng = 88172645463325252ULL;
   for (int64_t b = 0; b < nbatches; b++) {
     int64_t agent = 1 + b % AGENTS, local = b / AGENTS + 1;
     int64_t at = start + (DAY_US * b) / nbatches;
     int64_t batch = schema_global_id(agent, (uint64_t)local * 4);
-    int fails = b % 50 == 49;
-    sqlite3_reset(bt);
-    sqlite3_bind_int64(bt, 1, batch);
-    sqlite3_bind_int64(bt, 2, agent);
-    sqlite3_bind_text(bt, 3, "POST /send-notification/{email}", -1,
+    sqlite3_reset(g.batch);
+    sqlite3_bind_int64(g.batch, 1, batch);
+    sqlite3_bind_int64(g.batch, 2, agent);
+    sqlite3_bind_text(g.batch, 3, "POST /send-notification/{email}", -1,
                       SQLITE_STATIC);
-    sqlite3_bind_int64(bt, 4, at);
-    check(sqlite3_step(bt), db, "insert batch");
-    for (int p = 0; p < 3; p++) {
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
-      int status = fails && p == 1   ? SCHEMA_FAILED
-                   : fails && p == 2 ? SCHEMA_SKIPPED
-                                     : SCHEMA_SUCCEEDED;
-      int64_t enq = at + p * 20, wait = 100 + (int64_t)(rng % 5000);
-      int64_t run = 500 + (int64_t)((rng >> 20) % 200000);
-      sqlite3_reset(tt);
-      sqlite3_clear_bindings(tt);
-      sqlite3_bind_int64(tt, 1,
-                         schema_global_id(agent, (uint64_t)local * 4 + 1 + p));
-      sqlite3_bind_int64(tt, 2, agent);
-      sqlite3_bind_int64(tt, 3, batch);
-      sqlite3_bind_int(tt, 4, p);
-      sqlite3_bind_text(tt, 5, names[p], -1, SQLITE_STATIC);
-      sqlite3_bind_int(tt, 6, p == 1);
-      sqlite3_bind_int(tt, 7, status);
-      sqlite3_bind_int64(tt, 8, 1000 + agent);
-      sqlite3_bind_int64(tt, 9, enq);
-      if (status != SCHEMA_SKIPPED) {
-        sqlite3_bind_int64(tt, 10, enq + wait);
-        sqlite3_bind_int64(tt, 11, enq + wait + run);
-        sqlite3_bind_int64(tt, 12, wait);
-        sqlite3_bind_int64(tt, 13, run);
-      } else {
-        sqlite3_bind_int64(tt, 11, enq + 1000);
-        sqlite3_bind_int64(tt, 16,
-                           schema_global_id(agent, (uint64_t)local * 4 + 2));
-      }
-      if (status == SCHEMA_FAILED) {
-        sqlite3_bind_text(tt, 14, "SMTPError", -1, SQLITE_STATIC);
-        sqlite3_bind_text(tt, 15, "timeout", -1, SQLITE_STATIC);
-      }
-      check(sqlite3_step(tt), db, "insert task");
-    }
+    sqlite3_bind_int64(g.batch, 4, at);
+    check(sqlite3_step(g.batch), db, "insert batch");
+    for (int p = 0; p < 3; p++)
+      insert_task(&g, agent, local, batch, at, p, b % 50 == 49);
   }
-  sqlite3_finalize(tt);
-  sqlite3_finalize(bt);
+  sqlite3_finalize(g.task);
+  sqlite3_finalize(g.batch);
 }
 
 /* Builds the store: tables without the task indexes, rows in id order in

@@ -7,6 +7,7 @@ that --once output is plain text."""
 
 import ctypes
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -103,13 +104,16 @@ class Tmux:
             raise AssertionError("tmux %s: %s" % (args, p.stderr))
         return p.stdout
 
-    def start(self, command, width, height):
-        self.cmd("-f", "/dev/null", "new-session", "-d", "-s", "t",
+    def start(self, command, width, height, session="t"):
+        self.cmd("-f", "/dev/null", "new-session", "-d", "-s", session,
                  "-x", str(width), "-y", str(height), command)
-        self.cmd("set-option", "-t", "t", "remain-on-exit", "on")
+        self.cmd("set-option", "-t", session, "remain-on-exit", "on")
 
-    def screen(self):
-        return self.cmd("capture-pane", "-p", "-t", "t")
+    def screen(self, session="t", escapes=False):
+        args = ["capture-pane", "-p", "-t", session]
+        if escapes:
+            args.insert(1, "-e")
+        return self.cmd(*args)
 
     def keys(self, *keys):
         self.cmd("send-keys", "-t", "t", *keys)
@@ -174,6 +178,7 @@ def main():
                 while not os.path.exists(db) and time.monotonic() < deadline:
                     time.sleep(0.1)
                 run_dashboard(tmux, db)
+                check_colours(tmux, db)
                 check_once(db)
             finally:
                 tmux.kill()
@@ -265,6 +270,30 @@ def run_dashboard(tmux, db):
                 return
         time.sleep(0.1)
     raise AssertionError("top did not quit on q:\n" + tmux.screen())
+
+
+FOREGROUND = re.compile(r"\x1b\[(?:[0-9]+;)*3[1-6][;m]")
+
+
+def check_colours(tmux, db):
+    """Colours by default; none with NO_COLOR or --color never (bold and
+    reverse video stay, so states still read as words)."""
+    env = "env LANG=C.UTF-8 LC_ALL=C.UTF-8 TERM=tmux-256color"
+    runs = {"c": "", "nc": "NO_COLOR=1", "never": "", "always": "NO_COLOR=1"}
+    flags = {"never": "--color never", "always": "--color always"}
+    for name, extra in runs.items():
+        tmux.start("%s %s %s top --db %s %s" % (
+            env, extra, BIN, db, flags.get(name, "")), 80, 24, session=name)
+    for name in runs:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            s = tmux.screen(name, escapes=True)
+            if "send_email" in s and "succeeded" in s:
+                break
+            time.sleep(0.1)
+        coloured = FOREGROUND.search(s) is not None
+        assert coloured == (name in ("c", "always")), (name, s[:300])
+        tmux.cmd("send-keys", "-t", name, "q")
 
 
 def check_once(db):
