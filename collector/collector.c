@@ -301,7 +301,8 @@ int collector_main(int argc, char **argv) {
       sc.retain_us > 0 || sc.retain_fail_us > 0 || sc.max_tasks > 0};
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);
-  log_summary(st, &sum);
+  if (sum.started)
+    log_summary(st, &sum);
   sqlite3_close(reader);
   store_close(st);
   free(token);

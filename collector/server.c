@@ -741,6 +741,7 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
     s->writer = writer_start(st, &s->loop, on_batch_done, s);
   if (s->in && s->writer && start_handles(s) == 0 &&
       open_listeners(s) == 0) {
+    summary->started = 1;
     uv_run(&s->loop, UV_RUN_DEFAULT);
     rc = s->failed ? 1 : 0;
   } else {

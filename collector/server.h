@@ -27,6 +27,7 @@ typedef struct server_config {
 
 /* Figures printed at exit. */
 typedef struct server_summary {
+  int started; /* the listeners were up */
   uint64_t connections;
   uint64_t rejected;
   int64_t latency_p50_us, latency_p99_us;

@@ -1,0 +1,90 @@
+"""The collector's command line and start-up failures: --help, one-line
+reasons with exit 2 for bad arguments, exit 1 with one line for a store
+that is not a database, one of a newer schema, and addresses already in
+use (TCP, and a unix socket a live collector holds)."""
+import os
+import sqlite3
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_collector_util import *  # noqa: E402,F403
+
+BIN = os.environ['TASKWATCH_BIN']
+
+
+def run(*args):
+    p = subprocess.run([BIN, 'collector'] + list(args), capture_output=True,
+                       timeout=30)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def one_line(err):
+    return len(err.strip().splitlines()) == 1
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix='twcli-')
+    try:
+        cases(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print('ok')
+
+
+def cases(tmp):
+    rc, out, _ = run('--help')
+    check(rc == 0 and '--listen' in out and '--token-file' in out, 'help')
+    db = os.path.join(tmp, 'x.db')
+    for args in (['--bogus'], ['--max-connections', '0'],
+                 ['--max-connections', '12x'], ['--sync', 'sometimes'],
+                 ['--lost-after', '-1'], ['--log-level', 'loud'],
+                 ['--listen', 'http://x'], ['--db'], ['stray'],
+                 ['--retain-days', 'nan']):
+        rc, _, err = run('--db', db, *args) if args[0] != '--db' else \
+            run(*args)
+        check(rc == 2 and one_line(err), '%r: exit 2, one line (%d %r)' %
+              (args, rc, err))
+    junk = os.path.join(tmp, 'junk.db')
+    with open(junk, 'wb') as f:
+        f.write(os.urandom(4096))
+    rc, _, err = run('--db', junk, '--listen', 'unix:' + tmp + '/j.sock')
+    check(rc == 1 and one_line(err) and 'not a database' in err,
+          'junk store: %d %r' % (rc, err))
+    newer = os.path.join(tmp, 'newer.db')
+    con = sqlite3.connect(newer)
+    con.execute('PRAGMA user_version = 99')
+    con.close()
+    rc, _, err = run('--db', newer, '--listen', 'unix:' + tmp + '/n.sock')
+    check(rc == 1 and one_line(err) and 'newer' in err,
+          'newer schema: %d %r' % (rc, err))
+    rc, _, err = run('--db', db, '--token-file', tmp + '/missing')
+    check(rc == 1 and one_line(err), 'missing token file: %r' % err)
+
+    col = Collector(tcp=True, tmp=tmp)
+    col.start()
+    try:
+        port_url = col.url
+        rc, _, err = run('--db', os.path.join(tmp, 'y.db'), '--listen',
+                         port_url)
+        check(rc == 1 and 'cannot listen' in err and one_line(err),
+              'TCP port in use: %d %r' % (rc, err))
+    finally:
+        col.stop()
+    col = Collector(tmp=tmp)
+    col.start()
+    try:
+        rc, _, err = run('--db', os.path.join(tmp, 'z.db'), '--listen',
+                         col.url)
+        check(rc == 1 and 'cannot listen' in err,
+              'unix socket in use: %d %r' % (rc, err))
+        check(os.path.exists(col.sock_path), 'the live socket stays')
+        a = FakeAgent(col.url)
+        a.connect()
+        a.goodbye()
+    finally:
+        col.stop()
+
+
+if __name__ == '__main__':
+    main()
