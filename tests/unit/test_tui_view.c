@@ -75,11 +75,12 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* Renders the controller's state at w x h and returns the text. */
-static char *render(ctl *c, int w, int h) {
+/* Renders the controller's state at w x h with the given sanitizer flags
+ * and returns the text. */
+static char *render_flags(ctl *c, int w, int h, unsigned flags) {
   ctl_resize(c, w, h);
   assert_int_equal(ctl_load(c, FIXTURE_NOW), 0);
-  grid *g = grid_new(w, h, 0);
+  grid *g = grid_new(w, h, flags);
   view_render(ctl_state(c), g);
   char *text = grid_text(g);
   grid_free(g);
@@ -87,6 +88,10 @@ static char *render(ctl *c, int w, int h) {
   for (const unsigned char *p = (const unsigned char *)text; *p; p++)
     assert_true(*p == '\n' || (*p >= 0x20 && *p != 0x7f));
   return text;
+}
+
+static char *render(ctl *c, int w, int h) {
+  return render_flags(c, w, h, 0);
 }
 
 static char *read_file(const char *path) {
@@ -137,6 +142,19 @@ static void golden_views(void **state) {
                sizes[s][1]);
       snap(f, k, sizes[s][0], sizes[s][1], name);
     }
+}
+
+/* A terminal whose locale is not UTF-8: printable ASCII only. */
+static void golden_ascii(void **state) {
+  fixture *f = *state;
+  for (int k = 0; k < 2; k++) {
+    ctl_state(f->c)->kind = k;
+    char *text = render_flags(f->c, 80, 24, SANITIZE_ASCII);
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+      assert_true(*p < 0x80);
+    golden(k ? "batches_80x24_ascii" : "tasks_80x24_ascii", text);
+    free(text);
+  }
 }
 
 static void golden_help_and_detail(void **state) {
@@ -519,6 +537,7 @@ int main(int argc, char **argv) {
     golden_dir = argv[1];
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(golden_views, setup, teardown),
+      cmocka_unit_test_setup_teardown(golden_ascii, setup, teardown),
       cmocka_unit_test_setup_teardown(golden_help_and_detail, setup, teardown),
       cmocka_unit_test_setup_teardown(stale_store, setup_stale, teardown),
       cmocka_unit_test_setup_teardown(hostile_strings_are_visible, setup,
