@@ -63,10 +63,12 @@ typedef struct ring_enqueue_tail {
 } ring_enqueue_tail;
 
 /* Rings may hold at most half the budget, the rest is the resend buffer's.
- * Each new ring gets an eighth of what is left of the rings' half, within
- * these bounds, so the first threads get roomy rings and a server with a
- * hundred threads still gets one for each. */
-#define RING_MIN_BYTES (16u * 1024u)
+ * Each new ring gets a sixteenth of what is left of the rings' half, within
+ * these bounds, so the first threads get roomy rings (256 KiB at the
+ * default 8 MiB) and about sixty threads get one at the default (a thread
+ * without one has its events dropped and counted). */
+#define RING_SHARE 16
+#define RING_MIN_BYTES (8u * 1024u)
 #define RING_MAX_BYTES (4u * 1024u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
 #define RING_ID_BLOCK 256  /* ids a ring takes from the agent at a time */

@@ -136,7 +136,9 @@ typedef struct fixture {
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof(*f));
   f->fc = fake_start();
-  f->agent = agent_to(fake_url(f->fc), 0, 2000);
+  /* Room for the bursts some tests record faster than any server would;
+   * the cap has tests of its own. */
+  f->agent = agent_to(fake_url(f->fc), 32u << 20, 2000);
   uv_loop_init(&f->loop);
   for (int i = 0; i < 8; i++)
     f->steps[i] = (step){&f->log, i, 0};
@@ -522,6 +524,52 @@ static void sixteen_threads_exact_counts(void **state) {
   fake_unlock(f->fc);
 }
 
+#define MANY 64
+
+typedef struct one_event {
+  tw_agent *agent;
+  tw_id batch;
+  pthread_barrier_t *all_live;
+  int rc;
+} one_event;
+
+static void *record_one(void *arg) {
+  one_event *o = arg;
+  tw_id task;
+  o->rc = tw_task_enqueue(o->agent, o->batch, 0, "one", TW_MODE_LOOP, &task);
+  pthread_barrier_wait(o->all_live); /* nobody hands its ring on early */
+  return NULL;
+}
+
+/* The default budget has a ring for each of 64 threads at once (a server's
+ * thread pool), not just for a few greedy ones. */
+static void many_threads_fit_the_default_budget(void **state) {
+  (void)state;
+  tw_agent *a = agent_to("unix:/nonexistent/c.sock", 0, 100);
+  pthread_t th[MANY];
+  one_event o[MANY];
+  pthread_barrier_t all_live;
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(a, "many", &batch), 0);
+  pthread_barrier_init(&all_live, NULL, MANY + 1);
+  for (int i = 0; i < MANY; i++) {
+    o[i] = (one_event){a, batch, &all_live, -1};
+    pthread_create(&th[i], NULL, record_one, &o[i]);
+  }
+  pthread_barrier_wait(&all_live);
+  for (int i = 0; i < MANY; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(o[i].rc, 0);
+  }
+  pthread_barrier_destroy(&all_live);
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_int_equal(st.recorded, MANY + 1);
+  assert_int_equal(st.dropped, 0);
+  assert_true(st.buffered_bytes <= TW_DEFAULT_BUFFER_BYTES);
+  tw_agent_free(a);
+}
+
 /* ---- delivery ------------------------------------------------------------ */
 
 /* The last HEALTH event of the first instance reports *arg drops. */
@@ -615,7 +663,8 @@ static void shutdown_accounts_for_every_event(void **state) {
 static void reconnect_resends_without_gap_or_duplicate(void **state) {
   (void)state;
   fake_collector *fc = fake_start();
-  tw_agent *a = agent_to(fake_url(fc), 0, 2000);
+  /* Room for each round's burst: this is about resending, not the cap. */
+  tw_agent *a = agent_to(fake_url(fc), 64u << 20, 2000);
   tw_id batch, task;
   const int rounds = 3, per_round = 5000;
   assert_int_equal(tw_batch_begin(a, "resend", &batch), 0);
@@ -786,6 +835,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(sixteen_threads_exact_counts, setup,
                                       teardown),
+      cmocka_unit_test(many_threads_fit_the_default_budget),
       cmocka_unit_test(cap_drops_and_reports),
       cmocka_unit_test(shutdown_accounts_for_every_event),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
