@@ -201,7 +201,8 @@ int query_open(const char *path, sqlite3 **out, char *err, size_t errlen) {
     return -1;
   }
   sqlite3 *db = NULL;
-  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+  int rc = sqlite3_open_v2(path, &db,
+                           SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     snprintf(err, errlen, "cannot open %s: %s", path,
              db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));

@@ -130,8 +130,30 @@ unsigned query_sanitize_flags(void) {
 
 /* ---- JSON --------------------------------------------------------------- */
 
+/* Appends `,"key":`. */
+static void json_key(format_buf *b, const char *key) {
+  format_buf_puts(b, ",\"");
+  format_buf_puts(b, key);
+  format_buf_puts(b, "\":");
+}
+
+/* Appends a decimal integer without printf's machinery (hot in exports). */
+static void put_int(format_buf *b, int64_t v) {
+  char digits[24];
+  int n = 0;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do {
+    digits[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u > 0);
+  if (v < 0)
+    format_buf_putc(b, '-');
+  while (n > 0)
+    format_buf_putc(b, digits[--n]);
+}
+
 static void json_str(format_buf *b, const char *key, const char *s, int len) {
-  format_buf_printf(b, ",\"%s\":", key);
+  json_key(b, key);
   if (s == NULL)
     format_buf_puts(b, "null");
   else
@@ -139,20 +161,24 @@ static void json_str(format_buf *b, const char *key, const char *s, int len) {
 }
 
 static void json_int(format_buf *b, const char *key, int64_t v, int has) {
+  json_key(b, key);
   if (has)
-    format_buf_printf(b, ",\"%s\":%lld", key, (long long)v);
+    put_int(b, v);
   else
-    format_buf_printf(b, ",\"%s\":null", key);
+    format_buf_puts(b, "null");
 }
 
 static void json_time(format_buf *b, const char *key, int64_t v, int has) {
   char when[FORMAT_TIME_SIZE];
+  json_key(b, key);
   if (!has) {
-    format_buf_printf(b, ",\"%s\":null", key);
+    format_buf_puts(b, "null");
     return;
   }
   query_format_time(when, sizeof(when), v, 0);
-  format_buf_printf(b, ",\"%s\":\"%s\"", key, when);
+  format_buf_putc(b, '"');
+  format_buf_puts(b, when);
+  format_buf_putc(b, '"');
 }
 
 static void write_json(query_out *o, const query_task *t) {

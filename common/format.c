@@ -432,6 +432,16 @@ void format_json_string(format_buf *b, const char *s, size_t n) {
   format_buf_putc(b, '"');
   size_t i = 0;
   while (i < n) {
+    /* Plain printable ASCII goes in runs. */
+    size_t run = i;
+    while (run < n && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' &&
+           u[run] != '\\')
+      run++;
+    if (run > i) {
+      format_buf_append(b, s + i, run - i);
+      i = run;
+      continue;
+    }
     uint32_t cp;
     size_t len = utf8_decode(u + i, n - i, &cp);
     if (len == 0) {
