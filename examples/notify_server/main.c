@@ -30,11 +30,11 @@
 #include <taskwatch.h>
 #include <uv.h>
 
+#include "route.h"
 #include "server.h"
 
-#define ROUTE_PREFIX "/send-notification/"
 #define BATCH_LABEL "POST /send-notification/{email}"
-#define EMAIL_MAX 320
+#define EMAIL_MAX ROUTE_EMAIL_MAX
 
 typedef struct options {
   const char *host;
@@ -221,31 +221,6 @@ static void on_response_sent(void *data, void *after, int status) {
   maybe_exit(a);
 }
 
-/* Percent-decodes the {email} segment; returns 0, or -1 when it is empty,
- * too long, malformed, or holds a '/' or a NUL. */
-static int decode_email(const char *in, char *out) {
-  size_t n = 0;
-  for (const char *p = in; *p != '\0'; p++) {
-    char c = *p;
-    if (c == '%') {
-      char hex[3] = {p[1], p[1] != '\0' ? p[2] : '\0', '\0'};
-      char *end;
-      unsigned long v = strtoul(hex, &end, 16);
-      if (end != hex + 2 || v == 0)
-        return -1;
-      c = (char)v;
-      p += 2;
-    } else if (c == '/') {
-      return -1;
-    }
-    if (n == EMAIL_MAX)
-      return -1;
-    out[n++] = c;
-  }
-  out[n] = '\0';
-  return n > 0 ? 0 : -1;
-}
-
 /* Builds the request's batch; on failure nothing is left behind. */
 static tw_batch *make_batch(app *a, const char *email) {
   notification *n = malloc(sizeof(*n));
@@ -271,21 +246,18 @@ static tw_batch *make_batch(app *a, const char *email) {
 static void handle(void *data, const char *method, const char *path,
                    server_response *out) {
   app *a = data;
-  if (strcmp(path, "/healthz") == 0) {
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-      *out = (server_response){200, "text/plain", "ok\n", NULL};
-    else
-      *out = (server_response){405, "text/plain", "method not allowed\n", NULL};
-    return;
-  }
-  if (strncmp(path, ROUTE_PREFIX, strlen(ROUTE_PREFIX)) != 0)
-    return;
-  char email[EMAIL_MAX + 1];
-  if (strcmp(method, "POST") != 0) {
+  char email[ROUTE_EMAIL_MAX + 1];
+  switch (route_match(method, path, email)) {
+  case ROUTE_HEALTHZ:
+    *out = (server_response){200, "text/plain", "ok\n", NULL};
+    break;
+  case ROUTE_BAD_METHOD:
     *out = (server_response){405, "text/plain", "method not allowed\n", NULL};
-  } else if (decode_email(path + strlen(ROUTE_PREFIX), email) != 0) {
+    break;
+  case ROUTE_BAD_EMAIL:
     *out = (server_response){400, "text/plain", "bad email\n", NULL};
-  } else {
+    break;
+  case ROUTE_NOTIFY: {
     tw_batch *b = make_batch(a, email);
     if (b == NULL)
       *out = (server_response){503, "text/plain", "out of memory\n", NULL};
@@ -293,6 +265,10 @@ static void handle(void *data, const char *method, const char *path,
       *out = (server_response){
           200, "application/json",
           "{\"message\":\"Notification sent in the background\"}", b};
+    break;
+  }
+  case ROUTE_NOT_FOUND:
+    break;
   }
 }
 
