@@ -161,7 +161,34 @@ class Tmux:
         self.cmd("kill-server", check=False)
 
 
+def preload_sanitizer():
+    """An ASan-built libtaskwatch loads into this uninstrumented Python only
+    with the ASan runtime preloaded: re-execute with it when needed. The
+    processes this test starts get the environment as it was."""
+    if os.environ.get("TW_TOP_TEST_PRELOADED"):
+        os.environ.pop("LD_PRELOAD", None)
+        os.environ.pop("TW_TOP_TEST_PRELOADED", None)
+        saved = os.environ.pop("TW_TOP_TEST_ASAN_OPTIONS", None)
+        if saved:
+            os.environ["ASAN_OPTIONS"] = saved
+        else:
+            os.environ.pop("ASAN_OPTIONS", None)
+        return
+    out = subprocess.run(["ldd", os.environ["TASKWATCH_LIBRARY"]],
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if "libasan" in line and "=>" in line:
+            path = line.split("=>")[1].split("(")[0].strip()
+            env = dict(os.environ, LD_PRELOAD=path,
+                       TW_TOP_TEST_PRELOADED="1",
+                       TW_TOP_TEST_ASAN_OPTIONS=os.environ.get(
+                           "ASAN_OPTIONS", ""),
+                       ASAN_OPTIONS="detect_leaks=0")
+            os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
 def main():
+    preload_sanitizer()
     with twtest.tempdir() as d:
         db = os.path.join(d, "store.db")
         tmux = Tmux(d)
