@@ -17,8 +17,11 @@
 #include "schema.h"
 #include "xalloc.h"
 
-/* Interned bytes one instance may define (redefinitions included). */
-#define AGENT_STRING_BUDGET (16u << 20)
+/* Interned bytes one instance may define (redefinitions included), and
+ * all instances in memory together: names and labels are few, so only a
+ * hostile agent comes near either. */
+#define AGENT_STRING_BUDGET ((size_t)4 << 20)
+#define TOTAL_STRING_BUDGET ((size_t)256 << 20)
 /* One latency sample per this many events. */
 #define SAMPLE_EVERY 32
 
@@ -56,6 +59,7 @@ struct ingest {
   size_t nended, capended;
   wbatch *current;
   uint64_t generation;
+  size_t string_bytes; /* interned by every agent in memory */
 };
 
 static uint64_t instance_key(const uint8_t *inst) {
@@ -96,7 +100,8 @@ static void agent_free(agent *a) {
   free(a);
 }
 
-static void intern(agent *a, uint32_t id, const char *p, uint32_t len) {
+static void intern(ingest *in, agent *a, uint32_t id, const char *p,
+                   uint32_t len) {
   istr *s = xmalloc(sizeof(*s) + len + 1);
   s->len = len;
   memcpy(s->text, p, len);
@@ -107,6 +112,7 @@ static void intern(agent *a, uint32_t id, const char *p, uint32_t len) {
   }
   a->owned[a->nowned++] = s;
   a->string_bytes += len + sizeof(*s);
+  in->string_bytes += len + sizeof(*s);
   u64map_put(&a->strings, id, s);
 }
 
@@ -126,7 +132,7 @@ static agent *load_agent(ingest *in, const uint8_t *inst) {
   st = in->load_strings;
   sqlite3_bind_int64(st, 1, a->id);
   while (sqlite3_step(st) == SQLITE_ROW)
-    intern(a, (uint32_t)sqlite3_column_int64(st, 0),
+    intern(in, a, (uint32_t)sqlite3_column_int64(st, 0),
            (const char *)sqlite3_column_blob(st, 1),
            (uint32_t)sqlite3_column_bytes(st, 1));
   sqlite3_reset(st);
@@ -170,6 +176,7 @@ static void forget(ingest *in, agent *a) {
   else
     u64map_del(&in->agents, key);
   in->nagents--;
+  in->string_bytes -= a->string_bytes;
   agent_free(a);
 }
 
@@ -197,7 +204,7 @@ static void load_open_instances(ingest *in, int64_t now_ms) {
     wait_for_return(in, a, now_ms);
     sqlite3_bind_int64(in->load_strings, 1, a->id);
     while (sqlite3_step(in->load_strings) == SQLITE_ROW)
-      intern(a, (uint32_t)sqlite3_column_int64(in->load_strings, 0),
+      intern(in, a, (uint32_t)sqlite3_column_int64(in->load_strings, 0),
              (const char *)sqlite3_column_blob(in->load_strings, 1),
              (uint32_t)sqlite3_column_bytes(in->load_strings, 1));
     sqlite3_reset(in->load_strings);
@@ -334,7 +341,11 @@ static int apply_string(ingest *in, agent *a, const proto_event *ev,
     *reason = "too many interned strings";
     return -1;
   }
-  intern(a, ev->string, ev->text.ptr, ev->text.len);
+  if (in->string_bytes + ev->text.len > TOTAL_STRING_BUDGET) {
+    *reason = "interned strings over the collector's budget";
+    return -1;
+  }
+  intern(in, a, ev->string, ev->text.ptr, ev->text.len);
   string_row *s = wbatch_add_string(in->current);
   s->agent = a->id;
   s->id = ev->string;

@@ -35,6 +35,10 @@
 #define SWEEP_MS 100
 #define PRUNE_EVERY_MS 1000
 #define MAX_WRITE_QUEUE (1u << 20)
+/* Receive buffers beyond one read chunk exist only for frames bigger than
+ * a chunk; together they may hold this much, so a thousand peers each
+ * announcing a 1 MiB frame cannot take a gigabyte. */
+#define BUFFER_BUDGET ((size_t)64 << 20)
 
 typedef struct server server;
 typedef struct conn conn;
@@ -85,6 +89,7 @@ struct server {
   writer *writer;
   int64_t batch_since_ms; /* when the filling batch got its first item */
   int64_t last_prune_ms;
+  size_t buffered; /* receive buffer bytes beyond READ_CHUNK each */
   int paused;
   int stopping; /* 1: draining; 2: connections closed, final flush */
   int failed;
@@ -100,9 +105,21 @@ static int64_t wall_us(void) {
 
 /* ---- connection lifetime ------------------------------------------------ */
 
+/* Bytes of c's buffer that count against BUFFER_BUDGET. */
+static size_t over_chunk(size_t cap) {
+  return cap > READ_CHUNK ? cap - READ_CHUNK : 0;
+}
+
+static void release_buffer(conn *c) {
+  c->srv->buffered -= over_chunk(c->cap);
+  free(c->buf);
+  c->buf = NULL;
+  c->cap = 0;
+}
+
 static void on_conn_closed(uv_handle_t *handle) {
   conn *c = handle->data;
-  free(c->buf);
+  release_buffer(c);
   free(c);
 }
 
@@ -299,18 +316,29 @@ static void process(conn *c) {
     memmove(c->buf, c->buf + off, c->len - off);
     c->len -= off;
   }
-  if (c->len == 0)
+  if (c->len == 0) {
+    /* Idle connections hold no buffer at all. */
+    release_buffer(c);
     c->partial_since_ms = 0;
+  }
   else if (c->partial_since_ms == 0 || off > 0)
     c->partial_since_ms = (int64_t)uv_now(&c->srv->loop);
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   conn *c = handle->data;
+  server *s = c->srv;
   size_t want = c->agent ? READ_CHUNK : HELLO_CHUNK;
   (void)suggested;
   if (c->cap - c->len < want) {
-    c->cap = c->len + want;
+    size_t cap = c->len + want;
+    size_t extra = over_chunk(cap) - over_chunk(c->cap);
+    if (s->buffered + extra > BUFFER_BUDGET) {
+      *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS */
+      return;
+    }
+    s->buffered += extra;
+    c->cap = cap;
     c->buf = xrealloc(c->buf, c->cap);
   }
   *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
@@ -329,8 +357,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
               c->agent ? (long long)agent_id(c->agent) : 0LL);
       conn_close(c);
     } else {
-      conn_fail(c, nread == UV_EOF ? "connection ended inside a frame"
-                                   : uv_strerror((int)nread));
+      conn_fail(c, nread == UV_EOF      ? "connection ended inside a frame"
+                   : nread == UV_ENOBUFS ? "receive buffers over budget"
+                                         : uv_strerror((int)nread));
     }
     maybe_flush(s);
     return;
