@@ -164,12 +164,6 @@ def python_env(collector_url, service, extra=None):
     env["TASKWATCH_COLLECTOR"] = collector_url
     env["TASKWATCH_SERVICE"] = service
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    # anyio runs sync tasks on up to 40 worker threads, each with a ring of
-    # its own; the default 8 MiB cap leaves the later threads' rings small
-    # enough to overflow under a burst of hundreds of requests (the agent
-    # counts those drops). The tests check every task, so they give the
-    # agent room.
-    env.setdefault("TASKWATCH_BUFFER_BYTES", str(64 * 1024 * 1024))
     if extra:
         env.update(extra)
     return env
