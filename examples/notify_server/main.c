@@ -483,6 +483,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   status = serve(&a);
+  /* Flushed first so the report's acked count is final; tw_agent_free()
+   * would flush as well. */
+  tw_agent_flush(a.agent, TW_DEFAULT_FLUSH_TIMEOUT_MS);
   report(&a);
   tw_agent_free(a.agent);
   uv_loop_close(a.loop);
