@@ -235,76 +235,95 @@ int query_open(const char *path, sqlite3 **out, char *err, size_t errlen) {
   return 0;
 }
 
+/* The on/off flags: where each one lands in the options, or NULL. */
+static int *flag_of(query_opts *o, int c) {
+  switch (c) {
+  case OPT_REVERSE:
+    return &o->reverse;
+  case OPT_LOCAL:
+    return &o->local;
+  case OPT_FOLLOW:
+    return &o->follow;
+  case OPT_FAIL_EMPTY:
+    return &o->fail_if_empty;
+  case OPT_FAIL_ANY:
+    return &o->fail_if_any;
+  default:
+    return NULL;
+  }
+}
+
+static int set_format(query_opts *o, const char *arg) {
+  if (strcmp(arg, "table") == 0)
+    o->format = QUERY_TABLE;
+  else if (strcmp(arg, "json") == 0 || strcmp(arg, "ndjson") == 0)
+    o->format = QUERY_JSON;
+  else if (strcmp(arg, "csv") == 0)
+    o->format = QUERY_CSV;
+  else
+    return usage_error("unknown format '%s' (table, json, csv)", arg);
+  return -1;
+}
+
+static int set_sort(query_opts *o, const char *arg) {
+  o->sort_column = NULL;
+  for (size_t i = 0; i < sizeof(sort_fields) / sizeof(sort_fields[0]); i++)
+    if (strcmp(arg, sort_fields[i].field) == 0)
+      o->sort_column = sort_fields[i].column;
+  return o->sort_column ? -1 : usage_error("cannot sort by '%s'", arg);
+}
+
+static int set_limit(query_opts *o, const char *arg) {
+  char *end;
+  errno = 0;
+  long long n = strtoll(arg, &end, 10);
+  if (errno != 0 || end == arg || *end != '\0' || n < 0)
+    return usage_error("--limit needs a count, not '%s'", arg);
+  o->limit = n;
+  return -1;
+}
+
+static int set_by(query_opts *o, const char *arg) {
+  if (strcmp(arg, "name") != 0 && strcmp(arg, "service") != 0 &&
+      strcmp(arg, "batch_label") != 0 && strcmp(arg, "label") != 0)
+    return usage_error("cannot group by '%s' (name, service, batch_label)",
+                       arg);
+  o->by = strcmp(arg, "label") == 0 ? "batch_label" : arg;
+  return -1;
+}
+
 /* Applies one option that is not a filter term; returns -1 to go on, else
  * an exit status. */
 static int handle_option(int c, char *arg, char **argv, query_opts *o) {
   char err[256];
+  int *flag = flag_of(o, c);
+  if (flag != NULL) {
+    *flag = 1;
+    return -1;
+  }
   switch (c) {
   case OPT_DB:
     o->db_path = arg;
-    break;
+    return -1;
   case 'o':
-    if (strcmp(arg, "table") == 0)
-      o->format = QUERY_TABLE;
-    else if (strcmp(arg, "json") == 0 || strcmp(arg, "ndjson") == 0)
-      o->format = QUERY_JSON;
-    else if (strcmp(arg, "csv") == 0)
-      o->format = QUERY_CSV;
-    else
-      return usage_error("unknown format '%s' (table, json, csv)", arg);
-    break;
+    return set_format(o, arg);
   case 'f':
     if (filter_add_text(o->filter, arg, err, sizeof(err)) != 0)
       return usage_error("%s", err);
-    break;
-  case OPT_SORT: {
-    o->sort_column = NULL;
-    for (size_t i = 0; i < sizeof(sort_fields) / sizeof(sort_fields[0]); i++)
-      if (strcmp(arg, sort_fields[i].field) == 0)
-        o->sort_column = sort_fields[i].column;
-    if (o->sort_column == NULL)
-      return usage_error("cannot sort by '%s'", arg);
-    break;
-  }
-  case OPT_REVERSE:
-    o->reverse = 1;
-    break;
-  case OPT_LIMIT: {
-    char *end;
-    errno = 0;
-    long long n = strtoll(arg, &end, 10);
-    if (errno != 0 || end == arg || *end != '\0' || n < 0)
-      return usage_error("--limit needs a count, not '%s'", arg);
-    o->limit = n;
-    break;
-  }
-  case OPT_LOCAL:
-    o->local = 1;
-    break;
-  case OPT_FOLLOW:
-    o->follow = 1;
-    break;
+    return -1;
+  case OPT_SORT:
+    return set_sort(o, arg);
+  case OPT_LIMIT:
+    return set_limit(o, arg);
   case OPT_INTERVAL:
     if (format_parse_duration(arg, &o->interval_us) != 0 ||
         o->interval_us < 1000)
-      return usage_error("--interval needs a duration of 1ms or more, "
-                         "not '%s'",
+      return usage_error("--interval needs a duration of 1ms or more, not "
+                         "'%s'",
                          arg);
-    break;
-  case OPT_FAIL_EMPTY:
-    o->fail_if_empty = 1;
-    break;
-  case OPT_FAIL_ANY:
-    o->fail_if_any = 1;
-    break;
+    return -1;
   case OPT_BY:
-    if (strcmp(arg, "name") != 0 && strcmp(arg, "service") != 0 &&
-        strcmp(arg, "batch_label") != 0 && strcmp(arg, "label") != 0)
-      return usage_error("cannot group by '%s' (name, service, "
-                         "batch_label)",
-                         arg);
-    o->by = strcmp(arg, "label") == 0 ? "batch_label" : arg;
-    break;
+    return set_by(o, arg);
   case 'h':
     fputs(usage_text, stdout);
     return 0;
@@ -313,7 +332,6 @@ static int handle_option(int c, char *arg, char **argv, query_opts *o) {
   default:
     return usage_error("unknown option '%s'", argv[optind - 1]);
   }
-  return -1;
 }
 
 /* Parses the options into *o; returns -1 to go on, else an exit status. */
