@@ -38,8 +38,8 @@ static grid_style style(int fg, unsigned attr) {
 }
 static const grid_style normal = {GRID_DEFAULT, 0};
 
-grid_style view_status_style(int status);
-grid_style view_status_style(int status) {
+/* The colour and attributes of a task state (always shown with its word). */
+static grid_style status_style(int status) {
   switch (status) {
   case SCHEMA_QUEUED:
     return style(GRID_BLUE, 0);
@@ -244,7 +244,7 @@ static void header_counts(const view_state *s, flow *f) {
     segment seg = {0};
     seg.brk = i == 0;
     const char *word = f->width >= 100 ? status_word(i) : short_status[i];
-    piece(&seg, view_status_style(i), "%s", word);
+    piece(&seg, status_style(i), "%s", word);
     piece(&seg, normal, " %lld", (long long)s->stats.counts[i]);
     if (i == SCHEMA_STATUS_COUNT - 1 && f->roomy)
       piece(&seg, style(GRID_DEFAULT, GRID_DIM), " (15m)");
@@ -360,7 +360,7 @@ static layout lay_out(const column *c, int n, int width) {
       used += c[i].width + 1;
       flex += c[i].flex;
     }
-  int spare = width > used ? width - used : 0, x = 0, given = 0;
+  int spare = width > used ? width - used : 0, x = 0;
   for (int i = 0; i < n; i++) {
     l.w[i] = 0;
     l.x[i] = x;
@@ -369,14 +369,12 @@ static layout lay_out(const column *c, int n, int width) {
     int extra = 0;
     if (c[i].flex && flex) {
       extra = spare * c[i].flex / flex;
-      given += extra;
       flex -= c[i].flex;
       spare -= extra;
     }
     l.w[i] = c[i].width + extra;
     x += l.w[i] + 1;
   }
-  (void)given;
   return l;
 }
 
@@ -468,7 +466,7 @@ static void draw_task_row(const view_state *s, grid *g, const layout *l, int y,
   grid_style dim = style(GRID_DEFAULT, GRID_DIM);
   clock_time(t->enqueued_at, buf, sizeof buf);
   cell_str(g, l, c, TC_TIME, y, dim, buf);
-  cell_str(g, l, c, TC_STATUS, y, view_status_style(t->status),
+  cell_str(g, l, c, TC_STATUS, y, status_style(t->status),
            status_word(t->status));
   cell_data(g, l, c, TC_NAME, y, normal, t->name);
   run_text(s, t, buf, sizeof buf);
@@ -579,7 +577,7 @@ static void draw_batch_task(const view_state *s, grid *g, const layout *l,
   snprintf(buf, sizeof buf, "%d", t->position);
   cell_str(g, l, c, BC_POS, y, st, buf);
   cell_data(g, l, c, BC_NAME, y, st, t->name);
-  cell_str(g, l, c, BC_STATUS, y, view_status_style(t->status),
+  cell_str(g, l, c, BC_STATUS, y, status_style(t->status),
            status_word(t->status));
   run_text(s, t, buf, sizeof buf);
   cell_str(g, l, c, BC_RUN, y, st, buf);
@@ -946,7 +944,7 @@ static void detail_lines(detail_out *o, const data_task *t) {
   const char *mode = schema_mode_name(t->mode);
   detail_emit(o, "mode", normal, mode ? mode : "?", strlen(mode ? mode : "?"));
   const char *st = status_word(t->status);
-  detail_emit(o, "status", view_status_style(t->status), st, strlen(st));
+  detail_emit(o, "status", status_style(t->status), st, strlen(st));
   detail_text(o, "service", normal, t->service);
   detail_text(o, "host", normal, t->host);
   detail_int(o, "pid", t->pid);
