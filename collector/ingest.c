@@ -379,6 +379,9 @@ static int apply_enqueue(ingest *in, agent *a, const proto_event *ev,
     return -1;
   }
   task_row *r = row_of(in, a, ev->task, 1);
+  /* A START or end that came before its ENQUEUE in the same batch: the
+   * row is new after all. */
+  r->update = 0;
   r->batch = schema_global_id(a->id, ev->batch);
   r->position = ev->position;
   r->name = name;

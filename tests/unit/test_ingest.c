@@ -188,6 +188,22 @@ static void later_events_update_the_stored_row(void **state) {
   assert_int_equal(query_int(f, "SELECT sum(failed) FROM rollups"), 1);
 }
 
+static void enqueue_after_start_in_one_batch(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 10);
+  const char *reason;
+  proto_event evs[] = {ev_string(1, "job"),
+                       ev_task(PROTO_EV_START, 4, 30000),
+                       ev_task(PROTO_EV_ENQUEUE, 4, 10000),
+                       ev_task(PROTO_EV_FINISH, 4, 70000)};
+  assert_int_equal(feed(f, a, 1, evs, 4, &reason), 0);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT status FROM tasks"),
+                   SCHEMA_SUCCEEDED);
+  assert_int_equal(query_int(f, "SELECT wait_us FROM tasks"), 20);
+  assert_int_equal(query_int(f, "SELECT run_us FROM tasks"), 40);
+}
+
 static void resent_events_are_skipped(void **state) {
   fixture *f = *state;
   agent *a = hello(f, 3);
@@ -366,6 +382,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(resent_events_are_skipped, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(enqueue_after_start_in_one_batch,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(protocol_errors_are_refused, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(short_strings_are_valid, setup,
