@@ -86,8 +86,8 @@ static uint64_t read_acks(int fd, int block, uint64_t until) {
     proto_frame f;
     while (proto_frame_next(buf, len, 0, &f) == 0) {
       uint64_t v;
-      if (f.type == PROTO_ACK && proto_decode_u64(f.payload, f.payload_len,
-                                                  &v) == 0)
+      if (f.type == PROTO_ACK &&
+          proto_decode_u64(f.payload, f.payload_len, &v) == 0)
         acked = v;
       else if (f.type == PROTO_ERROR)
         fprintf(stderr, "ingest_load: collector sent ERROR\n");
@@ -96,8 +96,8 @@ static uint64_t read_acks(int fd, int block, uint64_t until) {
     }
     if (block && acked >= until)
       return acked;
-    ssize_t r = recv(fd, buf + len, sizeof(buf) - len,
-                     block ? 0 : MSG_DONTWAIT);
+    ssize_t r =
+        recv(fd, buf + len, sizeof(buf) - len, block ? 0 : MSG_DONTWAIT);
     if (r <= 0)
       return acked;
     len += (size_t)r;
@@ -161,15 +161,22 @@ int main(int argc, char **argv) {
   t0 = now_ns();
   for (long n = 1; n <= batches; n++) {
     int64_t t = now_ns();
-    proto_event ev = {.kind = PROTO_EV_BATCH, .time_ns = t, .batch = (uint64_t)n,
+    proto_event ev = {.kind = PROTO_EV_BATCH,
+                      .time_ns = t,
+                      .batch = (uint64_t)n,
                       .string = 4};
     put(&b, &ev, &seq, &in_frame);
     int fail = fail_every > 0 && n % fail_every == 0;
     uint64_t first = task + 1, failed = 0;
     for (uint32_t p = 0; p < 3; p++) {
-      proto_event e = {.kind = PROTO_EV_ENQUEUE, .time_ns = t,
-                       .task = first + p, .batch = (uint64_t)n, .position = p,
-                       .string = p + 1, .mode = 1, .other = 1};
+      proto_event e = {.kind = PROTO_EV_ENQUEUE,
+                       .time_ns = t,
+                       .task = first + p,
+                       .batch = (uint64_t)n,
+                       .position = p,
+                       .string = p + 1,
+                       .mode = 1,
+                       .other = 1};
       put(&b, &e, &seq, &in_frame);
     }
     for (uint32_t p = 0; p < 3; p++) {

@@ -35,9 +35,10 @@ int main(int argc, char **argv) {
   snprintf(pragma, sizeof(pragma), "PRAGMA page_size=%s", page ? page : "4096");
   if (sqlite3_open(argv[1], &db) != SQLITE_OK ||
       sqlite3_exec(db, pragma, NULL, NULL, &err) != SQLITE_OK ||
-      sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                       "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; "
-                       "PRAGMA wal_autocheckpoint=8192",
+      sqlite3_exec(db,
+                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                   "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; "
+                   "PRAGMA wal_autocheckpoint=8192",
                    NULL, NULL, &err) != SQLITE_OK ||
       schema_apply(db, &err) != SQLITE_OK) {
     fprintf(stderr, "ingest_sqlite: %s\n", err ? err : sqlite3_errmsg(db));

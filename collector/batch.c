@@ -17,7 +17,9 @@ struct arena_chunk {
   _Alignas(16) unsigned char data[];
 };
 
-void arena_init(arena *a) { memset(a, 0, sizeof(*a)); }
+void arena_init(arena *a) {
+  memset(a, 0, sizeof(*a));
+}
 
 void arena_fini(arena *a) {
   arena_chunk *c = a->head;
@@ -104,8 +106,8 @@ static void *push(void **array, size_t *n, size_t *cap, size_t size) {
 task_row *wbatch_add_row(wbatch *b) {
   task_row *r = arena_alloc(&b->mem, sizeof(*r));
   memset(r, 0, sizeof(*r));
-  task_row **slot = push((void **)&b->rows, &b->nrows, &b->caprows,
-                         sizeof(*b->rows));
+  task_row **slot =
+      push((void **)&b->rows, &b->nrows, &b->caprows, sizeof(*b->rows));
   *slot = r;
   return r;
 }
@@ -121,8 +123,7 @@ string_row *wbatch_add_string(wbatch *b) {
 }
 
 agent_op *wbatch_add_op(wbatch *b, int kind, int64_t agent, int64_t at) {
-  agent_op *op =
-      push((void **)&b->ops, &b->nops, &b->capops, sizeof(*b->ops));
+  agent_op *op = push((void **)&b->ops, &b->nops, &b->capops, sizeof(*b->ops));
   op->kind = kind;
   op->agent = agent;
   op->at = at;

@@ -134,7 +134,7 @@ typedef struct wbatch {
   /* Event times (ns) sampled for the event-to-commit latency. */
   int64_t samples[BATCH_LATENCY_SAMPLES];
   uint32_t nsamples;
-  int prune;                   /* run a retention step in this transaction */
+  int prune; /* run a retention step in this transaction */
   /* Set by the writer. */
   int failed;
   int64_t committed_ns;

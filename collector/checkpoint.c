@@ -28,8 +28,7 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages) {
   checkpointer *c = arg;
   (void)name;
   if (pages >= c->threshold * FALLBACK_FACTOR) {
-    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                              NULL);
+    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     return SQLITE_OK;
   }
   if (pages >= c->threshold) {
@@ -68,8 +67,8 @@ checkpointer *checkpointer_start(sqlite3 *writer_db, const char *path,
   checkpointer *c = xcalloc(1, sizeof(*c));
   c->writer_db = writer_db;
   c->threshold = threshold_pages;
-  if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE |
-                      SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+  if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                      NULL) != SQLITE_OK) {
     sqlite3_close(c->db);
     free(c);
     return NULL;

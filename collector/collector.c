@@ -104,8 +104,8 @@ static int apply_option(options *o, const char *name, const char *value) {
     if (o->nlisten == MAX_LISTEN)
       return bad("too many --listen options%s%s", "", "");
     if (!listen_url_ok(value))
-      return bad("bad --listen '%s' (tcp://HOST:PORT or unix:/PATH)%s",
-                 value, "");
+      return bad("bad --listen '%s' (tcp://HOST:PORT or unix:/PATH)%s", value,
+                 "");
     o->listen[o->nlisten++] = value;
   } else if (strcmp(name, "--token-file") == 0) {
     o->token_file = value;
@@ -163,10 +163,10 @@ static int parse_args(int argc, char **argv, options *o) {
     if (strncmp(arg, "--", 2) != 0)
       return bad("unexpected argument '%s'%s", arg, " (try --help)");
     static const char *const known[] = {
-        "--db", "--listen", "--token-file", "--sync", "--max-connections",
-        "--handshake-timeout", "--lost-after", "--retain-days",
-        "--retain-failures-days", "--max-tasks", "--flush-ms",
-        "--log-level"};
+        "--db",         "--listen",          "--token-file",
+        "--sync",       "--max-connections", "--handshake-timeout",
+        "--lost-after", "--retain-days",     "--retain-failures-days",
+        "--max-tasks",  "--flush-ms",        "--log-level"};
     size_t arglen = strcspn(arg, "=");
     int found = 0;
     for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -214,9 +214,8 @@ static char *read_token(const char *path, size_t *len) {
   while (end < n && buf[end] != '\n' && buf[end] != '\r')
     end++;
   if (end == 0 || end > PROTO_IDENT_MAX) {
-    fprintf(stderr,
-            "taskwatch collector: token in %s must be 1 to %u bytes\n", path,
-            PROTO_IDENT_MAX);
+    fprintf(stderr, "taskwatch collector: token in %s must be 1 to %u bytes\n",
+            path, PROTO_IDENT_MAX);
     return NULL;
   }
   *len = end;
@@ -246,19 +245,18 @@ static int open_reader(const char *path, sqlite3 **db) {
 static void log_summary(store *st, const server_summary *sum) {
   store_stats stats;
   store_get_stats(st, &stats);
-  log_msg(LOG_INFO,
-          "stopped events=%llu transactions=%llu inserted=%llu "
-          "updated=%llu lost=%llu pruned=%llu connections=%llu "
-          "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld",
-          (unsigned long long)stats.events,
-          (unsigned long long)stats.transactions,
-          (unsigned long long)stats.rows_inserted,
-          (unsigned long long)stats.rows_updated,
-          (unsigned long long)stats.tasks_lost,
-          (unsigned long long)stats.tasks_pruned,
-          (unsigned long long)sum->connections,
-          (unsigned long long)sum->rejected,
-          (long long)sum->latency_p50_us, (long long)sum->latency_p99_us);
+  log_msg(
+      LOG_INFO,
+      "stopped events=%llu transactions=%llu inserted=%llu "
+      "updated=%llu lost=%llu pruned=%llu connections=%llu "
+      "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld",
+      (unsigned long long)stats.events, (unsigned long long)stats.transactions,
+      (unsigned long long)stats.rows_inserted,
+      (unsigned long long)stats.rows_updated,
+      (unsigned long long)stats.tasks_lost,
+      (unsigned long long)stats.tasks_pruned,
+      (unsigned long long)sum->connections, (unsigned long long)sum->rejected,
+      (long long)sum->latency_p50_us, (long long)sum->latency_p99_us);
 }
 
 int collector_main(int argc, char **argv) {
@@ -276,9 +274,12 @@ int collector_main(int argc, char **argv) {
    * statistics would cost a mutex round trip per malloc. */
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   const double day_us = 86400e6;
-  store_config sc = {o.db, o.sync_full, (int64_t)(o.retain_days * day_us),
+  store_config sc = {o.db,
+                     o.sync_full,
+                     (int64_t)(o.retain_days * day_us),
                      (int64_t)(o.retain_failures_days * day_us),
-                     o.max_tasks, 0};
+                     o.max_tasks,
+                     0};
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;
@@ -294,11 +295,17 @@ int collector_main(int argc, char **argv) {
     free(token);
     return 1;
   }
-  server_config cfg = {
-      o.listen, o.nlisten, token, token_len, o.max_connections,
-      (int64_t)(o.handshake_timeout_s * 1000), (int64_t)(o.lost_after_s * 1000),
-      o.flush_ms, (size_t)8 << 20,
-      sc.retain_us > 0 || sc.retain_fail_us > 0 || sc.max_tasks > 0};
+  server_config cfg = {o.listen,
+                       o.nlisten,
+                       token,
+                       token_len,
+                       o.max_connections,
+                       (int64_t)(o.handshake_timeout_s * 1000),
+                       (int64_t)(o.lost_after_s * 1000),
+                       o.flush_ms,
+                       (size_t)8 << 20,
+                       sc.retain_us > 0 || sc.retain_fail_us > 0 ||
+                           sc.max_tasks > 0};
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);
   if (sum.started)

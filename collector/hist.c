@@ -6,7 +6,9 @@
 
 #include <string.h>
 
-void hist_init(hist *h) { memset(h, 0, sizeof(*h)); }
+void hist_init(hist *h) {
+  memset(h, 0, sizeof(*h));
+}
 
 static int bucket_of(uint64_t v) {
   if (v < 32)

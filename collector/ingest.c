@@ -262,12 +262,24 @@ void ingest_free(ingest *in) {
   free(in);
 }
 
-uint64_t agent_commit_seq(const agent *a) { return a->commit_seq; }
-int64_t agent_id(const agent *a) { return a->id; }
-void *agent_conn(const agent *a) { return a->conn; }
-void agent_set_conn(agent *a, void *conn) { a->conn = conn; }
-size_t ingest_agent_count(const ingest *in) { return in->nagents; }
-wbatch *ingest_current(ingest *in) { return in->current; }
+uint64_t agent_commit_seq(const agent *a) {
+  return a->commit_seq;
+}
+int64_t agent_id(const agent *a) {
+  return a->id;
+}
+void *agent_conn(const agent *a) {
+  return a->conn;
+}
+void agent_set_conn(agent *a, void *conn) {
+  a->conn = conn;
+}
+size_t ingest_agent_count(const ingest *in) {
+  return in->nagents;
+}
+wbatch *ingest_current(ingest *in) {
+  return in->current;
+}
 
 wbatch *ingest_take(ingest *in) {
   wbatch *b = in->current;
@@ -276,7 +288,9 @@ wbatch *ingest_take(ingest *in) {
   return b;
 }
 
-void ingest_request_prune(ingest *in) { in->current->prune = 1; }
+void ingest_request_prune(ingest *in) {
+  in->current->prune = 1;
+}
 
 agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us) {
   agent *a = find_loaded(in, h->instance);
@@ -540,8 +554,7 @@ void ingest_tick(ingest *in, int64_t now_us, int64_t now_ms) {
     a->lost_deadline_ms = 0;
     a->in_waiting = 0;
     wbatch_add_op(in->current, AGENT_OP_LOST, a->id, now_us);
-    log_msg(LOG_INFO, "instance did not return agent=%lld",
-            (long long)a->id);
+    log_msg(LOG_INFO, "instance did not return agent=%lld", (long long)a->id);
   }
   in->nwaiting = kept;
 }

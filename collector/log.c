@@ -12,7 +12,9 @@
 static int max_level = LOG_INFO;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-void log_set_level(int level) { max_level = level; }
+void log_set_level(int level) {
+  max_level = level;
+}
 
 int log_level_parse(const char *name) {
   for (int i = 0; i < 4; i++)
@@ -21,7 +23,9 @@ int log_level_parse(const char *name) {
   return -1;
 }
 
-int log_enabled(int level) { return level <= max_level; }
+int log_enabled(int level) {
+  return level <= max_level;
+}
 
 void log_msg(int level, const char *fmt, ...) {
   if (level > max_level)

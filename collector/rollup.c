@@ -87,8 +87,9 @@ void rollup_add(rollup *r, const char *name, size_t len, int64_t finished_at,
                 int status, int64_t wait_us, int64_t run_us) {
   if (status < 0 || status >= SCHEMA_STATUS_COUNT)
     return;
-  int64_t minute = finished_at - (((finished_at % ROLLUP_MINUTE_US) +
-                                   ROLLUP_MINUTE_US) % ROLLUP_MINUTE_US);
+  int64_t minute =
+      finished_at - (((finished_at % ROLLUP_MINUTE_US) + ROLLUP_MINUTE_US) %
+                     ROLLUP_MINUTE_US);
   bucket *b = bucket_of(r, minute, name, len);
   b->delta[status]++;
   if (wait_us >= 0)

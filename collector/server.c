@@ -189,7 +189,8 @@ static void conn_fail(conn *c, const char *reason) {
   if (c->closing)
     return;
   c->srv->summary->rejected++;
-  log_msg(LOG_WARN, "connection closed peer=%s conn=%llu agent=%lld "
+  log_msg(LOG_WARN,
+          "connection closed peer=%s conn=%llu agent=%lld "
           "reason=\"%s\"",
           c->peer, (unsigned long long)c->number,
           c->agent ? (long long)agent_id(c->agent) : 0LL, reason);
@@ -258,7 +259,8 @@ static int on_hello(conn *c, const proto_frame *f) {
     conn_send(c, b.data, b.len);
   proto_buf_fini(&b);
   char service[300];
-  log_msg(LOG_INFO, "agent connected peer=%s conn=%llu agent=%lld "
+  log_msg(LOG_INFO,
+          "agent connected peer=%s conn=%llu agent=%lld "
           "service=%s pid=%u next_seq=%llu",
           c->peer, (unsigned long long)c->number, (long long)agent_id(a),
           log_quote(service, sizeof(service), h.service.ptr, h.service.len),
@@ -320,8 +322,7 @@ static void process(conn *c) {
     /* Idle connections hold no buffer at all. */
     release_buffer(c);
     c->partial_since_ms = 0;
-  }
-  else if (c->partial_since_ms == 0 || off > 0)
+  } else if (c->partial_since_ms == 0 || off > 0)
     c->partial_since_ms = (int64_t)uv_now(&c->srv->loop);
 }
 
@@ -357,7 +358,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
               c->agent ? (long long)agent_id(c->agent) : 0LL);
       conn_close(c);
     } else {
-      conn_fail(c, nread == UV_EOF      ? "connection ended inside a frame"
+      conn_fail(c, nread == UV_EOF       ? "connection ended inside a frame"
                    : nread == UV_ENOBUFS ? "receive buffers over budget"
                                          : uv_strerror((int)nread));
     }
@@ -402,7 +403,9 @@ static void set_paused(server *s, int paused) {
   }
 }
 
-static void on_flush_timer(uv_timer_t *t) { maybe_flush(t->data); }
+static void on_flush_timer(uv_timer_t *t) {
+  maybe_flush(t->data);
+}
 
 /* Hands the filling batch to the writer when the writer is idle and the
  * batch is old or big enough; pauses reading when it is too big. */
@@ -501,7 +504,8 @@ static void on_connection(uv_stream_t *server_stream, int status) {
   peer_name(c, l);
   if (s->nconns >= (size_t)s->cfg->max_connections) {
     s->summary->rejected++;
-    log_msg(LOG_WARN, "connection refused peer=%s conn=%llu "
+    log_msg(LOG_WARN,
+            "connection refused peer=%s conn=%llu "
             "reason=\"too many connections\"",
             c->peer, (unsigned long long)c->number);
     uv_close(&c->h.handle, on_conn_closed);
@@ -569,8 +573,7 @@ static int listen_unix(server *s, listener *l, const char *path) {
 }
 
 /* Splits tcp://HOST:PORT; HOST may be an IPv6 address in brackets. */
-static int parse_tcp(const char *rest, char *host, size_t hostsize,
-                     int *port) {
+static int parse_tcp(const char *rest, char *host, size_t hostsize, int *port) {
   const char *colon = strrchr(rest, ':');
   if (colon == NULL || colon == rest)
     return UV_EINVAL;
@@ -721,8 +724,8 @@ static void on_signal(uv_signal_t *sig, int signum) {
   server *s = sig->data;
   if (s->stopping)
     return;
-  log_msg(LOG_INFO, "shutting down signal=%s", signum == SIGINT ? "INT"
-                                                                 : "TERM");
+  log_msg(LOG_INFO, "shutting down signal=%s",
+          signum == SIGINT ? "INT" : "TERM");
   s->stopping = 1;
   close_listeners(s);
   for (conn *c = s->conns; c; c = c->next)
@@ -734,7 +737,8 @@ static void on_signal(uv_signal_t *sig, int signum) {
 
 static int start_handles(server *s) {
   s->sweep.data = s->flush.data = s->sigterm.data = s->sigint.data = s;
-  if (uv_timer_init(&s->loop, &s->sweep) || uv_timer_init(&s->loop, &s->flush) ||
+  if (uv_timer_init(&s->loop, &s->sweep) ||
+      uv_timer_init(&s->loop, &s->flush) ||
       uv_signal_init(&s->loop, &s->sigterm) ||
       uv_signal_init(&s->loop, &s->sigint))
     return -1;
@@ -768,8 +772,7 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   s->in = ingest_new(db, cfg->lost_after_ms, (int64_t)uv_now(&s->loop));
   if (s->in)
     s->writer = writer_start(st, &s->loop, on_batch_done, s);
-  if (s->in && s->writer && start_handles(s) == 0 &&
-      open_listeners(s) == 0) {
+  if (s->in && s->writer && start_handles(s) == 0 && open_listeners(s) == 0) {
     summary->started = 1;
     uv_run(&s->loop, UV_RUN_DEFAULT);
     rc = s->failed ? 1 : 0;

@@ -166,8 +166,7 @@ static int configure(store *s, char **err) {
            "PRAGMA synchronous=%s; "
            "PRAGMA cache_size=-%lld; PRAGMA temp_store=MEMORY; "
            "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=%d",
-           s->cfg.sync_full ? "FULL" : "NORMAL", (long long)cache,
-           64 << 20);
+           s->cfg.sync_full ? "FULL" : "NORMAL", (long long)cache, 64 << 20);
   sqlite3_busy_timeout(s->db, 5000);
   if (exec1(s->db, pragmas, err) != SQLITE_OK)
     return -1;
@@ -194,8 +193,8 @@ static int configure(store *s, char **err) {
 
 static void count_tasks(store *s) {
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM tasks", -1, &st,
-                         NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM tasks", -1, &st, NULL) !=
+      SQLITE_OK)
     return;
   if (sqlite3_step(st) == SQLITE_ROW)
     s->task_count = sqlite3_column_int64(st, 0);
@@ -206,10 +205,9 @@ int store_open(const store_config *cfg, store **out, char **err) {
   store *s = xcalloc(1, sizeof(*s));
   s->cfg = *cfg;
   *out = NULL;
-  int rc = sqlite3_open_v2(cfg->path, &s->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_NOMUTEX,
-                           NULL);
+  int rc = sqlite3_open_v2(
+      cfg->path, &s->db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     *err = xstrdup(s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
     store_close(s);
@@ -241,7 +239,9 @@ void store_close(store *s) {
   free(s);
 }
 
-void store_get_stats(const store *s, store_stats *out) { *out = s->stats; }
+void store_get_stats(const store *s, store_stats *out) {
+  *out = s->stats;
+}
 
 /* Steps a statement that returns no rows. A constraint violation is one
  * bad row from a hostile or buggy agent: logged, not fatal. */
@@ -271,7 +271,9 @@ static void bind_opt(sqlite3_stmt *st, int i, int have, int64_t v) {
     sqlite3_bind_null(st, i);
 }
 
-static int is_final(int status) { return status >= SCHEMA_SUCCEEDED; }
+static int is_final(int status) {
+  return status >= SCHEMA_SUCCEEDED;
+}
 
 static int insert_task(store *s, const task_row *r) {
   sqlite3_stmt *st = s->st[ST_INSERT_TASK];
@@ -340,9 +342,8 @@ static int update_task(store *s, const task_row *r) {
         sqlite3_column_type(st, 2) == SQLITE_NULL)
       continue;
     rollup_add(s->rollups, (const char *)sqlite3_column_text(st, 0),
-               (size_t)sqlite3_column_bytes(st, 0),
-               sqlite3_column_int64(st, 2), status, column_or(st, 3, -1),
-               column_or(st, 4, -1));
+               (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 2),
+               status, column_or(st, 3, -1), column_or(st, 4, -1));
   }
   sqlite3_reset(st);
   if (rc == SQLITE_DONE || (rc & 0xff) == SQLITE_CONSTRAINT)
@@ -356,8 +357,7 @@ static int write_op(store *s, const agent_op *op) {
   case AGENT_OP_NEW:
     st = s->st[ST_AGENT_NEW];
     sqlite3_bind_int64(st, 1, op->agent);
-    sqlite3_bind_blob(st, 2, op->instance, PROTO_INSTANCE_SIZE,
-                      SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, op->instance, PROTO_INSTANCE_SIZE, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, op->service.ptr, (int)op->service.len,
                       SQLITE_STATIC);
     sqlite3_bind_text(st, 4, op->host.ptr, (int)op->host.len, SQLITE_STATIC);
@@ -480,8 +480,8 @@ static int prune(store *s, int64_t limit) {
       return (int)-n;
     s->prune_from = n < limit ? cutoff : newest;
   }
-  int64_t keep_failed = s->cfg.retain_fail_us ? s->cfg.retain_fail_us
-                                              : s->cfg.retain_us;
+  int64_t keep_failed =
+      s->cfg.retain_fail_us ? s->cfg.retain_fail_us : s->cfg.retain_us;
   for (int status = SCHEMA_FAILED; keep_failed > 0 && status <= SCHEMA_LOST;
        status++) {
     st = s->st[ST_PRUNE_FAILED];

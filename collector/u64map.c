@@ -24,12 +24,15 @@ uint64_t u64map_hash(uint64_t key) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     seed = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^
-               (uint64_t)(uintptr_t)&ts) | 1;
+               (uint64_t)(uintptr_t)&ts) |
+           1;
   }
   return mix(key ^ seed);
 }
 
-void u64map_init(u64map *m) { memset(m, 0, sizeof(*m)); }
+void u64map_init(u64map *m) {
+  memset(m, 0, sizeof(*m));
+}
 
 void u64map_fini(u64map *m) {
   free(m->keys);

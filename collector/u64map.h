@@ -12,7 +12,7 @@
 typedef struct u64map {
   uint64_t *keys; /* 0 marks a free slot */
   void **values;
-  size_t cap;     /* a power of two, or 0 */
+  size_t cap; /* a power of two, or 0 */
   size_t count;
 } u64map;
 

@@ -142,7 +142,9 @@ void writer_submit(writer *w, wbatch *b) {
   pthread_mutex_unlock(&w->lock);
 }
 
-size_t writer_in_flight(const writer *w) { return w->in_flight; }
+size_t writer_in_flight(const writer *w) {
+  return w->in_flight;
+}
 
 static void on_close(uv_handle_t *handle) {
   writer *w = handle->data;

@@ -38,9 +38,9 @@ static int setup(void **state) {
   store_config cfg = {f->path, 0, 0, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
-  assert_int_equal(sqlite3_open_v2(f->path, &f->reader, SQLITE_OPEN_READONLY,
-                                   NULL),
-                   SQLITE_OK);
+  assert_int_equal(
+      sqlite3_open_v2(f->path, &f->reader, SQLITE_OPEN_READONLY, NULL),
+      SQLITE_OK);
   f->in = ingest_new(f->reader, 1000, 0);
   assert_non_null(f->in);
   proto_buf_init(&f->buf);
@@ -183,8 +183,8 @@ static void later_events_update_the_stored_row(void **state) {
   assert_int_equal(query_int(f, "SELECT status FROM tasks"), SCHEMA_FAILED);
   assert_int_equal(query_int(f, "SELECT run_us FROM tasks"), 5);
   assert_int_equal(query_int(f, "SELECT wait_us FROM tasks"), 1);
-  assert_int_equal(
-      query_int(f, "SELECT error_type = 'ValueError' FROM tasks"), 1);
+  assert_int_equal(query_int(f, "SELECT error_type = 'ValueError' FROM tasks"),
+                   1);
   assert_int_equal(query_int(f, "SELECT sum(failed) FROM rollups"), 1);
 }
 
@@ -192,14 +192,12 @@ static void enqueue_after_start_in_one_batch(void **state) {
   fixture *f = *state;
   agent *a = hello(f, 10);
   const char *reason;
-  proto_event evs[] = {ev_string(1, "job"),
-                       ev_task(PROTO_EV_START, 4, 30000),
+  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_START, 4, 30000),
                        ev_task(PROTO_EV_ENQUEUE, 4, 10000),
                        ev_task(PROTO_EV_FINISH, 4, 70000)};
   assert_int_equal(feed(f, a, 1, evs, 4, &reason), 0);
   commit(f);
-  assert_int_equal(query_int(f, "SELECT status FROM tasks"),
-                   SCHEMA_SUCCEEDED);
+  assert_int_equal(query_int(f, "SELECT status FROM tasks"), SCHEMA_SUCCEEDED);
   assert_int_equal(query_int(f, "SELECT wait_us FROM tasks"), 20);
   assert_int_equal(query_int(f, "SELECT run_us FROM tasks"), 40);
 }
@@ -241,8 +239,8 @@ static void protocol_errors_are_refused(void **state) {
   proto_event big = ev_task(PROTO_EV_START, UINT64_C(1) << 41, 10);
   assert_int_equal(feed(f, a, 1, &big, 1, &reason), -1);
   assert_string_equal(reason, "task or batch id does not fit in 40 bits");
-  proto_event lbl = {.kind = PROTO_EV_BATCH, .time_ns = 1, .batch = 1,
-                     .string = 3};
+  proto_event lbl = {
+      .kind = PROTO_EV_BATCH, .time_ns = 1, .batch = 1, .string = 3};
   assert_int_equal(feed(f, a, 1, &lbl, 1, &reason), -1);
   assert_string_equal(reason, "batch label uses an undefined string id");
   /* Valid events before a bad one in the same frame are kept. */
@@ -272,7 +270,8 @@ static void vanished_instance_turns_lost(void **state) {
   agent *a = hello(f, 6);
   agent_set_conn(a, f);
   const char *reason;
-  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10),
+  proto_event evs[] = {ev_string(1, "job"),
+                       ev_task(PROTO_EV_ENQUEUE, 1, 10),
                        ev_task(PROTO_EV_ENQUEUE, 2, 20),
                        ev_task(PROTO_EV_START, 2, 30),
                        ev_task(PROTO_EV_ENQUEUE, 3, 40),
@@ -378,16 +377,15 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(coalesces_one_row_per_task, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(later_events_update_the_stored_row,
-                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(later_events_update_the_stored_row, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(resent_events_are_skipped, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(enqueue_after_start_in_one_batch,
-                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(enqueue_after_start_in_one_batch, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(protocol_errors_are_refused, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(short_strings_are_valid, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(short_strings_are_valid, setup, teardown),
       cmocka_unit_test_setup_teardown(vanished_instance_turns_lost, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(restart_reloads_instances, setup,

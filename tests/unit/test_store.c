@@ -226,9 +226,9 @@ static void histogram_quantiles(void **state) {
 
 static void refuses_a_newer_schema(void **state) {
   fixture *f = *state;
-  assert_int_equal(sqlite3_exec(f->db, "PRAGMA user_version = 99", NULL,
-                                NULL, NULL),
-                   SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(f->db, "PRAGMA user_version = 99", NULL, NULL, NULL),
+      SQLITE_OK);
   store_config cfg = {f->path, 0, 0, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), -1);
@@ -239,16 +239,14 @@ static void refuses_a_newer_schema(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(writes_rows_and_skips_repeated_ids,
-                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(writes_rows_and_skips_repeated_ids, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(prunes_by_age_keeping_failures_longer,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(prunes_to_max_tasks, setup, teardown),
-      cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),
-      cmocka_unit_test_setup_teardown(refuses_a_newer_schema, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(refuses_a_newer_schema, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
