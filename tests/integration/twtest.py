@@ -83,9 +83,10 @@ class Collector:
         self.log.close()
 
 
-def run(args, timeout=120, check=True):
+def run(args, timeout=120, check=True, env=None):
     p = subprocess.run([BIN, *args], capture_output=True, text=True,
-                       timeout=timeout)
+                       timeout=timeout,
+                       env=None if env is None else dict(os.environ, **env))
     if check and p.returncode != 0:
         raise AssertionError("taskwatch %s exited %d: %s" % (
             " ".join(args), p.returncode, p.stderr.strip()))
