@@ -61,6 +61,20 @@ def cases(tmp):
     rc, _, err = run('--db', db, '--token-file', tmp + '/missing')
     check(rc == 1 and one_line(err), 'missing token file: %r' % err)
 
+    # --sync full: the same behaviour, every commit on disk before its ack.
+    col = Collector('--sync', 'full', tmp=tmp, db=os.path.join(tmp, 'f.db'))
+    col.start()
+    try:
+        a = FakeAgent(col.url)
+        a.connect()
+        a.send([ev_string(1, 1, b'job')] +
+               batch_events(now_ns(), 1, 1, [1, 1], label=0))
+        a.goodbye()
+        check(col.query('SELECT count(*) FROM tasks WHERE status = 2') ==
+              [(2,)], 'stored with --sync full')
+    finally:
+        check(col.stop() == 0, 'clean exit')
+
     col = Collector(tcp=True, tmp=tmp)
     col.start()
     try:
