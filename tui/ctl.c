@@ -381,14 +381,61 @@ static void switch_view(ctl *c, int kind) {
   follow(c);
 }
 
-static void open_detail(ctl *c) {
+/* Appends key:"value" to buf, the value quoted and its quotes,
+ * backslashes and glob characters escaped, so it matches literally. */
+static void add_term(char *buf, size_t size, const char *key, data_text v) {
+  size_t n = strlen(buf);
+  int w = snprintf(buf + n, size - n, "%s%s:\"", n ? " " : "", key);
+  if (w < 0 || (size_t)w >= size - n)
+    return;
+  n += (size_t)w;
+  for (size_t i = 0; i < v.len && n + 3 < size; i++) {
+    char ch = v.ptr[i];
+    if (ch == '\0')
+      break;
+    if (strchr("\\\"*?[]", ch))
+      buf[n++] = '\\';
+    buf[n++] = ch;
+  }
+  if (n + 2 <= size) {
+    buf[n++] = '"';
+    buf[n] = '\0';
+  }
+}
+
+/* Enter on a name or an agent: the tasks view, filtered to it. */
+static void drill_down(ctl *c) {
   view_state *s = &c->s;
-  const data_task *t = view_selected_task(s);
-  if (t == NULL) {
-    snprintf(s->message, sizeof s->message,
-             "Enter shows a task from the tasks or batches view");
+  char text[VIEW_TEXT_MAX] = "", err[VIEW_TEXT_MAX];
+  int i = s->offset + s->cursor;
+  if (s->kind == VIEW_NAMES && i < s->nnames) {
+    add_term(text, sizeof text, "name", s->names[i].name);
+  } else if (s->kind == VIEW_AGENTS && i < s->nagents) {
+    const data_agent *a = &s->agents[i];
+    add_term(text, sizeof text, "service", a->service);
+    add_term(text, sizeof text, "host", a->host);
+    size_t n = strlen(text);
+    snprintf(text + n, sizeof text - n, " pid:%lld", (long long)a->pid);
+  } else {
     return;
   }
+  if (ctl_set_filter(c, text, err, sizeof err) != 0) {
+    snprintf(s->message, sizeof s->message, "filter: %.200s", err);
+    return;
+  }
+  s->kind = VIEW_TASKS;
+  follow(c);
+}
+
+static void open_detail(ctl *c) {
+  view_state *s = &c->s;
+  if (s->kind == VIEW_NAMES || s->kind == VIEW_AGENTS) {
+    drill_down(c);
+    return;
+  }
+  const data_task *t = view_selected_task(s);
+  if (t == NULL)
+    return;
   int64_t id = t->id;
   data_task_fini(&s->detail_task);
   s->detail_task.id = id;

@@ -309,9 +309,28 @@ static void views_and_sort(void **state) {
   ctl_action(c, keys_action('S'), FIXTURE_NOW);
   assert_int_equal(s->sort_desc[VIEW_NAMES], 0);
   ctl_action(c, keys_action((0410 + 6)), FIXTURE_NOW);
+  /* Enter on a name: its tasks, through a literal name filter. */
+  ctl_action(c, ACT_TOP, FIXTURE_NOW);
+  int evil = -1;
+  for (int i = 0; i < s->nnames; i++)
+    if (s->names[i].name.ptr && strncmp(s->names[i].name.ptr, "evil", 4) == 0)
+      evil = i;
+  assert_true(evil >= 0 && evil < 4);
+  s->cursor = evil;
+  ctl_action(c, keys_action('\n'), FIXTURE_NOW);
+  assert_int_equal(s->kind, VIEW_TASKS);
+  assert_string_equal(s->filter_text, "name:\"evil\x1b\\[2J\x1b\\[Hname\"");
+  assert_int_equal(s->ntasks, 1);
   ctl_action(c, keys_action('4'), FIXTURE_NOW);
   assert_int_equal(s->kind, VIEW_AGENTS);
   assert_int_equal(s->nagents, 2);
+  char err[128];
+  assert_int_equal(ctl_set_filter(c, "", err, sizeof err), 0);
+  s->cursor = 1; /* worker, host web-2 */
+  ctl_action(c, keys_action('\n'), FIXTURE_NOW);
+  assert_int_equal(s->kind, VIEW_TASKS);
+  assert_int_equal(s->ntasks, 6); /* batches 3 and 6 ran on agent 2 */
+  ctl_action(c, keys_action('4'), FIXTURE_NOW);
   ctl_action(c, keys_action('1'), FIXTURE_NOW);
   ctl_action(c, keys_action('s'), FIXTURE_NOW);
   assert_non_null(strstr(s->message, "ordered by time"));
