@@ -77,6 +77,7 @@ static clock_anchor take_anchor(void) {
 void clock_map_init(clock_map *m) {
   m->n = 1;
   m->a[0] = take_anchor();
+  m->slope = 1.0;
 }
 
 static void thin_out(clock_map *m) {
@@ -96,6 +97,8 @@ int64_t clock_map_mark(clock_map *m) {
   if (m->n == CLOCK_ANCHORS)
     thin_out(m);
   m->a[m->n++] = x;
+  const clock_anchor *lo = &m->a[m->n - 2];
+  m->slope = (double)(x.ns - lo->ns) / (double)(x.tick - lo->tick);
   return x.tick;
 }
 
@@ -111,8 +114,9 @@ int64_t clock_map_ns(const clock_map *m, int64_t tick) {
   if (m->n == 1) /* no segment yet: the anchor alone, at nominal 1 GHz */
     return m->a[0].ns + (tick - m->a[0].tick);
   /* Most records fall in the newest segment: no search for them. */
-  if (tick >= m->a[m->n - 2].tick)
-    return interpolate(&m->a[m->n - 2], &m->a[m->n - 1], tick);
+  const clock_anchor *base = &m->a[m->n - 2];
+  if (tick >= base->tick)
+    return base->ns + (int64_t)((double)(tick - base->tick) * m->slope);
   if (tick <= m->a[0].tick)
     return interpolate(&m->a[0], &m->a[1], tick);
   size_t lo = 0, hi = m->n - 1; /* a[lo].tick < tick < a[hi].tick */

@@ -58,6 +58,7 @@ typedef struct clock_anchor {
 typedef struct clock_map {
   clock_anchor a[CLOCK_ANCHORS];
   size_t n;
+  double slope; /* ns per tick of the newest segment */
 } clock_map;
 
 void clock_map_init(clock_map *m);

@@ -206,6 +206,9 @@ static void runner_runs_in_order(void **state) {
     /* Causal order in the stream too, though the enqueue was recorded on
      * this thread and the start on a pool thread. */
     assert_true(e->seq < st->seq && st->seq < fi->seq);
+    /* Threads: enqueued on this one, run on a pool thread. */
+    assert_int_equal(e->other, (uint64_t)gettid());
+    assert_true(st->other != 0 && st->other != e->other);
     assert_true(last_finish <= st->time_ns); /* one after another */
     last_finish = fi->time_ns;
   }
