@@ -40,6 +40,11 @@ from .agent import Batch, error_type_name
 _QUEUED = 0
 
 _current = contextvars.ContextVar("taskwatch_request", default=None)
+# A request's state is also kept in its ASGI scope, which tells a nested app
+# (a Mount) from a new request. The context variable cannot: a task inherits
+# the context it is created in, and uvicorn starts a pipelined request's task
+# from inside the previous request's send().
+_SCOPE_KEY = "taskwatch.request"
 
 _originals = {}
 _instrumented_agent = None
@@ -258,6 +263,7 @@ async def _traced_request(app, scope, receive, send, agent):
     """Runs one HTTP request with its taskwatch state; see the module
     docstring. Exceptions propagate unchanged."""
     request = _Request(agent)
+    scope[_SCOPE_KEY] = request
     token = _current.set(request)
 
     async def send_and_note(message):
@@ -278,7 +284,7 @@ async def _traced_request(app, scope, receive, send, agent):
 
 async def _app_call(self, scope, receive, send):
     original = _originals["Starlette.__call__"]
-    if scope["type"] != "http" or _current.get() is not None:
+    if scope["type"] != "http" or _SCOPE_KEY in scope:
         return await original(self, scope, receive, send)
 
     async def app(scope, receive, send):
@@ -309,7 +315,7 @@ class TaskwatchMiddleware:
 
     async def __call__(self, scope, receive, send):
         if (scope["type"] != "http" or self.agent is None or
-                _current.get() is not None):
+                _SCOPE_KEY in scope):
             await self.app(scope, receive, send)
             return
         await _traced_request(self.app, scope, receive, send, self.agent)

@@ -250,6 +250,19 @@ if MODE == "instrument":
     taskwatch.instrument()
 
 app = FastAPI()
+
+
+# APP_USER_MIDDLEWARE=1 adds a user middleware of the common kind
+# (BaseHTTPMiddleware): the endpoint and its background then run in a task
+# of their own, and the response is complete before the background ends.
+if os.environ.get("APP_USER_MIDDLEWARE") == "1":
+    @app.middleware("http")
+    async def add_header(request, call_next):
+        response = await call_next(request)
+        response.headers["x-app"] = "scenario"
+        return response
+
+
 if MODE == "middleware":
     app.add_middleware(taskwatch.TaskwatchMiddleware)
 
