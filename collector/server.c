@@ -459,7 +459,8 @@ static void peer_name(conn *c, const listener *l) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   if (l->unix_path) {
-    snprintf(c->peer, sizeof(c->peer), "unix");
+    /* Unix peers have no address of their own: name the socket. */
+    snprintf(c->peer, sizeof(c->peer), "unix:%s", l->unix_path);
     return;
   }
   snprintf(c->peer, sizeof(c->peer), "?");
