@@ -69,7 +69,7 @@ typedef struct ring_enqueue_tail {
  * without one has its events dropped and counted). */
 #define RING_SHARE 16
 #define RING_MIN_BYTES (8u * 1024u)
-#define RING_MAX_BYTES (4u * 1024u * 1024u)
+#define RING_MAX_BYTES (16u * 1024u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
 #define RING_ID_BLOCK 256  /* ids a ring takes from the agent at a time */
 
