@@ -213,7 +213,10 @@ def http(port, method, path, body=b"", timeout=30):
     try:
         conn.request(method, path, body=body)
         response = conn.getresponse()
-        return response.status, response.read()
+        try:
+            return response.status, response.read()
+        except http.client.IncompleteRead as exc:
+            return response.status, b"incomplete: " + exc.partial
     finally:
         conn.close()
 
@@ -239,7 +242,7 @@ import os
 from typing import Optional
 
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 MODE = os.environ.get("APP_MODE", "instrument")
@@ -372,6 +375,19 @@ async def own_background(n: int, background_tasks: BackgroundTasks,
     # forgets the injected BackgroundTasks: the audit task never runs.
     return JSONResponse({"n": n},
                         background=BackgroundTask(mark, "own %d" % n))
+
+
+@app.post("/stream-fails/{n}")
+async def stream_fails(n: int, background_tasks: BackgroundTasks):
+    # The response starts (200), then its body fails: the background that
+    # FastAPI attached to it never runs.
+    background_tasks.add_task(mark, "never-stream %d" % n)
+
+    async def body():
+        yield b"partial"
+        raise RuntimeError("stream broke %d" % n)
+
+    return StreamingResponse(body())
 
 
 sub = FastAPI()

@@ -11,7 +11,8 @@ changes nothing. Then every recorded task is checked: the tutorial's
 /send-notification/{email} with tasks added in a dependency and a
 sub-dependency, sync and async tasks, a task raising in the middle of three,
 a first task raising, an endpoint raising after add_task (dropped, status
-500), an HTTPException after add_task (dropped), a response carrying its own
+500), an HTTPException after add_task (dropped), a streamed response whose
+body fails after the 200 went out (dropped), a response carrying its own
 background (the injected tasks dropped), a mounted sub-app, and a few
 hundred concurrent requests.
 """
@@ -39,6 +40,7 @@ SCENARIO = [
     ("POST", "/own-background/7"),
     ("POST", "/v1/jobs/j8"),
     ("GET", "/healthz"),
+    ("POST", "/stream-fails/9"),
 ]
 CONCURRENT = 300
 PIPELINED = 50
@@ -115,7 +117,7 @@ def check_order(batch):
 
 
 def check_scenario(collector, service, extra_notifications=0):
-    total = 22 + 4 * extra_notifications
+    total = 23 + 4 * extra_notifications
     tasks = collector.wait_tasks(
         lambda t: t["service"] == service and t["status"] not in (
             "queued", "running"), total, what=service + " tasks")
@@ -164,6 +166,8 @@ def check_scenario(collector, service, extra_notifications=0):
     expect(own[1], ["mark"], [TP], [ok])
     [job] = labels["POST /v1/jobs/{job}"]
     expect(job, ["async_mark"], [LOOP], [ok])
+    [stream] = labels["POST /stream-fails/{n}"]
+    expect(stream, ["mark"], [TP], ["dropped"])
     reasons = collector.drop_reasons()
     check(reasons[raised[0]["id"]] == "status 500 (RuntimeError)",
           "drop reason %r" % reasons[raised[0]["id"]])
@@ -171,6 +175,8 @@ def check_scenario(collector, service, extra_notifications=0):
           "drop reason %r" % reasons[http_error[0]["id"]])
     check(reasons[own[0][0]["id"]].startswith("status 200"),
           "drop reason %r" % reasons[own[0][0]["id"]])
+    check(reasons[stream[0]["id"]] == "status 200 (RuntimeError)",
+          "drop reason %r" % reasons[stream[0]["id"]])
     print("%s: %d tasks in %d batches as expected" % (
         service, len(tasks), sum(len(b) for b in labels.values())))
 
@@ -195,7 +201,7 @@ def main():
     pipelined_load(servers["user_mw"])
     pipelined_load(servers["instrument"])
     statuses = [status for status, _ in answers["off"]]
-    check(statuses == [200] * 5 + [500, 409] + [200] * 4,
+    check(statuses == [200] * 5 + [500, 409] + [200] * 5,
           "statuses %r" % statuses)
     concurrent_load(servers["instrument"])
     for server in servers.values():
@@ -225,6 +231,7 @@ def main():
             for m in servers}
     check(logs["off"] == ["LookupError: async boom 3",
                           "RuntimeError: endpoint failed 4",
+                          "RuntimeError: stream broke 9",
                           "ValueError: boom 2"],
           "untraced exceptions %r" % logs["off"])
     check(logs["instrument"] == logs["off"] == logs["middleware"],
