@@ -2,7 +2,8 @@
 
 The library is looked for, in order:
 
-1. ``TASKWATCH_LIBRARY``: the path of the shared library itself;
+1. ``TASKWATCH_LIBRARY``: the path of the shared library itself (when it
+   is set, nothing else is tried);
 2. the install prefix: ``lib/`` and ``lib/<multiarch>/`` under the
    interpreter's prefixes, ``/usr/local`` and ``/usr``, then the dynamic
    linker's cache (``ctypes.util.find_library``);
