@@ -113,8 +113,12 @@ def check_library_lookup(python, tmp):
     check(out.returncode != 0 and "LibraryNotFound" in out.stderr and
           "/nonexistent/libtw.so" in out.stderr,
           "a missing TASKWATCH_LIBRARY: " + out.stderr[-500:])
+    # The library as the dynamic linker found it (the path, or a soname
+    # resolved through LD_LIBRARY_PATH).
     code = ("from taskwatch import _native; import os; "
-            "print(os.path.realpath(_native.load()._name)); "
+            "lib = _native.load()._name; "
+            "print([l.split()[-1] for l in open('/proc/self/maps') "
+            "if 'libtaskwatch' in l][0]); "
             "print(os.path.join(os.environ['TASKWATCH_BUILD_ROOT'], "
             "'agent', 'libtaskwatch.so') in list(_native.candidates()))")
     out = subprocess.run(
