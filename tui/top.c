@@ -171,7 +171,11 @@ static int handle_input(ctl *c, int key, const char *text) {
 
 static int live(ctl *c, int color, unsigned flags) {
   if (tty_open(color) != 0) {
-    fprintf(stderr, "taskwatch top: cannot use this terminal\n");
+    const char *term = getenv("TERM");
+    fprintf(stderr,
+            "taskwatch top: cannot use terminal type '%s' (--once prints a "
+            "snapshot instead)\n",
+            term ? term : "");
     return 1;
   }
   int w, h, quit = 0;

@@ -10,13 +10,18 @@
 #include <wchar.h>
 
 static int colors_on;
+static SCREEN *screen;
 
 int tty_open(int color_wanted) {
   /* A short ESCDELAY keeps Esc responsive; function keys still parse. */
   if (getenv("ESCDELAY") == NULL)
     set_escdelay(25);
-  if (initscr() == NULL)
+  /* newterm, unlike initscr, returns an error for an unknown terminal
+   * type instead of exiting the process. */
+  screen = newterm(NULL, stdout, stdin);
+  if (screen == NULL)
     return -1;
+  set_term(screen);
   cbreak();
   noecho();
   nonl();
