@@ -62,6 +62,7 @@ typedef struct chunk {
 } chunk;
 
 #define CHUNK_COST (sizeof(chunk) + CHUNK_BYTES)
+#define SPARE_CHUNKS 2u
 
 typedef struct sender {
   tw_agent *agent;
@@ -92,6 +93,8 @@ typedef struct sender {
   /* The resend buffer, oldest first. */
   chunk *first;
   chunk *last;
+  chunk *spare; /* acked chunks kept for reuse */
+  unsigned nspare;
   uint64_t next_seq;  /* the next event's sequence number */
   uint64_t acked;     /* everything below is committed by the collector */
   uint64_t sent_upto; /* everything below is written on this connection */
@@ -189,24 +192,36 @@ static void put_le(uint8_t *p, uint64_t v, int bytes) {
 
 /* Events may fill the budget up to one chunk short of the cap; that last
  * chunk is kept for HEALTH, which must get through exactly when the buffer
- * is full, since that is when it has drops to report. */
+ * is full, since that is when it has drops to report. Acked chunks are
+ * kept as spares (still charged to the budget) rather than freed, so a
+ * sender in steady state does not call the allocator at all. */
 static chunk *chunk_new(sender *s, bool health) {
   size_t held = atomic_load_explicit(&s->agent->reserved, memory_order_relaxed);
-  if (!health &&
-      (held > s->agent->cap || s->agent->cap - held < 2 * CHUNK_COST))
+  size_t room = held > s->agent->cap ? 0 : s->agent->cap - held;
+  room += s->nspare * CHUNK_COST;
+  if (room < (health ? 1u : 2u) * CHUNK_COST)
     return NULL;
-  if (agent_reserve(s->agent, CHUNK_COST) != 0)
-    return NULL;
-  chunk *c = calloc(1, sizeof(*c));
-  uint8_t *data = malloc(CHUNK_BYTES);
-  if (c == NULL || data == NULL) {
-    free(c);
-    free(data);
-    agent_release(s->agent, CHUNK_COST);
-    return NULL;
+  chunk *c = s->spare;
+  if (c != NULL) {
+    s->spare = c->next;
+    s->nspare--;
+    uint8_t *data = c->buf.data;
+    memset(c, 0, sizeof(*c));
+    c->buf.data = data;
+  } else {
+    if (agent_reserve(s->agent, CHUNK_COST) != 0)
+      return NULL;
+    c = calloc(1, sizeof(*c));
+    uint8_t *data = malloc(CHUNK_BYTES);
+    if (c == NULL || data == NULL) {
+      free(c);
+      free(data);
+      agent_release(s->agent, CHUNK_COST);
+      return NULL;
+    }
+    c->buf.data = data;
   }
   c->owner = s;
-  c->buf.data = data;
   c->buf.cap = CHUNK_BYTES;
   c->first_seq = s->next_seq;
   proto_events_open(&c->buf, c->first_seq);
@@ -218,10 +233,29 @@ static chunk *chunk_new(sender *s, bool health) {
   return c;
 }
 
-static void chunk_free(sender *s, chunk *c) {
+static void chunk_destroy(sender *s, chunk *c) {
   free(c->buf.data);
   free(c);
   agent_release(s->agent, CHUNK_COST);
+}
+
+static void chunk_free(sender *s, chunk *c) {
+  if (s->nspare < SPARE_CHUNKS) {
+    c->next = s->spare;
+    s->spare = c;
+    s->nspare++;
+    return;
+  }
+  chunk_destroy(s, c);
+}
+
+static void free_spares(sender *s) {
+  while (s->spare != NULL) {
+    chunk *c = s->spare;
+    s->spare = c->next;
+    chunk_destroy(s, c);
+  }
+  s->nspare = 0;
 }
 
 static void chunk_seal(chunk *c) {
@@ -911,8 +945,9 @@ static void sender_free(sender *s) {
   while (s->first != NULL) {
     chunk *c = s->first;
     s->first = c->next;
-    chunk_free(s, c);
+    chunk_destroy(s, c);
   }
+  free_spares(s);
   proto_buf_fini(&s->hello);
   proto_buf_fini(&s->goodbye);
   free(s->emitted);
@@ -1051,8 +1086,9 @@ void sender_fork_child(tw_agent *agent) {
     while (old->first != NULL) {
       chunk *c = old->first;
       old->first = c->next;
-      chunk_free(old, c);
+      chunk_destroy(old, c);
     }
+    free_spares(old);
     proto_buf_fini(&old->hello);
     proto_buf_fini(&old->goodbye);
     free(old->emitted);
