@@ -9,6 +9,7 @@
 #include "top.h"
 
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,24 @@ static int handle_input(ctl *c, int key, const char *text) {
   return ctl_action(c, keys_action(key), now);
 }
 
+/* Set by SIGINT, SIGTERM or SIGHUP: the loop ends and curses restores the
+ * terminal, instead of the process dying in raw mode. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig) {
+  stop_signal = sig;
+}
+
+static void catch_stop_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+}
+
 static int live(ctl *c, int color, unsigned flags) {
   if (tty_open(color) != 0) {
     const char *term = getenv("TERM");
@@ -185,7 +204,8 @@ static int live(ctl *c, int color, unsigned flags) {
   ctl_load(c, now_us());
   int64_t last_load = monotonic_us(), last_tick = last_load;
   int dirty = 1;
-  while (!quit) {
+  catch_stop_signals();
+  while (!quit && !stop_signal) {
     if (dirty) {
       view_render(ctl_state(c), g);
       tty_draw(g);
@@ -223,7 +243,7 @@ static int live(ctl *c, int color, unsigned flags) {
   }
   grid_free(g);
   tty_close();
-  return 0;
+  return stop_signal ? 128 + stop_signal : 0;
 }
 
 int top_main(int argc, char **argv) {

@@ -206,6 +206,7 @@ def main():
                     time.sleep(0.1)
                 run_dashboard(tmux, db)
                 check_colours(tmux, db)
+                check_interrupt(tmux, db)
                 check_once(db)
             finally:
                 tmux.kill()
@@ -321,6 +322,30 @@ def check_colours(tmux, db):
         coloured = FOREGROUND.search(s) is not None
         assert coloured == (name in ("c", "always")), (name, s[:300])
         tmux.cmd("send-keys", "-t", name, "q")
+
+
+def check_interrupt(tmux, db):
+    """Ctrl-C ends the dashboard cleanly: curses restores the terminal and
+    the exit status is 128 + SIGINT."""
+    status_file = db + ".int-status"
+    script = os.path.join(os.path.dirname(db), "int.sh")
+    with open(script, "w") as f:
+        f.write("trap '' INT\n"
+                "env LANG=C.UTF-8 TERM=tmux-256color %s top --db %s\n"
+                "echo exit=$? > %s\n" % (BIN, db, status_file))
+    tmux.start("sh " + script, 80, 24, session="int")
+    deadline = time.monotonic() + 15
+    while "TIME     STATUS" not in tmux.screen("int"):
+        assert time.monotonic() < deadline, tmux.screen("int")
+        time.sleep(0.1)
+    tmux.cmd("send-keys", "-t", "int", "C-c")
+    deadline = time.monotonic() + 10
+    while not (os.path.exists(status_file) and open(status_file).read()):
+        assert time.monotonic() < deadline, tmux.screen("int")
+        time.sleep(0.1)
+    with open(status_file) as f:
+        assert f.read().strip() == "exit=130"
+    assert "TIME     STATUS" not in tmux.screen("int")
 
 
 def check_once(db):
