@@ -578,13 +578,14 @@ int data_tasks_page(data *d, const filter *f, const data_key *from, int dir,
   sqlite3_bind_int64(st, 2, edge.id);
   sqlite3_bind_int(st, 3, limit);
   data_task *out = xcalloc((size_t)limit, sizeof *out);
-  int count = 0, rc;
+  int count = 0, rc = SQLITE_DONE;
   while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
     read_task(st, &out[count++]);
   sqlite3_finalize(st);
   *rows = out;
   *n = count;
-  return 0;
+  /* A page cut short by an error still returns what it read. */
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
 int data_task_detail(data *d, int64_t id, data_task *out) {
