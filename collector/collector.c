@@ -248,11 +248,12 @@ static void log_summary(store *st, const server_summary *sum) {
   log_msg(
       LOG_INFO,
       "stopped events=%llu transactions=%llu inserted=%llu "
-      "updated=%llu lost=%llu pruned=%llu connections=%llu "
+      "updated=%llu unmatched=%llu lost=%llu pruned=%llu connections=%llu "
       "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld",
       (unsigned long long)stats.events, (unsigned long long)stats.transactions,
       (unsigned long long)stats.rows_inserted,
       (unsigned long long)stats.rows_updated,
+      (unsigned long long)stats.updates_unmatched,
       (unsigned long long)stats.tasks_lost,
       (unsigned long long)stats.tasks_pruned,
       (unsigned long long)sum->connections, (unsigned long long)sum->rejected,

@@ -334,9 +334,10 @@ static int update_task(store *s, const task_row *r) {
   bind_blob_text(st, 8, r->error_detail, r->have & HAVE_ERROR);
   bind_opt(st, 9, r->have & HAVE_SKIP, r->skipped_after);
   bind_blob_text(st, 10, r->drop_reason, r->have & HAVE_DROP);
-  int rc;
+  int rc, matched = 0;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     int status = sqlite3_column_int(st, 1);
+    matched = 1;
     s->stats.rows_updated++;
     if (!(r->have & HAVE_END) || !is_final(status) ||
         sqlite3_column_type(st, 2) == SQLITE_NULL)
@@ -346,6 +347,18 @@ static int update_task(store *s, const task_row *r) {
                status, column_or(st, 3, -1), column_or(st, 4, -1));
   }
   sqlite3_reset(st);
+  if (rc == SQLITE_DONE && !matched) {
+    /* The task's ENQUEUE never reached the store (an agent that sent its
+     * events out of order): nothing to update. Say so rather than drop it
+     * silently; powers of two keep a misbehaving agent from flooding the
+     * log. */
+    uint64_t n = ++s->stats.updates_unmatched;
+    if ((n & (n - 1)) == 0)
+      log_msg(LOG_WARN,
+              "event for a task never enqueued ignored task=%lld "
+              "unmatched_total=%llu",
+              (long long)r->id, (unsigned long long)n);
+  }
   if (rc == SQLITE_DONE || (rc & 0xff) == SQLITE_CONSTRAINT)
     return SQLITE_OK;
   return rc;

@@ -29,6 +29,7 @@ typedef struct store_stats {
   uint64_t events;
   uint64_t rows_inserted;
   uint64_t rows_updated;
+  uint64_t updates_unmatched; /* task events whose task row never arrived */
   uint64_t tasks_lost;
   uint64_t tasks_pruned;
 } store_stats;

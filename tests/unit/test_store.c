@@ -139,6 +139,44 @@ static void writes_rows_and_skips_repeated_ids(void **state) {
   assert_true(q(f, "SELECT disconnected_at FROM agents") > 0);
 }
 
+/* An event for a task whose row was never written updates nothing: it is
+ * counted (and logged), never silently lost, and a stored task still gets
+ * its update. */
+static void counts_updates_of_unknown_tasks(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_RUNNING);
+  r->have = HAVE_ENQUEUE | HAVE_START;
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+
+  b = wbatch_new(2);
+  r = wbatch_add_row(b);
+  r->id = 1;
+  r->update = 1;
+  r->status = SCHEMA_SUCCEEDED;
+  r->finished_at = 1500;
+  r->have = HAVE_END;
+  r = wbatch_add_row(b);
+  r->id = 99; /* never enqueued */
+  r->update = 1;
+  r->status = SCHEMA_SUCCEEDED;
+  r->finished_at = 1600;
+  r->have = HAVE_END;
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+
+  assert_int_equal(q(f, "SELECT status FROM tasks WHERE id = 1"),
+                   SCHEMA_SUCCEEDED);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
+  store_stats st;
+  store_get_stats(f->store, &st);
+  assert_int_equal(st.rows_updated, 1);
+  assert_int_equal(st.updates_unmatched, 1);
+}
+
 static void prunes_by_age_keeping_failures_longer(void **state) {
   fixture *f = *state;
   int64_t day = INT64_C(86400000000), now = now_us();
@@ -239,6 +277,8 @@ static void refuses_a_newer_schema(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(counts_updates_of_unknown_tasks, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(writes_rows_and_skips_repeated_ids, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(prunes_by_age_keeping_failures_longer,
