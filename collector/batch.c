@@ -135,7 +135,13 @@ agent_progress *wbatch_add_progress(wbatch *b) {
               sizeof(*b->progress));
 }
 
+/* Every array counts at its capacity: a peer can grow any of them (one
+ * HEALTH event is 25 bytes on the wire but costs an agent_op), so leaving
+ * one out would let the batch grow without ever reaching the high
+ * watermark that pauses reading. */
 size_t wbatch_bytes(const wbatch *b) {
   return b->mem.used + b->caprows * sizeof(*b->rows) +
-         b->capbatches * sizeof(*b->batches) + b->pending.cap * 16;
+         b->capbatches * sizeof(*b->batches) +
+         b->capstrings * sizeof(*b->strings) + b->capops * sizeof(*b->ops) +
+         b->capprogress * sizeof(*b->progress) + b->pending.cap * 16;
 }

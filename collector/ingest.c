@@ -39,6 +39,8 @@ struct agent {
   int64_t lost_deadline_ms; /* 0: not waiting */
   uint64_t progress_generation;
   size_t progress_index;
+  uint64_t health_generation; /* batch holding the agent's HEALTH op */
+  size_t health_index;
   uint64_t touched_generation; /* newest batch that refers to the agent */
   int in_waiting;
   int in_ended;
@@ -441,6 +443,22 @@ static int apply_task_event(ingest *in, agent *a, const proto_event *ev,
   }
 }
 
+/* The counters of HEALTH are cumulative, so only the newest matters: one
+ * op per agent and batch, overwritten by later HEALTH events. Otherwise a
+ * peer sending nothing but HEALTH would grow the batch by an op for every
+ * 25 bytes it sends. */
+static void apply_health(ingest *in, agent *a, const proto_event *ev) {
+  wbatch *b = in->current;
+  if (a->health_generation != b->generation) {
+    a->health_generation = b->generation;
+    a->health_index = b->nops;
+    wbatch_add_op(b, AGENT_OP_HEALTH, a->id, 0);
+  }
+  agent_op *op = &b->ops[a->health_index];
+  op->a = (int64_t)ev->other;
+  op->b = (int64_t)ev->other2;
+}
+
 static int ids_in_range(const proto_event *ev) {
   return ev->task <= SCHEMA_LOCAL_MASK && ev->batch <= SCHEMA_LOCAL_MASK &&
          (ev->kind != PROTO_EV_SKIP || ev->other <= SCHEMA_LOCAL_MASK);
@@ -459,12 +477,9 @@ static int apply(ingest *in, agent *a, const proto_event *ev,
     return apply_batch(in, a, ev, reason);
   case PROTO_EV_ENQUEUE:
     return apply_enqueue(in, a, ev, reason);
-  case PROTO_EV_HEALTH: {
-    agent_op *op = wbatch_add_op(in->current, AGENT_OP_HEALTH, a->id, 0);
-    op->a = (int64_t)ev->other;
-    op->b = (int64_t)ev->other2;
+  case PROTO_EV_HEALTH:
+    apply_health(in, a, ev);
     return 0;
-  }
   default:
     return apply_task_event(in, a, ev, reason);
   }

@@ -353,6 +353,41 @@ static void ended_instances_are_forgotten(void **state) {
   assert_int_equal(query_int(f, "SELECT ended FROM agents"), 0);
 }
 
+/* A peer sending nothing but HEALTH events: one op per agent and batch
+ * holds the newest counters, and every op the batch holds is counted by
+ * wbatch_bytes, so the high watermark pauses such a peer. */
+static void health_flood_stays_bounded(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 10);
+  const char *reason;
+  enum { PER_FRAME = 1000, FRAMES = 50 };
+  static proto_event evs[PER_FRAME];
+  uint64_t seq = 1;
+  for (int fr = 0; fr < FRAMES; fr++) {
+    for (int i = 0; i < PER_FRAME; i++) {
+      evs[i] = (proto_event){.kind = PROTO_EV_HEALTH, .time_ns = 1000};
+      evs[i].other = seq;
+      evs[i].other2 = seq * 2;
+      seq++;
+    }
+    assert_int_equal(feed(f, a, seq - PER_FRAME, evs, PER_FRAME, &reason), 0);
+  }
+  wbatch *b = ingest_current(f->in);
+  assert_int_equal(b->nops, 2); /* AGENT_OP_NEW and one HEALTH */
+  assert_true(wbatch_bytes(b) < 64 * 1024);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT dropped FROM agents"), seq - 1);
+  assert_int_equal(query_int(f, "SELECT reconnects FROM agents"),
+                   (seq - 1) * 2);
+  assert_int_equal(query_int(f, "SELECT next_seq FROM agents"), seq);
+  /* The ops array counts toward the watermark, whatever filled it. */
+  b = wbatch_new(99);
+  for (int i = 0; i < 10000; i++)
+    wbatch_add_op(b, AGENT_OP_DISCONNECT, 1, i);
+  assert_true(wbatch_bytes(b) >= 10000 * sizeof(agent_op));
+  wbatch_free(b);
+}
+
 static void map_deletes_keep_lookups_whole(void **state) {
   (void)state;
   u64map m;
@@ -391,6 +426,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(restart_reloads_instances, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(ended_instances_are_forgotten, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(health_flood_stays_bounded, setup,
                                       teardown),
       cmocka_unit_test(map_deletes_keep_lookups_whole),
   };
