@@ -41,10 +41,18 @@ static uint32_t hash_bytes(const char *s, size_t n) {
 static uint32_t add_text(intern *t, const char *s, size_t len) {
   uint32_t need = (uint32_t)(2 + len + 1);
   need = (need + 7u) & ~7u;
-  uint32_t at =
-      atomic_fetch_add_explicit(&t->arena_top, need, memory_order_relaxed);
-  if (at > INTERN_ARENA || INTERN_ARENA - at < need)
-    return 0;
+  /* Claim the bytes with a compare-and-swap, not a fetch_add: once the
+   * arena is full every new distinct name would otherwise still advance
+   * arena_top, and after 4 GiB of such attempts the u32 wraps and new text
+   * lands on entries other threads are reading. This way arena_top never
+   * passes INTERN_ARENA. */
+  uint32_t at = atomic_load_explicit(&t->arena_top, memory_order_relaxed);
+  do {
+    if (at > INTERN_ARENA || INTERN_ARENA - at < need)
+      return 0;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &t->arena_top, &at, at + need, memory_order_relaxed,
+      memory_order_relaxed));
   uint32_t id = atomic_fetch_add_explicit(&t->next_id, 1, memory_order_relaxed);
   if (id >= INTERN_MAX_IDS)
     return 0;

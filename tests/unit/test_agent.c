@@ -2,8 +2,9 @@
  * test_agent - the agent as a host and a collector see it: the batch
  * runner's BackgroundTasks semantics, the trace calls, error strings, many
  * threads recording at once, the memory cap, reconnect and resend, fork and
- * bounded shutdown. Every check reads what reached an in-test collector
- * (agent_fake_collector), never the agent's internals.
+ * bounded shutdown. Almost every check reads what reached an in-test
+ * collector (agent_fake_collector); the few that a collector cannot see
+ * (the intern arena's bounds) read the agent's internals.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,10 @@
 #include <uv.h>
 
 #include "agent_fake_collector.h"
+/* A few tests below check agent internals that no collector can see (the
+ * intern arena's bounds); the test links the static library, so the
+ * library's hidden symbols are reachable. */
+#include "../../agent/agent_internal.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -393,6 +398,53 @@ static void trace_error_strings_are_truncated(void **state) {
   assert_int_equal(fail2->detail_len, 0);
   fake_unlock(f->fc);
   free(s);
+}
+
+/* Once the arena is full, further new names must leave arena_top alone:
+ * advancing it on every attempt wraps the u32 after 4 GiB of attempts and
+ * new text then overwrites old entries. Earlier ids keep their text. */
+static void intern_arena_full_stays_bounded(void **state) {
+  (void)state;
+  intern t;
+  assert_int_equal(intern_init(&t), 0);
+  static char name[INTERN_TEXT_MAX + 1];
+  uint32_t ids[256];
+  uint32_t n = 0;
+  memset(name, 'x', INTERN_TEXT_MAX);
+  for (;;) {
+    snprintf(name, 16, "%010u", n);
+    name[10] = 'x';
+    uint32_t id = intern_get(&t, name, INTERN_TEXT_MAX);
+    if (id == INTERN_OVERFLOW_ID)
+      break;
+    assert_true(n < 256);
+    ids[n++] = id;
+  }
+  assert_true(n > 100);
+  uint32_t top = atomic_load(&t.arena_top);
+  assert_true(top <= INTERN_ARENA);
+  /* Many more distinct long names (the arena has less than one entry's room
+   * left): all overflow, none moves the arena's top. */
+  for (uint32_t i = 0; i < 100000; i++) {
+    snprintf(name, 16, "%010u", n + i);
+    name[10] = 'x';
+    assert_int_equal(intern_get(&t, name, INTERN_TEXT_MAX),
+                     INTERN_OVERFLOW_ID);
+  }
+  assert_int_equal(atomic_load(&t.arena_top), top);
+  for (uint32_t k = 0; k < n; k++) {
+    snprintf(name, 16, "%010u", k);
+    name[10] = 'x';
+    uint32_t len;
+    const char *text = intern_text(&t, ids[k], &len);
+    assert_int_equal(len, INTERN_TEXT_MAX);
+    assert_memory_equal(text, name, INTERN_TEXT_MAX);
+    assert_int_equal(intern_get(&t, name, INTERN_TEXT_MAX), ids[k]);
+  }
+  uint32_t len;
+  assert_string_equal(intern_text(&t, INTERN_OVERFLOW_ID, &len),
+                      "(too many distinct names)");
+  intern_fini(&t);
 }
 
 static void names_are_interned_within_bounds(void **state) {
@@ -841,6 +893,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(names_are_interned_within_bounds, setup,
                                       teardown),
+      cmocka_unit_test(intern_arena_full_stays_bounded),
       cmocka_unit_test_setup_teardown(sixteen_threads_exact_counts, setup,
                                       teardown),
       cmocka_unit_test(many_threads_fit_the_default_budget),
