@@ -40,6 +40,17 @@
  * announcing a 1 MiB frame cannot take a gigabyte. */
 #define BUFFER_BUDGET ((size_t)64 << 20)
 
+/* The longest length field a HELLO frame can announce: its type, the
+ * fixed fields (magic u32, version u16, instance, pid u32, started_at
+ * i64) and three strings (service, host, token) of a u16 count and at
+ * most PROTO_IDENT_MAX bytes each. Before the handshake nothing longer is
+ * accepted, so an unauthenticated peer cannot make the collector buffer a
+ * 1 MiB frame (docs/protocol.md, HELLO). */
+#define HELLO_FRAME_MAX                                                        \
+  ((uint32_t)(sizeof(uint16_t) + sizeof(uint32_t) + sizeof(uint16_t) +        \
+              PROTO_INSTANCE_SIZE + sizeof(uint32_t) + sizeof(int64_t) +      \
+              3 * (sizeof(uint16_t) + PROTO_IDENT_MAX)))
+
 typedef struct server server;
 typedef struct conn conn;
 
@@ -301,9 +312,14 @@ static void process(conn *c) {
   size_t off = 0;
   while (!c->closing) {
     proto_frame f;
-    int rc = proto_frame_next(c->buf + off, c->len - off, PROTO_FRAME_MAX, &f);
+    uint32_t max = c->agent ? PROTO_FRAME_MAX : HELLO_FRAME_MAX;
+    int rc = proto_frame_next(c->buf + off, c->len - off, max, &f);
     if (rc == PROTO_NEED_MORE)
       break;
+    if (rc == PROTO_E_OVERSIZED && c->agent == NULL) {
+      conn_fail(c, "frame larger than the limit for a HELLO");
+      return;
+    }
     if (rc < 0) {
       conn_fail(c, proto_strerror(rc));
       return;

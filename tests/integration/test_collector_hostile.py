@@ -40,6 +40,13 @@ def corpus():
          'frame larger than the limit'),
         ('oversized-just', struct.pack('<IH', (1 << 20) + 1, EVENTS),
          'frame larger than the limit'),
+        # Before HELLO nothing longer than the largest HELLO is buffered.
+        ('big-before-hello', struct.pack('<IH', 1 << 20, HELLO) +
+         b'\0' * 4000, 'frame larger than the limit for a HELLO'),
+        # The largest HELLO itself is read whole (and refused for its token).
+        ('max-hello', hello(os.urandom(16), service=b's' * 256,
+                            host=b'h' * 256, token=b't' * 256),
+         'authentication failed'),
         ('undersized', struct.pack('<I', 1) + b'\0' * 8,
          'frame shorter than its header'),
         ('events-first', events(1, [s]), 'expected HELLO first'),
@@ -153,6 +160,12 @@ def run(col):
     for name, data, reason in cases:
         closed, _, got = results.get(name, (False, 0, 'no result'))
         check(closed, '%s: connection was closed (%r)' % (name, got))
+    # Each peer got its own reason in an ERROR frame before the close.
+    for name, want in (('max-hello', b'authentication failed'),
+                       ('big-before-hello', b'limit for a HELLO')):
+        got = results.get(name, (False, 0, b''))[2]
+        check(isinstance(got, bytes) and want in got,
+              '%s: ERROR frame says %r (%r)' % (name, want, got))
     log = col.log()
     closed_lines = [line for line in log.splitlines()
                     if 'connection closed peer=' in line and 'reason=' in line]
