@@ -31,17 +31,29 @@ static __thread tls_state tls __attribute__((tls_model("initial-exec")));
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 
-/* At thread exit, hand the thread's ring back so a later thread can adopt
- * it; the agent may be gone already, which the registry tells. */
+/* At thread exit, hand the thread's rings back so a later thread can adopt
+ * them; the agent may be gone already, which the registry tells. Every ring
+ * the thread owns is released, not only the last one bound (the key's
+ * value), so a thread that recorded for several agents leaves none held. */
 static void on_thread_exit(void *value) {
-  ring *gone = value;
+  (void)value;
   uintptr_t me = (uintptr_t)&tls;
+  /* Forget the cached ring first: a later thread-exit destructor of the
+   * same thread that records again must not write into a ring that another
+   * thread may adopt as soon as it is released (two producers on a
+   * single-producer ring). Such a record goes through bind_ring() again,
+   * which re-adopts a ring and sets the key, so this destructor runs once
+   * more in the next round; after the last round glibc leaves the ring
+   * held, which costs a ring, never a corrupted one. */
+  tls.serial = 0;
+  tls.ring = NULL;
   registry_lock();
   for (tw_agent *a = registry_first(); a != NULL; a = a->registry_next)
-    for (ring *r = atomic_load(&a->rings); r != NULL; r = r->next)
-      if (r == gone)
-        atomic_compare_exchange_strong_explicit(
-            &r->owner, &me, 0, memory_order_release, memory_order_relaxed);
+    for (ring *r = atomic_load(&a->rings); r != NULL; r = r->next) {
+      uintptr_t mine = me;
+      atomic_compare_exchange_strong_explicit(
+          &r->owner, &mine, 0, memory_order_release, memory_order_relaxed);
+    }
   registry_unlock();
 }
 

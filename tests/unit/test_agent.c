@@ -6,6 +6,8 @@
  * collector (agent_fake_collector); the few that a collector cannot see
  * (the intern arena's bounds) read the agent's internals.
  */
+#include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -531,6 +533,75 @@ static void *record_many(void *arg) {
   return NULL;
 }
 
+/* A thread that records again from a thread-exit destructor running after
+ * the agent's own one (which released its ring) must re-bind, not keep
+ * writing into the released ring that another thread may adopt meanwhile:
+ * that would be two producers on a single-producer ring. */
+typedef struct late_recorder {
+  tw_agent *agent;
+  pthread_key_t key;
+  sem_t recorded, go;
+  int errors; /* cmocka may only fail on the main thread */
+} late_recorder;
+
+static void record_at_exit(void *arg) {
+  late_recorder *l = arg;
+  l->errors += tw_task_finish(l->agent, 1) != 0;
+  sem_post(&l->recorded);
+  sem_wait(&l->go); /* hold the ring while another thread binds */
+}
+
+static void *record_then_exit(void *arg) {
+  late_recorder *l = arg;
+  l->errors += tw_task_start(l->agent, 1) != 0;
+  /* Created after the agent's key (made at this thread's first event), so
+   * its destructor runs after the agent's in the same round. */
+  l->errors += pthread_key_create(&l->key, record_at_exit) != 0;
+  l->errors += pthread_setspecific(l->key, l) != 0;
+  return NULL;
+}
+
+static void *record_once(void *arg) {
+  late_recorder *l = arg;
+  l->errors += tw_task_start(l->agent, 2) != 0;
+  return NULL;
+}
+
+static void record_in_exit_destructor_rebinds(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  late_recorder l = {.agent = agent_to(fake_url(fc), 0, 3000)};
+  sem_init(&l.recorded, 0, 0);
+  sem_init(&l.go, 0, 0);
+  pthread_t first, second;
+  assert_int_equal(pthread_create(&first, NULL, record_then_exit, &l), 0);
+  sem_wait(&l.recorded);
+  /* The first thread is inside its late destructor and has recorded. The
+   * second must get a ring of its own, not the one the first wrote to. */
+  assert_int_equal(pthread_create(&second, NULL, record_once, &l), 0);
+  assert_int_equal(pthread_join(second, NULL), 0);
+  size_t rings = 0;
+  for (ring *r = atomic_load(&l.agent->rings); r != NULL; r = r->next)
+    rings++;
+  assert_int_equal(rings, 2);
+  sem_post(&l.go);
+  assert_int_equal(pthread_join(first, NULL), 0);
+  assert_int_equal(l.errors, 0);
+  assert_int_equal(tw_agent_flush(l.agent, 5000), 0);
+  tw_agent_free(l.agent);
+  pthread_key_delete(l.key);
+  sem_destroy(&l.recorded);
+  sem_destroy(&l.go);
+  fake_lock(fc);
+  assert_sequence_clean(fc);
+  fake_instance *in = fake_instance_at(fc, 0);
+  assert_non_null(find(in, PROTO_EV_START, 1));
+  assert_non_null(find(in, PROTO_EV_FINISH, 1));
+  assert_non_null(find(in, PROTO_EV_START, 2));
+  fake_unlock(fc);
+  fake_free(fc);
+}
+
 static void sixteen_threads_exact_counts(void **state) {
   fixture *f = *state;
   /* Room for every thread's burst, so exact counts mean no drops. */
@@ -896,6 +967,7 @@ int main(void) {
       cmocka_unit_test(intern_arena_full_stays_bounded),
       cmocka_unit_test_setup_teardown(sixteen_threads_exact_counts, setup,
                                       teardown),
+      cmocka_unit_test(record_in_exit_destructor_rebinds),
       cmocka_unit_test(many_threads_fit_the_default_budget),
       cmocka_unit_test(cap_drops_and_reports),
       cmocka_unit_test(shutdown_accounts_for_every_event),
