@@ -36,6 +36,7 @@ struct agent {
   size_t nowned, capowned;
   size_t string_bytes;
   int ended;
+  int lost; /* its open tasks were marked lost; it has not come back */
   int64_t lost_deadline_ms; /* 0: not waiting */
   uint64_t progress_generation;
   size_t progress_index;
@@ -57,7 +58,9 @@ struct ingest {
   size_t nagents;
   agent **waiting; /* disconnected without GOODBYE */
   size_t nwaiting, capwaiting;
-  agent **ended; /* said GOODBYE and disconnected: to be forgotten */
+  /* Said GOODBYE and disconnected, or vanished and turned lost: to be
+   * forgotten once committed. */
+  agent **ended;
   size_t nended, capended;
   wbatch *current;
   uint64_t generation;
@@ -147,6 +150,15 @@ static void push_agent(agent ***list, size_t *n, size_t *cap, agent *a) {
     *list = xrealloc(*list, *cap * sizeof(**list));
   }
   (*list)[(*n)++] = a;
+}
+
+/* Lists a disconnected agent that is done (ended or lost) for
+ * forget_ended(). */
+static void to_forget(ingest *in, agent *a) {
+  if (!a->in_ended) {
+    a->in_ended = 1;
+    push_agent(&in->ended, &in->nended, &in->capended, a);
+  }
 }
 
 static void wait_for_return(ingest *in, agent *a, int64_t now_ms) {
@@ -302,6 +314,7 @@ agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us) {
     touch(in, a);
     wbatch_add_op(in->current, AGENT_OP_CONNECT, a->id, now_us);
     a->ended = 0;
+    a->lost = 0;
     a->lost_deadline_ms = 0;
     return a;
   }
@@ -547,9 +560,8 @@ void ingest_disconnect(ingest *in, agent *a, int64_t now_us, int64_t now_ms) {
   wbatch_add_op(in->current, AGENT_OP_DISCONNECT, a->id, now_us);
   if (!a->ended) {
     wait_for_return(in, a, now_ms);
-  } else if (!a->in_ended) {
-    a->in_ended = 1;
-    push_agent(&in->ended, &in->nended, &in->capended, a);
+  } else {
+    to_forget(in, a);
   }
 }
 
@@ -568,20 +580,28 @@ void ingest_tick(ingest *in, int64_t now_us, int64_t now_ms) {
     }
     a->lost_deadline_ms = 0;
     a->in_waiting = 0;
+    /* Once this batch commits nothing about the instance is pending, so
+     * it is forgotten like an ended one; without that, every instance
+     * that ever vanished would keep its strings until the total string
+     * budget refused all new agents. */
+    a->lost = 1;
+    touch(in, a);
+    to_forget(in, a);
     wbatch_add_op(in->current, AGENT_OP_LOST, a->id, now_us);
     log_msg(LOG_INFO, "instance did not return agent=%lld", (long long)a->id);
   }
   in->nwaiting = kept;
 }
 
-/* Instances that ended cleanly are forgotten once no batch refers to
- * them any more, so a collector serving many short-lived processes keeps
- * its memory; one that comes back is loaded from the store again. */
+/* Instances that ended cleanly or turned lost are forgotten once no batch
+ * refers to them any more, so a collector serving many short-lived
+ * processes keeps its memory; one that comes back is loaded from the store
+ * again. */
 static void forget_ended(ingest *in, uint64_t committed_generation) {
   size_t kept = 0;
   for (size_t i = 0; i < in->nended; i++) {
     agent *a = in->ended[i];
-    if (!a->ended || a->conn) {
+    if ((!a->ended && !a->lost) || a->conn) {
       a->in_ended = 0;
       continue;
     }

@@ -388,6 +388,46 @@ static void health_flood_stays_bounded(void **state) {
   wbatch_free(b);
 }
 
+/* An instance that vanished without GOODBYE is forgotten once its LOST is
+ * committed (its strings count against the collector's budget no more);
+ * when it returns it is loaded from the store like an ended one. */
+static void lost_instances_are_forgotten(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 11);
+  agent_set_conn(a, f);
+  const char *reason;
+  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
+  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
+  commit(f);
+  agent_set_conn(a, NULL);
+  ingest_disconnect(f->in, a, 100, 10);
+  ingest_tick(f->in, 2000, 1011);
+  assert_int_equal(ingest_agent_count(f->in), 1); /* LOST not committed */
+  commit(f);
+  assert_int_equal(ingest_agent_count(f->in), 0);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks WHERE status = 6"),
+                   1);
+  a = hello(f, 11);
+  assert_int_equal(ingest_agent_count(f->in), 1);
+  assert_int_equal(agent_commit_seq(a), 3);
+  proto_event more = ev_task(PROTO_EV_ENQUEUE, 2, 20);
+  assert_int_equal(feed(f, a, 3, &more, 1, &reason), 0);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks WHERE name = "
+                                "'job'"),
+                   2);
+  /* Reconnecting between the LOST and its commit keeps it in memory. */
+  agent_set_conn(a, f);
+  agent_set_conn(a, NULL);
+  ingest_disconnect(f->in, a, 3000, 3000);
+  ingest_tick(f->in, 5000, 4001);
+  a = hello(f, 11);
+  agent_set_conn(a, f);
+  commit(f);
+  assert_int_equal(ingest_agent_count(f->in), 1);
+  assert_int_equal(agent_commit_seq(a), 4);
+}
+
 static void map_deletes_keep_lookups_whole(void **state) {
   (void)state;
   u64map m;
@@ -428,6 +468,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(ended_instances_are_forgotten, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(health_flood_stays_bounded, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(lost_instances_are_forgotten, setup,
                                       teardown),
       cmocka_unit_test(map_deletes_keep_lookups_whole),
   };
