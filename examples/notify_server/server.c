@@ -148,8 +148,11 @@ static void on_written(uv_write_t *req, int status) {
 
 /* Writes one complete response. If the write cannot even be queued, the
  * `after` pointer still goes back through the sent callback, so the
- * application always learns the fate of what it attached. */
-static void conn_respond(conn *c, const server_response *r, int keep_alive) {
+ * application always learns the fate of what it attached. An answer to HEAD
+ * keeps the Content-Length of the body but not the body, or a keep-alive
+ * client would read the body as the start of its next response. */
+static void conn_respond(conn *c, const server_response *r, int keep_alive,
+                         int head) {
   server *srv = c->srv;
   const char *body = r->body != NULL ? r->body : "";
   const char *type = r->content_type != NULL ? r->content_type : "text/plain";
@@ -166,7 +169,7 @@ static void conn_respond(conn *c, const server_response *r, int keep_alive) {
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                    "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
                    r->status, status_text(r->status), type, body_len,
-                   keep_alive ? "keep-alive" : "close", body);
+                   keep_alive ? "keep-alive" : "close", head ? "" : body);
   w->c = c;
   w->after = r->after;
   w->buf = uv_buf_init(w->data, (unsigned)n);
@@ -185,7 +188,7 @@ static void conn_respond(conn *c, const server_response *r, int keep_alive) {
 
 static void respond_error(conn *c, int status, const char *body) {
   server_response r = {status, "text/plain", body, NULL};
-  conn_respond(c, &r, 0);
+  conn_respond(c, &r, 0, 0);
 }
 
 static int on_message_begin(http_parser *p) {
@@ -219,6 +222,19 @@ static int on_body(http_parser *p, const char *at, size_t len) {
   return 0;
 }
 
+/* Refuses a protocol upgrade or CONNECT before the request reaches the
+ * handler: the server speaks nothing but HTTP/1.1, and a request the handler
+ * had answered must not get a second answer. http-parser sets `upgrade`
+ * before this callback runs. */
+static int on_headers_complete(http_parser *p) {
+  conn *c = p->data;
+  if (p->upgrade) {
+    respond_error(c, 400, "bad request: protocol upgrade not supported\n");
+    parser_stop(p);
+  }
+  return 0;
+}
+
 /* Dispatches one complete request to the handler and answers it. */
 static int on_message_complete(http_parser *p) {
   conn *c = p->data;
@@ -240,7 +256,7 @@ static int on_message_complete(http_parser *p) {
   path[u.field_data[UF_PATH].len] = '\0';
   server_response r = {404, "text/plain", "not found\n", NULL};
   srv->handler(srv->data, http_method_str(p->method), path, &r);
-  conn_respond(c, &r, keep_alive);
+  conn_respond(c, &r, keep_alive, p->method == HTTP_HEAD);
   if (!keep_alive)
     parser_stop(p);
   return 0;
@@ -249,6 +265,7 @@ static int on_message_complete(http_parser *p) {
 static const http_parser_settings parser_settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
+    .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };

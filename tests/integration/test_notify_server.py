@@ -93,11 +93,38 @@ def check_malformed(port):
               b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
     check(statuses == [b"200", b"404", b"200"], "pipelined: %r" % statuses)
+    check_upgrade_and_head(port)
     # A client that vanishes mid-request costs nothing.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"POST /send-notif")
     status = raw(port, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
     check(status.startswith(b"HTTP/1.1 200 "), "healthz after abuse")
+
+
+def check_upgrade_and_head(port):
+    """Upgrade and CONNECT get exactly one 400 and never reach the handler
+    (the POST would enqueue a batch, which check_tasks would count); HEAD
+    gets the headers of GET without the body, so a pipelined request after
+    it is read correctly."""
+    upgrade = b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    for request in (b"GET /healthz HTTP/1.1\r\n" + upgrade,
+                    b"GET /send-notification/x@y HTTP/1.1\r\n" + upgrade,
+                    b"POST /send-notification/up@example.org HTTP/1.1\r\n"
+                    + upgrade,
+                    b"CONNECT example.org:443 HTTP/1.1\r\n"
+                    b"Host: example.org:443\r\n\r\n"):
+        out = raw(port, request)
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
+        check(statuses == [b"400"], "upgrade %r: %r" % (request[:20], out))
+    out = raw(port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    first, _, rest = out.partition(b"\r\n\r\n")
+    check(first.startswith(b"HTTP/1.1 200 ") and
+          b"\r\nContent-Length: 3\r\n" in first + b"\r\n",
+          "HEAD headers: %r" % first)
+    second, _, body = rest.partition(b"\r\n\r\n")
+    check(second.startswith(b"HTTP/1.1 200 ") and body == b"ok\n",
+          "GET after HEAD: %r" % rest)
 
 
 def check_tasks(collector, log_path):
