@@ -17,6 +17,12 @@ fi
 echo "taskwatch: installing:$missing"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
+  # A fresh Debian may have no sudo: say what to do rather than fail with
+  # "sudo: not found".
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "taskwatch: sudo is not installed; run scripts/deps.sh as root" >&2
+    exit 1
+  fi
   SUDO="sudo"
 fi
 $SUDO apt-get update -qq
