@@ -186,14 +186,19 @@ def _add_task(self, func, *args, **kwargs):
 
 
 def _run_sync(traced, func, args, kwargs):
-    """Runs a sync task in the worker thread, recording from that thread."""
-    traced.start()
+    """Runs a sync task in the worker thread, recording from that thread.
+    A recording that fails must neither stop the task nor replace its
+    exception, so each one is made quietly."""
+    with _quietly():
+        traced.start()
     try:
         result = func(*args, **kwargs)
     except BaseException as exc:
-        traced.fail(exc)
+        with _quietly():
+            traced.fail(exc)
         raise
-    traced.finish()
+    with _quietly():
+        traced.finish()
     return result
 
 
@@ -207,13 +212,16 @@ async def _task_call(self):
         # Run again (unusual): record only the first run.
         return await _originals["BackgroundTask.__call__"](self)
     if self.is_async:
-        traced.start()
+        with _quietly():
+            traced.start()
         try:
             await self.func(*self.args, **self.kwargs)
         except BaseException as exc:
-            traced.fail(exc)
+            with _quietly():
+                traced.fail(exc)
             raise
-        traced.finish()
+        with _quietly():
+            traced.finish()
     else:
         import starlette.background as background
 
@@ -235,7 +243,8 @@ async def _tasks_call(self):
     try:
         await _originals["BackgroundTasks.__call__"](self)
     except BaseException as exc:
-        batch.settle("%s raised" % error_type_name(type(exc)))
+        with _quietly():
+            batch.settle("%s raised" % error_type_name(type(exc)))
         raise
 
 

@@ -78,6 +78,124 @@ assert stats["recorded"] > 0 and stats["dropped"] == 0, stats
 print("script ok", stats["recorded"])
 '''
 
+# Run from the source tree: an agent closed while threads record (close()
+# must wait for calls in flight; later calls are no-ops), and Starlette
+# tracing whose recording raises must leave the tasks and their exceptions
+# as they were.
+ROBUST_SCRIPT = r'''
+import asyncio
+import os
+import threading
+import time
+
+import taskwatch
+from taskwatch import agent as tw_agent
+
+
+def close_race(url):
+    agent = taskwatch.Agent(collector=url, service="close_race",
+                            flush_timeout_ms=100)
+    stop = threading.Event()
+    after = []
+
+    def record():
+        while not stop.is_set():
+            closed = agent.closed
+            batch = agent.batch_begin("race")
+            task = agent.task_enqueue(batch, 0, "t", 1)
+            agent.task_start(task)
+            agent.task_fail(task, "E", "m", "d")
+            agent.task_finish(task)
+            agent.stats()
+            if closed:
+                after.append(batch)
+
+    threads = [threading.Thread(target=record) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.02)
+    agent.close()
+    time.sleep(0.01)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert agent.closed
+    assert all(b == 0 for b in after), "recorded after close"
+    assert agent.batch_begin("late") == 0
+    assert agent.flush(0.1) is False
+    assert set(agent.stats().values()) == {0}, agent.stats()
+    agent.close()
+
+
+def broken_tracing():
+    agent = taskwatch.Agent(collector="tcp://127.0.0.1:9", service="broken",
+                            flush_timeout_ms=10)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("tracing broke")
+
+    for name in ("task_start", "task_finish", "task_fail", "task_fail_exc",
+                 "task_skip", "task_drop"):
+        setattr(agent, name, boom)
+    taskwatch.instrument(agent)
+    from starlette.background import BackgroundTasks
+    ran = []
+
+    def sync_ok():
+        ran.append("sync_ok")
+
+    async def async_ok():
+        ran.append("async_ok")
+
+    def sync_bad():
+        ran.append("sync_bad")
+        raise ValueError("sync")
+
+    async def async_bad():
+        ran.append("async_bad")
+        raise ValueError("async")
+
+    async def main():
+        with taskwatch.request_scope("ok", agent):
+            tasks = BackgroundTasks()
+            tasks.add_task(sync_ok)
+            tasks.add_task(async_ok)
+            await tasks()
+        for bad in (sync_bad, async_bad):
+            try:
+                with taskwatch.request_scope("bad", agent):
+                    tasks = BackgroundTasks()
+                    tasks.add_task(bad)
+                    tasks.add_task(sync_ok)
+                    await tasks()
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("the ValueError was replaced")
+
+    asyncio.run(main())
+    assert ran == ["sync_ok", "async_ok", "sync_bad", "async_bad"], ran
+    agent.close()
+
+
+for _ in range(10):
+    close_race(os.environ["TASKWATCH_COLLECTOR"])
+broken_tracing()
+print("robust ok")
+'''
+
+
+def check_robust(collector, tmp):
+    out = subprocess.run(
+        [PYTHON, "-c", ROBUST_SCRIPT], cwd=tmp, capture_output=True,
+        text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=os.path.join(SOURCE_ROOT, "python"),
+                 TASKWATCH_LIBRARY=LIBRARY,
+                 TASKWATCH_COLLECTOR=collector.url))
+    check(out.returncode == 0 and "robust ok" in out.stdout,
+          "robustness script failed (%d): %s" % (
+              out.returncode, out.stdout + out.stderr[-3000:]))
+
 
 def install(tmp):
     """A venv with the binding pip-installed from a copy of python/."""
@@ -163,6 +281,7 @@ def check_tasks(collector):
 def main():
     tmp = tempdir("tw-binding-")
     collector = Collector(tmp)
+    check_robust(collector, tmp)
     python = install(tmp)
     out = subprocess.run(
         [python, "-c", SCRIPT], cwd=tmp, capture_output=True, text=True,
