@@ -71,7 +71,10 @@ class Agent:
 
     Settings default to the environment (TASKWATCH_COLLECTOR,
     TASKWATCH_SERVICE, TASKWATCH_TOKEN, ...); keyword arguments override it.
-    Every method is thread-safe; recording methods never block.
+    Every method is thread-safe; recording methods never block. close()
+    waits for the native calls already in progress (each is short; a
+    flush() waits up to its timeout) before it frees the agent, and every
+    call after it is a no-op, so no thread ever passes a freed handle.
     """
 
     def __init__(self, collector=None, service=None, token=None,
@@ -101,7 +104,11 @@ class Agent:
                           % lib.tw_strerror(err).decode())
         self._lib = lib
         self._handle = handle.value
-        self._close_lock = threading.Lock()
+        # Guards _handle and _inflight: a call takes the handle and counts
+        # itself in under the lock, and close() frees the agent only once
+        # the count is back to zero.
+        self._lock = threading.Condition(threading.Lock())
+        self._inflight = 0
         # Bound C functions, so the recording path does no lookups.
         self._begin = lib.tw_batch_begin
         self._enqueue = lib.tw_task_enqueue
@@ -115,27 +122,42 @@ class Agent:
     def closed(self):
         return self._handle is None
 
+    def _call(self, fn, *args):
+        """fn(handle, *args) unless the agent is closed (then None)."""
+        with self._lock:
+            handle = self._handle
+            if handle is None:
+                return None
+            self._inflight += 1
+        try:
+            return fn(handle, *args)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                if self._inflight == 0 and self._handle is None:
+                    self._lock.notify_all()
+
     def flush(self, timeout=5.0):
         """Waits until everything recorded so far is stored by the
         collector. Returns True when it was, False on timeout."""
-        handle = self._handle
-        if handle is None:
-            return False
-        return self._lib.tw_agent_flush(handle, int(timeout * 1000)) == 0
+        return self._call(self._lib.tw_agent_flush,
+                          int(timeout * 1000)) == 0
 
     def stats(self):
         """The agent's counters as a dict (recorded, dropped, sent, acked,
         reconnects, buffered_bytes)."""
         out = _native.Stats()
-        if self._handle is not None:
-            self._lib.tw_agent_get_stats(self._handle, ctypes.byref(out))
+        self._call(self._lib.tw_agent_get_stats, ctypes.byref(out))
         return {name: getattr(out, name) for name, _ in out._fields_}
 
     def close(self):
         """Flushes (up to the configured timeout), says goodbye to the
-        collector and frees the agent. Later recordings are ignored."""
-        with self._close_lock:
+        collector and frees the agent, once the calls other threads are in
+        have returned. Later recordings are ignored."""
+        with self._lock:
             handle, self._handle = self._handle, None
+            while self._inflight:
+                self._lock.wait()
         if handle is not None:
             self._lib.tw_agent_free(handle)
 
@@ -146,29 +168,24 @@ class Agent:
         """Records a new batch; returns its id (0 when the agent is
         closed)."""
         out = ctypes.c_uint64(0)
-        if self._handle is not None:
-            self._begin(self._handle, _encode(label), ctypes.byref(out))
+        self._call(self._begin, _encode(label), ctypes.byref(out))
         return out.value
 
     def task_enqueue(self, batch, position, name, mode):
         out = ctypes.c_uint64(0)
-        if self._handle is not None:
-            self._enqueue(self._handle, batch, position, _encode(name), mode,
-                          ctypes.byref(out))
+        self._call(self._enqueue, batch, position, _encode(name), mode,
+                   ctypes.byref(out))
         return out.value
 
     def task_start(self, task):
-        if self._handle is not None:
-            self._start(self._handle, task)
+        self._call(self._start, task)
 
     def task_finish(self, task):
-        if self._handle is not None:
-            self._finish(self._handle, task)
+        self._call(self._finish, task)
 
     def task_fail(self, task, error_type, message, detail):
-        if self._handle is not None:
-            self._fail(self._handle, task, _encode(error_type, 256),
-                       _encode(message, 4096), _encode(detail, 32768))
+        self._call(self._fail, task, _encode(error_type, 256),
+                   _encode(message, 4096), _encode(detail, 32768))
 
     def task_fail_exc(self, task, exc):
         """task_fail() with the type, message and traceback of exc."""
@@ -183,12 +200,10 @@ class Agent:
         self.task_fail(task, error_type_name(type(exc)), message, detail)
 
     def task_skip(self, task, cause):
-        if self._handle is not None:
-            self._skip(self._handle, task, cause)
+        self._call(self._skip, task, cause)
 
     def task_drop(self, task, reason):
-        if self._handle is not None:
-            self._drop(self._handle, task, _encode(reason))
+        self._call(self._drop, task, _encode(reason))
 
 
 _default = None
