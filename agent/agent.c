@@ -276,7 +276,12 @@ void tw_agent_free(tw_agent *agent) {
     left_ms = 20;
   if (left_ms > 250)
     left_ms = 250;
-  sender_stop(agent, (unsigned)left_ms);
+  /* Leave the registry before the sender is stopped and freed: a fork()
+   * on another thread runs atfork_child() over the registry, and an agent
+   * still listed there while sender_stop() frees its sender would have the
+   * child's sender_fork_child() close and free through a freed sender.
+   * atfork_prepare() takes the registry lock, so a fork sees the agent
+   * either whole (sender running) or not at all. */
   registry_lock();
   for (tw_agent **p = &registry_head; *p != NULL; p = &(*p)->registry_next)
     if (*p == agent) {
@@ -284,6 +289,7 @@ void tw_agent_free(tw_agent *agent) {
       break;
     }
   registry_unlock();
+  sender_stop(agent, (unsigned)left_ms);
   agent_destroy(agent);
 }
 

@@ -890,6 +890,54 @@ static void fork_child_is_a_new_instance(void **state) {
   fake_free(fc);
 }
 
+static bool first_instance_ended(fake_collector *fc, void *arg) {
+  (void)arg;
+  return fake_instance_count(fc) >= 1 && fake_instance_at(fc, 0)->ended;
+}
+
+static void *free_agent(void *arg) {
+  tw_agent_free(arg);
+  return NULL;
+}
+
+/* A fork() while another thread is in tw_agent_free() must not hand the
+ * child an agent whose sender is being stopped and freed (the child's
+ * atfork handler would close and free through it). The agent leaves the
+ * registry before its sender stops, so once the GOODBYE (sent by the
+ * stopping sender) has arrived, a forked child no longer lists it. With
+ * the old order the child listed it for as long as the goodbye wait. */
+static void fork_during_free_skips_the_agent(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  tw_agent *a = agent_to(fake_url(fc), 0, 100);
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(a, "free", &batch), 0);
+  assert_int_equal(tw_agent_flush(a, 5000), 0);
+  /* One event never acked: the free's flush times out and its goodbye
+   * then waits out its deadline, the window a fork must not fall into. */
+  fake_hold_acks(fc, true);
+  assert_int_equal(tw_task_start(a, batch), 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, free_agent, a), 0);
+  assert_true(fake_wait(fc, first_instance_ended, NULL, 10000));
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int listed = 0;
+    registry_lock();
+    for (tw_agent *x = registry_first(); x != NULL; x = x->registry_next)
+      listed |= x == a;
+    registry_unlock();
+    _exit(listed);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  fake_free(fc);
+}
+
 static void shutdown_is_bounded_without_collector(void **state) {
   (void)state;
   tw_agent *a = agent_to("tcp://127.0.0.1:1", 0, 200);
@@ -973,6 +1021,7 @@ int main(void) {
       cmocka_unit_test(shutdown_accounts_for_every_event),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
       cmocka_unit_test(fork_child_is_a_new_instance),
+      cmocka_unit_test(fork_during_free_skips_the_agent),
       cmocka_unit_test(shutdown_is_bounded_without_collector),
       cmocka_unit_test(config_and_errors),
   };
