@@ -279,8 +279,7 @@ int collector_main(int argc, char **argv) {
                      o.sync_full,
                      (int64_t)(o.retain_days * day_us),
                      (int64_t)(o.retain_failures_days * day_us),
-                     o.max_tasks,
-                     0};
+                     o.max_tasks};
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;

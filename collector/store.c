@@ -158,17 +158,41 @@ static int exec1(sqlite3 *db, const char *sql, char **err) {
   return rc;
 }
 
+/* SQL text never carries a runtime value (DESIGN.md: SQL is always
+ * bound). PRAGMA values cannot be bound, so the pragmas are constant
+ * strings: the only choice, synchronous, picks one of two of them. */
+static const char pragmas_common[] =
+    "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; "
+    "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; "
+    "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864";
+
+/* Agents still marked connected were left so by a crash: they are
+ * disconnected as of now. */
+static int mark_all_disconnected(store *s, char **err) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(s->db,
+                              "UPDATE agents SET connected = 0, "
+                              "disconnected_at = ?1 WHERE connected = 1",
+                              -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(st, 1, now_us());
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+  }
+  if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+    *err = xstrdup(sqlite3_errmsg(s->db));
+    return -1;
+  }
+  return 0;
+}
+
 static int configure(store *s, char **err) {
-  char pragmas[256];
-  int64_t cache = s->cfg.cache_kib ? s->cfg.cache_kib : 32768;
-  snprintf(pragmas, sizeof(pragmas),
-           "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; "
-           "PRAGMA synchronous=%s; "
-           "PRAGMA cache_size=-%lld; PRAGMA temp_store=MEMORY; "
-           "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=%d",
-           s->cfg.sync_full ? "FULL" : "NORMAL", (long long)cache, 64 << 20);
   sqlite3_busy_timeout(s->db, 5000);
-  if (exec1(s->db, pragmas, err) != SQLITE_OK)
+  if (exec1(s->db, pragmas_common, err) != SQLITE_OK ||
+      exec1(s->db,
+            s->cfg.sync_full ? "PRAGMA synchronous=FULL"
+                             : "PRAGMA synchronous=NORMAL",
+            err) != SQLITE_OK)
     return -1;
   char *msg = NULL;
   if (schema_apply(s->db, &msg) != SQLITE_OK) {
@@ -183,12 +207,7 @@ static int configure(store *s, char **err) {
       return -1;
     }
   }
-  char sql[128];
-  snprintf(sql, sizeof(sql),
-           "UPDATE agents SET connected = 0, disconnected_at = %lld WHERE "
-           "connected = 1",
-           (long long)now_us());
-  return exec1(s->db, sql, err) == SQLITE_OK ? 0 : -1;
+  return mark_all_disconnected(s, err);
 }
 
 static void count_tasks(store *s) {

@@ -20,7 +20,6 @@ typedef struct store_config {
   int64_t retain_us;      /* 0: keep tasks forever */
   int64_t retain_fail_us; /* failed, skipped, dropped, lost; 0: retain_us */
   int64_t max_tasks;      /* 0: no limit */
-  int64_t cache_kib;      /* page cache; 0: a default */
 } store_config;
 
 /* Statistics of the writes so far. */
