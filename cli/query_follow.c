@@ -86,8 +86,13 @@ static void idmap_put(idmap *m, int64_t key, int64_t value) {
     *v = value;
     return;
   }
-  if ((m->used + 1) * 2 > m->cap)
-    idmap_rehash(m, m->live * 4 > 64 ? m->live * 4 : 64);
+  if ((m->used + 1) * 2 > m->cap) {
+    /* Probing masks with cap - 1, so cap must stay a power of two. */
+    size_t cap = 64;
+    while (cap < m->live * 4)
+      cap *= 2;
+    idmap_rehash(m, cap);
+  }
   size_t i = slot_of(key, m->cap);
   while (m->keys[i] > 0)
     i = (i + 1) & (m->cap - 1);

@@ -86,6 +86,36 @@ def brief(rows):
     return sorted((r['service'], r['name'], r['status']) for r in rows)
 
 
+def churn(a, f):
+    """Tasks seen queued and then finished leave deleted slots in the
+    pending map; 20 pending, 15 of them finished, then 13 more pending
+    make it grow while 17 are live. Its capacity once became 68, not a
+    power of two, and follow looped forever in the map."""
+    def enqueue(batch, first, n):
+        t = now_ns()
+        a.send([ev_batch(t, batch, 4)] +
+               [ev_enqueue(t + 1 + i, first + i, batch, i, 2)
+                for i in range(n)])
+        a.wait_ack()
+        time.sleep(0.3)
+
+    def finish(ids):
+        t = now_ns()
+        evs = []
+        for k, task in enumerate(ids):
+            evs += [ev_start(t + 2 * k, task), ev_finish(t + 2 * k + 1, task)]
+        a.send(evs)
+        a.wait_ack()
+        got = f.lines(len(ids))
+        check(sorted(r['id'] & ((1 << 40) - 1) for r in got) == sorted(ids),
+              'finished %r' % got)
+
+    enqueue(5, 100, 20)
+    finish(list(range(100, 115)))
+    enqueue(6, 200, 13)
+    finish(list(range(115, 120)) + list(range(200, 213)))
+
+
 def run(col, follower_box):
     t0 = now_ns()
     a = FakeAgent(col.url, service=b'api')
@@ -147,6 +177,8 @@ def run(col, follower_box):
     c.close()
     got = f.lines(1, timeout=30)
     check(brief(got) == [('doomed', 'send_email', 'lost')], 'lost %r' % got)
+
+    churn(a, f)
 
     time.sleep(0.3)
     status, extra, err = f.stop()
