@@ -43,3 +43,11 @@ char *xstrndup(const char *s, size_t n) {
   d[len] = '\0';
   return d;
 }
+
+char *xmemdup(const void *s, size_t n) {
+  char *d = xmalloc(n + 1);
+  if (n > 0)
+    memcpy(d, s, n);
+  d[n] = '\0';
+  return d;
+}

@@ -12,5 +12,7 @@ void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* Exactly n bytes of s, NUL bytes included, plus a terminating NUL. */
+char *xmemdup(const void *s, size_t n);
 
 #endif /* TW_XALLOC_H */

@@ -627,12 +627,12 @@ static int load_batch_tasks(data *d, data_batch *b) {
   sqlite3_finalize(st);
   if (b->ntasks > 0) {
     b->label = b->tasks[0].label.ptr
-                   ? (data_text){xstrndup(b->tasks[0].label.ptr,
+                   ? (data_text){xmemdup(b->tasks[0].label.ptr,
                                           b->tasks[0].label.len),
                                  b->tasks[0].label.len}
                    : (data_text){NULL, 0};
     b->service = b->tasks[0].service.ptr
-                     ? (data_text){xstrndup(b->tasks[0].service.ptr,
+                     ? (data_text){xmemdup(b->tasks[0].service.ptr,
                                             b->tasks[0].service.len),
                                    b->tasks[0].service.len}
                      : (data_text){NULL, 0};
@@ -809,7 +809,7 @@ int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
     }
     data_name *row = &rows[count++];
     memset(row, 0, sizeof *row);
-    row->name = (data_text){xstrndup(set.v[i].name.ptr, set.v[i].name.len),
+    row->name = (data_text){xmemdup(set.v[i].name.ptr, set.v[i].name.len),
                             set.v[i].name.len};
     row->count = (int64_t)(weight + 0.5);
     row->estimated = set.estimated;

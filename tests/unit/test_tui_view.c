@@ -551,6 +551,40 @@ static void grid_keeps_wide_characters_whole(void **state) {
   grid_free(g);
 }
 
+/* Names and labels may hold NUL bytes: the copies keep every byte, so the
+ * lists compare and show the whole text, the NUL as a visible symbol. */
+static void nul_bytes_in_names_and_labels(void **state) {
+  fixture *f = *state;
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(db,
+                   "UPDATE batches SET label = CAST(X'4c005858585858585858' "
+                   "AS TEXT); UPDATE tasks SET name = "
+                   "CAST(X'4e005959595959595959' AS TEXT) WHERE id = "
+                   "(SELECT min(id) FROM tasks)",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+  view_state *s = ctl_state(f->c);
+  s->kind = VIEW_NAMES;
+  char *text = render(f->c, 200, 60);
+  int found = 0;
+  for (int i = 0; i < s->nnames; i++)
+    found |= s->names[i].name.len == 10 &&
+             memcmp(s->names[i].name.ptr, "N\0YYYYYYYY", 10) == 0;
+  assert_true(found);
+  assert_non_null(strstr(text, "N\xe2\x90\x80YYYYYYYY"));
+  free(text);
+  s->kind = VIEW_BATCHES;
+  text = render(f->c, 200, 60);
+  assert_true(s->nbatches > 0);
+  assert_int_equal(s->batches[0].label.len, 10);
+  assert_memory_equal(s->batches[0].label.ptr, "L\0XXXXXXXX", 10);
+  assert_non_null(strstr(text, "L\xe2\x90\x80XXXXXXXX"));
+  free(text);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     golden_dir = argv[1];
@@ -572,6 +606,8 @@ int main(int argc, char **argv) {
                                       teardown),
       cmocka_unit_test_setup_teardown(every_size_renders, setup, teardown),
       cmocka_unit_test_setup_teardown(states_are_words_and_colours, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(nul_bytes_in_names_and_labels, setup,
                                       teardown),
       cmocka_unit_test(grid_keeps_wide_characters_whole),
       cmocka_unit_test(open_refuses_what_is_not_a_store),
