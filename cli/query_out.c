@@ -274,8 +274,12 @@ static void write_csv(query_out *o, const query_task *t) {
 
 /* ---- table -------------------------------------------------------------- */
 
-static char *dup_len(const char *s, int len) {
-  return s != NULL ? xstrndup(s, (size_t)len) : xstrdup("");
+/* Cells are held as NUL-terminated strings, so a text that may hold NUL
+ * bytes is sanitized here, whole (NUL shows as its placeholder); the
+ * second pass at output leaves sanitized text as it is. */
+static char *dup_len(const query_out *o, const char *s, int len) {
+  return s != NULL ? sanitize_dup(s, (size_t)len, -1, o->flags, NULL)
+                   : xstrdup("");
 }
 
 /* What the ERROR column says: the error for a failed task, the cause for a
@@ -316,8 +320,8 @@ static void make_row(const query_out *o, const query_task *t, row *r) {
   r->cell[COL_BATCH] = xstrdup(text);
   snprintf(text, sizeof(text), "%lld", (long long)t->position);
   r->cell[COL_POS] = xstrdup(text);
-  r->cell[COL_NAME] = dup_len(t->name, t->name_len);
-  r->cell[COL_SERVICE] = dup_len(t->service, t->service_len);
+  r->cell[COL_NAME] = dup_len(o, t->name, t->name_len);
+  r->cell[COL_SERVICE] = dup_len(o, t->service, t->service_len);
   r->cell[COL_STATUS] = xstrdup(status ? status : "?");
   query_format_time(text, sizeof(text), t->enqueued_at, o->local);
   r->cell[COL_ENQUEUED] = xstrdup(text);

@@ -175,13 +175,14 @@ static int timeline(sqlite3 *db, int64_t batch, int64_t mark,
     format_buf_printf(&b, "%s %4lld  %-20lld ", t.id == mark ? ">" : " ",
                       (long long)t.position, (long long)t.id);
     put_padded(&b, t.name, (size_t)t.name_len, 24);
-    format_buf_printf(&b, "  %-9s %8s  ", schema_status_name(t.status), run);
+    const char *status = schema_status_name(t.status);
+    format_buf_printf(&b, "  %-9s %8s  ", status ? status : "?", run);
     timeline_note(&b, &t, &failed, has_failed);
     format_buf_putc(&b, '\n');
     if (t.status == SCHEMA_FAILED && !has_failed) {
       failed = t;
       free(failed_name);
-      failed_name = xstrndup(t.name, (size_t)t.name_len);
+      failed_name = xmemdup(t.name, (size_t)t.name_len);
       failed.name = failed_name;
       has_failed = 1;
     }

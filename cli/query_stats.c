@@ -31,6 +31,7 @@
 
 typedef struct group {
   char *key;  /* NULL: the column was NULL, or no grouping */
+  size_t key_len; /* the key may hold NUL bytes */
   int rollup; /* figures from the rollups, not raw rows */
   int64_t count;
   int64_t by_status[SCHEMA_STATUS_COUNT];
@@ -55,7 +56,7 @@ static uint64_t hash(const char *s, size_t len, int is_null) {
 static int same_key(const group *g, const char *s, size_t len) {
   if (g->key == NULL || s == NULL)
     return g->key == NULL && s == NULL;
-  return strlen(g->key) == len && memcmp(g->key, s, len) == 0;
+  return g->key_len == len && memcmp(g->key, s, len) == 0;
 }
 
 static void map_grow(group_map *m) {
@@ -63,7 +64,7 @@ static void map_grow(group_map *m) {
   size_t *slots = xcalloc(nslots, sizeof(size_t));
   for (size_t i = 0; i < m->n; i++) {
     const group *g = &m->groups[i];
-    size_t len = g->key ? strlen(g->key) : 0;
+    size_t len = g->key_len;
     size_t j = hash(g->key ? g->key : "", len, g->key == NULL) & (nslots - 1);
     while (slots[j] != 0)
       j = (j + 1) & (nslots - 1);
@@ -90,7 +91,8 @@ static group *map_get(group_map *m, const char *s, size_t len) {
   }
   group *g = &m->groups[m->n];
   memset(g, 0, sizeof(*g));
-  g->key = s ? xstrndup(s, len) : NULL;
+  g->key = s ? xmemdup(s, len) : NULL;
+  g->key_len = s ? len : 0;
   stats_values_init(&g->run);
   stats_values_init(&g->wait);
   for (int k = 0; k < 2; k++)
@@ -276,7 +278,11 @@ static int by_count(const void *a, const void *b) {
     return x->count < y->count ? 1 : -1;
   if (x->key == NULL || y->key == NULL)
     return (x->key == NULL) - (y->key == NULL);
-  return strcmp(x->key, y->key);
+  size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+  int c = memcmp(x->key, y->key, n);
+  if (c != 0)
+    return c;
+  return (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
 static const unsigned per_mille[4] = {500, 950, 990, 1000};
@@ -304,7 +310,7 @@ static void json_group(format_buf *b, const query_opts *o, group *g,
   if (o->by != NULL) {
     format_buf_printf(b, "\"%s\":", o->by);
     if (g->key)
-      format_json_string(b, g->key, strlen(g->key));
+      format_json_string(b, g->key, g->key_len);
     else
       format_buf_puts(b, "null");
     format_buf_putc(b, ',');
@@ -355,7 +361,7 @@ static void csv_group(format_buf *b, const query_opts *o, group *g,
   }
   if (o->by) {
     if (g->key)
-      format_csv_field(b, g->key, strlen(g->key));
+      format_csv_field(b, g->key, g->key_len);
     format_buf_putc(b, ',');
   }
   format_buf_printf(b, "%lld", (long long)g->count);
@@ -383,9 +389,10 @@ static void table_group(format_buf *b, group *g, int key_width, unsigned flags,
                         int has_key, int split) {
   if (has_key) {
     const char *k = g->key ? g->key : "(none)";
+    size_t klen = g->key ? g->key_len : strlen(k);
     int w;
     char *shown =
-        sanitize_dup(k, strlen(k), key_width, flags | SANITIZE_ELLIPSIS, &w);
+        sanitize_dup(k, klen, key_width, flags | SANITIZE_ELLIPSIS, &w);
     format_buf_puts(b, shown);
     for (int i = w; i < key_width + 1; i++)
       format_buf_putc(b, ' ');
@@ -444,7 +451,8 @@ static void write_table(const query_opts *o, group **rows, size_t n,
   int key_width = o->by ? (int)strlen(o->by) : 0;
   for (size_t i = 0; o->by && i < n; i++) {
     const char *k = rows[i]->key ? rows[i]->key : "(none)";
-    int w = sanitize_width(k, strlen(k), flags);
+    int w = sanitize_width(k, rows[i]->key ? rows[i]->key_len : strlen(k),
+                           flags);
     key_width = w > key_width ? w : key_width;
   }
   if (key_width > 40)
@@ -482,7 +490,7 @@ static group **order_rows(group_map *raw, group_map *rollup, size_t *n) {
     for (size_t j = 0; j < rollup->n; j++)
       if (!taken[j] &&
           same_key(&rollup->groups[j], raw->groups[i].key,
-                   raw->groups[i].key ? strlen(raw->groups[i].key) : 0)) {
+                   raw->groups[i].key_len)) {
         rows[k++] = &rollup->groups[j];
         taken[j] = 1;
       }

@@ -675,6 +675,56 @@ static void writer_holds_the_database(void **state) {
   sqlite3_close(db);
 }
 
+/* ---- odd stored values -----------------------------------------------------
+ */
+
+/* Names may hold NUL bytes: every output keeps the whole text (the NUL
+ * shown as "␀" in the table and the timeline) and stats groups them. An
+ * unknown status code reads "?". Runs last: it changes the store. */
+static void nul_bytes_and_unknown_status(void **state) {
+  (void)state;
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "UPDATE tasks SET name = CAST(X'53005a5a5a5a5a5a5a5a5a5a' AS TEXT)"
+           " WHERE id IN (1099511627778, 1099511627779);"
+           "UPDATE tasks SET status = 9 WHERE id = %lld",
+           (long long)FIX_ID(100));
+  assert_int_equal(fix_exec(db, sql), SQLITE_OK);
+  sqlite3_close(db);
+  const char *shown = "S\xe2\x90\x80ZZZZZZZZZZ";
+  result r = run("show", "--db", db_path, "1099511627779");
+  assert_int_equal(r.status, 0);
+  char *marked = line_with(r.out, "> ");
+  assert_non_null(marked);
+  char want[64];
+  snprintf(want, sizeof(want), "(#1 %s) failed", shown);
+  assert_non_null(strstr(marked, want));
+  free(marked);
+  result_free(&r);
+  r = run("--db", db_path, "id:1099511627778");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, shown));
+  result_free(&r);
+  r = run("stats", "--db", db_path, "--by", "name");
+  assert_int_equal(r.status, 0);
+  char *group = line_with(r.out, shown);
+  assert_non_null(group);
+  assert_null(strstr(strstr(r.out, shown) + 1, shown));
+  assert_non_null(strstr(group, " 2 "));
+  free(group);
+  result_free(&r);
+  snprintf(want, sizeof(want), "%lld", (long long)FIX_ID(100));
+  r = run("show", "--db", db_path, want);
+  assert_int_equal(r.status, 0);
+  char *row = line_with(r.out, "> ");
+  assert_non_null(row);
+  assert_non_null(strstr(row, " ?  "));
+  free(row);
+  result_free(&r);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: test_query PATH_TO_TASKWATCH\n");
@@ -696,6 +746,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(bad_arguments),
       cmocka_unit_test(bad_files),
       cmocka_unit_test(writer_holds_the_database),
+      cmocka_unit_test(nul_bytes_and_unknown_status),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
