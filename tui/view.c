@@ -85,9 +85,19 @@ static void clock_time(int64_t us, char *buf, size_t size) {
     snprintf(buf, size, "%.8s", full + 11);
 }
 
+/* now - then, saturated: times come from agents' clocks and may be far
+ * off, and DATA_NULL is INT64_MIN. */
+static int64_t elapsed_us(int64_t now, int64_t then) {
+  if (then < 0 && now > INT64_MAX + then)
+    return INT64_MAX;
+  if (then > 0 && now < INT64_MIN + then)
+    return INT64_MIN;
+  return now - then;
+}
+
 /* How long ago, in the largest unit: "5s", "3m", "2h", "4d". */
 static void ago(int64_t now, int64_t then, char *buf, size_t size) {
-  int64_t s = (now - then) / 1000000;
+  int64_t s = elapsed_us(now, then) / 1000000;
   if (then == DATA_NULL)
     snprintf(buf, size, "never");
   else if (s < 0)
@@ -222,7 +232,8 @@ static void header_last_event(const view_state *s, flow *f) {
   char a[16];
   ago(s->now_us, s->stats.last_event_at, a, sizeof a);
   int stale = s->stats.last_event_at == DATA_NULL ||
-              s->now_us - s->stats.last_event_at > INT64_C(10000000);
+              elapsed_us(s->now_us, s->stats.last_event_at) >
+                  INT64_C(10000000);
   if (stale)
     piece(&seg, style(GRID_YELLOW, GRID_BOLD | GRID_REVERSE), "STALE");
   piece(&seg, normal, "%slast event %s%s", stale ? " " : "", a,

@@ -585,6 +585,21 @@ static void nul_bytes_in_names_and_labels(void **state) {
   free(text);
 }
 
+/* No event yet (an empty store): the header says so, without computing
+ * now - DATA_NULL (signed overflow; UBSan reports it). */
+static void no_event_yet(void **state) {
+  fixture *f = *state;
+  ctl_resize(f->c, 80, 24);
+  assert_int_equal(ctl_load(f->c, FIXTURE_NOW), 0);
+  ctl_state(f->c)->stats.last_event_at = DATA_NULL;
+  grid *g = grid_new(80, 24, 0);
+  view_render(ctl_state(f->c), g);
+  char *text = grid_text(g);
+  grid_free(g);
+  assert_non_null(strstr(text, "STALE last event never"));
+  free(text);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     golden_dir = argv[1];
@@ -609,6 +624,7 @@ int main(int argc, char **argv) {
                                       teardown),
       cmocka_unit_test_setup_teardown(nul_bytes_in_names_and_labels, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(no_event_yet, setup, teardown),
       cmocka_unit_test(grid_keeps_wide_characters_whole),
       cmocka_unit_test(open_refuses_what_is_not_a_store),
       cmocka_unit_test(dense_minutes_are_sampled_with_weights),
