@@ -127,6 +127,48 @@ def close_race(url):
     agent.close()
 
 
+def close_waits():
+    """A native call in progress (here a slow stand-in for tw_task_start)
+    holds close() back: tw_agent_free runs only after it returned."""
+    agent = taskwatch.Agent(collector="tcp://127.0.0.1:9", service="waits",
+                            flush_timeout_ms=10)
+    entered, release, order = threading.Event(), threading.Event(), []
+
+    def slow_start(handle, task):
+        entered.set()
+        release.wait()
+        order.append("start returned")
+
+    class Lib:
+        def __init__(self, lib):
+            self.lib = lib
+
+        def __getattr__(self, name):
+            return getattr(self.lib, name)
+
+        def tw_agent_free(self, handle):
+            order.append("free")
+            self.lib.tw_agent_free(handle)
+
+    agent._start = slow_start
+    agent._lib = Lib(agent._lib)
+    caller = threading.Thread(target=agent.task_start, args=(1,),
+                              daemon=True)
+    caller.start()
+    entered.wait()
+    closer = threading.Thread(target=agent.close, daemon=True)
+    closer.start()
+    closer.join(0.2)
+    assert order == [], order
+    release.set()
+    caller.join()
+    closer.join()
+    assert order == ["start returned", "free"], order
+    entered.clear()
+    agent.task_start(2)
+    assert not entered.is_set(), "a call after close reached the library"
+
+
 def broken_tracing():
     agent = taskwatch.Agent(collector="tcp://127.0.0.1:9", service="broken",
                             flush_timeout_ms=10)
@@ -180,6 +222,7 @@ def broken_tracing():
 
 for _ in range(10):
     close_race(os.environ["TASKWATCH_COLLECTOR"])
+close_waits()
 broken_tracing()
 print("robust ok")
 '''
