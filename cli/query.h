@@ -95,8 +95,10 @@ int query_terminal_width(FILE *fp);
 /* Sanitize flags for fp's terminal (ASCII unless the locale is UTF-8). */
 unsigned query_sanitize_flags(void);
 
-/* Writes a time as the table, JSON or CSV shows it ("" or null for none). */
-void query_format_time(char *buf, size_t len, int64_t us, int local);
+/* Writes a time as the table, JSON or CSV shows it. A time RFC 3339
+ * cannot express is written as "-" and gives -1 (JSON then says null and
+ * CSV leaves the field empty); else 0. */
+int query_format_time(char *buf, size_t len, int64_t us, int local);
 
 /* ---- subcommands; each returns the exit status ---- */
 

@@ -108,11 +108,13 @@ void query_task_read(sqlite3_stmt *st, int c, query_task *t) {
   t->drop_reason = text_col(st, c + 20, &t->drop_reason_len);
 }
 
-void query_format_time(char *buf, size_t len, int64_t us, int local) {
+int query_format_time(char *buf, size_t len, int64_t us, int local) {
   int n =
       local ? format_time_local(us, buf, len) : format_time_utc(us, buf, len);
-  if (n < 0)
-    snprintf(buf, len, "%lld", (long long)us);
+  if (n >= 0)
+    return 0;
+  snprintf(buf, len, "-");
+  return -1;
 }
 
 int query_terminal_width(FILE *fp) {
@@ -175,7 +177,10 @@ static void json_time(format_buf *b, const char *key, int64_t v, int has) {
     format_buf_puts(b, "null");
     return;
   }
-  query_format_time(when, sizeof(when), v, 0);
+  if (query_format_time(when, sizeof(when), v, 0) != 0) {
+    format_buf_puts(b, "null"); /* out of RFC 3339's range */
+    return;
+  }
   format_buf_putc(b, '"');
   format_buf_puts(b, when);
   format_buf_putc(b, '"');
@@ -235,10 +240,8 @@ static void csv_int(format_buf *b, int64_t v, int has) {
 static void csv_time(format_buf *b, int64_t v, int has) {
   char when[FORMAT_TIME_SIZE];
   format_buf_putc(b, ',');
-  if (has) {
-    query_format_time(when, sizeof(when), v, 0);
+  if (has && query_format_time(when, sizeof(when), v, 0) == 0)
     format_buf_puts(b, when);
-  }
 }
 
 static void write_csv(query_out *o, const query_task *t) {

@@ -725,6 +725,36 @@ static void nul_bytes_and_unknown_status(void **state) {
   result_free(&r);
 }
 
+/* A time RFC 3339 cannot express (year 287000): JSON says null, CSV
+ * leaves the field empty, the table shows "-". Changes the store. */
+static void out_of_range_times(void **state) {
+  (void)state;
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+  char sql[256], id[32];
+  snprintf(sql, sizeof(sql),
+           "UPDATE tasks SET enqueued_at = 9000000000000000000, started_at ="
+           " 9000000000000000000 WHERE id = %lld",
+           (long long)FIX_ID(101));
+  assert_int_equal(fix_exec(db, sql), SQLITE_OK);
+  sqlite3_close(db);
+  snprintf(id, sizeof(id), "id:%lld", (long long)FIX_ID(101));
+  result r = run("--db", db_path, "-o", "json", id);
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "\"enqueued_at\":null,\"started_at\":null,"));
+  result_free(&r);
+  r = run("--db", db_path, "-o", "csv", id);
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, ",,,"));
+  assert_null(strstr(r.out, "9000000000000000000"));
+  result_free(&r);
+  r = run("--db", db_path, id);
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, " - "));
+  assert_null(strstr(r.out, "9000000000000000000"));
+  result_free(&r);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: test_query PATH_TO_TASKWATCH\n");
@@ -747,6 +777,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(bad_files),
       cmocka_unit_test(writer_holds_the_database),
       cmocka_unit_test(nul_bytes_and_unknown_status),
+      cmocka_unit_test(out_of_range_times),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
