@@ -330,6 +330,12 @@ static int handle_option(int c, char *arg, char **argv, query_opts *o) {
   case ':':
     return usage_error("option '%s' needs a value", argv[optind - 1]);
   default:
+    /* In a cluster such as -zq, optind still points at the cluster's
+     * argument or before it; optopt is the offending letter. */
+    if (optopt > 0 && optopt < 128) {
+      char letter[3] = {'-', (char)optopt, '\0'};
+      return usage_error("unknown option '%s'", letter);
+    }
     return usage_error("unknown option '%s'", argv[optind - 1]);
   }
 }

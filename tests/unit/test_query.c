@@ -621,7 +621,12 @@ static void bad_arguments(void **state) {
   one_line_error("by on list", run("--db", db_path, "--by", "name"));
   one_line_error("show no id", run("show", "--db", db_path));
   one_line_error("quote", run("--db", db_path, "name:\"open"));
-  result r = run("--help");
+  /* The option named is the unknown letter, even inside a cluster. */
+  result r = run("--db", db_path, "-zq");
+  assert_int_equal(r.status, 2);
+  assert_non_null(strstr(r.err, "unknown option '-z'"));
+  result_free(&r);
+  r = run("--help");
   assert_int_equal(r.status, 0);
   assert_non_null(strstr(r.out, "usage: taskwatch query"));
   result_free(&r);
