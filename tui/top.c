@@ -258,8 +258,9 @@ int top_main(int argc, char **argv) {
   char err[256];
   data *d = NULL;
   if (data_open(o.db, &d, err, sizeof err) != 0) {
+    /* A missing or unreadable store is a bad argument, as for query. */
     fprintf(stderr, "taskwatch top: %s\n", err);
-    return 1;
+    return 2;
   }
   ctl *c = ctl_new(d, o.db);
   ctl_state(c)->kind = o.view;

@@ -657,6 +657,13 @@ static void bad_files(void **state) {
   assert_non_null(strstr(r.err, "newer"));
   one_line_error("newer", r);
   one_line_error("directory", run("--db", dir));
+  /* top says the same with the same status. */
+  char cmd[1200];
+  snprintf(cmd, sizeof(cmd), "'%s' top --once --db '%s/missing.db' 2>/dev/null",
+           taskwatch, dir);
+  int status = system(cmd);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 2);
 }
 
 /* A writer in the middle of a transaction (as the collector always is)
