@@ -35,6 +35,9 @@
 #define SWEEP_MS 100
 #define PRUNE_EVERY_MS 1000
 #define MAX_WRITE_QUEUE (1u << 20)
+/* How long a closing connection may take to write what is queued for it
+ * (acks, the ERROR frame) before it is closed regardless. */
+#define CLOSE_LINGER_MS 1000
 /* Receive buffers beyond one read chunk exist only for frames bigger than
  * a chunk; together they may hold this much, so a thousand peers each
  * announcing a 1 MiB frame cannot take a gigabyte. */
@@ -81,6 +84,9 @@ struct conn {
   int64_t opened_ms;
   int64_t partial_since_ms; /* 0: no partial frame buffered */
   int closing;
+  int closed;       /* uv_close called on the handles below */
+  int open_handles; /* the stream, plus linger once conn_close ran */
+  uv_timer_t linger;
   int reading;
   uint64_t number;
   char peer[80];
@@ -128,17 +134,36 @@ static void release_buffer(conn *c) {
   c->cap = 0;
 }
 
+/* Called for the stream and for the linger timer; the last one frees. */
 static void on_conn_closed(uv_handle_t *handle) {
   conn *c = handle->data;
+  if (--c->open_handles > 0)
+    return;
   release_buffer(c);
   free(c);
 }
 
+static void conn_close_handles(conn *c) {
+  if (c->closed)
+    return;
+  c->closed = 1;
+  uv_close(&c->h.handle, on_conn_closed);
+  if (c->open_handles > 1)
+    uv_close((uv_handle_t *)&c->linger, on_conn_closed);
+}
+
+/* Also called with UV_ECANCELED when the linger timer closed the stream
+ * first. */
 static void on_shutdown(uv_shutdown_t *req, int status) {
   (void)status;
   conn *c = req->data;
   free(req);
-  uv_close(&c->h.handle, on_conn_closed);
+  conn_close_handles(c);
+}
+
+/* A peer that does not read what is queued for it is not waited for. */
+static void on_linger(uv_timer_t *t) {
+  conn_close_handles(t->data);
 }
 
 static void maybe_flush(server *s);
@@ -162,13 +187,21 @@ static void conn_close(conn *c) {
   if (c->next)
     c->next->prev = c->prev;
   s->nconns--;
+  /* uv_shutdown waits for the queued writes (acks, an ERROR frame), so
+   * they are not cancelled; the linger timer bounds that wait. */
+  if (uv_timer_init(&s->loop, &c->linger) == 0) {
+    c->linger.data = c;
+    c->open_handles++;
+  }
   uv_shutdown_t *req = xmalloc(sizeof(*req));
   req->data = c;
-  if (uv_stream_get_write_queue_size(&c->h.stream) > 0 ||
+  if (c->open_handles < 2 ||
       uv_shutdown(req, &c->h.stream, on_shutdown) != 0) {
     free(req);
-    uv_close(&c->h.handle, on_conn_closed);
+    conn_close_handles(c);
+    return;
   }
+  uv_timer_start(&c->linger, on_linger, CLOSE_LINGER_MS, 0);
 }
 
 static void on_written(uv_write_t *req, int status) {
@@ -509,6 +542,7 @@ static void on_connection(uv_stream_t *server_stream, int status) {
   c->srv = s;
   c->number = ++s->next_number;
   c->h.handle.data = c;
+  c->open_handles = 1;
   int rc = l->unix_path ? uv_pipe_init(&s->loop, &c->h.pipe, 0)
                         : uv_tcp_init(&s->loop, &c->h.tcp);
   if (rc == 0)
