@@ -164,12 +164,6 @@ static int usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
-int64_t query_now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql) {
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -430,7 +424,7 @@ int query_main(int argc, char **argv) {
   o.format = QUERY_TABLE;
   o.limit = -1;
   o.interval_us = 200000;
-  o.now_us = query_now_us();
+  o.now_us = format_now_us();
   o.filter = filter_new(o.now_us);
   int rc = run(argc, argv, &o);
   filter_free(o.filter);

@@ -72,9 +72,6 @@ int query_open(const char *path, sqlite3 **db, char *err, size_t errlen);
 /* Prepares sql, or prints a one-line error and returns NULL. */
 sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql);
 
-/* Current wall-clock time in microseconds. */
-int64_t query_now_us(void);
-
 /* ---- output ---- */
 
 typedef struct query_out query_out;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "format.h"
 #include "ingest.h"
 #include "log.h"
 #include "writer.h"
@@ -50,8 +51,8 @@
  * accepted, so an unauthenticated peer cannot make the collector buffer a
  * 1 MiB frame (docs/protocol.md, HELLO). */
 #define HELLO_FRAME_MAX                                                        \
-  ((uint32_t)(sizeof(uint16_t) + sizeof(uint32_t) + sizeof(uint16_t) +        \
-              PROTO_INSTANCE_SIZE + sizeof(uint32_t) + sizeof(int64_t) +      \
+  ((uint32_t)(sizeof(uint16_t) + sizeof(uint32_t) + sizeof(uint16_t) +         \
+              PROTO_INSTANCE_SIZE + sizeof(uint32_t) + sizeof(int64_t) +       \
               3 * (sizeof(uint16_t) + PROTO_IDENT_MAX)))
 
 typedef struct server server;
@@ -114,12 +115,6 @@ struct server {
   hist latency;
 };
 
-static int64_t wall_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- connection lifetime ------------------------------------------------ */
 
 /* Bytes of c's buffer that count against BUFFER_BUDGET. */
@@ -176,7 +171,8 @@ static void conn_close(conn *c) {
   c->closing = 1;
   if (c->agent && agent_conn(c->agent) == c) {
     agent_set_conn(c->agent, NULL);
-    ingest_disconnect(s->in, c->agent, wall_us(), (int64_t)uv_now(&s->loop));
+    ingest_disconnect(s->in, c->agent, format_now_us(),
+                      (int64_t)uv_now(&s->loop));
   }
   c->agent = NULL;
   uv_read_stop(&c->h.stream);
@@ -195,8 +191,7 @@ static void conn_close(conn *c) {
   }
   uv_shutdown_t *req = xmalloc(sizeof(*req));
   req->data = c;
-  if (c->open_handles < 2 ||
-      uv_shutdown(req, &c->h.stream, on_shutdown) != 0) {
+  if (c->open_handles < 2 || uv_shutdown(req, &c->h.stream, on_shutdown) != 0) {
     free(req);
     conn_close_handles(c);
     return;
@@ -287,7 +282,7 @@ static int on_hello(conn *c, const proto_frame *f) {
     conn_fail(c, "authentication failed");
     return -1;
   }
-  agent *a = ingest_hello(s->in, &h, wall_us());
+  agent *a = ingest_hello(s->in, &h, format_now_us());
   conn *old = agent_conn(a);
   if (old) {
     old->agent = NULL;
@@ -724,7 +719,7 @@ static void on_sweep(uv_timer_t *t) {
       conn_fail(c, "frame not completed in time");
     c = next;
   }
-  ingest_tick(s->in, wall_us(), now);
+  ingest_tick(s->in, format_now_us(), now);
   if (s->cfg->prune && now - s->last_prune_ms >= PRUNE_EVERY_MS) {
     s->last_prune_ms = now;
     ingest_request_prune(s->in);

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "checkpoint.h"
+#include "format.h"
 #include "log.h"
 #include "rollup.h"
 #include "schema.h"
@@ -142,12 +143,6 @@ struct store {
   u64map pruned_batches; /* scratch: batch ids touched by a prune step */
 };
 
-static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int exec1(sqlite3 *db, const char *sql, char **err) {
   char *msg = NULL;
   int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
@@ -175,7 +170,7 @@ static int mark_all_disconnected(store *s, char **err) {
                               "disconnected_at = ?1 WHERE connected = 1",
                               -1, &st, NULL);
   if (rc == SQLITE_OK) {
-    sqlite3_bind_int64(st, 1, now_us());
+    sqlite3_bind_int64(st, 1, format_now_us());
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
   }
@@ -500,7 +495,7 @@ static int prune_batches(store *s) {
 /* One retention step: deletes at most `limit` rows per rule, oldest
  * first, so a big backlog is worked off over many transactions. */
 static int prune(store *s, int64_t limit) {
-  int64_t now = now_us(), n;
+  int64_t now = format_now_us(), n;
   sqlite3_stmt *st;
   if (s->cfg.retain_us > 0) {
     int64_t cutoff = now - s->cfg.retain_us, newest = s->prune_from;

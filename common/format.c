@@ -485,3 +485,9 @@ void format_csv_field(format_buf *b, const char *s, size_t n) {
   }
   format_buf_putc(b, '"');
 }
+
+int64_t format_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}

@@ -48,6 +48,10 @@ int format_time_local(int64_t us, char *buf, size_t len);
  * A bare "0" is zero. Returns 0 and *out_us, or -1 on bad syntax or
  * overflow. */
 int format_parse_duration(const char *text, int64_t *out_us);
+
+/* The wall clock now, in microseconds since the Unix epoch (UTC). */
+int64_t format_now_us(void);
+
 /* Parses a point in time: RFC 3339 ("2026-11-22T10:00:00Z", fraction and
  * offset optional, 't'/' ' allowed as separator), a bare date (midnight
  * UTC), "now", or a duration meaning that long before now_us ("1h"). */

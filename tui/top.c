@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "format.h"
 #include "grid.h"
 #include "keys.h"
 #include "sanitize.h"
@@ -44,12 +45,6 @@ static void usage(FILE *out) {
           "plain-text snapshot and exits; it is the default when stdout is\n"
           "not a terminal. NO_COLOR in the environment turns colours off\n"
           "unless --color always. Press ? in the dashboard for its keys.\n");
-}
-
-static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int64_t monotonic_us(void) {
@@ -144,7 +139,7 @@ static int snapshot(ctl *c, const options *o, unsigned flags) {
   int h = o->height ? o->height : env_size("LINES", 24);
   grid *g = grid_new(w, h, flags);
   ctl_resize(c, w, h);
-  int rc = ctl_load(c, now_us());
+  int rc = ctl_load(c, format_now_us());
   view_render(ctl_state(c), g);
   char *text = grid_text(g);
   fputs(text, stdout);
@@ -156,7 +151,7 @@ static int snapshot(ctl *c, const options *o, unsigned flags) {
 /* Handles one input; returns 1 to quit. */
 static int handle_input(ctl *c, int key, const char *text) {
   view_state *s = ctl_state(c);
-  int64_t now = now_us();
+  int64_t now = format_now_us();
   if (key == TTY_WHEEL_UP || key == TTY_WHEEL_DOWN) {
     int act = key == TTY_WHEEL_UP ? ACT_UP : ACT_DOWN;
     for (int i = 0; i < 3; i++)
@@ -201,7 +196,7 @@ static int live(ctl *c, int color, unsigned flags) {
   tty_size(&w, &h);
   grid *g = grid_new(w, h, flags);
   ctl_resize(c, w, h);
-  ctl_load(c, now_us());
+  ctl_load(c, format_now_us());
   int64_t last_load = monotonic_us(), last_tick = last_load;
   int dirty = 1;
   catch_stop_signals();
@@ -218,7 +213,7 @@ static int live(ctl *c, int color, unsigned flags) {
       grid_free(g);
       g = grid_new(w, h, flags);
       ctl_resize(c, w, h);
-      ctl_load(c, now_us());
+      ctl_load(c, format_now_us());
       last_load = monotonic_us();
       dirty = 1;
     } else if (key != TTY_NONE) {
@@ -232,11 +227,11 @@ static int live(ctl *c, int color, unsigned flags) {
     int64_t mono = monotonic_us();
     if ((ctl_store_changed(c) && mono - last_load >= 250000) ||
         mono - last_load >= RELOAD_IDLE_US) {
-      ctl_load(c, now_us());
+      ctl_load(c, format_now_us());
       last_load = last_tick = mono;
       dirty = 1;
     } else if (mono - last_tick >= 1000000) {
-      ctl_state(c)->now_us = now_us();
+      ctl_state(c)->now_us = format_now_us();
       last_tick = mono;
       dirty = 1;
     }
