@@ -30,9 +30,9 @@ int main(int argc, char **argv) {
   long batches = strtol(argv[2], NULL, 10);
   sqlite3 *db;
   char *err = NULL;
-  /* The collector's settings: 16 KiB pages, no allocation statistics. */
+  /* The collector's settings: its page size, no allocation statistics. */
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-  const char *pragma = "PRAGMA page_size=16384";
+  const char *pragma = "PRAGMA page_size=" SCHEMA_PAGE_SIZE_TEXT;
   if (sqlite3_open(argv[1], &db) != SQLITE_OK ||
       sqlite3_exec(db, pragma, NULL, NULL, &err) != SQLITE_OK ||
       sqlite3_exec(db,

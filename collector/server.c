@@ -485,6 +485,10 @@ static void finish(server *s);
 
 static void on_batch_done(wbatch *b, void *arg) {
   server *s = arg;
+  /* The writer first: it starts on the filling batch at once, while this
+   * thread sends the acks and frees the batch it finished. */
+  if (s->stopping == 0)
+    maybe_flush(s);
   if (b->failed)
     s->failed = 1;
   else
@@ -494,7 +498,8 @@ static void on_batch_done(wbatch *b, void *arg) {
     finish(s);
     return;
   }
-  maybe_flush(s);
+  if (s->stopping)
+    maybe_flush(s);
 }
 
 /* ---- accepting ---------------------------------------------------------- */

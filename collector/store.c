@@ -19,6 +19,7 @@
 #include "format.h"
 #include "log.h"
 #include "rollup.h"
+#include "rows.h"
 #include "schema.h"
 #include "xalloc.h"
 
@@ -27,6 +28,8 @@
 
 enum {
   ST_INSERT_TASK,
+  ST_BULK_TASKS,
+  ST_BULK_BATCHES,
   ST_UPDATE_TASK,
   ST_INSERT_BATCH,
   ST_INSERT_STRING,
@@ -54,6 +57,17 @@ static const char *const sql_text[ST_COUNT] = {
         "error_type, error_message, error_detail, skipped_after, drop_reason)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
         " ?15, ?16, ?17, ?18)",
+    [ST_BULK_TASKS] =
+        "INSERT INTO tasks (id, agent, batch, position, name, mode, status, "
+        "thread, enqueued_at, started_at, finished_at, wait_us, run_us, "
+        "error_type, error_message, error_detail, skipped_after, drop_reason)"
+        " SELECT id, agent, batch, position, name, mode, status, thread, "
+        "enqueued_at, started_at, finished_at, wait_us, run_us, error_type, "
+        "error_message, error_detail, skipped_after, drop_reason FROM "
+        "taskwatch_new_tasks",
+    [ST_BULK_BATCHES] = "INSERT INTO batches (id, agent, label, created_at) "
+                        "SELECT id, agent, label, created_at FROM "
+                        "taskwatch_new_batches",
     [ST_UPDATE_TASK] =
         "UPDATE tasks SET status = coalesce(?2, status),"
         " thread = coalesce(?3, thread),"
@@ -128,13 +142,16 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
 };
 
-/* WAL pages (16 KiB) that make the checkpointer run. */
-#define CHECKPOINT_PAGES 2048
+/* WAL bytes that make the checkpointer run. */
+#define CHECKPOINT_BYTES (32 << 20)
 
 struct store {
   sqlite3 *db;
   checkpointer *checkpointer;
   sqlite3_stmt *st[ST_COUNT];
+  rows *rows;           /* the bulk statements' source (rows.h) */
+  task_row **newrows;   /* scratch: a batch's rows to insert */
+  size_t capnew;
   store_config cfg;
   rollup *rollups;
   store_stats stats;
@@ -157,7 +174,7 @@ static int exec1(sqlite3 *db, const char *sql, char **err) {
  * bound). PRAGMA values cannot be bound, so the pragmas are constant
  * strings: the only choice, synchronous, picks one of two of them. */
 static const char pragmas_common[] =
-    "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; "
+    "PRAGMA page_size=" SCHEMA_PAGE_SIZE_TEXT "; PRAGMA journal_mode=WAL; "
     "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; "
     "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864";
 
@@ -195,6 +212,10 @@ static int configure(store *s, char **err) {
     sqlite3_free(msg);
     return -1;
   }
+  if (rows_register(s->db, &s->rows) != SQLITE_OK) {
+    *err = xstrdup(sqlite3_errmsg(s->db));
+    return -1;
+  }
   for (int i = 0; i < ST_COUNT; i++) {
     if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
                            &s->st[i], NULL) != SQLITE_OK) {
@@ -213,6 +234,18 @@ static void count_tasks(store *s) {
   if (sqlite3_step(st) == SQLITE_ROW)
     s->task_count = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
+}
+
+static int page_size(store *s) {
+  sqlite3_stmt *st;
+  int size = 4096;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL) !=
+      SQLITE_OK)
+    return size;
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0)
+    size = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return size;
 }
 
 int store_open(const store_config *cfg, store **out, char **err) {
@@ -235,7 +268,8 @@ int store_open(const store_config *cfg, store **out, char **err) {
   u64map_init(&s->pruned_batches);
   if (cfg->max_tasks > 0)
     count_tasks(s);
-  s->checkpointer = checkpointer_start(s->db, cfg->path, CHECKPOINT_PAGES);
+  s->checkpointer =
+      checkpointer_start(s->db, cfg->path, CHECKPOINT_BYTES / page_size(s));
   *out = s;
   return 0;
 }
@@ -249,6 +283,7 @@ void store_close(store *s) {
   if (s->db)
     sqlite3_close(s->db);
   rollup_free(s->rollups);
+  free(s->newrows);
   u64map_fini(&s->pruned_batches);
   free(s);
 }
@@ -271,6 +306,22 @@ static int run(store *s, sqlite3_stmt *st) {
   return rc;
 }
 
+/* Steps a bulk INSERT ... SELECT. Returns SQLITE_OK, SQLITE_CONSTRAINT
+ * when a row broke a constraint (SQLite has undone the statement, the
+ * transaction goes on), or another error. */
+static int run_bulk(store *s, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc == SQLITE_DONE)
+    return SQLITE_OK;
+  if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+    log_msg(LOG_DEBUG, "bulk insert met a bad row error=\"%s\"",
+            sqlite3_errmsg(s->db));
+    return SQLITE_CONSTRAINT;
+  }
+  return rc;
+}
+
 static void bind_blob_text(sqlite3_stmt *st, int i, blob b, int have) {
   if (have)
     sqlite3_bind_text(st, i, b.ptr, (int)b.len, SQLITE_STATIC);
@@ -289,12 +340,23 @@ static int is_final(int status) {
   return status >= SCHEMA_SUCCEEDED;
 }
 
+/* After a task row is stored: counts it and feeds the rollups. */
+static void inserted_task(store *s, const task_row *r) {
+  s->stats.rows_inserted++;
+  s->task_count++;
+  if ((r->have & HAVE_END) && is_final(r->status)) {
+    int started = (r->have & HAVE_START) != 0;
+    rollup_add(s->rollups, r->name->text, r->name->len, r->finished_at,
+               r->status, started ? r->started_at - r->enqueued_at : -1,
+               started ? r->finished_at - r->started_at : -1);
+  }
+}
+
+/* One row at a time: the slow path after a bulk insert met a bad row. */
 static int insert_task(store *s, const task_row *r) {
   sqlite3_stmt *st = s->st[ST_INSERT_TASK];
   int started = (r->have & HAVE_START) != 0;
   int ended = (r->have & HAVE_END) != 0;
-  int64_t wait = r->started_at - r->enqueued_at;
-  int64_t run_time = r->finished_at - r->started_at;
   sqlite3_bind_int64(st, 1, r->id);
   sqlite3_bind_int64(st, 2, r->agent);
   sqlite3_bind_int64(st, 3, r->batch);
@@ -306,8 +368,8 @@ static int insert_task(store *s, const task_row *r) {
   sqlite3_bind_int64(st, 9, r->enqueued_at);
   bind_opt(st, 10, started, r->started_at);
   bind_opt(st, 11, ended, r->finished_at);
-  bind_opt(st, 12, started, wait);
-  bind_opt(st, 13, started && ended, run_time);
+  bind_opt(st, 12, started, r->started_at - r->enqueued_at);
+  bind_opt(st, 13, started && ended, r->finished_at - r->started_at);
   bind_blob_text(st, 14, r->error_type, r->have & HAVE_ERROR);
   bind_blob_text(st, 15, r->error_message, r->have & HAVE_ERROR);
   bind_blob_text(st, 16, r->error_detail, r->have & HAVE_ERROR);
@@ -322,12 +384,62 @@ static int insert_task(store *s, const task_row *r) {
             (long long)r->id, sqlite3_errmsg(s->db));
     return SQLITE_OK;
   }
-  s->stats.rows_inserted++;
-  s->task_count++;
-  if (ended && is_final(r->status))
-    rollup_add(s->rollups, r->name->text, r->name->len, r->finished_at,
-               r->status, started ? wait : -1, started ? run_time : -1);
+  inserted_task(s, r);
   return SQLITE_OK;
+}
+
+static int insert_batch(store *s, const batch_row *r) {
+  sqlite3_stmt *st = s->st[ST_INSERT_BATCH];
+  sqlite3_bind_int64(st, 1, r->id);
+  sqlite3_bind_int64(st, 2, r->agent);
+  if (r->label)
+    sqlite3_bind_text(st, 3, r->label->text, (int)r->label->len,
+                      SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 3);
+  sqlite3_bind_int64(st, 4, r->created_at);
+  return run(s, st);
+}
+
+/* Inserts the batch's new task rows and batch rows with one statement
+ * each (see rows.h); a constraint violation rolls that statement back and
+ * the rows go one at a time, skipping the bad ones. */
+static int insert_new_rows(store *s, wbatch *b) {
+  int rc = SQLITE_OK;
+  if (b->nbatches > 0) {
+    rows_feed(s->rows, ROWS_BATCHES, b->batches, b->nbatches);
+    rc = run_bulk(s, s->st[ST_BULK_BATCHES]);
+    if (rc == SQLITE_CONSTRAINT) {
+      rc = SQLITE_OK;
+      for (size_t i = 0; i < b->nbatches && rc == SQLITE_OK; i++)
+        rc = insert_batch(s, &b->batches[i]);
+    }
+    if (rc != SQLITE_OK)
+      return rc;
+  }
+  size_t n = 0;
+  if (s->capnew < b->nrows) {
+    s->capnew = b->nrows;
+    s->newrows = xrealloc(s->newrows, s->capnew * sizeof(*s->newrows));
+  }
+  for (size_t i = 0; i < b->nrows; i++)
+    if (!b->rows[i]->update)
+      s->newrows[n++] = b->rows[i];
+  if (n == 0)
+    return SQLITE_OK;
+  rows_feed(s->rows, ROWS_TASKS, s->newrows, n);
+  rc = run_bulk(s, s->st[ST_BULK_TASKS]);
+  if (rc == SQLITE_OK) {
+    for (size_t i = 0; i < n; i++)
+      inserted_task(s, s->newrows[i]);
+    return SQLITE_OK;
+  }
+  if (rc != SQLITE_CONSTRAINT)
+    return rc;
+  rc = SQLITE_OK;
+  for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+    rc = insert_task(s, s->newrows[i]);
+  return rc;
 }
 
 static int64_t column_or(sqlite3_stmt *st, int i, int64_t dflt) {
@@ -541,22 +653,11 @@ static int write_all(store *s, wbatch *b) {
     sqlite3_bind_text(st, 3, r->text->text, (int)r->text->len, SQLITE_STATIC);
     rc = run(s, st);
   }
-  for (size_t i = 0; i < b->nbatches && rc == SQLITE_OK; i++) {
-    sqlite3_stmt *st = s->st[ST_INSERT_BATCH];
-    const batch_row *r = &b->batches[i];
-    sqlite3_bind_int64(st, 1, r->id);
-    sqlite3_bind_int64(st, 2, r->agent);
-    if (r->label)
-      sqlite3_bind_text(st, 3, r->label->text, (int)r->label->len,
-                        SQLITE_STATIC);
-    else
-      sqlite3_bind_null(st, 3);
-    sqlite3_bind_int64(st, 4, r->created_at);
-    rc = run(s, st);
-  }
+  if (rc == SQLITE_OK)
+    rc = insert_new_rows(s, b);
   for (size_t i = 0; i < b->nrows && rc == SQLITE_OK; i++)
-    rc = b->rows[i]->update ? update_task(s, b->rows[i])
-                            : insert_task(s, b->rows[i]);
+    if (b->rows[i]->update)
+      rc = update_task(s, b->rows[i]);
   for (size_t i = 0; i < b->nprogress && rc == SQLITE_OK; i++)
     rc = write_progress(s, &b->progress[i]);
   for (size_t i = 0; i < b->nops && rc == SQLITE_OK; i++)

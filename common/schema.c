@@ -130,6 +130,14 @@ int schema_apply(sqlite3 *db, char **err) {
   }
   if (version == SCHEMA_VERSION)
     return SQLITE_OK;
+  /* Takes effect only while the file is still empty (a new store);
+   * SCHEMA_PAGE_SIZE explains the choice. */
+  if (version == 0) {
+    rc = sqlite3_exec(db, "PRAGMA page_size = " SCHEMA_PAGE_SIZE_TEXT, NULL,
+                      NULL, err);
+    if (rc != SQLITE_OK)
+      return rc;
+  }
   rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, err);
   if (rc != SQLITE_OK)
     return rc;
