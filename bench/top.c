@@ -178,12 +178,12 @@ static void generate(const char *path, int64_t ntasks, int64_t end_us) {
   }
   check(sqlite3_exec(db,
                      "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-                     "PRAGMA cache_size=-262144;"
-                     "DROP INDEX tasks_enqueued; DROP INDEX tasks_name;"
-                     "DROP INDEX tasks_batch; DROP INDEX tasks_unusual;"
-                     "BEGIN",
+                     "PRAGMA cache_size=-262144;",
                      NULL, NULL, NULL),
         db, "setup");
+  check(sqlite3_exec(db, schema_drop_index_sql(), NULL, NULL, NULL), db,
+        "drop indexes");
+  check(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), db, "begin");
   char sql[1024];
   for (int a = 1; a <= AGENTS; a++) {
     snprintf(sql, sizeof sql,
@@ -197,13 +197,10 @@ static void generate(const char *path, int64_t ntasks, int64_t end_us) {
     check(sqlite3_exec(db, sql, NULL, NULL, NULL), db, "agents");
   }
   insert_tasks(db, ntasks, end_us);
+  check(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), db, "commit");
+  check(sqlite3_exec(db, schema_index_sql(), NULL, NULL, NULL), db,
+        "create indexes");
   check(sqlite3_exec(db,
-                     "COMMIT;"
-                     "CREATE INDEX tasks_enqueued ON tasks (enqueued_at);"
-                     "CREATE INDEX tasks_name ON tasks (name, enqueued_at);"
-                     "CREATE INDEX tasks_batch ON tasks (batch);"
-                     "CREATE INDEX tasks_unusual ON tasks (status, "
-                     "enqueued_at) WHERE status <> 2;"
                      "CREATE TABLE meta_bench (x);"
                      "PRAGMA journal_mode=WAL;",
                      NULL, NULL, NULL),

@@ -157,8 +157,10 @@ static int64_t single_int(sqlite3 *db, const char *sql, int64_t a, int64_t b,
 static void make_plan(sqlite3 *db, const query_opts *o, plan *p) {
   p->boundary = INT64_MIN;
   p->rollups_used = p->rollups_refused = 0;
+  /* "+status": the term must not steer SQLite away from walking
+   * tasks_time in order (without it, it scans and sorts the table). */
   int64_t oldest = single_int(db,
-                              "SELECT enqueued_at FROM tasks WHERE status = 2"
+                              "SELECT enqueued_at FROM tasks WHERE +status = 2"
                               " ORDER BY enqueued_at LIMIT 1",
                               0, 0, INT64_MAX);
   if (oldest == INT64_MAX)

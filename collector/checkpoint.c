@@ -74,6 +74,10 @@ checkpointer *checkpointer_start(sqlite3 *writer_db, const char *path,
     return NULL;
   }
   sqlite3_busy_timeout(c->db, 1000);
+  /* A connection that has not read the database yet does not know it is
+   * in WAL mode, and sqlite3_wal_checkpoint_v2() then does nothing (it
+   * reports a log of -1 frames). One read opens the WAL for good. */
+  sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->wake, NULL);
   if (pthread_create(&c->thread, NULL, thread_main, c) != 0) {

@@ -279,7 +279,8 @@ int collector_main(int argc, char **argv) {
                      o.sync_full,
                      (int64_t)(o.retain_days * day_us),
                      (int64_t)(o.retain_failures_days * day_us),
-                     o.max_tasks};
+                     o.max_tasks,
+                     0};
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;

@@ -142,7 +142,7 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
 };
 
-/* WAL bytes that make the checkpointer run. */
+/* WAL bytes that make the checkpointer run, unless configured. */
 #define CHECKPOINT_BYTES (32 << 20)
 
 struct store {
@@ -198,6 +198,18 @@ static int mark_all_disconnected(store *s, char **err) {
   return 0;
 }
 
+/* The integer a PRAGMA returns, or -1. */
+static int64_t pragma_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st;
+  int64_t v = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    return v;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
 static int configure(store *s, char **err) {
   sqlite3_busy_timeout(s->db, 5000);
   if (exec1(s->db, pragmas_common, err) != SQLITE_OK ||
@@ -207,6 +219,10 @@ static int configure(store *s, char **err) {
             err) != SQLITE_OK)
     return -1;
   char *msg = NULL;
+  int64_t version = pragma_int(s->db, "PRAGMA user_version");
+  if (version > 0 && version < SCHEMA_VERSION)
+    log_msg(LOG_INFO, "upgrading store from_version=%lld to_version=%d",
+            (long long)version, SCHEMA_VERSION);
   if (schema_apply(s->db, &msg) != SQLITE_OK) {
     *err = xstrdup(msg ? msg : "cannot create the schema");
     sqlite3_free(msg);
@@ -236,18 +252,6 @@ static void count_tasks(store *s) {
   sqlite3_finalize(st);
 }
 
-static int page_size(store *s) {
-  sqlite3_stmt *st;
-  int size = 4096;
-  if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL) !=
-      SQLITE_OK)
-    return size;
-  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0)
-    size = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  return size;
-}
-
 int store_open(const store_config *cfg, store **out, char **err) {
   store *s = xcalloc(1, sizeof(*s));
   s->cfg = *cfg;
@@ -268,8 +272,11 @@ int store_open(const store_config *cfg, store **out, char **err) {
   u64map_init(&s->pruned_batches);
   if (cfg->max_tasks > 0)
     count_tasks(s);
-  s->checkpointer =
-      checkpointer_start(s->db, cfg->path, CHECKPOINT_BYTES / page_size(s));
+  int64_t bytes = cfg->checkpoint_bytes > 0 ? cfg->checkpoint_bytes
+                                             : CHECKPOINT_BYTES;
+  int64_t page = pragma_int(s->db, "PRAGMA page_size");
+  int pages = (int)(bytes / (page > 0 ? page : 4096));
+  s->checkpointer = checkpointer_start(s->db, cfg->path, pages > 0 ? pages : 1);
   *out = s;
   return 0;
 }

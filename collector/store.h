@@ -20,6 +20,7 @@ typedef struct store_config {
   int64_t retain_us;      /* 0: keep tasks forever */
   int64_t retain_fail_us; /* failed, skipped, dropped, lost; 0: retain_us */
   int64_t max_tasks;      /* 0: no limit */
+  int64_t checkpoint_bytes; /* WAL size that starts a checkpoint; 0: 32 MiB */
 } store_config;
 
 /* Statistics of the writes so far. */

@@ -8,7 +8,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /* Page size of a new store. Large pages make the indexes shallow: the
  * collector's inserts descend fewer levels (about 1.3x the rows per second
@@ -46,11 +46,18 @@ int schema_status_code(const char *name);
 const char *schema_mode_name(int mode);
 
 /*
- * Creates the tables and indexes when the database is new, checks the
+ * Creates the tables and indexes when the database is new, upgrades an
+ * older version (version 3 replaced the indexes tasks_enqueued and
+ * tasks_name with tasks_time, rebuilt on the first open), checks the
  * version when it is not. Returns SQLITE_OK, or an SQLite error code with
  * a message in *err (sqlite3_free() it) - a database of a newer schema
  * version is SQLITE_MISMATCH.
  */
 int schema_apply(sqlite3 *db, char **err);
+
+/* The statements that create and drop the indexes of tasks, for tools
+ * that fill a store in bulk and index it afterwards (the benchmarks). */
+const char *schema_index_sql(void);
+const char *schema_drop_index_sql(void);
 
 #endif /* TW_SCHEMA_H */

@@ -36,7 +36,7 @@ struct data {
   "t.status, t.mode, t.name, b.label, a.service, a.host, t.error_type, "       \
   "t.error_message, t.drop_reason"
 /* CROSS JOIN keeps tasks the outer loop, so ORDER BY enqueued_at walks the
- * tasks_enqueued index and stops at LIMIT. */
+ * tasks_time index and stops at LIMIT. */
 #define TASK_FROM                                                              \
   " FROM tasks t CROSS JOIN agents a ON a.id = t.agent"                        \
   " CROSS JOIN batches b ON b.id = t.batch"

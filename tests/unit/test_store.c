@@ -1,6 +1,8 @@
 /*
  * test_store - the collector's writer side: rows of a batch land as
- * written, a repeated id skips one row without failing the transaction,
+ * written (the one-statement bulk insert and the one-row fallback alike),
+ * a repeated id skips one row without failing the transaction, the
+ * checkpointer copies the WAL while the store is open,
  * retention prunes in steps (by age, with failures kept longer, and by
  * count) together with emptied batches, rollups keep counts and
  * percentiles, and reopening marks agents left connected as disconnected.
@@ -38,7 +40,7 @@ static int64_t now_us(void) {
 
 static void open_store(fixture *f, int64_t retain_us, int64_t fail_us,
                        int64_t max_tasks) {
-  store_config cfg = {f->path, 0, retain_us, fail_us, max_tasks};
+  store_config cfg = {f->path, 0, retain_us, fail_us, max_tasks, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
 }
@@ -142,6 +144,175 @@ static void writes_rows_and_skips_repeated_ids(void **state) {
   assert_true(q(f, "SELECT disconnected_at FROM agents") <= now_us());
   assert_int_equal(
       q(f, "SELECT typeof(disconnected_at) = 'integer' FROM agents"), 1);
+}
+
+/* Every kind of row, ids from `base` on: all columns the bulk insert and
+ * the one-row insert write. */
+static void add_varied_rows(fixture *f, wbatch *b, int64_t base) {
+  static char etype[] = "TimeoutError", emsg[] = "no reply\x1b[31m",
+              edetail[] = "Traceback ...", why[] = "queue full";
+  add_batch(b, base, 5000 + base);
+  for (int i = 0; i < 12; i++) {
+    int64_t at = 10000 + base * 100 + i;
+    task_row *r = add_task(f, b, base + 1 + i, base, at, SCHEMA_SUCCEEDED);
+    r->position = (uint32_t)i;
+    r->mode = (uint8_t)(i & 1);
+    if (i % 3 == 0) {
+      r->have |= HAVE_THREAD;
+      r->thread = 4242 + i;
+    }
+    switch (i % 6) {
+    case 1: /* failed, with an error */
+      r->status = SCHEMA_FAILED;
+      r->have |= HAVE_ERROR;
+      r->error_type = (blob){etype, (uint32_t)strlen(etype)};
+      r->error_message = (blob){emsg, (uint32_t)strlen(emsg)};
+      r->error_detail = (blob){edetail, (uint32_t)strlen(edetail)};
+      break;
+    case 2: /* skipped: never started */
+      r->status = SCHEMA_SKIPPED;
+      r->have = HAVE_ENQUEUE | HAVE_END | HAVE_SKIP;
+      r->skipped_after = base + 1 + i - 1;
+      break;
+    case 3: /* dropped */
+      r->status = SCHEMA_DROPPED;
+      r->have = HAVE_ENQUEUE | HAVE_END | HAVE_DROP;
+      r->drop_reason = (blob){why, (uint32_t)strlen(why)};
+      break;
+    case 4: /* queued */
+      r->status = SCHEMA_QUEUED;
+      r->have = HAVE_ENQUEUE;
+      break;
+    case 5: /* running */
+      r->status = SCHEMA_RUNNING;
+      r->have = HAVE_ENQUEUE | HAVE_START;
+      break;
+    }
+  }
+}
+
+/* The fast path (one INSERT ... SELECT per table) and the one-row path
+ * after a constraint violation store exactly the same columns, and the
+ * violation costs only the offending row. */
+static void bulk_and_row_inserts_agree(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_varied_rows(f, b, 100);
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  b = wbatch_new(2);
+  add_varied_rows(f, b, 200);
+  add_task(f, b, 101, 100, 1, SCHEMA_SUCCEEDED); /* stored already */
+  add_batch(b, 100, 1);                          /* stored already */
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 24);
+  assert_int_equal(q(f, "SELECT count(*) FROM batches"), 2);
+  /* The repeated rows changed nothing. */
+  assert_int_equal(q(f, "SELECT enqueued_at FROM tasks WHERE id = 101"),
+                   10000 + 100 * 100);
+  assert_int_equal(q(f, "SELECT created_at FROM batches WHERE id = 100"),
+                   5100);
+  /* Row i of the first batch equals row i of the second, the id-derived
+   * columns aside. */
+  const char *cols =
+      "position, name, mode, status, thread, wait_us, run_us, error_type, "
+      "error_message, error_detail, drop_reason, finished_at - enqueued_at, "
+      "started_at - enqueued_at, skipped_after - batch, agent, "
+      "typeof(thread), typeof(started_at), typeof(finished_at), "
+      "typeof(skipped_after), typeof(error_type)";
+  char sql[1024];
+  snprintf(sql, sizeof(sql),
+           "SELECT count(*) FROM (SELECT %s FROM tasks WHERE id < 200 "
+           "EXCEPT SELECT %s FROM tasks WHERE id > 200)",
+           cols, cols);
+  assert_int_equal(q(f, sql), 0);
+  snprintf(sql, sizeof(sql),
+           "SELECT count(DISTINCT status) FROM (SELECT %s FROM tasks)", cols);
+  assert_int_equal(q(f, sql), 6);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id > 200 AND "
+                        "error_message = 'no reply' || char(27) || '[31m'"),
+                   2);
+  store_stats st;
+  store_get_stats(f->store, &st);
+  assert_int_equal(st.rows_inserted, 24);
+}
+
+static int64_t file_size(const char *path) {
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL)
+    return -1;
+  fseek(fp, 0, SEEK_END);
+  int64_t n = ftell(fp);
+  fclose(fp);
+  return n;
+}
+
+/* The checkpointer copies the WAL into the database while the writer goes
+ * on (it once never did: its connection had not read the store yet, so
+ * SQLite did not know the store was in WAL mode). */
+static void checkpoints_while_writing(void **state) {
+  fixture *f = *state;
+  /* Checkpoints from 1 MiB of WAL on; the writer would do one itself only
+   * from 8 MiB on (checkpoint.c), which this test stays below. */
+  store_config cfg = {f->path, 0, 0, 0, 0, 1 << 20};
+  char *err = NULL;
+  assert_int_equal(store_open(&cfg, &f->store, &err), 0);
+  char wal[128];
+  snprintf(wal, sizeof(wal), "%s-wal", f->path);
+  int64_t empty = file_size(f->path);
+  int64_t id = 1;
+  for (int t = 1; file_size(wal) < 3 << 20; t++) {
+    wbatch *b = wbatch_new((uint64_t)t);
+    for (int i = 0; i < 500; i++, id++)
+      add_task(f, b, id, 1, 1000 + id, SCHEMA_SUCCEEDED);
+    assert_int_equal(store_write(f->store, b), 0);
+    wbatch_free(b);
+  }
+  assert_true(file_size(wal) < 8 << 20);
+  /* The store stays open: only a checkpoint can have grown the file. */
+  int64_t size = file_size(f->path);
+  for (int i = 0; i < 300 && size <= empty + (512 << 10); i++) {
+    usleep(10000);
+    size = file_size(f->path);
+  }
+  assert_true(size > empty + (512 << 10));
+}
+
+/* A version 2 store (its indexes tasks_enqueued and tasks_name) opens as
+ * version 3: tasks_time in their place, every row kept. */
+static void upgrades_a_version_2_store(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  add_task(f, b, 2, 100, 2000, SCHEMA_FAILED);
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  store_close(f->store);
+  f->store = NULL;
+  assert_int_equal(
+      sqlite3_exec(f->db,
+                   "DROP INDEX tasks_time;"
+                   "CREATE INDEX tasks_enqueued ON tasks (enqueued_at);"
+                   "CREATE INDEX tasks_name ON tasks (name, enqueued_at);"
+                   "PRAGMA user_version = 2",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), 3);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'index' AND name IN ('tasks_enqueued', 'tasks_name')"),
+                   0);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'index' AND name = 'tasks_time'"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 2);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks INDEXED BY tasks_time "
+                        "WHERE enqueued_at >= 2000"),
+                   1);
 }
 
 /* An event for a task whose row was never written updates nothing: it is
@@ -272,7 +443,7 @@ static void refuses_a_newer_schema(void **state) {
   assert_int_equal(
       sqlite3_exec(f->db, "PRAGMA user_version = 99", NULL, NULL, NULL),
       SQLITE_OK);
-  store_config cfg = {f->path, 0, 0, 0, 0};
+  store_config cfg = {f->path, 0, 0, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), -1);
   assert_non_null(strstr(err, "newer"));
@@ -291,6 +462,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(prunes_to_max_tasks, setup, teardown),
       cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),
+      cmocka_unit_test_setup_teardown(bulk_and_row_inserts_agree, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(checkpoints_while_writing, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(upgrades_a_version_2_store, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(refuses_a_newer_schema, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
