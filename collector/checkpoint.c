@@ -11,7 +11,7 @@
 #include "xalloc.h"
 
 /* The writer checkpoints itself past this many thresholds of WAL. */
-#define FALLBACK_FACTOR 8
+#define FALLBACK_FACTOR 4
 
 struct checkpointer {
   sqlite3 *writer_db;

@@ -143,7 +143,7 @@ static const char *const sql_text[ST_COUNT] = {
 };
 
 /* WAL bytes that make the checkpointer run, unless configured. */
-#define CHECKPOINT_BYTES (32 << 20)
+#define CHECKPOINT_BYTES (128 << 20)
 
 struct store {
   sqlite3 *db;

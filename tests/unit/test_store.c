@@ -255,7 +255,7 @@ static int64_t file_size(const char *path) {
 static void checkpoints_while_writing(void **state) {
   fixture *f = *state;
   /* Checkpoints from 1 MiB of WAL on; the writer would do one itself only
-   * from 8 MiB on (checkpoint.c), which this test stays below. */
+   * from 4 MiB on (checkpoint.c), which this test stays below. */
   store_config cfg = {f->path, 0, 0, 0, 0, 1 << 20};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
@@ -263,14 +263,14 @@ static void checkpoints_while_writing(void **state) {
   snprintf(wal, sizeof(wal), "%s-wal", f->path);
   int64_t empty = file_size(f->path);
   int64_t id = 1;
-  for (int t = 1; file_size(wal) < 3 << 20; t++) {
+  for (int t = 1; file_size(wal) < 2 << 20; t++) {
     wbatch *b = wbatch_new((uint64_t)t);
     for (int i = 0; i < 500; i++, id++)
       add_task(f, b, id, 1, 1000 + id, SCHEMA_SUCCEEDED);
     assert_int_equal(store_write(f->store, b), 0);
     wbatch_free(b);
   }
-  assert_true(file_size(wal) < 8 << 20);
+  assert_true(file_size(wal) < 4 << 20);
   /* The store stays open: only a checkpoint can have grown the file. */
   int64_t size = file_size(f->path);
   for (int i = 0; i < 300 && size <= empty + (512 << 10); i++) {
