@@ -621,9 +621,104 @@ static void send_pending(sender *s) {
   }
 }
 
+/* Gives chunk c (and the events in it) sequence numbers from first_seq. */
+static void chunk_renumber(chunk *c, uint64_t first_seq) {
+  c->first_seq = first_seq;
+  put_le(c->buf.data + PROTO_HEADER_SIZE, first_seq, 8);
+}
+
+/* Sends, at the head of the new instance's sequence, the text of every
+ * name sent so far: the events still held may use them. False when the
+ * memory cap leaves no room. */
+static bool resend_strings(sender *s) {
+  int64_t now = clock_mono_ns() + s->agent->wall_offset_ns;
+  for (uint32_t id = 1; id < INTERN_MAX_IDS; id++) {
+    if (!s->emitted[id])
+      continue;
+    proto_event ev = {0};
+    ev.kind = PROTO_EV_STRING;
+    ev.time_ns = now;
+    ev.string = id;
+    ev.text.ptr = intern_text(&s->agent->strings, id, &ev.text.len);
+    if (!put_event(s, &ev))
+      return false;
+  }
+  return true;
+}
+
+/*
+ * WELCOME asked for events below what the collector had acked: its store
+ * lost committed events of this instance (deleted, replaced, restored from
+ * a backup). They are gone from here as well, and resuming after them
+ * would be a sequence gap on every connection, forever. So the agent goes
+ * on as a new instance: the next HELLO introduces it, its sequence starts
+ * again at 1 with the text of every name sent so far, and then come the
+ * events not yet acked, renumbered (events carry no sequence number of
+ * their own, only each EVENTS frame's first one). Tasks that span the
+ * change arrive in part; the collector counts their events as unmatched.
+ * If the memory cap leaves no room for the names, the held events are
+ * dropped and counted instead, and names go again before their next use.
+ */
+static void restart_instance(sender *s) {
+  uint64_t old_acked = s->acked;
+  free_acked(s);
+  if (s->first != NULL && s->first->first_seq < s->acked)
+    chunk_cut(s->first, s->acked);
+  chunk *held = s->first, *held_last = s->last;
+  if (held_last != NULL)
+    chunk_seal(held_last);
+  s->first = s->last = NULL;
+  s->next_seq = 1;
+  agent_new_instance(s->agent);
+  bool kept = resend_strings(s);
+  if (s->last != NULL)
+    chunk_seal(s->last);
+  uint64_t seq = s->next_seq;
+  for (chunk *c = held; c != NULL; c = c->next) {
+    chunk_renumber(c, seq);
+    seq += c->count;
+  }
+  if (kept && held != NULL) {
+    if (s->last != NULL)
+      s->last->next = held;
+    else
+      s->first = held;
+    s->last = held_last;
+  } else if (!kept) {
+    atomic_fetch_add_explicit(&s->agent->dropped_unbound, seq - s->next_seq,
+                              memory_order_relaxed);
+    while (held != NULL) {
+      chunk *c = held;
+      held = c->next;
+      chunk_free(s, c);
+    }
+    while (s->first != NULL) {
+      chunk *c = s->first;
+      s->first = c->next;
+      chunk_free(s, c);
+    }
+    s->last = NULL;
+    memset(s->emitted, 0, INTERN_MAX_IDS);
+    seq = 1;
+  }
+  /* A flush waits for the same events under their new numbers. */
+  if (s->flush_target_set)
+    s->flush_target = kept ? s->flush_target + s->next_seq - old_acked : 0;
+  s->next_seq = seq;
+  s->acked = s->sent_upto = 1;
+  check_flush(s);
+  /* The new instance's agents row gets the counters too. */
+  s->health_dropped = s->health_reconnects = UINT64_MAX;
+  disconnect(s);
+}
+
 static void handle_welcome(sender *s, const proto_welcome *w) {
   if (w->next_seq > s->next_seq || w->next_seq == 0) {
     disconnect(s); /* it claims events this instance never made */
+    return;
+  }
+  if (w->next_seq < s->acked) {
+    restart_instance(s);
     return;
   }
   uv_timer_stop(&s->retry);

@@ -77,7 +77,14 @@ checkpointer *checkpointer_start(sqlite3 *writer_db, const char *path,
   /* A connection that has not read the database yet does not know it is
    * in WAL mode, and sqlite3_wal_checkpoint_v2() then does nothing (it
    * reports a log of -1 frames). One read opens the WAL for good. */
-  sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+  if (sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL,
+                   NULL) != SQLITE_OK) {
+    log_msg(LOG_WARN, "checkpointer disabled error=\"%s\"",
+            sqlite3_errmsg(c->db));
+    sqlite3_close(c->db);
+    free(c);
+    return NULL;
+  }
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->wake, NULL);
   if (pthread_create(&c->thread, NULL, thread_main, c) != 0) {

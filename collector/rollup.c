@@ -17,10 +17,13 @@ typedef struct bucket bucket;
 struct bucket {
   bucket *next_same_hash;
   bucket *next_dirty;
+  bucket *next_touched;
   int64_t minute;
   int dirty;
+  int touched; /* changed since the last commit or rollback */
   int64_t delta[SCHEMA_STATUS_COUNT];
   hist wait, run;
+  hist committed_wait, committed_run; /* as of the last commit */
   size_t name_len;
   char name[];
 };
@@ -28,6 +31,7 @@ struct bucket {
 struct rollup {
   u64map buckets; /* key -> chain */
   bucket *dirty;
+  bucket *touched;
   int64_t newest_minute;
 };
 
@@ -91,6 +95,13 @@ void rollup_add(rollup *r, const char *name, size_t len, int64_t finished_at,
       finished_at - (((finished_at % ROLLUP_MINUTE_US) + ROLLUP_MINUTE_US) %
                      ROLLUP_MINUTE_US);
   bucket *b = bucket_of(r, minute, name, len);
+  if (!b->touched) {
+    b->committed_wait = b->wait;
+    b->committed_run = b->run;
+    b->touched = 1;
+    b->next_touched = r->touched;
+    r->touched = b;
+  }
   b->delta[status]++;
   if (wait_us >= 0)
     hist_add(&b->wait, wait_us);
@@ -122,7 +133,7 @@ static void evict(rollup *r) {
     bucket *b = r->buckets.values[i];
     while (b) {
       bucket *next = b->next_same_hash;
-      if (b->minute < oldest && !b->dirty) {
+      if (b->minute < oldest && !b->dirty && !b->touched) {
         free(b);
       } else {
         uint64_t key = key_of(b->minute, b->name, b->name_len);
@@ -161,4 +172,28 @@ int rollup_flush(rollup *r, int (*emit)(void *arg, const rollup_row *row),
   if (r->buckets.count > 64)
     evict(r);
   return rc;
+}
+
+void rollup_commit(rollup *r) {
+  for (bucket *b = r->touched, *next; b; b = next) {
+    next = b->next_touched;
+    b->touched = 0;
+    b->next_touched = NULL;
+  }
+  r->touched = NULL;
+}
+
+void rollup_rollback(rollup *r) {
+  for (bucket *b = r->touched, *next; b; b = next) {
+    next = b->next_touched;
+    b->wait = b->committed_wait;
+    b->run = b->committed_run;
+    memset(b->delta, 0, sizeof(b->delta));
+    b->dirty = 0;
+    b->next_dirty = NULL;
+    b->touched = 0;
+    b->next_touched = NULL;
+  }
+  r->touched = NULL;
+  r->dirty = NULL;
 }

@@ -36,11 +36,19 @@ void rollup_add(rollup *r, const char *name, size_t len, int64_t finished_at,
 
 /*
  * Calls emit for every bucket changed since the last flush, then forgets
- * the deltas (also when emit fails: the caller rolls back and adds the
- * same tasks again) and the buckets too old to change much. Returns the
- * first non-zero return of emit, after which emit is not called again.
+ * the deltas and the buckets too old to change much. Returns the first
+ * non-zero return of emit, after which emit is not called again.
  */
 int rollup_flush(rollup *r, int (*emit)(void *arg, const rollup_row *row),
                  void *arg);
+
+/* The transaction that holds the flushed rows committed: what was added
+ * since the last commit or rollback stays. */
+void rollup_commit(rollup *r);
+
+/* It was rolled back: everything added since the last commit or rollback
+ * is forgotten, the tasks behind percentiles included (the caller adds the
+ * same tasks again when it retries). */
+void rollup_rollback(rollup *r);
 
 #endif /* TW_COLLECTOR_ROLLUP_H */

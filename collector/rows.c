@@ -45,9 +45,9 @@ static const char *const names[ROWS_KINDS] = {
     [ROWS_BATCHES] = "taskwatch_new_batches",
 };
 
-static int rows_connect(sqlite3 *db, void *aux, int argc,
-                        const char *const *argv, sqlite3_vtab **out,
-                        char **err) {
+static int connect_table(sqlite3 *db, void *aux, int argc,
+                         const char *const *argv, sqlite3_vtab **out,
+                         char **err) {
   (void)argc;
   (void)argv;
   (void)err;
@@ -66,19 +66,21 @@ static int rows_connect(sqlite3 *db, void *aux, int argc,
   return SQLITE_OK;
 }
 
-static int rows_disconnect(sqlite3_vtab *vt) {
+/* Must not touch the rows: when the connection closes, SQLite may free
+ * them (the last module's destructor) before it disconnects a table. */
+static int disconnect_table(sqlite3_vtab *vt) {
   sqlite3_free(vt);
   return SQLITE_OK;
 }
 
-static int rows_best_index(sqlite3_vtab *vt, sqlite3_index_info *info) {
+static int best_index(sqlite3_vtab *vt, sqlite3_index_info *info) {
   const rows_table *t = (const rows_table *)vt;
   info->estimatedCost = (double)t->rows->n[t->kind] + 1;
   info->estimatedRows = (sqlite3_int64)t->rows->n[t->kind];
   return SQLITE_OK;
 }
 
-static int rows_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out) {
+static int open_cursor(sqlite3_vtab *vt, sqlite3_vtab_cursor **out) {
   (void)vt;
   rows_cursor *c = sqlite3_malloc(sizeof(*c));
   if (c == NULL)
@@ -88,12 +90,12 @@ static int rows_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out) {
   return SQLITE_OK;
 }
 
-static int rows_close(sqlite3_vtab_cursor *c) {
+static int close_cursor(sqlite3_vtab_cursor *c) {
   sqlite3_free(c);
   return SQLITE_OK;
 }
 
-static int rows_filter(sqlite3_vtab_cursor *c, int idx, const char *idx_str,
+static int filter_rows(sqlite3_vtab_cursor *c, int idx, const char *idx_str,
                        int argc, sqlite3_value **argv) {
   (void)idx;
   (void)idx_str;
@@ -103,12 +105,12 @@ static int rows_filter(sqlite3_vtab_cursor *c, int idx, const char *idx_str,
   return SQLITE_OK;
 }
 
-static int rows_next(sqlite3_vtab_cursor *c) {
+static int next_row(sqlite3_vtab_cursor *c) {
   ((rows_cursor *)c)->i++;
   return SQLITE_OK;
 }
 
-static int rows_eof(sqlite3_vtab_cursor *c) {
+static int at_end(sqlite3_vtab_cursor *c) {
   const rows_table *t = (const rows_table *)c->pVtab;
   return ((rows_cursor *)c)->i >= t->rows->n[t->kind];
 }
@@ -211,8 +213,7 @@ static void batch_column(sqlite3_context *ctx, const batch_row *r, int col) {
   }
 }
 
-static int rows_column(sqlite3_vtab_cursor *c, sqlite3_context *ctx,
-                       int col) {
+static int column_of(sqlite3_vtab_cursor *c, sqlite3_context *ctx, int col) {
   const rows_table *t = (const rows_table *)c->pVtab;
   size_t i = ((rows_cursor *)c)->i;
   if (t->kind == ROWS_TASKS)
@@ -224,7 +225,7 @@ static int rows_column(sqlite3_vtab_cursor *c, sqlite3_context *ctx,
   return SQLITE_OK;
 }
 
-static int rows_rowid(sqlite3_vtab_cursor *c, sqlite3_int64 *out) {
+static int rowid_of(sqlite3_vtab_cursor *c, sqlite3_int64 *out) {
   *out = (sqlite3_int64)((rows_cursor *)c)->i;
   return SQLITE_OK;
 }
@@ -233,19 +234,19 @@ static int rows_rowid(sqlite3_vtab_cursor *c, sqlite3_int64 *out) {
  * TABLE and cannot be created in the schema. */
 static const sqlite3_module module = {
     .iVersion = 1,
-    .xConnect = rows_connect,
-    .xBestIndex = rows_best_index,
-    .xDisconnect = rows_disconnect,
-    .xOpen = rows_open,
-    .xClose = rows_close,
-    .xFilter = rows_filter,
-    .xNext = rows_next,
-    .xEof = rows_eof,
-    .xColumn = rows_column,
-    .xRowid = rows_rowid,
+    .xConnect = connect_table,
+    .xBestIndex = best_index,
+    .xDisconnect = disconnect_table,
+    .xOpen = open_cursor,
+    .xClose = close_cursor,
+    .xFilter = filter_rows,
+    .xNext = next_row,
+    .xEof = at_end,
+    .xColumn = column_of,
+    .xRowid = rowid_of,
 };
 
-static void rows_destroy(void *aux) {
+static void free_rows(void *aux) {
   free(((rows_aux *)aux)->rows);
 }
 
@@ -265,9 +266,13 @@ int rows_register(sqlite3 *db, rows **out) {
     return rc;
   }
   rc = sqlite3_create_module_v2(db, names[ROWS_BATCHES], &module,
-                                &r->aux[ROWS_BATCHES], rows_destroy);
-  if (rc == SQLITE_OK)
-    *out = r;
+                                &r->aux[ROWS_BATCHES], free_rows);
+  if (rc != SQLITE_OK) {
+    /* r is freed: the first table must not keep pointing into it. */
+    sqlite3_create_module_v2(db, names[ROWS_TASKS], NULL, NULL, NULL);
+    return rc;
+  }
+  *out = r;
   return rc;
 }
 

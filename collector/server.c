@@ -485,8 +485,8 @@ static void finish(server *s);
 
 static void on_batch_done(wbatch *b, void *arg) {
   server *s = arg;
-  /* The writer first: it starts on the filling batch at once, while this
-   * thread sends the acks and frees the batch it finished. */
+  /* The writer first: it starts on the filling batch (if that is due)
+   * while this thread sends the acks and frees the batch it finished. */
   if (s->stopping == 0)
     maybe_flush(s);
   if (b->failed)

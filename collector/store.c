@@ -149,8 +149,8 @@ struct store {
   sqlite3 *db;
   checkpointer *checkpointer;
   sqlite3_stmt *st[ST_COUNT];
-  rows *rows;           /* the bulk statements' source (rows.h) */
-  task_row **newrows;   /* scratch: a batch's rows to insert */
+  rows *rows;         /* the bulk statements' source (rows.h) */
+  task_row **newrows; /* scratch: a batch's rows to insert */
   size_t capnew;
   store_config cfg;
   rollup *rollups;
@@ -220,7 +220,9 @@ static int configure(store *s, char **err) {
     return -1;
   char *msg = NULL;
   int64_t version = pragma_int(s->db, "PRAGMA user_version");
-  if (version > 0 && version < SCHEMA_VERSION)
+  int upgrade = version > 0 && version < SCHEMA_VERSION;
+  int64_t started = format_now_us();
+  if (upgrade)
     log_msg(LOG_INFO, "upgrading store from_version=%lld to_version=%d",
             (long long)version, SCHEMA_VERSION);
   if (schema_apply(s->db, &msg) != SQLITE_OK) {
@@ -228,6 +230,9 @@ static int configure(store *s, char **err) {
     sqlite3_free(msg);
     return -1;
   }
+  if (upgrade)
+    log_msg(LOG_INFO, "store upgraded to_version=%d seconds=%.1f",
+            SCHEMA_VERSION, (double)(format_now_us() - started) / 1e6);
   if (rows_register(s->db, &s->rows) != SQLITE_OK) {
     *err = xstrdup(sqlite3_errmsg(s->db));
     return -1;
@@ -272,8 +277,8 @@ int store_open(const store_config *cfg, store **out, char **err) {
   u64map_init(&s->pruned_batches);
   if (cfg->max_tasks > 0)
     count_tasks(s);
-  int64_t bytes = cfg->checkpoint_bytes > 0 ? cfg->checkpoint_bytes
-                                             : CHECKPOINT_BYTES;
+  int64_t bytes =
+      cfg->checkpoint_bytes > 0 ? cfg->checkpoint_bytes : CHECKPOINT_BYTES;
   int64_t page = pragma_int(s->db, "PRAGMA page_size");
   int pages = (int)(bytes / (page > 0 ? page : 4096));
   s->checkpointer = checkpointer_start(s->db, cfg->path, pages > 0 ? pages : 1);
@@ -400,8 +405,7 @@ static int insert_batch(store *s, const batch_row *r) {
   sqlite3_bind_int64(st, 1, r->id);
   sqlite3_bind_int64(st, 2, r->agent);
   if (r->label)
-    sqlite3_bind_text(st, 3, r->label->text, (int)r->label->len,
-                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->label->text, (int)r->label->len, SQLITE_STATIC);
   else
     sqlite3_bind_null(st, 3);
   sqlite3_bind_int64(st, 4, r->created_at);
@@ -416,6 +420,7 @@ static int insert_new_rows(store *s, wbatch *b) {
   if (b->nbatches > 0) {
     rows_feed(s->rows, ROWS_BATCHES, b->batches, b->nbatches);
     rc = run_bulk(s, s->st[ST_BULK_BATCHES]);
+    rows_feed(s->rows, ROWS_BATCHES, NULL, 0);
     if (rc == SQLITE_CONSTRAINT) {
       rc = SQLITE_OK;
       for (size_t i = 0; i < b->nbatches && rc == SQLITE_OK; i++)
@@ -436,6 +441,7 @@ static int insert_new_rows(store *s, wbatch *b) {
     return SQLITE_OK;
   rows_feed(s->rows, ROWS_TASKS, s->newrows, n);
   rc = run_bulk(s, s->st[ST_BULK_TASKS]);
+  rows_feed(s->rows, ROWS_TASKS, NULL, 0);
   if (rc == SQLITE_OK) {
     for (size_t i = 0; i < n; i++)
       inserted_task(s, s->newrows[i]);
@@ -677,14 +683,6 @@ static int write_all(store *s, wbatch *b) {
   return rc;
 }
 
-/* Forgets the rollup deltas of a transaction that was rolled back: the
- * batch is written again, and its rows are counted then. */
-static int discard_rollup(void *arg, const rollup_row *row) {
-  (void)arg;
-  (void)row;
-  return 0;
-}
-
 int store_write(store *s, wbatch *b) {
   int64_t count_before = s->task_count;
   store_stats before = s->stats;
@@ -698,7 +696,8 @@ int store_write(store *s, wbatch *b) {
             sqlite3_errmsg(s->db));
     if (!sqlite3_get_autocommit(s->db))
       exec1(s->db, "ROLLBACK", NULL);
-    rollup_flush(s->rollups, discard_rollup, NULL);
+    /* The batch is written again, and its rows counted then. */
+    rollup_rollback(s->rollups);
     s->stats = before;
     s->task_count = count_before;
     u64map_clear(&s->pruned_batches);
@@ -707,6 +706,7 @@ int store_write(store *s, wbatch *b) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   b->committed_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  rollup_commit(s->rollups);
   s->stats.transactions++;
   s->stats.events += b->events;
   return SQLITE_OK;

@@ -20,7 +20,9 @@ typedef struct store_config {
   int64_t retain_us;      /* 0: keep tasks forever */
   int64_t retain_fail_us; /* failed, skipped, dropped, lost; 0: retain_us */
   int64_t max_tasks;      /* 0: no limit */
-  int64_t checkpoint_bytes; /* WAL size that starts a checkpoint; 0: 32 MiB */
+  /* WAL size that starts a checkpoint; 0: the default, 128 MiB (set
+   * otherwise by tests, to see checkpoints happen in a small store). */
+  int64_t checkpoint_bytes;
 } store_config;
 
 /* Statistics of the writes so far. */

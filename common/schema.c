@@ -124,6 +124,7 @@ const char *schema_index_sql(void) {
   return indexes;
 }
 
+/* Keep in step with indexes[] (test_store checks the two). */
 const char *schema_drop_index_sql(void) {
   return "DROP INDEX IF EXISTS tasks_time;\n"
          "DROP INDEX IF EXISTS tasks_batch;\n"

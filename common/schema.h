@@ -9,6 +9,9 @@
 #include <stdint.h>
 
 #define SCHEMA_VERSION 3
+/* The oldest version the readers (top, query) read: version 3 changed
+ * only indexes, which they do not name. */
+#define SCHEMA_READ_MIN 2
 
 /* Page size of a new store. Large pages make the indexes shallow: the
  * collector's inserts descend fewer levels (about 1.3x the rows per second

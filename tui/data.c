@@ -35,8 +35,9 @@ struct data {
   "t.finished_at, t.wait_us, t.run_us, t.skipped_after, t.position, "          \
   "t.status, t.mode, t.name, b.label, a.service, a.host, t.error_type, "       \
   "t.error_message, t.drop_reason"
-/* CROSS JOIN keeps tasks the outer loop, so ORDER BY enqueued_at walks the
- * tasks_time index and stops at LIMIT. */
+/* CROSS JOIN keeps tasks the outer loop, so ORDER BY enqueued_at, id walks
+ * the tasks_time index (sorting only the rows of one enqueued_at by id)
+ * and stops at LIMIT. */
 #define TASK_FROM                                                              \
   " FROM tasks t CROSS JOIN agents a ON a.id = t.agent"                        \
   " CROSS JOIN batches b ON b.id = t.batch"
@@ -142,12 +143,12 @@ int data_open(const char *path, data **out, char *err, size_t errlen) {
              "%s: store schema version %d is newer than this taskwatch "
              "understands (%d)",
              path, version, SCHEMA_VERSION);
-  } else if (version > 0 && version < SCHEMA_VERSION) {
+  } else if (version > 0 && version < SCHEMA_READ_MIN) {
     snprintf(err, errlen,
              "%s: store schema version %d is older than this taskwatch "
              "reads (%d); run the current collector on it once",
-             path, version, SCHEMA_VERSION);
-  } else if (version < SCHEMA_VERSION || !has_tasks) {
+             path, version, SCHEMA_READ_MIN);
+  } else if (version < SCHEMA_READ_MIN || !has_tasks) {
     snprintf(err, errlen, "%s: not a taskwatch store", path);
   } else {
     data *d = xcalloc(1, sizeof *d);

@@ -4,7 +4,7 @@
  * SQLite connection that the collector writes beside.
  *
  * Every query is bounded by what is visible: lists are keyset pages over
- * the tasks_enqueued index ("rows at or before this (enqueued_at, id)"),
+ * the tasks_time index ("rows at or before this (enqueued_at, id)"),
  * aggregates cover recent windows through indexes, and percentiles come
  * from a per-minute sample of bounded size (see data.c), so a frame costs
  * about the same on a 10-million-task store as on a small one. Strings are

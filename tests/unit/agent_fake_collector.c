@@ -92,7 +92,8 @@ static char *copy(proto_str s, size_t *len) {
 
 static fake_instance *find_instance(fake_collector *fc, const proto_hello *h) {
   for (size_t i = 0; i < fc->ninstances; i++)
-    if (memcmp(fc->instances[i]->id, h->instance, PROTO_INSTANCE_SIZE) == 0)
+    if (!fc->instances[i]->forgotten &&
+        memcmp(fc->instances[i]->id, h->instance, PROTO_INSTANCE_SIZE) == 0)
       return fc->instances[i];
   fake_instance *in = calloc(1, sizeof(*in));
   memcpy(in->id, h->instance, PROTO_INSTANCE_SIZE);
@@ -373,6 +374,15 @@ const char *fake_url(const fake_collector *fc) {
 void fake_kill(fake_collector *fc) {
   pthread_mutex_lock(&fc->mu);
   do_kill(fc);
+  pthread_mutex_unlock(&fc->mu);
+  poke(fc);
+}
+
+void fake_forget(fake_collector *fc) {
+  pthread_mutex_lock(&fc->mu);
+  do_kill(fc);
+  for (size_t i = 0; i < fc->ninstances; i++)
+    fc->instances[i]->forgotten = true;
   pthread_mutex_unlock(&fc->mu);
   poke(fc);
 }

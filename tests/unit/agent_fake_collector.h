@@ -46,6 +46,7 @@ typedef struct fake_instance {
   size_t cap;
   size_t committed; /* events[0 .. committed) are acked */
   bool ended;       /* GOODBYE received */
+  bool forgotten;   /* fake_forget() lost it: a HELLO with its id is new */
   unsigned hellos;
   uint64_t duplicates; /* events received again (resends), ignored */
   uint64_t gaps;       /* frames that skipped sequence numbers */
@@ -62,6 +63,9 @@ void fake_free(fake_collector *fc);
 const char *fake_url(const fake_collector *fc);
 /* Closes the listener and every connection; forgets unacked events. */
 void fake_kill(fake_collector *fc);
+/* A SIGKILL that also loses the store: every instance known so far is
+ * forgotten (kept for inspection), as if the database had been deleted. */
+void fake_forget(fake_collector *fc);
 /* Listens again at the same path, with the state that was acked. */
 void fake_restart(fake_collector *fc);
 /* While held, events are received but neither committed nor acked. */

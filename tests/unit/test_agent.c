@@ -833,6 +833,62 @@ static void reconnect_resends_without_gap_or_duplicate(void **state) {
   fake_free(fc);
 }
 
+/* The collector comes back without its store: it welcomes the instance
+ * with next_seq 1, below what it had acked. The agent goes on as a new
+ * instance, names sent again and the events recorded meanwhile kept,
+ * instead of resending after a gap forever. */
+static void lost_store_starts_a_new_instance(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  tw_agent *a = agent_to(fake_url(fc), 16u << 20, 2000);
+  tw_id batch, task;
+  assert_int_equal(tw_batch_begin(a, "before", &batch), 0);
+  for (int i = 0; i < 100; i++) {
+    assert_int_equal(
+        tw_task_enqueue(a, batch, (uint32_t)i, "t", TW_MODE_LOOP, &task), 0);
+    assert_int_equal(tw_task_finish(a, task), 0);
+  }
+  assert_int_equal(tw_agent_flush(a, 20000), 0); /* all acked */
+  fake_forget(fc);
+  fake_restart(fc);
+  assert_int_equal(tw_batch_begin(a, "after", &batch), 0);
+  for (int i = 0; i < 50; i++) {
+    assert_int_equal(
+        tw_task_enqueue(a, batch, (uint32_t)i, "t", TW_MODE_LOOP, &task), 0);
+    assert_int_equal(tw_task_finish(a, task), 0);
+  }
+  assert_int_equal(tw_agent_flush(a, 20000), 0);
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_int_equal(st.dropped, 0);
+  fake_lock(fc);
+  /* The old instance, its id once more (welcomed with next_seq 1, it
+   * sent nothing), and the new instance. */
+  assert_int_equal(fake_instance_count(fc), 3);
+  fake_instance *old = fake_instance_at(fc, 0),
+                *again = fake_instance_at(fc, 1), *in = fake_instance_at(fc, 2);
+  assert_true(old->forgotten);
+  assert_memory_equal(old->id, again->id, PROTO_INSTANCE_SIZE);
+  assert_int_equal(again->count, 0);
+  assert_false(in->forgotten);
+  assert_memory_not_equal(old->id, in->id, PROTO_INSTANCE_SIZE);
+  assert_int_equal(in->gaps, 0);
+  assert_int_equal(in->events[0].seq, 1);
+  assert_int_equal(count_kind(in, PROTO_EV_ENQUEUE), 50);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), 50);
+  /* The names came again, so the new store can resolve them. */
+  for (size_t i = 0; i < in->count; i++) {
+    const fake_event *e = &in->events[i];
+    if (e->kind == PROTO_EV_ENQUEUE)
+      assert_string_equal(fake_string(fc, 2, e->string), "t");
+    else if (e->kind == PROTO_EV_BATCH)
+      assert_string_equal(fake_string(fc, 2, e->string), "after");
+  }
+  fake_unlock(fc);
+  tw_agent_free(a);
+  fake_free(fc);
+}
+
 static bool two_instances_ended(fake_collector *fc, void *arg) {
   (void)arg;
   size_t ended = 0;
@@ -1020,6 +1076,7 @@ int main(void) {
       cmocka_unit_test(cap_drops_and_reports),
       cmocka_unit_test(shutdown_accounts_for_every_event),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
+      cmocka_unit_test(lost_store_starts_a_new_instance),
       cmocka_unit_test(fork_child_is_a_new_instance),
       cmocka_unit_test(fork_during_free_skips_the_agent),
       cmocka_unit_test(shutdown_is_bounded_without_collector),
