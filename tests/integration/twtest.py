@@ -46,9 +46,9 @@ def tempdir():
 class Collector:
     """A real `taskwatch collector` on a free TCP port."""
 
-    def __init__(self, db, extra=()):
+    def __init__(self, db, extra=(), port=None):
         self.db = db
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = "tcp://127.0.0.1:%d" % self.port
         self.log = open(db + ".collector.log", "w+")
         self.proc = subprocess.Popen(
