@@ -80,8 +80,10 @@ typedef struct sender {
   uv_connect_t connect_req;
   uv_write_t hello_req;
   uv_write_t goodbye_req;
+  uv_write_t health_req;
   proto_buf hello;
   proto_buf goodbye;
+  proto_buf final_health; /* see send_final_health() */
   int state;
   /* Where to connect. */
   bool is_unix;
@@ -192,7 +194,9 @@ static void put_le(uint8_t *p, uint64_t v, int bytes) {
 
 /* Events may fill the budget up to one chunk short of the cap; that last
  * chunk is kept for HEALTH, which must get through exactly when the buffer
- * is full, since that is when it has drops to report. Acked chunks are
+ * is full, since that is when it has drops to report (and should an
+ * earlier HEALTH have taken it, the one at shutdown goes in a frame of its
+ * own: send_final_health()). Acked chunks are
  * kept as spares (still charged to the budget) rather than freed, so a
  * sender in steady state does not call the allocator at all. */
 static chunk *chunk_new(sender *s, bool health) {
@@ -521,20 +525,31 @@ static uint64_t drain(sender *s) {
   return taken;
 }
 
-static void maybe_health(sender *s) {
+/* The HEALTH event of the counters now, when they changed. */
+static bool health_event(sender *s, proto_event *ev) {
   uint64_t dropped = record_dropped_total(s->agent);
   uint64_t reconnects = atomic_load(&s->reconnects);
   if (dropped == s->health_dropped && reconnects == s->health_reconnects)
-    return;
-  proto_event ev = {0};
-  ev.kind = PROTO_EV_HEALTH;
-  ev.time_ns = clock_mono_ns() + s->agent->wall_offset_ns;
-  ev.other = dropped;
-  ev.other2 = reconnects;
-  if (put_event(s, &ev)) {
-    s->health_dropped = dropped;
-    s->health_reconnects = reconnects;
-  }
+    return false;
+  memset(ev, 0, sizeof(*ev));
+  ev->kind = PROTO_EV_HEALTH;
+  ev->time_ns = clock_mono_ns() + s->agent->wall_offset_ns;
+  ev->other = dropped;
+  ev->other2 = reconnects;
+  return true;
+}
+
+/* Queues a HEALTH event when the counters changed. False when it did not
+ * fit in the resend buffer (it is tried again later). */
+static bool maybe_health(sender *s) {
+  proto_event ev;
+  if (!health_event(s, &ev))
+    return true;
+  if (!put_event(s, &ev))
+    return false;
+  s->health_dropped = ev.other;
+  s->health_reconnects = ev.other2;
+  return true;
 }
 
 /* ---- connection ---------------------------------------------------------- */
@@ -972,18 +987,51 @@ static void count_leftovers(sender *s) {
                             memory_order_relaxed);
 }
 
+/*
+ * The last HEALTH, when the resend buffer has no room for it: the buffer
+ * is full of unacked events (a collector that stopped acking), and the
+ * chunk reserved for HEALTH went to an earlier one. It is the event that
+ * accounts for everything dropped, so it goes in a frame of its own,
+ * outside the buffer, after the buffer's frames and before GOODBYE.
+ */
+static bool send_final_health(sender *s) {
+  proto_event ev;
+  if (!health_event(s, &ev))
+    return true;
+  proto_buf_reset(&s->final_health);
+  proto_events_open(&s->final_health, s->next_seq);
+  proto_put_event(&s->final_health, &ev);
+  proto_events_close(&s->final_health);
+  if (proto_buf_failed(&s->final_health))
+    return false;
+  uv_buf_t b = uv_buf_init((char *)s->final_health.data,
+                           (unsigned)s->final_health.len);
+  s->health_req.data = s;
+  if (uv_write(&s->health_req, &s->conn.stream, &b, 1, on_control_write) != 0)
+    return false;
+  s->next_seq++;
+  atomic_fetch_add_explicit(&s->sent, 1, memory_order_relaxed);
+  s->health_dropped = ev.other;
+  s->health_reconnects = ev.other2;
+  return true;
+}
+
 static void begin_stop(sender *s, unsigned goodbye_ms) {
   s->stopping = true;
   uv_timer_stop(&s->poll);
   uv_timer_stop(&s->retry);
   drain(s);
   count_leftovers(s);
-  maybe_health(s);
+  bool health_queued = maybe_health(s);
   if (s->state != CONN_READY) {
     finish_stop(s);
     return;
   }
   send_pending(s);
+  if (!health_queued && !send_final_health(s)) {
+    finish_stop(s);
+    return;
+  }
   proto_buf_reset(&s->goodbye);
   proto_put_goodbye(&s->goodbye, s->next_seq - 1);
   uv_buf_t b = uv_buf_init((char *)s->goodbye.data, (unsigned)s->goodbye.len);
@@ -1045,6 +1093,7 @@ static void sender_free(sender *s) {
   free_spares(s);
   proto_buf_fini(&s->hello);
   proto_buf_fini(&s->goodbye);
+  proto_buf_fini(&s->final_health);
   free(s->emitted);
   free(s->scratch);
   free(s->cursors);
@@ -1063,6 +1112,7 @@ static int sender_init(sender *s, tw_agent *agent) {
   s->rng |= 1;
   proto_buf_init(&s->hello);
   proto_buf_init(&s->goodbye);
+  proto_buf_init(&s->final_health);
   if (parse_url(agent->collector, s) != 0)
     return TW_EURL;
   s->emitted = calloc(INTERN_MAX_IDS, 1);
@@ -1186,6 +1236,7 @@ void sender_fork_child(tw_agent *agent) {
     free_spares(old);
     proto_buf_fini(&old->hello);
     proto_buf_fini(&old->goodbye);
+    proto_buf_fini(&old->final_health);
     free(old->emitted);
     free(old->scratch);
     free(old->cursors);
