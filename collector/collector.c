@@ -280,6 +280,9 @@ int collector_main(int argc, char **argv) {
                      (int64_t)(o.retain_days * day_us),
                      (int64_t)(o.retain_failures_days * day_us),
                      o.max_tasks,
+                     /* Long after the loop has forgotten the instance
+                      * (it keeps one only through --lost-after). */
+                     (int64_t)(o.lost_after_s * 1e6 + day_us),
                      0};
   store *st = NULL;
   sqlite3 *reader = NULL;

@@ -45,6 +45,8 @@ enum {
   ST_PRUNE_FAILED,
   ST_PRUNE_EXCESS,
   ST_PRUNE_BATCH,
+  ST_PRUNE_AGENTS,
+  ST_PRUNE_STRINGS,
   ST_BEGIN,
   ST_COMMIT,
   ST_COUNT
@@ -138,6 +140,15 @@ static const char *const sql_text[ST_COUNT] = {
         "enqueued_at LIMIT ?1) RETURNING batch, enqueued_at",
     [ST_PRUNE_BATCH] = "DELETE FROM batches WHERE id = ?1 AND NOT EXISTS "
                        "(SELECT 1 FROM tasks WHERE batch = ?1)",
+    /* Ids of an agent's tasks and batches lie in [id << 40, (id + 1) << 40)
+     * (docs/schema.md), so "none left" is two rowid probes. */
+    [ST_PRUNE_AGENTS] =
+        "DELETE FROM agents WHERE id IN (SELECT id FROM agents a WHERE "
+        "connected = 0 AND disconnected_at < ?1 AND NOT EXISTS (SELECT 1 FROM "
+        "tasks WHERE id >= a.id << 40 AND id < (a.id + 1) << 40) AND NOT "
+        "EXISTS (SELECT 1 FROM batches WHERE id >= a.id << 40 AND id < "
+        "(a.id + 1) << 40) ORDER BY disconnected_at LIMIT ?2) RETURNING id",
+    [ST_PRUNE_STRINGS] = "DELETE FROM strings WHERE agent = ?1",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
 };
@@ -617,6 +628,35 @@ static int prune_batches(store *s) {
   return rc;
 }
 
+/* Agents rows (and their names) of instances long gone, whose tasks and
+ * batches retention has removed: a fleet that restarts its processes
+ * often would otherwise grow them without end. At most PRUNE_AGENTS per
+ * step. */
+#define PRUNE_AGENTS 100
+static int prune_agents(store *s, int64_t now) {
+  if (s->cfg.agent_grace_us <= 0)
+    return SQLITE_OK;
+  sqlite3_stmt *st = s->st[ST_PRUNE_AGENTS];
+  int64_t ids[PRUNE_AGENTS];
+  int n = 0, rc;
+  sqlite3_bind_int64(st, 1, now - s->cfg.agent_grace_us);
+  sqlite3_bind_int(st, 2, PRUNE_AGENTS);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    if (n < PRUNE_AGENTS)
+      ids[n++] = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE)
+    return rc;
+  rc = SQLITE_OK;
+  for (int i = 0; i < n && rc == SQLITE_OK; i++) {
+    sqlite3_bind_int64(s->st[ST_PRUNE_STRINGS], 1, ids[i]);
+    rc = run(s, s->st[ST_PRUNE_STRINGS]);
+  }
+  if (rc == SQLITE_OK)
+    s->stats.agents_pruned += (uint64_t)n;
+  return rc;
+}
+
 /* One retention step: deletes at most `limit` rows per rule, oldest
  * first, so a big backlog is worked off over many transactions. */
 static int prune(store *s, int64_t limit) {
@@ -650,7 +690,8 @@ static int prune(store *s, int64_t limit) {
     if ((n = prune_with(s, st, NULL)) < 0)
       return (int)-n;
   }
-  return prune_batches(s);
+  int rc = prune_batches(s);
+  return rc == SQLITE_OK ? prune_agents(s, now) : rc;
 }
 
 static int write_all(store *s, wbatch *b) {

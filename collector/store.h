@@ -20,6 +20,9 @@ typedef struct store_config {
   int64_t retain_us;      /* 0: keep tasks forever */
   int64_t retain_fail_us; /* failed, skipped, dropped, lost; 0: retain_us */
   int64_t max_tasks;      /* 0: no limit */
+  /* An instance's agents row and names go once it has been disconnected
+   * this long and none of its tasks and batches are left; 0: never. */
+  int64_t agent_grace_us;
   /* WAL size that starts a checkpoint; 0: the default, 128 MiB (set
    * otherwise by tests, to see checkpoints happen in a small store). */
   int64_t checkpoint_bytes;
@@ -34,6 +37,7 @@ typedef struct store_stats {
   uint64_t updates_unmatched; /* task events whose task row never arrived */
   uint64_t tasks_lost;
   uint64_t tasks_pruned;
+  uint64_t agents_pruned;
 } store_stats;
 
 /*

@@ -114,7 +114,9 @@ static const char indexes[] =
     "CREATE INDEX IF NOT EXISTS tasks_time ON tasks (enqueued_at, name);\n"
     "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks (batch);\n"
     "CREATE INDEX IF NOT EXISTS tasks_unusual ON tasks (status, enqueued_at)"
-    " WHERE status <> 2;\n";
+    " WHERE status <> 2;\n"
+    "CREATE INDEX IF NOT EXISTS agents_gone ON agents (disconnected_at)"
+    " WHERE connected = 0;\n";
 
 /* Indexes of older versions that the current ones replace. */
 static const char obsolete[] = "DROP INDEX IF EXISTS tasks_enqueued;\n"
@@ -128,7 +130,8 @@ const char *schema_index_sql(void) {
 const char *schema_drop_index_sql(void) {
   return "DROP INDEX IF EXISTS tasks_time;\n"
          "DROP INDEX IF EXISTS tasks_batch;\n"
-         "DROP INDEX IF EXISTS tasks_unusual;\n";
+         "DROP INDEX IF EXISTS tasks_unusual;\n"
+         "DROP INDEX IF EXISTS agents_gone;\n";
 }
 
 int schema_apply(sqlite3 *db, char **err) {

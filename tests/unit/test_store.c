@@ -41,7 +41,7 @@ static int64_t now_us(void) {
 
 static void open_store(fixture *f, int64_t retain_us, int64_t fail_us,
                        int64_t max_tasks) {
-  store_config cfg = {f->path, 0, retain_us, fail_us, max_tasks, 0};
+  store_config cfg = {f->path, 0, retain_us, fail_us, max_tasks, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
 }
@@ -256,7 +256,7 @@ static void checkpoints_while_writing(void **state) {
   fixture *f = *state;
   /* Checkpoints from 1 MiB of WAL on; the writer would do one itself only
    * from 4 MiB on (checkpoint.c), which this test stays below. */
-  store_config cfg = {f->path, 0, 0, 0, 0, 1 << 20};
+  store_config cfg = {f->path, 0, 0, 0, 0, 0, 1 << 20};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
   char wal[128];
@@ -318,13 +318,16 @@ static void upgrades_a_version_2_store(void **state) {
       sqlite3_exec(f->db, schema_drop_index_sql(), NULL, NULL, NULL),
       SQLITE_OK);
   assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
-                        "'index' AND tbl_name = 'tasks'"),
+                        "'index' AND sql IS NOT NULL"),
                    0);
   assert_int_equal(sqlite3_exec(f->db, schema_index_sql(), NULL, NULL, NULL),
                    SQLITE_OK);
   assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
                         "'index' AND tbl_name = 'tasks'"),
                    3);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'index' AND name = 'agents_gone'"),
+                   1);
 }
 
 /* An event for a task whose row was never written updates nothing: it is
@@ -394,6 +397,55 @@ static void prunes_by_age_keeping_failures_longer(void **state) {
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status = 6"), 0);
   /* Batches go with their last task. */
   assert_int_equal(q(f, "SELECT count(*) FROM batches"), 500);
+}
+
+static void new_agent(wbatch *b, int64_t agent, int64_t at) {
+  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, agent, at);
+  memset(op->instance, (int)agent, sizeof(op->instance));
+  op->service = (blob){"svc", 3};
+  op->host = (blob){"h", 1};
+  string_row *sr = wbatch_add_string(b);
+  sr->agent = agent;
+  sr->id = 1;
+}
+
+/* With retention on, the agents row and names of an instance go once it
+ * has been disconnected longer than the grace and nothing of it is left;
+ * connected ones, recently gone ones and ones with tasks stay. */
+static void prunes_gone_agents(void **state) {
+  fixture *f = *state;
+  int64_t hour = INT64_C(3600000000), now = now_us();
+  store_config cfg = {f->path, 0, 24 * hour, 0, 0, hour, 0};
+  char *err = NULL;
+  assert_int_equal(store_open(&cfg, &f->store, &err), 0);
+  wbatch *b = wbatch_new(1);
+  for (int64_t a = 1; a <= 4; a++)
+    new_agent(b, a, now - 3 * hour);
+  for (size_t i = 0; i < b->nstrings; i++)
+    b->strings[i].text = f->name;
+  wbatch_add_op(b, AGENT_OP_DISCONNECT, 1, now - 2 * hour); /* gone */
+  wbatch_add_op(b, AGENT_OP_DISCONNECT, 2, now - 2 * hour); /* has a task */
+  wbatch_add_op(b, AGENT_OP_DISCONNECT, 4, now - hour / 6); /* recently */
+  add_batch(b, schema_global_id(2, 4), now);
+  add_task(f, b, schema_global_id(2, 5), schema_global_id(2, 4), now,
+           SCHEMA_SUCCEEDED)
+      ->agent = 2;
+  b->batches[0].agent = 2;
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT count(*) FROM agents"), 4);
+  assert_int_equal(q(f, "SELECT count(*) FROM strings"), 4);
+  wbatch *p = wbatch_new(2);
+  p->prune = 1;
+  assert_int_equal(store_write(f->store, p), 0);
+  wbatch_free(p);
+  assert_int_equal(q(f, "SELECT count(*) FROM agents"), 3);
+  assert_int_equal(q(f, "SELECT count(*) FROM agents WHERE id = 1"), 0);
+  assert_int_equal(q(f, "SELECT count(*) FROM strings WHERE agent = 1"), 0);
+  assert_int_equal(q(f, "SELECT count(*) FROM strings"), 3);
+  store_stats st;
+  store_get_stats(f->store, &st);
+  assert_int_equal(st.agents_pruned, 1);
 }
 
 static void prunes_to_max_tasks(void **state) {
@@ -494,7 +546,7 @@ static void refuses_a_newer_schema(void **state) {
   assert_int_equal(
       sqlite3_exec(f->db, "PRAGMA user_version = 99", NULL, NULL, NULL),
       SQLITE_OK);
-  store_config cfg = {f->path, 0, 0, 0, 0, 0};
+  store_config cfg = {f->path, 0, 0, 0, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), -1);
   assert_non_null(strstr(err, "newer"));
@@ -511,6 +563,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(prunes_by_age_keeping_failures_longer,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(prunes_to_max_tasks, setup, teardown),
+      cmocka_unit_test_setup_teardown(prunes_gone_agents, setup, teardown),
       cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),
       cmocka_unit_test(rollup_rollback_forgets_the_tasks),
