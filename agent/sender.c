@@ -688,25 +688,21 @@ static void restart_instance(sender *s) {
   bool kept = resend_strings(s);
   if (s->last != NULL)
     chunk_seal(s->last);
-  uint64_t seq = s->next_seq;
+  uint64_t first_held = s->next_seq, seq = first_held;
   for (chunk *c = held; c != NULL; c = c->next) {
     chunk_renumber(c, seq);
     seq += c->count;
   }
-  if (kept && held != NULL) {
+  if (held != NULL) {
     if (s->last != NULL)
       s->last->next = held;
     else
       s->first = held;
     s->last = held_last;
-  } else if (!kept) {
-    atomic_fetch_add_explicit(&s->agent->dropped_unbound, seq - s->next_seq,
+  }
+  if (!kept) {
+    atomic_fetch_add_explicit(&s->agent->dropped_unbound, seq - first_held,
                               memory_order_relaxed);
-    while (held != NULL) {
-      chunk *c = held;
-      held = c->next;
-      chunk_free(s, c);
-    }
     while (s->first != NULL) {
       chunk *c = s->first;
       s->first = c->next;
@@ -718,7 +714,7 @@ static void restart_instance(sender *s) {
   }
   /* A flush waits for the same events under their new numbers. */
   if (s->flush_target_set)
-    s->flush_target = kept ? s->flush_target + s->next_seq - old_acked : 0;
+    s->flush_target = kept ? s->flush_target + first_held - old_acked : 0;
   s->next_seq = seq;
   s->acked = s->sent_upto = 1;
   check_flush(s);

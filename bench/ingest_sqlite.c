@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
   char *err = NULL;
   /* The collector's settings: its page size, no allocation statistics. */
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-  const char *pragma = "PRAGMA page_size=" SCHEMA_PAGE_SIZE_TEXT;
+  const char *pragma = "PRAGMA page_size=" SCHEMA_PAGE_SIZE;
   if (sqlite3_open(argv[1], &db) != SQLITE_OK ||
       sqlite3_exec(db, pragma, NULL, NULL, &err) != SQLITE_OK ||
       sqlite3_exec(db,

@@ -129,7 +129,8 @@ static void result_blob_text(sqlite3_context *ctx, int have, blob b) {
     sqlite3_result_null(ctx);
 }
 
-/* The same values store.c binds for a one-row INSERT. */
+/* The values of a tasks row, as docs/schema.md defines them; the only
+ * place the collector turns a task_row into columns. */
 static void task_column(sqlite3_context *ctx, const task_row *r, int col) {
   int started = (r->have & HAVE_START) != 0;
   int ended = (r->have & HAVE_END) != 0;

@@ -27,11 +27,9 @@
 #define PRUNE_STEP 2000
 
 enum {
-  ST_INSERT_TASK,
   ST_BULK_TASKS,
   ST_BULK_BATCHES,
   ST_UPDATE_TASK,
-  ST_INSERT_BATCH,
   ST_INSERT_STRING,
   ST_AGENT_NEW,
   ST_AGENT_CONNECT,
@@ -53,12 +51,6 @@ enum {
 };
 
 static const char *const sql_text[ST_COUNT] = {
-    [ST_INSERT_TASK] =
-        "INSERT INTO tasks (id, agent, batch, position, name, mode, status, "
-        "thread, enqueued_at, started_at, finished_at, wait_us, run_us, "
-        "error_type, error_message, error_detail, skipped_after, drop_reason)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-        " ?15, ?16, ?17, ?18)",
     [ST_BULK_TASKS] =
         "INSERT INTO tasks (id, agent, batch, position, name, mode, status, "
         "thread, enqueued_at, started_at, finished_at, wait_us, run_us, "
@@ -85,8 +77,6 @@ static const char *const sql_text[ST_COUNT] = {
         " skipped_after = coalesce(?9, skipped_after),"
         " drop_reason = coalesce(?10, drop_reason)"
         " WHERE id = ?1 RETURNING name, status, finished_at, wait_us, run_us",
-    [ST_INSERT_BATCH] = "INSERT INTO batches (id, agent, label, created_at) "
-                        "VALUES (?1, ?2, ?3, ?4)",
     [ST_INSERT_STRING] =
         "INSERT OR REPLACE INTO strings (agent, id, text) VALUES (?1, ?2, ?3)",
     [ST_AGENT_NEW] = "INSERT INTO agents (id, instance, service, host, pid, "
@@ -185,7 +175,7 @@ static int exec1(sqlite3 *db, const char *sql, char **err) {
  * bound). PRAGMA values cannot be bound, so the pragmas are constant
  * strings: the only choice, synchronous, picks one of two of them. */
 static const char pragmas_common[] =
-    "PRAGMA page_size=" SCHEMA_PAGE_SIZE_TEXT "; PRAGMA journal_mode=WAL; "
+    "PRAGMA page_size=" SCHEMA_PAGE_SIZE "; PRAGMA journal_mode=WAL; "
     "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; "
     "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864";
 
@@ -329,22 +319,6 @@ static int run(store *s, sqlite3_stmt *st) {
   return rc;
 }
 
-/* Steps a bulk INSERT ... SELECT. Returns SQLITE_OK, SQLITE_CONSTRAINT
- * when a row broke a constraint (SQLite has undone the statement, the
- * transaction goes on), or another error. */
-static int run_bulk(store *s, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc == SQLITE_DONE)
-    return SQLITE_OK;
-  if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-    log_msg(LOG_DEBUG, "bulk insert met a bad row error=\"%s\"",
-            sqlite3_errmsg(s->db));
-    return SQLITE_CONSTRAINT;
-  }
-  return rc;
-}
-
 static void bind_blob_text(sqlite3_stmt *st, int i, blob b, int have) {
   if (have)
     sqlite3_bind_text(st, i, b.ptr, (int)b.len, SQLITE_STATIC);
@@ -375,71 +349,65 @@ static void inserted_task(store *s, const task_row *r) {
   }
 }
 
-/* One row at a time: the slow path after a bulk insert met a bad row. */
-static int insert_task(store *s, const task_row *r) {
-  sqlite3_stmt *st = s->st[ST_INSERT_TASK];
-  int started = (r->have & HAVE_START) != 0;
-  int ended = (r->have & HAVE_END) != 0;
-  sqlite3_bind_int64(st, 1, r->id);
-  sqlite3_bind_int64(st, 2, r->agent);
-  sqlite3_bind_int64(st, 3, r->batch);
-  sqlite3_bind_int64(st, 4, r->position);
-  sqlite3_bind_text(st, 5, r->name->text, (int)r->name->len, SQLITE_STATIC);
-  sqlite3_bind_int(st, 6, r->mode);
-  sqlite3_bind_int(st, 7, r->status);
-  bind_opt(st, 8, r->have & HAVE_THREAD, r->thread);
-  sqlite3_bind_int64(st, 9, r->enqueued_at);
-  bind_opt(st, 10, started, r->started_at);
-  bind_opt(st, 11, ended, r->finished_at);
-  bind_opt(st, 12, started, r->started_at - r->enqueued_at);
-  bind_opt(st, 13, started && ended, r->finished_at - r->started_at);
-  bind_blob_text(st, 14, r->error_type, r->have & HAVE_ERROR);
-  bind_blob_text(st, 15, r->error_message, r->have & HAVE_ERROR);
-  bind_blob_text(st, 16, r->error_detail, r->have & HAVE_ERROR);
-  bind_opt(st, 17, r->have & HAVE_SKIP, r->skipped_after);
-  bind_blob_text(st, 18, r->drop_reason, r->have & HAVE_DROP);
+/* Steps an INSERT ... SELECT from a rows table. Returns SQLITE_OK,
+ * SQLITE_CONSTRAINT when a row broke a constraint (SQLite has undone the
+ * statement; the transaction goes on), or another error. */
+static int step_insert(sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
-  if (rc != SQLITE_DONE) {
-    if ((rc & 0xff) != SQLITE_CONSTRAINT)
-      return rc;
-    log_msg(LOG_DEBUG, "task row skipped id=%lld error=\"%s\"",
-            (long long)r->id, sqlite3_errmsg(s->db));
+  if (rc == SQLITE_DONE)
     return SQLITE_OK;
-  }
-  inserted_task(s, r);
-  return SQLITE_OK;
+  return (rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_CONSTRAINT : rc;
 }
 
-static int insert_batch(store *s, const batch_row *r) {
-  sqlite3_stmt *st = s->st[ST_INSERT_BATCH];
-  sqlite3_bind_int64(st, 1, r->id);
-  sqlite3_bind_int64(st, 2, r->agent);
-  if (r->label)
-    sqlite3_bind_text(st, 3, r->label->text, (int)r->label->len, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, 3);
-  sqlite3_bind_int64(st, 4, r->created_at);
-  return run(s, st);
-}
-
-/* Inserts the batch's new task rows and batch rows with one statement
- * each (see rows.h); a constraint violation rolls that statement back and
- * the rows go one at a time, skipping the bad ones. */
-static int insert_new_rows(store *s, wbatch *b) {
-  int rc = SQLITE_OK;
-  if (b->nbatches > 0) {
-    rows_feed(s->rows, ROWS_BATCHES, b->batches, b->nbatches);
-    rc = run_bulk(s, s->st[ST_BULK_BATCHES]);
-    rows_feed(s->rows, ROWS_BATCHES, NULL, 0);
-    if (rc == SQLITE_CONSTRAINT) {
-      rc = SQLITE_OK;
-      for (size_t i = 0; i < b->nbatches && rc == SQLITE_OK; i++)
-        rc = insert_batch(s, &b->batches[i]);
+/*
+ * Inserts n items of a rows table (rows.h) with one statement. When a row
+ * breaks a constraint (a hostile agent repeating an id), the statement is
+ * undone and the same statement runs again for each item alone, skipping
+ * (and logging) the bad ones. `inserted` is called for every item stored.
+ */
+static int insert_rows(store *s, int kind, const void *items, size_t n,
+                       size_t size,
+                       void (*inserted)(store *s, const void *item)) {
+  sqlite3_stmt *st =
+      s->st[kind == ROWS_TASKS ? ST_BULK_TASKS : ST_BULK_BATCHES];
+  const char *p = items;
+  if (n == 0)
+    return SQLITE_OK;
+  rows_feed(s->rows, kind, items, n);
+  int rc = step_insert(st);
+  if (rc == SQLITE_OK) {
+    for (size_t i = 0; inserted && i < n; i++)
+      inserted(s, p + i * size);
+  } else if (rc == SQLITE_CONSTRAINT) {
+    rc = SQLITE_OK;
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+      rows_feed(s->rows, kind, p + i * size, 1);
+      rc = step_insert(st);
+      if (rc == SQLITE_OK && inserted)
+        inserted(s, p + i * size);
+      if (rc == SQLITE_CONSTRAINT) {
+        log_msg(LOG_DEBUG, "row skipped table=%s error=\"%s\"",
+                kind == ROWS_TASKS ? "tasks" : "batches",
+                sqlite3_errmsg(s->db));
+        rc = SQLITE_OK;
+      }
     }
-    if (rc != SQLITE_OK)
-      return rc;
   }
+  rows_feed(s->rows, kind, NULL, 0);
+  return rc;
+}
+
+static void inserted_task_item(store *s, const void *item) {
+  inserted_task(s, *(task_row *const *)item);
+}
+
+/* The batch's new batch rows, then its new task rows. */
+static int insert_new_rows(store *s, wbatch *b) {
+  int rc = insert_rows(s, ROWS_BATCHES, b->batches, b->nbatches,
+                       sizeof(*b->batches), NULL);
+  if (rc != SQLITE_OK)
+    return rc;
   size_t n = 0;
   if (s->capnew < b->nrows) {
     s->capnew = b->nrows;
@@ -448,22 +416,8 @@ static int insert_new_rows(store *s, wbatch *b) {
   for (size_t i = 0; i < b->nrows; i++)
     if (!b->rows[i]->update)
       s->newrows[n++] = b->rows[i];
-  if (n == 0)
-    return SQLITE_OK;
-  rows_feed(s->rows, ROWS_TASKS, s->newrows, n);
-  rc = run_bulk(s, s->st[ST_BULK_TASKS]);
-  rows_feed(s->rows, ROWS_TASKS, NULL, 0);
-  if (rc == SQLITE_OK) {
-    for (size_t i = 0; i < n; i++)
-      inserted_task(s, s->newrows[i]);
-    return SQLITE_OK;
-  }
-  if (rc != SQLITE_CONSTRAINT)
-    return rc;
-  rc = SQLITE_OK;
-  for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
-    rc = insert_task(s, s->newrows[i]);
-  return rc;
+  return insert_rows(s, ROWS_TASKS, s->newrows, n, sizeof(*s->newrows),
+                     inserted_task_item);
 }
 
 static int64_t column_or(sqlite3_stmt *st, int i, int64_t dflt) {

@@ -154,7 +154,7 @@ int schema_apply(sqlite3 *db, char **err) {
   /* Takes effect only while the file is still empty (a new store);
    * SCHEMA_PAGE_SIZE explains the choice. */
   if (version == 0) {
-    rc = sqlite3_exec(db, "PRAGMA page_size = " SCHEMA_PAGE_SIZE_TEXT, NULL,
+    rc = sqlite3_exec(db, "PRAGMA page_size = " SCHEMA_PAGE_SIZE, NULL,
                       NULL, err);
     if (rc != SQLITE_OK)
       return rc;

@@ -17,8 +17,7 @@
  * collector's inserts descend fewer levels (about 1.3x the rows per second
  * of 16 KiB pages, bench/ingest), and time-ordered scans read fewer pages.
  * An existing store keeps the page size it was created with. */
-#define SCHEMA_PAGE_SIZE 65536
-#define SCHEMA_PAGE_SIZE_TEXT "65536"
+#define SCHEMA_PAGE_SIZE "65536" /* SQL text: PRAGMA values cannot be bound */
 
 /* Store-wide ids: the agent's row id in the high bits, the agent's own id
  * of the task or batch in the low SCHEMA_LOCAL_BITS bits. */
