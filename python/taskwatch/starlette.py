@@ -185,21 +185,27 @@ def _add_task(self, func, *args, **kwargs):
         _enqueue(_batch_of(self), self.tasks[-1])
 
 
-def _run_sync(traced, func, args, kwargs):
-    """Runs a sync task in the worker thread, recording from that thread.
-    A recording that fails must neither stop the task nor replace its
+@contextlib.contextmanager
+def _recorded(traced):
+    """Records a task's start, then its failure or its finish, around the
+    run. A recording that fails must neither stop the task nor replace its
     exception, so each one is made quietly."""
     with _quietly():
         traced.start()
     try:
-        result = func(*args, **kwargs)
+        yield
     except BaseException as exc:
         with _quietly():
             traced.fail(exc)
         raise
     with _quietly():
         traced.finish()
-    return result
+
+
+def _run_sync(traced, func, args, kwargs):
+    """Runs a sync task in the worker thread, recording from that thread."""
+    with _recorded(traced):
+        return func(*args, **kwargs)
 
 
 async def _task_call(self):
@@ -212,16 +218,8 @@ async def _task_call(self):
         # Run again (unusual): record only the first run.
         return await _originals["BackgroundTask.__call__"](self)
     if self.is_async:
-        with _quietly():
-            traced.start()
-        try:
+        with _recorded(traced):
             await self.func(*self.args, **self.kwargs)
-        except BaseException as exc:
-            with _quietly():
-                traced.fail(exc)
-            raise
-        with _quietly():
-            traced.finish()
     else:
         import starlette.background as background
 
