@@ -3,39 +3,21 @@ port that can be stopped (SIGSTOP), killed (SIGKILL) and restarted on the
 same database and port; the demo; reading the store. Every process started
 here is killed on exit, whatever happens."""
 
-import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
-import tempfile
 import time
 
-BIN = os.environ.get("TASKWATCH_BIN", "taskwatch")
+from twtest import BIN, free_port, tempdir  # noqa: F401 (used by tests)
 LIBRARY = os.environ.get("TASKWATCH_LIBRARY", "libtaskwatch.so")
 
 
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def tempdir():
-    d = tempfile.mkdtemp(prefix="tw-agent-")
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 class Collector:
