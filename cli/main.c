@@ -52,9 +52,10 @@ static void usage(FILE *out) {
           "  TASKWATCH_BUFFER_BYTES     the agent's memory cap, e.g. 8MiB or "
           "512k\n"
           "                             (default %uMiB)\n"
-          "  TASKWATCH_FLUSH_TIMEOUT_MS how long the agent's shutdown waits "
+          "  TASKWATCH_FLUSH_TIMEOUT_MS\n"
+          "                             how long the agent's shutdown waits "
           "for\n"
-          "                             the collector (default %u)\n",
+          "                             the collector, in ms (default %u)\n",
           TW_DEFAULT_BUFFER_BYTES >> 20, TW_DEFAULT_FLUSH_TIMEOUT_MS);
 }
 
