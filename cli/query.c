@@ -353,8 +353,8 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
       if (flag_terms[i].option != c)
         continue;
       handled = 1;
-      if (filter_add(o->filter, flag_terms[i].key, flag_terms[i].op, a.value,
-                     0, err, sizeof(err)) != 0)
+      if (filter_add(o->filter, flag_terms[i].key, flag_terms[i].op, a.value, 0,
+                     err, sizeof(err)) != 0)
         return usage_error("%s", err);
     }
     if (handled)

@@ -626,8 +626,8 @@ static int bind_failure(const char *path, int rc, char *why, size_t len) {
 
 /* Gives the bound socket its group, then its mode: never wider than 0600
  * before the group is right. */
-static int socket_access(const server_config *cfg, const char *path,
-                         char *why, size_t len) {
+static int socket_access(const server_config *cfg, const char *path, char *why,
+                         size_t len) {
   int rc = 0;
   if (cfg->socket_gid >= 0 &&
       chown(path, (uid_t)-1, (gid_t)cfg->socket_gid) != 0) {
