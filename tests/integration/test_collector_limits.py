@@ -108,7 +108,7 @@ def main():
     # expects are closed over budget. Their 100 MiB take a sanitizer build
     # on a loaded machine 25 s and more to read, so the timeout here outlasts
     # the whole test; the budget alone closes peers.
-    col = Collector('--handshake-timeout', '600')
+    col = Collector('--handshake-timeout', '600s')
     try:
         # A stale socket file, as a killed collector leaves behind.
         import socket as pysocket
