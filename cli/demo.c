@@ -119,7 +119,9 @@ static void email_timer_cb(uv_timer_t *timer) {
   email_result(r, task);
 }
 
-static void timer_closed(uv_handle_t *h) { request_unref(h->data); }
+static void timer_closed(uv_handle_t *h) {
+  request_unref(h->data);
+}
 
 /* Async: answers at once, or after --email-ms on a loop timer. */
 static void send_email(tw_task *task, uv_loop_t *loop, void *arg) {
@@ -254,8 +256,8 @@ static int run_direct(demo *d) {
   uint64_t origin = uv_hrtime();
   for (uint64_t i = 1; i <= d->opts.batches; i++) {
     if (d->opts.rate > 0) {
-      double wait = (double)(i - 1) / d->opts.rate -
-                    (double)(uv_hrtime() - origin) / 1e9;
+      double wait =
+          (double)(i - 1) / d->opts.rate - (double)(uv_hrtime() - origin) / 1e9;
       if (wait >= 0.001) {
         struct timespec ts = {(time_t)wait,
                               (long)((wait - (double)(time_t)wait) * 1e9)};
@@ -267,8 +269,7 @@ static int run_direct(demo *d) {
     tw_task_enqueue(d->agent, batch, 0, "write_notification",
                     TW_MODE_THREADPOOL, &t[0]);
     tw_task_enqueue(d->agent, batch, 1, "send_email", TW_MODE_LOOP, &t[1]);
-    tw_task_enqueue(d->agent, batch, 2, "write_log", TW_MODE_THREADPOOL,
-                    &t[2]);
+    tw_task_enqueue(d->agent, batch, 2, "write_log", TW_MODE_THREADPOOL, &t[2]);
     tw_task_start(d->agent, t[0]);
     tw_task_finish(d->agent, t[0]);
     tw_task_start(d->agent, t[1]);
@@ -347,8 +348,16 @@ static int bad(const char *what, const char *value) {
 }
 
 static int parse_args(int argc, char **argv, demo_opts *o) {
-  enum { OPT_FAIL = 256, OPT_RATE, OPT_CONC, OPT_EMAIL, OPT_SERVICE, OPT_DIRECT,
-         OPT_FLUSH, OPT_QUIET };
+  enum {
+    OPT_FAIL = 256,
+    OPT_RATE,
+    OPT_CONC,
+    OPT_EMAIL,
+    OPT_SERVICE,
+    OPT_DIRECT,
+    OPT_FLUSH,
+    OPT_QUIET
+  };
   static const struct option longopts[] = {
       {"collector", required_argument, NULL, 'c'},
       {"batches", required_argument, NULL, 'n'},
@@ -469,16 +478,14 @@ int demo_main(int argc, char **argv) {
   tw_agent_free(d.agent);
 
   if (rc != 0)
-    fprintf(stderr, "taskwatch demo: the runner failed: %s\n",
-            tw_strerror(rc));
+    fprintf(stderr, "taskwatch demo: the runner failed: %s\n", tw_strerror(rc));
   if (!d.opts.quiet)
-    printf("demo: %" PRIu64 " batches, %" PRIu64 " tasks, %" PRIu64
-           " failed, %" PRIu64 " skipped; work %.3f s, flush %.3f s; "
-           "events recorded %" PRIu64 ", acked %" PRIu64 ", dropped %" PRIu64
-           "\n",
-           d.finished, d.finished * 3, d.failed, d.failed,
-           (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9, st.recorded,
-           st.acked, st.dropped);
+    printf(
+        "demo: %" PRIu64 " batches, %" PRIu64 " tasks, %" PRIu64
+        " failed, %" PRIu64 " skipped; work %.3f s, flush %.3f s; "
+        "events recorded %" PRIu64 ", acked %" PRIu64 ", dropped %" PRIu64 "\n",
+        d.finished, d.finished * 3, d.failed, d.failed, (double)(t1 - t0) / 1e9,
+        (double)(t2 - t1) / 1e9, st.recorded, st.acked, st.dropped);
   if (flushed != 0) {
     fprintf(stderr,
             "taskwatch demo: the collector did not acknowledge every event "

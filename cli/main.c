@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "collector.h"
+#include "query.h"
 #include "top.h"
 
 typedef struct command {

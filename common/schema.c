@@ -125,11 +125,9 @@ static const char indexes[] =
     "CREATE INDEX IF NOT EXISTS tasks_time ON tasks (enqueued_at, name);\n"
     "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks (batch);\n"
     "CREATE INDEX IF NOT EXISTS tasks_unusual ON tasks (status, enqueued_at)"
-    " WHERE " SCHEMA_SQL_UNUSUAL(
-        "status") ";\n"
-                  "CREATE INDEX IF NOT EXISTS agents_gone ON agents "
-                  "(disconnected_at)"
-                  " WHERE connected = 0;\n";
+    " WHERE " SCHEMA_SQL_UNUSUAL ";\n"
+    "CREATE INDEX IF NOT EXISTS agents_gone ON agents (disconnected_at)"
+    " WHERE connected = 0;\n";
 
 /* Indexes of older versions that the current ones replace. */
 static const char obsolete[] = "DROP INDEX IF EXISTS tasks_enqueued;\n"

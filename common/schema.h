@@ -58,42 +58,47 @@ enum schema_status {
 };
 
 /*
- * SQL fragments over a status column (`col`: "status", "t.status"), text
- * to join into a statement at compile time, so no status code is written
- * in SQL anywhere else. SQLite uses the partial index tasks_unusual only
- * when a query states the index's own term, SCHEMA_SQL_UNUSUAL, literally
- * (docs/schema.md), so every set without "succeeded" starts with it.
+ * SQL fragments over tasks.status, text to join into a statement at compile
+ * time, so no status code is written in SQL anywhere else. They name the
+ * column `status` unqualified: tasks is the only table that has one, so
+ * the name holds in every join of tasks. SQLite uses the partial index
+ * tasks_unusual only when a query states the index's own term,
+ * SCHEMA_SQL_UNUSUAL, literally (docs/schema.md), so every set without
+ * "succeeded" starts with it.
  */
 #define SCHEMA_SQL_TEXT_(x) #x
 #define SCHEMA_SQL_TEXT(x) SCHEMA_SQL_TEXT_(x)
 /* The code of one state as SQL text: SCHEMA_SQL_CODE(FAILED) is "3". */
 #define SCHEMA_SQL_CODE(state) SCHEMA_SQL_TEXT(SCHEMA_CODE_##state)
 /* Not succeeded: the condition of the partial index tasks_unusual. */
-#define SCHEMA_SQL_UNUSUAL(col) col " <> " SCHEMA_SQL_CODE(SUCCEEDED)
-/* One state other than succeeded, through the partial index. */
-#define SCHEMA_SQL_IS(col, state)                                              \
-  SCHEMA_SQL_UNUSUAL(col) " AND " col " = " SCHEMA_SQL_CODE(state)
+#define SCHEMA_SQL_UNUSUAL "status <> " SCHEMA_SQL_CODE(SUCCEEDED)
 /* Queued or running: not final yet. */
-#define SCHEMA_SQL_ACTIVE(col)                                                 \
-  SCHEMA_SQL_UNUSUAL(col)                                                      \
-  " AND " col                                                                  \
-  " IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(RUNNING) ")"
+#define SCHEMA_SQL_ACTIVE                                                      \
+  SCHEMA_SQL_UNUSUAL " AND status IN (" SCHEMA_SQL_CODE(                       \
+      QUEUED) ", " SCHEMA_SQL_CODE(RUNNING) ")"
+/* Failed. */
+#define SCHEMA_SQL_FAILED                                                      \
+  SCHEMA_SQL_UNUSUAL " AND status = " SCHEMA_SQL_CODE(FAILED)
 /* Failed or skipped: what the dashboard counts per task name. */
-#define SCHEMA_SQL_FAILED_OR_SKIPPED(col)                                      \
-  SCHEMA_SQL_UNUSUAL(col)                                                      \
-  " AND " col                                                                  \
-  " IN (" SCHEMA_SQL_CODE(FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ")"
+#define SCHEMA_SQL_FAILED_OR_SKIPPED                                           \
+  SCHEMA_SQL_UNUSUAL " AND status IN (" SCHEMA_SQL_CODE(                       \
+      FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ")"
 /* Every state but succeeded, one by one: an IN list lets SQLite look up
  * each state in tasks_unusual (status, enqueued_at) with a time range. */
-#define SCHEMA_SQL_UNUSUAL_EACH(col)                                                              \
-  SCHEMA_SQL_UNUSUAL(col)                                                                         \
-  " AND " col " IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(RUNNING) ", " SCHEMA_SQL_CODE( \
-      FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ", " SCHEMA_SQL_CODE(DROPPED) ","                     \
-                                                                          " " SCHEMA_SQL_CODE(LOST) ")"
+#define SCHEMA_SQL_UNUSUAL_EACH                                                \
+  SCHEMA_SQL_UNUSUAL                                                           \
+  " AND status IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(             \
+      RUNNING) ", " SCHEMA_SQL_CODE(FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ","  \
+                                                                          " " SCHEMA_SQL_CODE(DROPPED) ", " SCHEMA_SQL_CODE(LOST) ")"
 /* Queued, running or succeeded: what retention prunes by age alone. */
-#define SCHEMA_SQL_NOT_UNHAPPY(col)                                            \
-  col " IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(                    \
+#define SCHEMA_SQL_NOT_UNHAPPY                                                 \
+  "status IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(                  \
       RUNNING) ", " SCHEMA_SQL_CODE(SUCCEEDED) ")"
+/* Succeeded, worded so that SQLite does not take it for an index term
+ * (unary +): for scans that must walk another index in order. */
+#define SCHEMA_SQL_SUCCEEDED_NO_INDEX "+status = " SCHEMA_SQL_CODE(SUCCEEDED)
+/* The assignment that marks a task lost. */
+#define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
 
 /* "queued", "running", ...; NULL for an out-of-range value. */
 const char *schema_status_name(int status);

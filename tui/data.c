@@ -138,8 +138,8 @@ static int load_counts(data *d, int64_t now_us, data_stats *s) {
   sqlite3_finalize(st);
   if (prepare(
           d,
-          "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_UNUSUAL_EACH(
-              "status") " AND enqueued_at >= ?1 GROUP BY status",
+          "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_UNUSUAL_EACH
+          " AND enqueued_at >= ?1 GROUP BY status",
           &st))
     goto out;
   sqlite3_bind_int64(st, 1, since);
@@ -147,8 +147,8 @@ static int load_counts(data *d, int64_t now_us, data_stats *s) {
     goto out;
   sqlite3_finalize(st);
   if (prepare(d,
-              "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_ACTIVE(
-                  "status") " GROUP BY status",
+              "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_ACTIVE
+              " GROUP BY status",
               &st))
     goto out;
   if (each_pair(st, add_count, s->counts))
@@ -195,9 +195,8 @@ static int load_sparks(data *d, int64_t now_us, data_stats *s) {
                    "enqueued_at < ?2",
                    t0, s->spark_tasks) ||
       spark_counts(d,
-                   "SELECT count(*) FROM tasks WHERE " SCHEMA_SQL_IS(
-                       "status", FAILED) " AND enqueued_at >= ?1 AND "
-                                         "enqueued_at < ?2",
+                   "SELECT count(*) FROM tasks WHERE " SCHEMA_SQL_FAILED
+                   " AND enqueued_at >= ?1 AND enqueued_at < ?2",
                    t0, s->spark_failed))
     return -1;
   int64_t last_minute[2] = {0, 0};
@@ -642,8 +641,8 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
   sqlite3_stmt *st = NULL;
   if (prepare_filtered(d, f,
                        "SELECT t.name, t.status, count(*)" READER_TASK_FROM
-                       " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED(
-                           "t.status") " AND t.enqueued_at >= ?1",
+                       " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
+                       " AND t.enqueued_at >= ?1",
                        "GROUP BY t.name, t.status", 2, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since_us);
