@@ -12,6 +12,7 @@
  * if that is not enough, the batch, position, wait, service and id columns
  * are left out, in that order (`query show` and the JSON have them all).
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -93,14 +94,35 @@ unsigned query_sanitize_flags(void) {
   return sanitize_locale_is_utf8() ? 0 : SANITIZE_ASCII;
 }
 
-/* ---- JSON --------------------------------------------------------------- */
+/* ---- JSON and CSV -------------------------------------------------------- */
 
-/* Appends `,"key":`. */
-static void json_key(format_buf *b, const char *key) {
-  format_buf_puts(b, ",\"");
-  format_buf_puts(b, key);
-  format_buf_puts(b, "\":");
-}
+/*
+ * The fields of an exported task, in order: X(key, kind, member). The kind
+ * names the writer of the field (json_<kind>, csv_<kind>): int (NULL as
+ * READER_NULL), thread (unsigned), text, time, status and mode (names).
+ */
+#define TASK_FIELDS(X)                                                         \
+  X("id", int, id)                                                             \
+  X("batch", int, batch)                                                       \
+  X("batch_label", text, label)                                                \
+  X("position", int, position)                                                 \
+  X("name", text, name)                                                        \
+  X("service", text, service)                                                  \
+  X("host", text, host)                                                        \
+  X("pid", int, pid)                                                           \
+  X("thread", thread, thread)                                                  \
+  X("status", status, status)                                                  \
+  X("mode", mode, mode)                                                        \
+  X("enqueued_at", time, enqueued_at)                                          \
+  X("started_at", time, started_at)                                            \
+  X("finished_at", time, finished_at)                                          \
+  X("wait_us", int, wait_us)                                                   \
+  X("run_us", int, run_us)                                                     \
+  X("error_type", text, error_type)                                            \
+  X("error_message", text, error_message)                                      \
+  X("error_detail", text, error_detail)                                        \
+  X("skipped_after", int, skipped_after)                                       \
+  X("drop_reason", text, drop_reason)
 
 /* Appends a decimal integer without printf's machinery (hot in exports). */
 static void put_int(format_buf *b, int64_t v) {
@@ -117,6 +139,19 @@ static void put_int(format_buf *b, int64_t v) {
     format_buf_putc(b, digits[--n]);
 }
 
+/* A name from the schema's tables as text; NULL when the code has none. */
+static reader_text name_text(const char *name) {
+  return (reader_text){name, name ? strlen(name) : 0};
+}
+
+/* Appends `"key":` after `{` (a row starts in an empty buffer) or `,`. */
+static void json_key(format_buf *b, const char *key) {
+  format_buf_putc(b, b->len ? ',' : '{');
+  format_buf_putc(b, '"');
+  format_buf_puts(b, key);
+  format_buf_puts(b, "\":");
+}
+
 static void json_text(format_buf *b, const char *key, reader_text s) {
   json_key(b, key);
   if (s.ptr == NULL)
@@ -125,9 +160,12 @@ static void json_text(format_buf *b, const char *key, reader_text s) {
     format_json_string(b, s.ptr, s.len);
 }
 
-/* A name from the schema's tables, or null when the code has none. */
-static void json_name(format_buf *b, const char *key, const char *name) {
-  json_text(b, key, (reader_text){name, name ? strlen(name) : 0});
+static void json_status(format_buf *b, const char *key, int status) {
+  json_text(b, key, name_text(schema_status_name(status)));
+}
+
+static void json_mode(format_buf *b, const char *key, int mode) {
+  json_text(b, key, name_text(schema_mode_name(mode)));
 }
 
 static void json_int(format_buf *b, const char *key, int64_t v) {
@@ -138,15 +176,20 @@ static void json_int(format_buf *b, const char *key, int64_t v) {
     format_buf_puts(b, "null");
 }
 
+static void json_thread(format_buf *b, const char *key, int64_t v) {
+  json_key(b, key);
+  if (v != READER_NULL)
+    format_buf_printf(b, "%llu", (unsigned long long)v);
+  else
+    format_buf_puts(b, "null");
+}
+
 static void json_time(format_buf *b, const char *key, int64_t v) {
   char when[FORMAT_TIME_SIZE];
   json_key(b, key);
-  if (v == READER_NULL) {
+  /* null also for a time out of RFC 3339's range */
+  if (v == READER_NULL || query_format_time(when, sizeof(when), v, 0) != 0) {
     format_buf_puts(b, "null");
-    return;
-  }
-  if (query_format_time(when, sizeof(when), v, 0) != 0) {
-    format_buf_puts(b, "null"); /* out of RFC 3339's range */
     return;
   }
   format_buf_putc(b, '"');
@@ -156,92 +199,77 @@ static void json_time(format_buf *b, const char *key, int64_t v) {
 
 static void write_json(query_out *o, const reader_task *t) {
   format_buf *b = &o->line;
-  format_buf_printf(b, "{\"id\":%lld", (long long)t->id);
-  json_int(b, "batch", t->batch);
-  json_text(b, "batch_label", t->label);
-  json_int(b, "position", t->position);
-  json_text(b, "name", t->name);
-  json_text(b, "service", t->service);
-  json_text(b, "host", t->host);
-  json_int(b, "pid", t->pid);
-  if (t->thread != READER_NULL)
-    format_buf_printf(b, ",\"thread\":%llu", (unsigned long long)t->thread);
-  else
-    format_buf_puts(b, ",\"thread\":null");
-  json_name(b, "status", schema_status_name(t->status));
-  json_name(b, "mode", schema_mode_name(t->mode));
-  json_time(b, "enqueued_at", t->enqueued_at);
-  json_time(b, "started_at", t->started_at);
-  json_time(b, "finished_at", t->finished_at);
-  json_int(b, "wait_us", t->wait_us);
-  json_int(b, "run_us", t->run_us);
-  json_text(b, "error_type", t->error_type);
-  json_text(b, "error_message", t->error_message);
-  json_text(b, "error_detail", t->error_detail);
-  json_int(b, "skipped_after", t->skipped_after);
-  json_text(b, "drop_reason", t->drop_reason);
+  assert(b->len == 0);
+#define JSON_FIELD(key, kind, member) json_##kind(b, key, t->member);
+  TASK_FIELDS(JSON_FIELD)
+#undef JSON_FIELD
   format_buf_puts(b, "}\n");
 }
 
-/* ---- CSV ---------------------------------------------------------------- */
+/* Fields after the first start with the separator. */
+static void csv_separator(format_buf *b) {
+  if (b->len)
+    format_buf_putc(b, ',');
+}
 
-static const char csv_header[] =
-    "id,batch,batch_label,position,name,service,host,pid,thread,status,mode,"
-    "enqueued_at,started_at,finished_at,wait_us,run_us,error_type,"
-    "error_message,error_detail,skipped_after,drop_reason\r\n";
-
-static void csv_text(format_buf *b, reader_text s) {
-  format_buf_putc(b, ',');
+static void csv_text(format_buf *b, const char *key, reader_text s) {
+  (void)key;
+  csv_separator(b);
   if (s.ptr != NULL)
     format_csv_field(b, s.ptr, s.len);
 }
 
-/* A name from the schema's tables; an empty field when the code has none. */
-static void csv_name(format_buf *b, const char *name) {
-  csv_text(b, (reader_text){name ? name : "", name ? strlen(name) : 0});
+/* A status or mode without a name is an empty field. */
+static void csv_status(format_buf *b, const char *key, int status) {
+  const char *name = schema_status_name(status);
+  csv_text(b, key, name_text(name ? name : ""));
 }
 
-static void csv_int(format_buf *b, int64_t v) {
+static void csv_mode(format_buf *b, const char *key, int mode) {
+  const char *name = schema_mode_name(mode);
+  csv_text(b, key, name_text(name ? name : ""));
+}
+
+static void csv_int(format_buf *b, const char *key, int64_t v) {
+  (void)key;
+  csv_separator(b);
   if (v != READER_NULL)
-    format_buf_printf(b, ",%lld", (long long)v);
-  else
-    format_buf_putc(b, ',');
+    put_int(b, v);
 }
 
-static void csv_time(format_buf *b, int64_t v) {
+static void csv_thread(format_buf *b, const char *key, int64_t v) {
+  (void)key;
+  csv_separator(b);
+  if (v != READER_NULL)
+    format_buf_printf(b, "%llu", (unsigned long long)v);
+}
+
+static void csv_time(format_buf *b, const char *key, int64_t v) {
   char when[FORMAT_TIME_SIZE];
-  format_buf_putc(b, ',');
+  (void)key;
+  csv_separator(b);
   if (v != READER_NULL && query_format_time(when, sizeof(when), v, 0) == 0)
     format_buf_puts(b, when);
 }
 
 static void write_csv(query_out *o, const reader_task *t) {
   format_buf *b = &o->line;
-  format_buf_printf(b, "%lld", (long long)t->id);
-  csv_int(b, t->batch);
-  csv_text(b, t->label);
-  csv_int(b, t->position);
-  csv_text(b, t->name);
-  csv_text(b, t->service);
-  csv_text(b, t->host);
-  csv_int(b, t->pid);
-  if (t->thread != READER_NULL)
-    format_buf_printf(b, ",%llu", (unsigned long long)t->thread);
-  else
-    format_buf_putc(b, ',');
-  csv_name(b, schema_status_name(t->status));
-  csv_name(b, schema_mode_name(t->mode));
-  csv_time(b, t->enqueued_at);
-  csv_time(b, t->started_at);
-  csv_time(b, t->finished_at);
-  csv_int(b, t->wait_us);
-  csv_int(b, t->run_us);
-  csv_text(b, t->error_type);
-  csv_text(b, t->error_message);
-  csv_text(b, t->error_detail);
-  csv_int(b, t->skipped_after);
-  csv_text(b, t->drop_reason);
+  assert(b->len == 0);
+#define CSV_FIELD(key, kind, member) csv_##kind(b, key, t->member);
+  TASK_FIELDS(CSV_FIELD)
+#undef CSV_FIELD
   format_buf_puts(b, "\r\n");
+}
+
+static void write_csv_header(FILE *fp) {
+  static const char *const keys[] = {
+#define FIELD_KEY(key, kind, member) key,
+      TASK_FIELDS(FIELD_KEY)
+#undef FIELD_KEY
+  };
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+    fprintf(fp, "%s%s", i ? "," : "", keys[i]);
+  fputs("\r\n", fp);
 }
 
 /* ---- table -------------------------------------------------------------- */
@@ -398,7 +426,7 @@ query_out *query_out_new(enum query_format format, int local, FILE *fp) {
   o->terminal_width = query_terminal_width(fp);
   o->flags = query_sanitize_flags();
   if (format == QUERY_CSV)
-    fputs(csv_header, fp);
+    write_csv_header(fp);
   if (format == QUERY_TABLE)
     o->held = xcalloc(TABLE_SAMPLE, sizeof(row));
   return o;
