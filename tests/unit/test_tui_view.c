@@ -25,6 +25,7 @@
 #include "keys.h"
 #include "sanitize.h"
 #include "schema.h"
+#include "stats.h"
 #include "tui_fixture.h"
 #include "view.h"
 
@@ -527,6 +528,80 @@ static void dense_minutes_are_sampled_with_weights(void **state) {
   rmdir(dir);
 }
 
+/* The nearest-rank percentile (common/stats) of the run times of the tasks
+ * enqueued from `since` on, straight from the store. */
+static int64_t exact_run_percentile(sqlite3 *db, int64_t since,
+                                    unsigned per_mille) {
+  sqlite3_stmt *st = NULL;
+  stats_values v;
+  stats_values_init(&v);
+  assert_int_equal(sqlite3_prepare_v2(db,
+                                      "SELECT run_us FROM tasks WHERE "
+                                      "enqueued_at >= ?1 AND run_us NOT NULL",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  sqlite3_bind_int64(st, 1, since);
+  while (sqlite3_step(st) == SQLITE_ROW)
+    stats_values_push(&v, sqlite3_column_int64(st, 0));
+  sqlite3_finalize(st);
+  stats_values_sort(&v);
+  int64_t out = DATA_NULL;
+  stats_percentile(&v, per_mille, &out);
+  stats_values_fini(&v);
+  return out;
+}
+
+/* Where no stratum holds more tasks than its sample, the header's
+ * percentiles are exact: common/stats's nearest rank over every task. */
+static void sparse_minutes_give_exact_percentiles(void **state) {
+  (void)state;
+  char dir[] = "/tmp/tw-tui-sparse-XXXXXX", path[64], err[256];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/sparse.db", dir);
+  assert_int_equal(fixture_build(path, INT64_C(1000000)), 0);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(
+      sqlite3_prepare_v2(db,
+                         "INSERT INTO tasks (id, agent, batch, position, "
+                         "name, mode, status, enqueued_at, started_at, "
+                         "finished_at, wait_us, run_us) VALUES (?1, 1, ?2, "
+                         "0, 'spread', 0, 2, ?3, ?3, ?3, 5, ?4)",
+                         -1, &st, NULL),
+      SQLITE_OK);
+  sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+  /* 15 or 16 tasks per 5 s over 15 minutes, with the fixture's own (at
+   * most 3 in a stratum): under both caps (84 and 21). */
+  for (int i = 0; i < 2700; i++) {
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, INT64_C(2000000) + i);
+    sqlite3_bind_int64(st, 2, schema_global_id(1, 1));
+    sqlite3_bind_int64(st, 3, FIXTURE_NOW - 899900000 + i * INT64_C(333333));
+    sqlite3_bind_int64(st, 4, (i * 7919) % 5003 + 1);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+  }
+  sqlite3_finalize(st);
+  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  data *d = NULL;
+  assert_int_equal(data_open(path, &d, err, sizeof err), 0);
+  data_stats stats;
+  assert_int_equal(data_stats_load(d, FIXTURE_NOW, &stats), 0);
+  static const unsigned per_mille[3] = {500, 950, 990};
+  for (int w = 0; w < DATA_WINDOWS; w++)
+    for (int k = 0; k < 3; k++) {
+      int64_t want = exact_run_percentile(db, FIXTURE_NOW - data_window_us[w],
+                                          per_mille[k]);
+      if (stats.run[w][k] != want)
+        fail_msg("window %d p%u: %lld, exact %lld", w, per_mille[k] / 10,
+                 (long long)stats.run[w][k], (long long)want);
+    }
+  data_close(d);
+  sqlite3_close(db);
+  remove(path);
+  rmdir(dir);
+}
+
 static void grid_keeps_wide_characters_whole(void **state) {
   (void)state;
   grid *g = grid_new(6, 1, 0);
@@ -628,6 +703,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(grid_keeps_wide_characters_whole),
       cmocka_unit_test(open_refuses_what_is_not_a_store),
       cmocka_unit_test(dense_minutes_are_sampled_with_weights),
+      cmocka_unit_test(sparse_minutes_give_exact_percentiles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
