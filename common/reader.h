@@ -34,18 +34,14 @@
   X(TOO_NEW, "store schema too new")
 
 /* Negative codes, as TW_E…: READER_EMISSING is -1, and so on. */
-enum reader_error_index {
 #define READER_ERRNO_INDEX(name, what) READER_INDEX_##name,
-  READER_ERRNO_MAP(READER_ERRNO_INDEX)
+enum reader_error_index {
+  READER_ERRNO_MAP(READER_ERRNO_INDEX) READER_ERRNO_COUNT
+};
 #undef READER_ERRNO_INDEX
-      READER_ERRNO_COUNT
-};
-enum reader_error {
-  READER_OK = 0,
 #define READER_ERRNO_ENUM(name, what) READER_E##name = -1 - READER_INDEX_##name,
-  READER_ERRNO_MAP(READER_ERRNO_ENUM)
+enum reader_error { READER_OK = 0, READER_ERRNO_MAP(READER_ERRNO_ENUM) };
 #undef READER_ERRNO_ENUM
-};
 
 /* What a READER_E… code means, in a few words; "unknown error" else. */
 const char *reader_strerror(int code);

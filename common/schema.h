@@ -50,12 +50,11 @@ static inline int64_t schema_global_id(int64_t agent, uint64_t local) {
   X(DROPPED, "dropped")                                                        \
   X(LOST, "lost")
 
-enum schema_status {
 #define SCHEMA_STATUS_ENUM(state, name) SCHEMA_##state = SCHEMA_CODE_##state,
-  SCHEMA_STATUS_MAP(SCHEMA_STATUS_ENUM)
-#undef SCHEMA_STATUS_ENUM
-      SCHEMA_STATUS_COUNT
+enum schema_status {
+  SCHEMA_STATUS_MAP(SCHEMA_STATUS_ENUM) SCHEMA_STATUS_COUNT
 };
+#undef SCHEMA_STATUS_ENUM
 
 /*
  * SQL fragments over tasks.status, text to join into a statement at compile
@@ -85,11 +84,12 @@ enum schema_status {
       FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ")"
 /* Every state but succeeded, one by one: an IN list lets SQLite look up
  * each state in tasks_unusual (status, enqueued_at) with a time range. */
-#define SCHEMA_SQL_UNUSUAL_EACH                                                \
-  SCHEMA_SQL_UNUSUAL                                                           \
-  " AND status IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(             \
-      RUNNING) ", " SCHEMA_SQL_CODE(FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ","  \
-                                                                          " " SCHEMA_SQL_CODE(DROPPED) ", " SCHEMA_SQL_CODE(LOST) ")"
+#define SCHEMA_SQL_UNUSUAL_EACH                                                                                              \
+  SCHEMA_SQL_UNUSUAL                                                                                                         \
+  " AND status IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(                                                           \
+      RUNNING) ", " SCHEMA_SQL_CODE(FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ","                                                \
+                                                                          " " SCHEMA_SQL_CODE(DROPPED) ", " SCHEMA_SQL_CODE( \
+                                                                              LOST) ")"
 /* Queued, running or succeeded: what retention prunes by age alone. */
 #define SCHEMA_SQL_NOT_UNHAPPY                                                 \
   "status IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(                  \
