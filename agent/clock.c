@@ -249,6 +249,7 @@ void clock_map_init(clock_map *m) {
   m->slope = 1.0;
   m->a[0] = take_anchor(m, &wide);
   m->n = 1;
+  m->ceiling = m->a[0].ns;
 }
 
 static void thin_out(clock_map *m) {
@@ -266,6 +267,7 @@ bool clock_map_add(clock_map *m, clock_anchor x) {
   if (m->n == CLOCK_ANCHORS)
     thin_out(m);
   m->a[m->n++] = x;
+  m->ceiling = x.ns > m->ceiling ? x.ns : m->ceiling;
   const clock_anchor *lo = &m->a[m->n - 2];
   m->slope = (double)(x.ns - lo->ns) / (double)(x.tick - lo->tick);
   return true;
@@ -274,10 +276,14 @@ bool clock_map_add(clock_map *m, clock_anchor x) {
 int64_t clock_map_mark(clock_map *m) {
   if (m->skew) /* see clock.h: records from now on carry monotonic ns */
     atomic_store_explicit(&clock_use.counter, 0, memory_order_relaxed);
-  if (!m->counter)
-    return clock_mono_ns() | CLOCK_MONO_TAG;
+  if (!m->counter) {
+    m->ceiling = clock_mono_ns();
+    return m->ceiling | CLOCK_MONO_TAG;
+  }
   bool wide;
   clock_anchor x = take_anchor(m, &wide);
+  /* The clock read is exact even when the anchor's tick is not. */
+  m->ceiling = x.ns > m->ceiling ? x.ns : m->ceiling;
   /* A wide anchor is refused, unless every try has been wide for a while:
    * a map that never moves would hold every record back. */
   m->too_wide = wide ? m->too_wide + 1 : 0;
@@ -289,12 +295,16 @@ int64_t clock_map_mark(clock_map *m) {
   return m->n >= 2 ? m->a[m->n - 1].tick : INT64_MIN;
 }
 
+/* The anchor's ns plus the ticks since it at `slope`. Only the offset goes
+ * through a double: a monotonic time past 2^53 ns (104 days of uptime)
+ * would lose its last bits there, and the mapping its exactness at every
+ * anchor. */
 static int64_t along(const clock_anchor *lo, double slope, int64_t tick) {
-  double ns = (double)lo->ns + (double)(tick - lo->tick) * slope;
-  /* Only a garbage counter gets here; keep the result defined. */
-  if (ns >= (double)(CLOCK_MONO_TAG - 1))
+  double offset = (double)(tick - lo->tick) * slope;
+  /* Only a garbage counter gets this far; keep the result defined. */
+  if (offset >= (double)(CLOCK_MONO_TAG - 1 - lo->ns))
     return CLOCK_MONO_TAG - 1;
-  return (int64_t)ns;
+  return lo->ns + (int64_t)offset;
 }
 
 int64_t clock_map_ns(const clock_map *m, int64_t time) {
@@ -322,8 +332,10 @@ int64_t clock_map_ns(const clock_map *m, int64_t time) {
 
 int64_t clock_map_ring(clock_map *m, int64_t time, int64_t *floor) {
   int64_t ns = clock_map_ns(m, time);
+  if (ns > m->ceiling)
+    ns = m->ceiling;
   if (ns < *floor) {
-    if (time<CLOCK_MONO_TAG && * floor - ns> CLOCK_SKEW_NS)
+    if (time < CLOCK_MONO_TAG && (*floor - ns) > CLOCK_SKEW_NS)
       m->skew = true;
     ns = *floor;
   }

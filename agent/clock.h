@@ -160,6 +160,7 @@ typedef struct clock_map {
   clock_anchor a[CLOCK_ANCHORS];
   size_t n;
   double slope;      /* ns per tick of the newest segment */
+  int64_t ceiling;   /* monotonic ns of the newest mark or anchor */
   unsigned too_wide; /* marks in a row whose anchor was refused as wide */
   bool counter;      /* anchors read the counter (the process chose it) */
   bool skew;         /* a ring's times stepped back by more than the bound */
@@ -182,8 +183,10 @@ int64_t clock_map_mark(clock_map *m);
 /* Monotonic ns of a record time. */
 int64_t clock_map_ns(const clock_map *m, int64_t time);
 
-/* Monotonic ns of a ring's next record: never below *floor, the ring's
- * previous one, which it then becomes. Notes skew in the map. */
+/* Monotonic ns of a ring's next record, drained after the newest mark:
+ * never below *floor, the ring's previous one, which it then becomes, nor
+ * above the mark's own time (only a counter ahead of the sender's can
+ * map there). Notes skew in the map. */
 int64_t clock_map_ring(clock_map *m, int64_t time, int64_t *floor);
 
 #endif /* TW_CLOCK_H */

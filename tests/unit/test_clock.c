@@ -148,6 +148,7 @@ static void map_start(clock_map *m, int64_t tick, int64_t ns) {
   m->slope = 1.0;
   m->a[0] = (clock_anchor){tick, ns};
   m->n = 1;
+  m->ceiling = ns;
 }
 
 static void map_interpolates(void **state) {
@@ -200,6 +201,26 @@ static void map_follows_drift(void **state) {
     assert_true(got >= prev);
     prev = got;
   }
+}
+
+/* After 200 days of uptime monotonic ns no longer fit a double's
+ * mantissa: the mapping stays exact at anchors and in order between. */
+static void map_exact_after_months(void **state) {
+  (void)state;
+  static clock_map m;
+  const int64_t base = 200LL * 86400 * 1000000000 + 1; /* odd: not a double */
+  map_start(&m, 3LL << 52, base);
+  for (int64_t i = 1; i <= 8; i++)
+    assert_true(clock_map_add(
+        &m, (clock_anchor){(3LL << 52) + i * 33333331, base + i * 15872999}));
+  int64_t prev = 0;
+  for (int64_t i = 0; i <= 8 * 33333331; i += 4999) {
+    int64_t got = clock_map_ns(&m, (3LL << 52) + i);
+    assert_true(got >= prev);
+    prev = got;
+  }
+  for (size_t i = 0; i < m.n; i++)
+    assert_int_equal(clock_map_ns(&m, m.a[i].tick), m.a[i].ns);
 }
 
 /* A sender idle for an hour takes no anchor meanwhile: records of the gap
@@ -272,6 +293,12 @@ static void ring_times_never_go_back(void **state) {
    * the counter times before them too. */
   assert_int_equal(clock_map_ring(&m, 550000 | CLOCK_MONO_TAG, &floor), 600000);
   assert_int_equal(clock_map_ring(&m, 700000 | CLOCK_MONO_TAG, &floor), 700000);
+  /* A counter far ahead of the sender's (drained once the process has
+   * moved to CLOCK_MONOTONIC) maps no later than the newest mark. */
+  int64_t ahead = 3000000000;
+  assert_true(clock_map_ns(&m, ahead) > 1000000000);
+  assert_int_equal(clock_map_ring(&m, ahead, &floor), 1000000000);
+  assert_int_equal(floor, 1000000000);
 }
 
 /* Counters of two CPUs 1 ms apart, a thread hopping between them: what
@@ -507,6 +534,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(map_interpolates),
       cmocka_unit_test(map_follows_drift),
       cmocka_unit_test(map_spans_a_long_gap),
+      cmocka_unit_test(map_exact_after_months),
       cmocka_unit_test(map_thins_out_when_full),
       cmocka_unit_test(ring_times_never_go_back),
       cmocka_unit_test(skewed_cpus_are_detected),
