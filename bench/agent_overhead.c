@@ -19,13 +19,15 @@
  * over its (round, thread) samples, and the row prints the median and the
  * worst repetition, and the ratio of the medians to LTTng's. Each thread
  * records one untimed round before its timed ones, so rings (and LTTng's
- * buffers) are warm. What a cold ring costs is printed on its own: the
- * first event of a fresh thread (ring registration, which faults the ring
- * in) and the first round after it.
+ * buffers) are warm. What a cold ring costs is printed on its own lines,
+ * for fresh agents at the benchmark's budget and at the default one: the
+ * wall time of a fresh thread's first event (ring registration, which
+ * faults the ring in) and the CPU per event of its first round.
  *
- * The sender's own CPU per event is measured apart, at full speed: one
- * thread records as fast as it can with no flush between rounds, and the
- * sender thread's CPU time is divided by the events it sent.
+ * The sender's own CPU per event is measured apart, at full speed: the
+ * sender thread's CPU time over the events it sent while one thread
+ * records as fast as it can, in rounds that fit its ring with a flush
+ * after each (bulk), and without ever waiting (saturated).
  *
  * LTTng needs a session daemon and an active session: the benchmark starts
  * `lttng-sessiond` when none runs, creates a private session, enables the
