@@ -151,6 +151,20 @@ static void map_start(clock_map *m, int64_t tick, int64_t ns) {
   m->ceiling = ns;
 }
 
+/* The mapping never goes back over ticks [from, to], and is exact at
+ * every anchor the map holds. */
+static void assert_in_order(const clock_map *m, int64_t from, int64_t to,
+                            int64_t step) {
+  int64_t prev = INT64_MIN;
+  for (int64_t t = from; t <= to; t += step) {
+    int64_t got = clock_map_ns(m, t);
+    assert_true(got >= prev);
+    prev = got;
+  }
+  for (size_t i = 0; i < m->n; i++)
+    assert_int_equal(clock_map_ns(m, m->a[i].tick), m->a[i].ns);
+}
+
 static void map_interpolates(void **state) {
   (void)state;
   static clock_map m;
@@ -193,14 +207,9 @@ static void map_follows_drift(void **state) {
     kept[i] = (clock_anchor){tick, ns};
     assert_true(clock_map_add(&m, kept[i]));
   }
-  for (int i = 0; i < 64; i++)
-    assert_int_equal(clock_map_ns(&m, kept[i].tick), kept[i].ns);
-  int64_t prev = 0;
-  for (int64_t t = 0; t <= tick; t += 977777) {
-    int64_t got = clock_map_ns(&m, t);
-    assert_true(got >= prev);
-    prev = got;
-  }
+  for (int i = 0; i < 64; i++) /* none let go */
+    assert_int_equal(m.a[i + 1].ns, kept[i].ns);
+  assert_in_order(&m, 0, tick, 977777);
 }
 
 /* After 200 days of uptime monotonic ns no longer fit a double's
@@ -213,14 +222,7 @@ static void map_exact_after_months(void **state) {
   for (int64_t i = 1; i <= 8; i++)
     assert_true(clock_map_add(
         &m, (clock_anchor){(3LL << 52) + i * 33333331, base + i * 15872999}));
-  int64_t prev = 0;
-  for (int64_t i = 0; i <= 8 * 33333331; i += 4999) {
-    int64_t got = clock_map_ns(&m, (3LL << 52) + i);
-    assert_true(got >= prev);
-    prev = got;
-  }
-  for (size_t i = 0; i < m.n; i++)
-    assert_int_equal(clock_map_ns(&m, m.a[i].tick), m.a[i].ns);
+  assert_in_order(&m, 3LL << 52, (3LL << 52) + 8 * 33333331, 4999);
 }
 
 /* A sender idle for an hour takes no anchor meanwhile: records of the gap
@@ -235,12 +237,7 @@ static void map_spans_a_long_gap(void **state) {
       clock_map_add(&m, (clock_anchor){2000000 + 2 * hour, 1000000 + hour}));
   assert_int_equal(clock_map_ns(&m, 2000000 + hour), 1000000 + hour / 2);
   assert_int_equal(clock_map_ns(&m, 2000000 + 2 * hour), 1000000 + hour);
-  int64_t prev = 0;
-  for (int64_t t = 0; t <= 2000000 + 2 * hour; t += hour / 7) {
-    int64_t got = clock_map_ns(&m, t);
-    assert_true(got >= prev);
-    prev = got;
-  }
+  assert_in_order(&m, 0, 2000000 + 2 * hour, hour / 7);
 }
 
 /* A full history lets every other anchor go and keeps covering the oldest
@@ -259,14 +256,8 @@ static void map_thins_out_when_full(void **state) {
   for (size_t i = 1; i < m.n; i++) {
     assert_true(m.a[i].tick > m.a[i - 1].tick);
     assert_true(m.a[i].ns > m.a[i - 1].ns);
-    assert_int_equal(clock_map_ns(&m, m.a[i].tick), m.a[i].ns);
   }
-  int64_t prev = 0;
-  for (int64_t t = 0; t <= m.a[m.n - 1].tick; t += 1234) {
-    int64_t got = clock_map_ns(&m, t);
-    assert_true(got >= prev);
-    prev = got;
-  }
+  assert_in_order(&m, 0, m.a[m.n - 1].tick, 1234);
 }
 
 /* A thread moved between CPUs whose counters disagree stamps times that
