@@ -67,7 +67,7 @@ static uint32_t add_text(intern *t, const char *s, size_t len) {
 
 /* Zeroed memory in whole cache lines of its own: every enqueue reads an
  * id's offset and text, and a neighbour on the heap written by another
- * thread (a sender's frame buffer) would make those reads cache misses. */
+ * thread would make those reads cache misses. */
 static void *lines_alloc(size_t bytes) {
   void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
   if (p != NULL)
