@@ -399,6 +399,11 @@ static long long lttng_finish(void) {
   shell("lttng destroy %s >/dev/null 2>&1", session);
   shell("rm -rf %s", dir);
   pid_t pid = (pid_t)strtol(daemon ? daemon : "0", NULL, 10);
+  /* The daemon this run started may serve other sessions by now (another
+   * benchmark on the same machine found it running): it stays for them. */
+  if (pid > 0 &&
+      shell("lttng --mi xml list 2>/dev/null | grep -q '<session>'") == 0)
+    pid = 0;
   if (pid > 0) {
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
@@ -429,7 +434,19 @@ typedef struct plan {
   tw_agent *agent;
   FILE *log;
   int lttng;
+  int lttng_lost; /* the tracepoint went off during a run: no figures */
 } plan;
+
+/* Whether the session still records: a daemon stopped by someone else
+ * (another benchmark that started it) turns the tracepoint off, and an
+ * LTTng row would time a disabled tracepoint. */
+static int lttng_still_on(void) {
+#if TW_BENCH_LTTNG
+  return lttng_ust_tracepoint_enabled(taskwatch_bench, task_start) != 0;
+#else
+  return 0;
+#endif
+}
 
 /* One repetition of one method from t threads: its median ns/event. */
 static double run_once(const plan *p, int t, enum method m,
@@ -454,17 +471,26 @@ static double run_once(const plan *p, int t, enum method m,
 
 /* Runs every method from t threads, p->repeat times, and prints its rows:
  * median and worst repetition, drops, ratios of the medians. */
-static void report_threads(int t, const plan *p) {
+static void report_threads(int t, plan *p) {
   double *ns = calloc((size_t)M_COUNT * (size_t)p->repeat, sizeof(double));
   double median[M_COUNT] = {0}, worst[M_COUNT] = {0};
   long long dropped[M_COUNT] = {0};
   for (int rep = 0; rep < p->repeat; rep++)
     for (int m = 0; m < M_COUNT; m++)
-      if (m != M_LTTNG || p->lttng)
+      if (m != M_LTTNG || p->lttng) {
         ns[m * p->repeat + rep] = run_once(p, t, (enum method)m, &dropped[m]);
+        if (m == M_LTTNG && !lttng_still_on())
+          p->lttng_lost = 1;
+      }
   for (int m = 0; m < M_COUNT; m++) {
     if (m == M_LTTNG && !p->lttng)
       continue;
+    if (m == M_LTTNG && p->lttng_lost) {
+      printf("t%d_lttng: lost (the session stopped recording during the "
+             "run)\n",
+             t);
+      continue;
+    }
     double *v = &ns[m * p->repeat];
     median[m] = median_of(v, (size_t)p->repeat);
     worst[m] = v[p->repeat - 1];
@@ -474,7 +500,7 @@ static void report_threads(int t, const plan *p) {
   printf("t%d_taskwatch_dropped: %lld\n", t, dropped[M_TASKWATCH]);
   printf("t%d_taskwatch_enqueue_dropped: %lld\n", t, dropped[M_ENQUEUE]);
   printf("t%d_fprintf_dropped: 0\n", t);
-  if (p->lttng) {
+  if (p->lttng && !p->lttng_lost) {
     printf("t%d_ratio_taskwatch_lttng: %.3f\n", t,
            median[M_TASKWATCH] / median[M_LTTNG]);
     printf("t%d_ratio_taskwatch_enqueue_lttng: %.3f\n", t,
@@ -741,8 +767,12 @@ int main(int argc, char **argv) {
   snprintf(logpath, sizeof(logpath), "%s/log.txt", s.dir);
   FILE *log = fopen(logpath, "w");
 
-  plan p = {events / PER_ROUND ? events / PER_ROUND : 1, repeat, agent, log,
-            lttng};
+  plan p = {events / PER_ROUND ? events / PER_ROUND : 1,
+            repeat,
+            agent,
+            log,
+            lttng,
+            0};
   printf("clock_source: %s\n", tw_clock_source());
   printf("events_per_thread_per_repeat: %llu\n",
          (unsigned long long)(p.rounds * PER_ROUND));
