@@ -398,11 +398,12 @@ static bool ensure_string(sender *s, uint32_t id, int64_t time) {
 }
 
 /* Turns the record at `tail` into wire events; false when out of space. */
-static bool encode_record(sender *s, const ring *r, uint64_t tail,
+static bool encode_record(sender *s, ring *r, uint64_t tail,
                           const ring_record *rec) {
   proto_event ev = {0};
   ev.kind = rec->kind;
-  ev.time_ns = clock_map_ns(&s->clock, rec->time) + s->agent->wall_offset_ns;
+  ev.time_ns = clock_map_ring(&s->clock, rec->time, &r->time_floor) +
+               s->agent->wall_offset_ns;
   ev.task = rec->a;
   switch (rec->kind) {
   case PROTO_EV_BATCH:
