@@ -282,7 +282,12 @@ static int on_hello(conn *c, const proto_frame *f) {
     conn_fail(c, "authentication failed");
     return -1;
   }
-  agent *a = ingest_hello(s->in, &h, format_now_us());
+  const char *reason = NULL;
+  agent *a = ingest_hello(s->in, &h, format_now_us(), &reason);
+  if (a == NULL) {
+    conn_fail(c, reason);
+    return -1;
+  }
   conn *old = agent_conn(a);
   if (old) {
     old->agent = NULL;

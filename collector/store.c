@@ -10,6 +10,7 @@
  */
 #include "store.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,7 +501,9 @@ static int write_op(store *s, const agent_op *op) {
     sqlite3_bind_int64(st, 3, op->b);
     return run(s, st);
   default:
-    return SQLITE_OK; /* AGENT_OP_LOST: after the rows, see mark_lost */
+    /* After the rows: mark_lost. */
+    assert(op->kind == AGENT_OP_LOST);
+    return SQLITE_OK;
   }
 }
 
@@ -572,10 +575,10 @@ static int prune_batches(store *s) {
   sqlite3_stmt *st = s->st[ST_PRUNE_BATCH];
   u64map *m = &s->pruned_batches;
   int rc = SQLITE_OK;
-  for (size_t i = 0; i < m->cap && rc == SQLITE_OK; i++) {
-    if (m->keys[i] == 0)
-      continue;
-    sqlite3_bind_int64(st, 1, (int64_t)m->keys[i]);
+  size_t pos = 0;
+  uint64_t batch;
+  while (rc == SQLITE_OK && u64map_next(m, &pos, &batch, NULL)) {
+    sqlite3_bind_int64(st, 1, (int64_t)batch);
     rc = run(s, st);
   }
   u64map_clear(m);
