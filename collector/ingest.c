@@ -260,8 +260,8 @@ static int load_open_instances(ingest *in, int64_t now_ms) {
  * that cannot tell it cannot take new instances either. */
 static int load_last_agent_id(ingest *in) {
   sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(in->db, "SELECT max(id) FROM agents", -1, &st,
-                              NULL);
+  int rc =
+      sqlite3_prepare_v2(in->db, "SELECT max(id) FROM agents", -1, &st, NULL);
   if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
     in->last_agent_id = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);

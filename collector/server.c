@@ -302,7 +302,7 @@ static int on_hello(conn *c, const proto_frame *f) {
   if (!proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
   proto_buf_fini(&b);
-  char service[300];
+  char service[LOG_QUOTE_SIZE(PROTO_IDENT_MAX)];
   log_msg(LOG_INFO,
           "agent connected peer=%s conn=%llu agent=%lld "
           "service=%s pid=%u next_seq=%llu",
