@@ -14,6 +14,7 @@
 #include "log.h"
 #include "proto.h"
 #include "server.h"
+#include "stop.h"
 #include "store.h"
 #include "xalloc.h"
 
@@ -242,22 +243,31 @@ static int open_reader(const char *path, sqlite3 **db) {
   return 0;
 }
 
-static void log_summary(store *st, const server_summary *sum) {
-  store_stats stats;
-  store_get_stats(st, &stats);
-  log_msg(
-      LOG_INFO,
-      "stopped events=%llu transactions=%llu inserted=%llu "
-      "updated=%llu unmatched=%llu lost=%llu pruned=%llu connections=%llu "
-      "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld",
-      (unsigned long long)stats.events, (unsigned long long)stats.transactions,
-      (unsigned long long)stats.rows_inserted,
-      (unsigned long long)stats.rows_updated,
-      (unsigned long long)stats.updates_unmatched,
-      (unsigned long long)stats.tasks_lost,
-      (unsigned long long)stats.tasks_pruned,
-      (unsigned long long)sum->connections, (unsigned long long)sum->rejected,
-      (long long)sum->latency_p50_us, (long long)sum->latency_p99_us);
+/* The last line of the log (stop.h): what was done, and what could not be
+ * committed (uncommitted=, with a note when there was some). */
+static void log_summary(const store_stats *stats, const server_summary *sum) {
+  uint64_t left = stop_uncommitted();
+  if (!stop_last_line())
+    return;
+  log_msg(left ? LOG_ERROR : LOG_INFO,
+          "stopped events=%llu transactions=%llu inserted=%llu "
+          "updated=%llu unmatched=%llu lost=%llu pruned=%llu connections=%llu "
+          "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld "
+          "uncommitted=%llu%s",
+          (unsigned long long)stats->events,
+          (unsigned long long)stats->transactions,
+          (unsigned long long)stats->rows_inserted,
+          (unsigned long long)stats->rows_updated,
+          (unsigned long long)stats->updates_unmatched,
+          (unsigned long long)stats->tasks_lost,
+          (unsigned long long)stats->tasks_pruned,
+          (unsigned long long)sum->connections,
+          (unsigned long long)sum->rejected, (long long)sum->latency_p50_us,
+          (long long)sum->latency_p99_us, (unsigned long long)left,
+          left ? " note=\"events received but not committed were never acked: "
+                 "their agents still hold them and resend them to the next "
+                 "collector\""
+               : "");
 }
 
 int collector_main(int argc, char **argv) {
@@ -275,15 +285,11 @@ int collector_main(int argc, char **argv) {
    * statistics would cost a mutex round trip per malloc. */
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   const double day_us = 86400e6;
-  store_config sc = {o.db,
-                     o.sync_full,
-                     (int64_t)(o.retain_days * day_us),
-                     (int64_t)(o.retain_failures_days * day_us),
-                     o.max_tasks,
+  store_config sc = {o.db, o.sync_full, (int64_t)(o.retain_days * day_us),
+                     (int64_t)(o.retain_failures_days * day_us), o.max_tasks,
                      /* Long after the loop has forgotten the instance
                       * (it keeps one only through --lost-after). */
-                     (int64_t)(o.lost_after_s * 1e6 + day_us),
-                     0};
+                     (int64_t)(o.lost_after_s * 1e6 + day_us), 0};
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;
@@ -312,10 +318,12 @@ int collector_main(int argc, char **argv) {
                            sc.max_tasks > 0};
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);
-  if (sum.started)
-    log_summary(st, &sum);
+  store_stats stats;
+  store_get_stats(st, &stats);
   sqlite3_close(reader);
   store_close(st);
+  if (sum.started)
+    log_summary(&stats, &sum);
   free(token);
   return rc;
 }

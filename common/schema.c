@@ -9,6 +9,7 @@
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define SCHEMA_VERSION_TEXT STRINGIFY(SCHEMA_VERSION)
+#define SCHEMA_APPLICATION_ID_TEXT STRINGIFY(SCHEMA_APPLICATION_ID)
 
 static const char *const status_names[SCHEMA_STATUS_COUNT] = {
     "queued", "running", "succeeded", "failed", "skipped", "dropped", "lost"};
@@ -37,76 +38,75 @@ const char *schema_mode_name(int mode) {
   }
 }
 
-static const char ddl[] =
-    "CREATE TABLE IF NOT EXISTS agents (\n"
-    "  id INTEGER PRIMARY KEY,\n"
-    "  instance BLOB NOT NULL UNIQUE,\n"
-    "  service TEXT NOT NULL,\n"
-    "  host TEXT NOT NULL,\n"
-    "  pid INTEGER NOT NULL,\n"
-    "  started_at INTEGER NOT NULL,\n"
-    "  connected_at INTEGER,\n"
-    "  disconnected_at INTEGER,\n"
-    "  connected INTEGER NOT NULL DEFAULT 0,\n"
-    "  ended INTEGER NOT NULL DEFAULT 0,\n"
-    "  next_seq INTEGER NOT NULL DEFAULT 1,\n"
-    "  events INTEGER NOT NULL DEFAULT 0,\n"
-    "  dropped INTEGER NOT NULL DEFAULT 0,\n"
-    "  reconnects INTEGER NOT NULL DEFAULT 0,\n"
-    "  last_event_at INTEGER\n"
-    ");\n"
-    "CREATE TABLE IF NOT EXISTS strings (\n"
-    "  agent INTEGER NOT NULL,\n"
-    "  id INTEGER NOT NULL,\n"
-    "  text TEXT NOT NULL,\n"
-    "  PRIMARY KEY (agent, id)\n"
-    ") WITHOUT ROWID;\n"
-    "CREATE TABLE IF NOT EXISTS batches (\n"
-    "  id INTEGER PRIMARY KEY,\n"
-    "  agent INTEGER NOT NULL,\n"
-    "  label TEXT,\n"
-    "  created_at INTEGER NOT NULL\n"
-    ");\n"
-    "CREATE TABLE IF NOT EXISTS tasks (\n"
-    "  id INTEGER PRIMARY KEY,\n"
-    "  agent INTEGER NOT NULL,\n"
-    "  batch INTEGER NOT NULL,\n"
-    "  position INTEGER NOT NULL,\n"
-    "  name TEXT NOT NULL,\n"
-    "  mode INTEGER NOT NULL,\n"
-    "  status INTEGER NOT NULL,\n"
-    "  thread INTEGER,\n"
-    "  enqueued_at INTEGER NOT NULL,\n"
-    "  started_at INTEGER,\n"
-    "  finished_at INTEGER,\n"
-    "  wait_us INTEGER,\n"
-    "  run_us INTEGER,\n"
-    "  error_type TEXT,\n"
-    "  error_message TEXT,\n"
-    "  error_detail TEXT,\n"
-    "  skipped_after INTEGER,\n"
-    "  drop_reason TEXT\n"
-    ");\n"
-    "CREATE TABLE IF NOT EXISTS rollups (\n"
-    "  minute INTEGER NOT NULL,\n"
-    "  name TEXT NOT NULL,\n"
-    "  succeeded INTEGER NOT NULL DEFAULT 0,\n"
-    "  failed INTEGER NOT NULL DEFAULT 0,\n"
-    "  skipped INTEGER NOT NULL DEFAULT 0,\n"
-    "  dropped INTEGER NOT NULL DEFAULT 0,\n"
-    "  lost INTEGER NOT NULL DEFAULT 0,\n"
-    "  wait_p50 INTEGER,\n"
-    "  wait_p95 INTEGER,\n"
-    "  wait_p99 INTEGER,\n"
-    "  run_p50 INTEGER,\n"
-    "  run_p95 INTEGER,\n"
-    "  run_p99 INTEGER,\n"
-    "  PRIMARY KEY (minute, name)\n"
-    ") WITHOUT ROWID;\n"
-    "CREATE TABLE IF NOT EXISTS meta (\n"
-    "  key TEXT PRIMARY KEY,\n"
-    "  value\n"
-    ") WITHOUT ROWID;\n";
+static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
+                          "  id INTEGER PRIMARY KEY,\n"
+                          "  instance BLOB NOT NULL UNIQUE,\n"
+                          "  service TEXT NOT NULL,\n"
+                          "  host TEXT NOT NULL,\n"
+                          "  pid INTEGER NOT NULL,\n"
+                          "  started_at INTEGER NOT NULL,\n"
+                          "  connected_at INTEGER,\n"
+                          "  disconnected_at INTEGER,\n"
+                          "  connected INTEGER NOT NULL DEFAULT 0,\n"
+                          "  ended INTEGER NOT NULL DEFAULT 0,\n"
+                          "  next_seq INTEGER NOT NULL DEFAULT 1,\n"
+                          "  events INTEGER NOT NULL DEFAULT 0,\n"
+                          "  dropped INTEGER NOT NULL DEFAULT 0,\n"
+                          "  reconnects INTEGER NOT NULL DEFAULT 0,\n"
+                          "  last_event_at INTEGER\n"
+                          ");\n"
+                          "CREATE TABLE IF NOT EXISTS strings (\n"
+                          "  agent INTEGER NOT NULL,\n"
+                          "  id INTEGER NOT NULL,\n"
+                          "  text TEXT NOT NULL,\n"
+                          "  PRIMARY KEY (agent, id)\n"
+                          ") WITHOUT ROWID;\n"
+                          "CREATE TABLE IF NOT EXISTS batches (\n"
+                          "  id INTEGER PRIMARY KEY,\n"
+                          "  agent INTEGER NOT NULL,\n"
+                          "  label TEXT,\n"
+                          "  created_at INTEGER NOT NULL\n"
+                          ");\n"
+                          "CREATE TABLE IF NOT EXISTS tasks (\n"
+                          "  id INTEGER PRIMARY KEY,\n"
+                          "  agent INTEGER NOT NULL,\n"
+                          "  batch INTEGER NOT NULL,\n"
+                          "  position INTEGER NOT NULL,\n"
+                          "  name TEXT NOT NULL,\n"
+                          "  mode INTEGER NOT NULL,\n"
+                          "  status INTEGER NOT NULL,\n"
+                          "  thread INTEGER,\n"
+                          "  enqueued_at INTEGER NOT NULL,\n"
+                          "  started_at INTEGER,\n"
+                          "  finished_at INTEGER,\n"
+                          "  wait_us INTEGER,\n"
+                          "  run_us INTEGER,\n"
+                          "  error_type TEXT,\n"
+                          "  error_message TEXT,\n"
+                          "  error_detail TEXT,\n"
+                          "  skipped_after INTEGER,\n"
+                          "  drop_reason TEXT\n"
+                          ");\n"
+                          "CREATE TABLE IF NOT EXISTS rollups (\n"
+                          "  minute INTEGER NOT NULL,\n"
+                          "  name TEXT NOT NULL,\n"
+                          "  succeeded INTEGER NOT NULL DEFAULT 0,\n"
+                          "  failed INTEGER NOT NULL DEFAULT 0,\n"
+                          "  skipped INTEGER NOT NULL DEFAULT 0,\n"
+                          "  dropped INTEGER NOT NULL DEFAULT 0,\n"
+                          "  lost INTEGER NOT NULL DEFAULT 0,\n"
+                          "  wait_p50 INTEGER,\n"
+                          "  wait_p95 INTEGER,\n"
+                          "  wait_p99 INTEGER,\n"
+                          "  run_p50 INTEGER,\n"
+                          "  run_p95 INTEGER,\n"
+                          "  run_p99 INTEGER,\n"
+                          "  PRIMARY KEY (minute, name)\n"
+                          ") WITHOUT ROWID;\n"
+                          "CREATE TABLE IF NOT EXISTS meta (\n"
+                          "  key TEXT PRIMARY KEY,\n"
+                          "  value\n"
+                          ") WITHOUT ROWID;\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */
@@ -134,28 +134,87 @@ const char *schema_drop_index_sql(void) {
          "DROP INDEX IF EXISTS agents_gone;\n";
 }
 
-int schema_apply(sqlite3 *db, char **err) {
+/* The one integer a query returns (0 when it returns no row). */
+static int query_int(sqlite3 *db, const char *sql, int64_t *out) {
   sqlite3_stmt *st = NULL;
-  int version = 0;
-  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-  if (rc != SQLITE_OK)
-    goto fail;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    version = sqlite3_column_int(st, 0);
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  *out = 0;
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    *out = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* SQLite's own tables (sqlite_sequence, sqlite_stat1, autoindexes) are
+ * not counted: any database may have them. */
+static const char objects_sql[] =
+    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' "
+    "ESCAPE '\\'";
+static const char core_tables_sql[] =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+    "('agents', 'strings', 'batches', 'tasks', 'meta')";
+#define CORE_TABLES 5
+
+int schema_identify(sqlite3 *db, int *identity, const char **why) {
+  int64_t app, version, objects, core;
+  int rc;
+  *identity = SCHEMA_ID_FOREIGN;
+  *why = NULL;
+  if ((rc = query_int(db, "PRAGMA application_id", &app)) != SQLITE_OK ||
+      (rc = query_int(db, "PRAGMA user_version", &version)) != SQLITE_OK ||
+      (rc = query_int(db, objects_sql, &objects)) != SQLITE_OK ||
+      (rc = query_int(db, core_tables_sql, &core)) != SQLITE_OK)
+    return rc;
+  if (app == SCHEMA_APPLICATION_ID)
+    *identity = SCHEMA_ID_TASKWATCH;
+  else if (app != 0)
+    *why = "its application_id is another application's";
+  else if (objects == 0 && version == 0)
+    *identity = SCHEMA_ID_EMPTY;
+  else if (objects == 0)
+    *why = "it has a user_version but no tables";
+  else if (core == CORE_TABLES && version >= 1)
+    *identity = SCHEMA_ID_TASKWATCH;
+  else
+    *why = "its tables are another application's";
+  return SQLITE_OK;
+}
+
+int schema_check_ours(sqlite3 *db, char **err) {
+  int identity;
+  const char *why;
+  int rc = schema_identify(db, &identity, &why);
+  if (rc != SQLITE_OK) {
+    *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+    return rc;
+  }
+  if (identity != SCHEMA_ID_FOREIGN)
+    return SQLITE_OK;
+  *err = sqlite3_mprintf("not a taskwatch store (%s); left unchanged", why);
+  return SQLITE_MISMATCH;
+}
+
+int schema_apply(sqlite3 *db, char **err) {
+  int64_t version, app;
+  int rc = schema_check_ours(db, err);
+  if (rc != SQLITE_OK)
+    return rc;
+  if ((rc = query_int(db, "PRAGMA user_version", &version)) != SQLITE_OK ||
+      (rc = query_int(db, "PRAGMA application_id", &app)) != SQLITE_OK)
+    goto fail;
   if (version > SCHEMA_VERSION) {
-    *err = sqlite3_mprintf("store schema version %d is newer than this "
+    *err = sqlite3_mprintf("store schema version %lld is newer than this "
                            "taskwatch understands (%d)",
-                           version, SCHEMA_VERSION);
+                           (long long)version, SCHEMA_VERSION);
     return SQLITE_MISMATCH;
   }
-  if (version == SCHEMA_VERSION)
+  if (version == SCHEMA_VERSION && app == SCHEMA_APPLICATION_ID)
     return SQLITE_OK;
   /* Takes effect only while the file is still empty (a new store);
    * SCHEMA_PAGE_SIZE explains the choice. */
   if (version == 0) {
-    rc = sqlite3_exec(db, "PRAGMA page_size = " SCHEMA_PAGE_SIZE, NULL,
-                      NULL, err);
+    rc = sqlite3_exec(db, "PRAGMA page_size = " SCHEMA_PAGE_SIZE, NULL, NULL,
+                      err);
     if (rc != SQLITE_OK)
       return rc;
   }
@@ -170,6 +229,9 @@ int schema_apply(sqlite3 *db, char **err) {
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA user_version = " SCHEMA_VERSION_TEXT, NULL,
                       NULL, err);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, "PRAGMA application_id = " SCHEMA_APPLICATION_ID_TEXT,
+                      NULL, NULL, err);
   if (rc != SQLITE_OK) {
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
