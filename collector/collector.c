@@ -264,10 +264,7 @@ static void log_summary(const store_stats *stats, const server_summary *sum) {
           (unsigned long long)sum->connections,
           (unsigned long long)sum->rejected, (long long)sum->latency_p50_us,
           (long long)sum->latency_p99_us, (unsigned long long)left,
-          left ? " note=\"events received but not committed were never acked: "
-                 "their agents still hold them and resend them to the next "
-                 "collector\""
-               : "");
+          left ? " note=\"" STOP_UNCOMMITTED_NOTE "\"" : "");
 }
 
 int collector_main(int argc, char **argv) {
