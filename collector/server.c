@@ -782,7 +782,7 @@ static void finish(server *s) {
 /* The store had its time: what it has not committed is given up (the
  * agents keep it, unacked), so the shutdown goes on to its end. */
 static void give_up(server *s, const char *why) {
-  if (s->writer == NULL || writer_in_flight(s->writer) == 0)
+  if (s->writer == NULL)
     return;
   log_msg(LOG_WARN,
           "giving up the writes not committed reason=\"%s\" "
