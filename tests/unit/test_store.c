@@ -6,6 +6,10 @@
  * retention prunes in steps (by age, with failures kept longer, and by
  * count) together with emptied batches, rollups keep counts and
  * percentiles, and reopening marks agents left connected as disconnected.
+ * The store is one process's at a time (a second opener is told the
+ * holder's pid and addresses, and gets it after a kill -9), databases of
+ * other applications are refused untouched, stores of earlier versions are
+ * recognised by their tables, and an aborted store writes nothing more.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -608,6 +612,24 @@ static void one_writer_per_store(void **state) {
                    1);
 }
 
+/* After store_abort() every write fails at once and changes nothing; the
+ * store still closes. */
+static void aborted_store_writes_nothing(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  store_abort(f->store);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  assert_int_equal(store_write(f->store, b), SQLITE_INTERRUPT);
+  assert_int_equal(store_write(f->store, b), SQLITE_INTERRUPT);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 0);
+  store_stats st;
+  store_get_stats(f->store, &st);
+  assert_int_equal(st.transactions, 0);
+}
+
 /* A store of a later version (they all carry the application_id). */
 static void refuses_a_newer_schema(void **state) {
   fixture *f = *state;
@@ -819,6 +841,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(refuses_foreign_databases, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(one_writer_per_store, setup, teardown),
+      cmocka_unit_test_setup_teardown(aborted_store_writes_nothing, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(new_stores_carry_the_application_id,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(accepts_older_stores_by_their_tables,
