@@ -12,7 +12,6 @@
 
 static atomic_uint_fast64_t received, committed;
 static atomic_int begun, last_line_claimed;
-static struct timespec deadline; /* written before the thread starts */
 
 void stop_count_received(uint64_t events) {
   atomic_fetch_add(&received, events);
@@ -33,7 +32,11 @@ int stop_last_line(void) {
 
 static void *watchdog(void *arg) {
   (void)arg;
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) != 0)
+  struct timespec rest = {STOP_BOUND_MS / 1000,
+                          (STOP_BOUND_MS % 1000) * 1000000L};
+  /* Relative, from stop_begin(): a signal handler that interrupts the
+   * sleep leaves the rest in `rest`. */
+  while (clock_nanosleep(CLOCK_MONOTONIC, 0, &rest, &rest) != 0)
     ;
   /* The normal end has written its line and is returning from main. */
   if (!stop_last_line())
@@ -50,13 +53,6 @@ static void *watchdog(void *arg) {
 void stop_begin(void) {
   if (atomic_exchange(&begun, 1))
     return;
-  clock_gettime(CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += STOP_BOUND_MS / 1000;
-  deadline.tv_nsec += (STOP_BOUND_MS % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
   pthread_t t;
   pthread_attr_t attr;
   pthread_attr_init(&attr);

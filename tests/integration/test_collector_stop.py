@@ -30,15 +30,6 @@ EXIT_LIMIT = 15.0
 NAME = 1
 
 
-def wait_for(fn, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if fn():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def tasks_events(first_batch, batches):
     """Three tasks per batch, each BATCH ENQUEUE START FINISH: 10 events
     per batch, in lists that each fit one frame of a few KiB."""
@@ -136,49 +127,59 @@ def resend(tmp, db, instance, acked, sent):
         col.cleanup()
 
 
+def stop_failing(name, tmp, db, make_fail, fresh_agent=False):
+    """A collector on db commits a first batch, make_fail(col) breaks its
+    store, more events arrive, SIGTERM: check_stopped(). Returns the
+    agent's instance, its last ack and the events sent since."""
+    col = Collector(tmp=tmp, db=db).start()
+    try:
+        a = FakeAgent(col.url)
+        a.connect()
+        if fresh_agent:
+            # The names only: no task row touches the store yet.
+            a.send([ev_string(1, NAME, b'job')])
+            acked = a.wait_ack()
+        else:
+            acked = commit_one_batch(a)
+        make_fail(col)
+        sent, other = send_uncommittable(col, a)
+        check_stopped(name, col, a, acked, sent)
+        other.close()
+        return col.log(), a.instance, acked, sent
+    finally:
+        col.cleanup()
+
+
 def file_size_limit(tmp):
     """Every write of the store fails (EFBIG): the collector's file size
     limit is lowered while it runs, as prlimit(1) would, below the WAL's
     end (a new store's WAL holds its schema, about 1 MiB in 64 KiB pages,
     and transactions append to it) and above the log file's."""
     db = os.path.join(tmp, 'fsize.db')
-    col = Collector(tmp=tmp, db=db).start()
-    try:
-        a = FakeAgent(col.url)
-        a.connect()
-        acked = commit_one_batch(a)
+
+    def limit(col):
         wal = os.path.getsize(db + '-wal')
         check(wal > 512 << 10, 'the WAL is past the limit: %d' % wal)
         resource.prlimit(col.proc.pid, resource.RLIMIT_FSIZE,
                          (256 << 10, 256 << 10))
-        sent, other = send_uncommittable(col, a)
-        check_stopped('file size limit', col, a, acked, sent)
-        other.close()
-    finally:
-        col.cleanup()
-    resend(tmp, db, a.instance, acked, sent)
+
+    _, instance, acked, sent = stop_failing('file size limit', tmp, db, limit)
+    resend(tmp, db, instance, acked, sent)
 
 
 def lock_held(tmp):
     """Another connection holds the store's write lock throughout."""
     db = os.path.join(tmp, 'locked.db')
-    col = Collector(tmp=tmp, db=db).start()
-    holder = None
+    holder = sqlite3.connect(db, timeout=10, isolation_level=None)
     try:
-        a = FakeAgent(col.url)
-        a.connect()
-        acked = commit_one_batch(a)
-        holder = sqlite3.connect(db, timeout=10, isolation_level=None)
-        holder.execute('BEGIN IMMEDIATE')
-        sent, other = send_uncommittable(col, a)
-        check_stopped('write lock held', col, a, acked, sent)
-        other.close()
+        _, instance, acked, sent = stop_failing(
+            'write lock held', tmp, db,
+            lambda col: holder.execute('BEGIN IMMEDIATE'))
     finally:
-        if holder:
+        if holder.in_transaction:
             holder.execute('ROLLBACK')
-            holder.close()
-        col.cleanup()
-    resend(tmp, db, a.instance, acked, sent)
+        holder.close()
+    resend(tmp, db, instance, acked, sent)
 
 
 def corrupt_store(tmp):
@@ -200,19 +201,20 @@ def corrupt_store(tmp):
     with open(db, 'r+b') as f:
         f.seek((root - 1) * page)
         f.write(b'\xff' * 64)
-    col = Collector(tmp=tmp, db=db).start()
+    log, _, _, _ = stop_failing('corrupt page', tmp, db, lambda col: None,
+                                fresh_agent=True)
+    check('malformed' in log, 'SQLite named the corruption')
+
+
+def fill(directory):
+    """Writes a file until the filesystem has no block left."""
+    fd = os.open(os.path.join(directory, 'filler'), os.O_WRONLY | os.O_CREAT)
     try:
-        a = FakeAgent(col.url)
-        a.connect()
-        a.send([ev_string(1, NAME, b'job')])
-        a.wait_ack()  # no task yet: the index is not touched
-        acked = a.acked
-        sent, other = send_uncommittable(col, a)
-        check_stopped('corrupt page', col, a, acked, sent)
-        check('malformed' in col.log(), 'SQLite named the corruption')
-        other.close()
-    finally:
-        col.cleanup()
+        while os.write(fd, b'\0' * 4096) > 0:
+            pass
+    except OSError as e:
+        check(e.errno == errno.ENOSPC, 'filled: %r' % e)
+    os.close(fd)
 
 
 def full_filesystem_child(tmp):
@@ -222,24 +224,10 @@ def full_filesystem_child(tmp):
     os.mkdir(mnt)
     subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt],
                    check=True)
-    db = os.path.join(mnt, 'full.db')
-    col = Collector(tmp=tmp, db=db).start()
     try:
-        a = FakeAgent(col.url)
-        a.connect()
-        acked = commit_one_batch(a)
-        fd = os.open(os.path.join(mnt, 'filler'), os.O_WRONLY | os.O_CREAT)
-        try:
-            while os.write(fd, b'\0' * 4096) > 0:
-                pass
-        except OSError as e:
-            check(e.errno == errno.ENOSPC, 'filled: %r' % e)
-        os.close(fd)
-        sent, other = send_uncommittable(col, a)
-        check_stopped('full filesystem', col, a, acked, sent)
-        other.close()
+        stop_failing('full filesystem', tmp, os.path.join(mnt, 'full.db'),
+                     lambda col: fill(mnt))
     finally:
-        col.cleanup()
         subprocess.run(['umount', '-l', mnt])
 
 
