@@ -45,7 +45,7 @@ static void *watchdog(void *arg) {
   log_msg(left ? LOG_ERROR : LOG_WARN,
           "stopped at the shutdown bound seconds=%d uncommitted=%llu "
           "note=\"%s\"",
-          STOP_BOUND_MS / 1000, (unsigned long long)left,
+          STOP_BOUND_S, (unsigned long long)left,
           left ? STOP_UNCOMMITTED_NOTE : "every event received was committed");
   _exit(left ? 1 : 0);
 }

@@ -18,8 +18,10 @@
 
 /* Time to commit what was received, from the signal. */
 #define STOP_COMMIT_MS 4000
-/* When the process ends whatever it is doing, from the signal. */
-#define STOP_BOUND_MS 6000
+/* When the process ends whatever it is doing, from the signal; whole
+ * seconds (--help says it as text). */
+#define STOP_BOUND_S 6
+#define STOP_BOUND_MS (STOP_BOUND_S * 1000)
 
 /* The note of a last line with uncommitted events. */
 #define STOP_UNCOMMITTED_NOTE                                                  \
