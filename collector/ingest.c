@@ -230,8 +230,7 @@ static int load_open_instances(ingest *in, int64_t now_ms) {
   sqlite3_stmt *st;
   const char *sql =
       "SELECT a.id, a.instance, a.next_seq, a.ended FROM agents a WHERE a.id "
-      "IN (SELECT DISTINCT agent FROM tasks WHERE status <> 2 AND status IN "
-      "(0, 1))";
+      "IN (SELECT DISTINCT agent FROM tasks WHERE " SCHEMA_SQL_ACTIVE ")";
   int rc = sqlite3_prepare_v2(in->db, sql, -1, &st, NULL);
   if (rc != SQLITE_OK)
     return read_failed(in, "open instances", rc);

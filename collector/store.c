@@ -117,11 +117,12 @@ static const char *const sql_text[ST_COUNT] = {
         "UPDATE agents SET next_seq = max(next_seq, ?2), events = events + "
         "?3, last_event_at = coalesce(max(last_event_at, ?4), last_event_at, "
         "?4) WHERE id = ?1",
-    /* "status <> 2" lets SQLite use the partial index tasks_unusual. */
-    [ST_LOST] = "UPDATE tasks SET status = 6, finished_at = ?2, run_us = "
-                "CASE WHEN started_at IS NOT NULL THEN ?2 - started_at END, "
+    /* SCHEMA_SQL_ACTIVE lets SQLite use the partial index tasks_unusual. */
+    [ST_LOST] = "UPDATE tasks SET " SCHEMA_SQL_SET_LOST ", finished_at = ?2, "
+                "run_us = CASE WHEN started_at IS NOT NULL THEN ?2 - "
+                "started_at END, "
                 "drop_reason = 'agent disconnected and did not return' "
-                "WHERE status <> 2 AND status IN (0, 1) AND agent = ?1 "
+                "WHERE " SCHEMA_SQL_ACTIVE " AND agent = ?1 "
                 "RETURNING name, wait_us",
     [ST_ROLLUP] =
         "INSERT INTO rollups (minute, name, succeeded, failed, skipped, "
@@ -140,12 +141,12 @@ static const char *const sql_text[ST_COUNT] = {
         "run_p99 = coalesce(excluded.run_p99, run_p99)",
     [ST_PRUNE_OLD] =
         "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE "
-        "enqueued_at >= ?1 AND enqueued_at < ?2 AND status IN (0, 1, 2) "
+        "enqueued_at >= ?1 AND enqueued_at < ?2 AND " SCHEMA_SQL_NOT_UNHAPPY " "
         "ORDER BY enqueued_at LIMIT ?3) RETURNING batch, enqueued_at",
-    [ST_PRUNE_FAILED] =
-        "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE status <> "
-        "2 AND status = ?1 AND enqueued_at < ?2 LIMIT ?3) RETURNING batch, "
-        "enqueued_at",
+    [ST_PRUNE_FAILED] = "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks "
+                        "WHERE " SCHEMA_SQL_UNUSUAL
+                        " AND status = ?1 AND enqueued_at < ?2 LIMIT ?3) "
+                        "RETURNING batch, enqueued_at",
     [ST_PRUNE_EXCESS] =
         "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks ORDER BY "
         "enqueued_at LIMIT ?1) RETURNING batch, enqueued_at",

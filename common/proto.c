@@ -284,7 +284,9 @@ int proto_events_next(proto_events *it, proto_event *ev) {
 
 /* ---- encoding ---------------------------------------------------------- */
 
-void proto_buf_init(proto_buf *b) { memset(b, 0, sizeof(*b)); }
+void proto_buf_init(proto_buf *b) {
+  memset(b, 0, sizeof(*b));
+}
 
 void proto_buf_fini(proto_buf *b) {
   free(b->data);

@@ -15,9 +15,9 @@
 #define PROTO_FRAME_MAX (1u << 20)
 #define PROTO_HEADER_SIZE 6 /* u32 length + u16 type */
 #define PROTO_INSTANCE_SIZE 16
-#define PROTO_SHORT_MAX 4096u      /* strings other than detail */
-#define PROTO_DETAIL_MAX 65536u    /* FAIL detail */
-#define PROTO_IDENT_MAX 256u       /* HELLO service, host, token */
+#define PROTO_SHORT_MAX 4096u   /* strings other than detail */
+#define PROTO_DETAIL_MAX 65536u /* FAIL detail */
+#define PROTO_IDENT_MAX 256u    /* HELLO service, host, token */
 
 enum proto_type {
   PROTO_HELLO = 100,
@@ -42,16 +42,16 @@ enum proto_kind {
 
 /* Decoder results (besides 0). Each has a fixed reason text. */
 enum proto_result {
-  PROTO_NEED_MORE = 1,       /* frame_next: the frame is not complete yet */
-  PROTO_E_OVERSIZED = -1,    /* length above the limit */
-  PROTO_E_UNDERSIZED = -2,   /* length below 2 */
-  PROTO_E_TRUNCATED = -3,    /* payload ends inside a field */
-  PROTO_E_TRAILING = -4,     /* payload has bytes left over */
-  PROTO_E_MAGIC = -5,        /* HELLO magic wrong */
-  PROTO_E_VERSION = -6,      /* unsupported protocol version */
-  PROTO_E_KIND = -7,         /* unknown event kind */
-  PROTO_E_FIELD = -8,        /* a field value out of range */
-  PROTO_E_TYPE = -9          /* unknown or unexpected message type */
+  PROTO_NEED_MORE = 1,     /* frame_next: the frame is not complete yet */
+  PROTO_E_OVERSIZED = -1,  /* length above the limit */
+  PROTO_E_UNDERSIZED = -2, /* length below 2 */
+  PROTO_E_TRUNCATED = -3,  /* payload ends inside a field */
+  PROTO_E_TRAILING = -4,   /* payload has bytes left over */
+  PROTO_E_MAGIC = -5,      /* HELLO magic wrong */
+  PROTO_E_VERSION = -6,    /* unsupported protocol version */
+  PROTO_E_KIND = -7,       /* unknown event kind */
+  PROTO_E_FIELD = -8,      /* a field value out of range */
+  PROTO_E_TYPE = -9        /* unknown or unexpected message type */
 };
 
 /* Reason text for a proto_result code. Static storage. */
@@ -116,7 +116,8 @@ int proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
 
 int proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out);
 int proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out);
-int proto_decode_u64(const uint8_t *p, size_t n, uint64_t *out); /* ACK GOODBYE */
+int proto_decode_u64(const uint8_t *p, size_t n,
+                     uint64_t *out); /* ACK GOODBYE */
 int proto_decode_error(const uint8_t *p, size_t n, proto_str *reason);
 
 /* Iterates the events of an EVENTS payload. */
@@ -154,7 +155,9 @@ void proto_buf_init(proto_buf *b);
 void proto_buf_fini(proto_buf *b);
 void proto_buf_reset(proto_buf *b); /* len 0, keeps memory */
 int proto_buf_reserve(proto_buf *b, size_t extra);
-static inline int proto_buf_failed(const proto_buf *b) { return b->failed; }
+static inline int proto_buf_failed(const proto_buf *b) {
+  return b->failed;
+}
 
 /* Whole control frames. */
 void proto_put_hello(proto_buf *b, const proto_hello *h);

@@ -11,8 +11,20 @@
 #define SCHEMA_VERSION_TEXT STRINGIFY(SCHEMA_VERSION)
 #define SCHEMA_APPLICATION_ID_TEXT STRINGIFY(SCHEMA_APPLICATION_ID)
 
-static const char *const status_names[SCHEMA_STATUS_COUNT] = {
-    "queued", "running", "succeeded", "failed", "skipped", "dropped", "lost"};
+static const char *const status_names[] = {
+#define STATUS_NAME(state, name) [SCHEMA_##state] = name,
+    SCHEMA_STATUS_MAP(STATUS_NAME)
+#undef STATUS_NAME
+};
+
+/* The codes are dense, 0 to SCHEMA_STATUS_COUNT - 1, one row each: the
+ * name table and every array indexed by status rely on it. */
+#define STATUS_ROW(state, name) +1
+_Static_assert(0 SCHEMA_STATUS_MAP(STATUS_ROW) == SCHEMA_STATUS_COUNT &&
+                   sizeof(status_names) / sizeof(status_names[0]) ==
+                       SCHEMA_STATUS_COUNT,
+               "status codes must be 0..SCHEMA_STATUS_COUNT - 1");
+#undef STATUS_ROW
 
 const char *schema_status_name(int status) {
   if (status < 0 || status >= SCHEMA_STATUS_COUNT)
@@ -114,7 +126,7 @@ static const char indexes[] =
     "CREATE INDEX IF NOT EXISTS tasks_time ON tasks (enqueued_at, name);\n"
     "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks (batch);\n"
     "CREATE INDEX IF NOT EXISTS tasks_unusual ON tasks (status, enqueued_at)"
-    " WHERE status <> 2;\n"
+    " WHERE " SCHEMA_SQL_UNUSUAL ";\n"
     "CREATE INDEX IF NOT EXISTS agents_gone ON agents (disconnected_at)"
     " WHERE connected = 0;\n";
 
