@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_collector_util import *  # noqa: E402,F403
@@ -39,8 +40,17 @@ def main():
                       db=db)
     try:
         first.start()
+        # start() returns at the first listener's line; the collector
+        # records both addresses in the store once it listens on both.
+        deadline = time.time() + 20
+        listen = [(None,)]
+        while listen == [(None,)] and time.time() < deadline:
+            listen = first.query("SELECT value FROM meta WHERE key = "
+                                 "'collector_listen'")
+            time.sleep(0.02)
         urls = re.findall(r'listening url=(\S+)', first.log())
-        check(len(urls) == 2, 'two listeners: %r' % urls)
+        check(len(urls) == 2 and listen == [(' '.join(urls),)],
+              'two listeners recorded: %r %r' % (urls, listen))
         a = FakeAgent(first.url)
         a.connect()
         a.send([ev_string(1, NAME, b'job')])
