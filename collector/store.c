@@ -552,6 +552,11 @@ static int is_final(int status) {
 static void inserted_task(store *s, const task_row *r) {
   s->stats.rows_inserted++;
   s->task_count++;
+  /* A task older than what retention has worked through (an agent that
+   * held it through an outage, or whose clock runs behind) must still be
+   * found by the next step. */
+  if (r->enqueued_at < s->prune_from)
+    s->prune_from = r->enqueued_at;
   if ((r->have & HAVE_END) && is_final(r->status)) {
     int started = (r->have & HAVE_START) != 0;
     rollup_add(s->rollups, r->name->text, r->name->len, r->finished_at,
@@ -892,7 +897,7 @@ static int write_all(store *s, wbatch *b) {
 }
 
 int store_write(store *s, wbatch *b) {
-  int64_t count_before = s->task_count;
+  int64_t count_before = s->task_count, prune_from_before = s->prune_from;
   store_stats before = s->stats;
   if (atomic_load(&s->aborted))
     return SQLITE_INTERRUPT;
@@ -910,6 +915,7 @@ int store_write(store *s, wbatch *b) {
     rollup_rollback(s->rollups);
     s->stats = before;
     s->task_count = count_before;
+    s->prune_from = prune_from_before;
     u64map_clear(&s->pruned_batches);
     return rc;
   }
