@@ -50,9 +50,9 @@ static uint32_t add_text(intern *t, const char *s, size_t len) {
   do {
     if (at > INTERN_ARENA || INTERN_ARENA - at < need)
       return 0;
-  } while (!atomic_compare_exchange_weak_explicit(
-      &t->arena_top, &at, at + need, memory_order_relaxed,
-      memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(&t->arena_top, &at, at + need,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed));
   uint32_t id = atomic_fetch_add_explicit(&t->next_id, 1, memory_order_relaxed);
   if (id >= INTERN_MAX_IDS)
     return 0;
@@ -105,8 +105,8 @@ static bool text_equal(const intern *t, uint32_t id, const char *s,
 }
 
 uint32_t intern_get(intern *t, const char *s, size_t len) {
-  if (len > INTERN_TEXT_MAX)
-    len = INTERN_TEXT_MAX;
+  if (len > LIMIT_NAME)
+    len = LIMIT_NAME;
   uint32_t h = hash_bytes(s, len);
   uint32_t mine = 0; /* our own id, once we have copied the text */
   for (uint32_t probe = 0; probe < INTERN_SLOTS; probe++) {

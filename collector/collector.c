@@ -15,6 +15,7 @@
 #include "proto.h"
 #include "server.h"
 #include "store.h"
+#include "url.h"
 #include "xalloc.h"
 
 #define DEFAULT_LISTEN "tcp://127.0.0.1:7460"
@@ -87,14 +88,6 @@ static int parse_ll(const char *s, long long min, long long max,
   return 0;
 }
 
-/* tcp://HOST:PORT or unix:/PATH, in shape; binding checks the rest. */
-static int listen_url_ok(const char *v) {
-  size_t n = strlen(v);
-  if (n > 6 && memcmp(v, "tcp://", 6) == 0)
-    return memchr(v + 6, ':', n - 6) != NULL;
-  return n > 5 && memcmp(v, "unix:", 5) == 0;
-}
-
 /* Applies one option with its value. Returns 0 or the exit status 2. */
 static int apply_option(options *o, const char *name, const char *value) {
   long long n;
@@ -103,9 +96,10 @@ static int apply_option(options *o, const char *name, const char *value) {
   } else if (strcmp(name, "--listen") == 0) {
     if (o->nlisten == MAX_LISTEN)
       return bad("too many --listen options%s%s", "", "");
-    if (!listen_url_ok(value))
-      return bad("bad --listen '%s' (tcp://HOST:PORT or unix:/PATH)%s", value,
-                 "");
+    url u;
+    int rc = url_parse(value, URL_LISTEN, &u);
+    if (rc != 0)
+      return bad("bad --listen '%s': %s", value, url_strerror(rc));
     o->listen[o->nlisten++] = value;
   } else if (strcmp(name, "--token-file") == 0) {
     o->token_file = value;
@@ -275,15 +269,11 @@ int collector_main(int argc, char **argv) {
    * statistics would cost a mutex round trip per malloc. */
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   const double day_us = 86400e6;
-  store_config sc = {o.db,
-                     o.sync_full,
-                     (int64_t)(o.retain_days * day_us),
-                     (int64_t)(o.retain_failures_days * day_us),
-                     o.max_tasks,
+  store_config sc = {o.db, o.sync_full, (int64_t)(o.retain_days * day_us),
+                     (int64_t)(o.retain_failures_days * day_us), o.max_tasks,
                      /* Long after the loop has forgotten the instance
                       * (it keeps one only through --lost-after). */
-                     (int64_t)(o.lost_after_s * 1e6 + day_us),
-                     0};
+                     (int64_t)(o.lost_after_s * 1e6 + day_us), 0};
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;

@@ -76,7 +76,7 @@ static void send_ack(client *c, uint64_t next_seq, int type) {
     proto_welcome w = {PROTO_VERSION, next_seq, PROTO_FRAME_MAX};
     proto_put_welcome(&b, &w);
   } else {
-    proto_put_ack(&b, next_seq);
+    proto_put_ack(&b, PROTO_VERSION, next_seq);
   }
   send_all(c->fd, &b);
   proto_buf_fini(&b);
@@ -148,7 +148,7 @@ static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   fake_instance *in = c->inst;
   uint64_t have = in->events ? in->count : 0;
   uint64_t expect = have + 1; /* next sequence number to store */
-  if (proto_events_begin(&it, f->payload, f->payload_len) != 0)
+  if (proto_events_begin(&it, f->payload, f->payload_len, PROTO_VERSION) != 0)
     return false;
   if (it.first_seq > expect) {
     in->gaps++;
@@ -191,7 +191,8 @@ static bool handle_frame(fake_collector *fc, client *c, const proto_frame *f) {
   if (f->type == PROTO_EVENTS)
     return handle_events(fc, c, f);
   if (f->type == PROTO_GOODBYE &&
-      proto_decode_u64(f->payload, f->payload_len, &v) == 0) {
+      proto_decode_goodbye(f->payload, f->payload_len, PROTO_VERSION, &v) ==
+          0) {
     c->inst->ended = true;
     if (!fc->hold) {
       c->inst->committed = c->inst->count;

@@ -409,14 +409,14 @@ static void intern_arena_full_stays_bounded(void **state) {
   (void)state;
   intern t;
   assert_int_equal(intern_init(&t), 0);
-  static char name[INTERN_TEXT_MAX + 1];
+  static char name[LIMIT_NAME + 1];
   uint32_t ids[256];
   uint32_t n = 0;
-  memset(name, 'x', INTERN_TEXT_MAX);
+  memset(name, 'x', LIMIT_NAME);
   for (;;) {
     snprintf(name, 16, "%010u", n);
     name[10] = 'x';
-    uint32_t id = intern_get(&t, name, INTERN_TEXT_MAX);
+    uint32_t id = intern_get(&t, name, LIMIT_NAME);
     if (id == INTERN_OVERFLOW_ID)
       break;
     assert_true(n < 256);
@@ -430,8 +430,7 @@ static void intern_arena_full_stays_bounded(void **state) {
   for (uint32_t i = 0; i < 100000; i++) {
     snprintf(name, 16, "%010u", n + i);
     name[10] = 'x';
-    assert_int_equal(intern_get(&t, name, INTERN_TEXT_MAX),
-                     INTERN_OVERFLOW_ID);
+    assert_int_equal(intern_get(&t, name, LIMIT_NAME), INTERN_OVERFLOW_ID);
   }
   assert_int_equal(atomic_load(&t.arena_top), top);
   for (uint32_t k = 0; k < n; k++) {
@@ -439,9 +438,9 @@ static void intern_arena_full_stays_bounded(void **state) {
     name[10] = 'x';
     uint32_t len;
     const char *text = intern_text(&t, ids[k], &len);
-    assert_int_equal(len, INTERN_TEXT_MAX);
-    assert_memory_equal(text, name, INTERN_TEXT_MAX);
-    assert_int_equal(intern_get(&t, name, INTERN_TEXT_MAX), ids[k]);
+    assert_int_equal(len, LIMIT_NAME);
+    assert_memory_equal(text, name, LIMIT_NAME);
+    assert_int_equal(intern_get(&t, name, LIMIT_NAME), ids[k]);
   }
   uint32_t len;
   assert_string_equal(intern_text(&t, INTERN_OVERFLOW_ID, &len),
