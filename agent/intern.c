@@ -50,9 +50,9 @@ static uint32_t add_text(intern *t, const char *s, size_t len) {
   do {
     if (at > INTERN_ARENA || INTERN_ARENA - at < need)
       return 0;
-  } while (!atomic_compare_exchange_weak_explicit(&t->arena_top, &at, at + need,
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(
+      &t->arena_top, &at, at + need, memory_order_relaxed,
+      memory_order_relaxed));
   uint32_t id = atomic_fetch_add_explicit(&t->next_id, 1, memory_order_relaxed);
   if (id >= INTERN_MAX_IDS)
     return 0;

@@ -269,11 +269,15 @@ int collector_main(int argc, char **argv) {
    * statistics would cost a mutex round trip per malloc. */
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   const double day_us = 86400e6;
-  store_config sc = {o.db, o.sync_full, (int64_t)(o.retain_days * day_us),
-                     (int64_t)(o.retain_failures_days * day_us), o.max_tasks,
+  store_config sc = {o.db,
+                     o.sync_full,
+                     (int64_t)(o.retain_days * day_us),
+                     (int64_t)(o.retain_failures_days * day_us),
+                     o.max_tasks,
                      /* Long after the loop has forgotten the instance
                       * (it keeps one only through --lost-after). */
-                     (int64_t)(o.lost_after_s * 1e6 + day_us), 0};
+                     (int64_t)(o.lost_after_s * 1e6 + day_us),
+                     0};
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;
