@@ -13,6 +13,11 @@
  * steady recording cost and not the cost of dropping. Drops are printed
  * anyway, for every method that can drop.
  *
+ * The sender thread's cost is measured too: its CPU time over a method's
+ * run (from /proc/self/task/TID/schedstat) divided by the events it sent
+ * (tw_agent_stats.sent), printed as tN_METHOD_sender_ns_per_event. The
+ * sender is the thread tw_agent_new() started.
+ *
  * LTTng needs a session daemon and an active session: the benchmark starts
  * `lttng-sessiond` when none runs, creates a private session, enables the
  * tracepoint, and re-executes itself so the fresh process registers with
@@ -21,6 +26,7 @@
  *
  * Output: one `key: value` per line; nothing here fails on speed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -70,6 +76,56 @@ static uint64_t now_ns(clockid_t id) {
   clock_gettime(id, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* ---- the sender's CPU time -------------------------------------------------
+ */
+
+#define MAX_TASKS 256
+
+static int list_tasks(pid_t *out, int max) {
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  int n = 0;
+  while (d != NULL && (e = readdir(d)) != NULL && n < max)
+    if (e->d_name[0] != '.')
+      out[n++] = (pid_t)strtol(e->d_name, NULL, 10);
+  if (d != NULL)
+    closedir(d);
+  return n;
+}
+
+/* The one thread listed now that was not in before[]; 0 if not exactly
+ * one. */
+static pid_t new_task(const pid_t *before, int nbefore) {
+  pid_t now[MAX_TASKS], found = 0;
+  int n = list_tasks(now, MAX_TASKS), count = 0;
+  for (int i = 0; i < n; i++) {
+    int old = 0;
+    for (int j = 0; j < nbefore; j++)
+      old |= now[i] == before[j];
+    if (!old) {
+      found = now[i];
+      count++;
+    }
+  }
+  return count == 1 ? found : 0;
+}
+
+/* A thread's CPU time in ns, or -1. */
+static long long task_cpu_ns(pid_t tid) {
+  char path[64];
+  long long ns = -1;
+  snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", (int)tid);
+  FILE *f = tid > 0 ? fopen(path, "r") : NULL;
+  if (f != NULL) {
+    if (fscanf(f, "%lld", &ns) != 1)
+      ns = -1;
+    fclose(f);
+  }
+  return ns;
+}
+
+static pid_t sender_tid;
 
 /* ---- a sink collector: WELCOME, then ack every frame ----------------------
  */
@@ -414,8 +470,14 @@ static void report_threads(int t, uint64_t rounds, tw_agent *agent, FILE *log,
       b.rounds = rounds / 16 ? rounds / 16 : 1;
     tw_agent_stats before, after;
     tw_agent_get_stats(agent, &before);
+    long long cpu0 = task_cpu_ns(sender_tid);
     ns[m] = run_bench(&b);
+    long long cpu1 = task_cpu_ns(sender_tid);
     tw_agent_get_stats(agent, &after);
+    if ((m == M_TASKWATCH || m == M_ENQUEUE) && cpu0 >= 0 && cpu1 >= 0 &&
+        after.sent > before.sent)
+      printf("t%d_%s_sender_ns_per_event: %.1f\n", t, method_name[m],
+             (double)(cpu1 - cpu0) / (double)(after.sent - before.sent));
     if (m == M_TASKWATCH)
       dropped = (long long)(after.dropped - before.dropped);
     if (m == M_ENQUEUE)
@@ -472,8 +534,13 @@ int main(int argc, char **argv) {
   cfg.service = "agent_overhead";
   cfg.buffer_bytes = (size_t)512 << 20;
   tw_agent *agent;
+  pid_t tasks[MAX_TASKS];
+  int ntasks = list_tasks(tasks, MAX_TASKS);
   if (tw_agent_new(&cfg, &agent) != 0)
     return 1;
+  sender_tid = new_task(tasks, ntasks);
+  if (sender_tid == 0)
+    printf("sender: not found, its cost is not measured\n");
   char logpath[160];
   snprintf(logpath, sizeof(logpath), "%s/log.txt", s.dir);
   FILE *log = fopen(logpath, "w");
