@@ -53,6 +53,15 @@ void tw__resend_fini(resend *r) {
   r->nspare = 0;
 }
 
+/* Links the chain first .. last after the buffer's last chunk. */
+static void link_tail(resend *r, resend_chunk *first, resend_chunk *last) {
+  if (r->last != NULL)
+    r->last->next = first;
+  else
+    r->first = first;
+  r->last = last;
+}
+
 /* A new open chunk at the end, starting at next_seq; NULL when taking it
  * would leave no chunk's room for HEALTH (unless it is for HEALTH). */
 static resend_chunk *chunk_new(resend *r, bool health) {
@@ -84,11 +93,7 @@ static resend_chunk *chunk_new(resend *r, bool health) {
   }
   c->frame.cap = RESEND_CHUNK_BYTES;
   proto_events_open(&c->frame, r->version, r->next_seq);
-  if (r->last != NULL)
-    r->last->next = c;
-  else
-    r->first = c;
-  r->last = c;
+  link_tail(r, c, c);
   return c;
 }
 
@@ -165,11 +170,7 @@ uint64_t tw__resend_attach(resend *r, resend_chunk *chain) {
     n += c->frame.count;
     last = c;
   }
-  if (r->last != NULL)
-    r->last->next = chain;
-  else
-    r->first = chain;
-  r->last = last;
+  link_tail(r, chain, last);
   return n;
 }
 

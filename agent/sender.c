@@ -85,28 +85,35 @@ typedef struct sender {
   unsigned backoff_ms;
   unsigned poll_ms;
   bool welcomed_once;
-  uint64_t health_dropped;
-  uint64_t health_reconnects;
-  uint64_t rng;
-  /* Flush bookkeeping, sender-private. */
-  uint64_t flush_active;
-  uint64_t flush_signalled;
-  uint64_t flush_target;
-  bool flush_target_set;
   bool stopping;
   bool goodbye_sent;
-  /* Shared with other threads. */
-  _Atomic uint64_t sent;
-  _Atomic uint64_t acked_events;
-  _Atomic uint64_t reconnects;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  uint64_t flush_req;               /* guarded by mu */
-  uint64_t flush_done;              /* guarded by mu */
-  bool stop_req;                    /* guarded by mu */
-  unsigned goodbye_ms;              /* guarded by mu */
-  int refusal_code;                 /* guarded by mu */
-  char refusal[LIMIT_REFUSAL_TEXT]; /* guarded by mu */
+  uint64_t health_dropped; /* the counters the last HEALTH reported */
+  uint64_t health_reconnects;
+  uint64_t rng;
+  /* The flush being served, sender-private. */
+  struct {
+    uint64_t active;    /* the newest request taken */
+    uint64_t signalled; /* the newest request answered */
+    uint64_t target;    /* the last event it waits for */
+    bool target_set;
+  } flush;
+  /* Counters other threads read (tw_agent_get_stats()). */
+  struct {
+    _Atomic uint64_t sent;
+    _Atomic uint64_t acked;
+    _Atomic uint64_t reconnects;
+  } count;
+  /* Requests from other threads and what they read back; under mu. */
+  struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t flush_req;
+    uint64_t flush_done;
+    bool stop;
+    unsigned goodbye_ms;
+    int refusal_code;
+    char refusal[LIMIT_REFUSAL_TEXT];
+  } shared;
 } sender;
 
 static void connect_start(sender *s);
@@ -134,10 +141,10 @@ static void refuse(sender *s, const char *fmt, ...) {
   for (char *p = text; *p != '\0'; p++)
     if ((unsigned char)*p < 0x20 || *p == 0x7f)
       *p = '?';
-  pthread_mutex_lock(&s->mu);
-  s->refusal_code = TW_EPROTO;
-  memcpy(s->refusal, text, sizeof(text));
-  pthread_mutex_unlock(&s->mu);
+  pthread_mutex_lock(&s->shared.mu);
+  s->shared.refusal_code = TW_EPROTO;
+  memcpy(s->shared.refusal, text, sizeof(text));
+  pthread_mutex_unlock(&s->shared.mu);
 }
 
 /* ---- health -------------------------------------------------------------- */
@@ -145,7 +152,7 @@ static void refuse(sender *s, const char *fmt, ...) {
 /* The HEALTH event of the counters now, when they changed. */
 static bool health_event(sender *s, proto_event *ev) {
   uint64_t dropped = record_dropped_total(s->agent);
-  uint64_t reconnects = atomic_load(&s->reconnects);
+  uint64_t reconnects = atomic_load(&s->count.reconnects);
   if (dropped == s->health_dropped && reconnects == s->health_reconnects)
     return false;
   memset(ev, 0, sizeof(*ev));
@@ -265,7 +272,8 @@ static void send_pending(sender *s) {
     }
     c->pinned = true;
     s->sent_upto = tw__resend_chunk_end(c);
-    atomic_fetch_add_explicit(&s->sent, c->frame.count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->count.sent, c->frame.count,
+                              memory_order_relaxed);
   }
 }
 
@@ -300,8 +308,8 @@ static void restart_instance(sender *s) {
     r->next_seq = 1;
   }
   /* A flush waits for the same events under their new numbers. */
-  if (s->flush_target_set)
-    s->flush_target = kept ? s->flush_target + first_held - old_acked : 0;
+  if (s->flush.target_set)
+    s->flush.target = kept ? s->flush.target + first_held - old_acked : 0;
   r->acked = s->sent_upto = 1;
   check_flush(s);
   /* The new instance's agents row gets the counters too. */
@@ -324,19 +332,19 @@ static void handle_welcome(sender *s, const proto_welcome *w) {
   uv_timer_stop(&s->retry);
   uint64_t before = r->acked;
   tw__resend_ack(r, w->next_seq);
-  atomic_fetch_add(&s->acked_events, r->acked - before);
+  atomic_fetch_add(&s->count.acked, r->acked - before);
   tw__resend_cut(r);
   if (w->version != r->version) {
     uint64_t lost = tw__resend_recode(r, w->version);
     atomic_fetch_add_explicit(&s->agent->dropped_unbound, lost,
                               memory_order_relaxed);
-    if (s->flush_target_set && s->flush_target >= r->next_seq)
-      s->flush_target = r->next_seq - 1;
+    if (s->flush.target_set && s->flush.target >= r->next_seq)
+      s->flush.target = r->next_seq - 1;
   }
   s->sent_upto = r->acked;
   s->state = CONN_READY;
   if (s->welcomed_once)
-    atomic_fetch_add(&s->reconnects, 1);
+    atomic_fetch_add(&s->count.reconnects, 1);
   s->welcomed_once = true;
   s->backoff_ms = BACKOFF_MIN_MS;
   send_pending(s);
@@ -347,7 +355,7 @@ static void handle_ack(sender *s, uint64_t next_seq) {
   uint64_t before = r->acked;
   tw__resend_ack(r, next_seq);
   if (r->acked != before) {
-    atomic_fetch_add(&s->acked_events, r->acked - before);
+    atomic_fetch_add(&s->count.acked, r->acked - before);
     check_flush(s);
   }
   if (s->stopping && s->goodbye_sent && r->acked >= r->next_seq)
@@ -531,31 +539,31 @@ static void connect_start(sender *s) {
 /* ---- flush, stop, the poll timer ----------------------------------------- */
 
 static void check_flush(sender *s) {
-  if (s->flush_active == s->flush_signalled)
+  if (s->flush.active == s->flush.signalled)
     return;
-  if (!s->flush_target_set && tw__drain_past_marks(&s->drain)) {
-    s->flush_target = s->buffer.next_seq - 1;
-    s->flush_target_set = true;
+  if (!s->flush.target_set && tw__drain_past_marks(&s->drain)) {
+    s->flush.target = s->buffer.next_seq - 1;
+    s->flush.target_set = true;
   }
-  if (s->flush_target_set && s->flush_target < s->buffer.acked) {
-    pthread_mutex_lock(&s->mu);
-    s->flush_done = s->flush_active;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    s->flush_signalled = s->flush_active;
+  if (s->flush.target_set && s->flush.target < s->buffer.acked) {
+    pthread_mutex_lock(&s->shared.mu);
+    s->shared.flush_done = s->flush.active;
+    pthread_cond_broadcast(&s->shared.cv);
+    pthread_mutex_unlock(&s->shared.mu);
+    s->flush.signalled = s->flush.active;
   }
 }
 
 static void take_requests(sender *s, bool *stop, unsigned *goodbye_ms) {
-  pthread_mutex_lock(&s->mu);
-  uint64_t req = s->flush_req;
-  *stop = s->stop_req;
-  *goodbye_ms = s->goodbye_ms;
-  pthread_mutex_unlock(&s->mu);
-  if (req == s->flush_active)
+  pthread_mutex_lock(&s->shared.mu);
+  uint64_t req = s->shared.flush_req;
+  *stop = s->shared.stop;
+  *goodbye_ms = s->shared.goodbye_ms;
+  pthread_mutex_unlock(&s->shared.mu);
+  if (req == s->flush.active)
     return;
-  s->flush_active = req;
-  s->flush_target_set = false;
+  s->flush.active = req;
+  s->flush.target_set = false;
   tw__drain_mark(&s->drain);
 }
 
@@ -598,7 +606,7 @@ static bool send_final_health(sender *s) {
   if (uv_write(&s->health_req, &s->conn.stream, &b, 1, on_control_write) != 0)
     return false;
   s->buffer.next_seq++;
-  atomic_fetch_add_explicit(&s->sent, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->count.sent, 1, memory_order_relaxed);
   s->health_dropped = ev.other;
   s->health_reconnects = ev.other2;
   return true;
@@ -745,11 +753,11 @@ int sender_start(tw_agent *agent) {
     sender_free(s);
     return rc;
   }
-  pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->shared.mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&s->cv, &ca);
+  pthread_cond_init(&s->shared.cv, &ca);
   pthread_condattr_destroy(&ca);
   /* The thread starts with every signal blocked: the host's signals belong
    * to the host's threads, and a SIGPIPE from a dead collector connection
@@ -761,8 +769,8 @@ int sender_start(tw_agent *agent) {
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) {
     loop_stop(s);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->shared.mu);
+    pthread_cond_destroy(&s->shared.cv);
     sender_free(s);
     return TW_ENOMEM;
   }
@@ -782,18 +790,19 @@ int sender_flush(tw_agent *agent, unsigned timeout_ms) {
     deadline.tv_sec++;
     deadline.tv_nsec -= 1000000000;
   }
-  pthread_mutex_lock(&s->mu);
-  uint64_t mine = ++s->flush_req;
-  pthread_mutex_unlock(&s->mu);
+  pthread_mutex_lock(&s->shared.mu);
+  uint64_t mine = ++s->shared.flush_req;
+  pthread_mutex_unlock(&s->shared.mu);
   uv_async_send(&s->wake);
   int rc = 0;
-  pthread_mutex_lock(&s->mu);
-  while (s->flush_done < mine && rc == 0)
-    if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT)
+  pthread_mutex_lock(&s->shared.mu);
+  while (s->shared.flush_done < mine && rc == 0)
+    if (pthread_cond_timedwait(&s->shared.cv, &s->shared.mu, &deadline) ==
+        ETIMEDOUT)
       rc = TW_ETIMEDOUT;
-  if (s->flush_done >= mine)
+  if (s->shared.flush_done >= mine)
     rc = 0;
-  pthread_mutex_unlock(&s->mu);
+  pthread_mutex_unlock(&s->shared.mu);
   return rc;
 }
 
@@ -801,14 +810,14 @@ void sender_stop(tw_agent *agent, unsigned goodbye_ms) {
   sender *s = agent->sender;
   if (s == NULL)
     return;
-  pthread_mutex_lock(&s->mu);
-  s->stop_req = true;
-  s->goodbye_ms = goodbye_ms;
-  pthread_mutex_unlock(&s->mu);
+  pthread_mutex_lock(&s->shared.mu);
+  s->shared.stop = true;
+  s->shared.goodbye_ms = goodbye_ms;
+  pthread_mutex_unlock(&s->shared.mu);
   uv_async_send(&s->wake);
   pthread_join(s->thread, NULL); /* the thread closed and ended the loop */
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->shared.mu);
+  pthread_cond_destroy(&s->shared.cv);
   sender_free(s);
   agent->sender = NULL;
 }
@@ -844,9 +853,10 @@ void sender_stats(tw_agent *agent, tw_agent_stats *out) {
   sender *s = agent->sender;
   if (s == NULL)
     return;
-  out->sent = atomic_load_explicit(&s->sent, memory_order_relaxed);
-  out->acked = atomic_load_explicit(&s->acked_events, memory_order_relaxed);
-  out->reconnects = atomic_load_explicit(&s->reconnects, memory_order_relaxed);
+  out->sent = atomic_load_explicit(&s->count.sent, memory_order_relaxed);
+  out->acked = atomic_load_explicit(&s->count.acked, memory_order_relaxed);
+  out->reconnects =
+      atomic_load_explicit(&s->count.reconnects, memory_order_relaxed);
 }
 
 int tw__sender_refusal(tw_agent *agent, char *buf, size_t size) {
@@ -856,10 +866,10 @@ int tw__sender_refusal(tw_agent *agent, char *buf, size_t size) {
     buf[0] = '\0';
   if (s == NULL)
     return 0;
-  pthread_mutex_lock(&s->mu);
-  code = s->refusal_code;
+  pthread_mutex_lock(&s->shared.mu);
+  code = s->shared.refusal_code;
   if (size > 0)
-    snprintf(buf, size, "%s", s->refusal);
-  pthread_mutex_unlock(&s->mu);
+    snprintf(buf, size, "%s", s->shared.refusal);
+  pthread_mutex_unlock(&s->shared.mu);
   return code;
 }

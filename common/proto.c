@@ -132,24 +132,6 @@ int proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out) {
   return verdict(c, 1);
 }
 
-int proto_decode_ack(const uint8_t *p, size_t n, uint16_t version,
-                     uint64_t *next_seq) {
-  cursor cur = {p, p + n, 0, 0, 0};
-  ack_msg m = {0};
-  get_ACK(&cur, &m, version);
-  *next_seq = m.next_seq;
-  return verdict(&cur, 1);
-}
-
-int proto_decode_goodbye(const uint8_t *p, size_t n, uint16_t version,
-                         uint64_t *last_seq) {
-  cursor cur = {p, p + n, 0, 0, 0};
-  goodbye_msg m = {0};
-  get_GOODBYE(&cur, &m, version);
-  *last_seq = m.last_seq;
-  return verdict(&cur, 1);
-}
-
 int proto_decode_error(const uint8_t *p, size_t n, proto_str *reason) {
   cursor cur = {p, p + n, 0, 0, 0};
   error_msg m;
@@ -358,19 +340,25 @@ void proto_put_welcome(proto_buf *b, const proto_welcome *w) {
     frame_close(b, store_WELCOME(store_U16(p, m.version, 0), &m, m.version));
 }
 
-void proto_put_ack(proto_buf *b, uint16_t version, uint64_t next_seq) {
-  ack_msg m = {next_seq};
-  uint8_t *p = frame_open(b, PROTO_ACK, exact_ACK(&m, version));
-  if (p != NULL)
-    frame_close(b, store_ACK(p, &m, version));
-}
-
-void proto_put_goodbye(proto_buf *b, uint16_t version, uint64_t last_seq) {
-  goodbye_msg m = {last_seq};
-  uint8_t *p = frame_open(b, PROTO_GOODBYE, exact_GOODBYE(&m, version));
-  if (p != NULL)
-    frame_close(b, store_GOODBYE(p, &m, version));
-}
+/* ACK and GOODBYE carry one sequence number each: their encoder and
+ * decoder, for message NAME in struct TYPE whose field is `member`. */
+#define SEQUENCE_MESSAGE(NAME, TYPE, name, member)                             \
+  void proto_put_##name(proto_buf *b, uint16_t version, uint64_t member) {     \
+    TYPE m = {member};                                                         \
+    uint8_t *p = frame_open(b, PROTO_##NAME, exact_##NAME(&m, version));       \
+    if (p != NULL)                                                             \
+      frame_close(b, store_##NAME(p, &m, version));                            \
+  }                                                                            \
+  int proto_decode_##name(const uint8_t *p, size_t n, uint16_t version,        \
+                          uint64_t *member) {                                  \
+    cursor cur = {p, p + n, 0, 0, 0};                                          \
+    TYPE m = {0};                                                              \
+    get_##NAME(&cur, &m, version);                                             \
+    *member = m.member;                                                        \
+    return verdict(&cur, 1);                                                   \
+  }
+SEQUENCE_MESSAGE(ACK, ack_msg, ack, next_seq)
+SEQUENCE_MESSAGE(GOODBYE, goodbye_msg, goodbye, last_seq)
 
 void proto_put_error(proto_buf *b, const char *reason) {
   error_msg m = {
