@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent_internal.h"
+#include "size.h"
 
 static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static tw_agent *registry_head;
@@ -85,8 +86,9 @@ int tw_config_from_env(tw_config *cfg) {
   cfg->service = getenv("TASKWATCH_SERVICE");
   cfg->token = getenv("TASKWATCH_TOKEN");
   if ((s = getenv("TASKWATCH_BUFFER_BYTES")) != NULL && *s != '\0') {
-    if (parse_number(s, SIZE_MAX, &v) == 0)
-      cfg->buffer_bytes = (size_t)v;
+    uint64_t bytes;
+    if (tw__size_parse(s, SIZE_MAX, &bytes) == 0)
+      cfg->buffer_bytes = (size_t)bytes;
     else
       rc = TW_EINVAL;
   }

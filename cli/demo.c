@@ -13,8 +13,6 @@
  * benchmarks. The demo exits 0 once its agent has flushed everything to the
  * collector.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +22,7 @@
 #include <taskwatch.h>
 #include <uv.h>
 
+#include "args.h"
 #include "cli.h"
 #include "url.h"
 
@@ -289,150 +288,135 @@ static int run_direct(demo *d) {
   return 0;
 }
 
-static void usage(FILE *out) {
-  fprintf(out,
-          "usage: taskwatch demo [--collector URL] --batches N [options]\n"
-          "\n"
-          "Simulates a server handling POST /send-notification/{email}: each\n"
-          "batch runs write_notification (sync), send_email (async) and\n"
-          "write_log (sync) through the agent's runner.\n"
-          "\n"
-          "  --collector URL      tcp://HOST:PORT or unix:/PATH (default:\n"
-          "                       $TASKWATCH_COLLECTOR or " TW_DEFAULT_COLLECTOR
-          ")\n"
-          "  --batches N          number of batches (requests) to run\n"
-          "  --fail-every K       send_email fails in every K-th batch\n"
-          "  --rate R             at most R batches per second (default: as\n"
-          "                       fast as possible)\n"
-          "  --concurrency C      batches in flight at once (default 64)\n"
-          "  --email-ms MS        simulated network time of send_email\n"
-          "  --service NAME       service name (default: $TASKWATCH_SERVICE "
-          "or demo)\n"
-          "  --direct             record the same events with the low-level\n"
-          "                       calls on one thread, running nothing\n"
-          "  --flush-timeout S    seconds to wait for the collector's acks at\n"
-          "                       the end (default 60)\n"
-          "  --quiet              no summary line\n"
-          "  -h, --help           this help\n");
+static const char usage_text[] =
+    "Usage: taskwatch demo --batches N [OPTION]...\n"
+    "\n"
+    "Simulates a server handling POST /send-notification/{email}: each\n"
+    "batch runs write_notification (sync), send_email (async) and\n"
+    "write_log (sync) through the agent's runner; when send_email fails,\n"
+    "write_log is skipped. Exits 0 once the collector has every event.\n"
+    "\n"
+    "Options:\n"
+    "  --collector URL            tcp://HOST:PORT or unix:/PATH (default:\n"
+    "                             $TASKWATCH_COLLECTOR or " TW_DEFAULT_COLLECTOR
+    ")\n"
+    "  --batches N                number of batches (requests) to run\n"
+    "  --fail-every K             send_email fails in every K-th batch\n"
+    "  --rate R                   at most R batches per second (default: as\n"
+    "                             fast as possible)\n"
+    "  --concurrency C            batches in flight at once (default 64)\n"
+    "  --email-ms DUR             simulated network time of send_email\n"
+    "                             (default 0)\n"
+    "  --service NAME             service name (default: $TASKWATCH_SERVICE\n"
+    "                             or demo)\n"
+    "  --direct                   record the same events with the low-level\n"
+    "                             calls on one thread, running nothing\n"
+    "  --flush-timeout DUR        time to wait for the collector's acks at\n"
+    "                             the end (default 60s)\n"
+    "  --quiet                    no summary line\n"
+    "  -h, --help                 print this help and exit\n"
+    "\n"
+    "A duration DUR takes units (250ms, 30s, 2m); a bare number counts in\n"
+    "the unit the option names: milliseconds or seconds. The agent reads\n"
+    "TASKWATCH_TOKEN and TASKWATCH_BUFFER_BYTES (e.g. 8MiB) too.\n"
+    "\n"
+    "Exit status: 0 when every event was acknowledged, 1 when the run or\n"
+    "the flush failed, 2 for a bad argument.\n";
+
+enum {
+  OPT_COLLECTOR = 256,
+  OPT_BATCHES,
+  OPT_FAIL,
+  OPT_RATE,
+  OPT_CONC,
+  OPT_EMAIL,
+  OPT_SERVICE,
+  OPT_DIRECT,
+  OPT_FLUSH,
+  OPT_QUIET
+};
+
+static const struct option long_options[] = {
+    {"collector", required_argument, NULL, OPT_COLLECTOR},
+    {"batches", required_argument, NULL, OPT_BATCHES},
+    {"fail-every", required_argument, NULL, OPT_FAIL},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"concurrency", required_argument, NULL, OPT_CONC},
+    {"email-ms", required_argument, NULL, OPT_EMAIL},
+    {"service", required_argument, NULL, OPT_SERVICE},
+    {"direct", no_argument, NULL, OPT_DIRECT},
+    {"flush-timeout", required_argument, NULL, OPT_FLUSH},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+/* Applies one option; returns 0 or ARGS_USAGE. */
+static int apply_option(const args *a, int c, demo_opts *o) {
+  long long n;
+  int64_t us;
+  int rc;
+  switch (c) {
+  case OPT_COLLECTOR:
+    o->collector = a->value;
+    return 0;
+  case OPT_BATCHES:
+    if ((rc = args_int(a, 0, INT64_C(1) << 40, &n)) == 0)
+      o->batches = (uint64_t)n;
+    return rc;
+  case OPT_FAIL:
+    if ((rc = args_int(a, 0, INT64_MAX, &n)) == 0)
+      o->fail_every = (uint64_t)n;
+    return rc;
+  case OPT_RATE:
+    return args_double(a, 0, 1e12, &o->rate);
+  case OPT_CONC:
+    if ((rc = args_int(a, 1, 1 << 20, &n)) == 0)
+      o->concurrency = (unsigned)n;
+    return rc;
+  case OPT_EMAIL:
+    if ((rc = args_duration(a, 1000, 0, INT64_C(3600000000), &us)) == 0)
+      o->email_ms = (unsigned)(us / 1000);
+    return rc;
+  case OPT_SERVICE:
+    if (*a->value == '\0')
+      return args_invalid(a, "a name");
+    o->service = a->value;
+    return 0;
+  case OPT_DIRECT:
+    o->direct = 1;
+    return 0;
+  case OPT_FLUSH:
+    if ((rc = args_duration(a, 1000000, 0, INT64_C(86400000000), &us)) == 0)
+      o->flush_timeout_s = (double)us / 1e6;
+    return rc;
+  case OPT_QUIET:
+    o->quiet = 1;
+    return 0;
+  default:
+    return ARGS_USAGE;
+  }
 }
 
-/* Parses a whole non-negative decimal number; -1 on anything else. */
-static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
-  char *end = NULL;
-  if (s == NULL || *s == '\0' || *s == '-')
-    return -1;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno != 0 || *end != '\0' || v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-static int parse_double(const char *s, double *out) {
-  char *end = NULL;
-  if (s == NULL || *s == '\0')
-    return -1;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno != 0 || *end != '\0' || !(v >= 0) || v > 1e12)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-static int bad(const char *what, const char *value) {
-  fprintf(stderr, "taskwatch demo: invalid %s '%s' (try --help)\n", what,
-          value ? value : "");
-  return 2;
-}
-
+/* Returns -1 after --help, 0, or the exit status 2. */
 static int parse_args(int argc, char **argv, demo_opts *o) {
-  enum { OPT_FAIL = 256, OPT_RATE, OPT_CONC, OPT_EMAIL, OPT_SERVICE, OPT_DIRECT,
-         OPT_FLUSH, OPT_QUIET };
-  static const struct option longopts[] = {
-      {"collector", required_argument, NULL, 'c'},
-      {"batches", required_argument, NULL, 'n'},
-      {"fail-every", required_argument, NULL, OPT_FAIL},
-      {"rate", required_argument, NULL, OPT_RATE},
-      {"concurrency", required_argument, NULL, OPT_CONC},
-      {"email-ms", required_argument, NULL, OPT_EMAIL},
-      {"service", required_argument, NULL, OPT_SERVICE},
-      {"direct", no_argument, NULL, OPT_DIRECT},
-      {"flush-timeout", required_argument, NULL, OPT_FLUSH},
-      {"quiet", no_argument, NULL, OPT_QUIET},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  args a;
+  args_init(&a, "demo", argc, argv, "h", long_options);
   int have_batches = 0, c;
-  uint64_t v;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-    switch (c) {
-    case 'c':
-      o->collector = optarg;
-      break;
-    case 'n':
-      if (parse_u64(optarg, UINT64_C(1) << 40, &o->batches) != 0)
-        return bad("--batches", optarg);
-      have_batches = 1;
-      break;
-    case OPT_FAIL:
-      if (parse_u64(optarg, UINT64_MAX, &o->fail_every) != 0)
-        return bad("--fail-every", optarg);
-      break;
-    case OPT_RATE:
-      if (parse_double(optarg, &o->rate) != 0)
-        return bad("--rate", optarg);
-      break;
-    case OPT_CONC:
-      if (parse_u64(optarg, 1u << 20, &v) != 0 || v == 0)
-        return bad("--concurrency", optarg);
-      o->concurrency = (unsigned)v;
-      break;
-    case OPT_EMAIL:
-      if (parse_u64(optarg, 3600000, &v) != 0)
-        return bad("--email-ms", optarg);
-      o->email_ms = (unsigned)v;
-      break;
-    case OPT_SERVICE:
-      if (*optarg == '\0')
-        return bad("--service", optarg);
-      o->service = optarg;
-      break;
-    case OPT_DIRECT:
-      o->direct = 1;
-      break;
-    case OPT_FLUSH:
-      if (parse_double(optarg, &o->flush_timeout_s) != 0 ||
-          o->flush_timeout_s > 86400)
-        return bad("--flush-timeout", optarg);
-      break;
-    case OPT_QUIET:
-      o->quiet = 1;
-      break;
-    case 'h':
-      usage(stdout);
+  while ((c = args_next(&a)) != -1) {
+    if (c == ARGS_ERROR)
+      return ARGS_USAGE;
+    if (c == 'h') {
+      fputs(usage_text, stdout);
       return -1;
-    case ':':
-      fprintf(stderr, "taskwatch demo: %s needs a value (try --help)\n",
-              argv[optind - 1]);
-      return 2;
-    default:
-      fprintf(stderr, "taskwatch demo: unknown option '%s' (try --help)\n",
-              argv[optind - 1]);
-      return 2;
     }
+    have_batches |= c == OPT_BATCHES;
+    if (apply_option(&a, c, o) != 0)
+      return ARGS_USAGE;
   }
-  if (optind < argc) {
-    fprintf(stderr, "taskwatch demo: unexpected argument '%s' (try --help)\n",
-            argv[optind]);
-    return 2;
-  }
-  if (!have_batches) {
-    fprintf(stderr, "taskwatch demo: --batches is required (try --help)\n");
-    return 2;
-  }
+  if (args_no_operands(&a))
+    return ARGS_USAGE;
+  if (!have_batches)
+    return args_error(&a, "--batches N is required");
   return 0;
 }
 

@@ -1,13 +1,14 @@
 /*
  * main - the `taskwatch` entry point: one binary whose first argument picks
  * the subcommand (collector, top, query, demo), in the manner of tmux and
- * git. Each subcommand parses the rest of argv itself.
+ * git. Each subcommand parses the rest of argv itself, through args.h.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <taskwatch.h>
 
+#include "args.h"
 #include "cli.h"
 #include "collector.h"
 #include "top.h"
@@ -26,33 +27,67 @@ static const command commands[] = {
 };
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: taskwatch COMMAND [ARGS...]\n"
-               "       taskwatch --version | --help\n\n"
-               "commands:\n");
+  fprintf(out,
+          "Usage: taskwatch COMMAND [ARG]...\n"
+          "  or:  taskwatch --version | --help\n\n"
+          "Traces the background tasks of servers that link the agent\n"
+          "library, libtaskwatch: a collector stores their events in SQLite,\n"
+          "a dashboard and a query tool read them.\n\n"
+          "Commands:\n");
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
-  fprintf(out, "\nRun 'taskwatch COMMAND --help' for a command's options.\n");
+    fprintf(out, "  %-26s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out,
+          "\nRun 'taskwatch COMMAND --help' for a command's options.\n\n"
+          "Options:\n"
+          "  -h, --help                 print this help and exit\n"
+          "  -V, --version              print the version and exit\n\n"
+          "Environment:\n"
+          "  TASKWATCH_COLLECTOR        the agent's collector URL (default\n"
+          "                             " TW_DEFAULT_COLLECTOR ")\n"
+          "  TASKWATCH_SERVICE          the agent's service name (default: "
+          "the\n"
+          "                             program's name)\n"
+          "  TASKWATCH_TOKEN            the secret the collector requires, if "
+          "any\n"
+          "  TASKWATCH_BUFFER_BYTES     the agent's memory cap, e.g. 8MiB or "
+          "512k\n"
+          "                             (default %uMiB)\n"
+          "  TASKWATCH_FLUSH_TIMEOUT_MS\n"
+          "                             how long the agent's shutdown waits "
+          "for\n"
+          "                             the collector, in ms (default %u)\n",
+          TW_DEFAULT_BUFFER_BYTES >> 20, TW_DEFAULT_FLUSH_TIMEOUT_MS);
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "taskwatch: missing command (try 'taskwatch --help')\n");
-    return 2;
-  }
-  const char *name = argv[1];
-  if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
-    printf("taskwatch %s\n", tw_version());
+  static const struct option options[] = {
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
+  };
+  args a;
+  args_init(&a, NULL, argc, argv, "+hV", options);
+  int c;
+  while ((c = args_next(&a)) != -1) {
+    if (c == ARGS_ERROR)
+      return ARGS_USAGE;
+    if (c == 'V') {
+      printf("taskwatch %s\n", tw_version());
+      return 0;
+    }
+    usage(stdout);
     return 0;
   }
-  if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
-      strcmp(name, "help") == 0) {
+  int first = args_first_operand(&a);
+  if (first >= argc)
+    return args_error(&a, "missing command");
+  const char *name = argv[first];
+  if (strcmp(name, "help") == 0) {
     usage(stdout);
     return 0;
   }
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
     if (strcmp(name, commands[i].name) == 0)
-      return commands[i].main(argc - 1, argv + 1);
-  fprintf(stderr, "taskwatch: unknown command '%s' (try 'taskwatch --help')\n",
-          name);
-  return 2;
+      return commands[i].main(argc - first, argv + first);
+  return args_error(&a, "unknown command '%s'", name);
 }

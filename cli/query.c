@@ -11,13 +11,13 @@
 #include "query.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <locale.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "args.h"
 #include "cli.h"
 #include "format.h"
 #include "schema.h"
@@ -25,38 +25,54 @@
 #define BUSY_TIMEOUT_MS 10000
 
 static const char usage_text[] =
-    "usage: taskwatch query --db PATH [FILTER...] [options]\n"
-    "       taskwatch query stats --db PATH [--by name|service|batch_label]"
-    " [FILTER...]\n"
-    "       taskwatch query show --db PATH TASK_ID\n"
-    "       taskwatch query batch --db PATH BATCH_ID\n"
+    "Usage: taskwatch query --db PATH [FILTER]... [OPTION]...\n"
+    "  or:  taskwatch query stats --db PATH [--by FIELD] [FILTER]...\n"
+    "  or:  taskwatch query show --db PATH TASK_ID\n"
+    "  or:  taskwatch query batch --db PATH BATCH_ID\n"
     "\n"
-    "Prints stored tasks, oldest first. FILTER terms (all must hold):\n"
-    "  status:failed,skipped  name:send_*  service:api  host:web-1\n"
-    "  label:'POST /x*'  batch:ID  id:ID  error:timeout  mode:loop  pid:N\n"
-    "  since:1h  until:2026-11-22T10:00:00Z  wait>200ms  run>=1s  !TERM\n"
+    "Prints stored tasks, oldest first; stats summarises them per name,\n"
+    "service or batch label; show prints one task, batch one batch.\n"
     "\n"
-    "options:\n"
-    "  --db PATH              the collector's database (required)\n"
-    "  -o, --format FMT       table (default), json (NDJSON) or csv\n"
-    "  --status S[,S...]      --name GLOB  --service GLOB  --host GLOB\n"
-    "  --label GLOB           --batch ID   --id ID         --error TEXT\n"
-    "  --mode MODE            --since TIME --until TIME\n"
-    "  --min-wait D  --max-wait D  --min-run D  --max-run D   (e.g. 200ms)\n"
-    "  -f, --filter TEXT      filter terms, as above\n"
-    "  --sort FIELD           enqueued (default), started, finished, wait,\n"
-    "                         run, name, service, status, id, batch\n"
-    "  --reverse              newest (largest) first\n"
-    "  --limit N              print at most N tasks\n"
-    "  --local                local time instead of UTC in the table\n"
-    "  --follow               then print tasks as they finish, until ^C\n"
-    "  --interval D           how often --follow looks (default 200ms)\n"
-    "  --fail-if-empty        exit 1 when nothing matched\n"
-    "  --fail-if-any          exit 1 when anything matched (alerting)\n"
-    "  --by FIELD             stats: group by name, service or batch_label\n"
-    "  -h, --help             this text\n"
+    "FILTER terms, as arguments or in --filter, must all hold; such as\n"
+    "status:failed,skipped name:send_* service:api host:web-1\n"
+    "label:'POST /x*' batch:ID id:ID error:timeout mode:loop pid:N\n"
+    "since:1h until:2026-11-22T10:00:00Z wait>200ms run>=1s !TERM\n"
     "\n"
-    "exit status: 0 printed; 1 see --fail-if-*; 2 usage or database error\n";
+    "Options:\n"
+    "  --db PATH                  the collector's store (required)\n"
+    "  -o, --format FMT           table (default), json (NDJSON) or csv\n"
+    "  -f, --filter TEXT          filter terms, as above\n"
+    "  --status S[,S]...          status:S[,S]...\n"
+    "  --name GLOB                name:GLOB\n"
+    "  --service GLOB             service:GLOB\n"
+    "  --host GLOB                host:GLOB\n"
+    "  --label GLOB               label:GLOB\n"
+    "  --batch ID                 batch:ID\n"
+    "  --id ID                    id:ID\n"
+    "  --error TEXT               error:TEXT\n"
+    "  --mode MODE                mode:MODE (loop or threadpool)\n"
+    "  --since TIME               since:TIME\n"
+    "  --until TIME               until:TIME\n"
+    "  --min-wait DUR             wait>=DUR (e.g. 200ms)\n"
+    "  --max-wait DUR             wait<=DUR\n"
+    "  --min-run DUR              run>=DUR\n"
+    "  --max-run DUR              run<=DUR\n"
+    "  --sort FIELD               enqueued (default), started, finished, "
+    "wait,\n"
+    "                             run, name, service, status, id, batch\n"
+    "  --reverse                  newest (largest) first\n"
+    "  --limit N                  print at most N tasks\n"
+    "  --local                    local time instead of UTC in the table\n"
+    "  --follow                   then print tasks as they finish, until ^C\n"
+    "  --interval DUR             how often --follow looks (default 200ms)\n"
+    "  --fail-if-empty            exit 1 when nothing matched\n"
+    "  --fail-if-any              exit 1 when anything matched (alerting)\n"
+    "  --by FIELD                 stats: group by name, service or "
+    "batch_label\n"
+    "  -h, --help                 print this help and exit\n"
+    "\n"
+    "Exit status: 0 after printing, 1 when --fail-if-empty or --fail-if-any\n"
+    "holds, 2 for a usage or database error.\n";
 
 enum {
   OPT_DB = 256,
@@ -158,10 +174,7 @@ static const struct {
 };
 
 static int usage_error(const char *fmt, const char *arg) {
-  fprintf(stderr, "taskwatch query: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, " (try 'taskwatch query --help')\n");
-  return 2;
+  return args_fail("query", fmt, arg);
 }
 
 sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql) {
@@ -288,7 +301,7 @@ static int set_by(query_opts *o, const char *arg) {
 
 /* Applies one option that is not a filter term; returns -1 to go on, else
  * an exit status. */
-static int handle_option(int c, char *arg, char **argv, query_opts *o) {
+static int handle_option(int c, const char *arg, query_opts *o) {
   char err[256];
   int *flag = flag_of(o, c);
   if (flag != NULL) {
@@ -321,16 +334,8 @@ static int handle_option(int c, char *arg, char **argv, query_opts *o) {
   case 'h':
     fputs(usage_text, stdout);
     return 0;
-  case ':':
-    return usage_error("option '%s' needs a value", argv[optind - 1]);
   default:
-    /* In a cluster such as -zq, optind still points at the cluster's
-     * argument or before it; optopt is the offending letter. */
-    if (optopt > 0 && optopt < 128) {
-      char letter[3] = {'-', (char)optopt, '\0'};
-      return usage_error("unknown option '%s'", letter);
-    }
-    return usage_error("unknown option '%s'", argv[optind - 1]);
+    return ARGS_USAGE;
   }
 }
 
@@ -338,26 +343,28 @@ static int handle_option(int c, char *arg, char **argv, query_opts *o) {
 static int parse_args(int argc, char **argv, query_opts *o, int command) {
   char err[256];
   int c;
-  optind = 1;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":o:f:h", long_options, NULL)) != -1) {
+  args a;
+  args_init(&a, "query", argc, argv, "o:f:h", long_options);
+  while ((c = args_next(&a)) != -1) {
+    if (c == ARGS_ERROR)
+      return ARGS_USAGE;
     int handled = 0;
     for (size_t i = 0; i < sizeof(flag_terms) / sizeof(flag_terms[0]); i++) {
       if (flag_terms[i].option != c)
         continue;
       handled = 1;
-      if (filter_add(o->filter, flag_terms[i].key, flag_terms[i].op, optarg, 0,
+      if (filter_add(o->filter, flag_terms[i].key, flag_terms[i].op, a.value, 0,
                      err, sizeof(err)) != 0)
         return usage_error("%s", err);
     }
     if (handled)
       continue;
-    int rc = handle_option(c, optarg, argv, o);
+    int rc = handle_option(c, a.value, o);
     if (rc >= 0)
       return rc;
   }
   /* What is left is filter terms, or the id of show/batch. */
-  for (int i = optind; i < argc; i++) {
+  for (int i = args_first_operand(&a); i < argc; i++) {
     if ((command == 's' || command == 'b') && o->target == NULL) {
       o->target = argv[i];
       continue;

@@ -5,12 +5,13 @@
 #include "collector.h"
 
 #include <errno.h>
-#include <math.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
+#include "args.h"
 #include "log.h"
 #include "proto.h"
 #include "server.h"
@@ -27,115 +28,184 @@ typedef struct options {
   size_t nlisten;
   const char *token_file;
   int sync_full;
-  int max_connections;
-  double lost_after_s;
-  double handshake_timeout_s;
-  double retain_days, retain_failures_days;
+  int socket_mode; /* -1: 0600 */
+  long socket_gid; /* -1: the collector's own group */
+  long long max_connections;
+  int64_t lost_after_us;
+  int64_t handshake_timeout_us;
+  int64_t retain_us, retain_failures_us;
   long long max_tasks;
-  long long flush_ms;
+  int64_t flush_us;
   int log_level;
 } options;
 
 static const char usage_text[] =
-    "usage: taskwatch collector [--db PATH] [--listen URL]... [options]\n"
+    "Usage: taskwatch collector [OPTION]...\n"
     "\n"
     "Receives agents' events and stores them in SQLite, each exactly once.\n"
+    "SIGTERM or SIGINT: stop accepting, commit everything received, send\n"
+    "the acks, exit 0.\n"
     "\n"
-    "  --db PATH                  store file (default taskwatch.db)\n"
+    "Options:\n"
+    "  --db PATH                  store file, created when missing (default\n"
+    "                             taskwatch.db)\n"
     "  --listen URL               tcp://HOST:PORT or unix:/PATH, repeatable\n"
     "                             (default " DEFAULT_LISTEN ")\n"
-    "  --token-file PATH          require agents to present this token\n"
+    "  --socket-mode MODE         permissions of unix: sockets, in octal\n"
+    "                             (default 0600: the collector's user only)\n"
+    "  --socket-group GROUP       group of unix: sockets, a name or number\n"
+    "                             (default: the collector's own group)\n"
+    "  --token-file PATH          require agents to present the token in "
+    "PATH\n"
     "  --sync normal|full         SQLite synchronous mode (default normal)\n"
-    "  --max-connections N        default 1024\n"
-    "  --handshake-timeout SEC    time to send HELLO or finish a frame "
-    "(default 10)\n"
-    "  --lost-after SEC           grace before a vanished instance's open\n"
-    "                             tasks become lost (default 30)\n"
-    "  --retain-days D            prune tasks older than D days\n"
-    "  --retain-failures-days D   keep failed/skipped/dropped/lost tasks D "
-    "days\n"
+    "  --max-connections N        more are accepted and closed (default "
+    "1024)\n"
+    "  --handshake-timeout DUR    time to send HELLO or finish a frame "
+    "(default\n"
+    "                             10s)\n"
+    "  --lost-after DUR           grace before a vanished instance's open "
+    "tasks\n"
+    "                             become lost (default 30s)\n"
+    "  --retain-days DUR          prune tasks older than this (default: keep)\n"
+    "  --retain-failures-days DUR\n"
+    "                             keep failed, skipped, dropped and lost "
+    "tasks\n"
+    "                             this long (default: --retain-days)\n"
     "  --max-tasks N              keep at most N tasks, oldest pruned first\n"
-    "  --flush-ms N               longest a batch fills before commit "
-    "(default 10)\n"
+    "  --flush-ms DUR             longest a batch fills before its commit\n"
+    "                             (default 10ms)\n"
     "  --log-level LEVEL          error, warn, info (default) or debug\n"
-    "  --help                     this text\n";
+    "  -h, --help                 print this help and exit\n"
+    "\n"
+    "A duration DUR takes units (250ms, 30s, 2m, 1.5h, 7d); a bare number\n"
+    "counts in the unit the option names: seconds, days or milliseconds.\n"
+    "\n"
+    "Exit status: 0 after SIGTERM or SIGINT, 1 when the store or a listener\n"
+    "cannot be set up, 2 for a bad argument.\n";
 
-static int bad(const char *fmt, const char *a, const char *b) {
-  fprintf(stderr, "taskwatch collector: ");
-  fprintf(stderr, fmt, a, b);
-  fputc('\n', stderr);
-  return 2;
-}
+enum {
+  OPT_DB = 256,
+  OPT_LISTEN,
+  OPT_SOCKET_MODE,
+  OPT_SOCKET_GROUP,
+  OPT_TOKEN_FILE,
+  OPT_SYNC,
+  OPT_MAX_CONNECTIONS,
+  OPT_HANDSHAKE_TIMEOUT,
+  OPT_LOST_AFTER,
+  OPT_RETAIN_DAYS,
+  OPT_RETAIN_FAILURES_DAYS,
+  OPT_MAX_TASKS,
+  OPT_FLUSH_MS,
+  OPT_LOG_LEVEL,
+};
 
-static int parse_double(const char *s, double min, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v) || v < min)
-    return -1;
-  *out = v;
+static const struct option long_options[] = {
+    {"db", required_argument, NULL, OPT_DB},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
+    {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
+    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"sync", required_argument, NULL, OPT_SYNC},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+    {"lost-after", required_argument, NULL, OPT_LOST_AFTER},
+    {"retain-days", required_argument, NULL, OPT_RETAIN_DAYS},
+    {"retain-failures-days", required_argument, NULL, OPT_RETAIN_FAILURES_DAYS},
+    {"max-tasks", required_argument, NULL, OPT_MAX_TASKS},
+    {"flush-ms", required_argument, NULL, OPT_FLUSH_MS},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+#define SEC INT64_C(1000000)
+#define DAY (86400 * SEC)
+
+/* An octal permission mode such as 0660 or 660. */
+static int set_socket_mode(const args *a, options *o) {
+  const char *v = a->value;
+  size_t n = strlen(v);
+  if (n == 0 || n > 4 || strspn(v, "01234567") != n ||
+      strtol(v, NULL, 8) > 0777)
+    return args_invalid(a, "an octal mode from 0000 to 0777, such as 0660");
+  o->socket_mode = (int)strtol(v, NULL, 8);
   return 0;
 }
 
-static int parse_ll(const char *s, long long min, long long max,
-                    long long *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < min || v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-/* Applies one option with its value. Returns 0 or the exit status 2. */
-static int apply_option(options *o, const char *name, const char *value) {
-  long long n;
-  if (strcmp(name, "--db") == 0) {
-    o->db = value;
-  } else if (strcmp(name, "--listen") == 0) {
-    if (o->nlisten == MAX_LISTEN)
-      return bad("too many --listen options%s%s", "", "");
-    url u;
-    int rc = url_parse(value, URL_LISTEN, &u);
-    if (rc != 0)
-      return bad("bad --listen '%s': %s", value, url_strerror(rc));
-    o->listen[o->nlisten++] = value;
-  } else if (strcmp(name, "--token-file") == 0) {
-    o->token_file = value;
-  } else if (strcmp(name, "--sync") == 0) {
-    if (strcmp(value, "full") != 0 && strcmp(value, "normal") != 0)
-      return bad("--sync must be normal or full, not '%s'%s", value, "");
-    o->sync_full = strcmp(value, "full") == 0;
-  } else if (strcmp(name, "--max-connections") == 0) {
-    if (parse_ll(value, 1, 1000000, &n) != 0)
-      return bad("bad --max-connections '%s'%s", value, "");
-    o->max_connections = (int)n;
-  } else if (strcmp(name, "--handshake-timeout") == 0) {
-    if (parse_double(value, 0.001, &o->handshake_timeout_s) != 0)
-      return bad("bad --handshake-timeout '%s'%s", value, "");
-  } else if (strcmp(name, "--lost-after") == 0) {
-    if (parse_double(value, 0, &o->lost_after_s) != 0)
-      return bad("bad --lost-after '%s'%s", value, "");
-  } else if (strcmp(name, "--retain-days") == 0) {
-    if (parse_double(value, 0, &o->retain_days) != 0)
-      return bad("bad --retain-days '%s'%s", value, "");
-  } else if (strcmp(name, "--retain-failures-days") == 0) {
-    if (parse_double(value, 0, &o->retain_failures_days) != 0)
-      return bad("bad --retain-failures-days '%s'%s", value, "");
-  } else if (strcmp(name, "--max-tasks") == 0) {
-    if (parse_ll(value, 1, INT64_MAX, &o->max_tasks) != 0)
-      return bad("bad --max-tasks '%s'%s", value, "");
-  } else if (strcmp(name, "--flush-ms") == 0) {
-    if (parse_ll(value, 1, 60000, &o->flush_ms) != 0)
-      return bad("bad --flush-ms '%s'%s", value, "");
-  } else if (strcmp(name, "--log-level") == 0) {
-    if ((o->log_level = log_level_parse(value)) < 0)
-      return bad("bad --log-level '%s' (error, warn, info, debug)%s", value,
-                 "");
-  } else {
-    return bad("unknown option '%s'%s", name, " (try --help)");
+/* A group name, or a number. The collector must belong to the group
+ * (or run as root) to give its sockets to it; that is checked at bind. */
+static int set_socket_group(const args *a, options *o) {
+  long long gid;
+  if (args_parse_int(a->value, 0, INT32_MAX - 1, &gid) == 0) {
+    o->socket_gid = (long)gid;
+    return 0;
   }
+  struct group *g = getgrnam(a->value);
+  if (g == NULL)
+    return args_error(a, "invalid --socket-group '%s': no such group",
+                      a->value);
+  o->socket_gid = (long)g->gr_gid;
+  return 0;
+}
+
+static int set_listen(const args *a, options *o) {
+  if (o->nlisten == MAX_LISTEN)
+    return args_error(a, "at most %d --listen options", MAX_LISTEN);
+  url u;
+  int rc = url_parse(a->value, URL_LISTEN, &u);
+  if (rc != 0)
+    return args_error(a, "invalid %s '%s': %s", a->name, a->value,
+                      url_strerror(rc));
+  o->listen[o->nlisten++] = a->value;
+  return 0;
+}
+
+/* Applies one option; returns 0 or ARGS_USAGE. */
+static int apply_option(const args *a, int c, options *o) {
+  static const char *const syncs[] = {"normal", "full", NULL};
+  switch (c) {
+  case OPT_DB:
+    o->db = a->value;
+    return 0;
+  case OPT_LISTEN:
+    return set_listen(a, o);
+  case OPT_SOCKET_MODE:
+    return set_socket_mode(a, o);
+  case OPT_SOCKET_GROUP:
+    return set_socket_group(a, o);
+  case OPT_TOKEN_FILE:
+    o->token_file = a->value;
+    return 0;
+  case OPT_SYNC:
+    return args_choice(a, syncs, &o->sync_full);
+  case OPT_MAX_CONNECTIONS:
+    return args_int(a, 1, 1000000, &o->max_connections);
+  case OPT_HANDSHAKE_TIMEOUT:
+    return args_duration(a, SEC, 1000, 3600 * SEC, &o->handshake_timeout_us);
+  case OPT_LOST_AFTER:
+    return args_duration(a, SEC, 0, 30 * DAY, &o->lost_after_us);
+  case OPT_RETAIN_DAYS:
+    return args_duration(a, DAY, 0, 36500 * DAY, &o->retain_us);
+  case OPT_RETAIN_FAILURES_DAYS:
+    return args_duration(a, DAY, 0, 36500 * DAY, &o->retain_failures_us);
+  case OPT_MAX_TASKS:
+    return args_int(a, 1, INT64_MAX, &o->max_tasks);
+  case OPT_FLUSH_MS:
+    return args_duration(a, 1000, 1000, 60 * SEC, &o->flush_us);
+  case OPT_LOG_LEVEL:
+    if ((o->log_level = log_level_parse(a->value)) < 0)
+      return args_invalid(a, "one of error, warn, info, debug");
+    return 0;
+  default:
+    return ARGS_USAGE;
+  }
+}
+
+static int has_unix_listener(const options *o) {
+  for (size_t i = 0; i < o->nlisten; i++)
+    if (strncmp(o->listen[i], "unix:", 5) == 0)
+      return 1;
   return 0;
 }
 
@@ -143,51 +213,32 @@ static int apply_option(options *o, const char *name, const char *value) {
 static int parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof(*o));
   o->db = "taskwatch.db";
+  o->socket_mode = -1;
+  o->socket_gid = -1;
   o->max_connections = 1024;
-  o->lost_after_s = 30;
-  o->handshake_timeout_s = 10;
-  o->flush_ms = 10;
+  o->lost_after_us = 30 * SEC;
+  o->handshake_timeout_us = 10 * SEC;
+  o->flush_us = 10000;
   o->log_level = LOG_INFO;
-  for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i];
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+  args a;
+  args_init(&a, "collector", argc, argv, "h", long_options);
+  int c;
+  while ((c = args_next(&a)) != -1) {
+    if (c == ARGS_ERROR)
+      return ARGS_USAGE;
+    if (c == 'h') {
       fputs(usage_text, stdout);
       return -1;
     }
-    if (strncmp(arg, "--", 2) != 0)
-      return bad("unexpected argument '%s'%s", arg, " (try --help)");
-    static const char *const known[] = {
-        "--db",         "--listen",          "--token-file",
-        "--sync",       "--max-connections", "--handshake-timeout",
-        "--lost-after", "--retain-days",     "--retain-failures-days",
-        "--max-tasks",  "--flush-ms",        "--log-level"};
-    size_t arglen = strcspn(arg, "=");
-    int found = 0;
-    for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-      if (strlen(known[k]) == arglen && strncmp(known[k], arg, arglen) == 0)
-        found = 1;
-    if (!found)
-      return bad("unknown option '%s'%s", arg, " (try --help)");
-    char name[64];
-    const char *eq = strchr(arg, '=');
-    const char *value;
-    if (eq) {
-      size_t len = (size_t)(eq - arg);
-      if (len >= sizeof(name))
-        return bad("unknown option '%s'%s", arg, " (try --help)");
-      memcpy(name, arg, len);
-      name[len] = '\0';
-      value = eq + 1;
-    } else {
-      snprintf(name, sizeof(name), "%s", arg);
-      if (i + 1 >= argc)
-        return bad("option '%s' needs a value%s", arg, "");
-      value = argv[++i];
-    }
-    int rc = apply_option(o, name, value);
+    int rc = apply_option(&a, c, o);
     if (rc)
       return rc;
   }
+  if (args_no_operands(&a))
+    return ARGS_USAGE;
+  if ((o->socket_mode >= 0 || o->socket_gid >= 0) && !has_unix_listener(o))
+    return args_error(&a, "--socket-mode and --socket-group need a "
+                          "--listen unix:/PATH");
   if (o->nlisten == 0)
     o->listen[o->nlisten++] = DEFAULT_LISTEN;
   return 0;
@@ -268,16 +319,11 @@ int collector_main(int argc, char **argv) {
   /* The writer is SQLite's only heavy user: its global allocation
    * statistics would cost a mutex round trip per malloc. */
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-  const double day_us = 86400e6;
-  store_config sc = {o.db,
-                     o.sync_full,
-                     (int64_t)(o.retain_days * day_us),
-                     (int64_t)(o.retain_failures_days * day_us),
+  store_config sc = {o.db, o.sync_full, o.retain_us, o.retain_failures_us,
                      o.max_tasks,
                      /* Long after the loop has forgotten the instance
                       * (it keeps one only through --lost-after). */
-                     (int64_t)(o.lost_after_s * 1e6 + day_us),
-                     0};
+                     o.lost_after_us + DAY, 0};
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;
@@ -295,12 +341,14 @@ int collector_main(int argc, char **argv) {
   }
   server_config cfg = {o.listen,
                        o.nlisten,
+                       o.socket_mode >= 0 ? o.socket_mode : 0600,
+                       o.socket_gid,
                        token,
                        token_len,
-                       o.max_connections,
-                       (int64_t)(o.handshake_timeout_s * 1000),
-                       (int64_t)(o.lost_after_s * 1000),
-                       o.flush_ms,
+                       (int)o.max_connections,
+                       o.handshake_timeout_us / 1000,
+                       o.lost_after_us / 1000,
+                       o.flush_us / 1000,
                        (size_t)8 << 20,
                        sc.retain_us > 0 || sc.retain_fail_us > 0 ||
                            sc.max_tasks > 0};

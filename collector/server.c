@@ -15,6 +15,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -604,22 +605,62 @@ static int clear_stale_socket(const char *path) {
   return 0;
 }
 
-static int listen_unix(server *s, listener *l, const char *path) {
+/* After a failed bind: the true reason when the socket's directory is
+ * missing (libuv reports ENOENT from bind(2) as "permission denied"). */
+static int bind_failure(const char *path, int rc, char *why, size_t len) {
+  const char *slash = strrchr(path, '/');
+  if ((rc != UV_EACCES && rc != UV_ENOTDIR) || slash == NULL || slash == path)
+    return rc;
+  char *dir = xstrndup(path, (size_t)(slash - path));
+  struct stat st;
+  if (stat(dir, &st) != 0 && errno == ENOENT) {
+    snprintf(why, len, "directory %s does not exist", dir);
+    rc = UV_ENOENT;
+  } else if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    snprintf(why, len, "%s is not a directory", dir);
+    rc = UV_ENOTDIR;
+  }
+  free(dir);
+  return rc;
+}
+
+/* Gives the bound socket its group, then its mode: never wider than 0600
+ * before the group is right. */
+static int socket_access(const server_config *cfg, const char *path, char *why,
+                         size_t len) {
+  int rc = 0;
+  if (cfg->socket_gid >= 0 &&
+      chown(path, (uid_t)-1, (gid_t)cfg->socket_gid) != 0) {
+    rc = uv_translate_sys_error(errno);
+    snprintf(why, len, "cannot give the socket to group %ld: %s%s",
+             cfg->socket_gid, uv_strerror(rc),
+             rc == UV_EPERM ? " (the collector must be a member)" : "");
+  } else if (chmod(path, (mode_t)cfg->socket_mode) != 0) {
+    rc = uv_translate_sys_error(errno);
+    snprintf(why, len, "cannot set mode %04o: %s", cfg->socket_mode,
+             uv_strerror(rc));
+  }
+  return rc;
+}
+
+static int listen_unix(server *s, listener *l, const char *path, char *why,
+                       size_t len) {
   int rc = clear_stale_socket(path);
   if (rc != 0)
     return rc;
   if ((rc = uv_pipe_init(&s->loop, &l->h.pipe, 0)) != 0)
     return rc;
   l->h.handle.data = l;
-  /* The socket is created with mode 0600: only this user's agents. */
+  /* The socket is created with mode 0600 (only this user's agents), and
+   * opened up to --socket-mode and --socket-group once bound. */
   mode_t old = umask(0177);
   rc = uv_pipe_bind(&l->h.pipe, path);
   umask(old);
-  if (rc == 0) {
-    l->unix_path = xstrdup(path);
-    chmod(path, 0600);
+  if (rc != 0)
+    return bind_failure(path, rc, why, len);
+  l->unix_path = xstrdup(path);
+  if ((rc = socket_access(s->cfg, path, why, len)) == 0)
     rc = uv_listen(&l->h.stream, 4096, on_connection);
-  }
   return rc;
 }
 
@@ -663,19 +704,20 @@ static int open_listeners(server *s) {
     l->srv = s;
     l->url = xstrdup(url_text);
     url u;
+    char why[PATH_MAX + 64] = "";
     int rc = url_parse(url_text, URL_LISTEN, &u);
     if (rc != 0) {
       log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url_text,
               url_strerror(rc));
       return -1;
     }
-    rc =
-        u.scheme == URL_UNIX ? listen_unix(s, l, u.path) : listen_tcp(s, l, &u);
+    rc = u.scheme == URL_UNIX ? listen_unix(s, l, u.path, why, sizeof(why))
+                              : listen_tcp(s, l, &u);
     if (l->h.handle.data)
       s->nlisteners = i + 1;
     if (rc != 0) {
       log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url_text,
-              uv_strerror(rc));
+              why[0] ? why : uv_strerror(rc));
       return -1;
     }
     log_msg(LOG_INFO, "listening url=%s", l->url);

@@ -15,6 +15,8 @@
 typedef struct server_config {
   const char *const *listen; /* URLs: tcp://HOST:PORT, unix:/PATH */
   size_t nlisten;
+  int socket_mode;  /* permissions of unix sockets, e.g. 0600 */
+  long socket_gid;  /* their group; -1: the collector's own */
   const char *token; /* NULL: no token required */
   size_t token_len;
   int max_connections;

@@ -124,8 +124,12 @@ TW_EXTERN void tw_config_init(tw_config *cfg);
 /*
  * Fills *cfg with the defaults, then applies TASKWATCH_COLLECTOR,
  * TASKWATCH_SERVICE, TASKWATCH_TOKEN, TASKWATCH_BUFFER_BYTES and
- * TASKWATCH_FLUSH_TIMEOUT_MS. The string fields then point into the
- * environment, so copy them or call tw_agent_new() before changing it.
+ * TASKWATCH_FLUSH_TIMEOUT_MS. TASKWATCH_BUFFER_BYTES is a byte count with
+ * an optional unit, as GNU coreutils reads them: "8388608", "8MiB" or
+ * "8M" (powers of 1024: k, M, G, T and KiB, MiB, GiB, TiB), "8MB"
+ * (powers of 1000: kB, MB, GB, TB); whole numbers only, letters of either
+ * case. The string fields then point into the environment, so copy them
+ * or call tw_agent_new() before changing it.
  * Returns TW_EINVAL when a numeric variable is malformed (the field keeps
  * its default). Not thread-safe against concurrent setenv().
  */

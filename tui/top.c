@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "ctl.h"
 #include "format.h"
 #include "grid.h"
@@ -36,16 +37,26 @@ typedef struct options {
   int width, height;
 } options;
 
-static void usage(FILE *out) {
-  fprintf(out,
-          "usage: taskwatch top --db PATH [--view tasks|batches|names|agents]\n"
-          "                     [--filter TEXT] [--color auto|always|never]\n"
-          "                     [--once [--size COLSxROWS]]\n\n"
-          "Live dashboard of the store at PATH (read-only). --once prints one\n"
-          "plain-text snapshot and exits; it is the default when stdout is\n"
-          "not a terminal. NO_COLOR in the environment turns colours off\n"
-          "unless --color always. Press ? in the dashboard for its keys.\n");
-}
+static const char usage_text[] =
+    "Usage: taskwatch top --db PATH [OPTION]...\n"
+    "\n"
+    "Live dashboard of the store at PATH (read-only): tasks, batches,\n"
+    "names and agents. Press ? in the dashboard for its keys.\n"
+    "\n"
+    "Options:\n"
+    "  --db PATH                  the collector's store (required)\n"
+    "  --view VIEW                tasks (default), batches, names or agents\n"
+    "  --filter TEXT              filter terms, as for taskwatch query\n"
+    "  --color WHEN               auto (default), always or never; NO_COLOR\n"
+    "                             in the environment turns auto off\n"
+    "  --once                     print one plain-text snapshot and exit;\n"
+    "                             the default when stdout is not a terminal\n"
+    "  --size COLSxROWS           the snapshot's size (default: COLUMNS and\n"
+    "                             LINES, else 80x24)\n"
+    "  -h, --help                 print this help and exit\n"
+    "\n"
+    "Exit status: 0 when quit, 1 when the terminal or the store fails while\n"
+    "running, 2 for a bad argument or a store that cannot be opened.\n";
 
 static int64_t monotonic_us(void) {
   struct timespec ts;
@@ -67,60 +78,66 @@ static int parse_size(const char *text, int *w, int *h) {
   return 0;
 }
 
+enum { OPT_DB = 256, OPT_FILTER, OPT_VIEW, OPT_COLOR, OPT_ONCE, OPT_SIZE };
+
+static const struct option long_options[] = {
+    {"db", required_argument, NULL, OPT_DB},
+    {"filter", required_argument, NULL, OPT_FILTER},
+    {"view", required_argument, NULL, OPT_VIEW},
+    {"color", required_argument, NULL, OPT_COLOR},
+    {"once", no_argument, NULL, OPT_ONCE},
+    {"size", required_argument, NULL, OPT_SIZE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Applies one option; returns 0 or ARGS_USAGE. */
+static int apply_option(const args *a, int c, options *o) {
+  static const char *const colors[] = {"never", "always", "auto", NULL};
+  switch (c) {
+  case OPT_DB:
+    o->db = a->value;
+    return 0;
+  case OPT_FILTER:
+    o->filter = a->value;
+    return 0;
+  case OPT_VIEW:
+    if ((o->view = view_kind_of(a->value)) < 0)
+      return args_invalid(a, "one of tasks, batches, names, agents");
+    return 0;
+  case OPT_COLOR:
+    return args_choice(a, colors, &o->color);
+  case OPT_ONCE:
+    o->once = 1;
+    return 0;
+  case OPT_SIZE:
+    if (parse_size(a->value, &o->width, &o->height) != 0)
+      return args_invalid(a, "COLSxROWS such as 80x24, each 1 to 1000");
+    return 0;
+  default:
+    return ARGS_USAGE;
+  }
+}
+
 /* Returns 0, 1 after --help, or 2 after a one-line complaint. */
 static int parse_args(int argc, char **argv, options *o) {
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    int takes = strcmp(a, "--db") == 0 || strcmp(a, "--filter") == 0 ||
-                strcmp(a, "--view") == 0 || strcmp(a, "--color") == 0 ||
-                strcmp(a, "--size") == 0;
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-      usage(stdout);
+  args a;
+  args_init(&a, "top", argc, argv, "h", long_options);
+  int c;
+  while ((c = args_next(&a)) != -1) {
+    if (c == ARGS_ERROR)
+      return ARGS_USAGE;
+    if (c == 'h') {
+      fputs(usage_text, stdout);
       return 1;
-    } else if (strcmp(a, "--once") == 0) {
-      o->once = 1;
-      continue;
-    } else if (!takes) {
-      fprintf(stderr, "taskwatch top: unknown option '%s'\n", a);
-      return 2;
-    } else if (v == NULL) {
-      fprintf(stderr, "taskwatch top: %s needs a value\n", a);
-      return 2;
     }
-    i++;
-    if (strcmp(a, "--db") == 0) {
-      o->db = v;
-    } else if (strcmp(a, "--filter") == 0) {
-      o->filter = v;
-    } else if (strcmp(a, "--view") == 0) {
-      o->view = view_kind_of(v);
-      if (o->view < 0) {
-        fprintf(stderr,
-                "taskwatch top: unknown view '%s' (tasks, batches, "
-                "names or agents)\n",
-                v);
-        return 2;
-      }
-    } else if (strcmp(a, "--color") == 0) {
-      o->color = strcmp(v, "never") == 0    ? 0
-                 : strcmp(v, "always") == 0 ? 1
-                 : strcmp(v, "auto") == 0   ? 2
-                                            : -1;
-      if (o->color < 0) {
-        fprintf(stderr, "taskwatch top: --color takes auto, always or "
-                        "never\n");
-        return 2;
-      }
-    } else if (parse_size(v, &o->width, &o->height) != 0) {
-      fprintf(stderr, "taskwatch top: --size takes COLSxROWS, e.g. 80x24\n");
-      return 2;
-    }
+    if (apply_option(&a, c, o) != 0)
+      return ARGS_USAGE;
   }
-  if (o->db == NULL) {
-    fprintf(stderr, "taskwatch top: --db PATH is required\n");
-    return 2;
-  }
+  if (args_no_operands(&a))
+    return ARGS_USAGE;
+  if (o->db == NULL)
+    return args_error(&a, "--db PATH is required");
   return 0;
 }
 

@@ -33,7 +33,72 @@ def main():
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1, (args, p.stderr)
     print("cli: %d bad invocations rejected cleanly" % len(bad))
+    same_words()
+    both_spellings()
     return 0
+
+
+def usage_line(cmd, args, line):
+    """The exact one line and exit 2 of a usage error."""
+    p = twtest.run([cmd] + args, check=False)
+    want = "taskwatch %s: %s (see --help)\n" % (cmd, line)
+    assert p.returncode == 2 and p.stderr == want, (cmd, args, p.stderr)
+
+
+def same_words():
+    """Every subcommand words the same mistakes the same way."""
+    needs_value = {"collector": "--db", "top": "--db", "query": "--db",
+                   "demo": "--batches"}
+    for cmd, opt in needs_value.items():
+        usage_line(cmd, ["--no-such-option"],
+                   "unknown option --no-such-option")
+        usage_line(cmd, ["--no-such-option=1"],
+                   "unknown option --no-such-option")
+        usage_line(cmd, ["-Z"], "unknown option -Z")
+        usage_line(cmd, ["--help=yes"], "option --help takes no value")
+        usage_line(cmd, [opt], "option %s needs a value" % opt)
+    for cmd in ("collector", "top", "demo"):
+        usage_line(cmd, ["--db=x.db" if cmd != "demo" else "--batches=1",
+                         "stray"], "unexpected argument 'stray'")
+    usage_line("query", ["show", "--db", "x.db", "1", "2"],
+               "unexpected argument '2'")
+    usage_line("collector", ["--max-connections=0"],
+               "invalid --max-connections '0': expected a whole number from "
+               "1 to 1000000")
+    usage_line("top", ["--db", "x.db", "--view", "trees"],
+               "invalid --view 'trees': expected one of tasks, batches, "
+               "names, agents")
+    usage_line("demo", ["--batches", "ten"],
+               "invalid --batches 'ten': expected a whole number from 0 to "
+               "1099511627776")
+    p = twtest.run(["--no-such-option"], check=False)
+    assert p.returncode == 2 and p.stderr == (
+        "taskwatch: unknown option --no-such-option (see --help)\n"), p.stderr
+    print("cli: the same wording and exit 2 in all four subcommands")
+
+
+def both_spellings():
+    """--opt=value and --opt value mean the same in every subcommand."""
+    with twtest.tempdir() as d:
+        missing = d + "/missing.db"
+        for cmd in ("top", "query"):
+            joined = twtest.run([cmd, "--db=" + missing], check=False)
+            apart = twtest.run([cmd, "--db", missing], check=False)
+            assert joined.returncode == apart.returncode == 2, cmd
+            assert joined.stderr == apart.stderr and missing in apart.stderr, \
+                (cmd, joined.stderr, apart.stderr)
+        for spelled in (["--lost-after=1h", "--flush-ms=5"],
+                        ["--lost-after", "1h", "--flush-ms", "5"]):
+            p = twtest.run(["collector", "--db", d + "/c.db"] + spelled +
+                           ["--max-connections=0"], check=False)
+            assert "--max-connections" in p.stderr, (spelled, p.stderr)
+        for spelled in (["--batches=0", "--collector=unix:" + d + "/no.sock",
+                         "--flush-timeout=1s"],
+                        ["--batches", "0", "--collector", "unix:" + d +
+                         "/no.sock", "--flush-timeout", "1"]):
+            p = twtest.run(["demo", "--quiet"] + spelled, check=False)
+            assert p.returncode == 0, (spelled, p.returncode, p.stderr)
+    print("cli: --opt=value and --opt value agree")
 
 
 if __name__ == "__main__":

@@ -1118,6 +1118,16 @@ static void config_and_errors(void **state) {
   assert_int_equal(cfg.flush_timeout_ms, 100);
   assert_int_equal(tw_agent_new(NULL, &a), 0);
   tw_agent_free(a);
+  /* Sizes take units, as people write them. */
+  setenv("TASKWATCH_BUFFER_BYTES", "8MiB", 1);
+  assert_int_equal(tw_config_from_env(&cfg), 0);
+  assert_int_equal(cfg.buffer_bytes, 8 << 20);
+  setenv("TASKWATCH_BUFFER_BYTES", "512k", 1);
+  assert_int_equal(tw_config_from_env(&cfg), 0);
+  assert_int_equal(cfg.buffer_bytes, 512 << 10);
+  setenv("TASKWATCH_BUFFER_BYTES", "8MB", 1);
+  assert_int_equal(tw_config_from_env(&cfg), 0);
+  assert_int_equal(cfg.buffer_bytes, 8000000);
   setenv("TASKWATCH_BUFFER_BYTES", "12abc", 1);
   assert_int_equal(tw_config_from_env(&cfg), TW_EINVAL);
   assert_int_equal(cfg.buffer_bytes, TW_DEFAULT_BUFFER_BYTES);
