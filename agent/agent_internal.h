@@ -4,7 +4,7 @@
  * table, the memory budget, and the entry points the modules call across
  * files (agent.c, record.c, intern.c, runner.c, and the sender: sender.c,
  * drain.c, resend.c). Limits shared with the rest of taskwatch are in
- * common/limits.h.
+ * common/limit.h.
  *
  * Memory model. Every recording thread owns one single-producer ring per
  * agent; the sender thread is the only consumer of every ring. A producer
@@ -104,7 +104,7 @@ typedef struct ring {
 /* ---- intern table ------------------------------------------------------ */
 
 /* The table's bounds (INTERN_MAX_IDS, INTERN_ARENA, LIMIT_NAME) are in
- * common/limits.h. */
+ * common/limit.h. */
 #define INTERN_SLOTS 8192u    /* open-addressing table, power of two */
 #define INTERN_OVERFLOW_ID 1u /* "(too many distinct names)" */
 
@@ -177,8 +177,9 @@ int sender_flush(tw_agent *agent, unsigned timeout_ms);
 /* Says goodbye (waiting at most goodbye_ms for its ack), stops the thread,
  * frees the sender. */
 void sender_stop(tw_agent *agent, unsigned goodbye_ms);
-/* In a forked child: forget the parent's sender without touching its
- * thread, and start a new one. */
+/* In a forked child: close the parent's collector connection and free its
+ * sender without touching its thread or running its loop, and start a new
+ * one. */
 void sender_fork_child(tw_agent *agent);
 void sender_stats(tw_agent *agent, tw_agent_stats *out);
 /* The last time the collector refused this agent (its ERROR reason) or the

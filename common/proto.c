@@ -105,13 +105,13 @@ int proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out) {
   memset(out, 0, sizeof(*out));
   get_U32(c, &magic, 0, UINT32_MAX);
   get_U16(c, &out->version, 0, UINT16_MAX);
+  if (!c->bad && magic != PROTO_MAGIC)
+    return PROTO_E_MAGIC;
   out->version_min = out->version;
   if (out->version >= PROTO_HELLO_RANGE_SINCE)
     get_U16(c, &out->version_min, 0, UINT16_MAX);
   if (c->bad)
     return PROTO_E_TRUNCATED;
-  if (magic != PROTO_MAGIC)
-    return PROTO_E_MAGIC;
   if (proto_version_pick(out->version_min, out->version, &version) != 0)
     return PROTO_E_VERSION;
   /* HELLO's fields are only ever appended: a newer agent's HELLO starts

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "limits.h"
+#include "limit.h"
 
 #define PROTO_VERSION_MIN 1 /* the oldest version this code speaks */
 #define PROTO_VERSION 1     /* the newest */

@@ -16,7 +16,7 @@
 
 #include <stddef.h>
 
-#include "limits.h"
+#include "limit.h"
 
 typedef enum url_scheme { URL_TCP = 1, URL_TLS, URL_UNIX } url_scheme;
 

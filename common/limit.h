@@ -1,5 +1,5 @@
 /*
- * limits - every size limit of taskwatch, each defined once, as SQLite's
+ * limit - every size limit of taskwatch, each defined once, as SQLite's
  * sqliteLimit.h does. A limit that two modules must agree on lives here and
  * nowhere else; code, tests and benchmarks refer to these names. The
  * documentation states the values a user relies on: the public header
@@ -11,8 +11,8 @@
  * between agent and collector, and is at least as large, so every agent
  * string fits the wire whatever the agent's version.
  */
-#ifndef TW_LIMITS_H
-#define TW_LIMITS_H
+#ifndef TW_LIMIT_H
+#define TW_LIMIT_H
 
 /* ---- strings a task reports: the agent truncates to these ------------- */
 
@@ -60,4 +60,4 @@
  * on Linux. url.c checks the two agree. */
 #define URL_PATH_MAX 107u
 
-#endif /* TW_LIMITS_H */
+#endif /* TW_LIMIT_H */
