@@ -92,6 +92,7 @@ static resend_chunk *chunk_new(resend *r, bool health) {
     c->frame.data = data;
   }
   c->frame.cap = RESEND_CHUNK_BYTES;
+  c->opened_ms = r->now_ms;
   proto_events_open(&c->frame, r->version, r->next_seq);
   link_tail(r, c, c);
   return c;

@@ -32,6 +32,7 @@ typedef struct resend_chunk {
   struct resend_chunk *next;
   bool sealed; /* its frame is closed; nothing more is appended */
   bool pinned; /* a write of its bytes is in flight: not freed or changed */
+  uint64_t opened_ms; /* the buffer's now_ms when the chunk was opened */
   proto_buf frame;
 } resend_chunk;
 
@@ -49,6 +50,7 @@ typedef struct resend {
   uint16_t version;  /* the protocol version new events are encoded at */
   uint64_t next_seq; /* the next event's sequence number */
   uint64_t acked;    /* every event below is committed by the collector */
+  uint64_t now_ms;   /* the owner's clock, which new chunks are stamped with */
 } resend;
 
 /* An empty buffer; events are encoded at PROTO_VERSION until told

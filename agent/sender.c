@@ -7,6 +7,15 @@
  * events) through resend.c (every event until the collector acks it after
  * COMMIT); this file is the I/O and the bookkeeping around them.
  *
+ * While sent events await their ack, the last chunk is held back until it
+ * is full, the ack comes, or it is HOLD_MS old. A chunk costs a whole
+ * RESEND_CHUNK_BYTES of the budget however few events it holds, so sending
+ * the last chunk on every poll tick would fill the buffer with nearly empty
+ * chunks within a few dozen ticks of a slow ack (a collector busy
+ * committing), and the rings would then drop; held, each chunk spans at
+ * least HOLD_MS, and the buffer rides out a stall of seconds at any rate it
+ * can hold.
+ *
  * Producers never wake the sender (that would be a system call on the
  * recording path): it polls the rings on a timer that speeds up while there
  * is traffic and slows down when idle. flush and stop requests come from
@@ -36,6 +45,7 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 30000u
 #define HANDSHAKE_MS 5000u
+#define HOLD_MS 50u
 
 enum conn_state {
   CONN_IDLE,
@@ -256,6 +266,9 @@ static void send_pending(sender *s) {
       continue;
     if (c->frame.count == 0)
       break;
+    if (c == s->buffer.last && !c->sealed && s->buffer.acked < s->sent_upto &&
+        !s->stopping && uv_now(&s->loop) - c->opened_ms < HOLD_MS)
+      break; /* held back: see the top of the file */
     chunk_write *w = take_write(s);
     if (w == NULL)
       return; /* the next tick tries again */
@@ -357,6 +370,7 @@ static void handle_ack(sender *s, uint64_t next_seq) {
   if (r->acked != before) {
     atomic_fetch_add(&s->count.acked, r->acked - before);
     check_flush(s);
+    send_pending(s); /* the chunk held back for this ack */
   }
   if (s->stopping && s->goodbye_sent && r->acked >= r->next_seq)
     finish_stop(s);
@@ -653,6 +667,7 @@ static void tick(sender *s) {
     begin_stop(s, goodbye_ms);
     return;
   }
+  s->buffer.now_ms = uv_now(&s->loop);
   uint64_t taken = tw__drain_run(&s->drain);
   maybe_health(s);
   send_pending(s);

@@ -11,6 +11,7 @@
 #include "args.h"
 #include "cli.h"
 #include "collector.h"
+#include "query.h"
 #include "top.h"
 
 typedef struct command {

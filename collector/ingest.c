@@ -200,8 +200,7 @@ static void load_open_instances(ingest *in, int64_t now_ms) {
   sqlite3_stmt *st;
   const char *sql =
       "SELECT a.id, a.instance, a.next_seq, a.ended FROM agents a WHERE a.id "
-      "IN (SELECT DISTINCT agent FROM tasks WHERE status <> 2 AND status IN "
-      "(0, 1))";
+      "IN (SELECT DISTINCT agent FROM tasks WHERE " SCHEMA_SQL_ACTIVE ")";
   if (sqlite3_prepare_v2(in->db, sql, -1, &st, NULL) != SQLITE_OK)
     return;
   while (sqlite3_step(st) == SQLITE_ROW) {

@@ -96,11 +96,12 @@ static const char *const sql_text[ST_COUNT] = {
         "UPDATE agents SET next_seq = max(next_seq, ?2), events = events + "
         "?3, last_event_at = coalesce(max(last_event_at, ?4), last_event_at, "
         "?4) WHERE id = ?1",
-    /* "status <> 2" lets SQLite use the partial index tasks_unusual. */
-    [ST_LOST] = "UPDATE tasks SET status = 6, finished_at = ?2, run_us = "
-                "CASE WHEN started_at IS NOT NULL THEN ?2 - started_at END, "
+    /* SCHEMA_SQL_ACTIVE lets SQLite use the partial index tasks_unusual. */
+    [ST_LOST] = "UPDATE tasks SET " SCHEMA_SQL_SET_LOST ", finished_at = ?2, "
+                "run_us = CASE WHEN started_at IS NOT NULL THEN ?2 - "
+                "started_at END, "
                 "drop_reason = 'agent disconnected and did not return' "
-                "WHERE status <> 2 AND status IN (0, 1) AND agent = ?1 "
+                "WHERE " SCHEMA_SQL_ACTIVE " AND agent = ?1 "
                 "RETURNING name, wait_us",
     [ST_ROLLUP] =
         "INSERT INTO rollups (minute, name, succeeded, failed, skipped, "
@@ -119,12 +120,12 @@ static const char *const sql_text[ST_COUNT] = {
         "run_p99 = coalesce(excluded.run_p99, run_p99)",
     [ST_PRUNE_OLD] =
         "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE "
-        "enqueued_at >= ?1 AND enqueued_at < ?2 AND status IN (0, 1, 2) "
+        "enqueued_at >= ?1 AND enqueued_at < ?2 AND " SCHEMA_SQL_NOT_UNHAPPY " "
         "ORDER BY enqueued_at LIMIT ?3) RETURNING batch, enqueued_at",
-    [ST_PRUNE_FAILED] =
-        "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE status <> "
-        "2 AND status = ?1 AND enqueued_at < ?2 LIMIT ?3) RETURNING batch, "
-        "enqueued_at",
+    [ST_PRUNE_FAILED] = "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks "
+                        "WHERE " SCHEMA_SQL_UNUSUAL
+                        " AND status = ?1 AND enqueued_at < ?2 LIMIT ?3) "
+                        "RETURNING batch, enqueued_at",
     [ST_PRUNE_EXCESS] =
         "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks ORDER BY "
         "enqueued_at LIMIT ?1) RETURNING batch, enqueued_at",
@@ -341,6 +342,11 @@ static int is_final(int status) {
 static void inserted_task(store *s, const task_row *r) {
   s->stats.rows_inserted++;
   s->task_count++;
+  /* A task older than what retention has worked through (an agent that
+   * held it through an outage, or whose clock runs behind) must still be
+   * found by the next step. */
+  if (r->enqueued_at < s->prune_from)
+    s->prune_from = r->enqueued_at;
   if ((r->have & HAVE_END) && is_final(r->status)) {
     int started = (r->have & HAVE_START) != 0;
     rollup_add(s->rollups, r->name->text, r->name->len, r->finished_at,
@@ -679,7 +685,7 @@ static int write_all(store *s, wbatch *b) {
 }
 
 int store_write(store *s, wbatch *b) {
-  int64_t count_before = s->task_count;
+  int64_t count_before = s->task_count, prune_from_before = s->prune_from;
   store_stats before = s->stats;
   int rc = run(s, s->st[ST_BEGIN]);
   if (rc == SQLITE_OK)
@@ -695,6 +701,7 @@ int store_write(store *s, wbatch *b) {
     rollup_rollback(s->rollups);
     s->stats = before;
     s->task_count = count_before;
+    s->prune_from = prune_from_before;
     u64map_clear(&s->pruned_batches);
     return rc;
   }

@@ -10,10 +10,11 @@
  *
  * Two details exist for speed on big stores: a glob with a literal prefix
  * also gets a range on that prefix (so `name:send_*` walks the name index),
- * and a status term without "succeeded" also says `t.status <> 2`, the
- * condition of the partial index tasks_unusual, which SQLite can only use
- * when the query states it literally. An error term says `t.status = 3`
- * (failed) the same way, since only failed tasks have error text.
+ * and a status term without "succeeded" also states SCHEMA_SQL_UNUSUAL
+ * (`status <> 2`), the condition of the partial index tasks_unusual,
+ * which SQLite can only use when the query states it literally. An error
+ * term says SCHEMA_SQL_FAILED the same way, since only failed tasks have
+ * error text.
  */
 #include "filter.h"
 
@@ -320,8 +321,7 @@ static int sql_list(filter *f, const term *t, char *err, size_t errlen) {
   for (int i = 0; i < t->nitems; i++)
     succeeded |= t->key->kind == K_STATUS && nums[i] == SCHEMA_SUCCEEDED;
   if (t->key->kind == K_STATUS && !succeeded && !t->negate)
-    format_buf_printf(&f->sql, "%s <> %d AND ", t->key->column,
-                      SCHEMA_SUCCEEDED);
+    format_buf_puts(&f->sql, SCHEMA_SQL_UNUSUAL " AND ");
   format_buf_printf(&f->sql, "%s IN (", t->key->column);
   for (int i = 0; i < t->nitems; i++)
     format_buf_printf(&f->sql, "%s?%d", i ? ", " : "", int_param(f, nums[i]));
@@ -393,8 +393,7 @@ static int sql_term(filter *f, const term *t, char *err, size_t errlen) {
   case K_ERROR:
     /* Only failed tasks carry an error (docs/schema.md), and saying so
      * lets the partial index find them by time. */
-    format_buf_printf(&f->sql, "t.status <> %d AND t.status = %d AND (",
-                      SCHEMA_SUCCEEDED, SCHEMA_FAILED);
+    format_buf_puts(&f->sql, SCHEMA_SQL_FAILED " AND (");
     for (int i = 0; i < t->nitems; i++) {
       format_buf_puts(&f->sql, i ? " OR " : "");
       sql_error_item(f, t->items[i]);

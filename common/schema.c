@@ -10,8 +10,20 @@
 #define STRINGIFY(x) STRINGIFY_(x)
 #define SCHEMA_VERSION_TEXT STRINGIFY(SCHEMA_VERSION)
 
-static const char *const status_names[SCHEMA_STATUS_COUNT] = {
-    "queued", "running", "succeeded", "failed", "skipped", "dropped", "lost"};
+static const char *const status_names[] = {
+#define STATUS_NAME(state, name) [SCHEMA_##state] = name,
+    SCHEMA_STATUS_MAP(STATUS_NAME)
+#undef STATUS_NAME
+};
+
+/* The codes are dense, 0 to SCHEMA_STATUS_COUNT - 1, one row each: the
+ * name table and every array indexed by status rely on it. */
+#define STATUS_ROW(state, name) +1
+_Static_assert(0 SCHEMA_STATUS_MAP(STATUS_ROW) == SCHEMA_STATUS_COUNT &&
+                   sizeof(status_names) / sizeof(status_names[0]) ==
+                       SCHEMA_STATUS_COUNT,
+               "status codes must be 0..SCHEMA_STATUS_COUNT - 1");
+#undef STATUS_ROW
 
 const char *schema_status_name(int status) {
   if (status < 0 || status >= SCHEMA_STATUS_COUNT)
@@ -37,76 +49,75 @@ const char *schema_mode_name(int mode) {
   }
 }
 
-static const char ddl[] =
-    "CREATE TABLE IF NOT EXISTS agents (\n"
-    "  id INTEGER PRIMARY KEY,\n"
-    "  instance BLOB NOT NULL UNIQUE,\n"
-    "  service TEXT NOT NULL,\n"
-    "  host TEXT NOT NULL,\n"
-    "  pid INTEGER NOT NULL,\n"
-    "  started_at INTEGER NOT NULL,\n"
-    "  connected_at INTEGER,\n"
-    "  disconnected_at INTEGER,\n"
-    "  connected INTEGER NOT NULL DEFAULT 0,\n"
-    "  ended INTEGER NOT NULL DEFAULT 0,\n"
-    "  next_seq INTEGER NOT NULL DEFAULT 1,\n"
-    "  events INTEGER NOT NULL DEFAULT 0,\n"
-    "  dropped INTEGER NOT NULL DEFAULT 0,\n"
-    "  reconnects INTEGER NOT NULL DEFAULT 0,\n"
-    "  last_event_at INTEGER\n"
-    ");\n"
-    "CREATE TABLE IF NOT EXISTS strings (\n"
-    "  agent INTEGER NOT NULL,\n"
-    "  id INTEGER NOT NULL,\n"
-    "  text TEXT NOT NULL,\n"
-    "  PRIMARY KEY (agent, id)\n"
-    ") WITHOUT ROWID;\n"
-    "CREATE TABLE IF NOT EXISTS batches (\n"
-    "  id INTEGER PRIMARY KEY,\n"
-    "  agent INTEGER NOT NULL,\n"
-    "  label TEXT,\n"
-    "  created_at INTEGER NOT NULL\n"
-    ");\n"
-    "CREATE TABLE IF NOT EXISTS tasks (\n"
-    "  id INTEGER PRIMARY KEY,\n"
-    "  agent INTEGER NOT NULL,\n"
-    "  batch INTEGER NOT NULL,\n"
-    "  position INTEGER NOT NULL,\n"
-    "  name TEXT NOT NULL,\n"
-    "  mode INTEGER NOT NULL,\n"
-    "  status INTEGER NOT NULL,\n"
-    "  thread INTEGER,\n"
-    "  enqueued_at INTEGER NOT NULL,\n"
-    "  started_at INTEGER,\n"
-    "  finished_at INTEGER,\n"
-    "  wait_us INTEGER,\n"
-    "  run_us INTEGER,\n"
-    "  error_type TEXT,\n"
-    "  error_message TEXT,\n"
-    "  error_detail TEXT,\n"
-    "  skipped_after INTEGER,\n"
-    "  drop_reason TEXT\n"
-    ");\n"
-    "CREATE TABLE IF NOT EXISTS rollups (\n"
-    "  minute INTEGER NOT NULL,\n"
-    "  name TEXT NOT NULL,\n"
-    "  succeeded INTEGER NOT NULL DEFAULT 0,\n"
-    "  failed INTEGER NOT NULL DEFAULT 0,\n"
-    "  skipped INTEGER NOT NULL DEFAULT 0,\n"
-    "  dropped INTEGER NOT NULL DEFAULT 0,\n"
-    "  lost INTEGER NOT NULL DEFAULT 0,\n"
-    "  wait_p50 INTEGER,\n"
-    "  wait_p95 INTEGER,\n"
-    "  wait_p99 INTEGER,\n"
-    "  run_p50 INTEGER,\n"
-    "  run_p95 INTEGER,\n"
-    "  run_p99 INTEGER,\n"
-    "  PRIMARY KEY (minute, name)\n"
-    ") WITHOUT ROWID;\n"
-    "CREATE TABLE IF NOT EXISTS meta (\n"
-    "  key TEXT PRIMARY KEY,\n"
-    "  value\n"
-    ") WITHOUT ROWID;\n";
+static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
+                          "  id INTEGER PRIMARY KEY,\n"
+                          "  instance BLOB NOT NULL UNIQUE,\n"
+                          "  service TEXT NOT NULL,\n"
+                          "  host TEXT NOT NULL,\n"
+                          "  pid INTEGER NOT NULL,\n"
+                          "  started_at INTEGER NOT NULL,\n"
+                          "  connected_at INTEGER,\n"
+                          "  disconnected_at INTEGER,\n"
+                          "  connected INTEGER NOT NULL DEFAULT 0,\n"
+                          "  ended INTEGER NOT NULL DEFAULT 0,\n"
+                          "  next_seq INTEGER NOT NULL DEFAULT 1,\n"
+                          "  events INTEGER NOT NULL DEFAULT 0,\n"
+                          "  dropped INTEGER NOT NULL DEFAULT 0,\n"
+                          "  reconnects INTEGER NOT NULL DEFAULT 0,\n"
+                          "  last_event_at INTEGER\n"
+                          ");\n"
+                          "CREATE TABLE IF NOT EXISTS strings (\n"
+                          "  agent INTEGER NOT NULL,\n"
+                          "  id INTEGER NOT NULL,\n"
+                          "  text TEXT NOT NULL,\n"
+                          "  PRIMARY KEY (agent, id)\n"
+                          ") WITHOUT ROWID;\n"
+                          "CREATE TABLE IF NOT EXISTS batches (\n"
+                          "  id INTEGER PRIMARY KEY,\n"
+                          "  agent INTEGER NOT NULL,\n"
+                          "  label TEXT,\n"
+                          "  created_at INTEGER NOT NULL\n"
+                          ");\n"
+                          "CREATE TABLE IF NOT EXISTS tasks (\n"
+                          "  id INTEGER PRIMARY KEY,\n"
+                          "  agent INTEGER NOT NULL,\n"
+                          "  batch INTEGER NOT NULL,\n"
+                          "  position INTEGER NOT NULL,\n"
+                          "  name TEXT NOT NULL,\n"
+                          "  mode INTEGER NOT NULL,\n"
+                          "  status INTEGER NOT NULL,\n"
+                          "  thread INTEGER,\n"
+                          "  enqueued_at INTEGER NOT NULL,\n"
+                          "  started_at INTEGER,\n"
+                          "  finished_at INTEGER,\n"
+                          "  wait_us INTEGER,\n"
+                          "  run_us INTEGER,\n"
+                          "  error_type TEXT,\n"
+                          "  error_message TEXT,\n"
+                          "  error_detail TEXT,\n"
+                          "  skipped_after INTEGER,\n"
+                          "  drop_reason TEXT\n"
+                          ");\n"
+                          "CREATE TABLE IF NOT EXISTS rollups (\n"
+                          "  minute INTEGER NOT NULL,\n"
+                          "  name TEXT NOT NULL,\n"
+                          "  succeeded INTEGER NOT NULL DEFAULT 0,\n"
+                          "  failed INTEGER NOT NULL DEFAULT 0,\n"
+                          "  skipped INTEGER NOT NULL DEFAULT 0,\n"
+                          "  dropped INTEGER NOT NULL DEFAULT 0,\n"
+                          "  lost INTEGER NOT NULL DEFAULT 0,\n"
+                          "  wait_p50 INTEGER,\n"
+                          "  wait_p95 INTEGER,\n"
+                          "  wait_p99 INTEGER,\n"
+                          "  run_p50 INTEGER,\n"
+                          "  run_p95 INTEGER,\n"
+                          "  run_p99 INTEGER,\n"
+                          "  PRIMARY KEY (minute, name)\n"
+                          ") WITHOUT ROWID;\n"
+                          "CREATE TABLE IF NOT EXISTS meta (\n"
+                          "  key TEXT PRIMARY KEY,\n"
+                          "  value\n"
+                          ") WITHOUT ROWID;\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */
@@ -114,7 +125,7 @@ static const char indexes[] =
     "CREATE INDEX IF NOT EXISTS tasks_time ON tasks (enqueued_at, name);\n"
     "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks (batch);\n"
     "CREATE INDEX IF NOT EXISTS tasks_unusual ON tasks (status, enqueued_at)"
-    " WHERE status <> 2;\n"
+    " WHERE " SCHEMA_SQL_UNUSUAL ";\n"
     "CREATE INDEX IF NOT EXISTS agents_gone ON agents (disconnected_at)"
     " WHERE connected = 0;\n";
 
@@ -154,8 +165,8 @@ int schema_apply(sqlite3 *db, char **err) {
   /* Takes effect only while the file is still empty (a new store);
    * SCHEMA_PAGE_SIZE explains the choice. */
   if (version == 0) {
-    rc = sqlite3_exec(db, "PRAGMA page_size = " SCHEMA_PAGE_SIZE, NULL,
-                      NULL, err);
+    rc = sqlite3_exec(db, "PRAGMA page_size = " SCHEMA_PAGE_SIZE, NULL, NULL,
+                      err);
     if (rc != SQLITE_OK)
       return rc;
   }

@@ -28,17 +28,77 @@ static inline int64_t schema_global_id(int64_t agent, uint64_t local) {
                    (local & SCHEMA_LOCAL_MASK));
 }
 
-/* Task states, stored as integers in tasks.status. */
+/*
+ * Task states. The one table of them: the enum, the names (what users type
+ * and read) and the SQL fragments below all come from it. The code of each
+ * state is what tasks.status stores, so a code never changes once a store
+ * may hold it. X(STATE, name), in code order.
+ */
+#define SCHEMA_CODE_QUEUED 0
+#define SCHEMA_CODE_RUNNING 1
+#define SCHEMA_CODE_SUCCEEDED 2
+#define SCHEMA_CODE_FAILED 3
+#define SCHEMA_CODE_SKIPPED 4
+#define SCHEMA_CODE_DROPPED 5
+#define SCHEMA_CODE_LOST 6
+#define SCHEMA_STATUS_MAP(X)                                                   \
+  X(QUEUED, "queued")                                                          \
+  X(RUNNING, "running")                                                        \
+  X(SUCCEEDED, "succeeded")                                                    \
+  X(FAILED, "failed")                                                          \
+  X(SKIPPED, "skipped")                                                        \
+  X(DROPPED, "dropped")                                                        \
+  X(LOST, "lost")
+
+#define SCHEMA_STATUS_ENUM(state, name) SCHEMA_##state = SCHEMA_CODE_##state,
 enum schema_status {
-  SCHEMA_QUEUED = 0,
-  SCHEMA_RUNNING = 1,
-  SCHEMA_SUCCEEDED = 2,
-  SCHEMA_FAILED = 3,
-  SCHEMA_SKIPPED = 4,
-  SCHEMA_DROPPED = 5,
-  SCHEMA_LOST = 6,
-  SCHEMA_STATUS_COUNT = 7
+  SCHEMA_STATUS_MAP(SCHEMA_STATUS_ENUM) SCHEMA_STATUS_COUNT
 };
+#undef SCHEMA_STATUS_ENUM
+
+/*
+ * SQL fragments over tasks.status, text to join into a statement at compile
+ * time, so no status code is written in SQL anywhere else. They name the
+ * column `status` unqualified: tasks is the only table that has one, so
+ * the name holds in every join of tasks. SQLite uses the partial index
+ * tasks_unusual only when a query states the index's own term,
+ * SCHEMA_SQL_UNUSUAL, literally (docs/schema.md), so every set without
+ * "succeeded" starts with it.
+ */
+#define SCHEMA_SQL_TEXT_(x) #x
+#define SCHEMA_SQL_TEXT(x) SCHEMA_SQL_TEXT_(x)
+/* The code of one state as SQL text: SCHEMA_SQL_CODE(FAILED) is "3". */
+#define SCHEMA_SQL_CODE(state) SCHEMA_SQL_TEXT(SCHEMA_CODE_##state)
+/* Not succeeded: the condition of the partial index tasks_unusual. */
+#define SCHEMA_SQL_UNUSUAL "status <> " SCHEMA_SQL_CODE(SUCCEEDED)
+/* Queued or running: not final yet. */
+#define SCHEMA_SQL_ACTIVE                                                      \
+  SCHEMA_SQL_UNUSUAL " AND status IN (" SCHEMA_SQL_CODE(                       \
+      QUEUED) ", " SCHEMA_SQL_CODE(RUNNING) ")"
+/* Failed. */
+#define SCHEMA_SQL_FAILED                                                      \
+  SCHEMA_SQL_UNUSUAL " AND status = " SCHEMA_SQL_CODE(FAILED)
+/* Failed or skipped: what the dashboard counts per task name. */
+#define SCHEMA_SQL_FAILED_OR_SKIPPED                                           \
+  SCHEMA_SQL_UNUSUAL " AND status IN (" SCHEMA_SQL_CODE(                       \
+      FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ")"
+/* Every state but succeeded, one by one: an IN list lets SQLite look up
+ * each state in tasks_unusual (status, enqueued_at) with a time range. */
+#define SCHEMA_SQL_UNUSUAL_EACH                                                                                              \
+  SCHEMA_SQL_UNUSUAL                                                                                                         \
+  " AND status IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(                                                           \
+      RUNNING) ", " SCHEMA_SQL_CODE(FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ","                                                \
+                                                                          " " SCHEMA_SQL_CODE(DROPPED) ", " SCHEMA_SQL_CODE( \
+                                                                              LOST) ")"
+/* Queued, running or succeeded: what retention prunes by age alone. */
+#define SCHEMA_SQL_NOT_UNHAPPY                                                 \
+  "status IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(                  \
+      RUNNING) ", " SCHEMA_SQL_CODE(SUCCEEDED) ")"
+/* Succeeded, worded so that SQLite does not take it for an index term
+ * (unary +): for scans that must walk another index in order. */
+#define SCHEMA_SQL_SUCCEEDED_NO_INDEX "+status = " SCHEMA_SQL_CODE(SUCCEEDED)
+/* The assignment that marks a task lost. */
+#define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
 
 /* "queued", "running", ...; NULL for an out-of-range value. */
 const char *schema_status_name(int status);

@@ -62,6 +62,11 @@ void stats_weighted_fini(stats_weighted *s) {
   stats_weighted_init(s);
 }
 
+void stats_weighted_clear(stats_weighted *s) {
+  s->n = 0;
+  s->sorted = 1;
+}
+
 void stats_weighted_push(stats_weighted *s, int64_t v, int64_t w) {
   if (w <= 0)
     return;

@@ -1,6 +1,8 @@
 /*
- * stats - exact order statistics over a list of integer samples (run
- * times, queue waits), for `taskwatch query stats` and the dashboard.
+ * stats - order statistics over integer samples (run times, queue waits):
+ * the one implementation of percentiles, for `taskwatch query stats`
+ * (exact, and approximate from rollups) and the dashboard (weighted
+ * samples).
  */
 #ifndef TW_STATS_H
 #define TW_STATS_H
@@ -44,6 +46,8 @@ typedef struct stats_weighted {
 
 void stats_weighted_init(stats_weighted *s);
 void stats_weighted_fini(stats_weighted *s);
+/* Forgets the samples, keeping the memory for the next ones. */
+void stats_weighted_clear(stats_weighted *s);
 /* Adds v with weight w (w <= 0 is ignored). */
 void stats_weighted_push(stats_weighted *s, int64_t v, int64_t w);
 /* The smallest sample whose cumulative weight reaches per_mille/1000 of

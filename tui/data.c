@@ -1,7 +1,9 @@
 /*
- * data - the dashboard's queries over the store (see data.h). All values
- * are bound; the only text joined into SQL is the filter's own expression,
- * which itself holds nothing but ?NNN parameters.
+ * data - the dashboard's queries over the store (see data.h), through
+ * common/reader (opening, task rows, change detection) and common/stats
+ * (percentiles). All values are bound; the only text joined into SQL is the
+ * filter's own expression, which itself holds nothing but ?NNN parameters,
+ * and the status fragments of common/schema.
  */
 #include "data.h"
 
@@ -11,6 +13,7 @@
 
 #include <sqlite3.h>
 
+#include "stats.h"
 #include "xalloc.h"
 
 const int64_t data_window_us[DATA_WINDOWS] = {
@@ -19,28 +22,34 @@ const int64_t data_window_us[DATA_WINDOWS] = {
 struct sample_set;
 
 struct data {
-  sqlite3 *db;
-  sqlite3_stmt *version;
-  int64_t last_version;
-  int seen_version;
+  reader *r;
+  sqlite3 *db; /* the reader's connection */
   /* The unfiltered sample of the last data_stats_load(), which the names
    * view reuses when it has no filter and the same "now". */
   struct sample_set *sample;
   int64_t sample_now;
 };
 
-/* The task columns every list reads, in the order read_task() expects. */
-#define TASK_COLUMNS                                                           \
-  "t.id, t.batch, t.agent, t.thread, a.pid, t.enqueued_at, t.started_at, "     \
-  "t.finished_at, t.wait_us, t.run_us, t.skipped_after, t.position, "          \
-  "t.status, t.mode, t.name, b.label, a.service, a.host, t.error_type, "       \
-  "t.error_message, t.drop_reason"
-/* CROSS JOIN keeps tasks the outer loop, so ORDER BY enqueued_at, id walks
- * the tasks_time index (sorting only the rows of one enqueued_at by id)
- * and stops at LIMIT. */
-#define TASK_FROM                                                              \
-  " FROM tasks t CROSS JOIN agents a ON a.id = t.agent"                        \
-  " CROSS JOIN batches b ON b.id = t.batch"
+/* A copy of text from the store that the dashboard keeps. */
+static data_text owned_text(sqlite3_stmt *st, int i) {
+  data_text t = {NULL, 0};
+  if (sqlite3_column_type(st, i) == SQLITE_NULL)
+    return t;
+  const char *p = (const char *)sqlite3_column_text(st, i);
+  t.len = p ? (size_t)sqlite3_column_bytes(st, i) : 0;
+  t.ptr = xmemdup(p ? p : "", t.len);
+  return t;
+}
+
+static data_text text_dup(data_text t) {
+  return t.ptr ? (data_text){xmemdup(t.ptr, t.len), t.len} : t;
+}
+
+/* The dashboard's text is its own (owned_text, text_dup). */
+static void text_free(data_text *t) {
+  free((void *)t->ptr);
+  t->ptr = NULL;
+}
 
 static int64_t column_int(sqlite3_stmt *st, int i) {
   if (sqlite3_column_type(st, i) == SQLITE_NULL)
@@ -48,54 +57,15 @@ static int64_t column_int(sqlite3_stmt *st, int i) {
   return sqlite3_column_int64(st, i);
 }
 
-static data_text column_text(sqlite3_stmt *st, int i) {
-  data_text t = {NULL, 0};
-  if (sqlite3_column_type(st, i) == SQLITE_NULL)
-    return t;
-  const void *p = sqlite3_column_blob(st, i);
-  t.len = (size_t)sqlite3_column_bytes(st, i);
-  t.ptr = xmalloc(t.len + 1);
-  if (t.len)
-    memcpy(t.ptr, p, t.len);
-  t.ptr[t.len] = '\0';
-  return t;
-}
-
+/* Rows outlive their statement: each is a copy that owns its text. */
 static void read_task(sqlite3_stmt *st, data_task *t) {
-  memset(t, 0, sizeof *t);
-  t->id = column_int(st, 0);
-  t->batch = column_int(st, 1);
-  t->agent = column_int(st, 2);
-  t->thread = column_int(st, 3);
-  t->pid = column_int(st, 4);
-  t->enqueued_at = column_int(st, 5);
-  t->started_at = column_int(st, 6);
-  t->finished_at = column_int(st, 7);
-  t->wait_us = column_int(st, 8);
-  t->run_us = column_int(st, 9);
-  t->skipped_after = column_int(st, 10);
-  t->position = sqlite3_column_int(st, 11);
-  t->status = sqlite3_column_int(st, 12);
-  t->mode = sqlite3_column_int(st, 13);
-  t->name = column_text(st, 14);
-  t->label = column_text(st, 15);
-  t->service = column_text(st, 16);
-  t->host = column_text(st, 17);
-  t->error_type = column_text(st, 18);
-  t->error_message = column_text(st, 19);
-  t->drop_reason = column_text(st, 20);
+  reader_task row;
+  reader_task_read(st, 0, &row);
+  reader_task_copy(t, &row);
 }
 
 void data_task_fini(data_task *t) {
-  free(t->name.ptr);
-  free(t->label.ptr);
-  free(t->service.ptr);
-  free(t->host.ptr);
-  free(t->error_type.ptr);
-  free(t->error_message.ptr);
-  free(t->error_detail.ptr);
-  free(t->drop_reason.ptr);
-  memset(t, 0, sizeof *t);
+  reader_task_fini(t);
 }
 
 void data_tasks_free(data_task *rows, int n) {
@@ -114,54 +84,14 @@ static int prepare(data *d, const char *sql, sqlite3_stmt **st) {
 }
 
 int data_open(const char *path, data **out, char *err, size_t errlen) {
-  sqlite3 *db = NULL;
-  int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
-  if (rc != SQLITE_OK) {
-    snprintf(err, errlen, "cannot open %s: %s", path,
-             db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    sqlite3_close(db);
+  reader *r = NULL;
+  if (reader_open(path, &r, err, errlen) != READER_OK)
     return -1;
-  }
-  sqlite3_busy_timeout(db, 1000);
-  sqlite3_stmt *st = NULL;
-  int version = -1, has_tasks = 0;
-  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) ==
-          SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    version = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  st = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = 'tasks'",
-                         -1, &st, NULL) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    has_tasks = 1;
-  sqlite3_finalize(st);
-  if (version < 0) {
-    snprintf(err, errlen, "cannot read %s: %s", path, sqlite3_errmsg(db));
-  } else if (version > SCHEMA_VERSION) {
-    snprintf(err, errlen,
-             "%s: store schema version %d is newer than this taskwatch "
-             "understands (%d)",
-             path, version, SCHEMA_VERSION);
-  } else if (version > 0 && version < SCHEMA_READ_MIN) {
-    snprintf(err, errlen,
-             "%s: store schema version %d is older than this taskwatch "
-             "reads (%d); run the current collector on it once",
-             path, version, SCHEMA_READ_MIN);
-  } else if (version < SCHEMA_READ_MIN || !has_tasks) {
-    snprintf(err, errlen, "%s: not a taskwatch store", path);
-  } else {
-    data *d = xcalloc(1, sizeof *d);
-    d->db = db;
-    if (prepare(d, "PRAGMA data_version", &d->version) == 0) {
-      *out = d;
-      return 0;
-    }
-    snprintf(err, errlen, "cannot read %s: %s", path, sqlite3_errmsg(db));
-    free(d);
-  }
-  sqlite3_close(db);
-  return -1;
+  data *d = xcalloc(1, sizeof *d);
+  d->r = r;
+  d->db = reader_db(r);
+  *out = d;
+  return 0;
 }
 
 static void drop_sample(data *d);
@@ -170,21 +100,12 @@ void data_close(data *d) {
   if (d == NULL)
     return;
   drop_sample(d);
-  sqlite3_finalize(d->version);
-  sqlite3_close(d->db);
+  reader_close(d->r);
   free(d);
 }
 
 int data_changed(data *d) {
-  int64_t v = d->last_version;
-  sqlite3_reset(d->version);
-  if (sqlite3_step(d->version) == SQLITE_ROW)
-    v = sqlite3_column_int64(d->version, 0);
-  sqlite3_reset(d->version);
-  int changed = !d->seen_version || v != d->last_version;
-  d->seen_version = 1;
-  d->last_version = v;
-  return changed;
+  return reader_changed(d->r);
 }
 
 /* Runs a statement whose rows are (int, int) and calls add for each. */
@@ -215,19 +136,19 @@ static int load_counts(data *d, int64_t now_us, data_stats *s) {
   if (sqlite3_step(st) == SQLITE_ROW)
     total = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
-  if (prepare(d,
-              "SELECT status, count(*) FROM tasks WHERE status <> 2 AND "
-              "status IN (0, 1, 3, 4, 5, 6) AND enqueued_at >= ?1 "
-              "GROUP BY status",
-              &st))
+  if (prepare(
+          d,
+          "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_UNUSUAL_EACH
+          " AND enqueued_at >= ?1 GROUP BY status",
+          &st))
     goto out;
   sqlite3_bind_int64(st, 1, since);
   if (each_pair(st, add_count, window))
     goto out;
   sqlite3_finalize(st);
   if (prepare(d,
-              "SELECT status, count(*) FROM tasks WHERE status <> 2 AND "
-              "status IN (0, 1) GROUP BY status",
+              "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_ACTIVE
+              " GROUP BY status",
               &st))
     goto out;
   if (each_pair(st, add_count, s->counts))
@@ -274,8 +195,8 @@ static int load_sparks(data *d, int64_t now_us, data_stats *s) {
                    "enqueued_at < ?2",
                    t0, s->spark_tasks) ||
       spark_counts(d,
-                   "SELECT count(*) FROM tasks WHERE status <> 2 AND "
-                   "status = 3 AND enqueued_at >= ?1 AND enqueued_at < ?2",
+                   "SELECT count(*) FROM tasks WHERE " SCHEMA_SQL_FAILED
+                   " AND enqueued_at >= ?1 AND enqueued_at < ?2",
                    t0, s->spark_failed))
     return -1;
   int64_t last_minute[2] = {0, 0};
@@ -308,10 +229,17 @@ static int prepare_filtered(data *d, const filter *f, const char *head,
 #define STRATA_RECENT 12 /* the last minute */
 #define SAMPLE_RECENT 84
 #define SAMPLE_OLDER 21
+/* Sample weights are whole numbers in units of 1/WEIGHT_UNIT task: a
+ * sample of a stratum over its cap weighs count / cap tasks, and a unit
+ * that both caps divide makes that exact (common/stats takes integers). */
+#define WEIGHT_UNIT 84
+_Static_assert(WEIGHT_UNIT % SAMPLE_RECENT == 0 &&
+                   WEIGHT_UNIT % SAMPLE_OLDER == 0,
+               "every cap must divide WEIGHT_UNIT");
 
 typedef struct sample {
   int64_t at, run, wait;
-  double weight;
+  int64_t weight; /* in 1/WEIGHT_UNIT tasks */
   int status;
   data_text name;
 } sample;
@@ -324,7 +252,7 @@ typedef struct sample_set {
 
 static void sample_set_free(sample_set *set) {
   for (size_t i = 0; i < set->n; i++)
-    free(set->v[i].name.ptr);
+    text_free(&set->v[i].name);
   free(set->v);
   memset(set, 0, sizeof *set);
 }
@@ -344,12 +272,13 @@ static int prepare_sample(data *d, const filter *f, sqlite3_stmt **rows,
   static const char *const head[2] = {
       "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name"
       " FROM tasks t WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name" TASK_FROM
+      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, "
+      "t.name" READER_TASK_FROM
       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
   static const char *const count_head[2] = {
       "SELECT count(*) FROM tasks t WHERE t.enqueued_at >= ?1 AND "
       "t.enqueued_at < ?2",
-      "SELECT count(*)" TASK_FROM
+      "SELECT count(*)" READER_TASK_FROM
       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
   *rows = *count = NULL;
   if (prepare_filtered(d, f, head[f != NULL],
@@ -385,8 +314,8 @@ static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
     x->status = sqlite3_column_int(rows, 1);
     x->run = column_int(rows, 2);
     x->wait = column_int(rows, 3);
-    x->weight = 1.0;
-    x->name = column_text(rows, 4);
+    x->weight = WEIGHT_UNIT;
+    x->name = owned_text(rows, 4);
     if (x->name.ptr == NULL)
       x->name = (data_text){xstrdup(""), 0};
   }
@@ -395,6 +324,8 @@ static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
   size_t got = set->n - first;
   if ((int)got < limit)
     return 0;
+  /* Over its cap (LIMIT makes got == limit): each sample stands for
+   * all / limit tasks. */
   sqlite3_reset(count);
   sqlite3_bind_int64(count, 1, from);
   sqlite3_bind_int64(count, 2, to);
@@ -403,7 +334,7 @@ static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
   int64_t all = sqlite3_column_int64(count, 0);
   set->estimated = set->estimated || all > (int64_t)got;
   for (size_t i = first; i < set->n; i++)
-    set->v[i].weight = (double)all / (double)got;
+    set->v[i].weight = all * (WEIGHT_UNIT / limit);
   return 0;
 }
 
@@ -430,53 +361,22 @@ static int sample_window(data *d, const filter *f, int64_t now_us,
   return rc;
 }
 
-typedef struct weighted {
-  int64_t value;
-  double weight;
-} weighted;
-
-static int compare_weighted(const void *a, const void *b) {
-  const weighted *x = a, *y = b;
-  return (x->value > y->value) - (x->value < y->value);
-}
-
-/* p50, p95, p99 of weighted values (nearest rank when all weigh 1). */
-static void weighted_percentiles(weighted *v, size_t n, int64_t out[3]) {
-  static const int ps[3] = {50, 95, 99};
-  double total = 0;
-  for (size_t i = 0; i < n; i++)
-    total += v[i].weight;
-  qsort(v, n, sizeof *v, compare_weighted);
-  for (int k = 0; k < 3; k++) {
-    out[k] = DATA_NULL;
-    double target = total * ps[k] / 100.0, sum = 0;
-    for (size_t i = 0; i < n; i++) {
-      sum += v[i].weight;
-      if (sum >= target - 1e-9) {
-        out[k] = v[i].value;
-        break;
-      }
-    }
-  }
-}
-
-/* Percentiles of one field over the samples accepted by keep(). */
+/* Percentiles p50, p95, p99 of one field (run or wait) over the samples
+ * enqueued since `since`, weighted (common/stats: nearest rank when all
+ * weigh the same); DATA_NULL where there is none. buf is scratch. */
 static void percentiles_of(const sample_set *set, int64_t since, int wait,
-                           const data_text *name, weighted *buf,
-                           int64_t out[3]) {
-  size_t m = 0;
+                           stats_weighted *buf, int64_t out[3]) {
+  static const unsigned per_mille[3] = {500, 950, 990};
+  stats_weighted_clear(buf);
   for (size_t i = 0; i < set->n; i++) {
     const sample *x = &set->v[i];
     int64_t v = wait ? x->wait : x->run;
-    if (x->at < since || v == DATA_NULL)
-      continue;
-    if (name && (x->name.len != name->len ||
-                 memcmp(x->name.ptr, name->ptr, name->len) != 0))
-      continue;
-    buf[m].value = v;
-    buf[m++].weight = x->weight;
+    if (x->at >= since && v != DATA_NULL)
+      stats_weighted_push(buf, v, x->weight);
   }
-  weighted_percentiles(buf, m, out);
+  for (int k = 0; k < 3; k++)
+    if (stats_weighted_percentile(buf, per_mille[k], &out[k]) != 0)
+      out[k] = DATA_NULL;
 }
 
 static void drop_sample(data *d) {
@@ -494,13 +394,14 @@ static int load_percentiles(data *d, int64_t now_us, data_stats *s) {
     free(set);
     return -1;
   }
-  weighted *buf = xmalloc((set->n ? set->n : 1) * sizeof *buf);
+  stats_weighted buf;
+  stats_weighted_init(&buf);
   for (int w = 0; w < DATA_WINDOWS; w++) {
     int64_t since = now_us - data_window_us[w];
-    percentiles_of(set, since, 0, NULL, buf, s->run[w]);
-    percentiles_of(set, since, 1, NULL, buf, s->wait[w]);
+    percentiles_of(set, since, 0, &buf, s->run[w]);
+    percentiles_of(set, since, 1, &buf, s->wait[w]);
   }
-  free(buf);
+  stats_weighted_fini(&buf);
   d->sample = set;
   d->sample_now = now_us;
   return 0;
@@ -557,9 +458,11 @@ static int prepare_filtered(data *d, const filter *f, const char *head,
 int data_tasks_page(data *d, const filter *f, const data_key *from, int dir,
                     int limit, data_task **rows, int *n) {
   static const char *const head[2] = {
-      "SELECT " TASK_COLUMNS TASK_FROM " WHERE t.enqueued_at <= ?1 AND "
+      "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
+      " WHERE t.enqueued_at <= ?1 AND "
       "(t.enqueued_at < ?1 OR t.id <= ?2)",
-      "SELECT " TASK_COLUMNS TASK_FROM " WHERE t.enqueued_at >= ?1 AND "
+      "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
+      " WHERE t.enqueued_at >= ?1 AND "
       "(t.enqueued_at > ?1 OR t.id > ?2)"};
   static const char *const tail[2] = {
       "ORDER BY t.enqueued_at DESC, t.id DESC LIMIT ?3",
@@ -593,17 +496,13 @@ int data_task_detail(data *d, int64_t id, data_task *out) {
   sqlite3_stmt *st = NULL;
   memset(out, 0, sizeof *out);
   if (prepare(d,
-              "SELECT " TASK_COLUMNS ", t.error_detail"
-              " FROM tasks t LEFT JOIN agents a ON a.id = t.agent"
-              " LEFT JOIN batches b ON b.id = t.batch WHERE t.id = ?1",
+              "SELECT " READER_TASK_COLUMNS READER_TASK_FROM " WHERE t.id = ?1",
               &st))
     return -1;
   sqlite3_bind_int64(st, 1, id);
   int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
+  if (rc == SQLITE_ROW)
     read_task(st, out);
-    out->error_detail = column_text(st, 21);
-  }
   sqlite3_finalize(st);
   return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
@@ -611,7 +510,7 @@ int data_task_detail(data *d, int64_t id, data_task *out) {
 static int load_batch_tasks(data *d, data_batch *b) {
   sqlite3_stmt *st = NULL;
   if (prepare(d,
-              "SELECT " TASK_COLUMNS TASK_FROM
+              "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
               " WHERE t.batch = ?1 ORDER BY t.position, t.id LIMIT 1000",
               &st))
     return -1;
@@ -627,16 +526,8 @@ static int load_batch_tasks(data *d, data_batch *b) {
   }
   sqlite3_finalize(st);
   if (b->ntasks > 0) {
-    b->label = b->tasks[0].label.ptr
-                   ? (data_text){xmemdup(b->tasks[0].label.ptr,
-                                          b->tasks[0].label.len),
-                                 b->tasks[0].label.len}
-                   : (data_text){NULL, 0};
-    b->service = b->tasks[0].service.ptr
-                     ? (data_text){xmemdup(b->tasks[0].service.ptr,
-                                            b->tasks[0].service.len),
-                                   b->tasks[0].service.len}
-                     : (data_text){NULL, 0};
+    b->label = text_dup(b->tasks[0].label);
+    b->service = text_dup(b->tasks[0].service);
   }
   return rc == SQLITE_DONE ? 0 : -1;
 }
@@ -656,7 +547,7 @@ int data_batches_page(data *d, const filter *f, const data_key *from, int n,
   if (n <= 0)
     return 0;
   if (prepare_filtered(d, f,
-                       "SELECT t.batch, t.enqueued_at, t.id" TASK_FROM
+                       "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
                        " WHERE t.enqueued_at <= ?1 AND "
                        "(t.enqueued_at < ?1 OR t.id <= ?2)",
                        "ORDER BY t.enqueued_at DESC, t.id DESC", 3, &st))
@@ -690,7 +581,7 @@ int data_batch_before(data *d, const filter *f, const data_key *key,
                       int64_t batch, data_key *out) {
   sqlite3_stmt *st = NULL;
   if (prepare_filtered(d, f,
-                       "SELECT t.batch, t.enqueued_at, t.id" TASK_FROM
+                       "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
                        " WHERE t.enqueued_at >= ?1 AND "
                        "(t.enqueued_at > ?1 OR t.id > ?2)",
                        "ORDER BY t.enqueued_at ASC, t.id ASC LIMIT 256", 3,
@@ -721,8 +612,8 @@ int data_batch_before(data *d, const filter *f, const data_key *key,
 void data_batches_free(data_batch *b, int n) {
   for (int i = 0; i < n; i++) {
     data_tasks_free(b[i].tasks, b[i].ntasks);
-    free(b[i].label.ptr);
-    free(b[i].service.ptr);
+    text_free(&b[i].label);
+    text_free(&b[i].service);
   }
   free(b);
 }
@@ -749,15 +640,15 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
                        data_name **rows, int *n, int *cap) {
   sqlite3_stmt *st = NULL;
   if (prepare_filtered(d, f,
-                       "SELECT t.name, t.status, count(*)" TASK_FROM
-                       " WHERE t.status <> 2 AND t.status IN (3, 4) AND "
-                       "t.enqueued_at >= ?1",
+                       "SELECT t.name, t.status, count(*)" READER_TASK_FROM
+                       " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
+                       " AND t.enqueued_at >= ?1",
                        "GROUP BY t.name, t.status", 2, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since_us);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    data_text name = column_text(st, 0);
+    data_text name = owned_text(st, 0);
     data_name *row = find_name(*rows, *n, name.ptr ? name.ptr : "", name.len);
     if (row == NULL) {
       if (*n == *cap) {
@@ -771,7 +662,7 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
         row->run[k] = row->wait[k] = DATA_NULL;
       name.ptr = NULL;
     }
-    free(name.ptr);
+    text_free(&name);
     int64_t count = sqlite3_column_int64(st, 2);
     if (sqlite3_column_int(st, 1) == SCHEMA_FAILED)
       row->failed = count;
@@ -796,12 +687,13 @@ int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
     return -1;
   }
   qsort(set.v, set.n, sizeof *set.v, compare_sample_name);
-  weighted *buf = xmalloc((set.n ? set.n : 1) * sizeof *buf);
+  stats_weighted buf;
+  stats_weighted_init(&buf);
   int cap = 16, count = 0;
   data_name *rows = xcalloc((size_t)cap, sizeof *rows);
   for (size_t i = 0; i < set.n;) {
     size_t j = i;
-    double weight = 0;
+    int64_t weight = 0;
     while (j < set.n && compare_sample_name(&set.v[i], &set.v[j]) == 0)
       weight += set.v[j++].weight;
     if (count == cap) {
@@ -812,14 +704,14 @@ int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
     memset(row, 0, sizeof *row);
     row->name = (data_text){xmemdup(set.v[i].name.ptr, set.v[i].name.len),
                             set.v[i].name.len};
-    row->count = (int64_t)(weight + 0.5);
+    row->count = (weight + WEIGHT_UNIT / 2) / WEIGHT_UNIT;
     row->estimated = set.estimated;
     sample_set part = {set.v + i, j - i, j - i, 0};
-    percentiles_of(&part, INT64_MIN, 0, NULL, buf, row->run);
-    percentiles_of(&part, INT64_MIN, 1, NULL, buf, row->wait);
+    percentiles_of(&part, INT64_MIN, 0, &buf, row->run);
+    percentiles_of(&part, INT64_MIN, 1, &buf, row->wait);
     i = j;
   }
-  free(buf);
+  stats_weighted_fini(&buf);
   int rc = add_unusual(d, f, now_us - STRATA * STRATUM_US, &rows, &count, &cap);
   for (int i = 0; i < count; i++)
     if (rows[i].count < rows[i].failed + rows[i].skipped)
@@ -832,7 +724,7 @@ int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
 
 void data_names_free(data_name *rows, int n) {
   for (int i = 0; i < n; i++)
-    free(rows[i].name.ptr);
+    text_free(&rows[i].name);
   free(rows);
 }
 
@@ -866,8 +758,8 @@ int data_agents_load(data *d, data_agent **out, int *n) {
     a->reconnects = column_int(st, 8);
     a->connected = sqlite3_column_int(st, 9);
     a->ended = sqlite3_column_int(st, 10);
-    a->service = column_text(st, 11);
-    a->host = column_text(st, 12);
+    a->service = owned_text(st, 11);
+    a->host = owned_text(st, 12);
   }
   sqlite3_finalize(st);
   *out = rows;
@@ -877,8 +769,8 @@ int data_agents_load(data *d, data_agent **out, int *n) {
 
 void data_agents_free(data_agent *rows, int n) {
   for (int i = 0; i < n; i++) {
-    free(rows[i].service.ptr);
-    free(rows[i].host.ptr);
+    text_free(&rows[i].service);
+    text_free(&rows[i].host);
   }
   free(rows);
 }

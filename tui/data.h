@@ -17,34 +17,23 @@
 #include <stdint.h>
 
 #include "filter.h"
+#include "reader.h"
 #include "schema.h"
 
+/* The dashboard reads tasks as common/reader reads them; these are the
+ * reader's types under the names the dashboard's code uses. */
+typedef reader_text data_text;
+typedef reader_task data_task;
 /* An integer column that was NULL. */
-#define DATA_NULL INT64_MIN
+#define DATA_NULL READER_NULL
 /* Sparkline: buckets of DATA_SPARK_US over the last DATA_SPARK_N of them. */
 #define DATA_SPARK_N 30
 #define DATA_SPARK_US INT64_C(10000000)
-
-/* Bytes from the store, NUL-terminated, possibly with NULs inside. */
-typedef struct data_text {
-  char *ptr; /* NULL for SQL NULL */
-  size_t len;
-} data_text;
 
 /* A keyset position: tasks are ordered by (enqueued_at, id). */
 typedef struct data_key {
   int64_t at, id;
 } data_key;
-
-typedef struct data_task {
-  int64_t id, batch, agent, thread, pid;
-  int64_t enqueued_at, started_at, finished_at, wait_us, run_us;
-  int64_t skipped_after;
-  int position, status, mode;
-  data_text name, label, service, host, error_type, error_message;
-  data_text drop_reason;
-  data_text error_detail; /* only data_task_detail() fills it */
-} data_task;
 
 /* Windows of the percentile figures: 1, 5 and 15 minutes. */
 #define DATA_WINDOWS 3
@@ -86,13 +75,13 @@ typedef struct data_agent {
 
 typedef struct data data;
 
-/* Opens the store read-only. Returns 0, or -1 with a one-line reason in
- * err (missing file, not a taskwatch store, newer schema). */
+/* Opens the store read-only (reader_open()). Returns 0, or -1 with the
+ * reader's one-line reason in err. */
 int data_open(const char *path, data **out, char *err, size_t errlen);
 void data_close(data *d);
 
-/* 1 when another connection committed since the last call (PRAGMA
- * data_version), else 0; the first call returns 1. */
+/* 1 when another connection committed since the last call, else 0; the
+ * first call returns 1 (reader_changed()). */
 int data_changed(data *d);
 
 /* The header's figures as of now_us. Returns 0 or -1. */
@@ -110,8 +99,8 @@ int data_tasks_page(data *d, const filter *f, const data_key *from, int dir,
 void data_tasks_free(data_task *rows, int n);
 data_key data_task_key(const data_task *t);
 
-/* One task whole, error detail included. Returns 0, 1 when it is gone, or
- * -1. Free with data_task_fini(). */
+/* One task by id. Returns 0, 1 when it is gone, or -1. Free with
+ * data_task_fini(). */
 int data_task_detail(data *d, int64_t id, data_task *out);
 void data_task_fini(data_task *t);
 

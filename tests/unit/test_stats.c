@@ -116,11 +116,37 @@ static void weighted(void **state) {
   stats_weighted_fini(&s);
 }
 
+/* Cleared samples are gone (the dashboard reuses one set per figure), and
+ * samples pushed after a percentile are sorted in before the next. */
+static void weighted_clear_and_reuse(void **state) {
+  (void)state;
+  stats_weighted s;
+  int64_t v;
+  stats_weighted_init(&s);
+  for (int i = 1; i <= 100; i++)
+    stats_weighted_push(&s, i, 1);
+  assert_int_equal(stats_weighted_percentile(&s, 1000, &v), 0);
+  assert_true(v == 100);
+  stats_weighted_clear(&s);
+  assert_int_equal(stats_weighted_percentile(&s, 500, &v), -1);
+  stats_weighted_push(&s, 7, 3);
+  stats_weighted_push(&s, 5, 1);
+  assert_int_equal(stats_weighted_percentile(&s, 250, &v), 0);
+  assert_true(v == 5);
+  assert_int_equal(stats_weighted_percentile(&s, 251, &v), 0);
+  assert_true(v == 7);
+  stats_weighted_push(&s, 1, 4); /* after a percentile: sorted in again */
+  assert_int_equal(stats_weighted_percentile(&s, 500, &v), 0);
+  assert_true(v == 1);
+  stats_weighted_fini(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(small_sets),
       cmocka_unit_test(random_sets),
       cmocka_unit_test(weighted),
+      cmocka_unit_test(weighted_clear_and_reuse),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

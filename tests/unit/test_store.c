@@ -399,6 +399,31 @@ static void prunes_by_age_keeping_failures_longer(void **state) {
   assert_int_equal(q(f, "SELECT count(*) FROM batches"), 500);
 }
 
+/* A task that arrives older than what retention has already worked
+ * through (an agent that held it through an outage, or whose clock runs
+ * behind) is pruned by the next step all the same. */
+static void prunes_tasks_that_arrive_late(void **state) {
+  fixture *f = *state;
+  int64_t day = INT64_C(86400000000), now = now_us();
+  open_store(f, day, 0, 0);
+  wbatch *p = wbatch_new(1);
+  p->prune = 1; /* a step with nothing to prune yet */
+  assert_int_equal(store_write(f->store, p), 0);
+  wbatch_free(p);
+  wbatch *b = wbatch_new(2);
+  add_batch(b, 100, now - 3 * day);
+  add_task(f, b, 1, 100, now - 3 * day, SCHEMA_SUCCEEDED);
+  add_task(f, b, 2, 100, now, SCHEMA_SUCCEEDED);
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  p = wbatch_new(3);
+  p->prune = 1;
+  assert_int_equal(store_write(f->store, p), 0);
+  wbatch_free(p);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 1"), 0);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 2"), 1);
+}
+
 static void new_agent(wbatch *b, int64_t agent, int64_t at) {
   agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, agent, at);
   memset(op->instance, (int)agent, sizeof(op->instance));
@@ -563,6 +588,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(prunes_by_age_keeping_failures_longer,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(prunes_to_max_tasks, setup, teardown),
+      cmocka_unit_test_setup_teardown(prunes_tasks_that_arrive_late, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(prunes_gone_agents, setup, teardown),
       cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),

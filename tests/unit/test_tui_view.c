@@ -25,6 +25,7 @@
 #include "keys.h"
 #include "sanitize.h"
 #include "schema.h"
+#include "stats.h"
 #include "tui_fixture.h"
 #include "view.h"
 
@@ -462,47 +463,74 @@ static void open_refuses_what_is_not_a_store(void **state) {
   rmdir(dir);
 }
 
+/* A fixture store with succeeded tasks of one name added in bulk, for
+ * the sampling tests. */
+typedef struct bulk {
+  char dir[32], path[64];
+  sqlite3 *db;
+  sqlite3_stmt *insert;
+} bulk;
+
+static void bulk_begin(bulk *b, const char *name) {
+  snprintf(b->dir, sizeof b->dir, "/tmp/tw-tui-bulk-XXXXXX");
+  assert_non_null(mkdtemp(b->dir));
+  snprintf(b->path, sizeof b->path, "%s/bulk.db", b->dir);
+  assert_int_equal(fixture_build(b->path, INT64_C(1000000)), 0);
+  assert_int_equal(sqlite3_open(b->path, &b->db), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_prepare_v2(b->db,
+                         "INSERT INTO tasks (id, agent, batch, position, "
+                         "name, mode, status, enqueued_at, started_at, "
+                         "finished_at, wait_us, run_us) VALUES (?1, 1, ?2, "
+                         "0, ?5, 0, 2, ?3, ?3, ?3, 5, ?4)",
+                         -1, &b->insert, NULL),
+      SQLITE_OK);
+  sqlite3_bind_text(b->insert, 5, name, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(b->insert, 2, schema_global_id(1, 1));
+  assert_int_equal(sqlite3_exec(b->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+}
+
+static void bulk_add(bulk *b, int64_t id, int64_t at, int64_t run_us) {
+  sqlite3_reset(b->insert);
+  sqlite3_bind_int64(b->insert, 1, id);
+  sqlite3_bind_int64(b->insert, 3, at);
+  sqlite3_bind_int64(b->insert, 4, run_us);
+  assert_int_equal(sqlite3_step(b->insert), SQLITE_DONE);
+}
+
+static void bulk_commit(bulk *b) {
+  sqlite3_finalize(b->insert);
+  assert_int_equal(sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+}
+
+static void bulk_remove(bulk *b) {
+  sqlite3_close(b->db);
+  remove(b->path);
+  rmdir(b->dir);
+}
+
 /* A store denser than the sample: 3000 tasks in the last minute with run
  * times 1..3000 us, 6000 in the minute before with run times of 10 ms. Exact
  * counts are impossible from the sample, so the names view marks them, and the
  * weighted percentiles stay close. */
 static void dense_minutes_are_sampled_with_weights(void **state) {
   (void)state;
-  char dir[] = "/tmp/tw-tui-dense-XXXXXX", path[64], err[256];
-  assert_non_null(mkdtemp(dir));
-  snprintf(path, sizeof path, "%s/dense.db", dir);
-  assert_int_equal(fixture_build(path, INT64_C(1000000)), 0);
-  sqlite3 *db = NULL;
-  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-  sqlite3_stmt *st = NULL;
-  assert_int_equal(
-      sqlite3_prepare_v2(db,
-                         "INSERT INTO tasks (id, agent, batch, position, "
-                         "name, mode, status, enqueued_at, started_at, "
-                         "finished_at, wait_us, run_us) VALUES (?1, 1, ?2, "
-                         "0, 'bulk', 0, 2, ?3, ?3, ?3, 5, ?4)",
-                         -1, &st, NULL),
-      SQLITE_OK);
-  sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+  char err[256];
+  bulk b;
+  bulk_begin(&b, "bulk");
   for (int i = 0; i < 9000; i++) {
     /* Spread over the minutes; run times shuffled (1..3000 in an order
      * unrelated to time, as they would be). */
     int recent = i < 3000;
     int64_t at = recent ? FIXTURE_NOW - 59000000 + i * INT64_C(19000)
                         : FIXTURE_NOW - 119000000 + (i - 3000) * INT64_C(9500);
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, INT64_C(1000000) + i);
-    sqlite3_bind_int64(st, 2, schema_global_id(1, 1));
-    sqlite3_bind_int64(st, 3, at);
-    sqlite3_bind_int64(st, 4, recent ? (i * 7919) % 3000 + 1 : 10000);
-    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    bulk_add(&b, INT64_C(1000000) + i, at,
+             recent ? (i * 7919) % 3000 + 1 : 10000);
   }
-  sqlite3_finalize(st);
-  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-  sqlite3_close(db);
+  bulk_commit(&b);
 
   data *d = NULL;
-  assert_int_equal(data_open(path, &d, err, sizeof err), 0);
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
   data_stats stats;
   assert_int_equal(data_stats_load(d, FIXTURE_NOW, &stats), 0);
   /* The last minute: bulk 1..3000 (sampled) plus a few fixture tasks. */
@@ -523,8 +551,61 @@ static void dense_minutes_are_sampled_with_weights(void **state) {
   assert_true(found);
   data_names_free(names, n);
   data_close(d);
-  remove(path);
-  rmdir(dir);
+  bulk_remove(&b);
+}
+
+/* The nearest-rank percentile (common/stats) of the run times of the tasks
+ * enqueued from `since` on, straight from the store. */
+static int64_t exact_run_percentile(sqlite3 *db, int64_t since,
+                                    unsigned per_mille) {
+  sqlite3_stmt *st = NULL;
+  stats_values v;
+  stats_values_init(&v);
+  assert_int_equal(sqlite3_prepare_v2(db,
+                                      "SELECT run_us FROM tasks WHERE "
+                                      "enqueued_at >= ?1 AND run_us NOT NULL",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  sqlite3_bind_int64(st, 1, since);
+  while (sqlite3_step(st) == SQLITE_ROW)
+    stats_values_push(&v, sqlite3_column_int64(st, 0));
+  sqlite3_finalize(st);
+  stats_values_sort(&v);
+  int64_t out = DATA_NULL;
+  stats_percentile(&v, per_mille, &out);
+  stats_values_fini(&v);
+  return out;
+}
+
+/* Where no stratum holds more tasks than its sample, the header's
+ * percentiles are exact: common/stats's nearest rank over every task. */
+static void sparse_minutes_give_exact_percentiles(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_begin(&b, "spread");
+  /* One task a second over 15 minutes, with the fixture's own (at most 3
+   * in a stratum): under both caps (84 and 21). */
+  for (int i = 0; i < 900; i++)
+    bulk_add(&b, INT64_C(2000000) + i,
+             FIXTURE_NOW - 899900000 + i * INT64_C(1000000),
+             (i * 7919) % 5003 + 1);
+  bulk_commit(&b);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data_stats stats;
+  assert_int_equal(data_stats_load(d, FIXTURE_NOW, &stats), 0);
+  static const unsigned per_mille[3] = {500, 950, 990};
+  for (int w = 0; w < DATA_WINDOWS; w++)
+    for (int k = 0; k < 3; k++) {
+      int64_t want = exact_run_percentile(b.db, FIXTURE_NOW - data_window_us[w],
+                                          per_mille[k]);
+      if (stats.run[w][k] != want)
+        fail_msg("window %d p%u: %lld, exact %lld", w, per_mille[k] / 10,
+                 (long long)stats.run[w][k], (long long)want);
+    }
+  data_close(d);
+  bulk_remove(&b);
 }
 
 static void grid_keeps_wide_characters_whole(void **state) {
@@ -628,6 +709,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(grid_keeps_wide_characters_whole),
       cmocka_unit_test(open_refuses_what_is_not_a_store),
       cmocka_unit_test(dense_minutes_are_sampled_with_weights),
+      cmocka_unit_test(sparse_minutes_give_exact_percentiles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,9 +30,9 @@
 #include "xalloc.h"
 
 typedef struct group {
-  char *key;  /* NULL: the column was NULL, or no grouping */
+  char *key;      /* NULL: the column was NULL, or no grouping */
   size_t key_len; /* the key may hold NUL bytes */
-  int rollup; /* figures from the rollups, not raw rows */
+  int rollup;     /* figures from the rollups, not raw rows */
   int64_t count;
   int64_t by_status[SCHEMA_STATUS_COUNT];
   stats_values run, wait;          /* raw */
@@ -159,10 +159,11 @@ static void make_plan(sqlite3 *db, const query_opts *o, plan *p) {
   p->rollups_used = p->rollups_refused = 0;
   /* "+status": the term must not steer SQLite away from walking
    * tasks_time in order (without it, it scans and sorts the table). */
-  int64_t oldest = single_int(db,
-                              "SELECT enqueued_at FROM tasks WHERE +status = 2"
-                              " ORDER BY enqueued_at LIMIT 1",
-                              0, 0, INT64_MAX);
+  int64_t oldest = single_int(
+      db,
+      "SELECT enqueued_at FROM tasks WHERE " SCHEMA_SQL_SUCCEEDED_NO_INDEX
+      " ORDER BY enqueued_at LIMIT 1",
+      0, 0, INT64_MAX);
   if (oldest == INT64_MAX)
     oldest =
         single_int(db, "SELECT min(enqueued_at) FROM tasks", 0, 0, INT64_MAX);
@@ -195,7 +196,7 @@ static int collect(sqlite3 *db, const query_opts *o, const plan *p,
   format_buf sql;
   format_buf_init(&sql);
   format_buf_printf(&sql,
-                    "SELECT %s, t.status, t.run_us, t.wait_us" QUERY_TASK_FROM
+                    "SELECT %s, t.status, t.run_us, t.wait_us" READER_TASK_FROM
                     " WHERE %s AND t.enqueued_at >= ?%d",
                     key_column(o->by), filter_sql(o->filter),
                     filter_param_count(o->filter) + 1);
@@ -453,8 +454,8 @@ static void write_table(const query_opts *o, group **rows, size_t n,
   int key_width = o->by ? (int)strlen(o->by) : 0;
   for (size_t i = 0; o->by && i < n; i++) {
     const char *k = rows[i]->key ? rows[i]->key : "(none)";
-    int w = sanitize_width(k, rows[i]->key ? rows[i]->key_len : strlen(k),
-                           flags);
+    int w =
+        sanitize_width(k, rows[i]->key ? rows[i]->key_len : strlen(k), flags);
     key_width = w > key_width ? w : key_width;
   }
   if (key_width > 40)
@@ -490,9 +491,8 @@ static group **order_rows(group_map *raw, group_map *rollup, size_t *n) {
   for (size_t i = 0; i < raw->n; i++) {
     rows[k++] = &raw->groups[i];
     for (size_t j = 0; j < rollup->n; j++)
-      if (!taken[j] &&
-          same_key(&rollup->groups[j], raw->groups[i].key,
-                   raw->groups[i].key_len)) {
+      if (!taken[j] && same_key(&rollup->groups[j], raw->groups[i].key,
+                                raw->groups[i].key_len)) {
         rows[k++] = &rollup->groups[j];
         taken[j] = 1;
       }
@@ -505,7 +505,8 @@ static group **order_rows(group_map *raw, group_map *rollup, size_t *n) {
   return rows;
 }
 
-int query_stats(sqlite3 *db, const query_opts *o) {
+int query_stats(reader *r, const query_opts *o) {
+  sqlite3 *db = reader_db(r);
   group_map raw = {0}, rollup = {0};
   plan p;
   make_plan(db, o, &p);

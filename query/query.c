@@ -14,15 +14,10 @@
 #include <locale.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "args.h"
-#include "cli.h"
 #include "format.h"
-#include "schema.h"
-
-#define BUSY_TIMEOUT_MS 10000
 
 static const char usage_text[] =
     "Usage: taskwatch query --db PATH [FILTER]... [OPTION]...\n"
@@ -186,62 +181,6 @@ sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql) {
   return st;
 }
 
-static int read_version(sqlite3 *db, int *version, char *err, size_t errlen) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-  if (rc == SQLITE_OK) {
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-      *version = sqlite3_column_int(st, 0), rc = SQLITE_OK;
-  }
-  if (rc != SQLITE_OK)
-    snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-  sqlite3_finalize(st);
-  return rc == SQLITE_OK ? 0 : -1;
-}
-
-int query_open(const char *path, sqlite3 **out, char *err, size_t errlen) {
-  struct stat sb;
-  *out = NULL;
-  if (stat(path, &sb) != 0) {
-    snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-    return -1;
-  }
-  sqlite3 *db = NULL;
-  int rc = sqlite3_open_v2(path, &db,
-                           SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc != SQLITE_OK) {
-    snprintf(err, errlen, "cannot open %s: %s", path,
-             db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    sqlite3_close(db);
-    return -1;
-  }
-  /* The collector writes in WAL mode, so readers are not blocked by it;
-   * the busy timeout covers the short moments (recovery, checkpoint
-   * restart) when a reader must wait. */
-  sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
-  int version = 0;
-  char why[256];
-  if (read_version(db, &version, why, sizeof(why)) != 0) {
-    snprintf(err, errlen, "cannot read %s: %s", path, why);
-    sqlite3_close(db);
-    return -1;
-  }
-  if (version == 0 || version > SCHEMA_VERSION) {
-    if (version == 0)
-      snprintf(err, errlen, "%s is not a taskwatch store", path);
-    else
-      snprintf(err, errlen,
-               "%s has store schema version %d, newer than this taskwatch "
-               "understands (%d)",
-               path, version, SCHEMA_VERSION);
-    sqlite3_close(db);
-    return -1;
-  }
-  *out = db;
-  return 0;
-}
-
 /* The on/off flags: where each one lands in the options, or NULL. */
 static int *flag_of(query_opts *o, int c) {
   switch (c) {
@@ -400,26 +339,26 @@ static int run(int argc, char **argv, query_opts *o) {
   int rc = parse_args(argc, argv, o, command);
   if (rc >= 0)
     return rc;
-  sqlite3 *db = NULL;
+  reader *r = NULL;
   char err[512];
-  if (query_open(o->db_path, &db, err, sizeof(err)) != 0) {
+  if (reader_open(o->db_path, &r, err, sizeof(err)) != READER_OK) {
     fprintf(stderr, "taskwatch query: %s\n", err);
     return 2;
   }
   switch (command) {
   case 'S':
-    rc = query_stats(db, o);
+    rc = query_stats(r, o);
     break;
   case 's':
-    rc = query_show(db, o);
+    rc = query_show(r, o);
     break;
   case 'b':
-    rc = query_batch(db, o);
+    rc = query_batch(r, o);
     break;
   default:
-    rc = query_list(db, o);
+    rc = query_list(r, o);
   }
-  sqlite3_close(db);
+  reader_close(r);
   return rc;
 }
 
@@ -447,13 +386,14 @@ static int exit_status(const query_opts *o, int64_t count) {
   return 0;
 }
 
-int query_list(sqlite3 *db, const query_opts *o) {
+int query_list(reader *r, const query_opts *o) {
+  sqlite3 *db = reader_db(r);
   const char *column = o->sort_column ? o->sort_column : "t.enqueued_at";
   const char *dir = o->reverse ? "DESC" : "ASC";
   format_buf sql;
   format_buf_init(&sql);
   format_buf_printf(&sql,
-                    "SELECT " QUERY_TASK_COLUMNS QUERY_TASK_FROM
+                    "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
                     " WHERE %s ORDER BY %s %s, t.id %s LIMIT ?%d",
                     filter_sql(o->filter), column, dir, dir,
                     filter_param_count(o->filter) + 1);
@@ -465,9 +405,9 @@ int query_list(sqlite3 *db, const query_opts *o) {
   sqlite3_bind_int64(st, next, o->limit);
   query_out *out = query_out_new(o->format, o->local, stdout);
   int rc;
-  query_task t;
+  reader_task t;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    query_task_read(st, 0, &t);
+    reader_task_read(st, 0, &t);
     query_out_task(out, &t);
   }
   int status = 0;
@@ -478,7 +418,7 @@ int query_list(sqlite3 *db, const query_opts *o) {
   sqlite3_finalize(st);
   query_out_flush(out);
   if (status == 0 && o->follow)
-    status = query_follow(db, o, out);
+    status = query_follow(r, o, out);
   if (status == 0)
     status = exit_status(o, query_out_count(out));
   query_out_free(out);

@@ -10,7 +10,8 @@
  * milliseconds by which its threads' buffers drain out of order (SLACK).
  * Hence each look:
  *
- *   1. skips everything when `PRAGMA data_version` says nobody committed;
+ *   1. skips everything when the reader says nobody committed (PRAGMA
+ *      data_version, common/reader);
  *   2. reads the agents, and for those whose counters moved scans the tasks
  *      enqueued since that agent's previous `last_event_at` - SLACK (one
  *      index range; new tasks and quick ones are all there);
@@ -119,14 +120,14 @@ static void idmap_fini(idmap *m) {
 /* ---- state --------------------------------------------------------------- */
 
 typedef struct follow {
-  sqlite3 *db;
+  reader *r;
+  sqlite3 *db; /* the reader's connection */
   const query_opts *o;
   query_out *out;
-  sqlite3_stmt *version, *agents, *scan, *by_id, *by_agent;
+  sqlite3_stmt *agents, *scan, *by_id, *by_agent;
   /* Agents that appeared since the last look: all their tasks are new. */
   int64_t *fresh;
   size_t nfresh, capfresh;
-  int64_t data_version;
   /* Per agent (store id): events and last_event_at at the last look. */
   idmap events, last_at;
   /* Per agent, the start of the window the next scan must cover. */
@@ -152,10 +153,9 @@ static sqlite3_stmt *prepare_tasks(follow *f, const char *where) {
   char *filter = filter_sql_at(f->o->filter, 3);
   format_buf sql;
   format_buf_init(&sql);
-  format_buf_printf(&sql,
-                    "SELECT " QUERY_TASK_COLUMNS
-                    ", t.agent, (%s)" QUERY_TASK_FROM " WHERE %s",
-                    filter, where);
+  format_buf_printf(
+      &sql, "SELECT " READER_TASK_COLUMNS ", (%s)" READER_TASK_FROM " WHERE %s",
+      filter, where);
   free(filter);
   sqlite3_stmt *st = query_prepare(f->db, format_buf_str(&sql));
   format_buf_fini(&sql);
@@ -166,28 +166,30 @@ static sqlite3_stmt *prepare_tasks(follow *f, const char *where) {
   return st;
 }
 
-/* Handles one row of `scan` or `by_id`: prints it when it is final, new
- * and matching; tracks it as pending otherwise. */
-static void consider(follow *f, sqlite3_stmt *st, int printing) {
-  query_task t;
-  query_task_read(st, 0, &t);
-  int matches = sqlite3_column_int(st, QUERY_TASK_NCOLUMNS + 1);
-  if (t.status == SCHEMA_QUEUED || t.status == SCHEMA_RUNNING) {
-    idmap_put(&f->pending, t.id, t.enqueued_at);
+/* Handles one task read by `scan`, `by_id` or `by_agent`: prints it when
+ * it is final, new and matching (the statement's column after the task's);
+ * tracks it as pending otherwise. */
+static void consider(follow *f, sqlite3_stmt *st, const reader_task *t,
+                     int printing) {
+  if (t->status == SCHEMA_QUEUED || t->status == SCHEMA_RUNNING) {
+    idmap_put(&f->pending, t->id, t->enqueued_at);
     return;
   }
-  idmap_remove(&f->pending, t.id);
-  if (idmap_find(&f->done, t.id) != NULL)
+  idmap_remove(&f->pending, t->id);
+  if (idmap_find(&f->done, t->id) != NULL)
     return;
-  idmap_put(&f->done, t.id, t.enqueued_at);
-  if (printing && matches)
-    query_out_task(f->out, &t);
+  idmap_put(&f->done, t->id, t->enqueued_at);
+  if (printing && sqlite3_column_int(st, READER_TASK_NCOLUMNS))
+    query_out_task(f->out, t);
 }
 
 static int step_all(follow *f, sqlite3_stmt *st, int printing) {
   int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    consider(f, st, printing);
+  reader_task t;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    reader_task_read(st, 0, &t);
+    consider(f, st, &t, printing);
+  }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) {
     fprintf(stderr, "taskwatch query: %s\n", sqlite3_errmsg(f->db));
@@ -201,12 +203,12 @@ static int step_all(follow *f, sqlite3_stmt *st, int printing) {
 static int scan_windows(follow *f, int64_t from, int printing) {
   sqlite3_bind_int64(f->scan, 1, from);
   int rc;
+  reader_task t;
   while ((rc = sqlite3_step(f->scan)) == SQLITE_ROW) {
-    int64_t agent = sqlite3_column_int64(f->scan, QUERY_TASK_NCOLUMNS);
-    int64_t enqueued = sqlite3_column_int64(f->scan, 11);
-    const int64_t *start = idmap_find(&f->window, agent);
-    if (start != NULL && enqueued >= *start)
-      consider(f, f->scan, printing);
+    reader_task_read(f->scan, 0, &t);
+    const int64_t *start = idmap_find(&f->window, t.agent);
+    if (start != NULL && t.enqueued_at >= *start)
+      consider(f, f->scan, &t, printing);
   }
   sqlite3_reset(f->scan);
   if (rc != SQLITE_DONE) {
@@ -307,15 +309,8 @@ static void prune_done(follow *f) {
 /* One look at the store; printing is 0 for the first, which only learns
  * what is already there. */
 static int look(follow *f, int printing) {
-  if (sqlite3_step(f->version) == SQLITE_ROW) {
-    int64_t v = sqlite3_column_int64(f->version, 0);
-    sqlite3_reset(f->version);
-    if (printing && v == f->data_version)
-      return 0;
-    f->data_version = v;
-  } else {
-    sqlite3_reset(f->version);
-  }
+  if (!reader_changed(f->r) && printing)
+    return 0;
   /* One read transaction, so the agents and tasks agree. */
   sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL);
   int64_t from = moved_agents(f, !printing);
@@ -332,19 +327,17 @@ static int look(follow *f, int printing) {
 }
 
 static int follow_init(follow *f) {
-  f->version = query_prepare(f->db, "PRAGMA data_version");
   f->agents = query_prepare(
       f->db, "SELECT id, events, last_event_at, started_at FROM agents");
   f->scan = prepare_tasks(f, "t.enqueued_at >= ?1");
   f->by_id = prepare_tasks(f, "t.id = ?1");
   f->by_agent = prepare_tasks(f, "t.id BETWEEN ?1 AND ?2");
-  if (!f->version || !f->agents || !f->scan || !f->by_id || !f->by_agent)
+  if (!f->agents || !f->scan || !f->by_id || !f->by_agent)
     return -1;
   /* Everything queued or running now is pending (the partial index
    * answers this without touching succeeded tasks). */
   sqlite3_stmt *st = query_prepare(
-      f->db, "SELECT id, enqueued_at FROM tasks WHERE status <> 2 AND"
-             " status IN (0, 1)");
+      f->db, "SELECT id, enqueued_at FROM tasks WHERE " SCHEMA_SQL_ACTIVE);
   if (st == NULL)
     return -1;
   while (sqlite3_step(st) == SQLITE_ROW)
@@ -360,10 +353,11 @@ static void pause_for(int64_t us) {
     ;
 }
 
-int query_follow(sqlite3 *db, const query_opts *o, query_out *out) {
+int query_follow(reader *r, const query_opts *o, query_out *out) {
   follow f;
   memset(&f, 0, sizeof(f));
-  f.db = db;
+  f.r = r;
+  f.db = reader_db(r);
   f.o = o;
   f.out = out;
   struct sigaction sa;
@@ -379,7 +373,6 @@ int query_follow(sqlite3 *db, const query_opts *o, query_out *out) {
       rc = look(&f, 1);
     query_out_flush(out);
   }
-  sqlite3_finalize(f.version);
   sqlite3_finalize(f.agents);
   sqlite3_finalize(f.scan);
   sqlite3_finalize(f.by_id);

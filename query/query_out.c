@@ -12,6 +12,7 @@
  * if that is not enough, the batch, position, wait, service and id columns
  * are left out, in that order (`query show` and the JSON have them all).
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -68,45 +69,8 @@ struct query_out {
   unsigned flags;
 };
 
-/* ---- reading ------------------------------------------------------------ */
-
-static const char *text_col(sqlite3_stmt *st, int col, int *len) {
-  const char *s = (const char *)sqlite3_column_text(st, col);
-  *len = s ? sqlite3_column_bytes(st, col) : 0;
-  return s;
-}
-
-static int64_t int_col(sqlite3_stmt *st, int col, int *has) {
-  int present = sqlite3_column_type(st, col) != SQLITE_NULL;
-  if (has != NULL)
-    *has = present;
-  return present ? sqlite3_column_int64(st, col) : 0;
-}
-
-void query_task_read(sqlite3_stmt *st, int c, query_task *t) {
-  memset(t, 0, sizeof(*t));
-  t->id = int_col(st, c + 0, NULL);
-  t->batch = int_col(st, c + 1, NULL);
-  t->batch_label = text_col(st, c + 2, &t->batch_label_len);
-  t->position = int_col(st, c + 3, NULL);
-  t->name = text_col(st, c + 4, &t->name_len);
-  t->service = text_col(st, c + 5, &t->service_len);
-  t->host = text_col(st, c + 6, &t->host_len);
-  t->pid = int_col(st, c + 7, NULL);
-  t->thread = int_col(st, c + 8, &t->has_thread);
-  t->status = (int)int_col(st, c + 9, NULL);
-  t->mode = (int)int_col(st, c + 10, NULL);
-  t->enqueued_at = int_col(st, c + 11, NULL);
-  t->started_at = int_col(st, c + 12, &t->has_started);
-  t->finished_at = int_col(st, c + 13, &t->has_finished);
-  t->wait_us = int_col(st, c + 14, &t->has_wait);
-  t->run_us = int_col(st, c + 15, &t->has_run);
-  t->error_type = text_col(st, c + 16, &t->error_type_len);
-  t->error_message = text_col(st, c + 17, &t->error_message_len);
-  t->error_detail = text_col(st, c + 18, &t->error_detail_len);
-  t->skipped_after = int_col(st, c + 19, &t->has_skipped_after);
-  t->drop_reason = text_col(st, c + 20, &t->drop_reason_len);
-}
+/* ---- time and terminal ----------------------------------------------------
+ */
 
 int query_format_time(char *buf, size_t len, int64_t us, int local) {
   int n =
@@ -130,14 +94,35 @@ unsigned query_sanitize_flags(void) {
   return sanitize_locale_is_utf8() ? 0 : SANITIZE_ASCII;
 }
 
-/* ---- JSON --------------------------------------------------------------- */
+/* ---- JSON and CSV -------------------------------------------------------- */
 
-/* Appends `,"key":`. */
-static void json_key(format_buf *b, const char *key) {
-  format_buf_puts(b, ",\"");
-  format_buf_puts(b, key);
-  format_buf_puts(b, "\":");
-}
+/*
+ * The fields of an exported task, in order: X(key, kind, member). The kind
+ * names the writer of the field (json_<kind>, csv_<kind>): int (NULL as
+ * READER_NULL), thread (unsigned), text, time, status and mode (names).
+ */
+#define TASK_FIELDS(X)                                                         \
+  X("id", int, id)                                                             \
+  X("batch", int, batch)                                                       \
+  X("batch_label", text, label)                                                \
+  X("position", int, position)                                                 \
+  X("name", text, name)                                                        \
+  X("service", text, service)                                                  \
+  X("host", text, host)                                                        \
+  X("pid", int, pid)                                                           \
+  X("thread", thread, thread)                                                  \
+  X("status", status, status)                                                  \
+  X("mode", mode, mode)                                                        \
+  X("enqueued_at", time, enqueued_at)                                          \
+  X("started_at", time, started_at)                                            \
+  X("finished_at", time, finished_at)                                          \
+  X("wait_us", int, wait_us)                                                   \
+  X("run_us", int, run_us)                                                     \
+  X("error_type", text, error_type)                                            \
+  X("error_message", text, error_message)                                      \
+  X("error_detail", text, error_detail)                                        \
+  X("skipped_after", int, skipped_after)                                       \
+  X("drop_reason", text, drop_reason)
 
 /* Appends a decimal integer without printf's machinery (hot in exports). */
 static void put_int(format_buf *b, int64_t v) {
@@ -154,31 +139,57 @@ static void put_int(format_buf *b, int64_t v) {
     format_buf_putc(b, digits[--n]);
 }
 
-static void json_str(format_buf *b, const char *key, const char *s, int len) {
-  json_key(b, key);
-  if (s == NULL)
-    format_buf_puts(b, "null");
-  else
-    format_json_string(b, s, (size_t)len);
+/* A name from the schema's tables as text; NULL when the code has none. */
+static reader_text name_text(const char *name) {
+  return (reader_text){name, name ? strlen(name) : 0};
 }
 
-static void json_int(format_buf *b, const char *key, int64_t v, int has) {
+/* Appends `"key":` after `{` (a row starts in an empty buffer) or `,`. */
+static void json_key(format_buf *b, const char *key) {
+  format_buf_putc(b, b->len ? ',' : '{');
+  format_buf_putc(b, '"');
+  format_buf_puts(b, key);
+  format_buf_puts(b, "\":");
+}
+
+static void json_text(format_buf *b, const char *key, reader_text s) {
   json_key(b, key);
-  if (has)
+  if (s.ptr == NULL)
+    format_buf_puts(b, "null");
+  else
+    format_json_string(b, s.ptr, s.len);
+}
+
+static void json_status(format_buf *b, const char *key, int status) {
+  json_text(b, key, name_text(schema_status_name(status)));
+}
+
+static void json_mode(format_buf *b, const char *key, int mode) {
+  json_text(b, key, name_text(schema_mode_name(mode)));
+}
+
+static void json_int(format_buf *b, const char *key, int64_t v) {
+  json_key(b, key);
+  if (v != READER_NULL)
     put_int(b, v);
   else
     format_buf_puts(b, "null");
 }
 
-static void json_time(format_buf *b, const char *key, int64_t v, int has) {
+static void json_thread(format_buf *b, const char *key, int64_t v) {
+  json_key(b, key);
+  if (v != READER_NULL)
+    format_buf_printf(b, "%llu", (unsigned long long)v);
+  else
+    format_buf_puts(b, "null");
+}
+
+static void json_time(format_buf *b, const char *key, int64_t v) {
   char when[FORMAT_TIME_SIZE];
   json_key(b, key);
-  if (!has) {
+  /* null also for a time out of RFC 3339's range */
+  if (v == READER_NULL || query_format_time(when, sizeof(when), v, 0) != 0) {
     format_buf_puts(b, "null");
-    return;
-  }
-  if (query_format_time(when, sizeof(when), v, 0) != 0) {
-    format_buf_puts(b, "null"); /* out of RFC 3339's range */
     return;
   }
   format_buf_putc(b, '"');
@@ -186,93 +197,79 @@ static void json_time(format_buf *b, const char *key, int64_t v, int has) {
   format_buf_putc(b, '"');
 }
 
-static void write_json(query_out *o, const query_task *t) {
+static void write_json(query_out *o, const reader_task *t) {
   format_buf *b = &o->line;
-  const char *status = schema_status_name(t->status);
-  const char *mode = schema_mode_name(t->mode);
-  format_buf_printf(b, "{\"id\":%lld", (long long)t->id);
-  json_int(b, "batch", t->batch, 1);
-  json_str(b, "batch_label", t->batch_label, t->batch_label_len);
-  json_int(b, "position", t->position, 1);
-  json_str(b, "name", t->name, t->name_len);
-  json_str(b, "service", t->service, t->service_len);
-  json_str(b, "host", t->host, t->host_len);
-  json_int(b, "pid", t->pid, 1);
-  if (t->has_thread)
-    format_buf_printf(b, ",\"thread\":%llu", (unsigned long long)t->thread);
-  else
-    format_buf_puts(b, ",\"thread\":null");
-  json_str(b, "status", status, status ? (int)strlen(status) : 0);
-  json_str(b, "mode", mode, mode ? (int)strlen(mode) : 0);
-  json_time(b, "enqueued_at", t->enqueued_at, 1);
-  json_time(b, "started_at", t->started_at, t->has_started);
-  json_time(b, "finished_at", t->finished_at, t->has_finished);
-  json_int(b, "wait_us", t->wait_us, t->has_wait);
-  json_int(b, "run_us", t->run_us, t->has_run);
-  json_str(b, "error_type", t->error_type, t->error_type_len);
-  json_str(b, "error_message", t->error_message, t->error_message_len);
-  json_str(b, "error_detail", t->error_detail, t->error_detail_len);
-  json_int(b, "skipped_after", t->skipped_after, t->has_skipped_after);
-  json_str(b, "drop_reason", t->drop_reason, t->drop_reason_len);
+  assert(b->len == 0);
+#define JSON_FIELD(key, kind, member) json_##kind(b, key, t->member);
+  TASK_FIELDS(JSON_FIELD)
+#undef JSON_FIELD
   format_buf_puts(b, "}\n");
 }
 
-/* ---- CSV ---------------------------------------------------------------- */
-
-static const char csv_header[] =
-    "id,batch,batch_label,position,name,service,host,pid,thread,status,mode,"
-    "enqueued_at,started_at,finished_at,wait_us,run_us,error_type,"
-    "error_message,error_detail,skipped_after,drop_reason\r\n";
-
-static void csv_str(format_buf *b, const char *s, int len) {
-  format_buf_putc(b, ',');
-  if (s != NULL)
-    format_csv_field(b, s, (size_t)len);
-}
-
-static void csv_int(format_buf *b, int64_t v, int has) {
-  if (has)
-    format_buf_printf(b, ",%lld", (long long)v);
-  else
+/* Fields after the first start with the separator. */
+static void csv_separator(format_buf *b) {
+  if (b->len)
     format_buf_putc(b, ',');
 }
 
-static void csv_time(format_buf *b, int64_t v, int has) {
+static void csv_text(format_buf *b, const char *key, reader_text s) {
+  (void)key;
+  csv_separator(b);
+  if (s.ptr != NULL)
+    format_csv_field(b, s.ptr, s.len);
+}
+
+/* A status or mode without a name is an empty field. */
+static void csv_status(format_buf *b, const char *key, int status) {
+  const char *name = schema_status_name(status);
+  csv_text(b, key, name_text(name ? name : ""));
+}
+
+static void csv_mode(format_buf *b, const char *key, int mode) {
+  const char *name = schema_mode_name(mode);
+  csv_text(b, key, name_text(name ? name : ""));
+}
+
+static void csv_int(format_buf *b, const char *key, int64_t v) {
+  (void)key;
+  csv_separator(b);
+  if (v != READER_NULL)
+    put_int(b, v);
+}
+
+static void csv_thread(format_buf *b, const char *key, int64_t v) {
+  (void)key;
+  csv_separator(b);
+  if (v != READER_NULL)
+    format_buf_printf(b, "%llu", (unsigned long long)v);
+}
+
+static void csv_time(format_buf *b, const char *key, int64_t v) {
   char when[FORMAT_TIME_SIZE];
-  format_buf_putc(b, ',');
-  if (has && query_format_time(when, sizeof(when), v, 0) == 0)
+  (void)key;
+  csv_separator(b);
+  if (v != READER_NULL && query_format_time(when, sizeof(when), v, 0) == 0)
     format_buf_puts(b, when);
 }
 
-static void write_csv(query_out *o, const query_task *t) {
+static void write_csv(query_out *o, const reader_task *t) {
   format_buf *b = &o->line;
-  const char *status = schema_status_name(t->status);
-  const char *mode = schema_mode_name(t->mode);
-  format_buf_printf(b, "%lld", (long long)t->id);
-  csv_int(b, t->batch, 1);
-  csv_str(b, t->batch_label, t->batch_label_len);
-  csv_int(b, t->position, 1);
-  csv_str(b, t->name, t->name_len);
-  csv_str(b, t->service, t->service_len);
-  csv_str(b, t->host, t->host_len);
-  csv_int(b, t->pid, 1);
-  if (t->has_thread)
-    format_buf_printf(b, ",%llu", (unsigned long long)t->thread);
-  else
-    format_buf_putc(b, ',');
-  csv_str(b, status ? status : "", status ? (int)strlen(status) : 0);
-  csv_str(b, mode ? mode : "", mode ? (int)strlen(mode) : 0);
-  csv_time(b, t->enqueued_at, 1);
-  csv_time(b, t->started_at, t->has_started);
-  csv_time(b, t->finished_at, t->has_finished);
-  csv_int(b, t->wait_us, t->has_wait);
-  csv_int(b, t->run_us, t->has_run);
-  csv_str(b, t->error_type, t->error_type_len);
-  csv_str(b, t->error_message, t->error_message_len);
-  csv_str(b, t->error_detail, t->error_detail_len);
-  csv_int(b, t->skipped_after, t->has_skipped_after);
-  csv_str(b, t->drop_reason, t->drop_reason_len);
+  assert(b->len == 0);
+#define CSV_FIELD(key, kind, member) csv_##kind(b, key, t->member);
+  TASK_FIELDS(CSV_FIELD)
+#undef CSV_FIELD
   format_buf_puts(b, "\r\n");
+}
+
+static void write_csv_header(FILE *fp) {
+  static const char *const keys[] = {
+#define FIELD_KEY(key, kind, member) key,
+      TASK_FIELDS(FIELD_KEY)
+#undef FIELD_KEY
+  };
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+    fprintf(fp, "%s%s", i ? "," : "", keys[i]);
+  fputs("\r\n", fp);
 }
 
 /* ---- table -------------------------------------------------------------- */
@@ -280,41 +277,41 @@ static void write_csv(query_out *o, const query_task *t) {
 /* Cells are held as NUL-terminated strings, so a text that may hold NUL
  * bytes is sanitized here, whole (NUL shows as its placeholder); the
  * second pass at output leaves sanitized text as it is. */
-static char *dup_len(const query_out *o, const char *s, int len) {
-  return s != NULL ? sanitize_dup(s, (size_t)len, -1, o->flags, NULL)
-                   : xstrdup("");
+static char *dup_text(const query_out *o, reader_text s) {
+  return s.ptr != NULL ? sanitize_dup(s.ptr, s.len, -1, o->flags, NULL)
+                       : xstrdup("");
 }
 
 /* What the ERROR column says: the error for a failed task, the cause for a
  * skipped one, the reason for a dropped or lost one. */
-static char *error_cell(const query_task *t) {
+static char *error_cell(const reader_task *t) {
   format_buf b;
   format_buf_init(&b);
-  if (t->error_type != NULL || t->error_message != NULL) {
-    format_buf_append(&b, t->error_type ? t->error_type : "",
-                      (size_t)t->error_type_len);
-    if (t->error_message != NULL && t->error_message_len > 0) {
-      format_buf_puts(&b, t->error_type_len > 0 ? ": " : "");
-      format_buf_append(&b, t->error_message, (size_t)t->error_message_len);
+  if (t->error_type.ptr != NULL || t->error_message.ptr != NULL) {
+    format_buf_append(&b, t->error_type.ptr ? t->error_type.ptr : "",
+                      t->error_type.len);
+    if (t->error_message.ptr != NULL && t->error_message.len > 0) {
+      format_buf_puts(&b, t->error_type.len > 0 ? ": " : "");
+      format_buf_append(&b, t->error_message.ptr, t->error_message.len);
     }
-  } else if (t->has_skipped_after) {
+  } else if (t->skipped_after != READER_NULL) {
     format_buf_printf(&b, "after %lld", (long long)t->skipped_after);
-  } else if (t->drop_reason != NULL) {
-    format_buf_append(&b, t->drop_reason, (size_t)t->drop_reason_len);
+  } else if (t->drop_reason.ptr != NULL) {
+    format_buf_append(&b, t->drop_reason.ptr, t->drop_reason.len);
   }
   char *s = xstrdup(format_buf_str(&b));
   format_buf_fini(&b);
   return s;
 }
 
-static void duration_cell(char **cell, int64_t us, int has) {
+static void duration_cell(char **cell, int64_t us) {
   char text[32] = "";
-  if (has)
+  if (us != READER_NULL)
     format_duration(us, text, sizeof(text));
   *cell = xstrdup(text);
 }
 
-static void make_row(const query_out *o, const query_task *t, row *r) {
+static void make_row(const query_out *o, const reader_task *t, row *r) {
   char text[FORMAT_TIME_SIZE];
   const char *status = schema_status_name(t->status);
   snprintf(text, sizeof(text), "%lld", (long long)t->id);
@@ -323,13 +320,13 @@ static void make_row(const query_out *o, const query_task *t, row *r) {
   r->cell[COL_BATCH] = xstrdup(text);
   snprintf(text, sizeof(text), "%lld", (long long)t->position);
   r->cell[COL_POS] = xstrdup(text);
-  r->cell[COL_NAME] = dup_len(o, t->name, t->name_len);
-  r->cell[COL_SERVICE] = dup_len(o, t->service, t->service_len);
+  r->cell[COL_NAME] = dup_text(o, t->name);
+  r->cell[COL_SERVICE] = dup_text(o, t->service);
   r->cell[COL_STATUS] = xstrdup(status ? status : "?");
   query_format_time(text, sizeof(text), t->enqueued_at, o->local);
   r->cell[COL_ENQUEUED] = xstrdup(text);
-  duration_cell(&r->cell[COL_WAIT], t->wait_us, t->has_wait);
-  duration_cell(&r->cell[COL_RUN], t->run_us, t->has_run);
+  duration_cell(&r->cell[COL_WAIT], t->wait_us);
+  duration_cell(&r->cell[COL_RUN], t->run_us);
   r->cell[COL_ERROR] = error_cell(t);
 }
 
@@ -429,13 +426,13 @@ query_out *query_out_new(enum query_format format, int local, FILE *fp) {
   o->terminal_width = query_terminal_width(fp);
   o->flags = query_sanitize_flags();
   if (format == QUERY_CSV)
-    fputs(csv_header, fp);
+    write_csv_header(fp);
   if (format == QUERY_TABLE)
     o->held = xcalloc(TABLE_SAMPLE, sizeof(row));
   return o;
 }
 
-void query_out_task(query_out *o, const query_task *t) {
+void query_out_task(query_out *o, const reader_task *t) {
   o->count++;
   if (o->format == QUERY_TABLE) {
     make_row(o, t, &o->held[o->nheld++]);

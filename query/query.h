@@ -1,0 +1,78 @@
+/*
+ * query - `taskwatch query`: its entry point, and the internals its modules
+ * share: the options after parsing, the output writers (query_out.c), stats
+ * (query_stats.c), show/batch (query_show.c) and follow (query_follow.c).
+ * The store is read through common/reader.
+ */
+#ifndef TW_QUERY_H
+#define TW_QUERY_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "filter.h"
+#include "reader.h"
+
+/* The subcommand's entry point; argv[0] is "query". Returns the exit
+ * status. */
+int query_main(int argc, char **argv);
+
+enum query_format { QUERY_TABLE, QUERY_JSON, QUERY_CSV };
+
+typedef struct query_opts {
+  const char *db_path;
+  enum query_format format;
+  int local;
+  const char *sort_column; /* SQL column chosen from a fixed list */
+  int reverse;
+  int64_t limit; /* -1: none */
+  int follow;
+  int64_t interval_us;
+  int fail_if_empty;
+  int fail_if_any;
+  const char *by; /* stats: name, service, batch_label or NULL */
+  filter *filter;
+  int64_t now_us;
+  const char *target; /* show/batch: the id as typed */
+} query_opts;
+
+/* Prepares sql, or prints a one-line error and returns NULL. */
+sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql);
+
+/* ---- output ---- */
+
+typedef struct query_out query_out;
+
+/* Writes tasks to fp in the chosen format. The table is sized to the
+ * terminal when fp is one (and sanitized always). */
+query_out *query_out_new(enum query_format format, int local, FILE *fp);
+void query_out_task(query_out *o, const reader_task *t);
+/* Prints what the table held back to measure its columns; JSON and CSV
+ * rows are written at once. Flushes fp. */
+void query_out_flush(query_out *o);
+/* Rows written so far. */
+int64_t query_out_count(const query_out *o);
+void query_out_free(query_out *o);
+
+/* Width of the terminal on fp, or -1 when fp is not a terminal. */
+int query_terminal_width(FILE *fp);
+/* Sanitize flags for fp's terminal (ASCII unless the locale is UTF-8). */
+unsigned query_sanitize_flags(void);
+
+/* Writes a time as the table, JSON or CSV shows it. A time RFC 3339
+ * cannot express is written as "-" and gives -1 (JSON then says null and
+ * CSV leaves the field empty); else 0. */
+int query_format_time(char *buf, size_t len, int64_t us, int local);
+
+/* ---- subcommands; each returns the exit status ---- */
+
+int query_list(reader *r, const query_opts *o);
+int query_stats(reader *r, const query_opts *o);
+int query_show(reader *r, const query_opts *o);
+int query_batch(reader *r, const query_opts *o);
+/* Prints tasks matching o->filter as they reach a final state, until
+ * SIGINT/SIGTERM; returns the exit status. */
+int query_follow(reader *r, const query_opts *o, query_out *out);
+
+#endif /* TW_QUERY_H */
