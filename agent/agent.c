@@ -20,10 +20,6 @@
 #include "agent_internal.h"
 #include "size.h"
 
-/* Below this the fixed parts (intern table, one ring, one resend chunk)
- * would not fit; smaller settings are raised to it. */
-#define MIN_BUFFER_BYTES (1024u * 1024u)
-
 static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static tw_agent *registry_head;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -186,7 +182,7 @@ static char *copy_string(const char *s) {
 }
 
 static int agent_setup(tw_agent *a, const tw_config *cfg) {
-  char host[256] = "";
+  char host[PROTO_IDENT_MAX + 1] = "";
   if (gethostname(host, sizeof(host)) != 0)
     host[0] = '\0';
   host[sizeof(host) - 1] = '\0';
@@ -201,8 +197,8 @@ static int agent_setup(tw_agent *a, const tw_config *cfg) {
   if (!a->collector || !a->service || !a->host || !a->token)
     return TW_ENOMEM;
   a->cap = cfg->buffer_bytes ? cfg->buffer_bytes : TW_DEFAULT_BUFFER_BYTES;
-  if (a->cap < MIN_BUFFER_BYTES)
-    a->cap = MIN_BUFFER_BYTES;
+  if (a->cap < LIMIT_AGENT_BUFFER_MIN)
+    a->cap = LIMIT_AGENT_BUFFER_MIN;
   a->flush_timeout_ms = cfg->flush_timeout_ms ? cfg->flush_timeout_ms
                                               : TW_DEFAULT_FLUSH_TIMEOUT_MS;
   if (intern_init(&a->strings) != 0)

@@ -2,7 +2,9 @@
  * agent_internal - the agent's shared internals: the agent struct, the
  * per-thread event rings and their fixed-size records, the string intern
  * table, the memory budget, and the entry points the modules call across
- * files (agent.c, record.c, intern.c, sender.c, runner.c).
+ * files (agent.c, record.c, intern.c, runner.c, and the sender: sender.c,
+ * drain.c, resend.c). Limits shared with the rest of taskwatch are in
+ * common/limit.h.
  *
  * Memory model. Every recording thread owns one single-producer ring per
  * agent; the sender thread is the only consumer of every ring. A producer
@@ -71,7 +73,6 @@ typedef struct ring_enqueue_tail {
 #define RING_MIN_BYTES (8u * 1024u)
 #define RING_MAX_BYTES (16u * 1024u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
-#define RING_ID_BLOCK 256  /* ids a ring takes from the agent at a time */
 
 typedef struct ring_name_cache {
   const char *ptr;
@@ -104,10 +105,9 @@ typedef struct ring {
 
 /* ---- intern table ------------------------------------------------------ */
 
+/* The table's bounds (INTERN_MAX_IDS, INTERN_ARENA, LIMIT_NAME) are in
+ * common/limit.h. */
 #define INTERN_SLOTS 8192u    /* open-addressing table, power of two */
-#define INTERN_MAX_IDS 4096u  /* string ids 1 .. INTERN_MAX_IDS - 1 */
-#define INTERN_ARENA 131072u  /* bytes of string text */
-#define INTERN_TEXT_MAX 1024u /* longer names and labels are truncated */
 #define INTERN_OVERFLOW_ID 1u /* "(too many distinct names)" */
 
 typedef struct intern {
@@ -122,7 +122,7 @@ typedef struct intern {
 size_t intern_footprint(void);
 int intern_init(intern *t);
 void intern_fini(intern *t);
-/* Returns the id of s (at most INTERN_TEXT_MAX bytes of it), inserting it
+/* Returns the id of s (at most LIMIT_NAME bytes of it), inserting it
  * when new. Lock-free and allocation-free; INTERN_OVERFLOW_ID when full. */
 uint32_t intern_get(intern *t, const char *s, size_t len);
 /* The text of an id returned by intern_get(); *len gets its length. */
@@ -179,10 +179,17 @@ int sender_flush(tw_agent *agent, unsigned timeout_ms);
 /* Says goodbye (waiting at most goodbye_ms for its ack), stops the thread,
  * frees the sender. */
 void sender_stop(tw_agent *agent, unsigned goodbye_ms);
-/* In a forked child: forget the parent's sender without touching its
- * thread, and start a new one. */
+/* In a forked child: close the parent's collector connection and free its
+ * sender without touching its thread or running its loop, and start a new
+ * one. */
 void sender_fork_child(tw_agent *agent);
 void sender_stats(tw_agent *agent, tw_agent_stats *out);
+/* The last time the collector refused this agent (its ERROR reason) or the
+ * agent closed a connection over the collector's protocol: returns the
+ * code (TW_EPROTO) and copies the one-line reason into buf (NUL-terminated,
+ * cut to size); 0 and "" when there was none since the sender started.
+ * Thread-safe. */
+int tw__sender_refusal(tw_agent *agent, char *buf, size_t size);
 
 /* Registry of live agents (agent.c), used at fork and thread exit. */
 void registry_lock(void);

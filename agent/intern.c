@@ -115,8 +115,8 @@ static bool text_equal(const intern *t, uint32_t id, const char *s,
 }
 
 uint32_t intern_get(intern *t, const char *s, size_t len) {
-  if (len > INTERN_TEXT_MAX)
-    len = INTERN_TEXT_MAX;
+  if (len > LIMIT_NAME)
+    len = LIMIT_NAME;
   uint32_t h = hash_bytes(s, len);
   uint32_t mine = 0; /* our own id, once we have copied the text */
   for (uint32_t probe = 0; probe < INTERN_SLOTS; probe++) {

@@ -263,10 +263,10 @@ static uint32_t name_id(tw_agent *agent, ring *r, const char *s) {
     uint32_t n;
     const char *text = intern_text(&agent->strings, c->id, &n);
     if (n == c->len && memcmp(text, s, n) == 0 &&
-        (s[n] == '\0' || n == INTERN_TEXT_MAX))
+        (s[n] == '\0' || n == LIMIT_NAME))
       return c->id;
   }
-  size_t len = strnlen(s, INTERN_TEXT_MAX);
+  size_t len = strnlen(s, LIMIT_NAME);
   uint32_t id = intern_get(&agent->strings, s, len);
   c->ptr = s;
   c->id = id;
@@ -277,7 +277,7 @@ static uint32_t name_id(tw_agent *agent, ring *r, const char *s) {
 static uint32_t string_id(tw_agent *agent, ring *r, const char *s) {
   if (r != NULL)
     return name_id(agent, r, s);
-  return intern_get(&agent->strings, s, strnlen(s, INTERN_TEXT_MAX));
+  return intern_get(&agent->strings, s, strnlen(s, LIMIT_NAME));
 }
 
 int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
@@ -401,7 +401,8 @@ int tw_task_fail(tw_agent *agent, tw_id task, const char *error_type,
   if (agent == NULL || task == 0)
     return TW_EINVAL;
   const char *s[3] = {error_type, message, detail};
-  const size_t max[3] = {256, 4096, 32768};
+  const size_t max[3] = {LIMIT_ERROR_TYPE, LIMIT_ERROR_MESSAGE,
+                         LIMIT_ERROR_DETAIL};
   return record_strings(agent, PROTO_EV_FAIL, task, s, max);
 }
 
@@ -409,7 +410,7 @@ int tw_task_drop(tw_agent *agent, tw_id task, const char *reason) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
   const char *s[3] = {reason, NULL, NULL};
-  const size_t max[3] = {PROTO_SHORT_MAX, 0, 0};
+  const size_t max[3] = {LIMIT_DROP_REASON, 0, 0};
   return record_strings(agent, PROTO_EV_DROP, task, s, max);
 }
 

@@ -136,12 +136,13 @@ static void sink_serve(sink *s, int fd) {
         proto_welcome w = {PROTO_VERSION, 1, PROTO_FRAME_MAX};
         proto_put_welcome(&out, &w);
       } else if (f.type == PROTO_EVENTS &&
-                 proto_events_begin(&it, f.payload, f.payload_len) == 0) {
-        proto_put_ack(&out, it.first_seq + it.count);
+                 proto_events_begin(&it, f.payload, f.payload_len,
+                                    PROTO_VERSION) == 0) {
+        proto_put_ack(&out, PROTO_VERSION, it.first_seq + it.count);
       } else if (f.type == PROTO_GOODBYE) {
         uint64_t last = 0;
-        proto_decode_u64(f.payload, f.payload_len, &last);
-        proto_put_ack(&out, last + 1);
+        proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION, &last);
+        proto_put_ack(&out, PROTO_VERSION, last + 1);
       }
       at += f.frame_len;
     }

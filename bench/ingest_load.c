@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "url.h"
 
 #define EVENTS_PER_FRAME 2000
 
@@ -31,28 +32,25 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int dial(const char *url) {
-  if (strncmp(url, "unix:", 5) == 0) {
+static int dial(const char *text) {
+  url u;
+  if (url_parse(text, 0, &u) != 0)
+    return -1;
+  if (u.scheme == URL_UNIX) {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", url + 5);
+    memcpy(sa.sun_path, u.path, strlen(u.path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
       return fd;
     return -1;
   }
-  if (strncmp(url, "tcp://", 6) != 0)
-    return -1;
-  char host[256];
-  snprintf(host, sizeof(host), "%s", url + 6);
-  char *colon = strrchr(host, ':');
-  if (colon == NULL)
-    return -1;
-  *colon = '\0';
+  char port[8];
+  snprintf(port, sizeof(port), "%d", u.port);
   struct addrinfo hints = {0}, *ai;
   hints.ai_socktype = SOCK_STREAM;
-  if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
+  if (getaddrinfo(u.host, port, &hints, &ai) != 0)
     return -1;
   int fd = socket(ai->ai_family, SOCK_STREAM, 0);
   if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
@@ -87,7 +85,7 @@ static uint64_t read_acks(int fd, int block, uint64_t until) {
     while (proto_frame_next(buf, len, 0, &f) == 0) {
       uint64_t v;
       if (f.type == PROTO_ACK &&
-          proto_decode_u64(f.payload, f.payload_len, &v) == 0)
+          proto_decode_ack(f.payload, f.payload_len, PROTO_VERSION, &v) == 0)
         acked = v;
       else if (f.type == PROTO_ERROR)
         fprintf(stderr, "ingest_load: collector sent ERROR\n");
@@ -107,7 +105,7 @@ static uint64_t read_acks(int fd, int block, uint64_t until) {
 static void put(proto_buf *b, const proto_event *ev, uint64_t *seq,
                 uint32_t *in_frame) {
   if (*in_frame == 0)
-    proto_events_open(b, *seq);
+    proto_events_open(b, PROTO_VERSION, *seq);
   proto_put_event(b, ev);
   (*seq)++;
   (*in_frame)++;
@@ -223,7 +221,7 @@ int main(int argc, char **argv) {
       }
     }
   }
-  proto_put_goodbye(&b, seq - 1);
+  proto_put_goodbye(&b, PROTO_VERSION, seq - 1);
   send_all(fd, b.data, b.len);
   uint64_t acked = read_acks(fd, 1, seq);
   int64_t t1 = now_ns();

@@ -24,6 +24,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "url.h"
 
 #define DEMO_LABEL "POST /send-notification/{email}"
 
@@ -437,8 +438,15 @@ int demo_main(int argc, char **argv) {
   else if (getenv("TASKWATCH_SERVICE") == NULL)
     cfg.service = "demo";
   if ((rc = tw_agent_new(&cfg, &d.agent)) != 0) {
-    fprintf(stderr, "taskwatch demo: cannot start the agent: %s\n",
-            tw_strerror(rc));
+    const char *target = cfg.collector ? cfg.collector : TW_DEFAULT_COLLECTOR;
+    url u;
+    int why = url_parse(target, 0, &u);
+    if (rc == TW_EURL && why != 0)
+      fprintf(stderr, "taskwatch demo: bad collector URL '%s': %s\n", target,
+              url_strerror(why));
+    else
+      fprintf(stderr, "taskwatch demo: cannot start the agent: %s\n",
+              tw_strerror(rc));
     return rc == TW_EURL ? 2 : 1;
   }
 

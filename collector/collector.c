@@ -17,6 +17,7 @@
 #include "server.h"
 #include "stop.h"
 #include "store.h"
+#include "url.h"
 #include "xalloc.h"
 
 #define DEFAULT_LISTEN "tcp://127.0.0.1:7460"
@@ -128,14 +129,6 @@ static const struct option long_options[] = {
 #define SEC INT64_C(1000000)
 #define DAY (86400 * SEC)
 
-/* tcp://HOST:PORT or unix:/PATH, in shape; binding checks the rest. */
-static int listen_url_ok(const char *v) {
-  size_t n = strlen(v);
-  if (n > 6 && memcmp(v, "tcp://", 6) == 0)
-    return memchr(v + 6, ':', n - 6) != NULL;
-  return n > 5 && memcmp(v, "unix:", 5) == 0;
-}
-
 /* An octal permission mode such as 0660 or 660. */
 static int set_socket_mode(const args *a, options *o) {
   const char *v = a->value;
@@ -166,8 +159,11 @@ static int set_socket_group(const args *a, options *o) {
 static int set_listen(const args *a, options *o) {
   if (o->nlisten == MAX_LISTEN)
     return args_error(a, "at most %d --listen options", MAX_LISTEN);
-  if (!listen_url_ok(a->value))
-    return args_invalid(a, "tcp://HOST:PORT or unix:/PATH");
+  url u;
+  int rc = url_parse(a->value, URL_LISTEN, &u);
+  if (rc != 0)
+    return args_error(a, "invalid %s '%s': %s", a->name, a->value,
+                      url_strerror(rc));
   o->listen[o->nlisten++] = a->value;
   return 0;
 }

@@ -554,11 +554,11 @@ static void count_event(ingest *in, agent *a, const proto_event *ev) {
   b->events++;
 }
 
-int ingest_events(ingest *in, agent *a, const uint8_t *p, size_t n,
-                  const char **reason) {
+int ingest_events(ingest *in, agent *a, uint16_t version, const uint8_t *p,
+                  size_t n, const char **reason) {
   proto_events it;
   proto_event ev;
-  int rc = proto_events_begin(&it, p, n);
+  int rc = proto_events_begin(&it, p, n, version);
   if (rc < 0) {
     *reason = proto_strerror(rc);
     return -1;

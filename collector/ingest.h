@@ -50,12 +50,13 @@ void *agent_conn(const agent *a);
 void agent_set_conn(agent *a, void *conn);
 
 /*
- * An EVENTS payload from a's connection. Returns 0, or -1 with a static
- * *reason when the payload is malformed or breaks the protocol; events
- * before the bad one are kept (they were valid).
+ * An EVENTS payload from a's connection, whose handshake agreed on protocol
+ * `version`. Returns 0, or -1 with a static *reason when the payload is
+ * malformed or breaks the protocol; events before the bad one are kept
+ * (they were valid).
  */
-int ingest_events(ingest *in, agent *a, const uint8_t *p, size_t n,
-                  const char **reason);
+int ingest_events(ingest *in, agent *a, uint16_t version, const uint8_t *p,
+                  size_t n, const char **reason);
 /* A GOODBYE. Returns 0 or -1 with *reason. */
 int ingest_goodbye(ingest *in, agent *a, uint64_t last_seq,
                    const char **reason);

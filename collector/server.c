@@ -30,11 +30,11 @@
 #include "ingest.h"
 #include "log.h"
 #include "stop.h"
+#include "url.h"
 #include "writer.h"
 #include "xalloc.h"
 
 #define READ_CHUNK (64 * 1024)
-#define HELLO_CHUNK 1024
 #define SWEEP_MS 100
 #define PRUNE_EVERY_MS 1000
 #define MAX_WRITE_QUEUE (1u << 20)
@@ -45,17 +45,6 @@
  * a chunk; together they may hold this much, so a thousand peers each
  * announcing a 1 MiB frame cannot take a gigabyte. */
 #define BUFFER_BUDGET ((size_t)64 << 20)
-
-/* The longest length field a HELLO frame can announce: its type, the
- * fixed fields (magic u32, version u16, instance, pid u32, started_at
- * i64) and three strings (service, host, token) of a u16 count and at
- * most PROTO_IDENT_MAX bytes each. Before the handshake nothing longer is
- * accepted, so an unauthenticated peer cannot make the collector buffer a
- * 1 MiB frame (docs/protocol.md, HELLO). */
-#define HELLO_FRAME_MAX                                                        \
-  ((uint32_t)(sizeof(uint16_t) + sizeof(uint32_t) + sizeof(uint16_t) +         \
-              PROTO_INSTANCE_SIZE + sizeof(uint32_t) + sizeof(int64_t) +       \
-              3 * (sizeof(uint16_t) + PROTO_IDENT_MAX)))
 
 typedef struct server server;
 typedef struct conn conn;
@@ -91,6 +80,7 @@ struct conn {
   int open_handles; /* the stream, plus linger once conn_close ran */
   uv_timer_t linger;
   int reading;
+  uint16_t version; /* the protocol version agreed in the handshake */
   uint64_t number;
   char peer[80];
 };
@@ -252,8 +242,8 @@ static void send_ack(void *conn_ptr, uint64_t next_seq, void *arg) {
   (void)arg;
   proto_buf b;
   proto_buf_init(&b);
-  proto_put_ack(&b, next_seq);
-  if (!proto_buf_failed(&b) && b.len == PROTO_HEADER_SIZE + 8)
+  proto_put_ack(&b, c->version, next_seq);
+  if (!proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
   proto_buf_fini(&b);
   if (uv_stream_get_write_queue_size(&c->h.stream) > MAX_WRITE_QUEUE)
@@ -276,7 +266,14 @@ static int token_matches(const server_config *cfg, proto_str got) {
 static int on_hello(conn *c, const proto_frame *f) {
   server *s = c->srv;
   proto_hello h;
+  char why[160];
   int rc = proto_decode_hello(f->payload, f->payload_len, &h);
+  if (rc == PROTO_E_VERSION) {
+    proto_version_refusal(why, sizeof(why), "agent", h.version_min, h.version,
+                          "collector");
+    conn_fail(c, why);
+    return -1;
+  }
   if (rc != 0) {
     conn_fail(c, proto_strerror(rc));
     return -1;
@@ -285,6 +282,7 @@ static int on_hello(conn *c, const proto_frame *f) {
     conn_fail(c, "authentication failed");
     return -1;
   }
+  proto_version_pick(h.version_min, h.version, &c->version);
   const char *reason = NULL;
   agent *a = ingest_hello(s->in, &h, format_now_us(), &reason);
   if (a == NULL) {
@@ -298,7 +296,7 @@ static int on_hello(conn *c, const proto_frame *f) {
   }
   agent_set_conn(a, c);
   c->agent = a;
-  proto_welcome w = {PROTO_VERSION, agent_commit_seq(a), PROTO_FRAME_MAX};
+  proto_welcome w = {c->version, agent_commit_seq(a), PROTO_FRAME_MAX};
   proto_buf b;
   proto_buf_init(&b);
   proto_put_welcome(&b, &w);
@@ -308,10 +306,10 @@ static int on_hello(conn *c, const proto_frame *f) {
   char service[LOG_QUOTE_SIZE(PROTO_IDENT_MAX)];
   log_msg(LOG_INFO,
           "agent connected peer=%s conn=%llu agent=%lld "
-          "service=%s pid=%u next_seq=%llu",
+          "service=%s pid=%u version=%u next_seq=%llu",
           c->peer, (unsigned long long)c->number, (long long)agent_id(a),
           log_quote(service, sizeof(service), h.service.ptr, h.service.len),
-          h.pid, (unsigned long long)w.next_seq);
+          h.pid, (unsigned)c->version, (unsigned long long)w.next_seq);
   return 0;
 }
 
@@ -324,12 +322,13 @@ static int on_frame(conn *c, const proto_frame *f) {
     return -1;
   }
   if (f->type == PROTO_EVENTS) {
-    if (ingest_events(c->srv->in, c->agent, f->payload, f->payload_len,
-                      &reason) == 0)
+    if (ingest_events(c->srv->in, c->agent, c->version, f->payload,
+                      f->payload_len, &reason) == 0)
       return 0;
   } else if (f->type == PROTO_GOODBYE) {
     uint64_t last;
-    int rc = proto_decode_u64(f->payload, f->payload_len, &last);
+    int rc =
+        proto_decode_goodbye(f->payload, f->payload_len, c->version, &last);
     if (rc != 0)
       reason = proto_strerror(rc);
     else if (ingest_goodbye(c->srv->in, c->agent, last, &reason) == 0)
@@ -348,7 +347,7 @@ static void process(conn *c) {
   size_t off = 0;
   while (!c->closing) {
     proto_frame f;
-    uint32_t max = c->agent ? PROTO_FRAME_MAX : HELLO_FRAME_MAX;
+    uint32_t max = c->agent ? PROTO_FRAME_MAX : proto_hello_limit();
     int rc = proto_frame_next(c->buf + off, c->len - off, max, &f);
     if (rc == PROTO_NEED_MORE)
       break;
@@ -381,7 +380,8 @@ static void process(conn *c) {
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   conn *c = handle->data;
   server *s = c->srv;
-  size_t want = c->agent ? READ_CHUNK : HELLO_CHUNK;
+  /* Before the handshake, room for the longest HELLO and no more. */
+  size_t want = c->agent ? READ_CHUNK : 4 + (size_t)proto_hello_limit();
   (void)suggested;
   if (c->cap - c->len < want) {
     size_t cap = c->len + want;
@@ -671,40 +671,11 @@ static int listen_unix(server *s, listener *l, const char *path, char *why,
   return rc;
 }
 
-/* Splits tcp://HOST:PORT; HOST may be an IPv6 address in brackets. */
-static int parse_tcp(const char *rest, char *host, size_t hostsize, int *port) {
-  const char *colon = strrchr(rest, ':');
-  if (colon == NULL || colon == rest)
-    return UV_EINVAL;
-  const char *h = rest;
-  size_t hlen = (size_t)(colon - rest);
-  if (h[0] == '[') {
-    if (hlen < 2 || h[hlen - 1] != ']')
-      return UV_EINVAL;
-    h++;
-    hlen -= 2;
-  }
-  if (hlen == 0 || hlen >= hostsize)
-    return UV_EINVAL;
-  memcpy(host, h, hlen);
-  host[hlen] = '\0';
-  char *end;
-  errno = 0;
-  long p = strtol(colon + 1, &end, 10);
-  if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
-    return UV_EINVAL;
-  *port = (int)p;
-  return 0;
-}
-
-static int listen_tcp(server *s, listener *l, const char *rest) {
-  char host[128];
-  int port, rc;
+static int listen_tcp(server *s, listener *l, const url *u) {
+  int port = u->port, rc;
   struct sockaddr_storage ss;
-  if ((rc = parse_tcp(rest, host, sizeof(host), &port)) != 0)
-    return rc;
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+  if (uv_ip4_addr(u->host, port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(u->host, port, (struct sockaddr_in6 *)&ss) != 0)
     return UV_EINVAL;
   if ((rc = uv_tcp_init(&s->loop, &l->h.tcp)) != 0)
     return rc;
@@ -714,18 +685,20 @@ static int listen_tcp(server *s, listener *l, const char *rest) {
     return rc;
   int len = sizeof(ss);
   if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
-    char ip[64] = "", url[160];
+    url bound = *u;
+    char text[URL_HOST_MAX + 32];
     if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-      snprintf(url, sizeof(url), "tcp://[%s]:%d", ip, port);
+      uv_ip6_name((struct sockaddr_in6 *)&ss, bound.host, sizeof(bound.host));
+      bound.port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+      bound.ipv6 = 1;
     } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-      snprintf(url, sizeof(url), "tcp://%s:%d", ip, port);
+      uv_ip4_name((struct sockaddr_in *)&ss, bound.host, sizeof(bound.host));
+      bound.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      bound.ipv6 = 0;
     }
+    url_format(&bound, text, sizeof(text));
     free(l->url);
-    l->url = xstrdup(url);
+    l->url = xstrdup(text);
   }
   return 0;
 }
@@ -733,22 +706,24 @@ static int listen_tcp(server *s, listener *l, const char *rest) {
 static int open_listeners(server *s) {
   s->listeners = xcalloc(s->cfg->nlisten, sizeof(*s->listeners));
   for (size_t i = 0; i < s->cfg->nlisten; i++) {
-    const char *url = s->cfg->listen[i];
+    const char *url_text = s->cfg->listen[i];
     listener *l = &s->listeners[i];
     l->srv = s;
-    l->url = xstrdup(url);
-    int rc;
+    l->url = xstrdup(url_text);
+    url u;
     char why[PATH_MAX + 64] = "";
-    if (strncmp(url, "unix:", 5) == 0 && url[5] != '\0')
-      rc = listen_unix(s, l, url + 5, why, sizeof(why));
-    else if (strncmp(url, "tcp://", 6) == 0)
-      rc = listen_tcp(s, l, url + 6);
-    else
-      rc = UV_EINVAL;
+    int rc = url_parse(url_text, URL_LISTEN, &u);
+    if (rc != 0) {
+      log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url_text,
+              url_strerror(rc));
+      return -1;
+    }
+    rc = u.scheme == URL_UNIX ? listen_unix(s, l, u.path, why, sizeof(why))
+                              : listen_tcp(s, l, &u);
     if (l->h.handle.data)
       s->nlisteners = i + 1;
     if (rc != 0) {
-      log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url,
+      log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url_text,
               why[0] ? why : uv_strerror(rc));
       return -1;
     }

@@ -103,7 +103,8 @@ typedef struct tw_agent tw_agent;
  * the agent keeps copies.
  */
 typedef struct tw_config {
-  /* Collector URL: "tcp://HOST:PORT" or "unix:/PATH". NULL: the default. */
+  /* Collector URL: "tcp://HOST:PORT" ("tcp://[::1]:PORT" for IPv6) or
+   * "unix:/PATH". NULL: the default. */
   const char *collector;
   /* Service name. NULL: the program name. */
   const char *service;

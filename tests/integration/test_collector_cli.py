@@ -79,6 +79,14 @@ def cases(tmp):
             run(*args)
         check(rc == 2 and one_line(err), '%r: exit 2, one line (%d %r)' %
               (args, rc, err))
+    # The URL parser's own reasons, tls:// included (no transport yet).
+    for url, why in (('tls://127.0.0.1:7461', 'tls:// is not supported yet'),
+                     ('tcp://127.0.0.1:70000', 'port out of range'),
+                     ('tcp://::1:7460', 'IPv6 address goes in brackets'),
+                     ('unix:run/c.sock', 'path must be absolute')):
+        rc, _, err = run('--db', db, '--listen', url)
+        check(rc == 2 and one_line(err) and why in err,
+              '--listen %s: exit 2 naming the reason (%d %r)' % (url, rc, err))
     junk = os.path.join(tmp, 'junk.db')
     with open(junk, 'wb') as f:
         f.write(os.urandom(4096))

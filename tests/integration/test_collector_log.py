@@ -61,7 +61,8 @@ def main():
         pairs = re.findall(r' (\w+)=("(?:[^"\\]|\\.)*"|[^ "]\S*)',
                            line[0])
         check([k for k, _ in pairs] ==
-              ['peer', 'conn', 'agent', 'service', 'pid', 'next_seq'] and
+              ['peer', 'conn', 'agent', 'service', 'pid', 'version',
+               'next_seq'] and
               dict(pairs)['agent'] == '1', 'no forged pair: %r' % pairs)
         # The store keeps what was sent; readers sanitize on display.
         check(col.query('SELECT CAST(service AS BLOB) FROM agents') ==

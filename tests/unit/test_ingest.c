@@ -83,14 +83,15 @@ static agent *hello(fixture *f, uint8_t id) {
 static int feed(fixture *f, agent *a, uint64_t first_seq,
                 const proto_event *evs, size_t n, const char **reason) {
   proto_buf_reset(&f->buf);
-  proto_events_open(&f->buf, first_seq);
+  proto_events_open(&f->buf, PROTO_VERSION, first_seq);
   for (size_t i = 0; i < n; i++)
     proto_put_event(&f->buf, &evs[i]);
   proto_events_close(&f->buf);
   proto_frame fr;
   assert_int_equal(proto_frame_next(f->buf.data, f->buf.len, 0, &fr), 0);
   *reason = NULL;
-  return ingest_events(f->in, a, fr.payload, fr.payload_len, reason);
+  return ingest_events(f->in, a, PROTO_VERSION, fr.payload, fr.payload_len,
+                       reason);
 }
 
 static proto_event ev_string(uint32_t id, const char *text) {
@@ -254,7 +255,8 @@ static void protocol_errors_are_refused(void **state) {
   assert_int_equal(ingest_goodbye(f->in, a, 1, &reason), 0);
   /* Garbage that the decoder refuses. */
   uint8_t junk[20] = {1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 99};
-  assert_int_equal(ingest_events(f->in, a, junk, sizeof(junk), &reason), -1);
+  assert_int_equal(
+      ingest_events(f->in, a, PROTO_VERSION, junk, sizeof(junk), &reason), -1);
 }
 
 static void short_strings_are_valid(void **state) {
