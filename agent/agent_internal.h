@@ -51,7 +51,7 @@ typedef struct ring_record {
   uint8_t mode;
   uint16_t slots; /* slots this record spans, this one included */
   uint32_t x;
-  int64_t time; /* clock_now() units, converted by the sender */
+  int64_t time; /* tw__clock_now() units, converted by the sender */
   uint64_t a;
   uint64_t b;
 } ring_record;
@@ -118,15 +118,15 @@ typedef struct intern {
   _Atomic uint32_t next_id;
 } intern;
 
-/* Bytes intern_init() allocates; charged to the agent's budget. */
-size_t intern_footprint(void);
-int intern_init(intern *t);
-void intern_fini(intern *t);
+/* Bytes tw__intern_init() allocates; charged to the agent's budget. */
+size_t tw__intern_footprint(void);
+int tw__intern_init(intern *t);
+void tw__intern_fini(intern *t);
 /* Returns the id of s (at most LIMIT_NAME bytes of it), inserting it
  * when new. Lock-free and allocation-free; INTERN_OVERFLOW_ID when full. */
-uint32_t intern_get(intern *t, const char *s, size_t len);
-/* The text of an id returned by intern_get(); *len gets its length. */
-const char *intern_text(const intern *t, uint32_t id, uint32_t *len);
+uint32_t tw__intern_get(intern *t, const char *s, size_t len);
+/* The text of an id returned by tw__intern_get(); *len gets its length. */
+const char *tw__intern_text(const intern *t, uint32_t id, uint32_t *len);
 
 /* ---- the agent --------------------------------------------------------- */
 
@@ -154,36 +154,36 @@ struct tw_agent {
 };
 
 /* Budget: returns 0 when n more bytes fit under the cap. */
-int agent_reserve(tw_agent *agent, size_t n);
-void agent_release(tw_agent *agent, size_t n);
+int tw__agent_reserve(tw_agent *agent, size_t n);
+void tw__agent_release(tw_agent *agent, size_t n);
 
 /* Fills agent->instance with fresh random bytes. */
-void agent_new_instance(tw_agent *agent);
+void tw__agent_new_instance(tw_agent *agent);
 
 /* record.c */
-void record_fork_child(tw_agent *agent); /* after fork(): discard events */
-void record_free_rings(tw_agent *agent);
-uint64_t record_dropped_total(tw_agent *agent);
-uint64_t record_recorded_total(tw_agent *agent);
+void tw__record_fork_child(tw_agent *agent); /* after fork(): discard events */
+void tw__record_free_rings(tw_agent *agent);
+uint64_t tw__record_dropped_total(tw_agent *agent);
+uint64_t tw__record_recorded_total(tw_agent *agent);
 
 /* Reads `n` bytes starting at byte offset `at` of a ring's slot memory,
  * wrapping at the end. */
-void ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n);
+void tw__ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n);
 
 /* sender.c */
 /* 0 when url is a collector URL the sender can use, -1 otherwise. */
-int sender_check_url(const char *url);
-int sender_start(tw_agent *agent);
+int tw__sender_check_url(const char *url);
+int tw__sender_start(tw_agent *agent);
 /* Drains and waits until everything recorded so far is acked. */
-int sender_flush(tw_agent *agent, unsigned timeout_ms);
+int tw__sender_flush(tw_agent *agent, unsigned timeout_ms);
 /* Says goodbye (waiting at most goodbye_ms for its ack), stops the thread,
  * frees the sender. */
-void sender_stop(tw_agent *agent, unsigned goodbye_ms);
+void tw__sender_stop(tw_agent *agent, unsigned goodbye_ms);
 /* In a forked child: close the parent's collector connection and free its
  * sender without touching its thread or running its loop, and start a new
  * one. */
-void sender_fork_child(tw_agent *agent);
-void sender_stats(tw_agent *agent, tw_agent_stats *out);
+void tw__sender_fork_child(tw_agent *agent);
+void tw__sender_stats(tw_agent *agent, tw_agent_stats *out);
 /* The last time the collector refused this agent (its ERROR reason) or the
  * agent closed a connection over the collector's protocol: returns the
  * code (TW_EPROTO) and copies the one-line reason into buf (NUL-terminated,
@@ -192,9 +192,9 @@ void sender_stats(tw_agent *agent, tw_agent_stats *out);
 int tw__sender_refusal(tw_agent *agent, char *buf, size_t size);
 
 /* Registry of live agents (agent.c), used at fork and thread exit. */
-void registry_lock(void);
-void registry_unlock(void);
+void tw__registry_lock(void);
+void tw__registry_unlock(void);
 /* The first live agent (follow registry_next); registry lock held. */
-tw_agent *registry_first(void);
+tw_agent *tw__registry_first(void);
 
 #endif /* TW_AGENT_INTERNAL_H */

@@ -14,11 +14,11 @@
 #include <cpuid.h>
 #endif
 
-clock_flag clock_use;
+clock_flag tw__clock_use;
 static clock_source chosen = CLOCK_SOURCE_MONOTONIC;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-int64_t clock_mono_ns(void) {
+int64_t tw__clock_mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -26,7 +26,7 @@ int64_t clock_mono_ns(void) {
 
 /* ---- the choice --------------------------------------------------------- */
 
-int clock_parse_request(const char *value, clock_request *out) {
+int tw__clock_parse_request(const char *value, clock_request *out) {
   *out = CLOCK_REQUEST_AUTO;
   if (value == NULL || *value == '\0' || strcmp(value, "auto") == 0)
     return 0;
@@ -54,7 +54,7 @@ static bool has_word(const char *s, const char *end, const char *word) {
   return false;
 }
 
-int clock_cpuinfo_invariant(const char *cpuinfo) {
+int tw__clock_cpuinfo_invariant(const char *cpuinfo) {
   int verdict = -1;
   for (const char *line = cpuinfo; line != NULL && *line != '\0';) {
     const char *end = strchr(line, '\n');
@@ -77,7 +77,7 @@ int clock_cpuinfo_invariant(const char *cpuinfo) {
   return verdict;
 }
 
-bool clock_kernel_refuses(const char *clocksource) {
+bool tw__clock_kernel_refuses(const char *clocksource) {
   static const char *const timers[] = {"hpet", "acpi_pm", "jiffies",
                                        "refined-jiffies", "pit"};
   size_t n = strcspn(clocksource, "\n");
@@ -87,7 +87,7 @@ bool clock_kernel_refuses(const char *clocksource) {
   return false;
 }
 
-clock_source clock_decide(clock_request request, const clock_facts *facts) {
+clock_source tw__clock_decide(clock_request request, const clock_facts *facts) {
   if (!facts->have_counter || request == CLOCK_REQUEST_MONOTONIC)
     return CLOCK_SOURCE_MONOTONIC;
   if (request == CLOCK_REQUEST_TSC)
@@ -135,7 +135,7 @@ static int64_t read_cost(bool counter) {
       if (counter)
         __asm__ volatile("" : : "r"(__rdtsc()));
       else
-        __asm__ volatile("" : : "r"(clock_mono_ns()));
+        __asm__ volatile("" : : "r"(tw__clock_mono_ns()));
     }
     int64_t t = ((int64_t)__rdtsc() - t0) / 16;
     best = t < best ? t : best;
@@ -150,7 +150,7 @@ static void gather_facts(clock_facts *f) {
   /* A counter this high would collide with CLOCK_MONO_TAG within years. */
   f->have_counter = __rdtsc() < ((uint64_t)1 << 61);
   char *cpuinfo = read_text("/proc/cpuinfo");
-  int flags = cpuinfo != NULL ? clock_cpuinfo_invariant(cpuinfo) : -1;
+  int flags = cpuinfo != NULL ? tw__clock_cpuinfo_invariant(cpuinfo) : -1;
   free(cpuinfo);
   unsigned a, b, c, d;
   if (flags < 0) /* CPUID 0x80000007, EDX bit 8: invariant TSC */
@@ -158,7 +158,7 @@ static void gather_facts(clock_facts *f) {
   f->invariant = flags == 1;
   char *source = read_text("/sys/devices/system/clocksource/clocksource0/"
                            "current_clocksource");
-  f->kernel_refuses = source != NULL && clock_kernel_refuses(source);
+  f->kernel_refuses = source != NULL && tw__clock_kernel_refuses(source);
   free(source);
   f->counter_slow = read_cost(true) >= read_cost(false);
 #endif
@@ -169,28 +169,28 @@ static void decide(void) {
   clock_facts facts;
   /* A malformed value means automatic here; tw_config_from_env() is where
    * it is reported (TW_EINVAL). */
-  clock_parse_request(getenv("TASKWATCH_CLOCK"), &request);
+  tw__clock_parse_request(getenv("TASKWATCH_CLOCK"), &request);
   gather_facts(&facts);
-  chosen = clock_decide(request, &facts);
-  atomic_store(&clock_use.counter, chosen == CLOCK_SOURCE_TSC);
+  chosen = tw__clock_decide(request, &facts);
+  atomic_store(&tw__clock_use.counter, chosen == CLOCK_SOURCE_TSC);
 }
 
-void clock_init(void) {
+void tw__clock_init(void) {
   pthread_once(&init_once, decide);
 }
 
-clock_source clock_current(void) {
-  return atomic_load_explicit(&clock_use.counter, memory_order_relaxed)
+clock_source tw__clock_current(void) {
+  return atomic_load_explicit(&tw__clock_use.counter, memory_order_relaxed)
              ? CLOCK_SOURCE_TSC
              : CLOCK_SOURCE_MONOTONIC;
 }
 
-const char *clock_source_name(clock_source source) {
+const char *tw__clock_source_name(clock_source source) {
   return source == CLOCK_SOURCE_TSC ? "tsc" : "monotonic";
 }
 
 const char *tw_clock_source(void) {
-  return clock_source_name(clock_current());
+  return tw__clock_source_name(tw__clock_current());
 }
 
 /* ---- the sender's mapping ----------------------------------------------- */
@@ -206,7 +206,7 @@ static clock_anchor read_anchor(bool counter, int64_t *spread) {
     _mm_lfence();
     int64_t t0 = (int64_t)__rdtsc();
     _mm_lfence();
-    x.ns = clock_mono_ns();
+    x.ns = tw__clock_mono_ns();
     _mm_lfence();
     int64_t t1 = (int64_t)__rdtsc();
     _mm_lfence();
@@ -216,7 +216,7 @@ static clock_anchor read_anchor(bool counter, int64_t *spread) {
   }
 #endif
   (void)counter;
-  x.ns = clock_mono_ns();
+  x.ns = tw__clock_mono_ns();
   x.tick = x.ns;
   return x;
 }
@@ -239,7 +239,7 @@ static clock_anchor take_anchor(const clock_map *m, bool *wide) {
   return best;
 }
 
-void clock_map_init(clock_map *m) {
+void tw__clock_map_init(clock_map *m) {
   bool wide;
   memset(m, 0, sizeof(*m));
   m->counter = chosen == CLOCK_SOURCE_TSC;
@@ -260,7 +260,7 @@ static void thin_out(clock_map *m) {
   m->n = k;
 }
 
-bool clock_map_add(clock_map *m, clock_anchor x) {
+bool tw__clock_map_add(clock_map *m, clock_anchor x) {
   const clock_anchor *last = &m->a[m->n - 1];
   if (x.tick <= last->tick || x.ns <= last->ns)
     return false;
@@ -273,11 +273,11 @@ bool clock_map_add(clock_map *m, clock_anchor x) {
   return true;
 }
 
-int64_t clock_map_mark(clock_map *m) {
+int64_t tw__clock_map_mark(clock_map *m) {
   if (m->skew) /* see clock.h: records from now on carry monotonic ns */
-    atomic_store_explicit(&clock_use.counter, 0, memory_order_relaxed);
+    atomic_store_explicit(&tw__clock_use.counter, 0, memory_order_relaxed);
   if (!m->counter) {
-    m->ceiling = clock_mono_ns();
+    m->ceiling = tw__clock_mono_ns();
     return m->ceiling | CLOCK_MONO_TAG;
   }
   bool wide;
@@ -287,9 +287,9 @@ int64_t clock_map_mark(clock_map *m) {
   /* A wide anchor is refused, unless every try has been wide for a while:
    * a map that never moves would hold every record back. */
   m->too_wide = wide ? m->too_wide + 1 : 0;
-  if ((!wide || m->too_wide >= 8) && clock_map_add(m, x))
+  if ((!wide || m->too_wide >= 8) && tw__clock_map_add(m, x))
     m->too_wide = 0;
-  if (!atomic_load_explicit(&clock_use.counter, memory_order_relaxed))
+  if (!atomic_load_explicit(&tw__clock_use.counter, memory_order_relaxed))
     return x.ns | CLOCK_MONO_TAG; /* ticks stamped before the move too */
   /* With one anchor there is no rate yet: nothing is due. */
   return m->n >= 2 ? m->a[m->n - 1].tick : INT64_MIN;
@@ -307,7 +307,7 @@ static int64_t along(const clock_anchor *lo, double slope, int64_t tick) {
   return lo->ns + (int64_t)offset;
 }
 
-int64_t clock_map_ns(const clock_map *m, int64_t time) {
+int64_t tw__clock_map_ns(const clock_map *m, int64_t time) {
   if (time >= CLOCK_MONO_TAG)
     return time & (CLOCK_MONO_TAG - 1);
   /* Before the first anchor (or with no rate yet) only a counter that
@@ -330,8 +330,8 @@ int64_t clock_map_ns(const clock_map *m, int64_t time) {
   return along(a, (double)(b->ns - a->ns) / (double)(b->tick - a->tick), time);
 }
 
-int64_t clock_map_ring(clock_map *m, int64_t time, int64_t *floor) {
-  int64_t ns = clock_map_ns(m, time);
+int64_t tw__clock_map_ring(clock_map *m, int64_t time, int64_t *floor) {
+  int64_t ns = tw__clock_map_ns(m, time);
   if (ns > m->ceiling)
     ns = m->ceiling;
   if (ns < *floor) {

@@ -22,7 +22,7 @@
  *  - The counters of two CPUs disagree (a hypervisor or firmware that does
  *    not synchronise them). A thread that moves between such CPUs would
  *    stamp times that go backwards. The sender never lets a ring's times
- *    go backwards (clock_map_ring() holds each ring to its previous time),
+ *    go backwards (tw__clock_map_ring() holds each ring to its previous time),
  *    so durations on one thread stay non-negative; and a step back of more
  *    than CLOCK_SKEW_NS is proof of such counters, upon which every
  *    recording thread of the process moves to CLOCK_MONOTONIC for good.
@@ -73,7 +73,7 @@ typedef enum clock_request {
   CLOCK_REQUEST_MONOTONIC
 } clock_request;
 
-/* What the automatic choice is made from; clock_init() gathers them. */
+/* What the automatic choice is made from; tw__clock_init() gathers them. */
 typedef struct clock_facts {
   bool have_counter;   /* built for a CPU with a time-stamp counter */
   bool invariant;      /* constant_tsc and nonstop_tsc, or CPUID's bit */
@@ -83,37 +83,37 @@ typedef struct clock_facts {
 
 /* Parses a TASKWATCH_CLOCK value: NULL, "" and "auto" are AUTO, then "tsc"
  * and "monotonic". Returns 0, or -1 for anything else (*out is then AUTO). */
-int clock_parse_request(const char *value, clock_request *out);
+int tw__clock_parse_request(const char *value, clock_request *out);
 
 /* From the text of /proc/cpuinfo: 1 when every "flags" line holds both
  * constant_tsc and nonstop_tsc, 0 when one lacks either, -1 when the text
  * has no flags line at all (then ask CPUID). */
-int clock_cpuinfo_invariant(const char *cpuinfo);
+int tw__clock_cpuinfo_invariant(const char *cpuinfo);
 
 /* From the name in .../clocksource0/current_clocksource (trailing newline
  * allowed): true when the kernel keeps time with a timer that is not the
  * counter nor a paravirtual clock built on it, which it only does when it
  * found the counter unusable. */
-bool clock_kernel_refuses(const char *clocksource);
+bool tw__clock_kernel_refuses(const char *clocksource);
 
 /* The decision: a forced choice is honoured when the build can read a
  * counter; AUTO takes the counter when it is invariant, the kernel has not
  * refused it and it is cheaper to read than the clock. */
-clock_source clock_decide(clock_request request, const clock_facts *facts);
+clock_source tw__clock_decide(clock_request request, const clock_facts *facts);
 
 /* Decides once per process, from TASKWATCH_CLOCK and this machine;
  * idempotent and thread-safe. */
-void clock_init(void);
+void tw__clock_init(void);
 
 /* The clock the recording path reads now (it may move from the counter to
  * CLOCK_MONOTONIC once, see above). */
-clock_source clock_current(void);
-const char *clock_source_name(clock_source source);
+clock_source tw__clock_current(void);
+const char *tw__clock_source_name(clock_source source);
 
 /* ---- the recording path ------------------------------------------------- */
 
 /* Records stamped with CLOCK_MONOTONIC carry this bit; counter values stay
- * below it (clock_init() refuses a counter that does not). */
+ * below it (tw__clock_init() refuses a counter that does not). */
 #define CLOCK_MONO_TAG ((int64_t)1 << 62)
 
 /* Nonzero while records carry the counter. Alone in its cache line: every
@@ -122,19 +122,19 @@ typedef struct clock_flag {
   _Alignas(64) _Atomic int counter;
   char pad[64 - sizeof(int)];
 } clock_flag;
-extern clock_flag clock_use;
+extern clock_flag tw__clock_use;
 
 /* CLOCK_MONOTONIC in ns. */
-int64_t clock_mono_ns(void);
+int64_t tw__clock_mono_ns(void);
 
 /* The recording path's timestamp: counter ticks, or tagged monotonic ns. */
-static inline int64_t clock_now(void) {
+static inline int64_t tw__clock_now(void) {
 #if CLOCK_HAVE_COUNTER
   if (__builtin_expect(
-          atomic_load_explicit(&clock_use.counter, memory_order_relaxed), 1))
+          atomic_load_explicit(&tw__clock_use.counter, memory_order_relaxed), 1))
     return (int64_t)__rdtsc();
 #endif
-  return clock_mono_ns() | CLOCK_MONO_TAG;
+  return tw__clock_mono_ns() | CLOCK_MONO_TAG;
 }
 
 /* ---- the sender's mapping ----------------------------------------------- */
@@ -168,25 +168,25 @@ typedef struct clock_map {
 
 /* Starts a map with its first anchor. Call before any record is stamped
  * that the map will convert. */
-void clock_map_init(clock_map *m);
+void tw__clock_map_init(clock_map *m);
 
 /* Appends an anchor when it is past the last one in both fields (thinning
  * the history when full); returns whether it was taken. */
-bool clock_map_add(clock_map *m, clock_anchor x);
+bool tw__clock_map_add(clock_map *m, clock_anchor x);
 
 /* Takes a new anchor and returns the drain limit: every record stamped
  * before the call has a time at most this (comparable with raw record
  * times), and every time at most this maps without extrapolation. Moves
- * the process to CLOCK_MONOTONIC when clock_map_ring() found skew. */
-int64_t clock_map_mark(clock_map *m);
+ * the process to CLOCK_MONOTONIC when tw__clock_map_ring() found skew. */
+int64_t tw__clock_map_mark(clock_map *m);
 
 /* Monotonic ns of a record time. */
-int64_t clock_map_ns(const clock_map *m, int64_t time);
+int64_t tw__clock_map_ns(const clock_map *m, int64_t time);
 
 /* Monotonic ns of a ring's next record, drained after the newest mark:
  * never below *floor, the ring's previous one, which it then becomes, nor
  * above the mark's own time (only a counter ahead of the sender's can
  * map there). Notes skew in the map. */
-int64_t clock_map_ring(clock_map *m, int64_t time, int64_t *floor);
+int64_t tw__clock_map_ring(clock_map *m, int64_t time, int64_t *floor);
 
 #endif /* TW_CLOCK_H */

@@ -26,7 +26,7 @@ int tw__drain_init(drain *d, tw_agent *agent, resend *out) {
   memset(d, 0, sizeof(*d));
   d->agent = agent;
   d->out = out;
-  clock_map_init(&d->clock);
+  tw__clock_map_init(&d->clock);
   d->emitted = calloc(INTERN_MAX_IDS, 1);
   d->scratch = malloc(LIMIT_FAIL_STRINGS);
   if (d->emitted == NULL || d->scratch == NULL)
@@ -49,7 +49,7 @@ static bool put_string(drain *d, uint32_t id, int64_t time) {
   ev.kind = PROTO_EV_STRING;
   ev.time_ns = time;
   ev.string = id;
-  ev.text.ptr = intern_text(&d->agent->strings, id, &ev.text.len);
+  ev.text.ptr = tw__intern_text(&d->agent->strings, id, &ev.text.len);
   return tw__resend_append(d->out, &ev, false);
 }
 
@@ -68,7 +68,7 @@ static bool encode_record(drain *d, ring *r, uint64_t tail,
                           const ring_record *rec) {
   proto_event ev = {0};
   ev.kind = rec->kind;
-  ev.time_ns = clock_map_ring(&d->clock, rec->time, &r->time_floor) +
+  ev.time_ns = tw__clock_map_ring(&d->clock, rec->time, &r->time_floor) +
                d->agent->wall_offset_ns;
   ev.task = rec->a;
   switch (rec->kind) {
@@ -103,7 +103,7 @@ static bool encode_record(drain *d, ring *r, uint64_t tail,
     if (rec->kind == PROTO_EV_DROP)
       l1 = l2 = 0;
     assert(l0 + l1 + l2 <= LIMIT_FAIL_STRINGS); /* record.c cuts them */
-    ring_copy_out(r, (tail + 1) * RING_SLOT_BYTES, d->scratch, l0 + l1 + l2);
+    tw__ring_copy_out(r, (tail + 1) * RING_SLOT_BYTES, d->scratch, l0 + l1 + l2);
     ev.text.ptr = d->scratch;
     ev.text.len = (uint32_t)l0;
     ev.message.ptr = d->scratch + l0;
@@ -163,7 +163,7 @@ static bool gather_cursors(drain *d, int64_t limit, size_t *count) {
 }
 
 uint64_t tw__drain_run(drain *d) {
-  int64_t limit = clock_map_mark(&d->clock);
+  int64_t limit = tw__clock_map_mark(&d->clock);
   size_t n;
   uint64_t taken = 0;
   if (!gather_cursors(d, limit, &n))
@@ -213,7 +213,7 @@ void tw__drain_discard(drain *d) {
 }
 
 bool tw__drain_resend_names(drain *d) {
-  int64_t now = clock_mono_ns() + d->agent->wall_offset_ns;
+  int64_t now = tw__clock_mono_ns() + d->agent->wall_offset_ns;
   for (uint32_t id = 1; id < INTERN_MAX_IDS; id++)
     if (d->emitted[id] && !put_string(d, id, now))
       return false;

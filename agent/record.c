@@ -56,14 +56,14 @@ static void on_thread_exit(void *value) {
    * held, which costs a ring, never a corrupted one. */
   tls.serial = 0;
   tls.ring = NULL;
-  registry_lock();
-  for (tw_agent *a = registry_first(); a != NULL; a = a->registry_next)
+  tw__registry_lock();
+  for (tw_agent *a = tw__registry_first(); a != NULL; a = a->registry_next)
     for (ring *r = atomic_load(&a->rings); r != NULL; r = r->next) {
       uintptr_t mine = me;
       atomic_compare_exchange_strong_explicit(
           &r->owner, &mine, 0, memory_order_release, memory_order_relaxed);
     }
-  registry_unlock();
+  tw__registry_unlock();
 }
 
 static void make_exit_key(void) {
@@ -135,13 +135,13 @@ static ring *ring_new(tw_agent *agent, uintptr_t me) {
   if (atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed) +
               total >
           agent->cap / 2 ||
-      agent_reserve(agent, total) != 0)
+      tw__agent_reserve(agent, total) != 0)
     return NULL;
   ring *r = aligned_alloc(64, (sizeof(ring) + 63) & ~(size_t)63);
   ring_record *slots = r != NULL ? slots_map(bytes) : NULL;
   if (slots == NULL) {
     free(r);
-    agent_release(agent, total);
+    tw__agent_release(agent, total);
     return NULL;
   }
   atomic_fetch_add(&agent->ring_reserved, total);
@@ -249,7 +249,7 @@ static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a,
   w->mode = 0;
   w->slots = 1;
   w->x = x;
-  w->time = clock_now();
+  w->time = tw__clock_now();
   w->a = a;
   w->b = b;
   commit(r, 1);
@@ -261,13 +261,13 @@ static uint32_t name_id(tw_agent *agent, ring *r, const char *s) {
   ring_name_cache *c = &r->cache[((p >> 3) ^ (p >> 9)) & (RING_CACHE_SIZE - 1)];
   if (c->ptr == s) {
     uint32_t n;
-    const char *text = intern_text(&agent->strings, c->id, &n);
+    const char *text = tw__intern_text(&agent->strings, c->id, &n);
     if (n == c->len && memcmp(text, s, n) == 0 &&
         (s[n] == '\0' || n == LIMIT_NAME))
       return c->id;
   }
   size_t len = strnlen(s, LIMIT_NAME);
-  uint32_t id = intern_get(&agent->strings, s, len);
+  uint32_t id = tw__intern_get(&agent->strings, s, len);
   c->ptr = s;
   c->id = id;
   c->len = (uint32_t)len;
@@ -277,7 +277,7 @@ static uint32_t name_id(tw_agent *agent, ring *r, const char *s) {
 static uint32_t string_id(tw_agent *agent, ring *r, const char *s) {
   if (r != NULL)
     return name_id(agent, r, s);
-  return intern_get(&agent->strings, s, strnlen(s, LIMIT_NAME));
+  return tw__intern_get(&agent->strings, s, strnlen(s, LIMIT_NAME));
 }
 
 int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
@@ -304,7 +304,7 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   w->mode = (uint8_t)mode;
   w->slots = 2;
   w->x = position;
-  w->time = clock_now();
+  w->time = tw__clock_now();
   w->a = *task;
   w->b = batch;
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -346,7 +346,7 @@ static void copy_in(ring *r, uint64_t at, const void *src, size_t n) {
     memcpy(r->slots, (const char *)src + first, n - first);
 }
 
-void ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
+void tw__ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
   if (n == 0)
     return;
   size_t size = (r->mask + 1) * RING_SLOT_BYTES;
@@ -384,7 +384,7 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
   w->mode = 0;
   w->slots = (uint16_t)n;
   w->x = (uint32_t)(len[0] | (len[1] << 16));
-  w->time = clock_now();
+  w->time = tw__clock_now();
   w->a = task;
   w->b = len[2];
   uint64_t at = (head + 1) * RING_SLOT_BYTES;
@@ -417,7 +417,7 @@ int tw_task_drop(tw_agent *agent, tw_id task, const char *reason) {
 /* The child's rings are empty from here on, and their slot pages are
  * wiped (or shared copy-on-write): the forking thread's own rings are
  * faulted in again now, the others when a thread adopts them. */
-void record_fork_child(tw_agent *agent) {
+void tw__record_fork_child(tw_agent *agent) {
   uintptr_t me = (uintptr_t)&tls;
   tls.thread = (uint64_t)gettid();
   for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next) {
@@ -436,11 +436,11 @@ void record_fork_child(tw_agent *agent) {
   atomic_store(&agent->dropped_unbound, 0);
 }
 
-void record_free_rings(tw_agent *agent) {
+void tw__record_free_rings(tw_agent *agent) {
   ring *r = atomic_load(&agent->rings);
   while (r != NULL) {
     ring *next = r->next;
-    agent_release(agent, r->bytes);
+    tw__agent_release(agent, r->bytes);
     atomic_fetch_sub(&agent->ring_reserved, r->bytes);
     munmap(r->slots, slots_bytes(r));
     free(r);
@@ -449,7 +449,7 @@ void record_free_rings(tw_agent *agent) {
   atomic_store(&agent->rings, NULL);
 }
 
-uint64_t record_dropped_total(tw_agent *agent) {
+uint64_t tw__record_dropped_total(tw_agent *agent) {
   uint64_t n =
       atomic_load_explicit(&agent->dropped_unbound, memory_order_relaxed);
   for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next)
@@ -457,7 +457,7 @@ uint64_t record_dropped_total(tw_agent *agent) {
   return n;
 }
 
-uint64_t record_recorded_total(tw_agent *agent) {
+uint64_t tw__record_recorded_total(tw_agent *agent) {
   uint64_t n = 0;
   for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next)
     n += atomic_load_explicit(&r->recorded, memory_order_relaxed);

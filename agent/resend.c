@@ -20,7 +20,7 @@ void tw__resend_init(resend *r, tw_agent *agent) {
 static void chunk_destroy(resend *r, resend_chunk *c) {
   free(c->frame.data);
   free(c);
-  agent_release(r->agent, RESEND_CHUNK_COST);
+  tw__agent_release(r->agent, RESEND_CHUNK_COST);
 }
 
 static void chunk_free(resend *r, resend_chunk *c) {
@@ -79,42 +79,42 @@ static resend_chunk *chunk_new(resend *r, bool health) {
     memset(c, 0, sizeof(*c));
     c->frame.data = data;
   } else {
-    if (agent_reserve(a, RESEND_CHUNK_COST) != 0)
+    if (tw__agent_reserve(a, RESEND_CHUNK_COST) != 0)
       return NULL;
     c = calloc(1, sizeof(*c));
     uint8_t *data = malloc(RESEND_CHUNK_BYTES);
     if (c == NULL || data == NULL) {
       free(c);
       free(data);
-      agent_release(a, RESEND_CHUNK_COST);
+      tw__agent_release(a, RESEND_CHUNK_COST);
       return NULL;
     }
     c->frame.data = data;
   }
   c->frame.cap = RESEND_CHUNK_BYTES;
   c->opened_ms = r->now_ms;
-  proto_events_open(&c->frame, r->version, r->next_seq);
+  tw__proto_events_open(&c->frame, r->version, r->next_seq);
   link_tail(r, c, c);
   return c;
 }
 
 void tw__resend_seal(resend_chunk *c) {
   if (!c->sealed) {
-    proto_events_close(&c->frame);
+    tw__proto_events_close(&c->frame);
     c->sealed = true;
   }
 }
 
 bool tw__resend_append(resend *r, const proto_event *ev, bool health) {
   resend_chunk *c = r->last;
-  if (c == NULL || c->sealed || proto_events_append(&c->frame, ev) != 0) {
+  if (c == NULL || c->sealed || tw__proto_events_append(&c->frame, ev) != 0) {
     if (c != NULL && c->frame.count > 0)
       tw__resend_seal(c);
     if ((c = chunk_new(r, health)) == NULL)
       return false;
     /* Every event the agent makes fits an empty chunk: its strings are
      * cut to LIMIT_* on the recording path, well below a chunk. */
-    int rc = proto_events_append(&c->frame, ev);
+    int rc = tw__proto_events_append(&c->frame, ev);
     assert(rc == 0);
     (void)rc;
   }
@@ -142,7 +142,7 @@ void tw__resend_cut(resend *r) {
   assert(!c->pinned); /* cut between connections only */
   uint64_t n = r->acked - c->frame.first_seq;
   tw__resend_seal(c);
-  int rc = proto_events_cut(
+  int rc = tw__proto_events_cut(
       &c->frame, (uint32_t)(n < c->frame.count ? n : c->frame.count));
   assert(rc == 0); /* the frame is this buffer's own encoding */
   (void)rc;
@@ -166,7 +166,7 @@ uint64_t tw__resend_attach(resend *r, resend_chunk *chain) {
     tw__resend_seal(r->last);
   for (resend_chunk *c = chain; c != NULL; c = c->next) {
     assert(c->sealed && !c->pinned);
-    proto_events_renumber(&c->frame, r->next_seq);
+    tw__proto_events_renumber(&c->frame, r->next_seq);
     r->next_seq += c->frame.count;
     n += c->frame.count;
     last = c;
@@ -195,11 +195,11 @@ uint64_t tw__resend_recode(resend *r, uint16_t version) {
     const uint8_t *payload = c->frame.data + PROTO_HEADER_SIZE;
     proto_events it;
     proto_event ev;
-    int rc = proto_events_begin(&it, payload, c->frame.len - PROTO_HEADER_SIZE,
+    int rc = tw__proto_events_begin(&it, payload, c->frame.len - PROTO_HEADER_SIZE,
                                 c->frame.version);
     assert(rc == 0); /* the frame is this buffer's own encoding */
-    while (rc == 0 && (rc = proto_events_next(&it, &ev)) == 0)
-      if (proto_event_size(&ev, version) == 0 ||
+    while (rc == 0 && (rc = tw__proto_events_next(&it, &ev)) == 0)
+      if (tw__proto_event_size(&ev, version) == 0 ||
           !tw__resend_append(r, &ev, true))
         dropped++;
     c->next = NULL;

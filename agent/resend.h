@@ -5,7 +5,7 @@
  * buffer), so they are tested on their own (tests/unit/test_resend.c).
  *
  * A chunk is one EVENTS frame of at most RESEND_CHUNK_BYTES, encoded in
- * place (proto_events_append()), oldest first; the last chunk is open for
+ * place (tw__proto_events_append()), oldest first; the last chunk is open for
  * appending until it is sealed. Sequence numbers are assigned as events
  * are appended, starting at 1 and without gaps, so a chunk is a contiguous
  * range: its frame's first_seq and count. Events carry no sequence number

@@ -133,9 +133,9 @@ static void check_flush(sender *s);
 static void finish_stop(sender *s);
 static void on_poll(uv_timer_t *t);
 
-int sender_check_url(const char *text) {
+int tw__sender_check_url(const char *text) {
   url u;
-  return url_parse(text, 0, &u) == 0 ? 0 : -1;
+  return tw__url_parse(text, 0, &u) == 0 ? 0 : -1;
 }
 
 /* Keeps why the collector refused this agent, or broke the protocol with
@@ -161,13 +161,13 @@ static void refuse(sender *s, const char *fmt, ...) {
 
 /* The HEALTH event of the counters now, when they changed. */
 static bool health_event(sender *s, proto_event *ev) {
-  uint64_t dropped = record_dropped_total(s->agent);
+  uint64_t dropped = tw__record_dropped_total(s->agent);
   uint64_t reconnects = atomic_load(&s->count.reconnects);
   if (dropped == s->health_dropped && reconnects == s->health_reconnects)
     return false;
   memset(ev, 0, sizeof(*ev));
   ev->kind = PROTO_EV_HEALTH;
-  ev->time_ns = clock_mono_ns() + s->agent->wall_offset_ns;
+  ev->time_ns = tw__clock_mono_ns() + s->agent->wall_offset_ns;
   ev->other = dropped;
   ev->other2 = reconnects;
   return true;
@@ -309,7 +309,7 @@ static void restart_instance(sender *s) {
   tw__resend_cut(r);
   resend_chunk *held = tw__resend_detach(r);
   r->next_seq = 1;
-  agent_new_instance(s->agent);
+  tw__agent_new_instance(s->agent);
   bool kept = tw__drain_resend_names(&s->drain);
   uint64_t first_held = r->next_seq;
   uint64_t n = tw__resend_attach(r, held);
@@ -379,15 +379,15 @@ static void handle_ack(sender *s, uint64_t next_seq) {
 static bool handle_welcome_frame(sender *s, const proto_frame *f) {
   proto_welcome w;
   char why[LIMIT_REFUSAL_TEXT];
-  int rc = proto_decode_welcome(f->payload, f->payload_len, &w);
+  int rc = tw__proto_decode_welcome(f->payload, f->payload_len, &w);
   if (rc == PROTO_E_VERSION) {
-    proto_version_refusal(why, sizeof(why), "collector", w.version, w.version,
+    tw__proto_version_refusal(why, sizeof(why), "collector", w.version, w.version,
                           "agent");
     refuse(s, "%s", why);
     return false;
   }
   if (rc != 0) {
-    refuse(s, "malformed WELCOME from the collector: %s", proto_strerror(rc));
+    refuse(s, "malformed WELCOME from the collector: %s", tw__proto_strerror(rc));
     return false;
   }
   handle_welcome(s, &w);
@@ -402,16 +402,16 @@ static bool handle_frame(sender *s, const proto_frame *f) {
   if (f->type == PROTO_WELCOME && s->state == CONN_HANDSHAKE)
     return handle_welcome_frame(s, f);
   if (f->type == PROTO_ACK && s->state == CONN_READY) {
-    rc = proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
+    rc = tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
     if (rc != 0) {
-      refuse(s, "malformed ACK from the collector: %s", proto_strerror(rc));
+      refuse(s, "malformed ACK from the collector: %s", tw__proto_strerror(rc));
       return false;
     }
     handle_ack(s, v);
     return true;
   }
   if (f->type == PROTO_ERROR) {
-    if (proto_decode_error(f->payload, f->payload_len, &reason) == 0)
+    if (tw__proto_decode_error(f->payload, f->payload_len, &reason) == 0)
       refuse(s, "%.*s", (int)reason.len, reason.ptr);
     else
       refuse(s, "malformed ERROR from the collector");
@@ -439,7 +439,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   size_t at = 0;
   proto_frame f;
   int rc;
-  while ((rc = proto_frame_next(s->rbuf + at, s->rlen - at,
+  while ((rc = tw__proto_frame_next(s->rbuf + at, s->rlen - at,
                                 AGENT_READ_BYTES - PROTO_HEADER_SIZE, &f)) ==
          0) {
     at += f.frame_len;
@@ -450,7 +450,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
   }
   if (rc < 0) {
-    refuse(s, "collector sent a bad frame: %s", proto_strerror(rc));
+    refuse(s, "collector sent a bad frame: %s", tw__proto_strerror(rc));
     disconnect(s);
     return;
   }
@@ -472,9 +472,9 @@ static void send_hello(sender *s) {
   h.host.len = (uint32_t)strlen(a->host);
   h.token.ptr = a->token;
   h.token.len = (uint32_t)strlen(a->token);
-  proto_buf_reset(&s->hello);
-  proto_put_hello(&s->hello, &h);
-  if (proto_buf_failed(&s->hello)) {
+  tw__proto_buf_reset(&s->hello);
+  tw__proto_put_hello(&s->hello, &h);
+  if (tw__proto_buf_failed(&s->hello)) {
     disconnect(s);
     return;
   }
@@ -608,11 +608,11 @@ static bool send_final_health(sender *s) {
   proto_event ev;
   if (!health_event(s, &ev))
     return true;
-  proto_buf_reset(&s->final_health);
-  proto_events_open(&s->final_health, s->buffer.version, s->buffer.next_seq);
-  proto_put_event(&s->final_health, &ev);
-  proto_events_close(&s->final_health);
-  if (proto_buf_failed(&s->final_health))
+  tw__proto_buf_reset(&s->final_health);
+  tw__proto_events_open(&s->final_health, s->buffer.version, s->buffer.next_seq);
+  tw__proto_put_event(&s->final_health, &ev);
+  tw__proto_events_close(&s->final_health);
+  if (tw__proto_buf_failed(&s->final_health))
     return false;
   uv_buf_t b =
       uv_buf_init((char *)s->final_health.data, (unsigned)s->final_health.len);
@@ -644,11 +644,11 @@ static void begin_stop(sender *s, unsigned goodbye_ms) {
     finish_stop(s);
     return;
   }
-  proto_buf_reset(&s->goodbye);
-  proto_put_goodbye(&s->goodbye, s->buffer.version, s->buffer.next_seq - 1);
+  tw__proto_buf_reset(&s->goodbye);
+  tw__proto_put_goodbye(&s->goodbye, s->buffer.version, s->buffer.next_seq - 1);
   uv_buf_t b = uv_buf_init((char *)s->goodbye.data, (unsigned)s->goodbye.len);
   s->goodbye_req.data = s;
-  if (proto_buf_failed(&s->goodbye) ||
+  if (tw__proto_buf_failed(&s->goodbye) ||
       uv_write(&s->goodbye_req, &s->conn.stream, &b, 1, on_control_write)) {
     finish_stop(s);
     return;
@@ -702,9 +702,9 @@ static void *sender_main(void *arg) {
 static void sender_free(sender *s) {
   tw__resend_fini(&s->buffer);
   tw__drain_fini(&s->drain);
-  proto_buf_fini(&s->hello);
-  proto_buf_fini(&s->goodbye);
-  proto_buf_fini(&s->final_health);
+  tw__proto_buf_fini(&s->hello);
+  tw__proto_buf_fini(&s->goodbye);
+  tw__proto_buf_fini(&s->final_health);
   while (s->free_writes != NULL) {
     chunk_write *w = s->free_writes;
     s->free_writes = w->next;
@@ -722,14 +722,14 @@ static int sender_init(sender *s, tw_agent *agent) {
   s->poll_ms = POLL_MIN_MS;
   memcpy(&s->rng, agent->instance, sizeof(s->rng));
   s->rng |= 1;
-  proto_buf_init(&s->hello);
-  proto_buf_init(&s->goodbye);
-  proto_buf_init(&s->final_health);
+  tw__proto_buf_init(&s->hello);
+  tw__proto_buf_init(&s->goodbye);
+  tw__proto_buf_init(&s->final_health);
   /* Every frame a collector sends fits the receive buffer whole. */
-  assert(proto_frame_max(PROTO_ERROR, PROTO_VERSION) <= AGENT_READ_BYTES &&
-         proto_frame_max(PROTO_WELCOME, PROTO_VERSION) <= AGENT_READ_BYTES &&
-         proto_frame_max(PROTO_ACK, PROTO_VERSION) <= AGENT_READ_BYTES);
-  if (url_parse(agent->collector, 0, &s->where) != 0)
+  assert(tw__proto_frame_max(PROTO_ERROR, PROTO_VERSION) <= AGENT_READ_BYTES &&
+         tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION) <= AGENT_READ_BYTES &&
+         tw__proto_frame_max(PROTO_ACK, PROTO_VERSION) <= AGENT_READ_BYTES);
+  if (tw__url_parse(agent->collector, 0, &s->where) != 0)
     return TW_EURL;
   return tw__drain_init(&s->drain, agent, &s->buffer);
 }
@@ -757,7 +757,7 @@ static void loop_stop(sender *s) {
   uv_loop_close(&s->loop);
 }
 
-int sender_start(tw_agent *agent) {
+int tw__sender_start(tw_agent *agent) {
   sender *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return TW_ENOMEM;
@@ -793,7 +793,7 @@ int sender_start(tw_agent *agent) {
   return 0;
 }
 
-int sender_flush(tw_agent *agent, unsigned timeout_ms) {
+int tw__sender_flush(tw_agent *agent, unsigned timeout_ms) {
   sender *s = agent->sender;
   if (s == NULL) /* a forked child whose sender could not start */
     return TW_ECLOSED;
@@ -821,7 +821,7 @@ int sender_flush(tw_agent *agent, unsigned timeout_ms) {
   return rc;
 }
 
-void sender_stop(tw_agent *agent, unsigned goodbye_ms) {
+void tw__sender_stop(tw_agent *agent, unsigned goodbye_ms) {
   sender *s = agent->sender;
   if (s == NULL)
     return;
@@ -849,9 +849,9 @@ void sender_stop(tw_agent *agent, unsigned goodbye_ms) {
  * guessed at: libuv opens them close-on-exec, so a child that execs sheds
  * them, and one that does not keeps them, with the loop's few hundred
  * bytes of heap, rather than risk closing a descriptor that is not the
- * loop's. The sender's own memory goes the way sender_stop() frees it.
+ * loop's. The sender's own memory goes the way tw__sender_stop() frees it.
  */
-void sender_fork_child(tw_agent *agent) {
+void tw__sender_fork_child(tw_agent *agent) {
   sender *old = agent->sender;
   agent->sender = NULL;
   if (old != NULL) {
@@ -861,10 +861,10 @@ void sender_fork_child(tw_agent *agent) {
     close(uv_backend_fd(&old->loop));
     sender_free(old);
   }
-  sender_start(agent);
+  tw__sender_start(agent);
 }
 
-void sender_stats(tw_agent *agent, tw_agent_stats *out) {
+void tw__sender_stats(tw_agent *agent, tw_agent_stats *out) {
   sender *s = agent->sender;
   if (s == NULL)
     return;

@@ -114,14 +114,14 @@ static void sink_reply(int fd, proto_buf *b) {
       return;
     off += (size_t)n;
   }
-  proto_buf_reset(b);
+  tw__proto_buf_reset(b);
 }
 
 static void sink_serve(sink *s, int fd) {
   size_t cap = PROTO_FRAME_MAX + PROTO_HEADER_SIZE, len = 0;
   uint8_t *buf = malloc(cap);
   proto_buf out;
-  proto_buf_init(&out);
+  tw__proto_buf_init(&out);
   struct pollfd p[2] = {{fd, POLLIN, 0}, {s->stop_pipe[0], POLLIN, 0}};
   while (buf != NULL && poll(p, 2, -1) > 0 && p[1].revents == 0) {
     ssize_t n = recv(fd, buf + len, cap - len, 0);
@@ -130,19 +130,19 @@ static void sink_serve(sink *s, int fd) {
     len += (size_t)n;
     size_t at = 0;
     proto_frame f;
-    while (proto_frame_next(buf + at, len - at, 0, &f) == 0) {
+    while (tw__proto_frame_next(buf + at, len - at, 0, &f) == 0) {
       proto_events it;
       if (f.type == PROTO_HELLO) {
         proto_welcome w = {PROTO_VERSION, 1, PROTO_FRAME_MAX};
-        proto_put_welcome(&out, &w);
+        tw__proto_put_welcome(&out, &w);
       } else if (f.type == PROTO_EVENTS &&
-                 proto_events_begin(&it, f.payload, f.payload_len,
+                 tw__proto_events_begin(&it, f.payload, f.payload_len,
                                     PROTO_VERSION) == 0) {
-        proto_put_ack(&out, PROTO_VERSION, it.first_seq + it.count);
+        tw__proto_put_ack(&out, PROTO_VERSION, it.first_seq + it.count);
       } else if (f.type == PROTO_GOODBYE) {
         uint64_t last = 0;
-        proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION, &last);
-        proto_put_ack(&out, PROTO_VERSION, last + 1);
+        tw__proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION, &last);
+        tw__proto_put_ack(&out, PROTO_VERSION, last + 1);
       }
       at += f.frame_len;
     }
@@ -150,7 +150,7 @@ static void sink_serve(sink *s, int fd) {
     memmove(buf, buf + at, len - at);
     len -= at;
   }
-  proto_buf_fini(&out);
+  tw__proto_buf_fini(&out);
   free(buf);
   close(fd);
 }

@@ -34,7 +34,7 @@ static int64_t now_ns(void) {
 
 static int dial(const char *text) {
   url u;
-  if (url_parse(text, 0, &u) != 0)
+  if (tw__url_parse(text, 0, &u) != 0)
     return -1;
   if (u.scheme == URL_UNIX) {
     struct sockaddr_un sa;
@@ -82,10 +82,10 @@ static uint64_t read_acks(int fd, int block, uint64_t until) {
   uint64_t acked = 0;
   for (;;) {
     proto_frame f;
-    while (proto_frame_next(buf, len, 0, &f) == 0) {
+    while (tw__proto_frame_next(buf, len, 0, &f) == 0) {
       uint64_t v;
       if (f.type == PROTO_ACK &&
-          proto_decode_ack(f.payload, f.payload_len, PROTO_VERSION, &v) == 0)
+          tw__proto_decode_ack(f.payload, f.payload_len, PROTO_VERSION, &v) == 0)
         acked = v;
       else if (f.type == PROTO_ERROR)
         fprintf(stderr, "ingest_load: collector sent ERROR\n");
@@ -105,8 +105,8 @@ static uint64_t read_acks(int fd, int block, uint64_t until) {
 static void put(proto_buf *b, const proto_event *ev, uint64_t *seq,
                 uint32_t *in_frame) {
   if (*in_frame == 0)
-    proto_events_open(b, PROTO_VERSION, *seq);
-  proto_put_event(b, ev);
+    tw__proto_events_open(b, PROTO_VERSION, *seq);
+  tw__proto_put_event(b, ev);
   (*seq)++;
   (*in_frame)++;
 }
@@ -131,7 +131,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   proto_hello h = {0};
   for (int i = 0; i < PROTO_INSTANCE_SIZE; i++)
     h.instance[i] = (uint8_t)(rand() ^ (getpid() >> (i % 3)) ^ time(NULL));
@@ -141,9 +141,9 @@ int main(int argc, char **argv) {
   h.host = cs("localhost");
   const char *token = getenv("TASKWATCH_TOKEN");
   h.token = cs(token ? token : "");
-  proto_put_hello(&b, &h);
+  tw__proto_put_hello(&b, &h);
   send_all(fd, b.data, b.len);
-  proto_buf_reset(&b);
+  tw__proto_buf_reset(&b);
 
   uint64_t seq = 1;
   uint32_t in_frame = 0;
@@ -203,12 +203,12 @@ int main(int argc, char **argv) {
     task += 3;
     int tick = per_ms > 0 && n % per_ms == 0;
     if (in_frame >= EVENTS_PER_FRAME || n == batches || tick) {
-      proto_events_close(&b);
+      tw__proto_events_close(&b);
       if (send_all(fd, b.data, b.len) != 0) {
         fprintf(stderr, "ingest_load: send failed\n");
         return 1;
       }
-      proto_buf_reset(&b);
+      tw__proto_buf_reset(&b);
       in_frame = 0;
       read_acks(fd, 0, 0);
     }
@@ -221,7 +221,7 @@ int main(int argc, char **argv) {
       }
     }
   }
-  proto_put_goodbye(&b, PROTO_VERSION, seq - 1);
+  tw__proto_put_goodbye(&b, PROTO_VERSION, seq - 1);
   send_all(fd, b.data, b.len);
   uint64_t acked = read_acks(fd, 1, seq);
   int64_t t1 = now_ns();
@@ -230,6 +230,6 @@ int main(int argc, char **argv) {
   printf("load_seconds: %.3f\n", secs);
   printf("load_events_per_s: %.0f\n", (double)(seq - 1) / secs);
   close(fd);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
   return acked >= seq ? 0 : 1;
 }

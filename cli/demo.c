@@ -440,10 +440,10 @@ int demo_main(int argc, char **argv) {
   if ((rc = tw_agent_new(&cfg, &d.agent)) != 0) {
     const char *target = cfg.collector ? cfg.collector : TW_DEFAULT_COLLECTOR;
     url u;
-    int why = url_parse(target, 0, &u);
+    int why = tw__url_parse(target, 0, &u);
     if (rc == TW_EURL && why != 0)
       fprintf(stderr, "taskwatch demo: bad collector URL '%s': %s\n", target,
-              url_strerror(why));
+              tw__url_strerror(why));
     else
       fprintf(stderr, "taskwatch demo: cannot start the agent: %s\n",
               tw_strerror(rc));

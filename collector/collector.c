@@ -160,10 +160,10 @@ static int set_listen(const args *a, options *o) {
   if (o->nlisten == MAX_LISTEN)
     return args_error(a, "at most %d --listen options", MAX_LISTEN);
   url u;
-  int rc = url_parse(a->value, URL_LISTEN, &u);
+  int rc = tw__url_parse(a->value, URL_LISTEN, &u);
   if (rc != 0)
     return args_error(a, "invalid %s '%s': %s", a->name, a->value,
-                      url_strerror(rc));
+                      tw__url_strerror(rc));
   o->listen[o->nlisten++] = a->value;
   return 0;
 }

@@ -491,7 +491,7 @@ static int apply_task_event(ingest *in, agent *a, const proto_event *ev,
     r->have |= HAVE_SKIP;
     return set_end(r, SCHEMA_SKIPPED, at);
   default:
-    /* apply() sends every other kind elsewhere, and proto_events_next()
+    /* apply() sends every other kind elsewhere, and tw__proto_events_next()
      * refuses kinds it does not know. */
     assert(ev->kind == PROTO_EV_DROP);
     r->drop_reason = arena_copy(&b->mem, ev->text);
@@ -558,9 +558,9 @@ int ingest_events(ingest *in, agent *a, uint16_t version, const uint8_t *p,
                   size_t n, const char **reason) {
   proto_events it;
   proto_event ev;
-  int rc = proto_events_begin(&it, p, n, version);
+  int rc = tw__proto_events_begin(&it, p, n, version);
   if (rc < 0) {
-    *reason = proto_strerror(rc);
+    *reason = tw__proto_strerror(rc);
     return -1;
   }
   if (it.first_seq > a->recv_seq) {
@@ -569,7 +569,7 @@ int ingest_events(ingest *in, agent *a, uint16_t version, const uint8_t *p,
   }
   uint64_t seq = it.first_seq;
   touch(in, a);
-  while ((rc = proto_events_next(&it, &ev)) == 0) {
+  while ((rc = tw__proto_events_next(&it, &ev)) == 0) {
     if (seq++ < a->recv_seq)
       continue;
     if (apply(in, a, &ev, reason) != 0)
@@ -581,7 +581,7 @@ int ingest_events(ingest *in, agent *a, uint16_t version, const uint8_t *p,
   if (rc == 1)
     return 0;
   if (rc < 0)
-    *reason = proto_strerror(rc);
+    *reason = tw__proto_strerror(rc);
   return -1;
 }
 

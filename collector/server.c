@@ -228,11 +228,11 @@ static void conn_fail(conn *c, const char *reason) {
           c->agent ? (long long)agent_id(c->agent) : 0LL, reason);
   if (uv_stream_get_write_queue_size(&c->h.stream) == 0) {
     proto_buf b;
-    proto_buf_init(&b);
-    proto_put_error(&b, reason);
-    if (!proto_buf_failed(&b))
+    tw__proto_buf_init(&b);
+    tw__proto_put_error(&b, reason);
+    if (!tw__proto_buf_failed(&b))
       conn_send(c, b.data, b.len);
-    proto_buf_fini(&b);
+    tw__proto_buf_fini(&b);
   }
   conn_close(c);
 }
@@ -241,11 +241,11 @@ static void send_ack(void *conn_ptr, uint64_t next_seq, void *arg) {
   conn *c = conn_ptr;
   (void)arg;
   proto_buf b;
-  proto_buf_init(&b);
-  proto_put_ack(&b, c->version, next_seq);
-  if (!proto_buf_failed(&b))
+  tw__proto_buf_init(&b);
+  tw__proto_put_ack(&b, c->version, next_seq);
+  if (!tw__proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
   if (uv_stream_get_write_queue_size(&c->h.stream) > MAX_WRITE_QUEUE)
     conn_fail(c, "peer does not read its acks");
 }
@@ -267,22 +267,22 @@ static int on_hello(conn *c, const proto_frame *f) {
   server *s = c->srv;
   proto_hello h;
   char why[160];
-  int rc = proto_decode_hello(f->payload, f->payload_len, &h);
+  int rc = tw__proto_decode_hello(f->payload, f->payload_len, &h);
   if (rc == PROTO_E_VERSION) {
-    proto_version_refusal(why, sizeof(why), "agent", h.version_min, h.version,
+    tw__proto_version_refusal(why, sizeof(why), "agent", h.version_min, h.version,
                           "collector");
     conn_fail(c, why);
     return -1;
   }
   if (rc != 0) {
-    conn_fail(c, proto_strerror(rc));
+    conn_fail(c, tw__proto_strerror(rc));
     return -1;
   }
   if (s->cfg->token && !token_matches(s->cfg, h.token)) {
     conn_fail(c, "authentication failed");
     return -1;
   }
-  proto_version_pick(h.version_min, h.version, &c->version);
+  tw__proto_version_pick(h.version_min, h.version, &c->version);
   const char *reason = NULL;
   agent *a = ingest_hello(s->in, &h, format_now_us(), &reason);
   if (a == NULL) {
@@ -298,11 +298,11 @@ static int on_hello(conn *c, const proto_frame *f) {
   c->agent = a;
   proto_welcome w = {c->version, agent_commit_seq(a), PROTO_FRAME_MAX};
   proto_buf b;
-  proto_buf_init(&b);
-  proto_put_welcome(&b, &w);
-  if (!proto_buf_failed(&b))
+  tw__proto_buf_init(&b);
+  tw__proto_put_welcome(&b, &w);
+  if (!tw__proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
   char service[LOG_QUOTE_SIZE(PROTO_IDENT_MAX)];
   log_msg(LOG_INFO,
           "agent connected peer=%s conn=%llu agent=%lld "
@@ -328,9 +328,9 @@ static int on_frame(conn *c, const proto_frame *f) {
   } else if (f->type == PROTO_GOODBYE) {
     uint64_t last;
     int rc =
-        proto_decode_goodbye(f->payload, f->payload_len, c->version, &last);
+        tw__proto_decode_goodbye(f->payload, f->payload_len, c->version, &last);
     if (rc != 0)
-      reason = proto_strerror(rc);
+      reason = tw__proto_strerror(rc);
     else if (ingest_goodbye(c->srv->in, c->agent, last, &reason) == 0)
       return 0;
   } else if (f->type == PROTO_HELLO) {
@@ -347,8 +347,8 @@ static void process(conn *c) {
   size_t off = 0;
   while (!c->closing) {
     proto_frame f;
-    uint32_t max = c->agent ? PROTO_FRAME_MAX : proto_hello_limit();
-    int rc = proto_frame_next(c->buf + off, c->len - off, max, &f);
+    uint32_t max = c->agent ? PROTO_FRAME_MAX : tw__proto_hello_limit();
+    int rc = tw__proto_frame_next(c->buf + off, c->len - off, max, &f);
     if (rc == PROTO_NEED_MORE)
       break;
     if (rc == PROTO_E_OVERSIZED && c->agent == NULL) {
@@ -356,7 +356,7 @@ static void process(conn *c) {
       return;
     }
     if (rc < 0) {
-      conn_fail(c, proto_strerror(rc));
+      conn_fail(c, tw__proto_strerror(rc));
       return;
     }
     if (on_frame(c, &f) != 0)
@@ -381,7 +381,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   conn *c = handle->data;
   server *s = c->srv;
   /* Before the handshake, room for the longest HELLO and no more. */
-  size_t want = c->agent ? READ_CHUNK : 4 + (size_t)proto_hello_limit();
+  size_t want = c->agent ? READ_CHUNK : 4 + (size_t)tw__proto_hello_limit();
   (void)suggested;
   if (c->cap - c->len < want) {
     size_t cap = c->len + want;
@@ -696,7 +696,7 @@ static int listen_tcp(server *s, listener *l, const url *u) {
       bound.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
       bound.ipv6 = 0;
     }
-    url_format(&bound, text, sizeof(text));
+    tw__url_format(&bound, text, sizeof(text));
     free(l->url);
     l->url = xstrdup(text);
   }
@@ -712,10 +712,10 @@ static int open_listeners(server *s) {
     l->url = xstrdup(url_text);
     url u;
     char why[PATH_MAX + 64] = "";
-    int rc = url_parse(url_text, URL_LISTEN, &u);
+    int rc = tw__url_parse(url_text, URL_LISTEN, &u);
     if (rc != 0) {
       log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url_text,
-              url_strerror(rc));
+              tw__url_strerror(rc));
       return -1;
     }
     rc = u.scheme == URL_UNIX ? listen_unix(s, l, u.path, why, sizeof(why))

@@ -16,7 +16,7 @@
 
 #include "proto_gen.h"
 
-const char *proto_strerror(int result) {
+const char *tw__proto_strerror(int result) {
   switch (result) {
   case 0:
     return "ok";
@@ -55,7 +55,7 @@ GEN_MESSAGE(ERROR, error_msg, PROTO_FIELDS_ERROR)
 
 /* ---- framing ------------------------------------------------------------- */
 
-int proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
+int tw__proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
                      proto_frame *out) {
   if (max_frame == 0 || max_frame > PROTO_FRAME_MAX)
     max_frame = PROTO_FRAME_MAX;
@@ -78,7 +78,7 @@ int proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
 
 /* ---- versions ------------------------------------------------------------ */
 
-int proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chosen) {
+int tw__proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chosen) {
   uint16_t hi = peer_max < PROTO_VERSION ? peer_max : PROTO_VERSION;
   uint16_t lo = peer_min > PROTO_VERSION_MIN ? peer_min : PROTO_VERSION_MIN;
   if (peer_min > peer_max || hi < lo)
@@ -87,18 +87,18 @@ int proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chosen) {
   return 0;
 }
 
-int proto_version_refusal(char *buf, size_t size, const char *peer,
+int tw__proto_version_refusal(char *buf, size_t size, const char *peer,
                           uint16_t peer_min, uint16_t peer_max,
                           const char *self) {
   return snprintf(buf, size, "%s: %s speaks %u..%u, %s %u..%u",
-                  proto_strerror(PROTO_E_VERSION), peer, (unsigned)peer_min,
+                  tw__proto_strerror(PROTO_E_VERSION), peer, (unsigned)peer_min,
                   (unsigned)peer_max, self, (unsigned)PROTO_VERSION_MIN,
                   (unsigned)PROTO_VERSION);
 }
 
 /* ---- decoding ------------------------------------------------------------ */
 
-int proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out) {
+int tw__proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out) {
   cursor cur = {p, p + n, 0, 0, 0}, *c = &cur;
   uint32_t magic;
   uint16_t version;
@@ -112,7 +112,7 @@ int proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out) {
     get_U16(c, &out->version_min, 0, UINT16_MAX);
   if (c->bad)
     return PROTO_E_TRUNCATED;
-  if (proto_version_pick(out->version_min, out->version, &version) != 0)
+  if (tw__proto_version_pick(out->version_min, out->version, &version) != 0)
     return PROTO_E_VERSION;
   /* HELLO's fields are only ever appended: a newer agent's HELLO starts
    * with the fields of `version`, and what follows them is its own. */
@@ -120,7 +120,7 @@ int proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out) {
   return verdict(c, out->version <= PROTO_VERSION);
 }
 
-int proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out) {
+int tw__proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out) {
   cursor cur = {p, p + n, 0, 0, 0}, *c = &cur;
   memset(out, 0, sizeof(*out));
   get_U16(c, &out->version, 0, UINT16_MAX);
@@ -132,7 +132,7 @@ int proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out) {
   return verdict(c, 1);
 }
 
-int proto_decode_error(const uint8_t *p, size_t n, proto_str *reason) {
+int tw__proto_decode_error(const uint8_t *p, size_t n, proto_str *reason) {
   cursor cur = {p, p + n, 0, 0, 0};
   error_msg m;
   get_ERROR(&cur, &m, PROTO_VERSION_MIN);
@@ -153,7 +153,7 @@ static size_t event_min_size(uint16_t version) {
   return min;
 }
 
-int proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
+int tw__proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
                        uint16_t version) {
   cursor cur = {p, p + n, 0, 0, 0};
   events_msg m = {0, 0};
@@ -191,7 +191,7 @@ static int decode_event(cursor *c, proto_event *m, uint16_t version) {
   return verdict(c, 0);
 }
 
-int proto_events_next(proto_events *it, proto_event *ev) {
+int tw__proto_events_next(proto_events *it, proto_event *ev) {
   if (it->index == it->count)
     return it->p == it->end ? 1 : PROTO_E_TRAILING;
   cursor c = {it->p, it->end, 0, 0, 0};
@@ -205,7 +205,7 @@ int proto_events_next(proto_events *it, proto_event *ev) {
 
 /* ---- sizes --------------------------------------------------------------- */
 
-size_t proto_event_size(const proto_event *m, uint16_t version) {
+size_t tw__proto_event_size(const proto_event *m, uint16_t version) {
   switch (m->kind) {
 #define SIZE_OF_KIND(NAME, number, since)                                      \
   case PROTO_EV_##NAME:                                                        \
@@ -225,7 +225,7 @@ static size_t hello_start(uint16_t version) {
          (version >= PROTO_HELLO_RANGE_SINCE ? SIZE_U16 : 0u);
 }
 
-size_t proto_frame_max(uint16_t type, uint16_t version) {
+size_t tw__proto_frame_max(uint16_t type, uint16_t version) {
   size_t payload;
   switch (type) {
   case PROTO_HELLO:
@@ -251,24 +251,24 @@ size_t proto_frame_max(uint16_t type, uint16_t version) {
   return PROTO_HEADER_SIZE + payload;
 }
 
-uint32_t proto_hello_limit(void) {
+uint32_t tw__proto_hello_limit(void) {
   /* The length field counts the type and the payload, not itself. */
-  return (uint32_t)(proto_frame_max(PROTO_HELLO, PROTO_VERSION) - 4 +
+  return (uint32_t)(tw__proto_frame_max(PROTO_HELLO, PROTO_VERSION) - 4 +
                     PROTO_HELLO_SPARE);
 }
 
 /* ---- encoding ------------------------------------------------------------ */
 
-void proto_buf_init(proto_buf *b) {
+void tw__proto_buf_init(proto_buf *b) {
   memset(b, 0, sizeof(*b));
 }
 
-void proto_buf_fini(proto_buf *b) {
+void tw__proto_buf_fini(proto_buf *b) {
   free(b->data);
   memset(b, 0, sizeof(*b));
 }
 
-void proto_buf_reset(proto_buf *b) {
+void tw__proto_buf_reset(proto_buf *b) {
   b->len = 0;
   b->failed = 0;
   b->frame_start = 0;
@@ -276,7 +276,7 @@ void proto_buf_reset(proto_buf *b) {
   b->count = 0;
 }
 
-int proto_buf_reserve(proto_buf *b, size_t extra) {
+int tw__proto_buf_reserve(proto_buf *b, size_t extra) {
   if (b->failed)
     return -1;
   if (b->cap - b->len >= extra)
@@ -302,7 +302,7 @@ int proto_buf_reserve(proto_buf *b, size_t extra) {
 /* Opens a frame of `type` with room for `payload` bytes; NULL when the
  * buffer failed. The length field is written by frame_close(). */
 static uint8_t *frame_open(proto_buf *b, uint16_t type, size_t payload) {
-  if (proto_buf_reserve(b, PROTO_HEADER_SIZE + payload) != 0)
+  if (tw__proto_buf_reserve(b, PROTO_HEADER_SIZE + payload) != 0)
     return NULL;
   b->frame_start = b->len;
   uint8_t *p = store_U16(b->data + b->len + 4, type, 0);
@@ -316,7 +316,7 @@ static void frame_close(proto_buf *b, const uint8_t *p) {
   le(b->data + b->frame_start, b->len - b->frame_start - 4, 4);
 }
 
-void proto_put_hello(proto_buf *b, const proto_hello *h) {
+void tw__proto_put_hello(proto_buf *b, const proto_hello *h) {
   uint16_t version = h->version ? h->version : PROTO_VERSION;
   uint16_t version_min = h->version_min ? h->version_min : PROTO_VERSION_MIN;
   uint8_t *p = frame_open(b, PROTO_HELLO,
@@ -330,7 +330,7 @@ void proto_put_hello(proto_buf *b, const proto_hello *h) {
   frame_close(b, store_HELLO(p, h, version));
 }
 
-void proto_put_welcome(proto_buf *b, const proto_welcome *w) {
+void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w) {
   proto_welcome m = *w;
   if (m.version == 0)
     m.version = PROTO_VERSION;
@@ -343,13 +343,13 @@ void proto_put_welcome(proto_buf *b, const proto_welcome *w) {
 /* ACK and GOODBYE carry one sequence number each: their encoder and
  * decoder, for message NAME in struct TYPE whose field is `member`. */
 #define SEQUENCE_MESSAGE(NAME, TYPE, name, member)                             \
-  void proto_put_##name(proto_buf *b, uint16_t version, uint64_t member) {     \
+  void tw__proto_put_##name(proto_buf *b, uint16_t version, uint64_t member) {     \
     TYPE m = {member};                                                         \
     uint8_t *p = frame_open(b, PROTO_##NAME, exact_##NAME(&m, version));       \
     if (p != NULL)                                                             \
       frame_close(b, store_##NAME(p, &m, version));                            \
   }                                                                            \
-  int proto_decode_##name(const uint8_t *p, size_t n, uint16_t version,        \
+  int tw__proto_decode_##name(const uint8_t *p, size_t n, uint16_t version,        \
                           uint64_t *member) {                                  \
     cursor cur = {p, p + n, 0, 0, 0};                                          \
     TYPE m = {0};                                                              \
@@ -360,7 +360,7 @@ void proto_put_welcome(proto_buf *b, const proto_welcome *w) {
 SEQUENCE_MESSAGE(ACK, ack_msg, ack, next_seq)
 SEQUENCE_MESSAGE(GOODBYE, goodbye_msg, goodbye, last_seq)
 
-void proto_put_error(proto_buf *b, const char *reason) {
+void tw__proto_put_error(proto_buf *b, const char *reason) {
   error_msg m = {
       {reason, reason ? (uint32_t)strnlen(reason, PROTO_SHORT_MAX) : 0}};
   uint8_t *p = frame_open(b, PROTO_ERROR, exact_ERROR(&m, PROTO_VERSION_MIN));
@@ -378,7 +378,7 @@ static void events_header(proto_buf *b) {
   store_EVENTS(p, &m, b->version);
 }
 
-void proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq) {
+void tw__proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq) {
   events_msg m = {first_seq, 0};
   b->version = version;
   b->first_seq = first_seq;
@@ -409,20 +409,20 @@ static inline uint8_t *event_store(uint8_t *p, size_t room,
   }
 }
 
-void proto_put_event(proto_buf *b, const proto_event *ev) {
-  size_t need = proto_event_size(ev, b->version);
+void tw__proto_put_event(proto_buf *b, const proto_event *ev) {
+  size_t need = tw__proto_event_size(ev, b->version);
   if (need == 0) {
     b->failed = 1; /* a kind the frame's version does not have */
     return;
   }
-  if (proto_buf_reserve(b, need) != 0)
+  if (tw__proto_buf_reserve(b, need) != 0)
     return;
   b->len =
       (size_t)(event_store(b->data + b->len, need, ev, b->version) - b->data);
   b->count++;
 }
 
-int proto_events_append(proto_buf *b, const proto_event *ev) {
+int tw__proto_events_append(proto_buf *b, const proto_event *ev) {
   uint8_t *end = event_store(b->data + b->len, b->cap - b->len, ev, b->version);
   if (end == NULL)
     return -1;
@@ -431,25 +431,25 @@ int proto_events_append(proto_buf *b, const proto_event *ev) {
   return 0;
 }
 
-void proto_events_close(proto_buf *b) {
+void tw__proto_events_close(proto_buf *b) {
   if (!b->failed)
     events_header(b);
 }
 
-void proto_events_renumber(proto_buf *b, uint64_t first_seq) {
+void tw__proto_events_renumber(proto_buf *b, uint64_t first_seq) {
   b->first_seq = first_seq;
   events_header(b);
 }
 
-int proto_events_cut(proto_buf *b, uint32_t n) {
+int tw__proto_events_cut(proto_buf *b, uint32_t n) {
   proto_events it;
   proto_event ev;
   const uint8_t *payload = b->data + b->frame_start + PROTO_HEADER_SIZE;
   size_t header = (size_t)(payload - b->data) + largest_EVENTS(b->version);
-  int rc = proto_events_begin(&it, payload,
+  int rc = tw__proto_events_begin(&it, payload,
                               (size_t)(b->data + b->len - payload), b->version);
   for (uint32_t i = 0; i < n && rc == 0; i++)
-    rc = proto_events_next(&it, &ev);
+    rc = tw__proto_events_next(&it, &ev);
   if (rc != 0)
     return rc < 0 ? rc : PROTO_E_FIELD;
   size_t from = (size_t)(it.p - b->data);

@@ -167,7 +167,7 @@ enum proto_result {
 };
 
 /* Reason text for a proto_result code. Static storage. */
-const char *proto_strerror(int result);
+const char *tw__proto_strerror(int result);
 
 /* A string inside a received buffer: not NUL-terminated, may hold any bytes. */
 typedef struct proto_str {
@@ -225,20 +225,20 @@ typedef struct proto_frame {
  * when the announced length is out of range. max_frame 0 means
  * PROTO_FRAME_MAX. The type is not checked here.
  */
-int proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
+int tw__proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
                      proto_frame *out);
 
 /* ---- versions ----------------------------------------------------------- */
 
 /* The version to speak with a peer that speaks peer_min .. peer_max: the
  * newest both speak. 0 and *chosen set, or PROTO_E_VERSION. */
-int proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chosen);
+int tw__proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chosen);
 
 /* The one-line reason of a refused negotiation, naming both ranges, e.g.
  * "unsupported protocol version: agent speaks 3..4, collector 1..2".
  * `peer` names the other side ("agent"), `self` this one. snprintf's
  * return value. */
-int proto_version_refusal(char *buf, size_t size, const char *peer,
+int tw__proto_version_refusal(char *buf, size_t size, const char *peer,
                           uint16_t peer_min, uint16_t peer_max,
                           const char *self);
 
@@ -246,17 +246,17 @@ int proto_version_refusal(char *buf, size_t size, const char *peer,
 
 /* A HELLO. Its start is read first: a bad magic is PROTO_E_MAGIC; an agent
  * range that shares no version with this code is PROTO_E_VERSION with
- * version and version_min filled (for proto_version_refusal()). Fields of
+ * version and version_min filled (for tw__proto_version_refusal()). Fields of
  * versions newer than this code's are skipped, never an error. */
-int proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out);
+int tw__proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out);
 /* A WELCOME: a version this code does not speak is PROTO_E_VERSION with
  * out->version filled. */
-int proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out);
-int proto_decode_ack(const uint8_t *p, size_t n, uint16_t version,
+int tw__proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out);
+int tw__proto_decode_ack(const uint8_t *p, size_t n, uint16_t version,
                      uint64_t *next_seq);
-int proto_decode_goodbye(const uint8_t *p, size_t n, uint16_t version,
+int tw__proto_decode_goodbye(const uint8_t *p, size_t n, uint16_t version,
                          uint64_t *last_seq);
-int proto_decode_error(const uint8_t *p, size_t n, proto_str *reason);
+int tw__proto_decode_error(const uint8_t *p, size_t n, proto_str *reason);
 
 /* Iterates the events of an EVENTS payload. */
 typedef struct proto_events {
@@ -270,32 +270,32 @@ typedef struct proto_events {
 
 /* Validates the EVENTS header, for decoding at `version`. Returns 0 or a
  * negative proto_result. */
-int proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
+int tw__proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
                        uint16_t version);
 /* Returns 0 with *ev filled (its sequence number is first_seq + index - 1
  * after the call); 1 when all `count` events were read and the payload is
  * exactly consumed; or a negative proto_result. */
-int proto_events_next(proto_events *it, proto_event *ev);
+int tw__proto_events_next(proto_events *it, proto_event *ev);
 
 /* ---- sizes --------------------------------------------------------------- */
 
-/* Encoded size of one event at `version` (what proto_put_event() appends);
+/* Encoded size of one event at `version` (what tw__proto_put_event() appends);
  * 0 for a kind that version does not have. */
-size_t proto_event_size(const proto_event *ev, uint16_t version);
+size_t tw__proto_event_size(const proto_event *ev, uint16_t version);
 /* The largest frame of a message type at a version, header included
  * (strings at their limits); 0 for an unknown type. */
-size_t proto_frame_max(uint16_t type, uint16_t version);
+size_t tw__proto_frame_max(uint16_t type, uint16_t version);
 /* The longest length field a HELLO may announce before the handshake: the
  * largest HELLO of PROTO_VERSION plus PROTO_HELLO_SPARE. Anything longer
  * from a peer that has not said HELLO is refused unread. */
-uint32_t proto_hello_limit(void);
+uint32_t tw__proto_hello_limit(void);
 
 /* ---- encoding ------------------------------------------------------------ */
 
 /*
  * A growable buffer; on allocation failure the buffer is marked failed,
- * further writes are ignored, and proto_buf_failed() tells. The agent
- * pre-sizes its buffers and appends with proto_events_append(), which
+ * further writes are ignored, and tw__proto_buf_failed() tells. The agent
+ * pre-sizes its buffers and appends with tw__proto_events_append(), which
  * never grows one, so failure there means "drop and count".
  */
 typedef struct proto_buf {
@@ -304,50 +304,50 @@ typedef struct proto_buf {
   size_t cap;
   int failed;
   size_t frame_start; /* offset of the last frame's header */
-  /* The last EVENTS frame (proto_events_open()): its header fields and the
+  /* The last EVENTS frame (tw__proto_events_open()): its header fields and the
    * version its events are encoded at. */
   uint64_t first_seq;
   uint32_t count;
   uint16_t version;
 } proto_buf;
 
-void proto_buf_init(proto_buf *b);
-void proto_buf_fini(proto_buf *b);
-void proto_buf_reset(proto_buf *b); /* len 0, keeps memory */
-int proto_buf_reserve(proto_buf *b, size_t extra);
-static inline int proto_buf_failed(const proto_buf *b) {
+void tw__proto_buf_init(proto_buf *b);
+void tw__proto_buf_fini(proto_buf *b);
+void tw__proto_buf_reset(proto_buf *b); /* len 0, keeps memory */
+int tw__proto_buf_reserve(proto_buf *b, size_t extra);
+static inline int tw__proto_buf_failed(const proto_buf *b) {
   return b->failed;
 }
 
 /* Whole control frames. HELLO is encoded at h->version, WELCOME at
  * w->version (0: PROTO_VERSION); ACK and GOODBYE at the version agreed. */
-void proto_put_hello(proto_buf *b, const proto_hello *h);
-void proto_put_welcome(proto_buf *b, const proto_welcome *w);
-void proto_put_ack(proto_buf *b, uint16_t version, uint64_t next_seq);
-void proto_put_goodbye(proto_buf *b, uint16_t version, uint64_t last_seq);
-void proto_put_error(proto_buf *b, const char *reason);
+void tw__proto_put_hello(proto_buf *b, const proto_hello *h);
+void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w);
+void tw__proto_put_ack(proto_buf *b, uint16_t version, uint64_t next_seq);
+void tw__proto_put_goodbye(proto_buf *b, uint16_t version, uint64_t last_seq);
+void tw__proto_put_error(proto_buf *b, const char *reason);
 
 /*
  * An EVENTS frame: open, put or append events, close. The frame stays
  * the last one of b, and its header follows b->first_seq and b->count.
  */
-void proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq);
+void tw__proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq);
 /* Appends, growing b as needed. */
-void proto_put_event(proto_buf *b, const proto_event *ev);
+void tw__proto_put_event(proto_buf *b, const proto_event *ev);
 /* The agent's fast path: appends ev with straight stores, without ever
  * growing b. Returns 0, or -1 with nothing written when ev does not fit
  * in b->cap or the frame's version has no such kind. The bytes are those
- * proto_put_event() writes. */
-int proto_events_append(proto_buf *b, const proto_event *ev);
+ * tw__proto_put_event() writes. */
+int tw__proto_events_append(proto_buf *b, const proto_event *ev);
 /* Writes the frame's length and count. */
-void proto_events_close(proto_buf *b);
+void tw__proto_events_close(proto_buf *b);
 
 /* Patches of a closed EVENTS frame that is the whole of b (the agent's
  * resend buffer keeps one per chunk). */
 /* Gives the frame's events sequence numbers from first_seq on. */
-void proto_events_renumber(proto_buf *b, uint64_t first_seq);
+void tw__proto_events_renumber(proto_buf *b, uint64_t first_seq);
 /* Drops the frame's first n events, keeping it well formed. Returns 0, or
  * a negative proto_result if the frame does not decode. */
-int proto_events_cut(proto_buf *b, uint32_t n);
+int tw__proto_events_cut(proto_buf *b, uint32_t n);
 
 #endif /* TW_PROTO_H */

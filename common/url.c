@@ -14,7 +14,7 @@
 _Static_assert(sizeof(((struct sockaddr_un *)0)->sun_path) - 1 == URL_PATH_MAX,
                "URL_PATH_MAX is the platform's unix socket path length");
 
-const char *url_strerror(int code) {
+const char *tw__url_strerror(int code) {
   switch (code) {
   case 0:
     return "ok";
@@ -118,7 +118,7 @@ static int parse_host_port(const char *h, unsigned flags, url *out) {
   return parse_port(colon + 1, flags, &out->port);
 }
 
-int url_parse(const char *text, unsigned flags, url *out) {
+int tw__url_parse(const char *text, unsigned flags, url *out) {
   int rc;
   memset(out, 0, sizeof(*out));
   if (text == NULL)
@@ -138,7 +138,7 @@ int url_parse(const char *text, unsigned flags, url *out) {
   return URL_E_SCHEME;
 }
 
-int url_format(const url *u, char *buf, size_t size) {
+int tw__url_format(const url *u, char *buf, size_t size) {
   if (u->scheme == URL_UNIX)
     return snprintf(buf, size, "unix:%s", u->path);
   const char *scheme = u->scheme == URL_TLS ? "tls" : "tcp";

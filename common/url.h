@@ -8,7 +8,7 @@
  *   tls://HOST:PORT     the same, over TLS (recognised, not yet served)
  *   unix:/PATH          an absolute path to a unix socket
  *
- * Every rejection has its own one-line reason (url_strerror()), so a user
+ * Every rejection has its own one-line reason (tw__url_strerror()), so a user
  * is told what is wrong rather than that something is.
  */
 #ifndef TW_URL_H
@@ -44,7 +44,7 @@ enum url_error {
 #undef URL__ERROR_ENUM
 };
 
-/* Flags for url_parse(). */
+/* Flags for tw__url_parse(). */
 #define URL_LISTEN 1u /* port 0 (the system picks one) is allowed */
 #define URL_TLS_OK 2u /* tls:// is accepted (a build with a TLS transport) */
 
@@ -61,12 +61,12 @@ typedef struct url {
  * is unspecified, except that tls:// without URL_TLS_OK fills *out fully
  * and returns URL_E_TLS, so a caller may say more. Never allocates.
  */
-int url_parse(const char *text, unsigned flags, url *out);
+int tw__url_parse(const char *text, unsigned flags, url *out);
 
-/* The reason for a url_parse() code; static storage. */
-const char *url_strerror(int code);
+/* The reason for a tw__url_parse() code; static storage. */
+const char *tw__url_strerror(int code);
 
 /* Writes u back as text ("tcp://[::1]:7460"); snprintf's return value. */
-int url_format(const url *u, char *buf, size_t size);
+int tw__url_format(const url *u, char *buf, size_t size);
 
 #endif /* TW_URL_H */

@@ -117,6 +117,11 @@ typedef struct tw_config {
   /* How long tw_agent_free() waits for the collector to acknowledge what
    * was recorded. 0: TW_DEFAULT_FLUSH_TIMEOUT_MS. */
   unsigned flush_timeout_ms;
+  /* Room for the settings later versions add, so that the struct keeps
+   * its size and layout across the soname's versions (a program built
+   * against an older header passes a struct as large as the library
+   * reads). tw_config_init() zeroes it; leave it zero. */
+  void *reserved[16];
 } tw_config;
 
 /* Fills *cfg with the defaults. Never fails. */
@@ -194,6 +199,9 @@ typedef struct tw_agent_stats {
   uint64_t reconnects;  /* connections made after the first */
   uint64_t buffered_bytes; /* bytes held now: rings, resend buffer, names;
                              never above the configured buffer_bytes */
+  /* Room for the counters later versions add, so that the struct keeps
+   * its size across the soname's versions; zero until then. */
+  uint64_t reserved[16];
 } tw_agent_stats;
 
 /* Copies the agent's counters into *out. Thread-safe; values are a

@@ -128,6 +128,7 @@ class Config(ctypes.Structure):
         ("token", ctypes.c_char_p),
         ("buffer_bytes", ctypes.c_size_t),
         ("flush_timeout_ms", ctypes.c_uint),
+        ("reserved", ctypes.c_void_p * 16),
     ]
 
 
@@ -141,6 +142,7 @@ class Stats(ctypes.Structure):
         ("acked", ctypes.c_uint64),
         ("reconnects", ctypes.c_uint64),
         ("buffered_bytes", ctypes.c_uint64),
+        ("reserved", ctypes.c_uint64 * 16),
     ]
 
 

@@ -148,7 +148,8 @@ class Agent:
         reconnects, buffered_bytes)."""
         out = _native.Stats()
         self._call(self._lib.tw_agent_get_stats, ctypes.byref(out))
-        return {name: getattr(out, name) for name, _ in out._fields_}
+        return {name: getattr(out, name) for name, _ in out._fields_
+                if name != "reserved"}
 
     def close(self):
         """Flushes (up to the configured timeout), says goodbye to the

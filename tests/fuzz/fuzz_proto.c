@@ -24,20 +24,20 @@ static void reencode(const uint8_t *from, const uint8_t *to,
   static proto_buf general, fixed;
   static uint8_t room[PROTO_FRAME_MAX];
   size_t n = (size_t)(to - from);
-  proto_buf_reset(&general);
-  proto_events_open(&general, PROTO_VERSION, 1);
+  tw__proto_buf_reset(&general);
+  tw__proto_events_open(&general, PROTO_VERSION, 1);
   size_t start = general.len;
-  proto_put_event(&general, ev);
-  if (proto_buf_failed(&general) || general.len - start != n ||
+  tw__proto_put_event(&general, ev);
+  if (tw__proto_buf_failed(&general) || general.len - start != n ||
       memcmp(general.data + start, from, n) != 0 ||
-      proto_event_size(ev, PROTO_VERSION) != n)
+      tw__proto_event_size(ev, PROTO_VERSION) != n)
     __builtin_trap();
   fixed.data = room;
   fixed.cap = sizeof(room);
-  proto_buf_reset(&fixed);
-  proto_events_open(&fixed, PROTO_VERSION, 1);
+  tw__proto_buf_reset(&fixed);
+  tw__proto_events_open(&fixed, PROTO_VERSION, 1);
   start = fixed.len;
-  if (proto_events_append(&fixed, ev) != 0 || fixed.len - start != n ||
+  if (tw__proto_events_append(&fixed, ev) != 0 || fixed.len - start != n ||
       memcmp(fixed.data + start, from, n) != 0)
     __builtin_trap();
 }
@@ -49,14 +49,14 @@ static void decode_any(const proto_frame *f) {
   uint64_t v;
   proto_events it;
   proto_event ev;
-  proto_decode_hello(f->payload, f->payload_len, &h);
-  proto_decode_welcome(f->payload, f->payload_len, &w);
-  proto_decode_error(f->payload, f->payload_len, &s);
-  proto_decode_ack(f->payload, f->payload_len, PROTO_VERSION, &v);
-  proto_decode_goodbye(f->payload, f->payload_len, PROTO_VERSION, &v);
-  if (proto_events_begin(&it, f->payload, f->payload_len, PROTO_VERSION) == 0) {
+  tw__proto_decode_hello(f->payload, f->payload_len, &h);
+  tw__proto_decode_welcome(f->payload, f->payload_len, &w);
+  tw__proto_decode_error(f->payload, f->payload_len, &s);
+  tw__proto_decode_ack(f->payload, f->payload_len, PROTO_VERSION, &v);
+  tw__proto_decode_goodbye(f->payload, f->payload_len, PROTO_VERSION, &v);
+  if (tw__proto_events_begin(&it, f->payload, f->payload_len, PROTO_VERSION) == 0) {
     const uint8_t *at = it.p;
-    while (proto_events_next(&it, &ev) == 0) {
+    while (tw__proto_events_next(&it, &ev) == 0) {
       reencode(at, it.p, &ev);
       at = it.p;
     }
@@ -78,7 +78,7 @@ static void run_stream(ingest *in, agent *a, const uint8_t *p, size_t n) {
   size_t off = 0;
   proto_frame f;
   uint16_t version = PROTO_VERSION;
-  while (proto_frame_next(p + off, n - off, a ? 0 : proto_hello_limit(), &f) ==
+  while (tw__proto_frame_next(p + off, n - off, a ? 0 : tw__proto_hello_limit(), &f) ==
          0) {
     off += f.frame_len;
     decode_any(&f);
@@ -87,12 +87,12 @@ static void run_stream(ingest *in, agent *a, const uint8_t *p, size_t n) {
       proto_hello h;
       char why[160];
       int rc = f.type == PROTO_HELLO
-                   ? proto_decode_hello(f.payload, f.payload_len, &h)
+                   ? tw__proto_decode_hello(f.payload, f.payload_len, &h)
                    : PROTO_E_TYPE;
       if (rc == PROTO_E_VERSION)
-        proto_version_refusal(why, sizeof(why), "agent", h.version_min,
+        tw__proto_version_refusal(why, sizeof(why), "agent", h.version_min,
                               h.version, "collector");
-      if (rc != 0 || proto_version_pick(h.version_min, h.version, &version))
+      if (rc != 0 || tw__proto_version_pick(h.version_min, h.version, &version))
         return;
       a = ingest_hello(in, &h, 1, &reason);
       if (a == NULL)
@@ -104,7 +104,7 @@ static void run_stream(ingest *in, agent *a, const uint8_t *p, size_t n) {
         return;
     } else if (f.type == PROTO_GOODBYE) {
       uint64_t last;
-      if (proto_decode_goodbye(f.payload, f.payload_len, version, &last) != 0 ||
+      if (tw__proto_decode_goodbye(f.payload, f.payload_len, version, &last) != 0 ||
           ingest_goodbye(in, a, last, &reason) != 0)
         return;
     } else {

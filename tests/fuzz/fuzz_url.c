@@ -1,6 +1,6 @@
 /*
  * fuzz_url - libFuzzer target for the endpoint URL parser: for any bytes,
- * with every combination of flags, url_parse() either refuses with a
+ * with every combination of flags, tw__url_parse() either refuses with a
  * reason or gives a URL whose fields are in range and that formats back to
  * text parsing to the same URL.
  */
@@ -21,8 +21,8 @@ static void check_round_trip(const url *u, unsigned flags) {
              strlen(u->host) > URL_HOST_MAX) {
     abort();
   }
-  url_format(u, text, sizeof(text));
-  if (url_parse(text, flags, &again) != 0 || again.scheme != u->scheme ||
+  tw__url_format(u, text, sizeof(text));
+  if (tw__url_parse(text, flags, &again) != 0 || again.scheme != u->scheme ||
       again.port != u->port || again.ipv6 != u->ipv6 ||
       strcmp(again.host, u->host) != 0 || strcmp(again.path, u->path) != 0)
     abort();
@@ -36,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   text[size] = '\0';
   for (unsigned flags = 0; flags < 4; flags++) {
     url u;
-    int rc = url_parse(text, flags, &u);
-    if (url_strerror(rc) == NULL)
+    int rc = tw__url_parse(text, flags, &u);
+    if (tw__url_strerror(rc) == NULL)
       abort();
     if (rc == 0)
       check_round_trip(&u, flags);

@@ -75,15 +75,15 @@ static void send_all(int fd, const proto_buf *b) {
 static void send_ack(fake_collector *fc, client *c, uint64_t next_seq,
                      int type) {
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   if (type == PROTO_WELCOME) {
     proto_welcome w = {fc->welcome_version, next_seq, PROTO_FRAME_MAX};
-    proto_put_welcome(&b, &w);
+    tw__proto_put_welcome(&b, &w);
   } else {
-    proto_put_ack(&b, PROTO_VERSION, next_seq);
+    tw__proto_put_ack(&b, PROTO_VERSION, next_seq);
   }
   send_all(c->fd, &b);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
 }
 
 static char *copy(proto_str s, size_t *len) {
@@ -159,7 +159,7 @@ static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   fake_instance *in = c->inst;
   uint64_t have = in->events ? in->count : 0;
   uint64_t expect = have + 1; /* next sequence number to store */
-  if (proto_events_begin(&it, f->payload, f->payload_len, PROTO_VERSION) != 0)
+  if (tw__proto_events_begin(&it, f->payload, f->payload_len, PROTO_VERSION) != 0)
     return false;
   if (it.first_seq > expect) {
     in->gaps++;
@@ -167,7 +167,7 @@ static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   }
   uint64_t seq = it.first_seq;
   int rc;
-  while ((rc = proto_events_next(&it, &ev)) == 0) {
+  while ((rc = tw__proto_events_next(&it, &ev)) == 0) {
     fc->received++;
     if (seq < expect) {
       in->duplicates++;
@@ -189,14 +189,14 @@ static bool handle_frame(fake_collector *fc, client *c, const proto_frame *f) {
   uint64_t v;
   if (c->inst == NULL) {
     if (f->type != PROTO_HELLO ||
-        proto_decode_hello(f->payload, f->payload_len, &h) != 0)
+        tw__proto_decode_hello(f->payload, f->payload_len, &h) != 0)
       return false;
     if (fc->refusal[0] != '\0') {
       proto_buf b;
-      proto_buf_init(&b);
-      proto_put_error(&b, fc->refusal);
+      tw__proto_buf_init(&b);
+      tw__proto_put_error(&b, fc->refusal);
       send_all(c->fd, &b);
-      proto_buf_fini(&b);
+      tw__proto_buf_fini(&b);
       return false;
     }
     c->inst = find_instance(fc, &h);
@@ -207,7 +207,7 @@ static bool handle_frame(fake_collector *fc, client *c, const proto_frame *f) {
   if (f->type == PROTO_EVENTS)
     return handle_events(fc, c, f);
   if (f->type == PROTO_GOODBYE &&
-      proto_decode_goodbye(f->payload, f->payload_len, PROTO_VERSION, &v) ==
+      tw__proto_decode_goodbye(f->payload, f->payload_len, PROTO_VERSION, &v) ==
           0) {
     c->inst->ended = true;
     if (!fc->hold) {
@@ -242,7 +242,7 @@ static void read_client(fake_collector *fc, client *c) {
   size_t at = 0;
   proto_frame f;
   int rc;
-  while ((rc = proto_frame_next(c->buf + at, c->len - at, 0, &f)) == 0) {
+  while ((rc = tw__proto_frame_next(c->buf + at, c->len - at, 0, &f)) == 0) {
     at += f.frame_len;
     if (!handle_frame(fc, c, &f)) {
       close_client(c);

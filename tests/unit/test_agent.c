@@ -408,7 +408,7 @@ static void trace_error_strings_are_truncated(void **state) {
 static void intern_arena_full_stays_bounded(void **state) {
   (void)state;
   intern t;
-  assert_int_equal(intern_init(&t), 0);
+  assert_int_equal(tw__intern_init(&t), 0);
   static char name[LIMIT_NAME + 1];
   uint32_t ids[256];
   uint32_t n = 0;
@@ -416,7 +416,7 @@ static void intern_arena_full_stays_bounded(void **state) {
   for (;;) {
     snprintf(name, 16, "%010u", n);
     name[10] = 'x';
-    uint32_t id = intern_get(&t, name, LIMIT_NAME);
+    uint32_t id = tw__intern_get(&t, name, LIMIT_NAME);
     if (id == INTERN_OVERFLOW_ID)
       break;
     assert_true(n < 256);
@@ -430,22 +430,22 @@ static void intern_arena_full_stays_bounded(void **state) {
   for (uint32_t i = 0; i < 100000; i++) {
     snprintf(name, 16, "%010u", n + i);
     name[10] = 'x';
-    assert_int_equal(intern_get(&t, name, LIMIT_NAME), INTERN_OVERFLOW_ID);
+    assert_int_equal(tw__intern_get(&t, name, LIMIT_NAME), INTERN_OVERFLOW_ID);
   }
   assert_int_equal(atomic_load(&t.arena_top), top);
   for (uint32_t k = 0; k < n; k++) {
     snprintf(name, 16, "%010u", k);
     name[10] = 'x';
     uint32_t len;
-    const char *text = intern_text(&t, ids[k], &len);
+    const char *text = tw__intern_text(&t, ids[k], &len);
     assert_int_equal(len, LIMIT_NAME);
     assert_memory_equal(text, name, LIMIT_NAME);
-    assert_int_equal(intern_get(&t, name, LIMIT_NAME), ids[k]);
+    assert_int_equal(tw__intern_get(&t, name, LIMIT_NAME), ids[k]);
   }
   uint32_t len;
-  assert_string_equal(intern_text(&t, INTERN_OVERFLOW_ID, &len),
+  assert_string_equal(tw__intern_text(&t, INTERN_OVERFLOW_ID, &len),
                       "(too many distinct names)");
-  intern_fini(&t);
+  tw__intern_fini(&t);
 }
 
 static void names_are_interned_within_bounds(void **state) {
@@ -1018,10 +1018,10 @@ static void fork_during_free_skips_the_agent(void **state) {
   assert_true(pid >= 0);
   if (pid == 0) {
     int listed = 0;
-    registry_lock();
-    for (tw_agent *x = registry_first(); x != NULL; x = x->registry_next)
+    tw__registry_lock();
+    for (tw_agent *x = tw__registry_first(); x != NULL; x = x->registry_next)
       listed |= x == a;
-    registry_unlock();
+    tw__registry_unlock();
     _exit(listed);
   }
   int status;

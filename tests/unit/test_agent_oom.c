@@ -114,7 +114,7 @@ static int setup(void **state) {
    * cannot allocate). It is made here, unfailed, so the tests count the
    * allocations of an agent and not that one-time decision. */
   role = EXEMPT;
-  clock_init();
+  tw__clock_init();
   role = TEST;
   return 0;
 }
@@ -131,9 +131,9 @@ static tw_config config(const char *url) {
 /* No agent is live (a failed tw_agent_new() left none behind for fork()
  * or thread exit to find). */
 static int registry_empty(void) {
-  registry_lock();
-  int empty = registry_first() == NULL;
-  registry_unlock();
+  tw__registry_lock();
+  int empty = tw__registry_first() == NULL;
+  tw__registry_unlock();
   return empty;
 }
 

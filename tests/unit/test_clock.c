@@ -35,20 +35,20 @@ extern char **environ;
 static void request_values(void **state) {
   (void)state;
   clock_request r;
-  assert_int_equal(clock_parse_request(NULL, &r), 0);
+  assert_int_equal(tw__clock_parse_request(NULL, &r), 0);
   assert_int_equal(r, CLOCK_REQUEST_AUTO);
-  assert_int_equal(clock_parse_request("", &r), 0);
+  assert_int_equal(tw__clock_parse_request("", &r), 0);
   assert_int_equal(r, CLOCK_REQUEST_AUTO);
-  assert_int_equal(clock_parse_request("auto", &r), 0);
+  assert_int_equal(tw__clock_parse_request("auto", &r), 0);
   assert_int_equal(r, CLOCK_REQUEST_AUTO);
-  assert_int_equal(clock_parse_request("tsc", &r), 0);
+  assert_int_equal(tw__clock_parse_request("tsc", &r), 0);
   assert_int_equal(r, CLOCK_REQUEST_TSC);
-  assert_int_equal(clock_parse_request("monotonic", &r), 0);
+  assert_int_equal(tw__clock_parse_request("monotonic", &r), 0);
   assert_int_equal(r, CLOCK_REQUEST_MONOTONIC);
   const char *bad[] = {"TSC", "tsc ", " tsc", "mono", "monotonic\n", "x"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     r = CLOCK_REQUEST_TSC;
-    assert_int_equal(clock_parse_request(bad[i], &r), -1);
+    assert_int_equal(tw__clock_parse_request(bad[i], &r), -1);
     assert_int_equal(r, CLOCK_REQUEST_AUTO);
   }
 }
@@ -62,68 +62,68 @@ static void request_values(void **state) {
 
 static void cpuinfo_flags(void **state) {
   (void)state;
-  assert_int_equal(clock_cpuinfo_invariant(CPU(0, GOOD) CPU(1, GOOD)), 1);
+  assert_int_equal(tw__clock_cpuinfo_invariant(CPU(0, GOOD) CPU(1, GOOD)), 1);
   /* One processor without nonstop_tsc spoils it. */
   assert_int_equal(
-      clock_cpuinfo_invariant(CPU(0, GOOD) CPU(1, "fpu tsc constant_tsc")), 0);
-  assert_int_equal(clock_cpuinfo_invariant(CPU(0, "tsc nonstop_tsc")), 0);
+      tw__clock_cpuinfo_invariant(CPU(0, GOOD) CPU(1, "fpu tsc constant_tsc")), 0);
+  assert_int_equal(tw__clock_cpuinfo_invariant(CPU(0, "tsc nonstop_tsc")), 0);
   /* Words, not substrings. */
   assert_int_equal(
-      clock_cpuinfo_invariant(CPU(0, "xconstant_tsc nonstop_tsc_x")), 0);
+      tw__clock_cpuinfo_invariant(CPU(0, "xconstant_tsc nonstop_tsc_x")), 0);
   /* The last word of the line, without a trailing newline. */
-  assert_int_equal(clock_cpuinfo_invariant("flags\t: constant_tsc nonstop_tsc"),
+  assert_int_equal(tw__clock_cpuinfo_invariant("flags\t: constant_tsc nonstop_tsc"),
                    1);
   /* Intel's "vmx flags" line is not the CPU's flags line. */
-  assert_int_equal(clock_cpuinfo_invariant("vmx flags\t: constant_tsc "
+  assert_int_equal(tw__clock_cpuinfo_invariant("vmx flags\t: constant_tsc "
                                            "nonstop_tsc\n"),
                    -1);
   /* arm64 says "Features"; no flags line: CPUID decides. */
-  assert_int_equal(clock_cpuinfo_invariant("processor\t: 0\nFeatures\t: fp "
+  assert_int_equal(tw__clock_cpuinfo_invariant("processor\t: 0\nFeatures\t: fp "
                                            "asimd evtstrm\n"),
                    -1);
-  assert_int_equal(clock_cpuinfo_invariant(""), -1);
+  assert_int_equal(tw__clock_cpuinfo_invariant(""), -1);
 }
 
 static void kernel_clocksource(void **state) {
   (void)state;
-  assert_false(clock_kernel_refuses("tsc\n"));
-  assert_false(clock_kernel_refuses("kvm-clock\n"));
-  assert_false(clock_kernel_refuses("hyperv_clocksource_tsc_page\n"));
-  assert_false(clock_kernel_refuses("arch_sys_counter"));
-  assert_true(clock_kernel_refuses("hpet\n"));
-  assert_true(clock_kernel_refuses("acpi_pm\n"));
-  assert_true(clock_kernel_refuses("jiffies"));
-  assert_false(clock_kernel_refuses("hpet2\n"));
+  assert_false(tw__clock_kernel_refuses("tsc\n"));
+  assert_false(tw__clock_kernel_refuses("kvm-clock\n"));
+  assert_false(tw__clock_kernel_refuses("hyperv_clocksource_tsc_page\n"));
+  assert_false(tw__clock_kernel_refuses("arch_sys_counter"));
+  assert_true(tw__clock_kernel_refuses("hpet\n"));
+  assert_true(tw__clock_kernel_refuses("acpi_pm\n"));
+  assert_true(tw__clock_kernel_refuses("jiffies"));
+  assert_false(tw__clock_kernel_refuses("hpet2\n"));
 }
 
 static void decision(void **state) {
   (void)state;
   clock_facts good = {.have_counter = true, .invariant = true};
-  assert_int_equal(clock_decide(CLOCK_REQUEST_AUTO, &good), CLOCK_SOURCE_TSC);
-  assert_int_equal(clock_decide(CLOCK_REQUEST_MONOTONIC, &good),
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_AUTO, &good), CLOCK_SOURCE_TSC);
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_MONOTONIC, &good),
                    CLOCK_SOURCE_MONOTONIC);
-  assert_int_equal(clock_decide(CLOCK_REQUEST_TSC, &good), CLOCK_SOURCE_TSC);
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_TSC, &good), CLOCK_SOURCE_TSC);
 
   clock_facts f = good;
   f.invariant = false;
-  assert_int_equal(clock_decide(CLOCK_REQUEST_AUTO, &f),
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_AUTO, &f),
                    CLOCK_SOURCE_MONOTONIC);
-  assert_int_equal(clock_decide(CLOCK_REQUEST_TSC, &f), CLOCK_SOURCE_TSC);
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_TSC, &f), CLOCK_SOURCE_TSC);
   f = good;
   f.kernel_refuses = true;
-  assert_int_equal(clock_decide(CLOCK_REQUEST_AUTO, &f),
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_AUTO, &f),
                    CLOCK_SOURCE_MONOTONIC);
-  assert_int_equal(clock_decide(CLOCK_REQUEST_TSC, &f), CLOCK_SOURCE_TSC);
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_TSC, &f), CLOCK_SOURCE_TSC);
   f = good;
   f.counter_slow = true;
-  assert_int_equal(clock_decide(CLOCK_REQUEST_AUTO, &f),
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_AUTO, &f),
                    CLOCK_SOURCE_MONOTONIC);
   /* No counter in this build: nothing forces one. */
   f = good;
   f.have_counter = false;
-  assert_int_equal(clock_decide(CLOCK_REQUEST_AUTO, &f),
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_AUTO, &f),
                    CLOCK_SOURCE_MONOTONIC);
-  assert_int_equal(clock_decide(CLOCK_REQUEST_TSC, &f), CLOCK_SOURCE_MONOTONIC);
+  assert_int_equal(tw__clock_decide(CLOCK_REQUEST_TSC, &f), CLOCK_SOURCE_MONOTONIC);
 }
 
 static void env_is_validated(void **state) {
@@ -157,12 +157,12 @@ static void assert_in_order(const clock_map *m, int64_t from, int64_t to,
                             int64_t step) {
   int64_t prev = INT64_MIN;
   for (int64_t t = from; t <= to; t += step) {
-    int64_t got = clock_map_ns(m, t);
+    int64_t got = tw__clock_map_ns(m, t);
     assert_true(got >= prev);
     prev = got;
   }
   for (size_t i = 0; i < m->n; i++)
-    assert_int_equal(clock_map_ns(m, m->a[i].tick), m->a[i].ns);
+    assert_int_equal(tw__clock_map_ns(m, m->a[i].tick), m->a[i].ns);
 }
 
 static void map_interpolates(void **state) {
@@ -171,22 +171,22 @@ static void map_interpolates(void **state) {
   /* A 2 GHz counter: 2 ticks a ns. */
   map_start(&m, 1000000, 5000000);
   /* No rate yet: everything pins to the one anchor. */
-  assert_int_equal(clock_map_ns(&m, 3000000), 5000000);
-  assert_true(clock_map_add(&m, (clock_anchor){3000000, 6000000}));
-  assert_true(clock_map_add(&m, (clock_anchor){5000000, 7000000}));
-  assert_int_equal(clock_map_ns(&m, 1000000), 5000000);
-  assert_int_equal(clock_map_ns(&m, 2000000), 5500000);
-  assert_int_equal(clock_map_ns(&m, 3000000), 6000000);
-  assert_int_equal(clock_map_ns(&m, 4000000), 6500000);
-  assert_int_equal(clock_map_ns(&m, 5000000), 7000000);
+  assert_int_equal(tw__clock_map_ns(&m, 3000000), 5000000);
+  assert_true(tw__clock_map_add(&m, (clock_anchor){3000000, 6000000}));
+  assert_true(tw__clock_map_add(&m, (clock_anchor){5000000, 7000000}));
+  assert_int_equal(tw__clock_map_ns(&m, 1000000), 5000000);
+  assert_int_equal(tw__clock_map_ns(&m, 2000000), 5500000);
+  assert_int_equal(tw__clock_map_ns(&m, 3000000), 6000000);
+  assert_int_equal(tw__clock_map_ns(&m, 4000000), 6500000);
+  assert_int_equal(tw__clock_map_ns(&m, 5000000), 7000000);
   /* Before the first anchor: pinned to it. */
-  assert_int_equal(clock_map_ns(&m, 10), 5000000);
+  assert_int_equal(tw__clock_map_ns(&m, 10), 5000000);
   /* Monotonic records carry their own time. */
-  assert_int_equal(clock_map_ns(&m, 123456789 | CLOCK_MONO_TAG), 123456789);
+  assert_int_equal(tw__clock_map_ns(&m, 123456789 | CLOCK_MONO_TAG), 123456789);
   /* Anchors must move forward in both fields. */
-  assert_false(clock_map_add(&m, (clock_anchor){5000000, 8000000}));
-  assert_false(clock_map_add(&m, (clock_anchor){6000000, 7000000}));
-  assert_false(clock_map_add(&m, (clock_anchor){4000000, 9000000}));
+  assert_false(tw__clock_map_add(&m, (clock_anchor){5000000, 8000000}));
+  assert_false(tw__clock_map_add(&m, (clock_anchor){6000000, 7000000}));
+  assert_false(tw__clock_map_add(&m, (clock_anchor){4000000, 9000000}));
   assert_int_equal(m.n, 3);
 }
 
@@ -205,7 +205,7 @@ static void map_follows_drift(void **state) {
     ns += 16000000;
     tick += (int64_t)(16000000 * rate);
     kept[i] = (clock_anchor){tick, ns};
-    assert_true(clock_map_add(&m, kept[i]));
+    assert_true(tw__clock_map_add(&m, kept[i]));
   }
   for (int i = 0; i < 64; i++) /* none let go */
     assert_int_equal(m.a[i + 1].ns, kept[i].ns);
@@ -220,7 +220,7 @@ static void map_exact_after_months(void **state) {
   const int64_t base = 200LL * 86400 * 1000000000 + 1; /* odd: not a double */
   map_start(&m, 3LL << 52, base);
   for (int64_t i = 1; i <= 8; i++)
-    assert_true(clock_map_add(
+    assert_true(tw__clock_map_add(
         &m, (clock_anchor){(3LL << 52) + i * 33333331, base + i * 15872999}));
   assert_in_order(&m, 3LL << 52, (3LL << 52) + 8 * 33333331, 4999);
 }
@@ -232,11 +232,11 @@ static void map_spans_a_long_gap(void **state) {
   static clock_map m;
   const int64_t hour = 3600LL * 1000000000;
   map_start(&m, 0, 0);
-  assert_true(clock_map_add(&m, (clock_anchor){2000000, 1000000}));
+  assert_true(tw__clock_map_add(&m, (clock_anchor){2000000, 1000000}));
   assert_true(
-      clock_map_add(&m, (clock_anchor){2000000 + 2 * hour, 1000000 + hour}));
-  assert_int_equal(clock_map_ns(&m, 2000000 + hour), 1000000 + hour / 2);
-  assert_int_equal(clock_map_ns(&m, 2000000 + 2 * hour), 1000000 + hour);
+      tw__clock_map_add(&m, (clock_anchor){2000000 + 2 * hour, 1000000 + hour}));
+  assert_int_equal(tw__clock_map_ns(&m, 2000000 + hour), 1000000 + hour / 2);
+  assert_int_equal(tw__clock_map_ns(&m, 2000000 + 2 * hour), 1000000 + hour);
   assert_in_order(&m, 0, 2000000 + 2 * hour, hour / 7);
 }
 
@@ -248,7 +248,7 @@ static void map_thins_out_when_full(void **state) {
   static clock_map m;
   map_start(&m, 100, 100);
   for (int64_t i = 1; i <= 3 * CLOCK_ANCHORS; i++)
-    assert_true(clock_map_add(
+    assert_true(tw__clock_map_add(
         &m, (clock_anchor){100 + i * 3000, 100 + i * 1000 + i % 7}));
   assert_true(m.n <= CLOCK_ANCHORS);
   assert_int_equal(m.a[0].tick, 100);
@@ -268,27 +268,27 @@ static void ring_times_never_go_back(void **state) {
   (void)state;
   static clock_map m;
   map_start(&m, 0, 0);
-  assert_true(clock_map_add(&m, (clock_anchor){1000000000, 1000000000}));
+  assert_true(tw__clock_map_add(&m, (clock_anchor){1000000000, 1000000000}));
   int64_t floor = 0;
-  assert_int_equal(clock_map_ring(&m, 500000, &floor), 500000);
-  assert_int_equal(clock_map_ring(&m, 500000, &floor), 500000);
+  assert_int_equal(tw__clock_map_ring(&m, 500000, &floor), 500000);
+  assert_int_equal(tw__clock_map_ring(&m, 500000, &floor), 500000);
   /* 10 µs back: held, not skew. */
-  assert_int_equal(clock_map_ring(&m, 490000, &floor), 500000);
+  assert_int_equal(tw__clock_map_ring(&m, 490000, &floor), 500000);
   assert_false(m.skew);
-  assert_int_equal(clock_map_ring(&m, 600000, &floor), 600000);
+  assert_int_equal(tw__clock_map_ring(&m, 600000, &floor), 600000);
   /* Beyond the bound: held, and noted. */
-  assert_int_equal(clock_map_ring(&m, 600000 - CLOCK_SKEW_NS - 1, &floor),
+  assert_int_equal(tw__clock_map_ring(&m, 600000 - CLOCK_SKEW_NS - 1, &floor),
                    600000);
   assert_true(m.skew);
   /* After a move to CLOCK_MONOTONIC, a ring's monotonic times are held to
    * the counter times before them too. */
-  assert_int_equal(clock_map_ring(&m, 550000 | CLOCK_MONO_TAG, &floor), 600000);
-  assert_int_equal(clock_map_ring(&m, 700000 | CLOCK_MONO_TAG, &floor), 700000);
+  assert_int_equal(tw__clock_map_ring(&m, 550000 | CLOCK_MONO_TAG, &floor), 600000);
+  assert_int_equal(tw__clock_map_ring(&m, 700000 | CLOCK_MONO_TAG, &floor), 700000);
   /* A counter far ahead of the sender's (drained once the process has
    * moved to CLOCK_MONOTONIC) maps no later than the newest mark. */
   int64_t ahead = 3000000000;
-  assert_true(clock_map_ns(&m, ahead) > 1000000000);
-  assert_int_equal(clock_map_ring(&m, ahead, &floor), 1000000000);
+  assert_true(tw__clock_map_ns(&m, ahead) > 1000000000);
+  assert_int_equal(tw__clock_map_ring(&m, ahead, &floor), 1000000000);
   assert_int_equal(floor, 1000000000);
 }
 
@@ -298,11 +298,11 @@ static void skewed_cpus_are_detected(void **state) {
   (void)state;
   static clock_map m;
   map_start(&m, 0, 0);
-  assert_true(clock_map_add(&m, (clock_anchor){2000000000, 1000000000}));
+  assert_true(tw__clock_map_add(&m, (clock_anchor){2000000000, 1000000000}));
   int64_t floor = 0, prev = 0;
   for (int64_t i = 0; i < 1000; i++) {
     int64_t tick = 1000000 + i * 20000 + (i / 10 % 2 ? 2000000 : 0);
-    int64_t ns = clock_map_ring(&m, tick, &floor);
+    int64_t ns = tw__clock_map_ring(&m, tick, &floor);
     assert_true(ns >= prev);
     prev = ns;
   }
@@ -315,16 +315,16 @@ static void skewed_cpus_are_detected(void **state) {
  * stamped before the move as well. */
 static void mark_moves_to_monotonic_on_skew(void **state) {
   (void)state;
-  if (clock_current() != CLOCK_SOURCE_TSC) {
+  if (tw__clock_current() != CLOCK_SOURCE_TSC) {
     /* Needs a process that chose the counter; main() re-runs this test
      * in a child with TASKWATCH_CLOCK=tsc where the build has one. */
     skip();
   }
   static clock_map m;
-  clock_map_init(&m);
+  tw__clock_map_init(&m);
   assert_int_equal(m.n, 1);
-  int64_t before = clock_now();
-  int64_t limit = clock_map_mark(&m);
+  int64_t before = tw__clock_now();
+  int64_t limit = tw__clock_map_mark(&m);
   /* The second anchor came in (unless the first read was refused as wide:
    * then nothing is due yet). */
   if (m.n == 2) {
@@ -333,18 +333,18 @@ static void mark_moves_to_monotonic_on_skew(void **state) {
   } else {
     assert_int_equal(limit, INT64_MIN);
   }
-  int64_t stamped = clock_now();
+  int64_t stamped = tw__clock_now();
   assert_true(stamped < CLOCK_MONO_TAG);
   m.skew = true;
-  limit = clock_map_mark(&m);
-  assert_int_equal(clock_current(), CLOCK_SOURCE_MONOTONIC);
+  limit = tw__clock_map_mark(&m);
+  assert_int_equal(tw__clock_current(), CLOCK_SOURCE_MONOTONIC);
   assert_string_equal(tw_clock_source(), "monotonic");
   assert_true(limit >= CLOCK_MONO_TAG);
   assert_true(stamped <= limit);
-  int64_t after = clock_now();
+  int64_t after = tw__clock_now();
   assert_true(after >= CLOCK_MONO_TAG);
   assert_true(after > limit);
-  assert_true(clock_map_ns(&m, after) >= clock_map_ns(&m, limit));
+  assert_true(tw__clock_map_ns(&m, after) >= tw__clock_map_ns(&m, limit));
 }
 
 /* ---- end to end, one process per TASKWATCH_CLOCK --------------------------
@@ -509,7 +509,7 @@ int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "child") == 0)
     return child_main();
   if (argc == 2 && strcmp(argv[1], "skew") == 0) {
-    clock_init();
+    tw__clock_init();
     printf("%s\n", tw_clock_source());
     fflush(stdout);
     const struct CMUnitTest one[] = {

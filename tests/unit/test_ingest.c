@@ -43,7 +43,7 @@ static int setup(void **state) {
       SQLITE_OK);
   f->in = ingest_new(f->reader, 1000, 0);
   assert_non_null(f->in);
-  proto_buf_init(&f->buf);
+  tw__proto_buf_init(&f->buf);
   *state = f;
   return 0;
 }
@@ -53,7 +53,7 @@ static int teardown(void **state) {
   ingest_free(f->in);
   sqlite3_close(f->reader);
   store_close(f->store);
-  proto_buf_fini(&f->buf);
+  tw__proto_buf_fini(&f->buf);
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
   assert_int_equal(system(cmd), 0);
@@ -82,13 +82,13 @@ static agent *hello(fixture *f, uint8_t id) {
 /* Encodes events as one EVENTS frame and feeds its payload to ingest. */
 static int feed(fixture *f, agent *a, uint64_t first_seq,
                 const proto_event *evs, size_t n, const char **reason) {
-  proto_buf_reset(&f->buf);
-  proto_events_open(&f->buf, PROTO_VERSION, first_seq);
+  tw__proto_buf_reset(&f->buf);
+  tw__proto_events_open(&f->buf, PROTO_VERSION, first_seq);
   for (size_t i = 0; i < n; i++)
-    proto_put_event(&f->buf, &evs[i]);
-  proto_events_close(&f->buf);
+    tw__proto_put_event(&f->buf, &evs[i]);
+  tw__proto_events_close(&f->buf);
   proto_frame fr;
-  assert_int_equal(proto_frame_next(f->buf.data, f->buf.len, 0, &fr), 0);
+  assert_int_equal(tw__proto_frame_next(f->buf.data, f->buf.len, 0, &fr), 0);
   *reason = NULL;
   return ingest_events(f->in, a, PROTO_VERSION, fr.payload, fr.payload_len,
                        reason);

@@ -34,7 +34,7 @@ static int str_eq(proto_str s, const char *want) {
 static void hello_round_trip(void **state) {
   (void)state;
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   proto_hello h = {0};
   for (int i = 0; i < PROTO_INSTANCE_SIZE; i++)
     h.instance[i] = (uint8_t)(i * 7 + 1);
@@ -43,15 +43,15 @@ static void hello_round_trip(void **state) {
   h.service = S("api");
   h.host = S("web-1");
   h.token = S("");
-  proto_put_hello(&b, &h);
-  assert_false(proto_buf_failed(&b));
+  tw__proto_put_hello(&b, &h);
+  assert_false(tw__proto_buf_failed(&b));
 
   proto_frame f;
-  assert_int_equal(proto_frame_next(b.data, b.len, 0, &f), 0);
+  assert_int_equal(tw__proto_frame_next(b.data, b.len, 0, &f), 0);
   assert_int_equal(f.type, PROTO_HELLO);
   assert_int_equal(f.frame_len, b.len);
   proto_hello d;
-  assert_int_equal(proto_decode_hello(f.payload, f.payload_len, &d), 0);
+  assert_int_equal(tw__proto_decode_hello(f.payload, f.payload_len, &d), 0);
   assert_int_equal(d.version, PROTO_VERSION);
   assert_memory_equal(d.instance, h.instance, PROTO_INSTANCE_SIZE);
   assert_int_equal(d.pid, 4242);
@@ -59,87 +59,87 @@ static void hello_round_trip(void **state) {
   assert_true(str_eq(d.service, "api"));
   assert_true(str_eq(d.host, "web-1"));
   assert_int_equal(d.token.len, 0);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
 }
 
 static void hello_rejects_bad_magic_and_version(void **state) {
   (void)state;
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   proto_hello h = {0};
   h.service = S("s");
   h.host = S("h");
-  proto_put_hello(&b, &h);
+  tw__proto_put_hello(&b, &h);
   proto_frame f;
-  assert_int_equal(proto_frame_next(b.data, b.len, 0, &f), 0);
+  assert_int_equal(tw__proto_frame_next(b.data, b.len, 0, &f), 0);
   uint8_t *payload = (uint8_t *)f.payload;
   proto_hello d;
   payload[0] ^= 0xff;
-  assert_int_equal(proto_decode_hello(f.payload, f.payload_len, &d),
+  assert_int_equal(tw__proto_decode_hello(f.payload, f.payload_len, &d),
                    PROTO_E_MAGIC);
   payload[0] ^= 0xff;
   payload[4] = 0; /* version 0: no agent speaks it */
-  assert_int_equal(proto_decode_hello(f.payload, f.payload_len, &d),
+  assert_int_equal(tw__proto_decode_hello(f.payload, f.payload_len, &d),
                    PROTO_E_VERSION);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
   /* An agent that speaks 9 only. */
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   h.version = h.version_min = 9;
-  proto_put_hello(&b, &h);
-  assert_int_equal(proto_frame_next(b.data, b.len, 0, &f), 0);
-  assert_int_equal(proto_decode_hello(f.payload, f.payload_len, &d),
+  tw__proto_put_hello(&b, &h);
+  assert_int_equal(tw__proto_frame_next(b.data, b.len, 0, &f), 0);
+  assert_int_equal(tw__proto_decode_hello(f.payload, f.payload_len, &d),
                    PROTO_E_VERSION);
   assert_int_equal(d.version, 9);
   assert_int_equal(d.version_min, 9);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
 }
 
 static void control_frames_round_trip(void **state) {
   (void)state;
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   proto_welcome w = {PROTO_VERSION, 77, 65536};
-  proto_put_welcome(&b, &w);
-  proto_put_ack(&b, PROTO_VERSION, 1234567890123ULL);
-  proto_put_goodbye(&b, PROTO_VERSION, 99);
-  proto_put_error(&b, "bad token");
+  tw__proto_put_welcome(&b, &w);
+  tw__proto_put_ack(&b, PROTO_VERSION, 1234567890123ULL);
+  tw__proto_put_goodbye(&b, PROTO_VERSION, 99);
+  tw__proto_put_error(&b, "bad token");
 
   const uint8_t *p = b.data;
   size_t left = b.len;
   proto_frame f;
-  assert_int_equal(proto_frame_next(p, left, 0, &f), 0);
+  assert_int_equal(tw__proto_frame_next(p, left, 0, &f), 0);
   assert_int_equal(f.type, PROTO_WELCOME);
   proto_welcome wd;
-  assert_int_equal(proto_decode_welcome(f.payload, f.payload_len, &wd), 0);
+  assert_int_equal(tw__proto_decode_welcome(f.payload, f.payload_len, &wd), 0);
   assert_int_equal(wd.next_seq, 77);
   assert_int_equal(wd.max_frame, 65536);
   p += f.frame_len;
   left -= f.frame_len;
 
   uint64_t v;
-  assert_int_equal(proto_frame_next(p, left, 0, &f), 0);
+  assert_int_equal(tw__proto_frame_next(p, left, 0, &f), 0);
   assert_int_equal(f.type, PROTO_ACK);
   assert_int_equal(
-      proto_decode_ack(f.payload, f.payload_len, PROTO_VERSION, &v), 0);
+      tw__proto_decode_ack(f.payload, f.payload_len, PROTO_VERSION, &v), 0);
   assert_true(v == 1234567890123ULL);
   p += f.frame_len;
   left -= f.frame_len;
 
-  assert_int_equal(proto_frame_next(p, left, 0, &f), 0);
+  assert_int_equal(tw__proto_frame_next(p, left, 0, &f), 0);
   assert_int_equal(f.type, PROTO_GOODBYE);
   assert_int_equal(
-      proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION, &v), 0);
+      tw__proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION, &v), 0);
   assert_int_equal(v, 99);
   p += f.frame_len;
   left -= f.frame_len;
 
   proto_str reason;
-  assert_int_equal(proto_frame_next(p, left, 0, &f), 0);
+  assert_int_equal(tw__proto_frame_next(p, left, 0, &f), 0);
   assert_int_equal(f.type, PROTO_ERROR);
-  assert_int_equal(proto_decode_error(f.payload, f.payload_len, &reason), 0);
+  assert_int_equal(tw__proto_decode_error(f.payload, f.payload_len, &reason), 0);
   assert_true(str_eq(reason, "bad token"));
   assert_int_equal(left, f.frame_len);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
 }
 
 /* Every event kind, encoded then decoded, comes back field for field. */
@@ -162,27 +162,27 @@ static void events_round_trip(void **state) {
     in[i].time_ns = 1000 + i;
 
   proto_buf b;
-  proto_buf_init(&b);
-  proto_events_open(&b, PROTO_VERSION, 41);
+  tw__proto_buf_init(&b);
+  tw__proto_events_open(&b, PROTO_VERSION, 41);
   size_t expect = PROTO_HEADER_SIZE + 12;
   for (int i = 0; i < 9; i++) {
-    proto_put_event(&b, &in[i]);
-    expect += proto_event_size(&in[i], PROTO_VERSION);
+    tw__proto_put_event(&b, &in[i]);
+    expect += tw__proto_event_size(&in[i], PROTO_VERSION);
   }
-  proto_events_close(&b);
+  tw__proto_events_close(&b);
   assert_int_equal(b.len, expect);
 
   proto_frame f;
-  assert_int_equal(proto_frame_next(b.data, b.len, 0, &f), 0);
+  assert_int_equal(tw__proto_frame_next(b.data, b.len, 0, &f), 0);
   assert_int_equal(f.type, PROTO_EVENTS);
   proto_events it;
   assert_int_equal(
-      proto_events_begin(&it, f.payload, f.payload_len, PROTO_VERSION), 0);
+      tw__proto_events_begin(&it, f.payload, f.payload_len, PROTO_VERSION), 0);
   assert_int_equal(it.first_seq, 41);
   assert_int_equal(it.count, 9);
   proto_event ev;
   for (int i = 0; i < 9; i++) {
-    assert_int_equal(proto_events_next(&it, &ev), 0);
+    assert_int_equal(tw__proto_events_next(&it, &ev), 0);
     assert_int_equal(ev.kind, in[i].kind);
     assert_true(ev.time_ns == in[i].time_ns);
     assert_int_equal(ev.task, in[i].task);
@@ -198,8 +198,8 @@ static void events_round_trip(void **state) {
     assert_int_equal(ev.message.len, in[i].message.len);
     assert_int_equal(ev.detail.len, in[i].detail.len);
   }
-  assert_int_equal(proto_events_next(&it, &ev), 1);
-  proto_buf_fini(&b);
+  assert_int_equal(tw__proto_events_next(&it, &ev), 1);
+  tw__proto_buf_fini(&b);
 }
 
 /* The example in docs/protocol.md, byte for byte. */
@@ -211,18 +211,18 @@ static void documented_example(void **state) {
       0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
       0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   proto_event ev = {0};
   ev.kind = PROTO_EV_HEALTH;
   ev.time_ns = 5;
   ev.other = 2;
   ev.other2 = 1;
-  proto_events_open(&b, PROTO_VERSION, 7);
-  proto_put_event(&b, &ev);
-  proto_events_close(&b);
+  tw__proto_events_open(&b, PROTO_VERSION, 7);
+  tw__proto_put_event(&b, &ev);
+  tw__proto_events_close(&b);
   assert_int_equal(b.len, sizeof(want));
   assert_memory_equal(b.data, want, sizeof(want));
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
 }
 
 static void frame_limits(void **state) {
@@ -230,21 +230,21 @@ static void frame_limits(void **state) {
   uint8_t hdr[8] = {0};
   proto_frame f;
   /* Fewer than four bytes: wait. */
-  assert_int_equal(proto_frame_next(hdr, 3, 0, &f), PROTO_NEED_MORE);
+  assert_int_equal(tw__proto_frame_next(hdr, 3, 0, &f), PROTO_NEED_MORE);
   /* Length 1: below the type field. */
   hdr[0] = 1;
-  assert_int_equal(proto_frame_next(hdr, 8, 0, &f), PROTO_E_UNDERSIZED);
+  assert_int_equal(tw__proto_frame_next(hdr, 8, 0, &f), PROTO_E_UNDERSIZED);
   /* Length above 1 MiB: rejected from the header alone. */
   uint32_t big = PROTO_FRAME_MAX + 1;
   memcpy(hdr, &big, 4);
   hdr[0] = (uint8_t)big, hdr[1] = (uint8_t)(big >> 8);
   hdr[2] = (uint8_t)(big >> 16), hdr[3] = (uint8_t)(big >> 24);
-  assert_int_equal(proto_frame_next(hdr, 8, 0, &f), PROTO_E_OVERSIZED);
+  assert_int_equal(tw__proto_frame_next(hdr, 8, 0, &f), PROTO_E_OVERSIZED);
   /* A smaller limit set by the caller applies too. */
   hdr[0] = 0x00, hdr[1] = 0x10, hdr[2] = 0, hdr[3] = 0; /* 4096 */
-  assert_int_equal(proto_frame_next(hdr, 8, 1024, &f), PROTO_E_OVERSIZED);
+  assert_int_equal(tw__proto_frame_next(hdr, 8, 1024, &f), PROTO_E_OVERSIZED);
   /* Complete header, incomplete body: wait. */
-  assert_int_equal(proto_frame_next(hdr, 8, 0, &f), PROTO_NEED_MORE);
+  assert_int_equal(tw__proto_frame_next(hdr, 8, 0, &f), PROTO_NEED_MORE);
 }
 
 /* Cutting an EVENTS payload anywhere gives an error, never a read past the
@@ -252,48 +252,48 @@ static void frame_limits(void **state) {
 static void events_truncated_everywhere(void **state) {
   (void)state;
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   proto_event ev = {0};
   ev.kind = PROTO_EV_FAIL;
   ev.task = 3;
   ev.text = S("TimeoutError");
   ev.message = S("smtp timed out");
   ev.detail = S("line 1\nline 2\n");
-  proto_events_open(&b, PROTO_VERSION, 1);
-  proto_put_event(&b, &ev);
+  tw__proto_events_open(&b, PROTO_VERSION, 1);
+  tw__proto_put_event(&b, &ev);
   ev.kind = PROTO_EV_SKIP;
   ev.task = 4;
   ev.other = 3;
-  proto_put_event(&b, &ev);
-  proto_events_close(&b);
+  tw__proto_put_event(&b, &ev);
+  tw__proto_events_close(&b);
   proto_frame f;
-  assert_int_equal(proto_frame_next(b.data, b.len, 0, &f), 0);
+  assert_int_equal(tw__proto_frame_next(b.data, b.len, 0, &f), 0);
   for (size_t cut = 0; cut < f.payload_len; cut++) {
     uint8_t *copy = malloc(cut ? cut : 1);
     memcpy(copy, f.payload, cut);
     proto_events it;
     proto_event out;
-    int rc = proto_events_begin(&it, copy, cut, PROTO_VERSION);
+    int rc = tw__proto_events_begin(&it, copy, cut, PROTO_VERSION);
     while (rc == 0)
-      rc = proto_events_next(&it, &out);
+      rc = tw__proto_events_next(&it, &out);
     assert_true(rc < 0);
     free(copy);
   }
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
 }
 
 static void events_trailing_and_bad_fields(void **state) {
   (void)state;
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   proto_event ev = {0};
   ev.kind = PROTO_EV_FINISH;
   ev.task = 1;
-  proto_events_open(&b, PROTO_VERSION, 1);
-  proto_put_event(&b, &ev);
-  proto_events_close(&b);
+  tw__proto_events_open(&b, PROTO_VERSION, 1);
+  tw__proto_put_event(&b, &ev);
+  tw__proto_events_close(&b);
   proto_frame f;
-  assert_int_equal(proto_frame_next(b.data, b.len, 0, &f), 0);
+  assert_int_equal(tw__proto_frame_next(b.data, b.len, 0, &f), 0);
 
   /* One extra byte after the announced events. */
   uint8_t buf[64];
@@ -302,40 +302,40 @@ static void events_trailing_and_bad_fields(void **state) {
   proto_events it;
   proto_event out;
   assert_int_equal(
-      proto_events_begin(&it, buf, f.payload_len + 1, PROTO_VERSION), 0);
-  assert_int_equal(proto_events_next(&it, &out), 0);
-  assert_int_equal(proto_events_next(&it, &out), PROTO_E_TRAILING);
+      tw__proto_events_begin(&it, buf, f.payload_len + 1, PROTO_VERSION), 0);
+  assert_int_equal(tw__proto_events_next(&it, &out), 0);
+  assert_int_equal(tw__proto_events_next(&it, &out), PROTO_E_TRAILING);
 
   /* Unknown kind. */
   memcpy(buf, f.payload, f.payload_len);
   buf[12] = 0x7f;
-  assert_int_equal(proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
+  assert_int_equal(tw__proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
                    0);
-  assert_int_equal(proto_events_next(&it, &out), PROTO_E_KIND);
+  assert_int_equal(tw__proto_events_next(&it, &out), PROTO_E_KIND);
 
   /* Task id 0 is never valid. */
   memcpy(buf, f.payload, f.payload_len);
   memset(buf + 12 + 9, 0, 8);
-  assert_int_equal(proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
+  assert_int_equal(tw__proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
                    0);
-  assert_int_equal(proto_events_next(&it, &out), PROTO_E_FIELD);
+  assert_int_equal(tw__proto_events_next(&it, &out), PROTO_E_FIELD);
 
   /* A count that cannot fit in the payload. */
   memcpy(buf, f.payload, f.payload_len);
   buf[8] = 0xff, buf[9] = 0xff, buf[10] = 0xff, buf[11] = 0x7f;
-  assert_int_equal(proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
+  assert_int_equal(tw__proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
                    PROTO_E_TRUNCATED);
 
   /* Count 0 and first_seq 0 are malformed. */
   memcpy(buf, f.payload, f.payload_len);
   memset(buf + 8, 0, 4);
-  assert_int_equal(proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
+  assert_int_equal(tw__proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
                    PROTO_E_FIELD);
   memcpy(buf, f.payload, f.payload_len);
   memset(buf, 0, 8);
-  assert_int_equal(proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
+  assert_int_equal(tw__proto_events_begin(&it, buf, f.payload_len, PROTO_VERSION),
                    PROTO_E_FIELD);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
 }
 
 /* A string length larger than its limit is a field error, even when the
@@ -352,7 +352,7 @@ static void oversized_string(void **state) {
   p[at] = (uint8_t)((PROTO_IDENT_MAX + 1) & 0xff);
   p[at + 1] = (uint8_t)((PROTO_IDENT_MAX + 1) >> 8);
   proto_hello h;
-  assert_int_equal(proto_decode_hello(p, n, &h), PROTO_E_FIELD);
+  assert_int_equal(tw__proto_decode_hello(p, n, &h), PROTO_E_FIELD);
   free(p);
 }
 
@@ -369,25 +369,25 @@ static void garbage(void **state) {
       buf[i] = (uint8_t)(seed >> 16);
     }
     proto_frame f;
-    int rc = proto_frame_next(buf, n, 0, &f);
+    int rc = tw__proto_frame_next(buf, n, 0, &f);
     if (rc != 0)
       continue;
     assert_true(f.frame_len <= n);
     proto_hello h;
     proto_events it;
     proto_event ev;
-    (void)proto_decode_hello(f.payload, f.payload_len, &h);
-    rc = proto_events_begin(&it, f.payload, f.payload_len, PROTO_VERSION);
+    (void)tw__proto_decode_hello(f.payload, f.payload_len, &h);
+    rc = tw__proto_events_begin(&it, f.payload, f.payload_len, PROTO_VERSION);
     while (rc == 0)
-      rc = proto_events_next(&it, &ev);
+      rc = tw__proto_events_next(&it, &ev);
   }
 }
 
 static void strerror_covers_codes(void **state) {
   (void)state;
   for (int rc = -9; rc <= 1; rc++)
-    assert_string_not_equal(proto_strerror(rc), "unknown protocol error");
-  assert_string_equal(proto_strerror(-100), "unknown protocol error");
+    assert_string_not_equal(tw__proto_strerror(rc), "unknown protocol error");
+  assert_string_equal(tw__proto_strerror(-100), "unknown protocol error");
 }
 
 /* ---- the agent's encoder and the header patches -------------------------- */
@@ -434,14 +434,14 @@ static size_t sample_events(proto_event *ev) {
 /* A buffer of exactly `cap` bytes, the rest of its block a sentinel. */
 static proto_buf fixed_buf(uint8_t *block, size_t block_size, size_t cap) {
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   memset(block, 0xa5, block_size);
   b.data = block;
   b.cap = cap;
   return b;
 }
 
-/* proto_events_append() writes what proto_put_event() writes, byte for
+/* tw__proto_events_append() writes what tw__proto_put_event() writes, byte for
  * byte, for every kind; it fits an event in exactly its size and, one
  * byte short, writes nothing at all. */
 static void append_matches_put_byte_for_byte(void **state) {
@@ -451,51 +451,51 @@ static void append_matches_put_byte_for_byte(void **state) {
   static uint8_t block[2 * PROTO_DETAIL_MAX];
   for (size_t i = 0; i < n; i++) {
     proto_buf general;
-    proto_buf_init(&general);
-    proto_events_open(&general, PROTO_VERSION, 41);
+    tw__proto_buf_init(&general);
+    tw__proto_events_open(&general, PROTO_VERSION, 41);
     size_t header = general.len;
-    proto_put_event(&general, &ev[i]);
-    proto_events_close(&general);
-    assert_false(proto_buf_failed(&general));
+    tw__proto_put_event(&general, &ev[i]);
+    tw__proto_events_close(&general);
+    assert_false(tw__proto_buf_failed(&general));
     assert_int_equal(general.len - header,
-                     proto_event_size(&ev[i], PROTO_VERSION));
+                     tw__proto_event_size(&ev[i], PROTO_VERSION));
 
     proto_buf fast = fixed_buf(block, sizeof(block), general.len - 1);
-    proto_events_open(&fast, PROTO_VERSION, 41);
-    assert_int_equal(proto_events_append(&fast, &ev[i]), -1);
+    tw__proto_events_open(&fast, PROTO_VERSION, 41);
+    assert_int_equal(tw__proto_events_append(&fast, &ev[i]), -1);
     assert_int_equal(fast.len, header);
     assert_int_equal(fast.count, 0);
     assert_int_equal(block[header], 0xa5);
     fast.cap = general.len;
-    assert_int_equal(proto_events_append(&fast, &ev[i]), 0);
-    proto_events_close(&fast);
+    assert_int_equal(tw__proto_events_append(&fast, &ev[i]), 0);
+    tw__proto_events_close(&fast);
     assert_int_equal(fast.len, general.len);
     assert_memory_equal(fast.data, general.data, general.len);
     assert_int_equal(block[general.len], 0xa5);
-    proto_buf_fini(&general);
+    tw__proto_buf_fini(&general);
   }
   /* All of them in one frame, and kinds no version has. */
   proto_buf general, fast = fixed_buf(block, sizeof(block), sizeof(block));
-  proto_buf_init(&general);
-  proto_events_open(&general, PROTO_VERSION, 1);
-  proto_events_open(&fast, PROTO_VERSION, 1);
+  tw__proto_buf_init(&general);
+  tw__proto_events_open(&general, PROTO_VERSION, 1);
+  tw__proto_events_open(&fast, PROTO_VERSION, 1);
   for (size_t i = 0; i < n; i++) {
-    proto_put_event(&general, &ev[i]);
-    assert_int_equal(proto_events_append(&fast, &ev[i]), 0);
+    tw__proto_put_event(&general, &ev[i]);
+    assert_int_equal(tw__proto_events_append(&fast, &ev[i]), 0);
   }
   proto_event odd = {.kind = 0};
-  assert_int_equal(proto_events_append(&fast, &odd), -1);
+  assert_int_equal(tw__proto_events_append(&fast, &odd), -1);
   odd.kind = 77;
-  assert_int_equal(proto_events_append(&fast, &odd), -1);
-  assert_int_equal(proto_event_size(&odd, PROTO_VERSION), 0);
-  proto_events_close(&general);
-  proto_events_close(&fast);
+  assert_int_equal(tw__proto_events_append(&fast, &odd), -1);
+  assert_int_equal(tw__proto_event_size(&odd, PROTO_VERSION), 0);
+  tw__proto_events_close(&general);
+  tw__proto_events_close(&fast);
   assert_int_equal(fast.count, n);
   assert_int_equal(fast.len, general.len);
   assert_memory_equal(fast.data, general.data, general.len);
-  proto_put_event(&general, &odd); /* the general one says so too */
-  assert_true(proto_buf_failed(&general));
-  proto_buf_fini(&general);
+  tw__proto_put_event(&general, &odd); /* the general one says so too */
+  assert_true(tw__proto_buf_failed(&general));
+  tw__proto_buf_fini(&general);
 }
 
 /* Cutting k events off a frame, or renumbering it, gives the frame the
@@ -505,44 +505,44 @@ static void cut_and_renumber_match_fresh_frames(void **state) {
   proto_event ev[16];
   size_t n = sample_events(ev);
   proto_buf whole;
-  proto_buf_init(&whole);
-  proto_events_open(&whole, PROTO_VERSION, 10);
+  tw__proto_buf_init(&whole);
+  tw__proto_events_open(&whole, PROTO_VERSION, 10);
   for (size_t i = 0; i < n; i++)
-    proto_put_event(&whole, &ev[i]);
-  proto_events_close(&whole);
+    tw__proto_put_event(&whole, &ev[i]);
+  tw__proto_events_close(&whole);
   for (size_t k = 0; k <= n; k++) {
     proto_buf cut = whole;
     cut.data = malloc(whole.len);
     memcpy(cut.data, whole.data, whole.len);
-    assert_int_equal(proto_events_cut(&cut, (uint32_t)k), 0);
+    assert_int_equal(tw__proto_events_cut(&cut, (uint32_t)k), 0);
     proto_buf fresh;
-    proto_buf_init(&fresh);
-    proto_events_open(&fresh, PROTO_VERSION, 10 + k);
+    tw__proto_buf_init(&fresh);
+    tw__proto_events_open(&fresh, PROTO_VERSION, 10 + k);
     for (size_t i = k; i < n; i++)
-      proto_put_event(&fresh, &ev[i]);
-    proto_events_close(&fresh);
+      tw__proto_put_event(&fresh, &ev[i]);
+    tw__proto_events_close(&fresh);
     assert_int_equal(cut.first_seq, 10 + k);
     assert_int_equal(cut.count, n - k);
     assert_int_equal(cut.len, fresh.len);
     assert_memory_equal(cut.data, fresh.data, fresh.len);
-    proto_events_renumber(&cut, 1000000);
-    proto_events_renumber(&fresh, 1000000);
+    tw__proto_events_renumber(&cut, 1000000);
+    tw__proto_events_renumber(&fresh, 1000000);
     assert_memory_equal(cut.data, fresh.data, fresh.len);
     proto_buf reopened;
-    proto_buf_init(&reopened);
-    proto_events_open(&reopened, PROTO_VERSION, 1000000);
+    tw__proto_buf_init(&reopened);
+    tw__proto_events_open(&reopened, PROTO_VERSION, 1000000);
     for (size_t i = k; i < n; i++)
-      proto_put_event(&reopened, &ev[i]);
-    proto_events_close(&reopened);
+      tw__proto_put_event(&reopened, &ev[i]);
+    tw__proto_events_close(&reopened);
     assert_memory_equal(cut.data, reopened.data, reopened.len);
-    proto_buf_fini(&reopened);
-    proto_buf_fini(&fresh);
+    tw__proto_buf_fini(&reopened);
+    tw__proto_buf_fini(&fresh);
     free(cut.data);
   }
   /* More than the frame holds is refused, the frame left alone. */
-  assert_true(proto_events_cut(&whole, (uint32_t)n + 1) < 0);
+  assert_true(tw__proto_events_cut(&whole, (uint32_t)n + 1) < 0);
   assert_int_equal(whole.count, n);
-  proto_buf_fini(&whole);
+  tw__proto_buf_fini(&whole);
 }
 
 /* ---- versions --------------------------------------------------------------
@@ -551,16 +551,16 @@ static void cut_and_renumber_match_fresh_frames(void **state) {
 static void version_pick_and_refusal(void **state) {
   (void)state;
   uint16_t v = 0;
-  assert_int_equal(proto_version_pick(PROTO_VERSION_MIN, PROTO_VERSION, &v), 0);
+  assert_int_equal(tw__proto_version_pick(PROTO_VERSION_MIN, PROTO_VERSION, &v), 0);
   assert_int_equal(v, PROTO_VERSION);
-  assert_int_equal(proto_version_pick(1, 60000, &v), 0);
+  assert_int_equal(tw__proto_version_pick(1, 60000, &v), 0);
   assert_int_equal(v, PROTO_VERSION);
-  assert_int_equal(proto_version_pick(PROTO_VERSION + 1, PROTO_VERSION + 5, &v),
+  assert_int_equal(tw__proto_version_pick(PROTO_VERSION + 1, PROTO_VERSION + 5, &v),
                    PROTO_E_VERSION);
-  assert_int_equal(proto_version_pick(0, 0, &v), PROTO_E_VERSION);
-  assert_int_equal(proto_version_pick(3, 2, &v), PROTO_E_VERSION);
+  assert_int_equal(tw__proto_version_pick(0, 0, &v), PROTO_E_VERSION);
+  assert_int_equal(tw__proto_version_pick(3, 2, &v), PROTO_E_VERSION);
   char got[128], want[128];
-  proto_version_refusal(got, sizeof(got), "agent", 3, 4, "collector");
+  tw__proto_version_refusal(got, sizeof(got), "agent", 3, 4, "collector");
   snprintf(want, sizeof(want),
            "unsupported protocol version: agent speaks 3..4, collector %d..%d",
            PROTO_VERSION_MIN, PROTO_VERSION);
@@ -582,8 +582,8 @@ static void newer_hello_is_read_at_the_shared_version(void **state) {
   h.host = S("host");
   h.token = S("tok");
   proto_buf b;
-  proto_buf_init(&b);
-  proto_put_hello(&b, &h);
+  tw__proto_buf_init(&b);
+  tw__proto_put_hello(&b, &h);
   uint8_t grown[512];
   size_t n = b.len - PROTO_HEADER_SIZE;
   memcpy(grown, b.data + PROTO_HEADER_SIZE, n);
@@ -592,7 +592,7 @@ static void newer_hello_is_read_at_the_shared_version(void **state) {
   assert_int_equal(grown[4], PROTO_VERSION + 2);
   assert_int_equal(grown[6], PROTO_VERSION_MIN);
   proto_hello d;
-  assert_int_equal(proto_decode_hello(grown, n + 8, &d), 0);
+  assert_int_equal(tw__proto_decode_hello(grown, n + 8, &d), 0);
   assert_int_equal(d.version, PROTO_VERSION + 2);
   assert_int_equal(d.version_min, PROTO_VERSION_MIN);
   assert_memory_equal(d.instance, h.instance, PROTO_INSTANCE_SIZE);
@@ -602,42 +602,42 @@ static void newer_hello_is_read_at_the_shared_version(void **state) {
   /* One whose oldest is newer than this code's newest shares nothing
    * with it; one this code fully knows with trailing bytes is malformed. */
   grown[6] = PROTO_VERSION + 1;
-  assert_int_equal(proto_decode_hello(grown, n + 8, &d), PROTO_E_VERSION);
+  assert_int_equal(tw__proto_decode_hello(grown, n + 8, &d), PROTO_E_VERSION);
   assert_int_equal(d.version_min, PROTO_VERSION + 1);
-  proto_buf_reset(&b);
+  tw__proto_buf_reset(&b);
   h.version = h.version_min = 0;
-  proto_put_hello(&b, &h);
+  tw__proto_put_hello(&b, &h);
   n = b.len - PROTO_HEADER_SIZE;
   memcpy(grown, b.data + PROTO_HEADER_SIZE, n);
   grown[n] = 0;
-  assert_int_equal(proto_decode_hello(grown, n, &d), 0);
-  assert_int_equal(proto_decode_hello(grown, n + 1, &d), PROTO_E_TRAILING);
-  proto_buf_fini(&b);
+  assert_int_equal(tw__proto_decode_hello(grown, n, &d), 0);
+  assert_int_equal(tw__proto_decode_hello(grown, n + 1, &d), PROTO_E_TRAILING);
+  tw__proto_buf_fini(&b);
 }
 
 static void welcome_names_a_version(void **state) {
   (void)state;
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   proto_welcome w = {PROTO_VERSION + 1, 5, 100}, d;
-  proto_put_welcome(&b, &w);
+  tw__proto_put_welcome(&b, &w);
   proto_frame f;
-  assert_int_equal(proto_frame_next(b.data, b.len, 0, &f), 0);
-  assert_int_equal(proto_decode_welcome(f.payload, f.payload_len, &d),
+  assert_int_equal(tw__proto_frame_next(b.data, b.len, 0, &f), 0);
+  assert_int_equal(tw__proto_decode_welcome(f.payload, f.payload_len, &d),
                    PROTO_E_VERSION);
   assert_int_equal(d.version, PROTO_VERSION + 1);
-  proto_buf_reset(&b);
+  tw__proto_buf_reset(&b);
   w.version = 0; /* the encoder's own */
-  proto_put_welcome(&b, &w);
-  assert_int_equal(proto_frame_next(b.data, b.len, 0, &f), 0);
-  assert_int_equal(proto_decode_welcome(f.payload, f.payload_len, &d), 0);
+  tw__proto_put_welcome(&b, &w);
+  assert_int_equal(tw__proto_frame_next(b.data, b.len, 0, &f), 0);
+  assert_int_equal(tw__proto_decode_welcome(f.payload, f.payload_len, &d), 0);
   assert_int_equal(d.version, PROTO_VERSION);
   assert_int_equal(d.next_seq, 5);
   uint8_t ev[32] = {0};
   proto_events it;
-  assert_int_equal(proto_events_begin(&it, ev, sizeof(ev), PROTO_VERSION + 1),
+  assert_int_equal(tw__proto_events_begin(&it, ev, sizeof(ev), PROTO_VERSION + 1),
                    PROTO_E_VERSION);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
 }
 
 /* A table of the test's own, two of whose rows appear in version 2: the
@@ -707,38 +707,38 @@ static void sizes_follow_the_table(void **state) {
   proto_str past_ident = {big, PROTO_IDENT_MAX + 40};
   h.service = h.host = h.token = past_ident;
   proto_buf b;
-  proto_buf_init(&b);
-  proto_put_hello(&b, &h);
-  assert_int_equal(b.len, proto_frame_max(PROTO_HELLO, PROTO_VERSION));
+  tw__proto_buf_init(&b);
+  tw__proto_put_hello(&b, &h);
+  assert_int_equal(b.len, tw__proto_frame_max(PROTO_HELLO, PROTO_VERSION));
   proto_frame f;
-  assert_int_equal(proto_frame_next(b.data, b.len,
-                                    proto_hello_limit() - PROTO_HELLO_SPARE,
+  assert_int_equal(tw__proto_frame_next(b.data, b.len,
+                                    tw__proto_hello_limit() - PROTO_HELLO_SPARE,
                                     &f),
                    0);
-  assert_int_equal(proto_frame_next(b.data, b.len,
-                                    proto_hello_limit() - PROTO_HELLO_SPARE - 1,
+  assert_int_equal(tw__proto_frame_next(b.data, b.len,
+                                    tw__proto_hello_limit() - PROTO_HELLO_SPARE - 1,
                                     &f),
                    PROTO_E_OVERSIZED);
   proto_hello d;
-  assert_int_equal(proto_decode_hello(f.payload, f.payload_len, &d), 0);
+  assert_int_equal(tw__proto_decode_hello(f.payload, f.payload_len, &d), 0);
   assert_int_equal(d.service.len, PROTO_IDENT_MAX);
-  proto_buf_reset(&b);
-  proto_put_ack(&b, PROTO_VERSION, 1);
-  assert_int_equal(b.len, proto_frame_max(PROTO_ACK, PROTO_VERSION));
+  tw__proto_buf_reset(&b);
+  tw__proto_put_ack(&b, PROTO_VERSION, 1);
+  assert_int_equal(b.len, tw__proto_frame_max(PROTO_ACK, PROTO_VERSION));
   assert_int_equal(b.len, PROTO_HEADER_SIZE + 8);
-  proto_buf_reset(&b);
-  proto_put_goodbye(&b, PROTO_VERSION, 1);
-  assert_int_equal(b.len, proto_frame_max(PROTO_GOODBYE, PROTO_VERSION));
-  proto_buf_reset(&b);
+  tw__proto_buf_reset(&b);
+  tw__proto_put_goodbye(&b, PROTO_VERSION, 1);
+  assert_int_equal(b.len, tw__proto_frame_max(PROTO_GOODBYE, PROTO_VERSION));
+  tw__proto_buf_reset(&b);
   proto_welcome w = {0, 1, 2};
-  proto_put_welcome(&b, &w);
-  assert_int_equal(b.len, proto_frame_max(PROTO_WELCOME, PROTO_VERSION));
-  proto_buf_reset(&b);
+  tw__proto_put_welcome(&b, &w);
+  assert_int_equal(b.len, tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION));
+  tw__proto_buf_reset(&b);
   big[PROTO_SHORT_MAX + 10] = '\0';
-  proto_put_error(&b, big);
-  assert_int_equal(b.len, proto_frame_max(PROTO_ERROR, PROTO_VERSION));
-  assert_int_equal(proto_frame_max(999, PROTO_VERSION), 0);
-  proto_buf_fini(&b);
+  tw__proto_put_error(&b, big);
+  assert_int_equal(b.len, tw__proto_frame_max(PROTO_ERROR, PROTO_VERSION));
+  assert_int_equal(tw__proto_frame_max(999, PROTO_VERSION), 0);
+  tw__proto_buf_fini(&b);
 }
 
 /* ---- the documentation --------------------------------------------------- */

@@ -41,18 +41,18 @@ static uint64_t check_chain(resend *r, uint64_t first, int64_t offset) {
   for (resend_chunk *c = r->first; c != NULL; c = c->next) {
     tw__resend_seal(c);
     proto_frame f;
-    assert_int_equal(proto_frame_next(c->frame.data, c->frame.len, 0, &f), 0);
+    assert_int_equal(tw__proto_frame_next(c->frame.data, c->frame.len, 0, &f), 0);
     assert_int_equal(f.frame_len, c->frame.len);
     assert_int_equal(f.type, PROTO_EVENTS);
     proto_events it;
     proto_event ev;
     assert_int_equal(
-        proto_events_begin(&it, f.payload, f.payload_len, PROTO_VERSION),
+        tw__proto_events_begin(&it, f.payload, f.payload_len, PROTO_VERSION),
         c->frame.count ? 0 : PROTO_E_FIELD);
     assert_int_equal(it.first_seq, seq);
     assert_int_equal(it.first_seq, c->frame.first_seq);
     int rc;
-    while (c->frame.count && (rc = proto_events_next(&it, &ev)) == 0) {
+    while (c->frame.count && (rc = tw__proto_events_next(&it, &ev)) == 0) {
       assert_int_equal(ev.kind, PROTO_EV_START);
       assert_int_equal(ev.task, (uint64_t)((int64_t)seq + offset));
       seq++;
@@ -178,16 +178,16 @@ static void cut_starts_at_the_welcome(void **state) {
   assert_int_equal(r.first->frame.first_seq, 1234);
   assert_int_equal(check_chain(&r, 1234, 0), 5000 - 1233);
   proto_buf fresh;
-  proto_buf_init(&fresh);
-  proto_events_open(&fresh, PROTO_VERSION, 1234);
+  tw__proto_buf_init(&fresh);
+  tw__proto_events_open(&fresh, PROTO_VERSION, 1234);
   for (uint64_t t = 1234; t < tw__resend_chunk_end(r.first); t++) {
     proto_event ev = start_event(t);
-    proto_put_event(&fresh, &ev);
+    tw__proto_put_event(&fresh, &ev);
   }
-  proto_events_close(&fresh);
+  tw__proto_events_close(&fresh);
   assert_int_equal(fresh.len, r.first->frame.len);
   assert_memory_equal(fresh.data, r.first->frame.data, fresh.len);
-  proto_buf_fini(&fresh);
+  tw__proto_buf_fini(&fresh);
   /* A cut that takes a whole chunk leaves none behind. */
   tw__resend_ack(&r, tw__resend_chunk_end(r.first));
   tw__resend_cut(&r);
@@ -240,15 +240,15 @@ static void recode_keeps_events(void **state) {
   assert_int_equal(check_chain(&r, 501, 0), 6500);
   assert_true(chunks(&r) <= n);
   proto_buf whole;
-  proto_buf_init(&whole);
-  proto_events_open(&whole, PROTO_VERSION, 501);
+  tw__proto_buf_init(&whole);
+  tw__proto_events_open(&whole, PROTO_VERSION, 501);
   for (uint64_t t = 501; t < tw__resend_chunk_end(r.first); t++) {
     proto_event ev = start_event(t);
-    proto_put_event(&whole, &ev);
+    tw__proto_put_event(&whole, &ev);
   }
-  proto_events_close(&whole);
+  tw__proto_events_close(&whole);
   assert_memory_equal(whole.data, r.first->frame.data, whole.len);
-  proto_buf_fini(&whole);
+  tw__proto_buf_fini(&whole);
   /* An empty buffer only changes its version. */
   resend e;
   tw__resend_init(&e, a);

@@ -16,25 +16,25 @@
 static void accepts_the_grammar(void **state) {
   (void)state;
   url u;
-  assert_int_equal(url_parse("tcp://127.0.0.1:7460", 0, &u), 0);
+  assert_int_equal(tw__url_parse("tcp://127.0.0.1:7460", 0, &u), 0);
   assert_int_equal(u.scheme, URL_TCP);
   assert_string_equal(u.host, "127.0.0.1");
   assert_int_equal(u.port, 7460);
   assert_false(u.ipv6);
-  assert_int_equal(url_parse("tcp://collector.example:1", 0, &u), 0);
+  assert_int_equal(tw__url_parse("tcp://collector.example:1", 0, &u), 0);
   assert_string_equal(u.host, "collector.example");
   assert_int_equal(u.port, 1);
-  assert_int_equal(url_parse("tcp://[::1]:65535", 0, &u), 0);
+  assert_int_equal(tw__url_parse("tcp://[::1]:65535", 0, &u), 0);
   assert_string_equal(u.host, "::1");
   assert_int_equal(u.port, 65535);
   assert_true(u.ipv6);
-  assert_int_equal(url_parse("tcp://[fe80::1%eth0]:80", 0, &u), 0);
+  assert_int_equal(tw__url_parse("tcp://[fe80::1%eth0]:80", 0, &u), 0);
   assert_string_equal(u.host, "fe80::1%eth0");
-  assert_int_equal(url_parse("unix:/run/taskwatch.sock", 0, &u), 0);
+  assert_int_equal(tw__url_parse("unix:/run/taskwatch.sock", 0, &u), 0);
   assert_int_equal(u.scheme, URL_UNIX);
   assert_string_equal(u.path, "/run/taskwatch.sock");
   /* Port 0, the system's choice, when listening. */
-  assert_int_equal(url_parse("tcp://127.0.0.1:0", URL_LISTEN, &u), 0);
+  assert_int_equal(tw__url_parse("tcp://127.0.0.1:0", URL_LISTEN, &u), 0);
   assert_int_equal(u.port, 0);
 }
 
@@ -45,8 +45,8 @@ static void formats_back(void **state) {
   for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
     url u;
     char back[64];
-    assert_int_equal(url_parse(texts[i], URL_TLS_OK, &u), 0);
-    url_format(&u, back, sizeof(back));
+    assert_int_equal(tw__url_parse(texts[i], URL_TLS_OK, &u), 0);
+    tw__url_format(&u, back, sizeof(back));
     assert_string_equal(back, texts[i]);
   }
 }
@@ -55,15 +55,15 @@ static void formats_back(void **state) {
 static void tls_is_recognised_and_refused(void **state) {
   (void)state;
   url u;
-  assert_int_equal(url_parse("tls://collector:7461", 0, &u), URL_E_TLS);
+  assert_int_equal(tw__url_parse("tls://collector:7461", 0, &u), URL_E_TLS);
   assert_int_equal(u.scheme, URL_TLS);
   assert_string_equal(u.host, "collector");
   assert_int_equal(u.port, 7461);
-  assert_string_equal(url_strerror(URL_E_TLS),
+  assert_string_equal(tw__url_strerror(URL_E_TLS),
                       "tls:// is not supported yet (this build has no TLS)");
-  assert_int_equal(url_parse("tls://collector:7461", URL_TLS_OK, &u), 0);
+  assert_int_equal(tw__url_parse("tls://collector:7461", URL_TLS_OK, &u), 0);
   /* Its host and port are checked first. */
-  assert_int_equal(url_parse("tls://collector", 0, &u), URL_E_PORT_MISSING);
+  assert_int_equal(tw__url_parse("tls://collector", 0, &u), URL_E_PORT_MISSING);
 }
 
 static void rejects_with_reasons(void **state) {
@@ -106,17 +106,17 @@ static void rejects_with_reasons(void **state) {
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     url u;
-    int rc = url_parse(cases[i].text, 0, &u);
+    int rc = tw__url_parse(cases[i].text, 0, &u);
     if (rc != cases[i].want)
       fail_msg("%s: got %d (%s), want %d (%s)", cases[i].text, rc,
-               url_strerror(rc), cases[i].want, url_strerror(cases[i].want));
+               tw__url_strerror(rc), cases[i].want, tw__url_strerror(cases[i].want));
   }
   /* The longest path that fits is accepted. */
   url u;
   long_path[strlen(long_path) - 1] = '\0';
-  assert_int_equal(url_parse(long_path, 0, &u), 0);
+  assert_int_equal(tw__url_parse(long_path, 0, &u), 0);
   assert_int_equal(strlen(u.path), URL_PATH_MAX);
-  assert_int_equal(url_parse(NULL, 0, &u), URL_E_SCHEME);
+  assert_int_equal(tw__url_parse(NULL, 0, &u), URL_E_SCHEME);
 }
 
 /* Every code has its own text. */
@@ -129,12 +129,12 @@ static void every_reason_is_distinct(void **state) {
   };
   size_t n = sizeof(codes) / sizeof(codes[0]);
   for (size_t i = 0; i < n; i++) {
-    assert_string_not_equal(url_strerror(codes[i]), "malformed URL");
+    assert_string_not_equal(tw__url_strerror(codes[i]), "malformed URL");
     for (size_t j = i + 1; j < n; j++)
-      assert_string_not_equal(url_strerror(codes[i]), url_strerror(codes[j]));
+      assert_string_not_equal(tw__url_strerror(codes[i]), tw__url_strerror(codes[j]));
   }
-  assert_string_equal(url_strerror(-1000), "malformed URL");
-  assert_string_equal(url_strerror(0), "ok");
+  assert_string_equal(tw__url_strerror(-1000), "malformed URL");
+  assert_string_equal(tw__url_strerror(0), "ok");
 }
 
 int main(void) {
