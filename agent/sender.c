@@ -1,7 +1,9 @@
 /*
  * sender - the agent's sender thread and its connection to the collector.
  * The thread runs its own libuv loop: it connects (tcp or unix), says
- * HELLO, agrees on a protocol version through WELCOME, writes the resend
+ * HELLO (with the instance's public key, and answers the collector's
+ * CHALLENGE with its PROOF: proof.h), agrees on a protocol version through
+ * WELCOME, writes the resend
  * buffer's chunks, reads ACK and ERROR, and reconnects with exponential
  * backoff and jitter. What it writes comes from drain.c (ring records to
  * events) through resend.c (every event until the collector acks it after
@@ -36,6 +38,7 @@
 
 #include "agent_internal.h"
 #include "drain.h"
+#include "proof.h"
 #include "resend.h"
 #include "url.h"
 
@@ -79,9 +82,12 @@ typedef struct sender {
   } conn;
   uv_connect_t connect_req;
   uv_write_t hello_req;
+  uv_write_t proof_req;
   uv_write_t goodbye_req;
   uv_write_t health_req;
   proto_buf hello;
+  proto_buf proof;
+  proof_key key; /* the instance's (proof.h) */
   proto_buf goodbye;
   proto_buf final_health; /* see send_final_health() */
   chunk_write *free_writes;
@@ -381,17 +387,41 @@ static bool handle_welcome_frame(sender *s, const proto_frame *f) {
   char why[LIMIT_REFUSAL_TEXT];
   int rc = tw__proto_decode_welcome(f->payload, f->payload_len, &w);
   if (rc == PROTO_E_VERSION) {
-    tw__proto_version_refusal(why, sizeof(why), "collector", w.version, w.version,
-                          "agent");
+    tw__proto_version_refusal(why, sizeof(why), "collector", w.version,
+                              w.version, "agent");
     refuse(s, "%s", why);
     return false;
   }
   if (rc != 0) {
-    refuse(s, "malformed WELCOME from the collector: %s", tw__proto_strerror(rc));
+    refuse(s, "malformed WELCOME from the collector: %s",
+           tw__proto_strerror(rc));
     return false;
   }
   handle_welcome(s, &w);
   return true;
+}
+
+/* CHALLENGE: the instance's key signs the collector's nonce. */
+static bool handle_challenge(sender *s, const proto_frame *f) {
+  proto_str nonce;
+  uint8_t signature[PROTO_SIGNATURE_SIZE];
+  int rc = tw__proto_decode_challenge(f->payload, f->payload_len,
+                                      PROTO_PROOF_SINCE, &nonce);
+  if (rc != 0 || nonce.len != PROTO_NONCE_SIZE) {
+    refuse(s, "malformed CHALLENGE from the collector: %s",
+           rc != 0 ? tw__proto_strerror(rc) : "nonce of the wrong size");
+    return false;
+  }
+  if (tw__proof_sign(&s->key, (const uint8_t *)nonce.ptr, signature) != 0)
+    return false; /* out of memory: the next connection tries again */
+  proto_str text = {(const char *)signature, PROTO_SIGNATURE_SIZE};
+  tw__proto_buf_reset(&s->proof);
+  tw__proto_put_proof(&s->proof, PROTO_PROOF_SINCE, text);
+  if (tw__proto_buf_failed(&s->proof))
+    return false;
+  uv_buf_t b = uv_buf_init((char *)s->proof.data, (unsigned)s->proof.len);
+  s->proof_req.data = s;
+  return uv_write(&s->proof_req, &s->conn.stream, &b, 1, on_control_write) == 0;
 }
 
 /* Handles one frame from the collector; false closes the connection. */
@@ -401,8 +431,11 @@ static bool handle_frame(sender *s, const proto_frame *f) {
   int rc;
   if (f->type == PROTO_WELCOME && s->state == CONN_HANDSHAKE)
     return handle_welcome_frame(s, f);
+  if (f->type == PROTO_CHALLENGE && s->state == CONN_HANDSHAKE)
+    return handle_challenge(s, f);
   if (f->type == PROTO_ACK && s->state == CONN_READY) {
-    rc = tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
+    rc =
+        tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
     if (rc != 0) {
       refuse(s, "malformed ACK from the collector: %s", tw__proto_strerror(rc));
       return false;
@@ -440,8 +473,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   proto_frame f;
   int rc;
   while ((rc = tw__proto_frame_next(s->rbuf + at, s->rlen - at,
-                                AGENT_READ_BYTES - PROTO_HEADER_SIZE, &f)) ==
-         0) {
+                                    AGENT_READ_BYTES - PROTO_HEADER_SIZE,
+                                    &f)) == 0) {
     at += f.frame_len;
     if (!handle_frame(s, &f) || s->state == CONN_CLOSING ||
         s->state == CONN_IDLE) {
@@ -472,6 +505,13 @@ static void send_hello(sender *s) {
   h.host.len = (uint32_t)strlen(a->host);
   h.token.ptr = a->token;
   h.token.len = (uint32_t)strlen(a->token);
+  /* Without a key (no randomness, out of memory) the HELLO is one of
+   * version 1's: a collector that knows the instance's key refuses it,
+   * and the next connection tries again. */
+  if (tw__proof_key(&s->key, h.instance) == 0) {
+    h.key.ptr = (const char *)s->key.public_key;
+    h.key.len = PROTO_KEY_SIZE;
+  }
   tw__proto_buf_reset(&s->hello);
   tw__proto_put_hello(&s->hello, &h);
   if (tw__proto_buf_failed(&s->hello)) {
@@ -609,7 +649,8 @@ static bool send_final_health(sender *s) {
   if (!health_event(s, &ev))
     return true;
   tw__proto_buf_reset(&s->final_health);
-  tw__proto_events_open(&s->final_health, s->buffer.version, s->buffer.next_seq);
+  tw__proto_events_open(&s->final_health, s->buffer.version,
+                        s->buffer.next_seq);
   tw__proto_put_event(&s->final_health, &ev);
   tw__proto_events_close(&s->final_health);
   if (tw__proto_buf_failed(&s->final_health))
@@ -703,6 +744,8 @@ static void sender_free(sender *s) {
   tw__resend_fini(&s->buffer);
   tw__drain_fini(&s->drain);
   tw__proto_buf_fini(&s->hello);
+  tw__proto_buf_fini(&s->proof);
+  tw__proof_forget(&s->key);
   tw__proto_buf_fini(&s->goodbye);
   tw__proto_buf_fini(&s->final_health);
   while (s->free_writes != NULL) {
@@ -723,11 +766,13 @@ static int sender_init(sender *s, tw_agent *agent) {
   memcpy(&s->rng, agent->instance, sizeof(s->rng));
   s->rng |= 1;
   tw__proto_buf_init(&s->hello);
+  tw__proto_buf_init(&s->proof);
   tw__proto_buf_init(&s->goodbye);
   tw__proto_buf_init(&s->final_health);
   /* Every frame a collector sends fits the receive buffer whole. */
   assert(tw__proto_frame_max(PROTO_ERROR, PROTO_VERSION) <= AGENT_READ_BYTES &&
-         tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION) <= AGENT_READ_BYTES &&
+         tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION) <=
+             AGENT_READ_BYTES &&
          tw__proto_frame_max(PROTO_ACK, PROTO_VERSION) <= AGENT_READ_BYTES);
   if (tw__url_parse(agent->collector, 0, &s->where) != 0)
     return TW_EURL;

@@ -6,12 +6,15 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "args.h"
+#include "auth.h"
+#include "guard.h"
 #include "log.h"
 #include "proto.h"
 #include "server.h"
@@ -28,6 +31,8 @@ typedef struct options {
   const char *listen[MAX_LISTEN];
   size_t nlisten;
   const char *token_file;
+  int require_proof;
+  long long max_agents_per_token; /* 0: GUARD_AGENTS_PER_TOKEN */
   int sync_full;
   int socket_mode; /* -1: 0600 */
   long socket_gid; /* -1: the collector's own group */
@@ -62,33 +67,57 @@ static const char usage_text[] =
     "                             (default 0600: the collector's user only)\n"
     "  --socket-group GROUP       group of unix: sockets, a name or number\n"
     "                             (default: the collector's own group)\n"
-    "  --token-file PATH          require agents to present the token in "
-    "PATH\n"
-    "  --sync normal|full         SQLite synchronous mode (default normal)\n"
-    "  --max-connections N        more are accepted and closed (default "
-    "1024)\n"
-    "  --handshake-timeout DUR    time to send HELLO or finish a frame "
-    "(default\n"
-    "                             10s)\n"
-    "  --lost-after DUR           grace before a vanished instance's open "
-    "tasks\n"
-    "                             become lost (default 30s)\n"
-    "  --retain-days DUR          prune tasks older than this (default: keep)\n"
-    "  --retain-failures-days DUR\n"
-    "                             keep failed, skipped, dropped and lost "
-    "tasks\n"
-    "                             this long (default: --retain-days)\n"
-    "  --max-tasks N              keep at most N tasks, oldest pruned first\n"
-    "  --flush-ms DUR             longest a batch fills before its commit\n"
-    "                             (default 10ms)\n"
-    "  --log-level LEVEL          error, warn, info (default) or debug\n"
-    "  -h, --help                 print this help and exit\n"
-    "\n"
-    "A duration DUR takes units (250ms, 30s, 2m, 1.5h, 7d); a bare number\n"
-    "counts in the unit the option names: seconds, days or milliseconds.\n"
-    "\n"
-    "Exit status: 0 after SIGTERM or SIGINT, 1 when the store or a listener\n"
-    "cannot be set up, 2 for a bad argument.\n";
+    "  --token-file PATH          require agents to present a token of PATH\n"
+    "                             (one per line, then the services it may\n"
+    "                             speak for)\n"
+    "  --max-agents-per-token N   agents connected at once with one token\n"
+    "                             (default " STRINGIFY(
+        GUARD_AGENTS_PER_TOKEN) ")\n"
+                                "  --require-proof            refuse agents "
+                                "that cannot prove they own\n"
+                                "                             their instance "
+                                "(protocol version 1)\n"
+                                "  --sync normal|full         SQLite "
+                                "synchronous mode (default normal)\n"
+                                "  --max-connections N        more are "
+                                "accepted and closed (default "
+                                "1024)\n"
+                                "  --handshake-timeout DUR    time to send "
+                                "HELLO or finish a frame "
+                                "(default\n"
+                                "                             10s)\n"
+                                "  --lost-after DUR           grace before a "
+                                "vanished instance's open "
+                                "tasks\n"
+                                "                             become lost "
+                                "(default 30s)\n"
+                                "  --retain-days DUR          prune tasks "
+                                "older than this (default: keep)\n"
+                                "  --retain-failures-days DUR\n"
+                                "                             keep failed, "
+                                "skipped, dropped and lost "
+                                "tasks\n"
+                                "                             this long "
+                                "(default: --retain-days)\n"
+                                "  --max-tasks N              keep at most N "
+                                "tasks, oldest pruned first\n"
+                                "  --flush-ms DUR             longest a batch "
+                                "fills before its commit\n"
+                                "                             (default 10ms)\n"
+                                "  --log-level LEVEL          error, warn, "
+                                "info (default) or debug\n"
+                                "  -h, --help                 print this help "
+                                "and exit\n"
+                                "\n"
+                                "A duration DUR takes units (250ms, 30s, 2m, "
+                                "1.5h, 7d); a bare number\n"
+                                "counts in the unit the option names: seconds, "
+                                "days or milliseconds.\n"
+                                "SIGHUP reads the token file again.\n"
+                                "\n"
+                                "Exit status: 0 after SIGTERM or SIGINT, 1 "
+                                "when the store or a listener\n"
+                                "cannot be set up, 2 for a bad argument.\n";
 
 enum {
   OPT_DB = 256,
@@ -96,6 +125,8 @@ enum {
   OPT_SOCKET_MODE,
   OPT_SOCKET_GROUP,
   OPT_TOKEN_FILE,
+  OPT_REQUIRE_PROOF,
+  OPT_MAX_AGENTS_PER_TOKEN,
   OPT_SYNC,
   OPT_MAX_CONNECTIONS,
   OPT_HANDSHAKE_TIMEOUT,
@@ -113,6 +144,8 @@ static const struct option long_options[] = {
     {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
     {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
     {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"require-proof", no_argument, NULL, OPT_REQUIRE_PROOF},
+    {"max-agents-per-token", required_argument, NULL, OPT_MAX_AGENTS_PER_TOKEN},
     {"sync", required_argument, NULL, OPT_SYNC},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
@@ -184,6 +217,11 @@ static int apply_option(const args *a, int c, options *o) {
   case OPT_TOKEN_FILE:
     o->token_file = a->value;
     return 0;
+  case OPT_REQUIRE_PROOF:
+    o->require_proof = 1;
+    return 0;
+  case OPT_MAX_AGENTS_PER_TOKEN:
+    return args_int(a, 1, 1000000, &o->max_agents_per_token);
   case OPT_SYNC:
     return args_choice(a, syncs, &o->sync_full);
   case OPT_MAX_CONNECTIONS:
@@ -209,14 +247,23 @@ static int apply_option(const args *a, int c, options *o) {
   }
 }
 
-static int has_unix_listener(const options *o) {
-  for (size_t i = 0; i < o->nlisten; i++)
-    if (strncmp(o->listen[i], "unix:", 5) == 0)
-      return 1;
+/* The first listener of a scheme, or NULL. */
+static const char *listener_of(const options *o, url_scheme scheme) {
+  for (size_t i = 0; i < o->nlisten; i++) {
+    url u;
+    if (tw__url_parse(o->listen[i], URL_LISTEN, &u) == 0 && u.scheme == scheme)
+      return o->listen[i];
+  }
+  return NULL;
+}
+
+/* The options of tokens agree with each other. */
+static int check_auth(const args *a, const options *o) {
+  if (o->max_agents_per_token && !o->token_file)
+    return args_error(a, "--max-agents-per-token needs --token-file");
   return 0;
 }
 
-/* Returns -1 when --help was printed, 0, or the exit status 2. */
 static int parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof(*o));
   o->db = "taskwatch.db";
@@ -243,35 +290,24 @@ static int parse_args(int argc, char **argv, options *o) {
   }
   if (args_no_operands(&a))
     return ARGS_USAGE;
-  if ((o->socket_mode >= 0 || o->socket_gid >= 0) && !has_unix_listener(o))
+  if ((o->socket_mode >= 0 || o->socket_gid >= 0) && !listener_of(o, URL_UNIX))
     return args_error(&a, "--socket-mode and --socket-group need a "
                           "--listen unix:/PATH");
   if (o->nlisten == 0)
     o->listen[o->nlisten++] = DEFAULT_LISTEN;
-  return 0;
+  return check_auth(&a, o);
 }
 
-/* Reads the shared secret: the file's first line, without its newline. */
-static char *read_token(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    fprintf(stderr, "taskwatch collector: cannot read token file %s: %s\n",
-            path, strerror(errno));
-    return NULL;
+/* The token file, refused with one line. */
+static int load_tokens(const options *o, token_table **tokens) {
+  char err[PATH_MAX + 256];
+  *tokens = NULL;
+  if (o->token_file &&
+      (*tokens = auth_tokens_load(o->token_file, err, sizeof(err))) == NULL) {
+    fprintf(stderr, "taskwatch collector: %s\n", err);
+    return -1;
   }
-  char buf[PROTO_IDENT_MAX + 2];
-  size_t n = fread(buf, 1, sizeof(buf), f);
-  fclose(f);
-  size_t end = 0;
-  while (end < n && buf[end] != '\n' && buf[end] != '\r')
-    end++;
-  if (end == 0 || end > PROTO_IDENT_MAX) {
-    fprintf(stderr, "taskwatch collector: token in %s must be 1 to %u bytes\n",
-            path, PROTO_IDENT_MAX);
-    return NULL;
-  }
-  *len = end;
-  return xstrndup(buf, end);
+  return 0;
 }
 
 /* 1000 idle agents need 1000 descriptors: take all the hard limit allows. */
@@ -298,12 +334,14 @@ static int open_reader(const char *path, sqlite3 **db) {
  * committed (uncommitted=, with a note when there was some). */
 static void log_summary(const store_stats *stats, const server_summary *sum) {
   uint64_t left = stop_uncommitted();
+  char caps[1024];
   if (!stop_last_line())
     return;
+  guard_format(caps, sizeof(caps));
   log_msg(left ? LOG_ERROR : LOG_INFO,
           "stopped events=%llu transactions=%llu inserted=%llu "
           "updated=%llu unmatched=%llu lost=%llu pruned=%llu connections=%llu "
-          "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld "
+          "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld %s "
           "uncommitted=%llu%s",
           (unsigned long long)stats->events,
           (unsigned long long)stats->transactions,
@@ -314,7 +352,7 @@ static void log_summary(const store_stats *stats, const server_summary *sum) {
           (unsigned long long)stats->tasks_pruned,
           (unsigned long long)sum->connections,
           (unsigned long long)sum->rejected, (long long)sum->latency_p50_us,
-          (long long)sum->latency_p99_us, (unsigned long long)left,
+          (long long)sum->latency_p99_us, caps, (unsigned long long)left,
           left ? " note=\"" STOP_UNCOMMITTED_NOTE "\"" : "");
 }
 
@@ -324,9 +362,8 @@ int collector_main(int argc, char **argv) {
   if (rc)
     return rc < 0 ? 0 : rc;
   log_set_level(o.log_level);
-  size_t token_len = 0;
-  char *token = NULL;
-  if (o.token_file && (token = read_token(o.token_file, &token_len)) == NULL)
+  token_table *tokens;
+  if (load_tokens(&o, &tokens) != 0)
     return 1;
   raise_fd_limit();
   /* The writer is SQLite's only heavy user: its global allocation
@@ -340,31 +377,34 @@ int collector_main(int argc, char **argv) {
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;
-  if (store_open(&sc, &st, &err) != 0) {
-    fprintf(stderr, "taskwatch collector: cannot open %s: %s\n", o.db, err);
+  if (store_open(&sc, &st, &err) != 0 || open_reader(o.db, &reader) != 0) {
+    if (err != NULL)
+      fprintf(stderr, "taskwatch collector: cannot open %s: %s\n", o.db, err);
     free(err);
-    free(token);
-    return 1;
-  }
-  if (open_reader(o.db, &reader) != 0) {
     sqlite3_close(reader);
-    store_close(st);
-    free(token);
+    if (st)
+      store_close(st);
+    auth_tokens_free(tokens);
     return 1;
   }
-  server_config cfg = {o.listen,
-                       o.nlisten,
-                       o.socket_mode >= 0 ? o.socket_mode : 0600,
-                       o.socket_gid,
-                       token,
-                       token_len,
-                       (int)o.max_connections,
-                       o.handshake_timeout_us / 1000,
-                       o.lost_after_us / 1000,
-                       o.flush_us / 1000,
-                       (size_t)8 << 20,
-                       sc.retain_us > 0 || sc.retain_fail_us > 0 ||
-                           sc.max_tasks > 0};
+  server_config cfg = {
+      .listen = o.listen,
+      .nlisten = o.nlisten,
+      .socket_mode = o.socket_mode >= 0 ? o.socket_mode : 0600,
+      .socket_gid = o.socket_gid,
+      .tokens = tokens,
+      .token_file = o.token_file,
+      .require_proof = o.require_proof,
+      .max_agents_per_token = o.max_agents_per_token
+                                  ? (int)o.max_agents_per_token
+                                  : GUARD_AGENTS_PER_TOKEN,
+      .max_connections = (int)o.max_connections,
+      .handshake_timeout_ms = o.handshake_timeout_us / 1000,
+      .lost_after_ms = o.lost_after_us / 1000,
+      .flush_ms = o.flush_us / 1000,
+      .high_watermark = (size_t)8 << 20,
+      .prune = sc.retain_us > 0 || sc.retain_fail_us > 0 || sc.max_tasks > 0,
+  };
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);
   store_stats stats;
@@ -373,6 +413,5 @@ int collector_main(int argc, char **argv) {
   store_close(st);
   if (sum.started)
     log_summary(&stats, &sum);
-  free(token);
   return rc;
 }

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guard.h"
 #include "hist.h"
+#include "log.h"
 #include "u64map.h"
 #include "xalloc.h"
 
@@ -30,6 +32,10 @@ struct bucket {
 
 struct rollup {
   u64map buckets; /* key -> chain */
+  /* The caps of guard.h: buckets in memory, and per minute (key:
+   * minute + 1) its number of buckets. */
+  size_t nbuckets;
+  u64map minutes;
   bucket *dirty;
   bucket *touched;
   int64_t newest_minute;
@@ -46,6 +52,7 @@ static uint64_t key_of(int64_t minute, const char *name, size_t len) {
 rollup *rollup_new(void) {
   rollup *r = xcalloc(1, sizeof(*r));
   u64map_init(&r->buckets);
+  u64map_init(&r->minutes);
   return r;
 }
 
@@ -67,17 +74,39 @@ void rollup_free(rollup *r) {
     return;
   free_chains(&r->buckets);
   u64map_fini(&r->buckets);
+  u64map_fini(&r->minutes);
   free(r);
 }
 
-static bucket *bucket_of(rollup *r, int64_t minute, const char *name,
-                         size_t len) {
-  uint64_t key = key_of(minute, name, len);
-  bucket *head = u64map_get(&r->buckets, key);
+static bucket *find(const rollup *r, int64_t minute, const char *name,
+                    size_t len) {
+  bucket *head = u64map_get(&r->buckets, key_of(minute, name, len));
   for (bucket *b = head; b; b = b->next_same_hash)
     if (b->minute == minute && b->name_len == len &&
         memcmp(b->name, name, len) == 0)
       return b;
+  return NULL;
+}
+
+static uint64_t minute_key(int64_t minute) {
+  return (uint64_t)minute + 1; /* a multiple of a minute: never -1 */
+}
+
+static void count_bucket(rollup *r, int64_t minute, int delta) {
+  uintptr_t n = (uintptr_t)u64map_get(&r->minutes, minute_key(minute));
+  n = (uintptr_t)((intptr_t)n + delta);
+  if (n)
+    u64map_put(&r->minutes, minute_key(minute), (void *)n);
+  else
+    u64map_del(&r->minutes, minute_key(minute));
+  r->nbuckets = (size_t)((intptr_t)r->nbuckets + delta);
+}
+
+static bucket *bucket_new(rollup *r, int64_t minute, const char *name,
+                          size_t len) {
+  uint64_t key = key_of(minute, name, len);
+  bucket *head = u64map_get(&r->buckets, key);
+  count_bucket(r, minute, 1);
   bucket *b = xcalloc(1, sizeof(*b) + len + 1);
   b->minute = minute;
   b->name_len = len;
@@ -87,6 +116,28 @@ static bucket *bucket_of(rollup *r, int64_t minute, const char *name,
   return b;
 }
 
+/* The bucket of (minute, name), created when new: the minute's (other)
+ * past its cap of names, none past the cap of buckets (guard.h). *folded
+ * says it is not the name's own. */
+static bucket *bucket_of(rollup *r, int64_t minute, const char *name,
+                         size_t len, int *folded) {
+  bucket *b = find(r, minute, name, len);
+  *folded = 0;
+  if (b)
+    return b;
+  uintptr_t names = (uintptr_t)u64map_get(&r->minutes, minute_key(minute));
+  if (names >= GUARD_ROLLUP_NAMES_PER_MINUTE ||
+      r->nbuckets >= GUARD_ROLLUP_BUCKETS) {
+    *folded = 1;
+    name = GUARD_OTHER_NAME;
+    len = sizeof(GUARD_OTHER_NAME) - 1;
+    if ((b = find(r, minute, name, len)) != NULL ||
+        r->nbuckets >= GUARD_ROLLUP_BUCKETS)
+      return b;
+  }
+  return bucket_new(r, minute, name, len);
+}
+
 void rollup_add(rollup *r, const char *name, size_t len, int64_t finished_at,
                 int status, int64_t wait_us, int64_t run_us) {
   if (status < 0 || status >= SCHEMA_STATUS_COUNT)
@@ -94,7 +145,20 @@ void rollup_add(rollup *r, const char *name, size_t len, int64_t finished_at,
   int64_t minute =
       finished_at - (((finished_at % ROLLUP_MINUTE_US) + ROLLUP_MINUTE_US) %
                      ROLLUP_MINUTE_US);
-  bucket *b = bucket_of(r, minute, name, len);
+  int folded;
+  bucket *b = bucket_of(r, minute, name, len, &folded);
+  if (folded) {
+    /* Folded into (other), or left out: counted, and logged at the 1st,
+     * 2nd, 4th, ... time. */
+    enum guard_counter which = b ? GUARD_rollup_folded : GUARD_rollup_dropped;
+    uint64_t n = guard_count(which);
+    if (guard_log_due(n))
+      log_msg(LOG_WARN, "rollups at their cap minute=%lld %s_total=%llu",
+              (long long)(minute / 1000000), guard_name(which),
+              (unsigned long long)n);
+    if (b == NULL)
+      return;
+  }
   if (!b->touched) {
     b->committed_wait = b->wait;
     b->committed_run = b->run;
@@ -134,6 +198,7 @@ static void evict(rollup *r) {
     while (b) {
       bucket *next = b->next_same_hash;
       if (b->minute < oldest && !b->dirty && !b->touched) {
+        count_bucket(r, b->minute, -1);
         free(b);
       } else {
         uint64_t key = key_of(b->minute, b->name, b->name_len);

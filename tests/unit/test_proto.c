@@ -347,7 +347,7 @@ static void oversized_string(void **state) {
   uint32_t magic = PROTO_MAGIC;
   for (int i = 0; i < 4; i++)
     p[i] = (uint8_t)(magic >> (8 * i));
-  p[4] = PROTO_VERSION;
+  p[4] = 1; /* the layout above is version 1's */
   size_t at = 4 + 2 + 16 + 4 + 8;
   p[at] = (uint8_t)((PROTO_IDENT_MAX + 1) & 0xff);
   p[at + 1] = (uint8_t)((PROTO_IDENT_MAX + 1) >> 8);
@@ -706,6 +706,8 @@ static void sizes_follow_the_table(void **state) {
   proto_hello h = {0};
   proto_str past_ident = {big, PROTO_IDENT_MAX + 40};
   h.service = h.host = h.token = past_ident;
+  h.key.ptr = big;
+  h.key.len = PROTO_KEY_MAX + 40;
   proto_buf b;
   tw__proto_buf_init(&b);
   tw__proto_put_hello(&b, &h);
@@ -805,7 +807,8 @@ static void docs_follow_the_table(void **state) {
     const char *name;
     doc_field f[8];
   } messages[] = {DOC_MESSAGE(HELLO) DOC_MESSAGE(GOODBYE) DOC_MESSAGE(EVENTS)
-                      DOC_MESSAGE(WELCOME) DOC_MESSAGE(ACK) DOC_MESSAGE(ERROR)};
+                      DOC_MESSAGE(WELCOME) DOC_MESSAGE(ACK) DOC_MESSAGE(ERROR)
+                          DOC_MESSAGE(CHALLENGE) DOC_MESSAGE(PROOF)};
   for (size_t m = 0; m < sizeof(messages) / sizeof(messages[0]); m++) {
     snprintf(want, sizeof(want), "### %s (", messages[m].name);
     const char *at = strstr(doc, want);

@@ -309,7 +309,7 @@ static void upgrades_a_version_2_store(void **state) {
                    NULL, NULL, NULL),
       SQLITE_OK);
   open_store(f, 0, 0, 0);
-  assert_int_equal(q(f, "PRAGMA user_version"), 3);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
   assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
                         "'index' AND name IN ('tasks_enqueued', 'tasks_name')"),
                    0);
