@@ -278,10 +278,26 @@ static int handle_option(int c, const char *arg, query_opts *o) {
   }
 }
 
+/* `-status:failed` would reach getopt as the options -s, -t, ...: say what
+ * it is instead. Returns 0, or the exit status after the reason. */
+static int refuse_dash_terms(int argc, char **argv) {
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+    const char *arg = argv[i];
+    if (arg[0] == '-' && arg[1] != '-' && filter_is_keyed_term(arg + 1))
+      return args_fail("query",
+                       "'%s' is not an option; to negate a filter term, "
+                       "write '!%s' or 'not %s'",
+                       arg, arg + 1, arg + 1);
+  }
+  return 0;
+}
+
 /* Parses the options into *o; returns -1 to go on, else an exit status. */
 static int parse_args(int argc, char **argv, query_opts *o, int command) {
   char err[256];
   int c;
+  if (refuse_dash_terms(argc, argv) != 0)
+    return ARGS_USAGE;
   args a;
   args_init(&a, "query", argc, argv, "o:f:h", long_options);
   while ((c = args_next(&a)) != -1) {

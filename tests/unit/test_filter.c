@@ -80,7 +80,22 @@ static void status_terms(void **state) {
   CHECK("status:failed,skipped", "2,3,9");
   CHECK("status=succeeded", "1,4");
   CHECK("!status:succeeded", "2,3,5,6,7,8,9");
-  CHECK("-status:succeeded,failed", "3,5,6,7,8");
+  CHECK("not status:succeeded,failed", "3,5,6,7,8");
+  CHECK("not  status:succeeded status:failed", "2,9");
+  /* '-' is how options start: a negation written so is refused, in any
+   * place, rather than read one way here and another on a command line. */
+  CHECK("-status:succeeded,failed", "ERR");
+  CHECK("status:failed -name:x", "ERR");
+  CHECK("-email", "ERR");
+  CHECK("not", "ERR");
+  CHECK("status:failed not", "ERR");
+  CHECK("! status:failed", "ERR");
+  CHECK("!!status:failed", "ERR");
+  CHECK("not !status:failed", "ERR");
+  CHECK("!not status:failed", "ERR");
+  /* "not" is a word like any other when a term does not follow it. */
+  CHECK("notify", "");
+  CHECK("\"not\"", "1"); /* write_notification */
   CHECK("status:queued status:running", "");
   CHECK("status:lost", "8");
   CHECK("status:dropped", "7");
@@ -125,6 +140,17 @@ static void agent_and_batch_terms(void **state) {
   CHECK("pid:200", "6,7,8,9");
   CHECK("pid:100,200", "1,2,3,4,5,6,7,8,9");
   CHECK("label:\"POST /send*\"", "1,2,3,9");
+  CHECK("label:POST\\ /send*", "1,2,3,9");
+  /* A value with a blank, unquoted (one shell word: query 'label:POST
+   * /send*'), would be two terms that match nothing: refused instead. */
+  CHECK("label:POST /send*", "ERR");
+  CHECK("!label:POST /send*", "ERR");
+  CHECK("error:connection refused", "ERR");
+  /* Other terms after a value, and words after a quoted value, stay. */
+  CHECK("label:POST* status:failed", "2,9");
+  CHECK("label:'POST /send*' email", "2,9");
+  CHECK("email label:POST*", "2,9");
+  CHECK("label:POST* !email", "1,3");
   CHECK("label:'GET /items'", "4,5");
   /* Tasks of an unlabelled batch do not match a label, and do match its
    * negation. */
