@@ -4,6 +4,8 @@
  */
 #include "schema.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 
 #define STRINGIFY_(x) #x
@@ -189,4 +191,9 @@ int schema_apply(sqlite3 *db, char **err) {
 fail:
   *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
   return rc;
+}
+
+const char *schema_default_db(void) {
+  const char *env = getenv("TASKWATCH_DB");
+  return env != NULL && env[0] != '\0' ? env : SCHEMA_DEFAULT_DB;
 }

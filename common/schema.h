@@ -107,6 +107,13 @@ int schema_status_code(const char *name);
 /* "loop" or "threadpool"; NULL for an out-of-range value. */
 const char *schema_mode_name(int mode);
 
+/* The store's path when a command is given no --db: TASKWATCH_DB when it
+ * is set and not empty, else SCHEMA_DEFAULT_DB in the current directory,
+ * the same for the collector that writes it and top and query that read
+ * it. Points into the environment or static storage. */
+#define SCHEMA_DEFAULT_DB "taskwatch.db"
+const char *schema_default_db(void);
+
 /*
  * Creates the tables and indexes when the database is new, upgrades an
  * older version (version 3 replaced the indexes tasks_enqueued and

@@ -18,12 +18,13 @@
 
 #include "args.h"
 #include "format.h"
+#include "schema.h"
 
 static const char usage_text[] =
-    "Usage: taskwatch query --db PATH [FILTER]... [OPTION]...\n"
-    "  or:  taskwatch query stats --db PATH [--by FIELD] [FILTER]...\n"
-    "  or:  taskwatch query show --db PATH TASK_ID\n"
-    "  or:  taskwatch query batch --db PATH BATCH_ID\n"
+    "Usage: taskwatch query [--db PATH] [FILTER]... [OPTION]...\n"
+    "  or:  taskwatch query stats [--db PATH] [--by FIELD] [FILTER]...\n"
+    "  or:  taskwatch query show [--db PATH] TASK_ID\n"
+    "  or:  taskwatch query batch [--db PATH] BATCH_ID\n"
     "\n"
     "Prints stored tasks, oldest first; stats summarises them per name,\n"
     "service or batch label; show prints one task, batch one batch.\n"
@@ -34,7 +35,8 @@ static const char usage_text[] =
     "since:1h until:2026-11-22T10:00:00Z wait>200ms run>=1s !TERM\n"
     "\n"
     "Options:\n"
-    "  --db PATH                  the collector's store (required)\n"
+    "  --db PATH                  the collector's store (default\n"
+    "                             $TASKWATCH_DB, else taskwatch.db)\n"
     "  -o, --format FMT           table (default), json (NDJSON) or csv\n"
     "  -f, --filter TEXT          filter terms, as above\n"
     "  --status S[,S]...          status:S[,S]...\n"
@@ -329,8 +331,6 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
     if (filter_add_text(o->filter, argv[i], err, sizeof(err)) != 0)
       return usage_error("%s", err);
   }
-  if (o->db_path == NULL)
-    return usage_error("%s", "--db PATH is required");
   if ((command == 's' || command == 'b') && o->target == NULL)
     return usage_error("%s", "missing the id to show");
   if (o->by != NULL && command != 'S')
@@ -357,8 +357,14 @@ static int run(int argc, char **argv, query_opts *o) {
     return rc;
   reader *r = NULL;
   char err[512];
-  if (reader_open(o->db_path, &r, err, sizeof(err)) != READER_OK) {
-    fprintf(stderr, "taskwatch query: %s\n", err);
+  int defaulted = o->db_path == NULL;
+  if (defaulted)
+    o->db_path = schema_default_db();
+  rc = reader_open(o->db_path, &r, err, sizeof(err));
+  if (rc != READER_OK) {
+    fprintf(stderr, "taskwatch query: %s%s\n", err,
+            defaulted && rc == READER_EMISSING ? READER_DEFAULT_MISSING_HINT
+                                               : "");
     return 2;
   }
   switch (command) {

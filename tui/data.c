@@ -85,8 +85,9 @@ static int prepare(data *d, const char *sql, sqlite3_stmt **st) {
 
 int data_open(const char *path, data **out, char *err, size_t errlen) {
   reader *r = NULL;
-  if (reader_open(path, &r, err, errlen) != READER_OK)
-    return -1;
+  int rc = reader_open(path, &r, err, errlen);
+  if (rc != READER_OK)
+    return rc;
   data *d = xcalloc(1, sizeof *d);
   d->r = r;
   d->db = reader_db(r);

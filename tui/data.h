@@ -75,8 +75,8 @@ typedef struct data_agent {
 
 typedef struct data data;
 
-/* Opens the store read-only (reader_open()). Returns 0, or -1 with the
- * reader's one-line reason in err. */
+/* Opens the store read-only (reader_open()). Returns 0, or the reader's
+ * negative READER_E… code with its one-line reason in err. */
 int data_open(const char *path, data **out, char *err, size_t errlen);
 void data_close(data *d);
 

@@ -38,13 +38,14 @@ typedef struct options {
 } options;
 
 static const char usage_text[] =
-    "Usage: taskwatch top --db PATH [OPTION]...\n"
+    "Usage: taskwatch top [--db PATH] [OPTION]...\n"
     "\n"
     "Live dashboard of the store at PATH (read-only): tasks, batches,\n"
     "names and agents. Press ? in the dashboard for its keys.\n"
     "\n"
     "Options:\n"
-    "  --db PATH                  the collector's store (required)\n"
+    "  --db PATH                  the collector's store (default\n"
+    "                             $TASKWATCH_DB, else taskwatch.db)\n"
     "  --view VIEW                tasks (default), batches, names or agents\n"
     "  --filter TEXT              filter terms, as for taskwatch query\n"
     "  --color WHEN               auto (default), always or never; NO_COLOR\n"
@@ -136,8 +137,6 @@ static int parse_args(int argc, char **argv, options *o) {
   }
   if (args_no_operands(&a))
     return ARGS_USAGE;
-  if (o->db == NULL)
-    return args_error(&a, "--db PATH is required");
   return 0;
 }
 
@@ -269,9 +268,15 @@ int top_main(int argc, char **argv) {
   unsigned flags = sanitize_locale_is_utf8() ? 0 : SANITIZE_ASCII;
   char err[256];
   data *d = NULL;
-  if (data_open(o.db, &d, err, sizeof err) != 0) {
+  int defaulted = o.db == NULL;
+  if (defaulted)
+    o.db = schema_default_db();
+  rc = data_open(o.db, &d, err, sizeof err);
+  if (rc != 0) {
     /* A missing or unreadable store is a bad argument, as for query. */
-    fprintf(stderr, "taskwatch top: %s\n", err);
+    fprintf(stderr, "taskwatch top: %s%s\n", err,
+            defaulted && rc == READER_EMISSING ? READER_DEFAULT_MISSING_HINT
+                                               : "");
     return 2;
   }
   ctl *c = ctl_new(d, o.db);

@@ -437,14 +437,14 @@ static void open_refuses_what_is_not_a_store(void **state) {
   assert_non_null(mkdtemp(dir));
   data *d = NULL;
   snprintf(path, sizeof path, "%s/missing.db", dir);
-  assert_int_equal(data_open(path, &d, err, sizeof err), -1);
+  assert_int_equal(data_open(path, &d, err, sizeof err), READER_EMISSING);
   assert_non_null(strstr(err, "cannot open"));
   snprintf(path, sizeof path, "%s/garbage.db", dir);
   FILE *fp = fopen(path, "wb");
   for (int i = 0; i < 4096; i++)
     fputc((i * 7919) & 0xff, fp);
   fclose(fp);
-  assert_int_equal(data_open(path, &d, err, sizeof err), -1);
+  assert_int_equal(data_open(path, &d, err, sizeof err), READER_ENOT_SQLITE);
   assert_non_null(strstr(err, "not a database"));
   remove(path);
   snprintf(path, sizeof path, "%s/newer.db", dir);
@@ -456,7 +456,7 @@ static void open_refuses_what_is_not_a_store(void **state) {
                                 NULL, NULL, NULL),
                    SQLITE_OK);
   sqlite3_close(db);
-  assert_int_equal(data_open(path, &d, err, sizeof err), -1);
+  assert_int_equal(data_open(path, &d, err, sizeof err), READER_ETOO_NEW);
   assert_non_null(strstr(err, "newer"));
   assert_null(strchr(err, '\n'));
   remove(path);
