@@ -33,6 +33,18 @@ const char *schema_status_name(int status) {
   return status_names[status];
 }
 
+int schema_status_severity(int status) {
+#define SCHEMA_SEVERITY_CASE(state, severity)                                  \
+  case SCHEMA_##state:                                                         \
+    return severity;
+  switch (status) {
+    SCHEMA_SEVERITY_MAP(SCHEMA_SEVERITY_CASE)
+  default:
+    return 0;
+  }
+#undef SCHEMA_SEVERITY_CASE
+}
+
 int schema_status_code(const char *name) {
   for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
     if (strcmp(status_names[i], name) == 0)

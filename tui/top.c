@@ -32,6 +32,8 @@ typedef struct options {
   const char *db;
   const char *filter;
   int view;
+  int window; /* enum view_window */
+  int sort;   /* enum data_by, for the tasks and batches views */
   int once;
   int color; /* 0 never, 1 always, 2 auto */
   int width, height;
@@ -48,6 +50,11 @@ static const char usage_text[] =
     "                             $TASKWATCH_DB, else taskwatch.db)\n"
     "  --view VIEW                tasks (default), batches, names or agents\n"
     "  --filter TEXT              filter terms, as for taskwatch query\n"
+    "  --window W                 5m, 15m (default), 1h, 24h or all: what\n"
+    "                             the figures and lists cover (key w)\n"
+    "  --sort ORDER               the tasks and batches views: time\n"
+    "                             (default), run, wait or status, largest\n"
+    "                             first (key s)\n"
     "  --color WHEN               auto (default), always or never; NO_COLOR\n"
     "                             in the environment turns auto off\n"
     "  --once                     print one plain-text snapshot and exit;\n"
@@ -79,12 +86,23 @@ static int parse_size(const char *text, int *w, int *h) {
   return 0;
 }
 
-enum { OPT_DB = 256, OPT_FILTER, OPT_VIEW, OPT_COLOR, OPT_ONCE, OPT_SIZE };
+enum {
+  OPT_DB = 256,
+  OPT_FILTER,
+  OPT_VIEW,
+  OPT_WINDOW,
+  OPT_SORT,
+  OPT_COLOR,
+  OPT_ONCE,
+  OPT_SIZE
+};
 
 static const struct option long_options[] = {
     {"db", required_argument, NULL, OPT_DB},
     {"filter", required_argument, NULL, OPT_FILTER},
     {"view", required_argument, NULL, OPT_VIEW},
+    {"window", required_argument, NULL, OPT_WINDOW},
+    {"sort", required_argument, NULL, OPT_SORT},
     {"color", required_argument, NULL, OPT_COLOR},
     {"once", no_argument, NULL, OPT_ONCE},
     {"size", required_argument, NULL, OPT_SIZE},
@@ -95,6 +113,8 @@ static const struct option long_options[] = {
 /* Applies one option; returns 0 or ARGS_USAGE. */
 static int apply_option(const args *a, int c, options *o) {
   static const char *const colors[] = {"never", "always", "auto", NULL};
+  /* In the order of enum data_by. */
+  static const char *const sorts[] = {"time", "run", "wait", "status", NULL};
   switch (c) {
   case OPT_DB:
     o->db = a->value;
@@ -106,6 +126,12 @@ static int apply_option(const args *a, int c, options *o) {
     if ((o->view = view_kind_of(a->value)) < 0)
       return args_invalid(a, "one of tasks, batches, names, agents");
     return 0;
+  case OPT_WINDOW:
+    if ((o->window = view_window_of(a->value)) < 0)
+      return args_invalid(a, "one of 5m, 15m, 1h, 24h, all");
+    return 0;
+  case OPT_SORT:
+    return args_choice(a, sorts, &o->sort);
   case OPT_COLOR:
     return args_choice(a, colors, &o->color);
   case OPT_ONCE:
@@ -261,6 +287,8 @@ int top_main(int argc, char **argv) {
   options o = {0};
   o.color = 2;
   o.view = VIEW_TASKS;
+  o.window = VIEW_WINDOW_DEFAULT;
+  o.sort = DATA_BY_TIME;
   int rc = parse_args(argc, argv, &o);
   if (rc)
     return rc == 1 ? 0 : 2;
@@ -280,7 +308,10 @@ int top_main(int argc, char **argv) {
     return 2;
   }
   ctl *c = ctl_new(d, o.db);
-  ctl_state(c)->kind = o.view;
+  view_state *s = ctl_state(c);
+  s->kind = o.view;
+  s->window = o.window;
+  s->sort_column[VIEW_TASKS] = s->sort_column[VIEW_BATCHES] = o.sort;
   if (ctl_set_filter(c, o.filter ? o.filter : "", err, sizeof err) != 0) {
     fprintf(stderr, "taskwatch top: bad --filter: %s\n", err);
     ctl_free(c);
