@@ -19,6 +19,7 @@
 #include "args.h"
 #include "format.h"
 #include "schema.h"
+#include "xalloc.h"
 
 static const char usage_text[] =
     "Usage: taskwatch query [--db PATH] [FILTER]... [OPTION]...\n"
@@ -320,7 +321,9 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
     if (rc >= 0)
       return rc;
   }
-  /* What is left is filter terms, or the id of show/batch. */
+  /* What is left is filter terms, or the id of show/batch. Each argument
+   * is read on its own (a blank inside one is inside a term), but a
+   * negation standing alone goes with the next: `not status:failed`. */
   for (int i = args_first_operand(&a); i < argc; i++) {
     if ((command == 's' || command == 'b') && o->target == NULL) {
       o->target = argv[i];
@@ -328,7 +331,19 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
     }
     if (command == 's' || command == 'b')
       return usage_error("unexpected argument '%s'", argv[i]);
-    if (filter_add_text(o->filter, argv[i], err, sizeof(err)) != 0)
+    char *text = NULL;
+    if ((strcmp(argv[i], "not") == 0 || strcmp(argv[i], "!") == 0) &&
+        i + 1 < argc) {
+      size_t n = strlen(argv[i]) + strlen(argv[i + 1]) + 2;
+      text = xmalloc(n);
+      snprintf(text, n, "%s%s%s", argv[i], argv[i][0] == '!' ? "" : " ",
+               argv[i + 1]);
+      i++;
+    }
+    int rc = filter_add_text(o->filter, text ? text : argv[i], err,
+                             sizeof(err));
+    free(text);
+    if (rc != 0)
       return usage_error("%s", err);
   }
   if ((command == 's' || command == 'b') && o->target == NULL)

@@ -136,6 +136,12 @@ def default_store():
         q = in_dir(d, ["query", "--format", "json"], env=env)
         assert q.returncode == 0 and len(q.stdout.splitlines()) == 15, \
             (q.returncode, q.stderr)
+        # Negation as two shell words, either spelling.
+        for neg in ("not", "!"):
+            q = in_dir(d, ["query", "--format", "json", neg,
+                           "name:send_email"], env=env)
+            assert q.returncode == 0 and len(q.stdout.splitlines()) == 10, \
+                (neg, q.returncode, q.stderr)
         t = in_dir(d, ["top", "--once", "--size", "120x30"], env=env)
         assert t.returncode == 0 and "succeeded 15" in t.stdout, t.stdout
         other = d + "/elsewhere"
