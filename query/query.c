@@ -33,7 +33,9 @@ static const char usage_text[] =
     "FILTER terms, as arguments or in --filter, must all hold; such as\n"
     "status:failed,skipped name:send_* service:api host:web-1\n"
     "label:'POST /x*' batch:ID id:ID error:timeout mode:loop pid:N\n"
-    "since:1h until:2026-11-22T10:00:00Z wait>200ms run>=1s !TERM\n"
+    "since:1h until:2026-11-22T10:00:00Z wait>200ms run>=1s; negate a\n"
+    "term with !TERM or not TERM (never -TERM); quote a value that has\n"
+    "blanks inside the term: 'label:\"POST /send*\"'\n"
     "\n"
     "Options:\n"
     "  --db PATH                  the collector's store (default\n"
@@ -340,8 +342,8 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
                argv[i + 1]);
       i++;
     }
-    int rc = filter_add_text(o->filter, text ? text : argv[i], err,
-                             sizeof(err));
+    int rc =
+        filter_add_text(o->filter, text ? text : argv[i], err, sizeof(err));
     free(text);
     if (rc != 0)
       return usage_error("%s", err);

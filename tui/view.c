@@ -736,16 +736,16 @@ static void draw_batches(const view_state *s, grid *g, int top, int rows) {
   for (int i = 0; i < BC_COUNT; i++)
     l.x[i] += 2;
   grid_fill(g, 0, top, w, style(GRID_DEFAULT, GRID_REVERSE));
-  static const char *const orders[] = {"time", "total run time", "longest wait",
-                                       "worst state"};
+  /* Per order (enum data_by): what it is, its two directions. */
+  static const char *const orders[][3] = {
+      {"time", "newest first", "oldest first"},
+      {"total run time", "longest first", "shortest first"},
+      {"longest wait", "longest first", "shortest first"},
+      {"state", "worst first", "best first"}};
   data_scope sc = view_scope(s);
   char title[96];
-  if (sc.by == DATA_BY_TIME)
-    snprintf(title, sizeof title, "REQUEST / TASKS IN ORDER   by time, %s",
-             sc.desc ? "newest first" : "oldest first");
-  else
-    snprintf(title, sizeof title, "REQUEST / TASKS IN ORDER   by %s, %s",
-             orders[sc.by], sc.desc ? "largest first" : "smallest first");
+  snprintf(title, sizeof title, "REQUEST / TASKS IN ORDER   by %s, %s",
+           orders[sc.by][0], orders[sc.by][sc.desc ? 1 : 2]);
   grid_puts(g, 0, top, w, style(GRID_DEFAULT, GRID_REVERSE | GRID_BOLD), title);
   int y = top + 1;
   for (int i = 0; i < s->nbatches && y < top + 1 + rows; i++) {

@@ -5,9 +5,9 @@ first command, scripts/demo.sh, which installs what is missing, builds,
 installs taskwatch with meson install and runs the demo.
 
 It all happens in a sandbox: new user, network, mount and PID namespaces,
-with /tmp a private directory and /usr/local and /etc overlays, so the
-default port 7460, /tmp/tw.db, `meson install` into /usr/local and the
-ldconfig after it touch nothing outside, and every process a page started
+with /tmp and /run private directories and /usr/local and /etc overlays,
+so the default port 7460, /tmp/tw.db, /run/taskwatch, `meson install` into
+/usr/local and the ldconfig after it touch nothing outside, and every process a page started
 ends with its session. Commands run verbatim: nothing in them is rewritten.
 
 A block's kind is its fence's language, with a directive on the line
@@ -38,7 +38,7 @@ import textwrap
 
 SOURCE = os.environ["TASKWATCH_SOURCE_ROOT"]
 BUILD = os.environ["TASKWATCH_BUILD_ROOT"]
-PAGES = ["README.md", "docs/integrations.md", "docs/query.md",
+PAGES = ["README.md", "docs/integrations.md", "docs/query.md", "docs/top.md",
          "docs/collector.md", "docs/schema.md", "docs/protocol.md"]
 DIRECTIVE = re.compile(r"^<!-- docs-test: (skip: .+|file \S+|exit \d+|"
                        r"interrupt \S+) -->$")
@@ -146,6 +146,7 @@ SANDBOX_SETUP = textwrap.dedent("""\
     done
     mkdir -p "$S/tmp"
     mount --bind "$S/tmp" /tmp
+    mount -t tmpfs tmpfs /run
     mkdir -p /tmp/home
     cd "$S/src"
     shift

@@ -444,7 +444,7 @@ static void batches_sorted_by_run(void **state) {
   for (int i = 1; i < s->nbatches; i++)
     assert_true(s->batches[i - 1].value >= s->batches[i].value);
   char *text = render(c, 80, 14);
-  assert_non_null(strstr(text, "by total run time, largest first"));
+  assert_non_null(strstr(text, "by total run time, longest first"));
   assert_non_null(strstr(text, "  run "));
   free(text);
   int64_t top = s->batches[0].id, seen[16];
