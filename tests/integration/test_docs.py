@@ -27,6 +27,11 @@ before the fence when needed:
 Any other block (no language, or code without `file` or `skip`) fails the
 test, so nothing escapes it unsaid. The test prints every command it ran
 and every block it skipped with the reason.
+
+Then, in the same sandbox, scripts/demo.sh runs as a newcomer sees it, in
+a terminal (tmux): the dashboard comes up with the load, says FINISHED
+when the load is over, and after q the script says where its store is and
+three queries to try.
 """
 
 import os
@@ -35,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 SOURCE = os.environ["TASKWATCH_SOURCE_ROOT"]
 BUILD = os.environ["TASKWATCH_BUILD_ROOT"]
@@ -159,7 +165,63 @@ SANDBOX_SETUP = textwrap.dedent("""\
         >"$S/logs/$name.log" 2>&1 || rc=$?
       echo "$rc" >"$S/logs/$name.rc"
     done
+    # The demo as a newcomer in a terminal sees it (tmux), once built.
+    rc=0
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+      HOME=/tmp/home LANG=C.UTF-8 \\
+      unshare -p -f --mount-proc python3 "$S/test_docs.py" --live-demo \\
+      >"$S/logs/live-demo.log" 2>&1 || rc=$?
+    echo "$rc" >"$S/logs/live-demo.rc"
     """)
+
+
+def screen(sock, history=False):
+    return subprocess.run(["tmux", "-S", sock, "capture-pane", "-p", "-t",
+                           "demo"] + (["-S", "-2000"] if history else []),
+                          capture_output=True, text=True).stdout
+
+
+def wait_screen(sock, pred, what, timeout):
+    deadline = time.monotonic() + timeout
+    s = ""
+    while time.monotonic() < deadline:
+        s = screen(sock)
+        if pred(s):
+            return s
+        time.sleep(0.2)
+    raise AssertionError("never %s:\n%s" % (what, s))
+
+
+def live_demo():
+    """scripts/demo.sh in a 100x30 terminal (run in the sandbox, from the
+    tree the README built): the dashboard with the load running, FINISHED
+    once every server has stopped, and after q where the store is and what
+    to ask it."""
+    sock = "/tmp/tmux-demo.sock"
+    subprocess.run(["tmux", "-S", sock, "-f", "/dev/null", "new-session",
+                    "-d", "-s", "demo", "-x", "100", "-y", "30",
+                    "env TERM=tmux-256color scripts/demo.sh 250; "
+                    "echo demo-exit=$?; sleep 600"], check=True)
+    try:
+        first = wait_screen(
+            sock, lambda s: s.startswith("taskwatch") and " 1 tasks " in s
+            and "send_email" in s, "the dashboard with the load", 300)
+        print("the demo's first screen of the dashboard:\n" + first)
+        done = wait_screen(sock, lambda s: "FINISHED" in s,
+                           "FINISHED once the load is over", 120)
+        print("once the load is over:\n" + done)
+        subprocess.run(["tmux", "-S", sock, "send-keys", "-t", "demo", "q"],
+                       check=True)
+        wait_screen(sock, lambda s: "demo-exit=" in s, "the script's end", 60)
+        text = screen(sock, history=True)
+        print("after q:\n" + text[text.find("taskwatch: building"):])
+        assert "taskwatch: building" in text, text[-3000:]
+        assert "demo-exit=0" in text, text[-3000:]
+        m = re.search(r"The demo's store is (\S+) \(kept", text)
+        assert m and os.path.exists(m.group(1)), text[-3000:]
+        assert text.count("  taskwatch query ") >= 3, text[-3000:]
+    finally:
+        subprocess.run(["tmux", "-S", sock, "kill-server"])
 
 
 def copy_tree(dst):
@@ -177,6 +239,9 @@ def copy_tree(dst):
 
 
 def main():
+    if sys.argv[1:] == ["--live-demo"]:
+        live_demo()
+        return 0
     pages = {}
     for page in PAGES:
         with open(os.path.join(SOURCE, page)) as f:
@@ -186,6 +251,7 @@ def main():
     for d in ("src", "sessions", "logs"):
         os.makedirs(os.path.join(sandbox, d))
     copy_tree(os.path.join(sandbox, "src"))
+    shutil.copy(os.path.abspath(__file__), sandbox)
     ran, skipped = [], []
     for page, blocks in pages.items():
         with open(os.path.join(sandbox, "sessions",
@@ -227,6 +293,15 @@ def main():
         print("\nblocks not run:")
         for b, reason in skipped:
             print("--- %s: %s" % (b.where(), reason))
+        with open(os.path.join(sandbox, "logs", "live-demo.log")) as f:
+            live = f.read()
+        with open(os.path.join(sandbox, "logs", "live-demo.rc")) as f:
+            if int(f.read()) != 0:
+                failed.append("scripts/demo.sh in a terminal:\n" +
+                              live[-6000:])
+            else:
+                print("\nscripts/demo.sh in a terminal (tmux, 100x30):\n" +
+                      live)
         if failed:
             raise AssertionError("\n\n".join(failed))
     finally:
