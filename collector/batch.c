@@ -143,5 +143,5 @@ size_t wbatch_bytes(const wbatch *b) {
   return b->mem.used + b->caprows * sizeof(*b->rows) +
          b->capbatches * sizeof(*b->batches) +
          b->capstrings * sizeof(*b->strings) + b->capops * sizeof(*b->ops) +
-         b->capprogress * sizeof(*b->progress) + b->pending.cap * 16;
+         b->capprogress * sizeof(*b->progress) + u64map_bytes(&b->pending);
 }
