@@ -71,6 +71,17 @@ def blocks_of(page, text):
     while i < len(lines):
         m = FENCE.match(lines[i])
         if not m:
+            # An indented block (after a blank line, outside a list) is
+            # code Markdown shows as such: it must be fenced, so that it
+            # is run or said to be output.
+            if (lines[i].startswith("    ") and i > 0 and
+                    not lines[i - 1].strip() and
+                    not re.match(r"^(\s*[-*] |\s*\d+\. |  )",
+                                 next((l for l in reversed(lines[:i])
+                                       if l.strip()), ""))):
+                raise AssertionError(
+                    "%s:%d: an indented block: fence it (```sh to run it, "
+                    "```text for output)" % (page, i + 1))
             i += 1
             continue
         j = i - 1
