@@ -42,8 +42,8 @@ import sys
 import textwrap
 import time
 
-SOURCE = os.environ["TASKWATCH_SOURCE_ROOT"]
-BUILD = os.environ["TASKWATCH_BUILD_ROOT"]
+SOURCE = os.environ.get("TASKWATCH_SOURCE_ROOT", "")
+BUILD = os.environ.get("TASKWATCH_BUILD_ROOT", "")
 PAGES = ["README.md", "docs/integrations.md", "docs/query.md", "docs/top.md",
          "docs/collector.md", "docs/schema.md", "docs/protocol.md"]
 DIRECTIVE = re.compile(r"^<!-- docs-test: (skip: .+|file \S+|exit \d+|"
