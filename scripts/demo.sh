@@ -14,15 +14,6 @@ set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if ! command -v sudo >/dev/null 2>&1; then
-    echo "taskwatch: sudo is not installed; run scripts/demo.sh as root" >&2
-    exit 1
-  fi
-  SUDO="sudo"
-fi
-
 if [ ! -f build/build.ninja ]; then
   echo "taskwatch: configuring the build (meson setup build)"
   if ! meson setup build >build-setup.log 2>&1; then
@@ -34,8 +25,8 @@ fi
 echo "taskwatch: building (ninja -C build; a first build takes a few minutes)"
 ninja -C build
 echo "taskwatch: installing into /usr/local (meson install -C build)"
-$SUDO meson install -C build --no-rebuild --quiet
-$SUDO ldconfig
+sh scripts/as-root.sh meson install -C build --no-rebuild --quiet
+sh scripts/as-root.sh ldconfig
 
 tw=taskwatch
 if [ "$(command -v taskwatch)" != /usr/local/bin/taskwatch ]; then
