@@ -301,7 +301,7 @@ static void header_last_event(const view_state *s, flow *f) {
 
 static void header_agents(const view_state *s, flow *f) {
   segment seg = {0};
-  if (f->width >= 100)
+  if (f->width >= 120)
     piece(&seg, normal, "agents %lld of %lld connected",
           (long long)s->stats.agents_connected, (long long)s->stats.agents);
   else
