@@ -424,6 +424,18 @@ static int op_allowed(const term *t) {
   }
 }
 
+/* 1 when SQL text names a column of agents `a` or batches `b` (a term's
+ * own text: column names, ?NNN, operators, no quoted text but ESCAPE). */
+static int names_joined(const char *sql) {
+  for (const char *p = sql; *p != '\0'; p++)
+    if ((*p == 'a' || *p == 'b') && p[1] == '.' &&
+        (p == sql ||
+         !(p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z') ||
+           (p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= '0' && p[-1] <= '9'))))
+      return 1;
+  return 0;
+}
+
 /* Appends one term's SQL, or leaves f as it was and returns -1. */
 static int add_term(filter *f, const term *t, char *err, size_t errlen) {
   size_t sql_len = f->sql.len;
@@ -448,6 +460,8 @@ static int add_term(filter *f, const term *t, char *err, size_t errlen) {
     return -1;
   }
   format_buf_puts(&f->sql, t->negate ? "), 0)" : ")");
+  if (names_joined(f->sql.data + sql_len))
+    f->uses |= FILTER_USES_JOIN;
   switch (t->key->kind) {
   case K_WORD:
     f->uses |= FILTER_USES_NAME;

@@ -95,6 +95,10 @@ int filter_bind(const filter *f, sqlite3_stmt *st, int first);
 #define FILTER_USES_NAME 1u  /* name: and bare words */
 #define FILTER_USES_TIME 2u  /* since: and until: */
 #define FILTER_USES_OTHER 4u /* anything else */
+/* A column of agents `a` or batches `b` (service, host, pid, label):
+ * without it a statement may read tasks alone, whose indexes then answer
+ * a count without reading rows. */
+#define FILTER_USES_JOIN 8u
 unsigned filter_uses(const filter *f);
 
 /* The enqueue-time range the filter's since:/until: terms allow, as

@@ -148,6 +148,8 @@ static void add_count(void *arg, int64_t status, int64_t n) {
 
 static int prepare_filtered(data *d, const filter *f, const char *head,
                             const char *tail, int first, sqlite3_stmt **st);
+static int prepare_tasks_only(data *d, const filter *f, const char *head,
+                              const char *tail, int first, sqlite3_stmt **st);
 
 /* f, or NULL when it matches everything (so no join is needed). */
 static const filter *effective(const filter *f) {
@@ -161,7 +163,7 @@ static const filter *effective(const filter *f) {
 static int count_by_status(data *d, const filter *f, const char *head,
                            const char *tail, int64_t since, int64_t *counts) {
   sqlite3_stmt *st = NULL;
-  if (prepare_filtered(d, f, head, tail, 2, &st))
+  if (prepare_tasks_only(d, f, head, tail, 2, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since);
   int rc = each_pair(st, add_count, counts);
@@ -169,45 +171,40 @@ static int count_by_status(data *d, const filter *f, const char *head,
   return rc;
 }
 
-/* Counts by state in the window, and queued and running now. Without a
- * filter: the partial index tasks_unusual holds every task that did not
- * succeed, so succeeded = all in the window - the unusual ones in it, and
- * no row is read. With one: a GROUP BY over the window's matching rows. */
+/* Counts by state in the window, and queued and running now. The partial
+ * index tasks_unusual holds every task that did not succeed, so
+ * succeeded = all in the window - the unusual ones in it: the total comes
+ * from tasks_time (which also holds the name, so a name filter reads no
+ * row) and the rest from the few unusual tasks. */
 static int load_counts(data *d, const filter *f, int64_t since, data_stats *s) {
-  int64_t active[SCHEMA_STATUS_COUNT] = {0};
-  if (f == NULL) {
-    sqlite3_stmt *st = NULL;
-    int64_t total = 0, unusual = 0;
-    if (prepare(d, "SELECT count(*) FROM tasks WHERE enqueued_at >= ?1", &st))
-      return -1;
-    sqlite3_bind_int64(st, 1, since);
-    if (sqlite3_step(st) == SQLITE_ROW)
-      total = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (count_by_status(d, NULL,
-                        "SELECT t.status, count(*) FROM tasks t "
-                        "WHERE " SCHEMA_SQL_UNUSUAL_EACH
-                        " AND t.enqueued_at >= ?1",
-                        "GROUP BY t.status", since, s->counts))
-      return -1;
-    for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
-      unusual += s->counts[i];
-    s->counts[SCHEMA_SUCCEEDED] = total - unusual;
-  } else if (count_by_status(d, f,
-                             "SELECT t.status, count(*)" READER_TASK_FROM
-                             " WHERE t.enqueued_at >= ?1",
-                             "GROUP BY t.status", since, s->counts)) {
+  int64_t active[SCHEMA_STATUS_COUNT] = {0}, total = 0, unusual = 0;
+  sqlite3_stmt *st = NULL;
+  if (prepare_tasks_only(
+          d, f, "SELECT count(*)" READER_TASK_FROM " WHERE t.enqueued_at >= ?1",
+          "", 2, &st))
     return -1;
-  }
-  if (count_by_status(d, f,
+  sqlite3_bind_int64(st, 1, since);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    total = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW ||
+      count_by_status(d, f,
+                      "SELECT t.status, count(*)" READER_TASK_FROM
+                      " WHERE " SCHEMA_SQL_UNUSUAL_EACH
+                      " AND t.enqueued_at >= ?1",
+                      "GROUP BY t.status", since, s->counts) ||
+      count_by_status(d, f,
                       "SELECT t.status, count(*)" READER_TASK_FROM
                       " WHERE " SCHEMA_SQL_ACTIVE,
                       "GROUP BY t.status", since, active))
     return -1;
+  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+    unusual += s->counts[i];
+  s->counts[SCHEMA_SUCCEEDED] = total - unusual;
   s->queued_now = active[SCHEMA_QUEUED];
   s->running_now = active[SCHEMA_RUNNING];
-  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
-    s->total += s->counts[i];
+  s->total = total;
   return 0;
 }
 
@@ -217,17 +214,13 @@ static int load_counts(data *d, const filter *f, int64_t since, data_stats *s) {
  * (which sorts every row). */
 static int bucket_counts(data *d, const filter *f, int failed, int64_t t0,
                          int64_t width_us, int n, int64_t *out) {
-  static const char *const head[2][2] = {
-      {"SELECT count(*) FROM tasks t WHERE t.enqueued_at >= ?1 AND "
-       "t.enqueued_at < ?2",
-       "SELECT count(*) FROM tasks t WHERE " SCHEMA_SQL_FAILED
-       " AND t.enqueued_at >= ?1 AND t.enqueued_at < ?2"},
-      {"SELECT count(*)" READER_TASK_FROM
-       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-       "SELECT count(*)" READER_TASK_FROM " WHERE " SCHEMA_SQL_FAILED
-       " AND t.enqueued_at >= ?1 AND t.enqueued_at < ?2"}};
+  static const char *const head[2] = {
+      "SELECT count(*)" READER_TASK_FROM
+      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+      "SELECT count(*)" READER_TASK_FROM " WHERE " SCHEMA_SQL_FAILED
+      " AND t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
   sqlite3_stmt *st = NULL;
-  if (prepare_filtered(d, f, head[f != NULL][failed], "", 3, &st))
+  if (prepare_tasks_only(d, f, head[failed], "", 3, &st))
     return -1;
   int rc = 0;
   for (int i = 0; i < n && rc == 0; i++) {
@@ -321,22 +314,17 @@ static void sample_set_free(sample_set *set) {
  * count of a stratum; both take [?1, ?2) and the first a LIMIT ?3. */
 static int prepare_sample(data *d, const filter *f, sqlite3_stmt **rows,
                           sqlite3_stmt **count) {
-  /* Without a filter the sample reads tasks alone, no join. */
-  static const char *const head[2] = {
-      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name"
-      " FROM tasks t WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, "
-      "t.name" READER_TASK_FROM
-      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
-  static const char *const count_head[2] = {
-      "SELECT count(*) FROM tasks t WHERE t.enqueued_at >= ?1 AND "
-      "t.enqueued_at < ?2",
-      "SELECT count(*)" READER_TASK_FROM
-      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
   *rows = *count = NULL;
-  if (prepare_filtered(d, f, head[f != NULL],
-                       "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, rows) == 0 &&
-      prepare_filtered(d, f, count_head[f != NULL], "", 4, count) == 0)
+  if (prepare_tasks_only(d, f,
+                         "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, "
+                         "t.name" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "ORDER BY t.enqueued_at DESC LIMIT ?3", 4,
+                         rows) == 0 &&
+      prepare_tasks_only(d, f,
+                         "SELECT count(*)" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "", 4, count) == 0)
     return 0;
   sqlite3_finalize(*rows);
   sqlite3_finalize(*count);
@@ -564,6 +552,27 @@ static int prepare_filtered(data *d, const filter *f, const char *head,
     *st = NULL;
     return -1;
   }
+  return rc;
+}
+
+/*
+ * prepare_filtered() for a statement that reads columns of tasks alone
+ * (counts, samples): head names its tables as READER_TASK_FROM, and when
+ * the filter needs no column of agents or batches that join is left out,
+ * so an index of tasks can answer without reading a row (SQLite keeps
+ * such joins in an aggregate).
+ */
+static int prepare_tasks_only(data *d, const filter *f, const char *head,
+                              const char *tail, int first, sqlite3_stmt **st) {
+  if (f && (filter_uses(f) & FILTER_USES_JOIN))
+    return prepare_filtered(d, f, head, tail, first, st);
+  const char *join = strstr(head, READER_TASK_FROM);
+  if (join == NULL)
+    return prepare_filtered(d, f, head, tail, first, st);
+  char *alone = sqlite3_mprintf("%.*s FROM tasks t%s", (int)(join - head), head,
+                                join + strlen(READER_TASK_FROM));
+  int rc = prepare_filtered(d, f, alone, tail, first, st);
+  sqlite3_free(alone);
   return rc;
 }
 
@@ -854,11 +863,11 @@ static data_name *find_name(data_name *rows, int n, const char *p, size_t len) {
 static int add_unusual(data *d, const filter *f, int64_t since_us,
                        data_name **rows, int *n, int *cap) {
   sqlite3_stmt *st = NULL;
-  if (prepare_filtered(d, f,
-                       "SELECT t.name, t.status, count(*)" READER_TASK_FROM
-                       " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
-                       " AND t.enqueued_at >= ?1",
-                       "GROUP BY t.name, t.status", 2, &st))
+  if (prepare_tasks_only(d, f,
+                         "SELECT t.name, t.status, count(*)" READER_TASK_FROM
+                         " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
+                         " AND t.enqueued_at >= ?1",
+                         "GROUP BY t.name, t.status", 2, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since_us);
   int rc;
@@ -892,11 +901,10 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
  * early, so its cost is bounded however big the window. */
 static int window_over(data *d, const filter *f, int64_t since, int max) {
   sqlite3_stmt *st = NULL;
-  static const char *const head[2] = {
-      "SELECT count(*) FROM (SELECT 1 FROM tasks t WHERE t.enqueued_at >= ?1",
-      "SELECT count(*) FROM (SELECT 1" READER_TASK_FROM
-      " WHERE t.enqueued_at >= ?1"};
-  if (prepare_filtered(d, f, head[f != NULL], "LIMIT ?2)", 3, &st))
+  if (prepare_tasks_only(d, f,
+                         "SELECT count(*) FROM (SELECT 1" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1",
+                         "LIMIT ?2)", 3, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since);
   sqlite3_bind_int(st, 2, max + 1);

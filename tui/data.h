@@ -57,7 +57,7 @@ typedef struct data_key {
 
 /* Tasks windows of up to this many tasks are read whole: counts and
  * percentiles are exact. Larger ones are sampled (see data.c). */
-#define DATA_EXACT_MAX 20000
+#define DATA_EXACT_MAX 10000
 
 /* Rates: tasks per second over the last DATA_RATE_S seconds, from
  * one-second buckets, so they fall to zero as soon as events stop. */

@@ -358,6 +358,35 @@ static void add_matches_text(void **state) {
   filter_free(b);
 }
 
+/* Which filters need the agents or batches join (FILTER_USES_JOIN): the
+ * dashboard leaves the join out of its counts otherwise. */
+static void join_use(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    int join;
+  } cases[] = {
+      {"name:send_* status:failed since:1h run>1s", 0},
+      {"email !error:timeout id:5 mode:loop position>0", 0},
+      {"batch:123", 0},
+      {"service:api", 1},
+      {"host:web-1", 1},
+      {"pid:100", 1},
+      {"label:POST*", 1},
+      {"batch:'GET *'", 1},
+      {"!service:api", 1},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    filter *f = NULL;
+    char err[128];
+    assert_int_equal(filter_parse(cases[i].text, FIX_NOW, &f, err, sizeof(err)),
+                     0);
+    if (((filter_uses(f) & FILTER_USES_JOIN) != 0) != cases[i].join)
+      fail_msg("'%s': join %d", cases[i].text, !cases[i].join);
+    filter_free(f);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(empty_matches_all, setup, teardown),
@@ -373,6 +402,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(renumbered_parameters, setup, teardown),
       cmocka_unit_test_setup_teardown(add_matches_text, setup, teardown),
+      cmocka_unit_test(join_use),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
