@@ -749,8 +749,10 @@ static int prepare_batch_keys(data *d, const filter *f, const data_scope *sc,
       sqlite3_mprintf("SELECT t.batch, %s AS v, t.batch" READER_TASK_FROM
                       " WHERE t.enqueued_at >= ?1",
                       value);
-  char *tail = sqlite3_mprintf("GROUP BY t.batch HAVING %s", order);
-  rc = prepare_filtered(d, f, head, tail, LIST_FILTER_FIRST, st);
+  /* +t.batch: grouping by the plain column would have SQLite walk the
+   * whole tasks_batch index for its order, every batch of the store. */
+  char *tail = sqlite3_mprintf("GROUP BY +t.batch HAVING %s", order);
+  rc = prepare_tasks_only(d, f, head, tail, LIST_FILTER_FIRST, st);
   sqlite3_free(value);
   sqlite3_free(order);
   sqlite3_free(head);

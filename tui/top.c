@@ -239,7 +239,7 @@ static int live(ctl *c, int color, unsigned flags) {
   grid *g = grid_new(w, h, flags);
   ctl_resize(c, w, h);
   ctl_load(c, format_now_us());
-  int64_t last_load = monotonic_us(), last_tick = last_load;
+  int64_t last_load = monotonic_us(), last_tick = last_load, load_us = 0;
   int dirty = 1;
   catch_stop_signals();
   while (!quit && !stop_signal) {
@@ -262,15 +262,19 @@ static int live(ctl *c, int color, unsigned flags) {
       quit = handle_input(c, key, text);
       dirty = 1;
     }
-    /* Reload when the store changed, at most four times a second. An
+    /* Reload when the store changed, at most four times a second, and
+     * never spending more than a quarter of the time loading (a list
+     * sorted by run time over a large window reads every task of it). An
      * unchanged store costs no query: once a second only the clock moves
      * (running durations, "ago"), and every RELOAD_IDLE_US the windows
      * of the header are recomputed as they slide. */
     int64_t mono = monotonic_us();
-    if ((ctl_store_changed(c) && mono - last_load >= 250000) ||
+    int64_t gap = 4 * load_us > 250000 ? 4 * load_us : 250000;
+    if ((ctl_store_changed(c) && mono - last_load >= gap) ||
         mono - last_load >= RELOAD_IDLE_US) {
       ctl_load(c, format_now_us());
       last_load = last_tick = mono;
+      load_us = monotonic_us() - mono;
       dirty = 1;
     } else if (mono - last_tick >= 1000000) {
       ctl_state(c)->now_us = format_now_us();
