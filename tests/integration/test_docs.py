@@ -216,13 +216,18 @@ def live_demo():
     try:
         first = wait_screen(
             sock, lambda s: s.startswith("taskwatch") and " 1 tasks " in s
-            and "send_email" in s, "the dashboard with the load", 300)
+            and "send_email" in s and "succeeded " in s,
+            "the dashboard with the load", 300)
         print("the demo's first screen of the dashboard:\n" + first)
         done = wait_screen(sock, lambda s: "FINISHED" in s,
                            "FINISHED once the load is over", 120)
         print("once the load is over:\n" + done)
-        subprocess.run(["tmux", "-S", sock, "send-keys", "-t", "demo", "q"],
-                       check=True)
+        keys = ["tmux", "-S", sock, "send-keys", "-t", "demo"]
+        subprocess.run(keys + ["s"], check=True)
+        by_run = wait_screen(sock, lambda s: "RUNv" in s,
+                             "the tasks sorted by run time", 30)
+        print("s, sorted by run time:\n" + by_run)
+        subprocess.run(keys + ["q"], check=True)
         wait_screen(sock, lambda s: "demo-exit=" in s, "the script's end", 60)
         text = screen(sock, history=True)
         print("after q:\n" + text[text.find("taskwatch: building"):])
