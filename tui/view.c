@@ -835,7 +835,7 @@ static void draw_names(const view_state *s, grid *g, int top, int rows) {
   int estimated = 0;
   for (int i = 0; i < s->nnames; i++)
     estimated |= s->names[i].estimated;
-  if (estimated && shown < rows) {
+  if (estimated && shown + 1 < rows) { /* a blank line, then the legend */
     char legend[128];
     snprintf(legend, sizeof legend,
              "~ estimated from a sample: the window holds over %d tasks",
