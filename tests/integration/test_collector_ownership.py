@@ -327,6 +327,27 @@ def require_proof(tmp):
           rows)
 
 
+def agents_per_token(tmp):
+    tokens = os.path.join(tmp, 'tokens')
+    write_tokens(tokens, [OTHER_TOKEN + b' other'])
+    col = collector('--token-file', tokens, '--max-agents-per-token', '2',
+                    tmp=tmp)
+    col.start()
+    first = FakeAgent(col.url, service=b'other', token=OTHER_TOKEN)
+    first.connect()
+    second = FakeAgent(col.url, service=b'other', token=OTHER_TOKEN)
+    second.connect()
+    expect_refused(col.url, b'other', OTHER_TOKEN,
+                   'too many agents connected with this token')
+    first.close()
+    wait_log(col, 'connection ended')
+    FakeAgent(col.url, service=b'other', token=OTHER_TOKEN).connect()
+    second.close()
+    check(col.stop() == 0, 'clean exit')
+    check(stopped_counter(col.log(), 'token_agents_refused') == 1,
+          'token_agents_refused counts the refusal')
+
+
 def wait_log(col, text, timeout=10):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -337,7 +358,8 @@ def wait_log(col, text, timeout=10):
 
 
 def main():
-    for part in (the_attack, tokens_and_reload, require_proof):
+    for part in (the_attack, tokens_and_reload, agents_per_token,
+                 require_proof):
         tmp = tempfile.mkdtemp(prefix='twown-')
         try:
             part(tmp)
