@@ -91,7 +91,7 @@ enum agent_op_kind {
   AGENT_OP_ENDED,      /* clean GOODBYE */
   AGENT_OP_HEALTH,     /* dropped = a, reconnects = b */
   AGENT_OP_LOST,       /* turn queued and running tasks into lost, at = a */
-  AGENT_OP_BIND        /* a known instance's key, where unset */
+  AGENT_OP_BIND        /* a known instance's key (where unset), subject */
 };
 
 typedef struct agent_op {
@@ -107,6 +107,7 @@ typedef struct agent_op {
   /* AGENT_OP_NEW and AGENT_OP_BIND: who owns the instance (auth.h). */
   uint8_t key[PROTO_KEY_SIZE];
   int has_key;
+  blob subject; /* its TLS client certificate's subject; ptr NULL: none */
 } agent_op;
 
 /* Per agent and batch: what the agents row and the ack need. */

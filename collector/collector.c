@@ -21,6 +21,7 @@
 #include "server.h"
 #include "stop.h"
 #include "store.h"
+#include "tls.h"
 #include "url.h"
 #include "xalloc.h"
 
@@ -32,6 +33,8 @@ typedef struct options {
   const char *listen[MAX_LISTEN];
   size_t nlisten;
   const char *token_file;
+  const char *tls_cert, *tls_key, *tls_client_ca;
+  int allow_plaintext;
   int require_proof;
   long long max_agents_per_token; /* 0: GUARD_AGENTS_PER_TOKEN */
   int sync_full;
@@ -62,8 +65,16 @@ static const char usage_text[] =
     "Options:\n"
     "  --db PATH                  store file, created when missing (default\n"
     "                             $TASKWATCH_DB, else taskwatch.db)\n"
-    "  --listen URL               tcp://HOST:PORT or unix:/PATH, repeatable\n"
-    "                             (default " DEFAULT_LISTEN ")\n"
+    "  --listen URL               tcp://HOST:PORT, tls://HOST:PORT or\n"
+    "                             unix:/PATH, repeatable (default\n"
+    "                             " DEFAULT_LISTEN ")\n"
+    "  --tls-cert FILE            certificate (PEM, with its chain) of\n"
+    "                             tls:// listeners\n"
+    "  --tls-key FILE             its private key (PEM)\n"
+    "  --tls-client-ca FILE       require agents to present a certificate\n"
+    "                             signed by a CA in FILE (mutual TLS)\n"
+    "  --allow-plaintext          allow tcp:// on addresses other hosts can\n"
+    "                             reach (refused otherwise)\n"
     "  --socket-mode MODE         permissions of unix: sockets, in octal\n"
     "                             (default 0600: the collector's user only)\n"
     "  --socket-group GROUP       group of unix: sockets, a name or number\n"
@@ -114,7 +125,8 @@ static const char usage_text[] =
                                 "1.5h, 7d); a bare number\n"
                                 "counts in the unit the option names: seconds, "
                                 "days or milliseconds.\n"
-                                "SIGHUP reads the token file again.\n"
+                                "SIGHUP reads the TLS files and the token file "
+                                "again.\n"
                                 "\n"
                                 "Exit status: 0 after SIGTERM or SIGINT, 1 "
                                 "when the store or a listener\n"
@@ -126,6 +138,10 @@ enum {
   OPT_SOCKET_MODE,
   OPT_SOCKET_GROUP,
   OPT_TOKEN_FILE,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_CLIENT_CA,
+  OPT_ALLOW_PLAINTEXT,
   OPT_REQUIRE_PROOF,
   OPT_MAX_AGENTS_PER_TOKEN,
   OPT_SYNC,
@@ -145,6 +161,10 @@ static const struct option long_options[] = {
     {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
     {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
     {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+    {"allow-plaintext", no_argument, NULL, OPT_ALLOW_PLAINTEXT},
     {"require-proof", no_argument, NULL, OPT_REQUIRE_PROOF},
     {"max-agents-per-token", required_argument, NULL, OPT_MAX_AGENTS_PER_TOKEN},
     {"sync", required_argument, NULL, OPT_SYNC},
@@ -194,7 +214,7 @@ static int set_listen(const args *a, options *o) {
   if (o->nlisten == MAX_LISTEN)
     return args_error(a, "at most %d --listen options", MAX_LISTEN);
   url u;
-  int rc = tw__url_parse(a->value, URL_LISTEN, &u);
+  int rc = tw__url_parse(a->value, URL_LISTEN | URL_TLS_OK, &u);
   if (rc != 0)
     return args_error(a, "invalid %s '%s': %s", a->name, a->value,
                       tw__url_strerror(rc));
@@ -217,6 +237,18 @@ static int apply_option(const args *a, int c, options *o) {
     return set_socket_group(a, o);
   case OPT_TOKEN_FILE:
     o->token_file = a->value;
+    return 0;
+  case OPT_TLS_CERT:
+    o->tls_cert = a->value;
+    return 0;
+  case OPT_TLS_KEY:
+    o->tls_key = a->value;
+    return 0;
+  case OPT_TLS_CLIENT_CA:
+    o->tls_client_ca = a->value;
+    return 0;
+  case OPT_ALLOW_PLAINTEXT:
+    o->allow_plaintext = 1;
     return 0;
   case OPT_REQUIRE_PROOF:
     o->require_proof = 1;
@@ -252,14 +284,41 @@ static int apply_option(const args *a, int c, options *o) {
 static const char *listener_of(const options *o, url_scheme scheme) {
   for (size_t i = 0; i < o->nlisten; i++) {
     url u;
-    if (tw__url_parse(o->listen[i], URL_LISTEN, &u) == 0 && u.scheme == scheme)
+    if (tw__url_parse(o->listen[i], URL_LISTEN | URL_TLS_OK, &u) == 0 &&
+        u.scheme == scheme)
       return o->listen[i];
   }
   return NULL;
 }
 
-/* The options of tokens agree with each other. */
+/* Plaintext where other hosts can reach it carries tokens and task data
+ * in clear: refused unless --allow-plaintext says so. */
+static const char *exposed_plaintext(const options *o) {
+  for (size_t i = 0; i < o->nlisten; i++) {
+    url u;
+    if (tw__url_parse(o->listen[i], URL_LISTEN | URL_TLS_OK, &u) == 0 &&
+        u.scheme == URL_TCP && !tw__url_loopback(&u))
+      return o->listen[i];
+  }
+  return NULL;
+}
+
+/* The TLS, transport and token options agree with the listeners and each
+ * other. */
 static int check_auth(const args *a, const options *o) {
+  const char *tls = listener_of(o, URL_TLS), *open = exposed_plaintext(o);
+  if (tls && (!o->tls_cert || !o->tls_key))
+    return args_error(a, "--listen %s needs --tls-cert FILE and --tls-key FILE",
+                      tls);
+  if (!tls && (o->tls_cert || o->tls_key || o->tls_client_ca))
+    return args_error(a, "--tls-cert, --tls-key and --tls-client-ca need a "
+                         "--listen tls://HOST:PORT");
+  if (open && !o->allow_plaintext)
+    return args_error(a,
+                      "--listen %s: plaintext on an address other hosts can "
+                      "reach; listen on tls:// (with --tls-cert and "
+                      "--tls-key), or add --allow-plaintext",
+                      open);
   if (o->max_agents_per_token && !o->token_file)
     return args_error(a, "--max-agents-per-token needs --token-file");
   return 0;
@@ -299,13 +358,23 @@ static int parse_args(int argc, char **argv, options *o) {
   return check_auth(&a, o);
 }
 
-/* The token file, refused with one line. */
-static int load_tokens(const options *o, token_table **tokens) {
+/* The token file and the TLS files, each refused with one line. */
+static int load_secrets(const options *o, token_table **tokens,
+                        tls_server **tls) {
   char err[PATH_MAX + 256];
   *tokens = NULL;
+  *tls = NULL;
   if (o->token_file &&
       (*tokens = auth_tokens_load(o->token_file, err, sizeof(err))) == NULL) {
     fprintf(stderr, "taskwatch collector: %s\n", err);
+    return -1;
+  }
+  tls_files files = {o->tls_cert, o->tls_key, o->tls_client_ca};
+  if (o->tls_cert &&
+      (*tls = tls_server_new(&files, err, sizeof(err))) == NULL) {
+    fprintf(stderr, "taskwatch collector: %s\n", err);
+    auth_tokens_free(*tokens);
+    *tokens = NULL;
     return -1;
   }
   return 0;
@@ -364,7 +433,8 @@ int collector_main(int argc, char **argv) {
     return rc < 0 ? 0 : rc;
   log_set_level(o.log_level);
   token_table *tokens;
-  if (load_tokens(&o, &tokens) != 0)
+  tls_server *tls;
+  if (load_secrets(&o, &tokens, &tls) != 0)
     return 1;
   raise_fd_limit();
   /* The writer is SQLite's only heavy user: its global allocation
@@ -386,6 +456,7 @@ int collector_main(int argc, char **argv) {
     if (st)
       store_close(st);
     auth_tokens_free(tokens);
+    tls_server_free(tls);
     return 1;
   }
   server_config cfg = {
@@ -395,6 +466,7 @@ int collector_main(int argc, char **argv) {
       .socket_gid = o.socket_gid,
       .tokens = tokens,
       .token_file = o.token_file,
+      .tls = tls,
       .require_proof = o.require_proof,
       .max_agents_per_token = o.max_agents_per_token
                                   ? (int)o.max_agents_per_token

@@ -59,6 +59,8 @@
 
 /* XX(name, help), in the order they are printed. */
 #define GUARD_COUNTER_MAP(XX)                                                  \
+  XX(tls_handshakes, "TLS handshakes completed")                               \
+  XX(tls_failures, "TLS handshakes that failed (one log line each)")           \
   XX(auth_refused, "HELLOs refused for their token or service")                \
   XX(proof_refused, "HELLOs refused for an instance they did not prove "       \
                     "they own")                                                \

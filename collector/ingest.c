@@ -429,18 +429,24 @@ int ingest_owner_check(ingest *in, const uint8_t *instance, const uint8_t *key,
 }
 
 /* Records who owns a: its key, where the store has none yet (a new
- * instance, or one whose agent spoke version 1 so far). */
-static void bind_owner(agent *a, agent_op *op, const uint8_t *key) {
+ * instance, or one whose agent spoke version 1 so far), and the subject of
+ * its TLS client certificate. */
+static void bind_owner(ingest *in, agent *a, agent_op *op, const uint8_t *key,
+                       const char *subject) {
   if (key != NULL && !a->has_key) {
     memcpy(a->key, key, PROTO_KEY_SIZE);
     a->has_key = 1;
     memcpy(op->key, key, PROTO_KEY_SIZE);
     op->has_key = 1;
   }
+  if (subject != NULL) {
+    proto_str text = {subject, (uint32_t)strlen(subject)};
+    op->subject = arena_copy(&in->current->mem, text);
+  }
 }
 
 agent *ingest_hello(ingest *in, const proto_hello *h, const uint8_t *key,
-                    int64_t now_us, const char **reason) {
+                    const char *subject, int64_t now_us, const char **reason) {
   agent *a = find_loaded(in, h->instance);
   if (a == NULL && load_agent(in, h->instance, &a) != SQLITE_OK) {
     *reason = STORE_UNREADABLE;
@@ -449,8 +455,9 @@ agent *ingest_hello(ingest *in, const proto_hello *h, const uint8_t *key,
   if (a) {
     touch(in, a);
     wbatch_add_op(in->current, AGENT_OP_CONNECT, a->id, now_us);
-    if (key != NULL && !a->has_key)
-      bind_owner(a, wbatch_add_op(in->current, AGENT_OP_BIND, a->id, 0), key);
+    if ((key != NULL && !a->has_key) || subject != NULL)
+      bind_owner(in, a, wbatch_add_op(in->current, AGENT_OP_BIND, a->id, 0),
+                 key, subject);
     a->ended = 0;
     a->lost = 0;
     a->lost_deadline_ms = 0;
@@ -464,7 +471,7 @@ agent *ingest_hello(ingest *in, const proto_hello *h, const uint8_t *key,
   op->host = arena_copy(&in->current->mem, h->host);
   op->pid = h->pid;
   op->started_at = h->started_at_ns / 1000;
-  bind_owner(a, op, key);
+  bind_owner(in, a, op, key, subject);
   return a;
 }
 

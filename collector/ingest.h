@@ -50,13 +50,14 @@ int ingest_owner_check(ingest *in, const uint8_t *instance, const uint8_t *key,
  * A HELLO arrived (and ingest_owner_check() allowed it). Finds or creates
  * the instance's agent and records the connection in the current batch;
  * key (PROTO_KEY_SIZE bytes), when not NULL, is recorded as the
- * instance's owner where it has none yet. Returns NULL with a static
- * *reason when the store cannot be read (logged): whether the instance is
- * known is then unknown, and treating it as new would store its events
- * twice. The caller attaches its connection with agent_set_conn().
+ * instance's owner where it has none yet; subject (a TLS client
+ * certificate's), when not NULL, as its authenticated identity. Returns NULL
+ * with a static *reason when the store cannot be read (logged): whether the
+ * instance is known is then unknown, and treating it as new would store its
+ * events twice. The caller attaches its connection with agent_set_conn().
  */
 agent *ingest_hello(ingest *in, const proto_hello *h, const uint8_t *key,
-                    int64_t now_us, const char **reason);
+                    const char *subject, int64_t now_us, const char **reason);
 
 /* Every event of the instance below this sequence number is committed. */
 uint64_t agent_commit_seq(const agent *a);

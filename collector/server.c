@@ -12,7 +12,10 @@
  * buffer, and at their cap drop and count, instead of this process growing
  * without bound.
  *
- * The handshake of the protocol is HELLO, then
+ * A tls:// connection reads into one scratch buffer of the server's, feeds
+ * it to its session (tls.h) and takes the plaintext into its receive
+ * buffer, from where it is processed as any other; what it sends is
+ * encrypted on the way out. The handshake of the protocol is HELLO, then
  * (an agent of version 2 with a key) CHALLENGE and PROOF, then WELCOME:
  * nothing of a connection reaches the instance's state before the token,
  * the proof and the owner check (auth.h, ingest_owner_check()) passed.
@@ -60,6 +63,7 @@ typedef struct listener {
   server *srv;
   char *url;
   char *unix_path; /* unlinked at exit */
+  int tls;
 } listener;
 
 /* A HELLO with a key, waiting for the PROOF of it: its strings copied. */
@@ -92,6 +96,7 @@ struct conn {
   int reading;
   uint16_t version; /* the protocol version agreed in the handshake */
   uint64_t number;
+  tls_conn *tls;      /* NULL: plaintext */
   pending *pending;   /* a HELLO awaiting its PROOF */
   uint64_t token_key; /* nonzero: counted among its token's agents */
   char peer[80];
@@ -119,7 +124,9 @@ struct server {
   server_summary *summary;
   hist latency;
   token_table *tokens; /* NULL: none required */
+  tls_server *tls;
   u64map token_agents; /* token_key -> agents connected (uintptr_t) */
+  uint8_t *cipher;     /* what a TLS connection read, before its session */
 };
 
 /* ---- connection lifetime ------------------------------------------------ */
@@ -142,6 +149,7 @@ static void on_conn_closed(uv_handle_t *handle) {
   if (--c->open_handles > 0)
     return;
   release_buffer(c);
+  tls_conn_free(c->tls);
   free(c->pending);
   free(c);
 }
@@ -170,6 +178,8 @@ static void on_linger(uv_timer_t *t) {
 }
 
 static void maybe_flush(server *s);
+static void raw_send(conn *c, const uint8_t *data, size_t len);
+static void tls_flush(conn *c);
 
 /* One agent more (delta 1) or less (-1) connected with a token. */
 static void count_token_agent(server *s, uint64_t token_key, int delta) {
@@ -186,6 +196,10 @@ static void conn_close(conn *c) {
   if (c->closing)
     return;
   server *s = c->srv;
+  if (c->tls) {
+    tls_conn_close_notify(c->tls);
+    tls_flush(c);
+  }
   c->closing = 1;
   if (c->token_key) {
     count_token_agent(s, c->token_key, -1);
@@ -226,8 +240,8 @@ static void on_written(uv_write_t *req, int status) {
   free(req);
 }
 
-/* Queues bytes for c; the write request carries its own copy. */
-static void conn_send(conn *c, const uint8_t *data, size_t len) {
+/* Queues bytes for c's socket; the write request carries its own copy. */
+static void raw_send(conn *c, const uint8_t *data, size_t len) {
   if (c->closing)
     return;
   uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
@@ -244,6 +258,31 @@ static void conn_send(conn *c, const uint8_t *data, size_t len) {
     free(req);
 }
 
+/* What c's TLS session has for the peer, to the socket. */
+static void tls_flush(conn *c) {
+  const uint8_t *p;
+  size_t n = tls_conn_output(c->tls, &p);
+  if (n > 0) {
+    raw_send(c, p, n);
+    tls_conn_output_done(c->tls);
+  }
+}
+
+/* Queues a frame for c, encrypted on a TLS connection. */
+static void conn_send(conn *c, const uint8_t *data, size_t len) {
+  if (c->closing)
+    return;
+  if (c->tls == NULL)
+    raw_send(c, data, len);
+  else if (tls_conn_write(c->tls, data, len) == 0)
+    tls_flush(c);
+}
+
+/* Whether c can still be sent a frame (a TLS session past its handshake). */
+static int conn_can_send(const conn *c) {
+  return c->tls == NULL || tls_conn_established(c->tls);
+}
+
 /* Closes a connection that broke the protocol or was refused, with one
  * logged line (reason is static text; `extra`, pairs already quoted, may
  * add what the peer said) and, when the peer can still take it, an ERROR
@@ -257,7 +296,7 @@ static void conn_fail_with(conn *c, const char *reason, const char *extra) {
           "reason=\"%s\"%s",
           c->peer, (unsigned long long)c->number,
           c->agent ? (long long)agent_id(c->agent) : 0LL, reason, extra);
-  if (uv_stream_get_write_queue_size(&c->h.stream) == 0) {
+  if (uv_stream_get_write_queue_size(&c->h.stream) == 0 && conn_can_send(c)) {
     proto_buf b;
     tw__proto_buf_init(&b);
     tw__proto_put_error(&b, reason);
@@ -365,7 +404,9 @@ static int admit(conn *c, const proto_hello *h, const uint8_t *key,
   }
   if (!token_has_room(c, token_key))
     return -1;
-  agent *a = ingest_hello(s->in, h, key, format_now_us(), &reason);
+  const char *subject =
+      c->tls && *tls_conn_subject(c->tls) ? tls_conn_subject(c->tls) : NULL;
+  agent *a = ingest_hello(s->in, h, key, subject, format_now_us(), &reason);
   if (a == NULL) {
     conn_fail(c, reason);
     return -1;
@@ -384,13 +425,18 @@ static int admit(conn *c, const proto_hello *h, const uint8_t *key,
   }
   send_welcome(c, agent_commit_seq(a));
   char service[LOG_QUOTE_SIZE(PROTO_IDENT_MAX)];
+  char quoted_subject[LOG_QUOTE_SIZE(TLS_SUBJECT_MAX)] = "";
+  if (subject)
+    log_quote(quoted_subject, sizeof(quoted_subject), subject, strlen(subject));
   log_msg(LOG_INFO,
           "agent connected peer=%s conn=%llu agent=%lld "
-          "service=%s pid=%u version=%u next_seq=%llu proof=%s",
+          "service=%s pid=%u version=%u next_seq=%llu proof=%s%s%s%s%s",
           c->peer, (unsigned long long)c->number, (long long)agent_id(a),
           log_quote(service, sizeof(service), h->service.ptr, h->service.len),
           h->pid, (unsigned)c->version, (unsigned long long)agent_commit_seq(a),
-          key ? "key" : "none");
+          key ? "key" : "none", c->tls ? " tls=" : "",
+          c->tls ? tls_conn_version(c->tls) : "", subject ? " subject=" : "",
+          subject ? quoted_subject : "");
   return 0;
 }
 
@@ -508,9 +554,20 @@ static int on_frame(conn *c, const proto_frame *f) {
   return -1;
 }
 
+/* The first bytes of a TLS ClientHello: a handshake record of TLS 1.x. */
+static int looks_like_tls(const conn *c) {
+  return c->tls == NULL && c->agent == NULL && c->pending == NULL &&
+         c->len >= 2 && c->buf[0] == 0x16 && c->buf[1] == 0x03;
+}
+
 /* Decodes every complete frame in c's buffer and keeps the rest. */
 static void process(conn *c) {
   size_t off = 0;
+  if (looks_like_tls(c)) {
+    conn_fail(c, "TLS handshake on a plaintext listener (the agent's URL is "
+                 "tls://, this listener's is not)");
+    return;
+  }
   while (!c->closing) {
     proto_frame f;
     uint32_t max = c->agent ? PROTO_FRAME_MAX : tw__proto_hello_limit();
@@ -564,10 +621,70 @@ static int buffer_room(conn *c) {
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   conn *c = handle->data;
   (void)suggested;
-  if (buffer_room(c) != 0)
+  /* A TLS connection reads into the server's scratch buffer: on_read
+   * hands all of it to the session before the next read of any. */
+  if (c->tls)
+    *buf = uv_buf_init((char *)c->srv->cipher, READ_CHUNK);
+  else if (buffer_room(c) != 0)
     *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS */
   else
     *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+/* A TLS session failed: before its handshake, one line and the alert for
+ * the peer; after, as any broken connection. */
+static void tls_failed(conn *c) {
+  if (tls_conn_established(c->tls)) {
+    conn_fail(c, tls_conn_error(c->tls));
+    return;
+  }
+  guard_count(GUARD_tls_failures);
+  c->srv->summary->rejected++;
+  log_msg(LOG_WARN, "TLS handshake failed peer=%s conn=%llu reason=\"%s\"",
+          c->peer, (unsigned long long)c->number, tls_conn_error(c->tls));
+  tls_flush(c); /* the alert */
+  conn_close(c);
+}
+
+static void tls_established(conn *c) {
+  char subject[LOG_QUOTE_SIZE(TLS_SUBJECT_MAX)];
+  const char *text = tls_conn_subject(c->tls);
+  guard_count(GUARD_tls_handshakes);
+  if (log_enabled(LOG_DEBUG))
+    log_msg(LOG_DEBUG,
+            "TLS established peer=%s conn=%llu version=%s subject=%s", c->peer,
+            (unsigned long long)c->number, tls_conn_version(c->tls),
+            log_quote(subject, sizeof(subject), text, strlen(text)));
+}
+
+/* Takes the plaintext out of c's session and processes it, while c reads
+ * (a pause leaves the rest in the session until reading resumes). */
+static void tls_pump(conn *c) {
+  while (!c->closing && c->reading) {
+    if (buffer_room(c) != 0) {
+      conn_refuse(c, GUARD_buffers_refused, "receive buffers over budget", "");
+      return;
+    }
+    int was = tls_conn_established(c->tls);
+    int n = tls_conn_read(c->tls, c->buf + c->len, c->cap - c->len);
+    if (!was && tls_conn_established(c->tls))
+      tls_established(c);
+    if (n == TLS_FAILED) {
+      tls_failed(c);
+      return;
+    }
+    tls_flush(c);
+    if (n > 0) {
+      c->len += (size_t)n;
+      process(c);
+    } else {
+      if (n == TLS_CLOSED)
+        conn_close(c);
+      else if (c->len == 0)
+        release_buffer(c); /* idle: no buffer while the session waits */
+      return;
+    }
+  }
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -592,15 +709,25 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     maybe_flush(s);
     return;
   }
-  c->len += (size_t)nread;
-  process(c);
+  if (c->tls == NULL) {
+    c->len += (size_t)nread;
+    process(c);
+  } else if (tls_conn_feed(c->tls, s->cipher, (size_t)nread) != 0) {
+    conn_fail(c, "out of memory");
+  } else {
+    tls_pump(c);
+  }
   maybe_flush(s);
 }
 
 static void conn_start_reading(conn *c) {
   if (!c->reading && !c->closing &&
-      uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+      uv_read_start(&c->h.stream, on_alloc, on_read) == 0) {
     c->reading = 1;
+    /* What the session took in before a pause. */
+    if (c->tls)
+      tls_pump(c);
+  }
 }
 
 static void conn_stop_reading(conn *c) {
@@ -747,6 +874,14 @@ static void on_connection(uv_stream_t *server_stream, int status) {
   }
   if (!l->unix_path)
     uv_tcp_nodelay(&c->h.tcp, 1);
+  if (l->tls && (c->tls = tls_conn_new(s->tls)) == NULL) {
+    log_msg(LOG_WARN,
+            "connection refused peer=%s conn=%llu "
+            "reason=\"out of memory for a TLS session\"",
+            c->peer, (unsigned long long)c->number);
+    uv_close(&c->h.handle, on_conn_closed);
+    return;
+  }
   c->opened_ms = (int64_t)uv_now(&s->loop);
   c->next = s->conns;
   if (s->conns)
@@ -887,12 +1022,13 @@ static int open_listeners(server *s) {
     l->url = xstrdup(url_text);
     url u;
     char why[PATH_MAX + 64] = "";
-    int rc = tw__url_parse(url_text, URL_LISTEN, &u);
+    int rc = tw__url_parse(url_text, URL_LISTEN | URL_TLS_OK, &u);
     if (rc != 0) {
       log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url_text,
               tw__url_strerror(rc));
       return -1;
     }
+    l->tls = u.scheme == URL_TLS;
     rc = u.scheme == URL_UNIX ? listen_unix(s, l, u.path, why, sizeof(why))
                               : listen_tcp(s, l, &u);
     if (l->h.handle.data)
@@ -1011,28 +1147,37 @@ static void on_signal(uv_signal_t *sig, int signum) {
     finish(s);
 }
 
-/* SIGHUP: the token file is read again. When it cannot be, that is
- * logged and the tokens loaded before stay in use; connections already
- * open keep their admission. */
+/* SIGHUP: the TLS certificate, key and client CAs and the token file are
+ * read again. What cannot be read is logged and what was loaded before
+ * stays in use; connections already open keep their session and their
+ * admission. */
 static void on_sighup(uv_signal_t *sig, int signum) {
   server *s = sig->data;
   char err[PATH_MAX + 256];
+  const char *tls = s->tls ? "reloaded" : "none";
   (void)signum;
-  if (s->cfg->token_file == NULL) {
-    log_msg(LOG_INFO, "reloaded on SIGHUP tokens=none");
-    return;
+  if (s->tls && tls_server_reload(s->tls, err, sizeof(err)) != 0) {
+    log_msg(LOG_ERROR,
+            "reload failed what=tls error=\"%s\" note=\"the certificates "
+            "loaded before stay in use\"",
+            err);
+    tls = "kept";
   }
-  token_table *t = auth_tokens_load(s->cfg->token_file, err, sizeof(err));
-  if (t == NULL) {
+  token_table *t = NULL;
+  if (s->cfg->token_file &&
+      (t = auth_tokens_load(s->cfg->token_file, err, sizeof(err))) == NULL)
     log_msg(LOG_ERROR,
             "reload failed what=tokens error=\"%s\" note=\"the "
             "tokens loaded before stay in use\"",
             err);
-    return;
+  if (t != NULL) {
+    auth_tokens_free(s->tokens);
+    s->tokens = t;
   }
-  auth_tokens_free(s->tokens);
-  s->tokens = t;
-  log_msg(LOG_INFO, "reloaded on SIGHUP tokens=%zu", auth_tokens_count(t));
+  char tokens[32] = "none";
+  if (s->tokens)
+    snprintf(tokens, sizeof(tokens), "%zu", auth_tokens_count(s->tokens));
+  log_msg(LOG_INFO, "reloaded on SIGHUP tokens=%s tls=%s", tokens, tls);
 }
 
 static int start_handles(server *s) {
@@ -1077,6 +1222,9 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   s->cfg = cfg;
   s->summary = summary;
   s->tokens = cfg->tokens;
+  s->tls = cfg->tls;
+  if (s->tls)
+    s->cipher = xmalloc(READ_CHUNK);
   u64map_init(&s->token_agents);
   signal(SIGPIPE, SIG_IGN);
   /* A file size limit (ulimit -f) reached by the store is a full disk
@@ -1084,6 +1232,8 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   signal(SIGXFSZ, SIG_IGN);
   if (uv_loop_init(&s->loop) != 0) {
     auth_tokens_free(s->tokens);
+    tls_server_free(s->tls);
+    free(s->cipher);
     u64map_fini(&s->token_agents);
     free(s);
     return 1;
@@ -1113,6 +1263,8 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   ingest_free(s->in);
   free_listeners(s);
   auth_tokens_free(s->tokens);
+  tls_server_free(s->tls);
+  free(s->cipher);
   u64map_fini(&s->token_agents);
   free(s);
   return rc;

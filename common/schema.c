@@ -151,8 +151,10 @@ static const struct {
   const char *table, *column, *alter;
 } added_columns[] = {
     /* Version 4: who owns an instance (docs/collector.md,
-     * "Authentication"): its Ed25519 public key. */
+     * "Authentication"): its Ed25519 public key, and the subject of its
+     * TLS client certificate. */
     {"agents", "auth_key", "ALTER TABLE agents ADD COLUMN auth_key BLOB"},
+    {"agents", "tls_subject", "ALTER TABLE agents ADD COLUMN tls_subject TEXT"},
 };
 
 static int add_columns(sqlite3 *db, char **err) {

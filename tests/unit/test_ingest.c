@@ -75,7 +75,7 @@ static agent *hello(fixture *f, uint8_t id) {
   h.service = S("api");
   h.host = S("web-1");
   const char *reason = NULL;
-  agent *a = ingest_hello(f->in, &h, NULL, 5, &reason);
+  agent *a = ingest_hello(f->in, &h, NULL, NULL, 5, &reason);
   assert_non_null(a);
   return a;
 }
@@ -453,14 +453,14 @@ static void unreadable_store_refuses_hello(void **state) {
   h.service = S("api");
   h.host = S("web-1");
   const char *reason = NULL;
-  assert_null(ingest_hello(f->in, &h, NULL, 5, &reason));
+  assert_null(ingest_hello(f->in, &h, NULL, NULL, 5, &reason));
   assert_non_null(strstr(reason, "store cannot be read"));
   assert_int_equal(ingest_agent_count(f->in), 0);
   assert_true(wbatch_empty(ingest_current(f->in)));
   assert_int_equal(
       sqlite3_exec(f->reader, "DROP VIEW temp.agents", NULL, NULL, NULL),
       SQLITE_OK);
-  agent *a = ingest_hello(f->in, &h, NULL, 5, &reason);
+  agent *a = ingest_hello(f->in, &h, NULL, NULL, 5, &reason);
   assert_non_null(a);
   assert_int_equal(agent_id(a), 1);
   /* And a collector whose store cannot be read does not start. */
@@ -545,7 +545,7 @@ static void first_key_binds_the_instance(void **state) {
   memcpy(h.instance, inst, sizeof(inst));
   h.service = S("api");
   h.host = S("web-1");
-  assert_non_null(ingest_hello(f->in, &h, key, 5, &reason));
+  assert_non_null(ingest_hello(f->in, &h, key, NULL, 5, &reason));
   assert_int_equal(ingest_owner_check(f->in, inst, NULL, &reason), -1);
   assert_string_equal(reason,
                       "instance is bound to a key: HELLO without its proof "
