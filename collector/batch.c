@@ -84,6 +84,7 @@ void wbatch_free(wbatch *b) {
   free(b->strings);
   free(b->ops);
   free(b->progress);
+  free(b->exports);
   free(b);
 }
 
@@ -135,6 +136,12 @@ agent_progress *wbatch_add_progress(wbatch *b) {
               sizeof(*b->progress));
 }
 
+void wbatch_add_export(wbatch *b, int64_t batch) {
+  int64_t *slot = push((void **)&b->exports, &b->nexports, &b->capexports,
+                       sizeof(*b->exports));
+  *slot = batch;
+}
+
 /* Every array counts at its capacity: a peer can grow any of them (one
  * HEALTH event is 25 bytes on the wire but costs an agent_op), so leaving
  * one out would let the batch grow without ever reaching the high
@@ -143,5 +150,6 @@ size_t wbatch_bytes(const wbatch *b) {
   return b->mem.used + b->caprows * sizeof(*b->rows) +
          b->capbatches * sizeof(*b->batches) +
          b->capstrings * sizeof(*b->strings) + b->capops * sizeof(*b->ops) +
-         b->capprogress * sizeof(*b->progress) + b->pending.cap * 16;
+         b->capprogress * sizeof(*b->progress) +
+         b->capexports * sizeof(*b->exports) + b->pending.cap * 16;
 }

@@ -135,6 +135,11 @@ typedef struct wbatch {
   int64_t samples[BATCH_LATENCY_SAMPLES];
   uint32_t nsamples;
   int prune; /* run a retention step in this transaction */
+  /* Rows of export_queue (docs/schema.md) to insert in this transaction:
+   * batches whose last open task ends in it, numbered export_seq on. */
+  int64_t *exports;
+  size_t nexports, capexports;
+  int64_t export_seq;
   /* Set by the writer. */
   int failed;
   int64_t committed_ns;
@@ -149,6 +154,8 @@ batch_row *wbatch_add_batch(wbatch *b);
 string_row *wbatch_add_string(wbatch *b);
 agent_op *wbatch_add_op(wbatch *b, int kind, int64_t agent, int64_t at);
 agent_progress *wbatch_add_progress(wbatch *b);
+/* Queues store batch id `batch` for the OTLP export (export_queue). */
+void wbatch_add_export(wbatch *b, int64_t batch);
 /* Bytes the batch holds, for the backpressure watermark. */
 size_t wbatch_bytes(const wbatch *b);
 

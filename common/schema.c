@@ -117,7 +117,11 @@ static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
                           "CREATE TABLE IF NOT EXISTS meta (\n"
                           "  key TEXT PRIMARY KEY,\n"
                           "  value\n"
-                          ") WITHOUT ROWID;\n";
+                          ") WITHOUT ROWID;\n"
+                          "CREATE TABLE IF NOT EXISTS export_queue (\n"
+                          "  seq INTEGER PRIMARY KEY,\n"
+                          "  batch INTEGER NOT NULL\n"
+                          ");\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */

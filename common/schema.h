@@ -8,9 +8,10 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 /* The oldest version the readers (top, query) read: version 3 changed
- * only indexes, which they do not name. */
+ * only indexes, which they do not name; version 4 added a table only the
+ * OTLP exporter reads. */
 #define SCHEMA_READ_MIN 2
 
 /* Page size of a new store. Large pages make the indexes shallow: the
@@ -110,7 +111,8 @@ const char *schema_mode_name(int mode);
 /*
  * Creates the tables and indexes when the database is new, upgrades an
  * older version (version 3 replaced the indexes tasks_enqueued and
- * tasks_name with tasks_time, rebuilt on the first open), checks the
+ * tasks_name with tasks_time, rebuilt on the first open; version 4 added
+ * the table export_queue), checks the
  * version when it is not. Returns SQLITE_OK, or an SQLite error code with
  * a message in *err (sqlite3_free() it) - a database of a newer schema
  * version is SQLITE_MISMATCH.
