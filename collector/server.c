@@ -114,6 +114,7 @@ struct server {
   int failed;
   server_summary *summary;
   hist latency;
+  exporter *exports;
 };
 
 /* ---- connection lifetime ------------------------------------------------ */
@@ -477,7 +478,9 @@ static void maybe_flush(server *s) {
   }
   uv_timer_stop(&s->flush);
   s->batch_since_ms = 0;
-  writer_submit(s->writer, ingest_take(s->in));
+  wbatch *next = ingest_take(s->in);
+  export_submit(s->exports, next);
+  writer_submit(s->writer, next);
   if (s->stopping == 0)
     set_paused(s, 0);
 }
@@ -490,10 +493,12 @@ static void on_batch_done(wbatch *b, void *arg) {
    * while this thread sends the acks and frees the batch it finished. */
   if (s->stopping == 0)
     maybe_flush(s);
-  if (b->failed)
+  if (b->failed) {
     s->failed = 1;
-  else
+  } else {
+    export_committed(s->exports, b);
     ingest_committed(s->in, b, send_ack, s);
+  }
   wbatch_free(b);
   if (s->stopping && writer_in_flight(s->writer) == 0) {
     finish(s);
@@ -750,6 +755,16 @@ static int open_listeners(server *s) {
   return 0;
 }
 
+/* What the metrics endpoint asks of the loop at a scrape. */
+static void export_sample_of(void *arg, export_sample *out) {
+  server *s = arg;
+  wbatch *b = ingest_current(s->in);
+  out->events_pending = b->events;
+  out->bytes_pending = wbatch_bytes(b);
+  out->connections = s->nconns;
+  out->rejected = s->summary->rejected;
+}
+
 /* ---- timers, signals, shutdown ----------------------------------------- */
 
 static void on_sweep(uv_timer_t *t) {
@@ -805,6 +820,8 @@ static void finish(server *s) {
     writer_stop(s->writer, &s->latency);
     s->writer = NULL;
   }
+  export_stop(s->exports);
+  s->exports = NULL;
   uv_timer_stop(&s->sweep);
   uv_timer_stop(&s->flush);
   close_handle((uv_handle_t *)&s->sweep);
@@ -863,7 +880,11 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
     return 1;
   }
   s->in = ingest_new(db, cfg->lost_after_ms, (int64_t)uv_now(&s->loop));
+  int export_failed = 0;
   if (s->in)
+    s->exports = export_start(cfg->exports, &s->loop, export_sample_of, s,
+                              &export_failed);
+  if (s->in && !export_failed)
     s->writer = writer_start(st, &s->loop, on_batch_done, s);
   if (s->in && s->writer && start_handles(s) == 0 && open_listeners(s) == 0) {
     summary->started = 1;
