@@ -430,8 +430,7 @@ static void intern_arena_full_stays_bounded(void **state) {
   for (uint32_t i = 0; i < 100000; i++) {
     snprintf(name, 16, "%010u", n + i);
     name[10] = 'x';
-    assert_int_equal(intern_get(&t, name, INTERN_TEXT_MAX),
-                     INTERN_OVERFLOW_ID);
+    assert_int_equal(intern_get(&t, name, INTERN_TEXT_MAX), INTERN_OVERFLOW_ID);
   }
   assert_int_equal(atomic_load(&t.arena_top), top);
   for (uint32_t k = 0; k < n; k++) {

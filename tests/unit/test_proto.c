@@ -305,12 +305,10 @@ static void events_trailing_and_bad_fields(void **state) {
   /* Count 0 and first_seq 0 are malformed. */
   memcpy(buf, f.payload, f.payload_len);
   memset(buf + 8, 0, 4);
-  assert_int_equal(proto_events_begin(&it, buf, f.payload_len),
-                   PROTO_E_FIELD);
+  assert_int_equal(proto_events_begin(&it, buf, f.payload_len), PROTO_E_FIELD);
   memcpy(buf, f.payload, f.payload_len);
   memset(buf, 0, 8);
-  assert_int_equal(proto_events_begin(&it, buf, f.payload_len),
-                   PROTO_E_FIELD);
+  assert_int_equal(proto_events_begin(&it, buf, f.payload_len), PROTO_E_FIELD);
   proto_buf_fini(&b);
 }
 
