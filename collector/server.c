@@ -795,7 +795,7 @@ static void close_handle(uv_handle_t *h) {
 }
 
 static void close_listeners(server *s) {
-  for (size_t i = 0; i < s->cfg->nlisten; i++) {
+  for (size_t i = 0; s->listeners && i < s->cfg->nlisten; i++) {
     listener *l = &s->listeners[i];
     close_handle(&l->h.handle);
     if (l->unix_path)
