@@ -98,6 +98,8 @@ int http_request_feed(http_request *r, const char *data, size_t n) {
     return HTTP_OK;
   if (r->status != HTTP_OK)
     return r->status;
+  if (n == 0)
+    return HTTP_NEED_MORE; /* http-parser would read it as the end */
   /* A request is only its line and headers: once that many bytes came
    * without their end, the headers are too large. */
   size_t room = HTTP_MAX_REQUEST - r->bytes;

@@ -47,6 +47,8 @@ static void byte_by_byte(void **state) {
                       "User-Agent: Prometheus/2.42.0\r\n\r\n";
   http_request r;
   http_request_init(&r);
+  /* Nothing read is not the end of the request. */
+  assert_int_equal(http_request_feed(&r, text, 0), HTTP_NEED_MORE);
   for (size_t i = 0; i < sizeof(text) - 2; i++)
     assert_int_equal(http_request_feed(&r, text + i, 1), HTTP_NEED_MORE);
   assert_int_equal(http_request_feed(&r, text + sizeof(text) - 2, 1), HTTP_OK);
