@@ -370,6 +370,10 @@ static void put_name(format_buf *b, const metrics *m, uint32_t at,
 /* The shortest decimal that reads back as v ("0.005", "2.5", "3600"). */
 static void put_double(format_buf *b, double v) {
   char text[40];
+  if (v == floor(v) && fabs(v) < 1e15) {
+    format_buf_printf(b, "%.0f", v);
+    return;
+  }
   for (int digits = 1; digits <= 17; digits++) {
     snprintf(text, sizeof(text), "%.*g", digits, v);
     if (strtod(text, NULL) == v)

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "format.h"
 #include "log.h"
@@ -116,6 +118,10 @@ static int open_store(otlp *o, char *err, size_t errlen) {
     return -1;
   }
   sqlite3_busy_timeout(o->rw, READER_BUSY_TIMEOUT_MS);
+  /* As the writer's: in WAL mode a commit survives a crash of the
+   * process; only the machine's crash may take the last cursor back
+   * (those spans go again, with the same ids). */
+  sqlite3_exec(o->rw, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
   sqlite3 *db = reader_db(o->reader);
   if (prepare(db,
               "SELECT seq, batch FROM export_queue WHERE seq > ?1 ORDER BY "
@@ -537,6 +543,10 @@ int otlp_parse_headers(const char *text, char **out, size_t max,
 
 static void *thread_main(void *arg) {
   otlp *o = arg;
+  /* Ingest first: the export takes the CPU the collector leaves, and its
+   * backlog waits in the store meanwhile. */
+  if (setpriority(PRIO_PROCESS, (id_t)gettid(), OTLP_NICE) != 0)
+    log_msg(LOG_DEBUG, "otlp: cannot lower the export thread's priority");
   round *r = xcalloc(1, sizeof(*r));
   int64_t cursor = o->start_cursor;
   while (!stopping(o)) {
@@ -577,6 +587,8 @@ otlp *otlp_start(const otlp_config *cfg, char *err, size_t errlen) {
   pthread_cond_init(&o->wake, NULL);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   o->headers = curl_slist_append(NULL, "Content-Type: application/json");
+  /* No "Expect: 100-continue" round trip before each body. */
+  o->headers = curl_slist_append(o->headers, "Expect:");
   for (size_t i = 0; i < cfg->nheaders; i++)
     o->headers = curl_slist_append(o->headers, cfg->headers[i]);
   if (open_store(o, err, errlen) != 0 || setup_curl(o) != 0 ||

@@ -22,6 +22,8 @@
 #define OTLP_MAX_BATCHES 256
 #define OTLP_MAX_BYTES ((size_t)4 << 20)
 #define OTLP_TIMEOUT_MS 10000
+/* The export thread's nice value: below the loop and the writer. */
+#define OTLP_NICE 10
 /* After a stop is asked, a request under way gets this long to end. */
 #define OTLP_STOP_GRACE_MS 2000
 

@@ -170,6 +170,8 @@ class Endpoint:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Answer at once, not after the client's delayed ACK.
+            disable_nagle_algorithm = True
 
             def do_POST(self):
                 endpoint.handle(self)

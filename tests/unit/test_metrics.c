@@ -18,8 +18,8 @@
 #include "schema.h"
 
 static metrics *make(size_t max_series) {
-  static const double buckets[] = {0.005, 0.1, 2.5};
-  metrics_config cfg = {buckets, 3, max_series};
+  static const double buckets[] = {0.005, 0.1, 2.5, 3600};
+  metrics_config cfg = {buckets, 4, max_series};
   return metrics_new(&cfg);
 }
 
@@ -83,6 +83,8 @@ static void counts_and_histograms(void **state) {
       "taskwatch_task_run_seconds_bucket{service=\"api\",task=\"send_email\","
       "le=\"2.5\"} 2",
       "taskwatch_task_run_seconds_bucket{service=\"api\",task=\"send_email\","
+      "le=\"3600\"} 3",
+      "taskwatch_task_run_seconds_bucket{service=\"api\",task=\"send_email\","
       "le=\"+Inf\"} 3",
       "taskwatch_task_run_seconds_sum{service=\"api\",task=\"send_email\"} "
       "3.104000",
@@ -102,6 +104,7 @@ static void counts_and_histograms(void **state) {
       "taskwatch_commit_latency_seconds_bucket{le=\"0.01\"} 0",
       "taskwatch_commit_latency_seconds_bucket{le=\"0.025\"} 1",
       "taskwatch_commit_latency_seconds_count 1",
+      "taskwatch_commit_latency_seconds_bucket{le=\"10\"} 1",
       "taskwatch_http_requests_total{code=\"200\"} 4",
       "taskwatch_http_requests_total{code=\"400\"} 0",
   };
