@@ -96,6 +96,9 @@ int tw_config_from_env(tw_config *cfg) {
     else
       rc = TW_EINVAL;
   }
+  clock_request clock;
+  if (clock_parse_request(getenv("TASKWATCH_CLOCK"), &clock) != 0)
+    rc = TW_EINVAL;
   if ((s = getenv("TASKWATCH_FLUSH_TIMEOUT_MS")) != NULL && *s != '\0') {
     if (parse_number(s, 3600000, &v) == 0)
       cfg->flush_timeout_ms = (unsigned)v;

@@ -91,13 +91,15 @@ typedef struct ring {
   /* Consumer side: written only by the sender. */
   alignas(64) _Atomic uint64_t tail;
   uint64_t flush_mark; /* head seen when a flush was requested */
+  int64_t time_floor;  /* monotonic ns of the last record sent */
   /* Set at registration. owner is the owning thread's token, 0 when the
    * thread has exited and the ring may be adopted by another. */
   alignas(64) _Atomic uintptr_t owner;
   struct ring *next;
   ring_record *slots;
-  uint64_t mask; /* slot count - 1 */
-  size_t bytes;  /* everything allocated for this ring */
+  uint64_t mask;   /* slot count - 1 */
+  size_t bytes;    /* everything charged to the budget for this ring */
+  bool slots_cold; /* slot pages not faulted in (wiped by a fork) */
 } ring;
 
 /* ---- intern table ------------------------------------------------------ */

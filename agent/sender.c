@@ -13,6 +13,14 @@
  * charged to the agent's budget; when a chunk cannot be had, the sender
  * stops draining, the rings fill, and the recording threads drop and count.
  *
+ * While sent events await their ack, the last chunk is held back until it
+ * is full, the ack comes, or it is HOLD_MS old. A chunk costs CHUNK_BYTES of
+ * the budget however few events it holds, so sending the last chunk on
+ * every poll tick would fill the buffer with nearly empty chunks within a
+ * few dozen ticks of a slow ack (a collector busy committing), and the
+ * rings would then drop; held, each chunk spans at least HOLD_MS, and the
+ * buffer rides out a stall of seconds at any rate it can hold.
+ *
  * Producers never wake the sender (that would be a system call on the
  * recording path): it polls the rings on a timer that speeds up while there
  * is traffic and slows down when idle. flush and stop requests come from
@@ -40,6 +48,7 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 30000u
 #define HANDSHAKE_MS 5000u
+#define HOLD_MS 50u
 #define SCRATCH_BYTES (256u + 4096u + 32768u)
 
 enum conn_state {
@@ -54,6 +63,7 @@ typedef struct chunk {
   struct chunk *next;
   struct sender *owner;
   uint64_t first_seq;
+  uint64_t opened_ms; /* the sender loop's time when it was opened */
   uint32_t count;
   bool sealed;
   bool writing;
@@ -228,6 +238,7 @@ static chunk *chunk_new(sender *s, bool health) {
   c->owner = s;
   c->buf.cap = CHUNK_BYTES;
   c->first_seq = s->next_seq;
+  c->opened_ms = uv_now(&s->loop);
   proto_events_open(&c->buf, c->first_seq);
   if (s->last != NULL)
     s->last->next = c;
@@ -387,11 +398,12 @@ static bool ensure_string(sender *s, uint32_t id, int64_t time) {
 }
 
 /* Turns the record at `tail` into wire events; false when out of space. */
-static bool encode_record(sender *s, const ring *r, uint64_t tail,
+static bool encode_record(sender *s, ring *r, uint64_t tail,
                           const ring_record *rec) {
   proto_event ev = {0};
   ev.kind = rec->kind;
-  ev.time_ns = clock_map_ns(&s->clock, rec->time) + s->agent->wall_offset_ns;
+  ev.time_ns = clock_map_ring(&s->clock, rec->time, &r->time_floor) +
+               s->agent->wall_offset_ns;
   ev.task = rec->a;
   switch (rec->kind) {
   case PROTO_EV_BATCH:
@@ -623,6 +635,9 @@ static void send_pending(sender *s) {
       continue;
     if (c->count == 0)
       break;
+    if (c == s->last && !c->sealed && s->acked < s->sent_upto &&
+        !s->stopping && uv_now(&s->loop) - c->opened_ms < HOLD_MS)
+      break; /* held back: see the top of the file */
     chunk_seal(c);
     uv_buf_t b = uv_buf_init((char *)c->buf.data, (unsigned)c->buf.len);
     c->req.data = c;
@@ -755,6 +770,7 @@ static void handle_ack(sender *s, uint64_t next_seq) {
     s->acked = next_seq;
     free_acked(s);
     check_flush(s);
+    send_pending(s); /* the chunk held back for this ack */
   }
   if (s->stopping && s->goodbye_sent && s->acked >= s->next_seq)
     finish_stop(s);

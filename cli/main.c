@@ -56,7 +56,10 @@ static void usage(FILE *out) {
           "  TASKWATCH_FLUSH_TIMEOUT_MS\n"
           "                             how long the agent's shutdown waits "
           "for\n"
-          "                             the collector, in ms (default %u)\n",
+          "                             the collector, in ms (default %u)\n"
+          "  TASKWATCH_CLOCK            the agent's clock: auto (default), "
+          "tsc\n"
+          "                             or monotonic\n",
           TW_DEFAULT_BUFFER_BYTES >> 20, TW_DEFAULT_FLUSH_TIMEOUT_MS);
 }
 

@@ -151,5 +151,5 @@ size_t wbatch_bytes(const wbatch *b) {
          b->capbatches * sizeof(*b->batches) +
          b->capstrings * sizeof(*b->strings) + b->capops * sizeof(*b->ops) +
          b->capprogress * sizeof(*b->progress) +
-         b->capexports * sizeof(*b->exports) + b->pending.cap * 16;
+         b->capexports * sizeof(*b->exports) + u64map_bytes(&b->pending);
 }

@@ -17,6 +17,7 @@
 #include "otlp.h"
 #include "proto.h"
 #include "server.h"
+#include "stop.h"
 #include "store.h"
 #include "track.h"
 #include "xalloc.h"
@@ -46,12 +47,18 @@ typedef struct options {
   const char *otlp_endpoint;
 } options;
 
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define STOP_BOUND_TEXT STRINGIFY(STOP_BOUND_S)
+
 static const char usage_text[] =
     "Usage: taskwatch collector [OPTION]...\n"
     "\n"
     "Receives agents' events and stores them in SQLite, each exactly once.\n"
     "SIGTERM or SIGINT: stop accepting, commit everything received, send\n"
-    "the acks, exit 0.\n"
+    "the acks, exit 0; within " STOP_BOUND_TEXT
+    " seconds whatever the store does (what it\n"
+    "cannot commit stays with the agents, unacked: exit 1).\n"
     "\n"
     "Options:\n"
     "  --db PATH                  store file, created when missing (default\n"
@@ -349,22 +356,28 @@ static int open_reader(const char *path, sqlite3 **db) {
   return 0;
 }
 
-static void log_summary(store *st, const server_summary *sum) {
-  store_stats stats;
-  store_get_stats(st, &stats);
-  log_msg(
-      LOG_INFO,
-      "stopped events=%llu transactions=%llu inserted=%llu "
-      "updated=%llu unmatched=%llu lost=%llu pruned=%llu connections=%llu "
-      "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld",
-      (unsigned long long)stats.events, (unsigned long long)stats.transactions,
-      (unsigned long long)stats.rows_inserted,
-      (unsigned long long)stats.rows_updated,
-      (unsigned long long)stats.updates_unmatched,
-      (unsigned long long)stats.tasks_lost,
-      (unsigned long long)stats.tasks_pruned,
-      (unsigned long long)sum->connections, (unsigned long long)sum->rejected,
-      (long long)sum->latency_p50_us, (long long)sum->latency_p99_us);
+/* The last line of the log (stop.h): what was done, and what could not be
+ * committed (uncommitted=, with a note when there was some). */
+static void log_summary(const store_stats *stats, const server_summary *sum) {
+  uint64_t left = stop_uncommitted();
+  if (!stop_last_line())
+    return;
+  log_msg(left ? LOG_ERROR : LOG_INFO,
+          "stopped events=%llu transactions=%llu inserted=%llu "
+          "updated=%llu unmatched=%llu lost=%llu pruned=%llu connections=%llu "
+          "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld "
+          "uncommitted=%llu%s",
+          (unsigned long long)stats->events,
+          (unsigned long long)stats->transactions,
+          (unsigned long long)stats->rows_inserted,
+          (unsigned long long)stats->rows_updated,
+          (unsigned long long)stats->updates_unmatched,
+          (unsigned long long)stats->tasks_lost,
+          (unsigned long long)stats->tasks_pruned,
+          (unsigned long long)sum->connections,
+          (unsigned long long)sum->rejected, (long long)sum->latency_p50_us,
+          (long long)sum->latency_p99_us, (unsigned long long)left,
+          left ? " note=\"" STOP_UNCOMMITTED_NOTE "\"" : "");
 }
 
 #define MAX_OTLP_HEADERS 32
@@ -484,10 +497,12 @@ int collector_main(int argc, char **argv) {
                        &ec};
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);
-  if (sum.started)
-    log_summary(st, &sum);
+  store_stats stats;
+  store_get_stats(st, &stats);
   sqlite3_close(reader);
   store_close(st);
+  if (sum.started)
+    log_summary(&stats, &sum);
   free(token);
   otlp_settings_free(&oc, otlp_headers);
   return rc;

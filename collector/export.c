@@ -150,6 +150,16 @@ void export_submit(exporter *x, wbatch *b) {
   x->tail = p;
 }
 
+/* One node is kept for the next batch; the rest go. */
+static void release_pending(exporter *x, pending *p) {
+  if (x->spare == NULL) {
+    x->spare = p;
+  } else {
+    track_ops_fini(&p->ops);
+    free(p);
+  }
+}
+
 void export_committed(exporter *x, const wbatch *b) {
   if (x == NULL)
     return;
@@ -161,8 +171,15 @@ void export_committed(exporter *x, const wbatch *b) {
   x->head = p->next;
   if (x->head == NULL)
     x->tail = NULL;
-  track_apply(x->metrics, &p->ops);
   x->bytes_in_flight -= p->bytes;
+  if (b->failed) {
+    /* Given up at a shutdown: nothing of it counts (the collector exits;
+     * the next one rebuilds from the store what the agents resend). */
+    p->ops.n = 0;
+    release_pending(x, p);
+    return;
+  }
+  track_apply(x->metrics, &p->ops);
   x->events_committed += b->events;
   x->transactions++;
   for (uint32_t i = 0; i < b->nsamples; i++)
@@ -172,13 +189,7 @@ void export_committed(exporter *x, const wbatch *b) {
     x->committed_export_seq = b->export_seq + (int64_t)b->nexports - 1;
     otlp_wake(x->otlp);
   }
-  /* One node is kept for the next batch; the rest go. */
-  if (x->spare == NULL) {
-    x->spare = p;
-  } else {
-    track_ops_fini(&p->ops);
-    free(p);
-  }
+  release_pending(x, p);
 }
 
 /* ---- lifetime -------------------------------------------------------------

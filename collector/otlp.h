@@ -25,7 +25,7 @@
 /* The export thread's nice value: below the loop and the writer. */
 #define OTLP_NICE 10
 /* After a stop is asked, a request under way gets this long to end. */
-#define OTLP_STOP_GRACE_MS 2000
+#define OTLP_STOP_GRACE_MS 1000
 
 typedef struct otlp otlp;
 

@@ -50,10 +50,10 @@ rollup *rollup_new(void) {
 }
 
 static void free_chains(u64map *m) {
-  for (size_t i = 0; i < m->cap; i++) {
-    if (m->keys[i] == 0)
-      continue;
-    bucket *b = m->values[i];
+  size_t pos = 0;
+  void *head;
+  while (u64map_next(m, &pos, NULL, &head)) {
+    bucket *b = head;
     while (b) {
       bucket *next = b->next_same_hash;
       free(b);
@@ -127,10 +127,10 @@ static void evict(rollup *r) {
   int64_t oldest = r->newest_minute - KEEP_MINUTES * ROLLUP_MINUTE_US;
   u64map keep;
   u64map_init(&keep);
-  for (size_t i = 0; i < r->buckets.cap; i++) {
-    if (r->buckets.keys[i] == 0)
-      continue;
-    bucket *b = r->buckets.values[i];
+  size_t pos = 0;
+  void *head;
+  while (u64map_next(&r->buckets, &pos, NULL, &head)) {
+    bucket *b = head;
     while (b) {
       bucket *next = b->next_same_hash;
       if (b->minute < oldest && !b->dirty && !b->touched) {

@@ -29,6 +29,7 @@
 #include "format.h"
 #include "ingest.h"
 #include "log.h"
+#include "stop.h"
 #include "writer.h"
 #include "xalloc.h"
 
@@ -99,6 +100,7 @@ struct server {
   uv_loop_t loop;
   uv_signal_t sigterm, sigint;
   uv_timer_t sweep, flush;
+  uv_timer_t stop_timer; /* STOP_COMMIT_MS after the signal */
   listener *listeners;
   size_t nlisteners;
   conn *conns; /* doubly linked list of open connections */
@@ -284,7 +286,12 @@ static int on_hello(conn *c, const proto_frame *f) {
     conn_fail(c, "authentication failed");
     return -1;
   }
-  agent *a = ingest_hello(s->in, &h, format_now_us());
+  const char *reason = NULL;
+  agent *a = ingest_hello(s->in, &h, format_now_us(), &reason);
+  if (a == NULL) {
+    conn_fail(c, reason);
+    return -1;
+  }
   conn *old = agent_conn(a);
   if (old) {
     old->agent = NULL;
@@ -299,7 +306,7 @@ static int on_hello(conn *c, const proto_frame *f) {
   if (!proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
   proto_buf_fini(&b);
-  char service[300];
+  char service[LOG_QUOTE_SIZE(PROTO_IDENT_MAX)];
   log_msg(LOG_INFO,
           "agent connected peer=%s conn=%llu agent=%lld "
           "service=%s pid=%u next_seq=%llu",
@@ -493,12 +500,11 @@ static void on_batch_done(wbatch *b, void *arg) {
    * while this thread sends the acks and frees the batch it finished. */
   if (s->stopping == 0)
     maybe_flush(s);
-  if (b->failed) {
+  export_committed(s->exports, b);
+  if (b->failed)
     s->failed = 1;
-  } else {
-    export_committed(s->exports, b);
+  else
     ingest_committed(s->in, b, send_ack, s);
-  }
   wbatch_free(b);
   if (s->stopping && writer_in_flight(s->writer) == 0) {
     finish(s);
@@ -826,17 +832,42 @@ static void finish(server *s) {
   uv_timer_stop(&s->flush);
   close_handle((uv_handle_t *)&s->sweep);
   close_handle((uv_handle_t *)&s->flush);
+  close_handle((uv_handle_t *)&s->stop_timer);
   close_handle((uv_handle_t *)&s->sigterm);
   close_handle((uv_handle_t *)&s->sigint);
 }
 
+/* The store had its time: what it has not committed is given up (the
+ * agents keep it, unacked), so the shutdown goes on to its end. */
+static void give_up(server *s, const char *why) {
+  if (s->writer == NULL)
+    return;
+  log_msg(LOG_WARN,
+          "giving up the writes not committed reason=\"%s\" "
+          "uncommitted=%llu",
+          why, (unsigned long long)stop_uncommitted());
+  writer_abort(s->writer);
+}
+
+static void on_stop_timer(uv_timer_t *t) {
+  give_up(t->data, "not committed within the shutdown's time");
+}
+
+/* SIGTERM or SIGINT: stop accepting and reading, commit what was received
+ * and ack it, then close - within the bound stop.h sets, whatever the
+ * store does. A second signal gives up the writes at once. */
 static void on_signal(uv_signal_t *sig, int signum) {
   server *s = sig->data;
-  if (s->stopping)
+  const char *name = signum == SIGINT ? "INT" : "TERM";
+  if (s->stopping) {
+    log_msg(LOG_INFO, "second signal signal=%s", name);
+    give_up(s, "a second signal");
     return;
-  log_msg(LOG_INFO, "shutting down signal=%s",
-          signum == SIGINT ? "INT" : "TERM");
+  }
+  stop_begin();
+  log_msg(LOG_INFO, "shutting down signal=%s", name);
   s->stopping = 1;
+  uv_timer_start(&s->stop_timer, on_stop_timer, STOP_COMMIT_MS, 0);
   close_listeners(s);
   for (conn *c = s->conns; c; c = c->next)
     conn_stop_reading(c);
@@ -847,8 +878,10 @@ static void on_signal(uv_signal_t *sig, int signum) {
 
 static int start_handles(server *s) {
   s->sweep.data = s->flush.data = s->sigterm.data = s->sigint.data = s;
+  s->stop_timer.data = s;
   if (uv_timer_init(&s->loop, &s->sweep) ||
       uv_timer_init(&s->loop, &s->flush) ||
+      uv_timer_init(&s->loop, &s->stop_timer) ||
       uv_signal_init(&s->loop, &s->sigterm) ||
       uv_signal_init(&s->loop, &s->sigint))
     return -1;
@@ -856,6 +889,14 @@ static int start_handles(server *s) {
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   return 0;
+}
+
+static void record_listeners(server *s, store *st) {
+  const char **urls = xcalloc(s->nlisteners, sizeof(*urls));
+  for (size_t i = 0; i < s->nlisteners; i++)
+    urls[i] = s->listeners[i].url;
+  store_set_listeners(st, urls, s->nlisteners);
+  free(urls);
 }
 
 static void free_listeners(server *s) {
@@ -875,18 +916,29 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   s->cfg = cfg;
   s->summary = summary;
   signal(SIGPIPE, SIG_IGN);
+  /* A file size limit (ulimit -f) reached by the store is a full disk
+   * (writes fail with EFBIG, commits are retried), not a crash. */
+  signal(SIGXFSZ, SIG_IGN);
   if (uv_loop_init(&s->loop) != 0) {
     free(s);
     return 1;
   }
   s->in = ingest_new(db, cfg->lost_after_ms, (int64_t)uv_now(&s->loop));
+  /* The exports' endpoint listens before the agents' listeners, so it is
+   * up once they are. */
   int export_failed = 0;
   if (s->in)
     s->exports = export_start(cfg->exports, &s->loop, export_sample_of, s,
                               &export_failed);
-  if (s->in && !export_failed)
+  /* The listeners before the writer thread: the store is this thread's
+   * until then, to record the addresses a second collector names.
+   * Nothing is accepted before uv_run(). */
+  if (s->in && !export_failed && start_handles(s) == 0 &&
+      open_listeners(s) == 0) {
+    record_listeners(s, st);
     s->writer = writer_start(st, &s->loop, on_batch_done, s);
-  if (s->in && s->writer && start_handles(s) == 0 && open_listeners(s) == 0) {
+  }
+  if (s->writer) {
     summary->started = 1;
     uv_run(&s->loop, UV_RUN_DEFAULT);
     rc = s->failed ? 1 : 0;

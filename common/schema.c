@@ -9,6 +9,7 @@
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define SCHEMA_VERSION_TEXT STRINGIFY(SCHEMA_VERSION)
+#define SCHEMA_APPLICATION_ID_TEXT STRINGIFY(SCHEMA_APPLICATION_ID)
 
 static const char *const status_names[] = {
 #define STATUS_NAME(state, name) [SCHEMA_##state] = name,
@@ -149,22 +150,81 @@ const char *schema_drop_index_sql(void) {
          "DROP INDEX IF EXISTS agents_gone;\n";
 }
 
-int schema_apply(sqlite3 *db, char **err) {
+/* The one integer a query returns (0 when it returns no row). */
+static int query_int(sqlite3 *db, const char *sql, int64_t *out) {
   sqlite3_stmt *st = NULL;
-  int version = 0;
-  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-  if (rc != SQLITE_OK)
-    goto fail;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    version = sqlite3_column_int(st, 0);
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  *out = 0;
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    *out = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* SQLite's own tables (sqlite_sequence, sqlite_stat1, autoindexes) are
+ * not counted: any database may have them. */
+static const char objects_sql[] =
+    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' "
+    "ESCAPE '\\'";
+static const char core_tables_sql[] =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+    "('agents', 'strings', 'batches', 'tasks', 'meta')";
+#define CORE_TABLES 5
+
+int schema_identify(sqlite3 *db, int *identity, const char **why) {
+  int64_t app, version, objects, core;
+  int rc;
+  *identity = SCHEMA_ID_FOREIGN;
+  *why = NULL;
+  if ((rc = query_int(db, "PRAGMA application_id", &app)) != SQLITE_OK ||
+      (rc = query_int(db, "PRAGMA user_version", &version)) != SQLITE_OK ||
+      (rc = query_int(db, objects_sql, &objects)) != SQLITE_OK ||
+      (rc = query_int(db, core_tables_sql, &core)) != SQLITE_OK)
+    return rc;
+  if (app == SCHEMA_APPLICATION_ID)
+    *identity = SCHEMA_ID_TASKWATCH;
+  else if (app != 0)
+    *why = "its application_id is another application's";
+  else if (objects == 0 && version == 0)
+    *identity = SCHEMA_ID_EMPTY;
+  else if (objects == 0)
+    *why = "it has a user_version but no tables";
+  else if (core == CORE_TABLES && version >= 1)
+    *identity = SCHEMA_ID_TASKWATCH;
+  else
+    *why = "its tables are another application's";
+  return SQLITE_OK;
+}
+
+int schema_check_ours(sqlite3 *db, char **err) {
+  int identity;
+  const char *why;
+  int rc = schema_identify(db, &identity, &why);
+  if (rc != SQLITE_OK) {
+    *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+    return rc;
+  }
+  if (identity != SCHEMA_ID_FOREIGN)
+    return SQLITE_OK;
+  *err = sqlite3_mprintf("not a taskwatch store (%s); left unchanged", why);
+  return SQLITE_MISMATCH;
+}
+
+int schema_apply(sqlite3 *db, char **err) {
+  int64_t version, app;
+  int rc = schema_check_ours(db, err);
+  if (rc != SQLITE_OK)
+    return rc;
+  if ((rc = query_int(db, "PRAGMA user_version", &version)) != SQLITE_OK ||
+      (rc = query_int(db, "PRAGMA application_id", &app)) != SQLITE_OK)
+    goto fail;
   if (version > SCHEMA_VERSION) {
-    *err = sqlite3_mprintf("store schema version %d is newer than this "
+    *err = sqlite3_mprintf("store schema version %lld is newer than this "
                            "taskwatch understands (%d)",
-                           version, SCHEMA_VERSION);
+                           (long long)version, SCHEMA_VERSION);
     return SQLITE_MISMATCH;
   }
-  if (version == SCHEMA_VERSION)
+  if (version == SCHEMA_VERSION && app == SCHEMA_APPLICATION_ID)
     return SQLITE_OK;
   /* Takes effect only while the file is still empty (a new store);
    * SCHEMA_PAGE_SIZE explains the choice. */
@@ -185,6 +245,9 @@ int schema_apply(sqlite3 *db, char **err) {
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA user_version = " SCHEMA_VERSION_TEXT, NULL,
                       NULL, err);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, "PRAGMA application_id = " SCHEMA_APPLICATION_ID_TEXT,
+                      NULL, NULL, err);
   if (rc != SQLITE_OK) {
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return rc;

@@ -131,7 +131,8 @@ TW_EXTERN void tw_config_init(tw_config *cfg);
  * case. The string fields then point into the environment, so copy them
  * or call tw_agent_new() before changing it.
  * Returns TW_EINVAL when a numeric variable is malformed (the field keeps
- * its default). Not thread-safe against concurrent setenv().
+ * its default) or TASKWATCH_CLOCK is not one of its values (see
+ * tw_clock_source()). Not thread-safe against concurrent setenv().
  */
 TW_EXTERN int tw_config_from_env(tw_config *cfg);
 
@@ -157,6 +158,31 @@ TW_EXTERN int tw_agent_flush(tw_agent *agent, unsigned timeout_ms);
  * No other call may use the agent during or after this one.
  */
 TW_EXTERN void tw_agent_free(tw_agent *agent);
+
+/*
+ * The clock the recording calls stamp events with in this process:
+ *
+ *   "tsc"        the CPU's time-stamp counter (a few ns to read), converted
+ *                to CLOCK_MONOTONIC by the sender thread, which calibrates
+ *                it against that clock at every drain;
+ *   "monotonic"  clock_gettime(CLOCK_MONOTONIC) (20-30 ns on a VM).
+ *
+ * Chosen once, when the first agent is created, by the environment
+ * variable TASKWATCH_CLOCK: "auto" (or unset, the default) takes the
+ * counter when the CPU says it is invariant (flags constant_tsc and
+ * nonstop_tsc), the kernel has not replaced it with another timer (hpet,
+ * acpi_pm) and it is cheaper to read than the clock, even when the
+ * kernel's clocksource is kvm-clock; "tsc" forces the counter on any x86
+ * CPU; "monotonic" forces clock_gettime, the fallback everywhere else. The
+ * variable applies whichever way the agent is configured; a value other
+ * than these three means "auto" (and tw_config_from_env() reports it).
+ * "tsc" moves to "monotonic" once, for good, if the agent finds that the
+ * counters of two CPUs disagree (a thread's times stepping back). Event
+ * times are the same clock either way: wall-clock time of CLOCK_MONOTONIC
+ * precision, never going backwards on a thread. Returns "monotonic" before
+ * any agent exists. Static storage. Thread-safe.
+ */
+TW_EXTERN const char *tw_clock_source(void);
 
 /* Counters kept by the agent, for the host's own health reporting. */
 typedef struct tw_agent_stats {

@@ -38,7 +38,8 @@ static agent *synthetic_hello(ingest *in) {
   memset(&h, 0, sizeof(h));
   memset(h.instance, 0x5a, sizeof(h.instance));
   h.version = PROTO_VERSION;
-  return ingest_hello(in, &h, 1);
+  const char *reason = NULL;
+  return ingest_hello(in, &h, 1, &reason);
 }
 
 /* Feeds one connection's frames to ingest as server.c does: the first
@@ -55,7 +56,9 @@ static void run_stream(ingest *in, agent *a, const uint8_t *p, size_t n) {
       if (f.type != PROTO_HELLO ||
           proto_decode_hello(f.payload, f.payload_len, &h) != 0)
         return;
-      a = ingest_hello(in, &h, 1);
+      a = ingest_hello(in, &h, 1, &reason);
+      if (a == NULL)
+        return;
       continue;
     }
     if (f.type == PROTO_EVENTS) {

@@ -132,6 +132,7 @@ def main():
         port = twtest.free_port()
         with twtest.Collector(os.path.join(tmp, "t.db"), [
                 "--metrics-listen", "tcp://127.0.0.1:%d" % port]) as col:
+            twtest.wait_for_port(port, col.proc)
             answers(port)
             text = slow_clients(col, port)
             for code in (200, 400, 404, 405, 408, 413, 414, 431, 503):

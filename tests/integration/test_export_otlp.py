@@ -60,6 +60,7 @@ def collector(tmp, endpoint_url, extra=(), env=None, name="t.db"):
     if endpoint_url:
         args += ["--otlp-endpoint", endpoint_url]
     col = twtest.Collector(os.path.join(tmp, name), args, env=env)
+    twtest.wait_for_port(mport, col.proc)
     col.metrics_port = mport
     return col
 

@@ -154,6 +154,7 @@ def main():
         target = "127.0.0.1:%d" % mport
         with twtest.Collector(os.path.join(tmp, "t.db"), [
                 "--metrics-listen", "tcp://" + target]) as col:
+            twtest.wait_for_port(mport, col.proc)
             prom = Prometheus(tmp, target)
             prom.target = target
             try:

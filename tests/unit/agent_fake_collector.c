@@ -141,6 +141,13 @@ static void add_event(fake_instance *in, const proto_event *ev, uint64_t seq) {
   }
 }
 
+/* Commits what c's instance received and acks it. */
+static void commit_and_ack(client *c) {
+  c->inst->committed = c->inst->count;
+  c->inst->next_seq = c->inst->count + 1;
+  send_ack(c, c->inst->next_seq, PROTO_ACK);
+}
+
 /* Returns false when the frame is malformed (the connection is closed). */
 static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   proto_events it;
@@ -168,11 +175,8 @@ static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   }
   if (rc != 1)
     return false;
-  if (!fc->hold) {
-    in->committed = in->count;
-    in->next_seq = in->count + 1;
-    send_ack(c, in->next_seq, PROTO_ACK);
-  }
+  if (!fc->hold)
+    commit_and_ack(c);
   return true;
 }
 
@@ -397,6 +401,11 @@ void fake_restart(fake_collector *fc) {
 void fake_hold_acks(fake_collector *fc, bool hold) {
   pthread_mutex_lock(&fc->mu);
   fc->hold = hold;
+  for (int i = 0; !hold && i < FAKE_MAX_CLIENTS; i++) {
+    client *c = &fc->clients[i];
+    if (c->fd >= 0 && c->inst != NULL && c->inst->committed < c->inst->count)
+      commit_and_ack(c);
+  }
   pthread_mutex_unlock(&fc->mu);
 }
 

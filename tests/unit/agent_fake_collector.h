@@ -68,7 +68,9 @@ void fake_kill(fake_collector *fc);
 void fake_forget(fake_collector *fc);
 /* Listens again at the same path, with the state that was acked. */
 void fake_restart(fake_collector *fc);
-/* While held, events are received but neither committed nor acked. */
+/* While held, events are received but neither committed nor acked;
+ * released, what was received is committed and acked at once, as a
+ * collector that catches up does. */
 void fake_hold_acks(fake_collector *fc, bool hold);
 
 /* The state is shared with the collector thread: lock it to read. */

@@ -785,6 +785,45 @@ static void shutdown_accounts_for_every_event(void **state) {
   fake_free(fc);
 }
 
+/* A collector slow to ack for a second (busy committing on a loaded
+ * machine) while a server records at a steady 10,000 events/s: at the
+ * default budget nothing is dropped. The resend buffer holds many seconds
+ * of such traffic, provided its chunks are not sent, and charged, nearly
+ * empty on every poll while acks are late. */
+static void slow_acks_drop_nothing_at_the_default_budget(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  tw_agent *a = agent_to(fake_url(fc), 0, 2000);
+  tw_id batch, task;
+  const uint32_t ms = 1000, per_ms = 5;
+  const struct timespec one_ms = {0, 1000000};
+  assert_int_equal(tw_batch_begin(a, "steady", &batch), 0);
+  assert_int_equal(tw_agent_flush(a, 5000), 0);
+  fake_hold_acks(fc, true);
+  for (uint32_t i = 0; i < ms; i++) {
+    for (uint32_t k = 0; k < per_ms; k++) {
+      assert_int_equal(
+          tw_task_enqueue(a, batch, i * per_ms + k, "t", TW_MODE_LOOP, &task),
+          0);
+      assert_int_equal(tw_task_finish(a, task), 0);
+    }
+    nanosleep(&one_ms, NULL);
+  }
+  fake_hold_acks(fc, false);
+  assert_int_equal(tw_agent_flush(a, 20000), 0);
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_int_equal(st.dropped, 0);
+  fake_lock(fc);
+  assert_sequence_clean(fc);
+  fake_instance *in = fake_instance_at(fc, 0);
+  assert_int_equal(count_kind(in, PROTO_EV_ENQUEUE), ms * per_ms);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), ms * per_ms);
+  fake_unlock(fc);
+  tw_agent_free(a);
+  fake_free(fc);
+}
+
 static void reconnect_resends_without_gap_or_duplicate(void **state) {
   (void)state;
   fake_collector *fc = fake_start();
@@ -1084,6 +1123,7 @@ int main(void) {
       cmocka_unit_test(many_threads_fit_the_default_budget),
       cmocka_unit_test(cap_drops_and_reports),
       cmocka_unit_test(shutdown_accounts_for_every_event),
+      cmocka_unit_test(slow_acks_drop_nothing_at_the_default_budget),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
       cmocka_unit_test(lost_store_starts_a_new_instance),
       cmocka_unit_test(fork_child_is_a_new_instance),
