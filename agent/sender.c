@@ -432,10 +432,15 @@ static bool encode_record(sender *s, ring *r, uint64_t tail,
   case PROTO_EV_FINISH:
     break;
   case PROTO_EV_FAIL:
-  case PROTO_EV_DROP: {
+  case PROTO_EV_DROP:
+  case PROTO_EV_LINK: {
     size_t l0 = rec->x & 0xffff, l1 = rec->x >> 16, l2 = (size_t)rec->b;
-    if (rec->kind == PROTO_EV_DROP)
+    if (rec->kind != PROTO_EV_FAIL)
       l1 = l2 = 0;
+    if (rec->kind == PROTO_EV_LINK) {
+      ev.batch = rec->a;
+      ev.task = 0;
+    }
     ring_copy_out(r, (tail + 1) * RING_SLOT_BYTES, s->scratch, l0 + l1 + l2);
     ev.text.ptr = s->scratch;
     ev.text.len = (uint32_t)l0;

@@ -82,6 +82,7 @@ void wbatch_free(wbatch *b) {
   free(b->rows);
   free(b->batches);
   free(b->strings);
+  free(b->links);
   free(b->ops);
   free(b->progress);
   free(b->exports);
@@ -90,7 +91,7 @@ void wbatch_free(wbatch *b) {
 
 int wbatch_empty(const wbatch *b) {
   return b->nrows == 0 && b->nbatches == 0 && b->nstrings == 0 &&
-         b->nops == 0 && b->nprogress == 0 && !b->prune;
+         b->nlinks == 0 && b->nops == 0 && b->nprogress == 0 && !b->prune;
 }
 
 /* Grows an array by one element and returns a pointer to it, zeroed. */
@@ -123,6 +124,10 @@ string_row *wbatch_add_string(wbatch *b) {
               sizeof(*b->strings));
 }
 
+link_row *wbatch_add_link(wbatch *b) {
+  return push((void **)&b->links, &b->nlinks, &b->caplinks, sizeof(*b->links));
+}
+
 agent_op *wbatch_add_op(wbatch *b, int kind, int64_t agent, int64_t at) {
   agent_op *op = push((void **)&b->ops, &b->nops, &b->capops, sizeof(*b->ops));
   op->kind = kind;
@@ -149,7 +154,7 @@ void wbatch_add_export(wbatch *b, int64_t batch) {
 size_t wbatch_bytes(const wbatch *b) {
   return b->mem.used + b->caprows * sizeof(*b->rows) +
          b->capbatches * sizeof(*b->batches) +
-         b->capstrings * sizeof(*b->strings) + b->capops * sizeof(*b->ops) +
-         b->capprogress * sizeof(*b->progress) +
+         b->capstrings * sizeof(*b->strings) + b->caplinks * sizeof(*b->links) +
+         b->capops * sizeof(*b->ops) + b->capprogress * sizeof(*b->progress) +
          b->capexports * sizeof(*b->exports) + u64map_bytes(&b->pending);
 }

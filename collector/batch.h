@@ -78,6 +78,12 @@ typedef struct batch_row {
   const istr *label; /* NULL when none */
 } batch_row;
 
+/* A LINK event: the batch's request's W3C traceparent. */
+typedef struct link_row {
+  int64_t batch;
+  blob traceparent;
+} link_row;
+
 typedef struct string_row {
   int64_t agent;
   uint32_t id;
@@ -124,6 +130,8 @@ typedef struct wbatch {
   size_t nbatches, capbatches;
   string_row *strings;
   size_t nstrings, capstrings;
+  link_row *links;
+  size_t nlinks, caplinks;
   agent_op *ops;
   size_t nops, capops;
   agent_progress *progress;
@@ -152,6 +160,7 @@ int wbatch_empty(const wbatch *b);
 task_row *wbatch_add_row(wbatch *b);
 batch_row *wbatch_add_batch(wbatch *b);
 string_row *wbatch_add_string(wbatch *b);
+link_row *wbatch_add_link(wbatch *b);
 agent_op *wbatch_add_op(wbatch *b, int kind, int64_t agent, int64_t at);
 agent_progress *wbatch_add_progress(wbatch *b);
 /* Queues store batch id `batch` for the OTLP export (export_queue). */

@@ -131,7 +131,9 @@ static int open_store(otlp *o, char *err, size_t errlen) {
               "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
               " WHERE t.batch = ?1 ORDER BY t.position, t.id",
               &o->q_tasks) ||
-      prepare(db, "SELECT label, created_at FROM batches WHERE id = ?1",
+      prepare(db,
+              "SELECT label, created_at, traceparent FROM batches WHERE "
+              "id = ?1",
               &o->q_batch) ||
       prepare(db, "SELECT instance FROM agents WHERE id = ?1", &o->q_agent) ||
       prepare(o->rw,
@@ -208,8 +210,10 @@ typedef struct round {
 static void round_clear(round *r) {
   for (size_t i = 0; i < r->ntasks; i++)
     reader_task_fini(&r->tasks[i]);
-  for (size_t i = 0; i < r->n; i++)
+  for (size_t i = 0; i < r->n; i++) {
     free((void *)r->batches[i].label.ptr);
+    free((void *)r->batches[i].traceparent.ptr);
+  }
   r->n = r->ntasks = 0;
   r->bytes = 0;
 }
@@ -218,6 +222,17 @@ static size_t text_bytes(const reader_task *t) {
   return t->name.len + t->label.len + t->service.len + t->host.len +
          t->error_type.len + t->error_message.len + t->error_detail.len +
          t->drop_reason.len + 256;
+}
+
+/* A text column as a copy the caller frees ({NULL, 0} for NULL). */
+static reader_text column_copy(sqlite3_stmt *st, int i) {
+  if (sqlite3_column_type(st, i) == SQLITE_NULL)
+    return (reader_text){NULL, 0};
+  size_t n = (size_t)sqlite3_column_bytes(st, i);
+  char *text = xmalloc(n + 1);
+  memcpy(text, sqlite3_column_blob(st, i), n);
+  text[n] = '\0';
+  return (reader_text){text, n};
 }
 
 /* Reads one batch's tasks, row and agent; 0, or -1 when retention removed
@@ -248,14 +263,9 @@ static int read_batch(otlp *o, round *r, int64_t id) {
   st = o->q_batch;
   sqlite3_bind_int64(st, 1, id);
   if (sqlite3_step(st) == SQLITE_ROW) {
-    if (sqlite3_column_type(st, 0) != SQLITE_NULL) {
-      size_t n = (size_t)sqlite3_column_bytes(st, 0);
-      char *label = xmalloc(n + 1);
-      memcpy(label, sqlite3_column_blob(st, 0), n);
-      label[n] = '\0';
-      b->label = (reader_text){label, n};
-    }
+    b->label = column_copy(st, 0);
     b->created_at = sqlite3_column_int64(st, 1);
+    b->traceparent = column_copy(st, 2);
   }
   sqlite3_reset(st);
   st = o->q_agent;

@@ -255,6 +255,10 @@ static int decode_event(cursor *c, proto_event *ev) {
     ev->other = get_u64(c);
     ev->other2 = get_u64(c);
     break;
+  case PROTO_EV_LINK:
+    ev->batch = get_u64(c);
+    rc = get_str(c, &ev->text, 0, PROTO_LINK_MAX);
+    break;
   default:
     return c->bad ? PROTO_E_TRUNCATED : PROTO_E_KIND;
   }
@@ -262,7 +266,8 @@ static int decode_event(cursor *c, proto_event *ev) {
     return rc;
   if (c->bad)
     return PROTO_E_TRUNCATED;
-  if ((ev->kind == PROTO_EV_BATCH && ev->batch == 0) ||
+  if (((ev->kind == PROTO_EV_BATCH || ev->kind == PROTO_EV_LINK) &&
+       ev->batch == 0) ||
       (ev->kind >= PROTO_EV_ENQUEUE && ev->kind <= PROTO_EV_DROP &&
        ev->task == 0) ||
       (ev->kind == PROTO_EV_ENQUEUE && ev->batch == 0))
@@ -479,6 +484,10 @@ void proto_put_event(proto_buf *b, const proto_event *ev) {
     put_u64(b, ev->other);
     put_u64(b, ev->other2);
     break;
+  case PROTO_EV_LINK:
+    put_u64(b, ev->batch);
+    put_str(b, ev->text, 0, PROTO_LINK_MAX);
+    break;
   default:
     break;
   }
@@ -519,6 +528,8 @@ size_t proto_event_size(const proto_event *ev) {
            clamp(ev->detail, PROTO_DETAIL_MAX);
   case PROTO_EV_DROP:
     return n + 8 + 2 + clamp(ev->text, PROTO_SHORT_MAX);
+  case PROTO_EV_LINK:
+    return n + 8 + 2 + clamp(ev->text, PROTO_LINK_MAX);
   default:
     return n;
   }

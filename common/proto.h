@@ -18,6 +18,7 @@
 #define PROTO_SHORT_MAX 4096u   /* strings other than detail */
 #define PROTO_DETAIL_MAX 65536u /* FAIL detail */
 #define PROTO_IDENT_MAX 256u    /* HELLO service, host, token */
+#define PROTO_LINK_MAX 256u     /* LINK traceparent */
 
 enum proto_type {
   PROTO_HELLO = 100,
@@ -37,7 +38,8 @@ enum proto_kind {
   PROTO_EV_FAIL = 6,
   PROTO_EV_SKIP = 7,
   PROTO_EV_DROP = 8,
-  PROTO_EV_HEALTH = 9
+  PROTO_EV_HEALTH = 9,
+  PROTO_EV_LINK = 10 /* an optional batch attribute: its request's trace */
 };
 
 /* Decoder results (besides 0). Each has a fixed reason text. */
@@ -88,10 +90,11 @@ typedef struct proto_event {
   uint32_t string;   /* STRING: id; BATCH: label id; ENQUEUE: name id */
   int64_t time_ns;
   uint64_t task;     /* ENQUEUE START FINISH FAIL SKIP DROP */
-  uint64_t batch;    /* BATCH ENQUEUE */
+  uint64_t batch;    /* BATCH ENQUEUE LINK */
   uint64_t other;    /* ENQUEUE/START: thread; SKIP: cause; HEALTH: dropped */
   uint64_t other2;   /* HEALTH: reconnects */
-  proto_str text;    /* STRING: text; FAIL: error_type; DROP: reason */
+  proto_str text;    /* STRING: text; FAIL: error_type; DROP: reason;
+                        LINK: traceparent */
   proto_str message; /* FAIL */
   proto_str detail;  /* FAIL */
 } proto_event;

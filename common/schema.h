@@ -154,7 +154,8 @@ int schema_check_ours(sqlite3 *db, char **err);
  * Creates the tables and indexes when the database is new, upgrades an
  * older version (version 3 replaced the indexes tasks_enqueued and
  * tasks_name with tasks_time, rebuilt on the first open; version 4 added
- * the table export_queue), checks the version when it is not, and marks
+ * the table export_queue and the column batches.traceparent), checks the
+ * version when it is not, and marks
  * the store with SCHEMA_APPLICATION_ID (stores of earlier versions get it
  * here). Returns SQLITE_OK, or an SQLite error code with a message in *err
  * (sqlite3_free() it) - a database that is not a taskwatch store

@@ -672,8 +672,9 @@ static void refuses_a_newer_schema(void **state) {
 }
 
 /* The batches a transaction completes go into export_queue with it, in
- * the order and with the numbers the loop gave them; a version 3 store
- * gets the table when it is opened. */
+ * the order and with the numbers the loop gave them, and a batch's LINK
+ * sets its traceparent; a version 3 store gets the table and the column
+ * when it is opened. */
 static void queues_exports_with_the_rows(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
@@ -681,6 +682,7 @@ static void queues_exports_with_the_rows(void **state) {
   f->store = NULL;
   assert_int_equal(sqlite3_exec(f->db,
                                 "DROP TABLE export_queue;"
+                                "ALTER TABLE batches DROP COLUMN traceparent;"
                                 "PRAGMA user_version = 3",
                                 NULL, NULL, NULL),
                    SQLITE_OK);
@@ -692,8 +694,14 @@ static void queues_exports_with_the_rows(void **state) {
   b->export_seq = 41;
   wbatch_add_export(b, 100);
   wbatch_add_export(b, 7);
+  link_row *l = wbatch_add_link(b);
+  l->batch = 100;
+  l->traceparent = arena_copy(&b->mem, (proto_str){"00-ab-cd-01", 11});
   assert_int_equal(store_write(f->store, b), 0);
   wbatch_free(b);
+  assert_int_equal(q(f, "SELECT length(traceparent) FROM batches WHERE "
+                        "id = 100"),
+                   11);
   assert_int_equal(q(f, "SELECT count(*) FROM export_queue"), 2);
   assert_int_equal(q(f, "SELECT batch FROM export_queue WHERE seq = 41"), 100);
   assert_int_equal(q(f, "SELECT batch FROM export_queue WHERE seq = 42"), 7);
