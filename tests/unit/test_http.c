@@ -76,29 +76,29 @@ static void refused_requests(void **state) {
   assert_int_equal(feed_all(&r, "GET / HTTP/1.1\r\nConnection: Upgrade\r\n"
                                 "Upgrade: websocket\r\n\r\n"),
                    HTTP_BAD_REQUEST);
-  char *big = malloc(HTTP_MAX_REQUEST * 2);
+  static char big[HTTP_MAX_REQUEST * 2];
+  static const char tail[] = " HTTP/1.1\r\n\r\n";
   /* A target longer than HTTP_MAX_PATH. */
   memcpy(big, "GET /", 5);
   memset(big + 5, 'a', HTTP_MAX_PATH + 10);
-  strcpy(big + 5 + HTTP_MAX_PATH + 10, " HTTP/1.1\r\n\r\n");
+  memcpy(big + 5 + HTTP_MAX_PATH + 10, tail, sizeof(tail));
   assert_int_equal(feed_all(&r, big), HTTP_URI_TOO_LONG);
   /* Headers that never end within HTTP_MAX_REQUEST, in one piece and in
    * small ones. */
-  strcpy(big, "GET / HTTP/1.1\r\nX: ");
-  size_t n = strlen(big);
-  memset(big + n, 'b', HTTP_MAX_REQUEST * 2 - n - 1);
-  big[HTTP_MAX_REQUEST * 2 - 1] = '\0';
+  static const char head[] = "GET / HTTP/1.1\r\nX: ";
+  memcpy(big, head, sizeof(head) - 1);
+  memset(big + sizeof(head) - 1, 'b', sizeof(big) - sizeof(head));
+  big[sizeof(big) - 1] = '\0';
   assert_int_equal(feed_all(&r, big), HTTP_HEADERS_TOO_LARGE);
   http_request_init(&r);
   int rc = HTTP_NEED_MORE;
   size_t at = 0;
-  while (rc == HTTP_NEED_MORE && at < HTTP_MAX_REQUEST * 2 - 100) {
+  while (rc == HTTP_NEED_MORE && at < sizeof(big) - 100) {
     rc = http_request_feed(&r, big + at, 100);
     at += 100;
   }
   assert_int_equal(rc, HTTP_HEADERS_TOO_LARGE);
   assert_true(at <= HTTP_MAX_REQUEST + 100);
-  free(big);
 }
 
 static void status_table(void **state) {
