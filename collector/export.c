@@ -266,6 +266,11 @@ exporter *export_start(const export_config *cfg, uv_loop_t *loop,
   return x;
 }
 
+void export_stopping(exporter *x) {
+  if (x != NULL && x->otlp != NULL)
+    otlp_request_stop(x->otlp);
+}
+
 void export_stop(exporter *x) {
   if (x == NULL)
     return;

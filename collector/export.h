@@ -52,6 +52,10 @@ exporter *export_start(const export_config *cfg, uv_loop_t *loop,
 void export_submit(exporter *x, wbatch *b);
 /* b, submitted before, is committed. */
 void export_committed(exporter *x, const wbatch *b);
+/* The collector is stopping (its signal came): the OTLP export starts no
+ * new request, and the one under way gets a bounded time to end. NULL:
+ * no-op. */
+void export_stopping(exporter *x);
 /* Stops both exports and frees x (handles close on the loop's next run).
  * NULL: no-op. */
 void export_stop(exporter *x);

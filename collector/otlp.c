@@ -638,14 +638,20 @@ int64_t otlp_start_cursor(const otlp *o) {
   return o->start_cursor;
 }
 
+void otlp_request_stop(otlp *o) {
+  pthread_mutex_lock(&o->lock);
+  if (!o->stop) {
+    o->stop = 1;
+    o->stop_deadline_ms = now_ms() + OTLP_STOP_GRACE_MS;
+    pthread_cond_signal(&o->wake);
+  }
+  pthread_mutex_unlock(&o->lock);
+}
+
 void otlp_stop(otlp *o) {
   if (o == NULL)
     return;
-  pthread_mutex_lock(&o->lock);
-  o->stop = 1;
-  o->stop_deadline_ms = now_ms() + OTLP_STOP_GRACE_MS;
-  pthread_cond_signal(&o->wake);
-  pthread_mutex_unlock(&o->lock);
+  otlp_request_stop(o);
   pthread_join(o->thread, NULL);
   close_store(o);
   curl_easy_cleanup(o->curl);

@@ -24,8 +24,9 @@
 #define OTLP_TIMEOUT_MS 10000
 /* The export thread's nice value: below the loop and the writer. */
 #define OTLP_NICE 10
-/* After a stop is asked, a request under way gets this long to end. */
-#define OTLP_STOP_GRACE_MS 1000
+/* After a stop is asked, a request under way gets this long to end: the
+ * collector asks at its signal, within its 6 s stop bound (stop.h). */
+#define OTLP_STOP_GRACE_MS 3000
 
 typedef struct otlp otlp;
 
@@ -58,8 +59,12 @@ void otlp_wake(otlp *o);
 void otlp_get_stats(otlp *o, otlp_stats *out);
 /* The cursor as the store had it when the thread started. */
 int64_t otlp_start_cursor(const otlp *o);
-/* Stops the thread (a request under way gets OTLP_STOP_GRACE_MS; the
- * cursor of what was accepted is persisted) and frees o. NULL: no-op. */
+/* Asks the thread to stop: it starts no new request, and the one under
+ * way gets OTLP_STOP_GRACE_MS from now to end. Any thread. */
+void otlp_request_stop(otlp *o);
+/* Stops the thread (asking first, unless that was done), waits for it
+ * (the cursor of what was accepted is persisted) and frees o. NULL:
+ * no-op. */
 void otlp_stop(otlp *o);
 
 /*

@@ -867,6 +867,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
   stop_begin();
   log_msg(LOG_INFO, "shutting down signal=%s", name);
   s->stopping = 1;
+  export_stopping(s->exports);
   uv_timer_start(&s->stop_timer, on_stop_timer, STOP_COMMIT_MS, 0);
   close_listeners(s);
   for (conn *c = s->conns; c; c = c->next)
