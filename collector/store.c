@@ -200,7 +200,7 @@ static int exec1(sqlite3 *db, const char *sql, char **err) {
   return rc;
 }
 
-/* SQL text never carries a runtime value (DESIGN.md: SQL is always
+/* SQL text never carries a runtime value (docs/design.md, non-negotiable 4: SQL is always
  * bound). PRAGMA values cannot be bound, so the pragmas are constant
  * strings: the only choice, synchronous, picks one of two of them. */
 static const char pragmas_common[] =
