@@ -200,8 +200,8 @@ static int exec1(sqlite3 *db, const char *sql, char **err) {
   return rc;
 }
 
-/* SQL text never carries a runtime value (docs/design.md, non-negotiable 4: SQL is always
- * bound). PRAGMA values cannot be bound, so the pragmas are constant
+/* SQL text never carries a runtime value (docs/design.md, non-negotiable
+ * 4: SQL is always bound). PRAGMA values cannot be bound, so the pragmas are constant
  * strings: the only choice, synchronous, picks one of two of them. */
 static const char pragmas_common[] =
     "PRAGMA page_size=" SCHEMA_PAGE_SIZE "; PRAGMA journal_mode=WAL; "
