@@ -20,11 +20,13 @@
 #include "server.h"
 #include "stop.h"
 #include "store.h"
+#include "taskwatch.h"
 #include "track.h"
 #include "url.h"
 #include "xalloc.h"
 
-#define DEFAULT_LISTEN "tcp://127.0.0.1:7460"
+/* Where agents look by default: the collector listens there too. */
+#define DEFAULT_LISTEN TW_DEFAULT_COLLECTOR
 #define MAX_LISTEN 16
 
 typedef struct options {
