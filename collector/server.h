@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "export.h"
 #include "store.h"
 #include "tls.h"
 
@@ -33,6 +34,7 @@ typedef struct server_config {
   int64_t flush_ms;      /* how long a batch may fill before its commit */
   size_t high_watermark; /* batch bytes that pause reading */
   int prune;             /* run retention steps */
+  const export_config *exports; /* metrics and OTLP; NULL: none */
 } server_config;
 
 /* Figures printed at exit. */

@@ -31,6 +31,7 @@
 #define PROTO_SHORT_MAX 4096u      /* strings other than FAIL detail */
 #define PROTO_DETAIL_MAX 65536u    /* FAIL detail (a long string) */
 #define PROTO_IDENT_MAX 256u       /* HELLO service, host and token */
+#define PROTO_LINK_MAX 256u        /* LINK traceparent (version 2 on) */
 /* Proof of instance ownership (docs/protocol.md, "Ownership"): an Ed25519
  * public key in HELLO, a nonce in CHALLENGE, a signature in PROOF. The
  * wire limits leave room; the sizes are what version 2 requires. */

@@ -91,7 +91,8 @@ static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
                           "  id INTEGER PRIMARY KEY,\n"
                           "  agent INTEGER NOT NULL,\n"
                           "  label TEXT,\n"
-                          "  created_at INTEGER NOT NULL\n"
+                          "  created_at INTEGER NOT NULL,\n"
+                          "  traceparent TEXT\n"
                           ");\n"
                           "CREATE TABLE IF NOT EXISTS tasks (\n"
                           "  id INTEGER PRIMARY KEY,\n"
@@ -132,7 +133,11 @@ static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
                           "CREATE TABLE IF NOT EXISTS meta (\n"
                           "  key TEXT PRIMARY KEY,\n"
                           "  value\n"
-                          ") WITHOUT ROWID;\n";
+                          ") WITHOUT ROWID;\n"
+                          "CREATE TABLE IF NOT EXISTS export_queue (\n"
+                          "  seq INTEGER PRIMARY KEY,\n"
+                          "  batch INTEGER NOT NULL\n"
+                          ");\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */
@@ -150,7 +155,7 @@ static const char indexes[] =
 static const struct {
   const char *table, *column, *alter;
 } added_columns[] = {
-    /* Version 4: who owns an instance (docs/collector.md,
+    /* Version 5: who owns an instance (docs/collector.md,
      * "Authentication"): its Ed25519 public key, and the subject of its
      * TLS client certificate. */
     {"agents", "auth_key", "ALTER TABLE agents ADD COLUMN auth_key BLOB"},
@@ -287,6 +292,16 @@ int schema_apply(sqlite3 *db, char **err) {
   if (rc != SQLITE_OK)
     return rc;
   rc = sqlite3_exec(db, ddl, NULL, NULL, err);
+  /* Version 4 added a column to a table older versions have. */
+  int64_t has_link = 1;
+  if (rc == SQLITE_OK && version > 0 && version < 4 &&
+      (rc = query_int(db,
+                      "SELECT count(*) FROM pragma_table_info('batches') "
+                      "WHERE name = 'traceparent'",
+                      &has_link)) == SQLITE_OK &&
+      !has_link)
+    rc = sqlite3_exec(db, "ALTER TABLE batches ADD COLUMN traceparent TEXT",
+                      NULL, NULL, err);
   if (rc == SQLITE_OK)
     rc = add_columns(db, err);
   if (rc == SQLITE_OK)
