@@ -844,6 +844,13 @@ static void peer_name(conn *c, const listener *l) {
   }
 }
 
+/* A connection refused as it is accepted: one line, closed at once. */
+static void refuse_connection(conn *c, const char *reason) {
+  log_msg(LOG_WARN, "connection refused peer=%s conn=%llu reason=\"%s\"",
+          c->peer, (unsigned long long)c->number, reason);
+  uv_close(&c->h.handle, on_conn_closed);
+}
+
 static void on_connection(uv_stream_t *server_stream, int status) {
   listener *l = server_stream->data;
   server *s = l->srv;
@@ -869,21 +876,13 @@ static void on_connection(uv_stream_t *server_stream, int status) {
   peer_name(c, l);
   if (s->nconns >= (size_t)s->cfg->max_connections) {
     s->summary->rejected++;
-    log_msg(LOG_WARN,
-            "connection refused peer=%s conn=%llu "
-            "reason=\"too many connections\"",
-            c->peer, (unsigned long long)c->number);
-    uv_close(&c->h.handle, on_conn_closed);
+    refuse_connection(c, "too many connections");
     return;
   }
   if (!l->unix_path)
     uv_tcp_nodelay(&c->h.tcp, 1);
   if (l->tls && (c->tls = tls_conn_new(s->tls)) == NULL) {
-    log_msg(LOG_WARN,
-            "connection refused peer=%s conn=%llu "
-            "reason=\"out of memory for a TLS session\"",
-            c->peer, (unsigned long long)c->number);
-    uv_close(&c->h.handle, on_conn_closed);
+    refuse_connection(c, "out of memory for a TLS session");
     return;
   }
   c->opened_ms = (int64_t)uv_now(&s->loop);

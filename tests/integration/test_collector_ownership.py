@@ -17,25 +17,18 @@ agent kept, a broken file leaving the old tokens in use); and
 --require-proof refusing version 1 agents while admitting proven ones.
 """
 import os
-import shutil
 import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_collector_util import *  # noqa: E402,F403
 
-STARTED = []  # every collector, killed at the end whatever happened
-
-
 def collector(*args, **kw):
-    col = Collector(*args, **kw)
-    STARTED.append(col)
-    return col
+    return tracked(Collector(*args, **kw))
 
 PROOF, CHALLENGE = 102, 303
 PROOF_CONTEXT = b'taskwatch instance proof v2\0'
@@ -358,16 +351,8 @@ def wait_log(col, text, timeout=10):
 
 
 def main():
-    for part in (the_attack, tokens_and_reload, agents_per_token,
-                 require_proof):
-        tmp = tempfile.mkdtemp(prefix='twown-')
-        try:
-            part(tmp)
-        finally:
-            for col in STARTED:
-                col.cleanup()
-            del STARTED[:]
-            shutil.rmtree(tmp, ignore_errors=True)
+    run_parts((the_attack, tokens_and_reload, agents_per_token,
+               require_proof), 'twown-')
 
 
 if __name__ == '__main__':

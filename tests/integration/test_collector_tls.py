@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,14 +20,10 @@ from test_collector_util import *  # noqa: E402,F403
 from tls_pki import Pki  # noqa: E402
 
 BATCHES = 20
-STARTED = []
-
-
 def collector(*args, tls=True, tmp=None, db=None):
     col = Collector(*args, tmp=tmp, db=db)
     col.listen = 'tls://127.0.0.1:0' if tls else 'tcp://127.0.0.1:0'
-    STARTED.append(col)
-    return col.start()
+    return tracked(col).start()
 
 
 def demo(url, service, ca=None, cert=None, key=None, timeout_s=2):
@@ -190,23 +185,13 @@ def plaintext_refusal(tmp):
     check(not os.path.exists(db), 'nothing created')
     col = Collector('--allow-plaintext', tmp=tmp)
     col.listen = 'tcp://0.0.0.0:0'
-    STARTED.append(col)
-    col.start()
+    tracked(col).start()
     check(col.stop() == 0, '--allow-plaintext starts')
 
 
 def main():
-    for part in (server_auth_and_reload, wrong_transports, mutual,
-                 plaintext_refusal):
-        tmp = tempfile.mkdtemp(prefix='twtls-')
-        try:
-            part(tmp)
-            print('tls: %s ok' % part.__name__)
-        finally:
-            for col in STARTED:
-                col.cleanup()
-            del STARTED[:]
-            shutil.rmtree(tmp, ignore_errors=True)
+    run_parts((server_auth_and_reload, wrong_transports, mutual,
+               plaintext_refusal), 'twtls-')
 
 
 if __name__ == '__main__':

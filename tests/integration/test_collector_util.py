@@ -267,3 +267,27 @@ class Collector:
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
+
+
+STARTED = []  # collectors of run_parts(), killed whatever happened
+
+
+def tracked(col):
+    """col, to be cleaned up when its part of run_parts() ends."""
+    STARTED.append(col)
+    return col
+
+
+def run_parts(parts, prefix):
+    """Runs each part(tmp) in a temporary directory of its own, then kills
+    its tracked collectors and removes the directory, pass or fail."""
+    for part in parts:
+        tmp = tempfile.mkdtemp(prefix=prefix)
+        try:
+            part(tmp)
+            print('%s: %s ok' % (prefix.strip('-'), part.__name__))
+        finally:
+            for col in STARTED:
+                col.cleanup()
+            del STARTED[:]
+            shutil.rmtree(tmp, ignore_errors=True)
