@@ -50,6 +50,10 @@
 #define BACKOFF_MAX_MS 30000u
 #define HANDSHAKE_MS 5000u
 #define HOLD_MS 50u
+/* Ciphertext of chunks a TLS connection may have in flight: each chunk is
+ * encrypted into a copy of its own on its way out, outside the resend
+ * buffer, so more waits for these to be written. */
+#define TLS_IN_FLIGHT (2 * (size_t)RESEND_CHUNK_BYTES)
 
 enum conn_state {
   CONN_IDLE,
@@ -100,6 +104,7 @@ typedef struct sender {
   SSL_CTX *tls_ctx;
   conn_tls *tls;
   bool tls_up;
+  size_t tls_in_flight; /* ciphertext of writes not yet written */
   uint8_t cipher[AGENT_READ_BYTES];
   uint8_t rbuf[AGENT_READ_BYTES];
   size_t rlen;
@@ -275,14 +280,19 @@ typedef struct tls_write {
   uv_write_t *user;
   uv_write_cb cb;
   uint8_t *data;
+  size_t len;
 } tls_write;
 
 static void on_tls_written(uv_write_t *req, int status) {
   tls_write *w = req->data;
-  if (w->user != NULL)
+  sender *s = w->req.handle->data;
+  if (w->user != NULL) {
+    s->tls_in_flight -= w->len;
     w->cb(w->user, status);
-  else if (status < 0)
-    disconnect(w->req.handle->data);
+    send_pending(s); /* what waited for TLS_IN_FLIGHT */
+  } else if (status < 0) {
+    disconnect(s);
+  }
   free(w->data);
   free(w);
 }
@@ -304,6 +314,7 @@ static int tls_flush(sender *s, uv_write_t *user, uv_write_cb cb) {
   w->user = user;
   w->cb = cb;
   w->data = data;
+  w->len = (size_t)n;
   w->req.data = w;
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
   if (uv_write(&w->req, &s->conn.stream, &b, 1, on_tls_written) != 0) {
@@ -311,6 +322,8 @@ static int tls_flush(sender *s, uv_write_t *user, uv_write_cb cb) {
     free(w);
     return -1;
   }
+  if (user != NULL)
+    s->tls_in_flight += w->len;
   return 0;
 }
 
@@ -350,6 +363,8 @@ static void send_pending(sender *s) {
     if (c == s->buffer.last && !c->sealed && s->buffer.acked < s->sent_upto &&
         !s->stopping && uv_now(&s->loop) - c->opened_ms < HOLD_MS)
       break; /* held back: see the top of the file */
+    if (s->tls != NULL && !s->stopping && s->tls_in_flight >= TLS_IN_FLIGHT)
+      break; /* on_tls_written() goes on */
     chunk_write *w = take_write(s);
     if (w == NULL)
       return; /* the next tick tries again */
