@@ -8,10 +8,10 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 3
-/* The oldest version the readers (top, query) read: version 3 changed
- * only indexes, which they do not name. */
-#define SCHEMA_READ_MIN 2
+#define SCHEMA_VERSION 4
+/* The oldest version the readers (top, query) read: version 4 made the
+ * rollups the source of their statistics. */
+#define SCHEMA_READ_MIN 4
 
 /* Page size of a new store. Large pages make the indexes shallow: the
  * collector's inserts descend fewer levels (about 1.3x the rows per second
@@ -90,6 +90,8 @@ enum schema_status {
       RUNNING) ", " SCHEMA_SQL_CODE(FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ","                                                \
                                                                           " " SCHEMA_SQL_CODE(DROPPED) ", " SCHEMA_SQL_CODE( \
                                                                               LOST) ")"
+/* A final state: succeeded and every state after it in the table. */
+#define SCHEMA_SQL_FINAL "status >= " SCHEMA_SQL_CODE(SUCCEEDED)
 /* Queued, running or succeeded: what retention prunes by age alone. */
 #define SCHEMA_SQL_NOT_UNHAPPY                                                 \
   "status IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(                  \
@@ -107,14 +109,31 @@ int schema_status_code(const char *name);
 /* "loop" or "threadpool"; NULL for an out-of-range value. */
 const char *schema_mode_name(int mode);
 
+/* meta key: rollups of minutes before this time (µs) hold counts only,
+ * carried over from a store of version 3 or older whose raw rows of those
+ * minutes were pruned before the upgrade. */
+#define SCHEMA_META_COUNTS_ONLY_BEFORE "rollups_counts_only_before"
+
+/*
+ * Fills what a new version derives from an older store's rows, inside the
+ * upgrade's transaction, after the new tables and indexes exist: `from` is
+ * the store's version before. Returns an SQLite result code, with a message
+ * in *err (sqlite3_free() it). The collector's is rollup_upgrade().
+ */
+typedef int (*schema_upgrade_fn)(sqlite3 *db, int from, void *arg, char **err);
+
 /*
  * Creates the tables and indexes when the database is new, upgrades an
- * older version (version 3 replaced the indexes tasks_enqueued and
- * tasks_name with tasks_time, rebuilt on the first open), checks the
- * version when it is not. Returns SQLITE_OK, or an SQLite error code with
- * a message in *err (sqlite3_free() it) - a database of a newer schema
- * version is SQLITE_MISMATCH.
+ * older version in one transaction (version 3 replaced the indexes
+ * tasks_enqueued and tasks_name with tasks_time; version 4 replaced the
+ * rollups, which `fill` fills from the raw rows), checks the version when
+ * it is not. Returns SQLITE_OK, or an SQLite error code with a message in
+ * *err (sqlite3_free() it) - a database of a newer schema version is
+ * SQLITE_MISMATCH, an older one without `fill` SQLITE_MISUSE.
  */
+int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
+                         char **err);
+/* schema_apply_upgrade() without `fill`: new stores (tools, tests). */
 int schema_apply(sqlite3 *db, char **err);
 
 /* The statements that create and drop the indexes of tasks, for tools
