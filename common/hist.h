@@ -39,6 +39,7 @@
  * exact one; HIST_ERROR_PCT is that bound in percent, as printed. */
 #define HIST_ERROR_DIV 64
 #define HIST_ERROR_PCT (100.0 / HIST_ERROR_DIV)
+#define HIST_ERROR_TEXT "1.6 %" /* HIST_ERROR_PCT in help texts */
 /* The first byte of a stored histogram. */
 #define HIST_FORMAT 1
 

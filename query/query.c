@@ -18,10 +18,12 @@
 
 #include "args.h"
 #include "format.h"
+#include "hist.h"
 
 static const char usage_text[] =
     "Usage: taskwatch query --db PATH [FILTER]... [OPTION]...\n"
-    "  or:  taskwatch query stats --db PATH [--by FIELD] [FILTER]...\n"
+    "  or:  taskwatch query stats --db PATH [--by FIELD] [--exact] "
+    "[FILTER]...\n"
     "  or:  taskwatch query show --db PATH TASK_ID\n"
     "  or:  taskwatch query batch --db PATH BATCH_ID\n"
     "\n"
@@ -64,6 +66,9 @@ static const char usage_text[] =
     "  --fail-if-any              exit 1 when anything matched (alerting)\n"
     "  --by FIELD                 stats: group by name, service or "
     "batch_label\n"
+    "  --exact                    stats: exact percentiles from raw rows\n"
+    "                             (default: rollups, within " HIST_ERROR_TEXT
+    ")\n"
     "  -h, --help                 print this help and exit\n"
     "\n"
     "Exit status: 0 after printing, 1 when --fail-if-empty or --fail-if-any\n"
@@ -95,6 +100,7 @@ enum {
   OPT_FAIL_EMPTY,
   OPT_FAIL_ANY,
   OPT_BY,
+  OPT_EXACT,
 };
 
 static const struct option long_options[] = {
@@ -125,6 +131,7 @@ static const struct option long_options[] = {
     {"fail-if-empty", no_argument, NULL, OPT_FAIL_EMPTY},
     {"fail-if-any", no_argument, NULL, OPT_FAIL_ANY},
     {"by", required_argument, NULL, OPT_BY},
+    {"exact", no_argument, NULL, OPT_EXACT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -194,6 +201,8 @@ static int *flag_of(query_opts *o, int c) {
     return &o->fail_if_empty;
   case OPT_FAIL_ANY:
     return &o->fail_if_any;
+  case OPT_EXACT:
+    return &o->exact;
   default:
     return NULL;
   }
@@ -319,6 +328,8 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
     return usage_error("%s", "missing the id to show");
   if (o->by != NULL && command != 'S')
     return usage_error("%s", "--by is for 'taskwatch query stats'");
+  if (o->exact && command != 'S')
+    return usage_error("%s", "--exact is for 'taskwatch query stats'");
   if (o->follow && command != 'l')
     return usage_error("%s", "--follow is for the task listing");
   return -1;

@@ -32,6 +32,7 @@ typedef struct query_opts {
   int fail_if_empty;
   int fail_if_any;
   const char *by; /* stats: name, service, batch_label or NULL */
+  int exact;      /* stats: raw rows only, exact percentiles */
   filter *filter;
   int64_t now_us;
   const char *target; /* show/batch: the id as typed */
