@@ -124,10 +124,11 @@ static const char ddl[] =
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */
 static const char indexes[] =
-    "CREATE INDEX IF NOT EXISTS tasks_time ON tasks (enqueued_at, name);\n"
+    "CREATE INDEX IF NOT EXISTS tasks_time ON tasks (" SCHEMA_TIME_COLUMNS
+    ");\n"
     "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks (batch);\n"
-    "CREATE INDEX IF NOT EXISTS tasks_unusual ON tasks (status, enqueued_at)"
-    " WHERE " SCHEMA_SQL_UNUSUAL ";\n"
+    "CREATE INDEX IF NOT EXISTS tasks_unusual ON tasks (" SCHEMA_UNUSUAL_COLUMNS
+    ") WHERE " SCHEMA_SQL_UNUSUAL ";\n"
     "CREATE INDEX IF NOT EXISTS agents_gone ON agents (disconnected_at)"
     " WHERE connected = 0;\n";
 
@@ -148,13 +149,21 @@ const char *schema_drop_index_sql(void) {
 }
 
 /* The statements of an upgrade from `version` that come before the DDL:
- * version 4 keeps the old rollups as rollups_v3 for its `fill`. */
+ * version 4 keeps the old rollups as rollups_v3 for its `fill`, and
+ * replaces tasks_time and tasks_unusual with covering ones of the same
+ * names. */
 static int before_ddl(sqlite3 *db, int version, char **err) {
   sqlite3_stmt *st = NULL;
   int old = 0;
   if (version >= 4)
     return SQLITE_OK;
-  int rc = sqlite3_prepare_v2(db,
+  int rc = sqlite3_exec(db,
+                        "DROP INDEX IF EXISTS tasks_time;"
+                        "DROP INDEX IF EXISTS tasks_unusual;",
+                        NULL, NULL, err);
+  if (rc != SQLITE_OK)
+    return rc;
+  rc = sqlite3_prepare_v2(db,
                               "SELECT count(*) FROM sqlite_master WHERE "
                               "type = 'table' AND name = 'rollups'",
                               -1, &st, NULL);

@@ -102,6 +102,21 @@ enum schema_status {
 /* The assignment that marks a task lost. */
 #define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
 
+/*
+ * The columns of the two indexes that lists and statistics read instead of
+ * the table (docs/schema.md): tasks_time leads with (enqueued_at, id), the
+ * order of every listing, and holds what filters and statistics read of a
+ * task in a time range; tasks_unusual, over the tasks that did not
+ * succeed, holds every column of a task, so listing failures reads no
+ * table page.
+ */
+#define SCHEMA_TIME_COLUMNS                                                    \
+  "enqueued_at, id, name, status, wait_us, run_us, agent, batch"
+#define SCHEMA_UNUSUAL_COLUMNS                                                 \
+  "status, enqueued_at, id, agent, batch, thread, started_at, finished_at, "   \
+  "wait_us, run_us, skipped_after, position, mode, name, error_type, "         \
+  "error_message, error_detail, drop_reason"
+
 /* "queued", "running", ...; NULL for an out-of-range value. */
 const char *schema_status_name(int status);
 /* The code for a state name, or -1. */
