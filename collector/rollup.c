@@ -410,3 +410,20 @@ int rollup_upgrade(sqlite3 *db, int from, void *arg, char **err) {
   rollup_free(r);
   return rc;
 }
+
+int rollup_rebuild(sqlite3 *db) {
+  rollup *r = NULL;
+  int rc = sqlite3_exec(db,
+                        "BEGIN IMMEDIATE; DELETE FROM rollups; DELETE FROM "
+                        "rollups_hour",
+                        NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  rc = rollup_open(db, &r);
+  if (rc == SQLITE_OK)
+    rc = rollup_fill(r, INT64_MIN);
+  rollup_free(r);
+  int end = sqlite3_exec(db, rc == SQLITE_OK ? "COMMIT" : "ROLLBACK", NULL,
+                         NULL, NULL);
+  return rc != SQLITE_OK ? rc : end;
+}

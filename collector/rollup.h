@@ -58,6 +58,11 @@ void rollup_rollback(rollup *r);
  */
 int rollup_fill(rollup *r, int64_t from);
 
+/* Empties the rollups and fills them from the raw rows, in a transaction
+ * of its own: for tools that write task rows themselves (benchmarks, test
+ * fixtures). Returns an SQLite result code. */
+int rollup_rebuild(sqlite3 *db);
+
 /*
  * The upgrade of a store of version `from` (1 to 3) to version 4, inside
  * the upgrade's transaction (schema_upgrade_fn): fills the rollups from

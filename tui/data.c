@@ -13,21 +13,23 @@
 
 #include <sqlite3.h>
 
+#include "hist.h"
 #include "stats.h"
 #include "xalloc.h"
+
+#define MINUTE_US INT64_C(60000000)
 
 const int64_t data_window_us[DATA_WINDOWS] = {
     INT64_C(60000000), INT64_C(300000000), INT64_C(900000000)};
 
-struct sample_set;
+int64_t data_window_start(int64_t now_us, int w) {
+  int64_t minute = now_us - (((now_us % MINUTE_US) + MINUTE_US) % MINUTE_US);
+  return minute - data_window_us[w];
+}
 
 struct data {
   reader *r;
   sqlite3 *db; /* the reader's connection */
-  /* The unfiltered sample of the last data_stats_load(), which the names
-   * view reuses when it has no filter and the same "now". */
-  struct sample_set *sample;
-  int64_t sample_now;
 };
 
 /* A copy of text from the store that the dashboard keeps. */
@@ -94,12 +96,9 @@ int data_open(const char *path, data **out, char *err, size_t errlen) {
   return 0;
 }
 
-static void drop_sample(data *d);
-
 void data_close(data *d) {
   if (d == NULL)
     return;
-  drop_sample(d);
   reader_close(d->r);
   free(d);
 }
@@ -123,44 +122,16 @@ static void add_count(void *arg, int64_t status, int64_t n) {
     counts[status] += n;
 }
 
-/* Counts: the partial index tasks_unusual holds every task that did not
- * succeed, so succeeded = all in the window - the unusual ones in it. */
-static int load_counts(data *d, int64_t now_us, data_stats *s) {
+/* Queued and running now, over all history, through the partial index
+ * tasks_unusual (final states come from the rollups). */
+static int load_active(data *d, data_stats *s) {
   sqlite3_stmt *st = NULL;
-  int64_t since = now_us - data_window_us[DATA_WINDOWS - 1];
-  int64_t window[SCHEMA_STATUS_COUNT] = {0}, total = 0, unusual = 0;
-  int rc = -1;
-  if (prepare(d, "SELECT count(*) FROM tasks WHERE enqueued_at >= ?1", &st))
-    goto out;
-  sqlite3_bind_int64(st, 1, since);
-  if (sqlite3_step(st) == SQLITE_ROW)
-    total = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  if (prepare(
-          d,
-          "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_UNUSUAL_EACH
-          " AND enqueued_at >= ?1 GROUP BY status",
-          &st))
-    goto out;
-  sqlite3_bind_int64(st, 1, since);
-  if (each_pair(st, add_count, window))
-    goto out;
-  sqlite3_finalize(st);
   if (prepare(d,
               "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_ACTIVE
               " GROUP BY status",
               &st))
-    goto out;
-  if (each_pair(st, add_count, s->counts))
-    goto out;
-  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
-    if (i != SCHEMA_SUCCEEDED)
-      unusual += window[i];
-  for (int i = SCHEMA_FAILED; i < SCHEMA_STATUS_COUNT; i++)
-    s->counts[i] = window[i];
-  s->counts[SCHEMA_SUCCEEDED] = total - unusual;
-  rc = 0;
-out:
+    return -1;
+  int rc = each_pair(st, add_count, s->counts);
   sqlite3_finalize(st);
   return rc;
 }
@@ -379,33 +350,71 @@ static void percentiles_of(const sample_set *set, int64_t since, int wait,
       out[k] = DATA_NULL;
 }
 
-static void drop_sample(data *d) {
-  if (d->sample) {
-    sample_set_free(d->sample);
-    free(d->sample);
-    d->sample = NULL;
-  }
+/* The percentiles p50, p95, p99 of h into out (DATA_NULL when empty). */
+static void hist_percentiles(const hist_sparse *h, int64_t out[3]) {
+  static const unsigned per_mille[3] = {500, 950, 990};
+  for (int k = 0; k < 3; k++)
+    if (hist_sparse_percentile(h, per_mille[k], &out[k]) != 0)
+      out[k] = DATA_NULL;
 }
 
-static int load_percentiles(data *d, int64_t now_us, data_stats *s) {
-  sample_set *set = xmalloc(sizeof *set);
-  drop_sample(d);
-  if (sample_window(d, NULL, now_us, set)) {
-    free(set);
-    return -1;
-  }
-  stats_weighted buf;
-  stats_weighted_init(&buf);
-  for (int w = 0; w < DATA_WINDOWS; w++) {
-    int64_t since = now_us - data_window_us[w];
-    percentiles_of(set, since, 0, &buf, s->run[w]);
-    percentiles_of(set, since, 1, &buf, s->wait[w]);
-  }
-  stats_weighted_fini(&buf);
-  d->sample = set;
-  d->sample_now = now_us;
-  return 0;
+/* Adds a stored histogram (column i) to h; a damaged one is left out. */
+static void add_hist_column(sqlite3_stmt *st, int i, hist_sparse *h) {
+  if (sqlite3_column_type(st, i) != SQLITE_NULL)
+    hist_sparse_add_blob(h, sqlite3_column_blob(st, i),
+                         (size_t)sqlite3_column_bytes(st, i));
 }
+
+/* The windows' counts of final states and percentiles: the rollup rows of
+ * the widest window, each added to every window it lies in. */
+static int load_rollups(data *d, int64_t now_us, data_stats *s) {
+  sqlite3_stmt *st = NULL;
+  if (prepare(d,
+              "SELECT minute, succeeded, failed, skipped, dropped, lost, "
+              "run_hist, wait_hist FROM rollups WHERE minute >= ?1",
+              &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, data_window_start(now_us, DATA_WINDOWS - 1));
+  hist_sparse h[DATA_WINDOWS][2];
+  for (int w = 0; w < DATA_WINDOWS; w++)
+    for (int k = 0; k < 2; k++)
+      hist_sparse_init(&h[w][k]);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t minute = sqlite3_column_int64(st, 0);
+    for (int i = 0; i < 5; i++)
+      s->counts[SCHEMA_SUCCEEDED + i] += sqlite3_column_int64(st, 1 + i);
+    for (int w = 0; w < DATA_WINDOWS; w++)
+      if (minute >= data_window_start(now_us, w))
+        for (int k = 0; k < 2; k++)
+          add_hist_column(st, 6 + k, &h[w][k]);
+  }
+  sqlite3_finalize(st);
+  /* Tasks still running have waited already: their waits count too, as
+   * in the raw rows (few, and in tasks_unusual). */
+  st = NULL;
+  if (rc == SQLITE_DONE &&
+      prepare(d,
+              "SELECT enqueued_at, wait_us FROM tasks WHERE " SCHEMA_SQL_ACTIVE
+              " AND enqueued_at >= ?1 AND wait_us NOT NULL",
+              &st) == 0) {
+    sqlite3_bind_int64(st, 1, data_window_start(now_us, DATA_WINDOWS - 1));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      for (int w = 0; w < DATA_WINDOWS; w++)
+        if (sqlite3_column_int64(st, 0) >= data_window_start(now_us, w))
+          hist_sparse_add(&h[w][1], sqlite3_column_int64(st, 1));
+    sqlite3_finalize(st);
+  }
+  for (int w = 0; w < DATA_WINDOWS; w++) {
+    hist_percentiles(&h[w][0], s->run[w]);
+    hist_percentiles(&h[w][1], s->wait[w]);
+    for (int k = 0; k < 2; k++)
+      hist_sparse_fini(&h[w][k]);
+  }
+  s->pct_error = HIST_ERROR_PCT;
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static int load_agent_totals(data *d, data_stats *s) {
   sqlite3_stmt *st = NULL;
   if (prepare(d,
@@ -430,8 +439,8 @@ int data_stats_load(data *d, int64_t now_us, data_stats *out) {
   int rc = 0;
   /* One read transaction, so the figures agree with each other. */
   sqlite3_exec(d->db, "BEGIN", NULL, NULL, NULL);
-  if (load_counts(d, now_us, out) || load_sparks(d, now_us, out) ||
-      load_percentiles(d, now_us, out) || load_agent_totals(d, out))
+  if (load_active(d, out) || load_rollups(d, now_us, out) ||
+      load_sparks(d, now_us, out) || load_agent_totals(d, out))
     rc = -1;
   sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL);
   return rc;
@@ -673,19 +682,126 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* The row of name in rows (grown as needed), with its histograms in
+ * hists[2 * index]; added when missing. */
+static data_name *name_row(data_name **rows, hist_sparse **hists, int *n,
+                           int *cap, const char *p, size_t len) {
+  data_name *row = find_name(*rows, *n, p, len);
+  if (row)
+    return row;
+  if (*n == *cap) {
+    *cap = *cap ? *cap * 2 : 16;
+    *rows = xrealloc(*rows, (size_t)*cap * sizeof **rows);
+    *hists = xrealloc(*hists, (size_t)*cap * 2 * sizeof **hists);
+  }
+  row = &(*rows)[*n];
+  memset(row, 0, sizeof *row);
+  row->name = (data_text){xmemdup(p, len), len};
+  hist_sparse_init(&(*hists)[2 * *n]);
+  hist_sparse_init(&(*hists)[2 * *n + 1]);
+  (*n)++;
+  return row;
+}
+
+/* The rollups answer a filter of service, name and word terms alone. */
+static int rollups_answer(const filter *f) {
+  return f == NULL ||
+         (filter_uses(f) & (FILTER_USES_OTHER | FILTER_USES_TIME)) == 0;
+}
+
+/* Prepares a statement over the rollups `r` whose filter, with columns
+ * mapped to theirs, is numbered from ?first and bound. */
+static int prepare_rollups(data *d, const filter *f, const char *head,
+                           const char *tail, sqlite3_stmt **st) {
+  static const char *const columns[][2] = {{"t.name", "r.name"},
+                                           {"a.service", "r.service"}};
+  char *where = f ? filter_sql_map(f, 2, columns, 2) : NULL;
+  char *sql =
+      sqlite3_mprintf("%s AND (%s) %s", head, where ? where : "1", tail);
+  free(where);
+  int rc = prepare(d, sql, st);
+  sqlite3_free(sql);
+  if (rc == 0 && f && filter_bind(f, *st, 2) < 0) {
+    sqlite3_finalize(*st);
+    *st = NULL;
+    return -1;
+  }
+  return rc;
+}
+
+/* The names view from the rollups of the 15-minute window, plus the tasks
+ * of the window still queued or running (raw rows, through
+ * tasks_unusual). */
+static int names_from_rollups(data *d, const filter *f, int64_t now_us,
+                              data_name **out, int *n) {
+  int64_t since = data_window_start(now_us, DATA_WINDOWS - 1);
+  sqlite3_stmt *st = NULL;
+  data_name *rows = NULL;
+  hist_sparse *hists = NULL;
+  int count = 0, cap = 0, rc = -1;
+  if (prepare_rollups(d, f,
+                      "SELECT r.name, r.succeeded, r.failed, r.skipped, "
+                      "r.dropped, r.lost, r.run_hist, r.wait_hist FROM "
+                      "rollups r WHERE r.minute >= ?1",
+                      "", &st))
+    goto out;
+  sqlite3_bind_int64(st, 1, since);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    data_name *row = name_row(&rows, &hists, &count, &cap,
+                              (const char *)sqlite3_column_text(st, 0),
+                              (size_t)sqlite3_column_bytes(st, 0));
+    for (int i = 0; i < 5; i++)
+      row->count += sqlite3_column_int64(st, 1 + i);
+    row->failed += sqlite3_column_int64(st, 2);
+    row->skipped += sqlite3_column_int64(st, 3);
+    for (int k = 0; k < 2; k++)
+      add_hist_column(st, 6 + k, &hists[2 * (row - rows) + k]);
+  }
+  sqlite3_finalize(st);
+  st = NULL;
+  if (rc != SQLITE_DONE ||
+      prepare_filtered(d, f,
+                       "SELECT t.name, t.wait_us" READER_TASK_FROM
+                       " WHERE " SCHEMA_SQL_ACTIVE " AND t.enqueued_at >= ?1",
+                       "", 2, &st)) {
+    rc = -1;
+    goto out;
+  }
+  sqlite3_bind_int64(st, 1, since);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    data_name *row = name_row(&rows, &hists, &count, &cap,
+                              (const char *)sqlite3_column_text(st, 0),
+                              (size_t)sqlite3_column_bytes(st, 0));
+    row->count++;
+    if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+      hist_sparse_add(&hists[2 * (row - rows) + 1],
+                      sqlite3_column_int64(st, 1));
+  }
+  rc = rc == SQLITE_DONE ? 0 : -1;
+out:
+  sqlite3_finalize(st);
+  for (int i = 0; i < count; i++) {
+    hist_percentiles(&hists[2 * i], rows[i].run);
+    hist_percentiles(&hists[2 * i + 1], rows[i].wait);
+    rows[i].pct_error = HIST_ERROR_PCT;
+    hist_sparse_fini(&hists[2 * i]);
+    hist_sparse_fini(&hists[2 * i + 1]);
+  }
+  free(hists);
+  *out = rows;
+  *n = count;
+  return rc;
+}
+
 int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
                     int *n) {
   sample_set set;
   *out = NULL;
   *n = 0;
-  int reuse = effective(f) == NULL && d->sample && d->sample_now == now_us;
-  if (reuse) {
-    set = *d->sample;
-    memset(d->sample, 0, sizeof *d->sample);
-    drop_sample(d);
-  } else if (sample_window(d, f, now_us, &set)) {
+  if (rollups_answer(effective(f)))
+    return names_from_rollups(d, effective(f), now_us, out, n);
+  if (sample_window(d, f, now_us, &set))
     return -1;
-  }
   qsort(set.v, set.n, sizeof *set.v, compare_sample_name);
   stats_weighted buf;
   stats_weighted_init(&buf);

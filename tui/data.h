@@ -4,10 +4,10 @@
  * SQLite connection that the collector writes beside.
  *
  * Every query is bounded by what is visible: lists are keyset pages over
- * the tasks_time index ("rows at or before this (enqueued_at, id)"),
- * aggregates cover recent windows through indexes, and percentiles come
- * from a per-minute sample of bounded size (see data.c), so a frame costs
- * about the same on a 10-million-task store as on a small one. Strings are
+ * the tasks_time index ("rows at or before this (enqueued_at, id)"), and
+ * the header's counts and percentiles come from the per-minute rollups
+ * (docs/schema.md), a few rows per minute and name, so a frame costs about
+ * the same on a 100-million-task store as on a small one. Strings are
  * returned exactly as stored (any bytes): callers sanitize before display.
  */
 #ifndef TW_DATA_H
@@ -35,18 +35,27 @@ typedef struct data_key {
   int64_t at, id;
 } data_key;
 
-/* Windows of the percentile figures: 1, 5 and 15 minutes. */
+/* Windows of the percentile figures: 1, 5 and 15 minutes. The rollups
+ * hold whole minutes, so a window of N minutes is the N minutes before the
+ * current one plus the current one so far (data_window_start()): its
+ * figures move when a minute begins or the store changes, not with every
+ * frame. */
 #define DATA_WINDOWS 3
 extern const int64_t data_window_us[DATA_WINDOWS];
+/* The first enqueue time window w covers at now_us. */
+int64_t data_window_start(int64_t now_us, int w);
 
 typedef struct data_stats {
   /* queued and running: now, over all history; the others: tasks enqueued
-   * in the last 15 minutes. */
+   * in the 15-minute window. */
   int64_t counts[SCHEMA_STATUS_COUNT];
   int64_t spark_tasks[DATA_SPARK_N], spark_failed[DATA_SPARK_N];
   double tasks_per_s, failed_per_s; /* over the last minute */
-  /* [window][p50, p95, p99] in microseconds, DATA_NULL when no task. */
+  /* [window][p50, p95, p99] of the tasks that finished, in microseconds,
+   * DATA_NULL when none; within pct_error % of the exact nearest-rank
+   * percentiles (the rollups' histograms, common/hist). */
   int64_t run[DATA_WINDOWS][3], wait[DATA_WINDOWS][3];
+  double pct_error;
   int64_t agents, agents_connected, agents_dropped;
   int64_t last_event_at; /* DATA_NULL when the store is empty */
 } data_stats;
@@ -64,6 +73,7 @@ typedef struct data_name {
   int64_t count, failed, skipped;
   int64_t run[3], wait[3]; /* p50, p95, p99; DATA_NULL when none */
   int estimated;           /* count is a sampled estimate */
+  double pct_error;        /* percentiles within this % (0: exact) */
 } data_name;
 
 typedef struct data_agent {
@@ -118,10 +128,13 @@ int data_batch_before(data *d, const filter *f, const data_key *key,
 void data_batches_free(data_batch *b, int n);
 
 /*
- * One row per task name over the tasks matching f enqueued in the 15
- * minutes before now_us. Failed and skipped counts are exact; the total
- * and the percentiles come from the per-minute sample (see data.c) and are
- * marked estimated when a minute held more tasks than its sample.
+ * One row per task name over the tasks matching f enqueued in the
+ * 15-minute window. A filter of service, name and word terms alone (or
+ * none) is answered from the rollups: exact counts, percentiles within
+ * pct_error. Any other filter reads a per-minute sample of the raw rows
+ * (see data.c): failed and skipped counts are exact, the total and the
+ * percentiles marked estimated when a minute held more tasks than its
+ * sample.
  */
 int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
                     int *n);

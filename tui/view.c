@@ -232,8 +232,7 @@ static void header_last_event(const view_state *s, flow *f) {
   char a[16];
   ago(s->now_us, s->stats.last_event_at, a, sizeof a);
   int stale = s->stats.last_event_at == DATA_NULL ||
-              elapsed_us(s->now_us, s->stats.last_event_at) >
-                  INT64_C(10000000);
+              elapsed_us(s->now_us, s->stats.last_event_at) > INT64_C(10000000);
   if (stale)
     piece(&seg, style(GRID_YELLOW, GRID_BOLD | GRID_REVERSE), "STALE");
   piece(&seg, normal, "%slast event %s%s", stale ? " " : "", a,
@@ -282,6 +281,10 @@ static void header_rates(const view_state *s, flow *f) {
   flow_put(f, &seg);
 }
 
+static const char *plus_minus(unsigned flags) {
+  return flags & SANITIZE_ASCII ? "+-" : "\xC2\xB1";
+}
+
 static void header_percentiles(const view_state *s, flow *f) {
   static const char *const windows[DATA_WINDOWS] = {"1m", "5m", "15m"};
   for (int which = 0; which < 2; which++) {
@@ -293,6 +296,10 @@ static void header_percentiles(const view_state *s, flow *f) {
     else
       piece(&seg, style(GRID_DEFAULT, GRID_BOLD), "%s",
             which ? "wait" : "run ");
+    /* Percentiles from histograms say how far they may be from exact. */
+    if (f->width >= 100 && s->stats.pct_error > 0)
+      piece(&seg, style(GRID_DEFAULT, GRID_DIM), " %s%.1f%%",
+            plus_minus(grid_flags(f->g)), s->stats.pct_error);
     flow_put(f, &seg);
     for (int w = 0; w < DATA_WINDOWS; w++) {
       const int64_t *p = which ? s->stats.wait[w] : s->stats.run[w];
@@ -305,6 +312,13 @@ static void header_percentiles(const view_state *s, flow *f) {
       piece(&seg, normal, "%s/%s/%s", a, b, c);
       flow_put(f, &seg);
     }
+  }
+  if (f->width < 100 && s->stats.pct_error > 0) {
+    segment seg = {0};
+    seg.optional = 1;
+    piece(&seg, style(GRID_DEFAULT, GRID_DIM), "%s%.1f%%",
+          plus_minus(grid_flags(f->g)), s->stats.pct_error);
+    flow_put(f, &seg);
   }
 }
 

@@ -149,16 +149,9 @@ static int fixture_fill(sqlite3 *db) {
 }
 
 /* Rebuilds the rollups from the raw rows, as the collector would have
- * written them (collector/rollup): call after inserting tasks. */
+ * written them: call after inserting tasks. */
 static int fixture_rollups(sqlite3 *db) {
-  rollup *r = NULL;
-  int rc = fix_exec(db, "BEGIN; DELETE FROM rollups; DELETE FROM rollups_hour");
-  if (rc == SQLITE_OK)
-    rc = rollup_open(db, &r);
-  if (rc == SQLITE_OK)
-    rc = rollup_fill(r, INT64_MIN);
-  rollup_free(r);
-  return rc | fix_exec(db, rc == SQLITE_OK ? "COMMIT" : "ROLLBACK");
+  return rollup_rebuild(db);
 }
 
 /* A fresh fixture database at path (":memory:" works), or NULL. */
