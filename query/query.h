@@ -66,6 +66,27 @@ unsigned query_sanitize_flags(void);
  * CSV leaves the field empty); else 0. */
 int query_format_time(char *buf, size_t len, int64_t us, int local);
 
+/* ---- hours from the rollups (query_hours.c) ---- */
+
+/* A listing of a range wider than this reads the hours query_hours()
+ * finds rather than the whole range. */
+#define QUERY_HOURS_WIDER_THAN INT64_C(7200000000)
+
+/* [from, to): a span of enqueue times. */
+typedef struct query_span {
+  int64_t from, to;
+} query_span;
+
+/* 1 when o's listing of [since, until) is worth reading by hours: a
+ * filter of service, name and time terms with a service or name term,
+ * oldest or newest first, over a wide range or none. */
+int query_hours_apply(const query_opts *o, int64_t since, int64_t until);
+/* The spans of [since, until) that can hold a task matching o's filter,
+ * ascending and disjoint (an array to free()). Returns 0, or -1 after
+ * printing the reason. */
+int query_hours(sqlite3 *db, const query_opts *o, int64_t since,
+                int64_t until, query_span **out, size_t *n);
+
 /* ---- subcommands; each returns the exit status ---- */
 
 int query_list(reader *r, const query_opts *o);

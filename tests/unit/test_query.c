@@ -639,6 +639,62 @@ static void stats_rollups_agree_with_exact(void **state) {
   result_free(&e);
 }
 
+/* A name filter over a wide range, or none, reads only the hours the
+ * rollups (and the unfinished tasks) name: the same tasks, in the same
+ * order, as a listing that reads every hour. */
+static void list_by_hours_of_the_rollups(void **state) {
+  (void)state;
+  char path[400];
+  snprintf(path, sizeof(path), "%s/hours.db", dir);
+  sqlite3 *db = fixture_open(path);
+  assert_non_null(db);
+  const int64_t h = INT64_C(3600000000);
+  const int64_t at[] = {3 * h, 30 * h, 30 * h + 5, 31 * h + 7, 50 * h};
+  const int status[] = {2, 3, 2, 1, 0};
+  for (int i = 0; i < 5; i++) {
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO tasks (id, agent, batch, position, name, mode,"
+             " status, enqueued_at, wait_us, run_us) VALUES (%lld, 1, %lld,"
+             " 0, 'rare', %d, %d, %lld, 10, %s)",
+             (long long)FIX_ID(7000 + i), (long long)FIX_BATCH(1), i % 2,
+             status[i], (long long)(FIX_T0 + at[i]), status[i] >= 2 ? "5" : "NULL");
+    assert_int_equal(fix_exec(db, sql), SQLITE_OK);
+  }
+  assert_int_equal(fixture_rollups(db), SQLITE_OK);
+  sqlite3_close(db);
+  const char *cases[][3] = {
+      {"name:rare", NULL, NULL},
+      {"name:rare", "--reverse", NULL},
+      {"name:rare", "--limit", "2"},
+      {"name:rare", "since:2026-11-23T15:00:00Z", NULL},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+    const char *extra = cases[i][1] ? cases[i][1] : "-o";
+    const char *value = cases[i][1] ? cases[i][2] : "json";
+    result a = cases[i][2] || !cases[i][1]
+                   ? run("--db", path, "-o", "json", cases[i][0], extra, value)
+                   : run("--db", path, "-o", "json", cases[i][0], extra);
+    /* mode: is a term the rollups do not know: every hour is read. */
+    result b = cases[i][2] || !cases[i][1]
+                   ? run("--db", path, "-o", "json", cases[i][0],
+                         "mode:loop,threadpool", extra, value)
+                   : run("--db", path, "-o", "json", cases[i][0],
+                         "mode:loop,threadpool", extra);
+    assert_int_equal(a.status, 0);
+    assert_string_equal(a.out, b.out);
+    assert_true(count_lines(a.out) >= 2);
+    result_free(&a);
+    result_free(&b);
+  }
+  result r = run("--db", path, "-o", "json", "name:rare", "--reverse",
+                 "--limit", "2");
+  assert_int_equal(count_lines(r.out), 2);
+  /* The newest is the one still queued, which no rollup holds yet. */
+  assert_non_null(strstr(r.out, "\"status\":\"queued\""));
+  result_free(&r);
+}
+
 /* ---- show and batch --------------------------------------------------------
  */
 
@@ -918,6 +974,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(stats_small_and_formats),
       cmocka_unit_test(stats_from_rollups),
       cmocka_unit_test(stats_rollups_agree_with_exact),
+      cmocka_unit_test(list_by_hours_of_the_rollups),
       cmocka_unit_test(show_task),
       cmocka_unit_test(batch_view),
       cmocka_unit_test(exit_statuses),
