@@ -19,6 +19,7 @@
 #include "args.h"
 #include "format.h"
 #include "hist.h"
+#include "xalloc.h"
 
 static const char usage_text[] =
     "Usage: taskwatch query --db PATH [FILTER]... [OPTION]...\n"
@@ -177,6 +178,11 @@ static const struct {
 
 static int usage_error(const char *fmt, const char *arg) {
   return args_fail("query", fmt, arg);
+}
+
+char *query_filter_unindexed_time(const filter *f, int first) {
+  static const char *const map[][2] = {{"t.enqueued_at", "+t.enqueued_at"}};
+  return filter_sql_map(f, first, map, 1);
 }
 
 sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql) {
@@ -414,10 +420,13 @@ static int list_span(sqlite3 *db, const query_opts *o, int64_t from,
     snprintf(range, sizeof(range),
              " AND t.enqueued_at >= ?%d AND t.enqueued_at < ?%d", n + 1,
              n + 2);
+  char *where = range[0] ? query_filter_unindexed_time(o->filter, 1)
+                         : xstrdup(filter_sql(o->filter));
   format_buf_printf(&sql,
                     "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
                     " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d",
-                    filter_sql(o->filter), range, column, dir, dir, n + 3);
+                    where, range, column, dir, dir, n + 3);
+  free(where);
   sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
   format_buf_fini(&sql);
   if (st == NULL)

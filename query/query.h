@@ -38,6 +38,12 @@ typedef struct query_opts {
   const char *target; /* show/batch: the id as typed */
 } query_opts;
 
+/* The filter's SQL (parameters from ?first) with its time terms written
+ * so that SQLite does not take them for index bounds: for statements that
+ * state a tighter range of their own, which SQLite must use (with several
+ * bounds on a column and bound values, it may pick any). free() it. */
+char *query_filter_unindexed_time(const filter *f, int first);
+
 /* Prepares sql, or prints a one-line error and returns NULL. */
 sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql);
 

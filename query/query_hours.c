@@ -85,7 +85,9 @@ int query_hours(sqlite3 *db, const query_opts *o, int64_t since,
    * below), so they are asked of a time inside it. */
   const char *const rollup_columns[][2] = {
       {"t.name", "r.name"}, {"a.service", "r.service"}, {"t.enqueued_at", at}};
-  const char *const task_columns[][2] = {{"t.enqueued_at", at}};
+  char unindexed[32];
+  snprintf(unindexed, sizeof(unindexed), "+%s", at);
+  const char *const task_columns[][2] = {{"t.enqueued_at", unindexed}};
   char *rollup_where = filter_sql_map(o->filter, 3, rollup_columns, 3);
   char *task_where = filter_sql_map(o->filter, 3, task_columns, 1);
   format_buf a, b;

@@ -277,14 +277,18 @@ static int collect_raw(sqlite3 *db, const query_opts *o, int64_t lo, int64_t hi,
   if (lo >= hi)
     return 0;
   int n = filter_param_count(o->filter);
+  char *where = query_filter_unindexed_time(o->filter, 1);
   format_buf sql;
   format_buf_init(&sql);
+  /* NULL durations read as ?n+3 (INT64_MIN): one call per column. */
   format_buf_printf(&sql,
-                    "SELECT %s, t.status, t.run_us, t.wait_us" READER_TASK_FROM
+                    "SELECT %s, t.status, coalesce(t.run_us, ?%d), "
+                    "coalesce(t.wait_us, ?%d)" READER_TASK_FROM
                     " WHERE %s AND t.enqueued_at >= ?%d AND t.enqueued_at < "
                     "?%d%s%s",
-                    key_column(o->by), filter_sql(o->filter), n + 1, n + 2,
+                    key_column(o->by), n + 3, n + 3, where, n + 1, n + 2,
                     extra ? " AND " : "", extra ? extra : "");
+  free(where);
   sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
   format_buf_fini(&sql);
   if (st == NULL)
@@ -292,6 +296,7 @@ static int collect_raw(sqlite3 *db, const query_opts *o, int64_t lo, int64_t hi,
   filter_bind(o->filter, st, 1);
   sqlite3_bind_int64(st, n + 1, lo);
   sqlite3_bind_int64(st, n + 2, hi);
+  sqlite3_bind_int64(st, n + 3, INT64_MIN);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     group *g = group_of(m, st);
@@ -300,9 +305,9 @@ static int collect_raw(sqlite3 *db, const query_opts *o, int64_t lo, int64_t hi,
     if (status >= 0 && status < SCHEMA_STATUS_COUNT)
       g->by_status[status]++;
     for (int k = 0; k < 2; k++) {
-      if (sqlite3_column_type(st, 2 + k) == SQLITE_NULL)
-        continue;
       int64_t v = sqlite3_column_int64(st, 2 + k);
+      if (v == INT64_MIN)
+        continue;
       if (into_hist)
         hist_sparse_add(k ? &g->wait_h : &g->run_h, v);
       else

@@ -182,7 +182,8 @@ static int load_sparks(data *d, int64_t now_us, data_stats *s) {
 }
 
 static int prepare_filtered(data *d, const filter *f, const char *head,
-                            const char *tail, int first, sqlite3_stmt **st);
+                            const char *tail, int first, int own_range,
+                            sqlite3_stmt **st);
 
 /* ---- stratified samples of the last 15 minutes ----------------------
  *
@@ -253,8 +254,9 @@ static int prepare_sample(data *d, const filter *f, sqlite3_stmt **rows,
       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
   *rows = *count = NULL;
   if (prepare_filtered(d, f, head[f != NULL],
-                       "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, rows) == 0 &&
-      prepare_filtered(d, f, count_head[f != NULL], "", 4, count) == 0)
+                       "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, 1, rows) ==
+          0 &&
+      prepare_filtered(d, f, count_head[f != NULL], "", 4, 1, count) == 0)
     return 0;
   sqlite3_finalize(*rows);
   sqlite3_finalize(*count);
@@ -447,10 +449,17 @@ int data_stats_load(data *d, int64_t now_us, data_stats *out) {
 }
 
 /* Prepares "SELECT columns FROM ... WHERE (filter) AND extra ..." with the
- * filter's parameters numbered from ?first and bound. */
+ * filter's parameters numbered from ?first and bound. With own_range, the
+ * head states the range of enqueue times to read, and the filter's time
+ * terms are written so that SQLite does not take them for index bounds
+ * (with several bounds of bound values on a column, it may pick any). */
 static int prepare_filtered(data *d, const filter *f, const char *head,
-                            const char *tail, int first, sqlite3_stmt **st) {
-  char *where = f ? filter_sql_at(f, first) : NULL;
+                            const char *tail, int first, int own_range,
+                            sqlite3_stmt **st) {
+  static const char *const unindexed[][2] = {
+      {"t.enqueued_at", "+t.enqueued_at"}};
+  char *where = f ? filter_sql_map(f, first, unindexed, own_range ? 1 : 0)
+                  : NULL;
   char *sql =
       sqlite3_mprintf("%s AND (%s) %s", head, where ? where : "1", tail);
   free(where);
@@ -482,7 +491,7 @@ int data_tasks_page(data *d, const filter *f, const data_key *from, int dir,
   *n = 0;
   if (limit <= 0)
     return 0;
-  if (prepare_filtered(d, f, head[k], tail[k], 4, &st))
+  if (prepare_filtered(d, f, head[k], tail[k], 4, 0, &st))
     return -1;
   data_key edge = {k ? INT64_MIN : INT64_MAX, k ? INT64_MIN : INT64_MAX};
   if (from)
@@ -559,7 +568,7 @@ int data_batches_page(data *d, const filter *f, const data_key *from, int n,
                        "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
                        " WHERE t.enqueued_at <= ?1 AND "
                        "(t.enqueued_at < ?1 OR t.id <= ?2)",
-                       "ORDER BY t.enqueued_at DESC, t.id DESC", 3, &st))
+                       "ORDER BY t.enqueued_at DESC, t.id DESC", 3, 0, &st))
     return -1;
   sqlite3_bind_int64(st, 1, from ? from->at : INT64_MAX);
   sqlite3_bind_int64(st, 2, from ? from->id : INT64_MAX);
@@ -593,7 +602,7 @@ int data_batch_before(data *d, const filter *f, const data_key *key,
                        "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
                        " WHERE t.enqueued_at >= ?1 AND "
                        "(t.enqueued_at > ?1 OR t.id > ?2)",
-                       "ORDER BY t.enqueued_at ASC, t.id ASC LIMIT 256", 3,
+                       "ORDER BY t.enqueued_at ASC, t.id ASC LIMIT 256", 3, 0,
                        &st))
     return -1;
   sqlite3_bind_int64(st, 1, key->at);
@@ -652,7 +661,7 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
                        "SELECT t.name, t.status, count(*)" READER_TASK_FROM
                        " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
                        " AND t.enqueued_at >= ?1",
-                       "GROUP BY t.name, t.status", 2, &st))
+                       "GROUP BY t.name, t.status", 2, 1, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since_us);
   int rc;
@@ -763,7 +772,7 @@ static int names_from_rollups(data *d, const filter *f, int64_t now_us,
       prepare_filtered(d, f,
                        "SELECT t.name, t.wait_us" READER_TASK_FROM
                        " WHERE " SCHEMA_SQL_ACTIVE " AND t.enqueued_at >= ?1",
-                       "", 2, &st)) {
+                       "", 2, 1, &st)) {
     rc = -1;
     goto out;
   }
