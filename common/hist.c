@@ -81,12 +81,19 @@ void hist_sparse_clear(hist_sparse *h) {
   h->max = -1;
 }
 
+/* a + b, or UINT64_MAX when that does not fit: counts read from a store
+ * are not trusted to stay small, and merging must never wrap. */
+static uint64_t add_saturating(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 static void add_count(hist_sparse *h, int bucket, uint64_t n) {
   uint64_t **block = &h->blocks[bucket / HIST_BLOCK];
   if (*block == NULL)
     *block = xcalloc(HIST_BLOCK, sizeof(uint64_t));
-  (*block)[bucket % HIST_BLOCK] += n;
-  h->total += n;
+  uint64_t *c = &(*block)[bucket % HIST_BLOCK];
+  *c = add_saturating(*c, n);
+  h->total = add_saturating(h->total, n);
 }
 
 void hist_sparse_add(hist_sparse *h, int64_t value) {
@@ -117,13 +124,15 @@ int hist_sparse_percentile(const hist_sparse *h, unsigned per_mille,
     *out = h->max;
     return 0;
   }
-  /* Totals stay far below 2^54, so the product cannot overflow. */
-  uint64_t rank = (h->total * per_mille + 999) / 1000, seen = 0;
+  /* 128 bits: a total read from a store may be anything. */
+  uint64_t rank =
+      (uint64_t)(((unsigned __int128)h->total * per_mille + 999) / 1000);
+  uint64_t seen = 0;
   for (int i = 0; i < HIST_BLOCKS; i++) {
     if (h->blocks[i] == NULL)
       continue;
     for (int j = 0; j < HIST_BLOCK; j++) {
-      seen += h->blocks[i][j];
+      seen = add_saturating(seen, h->blocks[i][j]);
       if (seen >= rank) {
         int64_t v = hist_bucket_value(i * HIST_BLOCK + j);
         *out = v < h->max ? v : h->max;
@@ -220,16 +229,13 @@ static int blob_next(blob_cursor *r, int *bucket, uint64_t *count) {
 /* Checks a whole blob before anything of it is used. */
 static int blob_valid(const void *blob, size_t len) {
   blob_cursor r;
-  uint64_t max, count, total = 0;
-  int bucket, rc;
+  uint64_t max, count;
+  int bucket, rc, buckets = 0;
   if (blob_open(&r, blob, len, &max) != 0)
     return 0;
-  while ((rc = blob_next(&r, &bucket, &count)) == 1) {
-    if (count > UINT64_MAX / 2 - total)
-      return 0;
-    total += count;
-  }
-  return rc == 0 && total > 0;
+  while ((rc = blob_next(&r, &bucket, &count)) == 1)
+    buckets++;
+  return rc == 0 && buckets > 0;
 }
 
 int hist_sparse_add_blob(hist_sparse *h, const void *blob, size_t len) {
@@ -262,7 +268,8 @@ static void blob_merge(const void *a, size_t alen, const void *b, size_t blen,
   put_varint(out, amax > bmax ? amax : bmax);
   while (ba < HIST_BUCKETS || bb < HIST_BUCKETS) {
     int bucket = ba < bb ? ba : bb;
-    uint64_t n = (ba == bucket ? na : 0) + (bb == bucket ? nb : 0);
+    uint64_t n =
+        add_saturating(ba == bucket ? na : 0, bb == bucket ? nb : 0);
     put_varint(out, (uint64_t)(bucket - prev - 1));
     put_varint(out, n);
     prev = bucket;
