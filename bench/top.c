@@ -286,8 +286,8 @@ static void report(figures *out, const char *kind, const char *label,
   }
 }
 
-static void frame(figures *out, ctl *c, grid *g, int64_t now,
-                  const char *label, int action) {
+static void frame(figures *out, ctl *c, grid *g, int64_t now, const char *label,
+                  int action) {
   int64_t wall[RUNS], cpu[RUNS];
   for (int i = 0; i < RUNS; i++) {
     int64_t t0 = mono_us(), c0 = cpu_us();
@@ -420,8 +420,8 @@ static double idle_cpu(const char *path, double seconds) {
   waitpid(pid, NULL, 0);
   close(fd);
   double percent = 100.0 * (c1 - c0) / wall;
-  printf("idle_cpu_percent_of_core: %.2f  (over %.1f s, 200x60 pty)\n",
-         percent, wall);
+  printf("idle_cpu_percent_of_core: %.2f  (over %.1f s, 200x60 pty)\n", percent,
+         wall);
   fflush(stdout);
   return percent;
 }
@@ -446,8 +446,8 @@ static void bench_size(figures *out, const char *path, int64_t ntasks,
   struct stat sb;
   stat(path, &sb);
   int64_t end = store_end(path);
-  printf("store: %s  tasks: %lld  size: %lld MiB  bytes per task: %.0f\n",
-         path, (long long)ntasks, (long long)(sb.st_size >> 20),
+  printf("store: %s  tasks: %lld  size: %lld MiB  bytes per task: %.0f\n", path,
+         (long long)ntasks, (long long)(sb.st_size >> 20),
          (double)sb.st_size / (double)ntasks);
   fflush(stdout);
   frames(out, path, end);
@@ -455,8 +455,7 @@ static void bench_size(figures *out, const char *path, int64_t ntasks,
 }
 
 /* p95 wall (CPU) ms per frame and key, one column per size. */
-static void print_table(const int64_t *sizes, int nsizes,
-                        const figures *all) {
+static void print_table(const int64_t *sizes, int nsizes, const figures *all) {
   printf("\np95 wall (cpu) ms\n%-36s", "frame or key");
   for (int j = 0; j < nsizes; j++) {
     char head[32];

@@ -268,8 +268,7 @@ static void blob_merge(const void *a, size_t alen, const void *b, size_t blen,
   put_varint(out, amax > bmax ? amax : bmax);
   while (ba < HIST_BUCKETS || bb < HIST_BUCKETS) {
     int bucket = ba < bb ? ba : bb;
-    uint64_t n =
-        add_saturating(ba == bucket ? na : 0, bb == bucket ? nb : 0);
+    uint64_t n = add_saturating(ba == bucket ? na : 0, bb == bucket ? nb : 0);
     put_varint(out, (uint64_t)(bucket - prev - 1));
     put_varint(out, n);
     prev = bucket;

@@ -406,8 +406,8 @@ static int exit_status(const query_opts *o, int64_t count) {
 /* Prints the tasks of the listing enqueued in [from, to) (all of them
  * when from is INT64_MIN and to INT64_MAX), at most `limit` (< 0: all).
  * Returns 0 or 2. */
-static int list_span(sqlite3 *db, const query_opts *o, int64_t from,
-                     int64_t to, int64_t limit, query_out *out) {
+static int list_span(sqlite3 *db, const query_opts *o, int64_t from, int64_t to,
+                     int64_t limit, query_out *out) {
   const char *column = o->sort_column ? o->sort_column : "t.enqueued_at";
   const char *dir = o->reverse ? "DESC" : "ASC";
   int n = filter_param_count(o->filter);
@@ -418,8 +418,7 @@ static int list_span(sqlite3 *db, const query_opts *o, int64_t from,
   char range[96] = "";
   if (from != INT64_MIN || to != INT64_MAX)
     snprintf(range, sizeof(range),
-             " AND t.enqueued_at >= ?%d AND t.enqueued_at < ?%d", n + 1,
-             n + 2);
+             " AND t.enqueued_at >= ?%d AND t.enqueued_at < ?%d", n + 1, n + 2);
   char *where = range[0] ? query_filter_unindexed_time(o->filter, 1)
                          : xstrdup(filter_sql(o->filter));
   format_buf_printf(&sql,

@@ -90,8 +90,8 @@ int query_hours_apply(const query_opts *o, int64_t since, int64_t until);
 /* The spans of [since, until) that can hold a task matching o's filter,
  * ascending and disjoint (an array to free()). Returns 0, or -1 after
  * printing the reason. */
-int query_hours(sqlite3 *db, const query_opts *o, int64_t since,
-                int64_t until, query_span **out, size_t *n);
+int query_hours(sqlite3 *db, const query_opts *o, int64_t since, int64_t until,
+                query_span **out, size_t *n);
 
 /* ---- subcommands; each returns the exit status ---- */
 

@@ -76,8 +76,8 @@ static int compare_i64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-int query_hours(sqlite3 *db, const query_opts *o, int64_t since,
-                int64_t until, query_span **out, size_t *nout) {
+int query_hours(sqlite3 *db, const query_opts *o, int64_t since, int64_t until,
+                query_span **out, size_t *nout) {
   int n = filter_param_count(o->filter);
   char at[16];
   snprintf(at, sizeof(at), "?%d", n + 3);
@@ -97,12 +97,13 @@ int query_hours(sqlite3 *db, const query_opts *o, int64_t since,
                     "SELECT DISTINCT r.hour FROM rollups_hour r WHERE r.hour "
                     ">= ?1 AND r.hour < ?2 AND %s",
                     rollup_where);
-  format_buf_printf(&b,
-                    "SELECT DISTINCT t.enqueued_at - ((t.enqueued_at %% "
-                    "3600000000) + 3600000000) %% 3600000000 FROM tasks t "
-                    "LEFT JOIN agents a ON a.id = t.agent WHERE " SCHEMA_SQL_ACTIVE
-                    " AND t.enqueued_at >= ?1 AND t.enqueued_at < ?2 AND %s",
-                    task_where);
+  format_buf_printf(
+      &b,
+      "SELECT DISTINCT t.enqueued_at - ((t.enqueued_at %% "
+      "3600000000) + 3600000000) %% 3600000000 FROM tasks t "
+      "LEFT JOIN agents a ON a.id = t.agent WHERE " SCHEMA_SQL_ACTIVE
+      " AND t.enqueued_at >= ?1 AND t.enqueued_at < ?2 AND %s",
+      task_where);
   free(rollup_where);
   free(task_where);
   hour_list l = {0};

@@ -254,8 +254,8 @@ static int prepare_sample(data *d, const filter *f, sqlite3_stmt **rows,
       " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
   *rows = *count = NULL;
   if (prepare_filtered(d, f, head[f != NULL],
-                       "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, 1, rows) ==
-          0 &&
+                       "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, 1,
+                       rows) == 0 &&
       prepare_filtered(d, f, count_head[f != NULL], "", 4, 1, count) == 0)
     return 0;
   sqlite3_finalize(*rows);
@@ -458,8 +458,8 @@ static int prepare_filtered(data *d, const filter *f, const char *head,
                             sqlite3_stmt **st) {
   static const char *const unindexed[][2] = {
       {"t.enqueued_at", "+t.enqueued_at"}};
-  char *where = f ? filter_sql_map(f, first, unindexed, own_range ? 1 : 0)
-                  : NULL;
+  char *where =
+      f ? filter_sql_map(f, first, unindexed, own_range ? 1 : 0) : NULL;
   char *sql =
       sqlite3_mprintf("%s AND (%s) %s", head, where ? where : "1", tail);
   free(where);

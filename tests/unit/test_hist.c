@@ -182,14 +182,14 @@ static void bad_blobs_are_refused(void **state) {
     const char *bytes;
     size_t len;
   } bad[] = {
-      {"", 0},                                    /* empty */
-      {"\x01", 1},                                /* no maximum */
-      {"\x02\x05\x00\x01", 4},                    /* unknown format */
-      {"\x01\x05", 2},                            /* no bucket */
-      {"\x01\x05\x00", 3},                        /* a gap without count */
-      {"\x01\x05\x00\x00", 4},                    /* a count of zero */
-      {"\x01\x05\x80", 3},                        /* a varint cut short */
-      {"\x01\x05\xff\x7f\x01", 5},                /* a bucket past the end */
+      {"", 0},                     /* empty */
+      {"\x01", 1},                 /* no maximum */
+      {"\x02\x05\x00\x01", 4},     /* unknown format */
+      {"\x01\x05", 2},             /* no bucket */
+      {"\x01\x05\x00", 3},         /* a gap without count */
+      {"\x01\x05\x00\x00", 4},     /* a count of zero */
+      {"\x01\x05\x80", 3},         /* a varint cut short */
+      {"\x01\x05\xff\x7f\x01", 5}, /* a bucket past the end */
       {"\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x00\x01", 13}, /* max */
   };
   hist_sparse h;
