@@ -282,9 +282,11 @@ void store_close(store *s) {
   checkpointer_stop(s->checkpointer);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(s->st[i]);
+  /* The rollups' statements go first: a connection with statements left
+   * does not close (nor checkpoint its WAL). */
+  rollup_free(s->rollups);
   if (s->db)
     sqlite3_close(s->db);
-  rollup_free(s->rollups);
   free(s->newrows);
   u64map_fini(&s->pruned_batches);
   free(s);

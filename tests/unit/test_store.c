@@ -648,6 +648,10 @@ static void rollups_merge_across_restarts(void **state) {
     wbatch_free(b);
     store_close(f->store);
     f->store = NULL;
+    /* Closed for good: the last connection checkpointed its WAL away. */
+    char wal[128];
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_int_equal(access(wal, F_OK), -1);
   }
   assert_int_equal(q(f, "SELECT succeeded FROM rollups"), 30);
   assert_int_equal(q(f, "SELECT succeeded FROM rollups_hour"), 30);
