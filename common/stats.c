@@ -6,6 +6,7 @@
 #include "stats.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "xalloc.h"
 
@@ -26,6 +27,16 @@ void stats_values_push(stats_values *s, int64_t v) {
     s->v = xrealloc(s->v, s->cap * sizeof(int64_t));
   }
   s->v[s->n++] = v;
+}
+
+void stats_values_append(stats_values *s, const stats_values *src) {
+  if (s->n + src->n > s->cap) {
+    s->cap = s->n + src->n;
+    s->v = xrealloc(s->v, s->cap * sizeof(int64_t));
+  }
+  if (src->n)
+    memcpy(s->v + s->n, src->v, src->n * sizeof(int64_t));
+  s->n += src->n;
 }
 
 static int compare(const void *a, const void *b) {

@@ -20,6 +20,8 @@ typedef struct stats_values {
 void stats_values_init(stats_values *s);
 void stats_values_fini(stats_values *s);
 void stats_values_push(stats_values *s, int64_t v);
+/* Appends every sample of src to s. */
+void stats_values_append(stats_values *s, const stats_values *src);
 /* Sorts the samples ascending; stats_percentile() needs it. */
 void stats_values_sort(stats_values *s);
 

@@ -95,6 +95,16 @@ static void selection_edges(void **state) {
     stats_values_push(&s, i % 3 == 0 ? 7 : 1000 - i % 5);
   assert_int_equal(stats_values_select(&s, bad_order, 2, out), -1);
   assert_int_equal(stats_values_select(&s, zero, 1, out), -1);
+  /* Appending keeps every sample (and leaves the source as it was). */
+  stats_values copy;
+  stats_values_init(&copy);
+  stats_values_append(&copy, &s);
+  stats_values_append(&copy, &s);
+  assert_int_equal(copy.n, 2 * s.n);
+  const unsigned half[] = {500};
+  assert_int_equal(stats_values_select(&copy, half, 1, out), 0);
+  assert_true(out[0] == 997);
+  stats_values_fini(&copy);
   const unsigned three[] = {300, 334, 1000};
   assert_int_equal(stats_values_select(&s, three, 3, out), 0);
   assert_true(out[0] == 7);
