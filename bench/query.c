@@ -50,6 +50,7 @@
 #include "rollup.h"
 #include "schema.h"
 #include "stats.h"
+#include "stores.h"
 
 #ifndef TASKWATCH_BIN
 #define TASKWATCH_BIN "taskwatch"
@@ -460,8 +461,6 @@ static figure bench_kind(const char *db_path, const kind *k, int reps,
   return f;
 }
 
-#define MAX_SIZES 8
-
 /* Generates the store when it is not there yet, then times every kind. */
 static int bench_size(const char *db_path, int64_t tasks, int reps,
                       figure *out) {
@@ -537,20 +536,13 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  int64_t sizes[MAX_SIZES];
-  int nsizes = 0;
-  for (const char *p = sizes_text; *p && nsizes < MAX_SIZES;) {
-    char *end;
-    sizes[nsizes++] = strtoll(p, &end, 10);
-    p = *end == ',' ? end + 1 : end;
-    if (*end && *end != ',')
-      break;
-  }
+  int64_t sizes[BENCH_MAX_SIZES];
+  int nsizes = bench_parse_sizes(sizes_text, sizes, BENCH_MAX_SIZES);
   if (reps < 1 || nsizes == 0 || (db_path && nsizes > 1)) {
     fprintf(stderr, "bench_query: bad --tasks, --reps or --db\n");
     return 2;
   }
-  static figure figures[MAX_SIZES][NKINDS];
+  static figure figures[BENCH_MAX_SIZES][NKINDS];
   for (int j = 0; j < nsizes; j++) {
     char path[512];
     if (db_path)
@@ -560,14 +552,8 @@ int main(int argc, char **argv) {
                (long long)sizes[j]);
     if (bench_size(path, sizes[j], reps, figures[j]) != 0)
       return 1;
-    if (remove_after && !db_path) {
-      char wal[600];
-      unlink(path);
-      snprintf(wal, sizeof(wal), "%s-wal", path);
-      unlink(wal);
-      snprintf(wal, sizeof(wal), "%s-shm", path);
-      unlink(wal);
-    }
+    if (remove_after && !db_path)
+      bench_remove_store(path);
   }
   print_table(sizes, nsizes, figures);
   return 0;

@@ -37,6 +37,7 @@
 #include "keys.h"
 #include "rollup.h"
 #include "schema.h"
+#include "stores.h"
 #include "top.h"
 #include "view.h"
 
@@ -251,7 +252,6 @@ static int compare_i64(const void *a, const void *b) {
 #define RUNS 20
 /* Frames and keys measured, for the closing table. */
 #define MAX_FIGURES 32
-#define MAX_SIZES 8
 
 typedef struct figure {
   char label[40];
@@ -426,15 +426,6 @@ static double idle_cpu(const char *path, double seconds) {
   return percent;
 }
 
-static void remove_store(const char *path) {
-  char side[600];
-  unlink(path);
-  snprintf(side, sizeof side, "%s-wal", path);
-  unlink(side);
-  snprintf(side, sizeof side, "%s-shm", path);
-  unlink(side);
-}
-
 static void bench_size(figures *out, const char *path, int64_t ntasks,
                        double idle) {
   if (count_tasks(path) != ntasks) {
@@ -500,20 +491,13 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  int64_t sizes[MAX_SIZES];
-  int nsizes = 0;
-  for (const char *p = sizes_text; *p && nsizes < MAX_SIZES;) {
-    char *end;
-    sizes[nsizes++] = strtoll(p, &end, 10);
-    if (*end && *end != ',')
-      break;
-    p = *end == ',' ? end + 1 : end;
-  }
+  int64_t sizes[BENCH_MAX_SIZES];
+  int nsizes = bench_parse_sizes(sizes_text, sizes, BENCH_MAX_SIZES);
   if (nsizes == 0 || (db && nsizes > 1)) {
     fprintf(stderr, "bench_top: bad --tasks or --db\n");
     return 2;
   }
-  static figures all[MAX_SIZES];
+  static figures all[BENCH_MAX_SIZES];
   for (int j = 0; j < nsizes; j++) {
     char path[512];
     if (db)
@@ -523,7 +507,7 @@ int main(int argc, char **argv) {
                (long long)sizes[j]);
     bench_size(&all[j], path, sizes[j], idle);
     if (remove_after && !db)
-      remove_store(path);
+      bench_remove_store(path);
   }
   print_table(sizes, nsizes, all);
   return 0;

@@ -691,11 +691,13 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* The row of name in rows (grown as needed), with its histograms in
- * hists[2 * index]; added when missing. */
+/* The row of the name in column 0 of st in rows (grown as needed), with
+ * its histograms in hists[2 * index]; added when missing. */
 static data_name *name_row(data_name **rows, hist_sparse **hists, int *n,
-                           int *cap, const char *p, size_t len) {
-  data_name *row = find_name(*rows, *n, p, len);
+                           int *cap, sqlite3_stmt *st) {
+  const char *p = (const char *)sqlite3_column_text(st, 0);
+  size_t len = (size_t)sqlite3_column_bytes(st, 0);
+  data_name *row = find_name(*rows, *n, p ? p : "", len);
   if (row)
     return row;
   if (*n == *cap) {
@@ -705,7 +707,7 @@ static data_name *name_row(data_name **rows, hist_sparse **hists, int *n,
   }
   row = &(*rows)[*n];
   memset(row, 0, sizeof *row);
-  row->name = (data_text){xmemdup(p, len), len};
+  row->name = (data_text){xmemdup(p ? p : "", len), len};
   hist_sparse_init(&(*hists)[2 * *n]);
   hist_sparse_init(&(*hists)[2 * *n + 1]);
   (*n)++;
@@ -756,9 +758,7 @@ static int names_from_rollups(data *d, const filter *f, int64_t now_us,
     goto out;
   sqlite3_bind_int64(st, 1, since);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    data_name *row = name_row(&rows, &hists, &count, &cap,
-                              (const char *)sqlite3_column_text(st, 0),
-                              (size_t)sqlite3_column_bytes(st, 0));
+    data_name *row = name_row(&rows, &hists, &count, &cap, st);
     for (int i = 0; i < 5; i++)
       row->count += sqlite3_column_int64(st, 1 + i);
     row->failed += sqlite3_column_int64(st, 2);
@@ -778,9 +778,7 @@ static int names_from_rollups(data *d, const filter *f, int64_t now_us,
   }
   sqlite3_bind_int64(st, 1, since);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    data_name *row = name_row(&rows, &hists, &count, &cap,
-                              (const char *)sqlite3_column_text(st, 0),
-                              (size_t)sqlite3_column_bytes(st, 0));
+    data_name *row = name_row(&rows, &hists, &count, &cap, st);
     row->count++;
     if (sqlite3_column_type(st, 1) != SQLITE_NULL)
       hist_sparse_add(&hists[2 * (row - rows) + 1],
