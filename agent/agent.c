@@ -20,10 +20,6 @@
 #include "agent_internal.h"
 #include "size.h"
 
-/* Below this the fixed parts (intern table, one ring, one resend chunk)
- * would not fit; smaller settings are raised to it. */
-#define MIN_BUFFER_BYTES (1024u * 1024u)
-
 static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static tw_agent *registry_head;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -61,6 +57,16 @@ const char *tw_err_name(int err) {
   }
 }
 
+/* The public structs' sizes are part of the soname's ABI: a field added
+ * later takes a reserved slot instead of growing them. */
+_Static_assert(sizeof(tw_config) == 3 * sizeof(void *) + sizeof(size_t) +
+                                        sizeof(void *) /* unsigned, padded */ +
+                                        16 * sizeof(void *) ||
+                   sizeof(void *) != 8,
+               "tw_config changed size: take a reserved slot");
+_Static_assert(sizeof(tw_agent_stats) == 22 * sizeof(uint64_t),
+               "tw_agent_stats changed size: take a reserved slot");
+
 void tw_config_init(tw_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->buffer_bytes = TW_DEFAULT_BUFFER_BYTES;
@@ -96,6 +102,9 @@ int tw_config_from_env(tw_config *cfg) {
     else
       rc = TW_EINVAL;
   }
+  clock_request clock;
+  if (tw__clock_parse_request(getenv("TASKWATCH_CLOCK"), &clock) != 0)
+    rc = TW_EINVAL;
   if ((s = getenv("TASKWATCH_FLUSH_TIMEOUT_MS")) != NULL && *s != '\0') {
     if (parse_number(s, 3600000, &v) == 0)
       cfg->flush_timeout_ms = (unsigned)v;
@@ -109,7 +118,7 @@ int tw_config_from_env(tw_config *cfg) {
   return rc;
 }
 
-int agent_reserve(tw_agent *agent, size_t n) {
+int tw__agent_reserve(tw_agent *agent, size_t n) {
   size_t cur = atomic_load_explicit(&agent->reserved, memory_order_relaxed);
   do {
     if (cur > agent->cap || agent->cap - cur < n)
@@ -120,7 +129,7 @@ int agent_reserve(tw_agent *agent, size_t n) {
   return 0;
 }
 
-void agent_release(tw_agent *agent, size_t n) {
+void tw__agent_release(tw_agent *agent, size_t n) {
   atomic_fetch_sub_explicit(&agent->reserved, n, memory_order_relaxed);
 }
 
@@ -130,37 +139,37 @@ static int64_t wall_now(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-void agent_new_instance(tw_agent *agent) {
+void tw__agent_new_instance(tw_agent *agent) {
   uint8_t *id = agent->instance;
   if (getrandom(id, PROTO_INSTANCE_SIZE, GRND_NONBLOCK) !=
       PROTO_INSTANCE_SIZE) {
     /* Early boot without entropy: a clock, pid and address mix is still
      * unique enough to tell instances apart. */
     uint64_t a = (uint64_t)wall_now() ^ ((uint64_t)getpid() << 32);
-    uint64_t b = (uint64_t)clock_mono_ns() ^ (uint64_t)(uintptr_t)agent;
+    uint64_t b = (uint64_t)tw__clock_mono_ns() ^ (uint64_t)(uintptr_t)agent;
     memcpy(id, &a, 8);
     memcpy(id + 8, &b, 8);
   }
-  int64_t mono = clock_mono_ns();
+  int64_t mono = tw__clock_mono_ns();
   agent->started_at_ns = wall_now();
   agent->wall_offset_ns = agent->started_at_ns - mono;
 }
 
-void registry_lock(void) {
+void tw__registry_lock(void) {
   pthread_mutex_lock(&registry_mutex);
 }
-void registry_unlock(void) {
+void tw__registry_unlock(void) {
   pthread_mutex_unlock(&registry_mutex);
 }
-tw_agent *registry_first(void) {
+tw_agent *tw__registry_first(void) {
   return registry_head;
 }
 
 static void atfork_prepare(void) {
-  registry_lock();
+  tw__registry_lock();
 }
 static void atfork_parent(void) {
-  registry_unlock();
+  tw__registry_unlock();
 }
 
 /* The child has one thread: this one. Every agent becomes a new instance
@@ -168,9 +177,9 @@ static void atfork_parent(void) {
 static void atfork_child(void) {
   pthread_mutex_init(&registry_mutex, NULL);
   for (tw_agent *a = registry_head; a != NULL; a = a->registry_next) {
-    agent_new_instance(a);
-    record_fork_child(a);
-    sender_fork_child(a);
+    tw__agent_new_instance(a);
+    tw__record_fork_child(a);
+    tw__sender_fork_child(a);
   }
 }
 
@@ -183,7 +192,7 @@ static char *copy_string(const char *s) {
 }
 
 static int agent_setup(tw_agent *a, const tw_config *cfg) {
-  char host[256] = "";
+  char host[PROTO_IDENT_MAX + 1] = "";
   if (gethostname(host, sizeof(host)) != 0)
     host[0] = '\0';
   host[sizeof(host) - 1] = '\0';
@@ -198,22 +207,22 @@ static int agent_setup(tw_agent *a, const tw_config *cfg) {
   if (!a->collector || !a->service || !a->host || !a->token)
     return TW_ENOMEM;
   a->cap = cfg->buffer_bytes ? cfg->buffer_bytes : TW_DEFAULT_BUFFER_BYTES;
-  if (a->cap < MIN_BUFFER_BYTES)
-    a->cap = MIN_BUFFER_BYTES;
+  if (a->cap < LIMIT_AGENT_BUFFER_MIN)
+    a->cap = LIMIT_AGENT_BUFFER_MIN;
   a->flush_timeout_ms = cfg->flush_timeout_ms ? cfg->flush_timeout_ms
                                               : TW_DEFAULT_FLUSH_TIMEOUT_MS;
-  if (intern_init(&a->strings) != 0)
+  if (tw__intern_init(&a->strings) != 0)
     return TW_ENOMEM;
-  agent_reserve(a, intern_footprint());
+  tw__agent_reserve(a, tw__intern_footprint());
   a->serial = atomic_fetch_add(&next_serial, 1);
   atomic_init(&a->next_id, 1);
-  agent_new_instance(a);
+  tw__agent_new_instance(a);
   return 0;
 }
 
 static void agent_destroy(tw_agent *a) {
-  record_free_rings(a);
-  intern_fini(&a->strings);
+  tw__record_free_rings(a);
+  tw__intern_fini(&a->strings);
   free(a->collector);
   free(a->service);
   free(a->host);
@@ -227,13 +236,14 @@ int tw_agent_new(const tw_config *cfg, tw_agent **out) {
   if (out == NULL)
     return TW_EINVAL;
   *out = NULL;
-  clock_init();
+  tw__clock_init();
   if (cfg == NULL) {
     if ((rc = tw_config_from_env(&env)) != 0)
       return rc;
     cfg = &env;
   }
-  if (sender_check_url(cfg->collector ? cfg->collector : TW_DEFAULT_COLLECTOR))
+  if (tw__sender_check_url(cfg->collector ? cfg->collector
+                                          : TW_DEFAULT_COLLECTOR))
     return TW_EURL;
   tw_agent *a = calloc(1, sizeof(*a));
   if (a == NULL)
@@ -243,15 +253,15 @@ int tw_agent_new(const tw_config *cfg, tw_agent **out) {
     return rc;
   }
   pthread_once(&atfork_once, install_atfork);
-  registry_lock();
+  tw__registry_lock();
   a->registry_next = registry_head;
   registry_head = a;
-  rc = sender_start(a);
-  registry_unlock();
+  rc = tw__sender_start(a);
+  tw__registry_unlock();
   if (rc != 0) {
-    registry_lock();
+    tw__registry_lock();
     registry_head = a->registry_next;
-    registry_unlock();
+    tw__registry_unlock();
     agent_destroy(a);
     return rc;
   }
@@ -262,16 +272,16 @@ int tw_agent_new(const tw_config *cfg, tw_agent **out) {
 int tw_agent_flush(tw_agent *agent, unsigned timeout_ms) {
   if (agent == NULL)
     return TW_EINVAL;
-  return sender_flush(agent, timeout_ms);
+  return tw__sender_flush(agent, timeout_ms);
 }
 
 void tw_agent_free(tw_agent *agent) {
   if (agent == NULL)
     return;
-  int64_t start = clock_mono_ns();
-  sender_flush(agent, agent->flush_timeout_ms);
-  int64_t left_ms =
-      (int64_t)agent->flush_timeout_ms - (clock_mono_ns() - start) / 1000000;
+  int64_t start = tw__clock_mono_ns();
+  tw__sender_flush(agent, agent->flush_timeout_ms);
+  int64_t left_ms = (int64_t)agent->flush_timeout_ms -
+                    (tw__clock_mono_ns() - start) / 1000000;
   /* The goodbye gets what is left of the flush budget, within limits: the
    * collector needs a moment to ack, and shutdown must stay bounded. */
   if (left_ms < 20)
@@ -280,18 +290,18 @@ void tw_agent_free(tw_agent *agent) {
     left_ms = 250;
   /* Leave the registry before the sender is stopped and freed: a fork()
    * on another thread runs atfork_child() over the registry, and an agent
-   * still listed there while sender_stop() frees its sender would have the
-   * child's sender_fork_child() close and free through a freed sender.
+   * still listed there while tw__sender_stop() frees its sender would have the
+   * child's tw__sender_fork_child() close and free through a freed sender.
    * atfork_prepare() takes the registry lock, so a fork sees the agent
    * either whole (sender running) or not at all. */
-  registry_lock();
+  tw__registry_lock();
   for (tw_agent **p = &registry_head; *p != NULL; p = &(*p)->registry_next)
     if (*p == agent) {
       *p = agent->registry_next;
       break;
     }
-  registry_unlock();
-  sender_stop(agent, (unsigned)left_ms);
+  tw__registry_unlock();
+  tw__sender_stop(agent, (unsigned)left_ms);
   agent_destroy(agent);
 }
 
@@ -299,9 +309,9 @@ void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out) {
   memset(out, 0, sizeof(*out));
   if (agent == NULL)
     return;
-  out->recorded = record_recorded_total(agent);
-  out->dropped = record_dropped_total(agent);
-  sender_stats(agent, out);
+  out->recorded = tw__record_recorded_total(agent);
+  out->dropped = tw__record_dropped_total(agent);
+  tw__sender_stats(agent, out);
   out->buffered_bytes =
       atomic_load_explicit(&agent->reserved, memory_order_relaxed);
 }

@@ -2,7 +2,9 @@
  * agent_internal - the agent's shared internals: the agent struct, the
  * per-thread event rings and their fixed-size records, the string intern
  * table, the memory budget, and the entry points the modules call across
- * files (agent.c, record.c, intern.c, sender.c, runner.c).
+ * files (agent.c, record.c, intern.c, runner.c, and the sender: sender.c,
+ * drain.c, resend.c). Limits shared with the rest of taskwatch are in
+ * common/limit.h.
  *
  * Memory model. Every recording thread owns one single-producer ring per
  * agent; the sender thread is the only consumer of every ring. A producer
@@ -43,13 +45,14 @@
  *   FAIL     a task, x type length | message length << 16, b detail length
  *   SKIP     a task, b cause
  *   DROP     a task, x reason length
+ *   LINK     a batch, x traceparent length
  */
 typedef struct ring_record {
   uint8_t kind;
   uint8_t mode;
   uint16_t slots; /* slots this record spans, this one included */
   uint32_t x;
-  int64_t time; /* clock_now() units, converted by the sender */
+  int64_t time; /* tw__clock_now() units, converted by the sender */
   uint64_t a;
   uint64_t b;
 } ring_record;
@@ -71,7 +74,6 @@ typedef struct ring_enqueue_tail {
 #define RING_MIN_BYTES (8u * 1024u)
 #define RING_MAX_BYTES (16u * 1024u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
-#define RING_ID_BLOCK 256  /* ids a ring takes from the agent at a time */
 
 typedef struct ring_name_cache {
   const char *ptr;
@@ -91,21 +93,22 @@ typedef struct ring {
   /* Consumer side: written only by the sender. */
   alignas(64) _Atomic uint64_t tail;
   uint64_t flush_mark; /* head seen when a flush was requested */
+  int64_t time_floor;  /* monotonic ns of the last record sent */
   /* Set at registration. owner is the owning thread's token, 0 when the
    * thread has exited and the ring may be adopted by another. */
   alignas(64) _Atomic uintptr_t owner;
   struct ring *next;
   ring_record *slots;
-  uint64_t mask; /* slot count - 1 */
-  size_t bytes;  /* everything allocated for this ring */
+  uint64_t mask;   /* slot count - 1 */
+  size_t bytes;    /* everything charged to the budget for this ring */
+  bool slots_cold; /* slot pages not faulted in (wiped by a fork) */
 } ring;
 
 /* ---- intern table ------------------------------------------------------ */
 
+/* The table's bounds (INTERN_MAX_IDS, INTERN_ARENA, LIMIT_NAME) are in
+ * common/limit.h. */
 #define INTERN_SLOTS 8192u    /* open-addressing table, power of two */
-#define INTERN_MAX_IDS 4096u  /* string ids 1 .. INTERN_MAX_IDS - 1 */
-#define INTERN_ARENA 131072u  /* bytes of string text */
-#define INTERN_TEXT_MAX 1024u /* longer names and labels are truncated */
 #define INTERN_OVERFLOW_ID 1u /* "(too many distinct names)" */
 
 typedef struct intern {
@@ -116,15 +119,15 @@ typedef struct intern {
   _Atomic uint32_t next_id;
 } intern;
 
-/* Bytes intern_init() allocates; charged to the agent's budget. */
-size_t intern_footprint(void);
-int intern_init(intern *t);
-void intern_fini(intern *t);
-/* Returns the id of s (at most INTERN_TEXT_MAX bytes of it), inserting it
+/* Bytes tw__intern_init() allocates; charged to the agent's budget. */
+size_t tw__intern_footprint(void);
+int tw__intern_init(intern *t);
+void tw__intern_fini(intern *t);
+/* Returns the id of s (at most LIMIT_NAME bytes of it), inserting it
  * when new. Lock-free and allocation-free; INTERN_OVERFLOW_ID when full. */
-uint32_t intern_get(intern *t, const char *s, size_t len);
-/* The text of an id returned by intern_get(); *len gets its length. */
-const char *intern_text(const intern *t, uint32_t id, uint32_t *len);
+uint32_t tw__intern_get(intern *t, const char *s, size_t len);
+/* The text of an id returned by tw__intern_get(); *len gets its length. */
+const char *tw__intern_text(const intern *t, uint32_t id, uint32_t *len);
 
 /* ---- the agent --------------------------------------------------------- */
 
@@ -152,40 +155,47 @@ struct tw_agent {
 };
 
 /* Budget: returns 0 when n more bytes fit under the cap. */
-int agent_reserve(tw_agent *agent, size_t n);
-void agent_release(tw_agent *agent, size_t n);
+int tw__agent_reserve(tw_agent *agent, size_t n);
+void tw__agent_release(tw_agent *agent, size_t n);
 
 /* Fills agent->instance with fresh random bytes. */
-void agent_new_instance(tw_agent *agent);
+void tw__agent_new_instance(tw_agent *agent);
 
 /* record.c */
-void record_fork_child(tw_agent *agent); /* after fork(): discard events */
-void record_free_rings(tw_agent *agent);
-uint64_t record_dropped_total(tw_agent *agent);
-uint64_t record_recorded_total(tw_agent *agent);
+void tw__record_fork_child(tw_agent *agent); /* after fork(): discard events */
+void tw__record_free_rings(tw_agent *agent);
+uint64_t tw__record_dropped_total(tw_agent *agent);
+uint64_t tw__record_recorded_total(tw_agent *agent);
 
 /* Reads `n` bytes starting at byte offset `at` of a ring's slot memory,
  * wrapping at the end. */
-void ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n);
+void tw__ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n);
 
 /* sender.c */
 /* 0 when url is a collector URL the sender can use, -1 otherwise. */
-int sender_check_url(const char *url);
-int sender_start(tw_agent *agent);
+int tw__sender_check_url(const char *url);
+int tw__sender_start(tw_agent *agent);
 /* Drains and waits until everything recorded so far is acked. */
-int sender_flush(tw_agent *agent, unsigned timeout_ms);
+int tw__sender_flush(tw_agent *agent, unsigned timeout_ms);
 /* Says goodbye (waiting at most goodbye_ms for its ack), stops the thread,
  * frees the sender. */
-void sender_stop(tw_agent *agent, unsigned goodbye_ms);
-/* In a forked child: forget the parent's sender without touching its
- * thread, and start a new one. */
-void sender_fork_child(tw_agent *agent);
-void sender_stats(tw_agent *agent, tw_agent_stats *out);
+void tw__sender_stop(tw_agent *agent, unsigned goodbye_ms);
+/* In a forked child: close the parent's collector connection and free its
+ * sender without touching its thread or running its loop, and start a new
+ * one. */
+void tw__sender_fork_child(tw_agent *agent);
+void tw__sender_stats(tw_agent *agent, tw_agent_stats *out);
+/* The last time the collector refused this agent (its ERROR reason) or the
+ * agent closed a connection over the collector's protocol: returns the
+ * code (TW_EPROTO) and copies the one-line reason into buf (NUL-terminated,
+ * cut to size); 0 and "" when there was none since the sender started.
+ * Thread-safe. */
+int tw__sender_refusal(tw_agent *agent, char *buf, size_t size);
 
 /* Registry of live agents (agent.c), used at fork and thread exit. */
-void registry_lock(void);
-void registry_unlock(void);
+void tw__registry_lock(void);
+void tw__registry_unlock(void);
 /* The first live agent (follow registry_next); registry lock held. */
-tw_agent *registry_first(void);
+tw_agent *tw__registry_first(void);
 
 #endif /* TW_AGENT_INTERNAL_H */

@@ -5,79 +5,251 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <taskwatch.h>
 #include <time.h>
 
 #if CLOCK_HAVE_COUNTER
 #include <cpuid.h>
 #endif
 
-int clock_counter;
+clock_flag tw__clock_use;
+static clock_source chosen = CLOCK_SOURCE_MONOTONIC;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-int64_t clock_mono_ns(void) {
+int64_t tw__clock_mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* The kernel's own choice says whether the counter is synchronised across
- * CPUs and stable; the CPU's invariant-TSC bit says it ticks at a constant
- * rate through power states. Both, or no counter. */
-static int counter_trusted(void) {
-#if CLOCK_HAVE_COUNTER
-  unsigned a, b, c, d;
-  if (!__get_cpuid(0x80000007u, &a, &b, &c, &d) || !(d & (1u << 8)))
+/* ---- the choice --------------------------------------------------------- */
+
+int tw__clock_parse_request(const char *value, clock_request *out) {
+  *out = CLOCK_REQUEST_AUTO;
+  if (value == NULL || *value == '\0' || strcmp(value, "auto") == 0)
     return 0;
-  char source[32] = "";
-  FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/"
-                  "current_clocksource",
-                  "r");
-  if (f == NULL)
-    return 0;
-  if (fgets(source, sizeof(source), f) == NULL)
-    source[0] = '\0';
-  fclose(f);
-  return strncmp(source, "tsc", 3) == 0 &&
-         (source[3] == '\n' || source[3] == '\0');
-#else
+  if (strcmp(value, "tsc") == 0)
+    *out = CLOCK_REQUEST_TSC;
+  else if (strcmp(value, "monotonic") == 0)
+    *out = CLOCK_REQUEST_MONOTONIC;
+  else
+    return -1;
   return 0;
+}
+
+/* Whether the blank-separated words [s, end) include `word`. */
+static bool has_word(const char *s, const char *end, const char *word) {
+  size_t n = strlen(word);
+  while (s < end) {
+    while (s < end && (*s == ' ' || *s == '\t'))
+      s++;
+    const char *w = s;
+    while (s < end && *s != ' ' && *s != '\t')
+      s++;
+    if ((size_t)(s - w) == n && memcmp(w, word, n) == 0)
+      return true;
+  }
+  return false;
+}
+
+int tw__clock_cpuinfo_invariant(const char *cpuinfo) {
+  int verdict = -1;
+  for (const char *line = cpuinfo; line != NULL && *line != '\0';) {
+    const char *end = strchr(line, '\n');
+    const char *next = end != NULL ? end + 1 : NULL;
+    if (end == NULL)
+      end = line + strlen(line);
+    const char *colon = memchr(line, ':', (size_t)(end - line));
+    /* x86 names the line "flags"; the key is padded with tabs. */
+    if (colon != NULL && (size_t)(end - line) > 5 &&
+        memcmp(line, "flags", 5) == 0 &&
+        (line[5] == '\t' || line[5] == ' ' || line[5] == ':')) {
+      bool both = has_word(colon + 1, end, "constant_tsc") &&
+                  has_word(colon + 1, end, "nonstop_tsc");
+      if (!both)
+        return 0;
+      verdict = 1;
+    }
+    line = next;
+  }
+  return verdict;
+}
+
+bool tw__clock_kernel_refuses(const char *clocksource) {
+  static const char *const timers[] = {"hpet", "acpi_pm", "jiffies",
+                                       "refined-jiffies", "pit"};
+  size_t n = strcspn(clocksource, "\n");
+  for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
+    if (strlen(timers[i]) == n && memcmp(clocksource, timers[i], n) == 0)
+      return true;
+  return false;
+}
+
+clock_source tw__clock_decide(clock_request request, const clock_facts *facts) {
+  if (!facts->have_counter || request == CLOCK_REQUEST_MONOTONIC)
+    return CLOCK_SOURCE_MONOTONIC;
+  if (request == CLOCK_REQUEST_TSC)
+    return CLOCK_SOURCE_TSC;
+  if (facts->invariant && !facts->kernel_refuses && !facts->counter_slow)
+    return CLOCK_SOURCE_TSC;
+  return CLOCK_SOURCE_MONOTONIC;
+}
+
+/* The whole of a small /proc or /sys file, NUL-terminated; NULL when it
+ * cannot be read. The caller frees it. */
+static char *read_text(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return NULL;
+  size_t cap = 4096, len = 0;
+  char *text = malloc(cap);
+  while (text != NULL) {
+    len += fread(text + len, 1, cap - 1 - len, f);
+    if (len < cap - 1)
+      break;
+    char *bigger = cap < ((size_t)8 << 20) ? realloc(text, cap * 2) : NULL;
+    if (bigger == NULL) {
+      free(text);
+      text = NULL;
+      break;
+    }
+    text = bigger;
+    cap *= 2;
+  }
+  fclose(f);
+  if (text != NULL)
+    text[len] = '\0';
+  return text;
+}
+
+#if CLOCK_HAVE_COUNTER
+/* The cheapest of a few short runs, in counter ticks per read: the minimum
+ * is what a read costs when nothing else runs. */
+static int64_t read_cost(bool counter) {
+  int64_t best = INT64_MAX;
+  for (int run = 0; run < 8; run++) {
+    int64_t t0 = (int64_t)__rdtsc();
+    for (int i = 0; i < 16; i++) {
+      if (counter)
+        __asm__ volatile("" : : "r"(__rdtsc()));
+      else
+        __asm__ volatile("" : : "r"(tw__clock_mono_ns()));
+    }
+    int64_t t = ((int64_t)__rdtsc() - t0) / 16;
+    best = t < best ? t : best;
+  }
+  return best;
+}
+#endif
+
+static void gather_facts(clock_facts *f) {
+  memset(f, 0, sizeof(*f));
+#if CLOCK_HAVE_COUNTER
+  /* A counter this high would collide with CLOCK_MONO_TAG within years. */
+  f->have_counter = __rdtsc() < ((uint64_t)1 << 61);
+  char *cpuinfo = read_text("/proc/cpuinfo");
+  int flags = cpuinfo != NULL ? tw__clock_cpuinfo_invariant(cpuinfo) : -1;
+  free(cpuinfo);
+  unsigned a, b, c, d;
+  if (flags < 0) /* CPUID 0x80000007, EDX bit 8: invariant TSC */
+    flags = __get_cpuid(0x80000007u, &a, &b, &c, &d) && (d & (1u << 8));
+  f->invariant = flags == 1;
+  char *source = read_text("/sys/devices/system/clocksource/clocksource0/"
+                           "current_clocksource");
+  f->kernel_refuses = source != NULL && tw__clock_kernel_refuses(source);
+  free(source);
+  f->counter_slow = read_cost(true) >= read_cost(false);
 #endif
 }
 
 static void decide(void) {
-  clock_counter = counter_trusted();
+  clock_request request;
+  clock_facts facts;
+  /* A malformed value means automatic here; tw_config_from_env() is where
+   * it is reported (TW_EINVAL). */
+  tw__clock_parse_request(getenv("TASKWATCH_CLOCK"), &request);
+  gather_facts(&facts);
+  chosen = tw__clock_decide(request, &facts);
+  atomic_store(&tw__clock_use.counter, chosen == CLOCK_SOURCE_TSC);
 }
 
-void clock_init(void) {
+void tw__clock_init(void) {
   pthread_once(&init_once, decide);
 }
 
-/* A (tick, ns) pair read back to back; the tick is the middle of two
- * counter reads around the clock read. Fenced, so it is not reordered
- * before the loads that follow it (the drain reads ring heads next). */
-static clock_anchor take_anchor(void) {
+clock_source tw__clock_current(void) {
+  return atomic_load_explicit(&tw__clock_use.counter, memory_order_relaxed)
+             ? CLOCK_SOURCE_TSC
+             : CLOCK_SOURCE_MONOTONIC;
+}
+
+const char *tw__clock_source_name(clock_source source) {
+  return source == CLOCK_SOURCE_TSC ? "tsc" : "monotonic";
+}
+
+const char *tw_clock_source(void) {
+  return tw__clock_source_name(tw__clock_current());
+}
+
+/* ---- the sender's mapping ----------------------------------------------- */
+
+/* Reads (counter, CLOCK_MONOTONIC) back to back; the tick is the middle of
+ * two counter reads around the clock read, *spread their distance. Fenced,
+ * so the drain's loads of ring heads that follow are not done first. */
+static clock_anchor read_anchor(bool counter, int64_t *spread) {
   clock_anchor x;
+  *spread = 0;
 #if CLOCK_HAVE_COUNTER
-  if (clock_counter) {
+  if (counter) {
     _mm_lfence();
     int64_t t0 = (int64_t)__rdtsc();
-    x.ns = clock_mono_ns();
+    _mm_lfence();
+    x.ns = tw__clock_mono_ns();
+    _mm_lfence();
     int64_t t1 = (int64_t)__rdtsc();
     _mm_lfence();
     x.tick = t0 + (t1 - t0) / 2;
+    *spread = t1 - t0;
     return x;
   }
 #endif
-  x.ns = clock_mono_ns();
+  (void)counter;
+  x.ns = tw__clock_mono_ns();
   x.tick = x.ns;
   return x;
 }
 
-void clock_map_init(clock_map *m) {
-  m->n = 1;
-  m->a[0] = take_anchor();
+/* The narrowest of a few tries; *wide when even that one is too wide to
+ * trust (the sender was preempted or moved between the reads each time). */
+static clock_anchor take_anchor(const clock_map *m, bool *wide) {
+  int64_t spread, best_spread;
+  clock_anchor best = read_anchor(m->counter, &best_spread);
+  for (int i = 0;
+       i < 3 && (double)best_spread * m->slope > (double)CLOCK_ANCHOR_SPREAD_NS;
+       i++) {
+    clock_anchor x = read_anchor(m->counter, &spread);
+    if (spread < best_spread) {
+      best = x;
+      best_spread = spread;
+    }
+  }
+  *wide = (double)best_spread * m->slope > (double)CLOCK_ANCHOR_SPREAD_NS;
+  return best;
+}
+
+void tw__clock_map_init(clock_map *m) {
+  bool wide;
+  memset(m, 0, sizeof(*m));
+  m->counter = chosen == CLOCK_SOURCE_TSC;
+  /* Until two anchors give a rate, a tick counts as a nanosecond: counters
+   * run at 1 GHz or more, so this overstates an anchor's spread, never
+   * understates it. */
   m->slope = 1.0;
+  m->a[0] = take_anchor(m, &wide);
+  m->n = 1;
+  m->ceiling = m->a[0].ns;
 }
 
 static void thin_out(clock_map *m) {
@@ -88,44 +260,85 @@ static void thin_out(clock_map *m) {
   m->n = k;
 }
 
-int64_t clock_map_mark(clock_map *m) {
-  clock_anchor x = take_anchor();
-  clock_anchor *last = &m->a[m->n - 1];
-  /* Keep the map strictly increasing in both coordinates. */
+bool tw__clock_map_add(clock_map *m, clock_anchor x) {
+  const clock_anchor *last = &m->a[m->n - 1];
   if (x.tick <= last->tick || x.ns <= last->ns)
-    return x.tick > last->tick ? x.tick : last->tick;
+    return false;
   if (m->n == CLOCK_ANCHORS)
     thin_out(m);
   m->a[m->n++] = x;
+  m->ceiling = x.ns > m->ceiling ? x.ns : m->ceiling;
   const clock_anchor *lo = &m->a[m->n - 2];
   m->slope = (double)(x.ns - lo->ns) / (double)(x.tick - lo->tick);
-  return x.tick;
+  return true;
 }
 
-static int64_t interpolate(const clock_anchor *lo, const clock_anchor *hi,
-                           int64_t tick) {
-  double slope = (double)(hi->ns - lo->ns) / (double)(hi->tick - lo->tick);
-  return lo->ns + (int64_t)((double)(tick - lo->tick) * slope);
+int64_t tw__clock_map_mark(clock_map *m) {
+  if (m->skew) /* see clock.h: records from now on carry monotonic ns */
+    atomic_store_explicit(&tw__clock_use.counter, 0, memory_order_relaxed);
+  if (!m->counter) {
+    m->ceiling = tw__clock_mono_ns();
+    return m->ceiling | CLOCK_MONO_TAG;
+  }
+  bool wide;
+  clock_anchor x = take_anchor(m, &wide);
+  /* The clock read is exact even when the anchor's tick is not. */
+  m->ceiling = x.ns > m->ceiling ? x.ns : m->ceiling;
+  /* A wide anchor is refused, unless every try has been wide for a while:
+   * a map that never moves would hold every record back. */
+  m->too_wide = wide ? m->too_wide + 1 : 0;
+  if ((!wide || m->too_wide >= 8) && tw__clock_map_add(m, x))
+    m->too_wide = 0;
+  if (!atomic_load_explicit(&tw__clock_use.counter, memory_order_relaxed))
+    return x.ns | CLOCK_MONO_TAG; /* ticks stamped before the move too */
+  /* With one anchor there is no rate yet: nothing is due. */
+  return m->n >= 2 ? m->a[m->n - 1].tick : INT64_MIN;
 }
 
-int64_t clock_map_ns(const clock_map *m, int64_t tick) {
-  if (!clock_counter)
-    return tick;
-  if (m->n == 1) /* no segment yet: the anchor alone, at nominal 1 GHz */
-    return m->a[0].ns + (tick - m->a[0].tick);
+/* The anchor's ns plus the ticks since it at `slope`. Only the offset goes
+ * through a double: a monotonic time past 2^53 ns (104 days of uptime)
+ * would lose its last bits there, and the mapping its exactness at every
+ * anchor. */
+static int64_t along(const clock_anchor *lo, double slope, int64_t tick) {
+  double offset = (double)(tick - lo->tick) * slope;
+  /* Only a garbage counter gets this far; keep the result defined. */
+  if (offset >= (double)(CLOCK_MONO_TAG - 1 - lo->ns))
+    return CLOCK_MONO_TAG - 1;
+  return lo->ns + (int64_t)offset;
+}
+
+int64_t tw__clock_map_ns(const clock_map *m, int64_t time) {
+  if (time >= CLOCK_MONO_TAG)
+    return time & (CLOCK_MONO_TAG - 1);
+  /* Before the first anchor (or with no rate yet) only a counter that
+   * disagrees with the sender's can stamp; pin it to the anchor. */
+  if (m->n < 2 || time <= m->a[0].tick)
+    return m->a[0].ns;
   /* Most records fall in the newest segment: no search for them. */
   const clock_anchor *base = &m->a[m->n - 2];
-  if (tick >= base->tick)
-    return base->ns + (int64_t)((double)(tick - base->tick) * m->slope);
-  if (tick <= m->a[0].tick)
-    return interpolate(&m->a[0], &m->a[1], tick);
-  size_t lo = 0, hi = m->n - 1; /* a[lo].tick < tick < a[hi].tick */
+  if (time >= base->tick)
+    return along(base, m->slope, time);
+  size_t lo = 0, hi = m->n - 1; /* a[lo].tick < time < a[hi].tick */
   while (hi - lo > 1) {
     size_t mid = lo + (hi - lo) / 2;
-    if (m->a[mid].tick <= tick)
+    if (m->a[mid].tick <= time)
       lo = mid;
     else
       hi = mid;
   }
-  return interpolate(&m->a[lo], &m->a[hi], tick);
+  const clock_anchor *a = &m->a[lo], *b = &m->a[hi];
+  return along(a, (double)(b->ns - a->ns) / (double)(b->tick - a->tick), time);
+}
+
+int64_t tw__clock_map_ring(clock_map *m, int64_t time, int64_t *floor) {
+  int64_t ns = tw__clock_map_ns(m, time);
+  if (ns > m->ceiling)
+    ns = m->ceiling;
+  if (ns < *floor) {
+    if (time < CLOCK_MONO_TAG && (*floor - ns) > CLOCK_SKEW_NS)
+      m->skew = true;
+    ns = *floor;
+  }
+  *floor = ns;
+  return ns;
 }

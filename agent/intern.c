@@ -4,7 +4,7 @@
  * sends each id's text once per instance (a STRING event) before its first
  * use.
  *
- * The table is lock-free and allocation-free after intern_init(): an
+ * The table is lock-free and allocation-free after tw__intern_init(): an
  * open-addressing array of 64-bit words (hash << 32 | id) published with a
  * single compare-and-swap, a fixed arena for the text, and an id counter. An
  * inserter copies the text and takes an id first, then tries to claim a
@@ -22,7 +22,7 @@
 
 static const char overflow_text[] = "(too many distinct names)";
 
-size_t intern_footprint(void) {
+size_t tw__intern_footprint(void) {
   return INTERN_SLOTS * sizeof(uint64_t) + INTERN_MAX_IDS * sizeof(uint32_t) +
          INTERN_ARENA;
 }
@@ -50,9 +50,9 @@ static uint32_t add_text(intern *t, const char *s, size_t len) {
   do {
     if (at > INTERN_ARENA || INTERN_ARENA - at < need)
       return 0;
-  } while (!atomic_compare_exchange_weak_explicit(
-      &t->arena_top, &at, at + need, memory_order_relaxed,
-      memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(&t->arena_top, &at, at + need,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed));
   uint32_t id = atomic_fetch_add_explicit(&t->next_id, 1, memory_order_relaxed);
   if (id >= INTERN_MAX_IDS)
     return 0;
@@ -65,13 +65,23 @@ static uint32_t add_text(intern *t, const char *s, size_t len) {
   return id;
 }
 
-int intern_init(intern *t) {
+/* Zeroed memory in whole cache lines of its own: every enqueue reads an
+ * id's offset and text, and a neighbour on the heap written by another
+ * thread would make those reads cache misses. */
+static void *lines_alloc(size_t bytes) {
+  void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+  if (p != NULL)
+    memset(p, 0, bytes);
+  return p;
+}
+
+int tw__intern_init(intern *t) {
   memset(t, 0, sizeof(*t));
-  t->slots = calloc(INTERN_SLOTS, sizeof(*t->slots));
-  t->by_id = calloc(INTERN_MAX_IDS, sizeof(*t->by_id));
-  t->arena = malloc(INTERN_ARENA);
+  t->slots = lines_alloc(INTERN_SLOTS * sizeof(*t->slots));
+  t->by_id = lines_alloc(INTERN_MAX_IDS * sizeof(*t->by_id));
+  t->arena = lines_alloc(INTERN_ARENA);
   if (t->slots == NULL || t->by_id == NULL || t->arena == NULL) {
-    intern_fini(t);
+    tw__intern_fini(t);
     return TW_ENOMEM;
   }
   atomic_init(&t->arena_top, 0);
@@ -80,7 +90,7 @@ int intern_init(intern *t) {
   return 0;
 }
 
-void intern_fini(intern *t) {
+void tw__intern_fini(intern *t) {
   free(t->slots);
   free(t->by_id);
   free(t->arena);
@@ -89,7 +99,7 @@ void intern_fini(intern *t) {
   t->arena = NULL;
 }
 
-const char *intern_text(const intern *t, uint32_t id, uint32_t *len) {
+const char *tw__intern_text(const intern *t, uint32_t id, uint32_t *len) {
   uint32_t at = atomic_load_explicit(&t->by_id[id], memory_order_relaxed);
   uint16_t n16;
   memcpy(&n16, t->arena + at, sizeof(n16));
@@ -100,13 +110,13 @@ const char *intern_text(const intern *t, uint32_t id, uint32_t *len) {
 static bool text_equal(const intern *t, uint32_t id, const char *s,
                        size_t len) {
   uint32_t n;
-  const char *text = intern_text(t, id, &n);
+  const char *text = tw__intern_text(t, id, &n);
   return n == len && memcmp(text, s, len) == 0;
 }
 
-uint32_t intern_get(intern *t, const char *s, size_t len) {
-  if (len > INTERN_TEXT_MAX)
-    len = INTERN_TEXT_MAX;
+uint32_t tw__intern_get(intern *t, const char *s, size_t len) {
+  if (len > LIMIT_NAME)
+    len = LIMIT_NAME;
   uint32_t h = hash_bytes(s, len);
   uint32_t mine = 0; /* our own id, once we have copied the text */
   for (uint32_t probe = 0; probe < INTERN_SLOTS; probe++) {

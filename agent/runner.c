@@ -22,10 +22,6 @@
 
 #include "agent_internal.h"
 
-#define ERROR_TYPE_MAX 256
-#define ERROR_MESSAGE_MAX 4096
-#define ERROR_DETAIL_MAX 32768
-
 struct tw_task {
   tw_batch *batch;
   tw_id id;
@@ -261,9 +257,9 @@ void tw_task_set_error(tw_task *task, const char *error_type,
   free(task->error_type);
   free(task->message);
   free(task->detail);
-  task->error_type = copy_limited(error_type, ERROR_TYPE_MAX);
-  task->message = copy_limited(message, ERROR_MESSAGE_MAX);
-  task->detail = copy_limited(detail, ERROR_DETAIL_MAX);
+  task->error_type = copy_limited(error_type, LIMIT_ERROR_TYPE);
+  task->message = copy_limited(message, LIMIT_ERROR_MESSAGE);
+  task->detail = copy_limited(detail, LIMIT_ERROR_DETAIL);
 }
 
 tw_id tw_task_id(const tw_task *task) {

@@ -13,6 +13,22 @@
  * steady recording cost and not the cost of dropping. Drops are printed
  * anyway, for every method that can drop.
  *
+ * Every row is measured --repeat times (at least 5), the methods taking
+ * turns within each repetition so that a noisy moment of the shared
+ * machine falls on all of them alike; a repetition's figure is the median
+ * over its (round, thread) samples, and the row prints the median and the
+ * worst repetition, and the ratio of the medians to LTTng's. Each thread
+ * records one untimed round before its timed ones, so rings (and LTTng's
+ * buffers) are warm. What a cold ring costs is printed on its own lines,
+ * for fresh agents at the benchmark's budget and at the default one: the
+ * wall time of a fresh thread's first event (ring registration, which
+ * faults the ring in) and the CPU per event of its first round.
+ *
+ * The sender's own CPU per event is measured apart, at full speed: the
+ * sender thread's CPU time over the events it sent while one thread
+ * records as fast as it can, in rounds that fit its ring with a flush
+ * after each (bulk), and without ever waiting (saturated).
+ *
  * LTTng needs a session daemon and an active session: the benchmark starts
  * `lttng-sessiond` when none runs, creates a private session, enables the
  * tracepoint, and re-executes itself so the fresh process registers with
@@ -21,6 +37,7 @@
  *
  * Output: one `key: value` per line; nothing here fails on speed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,6 +45,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +83,10 @@ static const char *method_name[M_COUNT] = {
     "fprintf_fflush", "clock_gettime", "taskwatch_enqueue"};
 
 #define PER_ROUND 16384u
+#define MIN_REPEAT 5
+/* Room for rounds of PER_ROUND events from every thread: the first
+ * threads get 16 MiB rings. */
+#define BENCH_BUDGET ((size_t)512 << 20)
 
 static uint64_t now_ns(clockid_t id) {
   struct timespec ts;
@@ -91,14 +114,14 @@ static void sink_reply(int fd, proto_buf *b) {
       return;
     off += (size_t)n;
   }
-  proto_buf_reset(b);
+  tw__proto_buf_reset(b);
 }
 
 static void sink_serve(sink *s, int fd) {
   size_t cap = PROTO_FRAME_MAX + PROTO_HEADER_SIZE, len = 0;
   uint8_t *buf = malloc(cap);
   proto_buf out;
-  proto_buf_init(&out);
+  tw__proto_buf_init(&out);
   struct pollfd p[2] = {{fd, POLLIN, 0}, {s->stop_pipe[0], POLLIN, 0}};
   while (buf != NULL && poll(p, 2, -1) > 0 && p[1].revents == 0) {
     ssize_t n = recv(fd, buf + len, cap - len, 0);
@@ -107,18 +130,19 @@ static void sink_serve(sink *s, int fd) {
     len += (size_t)n;
     size_t at = 0;
     proto_frame f;
-    while (proto_frame_next(buf + at, len - at, 0, &f) == 0) {
+    while (tw__proto_frame_next(buf + at, len - at, 0, &f) == 0) {
       proto_events it;
       if (f.type == PROTO_HELLO) {
         proto_welcome w = {PROTO_VERSION, 1, PROTO_FRAME_MAX};
-        proto_put_welcome(&out, &w);
+        tw__proto_put_welcome(&out, &w);
       } else if (f.type == PROTO_EVENTS &&
-                 proto_events_begin(&it, f.payload, f.payload_len) == 0) {
-        proto_put_ack(&out, it.first_seq + it.count);
+                 tw__proto_events_begin(&it, f.payload, f.payload_len,
+                                    PROTO_VERSION) == 0) {
+        tw__proto_put_ack(&out, PROTO_VERSION, it.first_seq + it.count);
       } else if (f.type == PROTO_GOODBYE) {
         uint64_t last = 0;
-        proto_decode_u64(f.payload, f.payload_len, &last);
-        proto_put_ack(&out, last + 1);
+        tw__proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION, &last);
+        tw__proto_put_ack(&out, PROTO_VERSION, last + 1);
       }
       at += f.frame_len;
     }
@@ -126,7 +150,7 @@ static void sink_serve(sink *s, int fd) {
     memmove(buf, buf + at, len - at);
     len -= at;
   }
-  proto_buf_fini(&out);
+  tw__proto_buf_fini(&out);
   free(buf);
   close(fd);
 }
@@ -223,19 +247,21 @@ static void record(bench *b, uint64_t task, uint64_t thread) {
   }
 }
 
+/* Round 0 is the warm-up: recorded, not timed. */
 static void *worker_main(void *arg) {
   worker *w = arg;
   bench *b = w->b;
   uint64_t thread = (uint64_t)gettid();
   uint64_t task = (uint64_t)w->index << 32 | 1;
-  for (uint64_t r = 0; r < b->rounds; r++) {
+  for (uint64_t r = 0; r <= b->rounds; r++) {
     pthread_barrier_wait(&b->go);
     uint64_t t0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
     for (uint64_t i = 0; i < b->per_round; i++)
       record(b, task++, thread);
     uint64_t t1 = now_ns(CLOCK_THREAD_CPUTIME_ID);
-    b->samples[r * (uint64_t)b->threads + (uint64_t)w->index] =
-        (double)(t1 - t0) / (double)b->per_round;
+    if (r > 0)
+      b->samples[(r - 1) * (uint64_t)b->threads + (uint64_t)w->index] =
+          (double)(t1 - t0) / (double)b->per_round;
     pthread_barrier_wait(&b->done);
   }
   return NULL;
@@ -244,6 +270,12 @@ static void *worker_main(void *arg) {
 static int compare_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
+}
+
+/* Sorts v in place. */
+static double median_of(double *v, size_t n) {
+  qsort(v, n, sizeof(double), compare_double);
+  return v[n / 2];
 }
 
 /* Runs one method from b->threads threads; returns the median ns/event
@@ -259,7 +291,7 @@ static double run_bench(bench *b) {
     w[i] = (worker){b, i};
     pthread_create(&th[i], NULL, worker_main, &w[i]);
   }
-  for (uint64_t r = 0; r < b->rounds; r++) {
+  for (uint64_t r = 0; r <= b->rounds; r++) {
     pthread_barrier_wait(&b->go);
     pthread_barrier_wait(&b->done);
     /* Between rounds: let the agent's sender (or LTTng's consumer) catch
@@ -275,8 +307,7 @@ static double run_bench(bench *b) {
     pthread_join(th[i], NULL);
   pthread_barrier_destroy(&b->go);
   pthread_barrier_destroy(&b->done);
-  qsort(b->samples, n, sizeof(double), compare_double);
-  double median = b->samples[n / 2];
+  double median = median_of(b->samples, n);
   free(b->samples);
   return median;
 }
@@ -369,6 +400,11 @@ static long long lttng_finish(void) {
   shell("lttng destroy %s >/dev/null 2>&1", session);
   shell("rm -rf %s", dir);
   pid_t pid = (pid_t)strtol(daemon ? daemon : "0", NULL, 10);
+  /* The daemon this run started may serve other sessions by now (another
+   * benchmark on the same machine found it running): it stays for them. */
+  if (pid > 0 &&
+      shell("lttng --mi xml list 2>/dev/null | grep -q '<session>'") == 0)
+    pid = 0;
   if (pid > 0) {
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
@@ -390,60 +426,313 @@ static int lttng_active(void) {
   return 0;
 }
 
-/* ---- main -----------------------------------------------------------------
+/* ---- the rows -------------------------------------------------------------
  */
 
-/* Runs every method from t threads and prints its rows. */
-static void report_threads(int t, uint64_t rounds, tw_agent *agent, FILE *log,
-                           int lttng) {
-  double ns[M_COUNT] = {0};
-  long long dropped = 0, enqueue_dropped = 0;
+typedef struct plan {
+  uint64_t rounds; /* timed rounds per thread and repetition */
+  int repeat;
+  tw_agent *agent;
+  FILE *log;
+  int lttng;
+  int lttng_lost; /* the tracepoint went off during a run: no figures */
+} plan;
+
+/* Whether the session still records: a daemon stopped by someone else
+ * (another benchmark that started it) turns the tracepoint off, and an
+ * LTTng row would time a disabled tracepoint. */
+static int lttng_still_on(void) {
+#if TW_BENCH_LTTNG
+  return lttng_ust_tracepoint_enabled(taskwatch_bench, task_start) != 0;
+#else
+  return 0;
+#endif
+}
+
+/* One repetition of one method from t threads: its median ns/event. */
+static double run_once(const plan *p, int t, enum method m,
+                       long long *dropped) {
+  bench b;
+  memset(&b, 0, sizeof(b));
+  b.m = m;
+  b.threads = t;
+  b.rounds = p->rounds;
+  b.per_round = PER_ROUND;
+  b.agent = p->agent;
+  b.log = p->log;
+  if (m == M_FFLUSH) /* a write(2) per event: fewer of them */
+    b.rounds = p->rounds / 16 ? p->rounds / 16 : 1;
+  tw_agent_stats before, after;
+  tw_agent_get_stats(p->agent, &before);
+  double ns = run_bench(&b);
+  tw_agent_get_stats(p->agent, &after);
+  *dropped += (long long)(after.dropped - before.dropped);
+  return ns;
+}
+
+/* Runs every method from t threads, p->repeat times, and prints its rows:
+ * median and worst repetition, drops, ratios of the medians. */
+static void report_threads(int t, plan *p) {
+  double *ns = calloc((size_t)M_COUNT * (size_t)p->repeat, sizeof(double));
+  double median[M_COUNT] = {0}, worst[M_COUNT] = {0};
+  long long dropped[M_COUNT] = {0};
+  for (int rep = 0; rep < p->repeat; rep++)
+    for (int m = 0; m < M_COUNT; m++)
+      if (m != M_LTTNG || p->lttng) {
+        ns[m * p->repeat + rep] = run_once(p, t, (enum method)m, &dropped[m]);
+        if (m == M_LTTNG && !lttng_still_on())
+          p->lttng_lost = 1;
+      }
   for (int m = 0; m < M_COUNT; m++) {
-    if (m == M_LTTNG && !lttng)
+    if (m == M_LTTNG && !p->lttng)
       continue;
-    bench b;
-    memset(&b, 0, sizeof(b));
-    b.m = (enum method)m;
-    b.threads = t;
-    b.rounds = rounds;
-    b.per_round = PER_ROUND;
-    b.agent = agent;
-    b.log = log;
-    if (m == M_FFLUSH) /* a write(2) per event: fewer of them */
-      b.rounds = rounds / 16 ? rounds / 16 : 1;
-    tw_agent_stats before, after;
-    tw_agent_get_stats(agent, &before);
-    ns[m] = run_bench(&b);
-    tw_agent_get_stats(agent, &after);
-    if (m == M_TASKWATCH)
-      dropped = (long long)(after.dropped - before.dropped);
-    if (m == M_ENQUEUE)
-      enqueue_dropped = (long long)(after.dropped - before.dropped);
-    printf("t%d_%s_ns_per_event: %.1f\n", t, method_name[m], ns[m]);
+    if (m == M_LTTNG && p->lttng_lost) {
+      printf("t%d_lttng: lost (the session stopped recording during the "
+             "run)\n",
+             t);
+      continue;
+    }
+    double *v = &ns[m * p->repeat];
+    median[m] = median_of(v, (size_t)p->repeat);
+    worst[m] = v[p->repeat - 1];
+    printf("t%d_%s_ns_per_event_median: %.1f\n", t, method_name[m], median[m]);
+    printf("t%d_%s_ns_per_event_worst: %.1f\n", t, method_name[m], worst[m]);
   }
-  printf("t%d_taskwatch_dropped: %lld\n", t, dropped);
-  printf("t%d_taskwatch_enqueue_dropped: %lld\n", t, enqueue_dropped);
+  printf("t%d_taskwatch_dropped: %lld\n", t, dropped[M_TASKWATCH]);
+  printf("t%d_taskwatch_enqueue_dropped: %lld\n", t, dropped[M_ENQUEUE]);
   printf("t%d_fprintf_dropped: 0\n", t);
-  if (lttng)
+  if (p->lttng && !p->lttng_lost) {
     printf("t%d_ratio_taskwatch_lttng: %.3f\n", t,
-           ns[M_TASKWATCH] / ns[M_LTTNG]);
+           median[M_TASKWATCH] / median[M_LTTNG]);
+    printf("t%d_ratio_taskwatch_enqueue_lttng: %.3f\n", t,
+           median[M_ENQUEUE] / median[M_LTTNG]);
+  }
   printf("t%d_ratio_taskwatch_fprintf: %.3f\n", t,
-         ns[M_TASKWATCH] / ns[M_FPRINTF]);
+         median[M_TASKWATCH] / median[M_FPRINTF]);
   printf("t%d_ratio_taskwatch_fprintf_fflush: %.3f\n", t,
-         ns[M_TASKWATCH] / ns[M_FFLUSH]);
+         median[M_TASKWATCH] / median[M_FFLUSH]);
+  fflush(stdout);
+  free(ns);
+}
+
+/* ---- a cold ring ----------------------------------------------------------
+ */
+
+typedef struct cold {
+  tw_agent *agent;
+  uint64_t events;    /* in the first round */
+  double register_us; /* wall time of a fresh thread's first event */
+  double round_ns;    /* CPU ns/event of its first round after that */
+} cold;
+
+static void *cold_main(void *arg) {
+  cold *c = arg;
+  uint64_t task = 1;
+  uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+  tw_task_start(c->agent, task++);
+  uint64_t t1 = now_ns(CLOCK_MONOTONIC);
+  c->register_us = (double)(t1 - t0) / 1000.0;
+  t0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+  for (uint64_t i = 0; i < c->events; i++)
+    tw_task_start(c->agent, task++);
+  t1 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+  c->round_ns = (double)(t1 - t0) / (double)c->events;
+  return NULL;
+}
+
+/* The first thread of a fresh agent with a budget of `budget` bytes (0:
+ * the default), `repeat` times: its ring is new each time. Its first
+ * round is `events` long, within what the ring holds. */
+static void report_first_touch(const char *url, const char *name, size_t budget,
+                               uint64_t events, int repeat) {
+  double *us = calloc((size_t)repeat, sizeof(double));
+  double *ns = calloc((size_t)repeat, sizeof(double));
+  for (int i = 0; i < repeat; i++) {
+    tw_config cfg;
+    tw_config_init(&cfg);
+    cfg.collector = url;
+    cfg.service = "agent_overhead";
+    cfg.buffer_bytes = budget;
+    cold c = {NULL, events, 0, 0};
+    if (tw_agent_new(&cfg, &c.agent) != 0)
+      break;
+    pthread_t th;
+    pthread_create(&th, NULL, cold_main, &c);
+    pthread_join(th, NULL);
+    tw_agent_free(c.agent);
+    us[i] = c.register_us;
+    ns[i] = c.round_ns;
+  }
+  printf("first_touch_%s_register_us_median: %.1f\n", name,
+         median_of(us, (size_t)repeat));
+  printf("first_touch_%s_register_us_worst: %.1f\n", name, us[repeat - 1]);
+  printf("first_touch_%s_round_ns_per_event_median: %.1f\n", name,
+         median_of(ns, (size_t)repeat));
+  printf("first_touch_%s_round_ns_per_event_worst: %.1f\n", name,
+         ns[repeat - 1]);
+  fflush(stdout);
+  free(us);
+  free(ns);
+}
+
+/* ---- the sender at full speed ---------------------------------------------
+ */
+
+#define TIDS_MAX 256
+
+/* The ids of this process's threads; returns how many. */
+static size_t list_threads(pid_t *tids) {
+  size_t n = 0;
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  while (d != NULL && (e = readdir(d)) != NULL && n < TIDS_MAX)
+    if (e->d_name[0] != '.')
+      tids[n++] = (pid_t)strtol(e->d_name, NULL, 10);
+  if (d != NULL)
+    closedir(d);
+  return n;
+}
+
+/* The CPU time of another thread of this process: Linux's per-thread CPU
+ * clock id, as glibc's pthread_getcpuclockid() builds it. */
+static uint64_t thread_cpu_ns(pid_t tid) {
+  return now_ns(((~(clockid_t)tid) << 3) | 6);
+}
+
+typedef struct sender_threads {
+  pid_t tids[TIDS_MAX];
+  size_t n;
+} sender_threads;
+
+static uint64_t sender_cpu_ns(const sender_threads *st) {
+  uint64_t ns = 0;
+  for (size_t i = 0; i < st->n; i++)
+    ns += thread_cpu_ns(st->tids[i]);
+  return ns;
+}
+
+#define FULL_SPEED_MS 1000
+#define BULK_ROUNDS 32
+#define BULK_EVENTS (256u * 1024u) /* fits the smallest ring of the rows */
+
+typedef struct full_speed {
+  tw_agent *agent;
+  bool bulk; /* rounds that fit the ring, each flushed; else nonstop */
+  atomic_bool stop;
+} full_speed;
+
+static void *full_speed_main(void *arg) {
+  full_speed *f = arg;
+  uint64_t task = 1;
+  if (f->bulk) {
+    for (int r = 0; r < BULK_ROUNDS; r++) {
+      for (uint64_t i = 0; i < BULK_EVENTS; i++)
+        tw_task_start(f->agent, task++);
+      tw_agent_flush(f->agent, 30000);
+    }
+    return NULL;
+  }
+  while (!atomic_load_explicit(&f->stop, memory_order_relaxed))
+    for (int i = 0; i < 1024; i++)
+      tw_task_start(f->agent, task++);
+  return NULL;
+}
+
+/* The sender's CPU time over the events it sent, while one thread
+ * records as fast as it can: in rounds that fit its ring, flushed after
+ * each (bulk: the sender drains what is there as fast as it can), or for
+ * FULL_SPEED_MS without ever waiting (saturated: the sender is never idle
+ * and most events are dropped; it also reads slots the recording thread
+ * has just written, from the other core's cache). */
+static void report_sender(tw_agent *agent, const sender_threads *st,
+                          bool bulk) {
+  const char *name = bulk ? "bulk" : "saturated";
+  tw_agent_flush(agent, 10000);
+  tw_agent_stats before, after;
+  tw_agent_get_stats(agent, &before);
+  uint64_t cpu0 = sender_cpu_ns(st);
+  full_speed f = {agent, bulk, false};
+  pthread_t th;
+  pthread_create(&th, NULL, full_speed_main, &f);
+  if (!bulk) {
+    struct timespec ts = {FULL_SPEED_MS / 1000, FULL_SPEED_MS % 1000 * 1000000};
+    nanosleep(&ts, NULL);
+    atomic_store(&f.stop, true);
+  }
+  pthread_join(th, NULL);
+  tw_agent_flush(agent, 30000);
+  uint64_t cpu1 = sender_cpu_ns(st);
+  tw_agent_get_stats(agent, &after);
+  uint64_t sent = after.sent - before.sent;
+  printf("sender_%s_events_sent: %llu\n", name, (unsigned long long)sent);
+  printf("sender_%s_dropped: %llu\n", name,
+         (unsigned long long)(after.dropped - before.dropped));
+  printf("sender_%s_cpu_ns_per_event: %.1f\n", name,
+         sent ? (double)(cpu1 - cpu0) / (double)sent : 0.0);
   fflush(stdout);
 }
 
+/* ---- main -----------------------------------------------------------------
+ */
+
+static void print_load(const char *key) {
+  char line[128] = "";
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+    char *end = line;
+    for (int field = 0; field < 3 && end != NULL; field++)
+      end = strchr(end + 1, ' ');
+    if (end != NULL)
+      *end = '\0';
+  }
+  if (f != NULL)
+    fclose(f);
+  printf("%s: %s\n", key, line);
+}
+
 static void usage(void) {
-  fprintf(stderr, "usage: agent_overhead [--events N] (events per thread, "
-                  "default 1048576)\n");
+  fprintf(stderr, "usage: agent_overhead [--events N] [--repeat R] (events "
+                  "per thread and repetition, default 262144; repetitions "
+                  "of each row, default and minimum 5)\n");
+}
+
+/* Creates the agent and tells which of the process's threads it started
+ * (the sender). */
+static tw_agent *start_agent(const char *url, sender_threads *st) {
+  pid_t before[TIDS_MAX], after[TIDS_MAX];
+  size_t nb = list_threads(before);
+  tw_config cfg;
+  tw_config_init(&cfg);
+  cfg.collector = url;
+  cfg.service = "agent_overhead";
+  cfg.buffer_bytes = BENCH_BUDGET;
+  tw_agent *agent;
+  if (tw_agent_new(&cfg, &agent) != 0)
+    return NULL;
+  size_t na = list_threads(after);
+  st->n = 0;
+  for (size_t i = 0; i < na; i++) {
+    size_t k = 0;
+    while (k < nb && before[k] != after[i])
+      k++;
+    if (k == nb)
+      st->tids[st->n++] = after[i];
+  }
+  return agent;
 }
 
 int main(int argc, char **argv) {
-  uint64_t events = 1u << 20;
+  uint64_t events = 1u << 18;
+  int repeat = MIN_REPEAT;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
       events = strtoull(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
+      repeat = atoi(argv[++i]);
+      if (repeat < MIN_REPEAT || repeat > 1000) {
+        usage();
+        return 2;
+      }
     } else {
       usage();
       return 2;
@@ -465,34 +754,51 @@ int main(int argc, char **argv) {
     fprintf(stderr, "agent_overhead: cannot start the sink collector\n");
     return 1;
   }
-  tw_config cfg;
-  tw_config_init(&cfg);
-  cfg.collector = s.url;
-  cfg.service = "agent_overhead";
-  cfg.buffer_bytes = (size_t)512 << 20;
-  tw_agent *agent;
-  if (tw_agent_new(&cfg, &agent) != 0)
+  print_load("loadavg_start");
+  /* The cold rings first, each agent alone with the sink (it serves one
+   * connection at a time). */
+  report_first_touch(s.url, "bench_budget", BENCH_BUDGET, PER_ROUND, repeat);
+  /* The default budget's first ring holds 8192 events. */
+  report_first_touch(s.url, "default_budget", 0, 4096, repeat);
+  sender_threads st;
+  tw_agent *agent = start_agent(s.url, &st);
+  if (agent == NULL)
     return 1;
   char logpath[160];
   snprintf(logpath, sizeof(logpath), "%s/log.txt", s.dir);
   FILE *log = fopen(logpath, "w");
 
-  uint64_t rounds = events / PER_ROUND ? events / PER_ROUND : 1;
-  printf("events_per_thread: %llu\n", (unsigned long long)(rounds * PER_ROUND));
+  plan p = {events / PER_ROUND ? events / PER_ROUND : 1,
+            repeat,
+            agent,
+            log,
+            lttng,
+            0};
+  printf("clock_source: %s\n", tw_clock_source());
+  printf("events_per_thread_per_repeat: %llu\n",
+         (unsigned long long)(p.rounds * PER_ROUND));
+  printf("repeat: %d\n", p.repeat);
   printf("cpus_online: %ld\n", sysconf(_SC_NPROCESSORS_ONLN));
   if (skip != NULL)
     printf("lttng: skipped (%s)\n", skip);
   const int thread_counts[] = {1, 2, 8};
   for (size_t k = 0; k < 3; k++)
-    report_threads(thread_counts[k], rounds, agent, log, lttng);
-  tw_agent_stats st;
-  tw_agent_get_stats(agent, &st);
-  printf("taskwatch_recorded: %llu\n", (unsigned long long)st.recorded);
-  printf("taskwatch_dropped: %llu\n", (unsigned long long)st.dropped);
+    report_threads(thread_counts[k], &p);
+  tw_agent_stats stats;
+  tw_agent_get_stats(agent, &stats);
+  printf("taskwatch_recorded: %llu\n", (unsigned long long)stats.recorded);
+  printf("taskwatch_dropped: %llu\n", (unsigned long long)stats.dropped);
+  printf("sender_threads: %zu\n", st.n);
+  report_sender(agent, &st, true);
+  report_sender(agent, &st, false);
   if (lttng)
     printf("lttng_dropped: %lld\n", lttng_finish());
   else if (getenv("TW_BENCH_LTTNG_SESSION") != NULL)
     lttng_finish();
+  /* The clock may have moved to monotonic during the run (see
+   * tw_clock_source()). */
+  printf("clock_source_end: %s\n", tw_clock_source());
+  print_load("loadavg_end");
   tw_agent_free(agent);
   fclose(log);
   unlink(logpath);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "url.h"
 
 #define EVENTS_PER_FRAME 2000
 
@@ -31,28 +32,25 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int dial(const char *url) {
-  if (strncmp(url, "unix:", 5) == 0) {
+static int dial(const char *text) {
+  url u;
+  if (tw__url_parse(text, 0, &u) != 0)
+    return -1;
+  if (u.scheme == URL_UNIX) {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", url + 5);
+    memcpy(sa.sun_path, u.path, strlen(u.path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
       return fd;
     return -1;
   }
-  if (strncmp(url, "tcp://", 6) != 0)
-    return -1;
-  char host[256];
-  snprintf(host, sizeof(host), "%s", url + 6);
-  char *colon = strrchr(host, ':');
-  if (colon == NULL)
-    return -1;
-  *colon = '\0';
+  char port[8];
+  snprintf(port, sizeof(port), "%d", u.port);
   struct addrinfo hints = {0}, *ai;
   hints.ai_socktype = SOCK_STREAM;
-  if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
+  if (getaddrinfo(u.host, port, &hints, &ai) != 0)
     return -1;
   int fd = socket(ai->ai_family, SOCK_STREAM, 0);
   if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
@@ -84,10 +82,10 @@ static uint64_t read_acks(int fd, int block, uint64_t until) {
   uint64_t acked = 0;
   for (;;) {
     proto_frame f;
-    while (proto_frame_next(buf, len, 0, &f) == 0) {
+    while (tw__proto_frame_next(buf, len, 0, &f) == 0) {
       uint64_t v;
       if (f.type == PROTO_ACK &&
-          proto_decode_u64(f.payload, f.payload_len, &v) == 0)
+          tw__proto_decode_ack(f.payload, f.payload_len, PROTO_VERSION, &v) == 0)
         acked = v;
       else if (f.type == PROTO_ERROR)
         fprintf(stderr, "ingest_load: collector sent ERROR\n");
@@ -107,8 +105,8 @@ static uint64_t read_acks(int fd, int block, uint64_t until) {
 static void put(proto_buf *b, const proto_event *ev, uint64_t *seq,
                 uint32_t *in_frame) {
   if (*in_frame == 0)
-    proto_events_open(b, *seq);
-  proto_put_event(b, ev);
+    tw__proto_events_open(b, PROTO_VERSION, *seq);
+  tw__proto_put_event(b, ev);
   (*seq)++;
   (*in_frame)++;
 }
@@ -133,7 +131,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   proto_hello h = {0};
   for (int i = 0; i < PROTO_INSTANCE_SIZE; i++)
     h.instance[i] = (uint8_t)(rand() ^ (getpid() >> (i % 3)) ^ time(NULL));
@@ -143,9 +141,9 @@ int main(int argc, char **argv) {
   h.host = cs("localhost");
   const char *token = getenv("TASKWATCH_TOKEN");
   h.token = cs(token ? token : "");
-  proto_put_hello(&b, &h);
+  tw__proto_put_hello(&b, &h);
   send_all(fd, b.data, b.len);
-  proto_buf_reset(&b);
+  tw__proto_buf_reset(&b);
 
   uint64_t seq = 1;
   uint32_t in_frame = 0;
@@ -205,12 +203,12 @@ int main(int argc, char **argv) {
     task += 3;
     int tick = per_ms > 0 && n % per_ms == 0;
     if (in_frame >= EVENTS_PER_FRAME || n == batches || tick) {
-      proto_events_close(&b);
+      tw__proto_events_close(&b);
       if (send_all(fd, b.data, b.len) != 0) {
         fprintf(stderr, "ingest_load: send failed\n");
         return 1;
       }
-      proto_buf_reset(&b);
+      tw__proto_buf_reset(&b);
       in_frame = 0;
       read_acks(fd, 0, 0);
     }
@@ -223,7 +221,7 @@ int main(int argc, char **argv) {
       }
     }
   }
-  proto_put_goodbye(&b, seq - 1);
+  tw__proto_put_goodbye(&b, PROTO_VERSION, seq - 1);
   send_all(fd, b.data, b.len);
   uint64_t acked = read_acks(fd, 1, seq);
   int64_t t1 = now_ns();
@@ -232,6 +230,6 @@ int main(int argc, char **argv) {
   printf("load_seconds: %.3f\n", secs);
   printf("load_events_per_s: %.0f\n", (double)(seq - 1) / secs);
   close(fd);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
   return acked >= seq ? 0 : 1;
 }

@@ -56,7 +56,13 @@ static void usage(FILE *out) {
           "  TASKWATCH_FLUSH_TIMEOUT_MS\n"
           "                             how long the agent's shutdown waits "
           "for\n"
-          "                             the collector, in ms (default %u)\n",
+          "                             the collector, in ms (default %u)\n"
+          "  TASKWATCH_CLOCK            the agent's clock: auto (default), "
+          "tsc\n"
+          "                             or monotonic\n"
+          "  TASKWATCH_DB               the store collector, top and query\n"
+          "                             use without --db (default\n"
+          "                             taskwatch.db)\n",
           TW_DEFAULT_BUFFER_BYTES >> 20, TW_DEFAULT_FLUSH_TIMEOUT_MS);
 }
 

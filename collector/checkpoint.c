@@ -53,7 +53,7 @@ static void *thread_main(void *arg) {
     int log_frames = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
                                        &log_frames, &done);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_INTERRUPT)
       log_msg(LOG_WARN, "checkpoint failed error=\"%s\"",
               sqlite3_errmsg(c->db));
     pthread_mutex_lock(&c->lock);
@@ -104,6 +104,10 @@ void checkpointer_stop(checkpointer *c) {
   c->stopping = 1;
   pthread_cond_signal(&c->wake);
   pthread_mutex_unlock(&c->lock);
+  /* A checkpoint under way is not waited for (the collector's stop is
+   * bounded): it ends at its next page, and what it copied stays copied;
+   * the next checkpoint goes on from there. */
+  sqlite3_interrupt(c->db);
   pthread_join(c->thread, NULL);
   sqlite3_close(c->db);
   pthread_mutex_destroy(&c->lock);

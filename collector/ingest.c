@@ -10,6 +10,7 @@
  */
 #include "ingest.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,27 +122,51 @@ static void intern(ingest *in, agent *a, uint32_t id, const char *p,
   u64map_put(&a->strings, id, s);
 }
 
-/* Loads an instance stored by an earlier run, with its strings. */
-static agent *load_agent(ingest *in, const uint8_t *inst) {
+/* Logs a failed read of the store (the loop's read-only connection). */
+static int read_failed(ingest *in, const char *what, int rc) {
+  log_msg(LOG_ERROR, "cannot read the store what=\"%s\" error=\"%s\"", what,
+          sqlite3_errmsg(in->db));
+  return rc;
+}
+
+/* Loads a's interned strings. Returns SQLITE_OK or the SQLite error. */
+static int load_strings(ingest *in, agent *a) {
+  sqlite3_stmt *st = in->load_strings;
+  int rc;
+  sqlite3_bind_int64(st, 1, a->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    intern(in, a, (uint32_t)sqlite3_column_int64(st, 0),
+           (const char *)sqlite3_column_blob(st, 1),
+           (uint32_t)sqlite3_column_bytes(st, 1));
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? SQLITE_OK : read_failed(in, "strings", rc);
+}
+
+static void forget(ingest *in, agent *a);
+
+/* Loads an instance stored by an earlier run, with its strings, into *out
+ * (NULL when the store does not know it). Returns SQLITE_OK or the SQLite
+ * error: a store that cannot be read says nothing about the instance. */
+static int load_agent(ingest *in, const uint8_t *inst, agent **out) {
   sqlite3_stmt *st = in->find_agent;
   agent *a = NULL;
+  *out = NULL;
   sqlite3_bind_blob(st, 1, inst, PROTO_INSTANCE_SIZE, SQLITE_STATIC);
-  if (sqlite3_step(st) == SQLITE_ROW) {
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
     a = agent_add(in, sqlite3_column_int64(st, 0), inst,
                   (uint64_t)sqlite3_column_int64(st, 1));
     a->ended = sqlite3_column_int(st, 2);
   }
   sqlite3_reset(st);
-  if (a == NULL)
-    return NULL;
-  st = in->load_strings;
-  sqlite3_bind_int64(st, 1, a->id);
-  while (sqlite3_step(st) == SQLITE_ROW)
-    intern(in, a, (uint32_t)sqlite3_column_int64(st, 0),
-           (const char *)sqlite3_column_blob(st, 1),
-           (uint32_t)sqlite3_column_bytes(st, 1));
-  sqlite3_reset(st);
-  return a;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return read_failed(in, "agents", rc);
+  if (a && (rc = load_strings(in, a)) != SQLITE_OK) {
+    forget(in, a);
+    return rc;
+  }
+  *out = a;
+  return SQLITE_OK;
 }
 
 static void push_agent(agent ***list, size_t *n, size_t *cap, agent *a) {
@@ -173,16 +198,20 @@ static void touch(ingest *in, agent *a) {
   a->touched_generation = in->current->generation;
 }
 
-/* Unlinks a from the instance map and frees it. */
+/* Unlinks a from the instance map and frees it. a is in its chain: every
+ * agent is added to the map when it is created and leaves it only here. */
 static void forget(ingest *in, agent *a) {
   uint64_t key = instance_key(a->instance);
   agent *head = u64map_get(&in->agents, key);
+  assert(head != NULL);
   if (head == a) {
     head = a->next_same_hash;
   } else {
     agent *p = head;
-    while (p->next_same_hash != a)
+    while (p->next_same_hash != a) {
       p = p->next_same_hash;
+      assert(p != NULL);
+    }
     p->next_same_hash = a->next_same_hash;
   }
   if (head)
@@ -195,15 +224,17 @@ static void forget(ingest *in, agent *a) {
 }
 
 /* Instances left with open tasks by an earlier run get their grace
- * period from now, as if they had just disconnected. */
-static void load_open_instances(ingest *in, int64_t now_ms) {
+ * period from now, as if they had just disconnected. Returns SQLITE_OK or
+ * the SQLite error. */
+static int load_open_instances(ingest *in, int64_t now_ms) {
   sqlite3_stmt *st;
   const char *sql =
       "SELECT a.id, a.instance, a.next_seq, a.ended FROM agents a WHERE a.id "
       "IN (SELECT DISTINCT agent FROM tasks WHERE " SCHEMA_SQL_ACTIVE ")";
-  if (sqlite3_prepare_v2(in->db, sql, -1, &st, NULL) != SQLITE_OK)
-    return;
-  while (sqlite3_step(st) == SQLITE_ROW) {
+  int rc = sqlite3_prepare_v2(in->db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return read_failed(in, "open instances", rc);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     if (sqlite3_column_bytes(st, 1) != PROTO_INSTANCE_SIZE)
       continue;
     const uint8_t *inst = sqlite3_column_blob(st, 1);
@@ -215,14 +246,25 @@ static void load_open_instances(ingest *in, int64_t now_ms) {
     if (a->ended)
       continue;
     wait_for_return(in, a, now_ms);
-    sqlite3_bind_int64(in->load_strings, 1, a->id);
-    while (sqlite3_step(in->load_strings) == SQLITE_ROW)
-      intern(in, a, (uint32_t)sqlite3_column_int64(in->load_strings, 0),
-             (const char *)sqlite3_column_blob(in->load_strings, 1),
-             (uint32_t)sqlite3_column_bytes(in->load_strings, 1));
-    sqlite3_reset(in->load_strings);
+    if (load_strings(in, a) != SQLITE_OK)
+      break;
   }
   sqlite3_finalize(st);
+  if (rc == SQLITE_ROW) /* a string load failed, and logged */
+    return SQLITE_ERROR;
+  return rc == SQLITE_DONE ? SQLITE_OK : read_failed(in, "open instances", rc);
+}
+
+/* The largest agents.id: new instances are numbered after it, so a store
+ * that cannot tell it cannot take new instances either. */
+static int load_last_agent_id(ingest *in) {
+  sqlite3_stmt *st;
+  int rc =
+      sqlite3_prepare_v2(in->db, "SELECT max(id) FROM agents", -1, &st, NULL);
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    in->last_agent_id = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? SQLITE_OK : read_failed(in, "agent ids", rc);
 }
 
 ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t now_ms) {
@@ -231,35 +273,32 @@ ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t now_ms) {
   in->lost_after_ms = lost_after_ms;
   u64map_init(&in->agents);
   in->current = wbatch_new(++in->generation);
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(db, "SELECT max(id) FROM agents", -1, &st, NULL) ==
-      SQLITE_OK) {
-    if (sqlite3_step(st) == SQLITE_ROW)
-      in->last_agent_id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-  }
-  if (sqlite3_prepare_v2(db,
-                         "SELECT id, next_seq, ended FROM agents WHERE "
-                         "instance = ?1",
-                         -1, &in->find_agent, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "SELECT id, text FROM strings WHERE agent = ?1",
-                         -1, &in->load_strings, NULL) != SQLITE_OK) {
-    log_msg(LOG_ERROR, "cannot prepare lookups error=\"%s\"",
-            sqlite3_errmsg(db));
+  int rc = load_last_agent_id(in);
+  if (rc == SQLITE_OK &&
+      ((rc = sqlite3_prepare_v2(db,
+                                "SELECT id, next_seq, ended FROM agents WHERE "
+                                "instance = ?1",
+                                -1, &in->find_agent, NULL)) != SQLITE_OK ||
+       (rc = sqlite3_prepare_v2(db,
+                                "SELECT id, text FROM strings WHERE agent = ?1",
+                                -1, &in->load_strings, NULL)) != SQLITE_OK))
+    read_failed(in, "lookups", rc);
+  if (rc == SQLITE_OK)
+    rc = load_open_instances(in, now_ms);
+  if (rc != SQLITE_OK) {
     ingest_free(in);
     return NULL;
   }
-  load_open_instances(in, now_ms);
   return in;
 }
 
 void ingest_free(ingest *in) {
   if (in == NULL)
     return;
-  for (size_t i = 0; i < in->agents.cap; i++) {
-    if (in->agents.keys == NULL || in->agents.keys[i] == 0)
-      continue;
-    agent *a = in->agents.values[i];
+  size_t pos = 0;
+  void *head;
+  while (u64map_next(&in->agents, &pos, NULL, &head)) {
+    agent *a = head;
     while (a) {
       agent *next = a->next_same_hash;
       agent_free(a);
@@ -305,10 +344,13 @@ void ingest_request_prune(ingest *in) {
   in->current->prune = 1;
 }
 
-agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us) {
+agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us,
+                    const char **reason) {
   agent *a = find_loaded(in, h->instance);
-  if (a == NULL)
-    a = load_agent(in, h->instance);
+  if (a == NULL && load_agent(in, h->instance, &a) != SQLITE_OK) {
+    *reason = "the store cannot be read; try again later";
+    return NULL;
+  }
   if (a) {
     touch(in, a);
     wbatch_add_op(in->current, AGENT_OP_CONNECT, a->id, now_us);
@@ -448,7 +490,10 @@ static int apply_task_event(ingest *in, agent *a, const proto_event *ev,
     r->skipped_after = schema_global_id(a->id, ev->other);
     r->have |= HAVE_SKIP;
     return set_end(r, SCHEMA_SKIPPED, at);
-  default: /* PROTO_EV_DROP */
+  default:
+    /* apply() sends every other kind elsewhere, and tw__proto_events_next()
+     * refuses kinds it does not know. */
+    assert(ev->kind == PROTO_EV_DROP);
     r->drop_reason = arena_copy(&b->mem, ev->text);
     r->have |= HAVE_DROP;
     return set_end(r, SCHEMA_DROPPED, at);
@@ -469,6 +514,14 @@ static void apply_health(ingest *in, agent *a, const proto_event *ev) {
   agent_op *op = &b->ops[a->health_index];
   op->a = (int64_t)ev->other;
   op->b = (int64_t)ev->other2;
+}
+
+/* The request's trace of a batch (the Python binding sends it after the
+ * BATCH event); the store keeps it with the batch for the OTLP export. */
+static void apply_link(ingest *in, agent *a, const proto_event *ev) {
+  link_row *l = wbatch_add_link(in->current);
+  l->batch = schema_global_id(a->id, ev->batch);
+  l->traceparent = arena_copy(&in->current->mem, ev->text);
 }
 
 static int ids_in_range(const proto_event *ev) {
@@ -492,6 +545,9 @@ static int apply(ingest *in, agent *a, const proto_event *ev,
   case PROTO_EV_HEALTH:
     apply_health(in, a, ev);
     return 0;
+  case PROTO_EV_LINK:
+    apply_link(in, a, ev);
+    return 0;
   default:
     return apply_task_event(in, a, ev, reason);
   }
@@ -509,13 +565,13 @@ static void count_event(ingest *in, agent *a, const proto_event *ev) {
   b->events++;
 }
 
-int ingest_events(ingest *in, agent *a, const uint8_t *p, size_t n,
-                  const char **reason) {
+int ingest_events(ingest *in, agent *a, uint16_t version, const uint8_t *p,
+                  size_t n, const char **reason) {
   proto_events it;
   proto_event ev;
-  int rc = proto_events_begin(&it, p, n);
+  int rc = tw__proto_events_begin(&it, p, n, version);
   if (rc < 0) {
-    *reason = proto_strerror(rc);
+    *reason = tw__proto_strerror(rc);
     return -1;
   }
   if (it.first_seq > a->recv_seq) {
@@ -524,7 +580,7 @@ int ingest_events(ingest *in, agent *a, const uint8_t *p, size_t n,
   }
   uint64_t seq = it.first_seq;
   touch(in, a);
-  while ((rc = proto_events_next(&it, &ev)) == 0) {
+  while ((rc = tw__proto_events_next(&it, &ev)) == 0) {
     if (seq++ < a->recv_seq)
       continue;
     if (apply(in, a, &ev, reason) != 0)
@@ -536,7 +592,7 @@ int ingest_events(ingest *in, agent *a, const uint8_t *p, size_t n,
   if (rc == 1)
     return 0;
   if (rc < 0)
-    *reason = proto_strerror(rc);
+    *reason = tw__proto_strerror(rc);
   return -1;
 }
 
@@ -619,6 +675,9 @@ void ingest_committed(ingest *in, wbatch *b,
   for (size_t i = 0; i < b->nprogress; i++) {
     agent_progress *p = &b->progress[i];
     agent *a = p->owner;
+    /* An agent is forgotten only once no batch refers to it
+     * (forget_ended), so the batch's owner is still the same agent. */
+    assert(a != NULL && a->id == p->agent);
     if (p->next_seq == 0)
       continue;
     if (p->next_seq > a->commit_seq)

@@ -26,7 +26,8 @@ typedef struct agent agent;
  * not own it. lost_after_ms is the grace period before an instance that
  * disconnected without GOODBYE has its open tasks marked lost. now_ms is
  * the loop's monotonic clock. Instances with queued or running tasks in
- * the store start that grace period now.
+ * the store start that grace period now. Returns NULL (logged) when the
+ * store cannot be read.
  */
 ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t now_ms);
 /* Frees the state and every agent; the current batch too. */
@@ -34,10 +35,13 @@ void ingest_free(ingest *in);
 
 /*
  * A HELLO arrived. Finds or creates the instance's agent and records the
- * connection in the current batch. Returns NULL with *reason on a store
- * error. The caller attaches its connection with agent_set_conn().
+ * connection in the current batch. Returns NULL with a static *reason when
+ * the store cannot be read (logged): whether the instance is known is then
+ * unknown, and treating it as new would store its events twice. The
+ * caller attaches its connection with agent_set_conn().
  */
-agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us);
+agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us,
+                    const char **reason);
 
 /* Every event of the instance below this sequence number is committed. */
 uint64_t agent_commit_seq(const agent *a);
@@ -46,12 +50,13 @@ void *agent_conn(const agent *a);
 void agent_set_conn(agent *a, void *conn);
 
 /*
- * An EVENTS payload from a's connection. Returns 0, or -1 with a static
- * *reason when the payload is malformed or breaks the protocol; events
- * before the bad one are kept (they were valid).
+ * An EVENTS payload from a's connection, whose handshake agreed on protocol
+ * `version`. Returns 0, or -1 with a static *reason when the payload is
+ * malformed or breaks the protocol; events before the bad one are kept
+ * (they were valid).
  */
-int ingest_events(ingest *in, agent *a, const uint8_t *p, size_t n,
-                  const char **reason);
+int ingest_events(ingest *in, agent *a, uint16_t version, const uint8_t *p,
+                  size_t n, const char **reason);
 /* A GOODBYE. Returns 0 or -1 with *reason. */
 int ingest_goodbye(ingest *in, agent *a, uint64_t last_seq,
                    const char **reason);

@@ -9,6 +9,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sanitize.h"
+
+/* Formatted text of one line, before sanitizing. */
+#define LOG_TEXT_MAX 2048
+/* Time and level, e.g. "2026-01-01T00:00:00.000000Z error ". */
+#define LOG_PREFIX_MAX 48
+
 static int max_level = LOG_INFO;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -30,23 +37,31 @@ int log_enabled(int level) {
 void log_msg(int level, const char *fmt, ...) {
   if (level > max_level)
     return;
-  char line[2048];
+  char text[LOG_TEXT_MAX];
+  /* Sanitizing at most triples the text (see LOG_QUOTE_SIZE). */
+  char line[LOG_PREFIX_MAX + 3 * LOG_TEXT_MAX + 5];
   struct timespec ts;
   struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
-  size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-  n += (size_t)snprintf(line + n, sizeof(line) - n, ".%06ldZ %s ",
+  size_t n = strftime(line, LOG_PREFIX_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+  n += (size_t)snprintf(line + n, LOG_PREFIX_MAX - n, ".%06ldZ %s ",
                         ts.tv_nsec / 1000, level_names[level]);
   va_list ap;
   va_start(ap, fmt);
-  int k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+  int k = vsnprintf(text, sizeof(text), fmt, ap);
   va_end(ap);
-  if (k < 0)
-    k = 0;
-  n += (size_t)k;
-  if (n > sizeof(line) - 2)
-    n = sizeof(line) - 2;
+  size_t len = k < 0 ? 0 : (size_t)k;
+  int cut = len >= sizeof(text);
+  if (cut)
+    len = sizeof(text) - 1;
+  /* Room is left for the "…" of a cut and the newline. */
+  sanitize(text, len, -1, SANITIZE_ELLIPSIS, line + n, sizeof(line) - n - 4);
+  n += strlen(line + n);
+  if (cut) {
+    memcpy(line + n, "\xE2\x80\xA6", 3);
+    n += 3;
+  }
   line[n++] = '\n';
   /* A log line that cannot be written has nowhere else to go. */
   ssize_t w = write(STDERR_FILENO, line, n);
@@ -54,27 +69,35 @@ void log_msg(int level, const char *fmt, ...) {
 }
 
 char *log_quote(char *out, size_t size, const char *p, size_t len) {
-  static const char hex[] = "0123456789abcdef";
-  size_t o = 0;
+  size_t o = 0, pos = 0;
+  int combining = -1, cut = 0;
   if (size < 3) {
     if (size)
       out[0] = '\0';
     return out;
   }
   out[o++] = '"';
-  for (size_t i = 0; i < len && o + 6 < size; i++) {
-    unsigned char c = (unsigned char)p[i];
-    if (c == '"' || c == '\\') {
-      out[o++] = '\\';
-      out[o++] = (char)c;
-    } else if (c < 0x20 || c == 0x7f) {
-      out[o++] = '\\';
-      out[o++] = 'x';
-      out[o++] = hex[c >> 4];
-      out[o++] = hex[c & 15];
-    } else {
-      out[o++] = (char)c;
+  while (pos < len) {
+    char c[SANITIZE_CHAR_MAX];
+    int width;
+    size_t n = sanitize_next(p, len, &pos, 0, &combining, c, &width);
+    if (n == 1 && (c[0] == '"' || c[0] == '\\')) {
+      c[1] = c[0];
+      c[0] = '\\';
+      n = 2;
     }
+    /* The closing quote and the NUL, and before the last character room
+     * for the "…" of a cut as well. */
+    if (o + n + (pos < len ? 5 : 2) > size) {
+      cut = 1;
+      break;
+    }
+    memcpy(out + o, c, n);
+    o += n;
+  }
+  if (cut && o + 5 <= size) {
+    memcpy(out + o, "\xE2\x80\xA6", 3);
+    o += 3;
   }
   out[o++] = '"';
   out[o] = '\0';

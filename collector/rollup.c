@@ -116,10 +116,10 @@ static void bucket_free(bucket *b) {
 
 /* Frees every bucket; none may be dirty. */
 static void drop_buckets(u64map *m) {
-  for (size_t i = 0; i < m->cap; i++) {
-    if (m->keys[i] == 0)
-      continue;
-    for (bucket *b = m->values[i], *next; b; b = next) {
+  size_t pos = 0;
+  void *head;
+  while (u64map_next(m, &pos, NULL, &head)) {
+    for (bucket *b = head, *next; b; b = next) {
       next = b->next_same_hash;
       bucket_free(b);
     }
@@ -132,9 +132,10 @@ void rollup_free(rollup *r) {
     return;
   drop_buckets(&r->buckets);
   u64map_fini(&r->buckets);
-  for (size_t i = 0; i < r->services.cap; i++)
-    if (r->services.keys[i])
-      free(r->services.values[i]);
+  size_t pos = 0;
+  void *svc;
+  while (u64map_next(&r->services, &pos, NULL, &svc))
+    free(svc);
   u64map_fini(&r->services);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(r->st[i]);
@@ -271,7 +272,7 @@ int rollup_flush(rollup *r) {
     clean(b);
   }
   r->dirty = NULL;
-  if (r->buckets.count > KEEP_BUCKETS)
+  if (u64map_count(&r->buckets) > KEEP_BUCKETS)
     drop_buckets(&r->buckets);
   return rc;
 }
@@ -300,7 +301,8 @@ int rollup_fill(rollup *r, int64_t from) {
                (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int64(st, 2),
                sqlite3_column_int(st, 3), column_or_none(st, 4),
                column_or_none(st, 5));
-    if (r->buckets.count >= FILL_BUCKETS && (rc = rollup_flush(r)) != 0)
+    if (u64map_count(&r->buckets) >= FILL_BUCKETS &&
+        (rc = rollup_flush(r)) != 0)
       break;
   }
   sqlite3_reset(st);

@@ -29,11 +29,12 @@
 #include "format.h"
 #include "ingest.h"
 #include "log.h"
+#include "stop.h"
+#include "url.h"
 #include "writer.h"
 #include "xalloc.h"
 
 #define READ_CHUNK (64 * 1024)
-#define HELLO_CHUNK 1024
 #define SWEEP_MS 100
 #define PRUNE_EVERY_MS 1000
 #define MAX_WRITE_QUEUE (1u << 20)
@@ -44,17 +45,6 @@
  * a chunk; together they may hold this much, so a thousand peers each
  * announcing a 1 MiB frame cannot take a gigabyte. */
 #define BUFFER_BUDGET ((size_t)64 << 20)
-
-/* The longest length field a HELLO frame can announce: its type, the
- * fixed fields (magic u32, version u16, instance, pid u32, started_at
- * i64) and three strings (service, host, token) of a u16 count and at
- * most PROTO_IDENT_MAX bytes each. Before the handshake nothing longer is
- * accepted, so an unauthenticated peer cannot make the collector buffer a
- * 1 MiB frame (docs/protocol.md, HELLO). */
-#define HELLO_FRAME_MAX                                                        \
-  ((uint32_t)(sizeof(uint16_t) + sizeof(uint32_t) + sizeof(uint16_t) +         \
-              PROTO_INSTANCE_SIZE + sizeof(uint32_t) + sizeof(int64_t) +       \
-              3 * (sizeof(uint16_t) + PROTO_IDENT_MAX)))
 
 typedef struct server server;
 typedef struct conn conn;
@@ -90,6 +80,7 @@ struct conn {
   int open_handles; /* the stream, plus linger once conn_close ran */
   uv_timer_t linger;
   int reading;
+  uint16_t version; /* the protocol version agreed in the handshake */
   uint64_t number;
   char peer[80];
 };
@@ -99,6 +90,7 @@ struct server {
   uv_loop_t loop;
   uv_signal_t sigterm, sigint;
   uv_timer_t sweep, flush;
+  uv_timer_t stop_timer; /* STOP_COMMIT_MS after the signal */
   listener *listeners;
   size_t nlisteners;
   conn *conns; /* doubly linked list of open connections */
@@ -114,6 +106,7 @@ struct server {
   int failed;
   server_summary *summary;
   hist latency;
+  exporter *exports;
 };
 
 /* ---- connection lifetime ------------------------------------------------ */
@@ -236,11 +229,11 @@ static void conn_fail(conn *c, const char *reason) {
           c->agent ? (long long)agent_id(c->agent) : 0LL, reason);
   if (uv_stream_get_write_queue_size(&c->h.stream) == 0) {
     proto_buf b;
-    proto_buf_init(&b);
-    proto_put_error(&b, reason);
-    if (!proto_buf_failed(&b))
+    tw__proto_buf_init(&b);
+    tw__proto_put_error(&b, reason);
+    if (!tw__proto_buf_failed(&b))
       conn_send(c, b.data, b.len);
-    proto_buf_fini(&b);
+    tw__proto_buf_fini(&b);
   }
   conn_close(c);
 }
@@ -249,11 +242,11 @@ static void send_ack(void *conn_ptr, uint64_t next_seq, void *arg) {
   conn *c = conn_ptr;
   (void)arg;
   proto_buf b;
-  proto_buf_init(&b);
-  proto_put_ack(&b, next_seq);
-  if (!proto_buf_failed(&b) && b.len == PROTO_HEADER_SIZE + 8)
+  tw__proto_buf_init(&b);
+  tw__proto_put_ack(&b, c->version, next_seq);
+  if (!tw__proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
   if (uv_stream_get_write_queue_size(&c->h.stream) > MAX_WRITE_QUEUE)
     conn_fail(c, "peer does not read its acks");
 }
@@ -274,16 +267,29 @@ static int token_matches(const server_config *cfg, proto_str got) {
 static int on_hello(conn *c, const proto_frame *f) {
   server *s = c->srv;
   proto_hello h;
-  int rc = proto_decode_hello(f->payload, f->payload_len, &h);
+  char why[160];
+  int rc = tw__proto_decode_hello(f->payload, f->payload_len, &h);
+  if (rc == PROTO_E_VERSION) {
+    tw__proto_version_refusal(why, sizeof(why), "agent", h.version_min, h.version,
+                          "collector");
+    conn_fail(c, why);
+    return -1;
+  }
   if (rc != 0) {
-    conn_fail(c, proto_strerror(rc));
+    conn_fail(c, tw__proto_strerror(rc));
     return -1;
   }
   if (s->cfg->token && !token_matches(s->cfg, h.token)) {
     conn_fail(c, "authentication failed");
     return -1;
   }
-  agent *a = ingest_hello(s->in, &h, format_now_us());
+  tw__proto_version_pick(h.version_min, h.version, &c->version);
+  const char *reason = NULL;
+  agent *a = ingest_hello(s->in, &h, format_now_us(), &reason);
+  if (a == NULL) {
+    conn_fail(c, reason);
+    return -1;
+  }
   conn *old = agent_conn(a);
   if (old) {
     old->agent = NULL;
@@ -291,20 +297,20 @@ static int on_hello(conn *c, const proto_frame *f) {
   }
   agent_set_conn(a, c);
   c->agent = a;
-  proto_welcome w = {PROTO_VERSION, agent_commit_seq(a), PROTO_FRAME_MAX};
+  proto_welcome w = {c->version, agent_commit_seq(a), PROTO_FRAME_MAX};
   proto_buf b;
-  proto_buf_init(&b);
-  proto_put_welcome(&b, &w);
-  if (!proto_buf_failed(&b))
+  tw__proto_buf_init(&b);
+  tw__proto_put_welcome(&b, &w);
+  if (!tw__proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
-  proto_buf_fini(&b);
-  char service[300];
+  tw__proto_buf_fini(&b);
+  char service[LOG_QUOTE_SIZE(PROTO_IDENT_MAX)];
   log_msg(LOG_INFO,
           "agent connected peer=%s conn=%llu agent=%lld "
-          "service=%s pid=%u next_seq=%llu",
+          "service=%s pid=%u version=%u next_seq=%llu",
           c->peer, (unsigned long long)c->number, (long long)agent_id(a),
           log_quote(service, sizeof(service), h.service.ptr, h.service.len),
-          h.pid, (unsigned long long)w.next_seq);
+          h.pid, (unsigned)c->version, (unsigned long long)w.next_seq);
   return 0;
 }
 
@@ -317,14 +323,15 @@ static int on_frame(conn *c, const proto_frame *f) {
     return -1;
   }
   if (f->type == PROTO_EVENTS) {
-    if (ingest_events(c->srv->in, c->agent, f->payload, f->payload_len,
-                      &reason) == 0)
+    if (ingest_events(c->srv->in, c->agent, c->version, f->payload,
+                      f->payload_len, &reason) == 0)
       return 0;
   } else if (f->type == PROTO_GOODBYE) {
     uint64_t last;
-    int rc = proto_decode_u64(f->payload, f->payload_len, &last);
+    int rc =
+        tw__proto_decode_goodbye(f->payload, f->payload_len, c->version, &last);
     if (rc != 0)
-      reason = proto_strerror(rc);
+      reason = tw__proto_strerror(rc);
     else if (ingest_goodbye(c->srv->in, c->agent, last, &reason) == 0)
       return 0;
   } else if (f->type == PROTO_HELLO) {
@@ -341,8 +348,8 @@ static void process(conn *c) {
   size_t off = 0;
   while (!c->closing) {
     proto_frame f;
-    uint32_t max = c->agent ? PROTO_FRAME_MAX : HELLO_FRAME_MAX;
-    int rc = proto_frame_next(c->buf + off, c->len - off, max, &f);
+    uint32_t max = c->agent ? PROTO_FRAME_MAX : tw__proto_hello_limit();
+    int rc = tw__proto_frame_next(c->buf + off, c->len - off, max, &f);
     if (rc == PROTO_NEED_MORE)
       break;
     if (rc == PROTO_E_OVERSIZED && c->agent == NULL) {
@@ -350,7 +357,7 @@ static void process(conn *c) {
       return;
     }
     if (rc < 0) {
-      conn_fail(c, proto_strerror(rc));
+      conn_fail(c, tw__proto_strerror(rc));
       return;
     }
     if (on_frame(c, &f) != 0)
@@ -374,7 +381,8 @@ static void process(conn *c) {
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   conn *c = handle->data;
   server *s = c->srv;
-  size_t want = c->agent ? READ_CHUNK : HELLO_CHUNK;
+  /* Before the handshake, room for the longest HELLO and no more. */
+  size_t want = c->agent ? READ_CHUNK : 4 + (size_t)tw__proto_hello_limit();
   (void)suggested;
   if (c->cap - c->len < want) {
     size_t cap = c->len + want;
@@ -477,7 +485,9 @@ static void maybe_flush(server *s) {
   }
   uv_timer_stop(&s->flush);
   s->batch_since_ms = 0;
-  writer_submit(s->writer, ingest_take(s->in));
+  wbatch *next = ingest_take(s->in);
+  export_submit(s->exports, next);
+  writer_submit(s->writer, next);
   if (s->stopping == 0)
     set_paused(s, 0);
 }
@@ -490,6 +500,7 @@ static void on_batch_done(wbatch *b, void *arg) {
    * while this thread sends the acks and frees the batch it finished. */
   if (s->stopping == 0)
     maybe_flush(s);
+  export_committed(s->exports, b);
   if (b->failed)
     s->failed = 1;
   else
@@ -664,40 +675,11 @@ static int listen_unix(server *s, listener *l, const char *path, char *why,
   return rc;
 }
 
-/* Splits tcp://HOST:PORT; HOST may be an IPv6 address in brackets. */
-static int parse_tcp(const char *rest, char *host, size_t hostsize, int *port) {
-  const char *colon = strrchr(rest, ':');
-  if (colon == NULL || colon == rest)
-    return UV_EINVAL;
-  const char *h = rest;
-  size_t hlen = (size_t)(colon - rest);
-  if (h[0] == '[') {
-    if (hlen < 2 || h[hlen - 1] != ']')
-      return UV_EINVAL;
-    h++;
-    hlen -= 2;
-  }
-  if (hlen == 0 || hlen >= hostsize)
-    return UV_EINVAL;
-  memcpy(host, h, hlen);
-  host[hlen] = '\0';
-  char *end;
-  errno = 0;
-  long p = strtol(colon + 1, &end, 10);
-  if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
-    return UV_EINVAL;
-  *port = (int)p;
-  return 0;
-}
-
-static int listen_tcp(server *s, listener *l, const char *rest) {
-  char host[128];
-  int port, rc;
+static int listen_tcp(server *s, listener *l, const url *u) {
+  int port = u->port, rc;
   struct sockaddr_storage ss;
-  if ((rc = parse_tcp(rest, host, sizeof(host), &port)) != 0)
-    return rc;
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+  if (uv_ip4_addr(u->host, port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(u->host, port, (struct sockaddr_in6 *)&ss) != 0)
     return UV_EINVAL;
   if ((rc = uv_tcp_init(&s->loop, &l->h.tcp)) != 0)
     return rc;
@@ -707,18 +689,20 @@ static int listen_tcp(server *s, listener *l, const char *rest) {
     return rc;
   int len = sizeof(ss);
   if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
-    char ip[64] = "", url[160];
+    url bound = *u;
+    char text[URL_HOST_MAX + 32];
     if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-      snprintf(url, sizeof(url), "tcp://[%s]:%d", ip, port);
+      uv_ip6_name((struct sockaddr_in6 *)&ss, bound.host, sizeof(bound.host));
+      bound.port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+      bound.ipv6 = 1;
     } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-      snprintf(url, sizeof(url), "tcp://%s:%d", ip, port);
+      uv_ip4_name((struct sockaddr_in *)&ss, bound.host, sizeof(bound.host));
+      bound.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      bound.ipv6 = 0;
     }
+    tw__url_format(&bound, text, sizeof(text));
     free(l->url);
-    l->url = xstrdup(url);
+    l->url = xstrdup(text);
   }
   return 0;
 }
@@ -726,28 +710,40 @@ static int listen_tcp(server *s, listener *l, const char *rest) {
 static int open_listeners(server *s) {
   s->listeners = xcalloc(s->cfg->nlisten, sizeof(*s->listeners));
   for (size_t i = 0; i < s->cfg->nlisten; i++) {
-    const char *url = s->cfg->listen[i];
+    const char *url_text = s->cfg->listen[i];
     listener *l = &s->listeners[i];
     l->srv = s;
-    l->url = xstrdup(url);
-    int rc;
+    l->url = xstrdup(url_text);
+    url u;
     char why[PATH_MAX + 64] = "";
-    if (strncmp(url, "unix:", 5) == 0 && url[5] != '\0')
-      rc = listen_unix(s, l, url + 5, why, sizeof(why));
-    else if (strncmp(url, "tcp://", 6) == 0)
-      rc = listen_tcp(s, l, url + 6);
-    else
-      rc = UV_EINVAL;
+    int rc = tw__url_parse(url_text, URL_LISTEN, &u);
+    if (rc != 0) {
+      log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url_text,
+              tw__url_strerror(rc));
+      return -1;
+    }
+    rc = u.scheme == URL_UNIX ? listen_unix(s, l, u.path, why, sizeof(why))
+                              : listen_tcp(s, l, &u);
     if (l->h.handle.data)
       s->nlisteners = i + 1;
     if (rc != 0) {
-      log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url,
+      log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url_text,
               why[0] ? why : uv_strerror(rc));
       return -1;
     }
     log_msg(LOG_INFO, "listening url=%s", l->url);
   }
   return 0;
+}
+
+/* What the metrics endpoint asks of the loop at a scrape. */
+static void export_sample_of(void *arg, export_sample *out) {
+  server *s = arg;
+  wbatch *b = ingest_current(s->in);
+  out->events_pending = b->events;
+  out->bytes_pending = wbatch_bytes(b);
+  out->connections = s->nconns;
+  out->rejected = s->summary->rejected;
 }
 
 /* ---- timers, signals, shutdown ----------------------------------------- */
@@ -780,7 +776,7 @@ static void close_handle(uv_handle_t *h) {
 }
 
 static void close_listeners(server *s) {
-  for (size_t i = 0; i < s->cfg->nlisten; i++) {
+  for (size_t i = 0; s->listeners && i < s->cfg->nlisten; i++) {
     listener *l = &s->listeners[i];
     close_handle(&l->h.handle);
     if (l->unix_path)
@@ -805,21 +801,49 @@ static void finish(server *s) {
     writer_stop(s->writer, &s->latency);
     s->writer = NULL;
   }
+  export_stop(s->exports);
+  s->exports = NULL;
   uv_timer_stop(&s->sweep);
   uv_timer_stop(&s->flush);
   close_handle((uv_handle_t *)&s->sweep);
   close_handle((uv_handle_t *)&s->flush);
+  close_handle((uv_handle_t *)&s->stop_timer);
   close_handle((uv_handle_t *)&s->sigterm);
   close_handle((uv_handle_t *)&s->sigint);
 }
 
+/* The store had its time: what it has not committed is given up (the
+ * agents keep it, unacked), so the shutdown goes on to its end. */
+static void give_up(server *s, const char *why) {
+  if (s->writer == NULL)
+    return;
+  log_msg(LOG_WARN,
+          "giving up the writes not committed reason=\"%s\" "
+          "uncommitted=%llu",
+          why, (unsigned long long)stop_uncommitted());
+  writer_abort(s->writer);
+}
+
+static void on_stop_timer(uv_timer_t *t) {
+  give_up(t->data, "not committed within the shutdown's time");
+}
+
+/* SIGTERM or SIGINT: stop accepting and reading, commit what was received
+ * and ack it, then close - within the bound stop.h sets, whatever the
+ * store does. A second signal gives up the writes at once. */
 static void on_signal(uv_signal_t *sig, int signum) {
   server *s = sig->data;
-  if (s->stopping)
+  const char *name = signum == SIGINT ? "INT" : "TERM";
+  if (s->stopping) {
+    log_msg(LOG_INFO, "second signal signal=%s", name);
+    give_up(s, "a second signal");
     return;
-  log_msg(LOG_INFO, "shutting down signal=%s",
-          signum == SIGINT ? "INT" : "TERM");
+  }
+  stop_begin();
+  log_msg(LOG_INFO, "shutting down signal=%s", name);
   s->stopping = 1;
+  export_stopping(s->exports);
+  uv_timer_start(&s->stop_timer, on_stop_timer, STOP_COMMIT_MS, 0);
   close_listeners(s);
   for (conn *c = s->conns; c; c = c->next)
     conn_stop_reading(c);
@@ -830,8 +854,10 @@ static void on_signal(uv_signal_t *sig, int signum) {
 
 static int start_handles(server *s) {
   s->sweep.data = s->flush.data = s->sigterm.data = s->sigint.data = s;
+  s->stop_timer.data = s;
   if (uv_timer_init(&s->loop, &s->sweep) ||
       uv_timer_init(&s->loop, &s->flush) ||
+      uv_timer_init(&s->loop, &s->stop_timer) ||
       uv_signal_init(&s->loop, &s->sigterm) ||
       uv_signal_init(&s->loop, &s->sigint))
     return -1;
@@ -839,6 +865,14 @@ static int start_handles(server *s) {
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   return 0;
+}
+
+static void record_listeners(server *s, store *st) {
+  const char **urls = xcalloc(s->nlisteners, sizeof(*urls));
+  for (size_t i = 0; i < s->nlisteners; i++)
+    urls[i] = s->listeners[i].url;
+  store_set_listeners(st, urls, s->nlisteners);
+  free(urls);
 }
 
 static void free_listeners(server *s) {
@@ -858,14 +892,29 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   s->cfg = cfg;
   s->summary = summary;
   signal(SIGPIPE, SIG_IGN);
+  /* A file size limit (ulimit -f) reached by the store is a full disk
+   * (writes fail with EFBIG, commits are retried), not a crash. */
+  signal(SIGXFSZ, SIG_IGN);
   if (uv_loop_init(&s->loop) != 0) {
     free(s);
     return 1;
   }
   s->in = ingest_new(db, cfg->lost_after_ms, (int64_t)uv_now(&s->loop));
+  /* The exports' endpoint listens before the agents' listeners, so it is
+   * up once they are. */
+  int export_failed = 0;
   if (s->in)
+    s->exports = export_start(cfg->exports, &s->loop, export_sample_of, s,
+                              &export_failed);
+  /* The listeners before the writer thread: the store is this thread's
+   * until then, to record the addresses a second collector names.
+   * Nothing is accepted before uv_run(). */
+  if (s->in && !export_failed && start_handles(s) == 0 &&
+      open_listeners(s) == 0) {
+    record_listeners(s, st);
     s->writer = writer_start(st, &s->loop, on_batch_done, s);
-  if (s->in && s->writer && start_handles(s) == 0 && open_listeners(s) == 0) {
+  }
+  if (s->writer) {
     summary->started = 1;
     uv_run(&s->loop, UV_RUN_DEFAULT);
     rc = s->failed ? 1 : 0;

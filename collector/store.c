@@ -7,19 +7,40 @@
  * and ends within one batch costs one INSERT. Rows whose task is stored
  * already become one UPDATE that derives wait and run times from the
  * stored columns.
+ *
+ * One writer per store: store_open() takes an exclusive flock(2) on the
+ * database file before SQLite opens it, and keeps it until store_close().
+ * The lock belongs to this process's open file, so it goes with the
+ * process however that ends (kill -9 included): no stale lock to clean.
+ * It is on the file itself, not on a name, so every path to the store
+ * (relative, symlinked, hard-linked) meets it, and the -wal and -shm files,
+ * which only the store's own connections open, need none of their own.
+ * Linux keeps flock locks apart from the fcntl locks SQLite takes on the
+ * same file, so readers (top, query) never wait for it. The descriptor is
+ * closed only after every connection of the store: closing any descriptor
+ * of a file drops the process's fcntl locks on it, SQLite's included.
  */
 #include "store.h"
 
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "format.h"
 #include "log.h"
 #include "rollup.h"
 #include "rows.h"
+#include "sanitize.h"
 #include "schema.h"
 #include "xalloc.h"
 
@@ -38,6 +59,8 @@ enum {
   ST_AGENT_HEALTH,
   ST_AGENT_PROGRESS,
   ST_LOST,
+  ST_EXPORT,
+  ST_LINK,
   ST_PRUNE_OLD,
   ST_PRUNE_FAILED,
   ST_PRUNE_EXCESS,
@@ -103,6 +126,8 @@ static const char *const sql_text[ST_COUNT] = {
                 "drop_reason = 'agent disconnected and did not return' "
                 "WHERE " SCHEMA_SQL_ACTIVE " AND agent = ?1 "
                 "RETURNING name, wait_us, run_us, agent, enqueued_at",
+    [ST_EXPORT] = "INSERT INTO export_queue (seq, batch) VALUES (?1, ?2)",
+    [ST_LINK] = "UPDATE batches SET traceparent = ?2 WHERE id = ?1",
     [ST_PRUNE_OLD] =
         "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE "
         "enqueued_at >= ?1 AND enqueued_at < ?2 AND " SCHEMA_SQL_NOT_UNHAPPY " "
@@ -134,6 +159,9 @@ static const char *const sql_text[ST_COUNT] = {
 
 struct store {
   sqlite3 *db;
+  int lock_fd;        /* the flock(2) on the database file, or -1 */
+  atomic_int aborted; /* store_abort() */
+  int64_t busy_since; /* monotonic ms of the first retry, in busy() */
   checkpointer *checkpointer;
   sqlite3_stmt *st[ST_COUNT];
   rows *rows;         /* the bulk statements' source (rows.h) */
@@ -165,24 +193,85 @@ static const char pragmas_common[] =
     "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; "
     "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864";
 
-/* Agents still marked connected were left so by a crash: they are
- * disconnected as of now. */
-static int mark_all_disconnected(store *s, char **err) {
+/* Runs one prepared statement that returns no rows, with up to two
+ * integer parameters. */
+static int exec_int2(sqlite3 *db, const char *sql, int64_t a, int64_t b) {
   sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(s->db,
-                              "UPDATE agents SET connected = 0, "
-                              "disconnected_at = ?1 WHERE connected = 1",
-                              -1, &st, NULL);
-  if (rc == SQLITE_OK) {
-    sqlite3_bind_int64(st, 1, format_now_us());
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-  }
-  if (rc != SQLITE_DONE && rc != SQLITE_OK) {
-    *err = xstrdup(sqlite3_errmsg(s->db));
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  sqlite3_bind_int64(st, 1, a);
+  if (sqlite3_bind_parameter_count(st) > 1)
+    sqlite3_bind_int64(st, 2, b);
+  rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/*
+ * The store becomes this process's: agents still marked connected were
+ * left so by a crash and are disconnected as of now, and meta names this
+ * process as the collector writing the store, so that a second collector
+ * refused by the lock can say who holds it (store_set_listeners() adds
+ * the addresses).
+ */
+static int claim(store *s, char **err) {
+  int64_t now = format_now_us();
+  int rc = exec1(s->db, "BEGIN IMMEDIATE", err);
+  if (rc != SQLITE_OK)
+    return -1;
+  rc = exec_int2(s->db,
+                 "UPDATE agents SET connected = 0, disconnected_at = ?1 WHERE "
+                 "connected = 1",
+                 now, 0);
+  if (rc == SQLITE_OK)
+    rc = exec_int2(s->db,
+                   "INSERT OR REPLACE INTO meta (key, value) VALUES "
+                   "('collector_pid', ?1), ('collector_started_at', ?2), "
+                   "('collector_listen', NULL)",
+                   (int64_t)getpid(), now);
+  if (rc == SQLITE_OK)
+    rc = exec1(s->db, "COMMIT", err);
+  if (rc != SQLITE_OK) {
+    if (*err == NULL)
+      *err = xstrdup(sqlite3_errmsg(s->db));
+    if (!sqlite3_get_autocommit(s->db))
+      exec1(s->db, "ROLLBACK", NULL);
     return -1;
   }
   return 0;
+}
+
+int store_set_listeners(store *s, const char *const *urls, size_t n) {
+  size_t len = 1;
+  for (size_t i = 0; i < n; i++)
+    len += strlen(urls[i]) + 1;
+  char *list = xmalloc(len);
+  size_t used = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t k = strlen(urls[i]);
+    if (i)
+      list[used++] = ' ';
+    memcpy(list + used, urls[i], k);
+    used += k;
+  }
+  list[used] = '\0';
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(s->db,
+                              "INSERT OR REPLACE INTO meta (key, value) "
+                              "VALUES ('collector_listen', ?1)",
+                              -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, list, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  if (rc != SQLITE_OK)
+    log_msg(LOG_WARN, "cannot record the listen addresses error=\"%s\"",
+            sqlite3_errmsg(s->db));
+  free(list);
+  return rc;
 }
 
 /* The integer a PRAGMA returns, or -1. */
@@ -197,15 +286,60 @@ static int64_t pragma_int(sqlite3 *db, const char *sql) {
   return v;
 }
 
+static int64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* How long a statement waits for a lock another connection holds (a
+ * reader's checkpoint, a sqlite3 shell in a transaction). */
+#define BUSY_TIMEOUT_MS 5000
+
+/* SQLite's busy timeout, with a way out: an aborted store stops waiting
+ * at the next step (at most 100 ms later). */
+static int busy(void *arg, int count) {
+  static const int delays_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50};
+  store *s = arg;
+  int64_t now = monotonic_ms();
+  if (count == 0)
+    s->busy_since = now;
+  if (atomic_load(&s->aborted) || now - s->busy_since >= BUSY_TIMEOUT_MS)
+    return 0;
+  int n = (int)(sizeof(delays_ms) / sizeof(delays_ms[0]));
+  int ms = count < n ? delays_ms[count] : 100;
+  struct timespec ts = {0, (long)ms * 1000000L};
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
+/* Called by SQLite every PROGRESS_OPS virtual machine steps: a nonzero
+ * return interrupts the statement, so an aborted store lets go of a long
+ * statement even between the statements sqlite3_interrupt() reaches. */
+#define PROGRESS_OPS 1000
+static int progress(void *arg) {
+  store *s = arg;
+  return atomic_load_explicit(&s->aborted, memory_order_relaxed);
+}
+
+/* A database that is not a taskwatch store is refused before anything is
+ * written to it: the pragmas switch the journal to WAL, which would
+ * change such a file too. */
 static int configure(store *s, char **err) {
-  sqlite3_busy_timeout(s->db, 5000);
+  sqlite3_busy_handler(s->db, busy, s);
+  sqlite3_progress_handler(s->db, PROGRESS_OPS, progress, s);
+  char *msg = NULL;
+  if (schema_check_ours(s->db, &msg) != SQLITE_OK) {
+    *err = xstrdup(msg ? msg : "cannot read the store");
+    sqlite3_free(msg);
+    return -1;
+  }
   if (exec1(s->db, pragmas_common, err) != SQLITE_OK ||
       exec1(s->db,
             s->cfg.sync_full ? "PRAGMA synchronous=FULL"
                              : "PRAGMA synchronous=NORMAL",
             err) != SQLITE_OK)
     return -1;
-  char *msg = NULL;
   int64_t version = pragma_int(s->db, "PRAGMA user_version");
   int upgrade = version > 0 && version < SCHEMA_VERSION;
   int64_t started = format_now_us();
@@ -235,7 +369,7 @@ static int configure(store *s, char **err) {
     *err = xstrdup(sqlite3_errmsg(s->db));
     return -1;
   }
-  return mark_all_disconnected(s, err);
+  return claim(s, err);
 }
 
 static void count_tasks(store *s) {
@@ -248,10 +382,82 @@ static void count_tasks(store *s) {
   sqlite3_finalize(st);
 }
 
+/*
+ * Names the holder of a locked store from the meta rows its collector
+ * wrote (claim(), store_set_listeners()), reading through a read-only
+ * connection. A pid is named only while it is alive: the rows of a
+ * collector that died stay until the next one claims the store. What the
+ * rows say is sanitized like any stored string. Returns a new string.
+ */
+static char *holder_text(const char *path) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  long long pid = 0;
+  char listen[512] = "";
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_busy_timeout(db, 1000) == SQLITE_OK &&
+      sqlite3_prepare_v2(db,
+                         "SELECT (SELECT value FROM meta WHERE key = "
+                         "'collector_pid'), (SELECT value FROM meta WHERE key "
+                         "= 'collector_listen')",
+                         -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    pid = sqlite3_column_int64(st, 0);
+    if (sqlite3_column_type(st, 1) == SQLITE_TEXT)
+      sanitize((const char *)sqlite3_column_text(st, 1),
+               (size_t)sqlite3_column_bytes(st, 1), 160, SANITIZE_ELLIPSIS,
+               listen, sizeof(listen));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  char text[700];
+  if (pid <= 0 || pid == (long long)getpid() ||
+      (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+    snprintf(text, sizeof(text),
+             "another process holds its lock (one collector per store)");
+  else
+    snprintf(text, sizeof(text),
+             "another collector is writing to it (pid %lld%s%s); one "
+             "collector per store",
+             pid, listen[0] ? ", listening on " : "", listen);
+  return xstrdup(text);
+}
+
+/* Takes the store's lock (see the top of this file), creating the file
+ * when there is none yet. Returns 0, or -1 with *err. */
+static int lock_store(store *s, char **err) {
+  int fd = open(s->cfg.path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  struct stat st;
+  if (fd < 0) {
+    *err = xstrdup(strerror(errno));
+    return -1;
+  }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    *err = xstrdup("not a regular file");
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    /* Before any connection of this store: closing a descriptor of the
+     * file drops the process's fcntl locks on it. */
+    close(fd);
+    *err = e == EWOULDBLOCK ? holder_text(s->cfg.path) : xstrdup(strerror(e));
+    return -1;
+  }
+  s->lock_fd = fd;
+  return 0;
+}
+
 int store_open(const store_config *cfg, store **out, char **err) {
   store *s = xcalloc(1, sizeof(*s));
   s->cfg = *cfg;
+  s->lock_fd = -1;
   *out = NULL;
+  if (lock_store(s, err) != 0) {
+    store_close(s);
+    return -1;
+  }
   int rc = sqlite3_open_v2(
       cfg->path, &s->db,
       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -287,9 +493,17 @@ void store_close(store *s) {
   rollup_free(s->rollups);
   if (s->db)
     sqlite3_close(s->db);
+  /* Last: see lock_store(). */
+  if (s->lock_fd >= 0)
+    close(s->lock_fd);
   free(s->newrows);
   u64map_fini(&s->pruned_batches);
   free(s);
+}
+
+void store_abort(store *s) {
+  atomic_store(&s->aborted, 1);
+  sqlite3_interrupt(s->db);
 }
 
 void store_get_stats(const store *s, store_stats *out) {
@@ -332,6 +546,11 @@ static int is_final(int status) {
 static void inserted_task(store *s, const task_row *r) {
   s->stats.rows_inserted++;
   s->task_count++;
+  /* A task older than what retention has worked through (an agent that
+   * held it through an outage, or whose clock runs behind) must still be
+   * found by the next step. */
+  if (r->enqueued_at < s->prune_from)
+    s->prune_from = r->enqueued_at;
   if ((r->have & HAVE_END) && is_final(r->status)) {
     int started = (r->have & HAVE_START) != 0;
     rollup_add(s->rollups, r->agent, r->name->text, r->name->len,
@@ -494,7 +713,9 @@ static int write_op(store *s, const agent_op *op) {
     sqlite3_bind_int64(st, 3, op->b);
     return run(s, st);
   default:
-    return SQLITE_OK; /* AGENT_OP_LOST: after the rows, see mark_lost */
+    /* After the rows: mark_lost. */
+    assert(op->kind == AGENT_OP_LOST);
+    return SQLITE_OK;
   }
 }
 
@@ -554,10 +775,10 @@ static int prune_batches(store *s) {
   sqlite3_stmt *st = s->st[ST_PRUNE_BATCH];
   u64map *m = &s->pruned_batches;
   int rc = SQLITE_OK;
-  for (size_t i = 0; i < m->cap && rc == SQLITE_OK; i++) {
-    if (m->keys[i] == 0)
-      continue;
-    sqlite3_bind_int64(st, 1, (int64_t)m->keys[i]);
+  size_t pos = 0;
+  uint64_t batch;
+  while (rc == SQLITE_OK && u64map_next(m, &pos, &batch, NULL)) {
+    sqlite3_bind_int64(st, 1, (int64_t)batch);
     rc = run(s, st);
   }
   u64map_clear(m);
@@ -645,6 +866,11 @@ static int write_all(store *s, wbatch *b) {
   }
   if (rc == SQLITE_OK)
     rc = insert_new_rows(s, b);
+  for (size_t i = 0; i < b->nlinks && rc == SQLITE_OK; i++) {
+    sqlite3_bind_int64(s->st[ST_LINK], 1, b->links[i].batch);
+    bind_blob_text(s->st[ST_LINK], 2, b->links[i].traceparent, 1);
+    rc = run(s, s->st[ST_LINK]);
+  }
   for (size_t i = 0; i < b->nrows && rc == SQLITE_OK; i++)
     if (b->rows[i]->update)
       rc = update_task(s, b->rows[i]);
@@ -653,6 +879,11 @@ static int write_all(store *s, wbatch *b) {
   for (size_t i = 0; i < b->nops && rc == SQLITE_OK; i++)
     if (b->ops[i].kind == AGENT_OP_LOST)
       rc = mark_lost(s, &b->ops[i]);
+  for (size_t i = 0; i < b->nexports && rc == SQLITE_OK; i++) {
+    sqlite3_bind_int64(s->st[ST_EXPORT], 1, b->export_seq + (int64_t)i);
+    sqlite3_bind_int64(s->st[ST_EXPORT], 2, b->exports[i]);
+    rc = run(s, s->st[ST_EXPORT]);
+  }
   if (rc == SQLITE_OK)
     rc = rollup_flush(s->rollups);
   if (rc == SQLITE_OK && b->prune)
@@ -661,8 +892,10 @@ static int write_all(store *s, wbatch *b) {
 }
 
 int store_write(store *s, wbatch *b) {
-  int64_t count_before = s->task_count;
+  int64_t count_before = s->task_count, prune_from_before = s->prune_from;
   store_stats before = s->stats;
+  if (atomic_load(&s->aborted))
+    return SQLITE_INTERRUPT;
   int rc = run(s, s->st[ST_BEGIN]);
   if (rc == SQLITE_OK)
     rc = write_all(s, b);
@@ -677,6 +910,7 @@ int store_write(store *s, wbatch *b) {
     rollup_rollback(s->rollups);
     s->stats = before;
     s->task_count = count_before;
+    s->prune_from = prune_from_before;
     u64map_clear(&s->pruned_batches);
     return rc;
   }

@@ -41,12 +41,33 @@ typedef struct store_stats {
 } store_stats;
 
 /*
- * Opens or creates the store at cfg->path and marks every agent that an
- * earlier run left connected as disconnected. Returns 0, or -1 with a
- * one-line message in *err (free() it).
+ * Opens or creates the store at cfg->path, as its only writer: the file is
+ * locked for this process until store_close() (store.c says how). Marks
+ * every agent that an earlier run left connected as disconnected, and
+ * records this process in meta as the store's collector. Returns 0, or -1
+ * with a one-line message in *err (free() it): another collector holds
+ * the store (named by pid and addresses when it recorded them), the file
+ * is not a taskwatch store (left unchanged), not a database, or of a newer
+ * schema version.
  */
 int store_open(const store_config *cfg, store **out, char **err);
+/* Closes the connections, then releases the lock. NULL is a no-op. */
 void store_close(store *s);
+
+/*
+ * Records the addresses the collector listens on (meta collector_listen),
+ * for a second collector to name. Call before the writer thread starts.
+ * Returns SQLITE_OK or the SQLite error (logged; the store works on).
+ */
+int store_set_listeners(store *s, const char *const *urls, size_t n);
+
+/*
+ * Gives up every write from now on: the statement running in another
+ * thread is interrupted, a wait for a lock ends, and store_write() fails
+ * with SQLITE_INTERRUPT. For a shutdown whose time is up. Any thread; s
+ * must stay open until it returns.
+ */
+void store_abort(store *s);
 
 /*
  * Writes b in one transaction: agents, strings, batches, task rows,

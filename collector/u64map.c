@@ -3,13 +3,19 @@
  */
 #include "u64map.h"
 
+#include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "xalloc.h"
 
+/* Set once, before the first hash, by whichever thread hashes first (the
+ * loop and the writer both do). */
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
 static uint64_t seed;
 
 static uint64_t mix(uint64_t x) {
@@ -19,14 +25,22 @@ static uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-uint64_t u64map_hash(uint64_t key) {
-  if (seed == 0) {
+/* The kernel's random bytes; when they are unavailable (a kernel without
+ * getrandom, a seccomp filter), the clock, the pid and a stack address,
+ * which an agent on another machine cannot predict either. */
+static void seed_init(void) {
+  uint64_t r = 0;
+  if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    seed = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^
-               (uint64_t)(uintptr_t)&ts) |
-           1;
+    r = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+        ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&ts;
   }
+  seed = mix(r) | 1;
+}
+
+uint64_t u64map_hash(uint64_t key) {
+  pthread_once(&seed_once, seed_init);
   return mix(key ^ seed);
 }
 
@@ -50,7 +64,31 @@ void u64map_clear(u64map *m) {
   m->count = 0;
 }
 
+size_t u64map_count(const u64map *m) {
+  return m->count;
+}
+
+size_t u64map_bytes(const u64map *m) {
+  return m->cap * (sizeof(*m->keys) + sizeof(*m->values));
+}
+
+int u64map_next(const u64map *m, size_t *pos, uint64_t *key, void **value) {
+  for (size_t i = *pos; i < m->cap; i++) {
+    if (m->keys[i] == 0)
+      continue;
+    if (key)
+      *key = m->keys[i];
+    if (value)
+      *value = m->values[i];
+    *pos = i + 1;
+    return 1;
+  }
+  *pos = m->cap;
+  return 0;
+}
+
 void *u64map_get(const u64map *m, uint64_t key) {
+  assert(key != 0);
   if (m->cap == 0)
     return NULL;
   size_t mask = m->cap - 1;
@@ -78,6 +116,7 @@ static void grow(u64map *m) {
 }
 
 void u64map_put(u64map *m, uint64_t key, void *value) {
+  assert(key != 0);
   if ((m->count + 1) * 4 > m->cap * 3)
     grow(m);
   size_t mask = m->cap - 1;
@@ -98,6 +137,7 @@ void u64map_put(u64map *m, uint64_t key, void *value) {
 /* Backward-shift deletion: entries after the removed one move up when
  * their home slot allows, so lookups never need tombstones. */
 void u64map_del(u64map *m, uint64_t key) {
+  assert(key != 0);
   if (m->cap == 0)
     return;
   size_t mask = m->cap - 1;

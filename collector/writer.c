@@ -3,18 +3,20 @@
  */
 #include "writer.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "hist.h"
 #include "log.h"
+#include "stop.h"
 #include "xalloc.h"
 
-/* How often a failed transaction is retried while not stopping. */
+/* How often a failed transaction is retried (a full disk may get room, a
+ * lock be released), until writer_abort(). */
 #define RETRY_MS 1000
-/* Attempts per batch once stopping, before giving the batch up. */
-#define STOP_ATTEMPTS 3
 
 typedef struct node {
   struct node *next;
@@ -28,10 +30,11 @@ struct writer {
   void *arg;
   pthread_t thread;
   pthread_mutex_t lock;
-  pthread_cond_t wake;
+  pthread_cond_t wake; /* on CLOCK_MONOTONIC */
   node *in_head, *in_tail;
   node *out_head, *out_tail;
   int stopping;
+  int aborted;
   size_t in_flight; /* loop thread only */
   hist latency;     /* writer thread while it runs */
 };
@@ -59,22 +62,35 @@ static wbatch *pop(node **head, node **tail) {
   return b;
 }
 
+/* Waits RETRY_MS or until writer_abort(); returns whether aborted. */
+static int wait_retry(writer *w) {
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += RETRY_MS / 1000;
+  until.tv_nsec += (RETRY_MS % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&w->lock);
+  while (!w->aborted &&
+         pthread_cond_timedwait(&w->wake, &w->lock, &until) != ETIMEDOUT)
+    ;
+  int aborted = w->aborted;
+  pthread_mutex_unlock(&w->lock);
+  return aborted;
+}
+
 static void write_batch(writer *w, wbatch *b) {
-  for (int attempt = 1;; attempt++) {
-    if (store_write(w->store, b) == 0)
-      break;
-    pthread_mutex_lock(&w->lock);
-    int stopping = w->stopping;
-    pthread_mutex_unlock(&w->lock);
-    if (stopping && attempt >= STOP_ATTEMPTS) {
+  while (store_write(w->store, b) != 0) {
+    if (wait_retry(w)) {
       b->failed = 1;
       log_msg(LOG_ERROR, "batch given up events=%llu",
               (unsigned long long)b->events);
       return;
     }
-    struct timespec ts = {RETRY_MS / 1000, (RETRY_MS % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
   }
+  stop_count_committed(b->events);
   for (uint32_t i = 0; i < b->nsamples; i++)
     hist_add(&w->latency, (b->committed_ns - b->samples[i]) / 1000);
 }
@@ -108,6 +124,7 @@ static void on_async(uv_async_t *handle) {
     pthread_mutex_unlock(&w->lock);
     if (b == NULL)
       return;
+    assert(w->in_flight > 0);
     w->in_flight--;
     w->done(b, w->arg);
   }
@@ -121,7 +138,11 @@ writer *writer_start(store *s, uv_loop_t *loop,
   w->arg = arg;
   hist_init(&w->latency);
   pthread_mutex_init(&w->lock, NULL);
-  pthread_cond_init(&w->wake, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->wake, &attr);
+  pthread_condattr_destroy(&attr);
   if (uv_async_init(loop, &w->async, on_async) != 0) {
     free(w);
     return NULL;
@@ -135,6 +156,7 @@ writer *writer_start(store *s, uv_loop_t *loop,
 }
 
 void writer_submit(writer *w, wbatch *b) {
+  stop_count_received(b->events);
   w->in_flight++;
   pthread_mutex_lock(&w->lock);
   push(&w->in_head, &w->in_tail, b);
@@ -154,6 +176,14 @@ static void on_close(uv_handle_t *handle) {
   pthread_mutex_destroy(&w->lock);
   pthread_cond_destroy(&w->wake);
   free(w);
+}
+
+void writer_abort(writer *w) {
+  pthread_mutex_lock(&w->lock);
+  w->aborted = 1;
+  pthread_cond_broadcast(&w->wake);
+  pthread_mutex_unlock(&w->lock);
+  store_abort(w->store);
 }
 
 void writer_stop(writer *w, hist *latency) {

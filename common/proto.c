@@ -1,280 +1,201 @@
 /*
- * proto - encoder and strict decoder of the taskwatch wire protocol.
- *
- * The decoder reads through a bounded cursor: every read checks the bytes
- * left first, so no input, however hostile, can make it read past the
- * buffer. All integers are little-endian; they are assembled byte by byte
- * so the code is correct on any host and any alignment.
+ * proto - encoder and strict decoder of the taskwatch wire protocol,
+ * generated from the tables in proto.h through the expansions of
+ * proto_gen.h. The encoder computes a frame's exact size from the table,
+ * reserves it once, then stores without further checks; the agent's
+ * in-place encoder is the same stores behind a room check. What is
+ * written here by hand is only what the tables cannot say: the fixed
+ * starts of HELLO and WELCOME, the version negotiation, and the patches
+ * of an EVENTS frame's header.
  */
 #include "proto.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-const char *proto_strerror(int result) {
+#include "proto_gen.h"
+
+const char *tw__proto_strerror(int result) {
   switch (result) {
   case 0:
     return "ok";
-  case PROTO_NEED_MORE:
-    return "incomplete frame";
-  case PROTO_E_OVERSIZED:
-    return "frame larger than the limit";
-  case PROTO_E_UNDERSIZED:
-    return "frame shorter than its header";
-  case PROTO_E_TRUNCATED:
-    return "payload ends inside a field";
-  case PROTO_E_TRAILING:
-    return "payload has trailing bytes";
-  case PROTO_E_MAGIC:
-    return "bad handshake magic";
-  case PROTO_E_VERSION:
-    return "unsupported protocol version";
-  case PROTO_E_KIND:
-    return "unknown event kind";
-  case PROTO_E_FIELD:
-    return "field value out of range";
-  case PROTO_E_TYPE:
-    return "unexpected message type";
+#define PROTO__STRERROR(name, value, text)                                     \
+  case value:                                                                  \
+    return text;
+    PROTO_RESULT_MAP(PROTO__STRERROR)
+#undef PROTO__STRERROR
   default:
     return "unknown protocol error";
   }
 }
 
-/* ---- decoding ---------------------------------------------------------- */
+typedef struct goodbye_msg {
+  uint64_t last_seq;
+} goodbye_msg;
+typedef struct ack_msg {
+  uint64_t next_seq;
+} ack_msg;
+typedef struct error_msg {
+  proto_str reason;
+} error_msg;
+/* The EVENTS header as proto_buf (encoding) and proto_events (decoding)
+ * both hold it: first_seq and count. */
+typedef struct events_msg {
+  uint64_t first_seq;
+  uint32_t count;
+} events_msg;
 
-typedef struct cursor {
-  const uint8_t *p;
-  const uint8_t *end;
-  int bad; /* set once a read ran out of bytes; later reads return zeros */
-} cursor;
+GEN_MESSAGE(HELLO, proto_hello, PROTO_FIELDS_HELLO)
+GEN_MESSAGE(GOODBYE, goodbye_msg, PROTO_FIELDS_GOODBYE)
+GEN_MESSAGE(EVENTS, events_msg, PROTO_FIELDS_EVENTS)
+GEN_MESSAGE(WELCOME, proto_welcome, PROTO_FIELDS_WELCOME)
+GEN_MESSAGE(ACK, ack_msg, PROTO_FIELDS_ACK)
+GEN_MESSAGE(ERROR, error_msg, PROTO_FIELDS_ERROR)
 
-static int need(cursor *c, size_t n) {
-  if (c->bad || (size_t)(c->end - c->p) < n) {
-    c->bad = 1;
-    return 0;
-  }
-  return 1;
-}
+/* ---- framing ------------------------------------------------------------- */
 
-static uint8_t get_u8(cursor *c) {
-  if (!need(c, 1))
-    return 0;
-  return *c->p++;
-}
-
-static uint16_t get_u16(cursor *c) {
-  if (!need(c, 2))
-    return 0;
-  uint16_t v = (uint16_t)(c->p[0] | (c->p[1] << 8));
-  c->p += 2;
-  return v;
-}
-
-static uint32_t get_u32(cursor *c) {
-  if (!need(c, 4))
-    return 0;
-  uint32_t v = (uint32_t)c->p[0] | ((uint32_t)c->p[1] << 8) |
-               ((uint32_t)c->p[2] << 16) | ((uint32_t)c->p[3] << 24);
-  c->p += 4;
-  return v;
-}
-
-static uint64_t get_u64(cursor *c) {
-  uint64_t lo = get_u32(c);
-  uint64_t hi = get_u32(c);
-  return lo | (hi << 32);
-}
-
-static void get_bytes(cursor *c, void *dst, size_t n) {
-  if (!need(c, n)) {
-    memset(dst, 0, n);
-    return;
-  }
-  memcpy(dst, c->p, n);
-  c->p += n;
-}
-
-/* A string with a u16 (long_form 0) or u32 count, no longer than max. */
-static int get_str(cursor *c, proto_str *s, int long_form, uint32_t max) {
-  uint32_t n = long_form ? get_u32(c) : get_u16(c);
-  s->ptr = NULL;
-  s->len = 0;
-  if (c->bad)
-    return 0;
-  if (n > max)
-    return PROTO_E_FIELD;
-  if (!need(c, n))
-    return 0;
-  s->ptr = (const char *)c->p;
-  s->len = n;
-  c->p += n;
-  return 0;
-}
-
-static int finish(const cursor *c) {
-  if (c->bad)
-    return PROTO_E_TRUNCATED;
-  if (c->p != c->end)
-    return PROTO_E_TRAILING;
-  return 0;
-}
-
-int proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
+int tw__proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
                      proto_frame *out) {
   if (max_frame == 0 || max_frame > PROTO_FRAME_MAX)
     max_frame = PROTO_FRAME_MAX;
   if (len < 4)
     return PROTO_NEED_MORE;
-  cursor c = {buf, buf + len, 0};
-  uint32_t n = get_u32(&c);
+  cursor c = {buf, buf + len, 0, 0, 0};
+  uint32_t n = (uint32_t)get_le(&c, 4);
   if (n > max_frame)
     return PROTO_E_OVERSIZED;
   if (n < 2)
     return PROTO_E_UNDERSIZED;
   if (len - 4 < n)
     return PROTO_NEED_MORE;
-  out->type = get_u16(&c);
+  out->type = (uint16_t)get_le(&c, 2);
   out->payload = c.p;
   out->payload_len = n - 2;
   out->frame_len = (size_t)n + 4;
   return 0;
 }
 
-int proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out) {
-  cursor c = {p, p + n, 0};
-  int rc;
+/* ---- versions ------------------------------------------------------------ */
+
+int tw__proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chosen) {
+  uint16_t hi = peer_max < PROTO_VERSION ? peer_max : PROTO_VERSION;
+  uint16_t lo = peer_min > PROTO_VERSION_MIN ? peer_min : PROTO_VERSION_MIN;
+  if (peer_min > peer_max || hi < lo)
+    return PROTO_E_VERSION;
+  *chosen = hi;
+  return 0;
+}
+
+int tw__proto_version_refusal(char *buf, size_t size, const char *peer,
+                          uint16_t peer_min, uint16_t peer_max,
+                          const char *self) {
+  return snprintf(buf, size, "%s: %s speaks %u..%u, %s %u..%u",
+                  tw__proto_strerror(PROTO_E_VERSION), peer, (unsigned)peer_min,
+                  (unsigned)peer_max, self, (unsigned)PROTO_VERSION_MIN,
+                  (unsigned)PROTO_VERSION);
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+int tw__proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out) {
+  cursor cur = {p, p + n, 0, 0, 0}, *c = &cur;
+  uint32_t magic;
+  uint16_t version;
   memset(out, 0, sizeof(*out));
-  uint32_t magic = get_u32(&c);
-  out->version = get_u16(&c);
-  if (c.bad)
-    return PROTO_E_TRUNCATED;
-  if (magic != PROTO_MAGIC)
+  get_U32(c, &magic, 0, UINT32_MAX);
+  get_U16(c, &out->version, 0, UINT16_MAX);
+  if (!c->bad && magic != PROTO_MAGIC)
     return PROTO_E_MAGIC;
-  if (out->version != PROTO_VERSION)
-    return PROTO_E_VERSION;
-  get_bytes(&c, out->instance, sizeof(out->instance));
-  out->pid = get_u32(&c);
-  out->started_at_ns = (int64_t)get_u64(&c);
-  if ((rc = get_str(&c, &out->service, 0, PROTO_IDENT_MAX)) != 0 ||
-      (rc = get_str(&c, &out->host, 0, PROTO_IDENT_MAX)) != 0 ||
-      (rc = get_str(&c, &out->token, 0, PROTO_IDENT_MAX)) != 0)
-    return rc;
-  return finish(&c);
-}
-
-int proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out) {
-  cursor c = {p, p + n, 0};
-  out->version = get_u16(&c);
-  out->next_seq = get_u64(&c);
-  out->max_frame = get_u32(&c);
-  int rc = finish(&c);
-  if (rc == 0 && out->version != PROTO_VERSION)
-    return PROTO_E_VERSION;
-  return rc;
-}
-
-int proto_decode_u64(const uint8_t *p, size_t n, uint64_t *out) {
-  cursor c = {p, p + n, 0};
-  *out = get_u64(&c);
-  return finish(&c);
-}
-
-int proto_decode_error(const uint8_t *p, size_t n, proto_str *reason) {
-  cursor c = {p, p + n, 0};
-  int rc = get_str(&c, reason, 0, PROTO_SHORT_MAX);
-  return rc ? rc : finish(&c);
-}
-
-int proto_events_begin(proto_events *it, const uint8_t *p, size_t n) {
-  cursor c = {p, p + n, 0};
-  it->first_seq = get_u64(&c);
-  it->count = get_u32(&c);
-  it->index = 0;
-  it->p = c.p;
-  it->end = c.end;
-  if (c.bad)
+  out->version_min = out->version;
+  if (out->version >= PROTO_HELLO_RANGE_SINCE)
+    get_U16(c, &out->version_min, 0, UINT16_MAX);
+  if (c->bad)
     return PROTO_E_TRUNCATED;
-  if (it->count == 0 || it->first_seq == 0)
-    return PROTO_E_FIELD;
-  /* The smallest event is 15 bytes (a STRING with empty text: kind, time,
-   * u32 id, u16 length): a count that cannot fit is malformed, whatever
-   * follows. */
-  if ((size_t)(it->end - it->p) / 15 < it->count)
+  if (tw__proto_version_pick(out->version_min, out->version, &version) != 0)
+    return PROTO_E_VERSION;
+  /* HELLO's fields are only ever appended: a newer agent's HELLO starts
+   * with the fields of `version`, and what follows them is its own. */
+  get_HELLO(c, out, version);
+  return verdict(c, out->version <= PROTO_VERSION);
+}
+
+int tw__proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out) {
+  cursor cur = {p, p + n, 0, 0, 0}, *c = &cur;
+  memset(out, 0, sizeof(*out));
+  get_U16(c, &out->version, 0, UINT16_MAX);
+  if (c->bad)
+    return PROTO_E_TRUNCATED;
+  if (out->version < PROTO_VERSION_MIN || out->version > PROTO_VERSION)
+    return PROTO_E_VERSION;
+  get_WELCOME(c, out, out->version);
+  return verdict(c, 1);
+}
+
+int tw__proto_decode_error(const uint8_t *p, size_t n, proto_str *reason) {
+  cursor cur = {p, p + n, 0, 0, 0};
+  error_msg m;
+  get_ERROR(&cur, &m, PROTO_VERSION_MIN);
+  *reason = m.reason;
+  return verdict(&cur, 1);
+}
+
+/* The smallest event of a version: a count of events that cannot fit in
+ * the payload is malformed before any is read. */
+static size_t event_min_size(uint16_t version) {
+  size_t min = SIZE_MAX, n;
+#define MIN_OF_KIND(NAME, number, since)                                       \
+  n = 0u PROTO_FIELDS_EVENT(GEN_FIXED) PROTO_FIELDS_##NAME(GEN_FIXED);         \
+  if (GEN_HAS(since, version) && n < min)                                      \
+    min = n;
+  PROTO_EVENT_MAP(MIN_OF_KIND)
+#undef MIN_OF_KIND
+  return min;
+}
+
+int tw__proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
+                       uint16_t version) {
+  cursor cur = {p, p + n, 0, 0, 0};
+  events_msg m = {0, 0};
+  get_EVENTS(&cur, &m, version);
+  it->first_seq = m.first_seq;
+  it->count = m.count;
+  it->index = 0;
+  it->version = version;
+  it->p = cur.p;
+  it->end = cur.end;
+  if (version < PROTO_VERSION_MIN || version > PROTO_VERSION)
+    return PROTO_E_VERSION;
+  int rc = verdict(&cur, 0);
+  if (rc != 0)
+    return rc;
+  if ((size_t)(it->end - it->p) / event_min_size(version) < it->count)
     return PROTO_E_TRUNCATED;
   return 0;
 }
 
-static int decode_event(cursor *c, proto_event *ev) {
-  int rc = 0;
-  memset(ev, 0, sizeof(*ev));
-  ev->kind = get_u8(c);
-  ev->time_ns = (int64_t)get_u64(c);
-  switch (ev->kind) {
-  case PROTO_EV_STRING:
-    ev->string = get_u32(c);
-    rc = get_str(c, &ev->text, 0, PROTO_SHORT_MAX);
-    if (rc == 0 && !c->bad && ev->string == 0)
-      rc = PROTO_E_FIELD;
-    break;
-  case PROTO_EV_BATCH:
-    ev->batch = get_u64(c);
-    ev->string = get_u32(c);
-    break;
-  case PROTO_EV_ENQUEUE:
-    ev->task = get_u64(c);
-    ev->batch = get_u64(c);
-    ev->position = get_u32(c);
-    ev->string = get_u32(c);
-    ev->mode = get_u8(c);
-    ev->other = get_u64(c);
-    if (!c->bad && (ev->mode > 1 || ev->string == 0))
-      rc = PROTO_E_FIELD;
-    break;
-  case PROTO_EV_START:
-    ev->task = get_u64(c);
-    ev->other = get_u64(c);
-    break;
-  case PROTO_EV_FINISH:
-    ev->task = get_u64(c);
-    break;
-  case PROTO_EV_FAIL:
-    ev->task = get_u64(c);
-    if ((rc = get_str(c, &ev->text, 0, PROTO_SHORT_MAX)) == 0 &&
-        (rc = get_str(c, &ev->message, 0, PROTO_SHORT_MAX)) == 0)
-      rc = get_str(c, &ev->detail, 1, PROTO_DETAIL_MAX);
-    break;
-  case PROTO_EV_SKIP:
-    ev->task = get_u64(c);
-    ev->other = get_u64(c);
-    break;
-  case PROTO_EV_DROP:
-    ev->task = get_u64(c);
-    rc = get_str(c, &ev->text, 0, PROTO_SHORT_MAX);
-    break;
-  case PROTO_EV_HEALTH:
-    ev->other = get_u64(c);
-    ev->other2 = get_u64(c);
-    break;
+static int decode_event(cursor *c, proto_event *m, uint16_t version) {
+  memset(m, 0, sizeof(*m));
+  PROTO_FIELDS_EVENT(GEN_GET)
+  switch (m->kind) {
+#define DECODE_KIND(NAME, number, since)                                       \
+  case PROTO_EV_##NAME:                                                        \
+    if (!GEN_HAS(since, version))                                              \
+      return c->bad ? PROTO_E_TRUNCATED : PROTO_E_KIND;                        \
+    PROTO_FIELDS_##NAME(GEN_GET) break;
+    PROTO_EVENT_MAP(DECODE_KIND)
+#undef DECODE_KIND
   default:
     return c->bad ? PROTO_E_TRUNCATED : PROTO_E_KIND;
   }
-  if (rc)
-    return rc;
-  if (c->bad)
-    return PROTO_E_TRUNCATED;
-  if ((ev->kind == PROTO_EV_BATCH && ev->batch == 0) ||
-      (ev->kind >= PROTO_EV_ENQUEUE && ev->kind <= PROTO_EV_DROP &&
-       ev->task == 0) ||
-      (ev->kind == PROTO_EV_ENQUEUE && ev->batch == 0))
-    return PROTO_E_FIELD;
-  return 0;
+  return verdict(c, 0);
 }
 
-int proto_events_next(proto_events *it, proto_event *ev) {
+int tw__proto_events_next(proto_events *it, proto_event *ev) {
   if (it->index == it->count)
     return it->p == it->end ? 1 : PROTO_E_TRAILING;
-  cursor c = {it->p, it->end, 0};
-  int rc = decode_event(&c, ev);
+  cursor c = {it->p, it->end, 0, 0, 0};
+  int rc = decode_event(&c, ev, it->version);
   if (rc)
     return rc;
   it->p = c.p;
@@ -282,26 +203,80 @@ int proto_events_next(proto_events *it, proto_event *ev) {
   return 0;
 }
 
-/* ---- encoding ---------------------------------------------------------- */
+/* ---- sizes --------------------------------------------------------------- */
 
-void proto_buf_init(proto_buf *b) {
+size_t tw__proto_event_size(const proto_event *m, uint16_t version) {
+  switch (m->kind) {
+#define SIZE_OF_KIND(NAME, number, since)                                      \
+  case PROTO_EV_##NAME:                                                        \
+    return GEN_HAS(since, version) ? 0u PROTO_FIELDS_EVENT(GEN_EXACT)          \
+                                         PROTO_FIELDS_##NAME(GEN_EXACT)        \
+                                   : 0u;
+    PROTO_EVENT_MAP(SIZE_OF_KIND)
+#undef SIZE_OF_KIND
+  default:
+    return 0;
+  }
+}
+
+/* HELLO's fixed start at a version: magic, version, version_min. */
+static size_t hello_start(uint16_t version) {
+  return SIZE_U32 + SIZE_U16 +
+         (version >= PROTO_HELLO_RANGE_SINCE ? SIZE_U16 : 0u);
+}
+
+size_t tw__proto_frame_max(uint16_t type, uint16_t version) {
+  size_t payload;
+  switch (type) {
+  case PROTO_HELLO:
+    payload = hello_start(version) + largest_HELLO(version);
+    break;
+  case PROTO_GOODBYE:
+    payload = largest_GOODBYE(version);
+    break;
+  case PROTO_WELCOME:
+    payload = SIZE_U16 + largest_WELCOME(version);
+    break;
+  case PROTO_ACK:
+    payload = largest_ACK(version);
+    break;
+  case PROTO_ERROR:
+    payload = largest_ERROR(version);
+    break;
+  case PROTO_EVENTS:
+    return 4 + (size_t)PROTO_FRAME_MAX;
+  default:
+    return 0;
+  }
+  return PROTO_HEADER_SIZE + payload;
+}
+
+uint32_t tw__proto_hello_limit(void) {
+  /* The length field counts the type and the payload, not itself. */
+  return (uint32_t)(tw__proto_frame_max(PROTO_HELLO, PROTO_VERSION) - 4 +
+                    PROTO_HELLO_SPARE);
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+void tw__proto_buf_init(proto_buf *b) {
   memset(b, 0, sizeof(*b));
 }
 
-void proto_buf_fini(proto_buf *b) {
+void tw__proto_buf_fini(proto_buf *b) {
   free(b->data);
   memset(b, 0, sizeof(*b));
 }
 
-void proto_buf_reset(proto_buf *b) {
+void tw__proto_buf_reset(proto_buf *b) {
   b->len = 0;
   b->failed = 0;
   b->frame_start = 0;
-  b->count_at = 0;
+  b->first_seq = 0;
   b->count = 0;
 }
 
-int proto_buf_reserve(proto_buf *b, size_t extra) {
+int tw__proto_buf_reserve(proto_buf *b, size_t extra) {
   if (b->failed)
     return -1;
   if (b->cap - b->len >= extra)
@@ -324,202 +299,164 @@ int proto_buf_reserve(proto_buf *b, size_t extra) {
   return 0;
 }
 
-static void put_u8(proto_buf *b, uint8_t v) {
-  if (proto_buf_reserve(b, 1) == 0)
-    b->data[b->len++] = v;
-}
-
-static void put_u16(proto_buf *b, uint16_t v) {
-  if (proto_buf_reserve(b, 2) != 0)
-    return;
-  b->data[b->len++] = (uint8_t)v;
-  b->data[b->len++] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(proto_buf *b, uint32_t v) {
-  if (proto_buf_reserve(b, 4) != 0)
-    return;
-  for (int i = 0; i < 4; i++)
-    b->data[b->len++] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(proto_buf *b, uint64_t v) {
-  put_u32(b, (uint32_t)v);
-  put_u32(b, (uint32_t)(v >> 32));
-}
-
-static void put_bytes(proto_buf *b, const void *p, size_t n) {
-  if (n == 0 || proto_buf_reserve(b, n) != 0)
-    return;
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-}
-
-/* Strings longer than max are truncated, never rejected: the encoder's
- * callers are the agent, which must not fail a host over a long message. */
-static void put_str(proto_buf *b, proto_str s, int long_form, uint32_t max) {
-  uint32_t n = s.ptr ? s.len : 0;
-  if (n > max)
-    n = max;
-  if (long_form)
-    put_u32(b, n);
-  else
-    put_u16(b, (uint16_t)n);
-  put_bytes(b, s.ptr, n);
-}
-
-static void patch_u32(proto_buf *b, size_t at, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    b->data[at + i] = (uint8_t)(v >> (8 * i));
-}
-
-static void frame_open(proto_buf *b, uint16_t type) {
+/* Opens a frame of `type` with room for `payload` bytes; NULL when the
+ * buffer failed. The length field is written by frame_close(). */
+static uint8_t *frame_open(proto_buf *b, uint16_t type, size_t payload) {
+  if (tw__proto_buf_reserve(b, PROTO_HEADER_SIZE + payload) != 0)
+    return NULL;
   b->frame_start = b->len;
-  put_u32(b, 0);
-  put_u16(b, type);
+  uint8_t *p = store_U16(b->data + b->len + 4, type, 0);
+  b->len += PROTO_HEADER_SIZE;
+  return p;
 }
 
-static void frame_close(proto_buf *b) {
-  if (b->failed)
+/* Ends the frame whose payload ends at p. */
+static void frame_close(proto_buf *b, const uint8_t *p) {
+  b->len = (size_t)(p - b->data);
+  le(b->data + b->frame_start, b->len - b->frame_start - 4, 4);
+}
+
+void tw__proto_put_hello(proto_buf *b, const proto_hello *h) {
+  uint16_t version = h->version ? h->version : PROTO_VERSION;
+  uint16_t version_min = h->version_min ? h->version_min : PROTO_VERSION_MIN;
+  uint8_t *p = frame_open(b, PROTO_HELLO,
+                          hello_start(version) + exact_HELLO(h, version));
+  if (p == NULL)
     return;
-  patch_u32(b, b->frame_start, (uint32_t)(b->len - b->frame_start - 4));
+  p = store_U32(p, PROTO_MAGIC, 0);
+  p = store_U16(p, version, 0);
+  if (version >= PROTO_HELLO_RANGE_SINCE)
+    p = store_U16(p, version_min, 0);
+  frame_close(b, store_HELLO(p, h, version));
 }
 
-static proto_str cstr(const char *s) {
-  proto_str r = {s, s ? (uint32_t)strnlen(s, PROTO_FRAME_MAX) : 0};
-  return r;
+void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w) {
+  proto_welcome m = *w;
+  if (m.version == 0)
+    m.version = PROTO_VERSION;
+  uint8_t *p =
+      frame_open(b, PROTO_WELCOME, SIZE_U16 + exact_WELCOME(&m, m.version));
+  if (p != NULL)
+    frame_close(b, store_WELCOME(store_U16(p, m.version, 0), &m, m.version));
 }
 
-void proto_put_hello(proto_buf *b, const proto_hello *h) {
-  frame_open(b, PROTO_HELLO);
-  put_u32(b, PROTO_MAGIC);
-  put_u16(b, h->version ? h->version : PROTO_VERSION);
-  put_bytes(b, h->instance, sizeof(h->instance));
-  put_u32(b, h->pid);
-  put_u64(b, (uint64_t)h->started_at_ns);
-  put_str(b, h->service, 0, PROTO_IDENT_MAX);
-  put_str(b, h->host, 0, PROTO_IDENT_MAX);
-  put_str(b, h->token, 0, PROTO_IDENT_MAX);
-  frame_close(b);
-}
-
-void proto_put_welcome(proto_buf *b, const proto_welcome *w) {
-  frame_open(b, PROTO_WELCOME);
-  put_u16(b, w->version ? w->version : PROTO_VERSION);
-  put_u64(b, w->next_seq);
-  put_u32(b, w->max_frame);
-  frame_close(b);
-}
-
-void proto_put_ack(proto_buf *b, uint64_t next_seq) {
-  frame_open(b, PROTO_ACK);
-  put_u64(b, next_seq);
-  frame_close(b);
-}
-
-void proto_put_goodbye(proto_buf *b, uint64_t last_seq) {
-  frame_open(b, PROTO_GOODBYE);
-  put_u64(b, last_seq);
-  frame_close(b);
-}
-
-void proto_put_error(proto_buf *b, const char *reason) {
-  frame_open(b, PROTO_ERROR);
-  put_str(b, cstr(reason), 0, PROTO_SHORT_MAX);
-  frame_close(b);
-}
-
-void proto_events_open(proto_buf *b, uint64_t first_seq) {
-  frame_open(b, PROTO_EVENTS);
-  put_u64(b, first_seq);
-  b->count_at = b->len;
-  b->count = 0;
-  put_u32(b, 0);
-}
-
-void proto_put_event(proto_buf *b, const proto_event *ev) {
-  put_u8(b, ev->kind);
-  put_u64(b, (uint64_t)ev->time_ns);
-  switch (ev->kind) {
-  case PROTO_EV_STRING:
-    put_u32(b, ev->string);
-    put_str(b, ev->text, 0, PROTO_SHORT_MAX);
-    break;
-  case PROTO_EV_BATCH:
-    put_u64(b, ev->batch);
-    put_u32(b, ev->string);
-    break;
-  case PROTO_EV_ENQUEUE:
-    put_u64(b, ev->task);
-    put_u64(b, ev->batch);
-    put_u32(b, ev->position);
-    put_u32(b, ev->string);
-    put_u8(b, ev->mode);
-    put_u64(b, ev->other);
-    break;
-  case PROTO_EV_START:
-  case PROTO_EV_SKIP:
-    put_u64(b, ev->task);
-    put_u64(b, ev->other);
-    break;
-  case PROTO_EV_FINISH:
-    put_u64(b, ev->task);
-    break;
-  case PROTO_EV_FAIL:
-    put_u64(b, ev->task);
-    put_str(b, ev->text, 0, PROTO_SHORT_MAX);
-    put_str(b, ev->message, 0, PROTO_SHORT_MAX);
-    put_str(b, ev->detail, 1, PROTO_DETAIL_MAX);
-    break;
-  case PROTO_EV_DROP:
-    put_u64(b, ev->task);
-    put_str(b, ev->text, 0, PROTO_SHORT_MAX);
-    break;
-  case PROTO_EV_HEALTH:
-    put_u64(b, ev->other);
-    put_u64(b, ev->other2);
-    break;
-  default:
-    break;
+/* ACK and GOODBYE carry one sequence number each: their encoder and
+ * decoder, for message NAME in struct TYPE whose field is `member`. */
+#define SEQUENCE_MESSAGE(NAME, TYPE, name, member)                             \
+  void tw__proto_put_##name(proto_buf *b, uint16_t version, uint64_t member) {     \
+    TYPE m = {member};                                                         \
+    uint8_t *p = frame_open(b, PROTO_##NAME, exact_##NAME(&m, version));       \
+    if (p != NULL)                                                             \
+      frame_close(b, store_##NAME(p, &m, version));                            \
+  }                                                                            \
+  int tw__proto_decode_##name(const uint8_t *p, size_t n, uint16_t version,        \
+                          uint64_t *member) {                                  \
+    cursor cur = {p, p + n, 0, 0, 0};                                          \
+    TYPE m = {0};                                                              \
+    get_##NAME(&cur, &m, version);                                             \
+    *member = m.member;                                                        \
+    return verdict(&cur, 1);                                                   \
   }
+SEQUENCE_MESSAGE(ACK, ack_msg, ack, next_seq)
+SEQUENCE_MESSAGE(GOODBYE, goodbye_msg, goodbye, last_seq)
+
+void tw__proto_put_error(proto_buf *b, const char *reason) {
+  error_msg m = {
+      {reason, reason ? (uint32_t)strnlen(reason, PROTO_SHORT_MAX) : 0}};
+  uint8_t *p = frame_open(b, PROTO_ERROR, exact_ERROR(&m, PROTO_VERSION_MIN));
+  if (p != NULL)
+    frame_close(b, store_ERROR(p, &m, PROTO_VERSION_MIN));
+}
+
+/* Rewrites the header of the EVENTS frame at b->frame_start from b->len,
+ * b->first_seq and b->count. */
+static void events_header(proto_buf *b) {
+  events_msg m = {b->first_seq, b->count};
+  uint8_t *p = b->data + b->frame_start;
+  p = store_U32(p, (uint32_t)(b->len - b->frame_start - 4), 0);
+  p = store_U16(p, PROTO_EVENTS, 0);
+  store_EVENTS(p, &m, b->version);
+}
+
+void tw__proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq) {
+  events_msg m = {first_seq, 0};
+  b->version = version;
+  b->first_seq = first_seq;
+  b->count = 0;
+  if (frame_open(b, PROTO_EVENTS, exact_EVENTS(&m, version)) == NULL)
+    return;
+  b->len += exact_EVENTS(&m, version);
+  events_header(b);
+}
+
+/* Stores ev at p when it fits in `room`: the end, or NULL (nothing
+ * written) when it does not or `version` has no such kind. */
+static inline uint8_t *event_store(uint8_t *p, size_t room,
+                                   const proto_event *m, uint16_t version) {
+  size_t need;
+  switch (m->kind) {
+#define STORE_KIND(NAME, number, since)                                        \
+  case PROTO_EV_##NAME:                                                        \
+    need = 0u PROTO_FIELDS_EVENT(GEN_EXACT) PROTO_FIELDS_##NAME(GEN_EXACT);    \
+    if (!GEN_HAS(since, version) || need > room)                               \
+      return NULL;                                                             \
+    PROTO_FIELDS_EVENT(GEN_STORE)                                              \
+    PROTO_FIELDS_##NAME(GEN_STORE) return p;
+    PROTO_EVENT_MAP(STORE_KIND)
+#undef STORE_KIND
+  default:
+    return NULL;
+  }
+}
+
+void tw__proto_put_event(proto_buf *b, const proto_event *ev) {
+  size_t need = tw__proto_event_size(ev, b->version);
+  if (need == 0) {
+    b->failed = 1; /* a kind the frame's version does not have */
+    return;
+  }
+  if (tw__proto_buf_reserve(b, need) != 0)
+    return;
+  b->len =
+      (size_t)(event_store(b->data + b->len, need, ev, b->version) - b->data);
   b->count++;
 }
 
-void proto_events_close(proto_buf *b) {
-  if (b->failed)
-    return;
-  patch_u32(b, b->count_at, b->count);
-  b->count_at = 0;
-  frame_close(b);
+int tw__proto_events_append(proto_buf *b, const proto_event *ev) {
+  uint8_t *end = event_store(b->data + b->len, b->cap - b->len, ev, b->version);
+  if (end == NULL)
+    return -1;
+  b->len = (size_t)(end - b->data);
+  b->count++;
+  return 0;
 }
 
-static uint32_t clamp(proto_str s, uint32_t max) {
-  uint32_t n = s.ptr ? s.len : 0;
-  return n > max ? max : n;
+void tw__proto_events_close(proto_buf *b) {
+  if (!b->failed)
+    events_header(b);
 }
 
-size_t proto_event_size(const proto_event *ev) {
-  size_t n = 1 + 8;
-  switch (ev->kind) {
-  case PROTO_EV_STRING:
-    return n + 4 + 2 + clamp(ev->text, PROTO_SHORT_MAX);
-  case PROTO_EV_BATCH:
-    return n + 8 + 4;
-  case PROTO_EV_ENQUEUE:
-    return n + 8 + 8 + 4 + 4 + 1 + 8;
-  case PROTO_EV_START:
-  case PROTO_EV_SKIP:
-  case PROTO_EV_HEALTH:
-    return n + 16;
-  case PROTO_EV_FINISH:
-    return n + 8;
-  case PROTO_EV_FAIL:
-    return n + 8 + 2 + clamp(ev->text, PROTO_SHORT_MAX) + 2 +
-           clamp(ev->message, PROTO_SHORT_MAX) + 4 +
-           clamp(ev->detail, PROTO_DETAIL_MAX);
-  case PROTO_EV_DROP:
-    return n + 8 + 2 + clamp(ev->text, PROTO_SHORT_MAX);
-  default:
-    return n;
-  }
+void tw__proto_events_renumber(proto_buf *b, uint64_t first_seq) {
+  b->first_seq = first_seq;
+  events_header(b);
+}
+
+int tw__proto_events_cut(proto_buf *b, uint32_t n) {
+  proto_events it;
+  proto_event ev;
+  const uint8_t *payload = b->data + b->frame_start + PROTO_HEADER_SIZE;
+  size_t header = (size_t)(payload - b->data) + largest_EVENTS(b->version);
+  int rc = tw__proto_events_begin(&it, payload,
+                              (size_t)(b->data + b->len - payload), b->version);
+  for (uint32_t i = 0; i < n && rc == 0; i++)
+    rc = tw__proto_events_next(&it, &ev);
+  if (rc != 0)
+    return rc < 0 ? rc : PROTO_E_FIELD;
+  size_t from = (size_t)(it.p - b->data);
+  memmove(b->data + header, b->data + from, b->len - from);
+  b->len -= from - header;
+  b->first_seq += n;
+  b->count -= n;
+  events_header(b);
+  return 0;
 }

@@ -3,6 +3,24 @@
  * the agent and the collector, and a strict decoder for everything that
  * arrives from outside. The decoder never reads past the bytes it is given,
  * never allocates, and rejects anything that is not exactly well formed.
+ *
+ * One owner. Every message and every event kind is described once, in the
+ * tables below (X-macros, as TW_ERRNO_MAP does for errors): its fields in
+ * wire order, each with its type, the range a decoder accepts and the
+ * protocol version it appears in. proto.c generates from them the encoder,
+ * the strict decoder, every size, the agent's in-place EVENTS encoder and
+ * the patches of an EVENTS frame's header; no other file knows a layout.
+ *
+ * Versions, as the store has them. This code speaks PROTO_VERSION_MIN ..
+ * PROTO_VERSION. The agent announces its range in HELLO; the collector
+ * picks the highest version in both ranges and names it in WELCOME, or
+ * refuses with an ERROR naming both ranges. Everything after the handshake
+ * is encoded and decoded at the agreed version. A later change to a layout
+ * is a table edit (a field or kind with a higher `since`) and a version
+ * bump. Three things never change, so that peers of any versions can
+ * always negotiate: the frame header, the start of HELLO (magic, version,
+ * and from version 2 on version_min) and of WELCOME (version), and ERROR.
+ * HELLO's other fields may only be appended.
  */
 #ifndef TW_PROTO_H
 #define TW_PROTO_H
@@ -10,52 +28,150 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+#include "limit.h"
+
+#define PROTO_VERSION_MIN 1 /* the oldest version this code speaks */
+#define PROTO_VERSION 2     /* the newest */
 #define PROTO_MAGIC 0x31505754u
-#define PROTO_FRAME_MAX (1u << 20)
 #define PROTO_HEADER_SIZE 6 /* u32 length + u16 type */
 #define PROTO_INSTANCE_SIZE 16
-#define PROTO_SHORT_MAX 4096u   /* strings other than detail */
-#define PROTO_DETAIL_MAX 65536u /* FAIL detail */
-#define PROTO_IDENT_MAX 256u    /* HELLO service, host, token */
+/* HELLO carries version_min from this version on; before, a HELLO's
+ * version is both ends of the agent's range. */
+#define PROTO_HELLO_RANGE_SINCE 2
+
+/*
+ * The tables. A field is F(TYPE, name, member, lo, hi, since):
+ *   TYPE   U8 U16 U32 U64 I64 (little-endian), ID (PROTO_INSTANCE_SIZE
+ *          bytes), STR (u16 count + bytes), LSTR (u32 count + bytes);
+ *   name   its name in docs/protocol.md;
+ *   member the C struct member holding it;
+ *   lo hi  integers: the range a decoder accepts (outside: PROTO_E_FIELD);
+ *          strings: hi is the longest (longer: PROTO_E_FIELD; the encoder
+ *          truncates); unused for I64 and ID;
+ *   since  the first protocol version that has the field.
+ */
+
+/* Message types, numbered in ranges by direction. */
+#define PROTO_MESSAGE_MAP(XX)                                                  \
+  XX(HELLO, 100) /* agent -> collector, control */                             \
+  XX(GOODBYE, 101)                                                             \
+  XX(EVENTS, 200)  /* agent -> collector, data */                              \
+  XX(WELCOME, 300) /* collector -> agent */                                    \
+  XX(ACK, 301)                                                                 \
+  XX(ERROR, 302)
+
+/* HELLO after its fixed start (magic u32, version u16, version_min u16
+ * from PROTO_HELLO_RANGE_SINCE on). Append only. */
+#define PROTO_FIELDS_HELLO(F)                                                  \
+  F(ID, instance, instance, 0, 0, 1)                                           \
+  F(U32, pid, pid, 0, UINT32_MAX, 1)                                           \
+  F(I64, started_at, started_at_ns, 0, 0, 1)                                   \
+  F(STR, service, service, 0, PROTO_IDENT_MAX, 1)                              \
+  F(STR, host, host, 0, PROTO_IDENT_MAX, 1)                                    \
+  F(STR, token, token, 0, PROTO_IDENT_MAX, 1)
+
+#define PROTO_FIELDS_GOODBYE(F) F(U64, last_seq, last_seq, 0, UINT64_MAX, 1)
+
+/* The EVENTS header; `count` events follow. */
+#define PROTO_FIELDS_EVENTS(F)                                                 \
+  F(U64, first_seq, first_seq, 1, UINT64_MAX, 1)                               \
+  F(U32, count, count, 1, UINT32_MAX, 1)
+
+/* WELCOME after its fixed start (version u16: the version chosen). */
+#define PROTO_FIELDS_WELCOME(F)                                                \
+  F(U64, next_seq, next_seq, 0, UINT64_MAX, 1)                                 \
+  F(U32, max_frame, max_frame, 0, UINT32_MAX, 1)
+
+#define PROTO_FIELDS_ACK(F) F(U64, next_seq, next_seq, 0, UINT64_MAX, 1)
+
+/* Never changes: a refusal must be readable whatever the versions. */
+#define PROTO_FIELDS_ERROR(F) F(STR, reason, reason, 0, PROTO_SHORT_MAX, 1)
+
+/* Event kinds: XX(NAME, number, since). Every event starts with
+ * PROTO_FIELDS_EVENT; PROTO_FIELDS_<NAME> follow. */
+#define PROTO_EVENT_MAP(XX)                                                    \
+  XX(STRING, 1, 1)                                                             \
+  XX(BATCH, 2, 1)                                                              \
+  XX(ENQUEUE, 3, 1)                                                            \
+  XX(START, 4, 1)                                                              \
+  XX(FINISH, 5, 1)                                                             \
+  XX(FAIL, 6, 1)                                                               \
+  XX(SKIP, 7, 1)                                                               \
+  XX(DROP, 8, 1)                                                               \
+  XX(HEALTH, 9, 1)                                                             \
+  XX(LINK, 10, 2) /* a batch's request trace (W3C traceparent) */
+
+#define PROTO_FIELDS_EVENT(F)                                                  \
+  F(U8, kind, kind, 0, UINT8_MAX, 1)                                           \
+  F(I64, time, time_ns, 0, 0, 1)
+#define PROTO_FIELDS_STRING(F)                                                 \
+  F(U32, id, string, 1, UINT32_MAX, 1)                                         \
+  F(STR, text, text, 0, PROTO_SHORT_MAX, 1)
+#define PROTO_FIELDS_BATCH(F)                                                  \
+  F(U64, batch, batch, 1, UINT64_MAX, 1)                                       \
+  F(U32, label, string, 0, UINT32_MAX, 1)
+#define PROTO_FIELDS_ENQUEUE(F)                                                \
+  F(U64, task, task, 1, UINT64_MAX, 1)                                         \
+  F(U64, batch, batch, 1, UINT64_MAX, 1)                                       \
+  F(U32, position, position, 0, UINT32_MAX, 1)                                 \
+  F(U32, name, string, 1, UINT32_MAX, 1)                                       \
+  F(U8, mode, mode, 0, 1, 1)                                                   \
+  F(U64, thread, other, 0, UINT64_MAX, 1)
+#define PROTO_FIELDS_START(F)                                                  \
+  F(U64, task, task, 1, UINT64_MAX, 1)                                         \
+  F(U64, thread, other, 0, UINT64_MAX, 1)
+#define PROTO_FIELDS_FINISH(F) F(U64, task, task, 1, UINT64_MAX, 1)
+#define PROTO_FIELDS_FAIL(F)                                                   \
+  F(U64, task, task, 1, UINT64_MAX, 1)                                         \
+  F(STR, error_type, text, 0, PROTO_SHORT_MAX, 1)                              \
+  F(STR, message, message, 0, PROTO_SHORT_MAX, 1)                              \
+  F(LSTR, detail, detail, 0, PROTO_DETAIL_MAX, 1)
+#define PROTO_FIELDS_SKIP(F)                                                   \
+  F(U64, task, task, 1, UINT64_MAX, 1)                                         \
+  F(U64, cause, other, 0, UINT64_MAX, 1)
+#define PROTO_FIELDS_DROP(F)                                                   \
+  F(U64, task, task, 1, UINT64_MAX, 1)                                         \
+  F(STR, reason, text, 0, PROTO_SHORT_MAX, 1)
+#define PROTO_FIELDS_HEALTH(F)                                                 \
+  F(U64, dropped, other, 0, UINT64_MAX, 1)                                     \
+  F(U64, reconnects, other2, 0, UINT64_MAX, 1)
+#define PROTO_FIELDS_LINK(F)                                                   \
+  F(U64, batch, batch, 1, UINT64_MAX, 2)                                       \
+  F(STR, traceparent, text, 0, PROTO_LINK_MAX, 2)
 
 enum proto_type {
-  PROTO_HELLO = 100,
-  PROTO_GOODBYE = 101,
-  PROTO_EVENTS = 200,
-  PROTO_WELCOME = 300,
-  PROTO_ACK = 301,
-  PROTO_ERROR = 302
+#define PROTO__TYPE_ENUM(name, number) PROTO_##name = (number),
+  PROTO_MESSAGE_MAP(PROTO__TYPE_ENUM)
+#undef PROTO__TYPE_ENUM
 };
 
 enum proto_kind {
-  PROTO_EV_STRING = 1,
-  PROTO_EV_BATCH = 2,
-  PROTO_EV_ENQUEUE = 3,
-  PROTO_EV_START = 4,
-  PROTO_EV_FINISH = 5,
-  PROTO_EV_FAIL = 6,
-  PROTO_EV_SKIP = 7,
-  PROTO_EV_DROP = 8,
-  PROTO_EV_HEALTH = 9
+#define PROTO__KIND_ENUM(name, number, since) PROTO_EV_##name = (number),
+  PROTO_EVENT_MAP(PROTO__KIND_ENUM)
+#undef PROTO__KIND_ENUM
 };
 
-/* Decoder results (besides 0). Each has a fixed reason text. */
+/* Decoder results (besides 0), each with its reason text. */
+#define PROTO_RESULT_MAP(XX)                                                   \
+  XX(NEED_MORE, 1, "incomplete frame")                                         \
+  XX(E_OVERSIZED, -1, "frame larger than the limit")                           \
+  XX(E_UNDERSIZED, -2, "frame shorter than its header")                        \
+  XX(E_TRUNCATED, -3, "payload ends inside a field")                           \
+  XX(E_TRAILING, -4, "payload has trailing bytes")                             \
+  XX(E_MAGIC, -5, "bad handshake magic")                                       \
+  XX(E_VERSION, -6, "unsupported protocol version")                            \
+  XX(E_KIND, -7, "unknown event kind")                                         \
+  XX(E_FIELD, -8, "field value out of range")                                  \
+  XX(E_TYPE, -9, "unexpected message type")
+
 enum proto_result {
-  PROTO_NEED_MORE = 1,     /* frame_next: the frame is not complete yet */
-  PROTO_E_OVERSIZED = -1,  /* length above the limit */
-  PROTO_E_UNDERSIZED = -2, /* length below 2 */
-  PROTO_E_TRUNCATED = -3,  /* payload ends inside a field */
-  PROTO_E_TRAILING = -4,   /* payload has bytes left over */
-  PROTO_E_MAGIC = -5,      /* HELLO magic wrong */
-  PROTO_E_VERSION = -6,    /* unsupported protocol version */
-  PROTO_E_KIND = -7,       /* unknown event kind */
-  PROTO_E_FIELD = -8,      /* a field value out of range */
-  PROTO_E_TYPE = -9        /* unknown or unexpected message type */
+#define PROTO__RESULT_ENUM(name, value, text) PROTO_##name = (value),
+  PROTO_RESULT_MAP(PROTO__RESULT_ENUM)
+#undef PROTO__RESULT_ENUM
 };
 
 /* Reason text for a proto_result code. Static storage. */
-const char *proto_strerror(int result);
+const char *tw__proto_strerror(int result);
 
 /* A string inside a received buffer: not NUL-terminated, may hold any bytes. */
 typedef struct proto_str {
@@ -64,7 +180,8 @@ typedef struct proto_str {
 } proto_str;
 
 typedef struct proto_hello {
-  uint16_t version;
+  uint16_t version;     /* the newest the agent speaks; 0: PROTO_VERSION */
+  uint16_t version_min; /* the oldest; 0: PROTO_VERSION_MIN */
   uint8_t instance[PROTO_INSTANCE_SIZE];
   uint32_t pid;
   int64_t started_at_ns;
@@ -74,13 +191,14 @@ typedef struct proto_hello {
 } proto_hello;
 
 typedef struct proto_welcome {
-  uint16_t version;
+  uint16_t version; /* the version chosen */
   uint64_t next_seq;
   uint32_t max_frame;
 } proto_welcome;
 
-/* One decoded event; which fields are meaningful depends on kind. Strings
- * point into the frame they were decoded from. */
+/* One decoded event; which fields are meaningful depends on kind (the
+ * tables above name them). Strings point into the frame they were decoded
+ * from. */
 typedef struct proto_event {
   uint8_t kind;
   uint8_t mode;      /* ENQUEUE */
@@ -88,10 +206,11 @@ typedef struct proto_event {
   uint32_t string;   /* STRING: id; BATCH: label id; ENQUEUE: name id */
   int64_t time_ns;
   uint64_t task;     /* ENQUEUE START FINISH FAIL SKIP DROP */
-  uint64_t batch;    /* BATCH ENQUEUE */
+  uint64_t batch;    /* BATCH ENQUEUE LINK */
   uint64_t other;    /* ENQUEUE/START: thread; SKIP: cause; HEALTH: dropped */
   uint64_t other2;   /* HEALTH: reconnects */
-  proto_str text;    /* STRING: text; FAIL: error_type; DROP: reason */
+  proto_str text;    /* STRING: text; FAIL: error_type; DROP: reason;
+                        LINK: traceparent */
   proto_str message; /* FAIL */
   proto_str detail;  /* FAIL */
 } proto_event;
@@ -111,14 +230,38 @@ typedef struct proto_frame {
  * when the announced length is out of range. max_frame 0 means
  * PROTO_FRAME_MAX. The type is not checked here.
  */
-int proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
+int tw__proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
                      proto_frame *out);
 
-int proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out);
-int proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out);
-int proto_decode_u64(const uint8_t *p, size_t n,
-                     uint64_t *out); /* ACK GOODBYE */
-int proto_decode_error(const uint8_t *p, size_t n, proto_str *reason);
+/* ---- versions ----------------------------------------------------------- */
+
+/* The version to speak with a peer that speaks peer_min .. peer_max: the
+ * newest both speak. 0 and *chosen set, or PROTO_E_VERSION. */
+int tw__proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chosen);
+
+/* The one-line reason of a refused negotiation, naming both ranges, e.g.
+ * "unsupported protocol version: agent speaks 3..4, collector 1..2".
+ * `peer` names the other side ("agent"), `self` this one. snprintf's
+ * return value. */
+int tw__proto_version_refusal(char *buf, size_t size, const char *peer,
+                          uint16_t peer_min, uint16_t peer_max,
+                          const char *self);
+
+/* ---- decoding ------------------------------------------------------------ */
+
+/* A HELLO. Its start is read first: a bad magic is PROTO_E_MAGIC; an agent
+ * range that shares no version with this code is PROTO_E_VERSION with
+ * version and version_min filled (for tw__proto_version_refusal()). Fields of
+ * versions newer than this code's are skipped, never an error. */
+int tw__proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out);
+/* A WELCOME: a version this code does not speak is PROTO_E_VERSION with
+ * out->version filled. */
+int tw__proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out);
+int tw__proto_decode_ack(const uint8_t *p, size_t n, uint16_t version,
+                     uint64_t *next_seq);
+int tw__proto_decode_goodbye(const uint8_t *p, size_t n, uint16_t version,
+                         uint64_t *last_seq);
+int tw__proto_decode_error(const uint8_t *p, size_t n, proto_str *reason);
 
 /* Iterates the events of an EVENTS payload. */
 typedef struct proto_events {
@@ -127,51 +270,89 @@ typedef struct proto_events {
   uint64_t first_seq;
   uint32_t count;
   uint32_t index; /* events returned so far */
+  uint16_t version;
 } proto_events;
 
-/* Validates the EVENTS header. Returns 0 or a negative proto_result. */
-int proto_events_begin(proto_events *it, const uint8_t *p, size_t n);
+/* Validates the EVENTS header, for decoding at `version`. Returns 0 or a
+ * negative proto_result. */
+int tw__proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
+                       uint16_t version);
 /* Returns 0 with *ev filled (its sequence number is first_seq + index - 1
  * after the call); 1 when all `count` events were read and the payload is
  * exactly consumed; or a negative proto_result. */
-int proto_events_next(proto_events *it, proto_event *ev);
+int tw__proto_events_next(proto_events *it, proto_event *ev);
+
+/* ---- sizes --------------------------------------------------------------- */
+
+/* Encoded size of one event at `version` (what tw__proto_put_event() appends);
+ * 0 for a kind that version does not have. */
+size_t tw__proto_event_size(const proto_event *ev, uint16_t version);
+/* The largest frame of a message type at a version, header included
+ * (strings at their limits); 0 for an unknown type. */
+size_t tw__proto_frame_max(uint16_t type, uint16_t version);
+/* The longest length field a HELLO may announce before the handshake: the
+ * largest HELLO of PROTO_VERSION plus PROTO_HELLO_SPARE. Anything longer
+ * from a peer that has not said HELLO is refused unread. */
+uint32_t tw__proto_hello_limit(void);
+
+/* ---- encoding ------------------------------------------------------------ */
 
 /*
- * Encoding. A growable buffer; on allocation failure the buffer is marked
- * failed, further writes are ignored, and proto_buf_failed() tells. The
- * agent pre-sizes its buffers so that failure means "drop and count".
+ * A growable buffer; on allocation failure the buffer is marked failed,
+ * further writes are ignored, and tw__proto_buf_failed() tells. The agent
+ * pre-sizes its buffers and appends with tw__proto_events_append(), which
+ * never grows one, so failure there means "drop and count".
  */
 typedef struct proto_buf {
   uint8_t *data;
   size_t len;
   size_t cap;
   int failed;
-  size_t frame_start; /* offset of the open frame's header */
-  size_t count_at;    /* EVENTS: offset of the count field, 0 if none */
+  size_t frame_start; /* offset of the last frame's header */
+  /* The last EVENTS frame (tw__proto_events_open()): its header fields and the
+   * version its events are encoded at. */
+  uint64_t first_seq;
   uint32_t count;
+  uint16_t version;
 } proto_buf;
 
-void proto_buf_init(proto_buf *b);
-void proto_buf_fini(proto_buf *b);
-void proto_buf_reset(proto_buf *b); /* len 0, keeps memory */
-int proto_buf_reserve(proto_buf *b, size_t extra);
-static inline int proto_buf_failed(const proto_buf *b) {
+void tw__proto_buf_init(proto_buf *b);
+void tw__proto_buf_fini(proto_buf *b);
+void tw__proto_buf_reset(proto_buf *b); /* len 0, keeps memory */
+int tw__proto_buf_reserve(proto_buf *b, size_t extra);
+static inline int tw__proto_buf_failed(const proto_buf *b) {
   return b->failed;
 }
 
-/* Whole control frames. */
-void proto_put_hello(proto_buf *b, const proto_hello *h);
-void proto_put_welcome(proto_buf *b, const proto_welcome *w);
-void proto_put_ack(proto_buf *b, uint64_t next_seq);
-void proto_put_goodbye(proto_buf *b, uint64_t last_seq);
-void proto_put_error(proto_buf *b, const char *reason);
+/* Whole control frames. HELLO is encoded at h->version, WELCOME at
+ * w->version (0: PROTO_VERSION); ACK and GOODBYE at the version agreed. */
+void tw__proto_put_hello(proto_buf *b, const proto_hello *h);
+void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w);
+void tw__proto_put_ack(proto_buf *b, uint16_t version, uint64_t next_seq);
+void tw__proto_put_goodbye(proto_buf *b, uint16_t version, uint64_t last_seq);
+void tw__proto_put_error(proto_buf *b, const char *reason);
 
-/* An EVENTS frame: begin, put events, end. */
-void proto_events_open(proto_buf *b, uint64_t first_seq);
-void proto_put_event(proto_buf *b, const proto_event *ev);
-void proto_events_close(proto_buf *b);
+/*
+ * An EVENTS frame: open, put or append events, close. The frame stays
+ * the last one of b, and its header follows b->first_seq and b->count.
+ */
+void tw__proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq);
+/* Appends, growing b as needed. */
+void tw__proto_put_event(proto_buf *b, const proto_event *ev);
+/* The agent's fast path: appends ev with straight stores, without ever
+ * growing b. Returns 0, or -1 with nothing written when ev does not fit
+ * in b->cap or the frame's version has no such kind. The bytes are those
+ * tw__proto_put_event() writes. */
+int tw__proto_events_append(proto_buf *b, const proto_event *ev);
+/* Writes the frame's length and count. */
+void tw__proto_events_close(proto_buf *b);
 
-/* Encoded size of one event, for budgeting. */
-size_t proto_event_size(const proto_event *ev);
+/* Patches of a closed EVENTS frame that is the whole of b (the agent's
+ * resend buffer keeps one per chunk). */
+/* Gives the frame's events sequence numbers from first_seq on. */
+void tw__proto_events_renumber(proto_buf *b, uint64_t first_seq);
+/* Drops the frame's first n events, keeping it well formed. Returns 0, or
+ * a negative proto_result if the frame does not decode. */
+int tw__proto_events_cut(proto_buf *b, uint32_t n);
 
 #endif /* TW_PROTO_H */

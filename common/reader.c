@@ -97,29 +97,29 @@ static int single_int(sqlite3 *db, const char *sql, int *out) {
 
 int reader_check_store(sqlite3 *db, const char *path, char *err,
                        size_t errlen) {
-  int version = 0, tables = 0;
+  int version = 0, identity = SCHEMA_ID_FOREIGN;
+  const char *why = NULL;
   /* The first statement reads the file's header: this is where a file
-   * that is not SQLite shows. */
-  int rc = single_int(db, "PRAGMA user_version", &version);
+   * that is not SQLite shows. The identity test is the collector's own
+   * (schema_identify), so both sides agree on what a store is. */
+  int rc = schema_identify(db, &identity, &why);
   if (rc == SQLITE_OK)
-    rc = single_int(db,
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                    "AND name IN ('tasks', 'agents', 'batches')",
-                    &tables);
+    rc = single_int(db, "PRAGMA user_version", &version);
   if (rc == SQLITE_NOTADB)
     return refuse(READER_ENOT_SQLITE, err, errlen,
                   "%s is not a database (not an SQLite file)", path);
   if (rc != SQLITE_OK)
     return refuse(READER_EUNREADABLE, err, errlen, "cannot read %s: %s", path,
                   sqlite3_errmsg(db));
+  if (identity != SCHEMA_ID_TASKWATCH)
+    return refuse(READER_EFOREIGN, err, errlen,
+                  "%s is not a taskwatch store%s%s%s", path, why ? " (" : "",
+                  why ? why : "", why ? ")" : "");
   if (version > SCHEMA_VERSION)
     return refuse(READER_ETOO_NEW, err, errlen,
                   "%s has store schema version %d, newer than this taskwatch "
                   "understands (%d)",
                   path, version, SCHEMA_VERSION);
-  if (version <= 0 || tables != 3)
-    return refuse(READER_EFOREIGN, err, errlen, "%s is not a taskwatch store",
-                  path);
   if (version < SCHEMA_READ_MIN)
     return refuse(READER_ETOO_OLD, err, errlen,
                   "%s has store schema version %d, older than this taskwatch "

@@ -4,11 +4,14 @@
  */
 #include "schema.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define SCHEMA_VERSION_TEXT STRINGIFY(SCHEMA_VERSION)
+#define SCHEMA_APPLICATION_ID_TEXT STRINGIFY(SCHEMA_APPLICATION_ID)
 
 static const char *const status_names[] = {
 #define STATUS_NAME(state, name) [SCHEMA_##state] = name,
@@ -29,6 +32,18 @@ const char *schema_status_name(int status) {
   if (status < 0 || status >= SCHEMA_STATUS_COUNT)
     return NULL;
   return status_names[status];
+}
+
+int schema_status_severity(int status) {
+#define SCHEMA_SEVERITY_CASE(state, severity)                                  \
+  case SCHEMA_##state:                                                         \
+    return severity;
+  switch (status) {
+    SCHEMA_SEVERITY_MAP(SCHEMA_SEVERITY_CASE)
+  default:
+    return 0;
+  }
+#undef SCHEMA_SEVERITY_CASE
 }
 
 int schema_status_code(const char *name) {
@@ -94,7 +109,8 @@ static const char ddl[] =
     "  id INTEGER PRIMARY KEY,\n"
     "  agent INTEGER NOT NULL,\n"
     "  label TEXT,\n"
-    "  created_at INTEGER NOT NULL\n"
+    "  created_at INTEGER NOT NULL,\n"
+    "  traceparent TEXT\n"
     ");\n"
     "CREATE TABLE IF NOT EXISTS tasks (\n"
     "  id INTEGER PRIMARY KEY,\n"
@@ -119,7 +135,11 @@ static const char ddl[] =
         "rollups_hour", "hour") "CREATE TABLE IF NOT EXISTS meta (\n"
                                 "  key TEXT PRIMARY KEY,\n"
                                 "  value\n"
-                                ") WITHOUT ROWID;\n";
+                                ") WITHOUT ROWID;\n"
+                                "CREATE TABLE IF NOT EXISTS export_queue (\n"
+                                "  seq INTEGER PRIMARY KEY,\n"
+                                "  batch INTEGER NOT NULL\n"
+                                ");\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */
@@ -148,56 +168,113 @@ const char *schema_drop_index_sql(void) {
          "DROP INDEX IF EXISTS agents_gone;\n";
 }
 
+/* The one integer a query returns (0 when it returns no row). */
+static int query_int(sqlite3 *db, const char *sql, int64_t *out) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  *out = 0;
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    *out = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* The statements of an upgrade from `version` that come before the DDL:
  * version 4 keeps the old rollups as rollups_v3 for its `fill`, and
  * replaces tasks_time and tasks_unusual with covering ones of the same
  * names. */
 static int before_ddl(sqlite3 *db, int version, char **err) {
-  sqlite3_stmt *st = NULL;
-  int old = 0;
+  int64_t old = 0;
   if (version >= 4)
     return SQLITE_OK;
   int rc = sqlite3_exec(db,
                         "DROP INDEX IF EXISTS tasks_time;"
                         "DROP INDEX IF EXISTS tasks_unusual;",
                         NULL, NULL, err);
-  if (rc != SQLITE_OK)
-    return rc;
-  rc = sqlite3_prepare_v2(db,
-                              "SELECT count(*) FROM sqlite_master WHERE "
-                              "type = 'table' AND name = 'rollups'",
-                              -1, &st, NULL);
-  if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-    old = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
+  if (rc == SQLITE_OK)
+    rc = query_int(db,
+                   "SELECT count(*) FROM sqlite_master WHERE "
+                   "type = 'table' AND name = 'rollups'",
+                   &old);
   if (rc == SQLITE_OK && old)
     rc = sqlite3_exec(db, "ALTER TABLE rollups RENAME TO rollups_v3", NULL,
                       NULL, err);
   return rc;
 }
 
+/* SQLite's own tables (sqlite_sequence, sqlite_stat1, autoindexes) are
+ * not counted: any database may have them. */
+static const char objects_sql[] =
+    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' "
+    "ESCAPE '\\'";
+static const char core_tables_sql[] =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+    "('agents', 'strings', 'batches', 'tasks', 'meta')";
+#define CORE_TABLES 5
+
+int schema_identify(sqlite3 *db, int *identity, const char **why) {
+  int64_t app, version, objects, core;
+  int rc;
+  *identity = SCHEMA_ID_FOREIGN;
+  *why = NULL;
+  if ((rc = query_int(db, "PRAGMA application_id", &app)) != SQLITE_OK ||
+      (rc = query_int(db, "PRAGMA user_version", &version)) != SQLITE_OK ||
+      (rc = query_int(db, objects_sql, &objects)) != SQLITE_OK ||
+      (rc = query_int(db, core_tables_sql, &core)) != SQLITE_OK)
+    return rc;
+  if (app == SCHEMA_APPLICATION_ID)
+    *identity = SCHEMA_ID_TASKWATCH;
+  else if (app != 0)
+    *why = "its application_id is another application's";
+  else if (objects == 0 && version == 0)
+    *identity = SCHEMA_ID_EMPTY;
+  else if (objects == 0)
+    *why = "it has a user_version but no tables";
+  else if (core == CORE_TABLES && version >= 1)
+    *identity = SCHEMA_ID_TASKWATCH;
+  else
+    *why = "its tables are another application's";
+  return SQLITE_OK;
+}
+
+int schema_check_ours(sqlite3 *db, char **err) {
+  int identity;
+  const char *why;
+  int rc = schema_identify(db, &identity, &why);
+  if (rc != SQLITE_OK) {
+    *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+    return rc;
+  }
+  if (identity != SCHEMA_ID_FOREIGN)
+    return SQLITE_OK;
+  *err = sqlite3_mprintf("not a taskwatch store (%s); left unchanged", why);
+  return SQLITE_MISMATCH;
+}
+
 int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
                          char **err) {
-  sqlite3_stmt *st = NULL;
-  int version = 0;
-  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+  int64_t version, app;
+  int rc = schema_check_ours(db, err);
   if (rc != SQLITE_OK)
+    return rc;
+  if ((rc = query_int(db, "PRAGMA user_version", &version)) != SQLITE_OK ||
+      (rc = query_int(db, "PRAGMA application_id", &app)) != SQLITE_OK)
     goto fail;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    version = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
   if (version > SCHEMA_VERSION) {
-    *err = sqlite3_mprintf("store schema version %d is newer than this "
+    *err = sqlite3_mprintf("store schema version %lld is newer than this "
                            "taskwatch understands (%d)",
-                           version, SCHEMA_VERSION);
+                           (long long)version, SCHEMA_VERSION);
     return SQLITE_MISMATCH;
   }
-  if (version == SCHEMA_VERSION)
+  if (version == SCHEMA_VERSION && app == SCHEMA_APPLICATION_ID)
     return SQLITE_OK;
-  if (version > 0 && fill == NULL) {
-    *err = sqlite3_mprintf("store schema version %d is older than %d; open "
+  /* Only an upgrade derives rows (a store of the current version gets no
+   * more than its application_id here). */
+  int upgrade = version > 0 && version < SCHEMA_VERSION;
+  if (upgrade && fill == NULL) {
+    *err = sqlite3_mprintf("store schema version %lld is older than %d; open "
                            "it with the collector to upgrade it",
-                           version, SCHEMA_VERSION);
+                           (long long)version, SCHEMA_VERSION);
     return SQLITE_MISUSE;
   }
   /* Takes effect only while the file is still empty (a new store);
@@ -211,19 +288,32 @@ int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
   rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, err);
   if (rc != SQLITE_OK)
     return rc;
-  if (version > 0)
-    rc = before_ddl(db, version, err);
+  if (upgrade)
+    rc = before_ddl(db, (int)version, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, ddl, NULL, NULL, err);
+  /* Version 4 added a column to a table older versions have. */
+  int64_t has_link = 1;
+  if (rc == SQLITE_OK && upgrade && version < 4 &&
+      (rc = query_int(db,
+                      "SELECT count(*) FROM pragma_table_info('batches') "
+                      "WHERE name = 'traceparent'",
+                      &has_link)) == SQLITE_OK &&
+      !has_link)
+    rc = sqlite3_exec(db, "ALTER TABLE batches ADD COLUMN traceparent TEXT",
+                      NULL, NULL, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, obsolete, NULL, NULL, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, indexes, NULL, NULL, err);
-  if (rc == SQLITE_OK && version > 0)
-    rc = fill(db, version, arg, err);
+  if (rc == SQLITE_OK && upgrade)
+    rc = fill(db, (int)version, arg, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA user_version = " SCHEMA_VERSION_TEXT, NULL,
                       NULL, err);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, "PRAGMA application_id = " SCHEMA_APPLICATION_ID_TEXT,
+                      NULL, NULL, err);
   if (rc != SQLITE_OK) {
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -236,4 +326,9 @@ fail:
 
 int schema_apply(sqlite3 *db, char **err) {
   return schema_apply_upgrade(db, NULL, NULL, err);
+}
+
+const char *schema_default_db(void) {
+  const char *env = getenv("TASKWATCH_DB");
+  return env != NULL && env[0] != '\0' ? env : SCHEMA_DEFAULT_DB;
 }

@@ -13,6 +13,11 @@
  * rollups the source of their statistics. */
 #define SCHEMA_READ_MIN 4
 
+/* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
+ * ASCII at offset 68 of the file (docs/schema.md). A decimal literal,
+ * because the PRAGMA text is built from it. */
+#define SCHEMA_APPLICATION_ID 1953985396
+
 /* Page size of a new store. Large pages make the indexes shallow: the
  * collector's inserts descend fewer levels (about 1.3x the rows per second
  * of 16 KiB pages, bench/ingest), and time-ordered scans read fewer pages.
@@ -117,6 +122,27 @@ enum schema_status {
   "wait_us, run_us, skipped_after, position, mode, name, error_type, "         \
   "error_message, error_detail, drop_reason"
 
+/*
+ * How bad each state is, for lists ordered "worst first" (the dashboard's
+ * sort by status): X(STATE, severity), highest first. The SQL expression
+ * and schema_status_severity() both come from this table.
+ */
+#define SCHEMA_SEVERITY_MAP(X)                                                 \
+  X(FAILED, 6)                                                                 \
+  X(LOST, 5)                                                                   \
+  X(DROPPED, 4)                                                                \
+  X(SKIPPED, 3)                                                                \
+  X(RUNNING, 2)                                                                \
+  X(QUEUED, 1)                                                                 \
+  X(SUCCEEDED, 0)
+#define SCHEMA_SQL_SEVERITY_WHEN(state, severity)                              \
+  " WHEN " SCHEMA_SQL_CODE(state) " THEN " #severity
+/* The severity of `status` as an SQL expression. */
+#define SCHEMA_SQL_SEVERITY                                                    \
+  "(CASE status" SCHEMA_SEVERITY_MAP(SCHEMA_SQL_SEVERITY_WHEN) " ELSE 0 END)"
+/* The severity of a state code; 0 for an out-of-range value. */
+int schema_status_severity(int status);
+
 /* "queued", "running", ...; NULL for an out-of-range value. */
 const char *schema_status_name(int status);
 /* The code for a state name, or -1. */
@@ -137,14 +163,63 @@ const char *schema_mode_name(int mode);
  */
 typedef int (*schema_upgrade_fn)(sqlite3 *db, int from, void *arg, char **err);
 
+/* The store's path when a command is given no --db: TASKWATCH_DB when it
+ * is set and not empty, else SCHEMA_DEFAULT_DB in the current directory,
+ * the same for the collector that writes it and top and query that read
+ * it. Points into the environment or static storage. */
+#define SCHEMA_DEFAULT_DB "taskwatch.db"
+const char *schema_default_db(void);
+
+/* What a database is to taskwatch (schema_identify()). */
+enum schema_identity {
+  SCHEMA_ID_EMPTY = 0,     /* nothing in it yet: a new store can be made */
+  SCHEMA_ID_TASKWATCH = 1, /* a taskwatch store, of any version */
+  SCHEMA_ID_FOREIGN = 2    /* a database of another application */
+};
+
+/*
+ * Tells what db is by reading it only: nothing is written and the journal
+ * mode is left alone, so a database that is not a store stays as it was.
+ * Sets *identity to
+ *   SCHEMA_ID_TASKWATCH when its application_id is SCHEMA_APPLICATION_ID,
+ *     or 0 in a store made before stores carried one, recognised by its
+ *     tables (agents, strings, batches, tasks and meta all present; others
+ *     may be added) and a user_version of 1 or more;
+ *   SCHEMA_ID_EMPTY when it has no table, index, view or trigger and its
+ *     application_id and user_version are 0 (a new or 0-byte file);
+ *   SCHEMA_ID_FOREIGN otherwise (another application_id, tables that are
+ *     not a store's, a user_version without tables), with a static
+ *     one-line *why ("its application_id is another application's", ...).
+ * The version policy stays the caller's (schema_apply() for the collector,
+ * SCHEMA_READ_MIN for readers). Returns SQLITE_OK, or the SQLite error
+ * code of a database that cannot be read (SQLITE_NOTADB for a file that
+ * is not one, SQLITE_BUSY, ...; sqlite3_errmsg(db) has the text). Works
+ * on read-only connections; thread-safety is the connection's.
+ */
+int schema_identify(sqlite3 *db, int *identity, const char **why);
+
+/*
+ * schema_identify() for a writer about to change db: SQLITE_OK for a
+ * taskwatch store or an empty database; SQLITE_MISMATCH with "not a
+ * taskwatch store (<why>); left unchanged" in *err (sqlite3_free() it) for
+ * a database of another application; or the SQLite error, its message in
+ * *err.
+ */
+int schema_check_ours(sqlite3 *db, char **err);
+
 /*
  * Creates the tables and indexes when the database is new, upgrades an
  * older version in one transaction (version 3 replaced the indexes
- * tasks_enqueued and tasks_name with tasks_time; version 4 replaced the
- * rollups, which `fill` fills from the raw rows), checks the version when
- * it is not. Returns SQLITE_OK, or an SQLite error code with a message in
- * *err (sqlite3_free() it) - a database of a newer schema version is
- * SQLITE_MISMATCH, an older one without `fill` SQLITE_MISUSE.
+ * tasks_enqueued and tasks_name with tasks_time; version 4 added the table
+ * export_queue and the column batches.traceparent, replaced the rollups,
+ * which `fill` fills from the raw rows, and made tasks_time and
+ * tasks_unusual covering), checks the version when it is not, and marks
+ * the store with SCHEMA_APPLICATION_ID (stores of earlier versions get it
+ * here). Returns SQLITE_OK, or an SQLite error code with a message in *err
+ * (sqlite3_free() it) - a database that is not a taskwatch store
+ * (schema_identify()) or one of a newer schema version is
+ * SQLITE_MISMATCH, and is left unchanged; an older one without `fill`
+ * SQLITE_MISUSE.
  */
 int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
                          char **err);

@@ -103,7 +103,8 @@ typedef struct tw_agent tw_agent;
  * the agent keeps copies.
  */
 typedef struct tw_config {
-  /* Collector URL: "tcp://HOST:PORT" or "unix:/PATH". NULL: the default. */
+  /* Collector URL: "tcp://HOST:PORT" ("tcp://[::1]:PORT" for IPv6) or
+   * "unix:/PATH". NULL: the default. */
   const char *collector;
   /* Service name. NULL: the program name. */
   const char *service;
@@ -116,6 +117,11 @@ typedef struct tw_config {
   /* How long tw_agent_free() waits for the collector to acknowledge what
    * was recorded. 0: TW_DEFAULT_FLUSH_TIMEOUT_MS. */
   unsigned flush_timeout_ms;
+  /* Room for the settings later versions add, so that the struct keeps
+   * its size and layout across the soname's versions (a program built
+   * against an older header passes a struct as large as the library
+   * reads). tw_config_init() zeroes it; leave it zero. */
+  void *reserved[16];
 } tw_config;
 
 /* Fills *cfg with the defaults. Never fails. */
@@ -131,7 +137,8 @@ TW_EXTERN void tw_config_init(tw_config *cfg);
  * case. The string fields then point into the environment, so copy them
  * or call tw_agent_new() before changing it.
  * Returns TW_EINVAL when a numeric variable is malformed (the field keeps
- * its default). Not thread-safe against concurrent setenv().
+ * its default) or TASKWATCH_CLOCK is not one of its values (see
+ * tw_clock_source()). Not thread-safe against concurrent setenv().
  */
 TW_EXTERN int tw_config_from_env(tw_config *cfg);
 
@@ -158,6 +165,31 @@ TW_EXTERN int tw_agent_flush(tw_agent *agent, unsigned timeout_ms);
  */
 TW_EXTERN void tw_agent_free(tw_agent *agent);
 
+/*
+ * The clock the recording calls stamp events with in this process:
+ *
+ *   "tsc"        the CPU's time-stamp counter (a few ns to read), converted
+ *                to CLOCK_MONOTONIC by the sender thread, which calibrates
+ *                it against that clock at every drain;
+ *   "monotonic"  clock_gettime(CLOCK_MONOTONIC) (20-30 ns on a VM).
+ *
+ * Chosen once, when the first agent is created, by the environment
+ * variable TASKWATCH_CLOCK: "auto" (or unset, the default) takes the
+ * counter when the CPU says it is invariant (flags constant_tsc and
+ * nonstop_tsc), the kernel has not replaced it with another timer (hpet,
+ * acpi_pm) and it is cheaper to read than the clock, even when the
+ * kernel's clocksource is kvm-clock; "tsc" forces the counter on any x86
+ * CPU; "monotonic" forces clock_gettime, the fallback everywhere else. The
+ * variable applies whichever way the agent is configured; a value other
+ * than these three means "auto" (and tw_config_from_env() reports it).
+ * "tsc" moves to "monotonic" once, for good, if the agent finds that the
+ * counters of two CPUs disagree (a thread's times stepping back). Event
+ * times are the same clock either way: wall-clock time of CLOCK_MONOTONIC
+ * precision, never going backwards on a thread. Returns "monotonic" before
+ * any agent exists. Static storage. Thread-safe.
+ */
+TW_EXTERN const char *tw_clock_source(void);
+
 /* Counters kept by the agent, for the host's own health reporting. */
 typedef struct tw_agent_stats {
   uint64_t recorded;    /* events accepted into a ring */
@@ -167,6 +199,9 @@ typedef struct tw_agent_stats {
   uint64_t reconnects;  /* connections made after the first */
   uint64_t buffered_bytes; /* bytes held now: rings, resend buffer, names;
                              never above the configured buffer_bytes */
+  /* Room for the counters later versions add, so that the struct keeps
+   * its size across the soname's versions; zero until then. */
+  uint64_t reserved[16];
 } tw_agent_stats;
 
 /* Copies the agent's counters into *out. Thread-safe; values are a
@@ -213,6 +248,14 @@ TW_EXTERN int tw_task_skip(tw_agent *agent, tw_id task, tw_id cause);
 /* Records that the task was discarded without running, e.g. because its
  * request failed; reason (copied, may be NULL) says why. */
 TW_EXTERN int tw_task_drop(tw_agent *agent, tw_id task, const char *reason);
+
+/* Records that `batch` was made while handling a request of a W3C trace:
+ * traceparent is that request's header, "00-<trace-id>-<parent-id>-<flags>"
+ * (copied; at most 256 bytes kept). The collector's OTLP export links the
+ * batch's trace to it. Errors: TW_EINVAL (NULL agent or traceparent, batch
+ * 0), TW_EFULL as the other trace calls. */
+TW_EXTERN int tw_batch_link(tw_agent *agent, tw_id batch,
+                            const char *traceparent);
 
 /* ------------------------------------------------------------------------
  * Batch runner (libuv)

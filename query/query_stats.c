@@ -31,6 +31,7 @@
 
 #include "format.h"
 #include "hist.h"
+#include "json.h"
 #include "query.h"
 #include "sanitize.h"
 #include "schema.h"
@@ -533,39 +534,44 @@ static double failure_pct(const group *g) {
 
 static void json_group(format_buf *b, const query_opts *o, const group *g,
                        const plan *p) {
-  format_buf_putc(b, '{');
+  json_writer w;
+  json_init(&w, b);
+  json_begin_object(&w);
   if (o->by != NULL) {
-    format_buf_printf(b, "\"%s\":", o->by);
-    if (g->key)
-      format_json_string(b, g->key, g->key_len);
-    else
-      format_buf_puts(b, "null");
-    format_buf_putc(b, ',');
+    json_key(&w, o->by);
+    json_string(&w, g->key, g->key_len);
   }
-  format_buf_printf(b, "\"count\":%lld", (long long)g->count);
-  for (int s = 0; s < SCHEMA_STATUS_COUNT; s++)
-    format_buf_printf(b, ",\"%s\":%lld", schema_status_name(s),
-                      (long long)g->by_status[s]);
+  json_key(&w, "count");
+  json_int(&w, g->count);
+  for (int s = 0; s < SCHEMA_STATUS_COUNT; s++) {
+    json_key(&w, schema_status_name(s));
+    json_int(&w, g->by_status[s]);
+  }
+  json_key(&w, "failure_pct");
   if (g->count > 0)
-    format_buf_printf(b, ",\"failure_pct\":%.2f", failure_pct(g));
+    json_fixed(&w, failure_pct(g), 2);
   else
-    format_buf_puts(b, ",\"failure_pct\":null");
+    json_null(&w);
   const char *set_names[2] = {"run", "wait"};
   for (int k = 0; k < 2; k++)
     for (int i = 0; i < 4; i++) {
+      char key[32];
+      snprintf(key, sizeof(key), "%s_%s_us", set_names[k], pct_names[i]);
+      json_key(&w, key);
       if (g->have[k])
-        format_buf_printf(b, ",\"%s_%s_us\":%lld", set_names[k], pct_names[i],
-                          (long long)g->pct[k][i]);
+        json_int(&w, g->pct[k][i]);
       else
-        format_buf_printf(b, ",\"%s_%s_us\":null", set_names[k], pct_names[i]);
+        json_null(&w);
     }
+  json_key(&w, "source");
+  json_cstring(&w, p->rollups ? "rollups" : "raw");
+  json_key(&w, "percentile_error_pct");
   if (p->rollups)
-    format_buf_printf(b,
-                      ",\"source\":\"rollups\",\"percentile_error_pct\":%.2f",
-                      HIST_ERROR_PCT);
+    json_fixed(&w, HIST_ERROR_PCT, 2);
   else
-    format_buf_puts(b, ",\"source\":\"raw\",\"percentile_error_pct\":0");
-  format_buf_puts(b, "}\n");
+    json_int(&w, 0);
+  json_end_object(&w);
+  format_buf_putc(b, '\n');
 }
 
 static void csv_group(format_buf *b, const query_opts *o, const group *g,

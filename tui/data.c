@@ -1,9 +1,10 @@
 /*
  * data - the dashboard's queries over the store (see data.h), through
- * common/reader (opening, task rows, change detection) and common/stats
- * (percentiles). All values are bound; the only text joined into SQL is the
- * filter's own expression, which itself holds nothing but ?NNN parameters,
- * and the status fragments of common/schema.
+ * common/reader (opening, task rows, change detection), common/stats
+ * (percentiles) and common/hist (the rollups' histograms). All values are
+ * bound; the only text joined into SQL is the filter's own expression, which
+ * itself holds nothing but ?NNN parameters, the status fragments of
+ * common/schema and this file's fixed ordering expressions.
  */
 #include "data.h"
 
@@ -17,19 +18,18 @@
 #include "stats.h"
 #include "xalloc.h"
 
-#define MINUTE_US INT64_C(60000000)
+#define SECOND_US INT64_C(1000000)
+#define HOUR_US INT64_C(3600000000)
 
-const int64_t data_window_us[DATA_WINDOWS] = {
-    INT64_C(60000000), INT64_C(300000000), INT64_C(900000000)};
-
-int64_t data_window_start(int64_t now_us, int w) {
-  int64_t minute = now_us - (((now_us % MINUTE_US) + MINUTE_US) % MINUTE_US);
-  return minute - data_window_us[w];
-}
+struct sample_set;
 
 struct data {
   reader *r;
   sqlite3 *db; /* the reader's connection */
+  /* The unfiltered sample of the last data_stats_load(), which the names
+   * view reuses when it has no filter and the same window and "now". */
+  struct sample_set *sample;
+  int64_t sample_now, sample_since;
 };
 
 /* A copy of text from the store that the dashboard keeps. */
@@ -76,8 +76,30 @@ void data_tasks_free(data_task *rows, int n) {
   free(rows);
 }
 
-data_key data_task_key(const data_task *t) {
-  data_key k = {t->enqueued_at, t->id};
+/* A task's value in an order (the SQL of order_value(), in C). */
+static int64_t task_value(const data_task *t, const data_scope *sc) {
+  switch (sc ? sc->by : DATA_BY_TIME) {
+  case DATA_BY_RUN:
+    if (t->run_us != DATA_NULL)
+      return t->run_us;
+    return t->status == SCHEMA_RUNNING && t->started_at != DATA_NULL
+               ? sc->now - t->started_at
+               : -1;
+  case DATA_BY_WAIT:
+    if (t->wait_us != DATA_NULL)
+      return t->wait_us;
+    return t->status == SCHEMA_QUEUED && t->enqueued_at != DATA_NULL
+               ? sc->now - t->enqueued_at
+               : -1;
+  case DATA_BY_STATUS:
+    return schema_status_severity(t->status);
+  default:
+    return t->enqueued_at;
+  }
+}
+
+data_key data_task_key(const data_task *t, const data_scope *scope) {
+  data_key k = {task_value(t, scope), t->id};
   return k;
 }
 
@@ -87,8 +109,9 @@ static int prepare(data *d, const char *sql, sqlite3_stmt **st) {
 
 int data_open(const char *path, data **out, char *err, size_t errlen) {
   reader *r = NULL;
-  if (reader_open(path, &r, err, errlen) != READER_OK)
-    return -1;
+  int rc = reader_open(path, &r, err, errlen);
+  if (rc != READER_OK)
+    return rc;
   data *d = xcalloc(1, sizeof *d);
   d->r = r;
   d->db = reader_db(r);
@@ -96,9 +119,12 @@ int data_open(const char *path, data **out, char *err, size_t errlen) {
   return 0;
 }
 
+static void drop_sample(data *d);
+
 void data_close(data *d) {
   if (d == NULL)
     return;
+  drop_sample(d);
   reader_close(d->r);
   free(d);
 }
@@ -122,34 +148,93 @@ static void add_count(void *arg, int64_t status, int64_t n) {
     counts[status] += n;
 }
 
-/* Queued and running now, over all history, through the partial index
- * tasks_unusual (final states come from the rollups). */
-static int load_active(data *d, data_stats *s) {
+static int prepare_mapped(data *d, const filter *f, const char *head,
+                          const char *tail, int first,
+                          const char *const (*map)[2], size_t nmap,
+                          sqlite3_stmt **st);
+static int prepare_filtered(data *d, const filter *f, const char *head,
+                            const char *tail, int first, int own_range,
+                            sqlite3_stmt **st);
+static int prepare_tasks_only(data *d, const filter *f, const char *head,
+                              const char *tail, int first, int own_range,
+                              sqlite3_stmt **st);
+
+/* f, or NULL when it matches everything (so no join is needed). */
+static const filter *effective(const filter *f) {
+  return f && filter_param_count(f) == 0 && strcmp(filter_sql(f), "1") == 0
+             ? NULL
+             : f;
+}
+
+/* Runs a (status, count) statement into counts; ?1 is `since` when the
+ * statement has it (binding an unused index does no harm). */
+static int count_by_status(data *d, const filter *f, const char *head,
+                           const char *tail, int64_t since, int64_t *counts) {
   sqlite3_stmt *st = NULL;
-  if (prepare(d,
-              "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_ACTIVE
-              " GROUP BY status",
-              &st))
+  if (prepare_tasks_only(d, f, head, tail, 2, 0, &st))
     return -1;
-  int rc = each_pair(st, add_count, s->counts);
+  sqlite3_bind_int64(st, 1, since);
+  int rc = each_pair(st, add_count, counts);
   sqlite3_finalize(st);
   return rc;
 }
 
-/* Counts per DATA_SPARK_US bucket: one range count per bucket through the
- * covering index, cheaper than a GROUP BY over an expression (which sorts
- * every row of the five minutes). */
-static int spark_counts(data *d, const char *sql, int64_t t0, int64_t *out) {
+/* Counts by state in the window, and queued and running now. The partial
+ * index tasks_unusual holds every task that did not succeed, so
+ * succeeded = all in the window - the unusual ones in it: the total comes
+ * from tasks_time (which also holds the name, so a name filter reads no
+ * row) and the rest from the few unusual tasks. */
+static int load_counts(data *d, const filter *f, int64_t since, data_stats *s) {
+  int64_t active[SCHEMA_STATUS_COUNT] = {0}, total = 0, unusual = 0;
   sqlite3_stmt *st = NULL;
-  if (prepare(d, sql, &st))
+  if (prepare_tasks_only(
+          d, f, "SELECT count(*)" READER_TASK_FROM " WHERE t.enqueued_at >= ?1",
+          "", 2, 0, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, since);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    total = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW ||
+      count_by_status(d, f,
+                      "SELECT t.status, count(*)" READER_TASK_FROM
+                      " WHERE " SCHEMA_SQL_UNUSUAL_EACH
+                      " AND t.enqueued_at >= ?1",
+                      "GROUP BY t.status", since, s->counts) ||
+      count_by_status(d, f,
+                      "SELECT t.status, count(*)" READER_TASK_FROM
+                      " WHERE " SCHEMA_SQL_ACTIVE,
+                      "GROUP BY t.status", since, active))
+    return -1;
+  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+    unusual += s->counts[i];
+  s->counts[SCHEMA_SUCCEEDED] = total - unusual;
+  s->queued_now = active[SCHEMA_QUEUED];
+  s->running_now = active[SCHEMA_RUNNING];
+  s->total = total;
+  return 0;
+}
+
+/* Counts of the matching tasks (failed: failed ones) enqueued in each of n
+ * buckets of width_us from t0 on, the last one open-ended: one range count
+ * per bucket through the index, cheaper than a GROUP BY over an expression
+ * (which sorts every row). */
+static int bucket_counts(data *d, const filter *f, int failed, int64_t t0,
+                         int64_t width_us, int n, int64_t *out) {
+  static const char *const head[2] = {
+      "SELECT count(*)" READER_TASK_FROM
+      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+      "SELECT count(*)" READER_TASK_FROM " WHERE " SCHEMA_SQL_FAILED
+      " AND t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
+  sqlite3_stmt *st = NULL;
+  if (prepare_tasks_only(d, f, head[failed], "", 3, 0, &st))
     return -1;
   int rc = 0;
-  for (int i = 0; i < DATA_SPARK_N && rc == 0; i++) {
+  for (int i = 0; i < n && rc == 0; i++) {
     sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, t0 + i * DATA_SPARK_US);
-    sqlite3_bind_int64(st, 2,
-                       i == DATA_SPARK_N - 1 ? INT64_MAX
-                                             : t0 + (i + 1) * DATA_SPARK_US);
+    sqlite3_bind_int64(st, 1, t0 + i * width_us);
+    sqlite3_bind_int64(st, 2, i == n - 1 ? INT64_MAX : t0 + (i + 1) * width_us);
     if (sqlite3_step(st) == SQLITE_ROW)
       out[i] = sqlite3_column_int64(st, 0);
     else
@@ -159,46 +244,50 @@ static int spark_counts(data *d, const char *sql, int64_t t0, int64_t *out) {
   return rc;
 }
 
-static int load_sparks(data *d, int64_t now_us, data_stats *s) {
+/* The sparklines (DATA_SPARK_N buckets up to now) and the one-second
+ * buckets of the rates, aligned to whole seconds. */
+static int load_sparks(data *d, const filter *f, int64_t now_us,
+                       data_stats *s) {
   int64_t t0 = now_us - DATA_SPARK_N * DATA_SPARK_US;
-  if (spark_counts(d,
-                   "SELECT count(*) FROM tasks WHERE enqueued_at >= ?1 AND "
-                   "enqueued_at < ?2",
-                   t0, s->spark_tasks) ||
-      spark_counts(d,
-                   "SELECT count(*) FROM tasks WHERE " SCHEMA_SQL_FAILED
-                   " AND enqueued_at >= ?1 AND enqueued_at < ?2",
-                   t0, s->spark_failed))
+  s->rate_t0 = now_us - now_us % SECOND_US - DATA_RATE_S * SECOND_US;
+  if (bucket_counts(d, f, 0, t0, DATA_SPARK_US, DATA_SPARK_N, s->spark_tasks) ||
+      bucket_counts(d, f, 1, t0, DATA_SPARK_US, DATA_SPARK_N,
+                    s->spark_failed) ||
+      bucket_counts(d, f, 0, s->rate_t0, SECOND_US, DATA_RATE_S + 1,
+                    s->rate_tasks) ||
+      bucket_counts(d, f, 1, s->rate_t0, SECOND_US, DATA_RATE_S + 1,
+                    s->rate_failed))
     return -1;
-  int64_t last_minute[2] = {0, 0};
-  int per_minute = (int)(INT64_C(60000000) / DATA_SPARK_US);
-  for (int i = DATA_SPARK_N - per_minute; i < DATA_SPARK_N; i++) {
-    last_minute[0] += s->spark_tasks[i];
-    last_minute[1] += s->spark_failed[i];
-  }
-  s->tasks_per_s = (double)last_minute[0] / 60.0;
-  s->failed_per_s = (double)last_minute[1] / 60.0;
   return 0;
 }
 
-static int prepare_filtered(data *d, const filter *f, const char *head,
-                            const char *tail, int first, int own_range,
-                            sqlite3_stmt **st);
+double data_rate(const data_stats *s, int64_t now_us, int failed) {
+  const int64_t *v = failed ? s->rate_failed : s->rate_tasks;
+  int64_t sum = 0;
+  for (int i = 0; i <= DATA_RATE_S; i++) {
+    int64_t start = s->rate_t0 + i * SECOND_US;
+    if (start >= now_us - DATA_RATE_S * SECOND_US && start <= now_us)
+      sum += v[i];
+  }
+  return (double)sum / DATA_RATE_S;
+}
 
-/* ---- stratified samples of the last 15 minutes ----------------------
+/* ---- percentiles: every task of a small window, a sample of a large one
  *
- * Percentiles need the values themselves, and the widest window can hold
- * hundreds of thousands of tasks. So the 15 minutes are cut into strata of
- * STRATUM_US: each stratum's newest tasks are read, up to SAMPLE_RECENT
- * per stratum in the last minute (which alone makes the 1-minute figures)
- * and SAMPLE_OLDER before it, and when a stratum holds more, each of its
- * samples weighs count / samples. Strata are short so that "newest first"
- * within one is as good as uniform. Figures are exact whenever no stratum
- * is over its cap, and the cost of a frame stays bounded on any store. */
+ * Percentiles need the values themselves. A window of at most
+ * DATA_EXACT_MAX tasks is read whole, so its figures are exact. A larger
+ * one that the rollups cannot answer (below) is cut into strata: the last
+ * minute into strata of STRATUM_US, the rest of the window into at most
+ * STRATA_OLDER strata of a width that is a multiple of STRATUM_US. Strata are
+ * aligned to whole multiples of their width since the epoch, not to "now", so a
+ * store that does not change gives the same sample, and the same figures, frame
+ * after frame. Each stratum's newest tasks are read, up to SAMPLE_RECENT per
+ * stratum in the last minute (which alone makes the 1-minute figures) and
+ * SAMPLE_OLDER before it, and when a stratum holds more, each of its samples
+ * weighs count / samples. The cost of a frame stays bounded on any store. */
 
 #define STRATUM_US INT64_C(5000000)
-#define STRATA 180       /* 15 minutes */
-#define STRATA_RECENT 12 /* the last minute */
+#define STRATA_OLDER 168
 #define SAMPLE_RECENT 84
 #define SAMPLE_OLDER 21
 /* Sample weights are whole numbers in units of 1/WEIGHT_UNIT task: a
@@ -229,34 +318,21 @@ static void sample_set_free(sample_set *set) {
   memset(set, 0, sizeof *set);
 }
 
-/* f, or NULL when it matches everything (so no join is needed). */
-static const filter *effective(const filter *f) {
-  return f && filter_param_count(f) == 0 && strcmp(filter_sql(f), "1") == 0
-             ? NULL
-             : f;
-}
-
 /* The two statements of a sample: the newest rows of a stratum, and the
  * count of a stratum; both take [?1, ?2) and the first a LIMIT ?3. */
 static int prepare_sample(data *d, const filter *f, sqlite3_stmt **rows,
                           sqlite3_stmt **count) {
-  /* Without a filter the sample reads tasks alone, no join. */
-  static const char *const head[2] = {
-      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name"
-      " FROM tasks t WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, "
-      "t.name" READER_TASK_FROM
-      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
-  static const char *const count_head[2] = {
-      "SELECT count(*) FROM tasks t WHERE t.enqueued_at >= ?1 AND "
-      "t.enqueued_at < ?2",
-      "SELECT count(*)" READER_TASK_FROM
-      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
   *rows = *count = NULL;
-  if (prepare_filtered(d, f, head[f != NULL],
-                       "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, 1,
-                       rows) == 0 &&
-      prepare_filtered(d, f, count_head[f != NULL], "", 4, 1, count) == 0)
+  if (prepare_tasks_only(d, f,
+                         "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, "
+                         "t.name" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, 1,
+                         rows) == 0 &&
+      prepare_tasks_only(d, f,
+                         "SELECT count(*)" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "", 4, 1, count) == 0)
     return 0;
   sqlite3_finalize(*rows);
   sqlite3_finalize(*count);
@@ -273,6 +349,7 @@ static sample *sample_push(sample_set *set) {
   return x;
 }
 
+/* Reads the newest `limit` tasks of [from, to) (limit < 0: all). */
 static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
                           int64_t to, int limit, sample_set *set) {
   int rc;
@@ -295,7 +372,7 @@ static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
   if (rc != SQLITE_DONE)
     return -1;
   size_t got = set->n - first;
-  if ((int)got < limit)
+  if (limit < 0 || (int)got < limit)
     return 0;
   /* Over its cap (LIMIT makes got == limit): each sample stands for
    * all / limit tasks. */
@@ -311,21 +388,66 @@ static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
   return 0;
 }
 
-/* Samples the 15 minutes before now_us, newest stratum first. */
-static int sample_window(data *d, const filter *f, int64_t now_us,
-                         sample_set *set) {
+/* The start of the oldest task, for the window "all": the sample's strata
+ * must start somewhere. */
+static int64_t oldest_task(data *d) {
+  sqlite3_stmt *st = NULL;
+  int64_t at = INT64_MAX;
+  if (prepare(d, "SELECT min(enqueued_at) FROM tasks", &st) == 0 &&
+      sqlite3_step(st) == SQLITE_ROW &&
+      sqlite3_column_type(st, 0) != SQLITE_NULL)
+    at = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return at;
+}
+
+static int64_t floor_to(int64_t t, int64_t width) {
+  int64_t r = t % width;
+  return r < 0 ? t - r - width : t - r;
+}
+
+/* Samples the strata of [from, to) (to INT64_MAX: open-ended), newest
+ * first: strata of `width` aligned to its multiples, clipped to the
+ * range. */
+static int sample_range(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
+                        int64_t to, int64_t width, int limit, int64_t now_us,
+                        sample_set *set) {
+  int64_t start = floor_to(to == INT64_MAX ? now_us : to - 1, width);
+  int64_t end = to;
+  for (int rc = 0; end > from; end = start, start -= width) {
+    rc = sample_stratum(rows, count, start > from ? start : from, end, limit,
+                        set);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* Samples the tasks enqueued from `since` on (every one when exact). */
+static int sample_window(data *d, const filter *f, int64_t since,
+                         int64_t now_us, int exact, sample_set *set) {
   sqlite3_stmt *rows, *count;
   memset(set, 0, sizeof *set);
   if (prepare_sample(d, effective(f), &rows, &count))
     return -1;
-  int rc = 0;
-  for (int i = 0; i < STRATA && rc == 0; i++) {
+  int rc;
+  if (exact) {
+    rc = sample_stratum(rows, count, since, INT64_MAX, -1, set);
+  } else {
     /* The newest stratum is open-ended: a task stamped a little after
      * now_us (another host's clock) still counts. */
-    int64_t from = now_us - (i + 1) * STRATUM_US;
-    int64_t to = i == 0 ? INT64_MAX : now_us - i * STRATUM_US;
-    rc = sample_stratum(rows, count, from, to,
-                        i < STRATA_RECENT ? SAMPLE_RECENT : SAMPLE_OLDER, set);
+    int64_t minute = now_us - DATA_MINUTE_US;
+    if (since == INT64_MIN)
+      since = oldest_task(d);
+    int64_t from = since > minute ? since : minute;
+    rc = sample_range(rows, count, from, INT64_MAX, STRATUM_US, SAMPLE_RECENT,
+                      now_us, set);
+    if (rc == 0 && since < minute) {
+      int64_t width = (minute - since) / STRATA_OLDER + 1;
+      width = (width + STRATUM_US - 1) / STRATUM_US * STRATUM_US;
+      rc = sample_range(rows, count, since, minute, width, SAMPLE_OLDER, now_us,
+                        set);
+    }
   }
   sqlite3_finalize(rows);
   sqlite3_finalize(count);
@@ -352,6 +474,34 @@ static void percentiles_of(const sample_set *set, int64_t since, int wait,
       out[k] = DATA_NULL;
 }
 
+static void drop_sample(data *d) {
+  if (d->sample) {
+    sample_set_free(d->sample);
+    free(d->sample);
+    d->sample = NULL;
+  }
+}
+
+/* ---- the rollups: whole minutes of a large window -------------------
+ *
+ * A window the rollups can answer (no filter beyond service, name and
+ * words) that holds more than DATA_EXACT_MAX tasks takes its percentiles
+ * from the rollups' histograms (docs/schema.md): whole minutes from the
+ * minute `since` falls in, each hour whole from rollups_hour, so the cost
+ * is a few rows per minute (hour) and name, exact counts, and percentiles
+ * within HIST_ERROR_PCT of exact nearest-rank ones. They move when a
+ * minute begins or the store changes, not with every frame. */
+
+int64_t data_rollup_start(int64_t since) {
+  return since == INT64_MIN ? since : floor_to(since, DATA_MINUTE_US);
+}
+
+/* The rollups answer a filter of service, name and word terms alone. */
+static int rollups_answer(const filter *f) {
+  return f == NULL ||
+         (filter_uses(f) & (FILTER_USES_OTHER | FILTER_USES_TIME)) == 0;
+}
+
 /* The percentiles p50, p95, p99 of h into out (DATA_NULL when empty). */
 static void hist_percentiles(const hist_sparse *h, int64_t out[3]) {
   static const unsigned per_mille[3] = {500, 950, 990};
@@ -367,54 +517,137 @@ static void add_hist_column(sqlite3_stmt *st, int i, hist_sparse *h) {
                          (size_t)sqlite3_column_bytes(st, i));
 }
 
-/* The windows' counts of final states and percentiles: the rollup rows of
- * the widest window, each added to every window it lies in. */
-static int load_rollups(data *d, int64_t now_us, data_stats *s) {
+/* Prepares a statement over the rollups `r` whose filter, with columns
+ * mapped to theirs, is numbered from ?first and bound. */
+static int prepare_rollups(data *d, const filter *f, const char *head,
+                           int first, sqlite3_stmt **st) {
+  static const char *const columns[][2] = {{"t.name", "r.name"},
+                                           {"a.service", "r.service"}};
+  return prepare_mapped(d, f, head, "", first, columns, 2, st);
+}
+
+#define ROLLUP_COLUMNS                                                         \
+  "SELECT r.name, r.succeeded, r.failed, r.skipped, r.dropped, r.lost, "       \
+  "r.run_hist, r.wait_hist FROM "
+
+/* Calls row() for every rollup row matching f from `start` (a whole
+ * minute, or INT64_MIN) on: the minutes up to the first whole hour, then
+ * the hours. Each row's columns are ROLLUP_COLUMNS's. */
+static int each_rollup(data *d, const filter *f, int64_t start,
+                       void (*row)(void *, sqlite3_stmt *), void *arg) {
+  int64_t hour =
+      start == INT64_MIN ? start : floor_to(start + HOUR_US - 1, HOUR_US);
   sqlite3_stmt *st = NULL;
-  if (prepare(d,
-              "SELECT minute, succeeded, failed, skipped, dropped, lost, "
-              "run_hist, wait_hist FROM rollups WHERE minute >= ?1",
-              &st))
-    return -1;
-  sqlite3_bind_int64(st, 1, data_window_start(now_us, DATA_WINDOWS - 1));
-  hist_sparse h[DATA_WINDOWS][2];
-  for (int w = 0; w < DATA_WINDOWS; w++)
-    for (int k = 0; k < 2; k++)
-      hist_sparse_init(&h[w][k]);
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    int64_t minute = sqlite3_column_int64(st, 0);
-    for (int i = 0; i < 5; i++)
-      s->counts[SCHEMA_SUCCEEDED + i] += sqlite3_column_int64(st, 1 + i);
-    for (int w = 0; w < DATA_WINDOWS; w++)
-      if (minute >= data_window_start(now_us, w))
-        for (int k = 0; k < 2; k++)
-          add_hist_column(st, 6 + k, &h[w][k]);
-  }
-  sqlite3_finalize(st);
-  /* Tasks still running have waited already: their waits count too, as
-   * in the raw rows (few, and in tasks_unusual). */
-  st = NULL;
-  if (rc == SQLITE_DONE &&
-      prepare(d,
-              "SELECT enqueued_at, wait_us FROM tasks WHERE " SCHEMA_SQL_ACTIVE
-              " AND enqueued_at >= ?1 AND wait_us NOT NULL",
-              &st) == 0) {
-    sqlite3_bind_int64(st, 1, data_window_start(now_us, DATA_WINDOWS - 1));
+  int rc = SQLITE_DONE;
+  if (start < hour) {
+    if (prepare_rollups(d, f,
+                        ROLLUP_COLUMNS "rollups r WHERE r.minute >= ?1 AND "
+                                       "r.minute < ?2",
+                        3, &st))
+      return -1;
+    sqlite3_bind_int64(st, 1, start);
+    sqlite3_bind_int64(st, 2, hour);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-      for (int w = 0; w < DATA_WINDOWS; w++)
-        if (sqlite3_column_int64(st, 0) >= data_window_start(now_us, w))
-          hist_sparse_add(&h[w][1], sqlite3_column_int64(st, 1));
+      row(arg, st);
     sqlite3_finalize(st);
+    st = NULL;
   }
+  if (rc != SQLITE_DONE ||
+      prepare_rollups(d, f, ROLLUP_COLUMNS "rollups_hour r WHERE r.hour >= ?1",
+                      2, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, hour);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    row(arg, st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Calls row() for each task matching f enqueued from `start` on that is
+ * still queued or running (raw rows, through tasks_unusual): the rollups
+ * count a task once it is final. Columns: name, wait_us. */
+static int each_active(data *d, const filter *f, int64_t start,
+                       void (*row)(void *, sqlite3_stmt *), void *arg) {
+  sqlite3_stmt *st = NULL;
+  if (prepare_filtered(d, f,
+                       "SELECT t.name, t.wait_us" READER_TASK_FROM
+                       " WHERE " SCHEMA_SQL_ACTIVE " AND t.enqueued_at >= ?1",
+                       "", 2, 1, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, start);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    row(arg, st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void rollup_hists(void *arg, sqlite3_stmt *st) {
+  hist_sparse *h = arg;
+  add_hist_column(st, 6, &h[0]);
+  add_hist_column(st, 7, &h[1]);
+}
+
+/* A task still running has waited already: its wait counts too, as in the
+ * raw rows. */
+static void active_wait(void *arg, sqlite3_stmt *st) {
+  hist_sparse *h = arg;
+  if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+    hist_sparse_add(&h[1], sqlite3_column_int64(st, 1));
+}
+
+/* The header's percentiles of both spans from the rollups. */
+static int load_rollups(data *d, const filter *f, int64_t since, int64_t now_us,
+                        data_stats *s) {
+  int64_t minute = now_us - DATA_MINUTE_US;
+  int64_t from[DATA_WINDOWS] = {minute > since ? minute : since, since};
+  int rc = 0;
   for (int w = 0; w < DATA_WINDOWS; w++) {
-    hist_percentiles(&h[w][0], s->run[w]);
-    hist_percentiles(&h[w][1], s->wait[w]);
-    for (int k = 0; k < 2; k++)
-      hist_sparse_fini(&h[w][k]);
+    hist_sparse h[2];
+    hist_sparse_init(&h[0]);
+    hist_sparse_init(&h[1]);
+    int64_t start = data_rollup_start(from[w]);
+    if (rc == 0 && (each_rollup(d, f, start, rollup_hists, h) ||
+                    each_active(d, f, start, active_wait, h)))
+      rc = -1;
+    hist_percentiles(&h[0], s->run[w]);
+    hist_percentiles(&h[1], s->wait[w]);
+    hist_sparse_fini(&h[0]);
+    hist_sparse_fini(&h[1]);
   }
   s->pct_error = HIST_ERROR_PCT;
-  return rc == SQLITE_DONE ? 0 : -1;
+  return rc;
+}
+
+static int load_percentiles(data *d, const filter *f, int64_t since,
+                            int64_t now_us, data_stats *s) {
+  drop_sample(d);
+  s->exact = s->total <= DATA_EXACT_MAX;
+  if (!s->exact && rollups_answer(f))
+    return load_rollups(d, f, since, now_us, s);
+  sample_set *set = xmalloc(sizeof *set);
+  if (sample_window(d, f, since, now_us, s->exact, set)) {
+    free(set);
+    return -1;
+  }
+  stats_weighted buf;
+  stats_weighted_init(&buf);
+  int64_t minute = now_us - DATA_MINUTE_US;
+  int64_t from[DATA_WINDOWS] = {minute > since ? minute : since, since};
+  for (int w = 0; w < DATA_WINDOWS; w++) {
+    percentiles_of(set, from[w], 0, &buf, s->run[w]);
+    percentiles_of(set, from[w], 1, &buf, s->wait[w]);
+  }
+  stats_weighted_fini(&buf);
+  if (f == NULL) {
+    d->sample = set;
+    d->sample_now = now_us;
+    d->sample_since = since;
+  } else {
+    sample_set_free(set);
+    free(set);
+  }
+  return 0;
 }
 
 static int load_agent_totals(data *d, data_stats *s) {
@@ -435,31 +668,29 @@ static int load_agent_totals(data *d, data_stats *s) {
   return rc == SQLITE_ROW ? 0 : -1;
 }
 
-int data_stats_load(data *d, int64_t now_us, data_stats *out) {
+int data_stats_load(data *d, const filter *f, int64_t since, int64_t now_us,
+                    data_stats *out) {
   memset(out, 0, sizeof *out);
   out->last_event_at = DATA_NULL;
+  out->since = since;
+  f = effective(f);
   int rc = 0;
   /* One read transaction, so the figures agree with each other. */
   sqlite3_exec(d->db, "BEGIN", NULL, NULL, NULL);
-  if (load_active(d, out) || load_rollups(d, now_us, out) ||
-      load_sparks(d, now_us, out) || load_agent_totals(d, out))
+  if (load_counts(d, f, since, out) || load_sparks(d, f, now_us, out) ||
+      load_percentiles(d, f, since, now_us, out) || load_agent_totals(d, out))
     rc = -1;
   sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL);
   return rc;
 }
 
-/* Prepares "SELECT columns FROM ... WHERE (filter) AND extra ..." with the
- * filter's parameters numbered from ?first and bound. With own_range, the
- * head states the range of enqueue times to read, and the filter's time
- * terms are written so that SQLite does not take them for index bounds
- * (with several bounds of bound values on a column, it may pick any). */
-static int prepare_filtered(data *d, const filter *f, const char *head,
-                            const char *tail, int first, int own_range,
-                            sqlite3_stmt **st) {
-  static const char *const unindexed[][2] = {
-      {"t.enqueued_at", "+t.enqueued_at"}};
-  char *where =
-      f ? filter_sql_map(f, first, unindexed, own_range ? 1 : 0) : NULL;
+/* Prepares "head AND (filter) tail" with the filter's parameters numbered
+ * from ?first and bound, its columns renamed by map (filter_sql_map()). */
+static int prepare_mapped(data *d, const filter *f, const char *head,
+                          const char *tail, int first,
+                          const char *const (*map)[2], size_t nmap,
+                          sqlite3_stmt **st) {
+  char *where = f ? filter_sql_map(f, first, map, nmap) : NULL;
   char *sql =
       sqlite3_mprintf("%s AND (%s) %s", head, where ? where : "1", tail);
   free(where);
@@ -473,34 +704,136 @@ static int prepare_filtered(data *d, const filter *f, const char *head,
   return rc;
 }
 
-int data_tasks_page(data *d, const filter *f, const data_key *from, int dir,
-                    int limit, data_task **rows, int *n) {
-  static const char *const head[2] = {
-      "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
-      " WHERE t.enqueued_at <= ?1 AND "
-      "(t.enqueued_at < ?1 OR t.id <= ?2)",
-      "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
-      " WHERE t.enqueued_at >= ?1 AND "
-      "(t.enqueued_at > ?1 OR t.id > ?2)"};
-  static const char *const tail[2] = {
-      "ORDER BY t.enqueued_at DESC, t.id DESC LIMIT ?3",
-      "ORDER BY t.enqueued_at ASC, t.id ASC LIMIT ?3"};
-  int k = dir > 0;
+/* Prepares "SELECT columns FROM ... WHERE (filter) AND extra ..." with the
+ * filter's parameters numbered from ?first and bound. With own_range, the
+ * head states the range of enqueue times to read, and the filter's time
+ * terms are written so that SQLite does not take them for index bounds
+ * (with several bounds of bound values on a column, it may pick any). */
+static int prepare_filtered(data *d, const filter *f, const char *head,
+                            const char *tail, int first, int own_range,
+                            sqlite3_stmt **st) {
+  static const char *const unindexed[][2] = {
+      {"t.enqueued_at", "+t.enqueued_at"}};
+  return prepare_mapped(d, f, head, tail, first, unindexed, own_range ? 1 : 0,
+                        st);
+}
+
+/*
+ * prepare_filtered() for a statement that reads columns of tasks alone
+ * (counts, samples): head names its tables as READER_TASK_FROM, and when
+ * the filter needs no column of agents or batches that join is left out,
+ * so an index of tasks can answer without reading a row (SQLite keeps
+ * such joins in an aggregate).
+ */
+static int prepare_tasks_only(data *d, const filter *f, const char *head,
+                              const char *tail, int first, int own_range,
+                              sqlite3_stmt **st) {
+  if (f && (filter_uses(f) & FILTER_USES_JOIN))
+    return prepare_filtered(d, f, head, tail, first, own_range, st);
+  const char *join = strstr(head, READER_TASK_FROM);
+  if (join == NULL)
+    return prepare_filtered(d, f, head, tail, first, own_range, st);
+  char *alone = sqlite3_mprintf("%.*s FROM tasks t%s", (int)(join - head), head,
+                                join + strlen(READER_TASK_FROM));
+  int rc = prepare_filtered(d, f, alone, tail, first, own_range, st);
+  sqlite3_free(alone);
+  return rc;
+}
+
+/* ---- lists in an order ---------------------------------------------
+ *
+ * A list is ordered by (value, id), both descending or both ascending.
+ * Every list statement takes ?1 since, ?2 and ?3 the key (value, id), ?4
+ * the limit, ?5 now, and the filter's parameters from ?6. */
+
+#define LIST_FILTER_FIRST 6
+
+/* A task's value in an order, as SQL (task_value() in C). */
+static const char *order_value(int by) {
+  switch (by) {
+  case DATA_BY_RUN:
+    return "(CASE WHEN t.run_us IS NOT NULL THEN t.run_us WHEN status "
+           "= " SCHEMA_SQL_CODE(
+               RUNNING) " AND t.started_at IS NOT NULL THEN ?5 - t.started_at "
+                        "ELSE -1 END)";
+  case DATA_BY_WAIT:
+    return "(CASE WHEN t.wait_us IS NOT NULL THEN t.wait_us WHEN status "
+           "= " SCHEMA_SQL_CODE(QUEUED) " THEN ?5 - t.enqueued_at ELSE -1 END)";
+  case DATA_BY_STATUS:
+    return SCHEMA_SQL_SEVERITY;
+  default:
+    return "t.enqueued_at";
+  }
+}
+
+/* A batch's value over its matching tasks: total run time, longest wait,
+ * worst state. */
+static const char *batch_value(int by) {
+  switch (by) {
+  case DATA_BY_RUN:
+    return "sum(max(%s, 0))";
+  case DATA_BY_WAIT:
+  case DATA_BY_STATUS:
+  default:
+    return "max(%s)";
+  }
+}
+
+static const data_scope time_order = {INT64_MIN, 0, DATA_BY_TIME, 1};
+
+/* The keyset condition and ORDER BY of a page, as text: rows from the key
+ * on (down: the key included, in list order) or before it (up: nearest
+ * first), for the value `v` and the id column `id`. */
+static char *keyset(const data_scope *sc, int up, const char *v,
+                    const char *id) {
+  int desc = sc->desc != up; /* the direction rows are read in */
+  const char *cmp = desc ? "<" : ">", *dir = desc ? "DESC" : "ASC";
+  return sqlite3_mprintf("(%s %s= ?2 AND (%s %s ?2 OR %s %s%s ?3)) ORDER BY "
+                         "%s %s, %s %s LIMIT ?4",
+                         v, cmp, v, cmp, id, cmp, up ? "" : "=", v, dir, id,
+                         dir);
+}
+
+/* Binds ?1..?5 of a list statement. A missing key is the first row in
+ * the direction the rows are read in. */
+static void bind_list(sqlite3_stmt *st, const data_scope *sc, int up,
+                      const data_key *from, int limit) {
+  int desc = sc->desc != up;
+  data_key edge = {desc ? INT64_MAX : INT64_MIN, desc ? INT64_MAX : INT64_MIN};
+  if (from)
+    edge = *from;
+  sqlite3_bind_int64(st, 1, sc->since);
+  sqlite3_bind_int64(st, 2, edge.at);
+  sqlite3_bind_int64(st, 3, edge.id);
+  sqlite3_bind_int(st, 4, limit);
+  sqlite3_bind_int64(st, 5, sc->now);
+}
+
+int data_tasks_page(data *d, const filter *f, const data_scope *scope,
+                    const data_key *from, int dir, int limit, data_task **rows,
+                    int *n) {
+  const data_scope *sc = scope ? scope : &time_order;
+  int up = dir > 0;
   sqlite3_stmt *st = NULL;
   *rows = NULL;
   *n = 0;
   if (limit <= 0)
     return 0;
-  if (prepare_filtered(d, f, head[k], tail[k], 4, 0, &st))
+  char *order = keyset(sc, up, order_value(sc->by), "t.id");
+  /* The keyset goes after the filter: "head AND (filter) tail". */
+  char *tail = sqlite3_mprintf("AND %s", order);
+  int rc = prepare_filtered(d, effective(f),
+                            "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
+                            " WHERE t.enqueued_at >= ?1",
+                            tail, LIST_FILTER_FIRST, 0, &st);
+  sqlite3_free(order);
+  sqlite3_free(tail);
+  if (rc)
     return -1;
-  data_key edge = {k ? INT64_MIN : INT64_MAX, k ? INT64_MIN : INT64_MAX};
-  if (from)
-    edge = *from;
-  sqlite3_bind_int64(st, 1, edge.at);
-  sqlite3_bind_int64(st, 2, edge.id);
-  sqlite3_bind_int(st, 3, limit);
+  bind_list(st, sc, up, from, limit);
   data_task *out = xcalloc((size_t)limit, sizeof *out);
-  int count = 0, rc = SQLITE_DONE;
+  int count = 0;
+  rc = SQLITE_DONE;
   while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
     read_task(st, &out[count++]);
   sqlite3_finalize(st);
@@ -557,73 +890,112 @@ static int have_batch(const data_batch *b, int n, int64_t id) {
   return 0;
 }
 
-int data_batches_page(data *d, const filter *f, const data_key *from, int n,
-                      data_batch **out, int *count) {
+/* The statement of batch keys in list order: (batch, key value, key id).
+ * In time order it reads tasks by time (a batch at its first task met);
+ * in the others one row per batch, grouped over the window. */
+static int prepare_batch_keys(data *d, const filter *f, const data_scope *sc,
+                              int up, sqlite3_stmt **st) {
+  int rc;
+  if (sc->by == DATA_BY_TIME) {
+    char *order = keyset(sc, up, "t.enqueued_at", "t.id");
+    char *tail = sqlite3_mprintf("AND %s", order);
+    rc = prepare_filtered(d, f,
+                          "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
+                          " WHERE t.enqueued_at >= ?1",
+                          tail, LIST_FILTER_FIRST, 0, st);
+    sqlite3_free(order);
+    sqlite3_free(tail);
+    return rc;
+  }
+  char *value = sqlite3_mprintf(batch_value(sc->by), order_value(sc->by));
+  char *order = keyset(sc, up, "v", "t.batch");
+  char *head =
+      sqlite3_mprintf("SELECT t.batch, %s AS v, t.batch" READER_TASK_FROM
+                      " WHERE t.enqueued_at >= ?1",
+                      value);
+  /* +t.batch: grouping by the plain column would have SQLite walk the
+   * whole tasks_batch index for its order, every batch of the store. */
+  char *tail = sqlite3_mprintf("GROUP BY +t.batch HAVING %s", order);
+  rc = prepare_tasks_only(d, f, head, tail, LIST_FILTER_FIRST, 0, st);
+  sqlite3_free(value);
+  sqlite3_free(order);
+  sqlite3_free(head);
+  sqlite3_free(tail);
+  return rc;
+}
+
+int data_batches_page(data *d, const filter *f, const data_scope *scope,
+                      const data_key *from, int n, data_batch **out,
+                      int *count) {
+  const data_scope *sc = scope ? scope : &time_order;
   sqlite3_stmt *st = NULL;
   *out = NULL;
   *count = 0;
   if (n <= 0)
     return 0;
-  if (prepare_filtered(d, f,
-                       "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
-                       " WHERE t.enqueued_at <= ?1 AND "
-                       "(t.enqueued_at < ?1 OR t.id <= ?2)",
-                       "ORDER BY t.enqueued_at DESC, t.id DESC", 3, 0, &st))
+  if (prepare_batch_keys(d, effective(f), sc, 0, &st))
     return -1;
-  sqlite3_bind_int64(st, 1, from ? from->at : INT64_MAX);
-  sqlite3_bind_int64(st, 2, from ? from->id : INT64_MAX);
-  data_batch *b = xcalloc((size_t)n, sizeof *b);
-  int m = 0, scanned = 0, rc = 0;
   /* Tasks of one batch sit close together in time, so a bounded scan
    * finds n batches unless the filter is very selective. */
-  while (m < n && scanned < n * 64 && sqlite3_step(st) == SQLITE_ROW) {
+  int timed = sc->by == DATA_BY_TIME;
+  bind_list(st, sc, 0, from, timed ? n * 64 : n);
+  data_batch *b = xcalloc((size_t)n, sizeof *b);
+  int m = 0, rc = 0;
+  while (m < n && sqlite3_step(st) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(st, 0);
-    scanned++;
     if (have_batch(b, m, id))
       continue;
     b[m].id = id;
     b[m].key.at = sqlite3_column_int64(st, 1);
     b[m].key.id = sqlite3_column_int64(st, 2);
-    b[m].created_at = b[m].key.at;
+    b[m].value = timed ? DATA_NULL : b[m].key.at;
+    b[m].created_at = timed ? b[m].key.at : DATA_NULL;
     m++;
   }
   sqlite3_finalize(st);
-  for (int i = 0; i < m && rc == 0; i++)
+  for (int i = 0; i < m && rc == 0; i++) {
     rc = load_batch_tasks(d, &b[i]);
+    if (!timed && b[i].ntasks > 0)
+      b[i].created_at = b[i].tasks[0].enqueued_at;
+  }
   *out = b;
   *count = m;
   return rc;
 }
 
-int data_batch_before(data *d, const filter *f, const data_key *key,
-                      int64_t batch, data_key *out) {
+int data_batch_before(data *d, const filter *f, const data_scope *scope,
+                      const data_key *key, int64_t batch, int n,
+                      data_key *out) {
+  const data_scope *sc = scope ? scope : &time_order;
   sqlite3_stmt *st = NULL;
-  if (prepare_filtered(d, f,
-                       "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
-                       " WHERE t.enqueued_at >= ?1 AND "
-                       "(t.enqueued_at > ?1 OR t.id > ?2)",
-                       "ORDER BY t.enqueued_at ASC, t.id ASC LIMIT 256", 3, 0,
-                       &st))
+  if (n < 1)
+    n = 1;
+  if (prepare_batch_keys(d, effective(f), sc, 1, &st))
     return -1;
-  sqlite3_bind_int64(st, 1, key->at);
-  sqlite3_bind_int64(st, 2, key->id);
-  int64_t found = 0;
+  bind_list(st, sc, 1, key, sc->by == DATA_BY_TIME ? 256 * n : n);
+  /* The batches above in the order first met, each at its last row seen
+   * in the scan: in time order a batch's tasks may interleave with
+   * another's, and its key is its task nearest the top of the list. */
+  int64_t *ids = xcalloc((size_t)n, sizeof *ids);
+  data_key *keys = xcalloc((size_t)n, sizeof *keys);
   int have = 0;
-  /* The first other batch above, at its newest task seen in the scan. */
   while (sqlite3_step(st) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(st, 0);
-    if (id == batch)
+    int k = 0;
+    while (k < have && ids[k] != id)
+      k++;
+    if (id == batch || (k == have && have == n))
       continue;
-    if (!have) {
-      found = id;
-      have = 1;
-    }
-    if (id == found) {
-      out->at = sqlite3_column_int64(st, 1);
-      out->id = sqlite3_column_int64(st, 2);
-    }
+    if (k == have)
+      ids[have++] = id;
+    keys[k].at = sqlite3_column_int64(st, 1);
+    keys[k].id = sqlite3_column_int64(st, 2);
   }
   sqlite3_finalize(st);
+  if (have)
+    *out = keys[have - 1];
+  free(ids);
+  free(keys);
   return have ? 0 : 1;
 }
 
@@ -657,11 +1029,11 @@ static data_name *find_name(data_name *rows, int n, const char *p, size_t len) {
 static int add_unusual(data *d, const filter *f, int64_t since_us,
                        data_name **rows, int *n, int *cap) {
   sqlite3_stmt *st = NULL;
-  if (prepare_filtered(d, f,
-                       "SELECT t.name, t.status, count(*)" READER_TASK_FROM
-                       " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
-                       " AND t.enqueued_at >= ?1",
-                       "GROUP BY t.name, t.status", 2, 1, &st))
+  if (prepare_tasks_only(d, f,
+                         "SELECT t.name, t.status, count(*)" READER_TASK_FROM
+                         " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
+                         " AND t.enqueued_at >= ?1",
+                         "GROUP BY t.name, t.status", 2, 1, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since_us);
   int rc;
@@ -691,124 +1063,113 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* The row of the name in column 0 of st in rows (grown as needed), with
- * its histograms in hists[2 * index]; added when missing. */
-static data_name *name_row(data_name **rows, hist_sparse **hists, int *n,
-                           int *cap, sqlite3_stmt *st) {
+/* 1 when more than `max` tasks match f in the window: a count that stops
+ * early, so its cost is bounded however big the window. */
+static int window_over(data *d, const filter *f, int64_t since, int max) {
+  sqlite3_stmt *st = NULL;
+  if (prepare_tasks_only(d, f,
+                         "SELECT count(*) FROM (SELECT 1" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1",
+                         "LIMIT ?2)", 3, 0, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, since);
+  sqlite3_bind_int(st, 2, max + 1);
+  int over = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > max;
+  sqlite3_finalize(st);
+  return over;
+}
+
+/* The names view's rows while the rollups are read: the row of each name,
+ * with its histograms in hists[2 * index]. */
+typedef struct name_rows {
+  data_name *rows;
+  hist_sparse *hists;
+  int n, cap;
+} name_rows;
+
+/* The row of the name in column 0 of st, added when missing. */
+static data_name *name_row(name_rows *r, sqlite3_stmt *st) {
   const char *p = (const char *)sqlite3_column_text(st, 0);
   size_t len = (size_t)sqlite3_column_bytes(st, 0);
-  data_name *row = find_name(*rows, *n, p ? p : "", len);
+  data_name *row = find_name(r->rows, r->n, p ? p : "", len);
   if (row)
     return row;
-  if (*n == *cap) {
-    *cap = *cap ? *cap * 2 : 16;
-    *rows = xrealloc(*rows, (size_t)*cap * sizeof **rows);
-    *hists = xrealloc(*hists, (size_t)*cap * 2 * sizeof **hists);
+  if (r->n == r->cap) {
+    r->cap = r->cap ? r->cap * 2 : 16;
+    r->rows = xrealloc(r->rows, (size_t)r->cap * sizeof *r->rows);
+    r->hists = xrealloc(r->hists, (size_t)r->cap * 2 * sizeof *r->hists);
   }
-  row = &(*rows)[*n];
+  row = &r->rows[r->n];
   memset(row, 0, sizeof *row);
   row->name = (data_text){xmemdup(p ? p : "", len), len};
-  hist_sparse_init(&(*hists)[2 * *n]);
-  hist_sparse_init(&(*hists)[2 * *n + 1]);
-  (*n)++;
+  hist_sparse_init(&r->hists[2 * r->n]);
+  hist_sparse_init(&r->hists[2 * r->n + 1]);
+  r->n++;
   return row;
 }
 
-/* The rollups answer a filter of service, name and word terms alone. */
-static int rollups_answer(const filter *f) {
-  return f == NULL ||
-         (filter_uses(f) & (FILTER_USES_OTHER | FILTER_USES_TIME)) == 0;
+static void name_rollup(void *arg, sqlite3_stmt *st) {
+  name_rows *r = arg;
+  data_name *row = name_row(r, st);
+  for (int i = 0; i < 5; i++)
+    row->count += sqlite3_column_int64(st, 1 + i);
+  row->failed += sqlite3_column_int64(st, 2);
+  row->skipped += sqlite3_column_int64(st, 3);
+  rollup_hists(&r->hists[2 * (row - r->rows)], st);
 }
 
-/* Prepares a statement over the rollups `r` whose filter, with columns
- * mapped to theirs, is numbered from ?first and bound. */
-static int prepare_rollups(data *d, const filter *f, const char *head,
-                           const char *tail, sqlite3_stmt **st) {
-  static const char *const columns[][2] = {{"t.name", "r.name"},
-                                           {"a.service", "r.service"}};
-  char *where = f ? filter_sql_map(f, 2, columns, 2) : NULL;
-  char *sql =
-      sqlite3_mprintf("%s AND (%s) %s", head, where ? where : "1", tail);
-  free(where);
-  int rc = prepare(d, sql, st);
-  sqlite3_free(sql);
-  if (rc == 0 && f && filter_bind(f, *st, 2) < 0) {
-    sqlite3_finalize(*st);
-    *st = NULL;
-    return -1;
-  }
-  return rc;
+static void name_active(void *arg, sqlite3_stmt *st) {
+  name_rows *r = arg;
+  data_name *row = name_row(r, st);
+  row->count++;
+  active_wait(&r->hists[2 * (row - r->rows)], st);
 }
 
-/* The names view from the rollups of the 15-minute window, plus the tasks
- * of the window still queued or running (raw rows, through
- * tasks_unusual). */
-static int names_from_rollups(data *d, const filter *f, int64_t now_us,
+/* The names view from the rollups of the window's whole minutes, plus the
+ * tasks of the window still queued or running: exact counts, percentiles
+ * within HIST_ERROR_PCT. */
+static int names_from_rollups(data *d, const filter *f, int64_t since,
                               data_name **out, int *n) {
-  int64_t since = data_window_start(now_us, DATA_WINDOWS - 1);
-  sqlite3_stmt *st = NULL;
-  data_name *rows = NULL;
-  hist_sparse *hists = NULL;
-  int count = 0, cap = 0, rc = -1;
-  if (prepare_rollups(d, f,
-                      "SELECT r.name, r.succeeded, r.failed, r.skipped, "
-                      "r.dropped, r.lost, r.run_hist, r.wait_hist FROM "
-                      "rollups r WHERE r.minute >= ?1",
-                      "", &st))
-    goto out;
-  sqlite3_bind_int64(st, 1, since);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    data_name *row = name_row(&rows, &hists, &count, &cap, st);
-    for (int i = 0; i < 5; i++)
-      row->count += sqlite3_column_int64(st, 1 + i);
-    row->failed += sqlite3_column_int64(st, 2);
-    row->skipped += sqlite3_column_int64(st, 3);
-    for (int k = 0; k < 2; k++)
-      add_hist_column(st, 6 + k, &hists[2 * (row - rows) + k]);
+  name_rows r = {0};
+  int64_t start = data_rollup_start(since);
+  int rc = each_rollup(d, f, start, name_rollup, &r) ||
+                   each_active(d, f, start, name_active, &r)
+               ? -1
+               : 0;
+  for (int i = 0; i < r.n; i++) {
+    hist_percentiles(&r.hists[2 * i], r.rows[i].run);
+    hist_percentiles(&r.hists[2 * i + 1], r.rows[i].wait);
+    r.rows[i].pct_error = HIST_ERROR_PCT;
+    hist_sparse_fini(&r.hists[2 * i]);
+    hist_sparse_fini(&r.hists[2 * i + 1]);
   }
-  sqlite3_finalize(st);
-  st = NULL;
-  if (rc != SQLITE_DONE ||
-      prepare_filtered(d, f,
-                       "SELECT t.name, t.wait_us" READER_TASK_FROM
-                       " WHERE " SCHEMA_SQL_ACTIVE " AND t.enqueued_at >= ?1",
-                       "", 2, 1, &st)) {
-    rc = -1;
-    goto out;
-  }
-  sqlite3_bind_int64(st, 1, since);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    data_name *row = name_row(&rows, &hists, &count, &cap, st);
-    row->count++;
-    if (sqlite3_column_type(st, 1) != SQLITE_NULL)
-      hist_sparse_add(&hists[2 * (row - rows) + 1],
-                      sqlite3_column_int64(st, 1));
-  }
-  rc = rc == SQLITE_DONE ? 0 : -1;
-out:
-  sqlite3_finalize(st);
-  for (int i = 0; i < count; i++) {
-    hist_percentiles(&hists[2 * i], rows[i].run);
-    hist_percentiles(&hists[2 * i + 1], rows[i].wait);
-    rows[i].pct_error = HIST_ERROR_PCT;
-    hist_sparse_fini(&hists[2 * i]);
-    hist_sparse_fini(&hists[2 * i + 1]);
-  }
-  free(hists);
-  *out = rows;
-  *n = count;
+  free(r.hists);
+  *out = r.rows;
+  *n = r.n;
   return rc;
 }
 
-int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
-                    int *n) {
+int data_names_load(data *d, const filter *f, int64_t since, int64_t now_us,
+                    data_name **out, int *n) {
   sample_set set;
   *out = NULL;
   *n = 0;
-  if (rollups_answer(effective(f)))
-    return names_from_rollups(d, effective(f), now_us, out, n);
-  if (sample_window(d, f, now_us, &set))
-    return -1;
+  f = effective(f);
+  int reuse = f == NULL && d->sample && d->sample_now == now_us &&
+              d->sample_since == since;
+  if (reuse) {
+    set = *d->sample;
+    memset(d->sample, 0, sizeof *d->sample);
+    drop_sample(d);
+  } else {
+    int over = window_over(d, f, since, DATA_EXACT_MAX);
+    if (over < 0)
+      return -1;
+    if (over && rollups_answer(f))
+      return names_from_rollups(d, f, since, out, n);
+    if (sample_window(d, f, since, now_us, !over, &set))
+      return -1;
+  }
   qsort(set.v, set.n, sizeof *set.v, compare_sample_name);
   stats_weighted buf;
   stats_weighted_init(&buf);
@@ -835,7 +1196,7 @@ int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
     i = j;
   }
   stats_weighted_fini(&buf);
-  int rc = add_unusual(d, f, now_us - STRATA * STRATUM_US, &rows, &count, &cap);
+  int rc = add_unusual(d, f, since, &rows, &count, &cap);
   for (int i = 0; i < count; i++)
     if (rows[i].count < rows[i].failed + rows[i].skipped)
       rows[i].count = rows[i].failed + rows[i].skipped;

@@ -82,6 +82,7 @@ def _declare(lib):
         "tw_task_fail": (i, [p, c_id, s, s, s]),
         "tw_task_skip": (i, [p, c_id, c_id]),
         "tw_task_drop": (i, [p, c_id, s]),
+        "tw_batch_link": (i, [p, c_id, s]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)
@@ -128,6 +129,7 @@ class Config(ctypes.Structure):
         ("token", ctypes.c_char_p),
         ("buffer_bytes", ctypes.c_size_t),
         ("flush_timeout_ms", ctypes.c_uint),
+        ("reserved", ctypes.c_void_p * 16),
     ]
 
 
@@ -141,6 +143,7 @@ class Stats(ctypes.Structure):
         ("acked", ctypes.c_uint64),
         ("reconnects", ctypes.c_uint64),
         ("buffered_bytes", ctypes.c_uint64),
+        ("reserved", ctypes.c_uint64 * 16),
     ]
 
 

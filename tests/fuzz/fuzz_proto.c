@@ -17,6 +17,31 @@
 
 static sqlite3 *db;
 
+/* Every event that decodes encodes back to the very bytes it came from,
+ * through the general encoder and through the agent's in-place one. */
+static void reencode(const uint8_t *from, const uint8_t *to,
+                     const proto_event *ev) {
+  static proto_buf general, fixed;
+  static uint8_t room[PROTO_FRAME_MAX];
+  size_t n = (size_t)(to - from);
+  tw__proto_buf_reset(&general);
+  tw__proto_events_open(&general, PROTO_VERSION, 1);
+  size_t start = general.len;
+  tw__proto_put_event(&general, ev);
+  if (tw__proto_buf_failed(&general) || general.len - start != n ||
+      memcmp(general.data + start, from, n) != 0 ||
+      tw__proto_event_size(ev, PROTO_VERSION) != n)
+    __builtin_trap();
+  fixed.data = room;
+  fixed.cap = sizeof(room);
+  tw__proto_buf_reset(&fixed);
+  tw__proto_events_open(&fixed, PROTO_VERSION, 1);
+  start = fixed.len;
+  if (tw__proto_events_append(&fixed, ev) != 0 || fixed.len - start != n ||
+      memcmp(fixed.data + start, from, n) != 0)
+    __builtin_trap();
+}
+
 static void decode_any(const proto_frame *f) {
   proto_hello h;
   proto_welcome w;
@@ -24,13 +49,18 @@ static void decode_any(const proto_frame *f) {
   uint64_t v;
   proto_events it;
   proto_event ev;
-  proto_decode_hello(f->payload, f->payload_len, &h);
-  proto_decode_welcome(f->payload, f->payload_len, &w);
-  proto_decode_error(f->payload, f->payload_len, &s);
-  proto_decode_u64(f->payload, f->payload_len, &v);
-  if (proto_events_begin(&it, f->payload, f->payload_len) == 0)
-    while (proto_events_next(&it, &ev) == 0)
-      ;
+  tw__proto_decode_hello(f->payload, f->payload_len, &h);
+  tw__proto_decode_welcome(f->payload, f->payload_len, &w);
+  tw__proto_decode_error(f->payload, f->payload_len, &s);
+  tw__proto_decode_ack(f->payload, f->payload_len, PROTO_VERSION, &v);
+  tw__proto_decode_goodbye(f->payload, f->payload_len, PROTO_VERSION, &v);
+  if (tw__proto_events_begin(&it, f->payload, f->payload_len, PROTO_VERSION) == 0) {
+    const uint8_t *at = it.p;
+    while (tw__proto_events_next(&it, &ev) == 0) {
+      reencode(at, it.p, &ev);
+      at = it.p;
+    }
+  }
 }
 
 static agent *synthetic_hello(ingest *in) {
@@ -38,7 +68,8 @@ static agent *synthetic_hello(ingest *in) {
   memset(&h, 0, sizeof(h));
   memset(h.instance, 0x5a, sizeof(h.instance));
   h.version = PROTO_VERSION;
-  return ingest_hello(in, &h, 1);
+  const char *reason = NULL;
+  return ingest_hello(in, &h, 1, &reason);
 }
 
 /* Feeds one connection's frames to ingest as server.c does: the first
@@ -46,24 +77,34 @@ static agent *synthetic_hello(ingest *in) {
 static void run_stream(ingest *in, agent *a, const uint8_t *p, size_t n) {
   size_t off = 0;
   proto_frame f;
-  while (proto_frame_next(p + off, n - off, 0, &f) == 0) {
+  uint16_t version = PROTO_VERSION;
+  while (tw__proto_frame_next(p + off, n - off, a ? 0 : tw__proto_hello_limit(), &f) ==
+         0) {
     off += f.frame_len;
     decode_any(&f);
     const char *reason = NULL;
     if (a == NULL) {
       proto_hello h;
-      if (f.type != PROTO_HELLO ||
-          proto_decode_hello(f.payload, f.payload_len, &h) != 0)
+      char why[160];
+      int rc = f.type == PROTO_HELLO
+                   ? tw__proto_decode_hello(f.payload, f.payload_len, &h)
+                   : PROTO_E_TYPE;
+      if (rc == PROTO_E_VERSION)
+        tw__proto_version_refusal(why, sizeof(why), "agent", h.version_min,
+                              h.version, "collector");
+      if (rc != 0 || tw__proto_version_pick(h.version_min, h.version, &version))
         return;
-      a = ingest_hello(in, &h, 1);
+      a = ingest_hello(in, &h, 1, &reason);
+      if (a == NULL)
+        return;
       continue;
     }
     if (f.type == PROTO_EVENTS) {
-      if (ingest_events(in, a, f.payload, f.payload_len, &reason) != 0)
+      if (ingest_events(in, a, version, f.payload, f.payload_len, &reason) != 0)
         return;
     } else if (f.type == PROTO_GOODBYE) {
       uint64_t last;
-      if (proto_decode_u64(f.payload, f.payload_len, &last) != 0 ||
+      if (tw__proto_decode_goodbye(f.payload, f.payload_len, version, &last) != 0 ||
           ingest_goodbye(in, a, last, &reason) != 0)
         return;
     } else {

@@ -8,30 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "display_check.h"
 #include "sanitize.h"
 
 static void check_output(const char *s, unsigned flags) {
-  const unsigned char *u = (const unsigned char *)s;
-  for (size_t i = 0; u[i];) {
-    unsigned char b = u[i];
-    if (b < 0x20 || b == 0x7F)
-      abort();
-    if (b < 0x80) {
-      i++;
-      continue;
-    }
-    if (flags & SANITIZE_ASCII)
-      abort();
-    size_t n = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 ? 2 : 0;
-    if (n == 0)
-      abort();
-    for (size_t k = 1; k < n; k++)
-      if ((u[i + k] & 0xC0) != 0x80)
-        abort();
-    if (b == 0xC2 && u[i + 1] <= 0x9F)
-      abort();
-    i += n;
-  }
+  check_display_text(s, strlen(s), (flags & SANITIZE_ASCII) != 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -7,8 +7,15 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'integration'))
-from test_collector_util import (batch_events, ev_drop, ev_health,  # noqa
-                                 ev_string, events, goodbye, hello)
+from test_collector_util import (HELLO, MAGIC, batch_events, ev_drop,  # noqa
+                                 ev_health, ev_string, events, frame,
+                                 goodbye, hello, s16)
+
+
+def newer_hello(version_min):
+    return frame(HELLO, struct.pack('<IHH', MAGIC, 3, version_min) +
+                 b'\2' * 16 + struct.pack('<Iq', 1, 0) + s16(b'svc') +
+                 s16(b'host') + s16(b'') + b'later fields')
 
 
 def main(out):
@@ -25,6 +32,10 @@ def main(out):
         'resend': b'\0' + events(1, evs[:7]) + events(3, evs[2:]),
         'hello': b'\1' + hello(b'\1' * 16) + events(1, evs[:5]),
         'frame': b'\0' + struct.pack('<IH', 2, 999),
+        # An agent of versions 1..3 whose HELLO grew fields of its own, and
+        # one of 2..3 that this version cannot serve.
+        'newer-hello': b'\1' + newer_hello(1) + events(1, evs[:5]),
+        'refused-hello': b'\1' + newer_hello(2) + events(1, evs[:5]),
     }
     for name, data in seeds.items():
         with open(os.path.join(out, name), 'wb') as f:

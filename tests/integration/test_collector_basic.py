@@ -98,6 +98,25 @@ def run(col):
     check('reason="sequence gap"' in col.log(), 'logged reason')
     b.close()
 
+    # A newer agent (versions 1 to 3) whose HELLO grew fields of its own is
+    # welcomed at version 2, the newest both speak, and stored as usual.
+    c = FakeAgent(col.url, service=b'newer')
+    c.sock = connect(col.url)
+    c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 3, 1) +
+                         c.instance + struct.pack('<Iq', 7, t1) +
+                         s16(b'newer') + s16(b'host') + s16(b'') +
+                         b'fields of version 3'))
+    ftype, payload = read_frame(c.sock)
+    check(ftype == WELCOME, 'newer agent welcomed: %r %r' % (ftype, payload))
+    version, c.next_seq, _ = struct.unpack('<HQI', payload)
+    check(version == 2, 'version chosen %r' % version)
+    c.acked = c.next_seq
+    c.send([ev_string(t1, 1, b'y'), ev_batch(t1, 1, 1)])
+    c.goodbye()
+    check(col.query("SELECT pid, events FROM agents WHERE service = 'newer'")
+          == [(7, 2)], 'newer agent stored')
+    check('version=1' in col.log(), 'the version is logged')
+
     # The first agent is unaffected; GOODBYE marks a clean end.
     a.send([ev_enqueue(t1, 991, 99, 1, 2)])
     a.goodbye()

@@ -28,8 +28,9 @@ def corpus():
     h = good_hello()
     bad_magic = bytearray(h)
     bad_magic[6] ^= 0xff
-    bad_version = bytearray(h)
-    bad_version[10] = 9
+    # An agent that speaks version 9 only (from version 2 on, HELLO's
+    # version is followed by the oldest version the agent speaks).
+    bad_version = frame(HELLO, struct.pack('<IHH', MAGIC, 9, 9) + h[12:])
     trunc_hello = struct.pack('<IH', 12, HELLO) + h[6:16]
     trailing = frame(HELLO, h[6:] + b'xx')
     s = ev_string(1, 1, b'n')
@@ -51,7 +52,8 @@ def corpus():
          'frame shorter than its header'),
         ('events-first', events(1, [s]), 'expected HELLO first'),
         ('bad-magic', bytes(bad_magic), 'bad handshake magic'),
-        ('bad-version', bytes(bad_version), 'unsupported protocol version'),
+        ('bad-version', bad_version,
+         'unsupported protocol version: agent speaks 9..9, collector 1..2'),
         ('truncated-hello', trunc_hello, 'payload ends inside a field'),
         ('trailing-hello', trailing, 'payload has trailing bytes'),
         ('unknown-kind', good_hello() + events(1, [struct.pack('<Bq', 77, 1) +
@@ -162,7 +164,8 @@ def run(col):
         check(closed, '%s: connection was closed (%r)' % (name, got))
     # Each peer got its own reason in an ERROR frame before the close.
     for name, want in (('max-hello', b'authentication failed'),
-                       ('big-before-hello', b'limit for a HELLO')):
+                       ('big-before-hello', b'limit for a HELLO'),
+                       ('bad-version', b'agent speaks 9..9, collector 1..2')):
         got = results.get(name, (False, 0, b''))[2]
         check(isinstance(got, bytes) and want in got,
               '%s: ERROR frame says %r (%r)' % (name, want, got))

@@ -6,6 +6,7 @@ exactly once. First with a fake agent that checks WELCOME against its
 acks, then with the real agent (`taskwatch demo`) and its resend buffer."""
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -68,19 +69,38 @@ def main():
         col.cleanup()
 
 
+def wait_welcomed(col, proc, what):
+    """Waits until the running collector has welcomed the demo's agent."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        check(proc.poll() is None, 'the demo ended before %s' % what)
+        if re.search(r'agent connected .*service="?demo', col.log()):
+            return
+        time.sleep(0.02)
+    raise AssertionError('the demo was not welcomed before %s' % what)
+
+
 def run_demo(col):
+    # 8 s of batches: longer than the kills below take even when a loaded
+    # machine slows the collector's restarts and the agent's reconnects.
     demo_batches = 4000
     proc = subprocess.Popen(
         [os.environ['TASKWATCH_BIN'], 'demo', '--collector', col.url,
          '--batches', str(demo_batches), '--fail-every', '10', '--rate',
-         '2000', '--service', 'demo'],
+         '500', '--service', 'demo'],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         # Room for the whole run while the collector is down, even on a
         # loaded machine: this checks exactly-once storage, not dropping.
         env=dict(os.environ, TASKWATCH_BUFFER_BYTES=str(64 << 20)))
     try:
-        for pause in (0.5, 0.6):
+        for kill, pause in enumerate((0.5, 0.6), 1):
+            # Each kill cuts a live connection (the agent counts a reconnect
+            # when it is welcomed again), not a collector the agent has not
+            # reached yet: the demo's start and each reconnect take a loaded
+            # machine longer than the pause.
+            wait_welcomed(col, proc, 'kill %d' % kill)
             time.sleep(pause)
+            check(proc.poll() is None, 'the demo ended before kill %d' % kill)
             col.stop(signal.SIGKILL)
             col.start()
         out = proc.communicate(timeout=90)[0].decode('utf-8', 'replace')

@@ -101,7 +101,14 @@ def big_partial_frames(col):
 
 def main():
     raise_limit()
-    col = Collector()
+    # The frame timeout (--handshake-timeout, default 10 s; its own test is
+    # in test_collector_hostile) must not close the 100 peers below before
+    # the last of them has sent its frame: a peer closed for time frees its
+    # share of the budget, a later one takes it, and fewer than the test
+    # expects are closed over budget. Their 100 MiB take a sanitizer build
+    # on a loaded machine 25 s and more to read, so the timeout here outlasts
+    # the whole test; the budget alone closes peers.
+    col = Collector('--handshake-timeout', '600s')
     try:
         # A stale socket file, as a killed collector leaves behind.
         import socket as pysocket

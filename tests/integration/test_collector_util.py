@@ -153,8 +153,16 @@ class FakeAgent:
         return self.acked
 
     def goodbye(self):
-        self.sock.sendall(goodbye(self.next_seq - 1))
+        """GOODBYE once every event is acked; returns when the GOODBYE is
+        acked too (the clean end committed). Waiting for the events first
+        keeps their ACK from being taken for the GOODBYE's: both carry the
+        same next_seq."""
         self.wait_ack()
+        self.sock.sendall(goodbye(self.next_seq - 1))
+        ftype, payload = read_frame(self.sock)
+        if ftype != ACK:
+            raise RuntimeError('expected ACK of GOODBYE, got %d %r' %
+                               (ftype, payload))
         self.sock.close()
         self.sock = None
 

@@ -43,6 +43,9 @@ struct fake_collector {
   bool restart_req;
   bool quit;
   uint64_t received;
+  uint64_t hangups;
+  char refusal[128]; /* "" when not refusing */
+  uint16_t welcome_version;
 };
 
 static int listen_at(const char *path) {
@@ -69,17 +72,18 @@ static void send_all(int fd, const proto_buf *b) {
   }
 }
 
-static void send_ack(client *c, uint64_t next_seq, int type) {
+static void send_ack(fake_collector *fc, client *c, uint64_t next_seq,
+                     int type) {
   proto_buf b;
-  proto_buf_init(&b);
+  tw__proto_buf_init(&b);
   if (type == PROTO_WELCOME) {
-    proto_welcome w = {PROTO_VERSION, next_seq, PROTO_FRAME_MAX};
-    proto_put_welcome(&b, &w);
+    proto_welcome w = {fc->welcome_version, next_seq, PROTO_FRAME_MAX};
+    tw__proto_put_welcome(&b, &w);
   } else {
-    proto_put_ack(&b, next_seq);
+    tw__proto_put_ack(&b, PROTO_VERSION, next_seq);
   }
   send_all(c->fd, &b);
-  proto_buf_fini(&b);
+  tw__proto_buf_fini(&b);
 }
 
 static char *copy(proto_str s, size_t *len) {
@@ -141,6 +145,13 @@ static void add_event(fake_instance *in, const proto_event *ev, uint64_t seq) {
   }
 }
 
+/* Commits what c's instance received and acks it. */
+static void commit_and_ack(fake_collector *fc, client *c) {
+  c->inst->committed = c->inst->count;
+  c->inst->next_seq = c->inst->count + 1;
+  send_ack(fc, c, c->inst->next_seq, PROTO_ACK);
+}
+
 /* Returns false when the frame is malformed (the connection is closed). */
 static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   proto_events it;
@@ -148,7 +159,7 @@ static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   fake_instance *in = c->inst;
   uint64_t have = in->events ? in->count : 0;
   uint64_t expect = have + 1; /* next sequence number to store */
-  if (proto_events_begin(&it, f->payload, f->payload_len) != 0)
+  if (tw__proto_events_begin(&it, f->payload, f->payload_len, PROTO_VERSION) != 0)
     return false;
   if (it.first_seq > expect) {
     in->gaps++;
@@ -156,7 +167,7 @@ static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   }
   uint64_t seq = it.first_seq;
   int rc;
-  while ((rc = proto_events_next(&it, &ev)) == 0) {
+  while ((rc = tw__proto_events_next(&it, &ev)) == 0) {
     fc->received++;
     if (seq < expect) {
       in->duplicates++;
@@ -168,11 +179,8 @@ static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   }
   if (rc != 1)
     return false;
-  if (!fc->hold) {
-    in->committed = in->count;
-    in->next_seq = in->count + 1;
-    send_ack(c, in->next_seq, PROTO_ACK);
-  }
+  if (!fc->hold)
+    commit_and_ack(fc, c);
   return true;
 }
 
@@ -181,23 +189,32 @@ static bool handle_frame(fake_collector *fc, client *c, const proto_frame *f) {
   uint64_t v;
   if (c->inst == NULL) {
     if (f->type != PROTO_HELLO ||
-        proto_decode_hello(f->payload, f->payload_len, &h) != 0)
+        tw__proto_decode_hello(f->payload, f->payload_len, &h) != 0)
       return false;
+    if (fc->refusal[0] != '\0') {
+      proto_buf b;
+      tw__proto_buf_init(&b);
+      tw__proto_put_error(&b, fc->refusal);
+      send_all(c->fd, &b);
+      tw__proto_buf_fini(&b);
+      return false;
+    }
     c->inst = find_instance(fc, &h);
     c->inst->hellos++;
-    send_ack(c, c->inst->next_seq, PROTO_WELCOME);
+    send_ack(fc, c, c->inst->next_seq, PROTO_WELCOME);
     return true;
   }
   if (f->type == PROTO_EVENTS)
     return handle_events(fc, c, f);
   if (f->type == PROTO_GOODBYE &&
-      proto_decode_u64(f->payload, f->payload_len, &v) == 0) {
+      tw__proto_decode_goodbye(f->payload, f->payload_len, PROTO_VERSION, &v) ==
+          0) {
     c->inst->ended = true;
     if (!fc->hold) {
       c->inst->committed = c->inst->count;
       c->inst->next_seq = c->inst->count + 1;
     }
-    send_ack(c, c->inst->next_seq, PROTO_ACK);
+    send_ack(fc, c, c->inst->next_seq, PROTO_ACK);
     return true;
   }
   return false;
@@ -217,6 +234,7 @@ static void read_client(fake_collector *fc, client *c) {
   }
   ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
   if (n <= 0) {
+    fc->hangups++;
     close_client(c);
     return;
   }
@@ -224,7 +242,7 @@ static void read_client(fake_collector *fc, client *c) {
   size_t at = 0;
   proto_frame f;
   int rc;
-  while ((rc = proto_frame_next(c->buf + at, c->len - at, 0, &f)) == 0) {
+  while ((rc = tw__proto_frame_next(c->buf + at, c->len - at, 0, &f)) == 0) {
     at += f.frame_len;
     if (!handle_frame(fc, c, &f)) {
       close_client(c);
@@ -266,8 +284,12 @@ static void accept_client(fake_collector *fc) {
   close(fd);
 }
 
+void (*fake_thread_start)(void);
+
 static void *fake_main(void *arg) {
   fake_collector *fc = arg;
+  if (fake_thread_start != NULL)
+    fake_thread_start();
   struct pollfd p[FAKE_MAX_CLIENTS + 2];
   int who[FAKE_MAX_CLIENTS + 2];
   for (;;) {
@@ -397,7 +419,28 @@ void fake_restart(fake_collector *fc) {
 void fake_hold_acks(fake_collector *fc, bool hold) {
   pthread_mutex_lock(&fc->mu);
   fc->hold = hold;
+  for (int i = 0; !hold && i < FAKE_MAX_CLIENTS; i++) {
+    client *c = &fc->clients[i];
+    if (c->fd >= 0 && c->inst != NULL && c->inst->committed < c->inst->count)
+      commit_and_ack(fc, c);
+  }
   pthread_mutex_unlock(&fc->mu);
+}
+
+void fake_refuse(fake_collector *fc, const char *reason) {
+  pthread_mutex_lock(&fc->mu);
+  snprintf(fc->refusal, sizeof(fc->refusal), "%s", reason ? reason : "");
+  pthread_mutex_unlock(&fc->mu);
+}
+
+void fake_welcome_version(fake_collector *fc, uint16_t version) {
+  pthread_mutex_lock(&fc->mu);
+  fc->welcome_version = version;
+  pthread_mutex_unlock(&fc->mu);
+}
+
+uint64_t fake_hangups(fake_collector *fc) {
+  return fc->hangups;
 }
 
 void fake_lock(fake_collector *fc) {

@@ -57,6 +57,9 @@ typedef struct fake_collector fake_collector;
 
 /* Starts a collector on a fresh socket in a fresh temp directory. */
 fake_collector *fake_start(void);
+/* Called first on the collector's thread when set (a test that fails
+ * allocations tells that thread from the agent's). */
+extern void (*fake_thread_start)(void);
 /* Stops it and frees everything, the temp directory included. */
 void fake_free(fake_collector *fc);
 /* "unix:/tmp/.../c.sock" */
@@ -68,8 +71,17 @@ void fake_kill(fake_collector *fc);
 void fake_forget(fake_collector *fc);
 /* Listens again at the same path, with the state that was acked. */
 void fake_restart(fake_collector *fc);
-/* While held, events are received but neither committed nor acked. */
+/* While held, events are received but neither committed nor acked;
+ * released, what was received is committed and acked at once, as a
+ * collector that catches up does. */
 void fake_hold_acks(fake_collector *fc, bool hold);
+/* While reason is not NULL (copied), every HELLO is answered with an ERROR
+ * frame saying it, and the connection is closed. */
+void fake_refuse(fake_collector *fc, const char *reason);
+/* WELCOME names this protocol version (0: PROTO_VERSION). */
+void fake_welcome_version(fake_collector *fc, uint16_t version);
+/* Connections that the agent's side ended, since the start. Lock held. */
+uint64_t fake_hangups(fake_collector *fc);
 
 /* The state is shared with the collector thread: lock it to read. */
 void fake_lock(fake_collector *fc);

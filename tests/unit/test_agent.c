@@ -408,15 +408,15 @@ static void trace_error_strings_are_truncated(void **state) {
 static void intern_arena_full_stays_bounded(void **state) {
   (void)state;
   intern t;
-  assert_int_equal(intern_init(&t), 0);
-  static char name[INTERN_TEXT_MAX + 1];
+  assert_int_equal(tw__intern_init(&t), 0);
+  static char name[LIMIT_NAME + 1];
   uint32_t ids[256];
   uint32_t n = 0;
-  memset(name, 'x', INTERN_TEXT_MAX);
+  memset(name, 'x', LIMIT_NAME);
   for (;;) {
     snprintf(name, 16, "%010u", n);
     name[10] = 'x';
-    uint32_t id = intern_get(&t, name, INTERN_TEXT_MAX);
+    uint32_t id = tw__intern_get(&t, name, LIMIT_NAME);
     if (id == INTERN_OVERFLOW_ID)
       break;
     assert_true(n < 256);
@@ -430,23 +430,22 @@ static void intern_arena_full_stays_bounded(void **state) {
   for (uint32_t i = 0; i < 100000; i++) {
     snprintf(name, 16, "%010u", n + i);
     name[10] = 'x';
-    assert_int_equal(intern_get(&t, name, INTERN_TEXT_MAX),
-                     INTERN_OVERFLOW_ID);
+    assert_int_equal(tw__intern_get(&t, name, LIMIT_NAME), INTERN_OVERFLOW_ID);
   }
   assert_int_equal(atomic_load(&t.arena_top), top);
   for (uint32_t k = 0; k < n; k++) {
     snprintf(name, 16, "%010u", k);
     name[10] = 'x';
     uint32_t len;
-    const char *text = intern_text(&t, ids[k], &len);
-    assert_int_equal(len, INTERN_TEXT_MAX);
-    assert_memory_equal(text, name, INTERN_TEXT_MAX);
-    assert_int_equal(intern_get(&t, name, INTERN_TEXT_MAX), ids[k]);
+    const char *text = tw__intern_text(&t, ids[k], &len);
+    assert_int_equal(len, LIMIT_NAME);
+    assert_memory_equal(text, name, LIMIT_NAME);
+    assert_int_equal(tw__intern_get(&t, name, LIMIT_NAME), ids[k]);
   }
   uint32_t len;
-  assert_string_equal(intern_text(&t, INTERN_OVERFLOW_ID, &len),
+  assert_string_equal(tw__intern_text(&t, INTERN_OVERFLOW_ID, &len),
                       "(too many distinct names)");
-  intern_fini(&t);
+  tw__intern_fini(&t);
 }
 
 static void names_are_interned_within_bounds(void **state) {
@@ -786,6 +785,45 @@ static void shutdown_accounts_for_every_event(void **state) {
   fake_free(fc);
 }
 
+/* A collector slow to ack for a second (busy committing on a loaded
+ * machine) while a server records at a steady 10,000 events/s: at the
+ * default budget nothing is dropped. The resend buffer holds many seconds
+ * of such traffic, provided its chunks are not sent, and charged, nearly
+ * empty on every poll while acks are late. */
+static void slow_acks_drop_nothing_at_the_default_budget(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  tw_agent *a = agent_to(fake_url(fc), 0, 2000);
+  tw_id batch, task;
+  const uint32_t ms = 1000, per_ms = 5;
+  const struct timespec one_ms = {0, 1000000};
+  assert_int_equal(tw_batch_begin(a, "steady", &batch), 0);
+  assert_int_equal(tw_agent_flush(a, 5000), 0);
+  fake_hold_acks(fc, true);
+  for (uint32_t i = 0; i < ms; i++) {
+    for (uint32_t k = 0; k < per_ms; k++) {
+      assert_int_equal(
+          tw_task_enqueue(a, batch, i * per_ms + k, "t", TW_MODE_LOOP, &task),
+          0);
+      assert_int_equal(tw_task_finish(a, task), 0);
+    }
+    nanosleep(&one_ms, NULL);
+  }
+  fake_hold_acks(fc, false);
+  assert_int_equal(tw_agent_flush(a, 20000), 0);
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_int_equal(st.dropped, 0);
+  fake_lock(fc);
+  assert_sequence_clean(fc);
+  fake_instance *in = fake_instance_at(fc, 0);
+  assert_int_equal(count_kind(in, PROTO_EV_ENQUEUE), ms * per_ms);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), ms * per_ms);
+  fake_unlock(fc);
+  tw_agent_free(a);
+  fake_free(fc);
+}
+
 static void reconnect_resends_without_gap_or_duplicate(void **state) {
   (void)state;
   fake_collector *fc = fake_start();
@@ -980,10 +1018,10 @@ static void fork_during_free_skips_the_agent(void **state) {
   assert_true(pid >= 0);
   if (pid == 0) {
     int listed = 0;
-    registry_lock();
-    for (tw_agent *x = registry_first(); x != NULL; x = x->registry_next)
+    tw__registry_lock();
+    for (tw_agent *x = tw__registry_first(); x != NULL; x = x->registry_next)
       listed |= x == a;
-    registry_unlock();
+    tw__registry_unlock();
     _exit(listed);
   }
   int status;
@@ -991,6 +1029,99 @@ static void fork_during_free_skips_the_agent(void **state) {
   assert_int_equal(pthread_join(th, NULL), 0);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
+  fake_free(fc);
+}
+
+static bool hung_up(fake_collector *fc, void *arg) {
+  return fake_hangups(fc) >= *(uint64_t *)arg;
+}
+
+/* A forked child does not keep the parent's collector connection open:
+ * when the parent's agent closes it, the collector sees it end while the
+ * child still lives. (A copy left in the child would hold it open until
+ * the child exits.) The child's own agent connects on its own. */
+static void fork_child_releases_the_parent_connection(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  tw_agent *a = agent_to(fake_url(fc), 0, 3000);
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(a, "fork", &batch), 0);
+  assert_int_equal(tw_agent_flush(a, 5000), 0); /* connected, acked */
+  int go[2];
+  assert_int_equal(pipe(go), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char b;
+    close(go[1]);
+    int rc = tw_task_start(a, batch) | tw_agent_flush(a, 5000);
+    (void)!read(go[0], &b, 1); /* alive until the parent has looked */
+    _exit(rc == 0 ? 0 : 1);
+  }
+  close(go[0]);
+  tw_agent_free(a);
+  uint64_t one = 1;
+  bool seen = fake_wait(fc, hung_up, &one, 10000);
+  (void)!write(go[1], "x", 1);
+  close(go[1]);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_true(seen);
+  fake_free(fc);
+}
+
+static bool refused(tw_agent *a, const char *want) {
+  char why[LIMIT_REFUSAL_TEXT];
+  for (int waited = 0; waited < 10000; waited += 5) {
+    if (tw__sender_refusal(a, why, sizeof(why)) == TW_EPROTO &&
+        strcmp(why, want) == 0)
+      return true;
+    struct timespec ts = {0, 5 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  printf("last refusal: %s\n", why);
+  return false;
+}
+
+/* The agent keeps the reason the collector refused it for (control bytes
+ * replaced) and its own reason to refuse a collector, and records on once
+ * the collector takes it. */
+static void refusals_are_kept(void **state) {
+  (void)state;
+  char why[LIMIT_REFUSAL_TEXT];
+  tw_agent *quiet = agent_to("unix:/nonexistent/c.sock", 0, 100);
+  assert_int_equal(tw__sender_refusal(quiet, why, sizeof(why)), 0);
+  assert_string_equal(why, "");
+  tw_agent_free(quiet);
+
+  fake_collector *fc = fake_start();
+  fake_refuse(fc, "authentication failed\x1b[2J");
+  tw_agent *a = agent_to(fake_url(fc), 0, 3000);
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(a, "refused", &batch), 0);
+  assert_true(refused(a, "authentication failed?[2J"));
+  assert_int_equal(tw_agent_flush(a, 50), TW_ETIMEDOUT);
+
+  /* A WELCOME in a version the agent does not speak. */
+  fake_welcome_version(fc, PROTO_VERSION + 1);
+  fake_refuse(fc, NULL);
+  char want[160];
+  snprintf(want, sizeof(want),
+           "unsupported protocol version: collector speaks %d..%d, agent "
+           "%d..%d",
+           PROTO_VERSION + 1, PROTO_VERSION + 1, PROTO_VERSION_MIN,
+           PROTO_VERSION);
+  assert_true(refused(a, want));
+  assert_int_equal(tw__sender_refusal(a, why, 10), TW_EPROTO);
+  assert_int_equal(strlen(why), 9); /* cut to the caller's buffer */
+
+  fake_welcome_version(fc, 0);
+  assert_int_equal(tw_agent_flush(a, 20000), 0);
+  fake_lock(fc);
+  assert_int_equal(count_kind(fake_instance_at(fc, 0), PROTO_EV_BATCH), 1);
+  fake_unlock(fc);
+  tw_agent_free(a);
   fake_free(fc);
 }
 
@@ -1085,10 +1216,13 @@ int main(void) {
       cmocka_unit_test(many_threads_fit_the_default_budget),
       cmocka_unit_test(cap_drops_and_reports),
       cmocka_unit_test(shutdown_accounts_for_every_event),
+      cmocka_unit_test(slow_acks_drop_nothing_at_the_default_budget),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
       cmocka_unit_test(lost_store_starts_a_new_instance),
       cmocka_unit_test(fork_child_is_a_new_instance),
       cmocka_unit_test(fork_during_free_skips_the_agent),
+      cmocka_unit_test(fork_child_releases_the_parent_connection),
+      cmocka_unit_test(refusals_are_kept),
       cmocka_unit_test(shutdown_is_bounded_without_collector),
       cmocka_unit_test(config_and_errors),
   };

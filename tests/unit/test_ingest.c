@@ -43,7 +43,7 @@ static int setup(void **state) {
       SQLITE_OK);
   f->in = ingest_new(f->reader, 1000, 0);
   assert_non_null(f->in);
-  proto_buf_init(&f->buf);
+  tw__proto_buf_init(&f->buf);
   *state = f;
   return 0;
 }
@@ -53,7 +53,7 @@ static int teardown(void **state) {
   ingest_free(f->in);
   sqlite3_close(f->reader);
   store_close(f->store);
-  proto_buf_fini(&f->buf);
+  tw__proto_buf_fini(&f->buf);
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
   assert_int_equal(system(cmd), 0);
@@ -73,21 +73,25 @@ static agent *hello(fixture *f, uint8_t id) {
   h.started_at_ns = 1000;
   h.service = S("api");
   h.host = S("web-1");
-  return ingest_hello(f->in, &h, 5);
+  const char *reason = NULL;
+  agent *a = ingest_hello(f->in, &h, 5, &reason);
+  assert_non_null(a);
+  return a;
 }
 
 /* Encodes events as one EVENTS frame and feeds its payload to ingest. */
 static int feed(fixture *f, agent *a, uint64_t first_seq,
                 const proto_event *evs, size_t n, const char **reason) {
-  proto_buf_reset(&f->buf);
-  proto_events_open(&f->buf, first_seq);
+  tw__proto_buf_reset(&f->buf);
+  tw__proto_events_open(&f->buf, PROTO_VERSION, first_seq);
   for (size_t i = 0; i < n; i++)
-    proto_put_event(&f->buf, &evs[i]);
-  proto_events_close(&f->buf);
+    tw__proto_put_event(&f->buf, &evs[i]);
+  tw__proto_events_close(&f->buf);
   proto_frame fr;
-  assert_int_equal(proto_frame_next(f->buf.data, f->buf.len, 0, &fr), 0);
+  assert_int_equal(tw__proto_frame_next(f->buf.data, f->buf.len, 0, &fr), 0);
   *reason = NULL;
-  return ingest_events(f->in, a, fr.payload, fr.payload_len, reason);
+  return ingest_events(f->in, a, PROTO_VERSION, fr.payload, fr.payload_len,
+                       reason);
 }
 
 static proto_event ev_string(uint32_t id, const char *text) {
@@ -251,7 +255,8 @@ static void protocol_errors_are_refused(void **state) {
   assert_int_equal(ingest_goodbye(f->in, a, 1, &reason), 0);
   /* Garbage that the decoder refuses. */
   uint8_t junk[20] = {1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 99};
-  assert_int_equal(ingest_events(f->in, a, junk, sizeof(junk), &reason), -1);
+  assert_int_equal(
+      ingest_events(f->in, a, PROTO_VERSION, junk, sizeof(junk), &reason), -1);
 }
 
 static void short_strings_are_valid(void **state) {
@@ -428,6 +433,41 @@ static void lost_instances_are_forgotten(void **state) {
   assert_int_equal(agent_commit_seq(a), 4);
 }
 
+/* A view that shadows agents on the reader's connection and fails when a
+ * row is read (abs() of the smallest integer overflows): the store
+ * cannot be read, as with an I/O error or a corrupt page. */
+static const char failing_agents[] =
+    "CREATE TEMP VIEW agents AS SELECT 1 AS id, x'00' AS instance, "
+    "1 AS next_seq, 0 AS ended WHERE abs(-9223372036854775807 - 1)";
+
+/* A store that cannot be read says nothing about an instance: its HELLO
+ * is refused with a reason, and it is not taken for a new instance (which
+ * would store its events again under a new id). */
+static void unreadable_store_refuses_hello(void **state) {
+  fixture *f = *state;
+  assert_int_equal(sqlite3_exec(f->reader, failing_agents, NULL, NULL, NULL),
+                   SQLITE_OK);
+  proto_hello h = {0};
+  memset(h.instance, 7, sizeof(h.instance));
+  h.service = S("api");
+  h.host = S("web-1");
+  const char *reason = NULL;
+  assert_null(ingest_hello(f->in, &h, 5, &reason));
+  assert_non_null(strstr(reason, "store cannot be read"));
+  assert_int_equal(ingest_agent_count(f->in), 0);
+  assert_true(wbatch_empty(ingest_current(f->in)));
+  assert_int_equal(
+      sqlite3_exec(f->reader, "DROP VIEW temp.agents", NULL, NULL, NULL),
+      SQLITE_OK);
+  agent *a = ingest_hello(f->in, &h, 5, &reason);
+  assert_non_null(a);
+  assert_int_equal(agent_id(a), 1);
+  /* And a collector whose store cannot be read does not start. */
+  assert_int_equal(sqlite3_exec(f->reader, failing_agents, NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_null(ingest_new(f->reader, 1000, 0));
+}
+
 static void map_deletes_keep_lookups_whole(void **state) {
   (void)state;
   u64map m;
@@ -438,7 +478,7 @@ static void map_deletes_keep_lookups_whole(void **state) {
   for (uint64_t k = 1; k <= 5000; k += 2)
     u64map_del(&m, k);
   u64map_del(&m, 999999);
-  assert_int_equal(m.count, 2500);
+  assert_int_equal(u64map_count(&m), 2500);
   for (uint64_t k = 1; k <= 5000; k++) {
     if (k % 2)
       assert_null(u64map_get(&m, k));
@@ -470,6 +510,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(health_flood_stays_bounded, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(lost_instances_are_forgotten, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(unreadable_store_refuses_hello, setup,
                                       teardown),
       cmocka_unit_test(map_deletes_keep_lookups_whole),
   };

@@ -172,12 +172,21 @@ static void version_policy(void **state) {
            "taskwatch understands (%d)",
            SCHEMA_VERSION + 1, SCHEMA_VERSION);
   expect_refusal(p->path, READER_ETOO_NEW, says);
-  /* Newer is newer, whatever the tables. */
+  /* A store is known by its application_id, so one that carries ours is
+   * newer when its version is, whatever its tables (a future layout). */
   sqlite3 *db = NULL;
   assert_int_equal(sqlite3_open(path_of(p, "bare.db"), &db), SQLITE_OK);
-  assert_int_equal(fix_exec(db, "PRAGMA user_version = 99"), SQLITE_OK);
+  assert_int_equal(
+      fix_exec(db, "PRAGMA application_id = " SCHEMA_SQL_TEXT(
+                       SCHEMA_APPLICATION_ID) "; PRAGMA user_version = 99"),
+      SQLITE_OK);
   sqlite3_close(db);
   expect_refusal(p->path, READER_ETOO_NEW, "newer");
+  /* Without it, a version and nothing else is some other application's. */
+  assert_int_equal(sqlite3_open(path_of(p, "other99.db"), &db), SQLITE_OK);
+  assert_int_equal(fix_exec(db, "PRAGMA user_version = 99"), SQLITE_OK);
+  sqlite3_close(db);
+  expect_refusal(p->path, READER_EFOREIGN, "is not a taskwatch store");
   /* Every version from SCHEMA_READ_MIN to SCHEMA_VERSION opens. */
   for (int v = SCHEMA_READ_MIN; v <= SCHEMA_VERSION; v++) {
     char name[32], err[256] = "";

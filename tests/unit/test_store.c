@@ -6,6 +6,10 @@
  * retention prunes in steps (by age, with failures kept longer, and by
  * count) together with emptied batches, rollups keep counts and
  * percentiles, and reopening marks agents left connected as disconnected.
+ * The store is one process's at a time (a second opener is told the
+ * holder's pid and addresses, and gets it after a kill -9), databases of
+ * other applications are refused untouched, stores of earlier versions are
+ * recognised by their tables, and an aborted store writes nothing more.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +20,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -313,10 +320,13 @@ static void assert_near(const hist_sparse *h, unsigned per_mille,
 
 /* Turns the closed store into the layout of an older version: version
  * 3's indexes and per-minute rollups (percentiles by finished minute),
- * and for version 2 its two indexes in place of tasks_time. */
+ * without export_queue and batches.traceparent, and for version 2 its two
+ * indexes in place of tasks_time. */
 static void make_old_store(fixture *f, int version) {
   static const char v3[] =
       "DROP TABLE rollups; DROP TABLE rollups_hour;"
+      "DROP TABLE export_queue;"
+      "ALTER TABLE batches DROP COLUMN traceparent;"
       "CREATE TABLE rollups (minute INTEGER NOT NULL, name TEXT NOT NULL,"
       " succeeded INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL"
       " DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT"
@@ -344,6 +354,17 @@ static void make_old_store(fixture *f, int version) {
       SQLITE_OK);
 }
 
+/* What version 4 added besides the rollups and indexes: the export's
+ * queue and the batches' traceparent. */
+static void assert_export_tables(fixture *f) {
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'table' AND name = 'export_queue'"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM pragma_table_info('batches') "
+                        "WHERE name = 'traceparent'"),
+                   1);
+}
+
 /* The indexes of the current version, and only those. */
 static void assert_current_indexes(fixture *f) {
   assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
@@ -368,7 +389,7 @@ static void assert_current_indexes(fixture *f) {
                    n);
 }
 
-/* A version 2 store (its indexes tasks_enqueued and tasks_name) opens as
+/* A version 2 store (its indexes tasks_enqueued and tasks_name) opens at
  * the current version: tasks_time in their place, every row kept. */
 static void upgrades_a_version_2_store(void **state) {
   fixture *f = *state;
@@ -384,18 +405,26 @@ static void upgrades_a_version_2_store(void **state) {
   make_old_store(f, 2);
   open_store(f, 0, 0, 0);
   assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'index' AND name IN ('tasks_enqueued', 'tasks_name')"),
+                   0);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'index' AND name = 'tasks_time'"),
+                   1);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 2);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks INDEXED BY tasks_time "
                         "WHERE enqueued_at >= 2000"),
                    1);
   assert_int_equal(q(f, "SELECT sum(succeeded + failed) FROM rollups"), 2);
   assert_current_indexes(f);
+  assert_export_tables(f);
 }
 
-/* A version 3 store opens as the current version in one transaction: its
- * rollups are rebuilt from the raw rows (by enqueue minute, per service,
- * with histograms), and the old rollups of minutes whose raw rows were
- * pruned are carried over as counts, marked in meta. */
+/* A version 3 store opens as the current version in one transaction: it
+ * gets export_queue and batches.traceparent, its rollups are rebuilt from
+ * the raw rows (by enqueue minute, per service, with histograms), and the
+ * old rollups of minutes whose raw rows were pruned are carried over as
+ * counts, marked in meta. */
 static void upgrades_a_version_3_store(void **state) {
   fixture *f = *state;
   int64_t m = INT64_C(60000000), t0 = m * 5000;
@@ -454,6 +483,8 @@ static void upgrades_a_version_3_store(void **state) {
                    t0 + 2 * m);
   assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups_hour"), 198);
   assert_current_indexes(f);
+  assert_export_tables(f);
+  assert_int_equal(q(f, "PRAGMA application_id"), SCHEMA_APPLICATION_ID);
 }
 
 /* An event for a task whose row was never written updates nothing: it is
@@ -523,6 +554,31 @@ static void prunes_by_age_keeping_failures_longer(void **state) {
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status = 6"), 0);
   /* Batches go with their last task. */
   assert_int_equal(q(f, "SELECT count(*) FROM batches"), 500);
+}
+
+/* A task that arrives older than what retention has already worked
+ * through (an agent that held it through an outage, or whose clock runs
+ * behind) is pruned by the next step all the same. */
+static void prunes_tasks_that_arrive_late(void **state) {
+  fixture *f = *state;
+  int64_t day = INT64_C(86400000000), now = now_us();
+  open_store(f, day, 0, 0);
+  wbatch *p = wbatch_new(1);
+  p->prune = 1; /* a step with nothing to prune yet */
+  assert_int_equal(store_write(f->store, p), 0);
+  wbatch_free(p);
+  wbatch *b = wbatch_new(2);
+  add_batch(b, 100, now - 3 * day);
+  add_task(f, b, 1, 100, now - 3 * day, SCHEMA_SUCCEEDED);
+  add_task(f, b, 2, 100, now, SCHEMA_SUCCEEDED);
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  p = wbatch_new(3);
+  p->prune = 1;
+  assert_int_equal(store_write(f->store, p), 0);
+  wbatch_free(p);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 1"), 0);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 2"), 1);
 }
 
 static void new_agent(wbatch *b, int64_t agent, int64_t at) {
@@ -775,11 +831,96 @@ static void histogram_quantiles(void **state) {
   assert_true(hist_quantile(&h, 1.0) > INT64_MAX / 2);
 }
 
+/* Opens the store in a child process that records its addresses, says so
+ * on a pipe and waits to be killed. Returns its pid. */
+static pid_t hold_in_child(const char *path) {
+  int ready[2];
+  assert_int_equal(pipe(ready), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(ready[0]);
+    store_config cfg = {path, 0, 0, 0, 0, 0, 0};
+    store *s = NULL;
+    char *err = NULL;
+    if (store_open(&cfg, &s, &err) != 0)
+      _exit(1);
+    const char *urls[] = {"tcp://127.0.0.1:7461", "unix:/tmp/x.sock"};
+    if (store_set_listeners(s, urls, 2) != SQLITE_OK ||
+        write(ready[1], "y", 1) != 1)
+      _exit(1);
+    for (;;)
+      pause();
+  }
+  close(ready[1]);
+  char c;
+  assert_int_equal(read(ready[0], &c, 1), 1);
+  close(ready[0]);
+  return pid;
+}
+
+/* One writer per store: while another process holds it, opening fails
+ * with the holder's pid and addresses, by any path to the file, and
+ * changes nothing; after a kill -9 of the holder it opens. */
+static void one_writer_per_store(void **state) {
+  fixture *f = *state;
+  pid_t holder = hold_in_child(f->path);
+  char link[128], want[64];
+  snprintf(link, sizeof(link), "%s/link.db", f->dir);
+  assert_int_equal(symlink(f->path, link), 0);
+  snprintf(want, sizeof(want), "(pid %d, ", (int)holder);
+  const char *paths[] = {f->path, link};
+  for (int i = 0; i < 2; i++) {
+    store_config cfg = {paths[i], 0, 0, 0, 0, 0, 0};
+    char *err = NULL;
+    store *s = NULL;
+    assert_int_equal(store_open(&cfg, &s, &err), -1);
+    assert_non_null(strstr(err, "another collector is writing to it"));
+    assert_non_null(strstr(err, want));
+    assert_non_null(
+        strstr(err, "listening on tcp://127.0.0.1:7461 unix:/tmp/x.sock)"));
+    assert_null(strchr(err, '\n'));
+    free(err);
+  }
+  assert_int_equal(q(f, "SELECT value FROM meta WHERE key = 'collector_pid'"),
+                   holder);
+  assert_int_equal(kill(holder, SIGKILL), 0);
+  int status;
+  assert_int_equal(waitpid(holder, &status, 0), holder);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "SELECT value FROM meta WHERE key = 'collector_pid'"),
+                   getpid());
+  assert_int_equal(q(f, "SELECT count(*) FROM meta WHERE key = "
+                        "'collector_listen' AND value IS NULL"),
+                   1);
+}
+
+/* After store_abort() every write fails at once and changes nothing; the
+ * store still closes. */
+static void aborted_store_writes_nothing(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  store_abort(f->store);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  assert_int_equal(store_write(f->store, b), SQLITE_INTERRUPT);
+  assert_int_equal(store_write(f->store, b), SQLITE_INTERRUPT);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 0);
+  store_stats st;
+  store_get_stats(f->store, &st);
+  assert_int_equal(st.transactions, 0);
+}
+
+/* A store of a later version (they all carry the application_id). */
 static void refuses_a_newer_schema(void **state) {
   fixture *f = *state;
-  assert_int_equal(
-      sqlite3_exec(f->db, "PRAGMA user_version = 99", NULL, NULL, NULL),
-      SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->db,
+                                "PRAGMA application_id = 1953985396;"
+                                "PRAGMA user_version = 99",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
   store_config cfg = {f->path, 0, 0, 0, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), -1);
@@ -788,8 +929,219 @@ static void refuses_a_newer_schema(void **state) {
   f->store = NULL;
 }
 
+/* The batches a transaction completes go into export_queue with it, in
+ * the order and with the numbers the loop gave them, and a batch's LINK
+ * sets its traceparent; a version 3 store gets the table and the column
+ * when it is opened. */
+static void queues_exports_with_the_rows(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  store_close(f->store);
+  f->store = NULL;
+  make_old_store(f, 3);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  b->export_seq = 41;
+  wbatch_add_export(b, 100);
+  wbatch_add_export(b, 7);
+  link_row *l = wbatch_add_link(b);
+  l->batch = 100;
+  l->traceparent = arena_copy(&b->mem, (proto_str){"00-ab-cd-01", 11});
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT length(traceparent) FROM batches WHERE "
+                        "id = 100"),
+                   11);
+  assert_int_equal(q(f, "SELECT count(*) FROM export_queue"), 2);
+  assert_int_equal(q(f, "SELECT batch FROM export_queue WHERE seq = 41"), 100);
+  assert_int_equal(q(f, "SELECT batch FROM export_queue WHERE seq = 42"), 7);
+  /* A batch without exports writes none. */
+  b = wbatch_new(2);
+  add_task(f, b, 2, 100, 2000, SCHEMA_SUCCEEDED);
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT count(*) FROM export_queue"), 2);
+}
+
+/* The bytes of a file, or NULL when it does not exist. */
+static char *slurp(const char *path, size_t *len) {
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL)
+    return NULL;
+  fseek(fp, 0, SEEK_END);
+  *len = (size_t)ftell(fp);
+  rewind(fp);
+  char *p = malloc(*len + 1);
+  assert_int_equal(fread(p, 1, *len, fp), *len);
+  fclose(fp);
+  return p;
+}
+
+static int exists(const char *path) {
+  return access(path, F_OK) == 0;
+}
+
+static int identify(sqlite3 *db, const char **why) {
+  int identity = -1;
+  assert_int_equal(schema_identify(db, &identity, why), SQLITE_OK);
+  return identity;
+}
+
+/* Files of other applications are refused with one line and left as they
+ * were: no table added, no user_version, no application_id, no WAL. */
+static void refuses_foreign_databases(void **state) {
+  fixture *f = *state;
+  static const struct {
+    const char *sql, *why;
+  } cases[] = {
+      {"CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"
+       "INSERT INTO notes (body) VALUES ('keep me')",
+       "tables are another"},
+      /* A to-do application whose tables share two names with ours. */
+      {"CREATE TABLE tasks (id, title); CREATE TABLE meta (key, value);"
+       "PRAGMA user_version = 2",
+       "tables are another"},
+      {"PRAGMA application_id = 1234", "application_id"},
+      {"PRAGMA application_id = 1234; CREATE TABLE agents (x)",
+       "application_id"},
+      {"PRAGMA user_version = 99", "user_version"},
+      {"CREATE VIEW v AS SELECT 1", "tables are another"},
+  };
+  char path[128], side[140];
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    snprintf(path, sizeof(path), "%s/other-%zu.db", f->dir, i);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, cases[i].sql, NULL, NULL, NULL),
+                     SQLITE_OK);
+    const char *why = NULL;
+    assert_int_equal(identify(db, &why), SCHEMA_ID_FOREIGN);
+    assert_non_null(strstr(why, cases[i].why));
+    assert_null(strchr(why, '\n'));
+    sqlite3_close(db);
+    size_t len0 = 0, len1 = 0;
+    char *before = slurp(path, &len0);
+    assert_non_null(before);
+    store_config cfg = {path, 0, 0, 0, 0, 0, 0};
+    char *err = NULL;
+    store *s = NULL;
+    assert_int_equal(store_open(&cfg, &s, &err), -1);
+    assert_null(s);
+    assert_non_null(strstr(err, "not a taskwatch store"));
+    assert_non_null(strstr(err, cases[i].why));
+    assert_null(strchr(err, '\n'));
+    free(err);
+    char *after = slurp(path, &len1);
+    assert_int_equal(len0, len1);
+    assert_memory_equal(before, after, len0);
+    free(before);
+    free(after);
+    snprintf(side, sizeof(side), "%s-wal", path);
+    assert_false(exists(side));
+    snprintf(side, sizeof(side), "%s-shm", path);
+    assert_false(exists(side));
+    snprintf(side, sizeof(side), "%s-journal", path);
+    assert_false(exists(side));
+  }
+  /* schema_apply() (the benchmarks', the fixtures') refuses them too. */
+  sqlite3 *db;
+  snprintf(path, sizeof(path), "%s/other-0.db", f->dir);
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  char *msg = NULL;
+  assert_int_equal(schema_apply(db, &msg), SQLITE_MISMATCH);
+  assert_non_null(strstr(msg, "not a taskwatch store"));
+  sqlite3_free(msg);
+  sqlite3_close(db);
+  /* A file that is not a database at all. */
+  snprintf(path, sizeof(path), "%s/junk.db", f->dir);
+  FILE *fp = fopen(path, "wb");
+  for (int i = 0; i < 4096; i++)
+    fputc((i * 7919) & 0xff, fp);
+  fclose(fp);
+  store_config cfg = {path, 0, 0, 0, 0, 0, 0};
+  char *err = NULL;
+  store *s = NULL;
+  assert_int_equal(store_open(&cfg, &s, &err), -1);
+  assert_non_null(strstr(err, "not a database"));
+  free(err);
+}
+
+/* A new file is empty; a store carries the application_id from its
+ * creation on. */
+static void new_stores_carry_the_application_id(void **state) {
+  fixture *f = *state;
+  const char *why = NULL;
+  assert_int_equal(identify(f->db, &why), SCHEMA_ID_EMPTY);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA application_id"), SCHEMA_APPLICATION_ID);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  assert_int_equal(identify(f->db, &why), SCHEMA_ID_TASKWATCH);
+  /* Application id 0x74777374: "twst" at offset 68 of the header, once
+   * the WAL is checkpointed into the file. */
+  store_close(f->store);
+  f->store = NULL;
+  assert_int_equal(
+      sqlite3_exec(f->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+      SQLITE_OK);
+  size_t len = 0;
+  char *bytes = slurp(f->path, &len);
+  assert_true(len >= 72);
+  assert_memory_equal(bytes + 68, "twst", 4);
+  free(bytes);
+  /* A table of the user's own in a store keeps it a store. */
+  assert_int_equal(
+      sqlite3_exec(f->db, "CREATE TABLE mine (x)", NULL, NULL, NULL),
+      SQLITE_OK);
+  assert_int_equal(identify(f->db, &why), SCHEMA_ID_TASKWATCH);
+}
+
+/* Stores made before the application_id (versions 1 to 3) are known by
+ * their tables: accepted, upgraded and marked. */
+static void accepts_older_stores_by_their_tables(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  store_close(f->store);
+  f->store = NULL;
+  /* Version 3 as it was written until now, then the layout of version 1:
+   * no rollups, its two older indexes. */
+  static const char *const older[] = {
+      "PRAGMA application_id = 0",
+      "PRAGMA application_id = 0;"
+      "DROP TABLE rollups; DROP INDEX tasks_time; DROP INDEX agents_gone;"
+      "CREATE INDEX tasks_enqueued ON tasks (enqueued_at);"
+      "CREATE INDEX tasks_name ON tasks (name, enqueued_at);"
+      "PRAGMA user_version = 1",
+  };
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(sqlite3_exec(f->db, older[i], NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(q(f, "PRAGMA application_id"), 0);
+    const char *why = NULL;
+    assert_int_equal(identify(f->db, &why), SCHEMA_ID_TASKWATCH);
+    open_store(f, 0, 0, 0);
+    assert_int_equal(q(f, "PRAGMA application_id"), SCHEMA_APPLICATION_ID);
+    assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+    assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE name = "
+                          "'rollups'"),
+                     1);
+    assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
+    store_close(f->store);
+    f->store = NULL;
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(queues_exports_with_the_rows, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(counts_updates_of_unknown_tasks, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(writes_rows_and_skips_repeated_ids, setup,
@@ -797,6 +1149,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(prunes_by_age_keeping_failures_longer,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(prunes_to_max_tasks, setup, teardown),
+      cmocka_unit_test_setup_teardown(prunes_tasks_that_arrive_late, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(prunes_gone_agents, setup, teardown),
       cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),
@@ -815,6 +1169,15 @@ int main(void) {
       cmocka_unit_test_setup_teardown(upgrades_a_version_3_store, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(refuses_a_newer_schema, setup, teardown),
+      cmocka_unit_test_setup_teardown(refuses_foreign_databases, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(one_writer_per_store, setup, teardown),
+      cmocka_unit_test_setup_teardown(aborted_store_writes_nothing, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(new_stores_carry_the_application_id,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(accepts_older_stores_by_their_tables,
+                                      setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,288 @@
+/*
+ * proto_gen - how proto.c turns the tables of proto.h into code: for every
+ * field type a store, a read and its sizes, and for every table row an
+ * expansion (GEN_FIXED, GEN_EXACT, GEN_LARGEST, GEN_STORE, GEN_GET) that
+ * calls them in wire order behind the row's version test. Private to
+ * proto.c and its unit test, which instantiates a table of its own to
+ * check the version tests.
+ *
+ * A version test whose `since` is at most PROTO_VERSION_MIN is a constant,
+ * so for today's tables the generated code is the straight-line code one
+ * would write by hand. The decoder reads through a bounded cursor: every
+ * read checks the bytes left first, so no input, however hostile, can
+ * make it read past the buffer. All integers are little-endian, assembled
+ * byte by byte so the code is correct on any host and any alignment.
+ */
+#ifndef TW_PROTO_GEN_H
+#define TW_PROTO_GEN_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "proto.h"
+
+/* Whether a field or kind that appeared in `since` exists in `version`. */
+#define GEN_HAS(since, version)                                                \
+  ((since) <= PROTO_VERSION_MIN || (version) >= (since))
+
+/* ---- field types --------------------------------------------------------- */
+
+/* Encoded bytes of each type, strings without their text. */
+#define SIZE_U8 1u
+#define SIZE_U16 2u
+#define SIZE_U32 4u
+#define SIZE_U64 8u
+#define SIZE_I64 8u
+#define SIZE_ID ((size_t)PROTO_INSTANCE_SIZE)
+#define SIZE_STR 2u
+#define SIZE_LSTR 4u
+
+/* The text bytes of a value (strings only; truncated to hi). */
+#define TEXT_U8(v, hi) 0u
+#define TEXT_U16(v, hi) 0u
+#define TEXT_U32(v, hi) 0u
+#define TEXT_U64(v, hi) 0u
+#define TEXT_I64(v, hi) 0u
+#define TEXT_ID(v, hi) 0u
+#define TEXT_STR(v, hi) clamp(v, hi)
+#define TEXT_LSTR(v, hi) clamp(v, hi)
+
+/* The most text bytes a field may hold. */
+#define TEXT_MAX_U8(hi) 0u
+#define TEXT_MAX_U16(hi) 0u
+#define TEXT_MAX_U32(hi) 0u
+#define TEXT_MAX_U64(hi) 0u
+#define TEXT_MAX_I64(hi) 0u
+#define TEXT_MAX_ID(hi) 0u
+#define TEXT_MAX_STR(hi) ((size_t)(hi))
+#define TEXT_MAX_LSTR(hi) ((size_t)(hi))
+
+static inline uint32_t clamp(proto_str s, uint64_t max) {
+  uint32_t n = s.ptr ? s.len : 0;
+  return n > max ? (uint32_t)max : n;
+}
+
+/* Little-endian integers of 1 to 8 bytes. On a little-endian host a
+ * memcpy of the value's low bytes is the same bytes and compiles to one
+ * move (the agent's encoder spends most of its time here); elsewhere they
+ * are taken apart byte by byte. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define GEN_HOST_LE 1
+#else
+#define GEN_HOST_LE 0
+#endif
+
+static inline uint8_t *le(uint8_t *p, uint64_t v, int bytes) {
+  if (GEN_HOST_LE) {
+    memcpy(p, &v, (size_t)bytes);
+  } else {
+    for (int i = 0; i < bytes; i++)
+      p[i] = (uint8_t)(v >> (8 * i));
+  }
+  return p + bytes;
+}
+
+/* Stores into room already checked; each returns the end. `hi` is the
+ * field's limit (strings are truncated to it, never rejected: the
+ * encoder's callers are the agent, which must not fail a host over a long
+ * message). */
+static inline uint8_t *store_U8(uint8_t *p, uint8_t v, uint64_t hi) {
+  (void)hi;
+  *p = v;
+  return p + 1;
+}
+static inline uint8_t *store_U16(uint8_t *p, uint16_t v, uint64_t hi) {
+  (void)hi;
+  return le(p, v, 2);
+}
+static inline uint8_t *store_U32(uint8_t *p, uint32_t v, uint64_t hi) {
+  (void)hi;
+  return le(p, v, 4);
+}
+static inline uint8_t *store_U64(uint8_t *p, uint64_t v, uint64_t hi) {
+  (void)hi;
+  return le(p, v, 8);
+}
+static inline uint8_t *store_I64(uint8_t *p, int64_t v, uint64_t hi) {
+  (void)hi;
+  return le(p, (uint64_t)v, 8);
+}
+static inline uint8_t *store_ID(uint8_t *p, const uint8_t *v, uint64_t hi) {
+  (void)hi;
+  memcpy(p, v, PROTO_INSTANCE_SIZE);
+  return p + PROTO_INSTANCE_SIZE;
+}
+static inline uint8_t *store_text(uint8_t *p, proto_str s, uint32_t n) {
+  if (n > 0)
+    memcpy(p, s.ptr, n);
+  return p + n;
+}
+static inline uint8_t *store_STR(uint8_t *p, proto_str s, uint64_t hi) {
+  uint32_t n = clamp(s, hi);
+  return store_text(le(p, n, 2), s, n);
+}
+static inline uint8_t *store_LSTR(uint8_t *p, proto_str s, uint64_t hi) {
+  uint32_t n = clamp(s, hi);
+  return store_text(le(p, n, 4), s, n);
+}
+
+/*
+ * The decoder's cursor. Reads past the end return zeros and set `bad`.
+ * Errors are reported in a fixed order, whatever field came first: a
+ * string longer than its limit, then truncation, then an integer out of
+ * range, then (for whole messages) trailing bytes.
+ */
+typedef struct cursor {
+  const uint8_t *p;
+  const uint8_t *end;
+  int bad;       /* a read ran out of bytes */
+  int long_text; /* a string was longer than its limit */
+  int range;     /* an integer was out of its range */
+} cursor;
+
+static inline int need(cursor *c, size_t n) {
+  if (c->bad || (size_t)(c->end - c->p) < n) {
+    c->bad = 1;
+    return 0;
+  }
+  return 1;
+}
+
+static inline uint64_t get_le(cursor *c, int bytes) {
+  uint64_t v = 0;
+  if (!need(c, (size_t)bytes))
+    return 0;
+  if (GEN_HOST_LE) {
+    memcpy(&v, c->p, (size_t)bytes);
+  } else {
+    for (int i = 0; i < bytes; i++)
+      v |= (uint64_t)c->p[i] << (8 * i);
+  }
+  c->p += bytes;
+  return v;
+}
+
+static inline void check_range(cursor *c, uint64_t v, uint64_t lo,
+                               uint64_t hi) {
+  if (!c->bad && (v < lo || v > hi))
+    c->range = 1;
+}
+
+static inline void get_U8(cursor *c, uint8_t *v, uint64_t lo, uint64_t hi) {
+  *v = (uint8_t)get_le(c, 1);
+  check_range(c, *v, lo, hi);
+}
+static inline void get_U16(cursor *c, uint16_t *v, uint64_t lo, uint64_t hi) {
+  *v = (uint16_t)get_le(c, 2);
+  check_range(c, *v, lo, hi);
+}
+static inline void get_U32(cursor *c, uint32_t *v, uint64_t lo, uint64_t hi) {
+  *v = (uint32_t)get_le(c, 4);
+  check_range(c, *v, lo, hi);
+}
+static inline void get_U64(cursor *c, uint64_t *v, uint64_t lo, uint64_t hi) {
+  *v = get_le(c, 8);
+  check_range(c, *v, lo, hi);
+}
+static inline void get_I64(cursor *c, int64_t *v, uint64_t lo, uint64_t hi) {
+  (void)lo, (void)hi;
+  *v = (int64_t)get_le(c, 8);
+}
+static inline void get_ID(cursor *c, uint8_t *v, uint64_t lo, uint64_t hi) {
+  (void)lo, (void)hi;
+  if (!need(c, PROTO_INSTANCE_SIZE)) {
+    memset(v, 0, PROTO_INSTANCE_SIZE);
+    return;
+  }
+  memcpy(v, c->p, PROTO_INSTANCE_SIZE);
+  c->p += PROTO_INSTANCE_SIZE;
+}
+static inline void get_text(cursor *c, proto_str *s, uint64_t n, uint64_t hi) {
+  s->ptr = NULL;
+  s->len = 0;
+  if (c->bad)
+    return;
+  if (n > hi) {
+    c->long_text = 1; /* its bytes are not consumed: the result is decided */
+    return;
+  }
+  if (!need(c, (size_t)n))
+    return;
+  s->ptr = (const char *)c->p;
+  s->len = (uint32_t)n;
+  c->p += n;
+}
+static inline void get_STR(cursor *c, proto_str *s, uint64_t lo, uint64_t hi) {
+  (void)lo;
+  get_text(c, s, get_le(c, 2), hi);
+}
+static inline void get_LSTR(cursor *c, proto_str *s, uint64_t lo, uint64_t hi) {
+  (void)lo;
+  get_text(c, s, get_le(c, 4), hi);
+}
+
+/* The cursor's verdict; `exact`: the bytes must be used up. */
+static inline int verdict(const cursor *c, int exact) {
+  if (c->long_text)
+    return PROTO_E_FIELD;
+  if (c->bad)
+    return PROTO_E_TRUNCATED;
+  if (c->range)
+    return PROTO_E_FIELD;
+  if (exact && c->p != c->end)
+    return PROTO_E_TRAILING;
+  return 0;
+}
+
+/* ---- what the tables expand into ----------------------------------------
+ * In every generated function `m` is the struct the fields live in,
+ * `version` the version to encode or decode at, `p` the store pointer and
+ * `c` the cursor. */
+
+/* Bytes of a field without its text (the smallest it can be). */
+#define GEN_FIXED(T, name, member, lo, hi, since)                              \
+  +(GEN_HAS(since, version) ? SIZE_##T : 0u)
+/* Bytes of the field as encoded from m. */
+#define GEN_EXACT(T, name, member, lo, hi, since)                              \
+  +(GEN_HAS(since, version) ? SIZE_##T + TEXT_##T(m->member, hi) : 0u)
+/* The most bytes the field can take. */
+#define GEN_LARGEST(T, name, member, lo, hi, since)                            \
+  +(GEN_HAS(since, version) ? SIZE_##T + TEXT_MAX_##T(hi) : 0u)
+#define GEN_STORE(T, name, member, lo, hi, since)                              \
+  if (GEN_HAS(since, version))                                                 \
+    p = store_##T(p, m->member, hi);
+#define GEN_GET(T, name, member, lo, hi, since)                                \
+  if (GEN_HAS(since, version))                                                 \
+    get_##T(c, ADDR_##T(m->member), lo, hi);
+#define ADDR_U8(x) &(x)
+#define ADDR_U16(x) &(x)
+#define ADDR_U32(x) &(x)
+#define ADDR_U64(x) &(x)
+#define ADDR_I64(x) &(x)
+#define ADDR_ID(x) (x)
+#define ADDR_STR(x) &(x)
+#define ADDR_LSTR(x) &(x)
+
+/* For one message NAME held in struct TYPE, whose fields are the table
+ * FIELDS: its exact and largest sizes, its stores and its reads, at a
+ * version. */
+#define GEN_MESSAGE(NAME, TYPE, FIELDS)                                        \
+  static inline size_t exact_##NAME(const TYPE *m, uint16_t version) {         \
+    (void)m, (void)version;                                                    \
+    return 0u FIELDS(GEN_EXACT);                                               \
+  }                                                                            \
+  static inline size_t largest_##NAME(uint16_t version) {                      \
+    (void)version;                                                             \
+    return 0u FIELDS(GEN_LARGEST);                                             \
+  }                                                                            \
+  static inline uint8_t *store_##NAME(uint8_t *p, const TYPE *m,               \
+                                      uint16_t version) {                      \
+    (void)m, (void)version;                                                    \
+    FIELDS(GEN_STORE) return p;                                                \
+  }                                                                            \
+  static inline void get_##NAME(cursor *c, TYPE *m, uint16_t version) {        \
+    (void)version;                                                             \
+    FIELDS(GEN_GET)                                                            \
+  }
+
+#endif /* TW_PROTO_GEN_H */

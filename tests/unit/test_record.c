@@ -1,0 +1,206 @@
+/*
+ * test_record - ring registration: a thread's ring is faulted in when the
+ * thread registers (its first event), so recording through the whole ring
+ * afterwards takes no page fault, in a process and on both sides of a
+ * fork(); rings that span a huge page are aligned for one; a freed agent
+ * gives its rings' memory back. Faults are the recording thread's own
+ * (getrusage RUSAGE_THREAD), counted, never timed.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <taskwatch.h>
+
+#include "agent_fake_collector.h"
+/* The ring's size and address are internal; the test links the static
+ * library, where they are reachable. */
+#include "../../agent/agent_internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN 1
+#endif
+#endif
+#ifndef ASAN
+#define ASAN 0
+#endif
+
+static long faults_now(void) {
+  struct rusage u;
+  getrusage(RUSAGE_THREAD, &u);
+  return u.ru_minflt + u.ru_majflt;
+}
+
+/* Faults the recording path may take through a ring of `bytes`: none. An
+ * AddressSanitizer build reads its shadow of the slots (one byte per
+ * eight) on every store, and the first read of each shadow page faults:
+ * those are the sanitizer's, not the agent's. */
+static long allowed_faults(size_t bytes) {
+  long page = sysconf(_SC_PAGESIZE);
+  return ASAN ? (long)(bytes / 8 / (size_t)page) + 2 : 0;
+}
+
+/* The calling thread's ring of agent a (the test's threads each record
+ * for one agent of their own). */
+static ring *my_ring(tw_agent *a) {
+  return atomic_load(&a->rings);
+}
+
+static size_t ring_slots(const ring *r) {
+  return (size_t)r->mask + 1;
+}
+
+/* Records events numbered from *next until the ring has taken `count`;
+ * returns the faults that took. Every event must fit. */
+static long record_through(tw_agent *a, uint64_t *next, size_t count) {
+  long before = faults_now();
+  for (size_t i = 0; i < count; i++)
+    assert_int_equal(tw_task_start(a, (*next)++), 0);
+  return faults_now() - before;
+}
+
+typedef struct job {
+  tw_agent *agent;
+  long faults;       /* on the recording path, after registration */
+  long child_faults; /* the same in a forked child, -1 if it failed */
+  size_t bytes;      /* the ring's slot bytes */
+} job;
+
+static void *fill_once(void *arg) {
+  job *j = arg;
+  uint64_t next = 1;
+  /* The first event registers the thread: its ring is faulted in here. */
+  assert_int_equal(tw_task_start(j->agent, next++), 0);
+  ring *r = my_ring(j->agent);
+  j->bytes = ring_slots(r) * RING_SLOT_BYTES;
+  /* The ring takes its size in events without a drain: every slot, every
+   * page, is written once. */
+  j->faults = record_through(j->agent, &next, ring_slots(r) - 1);
+  return NULL;
+}
+
+static void run_job(void *(*fn)(void *), job *j) {
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, fn, j), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static tw_agent *agent_to(const char *url, size_t buffer) {
+  tw_config cfg;
+  tw_config_init(&cfg);
+  cfg.collector = url;
+  cfg.service = "test-record";
+  cfg.buffer_bytes = buffer;
+  tw_agent *a = NULL;
+  assert_int_equal(tw_agent_new(&cfg, &a), 0);
+  return a;
+}
+
+/* At the defaults, with no collector to drain to. */
+static void recording_takes_no_page_fault(void **state) {
+  (void)state;
+  tw_agent *a = agent_to("unix:/nonexistent/test-record.sock", 0);
+  job j = {a, -1, -1, 0};
+  run_job(fill_once, &j);
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_int_equal(st.dropped, 0);
+  assert_true(j.faults <= allowed_faults(j.bytes));
+  tw_agent_free(a);
+}
+
+/*
+ * After a fork(), the parent's ring is not shared copy-on-write (each page
+ * would fault again at its next record) and the child's ring, emptied,
+ * is faulted in again before the child records. One event is recorded on
+ * each side first: the thread's stack and the ring's header are ordinary
+ * memory, shared copy-on-write like the rest of the process.
+ */
+static void *fill_fork_fill(void *arg) {
+  job *j = arg;
+  uint64_t next = 1;
+  assert_int_equal(tw_task_start(j->agent, next++), 0);
+  ring *r = my_ring(j->agent);
+  size_t slots = ring_slots(r);
+  j->bytes = slots * RING_SLOT_BYTES;
+  record_through(j->agent, &next, slots - 1);
+  assert_int_equal(tw_agent_flush(j->agent, 10000), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    tw_task_start(j->agent, next++);
+    long before = faults_now();
+    for (size_t i = 0; i < slots - 1; i++)
+      if (tw_task_start(j->agent, next++) != 0)
+        _exit(2);
+    long faults = faults_now() - before;
+    _exit(faults <= allowed_faults(j->bytes) ? 0 : 1);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  j->child_faults = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  assert_int_equal(tw_task_start(j->agent, next++), 0);
+  j->faults = record_through(j->agent, &next, slots - 1);
+  return NULL;
+}
+
+static void fork_keeps_rings_faulted_in(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  tw_agent *a = agent_to(fake_url(fc), 0);
+  job j = {a, -1, -1, 0};
+  run_job(fill_fork_fill, &j);
+  assert_int_equal(j.child_faults, 0);
+  assert_true(j.faults <= allowed_faults(j.bytes));
+  tw_agent_free(a);
+  fake_free(fc);
+}
+
+static void *register_only(void *arg) {
+  job *j = arg;
+  assert_int_equal(tw_task_start(j->agent, 1), 0);
+  j->bytes = ring_slots(my_ring(j->agent)) * RING_SLOT_BYTES;
+  return NULL;
+}
+
+/* A 64 MiB budget gives the first thread a 2 MiB ring: aligned so that
+ * the kernel can back it with one huge page (whether it does depends on
+ * its settings and free memory, which a test cannot promise). Freeing the
+ * agent unmaps it. */
+static void large_ring_is_aligned_and_unmapped(void **state) {
+  (void)state;
+  tw_agent *a = agent_to("unix:/nonexistent/test-record.sock", 64u << 20);
+  job j = {a, -1, -1, 0};
+  run_job(register_only, &j);
+  ring *r = my_ring(a);
+  assert_int_equal(j.bytes, 2u << 20);
+  assert_int_equal((uintptr_t)r->slots % (2u << 20), 0);
+  void *slots = r->slots;
+  assert_int_equal(msync(slots, j.bytes, MS_ASYNC), 0);
+  tw_agent_free(a);
+  errno = 0;
+  assert_int_equal(msync(slots, j.bytes, MS_ASYNC), -1);
+  assert_int_equal(errno, ENOMEM);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(recording_takes_no_page_fault),
+      cmocka_unit_test(fork_keeps_rings_faulted_in),
+      cmocka_unit_test(large_ring_is_aligned_and_unmapped),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

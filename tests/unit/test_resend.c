@@ -1,0 +1,273 @@
+/*
+ * test_resend - the agent's resend buffer on its own, no thread, no
+ * socket: sequence numbers without gaps across chunks, the budget and the
+ * chunk kept for HEALTH, acks freeing whole chunks (never pinned ones),
+ * the cut after a WELCOME, detach and renumbered attach (a new instance),
+ * and re-encoding. Every check decodes the chunks with the strict decoder.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../agent/resend.h"
+
+/* An agent as far as the buffer knows one: a budget. */
+static tw_agent *budget(size_t cap) {
+  tw_agent *a = calloc(1, sizeof(*a));
+  a->cap = cap;
+  atomic_init(&a->reserved, 0);
+  return a;
+}
+
+static proto_event start_event(uint64_t task) {
+  proto_event ev = {.kind = PROTO_EV_START,
+                    .time_ns = (int64_t)task * 10,
+                    .task = task,
+                    .other = 7};
+  return ev;
+}
+
+/* Decodes every chunk (sealing the open one) and checks that the frames
+ * are well formed, contiguous from `first` and hold START events whose
+ * task ids follow their sequence numbers plus `offset`. Returns the number
+ * of events. */
+static uint64_t check_chain(resend *r, uint64_t first, int64_t offset) {
+  uint64_t seq = first, n = 0;
+  for (resend_chunk *c = r->first; c != NULL; c = c->next) {
+    tw__resend_seal(c);
+    proto_frame f;
+    assert_int_equal(tw__proto_frame_next(c->frame.data, c->frame.len, 0, &f), 0);
+    assert_int_equal(f.frame_len, c->frame.len);
+    assert_int_equal(f.type, PROTO_EVENTS);
+    proto_events it;
+    proto_event ev;
+    assert_int_equal(
+        tw__proto_events_begin(&it, f.payload, f.payload_len, PROTO_VERSION),
+        c->frame.count ? 0 : PROTO_E_FIELD);
+    assert_int_equal(it.first_seq, seq);
+    assert_int_equal(it.first_seq, c->frame.first_seq);
+    int rc;
+    while (c->frame.count && (rc = tw__proto_events_next(&it, &ev)) == 0) {
+      assert_int_equal(ev.kind, PROTO_EV_START);
+      assert_int_equal(ev.task, (uint64_t)((int64_t)seq + offset));
+      seq++;
+      n++;
+    }
+    if (c->frame.count)
+      assert_int_equal(rc, 1);
+    if (c->next == NULL)
+      assert_ptr_equal(c, r->last);
+  }
+  assert_int_equal(seq, r->next_seq);
+  return n;
+}
+
+static void fill(resend *r, uint64_t from_task, uint64_t n) {
+  for (uint64_t i = 0; i < n; i++) {
+    proto_event ev = start_event(from_task + i);
+    assert_true(tw__resend_append(r, &ev, false));
+  }
+}
+
+static size_t chunks(const resend *r) {
+  size_t n = 0;
+  for (resend_chunk *c = r->first; c != NULL; c = c->next)
+    n++;
+  return n;
+}
+
+static void appends_number_events_without_gaps(void **state) {
+  (void)state;
+  tw_agent *a = budget(64u << 20);
+  resend r;
+  tw__resend_init(&r, a);
+  assert_null(r.first);
+  fill(&r, 1, 10000);
+  assert_int_equal(r.next_seq, 10001);
+  assert_true(chunks(&r) >= 3); /* a START is 25 bytes, a chunk 64 KiB */
+  assert_int_equal(check_chain(&r, 1, 0), 10000);
+  assert_int_equal(tw__resend_held(&r), 10000);
+  assert_int_equal(atomic_load(&a->reserved), chunks(&r) * RESEND_CHUNK_COST);
+  tw__resend_fini(&r);
+  assert_int_equal(atomic_load(&a->reserved), 0);
+  free(a);
+}
+
+/* Events stop one chunk short of the cap; HEALTH may take that chunk. */
+static void budget_keeps_a_chunk_for_health(void **state) {
+  (void)state;
+  tw_agent *a = budget(4 * RESEND_CHUNK_COST + 100);
+  resend r;
+  tw__resend_init(&r, a);
+  uint64_t n = 0;
+  for (;; n++) {
+    proto_event ev = start_event(n + 1);
+    if (!tw__resend_append(&r, &ev, false))
+      break;
+  }
+  assert_int_equal(chunks(&r), 3);
+  assert_int_equal(r.next_seq, n + 1);
+  proto_event health = {.kind = PROTO_EV_HEALTH, .other = 5};
+  uint64_t more = 0;
+  while (tw__resend_append(&r, &health, true))
+    more++;
+  assert_true(more > 0);
+  assert_int_equal(chunks(&r), 4);
+  assert_true(atomic_load(&a->reserved) <= a->cap);
+  assert_int_equal(r.next_seq, n + more + 1);
+  tw__resend_fini(&r);
+  free(a);
+}
+
+/* Acks free whole sealed chunks, keep a few as spares (still charged),
+ * give the rest back, and never free a pinned chunk. */
+static void ack_frees_whole_chunks(void **state) {
+  (void)state;
+  tw_agent *a = budget(64u << 20);
+  resend r;
+  tw__resend_init(&r, a);
+  fill(&r, 1, 20000);
+  size_t before = chunks(&r);
+  assert_true(before >= 6);
+  for (resend_chunk *c = r.first; c != NULL; c = c->next)
+    tw__resend_seal(c);
+  resend_chunk *second = r.first->next;
+  uint64_t mid = second->frame.first_seq + 1; /* inside the second chunk */
+  second->pinned = true;
+  tw__resend_ack(&r, mid);
+  assert_int_equal(r.acked, mid);
+  assert_ptr_equal(r.first, second); /* the first went; the second is held */
+  assert_int_equal(r.nspare, 1);
+  /* Everything acked, but the pinned chunk (and those after it) stay. */
+  tw__resend_ack(&r, r.next_seq);
+  assert_ptr_equal(r.first, second);
+  second->pinned = false;
+  tw__resend_ack(&r, r.acked);
+  assert_null(r.first);
+  assert_null(r.last);
+  assert_int_equal(r.nspare, RESEND_SPARES);
+  assert_int_equal(atomic_load(&a->reserved),
+                   RESEND_SPARES * RESEND_CHUNK_COST);
+  /* Acks outside what was appended are ignored. */
+  tw__resend_ack(&r, r.next_seq + 5);
+  assert_int_equal(r.acked, r.next_seq);
+  /* The spares come back for the next events, without the allocator. */
+  fill(&r, r.next_seq, 10);
+  assert_int_equal(r.nspare, RESEND_SPARES - 1);
+  assert_int_equal(check_chain(&r, 20001, 0), 10);
+  tw__resend_fini(&r);
+  assert_int_equal(atomic_load(&a->reserved), 0);
+  free(a);
+}
+
+/* After a WELCOME below the first chunk's end, the first chunk starts at
+ * the collector's next_seq, byte for byte the frame of what is left. */
+static void cut_starts_at_the_welcome(void **state) {
+  (void)state;
+  tw_agent *a = budget(64u << 20);
+  resend r;
+  tw__resend_init(&r, a);
+  fill(&r, 1, 5000);
+  tw__resend_ack(&r, 1234);
+  tw__resend_cut(&r);
+  assert_int_equal(r.first->frame.first_seq, 1234);
+  assert_int_equal(check_chain(&r, 1234, 0), 5000 - 1233);
+  proto_buf fresh;
+  tw__proto_buf_init(&fresh);
+  tw__proto_events_open(&fresh, PROTO_VERSION, 1234);
+  for (uint64_t t = 1234; t < tw__resend_chunk_end(r.first); t++) {
+    proto_event ev = start_event(t);
+    tw__proto_put_event(&fresh, &ev);
+  }
+  tw__proto_events_close(&fresh);
+  assert_int_equal(fresh.len, r.first->frame.len);
+  assert_memory_equal(fresh.data, r.first->frame.data, fresh.len);
+  tw__proto_buf_fini(&fresh);
+  /* A cut that takes a whole chunk leaves none behind. */
+  tw__resend_ack(&r, tw__resend_chunk_end(r.first));
+  tw__resend_cut(&r);
+  assert_int_equal(r.first->frame.first_seq, r.acked);
+  tw__resend_fini(&r);
+  free(a);
+}
+
+/* A new instance: the held events are detached, new ones (the names) come
+ * first from sequence 1, and the held ones follow, renumbered. */
+static void detach_and_attach_renumber(void **state) {
+  (void)state;
+  tw_agent *a = budget(64u << 20);
+  resend r;
+  tw__resend_init(&r, a);
+  fill(&r, 1, 6000);
+  tw__resend_ack(&r, 100);
+  tw__resend_cut(&r);
+  resend_chunk *held = tw__resend_detach(&r);
+  assert_null(r.first);
+  r.next_seq = 1;
+  fill(&r, 100 - 40, 40); /* task ids 60..99 at sequence 1..40 */
+  assert_int_equal(tw__resend_attach(&r, held), 6000 - 99);
+  assert_int_equal(r.next_seq, 41 + 6000 - 99);
+  /* Sequence s holds task s + 59 throughout: renumbered, not reordered. */
+  assert_int_equal(check_chain(&r, 1, 59), 40 + 6000 - 99);
+  assert_int_equal(tw__resend_attach(&r, NULL), 0);
+  tw__resend_clear(&r);
+  assert_null(r.first);
+  assert_null(r.last);
+  tw__resend_fini(&r);
+  assert_int_equal(atomic_load(&a->reserved), 0);
+  free(a);
+}
+
+/* Re-encoding keeps every event and its sequence number, and gives the
+ * general encoder's bytes. */
+static void recode_keeps_events(void **state) {
+  (void)state;
+  tw_agent *a = budget(64u << 20);
+  resend r;
+  tw__resend_init(&r, a);
+  fill(&r, 1, 7000);
+  tw__resend_ack(&r, 501);
+  tw__resend_cut(&r);
+  size_t n = chunks(&r);
+  /* The cut first chunk had room left: it is filled up again. */
+  assert_int_equal(tw__resend_recode(&r, PROTO_VERSION), 0);
+  assert_int_equal(r.next_seq, 7001);
+  assert_int_equal(check_chain(&r, 501, 0), 6500);
+  assert_true(chunks(&r) <= n);
+  proto_buf whole;
+  tw__proto_buf_init(&whole);
+  tw__proto_events_open(&whole, PROTO_VERSION, 501);
+  for (uint64_t t = 501; t < tw__resend_chunk_end(r.first); t++) {
+    proto_event ev = start_event(t);
+    tw__proto_put_event(&whole, &ev);
+  }
+  tw__proto_events_close(&whole);
+  assert_memory_equal(whole.data, r.first->frame.data, whole.len);
+  tw__proto_buf_fini(&whole);
+  /* An empty buffer only changes its version. */
+  resend e;
+  tw__resend_init(&e, a);
+  assert_int_equal(tw__resend_recode(&e, PROTO_VERSION), 0);
+  assert_int_equal(e.next_seq, 1);
+  tw__resend_fini(&e);
+  tw__resend_fini(&r);
+  assert_int_equal(atomic_load(&a->reserved), 0);
+  free(a);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(appends_number_events_without_gaps),
+      cmocka_unit_test(budget_keeps_a_chunk_for_health),
+      cmocka_unit_test(ack_frees_whole_chunks),
+      cmocka_unit_test(cut_starts_at_the_welcome),
+      cmocka_unit_test(detach_and_attach_renumber),
+      cmocka_unit_test(recode_keeps_events),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
