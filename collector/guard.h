@@ -34,16 +34,11 @@
 /* The name a folded name or label reads, in tasks and in the rollups. */
 #define GUARD_OTHER_NAME "(other)"
 
-/* Rollups (collector/rollup.c): distinct task names per minute; a task
- * whose name would be the minute's next one past the cap counts under
- * GUARD_OTHER_NAME (rollup_folded). Buckets (minute, name) in memory in
- * all, about 16 KiB each (the percentiles' histograms): past the cap a
- * task of a new minute is left out of the rollups (rollup_dropped; its
- * row is stored as ever). The collector keeps the last few minutes'
- * buckets, so the second cap is reached only by tasks spread over many
- * minutes at once. */
+/* Rollups (collector/rollup.c): rows (service, name) of one minute in the
+ * store; a task whose name would be the minute's next row past the cap
+ * counts under GUARD_OTHER_NAME (rollup_folded), in its hour too. (What
+ * the rollups hold in memory is one transaction's deltas.) */
 #define GUARD_ROLLUP_NAMES_PER_MINUTE 256u
-#define GUARD_ROLLUP_BUCKETS 2048u
 
 /* Receive buffers beyond one read chunk each, over every connection: only
  * frames longer than a chunk need them. */
@@ -67,7 +62,6 @@
   XX(token_agents_refused, "HELLOs refused: their token's agents at the cap")  \
   XX(strings_folded, "STRING events past an instance's cap, not kept")         \
   XX(rollup_folded, "tasks counted under (other) in their minute's rollups")   \
-  XX(rollup_dropped, "tasks left out of the rollups: buckets at the cap")      \
   XX(buffers_refused, "connections closed: receive buffers over the budget")   \
   XX(write_queue_closed, "connections closed: a peer that does not read")
 
