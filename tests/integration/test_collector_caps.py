@@ -24,14 +24,6 @@ AGENT_STRINGS = 8192            # GUARD_AGENT_STRINGS
 ROLLUP_NAMES_PER_MINUTE = 256   # GUARD_ROLLUP_NAMES_PER_MINUTE
 
 
-def vm_hwm_kib(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1])
-    raise RuntimeError('no VmHWM for %d' % pid)
-
-
 def flood(url, out):
     agent = FakeAgent(url, service=b'flood')
     agent.connect()
@@ -71,11 +63,7 @@ def steady(url, out):
 
 
 def main():
-    # Under AddressSanitizer freed memory waits in a 256 MiB quarantine,
-    # which would hide what the collector keeps; none for this test.
-    opts = os.environ.get('ASAN_OPTIONS', '')
-    os.environ['ASAN_OPTIONS'] = (opts + ':' if opts else '') + \
-        'quarantine_size_mb=0'
+    no_asan_quarantine()
     col = Collector(tcp=True)
     try:
         col.start()
@@ -95,7 +83,7 @@ def main():
         check(flooded == [NAMES], 'the flood was acked: %r' % flooded)
         check(steadied and steadied[-1][0] == 'done',
               'the other agent was served: %r' % steadied[-3:])
-        hwm = vm_hwm_kib(col.proc.pid)
+        hwm = peak_rss_kib(col.proc.pid)
         rows = col.query(
             "SELECT t.name, count(*), sum(t.status = 2) FROM tasks t JOIN "
             "agents a ON a.id = t.agent WHERE a.service = 'steady' "

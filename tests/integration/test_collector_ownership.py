@@ -149,14 +149,7 @@ def attack_no_proof(url, instance, public):
 
 
 def stream(url, done):
-    env = dict(os.environ, TASKWATCH_TOKEN=DEMO_TOKEN.decode())
-    proc = subprocess.run(
-        [os.environ['TASKWATCH_BIN'], 'demo', '--collector', url,
-         '--batches', str(BATCHES), '--fail-every', '10', '--rate',
-         str(BATCHES // 4), '--service', 'steady'],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        timeout=100)
-    done.append((proc.returncode, proc.stdout.decode('utf-8', 'replace')))
+    stream_demo(url, done, DEMO_TOKEN, BATCHES, BATCHES // 4)
 
 
 def write_tokens(path, lines):
