@@ -75,7 +75,8 @@ static size_t ring_size_for(tw_agent *agent) {
       atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
   size_t left = used < agent->cap / 2 ? agent->cap / 2 - used : 0;
   size_t size = RING_MIN_BYTES;
-  while (size < RING_MAX_BYTES && size * 2 <= left / RING_SHARE)
+  size_t share = used == 0 ? RING_SHARE_FIRST : RING_SHARE;
+  while (size < RING_MAX_BYTES && size * 2 <= left / share)
     size *= 2;
   return size;
 }

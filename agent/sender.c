@@ -7,19 +7,25 @@
  * events) through resend.c (every event until the collector acks it after
  * COMMIT); this file is the I/O and the bookkeeping around them.
  *
- * While sent events await their ack, the last chunk is held back until it
- * is full, the ack comes, or it is HOLD_MS old. A chunk costs a whole
- * RESEND_CHUNK_BYTES of the budget however few events it holds, so sending
- * the last chunk on every poll tick would fill the buffer with nearly empty
- * chunks within a few dozen ticks of a slow ack (a collector busy
- * committing), and the rings would then drop; held, each chunk spans at
- * least HOLD_MS, and the buffer rides out a stall of seconds at any rate it
- * can hold.
+ * The last chunk is held back until it is full or WRITE_MS old (or a
+ * flush or the stop wants it). Every write costs the sender tens of
+ * microseconds however little it carries (the system call, waking the
+ * collector, reading its ack), which at a server's few thousand events a
+ * second is what the sender spends most; and a chunk costs a whole
+ * RESEND_CHUNK_BYTES of the budget however few events it holds, so
+ * writing the last chunk on every drain would also fill the buffer with
+ * nearly empty chunks within a few dozen drains of a slow ack (a
+ * collector busy committing), and the rings would then drop. Held, each
+ * chunk spans at least WRITE_MS, and the buffer rides out a stall of
+ * seconds at any rate it can hold; an event reaches the collector at most
+ * about WRITE_MS + PACE_MAX_MS after it was recorded.
  *
  * Producers never wake the sender (that would be a system call on the
- * recording path): it polls the rings on a timer that speeds up while there
- * is traffic and slows down when idle. flush and stop requests come from
- * other threads through a mutex, a condition variable and a uv_async.
+ * recording path): it drains the rings on a timer paced by what it saw
+ * (pace.h): the rate records arrive at and how full the fullest ring got,
+ * so that each wakeup carries many events but no ring comes close to
+ * full. flush and stop requests come from other threads through a mutex,
+ * a condition variable and a uv_async.
  */
 #include <assert.h>
 #include <errno.h>
@@ -36,16 +42,17 @@
 
 #include "agent_internal.h"
 #include "drain.h"
+#include "pace.h"
 #include "resend.h"
 #include "url.h"
 
-#define POLL_MIN_MS 1u
-#define BUSY_RECORDS 512u
-#define POLL_MAX_MS 16u
+/* While the resend buffer is full, how often the rings are looked at
+ * (an ack that frees a chunk drains at once). */
+#define FULL_POLL_MS 10u
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 30000u
 #define HANDSHAKE_MS 5000u
-#define HOLD_MS 50u
+#define WRITE_MS 100u
 
 enum conn_state {
   CONN_IDLE,
@@ -93,7 +100,7 @@ typedef struct sender {
   drain drain;
   uint64_t sent_upto; /* everything below is written on this connection */
   unsigned backoff_ms;
-  unsigned poll_ms;
+  pace pace;
   bool welcomed_once;
   bool stopping;
   bool goodbye_sent;
@@ -266,8 +273,9 @@ static void send_pending(sender *s) {
       continue;
     if (c->frame.count == 0)
       break;
-    if (c == s->buffer.last && !c->sealed && s->buffer.acked < s->sent_upto &&
-        !s->stopping && uv_now(&s->loop) - c->opened_ms < HOLD_MS)
+    if (c == s->buffer.last && !c->sealed && !s->stopping &&
+        s->flush.active == s->flush.signalled &&
+        uv_now(&s->loop) - c->opened_ms < WRITE_MS)
       break; /* held back: see the top of the file */
     chunk_write *w = take_write(s);
     if (w == NULL)
@@ -370,7 +378,9 @@ static void handle_ack(sender *s, uint64_t next_seq) {
   if (r->acked != before) {
     atomic_fetch_add(&s->count.acked, r->acked - before);
     check_flush(s);
-    send_pending(s); /* the chunk held back for this ack */
+    send_pending(s);
+    if (s->drain.out_of_room && !s->stopping)
+      uv_timer_start(&s->poll, on_poll, 0, 0); /* room again: drain now */
   }
   if (s->stopping && s->goodbye_sent && r->acked >= r->next_seq)
     finish_stop(s);
@@ -381,13 +391,14 @@ static bool handle_welcome_frame(sender *s, const proto_frame *f) {
   char why[LIMIT_REFUSAL_TEXT];
   int rc = tw__proto_decode_welcome(f->payload, f->payload_len, &w);
   if (rc == PROTO_E_VERSION) {
-    tw__proto_version_refusal(why, sizeof(why), "collector", w.version, w.version,
-                          "agent");
+    tw__proto_version_refusal(why, sizeof(why), "collector", w.version,
+                              w.version, "agent");
     refuse(s, "%s", why);
     return false;
   }
   if (rc != 0) {
-    refuse(s, "malformed WELCOME from the collector: %s", tw__proto_strerror(rc));
+    refuse(s, "malformed WELCOME from the collector: %s",
+           tw__proto_strerror(rc));
     return false;
   }
   handle_welcome(s, &w);
@@ -402,7 +413,8 @@ static bool handle_frame(sender *s, const proto_frame *f) {
   if (f->type == PROTO_WELCOME && s->state == CONN_HANDSHAKE)
     return handle_welcome_frame(s, f);
   if (f->type == PROTO_ACK && s->state == CONN_READY) {
-    rc = tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
+    rc =
+        tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
     if (rc != 0) {
       refuse(s, "malformed ACK from the collector: %s", tw__proto_strerror(rc));
       return false;
@@ -440,8 +452,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   proto_frame f;
   int rc;
   while ((rc = tw__proto_frame_next(s->rbuf + at, s->rlen - at,
-                                AGENT_READ_BYTES - PROTO_HEADER_SIZE, &f)) ==
-         0) {
+                                    AGENT_READ_BYTES - PROTO_HEADER_SIZE,
+                                    &f)) == 0) {
     at += f.frame_len;
     if (!handle_frame(s, &f) || s->state == CONN_CLOSING ||
         s->state == CONN_IDLE) {
@@ -609,7 +621,8 @@ static bool send_final_health(sender *s) {
   if (!health_event(s, &ev))
     return true;
   tw__proto_buf_reset(&s->final_health);
-  tw__proto_events_open(&s->final_health, s->buffer.version, s->buffer.next_seq);
+  tw__proto_events_open(&s->final_health, s->buffer.version,
+                        s->buffer.next_seq);
   tw__proto_put_event(&s->final_health, &ev);
   tw__proto_events_close(&s->final_health);
   if (tw__proto_buf_failed(&s->final_health))
@@ -667,18 +680,16 @@ static void tick(sender *s) {
     begin_stop(s, goodbye_ms);
     return;
   }
-  s->buffer.now_ms = uv_now(&s->loop);
+  uint64_t now = uv_now(&s->loop);
+  s->buffer.now_ms = now;
   uint64_t taken = tw__drain_run(&s->drain);
   maybe_health(s);
   send_pending(s);
   check_flush(s);
-  /* A busy drain goes round again at once (after the loop has looked at
-   * the socket): under a burst the sender must not sleep while rings
-   * fill. Idle, it backs off to POLL_MAX_MS. */
-  s->poll_ms = taken > 0                      ? POLL_MIN_MS
-               : s->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS
-                                              : s->poll_ms * 2;
-  uv_timer_start(&s->poll, on_poll, taken >= BUSY_RECORDS ? 0 : s->poll_ms, 0);
+  unsigned wait = s->drain.out_of_room
+                      ? FULL_POLL_MS
+                      : tw__pace_next(&s->pace, now, taken, s->drain.peak_fill);
+  uv_timer_start(&s->poll, on_poll, wait, 0);
 }
 
 static void on_poll(uv_timer_t *t) {
@@ -719,7 +730,6 @@ static int sender_init(sender *s, tw_agent *agent) {
   tw__resend_init(&s->buffer, agent);
   s->sent_upto = 1;
   s->backoff_ms = BACKOFF_MIN_MS;
-  s->poll_ms = POLL_MIN_MS;
   memcpy(&s->rng, agent->instance, sizeof(s->rng));
   s->rng |= 1;
   tw__proto_buf_init(&s->hello);
@@ -727,7 +737,8 @@ static int sender_init(sender *s, tw_agent *agent) {
   tw__proto_buf_init(&s->final_health);
   /* Every frame a collector sends fits the receive buffer whole. */
   assert(tw__proto_frame_max(PROTO_ERROR, PROTO_VERSION) <= AGENT_READ_BYTES &&
-         tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION) <= AGENT_READ_BYTES &&
+         tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION) <=
+             AGENT_READ_BYTES &&
          tw__proto_frame_max(PROTO_ACK, PROTO_VERSION) <= AGENT_READ_BYTES);
   if (tw__url_parse(agent->collector, 0, &s->where) != 0)
     return TW_EURL;
