@@ -66,15 +66,15 @@ typedef struct ring_enqueue_tail {
 
 /* Rings may hold at most half the budget, the rest is the resend buffer's.
  * Each new ring gets a sixteenth of what is left of the rings' half, the
- * first an eighth, within these bounds, so the first threads get roomy
+ * first a quarter, within these bounds, so the first threads get roomy
  * rings and about sixty threads get one at the default (a thread without
  * one has its events dropped and counted). The first thread to record is
- * most often the busiest (a server's event loop): its ring, 512 KiB at
- * the default 8 MiB, holds what a burst of 200,000 events/s puts in it
- * before the sender, which looks at an idle agent's rings every
- * PACE_MAX_MS, comes to drain it. */
+ * most often the busiest (a server's event loop): its ring, 1 MiB at the
+ * default 8 MiB, holds 250 ms of 100,000 events/s, what a loaded machine
+ * may keep the sender from running (and at least PACE_MAX_MS of a burst
+ * of 500,000 events/s after a quiet spell). */
 #define RING_SHARE 16
-#define RING_SHARE_FIRST 8
+#define RING_SHARE_FIRST 4
 #define RING_MIN_BYTES (8u * 1024u)
 #define RING_MAX_BYTES (16u * 1024u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */

@@ -10,9 +10,17 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
                                     : 1.0;
   p->last_ms = now_ms;
   /* A rate that rises is taken at once (a burst must not overrun the
-   * rings); one that falls is followed by halves. */
+   * rings); one that falls is followed slowly, losing about half in a
+   * second: a host that stalls (a loaded machine) catches up in a burst
+   * at the rate it had before. */
   double rate = (double)taken / dt;
-  p->rate = rate > p->rate ? rate : (p->rate + rate) / 2;
+  if (rate >= p->rate) {
+    p->rate = rate;
+  } else {
+    double keep = 1.0 - dt / PACE_DECAY_MS;
+    p->rate = keep > 0 ? p->rate * keep : 0;
+    p->rate = p->rate > rate ? p->rate : rate;
+  }
   if (peak_fill > PACE_FILL_NOW)
     return 0;
   double wait = p->rate > 0 ? PACE_BATCH / p->rate : PACE_MAX_MS;

@@ -3,7 +3,8 @@
  * sender (that would be a system call on the recording path), so it
  * decides at each drain how long to sleep, from what it saw: the rate
  * records arrive at, and how full the fullest ring was when the drain
- * began. Every wakeup, drain, write and ack costs the sender some
+ * began (the rate falls in the estimate over about a second, rises at
+ * once). Every wakeup, drain, write and ack costs the sender some
  * microseconds whatever it carries, so it sleeps until a drain would take
  * about PACE_BATCH records, but never so long that a ring would pass
  * PACE_FILL of its size at the rate it filled since the last drain, and
@@ -24,6 +25,7 @@
 #define PACE_FILL_NOW 0.25 /* past this, drain again at once */
 #define PACE_MIN_MS 1u
 #define PACE_MAX_MS 50u
+#define PACE_DECAY_MS 2000.0 /* a falling rate estimate loses dt/this */
 
 typedef struct pace {
   double rate;      /* records per ms, smoothed */

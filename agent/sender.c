@@ -51,6 +51,13 @@
 #define FULL_POLL_MS 10u
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 30000u
+/* For FAST_RETRY_MS after a working connection is lost, retries come at
+ * most BACKOFF_FAST_MS apart: a collector restarting (an upgrade, a crash
+ * under systemd's Restart=) is back within a second or so, and every
+ * second away fills the resend buffer with a second of events. A refused
+ * connect costs the agent a system call and the collector nothing. */
+#define BACKOFF_FAST_MS 200u
+#define FAST_RETRY_MS 30000u
 #define HANDSHAKE_MS 5000u
 #define WRITE_MS 100u
 
@@ -100,6 +107,7 @@ typedef struct sender {
   drain drain;
   uint64_t sent_upto; /* everything below is written on this connection */
   unsigned backoff_ms;
+  uint64_t lost_ms; /* when a welcomed connection was last lost; 0: never */
   pace pace;
   bool welcomed_once;
   bool stopping;
@@ -211,10 +219,15 @@ static void schedule_retry(sender *s) {
     return;
   /* Equal jitter: half the backoff fixed, half random, so agents that lost
    * the same collector do not come back in lockstep. */
+  unsigned cap =
+      s->lost_ms != 0 && uv_now(&s->loop) - s->lost_ms < FAST_RETRY_MS
+          ? BACKOFF_FAST_MS
+          : BACKOFF_MAX_MS;
+  if (s->backoff_ms > cap)
+    s->backoff_ms = cap;
   unsigned half = s->backoff_ms / 2;
   unsigned delay = half + (unsigned)(next_random(s) % (half + 1));
-  s->backoff_ms =
-      s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+  s->backoff_ms = s->backoff_ms * 2 > cap ? cap : s->backoff_ms * 2;
   uv_timer_start(&s->retry, on_retry, delay, 0);
 }
 
@@ -231,6 +244,8 @@ static void on_conn_closed(uv_handle_t *h) {
 static void disconnect(sender *s) {
   if (s->state == CONN_IDLE || s->state == CONN_CLOSING)
     return;
+  if (s->state == CONN_READY)
+    s->lost_ms = uv_now(&s->loop);
   s->state = CONN_CLOSING;
   uv_timer_stop(&s->retry);
   uv_close(&s->conn.handle, on_conn_closed);

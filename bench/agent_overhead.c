@@ -857,7 +857,7 @@ int main(int argc, char **argv) {
    * connection at a time). */
   if (!sender_only) {
     report_first_touch(s.url, "bench_budget", BENCH_BUDGET, PER_ROUND, repeat);
-    /* The default budget's first ring holds 16384 events. */
+    /* The default budget's first ring holds 32768 events. */
     report_first_touch(s.url, "default_budget", 0, 4096, repeat);
   }
   sender_threads st;

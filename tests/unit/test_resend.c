@@ -304,7 +304,8 @@ static void recode_keeps_events(void **state) {
 /* The sender's pace (agent/pace.h): idle, it waits the longest; at a
  * steady rate, long enough for PACE_BATCH records but not so long that
  * the fullest ring passes PACE_FILL; past PACE_FILL_NOW, at once; a rate
- * that rises is followed at once, one that falls by halves. */
+ * that rises is followed at once, one that falls slowly (a stalled host
+ * catches up at its old rate). */
 static void pace_follows_rate_and_fill(void **state) {
   (void)state;
   pace p = {0};
@@ -326,10 +327,14 @@ static void pace_follows_rate_and_fill(void **state) {
   tw__pace_next(&r, 1000, 0, 0);
   assert_int_equal(tw__pace_next(&r, 1050, 4, 0.0001), PACE_MAX_MS);
   assert_true(tw__pace_next(&r, 1051, 100000, 0) >= PACE_MIN_MS);
-  /* The rate falls by halves: 100,000 records a ms, then none. */
+  /* The rate falls slowly: 100,000 records a ms, then none for 10 ms
+   * (the wait stays short), then none for seconds (it is forgotten). */
   double high = r.rate;
-  tw__pace_next(&r, 1052, 0, 0);
-  assert_true(r.rate > high / 2 - 1 && r.rate < high / 2 + 1);
+  assert_true(tw__pace_next(&r, 1061, 0, 0) <= PACE_MIN_MS);
+  assert_true(r.rate >= high * (1 - 10 / PACE_DECAY_MS) - 1);
+  assert_int_equal(tw__pace_next(&r, 1061 + 2 * PACE_DECAY_MS, 0, 0),
+                   PACE_MAX_MS);
+  assert_true(r.rate == 0);
 }
 
 int main(void) {
