@@ -189,11 +189,11 @@ void tw__sender_stop(tw_agent *agent, unsigned goodbye_ms);
  * one. */
 void tw__sender_fork_child(tw_agent *agent);
 void tw__sender_stats(tw_agent *agent, tw_agent_stats *out);
-/* The last time the collector refused this agent (its ERROR reason) or the
- * agent closed a connection over the collector's protocol: returns the
- * code (TW_EPROTO) and copies the one-line reason into buf (NUL-terminated,
- * cut to size); 0 and "" when there was none since the sender started.
- * Thread-safe. */
+/* The last time the collector refused this agent (its ERROR reason), could
+ * not be reached, or the agent closed a connection over the collector's
+ * protocol: returns the code (a tw_refusal) and copies the one-line reason
+ * into buf (NUL-terminated, cut to size); TW_REFUSAL_NONE and "" when
+ * there was none since the sender started. Thread-safe. */
 int tw__sender_refusal(tw_agent *agent, char *buf, size_t size);
 
 /* Registry of live agents (agent.c), used at fork and thread exit. */

@@ -127,6 +127,7 @@ typedef struct sender {
     _Atomic uint64_t sent;
     _Atomic uint64_t acked;
     _Atomic uint64_t reconnects;
+    _Atomic int conn_state; /* a tw_conn_state */
   } count;
   /* Requests from other threads and what they read back; under mu. */
   struct {
@@ -155,9 +156,9 @@ int tw__sender_check_url(const char *text) {
 
 /* Keeps why the collector refused this agent, or broke the protocol with
  * it: one line, control bytes replaced, for the host to read later. */
-static void refuse(sender *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void refuse(sender *s, const char *fmt, ...) {
+static void refuse(sender *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refuse(sender *s, int code, const char *fmt, ...) {
   char text[LIMIT_REFUSAL_TEXT];
   va_list ap;
   va_start(ap, fmt);
@@ -167,9 +168,20 @@ static void refuse(sender *s, const char *fmt, ...) {
     if ((unsigned char)*p < 0x20 || *p == 0x7f)
       *p = '?';
   pthread_mutex_lock(&s->shared.mu);
-  s->shared.refusal_code = TW_EPROTO;
+  s->shared.refusal_code = code;
   memcpy(s->shared.refusal, text, sizeof(text));
   pthread_mutex_unlock(&s->shared.mu);
+}
+
+/* The connection's state, and what other threads read of it. */
+static void set_state(sender *s, int state) {
+  s->state = state;
+  int pub = state == CONN_READY ? TW_CONN_CONNECTED
+            : state == CONN_CONNECTING || state == CONN_HANDSHAKE
+                ? TW_CONN_CONNECTING
+            : s->stopping ? TW_CONN_STOPPED
+                          : TW_CONN_WAITING;
+  atomic_store_explicit(&s->count.conn_state, pub, memory_order_relaxed);
 }
 
 /* ---- health -------------------------------------------------------------- */
@@ -233,7 +245,7 @@ static void schedule_retry(sender *s) {
 
 static void on_conn_closed(uv_handle_t *h) {
   sender *s = h->data;
-  s->state = CONN_IDLE;
+  set_state(s, CONN_IDLE);
   s->rlen = 0;
   if (s->stopping)
     finish_stop(s);
@@ -246,13 +258,17 @@ static void disconnect(sender *s) {
     return;
   if (s->state == CONN_READY)
     s->lost_ms = uv_now(&s->loop);
-  s->state = CONN_CLOSING;
+  set_state(s, CONN_CLOSING);
   uv_timer_stop(&s->retry);
   uv_close(&s->conn.handle, on_conn_closed);
 }
 
 static void on_handshake_timeout(uv_timer_t *t) {
-  disconnect(t->data);
+  sender *s = t->data;
+  refuse(s, TW_REFUSAL_UNREACHABLE,
+         "no answer to the handshake within %u ms (%s)", HANDSHAKE_MS,
+         s->agent->collector);
+  disconnect(s);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -356,12 +372,18 @@ static void restart_instance(sender *s) {
 static void handle_welcome(sender *s, const proto_welcome *w) {
   resend *r = &s->buffer;
   if (w->next_seq > r->next_seq || w->next_seq == 0) {
-    refuse(s, "collector welcomed sequence %llu; this instance is at %llu",
+    refuse(s, TW_REFUSAL_PROTOCOL,
+           "collector welcomed sequence %llu; this instance is at %llu",
            (unsigned long long)w->next_seq, (unsigned long long)r->next_seq);
     disconnect(s);
     return;
   }
   if (w->next_seq < r->acked) {
+    refuse(s, TW_REFUSAL_STORE_LOST,
+           "the collector's store lost events it had acknowledged (it "
+           "welcomed sequence %llu after acking %llu); going on as a new "
+           "instance",
+           (unsigned long long)w->next_seq, (unsigned long long)r->acked);
     restart_instance(s);
     return;
   }
@@ -378,7 +400,7 @@ static void handle_welcome(sender *s, const proto_welcome *w) {
       s->flush.target = r->next_seq - 1;
   }
   s->sent_upto = r->acked;
-  s->state = CONN_READY;
+  set_state(s, CONN_READY);
   if (s->welcomed_once)
     atomic_fetch_add(&s->count.reconnects, 1);
   s->welcomed_once = true;
@@ -408,16 +430,31 @@ static bool handle_welcome_frame(sender *s, const proto_frame *f) {
   if (rc == PROTO_E_VERSION) {
     tw__proto_version_refusal(why, sizeof(why), "collector", w.version,
                               w.version, "agent");
-    refuse(s, "%s", why);
+    refuse(s, TW_REFUSAL_VERSION, "%s", why);
     return false;
   }
   if (rc != 0) {
-    refuse(s, "malformed WELCOME from the collector: %s",
+    refuse(s, TW_REFUSAL_PROTOCOL, "malformed WELCOME from the collector: %s",
            tw__proto_strerror(rc));
     return false;
   }
   handle_welcome(s, &w);
   return true;
+}
+
+/* The tw_refusal of an ERROR frame's reason: the collector's words for a
+ * token it refused and a version it does not speak (collector/server.c,
+ * tw__proto_version_refusal()), else a refusal of its own. */
+static int error_code(proto_str reason) {
+  static const char auth[] = "authentication failed";
+  const char *version = tw__proto_strerror(PROTO_E_VERSION);
+  size_t vlen = strlen(version);
+  if (reason.len >= sizeof(auth) - 1 &&
+      memcmp(reason.ptr, auth, sizeof(auth) - 1) == 0)
+    return TW_REFUSAL_AUTH;
+  if (reason.len >= vlen && memcmp(reason.ptr, version, vlen) == 0)
+    return TW_REFUSAL_VERSION;
+  return TW_REFUSAL_REFUSED;
 }
 
 /* Handles one frame from the collector; false closes the connection. */
@@ -431,7 +468,8 @@ static bool handle_frame(sender *s, const proto_frame *f) {
     rc =
         tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
     if (rc != 0) {
-      refuse(s, "malformed ACK from the collector: %s", tw__proto_strerror(rc));
+      refuse(s, TW_REFUSAL_PROTOCOL, "malformed ACK from the collector: %s",
+             tw__proto_strerror(rc));
       return false;
     }
     handle_ack(s, v);
@@ -439,12 +477,13 @@ static bool handle_frame(sender *s, const proto_frame *f) {
   }
   if (f->type == PROTO_ERROR) {
     if (tw__proto_decode_error(f->payload, f->payload_len, &reason) == 0)
-      refuse(s, "%.*s", (int)reason.len, reason.ptr);
+      refuse(s, error_code(reason), "%.*s", (int)reason.len, reason.ptr);
     else
-      refuse(s, "malformed ERROR from the collector");
+      refuse(s, TW_REFUSAL_PROTOCOL, "malformed ERROR from the collector");
     return false;
   }
-  refuse(s, "unexpected message type %u from the collector", (unsigned)f->type);
+  refuse(s, TW_REFUSAL_PROTOCOL,
+         "unexpected message type %u from the collector", (unsigned)f->type);
   return false;
 }
 
@@ -477,7 +516,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
   }
   if (rc < 0) {
-    refuse(s, "collector sent a bad frame: %s", tw__proto_strerror(rc));
+    refuse(s, TW_REFUSAL_PROTOCOL, "collector sent a bad frame: %s",
+           tw__proto_strerror(rc));
     disconnect(s);
     return;
   }
@@ -513,11 +553,14 @@ static void send_hello(sender *s) {
 
 static void on_connect(uv_connect_t *req, int status) {
   sender *s = req->data;
+  if (status < 0 && !s->stopping)
+    refuse(s, TW_REFUSAL_UNREACHABLE, "%s (%s)", uv_strerror(status),
+           s->agent->collector);
   if (status < 0 || s->stopping) {
     disconnect(s);
     return;
   }
-  s->state = CONN_HANDSHAKE;
+  set_state(s, CONN_HANDSHAKE);
   s->rlen = 0;
   if (uv_read_start(&s->conn.stream, on_alloc, on_read) != 0) {
     disconnect(s);
@@ -559,22 +602,27 @@ static void connect_start(sender *s) {
   if (s->where.scheme == URL_UNIX) {
     uv_pipe_init(&s->loop, &s->conn.pipe, 0);
     s->conn.handle.data = s;
-    s->state = CONN_CONNECTING;
+    set_state(s, CONN_CONNECTING);
     uv_pipe_connect(&s->connect_req, &s->conn.pipe, s->where.path, on_connect);
     return;
   }
   if (resolve(&s->where, &addr) != 0) {
+    refuse(s, TW_REFUSAL_UNREACHABLE, "cannot resolve host %s (%s)",
+           s->where.host, s->agent->collector);
     schedule_retry(s);
     return;
   }
   uv_tcp_init(&s->loop, &s->conn.tcp);
   s->conn.handle.data = s;
   uv_tcp_nodelay(&s->conn.tcp, 1);
-  s->state = CONN_CONNECTING;
+  set_state(s, CONN_CONNECTING);
   rc = uv_tcp_connect(&s->connect_req, &s->conn.tcp,
                       (const struct sockaddr *)&addr, on_connect);
-  if (rc != 0)
+  if (rc != 0) {
+    refuse(s, TW_REFUSAL_UNREACHABLE, "%s (%s)", uv_strerror(rc),
+           s->agent->collector);
     disconnect(s);
+  }
 }
 
 /* ---- flush, stop, the poll timer ----------------------------------------- */
@@ -616,7 +664,7 @@ static void close_all(uv_handle_t *h, void *arg) {
 
 static void finish_stop(sender *s) {
   if (s->state != CONN_IDLE)
-    s->state = CONN_CLOSING;
+    set_state(s, CONN_CLOSING);
   uv_walk(&s->loop, close_all, NULL);
 }
 
@@ -898,6 +946,11 @@ void tw__sender_stats(tw_agent *agent, tw_agent_stats *out) {
   out->acked = atomic_load_explicit(&s->count.acked, memory_order_relaxed);
   out->reconnects =
       atomic_load_explicit(&s->count.reconnects, memory_order_relaxed);
+  out->conn_state = (uint64_t)atomic_load_explicit(&s->count.conn_state,
+                                                   memory_order_relaxed);
+  pthread_mutex_lock(&s->shared.mu);
+  out->refusal = (uint64_t)s->shared.refusal_code;
+  pthread_mutex_unlock(&s->shared.mu);
 }
 
 int tw__sender_refusal(tw_agent *agent, char *buf, size_t size) {

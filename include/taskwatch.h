@@ -42,7 +42,7 @@ extern "C" {
 #define TW_VERSION_MINOR 1
 #define TW_VERSION_PATCH 0
 #define TW_VERSION_STRING "0.1.0"
-#define TW_VERSION_HEX                                                        \
+#define TW_VERSION_HEX                                                         \
   ((TW_VERSION_MAJOR << 16) | (TW_VERSION_MINOR << 8) | TW_VERSION_PATCH)
 
 /* Returns the library's version string, e.g. "0.1.0". Static storage. */
@@ -52,18 +52,18 @@ TW_EXTERN const char *tw_version(void);
  * Error codes. One list, expanded into the enum, tw_strerror() and
  * tw_err_name(), so the three can never disagree.
  */
-#define TW_ERRNO_MAP(XX)                                                      \
-  XX(EINVAL, -1, "invalid argument")                                         \
-  XX(ENOMEM, -2, "out of memory")                                            \
-  XX(EFULL, -3, "agent buffer full; the event was dropped and counted")      \
-  XX(ESTATE, -4, "operation not allowed in the current state")               \
-  XX(EURL, -5, "malformed collector URL")                                     \
-  XX(ECLOSED, -6, "the agent is shut down")                                   \
-  XX(ETIMEDOUT, -7, "timed out")                                              \
-  XX(EPROTO, -8, "protocol error")                                            \
-  XX(EIO, -9, "input/output error")                                           \
-  XX(ETOOBIG, -10, "value too large")                                         \
-  XX(ETASK, -11, "a task of the batch failed")                                \
+#define TW_ERRNO_MAP(XX)                                                       \
+  XX(EINVAL, -1, "invalid argument")                                           \
+  XX(ENOMEM, -2, "out of memory")                                              \
+  XX(EFULL, -3, "agent buffer full; the event was dropped and counted")        \
+  XX(ESTATE, -4, "operation not allowed in the current state")                 \
+  XX(EURL, -5, "malformed collector URL")                                      \
+  XX(ECLOSED, -6, "the agent is shut down")                                    \
+  XX(ETIMEDOUT, -7, "timed out")                                               \
+  XX(EPROTO, -8, "protocol error")                                             \
+  XX(EIO, -9, "input/output error")                                            \
+  XX(ETOOBIG, -10, "value too large")                                          \
+  XX(ETASK, -11, "a task of the batch failed")                                 \
   XX(EUV, -12, "libuv call failed")
 
 typedef enum tw_errno {
@@ -81,10 +81,7 @@ TW_EXTERN const char *tw_err_name(int err);
 
 /* Where a task runs: on the event loop (async) or in a thread pool (sync).
  * The values are part of the wire protocol and the store. */
-typedef enum tw_mode {
-  TW_MODE_LOOP = 0,
-  TW_MODE_THREADPOOL = 1
-} tw_mode;
+typedef enum tw_mode { TW_MODE_LOOP = 0, TW_MODE_THREADPOOL = 1 } tw_mode;
 
 /* ------------------------------------------------------------------------
  * Agent
@@ -190,23 +187,94 @@ TW_EXTERN void tw_agent_free(tw_agent *agent);
  */
 TW_EXTERN const char *tw_clock_source(void);
 
+/*
+ * The agent's connection to the collector (tw_agent_stats.conn_state).
+ * XX(NAME, value, text), expanded into the enum and tw_conn_state_name().
+ */
+#define TW_CONN_STATE_MAP(XX)                                                  \
+  XX(CONNECTING, 0, "connecting")                                              \
+  XX(CONNECTED, 1, "connected")                                                \
+  XX(WAITING, 2, "waiting to reconnect")                                       \
+  XX(STOPPED, 3, "stopped")
+
+typedef enum tw_conn_state {
+#define TW__CONN_STATE_ENUM(name, value, text) TW_CONN_##name = (value),
+  TW_CONN_STATE_MAP(TW__CONN_STATE_ENUM)
+#undef TW__CONN_STATE_ENUM
+} tw_conn_state;
+
+/*
+ * Why the collector last refused this agent, or could not be reached
+ * (tw_agent_stats.refusal, tw_agent_refusal()): XX(NAME, value, text),
+ * expanded into the enum and tw_refusal_name().
+ *
+ *   UNREACHABLE  no connection: nothing listens, no route, a name that
+ *                does not resolve, no answer to the handshake
+ *   AUTH         the collector refused the token
+ *   VERSION      no protocol version both speak
+ *   REFUSED      any other refusal the collector gave (an ERROR frame)
+ *   STORE_LOST   the collector's store lost events it had acknowledged;
+ *                the agent went on as a new instance
+ *   PROTOCOL     the collector broke the protocol (a malformed frame)
+ */
+#define TW_REFUSAL_MAP(XX)                                                     \
+  XX(NONE, 0, "none")                                                          \
+  XX(UNREACHABLE, 1, "collector unreachable")                                  \
+  XX(AUTH, 2, "authentication failed")                                         \
+  XX(VERSION, 3, "protocol version not supported")                             \
+  XX(REFUSED, 4, "refused by the collector")                                   \
+  XX(STORE_LOST, 5, "the collector's store lost acknowledged events")          \
+  XX(PROTOCOL, 6, "protocol error")
+
+typedef enum tw_refusal {
+#define TW__REFUSAL_ENUM(name, value, text) TW_REFUSAL_##name = (value),
+  TW_REFUSAL_MAP(TW__REFUSAL_ENUM)
+#undef TW__REFUSAL_ENUM
+} tw_refusal;
+
+/* Text of a tw_conn_state ("connected"); "unknown" for other values.
+ * Static storage. Thread-safe. */
+TW_EXTERN const char *tw_conn_state_name(int state);
+/* Text of a tw_refusal ("authentication failed"); "unknown" for other
+ * values. Static storage. Thread-safe. */
+TW_EXTERN const char *tw_refusal_name(int code);
+
 /* Counters kept by the agent, for the host's own health reporting. */
 typedef struct tw_agent_stats {
-  uint64_t recorded;    /* events accepted into a ring */
-  uint64_t dropped;     /* events dropped because memory hit the cap */
-  uint64_t sent;        /* events written to the collector (resends too) */
-  uint64_t acked;       /* events acknowledged after commit */
-  uint64_t reconnects;  /* connections made after the first */
+  uint64_t recorded;       /* events accepted into a ring */
+  uint64_t dropped;        /* events dropped because memory hit the cap */
+  uint64_t sent;           /* events written to the collector (resends too) */
+  uint64_t acked;          /* events acknowledged after commit */
+  uint64_t reconnects;     /* connections made after the first */
   uint64_t buffered_bytes; /* bytes held now: rings, resend buffer, names;
                              never above the configured buffer_bytes */
+  uint64_t conn_state;     /* a tw_conn_state: connected now or not */
+  uint64_t refusal;        /* the last tw_refusal since the agent started
+                              (kept after a later connection works); the
+                              reason's text: tw_agent_refusal() */
+  uint64_t strings_cut;    /* names, labels and error strings cut to their
+                              limit (see "Limits" below) */
+  uint64_t names_replaced; /* names and labels recorded as the overflow
+                              name: the agent's name table was full */
   /* Room for the counters later versions add, so that the struct keeps
    * its size across the soname's versions; zero until then. */
-  uint64_t reserved[16];
+  uint64_t reserved[12];
 } tw_agent_stats;
 
-/* Copies the agent's counters into *out. Thread-safe; values are a
- * consistent-enough snapshot read with relaxed atomics. */
 TW_EXTERN void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out);
+
+/*
+ * Why the collector last refused this agent or could not be reached: the
+ * code (a tw_refusal; TW_REFUSAL_NONE when nothing went wrong since the
+ * agent started) is returned, and one line saying why (the collector's
+ * own reason, e.g. "authentication failed", or the system's, e.g.
+ * "connection refused (tcp://127.0.0.1:7460)") is copied into buf,
+ * NUL-terminated and cut to size (size 0: nothing copied; at most
+ * 255 bytes and the NUL). The refusal stays until the next one;
+ * tw_agent_stats.conn_state says whether the agent is connected now.
+ * Thread-safe.
+ */
+TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
 
 /* ------------------------------------------------------------------------
  * Low-level trace calls
@@ -221,8 +289,7 @@ typedef uint64_t tw_id;
 
 /* Starts a batch labelled e.g. "POST /send-notification/{email}" (copied;
  * may be NULL). Returns the batch id in *batch. */
-TW_EXTERN int tw_batch_begin(tw_agent *agent, const char *label,
-                             tw_id *batch);
+TW_EXTERN int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch);
 
 /* Records that a task named `name` was added to `batch` at `position`
  * (0-based). Returns the new task's id in *task. */

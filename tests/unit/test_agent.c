@@ -1071,28 +1071,52 @@ static void fork_child_releases_the_parent_connection(void **state) {
   fake_free(fc);
 }
 
-static bool refused(tw_agent *a, const char *want) {
-  char why[LIMIT_REFUSAL_TEXT];
+static bool refused(tw_agent *a, int code, const char *want) {
+  char why[LIMIT_REFUSAL_TEXT] = "";
+  int got = TW_REFUSAL_NONE;
   for (int waited = 0; waited < 10000; waited += 5) {
-    if (tw__sender_refusal(a, why, sizeof(why)) == TW_EPROTO &&
-        strcmp(why, want) == 0)
+    got = tw_agent_refusal(a, why, sizeof(why));
+    if (got == code && strstr(why, want) != NULL) {
+      tw_agent_stats st;
+      tw_agent_get_stats(a, &st);
+      return st.refusal == (uint64_t)code;
+    }
+    struct timespec ts = {0, 5 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  printf("last refusal: %d (%s) %s\n", got, tw_refusal_name(got), why);
+  return false;
+}
+
+static bool connected(tw_agent *a) {
+  for (int waited = 0; waited < 10000; waited += 5) {
+    tw_agent_stats st;
+    tw_agent_get_stats(a, &st);
+    if (st.conn_state == TW_CONN_CONNECTED)
       return true;
     struct timespec ts = {0, 5 * 1000000};
     nanosleep(&ts, NULL);
   }
-  printf("last refusal: %s\n", why);
   return false;
 }
 
-/* The agent keeps the reason the collector refused it for (control bytes
- * replaced) and its own reason to refuse a collector, and records on once
- * the collector takes it. */
+/* The agent says why it cannot deliver: a collector it cannot reach (the
+ * system's reason and the URL), the reason the collector refused it for
+ * (control bytes replaced) as a code and a text, its own reason to refuse
+ * a collector; and records on once the collector takes it, connected, the
+ * last refusal kept. */
 static void refusals_are_kept(void **state) {
   (void)state;
   char why[LIMIT_REFUSAL_TEXT];
-  tw_agent *quiet = agent_to("unix:/nonexistent/c.sock", 0, 100);
-  assert_int_equal(tw__sender_refusal(quiet, why, sizeof(why)), 0);
+  assert_int_equal(tw_agent_refusal(NULL, why, sizeof(why)), TW_REFUSAL_NONE);
   assert_string_equal(why, "");
+  tw_agent *quiet = agent_to("unix:/nonexistent/c.sock", 0, 100);
+  assert_true(
+      refused(quiet, TW_REFUSAL_UNREACHABLE, "(unix:/nonexistent/c.sock)"));
+  tw_agent_stats st;
+  tw_agent_get_stats(quiet, &st);
+  assert_true(st.conn_state == TW_CONN_WAITING ||
+              st.conn_state == TW_CONN_CONNECTING);
   tw_agent_free(quiet);
 
   fake_collector *fc = fake_start();
@@ -1100,8 +1124,10 @@ static void refusals_are_kept(void **state) {
   tw_agent *a = agent_to(fake_url(fc), 0, 3000);
   tw_id batch;
   assert_int_equal(tw_batch_begin(a, "refused", &batch), 0);
-  assert_true(refused(a, "authentication failed?[2J"));
+  assert_true(refused(a, TW_REFUSAL_AUTH, "authentication failed?[2J"));
   assert_int_equal(tw_agent_flush(a, 50), TW_ETIMEDOUT);
+  fake_refuse(fc, "the collector is stopping");
+  assert_true(refused(a, TW_REFUSAL_REFUSED, "the collector is stopping"));
 
   /* A WELCOME in a version the agent does not speak. */
   fake_welcome_version(fc, PROTO_VERSION + 1);
@@ -1112,17 +1138,24 @@ static void refusals_are_kept(void **state) {
            "%d..%d",
            PROTO_VERSION + 1, PROTO_VERSION + 1, PROTO_VERSION_MIN,
            PROTO_VERSION);
-  assert_true(refused(a, want));
-  assert_int_equal(tw__sender_refusal(a, why, 10), TW_EPROTO);
+  assert_true(refused(a, TW_REFUSAL_VERSION, want));
+  assert_int_equal(tw_agent_refusal(a, why, 10), TW_REFUSAL_VERSION);
   assert_int_equal(strlen(why), 9); /* cut to the caller's buffer */
+  assert_int_equal(tw_agent_refusal(a, NULL, 0), TW_REFUSAL_VERSION);
 
   fake_welcome_version(fc, 0);
   assert_int_equal(tw_agent_flush(a, 20000), 0);
+  assert_true(connected(a));
+  assert_int_equal(tw_agent_refusal(a, NULL, 0), TW_REFUSAL_VERSION);
   fake_lock(fc);
   assert_int_equal(count_kind(fake_instance_at(fc, 0), PROTO_EV_BATCH), 1);
   fake_unlock(fc);
   tw_agent_free(a);
   fake_free(fc);
+  assert_string_equal(tw_refusal_name(TW_REFUSAL_AUTH),
+                      "authentication failed");
+  assert_string_equal(tw_refusal_name(99), "unknown");
+  assert_string_equal(tw_conn_state_name(TW_CONN_CONNECTED), "connected");
 }
 
 static void shutdown_is_bounded_without_collector(void **state) {
