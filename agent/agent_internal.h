@@ -91,6 +91,8 @@ typedef struct ring {
   uint64_t cached_tail;
   _Atomic uint64_t recorded;
   _Atomic uint64_t dropped;
+  _Atomic uint64_t cut;     /* strings cut to their limit or to fit */
+  _Atomic uint64_t renamed; /* names recorded as the overflow name */
   uint64_t next_id;
   uint64_t end_id;
   ring_name_cache cache[RING_CACHE_SIZE];
@@ -143,6 +145,8 @@ struct tw_agent {
   intern strings;
   _Atomic uint64_t next_id;
   _Atomic uint64_t dropped_unbound; /* events of threads without a ring */
+  _Atomic uint64_t cut_unbound;     /* their strings cut */
+  _Atomic uint64_t renamed_unbound; /* their names replaced */
   _Atomic size_t reserved;          /* bytes charged to the budget */
   size_t cap;
   _Atomic size_t ring_reserved; /* the part of `reserved` held by rings */
@@ -170,6 +174,8 @@ void tw__record_fork_child(tw_agent *agent); /* after fork(): discard events */
 void tw__record_free_rings(tw_agent *agent);
 uint64_t tw__record_dropped_total(tw_agent *agent);
 uint64_t tw__record_recorded_total(tw_agent *agent);
+/* Strings cut and names replaced by the overflow name, every ring's. */
+void tw__record_cuts(tw_agent *agent, uint64_t *cut, uint64_t *renamed);
 
 /* Reads `n` bytes starting at byte offset `at` of a ring's slot memory,
  * wrapping at the end. */

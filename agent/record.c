@@ -257,28 +257,80 @@ static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a,
   return 0;
 }
 
+/* Adds n to a counter of the calling thread: its ring's (only it writes
+ * them: a relaxed load and store), or the agent's for a thread without a
+ * ring (atomic adds). */
+static inline void count(_Atomic uint64_t *mine, _Atomic uint64_t *shared,
+                         uint64_t n) {
+  if (mine != NULL)
+    atomic_store_explicit(mine,
+                          atomic_load_explicit(mine, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+  else
+    atomic_fetch_add_explicit(shared, n, memory_order_relaxed);
+}
+#define COUNT(agent, r, field, n)                                              \
+  count((r) != NULL ? &(r)->field : NULL, &(agent)->field##_unbound, (n))
+
+static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026, "…" */
+#define ELLIPSIS_BYTES (sizeof(ellipsis) - 1)
+
+/* How many bytes of s (longer than max) a cut to at most `max` bytes,
+ * the mark included, keeps: the longest prefix of at most
+ * max - ELLIPSIS_BYTES bytes that ends at a UTF-8 character boundary (the
+ * first byte dropped is not a continuation byte). */
+static size_t cut_keep(const char *s, size_t max) {
+  size_t keep = max > ELLIPSIS_BYTES ? max - ELLIPSIS_BYTES : 0;
+  while (keep > 0 && ((unsigned char)s[keep] & 0xc0) == 0x80)
+    keep--;
+  return keep;
+}
+
+/* The id of a name or label of `len` bytes (at most LIMIT_NAME + 1: one
+ * more means longer than the limit), cut to LIMIT_NAME and marked when
+ * longer. */
+static uint32_t intern_name(tw_agent *agent, ring *r, const char *s,
+                            size_t len) {
+  char cut[LIMIT_NAME];
+  if (len > LIMIT_NAME) {
+    size_t keep = cut_keep(s, LIMIT_NAME);
+    memcpy(cut, s, keep);
+    memcpy(cut + keep, ellipsis, ELLIPSIS_BYTES);
+    s = cut;
+    len = keep + ELLIPSIS_BYTES;
+    COUNT(agent, r, cut, 1);
+  }
+  uint32_t id = tw__intern_get(&agent->strings, s, len);
+  if (id == INTERN_OVERFLOW_ID)
+    COUNT(agent, r, renamed, 1);
+  return id;
+}
+
 static uint32_t name_id(tw_agent *agent, ring *r, const char *s) {
   uintptr_t p = (uintptr_t)s;
   ring_name_cache *c = &r->cache[((p >> 3) ^ (p >> 9)) & (RING_CACHE_SIZE - 1)];
   if (c->ptr == s) {
     uint32_t n;
     const char *text = tw__intern_text(&agent->strings, c->id, &n);
-    if (n == c->len && memcmp(text, s, n) == 0 &&
-        (s[n] == '\0' || n == LIMIT_NAME))
+    if (n == c->len && memcmp(text, s, n) == 0 && s[n] == '\0')
       return c->id;
   }
-  size_t len = strnlen(s, LIMIT_NAME);
-  uint32_t id = tw__intern_get(&agent->strings, s, len);
-  c->ptr = s;
-  c->id = id;
-  c->len = (uint32_t)len;
+  size_t len = strnlen(s, LIMIT_NAME + 1);
+  uint32_t id = intern_name(agent, r, s, len);
+  /* A name cut or replaced is not cached: its text is not the caller's,
+   * and each use is counted. */
+  if (len <= LIMIT_NAME && id != INTERN_OVERFLOW_ID) {
+    c->ptr = s;
+    c->id = id;
+    c->len = (uint32_t)len;
+  }
   return id;
 }
 
 static uint32_t string_id(tw_agent *agent, ring *r, const char *s) {
   if (r != NULL)
     return name_id(agent, r, s);
-  return tw__intern_get(&agent->strings, s, strnlen(s, LIMIT_NAME));
+  return intern_name(agent, r, s, strnlen(s, LIMIT_NAME + 1));
 }
 
 int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
@@ -358,28 +410,51 @@ void tw__ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
     memcpy((char *)dst + first, r->slots, n - first);
 }
 
-/* A record with up to three strings after its first slot (FAIL, DROP). */
+/* A record with up to three strings after its first slot (FAIL, DROP).
+ * A string longer than its limit is cut to it at a character boundary and
+ * marked; so is the detail (then the message) when the record would fill
+ * more than half its ring (a ring under 128 KiB: threads past the first
+ * nine at the default budget). Each cut is counted. */
 static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
                           const char *s[3], const size_t max[3]) {
-  size_t len[3], total = 0;
-  for (int i = 0; i < 3; i++) {
-    len[i] = s[i] != NULL ? strnlen(s[i], max[i]) : 0;
-    total += len[i];
-  }
   ring *r = thread_ring(agent);
-  ring_record *w;
   if (r == NULL)
     return drop(agent, r);
+  size_t len[3], keep[3], total = 0;
+  bool cut[3];
+  for (int i = 0; i < 3; i++) {
+    len[i] = keep[i] = s[i] != NULL ? strnlen(s[i], max[i] + 1) : 0;
+    cut[i] = len[i] > max[i];
+    if (cut[i]) {
+      keep[i] = cut_keep(s[i], max[i]);
+      len[i] = keep[i] + ELLIPSIS_BYTES;
+    }
+    total += len[i];
+  }
   /* A record may fill at most half its ring: a long detail is cut to fit
    * rather than never fitting. */
   size_t room = (r->mask + 1) * RING_SLOT_BYTES / 2 - RING_SLOT_BYTES;
-  if (total > room) {
-    len[2] = total - len[2] >= room ? 0 : room - (total - len[2]);
-    total = len[0] + len[1] + len[2];
+  for (int i = 2; i >= 0 && total > room; i--) {
+    if (len[i] == 0)
+      continue;
+    size_t others = total - len[i];
+    size_t fit = others >= room ? 0 : room - others;
+    if (fit <= ELLIPSIS_BYTES) {
+      len[i] = keep[i] = 0;
+    } else {
+      keep[i] = cut_keep(s[i], fit);
+      len[i] = keep[i] + ELLIPSIS_BYTES;
+    }
+    cut[i] = true;
+    total = others + len[i];
   }
+  ring_record *w;
   uint64_t n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
   if (total > room || (w = reserve(r, n)) == NULL)
     return drop(agent, r);
+  uint64_t cuts = (uint64_t)cut[0] + cut[1] + cut[2];
+  if (cuts > 0)
+    COUNT(agent, r, cut, cuts);
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
   w->kind = kind;
   w->mode = 0;
@@ -390,7 +465,9 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
   w->b = len[2];
   uint64_t at = (head + 1) * RING_SLOT_BYTES;
   for (int i = 0; i < 3; i++) {
-    copy_in(r, at, s[i], len[i]);
+    copy_in(r, at, s[i], keep[i]);
+    if (keep[i] < len[i])
+      copy_in(r, at + keep[i], ellipsis, ELLIPSIS_BYTES);
     at += len[i];
   }
   commit(r, n);
@@ -433,8 +510,12 @@ void tw__record_fork_child(tw_agent *agent) {
     r->flush_mark = head;
     atomic_store(&r->recorded, 0);
     atomic_store(&r->dropped, 0);
+    atomic_store(&r->cut, 0);
+    atomic_store(&r->renamed, 0);
   }
   atomic_store(&agent->dropped_unbound, 0);
+  atomic_store(&agent->cut_unbound, 0);
+  atomic_store(&agent->renamed_unbound, 0);
 }
 
 void tw__record_free_rings(tw_agent *agent) {
@@ -456,6 +537,16 @@ uint64_t tw__record_dropped_total(tw_agent *agent) {
   for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next)
     n += atomic_load_explicit(&r->dropped, memory_order_relaxed);
   return n;
+}
+
+void tw__record_cuts(tw_agent *agent, uint64_t *cut, uint64_t *renamed) {
+  *cut = atomic_load_explicit(&agent->cut_unbound, memory_order_relaxed);
+  *renamed =
+      atomic_load_explicit(&agent->renamed_unbound, memory_order_relaxed);
+  for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next) {
+    *cut += atomic_load_explicit(&r->cut, memory_order_relaxed);
+    *renamed += atomic_load_explicit(&r->renamed, memory_order_relaxed);
+  }
 }
 
 uint64_t tw__record_recorded_total(tw_agent *agent) {

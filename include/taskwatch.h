@@ -283,6 +283,21 @@ TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
  * never 0; the collector turns them into store-wide ids. All calls are
  * thread-safe, lock-free, allocation-free and syscall-free; they return
  * TW_EFULL when the event had to be dropped (the drop is counted).
+ *
+ * Limits (their values live in common/limit.h). Task names and batch
+ * labels: at most 1,024 bytes. An agent instance keeps at most 4,094
+ * distinct names and labels and 128 KiB of their text; further new ones
+ * are recorded as "(too many distinct names)" and counted in
+ * tw_agent_stats.names_replaced. tw_task_fail(): error type 256 bytes,
+ * message 4 KiB, detail 32 KiB; tw_task_drop(): reason 4 KiB. A string
+ * over its limit is cut at a UTF-8 character boundary and ends in "…"
+ * (U+2026, 3 bytes; the cut string, mark included, is within the limit),
+ * and counted in tw_agent_stats.strings_cut; the call still returns 0.
+ * The three strings of one failure take at most half the recording
+ * thread's ring: at the default budget the first nine threads' rings
+ * (128 KiB and more) hold them whole at their limits; on a later thread's
+ * smaller ring the detail, then the message, is cut to fit, marked and
+ * counted the same way.
  * ------------------------------------------------------------------------ */
 
 typedef uint64_t tw_id;
@@ -304,7 +319,8 @@ TW_EXTERN int tw_task_finish(tw_agent *agent, tw_id task);
 
 /* Records that the task failed. error_type (e.g. "ValueError"), message and
  * detail (e.g. a traceback) are copied and may be NULL; over-long strings
- * are truncated (type 256 bytes, message 4 KiB, detail 32 KiB). */
+ * are cut and marked with "…" (type 256 bytes, message 4 KiB, detail
+ * 32 KiB; see "Limits" above). */
 TW_EXTERN int tw_task_fail(tw_agent *agent, tw_id task, const char *error_type,
                            const char *message, const char *detail);
 

@@ -357,21 +357,64 @@ static void runner_rejects_bad_arguments(void **state) {
 
 /* ---- trace calls --------------------------------------------------------- */
 
+/* Whether s (n bytes) is a string cut to n bytes: UTF-8 throughout (the
+ * cut fell on a character boundary) and marked with a trailing "…". */
+static bool cut_and_marked(const char *s, size_t n, size_t limit) {
+  if (n > limit || n < 3 || memcmp(s + n - 3, "\xe2\x80\xa6", 3) != 0)
+    return false;
+  for (size_t i = 0; i < n;) {
+    unsigned char c = (unsigned char)s[i];
+    size_t len = c < 0x80             ? 1
+                 : (c & 0xe0) == 0xc0 ? 2
+                 : (c & 0xf0) == 0xe0 ? 3
+                 : (c & 0xf8) == 0xf0 ? 4
+                                      : 0;
+    if (len == 0 || i + len > n)
+      return false;
+    for (size_t k = 1; k < len; k++)
+      if (((unsigned char)s[i + k] & 0xc0) != 0x80)
+        return false;
+    i += len;
+  }
+  return true;
+}
+
+/* n bytes of `unit` repeated (a UTF-8 character of 1 to 4 bytes), then
+ * ASCII to fill: cut points fall inside characters. */
+static char *repeat(const char *unit, size_t n) {
+  char *s = malloc(n + 1);
+  size_t u = strlen(unit), i = 0;
+  for (; i + u <= n; i += u)
+    memcpy(s + i, unit, u);
+  memset(s + i, 'x', n - i);
+  s[n] = '\0';
+  return s;
+}
+
+/* Strings over their limit are cut at a UTF-8 character boundary, end in
+ * "…" within the limit, and are counted in tw_agent_stats.strings_cut; the
+ * documented sizes hold at the default budget (on the first threads' rings).
+ * Strings at their limit pass whole. */
 static void trace_error_strings_are_truncated(void **state) {
   fixture *f = *state;
-  size_t big = 100000;
-  char *s = malloc(big + 1);
-  memset(s, 'x', big);
-  s[big] = '\0';
+  char *type = repeat("\xe2\x82\xac", 1000);         /* "€", 3 bytes */
+  char *message = repeat("\xc3\xa9", 9000);          /* "é", 2 bytes */
+  char *detail = repeat("\xf0\x9f\x98\x80", 100000); /* 4 bytes */
+  char *reason = repeat("\xe2\x82\xac", 5000);
+  char *exact = repeat("y", LIMIT_ERROR_TYPE);
   tw_id batch, task;
   assert_int_equal(tw_batch_begin(f->agent, "b", &batch), 0);
   assert_true(batch != 0);
   assert_int_equal(
       tw_task_enqueue(f->agent, batch, 0, "n", TW_MODE_LOOP, &task), 0);
   assert_true(task != 0 && task != batch);
-  assert_int_equal(tw_task_fail(f->agent, task, s, s, s), 0);
-  assert_int_equal(tw_task_drop(f->agent, task, s), 0);
+  assert_int_equal(tw_task_fail(f->agent, task, type, message, detail), 0);
+  assert_int_equal(tw_task_drop(f->agent, task, reason), 0);
   assert_int_equal(tw_task_fail(f->agent, task, NULL, NULL, NULL), 0);
+  assert_int_equal(tw_task_fail(f->agent, task, exact, "m", "d"), 0);
+  tw_agent_stats st;
+  tw_agent_get_stats(f->agent, &st);
+  assert_int_equal(st.strings_cut, 4);
   assert_int_equal(tw_task_start(f->agent, 0), TW_EINVAL);
   assert_int_equal(
       tw_task_enqueue(f->agent, batch, 0, NULL, TW_MODE_LOOP, &task),
@@ -379,27 +422,40 @@ static void trace_error_strings_are_truncated(void **state) {
   assert_int_equal(tw_task_enqueue(f->agent, batch, 0, "n", (tw_mode)7, &task),
                    TW_EINVAL);
   fake_instance *in = run_and_collect(f);
-  const fake_event *fail = NULL, *fail2 = NULL, *dropped = NULL;
+  const fake_event *fails[3] = {NULL, NULL, NULL}, *dropped = NULL;
+  size_t nfail = 0;
   for (size_t i = 0; i < in->count; i++) {
     const fake_event *e = &in->events[i];
-    if (e->kind == PROTO_EV_FAIL && fail == NULL)
-      fail = e;
-    else if (e->kind == PROTO_EV_FAIL)
-      fail2 = e;
+    if (e->kind == PROTO_EV_FAIL && nfail < 3)
+      fails[nfail++] = e;
     else if (e->kind == PROTO_EV_DROP)
       dropped = e;
   }
-  assert_non_null(fail);
-  assert_non_null(fail2);
+  assert_int_equal(nfail, 3);
   assert_non_null(dropped);
-  assert_int_equal(fail->text_len, 256);
-  assert_int_equal(fail->message_len, 4096);
-  assert_int_equal(fail->detail_len, 32768);
-  assert_int_equal(dropped->text_len, 4096);
-  assert_int_equal(fail2->text_len, 0);
-  assert_int_equal(fail2->detail_len, 0);
+  const fake_event *fail = fails[0];
+  assert_true(cut_and_marked(fail->text, fail->text_len, LIMIT_ERROR_TYPE));
+  assert_true(fail->text_len > LIMIT_ERROR_TYPE - 6);
+  assert_memory_equal(fail->text, type, fail->text_len - 3);
+  assert_true(
+      cut_and_marked(fail->message, fail->message_len, LIMIT_ERROR_MESSAGE));
+  assert_true(fail->message_len > LIMIT_ERROR_MESSAGE - 5);
+  assert_true(
+      cut_and_marked(fail->detail, fail->detail_len, LIMIT_ERROR_DETAIL));
+  assert_true(fail->detail_len > LIMIT_ERROR_DETAIL - 7);
+  assert_memory_equal(fail->detail, detail, fail->detail_len - 3);
+  assert_true(
+      cut_and_marked(dropped->text, dropped->text_len, LIMIT_DROP_REASON));
+  assert_int_equal(fails[1]->text_len, 0);
+  assert_int_equal(fails[1]->detail_len, 0);
+  assert_int_equal(fails[2]->text_len, LIMIT_ERROR_TYPE);
+  assert_memory_equal(fails[2]->text, exact, LIMIT_ERROR_TYPE);
   fake_unlock(f->fc);
-  free(s);
+  free(type);
+  free(message);
+  free(detail);
+  free(reason);
+  free(exact);
 }
 
 /* Once the arena is full, further new names must leave arena_top alone:
@@ -484,7 +540,8 @@ static void names_are_interned_within_bounds(void **state) {
     else if (e->position == 1)
       assert_string_equal(text, "second");
     else if (e->position == 2)
-      assert_int_equal(strlen(text), 1024);
+      assert_true(cut_and_marked(text, strlen(text), LIMIT_NAME) &&
+                  strlen(text) == LIMIT_NAME);
     else if (strcmp(text, "(too many distinct names)") == 0)
       overflow++;
     else {
@@ -496,6 +553,10 @@ static void names_are_interned_within_bounds(void **state) {
   /* 4095 ids, one of them the overflow text, three taken above. */
   assert_int_equal(own, 4095 - 1 - 3);
   assert_int_equal(own + overflow, 5000);
+  tw_agent_stats st;
+  tw_agent_get_stats(f->agent, &st);
+  assert_int_equal(st.names_replaced, overflow);
+  assert_int_equal(st.strings_cut, 1);
   fake_unlock(f->fc);
   free(longname);
 }
