@@ -78,6 +78,13 @@ typedef struct ring_enqueue_tail {
 #define RING_MIN_BYTES (8u * 1024u)
 #define RING_MAX_BYTES (16u * 1024u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
+/* Admission (record.c) refuses a new batch while its thread's ring is
+ * more than RING_ADMIT_BATCH/RING_ADMIT_DEN full, and a task of an
+ * admitted batch while it is more than RING_ADMIT_TASK/RING_ADMIT_DEN
+ * (half) full: the rest is for the later events of what was admitted. */
+#define RING_ADMIT_DEN 8u
+#define RING_ADMIT_BATCH 3u
+#define RING_ADMIT_TASK 4u
 
 typedef struct ring_name_cache {
   const char *ptr;
@@ -91,8 +98,10 @@ typedef struct ring {
   uint64_t cached_tail;
   _Atomic uint64_t recorded;
   _Atomic uint64_t dropped;
-  _Atomic uint64_t cut;     /* strings cut to their limit or to fit */
-  _Atomic uint64_t renamed; /* names recorded as the overflow name */
+  _Atomic uint64_t cut;             /* strings cut to their limit or to fit */
+  _Atomic uint64_t renamed;         /* names recorded as the overflow name */
+  _Atomic uint64_t refused_batches; /* batches refused at admission */
+  _Atomic uint64_t refused_tasks;   /* tasks refused at admission */
   uint64_t next_id;
   uint64_t end_id;
   ring_name_cache cache[RING_CACHE_SIZE];
@@ -147,7 +156,12 @@ struct tw_agent {
   _Atomic uint64_t dropped_unbound; /* events of threads without a ring */
   _Atomic uint64_t cut_unbound;     /* their strings cut */
   _Atomic uint64_t renamed_unbound; /* their names replaced */
-  _Atomic size_t reserved;          /* bytes charged to the budget */
+  _Atomic uint64_t refused_batches_unbound;
+  _Atomic uint64_t refused_tasks_unbound;
+  /* Set by the sender while the resend buffer is full: admission refuses
+   * new batches and tasks (record.c). */
+  _Atomic int admit_pressure;
+  _Atomic size_t reserved; /* bytes charged to the budget */
   size_t cap;
   _Atomic size_t ring_reserved; /* the part of `reserved` held by rings */
   int64_t wall_offset_ns;
@@ -176,6 +190,8 @@ uint64_t tw__record_dropped_total(tw_agent *agent);
 uint64_t tw__record_recorded_total(tw_agent *agent);
 /* Strings cut and names replaced by the overflow name, every ring's. */
 void tw__record_cuts(tw_agent *agent, uint64_t *cut, uint64_t *renamed);
+/* Batches and tasks refused at admission, every ring's. */
+void tw__record_refused(tw_agent *agent, uint64_t *batches, uint64_t *tasks);
 
 /* Reads `n` bytes starting at byte offset `at` of a ring's slot memory,
  * wrapping at the end. */

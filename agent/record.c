@@ -333,11 +333,55 @@ static uint32_t string_id(tw_agent *agent, ring *r, const char *s) {
   return intern_name(agent, r, s, strnlen(s, LIMIT_NAME + 1));
 }
 
+/* ---- admission ----------------------------------------------------------
+ *
+ * A batch (tw_batch_begin()) or a task (tw_task_enqueue()) is admitted
+ * whole or refused whole, when it begins. A new batch is refused while
+ * the sender says the resend buffer is full, or while the thread's ring
+ * is more than RING_ADMIT_BATCH/RING_ADMIT_DEN full (or the thread has
+ * none). A task of an admitted batch is refused only when the ring is
+ * more than RING_ADMIT_TASK/RING_ADMIT_DEN (half) full: the room between
+ * the two marks is for the tasks of batches admitted before (two thousand
+ * at the default budget's first ring). An admitted task's ENQUEUE takes
+ * two slots of a ring at most half full, and its START and its final
+ * event (FINISH, SKIP; a FAIL or DROP without strings) two more: the half
+ * kept free holds the later events of every task admitted before it, so
+ * while the host ends each task with one of them, a stored task never
+ * misses its start or its end. A refused batch or task gets an id with
+ * TW_ID_REFUSED set; every later call on it (a task enqueued into a
+ * refused batch included) only counts one dropped event. */
+
+/* Whether the ring has room to admit a record of n slots: at most
+ * `num`/RING_ADMIT_DEN of it in use after it. */
+static inline bool ring_below(ring *r, uint64_t n, uint64_t num) {
+  if (__builtin_expect(r == NULL, 0))
+    return false;
+  uint64_t limit = (r->mask + 1) / RING_ADMIT_DEN * num;
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  if (__builtin_expect(head + n - r->cached_tail > limit, 0)) {
+    r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+    if (head + n - r->cached_tail > limit)
+      return false;
+  }
+  return true;
+}
+
+/* A call on a refused batch or task: one event counted as dropped. */
+static int refused_call(tw_agent *agent) {
+  return drop(agent, thread_ring(agent));
+}
+
 int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
   if (agent == NULL || batch == NULL)
     return TW_EINVAL;
   ring *r = thread_ring(agent);
   *batch = take_id(agent, r);
+  if (atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed) ||
+      !ring_below(r, 1, RING_ADMIT_BATCH)) {
+    *batch |= TW_ID_REFUSED;
+    COUNT(agent, r, refused_batches, 1);
+    return drop(agent, r);
+  }
   uint32_t label_id = label != NULL ? string_id(agent, r, label) : 0;
   return record1(agent, PROTO_EV_BATCH, label_id, *batch, 0);
 }
@@ -350,8 +394,12 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   ring *r = thread_ring(agent);
   *task = take_id(agent, r);
   ring_record *w;
-  if (__builtin_expect(r == NULL || (w = reserve(r, 2)) == NULL, 0))
+  if ((batch & TW_ID_REFUSED) || !ring_below(r, 2, RING_ADMIT_TASK) ||
+      (w = reserve(r, 2)) == NULL) {
+    *task |= TW_ID_REFUSED;
+    COUNT(agent, r, refused_tasks, 1);
     return drop(agent, r);
+  }
   uint32_t name_ref = name_id(agent, r, name);
   w->kind = PROTO_EV_ENQUEUE;
   w->mode = (uint8_t)mode;
@@ -371,19 +419,27 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
 int tw_task_start(tw_agent *agent, tw_id task) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
+  if (__builtin_expect(task & TW_ID_REFUSED, 0))
+    return refused_call(agent);
   return record1(agent, PROTO_EV_START, 0, task, 0);
 }
 
 int tw_task_finish(tw_agent *agent, tw_id task) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
+  if (__builtin_expect(task & TW_ID_REFUSED, 0))
+    return refused_call(agent);
   return record1(agent, PROTO_EV_FINISH, 0, task, 0);
 }
 
 int tw_task_skip(tw_agent *agent, tw_id task, tw_id cause) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
-  return record1(agent, PROTO_EV_SKIP, 0, task, cause);
+  if (__builtin_expect(task & TW_ID_REFUSED, 0))
+    return refused_call(agent);
+  /* A refused cause was never stored: the skip names none. */
+  return record1(agent, PROTO_EV_SKIP, 0, task,
+                 cause & TW_ID_REFUSED ? 0 : cause);
 }
 
 /* Copies n bytes into the ring's slot memory at byte offset `at`,
@@ -417,6 +473,8 @@ void tw__ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
  * nine at the default budget). Each cut is counted. */
 static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
                           const char *s[3], const size_t max[3]) {
+  if (__builtin_expect(task & TW_ID_REFUSED, 0))
+    return refused_call(agent);
   ring *r = thread_ring(agent);
   if (r == NULL)
     return drop(agent, r);
@@ -512,10 +570,14 @@ void tw__record_fork_child(tw_agent *agent) {
     atomic_store(&r->dropped, 0);
     atomic_store(&r->cut, 0);
     atomic_store(&r->renamed, 0);
+    atomic_store(&r->refused_batches, 0);
+    atomic_store(&r->refused_tasks, 0);
   }
   atomic_store(&agent->dropped_unbound, 0);
   atomic_store(&agent->cut_unbound, 0);
   atomic_store(&agent->renamed_unbound, 0);
+  atomic_store(&agent->refused_batches_unbound, 0);
+  atomic_store(&agent->refused_tasks_unbound, 0);
 }
 
 void tw__record_free_rings(tw_agent *agent) {
@@ -546,6 +608,17 @@ void tw__record_cuts(tw_agent *agent, uint64_t *cut, uint64_t *renamed) {
   for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next) {
     *cut += atomic_load_explicit(&r->cut, memory_order_relaxed);
     *renamed += atomic_load_explicit(&r->renamed, memory_order_relaxed);
+  }
+}
+
+void tw__record_refused(tw_agent *agent, uint64_t *batches, uint64_t *tasks) {
+  *batches = atomic_load_explicit(&agent->refused_batches_unbound,
+                                  memory_order_relaxed);
+  *tasks =
+      atomic_load_explicit(&agent->refused_tasks_unbound, memory_order_relaxed);
+  for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next) {
+    *batches += atomic_load_explicit(&r->refused_batches, memory_order_relaxed);
+    *tasks += atomic_load_explicit(&r->refused_tasks, memory_order_relaxed);
   }
 }
 

@@ -746,6 +746,11 @@ static void tick(sender *s) {
   uint64_t now = uv_now(&s->loop);
   s->buffer.now_ms = now;
   uint64_t taken = tw__drain_run(&s->drain);
+  /* A full resend buffer refuses new batches and tasks (record.c). */
+  if (atomic_load_explicit(&s->agent->admit_pressure, memory_order_relaxed) !=
+      (int)s->drain.out_of_room)
+    atomic_store_explicit(&s->agent->admit_pressure, s->drain.out_of_room,
+                          memory_order_relaxed);
   maybe_health(s);
   send_pending(s);
   check_flush(s);

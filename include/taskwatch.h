@@ -241,24 +241,27 @@ TW_EXTERN const char *tw_refusal_name(int code);
 
 /* Counters kept by the agent, for the host's own health reporting. */
 typedef struct tw_agent_stats {
-  uint64_t recorded;       /* events accepted into a ring */
-  uint64_t dropped;        /* events dropped because memory hit the cap */
-  uint64_t sent;           /* events written to the collector (resends too) */
-  uint64_t acked;          /* events acknowledged after commit */
-  uint64_t reconnects;     /* connections made after the first */
-  uint64_t buffered_bytes; /* bytes held now: rings, resend buffer, names;
-                             never above the configured buffer_bytes */
-  uint64_t conn_state;     /* a tw_conn_state: connected now or not */
-  uint64_t refusal;        /* the last tw_refusal since the agent started
-                              (kept after a later connection works); the
-                              reason's text: tw_agent_refusal() */
-  uint64_t strings_cut;    /* names, labels and error strings cut to their
-                              limit (see "Limits" below) */
-  uint64_t names_replaced; /* names and labels recorded as the overflow
-                              name: the agent's name table was full */
+  uint64_t recorded;        /* events accepted into a ring */
+  uint64_t dropped;         /* events dropped because memory hit the cap */
+  uint64_t sent;            /* events written to the collector (resends too) */
+  uint64_t acked;           /* events acknowledged after commit */
+  uint64_t reconnects;      /* connections made after the first */
+  uint64_t buffered_bytes;  /* bytes held now: rings, resend buffer, names;
+                              never above the configured buffer_bytes */
+  uint64_t conn_state;      /* a tw_conn_state: connected now or not */
+  uint64_t refusal;         /* the last tw_refusal since the agent started
+                               (kept after a later connection works); the
+                               reason's text: tw_agent_refusal() */
+  uint64_t strings_cut;     /* names, labels and error strings cut to their
+                               limit (see "Limits" below) */
+  uint64_t names_replaced;  /* names and labels recorded as the overflow
+                               name: the agent's name table was full */
+  uint64_t dropped_batches; /* batches refused whole at tw_batch_begin() */
+  uint64_t dropped_tasks;   /* tasks refused whole at tw_task_enqueue(),
+                               those enqueued into refused batches too */
   /* Room for the counters later versions add, so that the struct keeps
    * its size across the soname's versions; zero until then. */
-  uint64_t reserved[12];
+  uint64_t reserved[10];
 } tw_agent_stats;
 
 TW_EXTERN void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out);
@@ -284,6 +287,23 @@ TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
  * thread-safe, lock-free, allocation-free and syscall-free; they return
  * TW_EFULL when the event had to be dropped (the drop is counted).
  *
+ * Whole batches and tasks. When the agent must drop (its buffer is full:
+ * a collector down or slower than the host), it drops whole batches and
+ * tasks, decided when one begins: tw_batch_begin() refuses a batch while
+ * the recording thread's ring is more than 3/8 full or the resend buffer
+ * is full; tw_task_enqueue() refuses a task of an admitted batch only
+ * when that ring is more than half full (a batch of over a thousand tasks
+ * recorded in one burst at the default budget). The half kept free holds
+ * the START and the final event (finish, skip; fail or drop) of every
+ * task admitted before, so a stored task does not miss its start or its
+ * end as long as each task ends with one of them (long failure strings
+ * and calls beyond those take room of their own, and are dropped and
+ * counted when there is none). A refused batch or task still gets an id,
+ * with TW_ID_REFUSED set, and the call returns TW_EFULL; every call on
+ * that id, and every tw_task_enqueue() into a refused batch, returns
+ * TW_EFULL at once (a flag test) and counts one dropped event
+ * (tw_agent_stats: dropped_batches, dropped_tasks, dropped).
+ *
  * Limits (their values live in common/limit.h). Task names and batch
  * labels: at most 1,024 bytes. An agent instance keeps at most 4,094
  * distinct names and labels and 128 KiB of their text; further new ones
@@ -301,6 +321,9 @@ TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
  * ------------------------------------------------------------------------ */
 
 typedef uint64_t tw_id;
+
+/* Set in the id of a refused batch or task; such an id is never sent. */
+#define TW_ID_REFUSED ((tw_id)1 << 63)
 
 /* Starts a batch labelled e.g. "POST /send-notification/{email}" (copied;
  * may be NULL). Returns the batch id in *batch. */

@@ -149,7 +149,9 @@ class Stats(ctypes.Structure):
         ("refusal", ctypes.c_uint64),
         ("strings_cut", ctypes.c_uint64),
         ("names_replaced", ctypes.c_uint64),
-        ("reserved", ctypes.c_uint64 * 12),
+        ("dropped_batches", ctypes.c_uint64),
+        ("dropped_tasks", ctypes.c_uint64),
+        ("reserved", ctypes.c_uint64 * 10),
     ]
 
 

@@ -768,6 +768,94 @@ static bool health_reports(fake_collector *fc, void *arg) {
   return reported == *(uint64_t *)arg;
 }
 
+/* Whole batches or none: batches of three tasks recorded while no
+ * collector listens, until the agent refuses some. When the collector
+ * comes, every batch it stores has its three tasks and every task its
+ * enqueue, start and finish; nothing refers to a refused id; the drops are
+ * counted as batches, tasks and events. At the smallest budget (a quick
+ * overflow) and at the default one. */
+#define WHOLE_TASKS 3
+static void drops_whole_batches(size_t budget, uint64_t batches) {
+  char dir[] = "/tmp/twwhole.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char url[128];
+  snprintf(url, sizeof(url), "unix:%s/absent.sock", dir);
+  tw_agent *a = agent_to(url, budget, 200);
+  uint64_t refused_batches = 0, refused_tasks = 0, refused_calls = 0;
+  for (uint64_t i = 0; i < batches; i++) {
+    tw_id b, t[WHOLE_TASKS];
+    int rc = tw_batch_begin(a, "whole", &b);
+    assert_true(rc == 0 || rc == TW_EFULL);
+    assert_int_equal(rc == TW_EFULL, (b & TW_ID_REFUSED) != 0);
+    refused_batches += rc == TW_EFULL;
+    refused_calls += rc == TW_EFULL;
+    for (uint32_t k = 0; k < WHOLE_TASKS; k++) {
+      rc = tw_task_enqueue(a, b, k, "part", TW_MODE_LOOP, &t[k]);
+      assert_int_equal(rc == TW_EFULL, (t[k] & TW_ID_REFUSED) != 0);
+      if (b & TW_ID_REFUSED)
+        assert_int_equal(rc, TW_EFULL);
+      refused_tasks += rc == TW_EFULL;
+      refused_calls += rc == TW_EFULL;
+    }
+    for (uint32_t k = 0; k < WHOLE_TASKS; k++) {
+      int r1 = tw_task_start(a, t[k]), r2 = tw_task_finish(a, t[k]);
+      if (t[k] & TW_ID_REFUSED) {
+        assert_int_equal(r1, TW_EFULL);
+        assert_int_equal(r2, TW_EFULL);
+        refused_calls += 2;
+      } else {
+        assert_int_equal(r1, 0); /* an admitted task keeps its events */
+        assert_int_equal(r2, 0);
+      }
+    }
+  }
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_true(refused_batches > 0);
+  assert_int_equal(st.dropped_batches, refused_batches);
+  assert_int_equal(st.dropped_tasks, refused_tasks);
+  assert_int_equal(st.dropped, refused_calls);
+  assert_true(st.buffered_bytes <= (budget ? budget : TW_DEFAULT_BUFFER_BYTES));
+
+  fake_collector *fc = fake_start();
+  char target[160];
+  snprintf(target, sizeof(target), "%s/absent.sock", dir);
+  assert_int_equal(symlink(fake_url(fc) + strlen("unix:"), target), 0);
+  assert_int_equal(tw_agent_flush(a, 30000), 0);
+  fake_lock(fc);
+  assert_sequence_clean(fc);
+  fake_instance *in = fake_instance_at(fc, 0);
+  assert_non_null(in);
+  size_t nbatch = count_kind(in, PROTO_EV_BATCH);
+  size_t ntask = count_kind(in, PROTO_EV_ENQUEUE);
+  assert_int_equal(nbatch, batches - refused_batches);
+  assert_int_equal(ntask, nbatch * WHOLE_TASKS);
+  assert_int_equal(count_kind(in, PROTO_EV_START), ntask);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), ntask);
+  for (size_t i = 0; i < in->count; i++) {
+    const fake_event *e = &in->events[i];
+    assert_true((e->task & TW_ID_REFUSED) == 0);
+    assert_true((e->batch & TW_ID_REFUSED) == 0);
+    if (e->kind == PROTO_EV_ENQUEUE) {
+      assert_non_null(find(in, PROTO_EV_START, e->task));
+      assert_non_null(find(in, PROTO_EV_FINISH, e->task));
+    }
+  }
+  fake_unlock(fc);
+  tw_agent_free(a);
+  fake_free(fc);
+  unlink(target);
+  rmdir(dir);
+}
+
+static void whole_batches_or_none(void **state) {
+  (void)state;
+  /* The smallest budget overflows after a few thousand batches. */
+  drops_whole_batches(1024 * 1024, 20000);
+  /* The default one after a few hundred thousand events. */
+  drops_whole_batches(0, 200000);
+}
+
 static void cap_drops_and_reports(void **state) {
   (void)state;
   char dir[] = "/tmp/twcap.XXXXXX";
@@ -1309,6 +1397,7 @@ int main(void) {
       cmocka_unit_test(record_in_exit_destructor_rebinds),
       cmocka_unit_test(many_threads_fit_the_default_budget),
       cmocka_unit_test(cap_drops_and_reports),
+      cmocka_unit_test(whole_batches_or_none),
       cmocka_unit_test(shutdown_accounts_for_every_event),
       cmocka_unit_test(slow_acks_drop_nothing_at_the_default_budget),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
