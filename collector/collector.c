@@ -13,14 +13,20 @@
 
 #include "args.h"
 #include "log.h"
+#include "metrics.h"
+#include "otlp.h"
 #include "proto.h"
+#include "schema.h"
 #include "server.h"
 #include "stop.h"
 #include "store.h"
+#include "taskwatch.h"
+#include "track.h"
 #include "url.h"
 #include "xalloc.h"
 
-#define DEFAULT_LISTEN "tcp://127.0.0.1:7460"
+/* Where agents look by default: the collector listens there too. */
+#define DEFAULT_LISTEN TW_DEFAULT_COLLECTOR
 #define MAX_LISTEN 16
 
 typedef struct options {
@@ -38,6 +44,11 @@ typedef struct options {
   long long max_tasks;
   int64_t flush_us;
   int log_level;
+  const char *metrics_listen;
+  double buckets[METRICS_MAX_BUCKETS];
+  size_t nbuckets;
+  long long max_series;
+  const char *otlp_endpoint;
 } options;
 
 #define STRINGIFY_(x) #x
@@ -55,7 +66,7 @@ static const char usage_text[] =
     "\n"
     "Options:\n"
     "  --db PATH                  store file, created when missing (default\n"
-    "                             taskwatch.db)\n"
+    "                             $TASKWATCH_DB, else taskwatch.db)\n"
     "  --listen URL               tcp://HOST:PORT or unix:/PATH, repeatable\n"
     "                             (default " DEFAULT_LISTEN ")\n"
     "  --socket-mode MODE         permissions of unix: sockets, in octal\n"
@@ -82,10 +93,22 @@ static const char usage_text[] =
     "  --flush-ms DUR             longest a batch fills before its commit\n"
     "                             (default 10ms)\n"
     "  --log-level LEVEL          error, warn, info (default) or debug\n"
+    "  --metrics-listen URL       serve Prometheus metrics at URL/metrics,\n"
+    "                             tcp://HOST:PORT (default: off)\n"
+    "  --metrics-buckets LIST     run and wait time buckets in seconds\n"
+    "                             (default 0.005,0.01,...,1800,3600)\n"
+    "  --metrics-max-series N     (service, task) pairs before the rest\n"
+    "                             count as task=\"(other)\" (default 1000)\n"
+    "  --otlp-endpoint URL        export finished tasks as OTLP/HTTP JSON\n"
+    "                             spans to URL/v1/traces (default:\n"
+    "                             $OTEL_EXPORTER_OTLP_ENDPOINT, else off)\n"
     "  -h, --help                 print this help and exit\n"
     "\n"
     "A duration DUR takes units (250ms, 30s, 2m, 1.5h, 7d); a bare number\n"
     "counts in the unit the option names: seconds, days or milliseconds.\n"
+    "\n"
+    "The OTLP export also reads OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the\n"
+    "whole URL) and OTEL_EXPORTER_OTLP_HEADERS (k1=v1,k2=v2).\n"
     "\n"
     "Exit status: 0 after SIGTERM or SIGINT, 1 when the store or a listener\n"
     "cannot be set up, 2 for a bad argument.\n";
@@ -105,6 +128,10 @@ enum {
   OPT_MAX_TASKS,
   OPT_FLUSH_MS,
   OPT_LOG_LEVEL,
+  OPT_METRICS_LISTEN,
+  OPT_METRICS_BUCKETS,
+  OPT_METRICS_MAX_SERIES,
+  OPT_OTLP_ENDPOINT,
 };
 
 static const struct option long_options[] = {
@@ -122,6 +149,10 @@ static const struct option long_options[] = {
     {"max-tasks", required_argument, NULL, OPT_MAX_TASKS},
     {"flush-ms", required_argument, NULL, OPT_FLUSH_MS},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+    {"metrics-buckets", required_argument, NULL, OPT_METRICS_BUCKETS},
+    {"metrics-max-series", required_argument, NULL, OPT_METRICS_MAX_SERIES},
+    {"otlp-endpoint", required_argument, NULL, OPT_OTLP_ENDPOINT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -168,6 +199,38 @@ static int set_listen(const args *a, options *o) {
   return 0;
 }
 
+/* The exports' options (docs/export.md). */
+static int apply_export_option(const args *a, int c, options *o) {
+  int n;
+  switch (c) {
+  case OPT_METRICS_LISTEN: {
+    url u;
+    int rc = tw__url_parse(a->value, URL_LISTEN, &u);
+    if (rc == URL_E_SCHEME || rc == URL_E_TLS || (rc == 0 && u.scheme != URL_TCP))
+      return args_invalid(a, "tcp://HOST:PORT");
+    if (rc != 0)
+      return args_error(a, "invalid %s '%s': %s", a->name, a->value,
+                        tw__url_strerror(rc));
+    o->metrics_listen = a->value;
+    return 0;
+  }
+  case OPT_METRICS_BUCKETS:
+    n = metrics_parse_buckets(a->value, o->buckets, METRICS_MAX_BUCKETS);
+    if (n < 0)
+      return args_invalid(a, "increasing seconds above 0 separated by "
+                             "commas, such as 0.1,1,10 (at most 64)");
+    o->nbuckets = (size_t)n;
+    return 0;
+  case OPT_METRICS_MAX_SERIES:
+    return args_int(a, 1, 100000, &o->max_series);
+  case OPT_OTLP_ENDPOINT:
+    o->otlp_endpoint = a->value;
+    return 0;
+  default:
+    return ARGS_USAGE;
+  }
+}
+
 /* Applies one option; returns 0 or ARGS_USAGE. */
 static int apply_option(const args *a, int c, options *o) {
   static const char *const syncs[] = {"normal", "full", NULL};
@@ -205,7 +268,7 @@ static int apply_option(const args *a, int c, options *o) {
       return args_invalid(a, "one of error, warn, info, debug");
     return 0;
   default:
-    return ARGS_USAGE;
+    return apply_export_option(a, c, o);
   }
 }
 
@@ -219,7 +282,7 @@ static int has_unix_listener(const options *o) {
 /* Returns -1 when --help was printed, 0, or the exit status 2. */
 static int parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof(*o));
-  o->db = "taskwatch.db";
+  o->db = schema_default_db();
   o->socket_mode = -1;
   o->socket_gid = -1;
   o->max_connections = 1024;
@@ -227,6 +290,10 @@ static int parse_args(int argc, char **argv, options *o) {
   o->handshake_timeout_us = 10 * SEC;
   o->flush_us = 10000;
   o->log_level = LOG_INFO;
+  o->max_series = METRICS_DEFAULT_MAX_SERIES;
+  static const double default_buckets[] = METRICS_DEFAULT_BUCKETS;
+  o->nbuckets = sizeof(default_buckets) / sizeof(default_buckets[0]);
+  memcpy(o->buckets, default_buckets, sizeof(default_buckets));
   args a;
   args_init(&a, "collector", argc, argv, "h", long_options);
   int c;
@@ -318,16 +385,81 @@ static void log_summary(const store_stats *stats, const server_summary *sum) {
           left ? " note=\"" STOP_UNCOMMITTED_NOTE "\"" : "");
 }
 
+#define MAX_OTLP_HEADERS 32
+
+/* The OTLP settings: --otlp-endpoint, else the OpenTelemetry variables.
+ * Returns 0 (oc->url NULL when the export is off) or the exit status 2
+ * after a one-line message. */
+static int otlp_settings(const options *o, otlp_config *oc, char **headers) {
+  const char *traces = getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+  const char *base = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+  const char *name = "--otlp-endpoint", *value = o->otlp_endpoint;
+  memset(oc, 0, sizeof(*oc));
+  oc->db_path = o->db;
+  if (value == NULL && traces && *traces) {
+    name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+    value = traces;
+  } else if (value == NULL && base && *base) {
+    name = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    value = base;
+  }
+  if (value == NULL)
+    return 0;
+  /* The traces variable is the whole URL; the others are a base. */
+  char *url =
+      value == traces
+          ? (strncmp(value, "http", 4) == 0 ? otlp_traces_url(value) : NULL)
+          : otlp_traces_url(value);
+  if (url && value == traces) {
+    free(url);
+    url = xstrdup(value);
+  }
+  if (url == NULL)
+    return args_fail("collector",
+                     "invalid %s '%s': expected an http:// or https:// URL",
+                     name, value);
+  const char *env = getenv("OTEL_EXPORTER_OTLP_HEADERS"), *why = NULL;
+  int n = env ? otlp_parse_headers(env, headers, MAX_OTLP_HEADERS, &why) : 0;
+  if (n < 0) {
+    free(url);
+    return args_fail("collector", "invalid OTEL_EXPORTER_OTLP_HEADERS: %s",
+                     why);
+  }
+  oc->url = url;
+  oc->headers = (const char *const *)headers;
+  oc->nheaders = (size_t)n;
+  return 0;
+}
+
+static void otlp_settings_free(otlp_config *oc, char **headers) {
+  free((char *)oc->url);
+  for (size_t i = 0; i < oc->nheaders; i++)
+    free(headers[i]);
+}
+
 int collector_main(int argc, char **argv) {
   options o;
   int rc = parse_args(argc, argv, &o);
   if (rc)
     return rc < 0 ? 0 : rc;
   log_set_level(o.log_level);
+  otlp_config oc;
+  char *otlp_headers[MAX_OTLP_HEADERS];
+  if ((rc = otlp_settings(&o, &oc, otlp_headers)) != 0)
+    return rc;
+  export_config ec = {o.metrics_listen,
+                      o.buckets,
+                      o.nbuckets,
+                      (size_t)o.max_series,
+                      TRACK_DEFAULT_MAX_TASKS,
+                      oc.url ? &oc : NULL,
+                      o.db};
   size_t token_len = 0;
   char *token = NULL;
-  if (o.token_file && (token = read_token(o.token_file, &token_len)) == NULL)
+  if (o.token_file && (token = read_token(o.token_file, &token_len)) == NULL) {
+    otlp_settings_free(&oc, otlp_headers);
     return 1;
+  }
   raise_fd_limit();
   /* The writer is SQLite's only heavy user: its global allocation
    * statistics would cost a mutex round trip per malloc. */
@@ -344,12 +476,14 @@ int collector_main(int argc, char **argv) {
     fprintf(stderr, "taskwatch collector: cannot open %s: %s\n", o.db, err);
     free(err);
     free(token);
+    otlp_settings_free(&oc, otlp_headers);
     return 1;
   }
   if (open_reader(o.db, &reader) != 0) {
     sqlite3_close(reader);
     store_close(st);
     free(token);
+    otlp_settings_free(&oc, otlp_headers);
     return 1;
   }
   server_config cfg = {o.listen,
@@ -364,7 +498,8 @@ int collector_main(int argc, char **argv) {
                        o.flush_us / 1000,
                        (size_t)8 << 20,
                        sc.retain_us > 0 || sc.retain_fail_us > 0 ||
-                           sc.max_tasks > 0};
+                           sc.max_tasks > 0,
+                       &ec};
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);
   store_stats stats;
@@ -374,5 +509,6 @@ int collector_main(int argc, char **argv) {
   if (sum.started)
     log_summary(&stats, &sum);
   free(token);
+  otlp_settings_free(&oc, otlp_headers);
   return rc;
 }

@@ -10,13 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "export.h"
 #include "store.h"
 
 typedef struct server_config {
   const char *const *listen; /* URLs: tcp://HOST:PORT, unix:/PATH */
   size_t nlisten;
-  int socket_mode;  /* permissions of unix sockets, e.g. 0600 */
-  long socket_gid;  /* their group; -1: the collector's own */
+  int socket_mode;   /* permissions of unix sockets, e.g. 0600 */
+  long socket_gid;   /* their group; -1: the collector's own */
   const char *token; /* NULL: no token required */
   size_t token_len;
   int max_connections;
@@ -25,6 +26,7 @@ typedef struct server_config {
   int64_t flush_ms;      /* how long a batch may fill before its commit */
   size_t high_watermark; /* batch bytes that pause reading */
   int prune;             /* run retention steps */
+  const export_config *exports; /* metrics and OTLP; NULL: none */
 } server_config;
 
 /* Figures printed at exit. */

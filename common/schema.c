@@ -4,6 +4,8 @@
  */
 #include "schema.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 
 #define STRINGIFY_(x) #x
@@ -30,6 +32,18 @@ const char *schema_status_name(int status) {
   if (status < 0 || status >= SCHEMA_STATUS_COUNT)
     return NULL;
   return status_names[status];
+}
+
+int schema_status_severity(int status) {
+#define SCHEMA_SEVERITY_CASE(state, severity)                                  \
+  case SCHEMA_##state:                                                         \
+    return severity;
+  switch (status) {
+    SCHEMA_SEVERITY_MAP(SCHEMA_SEVERITY_CASE)
+  default:
+    return 0;
+  }
+#undef SCHEMA_SEVERITY_CASE
 }
 
 int schema_status_code(const char *name) {
@@ -77,7 +91,8 @@ static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
                           "  id INTEGER PRIMARY KEY,\n"
                           "  agent INTEGER NOT NULL,\n"
                           "  label TEXT,\n"
-                          "  created_at INTEGER NOT NULL\n"
+                          "  created_at INTEGER NOT NULL,\n"
+                          "  traceparent TEXT\n"
                           ");\n"
                           "CREATE TABLE IF NOT EXISTS tasks (\n"
                           "  id INTEGER PRIMARY KEY,\n"
@@ -118,7 +133,11 @@ static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
                           "CREATE TABLE IF NOT EXISTS meta (\n"
                           "  key TEXT PRIMARY KEY,\n"
                           "  value\n"
-                          ") WITHOUT ROWID;\n";
+                          ") WITHOUT ROWID;\n"
+                          "CREATE TABLE IF NOT EXISTS export_queue (\n"
+                          "  seq INTEGER PRIMARY KEY,\n"
+                          "  batch INTEGER NOT NULL\n"
+                          ");\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */
@@ -234,6 +253,16 @@ int schema_apply(sqlite3 *db, char **err) {
   if (rc != SQLITE_OK)
     return rc;
   rc = sqlite3_exec(db, ddl, NULL, NULL, err);
+  /* Version 4 added a column to a table older versions have. */
+  int64_t has_link = 1;
+  if (rc == SQLITE_OK && version > 0 && version < 4 &&
+      (rc = query_int(db,
+                      "SELECT count(*) FROM pragma_table_info('batches') "
+                      "WHERE name = 'traceparent'",
+                      &has_link)) == SQLITE_OK &&
+      !has_link)
+    rc = sqlite3_exec(db, "ALTER TABLE batches ADD COLUMN traceparent TEXT",
+                      NULL, NULL, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, obsolete, NULL, NULL, err);
   if (rc == SQLITE_OK)
@@ -252,4 +281,9 @@ int schema_apply(sqlite3 *db, char **err) {
 fail:
   *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
   return rc;
+}
+
+const char *schema_default_db(void) {
+  const char *env = getenv("TASKWATCH_DB");
+  return env != NULL && env[0] != '\0' ? env : SCHEMA_DEFAULT_DB;
 }

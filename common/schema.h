@@ -8,9 +8,10 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 /* The oldest version the readers (top, query) read: version 3 changed
- * only indexes, which they do not name. */
+ * only indexes, which they do not name; version 4 added a table only the
+ * OTLP exporter reads. */
 #define SCHEMA_READ_MIN 2
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
@@ -105,12 +106,40 @@ enum schema_status {
 /* The assignment that marks a task lost. */
 #define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
 
+/*
+ * How bad each state is, for lists ordered "worst first" (the dashboard's
+ * sort by status): X(STATE, severity), highest first. The SQL expression
+ * and schema_status_severity() both come from this table.
+ */
+#define SCHEMA_SEVERITY_MAP(X)                                                 \
+  X(FAILED, 6)                                                                 \
+  X(LOST, 5)                                                                   \
+  X(DROPPED, 4)                                                                \
+  X(SKIPPED, 3)                                                                \
+  X(RUNNING, 2)                                                                \
+  X(QUEUED, 1)                                                                 \
+  X(SUCCEEDED, 0)
+#define SCHEMA_SQL_SEVERITY_WHEN(state, severity)                              \
+  " WHEN " SCHEMA_SQL_CODE(state) " THEN " #severity
+/* The severity of `status` as an SQL expression. */
+#define SCHEMA_SQL_SEVERITY                                                    \
+  "(CASE status" SCHEMA_SEVERITY_MAP(SCHEMA_SQL_SEVERITY_WHEN) " ELSE 0 END)"
+/* The severity of a state code; 0 for an out-of-range value. */
+int schema_status_severity(int status);
+
 /* "queued", "running", ...; NULL for an out-of-range value. */
 const char *schema_status_name(int status);
 /* The code for a state name, or -1. */
 int schema_status_code(const char *name);
 /* "loop" or "threadpool"; NULL for an out-of-range value. */
 const char *schema_mode_name(int mode);
+
+/* The store's path when a command is given no --db: TASKWATCH_DB when it
+ * is set and not empty, else SCHEMA_DEFAULT_DB in the current directory,
+ * the same for the collector that writes it and top and query that read
+ * it. Points into the environment or static storage. */
+#define SCHEMA_DEFAULT_DB "taskwatch.db"
+const char *schema_default_db(void);
 
 /* What a database is to taskwatch (schema_identify()). */
 enum schema_identity {
@@ -152,12 +181,14 @@ int schema_check_ours(sqlite3 *db, char **err);
 /*
  * Creates the tables and indexes when the database is new, upgrades an
  * older version (version 3 replaced the indexes tasks_enqueued and
- * tasks_name with tasks_time, rebuilt on the first open), checks the
- * version when it is not, and marks the store with SCHEMA_APPLICATION_ID
- * (stores of earlier versions get it here). Returns SQLITE_OK, or an
- * SQLite error code with a message in *err (sqlite3_free() it) - a
- * database that is not a taskwatch store (schema_identify()) or one of a
- * newer schema version is SQLITE_MISMATCH, and is left unchanged.
+ * tasks_name with tasks_time, rebuilt on the first open; version 4 added
+ * the table export_queue and the column batches.traceparent), checks the
+ * version when it is not, and marks
+ * the store with SCHEMA_APPLICATION_ID (stores of earlier versions get it
+ * here). Returns SQLITE_OK, or an SQLite error code with a message in *err
+ * (sqlite3_free() it) - a database that is not a taskwatch store
+ * (schema_identify()) or one of a newer schema version is
+ * SQLITE_MISMATCH, and is left unchanged.
  */
 int schema_apply(sqlite3 *db, char **err);
 
