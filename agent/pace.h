@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define PACE_BATCH 2048.0  /* records a drain aims to take */
-#define PACE_FILL 0.125    /* the fullest ring's share at a drain, at most */
+#define PACE_FILL 0.0625   /* the fullest ring's share at a drain, at most */
 #define PACE_FILL_NOW 0.25 /* past this, drain again at once */
 #define PACE_MIN_MS 1u
 #define PACE_MAX_MS 50u

@@ -393,13 +393,14 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
     return TW_EINVAL;
   ring *r = thread_ring(agent);
   *task = take_id(agent, r);
-  ring_record *w;
-  if ((batch & TW_ID_REFUSED) || !ring_below(r, 2, RING_ADMIT_TASK) ||
-      (w = reserve(r, 2)) == NULL) {
+  if ((batch & TW_ID_REFUSED) || !ring_below(r, 2, RING_ADMIT_TASK)) {
     *task |= TW_ID_REFUSED;
     COUNT(agent, r, refused_tasks, 1);
     return drop(agent, r);
   }
+  /* Below the mark, the ring has the two slots. */
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  ring_record *w = &r->slots[head & r->mask];
   uint32_t name_ref = name_id(agent, r, name);
   w->kind = PROTO_EV_ENQUEUE;
   w->mode = (uint8_t)mode;
@@ -408,7 +409,6 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   w->time = tw__clock_now();
   w->a = *task;
   w->b = batch;
-  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
   ring_enqueue_tail *t = (ring_enqueue_tail *)&r->slots[(head + 1) & r->mask];
   t->name = name_ref;
   t->thread = tls.thread;
