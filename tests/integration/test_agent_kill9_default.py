@@ -33,7 +33,10 @@ def sanitized():
 
 def main():
     rate = 2000 if sanitized() else 10000
-    batches = rate * 8  # eight seconds: room for three kills
+    # Fourteen seconds: three kills about three seconds apart, each restart
+    # given the time to take the backlog before the next kill (a collector
+    # killed again before it caught up would make one long outage).
+    batches = rate * 14
     rnd = random.Random(17)
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -46,7 +49,7 @@ def main():
                                   "--rate", str(rate))
                 kills = 0
                 for _ in range(KILLS):
-                    time.sleep(rnd.uniform(1.0, 1.8))
+                    time.sleep(rnd.uniform(2.5, 3.5))
                     if proc.poll() is not None:
                         break
                     col.kill9()
