@@ -467,8 +467,8 @@ void tw__ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
 }
 
 /* A record with up to three strings after its first slot (FAIL, DROP,
- * LINK). A string longer than its limit is cut to it at a character boundary and
- * marked; so is the detail (then the message) when the record would fill
+ * LINK). A string longer than its limit is cut to it at a character boundary
+ * and marked; so is the detail (then the message) when the record would fill
  * more than half its ring (a ring under 128 KiB: threads past the first
  * nine at the default budget). Each cut is counted. */
 static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
