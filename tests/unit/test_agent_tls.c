@@ -140,7 +140,7 @@ static tw_agent *agent(const char *url, const char *ca) {
 static void refused(tw_agent *a, const char *want) {
   char why[LIMIT_REFUSAL_TEXT] = "";
   for (int waited = 0; waited < 10000; waited += 5) {
-    if (tw__sender_refusal(a, why, sizeof(why)) == TW_EPROTO &&
+    if (tw__sender_refusal(a, why, sizeof(why)) == TW_REFUSAL_TLS &&
         strstr(why, want) != NULL)
       return;
     struct timespec ts = {0, 5 * 1000000};
