@@ -375,7 +375,7 @@ static int conn_write(sender *s, uv_write_t *req, const uint8_t *p, size_t n,
     return uv_write(req, &s->conn.stream, &b, 1, cb);
   }
   if (tw__conn_tls_write(s->tls, p, n) != 0) {
-    refuse(s, TW_REFUSAL_TLS, "TLS: %s", tw__conn_tls_error(s->tls));
+    refuse(s, TW_REFUSAL_TLS, "%s", tw__conn_tls_error(s->tls));
     return -1;
   }
   return tls_flush(s, req, cb);
@@ -625,8 +625,7 @@ static void send_hello(sender *s);
 static void tls_failed(sender *s) {
   const char *why = tw__conn_tls_error(s->tls);
   if (*why != '\0')
-    refuse(s, TW_REFUSAL_TLS, "TLS%s: %s", s->tls_up ? "" : " handshake failed",
-           why);
+    refuse(s, TW_REFUSAL_TLS, "%s%s", s->tls_up ? "" : "handshake: ", why);
   disconnect(s);
 }
 
@@ -668,8 +667,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   if (nread < 0) {
     if (s->tls != NULL && !s->tls_up)
       refuse(s, TW_REFUSAL_TLS,
-             "TLS handshake failed: the collector closed the connection "
-             "(is its listener tls://?)");
+             "handshake: the collector closed the connection (is its "
+             "listener tls://?)");
     disconnect(s);
     return;
   }

@@ -236,7 +236,7 @@ typedef enum tw_conn_state {
   XX(REFUSED, 4, "refused by the collector")                                   \
   XX(STORE_LOST, 5, "the collector's store lost acknowledged events")          \
   XX(PROTOCOL, 6, "protocol error")                                            \
-  XX(TLS, 7, "TLS handshake failed")
+  XX(TLS, 7, "TLS failure")
 
 typedef enum tw_refusal {
 #define TW__REFUSAL_ENUM(name, value, text) TW_REFUSAL_##name = (value),
