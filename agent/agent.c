@@ -119,6 +119,9 @@ int tw_config_from_env(tw_config *cfg) {
   cfg->collector = getenv("TASKWATCH_COLLECTOR");
   cfg->service = getenv("TASKWATCH_SERVICE");
   cfg->token = getenv("TASKWATCH_TOKEN");
+  cfg->tls_ca = getenv("TASKWATCH_TLS_CA");
+  cfg->tls_cert = getenv("TASKWATCH_TLS_CERT");
+  cfg->tls_key = getenv("TASKWATCH_TLS_KEY");
   if ((s = getenv("TASKWATCH_BUFFER_BYTES")) != NULL && *s != '\0') {
     uint64_t bytes;
     if (tw__size_parse(s, SIZE_MAX, &bytes) == 0)
@@ -228,7 +231,12 @@ static int agent_setup(tw_agent *a, const tw_config *cfg) {
   a->service = copy_string(service);
   a->host = copy_string(host);
   a->token = copy_string(cfg->token ? cfg->token : "");
-  if (!a->collector || !a->service || !a->host || !a->token)
+  a->tls_ca = copy_string(cfg->tls_ca);
+  a->tls_cert = copy_string(cfg->tls_cert);
+  a->tls_key = copy_string(cfg->tls_key);
+  if (!a->collector || !a->service || !a->host || !a->token ||
+      (cfg->tls_ca && !a->tls_ca) || (cfg->tls_cert && !a->tls_cert) ||
+      (cfg->tls_key && !a->tls_key))
     return TW_ENOMEM;
   a->cap = cfg->buffer_bytes ? cfg->buffer_bytes : TW_DEFAULT_BUFFER_BYTES;
   if (a->cap < LIMIT_AGENT_BUFFER_MIN)
@@ -251,6 +259,9 @@ static void agent_destroy(tw_agent *a) {
   free(a->service);
   free(a->host);
   free(a->token);
+  free(a->tls_ca);
+  free(a->tls_cert);
+  free(a->tls_key);
   free(a);
 }
 

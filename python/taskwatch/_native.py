@@ -132,7 +132,10 @@ class Config(ctypes.Structure):
         ("token", ctypes.c_char_p),
         ("buffer_bytes", ctypes.c_size_t),
         ("flush_timeout_ms", ctypes.c_uint),
-        ("reserved", ctypes.c_void_p * 16),
+        ("tls_ca", ctypes.c_char_p),
+        ("tls_cert", ctypes.c_char_p),
+        ("tls_key", ctypes.c_char_p),
+        ("reserved", ctypes.c_void_p * 13),
     ]
 
 
