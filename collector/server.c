@@ -882,7 +882,8 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
     free(s);
     return 1;
   }
-  s->in = ingest_new(db, cfg->lost_after_ms, (int64_t)uv_now(&s->loop));
+  s->in = ingest_new(db, cfg->lost_after_ms, cfg->max_clock_skew_us,
+                     (int64_t)uv_now(&s->loop));
   /* The listeners before the writer thread: the store is this thread's
    * until then, to record the addresses a second collector names.
    * Nothing is accepted before uv_run(). */

@@ -15,16 +15,17 @@
 typedef struct server_config {
   const char *const *listen; /* URLs: tcp://HOST:PORT, unix:/PATH */
   size_t nlisten;
-  int socket_mode;  /* permissions of unix sockets, e.g. 0600 */
-  long socket_gid;  /* their group; -1: the collector's own */
+  int socket_mode;   /* permissions of unix sockets, e.g. 0600 */
+  long socket_gid;   /* their group; -1: the collector's own */
   const char *token; /* NULL: no token required */
   size_t token_len;
   int max_connections;
   int64_t handshake_timeout_ms; /* also the limit for finishing a frame */
   int64_t lost_after_ms;
-  int64_t flush_ms;      /* how long a batch may fill before its commit */
-  size_t high_watermark; /* batch bytes that pause reading */
-  int prune;             /* run retention steps */
+  int64_t flush_ms;          /* how long a batch may fill before its commit */
+  size_t high_watermark;     /* batch bytes that pause reading */
+  int prune;                 /* run retention steps */
+  int64_t max_clock_skew_us; /* events further ahead are clamped */
 } server_config;
 
 /* Figures printed at exit. */

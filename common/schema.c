@@ -65,7 +65,8 @@ static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
                           "  events INTEGER NOT NULL DEFAULT 0,\n"
                           "  dropped INTEGER NOT NULL DEFAULT 0,\n"
                           "  reconnects INTEGER NOT NULL DEFAULT 0,\n"
-                          "  last_event_at INTEGER\n"
+                          "  last_event_at INTEGER,\n"
+                          "  last_received_at INTEGER\n"
                           ");\n"
                           "CREATE TABLE IF NOT EXISTS strings (\n"
                           "  agent INTEGER NOT NULL,\n"
@@ -206,6 +207,39 @@ int schema_check_ours(sqlite3 *db, char **err) {
   return SQLITE_MISMATCH;
 }
 
+/* Columns added after a table's first version: ALTER TABLE for a store
+ * made before them (CREATE TABLE IF NOT EXISTS leaves its tables as they
+ * are). Asked of the table itself, so it holds whatever the version
+ * number says. */
+static const struct {
+  const char *table, *column, *alter;
+} added_columns[] = {
+    {"agents", "last_received_at",
+     "ALTER TABLE agents ADD COLUMN last_received_at INTEGER"},
+};
+
+static int add_columns(sqlite3 *db, char **err) {
+  for (size_t i = 0; i < sizeof(added_columns) / sizeof(added_columns[0]);
+       i++) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2", -1,
+        &st, NULL);
+    if (rc != SQLITE_OK) {
+      *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+      return rc;
+    }
+    sqlite3_bind_text(st, 1, added_columns[i].table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, added_columns[i].column, -1, SQLITE_STATIC);
+    int present = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (!present && (rc = sqlite3_exec(db, added_columns[i].alter, NULL, NULL,
+                                       err)) != SQLITE_OK)
+      return rc;
+  }
+  return SQLITE_OK;
+}
+
 int schema_apply(sqlite3 *db, char **err) {
   int64_t version, app;
   int rc = schema_check_ours(db, err);
@@ -234,6 +268,8 @@ int schema_apply(sqlite3 *db, char **err) {
   if (rc != SQLITE_OK)
     return rc;
   rc = sqlite3_exec(db, ddl, NULL, NULL, err);
+  if (rc == SQLITE_OK)
+    rc = add_columns(db, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, obsolete, NULL, NULL, err);
   if (rc == SQLITE_OK)

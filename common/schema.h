@@ -8,9 +8,11 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 /* The oldest version the readers (top, query) read: version 3 changed
- * only indexes, which they do not name. */
+ * only indexes, which they do not name; version 4 added
+ * agents.last_received_at, which readers ask for through
+ * reader_agent_seen_sql() (common/reader.h). */
 #define SCHEMA_READ_MIN 2
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
@@ -102,6 +104,10 @@ enum schema_status {
 /* Succeeded, worded so that SQLite does not take it for an index term
  * (unary +): for scans that must walk another index in order. */
 #define SCHEMA_SQL_SUCCEEDED_NO_INDEX "+status = " SCHEMA_SQL_CODE(SUCCEEDED)
+/* The name of a task stored from events whose ENQUEUE the store has not
+ * seen (batch 0 too), until that ENQUEUE arrives (docs/schema.md). */
+#define SCHEMA_ORPHAN_NAME "(enqueue not received)"
+
 /* The assignment that marks a task lost. */
 #define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
 
@@ -152,7 +158,8 @@ int schema_check_ours(sqlite3 *db, char **err);
 /*
  * Creates the tables and indexes when the database is new, upgrades an
  * older version (version 3 replaced the indexes tasks_enqueued and
- * tasks_name with tasks_time, rebuilt on the first open), checks the
+ * tasks_name with tasks_time, rebuilt on the first open; version 4 added
+ * agents.last_received_at), checks the
  * version when it is not, and marks the store with SCHEMA_APPLICATION_ID
  * (stores of earlier versions get it here). Returns SQLITE_OK, or an
  * SQLite error code with a message in *err (sqlite3_free() it) - a

@@ -48,7 +48,9 @@ typedef struct data_stats {
   /* [window][p50, p95, p99] in microseconds, DATA_NULL when no task. */
   int64_t run[DATA_WINDOWS][3], wait[DATA_WINDOWS][3];
   int64_t agents, agents_connected, agents_dropped;
-  int64_t last_event_at; /* DATA_NULL when the store is empty */
+  /* When the collector last received an event (its clock, reader.h
+   * reader_agent_seen_sql()); DATA_NULL when the store is empty. */
+  int64_t last_event_at;
 } data_stats;
 
 typedef struct data_batch {

@@ -41,7 +41,7 @@ static int setup(void **state) {
   assert_int_equal(
       sqlite3_open_v2(f->path, &f->reader, SQLITE_OPEN_READONLY, NULL),
       SQLITE_OK);
-  f->in = ingest_new(f->reader, 1000, 0);
+  f->in = ingest_new(f->reader, 1000, INT64_C(300000000), 0);
   assert_non_null(f->in);
   tw__proto_buf_init(&f->buf);
   *state = f;
@@ -317,7 +317,7 @@ static void restart_reloads_instances(void **state) {
   /* A new process: the instance is known with its strings and its
    * sequence, and its queued task starts a grace period. */
   ingest_free(f->in);
-  f->in = ingest_new(f->reader, 1000, 0);
+  f->in = ingest_new(f->reader, 1000, INT64_C(300000000), 0);
   ingest_tick(f->in, 100, 2000);
   assert_int_equal(ingest_current(f->in)->nops, 1);
   assert_int_equal(ingest_current(f->in)->ops[0].kind, AGENT_OP_LOST);
@@ -465,7 +465,7 @@ static void unreadable_store_refuses_hello(void **state) {
   /* And a collector whose store cannot be read does not start. */
   assert_int_equal(sqlite3_exec(f->reader, failing_agents, NULL, NULL, NULL),
                    SQLITE_OK);
-  assert_null(ingest_new(f->reader, 1000, 0));
+  assert_null(ingest_new(f->reader, 1000, INT64_C(300000000), 0));
 }
 
 static void map_deletes_keep_lookups_whole(void **state) {
