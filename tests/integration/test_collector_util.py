@@ -248,6 +248,7 @@ class Collector:
             rc = self.proc.wait()
         self.proc = None
         self.err.close()
+        check_unmatched(self.log())
         return rc
 
     def query(self, sql, args=()):
@@ -266,6 +267,14 @@ class Collector:
             self.proc = None
         if self.own_tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def check_unmatched(log):
+    """Every event the collector received was stored or refused by rule:
+    none for an unknown task went unstored (its summary's unmatched=)."""
+    for n in re.findall(r'\bunmatched=(\d+)', log):
+        if int(n) != 0:
+            raise AssertionError('collector left events unmatched: %s' % log)
 
 
 def check(cond, what):
