@@ -312,6 +312,15 @@ static void frames(const char *path, int64_t now) {
   ctl_action(c, ACT_FAILURES, now);
   frame(c, g, now, "batches_failures_only", ACT_NONE);
   ctl_action(c, ACT_FAILURES, now);
+  /* Sorted by run time over the default window (s), then over the hour
+   * (w): every task of the window is read and sorted. */
+  s->kind = VIEW_TASKS;
+  frame(c, g, now, "tasks_by_run_15m", ACT_SORT);
+  frame(c, g, now, "tasks_by_run_1h", ACT_WINDOW);
+  s->kind = VIEW_BATCHES;
+  frame(c, g, now, "batches_by_run_1h", ACT_SORT);
+  s->window = VIEW_WINDOW_DEFAULT;
+  s->sort_column[VIEW_TASKS] = s->sort_column[VIEW_BATCHES] = DATA_BY_TIME;
   keys(c, g, now, VIEW_TASKS, ACT_DOWN, "key_down_tasks");
   keys(c, g, now, VIEW_TASKS, ACT_PAGE_DOWN, "key_pgdn_tasks");
   keys(c, g, now, VIEW_BATCHES, ACT_PAGE_DOWN, "key_pgdn_batches");

@@ -59,7 +59,10 @@ static void usage(FILE *out) {
           "                             the collector, in ms (default %u)\n"
           "  TASKWATCH_CLOCK            the agent's clock: auto (default), "
           "tsc\n"
-          "                             or monotonic\n",
+          "                             or monotonic\n"
+          "  TASKWATCH_DB               the store collector, top and query\n"
+          "                             use without --db (default\n"
+          "                             taskwatch.db)\n",
           TW_DEFAULT_BUFFER_BYTES >> 20, TW_DEFAULT_FLUSH_TIMEOUT_MS);
 }
 

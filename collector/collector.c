@@ -14,6 +14,7 @@
 #include "args.h"
 #include "log.h"
 #include "proto.h"
+#include "schema.h"
 #include "server.h"
 #include "stop.h"
 #include "store.h"
@@ -56,7 +57,7 @@ static const char usage_text[] =
     "\n"
     "Options:\n"
     "  --db PATH                  store file, created when missing (default\n"
-    "                             taskwatch.db)\n"
+    "                             $TASKWATCH_DB, else taskwatch.db)\n"
     "  --listen URL               tcp://HOST:PORT or unix:/PATH, repeatable\n"
     "                             (default " DEFAULT_LISTEN ")\n"
     "  --socket-mode MODE         permissions of unix: sockets, in octal\n"
@@ -228,7 +229,7 @@ static int has_unix_listener(const options *o) {
 /* Returns -1 when --help was printed, 0, or the exit status 2. */
 static int parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof(*o));
-  o->db = "taskwatch.db";
+  o->db = schema_default_db();
   o->socket_mode = -1;
   o->socket_gid = -1;
   o->max_connections = 1024;

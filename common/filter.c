@@ -424,6 +424,18 @@ static int op_allowed(const term *t) {
   }
 }
 
+/* 1 when SQL text names a column of agents `a` or batches `b` (a term's
+ * own text: column names, ?NNN, operators, no quoted text but ESCAPE). */
+static int names_joined(const char *sql) {
+  for (const char *p = sql; *p != '\0'; p++)
+    if ((*p == 'a' || *p == 'b') && p[1] == '.' &&
+        (p == sql ||
+         !(p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z') ||
+           (p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= '0' && p[-1] <= '9'))))
+      return 1;
+  return 0;
+}
+
 /* Appends one term's SQL, or leaves f as it was and returns -1. */
 static int add_term(filter *f, const term *t, char *err, size_t errlen) {
   size_t sql_len = f->sql.len;
@@ -448,6 +460,8 @@ static int add_term(filter *f, const term *t, char *err, size_t errlen) {
     return -1;
   }
   format_buf_puts(&f->sql, t->negate ? "), 0)" : ")");
+  if (names_joined(f->sql.data + sql_len))
+    f->uses |= FILTER_USES_JOIN;
   switch (t->key->kind) {
   case K_WORD:
     f->uses |= FILTER_USES_NAME;
@@ -564,44 +578,82 @@ static const char *lex_op(const char **p) {
 
 static const key_def word_key = {"word", K_WORD, "t.name"};
 
+/* The length of a term's key when it has one (letters and '_' followed
+ * by an operator), else 0. */
+static size_t key_length(const char *s) {
+  size_t n = 0;
+  while ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
+         s[n] == '_')
+    n++;
+  const char *after = s + n;
+  return n > 0 && lex_op(&after) != NULL ? n : 0;
+}
+
+/* The negation in front of a term, "!" or the word "not" and blanks:
+ * the bytes it takes, or 0. */
+static size_t negation_length(const char *s) {
+  if (*s == '!')
+    return 1;
+  if (strncmp(s, "not", 3) != 0 || !is_blank(s[3]))
+    return 0;
+  size_t n = 3;
+  while (is_blank(s[n]))
+    n++;
+  return n;
+}
+
+/* A bare word: the task name contains it. */
+static int lex_word(const char **p, term *t, char *err, size_t errlen) {
+  format_buf item;
+  format_buf_init(&item);
+  t->key = &word_key;
+  t->op = "=";
+  int rc = lex_item(p, &item, err, errlen);
+  if (rc == 0 && item.len > 0) {
+    format_buf glob;
+    format_buf_init(&glob);
+    format_buf_printf(&glob, "*%s*", item.data);
+    term_push(t, glob.data);
+    format_buf_fini(&glob);
+  } else if (rc == 0) {
+    rc = fail(err, errlen, "empty term");
+  }
+  format_buf_fini(&item);
+  return rc;
+}
+
 /* Parses one term starting at *p (no leading blanks). */
 static int parse_term(filter *f, const char **p, char *err, size_t errlen) {
   term t = {0};
   char show[64];
   const char *s = *p;
-  if (*s == '!' || *s == '-') {
-    t.negate = 1;
-    s++;
-  }
+  size_t neg = negation_length(s);
+  if (*s == '-')
+    return fail(err, errlen,
+                "'%s': a term cannot start with '-' (it reads as an "
+                "option); negate with !TERM or not TERM",
+                shown(s, show, sizeof(show)));
+  if (strcmp(s, "not") == 0)
+    return fail(err, errlen, "'not' needs a term after it");
+  t.negate = neg > 0;
+  s += neg;
+  if (t.negate && (*s == '!' || negation_length(s) > 0 || *s == '-'))
+    return fail(err, errlen, "'%s': one negation at a time",
+                shown(*p, show, sizeof(show)));
+  if (t.negate && (*s == '\0' || is_blank(*s)))
+    return fail(err, errlen, "'%s' needs a term after it",
+                **p == '!' ? "!" : "not");
   const char *key = s;
-  while ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_')
-    s++;
-  size_t keylen = (size_t)(s - key);
-  const char *after_key = s;
-  t.op = keylen > 0 ? lex_op(&s) : NULL;
+  size_t keylen = key_length(s);
   int rc;
-  if (t.op == NULL) {
-    /* A bare word: the task name contains it. */
-    s = key;
-    t.key = &word_key;
-    t.op = "=";
-    format_buf item;
-    format_buf_init(&item);
-    rc = lex_item(&s, &item, err, errlen);
-    if (rc == 0 && item.len > 0) {
-      format_buf glob;
-      format_buf_init(&glob);
-      format_buf_printf(&glob, "*%s*", item.data);
-      term_push(&t, glob.data);
-      format_buf_fini(&glob);
-    } else if (rc == 0) {
-      rc = fail(err, errlen, "empty term");
-    }
-    format_buf_fini(&item);
+  if (keylen == 0) {
+    rc = lex_word(&s, &t, err, errlen);
   } else {
+    s += keylen;
+    t.op = lex_op(&s);
     t.key = find_key(key, keylen);
     char name[64];
-    snprintf(name, sizeof(name), "%.*s", (int)(after_key - key), key);
+    snprintf(name, sizeof(name), "%.*s", (int)keylen, key);
     rc = t.key == NULL ? fail(err, errlen, "unknown filter key '%s'",
                               shown(name, show, sizeof(show)))
                        : lex_items(&s, &t, err, errlen);
@@ -613,6 +665,21 @@ static int parse_term(filter *f, const char **p, char *err, size_t errlen) {
   term_fini(&t);
   *p = s;
   return rc;
+}
+
+/* 1 when the term at s is a bare word without negation. */
+static int is_bare_word(const char *s) {
+  return *s != '!' && *s != '-' && negation_length(s) == 0 &&
+         strcmp(s, "not") != 0 && key_length(s) == 0;
+}
+
+/* 1 when the term text [from, to) has a key and no quote: a value that
+ * a blank may have cut short. */
+static int is_open_value(const char *from, const char *to) {
+  from += negation_length(from);
+  return key_length(from) > 0 &&
+         memchr(from, '"', (size_t)(to - from)) == NULL &&
+         memchr(from, '\'', (size_t)(to - from)) == NULL;
 }
 
 /* ---- public ----------------------------------------------------------------
@@ -637,16 +704,51 @@ void filter_free(filter *f) {
   free(f);
 }
 
+/* The reason for a value cut at a blank: the term [from, to), the word
+ * after it at `word`, and the same written with quotes. */
+static int refuse_split_value(const char *from, const char *to,
+                              const char *word, char *err, size_t errlen) {
+  const char *end = word;
+  while (*end != '\0' && !is_blank(*end))
+    end++;
+  const char *value = from + negation_length(from);
+  value += key_length(value);
+  lex_op(&value);
+  char typed[96], quoted[96], a[64], b[64];
+  snprintf(typed, sizeof(typed), "%.*s %.*s", (int)(to - from), from,
+           (int)(end - word), word);
+  snprintf(quoted, sizeof(quoted), "%.*s\"%.*s %.*s\"", (int)(value - from),
+           from, (int)(to - value), value, (int)(end - word), word);
+  return fail(err, errlen,
+              "'%s' splits at the blank; to keep it, quote the value: %s",
+              shown(typed, a, sizeof(a)), shown(quoted, b, sizeof(b)));
+}
+
+/*
+ * A bare word right after a keyed term with an unquoted value is refused:
+ * `label:POST /send*` (one shell word in `query 'label:POST /send*'`) is
+ * almost surely a value with a blank, and as two terms it would match
+ * nothing without a word of why.
+ */
 int filter_add_text(filter *f, const char *text, char *err, size_t errlen) {
-  const char *s = text;
+  const char *s = text, *prev = NULL, *prev_end = NULL;
   for (;;) {
     while (is_blank(*s))
       s++;
     if (*s == '\0')
       return 0;
+    if (prev && is_bare_word(s) && is_open_value(prev, prev_end))
+      return refuse_split_value(prev, prev_end, s, err, errlen);
+    prev = s;
     if (parse_term(f, &s, err, errlen) != 0)
       return -1;
+    prev_end = s;
   }
+}
+
+int filter_is_keyed_term(const char *text) {
+  size_t n = key_length(text);
+  return n > 0 && find_key(text, n) != NULL;
 }
 
 int filter_parse(const char *text, int64_t now_us, filter **out, char *err,

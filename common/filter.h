@@ -22,11 +22,16 @@
  *                            queue wait / run time compared with a
  *                            duration (tasks that never got there do not
  *                            match)
- *   !TERM  or  -TERM         negation (a task matches unless TERM holds)
+ *   !TERM  or  not TERM      negation (a task matches unless TERM holds);
+ *                            a term starting with '-' is refused, since on
+ *                            a command line it reads as an option
  *   word                     task name contains the word
  *
  * Values may be quoted with "..." or '...'; a backslash takes the next
- * character literally (in globs too, so name:a\* is the name "a*").
+ * character literally (in globs too, so name:a\* is the name "a*"). A value
+ * ends at a blank unless quoted, and a bare word right after a keyed term
+ * with an unquoted value is refused with a reason, since it is almost
+ * always the rest of a value with a blank (`label:POST /send*`).
  */
 #ifndef TW_FILTER_H
 #define TW_FILTER_H
@@ -58,6 +63,11 @@ int filter_add(filter *f, const char *key, const char *op, const char *value,
 /* Adds every term of `text`, as filter_parse does. */
 int filter_add_text(filter *f, const char *text, char *err, size_t errlen);
 
+/* 1 when text starts with a filter key and its operator (`status:`,
+ * `run>`), so a command line can tell `-status:failed` (a negation written
+ * the way options are) from an unknown option. */
+int filter_is_keyed_term(const char *text);
+
 void filter_free(filter *f);
 
 /* SQL boolean expression over `tasks t` joined `agents a ON a.id = t.agent`
@@ -85,6 +95,10 @@ int filter_bind(const filter *f, sqlite3_stmt *st, int first);
 #define FILTER_USES_NAME 1u  /* name: and bare words */
 #define FILTER_USES_TIME 2u  /* since: and until: */
 #define FILTER_USES_OTHER 4u /* anything else */
+/* A column of agents `a` or batches `b` (service, host, pid, label):
+ * without it a statement may read tasks alone, whose indexes then answer
+ * a count without reading rows. */
+#define FILTER_USES_JOIN 8u
 unsigned filter_uses(const filter *f);
 
 /* The enqueue-time range the filter's since:/until: terms allow, as

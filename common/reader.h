@@ -55,6 +55,11 @@ typedef struct reader reader;
  * text every tool prints after its own "taskwatch NAME: "). path is copied.
  */
 int reader_open(const char *path, reader **out, char *err, size_t errlen);
+/* What a tool adds to the reason when the store it was not told of
+ * (no --db: schema_default_db()) is missing. */
+#define READER_DEFAULT_MISSING_HINT                                            \
+  " (no --db given: give one, set TASKWATCH_DB, or start taskwatch "           \
+  "collector here, which writes taskwatch.db)"
 /* Closes the connection; NULL is ignored. */
 void reader_close(reader *r);
 /* The connection, for statements of the caller's own; owned by r. */

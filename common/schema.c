@@ -4,6 +4,8 @@
  */
 #include "schema.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 
 #define STRINGIFY_(x) #x
@@ -30,6 +32,18 @@ const char *schema_status_name(int status) {
   if (status < 0 || status >= SCHEMA_STATUS_COUNT)
     return NULL;
   return status_names[status];
+}
+
+int schema_status_severity(int status) {
+#define SCHEMA_SEVERITY_CASE(state, severity)                                  \
+  case SCHEMA_##state:                                                         \
+    return severity;
+  switch (status) {
+    SCHEMA_SEVERITY_MAP(SCHEMA_SEVERITY_CASE)
+  default:
+    return 0;
+  }
+#undef SCHEMA_SEVERITY_CASE
 }
 
 int schema_status_code(const char *name) {
@@ -288,4 +302,9 @@ int schema_apply(sqlite3 *db, char **err) {
 fail:
   *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
   return rc;
+}
+
+const char *schema_default_db(void) {
+  const char *env = getenv("TASKWATCH_DB");
+  return env != NULL && env[0] != '\0' ? env : SCHEMA_DEFAULT_DB;
 }

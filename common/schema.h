@@ -111,12 +111,40 @@ enum schema_status {
 /* The assignment that marks a task lost. */
 #define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
 
+/*
+ * How bad each state is, for lists ordered "worst first" (the dashboard's
+ * sort by status): X(STATE, severity), highest first. The SQL expression
+ * and schema_status_severity() both come from this table.
+ */
+#define SCHEMA_SEVERITY_MAP(X)                                                 \
+  X(FAILED, 6)                                                                 \
+  X(LOST, 5)                                                                   \
+  X(DROPPED, 4)                                                                \
+  X(SKIPPED, 3)                                                                \
+  X(RUNNING, 2)                                                                \
+  X(QUEUED, 1)                                                                 \
+  X(SUCCEEDED, 0)
+#define SCHEMA_SQL_SEVERITY_WHEN(state, severity)                              \
+  " WHEN " SCHEMA_SQL_CODE(state) " THEN " #severity
+/* The severity of `status` as an SQL expression. */
+#define SCHEMA_SQL_SEVERITY                                                    \
+  "(CASE status" SCHEMA_SEVERITY_MAP(SCHEMA_SQL_SEVERITY_WHEN) " ELSE 0 END)"
+/* The severity of a state code; 0 for an out-of-range value. */
+int schema_status_severity(int status);
+
 /* "queued", "running", ...; NULL for an out-of-range value. */
 const char *schema_status_name(int status);
 /* The code for a state name, or -1. */
 int schema_status_code(const char *name);
 /* "loop" or "threadpool"; NULL for an out-of-range value. */
 const char *schema_mode_name(int mode);
+
+/* The store's path when a command is given no --db: TASKWATCH_DB when it
+ * is set and not empty, else SCHEMA_DEFAULT_DB in the current directory,
+ * the same for the collector that writes it and top and query that read
+ * it. Points into the environment or static storage. */
+#define SCHEMA_DEFAULT_DB "taskwatch.db"
+const char *schema_default_db(void);
 
 /* What a database is to taskwatch (schema_identify()). */
 enum schema_identity {

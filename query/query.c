@@ -18,12 +18,14 @@
 
 #include "args.h"
 #include "format.h"
+#include "schema.h"
+#include "xalloc.h"
 
 static const char usage_text[] =
-    "Usage: taskwatch query --db PATH [FILTER]... [OPTION]...\n"
-    "  or:  taskwatch query stats --db PATH [--by FIELD] [FILTER]...\n"
-    "  or:  taskwatch query show --db PATH TASK_ID\n"
-    "  or:  taskwatch query batch --db PATH BATCH_ID\n"
+    "Usage: taskwatch query [--db PATH] [FILTER]... [OPTION]...\n"
+    "  or:  taskwatch query stats [--db PATH] [--by FIELD] [FILTER]...\n"
+    "  or:  taskwatch query show [--db PATH] TASK_ID\n"
+    "  or:  taskwatch query batch [--db PATH] BATCH_ID\n"
     "\n"
     "Prints stored tasks, oldest first; stats summarises them per name,\n"
     "service or batch label; show prints one task, batch one batch.\n"
@@ -31,10 +33,13 @@ static const char usage_text[] =
     "FILTER terms, as arguments or in --filter, must all hold; such as\n"
     "status:failed,skipped name:send_* service:api host:web-1\n"
     "label:'POST /x*' batch:ID id:ID error:timeout mode:loop pid:N\n"
-    "since:1h until:2026-11-22T10:00:00Z wait>200ms run>=1s !TERM\n"
+    "since:1h until:2026-11-22T10:00:00Z wait>200ms run>=1s; negate a\n"
+    "term with !TERM or not TERM (never -TERM); quote a value that has\n"
+    "blanks inside the term: 'label:\"POST /send*\"'\n"
     "\n"
     "Options:\n"
-    "  --db PATH                  the collector's store (required)\n"
+    "  --db PATH                  the collector's store (default\n"
+    "                             $TASKWATCH_DB, else taskwatch.db)\n"
     "  -o, --format FMT           table (default), json (NDJSON) or csv\n"
     "  -f, --filter TEXT          filter terms, as above\n"
     "  --status S[,S]...          status:S[,S]...\n"
@@ -278,10 +283,26 @@ static int handle_option(int c, const char *arg, query_opts *o) {
   }
 }
 
+/* `-status:failed` would reach getopt as the options -s, -t, ...: say what
+ * it is instead. Returns 0, or the exit status after the reason. */
+static int refuse_dash_terms(int argc, char **argv) {
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+    const char *arg = argv[i];
+    if (arg[0] == '-' && arg[1] != '-' && filter_is_keyed_term(arg + 1))
+      return args_fail("query",
+                       "'%s' is not an option; to negate a filter term, "
+                       "write '!%s' or 'not %s'",
+                       arg, arg + 1, arg + 1);
+  }
+  return 0;
+}
+
 /* Parses the options into *o; returns -1 to go on, else an exit status. */
 static int parse_args(int argc, char **argv, query_opts *o, int command) {
   char err[256];
   int c;
+  if (refuse_dash_terms(argc, argv) != 0)
+    return ARGS_USAGE;
   args a;
   args_init(&a, "query", argc, argv, "o:f:h", long_options);
   while ((c = args_next(&a)) != -1) {
@@ -302,7 +323,9 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
     if (rc >= 0)
       return rc;
   }
-  /* What is left is filter terms, or the id of show/batch. */
+  /* What is left is filter terms, or the id of show/batch. Each argument
+   * is read on its own (a blank inside one is inside a term), but a
+   * negation standing alone goes with the next: `not status:failed`. */
   for (int i = args_first_operand(&a); i < argc; i++) {
     if ((command == 's' || command == 'b') && o->target == NULL) {
       o->target = argv[i];
@@ -310,11 +333,21 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
     }
     if (command == 's' || command == 'b')
       return usage_error("unexpected argument '%s'", argv[i]);
-    if (filter_add_text(o->filter, argv[i], err, sizeof(err)) != 0)
+    char *text = NULL;
+    if ((strcmp(argv[i], "not") == 0 || strcmp(argv[i], "!") == 0) &&
+        i + 1 < argc) {
+      size_t n = strlen(argv[i]) + strlen(argv[i + 1]) + 2;
+      text = xmalloc(n);
+      snprintf(text, n, "%s%s%s", argv[i], argv[i][0] == '!' ? "" : " ",
+               argv[i + 1]);
+      i++;
+    }
+    int rc =
+        filter_add_text(o->filter, text ? text : argv[i], err, sizeof(err));
+    free(text);
+    if (rc != 0)
       return usage_error("%s", err);
   }
-  if (o->db_path == NULL)
-    return usage_error("%s", "--db PATH is required");
   if ((command == 's' || command == 'b') && o->target == NULL)
     return usage_error("%s", "missing the id to show");
   if (o->by != NULL && command != 'S')
@@ -341,8 +374,14 @@ static int run(int argc, char **argv, query_opts *o) {
     return rc;
   reader *r = NULL;
   char err[512];
-  if (reader_open(o->db_path, &r, err, sizeof(err)) != READER_OK) {
-    fprintf(stderr, "taskwatch query: %s\n", err);
+  int defaulted = o->db_path == NULL;
+  if (defaulted)
+    o->db_path = schema_default_db();
+  rc = reader_open(o->db_path, &r, err, sizeof(err));
+  if (rc != READER_OK) {
+    fprintf(stderr, "taskwatch query: %s%s\n", err,
+            defaulted && rc == READER_EMISSING ? READER_DEFAULT_MISSING_HINT
+                                               : "");
     return 2;
   }
   switch (command) {

@@ -11,6 +11,9 @@
  * columns give up their room, in that order, and their cells end in "…";
  * if that is not enough, the batch, position, wait, service and id columns
  * are left out, in that order (`query show` and the JSON have them all).
+ * Only a terminal cuts values: into a file or a pipe every cell is
+ * written whole (the widths then only align), and an empty result still
+ * prints the header.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -335,11 +338,20 @@ static void row_free(row *r) {
     free(r->cell[i]);
 }
 
+/* Widths for a table that starts without rows (`--follow` after an empty
+ * listing): room for typical values, so the rows that follow on a
+ * terminal are not all cut to the width of the headings. */
+static const int typical_width[COL_COUNT] = {13, 13, 3, 20, 10,
+                                             9,  27, 7, 7,  30};
+
 /* Sets the column widths from the held rows, then narrows the shrinkable
  * columns until the table fits the terminal. */
 static void fix_widths(query_out *o) {
   for (int c = 0; c < COL_COUNT; c++) {
     o->width[c] = (int)strlen(headers[c]);
+    if (o->nheld == 0 && o->terminal_width >= 0 &&
+        typical_width[c] > o->width[c])
+      o->width[c] = typical_width[c];
     for (int i = 0; i < o->nheld; i++) {
       const char *s = o->held[i].cell[c];
       int w = sanitize_width(s, strlen(s), o->flags);
@@ -375,10 +387,13 @@ static void fix_widths(query_out *o) {
 }
 
 static void put_cell(query_out *o, int c, const char *s, int last) {
-  char *shown = sanitize_dup(s, strlen(s), o->width[c],
-                             o->flags | SANITIZE_ELLIPSIS, NULL);
+  /* Only a terminal cuts cells to the columns; a file or a pipe gets every
+   * value whole, whatever rows set the widths. */
+  int max = o->terminal_width < 0 ? -1 : o->width[c];
+  char *shown =
+      sanitize_dup(s, strlen(s), max, o->flags | SANITIZE_ELLIPSIS, NULL);
   int w = sanitize_width(shown, strlen(shown), o->flags);
-  int pad = o->width[c] - w;
+  int pad = o->width[c] > w ? o->width[c] - w : 0;
   if (right_aligned[c])
     for (int i = 0; i < pad; i++)
       format_buf_putc(&o->line, ' ');
@@ -449,7 +464,9 @@ void query_out_task(query_out *o, const reader_task *t) {
 }
 
 void query_out_flush(query_out *o) {
-  if (o->format == QUERY_TABLE && (o->nheld > 0 || o->count > 0))
+  /* An empty result still prints its header, so a reader sees the
+   * columns and that nothing matched. */
+  if (o->format == QUERY_TABLE)
     release_held(o);
   fflush(o->fp);
 }

@@ -1,37 +1,75 @@
 #!/bin/sh
-# Installs what is missing, builds taskwatch, then shows it working: a
-# collector on a private unix socket, the demo server simulation (and the
-# example HTTP server when built) as load, and the dashboard - live in a
-# terminal (press q to quit), or a plain snapshot and a summary otherwise.
+# Installs what is missing, builds taskwatch and installs it (meson install
+# into /usr/local, with sudo when not root), then shows it working: a
+# collector on a private unix socket, traced servers under a steady load -
+# the demo server simulation, and the example C and FastAPI servers when
+# they can run - and the dashboard: live in a terminal (q quits), a plain
+# snapshot and a summary otherwise. At exit it says where the demo's store
+# is and what to ask it.
+#
 # Usage: scripts/demo.sh [BATCHES]
+#   BATCHES  requests the demo simulation makes (default: 6000 in a
+#            terminal, at 50 a second: two minutes; 300 otherwise)
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
-[ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build >/dev/null
 
-tw=build/cli/taskwatch
-batches=${1:-3000}
-tmp=$(mktemp -d)
+if [ ! -f build/build.ninja ]; then
+  echo "taskwatch: configuring the build (meson setup build)"
+  if ! meson setup build >build-setup.log 2>&1; then
+    cat build-setup.log >&2
+    exit 1
+  fi
+  rm -f build-setup.log
+fi
+echo "taskwatch: building (ninja -C build; a first build takes a few minutes)"
+ninja -C build
+echo "taskwatch: installing into /usr/local (meson install -C build)"
+sh scripts/as-root.sh meson install -C build --no-rebuild --quiet
+sh scripts/as-root.sh ldconfig
+
+tw=taskwatch
+if [ "$(command -v taskwatch)" != /usr/local/bin/taskwatch ]; then
+  echo "taskwatch: /usr/local/bin is not first on PATH; running the" \
+    "installed /usr/local/bin/taskwatch" >&2
+  tw=/usr/local/bin/taskwatch
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/taskwatch-demo.XXXXXX")
 db=$tmp/taskwatch.db
 url=unix:$tmp/collector.sock
 pids=""
-cleanup() {
+collector=""
+finish() {
   for p in $pids; do kill "$p" 2>/dev/null || true; done
-  if [ -n "${collector:-}" ]; then
+  for p in $pids; do wait "$p" 2>/dev/null || true; done
+  if [ -n "$collector" ]; then
     kill -TERM "$collector" 2>/dev/null || true
     wait "$collector" 2>/dev/null || true
   fi
-  rm -rf "$tmp"
+  rm -f "$tmp/collector.sock"
+  if [ -s "$db" ]; then
+    cat <<EOF
+
+The demo's store is $db (kept; the logs are beside it).
+Ask it, for instance:
+  taskwatch query --db $db status:failed --limit 5
+  taskwatch query --db $db --sort run --reverse --limit 5
+  taskwatch query stats --db $db --by name
+or look again with: taskwatch top --db $db
+EOF
+  fi
 }
-trap cleanup EXIT INT TERM
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 "$tw" collector --db "$db" --listen "$url" 2>"$tmp/collector.log" &
 collector=$!
 i=0
 while [ ! -S "$tmp/collector.sock" ]; do
   i=$((i + 1))
-  if [ $i -gt 100 ] || ! kill -0 "$collector" 2>/dev/null; then
+  if [ $i -gt 200 ] || ! kill -0 "$collector" 2>/dev/null; then
     echo "taskwatch: the collector did not start:" >&2
     cat "$tmp/collector.log" >&2
     exit 1
@@ -40,8 +78,8 @@ while [ ! -S "$tmp/collector.sock" ]; do
 done
 echo "collector: $url -> $db"
 
-# The example servers under a small load: the C HTTP server that links the
-# agent, and the FastAPI app traced through the Python binding.
+# The example servers beside the simulation: the C HTTP server that links
+# the agent, and the FastAPI app traced through the Python binding.
 loads=""
 if [ -x build/examples/notify_server/notify_server ]; then
   loads="c"
@@ -58,16 +96,20 @@ start_loads() {
 }
 
 if [ -t 1 ]; then
-  # Live: a steady load while the dashboard runs; quit with q.
-  start_loads 3000 20
+  # Live: requests at a realistic pace, and a mail server that takes 30 ms,
+  # for about two minutes; the dashboard says FINISHED once every server
+  # has stopped. Quit with q.
+  batches=${1:-6000}
+  start_loads $((batches / 5)) 10
   "$tw" demo --collector "$url" --batches "$batches" --fail-every 10 \
-    --rate 100 --email-ms 20 --quiet >"$tmp/demo.log" 2>&1 &
+    --rate 50 --email-ms 30ms >"$tmp/demo.log" 2>&1 &
   pids="$pids $!"
   "$tw" top --db "$db"
 else
-  start_loads 200 100
+  batches=${1:-300}
+  start_loads 100 100
   "$tw" demo --collector "$url" --batches "$batches" --fail-every 10 \
-    --rate 2000 --email-ms 5
+    --rate 200 --email-ms 5ms
   for p in $pids; do
     wait "$p" || echo "taskwatch: a load run failed (see its log)" >&2
   done
@@ -82,6 +124,5 @@ else
   "$tw" query stats --db "$db" --by service
   echo
   echo "newest failures:"
-  "$tw" query --db "$db" status:failed --sort enqueued --reverse \
-    --limit 5 --format table
+  "$tw" query --db "$db" status:failed --sort enqueued --reverse --limit 5
 fi

@@ -15,16 +15,8 @@ if [ -z "$missing" ]; then
   exit 0
 fi
 echo "taskwatch: installing:$missing"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  # A fresh Debian may have no sudo: say what to do rather than fail with
-  # "sudo: not found".
-  if ! command -v sudo >/dev/null 2>&1; then
-    echo "taskwatch: sudo is not installed; run scripts/deps.sh as root" >&2
-    exit 1
-  fi
-  SUDO="sudo"
-fi
-$SUDO apt-get update -qq
+root="$(dirname "$0")/as-root.sh"
+sh "$root" apt-get update -qq
 # shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+sh "$root" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -qq --no-install-recommends $missing

@@ -36,7 +36,10 @@ ctl *ctl_new(data *d, const char *db_label) {
     c->s.sort_column[i] = -1;
     c->s.sort_desc[i] = 1;
   }
+  c->s.sort_column[VIEW_TASKS] = DATA_BY_TIME;
+  c->s.sort_column[VIEW_BATCHES] = DATA_BY_TIME;
   c->s.sort_column[VIEW_NAMES] = 1; /* COUNT */
+  c->s.window = VIEW_WINDOW_DEFAULT;
   c->width = 80;
   c->height = 24;
   c->rows = view_list_rows(&c->s, 80, 24);
@@ -69,12 +72,20 @@ view_state *ctl_state(ctl *c) {
   return &c->s;
 }
 
-/* The filter actually used: the typed text, plus failures only. */
+/* The filter actually used: the typed text, plus every unhappy state when
+ * `f` is on. */
 static int build_filter(ctl *c, const char *text, int failures, filter **out,
                         char *err, size_t errlen) {
-  char full[VIEW_TEXT_MAX + 32];
-  snprintf(full, sizeof full, "%s%s", text, failures ? " status:failed" : "");
-  return filter_parse(full, c->s.now_us, out, err, errlen);
+  filter *f = NULL;
+  if (filter_parse(text, c->s.now_us, &f, err, errlen) != 0)
+    return -1;
+  if (failures && filter_add(f, "status", ":", "failed,skipped,dropped,lost", 0,
+                             err, errlen) != 0) {
+    filter_free(f);
+    return -1;
+  }
+  *out = f;
+  return 0;
 }
 
 int ctl_set_filter(ctl *c, const char *text, char *err, size_t errlen) {
@@ -134,18 +145,21 @@ static void clamp_cursor(ctl *c) {
 static int load_list(ctl *c) {
   view_state *s = &c->s;
   const data_key *from = c->anchored ? &c->anchor : NULL;
+  data_scope sc = view_scope(s);
   int rc = 0;
   clear_rows(s);
   switch (s->kind) {
   case VIEW_TASKS:
-    rc = data_tasks_page(c->d, c->f, from, -1, c->rows, &s->tasks, &s->ntasks);
+    rc = data_tasks_page(c->d, c->f, &sc, from, -1, c->rows, &s->tasks,
+                         &s->ntasks);
     break;
   case VIEW_BATCHES:
-    rc = data_batches_page(c->d, c->f, from, (c->rows + 1) / 2, &s->batches,
-                           &s->nbatches);
+    rc = data_batches_page(c->d, c->f, &sc, from, (c->rows + 1) / 2,
+                           &s->batches, &s->nbatches);
     break;
   case VIEW_NAMES:
-    rc = data_names_load(c->d, c->f, s->now_us, &s->names, &s->nnames);
+    rc =
+        data_names_load(c->d, c->f, sc.since, s->now_us, &s->names, &s->nnames);
     break;
   default:
     rc = data_agents_load(c->d, &s->agents, &s->nagents);
@@ -153,7 +167,7 @@ static int load_list(ctl *c) {
   view_sort(s);
   /* A paused view pins whatever it shows first. */
   if (!s->following && !c->anchored && s->kind == VIEW_TASKS && s->ntasks) {
-    c->anchor = data_task_key(&s->tasks[0]);
+    c->anchor = data_task_key(&s->tasks[0], &sc);
     c->anchored = 1;
   } else if (!s->following && !c->anchored && s->kind == VIEW_BATCHES &&
              s->nbatches) {
@@ -174,7 +188,7 @@ int ctl_load(ctl *c, int64_t now_us) {
   view_state *s = &c->s;
   c->pending = 0;
   s->now_us = now_us;
-  int rc = data_stats_load(c->d, now_us, &s->stats);
+  int rc = data_stats_load(c->d, c->f, view_since(s), now_us, &s->stats);
   s->have_stats = rc == 0;
   if (load_list(c) != 0)
     rc = -1;
@@ -198,7 +212,8 @@ static void pin(ctl *c) {
   if (c->anchored)
     return;
   if (s->kind == VIEW_TASKS && s->ntasks) {
-    c->anchor = data_task_key(&s->tasks[0]);
+    data_scope sc = view_scope(s);
+    c->anchor = data_task_key(&s->tasks[0], &sc);
     c->anchored = 1;
   } else if (s->kind == VIEW_BATCHES && s->nbatches) {
     c->anchor = s->batches[0].key;
@@ -226,18 +241,19 @@ static int reload_view(ctl *c) {
 /* Scrolls the tasks view by delta rows (positive: towards older tasks). */
 static void scroll_tasks(ctl *c, int delta) {
   data_task *rows = NULL;
+  data_scope sc = view_scope(&c->s);
   int n = 0;
   pin(c);
   if (!c->anchored)
     return;
   if (delta > 0) {
-    data_tasks_page(c->d, c->f, &c->anchor, -1, delta + 1, &rows, &n);
+    data_tasks_page(c->d, c->f, &sc, &c->anchor, -1, delta + 1, &rows, &n);
     if (n > 1)
-      c->anchor = data_task_key(&rows[n - 1]);
+      c->anchor = data_task_key(&rows[n - 1], &sc);
   } else if (delta < 0) {
-    data_tasks_page(c->d, c->f, &c->anchor, 1, -delta, &rows, &n);
+    data_tasks_page(c->d, c->f, &sc, &c->anchor, 1, -delta, &rows, &n);
     if (n > 0)
-      c->anchor = data_task_key(&rows[n - 1]);
+      c->anchor = data_task_key(&rows[n - 1], &sc);
     if (n < -delta && !c->s.paused)
       follow(c);
   }
@@ -255,17 +271,17 @@ static void scroll_batches(ctl *c, int batches) {
       c->anchor = s->batches[to].key;
     return;
   }
-  int64_t top = s->batches[0].id;
-  for (int i = 0; i < -batches; i++) {
-    data_key up;
-    if (data_batch_before(c->d, c->f, &c->anchor, top, &up) != 0) {
-      if (!s->paused)
-        follow(c);
-      return;
-    }
-    c->anchor = up;
-    top = INT64_MIN; /* later steps: any batch above the new anchor */
+  data_scope sc = view_scope(s);
+  data_key up;
+  int rc = data_batch_before(c->d, c->f, &sc, &c->anchor, s->batches[0].id,
+                             -batches, &up);
+  /* Above the top batch there is nothing more: follow the list again. */
+  if (rc != 0 || (up.at == c->anchor.at && up.id == c->anchor.id)) {
+    if (!s->paused)
+      follow(c);
+    return;
   }
+  c->anchor = up;
 }
 
 static void go_bottom(ctl *c) {
@@ -276,12 +292,26 @@ static void go_bottom(ctl *c) {
     s->cursor = c->rows;
     return;
   }
+  data_scope sc = view_scope(s);
+  if (s->kind == VIEW_BATCHES && sc.by != DATA_BY_TIME) {
+    data_key key;
+    if (data_batch_before(c->d, c->f, &sc, NULL, INT64_MIN, (c->rows + 1) / 2,
+                          &key) == 0) {
+      s->following = 0;
+      c->anchor = key;
+      c->anchored = 1;
+      s->cursor = c->rows;
+    }
+    return;
+  }
+  /* In time order a batch's key is a task's, so the tasks page serves
+   * both views. */
   data_task *rows = NULL;
   int n = 0;
-  data_tasks_page(c->d, c->f, NULL, 1, c->rows, &rows, &n);
+  data_tasks_page(c->d, c->f, &sc, NULL, 1, c->rows, &rows, &n);
   if (n > 0) {
     s->following = 0;
-    c->anchor = data_task_key(&rows[n - 1]);
+    c->anchor = data_task_key(&rows[n - 1], &sc);
     c->anchored = 1;
     s->cursor = c->rows;
   }
@@ -334,7 +364,7 @@ static void scroll_pane(int *scroll, int delta, int lines, int rows) {
 static int pane_action(ctl *c, int action) {
   view_state *s = &c->s;
   int *scroll = s->help ? &s->help_scroll : &s->detail_scroll;
-  int lines = s->help ? keys_help_count() + 1 : view_detail_lines(s, c->width);
+  int lines = s->help ? view_help_lines() : view_detail_lines(s, c->width);
   int page = c->rows > 1 ? c->rows - 1 : 1;
   switch (action) {
   case ACT_UP:
@@ -427,20 +457,22 @@ static void drill_down(ctl *c) {
   follow(c);
 }
 
-static void open_detail(ctl *c) {
+/* Returns 1 when it set a filter (a name's or an agent's tasks). */
+static int open_detail(ctl *c) {
   view_state *s = &c->s;
   if (s->kind == VIEW_NAMES || s->kind == VIEW_AGENTS) {
     drill_down(c);
-    return;
+    return 1;
   }
   const data_task *t = view_selected_task(s);
   if (t == NULL)
-    return;
+    return 0;
   int64_t id = t->id;
   data_task_fini(&s->detail_task);
   s->detail_task.id = id;
   s->detail = 1;
   s->detail_scroll = 0;
+  return 0;
 }
 
 static void toggle_failures(ctl *c) {
@@ -460,30 +492,43 @@ static void toggle_failures(ctl *c) {
   follow(c);
 }
 
-static void sort_action(ctl *c, int reverse) {
+/* Returns 1 when the list must be read again (tasks and batches are
+ * sorted by the store), 2 when the rows loaded only need sorting. */
+static int sort_action(ctl *c, int reverse) {
   view_state *s = &c->s;
   int n = view_sort_columns(s->kind);
-  if (n == 0) {
-    snprintf(s->message, sizeof s->message,
-             "the %s view is ordered by time, newest first",
-             view_name(s->kind));
-    return;
-  }
   if (reverse)
     s->sort_desc[s->kind] = !s->sort_desc[s->kind];
   else
     s->sort_column[s->kind] = (s->sort_column[s->kind] + 1) % n;
+  if (s->kind == VIEW_NAMES || s->kind == VIEW_AGENTS) {
+    view_sort(s);
+    return 2;
+  }
+  s->cursor = 0;
+  follow(c);
+  return 1;
+}
+
+/* w: the next time window; everything is read again. */
+static void next_window(ctl *c) {
+  view_state *s = &c->s;
+  s->window = (s->window + 1) % VIEW_WINDOW_COUNT;
+  s->cursor = 0;
+  s->offset = 0;
+  follow(c);
 }
 
 /* Actions that do not move within a list. Returns 0 when not one of
  * them, 1 when handled and the view must be reloaded, 2 when handled and
- * what is loaded is still right. */
+ * what is loaded is still right, 3 when the header must be read again
+ * too. */
 static int other_action(ctl *c, int action) {
   view_state *s = &c->s;
   switch (action) {
   case ACT_DETAIL:
-    open_detail(c);
-    return 1;
+    /* On a name or an agent, a new filter: the header follows it. */
+    return open_detail(c) ? 3 : 1;
   case ACT_CLOSE:
     s->message[0] = '\0';
     return 2;
@@ -493,13 +538,13 @@ static int other_action(ctl *c, int action) {
     return 2;
   case ACT_FAILURES:
     toggle_failures(c);
-    return 1;
+    return 3;
   case ACT_SORT:
   case ACT_SORT_REVERSE:
-    /* The loaded rows are all there is to sort: no reload. */
-    sort_action(c, action == ACT_SORT_REVERSE);
-    view_sort(s);
-    return 2;
+    return sort_action(c, action == ACT_SORT_REVERSE);
+  case ACT_WINDOW:
+    next_window(c);
+    return 3;
   case ACT_PAUSE:
     s->paused = !s->paused;
     if (s->paused)
@@ -562,8 +607,15 @@ int ctl_action(ctl *c, int action, int64_t now_us) {
     go_bottom(c);
     break;
   default:
-    if (other_action(c, action) != 1)
+    switch (other_action(c, action)) {
+    case 1:
+      break;
+    case 3:
+      ctl_load(c, now_us);
       return 0;
+    default:
+      return 0;
+    }
   }
   reload_view(c);
   return 0;
@@ -582,7 +634,7 @@ void ctl_prompt_key(ctl *c, int key, const char *text, int64_t now_us) {
     s->editing = 0;
     s->message[0] = '\0';
     follow(c);
-    reload_view(c);
+    ctl_load(c, now_us);
   } else if (key == 27) {
     s->editing = 0;
     s->message[0] = '\0';

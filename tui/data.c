@@ -3,7 +3,8 @@
  * common/reader (opening, task rows, change detection) and common/stats
  * (percentiles). All values are bound; the only text joined into SQL is the
  * filter's own expression, which itself holds nothing but ?NNN parameters,
- * and the status fragments of common/schema.
+ * the status fragments of common/schema and this file's fixed ordering
+ * expressions.
  */
 #include "data.h"
 
@@ -16,8 +17,7 @@
 #include "stats.h"
 #include "xalloc.h"
 
-const int64_t data_window_us[DATA_WINDOWS] = {
-    INT64_C(60000000), INT64_C(300000000), INT64_C(900000000)};
+#define SECOND_US INT64_C(1000000)
 
 struct sample_set;
 
@@ -25,9 +25,9 @@ struct data {
   reader *r;
   sqlite3 *db; /* the reader's connection */
   /* The unfiltered sample of the last data_stats_load(), which the names
-   * view reuses when it has no filter and the same "now". */
+   * view reuses when it has no filter and the same window and "now". */
   struct sample_set *sample;
-  int64_t sample_now;
+  int64_t sample_now, sample_since;
 };
 
 /* A copy of text from the store that the dashboard keeps. */
@@ -74,8 +74,30 @@ void data_tasks_free(data_task *rows, int n) {
   free(rows);
 }
 
-data_key data_task_key(const data_task *t) {
-  data_key k = {t->enqueued_at, t->id};
+/* A task's value in an order (the SQL of order_value(), in C). */
+static int64_t task_value(const data_task *t, const data_scope *sc) {
+  switch (sc ? sc->by : DATA_BY_TIME) {
+  case DATA_BY_RUN:
+    if (t->run_us != DATA_NULL)
+      return t->run_us;
+    return t->status == SCHEMA_RUNNING && t->started_at != DATA_NULL
+               ? sc->now - t->started_at
+               : -1;
+  case DATA_BY_WAIT:
+    if (t->wait_us != DATA_NULL)
+      return t->wait_us;
+    return t->status == SCHEMA_QUEUED && t->enqueued_at != DATA_NULL
+               ? sc->now - t->enqueued_at
+               : -1;
+  case DATA_BY_STATUS:
+    return schema_status_severity(t->status);
+  default:
+    return t->enqueued_at;
+  }
+}
+
+data_key data_task_key(const data_task *t, const data_scope *scope) {
+  data_key k = {task_value(t, scope), t->id};
   return k;
 }
 
@@ -85,8 +107,9 @@ static int prepare(data *d, const char *sql, sqlite3_stmt **st) {
 
 int data_open(const char *path, data **out, char *err, size_t errlen) {
   reader *r = NULL;
-  if (reader_open(path, &r, err, errlen) != READER_OK)
-    return -1;
+  int rc = reader_open(path, &r, err, errlen);
+  if (rc != READER_OK)
+    return rc;
   data *d = xcalloc(1, sizeof *d);
   d->r = r;
   d->db = reader_db(r);
@@ -123,62 +146,87 @@ static void add_count(void *arg, int64_t status, int64_t n) {
     counts[status] += n;
 }
 
-/* Counts: the partial index tasks_unusual holds every task that did not
- * succeed, so succeeded = all in the window - the unusual ones in it. */
-static int load_counts(data *d, int64_t now_us, data_stats *s) {
+static int prepare_filtered(data *d, const filter *f, const char *head,
+                            const char *tail, int first, sqlite3_stmt **st);
+static int prepare_tasks_only(data *d, const filter *f, const char *head,
+                              const char *tail, int first, sqlite3_stmt **st);
+
+/* f, or NULL when it matches everything (so no join is needed). */
+static const filter *effective(const filter *f) {
+  return f && filter_param_count(f) == 0 && strcmp(filter_sql(f), "1") == 0
+             ? NULL
+             : f;
+}
+
+/* Runs a (status, count) statement into counts; ?1 is `since` when the
+ * statement has it (binding an unused index does no harm). */
+static int count_by_status(data *d, const filter *f, const char *head,
+                           const char *tail, int64_t since, int64_t *counts) {
   sqlite3_stmt *st = NULL;
-  int64_t since = now_us - data_window_us[DATA_WINDOWS - 1];
-  int64_t window[SCHEMA_STATUS_COUNT] = {0}, total = 0, unusual = 0;
-  int rc = -1;
-  if (prepare(d, "SELECT count(*) FROM tasks WHERE enqueued_at >= ?1", &st))
-    goto out;
+  if (prepare_tasks_only(d, f, head, tail, 2, &st))
+    return -1;
   sqlite3_bind_int64(st, 1, since);
-  if (sqlite3_step(st) == SQLITE_ROW)
-    total = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  if (prepare(
-          d,
-          "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_UNUSUAL_EACH
-          " AND enqueued_at >= ?1 GROUP BY status",
-          &st))
-    goto out;
-  sqlite3_bind_int64(st, 1, since);
-  if (each_pair(st, add_count, window))
-    goto out;
-  sqlite3_finalize(st);
-  if (prepare(d,
-              "SELECT status, count(*) FROM tasks WHERE " SCHEMA_SQL_ACTIVE
-              " GROUP BY status",
-              &st))
-    goto out;
-  if (each_pair(st, add_count, s->counts))
-    goto out;
-  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
-    if (i != SCHEMA_SUCCEEDED)
-      unusual += window[i];
-  for (int i = SCHEMA_FAILED; i < SCHEMA_STATUS_COUNT; i++)
-    s->counts[i] = window[i];
-  s->counts[SCHEMA_SUCCEEDED] = total - unusual;
-  rc = 0;
-out:
+  int rc = each_pair(st, add_count, counts);
   sqlite3_finalize(st);
   return rc;
 }
 
-/* Counts per DATA_SPARK_US bucket: one range count per bucket through the
- * covering index, cheaper than a GROUP BY over an expression (which sorts
- * every row of the five minutes). */
-static int spark_counts(data *d, const char *sql, int64_t t0, int64_t *out) {
+/* Counts by state in the window, and queued and running now. The partial
+ * index tasks_unusual holds every task that did not succeed, so
+ * succeeded = all in the window - the unusual ones in it: the total comes
+ * from tasks_time (which also holds the name, so a name filter reads no
+ * row) and the rest from the few unusual tasks. */
+static int load_counts(data *d, const filter *f, int64_t since, data_stats *s) {
+  int64_t active[SCHEMA_STATUS_COUNT] = {0}, total = 0, unusual = 0;
   sqlite3_stmt *st = NULL;
-  if (prepare(d, sql, &st))
+  if (prepare_tasks_only(
+          d, f, "SELECT count(*)" READER_TASK_FROM " WHERE t.enqueued_at >= ?1",
+          "", 2, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, since);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    total = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW ||
+      count_by_status(d, f,
+                      "SELECT t.status, count(*)" READER_TASK_FROM
+                      " WHERE " SCHEMA_SQL_UNUSUAL_EACH
+                      " AND t.enqueued_at >= ?1",
+                      "GROUP BY t.status", since, s->counts) ||
+      count_by_status(d, f,
+                      "SELECT t.status, count(*)" READER_TASK_FROM
+                      " WHERE " SCHEMA_SQL_ACTIVE,
+                      "GROUP BY t.status", since, active))
+    return -1;
+  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+    unusual += s->counts[i];
+  s->counts[SCHEMA_SUCCEEDED] = total - unusual;
+  s->queued_now = active[SCHEMA_QUEUED];
+  s->running_now = active[SCHEMA_RUNNING];
+  s->total = total;
+  return 0;
+}
+
+/* Counts of the matching tasks (failed: failed ones) enqueued in each of n
+ * buckets of width_us from t0 on, the last one open-ended: one range count
+ * per bucket through the index, cheaper than a GROUP BY over an expression
+ * (which sorts every row). */
+static int bucket_counts(data *d, const filter *f, int failed, int64_t t0,
+                         int64_t width_us, int n, int64_t *out) {
+  static const char *const head[2] = {
+      "SELECT count(*)" READER_TASK_FROM
+      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+      "SELECT count(*)" READER_TASK_FROM " WHERE " SCHEMA_SQL_FAILED
+      " AND t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
+  sqlite3_stmt *st = NULL;
+  if (prepare_tasks_only(d, f, head[failed], "", 3, &st))
     return -1;
   int rc = 0;
-  for (int i = 0; i < DATA_SPARK_N && rc == 0; i++) {
+  for (int i = 0; i < n && rc == 0; i++) {
     sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, t0 + i * DATA_SPARK_US);
-    sqlite3_bind_int64(st, 2,
-                       i == DATA_SPARK_N - 1 ? INT64_MAX
-                                             : t0 + (i + 1) * DATA_SPARK_US);
+    sqlite3_bind_int64(st, 1, t0 + i * width_us);
+    sqlite3_bind_int64(st, 2, i == n - 1 ? INT64_MAX : t0 + (i + 1) * width_us);
     if (sqlite3_step(st) == SQLITE_ROW)
       out[i] = sqlite3_column_int64(st, 0);
     else
@@ -188,45 +236,50 @@ static int spark_counts(data *d, const char *sql, int64_t t0, int64_t *out) {
   return rc;
 }
 
-static int load_sparks(data *d, int64_t now_us, data_stats *s) {
+/* The sparklines (DATA_SPARK_N buckets up to now) and the one-second
+ * buckets of the rates, aligned to whole seconds. */
+static int load_sparks(data *d, const filter *f, int64_t now_us,
+                       data_stats *s) {
   int64_t t0 = now_us - DATA_SPARK_N * DATA_SPARK_US;
-  if (spark_counts(d,
-                   "SELECT count(*) FROM tasks WHERE enqueued_at >= ?1 AND "
-                   "enqueued_at < ?2",
-                   t0, s->spark_tasks) ||
-      spark_counts(d,
-                   "SELECT count(*) FROM tasks WHERE " SCHEMA_SQL_FAILED
-                   " AND enqueued_at >= ?1 AND enqueued_at < ?2",
-                   t0, s->spark_failed))
+  s->rate_t0 = now_us - now_us % SECOND_US - DATA_RATE_S * SECOND_US;
+  if (bucket_counts(d, f, 0, t0, DATA_SPARK_US, DATA_SPARK_N, s->spark_tasks) ||
+      bucket_counts(d, f, 1, t0, DATA_SPARK_US, DATA_SPARK_N,
+                    s->spark_failed) ||
+      bucket_counts(d, f, 0, s->rate_t0, SECOND_US, DATA_RATE_S + 1,
+                    s->rate_tasks) ||
+      bucket_counts(d, f, 1, s->rate_t0, SECOND_US, DATA_RATE_S + 1,
+                    s->rate_failed))
     return -1;
-  int64_t last_minute[2] = {0, 0};
-  int per_minute = (int)(INT64_C(60000000) / DATA_SPARK_US);
-  for (int i = DATA_SPARK_N - per_minute; i < DATA_SPARK_N; i++) {
-    last_minute[0] += s->spark_tasks[i];
-    last_minute[1] += s->spark_failed[i];
-  }
-  s->tasks_per_s = (double)last_minute[0] / 60.0;
-  s->failed_per_s = (double)last_minute[1] / 60.0;
   return 0;
 }
 
-static int prepare_filtered(data *d, const filter *f, const char *head,
-                            const char *tail, int first, sqlite3_stmt **st);
+double data_rate(const data_stats *s, int64_t now_us, int failed) {
+  const int64_t *v = failed ? s->rate_failed : s->rate_tasks;
+  int64_t sum = 0;
+  for (int i = 0; i <= DATA_RATE_S; i++) {
+    int64_t start = s->rate_t0 + i * SECOND_US;
+    if (start >= now_us - DATA_RATE_S * SECOND_US && start <= now_us)
+      sum += v[i];
+  }
+  return (double)sum / DATA_RATE_S;
+}
 
-/* ---- stratified samples of the last 15 minutes ----------------------
+/* ---- percentiles: every task of a small window, a sample of a large one
  *
- * Percentiles need the values themselves, and the widest window can hold
- * hundreds of thousands of tasks. So the 15 minutes are cut into strata of
- * STRATUM_US: each stratum's newest tasks are read, up to SAMPLE_RECENT
- * per stratum in the last minute (which alone makes the 1-minute figures)
- * and SAMPLE_OLDER before it, and when a stratum holds more, each of its
- * samples weighs count / samples. Strata are short so that "newest first"
- * within one is as good as uniform. Figures are exact whenever no stratum
- * is over its cap, and the cost of a frame stays bounded on any store. */
+ * Percentiles need the values themselves. A window of at most
+ * DATA_EXACT_MAX tasks is read whole, so its figures are exact. A larger
+ * one is cut into strata: the last minute into strata of STRATUM_US, the
+ * rest of the window into at most STRATA_OLDER strata of a width that is
+ * a multiple of STRATUM_US. Strata are aligned to whole multiples of their
+ * width since the epoch, not to "now", so a store that does not change
+ * gives the same sample, and the same figures, frame after frame. Each
+ * stratum's newest tasks are read, up to SAMPLE_RECENT per stratum in the
+ * last minute (which alone makes the 1-minute figures) and SAMPLE_OLDER
+ * before it, and when a stratum holds more, each of its samples weighs
+ * count / samples. The cost of a frame stays bounded on any store. */
 
 #define STRATUM_US INT64_C(5000000)
-#define STRATA 180       /* 15 minutes */
-#define STRATA_RECENT 12 /* the last minute */
+#define STRATA_OLDER 168
 #define SAMPLE_RECENT 84
 #define SAMPLE_OLDER 21
 /* Sample weights are whole numbers in units of 1/WEIGHT_UNIT task: a
@@ -257,33 +310,21 @@ static void sample_set_free(sample_set *set) {
   memset(set, 0, sizeof *set);
 }
 
-/* f, or NULL when it matches everything (so no join is needed). */
-static const filter *effective(const filter *f) {
-  return f && filter_param_count(f) == 0 && strcmp(filter_sql(f), "1") == 0
-             ? NULL
-             : f;
-}
-
 /* The two statements of a sample: the newest rows of a stratum, and the
  * count of a stratum; both take [?1, ?2) and the first a LIMIT ?3. */
 static int prepare_sample(data *d, const filter *f, sqlite3_stmt **rows,
                           sqlite3_stmt **count) {
-  /* Without a filter the sample reads tasks alone, no join. */
-  static const char *const head[2] = {
-      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, t.name"
-      " FROM tasks t WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-      "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, "
-      "t.name" READER_TASK_FROM
-      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
-  static const char *const count_head[2] = {
-      "SELECT count(*) FROM tasks t WHERE t.enqueued_at >= ?1 AND "
-      "t.enqueued_at < ?2",
-      "SELECT count(*)" READER_TASK_FROM
-      " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
   *rows = *count = NULL;
-  if (prepare_filtered(d, f, head[f != NULL],
-                       "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, rows) == 0 &&
-      prepare_filtered(d, f, count_head[f != NULL], "", 4, count) == 0)
+  if (prepare_tasks_only(d, f,
+                         "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, "
+                         "t.name" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "ORDER BY t.enqueued_at DESC LIMIT ?3", 4,
+                         rows) == 0 &&
+      prepare_tasks_only(d, f,
+                         "SELECT count(*)" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "", 4, count) == 0)
     return 0;
   sqlite3_finalize(*rows);
   sqlite3_finalize(*count);
@@ -300,6 +341,7 @@ static sample *sample_push(sample_set *set) {
   return x;
 }
 
+/* Reads the newest `limit` tasks of [from, to) (limit < 0: all). */
 static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
                           int64_t to, int limit, sample_set *set) {
   int rc;
@@ -322,7 +364,7 @@ static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
   if (rc != SQLITE_DONE)
     return -1;
   size_t got = set->n - first;
-  if ((int)got < limit)
+  if (limit < 0 || (int)got < limit)
     return 0;
   /* Over its cap (LIMIT makes got == limit): each sample stands for
    * all / limit tasks. */
@@ -338,21 +380,66 @@ static int sample_stratum(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
   return 0;
 }
 
-/* Samples the 15 minutes before now_us, newest stratum first. */
-static int sample_window(data *d, const filter *f, int64_t now_us,
-                         sample_set *set) {
+/* The start of the oldest task, for the window "all": the sample's strata
+ * must start somewhere. */
+static int64_t oldest_task(data *d) {
+  sqlite3_stmt *st = NULL;
+  int64_t at = INT64_MAX;
+  if (prepare(d, "SELECT min(enqueued_at) FROM tasks", &st) == 0 &&
+      sqlite3_step(st) == SQLITE_ROW &&
+      sqlite3_column_type(st, 0) != SQLITE_NULL)
+    at = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return at;
+}
+
+static int64_t floor_to(int64_t t, int64_t width) {
+  int64_t r = t % width;
+  return r < 0 ? t - r - width : t - r;
+}
+
+/* Samples the strata of [from, to) (to INT64_MAX: open-ended), newest
+ * first: strata of `width` aligned to its multiples, clipped to the
+ * range. */
+static int sample_range(sqlite3_stmt *rows, sqlite3_stmt *count, int64_t from,
+                        int64_t to, int64_t width, int limit, int64_t now_us,
+                        sample_set *set) {
+  int64_t start = floor_to(to == INT64_MAX ? now_us : to - 1, width);
+  int64_t end = to;
+  for (int rc = 0; end > from; end = start, start -= width) {
+    rc = sample_stratum(rows, count, start > from ? start : from, end, limit,
+                        set);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* Samples the tasks enqueued from `since` on (every one when exact). */
+static int sample_window(data *d, const filter *f, int64_t since,
+                         int64_t now_us, int exact, sample_set *set) {
   sqlite3_stmt *rows, *count;
   memset(set, 0, sizeof *set);
   if (prepare_sample(d, effective(f), &rows, &count))
     return -1;
-  int rc = 0;
-  for (int i = 0; i < STRATA && rc == 0; i++) {
+  int rc;
+  if (exact) {
+    rc = sample_stratum(rows, count, since, INT64_MAX, -1, set);
+  } else {
     /* The newest stratum is open-ended: a task stamped a little after
      * now_us (another host's clock) still counts. */
-    int64_t from = now_us - (i + 1) * STRATUM_US;
-    int64_t to = i == 0 ? INT64_MAX : now_us - i * STRATUM_US;
-    rc = sample_stratum(rows, count, from, to,
-                        i < STRATA_RECENT ? SAMPLE_RECENT : SAMPLE_OLDER, set);
+    int64_t minute = now_us - DATA_MINUTE_US;
+    if (since == INT64_MIN)
+      since = oldest_task(d);
+    int64_t from = since > minute ? since : minute;
+    rc = sample_range(rows, count, from, INT64_MAX, STRATUM_US, SAMPLE_RECENT,
+                      now_us, set);
+    if (rc == 0 && since < minute) {
+      int64_t width = (minute - since) / STRATA_OLDER + 1;
+      width = (width + STRATUM_US - 1) / STRATUM_US * STRATUM_US;
+      rc = sample_range(rows, count, since, minute, width, SAMPLE_OLDER, now_us,
+                        set);
+    }
   }
   sqlite3_finalize(rows);
   sqlite3_finalize(count);
@@ -387,25 +474,35 @@ static void drop_sample(data *d) {
   }
 }
 
-static int load_percentiles(data *d, int64_t now_us, data_stats *s) {
+static int load_percentiles(data *d, const filter *f, int64_t since,
+                            int64_t now_us, data_stats *s) {
   sample_set *set = xmalloc(sizeof *set);
   drop_sample(d);
-  if (sample_window(d, NULL, now_us, set)) {
+  s->exact = s->total <= DATA_EXACT_MAX;
+  if (sample_window(d, f, since, now_us, s->exact, set)) {
     free(set);
     return -1;
   }
   stats_weighted buf;
   stats_weighted_init(&buf);
+  int64_t minute = now_us - DATA_MINUTE_US;
+  int64_t from[DATA_WINDOWS] = {minute > since ? minute : since, since};
   for (int w = 0; w < DATA_WINDOWS; w++) {
-    int64_t since = now_us - data_window_us[w];
-    percentiles_of(set, since, 0, &buf, s->run[w]);
-    percentiles_of(set, since, 1, &buf, s->wait[w]);
+    percentiles_of(set, from[w], 0, &buf, s->run[w]);
+    percentiles_of(set, from[w], 1, &buf, s->wait[w]);
   }
   stats_weighted_fini(&buf);
-  d->sample = set;
-  d->sample_now = now_us;
+  if (f == NULL) {
+    d->sample = set;
+    d->sample_now = now_us;
+    d->sample_since = since;
+  } else {
+    sample_set_free(set);
+    free(set);
+  }
   return 0;
 }
+
 static int load_agent_totals(data *d, data_stats *s) {
   sqlite3_stmt *st = NULL;
   char *sql = sqlite3_mprintf("SELECT count(*), coalesce(sum(connected), 0), "
@@ -426,14 +523,17 @@ static int load_agent_totals(data *d, data_stats *s) {
   return rc == SQLITE_ROW ? 0 : -1;
 }
 
-int data_stats_load(data *d, int64_t now_us, data_stats *out) {
+int data_stats_load(data *d, const filter *f, int64_t since, int64_t now_us,
+                    data_stats *out) {
   memset(out, 0, sizeof *out);
   out->last_event_at = DATA_NULL;
+  out->since = since;
+  f = effective(f);
   int rc = 0;
   /* One read transaction, so the figures agree with each other. */
   sqlite3_exec(d->db, "BEGIN", NULL, NULL, NULL);
-  if (load_counts(d, now_us, out) || load_sparks(d, now_us, out) ||
-      load_percentiles(d, now_us, out) || load_agent_totals(d, out))
+  if (load_counts(d, f, since, out) || load_sparks(d, f, now_us, out) ||
+      load_percentiles(d, f, since, now_us, out) || load_agent_totals(d, out))
     rc = -1;
   sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL);
   return rc;
@@ -457,34 +557,121 @@ static int prepare_filtered(data *d, const filter *f, const char *head,
   return rc;
 }
 
-int data_tasks_page(data *d, const filter *f, const data_key *from, int dir,
-                    int limit, data_task **rows, int *n) {
-  static const char *const head[2] = {
-      "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
-      " WHERE t.enqueued_at <= ?1 AND "
-      "(t.enqueued_at < ?1 OR t.id <= ?2)",
-      "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
-      " WHERE t.enqueued_at >= ?1 AND "
-      "(t.enqueued_at > ?1 OR t.id > ?2)"};
-  static const char *const tail[2] = {
-      "ORDER BY t.enqueued_at DESC, t.id DESC LIMIT ?3",
-      "ORDER BY t.enqueued_at ASC, t.id ASC LIMIT ?3"};
-  int k = dir > 0;
+/*
+ * prepare_filtered() for a statement that reads columns of tasks alone
+ * (counts, samples): head names its tables as READER_TASK_FROM, and when
+ * the filter needs no column of agents or batches that join is left out,
+ * so an index of tasks can answer without reading a row (SQLite keeps
+ * such joins in an aggregate).
+ */
+static int prepare_tasks_only(data *d, const filter *f, const char *head,
+                              const char *tail, int first, sqlite3_stmt **st) {
+  if (f && (filter_uses(f) & FILTER_USES_JOIN))
+    return prepare_filtered(d, f, head, tail, first, st);
+  const char *join = strstr(head, READER_TASK_FROM);
+  if (join == NULL)
+    return prepare_filtered(d, f, head, tail, first, st);
+  char *alone = sqlite3_mprintf("%.*s FROM tasks t%s", (int)(join - head), head,
+                                join + strlen(READER_TASK_FROM));
+  int rc = prepare_filtered(d, f, alone, tail, first, st);
+  sqlite3_free(alone);
+  return rc;
+}
+
+/* ---- lists in an order ---------------------------------------------
+ *
+ * A list is ordered by (value, id), both descending or both ascending.
+ * Every list statement takes ?1 since, ?2 and ?3 the key (value, id), ?4
+ * the limit, ?5 now, and the filter's parameters from ?6. */
+
+#define LIST_FILTER_FIRST 6
+
+/* A task's value in an order, as SQL (task_value() in C). */
+static const char *order_value(int by) {
+  switch (by) {
+  case DATA_BY_RUN:
+    return "(CASE WHEN t.run_us IS NOT NULL THEN t.run_us WHEN status "
+           "= " SCHEMA_SQL_CODE(
+               RUNNING) " AND t.started_at IS NOT NULL THEN ?5 - t.started_at "
+                        "ELSE -1 END)";
+  case DATA_BY_WAIT:
+    return "(CASE WHEN t.wait_us IS NOT NULL THEN t.wait_us WHEN status "
+           "= " SCHEMA_SQL_CODE(QUEUED) " THEN ?5 - t.enqueued_at ELSE -1 END)";
+  case DATA_BY_STATUS:
+    return SCHEMA_SQL_SEVERITY;
+  default:
+    return "t.enqueued_at";
+  }
+}
+
+/* A batch's value over its matching tasks: total run time, longest wait,
+ * worst state. */
+static const char *batch_value(int by) {
+  switch (by) {
+  case DATA_BY_RUN:
+    return "sum(max(%s, 0))";
+  case DATA_BY_WAIT:
+  case DATA_BY_STATUS:
+  default:
+    return "max(%s)";
+  }
+}
+
+static const data_scope time_order = {INT64_MIN, 0, DATA_BY_TIME, 1};
+
+/* The keyset condition and ORDER BY of a page, as text: rows from the key
+ * on (down: the key included, in list order) or before it (up: nearest
+ * first), for the value `v` and the id column `id`. */
+static char *keyset(const data_scope *sc, int up, const char *v,
+                    const char *id) {
+  int desc = sc->desc != up; /* the direction rows are read in */
+  const char *cmp = desc ? "<" : ">", *dir = desc ? "DESC" : "ASC";
+  return sqlite3_mprintf("(%s %s= ?2 AND (%s %s ?2 OR %s %s%s ?3)) ORDER BY "
+                         "%s %s, %s %s LIMIT ?4",
+                         v, cmp, v, cmp, id, cmp, up ? "" : "=", v, dir, id,
+                         dir);
+}
+
+/* Binds ?1..?5 of a list statement. A missing key is the first row in
+ * the direction the rows are read in. */
+static void bind_list(sqlite3_stmt *st, const data_scope *sc, int up,
+                      const data_key *from, int limit) {
+  int desc = sc->desc != up;
+  data_key edge = {desc ? INT64_MAX : INT64_MIN, desc ? INT64_MAX : INT64_MIN};
+  if (from)
+    edge = *from;
+  sqlite3_bind_int64(st, 1, sc->since);
+  sqlite3_bind_int64(st, 2, edge.at);
+  sqlite3_bind_int64(st, 3, edge.id);
+  sqlite3_bind_int(st, 4, limit);
+  sqlite3_bind_int64(st, 5, sc->now);
+}
+
+int data_tasks_page(data *d, const filter *f, const data_scope *scope,
+                    const data_key *from, int dir, int limit, data_task **rows,
+                    int *n) {
+  const data_scope *sc = scope ? scope : &time_order;
+  int up = dir > 0;
   sqlite3_stmt *st = NULL;
   *rows = NULL;
   *n = 0;
   if (limit <= 0)
     return 0;
-  if (prepare_filtered(d, f, head[k], tail[k], 4, &st))
+  char *order = keyset(sc, up, order_value(sc->by), "t.id");
+  /* The keyset goes after the filter: "head AND (filter) tail". */
+  char *tail = sqlite3_mprintf("AND %s", order);
+  int rc = prepare_filtered(d, effective(f),
+                            "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
+                            " WHERE t.enqueued_at >= ?1",
+                            tail, LIST_FILTER_FIRST, &st);
+  sqlite3_free(order);
+  sqlite3_free(tail);
+  if (rc)
     return -1;
-  data_key edge = {k ? INT64_MIN : INT64_MAX, k ? INT64_MIN : INT64_MAX};
-  if (from)
-    edge = *from;
-  sqlite3_bind_int64(st, 1, edge.at);
-  sqlite3_bind_int64(st, 2, edge.id);
-  sqlite3_bind_int(st, 3, limit);
+  bind_list(st, sc, up, from, limit);
   data_task *out = xcalloc((size_t)limit, sizeof *out);
-  int count = 0, rc = SQLITE_DONE;
+  int count = 0;
+  rc = SQLITE_DONE;
   while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
     read_task(st, &out[count++]);
   sqlite3_finalize(st);
@@ -541,73 +728,112 @@ static int have_batch(const data_batch *b, int n, int64_t id) {
   return 0;
 }
 
-int data_batches_page(data *d, const filter *f, const data_key *from, int n,
-                      data_batch **out, int *count) {
+/* The statement of batch keys in list order: (batch, key value, key id).
+ * In time order it reads tasks by time (a batch at its first task met);
+ * in the others one row per batch, grouped over the window. */
+static int prepare_batch_keys(data *d, const filter *f, const data_scope *sc,
+                              int up, sqlite3_stmt **st) {
+  int rc;
+  if (sc->by == DATA_BY_TIME) {
+    char *order = keyset(sc, up, "t.enqueued_at", "t.id");
+    char *tail = sqlite3_mprintf("AND %s", order);
+    rc = prepare_filtered(d, f,
+                          "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
+                          " WHERE t.enqueued_at >= ?1",
+                          tail, LIST_FILTER_FIRST, st);
+    sqlite3_free(order);
+    sqlite3_free(tail);
+    return rc;
+  }
+  char *value = sqlite3_mprintf(batch_value(sc->by), order_value(sc->by));
+  char *order = keyset(sc, up, "v", "t.batch");
+  char *head =
+      sqlite3_mprintf("SELECT t.batch, %s AS v, t.batch" READER_TASK_FROM
+                      " WHERE t.enqueued_at >= ?1",
+                      value);
+  /* +t.batch: grouping by the plain column would have SQLite walk the
+   * whole tasks_batch index for its order, every batch of the store. */
+  char *tail = sqlite3_mprintf("GROUP BY +t.batch HAVING %s", order);
+  rc = prepare_tasks_only(d, f, head, tail, LIST_FILTER_FIRST, st);
+  sqlite3_free(value);
+  sqlite3_free(order);
+  sqlite3_free(head);
+  sqlite3_free(tail);
+  return rc;
+}
+
+int data_batches_page(data *d, const filter *f, const data_scope *scope,
+                      const data_key *from, int n, data_batch **out,
+                      int *count) {
+  const data_scope *sc = scope ? scope : &time_order;
   sqlite3_stmt *st = NULL;
   *out = NULL;
   *count = 0;
   if (n <= 0)
     return 0;
-  if (prepare_filtered(d, f,
-                       "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
-                       " WHERE t.enqueued_at <= ?1 AND "
-                       "(t.enqueued_at < ?1 OR t.id <= ?2)",
-                       "ORDER BY t.enqueued_at DESC, t.id DESC", 3, &st))
+  if (prepare_batch_keys(d, effective(f), sc, 0, &st))
     return -1;
-  sqlite3_bind_int64(st, 1, from ? from->at : INT64_MAX);
-  sqlite3_bind_int64(st, 2, from ? from->id : INT64_MAX);
-  data_batch *b = xcalloc((size_t)n, sizeof *b);
-  int m = 0, scanned = 0, rc = 0;
   /* Tasks of one batch sit close together in time, so a bounded scan
    * finds n batches unless the filter is very selective. */
-  while (m < n && scanned < n * 64 && sqlite3_step(st) == SQLITE_ROW) {
+  int timed = sc->by == DATA_BY_TIME;
+  bind_list(st, sc, 0, from, timed ? n * 64 : n);
+  data_batch *b = xcalloc((size_t)n, sizeof *b);
+  int m = 0, rc = 0;
+  while (m < n && sqlite3_step(st) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(st, 0);
-    scanned++;
     if (have_batch(b, m, id))
       continue;
     b[m].id = id;
     b[m].key.at = sqlite3_column_int64(st, 1);
     b[m].key.id = sqlite3_column_int64(st, 2);
-    b[m].created_at = b[m].key.at;
+    b[m].value = timed ? DATA_NULL : b[m].key.at;
+    b[m].created_at = timed ? b[m].key.at : DATA_NULL;
     m++;
   }
   sqlite3_finalize(st);
-  for (int i = 0; i < m && rc == 0; i++)
+  for (int i = 0; i < m && rc == 0; i++) {
     rc = load_batch_tasks(d, &b[i]);
+    if (!timed && b[i].ntasks > 0)
+      b[i].created_at = b[i].tasks[0].enqueued_at;
+  }
   *out = b;
   *count = m;
   return rc;
 }
 
-int data_batch_before(data *d, const filter *f, const data_key *key,
-                      int64_t batch, data_key *out) {
+int data_batch_before(data *d, const filter *f, const data_scope *scope,
+                      const data_key *key, int64_t batch, int n,
+                      data_key *out) {
+  const data_scope *sc = scope ? scope : &time_order;
   sqlite3_stmt *st = NULL;
-  if (prepare_filtered(d, f,
-                       "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
-                       " WHERE t.enqueued_at >= ?1 AND "
-                       "(t.enqueued_at > ?1 OR t.id > ?2)",
-                       "ORDER BY t.enqueued_at ASC, t.id ASC LIMIT 256", 3,
-                       &st))
+  if (n < 1)
+    n = 1;
+  if (prepare_batch_keys(d, effective(f), sc, 1, &st))
     return -1;
-  sqlite3_bind_int64(st, 1, key->at);
-  sqlite3_bind_int64(st, 2, key->id);
-  int64_t found = 0;
+  bind_list(st, sc, 1, key, sc->by == DATA_BY_TIME ? 256 * n : n);
+  /* The batches above in the order first met, each at its last row seen
+   * in the scan: in time order a batch's tasks may interleave with
+   * another's, and its key is its task nearest the top of the list. */
+  int64_t *ids = xcalloc((size_t)n, sizeof *ids);
+  data_key *keys = xcalloc((size_t)n, sizeof *keys);
   int have = 0;
-  /* The first other batch above, at its newest task seen in the scan. */
   while (sqlite3_step(st) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(st, 0);
-    if (id == batch)
+    int k = 0;
+    while (k < have && ids[k] != id)
+      k++;
+    if (id == batch || (k == have && have == n))
       continue;
-    if (!have) {
-      found = id;
-      have = 1;
-    }
-    if (id == found) {
-      out->at = sqlite3_column_int64(st, 1);
-      out->id = sqlite3_column_int64(st, 2);
-    }
+    if (k == have)
+      ids[have++] = id;
+    keys[k].at = sqlite3_column_int64(st, 1);
+    keys[k].id = sqlite3_column_int64(st, 2);
   }
   sqlite3_finalize(st);
+  if (have)
+    *out = keys[have - 1];
+  free(ids);
+  free(keys);
   return have ? 0 : 1;
 }
 
@@ -641,11 +867,11 @@ static data_name *find_name(data_name *rows, int n, const char *p, size_t len) {
 static int add_unusual(data *d, const filter *f, int64_t since_us,
                        data_name **rows, int *n, int *cap) {
   sqlite3_stmt *st = NULL;
-  if (prepare_filtered(d, f,
-                       "SELECT t.name, t.status, count(*)" READER_TASK_FROM
-                       " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
-                       " AND t.enqueued_at >= ?1",
-                       "GROUP BY t.name, t.status", 2, &st))
+  if (prepare_tasks_only(d, f,
+                         "SELECT t.name, t.status, count(*)" READER_TASK_FROM
+                         " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
+                         " AND t.enqueued_at >= ?1",
+                         "GROUP BY t.name, t.status", 2, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since_us);
   int rc;
@@ -675,18 +901,38 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
-                    int *n) {
+/* 1 when more than `max` tasks match f in the window: a count that stops
+ * early, so its cost is bounded however big the window. */
+static int window_over(data *d, const filter *f, int64_t since, int max) {
+  sqlite3_stmt *st = NULL;
+  if (prepare_tasks_only(d, f,
+                         "SELECT count(*) FROM (SELECT 1" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1",
+                         "LIMIT ?2)", 3, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, since);
+  sqlite3_bind_int(st, 2, max + 1);
+  int over = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > max;
+  sqlite3_finalize(st);
+  return over;
+}
+
+int data_names_load(data *d, const filter *f, int64_t since, int64_t now_us,
+                    data_name **out, int *n) {
   sample_set set;
   *out = NULL;
   *n = 0;
-  int reuse = effective(f) == NULL && d->sample && d->sample_now == now_us;
+  f = effective(f);
+  int reuse = f == NULL && d->sample && d->sample_now == now_us &&
+              d->sample_since == since;
   if (reuse) {
     set = *d->sample;
     memset(d->sample, 0, sizeof *d->sample);
     drop_sample(d);
-  } else if (sample_window(d, f, now_us, &set)) {
-    return -1;
+  } else {
+    int over = window_over(d, f, since, DATA_EXACT_MAX);
+    if (over < 0 || sample_window(d, f, since, now_us, !over, &set))
+      return -1;
   }
   qsort(set.v, set.n, sizeof *set.v, compare_sample_name);
   stats_weighted buf;
@@ -714,7 +960,7 @@ int data_names_load(data *d, const filter *f, int64_t now_us, data_name **out,
     i = j;
   }
   stats_weighted_fini(&buf);
-  int rc = add_unusual(d, f, now_us - STRATA * STRATUM_US, &rows, &count, &cap);
+  int rc = add_unusual(d, f, since, &rows, &count, &cap);
   for (int i = 0; i < count; i++)
     if (rows[i].count < rows[i].failed + rows[i].skipped)
       rows[i].count = rows[i].failed + rows[i].skipped;

@@ -32,21 +32,29 @@ typedef struct options {
   const char *db;
   const char *filter;
   int view;
+  int window; /* enum view_window */
+  int sort;   /* enum data_by, for the tasks and batches views */
   int once;
   int color; /* 0 never, 1 always, 2 auto */
   int width, height;
 } options;
 
 static const char usage_text[] =
-    "Usage: taskwatch top --db PATH [OPTION]...\n"
+    "Usage: taskwatch top [--db PATH] [OPTION]...\n"
     "\n"
     "Live dashboard of the store at PATH (read-only): tasks, batches,\n"
     "names and agents. Press ? in the dashboard for its keys.\n"
     "\n"
     "Options:\n"
-    "  --db PATH                  the collector's store (required)\n"
+    "  --db PATH                  the collector's store (default\n"
+    "                             $TASKWATCH_DB, else taskwatch.db)\n"
     "  --view VIEW                tasks (default), batches, names or agents\n"
     "  --filter TEXT              filter terms, as for taskwatch query\n"
+    "  --window W                 5m, 15m (default), 1h, 24h or all: what\n"
+    "                             the figures and lists cover (key w)\n"
+    "  --sort ORDER               the tasks and batches views: time\n"
+    "                             (default), run, wait or status, largest\n"
+    "                             first (key s)\n"
     "  --color WHEN               auto (default), always or never; NO_COLOR\n"
     "                             in the environment turns auto off\n"
     "  --once                     print one plain-text snapshot and exit;\n"
@@ -78,12 +86,23 @@ static int parse_size(const char *text, int *w, int *h) {
   return 0;
 }
 
-enum { OPT_DB = 256, OPT_FILTER, OPT_VIEW, OPT_COLOR, OPT_ONCE, OPT_SIZE };
+enum {
+  OPT_DB = 256,
+  OPT_FILTER,
+  OPT_VIEW,
+  OPT_WINDOW,
+  OPT_SORT,
+  OPT_COLOR,
+  OPT_ONCE,
+  OPT_SIZE
+};
 
 static const struct option long_options[] = {
     {"db", required_argument, NULL, OPT_DB},
     {"filter", required_argument, NULL, OPT_FILTER},
     {"view", required_argument, NULL, OPT_VIEW},
+    {"window", required_argument, NULL, OPT_WINDOW},
+    {"sort", required_argument, NULL, OPT_SORT},
     {"color", required_argument, NULL, OPT_COLOR},
     {"once", no_argument, NULL, OPT_ONCE},
     {"size", required_argument, NULL, OPT_SIZE},
@@ -94,6 +113,8 @@ static const struct option long_options[] = {
 /* Applies one option; returns 0 or ARGS_USAGE. */
 static int apply_option(const args *a, int c, options *o) {
   static const char *const colors[] = {"never", "always", "auto", NULL};
+  /* In the order of enum data_by. */
+  static const char *const sorts[] = {"time", "run", "wait", "status", NULL};
   switch (c) {
   case OPT_DB:
     o->db = a->value;
@@ -105,6 +126,12 @@ static int apply_option(const args *a, int c, options *o) {
     if ((o->view = view_kind_of(a->value)) < 0)
       return args_invalid(a, "one of tasks, batches, names, agents");
     return 0;
+  case OPT_WINDOW:
+    if ((o->window = view_window_of(a->value)) < 0)
+      return args_invalid(a, "one of 5m, 15m, 1h, 24h, all");
+    return 0;
+  case OPT_SORT:
+    return args_choice(a, sorts, &o->sort);
   case OPT_COLOR:
     return args_choice(a, colors, &o->color);
   case OPT_ONCE:
@@ -136,8 +163,6 @@ static int parse_args(int argc, char **argv, options *o) {
   }
   if (args_no_operands(&a))
     return ARGS_USAGE;
-  if (o->db == NULL)
-    return args_error(&a, "--db PATH is required");
   return 0;
 }
 
@@ -214,7 +239,7 @@ static int live(ctl *c, int color, unsigned flags) {
   grid *g = grid_new(w, h, flags);
   ctl_resize(c, w, h);
   ctl_load(c, format_now_us());
-  int64_t last_load = monotonic_us(), last_tick = last_load;
+  int64_t last_load = monotonic_us(), last_tick = last_load, load_us = 0;
   int dirty = 1;
   catch_stop_signals();
   while (!quit && !stop_signal) {
@@ -237,15 +262,19 @@ static int live(ctl *c, int color, unsigned flags) {
       quit = handle_input(c, key, text);
       dirty = 1;
     }
-    /* Reload when the store changed, at most four times a second. An
+    /* Reload when the store changed, at most four times a second, and
+     * never spending more than a quarter of the time loading (a list
+     * sorted by run time over a large window reads every task of it). An
      * unchanged store costs no query: once a second only the clock moves
      * (running durations, "ago"), and every RELOAD_IDLE_US the windows
      * of the header are recomputed as they slide. */
     int64_t mono = monotonic_us();
-    if ((ctl_store_changed(c) && mono - last_load >= 250000) ||
+    int64_t gap = 4 * load_us > 250000 ? 4 * load_us : 250000;
+    if ((ctl_store_changed(c) && mono - last_load >= gap) ||
         mono - last_load >= RELOAD_IDLE_US) {
       ctl_load(c, format_now_us());
       last_load = last_tick = mono;
+      load_us = monotonic_us() - mono;
       dirty = 1;
     } else if (mono - last_tick >= 1000000) {
       ctl_state(c)->now_us = format_now_us();
@@ -262,6 +291,8 @@ int top_main(int argc, char **argv) {
   options o = {0};
   o.color = 2;
   o.view = VIEW_TASKS;
+  o.window = VIEW_WINDOW_DEFAULT;
+  o.sort = DATA_BY_TIME;
   int rc = parse_args(argc, argv, &o);
   if (rc)
     return rc == 1 ? 0 : 2;
@@ -269,13 +300,22 @@ int top_main(int argc, char **argv) {
   unsigned flags = sanitize_locale_is_utf8() ? 0 : SANITIZE_ASCII;
   char err[256];
   data *d = NULL;
-  if (data_open(o.db, &d, err, sizeof err) != 0) {
+  int defaulted = o.db == NULL;
+  if (defaulted)
+    o.db = schema_default_db();
+  rc = data_open(o.db, &d, err, sizeof err);
+  if (rc != 0) {
     /* A missing or unreadable store is a bad argument, as for query. */
-    fprintf(stderr, "taskwatch top: %s\n", err);
+    fprintf(stderr, "taskwatch top: %s%s\n", err,
+            defaulted && rc == READER_EMISSING ? READER_DEFAULT_MISSING_HINT
+                                               : "");
     return 2;
   }
   ctl *c = ctl_new(d, o.db);
-  ctl_state(c)->kind = o.view;
+  view_state *s = ctl_state(c);
+  s->kind = o.view;
+  s->window = o.window;
+  s->sort_column[VIEW_TASKS] = s->sort_column[VIEW_BATCHES] = o.sort;
   if (ctl_set_filter(c, o.filter ? o.filter : "", err, sizeof err) != 0) {
     fprintf(stderr, "taskwatch top: bad --filter: %s\n", err);
     ctl_free(c);

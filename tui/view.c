@@ -31,6 +31,52 @@ int view_kind_of(const char *name) {
   return -1;
 }
 
+static const struct {
+  const char *name;
+  int64_t us; /* 0: all */
+} windows[VIEW_WINDOW_COUNT] = {
+    [VIEW_WINDOW_5M] = {"5m", INT64_C(300000000)},
+    [VIEW_WINDOW_15M] = {"15m", INT64_C(900000000)},
+    [VIEW_WINDOW_1H] = {"1h", INT64_C(3600000000)},
+    [VIEW_WINDOW_24H] = {"24h", INT64_C(86400000000)},
+    [VIEW_WINDOW_ALL] = {"all", 0},
+};
+
+const char *view_window_name(int window) {
+  return window >= 0 && window < VIEW_WINDOW_COUNT ? windows[window].name : "?";
+}
+
+int view_window_of(const char *name) {
+  for (int i = 0; i < VIEW_WINDOW_COUNT; i++)
+    if (strcmp(windows[i].name, name) == 0)
+      return i;
+  return -1;
+}
+
+int64_t view_since(const view_state *s) {
+  int w = s->window >= 0 && s->window < VIEW_WINDOW_COUNT ? s->window
+                                                          : VIEW_WINDOW_ALL;
+  return windows[w].us ? s->now_us - windows[w].us : INT64_MIN;
+}
+
+data_scope view_scope(const view_state *s) {
+  data_scope sc = {view_since(s), s->now_us, DATA_BY_TIME, 1};
+  if (s->kind == VIEW_TASKS || s->kind == VIEW_BATCHES) {
+    sc.by =
+        s->sort_column[s->kind] < 0 ? DATA_BY_TIME : s->sort_column[s->kind];
+    sc.desc = s->sort_desc[s->kind];
+  }
+  return sc;
+}
+
+/* "last 15m", or "all time". */
+static void window_words(const view_state *s, char *buf, size_t size) {
+  if (view_since(s) == INT64_MIN)
+    snprintf(buf, size, "all time");
+  else
+    snprintf(buf, size, "last %s", view_window_name(s->window));
+}
+
 /* Styles. Every state has a word as well as a colour. */
 static grid_style style(int fg, unsigned attr) {
   grid_style s = {(uint8_t)fg, (uint8_t)attr};
@@ -227,40 +273,70 @@ static void header_db(const view_state *s, flow *f) {
   flow_put(f, &seg);
 }
 
+/* Idle after this long without an event. */
+#define IDLE_US INT64_C(10000000)
+
+/* Whether events are coming, in words: a newcomer watching a load end
+ * reads "FINISHED" rather than guessing from a clock. */
 static void header_last_event(const view_state *s, flow *f) {
   segment seg = {0};
   char a[16];
-  ago(s->now_us, s->stats.last_event_at, a, sizeof a);
-  int stale = s->stats.last_event_at == DATA_NULL ||
-              elapsed_us(s->now_us, s->stats.last_event_at) >
-                  INT64_C(10000000);
-  if (stale)
-    piece(&seg, style(GRID_YELLOW, GRID_BOLD | GRID_REVERSE), "STALE");
-  piece(&seg, normal, "%slast event %s%s", stale ? " " : "", a,
-        s->stats.last_event_at == DATA_NULL ? "" : " ago");
+  const data_stats *st = &s->stats;
+  grid_style badge = style(GRID_YELLOW, GRID_BOLD | GRID_REVERSE);
+  ago(s->now_us, st->last_event_at, a, sizeof a);
+  if (st->last_event_at == DATA_NULL) {
+    piece(&seg, badge, "WAITING");
+    piece(&seg, normal, " no event yet");
+  } else if (st->agents > 0 && st->agents_connected == 0) {
+    piece(&seg, badge, "FINISHED");
+    piece(&seg, normal, " no agent connected, last event %s ago", a);
+  } else if (elapsed_us(s->now_us, st->last_event_at) > IDLE_US) {
+    piece(&seg, badge, "IDLE");
+    piece(&seg, normal, " no event for %s", a);
+  } else {
+    piece(&seg, normal, "last event %s ago", a);
+  }
   flow_put(f, &seg);
 }
 
 static void header_agents(const view_state *s, flow *f) {
   segment seg = {0};
-  piece(&seg, normal, "agents %lld/%lld", (long long)s->stats.agents_connected,
-        (long long)s->stats.agents);
+  if (f->width >= 120)
+    piece(&seg, normal, "agents %lld of %lld connected",
+          (long long)s->stats.agents_connected, (long long)s->stats.agents);
+  else
+    piece(&seg, normal, "agents %lld/%lld",
+          (long long)s->stats.agents_connected, (long long)s->stats.agents);
   piece(&seg, s->stats.agents_dropped ? style(GRID_RED, GRID_BOLD) : normal,
         " dropped %lld", (long long)s->stats.agents_dropped);
   flow_put(f, &seg);
 }
 
+static void header_count(flow *f, int status, int64_t n, int brk,
+                         const char *before) {
+  segment seg = {0};
+  seg.brk = brk;
+  const char *word =
+      f->width >= 100 ? status_word(status) : short_status[status];
+  if (before)
+    piece(&seg, style(GRID_DEFAULT, GRID_BOLD), "%s ", before);
+  piece(&seg, status_style(status), "%s", word);
+  piece(&seg, normal, " %lld", (long long)n);
+  flow_put(f, &seg);
+}
+
+/* The window's final states, then what is queued and running now. */
 static void header_counts(const view_state *s, flow *f) {
-  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++) {
-    segment seg = {0};
-    seg.brk = i == 0;
-    const char *word = f->width >= 100 ? status_word(i) : short_status[i];
-    piece(&seg, status_style(i), "%s", word);
-    piece(&seg, normal, " %lld", (long long)s->stats.counts[i]);
-    if (i == SCHEMA_STATUS_COUNT - 1 && f->roomy)
-      piece(&seg, style(GRID_DEFAULT, GRID_DIM), " (15m)");
-    flow_put(f, &seg);
-  }
+  char w[32];
+  window_words(s, w, sizeof w);
+  if (f->width < 100)
+    snprintf(w, sizeof w, "%s",
+             view_since(s) == INT64_MIN ? "all" : view_window_name(s->window));
+  for (int i = SCHEMA_SUCCEEDED; i < SCHEMA_STATUS_COUNT; i++)
+    header_count(f, i, s->stats.counts[i], i == SCHEMA_SUCCEEDED,
+                 i == SCHEMA_SUCCEEDED ? w : NULL);
+  header_count(f, SCHEMA_QUEUED, s->stats.queued_now, 0, "now");
+  header_count(f, SCHEMA_RUNNING, s->stats.running_now, 0, NULL);
 }
 
 static void header_rates(const view_state *s, flow *f) {
@@ -271,19 +347,22 @@ static void header_rates(const view_state *s, flow *f) {
   seg.brk = 1;
   sparkline(s->stats.spark_tasks + DATA_SPARK_N - n, n, flags, spark,
             sizeof spark);
-  piece(&seg, normal, "tasks/s %.1f ", s->stats.tasks_per_s);
+  piece(&seg, normal, "tasks/s %.1f ", data_rate(&s->stats, s->now_us, 0));
   piece(&seg, style(GRID_GREEN, 0), "%s", spark);
   flow_put(f, &seg);
   memset(&seg, 0, sizeof seg);
   sparkline(s->stats.spark_failed + DATA_SPARK_N - n, n, flags, spark,
             sizeof spark);
-  piece(&seg, normal, "failed/s %.2f ", s->stats.failed_per_s);
+  piece(&seg, normal, "failed/s %.2f ", data_rate(&s->stats, s->now_us, 1));
   piece(&seg, style(GRID_RED, 0), "%s", spark);
   flow_put(f, &seg);
 }
 
+/* p50/p95/p99 of run time and wait over the last minute and the window;
+ * "~" when they come from a sample. */
 static void header_percentiles(const view_state *s, flow *f) {
-  static const char *const windows[DATA_WINDOWS] = {"1m", "5m", "15m"};
+  const char *spans[DATA_WINDOWS] = {"1m", view_window_name(s->window)};
+  const char *mark = s->stats.exact ? "" : "~";
   for (int which = 0; which < 2; which++) {
     segment seg = {0};
     seg.brk = 1;
@@ -301,8 +380,8 @@ static void header_percentiles(const view_state *s, flow *f) {
       duration(p[1], b, sizeof b);
       duration(p[2], c, sizeof c);
       memset(&seg, 0, sizeof seg);
-      piece(&seg, style(GRID_DEFAULT, GRID_DIM), "%s ", windows[w]);
-      piece(&seg, normal, "%s/%s/%s", a, b, c);
+      piece(&seg, style(GRID_DEFAULT, GRID_DIM), "%s ", spans[w]);
+      piece(&seg, normal, "%s%s/%s/%s", p[0] == DATA_NULL ? "" : mark, a, b, c);
       flow_put(f, &seg);
     }
   }
@@ -499,16 +578,33 @@ static void draw_task_row(const view_state *s, grid *g, const layout *l, int y,
   cell_str(g, l, c, TC_ERROR, y, style(GRID_RED, 0), buf);
 }
 
+/* What an empty list says: which window, and what would widen it. */
+static void draw_empty(const view_state *s, grid *g, int y, const char *what) {
+  char w[32], text[160];
+  const char *filtered =
+      s->filter_text[0] || s->failures_only ? " matches the filter" : "";
+  window_words(s, w, sizeof w);
+  if (view_since(s) == INT64_MIN)
+    snprintf(text, sizeof text, "no %s%s", what,
+             filtered[0] ? filtered : " yet");
+  else
+    snprintf(text, sizeof text, "no %s%s in the %s (w: a wider window)", what,
+             filtered, w);
+  grid_puts(g, 1, y, -1, style(GRID_DEFAULT, GRID_DIM), text);
+}
+
+/* The tasks view's column of each order (enum data_by). */
+static const int task_order_column[] = {TC_TIME, TC_RUN, TC_WAIT, TC_STATUS};
+
 static void draw_tasks(const view_state *s, grid *g, int top, int rows) {
   layout l = lay_out(task_columns, TC_COUNT, grid_width(g));
-  draw_titles(g, &l, task_columns, TC_COUNT, top, -1, 1);
+  data_scope sc = view_scope(s);
+  draw_titles(g, &l, task_columns, TC_COUNT, top, task_order_column[sc.by],
+              sc.desc);
   for (int i = 0; i < s->ntasks && i < rows; i++)
     draw_task_row(s, g, &l, top + 1 + i, &s->tasks[i]);
   if (s->ntasks == 0 && rows > 0)
-    grid_puts(g, 1, top + 1, -1, style(GRID_DEFAULT, GRID_DIM),
-              s->filter_text[0] || s->failures_only
-                  ? "no task matches the filter"
-                  : "no tasks yet");
+    draw_empty(s, g, top + 1, "task");
   if (s->cursor >= 0 && s->cursor < s->ntasks && s->cursor < rows)
     grid_highlight_row(g, top + 1 + s->cursor, GRID_REVERSE);
 }
@@ -547,11 +643,33 @@ static const data_task *failed_task(const data_batch *b) {
   return NULL;
 }
 
+/* The worst state of a batch's tasks (schema_status_severity()). */
+static int worst_status(const data_batch *b) {
+  int worst = SCHEMA_SUCCEEDED;
+  for (int i = 0; i < b->ntasks; i++)
+    if (schema_status_severity(b->tasks[i].status) >
+        schema_status_severity(worst))
+      worst = b->tasks[i].status;
+  return worst;
+}
+
+/* The batch's value in the list's order, as the heading shows it. */
+static void batch_value_text(const view_state *s, const data_batch *b,
+                             char *buf, size_t size) {
+  data_scope sc = view_scope(s);
+  char d[32];
+  buf[0] = '\0';
+  if (b->value == DATA_NULL || (sc.by != DATA_BY_RUN && sc.by != DATA_BY_WAIT))
+    return;
+  duration(b->value < 0 ? DATA_NULL : b->value, d, sizeof d);
+  snprintf(buf, size, "  %s %s", sc.by == DATA_BY_RUN ? "run" : "longest wait",
+           d);
+}
+
 static void draw_batch_heading(const view_state *s, grid *g, int y,
                                const data_batch *b) {
   char buf[64];
   int x = 0, w = grid_width(g);
-  (void)s;
   clock_time(b->created_at, buf, sizeof buf);
   x += grid_puts(g, x, y, w - x, style(GRID_DEFAULT, GRID_DIM), buf);
   x += grid_puts(g, x, y, w - x, normal, " ");
@@ -561,12 +679,21 @@ static void draw_batch_heading(const view_state *s, grid *g, int y,
   else
     x +=
         grid_puts(g, x, y, w - x, style(GRID_DEFAULT, GRID_BOLD), "(no label)");
-  const data_task *f = failed_task(b);
-  if (f) {
+  int worst = worst_status(b);
+  if (worst != SCHEMA_SUCCEEDED && worst != SCHEMA_RUNNING &&
+      worst != SCHEMA_QUEUED) {
+    char badge[16];
+    const char *word = status_word(worst);
+    for (size_t i = 0; word[i] && i + 1 < sizeof badge; i++)
+      badge[i] = (char)(word[i] - 'a' + 'A'), badge[i + 1] = '\0';
     x += grid_puts(g, x, y, w - x, normal, "  ");
-    x += grid_puts(g, x, y, w - x, style(GRID_RED, GRID_BOLD | GRID_REVERSE),
-                   "FAILED");
+    x += grid_puts(g, x, y, w - x,
+                   style(status_style(worst).fg, GRID_BOLD | GRID_REVERSE),
+                   badge);
   }
+  batch_value_text(s, b, buf, sizeof buf);
+  if (buf[0])
+    x += grid_puts(g, x, y, w - x, style(GRID_DEFAULT, GRID_BOLD), buf);
   if (b->service.ptr) {
     x += grid_puts(g, x, y, w - x, normal, "  ");
     x += grid_put(g, x, y, w - x, style(GRID_DEFAULT, GRID_DIM), b->service.ptr,
@@ -609,8 +736,17 @@ static void draw_batches(const view_state *s, grid *g, int top, int rows) {
   for (int i = 0; i < BC_COUNT; i++)
     l.x[i] += 2;
   grid_fill(g, 0, top, w, style(GRID_DEFAULT, GRID_REVERSE));
-  grid_puts(g, 0, top, w, style(GRID_DEFAULT, GRID_REVERSE | GRID_BOLD),
-            "REQUEST / TASKS IN ORDER");
+  /* Per order (enum data_by): what it is, its two directions. */
+  static const char *const orders[][3] = {
+      {"time", "newest first", "oldest first"},
+      {"total run time", "longest first", "shortest first"},
+      {"longest wait", "longest first", "shortest first"},
+      {"state", "worst first", "best first"}};
+  data_scope sc = view_scope(s);
+  char title[96];
+  snprintf(title, sizeof title, "REQUEST / TASKS IN ORDER   by %s, %s",
+           orders[sc.by][0], orders[sc.by][sc.desc ? 1 : 2]);
+  grid_puts(g, 0, top, w, style(GRID_DEFAULT, GRID_REVERSE | GRID_BOLD), title);
   int y = top + 1;
   for (int i = 0; i < s->nbatches && y < top + 1 + rows; i++) {
     const data_batch *b = &s->batches[i];
@@ -619,8 +755,7 @@ static void draw_batches(const view_state *s, grid *g, int top, int rows) {
       draw_batch_task(s, g, &l, y++, b, &b->tasks[k]);
   }
   if (s->nbatches == 0 && rows > 0)
-    grid_puts(g, 1, top + 1, -1, style(GRID_DEFAULT, GRID_DIM),
-              "no batches match");
+    draw_empty(s, g, top + 1, "batch");
   if (s->cursor >= 0 && s->cursor < rows && s->cursor < y - top - 1)
     grid_highlight_row(g, top + 1 + s->cursor, GRID_REVERSE);
 }
@@ -695,8 +830,18 @@ static void draw_names(const view_state *s, grid *g, int top, int rows) {
     }
   }
   if (s->nnames == 0 && rows > 0)
-    grid_puts(g, 1, top + 1, -1, style(GRID_DEFAULT, GRID_DIM),
-              "no tasks in the last 15 minutes");
+    draw_empty(s, g, top + 1, "task");
+  int shown = s->nnames - s->offset < rows ? s->nnames - s->offset : rows;
+  int estimated = 0;
+  for (int i = 0; i < s->nnames; i++)
+    estimated |= s->names[i].estimated;
+  if (estimated && shown + 1 < rows) { /* a blank line, then the legend */
+    char legend[128];
+    snprintf(legend, sizeof legend,
+             "~ estimated from a sample: the window holds over %d tasks",
+             DATA_EXACT_MAX);
+    grid_puts(g, 1, top + 2 + shown, -1, style(GRID_DEFAULT, GRID_DIM), legend);
+  }
   if (s->cursor >= 0 && s->cursor + s->offset < s->nnames && s->cursor < rows)
     grid_highlight_row(g, top + 1 + s->cursor, GRID_REVERSE);
 }
@@ -772,7 +917,8 @@ static void draw_agents(const view_state *s, grid *g, int top, int rows) {
 /* ---- sorting -------------------------------------------------------- */
 
 int view_sort_columns(int kind) {
-  return kind == VIEW_NAMES ? NC_N : kind == VIEW_AGENTS ? AC_N : 0;
+  /* Tasks and batches: the orders of enum data_by. */
+  return kind == VIEW_NAMES ? NC_N : kind == VIEW_AGENTS ? AC_N : 4;
 }
 
 static int cmp_int(int64_t a, int64_t b) {
@@ -1011,22 +1157,52 @@ static void draw_detail(const view_state *s, grid *g, int top, int rows) {
 
 /* ---- help, tabs, footer --------------------------------------------- */
 
+/* The legend of every sign the dashboard uses, after the keys. */
+static const char *const legend[][2] = {
+    {"", "The mouse wheel scrolls. Times are UTC."},
+    {"", ""},
+    {"Signs", ""},
+    {"last 15m", "the window: counts, percentiles and lists cover it (w)"},
+    {"now", "queued and running at this moment, whenever enqueued"},
+    {"1m 15m", "p50/p95/p99 of run time and wait: last minute, the window"},
+    {"~", "estimated from a sample (the window holds too many tasks)"},
+    {"agents 2/3", "2 agents connected of the 3 the store knows"},
+    {"dropped", "events agents dropped because their buffer was full"},
+    {"tasks/s", "tasks enqueued per second in the last 10 s (0 when idle)"},
+    {"IDLE", "no event for 10 s; FINISHED: no agent is connected"},
+    {"TIMEv RUN^", "the column a list is sorted by: largest, smallest first"},
+    {"-", "no value: not started or finished, or none in the window"},
+};
+#define LEGEND_LINES ((int)(sizeof legend / sizeof legend[0]))
+
+int view_help_lines(void) {
+  return keys_help_count() + LEGEND_LINES;
+}
+
 static void draw_help(const view_state *s, grid *g, int top, int rows) {
   int w = grid_width(g);
   grid_fill(g, 0, top, w, style(GRID_DEFAULT, GRID_REVERSE));
   grid_puts(g, 0, top, w, style(GRID_DEFAULT, GRID_REVERSE | GRID_BOLD),
             "keys  (? or Esc closes)");
-  int n = keys_help_count();
+  int n = keys_help_count(), cols = w >= 60 ? 26 : 14;
   for (int i = 0; i < rows; i++) {
     int k = i + s->help_scroll;
-    if (k == n) {
-      grid_puts(g, 1, top + 1 + i, w - 1, style(GRID_DEFAULT, GRID_DIM),
-                "The mouse wheel scrolls. Times are UTC.");
+    char line[256];
+    if (k >= view_help_lines())
       break;
+    if (k < n) {
+      keys_help_line(k, cols, line, sizeof line);
+      grid_puts(g, 1, top + 1 + i, w - 1, normal, line);
+      continue;
     }
-    char line[160];
-    keys_help_line(k, w >= 60 ? 26 : 14, line, sizeof line);
-    grid_puts(g, 1, top + 1 + i, w - 1, normal, line);
+    const char *const *l = legend[k - n];
+    if (l[0][0] == '\0') {
+      grid_puts(g, 1, top + 1 + i, w - 1, style(GRID_DEFAULT, GRID_DIM), l[1]);
+      continue;
+    }
+    snprintf(line, sizeof line, "%-*s %s", w >= 60 ? 12 : 10, l[0], l[1]);
+    grid_puts(g, 1, top + 1 + i, w - 1,
+              l[1][0] ? normal : style(GRID_DEFAULT, GRID_BOLD), line);
   }
 }
 
@@ -1042,7 +1218,7 @@ static void draw_tabs(const view_state *s, grid *g, int y) {
   }
   char right[VIEW_TEXT_MAX + 64];
   snprintf(right, sizeof right, "%s%s%s%s", s->paused ? " PAUSED" : "",
-           s->failures_only ? " failures-only" : "",
+           s->failures_only ? " failed/skipped/dropped/lost only" : "",
            s->filter_text[0] ? " filter: " : "", s->filter_text);
   if (right[0] && x + 2 < w)
     grid_puts(g, x + 1, y, w - x - 1, style(GRID_YELLOW, GRID_BOLD), right);
@@ -1066,8 +1242,8 @@ static void draw_footer(const view_state *s, grid *g, int y) {
     return;
   }
   grid_puts(g, 0, y, w, style(GRID_DEFAULT, GRID_DIM),
-            "?:help  /:filter  f:failures  s/S:sort  space:pause  "
-            "Tab/1-4:view  Enter:detail  q:quit");
+            "?:help  /:filter  f:problems  s:sort  w:window  Space:pause  "
+            "Tab:view  q:quit");
 }
 
 int view_list_rows(const view_state *s, int width, int height) {

@@ -28,6 +28,22 @@ int view_kind_of(const char *name);
 
 #define VIEW_TEXT_MAX 256
 
+/* The time windows `w` steps through: every figure and list covers the
+ * tasks enqueued in the current one. */
+enum view_window {
+  VIEW_WINDOW_5M,
+  VIEW_WINDOW_15M,
+  VIEW_WINDOW_1H,
+  VIEW_WINDOW_24H,
+  VIEW_WINDOW_ALL,
+  VIEW_WINDOW_COUNT
+};
+#define VIEW_WINDOW_DEFAULT VIEW_WINDOW_15M
+/* "5m", "15m", "1h", "24h", "all". */
+const char *view_window_name(int window);
+/* The window for a name, or -1. */
+int view_window_of(const char *name);
+
 typedef struct view_state {
   int64_t now_us;
   const char *db_label; /* shown in the title */
@@ -49,10 +65,13 @@ typedef struct view_state {
 
   int cursor; /* selected line of the list, from its top */
   int offset; /* names and agents: the first row shown */
+  /* Names and agents: the column sorted by; tasks and batches: the order
+   * (enum data_by). */
   int sort_column[VIEW_COUNT], sort_desc[VIEW_COUNT];
-  int following; /* the list shows the newest tasks and keeps up */
+  int window;    /* enum view_window */
+  int following; /* the list shows its top rows and keeps up */
   int paused;
-  int failures_only;
+  int failures_only; /* only failed, skipped, dropped and lost tasks */
   char filter_text[VIEW_TEXT_MAX];
 
   /* The filter prompt, while it is being typed. */
@@ -68,12 +87,17 @@ typedef struct view_state {
   int detail_scroll;
 } view_state;
 
+/* The start of the current window as of s->now_us (INT64_MIN: all). */
+int64_t view_since(const view_state *s);
+/* What the current tasks or batches list covers, in its order. */
+data_scope view_scope(const view_state *s);
+
 /* Rows of the list area (the lines data must be loaded for) on a screen of
  * the given size. */
 int view_list_rows(const view_state *s, int width, int height);
 /* Lines the batches view takes for batch i (its heading and tasks). */
 int view_batch_lines(const data_batch *b);
-/* Columns the current view can sort by, for `s`. */
+/* Columns (names, agents) or orders (tasks, batches) a view sorts by. */
 int view_sort_columns(int kind);
 
 /* Sorts the names or agents rows by the view's sort column. */
@@ -84,6 +108,9 @@ const data_task *view_selected_task(const view_state *s);
 
 /* Draws everything into g (cleared first). */
 void view_render(const view_state *s, grid *g);
+
+/* Lines of the help screen: the keys, then the legend of the signs. */
+int view_help_lines(void);
 
 /* Lines of the detail pane at this width (for scrolling bounds). */
 int view_detail_lines(const view_state *s, int width);

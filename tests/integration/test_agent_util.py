@@ -79,9 +79,9 @@ class Collector:
 
 
 SUMMARY = re.compile(
-    r"demo: (\d+) batches, (\d+) tasks, (\d+) failed, (\d+) skipped; "
-    r"work ([0-9.]+) s, flush ([0-9.]+) s; events recorded (\d+), "
-    r"acked (\d+), dropped (\d+)")
+    r"demo: (\d+) batches, (\d+) tasks \(\d+ succeeded, (\d+) failed, "
+    r"(\d+) skipped\); work ([0-9.]+) s, flush ([0-9.]+) s; events: (\d+) "
+    r"recorded, (\d+) stored \([^)]*\), (\d+) dropped")
 
 
 class DemoResult:

@@ -1,7 +1,11 @@
 """The command-line contract shared by every subcommand: --help, --version,
 and a one-line reason with exit status 2 for bad arguments."""
 
+import os
+import signal
+import subprocess
 import sys
+import time
 
 import twtest
 
@@ -35,6 +39,8 @@ def main():
     print("cli: %d bad invocations rejected cleanly" % len(bad))
     same_words()
     both_spellings()
+    default_store()
+    negation_is_not_an_option()
     return 0
 
 
@@ -99,6 +105,84 @@ def both_spellings():
             p = twtest.run(["demo", "--quiet"] + spelled, check=False)
             assert p.returncode == 0, (spelled, p.returncode, p.stderr)
     print("cli: --opt=value and --opt value agree")
+
+
+def in_dir(cwd, args, env=None):
+    return subprocess.run([twtest.BIN] + args, cwd=cwd, capture_output=True,
+                          text=True, timeout=120,
+                          env=dict(os.environ, **(env or {})))
+
+
+def default_store():
+    """Without --db, the collector writes and top and query read the same
+    store: taskwatch.db in the current directory, or TASKWATCH_DB."""
+    env = {k: v for k, v in os.environ.items() if k != "TASKWATCH_DB"}
+    with twtest.tempdir() as d:
+        sock = "unix:" + d + "/c.sock"
+        col = subprocess.Popen([twtest.BIN, "collector", "--listen", sock],
+                               cwd=d, env=env, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 15
+            while not os.path.exists(d + "/c.sock"):
+                assert col.poll() is None and time.monotonic() < deadline, \
+                    "the collector did not start"
+                time.sleep(0.05)
+            p = in_dir(d, ["demo", "--collector", sock, "--batches", "5",
+                           "--quiet"])
+            assert p.returncode == 0, p.stderr
+        finally:
+            col.send_signal(signal.SIGTERM)
+            assert col.wait(timeout=30) == 0
+        assert os.path.exists(d + "/taskwatch.db")
+        q = in_dir(d, ["query", "--format", "json"], env=env)
+        assert q.returncode == 0 and len(q.stdout.splitlines()) == 15, \
+            (q.returncode, q.stderr)
+        # Negation as two shell words, either spelling.
+        for neg in ("not", "!"):
+            q = in_dir(d, ["query", "--format", "json", neg,
+                           "name:send_email"], env=env)
+            assert q.returncode == 0 and len(q.stdout.splitlines()) == 10, \
+                (neg, q.returncode, q.stderr)
+        t = in_dir(d, ["top", "--once", "--size", "120x30"], env=env)
+        assert t.returncode == 0 and "succeeded 15" in t.stdout, t.stdout
+        other = d + "/elsewhere"
+        os.mkdir(other)
+        env_db = {"TASKWATCH_DB": d + "/taskwatch.db"}
+        q = in_dir(other, ["query", "--format", "json"], env=env_db)
+        assert q.returncode == 0 and len(q.stdout.splitlines()) == 15, \
+            q.stderr
+        t = in_dir(other, ["top", "--once", "--size", "120x30"], env=env_db)
+        assert t.returncode == 0 and "succeeded 15" in t.stdout, t.stdout
+        # The filter language refuses a value cut at a blank alike.
+        t = in_dir(other, ["top", "--filter", "label:POST /send*"],
+                   env=env_db)
+        assert t.returncode == 2 and t.stderr == (
+            "taskwatch top: bad --filter: 'label:POST /send*' splits at the "
+            "blank; to keep it, quote the value: label:\"POST /send*\"\n"), \
+            t.stderr
+        for cmd in (["top"], ["query"]):
+            p = in_dir(other, cmd)
+            assert p.returncode == 2 and p.stderr == (
+                "taskwatch %s: cannot open taskwatch.db: No such file or "
+                "directory (no --db given: give one, set TASKWATCH_DB, or "
+                "start taskwatch collector here, which writes "
+                "taskwatch.db)\n" % cmd[0]), p.stderr
+    print("cli: collector, top and query agree on the default store")
+
+
+def negation_is_not_an_option():
+    """-status:succeeded is a negation written as options would be: named
+    as such, not as the unknown option -s."""
+    usage_line("query", ["--db", "x.db", "-status:succeeded"],
+               "'-status:succeeded' is not an option; to negate a filter "
+               "term, write '!status:succeeded' or 'not status:succeeded'")
+    usage_line("query", ["--db", "x.db", "--", "-status:succeeded"],
+               "'-status:succeeded': a term cannot start with '-' (it reads "
+               "as an option); negate with !TERM or not TERM")
+    usage_line("query", ["--db", "x.db", "label:POST /send*"],
+               "'label:POST /send*' splits at the blank; to keep it, quote "
+               "the value: label:\"POST /send*\"")
+    print("cli: negation and values with blanks are explained, not misread")
 
 
 if __name__ == "__main__":

@@ -190,11 +190,52 @@ def run(col, follower_box):
     b.goodbye()
 
 
+def table_into_a_file(col, box):
+    """The table format into a file: the header at once (the listing is
+    empty), and a task that finishes later written whole - its long error
+    message is not cut to any width, as a terminal's would be."""
+    out_path = col.db + '.follow.txt'
+    with open(out_path, 'wb') as out:
+        proc = subprocess.Popen(
+            [BIN, 'query', '--db', col.db, '--follow', '--interval', '50ms',
+             'name:report'], stdout=out, stderr=subprocess.PIPE)
+    box.append(proc)
+
+    def wait_lines(n):
+        deadline = time.monotonic() + 20
+        while True:
+            with open(out_path, 'rb') as f:
+                lines = f.read().decode().splitlines()
+            if len(lines) >= n or proc.poll() is not None or \
+                    time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+    lines = wait_lines(1)
+    check(lines and lines[0].split()[:3] == ['ID', 'BATCH', 'POS'],
+          'the empty listing prints its header: %r' % lines)
+    message = ('the report could not be written because ' + 'x' * 200)
+    a = FakeAgent(col.url, service=b'reports')
+    a.connect()
+    t = now_ns()
+    a.send([ev_string(t, 1, b'report'), ev_batch(t, 1, 0),
+            ev_enqueue(t + 1, 1, 1, 0, 1), ev_start(t + 2, 1),
+            ev_fail(t + 3, 1, b'ReportError', message.encode(), b'')])
+    a.wait_ack()
+    lines = wait_lines(2)
+    check(len(lines) == 2 and lines[1].endswith('ReportError: ' + message),
+          'the whole message in the file: %r' % lines)
+    proc.send_signal(signal.SIGINT)
+    check(proc.wait(timeout=20) == 0, 'follow exits 0 on SIGINT')
+    a.goodbye()
+
+
 def main():
     col = Collector('--lost-after', '0.5').start()
     box = []
     try:
         run(col, box)
+        table_into_a_file(col, box)
     finally:
         for f in box:
             f.kill()

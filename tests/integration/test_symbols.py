@@ -15,6 +15,13 @@ SHARED = os.environ['TASKWATCH_LIBRARY']
 STATIC = os.path.join(BUILD, 'agent', 'libtaskwatch.a')
 
 
+# What a sanitizer's instrumentation adds to every object (ASan's
+# one-definition-rule markers such as __odr_asan.NAME) is the compiler's,
+# not the library's: the suite also runs in an ASan build.
+INSTRUMENTATION = ('__odr_asan', '__asan_', '__ubsan_', '__sanitizer_',
+                   '__sancov_')
+
+
 def defined_globals(args):
     out = subprocess.run(['nm'] + args, check=True, capture_output=True,
                          text=True).stdout
@@ -22,7 +29,8 @@ def defined_globals(args):
     for line in out.splitlines():
         parts = line.split()
         # "ADDRESS TYPE NAME"; upper-case types are global, U is undefined.
-        if len(parts) == 3 and parts[1].isupper() and parts[1] != 'U':
+        if len(parts) == 3 and parts[1].isupper() and parts[1] != 'U' \
+                and not parts[2].startswith(INSTRUMENTATION):
             names.add(parts[2])
     return names
 

@@ -241,7 +241,7 @@ def run_dashboard(tmux, db):
     tmux.keys("4")
     tmux.wait_all("SERVICE", "connected")
     tmux.keys("Tab")
-    tmux.wait_for("TIME     STATUS")
+    tmux.wait_for("TIMEv    STATUS")
 
     # Filter: only failed tasks remain in the list.
     tmux.keys("/")
@@ -272,9 +272,11 @@ def run_dashboard(tmux, db):
     tmux.keys("Escape")
 
     tmux.keys("?")
-    tmux.wait_all("keys  (? or Esc closes)", "sort by the next column")
+    tmux.wait_all("keys  (? or Esc closes)", "sort: next column")
     tmux.keys("Escape")
     tmux.wait_for("keys  (? or Esc closes)", gone=True)
+
+    check_sort_and_window(tmux)
 
     # Resize down to 40x10 and back; it keeps drawing within the width.
     tmux.cmd("resize-window", "-t", "t", "-x", "40", "-y", "10")
@@ -285,7 +287,7 @@ def run_dashboard(tmux, db):
                 and all(len(l) <= 40 for l in lines))
     tmux.wait_until(small, "a 40x10 screen")
     tmux.cmd("resize-window", "-t", "t", "-x", "80", "-y", "24")
-    tmux.wait_for("TIME     STATUS")
+    tmux.wait_for("TIMEv    STATUS")
 
     tmux.keys("q")
     deadline = time.monotonic() + 10
@@ -298,6 +300,59 @@ def run_dashboard(tmux, db):
                 return
         time.sleep(0.1)
     raise AssertionError("top did not quit on q:\n" + tmux.screen())
+
+
+DURATION = re.compile(r"^([0-9.]+)(us|ms|s)$")
+UNIT_US = {"us": 1, "ms": 1000, "s": 1000000}
+
+
+def run_column(s):
+    """The RUN cells of the task rows on screen, in microseconds (None for
+    "-"), top to bottom; None when the screen is not the tasks list."""
+    lines = s.splitlines()
+    title = [i for i, l in enumerate(lines) if "STATUS" in l and "RUN" in l]
+    if not title:
+        return None
+    head = lines[title[0]]
+    end = head.index("RUN") + len("RUNv")
+    values = []
+    for l in lines[title[0] + 1:-1]:
+        if not (l[:2].isdigit() and l[2:3] == ":"):
+            break
+        cell = l[:end].split()[-1]
+        m = DURATION.match(cell)
+        values.append(float(m.group(1)) * UNIT_US[m.group(2)] if m else None)
+    return values
+
+
+def check_sort_and_window(tmux):
+    """s sorts the tasks by run time, largest first (RUNv in the titles);
+    S turns it round; w widens the window, which the header names."""
+    tmux.keys("/", "C-u", "Enter")
+    tmux.wait_until(lambda s: "filter:" not in s, "the filter cleared")
+    tmux.keys("s")
+
+    def by_run(s, desc=True):
+        """Rows in run order; "-" (never ran: skipped) counts as the
+        smallest, as the dashboard orders it."""
+        runs = run_column(s)
+        if not runs or len(runs) < 4 or ("RUNv" if desc else "RUN^") not in s:
+            return False
+        values = [-1 if r is None else r for r in runs]
+        return values == sorted(values, reverse=desc)
+    s = tmux.wait_until(by_run, "tasks sorted by run time, largest first")
+    print("top sorted by run time (80x24):\n" + s)
+    tmux.keys("S")
+    tmux.wait_until(lambda s: by_run(s, desc=False),
+                    "tasks sorted by run time, smallest first")
+    tmux.keys("S", "s", "s", "s")
+    tmux.wait_for("TIMEv    STATUS")
+    tmux.wait_for("15m ok ")
+    tmux.keys("w")
+    tmux.wait_for("1h ok ")
+    for _ in range(4):
+        tmux.keys("w")
+    tmux.wait_for("15m ok ")
 
 
 FOREGROUND = re.compile(r"\x1b\[(?:[0-9]+;)*3[1-6][;m]")
@@ -335,7 +390,7 @@ def check_interrupt(tmux, db):
                 "echo exit=$? > %s\n" % (BIN, db, status_file))
     tmux.start("sh " + script, 80, 24, session="int")
     deadline = time.monotonic() + 15
-    while "TIME     STATUS" not in tmux.screen("int"):
+    while "TIMEv    STATUS" not in tmux.screen("int"):
         assert time.monotonic() < deadline, tmux.screen("int")
         time.sleep(0.1)
     tmux.cmd("send-keys", "-t", "int", "C-c")
@@ -345,7 +400,7 @@ def check_interrupt(tmux, db):
         time.sleep(0.1)
     with open(status_file) as f:
         assert f.read().strip() == "exit=130"
-    assert "TIME     STATUS" not in tmux.screen("int")
+    assert "TIMEv    STATUS" not in tmux.screen("int")
 
 
 def check_once(db):

@@ -80,7 +80,22 @@ static void status_terms(void **state) {
   CHECK("status:failed,skipped", "2,3,9");
   CHECK("status=succeeded", "1,4");
   CHECK("!status:succeeded", "2,3,5,6,7,8,9");
-  CHECK("-status:succeeded,failed", "3,5,6,7,8");
+  CHECK("not status:succeeded,failed", "3,5,6,7,8");
+  CHECK("not  status:succeeded status:failed", "2,9");
+  /* '-' is how options start: a negation written so is refused, in any
+   * place, rather than read one way here and another on a command line. */
+  CHECK("-status:succeeded,failed", "ERR");
+  CHECK("status:failed -name:x", "ERR");
+  CHECK("-email", "ERR");
+  CHECK("not", "ERR");
+  CHECK("status:failed not", "ERR");
+  CHECK("! status:failed", "ERR");
+  CHECK("!!status:failed", "ERR");
+  CHECK("not !status:failed", "ERR");
+  CHECK("!not status:failed", "ERR");
+  /* "not" is a word like any other when a term does not follow it. */
+  CHECK("notify", "");
+  CHECK("\"not\"", "1"); /* write_notification */
   CHECK("status:queued status:running", "");
   CHECK("status:lost", "8");
   CHECK("status:dropped", "7");
@@ -125,6 +140,17 @@ static void agent_and_batch_terms(void **state) {
   CHECK("pid:200", "6,7,8,9");
   CHECK("pid:100,200", "1,2,3,4,5,6,7,8,9");
   CHECK("label:\"POST /send*\"", "1,2,3,9");
+  CHECK("label:POST\\ /send*", "1,2,3,9");
+  /* A value with a blank, unquoted (one shell word: query 'label:POST
+   * /send*'), would be two terms that match nothing: refused instead. */
+  CHECK("label:POST /send*", "ERR");
+  CHECK("!label:POST /send*", "ERR");
+  CHECK("error:connection refused", "ERR");
+  /* Other terms after a value, and words after a quoted value, stay. */
+  CHECK("label:POST* status:failed", "2,9");
+  CHECK("label:'POST /send*' email", "2,9");
+  CHECK("email label:POST*", "2,9");
+  CHECK("label:POST* !email", "1,3");
   CHECK("label:'GET /items'", "4,5");
   /* Tasks of an unlabelled batch do not match a label, and do match its
    * negation. */
@@ -332,6 +358,35 @@ static void add_matches_text(void **state) {
   filter_free(b);
 }
 
+/* Which filters need the agents or batches join (FILTER_USES_JOIN): the
+ * dashboard leaves the join out of its counts otherwise. */
+static void join_use(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    int join;
+  } cases[] = {
+      {"name:send_* status:failed since:1h run>1s", 0},
+      {"email !error:timeout id:5 mode:loop position>0", 0},
+      {"batch:123", 0},
+      {"service:api", 1},
+      {"host:web-1", 1},
+      {"pid:100", 1},
+      {"label:POST*", 1},
+      {"batch:'GET *'", 1},
+      {"!service:api", 1},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    filter *f = NULL;
+    char err[128];
+    assert_int_equal(filter_parse(cases[i].text, FIX_NOW, &f, err, sizeof(err)),
+                     0);
+    if (((filter_uses(f) & FILTER_USES_JOIN) != 0) != cases[i].join)
+      fail_msg("'%s': join %d", cases[i].text, !cases[i].join);
+    filter_free(f);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(empty_matches_all, setup, teardown),
@@ -347,6 +402,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(renumbered_parameters, setup, teardown),
       cmocka_unit_test_setup_teardown(add_matches_text, setup, teardown),
+      cmocka_unit_test(join_use),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -304,6 +304,24 @@ static void table_is_aligned_and_clean(void **state) {
   result_free(&r);
 }
 
+/* Widths come from the first rows; into a file, a longer value further
+ * down is still written whole (here: past the bulk set, sorted by name). */
+static void table_into_a_file_is_never_cut(void **state) {
+  (void)state;
+  result r = run("--db", db_path, "--sort", "name");
+  assert_int_equal(r.status, 0);
+  char *evil = line_with(r.out, "evil'");
+  assert_non_null(evil);
+  assert_non_null(strstr(evil, "evil'; DROP TABLE tasks; --"));
+  free(evil);
+  char *smtp = line_with(r.out, "SMTPError");
+  assert_non_null(smtp);
+  assert_non_null(strstr(smtp, "SMTPError: Connection timeout"));
+  free(smtp);
+  assert_null(strstr(r.out, "\xe2\x80\xa6")); /* no ellipsis anywhere */
+  result_free(&r);
+}
+
 static void table_local_time(void **state) {
   (void)state;
   result r = run_tz("CET-1", "--db", db_path, "--local", "name:fetch", NULL);
@@ -337,7 +355,9 @@ static void sort_reverse_limit(void **state) {
   result_free(&r);
   r = run("--db", db_path, "--limit", "0");
   assert_int_equal(r.status, 0);
-  assert_string_equal(r.out, "");
+  assert_string_equal(r.out,
+                      "ID BATCH POS NAME SERVICE STATUS ENQUEUED WAIT RUN "
+                      "ERROR\n");
   result_free(&r);
 }
 
@@ -577,7 +597,10 @@ static void exit_statuses(void **state) {
   (void)state;
   result r = run("--db", db_path, "--fail-if-empty", "name:nothing");
   assert_int_equal(r.status, 1);
-  assert_string_equal(r.out, "");
+  /* Nothing matched: the table still says which columns it has. */
+  assert_string_equal(r.out,
+                      "ID BATCH POS NAME SERVICE STATUS ENQUEUED WAIT RUN "
+                      "ERROR\n");
   result_free(&r);
   r = run("--db", db_path, "--fail-if-empty", "name:fetch");
   assert_int_equal(r.status, 0);
@@ -777,6 +800,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(json_lines),
       cmocka_unit_test(csv_rows),
       cmocka_unit_test(table_is_aligned_and_clean),
+      cmocka_unit_test(table_into_a_file_is_never_cut),
       cmocka_unit_test(table_local_time),
       cmocka_unit_test(sort_reverse_limit),
       cmocka_unit_test(stats_percentiles_exact),

@@ -31,6 +31,9 @@
 
 static const char *golden_dir = "golden";
 
+/* The window the dashboard covers by default, as of FIXTURE_NOW. */
+#define WINDOW_15M (FIXTURE_NOW - INT64_C(900000000))
+
 typedef struct fixture {
   char dir[64];
   char path[96];
@@ -183,13 +186,25 @@ static void golden_help_and_detail(void **state) {
   assert_false(ctl_state(c)->detail);
 }
 
+/* No event for a while: the header says so in words; once no agent is
+ * connected either, that the load has finished. */
 static void stale_store(void **state) {
   fixture *f = *state;
   char *text = render(f->c, 80, 24);
-  assert_non_null(strstr(text, "STALE last event 2m ago"));
+  assert_non_null(strstr(text, "IDLE no event for 2m"));
   free(text);
   text = render(f->c, 40, 10);
-  assert_non_null(strstr(text, "STALE"));
+  assert_non_null(strstr(text, "IDLE"));
+  free(text);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(db, "UPDATE agents SET connected = 0", NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+  text = render(f->c, 80, 24);
+  assert_non_null(
+      strstr(text, "FINISHED no agent connected, last event 2m ago"));
   free(text);
 }
 
@@ -334,7 +349,186 @@ static void views_and_sort(void **state) {
   ctl_action(c, keys_action('4'), FIXTURE_NOW);
   ctl_action(c, keys_action('1'), FIXTURE_NOW);
   ctl_action(c, keys_action('s'), FIXTURE_NOW);
-  assert_non_null(strstr(s->message, "ordered by time"));
+  assert_int_equal(s->sort_column[VIEW_TASKS], DATA_BY_RUN);
+  assert_true(s->sort_desc[VIEW_TASKS]);
+}
+
+/* The store's own order of the tasks in the window, as task_value()
+ * defines it (largest first, ties by id), for checking the lists. */
+static int expected_order(sqlite3 *db, const char *value, int64_t since,
+                          int64_t now, int64_t *ids, int max) {
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "SELECT id FROM tasks WHERE enqueued_at >= ?1 ORDER BY %s DESC, "
+           "id DESC",
+           value);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  sqlite3_bind_int64(st, 1, since);
+  sqlite3_bind_int64(st, 2, now);
+  int n = 0;
+  while (n < max && sqlite3_step(st) == SQLITE_ROW)
+    ids[n++] = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return n;
+}
+
+/* s sorts the tasks view by run time, then wait, then state, over the
+ * window; the list scrolls through every task in that order, a page at a
+ * time and back, and S reverses it. */
+static void tasks_sorted_by_run_wait_and_state(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  view_state *s = ctl_state(c);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  static const struct {
+    int by;
+    const char *sql;
+  } orders[] = {
+      {DATA_BY_RUN, "(CASE WHEN run_us IS NOT NULL THEN run_us WHEN status "
+                    "= 1 THEN ?2 - started_at ELSE -1 END)"},
+      {DATA_BY_WAIT, "(CASE WHEN wait_us IS NOT NULL THEN wait_us WHEN "
+                     "status = 0 THEN ?2 - enqueued_at ELSE -1 END)"},
+      {DATA_BY_STATUS, "(CASE status WHEN 3 THEN 6 WHEN 6 THEN 5 WHEN 5 THEN "
+                       "4 WHEN 4 THEN 3 WHEN 1 THEN 2 WHEN 0 THEN 1 ELSE 0 "
+                       "END)"},
+  };
+  free(render(c, 80, 12)); /* three list rows: the list must page */
+  for (size_t o = 0; o < 3; o++) {
+    ctl_action(c, keys_action('s'), FIXTURE_NOW);
+    assert_int_equal(s->sort_column[VIEW_TASKS], orders[o].by);
+    int64_t want[64], got[64];
+    int n =
+        expected_order(db, orders[o].sql, WINDOW_15M, FIXTURE_NOW, want, 64);
+    assert_int_equal(n, 21);
+    /* Down through the whole list, one line at a time. */
+    int m = 0;
+    got[m++] = s->tasks[0].id;
+    for (int i = 0; i < 40 && m < n; i++) {
+      ctl_action(c, ACT_DOWN, FIXTURE_NOW);
+      int64_t id = s->tasks[s->cursor].id;
+      if (id != got[m - 1])
+        got[m++] = id;
+    }
+    assert_int_equal(m, n);
+    assert_memory_equal(got, want, sizeof(int64_t) * (size_t)n);
+    /* And back up to the top, which follows again. */
+    for (int i = 0; i < 40; i++)
+      ctl_action(c, ACT_UP, FIXTURE_NOW);
+    assert_int_equal(s->tasks[0].id, want[0]);
+    assert_true(s->following);
+    /* S: smallest first, which is the same list upside down. */
+    ctl_action(c, keys_action('S'), FIXTURE_NOW);
+    assert_false(s->sort_desc[VIEW_TASKS]);
+    assert_int_equal(s->tasks[0].id, want[n - 1]);
+    ctl_action(c, keys_action('G'), FIXTURE_NOW);
+    assert_int_equal(s->tasks[s->ntasks - 1].id, want[0]);
+    ctl_action(c, keys_action('S'), FIXTURE_NOW);
+  }
+  ctl_action(c, keys_action('s'), FIXTURE_NOW);
+  assert_int_equal(s->sort_column[VIEW_TASKS], DATA_BY_TIME);
+  sqlite3_close(db);
+}
+
+/* The batches view sorted by total run time: the largest first, the value
+ * in the heading, and every batch reachable by scrolling. */
+static void batches_sorted_by_run(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  view_state *s = ctl_state(c);
+  s->kind = VIEW_BATCHES;
+  free(render(c, 80, 14)); /* four batches a page */
+  ctl_action(c, keys_action('s'), FIXTURE_NOW);
+  assert_int_equal(s->sort_column[VIEW_BATCHES], DATA_BY_RUN);
+  for (int i = 1; i < s->nbatches; i++)
+    assert_true(s->batches[i - 1].value >= s->batches[i].value);
+  char *text = render(c, 80, 14);
+  assert_non_null(strstr(text, "by total run time, longest first"));
+  assert_non_null(strstr(text, "  run "));
+  free(text);
+  int64_t top = s->batches[0].id, seen[16];
+  int nseen = 0;
+  for (int i = 0; i < 60; i++) {
+    for (int k = 0; k < s->nbatches; k++) {
+      int known = 0;
+      for (int j = 0; j < nseen; j++)
+        known |= seen[j] == s->batches[k].id;
+      if (!known && nseen < 16)
+        seen[nseen++] = s->batches[k].id;
+    }
+    ctl_action(c, ACT_DOWN, FIXTURE_NOW);
+  }
+  assert_int_equal(nseen, 7);
+  ctl_action(c, keys_action('G'), FIXTURE_NOW);
+  assert_true(s->nbatches > 0);
+  for (int i = 0; i < 60; i++)
+    ctl_action(c, ACT_UP, FIXTURE_NOW);
+  assert_int_equal(s->batches[0].id, top);
+}
+
+/* w steps through 5m, 15m, 1h, 24h and all: the header counts and the
+ * lists cover the window (the fixture's batches are 1.5 minutes apart,
+ * from 10 minutes before now). */
+static void window_key_covers_header_and_lists(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  view_state *s = ctl_state(c);
+  free(render(c, 120, 30));
+  assert_int_equal(s->window, VIEW_WINDOW_15M);
+  assert_int_equal(s->stats.total, 21);
+  ctl_action(c, keys_action('w'), FIXTURE_NOW);
+  assert_int_equal(s->window, VIEW_WINDOW_1H);
+  ctl_action(c, keys_action('w'), FIXTURE_NOW);
+  ctl_action(c, keys_action('w'), FIXTURE_NOW);
+  assert_int_equal(s->window, VIEW_WINDOW_ALL);
+  assert_int_equal(s->stats.total, 21);
+  ctl_action(c, keys_action('w'), FIXTURE_NOW);
+  assert_int_equal(s->window, VIEW_WINDOW_5M);
+  /* Batches 4, 5 and 6 (at -240 s, -150 s and -60 s) are in the last 5
+   * minutes; the failed batch 3 (at -330 s) is not. */
+  assert_int_equal(s->stats.total, 9);
+  assert_int_equal(s->ntasks, 9);
+  assert_int_equal(s->stats.counts[SCHEMA_FAILED], 0);
+  assert_int_equal(s->stats.running_now, 2);
+  char *text = render(c, 120, 30);
+  assert_non_null(strstr(text, "last 5m succeeded 6"));
+  assert_non_null(strstr(text, "now queued 1  running 2"));
+  free(text);
+  ctl_action(c, keys_action('2'), FIXTURE_NOW);
+  assert_int_equal(s->nbatches, 3);
+  ctl_action(c, keys_action('3'), FIXTURE_NOW);
+  int64_t named = 0;
+  for (int i = 0; i < s->nnames; i++)
+    named += s->names[i].count;
+  assert_int_equal(named, 9);
+}
+
+/* The header follows the filter: counts, percentiles and rates of the
+ * matching tasks only; f adds every unhappy state. */
+static void header_follows_the_filter(void **state) {
+  fixture *f = *state;
+  ctl *c = f->c;
+  view_state *s = ctl_state(c);
+  char err[128];
+  free(render(c, 120, 30));
+  int64_t all_succeeded = s->stats.counts[SCHEMA_SUCCEEDED];
+  assert_int_equal(ctl_set_filter(c, "name:send_email", err, sizeof err), 0);
+  ctl_load(c, FIXTURE_NOW);
+  assert_int_equal(s->stats.total, 7);
+  assert_int_equal(s->stats.counts[SCHEMA_FAILED], 1);
+  assert_int_equal(s->stats.counts[SCHEMA_SUCCEEDED], 5);
+  assert_int_equal(s->stats.running_now, 1);
+  assert_true(s->stats.counts[SCHEMA_SUCCEEDED] < all_succeeded);
+  assert_int_equal(ctl_set_filter(c, "", err, sizeof err), 0);
+  ctl_action(c, keys_action('f'), FIXTURE_NOW);
+  assert_true(s->failures_only);
+  /* failed and skipped in the fixture; dropped and lost would count. */
+  assert_int_equal(s->ntasks, 2);
+  assert_int_equal(s->stats.total, 2);
+  char *text = render(c, 120, 30);
+  assert_non_null(strstr(text, "failed/skipped/dropped/lost only"));
+  free(text);
 }
 
 static void batches_scroll_both_ways(void **state) {
@@ -437,26 +631,27 @@ static void open_refuses_what_is_not_a_store(void **state) {
   assert_non_null(mkdtemp(dir));
   data *d = NULL;
   snprintf(path, sizeof path, "%s/missing.db", dir);
-  assert_int_equal(data_open(path, &d, err, sizeof err), -1);
+  assert_int_equal(data_open(path, &d, err, sizeof err), READER_EMISSING);
   assert_non_null(strstr(err, "cannot open"));
   snprintf(path, sizeof path, "%s/garbage.db", dir);
   FILE *fp = fopen(path, "wb");
   for (int i = 0; i < 4096; i++)
     fputc((i * 7919) & 0xff, fp);
   fclose(fp);
-  assert_int_equal(data_open(path, &d, err, sizeof err), -1);
+  assert_int_equal(data_open(path, &d, err, sizeof err), READER_ENOT_SQLITE);
   assert_non_null(strstr(err, "not a database"));
   remove(path);
   snprintf(path, sizeof path, "%s/newer.db", dir);
   sqlite3 *db = NULL;
+  /* A whole store, of a schema version from the future. */
+  char *why = NULL;
   assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db,
-                                "CREATE TABLE tasks (x); "
-                                "PRAGMA user_version = 99",
-                                NULL, NULL, NULL),
-                   SQLITE_OK);
+  assert_int_equal(schema_apply(db, &why), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL),
+      SQLITE_OK);
   sqlite3_close(db);
-  assert_int_equal(data_open(path, &d, err, sizeof err), -1);
+  assert_int_equal(data_open(path, &d, err, sizeof err), READER_ETOO_NEW);
   assert_non_null(strstr(err, "newer"));
   assert_null(strchr(err, '\n'));
   remove(path);
@@ -509,47 +704,146 @@ static void bulk_remove(bulk *b) {
   rmdir(b->dir);
 }
 
-/* A store denser than the sample: 3000 tasks in the last minute with run
- * times 1..3000 us, 6000 in the minute before with run times of 10 ms. Exact
- * counts are impossible from the sample, so the names view marks them, and the
- * weighted percentiles stay close. */
-static void dense_minutes_are_sampled_with_weights(void **state) {
-  (void)state;
-  char err[256];
-  bulk b;
-  bulk_begin(&b, "bulk");
-  for (int i = 0; i < 9000; i++) {
-    /* Spread over the minutes; run times shuffled (1..3000 in an order
-     * unrelated to time, as they would be). */
-    int recent = i < 3000;
-    int64_t at = recent ? FIXTURE_NOW - 59000000 + i * INT64_C(19000)
-                        : FIXTURE_NOW - 119000000 + (i - 3000) * INT64_C(9500);
-    bulk_add(&b, INT64_C(1000000) + i, at,
-             recent ? (i * 7919) % 3000 + 1 : 10000);
-  }
-  bulk_commit(&b);
+static void check_exact_run_percentiles(sqlite3 *db, const data_stats *stats,
+                                        int64_t since);
 
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
-  data_stats stats;
-  assert_int_equal(data_stats_load(d, FIXTURE_NOW, &stats), 0);
-  /* The last minute: bulk 1..3000 (sampled) plus a few fixture tasks. */
-  assert_true(stats.run[0][0] > 1350 && stats.run[0][0] < 1650);
-  assert_true(stats.run[0][2] > 2800 && stats.run[0][2] < 3100);
-  /* Five minutes: 6000 at 10 ms outweigh the 3000 faster ones. */
-  assert_int_equal(stats.run[1][0], 10000);
-  data_name *names = NULL;
-  int n = 0;
-  assert_int_equal(data_names_load(d, NULL, FIXTURE_NOW, &names, &n), 0);
-  int found = 0;
+/* A store of `recent` tasks named "bulk" in the last minute with run times
+ * 1..recent us (shuffled: in an order unrelated to time, as they would
+ * be), and twice as many in the minute before at 10 ms. */
+static void bulk_two_minutes(bulk *b, int recent) {
+  bulk_begin(b, "bulk");
+  for (int i = 0; i < 3 * recent; i++) {
+    int64_t at = i < recent
+                     ? FIXTURE_NOW - 59000000 + i * (INT64_C(57000000) / recent)
+                     : FIXTURE_NOW - 119000000 +
+                           (i - recent) * (INT64_C(28500000) / recent);
+    bulk_add(b, INT64_C(1000000) + i, at,
+             i < recent ? (i * 7919) % recent + 1 : 10000);
+  }
+  bulk_commit(b);
+}
+
+/* The names row of "bulk" over the window, which must be there. */
+static data_name bulk_row(data *d, int64_t since) {
+  data_name *names = NULL, row;
+  int n = 0, found = 0;
+  assert_int_equal(data_names_load(d, NULL, since, FIXTURE_NOW, &names, &n), 0);
   for (int i = 0; i < n; i++)
     if (names[i].name.ptr && strcmp(names[i].name.ptr, "bulk") == 0) {
+      row = names[i];
+      row.name = (data_text){NULL, 0};
       found = 1;
-      assert_true(names[i].estimated);
-      assert_true(names[i].count > 8900 && names[i].count < 9100);
     }
   assert_true(found);
   data_names_free(names, n);
+  return row;
+}
+
+/* A window of up to DATA_EXACT_MAX tasks is read whole: 9000 tasks, 3000
+ * in the last minute, give exact counts (no "~") and exact percentiles. */
+static void small_window_is_exact(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_two_minutes(&b, 3000);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data_stats stats;
+  assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &stats),
+                   0);
+  assert_true(stats.exact);
+  check_exact_run_percentiles(b.db, &stats, WINDOW_15M);
+  data_name row = bulk_row(d, WINDOW_15M);
+  assert_false(row.estimated);
+  assert_int_equal(row.count, 9000);
+  data_close(d);
+  bulk_remove(&b);
+}
+
+/* A window denser than DATA_EXACT_MAX is sampled, with weights: 9000
+ * tasks in the last minute with run times 1..9000 us, 18000 in the minute
+ * before at 10 ms. The names view marks its counts, and the weighted
+ * percentiles stay close. */
+static void dense_window_is_sampled_with_weights(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_two_minutes(&b, 9000);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data_stats stats;
+  assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &stats),
+                   0);
+  assert_false(stats.exact);
+  /* The last minute: bulk 1..9000 (sampled) plus a few fixture tasks. */
+  assert_true(stats.run[0][0] > 4050 && stats.run[0][0] < 4950);
+  assert_true(stats.run[0][2] > 8400 && stats.run[0][2] < 9300);
+  /* The window: 18000 at 10 ms outweigh the 9000 faster ones. */
+  assert_int_equal(stats.run[1][0], 10000);
+  /* Counts are exact whatever the sample. */
+  assert_int_equal(stats.counts[SCHEMA_SUCCEEDED], 27000 + 16);
+  data_name row = bulk_row(d, WINDOW_15M);
+  assert_true(row.estimated);
+  assert_true(row.count > 26700 && row.count < 27300);
+  /* On the screen: "~" on the estimated counts, and what it means. */
+  ctl *c = ctl_new(d, "bulk.db");
+  ctl_state(c)->kind = VIEW_NAMES;
+  char *text = render(c, 120, 30);
+  assert_non_null(strstr(text, "~2")); /* ~27000, give or take */
+  assert_non_null(
+      strstr(text, "~ estimated from a sample: the window holds over 10000"));
+  free(text);
+  ctl_free(c);
+  bulk_remove(&b);
+}
+
+/* The sample's strata are aligned to the clock, not to "now": on a store
+ * that does not change, a burst of 25000 tasks (more than is read whole)
+ * gives the same figures frame after frame while it stays in the last
+ * minute. */
+static void sampled_figures_hold_still(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_begin(&b, "burst");
+  for (int i = 0; i < 25000; i++)
+    bulk_add(&b, INT64_C(1000000) + i,
+             FIXTURE_NOW - INT64_C(30000000) + i * INT64_C(80),
+             (i * 7919) % 25000 + 1);
+  bulk_commit(&b);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data_stats first;
+  data_name *names = NULL;
+  int n = 0;
+  int64_t first_count = -1, first_p99 = -1;
+  for (int k = 0; k < 20; k++) {
+    int64_t now = FIXTURE_NOW + k * INT64_C(1000000);
+    data_stats stats;
+    assert_int_equal(
+        data_stats_load(d, NULL, now - INT64_C(900000000), now, &stats), 0);
+    assert_false(stats.exact);
+    assert_int_equal(
+        data_names_load(d, NULL, now - INT64_C(900000000), now, &names, &n), 0);
+    for (int i = 0; i < n; i++)
+      if (names[i].name.ptr && strcmp(names[i].name.ptr, "burst") == 0) {
+        if (k == 0) {
+          first_count = names[i].count;
+          first_p99 = names[i].run[2];
+        }
+        assert_int_equal(names[i].count, first_count);
+        assert_int_equal(names[i].run[2], first_p99);
+      }
+    data_names_free(names, n);
+    if (k == 0)
+      first = stats;
+    for (int w = 0; w < DATA_WINDOWS; w++)
+      for (int p = 0; p < 3; p++) {
+        assert_int_equal(stats.run[w][p], first.run[w][p]);
+        assert_int_equal(stats.wait[w][p], first.wait[w][p]);
+      }
+  }
+  assert_true(first_count > 24000 && first_count < 26000);
   data_close(d);
   bulk_remove(&b);
 }
@@ -577,15 +871,28 @@ static int64_t exact_run_percentile(sqlite3 *db, int64_t since,
   return out;
 }
 
-/* Where no stratum holds more tasks than its sample, the header's
- * percentiles are exact: common/stats's nearest rank over every task. */
+/* The header's run percentiles, over the last minute and the window, equal
+ * common/stats's nearest rank over every task. */
+static void check_exact_run_percentiles(sqlite3 *db, const data_stats *stats,
+                                        int64_t since) {
+  static const unsigned per_mille[3] = {500, 950, 990};
+  int64_t from[DATA_WINDOWS] = {FIXTURE_NOW - DATA_MINUTE_US, since};
+  for (int w = 0; w < DATA_WINDOWS; w++)
+    for (int k = 0; k < 3; k++) {
+      int64_t want = exact_run_percentile(db, from[w], per_mille[k]);
+      if (stats->run[w][k] != want)
+        fail_msg("window %d p%u: %lld, exact %lld", w, per_mille[k] / 10,
+                 (long long)stats->run[w][k], (long long)want);
+    }
+}
+
+/* One task a second over 15 minutes, in each window the key offers: the
+ * header's percentiles are exact (the window is read whole). */
 static void sparse_minutes_give_exact_percentiles(void **state) {
   (void)state;
   char err[256];
   bulk b;
   bulk_begin(&b, "spread");
-  /* One task a second over 15 minutes, with the fixture's own (at most 3
-   * in a stratum): under both caps (84 and 21). */
   for (int i = 0; i < 900; i++)
     bulk_add(&b, INT64_C(2000000) + i,
              FIXTURE_NOW - 899900000 + i * INT64_C(1000000),
@@ -593,17 +900,39 @@ static void sparse_minutes_give_exact_percentiles(void **state) {
   bulk_commit(&b);
   data *d = NULL;
   assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  static const int64_t windows[] = {300, 900, 3600, 86400};
+  for (size_t i = 0; i < sizeof windows / sizeof windows[0]; i++) {
+    data_stats stats;
+    int64_t since = FIXTURE_NOW - windows[i] * INT64_C(1000000);
+    assert_int_equal(data_stats_load(d, NULL, since, FIXTURE_NOW, &stats), 0);
+    assert_true(stats.exact);
+    check_exact_run_percentiles(b.db, &stats, since);
+  }
+  data_close(d);
+  bulk_remove(&b);
+}
+
+/* tasks/s is over the last 10 seconds: once events stop it falls to 0,
+ * as the clock moves, with nothing read from the store. */
+static void rates_fall_to_zero(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_begin(&b, "recent");
+  for (int i = 0; i < 50; i++)
+    bulk_add(&b, INT64_C(3000000) + i,
+             FIXTURE_NOW - INT64_C(4000000) + i * INT64_C(60000), 100);
+  bulk_commit(&b);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
   data_stats stats;
-  assert_int_equal(data_stats_load(d, FIXTURE_NOW, &stats), 0);
-  static const unsigned per_mille[3] = {500, 950, 990};
-  for (int w = 0; w < DATA_WINDOWS; w++)
-    for (int k = 0; k < 3; k++) {
-      int64_t want = exact_run_percentile(b.db, FIXTURE_NOW - data_window_us[w],
-                                          per_mille[k]);
-      if (stats.run[w][k] != want)
-        fail_msg("window %d p%u: %lld, exact %lld", w, per_mille[k] / 10,
-                 (long long)stats.run[w][k], (long long)want);
-    }
+  assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &stats),
+                   0);
+  assert_true(data_rate(&stats, FIXTURE_NOW, 0) >= 5.0);
+  assert_true(data_rate(&stats, FIXTURE_NOW + INT64_C(5000000), 0) >= 5.0);
+  assert_true(data_rate(&stats, FIXTURE_NOW + INT64_C(7000000), 0) > 0);
+  assert_true(data_rate(&stats, FIXTURE_NOW + INT64_C(11000000), 0) == 0.0);
+  assert_true(data_rate(&stats, FIXTURE_NOW + INT64_C(600000000), 0) == 0.0);
   data_close(d);
   bulk_remove(&b);
 }
@@ -677,7 +1006,7 @@ static void no_event_yet(void **state) {
   view_render(ctl_state(f->c), g);
   char *text = grid_text(g);
   grid_free(g);
-  assert_non_null(strstr(text, "STALE last event never"));
+  assert_non_null(strstr(text, "WAITING no event yet"));
   free(text);
 }
 
@@ -698,6 +1027,13 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(views_and_sort, setup, teardown),
       cmocka_unit_test_setup_teardown(batches_scroll_both_ways, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(tasks_sorted_by_run_wait_and_state, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(batches_sorted_by_run, setup, teardown),
+      cmocka_unit_test_setup_teardown(window_key_covers_header_and_lists, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(header_follows_the_filter, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(names_page_and_mouse_sized_steps, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(every_size_renders, setup, teardown),
@@ -708,8 +1044,11 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(no_event_yet, setup, teardown),
       cmocka_unit_test(grid_keeps_wide_characters_whole),
       cmocka_unit_test(open_refuses_what_is_not_a_store),
-      cmocka_unit_test(dense_minutes_are_sampled_with_weights),
+      cmocka_unit_test(small_window_is_exact),
+      cmocka_unit_test(dense_window_is_sampled_with_weights),
+      cmocka_unit_test(sampled_figures_hold_still),
       cmocka_unit_test(sparse_minutes_give_exact_percentiles),
+      cmocka_unit_test(rates_fall_to_zero),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
