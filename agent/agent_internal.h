@@ -45,6 +45,7 @@
  *   FAIL     a task, x type length | message length << 16, b detail length
  *   SKIP     a task, b cause
  *   DROP     a task, x reason length
+ *   LINK     a batch, x traceparent length
  */
 typedef struct ring_record {
   uint8_t kind;

@@ -98,10 +98,15 @@ static bool encode_record(drain *d, ring *r, uint64_t tail,
   case PROTO_EV_FINISH:
     break;
   case PROTO_EV_FAIL:
-  case PROTO_EV_DROP: {
+  case PROTO_EV_DROP:
+  case PROTO_EV_LINK: {
     size_t l0 = rec->x & 0xffff, l1 = rec->x >> 16, l2 = (size_t)rec->b;
-    if (rec->kind == PROTO_EV_DROP)
+    if (rec->kind != PROTO_EV_FAIL)
       l1 = l2 = 0;
+    if (rec->kind == PROTO_EV_LINK) {
+      ev.batch = rec->a;
+      ev.task = 0;
+    }
     assert(l0 + l1 + l2 <= LIMIT_FAIL_STRINGS); /* record.c cuts them */
     tw__ring_copy_out(r, (tail + 1) * RING_SLOT_BYTES, d->scratch, l0 + l1 + l2);
     ev.text.ptr = d->scratch;
@@ -116,6 +121,10 @@ static bool encode_record(drain *d, ring *r, uint64_t tail,
     assert(!"a record kind record.c does not make");
     return true;
   }
+  /* A kind newer than the version agreed with the collector (LINK for a
+   * version 1 collector) is an optional attribute it could not read. */
+  if (tw__proto_event_size(&ev, d->out->version) == 0)
+    return true;
   return tw__resend_append(d->out, &ev, false);
 }
 

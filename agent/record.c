@@ -357,7 +357,8 @@ void tw__ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
     memcpy((char *)dst + first, r->slots, n - first);
 }
 
-/* A record with up to three strings after its first slot (FAIL, DROP). */
+/* A record with up to three strings after its first slot (FAIL, DROP,
+ * LINK). */
 static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
                           const char *s[3], const size_t max[3]) {
   size_t len[3], total = 0;
@@ -412,6 +413,14 @@ int tw_task_drop(tw_agent *agent, tw_id task, const char *reason) {
   const char *s[3] = {reason, NULL, NULL};
   const size_t max[3] = {LIMIT_DROP_REASON, 0, 0};
   return record_strings(agent, PROTO_EV_DROP, task, s, max);
+}
+
+int tw_batch_link(tw_agent *agent, tw_id batch, const char *traceparent) {
+  if (agent == NULL || batch == 0 || traceparent == NULL)
+    return TW_EINVAL;
+  const char *s[3] = {traceparent, NULL, NULL};
+  const size_t max[3] = {PROTO_LINK_MAX, 0, 0};
+  return record_strings(agent, PROTO_EV_LINK, batch, s, max);
 }
 
 /* The child's rings are empty from here on, and their slot pages are

@@ -217,8 +217,10 @@ static int generate(const char *path, int64_t tasks, int64_t t0) {
                      " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
                      " ?14, ?15, ?16, ?17)",
                      -1, &g.task, NULL);
-  sqlite3_prepare_v2(g.db, "INSERT INTO batches VALUES (?1, ?2, ?3, ?4)", -1,
-                     &g.batch, NULL);
+  sqlite3_prepare_v2(g.db,
+                     "INSERT INTO batches (id, agent, label, created_at) "
+                     "VALUES (?1, ?2, ?3, ?4)",
+                     -1, &g.batch, NULL);
   int64_t batches = tasks / 3;
   exec_sql(g.db, "BEGIN");
   for (int64_t b = 0; b < batches; b++) {

@@ -82,14 +82,16 @@ void wbatch_free(wbatch *b) {
   free(b->rows);
   free(b->batches);
   free(b->strings);
+  free(b->links);
   free(b->ops);
   free(b->progress);
+  free(b->exports);
   free(b);
 }
 
 int wbatch_empty(const wbatch *b) {
   return b->nrows == 0 && b->nbatches == 0 && b->nstrings == 0 &&
-         b->nops == 0 && b->nprogress == 0 && !b->prune;
+         b->nlinks == 0 && b->nops == 0 && b->nprogress == 0 && !b->prune;
 }
 
 /* Grows an array by one element and returns a pointer to it, zeroed. */
@@ -122,6 +124,10 @@ string_row *wbatch_add_string(wbatch *b) {
               sizeof(*b->strings));
 }
 
+link_row *wbatch_add_link(wbatch *b) {
+  return push((void **)&b->links, &b->nlinks, &b->caplinks, sizeof(*b->links));
+}
+
 agent_op *wbatch_add_op(wbatch *b, int kind, int64_t agent, int64_t at) {
   agent_op *op = push((void **)&b->ops, &b->nops, &b->capops, sizeof(*b->ops));
   op->kind = kind;
@@ -135,6 +141,12 @@ agent_progress *wbatch_add_progress(wbatch *b) {
               sizeof(*b->progress));
 }
 
+void wbatch_add_export(wbatch *b, int64_t batch) {
+  int64_t *slot = push((void **)&b->exports, &b->nexports, &b->capexports,
+                       sizeof(*b->exports));
+  *slot = batch;
+}
+
 /* Every array counts at its capacity: a peer can grow any of them (one
  * HEALTH event is 25 bytes on the wire but costs an agent_op), so leaving
  * one out would let the batch grow without ever reaching the high
@@ -142,6 +154,7 @@ agent_progress *wbatch_add_progress(wbatch *b) {
 size_t wbatch_bytes(const wbatch *b) {
   return b->mem.used + b->caprows * sizeof(*b->rows) +
          b->capbatches * sizeof(*b->batches) +
-         b->capstrings * sizeof(*b->strings) + b->capops * sizeof(*b->ops) +
-         b->capprogress * sizeof(*b->progress) + u64map_bytes(&b->pending);
+         b->capstrings * sizeof(*b->strings) + b->caplinks * sizeof(*b->links) +
+         b->capops * sizeof(*b->ops) + b->capprogress * sizeof(*b->progress) +
+         b->capexports * sizeof(*b->exports) + u64map_bytes(&b->pending);
 }

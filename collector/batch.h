@@ -78,6 +78,12 @@ typedef struct batch_row {
   const istr *label; /* NULL when none */
 } batch_row;
 
+/* A LINK event: the batch's request's W3C traceparent. */
+typedef struct link_row {
+  int64_t batch;
+  blob traceparent;
+} link_row;
+
 typedef struct string_row {
   int64_t agent;
   uint32_t id;
@@ -125,6 +131,8 @@ typedef struct wbatch {
   size_t nbatches, capbatches;
   string_row *strings;
   size_t nstrings, capstrings;
+  link_row *links;
+  size_t nlinks, caplinks;
   agent_op *ops;
   size_t nops, capops;
   agent_progress *progress;
@@ -138,6 +146,11 @@ typedef struct wbatch {
   int64_t samples[BATCH_LATENCY_SAMPLES];
   uint32_t nsamples;
   int prune; /* run a retention step in this transaction */
+  /* Rows of export_queue (docs/schema.md) to insert in this transaction:
+   * batches whose last open task ends in it, numbered export_seq on. */
+  int64_t *exports;
+  size_t nexports, capexports;
+  int64_t export_seq;
   /* Set by the writer. */
   int failed;
   int64_t committed_ns;
@@ -150,8 +163,11 @@ int wbatch_empty(const wbatch *b);
 task_row *wbatch_add_row(wbatch *b);
 batch_row *wbatch_add_batch(wbatch *b);
 string_row *wbatch_add_string(wbatch *b);
+link_row *wbatch_add_link(wbatch *b);
 agent_op *wbatch_add_op(wbatch *b, int kind, int64_t agent, int64_t at);
 agent_progress *wbatch_add_progress(wbatch *b);
+/* Queues store batch id `batch` for the OTLP export (export_queue). */
+void wbatch_add_export(wbatch *b, int64_t batch);
 /* Bytes the batch holds, for the backpressure watermark. */
 size_t wbatch_bytes(const wbatch *b);
 

@@ -13,15 +13,20 @@
 
 #include "args.h"
 #include "log.h"
+#include "metrics.h"
+#include "otlp.h"
 #include "proto.h"
 #include "schema.h"
 #include "server.h"
 #include "stop.h"
 #include "store.h"
+#include "taskwatch.h"
+#include "track.h"
 #include "url.h"
 #include "xalloc.h"
 
-#define DEFAULT_LISTEN "tcp://127.0.0.1:7460"
+/* Where agents look by default: the collector listens there too. */
+#define DEFAULT_LISTEN TW_DEFAULT_COLLECTOR
 #define MAX_LISTEN 16
 
 typedef struct options {
@@ -40,6 +45,11 @@ typedef struct options {
   int64_t flush_us;
   int64_t max_clock_skew_us;
   int log_level;
+  const char *metrics_listen;
+  double buckets[METRICS_MAX_BUCKETS];
+  size_t nbuckets;
+  long long max_series;
+  const char *otlp_endpoint;
 } options;
 
 #define STRINGIFY_(x) #x
@@ -88,10 +98,22 @@ static const char usage_text[] =
     "                             clock, or before their agent started, are\n"
     "                             clamped and counted (default 5m)\n"
     "  --log-level LEVEL          error, warn, info (default) or debug\n"
+    "  --metrics-listen URL       serve Prometheus metrics at URL/metrics,\n"
+    "                             tcp://HOST:PORT (default: off)\n"
+    "  --metrics-buckets LIST     run and wait time buckets in seconds\n"
+    "                             (default 0.005,0.01,...,1800,3600)\n"
+    "  --metrics-max-series N     (service, task) pairs before the rest\n"
+    "                             count as task=\"(other)\" (default 1000)\n"
+    "  --otlp-endpoint URL        export finished tasks as OTLP/HTTP JSON\n"
+    "                             spans to URL/v1/traces (default:\n"
+    "                             $OTEL_EXPORTER_OTLP_ENDPOINT, else off)\n"
     "  -h, --help                 print this help and exit\n"
     "\n"
     "A duration DUR takes units (250ms, 30s, 2m, 1.5h, 7d); a bare number\n"
     "counts in the unit the option names: seconds, days or milliseconds.\n"
+    "\n"
+    "The OTLP export also reads OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the\n"
+    "whole URL) and OTEL_EXPORTER_OTLP_HEADERS (k1=v1,k2=v2).\n"
     "\n"
     "Exit status: 0 after SIGTERM or SIGINT, 1 when the store or a listener\n"
     "cannot be set up, 2 for a bad argument.\n";
@@ -112,6 +134,10 @@ enum {
   OPT_FLUSH_MS,
   OPT_MAX_CLOCK_SKEW,
   OPT_LOG_LEVEL,
+  OPT_METRICS_LISTEN,
+  OPT_METRICS_BUCKETS,
+  OPT_METRICS_MAX_SERIES,
+  OPT_OTLP_ENDPOINT,
 };
 
 static const struct option long_options[] = {
@@ -130,6 +156,10 @@ static const struct option long_options[] = {
     {"flush-ms", required_argument, NULL, OPT_FLUSH_MS},
     {"max-clock-skew", required_argument, NULL, OPT_MAX_CLOCK_SKEW},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+    {"metrics-buckets", required_argument, NULL, OPT_METRICS_BUCKETS},
+    {"metrics-max-series", required_argument, NULL, OPT_METRICS_MAX_SERIES},
+    {"otlp-endpoint", required_argument, NULL, OPT_OTLP_ENDPOINT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -176,6 +206,39 @@ static int set_listen(const args *a, options *o) {
   return 0;
 }
 
+/* The exports' options (docs/export.md). */
+static int apply_export_option(const args *a, int c, options *o) {
+  int n;
+  switch (c) {
+  case OPT_METRICS_LISTEN: {
+    url u;
+    int rc = tw__url_parse(a->value, URL_LISTEN, &u);
+    if (rc == URL_E_SCHEME || rc == URL_E_TLS ||
+        (rc == 0 && u.scheme != URL_TCP))
+      return args_invalid(a, "tcp://HOST:PORT");
+    if (rc != 0)
+      return args_error(a, "invalid %s '%s': %s", a->name, a->value,
+                        tw__url_strerror(rc));
+    o->metrics_listen = a->value;
+    return 0;
+  }
+  case OPT_METRICS_BUCKETS:
+    n = metrics_parse_buckets(a->value, o->buckets, METRICS_MAX_BUCKETS);
+    if (n < 0)
+      return args_invalid(a, "increasing seconds above 0 separated by "
+                             "commas, such as 0.1,1,10 (at most 64)");
+    o->nbuckets = (size_t)n;
+    return 0;
+  case OPT_METRICS_MAX_SERIES:
+    return args_int(a, 1, 100000, &o->max_series);
+  case OPT_OTLP_ENDPOINT:
+    o->otlp_endpoint = a->value;
+    return 0;
+  default:
+    return ARGS_USAGE;
+  }
+}
+
 /* Applies one option; returns 0 or ARGS_USAGE. */
 static int apply_option(const args *a, int c, options *o) {
   static const char *const syncs[] = {"normal", "full", NULL};
@@ -215,7 +278,7 @@ static int apply_option(const args *a, int c, options *o) {
       return args_invalid(a, "one of error, warn, info, debug");
     return 0;
   default:
-    return ARGS_USAGE;
+    return apply_export_option(a, c, o);
   }
 }
 
@@ -238,6 +301,10 @@ static int parse_args(int argc, char **argv, options *o) {
   o->flush_us = 10000;
   o->max_clock_skew_us = 300 * SEC;
   o->log_level = LOG_INFO;
+  o->max_series = METRICS_DEFAULT_MAX_SERIES;
+  static const double default_buckets[] = METRICS_DEFAULT_BUCKETS;
+  o->nbuckets = sizeof(default_buckets) / sizeof(default_buckets[0]);
+  memcpy(o->buckets, default_buckets, sizeof(default_buckets));
   args a;
   args_init(&a, "collector", argc, argv, "h", long_options);
   int c;
@@ -333,16 +400,81 @@ static void log_summary(const store_stats *stats, const server_summary *sum) {
           left ? " note=\"" STOP_UNCOMMITTED_NOTE "\"" : "");
 }
 
+#define MAX_OTLP_HEADERS 32
+
+/* The OTLP settings: --otlp-endpoint, else the OpenTelemetry variables.
+ * Returns 0 (oc->url NULL when the export is off) or the exit status 2
+ * after a one-line message. */
+static int otlp_settings(const options *o, otlp_config *oc, char **headers) {
+  const char *traces = getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+  const char *base = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+  const char *name = "--otlp-endpoint", *value = o->otlp_endpoint;
+  memset(oc, 0, sizeof(*oc));
+  oc->db_path = o->db;
+  if (value == NULL && traces && *traces) {
+    name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+    value = traces;
+  } else if (value == NULL && base && *base) {
+    name = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    value = base;
+  }
+  if (value == NULL)
+    return 0;
+  /* The traces variable is the whole URL; the others are a base. */
+  char *url =
+      value == traces
+          ? (strncmp(value, "http", 4) == 0 ? otlp_traces_url(value) : NULL)
+          : otlp_traces_url(value);
+  if (url && value == traces) {
+    free(url);
+    url = xstrdup(value);
+  }
+  if (url == NULL)
+    return args_fail("collector",
+                     "invalid %s '%s': expected an http:// or https:// URL",
+                     name, value);
+  const char *env = getenv("OTEL_EXPORTER_OTLP_HEADERS"), *why = NULL;
+  int n = env ? otlp_parse_headers(env, headers, MAX_OTLP_HEADERS, &why) : 0;
+  if (n < 0) {
+    free(url);
+    return args_fail("collector", "invalid OTEL_EXPORTER_OTLP_HEADERS: %s",
+                     why);
+  }
+  oc->url = url;
+  oc->headers = (const char *const *)headers;
+  oc->nheaders = (size_t)n;
+  return 0;
+}
+
+static void otlp_settings_free(otlp_config *oc, char **headers) {
+  free((char *)oc->url);
+  for (size_t i = 0; i < oc->nheaders; i++)
+    free(headers[i]);
+}
+
 int collector_main(int argc, char **argv) {
   options o;
   int rc = parse_args(argc, argv, &o);
   if (rc)
     return rc < 0 ? 0 : rc;
   log_set_level(o.log_level);
+  otlp_config oc;
+  char *otlp_headers[MAX_OTLP_HEADERS];
+  if ((rc = otlp_settings(&o, &oc, otlp_headers)) != 0)
+    return rc;
+  export_config ec = {o.metrics_listen,
+                      o.buckets,
+                      o.nbuckets,
+                      (size_t)o.max_series,
+                      TRACK_DEFAULT_MAX_TASKS,
+                      oc.url ? &oc : NULL,
+                      o.db};
   size_t token_len = 0;
   char *token = NULL;
-  if (o.token_file && (token = read_token(o.token_file, &token_len)) == NULL)
+  if (o.token_file && (token = read_token(o.token_file, &token_len)) == NULL) {
+    otlp_settings_free(&oc, otlp_headers);
     return 1;
+  }
   raise_fd_limit();
   /* The writer is SQLite's only heavy user: its global allocation
    * statistics would cost a mutex round trip per malloc. */
@@ -359,12 +491,14 @@ int collector_main(int argc, char **argv) {
     fprintf(stderr, "taskwatch collector: cannot open %s: %s\n", o.db, err);
     free(err);
     free(token);
+    otlp_settings_free(&oc, otlp_headers);
     return 1;
   }
   if (open_reader(o.db, &reader) != 0) {
     sqlite3_close(reader);
     store_close(st);
     free(token);
+    otlp_settings_free(&oc, otlp_headers);
     return 1;
   }
   server_config cfg = {o.listen,
@@ -380,6 +514,7 @@ int collector_main(int argc, char **argv) {
                        (size_t)8 << 20,
                        sc.retain_us > 0 || sc.retain_fail_us > 0 ||
                            sc.max_tasks > 0,
+                       &ec,
                        o.max_clock_skew_us};
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);
@@ -390,5 +525,6 @@ int collector_main(int argc, char **argv) {
   if (sum.started)
     log_summary(&stats, &sum);
   free(token);
+  otlp_settings_free(&oc, otlp_headers);
   return rc;
 }

@@ -591,6 +591,14 @@ static void apply_health(ingest *in, agent *a, const proto_event *ev) {
   op->b = (int64_t)ev->other2;
 }
 
+/* The request's trace of a batch (the Python binding sends it after the
+ * BATCH event); the store keeps it with the batch for the OTLP export. */
+static void apply_link(ingest *in, agent *a, const proto_event *ev) {
+  link_row *l = wbatch_add_link(in->current);
+  l->batch = schema_global_id(a->id, ev->batch);
+  l->traceparent = arena_copy(&in->current->mem, ev->text);
+}
+
 static int ids_in_range(const proto_event *ev) {
   return ev->task <= SCHEMA_LOCAL_MASK && ev->batch <= SCHEMA_LOCAL_MASK &&
          (ev->kind != PROTO_EV_SKIP || ev->other <= SCHEMA_LOCAL_MASK);
@@ -611,6 +619,9 @@ static int apply(ingest *in, agent *a, const proto_event *ev,
     return apply_enqueue(in, a, ev, reason);
   case PROTO_EV_HEALTH:
     apply_health(in, a, ev);
+    return 0;
+  case PROTO_EV_LINK:
+    apply_link(in, a, ev);
     return 0;
   default:
     return apply_task_event(in, a, ev, reason);

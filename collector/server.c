@@ -106,6 +106,7 @@ struct server {
   int failed;
   server_summary *summary;
   hist latency;
+  exporter *exports;
 };
 
 /* ---- connection lifetime ------------------------------------------------ */
@@ -269,8 +270,8 @@ static int on_hello(conn *c, const proto_frame *f) {
   char why[160];
   int rc = tw__proto_decode_hello(f->payload, f->payload_len, &h);
   if (rc == PROTO_E_VERSION) {
-    tw__proto_version_refusal(why, sizeof(why), "agent", h.version_min, h.version,
-                          "collector");
+    tw__proto_version_refusal(why, sizeof(why), "agent", h.version_min,
+                              h.version, "collector");
     conn_fail(c, why);
     return -1;
   }
@@ -484,7 +485,9 @@ static void maybe_flush(server *s) {
   }
   uv_timer_stop(&s->flush);
   s->batch_since_ms = 0;
-  writer_submit(s->writer, ingest_take(s->in));
+  wbatch *next = ingest_take(s->in);
+  export_submit(s->exports, next);
+  writer_submit(s->writer, next);
   if (s->stopping == 0)
     set_paused(s, 0);
 }
@@ -497,6 +500,7 @@ static void on_batch_done(wbatch *b, void *arg) {
    * while this thread sends the acks and frees the batch it finished. */
   if (s->stopping == 0)
     maybe_flush(s);
+  export_committed(s->exports, b);
   if (b->failed)
     s->failed = 1;
   else
@@ -732,6 +736,16 @@ static int open_listeners(server *s) {
   return 0;
 }
 
+/* What the metrics endpoint asks of the loop at a scrape. */
+static void export_sample_of(void *arg, export_sample *out) {
+  server *s = arg;
+  wbatch *b = ingest_current(s->in);
+  out->events_pending = b->events;
+  out->bytes_pending = wbatch_bytes(b);
+  out->connections = s->nconns;
+  out->rejected = s->summary->rejected;
+}
+
 /* ---- timers, signals, shutdown ----------------------------------------- */
 
 static void on_sweep(uv_timer_t *t) {
@@ -762,7 +776,7 @@ static void close_handle(uv_handle_t *h) {
 }
 
 static void close_listeners(server *s) {
-  for (size_t i = 0; i < s->cfg->nlisten; i++) {
+  for (size_t i = 0; s->listeners && i < s->cfg->nlisten; i++) {
     listener *l = &s->listeners[i];
     close_handle(&l->h.handle);
     if (l->unix_path)
@@ -787,6 +801,8 @@ static void finish(server *s) {
     writer_stop(s->writer, &s->latency);
     s->writer = NULL;
   }
+  export_stop(s->exports);
+  s->exports = NULL;
   uv_timer_stop(&s->sweep);
   uv_timer_stop(&s->flush);
   close_handle((uv_handle_t *)&s->sweep);
@@ -826,6 +842,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
   stop_begin();
   log_msg(LOG_INFO, "shutting down signal=%s", name);
   s->stopping = 1;
+  export_stopping(s->exports);
   uv_timer_start(&s->stop_timer, on_stop_timer, STOP_COMMIT_MS, 0);
   close_listeners(s);
   for (conn *c = s->conns; c; c = c->next)
@@ -884,10 +901,17 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   }
   s->in = ingest_new(db, cfg->lost_after_ms, cfg->max_clock_skew_us,
                      (int64_t)uv_now(&s->loop));
+  /* The exports' endpoint listens before the agents' listeners, so it is
+   * up once they are. */
+  int export_failed = 0;
+  if (s->in)
+    s->exports = export_start(cfg->exports, &s->loop, export_sample_of, s,
+                              &export_failed);
   /* The listeners before the writer thread: the store is this thread's
    * until then, to record the addresses a second collector names.
    * Nothing is accepted before uv_run(). */
-  if (s->in && start_handles(s) == 0 && open_listeners(s) == 0) {
+  if (s->in && !export_failed && start_handles(s) == 0 &&
+      open_listeners(s) == 0) {
     record_listeners(s, st);
     s->writer = writer_start(st, &s->loop, on_batch_done, s);
   }

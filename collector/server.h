@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "export.h"
 #include "store.h"
 
 typedef struct server_config {
@@ -22,10 +23,11 @@ typedef struct server_config {
   int max_connections;
   int64_t handshake_timeout_ms; /* also the limit for finishing a frame */
   int64_t lost_after_ms;
-  int64_t flush_ms;          /* how long a batch may fill before its commit */
-  size_t high_watermark;     /* batch bytes that pause reading */
-  int prune;                 /* run retention steps */
-  int64_t max_clock_skew_us; /* events further ahead are clamped */
+  int64_t flush_ms;      /* how long a batch may fill before its commit */
+  size_t high_watermark; /* batch bytes that pause reading */
+  int prune;             /* run retention steps */
+  const export_config *exports; /* metrics and OTLP; NULL: none */
+  int64_t max_clock_skew_us;    /* events further ahead are clamped */
 } server_config;
 
 /* Figures printed at exit. */

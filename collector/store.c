@@ -63,6 +63,8 @@ enum {
   ST_AGENT_PROGRESS,
   ST_LOST,
   ST_ROLLUP,
+  ST_EXPORT,
+  ST_LINK,
   ST_PRUNE_OLD,
   ST_PRUNE_FAILED,
   ST_PRUNE_EXCESS,
@@ -170,6 +172,8 @@ static const char *const sql_text[ST_COUNT] = {
         "run_p50 = coalesce(excluded.run_p50, run_p50), "
         "run_p95 = coalesce(excluded.run_p95, run_p95), "
         "run_p99 = coalesce(excluded.run_p99, run_p99)",
+    [ST_EXPORT] = "INSERT INTO export_queue (seq, batch) VALUES (?1, ?2)",
+    [ST_LINK] = "UPDATE batches SET traceparent = ?2 WHERE id = ?1",
     [ST_PRUNE_OLD] =
         "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE "
         "enqueued_at >= ?1 AND enqueued_at < ?2 AND " SCHEMA_SQL_NOT_UNHAPPY " "
@@ -227,8 +231,8 @@ static int exec1(sqlite3 *db, const char *sql, char **err) {
   return rc;
 }
 
-/* SQL text never carries a runtime value (DESIGN.md: SQL is always
- * bound). PRAGMA values cannot be bound, so the pragmas are constant
+/* SQL text never carries a runtime value (docs/design.md, non-negotiable
+ * 4: SQL is always bound). PRAGMA values cannot be bound, so the pragmas are constant
  * strings: the only choice, synchronous, picks one of two of them. */
 static const char pragmas_common[] =
     "PRAGMA page_size=" SCHEMA_PAGE_SIZE "; PRAGMA journal_mode=WAL; "
@@ -1048,6 +1052,11 @@ static int write_all(store *s, wbatch *b) {
   }
   if (rc == SQLITE_OK)
     rc = insert_new_rows(s, b);
+  for (size_t i = 0; i < b->nlinks && rc == SQLITE_OK; i++) {
+    sqlite3_bind_int64(s->st[ST_LINK], 1, b->links[i].batch);
+    bind_blob_text(s->st[ST_LINK], 2, b->links[i].traceparent, 1);
+    rc = run(s, s->st[ST_LINK]);
+  }
   for (size_t i = 0; i < b->nrows && rc == SQLITE_OK; i++)
     if (b->rows[i]->update)
       rc = update_task(s, b->rows[i]);
@@ -1058,6 +1067,11 @@ static int write_all(store *s, wbatch *b) {
   for (size_t i = 0; i < b->nops && rc == SQLITE_OK; i++)
     if (b->ops[i].kind == AGENT_OP_LOST || b->ops[i].kind == AGENT_OP_ENDED)
       rc = mark_lost(s, &b->ops[i]);
+  for (size_t i = 0; i < b->nexports && rc == SQLITE_OK; i++) {
+    sqlite3_bind_int64(s->st[ST_EXPORT], 1, b->export_seq + (int64_t)i);
+    sqlite3_bind_int64(s->st[ST_EXPORT], 2, b->exports[i]);
+    rc = run(s, s->st[ST_EXPORT]);
+  }
   if (rc == SQLITE_OK)
     rc = rollup_flush(s->rollups, emit_rollup, s);
   if (rc == SQLITE_OK && b->prune)

@@ -83,6 +83,22 @@ void format_buf_printf(format_buf *b, const char *fmt, ...) {
   b->len += (size_t)n;
 }
 
+void format_buf_put_uint(format_buf *b, uint64_t v) {
+  char digits[24];
+  int n = sizeof(digits);
+  do {
+    digits[--n] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  format_buf_append(b, digits + n, sizeof(digits) - (size_t)n);
+}
+
+void format_buf_put_int(format_buf *b, int64_t v) {
+  if (v < 0)
+    format_buf_putc(b, '-');
+  format_buf_put_uint(b, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+}
+
 const char *format_buf_str(const format_buf *b) {
   return b->data != NULL ? b->data : "";
 }

@@ -29,6 +29,9 @@ void format_buf_puts(format_buf *b, const char *s);
 void format_buf_putc(format_buf *b, char c);
 void format_buf_printf(format_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Decimal integers, without printf's machinery (hot in exports). */
+void format_buf_put_int(format_buf *b, int64_t v);
+void format_buf_put_uint(format_buf *b, uint64_t v);
 /* The text so far ("" when nothing was appended). */
 const char *format_buf_str(const format_buf *b);
 

@@ -31,6 +31,7 @@
 #define PROTO_SHORT_MAX 4096u      /* strings other than FAIL detail */
 #define PROTO_DETAIL_MAX 65536u    /* FAIL detail (a long string) */
 #define PROTO_IDENT_MAX 256u       /* HELLO service, host and token */
+#define PROTO_LINK_MAX 256u        /* LINK traceparent (version 2 on) */
 /* Before the handshake a peer may send nothing longer than the largest
  * HELLO of this version (proto_hello_frame_max()) plus this much, so a
  * newer agent whose HELLO grew a little still reaches the version

@@ -31,7 +31,7 @@
 #include "limit.h"
 
 #define PROTO_VERSION_MIN 1 /* the oldest version this code speaks */
-#define PROTO_VERSION 1     /* the newest */
+#define PROTO_VERSION 2     /* the newest */
 #define PROTO_MAGIC 0x31505754u
 #define PROTO_HEADER_SIZE 6 /* u32 length + u16 type */
 #define PROTO_INSTANCE_SIZE 16
@@ -98,7 +98,8 @@
   XX(FAIL, 6, 1)                                                               \
   XX(SKIP, 7, 1)                                                               \
   XX(DROP, 8, 1)                                                               \
-  XX(HEALTH, 9, 1)
+  XX(HEALTH, 9, 1)                                                             \
+  XX(LINK, 10, 2) /* a batch's request trace (W3C traceparent) */
 
 #define PROTO_FIELDS_EVENT(F)                                                  \
   F(U8, kind, kind, 0, UINT8_MAX, 1)                                           \
@@ -134,6 +135,9 @@
 #define PROTO_FIELDS_HEALTH(F)                                                 \
   F(U64, dropped, other, 0, UINT64_MAX, 1)                                     \
   F(U64, reconnects, other2, 0, UINT64_MAX, 1)
+#define PROTO_FIELDS_LINK(F)                                                   \
+  F(U64, batch, batch, 1, UINT64_MAX, 2)                                       \
+  F(STR, traceparent, text, 0, PROTO_LINK_MAX, 2)
 
 enum proto_type {
 #define PROTO__TYPE_ENUM(name, number) PROTO_##name = (number),
@@ -202,10 +206,11 @@ typedef struct proto_event {
   uint32_t string;   /* STRING: id; BATCH: label id; ENQUEUE: name id */
   int64_t time_ns;
   uint64_t task;     /* ENQUEUE START FINISH FAIL SKIP DROP */
-  uint64_t batch;    /* BATCH ENQUEUE */
+  uint64_t batch;    /* BATCH ENQUEUE LINK */
   uint64_t other;    /* ENQUEUE/START: thread; SKIP: cause; HEALTH: dropped */
   uint64_t other2;   /* HEALTH: reconnects */
-  proto_str text;    /* STRING: text; FAIL: error_type; DROP: reason */
+  proto_str text;    /* STRING: text; FAIL: error_type; DROP: reason;
+                        LINK: traceparent */
   proto_str message; /* FAIL */
   proto_str detail;  /* FAIL */
 } proto_event;

@@ -1,6 +1,6 @@
 /*
  * sanitize - the one display sanitizer between stored task strings and a
- * terminal (DESIGN.md, non-negotiable 4). Strings from tasks are any bytes;
+ * terminal (docs/design.md, non-negotiable 4). Strings from tasks are any bytes;
  * what comes out is printable text that cannot move the cursor, change
  * colours, set the clipboard or reorder the line, measured in terminal
  * columns rather than bytes.

@@ -92,7 +92,8 @@ static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
                           "  id INTEGER PRIMARY KEY,\n"
                           "  agent INTEGER NOT NULL,\n"
                           "  label TEXT,\n"
-                          "  created_at INTEGER NOT NULL\n"
+                          "  created_at INTEGER NOT NULL,\n"
+                          "  traceparent TEXT\n"
                           ");\n"
                           "CREATE TABLE IF NOT EXISTS tasks (\n"
                           "  id INTEGER PRIMARY KEY,\n"
@@ -133,7 +134,11 @@ static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
                           "CREATE TABLE IF NOT EXISTS meta (\n"
                           "  key TEXT PRIMARY KEY,\n"
                           "  value\n"
-                          ") WITHOUT ROWID;\n";
+                          ") WITHOUT ROWID;\n"
+                          "CREATE TABLE IF NOT EXISTS export_queue (\n"
+                          "  seq INTEGER PRIMARY KEY,\n"
+                          "  batch INTEGER NOT NULL\n"
+                          ");\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */
@@ -228,7 +233,9 @@ int schema_check_ours(sqlite3 *db, char **err) {
 static const struct {
   const char *table, *column, *alter;
 } added_columns[] = {
-    {"agents", "last_received_at",
+    {"batches", "traceparent",
+     "ALTER TABLE batches ADD COLUMN traceparent TEXT"}, /* version 4 */
+    {"agents", "last_received_at",                       /* version 5 */
      "ALTER TABLE agents ADD COLUMN last_received_at INTEGER"},
 };
 

@@ -8,11 +8,11 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 /* The oldest version the readers (top, query) read: version 3 changed
- * only indexes, which they do not name; version 4 added
- * agents.last_received_at, which readers ask for through
- * reader_agent_seen_sql() (common/reader.h). */
+ * only indexes, which they do not name; version 4 added a table only the
+ * OTLP exporter reads; version 5 added agents.last_received_at, which
+ * readers ask for through reader_agent_seen_sql() (common/reader.h). */
 #define SCHEMA_READ_MIN 2
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
@@ -187,12 +187,13 @@ int schema_check_ours(sqlite3 *db, char **err);
  * Creates the tables and indexes when the database is new, upgrades an
  * older version (version 3 replaced the indexes tasks_enqueued and
  * tasks_name with tasks_time, rebuilt on the first open; version 4 added
- * agents.last_received_at), checks the
- * version when it is not, and marks the store with SCHEMA_APPLICATION_ID
- * (stores of earlier versions get it here). Returns SQLITE_OK, or an
- * SQLite error code with a message in *err (sqlite3_free() it) - a
- * database that is not a taskwatch store (schema_identify()) or one of a
- * newer schema version is SQLITE_MISMATCH, and is left unchanged.
+ * the table export_queue and the column batches.traceparent; version 5
+ * agents.last_received_at), checks the version when it is not, and marks
+ * the store with SCHEMA_APPLICATION_ID (stores of earlier versions get it
+ * here). Returns SQLITE_OK, or an SQLite error code with a message in *err
+ * (sqlite3_free() it) - a database that is not a taskwatch store
+ * (schema_identify()) or one of a newer schema version is
+ * SQLITE_MISMATCH, and is left unchanged.
  */
 int schema_apply(sqlite3 *db, char **err);
 

@@ -249,6 +249,14 @@ TW_EXTERN int tw_task_skip(tw_agent *agent, tw_id task, tw_id cause);
  * request failed; reason (copied, may be NULL) says why. */
 TW_EXTERN int tw_task_drop(tw_agent *agent, tw_id task, const char *reason);
 
+/* Records that `batch` was made while handling a request of a W3C trace:
+ * traceparent is that request's header, "00-<trace-id>-<parent-id>-<flags>"
+ * (copied; at most 256 bytes kept). The collector's OTLP export links the
+ * batch's trace to it. Errors: TW_EINVAL (NULL agent or traceparent, batch
+ * 0), TW_EFULL as the other trace calls. */
+TW_EXTERN int tw_batch_link(tw_agent *agent, tw_id batch,
+                            const char *traceparent);
+
 /* ------------------------------------------------------------------------
  * Batch runner (libuv)
  * ------------------------------------------------------------------------ */

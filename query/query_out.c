@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "format.h"
+#include "json.h"
 #include "query.h"
 #include "sanitize.h"
 #include "schema.h"
@@ -101,112 +102,86 @@ unsigned query_sanitize_flags(void) {
 
 /*
  * The fields of an exported task, in order: X(key, kind, member). The kind
- * names the writer of the field (json_<kind>, csv_<kind>): int (NULL as
+ * names the writer of the field (json_<kind>, csv_<kind>): integer (NULL as
  * READER_NULL), thread (unsigned), text, time, status and mode (names).
  */
 #define TASK_FIELDS(X)                                                         \
-  X("id", int, id)                                                             \
-  X("batch", int, batch)                                                       \
+  X("id", integer, id)                                                         \
+  X("batch", integer, batch)                                                   \
   X("batch_label", text, label)                                                \
-  X("position", int, position)                                                 \
+  X("position", integer, position)                                             \
   X("name", text, name)                                                        \
   X("service", text, service)                                                  \
   X("host", text, host)                                                        \
-  X("pid", int, pid)                                                           \
+  X("pid", integer, pid)                                                       \
   X("thread", thread, thread)                                                  \
   X("status", status, status)                                                  \
   X("mode", mode, mode)                                                        \
   X("enqueued_at", time, enqueued_at)                                          \
   X("started_at", time, started_at)                                            \
   X("finished_at", time, finished_at)                                          \
-  X("wait_us", int, wait_us)                                                   \
-  X("run_us", int, run_us)                                                     \
+  X("wait_us", integer, wait_us)                                               \
+  X("run_us", integer, run_us)                                                 \
   X("error_type", text, error_type)                                            \
   X("error_message", text, error_message)                                      \
   X("error_detail", text, error_detail)                                        \
-  X("skipped_after", int, skipped_after)                                       \
+  X("skipped_after", integer, skipped_after)                                   \
   X("drop_reason", text, drop_reason)
-
-/* Appends a decimal integer without printf's machinery (hot in exports). */
-static void put_int(format_buf *b, int64_t v) {
-  char digits[24];
-  int n = 0;
-  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-  do {
-    digits[n++] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u > 0);
-  if (v < 0)
-    format_buf_putc(b, '-');
-  while (n > 0)
-    format_buf_putc(b, digits[--n]);
-}
 
 /* A name from the schema's tables as text; NULL when the code has none. */
 static reader_text name_text(const char *name) {
   return (reader_text){name, name ? strlen(name) : 0};
 }
 
-/* Appends `"key":` after `{` (a row starts in an empty buffer) or `,`. */
-static void json_key(format_buf *b, const char *key) {
-  format_buf_putc(b, b->len ? ',' : '{');
-  format_buf_putc(b, '"');
-  format_buf_puts(b, key);
-  format_buf_puts(b, "\":");
+static void json_text(json_writer *w, const char *key, reader_text s) {
+  json_key(w, key);
+  json_string(w, s.ptr, s.len);
 }
 
-static void json_text(format_buf *b, const char *key, reader_text s) {
-  json_key(b, key);
-  if (s.ptr == NULL)
-    format_buf_puts(b, "null");
-  else
-    format_json_string(b, s.ptr, s.len);
+static void json_status(json_writer *w, const char *key, int status) {
+  json_text(w, key, name_text(schema_status_name(status)));
 }
 
-static void json_status(format_buf *b, const char *key, int status) {
-  json_text(b, key, name_text(schema_status_name(status)));
+static void json_mode(json_writer *w, const char *key, int mode) {
+  json_text(w, key, name_text(schema_mode_name(mode)));
 }
 
-static void json_mode(format_buf *b, const char *key, int mode) {
-  json_text(b, key, name_text(schema_mode_name(mode)));
-}
-
-static void json_int(format_buf *b, const char *key, int64_t v) {
-  json_key(b, key);
+static void json_integer(json_writer *w, const char *key, int64_t v) {
+  json_key(w, key);
   if (v != READER_NULL)
-    put_int(b, v);
+    json_int(w, v);
   else
-    format_buf_puts(b, "null");
+    json_null(w);
 }
 
-static void json_thread(format_buf *b, const char *key, int64_t v) {
-  json_key(b, key);
+static void json_thread(json_writer *w, const char *key, int64_t v) {
+  json_key(w, key);
   if (v != READER_NULL)
-    format_buf_printf(b, "%llu", (unsigned long long)v);
+    json_uint(w, (uint64_t)v);
   else
-    format_buf_puts(b, "null");
+    json_null(w);
 }
 
-static void json_time(format_buf *b, const char *key, int64_t v) {
+static void json_time(json_writer *w, const char *key, int64_t v) {
   char when[FORMAT_TIME_SIZE];
-  json_key(b, key);
+  json_key(w, key);
   /* null also for a time out of RFC 3339's range */
-  if (v == READER_NULL || query_format_time(when, sizeof(when), v, 0) != 0) {
-    format_buf_puts(b, "null");
-    return;
-  }
-  format_buf_putc(b, '"');
-  format_buf_puts(b, when);
-  format_buf_putc(b, '"');
+  if (v == READER_NULL || query_format_time(when, sizeof(when), v, 0) != 0)
+    json_null(w);
+  else
+    json_cstring(w, when);
 }
 
 static void write_json(query_out *o, const reader_task *t) {
-  format_buf *b = &o->line;
-  assert(b->len == 0);
-#define JSON_FIELD(key, kind, member) json_##kind(b, key, t->member);
+  json_writer w;
+  assert(o->line.len == 0);
+  json_init(&w, &o->line);
+  json_begin_object(&w);
+#define JSON_FIELD(key, kind, member) json_##kind(&w, key, t->member);
   TASK_FIELDS(JSON_FIELD)
 #undef JSON_FIELD
-  format_buf_puts(b, "}\n");
+  json_end_object(&w);
+  format_buf_putc(&o->line, '\n');
 }
 
 /* Fields after the first start with the separator. */
@@ -233,18 +208,18 @@ static void csv_mode(format_buf *b, const char *key, int mode) {
   csv_text(b, key, name_text(name ? name : ""));
 }
 
-static void csv_int(format_buf *b, const char *key, int64_t v) {
+static void csv_integer(format_buf *b, const char *key, int64_t v) {
   (void)key;
   csv_separator(b);
   if (v != READER_NULL)
-    put_int(b, v);
+    format_buf_put_int(b, v);
 }
 
 static void csv_thread(format_buf *b, const char *key, int64_t v) {
   (void)key;
   csv_separator(b);
   if (v != READER_NULL)
-    format_buf_printf(b, "%llu", (unsigned long long)v);
+    format_buf_put_uint(b, (uint64_t)v);
 }
 
 static void csv_time(format_buf *b, const char *key, int64_t v) {

@@ -23,6 +23,7 @@
 #define MINUTE_US INT64_C(60000000)
 
 #include "format.h"
+#include "json.h"
 #include "query.h"
 #include "sanitize.h"
 #include "schema.h"
@@ -309,42 +310,47 @@ static const char *source_name(const group *g) {
 
 static void json_group(format_buf *b, const query_opts *o, group *g,
                        const plan *p) {
-  format_buf_putc(b, '{');
+  json_writer w;
+  json_init(&w, b);
+  json_begin_object(&w);
   if (o->by != NULL) {
-    format_buf_printf(b, "\"%s\":", o->by);
-    if (g->key)
-      format_json_string(b, g->key, g->key_len);
-    else
-      format_buf_puts(b, "null");
-    format_buf_putc(b, ',');
+    json_key(&w, o->by);
+    json_string(&w, g->key, g->key_len);
   }
-  format_buf_printf(b, "\"count\":%lld", (long long)g->count);
-  for (int s = 0; s < SCHEMA_STATUS_COUNT; s++)
-    format_buf_printf(b, ",\"%s\":%lld", schema_status_name(s),
-                      (long long)g->by_status[s]);
+  json_key(&w, "count");
+  json_int(&w, g->count);
+  for (int s = 0; s < SCHEMA_STATUS_COUNT; s++) {
+    json_key(&w, schema_status_name(s));
+    json_int(&w, g->by_status[s]);
+  }
+  json_key(&w, "failure_pct");
   if (g->count > 0)
-    format_buf_printf(b, ",\"failure_pct\":%.2f",
-                      100.0 * (double)g->by_status[SCHEMA_FAILED] /
-                          (double)g->count);
+    json_fixed(
+        &w, 100.0 * (double)g->by_status[SCHEMA_FAILED] / (double)g->count, 2);
   else
-    format_buf_puts(b, ",\"failure_pct\":null");
+    json_null(&w);
   const char *set_names[2] = {"run", "wait"};
   for (int k = 0; k < 2; k++)
     for (int i = 0; i < 4; i++) {
+      char key[32];
       int64_t v;
+      snprintf(key, sizeof(key), "%s_%s_us", set_names[k], pct_names[i]);
+      json_key(&w, key);
       if (group_percentile(g, k, i, &v) == 0)
-        format_buf_printf(b, ",\"%s_%s_us\":%lld", set_names[k], pct_names[i],
-                          (long long)v);
+        json_int(&w, v);
       else
-        format_buf_printf(b, ",\"%s_%s_us\":null", set_names[k], pct_names[i]);
+        json_null(&w);
     }
-  format_buf_printf(b, ",\"source\":\"%s\"", source_name(g));
+  json_key(&w, "source");
+  json_cstring(&w, source_name(g));
   if (p->rollups_used || p->rollups_refused) {
     char when[FORMAT_TIME_SIZE];
     query_format_time(when, sizeof(when), p->boundary, 0);
-    format_buf_printf(b, ",\"%s\":\"%s\"", g->rollup ? "before" : "from", when);
+    json_key(&w, g->rollup ? "before" : "from");
+    json_cstring(&w, when);
   }
-  format_buf_puts(b, "}\n");
+  json_end_object(&w);
+  format_buf_putc(b, '\n');
 }
 
 static void csv_group(format_buf *b, const query_opts *o, group *g,

@@ -82,6 +82,7 @@ def _declare(lib):
         "tw_task_fail": (i, [p, c_id, s, s, s]),
         "tw_task_skip": (i, [p, c_id, c_id]),
         "tw_task_drop": (i, [p, c_id, s]),
+        "tw_batch_link": (i, [p, c_id, s]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)

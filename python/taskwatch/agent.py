@@ -117,6 +117,7 @@ class Agent:
         self._fail = lib.tw_task_fail
         self._skip = lib.tw_task_skip
         self._drop = lib.tw_task_drop
+        self._link = lib.tw_batch_link
 
     @property
     def closed(self):
@@ -171,6 +172,11 @@ class Agent:
         out = ctypes.c_uint64(0)
         self._call(self._begin, _encode(label), ctypes.byref(out))
         return out.value
+
+    def batch_link(self, batch, traceparent):
+        """Records the W3C traceparent of the request that made the batch;
+        the collector's OTLP export links the batch's trace to it."""
+        self._call(self._link, batch, _encode(traceparent, 256))
 
     def task_enqueue(self, batch, position, name, mode):
         out = ctypes.c_uint64(0)
@@ -286,14 +292,18 @@ class Task:
 
 class Batch:
     """A batch of tasks: ``tw_batch_begin`` on creation, one ``Task`` per
-    ``enqueue``. See the module docstring for the context-manager form."""
+    ``enqueue``. See the module docstring for the context-manager form.
+    traceparent: the W3C ``traceparent`` header of the request the batch
+    belongs to, if any (its trace and the batch's are then linked)."""
 
     __slots__ = ("agent", "id", "label", "tasks", "failed", "ran")
 
-    def __init__(self, label=None, agent=None):
+    def __init__(self, label=None, agent=None, traceparent=None):
         self.agent = agent if agent is not None else get_agent()
         self.label = label
         self.id = self.agent.batch_begin(label)
+        if traceparent and self.id:
+            self.agent.batch_link(self.id, traceparent)
         self.tasks = []
         self.failed = None
         self.ran = False

@@ -18,7 +18,10 @@ One ``BackgroundTasks`` object is one batch. FastAPI hands the same object to
 the endpoint and all of its dependencies, so tasks added at any level land
 in the endpoint's batch, in the order they were added. The batch label is
 the route's method and template (``POST /send-notification/{email}``),
-taken from Starlette's routing as the request is dispatched.
+taken from Starlette's routing as the request is dispatched. When the
+request carries a W3C ``traceparent`` header, each of its batches records
+it, and the collector's OTLP export links the batch's trace to the
+request's.
 
 A request boundary - ``Starlette.__call__`` once instrumented, or the
 ``TaskwatchMiddleware`` for explicit wiring, or ``request_scope()`` outside
@@ -60,11 +63,12 @@ class _Request:
     """What taskwatch knows about one request while it is handled."""
 
     __slots__ = ("agent", "label", "prefix", "batches", "loose", "status",
-                 "http")
+                 "http", "traceparent")
 
-    def __init__(self, agent, label=None, http=True):
+    def __init__(self, agent, label=None, http=True, traceparent=None):
         self.agent = agent
         self.label = label
+        self.traceparent = traceparent
         self.prefix = ""
         self.batches = []
         self.loose = []
@@ -113,7 +117,10 @@ def _new_batch(request):
     """A Batch labelled after the current route, registered with the
     request so it can be dropped if it never runs."""
     agent = request.agent if request is not None else _agent_or_default()
-    batch = Batch(request.label if request is not None else None, agent)
+    if request is None:
+        batch = Batch(None, agent)
+    else:
+        batch = Batch(request.label, agent, request.traceparent)
     if request is not None:
         request.batches.append(batch)
     return batch
@@ -266,10 +273,19 @@ def _finish_quietly(request, exc):
         request.finish(exc)
 
 
+def _traceparent(scope):
+    """The request's W3C traceparent header, or None. Checked by the
+    collector, which links only well-formed ones."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"traceparent":
+            return value.decode("latin-1").strip()[:256] or None
+    return None
+
+
 async def _traced_request(app, scope, receive, send, agent):
     """Runs one HTTP request with its taskwatch state; see the module
     docstring. Exceptions propagate unchanged."""
-    request = _Request(agent)
+    request = _Request(agent, traceparent=_traceparent(scope))
     scope[_SCOPE_KEY] = request
     token = _current.set(request)
 
@@ -329,12 +345,12 @@ class TaskwatchMiddleware:
 
 
 @contextlib.contextmanager
-def request_scope(label=None, agent=None):
+def request_scope(label=None, agent=None, traceparent=None):
     """The request boundary for code outside ASGI: BackgroundTasks created
-    inside the block get the label, and those that never ran are recorded
-    as dropped when the block ends."""
+    inside the block get the label (and the W3C traceparent, when given),
+    and those that never ran are recorded as dropped when the block ends."""
     request = _Request(agent if agent is not None else _agent_or_default(),
-                       label, http=False)
+                       label, http=False, traceparent=traceparent)
     token = _current.set(request)
     try:
         yield request

@@ -96,14 +96,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (sqlite3_open(":memory:", &db) != SQLITE_OK ||
         schema_apply(db, &err) != SQLITE_OK)
       abort();
-    sqlite3_exec(db,
-                 "INSERT INTO agents (id, instance, service, host, pid,"
-                 " started_at) VALUES (1, x'01', 'api', 'h', 1, 0);"
-                 "INSERT INTO batches VALUES (1, 1, 'GET /', 0);"
-                 "INSERT INTO tasks (id, agent, batch, position, name, mode,"
-                 " status, enqueued_at, run_us, error_message) VALUES"
-                 " (1, 1, 1, 0, 'send_email', 0, 3, 5, 10, 'timeout')",
-                 NULL, NULL, NULL);
+    sqlite3_exec(
+        db,
+        "INSERT INTO agents (id, instance, service, host, pid,"
+        " started_at) VALUES (1, x'01', 'api', 'h', 1, 0);"
+        "INSERT INTO batches (id, agent, label, created_at) VALUES (1, 1, "
+        "'GET /', 0);"
+        "INSERT INTO tasks (id, agent, batch, position, name, mode,"
+        " status, enqueued_at, run_us, error_message) VALUES"
+        " (1, 1, 1, 0, 'send_email', 0, 3, 5, 10, 'timeout')",
+        NULL, NULL, NULL);
   }
   char *text = malloc(size + 1);
   memcpy(text, data, size);

@@ -99,7 +99,7 @@ def run(col):
     b.close()
 
     # A newer agent (versions 1 to 3) whose HELLO grew fields of its own is
-    # welcomed at version 1, the newest both speak, and stored as usual.
+    # welcomed at version 2, the newest both speak, and stored as usual.
     c = FakeAgent(col.url, service=b'newer')
     c.sock = connect(col.url)
     c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 3, 1) +
@@ -109,7 +109,7 @@ def run(col):
     ftype, payload = read_frame(c.sock)
     check(ftype == WELCOME, 'newer agent welcomed: %r %r' % (ftype, payload))
     version, c.next_seq, _ = struct.unpack('<HQI', payload)
-    check(version == 1, 'version chosen %r' % version)
+    check(version == 2, 'version chosen %r' % version)
     c.acked = c.next_seq
     c.send([ev_string(t1, 1, b'y'), ev_batch(t1, 1, 1)])
     c.goodbye()

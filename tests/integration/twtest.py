@@ -47,14 +47,15 @@ def tempdir():
 class Collector:
     """A real `taskwatch collector` on a free TCP port."""
 
-    def __init__(self, db, extra=(), port=None):
+    def __init__(self, db, extra=(), port=None, env=None):
         self.db = db
         self.port = port or free_port()
         self.url = "tcp://127.0.0.1:%d" % self.port
         self.log = open(db + ".collector.log", "w+")
         self.proc = subprocess.Popen(
             [BIN, "collector", "--db", db, "--listen", self.url, *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT,
+            env=None if env is None else dict(os.environ, **env))
         wait_for_port(self.port, self.proc)
 
     def stop(self, timeout=30):

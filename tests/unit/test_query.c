@@ -127,7 +127,8 @@ static int64_t json_number(const char *line, const char *key) {
 static void add_extra(sqlite3 *db) {
   char sql[1024];
   snprintf(sql, sizeof(sql),
-           "INSERT INTO batches VALUES (%lld, 2, 'BULK', %lld);"
+           "INSERT INTO batches (id, agent, label, created_at) VALUES (%lld, 2,"
+           " 'BULK', %lld);"
            "INSERT INTO tasks (id, agent, batch, position, name, mode, status,"
            " enqueued_at, started_at, finished_at, wait_us, run_us,"
            " error_type, error_message) VALUES (%lld, 2, %lld, 0,"

@@ -287,8 +287,8 @@ static void checkpoints_while_writing(void **state) {
   assert_true(size > empty + (512 << 10));
 }
 
-/* A version 2 store (its indexes tasks_enqueued and tasks_name) opens as
- * version 3: tasks_time in their place, every row kept. */
+/* A version 2 store (its indexes tasks_enqueued and tasks_name) opens at
+ * the current version: tasks_time in their place, every row kept. */
 static void upgrades_a_version_2_store(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
@@ -531,8 +531,8 @@ static void ended_instances_leave_no_open_tasks(void **state) {
   assert_int_equal(st.tasks_lost, 2);
 }
 
-/* Version 4 added agents.last_received_at: a version 3 store gets it. */
-static void upgrades_a_version_3_store(void **state) {
+/* Version 5 added agents.last_received_at: a version 4 store gets it. */
+static void upgrades_a_version_4_store(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
   wbatch *b = wbatch_new(1);
@@ -543,7 +543,7 @@ static void upgrades_a_version_3_store(void **state) {
   f->store = NULL;
   assert_int_equal(sqlite3_exec(f->db,
                                 "ALTER TABLE agents DROP COLUMN "
-                                "last_received_at; PRAGMA user_version = 3",
+                                "last_received_at; PRAGMA user_version = 4",
                                 NULL, NULL, NULL),
                    SQLITE_OK);
   open_store(f, 0, 0, 0);
@@ -865,6 +865,48 @@ static void refuses_a_newer_schema(void **state) {
   f->store = NULL;
 }
 
+/* The batches a transaction completes go into export_queue with it, in
+ * the order and with the numbers the loop gave them, and a batch's LINK
+ * sets its traceparent; a version 3 store gets the table and the column
+ * when it is opened. */
+static void queues_exports_with_the_rows(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  store_close(f->store);
+  f->store = NULL;
+  assert_int_equal(sqlite3_exec(f->db,
+                                "DROP TABLE export_queue;"
+                                "ALTER TABLE batches DROP COLUMN traceparent;"
+                                "PRAGMA user_version = 3",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  b->export_seq = 41;
+  wbatch_add_export(b, 100);
+  wbatch_add_export(b, 7);
+  link_row *l = wbatch_add_link(b);
+  l->batch = 100;
+  l->traceparent = arena_copy(&b->mem, (proto_str){"00-ab-cd-01", 11});
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT length(traceparent) FROM batches WHERE "
+                        "id = 100"),
+                   11);
+  assert_int_equal(q(f, "SELECT count(*) FROM export_queue"), 2);
+  assert_int_equal(q(f, "SELECT batch FROM export_queue WHERE seq = 41"), 100);
+  assert_int_equal(q(f, "SELECT batch FROM export_queue WHERE seq = 42"), 7);
+  /* A batch without exports writes none. */
+  b = wbatch_new(2);
+  add_task(f, b, 2, 100, 2000, SCHEMA_SUCCEEDED);
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  assert_int_equal(q(f, "SELECT count(*) FROM export_queue"), 2);
+}
+
 /* The bytes of a file, or NULL when it does not exist. */
 static char *slurp(const char *path, size_t *len) {
   FILE *fp = fopen(path, "rb");
@@ -1045,7 +1087,9 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(ended_instances_leave_no_open_tasks,
                                       setup, teardown),
-      cmocka_unit_test_setup_teardown(upgrades_a_version_3_store, setup,
+      cmocka_unit_test_setup_teardown(upgrades_a_version_4_store, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(queues_exports_with_the_rows, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(writes_rows_and_skips_repeated_ids, setup,
                                       teardown),
