@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -488,8 +489,48 @@ static void map_deletes_keep_lookups_whole(void **state) {
   u64map_fini(&m);
 }
 
+/* In one batch a task's state only moves forward (a repeated START, an
+ * end after the end, a second ENQUEUE are counted, not applied), and times
+ * outside the sane window are clamped and counted. */
+static void refuses_backward_events_and_clamps_times(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 9);
+  int64_t far = INT64_C(9000000000000000000); /* the year 2255 */
+  proto_event evs[] = {
+      ev_string(1, "job"),
+      ev_task(PROTO_EV_ENQUEUE, 1, 5000),
+      ev_task(PROTO_EV_START, 1, 6000),
+      ev_task(PROTO_EV_START, 1, 7000), /* again */
+      ev_task(PROTO_EV_FINISH, 1, 8000),
+      ev_task(PROTO_EV_FAIL, 1, 9000),    /* after the end */
+      ev_task(PROTO_EV_ENQUEUE, 1, 9500), /* again */
+      ev_task(PROTO_EV_ENQUEUE, 2, 0),    /* before the instance started */
+      ev_task(PROTO_EV_ENQUEUE, 3, far),  /* beyond the skew */
+  };
+  const char *reason;
+  int64_t before = (int64_t)time(NULL) * 1000000;
+  assert_int_equal(feed(f, a, 1, evs, sizeof(evs) / sizeof(evs[0]), &reason),
+                   0);
+  wbatch *b = ingest_current(f->in);
+  assert_int_equal(b->refused, 3);
+  assert_int_equal(b->clamped, 2);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks WHERE status = 2 "
+                                "AND enqueued_at = 5 AND started_at = 6 AND "
+                                "finished_at = 8 AND error_type IS NULL"),
+                   1);
+  assert_int_equal(query_int(f, "SELECT enqueued_at FROM tasks WHERE id & "
+                                "1099511627775 = 2"),
+                   1); /* HELLO's started_at, 1 µs */
+  int64_t at = query_int(f, "SELECT enqueued_at FROM tasks WHERE id & "
+                            "1099511627775 = 3");
+  assert_true(at >= before && at <= (int64_t)(time(NULL) + 1) * 1000000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(refuses_backward_events_and_clamps_times,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(coalesces_one_row_per_task, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(later_events_update_the_stored_row, setup,
