@@ -6,7 +6,8 @@
  * the agent library's own costs; the demo measures both.
  *
  * usage: ingest_load [--agents K] [--fail-every K] [--rate R]
- *                    [--wait-ms Q] [--email-ms E] URL BATCHES
+ *                    [--wait-ms Q] [--email-ms E] [--proto-version V]
+ *                    URL BATCHES
  *
  * --agents K opens K connections, each its own instance, and spreads the
  * batches over them. --rate R caps batches per second in total (0: as
@@ -21,6 +22,9 @@
  * ms later, and send_email's end with write_log's events E ms after that.
  * A task's enqueue, start and end then reach the collector milliseconds
  * apart, in different transactions. Spreading needs a rate.
+ *
+ * --proto-version V speaks that version of the protocol only (default:
+ * the newest), so one load tool can measure collectors of several builds.
  *
  * Prints key: value lines.
  */
@@ -41,6 +45,9 @@
 #include "xalloc.h"
 
 #define EVENTS_PER_FRAME 2000
+
+/* The protocol version spoken (--proto-version). */
+static uint16_t version = PROTO_VERSION;
 #define TICK_NS 1000000
 
 static int64_t now_ns(void) {
@@ -125,8 +132,8 @@ static void read_acks(load_agent *g, int block, uint64_t until) {
     proto_frame f;
     while (tw__proto_frame_next(g->rbuf, g->rlen, 0, &f) == 0) {
       uint64_t v;
-      if (f.type == PROTO_ACK && tw__proto_decode_ack(f.payload, f.payload_len,
-                                                      PROTO_VERSION, &v) == 0)
+      if (f.type == PROTO_ACK &&
+          tw__proto_decode_ack(f.payload, f.payload_len, version, &v) == 0)
         g->acked = v;
       else if (f.type == PROTO_ERROR)
         fprintf(stderr, "ingest_load: collector sent ERROR\n");
@@ -153,7 +160,7 @@ static void drain_acks(load_agent *g) {
 
 static void put(load_agent *g, const proto_event *ev) {
   if (g->in_frame == 0)
-    tw__proto_events_open(&g->b, PROTO_VERSION, g->seq);
+    tw__proto_events_open(&g->b, version, g->seq);
   tw__proto_put_event(&g->b, ev);
   g->seq++;
   g->in_frame++;
@@ -260,6 +267,7 @@ static int hello(load_agent *g, int n) {
   for (int i = 0; i < PROTO_INSTANCE_SIZE; i++)
     h.instance[i] = (uint8_t)(rand() ^ (getpid() >> (i % 3)) ^ time(NULL));
   h.instance[0] = (uint8_t)n;
+  h.version = h.version_min = version;
   h.pid = (uint32_t)getpid();
   h.started_at_ns = now_ns();
   h.service = cs("bench");
@@ -339,13 +347,14 @@ static const struct option long_options[] = {
     {"rate", required_argument, NULL, 'r'},
     {"wait-ms", required_argument, NULL, 'w'},
     {"email-ms", required_argument, NULL, 'e'},
+    {"proto-version", required_argument, NULL, 'p'},
     {NULL, 0, NULL, 0},
 };
 
 static int parse(int argc, char **argv, load *l) {
   args a;
   int c, rc = 0;
-  long long wait_ms = 0, email_ms = 0;
+  long long wait_ms = 0, email_ms = 0, v = PROTO_VERSION;
   l->agents = 1;
   args_init(&a, "ingest_load", argc, argv, "", long_options);
   while (rc == 0 && (c = args_next(&a)) != -1) {
@@ -355,19 +364,22 @@ static int parse(int argc, char **argv, load *l) {
          : c == 'f' ? args_int(&a, 0, INT32_MAX, &l->fail_every)
          : c == 'r' ? args_int(&a, 0, 100000000, &l->rate)
          : c == 'w' ? args_int(&a, 0, 60000, &wait_ms)
+         : c == 'p' ? args_int(&a, PROTO_VERSION_MIN, PROTO_VERSION, &v)
                     : args_int(&a, 0, 60000, &email_ms);
   }
   int first = args_first_operand(&a);
   if (rc == 0 && argc - first != 2)
     rc = args_fail("ingest_load", "usage: ingest_load [--agents K] "
                                   "[--fail-every K] [--rate R] [--wait-ms Q] "
-                                  "[--email-ms E] URL BATCHES");
+                                  "[--email-ms E] [--proto-version V] URL "
+                                  "BATCHES");
   if (rc == 0 &&
       args_parse_int(argv[first + 1], 1, INT64_MAX / 8, &l->batches) != 0)
     rc = args_fail("ingest_load", "BATCHES must be a positive number");
   if (rc == 0 && (wait_ms || email_ms) && l->rate == 0)
     rc = args_fail("ingest_load", "--wait-ms and --email-ms need a --rate");
   l->url = argv[first];
+  version = (uint16_t)v;
   l->wait_ns = wait_ms * 1000000;
   l->email_ns = email_ms * 1000000;
   return rc;
@@ -394,7 +406,7 @@ int main(int argc, char **argv) {
   for (long long i = 0; ok && i < l.agents; i++) {
     load_agent *g = &l.a[i];
     ok = flush_frame(g) == 0;
-    tw__proto_put_goodbye(&g->b, PROTO_VERSION, g->seq - 1);
+    tw__proto_put_goodbye(&g->b, version, g->seq - 1);
     ok = ok && send_all(g->fd, g->b.data, g->b.len) == 0;
     events += g->seq - 1;
   }
