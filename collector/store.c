@@ -716,7 +716,7 @@ static int task_exists(store *s, int64_t id, int *exists) {
  * know (an agent's threads' buffers may drain a START ahead of the
  * ENQUEUE of another thread, a transaction apart): stored with what they
  * carry, so no event is ignored; the ENQUEUE fills in the rest if it
- * comes (fill_enqueue).
+ * comes (task_conflict).
  */
 static int insert_orphan(store *s, const task_row *r) {
   sqlite3_stmt *st = s->st[ST_INSERT_ORPHAN];
