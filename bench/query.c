@@ -1,22 +1,36 @@
 /*
  * bench_query - how fast `taskwatch query` answers from a big store.
  *
- * Generates (or reuses, with --db PATH of an earlier run) a store of N tasks
- * (default 10,000,000) spread over 7 days: 8 agents, batches of 3 tasks from
- * 10 routes, 20 task names, ~1 % failed (half of them timeouts) with their
+ * For each size of --tasks (default 10,000,000; a comma-separated list
+ * measures several, e.g. 1000000,10000000,100000000), generates a store of
+ * that many tasks spread over 7 days (or reuses the one an earlier run
+ * left, or the store --db names): 8 agents, batches of 3 tasks from 10
+ * routes, 20 task names, ~1 % failed (half of them timeouts) with their
  * followers skipped, a few dropped and lost. Rows go in with one prepared
- * INSERT in large transactions, journal off, the schema's own indexes in
- * place, and no ANALYZE (the collector's stores have none either).
+ * INSERT in large transactions, journal off, without indexes; then the
+ * schema's indexes are built and the rollups filled from the rows as the
+ * collector's upgrade does (collector/rollup). No ANALYZE (the collector's
+ * stores have none either). It prints the time each step took, the store's
+ * size and its bytes per task.
  *
- * Then runs the real binary, as a user would (process start, open, query,
- * JSON to a file), REPS times per query kind (a quarter of that for the
- * day-long stats), each time over a different hour or day of the data, and
- * prints `key: value` lines: p50 and p95 of wall time and of the child's
- * CPU time (user + system; steadier on a shared machine) in milliseconds,
- * plus rows per answer. The wall times include starting the process and
- * opening the store (a few ms). Figures only; it never fails on speed.
+ * Then runs the binary (--bin, default the one built beside it), as a user
+ * would (process start, open, query, JSON to a file), REPS times per query
+ * kind (a quarter of that for the day-long and week-long stats), each time
+ * over a different hour, day or week of the data, and prints `key: value`
+ * lines: p50 and p95 of wall time and of the child's CPU time (user +
+ * system; steadier on a shared machine) in milliseconds, plus rows per
+ * answer. A kind the binary refuses (an older build: --exact) is `n/a`.
+ * Lists ask for at most 10,000 rows. The wall times include starting the
+ * process and opening the store (a few ms). With several sizes it ends
+ * with a table of p95 wall (CPU) ms per kind and size, side by side.
+ * Figures only; it never fails on speed.
  *
- * usage: bench_query [--db PATH] [--tasks N] [--reps N] [--bin TASKWATCH]
+ * usage: bench_query [--tasks N[,N...]] [--db PATH] [--dir DIR]
+ *                    [--reps N] [--bin TASKWATCH] [--remove]
+ *   --db PATH  the store (one size only); an existing one is used as it is
+ *              (e.g. one an older build generated, with --bin of that build)
+ *   --dir DIR  where stores are generated: DIR/bench_query_N.db (/tmp)
+ *   --remove   delete each generated store after measuring it
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,8 +47,10 @@
 #include <sqlite3.h>
 
 #include "format.h"
+#include "rollup.h"
 #include "schema.h"
 #include "stats.h"
+#include "stores.h"
 
 #ifndef TASKWATCH_BIN
 #define TASKWATCH_BIN "taskwatch"
@@ -197,8 +213,11 @@ static int generate(const char *path, int64_t tasks, int64_t t0) {
             err ? err : sqlite3_errmsg(g.db));
     return -1;
   }
+  /* Rows in one pass without indexes, then each index sorted once: far
+   * faster than indexing row by row at 100 M tasks. */
   exec_sql(g.db, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-                 " PRAGMA cache_size = -1000000");
+                 " PRAGMA cache_size = -1000000; PRAGMA threads = 2");
+  exec_sql(g.db, schema_drop_index_sql());
   for (int a = 1; a <= AGENTS; a++) {
     char sql[256];
     snprintf(sql, sizeof(sql),
@@ -222,6 +241,7 @@ static int generate(const char *path, int64_t tasks, int64_t t0) {
                      "VALUES (?1, ?2, ?3, ?4)",
                      -1, &g.batch, NULL);
   int64_t batches = tasks / 3;
+  double started = now_s();
   exec_sql(g.db, "BEGIN");
   for (int64_t b = 0; b < batches; b++) {
     int64_t at = t0 + (int64_t)((double)SPAN_US * (double)b / (double)batches);
@@ -234,6 +254,18 @@ static int generate(const char *path, int64_t tasks, int64_t t0) {
   exec_sql(g.db, "COMMIT");
   sqlite3_finalize(g.task);
   sqlite3_finalize(g.batch);
+  printf("rows_s: %.1f\n", now_s() - started);
+  double t = now_s();
+  if (exec_sql(g.db, schema_index_sql()) != 0)
+    return -1;
+  printf("index_s: %.1f\n", now_s() - t);
+  t = now_s();
+  int rc = rollup_rebuild(g.db);
+  if (rc != SQLITE_OK) {
+    fprintf(stderr, "bench_query: rollups: %s\n", sqlite3_errstr(rc));
+    return -1;
+  }
+  printf("rollups_s: %.1f\n", now_s() - t);
   exec_sql(g.db, "PRAGMA journal_mode = WAL");
   sqlite3_close(g.db);
   return 0;
@@ -245,21 +277,24 @@ static int generate(const char *path, int64_t tasks, int64_t t0) {
 static const char *bin = TASKWATCH_BIN;
 
 /* Runs taskwatch with args; returns wall milliseconds, the child's CPU
- * milliseconds (user + system) in *cpu_ms, and the lines it printed in
- * *rows. */
-static double run_query(char *const *args, int64_t *rows, double *cpu_ms) {
+ * milliseconds (user + system) in *cpu_ms, the lines it printed in *rows
+ * and its exit status in *status (128 + signal when killed). */
+static double run_query(char *const *args, int64_t *rows, double *cpu_ms,
+                        int *status) {
   char out_path[] = "/tmp/bench_query_out.XXXXXX";
   int fd = mkstemp(out_path);
   double t = now_s();
   pid_t pid = fork();
   if (pid == 0) {
     dup2(fd, 1);
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 2);
     execv(bin, args);
     _exit(127);
   }
-  int status;
+  int st;
   struct rusage ru;
-  wait4(pid, &status, 0, &ru);
+  wait4(pid, &st, 0, &ru);
   double ms = (now_s() - t) * 1000.0;
   *cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0 +
             (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
@@ -272,50 +307,61 @@ static double run_query(char *const *args, int64_t *rows, double *cpu_ms) {
       *rows += buf[i] == '\n';
   close(fd);
   unlink(out_path);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) > 1)
-    fprintf(stderr, "bench_query: %s exited with %d\n", args[2], status);
+  *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return ms;
 }
+
+#define DAY_US (24 * US_PER_HOUR)
+#define LIST "--limit|10000|"
 
 typedef struct kind {
   const char *key;
   const char *sub;   /* "stats" or NULL */
-  const char *terms; /* printf format with %s for since and until */
+  const char *terms; /* printf format with %s for since and until; '|'
+                        separates arguments */
   int64_t window_us;
 } kind;
 
 static const kind kinds[] = {
-    {"status_time_1h", NULL, "status:failed since:%s until:%s", US_PER_HOUR},
-    {"status_time_24h", NULL, "status:failed,lost since:%s until:%s",
-     24 * US_PER_HOUR},
-    {"name_time_1h", NULL, "name:charge_card since:%s until:%s", US_PER_HOUR},
-    {"name_glob_time_1h", NULL, "name:send_* since:%s until:%s", US_PER_HOUR},
-    {"error_substring_1h", NULL, "error:timeout since:%s until:%s",
+    {"status_time_1h", NULL, LIST "status:failed|since:%s|until:%s",
+     US_PER_HOUR},
+    {"status_time_24h", NULL, LIST "status:failed,lost|since:%s|until:%s",
+     DAY_US},
+    {"name_time_1h", NULL, LIST "name:charge_card|since:%s|until:%s",
+     US_PER_HOUR},
+    {"name_glob_time_1h", NULL, LIST "name:send_*|since:%s|until:%s",
+     US_PER_HOUR},
+    {"label_time_1h", NULL, LIST "label:'POST /refunds'|since:%s|until:%s",
+     US_PER_HOUR},
+    {"error_substring_1h", NULL, LIST "error:timeout|since:%s|until:%s",
      US_PER_HOUR},
     {"error_substring_failed_24h", NULL,
-     "status:failed error:timeout since:%s until:%s", 24 * US_PER_HOUR},
-    {"service_wait_1h", NULL, "service:billing wait>50ms since:%s until:%s",
-     US_PER_HOUR},
-    {"batch", NULL, "batch:%s", 0},
-    {"latest_100", NULL, "--reverse --limit 100 since:%s until:%s", SPAN_US},
-    {"stats_by_name_1h", "stats", "--by name since:%s until:%s", US_PER_HOUR},
-    {"stats_by_name_24h", "stats", "--by name since:%s until:%s",
-     24 * US_PER_HOUR},
-    {"stats_name_24h", "stats", "name:send_email since:%s until:%s",
-     24 * US_PER_HOUR},
+     LIST "status:failed|error:timeout|since:%s|until:%s", DAY_US},
+    {"service_wait_1h", NULL,
+     LIST "service:billing|wait>50ms|since:%s|until:%s", US_PER_HOUR},
+    {"name_newest_100_no_range", NULL, "--reverse|--limit|100|name:refund", 0},
+    {"batch", NULL, "batch:%s", -1},
+    {"latest_100", NULL, "--reverse|--limit|100|since:%s|until:%s", SPAN_US},
+    {"stats_by_name_1h", "stats", "--by|name|since:%s|until:%s", US_PER_HOUR},
+    {"stats_by_name_24h", "stats", "--by|name|since:%s|until:%s", DAY_US},
+    {"stats_by_service_24h", "stats", "--by|service|since:%s|until:%s", DAY_US},
+    {"stats_name_24h", "stats", "name:send_email|since:%s|until:%s", DAY_US},
+    {"stats_by_name_7d", "stats", "--by|name|since:%s|until:%s", SPAN_US},
+    {"stats_by_service_7d", "stats", "--by|service|since:%s|until:%s", SPAN_US},
+    {"stats_exact_by_name_24h", "stats", "--exact|--by|name|since:%s|until:%s",
+     DAY_US},
 };
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
-/* Splits `text` on blanks into args after the fixed ones. */
+/* Splits `text` on '|' into args after the fixed ones. */
 static int split_args(char *text, char **args, int n, int max) {
   char *p = text;
   while (*p && n < max - 1) {
-    while (*p == ' ')
-      *p++ = '\0';
-    if (!*p)
-      break;
     args[n++] = p;
-    while (*p && *p != ' ')
+    while (*p && *p != '|')
       p++;
+    if (*p)
+      *p++ = '\0';
   }
   args[n] = NULL;
   return n;
@@ -337,24 +383,31 @@ static int64_t some_batch(const char *db_path, int64_t t) {
   return id;
 }
 
-static void bench_kind(const char *db_path, const kind *k, int reps,
-                       int64_t t0) {
+/* The p95 of one kind at one size, for the closing table; < 0: n/a. */
+typedef struct figure {
+  double wall, cpu;
+} figure;
+
+static figure bench_kind(const char *db_path, const kind *k, int reps,
+                         int64_t t0) {
   stats_values ms, cpu;
   stats_values_init(&ms);
   stats_values_init(&cpu);
   int64_t rows_total = 0;
+  int refused = 0;
   /* The day-long stats read 1.4 M rows each; fewer rounds of those. */
   if (k->sub != NULL && k->window_us > US_PER_HOUR && reps > 5)
     reps = reps / 4 > 5 ? reps / 4 : 5;
-  for (int r = 0; r < reps; r++) {
+  for (int r = 0; r < reps && !refused; r++) {
     /* A different window each time, anywhere in the 7 days. */
-    int64_t span = SPAN_US - k->window_us;
+    int64_t window = k->window_us > 0 ? k->window_us : 0;
+    int64_t span = SPAN_US - window;
     int64_t start =
         t0 + (span > 0 ? (int64_t)(next_random() % (uint64_t)span) : 0);
     char since[FORMAT_TIME_SIZE], until[FORMAT_TIME_SIZE], text[256];
     format_time_utc(start, since, sizeof(since));
-    format_time_utc(start + k->window_us, until, sizeof(until));
-    if (k->window_us == 0) {
+    format_time_utc(start + window, until, sizeof(until));
+    if (k->window_us < 0) {
       char id[32];
       snprintf(id, sizeof(id), "%lld", (long long)some_batch(db_path, start));
       snprintf(text, sizeof(text), k->terms, id);
@@ -372,64 +425,138 @@ static void bench_kind(const char *db_path, const kind *k, int reps,
     split_args(text, args, n, 32);
     int64_t rows;
     double cpu_ms;
-    double t = run_query(args, &rows, &cpu_ms);
+    int status;
+    double t = run_query(args, &rows, &cpu_ms, &status);
+    if (status == 2) {
+      refused = 1;
+      break;
+    }
+    if (status > 2)
+      fprintf(stderr, "bench_query: %s exited with %d\n", k->key, status);
     stats_values_push(&ms, (int64_t)(t * 1000.0));
     stats_values_push(&cpu, (int64_t)(cpu_ms * 1000.0));
     rows_total += rows;
   }
-  stats_values_sort(&ms);
-  stats_values_sort(&cpu);
-  int64_t p50, p95, c50, c95;
-  stats_percentile(&ms, 500, &p50);
-  stats_percentile(&ms, 950, &p95);
-  stats_percentile(&cpu, 500, &c50);
-  stats_percentile(&cpu, 950, &c95);
-  printf("%s_p50_ms: %.1f\n", k->key, (double)p50 / 1000.0);
-  printf("%s_p95_ms: %.1f\n", k->key, (double)p95 / 1000.0);
-  printf("%s_cpu_p50_ms: %.1f\n", k->key, (double)c50 / 1000.0);
-  printf("%s_cpu_p95_ms: %.1f\n", k->key, (double)c95 / 1000.0);
-  printf("%s_rows_avg: %lld\n", k->key, (long long)(rows_total / reps));
-  printf("%s_reps: %d\n", k->key, reps);
+  figure f = {-1, -1};
+  if (refused) {
+    printf("%s: n/a (%s refused it)\n", k->key, bin);
+  } else {
+    stats_values_sort(&ms);
+    stats_values_sort(&cpu);
+    int64_t p50, p95, c50, c95;
+    stats_percentile(&ms, 500, &p50);
+    stats_percentile(&ms, 950, &p95);
+    stats_percentile(&cpu, 500, &c50);
+    stats_percentile(&cpu, 950, &c95);
+    printf("%s_p50_ms: %.1f\n", k->key, (double)p50 / 1000.0);
+    printf("%s_p95_ms: %.1f\n", k->key, (double)p95 / 1000.0);
+    printf("%s_cpu_p50_ms: %.1f\n", k->key, (double)c50 / 1000.0);
+    printf("%s_cpu_p95_ms: %.1f\n", k->key, (double)c95 / 1000.0);
+    printf("%s_rows_avg: %lld\n", k->key, (long long)(rows_total / reps));
+    printf("%s_reps: %d\n", k->key, reps);
+    f.wall = (double)p95 / 1000.0;
+    f.cpu = (double)c95 / 1000.0;
+  }
   fflush(stdout);
   stats_values_fini(&ms);
   stats_values_fini(&cpu);
+  return f;
 }
 
-int main(int argc, char **argv) {
-  const char *db_path = NULL;
-  int64_t tasks = 10000000;
-  int reps = 20;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--db") == 0)
-      db_path = argv[i + 1];
-    else if (strcmp(argv[i], "--tasks") == 0)
-      tasks = strtoll(argv[i + 1], NULL, 10);
-    else if (strcmp(argv[i], "--reps") == 0)
-      reps = (int)strtol(argv[i + 1], NULL, 10);
-    else if (strcmp(argv[i], "--bin") == 0)
-      bin = argv[i + 1];
-  }
-  char tmp[64];
-  if (db_path == NULL) {
-    snprintf(tmp, sizeof(tmp), "/tmp/bench_query_%lld.db", (long long)tasks);
-    db_path = tmp;
-  }
+/* Generates the store when it is not there yet, then times every kind. */
+static int bench_size(const char *db_path, int64_t tasks, int reps,
+                      figure *out) {
   /* The data ends now-ish, so relative filters would also make sense. */
   int64_t t0 = INT64_C(1795341600000000) - SPAN_US;
   struct stat sb;
+  rng = 0x9e3779b97f4a7c15u; /* the same data at every size and run */
   if (stat(db_path, &sb) != 0) {
     double t = now_s();
     if (generate(db_path, tasks, t0) != 0)
-      return 1;
+      return -1;
     printf("generate_s: %.1f\n", now_s() - t);
     stat(db_path, &sb);
   }
   printf("db: %s\n", db_path);
   printf("tasks: %lld\n", (long long)tasks);
   printf("db_mib: %lld\n", (long long)(sb.st_size >> 20));
+  printf("bytes_per_task: %.0f\n", (double)sb.st_size / (double)tasks);
   printf("reps: %d\n", reps);
   fflush(stdout);
-  for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-    bench_kind(db_path, &kinds[i], reps, t0);
+  rng = 0x2545f4914f6cdd1du; /* the same windows whether generated or not */
+  for (size_t i = 0; i < NKINDS; i++)
+    out[i] = bench_kind(db_path, &kinds[i], reps, t0);
+  return 0;
+}
+
+static void print_cell(figure f) {
+  char cell[32];
+  if (f.wall < 0)
+    snprintf(cell, sizeof(cell), "n/a");
+  else
+    snprintf(cell, sizeof(cell), "%.0f (%.0f)", f.wall, f.cpu);
+  printf(" %16s", cell);
+}
+
+/* p95 wall (CPU) ms per kind, one column per size. */
+static void print_table(const int64_t *sizes, int nsizes,
+                        figure (*figures)[NKINDS]) {
+  printf("\np95 wall (cpu) ms, %s\n%-28s", bin, "kind");
+  for (int j = 0; j < nsizes; j++) {
+    char head[32];
+    snprintf(head, sizeof(head), "%lld tasks", (long long)sizes[j]);
+    printf(" %16s", head);
+  }
+  printf("\n");
+  for (size_t i = 0; i < NKINDS; i++) {
+    printf("%-28s", kinds[i].key);
+    for (int j = 0; j < nsizes; j++)
+      print_cell(figures[j][i]);
+    printf("\n");
+  }
+}
+
+int main(int argc, char **argv) {
+  const char *db_path = NULL, *dir = "/tmp", *sizes_text = "10000000";
+  int reps = 20, remove_after = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(argv[i], "--remove") == 0)
+      remove_after = 1;
+    else if (v && strcmp(argv[i], "--db") == 0)
+      db_path = argv[++i];
+    else if (v && strcmp(argv[i], "--dir") == 0)
+      dir = argv[++i];
+    else if (v && strcmp(argv[i], "--tasks") == 0)
+      sizes_text = argv[++i];
+    else if (v && strcmp(argv[i], "--reps") == 0)
+      reps = (int)strtol(argv[++i], NULL, 10);
+    else if (v && strcmp(argv[i], "--bin") == 0)
+      bin = argv[++i];
+    else {
+      fprintf(stderr, "bench_query: unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
+  int64_t sizes[BENCH_MAX_SIZES];
+  int nsizes = bench_parse_sizes(sizes_text, sizes, BENCH_MAX_SIZES);
+  if (reps < 1 || nsizes == 0 || (db_path && nsizes > 1)) {
+    fprintf(stderr, "bench_query: bad --tasks, --reps or --db\n");
+    return 2;
+  }
+  static figure figures[BENCH_MAX_SIZES][NKINDS];
+  for (int j = 0; j < nsizes; j++) {
+    char path[512];
+    if (db_path)
+      snprintf(path, sizeof(path), "%s", db_path);
+    else
+      snprintf(path, sizeof(path), "%s/bench_query_%lld.db", dir,
+               (long long)sizes[j]);
+    if (bench_size(path, sizes[j], reps, figures[j]) != 0)
+      return 1;
+    if (remove_after && !db_path)
+      bench_remove_store(path);
+  }
+  print_table(sizes, nsizes, figures);
   return 0;
 }

@@ -1,14 +1,22 @@
 /*
- * bench/top - the dashboard on a 10-million-task store: generates the store
- * once (reused when it exists with the right size), then prints the time
- * of one frame (load + render) for each view and for deep scrolling, and
- * the CPU the real dashboard uses while idle on a pseudo-terminal.
+ * bench/top - the dashboard on big stores: for each size of --tasks
+ * (default 10,000,000; a comma-separated list measures several, e.g.
+ * 1000000,10000000,100000000) generates the store once (reused when it
+ * exists with the right size), printing the time that took, its size and
+ * its bytes per task; then prints the time of one frame (load + render)
+ * for each view, for deep scrolling and for filters, of each key press,
+ * and the CPU the real dashboard uses while idle on a pseudo-terminal.
+ * With several sizes it ends with a table of p95 wall (CPU) ms per frame
+ * and size, side by side.
  *
- *   bench_top [--db PATH] [--tasks N] [--idle-seconds S]
+ *   bench_top [--tasks N[,N...]] [--db PATH] [--dir DIR]
+ *             [--idle-seconds S] [--remove]
  *
- * Tasks span the 24 hours before now (about 115 per second), in batches of
- * three, every 50th batch failing with its third task skipped, over four
- * agents. Prints key: value lines; never fails on speed.
+ * Tasks span the 24 hours before now (about 115 per second for each 10 M),
+ * in batches of three, every 50th batch failing with its third task
+ * skipped, over four agents. The rows go in without indexes, then the
+ * schema's indexes are built and the rollups filled (collector/rollup).
+ * Prints key: value lines; never fails on speed.
  */
 #include <pty.h>
 #include <signal.h>
@@ -16,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,7 +35,9 @@
 #include "data.h"
 #include "grid.h"
 #include "keys.h"
+#include "rollup.h"
 #include "schema.h"
+#include "stores.h"
 #include "top.h"
 #include "view.h"
 
@@ -168,7 +179,7 @@ static void insert_tasks(sqlite3 *db, int64_t ntasks, int64_t end_us) {
 static void generate(const char *path, int64_t ntasks, int64_t end_us) {
   sqlite3 *db = NULL;
   char *err = NULL;
-  char tmp[512];
+  char tmp[600];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   remove(tmp);
   check(sqlite3_open(tmp, &db), db, "open");
@@ -198,8 +209,11 @@ static void generate(const char *path, int64_t ntasks, int64_t end_us) {
   }
   insert_tasks(db, ntasks, end_us);
   check(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), db, "commit");
+  check(sqlite3_exec(db, "PRAGMA threads = 2", NULL, NULL, NULL), db,
+        "threads");
   check(sqlite3_exec(db, schema_index_sql(), NULL, NULL, NULL), db,
         "create indexes");
+  check(rollup_rebuild(db), db, "rollups");
   check(sqlite3_exec(db,
                      "CREATE TABLE meta_bench (x);"
                      "PRAGMA journal_mode=WAL;",
@@ -235,20 +249,45 @@ static int compare_i64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-#define RUNS 15
+#define RUNS 20
+/* Frames and keys measured, for the closing table. */
+#define MAX_FIGURES 32
 
-/* Times a full reload (header and list) and render of the current state;
- * prints median and max. */
-static void report(const char *kind, const char *label, int64_t *wall,
-                   int64_t *cpu) {
+typedef struct figure {
+  char label[40];
+  double wall, cpu; /* p95, ms */
+} figure;
+
+typedef struct figures {
+  figure v[MAX_FIGURES];
+  int n;
+  double idle_percent;
+} figures;
+
+/* Prints p50, p95 and max wall and p95 CPU of RUNS measurements and
+ * keeps p95 for the table. */
+static void report(figures *out, const char *kind, const char *label,
+                   int64_t *wall, int64_t *cpu) {
   qsort(wall, RUNS, sizeof wall[0], compare_i64);
   qsort(cpu, RUNS, sizeof cpu[0], compare_i64);
-  printf("%s %-28s wall median: %6.2f max: %6.2f  cpu median: %6.2f ms\n", kind,
-         label, (double)wall[RUNS / 2] / 1000.0,
-         (double)wall[RUNS - 1] / 1000.0, (double)cpu[RUNS / 2] / 1000.0);
+  /* Nearest rank: the 19th of 20. */
+  int p95 = (RUNS * 95 + 99) / 100 - 1;
+  printf("%s %-28s wall p50: %6.2f p95: %6.2f max: %6.2f  cpu p95: %6.2f "
+         "ms\n",
+         kind, label, (double)wall[RUNS / 2] / 1000.0,
+         (double)wall[p95] / 1000.0, (double)wall[RUNS - 1] / 1000.0,
+         (double)cpu[p95] / 1000.0);
+  fflush(stdout);
+  if (out->n < MAX_FIGURES) {
+    figure *f = &out->v[out->n++];
+    snprintf(f->label, sizeof f->label, "%s %s", kind, label);
+    f->wall = (double)wall[p95] / 1000.0;
+    f->cpu = (double)cpu[p95] / 1000.0;
+  }
 }
 
-static void frame(ctl *c, grid *g, int64_t now, const char *label, int action) {
+static void frame(figures *out, ctl *c, grid *g, int64_t now, const char *label,
+                  int action) {
   int64_t wall[RUNS], cpu[RUNS];
   for (int i = 0; i < RUNS; i++) {
     int64_t t0 = mono_us(), c0 = cpu_us();
@@ -259,13 +298,13 @@ static void frame(ctl *c, grid *g, int64_t now, const char *label, int action) {
     wall[i] = mono_us() - t0;
     cpu[i] = cpu_us() - c0;
   }
-  report("frame_ms", label, wall, cpu);
+  report(out, "frame", label, wall, cpu);
 }
 
 /* Times one key press: the action (which reloads the list, not the
  * header) and the render. */
-static void keys(ctl *c, grid *g, int64_t now, int kind, int action,
-                 const char *label) {
+static void keys(figures *out, ctl *c, grid *g, int64_t now, int kind,
+                 int action, const char *label) {
   int64_t wall[RUNS], cpu[RUNS];
   ctl_state(c)->kind = kind;
   ctl_action(c, ACT_TOP, now);
@@ -276,10 +315,10 @@ static void keys(ctl *c, grid *g, int64_t now, int kind, int action,
     wall[i] = mono_us() - t0;
     cpu[i] = cpu_us() - c0;
   }
-  report("key_ms  ", label, wall, cpu);
+  report(out, "key  ", label, wall, cpu);
 }
 
-static void frames(const char *path, int64_t now) {
+static void frames(figures *out, const char *path, int64_t now) {
   data *d = NULL;
   char err[256];
   if (data_open(path, &d, err, sizeof err) != 0) {
@@ -297,34 +336,34 @@ static void frames(const char *path, int64_t now) {
     s->kind = k;
     char label[64];
     snprintf(label, sizeof label, "%s_200x60", names[k]);
-    frame(c, g, now, label, ACT_NONE);
+    frame(out, c, g, now, label, ACT_NONE);
   }
   s->kind = VIEW_TASKS;
-  frame(c, g, now, "tasks_oldest_page(G)", ACT_BOTTOM);
-  frame(c, g, now, "tasks_page_up_from_oldest", ACT_PAGE_UP);
+  frame(out, c, g, now, "tasks_oldest_page(G)", ACT_BOTTOM);
+  frame(out, c, g, now, "tasks_page_up_from_oldest", ACT_PAGE_UP);
   ctl_action(c, ACT_TOP, now);
   ctl_set_filter(c, "status:failed", err, sizeof err);
-  frame(c, g, now, "tasks_filter_status:failed", ACT_NONE);
+  frame(out, c, g, now, "tasks_filter_status:failed", ACT_NONE);
   ctl_set_filter(c, "name:send_email since:15m", err, sizeof err);
-  frame(c, g, now, "tasks_filter_name+since", ACT_NONE);
+  frame(out, c, g, now, "tasks_filter_name+since", ACT_NONE);
   s->kind = VIEW_BATCHES;
   ctl_set_filter(c, "", err, sizeof err);
   ctl_action(c, ACT_FAILURES, now);
-  frame(c, g, now, "batches_failures_only", ACT_NONE);
+  frame(out, c, g, now, "batches_failures_only", ACT_NONE);
   ctl_action(c, ACT_FAILURES, now);
   /* Sorted by run time over the default window (s), then over the hour
    * (w): every task of the window is read and sorted. */
   s->kind = VIEW_TASKS;
-  frame(c, g, now, "tasks_by_run_15m", ACT_SORT);
-  frame(c, g, now, "tasks_by_run_1h", ACT_WINDOW);
+  frame(out, c, g, now, "tasks_by_run_15m", ACT_SORT);
+  frame(out, c, g, now, "tasks_by_run_1h", ACT_WINDOW);
   s->kind = VIEW_BATCHES;
-  frame(c, g, now, "batches_by_run_1h", ACT_SORT);
+  frame(out, c, g, now, "batches_by_run_1h", ACT_SORT);
   s->window = VIEW_WINDOW_DEFAULT;
   s->sort_column[VIEW_TASKS] = s->sort_column[VIEW_BATCHES] = DATA_BY_TIME;
-  keys(c, g, now, VIEW_TASKS, ACT_DOWN, "key_down_tasks");
-  keys(c, g, now, VIEW_TASKS, ACT_PAGE_DOWN, "key_pgdn_tasks");
-  keys(c, g, now, VIEW_BATCHES, ACT_PAGE_DOWN, "key_pgdn_batches");
-  keys(c, g, now, VIEW_NAMES, ACT_SORT, "key_sort_names");
+  keys(out, c, g, now, VIEW_TASKS, ACT_DOWN, "key_down_tasks");
+  keys(out, c, g, now, VIEW_TASKS, ACT_PAGE_DOWN, "key_pgdn_tasks");
+  keys(out, c, g, now, VIEW_BATCHES, ACT_PAGE_DOWN, "key_pgdn_batches");
+  keys(out, c, g, now, VIEW_NAMES, ACT_SORT, "key_sort_names");
   grid_free(g);
   ctl_free(c);
 }
@@ -364,13 +403,13 @@ static void drain(int fd, double seconds) {
   }
 }
 
-static void idle_cpu(const char *path, double seconds) {
+static double idle_cpu(const char *path, double seconds) {
   struct winsize ws = {60, 200, 0, 0};
   int fd;
   pid_t pid = forkpty(&fd, NULL, NULL, &ws);
   if (pid < 0) {
     perror("bench_top: forkpty");
-    return;
+    return -1;
   }
   if (pid == 0) {
     setenv("TERM", "xterm-256color", 1);
@@ -389,31 +428,96 @@ static void idle_cpu(const char *path, double seconds) {
   kill(pid, SIGTERM);
   waitpid(pid, NULL, 0);
   close(fd);
-  printf("idle_cpu_percent_of_core: %.2f  (over %.1f s, 200x60 pty)\n",
-         100.0 * (c1 - c0) / wall, wall);
+  double percent = 100.0 * (c1 - c0) / wall;
+  printf("idle_cpu_percent_of_core: %.2f  (over %.1f s, 200x60 pty)\n", percent,
+         wall);
+  fflush(stdout);
+  return percent;
 }
 
-int main(int argc, char **argv) {
-  const char *path = "/tmp/taskwatch-bench-top.db";
-  int64_t ntasks = 10000000;
-  double idle = 10;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--db") == 0)
-      path = argv[i + 1];
-    else if (strcmp(argv[i], "--tasks") == 0)
-      ntasks = strtoll(argv[i + 1], NULL, 10);
-    else if (strcmp(argv[i], "--idle-seconds") == 0)
-      idle = strtod(argv[i + 1], NULL);
-  }
+static void bench_size(figures *out, const char *path, int64_t ntasks,
+                       double idle) {
   if (count_tasks(path) != ntasks) {
     int64_t t0 = mono_us();
     generate(path, ntasks, wall_us());
     printf("generated: %lld tasks in %.1f s\n", (long long)ntasks,
            (double)(mono_us() - t0) / 1e6);
   }
+  struct stat sb;
+  stat(path, &sb);
   int64_t end = store_end(path);
-  printf("store: %s  tasks: %lld\n", path, (long long)ntasks);
-  frames(path, end);
-  idle_cpu(path, idle);
+  printf("store: %s  tasks: %lld  size: %lld MiB  bytes per task: %.0f\n", path,
+         (long long)ntasks, (long long)(sb.st_size >> 20),
+         (double)sb.st_size / (double)ntasks);
+  fflush(stdout);
+  frames(out, path, end);
+  out->idle_percent = idle_cpu(path, idle);
+}
+
+/* p95 wall (CPU) ms per frame and key, one column per size. */
+static void print_table(const int64_t *sizes, int nsizes, const figures *all) {
+  printf("\np95 wall (cpu) ms\n%-36s", "frame or key");
+  for (int j = 0; j < nsizes; j++) {
+    char head[32];
+    snprintf(head, sizeof head, "%lld tasks", (long long)sizes[j]);
+    printf(" %16s", head);
+  }
+  printf("\n");
+  for (int i = 0; i < all[0].n; i++) {
+    printf("%-36s", all[0].v[i].label);
+    for (int j = 0; j < nsizes; j++) {
+      char cell[32];
+      snprintf(cell, sizeof cell, "%.1f (%.1f)", all[j].v[i].wall,
+               all[j].v[i].cpu);
+      printf(" %16s", cell);
+    }
+    printf("\n");
+  }
+  printf("%-36s", "idle CPU, % of a core");
+  for (int j = 0; j < nsizes; j++)
+    printf(" %16.2f", all[j].idle_percent);
+  printf("\n");
+}
+
+int main(int argc, char **argv) {
+  const char *db = NULL, *dir = "/tmp", *sizes_text = "10000000";
+  double idle = 10;
+  int remove_after = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(argv[i], "--remove") == 0)
+      remove_after = 1;
+    else if (v && strcmp(argv[i], "--db") == 0)
+      db = argv[++i];
+    else if (v && strcmp(argv[i], "--dir") == 0)
+      dir = argv[++i];
+    else if (v && strcmp(argv[i], "--tasks") == 0)
+      sizes_text = argv[++i];
+    else if (v && strcmp(argv[i], "--idle-seconds") == 0)
+      idle = strtod(argv[++i], NULL);
+    else {
+      fprintf(stderr, "bench_top: unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
+  int64_t sizes[BENCH_MAX_SIZES];
+  int nsizes = bench_parse_sizes(sizes_text, sizes, BENCH_MAX_SIZES);
+  if (nsizes == 0 || (db && nsizes > 1)) {
+    fprintf(stderr, "bench_top: bad --tasks or --db\n");
+    return 2;
+  }
+  static figures all[BENCH_MAX_SIZES];
+  for (int j = 0; j < nsizes; j++) {
+    char path[512];
+    if (db)
+      snprintf(path, sizeof path, "%s", db);
+    else
+      snprintf(path, sizeof path, "%s/taskwatch-bench-top-%lld.db", dir,
+               (long long)sizes[j]);
+    bench_size(&all[j], path, sizes[j], idle);
+    if (remove_after && !db)
+      bench_remove_store(path);
+  }
+  print_table(sizes, nsizes, all);
   return 0;
 }

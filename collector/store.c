@@ -62,7 +62,6 @@ enum {
   ST_AGENT_HEALTH,
   ST_AGENT_PROGRESS,
   ST_LOST,
-  ST_ROLLUP,
   ST_EXPORT,
   ST_LINK,
   ST_PRUNE_OLD,
@@ -110,8 +109,7 @@ static const char *const sql_text[ST_COUNT] = {
         " drop_reason = coalesce(?10, drop_reason)"
         " WHERE id = ?1 AND status < " SCHEMA_SQL_CODE(
             SUCCEEDED) " RETURNING name, status, finished_at, wait_us, run_us, "
-                       "started_at,"
-                       " enqueued_at",
+                       "agent, enqueued_at, started_at",
     [ST_TASK_EXISTS] = "SELECT 1 FROM tasks WHERE id = ?1",
     /* A task whose ENQUEUE the store never saw, stored with what its
      * events carry (docs/schema.md: batch 0 and ORPHAN_NAME until the
@@ -156,22 +154,7 @@ static const char *const sql_text[ST_COUNT] = {
                 "drop_reason = printf(?3, (SELECT dropped FROM agents WHERE "
                 "id = ?1)) "
                 "WHERE " SCHEMA_SQL_ACTIVE " AND agent = ?1 "
-                "RETURNING name, wait_us, finished_at",
-    [ST_ROLLUP] =
-        "INSERT INTO rollups (minute, name, succeeded, failed, skipped, "
-        "dropped, lost, wait_p50, wait_p95, wait_p99, run_p50, run_p95, "
-        "run_p99) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-        "?13) ON CONFLICT (minute, name) DO UPDATE SET "
-        "succeeded = succeeded + excluded.succeeded, "
-        "failed = failed + excluded.failed, "
-        "skipped = skipped + excluded.skipped, "
-        "dropped = dropped + excluded.dropped, lost = lost + excluded.lost, "
-        "wait_p50 = coalesce(excluded.wait_p50, wait_p50), "
-        "wait_p95 = coalesce(excluded.wait_p95, wait_p95), "
-        "wait_p99 = coalesce(excluded.wait_p99, wait_p99), "
-        "run_p50 = coalesce(excluded.run_p50, run_p50), "
-        "run_p95 = coalesce(excluded.run_p95, run_p95), "
-        "run_p99 = coalesce(excluded.run_p99, run_p99)",
+                "RETURNING name, wait_us, run_us, agent, enqueued_at",
     [ST_EXPORT] = "INSERT INTO export_queue (seq, batch) VALUES (?1, ?2)",
     [ST_LINK] = "UPDATE batches SET traceparent = ?2 WHERE id = ?1",
     [ST_PRUNE_OLD] =
@@ -232,8 +215,8 @@ static int exec1(sqlite3 *db, const char *sql, char **err) {
 }
 
 /* SQL text never carries a runtime value (docs/design.md, non-negotiable
- * 4: SQL is always bound). PRAGMA values cannot be bound, so the pragmas are constant
- * strings: the only choice, synchronous, picks one of two of them. */
+ * 4: SQL is always bound). PRAGMA values cannot be bound, so the pragmas are
+ * constant strings: the only choice, synchronous, picks one of two of them. */
 static const char pragmas_common[] =
     "PRAGMA page_size=" SCHEMA_PAGE_SIZE "; PRAGMA journal_mode=WAL; "
     "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; "
@@ -392,7 +375,7 @@ static int configure(store *s, char **err) {
   if (upgrade)
     log_msg(LOG_INFO, "upgrading store from_version=%lld to_version=%d",
             (long long)version, SCHEMA_VERSION);
-  if (schema_apply(s->db, &msg) != SQLITE_OK) {
+  if (schema_apply_upgrade(s->db, rollup_upgrade, NULL, &msg) != SQLITE_OK) {
     *err = xstrdup(msg ? msg : "cannot create the schema");
     sqlite3_free(msg);
     return -1;
@@ -410,6 +393,10 @@ static int configure(store *s, char **err) {
       *err = xstrdup(sqlite3_errmsg(s->db));
       return -1;
     }
+  }
+  if (rollup_open(s->db, &s->rollups) != SQLITE_OK) {
+    *err = xstrdup(sqlite3_errmsg(s->db));
+    return -1;
   }
   return claim(s, err);
 }
@@ -512,7 +499,6 @@ int store_open(const store_config *cfg, store **out, char **err) {
     store_close(s);
     return -1;
   }
-  s->rollups = rollup_new();
   u64map_init(&s->pruned_batches);
   if (cfg->max_tasks > 0)
     count_tasks(s);
@@ -531,12 +517,14 @@ void store_close(store *s) {
   checkpointer_stop(s->checkpointer);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(s->st[i]);
+  /* The rollups' statements go first: a connection with statements left
+   * does not close (nor checkpoint its WAL). */
+  rollup_free(s->rollups);
   if (s->db)
     sqlite3_close(s->db);
   /* Last: see lock_store(). */
   if (s->lock_fd >= 0)
     close(s->lock_fd);
-  rollup_free(s->rollups);
   free(s->newrows);
   u64map_fini(&s->pruned_batches);
   free(s);
@@ -594,9 +582,10 @@ static void inserted_task(store *s, const task_row *r) {
     s->prune_from = r->enqueued_at;
   if ((r->have & HAVE_END) && is_final(r->status)) {
     int started = (r->have & HAVE_START) != 0;
-    rollup_add(s->rollups, r->name->text, r->name->len, r->finished_at,
-               r->status, started ? r->started_at - r->enqueued_at : -1,
-               started ? r->finished_at - r->started_at : -1);
+    rollup_add(s->rollups, r->agent, r->name->text, r->name->len,
+               r->enqueued_at, r->status,
+               started ? r->started_at - r->enqueued_at : ROLLUP_NONE,
+               started ? r->finished_at - r->started_at : ROLLUP_NONE);
   }
 }
 
@@ -760,9 +749,10 @@ static int insert_orphan(store *s, const task_row *r) {
             "task stored without its ENQUEUE task=%lld orphans_total=%llu",
             (long long)r->id, (unsigned long long)n);
   if (ended && is_final(r->status))
-    rollup_add(s->rollups, SCHEMA_ORPHAN_NAME, strlen(SCHEMA_ORPHAN_NAME),
-               finished, r->status, -1,
-               started ? finished - r->started_at : -1);
+    rollup_add(s->rollups, r->agent, SCHEMA_ORPHAN_NAME,
+               strlen(SCHEMA_ORPHAN_NAME), started ? r->started_at : finished,
+               r->status, ROLLUP_NONE,
+               started ? finished - r->started_at : ROLLUP_NONE);
   return SQLITE_OK;
 }
 
@@ -786,7 +776,7 @@ static int update_task(store *s, const task_row *r) {
     matched = 1;
     s->stats.rows_updated++;
     if ((r->have & HAVE_START) &&
-        sqlite3_column_int64(st, 5) !=
+        sqlite3_column_int64(st, 7) !=
             (r->started_at > sqlite3_column_int64(st, 6)
                  ? r->started_at
                  : sqlite3_column_int64(st, 6)))
@@ -796,9 +786,11 @@ static int update_task(store *s, const task_row *r) {
     if (!(r->have & HAVE_END) || !is_final(status) ||
         sqlite3_column_type(st, 2) == SQLITE_NULL)
       continue;
-    rollup_add(s->rollups, (const char *)sqlite3_column_text(st, 0),
-               (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 2),
-               status, column_or(st, 3, -1), column_or(st, 4, -1));
+    rollup_add(s->rollups, sqlite3_column_int64(st, 5),
+               (const char *)sqlite3_column_text(st, 0),
+               (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 6),
+               status, column_or(st, 3, ROLLUP_NONE),
+               column_or(st, 4, ROLLUP_NONE));
   }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
@@ -897,9 +889,11 @@ static int mark_lost(store *s, const agent_op *op) {
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     s->stats.tasks_lost++;
     n++;
-    rollup_add(s->rollups, (const char *)sqlite3_column_text(st, 0),
-               (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 2),
-               SCHEMA_LOST, column_or(st, 1, -1), -1);
+    rollup_add(s->rollups, sqlite3_column_int64(st, 3),
+               (const char *)sqlite3_column_text(st, 0),
+               (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 4),
+               SCHEMA_LOST, column_or(st, 1, ROLLUP_NONE),
+               column_or(st, 2, ROLLUP_NONE));
   }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
@@ -918,20 +912,6 @@ static int write_progress(store *s, const agent_progress *p) {
   sqlite3_bind_int64(st, 3, p->events);
   bind_opt(st, 4, p->events > 0, p->last_event_at);
   bind_opt(st, 5, p->events > 0, p->received_at);
-  return run(s, st);
-}
-
-static int emit_rollup(void *arg, const rollup_row *row) {
-  store *s = arg;
-  sqlite3_stmt *st = s->st[ST_ROLLUP];
-  sqlite3_bind_int64(st, 1, row->minute);
-  sqlite3_bind_text(st, 2, row->name, (int)row->name_len, SQLITE_STATIC);
-  for (int i = 0; i < 5; i++)
-    sqlite3_bind_int64(st, 3 + i, row->counts[SCHEMA_SUCCEEDED + i]);
-  for (int i = 0; i < 3; i++) {
-    bind_opt(st, 8 + i, row->wait_p[i] >= 0, row->wait_p[i]);
-    bind_opt(st, 11 + i, row->run_p[i] >= 0, row->run_p[i]);
-  }
   return run(s, st);
 }
 
@@ -1073,7 +1053,7 @@ static int write_all(store *s, wbatch *b) {
     rc = run(s, s->st[ST_EXPORT]);
   }
   if (rc == SQLITE_OK)
-    rc = rollup_flush(s->rollups, emit_rollup, s);
+    rc = rollup_flush(s->rollups);
   if (rc == SQLITE_OK && b->prune)
     rc = prune(s, PRUNE_STEP + (int64_t)(s->stats.rows_inserted - inserted));
   return rc;
@@ -1105,7 +1085,6 @@ int store_write(store *s, wbatch *b) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   b->committed_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-  rollup_commit(s->rollups);
   s->stats.transactions++;
   s->stats.events += b->events;
   s->stats.events_refused += b->refused;

@@ -467,12 +467,14 @@ static int add_term(filter *f, const term *t, char *err, size_t errlen) {
     f->uses |= FILTER_USES_NAME;
     break;
   case K_GLOB:
-    f->uses |= strcmp(t->key->column, "t.name") == 0 ? FILTER_USES_NAME
-                                                     : FILTER_USES_OTHER;
+    f->uses |= strcmp(t->key->column, "t.name") == 0      ? FILTER_USES_NAME
+               : strcmp(t->key->column, "a.service") == 0 ? FILTER_USES_SERVICE
+                                                          : FILTER_USES_OTHER;
     break;
   case K_SINCE:
   case K_UNTIL:
-    f->uses |= FILTER_USES_TIME;
+    /* A negated time term leaves a hole inside the range. */
+    f->uses |= t->negate ? FILTER_USES_OTHER : FILTER_USES_TIME;
     break;
   default:
     f->uses |= FILTER_USES_OTHER;
@@ -812,23 +814,49 @@ const char *filter_sql(const filter *f) {
   return f->sql.len > 0 ? f->sql.data : "1";
 }
 
-char *filter_sql_at(const filter *f, int first) {
+static int is_name_char(char c) {
+  return c == '_' || c == '.' || (c >= 'a' && c <= 'z') ||
+         (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* The column of map that starts at s, as a whole name; -1 when none. */
+static int mapped_column(const char *s, const char *const (*map)[2], size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(map[i][0]);
+    if (strncmp(s, map[i][0], len) == 0 && !is_name_char(s[len]))
+      return (int)i;
+  }
+  return -1;
+}
+
+char *filter_sql_map(const filter *f, int first, const char *const (*map)[2],
+                     size_t n) {
   const char *s = filter_sql(f);
   format_buf out;
   format_buf_init(&out);
+  int in_name = 0;
   while (*s != '\0') {
+    int m = in_name ? -1 : mapped_column(s, map, n);
     if (*s == '?') {
       char *end;
-      long n = strtol(s + 1, &end, 10);
-      format_buf_printf(&out, "?%ld", n + first - 1);
+      long k = strtol(s + 1, &end, 10);
+      format_buf_printf(&out, "?%ld", k + first - 1);
       s = end;
+    } else if (m >= 0) {
+      format_buf_puts(&out, map[m][1]);
+      s += strlen(map[m][0]);
     } else {
+      in_name = is_name_char(*s);
       format_buf_putc(&out, *s++);
     }
   }
   char *r = xstrdup(format_buf_str(&out));
   format_buf_fini(&out);
   return r;
+}
+
+char *filter_sql_at(const filter *f, int first) {
+  return filter_sql_map(f, first, NULL, 0);
 }
 
 int filter_param_count(const filter *f) {

@@ -81,6 +81,13 @@ const char *filter_sql(const filter *f);
  * the result with free(). */
 char *filter_sql_at(const filter *f, int first);
 
+/* The same again, with the columns map[i][0] (as filter_sql() names them:
+ * "t.name", "a.service", "t.enqueued_at", ...) written as map[i][1], for
+ * a summary table that holds some of them under other names (the
+ * rollups). The caller frees the result with free(). */
+char *filter_sql_map(const filter *f, int first, const char *const (*map)[2],
+                     size_t n);
+
 /* Number of parameters filter_sql() uses. */
 int filter_param_count(const filter *f);
 
@@ -90,15 +97,16 @@ int filter_param_count(const filter *f);
 int filter_bind(const filter *f, sqlite3_stmt *st, int first);
 
 /* Which kinds of term a filter holds, as FILTER_USES_* bits, so a caller
- * can tell whether a summary that only knows names and times (the rollups)
- * can answer it. */
-#define FILTER_USES_NAME 1u  /* name: and bare words */
-#define FILTER_USES_TIME 2u  /* since: and until: */
-#define FILTER_USES_OTHER 4u /* anything else */
+ * can tell whether a summary that only knows services, names and times
+ * (the rollups) can answer it. */
+#define FILTER_USES_NAME 1u    /* name: and bare words */
+#define FILTER_USES_TIME 2u    /* since: and until: (not negated) */
+#define FILTER_USES_OTHER 4u   /* anything else */
+#define FILTER_USES_SERVICE 8u /* service: */
 /* A column of agents `a` or batches `b` (service, host, pid, label):
  * without it a statement may read tasks alone, whose indexes then answer
  * a count without reading rows. */
-#define FILTER_USES_JOIN 8u
+#define FILTER_USES_JOIN 16u
 unsigned filter_uses(const filter *f);
 
 /* The enqueue-time range the filter's since:/until: terms allow, as

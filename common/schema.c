@@ -64,89 +64,92 @@ const char *schema_mode_name(int mode) {
   }
 }
 
-static const char ddl[] = "CREATE TABLE IF NOT EXISTS agents (\n"
-                          "  id INTEGER PRIMARY KEY,\n"
-                          "  instance BLOB NOT NULL UNIQUE,\n"
-                          "  service TEXT NOT NULL,\n"
-                          "  host TEXT NOT NULL,\n"
-                          "  pid INTEGER NOT NULL,\n"
-                          "  started_at INTEGER NOT NULL,\n"
-                          "  connected_at INTEGER,\n"
-                          "  disconnected_at INTEGER,\n"
-                          "  connected INTEGER NOT NULL DEFAULT 0,\n"
-                          "  ended INTEGER NOT NULL DEFAULT 0,\n"
-                          "  next_seq INTEGER NOT NULL DEFAULT 1,\n"
-                          "  events INTEGER NOT NULL DEFAULT 0,\n"
-                          "  dropped INTEGER NOT NULL DEFAULT 0,\n"
-                          "  reconnects INTEGER NOT NULL DEFAULT 0,\n"
-                          "  last_event_at INTEGER,\n"
-                          "  last_received_at INTEGER\n"
-                          ");\n"
-                          "CREATE TABLE IF NOT EXISTS strings (\n"
-                          "  agent INTEGER NOT NULL,\n"
-                          "  id INTEGER NOT NULL,\n"
-                          "  text TEXT NOT NULL,\n"
-                          "  PRIMARY KEY (agent, id)\n"
-                          ") WITHOUT ROWID;\n"
-                          "CREATE TABLE IF NOT EXISTS batches (\n"
-                          "  id INTEGER PRIMARY KEY,\n"
-                          "  agent INTEGER NOT NULL,\n"
-                          "  label TEXT,\n"
-                          "  created_at INTEGER NOT NULL,\n"
-                          "  traceparent TEXT\n"
-                          ");\n"
-                          "CREATE TABLE IF NOT EXISTS tasks (\n"
-                          "  id INTEGER PRIMARY KEY,\n"
-                          "  agent INTEGER NOT NULL,\n"
-                          "  batch INTEGER NOT NULL,\n"
-                          "  position INTEGER NOT NULL,\n"
-                          "  name TEXT NOT NULL,\n"
-                          "  mode INTEGER NOT NULL,\n"
-                          "  status INTEGER NOT NULL,\n"
-                          "  thread INTEGER,\n"
-                          "  enqueued_at INTEGER NOT NULL,\n"
-                          "  started_at INTEGER,\n"
-                          "  finished_at INTEGER,\n"
-                          "  wait_us INTEGER,\n"
-                          "  run_us INTEGER,\n"
-                          "  error_type TEXT,\n"
-                          "  error_message TEXT,\n"
-                          "  error_detail TEXT,\n"
-                          "  skipped_after INTEGER,\n"
-                          "  drop_reason TEXT\n"
-                          ");\n"
-                          "CREATE TABLE IF NOT EXISTS rollups (\n"
-                          "  minute INTEGER NOT NULL,\n"
-                          "  name TEXT NOT NULL,\n"
-                          "  succeeded INTEGER NOT NULL DEFAULT 0,\n"
-                          "  failed INTEGER NOT NULL DEFAULT 0,\n"
-                          "  skipped INTEGER NOT NULL DEFAULT 0,\n"
-                          "  dropped INTEGER NOT NULL DEFAULT 0,\n"
-                          "  lost INTEGER NOT NULL DEFAULT 0,\n"
-                          "  wait_p50 INTEGER,\n"
-                          "  wait_p95 INTEGER,\n"
-                          "  wait_p99 INTEGER,\n"
-                          "  run_p50 INTEGER,\n"
-                          "  run_p95 INTEGER,\n"
-                          "  run_p99 INTEGER,\n"
-                          "  PRIMARY KEY (minute, name)\n"
-                          ") WITHOUT ROWID;\n"
-                          "CREATE TABLE IF NOT EXISTS meta (\n"
-                          "  key TEXT PRIMARY KEY,\n"
-                          "  value\n"
-                          ") WITHOUT ROWID;\n"
-                          "CREATE TABLE IF NOT EXISTS export_queue (\n"
-                          "  seq INTEGER PRIMARY KEY,\n"
-                          "  batch INTEGER NOT NULL\n"
-                          ");\n";
+/* A table of rollups per `column` (minute or hour), service and name
+ * (docs/schema.md). */
+#define ROLLUP_TABLE(table, column)                                            \
+  "CREATE TABLE IF NOT EXISTS " table " (\n"                                   \
+  "  " column " INTEGER NOT NULL,\n"                                           \
+  "  service TEXT NOT NULL,\n"                                                 \
+  "  name TEXT NOT NULL,\n"                                                    \
+  "  succeeded INTEGER NOT NULL DEFAULT 0,\n"                                  \
+  "  failed INTEGER NOT NULL DEFAULT 0,\n"                                     \
+  "  skipped INTEGER NOT NULL DEFAULT 0,\n"                                    \
+  "  dropped INTEGER NOT NULL DEFAULT 0,\n"                                    \
+  "  lost INTEGER NOT NULL DEFAULT 0,\n"                                       \
+  "  wait_hist BLOB,\n"                                                        \
+  "  run_hist BLOB,\n"                                                         \
+  "  PRIMARY KEY (" column ", service, name)\n"                                \
+  ") WITHOUT ROWID;\n"
+
+static const char ddl[] =
+    "CREATE TABLE IF NOT EXISTS agents (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  instance BLOB NOT NULL UNIQUE,\n"
+    "  service TEXT NOT NULL,\n"
+    "  host TEXT NOT NULL,\n"
+    "  pid INTEGER NOT NULL,\n"
+    "  started_at INTEGER NOT NULL,\n"
+    "  connected_at INTEGER,\n"
+    "  disconnected_at INTEGER,\n"
+    "  connected INTEGER NOT NULL DEFAULT 0,\n"
+    "  ended INTEGER NOT NULL DEFAULT 0,\n"
+    "  next_seq INTEGER NOT NULL DEFAULT 1,\n"
+    "  events INTEGER NOT NULL DEFAULT 0,\n"
+    "  dropped INTEGER NOT NULL DEFAULT 0,\n"
+    "  reconnects INTEGER NOT NULL DEFAULT 0,\n"
+    "  last_event_at INTEGER,\n"
+    "  last_received_at INTEGER\n"
+    ");\n"
+    "CREATE TABLE IF NOT EXISTS strings (\n"
+    "  agent INTEGER NOT NULL,\n"
+    "  id INTEGER NOT NULL,\n"
+    "  text TEXT NOT NULL,\n"
+    "  PRIMARY KEY (agent, id)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE IF NOT EXISTS batches (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  agent INTEGER NOT NULL,\n"
+    "  label TEXT,\n"
+    "  created_at INTEGER NOT NULL,\n"
+    "  traceparent TEXT\n"
+    ");\n"
+    "CREATE TABLE IF NOT EXISTS tasks (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  agent INTEGER NOT NULL,\n"
+    "  batch INTEGER NOT NULL,\n"
+    "  position INTEGER NOT NULL,\n"
+    "  name TEXT NOT NULL,\n"
+    "  mode INTEGER NOT NULL,\n"
+    "  status INTEGER NOT NULL,\n"
+    "  thread INTEGER,\n"
+    "  enqueued_at INTEGER NOT NULL,\n"
+    "  started_at INTEGER,\n"
+    "  finished_at INTEGER,\n"
+    "  wait_us INTEGER,\n"
+    "  run_us INTEGER,\n"
+    "  error_type TEXT,\n"
+    "  error_message TEXT,\n"
+    "  error_detail TEXT,\n"
+    "  skipped_after INTEGER,\n"
+    "  drop_reason TEXT\n"
+    ");\n" ROLLUP_TABLE("rollups", "minute") ROLLUP_TABLE(
+        "rollups_hour", "hour") "CREATE TABLE IF NOT EXISTS meta (\n"
+                                "  key TEXT PRIMARY KEY,\n"
+                                "  value\n"
+                                ") WITHOUT ROWID;\n"
+                                "CREATE TABLE IF NOT EXISTS export_queue (\n"
+                                "  seq INTEGER PRIMARY KEY,\n"
+                                "  batch INTEGER NOT NULL\n"
+                                ");\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */
 static const char indexes[] =
-    "CREATE INDEX IF NOT EXISTS tasks_time ON tasks (enqueued_at, name);\n"
+    "CREATE INDEX IF NOT EXISTS tasks_time ON tasks (" SCHEMA_TIME_COLUMNS
+    ");\n"
     "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks (batch);\n"
-    "CREATE INDEX IF NOT EXISTS tasks_unusual ON tasks (status, enqueued_at)"
-    " WHERE " SCHEMA_SQL_UNUSUAL ";\n"
+    "CREATE INDEX IF NOT EXISTS tasks_unusual ON tasks (" SCHEMA_UNUSUAL_COLUMNS
+    ") WHERE " SCHEMA_SQL_UNUSUAL ";\n"
     "CREATE INDEX IF NOT EXISTS agents_gone ON agents (disconnected_at)"
     " WHERE connected = 0;\n";
 
@@ -175,6 +178,29 @@ static int query_int(sqlite3 *db, const char *sql, int64_t *out) {
     *out = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The statements of an upgrade from `version` that come before the DDL:
+ * version 4 keeps the old rollups as rollups_v3 for its `fill`, and
+ * replaces tasks_time and tasks_unusual with covering ones of the same
+ * names. */
+static int before_ddl(sqlite3 *db, int version, char **err) {
+  int64_t old = 0;
+  if (version >= 4)
+    return SQLITE_OK;
+  int rc = sqlite3_exec(db,
+                        "DROP INDEX IF EXISTS tasks_time;"
+                        "DROP INDEX IF EXISTS tasks_unusual;",
+                        NULL, NULL, err);
+  if (rc == SQLITE_OK)
+    rc = query_int(db,
+                   "SELECT count(*) FROM sqlite_master WHERE "
+                   "type = 'table' AND name = 'rollups'",
+                   &old);
+  if (rc == SQLITE_OK && old)
+    rc = sqlite3_exec(db, "ALTER TABLE rollups RENAME TO rollups_v3", NULL,
+                      NULL, err);
+  return rc;
 }
 
 /* SQLite's own tables (sqlite_sequence, sqlite_stat1, autoindexes) are
@@ -261,7 +287,8 @@ static int add_columns(sqlite3 *db, char **err) {
   return SQLITE_OK;
 }
 
-int schema_apply(sqlite3 *db, char **err) {
+int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
+                         char **err) {
   int64_t version, app;
   int rc = schema_check_ours(db, err);
   if (rc != SQLITE_OK)
@@ -277,6 +304,15 @@ int schema_apply(sqlite3 *db, char **err) {
   }
   if (version == SCHEMA_VERSION && app == SCHEMA_APPLICATION_ID)
     return SQLITE_OK;
+  /* Only an upgrade derives rows (a store of the current version gets no
+   * more than its application_id here). */
+  int upgrade = version > 0 && version < SCHEMA_VERSION;
+  if (upgrade && fill == NULL) {
+    *err = sqlite3_mprintf("store schema version %lld is older than %d; open "
+                           "it with the collector to upgrade it",
+                           (long long)version, SCHEMA_VERSION);
+    return SQLITE_MISUSE;
+  }
   /* Takes effect only while the file is still empty (a new store);
    * SCHEMA_PAGE_SIZE explains the choice. */
   if (version == 0) {
@@ -288,13 +324,19 @@ int schema_apply(sqlite3 *db, char **err) {
   rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, err);
   if (rc != SQLITE_OK)
     return rc;
-  rc = sqlite3_exec(db, ddl, NULL, NULL, err);
+  if (upgrade)
+    rc = before_ddl(db, (int)version, err);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, ddl, NULL, NULL, err);
   if (rc == SQLITE_OK)
     rc = add_columns(db, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, obsolete, NULL, NULL, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, indexes, NULL, NULL, err);
+  /* The rollups of version 4 on are kept as they are. */
+  if (rc == SQLITE_OK && upgrade && version < 4)
+    rc = fill(db, (int)version, arg, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA user_version = " SCHEMA_VERSION_TEXT, NULL,
                       NULL, err);
@@ -309,6 +351,10 @@ int schema_apply(sqlite3 *db, char **err) {
 fail:
   *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
   return rc;
+}
+
+int schema_apply(sqlite3 *db, char **err) {
+  return schema_apply_upgrade(db, NULL, NULL, err);
 }
 
 const char *schema_default_db(void) {

@@ -9,11 +9,11 @@
 #include <stdint.h>
 
 #define SCHEMA_VERSION 5
-/* The oldest version the readers (top, query) read: version 3 changed
- * only indexes, which they do not name; version 4 added a table only the
- * OTLP exporter reads; version 5 added agents.last_received_at, which
- * readers ask for through reader_agent_seen_sql() (common/reader.h). */
-#define SCHEMA_READ_MIN 2
+/* The oldest version the readers (top, query) read: version 4 made the
+ * rollups the source of their statistics; version 5 added
+ * agents.last_received_at, which readers ask for through
+ * reader_agent_seen_sql() (common/reader.h). */
+#define SCHEMA_READ_MIN 4
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
  * ASCII at offset 68 of the file (docs/schema.md). A decimal literal,
@@ -97,6 +97,8 @@ enum schema_status {
       RUNNING) ", " SCHEMA_SQL_CODE(FAILED) ", " SCHEMA_SQL_CODE(SKIPPED) ","                                                \
                                                                           " " SCHEMA_SQL_CODE(DROPPED) ", " SCHEMA_SQL_CODE( \
                                                                               LOST) ")"
+/* A final state: succeeded and every state after it in the table. */
+#define SCHEMA_SQL_FINAL "status >= " SCHEMA_SQL_CODE(SUCCEEDED)
 /* Queued, running or succeeded: what retention prunes by age alone. */
 #define SCHEMA_SQL_NOT_UNHAPPY                                                 \
   "status IN (" SCHEMA_SQL_CODE(QUEUED) ", " SCHEMA_SQL_CODE(                  \
@@ -110,6 +112,21 @@ enum schema_status {
 
 /* The assignment that marks a task lost. */
 #define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
+
+/*
+ * The columns of the two indexes that lists and statistics read instead of
+ * the table (docs/schema.md): tasks_time leads with (enqueued_at, id), the
+ * order of every listing, and holds what filters and statistics read of a
+ * task in a time range; tasks_unusual, over the tasks that did not
+ * succeed, holds every column of a task, so listing failures reads no
+ * table page.
+ */
+#define SCHEMA_TIME_COLUMNS                                                    \
+  "enqueued_at, id, name, status, wait_us, run_us, agent, batch"
+#define SCHEMA_UNUSUAL_COLUMNS                                                 \
+  "status, enqueued_at, id, agent, batch, thread, started_at, finished_at, "   \
+  "wait_us, run_us, skipped_after, position, mode, name, error_type, "         \
+  "error_message, error_detail, drop_reason"
 
 /*
  * How bad each state is, for lists ordered "worst first" (the dashboard's
@@ -138,6 +155,21 @@ const char *schema_status_name(int status);
 int schema_status_code(const char *name);
 /* "loop" or "threadpool"; NULL for an out-of-range value. */
 const char *schema_mode_name(int mode);
+
+/* meta key: rollups of minutes before this time (µs) hold counts only,
+ * carried over from a store of version 3 or older whose raw rows of those
+ * minutes were pruned before the upgrade. */
+#define SCHEMA_META_COUNTS_ONLY_BEFORE "rollups_counts_only_before"
+
+/*
+ * Fills what a new version derives from an older store's rows, inside the
+ * upgrade's transaction, after the new tables and indexes exist: `from` is
+ * the store's version before. Called for stores older than version 4 (the
+ * rollups it made; later versions keep them). Returns an SQLite result
+ * code, with a message in *err (sqlite3_free() it). The collector's is
+ * rollup_upgrade().
+ */
+typedef int (*schema_upgrade_fn)(sqlite3 *db, int from, void *arg, char **err);
 
 /* The store's path when a command is given no --db: TASKWATCH_DB when it
  * is set and not empty, else SCHEMA_DEFAULT_DB in the current directory,
@@ -185,16 +217,22 @@ int schema_check_ours(sqlite3 *db, char **err);
 
 /*
  * Creates the tables and indexes when the database is new, upgrades an
- * older version (version 3 replaced the indexes tasks_enqueued and
- * tasks_name with tasks_time, rebuilt on the first open; version 4 added
- * the table export_queue and the column batches.traceparent; version 5
- * agents.last_received_at), checks the version when it is not, and marks
+ * older version in one transaction (version 3 replaced the indexes
+ * tasks_enqueued and tasks_name with tasks_time; version 4 added the table
+ * export_queue and the column batches.traceparent, replaced the rollups,
+ * which `fill` fills from the raw rows, and made tasks_time and
+ * tasks_unusual covering; version 5 added agents.last_received_at),
+ * checks the version when it is not, and marks
  * the store with SCHEMA_APPLICATION_ID (stores of earlier versions get it
  * here). Returns SQLITE_OK, or an SQLite error code with a message in *err
  * (sqlite3_free() it) - a database that is not a taskwatch store
  * (schema_identify()) or one of a newer schema version is
- * SQLITE_MISMATCH, and is left unchanged.
+ * SQLITE_MISMATCH, and is left unchanged; an older one without `fill`
+ * SQLITE_MISUSE.
  */
+int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
+                         char **err);
+/* schema_apply_upgrade() without `fill`: new stores (tools, tests). */
 int schema_apply(sqlite3 *db, char **err);
 
 /* The statements that create and drop the indexes of tasks, for tools

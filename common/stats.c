@@ -6,6 +6,7 @@
 #include "stats.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "xalloc.h"
 
@@ -28,6 +29,16 @@ void stats_values_push(stats_values *s, int64_t v) {
   s->v[s->n++] = v;
 }
 
+void stats_values_append(stats_values *s, const stats_values *src) {
+  if (s->n + src->n > s->cap) {
+    s->cap = s->n + src->n;
+    s->v = xrealloc(s->v, s->cap * sizeof(int64_t));
+  }
+  if (src->n)
+    memcpy(s->v + s->n, src->v, src->n * sizeof(int64_t));
+  s->n += src->n;
+}
+
 static int compare(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return (x > y) - (x < y);
@@ -45,6 +56,59 @@ int stats_percentile(const stats_values *sorted, unsigned per_mille,
   /* n is far below 2^54, so the product cannot overflow 64 bits. */
   uint64_t rank = ((uint64_t)per_mille * sorted->n + 999) / 1000;
   *out = sorted->v[rank - 1];
+  return 0;
+}
+
+/* Moves the k-th smallest of v[lo, hi) to v[k], smaller ones before it
+ * and larger ones after it: quickselect with a pseudo-random pivot and a
+ * three-way partition, so runs of equal durations (common) cost nothing
+ * extra and no order of the input makes it quadratic but by chance. */
+static void select_kth(int64_t *v, size_t lo, size_t hi, size_t k,
+                       uint64_t *seed) {
+  while (hi - lo > 1) {
+    *seed ^= *seed << 13, *seed ^= *seed >> 7, *seed ^= *seed << 17;
+    int64_t pivot = v[lo + *seed % (hi - lo)];
+    size_t lt = lo, i = lo, gt = hi;
+    while (i < gt) {
+      int64_t x = v[i];
+      if (x < pivot) {
+        v[i++] = v[lt];
+        v[lt++] = x;
+      } else if (x > pivot) {
+        v[i] = v[--gt];
+        v[gt] = x;
+      } else {
+        i++;
+      }
+    }
+    if (k < lt)
+      hi = lt;
+    else if (k >= gt)
+      lo = gt;
+    else
+      return;
+  }
+}
+
+int stats_values_select(stats_values *s, const unsigned *per_mille, size_t n,
+                        int64_t *out) {
+  if (s->n == 0)
+    return -1;
+  uint64_t seed = 0x9e3779b97f4a7c15u ^ s->n;
+  size_t lo = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (per_mille[i] == 0 || per_mille[i] > 1000 ||
+        (i > 0 && per_mille[i] < per_mille[i - 1]))
+      return -1;
+    /* As stats_percentile(): 1-based rank ceil(per_mille * n / 1000). */
+    size_t k = (size_t)(((uint64_t)per_mille[i] * s->n + 999) / 1000) - 1;
+    /* Everything before lo is at or below v[lo - 1] already. */
+    if (k >= lo) {
+      select_kth(s->v, lo, s->n, k, &seed);
+      lo = k + 1;
+    }
+    out[i] = s->v[k];
+  }
   return 0;
 }
 

@@ -20,6 +20,8 @@ typedef struct stats_values {
 void stats_values_init(stats_values *s);
 void stats_values_fini(stats_values *s);
 void stats_values_push(stats_values *s, int64_t v);
+/* Appends every sample of src to s. */
+void stats_values_append(stats_values *s, const stats_values *src);
 /* Sorts the samples ascending; stats_percentile() needs it. */
 void stats_values_sort(stats_values *s);
 
@@ -33,6 +35,15 @@ void stats_values_sort(stats_values *s);
  */
 int stats_percentile(const stats_values *sorted, unsigned per_mille,
                      int64_t *out);
+
+/*
+ * The nearest-rank percentiles per_mille[0..n) (each 1..1000, ascending)
+ * of unsorted samples, by selection rather than sorting: expected linear
+ * time in the samples, which it reorders. Returns 0 and out[0..n), or -1
+ * when there are no samples or a per_mille is out of range or order.
+ */
+int stats_values_select(stats_values *s, const unsigned *per_mille, size_t n,
+                        int64_t *out);
 
 /* Samples with weights, e.g. per-minute percentiles weighted by how many
  * tasks each minute held, for an approximate percentile across minutes. */

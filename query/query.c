@@ -18,12 +18,14 @@
 
 #include "args.h"
 #include "format.h"
+#include "hist.h"
 #include "schema.h"
 #include "xalloc.h"
 
 static const char usage_text[] =
     "Usage: taskwatch query [--db PATH] [FILTER]... [OPTION]...\n"
-    "  or:  taskwatch query stats [--db PATH] [--by FIELD] [FILTER]...\n"
+    "  or:  taskwatch query stats [--db PATH] [--by FIELD] [--exact] "
+    "[FILTER]...\n"
     "  or:  taskwatch query show [--db PATH] TASK_ID\n"
     "  or:  taskwatch query batch [--db PATH] BATCH_ID\n"
     "\n"
@@ -69,6 +71,9 @@ static const char usage_text[] =
     "  --fail-if-any              exit 1 when anything matched (alerting)\n"
     "  --by FIELD                 stats: group by name, service or "
     "batch_label\n"
+    "  --exact                    stats: exact percentiles from raw rows\n"
+    "                             (default: rollups, within " HIST_ERROR_TEXT
+    ")\n"
     "  -h, --help                 print this help and exit\n"
     "\n"
     "Exit status: 0 after printing, 1 when --fail-if-empty or --fail-if-any\n"
@@ -100,6 +105,7 @@ enum {
   OPT_FAIL_EMPTY,
   OPT_FAIL_ANY,
   OPT_BY,
+  OPT_EXACT,
 };
 
 static const struct option long_options[] = {
@@ -130,6 +136,7 @@ static const struct option long_options[] = {
     {"fail-if-empty", no_argument, NULL, OPT_FAIL_EMPTY},
     {"fail-if-any", no_argument, NULL, OPT_FAIL_ANY},
     {"by", required_argument, NULL, OPT_BY},
+    {"exact", no_argument, NULL, OPT_EXACT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -177,6 +184,11 @@ static int usage_error(const char *fmt, const char *arg) {
   return args_fail("query", fmt, arg);
 }
 
+char *query_filter_unindexed_time(const filter *f, int first) {
+  static const char *const map[][2] = {{"t.enqueued_at", "+t.enqueued_at"}};
+  return filter_sql_map(f, first, map, 1);
+}
+
 sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql) {
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -199,6 +211,8 @@ static int *flag_of(query_opts *o, int c) {
     return &o->fail_if_empty;
   case OPT_FAIL_ANY:
     return &o->fail_if_any;
+  case OPT_EXACT:
+    return &o->exact;
   default:
     return NULL;
   }
@@ -352,6 +366,8 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
     return usage_error("%s", "missing the id to show");
   if (o->by != NULL && command != 'S')
     return usage_error("%s", "--by is for 'taskwatch query stats'");
+  if (o->exact && command != 'S')
+    return usage_error("%s", "--exact is for 'taskwatch query stats'");
   if (o->follow && command != 'l')
     return usage_error("%s", "--follow is for the task listing");
   return -1;
@@ -425,36 +441,78 @@ static int exit_status(const query_opts *o, int64_t count) {
   return 0;
 }
 
-int query_list(reader *r, const query_opts *o) {
-  sqlite3 *db = reader_db(r);
+/* Prints the tasks of the listing enqueued in [from, to) (all of them
+ * when from is INT64_MIN and to INT64_MAX), at most `limit` (< 0: all).
+ * Returns 0 or 2. */
+static int list_span(sqlite3 *db, const query_opts *o, int64_t from, int64_t to,
+                     int64_t limit, query_out *out) {
   const char *column = o->sort_column ? o->sort_column : "t.enqueued_at";
   const char *dir = o->reverse ? "DESC" : "ASC";
+  int n = filter_param_count(o->filter);
   format_buf sql;
   format_buf_init(&sql);
+  /* The whole range states no term of its own, so the filter alone
+   * picks the index. */
+  char range[96] = "";
+  if (from != INT64_MIN || to != INT64_MAX)
+    snprintf(range, sizeof(range),
+             " AND t.enqueued_at >= ?%d AND t.enqueued_at < ?%d", n + 1, n + 2);
+  char *where = range[0] ? query_filter_unindexed_time(o->filter, 1)
+                         : xstrdup(filter_sql(o->filter));
   format_buf_printf(&sql,
                     "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
-                    " WHERE %s ORDER BY %s %s, t.id %s LIMIT ?%d",
-                    filter_sql(o->filter), column, dir, dir,
-                    filter_param_count(o->filter) + 1);
+                    " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d",
+                    where, range, column, dir, dir, n + 3);
+  free(where);
   sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
   format_buf_fini(&sql);
   if (st == NULL)
     return 2;
-  int next = filter_bind(o->filter, st, 1);
-  sqlite3_bind_int64(st, next, o->limit);
-  query_out *out = query_out_new(o->format, o->local, stdout);
+  filter_bind(o->filter, st, 1);
+  if (range[0]) {
+    sqlite3_bind_int64(st, n + 1, from);
+    sqlite3_bind_int64(st, n + 2, to);
+  }
+  sqlite3_bind_int64(st, n + 3, limit);
   int rc;
   reader_task t;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     reader_task_read(st, 0, &t);
     query_out_task(out, &t);
   }
-  int status = 0;
-  if (rc != SQLITE_DONE) {
+  if (rc != SQLITE_DONE)
     fprintf(stderr, "taskwatch query: %s\n", sqlite3_errmsg(db));
-    status = 2;
-  }
   sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : 2;
+}
+
+/* The listing, by the hours the rollups name when that pays off
+ * (query_hours.c), else in one statement. */
+static int list_all(sqlite3 *db, const query_opts *o, query_out *out) {
+  int64_t since, until;
+  filter_time_range(o->filter, &since, &until);
+  if (!query_hours_apply(o, since, until))
+    return list_span(db, o, INT64_MIN, INT64_MAX, o->limit, out);
+  query_span *spans = NULL;
+  size_t n = 0;
+  /* One read transaction: the hours and the rows of one moment. */
+  sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+  int status = query_hours(db, o, since, until, &spans, &n) == 0 ? 0 : 2;
+  for (size_t i = 0; i < n && status == 0; i++) {
+    const query_span *s = &spans[o->reverse ? n - 1 - i : i];
+    int64_t left = o->limit < 0 ? -1 : o->limit - query_out_count(out);
+    if (left == 0)
+      break;
+    status = list_span(db, o, s->from, s->to, left, out);
+  }
+  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  free(spans);
+  return status;
+}
+
+int query_list(reader *r, const query_opts *o) {
+  query_out *out = query_out_new(o->format, o->local, stdout);
+  int status = list_all(reader_db(r), o, out);
   query_out_flush(out);
   if (status == 0 && o->follow)
     status = query_follow(r, o, out);

@@ -32,10 +32,17 @@ typedef struct query_opts {
   int fail_if_empty;
   int fail_if_any;
   const char *by; /* stats: name, service, batch_label or NULL */
+  int exact;      /* stats: raw rows only, exact percentiles */
   filter *filter;
   int64_t now_us;
   const char *target; /* show/batch: the id as typed */
 } query_opts;
+
+/* The filter's SQL (parameters from ?first) with its time terms written
+ * so that SQLite does not take them for index bounds: for statements that
+ * state a tighter range of their own, which SQLite must use (with several
+ * bounds on a column and bound values, it may pick any). free() it. */
+char *query_filter_unindexed_time(const filter *f, int first);
 
 /* Prepares sql, or prints a one-line error and returns NULL. */
 sqlite3_stmt *query_prepare(sqlite3 *db, const char *sql);
@@ -64,6 +71,27 @@ unsigned query_sanitize_flags(void);
  * cannot express is written as "-" and gives -1 (JSON then says null and
  * CSV leaves the field empty); else 0. */
 int query_format_time(char *buf, size_t len, int64_t us, int local);
+
+/* ---- hours from the rollups (query_hours.c) ---- */
+
+/* A listing of a range wider than this reads the hours query_hours()
+ * finds rather than the whole range. */
+#define QUERY_HOURS_WIDER_THAN INT64_C(7200000000)
+
+/* [from, to): a span of enqueue times. */
+typedef struct query_span {
+  int64_t from, to;
+} query_span;
+
+/* 1 when o's listing of [since, until) is worth reading by hours: a
+ * filter of service, name and time terms with a service or name term,
+ * oldest or newest first, over a wide range or none. */
+int query_hours_apply(const query_opts *o, int64_t since, int64_t until);
+/* The spans of [since, until) that can hold a task matching o's filter,
+ * ascending and disjoint (an array to free()). Returns 0, or -1 after
+ * printing the reason. */
+int query_hours(sqlite3 *db, const query_opts *o, int64_t since, int64_t until,
+                query_span **out, size_t *n);
 
 /* ---- subcommands; each returns the exit status ---- */
 

@@ -1,28 +1,36 @@
 /*
  * query_stats - `taskwatch query stats`: per group (all tasks, or by name,
  * service or batch label) the count of each state, the failure share, and
- * exact p50/p95/p99/max of run time and queue wait.
+ * p50/p95/p99/max of run time and queue wait.
  *
- * Exact means computed from every raw row that matches: one pass reads
- * (group, status, run, wait) for the matching tasks, the samples of each
- * group are sorted, and the percentiles are nearest-rank (common/stats).
+ * Where the numbers come from (docs/query.md, "stats"):
  *
- * The collector may prune old raw rows, keeping per-minute rollups per
- * task name (docs/schema.md). Raw rows are taken to be complete from the
- * minute of the oldest remaining succeeded task on; when the asked range
- * reaches before that minute and the rollups hold data there, each group
- * gets a second figure with "source": "rollup" for that earlier part:
- * counts exact, percentiles the count-weighted percentile of the minutes'
- * percentiles (approximate; no max). Only name and time terms can be asked
- * of rollups, grouped by name or not at all; for any other filter the
- * output says that the pruned part is left out.
+ * - Rollups, by default: the whole minutes of the asked range from the
+ *   per-minute and per-hour rollups (docs/schema.md), the seconds before
+ *   the first and after the last whole minute from raw rows, and the tasks
+ *   of the whole minutes that are not final yet (which rollups do not
+ *   hold) from raw rows through the partial index tasks_unusual. Counts
+ *   and max are exact; percentiles come from the merged histograms, within
+ *   HIST_ERROR_PCT of the exact ones. The cost follows the number of
+ *   minutes and hours, not of tasks.
+ * - Raw rows, exact: with --exact, when the filter has terms the rollups
+ *   do not know (they know service, name and time), for --by batch_label,
+ *   and when the range holds few tasks (EXACT_BELOW) so that reading them
+ *   costs little. Percentiles are nearest-rank, found by selection
+ *   (common/stats) rather than by sorting every sample.
+ *
+ * Raw rows are taken to be complete from the minute of the oldest
+ * remaining succeeded task on (retention may prune older ones). Before
+ * that, only rollups know the history: the rollup path takes an edge
+ * minute whole from them (and says so), the raw path leaves that part out
+ * (and says so).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MINUTE_US INT64_C(60000000)
-
 #include "format.h"
+#include "hist.h"
 #include "json.h"
 #include "query.h"
 #include "sanitize.h"
@@ -30,14 +38,21 @@
 #include "stats.h"
 #include "xalloc.h"
 
+#define MINUTE_US INT64_C(60000000)
+#define HOUR_US INT64_C(3600000000)
+/* A range whose rollups hold fewer tasks than this is read from raw rows,
+ * exactly: a few milliseconds at most. */
+#define EXACT_BELOW 20000
+
 typedef struct group {
   char *key;      /* NULL: the column was NULL, or no grouping */
   size_t key_len; /* the key may hold NUL bytes */
-  int rollup;     /* figures from the rollups, not raw rows */
   int64_t count;
   int64_t by_status[SCHEMA_STATUS_COUNT];
-  stats_values run, wait;          /* raw */
-  stats_weighted rollup_pct[2][3]; /* rollup: [run, wait][p50, p95, p99] */
+  stats_values run, wait;    /* raw samples, for exact percentiles */
+  hist_sparse run_h, wait_h; /* with rollups: every sample */
+  int64_t pct[2][4];         /* [run, wait][p50, p95, p99, max] */
+  int have[2];
 } group;
 
 typedef struct group_map {
@@ -65,8 +80,8 @@ static void map_grow(group_map *m) {
   size_t *slots = xcalloc(nslots, sizeof(size_t));
   for (size_t i = 0; i < m->n; i++) {
     const group *g = &m->groups[i];
-    size_t len = g->key_len;
-    size_t j = hash(g->key ? g->key : "", len, g->key == NULL) & (nslots - 1);
+    size_t j =
+        hash(g->key ? g->key : "", g->key_len, g->key == NULL) & (nslots - 1);
     while (slots[j] != 0)
       j = (j + 1) & (nslots - 1);
     slots[j] = i + 1;
@@ -96,9 +111,8 @@ static group *map_get(group_map *m, const char *s, size_t len) {
   g->key_len = s ? len : 0;
   stats_values_init(&g->run);
   stats_values_init(&g->wait);
-  for (int k = 0; k < 2; k++)
-    for (int i = 0; i < 3; i++)
-      stats_weighted_init(&g->rollup_pct[k][i]);
+  hist_sparse_init(&g->run_h);
+  hist_sparse_init(&g->wait_h);
   m->slots[j] = ++m->n;
   return g;
 }
@@ -108,30 +122,42 @@ static void map_fini(group_map *m) {
     free(m->groups[i].key);
     stats_values_fini(&m->groups[i].run);
     stats_values_fini(&m->groups[i].wait);
-    for (int k = 0; k < 2; k++)
-      for (int j = 0; j < 3; j++)
-        stats_weighted_fini(&m->groups[i].rollup_pct[k][j]);
+    hist_sparse_fini(&m->groups[i].run_h);
+    hist_sparse_fini(&m->groups[i].wait_h);
   }
   free(m->groups);
   free(m->slots);
+  memset(m, 0, sizeof(*m));
 }
 
-static const char *key_column(const char *by) {
-  if (by == NULL)
-    return "NULL";
-  if (strcmp(by, "name") == 0)
-    return "t.name";
-  if (strcmp(by, "service") == 0)
-    return "a.service";
-  return "b.label";
-}
+/* ---- the plan ------------------------------------------------------------
+ */
 
-/* What one stats run found out about raw rows and rollups. */
+/* Why raw rows answered: nothing (rollups did), or one of these. */
+enum raw_reason { VIA_ROLLUPS, RAW_EXACT, RAW_FILTER, RAW_SMALL, RAW_SHORT };
+
 typedef struct plan {
-  int64_t boundary; /* raw rows from here on; INT64_MIN: raw rows only */
-  int rollups_used;
-  int rollups_refused; /* a pruned range the filter cannot ask rollups */
+  int64_t since, until;       /* the asked range, [since, until) */
+  int rollups;                /* the body from rollups, the rest raw */
+  int reason;                 /* enum raw_reason */
+  int64_t body_from, body_to; /* whole minutes rollups answer */
+  int64_t raw_from;   /* raw rows complete from here on; INT64_MAX: none */
+  int rounded;        /* an edge minute came whole from rollups */
+  int left_out;       /* raw rows only, and the range reaches pruned minutes */
+  int pruned_in_body; /* rollups hold minutes of the body before raw_from */
+  int64_t counts_only_before; /* rollups without histograms before this */
 } plan;
+
+static int64_t floor_to(int64_t t, int64_t span) {
+  if (t == INT64_MIN || t == INT64_MAX)
+    return t;
+  return t - (((t % span) + span) % span);
+}
+
+static int64_t ceil_to(int64_t t, int64_t span) {
+  int64_t f = floor_to(t, span);
+  return f == t || f > INT64_MAX - span ? f : f + span;
+}
 
 /* The first column of the first row of sql (?1, ?2 bound to a and b), or
  * `none`. */
@@ -152,12 +178,9 @@ static int64_t single_int(sqlite3 *db, const char *sql, int64_t a, int64_t b,
   return v;
 }
 
-/* Decides where raw rows stop being complete and whether rollups hold
- * anything before that. A store without a rollups table, or whose rollups
- * all lie in the raw range, is answered from raw rows alone. */
-static void make_plan(sqlite3 *db, const query_opts *o, plan *p) {
-  p->boundary = INT64_MIN;
-  p->rollups_used = p->rollups_refused = 0;
+/* Where raw rows become complete: the minute of the oldest succeeded task
+ * (any task when none succeeded), INT64_MAX in a store without tasks. */
+static int64_t raw_boundary(sqlite3 *db) {
   /* "+status": the term must not steer SQLite away from walking
    * tasks_time in order (without it, it scans and sorts the table). */
   int64_t oldest = single_int(
@@ -168,112 +191,325 @@ static void make_plan(sqlite3 *db, const query_opts *o, plan *p) {
   if (oldest == INT64_MAX)
     oldest =
         single_int(db, "SELECT min(enqueued_at) FROM tasks", 0, 0, INT64_MAX);
-  int64_t boundary =
-      oldest == INT64_MAX ? INT64_MAX : oldest - (oldest % MINUTE_US);
-  /* Only rollup minutes inside the asked range and before the boundary
-   * matter. */
-  int64_t since, until;
-  filter_time_range(o->filter, &since, &until);
-  if (single_int(db,
-                 "SELECT count(*) FROM rollups WHERE minute >= ?1 AND"
-                 " minute < ?2",
-                 since, until < boundary ? until : boundary, 0) == 0)
-    return;
-  unsigned uses = filter_uses(o->filter);
-  int by_ok = o->by == NULL || strcmp(o->by, "name") == 0;
-  if ((uses & FILTER_USES_OTHER) || !by_ok) {
-    p->rollups_refused = 1;
-    p->boundary = boundary;
-    return;
-  }
-  p->boundary = boundary;
-  p->rollups_used = 1;
+  return floor_to(oldest, MINUTE_US);
 }
 
-/* Reads every matching raw task (from the plan's boundary on) into the
- * groups. */
-static int collect(sqlite3 *db, const query_opts *o, const plan *p,
-                   group_map *m) {
-  format_buf sql;
-  format_buf_init(&sql);
-  format_buf_printf(&sql,
-                    "SELECT %s, t.status, t.run_us, t.wait_us" READER_TASK_FROM
-                    " WHERE %s AND t.enqueued_at >= ?%d",
-                    key_column(o->by), filter_sql(o->filter),
-                    filter_param_count(o->filter) + 1);
-  sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
-  format_buf_fini(&sql);
-  if (st == NULL)
-    return -1;
-  int next = filter_bind(o->filter, st, 1);
-  sqlite3_bind_int64(st, next, p->rollups_used ? p->boundary : INT64_MIN);
-  if (o->by == NULL)
-    map_get(m, NULL, 0);
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const char *key = (const char *)sqlite3_column_text(st, 0);
-    group *g = map_get(m, key, key ? (size_t)sqlite3_column_bytes(st, 0) : 0);
-    int status = sqlite3_column_int(st, 1);
-    g->count++;
-    if (status >= 0 && status < SCHEMA_STATUS_COUNT)
-      g->by_status[status]++;
-    if (sqlite3_column_type(st, 2) != SQLITE_NULL)
-      stats_values_push(&g->run, sqlite3_column_int64(st, 2));
-    if (sqlite3_column_type(st, 3) != SQLITE_NULL)
-      stats_values_push(&g->wait, sqlite3_column_int64(st, 3));
+/* 1 when rollups hold a minute in [lo, hi). */
+static int rollups_between(sqlite3 *db, int64_t lo, int64_t hi) {
+  return lo < hi && single_int(db,
+                               "SELECT 1 FROM rollups WHERE minute >= ?1 AND "
+                               "minute < ?2 LIMIT 1",
+                               lo, hi, 0);
+}
+
+static void make_plan(sqlite3 *db, const query_opts *o, plan *p) {
+  memset(p, 0, sizeof(*p));
+  filter_time_range(o->filter, &p->since, &p->until);
+  p->raw_from = raw_boundary(db);
+  p->counts_only_before = single_int(
+      db,
+      "SELECT value FROM meta WHERE key = '" SCHEMA_META_COUNTS_ONLY_BEFORE "'",
+      0, 0, INT64_MIN);
+  int by_ok = o->by == NULL || strcmp(o->by, "batch_label") != 0;
+  p->reason = o->exact ? RAW_EXACT
+              : (filter_uses(o->filter) & FILTER_USES_OTHER) || !by_ok
+                  ? RAW_FILTER
+                  : VIA_ROLLUPS;
+  if (p->reason == VIA_ROLLUPS) {
+    p->body_from = ceil_to(p->since, MINUTE_US);
+    p->body_to = floor_to(p->until, MINUTE_US);
+    /* An edge minute whose raw rows were pruned comes whole from the
+     * rollups. */
+    int64_t head = floor_to(p->since, MINUTE_US);
+    if (p->body_from != p->since && head < p->raw_from &&
+        rollups_between(db, head, head + MINUTE_US)) {
+      p->body_from = head;
+      p->rounded = 1;
+    }
+    if (p->body_to != p->until && p->body_to < p->raw_from &&
+        rollups_between(db, p->body_to, p->body_to + MINUTE_US)) {
+      p->body_to += MINUTE_US;
+      p->rounded = 1;
+    }
+    p->pruned_in_body = rollups_between(
+        db, p->body_from, p->body_to < p->raw_from ? p->body_to : p->raw_from);
+    p->rollups = p->body_from < p->body_to;
+    if (!p->rollups)
+      p->reason = RAW_SHORT;
   }
+  /* Raw rows alone cannot see pruned minutes that rollups hold. */
+  if (!p->rollups)
+    p->left_out =
+        rollups_between(db, floor_to(p->since, MINUTE_US),
+                        p->until < p->raw_from ? p->until : p->raw_from);
+}
+
+/* ---- reading ---------------------------------------------------------------
+ */
+
+static const char *key_column(const char *by) {
+  if (by == NULL)
+    return "NULL";
+  if (strcmp(by, "name") == 0)
+    return "t.name";
+  if (strcmp(by, "service") == 0)
+    return "a.service";
+  return "b.label";
+}
+
+static group *group_of(group_map *m, sqlite3_stmt *st) {
+  const char *key = (const char *)sqlite3_column_text(st, 0);
+  return map_get(m, key, key ? (size_t)sqlite3_column_bytes(st, 0) : 0);
+}
+
+static int step_error(sqlite3 *db, sqlite3_stmt *st, int rc) {
   if (rc != SQLITE_DONE)
     fprintf(stderr, "taskwatch query: %s\n", sqlite3_errmsg(db));
   sqlite3_finalize(st);
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Reads the rollup minutes before the boundary. The filter only has name
- * and time terms here, so it runs over the rollups seen as `t`, with the
- * minute standing in for the enqueue time. */
-static int collect_rollups(sqlite3 *db, const query_opts *o, const plan *p,
-                           group_map *m) {
-  char *where = filter_sql_at(o->filter, 2);
+/*
+ * Reads the matching raw tasks enqueued in [lo, hi) (and, with `extra`,
+ * also meeting that SQL condition) into the groups: their values into the
+ * samples, or into the histograms when `into_hist`.
+ */
+static int collect_raw(sqlite3 *db, const query_opts *o, int64_t lo, int64_t hi,
+                       const char *extra, int into_hist, group_map *m) {
+  if (lo >= hi)
+    return 0;
+  int n = filter_param_count(o->filter);
+  char *where = query_filter_unindexed_time(o->filter, 1);
   format_buf sql;
   format_buf_init(&sql);
-  format_buf_printf(
-      &sql,
-      "SELECT %s, t.succeeded, t.failed, t.skipped, t.dropped, t.lost,"
-      " t.run_p50, t.run_p95, t.run_p99, t.wait_p50, t.wait_p95, t.wait_p99"
-      " FROM (SELECT minute AS enqueued_at, * FROM rollups WHERE minute < ?1)"
-      " t WHERE %s",
-      o->by ? "t.name" : "NULL", where);
+  /* NULL durations read as ?n+3 (INT64_MIN): one call per column. */
+  format_buf_printf(&sql,
+                    "SELECT %s, t.status, coalesce(t.run_us, ?%d), "
+                    "coalesce(t.wait_us, ?%d)" READER_TASK_FROM
+                    " WHERE %s AND t.enqueued_at >= ?%d AND t.enqueued_at < "
+                    "?%d%s%s",
+                    key_column(o->by), n + 3, n + 3, where, n + 1, n + 2,
+                    extra ? " AND " : "", extra ? extra : "");
   free(where);
   sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
   format_buf_fini(&sql);
   if (st == NULL)
     return -1;
-  sqlite3_bind_int64(st, 1, p->boundary);
-  filter_bind(o->filter, st, 2);
+  filter_bind(o->filter, st, 1);
+  sqlite3_bind_int64(st, n + 1, lo);
+  sqlite3_bind_int64(st, n + 2, hi);
+  sqlite3_bind_int64(st, n + 3, INT64_MIN);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const char *key = (const char *)sqlite3_column_text(st, 0);
-    group *g = map_get(m, key, key ? (size_t)sqlite3_column_bytes(st, 0) : 0);
-    g->rollup = 1;
-    static const int states[5] = {SCHEMA_SUCCEEDED, SCHEMA_FAILED,
-                                  SCHEMA_SKIPPED, SCHEMA_DROPPED, SCHEMA_LOST};
-    for (int i = 0; i < 5; i++) {
-      int64_t n = sqlite3_column_int64(st, 1 + i);
-      g->by_status[states[i]] += n;
-      g->count += n;
+    group *g = group_of(m, st);
+    int status = sqlite3_column_int(st, 1);
+    g->count++;
+    if (status >= 0 && status < SCHEMA_STATUS_COUNT)
+      g->by_status[status]++;
+    for (int k = 0; k < 2; k++) {
+      int64_t v = sqlite3_column_int64(st, 2 + k);
+      if (v == INT64_MIN)
+        continue;
+      if (into_hist)
+        hist_sparse_add(k ? &g->wait_h : &g->run_h, v);
+      else
+        stats_values_push(k ? &g->wait : &g->run, v);
     }
-    /* Tasks that ran (and so started) weigh each minute's percentiles. */
-    int64_t ran = sqlite3_column_int64(st, 1) + sqlite3_column_int64(st, 2);
-    for (int k = 0; k < 2; k++)
-      for (int i = 0; i < 3; i++)
-        if (sqlite3_column_type(st, 6 + k * 3 + i) != SQLITE_NULL)
-          stats_weighted_push(&g->rollup_pct[k][i],
-                              sqlite3_column_int64(st, 6 + k * 3 + i), ran);
   }
-  if (rc != SQLITE_DONE)
-    fprintf(stderr, "taskwatch query: %s\n", sqlite3_errmsg(db));
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? 0 : -1;
+  return step_error(db, st, rc);
+}
+
+/* Reads the rollup rows of `table` (keyed by `column`) in [lo, hi) that
+ * match the filter. The filter's columns are the rollups' own; its time
+ * terms hold for every row of the range (the range lies inside them, but
+ * for an edge minute taken whole), so they are asked of a time inside. */
+static int collect_table(sqlite3 *db, const query_opts *o, const plan *p,
+                         const char *table, const char *column, int64_t lo,
+                         int64_t hi, group_map *m) {
+  if (lo >= hi)
+    return 0;
+  int n = filter_param_count(o->filter);
+  char at[16];
+  snprintf(at, sizeof(at), "?%d", n + 3);
+  const char *const map[][2] = {
+      {"t.name", "r.name"}, {"a.service", "r.service"}, {"t.enqueued_at", at}};
+  char *where = filter_sql_map(o->filter, 3, map, 3);
+  const char *key = o->by == NULL                ? "NULL"
+                    : strcmp(o->by, "name") == 0 ? "r.name"
+                                                 : "r.service";
+  format_buf sql;
+  format_buf_init(&sql);
+  format_buf_printf(&sql,
+                    "SELECT %s, r.succeeded, r.failed, r.skipped, r.dropped, "
+                    "r.lost, r.run_hist, r.wait_hist FROM %s r WHERE r.%s >= "
+                    "?1 AND r.%s < ?2 AND %s",
+                    key, table, column, column, where);
+  free(where);
+  sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
+  format_buf_fini(&sql);
+  if (st == NULL)
+    return -1;
+  sqlite3_bind_int64(st, 1, lo);
+  sqlite3_bind_int64(st, 2, hi);
+  filter_bind(o->filter, st, 3);
+  sqlite3_bind_int64(st, n + 3,
+                     p->since != INT64_MIN   ? p->since
+                     : p->until != INT64_MAX ? p->until - 1
+                                             : 0);
+  int rc, damaged = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    group *g = group_of(m, st);
+    for (int i = 0; i < 5; i++) {
+      int64_t k = sqlite3_column_int64(st, 1 + i);
+      g->by_status[SCHEMA_SUCCEEDED + i] += k;
+      g->count += k;
+    }
+    for (int k = 0; k < 2; k++)
+      if (sqlite3_column_type(st, 6 + k) != SQLITE_NULL &&
+          hist_sparse_add_blob(k ? &g->wait_h : &g->run_h,
+                               sqlite3_column_blob(st, 6 + k),
+                               (size_t)sqlite3_column_bytes(st, 6 + k)) != 0)
+        damaged++;
+  }
+  if (damaged)
+    fprintf(stderr,
+            "taskwatch query: %d damaged histograms in %s left out of the "
+            "percentiles\n",
+            damaged, table);
+  return step_error(db, st, rc);
+}
+
+/* The rollups of [from, to): minutes up to the first whole hour, whole
+ * hours, minutes after the last. */
+static int collect_rollups(sqlite3 *db, const query_opts *o, const plan *p,
+                           group_map *m) {
+  int64_t from = p->body_from, to = p->body_to;
+  int64_t h1 = ceil_to(from, HOUR_US), h0 = floor_to(to, HOUR_US);
+  if (h1 >= h0)
+    return collect_table(db, o, p, "rollups", "minute", from, to, m);
+  if (collect_table(db, o, p, "rollups", "minute", from, h1, m) ||
+      collect_table(db, o, p, "rollups_hour", "hour", h1, h0, m) ||
+      collect_table(db, o, p, "rollups", "minute", h0, to, m))
+    return -1;
+  return 0;
+}
+
+/* Adds the groups of `from` to m (keys, counts and samples). */
+static void merge_groups(group_map *m, group_map *from) {
+  for (size_t i = 0; i < from->n; i++) {
+    group *src = &from->groups[i];
+    group *g = map_get(m, src->key, src->key_len);
+    g->count += src->count;
+    for (int s = 0; s < SCHEMA_STATUS_COUNT; s++)
+      g->by_status[s] += src->by_status[s];
+    stats_values_append(&g->run, &src->run);
+    stats_values_append(&g->wait, &src->wait);
+  }
+}
+
+/* The later half of a range, read on a connection of its own. */
+typedef struct half {
+  const query_opts *o;
+  int64_t lo, hi;
+  group_map m;
+  int rc;
+} half;
+
+static void *read_half(void *arg) {
+  half *h = arg;
+  reader *r = NULL;
+  char err[512];
+  h->rc = -1;
+  if (reader_open(h->o->db_path, &r, err, sizeof(err)) != READER_OK) {
+    fprintf(stderr, "taskwatch query: %s\n", err);
+    return NULL;
+  }
+  sqlite3 *db = reader_db(r);
+  sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+  h->rc = collect_raw(db, h->o, h->lo, h->hi, NULL, 0, &h->m);
+  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  reader_close(r);
+  return NULL;
+}
+
+/*
+ * Every raw row of [since, until), exactly. A range of more than
+ * HALVES_FROM is read in two halves at once, the later one on a second
+ * connection in a thread of its own: the machine has cores to spare for
+ * a day of 10 M tasks (a second's worth of rows), and SQLite reads its
+ * rows one at a time. The second connection sees the store as it is when
+ * it begins, a few milliseconds after the first (a task committed in
+ * between may count in one half).
+ */
+#define HALVES_FROM (10 * MINUTE_US)
+static int collect_raw_halves(sqlite3 *db, const query_opts *o, int64_t since,
+                              int64_t until, group_map *m) {
+  int64_t lo = since, hi = until;
+  if (lo == INT64_MIN)
+    lo = single_int(db, "SELECT min(enqueued_at) FROM tasks", 0, 0, 0);
+  if (hi == INT64_MAX)
+    hi = single_int(db, "SELECT max(enqueued_at) FROM tasks", 0, 0, -1) + 1;
+  if (hi - lo <= HALVES_FROM || o->db_path == NULL)
+    return collect_raw(db, o, since, until, NULL, 0, m);
+  half later = {o, lo + (hi - lo) / 2, until, {0}, -1};
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, read_half, &later) != 0)
+    return collect_raw(db, o, since, until, NULL, 0, m);
+  int rc = collect_raw(db, o, since, later.lo, NULL, 0, m);
+  pthread_join(thread, NULL);
+  if (rc == 0 && later.rc == 0)
+    merge_groups(m, &later.m);
+  map_fini(&later.m);
+  return rc == 0 ? later.rc : rc;
+}
+
+/* Everything the plan says, into m. */
+static int collect(sqlite3 *db, const query_opts *o, plan *p, group_map *m) {
+  if (o->by == NULL)
+    map_get(m, NULL, 0);
+  if (p->rollups) {
+    if (collect_rollups(db, o, p, m))
+      return -1;
+    int64_t total = 0;
+    for (size_t i = 0; i < m->n; i++)
+      total += m->groups[i].count;
+    if (total >= EXACT_BELOW || p->rounded || p->pruned_in_body) {
+      /* The edges, and what is still queued or running inside. */
+      return collect_raw(db, o, p->since, p->body_from, NULL, 1, m) ||
+                     collect_raw(db, o, p->body_from, p->body_to,
+                                 SCHEMA_SQL_ACTIVE, 1, m) ||
+                     collect_raw(db, o, p->body_to, p->until, NULL, 1, m)
+                 ? -1
+                 : 0;
+    }
+    /* Few tasks: read them exactly instead. */
+    map_fini(m);
+    if (o->by == NULL)
+      map_get(m, NULL, 0);
+    p->rollups = 0;
+    p->reason = RAW_SMALL;
+  }
+  return collect_raw_halves(db, o, p->since, p->until, m);
+}
+
+/* ---- percentiles ----------------------------------------------------------
+ */
+
+static const unsigned per_mille[4] = {500, 950, 990, 1000};
+static const char *const pct_names[4] = {"p50", "p95", "p99", "max"};
+
+static void finish_group(group *g, int from_hist) {
+  for (int k = 0; k < 2; k++) {
+    if (from_hist) {
+      hist_sparse *h = k ? &g->wait_h : &g->run_h;
+      g->have[k] = h->total > 0;
+      for (int i = 0; g->have[k] && i < 4; i++)
+        hist_sparse_percentile(h, per_mille[i], &g->pct[k][i]);
+    } else {
+      g->have[k] = stats_values_select(k ? &g->wait : &g->run, per_mille, 4,
+                                       g->pct[k]) == 0;
+    }
+  }
 }
 
 static int by_count(const void *a, const void *b) {
@@ -289,26 +525,14 @@ static int by_count(const void *a, const void *b) {
   return (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
-static const unsigned per_mille[4] = {500, 950, 990, 1000};
-static const char *const pct_names[4] = {"p50", "p95", "p99", "max"};
-
-/* Percentile i (p50, p95, p99, max) of run (k = 0) or wait (k = 1). */
-static int group_percentile(group *g, int k, int i, int64_t *out) {
-  if (g->rollup)
-    return i < 3 ? stats_weighted_percentile(&g->rollup_pct[k][i], per_mille[i],
-                                             out)
-                 : -1;
-  return stats_percentile(k ? &g->wait : &g->run, per_mille[i], out);
-}
-
-static const char *source_name(const group *g) {
-  return g->rollup ? "rollup" : "raw";
-}
-
 /* ---- writers --------------------------------------------------------------
  */
 
-static void json_group(format_buf *b, const query_opts *o, group *g,
+static double failure_pct(const group *g) {
+  return 100.0 * (double)g->by_status[SCHEMA_FAILED] / (double)g->count;
+}
+
+static void json_group(format_buf *b, const query_opts *o, const group *g,
                        const plan *p) {
   json_writer w;
   json_init(&w, b);
@@ -325,37 +549,34 @@ static void json_group(format_buf *b, const query_opts *o, group *g,
   }
   json_key(&w, "failure_pct");
   if (g->count > 0)
-    json_fixed(
-        &w, 100.0 * (double)g->by_status[SCHEMA_FAILED] / (double)g->count, 2);
+    json_fixed(&w, failure_pct(g), 2);
   else
     json_null(&w);
   const char *set_names[2] = {"run", "wait"};
   for (int k = 0; k < 2; k++)
     for (int i = 0; i < 4; i++) {
       char key[32];
-      int64_t v;
       snprintf(key, sizeof(key), "%s_%s_us", set_names[k], pct_names[i]);
       json_key(&w, key);
-      if (group_percentile(g, k, i, &v) == 0)
-        json_int(&w, v);
+      if (g->have[k])
+        json_int(&w, g->pct[k][i]);
       else
         json_null(&w);
     }
   json_key(&w, "source");
-  json_cstring(&w, source_name(g));
-  if (p->rollups_used || p->rollups_refused) {
-    char when[FORMAT_TIME_SIZE];
-    query_format_time(when, sizeof(when), p->boundary, 0);
-    json_key(&w, g->rollup ? "before" : "from");
-    json_cstring(&w, when);
-  }
+  json_cstring(&w, p->rollups ? "rollups" : "raw");
+  json_key(&w, "percentile_error_pct");
+  if (p->rollups)
+    json_fixed(&w, HIST_ERROR_PCT, 2);
+  else
+    json_int(&w, 0);
   json_end_object(&w);
   format_buf_putc(b, '\n');
 }
 
-static void csv_group(format_buf *b, const query_opts *o, group *g,
-                      int header) {
-  if (header) {
+static void csv_group(format_buf *b, const query_opts *o, const group *g,
+                      const plan *p) {
+  if (g == NULL) {
     if (o->by)
       format_buf_printf(b, "%s,", o->by);
     format_buf_puts(b, "count");
@@ -365,7 +586,7 @@ static void csv_group(format_buf *b, const query_opts *o, group *g,
     for (int k = 0; k < 2; k++)
       for (int i = 0; i < 4; i++)
         format_buf_printf(b, ",%s_%s_us", k ? "wait" : "run", pct_names[i]);
-    format_buf_puts(b, ",source\r\n");
+    format_buf_puts(b, ",source,percentile_error_pct\r\n");
     return;
   }
   if (o->by) {
@@ -377,25 +598,25 @@ static void csv_group(format_buf *b, const query_opts *o, group *g,
   for (int s = 0; s < SCHEMA_STATUS_COUNT; s++)
     format_buf_printf(b, ",%lld", (long long)g->by_status[s]);
   if (g->count > 0)
-    format_buf_printf(b, ",%.2f",
-                      100.0 * (double)g->by_status[SCHEMA_FAILED] /
-                          (double)g->count);
+    format_buf_printf(b, ",%.2f", failure_pct(g));
   else
     format_buf_putc(b, ',');
   for (int k = 0; k < 2; k++)
     for (int i = 0; i < 4; i++) {
-      int64_t v;
-      if (group_percentile(g, k, i, &v) == 0)
-        format_buf_printf(b, ",%lld", (long long)v);
+      if (g->have[k])
+        format_buf_printf(b, ",%lld", (long long)g->pct[k][i]);
       else
         format_buf_putc(b, ',');
     }
-  format_buf_printf(b, ",%s\r\n", source_name(g));
+  if (p->rollups)
+    format_buf_printf(b, ",rollups,%.2f\r\n", HIST_ERROR_PCT);
+  else
+    format_buf_puts(b, ",raw,0\r\n");
 }
 
 /* The table: fixed numeric columns after a sanitized group column. */
-static void table_group(format_buf *b, group *g, int key_width, unsigned flags,
-                        int has_key, int split) {
+static void table_group(format_buf *b, const group *g, int key_width,
+                        unsigned flags, int has_key) {
   if (has_key) {
     const char *k = g->key ? g->key : "(none)";
     size_t klen = g->key ? g->key_len : strlen(k);
@@ -415,41 +636,62 @@ static void table_group(format_buf *b, group *g, int key_width, unsigned flags,
                     (long long)g->by_status[SCHEMA_DROPPED],
                     (long long)g->by_status[SCHEMA_LOST]);
   if (g->count > 0)
-    format_buf_printf(b, " %6.2f%%",
-                      100.0 * (double)g->by_status[SCHEMA_FAILED] /
-                          (double)g->count);
+    format_buf_printf(b, " %6.2f%%", failure_pct(g));
   else
     format_buf_printf(b, " %7s", "-");
   for (int k = 0; k < 2; k++)
     for (int i = 0; i < 4; i++) {
-      int64_t v;
       char text[32] = "-";
-      if (group_percentile(g, k, i, &v) == 0)
-        format_duration(v, text, sizeof(text));
+      if (g->have[k])
+        format_duration(g->pct[k][i], text, sizeof(text));
       format_buf_printf(b, " %8s", text);
     }
-  if (split)
-    format_buf_printf(b, " %s", source_name(g));
   format_buf_putc(b, '\n');
 }
 
-static void table_footer(format_buf *b, const plan *p) {
+/* The source line and the notes, as the table prints them; `notes_only`
+ * leaves out the source line (JSON and CSV say it in every row). */
+static void footer(format_buf *b, const plan *p, int notes_only) {
   char when[FORMAT_TIME_SIZE];
-  query_format_time(when, sizeof(when), p->boundary, 0);
-  if (p->rollups_used)
+  query_format_time(when, sizeof(when), p->raw_from, 0);
+  static const char *const why[] = {
+      [RAW_EXACT] = "--exact",
+      [RAW_FILTER] = "the filter or grouping needs them",
+      [RAW_SMALL] = "few tasks",
+      [RAW_SHORT] = "no whole minute in the range"};
+  if (notes_only) {
+    /* JSON and CSV name the source in every row. */
+  } else if (p->rollups) {
     format_buf_printf(b,
-                      "source: raw rows from %s on, exact (nearest-rank); "
-                      "before that raw rows were pruned: rollups, exact "
-                      "counts, approximate percentiles, no max\n",
+                      "source: rollups of whole minutes, raw rows for the "
+                      "rest; counts and max exact, percentiles within %.2f %% "
+                      "(--exact: exact, from raw rows)\n",
+                      HIST_ERROR_PCT);
+  } else {
+    format_buf_printf(b,
+                      "source: raw rows, exact (nearest-rank percentiles; "
+                      "%s)\n",
+                      why[p->reason]);
+  }
+  if (p->rounded)
+    format_buf_printf(b,
+                      "note: raw rows before %s were pruned: the range "
+                      "takes its edge minutes whole from the rollups\n",
                       when);
-  else
-    format_buf_puts(b, "source: raw rows, exact (nearest-rank percentiles)\n");
-  if (p->rollups_refused)
+  if (p->left_out)
     format_buf_printf(b,
                       "note: raw rows before %s were pruned and the rollups "
-                      "only answer name and time filters (by name or "
-                      "overall); that part is left out\n",
+                      "only answer service, name and time filters (by name "
+                      "or service, without --exact); that part is left out\n",
                       when);
+  if (p->rollups && p->body_from < p->counts_only_before) {
+    query_format_time(when, sizeof(when), p->counts_only_before, 0);
+    format_buf_printf(b,
+                      "note: the rollups before %s hold counts only (carried "
+                      "over from an older store): their tasks are not in the "
+                      "percentiles\n",
+                      when);
+  }
 }
 
 static void write_table(const query_opts *o, group **rows, size_t n,
@@ -476,93 +718,68 @@ static void write_table(const query_opts *o, group **rows, size_t n,
   for (int k = 0; k < 2; k++)
     for (int i = 0; i < 4; i++)
       format_buf_printf(&b, " %4s_%-3s", k ? "WAIT" : "RUN", pct_names[i]);
-  format_buf_puts(&b, p->rollups_used ? " SOURCE\n" : "\n");
+  format_buf_putc(&b, '\n');
   for (size_t i = 0; i < n; i++)
-    table_group(&b, rows[i], key_width, flags, o->by != NULL, p->rollups_used);
-  table_footer(&b, p);
+    table_group(&b, rows[i], key_width, flags, o->by != NULL);
+  footer(&b, p, 0);
   fputs(format_buf_str(&b), stdout);
   format_buf_fini(&b);
 }
 
-/* The output order: groups by count, each raw figure followed by the
- * rollup figure of the same group. */
-static group **order_rows(group_map *raw, group_map *rollup, size_t *n) {
-  if (raw->n > 1)
-    qsort(raw->groups, raw->n, sizeof(group), by_count);
-  if (rollup->n > 1)
-    qsort(rollup->groups, rollup->n, sizeof(group), by_count);
-  group **rows = xcalloc(raw->n + rollup->n + 1, sizeof(group *));
-  char *taken = xcalloc(rollup->n + 1, 1);
-  size_t k = 0;
-  for (size_t i = 0; i < raw->n; i++) {
-    rows[k++] = &raw->groups[i];
-    for (size_t j = 0; j < rollup->n; j++)
-      if (!taken[j] && same_key(&rollup->groups[j], raw->groups[i].key,
-                                raw->groups[i].key_len)) {
-        rows[k++] = &rollup->groups[j];
-        taken[j] = 1;
-      }
+static void write_rows(const query_opts *o, group **rows, size_t n,
+                       const plan *p) {
+  format_buf b;
+  format_buf_init(&b);
+  if (o->format == QUERY_CSV)
+    csv_group(&b, o, NULL, p);
+  for (size_t i = 0; i < n; i++) {
+    if (o->format == QUERY_JSON)
+      json_group(&b, o, rows[i], p);
+    else
+      csv_group(&b, o, rows[i], p);
   }
-  for (size_t j = 0; j < rollup->n; j++)
-    if (!taken[j])
-      rows[k++] = &rollup->groups[j];
-  free(taken);
-  *n = k;
-  return rows;
+  fputs(format_buf_str(&b), stdout);
+  format_buf_reset(&b);
+  /* Notes go to stderr, one line each, after the tool's name. */
+  footer(&b, p, 1);
+  for (const char *s = format_buf_str(&b), *e; *s; s = e + 1) {
+    e = strchr(s, '\n');
+    fprintf(stderr, "taskwatch query: %.*s\n", (int)(e - s), s);
+  }
+  format_buf_fini(&b);
 }
 
 int query_stats(reader *r, const query_opts *o) {
   sqlite3 *db = reader_db(r);
-  group_map raw = {0}, rollup = {0};
+  group_map m = {0};
   plan p;
+  /* One read transaction: rollups and raw rows of one moment. */
+  sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
   make_plan(db, o, &p);
-  int rc = collect(db, o, &p, &raw);
-  if (rc == 0 && p.rollups_used)
-    rc = collect_rollups(db, o, &p, &rollup);
+  int rc = collect(db, o, &p, &m);
+  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
   if (rc != 0) {
-    map_fini(&raw);
-    map_fini(&rollup);
+    map_fini(&m);
     return 2;
   }
   int64_t total = 0;
-  for (size_t i = 0; i < raw.n; i++) {
-    total += raw.groups[i].count;
-    stats_values_sort(&raw.groups[i].run);
-    stats_values_sort(&raw.groups[i].wait);
+  for (size_t i = 0; i < m.n; i++) {
+    total += m.groups[i].count;
+    finish_group(&m.groups[i], p.rollups);
   }
-  for (size_t i = 0; i < rollup.n; i++)
-    total += rollup.groups[i].count;
-  /* Sorting moves the groups, so the maps' slots are stale from here on
-   * (nothing looks them up again). */
-  size_t n;
-  group **rows = order_rows(&raw, &rollup, &n);
-  if (o->format == QUERY_TABLE) {
-    write_table(o, rows, n, &p);
-  } else {
-    format_buf b;
-    format_buf_init(&b);
-    if (o->format == QUERY_CSV)
-      csv_group(&b, o, NULL, 1);
-    for (size_t i = 0; i < n; i++) {
-      if (o->format == QUERY_JSON)
-        json_group(&b, o, rows[i], &p);
-      else
-        csv_group(&b, o, rows[i], 0);
-    }
-    fputs(format_buf_str(&b), stdout);
-    format_buf_fini(&b);
-    if (p.rollups_refused) {
-      format_buf_init(&b);
-      table_footer(&b, &p);
-      const char *note = strstr(format_buf_str(&b), "note: ");
-      fprintf(stderr, "taskwatch query: %s", note ? note : "");
-      format_buf_fini(&b);
-    }
-  }
+  if (m.n > 1)
+    qsort(m.groups, m.n, sizeof(group), by_count);
+  /* The map's slots are stale after the sort; only the rows are used. */
+  group **rows = xcalloc(m.n + 1, sizeof(group *));
+  for (size_t i = 0; i < m.n; i++)
+    rows[i] = &m.groups[i];
+  if (o->format == QUERY_TABLE)
+    write_table(o, rows, m.n, &p);
+  else
+    write_rows(o, rows, m.n, &p);
   fflush(stdout);
   free(rows);
-  map_fini(&raw);
-  map_fini(&rollup);
+  map_fini(&m);
   if (o->fail_if_empty && total == 0)
     return 1;
   if (o->fail_if_any && total > 0)

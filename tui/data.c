@@ -1,10 +1,10 @@
 /*
  * data - the dashboard's queries over the store (see data.h), through
- * common/reader (opening, task rows, change detection) and common/stats
- * (percentiles). All values are bound; the only text joined into SQL is the
- * filter's own expression, which itself holds nothing but ?NNN parameters,
- * the status fragments of common/schema and this file's fixed ordering
- * expressions.
+ * common/reader (opening, task rows, change detection), common/stats
+ * (percentiles) and common/hist (the rollups' histograms). All values are
+ * bound; the only text joined into SQL is the filter's own expression, which
+ * itself holds nothing but ?NNN parameters, the status fragments of
+ * common/schema and this file's fixed ordering expressions.
  */
 #include "data.h"
 
@@ -14,10 +14,12 @@
 
 #include <sqlite3.h>
 
+#include "hist.h"
 #include "stats.h"
 #include "xalloc.h"
 
 #define SECOND_US INT64_C(1000000)
+#define HOUR_US INT64_C(3600000000)
 
 struct sample_set;
 
@@ -146,10 +148,16 @@ static void add_count(void *arg, int64_t status, int64_t n) {
     counts[status] += n;
 }
 
+static int prepare_mapped(data *d, const filter *f, const char *head,
+                          const char *tail, int first,
+                          const char *const (*map)[2], size_t nmap,
+                          sqlite3_stmt **st);
 static int prepare_filtered(data *d, const filter *f, const char *head,
-                            const char *tail, int first, sqlite3_stmt **st);
+                            const char *tail, int first, int own_range,
+                            sqlite3_stmt **st);
 static int prepare_tasks_only(data *d, const filter *f, const char *head,
-                              const char *tail, int first, sqlite3_stmt **st);
+                              const char *tail, int first, int own_range,
+                              sqlite3_stmt **st);
 
 /* f, or NULL when it matches everything (so no join is needed). */
 static const filter *effective(const filter *f) {
@@ -163,7 +171,7 @@ static const filter *effective(const filter *f) {
 static int count_by_status(data *d, const filter *f, const char *head,
                            const char *tail, int64_t since, int64_t *counts) {
   sqlite3_stmt *st = NULL;
-  if (prepare_tasks_only(d, f, head, tail, 2, &st))
+  if (prepare_tasks_only(d, f, head, tail, 2, 0, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since);
   int rc = each_pair(st, add_count, counts);
@@ -181,7 +189,7 @@ static int load_counts(data *d, const filter *f, int64_t since, data_stats *s) {
   sqlite3_stmt *st = NULL;
   if (prepare_tasks_only(
           d, f, "SELECT count(*)" READER_TASK_FROM " WHERE t.enqueued_at >= ?1",
-          "", 2, &st))
+          "", 2, 0, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since);
   int rc = sqlite3_step(st);
@@ -220,7 +228,7 @@ static int bucket_counts(data *d, const filter *f, int failed, int64_t t0,
       "SELECT count(*)" READER_TASK_FROM " WHERE " SCHEMA_SQL_FAILED
       " AND t.enqueued_at >= ?1 AND t.enqueued_at < ?2"};
   sqlite3_stmt *st = NULL;
-  if (prepare_tasks_only(d, f, head[failed], "", 3, &st))
+  if (prepare_tasks_only(d, f, head[failed], "", 3, 0, &st))
     return -1;
   int rc = 0;
   for (int i = 0; i < n && rc == 0; i++) {
@@ -268,15 +276,15 @@ double data_rate(const data_stats *s, int64_t now_us, int failed) {
  *
  * Percentiles need the values themselves. A window of at most
  * DATA_EXACT_MAX tasks is read whole, so its figures are exact. A larger
- * one is cut into strata: the last minute into strata of STRATUM_US, the
- * rest of the window into at most STRATA_OLDER strata of a width that is
- * a multiple of STRATUM_US. Strata are aligned to whole multiples of their
- * width since the epoch, not to "now", so a store that does not change
- * gives the same sample, and the same figures, frame after frame. Each
- * stratum's newest tasks are read, up to SAMPLE_RECENT per stratum in the
- * last minute (which alone makes the 1-minute figures) and SAMPLE_OLDER
- * before it, and when a stratum holds more, each of its samples weighs
- * count / samples. The cost of a frame stays bounded on any store. */
+ * one that the rollups cannot answer (below) is cut into strata: the last
+ * minute into strata of STRATUM_US, the rest of the window into at most
+ * STRATA_OLDER strata of a width that is a multiple of STRATUM_US. Strata are
+ * aligned to whole multiples of their width since the epoch, not to "now", so a
+ * store that does not change gives the same sample, and the same figures, frame
+ * after frame. Each stratum's newest tasks are read, up to SAMPLE_RECENT per
+ * stratum in the last minute (which alone makes the 1-minute figures) and
+ * SAMPLE_OLDER before it, and when a stratum holds more, each of its samples
+ * weighs count / samples. The cost of a frame stays bounded on any store. */
 
 #define STRATUM_US INT64_C(5000000)
 #define STRATA_OLDER 168
@@ -319,12 +327,12 @@ static int prepare_sample(data *d, const filter *f, sqlite3_stmt **rows,
                          "SELECT t.enqueued_at, t.status, t.run_us, t.wait_us, "
                          "t.name" READER_TASK_FROM
                          " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-                         "ORDER BY t.enqueued_at DESC LIMIT ?3", 4,
+                         "ORDER BY t.enqueued_at DESC LIMIT ?3", 4, 1,
                          rows) == 0 &&
       prepare_tasks_only(d, f,
                          "SELECT count(*)" READER_TASK_FROM
                          " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-                         "", 4, count) == 0)
+                         "", 4, 1, count) == 0)
     return 0;
   sqlite3_finalize(*rows);
   sqlite3_finalize(*count);
@@ -474,11 +482,150 @@ static void drop_sample(data *d) {
   }
 }
 
+/* ---- the rollups: whole minutes of a large window -------------------
+ *
+ * A window the rollups can answer (no filter beyond service, name and
+ * words) that holds more than DATA_EXACT_MAX tasks takes its percentiles
+ * from the rollups' histograms (docs/schema.md): whole minutes from the
+ * minute `since` falls in, each hour whole from rollups_hour, so the cost
+ * is a few rows per minute (hour) and name, exact counts, and percentiles
+ * within HIST_ERROR_PCT of exact nearest-rank ones. They move when a
+ * minute begins or the store changes, not with every frame. */
+
+int64_t data_rollup_start(int64_t since) {
+  return since == INT64_MIN ? since : floor_to(since, DATA_MINUTE_US);
+}
+
+/* The rollups answer a filter of service, name and word terms alone. */
+static int rollups_answer(const filter *f) {
+  return f == NULL ||
+         (filter_uses(f) & (FILTER_USES_OTHER | FILTER_USES_TIME)) == 0;
+}
+
+/* The percentiles p50, p95, p99 of h into out (DATA_NULL when empty). */
+static void hist_percentiles(const hist_sparse *h, int64_t out[3]) {
+  static const unsigned per_mille[3] = {500, 950, 990};
+  for (int k = 0; k < 3; k++)
+    if (hist_sparse_percentile(h, per_mille[k], &out[k]) != 0)
+      out[k] = DATA_NULL;
+}
+
+/* Adds a stored histogram (column i) to h; a damaged one is left out. */
+static void add_hist_column(sqlite3_stmt *st, int i, hist_sparse *h) {
+  if (sqlite3_column_type(st, i) != SQLITE_NULL)
+    hist_sparse_add_blob(h, sqlite3_column_blob(st, i),
+                         (size_t)sqlite3_column_bytes(st, i));
+}
+
+/* Prepares a statement over the rollups `r` whose filter, with columns
+ * mapped to theirs, is numbered from ?first and bound. */
+static int prepare_rollups(data *d, const filter *f, const char *head,
+                           int first, sqlite3_stmt **st) {
+  static const char *const columns[][2] = {{"t.name", "r.name"},
+                                           {"a.service", "r.service"}};
+  return prepare_mapped(d, f, head, "", first, columns, 2, st);
+}
+
+#define ROLLUP_COLUMNS                                                         \
+  "SELECT r.name, r.succeeded, r.failed, r.skipped, r.dropped, r.lost, "       \
+  "r.run_hist, r.wait_hist FROM "
+
+/* Calls row() for every rollup row matching f from `start` (a whole
+ * minute, or INT64_MIN) on: the minutes up to the first whole hour, then
+ * the hours. Each row's columns are ROLLUP_COLUMNS's. */
+static int each_rollup(data *d, const filter *f, int64_t start,
+                       void (*row)(void *, sqlite3_stmt *), void *arg) {
+  int64_t hour =
+      start == INT64_MIN ? start : floor_to(start + HOUR_US - 1, HOUR_US);
+  sqlite3_stmt *st = NULL;
+  int rc = SQLITE_DONE;
+  if (start < hour) {
+    if (prepare_rollups(d, f,
+                        ROLLUP_COLUMNS "rollups r WHERE r.minute >= ?1 AND "
+                                       "r.minute < ?2",
+                        3, &st))
+      return -1;
+    sqlite3_bind_int64(st, 1, start);
+    sqlite3_bind_int64(st, 2, hour);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      row(arg, st);
+    sqlite3_finalize(st);
+    st = NULL;
+  }
+  if (rc != SQLITE_DONE ||
+      prepare_rollups(d, f, ROLLUP_COLUMNS "rollups_hour r WHERE r.hour >= ?1",
+                      2, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, hour);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    row(arg, st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Calls row() for each task matching f enqueued from `start` on that is
+ * still queued or running (raw rows, through tasks_unusual): the rollups
+ * count a task once it is final. Columns: name, wait_us. */
+static int each_active(data *d, const filter *f, int64_t start,
+                       void (*row)(void *, sqlite3_stmt *), void *arg) {
+  sqlite3_stmt *st = NULL;
+  if (prepare_filtered(d, f,
+                       "SELECT t.name, t.wait_us" READER_TASK_FROM
+                       " WHERE " SCHEMA_SQL_ACTIVE " AND t.enqueued_at >= ?1",
+                       "", 2, 1, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, start);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    row(arg, st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void rollup_hists(void *arg, sqlite3_stmt *st) {
+  hist_sparse *h = arg;
+  add_hist_column(st, 6, &h[0]);
+  add_hist_column(st, 7, &h[1]);
+}
+
+/* A task still running has waited already: its wait counts too, as in the
+ * raw rows. */
+static void active_wait(void *arg, sqlite3_stmt *st) {
+  hist_sparse *h = arg;
+  if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+    hist_sparse_add(&h[1], sqlite3_column_int64(st, 1));
+}
+
+/* The header's percentiles of both spans from the rollups. */
+static int load_rollups(data *d, const filter *f, int64_t since, int64_t now_us,
+                        data_stats *s) {
+  int64_t minute = now_us - DATA_MINUTE_US;
+  int64_t from[DATA_WINDOWS] = {minute > since ? minute : since, since};
+  int rc = 0;
+  for (int w = 0; w < DATA_WINDOWS; w++) {
+    hist_sparse h[2];
+    hist_sparse_init(&h[0]);
+    hist_sparse_init(&h[1]);
+    int64_t start = data_rollup_start(from[w]);
+    if (rc == 0 && (each_rollup(d, f, start, rollup_hists, h) ||
+                    each_active(d, f, start, active_wait, h)))
+      rc = -1;
+    hist_percentiles(&h[0], s->run[w]);
+    hist_percentiles(&h[1], s->wait[w]);
+    hist_sparse_fini(&h[0]);
+    hist_sparse_fini(&h[1]);
+  }
+  s->pct_error = HIST_ERROR_PCT;
+  return rc;
+}
+
 static int load_percentiles(data *d, const filter *f, int64_t since,
                             int64_t now_us, data_stats *s) {
-  sample_set *set = xmalloc(sizeof *set);
   drop_sample(d);
   s->exact = s->total <= DATA_EXACT_MAX;
+  if (!s->exact && rollups_answer(f))
+    return load_rollups(d, f, since, now_us, s);
+  sample_set *set = xmalloc(sizeof *set);
   if (sample_window(d, f, since, now_us, s->exact, set)) {
     free(set);
     return -1;
@@ -539,11 +686,13 @@ int data_stats_load(data *d, const filter *f, int64_t since, int64_t now_us,
   return rc;
 }
 
-/* Prepares "SELECT columns FROM ... WHERE (filter) AND extra ..." with the
- * filter's parameters numbered from ?first and bound. */
-static int prepare_filtered(data *d, const filter *f, const char *head,
-                            const char *tail, int first, sqlite3_stmt **st) {
-  char *where = f ? filter_sql_at(f, first) : NULL;
+/* Prepares "head AND (filter) tail" with the filter's parameters numbered
+ * from ?first and bound, its columns renamed by map (filter_sql_map()). */
+static int prepare_mapped(data *d, const filter *f, const char *head,
+                          const char *tail, int first,
+                          const char *const (*map)[2], size_t nmap,
+                          sqlite3_stmt **st) {
+  char *where = f ? filter_sql_map(f, first, map, nmap) : NULL;
   char *sql =
       sqlite3_mprintf("%s AND (%s) %s", head, where ? where : "1", tail);
   free(where);
@@ -557,6 +706,20 @@ static int prepare_filtered(data *d, const filter *f, const char *head,
   return rc;
 }
 
+/* Prepares "SELECT columns FROM ... WHERE (filter) AND extra ..." with the
+ * filter's parameters numbered from ?first and bound. With own_range, the
+ * head states the range of enqueue times to read, and the filter's time
+ * terms are written so that SQLite does not take them for index bounds
+ * (with several bounds of bound values on a column, it may pick any). */
+static int prepare_filtered(data *d, const filter *f, const char *head,
+                            const char *tail, int first, int own_range,
+                            sqlite3_stmt **st) {
+  static const char *const unindexed[][2] = {
+      {"t.enqueued_at", "+t.enqueued_at"}};
+  return prepare_mapped(d, f, head, tail, first, unindexed, own_range ? 1 : 0,
+                        st);
+}
+
 /*
  * prepare_filtered() for a statement that reads columns of tasks alone
  * (counts, samples): head names its tables as READER_TASK_FROM, and when
@@ -565,15 +728,16 @@ static int prepare_filtered(data *d, const filter *f, const char *head,
  * such joins in an aggregate).
  */
 static int prepare_tasks_only(data *d, const filter *f, const char *head,
-                              const char *tail, int first, sqlite3_stmt **st) {
+                              const char *tail, int first, int own_range,
+                              sqlite3_stmt **st) {
   if (f && (filter_uses(f) & FILTER_USES_JOIN))
-    return prepare_filtered(d, f, head, tail, first, st);
+    return prepare_filtered(d, f, head, tail, first, own_range, st);
   const char *join = strstr(head, READER_TASK_FROM);
   if (join == NULL)
-    return prepare_filtered(d, f, head, tail, first, st);
+    return prepare_filtered(d, f, head, tail, first, own_range, st);
   char *alone = sqlite3_mprintf("%.*s FROM tasks t%s", (int)(join - head), head,
                                 join + strlen(READER_TASK_FROM));
-  int rc = prepare_filtered(d, f, alone, tail, first, st);
+  int rc = prepare_filtered(d, f, alone, tail, first, own_range, st);
   sqlite3_free(alone);
   return rc;
 }
@@ -663,7 +827,7 @@ int data_tasks_page(data *d, const filter *f, const data_scope *scope,
   int rc = prepare_filtered(d, effective(f),
                             "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
                             " WHERE t.enqueued_at >= ?1",
-                            tail, LIST_FILTER_FIRST, &st);
+                            tail, LIST_FILTER_FIRST, 0, &st);
   sqlite3_free(order);
   sqlite3_free(tail);
   if (rc)
@@ -740,7 +904,7 @@ static int prepare_batch_keys(data *d, const filter *f, const data_scope *sc,
     rc = prepare_filtered(d, f,
                           "SELECT t.batch, t.enqueued_at, t.id" READER_TASK_FROM
                           " WHERE t.enqueued_at >= ?1",
-                          tail, LIST_FILTER_FIRST, st);
+                          tail, LIST_FILTER_FIRST, 0, st);
     sqlite3_free(order);
     sqlite3_free(tail);
     return rc;
@@ -754,7 +918,7 @@ static int prepare_batch_keys(data *d, const filter *f, const data_scope *sc,
   /* +t.batch: grouping by the plain column would have SQLite walk the
    * whole tasks_batch index for its order, every batch of the store. */
   char *tail = sqlite3_mprintf("GROUP BY +t.batch HAVING %s", order);
-  rc = prepare_tasks_only(d, f, head, tail, LIST_FILTER_FIRST, st);
+  rc = prepare_tasks_only(d, f, head, tail, LIST_FILTER_FIRST, 0, st);
   sqlite3_free(value);
   sqlite3_free(order);
   sqlite3_free(head);
@@ -871,7 +1035,7 @@ static int add_unusual(data *d, const filter *f, int64_t since_us,
                          "SELECT t.name, t.status, count(*)" READER_TASK_FROM
                          " WHERE " SCHEMA_SQL_FAILED_OR_SKIPPED
                          " AND t.enqueued_at >= ?1",
-                         "GROUP BY t.name, t.status", 2, &st))
+                         "GROUP BY t.name, t.status", 2, 1, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since_us);
   int rc;
@@ -908,13 +1072,83 @@ static int window_over(data *d, const filter *f, int64_t since, int max) {
   if (prepare_tasks_only(d, f,
                          "SELECT count(*) FROM (SELECT 1" READER_TASK_FROM
                          " WHERE t.enqueued_at >= ?1",
-                         "LIMIT ?2)", 3, &st))
+                         "LIMIT ?2)", 3, 0, &st))
     return -1;
   sqlite3_bind_int64(st, 1, since);
   sqlite3_bind_int(st, 2, max + 1);
   int over = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > max;
   sqlite3_finalize(st);
   return over;
+}
+
+/* The names view's rows while the rollups are read: the row of each name,
+ * with its histograms in hists[2 * index]. */
+typedef struct name_rows {
+  data_name *rows;
+  hist_sparse *hists;
+  int n, cap;
+} name_rows;
+
+/* The row of the name in column 0 of st, added when missing. */
+static data_name *name_row(name_rows *r, sqlite3_stmt *st) {
+  const char *p = (const char *)sqlite3_column_text(st, 0);
+  size_t len = (size_t)sqlite3_column_bytes(st, 0);
+  data_name *row = find_name(r->rows, r->n, p ? p : "", len);
+  if (row)
+    return row;
+  if (r->n == r->cap) {
+    r->cap = r->cap ? r->cap * 2 : 16;
+    r->rows = xrealloc(r->rows, (size_t)r->cap * sizeof *r->rows);
+    r->hists = xrealloc(r->hists, (size_t)r->cap * 2 * sizeof *r->hists);
+  }
+  row = &r->rows[r->n];
+  memset(row, 0, sizeof *row);
+  row->name = (data_text){xmemdup(p ? p : "", len), len};
+  hist_sparse_init(&r->hists[2 * r->n]);
+  hist_sparse_init(&r->hists[2 * r->n + 1]);
+  r->n++;
+  return row;
+}
+
+static void name_rollup(void *arg, sqlite3_stmt *st) {
+  name_rows *r = arg;
+  data_name *row = name_row(r, st);
+  for (int i = 0; i < 5; i++)
+    row->count += sqlite3_column_int64(st, 1 + i);
+  row->failed += sqlite3_column_int64(st, 2);
+  row->skipped += sqlite3_column_int64(st, 3);
+  rollup_hists(&r->hists[2 * (row - r->rows)], st);
+}
+
+static void name_active(void *arg, sqlite3_stmt *st) {
+  name_rows *r = arg;
+  data_name *row = name_row(r, st);
+  row->count++;
+  active_wait(&r->hists[2 * (row - r->rows)], st);
+}
+
+/* The names view from the rollups of the window's whole minutes, plus the
+ * tasks of the window still queued or running: exact counts, percentiles
+ * within HIST_ERROR_PCT. */
+static int names_from_rollups(data *d, const filter *f, int64_t since,
+                              data_name **out, int *n) {
+  name_rows r = {0};
+  int64_t start = data_rollup_start(since);
+  int rc = each_rollup(d, f, start, name_rollup, &r) ||
+                   each_active(d, f, start, name_active, &r)
+               ? -1
+               : 0;
+  for (int i = 0; i < r.n; i++) {
+    hist_percentiles(&r.hists[2 * i], r.rows[i].run);
+    hist_percentiles(&r.hists[2 * i + 1], r.rows[i].wait);
+    r.rows[i].pct_error = HIST_ERROR_PCT;
+    hist_sparse_fini(&r.hists[2 * i]);
+    hist_sparse_fini(&r.hists[2 * i + 1]);
+  }
+  free(r.hists);
+  *out = r.rows;
+  *n = r.n;
+  return rc;
 }
 
 int data_names_load(data *d, const filter *f, int64_t since, int64_t now_us,
@@ -931,7 +1165,11 @@ int data_names_load(data *d, const filter *f, int64_t since, int64_t now_us,
     drop_sample(d);
   } else {
     int over = window_over(d, f, since, DATA_EXACT_MAX);
-    if (over < 0 || sample_window(d, f, since, now_us, !over, &set))
+    if (over < 0)
+      return -1;
+    if (over && rollups_answer(f))
+      return names_from_rollups(d, f, since, out, n);
+    if (sample_window(d, f, since, now_us, !over, &set))
       return -1;
   }
   qsort(set.v, set.n, sizeof *set.v, compare_sample_name);

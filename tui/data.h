@@ -7,9 +7,11 @@
  * over the tasks_time index ("rows at or before this (enqueued_at, id)"),
  * lists in another order are keyset pages of the window sorted by that
  * value, aggregates cover the window through indexes, and percentiles
- * come from every task of a small window or a sample of bounded size of a
- * large one (see data.c). Strings are returned exactly as stored (any
- * bytes): callers sanitize before display.
+ * come from every task of a small window; of a large one, from the
+ * per-minute and per-hour rollups (docs/schema.md) when the filter names
+ * nothing beyond services, names and words, else from a sample of bounded
+ * size (see data.c). Strings are returned exactly as stored (any bytes):
+ * callers sanitize before display.
  */
 #ifndef TW_DATA_H
 #define TW_DATA_H
@@ -56,7 +58,8 @@ typedef struct data_key {
 } data_key;
 
 /* Tasks windows of up to this many tasks are read whole: counts and
- * percentiles are exact. Larger ones are sampled (see data.c). */
+ * percentiles are exact. Larger ones are read from the rollups or sampled
+ * (see data.c). */
 #define DATA_EXACT_MAX 10000
 
 /* Rates: tasks per second over the last DATA_RATE_S seconds, from
@@ -80,14 +83,22 @@ typedef struct data_stats {
   int64_t rate_t0;
   int64_t rate_tasks[DATA_RATE_S + 1], rate_failed[DATA_RATE_S + 1];
   /* [last minute, window][p50, p95, p99] in microseconds, DATA_NULL when
-   * no task; exact when the window held at most DATA_EXACT_MAX tasks. */
+   * no task; exact when the window held at most DATA_EXACT_MAX tasks, else
+   * within pct_error % of exact when pct_error > 0 (the rollups'
+   * histograms, common/hist, over the spans' whole minutes:
+   * data_rollup_start()), else from a sample. */
   int64_t run[DATA_WINDOWS][3], wait[DATA_WINDOWS][3];
   int exact;
+  double pct_error;
   int64_t agents, agents_connected, agents_dropped;
   /* When the collector last received an event (its clock, reader.h
    * reader_agent_seen_sql()); DATA_NULL when the store is empty. */
   int64_t last_event_at;
 } data_stats;
+
+/* The first enqueue time the rollups' figures of a span from `since`
+ * cover: the start of since's minute (INT64_MIN: all). */
+int64_t data_rollup_start(int64_t since);
 
 /* Tasks (failed: failed tasks) per second as of now_us, from the buckets
  * of s: 0 once DATA_RATE_S seconds passed without one. */
@@ -109,6 +120,7 @@ typedef struct data_name {
   int64_t count, failed, skipped;
   int64_t run[3], wait[3]; /* p50, p95, p99; DATA_NULL when none */
   int estimated;           /* count and percentiles come from a sample */
+  double pct_error;        /* percentiles within this % (0: exact) */
 } data_name;
 
 typedef struct data_agent {
@@ -174,8 +186,11 @@ void data_batches_free(data_batch *b, int n);
 /*
  * One row per task name over the tasks matching f enqueued from `since` on.
  * Failed and skipped counts are exact; the total and the percentiles are
- * exact too when the window holds at most DATA_EXACT_MAX tasks, else they
- * come from a sample (see data.c) and the rows are marked estimated.
+ * exact too when the window holds at most DATA_EXACT_MAX tasks. A larger
+ * window is answered from the rollups when f names nothing beyond
+ * services, names and words (whole minutes from data_rollup_start(since):
+ * exact counts, percentiles within pct_error), else from a sample (see
+ * data.c), and the rows are marked estimated.
  */
 int data_names_load(data *d, const filter *f, int64_t since, int64_t now_us,
                     data_name **out, int *n);

@@ -358,11 +358,15 @@ static void header_rates(const view_state *s, flow *f) {
   flow_put(f, &seg);
 }
 
+static const char *plus_minus(unsigned flags) {
+  return flags & SANITIZE_ASCII ? "+-" : "\xC2\xB1";
+}
+
 /* p50/p95/p99 of run time and wait over the last minute and the window;
- * "~" when they come from a sample. */
+ * "~" when they come from a sample, the bound when from the rollups. */
 static void header_percentiles(const view_state *s, flow *f) {
   const char *spans[DATA_WINDOWS] = {"1m", view_window_name(s->window)};
-  const char *mark = s->stats.exact ? "" : "~";
+  const char *mark = s->stats.exact || s->stats.pct_error > 0 ? "" : "~";
   for (int which = 0; which < 2; which++) {
     segment seg = {0};
     seg.brk = 1;
@@ -372,6 +376,10 @@ static void header_percentiles(const view_state *s, flow *f) {
     else
       piece(&seg, style(GRID_DEFAULT, GRID_BOLD), "%s",
             which ? "wait" : "run ");
+    /* Percentiles from histograms say how far they may be from exact. */
+    if (f->width >= 100 && s->stats.pct_error > 0)
+      piece(&seg, style(GRID_DEFAULT, GRID_DIM), " %s%.1f%%",
+            plus_minus(grid_flags(f->g)), s->stats.pct_error);
     flow_put(f, &seg);
     for (int w = 0; w < DATA_WINDOWS; w++) {
       const int64_t *p = which ? s->stats.wait[w] : s->stats.run[w];
@@ -384,6 +392,13 @@ static void header_percentiles(const view_state *s, flow *f) {
       piece(&seg, normal, "%s%s/%s/%s", p[0] == DATA_NULL ? "" : mark, a, b, c);
       flow_put(f, &seg);
     }
+  }
+  if (f->width < 100 && s->stats.pct_error > 0) {
+    segment seg = {0};
+    seg.optional = 1;
+    piece(&seg, style(GRID_DEFAULT, GRID_DIM), "%s%.1f%%",
+          plus_minus(grid_flags(f->g)), s->stats.pct_error);
+    flow_put(f, &seg);
   }
 }
 

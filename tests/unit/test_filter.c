@@ -323,6 +323,71 @@ static void renumbered_parameters(void **state) {
   filter_free(f);
 }
 
+/* What a filter uses, as the rollups' callers read it. */
+static void uses_kinds_of_terms(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    unsigned uses;
+  } cases[] = {
+      {"", 0},
+      {"email name:send_*", FILTER_USES_NAME},
+      {"service:api", FILTER_USES_SERVICE | FILTER_USES_JOIN},
+      {"since:1h until:now", FILTER_USES_TIME},
+      {"!since:1h", FILTER_USES_OTHER},
+      {"host:web-1 label:x", FILTER_USES_OTHER | FILTER_USES_JOIN},
+      {"status:failed service:w* since:1d",
+       FILTER_USES_OTHER | FILTER_USES_SERVICE | FILTER_USES_TIME |
+           FILTER_USES_JOIN},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+    filter *f = NULL;
+    char err[128];
+    assert_int_equal(filter_parse(cases[i].text, FIX_NOW, &f, err, sizeof(err)),
+                     0);
+    if (filter_uses(f) != cases[i].uses)
+      fail_msg("'%s' uses %u, not %u", cases[i].text, filter_uses(f),
+               cases[i].uses);
+    filter_free(f);
+  }
+}
+
+/* Columns mapped to a summary's own, whole names only, parameters
+ * renumbered: the filter runs over a table that is not tasks. */
+static void mapped_columns(void **state) {
+  sqlite3 *db = *state;
+  filter *f = NULL;
+  char err[128];
+  assert_int_equal(filter_parse("name:send_* !service:worker since:1h", FIX_NOW,
+                                &f, err, sizeof(err)),
+                   0);
+  static const char *const map[][2] = {
+      {"t.name", "s.n"}, {"a.service", "s.svc"}, {"t.enqueued_at", "s.at"}};
+  char *where = filter_sql_map(f, 2, map, 3);
+  assert_null(strstr(where, "t.name"));
+  assert_null(strstr(where, "a.service"));
+  assert_null(strstr(where, "t.enqueued_at"));
+  char sql[2048];
+  snprintf(sql, sizeof(sql),
+           "SELECT count(*) FROM (SELECT 'send_email' AS n, 'api' AS svc, "
+           "?1 AS at UNION ALL SELECT 'send_email', 'worker', ?1 UNION ALL "
+           "SELECT 'fetch', 'api', ?1) s WHERE %s",
+           where);
+  free(where);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  sqlite3_bind_int64(st, 1, FIX_NOW - 60000000);
+  assert_int_equal(filter_bind(f, st, 2), 2 + filter_param_count(f));
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 1);
+  sqlite3_reset(st);
+  sqlite3_bind_int64(st, 1, FIX_NOW - 7200000000);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 0);
+  sqlite3_finalize(st);
+  filter_free(f);
+}
+
 static void add_matches_text(void **state) {
   sqlite3 *db = *state;
   (void)db;
@@ -402,6 +467,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(renumbered_parameters, setup, teardown),
       cmocka_unit_test_setup_teardown(add_matches_text, setup, teardown),
+      cmocka_unit_test_setup_teardown(uses_kinds_of_terms, setup, teardown),
+      cmocka_unit_test_setup_teardown(mapped_columns, setup, teardown),
       cmocka_unit_test(join_use),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

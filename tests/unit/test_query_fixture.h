@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "rollup.h"
 #include "schema.h"
 
 /* 2026-11-22T10:00:00Z */
@@ -147,12 +148,19 @@ static int fixture_fill(sqlite3 *db) {
   return rc;
 }
 
+/* Rebuilds the rollups from the raw rows, as the collector would have
+ * written them: call after inserting tasks. */
+static int fixture_rollups(sqlite3 *db) {
+  return rollup_rebuild(db);
+}
+
 /* A fresh fixture database at path (":memory:" works), or NULL. */
 static sqlite3 *fixture_open(const char *path) {
   sqlite3 *db = NULL;
   char *err = NULL;
   if (sqlite3_open(path, &db) != SQLITE_OK ||
-      schema_apply(db, &err) != SQLITE_OK || fixture_fill(db) != SQLITE_OK) {
+      schema_apply(db, &err) != SQLITE_OK || fixture_fill(db) != SQLITE_OK ||
+      fixture_rollups(db) != SQLITE_OK) {
     sqlite3_free(err);
     sqlite3_close(db);
     return NULL;

@@ -66,15 +66,51 @@ static void random_sets(void **state) {
       raw[i] = (int64_t)(seed % 1000) - 100; /* duplicates and negatives */
       stats_values_push(&s, raw[i]);
     }
-    stats_values_sort(&s);
+    /* Selection first (it reorders the samples), then the sort. */
     const unsigned pm[] = {1, 10, 250, 500, 900, 950, 990, 999, 1000};
-    for (size_t k = 0; k < sizeof(pm) / sizeof(pm[0]); k++) {
+    size_t npm = sizeof(pm) / sizeof(pm[0]);
+    int64_t selected[sizeof(pm) / sizeof(pm[0])];
+    assert_int_equal(stats_values_select(&s, pm, npm, selected), 0);
+    stats_values_sort(&s);
+    for (size_t k = 0; k < npm; k++) {
       int64_t v;
       assert_int_equal(stats_percentile(&s, pm[k], &v), 0);
       assert_true(v == by_definition(raw, n, pm[k]));
+      assert_true(selected[k] == v);
     }
     stats_values_fini(&s);
   }
+}
+
+/* Selection refuses what stats_percentile() refuses, and percentiles out
+ * of order; one percentile alone, and many equal samples, work too. */
+static void selection_edges(void **state) {
+  (void)state;
+  stats_values s;
+  int64_t out[3];
+  stats_values_init(&s);
+  const unsigned p50[] = {500}, bad_order[] = {950, 500}, zero[] = {0};
+  assert_int_equal(stats_values_select(&s, p50, 1, out), -1);
+  for (int i = 0; i < 100000; i++)
+    stats_values_push(&s, i % 3 == 0 ? 7 : 1000 - i % 5);
+  assert_int_equal(stats_values_select(&s, bad_order, 2, out), -1);
+  assert_int_equal(stats_values_select(&s, zero, 1, out), -1);
+  /* Appending keeps every sample (and leaves the source as it was). */
+  stats_values copy;
+  stats_values_init(&copy);
+  stats_values_append(&copy, &s);
+  stats_values_append(&copy, &s);
+  assert_int_equal(copy.n, 2 * s.n);
+  const unsigned half[] = {500};
+  assert_int_equal(stats_values_select(&copy, half, 1, out), 0);
+  assert_true(out[0] == 997);
+  stats_values_fini(&copy);
+  const unsigned three[] = {300, 334, 1000};
+  assert_int_equal(stats_values_select(&s, three, 3, out), 0);
+  assert_true(out[0] == 7);
+  assert_true(out[1] == 996);
+  assert_true(out[2] == 1000);
+  stats_values_fini(&s);
 }
 
 static void weighted(void **state) {
@@ -145,6 +181,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(small_sets),
       cmocka_unit_test(random_sets),
+      cmocka_unit_test(selection_edges),
       cmocka_unit_test(weighted),
       cmocka_unit_test(weighted_clear_and_reuse),
   };

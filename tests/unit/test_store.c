@@ -105,6 +105,16 @@ static task_row *add_task(fixture *f, wbatch *b, int64_t id, int64_t batch,
   return r;
 }
 
+/* The agents row of agent 1, with this service. */
+static void add_agent(wbatch *b, const char *service) {
+  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
+  memset(op->instance, 7, sizeof(op->instance));
+  op->service.ptr = service;
+  op->service.len = (uint32_t)strlen(service);
+  op->host.ptr = "h";
+  op->host.len = 1;
+}
+
 static void add_batch(wbatch *b, int64_t id, int64_t at) {
   batch_row *br = wbatch_add_batch(b);
   br->id = id;
@@ -287,6 +297,98 @@ static void checkpoints_while_writing(void **state) {
   assert_true(size > empty + (512 << 10));
 }
 
+/* Adds the stored histograms that sql selects into h. */
+static void rollup_hist(fixture *f, const char *sql, hist_sparse *h) {
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(f->db, sql, -1, &st, NULL), SQLITE_OK);
+  while (sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+      assert_int_equal(
+          hist_sparse_add_blob(h, sqlite3_column_blob(st, 0),
+                               (size_t)sqlite3_column_bytes(st, 0)),
+          0);
+  sqlite3_finalize(st);
+}
+
+/* A percentile of h is within the stated bound of the exact one. */
+static void assert_near(const hist_sparse *h, unsigned per_mille,
+                        int64_t exact) {
+  int64_t v;
+  assert_int_equal(hist_sparse_percentile(h, per_mille, &v), 0);
+  assert_true(llabs(v - exact) <= exact / HIST_ERROR_DIV);
+}
+
+/* Turns the closed store into the layout of an older version: version
+ * 3's indexes and per-minute rollups (percentiles by finished minute),
+ * without export_queue and batches.traceparent, and for version 2 its two
+ * indexes in place of tasks_time. */
+static void make_old_store(fixture *f, int version) {
+  static const char v3[] =
+      "DROP TABLE rollups; DROP TABLE rollups_hour;"
+      "DROP TABLE export_queue;"
+      "ALTER TABLE batches DROP COLUMN traceparent;"
+      "CREATE TABLE rollups (minute INTEGER NOT NULL, name TEXT NOT NULL,"
+      " succeeded INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL"
+      " DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT"
+      " NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0, wait_p50 INTEGER,"
+      " wait_p95 INTEGER, wait_p99 INTEGER, run_p50 INTEGER, run_p95"
+      " INTEGER, run_p99 INTEGER, PRIMARY KEY (minute, name)) WITHOUT ROWID;"
+      "CREATE INDEX tasks_batch ON tasks (batch);"
+      "CREATE INDEX tasks_unusual ON tasks (status, enqueued_at)"
+      " WHERE status <> 2;"
+      "CREATE INDEX agents_gone ON agents (disconnected_at)"
+      " WHERE connected = 0;";
+  assert_int_equal(
+      sqlite3_exec(f->db, schema_drop_index_sql(), NULL, NULL, NULL),
+      SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->db, v3, NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(f->db,
+                   version == 3
+                       ? "CREATE INDEX tasks_time ON tasks (enqueued_at, name);"
+                         "PRAGMA user_version = 3"
+                       : "CREATE INDEX tasks_enqueued ON tasks (enqueued_at);"
+                         "CREATE INDEX tasks_name ON tasks (name, "
+                         "enqueued_at); PRAGMA user_version = 2",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+}
+
+/* What version 4 added besides the rollups and indexes: the export's
+ * queue and the batches' traceparent. */
+static void assert_export_tables(fixture *f) {
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'table' AND name = 'export_queue'"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM pragma_table_info('batches') "
+                        "WHERE name = 'traceparent'"),
+                   1);
+}
+
+/* The indexes of the current version, and only those. */
+static void assert_current_indexes(fixture *f) {
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'index' AND name IN ('tasks_enqueued', 'tasks_name')"),
+                   0);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'index' AND name = 'tasks_time'"),
+                   1);
+  /* The benchmarks' drop and create statements cover every index. */
+  int64_t n = q(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                   "AND sql IS NOT NULL");
+  assert_int_equal(
+      sqlite3_exec(f->db, schema_drop_index_sql(), NULL, NULL, NULL),
+      SQLITE_OK);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'index' AND sql IS NOT NULL"),
+                   0);
+  assert_int_equal(sqlite3_exec(f->db, schema_index_sql(), NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
+                        "'index' AND sql IS NOT NULL"),
+                   n);
+}
+
 /* A version 2 store (its indexes tasks_enqueued and tasks_name) opens at
  * the current version: tasks_time in their place, every row kept. */
 static void upgrades_a_version_2_store(void **state) {
@@ -300,14 +402,7 @@ static void upgrades_a_version_2_store(void **state) {
   wbatch_free(b);
   store_close(f->store);
   f->store = NULL;
-  assert_int_equal(
-      sqlite3_exec(f->db,
-                   "DROP INDEX tasks_time;"
-                   "CREATE INDEX tasks_enqueued ON tasks (enqueued_at);"
-                   "CREATE INDEX tasks_name ON tasks (name, enqueued_at);"
-                   "PRAGMA user_version = 2",
-                   NULL, NULL, NULL),
-      SQLITE_OK);
+  make_old_store(f, 2);
   open_store(f, 0, 0, 0);
   assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
   assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
@@ -320,21 +415,76 @@ static void upgrades_a_version_2_store(void **state) {
   assert_int_equal(q(f, "SELECT count(*) FROM tasks INDEXED BY tasks_time "
                         "WHERE enqueued_at >= 2000"),
                    1);
-  /* The benchmarks' drop and create statements cover every index. */
+  assert_int_equal(q(f, "SELECT sum(succeeded + failed) FROM rollups"), 2);
+  assert_current_indexes(f);
+  assert_export_tables(f);
+}
+
+/* A version 3 store opens as the current version in one transaction: it
+ * gets export_queue and batches.traceparent, its rollups are rebuilt from
+ * the raw rows (by enqueue minute, per service, with histograms), and the
+ * old rollups of minutes whose raw rows were pruned are carried over as
+ * counts, marked in meta. */
+static void upgrades_a_version_3_store(void **state) {
+  fixture *f = *state;
+  int64_t m = INT64_C(60000000), t0 = m * 5000;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_agent(b, "mail");
+  for (int i = 0; i < 120; i++) {
+    task_row *r = add_task(f, b, 1 + i, 1, t0 + 2 * m + i * 1000000,
+                           i % 10 ? SCHEMA_SUCCEEDED : SCHEMA_FAILED);
+    r->finished_at = r->started_at + 100 * (i + 1);
+  }
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+  store_close(f->store);
+  f->store = NULL;
+  make_old_store(f, 3);
+  /* What the version 3 collector had rolled up: two pruned minutes, and
+   * (wrong by now) rows of the minutes raw rows still hold. */
   assert_int_equal(
-      sqlite3_exec(f->db, schema_drop_index_sql(), NULL, NULL, NULL),
+      sqlite3_exec(f->db,
+                   "INSERT INTO rollups (minute, name, succeeded, failed, "
+                   "run_p50) VALUES (300000000000, 'work', 40, 2, 700), "
+                   "(300060000000, 'work', 50, 0, 700), (300120000000, "
+                   "'work', 1, 1, 7), (300180000000, 'work', 1, 1, 7)",
+                   NULL, NULL, NULL),
       SQLITE_OK);
-  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
-                        "'index' AND sql IS NOT NULL"),
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE name = "
+                        "'rollups_v3'"),
                    0);
-  assert_int_equal(sqlite3_exec(f->db, schema_index_sql(), NULL, NULL, NULL),
-                   SQLITE_OK);
-  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
-                        "'index' AND tbl_name = 'tasks'"),
-                   3);
-  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
-                        "'index' AND name = 'agents_gone'"),
-                   1);
+  /* Raw minutes: from the rows. */
+  assert_int_equal(q(f, "SELECT count(*) FROM rollups WHERE service = 'mail'"),
+                   2);
+  assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups WHERE service = "
+                        "'mail'"),
+                   108);
+  assert_int_equal(q(f, "SELECT sum(failed) FROM rollups WHERE service = "
+                        "'mail'"),
+                   12);
+  hist_sparse run;
+  hist_sparse_init(&run);
+  rollup_hist(f, "SELECT run_hist FROM rollups WHERE service = 'mail'", &run);
+  assert_int_equal(run.total, 120);
+  assert_near(&run, 500, 6000);
+  hist_sparse_fini(&run);
+  /* Pruned minutes: the old counts, no histograms. */
+  assert_int_equal(q(f, "SELECT count(*) FROM rollups WHERE service = '' AND "
+                        "run_hist IS NULL AND minute < 300120000000"),
+                   2);
+  assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups WHERE service = "
+                        "''"),
+                   90);
+  assert_int_equal(q(f, "SELECT value FROM meta WHERE key = "
+                        "'" SCHEMA_META_COUNTS_ONLY_BEFORE "'"),
+                   t0 + 2 * m);
+  assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups_hour"), 198);
+  assert_current_indexes(f);
+  assert_export_tables(f);
+  assert_int_equal(q(f, "PRAGMA application_id"), SCHEMA_APPLICATION_ID);
 }
 
 /* A row of later events of task id (an UPDATE row). */
@@ -552,6 +702,8 @@ static void upgrades_a_version_4_store(void **state) {
                         "WHERE name = 'last_received_at'"),
                    1);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
+  /* Version 4's rollups are kept, not filled again from the rows. */
+  assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups"), 1);
   b = wbatch_new(2);
   agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
   memset(op->instance, 1, sizeof(op->instance));
@@ -695,6 +847,7 @@ static void rollups_count_and_rank(void **state) {
   open_store(f, 0, 0, 0);
   int64_t minute = INT64_C(60000000) * 1000;
   wbatch *b = wbatch_new(1);
+  add_agent(b, "mail");
   for (int i = 0; i < 100; i++) {
     task_row *r = add_task(f, b, 1 + i, 1, minute + i * 1000,
                            i < 90 ? SCHEMA_SUCCEEDED : SCHEMA_FAILED);
@@ -704,52 +857,159 @@ static void rollups_count_and_rank(void **state) {
   wbatch_free(b);
   assert_int_equal(q(f, "SELECT count(*) FROM rollups"), 1);
   assert_int_equal(q(f, "SELECT minute FROM rollups"), minute);
+  assert_int_equal(q(f, "SELECT count(*) FROM rollups WHERE service = 'mail' "
+                        "AND name = 'work'"),
+                   1);
   assert_int_equal(q(f, "SELECT succeeded FROM rollups"), 90);
   assert_int_equal(q(f, "SELECT failed FROM rollups"), 10);
-  int64_t p50 = q(f, "SELECT run_p50 FROM rollups");
-  int64_t p99 = q(f, "SELECT run_p99 FROM rollups");
-  assert_true(p50 > 4700 && p50 < 5400);
-  assert_true(p99 > 9300 && p99 < 10700);
-  assert_int_equal(q(f, "SELECT wait_p50 FROM rollups"), 10);
+  hist_sparse run, wait;
+  hist_sparse_init(&run);
+  hist_sparse_init(&wait);
+  rollup_hist(f, "SELECT run_hist FROM rollups", &run);
+  rollup_hist(f, "SELECT wait_hist FROM rollups", &wait);
+  assert_int_equal(run.total, 100);
+  assert_near(&run, 500, 5000);
+  assert_near(&run, 990, 9900);
+  int64_t v;
+  assert_int_equal(hist_sparse_percentile(&run, 1000, &v), 0);
+  assert_int_equal(v, 10000);
+  assert_int_equal(hist_sparse_percentile(&wait, 500, &v), 0);
+  assert_int_equal(v, 10); /* small values are exact */
+  hist_sparse_fini(&run);
+  hist_sparse_fini(&wait);
+  /* The hour holds the same. */
+  assert_int_equal(q(f, "SELECT hour FROM rollups_hour"),
+                   minute - minute % INT64_C(3600000000));
+  assert_int_equal(q(f, "SELECT succeeded + failed FROM rollups_hour"), 100);
 }
 
-static int capture_row(void *arg, const rollup_row *row) {
-  *(rollup_row *)arg = *row;
-  return 0;
+/* Rows of one minute written by two transactions, and by a collector run
+ * after a restart, add up: counts and histograms alike. */
+static void rollups_merge_across_restarts(void **state) {
+  fixture *f = *state;
+  int64_t minute = INT64_C(60000000) * 2000;
+  for (int run = 0; run < 3; run++) {
+    open_store(f, 0, 0, 0);
+    wbatch *b = wbatch_new(1);
+    for (int i = 0; i < 10; i++) {
+      task_row *r =
+          add_task(f, b, 1 + run * 10 + i, 1, minute + i, SCHEMA_SUCCEEDED);
+      r->finished_at = r->started_at + 1000 * (run + 1);
+    }
+    assert_int_equal(store_write(f->store, b), 0);
+    wbatch_free(b);
+    store_close(f->store);
+    f->store = NULL;
+    /* Closed for good: the last connection checkpointed its WAL away. */
+    char wal[128];
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_int_equal(access(wal, F_OK), -1);
+  }
+  assert_int_equal(q(f, "SELECT succeeded FROM rollups"), 30);
+  assert_int_equal(q(f, "SELECT succeeded FROM rollups_hour"), 30);
+  hist_sparse run;
+  hist_sparse_init(&run);
+  rollup_hist(f, "SELECT run_hist FROM rollups", &run);
+  assert_int_equal(run.total, 30);
+  assert_near(&run, 100, 1000);
+  assert_near(&run, 500, 2000);
+  assert_near(&run, 1000, 3000);
+  hist_sparse_fini(&run);
 }
 
-/* A transaction that rolls back takes its tasks out of the percentiles as
- * well as the counts: the writer retries the batch, and each retry adds
+/* Rollups built row by row as tasks commit equal the ones rollup_fill()
+ * builds from the raw rows afterwards. */
+static void rollup_fill_agrees_with_the_writer(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  int64_t t0 = INT64_C(60000000) * 3000;
+  /* Three transactions, each with tasks of every minute. */
+  for (int k = 0; k < 3; k++) {
+    wbatch *b = wbatch_new(1 + (uint64_t)k);
+    for (int i = k; i < 600; i += 3) {
+      task_row *r = add_task(f, b, 1 + i, 1, t0 + i * 700000,
+                             i % 7 == 0   ? SCHEMA_FAILED
+                             : i % 5 == 0 ? SCHEMA_SKIPPED
+                                          : SCHEMA_SUCCEEDED);
+      r->finished_at = r->started_at + 37 * i;
+      if (i % 5 == 0 && i % 7)
+        r->have &= (uint8_t)~HAVE_START;
+    }
+    assert_int_equal(store_write(f->store, b), 0);
+    wbatch_free(b);
+  }
+  store_close(f->store);
+  f->store = NULL;
+  static const char both[] =
+      "SELECT count(*) FROM (SELECT * FROM rollups %s SELECT * FROM "
+      "rollups_copy)";
+  assert_int_equal(sqlite3_exec(f->db,
+                                "CREATE TABLE rollups_copy AS SELECT * FROM "
+                                "rollups; DELETE FROM rollups;"
+                                "DELETE FROM rollups_hour",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_equal(q(f, "SELECT count(*) FROM rollups_copy"), 7);
+  rollup *r = NULL;
+  assert_int_equal(rollup_open(f->db, &r), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(rollup_fill(r, INT64_MIN), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  rollup_free(r);
+  char sql[256];
+  snprintf(sql, sizeof sql, both, "EXCEPT");
+  assert_int_equal(q(f, sql), 0);
+  snprintf(sql, sizeof sql, both, "INTERSECT");
+  assert_int_equal(q(f, sql), 7);
+  assert_int_equal(q(f, "SELECT sum(succeeded + failed + skipped) FROM "
+                        "rollups_hour"),
+                   600);
+}
+
+/* Tasks added in a transaction that rolls back leave the rollups, their
+ * histograms included: the writer retries the batch, and each retry adds
  * the same tasks again. */
 static void rollup_rollback_forgets_the_tasks(void **state) {
-  (void)state;
-  rollup *r = rollup_new();
-  rollup_row row;
+  fixture *f = *state;
+  char *err = NULL;
+  assert_int_equal(schema_apply(f->db, &err), SQLITE_OK);
+  rollup *r = NULL;
+  assert_int_equal(rollup_open(f->db, &r), SQLITE_OK);
   int64_t minute = INT64_C(60000000) * 1000;
-  for (int i = 0; i < 2; i++)
-    rollup_add(r, "n", 1, minute + 1, SCHEMA_SUCCEEDED, 5, 1000);
-  assert_int_equal(rollup_flush(r, capture_row, &row), 0);
-  rollup_commit(r);
-  assert_int_equal(row.counts[SCHEMA_SUCCEEDED], 2);
-  for (int attempt = 0; attempt < 3; attempt++) {
-    rollup_add(r, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10);
-    memset(&row, 0, sizeof(row));
-    assert_int_equal(rollup_flush(r, capture_row, &row), 0);
-    assert_int_equal(row.counts[SCHEMA_FAILED], 1);
-    if (attempt < 2)
-      rollup_rollback(r);
-  }
-  rollup_commit(r);
-  /* Committed: 1000, 1000 and one 10; three 10s would make p50 10. */
-  assert_true(row.run_p[0] > 900 && row.run_p[0] < 1100);
-  assert_int_equal(row.counts[SCHEMA_SUCCEEDED], 0);
-  /* A rollback with nothing added since the commit changes nothing. */
+  /* Committed. */
+  assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  for (int i = 0; i < 10; i++)
+    rollup_add(r, 1, "n", 1, minute + 1, SCHEMA_SUCCEEDED, 5, 1000);
+  assert_int_equal(rollup_flush(r), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  /* Flushed, then rolled back. */
+  assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  for (int i = 0; i < 10; i++)
+    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10);
+  assert_int_equal(rollup_flush(r), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL),
+                   SQLITE_OK);
+  /* Rolled back before the flush. */
+  assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  for (int i = 0; i < 10; i++)
+    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10);
   rollup_rollback(r);
-  rollup_add(r, "n", 1, minute + 3, SCHEMA_SUCCEEDED, 5, 1000);
-  assert_int_equal(rollup_flush(r, capture_row, &row), 0);
-  assert_int_equal(row.counts[SCHEMA_SUCCEEDED], 1);
-  assert_true(row.run_p[0] > 900 && row.run_p[0] < 1100);
+  assert_int_equal(sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL),
+                   SQLITE_OK);
+  /* One more task, committed: only it and the first ten count. */
+  assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  rollup_add(r, 1, "n", 1, minute + 3, SCHEMA_SUCCEEDED, 5, 1000);
+  assert_int_equal(rollup_flush(r), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
   rollup_free(r);
+  assert_int_equal(q(f, "SELECT succeeded FROM rollups"), 11);
+  assert_int_equal(q(f, "SELECT failed FROM rollups"), 0);
+  hist_sparse run;
+  hist_sparse_init(&run);
+  rollup_hist(f, "SELECT run_hist FROM rollups", &run);
+  assert_int_equal(run.total, 11);
+  assert_near(&run, 10, 1000);
+  hist_sparse_fini(&run);
 }
 
 static void histogram_quantiles(void **state) {
@@ -874,12 +1134,7 @@ static void queues_exports_with_the_rows(void **state) {
   open_store(f, 0, 0, 0);
   store_close(f->store);
   f->store = NULL;
-  assert_int_equal(sqlite3_exec(f->db,
-                                "DROP TABLE export_queue;"
-                                "ALTER TABLE batches DROP COLUMN traceparent;"
-                                "PRAGMA user_version = 3",
-                                NULL, NULL, NULL),
-                   SQLITE_OK);
+  make_old_store(f, 3);
   open_store(f, 0, 0, 0);
   assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
   wbatch *b = wbatch_new(1);
@@ -1101,12 +1356,19 @@ int main(void) {
       cmocka_unit_test_setup_teardown(prunes_gone_agents, setup, teardown),
       cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),
-      cmocka_unit_test(rollup_rollback_forgets_the_tasks),
+      cmocka_unit_test_setup_teardown(rollup_rollback_forgets_the_tasks, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(rollups_merge_across_restarts, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(rollup_fill_agrees_with_the_writer, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(bulk_and_row_inserts_agree, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(checkpoints_while_writing, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(upgrades_a_version_2_store, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(upgrades_a_version_3_store, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(refuses_a_newer_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(refuses_foreign_databases, setup,

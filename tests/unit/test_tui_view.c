@@ -22,7 +22,9 @@
 #include "ctl.h"
 #include "data.h"
 #include "grid.h"
+#include "hist.h"
 #include "keys.h"
+#include "rollup.h"
 #include "sanitize.h"
 #include "schema.h"
 #include "stats.h"
@@ -696,6 +698,7 @@ static void bulk_add(bulk *b, int64_t id, int64_t at, int64_t run_us) {
 static void bulk_commit(bulk *b) {
   sqlite3_finalize(b->insert);
   assert_int_equal(sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(rollup_rebuild(b->db), SQLITE_OK);
 }
 
 static void bulk_remove(bulk *b) {
@@ -723,11 +726,12 @@ static void bulk_two_minutes(bulk *b, int recent) {
   bulk_commit(b);
 }
 
-/* The names row of "bulk" over the window, which must be there. */
-static data_name bulk_row(data *d, int64_t since) {
+/* The names row of "bulk" over the window with filter f (NULL: none),
+ * which must be there. */
+static data_name bulk_row(data *d, const filter *f, int64_t since) {
   data_name *names = NULL, row;
   int n = 0, found = 0;
-  assert_int_equal(data_names_load(d, NULL, since, FIXTURE_NOW, &names, &n), 0);
+  assert_int_equal(data_names_load(d, f, since, FIXTURE_NOW, &names, &n), 0);
   for (int i = 0; i < n; i++)
     if (names[i].name.ptr && strcmp(names[i].name.ptr, "bulk") == 0) {
       row = names[i];
@@ -753,18 +757,30 @@ static void small_window_is_exact(void **state) {
                    0);
   assert_true(stats.exact);
   check_exact_run_percentiles(b.db, &stats, WINDOW_15M);
-  data_name row = bulk_row(d, WINDOW_15M);
+  data_name row = bulk_row(d, NULL, WINDOW_15M);
   assert_false(row.estimated);
   assert_int_equal(row.count, 9000);
   data_close(d);
   bulk_remove(&b);
 }
 
-/* A window denser than DATA_EXACT_MAX is sampled, with weights: 9000
- * tasks in the last minute with run times 1..9000 us, 18000 in the minute
- * before at 10 ms. The names view marks its counts, and the weighted
- * percentiles stay close. */
-static void dense_window_is_sampled_with_weights(void **state) {
+/* A percentile read from the rollups is within their bound of the exact
+ * one. */
+static void assert_near(int64_t got, int64_t exact) {
+  if (llabs(got - exact) > exact / HIST_ERROR_DIV)
+    fail_msg("%lld is not within %.2f %% of %lld", (long long)got,
+             HIST_ERROR_PCT, (long long)exact);
+}
+
+static int64_t exact_run_percentile(sqlite3 *db, int64_t since,
+                                    unsigned per_mille);
+
+/* A window denser than DATA_EXACT_MAX without a filter (or with service
+ * and name terms alone) is read from the rollups: 9000 tasks in the last
+ * minute with run times 1..9000 us, 18000 in the minute before at 10 ms.
+ * Counts are exact, percentiles within the rollups' bound, which the
+ * header states; the names view's counts are exact, not estimated. */
+static void dense_window_from_rollups(void **state) {
   (void)state;
   char err[256];
   bulk b;
@@ -775,19 +791,82 @@ static void dense_window_is_sampled_with_weights(void **state) {
   assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &stats),
                    0);
   assert_false(stats.exact);
+  assert_true(stats.pct_error == HIST_ERROR_PCT);
+  /* The last minute: bulk 1..9000 plus a few fixture tasks. */
+  int64_t minute = data_rollup_start(FIXTURE_NOW - DATA_MINUTE_US);
+  assert_near(stats.run[0][0], exact_run_percentile(b.db, minute, 500));
+  assert_near(stats.run[0][2], exact_run_percentile(b.db, minute, 990));
+  /* The window: 18000 at 10 ms outweigh the 9000 faster ones. */
+  assert_near(stats.run[1][0], 10000);
+  assert_int_equal(stats.counts[SCHEMA_SUCCEEDED], 27000 + 16);
+  data_name row = bulk_row(d, NULL, WINDOW_15M);
+  assert_false(row.estimated);
+  assert_true(row.pct_error == HIST_ERROR_PCT);
+  assert_int_equal(row.count, 27000);
+  assert_near(row.run[0], 10000);
+  /* A name filter is answered from the rollups too. */
+  filter *f = NULL;
+  assert_int_equal(filter_parse("bulk", FIXTURE_NOW, &f, err, sizeof err), 0);
+  row = bulk_row(d, f, WINDOW_15M);
+  assert_false(row.estimated);
+  assert_int_equal(row.count, 27000);
+  filter_free(f);
+  /* On the screen: the bound beside the percentiles, no "~". */
+  ctl *c = ctl_new(d, "bulk.db");
+  char *text = render(c, 120, 30);
+  assert_non_null(strstr(text, "\xC2\xB1"
+                               "1.6%"));
+  assert_null(strstr(text, "~"));
+  free(text);
+  ctl_free(c);
+  bulk_remove(&b);
+}
+
+/* A window denser than DATA_EXACT_MAX under a filter the rollups cannot
+ * answer (host:) is sampled, with weights: 9000 tasks in the last minute
+ * with run times 1..9000 us, 18000 in the minute before at 10 ms. The
+ * names view marks its counts, and the weighted percentiles stay close. */
+static void dense_window_is_sampled_with_weights(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_two_minutes(&b, 9000);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  filter *f = NULL;
+  assert_int_equal(filter_parse("host:web-1", FIXTURE_NOW, &f, err, sizeof err),
+                   0);
+  data_stats stats;
+  assert_int_equal(data_stats_load(d, f, WINDOW_15M, FIXTURE_NOW, &stats), 0);
+  assert_false(stats.exact);
+  assert_true(stats.pct_error == 0);
   /* The last minute: bulk 1..9000 (sampled) plus a few fixture tasks. */
   assert_true(stats.run[0][0] > 4050 && stats.run[0][0] < 4950);
   assert_true(stats.run[0][2] > 8400 && stats.run[0][2] < 9300);
   /* The window: 18000 at 10 ms outweigh the 9000 faster ones. */
   assert_int_equal(stats.run[1][0], 10000);
   /* Counts are exact whatever the sample. */
-  assert_int_equal(stats.counts[SCHEMA_SUCCEEDED], 27000 + 16);
-  data_name row = bulk_row(d, WINDOW_15M);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(
+      sqlite3_prepare_v2(b.db,
+                         "SELECT count(*) FROM tasks t JOIN agents a ON a.id "
+                         "= t.agent WHERE t.status = 2 AND a.host = 'web-1' "
+                         "AND t.enqueued_at >= ?1",
+                         -1, &st, NULL),
+      SQLITE_OK);
+  sqlite3_bind_int64(st, 1, WINDOW_15M);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(stats.counts[SCHEMA_SUCCEEDED], sqlite3_column_int64(st, 0));
+  assert_true(sqlite3_column_int64(st, 0) >= 27000);
+  sqlite3_finalize(st);
+  data_name row = bulk_row(d, f, WINDOW_15M);
   assert_true(row.estimated);
   assert_true(row.count > 26700 && row.count < 27300);
+  filter_free(f);
   /* On the screen: "~" on the estimated counts, and what it means. */
   ctl *c = ctl_new(d, "bulk.db");
   ctl_state(c)->kind = VIEW_NAMES;
+  assert_int_equal(ctl_set_filter(c, "host:web-1", err, sizeof err), 0);
   char *text = render(c, 120, 30);
   assert_non_null(strstr(text, "~2")); /* ~27000, give or take */
   assert_non_null(
@@ -797,22 +876,9 @@ static void dense_window_is_sampled_with_weights(void **state) {
   bulk_remove(&b);
 }
 
-/* The sample's strata are aligned to the clock, not to "now": on a store
- * that does not change, a burst of 25000 tasks (more than is read whole)
- * gives the same figures frame after frame while it stays in the last
- * minute. */
-static void sampled_figures_hold_still(void **state) {
-  (void)state;
-  char err[256];
-  bulk b;
-  bulk_begin(&b, "burst");
-  for (int i = 0; i < 25000; i++)
-    bulk_add(&b, INT64_C(1000000) + i,
-             FIXTURE_NOW - INT64_C(30000000) + i * INT64_C(80),
-             (i * 7919) % 25000 + 1);
-  bulk_commit(&b);
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+/* The burst's figures over 20 frames, one a second, are the same in each;
+ * from the rollups (rollups) or a sample. */
+static void figures_hold_still(data *d, const filter *f, int rollups) {
   data_stats first;
   data_name *names = NULL;
   int n = 0;
@@ -821,10 +887,11 @@ static void sampled_figures_hold_still(void **state) {
     int64_t now = FIXTURE_NOW + k * INT64_C(1000000);
     data_stats stats;
     assert_int_equal(
-        data_stats_load(d, NULL, now - INT64_C(900000000), now, &stats), 0);
+        data_stats_load(d, f, now - INT64_C(900000000), now, &stats), 0);
     assert_false(stats.exact);
+    assert_true((stats.pct_error > 0) == rollups);
     assert_int_equal(
-        data_names_load(d, NULL, now - INT64_C(900000000), now, &names, &n), 0);
+        data_names_load(d, f, now - INT64_C(900000000), now, &names, &n), 0);
     for (int i = 0; i < n; i++)
       if (names[i].name.ptr && strcmp(names[i].name.ptr, "burst") == 0) {
         if (k == 0) {
@@ -844,10 +911,36 @@ static void sampled_figures_hold_still(void **state) {
       }
   }
   assert_true(first_count > 24000 && first_count < 26000);
+}
+
+/* The sample's strata are aligned to the clock, not to "now", and the
+ * rollups hold whole minutes: on a store that does not change, a burst of
+ * 25000 tasks (more than is read whole) gives the same figures frame after
+ * frame while it stays in the last minute, from the rollups (no filter)
+ * and from the sample (a filter they cannot answer). */
+static void sampled_figures_hold_still(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_begin(&b, "burst");
+  for (int i = 0; i < 25000; i++)
+    bulk_add(&b, INT64_C(1000000) + i,
+             FIXTURE_NOW - INT64_C(30000000) + i * INT64_C(80),
+             (i * 7919) % 25000 + 1);
+  bulk_commit(&b);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  static const char *const filters[2] = {"", "host:web-1"};
+  for (int p = 0; p < 2; p++) {
+    filter *f = NULL;
+    assert_int_equal(filter_parse(filters[p], FIXTURE_NOW, &f, err, sizeof err),
+                     0);
+    figures_hold_still(d, f, p == 0);
+    filter_free(f);
+  }
   data_close(d);
   bulk_remove(&b);
 }
-
 /* The nearest-rank percentile (common/stats) of the run times of the tasks
  * enqueued from `since` on, straight from the store. */
 static int64_t exact_run_percentile(sqlite3 *db, int64_t since,
@@ -886,18 +979,24 @@ static void check_exact_run_percentiles(sqlite3 *db, const data_stats *stats,
     }
 }
 
+/* A store of n tasks named "spread" evenly over the last 15 minutes, with
+ * run times 1..5003 us in an order unrelated to time. */
+static void bulk_spread(bulk *b, int n) {
+  bulk_begin(b, "spread");
+  for (int i = 0; i < n; i++)
+    bulk_add(b, INT64_C(2000000) + i,
+             FIXTURE_NOW - 899900000 + i * (INT64_C(900000000) / n),
+             (i * 7919) % 5003 + 1);
+  bulk_commit(b);
+}
+
 /* One task a second over 15 minutes, in each window the key offers: the
  * header's percentiles are exact (the window is read whole). */
 static void sparse_minutes_give_exact_percentiles(void **state) {
   (void)state;
   char err[256];
   bulk b;
-  bulk_begin(&b, "spread");
-  for (int i = 0; i < 900; i++)
-    bulk_add(&b, INT64_C(2000000) + i,
-             FIXTURE_NOW - 899900000 + i * INT64_C(1000000),
-             (i * 7919) % 5003 + 1);
-  bulk_commit(&b);
+  bulk_spread(&b, 900);
   data *d = NULL;
   assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
   static const int64_t windows[] = {300, 900, 3600, 86400};
@@ -907,6 +1006,43 @@ static void sparse_minutes_give_exact_percentiles(void **state) {
     assert_int_equal(data_stats_load(d, NULL, since, FIXTURE_NOW, &stats), 0);
     assert_true(stats.exact);
     check_exact_run_percentiles(b.db, &stats, since);
+  }
+  data_close(d);
+  bulk_remove(&b);
+}
+
+/* 12000 tasks over 15 minutes, more than is read whole: the header's
+ * percentiles of the last minute and of each window (15 minutes: minutes
+ * from the rollups; an hour and a day: whole hours from rollups_hour)
+ * are within the stated bound of common/stats's nearest rank over every
+ * task of the span's minutes, and the same again when loaded again a
+ * second later (the store did not change). */
+static void header_percentiles_within_their_bound(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_spread(&b, 12000);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  static const int64_t windows[] = {900, 3600, 86400};
+  static const unsigned per_mille[3] = {500, 950, 990};
+  for (size_t i = 0; i < sizeof windows / sizeof windows[0]; i++) {
+    data_stats stats, again;
+    int64_t since = FIXTURE_NOW - windows[i] * INT64_C(1000000);
+    assert_int_equal(data_stats_load(d, NULL, since, FIXTURE_NOW, &stats), 0);
+    assert_false(stats.exact);
+    assert_true(stats.pct_error == HIST_ERROR_PCT);
+    int64_t from[DATA_WINDOWS] = {FIXTURE_NOW - DATA_MINUTE_US, since};
+    for (int w = 0; w < DATA_WINDOWS; w++)
+      for (int k = 0; k < 3; k++)
+        assert_near(stats.run[w][k],
+                    exact_run_percentile(b.db, data_rollup_start(from[w]),
+                                         per_mille[k]));
+    assert_int_equal(data_stats_load(d, NULL, since + 1000000,
+                                     FIXTURE_NOW + 1000000, &again),
+                     0);
+    assert_memory_equal(stats.run, again.run, sizeof stats.run);
+    assert_memory_equal(stats.wait, again.wait, sizeof stats.wait);
   }
   data_close(d);
   bulk_remove(&b);
@@ -975,6 +1111,8 @@ static void nul_bytes_in_names_and_labels(void **state) {
                    "(SELECT min(id) FROM tasks)",
                    NULL, NULL, NULL),
       SQLITE_OK);
+  /* The rollups as the collector would have written them. */
+  assert_int_equal(rollup_rebuild(db), SQLITE_OK);
   sqlite3_close(db);
   view_state *s = ctl_state(f->c);
   s->kind = VIEW_NAMES;
@@ -1045,9 +1183,11 @@ int main(int argc, char **argv) {
       cmocka_unit_test(grid_keeps_wide_characters_whole),
       cmocka_unit_test(open_refuses_what_is_not_a_store),
       cmocka_unit_test(small_window_is_exact),
+      cmocka_unit_test(dense_window_from_rollups),
       cmocka_unit_test(dense_window_is_sampled_with_weights),
       cmocka_unit_test(sampled_figures_hold_still),
       cmocka_unit_test(sparse_minutes_give_exact_percentiles),
+      cmocka_unit_test(header_percentiles_within_their_bound),
       cmocka_unit_test(rates_fall_to_zero),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

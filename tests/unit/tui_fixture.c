@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rollup.h"
 #include "schema.h"
 
 #define S(sec) ((int64_t)(sec)*INT64_C(1000000))
@@ -166,7 +167,7 @@ int fixture_build(const char *path, int64_t last_event_ago_us) {
       (long long)(FIXTURE_NOW - S(2000)), (long long)(FIXTURE_NOW - S(120)),
       (long long)(FIXTURE_NOW - S(120)));
   if (exec(db, "BEGIN") || exec(db, sql) || insert_batches(db, FIXTURE_NOW) ||
-      exec(db, "COMMIT"))
+      exec(db, "COMMIT") || rollup_rebuild(db) != SQLITE_OK)
     goto out;
   rc = 0;
 out:

@@ -1,0 +1,20 @@
+/*
+ * stores - what the store benchmarks (bench_query, bench_top) share: the
+ * list of sizes they measure side by side, and removing a store they
+ * generated (with its WAL and shared-memory files).
+ */
+#ifndef TW_BENCH_STORES_H
+#define TW_BENCH_STORES_H
+
+#include <stdint.h>
+
+#define BENCH_MAX_SIZES 8
+
+/* Parses "1000000,10000000,..." into sizes; returns how many, or 0 when
+ * the text is not such a list (or holds more than max). */
+int bench_parse_sizes(const char *text, int64_t *sizes, int max);
+
+/* Deletes path and its -wal and -shm files. */
+void bench_remove_store(const char *path);
+
+#endif /* TW_BENCH_STORES_H */
