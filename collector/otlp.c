@@ -10,7 +10,6 @@
  */
 #include "otlp.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "curl_dl.h"
 #include "format.h"
 #include "log.h"
 #include "otlp_json.h"
@@ -324,6 +324,8 @@ int64_t otlp_retry_after(const char *value, int64_t now_s) {
       end++;
     return *end == '\0' && s >= 0 ? (int64_t)s : -1;
   }
+  if (curl_dl_load(NULL, 0) != 0)
+    return -1; /* no date parser: as if the header were malformed */
   time_t when = curl_getdate(value, NULL);
   if (when == (time_t)-1)
     return -1;
@@ -587,6 +589,8 @@ static void *thread_main(void *arg) {
 }
 
 otlp *otlp_start(const otlp_config *cfg, char *err, size_t errlen) {
+  if (curl_dl_load(err, errlen) != 0)
+    return NULL;
   otlp *o = xcalloc(1, sizeof(*o));
   o->url = xstrdup(cfg->url);
   o->db_path = xstrdup(cfg->db_path);
