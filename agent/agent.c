@@ -67,6 +67,30 @@ _Static_assert(sizeof(tw_config) == 3 * sizeof(void *) + sizeof(size_t) +
 _Static_assert(sizeof(tw_agent_stats) == 22 * sizeof(uint64_t),
                "tw_agent_stats changed size: take a reserved slot");
 
+const char *tw_conn_state_name(int state) {
+  switch (state) {
+#define TW__CONN_STATE_NAME(name, value, text)                                 \
+  case value:                                                                  \
+    return text;
+    TW_CONN_STATE_MAP(TW__CONN_STATE_NAME)
+#undef TW__CONN_STATE_NAME
+  default:
+    return "unknown";
+  }
+}
+
+const char *tw_refusal_name(int code) {
+  switch (code) {
+#define TW__REFUSAL_NAME(name, value, text)                                    \
+  case value:                                                                  \
+    return text;
+    TW_REFUSAL_MAP(TW__REFUSAL_NAME)
+#undef TW__REFUSAL_NAME
+  default:
+    return "unknown";
+  }
+}
+
 void tw_config_init(tw_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->buffer_bytes = TW_DEFAULT_BUFFER_BYTES;
@@ -311,7 +335,19 @@ void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out) {
     return;
   out->recorded = tw__record_recorded_total(agent);
   out->dropped = tw__record_dropped_total(agent);
+  tw__record_cuts(agent, &out->strings_cut, &out->names_replaced);
+  tw__record_refused(agent, &out->dropped_batches, &out->dropped_tasks);
   tw__sender_stats(agent, out);
   out->buffered_bytes =
       atomic_load_explicit(&agent->reserved, memory_order_relaxed);
+}
+
+int tw_agent_refusal(tw_agent *agent, char *buf, size_t size) {
+  if (buf == NULL)
+    size = 0;
+  if (size > 0)
+    buf[0] = '\0';
+  if (agent == NULL)
+    return TW_REFUSAL_NONE;
+  return tw__sender_refusal(agent, buf, size);
 }

@@ -66,14 +66,26 @@ typedef struct ring_enqueue_tail {
 } ring_enqueue_tail;
 
 /* Rings may hold at most half the budget, the rest is the resend buffer's.
- * Each new ring gets a sixteenth of what is left of the rings' half, within
- * these bounds, so the first threads get roomy rings (256 KiB at the
- * default 8 MiB) and about sixty threads get one at the default (a thread
- * without one has its events dropped and counted). */
+ * Each new ring gets a sixteenth of what is left of the rings' half, the
+ * first a quarter, within these bounds, so the first threads get roomy
+ * rings and about sixty threads get one at the default (a thread without
+ * one has its events dropped and counted). The first thread to record is
+ * most often the busiest (a server's event loop): its ring, 1 MiB at the
+ * default 8 MiB, holds 250 ms of 100,000 events/s, what a loaded machine
+ * may keep the sender from running (and at least PACE_MAX_MS of a burst
+ * of 500,000 events/s after a quiet spell). */
 #define RING_SHARE 16
+#define RING_SHARE_FIRST 4
 #define RING_MIN_BYTES (8u * 1024u)
 #define RING_MAX_BYTES (16u * 1024u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
+/* Admission (record.c) refuses a new batch while its thread's ring is
+ * more than RING_ADMIT_BATCH/RING_ADMIT_DEN full, and a task of an
+ * admitted batch while it is more than RING_ADMIT_TASK/RING_ADMIT_DEN
+ * (half) full: the rest is for the later events of what was admitted. */
+#define RING_ADMIT_DEN 8u
+#define RING_ADMIT_BATCH 3u
+#define RING_ADMIT_TASK 4u
 
 typedef struct ring_name_cache {
   const char *ptr;
@@ -87,6 +99,10 @@ typedef struct ring {
   uint64_t cached_tail;
   _Atomic uint64_t recorded;
   _Atomic uint64_t dropped;
+  _Atomic uint64_t cut;             /* strings cut to their limit or to fit */
+  _Atomic uint64_t renamed;         /* names recorded as the overflow name */
+  _Atomic uint64_t refused_batches; /* batches refused at admission */
+  _Atomic uint64_t refused_tasks;   /* tasks refused at admission */
   uint64_t next_id;
   uint64_t end_id;
   ring_name_cache cache[RING_CACHE_SIZE];
@@ -139,7 +155,14 @@ struct tw_agent {
   intern strings;
   _Atomic uint64_t next_id;
   _Atomic uint64_t dropped_unbound; /* events of threads without a ring */
-  _Atomic size_t reserved;          /* bytes charged to the budget */
+  _Atomic uint64_t cut_unbound;     /* their strings cut */
+  _Atomic uint64_t renamed_unbound; /* their names replaced */
+  _Atomic uint64_t refused_batches_unbound;
+  _Atomic uint64_t refused_tasks_unbound;
+  /* Set by the sender while the resend buffer is full: admission refuses
+   * new batches and tasks (record.c). */
+  _Atomic int admit_pressure;
+  _Atomic size_t reserved; /* bytes charged to the budget */
   size_t cap;
   _Atomic size_t ring_reserved; /* the part of `reserved` held by rings */
   int64_t wall_offset_ns;
@@ -166,6 +189,10 @@ void tw__record_fork_child(tw_agent *agent); /* after fork(): discard events */
 void tw__record_free_rings(tw_agent *agent);
 uint64_t tw__record_dropped_total(tw_agent *agent);
 uint64_t tw__record_recorded_total(tw_agent *agent);
+/* Strings cut and names replaced by the overflow name, every ring's. */
+void tw__record_cuts(tw_agent *agent, uint64_t *cut, uint64_t *renamed);
+/* Batches and tasks refused at admission, every ring's. */
+void tw__record_refused(tw_agent *agent, uint64_t *batches, uint64_t *tasks);
 
 /* Reads `n` bytes starting at byte offset `at` of a ring's slot memory,
  * wrapping at the end. */
@@ -185,11 +212,11 @@ void tw__sender_stop(tw_agent *agent, unsigned goodbye_ms);
  * one. */
 void tw__sender_fork_child(tw_agent *agent);
 void tw__sender_stats(tw_agent *agent, tw_agent_stats *out);
-/* The last time the collector refused this agent (its ERROR reason) or the
- * agent closed a connection over the collector's protocol: returns the
- * code (TW_EPROTO) and copies the one-line reason into buf (NUL-terminated,
- * cut to size); 0 and "" when there was none since the sender started.
- * Thread-safe. */
+/* The last time the collector refused this agent (its ERROR reason), could
+ * not be reached, or the agent closed a connection over the collector's
+ * protocol: returns the code (a tw_refusal) and copies the one-line reason
+ * into buf (NUL-terminated, cut to size); TW_REFUSAL_NONE and "" when
+ * there was none since the sender started. Thread-safe. */
 int tw__sender_refusal(tw_agent *agent, char *buf, size_t size);
 
 /* Registry of live agents (agent.c), used at fork and thread exit. */

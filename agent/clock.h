@@ -131,7 +131,8 @@ int64_t tw__clock_mono_ns(void);
 static inline int64_t tw__clock_now(void) {
 #if CLOCK_HAVE_COUNTER
   if (__builtin_expect(
-          atomic_load_explicit(&tw__clock_use.counter, memory_order_relaxed), 1))
+          atomic_load_explicit(&tw__clock_use.counter, memory_order_relaxed),
+          1))
     return (int64_t)__rdtsc();
 #endif
   return tw__clock_mono_ns() | CLOCK_MONO_TAG;

@@ -4,7 +4,10 @@
  * (on a pool thread) in the stream. Only records stamped before a drain
  * began are taken: a record that causally precedes one of them was
  * published before that one was even stamped, so it is visible too and
- * cannot be overtaken.
+ * cannot be overtaken. The merge takes a run at a time: from the ring
+ * whose next record is oldest, every record up to the next ring's oldest,
+ * so its cost per record does not grow with the number of rings while
+ * threads record in bursts.
  */
 #include "drain.h"
 
@@ -108,7 +111,8 @@ static bool encode_record(drain *d, ring *r, uint64_t tail,
       ev.task = 0;
     }
     assert(l0 + l1 + l2 <= LIMIT_FAIL_STRINGS); /* record.c cuts them */
-    tw__ring_copy_out(r, (tail + 1) * RING_SLOT_BYTES, d->scratch, l0 + l1 + l2);
+    tw__ring_copy_out(r, (tail + 1) * RING_SLOT_BYTES, d->scratch,
+                      l0 + l1 + l2);
     ev.text.ptr = d->scratch;
     ev.text.len = (uint32_t)l0;
     ev.message.ptr = d->scratch + l0;
@@ -144,6 +148,11 @@ static const ring_record *cursor_next(drain_cursor *c, int64_t limit) {
   return rec->time <= limit ? rec : NULL;
 }
 
+/* The share of its ring a cursor just made has in use. */
+static double fill_of(const drain_cursor *c) {
+  return (double)(c->head - c->tail) / (double)(c->r->mask + 1);
+}
+
 static bool gather_cursors(drain *d, int64_t limit, size_t *count) {
   size_t n = 0;
   ring *first = atomic_load_explicit(&d->agent->rings, memory_order_acquire);
@@ -157,11 +166,15 @@ static bool gather_cursors(drain *d, int64_t limit, size_t *count) {
     d->ncursors_cap = n;
   }
   n = 0;
+  d->peak_fill = 0;
   for (ring *r = first; r != NULL; r = r->next) {
     drain_cursor *c = &d->cursors[n];
     c->r = r;
     c->tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     c->head = atomic_load_explicit(&r->head, memory_order_acquire);
+    double fill = fill_of(c);
+    if (fill > d->peak_fill)
+      d->peak_fill = fill;
     if (cursor_next(c, limit) != NULL)
       n++;
     else
@@ -171,32 +184,58 @@ static bool gather_cursors(drain *d, int64_t limit, size_t *count) {
   return true;
 }
 
+/* The index of the cursor whose next record is oldest, and the time of
+ * the second oldest (where the first's run ends). */
+static size_t oldest(drain *d, size_t n, int64_t limit, int64_t *run_end) {
+  size_t best = 0;
+  int64_t t0 = cursor_next(&d->cursors[0], limit)->time, t1 = limit;
+  for (size_t i = 1; i < n; i++) {
+    int64_t t = cursor_next(&d->cursors[i], limit)->time;
+    if (t < t0) {
+      t1 = t0;
+      t0 = t;
+      best = i;
+    } else if (t < t1) {
+      t1 = t;
+    }
+  }
+  *run_end = t1;
+  return best;
+}
+
+/* Takes the oldest cursor's run: its records up to the next cursor's
+ * oldest. False when the resend buffer is full. */
+static bool take_run(drain *d, size_t *n, int64_t limit, uint64_t *taken) {
+  int64_t run_end;
+  size_t best = oldest(d, *n, limit, &run_end);
+  drain_cursor *c = &d->cursors[best];
+  const ring_record *rec = cursor_next(c, limit);
+  do {
+    if (!encode_record(d, c->r, c->tail, rec))
+      return false;
+    c->tail += rec->slots;
+    (*taken)++;
+    rec = cursor_next(c, limit);
+  } while (rec != NULL && rec->time <= run_end);
+  if (rec == NULL) {
+    atomic_store_explicit(&c->r->tail, c->tail, memory_order_release);
+    d->cursors[best] = d->cursors[--*n];
+  }
+  return true;
+}
+
 uint64_t tw__drain_run(drain *d) {
   int64_t limit = tw__clock_map_mark(&d->clock);
   size_t n;
   uint64_t taken = 0;
+  d->out_of_room = false;
   if (!gather_cursors(d, limit, &n))
     return 0;
-  while (n > 0) {
-    size_t best = 0;
-    const ring_record *rec = cursor_next(&d->cursors[0], limit);
-    for (size_t i = 1; i < n; i++) {
-      const ring_record *other = cursor_next(&d->cursors[i], limit);
-      if (other->time < rec->time) {
-        rec = other;
-        best = i;
-      }
-    }
-    drain_cursor *c = &d->cursors[best];
-    if (!encode_record(d, c->r, c->tail, rec))
+  while (n > 0)
+    if (!take_run(d, &n, limit, &taken)) {
+      d->out_of_room = true;
       break;
-    c->tail += rec->slots;
-    taken++;
-    if (cursor_next(c, limit) == NULL) {
-      atomic_store_explicit(&c->r->tail, c->tail, memory_order_release);
-      d->cursors[best] = d->cursors[--n];
     }
-  }
   for (size_t i = 0; i < n; i++)
     atomic_store_explicit(&d->cursors[i].r->tail, d->cursors[i].tail,
                           memory_order_release);

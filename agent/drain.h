@@ -24,6 +24,11 @@ typedef struct drain {
   drain_cursor *cursors;
   size_t ncursors_cap;
   char *scratch; /* a FAIL's or DROP's strings, copied out of its ring */
+  /* The fullest ring's share in use when the last tw__drain_run() began
+   * (0 to 1): how close the rings came to dropping (sender.c paces on
+   * it). */
+  double peak_fill;
+  bool out_of_room; /* the last tw__drain_run() found `out` full */
 } drain;
 
 /* 0 or TW_ENOMEM (then tw__drain_fini() is still safe to call). */

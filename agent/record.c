@@ -75,7 +75,8 @@ static size_t ring_size_for(tw_agent *agent) {
       atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
   size_t left = used < agent->cap / 2 ? agent->cap / 2 - used : 0;
   size_t size = RING_MIN_BYTES;
-  while (size < RING_MAX_BYTES && size * 2 <= left / RING_SHARE)
+  size_t share = used == 0 ? RING_SHARE_FIRST : RING_SHARE;
+  while (size < RING_MAX_BYTES && size * 2 <= left / share)
     size *= 2;
   return size;
 }
@@ -256,28 +257,118 @@ static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a,
   return 0;
 }
 
+/* Adds n to a counter of the calling thread: its ring's (only it writes
+ * them: a relaxed load and store), or the agent's for a thread without a
+ * ring (atomic adds). */
+static inline void count(_Atomic uint64_t *mine, _Atomic uint64_t *shared,
+                         uint64_t n) {
+  if (mine != NULL)
+    atomic_store_explicit(mine,
+                          atomic_load_explicit(mine, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+  else
+    atomic_fetch_add_explicit(shared, n, memory_order_relaxed);
+}
+#define COUNT(agent, r, field, n)                                              \
+  count((r) != NULL ? &(r)->field : NULL, &(agent)->field##_unbound, (n))
+
+static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026, "…" */
+#define ELLIPSIS_BYTES (sizeof(ellipsis) - 1)
+
+/* How many bytes of s (longer than max) a cut to at most `max` bytes,
+ * the mark included, keeps: the longest prefix of at most
+ * max - ELLIPSIS_BYTES bytes that ends at a UTF-8 character boundary (the
+ * first byte dropped is not a continuation byte). */
+static size_t cut_keep(const char *s, size_t max) {
+  size_t keep = max > ELLIPSIS_BYTES ? max - ELLIPSIS_BYTES : 0;
+  while (keep > 0 && ((unsigned char)s[keep] & 0xc0) == 0x80)
+    keep--;
+  return keep;
+}
+
+/* The id of a name or label of `len` bytes (at most LIMIT_NAME + 1: one
+ * more means longer than the limit), cut to LIMIT_NAME and marked when
+ * longer. */
+static uint32_t intern_name(tw_agent *agent, ring *r, const char *s,
+                            size_t len) {
+  char cut[LIMIT_NAME];
+  if (len > LIMIT_NAME) {
+    size_t keep = cut_keep(s, LIMIT_NAME);
+    memcpy(cut, s, keep);
+    memcpy(cut + keep, ellipsis, ELLIPSIS_BYTES);
+    s = cut;
+    len = keep + ELLIPSIS_BYTES;
+    COUNT(agent, r, cut, 1);
+  }
+  uint32_t id = tw__intern_get(&agent->strings, s, len);
+  if (id == INTERN_OVERFLOW_ID)
+    COUNT(agent, r, renamed, 1);
+  return id;
+}
+
 static uint32_t name_id(tw_agent *agent, ring *r, const char *s) {
   uintptr_t p = (uintptr_t)s;
   ring_name_cache *c = &r->cache[((p >> 3) ^ (p >> 9)) & (RING_CACHE_SIZE - 1)];
   if (c->ptr == s) {
     uint32_t n;
     const char *text = tw__intern_text(&agent->strings, c->id, &n);
-    if (n == c->len && memcmp(text, s, n) == 0 &&
-        (s[n] == '\0' || n == LIMIT_NAME))
+    if (n == c->len && memcmp(text, s, n) == 0 && s[n] == '\0')
       return c->id;
   }
-  size_t len = strnlen(s, LIMIT_NAME);
-  uint32_t id = tw__intern_get(&agent->strings, s, len);
-  c->ptr = s;
-  c->id = id;
-  c->len = (uint32_t)len;
+  size_t len = strnlen(s, LIMIT_NAME + 1);
+  uint32_t id = intern_name(agent, r, s, len);
+  /* A name cut or replaced is not cached: its text is not the caller's,
+   * and each use is counted. */
+  if (len <= LIMIT_NAME && id != INTERN_OVERFLOW_ID) {
+    c->ptr = s;
+    c->id = id;
+    c->len = (uint32_t)len;
+  }
   return id;
 }
 
 static uint32_t string_id(tw_agent *agent, ring *r, const char *s) {
   if (r != NULL)
     return name_id(agent, r, s);
-  return tw__intern_get(&agent->strings, s, strnlen(s, LIMIT_NAME));
+  return intern_name(agent, r, s, strnlen(s, LIMIT_NAME + 1));
+}
+
+/* ---- admission ----------------------------------------------------------
+ *
+ * A batch (tw_batch_begin()) or a task (tw_task_enqueue()) is admitted
+ * whole or refused whole, when it begins. A new batch is refused while
+ * the sender says the resend buffer is full, or while the thread's ring
+ * is more than RING_ADMIT_BATCH/RING_ADMIT_DEN full (or the thread has
+ * none). A task of an admitted batch is refused only when the ring is
+ * more than RING_ADMIT_TASK/RING_ADMIT_DEN (half) full: the room between
+ * the two marks is for the tasks of batches admitted before (two thousand
+ * at the default budget's first ring). An admitted task's ENQUEUE takes
+ * two slots of a ring at most half full, and its START and its final
+ * event (FINISH, SKIP; a FAIL or DROP without strings) two more: the half
+ * kept free holds the later events of every task admitted before it, so
+ * while the host ends each task with one of them, a stored task never
+ * misses its start or its end. A refused batch or task gets an id with
+ * TW_ID_REFUSED set; every later call on it (a task enqueued into a
+ * refused batch included) only counts one dropped event. */
+
+/* Whether the ring has room to admit a record of n slots: at most
+ * `num`/RING_ADMIT_DEN of it in use after it. */
+static inline bool ring_below(ring *r, uint64_t n, uint64_t num) {
+  if (__builtin_expect(r == NULL, 0))
+    return false;
+  uint64_t limit = (r->mask + 1) / RING_ADMIT_DEN * num;
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  if (__builtin_expect(head + n - r->cached_tail > limit, 0)) {
+    r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+    if (head + n - r->cached_tail > limit)
+      return false;
+  }
+  return true;
+}
+
+/* A call on a refused batch or task: one event counted as dropped. */
+static int refused_call(tw_agent *agent) {
+  return drop(agent, thread_ring(agent));
 }
 
 int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
@@ -285,6 +376,12 @@ int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
     return TW_EINVAL;
   ring *r = thread_ring(agent);
   *batch = take_id(agent, r);
+  if (atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed) ||
+      !ring_below(r, 1, RING_ADMIT_BATCH)) {
+    *batch |= TW_ID_REFUSED;
+    COUNT(agent, r, refused_batches, 1);
+    return drop(agent, r);
+  }
   uint32_t label_id = label != NULL ? string_id(agent, r, label) : 0;
   return record1(agent, PROTO_EV_BATCH, label_id, *batch, 0);
 }
@@ -296,9 +393,14 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
     return TW_EINVAL;
   ring *r = thread_ring(agent);
   *task = take_id(agent, r);
-  ring_record *w;
-  if (__builtin_expect(r == NULL || (w = reserve(r, 2)) == NULL, 0))
+  if ((batch & TW_ID_REFUSED) || !ring_below(r, 2, RING_ADMIT_TASK)) {
+    *task |= TW_ID_REFUSED;
+    COUNT(agent, r, refused_tasks, 1);
     return drop(agent, r);
+  }
+  /* Below the mark, the ring has the two slots. */
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  ring_record *w = &r->slots[head & r->mask];
   uint32_t name_ref = name_id(agent, r, name);
   w->kind = PROTO_EV_ENQUEUE;
   w->mode = (uint8_t)mode;
@@ -307,7 +409,6 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   w->time = tw__clock_now();
   w->a = *task;
   w->b = batch;
-  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
   ring_enqueue_tail *t = (ring_enqueue_tail *)&r->slots[(head + 1) & r->mask];
   t->name = name_ref;
   t->thread = tls.thread;
@@ -318,19 +419,27 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
 int tw_task_start(tw_agent *agent, tw_id task) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
+  if (__builtin_expect(task & TW_ID_REFUSED, 0))
+    return refused_call(agent);
   return record1(agent, PROTO_EV_START, 0, task, 0);
 }
 
 int tw_task_finish(tw_agent *agent, tw_id task) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
+  if (__builtin_expect(task & TW_ID_REFUSED, 0))
+    return refused_call(agent);
   return record1(agent, PROTO_EV_FINISH, 0, task, 0);
 }
 
 int tw_task_skip(tw_agent *agent, tw_id task, tw_id cause) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
-  return record1(agent, PROTO_EV_SKIP, 0, task, cause);
+  if (__builtin_expect(task & TW_ID_REFUSED, 0))
+    return refused_call(agent);
+  /* A refused cause was never stored: the skip names none. */
+  return record1(agent, PROTO_EV_SKIP, 0, task,
+                 cause & TW_ID_REFUSED ? 0 : cause);
 }
 
 /* Copies n bytes into the ring's slot memory at byte offset `at`,
@@ -358,28 +467,52 @@ void tw__ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
 }
 
 /* A record with up to three strings after its first slot (FAIL, DROP,
- * LINK). */
+ * LINK). A string longer than its limit is cut to it at a character boundary
+ * and marked; so is the detail (then the message) when the record would fill
+ * more than half its ring (a ring under 128 KiB: threads past the first
+ * nine at the default budget). Each cut is counted. */
 static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
                           const char *s[3], const size_t max[3]) {
-  size_t len[3], total = 0;
-  for (int i = 0; i < 3; i++) {
-    len[i] = s[i] != NULL ? strnlen(s[i], max[i]) : 0;
-    total += len[i];
-  }
+  if (__builtin_expect(task & TW_ID_REFUSED, 0))
+    return refused_call(agent);
   ring *r = thread_ring(agent);
-  ring_record *w;
   if (r == NULL)
     return drop(agent, r);
+  size_t len[3], keep[3], total = 0;
+  bool cut[3];
+  for (int i = 0; i < 3; i++) {
+    len[i] = keep[i] = s[i] != NULL ? strnlen(s[i], max[i] + 1) : 0;
+    cut[i] = len[i] > max[i];
+    if (cut[i]) {
+      keep[i] = cut_keep(s[i], max[i]);
+      len[i] = keep[i] + ELLIPSIS_BYTES;
+    }
+    total += len[i];
+  }
   /* A record may fill at most half its ring: a long detail is cut to fit
    * rather than never fitting. */
   size_t room = (r->mask + 1) * RING_SLOT_BYTES / 2 - RING_SLOT_BYTES;
-  if (total > room) {
-    len[2] = total - len[2] >= room ? 0 : room - (total - len[2]);
-    total = len[0] + len[1] + len[2];
+  for (int i = 2; i >= 0 && total > room; i--) {
+    if (len[i] == 0)
+      continue;
+    size_t others = total - len[i];
+    size_t fit = others >= room ? 0 : room - others;
+    if (fit <= ELLIPSIS_BYTES) {
+      len[i] = keep[i] = 0;
+    } else {
+      keep[i] = cut_keep(s[i], fit);
+      len[i] = keep[i] + ELLIPSIS_BYTES;
+    }
+    cut[i] = true;
+    total = others + len[i];
   }
+  ring_record *w;
   uint64_t n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
   if (total > room || (w = reserve(r, n)) == NULL)
     return drop(agent, r);
+  uint64_t cuts = (uint64_t)cut[0] + cut[1] + cut[2];
+  if (cuts > 0)
+    COUNT(agent, r, cut, cuts);
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
   w->kind = kind;
   w->mode = 0;
@@ -390,7 +523,9 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
   w->b = len[2];
   uint64_t at = (head + 1) * RING_SLOT_BYTES;
   for (int i = 0; i < 3; i++) {
-    copy_in(r, at, s[i], len[i]);
+    copy_in(r, at, s[i], keep[i]);
+    if (keep[i] < len[i])
+      copy_in(r, at + keep[i], ellipsis, ELLIPSIS_BYTES);
     at += len[i];
   }
   commit(r, n);
@@ -441,8 +576,16 @@ void tw__record_fork_child(tw_agent *agent) {
     r->flush_mark = head;
     atomic_store(&r->recorded, 0);
     atomic_store(&r->dropped, 0);
+    atomic_store(&r->cut, 0);
+    atomic_store(&r->renamed, 0);
+    atomic_store(&r->refused_batches, 0);
+    atomic_store(&r->refused_tasks, 0);
   }
   atomic_store(&agent->dropped_unbound, 0);
+  atomic_store(&agent->cut_unbound, 0);
+  atomic_store(&agent->renamed_unbound, 0);
+  atomic_store(&agent->refused_batches_unbound, 0);
+  atomic_store(&agent->refused_tasks_unbound, 0);
 }
 
 void tw__record_free_rings(tw_agent *agent) {
@@ -464,6 +607,27 @@ uint64_t tw__record_dropped_total(tw_agent *agent) {
   for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next)
     n += atomic_load_explicit(&r->dropped, memory_order_relaxed);
   return n;
+}
+
+void tw__record_cuts(tw_agent *agent, uint64_t *cut, uint64_t *renamed) {
+  *cut = atomic_load_explicit(&agent->cut_unbound, memory_order_relaxed);
+  *renamed =
+      atomic_load_explicit(&agent->renamed_unbound, memory_order_relaxed);
+  for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next) {
+    *cut += atomic_load_explicit(&r->cut, memory_order_relaxed);
+    *renamed += atomic_load_explicit(&r->renamed, memory_order_relaxed);
+  }
+}
+
+void tw__record_refused(tw_agent *agent, uint64_t *batches, uint64_t *tasks) {
+  *batches = atomic_load_explicit(&agent->refused_batches_unbound,
+                                  memory_order_relaxed);
+  *tasks =
+      atomic_load_explicit(&agent->refused_tasks_unbound, memory_order_relaxed);
+  for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next) {
+    *batches += atomic_load_explicit(&r->refused_batches, memory_order_relaxed);
+    *tasks += atomic_load_explicit(&r->refused_tasks, memory_order_relaxed);
+  }
 }
 
 uint64_t tw__record_recorded_total(tw_agent *agent) {

@@ -8,30 +8,80 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 void tw__resend_init(resend *r, tw_agent *agent) {
   memset(r, 0, sizeof(*r));
   r->agent = agent;
+  r->max_chunks = agent->cap / RESEND_CHUNK_COST;
+  r->max_spares = agent->cap / RESEND_SPARE_SHARE / RESEND_CHUNK_COST;
+  if (r->max_spares < RESEND_SPARES_MIN)
+    r->max_spares = RESEND_SPARES_MIN;
   r->version = PROTO_VERSION;
   r->next_seq = 1;
   r->acked = 1;
 }
 
-static void chunk_destroy(resend *r, resend_chunk *c) {
-  free(c->frame.data);
-  free(c);
-  tw__agent_release(r->agent, RESEND_CHUNK_COST);
+/* The pool: max_chunks chunks of data in one mapping (address space only:
+ * a page is the kernel's to provide at its first write) and their
+ * headers. A forked child gets the data wiped (it only ever unmaps it),
+ * so the parent's chunks are not copied on write after a fork(). */
+static bool pool_open(resend *r) {
+  if (r->pool != NULL)
+    return true;
+  if (r->max_chunks == 0)
+    return false;
+  size_t bytes = r->max_chunks * (size_t)RESEND_CHUNK_BYTES;
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return false;
+  r->heads = calloc(r->max_chunks, sizeof(*r->heads));
+  if (r->heads == NULL) {
+    munmap(p, bytes);
+    return false;
+  }
+#ifdef MADV_WIPEONFORK
+  madvise(p, bytes, MADV_WIPEONFORK);
+#endif
+  r->pool = p;
+  for (size_t i = r->max_chunks; i-- > 0;) {
+    r->heads[i].frame.data = r->pool + i * (size_t)RESEND_CHUNK_BYTES;
+    r->heads[i].next = r->cold;
+    r->cold = &r->heads[i];
+  }
+  return true;
 }
 
+void tw__resend_fini(resend *r) {
+  if (r->pool != NULL)
+    munmap(r->pool, r->max_chunks * (size_t)RESEND_CHUNK_BYTES);
+  free(r->heads);
+  tw__agent_release(r->agent, r->charged * RESEND_CHUNK_COST);
+  r->pool = NULL;
+  r->heads = NULL;
+  r->charged = 0;
+  r->first = r->last = r->spare = r->cold = NULL;
+  r->nspare = 0;
+}
+
+/* A freed chunk is a spare: still charged, its pages still there, so the
+ * next chunk needs neither the budget nor a page fault. Spares beyond
+ * max_spares (after a long outage filled the buffer) give their pages
+ * and their charge back. */
 static void chunk_free(resend *r, resend_chunk *c) {
   assert(!c->pinned);
-  if (r->nspare < RESEND_SPARES) {
+  if (r->nspare < r->max_spares) {
     c->next = r->spare;
     r->spare = c;
     r->nspare++;
     return;
   }
-  chunk_destroy(r, c);
+  madvise(c->frame.data, RESEND_CHUNK_BYTES, MADV_DONTNEED);
+  tw__agent_release(r->agent, RESEND_CHUNK_COST);
+  r->charged--;
+  c->next = r->cold;
+  r->cold = c;
 }
 
 static void free_chain(resend *r, resend_chunk *c) {
@@ -40,17 +90,6 @@ static void free_chain(resend *r, resend_chunk *c) {
     chunk_free(r, c);
     c = next;
   }
-}
-
-void tw__resend_fini(resend *r) {
-  resend_chunk *lists[2] = {r->first, r->spare};
-  for (int i = 0; i < 2; i++)
-    for (resend_chunk *c = lists[i], *next; c != NULL; c = next) {
-      next = c->next;
-      chunk_destroy(r, c);
-    }
-  r->first = r->last = r->spare = NULL;
-  r->nspare = 0;
 }
 
 /* Links the chain first .. last after the buffer's last chunk. */
@@ -75,22 +114,17 @@ static resend_chunk *chunk_new(resend *r, bool health) {
   if (c != NULL) {
     r->spare = c->next;
     r->nspare--;
-    uint8_t *data = c->frame.data;
-    memset(c, 0, sizeof(*c));
-    c->frame.data = data;
   } else {
-    if (tw__agent_reserve(a, RESEND_CHUNK_COST) != 0)
+    if (!pool_open(r) || r->cold == NULL ||
+        tw__agent_reserve(a, RESEND_CHUNK_COST) != 0)
       return NULL;
-    c = calloc(1, sizeof(*c));
-    uint8_t *data = malloc(RESEND_CHUNK_BYTES);
-    if (c == NULL || data == NULL) {
-      free(c);
-      free(data);
-      tw__agent_release(a, RESEND_CHUNK_COST);
-      return NULL;
-    }
-    c->frame.data = data;
+    c = r->cold;
+    r->cold = c->next;
+    r->charged++;
   }
+  uint8_t *data = c->frame.data;
+  memset(c, 0, sizeof(*c));
+  c->frame.data = data;
   c->frame.cap = RESEND_CHUNK_BYTES;
   c->opened_ms = r->now_ms;
   tw__proto_events_open(&c->frame, r->version, r->next_seq);
@@ -195,8 +229,8 @@ uint64_t tw__resend_recode(resend *r, uint16_t version) {
     const uint8_t *payload = c->frame.data + PROTO_HEADER_SIZE;
     proto_events it;
     proto_event ev;
-    int rc = tw__proto_events_begin(&it, payload, c->frame.len - PROTO_HEADER_SIZE,
-                                c->frame.version);
+    int rc = tw__proto_events_begin(
+        &it, payload, c->frame.len - PROTO_HEADER_SIZE, c->frame.version);
     assert(rc == 0); /* the frame is this buffer's own encoding */
     while (rc == 0 && (rc = tw__proto_events_next(&it, &ev)) == 0)
       if (tw__proto_event_size(&ev, version) == 0 ||

@@ -16,9 +16,15 @@
  * get through exactly when the buffer is full, since that is when it has
  * drops to report. When no chunk can be had, appending fails: the sender
  * stops draining, the rings fill, and the recording threads drop and
- * count. Acked chunks are kept as spares (still charged to the budget)
- * rather than freed, so a sender in steady state does not call the
- * allocator at all.
+ * count.
+ *
+ * Chunks come from one mapping made at the first chunk (the pool), as
+ * large as the budget could ever charge, and are charged as they are
+ * first used. An acked chunk becomes a spare, still charged and its pages
+ * still in place (up to max_spares, an eighth of the budget), so a sender
+ * in steady state neither calls the allocator nor faults a page in: a
+ * chunk the heap gave back to the kernel and took again faulted on every
+ * first write, which cost more than encoding its events.
  */
 #ifndef TW_AGENT_RESEND_H
 #define TW_AGENT_RESEND_H
@@ -38,25 +44,33 @@ typedef struct resend_chunk {
 
 /* What one chunk costs the budget. */
 #define RESEND_CHUNK_COST (sizeof(resend_chunk) + RESEND_CHUNK_BYTES)
-/* Acked chunks kept for reuse. */
-#define RESEND_SPARES 2u
+/* Acked chunks kept for reuse: a RESEND_SPARE_SHARE-th of the budget, at
+ * least RESEND_SPARES_MIN. */
+#define RESEND_SPARE_SHARE 8u
+#define RESEND_SPARES_MIN 2u
 
 typedef struct resend {
   tw_agent *agent; /* whose budget the chunks are charged to */
   resend_chunk *first;
   resend_chunk *last;
-  resend_chunk *spare;
+  resend_chunk *spare; /* free and charged */
   unsigned nspare;
-  uint16_t version;  /* the protocol version new events are encoded at */
-  uint64_t next_seq; /* the next event's sequence number */
-  uint64_t acked;    /* every event below is committed by the collector */
-  uint64_t now_ms;   /* the owner's clock, which new chunks are stamped with */
+  unsigned max_spares;
+  resend_chunk *cold;  /* free, not charged, no pages */
+  size_t max_chunks;   /* the pool's size: what the budget could hold */
+  size_t charged;      /* chunks charged to the budget */
+  uint8_t *pool;       /* chunk data; NULL until the first chunk */
+  resend_chunk *heads; /* the chunks' headers, max_chunks of them */
+  uint16_t version;    /* the protocol version new events are encoded at */
+  uint64_t next_seq;   /* the next event's sequence number */
+  uint64_t acked;      /* every event below is committed by the collector */
+  uint64_t now_ms; /* the owner's clock, which new chunks are stamped with */
 } resend;
 
 /* An empty buffer; events are encoded at PROTO_VERSION until told
  * otherwise (tw__resend_recode()). Never fails: chunks come later. */
 void tw__resend_init(resend *r, tw_agent *agent);
-/* Frees every chunk and spare and gives their budget back. */
+/* Unmaps the pool and gives the budget of every chunk back. */
 void tw__resend_fini(resend *r);
 
 /* Appends ev with the next sequence number. False when no chunk could be

@@ -7,19 +7,25 @@
  * events) through resend.c (every event until the collector acks it after
  * COMMIT); this file is the I/O and the bookkeeping around them.
  *
- * While sent events await their ack, the last chunk is held back until it
- * is full, the ack comes, or it is HOLD_MS old. A chunk costs a whole
- * RESEND_CHUNK_BYTES of the budget however few events it holds, so sending
- * the last chunk on every poll tick would fill the buffer with nearly empty
- * chunks within a few dozen ticks of a slow ack (a collector busy
- * committing), and the rings would then drop; held, each chunk spans at
- * least HOLD_MS, and the buffer rides out a stall of seconds at any rate it
- * can hold.
+ * The last chunk is held back until it is full or WRITE_MS old (or a
+ * flush or the stop wants it). Every write costs the sender tens of
+ * microseconds however little it carries (the system call, waking the
+ * collector, reading its ack), which at a server's few thousand events a
+ * second is what the sender spends most; and a chunk costs a whole
+ * RESEND_CHUNK_BYTES of the budget however few events it holds, so
+ * writing the last chunk on every drain would also fill the buffer with
+ * nearly empty chunks within a few dozen drains of a slow ack (a
+ * collector busy committing), and the rings would then drop. Held, each
+ * chunk spans at least WRITE_MS, and the buffer rides out a stall of
+ * seconds at any rate it can hold; an event reaches the collector at most
+ * about WRITE_MS + PACE_MAX_MS after it was recorded.
  *
  * Producers never wake the sender (that would be a system call on the
- * recording path): it polls the rings on a timer that speeds up while there
- * is traffic and slows down when idle. flush and stop requests come from
- * other threads through a mutex, a condition variable and a uv_async.
+ * recording path): it drains the rings on a timer paced by what it saw
+ * (pace.h): the rate records arrive at and how full the fullest ring got,
+ * so that each wakeup carries many events but no ring comes close to
+ * full. flush and stop requests come from other threads through a mutex,
+ * a condition variable and a uv_async.
  */
 #include <assert.h>
 #include <errno.h>
@@ -36,16 +42,24 @@
 
 #include "agent_internal.h"
 #include "drain.h"
+#include "pace.h"
 #include "resend.h"
 #include "url.h"
 
-#define POLL_MIN_MS 1u
-#define BUSY_RECORDS 512u
-#define POLL_MAX_MS 16u
+/* While the resend buffer is full, how often the rings are looked at
+ * (an ack that frees a chunk drains at once). */
+#define FULL_POLL_MS 10u
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 30000u
+/* For FAST_RETRY_MS after a working connection is lost, retries come at
+ * most BACKOFF_FAST_MS apart: a collector restarting (an upgrade, a crash
+ * under systemd's Restart=) is back within a second or so, and every
+ * second away fills the resend buffer with a second of events. A refused
+ * connect costs the agent a system call and the collector nothing. */
+#define BACKOFF_FAST_MS 200u
+#define FAST_RETRY_MS 30000u
 #define HANDSHAKE_MS 5000u
-#define HOLD_MS 50u
+#define WRITE_MS 100u
 
 enum conn_state {
   CONN_IDLE,
@@ -93,7 +107,8 @@ typedef struct sender {
   drain drain;
   uint64_t sent_upto; /* everything below is written on this connection */
   unsigned backoff_ms;
-  unsigned poll_ms;
+  uint64_t lost_ms; /* when a welcomed connection was last lost; 0: never */
+  pace pace;
   bool welcomed_once;
   bool stopping;
   bool goodbye_sent;
@@ -112,6 +127,7 @@ typedef struct sender {
     _Atomic uint64_t sent;
     _Atomic uint64_t acked;
     _Atomic uint64_t reconnects;
+    _Atomic int conn_state; /* a tw_conn_state */
   } count;
   /* Requests from other threads and what they read back; under mu. */
   struct {
@@ -140,9 +156,9 @@ int tw__sender_check_url(const char *text) {
 
 /* Keeps why the collector refused this agent, or broke the protocol with
  * it: one line, control bytes replaced, for the host to read later. */
-static void refuse(sender *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void refuse(sender *s, const char *fmt, ...) {
+static void refuse(sender *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refuse(sender *s, int code, const char *fmt, ...) {
   char text[LIMIT_REFUSAL_TEXT];
   va_list ap;
   va_start(ap, fmt);
@@ -152,9 +168,20 @@ static void refuse(sender *s, const char *fmt, ...) {
     if ((unsigned char)*p < 0x20 || *p == 0x7f)
       *p = '?';
   pthread_mutex_lock(&s->shared.mu);
-  s->shared.refusal_code = TW_EPROTO;
+  s->shared.refusal_code = code;
   memcpy(s->shared.refusal, text, sizeof(text));
   pthread_mutex_unlock(&s->shared.mu);
+}
+
+/* The connection's state, and what other threads read of it. */
+static void set_state(sender *s, int state) {
+  s->state = state;
+  int pub = state == CONN_READY ? TW_CONN_CONNECTED
+            : state == CONN_CONNECTING || state == CONN_HANDSHAKE
+                ? TW_CONN_CONNECTING
+            : s->stopping ? TW_CONN_STOPPED
+                          : TW_CONN_WAITING;
+  atomic_store_explicit(&s->count.conn_state, pub, memory_order_relaxed);
 }
 
 /* ---- health -------------------------------------------------------------- */
@@ -204,16 +231,21 @@ static void schedule_retry(sender *s) {
     return;
   /* Equal jitter: half the backoff fixed, half random, so agents that lost
    * the same collector do not come back in lockstep. */
+  unsigned cap =
+      s->lost_ms != 0 && uv_now(&s->loop) - s->lost_ms < FAST_RETRY_MS
+          ? BACKOFF_FAST_MS
+          : BACKOFF_MAX_MS;
+  if (s->backoff_ms > cap)
+    s->backoff_ms = cap;
   unsigned half = s->backoff_ms / 2;
   unsigned delay = half + (unsigned)(next_random(s) % (half + 1));
-  s->backoff_ms =
-      s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+  s->backoff_ms = s->backoff_ms * 2 > cap ? cap : s->backoff_ms * 2;
   uv_timer_start(&s->retry, on_retry, delay, 0);
 }
 
 static void on_conn_closed(uv_handle_t *h) {
   sender *s = h->data;
-  s->state = CONN_IDLE;
+  set_state(s, CONN_IDLE);
   s->rlen = 0;
   if (s->stopping)
     finish_stop(s);
@@ -224,13 +256,19 @@ static void on_conn_closed(uv_handle_t *h) {
 static void disconnect(sender *s) {
   if (s->state == CONN_IDLE || s->state == CONN_CLOSING)
     return;
-  s->state = CONN_CLOSING;
+  if (s->state == CONN_READY)
+    s->lost_ms = uv_now(&s->loop);
+  set_state(s, CONN_CLOSING);
   uv_timer_stop(&s->retry);
   uv_close(&s->conn.handle, on_conn_closed);
 }
 
 static void on_handshake_timeout(uv_timer_t *t) {
-  disconnect(t->data);
+  sender *s = t->data;
+  refuse(s, TW_REFUSAL_UNREACHABLE,
+         "no answer to the handshake within %u ms (%s)", HANDSHAKE_MS,
+         s->agent->collector);
+  disconnect(s);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -266,8 +304,9 @@ static void send_pending(sender *s) {
       continue;
     if (c->frame.count == 0)
       break;
-    if (c == s->buffer.last && !c->sealed && s->buffer.acked < s->sent_upto &&
-        !s->stopping && uv_now(&s->loop) - c->opened_ms < HOLD_MS)
+    if (c == s->buffer.last && !c->sealed && !s->stopping &&
+        s->flush.active == s->flush.signalled &&
+        uv_now(&s->loop) - c->opened_ms < WRITE_MS)
       break; /* held back: see the top of the file */
     chunk_write *w = take_write(s);
     if (w == NULL)
@@ -333,12 +372,18 @@ static void restart_instance(sender *s) {
 static void handle_welcome(sender *s, const proto_welcome *w) {
   resend *r = &s->buffer;
   if (w->next_seq > r->next_seq || w->next_seq == 0) {
-    refuse(s, "collector welcomed sequence %llu; this instance is at %llu",
+    refuse(s, TW_REFUSAL_PROTOCOL,
+           "collector welcomed sequence %llu; this instance is at %llu",
            (unsigned long long)w->next_seq, (unsigned long long)r->next_seq);
     disconnect(s);
     return;
   }
   if (w->next_seq < r->acked) {
+    refuse(s, TW_REFUSAL_STORE_LOST,
+           "the collector's store lost events it had acknowledged (it "
+           "welcomed sequence %llu after acking %llu); going on as a new "
+           "instance",
+           (unsigned long long)w->next_seq, (unsigned long long)r->acked);
     restart_instance(s);
     return;
   }
@@ -355,7 +400,7 @@ static void handle_welcome(sender *s, const proto_welcome *w) {
       s->flush.target = r->next_seq - 1;
   }
   s->sent_upto = r->acked;
-  s->state = CONN_READY;
+  set_state(s, CONN_READY);
   if (s->welcomed_once)
     atomic_fetch_add(&s->count.reconnects, 1);
   s->welcomed_once = true;
@@ -370,7 +415,9 @@ static void handle_ack(sender *s, uint64_t next_seq) {
   if (r->acked != before) {
     atomic_fetch_add(&s->count.acked, r->acked - before);
     check_flush(s);
-    send_pending(s); /* the chunk held back for this ack */
+    send_pending(s);
+    if (s->drain.out_of_room && !s->stopping)
+      uv_timer_start(&s->poll, on_poll, 0, 0); /* room again: drain now */
   }
   if (s->stopping && s->goodbye_sent && r->acked >= r->next_seq)
     finish_stop(s);
@@ -381,17 +428,33 @@ static bool handle_welcome_frame(sender *s, const proto_frame *f) {
   char why[LIMIT_REFUSAL_TEXT];
   int rc = tw__proto_decode_welcome(f->payload, f->payload_len, &w);
   if (rc == PROTO_E_VERSION) {
-    tw__proto_version_refusal(why, sizeof(why), "collector", w.version, w.version,
-                          "agent");
-    refuse(s, "%s", why);
+    tw__proto_version_refusal(why, sizeof(why), "collector", w.version,
+                              w.version, "agent");
+    refuse(s, TW_REFUSAL_VERSION, "%s", why);
     return false;
   }
   if (rc != 0) {
-    refuse(s, "malformed WELCOME from the collector: %s", tw__proto_strerror(rc));
+    refuse(s, TW_REFUSAL_PROTOCOL, "malformed WELCOME from the collector: %s",
+           tw__proto_strerror(rc));
     return false;
   }
   handle_welcome(s, &w);
   return true;
+}
+
+/* The tw_refusal of an ERROR frame's reason: the collector's words for a
+ * token it refused and a version it does not speak (collector/server.c,
+ * tw__proto_version_refusal()), else a refusal of its own. */
+static int error_code(proto_str reason) {
+  static const char auth[] = "authentication failed";
+  const char *version = tw__proto_strerror(PROTO_E_VERSION);
+  size_t vlen = strlen(version);
+  if (reason.len >= sizeof(auth) - 1 &&
+      memcmp(reason.ptr, auth, sizeof(auth) - 1) == 0)
+    return TW_REFUSAL_AUTH;
+  if (reason.len >= vlen && memcmp(reason.ptr, version, vlen) == 0)
+    return TW_REFUSAL_VERSION;
+  return TW_REFUSAL_REFUSED;
 }
 
 /* Handles one frame from the collector; false closes the connection. */
@@ -402,9 +465,11 @@ static bool handle_frame(sender *s, const proto_frame *f) {
   if (f->type == PROTO_WELCOME && s->state == CONN_HANDSHAKE)
     return handle_welcome_frame(s, f);
   if (f->type == PROTO_ACK && s->state == CONN_READY) {
-    rc = tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
+    rc =
+        tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
     if (rc != 0) {
-      refuse(s, "malformed ACK from the collector: %s", tw__proto_strerror(rc));
+      refuse(s, TW_REFUSAL_PROTOCOL, "malformed ACK from the collector: %s",
+             tw__proto_strerror(rc));
       return false;
     }
     handle_ack(s, v);
@@ -412,12 +477,13 @@ static bool handle_frame(sender *s, const proto_frame *f) {
   }
   if (f->type == PROTO_ERROR) {
     if (tw__proto_decode_error(f->payload, f->payload_len, &reason) == 0)
-      refuse(s, "%.*s", (int)reason.len, reason.ptr);
+      refuse(s, error_code(reason), "%.*s", (int)reason.len, reason.ptr);
     else
-      refuse(s, "malformed ERROR from the collector");
+      refuse(s, TW_REFUSAL_PROTOCOL, "malformed ERROR from the collector");
     return false;
   }
-  refuse(s, "unexpected message type %u from the collector", (unsigned)f->type);
+  refuse(s, TW_REFUSAL_PROTOCOL,
+         "unexpected message type %u from the collector", (unsigned)f->type);
   return false;
 }
 
@@ -440,8 +506,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   proto_frame f;
   int rc;
   while ((rc = tw__proto_frame_next(s->rbuf + at, s->rlen - at,
-                                AGENT_READ_BYTES - PROTO_HEADER_SIZE, &f)) ==
-         0) {
+                                    AGENT_READ_BYTES - PROTO_HEADER_SIZE,
+                                    &f)) == 0) {
     at += f.frame_len;
     if (!handle_frame(s, &f) || s->state == CONN_CLOSING ||
         s->state == CONN_IDLE) {
@@ -450,7 +516,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
   }
   if (rc < 0) {
-    refuse(s, "collector sent a bad frame: %s", tw__proto_strerror(rc));
+    refuse(s, TW_REFUSAL_PROTOCOL, "collector sent a bad frame: %s",
+           tw__proto_strerror(rc));
     disconnect(s);
     return;
   }
@@ -486,11 +553,14 @@ static void send_hello(sender *s) {
 
 static void on_connect(uv_connect_t *req, int status) {
   sender *s = req->data;
+  if (status < 0 && !s->stopping)
+    refuse(s, TW_REFUSAL_UNREACHABLE, "%s (%s)", uv_strerror(status),
+           s->agent->collector);
   if (status < 0 || s->stopping) {
     disconnect(s);
     return;
   }
-  s->state = CONN_HANDSHAKE;
+  set_state(s, CONN_HANDSHAKE);
   s->rlen = 0;
   if (uv_read_start(&s->conn.stream, on_alloc, on_read) != 0) {
     disconnect(s);
@@ -532,22 +602,27 @@ static void connect_start(sender *s) {
   if (s->where.scheme == URL_UNIX) {
     uv_pipe_init(&s->loop, &s->conn.pipe, 0);
     s->conn.handle.data = s;
-    s->state = CONN_CONNECTING;
+    set_state(s, CONN_CONNECTING);
     uv_pipe_connect(&s->connect_req, &s->conn.pipe, s->where.path, on_connect);
     return;
   }
   if (resolve(&s->where, &addr) != 0) {
+    refuse(s, TW_REFUSAL_UNREACHABLE, "cannot resolve host %s (%s)",
+           s->where.host, s->agent->collector);
     schedule_retry(s);
     return;
   }
   uv_tcp_init(&s->loop, &s->conn.tcp);
   s->conn.handle.data = s;
   uv_tcp_nodelay(&s->conn.tcp, 1);
-  s->state = CONN_CONNECTING;
+  set_state(s, CONN_CONNECTING);
   rc = uv_tcp_connect(&s->connect_req, &s->conn.tcp,
                       (const struct sockaddr *)&addr, on_connect);
-  if (rc != 0)
+  if (rc != 0) {
+    refuse(s, TW_REFUSAL_UNREACHABLE, "%s (%s)", uv_strerror(rc),
+           s->agent->collector);
     disconnect(s);
+  }
 }
 
 /* ---- flush, stop, the poll timer ----------------------------------------- */
@@ -589,7 +664,7 @@ static void close_all(uv_handle_t *h, void *arg) {
 
 static void finish_stop(sender *s) {
   if (s->state != CONN_IDLE)
-    s->state = CONN_CLOSING;
+    set_state(s, CONN_CLOSING);
   uv_walk(&s->loop, close_all, NULL);
 }
 
@@ -609,7 +684,8 @@ static bool send_final_health(sender *s) {
   if (!health_event(s, &ev))
     return true;
   tw__proto_buf_reset(&s->final_health);
-  tw__proto_events_open(&s->final_health, s->buffer.version, s->buffer.next_seq);
+  tw__proto_events_open(&s->final_health, s->buffer.version,
+                        s->buffer.next_seq);
   tw__proto_put_event(&s->final_health, &ev);
   tw__proto_events_close(&s->final_health);
   if (tw__proto_buf_failed(&s->final_health))
@@ -667,18 +743,21 @@ static void tick(sender *s) {
     begin_stop(s, goodbye_ms);
     return;
   }
-  s->buffer.now_ms = uv_now(&s->loop);
+  uint64_t now = uv_now(&s->loop);
+  s->buffer.now_ms = now;
   uint64_t taken = tw__drain_run(&s->drain);
+  /* A full resend buffer refuses new batches and tasks (record.c). */
+  if (atomic_load_explicit(&s->agent->admit_pressure, memory_order_relaxed) !=
+      (int)s->drain.out_of_room)
+    atomic_store_explicit(&s->agent->admit_pressure, s->drain.out_of_room,
+                          memory_order_relaxed);
   maybe_health(s);
   send_pending(s);
   check_flush(s);
-  /* A busy drain goes round again at once (after the loop has looked at
-   * the socket): under a burst the sender must not sleep while rings
-   * fill. Idle, it backs off to POLL_MAX_MS. */
-  s->poll_ms = taken > 0                      ? POLL_MIN_MS
-               : s->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS
-                                              : s->poll_ms * 2;
-  uv_timer_start(&s->poll, on_poll, taken >= BUSY_RECORDS ? 0 : s->poll_ms, 0);
+  unsigned wait = s->drain.out_of_room
+                      ? FULL_POLL_MS
+                      : tw__pace_next(&s->pace, now, taken, s->drain.peak_fill);
+  uv_timer_start(&s->poll, on_poll, wait, 0);
 }
 
 static void on_poll(uv_timer_t *t) {
@@ -719,7 +798,6 @@ static int sender_init(sender *s, tw_agent *agent) {
   tw__resend_init(&s->buffer, agent);
   s->sent_upto = 1;
   s->backoff_ms = BACKOFF_MIN_MS;
-  s->poll_ms = POLL_MIN_MS;
   memcpy(&s->rng, agent->instance, sizeof(s->rng));
   s->rng |= 1;
   tw__proto_buf_init(&s->hello);
@@ -727,7 +805,8 @@ static int sender_init(sender *s, tw_agent *agent) {
   tw__proto_buf_init(&s->final_health);
   /* Every frame a collector sends fits the receive buffer whole. */
   assert(tw__proto_frame_max(PROTO_ERROR, PROTO_VERSION) <= AGENT_READ_BYTES &&
-         tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION) <= AGENT_READ_BYTES &&
+         tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION) <=
+             AGENT_READ_BYTES &&
          tw__proto_frame_max(PROTO_ACK, PROTO_VERSION) <= AGENT_READ_BYTES);
   if (tw__url_parse(agent->collector, 0, &s->where) != 0)
     return TW_EURL;
@@ -872,6 +951,11 @@ void tw__sender_stats(tw_agent *agent, tw_agent_stats *out) {
   out->acked = atomic_load_explicit(&s->count.acked, memory_order_relaxed);
   out->reconnects =
       atomic_load_explicit(&s->count.reconnects, memory_order_relaxed);
+  out->conn_state = (uint64_t)atomic_load_explicit(&s->count.conn_state,
+                                                   memory_order_relaxed);
+  pthread_mutex_lock(&s->shared.mu);
+  out->refusal = (uint64_t)s->shared.refusal_code;
+  pthread_mutex_unlock(&s->shared.mu);
 }
 
 int tw__sender_refusal(tw_agent *agent, char *buf, size_t size) {

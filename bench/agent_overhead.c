@@ -27,7 +27,11 @@
  * The sender's own CPU per event is measured apart, at full speed: the
  * sender thread's CPU time over the events it sent while one thread
  * records as fast as it can, in rounds that fit its ring with a flush
- * after each (bulk), and without ever waiting (saturated).
+ * after each (bulk), and without ever waiting (saturated); and at fixed
+ * rates, inside a server: 1,000, 5,000 and 20,000 batches a second of
+ * three tasks each (ten events a batch), at the default budget, where
+ * the cost is the sender's wakeups, writes and acks more than its
+ * encoding. --sender-only prints these rows alone.
  *
  * LTTng needs a session daemon and an active session: the benchmark starts
  * `lttng-sessiond` when none runs, creates a private session, enables the
@@ -137,11 +141,12 @@ static void sink_serve(sink *s, int fd) {
         tw__proto_put_welcome(&out, &w);
       } else if (f.type == PROTO_EVENTS &&
                  tw__proto_events_begin(&it, f.payload, f.payload_len,
-                                    PROTO_VERSION) == 0) {
+                                        PROTO_VERSION) == 0) {
         tw__proto_put_ack(&out, PROTO_VERSION, it.first_seq + it.count);
       } else if (f.type == PROTO_GOODBYE) {
         uint64_t last = 0;
-        tw__proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION, &last);
+        tw__proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION,
+                                 &last);
         tw__proto_put_ack(&out, PROTO_VERSION, last + 1);
       }
       at += f.frame_len;
@@ -672,6 +677,86 @@ static void report_sender(tw_agent *agent, const sender_threads *st,
   fflush(stdout);
 }
 
+/* ---- the sender at fixed rates ---------------------------------------------
+ */
+
+static tw_agent *start_agent(const char *url, size_t budget,
+                             sender_threads *st);
+
+#define RATE_MS 3000
+#define RATE_TASKS 3 /* a request of examples/notify_server: three tasks */
+#define RATE_EVENTS_PER_BATCH (1 + 3 * RATE_TASKS)
+
+typedef struct fixed_rate {
+  tw_agent *agent;
+  unsigned per_s; /* batches a second */
+} fixed_rate;
+
+/* One batch of RATE_TASKS tasks, each enqueued, started and finished,
+ * every millisecond's share of the rate at once (a server's requests
+ * arrive unevenly too). */
+static void *fixed_rate_main(void *arg) {
+  fixed_rate *f = arg;
+  static const char *names[RATE_TASKS] = {"send_email", "send_sms",
+                                          "write_log"};
+  struct timespec next;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  double owed = 0;
+  for (int ms = 0; ms < RATE_MS; ms++) {
+    owed += f->per_s / 1000.0;
+    for (; owed >= 1; owed--) {
+      tw_id b, t[RATE_TASKS];
+      tw_batch_begin(f->agent, "POST /send-notification/{email}", &b);
+      for (uint32_t i = 0; i < RATE_TASKS; i++)
+        tw_task_enqueue(f->agent, b, i, names[i], TW_MODE_LOOP, &t[i]);
+      for (uint32_t i = 0; i < RATE_TASKS; i++) {
+        tw_task_start(f->agent, t[i]);
+        tw_task_finish(f->agent, t[i]);
+      }
+    }
+    next.tv_nsec += 1000000;
+    if (next.tv_nsec >= 1000000000) {
+      next.tv_nsec -= 1000000000;
+      next.tv_sec++;
+    }
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+  }
+  return NULL;
+}
+
+/* The sender's CPU time over the events it sent while one thread records
+ * batches at a fixed rate for RATE_MS, at the default budget: the
+ * sender's cost inside a server, where it wakes, drains, writes and reads
+ * acks for a trickle of events rather than a flood. */
+static void report_rate(const char *url, unsigned per_s) {
+  sender_threads st;
+  tw_agent *agent = start_agent(url, 0, &st);
+  if (agent == NULL)
+    return;
+  tw_agent_flush(agent, 10000);
+  tw_agent_stats before, after;
+  tw_agent_get_stats(agent, &before);
+  uint64_t cpu0 = sender_cpu_ns(&st);
+  fixed_rate f = {agent, per_s};
+  pthread_t th;
+  pthread_create(&th, NULL, fixed_rate_main, &f);
+  pthread_join(th, NULL);
+  tw_agent_flush(agent, 30000);
+  uint64_t cpu1 = sender_cpu_ns(&st);
+  tw_agent_get_stats(agent, &after);
+  uint64_t sent = after.sent - before.sent;
+  printf("sender_rate_%u_batches_per_s_events_sent: %llu\n", per_s,
+         (unsigned long long)sent);
+  printf("sender_rate_%u_batches_per_s_dropped: %llu\n", per_s,
+         (unsigned long long)(after.dropped - before.dropped));
+  printf("sender_rate_%u_batches_per_s_cpu_ns_per_event: %.1f\n", per_s,
+         sent ? (double)(cpu1 - cpu0) / (double)sent : 0.0);
+  printf("sender_rate_%u_batches_per_s_cpu_us_per_s: %.1f\n", per_s,
+         (double)(cpu1 - cpu0) / 1e3 / (RATE_MS / 1000.0));
+  fflush(stdout);
+  tw_agent_free(agent);
+}
+
 /* ---- main -----------------------------------------------------------------
  */
 
@@ -691,21 +776,25 @@ static void print_load(const char *key) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: agent_overhead [--events N] [--repeat R] (events "
-                  "per thread and repetition, default 262144; repetitions "
-                  "of each row, default and minimum 5)\n");
+  fprintf(stderr, "usage: agent_overhead [--events N] [--repeat R] "
+                  "[--sender-only] [--rate N] (events per thread and "
+                  "repetition, default 262144; repetitions of each row, "
+                  "default and minimum 5; --sender-only: the sender's rows "
+                  "alone; --rate N: its row at N batches/s alone, N one of "
+                  "1000, 5000, 20000)\n");
 }
 
 /* Creates the agent and tells which of the process's threads it started
  * (the sender). */
-static tw_agent *start_agent(const char *url, sender_threads *st) {
+static tw_agent *start_agent(const char *url, size_t budget,
+                             sender_threads *st) {
   pid_t before[TIDS_MAX], after[TIDS_MAX];
   size_t nb = list_threads(before);
   tw_config cfg;
   tw_config_init(&cfg);
   cfg.collector = url;
   cfg.service = "agent_overhead";
-  cfg.buffer_bytes = BENCH_BUDGET;
+  cfg.buffer_bytes = budget;
   tw_agent *agent;
   if (tw_agent_new(&cfg, &agent) != 0)
     return NULL;
@@ -724,9 +813,16 @@ static tw_agent *start_agent(const char *url, sender_threads *st) {
 int main(int argc, char **argv) {
   uint64_t events = 1u << 18;
   int repeat = MIN_REPEAT;
+  bool sender_only = false;
+  unsigned only_rate = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--events") == 0 && i + 1 < argc) {
       events = strtoull(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc) {
+      only_rate = (unsigned)strtoul(argv[++i], NULL, 10);
+      sender_only = true;
+    } else if (strcmp(argv[i], "--sender-only") == 0) {
+      sender_only = true;
     } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
       repeat = atoi(argv[++i]);
       if (repeat < MIN_REPEAT || repeat > 1000) {
@@ -740,12 +836,14 @@ int main(int argc, char **argv) {
   }
   const char *skip = NULL;
 #if TW_BENCH_LTTNG
-  if (getenv("TW_BENCH_LTTNG_SESSION") == NULL)
+  if (sender_only)
+    skip = "--sender-only";
+  else if (getenv("TW_BENCH_LTTNG_SESSION") == NULL)
     skip = lttng_prepare(argv);
 #else
   skip = "built without lttng-ust";
 #endif
-  int lttng = skip == NULL && lttng_active();
+  int lttng = skip == NULL && !sender_only && lttng_active();
   if (skip == NULL && !lttng)
     skip = "the tracepoint was not enabled by the session";
 
@@ -757,11 +855,13 @@ int main(int argc, char **argv) {
   print_load("loadavg_start");
   /* The cold rings first, each agent alone with the sink (it serves one
    * connection at a time). */
-  report_first_touch(s.url, "bench_budget", BENCH_BUDGET, PER_ROUND, repeat);
-  /* The default budget's first ring holds 8192 events. */
-  report_first_touch(s.url, "default_budget", 0, 4096, repeat);
+  if (!sender_only) {
+    report_first_touch(s.url, "bench_budget", BENCH_BUDGET, PER_ROUND, repeat);
+    /* The default budget's first ring holds 32768 events. */
+    report_first_touch(s.url, "default_budget", 0, 4096, repeat);
+  }
   sender_threads st;
-  tw_agent *agent = start_agent(s.url, &st);
+  tw_agent *agent = start_agent(s.url, BENCH_BUDGET, &st);
   if (agent == NULL)
     return 1;
   char logpath[160];
@@ -782,15 +882,17 @@ int main(int argc, char **argv) {
   if (skip != NULL)
     printf("lttng: skipped (%s)\n", skip);
   const int thread_counts[] = {1, 2, 8};
-  for (size_t k = 0; k < 3; k++)
+  for (size_t k = 0; k < 3 && !sender_only; k++)
     report_threads(thread_counts[k], &p);
   tw_agent_stats stats;
   tw_agent_get_stats(agent, &stats);
   printf("taskwatch_recorded: %llu\n", (unsigned long long)stats.recorded);
   printf("taskwatch_dropped: %llu\n", (unsigned long long)stats.dropped);
   printf("sender_threads: %zu\n", st.n);
-  report_sender(agent, &st, true);
-  report_sender(agent, &st, false);
+  if (only_rate == 0) {
+    report_sender(agent, &st, true);
+    report_sender(agent, &st, false);
+  }
   if (lttng)
     printf("lttng_dropped: %lld\n", lttng_finish());
   else if (getenv("TW_BENCH_LTTNG_SESSION") != NULL)
@@ -798,8 +900,12 @@ int main(int argc, char **argv) {
   /* The clock may have moved to monotonic during the run (see
    * tw_clock_source()). */
   printf("clock_source_end: %s\n", tw_clock_source());
-  print_load("loadavg_end");
   tw_agent_free(agent);
+  const unsigned rates[] = {1000, 5000, 20000};
+  for (size_t k = 0; k < 3; k++)
+    if (only_rate == 0 || only_rate == rates[k])
+      report_rate(s.url, rates[k]);
+  print_load("loadavg_end");
   fclose(log);
   unlink(logpath);
   sink_stop(&s);

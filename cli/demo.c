@@ -484,6 +484,8 @@ int demo_main(int argc, char **argv) {
   uint64_t t2 = uv_hrtime();
   tw_agent_stats st;
   tw_agent_get_stats(d.agent, &st);
+  char why[LIMIT_REFUSAL_TEXT];
+  int refusal = tw_agent_refusal(d.agent, why, sizeof(why));
   tw_agent_free(d.agent);
 
   if (rc != 0)
@@ -494,8 +496,11 @@ int demo_main(int argc, char **argv) {
   if (flushed != 0) {
     fprintf(stderr,
             "taskwatch demo: the collector did not acknowledge every event "
-            "within %.0f s\n",
-            d.opts.flush_timeout_s);
+            "within %.0f s (%s)\n",
+            d.opts.flush_timeout_s, tw_conn_state_name((int)st.conn_state));
+    if (refusal != TW_REFUSAL_NONE)
+      fprintf(stderr, "taskwatch demo: %s: %s\n", tw_refusal_name(refusal),
+              why);
     return 1;
   }
   return rc == 0 ? 0 : 1;

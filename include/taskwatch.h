@@ -42,7 +42,7 @@ extern "C" {
 #define TW_VERSION_MINOR 1
 #define TW_VERSION_PATCH 0
 #define TW_VERSION_STRING "0.1.0"
-#define TW_VERSION_HEX                                                        \
+#define TW_VERSION_HEX                                                         \
   ((TW_VERSION_MAJOR << 16) | (TW_VERSION_MINOR << 8) | TW_VERSION_PATCH)
 
 /* Returns the library's version string, e.g. "0.1.0". Static storage. */
@@ -52,18 +52,18 @@ TW_EXTERN const char *tw_version(void);
  * Error codes. One list, expanded into the enum, tw_strerror() and
  * tw_err_name(), so the three can never disagree.
  */
-#define TW_ERRNO_MAP(XX)                                                      \
-  XX(EINVAL, -1, "invalid argument")                                         \
-  XX(ENOMEM, -2, "out of memory")                                            \
-  XX(EFULL, -3, "agent buffer full; the event was dropped and counted")      \
-  XX(ESTATE, -4, "operation not allowed in the current state")               \
-  XX(EURL, -5, "malformed collector URL")                                     \
-  XX(ECLOSED, -6, "the agent is shut down")                                   \
-  XX(ETIMEDOUT, -7, "timed out")                                              \
-  XX(EPROTO, -8, "protocol error")                                            \
-  XX(EIO, -9, "input/output error")                                           \
-  XX(ETOOBIG, -10, "value too large")                                         \
-  XX(ETASK, -11, "a task of the batch failed")                                \
+#define TW_ERRNO_MAP(XX)                                                       \
+  XX(EINVAL, -1, "invalid argument")                                           \
+  XX(ENOMEM, -2, "out of memory")                                              \
+  XX(EFULL, -3, "agent buffer full; the event was dropped and counted")        \
+  XX(ESTATE, -4, "operation not allowed in the current state")                 \
+  XX(EURL, -5, "malformed collector URL")                                      \
+  XX(ECLOSED, -6, "the agent is shut down")                                    \
+  XX(ETIMEDOUT, -7, "timed out")                                               \
+  XX(EPROTO, -8, "protocol error")                                             \
+  XX(EIO, -9, "input/output error")                                            \
+  XX(ETOOBIG, -10, "value too large")                                          \
+  XX(ETASK, -11, "a task of the batch failed")                                 \
   XX(EUV, -12, "libuv call failed")
 
 typedef enum tw_errno {
@@ -81,10 +81,7 @@ TW_EXTERN const char *tw_err_name(int err);
 
 /* Where a task runs: on the event loop (async) or in a thread pool (sync).
  * The values are part of the wire protocol and the store. */
-typedef enum tw_mode {
-  TW_MODE_LOOP = 0,
-  TW_MODE_THREADPOOL = 1
-} tw_mode;
+typedef enum tw_mode { TW_MODE_LOOP = 0, TW_MODE_THREADPOOL = 1 } tw_mode;
 
 /* ------------------------------------------------------------------------
  * Agent
@@ -190,23 +187,97 @@ TW_EXTERN void tw_agent_free(tw_agent *agent);
  */
 TW_EXTERN const char *tw_clock_source(void);
 
+/*
+ * The agent's connection to the collector (tw_agent_stats.conn_state).
+ * XX(NAME, value, text), expanded into the enum and tw_conn_state_name().
+ */
+#define TW_CONN_STATE_MAP(XX)                                                  \
+  XX(CONNECTING, 0, "connecting")                                              \
+  XX(CONNECTED, 1, "connected")                                                \
+  XX(WAITING, 2, "waiting to reconnect")                                       \
+  XX(STOPPED, 3, "stopped")
+
+typedef enum tw_conn_state {
+#define TW__CONN_STATE_ENUM(name, value, text) TW_CONN_##name = (value),
+  TW_CONN_STATE_MAP(TW__CONN_STATE_ENUM)
+#undef TW__CONN_STATE_ENUM
+} tw_conn_state;
+
+/*
+ * Why the collector last refused this agent, or could not be reached
+ * (tw_agent_stats.refusal, tw_agent_refusal()): XX(NAME, value, text),
+ * expanded into the enum and tw_refusal_name().
+ *
+ *   UNREACHABLE  no connection: nothing listens, no route, a name that
+ *                does not resolve, no answer to the handshake
+ *   AUTH         the collector refused the token
+ *   VERSION      no protocol version both speak
+ *   REFUSED      any other refusal the collector gave (an ERROR frame)
+ *   STORE_LOST   the collector's store lost events it had acknowledged;
+ *                the agent went on as a new instance
+ *   PROTOCOL     the collector broke the protocol (a malformed frame)
+ */
+#define TW_REFUSAL_MAP(XX)                                                     \
+  XX(NONE, 0, "none")                                                          \
+  XX(UNREACHABLE, 1, "collector unreachable")                                  \
+  XX(AUTH, 2, "authentication failed")                                         \
+  XX(VERSION, 3, "protocol version not supported")                             \
+  XX(REFUSED, 4, "refused by the collector")                                   \
+  XX(STORE_LOST, 5, "the collector's store lost acknowledged events")          \
+  XX(PROTOCOL, 6, "protocol error")
+
+typedef enum tw_refusal {
+#define TW__REFUSAL_ENUM(name, value, text) TW_REFUSAL_##name = (value),
+  TW_REFUSAL_MAP(TW__REFUSAL_ENUM)
+#undef TW__REFUSAL_ENUM
+} tw_refusal;
+
+/* Text of a tw_conn_state ("connected"); "unknown" for other values.
+ * Static storage. Thread-safe. */
+TW_EXTERN const char *tw_conn_state_name(int state);
+/* Text of a tw_refusal ("authentication failed"); "unknown" for other
+ * values. Static storage. Thread-safe. */
+TW_EXTERN const char *tw_refusal_name(int code);
+
 /* Counters kept by the agent, for the host's own health reporting. */
 typedef struct tw_agent_stats {
-  uint64_t recorded;    /* events accepted into a ring */
-  uint64_t dropped;     /* events dropped because memory hit the cap */
-  uint64_t sent;        /* events written to the collector (resends too) */
-  uint64_t acked;       /* events acknowledged after commit */
-  uint64_t reconnects;  /* connections made after the first */
-  uint64_t buffered_bytes; /* bytes held now: rings, resend buffer, names;
-                             never above the configured buffer_bytes */
+  uint64_t recorded;        /* events accepted into a ring */
+  uint64_t dropped;         /* events dropped because memory hit the cap */
+  uint64_t sent;            /* events written to the collector (resends too) */
+  uint64_t acked;           /* events acknowledged after commit */
+  uint64_t reconnects;      /* connections made after the first */
+  uint64_t buffered_bytes;  /* bytes held now: rings, resend buffer, names;
+                              never above the configured buffer_bytes */
+  uint64_t conn_state;      /* a tw_conn_state: connected now or not */
+  uint64_t refusal;         /* the last tw_refusal since the agent started
+                               (kept after a later connection works); the
+                               reason's text: tw_agent_refusal() */
+  uint64_t strings_cut;     /* names, labels and error strings cut to their
+                               limit (see "Limits" below) */
+  uint64_t names_replaced;  /* names and labels recorded as the overflow
+                               name: the agent's name table was full */
+  uint64_t dropped_batches; /* batches refused whole at tw_batch_begin() */
+  uint64_t dropped_tasks;   /* tasks refused whole at tw_task_enqueue(),
+                               those enqueued into refused batches too */
   /* Room for the counters later versions add, so that the struct keeps
    * its size across the soname's versions; zero until then. */
-  uint64_t reserved[16];
+  uint64_t reserved[10];
 } tw_agent_stats;
 
-/* Copies the agent's counters into *out. Thread-safe; values are a
- * consistent-enough snapshot read with relaxed atomics. */
 TW_EXTERN void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out);
+
+/*
+ * Why the collector last refused this agent or could not be reached: the
+ * code (a tw_refusal; TW_REFUSAL_NONE when nothing went wrong since the
+ * agent started) is returned, and one line saying why (the collector's
+ * own reason, e.g. "authentication failed", or the system's, e.g.
+ * "connection refused (tcp://127.0.0.1:7460)") is copied into buf,
+ * NUL-terminated and cut to size (size 0: nothing copied; at most
+ * 255 bytes and the NUL). The refusal stays until the next one;
+ * tw_agent_stats.conn_state says whether the agent is connected now.
+ * Thread-safe.
+ */
+TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
 
 /* ------------------------------------------------------------------------
  * Low-level trace calls
@@ -215,14 +286,48 @@ TW_EXTERN void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out);
  * never 0; the collector turns them into store-wide ids. All calls are
  * thread-safe, lock-free, allocation-free and syscall-free; they return
  * TW_EFULL when the event had to be dropped (the drop is counted).
+ *
+ * Whole batches and tasks. When the agent must drop (its buffer is full:
+ * a collector down or slower than the host), it drops whole batches and
+ * tasks, decided when one begins: tw_batch_begin() refuses a batch while
+ * the recording thread's ring is more than 3/8 full or the resend buffer
+ * is full; tw_task_enqueue() refuses a task of an admitted batch only
+ * when that ring is more than half full (a batch of over a thousand tasks
+ * recorded in one burst at the default budget). The half kept free holds
+ * the START and the final event (finish, skip; fail or drop) of every
+ * task admitted before, so a stored task does not miss its start or its
+ * end as long as each task ends with one of them (long failure strings
+ * and calls beyond those take room of their own, and are dropped and
+ * counted when there is none). A refused batch or task still gets an id,
+ * with TW_ID_REFUSED set, and the call returns TW_EFULL; every call on
+ * that id, and every tw_task_enqueue() into a refused batch, returns
+ * TW_EFULL at once (a flag test) and counts one dropped event
+ * (tw_agent_stats: dropped_batches, dropped_tasks, dropped).
+ *
+ * Limits (their values live in common/limit.h). Task names and batch
+ * labels: at most 1,024 bytes. An agent instance keeps at most 4,094
+ * distinct names and labels and 128 KiB of their text; further new ones
+ * are recorded as "(too many distinct names)" and counted in
+ * tw_agent_stats.names_replaced. tw_task_fail(): error type 256 bytes,
+ * message 4 KiB, detail 32 KiB; tw_task_drop(): reason 4 KiB. A string
+ * over its limit is cut at a UTF-8 character boundary and ends in "…"
+ * (U+2026, 3 bytes; the cut string, mark included, is within the limit),
+ * and counted in tw_agent_stats.strings_cut; the call still returns 0.
+ * The three strings of one failure take at most half the recording
+ * thread's ring: at the default budget the first nine threads' rings
+ * (128 KiB and more) hold them whole at their limits; on a later thread's
+ * smaller ring the detail, then the message, is cut to fit, marked and
+ * counted the same way.
  * ------------------------------------------------------------------------ */
 
 typedef uint64_t tw_id;
 
+/* Set in the id of a refused batch or task; such an id is never sent. */
+#define TW_ID_REFUSED ((tw_id)1 << 63)
+
 /* Starts a batch labelled e.g. "POST /send-notification/{email}" (copied;
  * may be NULL). Returns the batch id in *batch. */
-TW_EXTERN int tw_batch_begin(tw_agent *agent, const char *label,
-                             tw_id *batch);
+TW_EXTERN int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch);
 
 /* Records that a task named `name` was added to `batch` at `position`
  * (0-based). Returns the new task's id in *task. */
@@ -237,7 +342,8 @@ TW_EXTERN int tw_task_finish(tw_agent *agent, tw_id task);
 
 /* Records that the task failed. error_type (e.g. "ValueError"), message and
  * detail (e.g. a traceback) are copied and may be NULL; over-long strings
- * are truncated (type 256 bytes, message 4 KiB, detail 32 KiB). */
+ * are cut and marked with "…" (type 256 bytes, message 4 KiB, detail
+ * 32 KiB; see "Limits" above). */
 TW_EXTERN int tw_task_fail(tw_agent *agent, tw_id task, const char *error_type,
                            const char *message, const char *detail);
 

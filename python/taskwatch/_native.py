@@ -74,6 +74,9 @@ def _declare(lib):
         "tw_agent_flush": (i, [p, ctypes.c_uint]),
         "tw_agent_free": (None, [p]),
         "tw_agent_get_stats": (None, [p, p]),
+        "tw_agent_refusal": (i, [p, ctypes.c_char_p, ctypes.c_size_t]),
+        "tw_refusal_name": (s, [i]),
+        "tw_conn_state_name": (s, [i]),
         "tw_batch_begin": (i, [p, s, ctypes.POINTER(c_id)]),
         "tw_task_enqueue": (i, [p, c_id, ctypes.c_uint32, s, i,
                                 ctypes.POINTER(c_id)]),
@@ -143,9 +146,17 @@ class Stats(ctypes.Structure):
         ("acked", ctypes.c_uint64),
         ("reconnects", ctypes.c_uint64),
         ("buffered_bytes", ctypes.c_uint64),
-        ("reserved", ctypes.c_uint64 * 16),
+        ("conn_state", ctypes.c_uint64),
+        ("refusal", ctypes.c_uint64),
+        ("strings_cut", ctypes.c_uint64),
+        ("names_replaced", ctypes.c_uint64),
+        ("dropped_batches", ctypes.c_uint64),
+        ("dropped_tasks", ctypes.c_uint64),
+        ("reserved", ctypes.c_uint64 * 10),
     ]
 
+
+REFUSAL_TEXT = 256  # LIMIT_REFUSAL_TEXT: the reason and its NUL
 
 MODE_LOOP = 0
 MODE_THREADPOOL = 1

@@ -146,11 +146,32 @@ class Agent:
 
     def stats(self):
         """The agent's counters as a dict (recorded, dropped, sent, acked,
-        reconnects, buffered_bytes)."""
+        reconnects, buffered_bytes, conn_state and refusal as numbers
+        (connection() names them), strings_cut, names_replaced)."""
         out = _native.Stats()
         self._call(self._lib.tw_agent_get_stats, ctypes.byref(out))
         return {name: getattr(out, name) for name, _ in out._fields_
                 if name != "reserved"}
+
+    def connection(self):
+        """Whether the agent is connected, and why it last could not
+        deliver, as a dict: state ("connecting", "connected", "waiting to
+        reconnect", "stopped"), refusal (None, or e.g. "authentication
+        failed", "collector unreachable") and reason (the line saying
+        why, e.g. the collector's own words or "connection refused
+        (tcp://127.0.0.1:7460)"; "" when there is none). A closed agent is
+        "stopped"."""
+        out = _native.Stats()
+        buf = ctypes.create_string_buffer(_native.REFUSAL_TEXT)
+        code = self._call(self._lib.tw_agent_refusal, buf, len(buf))
+        if code is None:
+            return {"state": "stopped", "refusal": None, "reason": ""}
+        self._call(self._lib.tw_agent_get_stats, ctypes.byref(out))
+        name = self._lib.tw_conn_state_name(int(out.conn_state))
+        return {"state": name.decode(),
+                "refusal": (self._lib.tw_refusal_name(code).decode()
+                            if code else None),
+                "reason": buf.value.decode("utf-8", "replace")}
 
     def close(self):
         """Flushes (up to the configured timeout), says goodbye to the

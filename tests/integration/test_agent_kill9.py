@@ -52,22 +52,22 @@ def main():
             check(kills >= 3, "only %d kills happened during the demo" % kills)
             check(r.dropped == 0, "%d events dropped" % r.dropped)
             col.stop()
-            check_store(col.db, r, kills)
+            check_store(col.db, r, kills, BATCHES)
         finally:
             col.close()
 
 
-def check_store(db, r, kills):
+def check_store(db, r, kills, batches):
     total = rows(db, "SELECT count(*), count(DISTINCT id), "
                      "count(DISTINCT batch) FROM tasks")[0]
-    check(total == (3 * BATCHES, 3 * BATCHES, BATCHES),
+    check(total == (3 * batches, 3 * batches, batches),
           "tasks, distinct ids, batches: %r" % (total,))
     by = collections.Counter(dict(((n, s), c) for n, s, c in rows(
         db, "SELECT name, status, count(*) FROM tasks GROUP BY 1, 2")))
-    failed = BATCHES // FAIL_EVERY
-    want = {("write_notification", 2): BATCHES,
-            ("send_email", 2): BATCHES - failed, ("send_email", 3): failed,
-            ("write_log", 2): BATCHES - failed, ("write_log", 4): failed}
+    failed = batches // FAIL_EVERY
+    want = {("write_notification", 2): batches,
+            ("send_email", 2): batches - failed, ("send_email", 3): failed,
+            ("write_log", 2): batches - failed, ("write_log", 4): failed}
     check(by == collections.Counter(want), "statuses: %r" % dict(by))
     bad_skips = rows(db, "SELECT count(*) FROM tasks t WHERE t.status = 4 AND "
                          "NOT EXISTS (SELECT 1 FROM tasks f WHERE "

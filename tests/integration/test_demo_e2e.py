@@ -155,8 +155,32 @@ def main():
         table = twtest.run(["query", "--db", db, "--format", "table",
                             "--status", "skipped"]).stdout
         assert "write_log" in table and "\x1b" not in table
+    says_why()
     print("demo_e2e: 3000 tasks checked")
     return 0
+
+
+def says_why():
+    """A demo that cannot deliver says why: the collector's refusal, or the
+    system's reason it could not be reached, with the URL."""
+    with twtest.tempdir() as d:
+        with open(d + "/token", "w") as f:
+            f.write("s3cret\n")
+        with twtest.Collector(d + "/tw.db",
+                              extra=("--token-file", d + "/token")) as col:
+            p = twtest.run(["demo", "--collector", col.url, "--batches", "3",
+                            "--flush-timeout", "2"], check=False,
+                           env={"TASKWATCH_TOKEN": "wrong"})
+            assert p.returncode == 1, p
+            assert ("taskwatch demo: authentication failed: "
+                    "authentication failed") in p.stderr, p.stderr
+        port = twtest.free_port()
+        p = twtest.run(["demo", "--collector", "tcp://127.0.0.1:%d" % port,
+                        "--batches", "3", "--flush-timeout", "1"],
+                       check=False)
+        assert p.returncode == 1, p
+        assert ("taskwatch demo: collector unreachable: connection refused "
+                "(tcp://127.0.0.1:%d)" % port) in p.stderr, p.stderr
 
 
 if __name__ == "__main__":

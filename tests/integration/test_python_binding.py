@@ -75,6 +75,8 @@ asyncio.run(main())
 assert taskwatch.get_agent().flush(20), "flush timed out"
 stats = taskwatch.get_agent().stats()
 assert stats["recorded"] > 0 and stats["dropped"] == 0, stats
+conn = taskwatch.get_agent().connection()
+assert conn == {"state": "connected", "refusal": None, "reason": ""}, conn
 print("script ok", stats["recorded"])
 '''
 
@@ -125,6 +127,24 @@ def close_race(url):
     assert agent.flush(0.1) is False
     assert set(agent.stats().values()) == {0}, agent.stats()
     agent.close()
+
+
+def says_why():
+    """An agent that cannot deliver says why; a closed one is stopped."""
+    agent = taskwatch.Agent(collector="tcp://127.0.0.1:1", service="why",
+                            flush_timeout_ms=100)
+    deadline = time.monotonic() + 10
+    while agent.connection()["refusal"] is None:
+        assert time.monotonic() < deadline, agent.connection()
+        time.sleep(0.01)
+    conn = agent.connection()
+    assert conn["state"] in ("connecting", "waiting to reconnect"), conn
+    assert conn["refusal"] == "collector unreachable", conn
+    assert conn["reason"].endswith("(tcp://127.0.0.1:1)"), conn
+    assert agent.stats()["refusal"] == 1, agent.stats()
+    agent.close()
+    assert agent.connection() == {"state": "stopped", "refusal": None,
+                                  "reason": ""}
 
 
 def close_waits():
@@ -222,6 +242,7 @@ def broken_tracing():
 
 for _ in range(10):
     close_race(os.environ["TASKWATCH_COLLECTOR"])
+says_why()
 close_waits()
 broken_tracing()
 print("robust ok")

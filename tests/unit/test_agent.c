@@ -357,21 +357,64 @@ static void runner_rejects_bad_arguments(void **state) {
 
 /* ---- trace calls --------------------------------------------------------- */
 
+/* Whether s (n bytes) is a string cut to n bytes: UTF-8 throughout (the
+ * cut fell on a character boundary) and marked with a trailing "…". */
+static bool cut_and_marked(const char *s, size_t n, size_t limit) {
+  if (n > limit || n < 3 || memcmp(s + n - 3, "\xe2\x80\xa6", 3) != 0)
+    return false;
+  for (size_t i = 0; i < n;) {
+    unsigned char c = (unsigned char)s[i];
+    size_t len = c < 0x80             ? 1
+                 : (c & 0xe0) == 0xc0 ? 2
+                 : (c & 0xf0) == 0xe0 ? 3
+                 : (c & 0xf8) == 0xf0 ? 4
+                                      : 0;
+    if (len == 0 || i + len > n)
+      return false;
+    for (size_t k = 1; k < len; k++)
+      if (((unsigned char)s[i + k] & 0xc0) != 0x80)
+        return false;
+    i += len;
+  }
+  return true;
+}
+
+/* n bytes of `unit` repeated (a UTF-8 character of 1 to 4 bytes), then
+ * ASCII to fill: cut points fall inside characters. */
+static char *repeat(const char *unit, size_t n) {
+  char *s = malloc(n + 1);
+  size_t u = strlen(unit), i = 0;
+  for (; i + u <= n; i += u)
+    memcpy(s + i, unit, u);
+  memset(s + i, 'x', n - i);
+  s[n] = '\0';
+  return s;
+}
+
+/* Strings over their limit are cut at a UTF-8 character boundary, end in
+ * "…" within the limit, and are counted in tw_agent_stats.strings_cut; the
+ * documented sizes hold at the default budget (on the first threads' rings).
+ * Strings at their limit pass whole. */
 static void trace_error_strings_are_truncated(void **state) {
   fixture *f = *state;
-  size_t big = 100000;
-  char *s = malloc(big + 1);
-  memset(s, 'x', big);
-  s[big] = '\0';
+  char *type = repeat("\xe2\x82\xac", 1000);         /* "€", 3 bytes */
+  char *message = repeat("\xc3\xa9", 9000);          /* "é", 2 bytes */
+  char *detail = repeat("\xf0\x9f\x98\x80", 100000); /* 4 bytes */
+  char *reason = repeat("\xe2\x82\xac", 5000);
+  char *exact = repeat("y", LIMIT_ERROR_TYPE);
   tw_id batch, task;
   assert_int_equal(tw_batch_begin(f->agent, "b", &batch), 0);
   assert_true(batch != 0);
   assert_int_equal(
       tw_task_enqueue(f->agent, batch, 0, "n", TW_MODE_LOOP, &task), 0);
   assert_true(task != 0 && task != batch);
-  assert_int_equal(tw_task_fail(f->agent, task, s, s, s), 0);
-  assert_int_equal(tw_task_drop(f->agent, task, s), 0);
+  assert_int_equal(tw_task_fail(f->agent, task, type, message, detail), 0);
+  assert_int_equal(tw_task_drop(f->agent, task, reason), 0);
   assert_int_equal(tw_task_fail(f->agent, task, NULL, NULL, NULL), 0);
+  assert_int_equal(tw_task_fail(f->agent, task, exact, "m", "d"), 0);
+  tw_agent_stats st;
+  tw_agent_get_stats(f->agent, &st);
+  assert_int_equal(st.strings_cut, 4);
   assert_int_equal(tw_task_start(f->agent, 0), TW_EINVAL);
   assert_int_equal(
       tw_task_enqueue(f->agent, batch, 0, NULL, TW_MODE_LOOP, &task),
@@ -379,27 +422,40 @@ static void trace_error_strings_are_truncated(void **state) {
   assert_int_equal(tw_task_enqueue(f->agent, batch, 0, "n", (tw_mode)7, &task),
                    TW_EINVAL);
   fake_instance *in = run_and_collect(f);
-  const fake_event *fail = NULL, *fail2 = NULL, *dropped = NULL;
+  const fake_event *fails[3] = {NULL, NULL, NULL}, *dropped = NULL;
+  size_t nfail = 0;
   for (size_t i = 0; i < in->count; i++) {
     const fake_event *e = &in->events[i];
-    if (e->kind == PROTO_EV_FAIL && fail == NULL)
-      fail = e;
-    else if (e->kind == PROTO_EV_FAIL)
-      fail2 = e;
+    if (e->kind == PROTO_EV_FAIL && nfail < 3)
+      fails[nfail++] = e;
     else if (e->kind == PROTO_EV_DROP)
       dropped = e;
   }
-  assert_non_null(fail);
-  assert_non_null(fail2);
+  assert_int_equal(nfail, 3);
   assert_non_null(dropped);
-  assert_int_equal(fail->text_len, 256);
-  assert_int_equal(fail->message_len, 4096);
-  assert_int_equal(fail->detail_len, 32768);
-  assert_int_equal(dropped->text_len, 4096);
-  assert_int_equal(fail2->text_len, 0);
-  assert_int_equal(fail2->detail_len, 0);
+  const fake_event *fail = fails[0];
+  assert_true(cut_and_marked(fail->text, fail->text_len, LIMIT_ERROR_TYPE));
+  assert_true(fail->text_len > LIMIT_ERROR_TYPE - 6);
+  assert_memory_equal(fail->text, type, fail->text_len - 3);
+  assert_true(
+      cut_and_marked(fail->message, fail->message_len, LIMIT_ERROR_MESSAGE));
+  assert_true(fail->message_len > LIMIT_ERROR_MESSAGE - 5);
+  assert_true(
+      cut_and_marked(fail->detail, fail->detail_len, LIMIT_ERROR_DETAIL));
+  assert_true(fail->detail_len > LIMIT_ERROR_DETAIL - 7);
+  assert_memory_equal(fail->detail, detail, fail->detail_len - 3);
+  assert_true(
+      cut_and_marked(dropped->text, dropped->text_len, LIMIT_DROP_REASON));
+  assert_int_equal(fails[1]->text_len, 0);
+  assert_int_equal(fails[1]->detail_len, 0);
+  assert_int_equal(fails[2]->text_len, LIMIT_ERROR_TYPE);
+  assert_memory_equal(fails[2]->text, exact, LIMIT_ERROR_TYPE);
   fake_unlock(f->fc);
-  free(s);
+  free(type);
+  free(message);
+  free(detail);
+  free(reason);
+  free(exact);
 }
 
 /* Once the arena is full, further new names must leave arena_top alone:
@@ -484,7 +540,8 @@ static void names_are_interned_within_bounds(void **state) {
     else if (e->position == 1)
       assert_string_equal(text, "second");
     else if (e->position == 2)
-      assert_int_equal(strlen(text), 1024);
+      assert_true(cut_and_marked(text, strlen(text), LIMIT_NAME) &&
+                  strlen(text) == LIMIT_NAME);
     else if (strcmp(text, "(too many distinct names)") == 0)
       overflow++;
     else {
@@ -496,6 +553,10 @@ static void names_are_interned_within_bounds(void **state) {
   /* 4095 ids, one of them the overflow text, three taken above. */
   assert_int_equal(own, 4095 - 1 - 3);
   assert_int_equal(own + overflow, 5000);
+  tw_agent_stats st;
+  tw_agent_get_stats(f->agent, &st);
+  assert_int_equal(st.names_replaced, overflow);
+  assert_int_equal(st.strings_cut, 1);
   fake_unlock(f->fc);
   free(longname);
 }
@@ -705,6 +766,94 @@ static bool health_reports(fake_collector *fc, void *arg) {
     if (in->events[i].kind == PROTO_EV_HEALTH)
       reported = in->events[i].other;
   return reported == *(uint64_t *)arg;
+}
+
+/* Whole batches or none: batches of three tasks recorded while no
+ * collector listens, until the agent refuses some. When the collector
+ * comes, every batch it stores has its three tasks and every task its
+ * enqueue, start and finish; nothing refers to a refused id; the drops are
+ * counted as batches, tasks and events. At the smallest budget (a quick
+ * overflow) and at the default one. */
+#define WHOLE_TASKS 3
+static void drops_whole_batches(size_t budget, uint64_t batches) {
+  char dir[] = "/tmp/twwhole.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char url[128];
+  snprintf(url, sizeof(url), "unix:%s/absent.sock", dir);
+  tw_agent *a = agent_to(url, budget, 200);
+  uint64_t refused_batches = 0, refused_tasks = 0, refused_calls = 0;
+  for (uint64_t i = 0; i < batches; i++) {
+    tw_id b, t[WHOLE_TASKS];
+    int rc = tw_batch_begin(a, "whole", &b);
+    assert_true(rc == 0 || rc == TW_EFULL);
+    assert_int_equal(rc == TW_EFULL, (b & TW_ID_REFUSED) != 0);
+    refused_batches += rc == TW_EFULL;
+    refused_calls += rc == TW_EFULL;
+    for (uint32_t k = 0; k < WHOLE_TASKS; k++) {
+      rc = tw_task_enqueue(a, b, k, "part", TW_MODE_LOOP, &t[k]);
+      assert_int_equal(rc == TW_EFULL, (t[k] & TW_ID_REFUSED) != 0);
+      if (b & TW_ID_REFUSED)
+        assert_int_equal(rc, TW_EFULL);
+      refused_tasks += rc == TW_EFULL;
+      refused_calls += rc == TW_EFULL;
+    }
+    for (uint32_t k = 0; k < WHOLE_TASKS; k++) {
+      int r1 = tw_task_start(a, t[k]), r2 = tw_task_finish(a, t[k]);
+      if (t[k] & TW_ID_REFUSED) {
+        assert_int_equal(r1, TW_EFULL);
+        assert_int_equal(r2, TW_EFULL);
+        refused_calls += 2;
+      } else {
+        assert_int_equal(r1, 0); /* an admitted task keeps its events */
+        assert_int_equal(r2, 0);
+      }
+    }
+  }
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_true(refused_batches > 0);
+  assert_int_equal(st.dropped_batches, refused_batches);
+  assert_int_equal(st.dropped_tasks, refused_tasks);
+  assert_int_equal(st.dropped, refused_calls);
+  assert_true(st.buffered_bytes <= (budget ? budget : TW_DEFAULT_BUFFER_BYTES));
+
+  fake_collector *fc = fake_start();
+  char target[160];
+  snprintf(target, sizeof(target), "%s/absent.sock", dir);
+  assert_int_equal(symlink(fake_url(fc) + strlen("unix:"), target), 0);
+  assert_int_equal(tw_agent_flush(a, 30000), 0);
+  fake_lock(fc);
+  assert_sequence_clean(fc);
+  fake_instance *in = fake_instance_at(fc, 0);
+  assert_non_null(in);
+  size_t nbatch = count_kind(in, PROTO_EV_BATCH);
+  size_t ntask = count_kind(in, PROTO_EV_ENQUEUE);
+  assert_int_equal(nbatch, batches - refused_batches);
+  assert_int_equal(ntask, nbatch * WHOLE_TASKS);
+  assert_int_equal(count_kind(in, PROTO_EV_START), ntask);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), ntask);
+  for (size_t i = 0; i < in->count; i++) {
+    const fake_event *e = &in->events[i];
+    assert_true((e->task & TW_ID_REFUSED) == 0);
+    assert_true((e->batch & TW_ID_REFUSED) == 0);
+    if (e->kind == PROTO_EV_ENQUEUE) {
+      assert_non_null(find(in, PROTO_EV_START, e->task));
+      assert_non_null(find(in, PROTO_EV_FINISH, e->task));
+    }
+  }
+  fake_unlock(fc);
+  tw_agent_free(a);
+  fake_free(fc);
+  unlink(target);
+  rmdir(dir);
+}
+
+static void whole_batches_or_none(void **state) {
+  (void)state;
+  /* The smallest budget overflows after a few thousand batches. */
+  drops_whole_batches(1024 * 1024, 20000);
+  /* The default one after a few hundred thousand events. */
+  drops_whole_batches(0, 200000);
 }
 
 static void cap_drops_and_reports(void **state) {
@@ -1071,28 +1220,52 @@ static void fork_child_releases_the_parent_connection(void **state) {
   fake_free(fc);
 }
 
-static bool refused(tw_agent *a, const char *want) {
-  char why[LIMIT_REFUSAL_TEXT];
+static bool refused(tw_agent *a, int code, const char *want) {
+  char why[LIMIT_REFUSAL_TEXT] = "";
+  int got = TW_REFUSAL_NONE;
   for (int waited = 0; waited < 10000; waited += 5) {
-    if (tw__sender_refusal(a, why, sizeof(why)) == TW_EPROTO &&
-        strcmp(why, want) == 0)
+    got = tw_agent_refusal(a, why, sizeof(why));
+    if (got == code && strstr(why, want) != NULL) {
+      tw_agent_stats st;
+      tw_agent_get_stats(a, &st);
+      return st.refusal == (uint64_t)code;
+    }
+    struct timespec ts = {0, 5 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  printf("last refusal: %d (%s) %s\n", got, tw_refusal_name(got), why);
+  return false;
+}
+
+static bool connected(tw_agent *a) {
+  for (int waited = 0; waited < 10000; waited += 5) {
+    tw_agent_stats st;
+    tw_agent_get_stats(a, &st);
+    if (st.conn_state == TW_CONN_CONNECTED)
       return true;
     struct timespec ts = {0, 5 * 1000000};
     nanosleep(&ts, NULL);
   }
-  printf("last refusal: %s\n", why);
   return false;
 }
 
-/* The agent keeps the reason the collector refused it for (control bytes
- * replaced) and its own reason to refuse a collector, and records on once
- * the collector takes it. */
+/* The agent says why it cannot deliver: a collector it cannot reach (the
+ * system's reason and the URL), the reason the collector refused it for
+ * (control bytes replaced) as a code and a text, its own reason to refuse
+ * a collector; and records on once the collector takes it, connected, the
+ * last refusal kept. */
 static void refusals_are_kept(void **state) {
   (void)state;
   char why[LIMIT_REFUSAL_TEXT];
-  tw_agent *quiet = agent_to("unix:/nonexistent/c.sock", 0, 100);
-  assert_int_equal(tw__sender_refusal(quiet, why, sizeof(why)), 0);
+  assert_int_equal(tw_agent_refusal(NULL, why, sizeof(why)), TW_REFUSAL_NONE);
   assert_string_equal(why, "");
+  tw_agent *quiet = agent_to("unix:/nonexistent/c.sock", 0, 100);
+  assert_true(
+      refused(quiet, TW_REFUSAL_UNREACHABLE, "(unix:/nonexistent/c.sock)"));
+  tw_agent_stats st;
+  tw_agent_get_stats(quiet, &st);
+  assert_true(st.conn_state == TW_CONN_WAITING ||
+              st.conn_state == TW_CONN_CONNECTING);
   tw_agent_free(quiet);
 
   fake_collector *fc = fake_start();
@@ -1100,8 +1273,10 @@ static void refusals_are_kept(void **state) {
   tw_agent *a = agent_to(fake_url(fc), 0, 3000);
   tw_id batch;
   assert_int_equal(tw_batch_begin(a, "refused", &batch), 0);
-  assert_true(refused(a, "authentication failed?[2J"));
+  assert_true(refused(a, TW_REFUSAL_AUTH, "authentication failed?[2J"));
   assert_int_equal(tw_agent_flush(a, 50), TW_ETIMEDOUT);
+  fake_refuse(fc, "the collector is stopping");
+  assert_true(refused(a, TW_REFUSAL_REFUSED, "the collector is stopping"));
 
   /* A WELCOME in a version the agent does not speak. */
   fake_welcome_version(fc, PROTO_VERSION + 1);
@@ -1112,17 +1287,24 @@ static void refusals_are_kept(void **state) {
            "%d..%d",
            PROTO_VERSION + 1, PROTO_VERSION + 1, PROTO_VERSION_MIN,
            PROTO_VERSION);
-  assert_true(refused(a, want));
-  assert_int_equal(tw__sender_refusal(a, why, 10), TW_EPROTO);
+  assert_true(refused(a, TW_REFUSAL_VERSION, want));
+  assert_int_equal(tw_agent_refusal(a, why, 10), TW_REFUSAL_VERSION);
   assert_int_equal(strlen(why), 9); /* cut to the caller's buffer */
+  assert_int_equal(tw_agent_refusal(a, NULL, 0), TW_REFUSAL_VERSION);
 
   fake_welcome_version(fc, 0);
   assert_int_equal(tw_agent_flush(a, 20000), 0);
+  assert_true(connected(a));
+  assert_int_equal(tw_agent_refusal(a, NULL, 0), TW_REFUSAL_VERSION);
   fake_lock(fc);
   assert_int_equal(count_kind(fake_instance_at(fc, 0), PROTO_EV_BATCH), 1);
   fake_unlock(fc);
   tw_agent_free(a);
   fake_free(fc);
+  assert_string_equal(tw_refusal_name(TW_REFUSAL_AUTH),
+                      "authentication failed");
+  assert_string_equal(tw_refusal_name(99), "unknown");
+  assert_string_equal(tw_conn_state_name(TW_CONN_CONNECTED), "connected");
 }
 
 static void shutdown_is_bounded_without_collector(void **state) {
@@ -1215,6 +1397,7 @@ int main(void) {
       cmocka_unit_test(record_in_exit_destructor_rebinds),
       cmocka_unit_test(many_threads_fit_the_default_budget),
       cmocka_unit_test(cap_drops_and_reports),
+      cmocka_unit_test(whole_batches_or_none),
       cmocka_unit_test(shutdown_accounts_for_every_event),
       cmocka_unit_test(slow_acks_drop_nothing_at_the_default_budget),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),

@@ -176,13 +176,13 @@ static void *register_only(void *arg) {
   return NULL;
 }
 
-/* A 64 MiB budget gives the first thread a 2 MiB ring: aligned so that
+/* A 16 MiB budget gives the first thread a 2 MiB ring: aligned so that
  * the kernel can back it with one huge page (whether it does depends on
  * its settings and free memory, which a test cannot promise). Freeing the
  * agent unmaps it. */
 static void large_ring_is_aligned_and_unmapped(void **state) {
   (void)state;
-  tw_agent *a = agent_to("unix:/nonexistent/test-record.sock", 64u << 20);
+  tw_agent *a = agent_to("unix:/nonexistent/test-record.sock", 16u << 20);
   job j = {a, -1, -1, 0};
   run_job(register_only, &j);
   ring *r = my_ring(a);

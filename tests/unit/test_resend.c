@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "../../agent/pace.h"
 #include "../../agent/resend.h"
 
 /* An agent as far as the buffer knows one: a budget. */
@@ -41,7 +42,8 @@ static uint64_t check_chain(resend *r, uint64_t first, int64_t offset) {
   for (resend_chunk *c = r->first; c != NULL; c = c->next) {
     tw__resend_seal(c);
     proto_frame f;
-    assert_int_equal(tw__proto_frame_next(c->frame.data, c->frame.len, 0, &f), 0);
+    assert_int_equal(tw__proto_frame_next(c->frame.data, c->frame.len, 0, &f),
+                     0);
     assert_int_equal(f.frame_len, c->frame.len);
     assert_int_equal(f.type, PROTO_EVENTS);
     proto_events it;
@@ -150,16 +152,55 @@ static void ack_frees_whole_chunks(void **state) {
   tw__resend_ack(&r, r.acked);
   assert_null(r.first);
   assert_null(r.last);
-  assert_int_equal(r.nspare, RESEND_SPARES);
-  assert_int_equal(atomic_load(&a->reserved),
-                   RESEND_SPARES * RESEND_CHUNK_COST);
+  /* At this budget every chunk stays a spare: the pool keeps them. */
+  assert_true(r.max_spares >= before);
+  assert_int_equal(r.nspare, before);
+  assert_int_equal(atomic_load(&a->reserved), before * RESEND_CHUNK_COST);
   /* Acks outside what was appended are ignored. */
   tw__resend_ack(&r, r.next_seq + 5);
   assert_int_equal(r.acked, r.next_seq);
   /* The spares come back for the next events, without the allocator. */
   fill(&r, r.next_seq, 10);
-  assert_int_equal(r.nspare, RESEND_SPARES - 1);
+  assert_int_equal(r.nspare, before - 1);
+  assert_int_equal(atomic_load(&a->reserved), before * RESEND_CHUNK_COST);
   assert_int_equal(check_chain(&r, 20001, 0), 10);
+  tw__resend_fini(&r);
+  assert_int_equal(atomic_load(&a->reserved), 0);
+  free(a);
+}
+
+/* Chunks come from one pool: an acked chunk's memory is the next chunk's
+ * (no allocator, no fresh page), and spares beyond max_spares give their
+ * charge back, so a buffer that grew in an outage shrinks after it. */
+static void spares_reuse_the_pool(void **state) {
+  (void)state;
+  tw_agent *a = budget(1u << 20);
+  resend r;
+  tw__resend_init(&r, a);
+  assert_int_equal(r.max_spares, RESEND_SPARES_MIN);
+  fill(&r, 1, 1);
+  uint64_t n = 1;
+  while (chunks(&r) < 6) {
+    fill(&r, n + 1, 1);
+    n++;
+  }
+  uint8_t *lo = r.pool, *hi = r.pool + r.max_chunks * RESEND_CHUNK_BYTES;
+  for (resend_chunk *c = r.first; c != NULL; c = c->next) {
+    tw__resend_seal(c);
+    assert_true(c->frame.data >= lo && c->frame.data < hi);
+  }
+  assert_int_equal(atomic_load(&a->reserved), 6 * RESEND_CHUNK_COST);
+  tw__resend_ack(&r, r.next_seq);
+  assert_null(r.first);
+  assert_int_equal(r.nspare, RESEND_SPARES_MIN);
+  assert_int_equal(atomic_load(&a->reserved),
+                   RESEND_SPARES_MIN * RESEND_CHUNK_COST);
+  /* The last chunk freed is the first reused: the pages are warm. */
+  fill(&r, n + 1, 1);
+  assert_true(r.first->frame.data >= lo && r.first->frame.data < hi);
+  assert_int_equal(atomic_load(&a->reserved),
+                   RESEND_SPARES_MIN * RESEND_CHUNK_COST);
+  assert_int_equal(check_chain(&r, n + 1, 0), 1);
   tw__resend_fini(&r);
   assert_int_equal(atomic_load(&a->reserved), 0);
   free(a);
@@ -260,11 +301,49 @@ static void recode_keeps_events(void **state) {
   free(a);
 }
 
+/* The sender's pace (agent/pace.h): idle, it waits the longest; at a
+ * steady rate, long enough for PACE_BATCH records but not so long that
+ * the fullest ring passes PACE_FILL; past PACE_FILL_NOW, at once; a rate
+ * that rises is followed at once, one that falls slowly (a stalled host
+ * catches up at its old rate). */
+static void pace_follows_rate_and_fill(void **state) {
+  (void)state;
+  pace p = {0};
+  assert_int_equal(tw__pace_next(&p, 1000, 0, 0), PACE_MAX_MS);
+  assert_int_equal(tw__pace_next(&p, 1050, 0, 0), PACE_MAX_MS);
+  /* 1,000 records a ms: PACE_BATCH of them take about 2 ms. */
+  unsigned w = tw__pace_next(&p, 1060, 10000, 0.01);
+  assert_int_equal(w, (unsigned)(PACE_BATCH / 1000));
+  /* The same rate with a ring 10% full after 10 ms: the fill bounds the
+   * wait below PACE_BATCH's (12.5% in 12.5 ms is the limit). */
+  pace q = {0};
+  tw__pace_next(&q, 1000, 0, 0);
+  assert_int_equal(tw__pace_next(&q, 1010, 100, 0.1),
+                   (unsigned)(10 * PACE_FILL / 0.1));
+  /* A ring past PACE_FILL_NOW: at once. */
+  assert_int_equal(tw__pace_next(&q, 1011, 100, PACE_FILL_NOW + 0.01), 0);
+  /* A low rate: never more than PACE_MAX_MS, never less than the least. */
+  pace r = {0};
+  tw__pace_next(&r, 1000, 0, 0);
+  assert_int_equal(tw__pace_next(&r, 1050, 4, 0.0001), PACE_MAX_MS);
+  assert_true(tw__pace_next(&r, 1051, 100000, 0) >= PACE_MIN_MS);
+  /* The rate falls slowly: 100,000 records a ms, then none for 10 ms
+   * (the wait stays short), then none for seconds (it is forgotten). */
+  double high = r.rate;
+  assert_true(tw__pace_next(&r, 1061, 0, 0) <= PACE_MIN_MS);
+  assert_true(r.rate >= high * (1 - 10 / PACE_DECAY_MS) - 1);
+  assert_int_equal(tw__pace_next(&r, 1061 + 2 * PACE_DECAY_MS, 0, 0),
+                   PACE_MAX_MS);
+  assert_true(r.rate == 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(appends_number_events_without_gaps),
       cmocka_unit_test(budget_keeps_a_chunk_for_health),
       cmocka_unit_test(ack_frees_whole_chunks),
+      cmocka_unit_test(spares_reuse_the_pool),
+      cmocka_unit_test(pace_follows_rate_and_fill),
       cmocka_unit_test(cut_starts_at_the_welcome),
       cmocka_unit_test(detach_and_attach_renumber),
       cmocka_unit_test(recode_keeps_events),

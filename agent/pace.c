@@ -1,0 +1,34 @@
+/*
+ * pace - see pace.h.
+ */
+#include "pace.h"
+
+unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
+                       double peak_fill) {
+  double dt = p->last_ms == 0       ? PACE_MAX_MS
+              : now_ms > p->last_ms ? (double)(now_ms - p->last_ms)
+                                    : 1.0;
+  p->last_ms = now_ms;
+  /* A rate that rises is taken at once (a burst must not overrun the
+   * rings); one that falls is followed slowly, losing about half in a
+   * second: a host that stalls (a loaded machine) catches up in a burst
+   * at the rate it had before. */
+  double rate = (double)taken / dt;
+  if (rate >= p->rate) {
+    p->rate = rate;
+  } else {
+    double keep = 1.0 - dt / PACE_DECAY_MS;
+    p->rate = keep > 0 ? p->rate * keep : 0;
+    p->rate = p->rate > rate ? p->rate : rate;
+  }
+  if (peak_fill > PACE_FILL_NOW)
+    return 0;
+  double wait = p->rate > 0 ? PACE_BATCH / p->rate : PACE_MAX_MS;
+  if (peak_fill > 0) {
+    double by_fill = dt * PACE_FILL / peak_fill;
+    wait = by_fill < wait ? by_fill : wait;
+  }
+  if (wait < PACE_MIN_MS)
+    return PACE_MIN_MS;
+  return wait > PACE_MAX_MS ? PACE_MAX_MS : (unsigned)wait;
+}
