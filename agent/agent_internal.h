@@ -173,6 +173,7 @@ struct tw_agent {
   char *host;
   char *token;
   unsigned flush_timeout_ms;
+  bool disabled; /* tracing off: record nothing, no sender (tw_agent_new) */
   struct sender *sender;
   struct tw_agent *registry_next;
 };

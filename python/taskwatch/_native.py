@@ -132,7 +132,8 @@ class Config(ctypes.Structure):
         ("token", ctypes.c_char_p),
         ("buffer_bytes", ctypes.c_size_t),
         ("flush_timeout_ms", ctypes.c_uint),
-        ("reserved", ctypes.c_void_p * 16),
+        ("disabled", ctypes.c_size_t),  # uintptr_t
+        ("reserved", ctypes.c_void_p * 15),
     ]
 
 
