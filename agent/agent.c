@@ -58,13 +58,15 @@ const char *tw_err_name(int err) {
 }
 
 /* The public structs' sizes are part of the soname's ABI: a field added
- * later takes a reserved slot instead of growing them. */
+ * later takes a reserved slot instead of growing them (tw_config's 16:
+ * tls_ca, tls_cert, tls_key, disabled and reserved[12]). */
 _Static_assert(sizeof(tw_config) == 3 * sizeof(void *) + sizeof(size_t) +
                                         sizeof(void *) /* unsigned, padded */ +
-                                        sizeof(uintptr_t) /* disabled */ +
-                                        15 * sizeof(void *) ||
+                                        16 * sizeof(void *) ||
                    sizeof(void *) != 8,
                "tw_config changed size: take a reserved slot");
+_Static_assert(sizeof(uintptr_t) == sizeof(void *),
+               "tw_config.disabled takes a pointer-sized reserved slot");
 _Static_assert(sizeof(tw_agent_stats) == 22 * sizeof(uint64_t),
                "tw_agent_stats changed size: take a reserved slot");
 
@@ -129,6 +131,9 @@ int tw_config_from_env(tw_config *cfg) {
   cfg->collector = getenv("TASKWATCH_COLLECTOR");
   cfg->service = getenv("TASKWATCH_SERVICE");
   cfg->token = getenv("TASKWATCH_TOKEN");
+  cfg->tls_ca = getenv("TASKWATCH_TLS_CA");
+  cfg->tls_cert = getenv("TASKWATCH_TLS_CERT");
+  cfg->tls_key = getenv("TASKWATCH_TLS_KEY");
   if ((s = getenv("TASKWATCH_BUFFER_BYTES")) != NULL && *s != '\0') {
     uint64_t bytes;
     if (tw__size_parse(s, SIZE_MAX, &bytes) == 0)
@@ -242,7 +247,12 @@ static int agent_setup(tw_agent *a, const tw_config *cfg) {
   a->service = copy_string(service);
   a->host = copy_string(host);
   a->token = copy_string(cfg->token ? cfg->token : "");
-  if (!a->collector || !a->service || !a->host || !a->token)
+  a->tls_ca = copy_string(cfg->tls_ca);
+  a->tls_cert = copy_string(cfg->tls_cert);
+  a->tls_key = copy_string(cfg->tls_key);
+  if (!a->collector || !a->service || !a->host || !a->token ||
+      (cfg->tls_ca && !a->tls_ca) || (cfg->tls_cert && !a->tls_cert) ||
+      (cfg->tls_key && !a->tls_key))
     return TW_ENOMEM;
   a->cap = cfg->buffer_bytes ? cfg->buffer_bytes : TW_DEFAULT_BUFFER_BYTES;
   if (a->cap < LIMIT_AGENT_BUFFER_MIN)
@@ -265,6 +275,9 @@ static void agent_destroy(tw_agent *a) {
   free(a->service);
   free(a->host);
   free(a->token);
+  free(a->tls_ca);
+  free(a->tls_cert);
+  free(a->tls_key);
   free(a);
 }
 

@@ -172,6 +172,7 @@ struct tw_agent {
   char *service;
   char *host;
   char *token;
+  char *tls_ca, *tls_cert, *tls_key; /* NULL: none (tw_config's) */
   unsigned flush_timeout_ms;
   bool disabled; /* tracing off: record nothing, no sender (tw_agent_new) */
   struct sender *sender;

@@ -1,7 +1,9 @@
 /*
  * sender - the agent's sender thread and its connection to the collector.
  * The thread runs its own libuv loop: it connects (tcp or unix), says
- * HELLO, agrees on a protocol version through WELCOME, writes the resend
+ * HELLO (with the instance's public key, and answers the collector's
+ * CHALLENGE with its PROOF: proof.h), agrees on a protocol version through
+ * WELCOME, writes the resend
  * buffer's chunks, reads ACK and ERROR, and reconnects with exponential
  * backoff and jitter. What it writes comes from drain.c (ring records to
  * events) through resend.c (every event until the collector acks it after
@@ -41,8 +43,10 @@
 #include <uv.h>
 
 #include "agent_internal.h"
+#include "conn_tls.h"
 #include "drain.h"
 #include "pace.h"
+#include "proof.h"
 #include "resend.h"
 #include "url.h"
 
@@ -60,6 +64,10 @@
 #define FAST_RETRY_MS 30000u
 #define HANDSHAKE_MS 5000u
 #define WRITE_MS 100u
+/* Ciphertext of chunks a TLS connection may have in flight: each chunk is
+ * encrypted into a copy of its own on its way out, outside the resend
+ * buffer, so more waits for these to be written. */
+#define TLS_IN_FLIGHT (2 * (size_t)RESEND_CHUNK_BYTES)
 
 enum conn_state {
   CONN_IDLE,
@@ -93,14 +101,25 @@ typedef struct sender {
   } conn;
   uv_connect_t connect_req;
   uv_write_t hello_req;
+  uv_write_t proof_req;
   uv_write_t goodbye_req;
   uv_write_t health_req;
   proto_buf hello;
+  proto_buf proof;
+  proof_key key; /* the instance's (proof.h) */
   proto_buf goodbye;
   proto_buf final_health; /* see send_final_health() */
   chunk_write *free_writes;
   int state;
   url where; /* the collector */
+  /* A tls:// collector (conn_tls.h): the context, made on the first
+   * connection; the session of the current one; whether its handshake is
+   * done; what the socket gave, before the session reads it. */
+  SSL_CTX *tls_ctx;
+  conn_tls *tls;
+  bool tls_up;
+  size_t tls_in_flight; /* ciphertext of writes not yet written */
+  uint8_t cipher[AGENT_READ_BYTES];
   uint8_t rbuf[AGENT_READ_BYTES];
   size_t rlen;
   resend buffer; /* its version is the one agreed with the collector */
@@ -151,7 +170,7 @@ static void on_poll(uv_timer_t *t);
 
 int tw__sender_check_url(const char *text) {
   url u;
-  return tw__url_parse(text, 0, &u) == 0 ? 0 : -1;
+  return tw__url_parse(text, URL_TLS_OK, &u) == 0 ? 0 : -1;
 }
 
 /* Keeps why the collector refused this agent, or broke the protocol with
@@ -247,6 +266,9 @@ static void on_conn_closed(uv_handle_t *h) {
   sender *s = h->data;
   set_state(s, CONN_IDLE);
   s->rlen = 0;
+  tw__conn_tls_free(s->tls);
+  s->tls = NULL;
+  s->tls_up = false;
   if (s->stopping)
     finish_stop(s);
   else
@@ -287,6 +309,78 @@ static void on_control_write(uv_write_t *req, int status) {
     disconnect(req->data);
 }
 
+/* ---- writes, plaintext or through the TLS session ---------------------- */
+
+/* A write of ciphertext, which completes the caller's request (NULL for
+ * the session's own output: handshake messages, alerts). */
+typedef struct tls_write {
+  uv_write_t req;
+  uv_write_t *user;
+  uv_write_cb cb;
+  uint8_t *data;
+  size_t len;
+} tls_write;
+
+static void on_tls_written(uv_write_t *req, int status) {
+  tls_write *w = req->data;
+  sender *s = w->req.handle->data;
+  if (w->user != NULL) {
+    s->tls_in_flight -= w->len;
+    w->cb(w->user, status);
+    send_pending(s); /* what waited for TLS_IN_FLIGHT */
+  } else if (status < 0) {
+    disconnect(s);
+  }
+  free(w->data);
+  free(w);
+}
+
+/* Writes what the session has for the socket; user's cb runs when it is
+ * written. 0, or -1 (nothing was started, cb is never called). */
+static int tls_flush(sender *s, uv_write_t *user, uv_write_cb cb) {
+  uint8_t *data;
+  long n = tw__conn_tls_output(s->tls, &data);
+  if (n < 0 || (n == 0 && user != NULL))
+    return -1;
+  if (n == 0)
+    return 0;
+  tls_write *w = malloc(sizeof(*w));
+  if (w == NULL) {
+    free(data);
+    return -1;
+  }
+  w->user = user;
+  w->cb = cb;
+  w->data = data;
+  w->len = (size_t)n;
+  w->req.data = w;
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+  if (uv_write(&w->req, &s->conn.stream, &b, 1, on_tls_written) != 0) {
+    free(data);
+    free(w);
+    return -1;
+  }
+  if (user != NULL)
+    s->tls_in_flight += w->len;
+  return 0;
+}
+
+/* Writes n bytes to the collector, encrypted on a TLS connection (at
+ * once: p may change after); cb(req, status) once they are written.
+ * Returns 0, or nonzero when nothing was started (cb is never called). */
+static int conn_write(sender *s, uv_write_t *req, const uint8_t *p, size_t n,
+                      uv_write_cb cb) {
+  if (s->tls == NULL) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    return uv_write(req, &s->conn.stream, &b, 1, cb);
+  }
+  if (tw__conn_tls_write(s->tls, p, n) != 0) {
+    refuse(s, TW_REFUSAL_TLS, "%s", tw__conn_tls_error(s->tls));
+    return -1;
+  }
+  return tls_flush(s, req, cb);
+}
+
 static chunk_write *take_write(sender *s) {
   chunk_write *w = s->free_writes;
   if (w != NULL)
@@ -308,15 +402,16 @@ static void send_pending(sender *s) {
         s->flush.active == s->flush.signalled &&
         uv_now(&s->loop) - c->opened_ms < WRITE_MS)
       break; /* held back: see the top of the file */
+    if (s->tls != NULL && !s->stopping && s->tls_in_flight >= TLS_IN_FLIGHT)
+      break; /* on_tls_written() goes on */
     chunk_write *w = take_write(s);
     if (w == NULL)
       return; /* the next tick tries again */
     tw__resend_seal(c);
-    uv_buf_t b = uv_buf_init((char *)c->frame.data, (unsigned)c->frame.len);
     w->owner = s;
     w->chunk = c;
     w->req.data = w;
-    if (uv_write(&w->req, &s->conn.stream, &b, 1, on_write) != 0) {
+    if (conn_write(s, &w->req, c->frame.data, c->frame.len, on_write) != 0) {
       w->next = s->free_writes;
       s->free_writes = w;
       disconnect(s);
@@ -442,6 +537,29 @@ static bool handle_welcome_frame(sender *s, const proto_frame *f) {
   return true;
 }
 
+/* CHALLENGE: the instance's key signs the collector's nonce. */
+static bool handle_challenge(sender *s, const proto_frame *f) {
+  proto_str nonce;
+  uint8_t signature[PROTO_SIGNATURE_SIZE];
+  int rc = tw__proto_decode_challenge(f->payload, f->payload_len,
+                                      PROTO_PROOF_SINCE, &nonce);
+  if (rc != 0 || nonce.len != PROTO_NONCE_SIZE) {
+    refuse(s, TW_REFUSAL_PROTOCOL, "malformed CHALLENGE from the collector: %s",
+           rc != 0 ? tw__proto_strerror(rc) : "nonce of the wrong size");
+    return false;
+  }
+  if (tw__proof_sign(&s->key, (const uint8_t *)nonce.ptr, signature) != 0)
+    return false; /* out of memory: the next connection tries again */
+  proto_str text = {(const char *)signature, PROTO_SIGNATURE_SIZE};
+  tw__proto_buf_reset(&s->proof);
+  tw__proto_put_proof(&s->proof, PROTO_PROOF_SINCE, text);
+  if (tw__proto_buf_failed(&s->proof))
+    return false;
+  s->proof_req.data = s;
+  return conn_write(s, &s->proof_req, s->proof.data, s->proof.len,
+                    on_control_write) == 0;
+}
+
 /* The tw_refusal of an ERROR frame's reason: the collector's words for a
  * token it refused and a version it does not speak (collector/server.c,
  * tw__proto_version_refusal()), else a refusal of its own. */
@@ -464,6 +582,8 @@ static bool handle_frame(sender *s, const proto_frame *f) {
   int rc;
   if (f->type == PROTO_WELCOME && s->state == CONN_HANDSHAKE)
     return handle_welcome_frame(s, f);
+  if (f->type == PROTO_CHALLENGE && s->state == CONN_HANDSHAKE)
+    return handle_challenge(s, f);
   if (f->type == PROTO_ACK && s->state == CONN_READY) {
     rc =
         tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
@@ -490,18 +610,79 @@ static bool handle_frame(sender *s, const proto_frame *f) {
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   sender *s = h->data;
   (void)hint;
-  *buf = uv_buf_init((char *)s->rbuf + s->rlen,
-                     (unsigned)(sizeof(s->rbuf) - s->rlen));
+  if (s->tls != NULL)
+    *buf = uv_buf_init((char *)s->cipher, sizeof(s->cipher));
+  else
+    *buf = uv_buf_init((char *)s->rbuf + s->rlen,
+                       (unsigned)(sizeof(s->rbuf) - s->rlen));
+}
+
+static bool process_frames(sender *s);
+static void send_hello(sender *s);
+
+/* The session failed: its reason is the agent's last refusal (a clean
+ * close, as a collector that stops, has none). */
+static void tls_failed(sender *s) {
+  const char *why = tw__conn_tls_error(s->tls);
+  if (*why != '\0')
+    refuse(s, TW_REFUSAL_TLS, "%s%s", s->tls_up ? "" : "handshake: ", why);
+  disconnect(s);
+}
+
+/* Ciphertext from the socket: the handshake, then plaintext frames. */
+static void tls_read(sender *s, size_t n) {
+  if (tw__conn_tls_feed(s->tls, s->cipher, n) != 0) {
+    disconnect(s);
+    return;
+  }
+  if (!s->tls_up) {
+    int rc = tw__conn_tls_handshake(s->tls);
+    if (tls_flush(s, NULL, NULL) != 0 || rc < 0) {
+      tls_failed(s);
+      return;
+    }
+    if (rc == 0)
+      return;
+    s->tls_up = true;
+    send_hello(s);
+  }
+  while (s->state == CONN_HANDSHAKE || s->state == CONN_READY) {
+    int got =
+        tw__conn_tls_read(s->tls, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen);
+    if (tls_flush(s, NULL, NULL) != 0 || got < 0) {
+      tls_failed(s);
+      return;
+    }
+    if (got == 0)
+      return;
+    s->rlen += (size_t)got;
+    if (!process_frames(s))
+      return;
+  }
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   sender *s = stream->data;
   (void)buf;
   if (nread < 0) {
+    if (s->tls != NULL && !s->tls_up)
+      refuse(s, TW_REFUSAL_TLS,
+             "handshake: the collector closed the connection (is its "
+             "listener tls://?)");
     disconnect(s);
     return;
   }
+  if (s->tls != NULL) {
+    tls_read(s, (size_t)nread);
+    return;
+  }
   s->rlen += (size_t)nread;
+  process_frames(s);
+}
+
+/* Handles every whole frame in the receive buffer and keeps the rest.
+ * False when the connection is closing. */
+static bool process_frames(sender *s) {
   size_t at = 0;
   proto_frame f;
   int rc;
@@ -512,17 +693,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (!handle_frame(s, &f) || s->state == CONN_CLOSING ||
         s->state == CONN_IDLE) {
       disconnect(s);
-      return;
+      return false;
     }
   }
   if (rc < 0) {
     refuse(s, TW_REFUSAL_PROTOCOL, "collector sent a bad frame: %s",
            tw__proto_strerror(rc));
     disconnect(s);
-    return;
+    return false;
   }
   memmove(s->rbuf, s->rbuf + at, s->rlen - at);
   s->rlen -= at;
+  return true;
 }
 
 static void send_hello(sender *s) {
@@ -539,15 +721,22 @@ static void send_hello(sender *s) {
   h.host.len = (uint32_t)strlen(a->host);
   h.token.ptr = a->token;
   h.token.len = (uint32_t)strlen(a->token);
+  /* Without a key (no randomness, out of memory) the HELLO is one of
+   * version 1's: a collector that knows the instance's key refuses it,
+   * and the next connection tries again. */
+  if (tw__proof_key(&s->key, h.instance) == 0) {
+    h.key.ptr = (const char *)s->key.public_key;
+    h.key.len = PROTO_KEY_SIZE;
+  }
   tw__proto_buf_reset(&s->hello);
   tw__proto_put_hello(&s->hello, &h);
   if (tw__proto_buf_failed(&s->hello)) {
     disconnect(s);
     return;
   }
-  uv_buf_t b = uv_buf_init((char *)s->hello.data, (unsigned)s->hello.len);
   s->hello_req.data = s;
-  if (uv_write(&s->hello_req, &s->conn.stream, &b, 1, on_control_write) != 0)
+  if (conn_write(s, &s->hello_req, s->hello.data, s->hello.len,
+                 on_control_write) != 0)
     disconnect(s);
 }
 
@@ -562,13 +751,37 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   set_state(s, CONN_HANDSHAKE);
   s->rlen = 0;
+  if (s->where.scheme == URL_TLS &&
+      (s->tls = tw__conn_tls_new(s->tls_ctx, s->where.host)) == NULL) {
+    disconnect(s);
+    return;
+  }
   if (uv_read_start(&s->conn.stream, on_alloc, on_read) != 0) {
     disconnect(s);
     return;
   }
-  send_hello(s);
+  /* The timeout covers the TLS handshake too; HELLO follows it. */
+  if (s->tls == NULL)
+    send_hello(s);
+  else if (tw__conn_tls_handshake(s->tls) < 0 || tls_flush(s, NULL, NULL) != 0)
+    tls_failed(s);
   if (s->state == CONN_HANDSHAKE)
     uv_timer_start(&s->retry, on_handshake_timeout, HANDSHAKE_MS, 0);
+}
+
+/* The TLS context, made before the first tls:// connection; its files
+ * are read again after a failure. False (the reason kept as the last
+ * refusal) when they cannot be. */
+static bool tls_context_ready(sender *s) {
+  char err[LIMIT_REFUSAL_TEXT];
+  tw_agent *a = s->agent;
+  if (s->where.scheme != URL_TLS || s->tls_ctx != NULL)
+    return true;
+  s->tls_ctx = tw__conn_tls_context(a->tls_ca, a->tls_cert, a->tls_key, err,
+                                    sizeof(err));
+  if (s->tls_ctx == NULL)
+    refuse(s, TW_REFUSAL_TLS, "%s", err);
+  return s->tls_ctx != NULL;
 }
 
 /* Resolves the TCP address. Names are looked up here, on the sender
@@ -604,6 +817,10 @@ static void connect_start(sender *s) {
     s->conn.handle.data = s;
     set_state(s, CONN_CONNECTING);
     uv_pipe_connect(&s->connect_req, &s->conn.pipe, s->where.path, on_connect);
+    return;
+  }
+  if (!tls_context_ready(s)) {
+    schedule_retry(s);
     return;
   }
   if (resolve(&s->where, &addr) != 0) {
@@ -690,10 +907,9 @@ static bool send_final_health(sender *s) {
   tw__proto_events_close(&s->final_health);
   if (tw__proto_buf_failed(&s->final_health))
     return false;
-  uv_buf_t b =
-      uv_buf_init((char *)s->final_health.data, (unsigned)s->final_health.len);
   s->health_req.data = s;
-  if (uv_write(&s->health_req, &s->conn.stream, &b, 1, on_control_write) != 0)
+  if (conn_write(s, &s->health_req, s->final_health.data, s->final_health.len,
+                 on_control_write) != 0)
     return false;
   s->buffer.next_seq++;
   atomic_fetch_add_explicit(&s->count.sent, 1, memory_order_relaxed);
@@ -722,10 +938,10 @@ static void begin_stop(sender *s, unsigned goodbye_ms) {
   }
   tw__proto_buf_reset(&s->goodbye);
   tw__proto_put_goodbye(&s->goodbye, s->buffer.version, s->buffer.next_seq - 1);
-  uv_buf_t b = uv_buf_init((char *)s->goodbye.data, (unsigned)s->goodbye.len);
   s->goodbye_req.data = s;
   if (tw__proto_buf_failed(&s->goodbye) ||
-      uv_write(&s->goodbye_req, &s->conn.stream, &b, 1, on_control_write)) {
+      conn_write(s, &s->goodbye_req, s->goodbye.data, s->goodbye.len,
+                 on_control_write)) {
     finish_stop(s);
     return;
   }
@@ -782,6 +998,10 @@ static void sender_free(sender *s) {
   tw__resend_fini(&s->buffer);
   tw__drain_fini(&s->drain);
   tw__proto_buf_fini(&s->hello);
+  tw__proto_buf_fini(&s->proof);
+  tw__proof_forget(&s->key);
+  tw__conn_tls_free(s->tls);
+  SSL_CTX_free(s->tls_ctx);
   tw__proto_buf_fini(&s->goodbye);
   tw__proto_buf_fini(&s->final_health);
   while (s->free_writes != NULL) {
@@ -801,6 +1021,7 @@ static int sender_init(sender *s, tw_agent *agent) {
   memcpy(&s->rng, agent->instance, sizeof(s->rng));
   s->rng |= 1;
   tw__proto_buf_init(&s->hello);
+  tw__proto_buf_init(&s->proof);
   tw__proto_buf_init(&s->goodbye);
   tw__proto_buf_init(&s->final_health);
   /* Every frame a collector sends fits the receive buffer whole. */
@@ -808,7 +1029,7 @@ static int sender_init(sender *s, tw_agent *agent) {
          tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION) <=
              AGENT_READ_BYTES &&
          tw__proto_frame_max(PROTO_ACK, PROTO_VERSION) <= AGENT_READ_BYTES);
-  if (tw__url_parse(agent->collector, 0, &s->where) != 0)
+  if (tw__url_parse(agent->collector, URL_TLS_OK, &s->where) != 0)
     return TW_EURL;
   return tw__drain_init(&s->drain, agent, &s->buffer);
 }

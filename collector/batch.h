@@ -96,7 +96,8 @@ enum agent_op_kind {
   AGENT_OP_DISCONNECT, /* its connection ended */
   AGENT_OP_ENDED,      /* clean GOODBYE */
   AGENT_OP_HEALTH,     /* dropped = a, reconnects = b */
-  AGENT_OP_LOST        /* turn queued and running tasks into lost, at = a */
+  AGENT_OP_LOST,       /* turn queued and running tasks into lost, at = a */
+  AGENT_OP_BIND        /* a known instance's key (where unset), subject */
 };
 
 typedef struct agent_op {
@@ -109,6 +110,10 @@ typedef struct agent_op {
   blob service, host;
   int64_t pid;
   int64_t started_at;
+  /* AGENT_OP_NEW and AGENT_OP_BIND: who owns the instance (auth.h). */
+  uint8_t key[PROTO_KEY_SIZE];
+  int has_key;
+  blob subject; /* its TLS client certificate's subject; ptr NULL: none */
 } agent_op;
 
 /* Per agent and batch: what the agents row and the ack need. */

@@ -6,12 +6,15 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "args.h"
+#include "auth.h"
+#include "guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "otlp.h"
@@ -20,6 +23,7 @@
 #include "server.h"
 #include "stop.h"
 #include "store.h"
+#include "tls.h"
 #include "taskwatch.h"
 #include "track.h"
 #include "url.h"
@@ -34,6 +38,10 @@ typedef struct options {
   const char *listen[MAX_LISTEN];
   size_t nlisten;
   const char *token_file;
+  const char *tls_cert, *tls_key, *tls_client_ca;
+  int allow_plaintext;
+  int require_proof;
+  long long max_agents_per_token; /* 0: GUARD_AGENTS_PER_TOKEN */
   int sync_full;
   int socket_mode; /* -1: 0600 */
   long socket_gid; /* -1: the collector's own group */
@@ -54,6 +62,7 @@ typedef struct options {
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define STOP_BOUND_TEXT STRINGIFY(STOP_BOUND_S)
+#define AGENTS_PER_TOKEN_TEXT STRINGIFY(GUARD_AGENTS_PER_TOKEN)
 
 static const char usage_text[] =
     "Usage: taskwatch collector [OPTION]...\n"
@@ -67,14 +76,27 @@ static const char usage_text[] =
     "Options:\n"
     "  --db PATH                  store file, created when missing (default\n"
     "                             $TASKWATCH_DB, else taskwatch.db)\n"
-    "  --listen URL               tcp://HOST:PORT or unix:/PATH, repeatable\n"
-    "                             (default " DEFAULT_LISTEN ")\n"
+    "  --listen URL               tcp://HOST:PORT, tls://HOST:PORT or\n"
+    "                             unix:/PATH, repeatable (default\n"
+    "                             " DEFAULT_LISTEN ")\n"
+    "  --tls-cert FILE            certificate (PEM, with its chain) of\n"
+    "                             tls:// listeners\n"
+    "  --tls-key FILE             its private key (PEM)\n"
+    "  --tls-client-ca FILE       require agents to present a certificate\n"
+    "                             signed by a CA in FILE (mutual TLS)\n"
+    "  --allow-plaintext          allow tcp:// on addresses other hosts can\n"
+    "                             reach (refused otherwise)\n"
     "  --socket-mode MODE         permissions of unix: sockets, in octal\n"
     "                             (default 0600: the collector's user only)\n"
     "  --socket-group GROUP       group of unix: sockets, a name or number\n"
     "                             (default: the collector's own group)\n"
-    "  --token-file PATH          require agents to present the token in "
-    "PATH\n"
+    "  --token-file PATH          require agents to present a token of PATH\n"
+    "                             (one per line, then the services it may\n"
+    "                             speak for)\n"
+    "  --max-agents-per-token N   agents connected at once with one token\n"
+    "                             (default " AGENTS_PER_TOKEN_TEXT ")\n"
+    "  --require-proof            refuse agents that cannot prove they own\n"
+    "                             their instance (protocol version 1)\n"
     "  --sync normal|full         SQLite synchronous mode (default normal)\n"
     "  --max-connections N        more are accepted and closed (default "
     "1024)\n"
@@ -106,6 +128,7 @@ static const char usage_text[] =
     "\n"
     "A duration DUR takes units (250ms, 30s, 2m, 1.5h, 7d); a bare number\n"
     "counts in the unit the option names: seconds, days or milliseconds.\n"
+    "SIGHUP reads the TLS files and the token file again.\n"
     "\n"
     "The OTLP export also reads OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the\n"
     "whole URL) and OTEL_EXPORTER_OTLP_HEADERS (k1=v1,k2=v2).\n"
@@ -119,6 +142,12 @@ enum {
   OPT_SOCKET_MODE,
   OPT_SOCKET_GROUP,
   OPT_TOKEN_FILE,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_CLIENT_CA,
+  OPT_ALLOW_PLAINTEXT,
+  OPT_REQUIRE_PROOF,
+  OPT_MAX_AGENTS_PER_TOKEN,
   OPT_SYNC,
   OPT_MAX_CONNECTIONS,
   OPT_HANDSHAKE_TIMEOUT,
@@ -140,6 +169,12 @@ static const struct option long_options[] = {
     {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
     {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
     {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+    {"allow-plaintext", no_argument, NULL, OPT_ALLOW_PLAINTEXT},
+    {"require-proof", no_argument, NULL, OPT_REQUIRE_PROOF},
+    {"max-agents-per-token", required_argument, NULL, OPT_MAX_AGENTS_PER_TOKEN},
     {"sync", required_argument, NULL, OPT_SYNC},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
@@ -191,7 +226,7 @@ static int set_listen(const args *a, options *o) {
   if (o->nlisten == MAX_LISTEN)
     return args_error(a, "at most %d --listen options", MAX_LISTEN);
   url u;
-  int rc = tw__url_parse(a->value, URL_LISTEN, &u);
+  int rc = tw__url_parse(a->value, URL_LISTEN | URL_TLS_OK, &u);
   if (rc != 0)
     return args_error(a, "invalid %s '%s': %s", a->name, a->value,
                       tw__url_strerror(rc));
@@ -247,6 +282,23 @@ static int apply_option(const args *a, int c, options *o) {
   case OPT_TOKEN_FILE:
     o->token_file = a->value;
     return 0;
+  case OPT_TLS_CERT:
+    o->tls_cert = a->value;
+    return 0;
+  case OPT_TLS_KEY:
+    o->tls_key = a->value;
+    return 0;
+  case OPT_TLS_CLIENT_CA:
+    o->tls_client_ca = a->value;
+    return 0;
+  case OPT_ALLOW_PLAINTEXT:
+    o->allow_plaintext = 1;
+    return 0;
+  case OPT_REQUIRE_PROOF:
+    o->require_proof = 1;
+    return 0;
+  case OPT_MAX_AGENTS_PER_TOKEN:
+    return args_int(a, 1, 1000000, &o->max_agents_per_token);
   case OPT_SYNC:
     return args_choice(a, syncs, &o->sync_full);
   case OPT_MAX_CONNECTIONS:
@@ -272,14 +324,50 @@ static int apply_option(const args *a, int c, options *o) {
   }
 }
 
-static int has_unix_listener(const options *o) {
-  for (size_t i = 0; i < o->nlisten; i++)
-    if (strncmp(o->listen[i], "unix:", 5) == 0)
-      return 1;
+/* The first listener of a scheme, or NULL. */
+static const char *listener_of(const options *o, url_scheme scheme) {
+  for (size_t i = 0; i < o->nlisten; i++) {
+    url u;
+    if (tw__url_parse(o->listen[i], URL_LISTEN | URL_TLS_OK, &u) == 0 &&
+        u.scheme == scheme)
+      return o->listen[i];
+  }
+  return NULL;
+}
+
+/* Plaintext where other hosts can reach it carries tokens and task data
+ * in clear: refused unless --allow-plaintext says so. */
+static const char *exposed_plaintext(const options *o) {
+  for (size_t i = 0; i < o->nlisten; i++) {
+    url u;
+    if (tw__url_parse(o->listen[i], URL_LISTEN | URL_TLS_OK, &u) == 0 &&
+        u.scheme == URL_TCP && !tw__url_loopback(&u))
+      return o->listen[i];
+  }
+  return NULL;
+}
+
+/* The TLS, transport and token options agree with the listeners and each
+ * other. */
+static int check_auth(const args *a, const options *o) {
+  const char *tls = listener_of(o, URL_TLS), *open = exposed_plaintext(o);
+  if (tls && (!o->tls_cert || !o->tls_key))
+    return args_error(a, "--listen %s needs --tls-cert FILE and --tls-key FILE",
+                      tls);
+  if (!tls && (o->tls_cert || o->tls_key || o->tls_client_ca))
+    return args_error(a, "--tls-cert, --tls-key and --tls-client-ca need a "
+                         "--listen tls://HOST:PORT");
+  if (open && !o->allow_plaintext)
+    return args_error(a,
+                      "--listen %s: plaintext on an address other hosts can "
+                      "reach; listen on tls:// (with --tls-cert and "
+                      "--tls-key), or add --allow-plaintext",
+                      open);
+  if (o->max_agents_per_token && !o->token_file)
+    return args_error(a, "--max-agents-per-token needs --token-file");
   return 0;
 }
 
-/* Returns -1 when --help was printed, 0, or the exit status 2. */
 static int parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof(*o));
   o->db = schema_default_db();
@@ -310,35 +398,34 @@ static int parse_args(int argc, char **argv, options *o) {
   }
   if (args_no_operands(&a))
     return ARGS_USAGE;
-  if ((o->socket_mode >= 0 || o->socket_gid >= 0) && !has_unix_listener(o))
+  if ((o->socket_mode >= 0 || o->socket_gid >= 0) && !listener_of(o, URL_UNIX))
     return args_error(&a, "--socket-mode and --socket-group need a "
                           "--listen unix:/PATH");
   if (o->nlisten == 0)
     o->listen[o->nlisten++] = DEFAULT_LISTEN;
-  return 0;
+  return check_auth(&a, o);
 }
 
-/* Reads the shared secret: the file's first line, without its newline. */
-static char *read_token(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    fprintf(stderr, "taskwatch collector: cannot read token file %s: %s\n",
-            path, strerror(errno));
-    return NULL;
+/* The token file and the TLS files, each refused with one line. */
+static int load_secrets(const options *o, token_table **tokens,
+                        tls_server **tls) {
+  char err[PATH_MAX + 256];
+  *tokens = NULL;
+  *tls = NULL;
+  if (o->token_file &&
+      (*tokens = auth_tokens_load(o->token_file, err, sizeof(err))) == NULL) {
+    fprintf(stderr, "taskwatch collector: %s\n", err);
+    return -1;
   }
-  char buf[PROTO_IDENT_MAX + 2];
-  size_t n = fread(buf, 1, sizeof(buf), f);
-  fclose(f);
-  size_t end = 0;
-  while (end < n && buf[end] != '\n' && buf[end] != '\r')
-    end++;
-  if (end == 0 || end > PROTO_IDENT_MAX) {
-    fprintf(stderr, "taskwatch collector: token in %s must be 1 to %u bytes\n",
-            path, PROTO_IDENT_MAX);
-    return NULL;
+  tls_files files = {o->tls_cert, o->tls_key, o->tls_client_ca};
+  if (o->tls_cert &&
+      (*tls = tls_server_new(&files, err, sizeof(err))) == NULL) {
+    fprintf(stderr, "taskwatch collector: %s\n", err);
+    auth_tokens_free(*tokens);
+    *tokens = NULL;
+    return -1;
   }
-  *len = end;
-  return xstrndup(buf, end);
+  return 0;
 }
 
 /* 1000 idle agents need 1000 descriptors: take all the hard limit allows. */
@@ -365,12 +452,14 @@ static int open_reader(const char *path, sqlite3 **db) {
  * committed (uncommitted=, with a note when there was some). */
 static void log_summary(const store_stats *stats, const server_summary *sum) {
   uint64_t left = stop_uncommitted();
+  char caps[1024];
   if (!stop_last_line())
     return;
+  guard_format(caps, sizeof(caps));
   log_msg(left ? LOG_ERROR : LOG_INFO,
           "stopped events=%llu transactions=%llu inserted=%llu "
           "updated=%llu unmatched=%llu lost=%llu pruned=%llu connections=%llu "
-          "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld "
+          "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld %s "
           "uncommitted=%llu%s",
           (unsigned long long)stats->events,
           (unsigned long long)stats->transactions,
@@ -381,7 +470,7 @@ static void log_summary(const store_stats *stats, const server_summary *sum) {
           (unsigned long long)stats->tasks_pruned,
           (unsigned long long)sum->connections,
           (unsigned long long)sum->rejected, (long long)sum->latency_p50_us,
-          (long long)sum->latency_p99_us, (unsigned long long)left,
+          (long long)sum->latency_p99_us, caps, (unsigned long long)left,
           left ? " note=\"" STOP_UNCOMMITTED_NOTE "\"" : "");
 }
 
@@ -454,9 +543,9 @@ int collector_main(int argc, char **argv) {
                       TRACK_DEFAULT_MAX_TASKS,
                       oc.url ? &oc : NULL,
                       o.db};
-  size_t token_len = 0;
-  char *token = NULL;
-  if (o.token_file && (token = read_token(o.token_file, &token_len)) == NULL) {
+  token_table *tokens;
+  tls_server *tls;
+  if (load_secrets(&o, &tokens, &tls) != 0) {
     otlp_settings_free(&oc, otlp_headers);
     return 1;
   }
@@ -472,34 +561,38 @@ int collector_main(int argc, char **argv) {
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;
-  if (store_open(&sc, &st, &err) != 0) {
-    fprintf(stderr, "taskwatch collector: cannot open %s: %s\n", o.db, err);
+  if (store_open(&sc, &st, &err) != 0 || open_reader(o.db, &reader) != 0) {
+    if (err != NULL)
+      fprintf(stderr, "taskwatch collector: cannot open %s: %s\n", o.db, err);
     free(err);
-    free(token);
-    otlp_settings_free(&oc, otlp_headers);
-    return 1;
-  }
-  if (open_reader(o.db, &reader) != 0) {
     sqlite3_close(reader);
-    store_close(st);
-    free(token);
+    if (st)
+      store_close(st);
+    auth_tokens_free(tokens);
+    tls_server_free(tls);
     otlp_settings_free(&oc, otlp_headers);
     return 1;
   }
-  server_config cfg = {o.listen,
-                       o.nlisten,
-                       o.socket_mode >= 0 ? o.socket_mode : 0600,
-                       o.socket_gid,
-                       token,
-                       token_len,
-                       (int)o.max_connections,
-                       o.handshake_timeout_us / 1000,
-                       o.lost_after_us / 1000,
-                       o.flush_us / 1000,
-                       (size_t)8 << 20,
-                       sc.retain_us > 0 || sc.retain_fail_us > 0 ||
-                           sc.max_tasks > 0,
-                       &ec};
+  server_config cfg = {
+      .listen = o.listen,
+      .nlisten = o.nlisten,
+      .socket_mode = o.socket_mode >= 0 ? o.socket_mode : 0600,
+      .socket_gid = o.socket_gid,
+      .tokens = tokens,
+      .token_file = o.token_file,
+      .tls = tls,
+      .require_proof = o.require_proof,
+      .max_agents_per_token = o.max_agents_per_token
+                                  ? (int)o.max_agents_per_token
+                                  : GUARD_AGENTS_PER_TOKEN,
+      .max_connections = (int)o.max_connections,
+      .handshake_timeout_ms = o.handshake_timeout_us / 1000,
+      .lost_after_ms = o.lost_after_us / 1000,
+      .flush_ms = o.flush_us / 1000,
+      .high_watermark = (size_t)8 << 20,
+      .prune = sc.retain_us > 0 || sc.retain_fail_us > 0 || sc.max_tasks > 0,
+      .exports = &ec,
+  };
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);
   store_stats stats;
@@ -508,7 +601,6 @@ int collector_main(int argc, char **argv) {
   store_close(st);
   if (sum.started)
     log_summary(&stats, &sum);
-  free(token);
   otlp_settings_free(&oc, otlp_headers);
   return rc;
 }

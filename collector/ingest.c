@@ -14,15 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guard.h"
 #include "log.h"
 #include "schema.h"
 #include "xalloc.h"
 
-/* Interned bytes one instance may define (redefinitions included), and
- * all instances in memory together: names and labels are few, so only a
- * hostile agent comes near either. */
-#define AGENT_STRING_BUDGET ((size_t)4 << 20)
-#define TOTAL_STRING_BUDGET ((size_t)256 << 20)
 /* One latency sample per this many events. */
 #define SAMPLE_EVERY 32
 
@@ -36,6 +32,9 @@ struct agent {
   istr **owned;   /* every istr ever defined, freed with the agent */
   size_t nowned, capowned;
   size_t string_bytes;
+  int strings_capped; /* past a cap of guard.h: unknown ids read (other) */
+  int has_key;        /* key: the instance's public key (auth.h) */
+  uint8_t key[PROTO_KEY_SIZE];
   int ended;
   int lost; /* its open tasks were marked lost; it has not come back */
   int64_t lost_deadline_ms; /* 0: not waiting */
@@ -53,6 +52,8 @@ struct ingest {
   sqlite3 *db;
   sqlite3_stmt *find_agent;
   sqlite3_stmt *load_strings;
+  sqlite3_stmt *find_owner;
+  istr *other; /* GUARD_OTHER_NAME */
   int64_t lost_after_ms;
   int64_t last_agent_id;
   u64map agents; /* instance hash -> chain of agents */
@@ -117,9 +118,26 @@ static void intern(ingest *in, agent *a, uint32_t id, const char *p,
     a->owned = xrealloc(a->owned, a->capowned * sizeof(*a->owned));
   }
   a->owned[a->nowned++] = s;
-  a->string_bytes += len + sizeof(*s);
-  in->string_bytes += len + sizeof(*s);
+  a->string_bytes += len + GUARD_STRING_OVERHEAD;
+  in->string_bytes += len + GUARD_STRING_OVERHEAD;
   u64map_put(&a->strings, id, s);
+}
+
+/* An interned string of a, or NULL when the id is undefined. Once a is
+ * past a cap, ids it defined after are unknown and read (other). */
+static const istr *lookup(const ingest *in, const agent *a, uint32_t id) {
+  const istr *s = u64map_get(&a->strings, id);
+  return s == NULL && a->strings_capped ? in->other : s;
+}
+
+/* Whether a string of len bytes would take a past a cap of guard.h. */
+static int over_cap(const ingest *in, const agent *a, uint32_t id,
+                    uint32_t len) {
+  size_t cost = (size_t)len + GUARD_STRING_OVERHEAD;
+  return (u64map_get(&a->strings, id) == NULL &&
+          u64map_count(&a->strings) >= GUARD_AGENT_STRINGS) ||
+         a->string_bytes + cost > GUARD_AGENT_STRING_BYTES ||
+         in->string_bytes + cost > GUARD_TOTAL_STRING_BYTES;
 }
 
 /* Logs a failed read of the store (the loop's read-only connection). */
@@ -139,7 +157,21 @@ static int load_strings(ingest *in, agent *a) {
            (const char *)sqlite3_column_blob(st, 1),
            (uint32_t)sqlite3_column_bytes(st, 1));
   sqlite3_reset(st);
+  /* The strings a run before this one did not keep were not stored: an
+   * instance that reached a cap then is past it again now. */
+  a->strings_capped =
+      u64map_count(&a->strings) >= GUARD_AGENT_STRINGS ||
+      a->string_bytes + PROTO_SHORT_MAX + GUARD_STRING_OVERHEAD >
+          GUARD_AGENT_STRING_BYTES;
   return rc == SQLITE_DONE ? SQLITE_OK : read_failed(in, "strings", rc);
+}
+
+/* The owner column of an agents row (its key) at column k of st, into a. */
+static void owner_from_row(agent *a, sqlite3_stmt *st, int k) {
+  if (sqlite3_column_bytes(st, k) == PROTO_KEY_SIZE) {
+    memcpy(a->key, sqlite3_column_blob(st, k), PROTO_KEY_SIZE);
+    a->has_key = 1;
+  }
 }
 
 static void forget(ingest *in, agent *a);
@@ -157,6 +189,7 @@ static int load_agent(ingest *in, const uint8_t *inst, agent **out) {
     a = agent_add(in, sqlite3_column_int64(st, 0), inst,
                   (uint64_t)sqlite3_column_int64(st, 1));
     a->ended = sqlite3_column_int(st, 2);
+    owner_from_row(a, st, 3);
   }
   sqlite3_reset(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -229,8 +262,9 @@ static void forget(ingest *in, agent *a) {
 static int load_open_instances(ingest *in, int64_t now_ms) {
   sqlite3_stmt *st;
   const char *sql =
-      "SELECT a.id, a.instance, a.next_seq, a.ended FROM agents a WHERE a.id "
-      "IN (SELECT DISTINCT agent FROM tasks WHERE " SCHEMA_SQL_ACTIVE ")";
+      "SELECT a.id, a.instance, a.next_seq, a.ended, a.auth_key FROM agents a "
+      "WHERE a.id IN (SELECT DISTINCT agent FROM tasks WHERE " SCHEMA_SQL_ACTIVE
+      ")";
   int rc = sqlite3_prepare_v2(in->db, sql, -1, &st, NULL);
   if (rc != SQLITE_OK)
     return read_failed(in, "open instances", rc);
@@ -243,6 +277,7 @@ static int load_open_instances(ingest *in, int64_t now_ms) {
     agent *a = agent_add(in, sqlite3_column_int64(st, 0), inst,
                          (uint64_t)sqlite3_column_int64(st, 2));
     a->ended = sqlite3_column_int(st, 3);
+    owner_from_row(a, st, 4);
     if (a->ended)
       continue;
     wait_for_return(in, a, now_ms);
@@ -273,15 +308,22 @@ ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t now_ms) {
   in->lost_after_ms = lost_after_ms;
   u64map_init(&in->agents);
   in->current = wbatch_new(++in->generation);
+  in->other = xmalloc(sizeof(*in->other) + sizeof(GUARD_OTHER_NAME));
+  in->other->len = sizeof(GUARD_OTHER_NAME) - 1;
+  memcpy(in->other->text, GUARD_OTHER_NAME, sizeof(GUARD_OTHER_NAME));
   int rc = load_last_agent_id(in);
   if (rc == SQLITE_OK &&
       ((rc = sqlite3_prepare_v2(db,
-                                "SELECT id, next_seq, ended FROM agents WHERE "
-                                "instance = ?1",
+                                "SELECT id, next_seq, ended, auth_key FROM "
+                                "agents WHERE instance = ?1",
                                 -1, &in->find_agent, NULL)) != SQLITE_OK ||
        (rc = sqlite3_prepare_v2(db,
                                 "SELECT id, text FROM strings WHERE agent = ?1",
-                                -1, &in->load_strings, NULL)) != SQLITE_OK))
+                                -1, &in->load_strings, NULL)) != SQLITE_OK ||
+       (rc = sqlite3_prepare_v2(db,
+                                "SELECT auth_key FROM agents WHERE "
+                                "instance = ?1",
+                                -1, &in->find_owner, NULL)) != SQLITE_OK))
     read_failed(in, "lookups", rc);
   if (rc == SQLITE_OK)
     rc = load_open_instances(in, now_ms);
@@ -308,6 +350,8 @@ void ingest_free(ingest *in) {
   u64map_fini(&in->agents);
   sqlite3_finalize(in->find_agent);
   sqlite3_finalize(in->load_strings);
+  sqlite3_finalize(in->find_owner);
+  free(in->other);
   free(in->waiting);
   free(in->ended);
   wbatch_free(in->current);
@@ -344,16 +388,76 @@ void ingest_request_prune(ingest *in) {
   in->current->prune = 1;
 }
 
-agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us,
-                    const char **reason) {
+#define STORE_UNREADABLE "the store cannot be read; try again later"
+
+/* The owner of an instance in the store, when it is not in memory: its
+ * key into a scratch agent. Returns 1 known, 0 unknown, -1 error. */
+static int stored_owner(ingest *in, const uint8_t *instance, agent *out) {
+  sqlite3_stmt *st = in->find_owner;
+  sqlite3_bind_blob(st, 1, instance, PROTO_INSTANCE_SIZE, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    owner_from_row(out, st, 0);
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    read_failed(in, "agents", rc);
+    return -1;
+  }
+  return rc == SQLITE_ROW;
+}
+
+int ingest_owner_check(ingest *in, const uint8_t *instance, const uint8_t *key,
+                       const char **reason) {
+  agent scratch;
+  memset(&scratch, 0, sizeof(scratch));
+  const agent *a = find_loaded(in, instance);
+  int known = a != NULL;
+  if (a == NULL && (known = stored_owner(in, instance, &scratch)) < 0) {
+    *reason = STORE_UNREADABLE;
+    return -2;
+  }
+  if (known && a == NULL)
+    a = &scratch;
+  if (known && a->has_key &&
+      (key == NULL || memcmp(key, a->key, PROTO_KEY_SIZE) != 0)) {
+    *reason = key == NULL ? "instance is bound to a key: HELLO without its "
+                            "proof refused"
+                          : "instance is bound to another key";
+    return -1;
+  }
+  return 0;
+}
+
+/* Records who owns a: its key, where the store has none yet (a new
+ * instance, or one whose agent spoke version 1 so far), and the subject of
+ * its TLS client certificate. */
+static void bind_owner(ingest *in, agent *a, agent_op *op, const uint8_t *key,
+                       const char *subject) {
+  if (key != NULL && !a->has_key) {
+    memcpy(a->key, key, PROTO_KEY_SIZE);
+    a->has_key = 1;
+    memcpy(op->key, key, PROTO_KEY_SIZE);
+    op->has_key = 1;
+  }
+  if (subject != NULL) {
+    proto_str text = {subject, (uint32_t)strlen(subject)};
+    op->subject = arena_copy(&in->current->mem, text);
+  }
+}
+
+agent *ingest_hello(ingest *in, const proto_hello *h, const uint8_t *key,
+                    const char *subject, int64_t now_us, const char **reason) {
   agent *a = find_loaded(in, h->instance);
   if (a == NULL && load_agent(in, h->instance, &a) != SQLITE_OK) {
-    *reason = "the store cannot be read; try again later";
+    *reason = STORE_UNREADABLE;
     return NULL;
   }
   if (a) {
     touch(in, a);
     wbatch_add_op(in->current, AGENT_OP_CONNECT, a->id, now_us);
+    if ((key != NULL && !a->has_key) || subject != NULL)
+      bind_owner(in, a, wbatch_add_op(in->current, AGENT_OP_BIND, a->id, 0),
+                 key, subject);
     a->ended = 0;
     a->lost = 0;
     a->lost_deadline_ms = 0;
@@ -367,6 +471,7 @@ agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us,
   op->host = arena_copy(&in->current->mem, h->host);
   op->pid = h->pid;
   op->started_at = h->started_at_ns / 1000;
+  bind_owner(in, a, op, key, subject);
   return a;
 }
 
@@ -405,15 +510,29 @@ static int set_end(task_row *r, int status, int64_t at) {
   return 0;
 }
 
+/* A string past a cap of guard.h is not kept: the instance's names and
+ * labels that use it read (other), counted and logged, and its events go
+ * on being stored. */
+static void fold_string(agent *a) {
+  uint64_t n = guard_count(GUARD_strings_folded);
+  if (!a->strings_capped)
+    log_msg(LOG_WARN,
+            "instance past its cap of interned strings agent=%lld "
+            "strings=%zu bytes=%zu note=\"its later names read %s\"",
+            (long long)a->id, u64map_count(&a->strings), a->string_bytes,
+            GUARD_OTHER_NAME);
+  else if (guard_log_due(n))
+    log_msg(LOG_WARN, "strings folded agent=%lld strings_folded_total=%llu",
+            (long long)a->id, (unsigned long long)n);
+  a->strings_capped = 1;
+}
+
 static int apply_string(ingest *in, agent *a, const proto_event *ev,
                         const char **reason) {
-  if (a->string_bytes + ev->text.len > AGENT_STRING_BUDGET) {
-    *reason = "too many interned strings";
-    return -1;
-  }
-  if (in->string_bytes + ev->text.len > TOTAL_STRING_BUDGET) {
-    *reason = "interned strings over the collector's budget";
-    return -1;
+  (void)reason;
+  if (over_cap(in, a, ev->string, ev->text.len)) {
+    fold_string(a);
+    return 0;
   }
   intern(in, a, ev->string, ev->text.ptr, ev->text.len);
   string_row *s = wbatch_add_string(in->current);
@@ -427,7 +546,7 @@ static int apply_batch(ingest *in, agent *a, const proto_event *ev,
                        const char **reason) {
   const istr *label = NULL;
   if (ev->string) {
-    label = u64map_get(&a->strings, ev->string);
+    label = lookup(in, a, ev->string);
     if (label == NULL) {
       *reason = "batch label uses an undefined string id";
       return -1;
@@ -443,7 +562,7 @@ static int apply_batch(ingest *in, agent *a, const proto_event *ev,
 
 static int apply_enqueue(ingest *in, agent *a, const proto_event *ev,
                          const char **reason) {
-  const istr *name = u64map_get(&a->strings, ev->string);
+  const istr *name = lookup(in, a, ev->string);
   if (name == NULL) {
     *reason = "task name uses an undefined string id";
     return -1;

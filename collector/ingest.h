@@ -6,7 +6,8 @@
  *
  * Validation happens here, so a bad event closes its connection before
  * anything reaches SQLite: sequence gaps, undefined string ids, ids that
- * do not fit the store's 40 local bits, string floods.
+ * do not fit the store's 40 local bits. Strings past the caps of guard.h
+ * are not kept (the names that use them read "(other)").
  */
 #ifndef TW_COLLECTOR_INGEST_H
 #define TW_COLLECTOR_INGEST_H
@@ -34,14 +35,29 @@ ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t now_ms);
 void ingest_free(ingest *in);
 
 /*
- * A HELLO arrived. Finds or creates the instance's agent and records the
- * connection in the current batch. Returns NULL with a static *reason when
- * the store cannot be read (logged): whether the instance is known is then
- * unknown, and treating it as new would store its events twice. The
- * caller attaches its connection with agent_set_conn().
+ * Whether a HELLO may speak for its instance, given what the collector
+ * knows of the instance's owner (auth.h): an instance bound to a key
+ * needs that key (proven by the caller: key NULL means no proof). An
+ * unknown instance, or one bound to no key, may be spoken for.
+ * Returns 0; -1 with a static *reason when refused; -2 with *reason when
+ * the store cannot be read (logged). Reads the store only for an instance
+ * not in memory, and loads nothing.
  */
-agent *ingest_hello(ingest *in, const proto_hello *h, int64_t now_us,
-                    const char **reason);
+int ingest_owner_check(ingest *in, const uint8_t *instance, const uint8_t *key,
+                       const char **reason);
+
+/*
+ * A HELLO arrived (and ingest_owner_check() allowed it). Finds or creates
+ * the instance's agent and records the connection in the current batch;
+ * key (PROTO_KEY_SIZE bytes), when not NULL, is recorded as the
+ * instance's owner where it has none yet; subject (a TLS client
+ * certificate's), when not NULL, as its authenticated identity. Returns NULL
+ * with a static *reason when the store cannot be read (logged): whether the
+ * instance is known is then unknown, and treating it as new would store its
+ * events twice. The caller attaches its connection with agent_set_conn().
+ */
+agent *ingest_hello(ingest *in, const proto_hello *h, const uint8_t *key,
+                    const char *subject, int64_t now_us, const char **reason);
 
 /* Every event of the instance below this sequence number is committed. */
 uint64_t agent_commit_seq(const agent *a);

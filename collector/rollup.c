@@ -6,6 +6,13 @@
  * written before its tasks, in the same or an earlier transaction) and
  * kept: rollups hold the service's text, so they outlive the agents rows
  * that retention removes.
+ *
+ * A minute holds at most GUARD_ROLLUP_NAMES_PER_MINUTE rows (guard.h):
+ * a name that would be the minute's next row past it is written under
+ * GUARD_OTHER_NAME instead (its hour row too), counted as rollup_folded.
+ * Whether a name is new to its minute is the store's answer (a lookup by
+ * the primary key); the minute's row count is read once and then kept,
+ * for at most KEEP_MINUTES minutes.
  */
 #include "rollup.h"
 
@@ -13,7 +20,9 @@
 #include <string.h>
 
 #include "format.h"
+#include "guard.h"
 #include "hist.h"
+#include "log.h"
 #include "schema.h"
 #include "u64map.h"
 #include "xalloc.h"
@@ -23,6 +32,9 @@
 #define KEEP_BUCKETS 1024
 /* Buckets that make rollup_fill() write what it has so far. */
 #define FILL_BUCKETS 65536
+/* Minutes whose row count is kept; beyond this many all are forgotten
+ * (and read again when needed). */
+#define KEEP_MINUTES 256
 
 typedef struct bucket bucket;
 struct bucket {
@@ -41,7 +53,15 @@ typedef struct service {
   char text[];
 } service;
 
-enum { ST_MINUTE, ST_HOUR, ST_SERVICE, ST_FILL, ST_COUNT };
+enum {
+  ST_MINUTE,
+  ST_HOUR,
+  ST_SERVICE,
+  ST_FILL,
+  ST_ROW_EXISTS,
+  ST_MINUTE_ROWS,
+  ST_COUNT
+};
 
 /* The upsert of a minute or an hour row: counts add up, histograms merge. */
 #define UPSERT(table, column)                                                  \
@@ -62,6 +82,9 @@ static const char *const sql_text[ST_COUNT] = {
      * tasks lie together, in about the order of their minutes. */
     [ST_FILL] = "SELECT agent, name, enqueued_at, status, wait_us, run_us "
                 "FROM tasks WHERE +" SCHEMA_SQL_FINAL " AND +enqueued_at >= ?1",
+    [ST_ROW_EXISTS] = "SELECT 1 FROM rollups WHERE minute = ?1 AND service = "
+                      "?2 AND name = ?3",
+    [ST_MINUTE_ROWS] = "SELECT count(*) FROM rollups WHERE minute = ?1",
 };
 
 struct rollup {
@@ -69,7 +92,8 @@ struct rollup {
   sqlite3_stmt *st[ST_COUNT];
   u64map buckets; /* key_of() -> chain of buckets */
   bucket *dirty;
-  u64map services; /* agent -> service */
+  u64map services;    /* agent -> service */
+  u64map minute_rows; /* minute key -> rows of the minute + 1 (uintptr_t) */
   format_buf wait_blob, run_blob;
 };
 
@@ -93,6 +117,7 @@ int rollup_open(sqlite3 *db, rollup **out) {
   r->db = db;
   u64map_init(&r->buckets);
   u64map_init(&r->services);
+  u64map_init(&r->minute_rows);
   format_buf_init(&r->wait_blob);
   format_buf_init(&r->run_blob);
   *out = NULL;
@@ -137,6 +162,7 @@ void rollup_free(rollup *r) {
   while (u64map_next(&r->services, &pos, NULL, &svc))
     free(svc);
   u64map_fini(&r->services);
+  u64map_fini(&r->minute_rows);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(r->st[i]);
   format_buf_fini(&r->wait_blob);
@@ -217,10 +243,11 @@ static const service *service_of(rollup *r, int64_t agent, int *rc) {
 }
 
 static int upsert(rollup *r, sqlite3_stmt *st, int64_t start,
-                  const service *svc, const bucket *b) {
+                  const service *svc, const bucket *b, const char *name,
+                  size_t len) {
   sqlite3_bind_int64(st, 1, start);
   sqlite3_bind_text(st, 2, svc->text, (int)svc->len, SQLITE_STATIC);
-  sqlite3_bind_text(st, 3, b->name, (int)b->name_len, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, name, (int)len, SQLITE_STATIC);
   for (int i = 0; i < 5; i++)
     sqlite3_bind_int64(st, 4 + i, b->counts[SCHEMA_SUCCEEDED + i]);
   format_buf *blobs[2] = {&r->wait_blob, &r->run_blob};
@@ -236,18 +263,85 @@ static int upsert(rollup *r, sqlite3_stmt *st, int64_t start,
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+static uint64_t minute_key(int64_t minute) {
+  return (uint64_t)minute ^ UINT64_C(0x8000000000000000); /* never 0 */
+}
+
+/* The first column of st's row for (minute[, service, name of b]), 0
+ * without a row. An SQLite result code. */
+static int query_count(sqlite3_stmt *st, int64_t minute, const service *svc,
+                       const bucket *b, int64_t *out) {
+  sqlite3_bind_int64(st, 1, minute);
+  if (svc != NULL) {
+    sqlite3_bind_text(st, 2, svc->text, (int)svc->len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, b->name, (int)b->name_len, SQLITE_STATIC);
+  }
+  int rc = sqlite3_step(st);
+  *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Whether b's name gets a row of its own in its minute (guard.h): it has
+ * one already, or the minute has room. Sets *own; an SQLite result code. */
+static int name_has_room(rollup *r, const service *svc, const bucket *b,
+                         int *own) {
+  int64_t n;
+  int rc = query_count(r->st[ST_ROW_EXISTS], b->minute, svc, b, &n);
+  *own = 1;
+  if (rc != SQLITE_OK || n > 0)
+    return rc;
+  uint64_t key = minute_key(b->minute);
+  uintptr_t rows = (uintptr_t)u64map_get(&r->minute_rows, key);
+  if (rows == 0) {
+    if (u64map_count(&r->minute_rows) >= KEEP_MINUTES)
+      u64map_clear(&r->minute_rows);
+    if ((rc = query_count(r->st[ST_MINUTE_ROWS], b->minute, NULL, b, &n)) !=
+        SQLITE_OK)
+      return rc;
+    rows = (uintptr_t)n + 1;
+  }
+  *own = rows - 1 < GUARD_ROLLUP_NAMES_PER_MINUTE;
+  u64map_put(&r->minute_rows, key, (void *)(rows + (uintptr_t)*own));
+  return SQLITE_OK;
+}
+
+/* A bucket past its minute's cap of names: its tasks counted, logged at
+ * the 1st, 2nd, 4th, ... time. */
+static void count_folded(const bucket *b) {
+  uint64_t tasks = 0, n = 0;
+  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+    tasks += (uint64_t)b->counts[i];
+  for (uint64_t i = 0; i < tasks; i++)
+    if (guard_log_due(n = guard_count(GUARD_rollup_folded)))
+      log_msg(LOG_WARN,
+              "rollups at their cap of names minute=%lld "
+              "rollup_folded_total=%llu",
+              (long long)(b->minute / 1000000), (unsigned long long)n);
+}
+
 static int write_bucket(rollup *r, const bucket *b) {
-  int rc = SQLITE_OK;
+  int rc = SQLITE_OK, own = 1;
   const service *svc = service_of(r, b->agent, &rc);
   if (svc == NULL)
     return rc;
+  const char *name = b->name;
+  size_t len = b->name_len;
+  rc = name_has_room(r, svc, b, &own);
+  if (rc == SQLITE_OK && !own) {
+    name = GUARD_OTHER_NAME;
+    len = sizeof(GUARD_OTHER_NAME) - 1;
+    count_folded(b);
+  }
   format_buf_reset(&r->wait_blob);
   format_buf_reset(&r->run_blob);
   hist_sparse_encode(&b->wait, &r->wait_blob);
   hist_sparse_encode(&b->run, &r->run_blob);
-  rc = upsert(r, r->st[ST_MINUTE], b->minute, svc, b);
   if (rc == SQLITE_OK)
-    rc = upsert(r, r->st[ST_HOUR], floor_to(b->minute, ROLLUP_HOUR_US), svc, b);
+    rc = upsert(r, r->st[ST_MINUTE], b->minute, svc, b, name, len);
+  if (rc == SQLITE_OK)
+    rc = upsert(r, r->st[ST_HOUR], floor_to(b->minute, ROLLUP_HOUR_US), svc, b,
+                name, len);
   /* Only a service read in this transaction can be new; free it unless
    * it is the one remembered. */
   if (u64map_get(&r->services, (uint64_t)b->agent * 2 + 1) != svc)
@@ -283,6 +377,7 @@ void rollup_rollback(rollup *r) {
     clean(b);
   }
   r->dirty = NULL;
+  u64map_clear(&r->minute_rows); /* it counted rows that were not written */
 }
 
 static int64_t column_or_none(sqlite3_stmt *st, int i) {

@@ -11,6 +11,14 @@
  * every connection stops reading until the writer takes it: agents then
  * buffer, and at their cap drop and count, instead of this process growing
  * without bound.
+ *
+ * A tls:// connection reads into one scratch buffer of the server's, feeds
+ * it to its session (tls.h) and takes the plaintext into its receive
+ * buffer, from where it is processed as any other; what it sends is
+ * encrypted on the way out. The handshake of the protocol is HELLO, then
+ * (an agent of version 2 with a key) CHALLENGE and PROOF, then WELCOME:
+ * nothing of a connection reaches the instance's state before the token,
+ * the proof and the owner check (auth.h, ingest_owner_check()) passed.
  */
 #include "server.h"
 
@@ -27,6 +35,7 @@
 #include <uv.h>
 
 #include "format.h"
+#include "guard.h"
 #include "ingest.h"
 #include "log.h"
 #include "stop.h"
@@ -37,14 +46,9 @@
 #define READ_CHUNK (64 * 1024)
 #define SWEEP_MS 100
 #define PRUNE_EVERY_MS 1000
-#define MAX_WRITE_QUEUE (1u << 20)
 /* How long a closing connection may take to write what is queued for it
  * (acks, the ERROR frame) before it is closed regardless. */
 #define CLOSE_LINGER_MS 1000
-/* Receive buffers beyond one read chunk exist only for frames bigger than
- * a chunk; together they may hold this much, so a thousand peers each
- * announcing a 1 MiB frame cannot take a gigabyte. */
-#define BUFFER_BUDGET ((size_t)64 << 20)
 
 typedef struct server server;
 typedef struct conn conn;
@@ -59,7 +63,17 @@ typedef struct listener {
   server *srv;
   char *url;
   char *unix_path; /* unlinked at exit */
+  int tls;
 } listener;
+
+/* A HELLO with a key, waiting for the PROOF of it: its strings copied. */
+typedef struct pending {
+  proto_hello hello;
+  uint8_t key[PROTO_KEY_SIZE];
+  uint8_t nonce[PROTO_NONCE_SIZE];
+  uint64_t token_key;
+  char text[2 * PROTO_IDENT_MAX];
+} pending;
 
 struct conn {
   union {
@@ -82,13 +96,16 @@ struct conn {
   int reading;
   uint16_t version; /* the protocol version agreed in the handshake */
   uint64_t number;
+  tls_conn *tls;      /* NULL: plaintext */
+  pending *pending;   /* a HELLO awaiting its PROOF */
+  uint64_t token_key; /* nonzero: counted among its token's agents */
   char peer[80];
 };
 
 struct server {
   const server_config *cfg;
   uv_loop_t loop;
-  uv_signal_t sigterm, sigint;
+  uv_signal_t sigterm, sigint, sighup;
   uv_timer_t sweep, flush;
   uv_timer_t stop_timer; /* STOP_COMMIT_MS after the signal */
   listener *listeners;
@@ -106,6 +123,10 @@ struct server {
   int failed;
   server_summary *summary;
   hist latency;
+  token_table *tokens; /* NULL: none required */
+  tls_server *tls;
+  u64map token_agents; /* token_key -> agents connected (uintptr_t) */
+  uint8_t *cipher;     /* what a TLS connection read, before its session */
   exporter *exports;
 };
 
@@ -129,6 +150,8 @@ static void on_conn_closed(uv_handle_t *handle) {
   if (--c->open_handles > 0)
     return;
   release_buffer(c);
+  tls_conn_free(c->tls);
+  free(c->pending);
   free(c);
 }
 
@@ -156,13 +179,33 @@ static void on_linger(uv_timer_t *t) {
 }
 
 static void maybe_flush(server *s);
+static void raw_send(conn *c, const uint8_t *data, size_t len);
+static void tls_flush(conn *c);
+
+/* One agent more (delta 1) or less (-1) connected with a token. */
+static void count_token_agent(server *s, uint64_t token_key, int delta) {
+  uintptr_t n = (uintptr_t)u64map_get(&s->token_agents, token_key);
+  n = (uintptr_t)((intptr_t)n + delta);
+  if (n)
+    u64map_put(&s->token_agents, token_key, (void *)n);
+  else
+    u64map_del(&s->token_agents, token_key);
+}
 
 /* Closes c after the bytes already queued for it are written. */
 static void conn_close(conn *c) {
   if (c->closing)
     return;
   server *s = c->srv;
+  if (c->tls) {
+    tls_conn_close_notify(c->tls);
+    tls_flush(c);
+  }
   c->closing = 1;
+  if (c->token_key) {
+    count_token_agent(s, c->token_key, -1);
+    c->token_key = 0;
+  }
   if (c->agent && agent_conn(c->agent) == c) {
     agent_set_conn(c->agent, NULL);
     ingest_disconnect(s->in, c->agent, format_now_us(),
@@ -198,8 +241,8 @@ static void on_written(uv_write_t *req, int status) {
   free(req);
 }
 
-/* Queues bytes for c; the write request carries its own copy. */
-static void conn_send(conn *c, const uint8_t *data, size_t len) {
+/* Queues bytes for c's socket; the write request carries its own copy. */
+static void raw_send(conn *c, const uint8_t *data, size_t len) {
   if (c->closing)
     return;
   uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
@@ -216,18 +259,45 @@ static void conn_send(conn *c, const uint8_t *data, size_t len) {
     free(req);
 }
 
-/* Closes a connection that broke the protocol, with one logged line and,
- * when the peer can still take it, an ERROR frame. */
-static void conn_fail(conn *c, const char *reason) {
+/* What c's TLS session has for the peer, to the socket. */
+static void tls_flush(conn *c) {
+  const uint8_t *p;
+  size_t n = tls_conn_output(c->tls, &p);
+  if (n > 0) {
+    raw_send(c, p, n);
+    tls_conn_output_done(c->tls);
+  }
+}
+
+/* Queues a frame for c, encrypted on a TLS connection. */
+static void conn_send(conn *c, const uint8_t *data, size_t len) {
+  if (c->closing)
+    return;
+  if (c->tls == NULL)
+    raw_send(c, data, len);
+  else if (tls_conn_write(c->tls, data, len) == 0)
+    tls_flush(c);
+}
+
+/* Whether c can still be sent a frame (a TLS session past its handshake). */
+static int conn_can_send(const conn *c) {
+  return c->tls == NULL || tls_conn_established(c->tls);
+}
+
+/* Closes a connection that broke the protocol or was refused, with one
+ * logged line (reason is static text; `extra`, pairs already quoted, may
+ * add what the peer said) and, when the peer can still take it, an ERROR
+ * frame. */
+static void conn_fail_with(conn *c, const char *reason, const char *extra) {
   if (c->closing)
     return;
   c->srv->summary->rejected++;
   log_msg(LOG_WARN,
           "connection closed peer=%s conn=%llu agent=%lld "
-          "reason=\"%s\"",
+          "reason=\"%s\"%s",
           c->peer, (unsigned long long)c->number,
-          c->agent ? (long long)agent_id(c->agent) : 0LL, reason);
-  if (uv_stream_get_write_queue_size(&c->h.stream) == 0) {
+          c->agent ? (long long)agent_id(c->agent) : 0LL, reason, extra);
+  if (uv_stream_get_write_queue_size(&c->h.stream) == 0 && conn_can_send(c)) {
     proto_buf b;
     tw__proto_buf_init(&b);
     tw__proto_put_error(&b, reason);
@@ -236,6 +306,17 @@ static void conn_fail(conn *c, const char *reason) {
     tw__proto_buf_fini(&b);
   }
   conn_close(c);
+}
+
+static void conn_fail(conn *c, const char *reason) {
+  conn_fail_with(c, reason, "");
+}
+
+/* conn_fail() counting a refusal of guard.h. */
+static void conn_refuse(conn *c, enum guard_counter which, const char *reason,
+                        const char *extra) {
+  guard_count(which);
+  conn_fail_with(c, reason, extra);
 }
 
 static void send_ack(void *conn_ptr, uint64_t next_seq, void *arg) {
@@ -247,49 +328,91 @@ static void send_ack(void *conn_ptr, uint64_t next_seq, void *arg) {
   if (!tw__proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
   tw__proto_buf_fini(&b);
-  if (uv_stream_get_write_queue_size(&c->h.stream) > MAX_WRITE_QUEUE)
-    conn_fail(c, "peer does not read its acks");
+  if (uv_stream_get_write_queue_size(&c->h.stream) > GUARD_WRITE_QUEUE)
+    conn_refuse(c, GUARD_write_queue_closed, "peer does not read its acks", "");
 }
 
-/* ---- frames ------------------------------------------------------------- */
+/* ---- the handshake ------------------------------------------------------ */
 
-/* Compares without an early exit, so the time taken does not tell how
- * much of a guessed token was right. */
-static int token_matches(const server_config *cfg, proto_str got) {
-  unsigned char diff = (unsigned char)(got.len != cfg->token_len);
-  for (size_t i = 0; i < cfg->token_len; i++) {
-    unsigned char g = i < got.len ? (unsigned char)got.ptr[i] : 0;
-    diff |= (unsigned char)(g ^ (unsigned char)cfg->token[i]);
-  }
-  return diff == 0;
+/* ` service="..."`, quoted for the log: the service a HELLO named. */
+static void quoted_service(char *out, size_t size, const proto_hello *h) {
+  char q[LOG_QUOTE_SIZE(PROTO_IDENT_MAX)];
+  snprintf(out, size, " service=%s",
+           log_quote(q, sizeof(q), h->service.ptr, h->service.len));
 }
 
-static int on_hello(conn *c, const proto_frame *f) {
+/* The token of a HELLO: known, allowed to speak for the service, and not
+ * over its cap of agents. Returns 0 with *token_key set, or -1 (closed). */
+static int authorize(conn *c, const proto_hello *h, uint64_t *token_key) {
   server *s = c->srv;
-  proto_hello h;
-  char why[160];
-  int rc = tw__proto_decode_hello(f->payload, f->payload_len, &h);
-  if (rc == PROTO_E_VERSION) {
-    tw__proto_version_refusal(why, sizeof(why), "agent", h.version_min, h.version,
-                          "collector");
-    conn_fail(c, why);
+  uint8_t digest[AUTH_DIGEST_SIZE];
+  char extra[LOG_QUOTE_SIZE(PROTO_IDENT_MAX) + 16];
+  int entry = auth_token_find(s->tokens, h->token, digest);
+  quoted_service(extra, sizeof(extra), h);
+  if (entry < 0) {
+    conn_refuse(c, GUARD_auth_refused, "authentication failed", extra);
+    return -1;
+  }
+  if (!auth_token_allows(s->tokens, entry, h->service)) {
+    conn_refuse(c, GUARD_auth_refused,
+                "authentication failed: the token may not speak for this "
+                "service",
+                extra);
+    return -1;
+  }
+  memcpy(token_key, digest, sizeof(*token_key));
+  *token_key |= 1; /* never 0, a u64map key */
+  return 0;
+}
+
+/* Whether one more agent may connect with the token of token_key. */
+static int token_has_room(conn *c, uint64_t token_key) {
+  server *s = c->srv;
+  if (token_key == 0 || (uintptr_t)u64map_get(&s->token_agents, token_key) <
+                            (uintptr_t)s->cfg->max_agents_per_token)
+    return 1;
+  conn_refuse(c, GUARD_token_agents_refused,
+              "too many agents connected with this token", "");
+  return 0;
+}
+
+static void send_welcome(conn *c, uint64_t next_seq) {
+  proto_welcome w = {c->version, next_seq, PROTO_FRAME_MAX};
+  proto_buf b;
+  tw__proto_buf_init(&b);
+  tw__proto_put_welcome(&b, &w);
+  if (!tw__proto_buf_failed(&b))
+    conn_send(c, b.data, b.len);
+  tw__proto_buf_fini(&b);
+}
+
+/* The HELLO h passed its token and (key not NULL) its proof: the owner
+ * check, then the instance is c's. Returns 0, or -1 (closed). */
+static int admit(conn *c, const proto_hello *h, const uint8_t *key,
+                 uint64_t token_key) {
+  server *s = c->srv;
+  const char *reason = NULL;
+  int rc = ingest_owner_check(s->in, h->instance, key, &reason);
+  if (rc == -1) {
+    char extra[LOG_QUOTE_SIZE(PROTO_IDENT_MAX) + 16];
+    quoted_service(extra, sizeof(extra), h);
+    conn_refuse(c, GUARD_proof_refused, reason, extra);
     return -1;
   }
   if (rc != 0) {
-    conn_fail(c, tw__proto_strerror(rc));
+    conn_fail(c, reason);
     return -1;
   }
-  if (s->cfg->token && !token_matches(s->cfg, h.token)) {
-    conn_fail(c, "authentication failed");
+  if (!token_has_room(c, token_key))
     return -1;
-  }
-  tw__proto_version_pick(h.version_min, h.version, &c->version);
-  const char *reason = NULL;
-  agent *a = ingest_hello(s->in, &h, format_now_us(), &reason);
+  const char *subject =
+      c->tls && *tls_conn_subject(c->tls) ? tls_conn_subject(c->tls) : NULL;
+  agent *a = ingest_hello(s->in, h, key, subject, format_now_us(), &reason);
   if (a == NULL) {
     conn_fail(c, reason);
     return -1;
   }
+  /* Only an owner the checks above let through replaces a connection. */
   conn *old = agent_conn(a);
   if (old) {
     old->agent = NULL;
@@ -297,29 +420,118 @@ static int on_hello(conn *c, const proto_frame *f) {
   }
   agent_set_conn(a, c);
   c->agent = a;
-  proto_welcome w = {c->version, agent_commit_seq(a), PROTO_FRAME_MAX};
+  if (token_key) {
+    c->token_key = token_key;
+    count_token_agent(s, token_key, 1);
+  }
+  send_welcome(c, agent_commit_seq(a));
+  char service[LOG_QUOTE_SIZE(PROTO_IDENT_MAX)];
+  char quoted_subject[LOG_QUOTE_SIZE(TLS_SUBJECT_MAX)] = "";
+  if (subject)
+    log_quote(quoted_subject, sizeof(quoted_subject), subject, strlen(subject));
+  log_msg(LOG_INFO,
+          "agent connected peer=%s conn=%llu agent=%lld "
+          "service=%s pid=%u version=%u next_seq=%llu proof=%s%s%s%s%s",
+          c->peer, (unsigned long long)c->number, (long long)agent_id(a),
+          log_quote(service, sizeof(service), h->service.ptr, h->service.len),
+          h->pid, (unsigned)c->version, (unsigned long long)agent_commit_seq(a),
+          key ? "key" : "none", c->tls ? " tls=" : "",
+          c->tls ? tls_conn_version(c->tls) : "", subject ? " subject=" : "",
+          subject ? quoted_subject : "");
+  return 0;
+}
+
+/* A HELLO with a key: its strings kept, a CHALLENGE sent. */
+static int challenge(conn *c, const proto_hello *h, uint64_t token_key) {
+  pending *p = xcalloc(1, sizeof(*p));
+  p->hello = *h;
+  memcpy(p->text, h->service.ptr ? h->service.ptr : "", h->service.len);
+  memcpy(p->text + h->service.len, h->host.ptr ? h->host.ptr : "", h->host.len);
+  p->hello.service.ptr = p->text;
+  p->hello.host.ptr = p->text + h->service.len;
+  p->hello.token.ptr = NULL;
+  p->hello.token.len = 0;
+  p->hello.key.ptr = (const char *)p->key;
+  memcpy(p->key, h->key.ptr, PROTO_KEY_SIZE);
+  auth_nonce(p->nonce);
+  p->token_key = token_key;
+  c->pending = p;
   proto_buf b;
   tw__proto_buf_init(&b);
-  tw__proto_put_welcome(&b, &w);
+  proto_str nonce = {(const char *)p->nonce, PROTO_NONCE_SIZE};
+  tw__proto_put_challenge(&b, PROTO_PROOF_SINCE, nonce);
   if (!tw__proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
   tw__proto_buf_fini(&b);
-  char service[LOG_QUOTE_SIZE(PROTO_IDENT_MAX)];
-  log_msg(LOG_INFO,
-          "agent connected peer=%s conn=%llu agent=%lld "
-          "service=%s pid=%u version=%u next_seq=%llu",
-          c->peer, (unsigned long long)c->number, (long long)agent_id(a),
-          log_quote(service, sizeof(service), h.service.ptr, h.service.len),
-          h.pid, (unsigned)c->version, (unsigned long long)w.next_seq);
   return 0;
+}
+
+static int on_hello(conn *c, const proto_frame *f) {
+  server *s = c->srv;
+  proto_hello h;
+  char why[160];
+  uint64_t token_key = 0;
+  int rc = tw__proto_decode_hello(f->payload, f->payload_len, &h);
+  if (rc == PROTO_E_VERSION) {
+    tw__proto_version_refusal(why, sizeof(why), "agent", h.version_min,
+                              h.version, "collector");
+    conn_fail(c, why);
+    return -1;
+  }
+  if (rc != 0) {
+    conn_fail(c, tw__proto_strerror(rc));
+    return -1;
+  }
+  if (s->tokens && authorize(c, &h, &token_key) != 0)
+    return -1;
+  tw__proto_version_pick(h.version_min, h.version, &c->version);
+  if (h.key.len == 0) {
+    if (s->cfg->require_proof) {
+      conn_refuse(c, GUARD_proof_refused,
+                  "this collector requires a proof of instance ownership "
+                  "(agents of protocol version 2 or later)",
+                  "");
+      return -1;
+    }
+    return admit(c, &h, NULL, token_key);
+  }
+  if (h.key.len != PROTO_KEY_SIZE) {
+    conn_fail(c, "instance key of the wrong size");
+    return -1;
+  }
+  return challenge(c, &h, token_key);
+}
+
+static int on_proof(conn *c, const proto_frame *f) {
+  proto_str signature;
+  pending *p = c->pending;
+  int rc = tw__proto_decode_proof(f->payload, f->payload_len, PROTO_PROOF_SINCE,
+                                  &signature);
+  if (rc != 0) {
+    conn_fail(c, tw__proto_strerror(rc));
+    return -1;
+  }
+  if (!auth_verify(p->key, p->hello.instance, p->nonce, signature)) {
+    conn_refuse(c, GUARD_proof_refused, "proof of instance ownership failed",
+                "");
+    return -1;
+  }
+  rc = admit(c, &p->hello, p->key, p->token_key);
+  c->pending = NULL;
+  free(p);
+  return rc;
 }
 
 static int on_frame(conn *c, const proto_frame *f) {
   const char *reason = NULL;
   if (c->agent == NULL) {
-    if (f->type == PROTO_HELLO)
+    if (f->type == PROTO_HELLO && c->pending == NULL)
       return on_hello(c, f);
-    conn_fail(c, "expected HELLO first");
+    if (f->type == PROTO_PROOF && c->pending != NULL)
+      return on_proof(c, f);
+    conn_fail(c, c->pending == NULL       ? "expected HELLO first"
+                 : f->type == PROTO_HELLO ? "second HELLO on one connection"
+                                          : "expected PROOF");
     return -1;
   }
   if (f->type == PROTO_EVENTS) {
@@ -343,9 +555,20 @@ static int on_frame(conn *c, const proto_frame *f) {
   return -1;
 }
 
+/* The first bytes of a TLS ClientHello: a handshake record of TLS 1.x. */
+static int looks_like_tls(const conn *c) {
+  return c->tls == NULL && c->agent == NULL && c->pending == NULL &&
+         c->len >= 2 && c->buf[0] == 0x16 && c->buf[1] == 0x03;
+}
+
 /* Decodes every complete frame in c's buffer and keeps the rest. */
 static void process(conn *c) {
   size_t off = 0;
+  if (looks_like_tls(c)) {
+    conn_fail(c, "TLS handshake on a plaintext listener (the agent's URL is "
+                 "tls://, this listener's is not)");
+    return;
+  }
   while (!c->closing) {
     proto_frame f;
     uint32_t max = c->agent ? PROTO_FRAME_MAX : tw__proto_hello_limit();
@@ -378,24 +601,91 @@ static void process(conn *c) {
     c->partial_since_ms = (int64_t)uv_now(&c->srv->loop);
 }
 
+/* Room in c's receive buffer for one more read: before the handshake,
+ * for the longest HELLO and no more. Returns 0, or -1 when the buffers
+ * are over their budget. */
+static int buffer_room(conn *c) {
+  server *s = c->srv;
+  size_t want = c->agent ? READ_CHUNK : 4 + (size_t)tw__proto_hello_limit();
+  if (c->cap - c->len >= want)
+    return 0;
+  size_t cap = c->len + want;
+  size_t extra = over_chunk(cap) - over_chunk(c->cap);
+  if (s->buffered + extra > GUARD_BUFFER_BUDGET)
+    return -1;
+  s->buffered += extra;
+  c->cap = cap;
+  c->buf = xrealloc(c->buf, c->cap);
+  return 0;
+}
+
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   conn *c = handle->data;
-  server *s = c->srv;
-  /* Before the handshake, room for the longest HELLO and no more. */
-  size_t want = c->agent ? READ_CHUNK : 4 + (size_t)tw__proto_hello_limit();
   (void)suggested;
-  if (c->cap - c->len < want) {
-    size_t cap = c->len + want;
-    size_t extra = over_chunk(cap) - over_chunk(c->cap);
-    if (s->buffered + extra > BUFFER_BUDGET) {
-      *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS */
+  /* A TLS connection reads into the server's scratch buffer: on_read
+   * hands all of it to the session before the next read of any. */
+  if (c->tls)
+    *buf = uv_buf_init((char *)c->srv->cipher, READ_CHUNK);
+  else if (buffer_room(c) != 0)
+    *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS */
+  else
+    *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+/* A TLS session failed: before its handshake, one line and the alert for
+ * the peer; after, as any broken connection. */
+static void tls_failed(conn *c) {
+  if (tls_conn_established(c->tls)) {
+    conn_fail(c, tls_conn_error(c->tls));
+    return;
+  }
+  guard_count(GUARD_tls_failures);
+  c->srv->summary->rejected++;
+  log_msg(LOG_WARN, "TLS handshake failed peer=%s conn=%llu reason=\"%s\"",
+          c->peer, (unsigned long long)c->number, tls_conn_error(c->tls));
+  tls_flush(c); /* the alert */
+  conn_close(c);
+}
+
+static void tls_established(conn *c) {
+  char subject[LOG_QUOTE_SIZE(TLS_SUBJECT_MAX)];
+  const char *text = tls_conn_subject(c->tls);
+  guard_count(GUARD_tls_handshakes);
+  if (log_enabled(LOG_DEBUG))
+    log_msg(LOG_DEBUG,
+            "TLS established peer=%s conn=%llu version=%s subject=%s", c->peer,
+            (unsigned long long)c->number, tls_conn_version(c->tls),
+            log_quote(subject, sizeof(subject), text, strlen(text)));
+}
+
+/* Takes the plaintext out of c's session and processes it, while c reads
+ * (a pause leaves the rest in the session until reading resumes). */
+static void tls_pump(conn *c) {
+  while (!c->closing && c->reading) {
+    if (buffer_room(c) != 0) {
+      conn_refuse(c, GUARD_buffers_refused, "receive buffers over budget", "");
       return;
     }
-    s->buffered += extra;
-    c->cap = cap;
-    c->buf = xrealloc(c->buf, c->cap);
+    int was = tls_conn_established(c->tls);
+    int n = tls_conn_read(c->tls, c->buf + c->len, c->cap - c->len);
+    if (!was && tls_conn_established(c->tls))
+      tls_established(c);
+    if (n == TLS_FAILED) {
+      tls_failed(c);
+      return;
+    }
+    tls_flush(c);
+    if (n > 0) {
+      c->len += (size_t)n;
+      process(c);
+    } else {
+      if (n == TLS_CLOSED)
+        conn_close(c);
+      else if (c->len == 0)
+        release_buffer(c); /* idle: no buffer while the session waits */
+      return;
+    }
   }
-  *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -411,6 +701,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
               c->agent ? (long long)agent_id(c->agent) : 0LL);
       conn_close(c);
     } else {
+      if (nread == UV_ENOBUFS)
+        guard_count(GUARD_buffers_refused);
       conn_fail(c, nread == UV_EOF       ? "connection ended inside a frame"
                    : nread == UV_ENOBUFS ? "receive buffers over budget"
                                          : uv_strerror((int)nread));
@@ -418,15 +710,25 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     maybe_flush(s);
     return;
   }
-  c->len += (size_t)nread;
-  process(c);
+  if (c->tls == NULL) {
+    c->len += (size_t)nread;
+    process(c);
+  } else if (tls_conn_feed(c->tls, s->cipher, (size_t)nread) != 0) {
+    conn_fail(c, "out of memory");
+  } else {
+    tls_pump(c);
+  }
   maybe_flush(s);
 }
 
 static void conn_start_reading(conn *c) {
   if (!c->reading && !c->closing &&
-      uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+      uv_read_start(&c->h.stream, on_alloc, on_read) == 0) {
     c->reading = 1;
+    /* What the session took in before a pause. */
+    if (c->tls)
+      tls_pump(c);
+  }
 }
 
 static void conn_stop_reading(conn *c) {
@@ -542,6 +844,13 @@ static void peer_name(conn *c, const listener *l) {
   }
 }
 
+/* A connection refused as it is accepted: one line, closed at once. */
+static void refuse_connection(conn *c, const char *reason) {
+  log_msg(LOG_WARN, "connection refused peer=%s conn=%llu reason=\"%s\"",
+          c->peer, (unsigned long long)c->number, reason);
+  uv_close(&c->h.handle, on_conn_closed);
+}
+
 static void on_connection(uv_stream_t *server_stream, int status) {
   listener *l = server_stream->data;
   server *s = l->srv;
@@ -567,15 +876,15 @@ static void on_connection(uv_stream_t *server_stream, int status) {
   peer_name(c, l);
   if (s->nconns >= (size_t)s->cfg->max_connections) {
     s->summary->rejected++;
-    log_msg(LOG_WARN,
-            "connection refused peer=%s conn=%llu "
-            "reason=\"too many connections\"",
-            c->peer, (unsigned long long)c->number);
-    uv_close(&c->h.handle, on_conn_closed);
+    refuse_connection(c, "too many connections");
     return;
   }
   if (!l->unix_path)
     uv_tcp_nodelay(&c->h.tcp, 1);
+  if (l->tls && (c->tls = tls_conn_new(s->tls)) == NULL) {
+    refuse_connection(c, "out of memory for a TLS session");
+    return;
+  }
   c->opened_ms = (int64_t)uv_now(&s->loop);
   c->next = s->conns;
   if (s->conns)
@@ -716,12 +1025,13 @@ static int open_listeners(server *s) {
     l->url = xstrdup(url_text);
     url u;
     char why[PATH_MAX + 64] = "";
-    int rc = tw__url_parse(url_text, URL_LISTEN, &u);
+    int rc = tw__url_parse(url_text, URL_LISTEN | URL_TLS_OK, &u);
     if (rc != 0) {
       log_msg(LOG_ERROR, "cannot listen url=%s error=\"%s\"", url_text,
               tw__url_strerror(rc));
       return -1;
     }
+    l->tls = u.scheme == URL_TLS;
     rc = u.scheme == URL_UNIX ? listen_unix(s, l, u.path, why, sizeof(why))
                               : listen_tcp(s, l, &u);
     if (l->h.handle.data)
@@ -810,6 +1120,7 @@ static void finish(server *s) {
   close_handle((uv_handle_t *)&s->stop_timer);
   close_handle((uv_handle_t *)&s->sigterm);
   close_handle((uv_handle_t *)&s->sigint);
+  close_handle((uv_handle_t *)&s->sighup);
 }
 
 /* The store had its time: what it has not committed is given up (the
@@ -852,18 +1163,53 @@ static void on_signal(uv_signal_t *sig, int signum) {
     finish(s);
 }
 
+/* SIGHUP: the TLS certificate, key and client CAs and the token file are
+ * read again. What cannot be read is logged and what was loaded before
+ * stays in use; connections already open keep their session and their
+ * admission. */
+static void on_sighup(uv_signal_t *sig, int signum) {
+  server *s = sig->data;
+  char err[PATH_MAX + 256];
+  const char *tls = s->tls ? "reloaded" : "none";
+  (void)signum;
+  if (s->tls && tls_server_reload(s->tls, err, sizeof(err)) != 0) {
+    log_msg(LOG_ERROR,
+            "reload failed what=tls error=\"%s\" note=\"the certificates "
+            "loaded before stay in use\"",
+            err);
+    tls = "kept";
+  }
+  token_table *t = NULL;
+  if (s->cfg->token_file &&
+      (t = auth_tokens_load(s->cfg->token_file, err, sizeof(err))) == NULL)
+    log_msg(LOG_ERROR,
+            "reload failed what=tokens error=\"%s\" note=\"the "
+            "tokens loaded before stay in use\"",
+            err);
+  if (t != NULL) {
+    auth_tokens_free(s->tokens);
+    s->tokens = t;
+  }
+  char tokens[32] = "none";
+  if (s->tokens)
+    snprintf(tokens, sizeof(tokens), "%zu", auth_tokens_count(s->tokens));
+  log_msg(LOG_INFO, "reloaded on SIGHUP tokens=%s tls=%s", tokens, tls);
+}
+
 static int start_handles(server *s) {
   s->sweep.data = s->flush.data = s->sigterm.data = s->sigint.data = s;
-  s->stop_timer.data = s;
+  s->stop_timer.data = s->sighup.data = s;
   if (uv_timer_init(&s->loop, &s->sweep) ||
       uv_timer_init(&s->loop, &s->flush) ||
       uv_timer_init(&s->loop, &s->stop_timer) ||
       uv_signal_init(&s->loop, &s->sigterm) ||
-      uv_signal_init(&s->loop, &s->sigint))
+      uv_signal_init(&s->loop, &s->sigint) ||
+      uv_signal_init(&s->loop, &s->sighup))
     return -1;
   uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   uv_signal_start(&s->sigint, on_signal, SIGINT);
+  uv_signal_start(&s->sighup, on_sighup, SIGHUP);
   return 0;
 }
 
@@ -891,11 +1237,20 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   memset(summary, 0, sizeof(*summary));
   s->cfg = cfg;
   s->summary = summary;
+  s->tokens = cfg->tokens;
+  s->tls = cfg->tls;
+  if (s->tls)
+    s->cipher = xmalloc(READ_CHUNK);
+  u64map_init(&s->token_agents);
   signal(SIGPIPE, SIG_IGN);
   /* A file size limit (ulimit -f) reached by the store is a full disk
    * (writes fail with EFBIG, commits are retried), not a crash. */
   signal(SIGXFSZ, SIG_IGN);
   if (uv_loop_init(&s->loop) != 0) {
+    auth_tokens_free(s->tokens);
+    tls_server_free(s->tls);
+    free(s->cipher);
+    u64map_fini(&s->token_agents);
     free(s);
     return 1;
   }
@@ -930,6 +1285,10 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   summary->latency_p99_us = hist_quantile(&s->latency, 0.99);
   ingest_free(s->in);
   free_listeners(s);
+  auth_tokens_free(s->tokens);
+  tls_server_free(s->tls);
+  free(s->cipher);
+  u64map_fini(&s->token_agents);
   free(s);
   return rc;
 }

@@ -1,7 +1,9 @@
 /*
  * server - the collector's event loop: listeners, connections, framing,
- * the handshake, backpressure, acks and the orderly shutdown on SIGTERM or
- * SIGINT. Events go to ingest.h; batches to writer.h.
+ * the handshake (token, proof of instance ownership), backpressure, acks,
+ * the reload on SIGHUP and the orderly shutdown on SIGTERM or SIGINT.
+ * Events go to ingest.h; batches to writer.h; tokens and proofs to auth.h;
+ * TLS sessions to tls.h.
  */
 #ifndef TW_COLLECTOR_SERVER_H
 #define TW_COLLECTOR_SERVER_H
@@ -10,16 +12,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "export.h"
 #include "store.h"
+#include "tls.h"
 
 typedef struct server_config {
-  const char *const *listen; /* URLs: tcp://HOST:PORT, unix:/PATH */
+  const char *const *listen; /* URLs: tcp://, tls://HOST:PORT, unix:/PATH */
   size_t nlisten;
-  int socket_mode;   /* permissions of unix sockets, e.g. 0600 */
-  long socket_gid;   /* their group; -1: the collector's own */
-  const char *token; /* NULL: no token required */
-  size_t token_len;
+  int socket_mode; /* permissions of unix sockets, e.g. 0600 */
+  long socket_gid; /* their group; -1: the collector's own */
+  /* The server takes both: it replaces them on SIGHUP and frees them. */
+  token_table *tokens;    /* NULL: no token required */
+  const char *token_file; /* where tokens are reloaded from */
+  tls_server *tls;        /* NULL: no tls:// listener */
+  int require_proof;      /* refuse HELLOs without a proof (version 1) */
+  int max_agents_per_token;
   int max_connections;
   int64_t handshake_timeout_ms; /* also the limit for finishing a frame */
   int64_t lost_after_ms;

@@ -57,6 +57,7 @@ enum {
   ST_AGENT_DISCONNECT,
   ST_AGENT_ENDED,
   ST_AGENT_HEALTH,
+  ST_AGENT_BIND,
   ST_AGENT_PROGRESS,
   ST_LOST,
   ST_EXPORT,
@@ -103,8 +104,11 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_INSERT_STRING] =
         "INSERT OR REPLACE INTO strings (agent, id, text) VALUES (?1, ?2, ?3)",
     [ST_AGENT_NEW] = "INSERT INTO agents (id, instance, service, host, pid, "
-                     "started_at, connected_at, connected) VALUES (?1, ?2, "
-                     "?3, ?4, ?5, ?6, ?7, 1)",
+                     "started_at, connected_at, connected, auth_key, "
+                     "tls_subject) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, "
+                     "?8, ?9)",
+    [ST_AGENT_BIND] = "UPDATE agents SET auth_key = coalesce(auth_key, ?2), "
+                      "tls_subject = coalesce(?3, tls_subject) WHERE id = ?1",
     [ST_AGENT_CONNECT] =
         "UPDATE agents SET connected = 1, connected_at = ?2, disconnected_at "
         "= NULL, ended = 0 WHERE id = ?1",
@@ -681,6 +685,16 @@ static int update_task(store *s, const task_row *r) {
   return rc;
 }
 
+/* An instance's owner (auth.h) at parameters i and i + 1: its key and
+ * its TLS client certificate's subject, NULL where unknown. */
+static void bind_owner(sqlite3_stmt *st, int i, const agent_op *op) {
+  if (op->has_key)
+    sqlite3_bind_blob(st, i, op->key, PROTO_KEY_SIZE, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+  bind_blob_text(st, i + 1, op->subject, op->subject.ptr != NULL);
+}
+
 static int write_op(store *s, const agent_op *op) {
   sqlite3_stmt *st;
   switch (op->kind) {
@@ -694,6 +708,12 @@ static int write_op(store *s, const agent_op *op) {
     sqlite3_bind_int64(st, 5, op->pid);
     sqlite3_bind_int64(st, 6, op->started_at);
     sqlite3_bind_int64(st, 7, op->at);
+    bind_owner(st, 8, op);
+    return run(s, st);
+  case AGENT_OP_BIND:
+    st = s->st[ST_AGENT_BIND];
+    sqlite3_bind_int64(st, 1, op->agent);
+    bind_owner(st, 2, op);
     return run(s, st);
   case AGENT_OP_CONNECT:
   case AGENT_OP_DISCONNECT:

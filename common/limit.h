@@ -32,6 +32,14 @@
 #define PROTO_DETAIL_MAX 65536u    /* FAIL detail (a long string) */
 #define PROTO_IDENT_MAX 256u       /* HELLO service, host and token */
 #define PROTO_LINK_MAX 256u        /* LINK traceparent (version 2 on) */
+/* Proof of instance ownership (docs/protocol.md, "Ownership"): an Ed25519
+ * public key in HELLO, a nonce in CHALLENGE, a signature in PROOF. The
+ * wire limits leave room; the sizes are what version 2 requires. */
+#define PROTO_KEY_MAX 64u
+#define PROTO_SIGNATURE_MAX 128u
+#define PROTO_KEY_SIZE 32u       /* an Ed25519 public key */
+#define PROTO_NONCE_SIZE 32u     /* CHALLENGE's nonce */
+#define PROTO_SIGNATURE_SIZE 64u /* an Ed25519 signature */
 /* Before the handshake a peer may send nothing longer than the largest
  * HELLO of this version (proto_hello_frame_max()) plus this much, so a
  * newer agent whose HELLO grew a little still reaches the version

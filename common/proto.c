@@ -39,6 +39,10 @@ typedef struct ack_msg {
 typedef struct error_msg {
   proto_str reason;
 } error_msg;
+/* CHALLENGE and PROOF: one string each. */
+typedef struct text_msg {
+  proto_str text;
+} text_msg;
 /* The EVENTS header as proto_buf (encoding) and proto_events (decoding)
  * both hold it: first_seq and count. */
 typedef struct events_msg {
@@ -52,11 +56,13 @@ GEN_MESSAGE(EVENTS, events_msg, PROTO_FIELDS_EVENTS)
 GEN_MESSAGE(WELCOME, proto_welcome, PROTO_FIELDS_WELCOME)
 GEN_MESSAGE(ACK, ack_msg, PROTO_FIELDS_ACK)
 GEN_MESSAGE(ERROR, error_msg, PROTO_FIELDS_ERROR)
+GEN_MESSAGE(CHALLENGE, text_msg, PROTO_FIELDS_CHALLENGE)
+GEN_MESSAGE(PROOF, text_msg, PROTO_FIELDS_PROOF)
 
 /* ---- framing ------------------------------------------------------------- */
 
 int tw__proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
-                     proto_frame *out) {
+                         proto_frame *out) {
   if (max_frame == 0 || max_frame > PROTO_FRAME_MAX)
     max_frame = PROTO_FRAME_MAX;
   if (len < 4)
@@ -78,7 +84,8 @@ int tw__proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
 
 /* ---- versions ------------------------------------------------------------ */
 
-int tw__proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chosen) {
+int tw__proto_version_pick(uint16_t peer_min, uint16_t peer_max,
+                           uint16_t *chosen) {
   uint16_t hi = peer_max < PROTO_VERSION ? peer_max : PROTO_VERSION;
   uint16_t lo = peer_min > PROTO_VERSION_MIN ? peer_min : PROTO_VERSION_MIN;
   if (peer_min > peer_max || hi < lo)
@@ -88,8 +95,8 @@ int tw__proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chose
 }
 
 int tw__proto_version_refusal(char *buf, size_t size, const char *peer,
-                          uint16_t peer_min, uint16_t peer_max,
-                          const char *self) {
+                              uint16_t peer_min, uint16_t peer_max,
+                              const char *self) {
   return snprintf(buf, size, "%s: %s speaks %u..%u, %s %u..%u",
                   tw__proto_strerror(PROTO_E_VERSION), peer, (unsigned)peer_min,
                   (unsigned)peer_max, self, (unsigned)PROTO_VERSION_MIN,
@@ -154,7 +161,7 @@ static size_t event_min_size(uint16_t version) {
 }
 
 int tw__proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
-                       uint16_t version) {
+                           uint16_t version) {
   cursor cur = {p, p + n, 0, 0, 0};
   events_msg m = {0, 0};
   get_EVENTS(&cur, &m, version);
@@ -242,6 +249,12 @@ size_t tw__proto_frame_max(uint16_t type, uint16_t version) {
     break;
   case PROTO_ERROR:
     payload = largest_ERROR(version);
+    break;
+  case PROTO_CHALLENGE:
+    payload = largest_CHALLENGE(version);
+    break;
+  case PROTO_PROOF:
+    payload = largest_PROOF(version);
     break;
   case PROTO_EVENTS:
     return 4 + (size_t)PROTO_FRAME_MAX;
@@ -340,25 +353,38 @@ void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w) {
     frame_close(b, store_WELCOME(store_U16(p, m.version, 0), &m, m.version));
 }
 
-/* ACK and GOODBYE carry one sequence number each: their encoder and
- * decoder, for message NAME in struct TYPE whose field is `member`. */
-#define SEQUENCE_MESSAGE(NAME, TYPE, name, member)                             \
-  void tw__proto_put_##name(proto_buf *b, uint16_t version, uint64_t member) {     \
+/* ACK and GOODBYE carry one sequence number each, CHALLENGE and PROOF one
+ * string: their encoder and decoder, for message NAME in struct TYPE whose
+ * one field is `member`, of C type FTYPE. */
+#define ONE_FIELD_MESSAGE(NAME, TYPE, name, FTYPE, member)                     \
+  void tw__proto_put_##name(proto_buf *b, uint16_t version, FTYPE member) {    \
     TYPE m = {member};                                                         \
     uint8_t *p = frame_open(b, PROTO_##NAME, exact_##NAME(&m, version));       \
     if (p != NULL)                                                             \
       frame_close(b, store_##NAME(p, &m, version));                            \
   }                                                                            \
-  int tw__proto_decode_##name(const uint8_t *p, size_t n, uint16_t version,        \
-                          uint64_t *member) {                                  \
+  int tw__proto_decode_##name(const uint8_t *p, size_t n, uint16_t version,    \
+                              FTYPE *member) {                                 \
     cursor cur = {p, p + n, 0, 0, 0};                                          \
-    TYPE m = {0};                                                              \
+    TYPE m;                                                                    \
+    memset(&m, 0, sizeof(m));                                                  \
     get_##NAME(&cur, &m, version);                                             \
     *member = m.member;                                                        \
     return verdict(&cur, 1);                                                   \
   }
-SEQUENCE_MESSAGE(ACK, ack_msg, ack, next_seq)
-SEQUENCE_MESSAGE(GOODBYE, goodbye_msg, goodbye, last_seq)
+ONE_FIELD_MESSAGE(ACK, ack_msg, ack, uint64_t, next_seq)
+ONE_FIELD_MESSAGE(GOODBYE, goodbye_msg, goodbye, uint64_t, last_seq)
+ONE_FIELD_MESSAGE(CHALLENGE, text_msg, challenge, proto_str, text)
+ONE_FIELD_MESSAGE(PROOF, text_msg, proof, proto_str, text)
+
+void tw__proto_proof_message(uint8_t *out,
+                             const uint8_t instance[PROTO_INSTANCE_SIZE],
+                             const uint8_t nonce[PROTO_NONCE_SIZE]) {
+  memcpy(out, PROTO_PROOF_CONTEXT, sizeof(PROTO_PROOF_CONTEXT));
+  out += sizeof(PROTO_PROOF_CONTEXT);
+  memcpy(out, instance, PROTO_INSTANCE_SIZE);
+  memcpy(out + PROTO_INSTANCE_SIZE, nonce, PROTO_NONCE_SIZE);
+}
 
 void tw__proto_put_error(proto_buf *b, const char *reason) {
   error_msg m = {
@@ -446,8 +472,8 @@ int tw__proto_events_cut(proto_buf *b, uint32_t n) {
   proto_event ev;
   const uint8_t *payload = b->data + b->frame_start + PROTO_HEADER_SIZE;
   size_t header = (size_t)(payload - b->data) + largest_EVENTS(b->version);
-  int rc = tw__proto_events_begin(&it, payload,
-                              (size_t)(b->data + b->len - payload), b->version);
+  int rc = tw__proto_events_begin(
+      &it, payload, (size_t)(b->data + b->len - payload), b->version);
   for (uint32_t i = 0; i < n && rc == 0; i++)
     rc = tw__proto_events_next(&it, &ev);
   if (rc != 0)

@@ -55,10 +55,12 @@
 #define PROTO_MESSAGE_MAP(XX)                                                  \
   XX(HELLO, 100) /* agent -> collector, control */                             \
   XX(GOODBYE, 101)                                                             \
+  XX(PROOF, 102)   /* from version 2 */                                        \
   XX(EVENTS, 200)  /* agent -> collector, data */                              \
   XX(WELCOME, 300) /* collector -> agent */                                    \
   XX(ACK, 301)                                                                 \
-  XX(ERROR, 302)
+  XX(ERROR, 302)                                                               \
+  XX(CHALLENGE, 303) /* from version 2 */
 
 /* HELLO after its fixed start (magic u32, version u16, version_min u16
  * from PROTO_HELLO_RANGE_SINCE on). Append only. */
@@ -68,7 +70,8 @@
   F(I64, started_at, started_at_ns, 0, 0, 1)                                   \
   F(STR, service, service, 0, PROTO_IDENT_MAX, 1)                              \
   F(STR, host, host, 0, PROTO_IDENT_MAX, 1)                                    \
-  F(STR, token, token, 0, PROTO_IDENT_MAX, 1)
+  F(STR, token, token, 0, PROTO_IDENT_MAX, 1)                                  \
+  F(STR, key, key, 0, PROTO_KEY_MAX, 2)
 
 #define PROTO_FIELDS_GOODBYE(F) F(U64, last_seq, last_seq, 0, UINT64_MAX, 1)
 
@@ -83,6 +86,15 @@
   F(U32, max_frame, max_frame, 0, UINT32_MAX, 1)
 
 #define PROTO_FIELDS_ACK(F) F(U64, next_seq, next_seq, 0, UINT64_MAX, 1)
+
+/* Proof of instance ownership (version 2): the collector may answer a
+ * HELLO that carries a key with CHALLENGE; the agent answers PROOF, its
+ * signature of tw__proto_proof_message() with the instance's key, and
+ * only then gets WELCOME. Both come before WELCOME says the version
+ * agreed, so both sides encode them at PROTO_PROOF_SINCE, always. */
+#define PROTO_PROOF_SINCE 2
+#define PROTO_FIELDS_CHALLENGE(F) F(STR, nonce, text, 0, PROTO_KEY_MAX, 2)
+#define PROTO_FIELDS_PROOF(F) F(STR, signature, text, 0, PROTO_SIGNATURE_MAX, 2)
 
 /* Never changes: a refusal must be readable whatever the versions. */
 #define PROTO_FIELDS_ERROR(F) F(STR, reason, reason, 0, PROTO_SHORT_MAX, 1)
@@ -188,6 +200,7 @@ typedef struct proto_hello {
   proto_str service;
   proto_str host;
   proto_str token;
+  proto_str key; /* version 2: the instance's public key; empty: none */
 } proto_hello;
 
 typedef struct proto_welcome {
@@ -231,21 +244,22 @@ typedef struct proto_frame {
  * PROTO_FRAME_MAX. The type is not checked here.
  */
 int tw__proto_frame_next(const uint8_t *buf, size_t len, uint32_t max_frame,
-                     proto_frame *out);
+                         proto_frame *out);
 
 /* ---- versions ----------------------------------------------------------- */
 
 /* The version to speak with a peer that speaks peer_min .. peer_max: the
  * newest both speak. 0 and *chosen set, or PROTO_E_VERSION. */
-int tw__proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *chosen);
+int tw__proto_version_pick(uint16_t peer_min, uint16_t peer_max,
+                           uint16_t *chosen);
 
 /* The one-line reason of a refused negotiation, naming both ranges, e.g.
  * "unsupported protocol version: agent speaks 3..4, collector 1..2".
  * `peer` names the other side ("agent"), `self` this one. snprintf's
  * return value. */
 int tw__proto_version_refusal(char *buf, size_t size, const char *peer,
-                          uint16_t peer_min, uint16_t peer_max,
-                          const char *self);
+                              uint16_t peer_min, uint16_t peer_max,
+                              const char *self);
 
 /* ---- decoding ------------------------------------------------------------ */
 
@@ -258,10 +272,26 @@ int tw__proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out);
  * out->version filled. */
 int tw__proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out);
 int tw__proto_decode_ack(const uint8_t *p, size_t n, uint16_t version,
-                     uint64_t *next_seq);
+                         uint64_t *next_seq);
 int tw__proto_decode_goodbye(const uint8_t *p, size_t n, uint16_t version,
-                         uint64_t *last_seq);
+                             uint64_t *last_seq);
 int tw__proto_decode_error(const uint8_t *p, size_t n, proto_str *reason);
+/* CHALLENGE and PROOF, each one string (the nonce, the signature) that
+ * points into p. */
+int tw__proto_decode_challenge(const uint8_t *p, size_t n, uint16_t version,
+                               proto_str *nonce);
+int tw__proto_decode_proof(const uint8_t *p, size_t n, uint16_t version,
+                           proto_str *signature);
+
+/* The bytes an agent signs to prove it owns `instance`, given the
+ * collector's nonce: a fixed context string, the instance id and the
+ * nonce. Writes PROTO_PROOF_MESSAGE_SIZE bytes to out. */
+#define PROTO_PROOF_CONTEXT "taskwatch instance proof v2"
+#define PROTO_PROOF_MESSAGE_SIZE                                               \
+  (sizeof(PROTO_PROOF_CONTEXT) + PROTO_INSTANCE_SIZE + PROTO_NONCE_SIZE)
+void tw__proto_proof_message(uint8_t *out,
+                             const uint8_t instance[PROTO_INSTANCE_SIZE],
+                             const uint8_t nonce[PROTO_NONCE_SIZE]);
 
 /* Iterates the events of an EVENTS payload. */
 typedef struct proto_events {
@@ -276,7 +306,7 @@ typedef struct proto_events {
 /* Validates the EVENTS header, for decoding at `version`. Returns 0 or a
  * negative proto_result. */
 int tw__proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
-                       uint16_t version);
+                           uint16_t version);
 /* Returns 0 with *ev filled (its sequence number is first_seq + index - 1
  * after the call); 1 when all `count` events were read and the payload is
  * exactly consumed; or a negative proto_result. */
@@ -331,6 +361,8 @@ void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w);
 void tw__proto_put_ack(proto_buf *b, uint16_t version, uint64_t next_seq);
 void tw__proto_put_goodbye(proto_buf *b, uint16_t version, uint64_t last_seq);
 void tw__proto_put_error(proto_buf *b, const char *reason);
+void tw__proto_put_challenge(proto_buf *b, uint16_t version, proto_str nonce);
+void tw__proto_put_proof(proto_buf *b, uint16_t version, proto_str signature);
 
 /*
  * An EVENTS frame: open, put or append events, close. The frame stays

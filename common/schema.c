@@ -152,6 +152,45 @@ static const char indexes[] =
     "CREATE INDEX IF NOT EXISTS agents_gone ON agents (disconnected_at)"
     " WHERE connected = 0;\n";
 
+/* Columns added to a table after its CREATE: each is added to stores that
+ * lack it (new ones too, right after the CREATE), so the DDL above stays
+ * the version 1 layout plus what a CREATE can express. */
+static const struct {
+  const char *table, *column, *alter;
+} added_columns[] = {
+    /* Version 5: who owns an instance (docs/collector.md,
+     * "Authentication"): its Ed25519 public key, and the subject of its
+     * TLS client certificate. */
+    {"agents", "auth_key", "ALTER TABLE agents ADD COLUMN auth_key BLOB"},
+    {"agents", "tls_subject", "ALTER TABLE agents ADD COLUMN tls_subject TEXT"},
+};
+
+static int add_columns(sqlite3 *db, char **err) {
+  for (size_t i = 0; i < sizeof(added_columns) / sizeof(added_columns[0]);
+       i++) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT count(*) FROM pragma_table_info(?1) "
+                                "WHERE name = ?2",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+      sqlite3_bind_text(st, 1, added_columns[i].table, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 2, added_columns[i].column, -1, SQLITE_STATIC);
+      rc = sqlite3_step(st);
+    }
+    int have = rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) {
+      *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+      return rc;
+    }
+    if (!have && (rc = sqlite3_exec(db, added_columns[i].alter, NULL, NULL,
+                                    err)) != SQLITE_OK)
+      return rc;
+  }
+  return SQLITE_OK;
+}
+
 /* Indexes of older versions that the current ones replace. */
 static const char obsolete[] = "DROP INDEX IF EXISTS tasks_enqueued;\n"
                                "DROP INDEX IF EXISTS tasks_name;\n";
@@ -302,6 +341,8 @@ int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
       !has_link)
     rc = sqlite3_exec(db, "ALTER TABLE batches ADD COLUMN traceparent TEXT",
                       NULL, NULL, err);
+  if (rc == SQLITE_OK)
+    rc = add_columns(db, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, obsolete, NULL, NULL, err);
   if (rc == SQLITE_OK)

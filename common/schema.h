@@ -8,9 +8,10 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 /* The oldest version the readers (top, query) read: version 4 made the
- * rollups the source of their statistics. */
+ * rollups the source of their statistics (version 5 added columns of
+ * agents they do not name). */
 #define SCHEMA_READ_MIN 4
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
@@ -213,13 +214,13 @@ int schema_check_ours(sqlite3 *db, char **err);
  * tasks_enqueued and tasks_name with tasks_time; version 4 added the table
  * export_queue and the column batches.traceparent, replaced the rollups,
  * which `fill` fills from the raw rows, and made tasks_time and
- * tasks_unusual covering), checks the version when it is not, and marks
- * the store with SCHEMA_APPLICATION_ID (stores of earlier versions get it
- * here). Returns SQLITE_OK, or an SQLite error code with a message in *err
- * (sqlite3_free() it) - a database that is not a taskwatch store
- * (schema_identify()) or one of a newer schema version is
- * SQLITE_MISMATCH, and is left unchanged; an older one without `fill`
- * SQLITE_MISUSE.
+ * tasks_unusual covering; version 5 added the agents columns of instance
+ * ownership), checks the version when it is not, and marks the store with
+ * SCHEMA_APPLICATION_ID (stores of earlier versions get it here). Returns
+ * SQLITE_OK, or an SQLite error code with a message in *err (sqlite3_free()
+ * it) - a database that is not a taskwatch store (schema_identify()) or
+ * one of a newer schema version is SQLITE_MISMATCH, and is left unchanged;
+ * an older one without `fill` SQLITE_MISUSE.
  */
 int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
                          char **err);

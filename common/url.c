@@ -138,6 +138,19 @@ int tw__url_parse(const char *text, unsigned flags, url *out) {
   return URL_E_SCHEME;
 }
 
+int tw__url_loopback(const url *u) {
+  struct in_addr v4;
+  struct in6_addr v6;
+  if (u->scheme == URL_UNIX)
+    return 1;
+  if (strcmp(u->host, "localhost") == 0)
+    return 1;
+  if (inet_pton(AF_INET, u->host, &v4) == 1)
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  return inet_pton(AF_INET6, u->host, &v6) == 1 &&
+         memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0;
+}
+
 int tw__url_format(const url *u, char *buf, size_t size) {
   if (u->scheme == URL_UNIX)
     return snprintf(buf, size, "unix:%s", u->path);

@@ -5,7 +5,7 @@
  *
  *   tcp://HOST:PORT     HOST a name or an IPv4 address
  *   tcp://[V6]:PORT     an IPv6 address in brackets
- *   tls://HOST:PORT     the same, over TLS (recognised, not yet served)
+ *   tls://HOST:PORT     the same, over TLS (docs/tls.md; URL_TLS_OK)
  *   unix:/PATH          an absolute path to a unix socket
  *
  * Every rejection has its own one-line reason (tw__url_strerror()), so a user
@@ -65,6 +65,11 @@ int tw__url_parse(const char *text, unsigned flags, url *out);
 
 /* The reason for a tw__url_parse() code; static storage. */
 const char *tw__url_strerror(int code);
+
+/* 1 when u is a unix socket or a tcp/tls address on the loopback
+ * interface (127.0.0.0/8, ::1, localhost): a listener other hosts cannot
+ * reach. */
+int tw__url_loopback(const url *u);
 
 /* Writes u back as text ("tcp://[::1]:7460"); snprintf's return value. */
 int tw__url_format(const url *u, char *buf, size_t size);

@@ -100,8 +100,9 @@ typedef struct tw_agent tw_agent;
  * the agent keeps copies.
  */
 typedef struct tw_config {
-  /* Collector URL: "tcp://HOST:PORT" ("tcp://[::1]:PORT" for IPv6) or
-   * "unix:/PATH". NULL: the default. */
+  /* Collector URL: "tcp://HOST:PORT" ("tcp://[::1]:PORT" for IPv6),
+   * "tls://HOST:PORT" (TLS, docs/tls.md) or "unix:/PATH". NULL: the
+   * default. */
   const char *collector;
   /* Service name. NULL: the program name. */
   const char *service;
@@ -114,15 +115,22 @@ typedef struct tw_config {
   /* How long tw_agent_free() waits for the collector to acknowledge what
    * was recorded. 0: TW_DEFAULT_FLUSH_TIMEOUT_MS. */
   unsigned flush_timeout_ms;
+  /* For a tls:// collector (PEM files; paths copied by tw_agent_new()):
+   * the CAs that sign the collector's certificate (NULL: the system's
+   * trust store), and the agent's own certificate and key for mutual TLS
+   * (NULL: none; both or neither). */
+  const char *tls_ca;
+  const char *tls_cert;
+  const char *tls_key;
   /* Nonzero: tracing off (see tw_agent_new()). 0: on, unless the
-   * environment says TASKWATCH_DISABLED=1. Takes the first of the
-   * reserved slots, so it has their size. */
+   * environment says TASKWATCH_DISABLED=1. Takes one of the reserved
+   * slots, so it has their size. */
   uintptr_t disabled;
   /* Room for the settings later versions add, so that the struct keeps
    * its size and layout across the soname's versions (a program built
    * against an older header passes a struct as large as the library
    * reads). tw_config_init() zeroes it; leave it zero. */
-  void *reserved[15];
+  void *reserved[12];
 } tw_config;
 
 /* Fills *cfg with the defaults. Never fails. */
@@ -130,9 +138,10 @@ TW_EXTERN void tw_config_init(tw_config *cfg);
 
 /*
  * Fills *cfg with the defaults, then applies TASKWATCH_COLLECTOR,
- * TASKWATCH_SERVICE, TASKWATCH_TOKEN, TASKWATCH_BUFFER_BYTES,
- * TASKWATCH_FLUSH_TIMEOUT_MS and TASKWATCH_DISABLED ("1": disabled set;
- * "0" or empty: left 0). TASKWATCH_BUFFER_BYTES is a byte count with
+ * TASKWATCH_SERVICE, TASKWATCH_TOKEN, TASKWATCH_TLS_CA, TASKWATCH_TLS_CERT,
+ * TASKWATCH_TLS_KEY, TASKWATCH_BUFFER_BYTES, TASKWATCH_FLUSH_TIMEOUT_MS
+ * and TASKWATCH_DISABLED ("1": disabled set; "0" or empty: left 0).
+ * TASKWATCH_BUFFER_BYTES is a byte count with
  * an optional unit, as GNU coreutils reads them: "8388608", "8MiB" or
  * "8M" (powers of 1024: k, M, G, T and KiB, MiB, GiB, TiB), "8MB"
  * (powers of 1000: kB, MB, GB, TB); whole numbers only, letters of either
@@ -234,6 +243,8 @@ typedef enum tw_conn_state {
  *   STORE_LOST   the collector's store lost events it had acknowledged;
  *                the agent went on as a new instance
  *   PROTOCOL     the collector broke the protocol (a malformed frame)
+ *   TLS          a tls:// connection failed its handshake (the collector's
+ *                certificate, its host name, the agent's TLS files)
  */
 #define TW_REFUSAL_MAP(XX)                                                     \
   XX(NONE, 0, "none")                                                          \
@@ -242,7 +253,8 @@ typedef enum tw_conn_state {
   XX(VERSION, 3, "protocol version not supported")                             \
   XX(REFUSED, 4, "refused by the collector")                                   \
   XX(STORE_LOST, 5, "the collector's store lost acknowledged events")          \
-  XX(PROTOCOL, 6, "protocol error")
+  XX(PROTOCOL, 6, "protocol error")                                            \
+  XX(TLS, 7, "TLS failure")
 
 typedef enum tw_refusal {
 #define TW__REFUSAL_ENUM(name, value, text) TW_REFUSAL_##name = (value),

@@ -132,8 +132,11 @@ class Config(ctypes.Structure):
         ("token", ctypes.c_char_p),
         ("buffer_bytes", ctypes.c_size_t),
         ("flush_timeout_ms", ctypes.c_uint),
+        ("tls_ca", ctypes.c_char_p),
+        ("tls_cert", ctypes.c_char_p),
+        ("tls_key", ctypes.c_char_p),
         ("disabled", ctypes.c_size_t),  # uintptr_t
-        ("reserved", ctypes.c_void_p * 15),
+        ("reserved", ctypes.c_void_p * 12),
     ]
 
 

@@ -69,7 +69,7 @@ static agent *synthetic_hello(ingest *in) {
   memset(h.instance, 0x5a, sizeof(h.instance));
   h.version = PROTO_VERSION;
   const char *reason = NULL;
-  return ingest_hello(in, &h, 1, &reason);
+  return ingest_hello(in, &h, NULL, NULL, 1, &reason);
 }
 
 /* Feeds one connection's frames to ingest as server.c does: the first
@@ -94,7 +94,7 @@ static void run_stream(ingest *in, agent *a, const uint8_t *p, size_t n) {
                               h.version, "collector");
       if (rc != 0 || tw__proto_version_pick(h.version_min, h.version, &version))
         return;
-      a = ingest_hello(in, &h, 1, &reason);
+      a = ingest_hello(in, &h, NULL, NULL, 1, &reason);
       if (a == NULL)
         return;
       continue;

@@ -26,7 +26,7 @@ def main():
         ["demo", "--batches", "ten"],
         ["demo", "--batches", "5", "--rate", "-3"],
         ["demo", "--batches", "5", "--collector", "http://x"],
-        ["demo", "--batches", "5", "--collector", "tls://127.0.0.1:7461"],
+        ["demo", "--batches", "5", "--collector", "tls://127.0.0.1"],
         ["query", "--db", "/nonexistent/dir/tw.db"],
         ["query", "--db", "/dev/null", "--format", "yaml"],
         ["collector", "--db", "/tmp/x.db", "--listen", "ftp://nowhere"],

@@ -79,8 +79,10 @@ def cases(tmp):
             run(*args)
         check(rc == 2 and one_line(err), '%r: exit 2, one line (%d %r)' %
               (args, rc, err))
-    # The URL parser's own reasons, tls:// included (no transport yet).
-    for url, why in (('tls://127.0.0.1:7461', 'tls:// is not supported yet'),
+    # The URL parser's own reasons, and tls:// without its certificate.
+    for url, why in (('tls://127.0.0.1:7461',
+                      'needs --tls-cert FILE and --tls-key FILE'),
+                     ('tls://127.0.0.1', 'missing :PORT'),
                      ('tcp://127.0.0.1:70000', 'port out of range'),
                      ('tcp://::1:7460', 'IPv6 address goes in brackets'),
                      ('unix:run/c.sock', 'path must be absolute')):

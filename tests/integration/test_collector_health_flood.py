@@ -15,20 +15,8 @@ FRAMES = int(os.environ.get('TW_FLOOD_FRAMES', '40'))
 PER_FRAME = ((1 << 20) - 2 - 12) // 25
 
 
-def peak_rss_kib(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1])
-    return -1
-
-
 def main():
-    # Under AddressSanitizer freed memory waits in a 256 MiB quarantine,
-    # which would hide what the collector keeps; none for this test.
-    opts = os.environ.get('ASAN_OPTIONS', '')
-    os.environ['ASAN_OPTIONS'] = (opts + ':' if opts else '') + \
-        'quarantine_size_mb=0'
+    no_asan_quarantine()
     col = Collector(tcp=True)
     try:
         col.start()

@@ -115,14 +115,7 @@ def attack(url, name, data, results):
 
 def stream(url, done):
     """The real agent: the demo, paced so that it streams throughout."""
-    env = dict(os.environ, TASKWATCH_TOKEN=TOKEN.decode())
-    proc = subprocess.run(
-        [os.environ['TASKWATCH_BIN'], 'demo', '--collector', url,
-         '--batches', str(BATCHES), '--fail-every', '10', '--rate',
-         str(BATCHES // 2), '--service', 'steady'],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        timeout=100)
-    done.append((proc.returncode, proc.stdout.decode('utf-8', 'replace')))
+    stream_demo(url, done, TOKEN, BATCHES, BATCHES // 2)
 
 
 def main():

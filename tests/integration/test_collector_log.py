@@ -62,7 +62,7 @@ def main():
                            line[0])
         check([k for k, _ in pairs] ==
               ['peer', 'conn', 'agent', 'service', 'pid', 'version',
-               'next_seq'] and
+               'next_seq', 'proof'] and
               dict(pairs)['agent'] == '1', 'no forged pair: %r' % pairs)
         # The store keeps what was sent; readers sanitize on display.
         check(col.query('SELECT CAST(service AS BLOB) FROM agents') ==

@@ -267,3 +267,57 @@ class Collector:
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
+
+
+STARTED = []  # collectors of run_parts(), killed whatever happened
+
+
+def tracked(col):
+    """col, to be cleaned up when its part of run_parts() ends."""
+    STARTED.append(col)
+    return col
+
+
+def run_parts(parts, prefix):
+    """Runs each part(tmp) in a temporary directory of its own, then kills
+    its tracked collectors and removes the directory, pass or fail."""
+    for part in parts:
+        tmp = tempfile.mkdtemp(prefix=prefix)
+        try:
+            part(tmp)
+            print('%s: %s ok' % (prefix.strip('-'), part.__name__))
+        finally:
+            for col in STARTED:
+                col.cleanup()
+            del STARTED[:]
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stream_demo(url, done, token, batches, rate, service='steady'):
+    """The real agent: `taskwatch demo` failing every 10th batch, paced at
+    rate batches/s; appends (exit status, output) to done."""
+    env = dict(os.environ, TASKWATCH_TOKEN=token.decode())
+    proc = subprocess.run(
+        [os.environ['TASKWATCH_BIN'], 'demo', '--collector', url,
+         '--batches', str(batches), '--fail-every', '10', '--rate',
+         str(rate), '--service', service],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        timeout=100)
+    done.append((proc.returncode, proc.stdout.decode('utf-8', 'replace')))
+
+
+def peak_rss_kib(pid):
+    """The process's peak resident memory (VmHWM), in KiB."""
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1])
+    raise RuntimeError('no VmHWM for %d' % pid)
+
+
+def no_asan_quarantine():
+    """Under AddressSanitizer freed memory waits in a 256 MiB quarantine,
+    which would hide what a collector started after this keeps."""
+    opts = os.environ.get('ASAN_OPTIONS', '')
+    os.environ['ASAN_OPTIONS'] = (opts + ':' if opts else '') + \
+        'quarantine_size_mb=0'

@@ -45,7 +45,8 @@ import time
 SOURCE = os.environ.get("TASKWATCH_SOURCE_ROOT", "")
 BUILD = os.environ.get("TASKWATCH_BUILD_ROOT", "")
 PAGES = ["README.md", "docs/integrations.md", "docs/query.md", "docs/top.md",
-         "docs/collector.md", "docs/schema.md", "docs/protocol.md"]
+         "docs/collector.md", "docs/schema.md", "docs/protocol.md",
+         "docs/tls.md"]
 DIRECTIVE = re.compile(r"^<!-- docs-test: (skip: .+|file \S+|exit \d+|"
                        r"interrupt \S+) -->$")
 FENCE = re.compile(r"^```(\S*)\s*$")

@@ -145,7 +145,7 @@ def check_counts(prom, db):
     assert list(got.values()) == [float(events)], (got, events)
     got = prom.query("taskwatch_build_info")
     (labels, value), = got.items()
-    assert value == 1.0 and dict(labels)["schema"] == "4", got
+    assert value == 1.0 and dict(labels)["schema"] == "5", got
 
 
 def main():

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "guard.h"
 #include "ingest.h"
 #include "proto.h"
 #include "schema.h"
@@ -74,7 +75,7 @@ static agent *hello(fixture *f, uint8_t id) {
   h.service = S("api");
   h.host = S("web-1");
   const char *reason = NULL;
-  agent *a = ingest_hello(f->in, &h, 5, &reason);
+  agent *a = ingest_hello(f->in, &h, NULL, NULL, 5, &reason);
   assert_non_null(a);
   return a;
 }
@@ -452,14 +453,14 @@ static void unreadable_store_refuses_hello(void **state) {
   h.service = S("api");
   h.host = S("web-1");
   const char *reason = NULL;
-  assert_null(ingest_hello(f->in, &h, 5, &reason));
+  assert_null(ingest_hello(f->in, &h, NULL, NULL, 5, &reason));
   assert_non_null(strstr(reason, "store cannot be read"));
   assert_int_equal(ingest_agent_count(f->in), 0);
   assert_true(wbatch_empty(ingest_current(f->in)));
   assert_int_equal(
       sqlite3_exec(f->reader, "DROP VIEW temp.agents", NULL, NULL, NULL),
       SQLITE_OK);
-  agent *a = ingest_hello(f->in, &h, 5, &reason);
+  agent *a = ingest_hello(f->in, &h, NULL, NULL, 5, &reason);
   assert_non_null(a);
   assert_int_equal(agent_id(a), 1);
   /* And a collector whose store cannot be read does not start. */
@@ -488,8 +489,87 @@ static void map_deletes_keep_lookups_whole(void **state) {
   u64map_fini(&m);
 }
 
+/* Past the cap of interned strings per instance, its later names are not
+ * kept: tasks that use them read (other), counted; the instance goes on.
+ * Before the cap an undefined id is still a protocol error. */
+static void strings_past_the_cap_read_other(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 30);
+  const char *reason;
+  proto_event undefined = ev_task(PROTO_EV_ENQUEUE, 1, 1000);
+  undefined.string = 77;
+  assert_int_equal(feed(f, a, 1, &undefined, 1, &reason), -1);
+  assert_non_null(strstr(reason, "undefined string id"));
+  a = hello(f, 31);
+  size_t n = GUARD_AGENT_STRINGS + 2;
+  proto_event *evs = calloc(n + 2, sizeof(*evs));
+  char(*names)[16] = calloc(n, sizeof(*names));
+  for (size_t i = 0; i < n; i++) {
+    snprintf(names[i], sizeof(names[i]), "n%zu", i + 1);
+    evs[i] = ev_string((uint32_t)(i + 1), names[i]);
+  }
+  evs[n] = ev_task(PROTO_EV_ENQUEUE, 1, 1000);
+  evs[n].string = (uint32_t)n; /* past the cap */
+  evs[n + 1] = ev_task(PROTO_EV_ENQUEUE, 2, 1000);
+  evs[n + 1].string = 1; /* kept */
+  guard_stats before, after;
+  guard_get(&before);
+  assert_int_equal(feed(f, a, 1, evs, n + 2, &reason), 0);
+  guard_get(&after);
+  assert_int_equal(after.strings_folded - before.strings_folded, 2);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM strings WHERE agent = "
+                                "(SELECT id FROM agents WHERE pid = 42 "
+                                "ORDER BY id DESC LIMIT 1)"),
+                   GUARD_AGENT_STRINGS);
+  assert_int_equal(
+      query_int(f, "SELECT count(*) FROM tasks WHERE name = '(other)'"), 1);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks WHERE name = 'n1'"),
+                   1);
+  free(evs);
+  free(names);
+}
+
+/* The first key of an instance binds it, in memory and in the store: a
+ * HELLO without it or with another is refused, one with it passes, and a
+ * collector that starts again knows the key from the store. */
+static void first_key_binds_the_instance(void **state) {
+  fixture *f = *state;
+  uint8_t key[PROTO_KEY_SIZE], other[PROTO_KEY_SIZE], inst[PROTO_INSTANCE_SIZE];
+  memset(key, 1, sizeof(key));
+  memset(other, 2, sizeof(other));
+  memset(inst, 40, sizeof(inst));
+  const char *reason = NULL;
+  assert_int_equal(ingest_owner_check(f->in, inst, NULL, &reason), 0);
+  proto_hello h = {0};
+  memcpy(h.instance, inst, sizeof(inst));
+  h.service = S("api");
+  h.host = S("web-1");
+  assert_non_null(ingest_hello(f->in, &h, key, NULL, 5, &reason));
+  assert_int_equal(ingest_owner_check(f->in, inst, NULL, &reason), -1);
+  assert_string_equal(reason,
+                      "instance is bound to a key: HELLO without its proof "
+                      "refused");
+  assert_int_equal(ingest_owner_check(f->in, inst, other, &reason), -1);
+  assert_string_equal(reason, "instance is bound to another key");
+  assert_int_equal(ingest_owner_check(f->in, inst, key, &reason), 0);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT length(auth_key) FROM agents"),
+                   PROTO_KEY_SIZE);
+  /* A new run: the instance is not in memory, its key is in the store. */
+  ingest_free(f->in);
+  f->in = ingest_new(f->reader, 1000, 0);
+  assert_int_equal(ingest_owner_check(f->in, inst, NULL, &reason), -1);
+  assert_int_equal(ingest_owner_check(f->in, inst, other, &reason), -1);
+  assert_int_equal(ingest_owner_check(f->in, inst, key, &reason), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(strings_past_the_cap_read_other, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(first_key_binds_the_instance, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(coalesces_one_row_per_task, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(later_events_update_the_stored_row, setup,

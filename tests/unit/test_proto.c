@@ -766,6 +766,8 @@ static void sizes_follow_the_table(void **state) {
   proto_hello h = {0};
   proto_str past_ident = {big, PROTO_IDENT_MAX + 40};
   h.service = h.host = h.token = past_ident;
+  h.key.ptr = big;
+  h.key.len = PROTO_KEY_MAX + 40;
   proto_buf b;
   tw__proto_buf_init(&b);
   tw__proto_put_hello(&b, &h);
@@ -865,7 +867,8 @@ static void docs_follow_the_table(void **state) {
     const char *name;
     doc_field f[8];
   } messages[] = {DOC_MESSAGE(HELLO) DOC_MESSAGE(GOODBYE) DOC_MESSAGE(EVENTS)
-                      DOC_MESSAGE(WELCOME) DOC_MESSAGE(ACK) DOC_MESSAGE(ERROR)};
+                      DOC_MESSAGE(WELCOME) DOC_MESSAGE(ACK) DOC_MESSAGE(ERROR)
+                          DOC_MESSAGE(CHALLENGE) DOC_MESSAGE(PROOF)};
   for (size_t m = 0; m < sizeof(messages) / sizeof(messages[0]); m++) {
     snprintf(want, sizeof(want), "### %s (", messages[m].name);
     const char *at = strstr(doc, want);

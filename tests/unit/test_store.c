@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "batch.h"
+#include "guard.h"
 #include "hist.h"
 #include "rollup.h"
 #include "schema.h"
@@ -816,6 +817,48 @@ static void rollup_rollback_forgets_the_tasks(void **state) {
   hist_sparse_fini(&run);
 }
 
+/* A minute holds GUARD_ROLLUP_NAMES_PER_MINUTE names at most: later names
+ * count under (other), in the minute and its hour, and the names the
+ * minute has keep their rows, also for a writer that starts again. */
+static void rollup_names_past_the_cap_fold(void **state) {
+  fixture *f = *state;
+  char *err = NULL, name[16];
+  assert_int_equal(schema_apply(f->db, &err), SQLITE_OK);
+  int64_t minute = INT64_C(60000000) * 2000;
+  for (int run = 0; run < 2; run++) {
+    rollup *r = NULL;
+    assert_int_equal(rollup_open(f->db, &r), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < 300; i++) {
+      /* The second run: two names of the minute's rows (which names
+       * those are is the order of the flush). */
+      snprintf(name, sizeof(name), "n%d", run ? 298 + i % 2 : i);
+      rollup_add(r, 1, name, strlen(name), minute + i, SCHEMA_SUCCEEDED, 5,
+                 1000);
+    }
+    if (run)
+      rollup_add(r, 1, "new", 3, minute, SCHEMA_FAILED, 5, 10);
+    assert_int_equal(rollup_flush(r), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL),
+                     SQLITE_OK);
+    rollup_free(r);
+  }
+  assert_int_equal(q(f, "SELECT count(*) FROM rollups"),
+                   GUARD_ROLLUP_NAMES_PER_MINUTE + 1);
+  assert_int_equal(q(f, "SELECT count(*) FROM rollups_hour"),
+                   GUARD_ROLLUP_NAMES_PER_MINUTE + 1);
+  assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups"), 600);
+  assert_int_equal(q(f, "SELECT succeeded FROM rollups WHERE name = 'n298'"),
+                   151);
+  assert_int_equal(q(f, "SELECT succeeded FROM rollups WHERE name = 'n299'"),
+                   151);
+  assert_int_equal(q(f, "SELECT succeeded FROM rollups WHERE name = '(other)'"),
+                   300 - GUARD_ROLLUP_NAMES_PER_MINUTE);
+  assert_int_equal(q(f, "SELECT failed FROM rollups WHERE name = '(other)'"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM rollups WHERE name = 'new'"), 0);
+}
+
 static void histogram_quantiles(void **state) {
   (void)state;
   hist h;
@@ -1155,6 +1198,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),
       cmocka_unit_test_setup_teardown(rollup_rollback_forgets_the_tasks, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(rollup_names_past_the_cap_fold, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(rollups_merge_across_restarts, setup,
                                       teardown),

@@ -52,6 +52,29 @@ static void formats_back(void **state) {
 }
 
 /* tls:// is a scheme of the grammar, refused until a transport exists. */
+/* Loopback: what other hosts cannot reach (the collector refuses plaintext
+ * elsewhere without --allow-plaintext). */
+static void loopback_addresses(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    int loopback;
+  } cases[] = {
+      {"tcp://127.0.0.1:1", 1},   {"tcp://127.1.2.3:1", 1},
+      {"tls://[::1]:1", 1},       {"tcp://localhost:1", 1},
+      {"unix:/tmp/c.sock", 1},    {"tcp://0.0.0.0:1", 0},
+      {"tcp://[::]:1", 0},        {"tcp://10.0.0.1:1", 0},
+      {"tls://128.0.0.1:1", 0},   {"tcp://[::ffff:127.0.0.1]:1", 0},
+      {"tcp://example.com:1", 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    url u;
+    assert_int_equal(tw__url_parse(cases[i].text, URL_TLS_OK, &u), 0);
+    if (tw__url_loopback(&u) != cases[i].loopback)
+      fail_msg("%s: loopback %d", cases[i].text, !cases[i].loopback);
+  }
+}
+
 static void tls_is_recognised_and_refused(void **state) {
   (void)state;
   url u;
@@ -109,7 +132,8 @@ static void rejects_with_reasons(void **state) {
     int rc = tw__url_parse(cases[i].text, 0, &u);
     if (rc != cases[i].want)
       fail_msg("%s: got %d (%s), want %d (%s)", cases[i].text, rc,
-               tw__url_strerror(rc), cases[i].want, tw__url_strerror(cases[i].want));
+               tw__url_strerror(rc), cases[i].want,
+               tw__url_strerror(cases[i].want));
   }
   /* The longest path that fits is accepted. */
   url u;
@@ -131,7 +155,8 @@ static void every_reason_is_distinct(void **state) {
   for (size_t i = 0; i < n; i++) {
     assert_string_not_equal(tw__url_strerror(codes[i]), "malformed URL");
     for (size_t j = i + 1; j < n; j++)
-      assert_string_not_equal(tw__url_strerror(codes[i]), tw__url_strerror(codes[j]));
+      assert_string_not_equal(tw__url_strerror(codes[i]),
+                              tw__url_strerror(codes[j]));
   }
   assert_string_equal(tw__url_strerror(-1000), "malformed URL");
   assert_string_equal(tw__url_strerror(0), "ok");
@@ -142,6 +167,7 @@ int main(void) {
       cmocka_unit_test(accepts_the_grammar),
       cmocka_unit_test(formats_back),
       cmocka_unit_test(tls_is_recognised_and_refused),
+      cmocka_unit_test(loopback_addresses),
       cmocka_unit_test(rejects_with_reasons),
       cmocka_unit_test(every_reason_is_distinct),
   };
