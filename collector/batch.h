@@ -123,6 +123,7 @@ typedef struct agent_progress {
   uint64_t next_seq; /* ack value once committed */
   int64_t events;    /* events stored by this batch */
   int64_t last_event_at;
+  int64_t received_at; /* collector's clock (µs) at the newest event */
 } agent_progress;
 
 #define BATCH_LATENCY_SAMPLES 4096
@@ -143,6 +144,8 @@ typedef struct wbatch {
   size_t nprogress, capprogress;
   u64map pending; /* task id -> task_row, while the batch fills */
   uint64_t events;
+  uint64_t refused; /* events received and not applied (ingest.c) */
+  uint64_t clamped; /* times brought into the sane window (ingest.c) */
   uint64_t generation;
   /* Event times (ns) sampled for the event-to-commit latency. */
   int64_t samples[BATCH_LATENCY_SAMPLES];

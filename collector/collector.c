@@ -51,6 +51,7 @@ typedef struct options {
   int64_t retain_us, retain_failures_us;
   long long max_tasks;
   int64_t flush_us;
+  int64_t max_clock_skew_us;
   int log_level;
   const char *metrics_listen;
   double buckets[METRICS_MAX_BUCKETS];
@@ -114,6 +115,10 @@ static const char usage_text[] =
     "  --max-tasks N              keep at most N tasks, oldest pruned first\n"
     "  --flush-ms DUR             longest a batch fills before its commit\n"
     "                             (default 10ms)\n"
+    "  --max-clock-skew DUR       event times further ahead of the "
+    "collector's\n"
+    "                             clock, or before their agent started, are\n"
+    "                             clamped and counted (default 5m)\n"
     "  --log-level LEVEL          error, warn, info (default) or debug\n"
     "  --metrics-listen URL       serve Prometheus metrics at URL/metrics,\n"
     "                             tcp://HOST:PORT (default: off)\n"
@@ -156,6 +161,7 @@ enum {
   OPT_RETAIN_FAILURES_DAYS,
   OPT_MAX_TASKS,
   OPT_FLUSH_MS,
+  OPT_MAX_CLOCK_SKEW,
   OPT_LOG_LEVEL,
   OPT_METRICS_LISTEN,
   OPT_METRICS_BUCKETS,
@@ -183,6 +189,7 @@ static const struct option long_options[] = {
     {"retain-failures-days", required_argument, NULL, OPT_RETAIN_FAILURES_DAYS},
     {"max-tasks", required_argument, NULL, OPT_MAX_TASKS},
     {"flush-ms", required_argument, NULL, OPT_FLUSH_MS},
+    {"max-clock-skew", required_argument, NULL, OPT_MAX_CLOCK_SKEW},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
     {"metrics-buckets", required_argument, NULL, OPT_METRICS_BUCKETS},
@@ -241,7 +248,8 @@ static int apply_export_option(const args *a, int c, options *o) {
   case OPT_METRICS_LISTEN: {
     url u;
     int rc = tw__url_parse(a->value, URL_LISTEN, &u);
-    if (rc == URL_E_SCHEME || rc == URL_E_TLS || (rc == 0 && u.scheme != URL_TCP))
+    if (rc == URL_E_SCHEME || rc == URL_E_TLS ||
+        (rc == 0 && u.scheme != URL_TCP))
       return args_invalid(a, "tcp://HOST:PORT");
     if (rc != 0)
       return args_error(a, "invalid %s '%s': %s", a->name, a->value,
@@ -315,6 +323,8 @@ static int apply_option(const args *a, int c, options *o) {
     return args_int(a, 1, INT64_MAX, &o->max_tasks);
   case OPT_FLUSH_MS:
     return args_duration(a, 1000, 1000, 60 * SEC, &o->flush_us);
+  case OPT_MAX_CLOCK_SKEW:
+    return args_duration(a, SEC, 0, 30 * DAY, &o->max_clock_skew_us);
   case OPT_LOG_LEVEL:
     if ((o->log_level = log_level_parse(a->value)) < 0)
       return args_invalid(a, "one of error, warn, info, debug");
@@ -377,6 +387,7 @@ static int parse_args(int argc, char **argv, options *o) {
   o->lost_after_us = 30 * SEC;
   o->handshake_timeout_us = 10 * SEC;
   o->flush_us = 10000;
+  o->max_clock_skew_us = 300 * SEC;
   o->log_level = LOG_INFO;
   o->max_series = METRICS_DEFAULT_MAX_SERIES;
   static const double default_buckets[] = METRICS_DEFAULT_BUCKETS;
@@ -458,7 +469,8 @@ static void log_summary(const store_stats *stats, const server_summary *sum) {
   guard_format(caps, sizeof(caps));
   log_msg(left ? LOG_ERROR : LOG_INFO,
           "stopped events=%llu transactions=%llu inserted=%llu "
-          "updated=%llu unmatched=%llu lost=%llu pruned=%llu connections=%llu "
+          "updated=%llu unmatched=%llu orphans=%llu refused=%llu "
+          "clamped=%llu lost=%llu pruned=%llu connections=%llu "
           "rejected=%llu latency_p50_us=%lld latency_p99_us=%lld %s "
           "uncommitted=%llu%s",
           (unsigned long long)stats->events,
@@ -466,6 +478,9 @@ static void log_summary(const store_stats *stats, const server_summary *sum) {
           (unsigned long long)stats->rows_inserted,
           (unsigned long long)stats->rows_updated,
           (unsigned long long)stats->updates_unmatched,
+          (unsigned long long)stats->orphans,
+          (unsigned long long)stats->events_refused,
+          (unsigned long long)stats->times_clamped,
           (unsigned long long)stats->tasks_lost,
           (unsigned long long)stats->tasks_pruned,
           (unsigned long long)sum->connections,
@@ -592,6 +607,7 @@ int collector_main(int argc, char **argv) {
       .high_watermark = (size_t)8 << 20,
       .prune = sc.retain_us > 0 || sc.retain_fail_us > 0 || sc.max_tasks > 0,
       .exports = &ec,
+      .max_clock_skew_us = o.max_clock_skew_us,
   };
   server_summary sum;
   rc = server_run(&cfg, st, reader, &sum);

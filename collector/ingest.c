@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format.h"
 #include "guard.h"
 #include "log.h"
 #include "schema.h"
@@ -27,6 +28,7 @@ struct agent {
   uint8_t instance[PROTO_INSTANCE_SIZE];
   uint64_t recv_seq;
   uint64_t commit_seq;
+  int64_t started_at; /* µs, from HELLO: no event of it is older */
   void *conn;
   u64map strings; /* string id -> istr */
   istr **owned;   /* every istr ever defined, freed with the agent */
@@ -55,7 +57,10 @@ struct ingest {
   sqlite3_stmt *find_owner;
   istr *other; /* GUARD_OTHER_NAME */
   int64_t lost_after_ms;
+  int64_t max_skew_us;
   int64_t last_agent_id;
+  /* For the rate limit of their log lines (powers of two). */
+  uint64_t refused_total, clamped_total;
   u64map agents; /* instance hash -> chain of agents */
   size_t nagents;
   agent **waiting; /* disconnected without GOODBYE */
@@ -189,7 +194,8 @@ static int load_agent(ingest *in, const uint8_t *inst, agent **out) {
     a = agent_add(in, sqlite3_column_int64(st, 0), inst,
                   (uint64_t)sqlite3_column_int64(st, 1));
     a->ended = sqlite3_column_int(st, 2);
-    owner_from_row(a, st, 3);
+    a->started_at = sqlite3_column_int64(st, 3);
+    owner_from_row(a, st, 4);
   }
   sqlite3_reset(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -262,9 +268,9 @@ static void forget(ingest *in, agent *a) {
 static int load_open_instances(ingest *in, int64_t now_ms) {
   sqlite3_stmt *st;
   const char *sql =
-      "SELECT a.id, a.instance, a.next_seq, a.ended, a.auth_key FROM agents a "
-      "WHERE a.id IN (SELECT DISTINCT agent FROM tasks WHERE " SCHEMA_SQL_ACTIVE
-      ")";
+      "SELECT a.id, a.instance, a.next_seq, a.ended, a.started_at, "
+      "a.auth_key FROM agents a WHERE a.id IN (SELECT DISTINCT agent FROM "
+      "tasks WHERE " SCHEMA_SQL_ACTIVE ")";
   int rc = sqlite3_prepare_v2(in->db, sql, -1, &st, NULL);
   if (rc != SQLITE_OK)
     return read_failed(in, "open instances", rc);
@@ -277,7 +283,8 @@ static int load_open_instances(ingest *in, int64_t now_ms) {
     agent *a = agent_add(in, sqlite3_column_int64(st, 0), inst,
                          (uint64_t)sqlite3_column_int64(st, 2));
     a->ended = sqlite3_column_int(st, 3);
-    owner_from_row(a, st, 4);
+    a->started_at = sqlite3_column_int64(st, 4);
+    owner_from_row(a, st, 5);
     if (a->ended)
       continue;
     wait_for_return(in, a, now_ms);
@@ -302,10 +309,12 @@ static int load_last_agent_id(ingest *in) {
   return rc == SQLITE_ROW ? SQLITE_OK : read_failed(in, "agent ids", rc);
 }
 
-ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t now_ms) {
+ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t max_skew_us,
+                   int64_t now_ms) {
   ingest *in = xcalloc(1, sizeof(*in));
   in->db = db;
   in->lost_after_ms = lost_after_ms;
+  in->max_skew_us = max_skew_us;
   u64map_init(&in->agents);
   in->current = wbatch_new(++in->generation);
   in->other = xmalloc(sizeof(*in->other) + sizeof(GUARD_OTHER_NAME));
@@ -314,7 +323,8 @@ ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t now_ms) {
   int rc = load_last_agent_id(in);
   if (rc == SQLITE_OK &&
       ((rc = sqlite3_prepare_v2(db,
-                                "SELECT id, next_seq, ended, auth_key FROM "
+                                "SELECT id, next_seq, ended, started_at, "
+                                "auth_key FROM "
                                 "agents WHERE instance = ?1",
                                 -1, &in->find_agent, NULL)) != SQLITE_OK ||
        (rc = sqlite3_prepare_v2(db,
@@ -386,6 +396,52 @@ wbatch *ingest_take(ingest *in) {
 
 void ingest_request_prune(ingest *in) {
   in->current->prune = 1;
+}
+
+/* Counts a clamped time for the batch; logs at powers of two. */
+static void clamped(ingest *in, const agent *a, const char *what, int64_t was,
+                    int64_t now) {
+  in->current->clamped++;
+  uint64_t n = ++in->clamped_total;
+  if ((n & (n - 1)) == 0)
+    log_msg(LOG_WARN,
+            "time outside the sane window clamped agent=%lld what=%s "
+            "time_us=%lld now_us=%lld clamped_total=%llu",
+            (long long)a->id, what, (long long)was, (long long)now,
+            (unsigned long long)n);
+}
+
+/*
+ * An event's time, kept within what can be true: not before its instance
+ * started (the agent's own clock, which stamps every event after
+ * HELLO's started_at), not more than --max-clock-skew ahead of the
+ * collector's clock. Outside, it becomes the nearer bound that can be
+ * trusted: the instance's start, or the time it was received.
+ */
+static void sane_time(ingest *in, const agent *a, proto_event *ev,
+                      int64_t now_us) {
+  int64_t t = ev->time_ns / 1000;
+  if (t >= a->started_at && t <= now_us + in->max_skew_us)
+    return;
+  int64_t to = t < a->started_at && a->started_at <= now_us + in->max_skew_us
+                   ? a->started_at
+                   : now_us;
+  clamped(in, a, "event", t, now_us);
+  ev->time_ns = to * 1000;
+}
+
+/* Counts an event that arrived and is not applied (a task's state only
+ * moves forward); logs at powers of two. */
+static void refused(ingest *in, const agent *a, const proto_event *ev,
+                    const char *why) {
+  in->current->refused++;
+  uint64_t n = ++in->refused_total;
+  if ((n & (n - 1)) == 0)
+    log_msg(LOG_WARN,
+            "event not applied agent=%lld task=%llu kind=%u reason=\"%s\" "
+            "refused_total=%llu",
+            (long long)a->id, (unsigned long long)ev->task, (unsigned)ev->kind,
+            why, (unsigned long long)n);
 }
 
 #define STORE_UNREADABLE "the store cannot be read; try again later"
@@ -464,13 +520,18 @@ agent *ingest_hello(ingest *in, const proto_hello *h, const uint8_t *key,
     return a;
   }
   a = agent_add(in, ++in->last_agent_id, h->instance, 1);
+  a->started_at = h->started_at_ns / 1000;
+  if (a->started_at > now_us + in->max_skew_us) {
+    clamped(in, a, "started_at", a->started_at, now_us);
+    a->started_at = now_us;
+  }
   touch(in, a);
   agent_op *op = wbatch_add_op(in->current, AGENT_OP_NEW, a->id, now_us);
   memcpy(op->instance, h->instance, PROTO_INSTANCE_SIZE);
   op->service = arena_copy(&in->current->mem, h->service);
   op->host = arena_copy(&in->current->mem, h->host);
   op->pid = h->pid;
-  op->started_at = h->started_at_ns / 1000;
+  op->started_at = a->started_at;
   bind_owner(in, a, op, key, subject);
   return a;
 }
@@ -568,6 +629,10 @@ static int apply_enqueue(ingest *in, agent *a, const proto_event *ev,
     return -1;
   }
   task_row *r = row_of(in, a, ev->task, 1);
+  if (r->have & HAVE_ENQUEUE) {
+    refused(in, a, ev, "task enqueued again");
+    return 0;
+  }
   /* A START or end that came before its ENQUEUE in the same batch: the
    * row is new after all. */
   r->update = 0;
@@ -589,8 +654,18 @@ static int apply_task_event(ingest *in, agent *a, const proto_event *ev,
   task_row *r = row_of(in, a, ev->task, 0);
   int64_t at = ev->time_ns / 1000;
   (void)reason;
+  /* Forward only: queued -> running -> one final state. The store's
+   * UPDATE holds to the same for rows of earlier transactions. */
+  if (r->have & HAVE_END) {
+    refused(in, a, ev, "task already ended");
+    return 0;
+  }
   switch (ev->kind) {
   case PROTO_EV_START:
+    if (r->have & HAVE_START) {
+      refused(in, a, ev, "task already started");
+      return 0;
+    }
     r->started_at = at;
     r->thread = (int64_t)ev->other;
     r->have |= HAVE_START | HAVE_THREAD;
@@ -698,15 +773,19 @@ int ingest_events(ingest *in, agent *a, uint16_t version, const uint8_t *p,
     return -1;
   }
   uint64_t seq = it.first_seq;
+  int64_t now_us = format_now_us();
   touch(in, a);
   while ((rc = tw__proto_events_next(&it, &ev)) == 0) {
     if (seq++ < a->recv_seq)
       continue;
+    sane_time(in, a, &ev, now_us);
     if (apply(in, a, &ev, reason) != 0)
       break;
     count_event(in, a, &ev);
     a->recv_seq++;
-    progress_of(in, a)->next_seq = a->recv_seq;
+    agent_progress *pr = progress_of(in, a);
+    pr->next_seq = a->recv_seq;
+    pr->received_at = now_us;
   }
   if (rc == 1)
     return 0;
@@ -724,7 +803,7 @@ int ingest_goodbye(ingest *in, agent *a, uint64_t last_seq,
   }
   a->ended = 1;
   touch(in, a);
-  wbatch_add_op(in->current, AGENT_OP_ENDED, a->id, 0);
+  wbatch_add_op(in->current, AGENT_OP_ENDED, a->id, format_now_us());
   progress_of(in, a)->next_seq = a->recv_seq;
   return 0;
 }

@@ -8,6 +8,12 @@
  * anything reaches SQLite: sequence gaps, undefined string ids, ids that
  * do not fit the store's 40 local bits. Strings past the caps of guard.h
  * are not kept (the names that use them read "(other)").
+ *
+ * A task's state only moves forward: queued -> running -> one final state.
+ * An event that would move it back or replace what it has (a second
+ * ENQUEUE, START or end) is counted (wbatch.refused), logged at powers of
+ * two, and not applied; the store's UPDATE keeps to the same rule for
+ * tasks of earlier transactions (store.c).
  */
 #ifndef TW_COLLECTOR_INGEST_H
 #define TW_COLLECTOR_INGEST_H
@@ -25,12 +31,16 @@ typedef struct agent agent;
  * Creates the loop's state. db is a read-only connection to the store,
  * used to look up instances that come back after a restart; ingest does
  * not own it. lost_after_ms is the grace period before an instance that
- * disconnected without GOODBYE has its open tasks marked lost. now_ms is
+ * disconnected without GOODBYE has its open tasks marked lost.
+ * max_skew_us is how far ahead of the collector's clock an event's time
+ * may be: a later time, or one before its instance started, is clamped
+ * and counted (wbatch.clamped). now_ms is
  * the loop's monotonic clock. Instances with queued or running tasks in
  * the store start that grace period now. Returns NULL (logged) when the
  * store cannot be read.
  */
-ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t now_ms);
+ingest *ingest_new(sqlite3 *db, int64_t lost_after_ms, int64_t max_skew_us,
+                   int64_t now_ms);
 /* Frees the state and every agent; the current batch too. */
 void ingest_free(ingest *in);
 

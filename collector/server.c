@@ -1254,7 +1254,8 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
     free(s);
     return 1;
   }
-  s->in = ingest_new(db, cfg->lost_after_ms, (int64_t)uv_now(&s->loop));
+  s->in = ingest_new(db, cfg->lost_after_ms, cfg->max_clock_skew_us,
+                     (int64_t)uv_now(&s->loop));
   /* The exports' endpoint listens before the agents' listeners, so it is
    * up once they are. */
   int export_failed = 0;

@@ -35,6 +35,7 @@ typedef struct server_config {
   size_t high_watermark; /* batch bytes that pause reading */
   int prune;             /* run retention steps */
   const export_config *exports; /* metrics and OTLP; NULL: none */
+  int64_t max_clock_skew_us;    /* events further ahead are clamped */
 } server_config;
 
 /* Figures printed at exit. */

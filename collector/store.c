@@ -51,6 +51,9 @@ enum {
   ST_BULK_TASKS,
   ST_BULK_BATCHES,
   ST_UPDATE_TASK,
+  ST_TASK_EXISTS,
+  ST_INSERT_ORPHAN,
+  ST_FILL_ENQUEUE,
   ST_INSERT_STRING,
   ST_AGENT_NEW,
   ST_AGENT_CONNECT,
@@ -85,22 +88,45 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_BULK_BATCHES] = "INSERT INTO batches (id, agent, label, created_at) "
                         "SELECT id, agent, label, created_at FROM "
                         "taskwatch_new_batches",
+    /* Forward only: a final state is never replaced (status < 2 is
+     * queued or running), a start never moved; times kept in order
+     * (enqueued <= started <= finished). The new started_at is
+     * coalesce(started_at, max(?4, enqueued_at)); SET sees the old row. */
     [ST_UPDATE_TASK] =
-        "UPDATE tasks SET status = coalesce(?2, status),"
-        " thread = coalesce(?3, thread),"
-        " started_at = coalesce(?4, started_at),"
-        " finished_at = coalesce(?5, finished_at),"
-        " wait_us = CASE WHEN ?4 IS NOT NULL THEN ?4 - enqueued_at"
-        " ELSE wait_us END,"
-        " run_us = CASE WHEN ?5 IS NOT NULL AND coalesce(?4, started_at) IS"
-        " NOT NULL THEN ?5 - coalesce(?4, started_at) ELSE run_us END,"
+        "UPDATE tasks SET status = max(status, coalesce(?2, status)),"
+        " thread = CASE WHEN started_at IS NULL THEN coalesce(?3, thread)"
+        " ELSE thread END,"
+        " started_at = coalesce(started_at, max(?4, enqueued_at)),"
+        " finished_at = coalesce(max(?5, coalesce(started_at, max(?4,"
+        " enqueued_at), enqueued_at)), finished_at),"
+        " wait_us = coalesce(started_at, max(?4, enqueued_at)) - enqueued_at,"
+        " run_us = coalesce(max(?5, coalesce(started_at, max(?4,"
+        " enqueued_at), enqueued_at)), finished_at) - coalesce(started_at,"
+        " max(?4, enqueued_at)),"
         " error_type = coalesce(?6, error_type),"
         " error_message = coalesce(?7, error_message),"
         " error_detail = coalesce(?8, error_detail),"
         " skipped_after = coalesce(?9, skipped_after),"
         " drop_reason = coalesce(?10, drop_reason)"
-        " WHERE id = ?1 RETURNING name, status, finished_at, wait_us, run_us,"
-        " agent, enqueued_at",
+        " WHERE id = ?1 AND status < " SCHEMA_SQL_CODE(
+            SUCCEEDED) " RETURNING name, status, finished_at, wait_us, run_us, "
+                       "agent, enqueued_at, started_at",
+    [ST_TASK_EXISTS] = "SELECT 1 FROM tasks WHERE id = ?1",
+    /* A task whose ENQUEUE the store never saw, stored with what its
+     * events carry (docs/schema.md: batch 0 and ORPHAN_NAME until the
+     * ENQUEUE arrives, if ever). */
+    [ST_INSERT_ORPHAN] =
+        "INSERT INTO tasks (id, agent, batch, position, name, mode, status, "
+        "thread, enqueued_at, started_at, finished_at, run_us, error_type, "
+        "error_message, error_detail, skipped_after, drop_reason) VALUES "
+        "(?1, ?2, 0, 0, ?3, 0, ?4, ?5, coalesce(?6, ?7), ?6, ?7, ?7 - ?6, "
+        "?8, ?9, ?10, ?11, ?12)",
+    /* An ENQUEUE for a task stored already: it fills an orphan's place,
+     * never a real task's name and position. */
+    [ST_FILL_ENQUEUE] =
+        "UPDATE tasks SET batch = ?2, position = ?3, name = ?4, mode = ?5, "
+        "enqueued_at = min(?6, enqueued_at), wait_us = started_at - "
+        "min(?6, enqueued_at) WHERE id = ?1 AND batch = 0",
     [ST_INSERT_STRING] =
         "INSERT OR REPLACE INTO strings (agent, id, text) VALUES (?1, ?2, ?3)",
     [ST_AGENT_NEW] = "INSERT INTO agents (id, instance, service, host, pid, "
@@ -122,12 +148,15 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_AGENT_PROGRESS] =
         "UPDATE agents SET next_seq = max(next_seq, ?2), events = events + "
         "?3, last_event_at = coalesce(max(last_event_at, ?4), last_event_at, "
-        "?4) WHERE id = ?1",
+        "?4), last_received_at = coalesce(max(last_received_at, ?5), "
+        "last_received_at, ?5) WHERE id = ?1",
     /* SCHEMA_SQL_ACTIVE lets SQLite use the partial index tasks_unusual. */
-    [ST_LOST] = "UPDATE tasks SET " SCHEMA_SQL_SET_LOST ", finished_at = ?2, "
-                "run_us = CASE WHEN started_at IS NOT NULL THEN ?2 - "
-                "started_at END, "
-                "drop_reason = 'agent disconnected and did not return' "
+    [ST_LOST] = "UPDATE tasks SET " SCHEMA_SQL_SET_LOST ", finished_at = "
+                "max(?2, coalesce(started_at, enqueued_at)), "
+                "run_us = CASE WHEN started_at IS NOT NULL THEN max(?2, "
+                "started_at) - started_at END, "
+                "drop_reason = printf(?3, (SELECT dropped FROM agents WHERE "
+                "id = ?1)) "
                 "WHERE " SCHEMA_SQL_ACTIVE " AND agent = ?1 "
                 "RETURNING name, wait_us, run_us, agent, enqueued_at",
     [ST_EXPORT] = "INSERT INTO export_queue (seq, batch) VALUES (?1, ?2)",
@@ -190,8 +219,8 @@ static int exec1(sqlite3 *db, const char *sql, char **err) {
 }
 
 /* SQL text never carries a runtime value (docs/design.md, non-negotiable
- * 4: SQL is always bound). PRAGMA values cannot be bound, so the pragmas are constant
- * strings: the only choice, synchronous, picks one of two of them. */
+ * 4: SQL is always bound). PRAGMA values cannot be bound, so the pragmas are
+ * constant strings: the only choice, synchronous, picks one of two of them. */
 static const char pragmas_common[] =
     "PRAGMA page_size=" SCHEMA_PAGE_SIZE "; PRAGMA journal_mode=WAL; "
     "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; "
@@ -583,7 +612,8 @@ static int step_insert(sqlite3_stmt *st) {
  */
 static int insert_rows(store *s, int kind, const void *items, size_t n,
                        size_t size,
-                       void (*inserted)(store *s, const void *item)) {
+                       void (*inserted)(store *s, const void *item),
+                       int (*conflict)(store *s, const void *item)) {
   sqlite3_stmt *st =
       s->st[kind == ROWS_TASKS ? ST_BULK_TASKS : ST_BULK_BATCHES];
   const char *p = items;
@@ -605,12 +635,24 @@ static int insert_rows(store *s, int kind, const void *items, size_t n,
         log_msg(LOG_DEBUG, "row skipped table=%s error=\"%s\"",
                 kind == ROWS_TASKS ? "tasks" : "batches",
                 sqlite3_errmsg(s->db));
-        rc = SQLITE_OK;
+        rc = conflict ? conflict(s, p + i * size) : SQLITE_OK;
       }
     }
   }
   rows_feed(s->rows, kind, NULL, 0);
   return rc;
+}
+
+static int task_conflict(store *s, const void *item);
+
+/* A new row's times in order: enqueued <= started <= finished (the
+ * UPDATE keeps the same for stored rows). */
+static void sane_order(task_row *r) {
+  if ((r->have & HAVE_START) && r->started_at < r->enqueued_at)
+    r->started_at = r->enqueued_at;
+  int64_t floor = r->have & HAVE_START ? r->started_at : r->enqueued_at;
+  if ((r->have & HAVE_END) && r->finished_at < floor)
+    r->finished_at = floor;
 }
 
 static void inserted_task_item(store *s, const void *item) {
@@ -620,7 +662,7 @@ static void inserted_task_item(store *s, const void *item) {
 /* The batch's new batch rows, then its new task rows. */
 static int insert_new_rows(store *s, wbatch *b) {
   int rc = insert_rows(s, ROWS_BATCHES, b->batches, b->nbatches,
-                       sizeof(*b->batches), NULL);
+                       sizeof(*b->batches), NULL, NULL);
   if (rc != SQLITE_OK)
     return rc;
   size_t n = 0;
@@ -629,10 +671,12 @@ static int insert_new_rows(store *s, wbatch *b) {
     s->newrows = xrealloc(s->newrows, s->capnew * sizeof(*s->newrows));
   }
   for (size_t i = 0; i < b->nrows; i++)
-    if (!b->rows[i]->update)
+    if (!b->rows[i]->update) {
+      sane_order(b->rows[i]);
       s->newrows[n++] = b->rows[i];
+    }
   return insert_rows(s, ROWS_TASKS, s->newrows, n, sizeof(*s->newrows),
-                     inserted_task_item);
+                     inserted_task_item, task_conflict);
 }
 
 static int64_t column_or(sqlite3_stmt *st, int i, int64_t dflt) {
@@ -641,6 +685,83 @@ static int64_t column_or(sqlite3_stmt *st, int i, int64_t dflt) {
              : sqlite3_column_int64(st, i);
 }
 
+/* Counts a late or repeated event found by the writer; logs at powers of
+ * two. */
+static void refused_row(store *s, const task_row *r, const char *why) {
+  uint64_t n = ++s->stats.events_refused;
+  if ((n & (n - 1)) == 0)
+    log_msg(LOG_WARN,
+            "event not applied task=%lld reason=\"%s\" refused_total=%llu",
+            (long long)r->id, why, (unsigned long long)n);
+}
+
+static int task_exists(store *s, int64_t id, int *exists) {
+  sqlite3_stmt *st = s->st[ST_TASK_EXISTS];
+  sqlite3_bind_int64(st, 1, id);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  *exists = rc == SQLITE_ROW;
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/*
+ * A task's events without its ENQUEUE, for a task the store does not
+ * know (an agent's threads' buffers may drain a START ahead of the
+ * ENQUEUE of another thread, a transaction apart): stored with what they
+ * carry, so no event is ignored; the ENQUEUE fills in the rest if it
+ * comes (task_conflict).
+ */
+static int insert_orphan(store *s, const task_row *r) {
+  sqlite3_stmt *st = s->st[ST_INSERT_ORPHAN];
+  int started = (r->have & HAVE_START) != 0;
+  int ended = (r->have & HAVE_END) != 0;
+  int error = (r->have & HAVE_ERROR) != 0;
+  int64_t finished = r->finished_at;
+  if (started && ended && finished < r->started_at)
+    finished = r->started_at;
+  sqlite3_bind_int64(st, 1, r->id);
+  sqlite3_bind_int64(st, 2, r->agent);
+  sqlite3_bind_text(st, 3, SCHEMA_ORPHAN_NAME, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, 4, r->status);
+  bind_opt(st, 5, r->have & HAVE_THREAD, r->thread);
+  bind_opt(st, 6, started, r->started_at);
+  bind_opt(st, 7, ended, finished);
+  bind_blob_text(st, 8, r->error_type, error);
+  bind_blob_text(st, 9, r->error_message, error);
+  bind_blob_text(st, 10, r->error_detail, error);
+  bind_opt(st, 11, r->have & HAVE_SKIP, r->skipped_after);
+  bind_blob_text(st, 12, r->drop_reason, r->have & HAVE_DROP);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) {
+    if ((rc & 0xff) != SQLITE_CONSTRAINT)
+      return rc;
+    /* Nothing else is left to try: say so, at powers of two. */
+    uint64_t n = ++s->stats.updates_unmatched;
+    if ((n & (n - 1)) == 0)
+      log_msg(LOG_WARN,
+              "event for an unknown task not stored task=%lld error=\"%s\" "
+              "unmatched_total=%llu",
+              (long long)r->id, sqlite3_errmsg(s->db), (unsigned long long)n);
+    return SQLITE_OK;
+  }
+  uint64_t n = ++s->stats.orphans;
+  s->stats.rows_inserted++;
+  s->task_count++;
+  if ((n & (n - 1)) == 0)
+    log_msg(LOG_WARN,
+            "task stored without its ENQUEUE task=%lld orphans_total=%llu",
+            (long long)r->id, (unsigned long long)n);
+  if (ended && is_final(r->status))
+    rollup_add(s->rollups, r->agent, SCHEMA_ORPHAN_NAME,
+               strlen(SCHEMA_ORPHAN_NAME), started ? r->started_at : finished,
+               r->status, ROLLUP_NONE,
+               started ? finished - r->started_at : ROLLUP_NONE);
+  return SQLITE_OK;
+}
+
+/* The row's START, end and error, applied to the stored task when it is
+ * still queued or running. */
 static int update_task(store *s, const task_row *r) {
   sqlite3_stmt *st = s->st[ST_UPDATE_TASK];
   sqlite3_bind_int64(st, 1, r->id);
@@ -658,6 +779,14 @@ static int update_task(store *s, const task_row *r) {
     int status = sqlite3_column_int(st, 1);
     matched = 1;
     s->stats.rows_updated++;
+    if ((r->have & HAVE_START) &&
+        sqlite3_column_int64(st, 7) !=
+            (r->started_at > sqlite3_column_int64(st, 6)
+                 ? r->started_at
+                 : sqlite3_column_int64(st, 6)))
+      refused_row(s, r, "task already started");
+    /* The row was queued or running (the UPDATE's WHERE): an end makes
+     * it final now, once. */
     if (!(r->have & HAVE_END) || !is_final(status) ||
         sqlite3_column_type(st, 2) == SQLITE_NULL)
       continue;
@@ -668,21 +797,43 @@ static int update_task(store *s, const task_row *r) {
                column_or(st, 4, ROLLUP_NONE));
   }
   sqlite3_reset(st);
-  if (rc == SQLITE_DONE && !matched) {
-    /* The task's ENQUEUE never reached the store (an agent that sent its
-     * events out of order): nothing to update. Say so rather than drop it
-     * silently; powers of two keep a misbehaving agent from flooding the
-     * log. */
-    uint64_t n = ++s->stats.updates_unmatched;
-    if ((n & (n - 1)) == 0)
-      log_msg(LOG_WARN,
-              "event for a task never enqueued ignored task=%lld "
-              "unmatched_total=%llu",
-              (long long)r->id, (unsigned long long)n);
-  }
-  if (rc == SQLITE_DONE || (rc & 0xff) == SQLITE_CONSTRAINT)
+  if (rc != SQLITE_DONE)
+    return (rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_OK : rc;
+  if (matched)
     return SQLITE_OK;
-  return rc;
+  int exists;
+  if ((rc = task_exists(s, r->id, &exists)) != SQLITE_OK)
+    return rc;
+  if (!exists)
+    return insert_orphan(s, r);
+  refused_row(s, r, "task already ended");
+  return SQLITE_OK;
+}
+
+/* A task row whose INSERT met a stored task of the same id: its ENQUEUE
+ * fills an orphan's place or is refused (a second ENQUEUE never replaces
+ * a task's name and position); its other events apply as an UPDATE. */
+static int task_conflict(store *s, const void *item) {
+  task_row *r = *(task_row *const *)item;
+  sqlite3_stmt *st = s->st[ST_FILL_ENQUEUE];
+  sqlite3_bind_int64(st, 1, r->id);
+  sqlite3_bind_int64(st, 2, r->batch);
+  sqlite3_bind_int64(st, 3, r->position);
+  sqlite3_bind_text(st, 4, r->name->text, (int)r->name->len, SQLITE_STATIC);
+  sqlite3_bind_int(st, 5, r->mode);
+  sqlite3_bind_int64(st, 6, r->enqueued_at);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE)
+    return (rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_OK : rc;
+  if (sqlite3_changes(s->db) == 0)
+    refused_row(s, r, "task enqueued again");
+  if (!(r->have & (HAVE_START | HAVE_END)))
+    return SQLITE_OK;
+  /* The enqueuing thread is not the running one. */
+  if (!(r->have & HAVE_START))
+    r->have &= (uint8_t)~HAVE_THREAD;
+  return update_task(s, r);
 }
 
 /* An instance's owner (auth.h) at parameters i and i + 1: its key and
@@ -739,13 +890,25 @@ static int write_op(store *s, const agent_op *op) {
   }
 }
 
+/* What a task left open by its instance is told (printf(), with the
+ * events the agent reported dropping). */
+static const char lost_vanished[] =
+    "agent disconnected and did not return; it reported %,d events dropped";
+static const char lost_ended[] =
+    "agent ended before the task finished; it reported %,d events dropped";
+
 static int mark_lost(store *s, const agent_op *op) {
   sqlite3_stmt *st = s->st[ST_LOST];
   int rc;
+  int n = 0;
   sqlite3_bind_int64(st, 1, op->agent);
   sqlite3_bind_int64(st, 2, op->at);
+  sqlite3_bind_text(st, 3,
+                    op->kind == AGENT_OP_ENDED ? lost_ended : lost_vanished, -1,
+                    SQLITE_STATIC);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     s->stats.tasks_lost++;
+    n++;
     rollup_add(s->rollups, sqlite3_column_int64(st, 3),
                (const char *)sqlite3_column_text(st, 0),
                (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 4),
@@ -755,8 +918,10 @@ static int mark_lost(store *s, const agent_op *op) {
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
     return rc;
-  log_msg(LOG_INFO, "tasks marked lost agent=%lld count=%d",
-          (long long)op->agent, sqlite3_changes(s->db));
+  if (n > 0 || op->kind == AGENT_OP_LOST)
+    log_msg(LOG_INFO, "tasks marked lost agent=%lld count=%d reason=%s",
+            (long long)op->agent, n,
+            op->kind == AGENT_OP_ENDED ? "ended" : "vanished");
   return SQLITE_OK;
 }
 
@@ -766,6 +931,7 @@ static int write_progress(store *s, const agent_progress *p) {
   sqlite3_bind_int64(st, 2, (int64_t)p->next_seq);
   sqlite3_bind_int64(st, 3, p->events);
   bind_opt(st, 4, p->events > 0, p->last_event_at);
+  bind_opt(st, 5, p->events > 0, p->received_at);
   return run(s, st);
 }
 
@@ -896,8 +1062,10 @@ static int write_all(store *s, wbatch *b) {
       rc = update_task(s, b->rows[i]);
   for (size_t i = 0; i < b->nprogress && rc == SQLITE_OK; i++)
     rc = write_progress(s, &b->progress[i]);
+  /* Instances that ended or vanished leave no task open: after the rows,
+   * so a task that ended in the same transaction keeps its end. */
   for (size_t i = 0; i < b->nops && rc == SQLITE_OK; i++)
-    if (b->ops[i].kind == AGENT_OP_LOST)
+    if (b->ops[i].kind == AGENT_OP_LOST || b->ops[i].kind == AGENT_OP_ENDED)
       rc = mark_lost(s, &b->ops[i]);
   for (size_t i = 0; i < b->nexports && rc == SQLITE_OK; i++) {
     sqlite3_bind_int64(s->st[ST_EXPORT], 1, b->export_seq + (int64_t)i);
@@ -939,5 +1107,7 @@ int store_write(store *s, wbatch *b) {
   b->committed_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
   s->stats.transactions++;
   s->stats.events += b->events;
+  s->stats.events_refused += b->refused;
+  s->stats.times_clamped += b->clamped;
   return SQLITE_OK;
 }

@@ -34,7 +34,13 @@ typedef struct store_stats {
   uint64_t events;
   uint64_t rows_inserted;
   uint64_t rows_updated;
-  uint64_t updates_unmatched; /* task events whose task row never arrived */
+  /* Task events for a task the store does not know that could not be
+   * stored either (an orphan row that broke a constraint): 0 unless
+   * something is wrong. */
+  uint64_t updates_unmatched;
+  uint64_t orphans;        /* tasks stored without their ENQUEUE (yet) */
+  uint64_t events_refused; /* late or repeated events, not applied */
+  uint64_t times_clamped;  /* event times brought into the sane window */
   uint64_t tasks_lost;
   uint64_t tasks_pruned;
   uint64_t agents_pruned;

@@ -274,7 +274,8 @@ static void update_task(track *t, const task_row *r, track_ops *ops) {
   }
 }
 
-/* The instance's queued and running tasks turn lost (store.c, mark_lost). */
+/* The instance's queued and running tasks turn lost when it vanished or
+ * ended (store.c, mark_lost). */
 static void lose_agent(track *t, int64_t agent, int64_t at, track_ops *ops) {
   u64map *m = &t->tasks;
   size_t i = 0;
@@ -306,7 +307,7 @@ void track_batch(track *t, wbatch *b, track_ops *ops, int exports) {
       new_task(t, r, ops);
   }
   for (size_t i = 0; i < b->nops; i++) {
-    if (b->ops[i].kind == AGENT_OP_LOST)
+    if (b->ops[i].kind == AGENT_OP_LOST || b->ops[i].kind == AGENT_OP_ENDED)
       lose_agent(t, b->ops[i].agent, b->ops[i].at, ops);
     else if (b->ops[i].kind == AGENT_OP_DISCONNECT)
       forget_agent(t, b->ops[i].agent);

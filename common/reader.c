@@ -26,6 +26,7 @@ struct reader {
   sqlite3_stmt *data_version;
   int64_t last_version;
   int seen_version;
+  int has_received_at; /* agents.last_received_at (version 4 on) */
 };
 
 static const char *const error_texts[READER_ERRNO_COUNT] = {
@@ -129,6 +130,28 @@ int reader_check_store(sqlite3 *db, const char *path, char *err,
   return READER_OK;
 }
 
+/* 1 when the table has the column (a store of an earlier version may
+ * not, until a collector upgrades it). */
+static int has_column(sqlite3 *db, const char *table, const char *column) {
+  sqlite3_stmt *st = NULL;
+  int found = 0;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT count(*) FROM pragma_table_info(?1) WHERE "
+                         "name = ?2",
+                         -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+    found = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+  }
+  sqlite3_finalize(st);
+  return found;
+}
+
+const char *reader_agent_seen_sql(const reader *r) {
+  return r->has_received_at ? "coalesce(last_received_at, last_event_at)"
+                            : "last_event_at";
+}
+
 int reader_open(const char *path, reader **out, char *err, size_t errlen) {
   *out = NULL;
   int code = check_file(path, err, errlen);
@@ -157,6 +180,7 @@ int reader_open(const char *path, reader **out, char *err, size_t errlen) {
   reader *r = xcalloc(1, sizeof *r);
   r->db = db;
   r->data_version = st;
+  r->has_received_at = has_column(db, "agents", "last_received_at");
   *out = r;
   return READER_OK;
 }

@@ -82,6 +82,16 @@ int reader_check_store(sqlite3 *db, const char *path, char *err, size_t errlen);
  */
 int reader_changed(reader *r);
 
+/*
+ * An SQL expression over agents (unqualified columns) for when the
+ * collector last received an event of the agent, on the collector's clock
+ * (microseconds since the epoch; NULL when none): the freshness a
+ * dashboard shows ("last event 3s ago", STALE), which an agent's clock
+ * running ahead or behind must not move. On rows written before stores
+ * had agents.last_received_at, the agent's own newest event time.
+ */
+const char *reader_agent_seen_sql(const reader *r);
+
 /* ---- the task row ------------------------------------------------------ */
 
 /* An integer column that was NULL. */

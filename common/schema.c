@@ -97,7 +97,8 @@ static const char ddl[] =
     "  events INTEGER NOT NULL DEFAULT 0,\n"
     "  dropped INTEGER NOT NULL DEFAULT 0,\n"
     "  reconnects INTEGER NOT NULL DEFAULT 0,\n"
-    "  last_event_at INTEGER\n"
+    "  last_event_at INTEGER,\n"
+    "  last_received_at INTEGER\n"
     ");\n"
     "CREATE TABLE IF NOT EXISTS strings (\n"
     "  agent INTEGER NOT NULL,\n"
@@ -151,45 +152,6 @@ static const char indexes[] =
     ") WHERE " SCHEMA_SQL_UNUSUAL ";\n"
     "CREATE INDEX IF NOT EXISTS agents_gone ON agents (disconnected_at)"
     " WHERE connected = 0;\n";
-
-/* Columns added to a table after its CREATE: each is added to stores that
- * lack it (new ones too, right after the CREATE), so the DDL above stays
- * the version 1 layout plus what a CREATE can express. */
-static const struct {
-  const char *table, *column, *alter;
-} added_columns[] = {
-    /* Version 5: who owns an instance (docs/collector.md,
-     * "Authentication"): its Ed25519 public key, and the subject of its
-     * TLS client certificate. */
-    {"agents", "auth_key", "ALTER TABLE agents ADD COLUMN auth_key BLOB"},
-    {"agents", "tls_subject", "ALTER TABLE agents ADD COLUMN tls_subject TEXT"},
-};
-
-static int add_columns(sqlite3 *db, char **err) {
-  for (size_t i = 0; i < sizeof(added_columns) / sizeof(added_columns[0]);
-       i++) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "SELECT count(*) FROM pragma_table_info(?1) "
-                                "WHERE name = ?2",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-      sqlite3_bind_text(st, 1, added_columns[i].table, -1, SQLITE_STATIC);
-      sqlite3_bind_text(st, 2, added_columns[i].column, -1, SQLITE_STATIC);
-      rc = sqlite3_step(st);
-    }
-    int have = rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW) {
-      *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
-      return rc;
-    }
-    if (!have && (rc = sqlite3_exec(db, added_columns[i].alter, NULL, NULL,
-                                    err)) != SQLITE_OK)
-      return rc;
-  }
-  return SQLITE_OK;
-}
 
 /* Indexes of older versions that the current ones replace. */
 static const char obsolete[] = "DROP INDEX IF EXISTS tasks_enqueued;\n"
@@ -290,6 +252,46 @@ int schema_check_ours(sqlite3 *db, char **err) {
   return SQLITE_MISMATCH;
 }
 
+/* Columns added after a table's first version: ALTER TABLE for a store
+ * made before them (CREATE TABLE IF NOT EXISTS leaves its tables as they
+ * are). Asked of the table itself, so it holds whatever the version
+ * number says. */
+static const struct {
+  const char *table, *column, *alter;
+} added_columns[] = {
+    {"batches", "traceparent",
+     "ALTER TABLE batches ADD COLUMN traceparent TEXT"}, /* version 4 */
+    {"agents", "last_received_at",                       /* version 5 */
+     "ALTER TABLE agents ADD COLUMN last_received_at INTEGER"},
+    /* Version 5 too: who owns an instance (docs/collector.md,
+     * "Authentication"): its Ed25519 public key, and the subject of its
+     * TLS client certificate. */
+    {"agents", "auth_key", "ALTER TABLE agents ADD COLUMN auth_key BLOB"},
+    {"agents", "tls_subject", "ALTER TABLE agents ADD COLUMN tls_subject TEXT"},
+};
+
+static int add_columns(sqlite3 *db, char **err) {
+  for (size_t i = 0; i < sizeof(added_columns) / sizeof(added_columns[0]);
+       i++) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2", -1,
+        &st, NULL);
+    if (rc != SQLITE_OK) {
+      *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+      return rc;
+    }
+    sqlite3_bind_text(st, 1, added_columns[i].table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, added_columns[i].column, -1, SQLITE_STATIC);
+    int present = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (!present && (rc = sqlite3_exec(db, added_columns[i].alter, NULL, NULL,
+                                       err)) != SQLITE_OK)
+      return rc;
+  }
+  return SQLITE_OK;
+}
+
 int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
                          char **err) {
   int64_t version, app;
@@ -331,23 +333,14 @@ int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
     rc = before_ddl(db, (int)version, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, ddl, NULL, NULL, err);
-  /* Version 4 added a column to a table older versions have. */
-  int64_t has_link = 1;
-  if (rc == SQLITE_OK && upgrade && version < 4 &&
-      (rc = query_int(db,
-                      "SELECT count(*) FROM pragma_table_info('batches') "
-                      "WHERE name = 'traceparent'",
-                      &has_link)) == SQLITE_OK &&
-      !has_link)
-    rc = sqlite3_exec(db, "ALTER TABLE batches ADD COLUMN traceparent TEXT",
-                      NULL, NULL, err);
   if (rc == SQLITE_OK)
     rc = add_columns(db, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, obsolete, NULL, NULL, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, indexes, NULL, NULL, err);
-  if (rc == SQLITE_OK && upgrade)
+  /* The rollups of version 4 on are kept as they are. */
+  if (rc == SQLITE_OK && upgrade && version < 4)
     rc = fill(db, (int)version, arg, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA user_version = " SCHEMA_VERSION_TEXT, NULL,

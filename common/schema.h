@@ -10,8 +10,10 @@
 
 #define SCHEMA_VERSION 5
 /* The oldest version the readers (top, query) read: version 4 made the
- * rollups the source of their statistics (version 5 added columns of
- * agents they do not name). */
+ * rollups the source of their statistics; version 5 added the agents
+ * columns of instance ownership, which readers do not name, and
+ * agents.last_received_at, which readers ask for through
+ * reader_agent_seen_sql() (common/reader.h). */
 #define SCHEMA_READ_MIN 4
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
@@ -105,6 +107,10 @@ enum schema_status {
 /* Succeeded, worded so that SQLite does not take it for an index term
  * (unary +): for scans that must walk another index in order. */
 #define SCHEMA_SQL_SUCCEEDED_NO_INDEX "+status = " SCHEMA_SQL_CODE(SUCCEEDED)
+/* The name of a task stored from events whose ENQUEUE the store has not
+ * seen (batch 0 too), until that ENQUEUE arrives (docs/schema.md). */
+#define SCHEMA_ORPHAN_NAME "(enqueue not received)"
+
 /* The assignment that marks a task lost. */
 #define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
 
@@ -159,8 +165,10 @@ const char *schema_mode_name(int mode);
 /*
  * Fills what a new version derives from an older store's rows, inside the
  * upgrade's transaction, after the new tables and indexes exist: `from` is
- * the store's version before. Returns an SQLite result code, with a message
- * in *err (sqlite3_free() it). The collector's is rollup_upgrade().
+ * the store's version before. Called for stores older than version 4 (the
+ * rollups it made; later versions keep them). Returns an SQLite result
+ * code, with a message in *err (sqlite3_free() it). The collector's is
+ * rollup_upgrade().
  */
 typedef int (*schema_upgrade_fn)(sqlite3 *db, int from, void *arg, char **err);
 
@@ -215,12 +223,13 @@ int schema_check_ours(sqlite3 *db, char **err);
  * export_queue and the column batches.traceparent, replaced the rollups,
  * which `fill` fills from the raw rows, and made tasks_time and
  * tasks_unusual covering; version 5 added the agents columns of instance
- * ownership), checks the version when it is not, and marks the store with
- * SCHEMA_APPLICATION_ID (stores of earlier versions get it here). Returns
- * SQLITE_OK, or an SQLite error code with a message in *err (sqlite3_free()
- * it) - a database that is not a taskwatch store (schema_identify()) or
- * one of a newer schema version is SQLITE_MISMATCH, and is left unchanged;
- * an older one without `fill` SQLITE_MISUSE.
+ * ownership and agents.last_received_at), checks the version when it is
+ * not, and marks the store with SCHEMA_APPLICATION_ID (stores of earlier
+ * versions get it here). Returns SQLITE_OK, or an SQLite error code with a
+ * message in *err (sqlite3_free() it) - a database that is not a taskwatch
+ * store (schema_identify()) or one of a newer schema version is
+ * SQLITE_MISMATCH, and is left unchanged; an older one without `fill`
+ * SQLITE_MISUSE.
  */
 int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
                          char **err);

@@ -652,10 +652,12 @@ static int load_percentiles(data *d, const filter *f, int64_t since,
 
 static int load_agent_totals(data *d, data_stats *s) {
   sqlite3_stmt *st = NULL;
-  if (prepare(d,
-              "SELECT count(*), coalesce(sum(connected), 0), "
-              "coalesce(sum(dropped), 0), max(last_event_at) FROM agents",
-              &st))
+  char *sql = sqlite3_mprintf("SELECT count(*), coalesce(sum(connected), 0), "
+                              "coalesce(sum(dropped), 0), max(%s) FROM agents",
+                              reader_agent_seen_sql(d->r));
+  int failed = prepare(d, sql, &st);
+  sqlite3_free(sql);
+  if (failed)
     return -1;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
@@ -1216,12 +1218,15 @@ int data_agents_load(data *d, data_agent **out, int *n) {
   sqlite3_stmt *st = NULL;
   *out = NULL;
   *n = 0;
-  if (prepare(d,
-              "SELECT id, pid, started_at, connected_at, disconnected_at, "
-              "last_event_at, events, dropped, reconnects, connected, ended, "
-              "service, host FROM agents "
-              "ORDER BY connected DESC, last_event_at DESC, id LIMIT 10000",
-              &st))
+  const char *seen = reader_agent_seen_sql(d->r);
+  char *sql = sqlite3_mprintf(
+      "SELECT id, pid, started_at, connected_at, disconnected_at, %s, "
+      "events, dropped, reconnects, connected, ended, service, host FROM "
+      "agents ORDER BY connected DESC, %s DESC, id LIMIT 10000",
+      seen, seen);
+  int failed = prepare(d, sql, &st);
+  sqlite3_free(sql);
+  if (failed)
     return -1;
   int cap = 16, count = 0, rc;
   data_agent *rows = xcalloc((size_t)cap, sizeof *rows);

@@ -91,7 +91,9 @@ typedef struct data_stats {
   int exact;
   double pct_error;
   int64_t agents, agents_connected, agents_dropped;
-  int64_t last_event_at; /* DATA_NULL when the store is empty */
+  /* When the collector last received an event (its clock, reader.h
+   * reader_agent_seen_sql()); DATA_NULL when the store is empty. */
+  int64_t last_event_at;
 } data_stats;
 
 /* The first enqueue time the rollups' figures of a span from `since`

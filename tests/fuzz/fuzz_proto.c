@@ -123,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (size == 0)
     return 0;
-  ingest *in = ingest_new(db, 1000, 0);
+  ingest *in = ingest_new(db, 1000, INT64_C(300000000), 0);
   agent *a = (data[0] & 1) ? NULL : synthetic_hello(in);
   run_stream(in, a, data + 1, size - 1);
   wbatch_free(ingest_take(in));

@@ -60,6 +60,10 @@ class Collector:
         self.signal(signal.SIGTERM)
         rc = self.proc.wait(timeout=timeout)
         check(rc == 0, "collector exited %s on SIGTERM" % rc)
+        # No event for an unknown task went unstored, in any run.
+        for n in re.findall(r"\bunmatched=(\d+)", self.output()):
+            check(int(n) == 0, "collector left events unmatched: %s"
+                  % self.output()[-4000:])
 
     def output(self):
         self.log.flush()

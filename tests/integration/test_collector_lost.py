@@ -1,6 +1,8 @@
 """Lost tasks: an instance whose connection ends without GOODBYE and that
 does not come back within --lost-after has its queued and running tasks
-turned lost; one that says GOODBYE, or comes back in time, keeps them; and
+turned lost; one that says GOODBYE has them turned lost at once (no task
+outlives its instance), each with a reason that says why and what the
+agent reported dropping; one that comes back in time keeps them; and
 after a collector restart (here a SIGKILL) the instances left with open
 tasks get the same grace period."""
 import os
@@ -57,16 +59,24 @@ def run(col):
     back.connect()
     check(wait_for(lambda: states(col, b'vanished'), [(6, 3)]) == [(6, 3)],
           'vanished instance: tasks lost')
-    rows = col.query("SELECT drop_reason IS NOT NULL, finished_at >= "
+    rows = col.query("SELECT drop_reason, finished_at >= "
                      "enqueued_at, run_us IS NOT NULL FROM tasks t JOIN "
                      "agents a ON a.id = t.agent WHERE a.service = "
                      "'vanished' ORDER BY t.id")
-    check(rows == [(1, 1, 1), (1, 1, 0), (1, 1, 0)], 'lost rows %r' % rows)
+    why = ('agent disconnected and did not return; it reported 0 events '
+           'dropped')
+    check(rows == [(why, 1, 1), (why, 1, 0), (why, 1, 0)],
+          'lost rows %r' % rows)
+    # The GOODBYE was acked, so its transaction is committed.
+    check(states(col, b'clean') == [(6, 3)], 'GOODBYE: no task left open')
+    rows = col.query("SELECT DISTINCT drop_reason FROM tasks t JOIN agents "
+                     "a ON a.id = t.agent WHERE a.service = 'clean'")
+    check(rows == [('agent ended before the task finished; it reported 0 '
+                    'events dropped',)], 'ended rows %r' % rows)
     time.sleep(1.0)
-    check(states(col, b'clean') == [(0, 2), (1, 1)], 'GOODBYE keeps them')
     check(states(col, b'returned') == [(0, 2), (1, 1)], 'returned in time')
     rows = col.query("SELECT sum(lost) FROM rollups WHERE name = 'job'")
-    check(rows == [(3,)], 'rollup counts lost %r' % rows)
+    check(rows == [(6,)], 'rollup counts lost %r' % rows)
 
     # SIGKILL with an instance connected; after the restart it does not
     # come back, so its open tasks become lost too.
@@ -75,7 +85,7 @@ def run(col):
     col.start()
     check(wait_for(lambda: states(col, b'returned'), [(6, 3)]) == [(6, 3)],
           'after a restart the vanished instance is lost')
-    check(states(col, b'clean') == [(0, 2), (1, 1)], 'clean stays')
+    check(states(col, b'clean') == [(6, 3)], 'clean stays')
     check(col.stop() == 0, 'clean exit')
     print('ok')
 

@@ -11,7 +11,7 @@ DAY = 86400 * 10**9
 
 
 def send_batches(url, start_ns, count, service):
-    a = FakeAgent(url, service=service)
+    a = FakeAgent(url, service=service, started=start_ns)
     a.connect()
     evs = [ev_string(start_ns, 1, b'a'), ev_string(start_ns, 2, b'b'),
            ev_string(start_ns, 3, b'c')]

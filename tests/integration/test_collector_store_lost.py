@@ -1,7 +1,9 @@
 """A collector that comes back without its store (the database deleted
 while a demo streams) must not lock the agent out: the agent goes on as a
-new instance, the new store gets its names and every task from then on,
-and the demo ends cleanly with nothing dropped."""
+new instance, the new store gets its names and every task from then on
+(the ends of tasks begun before the loss too, as tasks without their
+ENQUEUE; no event is left unmatched), and the demo ends cleanly with
+nothing dropped."""
 import os
 import sqlite3
 import subprocess
@@ -66,7 +68,17 @@ def main():
             # Most of the demo's 2000 batches (3 tasks each) came after.
             assert 3000 < tasks < 6000, tasks
             names = {r[0] for r in con.execute("SELECT DISTINCT name FROM tasks")}
-            assert names == {"write_notification", "send_email", "write_log"}, names
+            # A task enqueued before the loss and ended after it is stored
+            # with what its later events carry (docs/schema.md): batch 0,
+            # no name. Only tasks in flight at the loss can be such: at most
+            # the demo's 64 batches in flight (--concurrency), 3 tasks each.
+            assert names - {"(enqueue not received)"} == {
+                "write_notification", "send_email", "write_log"}, names
+            orphans = con.execute(
+                "SELECT count(*), coalesce(sum(batch = 0 AND (started_at IS "
+                "NOT NULL OR finished_at IS NOT NULL)), 0) FROM tasks WHERE "
+                "name = '(enqueue not received)'").fetchone()
+            assert orphans[0] == orphans[1] <= 64 * 3, orphans
             assert "sequence gap" not in second.output(), second.output()
             print("store lost: agents=%r tasks=%d" % (agents, tasks))
 

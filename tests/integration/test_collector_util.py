@@ -115,8 +115,11 @@ def read_frame(sock):
 class FakeAgent:
     """One agent instance; events are numbered from WELCOME's next_seq."""
 
-    def __init__(self, url, instance=None, service=b'svc', token=b''):
+    def __init__(self, url, instance=None, service=b'svc', token=b'',
+                 started=None):
         self.url = url
+        # When the instance started (ns): none of its events is older.
+        self.started = started
         self.instance = instance or os.urandom(16)
         self.service = service
         self.token = token
@@ -127,7 +130,8 @@ class FakeAgent:
     def connect(self):
         self.sock = connect(self.url)
         self.sock.sendall(hello(self.instance, pid=os.getpid(),
-                                started=now_ns(), service=self.service,
+                                started=self.started or now_ns(),
+                                service=self.service,
                                 token=self.token))
         ftype, payload = read_frame(self.sock)
         if ftype != WELCOME:
@@ -244,6 +248,7 @@ class Collector:
             rc = self.proc.wait()
         self.proc = None
         self.err.close()
+        check_unmatched(self.log())
         return rc
 
     def query(self, sql, args=()):
@@ -262,6 +267,14 @@ class Collector:
             self.proc = None
         if self.own_tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def check_unmatched(log):
+    """Every event the collector received was stored or refused by rule:
+    none for an unknown task went unstored (its summary's unmatched=)."""
+    for n in re.findall(r'\bunmatched=(\d+)', log):
+        if int(n) != 0:
+            raise AssertionError('collector left events unmatched: %s' % log)
 
 
 def check(cond, what):

@@ -4,6 +4,7 @@ that is always stopped, running the CLI, reading NDJSON query output."""
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -67,6 +68,11 @@ class Collector:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("collector ignored SIGTERM")
+        # No event for an unknown task went unstored.
+        for n in re.findall(r"\bunmatched=(\d+)", self.output()):
+            if int(n) != 0:
+                raise AssertionError("collector left events unmatched: %s"
+                                     % self.output())
         return rc
 
     def output(self):

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -42,7 +43,7 @@ static int setup(void **state) {
   assert_int_equal(
       sqlite3_open_v2(f->path, &f->reader, SQLITE_OPEN_READONLY, NULL),
       SQLITE_OK);
-  f->in = ingest_new(f->reader, 1000, 0);
+  f->in = ingest_new(f->reader, 1000, INT64_C(300000000), 0);
   assert_non_null(f->in);
   tw__proto_buf_init(&f->buf);
   *state = f;
@@ -318,7 +319,7 @@ static void restart_reloads_instances(void **state) {
   /* A new process: the instance is known with its strings and its
    * sequence, and its queued task starts a grace period. */
   ingest_free(f->in);
-  f->in = ingest_new(f->reader, 1000, 0);
+  f->in = ingest_new(f->reader, 1000, INT64_C(300000000), 0);
   ingest_tick(f->in, 100, 2000);
   assert_int_equal(ingest_current(f->in)->nops, 1);
   assert_int_equal(ingest_current(f->in)->ops[0].kind, AGENT_OP_LOST);
@@ -466,7 +467,7 @@ static void unreadable_store_refuses_hello(void **state) {
   /* And a collector whose store cannot be read does not start. */
   assert_int_equal(sqlite3_exec(f->reader, failing_agents, NULL, NULL, NULL),
                    SQLITE_OK);
-  assert_null(ingest_new(f->reader, 1000, 0));
+  assert_null(ingest_new(f->reader, 1000, INT64_C(300000000), 0));
 }
 
 static void map_deletes_keep_lookups_whole(void **state) {
@@ -558,10 +559,48 @@ static void first_key_binds_the_instance(void **state) {
                    PROTO_KEY_SIZE);
   /* A new run: the instance is not in memory, its key is in the store. */
   ingest_free(f->in);
-  f->in = ingest_new(f->reader, 1000, 0);
+  f->in = ingest_new(f->reader, 1000, INT64_C(300000000), 0);
   assert_int_equal(ingest_owner_check(f->in, inst, NULL, &reason), -1);
   assert_int_equal(ingest_owner_check(f->in, inst, other, &reason), -1);
   assert_int_equal(ingest_owner_check(f->in, inst, key, &reason), 0);
+}
+
+/* In one batch a task's state only moves forward (a repeated START, an
+ * end after the end, a second ENQUEUE are counted, not applied), and times
+ * outside the sane window are clamped and counted. */
+static void refuses_backward_events_and_clamps_times(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 9);
+  int64_t far = INT64_C(9000000000000000000); /* the year 2255 */
+  proto_event evs[] = {
+      ev_string(1, "job"),
+      ev_task(PROTO_EV_ENQUEUE, 1, 5000),
+      ev_task(PROTO_EV_START, 1, 6000),
+      ev_task(PROTO_EV_START, 1, 7000), /* again */
+      ev_task(PROTO_EV_FINISH, 1, 8000),
+      ev_task(PROTO_EV_FAIL, 1, 9000),    /* after the end */
+      ev_task(PROTO_EV_ENQUEUE, 1, 9500), /* again */
+      ev_task(PROTO_EV_ENQUEUE, 2, 0),    /* before the instance started */
+      ev_task(PROTO_EV_ENQUEUE, 3, far),  /* beyond the skew */
+  };
+  const char *reason;
+  int64_t before = (int64_t)time(NULL) * 1000000;
+  assert_int_equal(feed(f, a, 1, evs, sizeof(evs) / sizeof(evs[0]), &reason),
+                   0);
+  wbatch *b = ingest_current(f->in);
+  assert_int_equal(b->refused, 3);
+  assert_int_equal(b->clamped, 2);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT count(*) FROM tasks WHERE status = 2 "
+                                "AND enqueued_at = 5 AND started_at = 6 AND "
+                                "finished_at = 8 AND error_type IS NULL"),
+                   1);
+  assert_int_equal(query_int(f, "SELECT enqueued_at FROM tasks WHERE id & "
+                                "1099511627775 = 2"),
+                   1); /* HELLO's started_at, 1 µs */
+  int64_t at = query_int(f, "SELECT enqueued_at FROM tasks WHERE id & "
+                            "1099511627775 = 3");
+  assert_true(at >= before && at <= (int64_t)(time(NULL) + 1) * 1000000);
 }
 
 int main(void) {
@@ -570,6 +609,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(first_key_binds_the_instance, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(refuses_backward_events_and_clamps_times,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(coalesces_one_row_per_task, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(later_events_update_the_stored_row, setup,

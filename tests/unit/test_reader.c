@@ -203,6 +203,48 @@ static void version_policy(void **state) {
   reader_close(NULL);
 }
 
+/* Freshness is the collector's receive time where the store has it; an
+ * agents row written before, and a store of a version without the
+ * column, fall back to the agent's newest event time. */
+static void agent_seen_is_the_receive_time(void **state) {
+  paths *p = *state;
+  for (int old = 0; old <= 1; old++) {
+    sqlite3 *db = fixture_open(path_of(p, old ? "v4.db" : "v5.db"));
+    assert_non_null(db);
+    assert_int_equal(
+        fix_exec(db, "DELETE FROM agents; INSERT INTO agents (id, instance, "
+                     "service, host, pid, started_at, last_event_at) VALUES "
+                     "(1, x'01', 's', 'h', 1, 0, 100), (2, x'02', 's', 'h', "
+                     "2, 0, 200)"),
+        SQLITE_OK);
+    if (old)
+      assert_int_equal(fix_exec(db, "ALTER TABLE agents DROP COLUMN "
+                                    "last_received_at; PRAGMA user_version "
+                                    "= 4"),
+                       SQLITE_OK);
+    else
+      assert_int_equal(fix_exec(db, "UPDATE agents SET last_received_at = "
+                                    "5000 WHERE id = 1"),
+                       SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    reader *r = NULL;
+    char err[256] = "", sql[256];
+    assert_int_equal(reader_open(p->path, &r, err, sizeof err), READER_OK);
+    snprintf(sql, sizeof sql,
+             "SELECT group_concat(%s) FROM (SELECT * FROM "
+             "agents ORDER BY id)",
+             reader_agent_seen_sql(r));
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(reader_db(r), sql, -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0),
+                        old ? "100,200" : "5000,200");
+    sqlite3_finalize(st);
+    reader_close(r);
+  }
+}
+
 /* Each failure has its own code, text and message. */
 static void codes_and_texts(void **state) {
   (void)state;
@@ -527,6 +569,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(not_sqlite, setup, teardown),
       cmocka_unit_test_setup_teardown(foreign, setup, teardown),
       cmocka_unit_test_setup_teardown(version_policy, setup, teardown),
+      cmocka_unit_test_setup_teardown(agent_seen_is_the_receive_time, setup,
+                                      teardown),
       cmocka_unit_test(codes_and_texts),
       cmocka_unit_test(task_row),
       cmocka_unit_test(status_names_and_codes),

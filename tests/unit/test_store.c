@@ -488,42 +488,238 @@ static void upgrades_a_version_3_store(void **state) {
   assert_int_equal(q(f, "PRAGMA application_id"), SCHEMA_APPLICATION_ID);
 }
 
-/* An event for a task whose row was never written updates nothing: it is
- * counted (and logged), never silently lost, and a stored task still gets
- * its update. */
-static void counts_updates_of_unknown_tasks(void **state) {
+/* A row of later events of task id (an UPDATE row). */
+static task_row *add_update(wbatch *b, int64_t id, int status) {
+  task_row *r = wbatch_add_row(b);
+  r->id = id;
+  r->agent = 1;
+  r->update = 1;
+  r->status = (uint8_t)status;
+  return r;
+}
+
+static void write_one(fixture *f, wbatch *b) {
+  assert_int_equal(store_write(f->store, b), 0);
+  wbatch_free(b);
+}
+
+/* Events for a task whose ENQUEUE the store has not seen are stored with
+ * what they carry (an orphan row), never ignored; the ENQUEUE, when it
+ * comes, fills in the name and place; a stored task still gets its
+ * update. */
+static void stores_events_of_unknown_tasks(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
   wbatch *b = wbatch_new(1);
   add_batch(b, 100, 1000);
   task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_RUNNING);
   r->have = HAVE_ENQUEUE | HAVE_START;
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f, b);
 
   b = wbatch_new(2);
-  r = wbatch_add_row(b);
-  r->id = 1;
-  r->update = 1;
-  r->status = SCHEMA_SUCCEEDED;
+  r = add_update(b, 1, SCHEMA_SUCCEEDED);
   r->finished_at = 1500;
   r->have = HAVE_END;
-  r = wbatch_add_row(b);
-  r->id = 99; /* never enqueued */
-  r->update = 1;
-  r->status = SCHEMA_SUCCEEDED;
-  r->finished_at = 1600;
-  r->have = HAVE_END;
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  r = add_update(b, 99, SCHEMA_RUNNING); /* never enqueued */
+  r->started_at = 1600;
+  r->thread = 4;
+  r->have = HAVE_START | HAVE_THREAD;
+  write_one(f, b);
 
   assert_int_equal(q(f, "SELECT status FROM tasks WHERE id = 1"),
                    SCHEMA_SUCCEEDED);
-  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
+  assert_int_equal(q(f, "SELECT run_us FROM tasks WHERE id = 1"), 490);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 99 AND "
+                        "status = 1 AND batch = 0 AND name = "
+                        "'" SCHEMA_ORPHAN_NAME "' AND started_at = 1600 AND "
+                        "enqueued_at = 1600 AND thread = 4 AND wait_us IS "
+                        "NULL"),
+                   1);
+  /* Its ENQUEUE and end arrive later. */
+  b = wbatch_new(3);
+  r = add_task(f, b, 99, 100, 1200, SCHEMA_SUCCEEDED);
+  r->position = 2;
+  r->finished_at = 1900;
+  r->have = HAVE_ENQUEUE | HAVE_END;
+  write_one(f, b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 99 AND "
+                        "status = 2 AND batch = 100 AND name = 'work' AND "
+                        "position = 2 AND enqueued_at = 1200 AND started_at "
+                        "= 1600 AND finished_at = 1900 AND wait_us = 400 AND "
+                        "run_us = 300 AND thread = 4"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 2);
   store_stats st;
   store_get_stats(f->store, &st);
-  assert_int_equal(st.rows_updated, 1);
-  assert_int_equal(st.updates_unmatched, 1);
+  assert_int_equal(st.orphans, 1);
+  assert_int_equal(st.updates_unmatched, 0);
+  assert_int_equal(st.events_refused, 0);
+}
+
+/* A task's state only moves forward: a final state is never replaced, a
+ * start never moved, a second ENQUEUE never replaces name and place; each
+ * refused row is counted. Times stay in order. */
+static void task_state_only_moves_forward(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_FAILED);
+  r->have |= HAVE_ERROR;
+  r->error_type.ptr = "E";
+  r->error_type.len = 1;
+  r = add_task(f, b, 2, 100, 1000, SCHEMA_RUNNING);
+  r->have = HAVE_ENQUEUE | HAVE_START;
+  /* Started before it was enqueued, ended before it started: clamped. */
+  r = add_task(f, b, 3, 100, 1000, SCHEMA_SUCCEEDED);
+  r->started_at = 900;
+  r->finished_at = 800;
+  write_one(f, b);
+  assert_int_equal(q(f, "SELECT started_at - enqueued_at FROM tasks WHERE "
+                        "id = 3"),
+                   0);
+  assert_int_equal(q(f, "SELECT run_us FROM tasks WHERE id = 3"), 0);
+
+  b = wbatch_new(2);
+  r = add_update(b, 1, SCHEMA_SUCCEEDED); /* FINISH after FAIL */
+  r->finished_at = 5000;
+  r->have = HAVE_END;
+  r = add_update(b, 2, SCHEMA_RUNNING); /* START again */
+  r->started_at = 3000;
+  r->thread = 9;
+  r->have = HAVE_START | HAVE_THREAD;
+  /* ENQUEUE again, with another name and place */
+  r = add_task(f, b, 2, 200, 4000, SCHEMA_QUEUED);
+  r->have = HAVE_ENQUEUE;
+  r->position = 7;
+  write_one(f, b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 1 AND status "
+                        "= 3 AND finished_at = 1110 AND error_type = 'E'"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 2 AND status "
+                        "= 1 AND started_at = 1010 AND batch = 100 AND "
+                        "position = 0 AND enqueued_at = 1000"),
+                   1);
+  /* Its end, with an end earlier than its start: it ends at its start. */
+  b = wbatch_new(3);
+  r = add_update(b, 2, SCHEMA_SUCCEEDED);
+  r->finished_at = 1005;
+  r->have = HAVE_END;
+  write_one(f, b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 2 AND status "
+                        "= 2 AND finished_at = 1010 AND run_us = 0 AND "
+                        "wait_us = 10"),
+                   1);
+  /* START after the end: refused. */
+  b = wbatch_new(4);
+  r = add_update(b, 2, SCHEMA_RUNNING);
+  r->started_at = 7000;
+  r->have = HAVE_START;
+  write_one(f, b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 2 AND status "
+                        "= 2 AND started_at = 1010"),
+                   1);
+  store_stats st;
+  store_get_stats(f->store, &st);
+  assert_int_equal(st.events_refused, 4);
+  assert_int_equal(st.orphans, 0);
+  assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups"), 2);
+  assert_int_equal(q(f, "SELECT sum(failed) FROM rollups"), 1);
+}
+
+/* An instance that ends (GOODBYE) or vanishes leaves no task queued or
+ * running: they become lost, saying why and what the agent dropped. */
+static void ended_instances_leave_no_open_tasks(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  for (int agent = 1; agent <= 2; agent++) {
+    agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, agent, 77);
+    memset(op->instance, agent, sizeof(op->instance));
+    op->service.ptr = "svc";
+    op->service.len = 3;
+    op->host.ptr = "h";
+    op->host.len = 1;
+  }
+  add_batch(b, 100, 1000);
+  task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_QUEUED);
+  r->have = HAVE_ENQUEUE;
+  r = add_task(f, b, 2, 100, 1000, SCHEMA_RUNNING);
+  r->have = HAVE_ENQUEUE | HAVE_START;
+  add_task(f, b, 3, 100, 1000, SCHEMA_SUCCEEDED);
+  r = add_task(f, b, 4, 100, 1000, SCHEMA_RUNNING);
+  r->agent = 2;
+  r->have = HAVE_ENQUEUE | HAVE_START;
+  write_one(f, b);
+
+  b = wbatch_new(2);
+  agent_op *op = wbatch_add_op(b, AGENT_OP_HEALTH, 1, 0);
+  op->a = 1204;
+  wbatch_add_op(b, AGENT_OP_ENDED, 1, 5000);
+  wbatch_add_op(b, AGENT_OP_LOST, 2, 6000);
+  /* Ends in the same transaction as the GOODBYE: keeps its end. */
+  r = add_update(b, 2, SCHEMA_SUCCEEDED);
+  r->finished_at = 2000;
+  r->have = HAVE_END;
+  write_one(f, b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status IN (0, 1)"),
+                   0);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 1 AND status "
+                        "= 6 AND finished_at = 5000 AND drop_reason = 'agent "
+                        "ended before the task finished; it reported 1,204 "
+                        "events dropped'"),
+                   1);
+  assert_int_equal(q(f, "SELECT status FROM tasks WHERE id = 2"),
+                   SCHEMA_SUCCEEDED);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 4 AND status "
+                        "= 6 AND run_us = 4990 AND drop_reason = 'agent "
+                        "disconnected and did not return; it reported 0 "
+                        "events dropped'"),
+                   1);
+  assert_int_equal(q(f, "SELECT sum(lost) FROM rollups"), 2);
+  store_stats st;
+  store_get_stats(f->store, &st);
+  assert_int_equal(st.tasks_lost, 2);
+}
+
+/* Version 5 added agents.last_received_at: a version 4 store gets it. */
+static void upgrades_a_version_4_store(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  write_one(f, b);
+  store_close(f->store);
+  f->store = NULL;
+  assert_int_equal(sqlite3_exec(f->db,
+                                "ALTER TABLE agents DROP COLUMN "
+                                "last_received_at; PRAGMA user_version = 4",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  assert_int_equal(q(f, "SELECT count(*) FROM pragma_table_info('agents') "
+                        "WHERE name = 'last_received_at'"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
+  /* Version 4's rollups are kept, not filled again from the rows. */
+  assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups"), 1);
+  b = wbatch_new(2);
+  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
+  memset(op->instance, 1, sizeof(op->instance));
+  op->service.ptr = "svc";
+  op->service.len = 3;
+  op->host.ptr = "h";
+  op->host.len = 1;
+  agent_progress *p = wbatch_add_progress(b);
+  p->agent = 1;
+  p->next_seq = 5;
+  p->events = 4;
+  p->last_event_at = 1000;
+  p->received_at = 123456;
+  write_one(f, b);
+  assert_int_equal(q(f, "SELECT last_received_at FROM agents"), 123456);
 }
 
 static void prunes_by_age_keeping_failures_longer(void **state) {
@@ -1183,9 +1379,15 @@ static void accepts_older_stores_by_their_tables(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(queues_exports_with_the_rows, setup,
+      cmocka_unit_test_setup_teardown(stores_events_of_unknown_tasks, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(counts_updates_of_unknown_tasks, setup,
+      cmocka_unit_test_setup_teardown(task_state_only_moves_forward, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(ended_instances_leave_no_open_tasks,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(upgrades_a_version_4_store, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(queues_exports_with_the_rows, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(writes_rows_and_skips_repeated_ids, setup,
                                       teardown),
