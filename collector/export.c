@@ -82,6 +82,7 @@ static void update_collector(exporter *x) {
   c.rejected_connections = smp.rejected;
   c.tasks_tracked = track_count(x->track);
   c.tasks_untracked = track_untracked(x->track);
+  guard_get(&c.guard);
   memcpy(c.http, x->http_counts, sizeof(c.http));
   if (x->otlp) {
     otlp_stats st;

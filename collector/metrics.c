@@ -496,6 +496,12 @@ static void render_collector(const metrics *m, format_buf *b) {
   scalar(b, "taskwatch_series_folded_total", "counter",
          "Tasks counted under task=\"(other)\" past the series cap.",
          c->series_folded);
+  /* The guard's counters, one metric each, named and described by its
+   * table (docs/collector.md, "Caps"). */
+#define GUARD_METRIC(name, help)                                               \
+  scalar(b, "taskwatch_" #name "_total", "counter", help ".", c->guard.name);
+  GUARD_COUNTER_MAP(GUARD_METRIC)
+#undef GUARD_METRIC
 }
 
 static void render_http(const metrics *m, format_buf *b) {

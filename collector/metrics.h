@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "format.h"
+#include "guard.h"
 #include "http.h"
 
 /* The default run and wait time buckets, in seconds. */
@@ -54,6 +55,9 @@ typedef struct metrics_collector {
   uint64_t tasks_tracked;   /* tasks in flight the loop follows */
   uint64_t tasks_untracked; /* tasks it could not follow (over its cap) */
   uint64_t series_folded;   /* observations folded into "(other)" */
+  /* What the caps on peers refused or folded (guard.h), each rendered as
+   * taskwatch_<name>_total. */
+  guard_stats guard;
   /* Answers of the metrics endpoint, by http_status. */
   uint64_t http[HTTP_ANSWER_COUNT];
   /* The OTLP export (zero and left out when it is off). */

@@ -61,9 +61,15 @@ static void counts_and_histograms(void **state) {
   c.events_received = 11;
   c.events_committed = 10;
   c.http[HTTP_OK] = 4;
+  c.guard.strings_folded = 91808;
+  c.guard.proof_refused = 3;
   metrics_set_collector(m, &c);
   char *text = render(m);
   const char *lines[] = {
+      "# TYPE taskwatch_strings_folded_total counter",
+      "taskwatch_strings_folded_total 91808",
+      "taskwatch_proof_refused_total 3",
+      "taskwatch_tls_failures_total 0",
       "# TYPE taskwatch_tasks_total counter",
       "taskwatch_tasks_total{service=\"api\",task=\"send_email\","
       "status=\"succeeded\"} 1",
