@@ -58,12 +58,15 @@ const char *tw_err_name(int err) {
 }
 
 /* The public structs' sizes are part of the soname's ABI: a field added
- * later takes a reserved slot instead of growing them. */
+ * later takes a reserved slot instead of growing them (tw_config's 16:
+ * tls_ca, tls_cert, tls_key, disabled and reserved[12]). */
 _Static_assert(sizeof(tw_config) == 3 * sizeof(void *) + sizeof(size_t) +
                                         sizeof(void *) /* unsigned, padded */ +
                                         16 * sizeof(void *) ||
                    sizeof(void *) != 8,
                "tw_config changed size: take a reserved slot");
+_Static_assert(sizeof(uintptr_t) == sizeof(void *),
+               "tw_config.disabled takes a pointer-sized reserved slot");
 _Static_assert(sizeof(tw_agent_stats) == 22 * sizeof(uint64_t),
                "tw_agent_stats changed size: take a reserved slot");
 
@@ -111,6 +114,15 @@ static int parse_number(const char *s, unsigned long long max,
   return 0;
 }
 
+/* TASKWATCH_DISABLED: 1 for "1", 0 for "0", empty or unset, -1 for
+ * anything else. */
+static int env_disabled(void) {
+  const char *s = getenv("TASKWATCH_DISABLED");
+  if (s == NULL || *s == '\0' || strcmp(s, "0") == 0)
+    return 0;
+  return strcmp(s, "1") == 0 ? 1 : -1;
+}
+
 int tw_config_from_env(tw_config *cfg) {
   int rc = 0;
   unsigned long long v;
@@ -138,6 +150,10 @@ int tw_config_from_env(tw_config *cfg) {
     else
       rc = TW_EINVAL;
   }
+  int off = env_disabled();
+  if (off < 0)
+    rc = TW_EINVAL;
+  cfg->disabled = off == 1;
   if (cfg->collector != NULL && *cfg->collector == '\0')
     cfg->collector = NULL;
   if (cfg->service != NULL && *cfg->service == '\0')
@@ -287,6 +303,13 @@ int tw_agent_new(const tw_config *cfg, tw_agent **out) {
     agent_destroy(a);
     return rc;
   }
+  /* Tracing off: the recording calls test this flag first and return.
+   * No sender, no registry entry (a fork has nothing to renew). */
+  a->disabled = cfg->disabled != 0 || env_disabled() == 1;
+  if (a->disabled) {
+    *out = a;
+    return 0;
+  }
   pthread_once(&atfork_once, install_atfork);
   tw__registry_lock();
   a->registry_next = registry_head;
@@ -307,12 +330,18 @@ int tw_agent_new(const tw_config *cfg, tw_agent **out) {
 int tw_agent_flush(tw_agent *agent, unsigned timeout_ms) {
   if (agent == NULL)
     return TW_EINVAL;
+  if (agent->disabled)
+    return 0;
   return tw__sender_flush(agent, timeout_ms);
 }
 
 void tw_agent_free(tw_agent *agent) {
   if (agent == NULL)
     return;
+  if (agent->disabled) {
+    agent_destroy(agent);
+    return;
+  }
   int64_t start = tw__clock_mono_ns();
   tw__sender_flush(agent, agent->flush_timeout_ms);
   int64_t left_ms = (int64_t)agent->flush_timeout_ms -
@@ -344,6 +373,10 @@ void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out) {
   memset(out, 0, sizeof(*out));
   if (agent == NULL)
     return;
+  if (agent->disabled) {
+    out->conn_state = TW_CONN_STOPPED;
+    return;
+  }
   out->recorded = tw__record_recorded_total(agent);
   out->dropped = tw__record_dropped_total(agent);
   tw__record_cuts(agent, &out->strings_cut, &out->names_replaced);

@@ -174,6 +174,7 @@ struct tw_agent {
   char *token;
   char *tls_ca, *tls_cert, *tls_key; /* NULL: none (tw_config's) */
   unsigned flush_timeout_ms;
+  bool disabled; /* tracing off: record nothing, no sender (tw_agent_new) */
   struct sender *sender;
   struct tw_agent *registry_next;
 };

@@ -366,6 +366,14 @@ static inline bool ring_below(ring *r, uint64_t n, uint64_t num) {
   return true;
 }
 
+/* Tracing off (tw_agent_new): calls return 0 once their arguments are
+ * checked; ids stay distinct and nonzero, so callers see no difference. */
+#define OFF(agent) __builtin_expect((agent)->disabled, 0)
+
+static tw_id off_id(tw_agent *agent) {
+  return atomic_fetch_add_explicit(&agent->next_id, 1, memory_order_relaxed);
+}
+
 /* A call on a refused batch or task: one event counted as dropped. */
 static int refused_call(tw_agent *agent) {
   return drop(agent, thread_ring(agent));
@@ -374,6 +382,10 @@ static int refused_call(tw_agent *agent) {
 int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
   if (agent == NULL || batch == NULL)
     return TW_EINVAL;
+  if (OFF(agent)) {
+    *batch = off_id(agent);
+    return 0;
+  }
   ring *r = thread_ring(agent);
   *batch = take_id(agent, r);
   if (atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed) ||
@@ -391,6 +403,10 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   if (agent == NULL || task == NULL || name == NULL || batch == 0 ||
       (mode != TW_MODE_LOOP && mode != TW_MODE_THREADPOOL))
     return TW_EINVAL;
+  if (OFF(agent)) {
+    *task = off_id(agent);
+    return 0;
+  }
   ring *r = thread_ring(agent);
   *task = take_id(agent, r);
   if ((batch & TW_ID_REFUSED) || !ring_below(r, 2, RING_ADMIT_TASK)) {
@@ -419,6 +435,8 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
 int tw_task_start(tw_agent *agent, tw_id task) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
+  if (OFF(agent))
+    return 0;
   if (__builtin_expect(task & TW_ID_REFUSED, 0))
     return refused_call(agent);
   return record1(agent, PROTO_EV_START, 0, task, 0);
@@ -427,6 +445,8 @@ int tw_task_start(tw_agent *agent, tw_id task) {
 int tw_task_finish(tw_agent *agent, tw_id task) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
+  if (OFF(agent))
+    return 0;
   if (__builtin_expect(task & TW_ID_REFUSED, 0))
     return refused_call(agent);
   return record1(agent, PROTO_EV_FINISH, 0, task, 0);
@@ -435,6 +455,8 @@ int tw_task_finish(tw_agent *agent, tw_id task) {
 int tw_task_skip(tw_agent *agent, tw_id task, tw_id cause) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
+  if (OFF(agent))
+    return 0;
   if (__builtin_expect(task & TW_ID_REFUSED, 0))
     return refused_call(agent);
   /* A refused cause was never stored: the skip names none. */
@@ -536,6 +558,8 @@ int tw_task_fail(tw_agent *agent, tw_id task, const char *error_type,
                  const char *message, const char *detail) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
+  if (OFF(agent))
+    return 0;
   const char *s[3] = {error_type, message, detail};
   const size_t max[3] = {LIMIT_ERROR_TYPE, LIMIT_ERROR_MESSAGE,
                          LIMIT_ERROR_DETAIL};
@@ -545,6 +569,8 @@ int tw_task_fail(tw_agent *agent, tw_id task, const char *error_type,
 int tw_task_drop(tw_agent *agent, tw_id task, const char *reason) {
   if (agent == NULL || task == 0)
     return TW_EINVAL;
+  if (OFF(agent))
+    return 0;
   const char *s[3] = {reason, NULL, NULL};
   const size_t max[3] = {LIMIT_DROP_REASON, 0, 0};
   return record_strings(agent, PROTO_EV_DROP, task, s, max);
@@ -553,6 +579,8 @@ int tw_task_drop(tw_agent *agent, tw_id task, const char *reason) {
 int tw_batch_link(tw_agent *agent, tw_id batch, const char *traceparent) {
   if (agent == NULL || batch == 0 || traceparent == NULL)
     return TW_EINVAL;
+  if (OFF(agent))
+    return 0;
   const char *s[3] = {traceparent, NULL, NULL};
   const size_t max[3] = {PROTO_LINK_MAX, 0, 0};
   return record_strings(agent, PROTO_EV_LINK, batch, s, max);

@@ -122,11 +122,15 @@ typedef struct tw_config {
   const char *tls_ca;
   const char *tls_cert;
   const char *tls_key;
+  /* Nonzero: tracing off (see tw_agent_new()). 0: on, unless the
+   * environment says TASKWATCH_DISABLED=1. Takes one of the reserved
+   * slots, so it has their size. */
+  uintptr_t disabled;
   /* Room for the settings later versions add, so that the struct keeps
    * its size and layout across the soname's versions (a program built
    * against an older header passes a struct as large as the library
    * reads). tw_config_init() zeroes it; leave it zero. */
-  void *reserved[13];
+  void *reserved[12];
 } tw_config;
 
 /* Fills *cfg with the defaults. Never fails. */
@@ -135,8 +139,9 @@ TW_EXTERN void tw_config_init(tw_config *cfg);
 /*
  * Fills *cfg with the defaults, then applies TASKWATCH_COLLECTOR,
  * TASKWATCH_SERVICE, TASKWATCH_TOKEN, TASKWATCH_TLS_CA, TASKWATCH_TLS_CERT,
- * TASKWATCH_TLS_KEY, TASKWATCH_BUFFER_BYTES and
- * TASKWATCH_FLUSH_TIMEOUT_MS. TASKWATCH_BUFFER_BYTES is a byte count with
+ * TASKWATCH_TLS_KEY, TASKWATCH_BUFFER_BYTES, TASKWATCH_FLUSH_TIMEOUT_MS
+ * and TASKWATCH_DISABLED ("1": disabled set; "0" or empty: left 0).
+ * TASKWATCH_BUFFER_BYTES is a byte count with
  * an optional unit, as GNU coreutils reads them: "8388608", "8MiB" or
  * "8M" (powers of 1024: k, M, G, T and KiB, MiB, GiB, TiB), "8MB"
  * (powers of 1000: kB, MB, GB, TB); whole numbers only, letters of either
@@ -154,6 +159,19 @@ TW_EXTERN int tw_config_from_env(tw_config *cfg);
  * dropped and counted. cfg NULL means tw_config_from_env(). On success
  * *out owns the agent; release it with tw_agent_free(). Errors: TW_EINVAL,
  * TW_EURL, TW_ENOMEM, TW_EUV. Thread-safe.
+ *
+ * Tracing off: when cfg->disabled is nonzero, or the environment has
+ * TASKWATCH_DISABLED=1 (whichever way the agent is configured; another
+ * value than "0", "1" or empty is ignored here and reported by
+ * tw_config_from_env()), the agent records nothing: it starts no sender
+ * thread, allocates no rings and never connects. The trace calls check
+ * their arguments as usual, then return 0 at once (tw_batch_begin() and
+ * tw_task_enqueue() still hand out distinct nonzero ids), and the batch
+ * runner runs batches with the same semantics (order, skip after a
+ * failure, callbacks). tw_agent_get_stats() gives all counters 0 and
+ * conn_state TW_CONN_STOPPED; tw_agent_flush() returns 0 at once. For
+ * measuring a server without tracing, or switching it off without a
+ * rebuild.
  */
 TW_EXTERN int tw_agent_new(const tw_config *cfg, tw_agent **out);
 

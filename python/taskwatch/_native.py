@@ -135,7 +135,8 @@ class Config(ctypes.Structure):
         ("tls_ca", ctypes.c_char_p),
         ("tls_cert", ctypes.c_char_p),
         ("tls_key", ctypes.c_char_p),
-        ("reserved", ctypes.c_void_p * 13),
+        ("disabled", ctypes.c_size_t),  # uintptr_t
+        ("reserved", ctypes.c_void_p * 12),
     ]
 
 

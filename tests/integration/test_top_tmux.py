@@ -22,7 +22,11 @@ BIN = twtest.BIN
 class TwConfig(ctypes.Structure):
     _fields_ = [("collector", ctypes.c_char_p), ("service", ctypes.c_char_p),
                 ("token", ctypes.c_char_p), ("buffer_bytes", ctypes.c_size_t),
-                ("flush_timeout_ms", ctypes.c_uint)]
+                ("flush_timeout_ms", ctypes.c_uint),
+                # The rest of struct tw_config (TLS paths, disabled, the
+                # reserved room), all pointer-sized and left zero: the
+                # library reads the whole struct.
+                ("rest", ctypes.c_void_p * 16)]
 
 
 class Agent:

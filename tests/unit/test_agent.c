@@ -1322,6 +1322,101 @@ static void shutdown_is_bounded_without_collector(void **state) {
   assert_true(ms < 10000);
 }
 
+/* ---- tracing off ----------------------------------------------------------
+ */
+
+/* Runs a batch of four sync tasks, the second failing, on a disabled agent
+ * that points at a listening collector: the batch keeps its semantics and
+ * nothing reaches the collector. tw_agent_free() of an enabled agent
+ * flushes everything to the collector before it returns, so an empty
+ * collector afterwards means the agent never sent. */
+static void run_disabled(const char *url, bool by_config) {
+  tw_config cfg;
+  tw_config_init(&cfg);
+  cfg.collector = url;
+  cfg.flush_timeout_ms = 2000;
+  cfg.disabled = by_config;
+  tw_agent *a = NULL;
+  assert_int_equal(tw_agent_new(&cfg, &a), 0);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  run_log log = {.failed = -2};
+  step steps[4];
+  for (int i = 0; i < 4; i++)
+    steps[i] = (step){&log, i, i == 1};
+  tw_batch *b;
+  assert_int_equal(tw_batch_new(a, &loop, "b", &b), 0);
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(tw_batch_add(b, "t", sync_step, &steps[i], NULL), 0);
+  assert_int_equal(tw_batch_run(b, on_done, &log), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(log.n, 2); /* tasks 2 and 3 were skipped */
+  assert_int_equal(log.order[0], 0);
+  assert_int_equal(log.order[1], 1);
+  assert_int_equal(log.failed, 1);
+  assert_int_equal(log.done_calls, 1);
+  /* The low-level calls still check their arguments and hand out
+   * distinct ids, then return 0. */
+  tw_id ids[4];
+  assert_int_equal(tw_batch_begin(a, "b", &ids[0]), 0);
+  for (int i = 1; i < 4; i++)
+    assert_int_equal(tw_task_enqueue(a, ids[0], 0, "t", TW_MODE_LOOP, &ids[i]),
+                     0);
+  for (int i = 0; i < 4; i++) {
+    assert_true(ids[i] != 0 && !(ids[i] & TW_ID_REFUSED));
+    for (int j = 0; j < i; j++)
+      assert_true(ids[i] != ids[j]);
+  }
+  assert_int_equal(tw_task_start(a, 0), TW_EINVAL);
+  assert_int_equal(tw_task_fail(a, ids[0], "E", "m", "d"), 0);
+  assert_int_equal(tw_batch_link(a, ids[0], "00-x"), 0);
+  assert_int_equal(tw_agent_flush(a, 0), 0);
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_int_equal(st.recorded, 0);
+  assert_int_equal(st.dropped, 0);
+  assert_int_equal(st.sent, 0);
+  assert_int_equal(st.acked, 0);
+  assert_int_equal(st.buffered_bytes, 0);
+  assert_int_equal(st.conn_state, TW_CONN_STOPPED);
+  assert_null(atomic_load(&a->rings));
+  assert_null(a->sender);
+  tw_agent_free(a);
+  uv_loop_close(&loop);
+}
+
+static void tracing_off_runs_batches_and_records_nothing(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  tw_config cfg;
+  unsetenv("TASKWATCH_DISABLED");
+  assert_int_equal(tw_config_from_env(&cfg), 0);
+  assert_int_equal(cfg.disabled, 0);
+  run_disabled(fake_url(fc), true);
+  setenv("TASKWATCH_DISABLED", "1", 1);
+  assert_int_equal(tw_config_from_env(&cfg), 0);
+  assert_int_equal(cfg.disabled, 1);
+  run_disabled(fake_url(fc), false); /* the environment wins over cfg */
+  setenv("TASKWATCH_DISABLED", "yes", 1);
+  assert_int_equal(tw_config_from_env(&cfg), TW_EINVAL);
+  assert_int_equal(cfg.disabled, 0);
+  unsetenv("TASKWATCH_DISABLED");
+  fake_lock(fc);
+  assert_int_equal(fake_instance_count(fc), 0);
+  assert_int_equal(fake_received(fc), 0);
+  fake_unlock(fc);
+  /* The same collector hears an enabled agent: the check above can fail. */
+  tw_agent *on = agent_to(fake_url(fc), 0, 2000);
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(on, "b", &batch), 0);
+  tw_agent_free(on);
+  fake_lock(fc);
+  assert_int_equal(fake_instance_count(fc), 1);
+  assert_true(fake_received(fc) >= 1);
+  fake_unlock(fc);
+  fake_free(fc);
+}
+
 /* ---- configuration and errors -------------------------------------------- */
 
 static void config_and_errors(void **state) {
@@ -1408,6 +1503,7 @@ int main(void) {
       cmocka_unit_test(refusals_are_kept),
       cmocka_unit_test(shutdown_is_bounded_without_collector),
       cmocka_unit_test(config_and_errors),
+      cmocka_unit_test(tracing_off_runs_batches_and_records_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
