@@ -157,6 +157,10 @@ SANDBOX_SETUP = textwrap.dedent("""\
     set -eu
     S=$1
     ip link set lo up
+    # The sandbox may lie under /tmp (a clone in /tmp), which the bind
+    # mount of $S/tmp below replaces: reach it through /mnt from here on.
+    mount --bind "$S" /mnt
+    S=/mnt
     for d in etc usr/local; do
       mkdir -p "$S/upper/$d" "$S/work/$d"
       mount -t overlay overlay \\
