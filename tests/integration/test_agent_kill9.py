@@ -33,7 +33,10 @@ def main():
             # under what the agent's sender drains in a sanitizer build
             # whose threads get a tenth of a core each on a loaded 2-core
             # machine (at 100,000 events/s its rings overflowed there). A
-            # buffer big enough to ride out the restarts without drops.
+            # buffer big enough to ride out the restarts without drops: this
+            # test checks exactly-once storage across four kills at random
+            # moments. Its twin at the defaults (8 MiB, 100,000 events/s,
+            # the other core busy) is test_agent_kill9_default.py.
             proc = demo_start(col.url, BATCHES, "--fail-every",
                               str(FAIL_EVERY), "--rate", "2000",
                               "--flush-timeout", "120",

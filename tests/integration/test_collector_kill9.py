@@ -91,6 +91,7 @@ def run_demo(col):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         # Room for the whole run while the collector is down, even on a
         # loaded machine: this checks exactly-once storage, not dropping.
+        # Its twin at the default budget is test_agent_kill9_default.py.
         env=dict(os.environ, TASKWATCH_BUFFER_BYTES=str(64 << 20)))
     try:
         for kill, pause in enumerate((0.5, 0.6), 1):

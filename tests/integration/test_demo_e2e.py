@@ -121,7 +121,9 @@ def main():
             # The whole run fits in the agent's memory even when the
             # machine is too loaded to let the sender thread drain in
             # time: this test checks exact contents, not dropping (the
-            # agent's own tests cover that).
+            # agent's own tests cover that). The demo at the defaults runs
+            # in the docs test (README's commands) and in
+            # test_agent_never_blocks (its "defaults" run).
             p = twtest.run(["demo", "--collector", col.url, "--batches",
                             "1000", "--fail-every", "10"],
                            env={"TASKWATCH_BUFFER_BYTES": str(64 << 20)})

@@ -862,6 +862,7 @@ static void cap_drops_and_reports(void **state) {
   assert_non_null(mkdtemp(dir));
   char url[128];
   snprintf(url, sizeof(url), "unix:%s/absent.sock", dir);
+  /* The smallest budget: its cap is reached within the test. */
   const size_t cap = 1024 * 1024;
   tw_agent *a = agent_to(url, cap, 200);
   tw_id batch, task;
@@ -910,6 +911,8 @@ static void shutdown_accounts_for_every_event(void **state) {
   (void)state;
   fake_collector *fc = fake_start();
   fake_hold_acks(fc, true);
+  /* The smallest budget, so the shutdown has drops to account for; the
+   * same accounting at the default budget is whole_batches_or_none's. */
   tw_agent *a = agent_to(fake_url(fc), 1024 * 1024, 300);
   tw_id batch, task;
   const uint64_t total = 300000;
@@ -1027,6 +1030,8 @@ static void reconnect_resends_without_gap_or_duplicate(void **state) {
 static void lost_store_starts_a_new_instance(void **state) {
   (void)state;
   fake_collector *fc = fake_start();
+  /* Room for what is recorded while the store is gone: this is about the
+   * new instance, not the cap (the kill -9 tests run at the defaults). */
   tw_agent *a = agent_to(fake_url(fc), 16u << 20, 2000);
   tw_id batch, task;
   assert_int_equal(tw_batch_begin(a, "before", &batch), 0);
