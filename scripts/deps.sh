@@ -3,7 +3,7 @@
 # run its demos. Safe to run again: it only installs what is missing.
 set -eu
 
-PACKAGES="meson ninja-build gcc pkg-config libuv1-dev libsqlite3-dev libncurses-dev libcmocka-dev sqlite3 tmux clang libclang-rt-14-dev liblttng-ust-dev lttng-tools python3 python3-fastapi python3-uvicorn python3-httpx python3-pip python3-venv libhttp-parser-dev libcurl4-openssl-dev prometheus help2man systemd libssl-dev openssl wrk"
+PACKAGES="meson ninja-build gcc pkg-config libuv1-dev libsqlite3-dev libncurses-dev libcmocka-dev sqlite3 tmux clang libclang-rt-14-dev liblttng-ust-dev lttng-tools python3 python3-fastapi python3-uvicorn python3-httpx python3-pip python3-venv libhttp-parser-dev libcurl4-openssl-dev prometheus help2man systemd libssl-dev openssl wrk curl iproute2"
 
 missing=""
 for p in $PACKAGES; do
