@@ -161,15 +161,19 @@ int tw_config_from_env(tw_config *cfg) {
   return rc;
 }
 
-int tw__agent_reserve(tw_agent *agent, size_t n) {
+int tw__agent_reserve_leaving(tw_agent *agent, size_t n, size_t keep) {
   size_t cur = atomic_load_explicit(&agent->reserved, memory_order_relaxed);
   do {
-    if (cur > agent->cap || agent->cap - cur < n)
+    if (cur > agent->cap || agent->cap - cur < n || agent->cap - cur - n < keep)
       return -1;
   } while (!atomic_compare_exchange_weak_explicit(&agent->reserved, &cur,
                                                   cur + n, memory_order_relaxed,
                                                   memory_order_relaxed));
   return 0;
+}
+
+int tw__agent_reserve(tw_agent *agent, size_t n) {
+  return tw__agent_reserve_leaving(agent, n, 0);
 }
 
 void tw__agent_release(tw_agent *agent, size_t n) {
@@ -222,6 +226,7 @@ static void atfork_child(void) {
   for (tw_agent *a = registry_head; a != NULL; a = a->registry_next) {
     tw__agent_new_instance(a);
     tw__record_fork_child(a);
+    tw__spill_fork_child(a);
     tw__sender_fork_child(a);
   }
 }
@@ -270,6 +275,7 @@ static int agent_setup(tw_agent *a, const tw_config *cfg) {
 
 static void agent_destroy(tw_agent *a) {
   tw__record_free_rings(a);
+  tw__spill_fini(a);
   tw__intern_fini(&a->strings);
   free(a->collector);
   free(a->service);
@@ -309,6 +315,10 @@ int tw_agent_new(const tw_config *cfg, tw_agent **out) {
   if (a->disabled) {
     *out = a;
     return 0;
+  }
+  if ((rc = tw__spill_init(a)) != 0) {
+    agent_destroy(a);
+    return rc;
   }
   pthread_once(&atfork_once, install_atfork);
   tw__registry_lock();

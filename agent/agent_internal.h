@@ -36,8 +36,10 @@
 /* Kinds in a ring use the wire protocol's numbers (enum proto_kind). */
 
 /*
- * One 32-byte slot. Fixed events take one slot (ENQUEUE two); FAIL and DROP
- * carry their strings in the slots that follow. Field use by kind:
+ * One 32-byte slot. Fixed events take one slot (ENQUEUE two); FAIL, DROP
+ * and LINK carry their strings in the slots that follow, or, when mode is
+ * RING_SPILLED, in a spill block (below) and take one slot. Field use by
+ * kind:
  *   BATCH    a batch, x label id
  *   ENQUEUE  a task, b batch, x position, mode; next slot: name id, thread
  *   START    a task, b thread
@@ -46,6 +48,7 @@
  *   SKIP     a task, b cause
  *   DROP     a task, x reason length
  *   LINK     a batch, x traceparent length
+ * A spilled record's b also holds its block's index << RING_SPILL_SHIFT.
  */
 typedef struct ring_record {
   uint8_t kind;
@@ -56,6 +59,10 @@ typedef struct ring_record {
   uint64_t a;
   uint64_t b;
 } ring_record;
+
+/* mode of a FAIL, DROP or LINK whose strings are in a spill block. */
+#define RING_SPILLED 1u
+#define RING_SPILL_SHIFT 32
 
 /* The second slot of an ENQUEUE record. */
 typedef struct ring_enqueue_tail {
@@ -145,6 +152,54 @@ uint32_t tw__intern_get(intern *t, const char *s, size_t len);
 /* The text of an id returned by tw__intern_get(); *len gets its length. */
 const char *tw__intern_text(const intern *t, uint32_t id, uint32_t *len);
 
+/* ---- spill blocks (spill.c) ------------------------------------------ */
+
+/* Where a FAIL, DROP or LINK too large for its thread's ring puts its
+ * strings (a ring holds a record of at most half its size: at the default
+ * budget, a full failure fits the first nine threads' rings only). One
+ * mapping of SPILL_BLOCKS blocks of LIMIT_FAIL_STRINGS bytes, each free
+ * block a bit in one of two words: `warm` blocks are charged to the budget
+ * and faulted in (the spares, SPILL_SPARE_SHARE-th of the budget, at
+ * least one, at most SPILL_SPARES_MAX), `cold` ones are neither. A
+ * recording thread takes a block with one compare-and-swap, warm first (a
+ * cold one is charged then, if the budget has room: never what the rings
+ * may still claim, nor the resend buffer's last two chunks), fills it and
+ * puts its index in the ring record; the sender encodes the strings from
+ * the block in the ring's order, then gives the block back: warm while
+ * there are fewer than `spares` warm ones, else its pages and its charge
+ * go. No lock, no system call, no allocation on the recording side; a
+ * block taken cold may fault its pages in (a burst of failures beyond the
+ * spares). When no block can be had, the strings are cut to fit the ring,
+ * as they were before spill blocks. */
+#define SPILL_BLOCKS 64u /* one bit each in a 64-bit word */
+#define SPILL_BLOCK_BYTES LIMIT_FAIL_STRINGS
+#define SPILL_SPARE_SHARE 64u
+#define SPILL_SPARES_MAX 8u
+
+typedef struct spill {
+  uint8_t *blocks;  /* nblocks blocks; NULL: none (tracing off) */
+  unsigned nblocks; /* SPILL_BLOCKS, fewer on a budget too small for them */
+  unsigned spares;  /* free blocks kept warm */
+  _Atomic uint64_t warm; /* free, charged, faulted in */
+  _Atomic uint64_t cold; /* free, not charged, no pages */
+} spill;
+
+/* Maps the blocks and faults in and charges the spares: 0 or TW_ENOMEM. */
+int tw__spill_init(tw_agent *agent);
+/* Unmaps the blocks and gives back every block's charge. */
+void tw__spill_fini(tw_agent *agent);
+/* A recording thread: a free block's index, or -1 when none can be had. */
+int tw__spill_take(tw_agent *agent);
+/* A block's bytes. */
+static inline uint8_t *tw__spill_block(spill *s, unsigned block) {
+  return s->blocks + (size_t)block * SPILL_BLOCK_BYTES;
+}
+/* The sender: gives back a block taken by tw__spill_take(). */
+void tw__spill_release(tw_agent *agent, unsigned block);
+/* After fork(): every block is free again (the records that held them
+ * were discarded with the parent's rings); the spares are faulted in. */
+void tw__spill_fork_child(tw_agent *agent);
+
 /* ---- the agent --------------------------------------------------------- */
 
 struct sender;
@@ -153,6 +208,7 @@ struct tw_agent {
   uint64_t serial; /* unique per agent in this process, never 0 */
   _Atomic(ring *) rings;
   intern strings;
+  spill spill;
   _Atomic uint64_t next_id;
   _Atomic uint64_t dropped_unbound; /* events of threads without a ring */
   _Atomic uint64_t cut_unbound;     /* their strings cut */
@@ -181,6 +237,8 @@ struct tw_agent {
 
 /* Budget: returns 0 when n more bytes fit under the cap. */
 int tw__agent_reserve(tw_agent *agent, size_t n);
+/* The same, leaving at least `keep` bytes of the cap free after them. */
+int tw__agent_reserve_leaving(tw_agent *agent, size_t n, size_t keep);
 void tw__agent_release(tw_agent *agent, size_t n);
 
 /* Fills agent->instance with fresh random bytes. */

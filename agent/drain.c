@@ -66,7 +66,24 @@ static bool ensure_string(drain *d, uint32_t id, int64_t time) {
   return true;
 }
 
-/* Turns the record at `tail` into wire events; false when out of space. */
+/* The spill block holding a record's strings, or -1. */
+static int spilled_block(const ring_record *rec) {
+  if (rec->mode != RING_SPILLED ||
+      (rec->kind != PROTO_EV_FAIL && rec->kind != PROTO_EV_DROP &&
+       rec->kind != PROTO_EV_LINK))
+    return -1;
+  return (int)(rec->b >> RING_SPILL_SHIFT);
+}
+
+/* A record taken for good (encoded or discarded) gives its block back. */
+static void release_spilled(tw_agent *agent, const ring_record *rec) {
+  int block = spilled_block(rec);
+  if (block >= 0)
+    tw__spill_release(agent, (unsigned)block);
+}
+
+/* Turns the record at `tail` into wire events; false when out of space
+ * (the record stays, its spill block too). */
 static bool encode_record(drain *d, ring *r, uint64_t tail,
                           const ring_record *rec) {
   proto_event ev = {0};
@@ -103,7 +120,8 @@ static bool encode_record(drain *d, ring *r, uint64_t tail,
   case PROTO_EV_FAIL:
   case PROTO_EV_DROP:
   case PROTO_EV_LINK: {
-    size_t l0 = rec->x & 0xffff, l1 = rec->x >> 16, l2 = (size_t)rec->b;
+    size_t l0 = rec->x & 0xffff, l1 = rec->x >> 16;
+    size_t l2 = (size_t)(rec->b & 0xffffffffu);
     if (rec->kind != PROTO_EV_FAIL)
       l1 = l2 = 0;
     if (rec->kind == PROTO_EV_LINK) {
@@ -111,13 +129,18 @@ static bool encode_record(drain *d, ring *r, uint64_t tail,
       ev.task = 0;
     }
     assert(l0 + l1 + l2 <= LIMIT_FAIL_STRINGS); /* record.c cuts them */
-    tw__ring_copy_out(r, (tail + 1) * RING_SLOT_BYTES, d->scratch,
-                      l0 + l1 + l2);
-    ev.text.ptr = d->scratch;
+    const char *text = d->scratch;
+    if (spilled_block(rec) >= 0)
+      text = (const char *)tw__spill_block(&d->agent->spill,
+                                           (unsigned)spilled_block(rec));
+    else
+      tw__ring_copy_out(r, (tail + 1) * RING_SLOT_BYTES, d->scratch,
+                        l0 + l1 + l2);
+    ev.text.ptr = text;
     ev.text.len = (uint32_t)l0;
-    ev.message.ptr = d->scratch + l0;
+    ev.message.ptr = text + l0;
     ev.message.len = (uint32_t)l1;
-    ev.detail.ptr = d->scratch + l0 + l1;
+    ev.detail.ptr = text + l0 + l1;
     ev.detail.len = (uint32_t)l2;
     break;
   }
@@ -127,9 +150,11 @@ static bool encode_record(drain *d, ring *r, uint64_t tail,
   }
   /* A kind newer than the version agreed with the collector (LINK for a
    * version 1 collector) is an optional attribute it could not read. */
-  if (tw__proto_event_size(&ev, d->out->version) == 0)
-    return true;
-  return tw__resend_append(d->out, &ev, false);
+  if (tw__proto_event_size(&ev, d->out->version) != 0 &&
+      !tw__resend_append(d->out, &ev, false))
+    return false;
+  release_spilled(d->agent, rec);
+  return true;
 }
 
 /* A record's slot count is set before its head is published, and a
@@ -251,6 +276,7 @@ void tw__drain_discard(drain *d) {
     while (tail < head) {
       const ring_record *rec = &r->slots[tail & r->mask];
       assert_well_formed(rec, head - tail);
+      release_spilled(d->agent, rec);
       tail += rec->slots;
       n++;
     }

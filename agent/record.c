@@ -488,11 +488,68 @@ void tw__ring_copy_out(const ring *r, uint64_t at, void *dst, size_t n) {
     memcpy((char *)dst + first, r->slots, n - first);
 }
 
-/* A record with up to three strings after its first slot (FAIL, DROP,
- * LINK). A string longer than its limit is cut to it at a character boundary
- * and marked; so is the detail (then the message) when the record would fill
- * more than half its ring (a ring under 128 KiB: threads past the first
- * nine at the default budget). Each cut is counted. */
+/* Copies the strings (each its first keep[i] bytes, then the mark when it
+ * was cut: len[i] bytes in all) one after another, through `put`, from
+ * byte `at` on. */
+typedef void put_fn(void *to, uint64_t at, const void *src, size_t n);
+
+static void put_strings(put_fn *put, void *to, uint64_t at,
+                        const char *const s[3], const size_t keep[3],
+                        const size_t len[3]) {
+  for (int i = 0; i < 3; i++) {
+    put(to, at, s[i], keep[i]);
+    if (keep[i] < len[i])
+      put(to, at + keep[i], ellipsis, ELLIPSIS_BYTES);
+    at += len[i];
+  }
+}
+
+static void put_ring(void *to, uint64_t at, const void *src, size_t n) {
+  copy_in(to, at, src, n);
+}
+
+static void put_block(void *to, uint64_t at, const void *src, size_t n) {
+  if (n > 0)
+    memcpy((uint8_t *)to + at, src, n);
+}
+
+/* The first slot of a record with strings. */
+static void strings_head(ring_record *w, uint8_t kind, tw_id task,
+                         const size_t len[3], uint64_t slots) {
+  w->kind = kind;
+  w->mode = 0;
+  w->slots = (uint16_t)slots;
+  w->x = (uint32_t)(len[0] | (len[1] << 16));
+  w->time = tw__clock_now();
+  w->a = task;
+  w->b = len[2];
+}
+
+/* The strings in a spill block, the record one slot: 0, or -1 when the
+ * ring has no slot or no block can be had. */
+static int record_spilled(tw_agent *agent, ring *r, uint8_t kind, tw_id task,
+                          const char *const s[3], const size_t keep[3],
+                          const size_t len[3]) {
+  ring_record *w = reserve(r, 1);
+  int block;
+  if (w == NULL || (block = tw__spill_take(agent)) < 0)
+    return -1;
+  put_strings(put_block, tw__spill_block(&agent->spill, (unsigned)block), 0, s,
+              keep, len);
+  strings_head(w, kind, task, len, 1);
+  w->mode = RING_SPILLED;
+  w->b |= (uint64_t)block << RING_SPILL_SHIFT;
+  commit(r, 1);
+  return 0;
+}
+
+/* A record with up to three strings (FAIL, DROP, LINK). A string longer
+ * than its limit is cut to it at a character boundary and marked. The
+ * strings go in the slots after the record's first when they fit: at most
+ * half the ring, and the ring has the room now. Else they go in a spill
+ * block and the record takes one slot. When no block can be had, the
+ * detail (then the message) is cut to fit half the ring, marked, and the
+ * record dropped if the ring has no room for it. Each cut is counted. */
 static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
                           const char *s[3], const size_t max[3]) {
   if (__builtin_expect(task & TW_ID_REFUSED, 0))
@@ -511,9 +568,14 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
     }
     total += len[i];
   }
-  /* A record may fill at most half its ring: a long detail is cut to fit
-   * rather than never fitting. */
   size_t room = (r->mask + 1) * RING_SLOT_BYTES / 2 - RING_SLOT_BYTES;
+  uint64_t n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
+  ring_record *w = total <= room ? reserve(r, n) : NULL;
+  if (w == NULL && total > 0 &&
+      record_spilled(agent, r, kind, task, s, keep, len) == 0)
+    goto counted;
+  /* No block: a long detail is cut to fit half the ring rather than never
+   * fitting. */
   for (int i = 2; i >= 0 && total > room; i--) {
     if (len[i] == 0)
       continue;
@@ -528,29 +590,17 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
     cut[i] = true;
     total = others + len[i];
   }
-  ring_record *w;
-  uint64_t n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
-  if (total > room || (w = reserve(r, n)) == NULL)
+  n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
+  if (w == NULL && (total > room || (w = reserve(r, n)) == NULL))
     return drop(agent, r);
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  strings_head(w, kind, task, len, n);
+  put_strings(put_ring, r, (head + 1) * RING_SLOT_BYTES, s, keep, len);
+  commit(r, n);
+counted:;
   uint64_t cuts = (uint64_t)cut[0] + cut[1] + cut[2];
   if (cuts > 0)
     COUNT(agent, r, cut, cuts);
-  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-  w->kind = kind;
-  w->mode = 0;
-  w->slots = (uint16_t)n;
-  w->x = (uint32_t)(len[0] | (len[1] << 16));
-  w->time = tw__clock_now();
-  w->a = task;
-  w->b = len[2];
-  uint64_t at = (head + 1) * RING_SLOT_BYTES;
-  for (int i = 0; i < 3; i++) {
-    copy_in(r, at, s[i], keep[i]);
-    if (keep[i] < len[i])
-      copy_in(r, at + keep[i], ellipsis, ELLIPSIS_BYTES);
-    at += len[i];
-  }
-  commit(r, n);
   return 0;
 }
 
