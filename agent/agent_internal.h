@@ -157,7 +157,8 @@ const char *tw__intern_text(const intern *t, uint32_t id, uint32_t *len);
 /* Where a FAIL, DROP or LINK too large for its thread's ring puts its
  * strings (a ring holds a record of at most half its size: at the default
  * budget, a full failure fits the first nine threads' rings only). One
- * mapping of SPILL_BLOCKS blocks of LIMIT_FAIL_STRINGS bytes, each free
+ * mapping of SPILL_BLOCKS blocks of LIMIT_FAIL_STRINGS bytes (in whole
+ * pages), each free
  * block a bit in one of two words: `warm` blocks are charged to the budget
  * and faulted in (the spares, SPILL_SPARE_SHARE-th of the budget, at
  * least one, at most SPILL_SPARES_MAX), `cold` ones are neither. A
@@ -180,6 +181,8 @@ typedef struct spill {
   uint8_t *blocks;  /* nblocks blocks; NULL: none (tracing off) */
   unsigned nblocks; /* SPILL_BLOCKS, fewer on a budget too small for them */
   unsigned spares;  /* free blocks kept warm */
+  size_t stride;    /* SPILL_BLOCK_BYTES in whole pages: a block's pages
+                       are its own, given back alone */
   _Atomic uint64_t warm; /* free, charged, faulted in */
   _Atomic uint64_t cold; /* free, not charged, no pages */
 } spill;
@@ -192,7 +195,7 @@ void tw__spill_fini(tw_agent *agent);
 int tw__spill_take(tw_agent *agent);
 /* A block's bytes. */
 static inline uint8_t *tw__spill_block(spill *s, unsigned block) {
-  return s->blocks + (size_t)block * SPILL_BLOCK_BYTES;
+  return s->blocks + (size_t)block * s->stride;
 }
 /* The sender: gives back a block taken by tw__spill_take(). */
 void tw__spill_release(tw_agent *agent, unsigned block);

@@ -36,7 +36,12 @@
 #include "resend.h"
 
 static size_t spill_bytes(const spill *s) {
-  return (size_t)s->nblocks * SPILL_BLOCK_BYTES;
+  return (size_t)s->nblocks * s->stride;
+}
+
+static size_t page_size(void) {
+  long page = sysconf(_SC_PAGESIZE);
+  return page > 0 ? (size_t)page : 4096;
 }
 
 static uint64_t low_bits(unsigned n) {
@@ -46,17 +51,17 @@ static uint64_t low_bits(unsigned n) {
 /* Writes a byte to every page of the first n blocks: they are the
  * spares, taken on the recording path without a page fault. */
 static void fault_in(spill *s, unsigned n) {
-  size_t bytes = (size_t)n * SPILL_BLOCK_BYTES;
-  long page = sysconf(_SC_PAGESIZE);
-  size_t step = page > 0 ? (size_t)page : 4096;
-  for (size_t off = 0; off < bytes; off += step)
+  size_t bytes = (size_t)n * s->stride;
+  for (size_t off = 0; off < bytes; off += page_size())
     ((volatile uint8_t *)s->blocks)[off] = 0;
 }
 
 int tw__spill_init(tw_agent *agent) {
   spill *s = &agent->spill;
-  size_t fit = agent->cap / 2 / SPILL_BLOCK_BYTES;
-  size_t spares = agent->cap / SPILL_SPARE_SHARE / SPILL_BLOCK_BYTES;
+  size_t page = page_size();
+  s->stride = (SPILL_BLOCK_BYTES + page - 1) / page * page;
+  size_t fit = agent->cap / 2 / s->stride;
+  size_t spares = agent->cap / SPILL_SPARE_SHARE / s->stride;
   s->nblocks = fit < SPILL_BLOCKS ? (unsigned)fit : SPILL_BLOCKS;
   if (spares < 1)
     spares = 1;
@@ -70,7 +75,7 @@ int tw__spill_init(tw_agent *agent) {
   if (p == MAP_FAILED)
     return TW_ENOMEM;
   madvise(p, spill_bytes(s), MADV_WIPEONFORK);
-  if (tw__agent_reserve(agent, (size_t)s->spares * SPILL_BLOCK_BYTES) != 0) {
+  if (tw__agent_reserve(agent, (size_t)s->spares * s->stride) != 0) {
     munmap(p, spill_bytes(s));
     return TW_ENOMEM;
   }
@@ -91,7 +96,7 @@ void tw__spill_fini(tw_agent *agent) {
   spill *s = &agent->spill;
   if (s->blocks == NULL)
     return;
-  tw__agent_release(agent, (size_t)charged(s) * SPILL_BLOCK_BYTES);
+  tw__agent_release(agent, (size_t)charged(s) * s->stride);
   munmap(s->blocks, spill_bytes(s));
   s->blocks = NULL;
 }
@@ -118,10 +123,10 @@ int tw__spill_take(tw_agent *agent) {
       atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
   size_t keep = (rings < agent->cap / 2 ? agent->cap / 2 - rings : 0) +
                 2 * RESEND_CHUNK_COST;
-  if (tw__agent_reserve_leaving(agent, SPILL_BLOCK_BYTES, keep) != 0)
+  if (tw__agent_reserve_leaving(agent, s->stride, keep) != 0)
     return -1;
   if ((b = take_bit(&s->cold)) < 0)
-    tw__agent_release(agent, SPILL_BLOCK_BYTES);
+    tw__agent_release(agent, s->stride);
   return b;
 }
 
@@ -133,9 +138,9 @@ void tw__spill_release(tw_agent *agent, unsigned block) {
     atomic_fetch_or_explicit(&s->warm, bit, memory_order_release);
     return;
   }
-  madvise(tw__spill_block(s, block), SPILL_BLOCK_BYTES, MADV_DONTNEED);
+  madvise(tw__spill_block(s, block), s->stride, MADV_DONTNEED);
   atomic_fetch_or_explicit(&s->cold, bit, memory_order_release);
-  tw__agent_release(agent, SPILL_BLOCK_BYTES);
+  tw__agent_release(agent, s->stride);
 }
 
 void tw__spill_fork_child(tw_agent *agent) {
@@ -144,7 +149,7 @@ void tw__spill_fork_child(tw_agent *agent) {
     return;
   unsigned held = charged(s);
   if (held > s->spares)
-    tw__agent_release(agent, (size_t)(held - s->spares) * SPILL_BLOCK_BYTES);
+    tw__agent_release(agent, (size_t)(held - s->spares) * s->stride);
   atomic_store(&s->warm, low_bits(s->spares));
   atomic_store(&s->cold, low_bits(s->nblocks) & ~low_bits(s->spares));
   fault_in(s, s->spares);

@@ -756,6 +756,229 @@ static void many_threads_fit_the_default_budget(void **state) {
   tw_agent_free(a);
 }
 
+/* ---- failures on every thread ------------------------------------------ */
+
+/* A failure at every limit: its record is more than half of every ring
+ * below 128 KiB (at the default budget, all but the first nine threads'). */
+#define FULL_FAIL_BYTES                                                        \
+  (RING_SLOT_BYTES + LIMIT_ERROR_TYPE + LIMIT_ERROR_MESSAGE +                  \
+   LIMIT_ERROR_DETAIL)
+
+typedef struct full_failure {
+  tw_agent *agent;
+  pthread_barrier_t *registered; /* every thread has its own ring */
+  pthread_barrier_t *recorded;   /* nobody hands its ring on early */
+  int index;
+  char *type, *message, *detail; /* at their limits, the thread's own */
+  tw_id task;
+  int rc;
+} full_failure;
+
+/* The three strings of thread i at their limits, told apart by i. Detail
+ * and message are 4-byte characters throughout: a cut would fall inside
+ * one. */
+static void full_strings(full_failure *o, int i) {
+  o->type = repeat("T", LIMIT_ERROR_TYPE);
+  o->message = repeat("\xc3\xa9", LIMIT_ERROR_MESSAGE);
+  o->detail = repeat("\xf0\x9f\x98\x80", LIMIT_ERROR_DETAIL);
+  char tag[16];
+  int n = snprintf(tag, sizeof(tag), "thread %02d ", i);
+  memcpy(o->type, tag, (size_t)n);
+  memcpy(o->detail + LIMIT_ERROR_DETAIL - 12, tag, (size_t)n);
+}
+
+static void *fail_in_full(void *arg) {
+  full_failure *o = arg;
+  tw_id batch;
+  o->rc = tw_batch_begin(o->agent, "full", &batch);
+  o->rc |= tw_task_enqueue(o->agent, batch, 0, "fails", TW_MODE_THREADPOOL,
+                           &o->task);
+  o->rc |= tw_task_start(o->agent, o->task);
+  pthread_barrier_wait(o->registered);
+  o->rc |= tw_task_fail(o->agent, o->task, o->type, o->message, o->detail);
+  pthread_barrier_wait(o->recorded);
+  return NULL;
+}
+
+/* At the default budget, 64 threads (a server's pool) fail at once, each
+ * with the three strings at their limits (a 32 KiB traceback): every
+ * failure reaches the collector whole, nothing cut, nothing dropped, though
+ * most of the threads' rings are far too small to hold one (their records
+ * go through spill blocks). */
+static void full_failures_on_every_thread(void **state) {
+  fixture *f = *state;
+  tw_agent_free(f->agent);
+  f->agent = agent_to(fake_url(f->fc), 0, 5000);
+  pthread_t th[MANY];
+  full_failure *o = calloc(MANY, sizeof(*o));
+  pthread_barrier_t registered, recorded;
+  pthread_barrier_init(&registered, NULL, MANY + 1);
+  pthread_barrier_init(&recorded, NULL, MANY + 1);
+  for (int i = 0; i < MANY; i++) {
+    o[i] = (full_failure){.agent = f->agent,
+                          .registered = &registered,
+                          .recorded = &recorded,
+                          .index = i};
+    full_strings(&o[i], i);
+    pthread_create(&th[i], NULL, fail_in_full, &o[i]);
+  }
+  pthread_barrier_wait(&registered);
+  /* The rings are as the budget makes them: most hold no full failure. */
+  size_t rings = 0, small = 0;
+  for (ring *r = atomic_load(&f->agent->rings); r != NULL; r = r->next) {
+    rings++;
+    small += (r->mask + 1) * RING_SLOT_BYTES / 2 < FULL_FAIL_BYTES;
+  }
+  assert_int_equal(rings, MANY);
+  assert_int_equal(small, MANY - 9);
+  pthread_barrier_wait(&recorded);
+  for (int i = 0; i < MANY; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(o[i].rc, 0);
+  }
+  pthread_barrier_destroy(&registered);
+  pthread_barrier_destroy(&recorded);
+  tw_agent_stats st;
+  tw_agent_get_stats(f->agent, &st);
+  assert_int_equal(st.dropped, 0);
+  assert_int_equal(st.strings_cut, 0);
+  assert_true(st.buffered_bytes <= TW_DEFAULT_BUFFER_BYTES);
+  fake_instance *in = run_and_collect(f);
+  assert_int_equal(count_kind(in, PROTO_EV_FAIL), MANY);
+  for (int i = 0; i < MANY; i++) {
+    const fake_event *e = find(in, PROTO_EV_FAIL, o[i].task);
+    assert_non_null(e);
+    assert_int_equal(e->text_len, LIMIT_ERROR_TYPE);
+    assert_memory_equal(e->text, o[i].type, LIMIT_ERROR_TYPE);
+    assert_int_equal(e->message_len, LIMIT_ERROR_MESSAGE);
+    assert_memory_equal(e->message, o[i].message, LIMIT_ERROR_MESSAGE);
+    assert_int_equal(e->detail_len, LIMIT_ERROR_DETAIL);
+    assert_memory_equal(e->detail, o[i].detail, LIMIT_ERROR_DETAIL);
+  }
+  fake_unlock(f->fc);
+  /* Every block went back: what is charged now is what was before. */
+  spill *sp = &f->agent->spill;
+  assert_int_equal(__builtin_popcountll(atomic_load(&sp->warm)) +
+                       __builtin_popcountll(atomic_load(&sp->cold)),
+                   sp->nblocks);
+  for (int i = 0; i < MANY; i++) {
+    free(o[i].type);
+    free(o[i].message);
+    free(o[i].detail);
+  }
+  free(o);
+}
+
+typedef struct small_ring_failure {
+  tw_agent *agent;
+  tw_id task[3];
+  int rc[3];
+  int held[SPILL_BLOCKS]; /* spill blocks the thread keeps from the agent */
+  size_t nheld;
+  size_t ring_bytes;
+  const char *type, *message, *detail;
+} small_ring_failure;
+
+/* A thread with a small ring records a full failure with every spill
+ * block taken (the test holds them, as a burst of failures the sender has
+ * not reached yet would), then with them given back, then one when its
+ * ring has a slot left and no more. */
+static void *fail_on_a_small_ring(void *arg) {
+  small_ring_failure *o = arg;
+  tw_id batch;
+  int rc = tw_batch_begin(o->agent, "small", &batch);
+  for (int i = 0; i < 3; i++)
+    o->rc[i] = rc | tw_task_enqueue(o->agent, batch, (uint32_t)i, "fails",
+                                    TW_MODE_THREADPOOL, &o->task[i]);
+  /* The newest ring is this thread's (the main thread's came first). */
+  ring *mine = atomic_load(&o->agent->rings);
+  o->ring_bytes = (mine->mask + 1) * RING_SLOT_BYTES;
+  int b;
+  while ((b = tw__spill_take(o->agent)) >= 0)
+    o->held[o->nheld++] = b;
+  o->rc[0] |=
+      tw_task_fail(o->agent, o->task[0], o->type, o->message, o->detail);
+  for (size_t i = 0; i < o->nheld; i++)
+    tw__spill_release(o->agent, (unsigned)o->held[i]);
+  o->rc[1] |=
+      tw_task_fail(o->agent, o->task[1], o->type, o->message, o->detail);
+  /* Sent and acked: the sender has given its block back (at this budget
+   * there is one, the spare). */
+  o->rc[1] |= tw_agent_flush(o->agent, 5000);
+  /* Two failures that fill the (drained, empty) ring to its last slot,
+   * then a third whose strings would need 33 slots: a spill block takes
+   * them, the ring one slot. (Had the sender drained in between, the
+   * third would fit the ring: it gets through either way.) */
+  size_t slots = o->ring_bytes / RING_SLOT_BYTES;
+  char *a = repeat("a", (slots / 2 - 1) * RING_SLOT_BYTES);
+  char *b2 = repeat("b", (slots / 2 - 2) * RING_SLOT_BYTES);
+  char *c = repeat("c", 1000);
+  o->rc[2] |= tw_task_fail(o->agent, 1000, NULL, NULL, a);
+  o->rc[2] |= tw_task_fail(o->agent, 1001, NULL, NULL, b2);
+  o->rc[2] |= tw_task_fail(o->agent, o->task[2], "Full", "ring full", c);
+  free(a);
+  free(b2);
+  free(c);
+  return NULL;
+}
+
+/* When no spill block can be had, a failure too large for its ring is cut
+ * to fit half of it, at a character boundary, marked and counted, as
+ * before spill blocks; with blocks back, the same failure passes whole.
+ * At the smallest budget, where the second thread's ring is 16 KiB: the
+ * smallest rings there are, so the cut is the deepest. The twin at the
+ * default budget is full_failures_on_every_thread. */
+static void failure_without_a_spill_block_is_cut_to_fit(void **state) {
+  fixture *f = *state;
+  tw_agent_free(f->agent);
+  f->agent = agent_to(fake_url(f->fc), LIMIT_AGENT_BUFFER_MIN, 5000);
+  tw_id first;
+  assert_int_equal(tw_batch_begin(f->agent, "main", &first), 0);
+  full_failure strings;
+  full_strings(&strings, 1);
+  small_ring_failure o = {.agent = f->agent,
+                          .type = strings.type,
+                          .message = strings.message,
+                          .detail = strings.detail};
+  pthread_t th;
+  pthread_create(&th, NULL, fail_on_a_small_ring, &o);
+  pthread_join(th, NULL);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(o.rc[i], 0);
+  assert_int_equal(o.ring_bytes, 16 * 1024);
+  assert_true(o.nheld >= 1); /* the spare at least */
+  tw_agent_stats st;
+  tw_agent_get_stats(f->agent, &st);
+  assert_int_equal(st.strings_cut, 1); /* the first failure's detail */
+  fake_instance *in = run_and_collect(f);
+  const fake_event *cut = find(in, PROTO_EV_FAIL, o.task[0]);
+  const fake_event *whole = find(in, PROTO_EV_FAIL, o.task[1]);
+  const fake_event *full = find(in, PROTO_EV_FAIL, o.task[2]);
+  assert_non_null(cut);
+  assert_non_null(whole);
+  assert_non_null(full);
+  /* Cut: type and message whole, the detail what half the ring leaves. */
+  assert_int_equal(cut->text_len, LIMIT_ERROR_TYPE);
+  assert_int_equal(cut->message_len, LIMIT_ERROR_MESSAGE);
+  size_t room = o.ring_bytes / 2 - RING_SLOT_BYTES - LIMIT_ERROR_TYPE -
+                LIMIT_ERROR_MESSAGE;
+  assert_true(cut_and_marked(cut->detail, cut->detail_len, room));
+  assert_true(cut->detail_len > room - 6);
+  assert_memory_equal(cut->detail, strings.detail, cut->detail_len - 3);
+  assert_int_equal(whole->detail_len, LIMIT_ERROR_DETAIL);
+  assert_memory_equal(whole->detail, strings.detail, LIMIT_ERROR_DETAIL);
+  assert_int_equal(whole->message_len, LIMIT_ERROR_MESSAGE);
+  assert_int_equal(whole->text_len, LIMIT_ERROR_TYPE);
+  assert_string_equal(full->text, "Full");
+  assert_string_equal(full->message, "ring full");
+  assert_int_equal(full->detail_len, 1000);
+  assert_true(full->detail[0] == 'c' && full->detail[999] == 'c');
+  fake_unlock(f->fc);
+  free(strings.type);
+  free(strings.message);
+  free(strings.detail);
+}
+
 /* ---- delivery ------------------------------------------------------------ */
 
 /* The last HEALTH event of the first instance reports *arg drops. */
@@ -1496,6 +1719,10 @@ int main(void) {
                                       teardown),
       cmocka_unit_test(record_in_exit_destructor_rebinds),
       cmocka_unit_test(many_threads_fit_the_default_budget),
+      cmocka_unit_test_setup_teardown(full_failures_on_every_thread, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(
+          failure_without_a_spill_block_is_cut_to_fit, setup, teardown),
       cmocka_unit_test(cap_drops_and_reports),
       cmocka_unit_test(whole_batches_or_none),
       cmocka_unit_test(shutdown_accounts_for_every_event),
