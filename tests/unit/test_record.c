@@ -3,8 +3,9 @@
  * thread registers (its first event), so recording through the whole ring
  * afterwards takes no page fault, in a process and on both sides of a
  * fork(); rings that span a huge page are aligned for one; a freed agent
- * gives its rings' memory back. Faults are the recording thread's own
- * (getrusage RUSAGE_THREAD), counted, never timed.
+ * gives its rings' memory back. Spill blocks: charged while held, warm
+ * spares without faults, all free again in a forked child. Faults are the
+ * recording thread's own (getrusage RUSAGE_THREAD), counted, never timed.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -196,11 +198,78 @@ static void large_ring_is_aligned_and_unmapped(void **state) {
   assert_int_equal(errno, ENOMEM);
 }
 
+/*
+ * Spill blocks (a failure's strings when its ring is too small): the
+ * spares are charged and faulted in when the agent is made, so the first
+ * failures take no page fault; a cold block is charged while it is held
+ * and gives its charge back with its pages; in a forked child, where the
+ * parent's records are gone, every block is free again and the spares are
+ * faulted in anew. The blocks are taken here directly, as records in
+ * flight would hold them; no event is recorded, so the budget moves by
+ * the blocks alone.
+ */
+static size_t charged_now(tw_agent *a) {
+  return atomic_load(&a->reserved);
+}
+
+static void spill_blocks_across_fork(void **state) {
+  (void)state;
+  tw_agent *a = agent_to("unix:/nonexistent/test-record.sock", 0);
+  spill *s = &a->spill;
+  assert_int_equal(s->nblocks, SPILL_BLOCKS);
+  assert_true(s->spares >= 1 && s->spares <= SPILL_SPARES_MAX);
+  assert_true(s->stride >= SPILL_BLOCK_BYTES);
+  size_t before = charged_now(a);
+  int held[SPILL_BLOCKS], n = 0, b;
+  long faults = faults_now();
+  while ((b = tw__spill_take(a)) >= 0) {
+    /* A spare is written without a fault. */
+    if ((unsigned)n < s->spares)
+      memset(tw__spill_block(s, (unsigned)b), 'x', SPILL_BLOCK_BYTES);
+    held[n++] = b;
+  }
+  faults = faults_now() - faults;
+  assert_true(faults <= allowed_faults(s->spares * s->stride));
+  /* At the default budget, with one ring, the whole pool can be had. */
+  assert_int_equal(n, SPILL_BLOCKS);
+  assert_int_equal(charged_now(a) - before,
+                   (SPILL_BLOCKS - s->spares) * s->stride);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int bad = 0;
+    bad |= __builtin_popcountll(atomic_load(&s->warm)) != (int)s->spares;
+    bad |= __builtin_popcountll(atomic_load(&s->cold)) !=
+           (int)(SPILL_BLOCKS - s->spares);
+    long f = faults_now();
+    for (unsigned i = 0; i < s->spares; i++) {
+      int got = tw__spill_take(a);
+      bad |= got < 0;
+      if (got >= 0)
+        memset(tw__spill_block(s, (unsigned)got), 'y', SPILL_BLOCK_BYTES);
+    }
+    bad |= faults_now() - f > allowed_faults(s->spares * s->stride);
+    _exit(bad ? 1 : 0);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  /* The parent's blocks are its own still: the child wrote into copies. */
+  assert_int_equal(tw__spill_block(s, (unsigned)held[0])[0], 'x');
+  for (int i = 0; i < n; i++)
+    tw__spill_release(a, (unsigned)held[i]);
+  assert_int_equal(charged_now(a), before);
+  assert_int_equal(__builtin_popcountll(atomic_load(&s->warm)), s->spares);
+  tw_agent_free(a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(recording_takes_no_page_fault),
       cmocka_unit_test(fork_keeps_rings_faulted_in),
       cmocka_unit_test(large_ring_is_aligned_and_unmapped),
+      cmocka_unit_test(spill_blocks_across_fork),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
