@@ -94,6 +94,31 @@ const char *tw_refusal_name(int code) {
   }
 }
 
+size_t tw_limit_value(int limit) {
+  switch (limit) {
+  case TW_LIMIT_NAME:
+    return LIMIT_NAME;
+  case TW_LIMIT_NAMES:
+    return INTERN_MAX_IDS - 1 - INTERN_OVERFLOW_ID; /* ids 2 .. max - 1 */
+  case TW_LIMIT_NAME_TEXT:
+    return INTERN_ARENA;
+  case TW_LIMIT_ERROR_TYPE:
+    return LIMIT_ERROR_TYPE;
+  case TW_LIMIT_ERROR_MESSAGE:
+    return LIMIT_ERROR_MESSAGE;
+  case TW_LIMIT_ERROR_DETAIL:
+    return LIMIT_ERROR_DETAIL;
+  case TW_LIMIT_DROP_REASON:
+    return LIMIT_DROP_REASON;
+  case TW_LIMIT_TRACEPARENT:
+    return PROTO_LINK_MAX;
+  case TW_LIMIT_REFUSAL_TEXT:
+    return LIMIT_REFUSAL_TEXT;
+  default:
+    return 0;
+  }
+}
+
 void tw_config_init(tw_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->buffer_bytes = TW_DEFAULT_BUFFER_BYTES;

@@ -1,10 +1,10 @@
 /*
  * agent_internal - the agent's shared internals: the agent struct, the
  * per-thread event rings and their fixed-size records, the string intern
- * table, the memory budget, and the entry points the modules call across
- * files (agent.c, record.c, intern.c, runner.c, and the sender: sender.c,
- * drain.c, resend.c). Limits shared with the rest of taskwatch are in
- * common/limit.h.
+ * table, the spill blocks, the memory budget, and the entry points the
+ * modules call across files (agent.c, record.c, intern.c, spill.c,
+ * runner.c, and the sender: sender.c, drain.c, resend.c). Limits shared with
+ * the rest of taskwatch are in common/limit.h.
  *
  * Memory model. Every recording thread owns one single-producer ring per
  * agent; the sender thread is the only consumer of every ring. A producer

@@ -9,9 +9,11 @@
  * already owns, adopts a ring left by an exited thread, or allocates a new
  * one and pushes it with a compare-and-swap. That slow path is the only one
  * that may allocate; everything after it is a few plain stores and one
- * release store of the ring's head. Task and batch ids come from the agent's
- * atomic counter in blocks of RING_ID_BLOCK, so the counter's cache line is
- * not fought over on every enqueue.
+ * release store of the ring's head (a failure whose strings do not fit the
+ * ring adds one compare-and-swap, for a spill block: spill.c). Task and
+ * batch ids come from the agent's atomic counter in blocks of
+ * RING_ID_BLOCK, so the counter's cache line is not fought over on every
+ * enqueue.
  *
  * A ring's slots are faulted in when it is registered, not by the records
  * that first reach each page: a first touch costs a page fault (about 12 µs

@@ -326,29 +326,76 @@ TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
  * recorded in one burst at the default budget). The half kept free holds
  * the START and the final event (finish, skip; fail or drop) of every
  * task admitted before, so a stored task does not miss its start or its
- * end as long as each task ends with one of them (long failure strings
- * and calls beyond those take room of their own, and are dropped and
- * counted when there is none). A refused batch or task still gets an id,
- * with TW_ID_REFUSED set, and the call returns TW_EFULL; every call on
+ * end as long as each task ends with one of them (a failure's or drop's
+ * strings that the ring has no room for go to a spill block, below, and
+ * the event takes one slot; calls beyond those take room of their own,
+ * and are dropped and counted when there is none). A refused batch or
+ * task still gets an id, with TW_ID_REFUSED set, and the call returns
+ * TW_EFULL; every call on
  * that id, and every tw_task_enqueue() into a refused batch, returns
  * TW_EFULL at once (a flag test) and counts one dropped event
  * (tw_agent_stats: dropped_batches, dropped_tasks, dropped).
  *
- * Limits (their values live in common/limit.h). Task names and batch
- * labels: at most 1,024 bytes. An agent instance keeps at most 4,094
- * distinct names and labels and 128 KiB of their text; further new ones
- * are recorded as "(too many distinct names)" and counted in
- * tw_agent_stats.names_replaced. tw_task_fail(): error type 256 bytes,
- * message 4 KiB, detail 32 KiB; tw_task_drop(): reason 4 KiB. A string
- * over its limit is cut at a UTF-8 character boundary and ends in "…"
- * (U+2026, 3 bytes; the cut string, mark included, is within the limit),
- * and counted in tw_agent_stats.strings_cut; the call still returns 0.
- * The three strings of one failure take at most half the recording
- * thread's ring: at the default budget the first nine threads' rings
- * (128 KiB and more) hold them whole at their limits; on a later thread's
- * smaller ring the detail, then the message, is cut to fit, marked and
- * counted the same way.
+ * Limits (their values live in common/limit.h; tw_limit_value() gives
+ * them). Task names and batch labels: at most 1,024 bytes. An agent
+ * instance keeps at most 4,094 distinct names and labels and 128 KiB of
+ * their text; further new ones are recorded as "(too many distinct
+ * names)" and counted in tw_agent_stats.names_replaced. tw_task_fail():
+ * error type 256 bytes, message 4 KiB, detail 32 KiB; tw_task_drop():
+ * reason 4 KiB; tw_batch_link(): 256 bytes. A string over its limit is
+ * cut at a UTF-8 character boundary and ends in "…" (U+2026, 3 bytes; the
+ * cut string, mark included, is within the limit), and counted in
+ * tw_agent_stats.strings_cut; the call still returns 0.
+ *
+ * These sizes hold on every thread. A thread's ring holds a record of at
+ * most half its size (at the default budget the first nine threads' rings
+ * hold a failure at every limit, later threads' smaller rings do not):
+ * a failure's or drop's strings too large for the ring, or for the room
+ * it has left, go whole into a spill block the agent's threads share,
+ * taken and given back without a lock (the sender frees it once the
+ * event is encoded). At the default budget up to 64 blocks can be in use
+ * at once, as the budget has room beside the rings and the resend
+ * buffer, and 3 (the spares, kept ready) even when it is full; smaller
+ * budgets have fewer (one at the smallest, 1 MiB). Only when no block can
+ * be had is the detail, then the message, cut to fit half the ring,
+ * marked and counted as above.
  * ------------------------------------------------------------------------ */
+
+/*
+ * The limits above, as numbers: XX(NAME, value, text), expanded into the
+ * enum; tw_limit_value() returns each one's value.
+ *
+ *   NAME           bytes of a task name or batch label
+ *   NAMES          distinct names and labels an agent instance keeps
+ *   NAME_TEXT      bytes of their text an agent instance keeps
+ *   ERROR_TYPE     bytes of tw_task_fail()'s error type
+ *   ERROR_MESSAGE  bytes of its message
+ *   ERROR_DETAIL   bytes of its detail
+ *   DROP_REASON    bytes of tw_task_drop()'s reason
+ *   TRACEPARENT    bytes of tw_batch_link()'s traceparent
+ *   REFUSAL_TEXT   bytes tw_agent_refusal() copies at most, its NUL included
+ */
+#define TW_LIMIT_MAP(XX)                                                       \
+  XX(NAME, 0, "name or label bytes")                                           \
+  XX(NAMES, 1, "distinct names and labels")                                    \
+  XX(NAME_TEXT, 2, "bytes of name and label text")                             \
+  XX(ERROR_TYPE, 3, "error type bytes")                                        \
+  XX(ERROR_MESSAGE, 4, "error message bytes")                                  \
+  XX(ERROR_DETAIL, 5, "error detail bytes")                                    \
+  XX(DROP_REASON, 6, "drop reason bytes")                                      \
+  XX(TRACEPARENT, 7, "traceparent bytes")                                      \
+  XX(REFUSAL_TEXT, 8, "refusal reason bytes, NUL included")
+
+typedef enum tw_limit {
+#define TW__LIMIT_ENUM(name, value, text) TW_LIMIT_##name = (value),
+  TW_LIMIT_MAP(TW__LIMIT_ENUM)
+#undef TW__LIMIT_ENUM
+} tw_limit;
+
+/* The value of a tw_limit (bytes, or names for TW_LIMIT_NAMES); 0 for any
+ * other value. For bindings that bound a string's cost before handing it
+ * over. Thread-safe. */
+TW_EXTERN size_t tw_limit_value(int limit);
 
 typedef uint64_t tw_id;
 

@@ -12,7 +12,7 @@ TASKWATCH_COLLECTOR. ``TaskwatchMiddleware`` is the explicit form;
 ``request_scope()`` and ``Batch`` serve code outside Starlette.
 """
 
-from ._native import LibraryNotFound
+from ._native import LibraryNotFound, limits
 from .agent import Agent, Batch, Task, get_agent, set_agent
 from .starlette import (TaskwatchMiddleware, instrument, request_scope,
                         uninstrument)
@@ -27,6 +27,7 @@ __all__ = [
     "TaskwatchMiddleware",
     "get_agent",
     "instrument",
+    "limits",
     "request_scope",
     "set_agent",
     "uninstrument",

@@ -86,6 +86,7 @@ def _declare(lib):
         "tw_task_skip": (i, [p, c_id, c_id]),
         "tw_task_drop": (i, [p, c_id, s]),
         "tw_batch_link": (i, [p, c_id, s]),
+        "tw_limit_value": (ctypes.c_size_t, [i]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)
@@ -160,7 +161,32 @@ class Stats(ctypes.Structure):
     ]
 
 
-REFUSAL_TEXT = 256  # LIMIT_REFUSAL_TEXT: the reason and its NUL
+# enum tw_limit (taskwatch.h): which limit tw_limit_value() gives. The
+# values themselves are the library's (common/limit.h), read by limits().
+_LIMITS = {
+    "name": 0,
+    "names": 1,
+    "name_text": 2,
+    "error_type": 3,
+    "error_message": 4,
+    "error_detail": 5,
+    "drop_reason": 6,
+    "traceparent": 7,
+    "refusal_text": 8,
+}
+
+_limits = None
+
+
+def limits():
+    """The agent's limits as the loaded library states them: a dict of
+    bytes (names for "names"), e.g. limits()["error_detail"]."""
+    global _limits
+    if _limits is None:
+        lib = load()
+        _limits = {name: lib.tw_limit_value(value)
+                   for name, value in _LIMITS.items()}
+    return _limits
 
 MODE_LOOP = 0
 MODE_THREADPOOL = 1

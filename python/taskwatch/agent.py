@@ -36,12 +36,20 @@ _QUEUED, _RUNNING, _DONE = 0, 1, 2
 
 
 def _encode(text, limit=None):
+    """text as UTF-8 for the library. With a limit (a key of
+    _native.limits(), in bytes), a longer text is first trimmed to one
+    character more than the limit: every character is at least a byte, so
+    the library still sees the text is over its limit and cuts it at a
+    character boundary, marks and counts it, and encoding a huge string
+    costs no more than encoding that."""
     if text is None:
         return None
     if not isinstance(text, str):
         text = str(text)
-    if limit is not None and len(text) > limit:
-        text = text[:limit]
+    if limit is not None:
+        keep = _native.limits()[limit] + 1
+        if len(text) > keep:
+            text = text[:keep]
     return text.encode("utf-8", "replace")
 
 
@@ -162,7 +170,7 @@ class Agent:
         (tcp://127.0.0.1:7460)"; "" when there is none). A closed agent is
         "stopped"."""
         out = _native.Stats()
-        buf = ctypes.create_string_buffer(_native.REFUSAL_TEXT)
+        buf = ctypes.create_string_buffer(_native.limits()["refusal_text"])
         code = self._call(self._lib.tw_agent_refusal, buf, len(buf))
         if code is None:
             return {"state": "stopped", "refusal": None, "reason": ""}
@@ -191,18 +199,18 @@ class Agent:
         """Records a new batch; returns its id (0 when the agent is
         closed)."""
         out = ctypes.c_uint64(0)
-        self._call(self._begin, _encode(label), ctypes.byref(out))
+        self._call(self._begin, _encode(label, "name"), ctypes.byref(out))
         return out.value
 
     def batch_link(self, batch, traceparent):
         """Records the W3C traceparent of the request that made the batch;
         the collector's OTLP export links the batch's trace to it."""
-        self._call(self._link, batch, _encode(traceparent, 256))
+        self._call(self._link, batch, _encode(traceparent, "traceparent"))
 
     def task_enqueue(self, batch, position, name, mode):
         out = ctypes.c_uint64(0)
-        self._call(self._enqueue, batch, position, _encode(name), mode,
-                   ctypes.byref(out))
+        self._call(self._enqueue, batch, position, _encode(name, "name"),
+                   mode, ctypes.byref(out))
         return out.value
 
     def task_start(self, task):
@@ -212,8 +220,9 @@ class Agent:
         self._call(self._finish, task)
 
     def task_fail(self, task, error_type, message, detail):
-        self._call(self._fail, task, _encode(error_type, 256),
-                   _encode(message, 4096), _encode(detail, 32768))
+        self._call(self._fail, task, _encode(error_type, "error_type"),
+                   _encode(message, "error_message"),
+                   _encode(detail, "error_detail"))
 
     def task_fail_exc(self, task, exc):
         """task_fail() with the type, message and traceback of exc."""
@@ -231,7 +240,7 @@ class Agent:
         self._call(self._skip, task, cause)
 
     def task_drop(self, task, reason):
-        self._call(self._drop, task, _encode(reason))
+        self._call(self._drop, task, _encode(reason, "drop_reason"))
 
 
 _default = None

@@ -72,6 +72,20 @@ async def main():
         tasks.add_task(resize, 2)
 
 asyncio.run(main())
+
+# Strings over the library's limits: cut there, marked and counted, even
+# ASCII ones that the binding trims before the call.
+agent = taskwatch.get_agent()
+limits = taskwatch.limits()
+before = agent.stats()["strings_cut"]
+batch = agent.batch_begin("limits")
+task = agent.task_enqueue(batch, 0, "too_long", 0)
+agent.task_start(task)
+agent.task_fail(task, "E" * (limits["error_type"] + 10), "m",
+                "d" * (limits["error_detail"] + 5000))
+assert agent.stats()["strings_cut"] == before + 2, agent.stats()
+print("limits", limits["error_type"], limits["error_detail"])
+
 assert taskwatch.get_agent().flush(20), "flush timed out"
 stats = taskwatch.get_agent().stats()
 assert stats["recorded"] > 0 and stats["dropped"] == 0, stats
@@ -314,10 +328,10 @@ def check_library_lookup(python, tmp):
     print("without TASKWATCH_LIBRARY the binding loaded " + loaded)
 
 
-def check_tasks(collector):
+def check_tasks(collector, limits):
     tasks = collector.wait_tasks(
         lambda t: t["service"] == "binding_test" and t["status"] not in (
-            "queued", "running"), 8, what="binding_test tasks")
+            "queued", "running"), 9, what="binding_test tasks")
     labels = {}
     for batch in by_batch(tasks).values():
         labels[batch[0]["batch_label"]] = batch
@@ -340,6 +354,15 @@ def check_tasks(collector):
                            [t["id"] for t in job + never])
     check(reasons[job[0]["id"]] == "OSError raised", "reason %r" % reasons)
     check(reasons[never[0]["id"]] == "not run", "reason %r" % reasons)
+    # Cut at the library's limits (ASCII: the limit exactly, mark
+    # included).
+    too_long = labels["limits"][0]
+    details = store_column(collector.db, "error_detail", [too_long["id"]])
+    for text, limit in ((too_long["error_type"], limits[0]),
+                        (details[too_long["id"]], limits[1])):
+        check(text.endswith("\u2026") and len(text.encode()) == limit,
+              "cut at %d: %d bytes, ends %r" % (
+                  limit, len(text.encode()), text[-3:]))
 
 
 def main():
@@ -354,7 +377,8 @@ def main():
                                    TASKWATCH_SERVICE="binding_test"))
     check(out.returncode == 0 and "script ok" in out.stdout,
           "script failed: " + out.stdout + out.stderr[-3000:])
-    check_tasks(collector)
+    limits = [int(n) for n in out.stdout.split("limits ")[1].split()[:2]]
+    check_tasks(collector, limits)
     check_library_lookup(python, tmp)
     collector.stop()
     print("ok")

@@ -1694,6 +1694,18 @@ static void config_and_errors(void **state) {
   assert_string_equal(tw_err_name(0), "TW_OK");
   assert_string_equal(tw_strerror(-999), "unknown error");
   assert_string_equal(tw_version(), TW_VERSION_STRING);
+  /* The limits as the library gives them are common/limit.h's. */
+  assert_int_equal(tw_limit_value(TW_LIMIT_NAME), LIMIT_NAME);
+  assert_int_equal(tw_limit_value(TW_LIMIT_NAMES), 4094);
+  assert_int_equal(tw_limit_value(TW_LIMIT_NAME_TEXT), INTERN_ARENA);
+  assert_int_equal(tw_limit_value(TW_LIMIT_ERROR_TYPE), LIMIT_ERROR_TYPE);
+  assert_int_equal(tw_limit_value(TW_LIMIT_ERROR_MESSAGE), LIMIT_ERROR_MESSAGE);
+  assert_int_equal(tw_limit_value(TW_LIMIT_ERROR_DETAIL), LIMIT_ERROR_DETAIL);
+  assert_int_equal(tw_limit_value(TW_LIMIT_DROP_REASON), LIMIT_DROP_REASON);
+  assert_int_equal(tw_limit_value(TW_LIMIT_TRACEPARENT), PROTO_LINK_MAX);
+  assert_int_equal(tw_limit_value(TW_LIMIT_REFUSAL_TEXT), LIMIT_REFUSAL_TEXT);
+  assert_int_equal(tw_limit_value(-1), 0);
+  assert_int_equal(tw_limit_value(9), 0);
   tw_agent_free(NULL);
 }
 
