@@ -393,8 +393,9 @@ static char *repeat(const char *unit, size_t n) {
 
 /* Strings over their limit are cut at a UTF-8 character boundary, end in
  * "…" within the limit, and are counted in tw_agent_stats.strings_cut; the
- * documented sizes hold at the default budget (on the first threads' rings).
- * Strings at their limit pass whole. */
+ * documented sizes are what is kept (here on the first thread's ring;
+ * full_failures_on_every_thread holds them on 64 threads at the default
+ * budget). Strings at their limit pass whole. */
 static void trace_error_strings_are_truncated(void **state) {
   fixture *f = *state;
   char *type = repeat("\xe2\x82\xac", 1000);         /* "€", 3 bytes */
