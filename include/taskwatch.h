@@ -356,9 +356,10 @@ TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
  * event is encoded). At the default budget up to 64 blocks can be in use
  * at once, as the budget has room beside the rings and the resend
  * buffer, and 3 (the spares, kept ready) even when it is full; smaller
- * budgets have fewer (one at the smallest, 1 MiB). Only when no block can
- * be had is the detail, then the message, cut to fit half the ring,
- * marked and counted as above.
+ * budgets have fewer (at the smallest, 1 MiB, one spare and one or two
+ * more while the budget has room). Only when no block can be had is the
+ * detail, then the message, cut to fit half the ring, marked and counted
+ * as above.
  * ------------------------------------------------------------------------ */
 
 /*
