@@ -978,10 +978,14 @@ static void tick(sender *s) {
   uint64_t now = uv_now(&s->loop);
   s->buffer.now_ms = now;
   uint64_t taken = tw__drain_run(&s->drain);
-  /* A full resend buffer refuses new batches and tasks (record.c). */
+  /* A full resend buffer, or any ring past the batch mark, refuses new
+   * batches (record.c): the later events of admitted tasks may land in
+   * another thread's ring (agent_internal.h, RING_ADMIT_BATCH). */
+  int pressure = s->drain.out_of_room ||
+                 s->drain.peak_fill * RING_ADMIT_DEN > RING_ADMIT_BATCH;
   if (atomic_load_explicit(&s->agent->admit_pressure, memory_order_relaxed) !=
-      (int)s->drain.out_of_room)
-    atomic_store_explicit(&s->agent->admit_pressure, s->drain.out_of_room,
+      pressure)
+    atomic_store_explicit(&s->agent->admit_pressure, pressure,
                           memory_order_relaxed);
   maybe_health(s);
   send_pending(s);

@@ -93,7 +93,11 @@ def check_store(db, r):
     by = dict(((s,), c) for s, c in rows(
         db, "SELECT status, count(*) FROM tasks GROUP BY 1"))
     check(set(by) <= {(2,), (3,), (4,)},
-          "states other than succeeded, failed, skipped: %r" % by)
+          "states other than succeeded, failed, skipped: %r; by name, "
+          "position, started, reason: %r" % (by, rows(
+              db, "SELECT name, position, started_at IS NOT NULL, "
+                  "drop_reason, count(*) FROM tasks WHERE status NOT IN "
+                  "(2, 3, 4) GROUP BY 1, 2, 3, 4")))
     missing = rows(db, "SELECT count(*) FROM tasks WHERE batch = 0 OR "
                        "finished_at IS NULL OR (status IN (2, 3) AND "
                        "started_at IS NULL)")[0][0]
