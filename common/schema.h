@@ -8,12 +8,15 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 /* The oldest version the readers (top, query) read: version 4 made the
  * rollups the source of their statistics; version 5 added the agents
  * columns of instance ownership, which readers do not name, and
  * agents.last_received_at, which readers ask for through
- * reader_agent_seen_sql() (common/reader.h). */
+ * reader_agent_seen_sql() (common/reader.h); version 6 added
+ * agents.dropped_batches and dropped_tasks, which readers ask for through
+ * reader_agent_dropped_batches_sql()
+ * and reader_agent_dropped_tasks_sql(). */
 #define SCHEMA_READ_MIN 4
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
