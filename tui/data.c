@@ -811,6 +811,48 @@ static void bind_list(sqlite3_stmt *st, const data_scope *sc, int up,
   sqlite3_bind_int64(st, 5, sc->now);
 }
 
+/* The rows of a page in another order than time: the ids first, from the
+ * statement over tasks alone (the index tasks_time holds the values the
+ * orders need, but a running task's start), then each id's row. Reading
+ * whole rows in the statement that sorts would look up the row, agent and
+ * batch of every task of the window before the sort keeps `limit` of
+ * them: 1.6x the CPU of a sorted hour. */
+static int tasks_page_by_value(data *d, const filter *f, const data_scope *sc,
+                               int up, const data_key *from, int limit,
+                               data_task *out, int *count) {
+  sqlite3_stmt *st = NULL, *row = NULL;
+  char *order = keyset(sc, up, order_value(sc->by), "t.id");
+  char *tail = sqlite3_mprintf("AND %s", order);
+  char *head = sqlite3_mprintf("SELECT t.id" READER_TASK_FROM
+                               " WHERE t.enqueued_at >= ?1");
+  int rc = prepare_tasks_only(d, f, head, tail, LIST_FILTER_FIRST, 0, &st);
+  sqlite3_free(order);
+  sqlite3_free(tail);
+  sqlite3_free(head);
+  if (rc)
+    return -1;
+  if (prepare(d,
+              "SELECT " READER_TASK_COLUMNS READER_TASK_FROM " WHERE t.id = ?1",
+              &row)) {
+    sqlite3_finalize(st);
+    return -1;
+  }
+  bind_list(st, sc, up, from, limit);
+  int n = 0;
+  rc = SQLITE_DONE;
+  while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    sqlite3_reset(row);
+    sqlite3_bind_int64(row, 1, sqlite3_column_int64(st, 0));
+    /* A task the collector removed in between is left out. */
+    if (sqlite3_step(row) == SQLITE_ROW)
+      read_task(row, &out[n++]);
+  }
+  sqlite3_finalize(st);
+  sqlite3_finalize(row);
+  *count = n;
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
 int data_tasks_page(data *d, const filter *f, const data_scope *scope,
                     const data_key *from, int dir, int limit, data_task **rows,
                     int *n) {
@@ -821,6 +863,12 @@ int data_tasks_page(data *d, const filter *f, const data_scope *scope,
   *n = 0;
   if (limit <= 0)
     return 0;
+  if (sc->by != DATA_BY_TIME) {
+    data_task *out = xcalloc((size_t)limit, sizeof *out);
+    int rc = tasks_page_by_value(d, effective(f), sc, up, from, limit, out, n);
+    *rows = out;
+    return rc;
+  }
   char *order = keyset(sc, up, order_value(sc->by), "t.id");
   /* The keyset goes after the filter: "head AND (filter) tail". */
   char *tail = sqlite3_mprintf("AND %s", order);
