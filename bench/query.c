@@ -206,6 +206,8 @@ static void insert_batch(gen *g, int64_t at, int last_minutes) {
   }
 }
 
+/* Fills the store at path (a new file); bench_size() renames it into
+ * place when every step is done. */
 static int generate(const char *path, int64_t tasks, int64_t t0) {
   gen g = {0};
   char *err = NULL;
@@ -477,10 +479,18 @@ static int bench_size(const char *db_path, int64_t tasks, int reps,
   struct stat sb;
   rng = 0x9e3779b97f4a7c15u; /* the same data at every size and run */
   if (stat(db_path, &sb) != 0) {
+    /* Into a side file first: a run stopped half way (100 M tasks take
+     * most of an hour) leaves no store a later run would take as whole. */
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", db_path);
+    bench_remove_store(tmp);
     double t = now_s();
-    if (generate(db_path, tasks, t0) != 0)
+    if (generate(tmp, tasks, t0) != 0 || rename(tmp, db_path) != 0) {
+      perror("bench_query: generate");
       return -1;
+    }
     printf("generate_s: %.1f\n", now_s() - t);
+    fflush(stdout);
     stat(db_path, &sb);
   }
   printf("db: %s\n", db_path);
