@@ -535,6 +535,8 @@ static void print_table(const int64_t *sizes, int nsizes,
 int main(int argc, char **argv) {
   const char *db_path = NULL, *dir = "/tmp", *sizes_text = "10000000";
   int reps = 20, remove_after = 0;
+  /* Each figure as it is known, also into a file (a run takes long). */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(argv[i], "--remove") == 0)
