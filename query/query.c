@@ -486,12 +486,15 @@ static int list_span(sqlite3 *db, const query_opts *o, int64_t from, int64_t to,
                       " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d",
                       where, range, column, dir, dir, n + 3);
   } else {
-    /* Every arm states the filter (its parameters shared) and one state;
-     * the compound's ORDER BY names result columns. */
+    /* Every arm states the filter (its parameters shared), one state and
+     * the condition of tasks_unusual in its own words (a negated status
+     * term alone, `!status:succeeded`, would not let SQLite use the
+     * partial index); the compound's ORDER BY names result columns. */
     for (int i = 0; i < arms; i++)
       format_buf_printf(&sql,
                         "%sSELECT " READER_TASK_COLUMNS READER_TASK_FROM
-                        " WHERE %s%s AND t.status = ?%d",
+                        " WHERE %s%s AND " SCHEMA_SQL_UNUSUAL
+                        " AND t.status = ?%d",
                         i ? " UNION ALL " : "", where, range, n + 4 + i);
     format_buf_printf(&sql,
                       " ORDER BY " READER_TASK_ENQUEUED_POSITION
