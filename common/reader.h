@@ -144,6 +144,10 @@ typedef struct reader_task {
   "t.status, t.mode, t.name, b.label, a.service, a.host, t.error_type, "       \
   "t.error_message, t.error_detail, t.drop_reason"
 #define READER_TASK_NCOLUMNS 22
+/* 1-based positions of t.id and t.enqueued_at in READER_TASK_COLUMNS, for
+ * the ORDER BY of a compound SELECT (which names result columns). */
+#define READER_TASK_ID_POSITION "1"
+#define READER_TASK_ENQUEUED_POSITION "6"
 #define READER_TASK_FROM                                                       \
   " FROM tasks t LEFT JOIN agents a ON a.id = t.agent"                         \
   " LEFT JOIN batches b ON b.id = t.batch"

@@ -451,6 +451,25 @@ int query_exit_status(const query_opts *o, int64_t count) {
   return 0;
 }
 
+/* The states a listing in time order reads one by one from tasks_unusual
+ * and merges (filter_statuses()): two or more, none of them succeeded.
+ * Returns how many, with their codes in codes[]; 0 when it does not
+ * apply. An IN list of states would make SQLite read them all and sort
+ * (a temporary B-tree of whole rows); a UNION ALL of one arm per state,
+ * each in the index's own order, it merges instead, and a LIMIT stops
+ * the merge early. */
+static int merged_states(const query_opts *o, int *codes) {
+  unsigned set = filter_statuses(o->filter);
+  if ((o->sort_column && strcmp(o->sort_column, "t.enqueued_at") != 0) ||
+      (set & (1u << SCHEMA_SUCCEEDED)))
+    return 0;
+  int n = 0;
+  for (int s = 0; s < SCHEMA_STATUS_COUNT; s++)
+    if (set & (1u << s))
+      codes[n++] = s;
+  return n >= 2 ? n : 0;
+}
+
 /* Prints the tasks of the listing enqueued in [from, to) (all of them
  * when from is INT64_MIN and to INT64_MAX), at most `limit` (< 0: all).
  * Returns 0 or 2. */
@@ -469,10 +488,29 @@ static int list_span(sqlite3 *db, const query_opts *o, int64_t from, int64_t to,
              " AND t.enqueued_at >= ?%d AND t.enqueued_at < ?%d", n + 1, n + 2);
   char *where = range[0] ? query_filter_unindexed_time(o->filter, 1)
                          : xstrdup(filter_sql(o->filter));
-  format_buf_printf(&sql,
-                    "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
-                    " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d",
-                    where, range, column, dir, dir, n + 3);
+  int codes[SCHEMA_STATUS_COUNT];
+  int arms = merged_states(o, codes);
+  if (arms == 0) {
+    format_buf_printf(&sql,
+                      "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
+                      " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d",
+                      where, range, column, dir, dir, n + 3);
+  } else {
+    /* Every arm states the filter (its parameters shared), one state and
+     * the condition of tasks_unusual in its own words (a negated status
+     * term alone, `!status:succeeded`, would not let SQLite use the
+     * partial index); the compound's ORDER BY names result columns. */
+    for (int i = 0; i < arms; i++)
+      format_buf_printf(&sql,
+                        "%sSELECT " READER_TASK_COLUMNS READER_TASK_FROM
+                        " WHERE %s%s AND " SCHEMA_SQL_UNUSUAL
+                        " AND t.status = ?%d",
+                        i ? " UNION ALL " : "", where, range, n + 4 + i);
+    format_buf_printf(&sql,
+                      " ORDER BY " READER_TASK_ENQUEUED_POSITION
+                      " %s, " READER_TASK_ID_POSITION " %s LIMIT ?%d",
+                      dir, dir, n + 3);
+  }
   free(where);
   sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
   format_buf_fini(&sql);
@@ -484,6 +522,8 @@ static int list_span(sqlite3 *db, const query_opts *o, int64_t from, int64_t to,
     sqlite3_bind_int64(st, n + 2, to);
   }
   sqlite3_bind_int64(st, n + 3, limit);
+  for (int i = 0; i < arms; i++)
+    sqlite3_bind_int(st, n + 4 + i, codes[i]);
   int rc;
   reader_task t;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
