@@ -71,6 +71,7 @@ wbatch *wbatch_new(uint64_t generation) {
   arena_init(&b->mem);
   u64map_init(&b->pending);
   b->generation = generation;
+  b->held_due_ms = -1;
   return b;
 }
 

@@ -159,6 +159,10 @@ typedef struct wbatch {
   /* Set by the writer. */
   int failed;
   int64_t committed_ns;
+  /* Milliseconds until a task the writer holds in memory is due to be
+   * written (store.h, hold_ms), or -1 when it holds none: the loop then
+   * commits a batch, even an empty one. */
+  int64_t held_due_ms;
 } wbatch;
 
 wbatch *wbatch_new(uint64_t generation);

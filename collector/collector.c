@@ -572,7 +572,7 @@ int collector_main(int argc, char **argv) {
                      o.max_tasks,
                      /* Long after the loop has forgotten the instance
                       * (it keeps one only through --lost-after). */
-                     o.lost_after_us + DAY, 0};
+                     o.lost_after_us + DAY, 0, STORE_HOLD_MS};
   store *st = NULL;
   sqlite3 *reader = NULL;
   char *err = NULL;
