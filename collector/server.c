@@ -814,7 +814,7 @@ static void on_batch_done(wbatch *b, void *arg) {
     s->failed = 1;
   else
     ingest_committed(s->in, b, send_ack, s);
-  wbatch_free(b);
+  ingest_recycle(s->in, b);
   if (s->stopping && writer_in_flight(s->writer) == 0) {
     finish(s);
     return;
