@@ -70,9 +70,8 @@ static void make_exit_key(void) {
   pthread_key_create(&exit_key, on_thread_exit);
 }
 
-static size_t ring_size_for(tw_agent *agent) {
-  size_t used =
-      atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
+/* The slot bytes of a new ring when rings already hold `used` bytes. */
+static size_t ring_size_for(const tw_agent *agent, size_t used) {
   size_t left = used < agent->cap / 2 ? agent->cap / 2 - used : 0;
   size_t size = RING_MIN_BYTES;
   size_t share = used == 0 ? RING_SHARE_FIRST : RING_SHARE;
@@ -130,22 +129,34 @@ static void slots_fault_in(ring *r) {
   r->slots_cold = false;
 }
 
+/* A ring's size and its share of the rings' half are claimed in one
+ * compare-and-swap: threads that register at the same moment (a thread
+ * pool starting) each size their ring from what the others have already
+ * claimed, so together they never take more than the sizing allows. */
 static ring *ring_new(tw_agent *agent, uintptr_t me) {
-  size_t bytes = ring_size_for(agent);
-  size_t total = sizeof(ring) + bytes;
-  if (atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed) +
-              total >
-          agent->cap / 2 ||
-      tw__agent_reserve(agent, total) != 0)
+  size_t used =
+      atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
+  size_t bytes, total;
+  do {
+    bytes = ring_size_for(agent, used);
+    total = sizeof(ring) + bytes;
+    if (used + total > agent->cap / 2)
+      return NULL;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &agent->ring_reserved, &used, used + total, memory_order_relaxed,
+      memory_order_relaxed));
+  if (tw__agent_reserve(agent, total) != 0) {
+    atomic_fetch_sub(&agent->ring_reserved, total);
     return NULL;
+  }
   ring *r = aligned_alloc(64, (sizeof(ring) + 63) & ~(size_t)63);
   ring_record *slots = r != NULL ? slots_map(bytes) : NULL;
   if (slots == NULL) {
     free(r);
     tw__agent_release(agent, total);
+    atomic_fetch_sub(&agent->ring_reserved, total);
     return NULL;
   }
-  atomic_fetch_add(&agent->ring_reserved, total);
   memset(r, 0, sizeof(*r));
   r->slots = slots;
   r->mask = bytes / RING_SLOT_BYTES - 1;

@@ -99,7 +99,8 @@ enum agent_op_kind {
   AGENT_OP_CONNECT,    /* a known instance connected again */
   AGENT_OP_DISCONNECT, /* its connection ended */
   AGENT_OP_ENDED,      /* clean GOODBYE */
-  AGENT_OP_HEALTH,     /* dropped = a, reconnects = b */
+  AGENT_OP_HEALTH,     /* dropped = a, reconnects = b, refused whole:
+                          batches = c, tasks = d */
   AGENT_OP_LOST,       /* turn queued and running tasks into lost, at = a */
   AGENT_OP_BIND        /* a known instance's key (where unset), subject */
 };
@@ -109,6 +110,7 @@ typedef struct agent_op {
   int64_t agent;
   int64_t at; /* microseconds */
   int64_t a, b;
+  int64_t c, d; /* AGENT_OP_HEALTH */
   /* AGENT_OP_NEW only. */
   uint8_t instance[PROTO_INSTANCE_SIZE];
   blob service, host;

@@ -728,6 +728,9 @@ static void apply_health(ingest *in, agent *a, const proto_event *ev) {
   agent_op *op = &b->ops[a->health_index];
   op->a = (int64_t)ev->other;
   op->b = (int64_t)ev->other2;
+  /* 0 from an agent of protocol version 1 or 2, which cannot tell. */
+  op->c = (int64_t)ev->dropped_batches;
+  op->d = (int64_t)ev->dropped_tasks;
 }
 
 /* The request's trace of a batch (the Python binding sends it after the

@@ -146,7 +146,8 @@ static const char *const sql_text[ST_COUNT] = {
                             "disconnected_at = ?2 WHERE id = ?1",
     [ST_AGENT_ENDED] = "UPDATE agents SET ended = 1 WHERE id = ?1",
     [ST_AGENT_HEALTH] =
-        "UPDATE agents SET dropped = ?2, reconnects = ?3 WHERE id = ?1",
+        "UPDATE agents SET dropped = ?2, reconnects = ?3, dropped_batches = "
+        "?4, dropped_tasks = ?5 WHERE id = ?1",
     /* max() of anything and NULL is NULL in SQLite: coalesce keeps the
      * newest time when a progress row carries no event time. */
     [ST_AGENT_PROGRESS] =
@@ -1089,6 +1090,8 @@ static int write_op(store *s, const agent_op *op) {
     sqlite3_bind_int64(st, 1, op->agent);
     sqlite3_bind_int64(st, 2, op->a);
     sqlite3_bind_int64(st, 3, op->b);
+    sqlite3_bind_int64(st, 4, op->c);
+    sqlite3_bind_int64(st, 5, op->d);
     return run(s, st);
   default:
     /* After the rows: mark_lost. */

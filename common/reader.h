@@ -92,6 +92,15 @@ int reader_changed(reader *r);
  */
 const char *reader_agent_seen_sql(const reader *r);
 
+/*
+ * SQL expressions over agents (unqualified columns) for the batches and
+ * the tasks the agent refused whole because its buffer was full (HEALTH
+ * of protocol version 3): the columns, or "0" on a store of a version
+ * before 6, which has none.
+ */
+const char *reader_agent_dropped_batches_sql(const reader *r);
+const char *reader_agent_dropped_tasks_sql(const reader *r);
+
 /* ---- the task row ------------------------------------------------------ */
 
 /* An integer column that was NULL. */

@@ -13,8 +13,10 @@
  * rollups the source of their statistics; version 5 added the agents
  * columns of instance ownership, which readers do not name, and
  * agents.last_received_at, which readers ask for through
- * reader_agent_seen_sql() (common/reader.h); version 6 added the table
- * inflight, which readers do not read. */
+ * reader_agent_seen_sql() (common/reader.h); version 6 added
+ * agents.dropped_batches and dropped_tasks, which readers ask for through
+ * reader_agent_dropped_batches_sql() and reader_agent_dropped_tasks_sql(),
+ * and the table inflight, which only `query --follow` reads. */
 #define SCHEMA_READ_MIN 4
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in

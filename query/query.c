@@ -28,9 +28,12 @@ static const char usage_text[] =
     "[FILTER]...\n"
     "  or:  taskwatch query show [--db PATH] TASK_ID\n"
     "  or:  taskwatch query batch [--db PATH] BATCH_ID\n"
+    "  or:  taskwatch query agents [--db PATH] [service:GLOB host:GLOB "
+    "pid:N]...\n"
     "\n"
     "Prints stored tasks, oldest first; stats summarises them per name,\n"
-    "service or batch label; show prints one task, batch one batch.\n"
+    "service or batch label; show prints one task, batch one batch;\n"
+    "agents lists the agent instances and what each dropped.\n"
     "\n"
     "FILTER terms, as arguments or in --filter, must all hold; such as\n"
     "status:failed,skipped name:send_* service:api host:web-1\n"
@@ -370,6 +373,9 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
     return usage_error("%s", "--exact is for 'taskwatch query stats'");
   if (o->follow && command != 'l')
     return usage_error("%s", "--follow is for the task listing");
+  if (o->sort_column && command == 'a')
+    return usage_error("%s", "--sort is for tasks; agents come connected "
+                             "first, then by their newest event");
   return -1;
 }
 
@@ -381,6 +387,8 @@ static int run(int argc, char **argv, query_opts *o) {
     command = 's';
   else if (argc > 1 && strcmp(argv[1], "batch") == 0)
     command = 'b';
+  else if (argc > 1 && strcmp(argv[1], "agents") == 0)
+    command = 'a';
   if (command != 'l') {
     argc--;
     argv++;
@@ -410,6 +418,9 @@ static int run(int argc, char **argv, query_opts *o) {
   case 'b':
     rc = query_batch(r, o);
     break;
+  case 'a':
+    rc = query_agents(r, o);
+    break;
   default:
     rc = query_list(r, o);
   }
@@ -432,8 +443,7 @@ int query_main(int argc, char **argv) {
   return rc;
 }
 
-/* Exit status for a result of `count` printed rows. */
-static int exit_status(const query_opts *o, int64_t count) {
+int query_exit_status(const query_opts *o, int64_t count) {
   if (o->fail_if_empty && count == 0)
     return 1;
   if (o->fail_if_any && count > 0)
@@ -517,7 +527,7 @@ int query_list(reader *r, const query_opts *o) {
   if (status == 0 && o->follow)
     status = query_follow(r, o, out);
   if (status == 0)
-    status = exit_status(o, query_out_count(out));
+    status = query_exit_status(o, query_out_count(out));
   query_out_free(out);
   return status;
 }

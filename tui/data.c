@@ -652,9 +652,11 @@ static int load_percentiles(data *d, const filter *f, int64_t since,
 
 static int load_agent_totals(data *d, data_stats *s) {
   sqlite3_stmt *st = NULL;
-  char *sql = sqlite3_mprintf("SELECT count(*), coalesce(sum(connected), 0), "
-                              "coalesce(sum(dropped), 0), max(%s) FROM agents",
-                              reader_agent_seen_sql(d->r));
+  char *sql = sqlite3_mprintf(
+      "SELECT count(*), coalesce(sum(connected), 0), coalesce(sum(dropped), "
+      "0), max(%s), coalesce(sum(%s), 0), coalesce(sum(%s), 0) FROM agents",
+      reader_agent_seen_sql(d->r), reader_agent_dropped_tasks_sql(d->r),
+      reader_agent_dropped_batches_sql(d->r));
   int failed = prepare(d, sql, &st);
   sqlite3_free(sql);
   if (failed)
@@ -665,6 +667,8 @@ static int load_agent_totals(data *d, data_stats *s) {
     s->agents_connected = sqlite3_column_int64(st, 1);
     s->agents_dropped = sqlite3_column_int64(st, 2);
     s->last_event_at = column_int(st, 3);
+    s->agents_dropped_tasks = sqlite3_column_int64(st, 4);
+    s->agents_dropped_batches = sqlite3_column_int64(st, 5);
   }
   sqlite3_finalize(st);
   return rc == SQLITE_ROW ? 0 : -1;
@@ -1221,9 +1225,10 @@ int data_agents_load(data *d, data_agent **out, int *n) {
   const char *seen = reader_agent_seen_sql(d->r);
   char *sql = sqlite3_mprintf(
       "SELECT id, pid, started_at, connected_at, disconnected_at, %s, "
-      "events, dropped, reconnects, connected, ended, service, host FROM "
-      "agents ORDER BY connected DESC, %s DESC, id LIMIT 10000",
-      seen, seen);
+      "events, dropped, reconnects, connected, ended, service, host, %s, %s "
+      "FROM agents ORDER BY connected DESC, %s DESC, id LIMIT 10000",
+      seen, reader_agent_dropped_tasks_sql(d->r),
+      reader_agent_dropped_batches_sql(d->r), seen);
   int failed = prepare(d, sql, &st);
   sqlite3_free(sql);
   if (failed)
@@ -1249,6 +1254,8 @@ int data_agents_load(data *d, data_agent **out, int *n) {
     a->ended = sqlite3_column_int(st, 10);
     a->service = owned_text(st, 11);
     a->host = owned_text(st, 12);
+    a->dropped_tasks = column_int(st, 13);
+    a->dropped_batches = column_int(st, 14);
   }
   sqlite3_finalize(st);
   *out = rows;

@@ -101,19 +101,19 @@ def run(col):
     check('reason="sequence gap"' in col.log(), 'logged reason')
     b.close()
 
-    # A newer agent (versions 1 to 3) whose HELLO grew fields of its own
-    # after version 2's (an empty key: no proof) is welcomed at version 2,
+    # A newer agent (versions 1 to 4) whose HELLO grew fields of its own
+    # after version 3's (an empty key: no proof) is welcomed at version 3,
     # the newest both speak, and stored as usual.
     c = FakeAgent(col.url, service=b'newer')
     c.sock = connect(col.url)
-    c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 3, 1) +
+    c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 4, 1) +
                          c.instance + struct.pack('<Iq', 7, t1) +
                          s16(b'newer') + s16(b'host') + s16(b'') +
-                         s16(b'') + b'fields of version 3'))
+                         s16(b'') + b'fields of version 4'))
     ftype, payload = read_frame(c.sock)
     check(ftype == WELCOME, 'newer agent welcomed: %r %r' % (ftype, payload))
     version, c.next_seq, _ = struct.unpack('<HQI', payload)
-    check(version == 2, 'version chosen %r' % version)
+    check(version == 3, 'version chosen %r' % version)
     c.acked = c.next_seq
     c.send([ev_string(t1, 1, b'y'), ev_batch(t1, 1, 1)])
     c.goodbye()

@@ -182,6 +182,36 @@ def lock_held(tmp):
     resend(tmp, db, instance, acked, sent)
 
 
+def nothing_pending(tmp):
+    """Every event is committed and acked when another connection takes the
+    store's write lock: the stop's own transaction (the disconnects it
+    records) cannot commit and is given up, but no event was lost, so the
+    status is 0 and the last line says uncommitted=0, as docs/collector.md
+    promises."""
+    db = os.path.join(tmp, 'idle.db')
+    col = Collector(tmp=tmp, db=db).start()
+    holder = sqlite3.connect(db, timeout=10, isolation_level=None)
+    a = FakeAgent(col.url)
+    try:
+        a.connect()
+        commit_one_batch(a)
+        holder.execute('BEGIN IMMEDIATE')
+        rc, elapsed = sigterm(col)
+        last = col.log().rstrip('\n').split('\n')[-1]
+        check(rc == 0, 'nothing pending: status 0, not %r\n%s' %
+              (rc, col.log()[-3000:]))
+        check('stopped' in last and ' uncommitted=0' in last,
+              'nothing pending: the last line: %r' % last)
+        print('nothing pending, store locked: exited %d after %.1f s' %
+              (rc, elapsed))
+    finally:
+        if holder.in_transaction:
+            holder.execute('ROLLBACK')
+        holder.close()
+        a.close()
+        col.cleanup()
+
+
 def corrupt_store(tmp):
     """A page of an index every task insert updates is overwritten."""
     db = os.path.join(tmp, 'corrupt.db')
@@ -259,6 +289,7 @@ def main():
     try:
         file_size_limit(tmp)
         lock_held(tmp)
+        nothing_pending(tmp)
         corrupt_store(tmp)
         full_filesystem(tmp)
     finally:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import socket
 import sqlite3
 import struct
@@ -248,6 +249,10 @@ class Collector:
             rc = self.proc.wait()
         self.proc = None
         self.err.close()
+        if rc != 0:
+            # Most callers expect 0: the log's end says why it was not.
+            sys.stderr.write('collector exited %d; its log ends:\n%s\n' %
+                             (rc, '\n'.join(self.log().splitlines()[-8:])))
         check_unmatched(self.log())
         return rc
 

@@ -782,6 +782,71 @@ static void batch_view(void **state) {
   result_free(&r);
 }
 
+/* ---- agents --------------------------------------------------------------- */
+
+/* `query agents`: one row per instance, connected first, with what it
+ * dropped as events, tasks and batches, in every format; filtered by the
+ * agent's own fields only. */
+static void agents_listing(void **state) {
+  (void)state;
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+  assert_int_equal(fix_exec(db, "UPDATE agents SET dropped = 40, "
+                                "dropped_tasks = 9, dropped_batches = 3, "
+                                "reconnects = 2, connected = 0, ended = 1 "
+                                "WHERE id = 2"),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  result r = run("agents", "--db", db_path);
+  assert_int_equal(r.status, 0);
+  assert_int_equal(count_lines(r.out), 3);
+  assert_non_null(strstr(r.out, "DROPPED DROP TASKS DROP BATCHES"));
+  /* Connected first. */
+  assert_true(strstr(r.out, "api") < strstr(r.out, "worker"));
+  char *line = line_with(r.out, "worker");
+  assert_non_null(line);
+  assert_non_null(strstr(line, " ended "));
+  assert_non_null(strstr(line, " 40          9            3          2"));
+  free(line);
+  result_free(&r);
+
+  r = run("agents", "--db", db_path, "-o", "json");
+  assert_int_equal(r.status, 0);
+  assert_int_equal(count_lines(r.out), 2);
+  line = line_with(r.out, "\"service\":\"worker\"");
+  assert_non_null(line);
+  assert_int_equal(json_number(line, "id"), 2);
+  assert_int_equal(json_number(line, "pid"), 200);
+  assert_int_equal(json_number(line, "dropped"), 40);
+  assert_int_equal(json_number(line, "dropped_tasks"), 9);
+  assert_int_equal(json_number(line, "dropped_batches"), 3);
+  assert_int_equal(json_number(line, "reconnects"), 2);
+  assert_non_null(strstr(line, "\"state\":\"ended\""));
+  assert_non_null(strstr(line, "\"disconnected_at\":null"));
+  free(line);
+  result_free(&r);
+
+  r = run("agents", "--db", db_path, "-o", "csv", "service:work*");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "id,service,host,pid,state,started_at,"
+                                "connected_at,disconnected_at,last_event_at,"
+                                "events,dropped,dropped_tasks,dropped_batches,"
+                                "reconnects\r\n2,worker,web-2,200,ended,"));
+  assert_non_null(strstr(r.out, ",10,40,9,3,2\r\n"));
+  assert_null(strstr(r.out, "api"));
+  result_free(&r);
+
+  /* A term about tasks is refused, in one line. */
+  r = run("agents", "--db", db_path, "status:failed");
+  assert_int_equal(r.status, 2);
+  assert_string_equal(r.err, "taskwatch query: agents are filtered by "
+                             "service:, host: and pid: only\n");
+  result_free(&r);
+  r = run("agents", "--db", db_path, "--fail-if-empty", "pid:7");
+  assert_int_equal(r.status, 1);
+  result_free(&r);
+}
+
 /* ---- exit statuses and errors ----------------------------------------------
  */
 
@@ -1002,6 +1067,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(list_by_hours_of_the_rollups),
       cmocka_unit_test(show_task),
       cmocka_unit_test(batch_view),
+      cmocka_unit_test(agents_listing),
       cmocka_unit_test(exit_statuses),
       cmocka_unit_test(bad_arguments),
       cmocka_unit_test(bad_files),

@@ -1062,14 +1062,32 @@ static void failed_transactions_keep_the_held_tasks(void **state) {
   store_close(s);
 }
 
-/* Version 6 added the table inflight: a version 5 store gets it. */
+/* Version 6 added agents.dropped_batches and dropped_tasks, and the table
+ * inflight: a version 5 store gets them, its rows at 0, and HEALTH writes
+ * them. */
 static void upgrades_a_version_5_store(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
+  memset(op->instance, 1, sizeof(op->instance));
+  op->service.ptr = "svc";
+  op->service.len = 3;
+  op->host.ptr = "h";
+  op->host.len = 1;
+  op = wbatch_add_op(b, AGENT_OP_HEALTH, 1, 0);
+  op->a = 12;
+  op->b = 3;
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  write_one(f, b);
   store_close(f->store);
   f->store = NULL;
   assert_int_equal(sqlite3_exec(f->db,
-                                "DROP TABLE inflight; PRAGMA user_version = 5",
+                                "ALTER TABLE agents DROP COLUMN "
+                                "dropped_batches; ALTER TABLE agents DROP "
+                                "COLUMN dropped_tasks; DROP TABLE inflight; "
+                                "PRAGMA user_version = 5",
                                 NULL, NULL, NULL),
                    SQLITE_OK);
   open_store(f, 0, 0, 0);
@@ -1077,6 +1095,23 @@ static void upgrades_a_version_5_store(void **state) {
   assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE name = "
                         "'inflight'"),
                    1);
+  assert_int_equal(q(f, "SELECT count(*) FROM pragma_table_info('agents') "
+                        "WHERE name IN ('dropped_batches', 'dropped_tasks')"),
+                   2);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
+  assert_int_equal(q(f, "SELECT dropped * 1000000 + reconnects * 10000 + "
+                        "dropped_batches * 100 + dropped_tasks FROM agents"),
+                   12030000);
+  b = wbatch_new(2);
+  op = wbatch_add_op(b, AGENT_OP_HEALTH, 1, 0);
+  op->a = 20;
+  op->b = 3;
+  op->c = 2;
+  op->d = 7;
+  write_one(f, b);
+  assert_int_equal(q(f, "SELECT dropped * 1000000 + reconnects * 10000 + "
+                        "dropped_batches * 100 + dropped_tasks FROM agents"),
+                   20030207);
 }
 
 static void prunes_by_age_keeping_failures_longer(void **state) {
