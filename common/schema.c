@@ -140,6 +140,12 @@ static const char ddl[] =
                                 "CREATE TABLE IF NOT EXISTS export_queue (\n"
                                 "  seq INTEGER PRIMARY KEY,\n"
                                 "  batch INTEGER NOT NULL\n"
+                                ");\n"
+                                /* Version 6: the collector's tasks in
+                                 * flight (collector/inflight.h). */
+                                "CREATE TABLE IF NOT EXISTS inflight (\n"
+                                "  id INTEGER PRIMARY KEY,\n"
+                                "  tasks BLOB NOT NULL\n"
                                 ");\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the

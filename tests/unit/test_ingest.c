@@ -37,7 +37,7 @@ static int setup(void **state) {
   snprintf(f->dir, sizeof(f->dir), "/tmp/tw-ingest-XXXXXX");
   assert_non_null(mkdtemp(f->dir));
   snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
-  store_config cfg = {f->path, 0, 0, 0, 0, 0, 0};
+  store_config cfg = {f->path, 0, 0, 0, 0, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
   assert_int_equal(
