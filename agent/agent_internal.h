@@ -89,7 +89,11 @@ typedef struct ring_enqueue_tail {
 /* Admission (record.c) refuses a new batch while its thread's ring is
  * more than RING_ADMIT_BATCH/RING_ADMIT_DEN full, and a task of an
  * admitted batch while it is more than RING_ADMIT_TASK/RING_ADMIT_DEN
- * (half) full: the rest is for the later events of what was admitted. */
+ * (half) full: the rest is for the later events of what was admitted.
+ * A task's later events may be recorded on another thread (a sync task
+ * starts and ends on a pool thread), whose ring the admitting thread
+ * cannot see: the sender also refuses new batches (admit_pressure) while
+ * the last drain found any ring past the batch mark. */
 #define RING_ADMIT_DEN 8u
 #define RING_ADMIT_BATCH 3u
 #define RING_ADMIT_TASK 4u
@@ -218,8 +222,8 @@ struct tw_agent {
   _Atomic uint64_t renamed_unbound; /* their names replaced */
   _Atomic uint64_t refused_batches_unbound;
   _Atomic uint64_t refused_tasks_unbound;
-  /* Set by the sender while the resend buffer is full: admission refuses
-   * new batches and tasks (record.c). */
+  /* Set by the sender while the resend buffer is full or a ring is past
+   * the batch mark: admission refuses new batches (record.c). */
   _Atomic int admit_pressure;
   _Atomic size_t reserved; /* bytes charged to the budget */
   size_t cap;

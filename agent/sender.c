@@ -133,6 +133,8 @@ typedef struct sender {
   bool goodbye_sent;
   uint64_t health_dropped; /* the counters the last HEALTH reported */
   uint64_t health_reconnects;
+  uint64_t health_batches; /* batches and tasks refused whole */
+  uint64_t health_tasks;
   uint64_t rng;
   /* The flush being served, sender-private. */
   struct {
@@ -205,18 +207,33 @@ static void set_state(sender *s, int state) {
 
 /* ---- health -------------------------------------------------------------- */
 
-/* The HEALTH event of the counters now, when they changed. */
+/* The HEALTH event of the counters now, when they changed. A connection
+ * of version 1 or 2 carries the first two only (docs/protocol.md). */
 static bool health_event(sender *s, proto_event *ev) {
   uint64_t dropped = tw__record_dropped_total(s->agent);
   uint64_t reconnects = atomic_load(&s->count.reconnects);
-  if (dropped == s->health_dropped && reconnects == s->health_reconnects)
+  uint64_t batches, tasks;
+  tw__record_refused(s->agent, &batches, &tasks);
+  if (dropped == s->health_dropped && reconnects == s->health_reconnects &&
+      batches == s->health_batches && tasks == s->health_tasks)
     return false;
   memset(ev, 0, sizeof(*ev));
   ev->kind = PROTO_EV_HEALTH;
   ev->time_ns = tw__clock_mono_ns() + s->agent->wall_offset_ns;
   ev->other = dropped;
   ev->other2 = reconnects;
+  ev->dropped_batches = batches;
+  ev->dropped_tasks = tasks;
   return true;
+}
+
+/* The counters of a HEALTH on its way: the next one is made when they
+ * change. */
+static void health_reported(sender *s, const proto_event *ev) {
+  s->health_dropped = ev->other;
+  s->health_reconnects = ev->other2;
+  s->health_batches = ev->dropped_batches;
+  s->health_tasks = ev->dropped_tasks;
 }
 
 /* Queues a HEALTH event when the counters changed. False when it did not
@@ -227,8 +244,7 @@ static bool maybe_health(sender *s) {
     return true;
   if (!tw__resend_append(&s->buffer, &ev, true))
     return false;
-  s->health_dropped = ev.other;
-  s->health_reconnects = ev.other2;
+  health_reported(s, &ev);
   return true;
 }
 
@@ -461,6 +477,7 @@ static void restart_instance(sender *s) {
   check_flush(s);
   /* The new instance's agents row gets the counters too. */
   s->health_dropped = s->health_reconnects = UINT64_MAX;
+  s->health_batches = s->health_tasks = UINT64_MAX;
   disconnect(s);
 }
 
@@ -913,8 +930,7 @@ static bool send_final_health(sender *s) {
     return false;
   s->buffer.next_seq++;
   atomic_fetch_add_explicit(&s->count.sent, 1, memory_order_relaxed);
-  s->health_dropped = ev.other;
-  s->health_reconnects = ev.other2;
+  health_reported(s, &ev);
   return true;
 }
 
@@ -962,10 +978,14 @@ static void tick(sender *s) {
   uint64_t now = uv_now(&s->loop);
   s->buffer.now_ms = now;
   uint64_t taken = tw__drain_run(&s->drain);
-  /* A full resend buffer refuses new batches and tasks (record.c). */
+  /* A full resend buffer, or any ring past the batch mark, refuses new
+   * batches (record.c): the later events of admitted tasks may land in
+   * another thread's ring (agent_internal.h, RING_ADMIT_BATCH). */
+  int pressure = s->drain.out_of_room ||
+                 s->drain.peak_fill * RING_ADMIT_DEN > RING_ADMIT_BATCH;
   if (atomic_load_explicit(&s->agent->admit_pressure, memory_order_relaxed) !=
-      (int)s->drain.out_of_room)
-    atomic_store_explicit(&s->agent->admit_pressure, s->drain.out_of_room,
+      pressure)
+    atomic_store_explicit(&s->agent->admit_pressure, pressure,
                           memory_order_relaxed);
   maybe_health(s);
   send_pending(s);

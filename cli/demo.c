@@ -424,7 +424,9 @@ static int parse_args(int argc, char **argv, demo_opts *o) {
 /* The one line a run ends with. Events are counted so they add up: the
  * collector stores the events recorded here and a few of the agent's own
  * (each task name once, health reports), so "stored" can exceed
- * "recorded", and the line says by how many and why. */
+ * "recorded", and the line says by how many and why. What was dropped is
+ * said as the agent counts it: events, and the batches and tasks it
+ * refused whole (tw_agent_stats). */
 static void print_summary(const demo *d, const tw_agent_stats *st, int flushed,
                           double work_s, double flush_s) {
   uint64_t tasks = d->finished * 3, failed = d->failed;
@@ -441,9 +443,11 @@ static void print_summary(const demo *d, const tw_agent_stats *st, int flushed,
   printf("demo: %" PRIu64 " batches, %" PRIu64 " tasks (%" PRIu64
          " succeeded, %" PRIu64 " failed, %" PRIu64
          " skipped); work %.3f s, flush %.3f s; events: %" PRIu64
-         " recorded, %" PRIu64 " stored (%s), %" PRIu64 " dropped\n",
+         " recorded, %" PRIu64 " stored (%s), %" PRIu64
+         " dropped; refused whole: %" PRIu64 " batches, %" PRIu64 " tasks\n",
          d->finished, tasks, tasks - 2 * failed, failed, failed, work_s,
-         flush_s, st->recorded, st->acked, own, st->dropped);
+         flush_s, st->recorded, st->acked, own, st->dropped,
+         st->dropped_batches, st->dropped_tasks);
 }
 
 int demo_main(int argc, char **argv) {

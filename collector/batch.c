@@ -21,14 +21,35 @@ void arena_init(arena *a) {
   memset(a, 0, sizeof(*a));
 }
 
-void arena_fini(arena *a) {
-  arena_chunk *c = a->head;
+static void free_chunks(arena_chunk *c) {
   while (c) {
     arena_chunk *next = c->next;
     free(c);
     c = next;
   }
+}
+
+void arena_fini(arena *a) {
+  free_chunks(a->head);
+  free_chunks(a->spare);
   memset(a, 0, sizeof(*a));
+}
+
+void arena_reset(arena *a) {
+  arena_chunk *c = a->head;
+  while (c) {
+    arena_chunk *next = c->next;
+    if (c->size == CHUNK_SIZE) {
+      c->used = 0;
+      c->next = a->spare;
+      a->spare = c;
+    } else {
+      free(c);
+    }
+    c = next;
+  }
+  a->head = NULL;
+  a->used = 0;
 }
 
 void *arena_alloc(arena *a, size_t n) {
@@ -36,8 +57,13 @@ void *arena_alloc(arena *a, size_t n) {
   arena_chunk *c = a->head;
   if (c == NULL || c->size - c->used < n) {
     size_t size = n > CHUNK_SIZE / 4 ? n : CHUNK_SIZE;
-    c = xmalloc(sizeof(*c) + size);
-    c->size = size;
+    if (size == CHUNK_SIZE && a->spare) {
+      c = a->spare;
+      a->spare = c->next;
+    } else {
+      c = xmalloc(sizeof(*c) + size);
+      c->size = size;
+    }
     c->used = 0;
     /* A big allocation goes behind the current chunk so the rest of the
      * current chunk stays usable. */
@@ -71,6 +97,7 @@ wbatch *wbatch_new(uint64_t generation) {
   arena_init(&b->mem);
   u64map_init(&b->pending);
   b->generation = generation;
+  b->held_due_ms = -1;
   return b;
 }
 
@@ -87,6 +114,40 @@ void wbatch_free(wbatch *b) {
   free(b->progress);
   free(b->exports);
   free(b);
+}
+
+/* Empties an array, freeing it when a burst grew it past the bound. */
+static void reset_array(void **array, size_t *n, size_t *cap, size_t size) {
+  *n = 0;
+  if (*cap * size > WBATCH_KEEP_BYTES) {
+    free(*array);
+    *array = NULL;
+    *cap = 0;
+  }
+}
+
+void wbatch_reset(wbatch *b, uint64_t generation) {
+  arena_reset(&b->mem);
+  reset_array((void **)&b->rows, &b->nrows, &b->caprows, sizeof(*b->rows));
+  reset_array((void **)&b->batches, &b->nbatches, &b->capbatches,
+              sizeof(*b->batches));
+  reset_array((void **)&b->strings, &b->nstrings, &b->capstrings,
+              sizeof(*b->strings));
+  reset_array((void **)&b->links, &b->nlinks, &b->caplinks, sizeof(*b->links));
+  reset_array((void **)&b->ops, &b->nops, &b->capops, sizeof(*b->ops));
+  reset_array((void **)&b->progress, &b->nprogress, &b->capprogress,
+              sizeof(*b->progress));
+  reset_array((void **)&b->exports, &b->nexports, &b->capexports,
+              sizeof(*b->exports));
+  u64map_clear(&b->pending);
+  b->events = b->refused = b->clamped = 0;
+  b->generation = generation;
+  b->nsamples = 0;
+  b->prune = 0;
+  b->export_seq = 0;
+  b->failed = 0;
+  b->committed_ns = 0;
+  b->held_due_ms = -1;
 }
 
 int wbatch_empty(const wbatch *b) {

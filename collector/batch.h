@@ -34,11 +34,15 @@ typedef struct blob {
 typedef struct arena_chunk arena_chunk;
 typedef struct arena {
   arena_chunk *head;
-  size_t used; /* bytes handed out, for the backpressure watermark */
+  arena_chunk *spare; /* chunks kept by arena_reset() */
+  size_t used;        /* bytes handed out, for the backpressure watermark */
 } arena;
 
 void arena_init(arena *a);
 void arena_fini(arena *a);
+/* Forgets everything handed out, keeping the standard chunks for reuse:
+ * a batch reused this way costs no allocation and no page fault. */
+void arena_reset(arena *a);
 void *arena_alloc(arena *a, size_t n);
 blob arena_copy(arena *a, proto_str s);
 
@@ -95,7 +99,8 @@ enum agent_op_kind {
   AGENT_OP_CONNECT,    /* a known instance connected again */
   AGENT_OP_DISCONNECT, /* its connection ended */
   AGENT_OP_ENDED,      /* clean GOODBYE */
-  AGENT_OP_HEALTH,     /* dropped = a, reconnects = b */
+  AGENT_OP_HEALTH,     /* dropped = a, reconnects = b, refused whole:
+                          batches = c, tasks = d */
   AGENT_OP_LOST,       /* turn queued and running tasks into lost, at = a */
   AGENT_OP_BIND        /* a known instance's key (where unset), subject */
 };
@@ -105,6 +110,7 @@ typedef struct agent_op {
   int64_t agent;
   int64_t at; /* microseconds */
   int64_t a, b;
+  int64_t c, d; /* AGENT_OP_HEALTH */
   /* AGENT_OP_NEW only. */
   uint8_t instance[PROTO_INSTANCE_SIZE];
   blob service, host;
@@ -159,10 +165,20 @@ typedef struct wbatch {
   /* Set by the writer. */
   int failed;
   int64_t committed_ns;
+  /* Milliseconds until a task the writer holds in memory is due to be
+   * written (store.h, hold_ms), or -1 when it holds none: the loop then
+   * commits a batch, even an empty one. */
+  int64_t held_due_ms;
 } wbatch;
 
 wbatch *wbatch_new(uint64_t generation);
 void wbatch_free(wbatch *b);
+/* Empties b for reuse as batch `generation`: its memory is kept (within
+ * bounds: an array grown past WBATCH_KEEP_BYTES by a burst is freed), so
+ * that the loop does not allocate and fault in a batch's worth of memory
+ * for every transaction. */
+void wbatch_reset(wbatch *b, uint64_t generation);
+#define WBATCH_KEEP_BYTES (256 * 1024)
 int wbatch_empty(const wbatch *b);
 /* Appends a zeroed element to one of the batch's arrays. */
 task_row *wbatch_add_row(wbatch *b);

@@ -70,6 +70,7 @@ struct ingest {
   agent **ended;
   size_t nended, capended;
   wbatch *current;
+  wbatch *spare; /* a committed batch kept for reuse */
   uint64_t generation;
   size_t string_bytes; /* interned by every agent in memory */
 };
@@ -365,6 +366,7 @@ void ingest_free(ingest *in) {
   free(in->waiting);
   free(in->ended);
   wbatch_free(in->current);
+  wbatch_free(in->spare);
   free(in);
 }
 
@@ -389,9 +391,27 @@ wbatch *ingest_current(ingest *in) {
 
 wbatch *ingest_take(ingest *in) {
   wbatch *b = in->current;
-  u64map_fini(&b->pending);
-  in->current = wbatch_new(++in->generation);
+  wbatch *next = in->spare;
+  in->spare = NULL;
+  if (next)
+    wbatch_reset(next, ++in->generation);
+  else
+    next = wbatch_new(++in->generation);
+  /* The writer does not read the map of pending rows: the next batch
+   * takes its memory, and b the next one's (empty) map. */
+  u64map map = next->pending;
+  next->pending = b->pending;
+  b->pending = map;
+  u64map_clear(&next->pending);
+  in->current = next;
   return b;
+}
+
+void ingest_recycle(ingest *in, wbatch *b) {
+  if (in->spare == NULL)
+    in->spare = b;
+  else
+    wbatch_free(b);
 }
 
 void ingest_request_prune(ingest *in) {
@@ -708,6 +728,9 @@ static void apply_health(ingest *in, agent *a, const proto_event *ev) {
   agent_op *op = &b->ops[a->health_index];
   op->a = (int64_t)ev->other;
   op->b = (int64_t)ev->other2;
+  /* 0 from an agent of protocol version 1 or 2, which cannot tell. */
+  op->c = (int64_t)ev->dropped_batches;
+  op->d = (int64_t)ev->dropped_tasks;
 }
 
 /* The request's trace of a batch (the Python binding sends it after the

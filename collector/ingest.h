@@ -98,6 +98,9 @@ void ingest_request_prune(ingest *in);
 wbatch *ingest_current(ingest *in);
 /* Hands the current batch over (the caller owns it) and starts a new one. */
 wbatch *ingest_take(ingest *in);
+/* Gives back a batch the writer is done with (after ingest_committed()),
+ * for reuse as a later one; ingest owns it from now on. */
+void ingest_recycle(ingest *in, wbatch *b);
 
 /*
  * The writer committed b: records the committed sequence numbers and calls

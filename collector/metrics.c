@@ -29,7 +29,7 @@ typedef struct service {
   uint32_t name, len;     /* in the arena */
   int64_t in_progress[2]; /* queued, running */
   int64_t connected;
-  uint64_t drops;
+  uint64_t drops[METRICS_DROP_KINDS];
 } service;
 
 typedef struct series {
@@ -308,8 +308,9 @@ void metrics_agents_connected(metrics *m, uint32_t svc, int64_t delta) {
   m->services[svc].connected += delta;
 }
 
-void metrics_agent_drops(metrics *m, uint32_t svc, uint64_t n) {
-  m->services[svc].drops += n;
+void metrics_agent_drops(metrics *m, uint32_t svc, int kind, uint64_t n) {
+  if (kind >= 0 && kind < METRICS_DROP_KINDS)
+    m->services[svc].drops[kind] += n;
 }
 
 void metrics_commit_latency(metrics *m, int64_t us) {
@@ -554,15 +555,25 @@ static void render_services(const metrics *m, format_buf *b) {
     service_labels(b, m, i);
     format_buf_printf(b, "} %lld\n", (long long)m->services[i].connected);
   }
-  header(b, "taskwatch_agent_dropped_events_total", "counter",
-         "Events agents reported dropping (their buffer was full), by "
-         "service.");
-  for (uint32_t i = 0; i < m->nservices; i++) {
-    format_buf_puts(b, "taskwatch_agent_dropped_events_total");
-    service_labels(b, m, i);
-    format_buf_puts(b, "} ");
-    format_buf_put_uint(b, m->services[i].drops);
-    format_buf_putc(b, '\n');
+  static const char *const drop_names[] = {
+#define DROP_NAME(kind, name, help) name,
+      METRICS_DROP_MAP(DROP_NAME)
+#undef DROP_NAME
+  };
+  static const char *const drop_help[] = {
+#define DROP_HELP(kind, name, help) help,
+      METRICS_DROP_MAP(DROP_HELP)
+#undef DROP_HELP
+  };
+  for (int k = 0; k < METRICS_DROP_KINDS; k++) {
+    header(b, drop_names[k], "counter", drop_help[k]);
+    for (uint32_t i = 0; i < m->nservices; i++) {
+      format_buf_puts(b, drop_names[k]);
+      service_labels(b, m, i);
+      format_buf_puts(b, "} ");
+      format_buf_put_uint(b, m->services[i].drops[k]);
+      format_buf_putc(b, '\n');
+    }
   }
 }
 

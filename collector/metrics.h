@@ -90,8 +90,26 @@ void metrics_task_final(metrics *m, uint32_t series, int status,
 void metrics_in_progress(metrics *m, uint32_t service, int status,
                          int64_t delta);
 void metrics_agents_connected(metrics *m, uint32_t service, int64_t delta);
-/* Events its agents reported dropping, since the collector started. */
-void metrics_agent_drops(metrics *m, uint32_t service, uint64_t n);
+/* What agents drop, as they report it in HEALTH: X(KIND, metric name,
+ * help text). Events, and the tasks and batches refused whole. */
+#define METRICS_DROP_MAP(X)                                                    \
+  X(EVENTS, "taskwatch_agent_dropped_events_total",                            \
+    "Events agents reported dropping (their buffer was full), by service.")    \
+  X(TASKS, "taskwatch_agent_dropped_tasks_total",                              \
+    "Tasks agents refused whole when they were enqueued (their buffer was "    \
+    "full), by service.")                                                      \
+  X(BATCHES, "taskwatch_agent_dropped_batches_total",                          \
+    "Batches agents refused whole when they began (their buffer was full), "   \
+    "by service.")
+enum metrics_drop {
+#define METRICS__DROP_ENUM(kind, name, help) METRICS_DROP_##kind,
+  METRICS_DROP_MAP(METRICS__DROP_ENUM)
+#undef METRICS__DROP_ENUM
+      METRICS_DROP_KINDS
+};
+/* Events, tasks or batches (`kind`, a metrics_drop) its agents reported
+ * dropping, since the collector started. */
+void metrics_agent_drops(metrics *m, uint32_t service, int kind, uint64_t n);
 /* One sampled event-to-commit latency. */
 void metrics_commit_latency(metrics *m, int64_t us);
 

@@ -116,6 +116,9 @@ struct server {
   ingest *in;
   writer *writer;
   int64_t batch_since_ms; /* when the filling batch got its first item */
+  /* When a task the writer holds is due to be written (batch.h): a batch
+   * is committed then even if it is empty; 0: none held. */
+  int64_t held_due_ms;
   int64_t last_prune_ms;
   size_t buffered; /* receive buffer bytes beyond READ_CHUNK each */
   int paused;
@@ -766,9 +769,10 @@ static void on_flush_timer(uv_timer_t *t) {
  * batch is old or big enough; pauses reading when it is too big. */
 static void maybe_flush(server *s) {
   wbatch *b = ingest_current(s->in);
-  if (wbatch_empty(b))
-    return;
   int64_t now = (int64_t)uv_now(&s->loop);
+  int held_due = s->held_due_ms != 0 && now >= s->held_due_ms;
+  if (wbatch_empty(b) && !held_due)
+    return;
   size_t bytes = wbatch_bytes(b);
   if (s->batch_since_ms == 0)
     s->batch_since_ms = now;
@@ -787,6 +791,7 @@ static void maybe_flush(server *s) {
   }
   uv_timer_stop(&s->flush);
   s->batch_since_ms = 0;
+  s->held_due_ms = 0;
   wbatch *next = ingest_take(s->in);
   export_submit(s->exports, next);
   writer_submit(s->writer, next);
@@ -800,6 +805,8 @@ static void on_batch_done(wbatch *b, void *arg) {
   server *s = arg;
   /* The writer first: it starts on the filling batch (if that is due)
    * while this thread sends the acks and frees the batch it finished. */
+  if (b->held_due_ms >= 0 && s->held_due_ms == 0)
+    s->held_due_ms = (int64_t)uv_now(&s->loop) + b->held_due_ms;
   if (s->stopping == 0)
     maybe_flush(s);
   export_committed(s->exports, b);
@@ -807,7 +814,7 @@ static void on_batch_done(wbatch *b, void *arg) {
     s->failed = 1;
   else
     ingest_committed(s->in, b, send_ack, s);
-  wbatch_free(b);
+  ingest_recycle(s->in, b);
   if (s->stopping && writer_in_flight(s->writer) == 0) {
     finish(s);
     return;

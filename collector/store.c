@@ -37,6 +37,8 @@
 
 #include "checkpoint.h"
 #include "format.h"
+#include "held.h"
+#include "inflight.h"
 #include "log.h"
 #include "rollup.h"
 #include "rows.h"
@@ -71,6 +73,8 @@ enum {
   ST_PRUNE_BATCH,
   ST_PRUNE_AGENTS,
   ST_PRUNE_STRINGS,
+  ST_HELD_PUT,
+  ST_HELD_CLEAR,
   ST_BEGIN,
   ST_COMMIT,
   ST_COUNT
@@ -142,7 +146,8 @@ static const char *const sql_text[ST_COUNT] = {
                             "disconnected_at = ?2 WHERE id = ?1",
     [ST_AGENT_ENDED] = "UPDATE agents SET ended = 1 WHERE id = ?1",
     [ST_AGENT_HEALTH] =
-        "UPDATE agents SET dropped = ?2, reconnects = ?3 WHERE id = ?1",
+        "UPDATE agents SET dropped = ?2, reconnects = ?3, dropped_batches = "
+        "?4, dropped_tasks = ?5 WHERE id = ?1",
     /* max() of anything and NULL is NULL in SQLite: coalesce keeps the
      * newest time when a progress row carries no event time. */
     [ST_AGENT_PROGRESS] =
@@ -183,6 +188,10 @@ static const char *const sql_text[ST_COUNT] = {
         "EXISTS (SELECT 1 FROM batches WHERE id >= a.id << 40 AND id < "
         "(a.id + 1) << 40) ORDER BY disconnected_at LIMIT ?2) RETURNING id",
     [ST_PRUNE_STRINGS] = "DELETE FROM strings WHERE agent = ?1",
+    /* The held set (inflight.h): one row, replaced. */
+    [ST_HELD_PUT] = "INSERT OR REPLACE INTO inflight (id, tasks) VALUES "
+                    "(1, ?1)",
+    [ST_HELD_CLEAR] = "DELETE FROM inflight",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
 };
@@ -200,6 +209,14 @@ struct store {
   rows *rows;         /* the bulk statements' source (rows.h) */
   task_row **newrows; /* scratch: a batch's rows to insert */
   size_t capnew;
+  task_row **updates; /* scratch: a batch's rows of stored tasks */
+  size_t capupdates;
+  inflight held;       /* tasks in flight held in memory (inflight.h) */
+  int held_stored;     /* the table inflight has a row */
+  int settling;        /* write every held task (store_settle()) */
+  unsigned char *blob; /* scratch: the held set's blob */
+  size_t capblob;
+  u64map ending; /* scratch: instances that end or vanish in a batch */
   store_config cfg;
   rollup *rollups;
   store_stats stats;
@@ -482,10 +499,15 @@ static int lock_store(store *s, char **err) {
   return 0;
 }
 
+static int replay_held(store *s, char **err);
+
 int store_open(const store_config *cfg, store **out, char **err) {
   store *s = xcalloc(1, sizeof(*s));
   s->cfg = *cfg;
   s->lock_fd = -1;
+  inflight_init(&s->held);
+  u64map_init(&s->ending);
+  u64map_init(&s->pruned_batches);
   *out = NULL;
   if (lock_store(s, err) != 0) {
     store_close(s);
@@ -503,9 +525,12 @@ int store_open(const store_config *cfg, store **out, char **err) {
     store_close(s);
     return -1;
   }
-  u64map_init(&s->pruned_batches);
   if (cfg->max_tasks > 0)
     count_tasks(s);
+  if (replay_held(s, err) != 0) {
+    store_close(s);
+    return -1;
+  }
   int64_t bytes =
       cfg->checkpoint_bytes > 0 ? cfg->checkpoint_bytes : CHECKPOINT_BYTES;
   int64_t page = pragma_int(s->db, "PRAGMA page_size");
@@ -530,6 +555,10 @@ void store_close(store *s) {
   if (s->lock_fd >= 0)
     close(s->lock_fd);
   free(s->newrows);
+  free(s->updates);
+  free(s->blob);
+  inflight_fini(&s->held);
+  u64map_fini(&s->ending);
   u64map_fini(&s->pruned_batches);
   free(s);
 }
@@ -657,26 +686,6 @@ static void sane_order(task_row *r) {
 
 static void inserted_task_item(store *s, const void *item) {
   inserted_task(s, *(task_row *const *)item);
-}
-
-/* The batch's new batch rows, then its new task rows. */
-static int insert_new_rows(store *s, wbatch *b) {
-  int rc = insert_rows(s, ROWS_BATCHES, b->batches, b->nbatches,
-                       sizeof(*b->batches), NULL, NULL);
-  if (rc != SQLITE_OK)
-    return rc;
-  size_t n = 0;
-  if (s->capnew < b->nrows) {
-    s->capnew = b->nrows;
-    s->newrows = xrealloc(s->newrows, s->capnew * sizeof(*s->newrows));
-  }
-  for (size_t i = 0; i < b->nrows; i++)
-    if (!b->rows[i]->update) {
-      sane_order(b->rows[i]);
-      s->newrows[n++] = b->rows[i];
-    }
-  return insert_rows(s, ROWS_TASKS, s->newrows, n, sizeof(*s->newrows),
-                     inserted_task_item, task_conflict);
 }
 
 static int64_t column_or(sqlite3_stmt *st, int i, int64_t dflt) {
@@ -836,6 +845,205 @@ static int task_conflict(store *s, const void *item) {
   return update_task(s, r);
 }
 
+/* ---- tasks in flight (inflight.h) --------------------------------------- */
+
+static int64_t max64(int64_t a, int64_t b) {
+  return a > b ? a : b;
+}
+
+static int row_is_final(const task_row *r) {
+  return (r->have & HAVE_END) && is_final(r->status);
+}
+
+/* A held task as a new row, in b's arena (the writer's while it writes b). */
+static task_row *held_row(wbatch *b, const inflight_task *t) {
+  task_row *r = arena_alloc(&b->mem, sizeof(*r));
+  memset(r, 0, sizeof(*r));
+  r->id = t->id;
+  r->agent = t->agent;
+  r->batch = t->batch;
+  r->thread = t->thread;
+  r->enqueued_at = t->enqueued_at;
+  r->started_at = t->started_at;
+  r->name = t->name;
+  r->position = t->position;
+  r->mode = t->mode;
+  r->status = t->status;
+  r->have = t->have;
+  return r;
+}
+
+static void hold(store *s, const task_row *r, int64_t now_ms) {
+  inflight_task *t = inflight_add(&s->held, r->id);
+  t->agent = r->agent;
+  t->batch = r->batch;
+  t->thread = r->thread;
+  t->enqueued_at = r->enqueued_at;
+  t->started_at = r->started_at;
+  t->since_ms = now_ms;
+  t->name = r->name;
+  t->position = r->position;
+  t->mode = r->mode;
+  t->status = r->status;
+  t->have = r->have & (HAVE_ENQUEUE | HAVE_START | HAVE_THREAD);
+  s->stats.rows_held++;
+}
+
+/*
+ * r's events applied to a held task as ST_UPDATE_TASK applies them to a
+ * stored one: a START only to a task not started yet (times kept in
+ * order), an end makes it final. Returns the task's final row (in b's
+ * arena; the caller lets t go) when r ends it, else NULL.
+ */
+static task_row *merge_held(store *s, wbatch *b, inflight_task *t,
+                            const task_row *r) {
+  if (r->have & HAVE_START) {
+    if (t->have & HAVE_START) {
+      refused_row(s, r, "task already started");
+    } else {
+      t->started_at = max64(r->started_at, t->enqueued_at);
+      if (r->have & HAVE_THREAD)
+        t->thread = r->thread;
+      t->have |= HAVE_START | (r->have & HAVE_THREAD);
+    }
+  }
+  if (r->have & (HAVE_START | HAVE_END) && r->status > t->status)
+    t->status = r->status;
+  inflight_touch(&s->held);
+  if (!(r->have & HAVE_END))
+    return NULL;
+  task_row *row = held_row(b, t);
+  row->finished_at = r->finished_at;
+  row->error_type = r->error_type;
+  row->error_message = r->error_message;
+  row->error_detail = r->error_detail;
+  row->skipped_after = r->skipped_after;
+  row->drop_reason = r->drop_reason;
+  row->have |= r->have & (HAVE_END | HAVE_ERROR | HAVE_SKIP | HAVE_DROP);
+  sane_order(row);
+  return row;
+}
+
+/* Whether a held task of this agent must be written now: its instance
+ * ends or vanishes in the batch (mark_lost() turns it lost after the
+ * rows). */
+static int agent_ending(const store *s, int64_t agent) {
+  return s->ending.count > 0 && u64map_get(&s->ending, (uint64_t)agent);
+}
+
+static void grow_scratch(task_row ***rows, size_t *cap, size_t need) {
+  if (*cap < need) {
+    *cap = need + need / 2;
+    *rows = xrealloc(*rows, *cap * sizeof(**rows));
+  }
+}
+
+/*
+ * Sorts b's task rows: new and final rows to insert (s->newrows, *nnew),
+ * later events of stored tasks to update (s->updates, *nupdates), and
+ * tasks to hold or held already, whose events are merged into s->held.
+ * Held tasks that are old enough, or whose instance ends in b, or all of
+ * them when settling, join the rows to insert.
+ */
+static void sort_rows(store *s, wbatch *b, size_t *nnew, size_t *nupdates) {
+  size_t n = 0, u = 0;
+  int64_t now = monotonic_ms();
+  int holding = s->cfg.hold_ms > 0 && !s->settling;
+  grow_scratch(&s->newrows, &s->capnew, 2 * b->nrows + s->held.n + 1);
+  grow_scratch(&s->updates, &s->capupdates, b->nrows + 1);
+  u64map_clear(&s->ending);
+  for (size_t i = 0; i < b->nops; i++)
+    if (b->ops[i].kind == AGENT_OP_ENDED || b->ops[i].kind == AGENT_OP_LOST)
+      u64map_put(&s->ending, (uint64_t)b->ops[i].agent, s);
+  for (size_t i = 0; i < b->nrows; i++) {
+    task_row *r = b->rows[i];
+    inflight_task *t = inflight_get(&s->held, r->id);
+    if (t && r->update) {
+      task_row *done = merge_held(s, b, t, r);
+      if (done) {
+        s->newrows[n++] = done;
+        inflight_remove(&s->held, t);
+      }
+      continue;
+    }
+    if (t) {
+      /* Enqueued again: the held task is stored first, then this row
+       * meets it as it would meet any stored task (task_conflict). */
+      s->newrows[n++] = held_row(b, t);
+      inflight_remove(&s->held, t);
+    } else if (r->update) {
+      s->updates[u++] = r;
+      continue;
+    }
+    sane_order(r);
+    if (holding && !t && (r->have & HAVE_ENQUEUE) && !row_is_final(r) &&
+        s->held.n < INFLIGHT_MAX && !agent_ending(s, r->agent))
+      hold(s, r, now);
+    else
+      s->newrows[n++] = r;
+  }
+  b->held_due_ms = -1;
+  for (size_t i = 0; i < s->held.n;) {
+    inflight_task *t = &s->held.items[i];
+    int64_t due = t->since_ms + s->cfg.hold_ms - now;
+    if (!s->settling && due > 0 && !agent_ending(s, t->agent)) {
+      if (b->held_due_ms < 0 || due < b->held_due_ms)
+        b->held_due_ms = due;
+      i++;
+      continue;
+    }
+    s->newrows[n++] = held_row(b, t);
+    inflight_remove(&s->held, t); /* the last one moves to i */
+  }
+  *nnew = n;
+  *nupdates = u;
+}
+
+/* The held set into the table inflight, when it changed. */
+static int write_held(store *s) {
+  sqlite3_stmt *st;
+  if (s->held.n == 0) {
+    if (!s->held_stored)
+      return SQLITE_OK;
+    st = s->st[ST_HELD_CLEAR];
+  } else {
+    if (!s->held.changed && s->held_stored)
+      return SQLITE_OK;
+    size_t n = inflight_encode(&s->held, &s->blob, &s->capblob);
+    st = s->st[ST_HELD_PUT];
+    sqlite3_bind_blob(st, 1, s->blob, (int)n, SQLITE_STATIC);
+  }
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE)
+    return rc;
+  s->held_stored = s->held.n > 0;
+  return SQLITE_OK;
+}
+
+/* The batch's new batch rows, its task rows (new, final, updates) and what
+ * it leaves held. */
+static int write_tasks(store *s, wbatch *b) {
+  size_t nnew, nupdates;
+  int rc = insert_rows(s, ROWS_BATCHES, b->batches, b->nbatches,
+                       sizeof(*b->batches), NULL, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  sort_rows(s, b, &nnew, &nupdates);
+  rc = insert_rows(s, ROWS_TASKS, s->newrows, nnew, sizeof(*s->newrows),
+                   inserted_task_item, task_conflict);
+  for (size_t i = 0; i < b->nlinks && rc == SQLITE_OK; i++) {
+    sqlite3_bind_int64(s->st[ST_LINK], 1, b->links[i].batch);
+    bind_blob_text(s->st[ST_LINK], 2, b->links[i].traceparent, 1);
+    rc = run(s, s->st[ST_LINK]);
+  }
+  for (size_t i = 0; i < nupdates && rc == SQLITE_OK; i++)
+    rc = update_task(s, s->updates[i]);
+  if (rc == SQLITE_OK)
+    rc = write_held(s);
+  return rc;
+}
+
 /* An instance's owner (auth.h) at parameters i and i + 1: its key and
  * its TLS client certificate's subject, NULL where unknown. */
 static void bind_owner(sqlite3_stmt *st, int i, const agent_op *op) {
@@ -882,6 +1090,8 @@ static int write_op(store *s, const agent_op *op) {
     sqlite3_bind_int64(st, 1, op->agent);
     sqlite3_bind_int64(st, 2, op->a);
     sqlite3_bind_int64(st, 3, op->b);
+    sqlite3_bind_int64(st, 4, op->c);
+    sqlite3_bind_int64(st, 5, op->d);
     return run(s, st);
   default:
     /* After the rows: mark_lost. */
@@ -1051,15 +1261,7 @@ static int write_all(store *s, wbatch *b) {
     rc = run(s, st);
   }
   if (rc == SQLITE_OK)
-    rc = insert_new_rows(s, b);
-  for (size_t i = 0; i < b->nlinks && rc == SQLITE_OK; i++) {
-    sqlite3_bind_int64(s->st[ST_LINK], 1, b->links[i].batch);
-    bind_blob_text(s->st[ST_LINK], 2, b->links[i].traceparent, 1);
-    rc = run(s, s->st[ST_LINK]);
-  }
-  for (size_t i = 0; i < b->nrows && rc == SQLITE_OK; i++)
-    if (b->rows[i]->update)
-      rc = update_task(s, b->rows[i]);
+    rc = write_tasks(s, b);
   for (size_t i = 0; i < b->nprogress && rc == SQLITE_OK; i++)
     rc = write_progress(s, &b->progress[i]);
   /* Instances that ended or vanished leave no task open: after the rows,
@@ -1081,9 +1283,11 @@ static int write_all(store *s, wbatch *b) {
 
 int store_write(store *s, wbatch *b) {
   int64_t count_before = s->task_count, prune_from_before = s->prune_from;
+  int held_stored_before = s->held_stored;
   store_stats before = s->stats;
   if (atomic_load(&s->aborted))
     return SQLITE_INTERRUPT;
+  inflight_save(&s->held);
   int rc = run(s, s->st[ST_BEGIN]);
   if (rc == SQLITE_OK)
     rc = write_all(s, b);
@@ -1100,6 +1304,8 @@ int store_write(store *s, wbatch *b) {
     s->task_count = count_before;
     s->prune_from = prune_from_before;
     u64map_clear(&s->pruned_batches);
+    inflight_restore(&s->held);
+    s->held_stored = held_stored_before;
     return rc;
   }
   struct timespec ts;
@@ -1110,4 +1316,77 @@ int store_write(store *s, wbatch *b) {
   s->stats.events_refused += b->refused;
   s->stats.times_clamped += b->clamped;
   return SQLITE_OK;
+}
+
+int store_settle(store *s) {
+  if (s->held.n == 0 && !s->held_stored)
+    return SQLITE_OK;
+  wbatch *b = wbatch_new(0);
+  s->settling = 1;
+  int rc = store_write(s, b);
+  s->settling = 0;
+  wbatch_free(b);
+  return rc;
+}
+
+/* A task of the table inflight as a row of b, its name copied into b. */
+static void replay_task(const held_task *t, void *arg) {
+  wbatch *b = arg;
+  istr *text = arena_alloc(&b->mem, sizeof(*text) + t->name_len + 1);
+  text->len = t->name_len;
+  memcpy(text->text, t->name, t->name_len);
+  text->text[t->name_len] = '\0';
+  task_row *r = wbatch_add_row(b);
+  r->id = t->id;
+  r->agent = t->agent;
+  r->batch = t->batch;
+  r->thread = t->thread;
+  r->enqueued_at = t->enqueued_at;
+  r->started_at = t->started_at;
+  r->name = text;
+  r->position = t->position;
+  r->mode = t->mode;
+  r->status = t->status < SCHEMA_SUCCEEDED ? t->status : SCHEMA_QUEUED;
+  r->have = t->have & (HAVE_ENQUEUE | HAVE_START | HAVE_THREAD);
+}
+
+/*
+ * The tasks an earlier run held when it ended without settling (kill -9,
+ * a crash, a store that failed at the stop): written as queued or running
+ * rows in one transaction that also empties the table inflight, before
+ * anything else reads the store (the loop's open instances, the exports'
+ * table of open tasks find them in tasks, as any open task). Their later
+ * events update the rows. Returns 0, or -1 with *err.
+ */
+static int replay_held(store *s, char **err) {
+  sqlite3_stmt *st;
+  int rc =
+      sqlite3_prepare_v2(s->db, "SELECT tasks FROM inflight", -1, &st, NULL);
+  if (rc != SQLITE_OK) {
+    *err = xstrdup(sqlite3_errmsg(s->db));
+    return -1;
+  }
+  wbatch *b = wbatch_new(0);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    s->held_stored = 1;
+    if (held_decode(sqlite3_column_blob(st, 0),
+                    (size_t)sqlite3_column_bytes(st, 0), replay_task, b) < 0)
+      log_msg(LOG_ERROR, "tasks in flight partly unreadable note=\"the "
+                         "readable ones are written\"");
+  }
+  sqlite3_finalize(st);
+  if (rc == SQLITE_DONE && s->held_stored) {
+    s->settling = 1;
+    rc = store_write(s, b);
+    s->settling = 0;
+    if (rc == SQLITE_OK)
+      log_msg(LOG_INFO, "tasks in flight written as open rows count=%zu",
+              b->nrows);
+  }
+  wbatch_free(b);
+  if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+    *err = xstrdup(sqlite3_errmsg(s->db));
+    return -1;
+  }
+  return 0;
 }

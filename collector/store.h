@@ -26,7 +26,16 @@ typedef struct store_config {
   /* WAL size that starts a checkpoint; 0: the default, 128 MiB (set
    * otherwise by tests, to see checkpoints happen in a small store). */
   int64_t checkpoint_bytes;
+  /* How long a task in flight may stay in the writer's memory
+   * (inflight.h) before it is written as a queued or running row; a task
+   * that ends sooner is written once, final. 0: every task is written in
+   * the transaction that receives its ENQUEUE. */
+  int64_t hold_ms;
 } store_config;
+
+/* The collector's hold_ms: readers see a task queued or running within a
+ * quarter of a second (plus the commit interval). */
+#define STORE_HOLD_MS 250
 
 /* Statistics of the writes so far. */
 typedef struct store_stats {
@@ -34,6 +43,7 @@ typedef struct store_stats {
   uint64_t events;
   uint64_t rows_inserted;
   uint64_t rows_updated;
+  uint64_t rows_held; /* tasks held in memory at first (inflight.h) */
   /* Task events for a task the store does not know that could not be
    * stored either (an orphan row that broke a constraint): 0 unless
    * something is wrong. */
@@ -77,12 +87,24 @@ void store_abort(store *s);
 
 /*
  * Writes b in one transaction: agents, strings, batches, task rows,
- * instances turned lost, rollups, a retention step. Returns 0 or an SQLite
- * error code (the transaction is rolled back; b can be written again).
- * Sets b->committed_ns. A constraint violation of one row (a hostile agent
- * repeating an id) skips that row and is not an error.
+ * instances turned lost, rollups, a retention step, and the tasks held in
+ * memory (see hold_ms; their set is rewritten in the table inflight in the
+ * same transaction, so whatever b holds is as durable as what it writes).
+ * Returns 0 or an SQLite error code (the transaction is rolled back, the
+ * held tasks are as before; b can be written again). Sets
+ * b->committed_ns. A constraint violation of one row (a hostile agent
+ * repeating an id) skips that row and is not an error. The names of held
+ * tasks are b's (batch.h): they must live until store_settle().
  */
 int store_write(store *s, wbatch *b);
+
+/*
+ * Writes every held task as its row, queued or running, and empties the
+ * table inflight: after a clean stop the store holds every task for its
+ * readers. (After a crash store_open() does the same from the table.)
+ * Returns 0 or an SQLite error code.
+ */
+int store_settle(store *s);
 
 void store_get_stats(const store *s, store_stats *out);
 

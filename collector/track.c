@@ -29,7 +29,9 @@ typedef struct open_task {
 typedef struct agent_info {
   uint32_t service;
   int connected;
-  int64_t dropped; /* the newest count the agent reported */
+  /* The newest counts the agent reported, by metrics_drop: events, and
+   * tasks and batches refused whole. */
+  int64_t dropped[METRICS_DROP_KINDS];
 } agent_info;
 
 typedef struct pool_chunk {
@@ -101,10 +103,9 @@ static void push_op(track_ops *ops, int kind, uint32_t index, int status,
 /* ---- agents ------------------------------------------------------------- */
 
 static agent_info *agent_new(track *t, int64_t id, const char *service,
-                             size_t len, int64_t dropped) {
+                             size_t len) {
   agent_info *a = xcalloc(1, sizeof(*a));
   a->service = metrics_service(t->metrics, service, len);
-  a->dropped = dropped;
   u64map_put(&t->agents, (uint64_t)id, a);
   return a;
 }
@@ -117,12 +118,14 @@ static agent_info *agent_get(track *t, int64_t id) {
     return a;
   sqlite3_stmt *st = t->find_agent;
   sqlite3_bind_int64(st, 1, id);
-  if (sqlite3_step(st) == SQLITE_ROW)
+  if (sqlite3_step(st) == SQLITE_ROW) {
     a = agent_new(t, id, (const char *)sqlite3_column_blob(st, 0),
-                  (size_t)sqlite3_column_bytes(st, 0),
-                  sqlite3_column_int64(st, 1));
-  else
-    a = agent_new(t, id, "", 0, 0);
+                  (size_t)sqlite3_column_bytes(st, 0));
+    for (int k = 0; k < METRICS_DROP_KINDS; k++)
+      a->dropped[k] = sqlite3_column_int64(st, 1 + k);
+  } else {
+    a = agent_new(t, id, "", 0);
+  }
   sqlite3_reset(st);
   return a;
 }
@@ -131,7 +134,7 @@ static void set_connected(track *t, const agent_op *op, int connected,
                           track_ops *ops) {
   agent_info *a = u64map_get(&t->agents, (uint64_t)op->agent);
   if (a == NULL && op->kind == AGENT_OP_NEW)
-    a = agent_new(t, op->agent, op->service.ptr, op->service.len, 0);
+    a = agent_new(t, op->agent, op->service.ptr, op->service.len);
   else if (a == NULL)
     a = agent_get(t, op->agent);
   if (a->connected != connected)
@@ -150,9 +153,16 @@ static void agent_op_apply(track *t, const agent_op *op, track_ops *ops) {
     break;
   case AGENT_OP_HEALTH: {
     agent_info *a = agent_get(t, op->agent);
-    if (op->a > a->dropped)
-      push_op(ops, TRACK_DROPS, a->service, 0, op->a - a->dropped, 0);
-    a->dropped = op->a;
+    int64_t now[METRICS_DROP_KINDS] = {
+        [METRICS_DROP_EVENTS] = op->a,
+        [METRICS_DROP_TASKS] = op->d,
+        [METRICS_DROP_BATCHES] = op->c,
+    };
+    for (int k = 0; k < METRICS_DROP_KINDS; k++) {
+      if (now[k] > a->dropped[k])
+        push_op(ops, TRACK_DROPS, a->service, k, now[k] - a->dropped[k], 0);
+      a->dropped[k] = now[k];
+    }
     break;
   }
   default:
@@ -379,7 +389,8 @@ track *track_new(metrics *m, sqlite3 *db, size_t max_tasks) {
   u64map_init(&t->batches);
   u64map_init(&t->agents);
   if (sqlite3_prepare_v2(db,
-                         "SELECT service, dropped FROM agents WHERE id = ?1",
+                         "SELECT service, dropped, dropped_tasks, "
+                         "dropped_batches FROM agents WHERE id = ?1",
                          -1, &t->find_agent, NULL) != SQLITE_OK ||
       sqlite3_prepare_v2(db,
                          "SELECT batch, name, agent, status, enqueued_at, "
@@ -428,7 +439,7 @@ void track_apply(metrics *m, track_ops *ops) {
       metrics_agents_connected(m, op->index, op->a);
       break;
     default:
-      metrics_agent_drops(m, op->index, (uint64_t)op->a);
+      metrics_agent_drops(m, op->index, op->status, (uint64_t)op->a);
       break;
     }
   }

@@ -36,7 +36,8 @@ enum track_op_kind {
   TRACK_FINAL,     /* series `index` got a task in `status`; a: wait, b: run */
   TRACK_PROGRESS,  /* service `index`: tasks in `status` change by a */
   TRACK_CONNECTED, /* service `index`: agents connected change by a */
-  TRACK_DROPS      /* service `index`: agents dropped a more events */
+  TRACK_DROPS      /* service `index`: agents dropped a more events, tasks
+                      or batches (status: a metrics_drop) */
 };
 
 typedef struct track_op {

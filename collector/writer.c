@@ -112,7 +112,12 @@ static void *thread_main(void *arg) {
     push(&w->out_head, &w->out_tail, b);
     uv_async_send(&w->async);
   }
+  int aborted = w->aborted;
   pthread_mutex_unlock(&w->lock);
+  /* The tasks still held become rows, so the stopped collector's store
+   * shows them to readers; if that fails the next start writes them. */
+  if (!aborted && store_settle(w->store) != 0)
+    log_msg(LOG_WARN, "tasks in flight left to the next start");
   return NULL;
 }
 

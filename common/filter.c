@@ -43,6 +43,7 @@ struct filter {
   int cap;
   unsigned uses;
   int64_t since, until; /* from positive since:/until: terms */
+  unsigned statuses;    /* the states status terms let through, a bit each */
 };
 
 typedef enum kind {
@@ -318,8 +319,14 @@ static int sql_list(filter *f, const term *t, char *err, size_t errlen) {
     return -1;
   }
   int succeeded = 0;
-  for (int i = 0; i < t->nitems; i++)
+  unsigned mask = 0;
+  for (int i = 0; i < t->nitems; i++) {
     succeeded |= t->key->kind == K_STATUS && nums[i] == SCHEMA_SUCCEEDED;
+    if (t->key->kind == K_STATUS)
+      mask |= 1u << nums[i];
+  }
+  if (t->key->kind == K_STATUS)
+    f->statuses &= t->negate ? ~mask : mask;
   if (t->key->kind == K_STATUS && !succeeded && !t->negate)
     format_buf_puts(&f->sql, SCHEMA_SQL_UNUSUAL " AND ");
   format_buf_printf(&f->sql, "%s IN (", t->key->column);
@@ -692,6 +699,7 @@ filter *filter_new(int64_t now_us) {
   f->now_us = now_us;
   f->since = INT64_MIN;
   f->until = INT64_MAX;
+  f->statuses = FILTER_ALL_STATUSES;
   format_buf_init(&f->sql);
   return f;
 }
@@ -870,6 +878,10 @@ void filter_time_range(const filter *f, int64_t *since, int64_t *until) {
 
 unsigned filter_uses(const filter *f) {
   return f->uses;
+}
+
+unsigned filter_statuses(const filter *f) {
+  return f->statuses;
 }
 
 int filter_is_empty(const filter *f) {

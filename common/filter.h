@@ -40,6 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "schema.h"
+
 typedef struct filter filter;
 
 /* Parses e.g. `status:failed name:send_* service:api batch:ID !error:timeout
@@ -108,6 +110,14 @@ int filter_bind(const filter *f, sqlite3_stmt *st, int first);
  * a count without reading rows. */
 #define FILTER_USES_JOIN 16u
 unsigned filter_uses(const filter *f);
+
+/* The states a task may be in to match, a bit (1u << code) each: every
+ * state without status terms, else those every status term lets through
+ * (`status:failed,lost !status:lost` is failed alone). A listing of
+ * several states that exclude succeeded reads each from the index of
+ * unusual tasks in time order and merges them, rather than sorting. */
+#define FILTER_ALL_STATUSES ((1u << SCHEMA_STATUS_COUNT) - 1)
+unsigned filter_statuses(const filter *f);
 
 /* The enqueue-time range the filter's since:/until: terms allow, as
  * [*since, *until); INT64_MIN / INT64_MAX when unbounded. Negated time

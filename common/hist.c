@@ -34,6 +34,25 @@ int64_t hist_bucket_value(int bucket) {
   return mid > INT64_MAX ? INT64_MAX : (int64_t)mid;
 }
 
+int64_t hist_bucket_low(int bucket) {
+  if (bucket <= 0)
+    return INT64_MIN;
+  if (bucket < HIST_EXACT)
+    return bucket;
+  int e = (bucket - HIST_EXACT) / HIST_SUB + HIST_SUB_BITS + 1;
+  uint64_t sub = (uint64_t)((bucket - HIST_EXACT) % HIST_SUB);
+  uint64_t low = (UINT64_C(1) << e) + sub * (UINT64_C(1) << (e - HIST_SUB_BITS));
+  return low > INT64_MAX ? INT64_MAX : (int64_t)low;
+}
+
+int64_t hist_bucket_high(int bucket) {
+  if (bucket >= HIST_BUCKETS - 1)
+    return INT64_MAX;
+  int64_t next = hist_bucket_low(bucket + 1);
+  /* Buckets past 2^63 hold no int64_t: the last real one reaches up. */
+  return next == INT64_MAX ? INT64_MAX : next - 1;
+}
+
 /* ---- fixed counts ---------------------------------------------------- */
 
 void hist_init(hist *h) {
@@ -142,6 +161,30 @@ int hist_sparse_percentile(const hist_sparse *h, unsigned per_mille,
   }
   *out = h->max;
   return 0;
+}
+
+int hist_sparse_rank_bucket(const hist_sparse *h, uint64_t rank) {
+  if (h->total == 0)
+    return -1;
+  if (rank < 1)
+    rank = 1;
+  if (rank > h->total)
+    rank = h->total;
+  uint64_t seen = 0;
+  int last = -1;
+  for (int i = 0; i < HIST_BLOCKS; i++) {
+    if (h->blocks[i] == NULL)
+      continue;
+    for (int j = 0; j < HIST_BLOCK; j++) {
+      if (h->blocks[i][j] == 0)
+        continue;
+      last = i * HIST_BLOCK + j;
+      seen = add_saturating(seen, h->blocks[i][j]);
+      if (seen >= rank)
+        return last;
+    }
+  }
+  return last;
 }
 
 /* ---- the stored form ------------------------------------------------- */

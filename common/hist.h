@@ -47,6 +47,11 @@
 int hist_bucket(int64_t value);
 /* The value a bucket stands for: its middle. */
 int64_t hist_bucket_value(int bucket);
+/* The smallest and the largest value of a bucket (negative values count
+ * in bucket 0, whose smallest value is given as INT64_MIN; the bucket of
+ * INT64_MAX reaches up to it, and those above hold no int64_t value). */
+int64_t hist_bucket_low(int bucket);
+int64_t hist_bucket_high(int bucket);
 
 /* ---- fixed counts ---------------------------------------------------- */
 
@@ -88,6 +93,10 @@ void hist_sparse_merge(hist_sparse *dst, const hist_sparse *src);
  */
 int hist_sparse_percentile(const hist_sparse *h, unsigned per_mille,
                            int64_t *out);
+
+/* The bucket of the sample at 1-based rank `rank` (clamped to
+ * 1..total), or -1 when h is empty. */
+int hist_sparse_rank_bucket(const hist_sparse *h, uint64_t rank);
 
 /* Appends the stored form of h to out; nothing when h is empty. */
 void hist_sparse_encode(const hist_sparse *h, format_buf *out);

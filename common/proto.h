@@ -31,7 +31,7 @@
 #include "limit.h"
 
 #define PROTO_VERSION_MIN 1 /* the oldest version this code speaks */
-#define PROTO_VERSION 2     /* the newest */
+#define PROTO_VERSION 3     /* the newest */
 #define PROTO_MAGIC 0x31505754u
 #define PROTO_HEADER_SIZE 6 /* u32 length + u16 type */
 #define PROTO_INSTANCE_SIZE 16
@@ -144,9 +144,13 @@
 #define PROTO_FIELDS_DROP(F)                                                   \
   F(U64, task, task, 1, UINT64_MAX, 1)                                         \
   F(STR, reason, text, 0, PROTO_SHORT_MAX, 1)
+/* Cumulative counters of the instance; version 3 adds the batches and
+ * tasks the agent refused whole (tw_agent_stats). */
 #define PROTO_FIELDS_HEALTH(F)                                                 \
   F(U64, dropped, other, 0, UINT64_MAX, 1)                                     \
-  F(U64, reconnects, other2, 0, UINT64_MAX, 1)
+  F(U64, reconnects, other2, 0, UINT64_MAX, 1)                                 \
+  F(U64, dropped_batches, dropped_batches, 0, UINT64_MAX, 3)                   \
+  F(U64, dropped_tasks, dropped_tasks, 0, UINT64_MAX, 3)
 #define PROTO_FIELDS_LINK(F)                                                   \
   F(U64, batch, batch, 1, UINT64_MAX, 2)                                       \
   F(STR, traceparent, text, 0, PROTO_LINK_MAX, 2)
@@ -218,14 +222,16 @@ typedef struct proto_event {
   uint32_t position; /* ENQUEUE */
   uint32_t string;   /* STRING: id; BATCH: label id; ENQUEUE: name id */
   int64_t time_ns;
-  uint64_t task;     /* ENQUEUE START FINISH FAIL SKIP DROP */
-  uint64_t batch;    /* BATCH ENQUEUE LINK */
-  uint64_t other;    /* ENQUEUE/START: thread; SKIP: cause; HEALTH: dropped */
-  uint64_t other2;   /* HEALTH: reconnects */
-  proto_str text;    /* STRING: text; FAIL: error_type; DROP: reason;
-                        LINK: traceparent */
-  proto_str message; /* FAIL */
-  proto_str detail;  /* FAIL */
+  uint64_t task;   /* ENQUEUE START FINISH FAIL SKIP DROP */
+  uint64_t batch;  /* BATCH ENQUEUE LINK */
+  uint64_t other;  /* ENQUEUE/START: thread; SKIP: cause; HEALTH: dropped */
+  uint64_t other2; /* HEALTH: reconnects */
+  uint64_t dropped_batches; /* HEALTH, version 3 */
+  uint64_t dropped_tasks;   /* HEALTH, version 3 */
+  proto_str text;           /* STRING: text; FAIL: error_type; DROP: reason;
+                               LINK: traceparent */
+  proto_str message;        /* FAIL */
+  proto_str detail;         /* FAIL */
 } proto_event;
 
 /* A frame located in a receive buffer. */

@@ -27,6 +27,7 @@ struct reader {
   int64_t last_version;
   int seen_version;
   int has_received_at; /* agents.last_received_at (version 4 on) */
+  int has_refused;     /* agents.dropped_batches, dropped_tasks (version 6) */
 };
 
 static const char *const error_texts[READER_ERRNO_COUNT] = {
@@ -152,6 +153,14 @@ const char *reader_agent_seen_sql(const reader *r) {
                             : "last_event_at";
 }
 
+const char *reader_agent_dropped_batches_sql(const reader *r) {
+  return r->has_refused ? "dropped_batches" : "0";
+}
+
+const char *reader_agent_dropped_tasks_sql(const reader *r) {
+  return r->has_refused ? "dropped_tasks" : "0";
+}
+
 int reader_open(const char *path, reader **out, char *err, size_t errlen) {
   *out = NULL;
   int code = check_file(path, err, errlen);
@@ -181,6 +190,8 @@ int reader_open(const char *path, reader **out, char *err, size_t errlen) {
   r->db = db;
   r->data_version = st;
   r->has_received_at = has_column(db, "agents", "last_received_at");
+  r->has_refused = has_column(db, "agents", "dropped_batches") &&
+                   has_column(db, "agents", "dropped_tasks");
   *out = r;
   return READER_OK;
 }

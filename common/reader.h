@@ -92,6 +92,15 @@ int reader_changed(reader *r);
  */
 const char *reader_agent_seen_sql(const reader *r);
 
+/*
+ * SQL expressions over agents (unqualified columns) for the batches and
+ * the tasks the agent refused whole because its buffer was full (HEALTH
+ * of protocol version 3): the columns, or "0" on a store of a version
+ * before 6, which has none.
+ */
+const char *reader_agent_dropped_batches_sql(const reader *r);
+const char *reader_agent_dropped_tasks_sql(const reader *r);
+
 /* ---- the task row ------------------------------------------------------ */
 
 /* An integer column that was NULL. */
@@ -135,6 +144,10 @@ typedef struct reader_task {
   "t.status, t.mode, t.name, b.label, a.service, a.host, t.error_type, "       \
   "t.error_message, t.error_detail, t.drop_reason"
 #define READER_TASK_NCOLUMNS 22
+/* 1-based positions of t.id and t.enqueued_at in READER_TASK_COLUMNS, for
+ * the ORDER BY of a compound SELECT (which names result columns). */
+#define READER_TASK_ID_POSITION "1"
+#define READER_TASK_ENQUEUED_POSITION "6"
 #define READER_TASK_FROM                                                       \
   " FROM tasks t LEFT JOIN agents a ON a.id = t.agent"                         \
   " LEFT JOIN batches b ON b.id = t.batch"

@@ -140,6 +140,12 @@ static const char ddl[] =
                                 "CREATE TABLE IF NOT EXISTS export_queue (\n"
                                 "  seq INTEGER PRIMARY KEY,\n"
                                 "  batch INTEGER NOT NULL\n"
+                                ");\n"
+                                /* Version 6: the collector's tasks in
+                                 * flight (collector/inflight.h). */
+                                "CREATE TABLE IF NOT EXISTS inflight (\n"
+                                "  id INTEGER PRIMARY KEY,\n"
+                                "  tasks BLOB NOT NULL\n"
                                 ");\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
@@ -268,6 +274,13 @@ static const struct {
      * TLS client certificate. */
     {"agents", "auth_key", "ALTER TABLE agents ADD COLUMN auth_key BLOB"},
     {"agents", "tls_subject", "ALTER TABLE agents ADD COLUMN tls_subject TEXT"},
+    /* Version 6: the batches and tasks the agent refused whole (HEALTH of
+     * protocol version 3). */
+    {"agents", "dropped_batches",
+     "ALTER TABLE agents ADD COLUMN dropped_batches INTEGER NOT NULL "
+     "DEFAULT 0"},
+    {"agents", "dropped_tasks",
+     "ALTER TABLE agents ADD COLUMN dropped_tasks INTEGER NOT NULL DEFAULT 0"},
 };
 
 static int add_columns(sqlite3 *db, char **err) {

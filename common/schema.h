@@ -8,12 +8,15 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 /* The oldest version the readers (top, query) read: version 4 made the
  * rollups the source of their statistics; version 5 added the agents
  * columns of instance ownership, which readers do not name, and
  * agents.last_received_at, which readers ask for through
- * reader_agent_seen_sql() (common/reader.h). */
+ * reader_agent_seen_sql() (common/reader.h); version 6 added
+ * agents.dropped_batches and dropped_tasks, which readers ask for through
+ * reader_agent_dropped_batches_sql() and reader_agent_dropped_tasks_sql(),
+ * and the table inflight, which only `query --follow` reads. */
 #define SCHEMA_READ_MIN 4
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
@@ -223,7 +226,8 @@ int schema_check_ours(sqlite3 *db, char **err);
  * export_queue and the column batches.traceparent, replaced the rollups,
  * which `fill` fills from the raw rows, and made tasks_time and
  * tasks_unusual covering; version 5 added the agents columns of instance
- * ownership and agents.last_received_at), checks the version when it is
+ * ownership and agents.last_received_at; version 6 the table inflight),
+ * checks the version when it is
  * not, and marks the store with SCHEMA_APPLICATION_ID (stores of earlier
  * versions get it here). Returns SQLITE_OK, or an SQLite error code with a
  * message in *err (sqlite3_free() it) - a database that is not a taskwatch

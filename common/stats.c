@@ -112,6 +112,83 @@ int stats_values_select(stats_values *s, const unsigned *per_mille, size_t n,
   return 0;
 }
 
+void stats_banded_init(stats_banded *s) {
+  memset(s, 0, sizeof(*s));
+  s->nbands = 1;
+  s->lo[0] = INT64_MIN;
+  s->hi[0] = INT64_MAX;
+  s->max = -1;
+  stats_values_init(&s->kept);
+}
+
+void stats_banded_fini(stats_banded *s) {
+  stats_values_fini(&s->kept);
+  stats_banded_init(s);
+}
+
+void stats_banded_band(stats_banded *s, int i, int64_t lo, int64_t hi) {
+  if (i < 0 || i >= STATS_BANDS)
+    return;
+  s->lo[i] = lo;
+  s->hi[i] = hi;
+  s->below[i] = 0;
+  s->nbands = i + 1;
+}
+
+void stats_banded_merge(stats_banded *s, const stats_banded *src) {
+  for (int i = 0; i < s->nbands; i++)
+    s->below[i] += src->below[i];
+  s->n += src->n;
+  if (src->max > s->max)
+    s->max = src->max;
+  stats_values_append(&s->kept, &src->kept);
+}
+
+int stats_banded_select(stats_banded *s, const unsigned *per_mille, size_t n,
+                        int64_t *out) {
+  if (s->n == 0)
+    return -1;
+  /* Not narrowed (one band over every value): plain selection. */
+  if (s->nbands == 1 && s->lo[0] == INT64_MIN && s->hi[0] == INT64_MAX)
+    return stats_values_select(&s->kept, per_mille, n, out);
+  stats_values band;
+  stats_values_init(&band);
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (per_mille[i] == 0 || per_mille[i] > 1000 ||
+        (i > 0 && per_mille[i] < per_mille[i - 1])) {
+      rc = -1;
+      break;
+    }
+    if (per_mille[i] == 1000) {
+      out[i] = s->max;
+      continue;
+    }
+    int j = (int)i;
+    if (j >= s->nbands) {
+      rc = 1;
+      break;
+    }
+    /* As stats_percentile(): 1-based rank ceil(per_mille * n / 1000). */
+    int64_t rank = (int64_t)(((uint64_t)per_mille[i] * (uint64_t)s->n + 999) /
+                             1000);
+    band.n = 0;
+    for (size_t x = 0; x < s->kept.n; x++)
+      if (s->kept.v[x] >= s->lo[j] && s->kept.v[x] <= s->hi[j])
+        stats_values_push(&band, s->kept.v[x]);
+    int64_t k = rank - s->below[j]; /* rank inside the band */
+    if (k < 1 || k > (int64_t)band.n) {
+      rc = 1;
+      break;
+    }
+    uint64_t seed = 0x9e3779b97f4a7c15u ^ band.n;
+    select_kth(band.v, 0, band.n, (size_t)(k - 1), &seed);
+    out[i] = band.v[k - 1];
+  }
+  stats_values_fini(&band);
+  return rc;
+}
+
 void stats_weighted_init(stats_weighted *s) {
   s->v = NULL;
   s->w = NULL;

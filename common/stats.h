@@ -45,6 +45,55 @@ int stats_percentile(const stats_values *sorted, unsigned per_mille,
 int stats_values_select(stats_values *s, const unsigned *per_mille, size_t n,
                         int64_t *out);
 
+/*
+ * Exact nearest-rank percentiles in one pass without keeping every
+ * sample: when a histogram of (nearly) the same samples is known
+ * beforehand (the rollups'), each wanted percentile lies in a band of
+ * values around the histogram's; the pass counts the samples below each
+ * band and keeps only those inside one. A percentile whose rank falls
+ * outside its band (the histogram was further off than its margin) is not
+ * answered: the caller then reads every sample (stats_values).
+ */
+#define STATS_BANDS 4
+typedef struct stats_banded {
+  int nbands;
+  int64_t lo[STATS_BANDS], hi[STATS_BANDS]; /* band i: [lo, hi] */
+  int64_t below[STATS_BANDS];               /* samples < lo[i] */
+  int64_t n, max;                           /* every sample; max: -1 none */
+  stats_values kept;                        /* the samples inside a band */
+} stats_banded;
+
+/* Empty, keeping every sample (one band over all values) until
+ * stats_banded_band() narrows it. */
+void stats_banded_init(stats_banded *s);
+void stats_banded_fini(stats_banded *s);
+/* Replaces the bands with [lo, hi] for band i (i < STATS_BANDS), bands
+ * 0..i-1 kept; call before the first sample. */
+void stats_banded_band(stats_banded *s, int i, int64_t lo, int64_t hi);
+static inline void stats_banded_add(stats_banded *s, int64_t v) {
+  int keep = 0;
+  s->n++;
+  if (v > s->max)
+    s->max = v;
+  for (int i = 0; i < s->nbands; i++) {
+    if (v < s->lo[i])
+      s->below[i]++;
+    else if (v <= s->hi[i])
+      keep = 1;
+  }
+  if (keep)
+    stats_values_push(&s->kept, v);
+}
+/* Adds the samples of src, whose bands must be the same as s's. */
+void stats_banded_merge(stats_banded *s, const stats_banded *src);
+/*
+ * Percentile per_mille[i] (ascending, 1..1000) from band i (1000: the
+ * maximum, no band needed). Returns 0 and out[0..n); -1 when there are no
+ * samples, or 1 when a rank lies outside its band (read every sample).
+ */
+int stats_banded_select(stats_banded *s, const unsigned *per_mille, size_t n,
+                        int64_t *out);
+
 /* Samples with weights, e.g. per-minute percentiles weighted by how many
  * tasks each minute held, for an approximate percentile across minutes. */
 typedef struct stats_weighted {

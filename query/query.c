@@ -28,9 +28,12 @@ static const char usage_text[] =
     "[FILTER]...\n"
     "  or:  taskwatch query show [--db PATH] TASK_ID\n"
     "  or:  taskwatch query batch [--db PATH] BATCH_ID\n"
+    "  or:  taskwatch query agents [--db PATH] [service:GLOB host:GLOB "
+    "pid:N]...\n"
     "\n"
     "Prints stored tasks, oldest first; stats summarises them per name,\n"
-    "service or batch label; show prints one task, batch one batch.\n"
+    "service or batch label; show prints one task, batch one batch;\n"
+    "agents lists the agent instances and what each dropped.\n"
     "\n"
     "FILTER terms, as arguments or in --filter, must all hold; such as\n"
     "status:failed,skipped name:send_* service:api host:web-1\n"
@@ -370,6 +373,9 @@ static int parse_args(int argc, char **argv, query_opts *o, int command) {
     return usage_error("%s", "--exact is for 'taskwatch query stats'");
   if (o->follow && command != 'l')
     return usage_error("%s", "--follow is for the task listing");
+  if (o->sort_column && command == 'a')
+    return usage_error("%s", "--sort is for tasks; agents come connected "
+                             "first, then by their newest event");
   return -1;
 }
 
@@ -381,6 +387,8 @@ static int run(int argc, char **argv, query_opts *o) {
     command = 's';
   else if (argc > 1 && strcmp(argv[1], "batch") == 0)
     command = 'b';
+  else if (argc > 1 && strcmp(argv[1], "agents") == 0)
+    command = 'a';
   if (command != 'l') {
     argc--;
     argv++;
@@ -410,6 +418,9 @@ static int run(int argc, char **argv, query_opts *o) {
   case 'b':
     rc = query_batch(r, o);
     break;
+  case 'a':
+    rc = query_agents(r, o);
+    break;
   default:
     rc = query_list(r, o);
   }
@@ -432,13 +443,31 @@ int query_main(int argc, char **argv) {
   return rc;
 }
 
-/* Exit status for a result of `count` printed rows. */
-static int exit_status(const query_opts *o, int64_t count) {
+int query_exit_status(const query_opts *o, int64_t count) {
   if (o->fail_if_empty && count == 0)
     return 1;
   if (o->fail_if_any && count > 0)
     return 1;
   return 0;
+}
+
+/* The states a listing in time order reads one by one from tasks_unusual
+ * and merges (filter_statuses()): two or more, none of them succeeded.
+ * Returns how many, with their codes in codes[]; 0 when it does not
+ * apply. An IN list of states would make SQLite read them all and sort
+ * (a temporary B-tree of whole rows); a UNION ALL of one arm per state,
+ * each in the index's own order, it merges instead, and a LIMIT stops
+ * the merge early. */
+static int merged_states(const query_opts *o, int *codes) {
+  unsigned set = filter_statuses(o->filter);
+  if ((o->sort_column && strcmp(o->sort_column, "t.enqueued_at") != 0) ||
+      (set & (1u << SCHEMA_SUCCEEDED)))
+    return 0;
+  int n = 0;
+  for (int s = 0; s < SCHEMA_STATUS_COUNT; s++)
+    if (set & (1u << s))
+      codes[n++] = s;
+  return n >= 2 ? n : 0;
 }
 
 /* Prints the tasks of the listing enqueued in [from, to) (all of them
@@ -459,10 +488,29 @@ static int list_span(sqlite3 *db, const query_opts *o, int64_t from, int64_t to,
              " AND t.enqueued_at >= ?%d AND t.enqueued_at < ?%d", n + 1, n + 2);
   char *where = range[0] ? query_filter_unindexed_time(o->filter, 1)
                          : xstrdup(filter_sql(o->filter));
-  format_buf_printf(&sql,
-                    "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
-                    " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d",
-                    where, range, column, dir, dir, n + 3);
+  int codes[SCHEMA_STATUS_COUNT];
+  int arms = merged_states(o, codes);
+  if (arms == 0) {
+    format_buf_printf(&sql,
+                      "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
+                      " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d",
+                      where, range, column, dir, dir, n + 3);
+  } else {
+    /* Every arm states the filter (its parameters shared), one state and
+     * the condition of tasks_unusual in its own words (a negated status
+     * term alone, `!status:succeeded`, would not let SQLite use the
+     * partial index); the compound's ORDER BY names result columns. */
+    for (int i = 0; i < arms; i++)
+      format_buf_printf(&sql,
+                        "%sSELECT " READER_TASK_COLUMNS READER_TASK_FROM
+                        " WHERE %s%s AND " SCHEMA_SQL_UNUSUAL
+                        " AND t.status = ?%d",
+                        i ? " UNION ALL " : "", where, range, n + 4 + i);
+    format_buf_printf(&sql,
+                      " ORDER BY " READER_TASK_ENQUEUED_POSITION
+                      " %s, " READER_TASK_ID_POSITION " %s LIMIT ?%d",
+                      dir, dir, n + 3);
+  }
   free(where);
   sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
   format_buf_fini(&sql);
@@ -474,6 +522,8 @@ static int list_span(sqlite3 *db, const query_opts *o, int64_t from, int64_t to,
     sqlite3_bind_int64(st, n + 2, to);
   }
   sqlite3_bind_int64(st, n + 3, limit);
+  for (int i = 0; i < arms; i++)
+    sqlite3_bind_int(st, n + 4 + i, codes[i]);
   int rc;
   reader_task t;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -517,7 +567,7 @@ int query_list(reader *r, const query_opts *o) {
   if (status == 0 && o->follow)
     status = query_follow(r, o, out);
   if (status == 0)
-    status = exit_status(o, query_out_count(out));
+    status = query_exit_status(o, query_out_count(out));
   query_out_free(out);
   return status;
 }

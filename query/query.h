@@ -99,6 +99,11 @@ int query_list(reader *r, const query_opts *o);
 int query_stats(reader *r, const query_opts *o);
 int query_show(reader *r, const query_opts *o);
 int query_batch(reader *r, const query_opts *o);
+/* Every agent instance, with what it dropped (query_agents.c). */
+int query_agents(reader *r, const query_opts *o);
+/* The exit status after printing `count` rows: 1 when --fail-if-empty or
+ * --fail-if-any holds, else 0. */
+int query_exit_status(const query_opts *o, int64_t count);
 /* Prints tasks matching o->filter as they reach a final state, until
  * SIGINT/SIGTERM; returns the exit status. */
 int query_follow(reader *r, const query_opts *o, query_out *out);

@@ -19,7 +19,11 @@
  *      its id range (store ids carry the agent in their high bits);
  *   3. re-reads by id the tasks that were queued or running when last seen
  *      (the "pending" set), which catches slow tasks, tasks of agents that
- *      come back after an outage, and tasks the collector declares lost.
+ *      come back after an outage, and tasks the collector declares lost;
+ *   4. adds to the pending set the tasks the collector holds in memory
+ *      (the table inflight, common/held.h): their events moved the
+ *      counters, but their rows come later (when they end, or as queued or
+ *      running after a quarter of a second), out of reach of the windows.
  *
  * A task is printed when first seen in a final state and matching the
  * filter; the "done" set remembers it (until its agent's window has moved
@@ -33,6 +37,7 @@
 #include <time.h>
 
 #include "format.h"
+#include "held.h"
 #include "query.h"
 #include "schema.h"
 #include "xalloc.h"
@@ -125,6 +130,7 @@ typedef struct follow {
   const query_opts *o;
   query_out *out;
   sqlite3_stmt *agents, *scan, *by_id, *by_agent;
+  sqlite3_stmt *held; /* NULL: a store without the table inflight */
   /* Agents that appeared since the last look: all their tasks are new. */
   int64_t *fresh;
   size_t nfresh, capfresh;
@@ -289,6 +295,23 @@ static int recheck_pending(follow *f, int printing) {
   return rc;
 }
 
+static void held_pending(const held_task *t, void *arg) {
+  follow *f = arg;
+  if (idmap_find(&f->done, t->id) == NULL)
+    idmap_put(&f->pending, t->id, t->enqueued_at);
+}
+
+/* Makes every task the collector holds pending: its row is looked for by
+ * id from the next look on. */
+static void add_held(follow *f) {
+  if (f->held == NULL)
+    return;
+  while (sqlite3_step(f->held) == SQLITE_ROW)
+    held_decode(sqlite3_column_blob(f->held, 0),
+                (size_t)sqlite3_column_bytes(f->held, 0), held_pending, f);
+  sqlite3_reset(f->held);
+}
+
 /* Forgets done tasks that no window can reach any more. */
 static void prune_done(follow *f) {
   if (f->done.live < 2 * f->done_pruned_at + 4096)
@@ -321,6 +344,8 @@ static int look(follow *f, int printing) {
     rc = scan_fresh(f, printing);
   if (rc == 0)
     rc = recheck_pending(f, printing);
+  if (rc == 0)
+    add_held(f);
   sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL);
   prune_done(f);
   return rc;
@@ -334,6 +359,10 @@ static int follow_init(follow *f) {
   f->by_agent = prepare_tasks(f, "t.id BETWEEN ?1 AND ?2");
   if (!f->agents || !f->scan || !f->by_id || !f->by_agent)
     return -1;
+  /* Version 6 on (docs/schema.md); older stores have nothing held. */
+  if (sqlite3_prepare_v2(f->db, "SELECT tasks FROM inflight", -1, &f->held,
+                         NULL) != SQLITE_OK)
+    f->held = NULL;
   /* Everything queued or running now is pending (the partial index
    * answers this without touching succeeded tasks). */
   sqlite3_stmt *st = query_prepare(
@@ -377,6 +406,7 @@ int query_follow(reader *r, const query_opts *o, query_out *out) {
   sqlite3_finalize(f.scan);
   sqlite3_finalize(f.by_id);
   sqlite3_finalize(f.by_agent);
+  sqlite3_finalize(f.held);
   free(f.fresh);
   idmap_fini(&f.events);
   idmap_fini(&f.last_at);

@@ -44,6 +44,9 @@
  * exactly: a few milliseconds at most. */
 #define EXACT_BELOW 20000
 
+/* The percentiles every group reports: p50, p95, p99 and max. */
+static const unsigned per_mille[4] = {500, 950, 990, 1000};
+
 typedef struct group {
   char *key;      /* NULL: the column was NULL, or no grouping */
   size_t key_len; /* the key may hold NUL bytes */
@@ -51,6 +54,8 @@ typedef struct group {
   int64_t by_status[SCHEMA_STATUS_COUNT];
   stats_values run, wait;    /* raw samples, for exact percentiles */
   hist_sparse run_h, wait_h; /* with rollups: every sample */
+  stats_banded run_b, wait_b; /* exact, in bands the rollups place */
+  int banded;                 /* run_b and wait_b have their bands */
   int64_t pct[2][4];         /* [run, wait][p50, p95, p99, max] */
   int have[2];
 } group;
@@ -62,11 +67,21 @@ typedef struct group_map {
   size_t nslots;
 } group_map;
 
+/* A key's hash, eight bytes at a time: it runs once per raw row. */
 static uint64_t hash(const char *s, size_t len, int is_null) {
-  uint64_t h = is_null ? 0x9e3779b97f4a7c15u : 1469598103934665603u;
-  for (size_t i = 0; i < len; i++)
-    h = (h ^ (unsigned char)s[i]) * 1099511628211u;
-  return h;
+  const uint64_t k = 0x9e3779b97f4a7c15u;
+  uint64_t h = (is_null ? 0x2545f4914f6cdd1du : 1469598103934665603u) ^ len;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    h = (h ^ w) * k;
+    h ^= h >> 29;
+  }
+  uint64_t w = 0;
+  memcpy(&w, s + i, len - i);
+  h = (h ^ w) * k;
+  return h ^ (h >> 32);
 }
 
 static int same_key(const group *g, const char *s, size_t len) {
@@ -113,8 +128,25 @@ static group *map_get(group_map *m, const char *s, size_t len) {
   stats_values_init(&g->wait);
   hist_sparse_init(&g->run_h);
   hist_sparse_init(&g->wait_h);
+  stats_banded_init(&g->run_b);
+  stats_banded_init(&g->wait_b);
   m->slots[j] = ++m->n;
   return g;
+}
+
+/* The group of a key, or NULL: no insert, so threads may share a map
+ * that none of them changes. */
+static const group *map_find(const group_map *m, const char *s, size_t len) {
+  if (m == NULL || m->nslots == 0)
+    return NULL;
+  size_t j = hash(s ? s : "", len, s == NULL) & (m->nslots - 1);
+  while (m->slots[j] != 0) {
+    const group *g = &m->groups[m->slots[j] - 1];
+    if (same_key(g, s, len))
+      return g;
+    j = (j + 1) & (m->nslots - 1);
+  }
+  return NULL;
 }
 
 static void map_fini(group_map *m) {
@@ -124,6 +156,8 @@ static void map_fini(group_map *m) {
     stats_values_fini(&m->groups[i].wait);
     hist_sparse_fini(&m->groups[i].run_h);
     hist_sparse_fini(&m->groups[i].wait_h);
+    stats_banded_fini(&m->groups[i].run_b);
+    stats_banded_fini(&m->groups[i].wait_b);
   }
   free(m->groups);
   free(m->slots);
@@ -269,13 +303,30 @@ static int step_error(sqlite3 *db, sqlite3_stmt *st, int rc) {
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Where collect_raw() puts a task's durations. */
+enum into { INTO_VALUES, INTO_HIST, INTO_BANDS };
+
+/* The bands of a new group's exact samples, from the rollups' group of
+ * the same key in `hints` (set_bands() placed them there). */
+static void take_bands(group *g, const group_map *hints) {
+  const group *h = map_find(hints, g->key, g->key_len);
+  g->banded = 1;
+  if (h == NULL)
+    return; /* every sample kept: exact all the same */
+  g->run_b = h->run_b;
+  g->wait_b = h->wait_b;
+  stats_values_init(&g->run_b.kept);
+  stats_values_init(&g->wait_b.kept);
+}
+
 /*
  * Reads the matching raw tasks enqueued in [lo, hi) (and, with `extra`,
  * also meeting that SQL condition) into the groups: their values into the
- * samples, or into the histograms when `into_hist`.
+ * samples, the histograms, or the bands that `hints` gives each group.
  */
 static int collect_raw(sqlite3 *db, const query_opts *o, int64_t lo, int64_t hi,
-                       const char *extra, int into_hist, group_map *m) {
+                       const char *extra, enum into into,
+                       const group_map *hints, group_map *m) {
   if (lo >= hi)
     return 0;
   int n = filter_param_count(o->filter);
@@ -306,12 +357,16 @@ static int collect_raw(sqlite3 *db, const query_opts *o, int64_t lo, int64_t hi,
     g->count++;
     if (status >= 0 && status < SCHEMA_STATUS_COUNT)
       g->by_status[status]++;
+    if (into == INTO_BANDS && !g->banded)
+      take_bands(g, hints);
     for (int k = 0; k < 2; k++) {
       int64_t v = sqlite3_column_int64(st, 2 + k);
       if (v == INT64_MIN)
         continue;
-      if (into_hist)
+      if (into == INTO_HIST)
         hist_sparse_add(k ? &g->wait_h : &g->run_h, v);
+      else if (into == INTO_BANDS)
+        stats_banded_add(k ? &g->wait_b : &g->run_b, v);
       else
         stats_values_push(k ? &g->wait : &g->run, v);
     }
@@ -404,12 +459,30 @@ static void merge_groups(group_map *m, group_map *from) {
       g->by_status[s] += src->by_status[s];
     stats_values_append(&g->run, &src->run);
     stats_values_append(&g->wait, &src->wait);
+    if (!src->banded)
+      continue;
+    if (!g->banded) {
+      /* A group the first half did not meet: the second half's bands. */
+      g->run_b = src->run_b;
+      g->wait_b = src->wait_b;
+      stats_values_init(&g->run_b.kept);
+      stats_values_init(&g->wait_b.kept);
+      g->run_b.n = g->wait_b.n = 0;
+      g->run_b.max = g->wait_b.max = -1;
+      memset(g->run_b.below, 0, sizeof(g->run_b.below));
+      memset(g->wait_b.below, 0, sizeof(g->wait_b.below));
+      g->banded = 1;
+    }
+    stats_banded_merge(&g->run_b, &src->run_b);
+    stats_banded_merge(&g->wait_b, &src->wait_b);
   }
 }
 
 /* The later half of a range, read on a connection of its own. */
 typedef struct half {
   const query_opts *o;
+  enum into into;
+  const group_map *hints;
   int64_t lo, hi;
   group_map m;
   int rc;
@@ -426,7 +499,7 @@ static void *read_half(void *arg) {
   }
   sqlite3 *db = reader_db(r);
   sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-  h->rc = collect_raw(db, h->o, h->lo, h->hi, NULL, 0, &h->m);
+  h->rc = collect_raw(db, h->o, h->lo, h->hi, NULL, h->into, h->hints, &h->m);
   sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
   reader_close(r);
   return NULL;
@@ -443,19 +516,21 @@ static void *read_half(void *arg) {
  */
 #define HALVES_FROM (10 * MINUTE_US)
 static int collect_raw_halves(sqlite3 *db, const query_opts *o, int64_t since,
-                              int64_t until, group_map *m) {
+                              int64_t until, const group_map *hints,
+                              group_map *m) {
+  enum into into = hints ? INTO_BANDS : INTO_VALUES;
   int64_t lo = since, hi = until;
   if (lo == INT64_MIN)
     lo = single_int(db, "SELECT min(enqueued_at) FROM tasks", 0, 0, 0);
   if (hi == INT64_MAX)
     hi = single_int(db, "SELECT max(enqueued_at) FROM tasks", 0, 0, -1) + 1;
   if (hi - lo <= HALVES_FROM || o->db_path == NULL)
-    return collect_raw(db, o, since, until, NULL, 0, m);
-  half later = {o, lo + (hi - lo) / 2, until, {0}, -1};
+    return collect_raw(db, o, since, until, NULL, into, hints, m);
+  half later = {o, into, hints, lo + (hi - lo) / 2, until, {0}, -1};
   pthread_t thread;
   if (pthread_create(&thread, NULL, read_half, &later) != 0)
-    return collect_raw(db, o, since, until, NULL, 0, m);
-  int rc = collect_raw(db, o, since, later.lo, NULL, 0, m);
+    return collect_raw(db, o, since, until, NULL, into, hints, m);
+  int rc = collect_raw(db, o, since, later.lo, NULL, into, hints, m);
   pthread_join(thread, NULL);
   if (rc == 0 && later.rc == 0)
     merge_groups(m, &later.m);
@@ -463,8 +538,68 @@ static int collect_raw_halves(sqlite3 *db, const query_opts *o, int64_t since,
   return rc == 0 ? later.rc : rc;
 }
 
-/* Everything the plan says, into m. */
-static int collect(sqlite3 *db, const query_opts *o, plan *p, group_map *m) {
+/*
+ * The bands of exact percentiles (stats_banded), per group, from the
+ * rollups of the whole minutes of the range that raw rows also hold: an
+ * --exact over a day then keeps a few percent of the samples instead of
+ * every one (no array of 1.4 M values to grow, merge and select in). A
+ * percentile's band spans the ranks around the rollups' own, widened by
+ * 1 % of the group, by the tasks the rollups cannot know of (the edge
+ * seconds, in proportion; tasks not final yet) and by 100. Returns 1 with
+ * the bands in *hints, or 0 when the rollups cannot place them (a filter
+ * or grouping they do not know, or too few tasks to be worth it).
+ */
+#define BAND_MARGIN_DIV 100
+#define BAND_MARGIN_MIN 100
+static int exact_hints(sqlite3 *db, const query_opts *o, const plan *p,
+                       group_map *hints) {
+  if ((filter_uses(o->filter) & FILTER_USES_OTHER) ||
+      (o->by != NULL && strcmp(o->by, "batch_label") == 0))
+    return 0;
+  plan q = *p;
+  q.body_from = ceil_to(p->since, MINUTE_US);
+  q.body_to = floor_to(p->until, MINUTE_US);
+  if (q.raw_from != INT64_MAX && q.body_from < q.raw_from)
+    q.body_from = q.raw_from;
+  if (q.body_from >= q.body_to || collect_rollups(db, o, &q, hints) != 0)
+    return 0;
+  /* The share of the range outside the whole minutes. */
+  double edge = 0;
+  if (p->since != INT64_MIN && p->until != INT64_MAX)
+    edge = (double)((q.body_from - p->since) + (p->until - q.body_to)) /
+           (double)(q.body_to - q.body_from);
+  int64_t total = 0;
+  for (size_t i = 0; i < hints->n; i++) {
+    group *g = &hints->groups[i];
+    total += g->count;
+    for (int k = 0; k < 2; k++) {
+      const hist_sparse *h = k ? &g->wait_h : &g->run_h;
+      stats_banded *b = k ? &g->wait_b : &g->run_b;
+      if (h->total == 0)
+        continue;
+      int64_t t = (int64_t)h->total;
+      int64_t margin =
+          t / BAND_MARGIN_DIV + (int64_t)(edge * (double)t) + BAND_MARGIN_MIN;
+      for (int i = 0; i < 3; i++) {
+        int64_t rank = (int64_t)(((uint64_t)per_mille[i] * (uint64_t)t + 999) /
+                                 1000);
+        int64_t lo = rank - margin < 1 ? INT64_MIN
+                                       : hist_bucket_low(hist_sparse_rank_bucket(
+                                             h, (uint64_t)(rank - margin)));
+        int64_t hi = rank + margin > t ? INT64_MAX
+                                       : hist_bucket_high(hist_sparse_rank_bucket(
+                                             h, (uint64_t)(rank + margin)));
+        stats_banded_band(b, i, lo, hi);
+      }
+    }
+  }
+  return total >= EXACT_BELOW;
+}
+
+/* Everything the plan says, into m; raw rows exactly in the bands of
+ * `hints` when given (exact_hints()). */
+static int collect(sqlite3 *db, const query_opts *o, plan *p,
+                   const group_map *hints, group_map *m) {
   if (o->by == NULL)
     map_get(m, NULL, 0);
   if (p->rollups) {
@@ -475,10 +610,12 @@ static int collect(sqlite3 *db, const query_opts *o, plan *p, group_map *m) {
       total += m->groups[i].count;
     if (total >= EXACT_BELOW || p->rounded || p->pruned_in_body) {
       /* The edges, and what is still queued or running inside. */
-      return collect_raw(db, o, p->since, p->body_from, NULL, 1, m) ||
+      return collect_raw(db, o, p->since, p->body_from, NULL, INTO_HIST,
+                         NULL, m) ||
                      collect_raw(db, o, p->body_from, p->body_to,
-                                 SCHEMA_SQL_ACTIVE, 1, m) ||
-                     collect_raw(db, o, p->body_to, p->until, NULL, 1, m)
+                                 SCHEMA_SQL_ACTIVE, INTO_HIST, NULL, m) ||
+                     collect_raw(db, o, p->body_to, p->until, NULL, INTO_HIST,
+                                 NULL, m)
                  ? -1
                  : 0;
     }
@@ -489,18 +626,24 @@ static int collect(sqlite3 *db, const query_opts *o, plan *p, group_map *m) {
     p->rollups = 0;
     p->reason = RAW_SMALL;
   }
-  return collect_raw_halves(db, o, p->since, p->until, m);
+  return collect_raw_halves(db, o, p->since, p->until, hints, m);
 }
 
 /* ---- percentiles ----------------------------------------------------------
  */
 
-static const unsigned per_mille[4] = {500, 950, 990, 1000};
 static const char *const pct_names[4] = {"p50", "p95", "p99", "max"};
 
-static void finish_group(group *g, int from_hist) {
+/* Returns 0, or 1 when a banded percentile fell outside its band. */
+static int finish_group(group *g, int from_hist) {
   for (int k = 0; k < 2; k++) {
-    if (from_hist) {
+    if (g->banded) {
+      int rc = stats_banded_select(k ? &g->wait_b : &g->run_b, per_mille, 4,
+                                   g->pct[k]);
+      if (rc == 1)
+        return 1;
+      g->have[k] = rc == 0;
+    } else if (from_hist) {
       hist_sparse *h = k ? &g->wait_h : &g->run_h;
       g->have[k] = h->total > 0;
       for (int i = 0; g->have[k] && i < 4; i++)
@@ -510,6 +653,15 @@ static void finish_group(group *g, int from_hist) {
                                        g->pct[k]) == 0;
     }
   }
+  return 0;
+}
+
+/* Finishes every group; 1 when a banded one must be read again whole. */
+static int finish_groups(group_map *m, int from_hist) {
+  int again = 0;
+  for (size_t i = 0; i < m->n && !again; i++)
+    again = finish_group(&m->groups[i], from_hist);
+  return again;
 }
 
 static int by_count(const void *a, const void *b) {
@@ -751,22 +903,30 @@ static void write_rows(const query_opts *o, group **rows, size_t n,
 
 int query_stats(reader *r, const query_opts *o) {
   sqlite3 *db = reader_db(r);
-  group_map m = {0};
+  group_map m = {0}, hints = {0};
   plan p;
   /* One read transaction: rollups and raw rows of one moment. */
   sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
   make_plan(db, o, &p);
-  int rc = collect(db, o, &p, &m);
+  int banded = p.reason == RAW_EXACT && exact_hints(db, o, &p, &hints);
+  int rc = collect(db, o, &p, banded ? &hints : NULL, &m);
+  if (rc == 0 && finish_groups(&m, p.rollups)) {
+    /* The rollups placed a band wrong (rows they do not hold, such as
+     * pruned ones, or names they fold): every sample, as before. */
+    map_fini(&m);
+    rc = collect(db, o, &p, NULL, &m);
+    if (rc == 0)
+      finish_groups(&m, p.rollups);
+  }
   sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  map_fini(&hints);
   if (rc != 0) {
     map_fini(&m);
     return 2;
   }
   int64_t total = 0;
-  for (size_t i = 0; i < m.n; i++) {
+  for (size_t i = 0; i < m.n; i++)
     total += m.groups[i].count;
-    finish_group(&m.groups[i], p.rollups);
-  }
   if (m.n > 1)
     qsort(m.groups, m.n, sizeof(group), by_count);
   /* The map's slots are stale after the sort; only the rows are used. */

@@ -91,6 +91,8 @@ typedef struct data_stats {
   int exact;
   double pct_error;
   int64_t agents, agents_connected, agents_dropped;
+  /* Tasks and batches the agents refused whole (their buffer was full). */
+  int64_t agents_dropped_tasks, agents_dropped_batches;
   /* When the collector last received an event (its clock, reader.h
    * reader_agent_seen_sql()); DATA_NULL when the store is empty. */
   int64_t last_event_at;
@@ -126,6 +128,7 @@ typedef struct data_name {
 typedef struct data_agent {
   int64_t id, pid, started_at, connected_at, disconnected_at, last_event_at;
   int64_t events, dropped, reconnects;
+  int64_t dropped_tasks, dropped_batches; /* refused whole */
   int connected, ended;
   data_text service, host;
 } data_agent;

@@ -299,16 +299,36 @@ static void header_last_event(const view_state *s, flow *f) {
   flow_put(f, &seg);
 }
 
+static const char *plural(int64_t n) {
+  return n == 1 ? "" : "s";
+}
+
+/* The agents, and what they dropped: events, and the tasks and batches
+ * they refused whole ("dropped 12e 5t 2b" when narrow). */
 static void header_agents(const view_state *s, flow *f) {
   segment seg = {0};
-  if (f->width >= 120)
+  const data_stats *st = &s->stats;
+  int wide = f->width >= 120;
+  if (wide)
     piece(&seg, normal, "agents %lld of %lld connected",
-          (long long)s->stats.agents_connected, (long long)s->stats.agents);
+          (long long)st->agents_connected, (long long)st->agents);
   else
-    piece(&seg, normal, "agents %lld/%lld",
-          (long long)s->stats.agents_connected, (long long)s->stats.agents);
-  piece(&seg, s->stats.agents_dropped ? style(GRID_RED, GRID_BOLD) : normal,
-        " dropped %lld", (long long)s->stats.agents_dropped);
+    piece(&seg, normal, "agents %lld/%lld", (long long)st->agents_connected,
+          (long long)st->agents);
+  grid_style drops = st->agents_dropped || st->agents_dropped_tasks ||
+                             st->agents_dropped_batches
+                         ? style(GRID_RED, GRID_BOLD)
+                         : normal;
+  if (wide)
+    piece(&seg, drops, " dropped %lld event%s, %lld task%s, %lld batch%s",
+          (long long)st->agents_dropped, plural(st->agents_dropped),
+          (long long)st->agents_dropped_tasks, plural(st->agents_dropped_tasks),
+          (long long)st->agents_dropped_batches,
+          st->agents_dropped_batches == 1 ? "" : "es");
+  else
+    piece(&seg, drops, " dropped %llde %lldt %lldb",
+          (long long)st->agents_dropped, (long long)st->agents_dropped_tasks,
+          (long long)st->agents_dropped_batches);
   flow_put(f, &seg);
 }
 
@@ -871,21 +891,35 @@ enum {
   AC_SINCE,
   AC_EVENTS,
   AC_DROPPED,
+  AC_DROPPED_TASKS,
+  AC_DROPPED_BATCHES,
   AC_RECONNECTS,
   AC_LAST,
   AC_N
 };
+/* What an agent dropped goes last when the width runs out: at 80
+ * columns PID, SINCE and RECONN make room for it. */
 static const column agent_columns[AC_N] = {
     [AC_SERVICE] = {"SERVICE", 10, 1, 0, 0},
-    [AC_HOST] = {"HOST", 8, 1, 3, 0},
-    [AC_PID] = {"PID", 7, 0, 4, 1},
+    [AC_HOST] = {"HOST", 8, 1, 5, 0},
+    [AC_PID] = {"PID", 7, 0, 7, 1},
     [AC_STATE] = {"STATE", 9, 0, 0, 0},
-    [AC_SINCE] = {"SINCE", 8, 0, 6, 0},
-    [AC_EVENTS] = {"EVENTS", 9, 0, 2, 1},
+    [AC_SINCE] = {"SINCE", 8, 0, 8, 0},
+    [AC_EVENTS] = {"EVENTS", 9, 0, 4, 1},
     [AC_DROPPED] = {"DROPPED", 8, 0, 1, 1},
-    [AC_RECONNECTS] = {"RECONN", 6, 0, 7, 1},
-    [AC_LAST] = {"LAST", 6, 0, 5, 1},
+    [AC_DROPPED_TASKS] = {"DROP TASKS", 11, 0, 2, 1},
+    [AC_DROPPED_BATCHES] = {"DROP BATCH", 11, 0, 3, 1},
+    [AC_RECONNECTS] = {"RECONN", 6, 0, 9, 1},
+    [AC_LAST] = {"LAST", 6, 0, 6, 1},
 };
+
+/* A count of what was dropped: red when there is any. */
+static void cell_drops(grid *g, const layout *l, int i, int y, int64_t n) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%lld", (long long)n);
+  cell_str(g, l, agent_columns, i, y, n ? style(GRID_RED, GRID_BOLD) : normal,
+           buf);
+}
 
 static void draw_agent_row(const view_state *s, grid *g, const layout *l, int y,
                            const data_agent *a) {
@@ -907,9 +941,9 @@ static void draw_agent_row(const view_state *s, grid *g, const layout *l, int y,
   cell_str(g, l, c, AC_SINCE, y, normal, buf);
   snprintf(buf, sizeof buf, "%lld", (long long)a->events);
   cell_str(g, l, c, AC_EVENTS, y, normal, buf);
-  snprintf(buf, sizeof buf, "%lld", (long long)a->dropped);
-  cell_str(g, l, c, AC_DROPPED, y,
-           a->dropped ? style(GRID_RED, GRID_BOLD) : normal, buf);
+  cell_drops(g, l, AC_DROPPED, y, a->dropped);
+  cell_drops(g, l, AC_DROPPED_TASKS, y, a->dropped_tasks);
+  cell_drops(g, l, AC_DROPPED_BATCHES, y, a->dropped_batches);
   snprintf(buf, sizeof buf, "%lld", (long long)a->reconnects);
   cell_str(g, l, c, AC_RECONNECTS, y, normal, buf);
   ago(s->now_us, a->last_event_at, buf, sizeof buf);
@@ -1009,6 +1043,12 @@ static int cmp_agent(const void *x, const void *y, void *arg) {
     break;
   case AC_DROPPED:
     c = cmp_int(a->dropped, b->dropped);
+    break;
+  case AC_DROPPED_TASKS:
+    c = cmp_int(a->dropped_tasks, b->dropped_tasks);
+    break;
+  case AC_DROPPED_BATCHES:
+    c = cmp_int(a->dropped_batches, b->dropped_batches);
     break;
   case AC_RECONNECTS:
     c = cmp_int(a->reconnects, b->reconnects);
@@ -1183,6 +1223,7 @@ static const char *const legend[][2] = {
     {"~", "estimated from a sample (the window holds too many tasks)"},
     {"agents 2/3", "2 agents connected of the 3 the store knows"},
     {"dropped", "events agents dropped because their buffer was full"},
+    {"12e 5t 2b", "12 events dropped; 5 tasks and 2 batches refused whole"},
     {"tasks/s", "tasks enqueued per second in the last 10 s (0 when idle)"},
     {"IDLE", "no event for 10 s; FINISHED: no agent is connected"},
     {"TIMEv RUN^", "the column a list is sorted by: largest, smallest first"},

@@ -155,7 +155,10 @@ class Agent:
     def stats(self):
         """The agent's counters as a dict (recorded, dropped, sent, acked,
         reconnects, buffered_bytes, conn_state and refusal as numbers
-        (connection() names them), strings_cut, names_replaced)."""
+        (connection() names them), strings_cut, names_replaced, and
+        dropped_batches and dropped_tasks: the batches and tasks refused
+        whole because the buffer was full, which the collector stores on
+        the agent's row)."""
         out = _native.Stats()
         self._call(self._lib.tw_agent_get_stats, ctypes.byref(out))
         return {name: getattr(out, name) for name, _ in out._fields_

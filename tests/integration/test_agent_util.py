@@ -81,7 +81,8 @@ class Collector:
 SUMMARY = re.compile(
     r"demo: (\d+) batches, (\d+) tasks \(\d+ succeeded, (\d+) failed, "
     r"(\d+) skipped\); work ([0-9.]+) s, flush ([0-9.]+) s; events: (\d+) "
-    r"recorded, (\d+) stored \([^)]*\), (\d+) dropped")
+    r"recorded, (\d+) stored \([^)]*\), (\d+) dropped; refused whole: "
+    r"(\d+) batches, (\d+) tasks")
 
 
 class DemoResult:
@@ -95,7 +96,8 @@ class DemoResult:
         g = m.groups()
         self.batches, self.tasks, self.failed, self.skipped = map(int, g[:4])
         self.work, self.flush = float(g[4]), float(g[5])
-        self.recorded, self.acked, self.dropped = map(int, g[6:])
+        (self.recorded, self.acked, self.dropped, self.dropped_batches,
+         self.dropped_tasks) = map(int, g[6:])
 
 
 def demo_start(url, batches, *extra, env=None):

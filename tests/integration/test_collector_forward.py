@@ -80,6 +80,10 @@ def run(col):
             ev_finish(t + 1000, 13)])
     a.wait_ack()
     after = now_ns()
+    # Tasks 10 to 12 are queued: held by the collector for a moment.
+    rows = col.query_until('SELECT count(*) FROM tasks WHERE id & '
+                           '1099511627775 BETWEEN 10 AND 13', want=[(4,)])
+    check(rows == [(4,)], 'queued tasks stored %r' % rows)
     check(task(col, 10)[4] == (t - 10 * SEC) // 1000,
           'before its start: clamped to the start %r' % (task(col, 10),))
     got = task(col, 11)[4]

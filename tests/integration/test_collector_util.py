@@ -264,6 +264,19 @@ class Collector:
         finally:
             con.close()
 
+    def query_until(self, sql, args=(), want=None, within=5.0):
+        """The rows of sql once they equal want, or after `within` seconds
+        (the caller checks them). A task still queued or running is held
+        in the collector's memory and reaches tasks a quarter of a second
+        after its events (docs/collector.md, "Tasks in flight"); the bound
+        leaves room for a loaded machine."""
+        deadline = time.time() + within
+        while True:
+            rows = self.query(sql, args)
+            if rows == want or time.time() >= deadline:
+                return rows
+            time.sleep(0.02)
+
     def cleanup(self):
         if self.proc is not None:
             self.proc.kill()

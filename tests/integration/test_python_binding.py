@@ -89,6 +89,7 @@ print("limits", limits["error_type"], limits["error_detail"])
 assert taskwatch.get_agent().flush(20), "flush timed out"
 stats = taskwatch.get_agent().stats()
 assert stats["recorded"] > 0 and stats["dropped"] == 0, stats
+assert stats["dropped_batches"] == 0 and stats["dropped_tasks"] == 0, stats
 conn = taskwatch.get_agent().connection()
 assert conn == {"state": "connected", "refusal": None, "reason": ""}, conn
 print("script ok", stats["recorded"])

@@ -131,6 +131,8 @@ static void add_event(fake_instance *in, const proto_event *ev, uint64_t seq) {
   e->batch = ev->batch;
   e->other = ev->other;
   e->other2 = ev->other2;
+  e->dropped_batches = ev->dropped_batches;
+  e->dropped_tasks = ev->dropped_tasks;
   if (ev->kind == PROTO_EV_STRING || ev->kind == PROTO_EV_FAIL ||
       ev->kind == PROTO_EV_DROP)
     e->text = copy(ev->text, &e->text_len);

@@ -30,6 +30,7 @@ typedef struct fake_event {
   uint64_t batch;
   uint64_t other;
   uint64_t other2;
+  uint64_t dropped_batches, dropped_tasks; /* HEALTH, version 3 */
   char *text;    /* STRING text, FAIL type, DROP reason; NUL-terminated */
   char *message; /* FAIL */
   char *detail;  /* FAIL */

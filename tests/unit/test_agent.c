@@ -1065,6 +1065,15 @@ static void drops_whole_batches(size_t budget, uint64_t batches) {
       assert_non_null(find(in, PROTO_EV_FINISH, e->task));
     }
   }
+  /* The last HEALTH carries the three counts (protocol version 3). */
+  const fake_event *health = NULL;
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == PROTO_EV_HEALTH)
+      health = &in->events[i];
+  assert_non_null(health);
+  assert_int_equal(health->other, st.dropped);
+  assert_int_equal(health->dropped_batches, st.dropped_batches);
+  assert_int_equal(health->dropped_tasks, st.dropped_tasks);
   fake_unlock(fc);
   tw_agent_free(a);
   fake_free(fc);

@@ -425,6 +425,35 @@ static void add_matches_text(void **state) {
 
 /* Which filters need the agents or batches join (FILTER_USES_JOIN): the
  * dashboard leaves the join out of its counts otherwise. */
+/* The states a filter lets through: every status term narrows them. */
+static void status_sets(void **state) {
+  (void)state;
+#define BIT(state) (1u << SCHEMA_##state)
+  static const struct {
+    const char *text;
+    unsigned set;
+  } cases[] = {
+      {"", FILTER_ALL_STATUSES},
+      {"name:x since:1h", FILTER_ALL_STATUSES},
+      {"status:failed,lost", BIT(FAILED) | BIT(LOST)},
+      {"status:failed,lost !status:lost", BIT(FAILED)},
+      {"!status:succeeded", FILTER_ALL_STATUSES & ~BIT(SUCCEEDED)},
+      {"status:failed status:lost", 0},
+      {"state:queued,running mode:loop", BIT(QUEUED) | BIT(RUNNING)},
+  };
+#undef BIT
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    filter *f = NULL;
+    char err[128];
+    assert_int_equal(filter_parse(cases[i].text, FIX_NOW, &f, err, sizeof(err)),
+                     0);
+    if (filter_statuses(f) != cases[i].set)
+      fail_msg("'%s': %#x, not %#x", cases[i].text, filter_statuses(f),
+               cases[i].set);
+    filter_free(f);
+  }
+}
+
 static void join_use(void **state) {
   (void)state;
   static const struct {
@@ -470,6 +499,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(uses_kinds_of_terms, setup, teardown),
       cmocka_unit_test_setup_teardown(mapped_columns, setup, teardown),
       cmocka_unit_test(join_use),
+      cmocka_unit_test(status_sets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,6 +176,32 @@ static void merging_adds_up(void **state) {
 }
 
 /* Each malformed form is refused and leaves the histogram as it was. */
+/* Each bucket's lowest and highest value fall in it, and the buckets
+ * tile the values; a rank's bucket holds the sample of that rank. */
+static void bucket_bounds_and_ranks(void **state) {
+  (void)state;
+  assert_true(hist_bucket_low(0) == INT64_MIN);
+  int top = hist_bucket(INT64_MAX);
+  for (int b = 1; b < top; b++) {
+    assert_int_equal(hist_bucket(hist_bucket_low(b)), b);
+    assert_int_equal(hist_bucket(hist_bucket_high(b)), b);
+    assert_true(hist_bucket_high(b) + 1 == hist_bucket_low(b + 1));
+  }
+  assert_true(hist_bucket_high(top) == INT64_MAX);
+  assert_true(hist_bucket_high(0) == 0 && hist_bucket_low(1) == 1);
+  hist_sparse h;
+  hist_sparse_init(&h);
+  assert_int_equal(hist_sparse_rank_bucket(&h, 1), -1);
+  for (int64_t v = 1; v <= 1000; v++)
+    hist_sparse_add(&h, v * 37);
+  for (uint64_t r = 1; r <= 1000; r += 37)
+    assert_int_equal(hist_sparse_rank_bucket(&h, r),
+                     hist_bucket((int64_t)r * 37));
+  assert_int_equal(hist_sparse_rank_bucket(&h, 0), hist_bucket(37));
+  assert_int_equal(hist_sparse_rank_bucket(&h, 5000), hist_bucket(37000));
+  hist_sparse_fini(&h);
+}
+
 static void bad_blobs_are_refused(void **state) {
   (void)state;
   static const struct {
@@ -211,6 +237,7 @@ int main(void) {
       cmocka_unit_test(percentiles_within_the_bound),
       cmocka_unit_test(empty_and_edges),
       cmocka_unit_test(merging_adds_up),
+      cmocka_unit_test(bucket_bounds_and_ranks),
       cmocka_unit_test(bad_blobs_are_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

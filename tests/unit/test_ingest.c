@@ -37,7 +37,7 @@ static int setup(void **state) {
   snprintf(f->dir, sizeof(f->dir), "/tmp/tw-ingest-XXXXXX");
   assert_non_null(mkdtemp(f->dir));
   snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
-  store_config cfg = {f->path, 0, 0, 0, 0, 0, 0};
+  store_config cfg = {f->path, 0, 0, 0, 0, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
   assert_int_equal(
@@ -81,19 +81,24 @@ static agent *hello(fixture *f, uint8_t id) {
   return a;
 }
 
-/* Encodes events as one EVENTS frame and feeds its payload to ingest. */
-static int feed(fixture *f, agent *a, uint64_t first_seq,
-                const proto_event *evs, size_t n, const char **reason) {
+/* Encodes events as one EVENTS frame of `version` and feeds its payload
+ * to ingest. */
+static int feed_at(fixture *f, agent *a, uint16_t version, uint64_t first_seq,
+                   const proto_event *evs, size_t n, const char **reason) {
   tw__proto_buf_reset(&f->buf);
-  tw__proto_events_open(&f->buf, PROTO_VERSION, first_seq);
+  tw__proto_events_open(&f->buf, version, first_seq);
   for (size_t i = 0; i < n; i++)
     tw__proto_put_event(&f->buf, &evs[i]);
   tw__proto_events_close(&f->buf);
   proto_frame fr;
   assert_int_equal(tw__proto_frame_next(f->buf.data, f->buf.len, 0, &fr), 0);
   *reason = NULL;
-  return ingest_events(f->in, a, PROTO_VERSION, fr.payload, fr.payload_len,
-                       reason);
+  return ingest_events(f->in, a, version, fr.payload, fr.payload_len, reason);
+}
+
+static int feed(fixture *f, agent *a, uint64_t first_seq,
+                const proto_event *evs, size_t n, const char **reason) {
+  return feed_at(f, a, PROTO_VERSION, first_seq, evs, n, reason);
 }
 
 static proto_event ev_string(uint32_t id, const char *text) {
@@ -358,6 +363,37 @@ static void ended_instances_are_forgotten(void **state) {
                                 "'job'"),
                    2);
   assert_int_equal(query_int(f, "SELECT ended FROM agents"), 0);
+}
+
+/* HEALTH of protocol version 3 carries the batches and tasks refused
+ * whole; they land on the agents row with the events dropped. An agent of
+ * version 2 cannot tell, and its row says 0. */
+static void health_stores_whole_drops(void **state) {
+  fixture *f = *state;
+  const char *reason;
+  agent *a = hello(f, 11);
+  proto_event ev = {.kind = PROTO_EV_HEALTH, .time_ns = 1000};
+  ev.other = 40;
+  ev.other2 = 1;
+  ev.dropped_batches = 7;
+  ev.dropped_tasks = 9;
+  assert_int_equal(feed(f, a, 1, &ev, 1, &reason), 0);
+  /* A later HEALTH in the same batch: the newest counters win. */
+  ev.other = 44, ev.dropped_batches = 8, ev.dropped_tasks = 10;
+  assert_int_equal(feed(f, a, 2, &ev, 1, &reason), 0);
+  agent *old = hello(f, 12);
+  assert_int_equal(feed_at(f, old, 2, 1, &ev, 1, &reason), 0);
+  commit(f);
+  assert_int_equal(query_int(f, "SELECT dropped * 1000000 + dropped_batches "
+                                "* 1000 + dropped_tasks FROM agents WHERE "
+                                "instance = x'0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"
+                                "0b'"),
+                   44008010);
+  assert_int_equal(query_int(f, "SELECT dropped * 1000000 + dropped_batches "
+                                "* 1000 + dropped_tasks FROM agents WHERE "
+                                "instance = x'0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c"
+                                "0c'"),
+                   44000000);
 }
 
 /* A peer sending nothing but HEALTH events: one op per agent and batch
@@ -627,6 +663,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(restart_reloads_instances, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(ended_instances_are_forgotten, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(health_stores_whole_drops, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(health_flood_stays_bounded, setup,
                                       teardown),

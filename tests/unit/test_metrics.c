@@ -55,7 +55,9 @@ static void counts_and_histograms(void **state) {
   metrics_in_progress(m, api, SCHEMA_RUNNING, 2);
   metrics_in_progress(m, api, SCHEMA_QUEUED, -1);
   metrics_agents_connected(m, api, 1);
-  metrics_agent_drops(m, api, 7);
+  metrics_agent_drops(m, api, METRICS_DROP_EVENTS, 7);
+  metrics_agent_drops(m, api, METRICS_DROP_TASKS, 2);
+  metrics_agent_drops(m, api, METRICS_DROP_BATCHES, 1);
   metrics_commit_latency(m, 12000);
   metrics_collector c = {0};
   c.events_received = 11;
@@ -105,6 +107,10 @@ static void counts_and_histograms(void **state) {
       "taskwatch_tasks_in_progress{service=\"api\",status=\"running\"} 2",
       "taskwatch_agents_connected{service=\"api\"} 1",
       "taskwatch_agent_dropped_events_total{service=\"api\"} 7",
+      "# TYPE taskwatch_agent_dropped_tasks_total counter",
+      "taskwatch_agent_dropped_tasks_total{service=\"api\"} 2",
+      "# TYPE taskwatch_agent_dropped_batches_total counter",
+      "taskwatch_agent_dropped_batches_total{service=\"api\"} 1",
       "taskwatch_events_received_total 11",
       "taskwatch_events_committed_total 10",
       "taskwatch_commit_latency_seconds_bucket{le=\"0.01\"} 0",

@@ -158,6 +158,7 @@ static void events_round_trip(void **state) {
   in[6].kind = PROTO_EV_SKIP, in[6].task = 8, in[6].other = 7;
   in[7].kind = PROTO_EV_DROP, in[7].task = 9, in[7].text = S("status 500");
   in[8].kind = PROTO_EV_HEALTH, in[8].other = 3, in[8].other2 = 2;
+  in[8].dropped_batches = 5, in[8].dropped_tasks = UINT64_MAX;
   for (int i = 0; i < 9; i++)
     in[i].time_ns = 1000 + i;
 
@@ -189,6 +190,8 @@ static void events_round_trip(void **state) {
     assert_int_equal(ev.batch, in[i].batch);
     assert_int_equal(ev.other, in[i].other);
     assert_int_equal(ev.other2, in[i].other2);
+    assert_true(ev.dropped_batches == in[i].dropped_batches);
+    assert_true(ev.dropped_tasks == in[i].dropped_tasks);
     assert_int_equal(ev.position, in[i].position);
     assert_int_equal(ev.string, in[i].string);
     assert_int_equal(ev.mode, in[i].mode);
@@ -266,10 +269,12 @@ static void link_event(void **state) {
 static void documented_example(void **state) {
   (void)state;
   static const uint8_t want[] = {
-      0x27, 0x00, 0x00, 0x00, 0xc8, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00,
+      0x37, 0x00, 0x00, 0x00, 0xc8, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00,
       0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x09, 0x05, 0x00, 0x00,
       0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
-      0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+      0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00};
   proto_buf b;
   tw__proto_buf_init(&b);
   proto_event ev = {0};
@@ -277,12 +282,65 @@ static void documented_example(void **state) {
   ev.time_ns = 5;
   ev.other = 2;
   ev.other2 = 1;
-  tw__proto_events_open(&b, PROTO_VERSION, 7);
+  ev.dropped_batches = 1;
+  tw__proto_events_open(&b, 3, 7);
   tw__proto_put_event(&b, &ev);
   tw__proto_events_close(&b);
   assert_int_equal(b.len, sizeof(want));
   assert_memory_equal(b.data, want, sizeof(want));
+  /* At version 2 the event ends after reconnects: the length is 39. */
+  tw__proto_buf_reset(&b);
+  tw__proto_events_open(&b, 2, 7);
+  tw__proto_put_event(&b, &ev);
+  tw__proto_events_close(&b);
+  assert_int_equal(b.len, sizeof(want) - 16);
+  assert_int_equal(b.data[0], 0x27);
+  assert_memory_equal(b.data + 4, want + 4, sizeof(want) - 20);
   tw__proto_buf_fini(&b);
+}
+
+/* HEALTH of version 3 carries the batches and tasks refused whole; a
+ * version 2 peer (an older agent or collector) reads and writes the first
+ * two counters only, and reads the others as 0. */
+static void health_follows_its_version(void **state) {
+  (void)state;
+  proto_event ev = {0}, out;
+  ev.kind = PROTO_EV_HEALTH;
+  ev.time_ns = 9;
+  ev.other = 7;
+  ev.other2 = 1;
+  ev.dropped_batches = 3;
+  ev.dropped_tasks = 2;
+  for (uint16_t v = PROTO_VERSION_MIN; v <= PROTO_VERSION; v++) {
+    proto_buf b;
+    tw__proto_buf_init(&b);
+    tw__proto_events_open(&b, v, 1);
+    tw__proto_put_event(&b, &ev);
+    tw__proto_events_close(&b);
+    assert_false(tw__proto_buf_failed(&b));
+    assert_int_equal(tw__proto_event_size(&ev, v), v >= 3 ? 41 : 25);
+    proto_events it;
+    assert_int_equal(tw__proto_events_begin(&it, b.data + PROTO_HEADER_SIZE,
+                                            b.len - PROTO_HEADER_SIZE, v),
+                     0);
+    assert_int_equal(tw__proto_events_next(&it, &out), 0);
+    assert_int_equal(tw__proto_events_next(&it, &out), 1);
+    assert_int_equal(out.other, 7);
+    assert_int_equal(out.other2, 1);
+    assert_int_equal(out.dropped_batches, v >= 3 ? 3 : 0);
+    assert_int_equal(out.dropped_tasks, v >= 3 ? 2 : 0);
+    /* Read at the other version, the frame is malformed: a version 3
+     * reader misses 16 bytes, a version 2 reader finds them left over. */
+    uint16_t other = v >= 3 ? 2 : 3;
+    assert_int_equal(tw__proto_events_begin(&it, b.data + PROTO_HEADER_SIZE,
+                                            b.len - PROTO_HEADER_SIZE, other),
+                     0);
+    int rc = tw__proto_events_next(&it, &out);
+    if (rc == 0)
+      rc = tw__proto_events_next(&it, &out);
+    assert_true(rc < 0);
+    tw__proto_buf_fini(&b);
+  }
 }
 
 static void frame_limits(void **state) {
@@ -485,7 +543,11 @@ static size_t sample_events(proto_event *ev) {
   ev[n++] = (proto_event){.kind = PROTO_EV_FAIL, .task = 8};
   ev[n++] = (proto_event){.kind = PROTO_EV_SKIP, .task = 9, .other = 7};
   ev[n++] = (proto_event){.kind = PROTO_EV_DROP, .task = 9, .text = S("no")};
-  ev[n++] = (proto_event){.kind = PROTO_EV_HEALTH, .other = 3, .other2 = 2};
+  ev[n++] = (proto_event){.kind = PROTO_EV_HEALTH,
+                          .other = 3,
+                          .other2 = 2,
+                          .dropped_batches = 4,
+                          .dropped_tasks = 1};
   for (size_t i = 0; i < n; i++)
     ev[i].time_ns = -5 + (int64_t)i * 1000000007LL;
   return n;
@@ -896,6 +958,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(sizes_follow_the_table),
       cmocka_unit_test(docs_follow_the_table),
       cmocka_unit_test(link_event),
+      cmocka_unit_test(health_follows_its_version),
       cmocka_unit_test(hello_round_trip),
       cmocka_unit_test(hello_rejects_bad_magic_and_version),
       cmocka_unit_test(control_frames_round_trip),

@@ -660,6 +660,90 @@ static void stats_rollups_agree_with_exact(void **state) {
   result_free(&e);
 }
 
+/* The nearest-rank percentile of `column` over the tasks of `name`
+ * enqueued in [lo, hi) of the store at path, by SQL alone. */
+static int64_t sql_percentile_in(const char *path, const char *name,
+                                 const char *column, int64_t lo, int64_t hi,
+                                 unsigned per_mille) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  char *sql = sqlite3_mprintf(
+      "SELECT %s FROM tasks WHERE name = ?1 AND enqueued_at >= ?2 AND"
+      " enqueued_at < ?3 AND %s IS NOT NULL ORDER BY 1 LIMIT 1 OFFSET"
+      " ((SELECT count(%s) FROM tasks WHERE name = ?1 AND enqueued_at >= ?2"
+      " AND enqueued_at < ?3) * %u + 999) / 1000 - 1",
+      column, column, column, per_mille);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, lo);
+  sqlite3_bind_int64(st, 3, hi);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_free(sql);
+  sqlite3_close(db);
+  return v;
+}
+
+/* --exact by name over the store of stats_rollups_agree_with_exact: every
+ * percentile is SQL's nearest rank, whether the rollups placed the bands
+ * right (as they do) or not (rows they do not hold shift every rank past
+ * the bands' margin, and every sample is read again). */
+static void check_exact_by_name(const char *path) {
+  const char *range[] = {"since:2026-11-22T11:00:20.25Z",
+                         "until:2026-11-22T11:10:27.75Z"};
+  int64_t lo = FIX_T0 + INT64_C(3620250000), hi = FIX_T0 + INT64_C(4227750000);
+  result e = run("stats", "--db", path, "-o", "json", "--by", "name",
+                 "--exact", range[0], range[1]);
+  assert_int_equal(e.status, 0);
+  static const char *const names[] = {"send_email", "write_log"};
+  static const char *const keys[] = {"p50", "p95", "p99"};
+  static const unsigned pm[] = {500, 950, 990};
+  for (int g = 0; g < 2; g++) {
+    char needle[64];
+    snprintf(needle, sizeof(needle), "\"name\":\"%s\"", names[g]);
+    char *line = line_with(e.out, needle);
+    assert_non_null(line);
+    for (int c = 0; c < 2; c++)
+      for (int k = 0; k < 3; k++) {
+        char key[32];
+        snprintf(key, sizeof(key), "%s_%s_us", c ? "wait" : "run", keys[k]);
+        assert_int_equal(json_number(line, key),
+                         sql_percentile_in(path, names[g],
+                                           c ? "wait_us" : "run_us", lo, hi,
+                                           pm[k]));
+      }
+    free(line);
+  }
+  result_free(&e);
+}
+
+static void stats_exact_in_bands_and_not(void **state) {
+  (void)state;
+  char path[400];
+  snprintf(path, sizeof(path), "%s/many.db", dir);
+  check_exact_by_name(path);
+  /* 6,000 slow tasks the rollups never saw, in the middle of the range. */
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  fix_exec(db, "BEGIN");
+  for (int i = 0; i < 6000; i++) {
+    char *sql = sqlite3_mprintf(
+        "INSERT INTO tasks (id, agent, batch, position, name, mode, status,"
+        " enqueued_at, wait_us, run_us) VALUES (%lld, 1, %lld, 0,"
+        " 'send_email', 0, 2, %lld, %d, %d)",
+        (long long)FIX_ID(100000 + i), (long long)FIX_BATCH(1),
+        (long long)(FIX_T0 + INT64_C(3900000000) + i), 900000 + i,
+        90000000 + i);
+    fix_exec(db, sql);
+    sqlite3_free(sql);
+  }
+  fix_exec(db, "COMMIT");
+  sqlite3_close(db);
+  check_exact_by_name(path);
+}
+
 /* A name filter over a wide range, or none, reads only the hours the
  * rollups (and the unfinished tasks) name: the same tasks, in the same
  * order, as a listing that reads every hour. */
@@ -778,6 +862,71 @@ static void batch_view(void **state) {
   free(last);
   result_free(&r);
   r = run("batch", "--db", db_path, "42");
+  assert_int_equal(r.status, 1);
+  result_free(&r);
+}
+
+/* ---- agents --------------------------------------------------------------- */
+
+/* `query agents`: one row per instance, connected first, with what it
+ * dropped as events, tasks and batches, in every format; filtered by the
+ * agent's own fields only. */
+static void agents_listing(void **state) {
+  (void)state;
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+  assert_int_equal(fix_exec(db, "UPDATE agents SET dropped = 40, "
+                                "dropped_tasks = 9, dropped_batches = 3, "
+                                "reconnects = 2, connected = 0, ended = 1 "
+                                "WHERE id = 2"),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  result r = run("agents", "--db", db_path);
+  assert_int_equal(r.status, 0);
+  assert_int_equal(count_lines(r.out), 3);
+  assert_non_null(strstr(r.out, "DROPPED DROP TASKS DROP BATCHES"));
+  /* Connected first. */
+  assert_true(strstr(r.out, "api") < strstr(r.out, "worker"));
+  char *line = line_with(r.out, "worker");
+  assert_non_null(line);
+  assert_non_null(strstr(line, " ended "));
+  assert_non_null(strstr(line, " 40          9            3          2"));
+  free(line);
+  result_free(&r);
+
+  r = run("agents", "--db", db_path, "-o", "json");
+  assert_int_equal(r.status, 0);
+  assert_int_equal(count_lines(r.out), 2);
+  line = line_with(r.out, "\"service\":\"worker\"");
+  assert_non_null(line);
+  assert_int_equal(json_number(line, "id"), 2);
+  assert_int_equal(json_number(line, "pid"), 200);
+  assert_int_equal(json_number(line, "dropped"), 40);
+  assert_int_equal(json_number(line, "dropped_tasks"), 9);
+  assert_int_equal(json_number(line, "dropped_batches"), 3);
+  assert_int_equal(json_number(line, "reconnects"), 2);
+  assert_non_null(strstr(line, "\"state\":\"ended\""));
+  assert_non_null(strstr(line, "\"disconnected_at\":null"));
+  free(line);
+  result_free(&r);
+
+  r = run("agents", "--db", db_path, "-o", "csv", "service:work*");
+  assert_int_equal(r.status, 0);
+  assert_non_null(strstr(r.out, "id,service,host,pid,state,started_at,"
+                                "connected_at,disconnected_at,last_event_at,"
+                                "events,dropped,dropped_tasks,dropped_batches,"
+                                "reconnects\r\n2,worker,web-2,200,ended,"));
+  assert_non_null(strstr(r.out, ",10,40,9,3,2\r\n"));
+  assert_null(strstr(r.out, "api"));
+  result_free(&r);
+
+  /* A term about tasks is refused, in one line. */
+  r = run("agents", "--db", db_path, "status:failed");
+  assert_int_equal(r.status, 2);
+  assert_string_equal(r.err, "taskwatch query: agents are filtered by "
+                             "service:, host: and pid: only\n");
+  result_free(&r);
+  r = run("agents", "--db", db_path, "--fail-if-empty", "pid:7");
   assert_int_equal(r.status, 1);
   result_free(&r);
 }
@@ -999,9 +1148,11 @@ int main(int argc, char **argv) {
       cmocka_unit_test(stats_small_and_formats),
       cmocka_unit_test(stats_from_rollups),
       cmocka_unit_test(stats_rollups_agree_with_exact),
+      cmocka_unit_test(stats_exact_in_bands_and_not),
       cmocka_unit_test(list_by_hours_of_the_rollups),
       cmocka_unit_test(show_task),
       cmocka_unit_test(batch_view),
+      cmocka_unit_test(agents_listing),
       cmocka_unit_test(exit_statuses),
       cmocka_unit_test(bad_arguments),
       cmocka_unit_test(bad_files),

@@ -245,6 +245,48 @@ static void agent_seen_is_the_receive_time(void **state) {
   }
 }
 
+/* The batches and tasks an agent refused whole, where the store has them
+ * (version 6); 0 on a store of version 5, whose agents rows lack them. */
+static void agent_dropped_whole(void **state) {
+  paths *p = *state;
+  for (int old = 0; old <= 1; old++) {
+    sqlite3 *db = fixture_open(path_of(p, old ? "v5d.db" : "v6d.db"));
+    assert_non_null(db);
+    assert_int_equal(
+        fix_exec(db, "DELETE FROM agents; INSERT INTO agents (id, instance, "
+                     "service, host, pid, started_at) VALUES (1, x'01', 's', "
+                     "'h', 1, 0), (2, x'02', 's', 'h', 2, 0)"),
+        SQLITE_OK);
+    if (old)
+      assert_int_equal(
+          fix_exec(db, "ALTER TABLE agents DROP COLUMN dropped_batches; "
+                       "ALTER TABLE agents DROP COLUMN dropped_tasks; "
+                       "PRAGMA user_version = 5"),
+          SQLITE_OK);
+    else
+      assert_int_equal(fix_exec(db, "UPDATE agents SET dropped_batches = 3, "
+                                    "dropped_tasks = 11 WHERE id = 2"),
+                       SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    reader *r = NULL;
+    char err[256] = "", sql[256];
+    assert_int_equal(reader_open(p->path, &r, err, sizeof err), READER_OK);
+    snprintf(sql, sizeof sql,
+             "SELECT group_concat(%s || '/' || %s) FROM (SELECT * FROM "
+             "agents ORDER BY id)",
+             reader_agent_dropped_batches_sql(r),
+             reader_agent_dropped_tasks_sql(r));
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(reader_db(r), sql, -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0),
+                        old ? "0/0,0/0" : "0/0,3/11");
+    sqlite3_finalize(st);
+    reader_close(r);
+  }
+}
+
 /* Each failure has its own code, text and message. */
 static void codes_and_texts(void **state) {
   (void)state;
@@ -571,6 +613,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(version_policy, setup, teardown),
       cmocka_unit_test_setup_teardown(agent_seen_is_the_receive_time, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(agent_dropped_whole, setup, teardown),
       cmocka_unit_test(codes_and_texts),
       cmocka_unit_test(task_row),
       cmocka_unit_test(status_names_and_codes),

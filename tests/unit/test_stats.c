@@ -113,6 +113,65 @@ static void selection_edges(void **state) {
   stats_values_fini(&s);
 }
 
+/* Banded selection answers exactly what selection over every sample
+ * answers, when each rank lies in its band; says so (1) when one does
+ * not. */
+static void banded_matches_selection(void **state) {
+  (void)state;
+  static const unsigned pm[4] = {500, 950, 990, 1000};
+  uint64_t seed = 7;
+  for (int round = 0; round < 50; round++) {
+    stats_values all;
+    stats_banded b, half;
+    stats_values_init(&all);
+    stats_banded_init(&b);
+    stats_banded_init(&half);
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    int n = 1 + (int)(seed % 5000);
+    /* Bands around the true ranks of values 0..n-1 shuffled, widened;
+     * every other round one band is placed wrong on purpose. */
+    int wrong = round % 2;
+    for (int i = 0; i < 3; i++) {
+      int64_t rank = ((int64_t)pm[i] * n + 999) / 1000 - 1;
+      int64_t lo = rank - 20, hi = rank + 20;
+      if (wrong && i == 1)
+        lo = hi + 1, hi = lo + 10;
+      stats_banded_band(&b, i, lo, hi);
+      stats_banded_band(&half, i, lo, hi);
+    }
+    for (int i = 0; i < n; i++) {
+      /* A permutation of 0..n-1 (7919 is a prime above every n). */
+      int64_t v = (int64_t)(((uint64_t)i * 7919u) % (uint64_t)n);
+      stats_values_push(&all, v);
+      stats_banded_add(i % 2 ? &half : &b, v);
+    }
+    stats_banded_merge(&b, &half);
+    int64_t want[4], got[4];
+    assert_int_equal(stats_values_select(&all, pm, 4, want), 0);
+    int rc = stats_banded_select(&b, pm, 4, got);
+    if (wrong) {
+      assert_int_equal(rc, 1);
+    } else {
+      assert_int_equal(rc, 0);
+      for (int i = 0; i < 4; i++)
+        assert_true(got[i] == want[i]);
+    }
+    stats_values_fini(&all);
+    stats_banded_fini(&b);
+    stats_banded_fini(&half);
+  }
+  /* No bands: every sample kept, exact. */
+  stats_banded b;
+  stats_banded_init(&b);
+  int64_t out[4];
+  assert_int_equal(stats_banded_select(&b, pm, 4, out), -1);
+  for (int i = 1; i <= 20; i++)
+    stats_banded_add(&b, i);
+  assert_int_equal(stats_banded_select(&b, pm, 4, out), 0);
+  assert_true(out[0] == 10 && out[1] == 19 && out[2] == 20 && out[3] == 20);
+  stats_banded_fini(&b);
+}
+
 static void weighted(void **state) {
   (void)state;
   stats_weighted s;
@@ -182,6 +241,7 @@ int main(void) {
       cmocka_unit_test(small_sets),
       cmocka_unit_test(random_sets),
       cmocka_unit_test(selection_edges),
+      cmocka_unit_test(banded_matches_selection),
       cmocka_unit_test(weighted),
       cmocka_unit_test(weighted_clear_and_reuse),
   };

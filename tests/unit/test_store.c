@@ -49,7 +49,7 @@ static int64_t now_us(void) {
 
 static void open_store(fixture *f, int64_t retain_us, int64_t fail_us,
                        int64_t max_tasks) {
-  store_config cfg = {f->path, 0, retain_us, fail_us, max_tasks, 0, 0};
+  store_config cfg = {f->path, 0, retain_us, fail_us, max_tasks, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
 }
@@ -274,7 +274,7 @@ static void checkpoints_while_writing(void **state) {
   fixture *f = *state;
   /* Checkpoints from 1 MiB of WAL on; the writer would do one itself only
    * from 4 MiB on (checkpoint.c), which this test stays below. */
-  store_config cfg = {f->path, 0, 0, 0, 0, 0, 1 << 20};
+  store_config cfg = {f->path, 0, 0, 0, 0, 0, 1 << 20, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
   char wal[128];
@@ -722,6 +722,398 @@ static void upgrades_a_version_4_store(void **state) {
   assert_int_equal(q(f, "SELECT last_received_at FROM agents"), 123456);
 }
 
+/* ---- tasks in flight held by the writer (inflight.h) -------------------- */
+
+/* A second store in the fixture's directory, holding tasks for hold_ms. */
+static store *open_held(fixture *f, const char *name, int64_t hold_ms) {
+  char path[128];
+  snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+  store_config cfg = {path, 0, 0, 0, 0, 0, 0, hold_ms};
+  store *s = NULL;
+  char *err = NULL;
+  assert_int_equal(store_open(&cfg, &s, &err), 0);
+  return s;
+}
+
+/* The whole of a query's result as one string (free() it). */
+static char *dump(const char *path, const char *sql) {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  size_t len = 0, cap = 1024;
+  char *out = malloc(cap);
+  out[0] = '\0';
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    for (int i = 0; i < sqlite3_column_count(st); i++) {
+      const char *v = (const char *)sqlite3_column_text(st, i);
+      size_t n = strlen(v ? v : "NULL") + 2;
+      if (len + n + 1 > cap) {
+        cap = 2 * (len + n + 1);
+        out = realloc(out, cap);
+      }
+      len += (size_t)snprintf(out + len, cap - len, "%s%c", v ? v : "NULL",
+                              i + 1 == sqlite3_column_count(st) ? '\n' : '|');
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+static void set_error(task_row *r, const char *type, const char *message) {
+  r->have |= HAVE_ERROR;
+  r->error_type = (blob){type, (uint32_t)strlen(type)};
+  r->error_message = (blob){message, (uint32_t)strlen(message)};
+}
+
+/* Every kind of lifecycle and refusal, spread over four transactions, in
+ * batch `step` (1 to 4). Tasks 1-10 and 50 are agent 1's, task 4 agent
+ * 2's. */
+static wbatch *lifecycle_batch(fixture *f, int step) {
+  wbatch *b = wbatch_new((uint64_t)step);
+  task_row *r;
+  switch (step) {
+  case 1:
+    for (int agent = 1; agent <= 2; agent++) {
+      agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, agent, 77);
+      memset(op->instance, agent, sizeof(op->instance));
+      op->service = (blob){"svc", 3};
+      op->host = (blob){"h", 1};
+    }
+    add_batch(b, 100, 1000);
+    for (int id = 1; id <= 8; id++) {
+      r = add_task(f, b, id, 100, 1000 + id, SCHEMA_QUEUED);
+      r->position = (uint32_t)id;
+      r->thread = 70 + id;
+      r->have = HAVE_ENQUEUE | HAVE_THREAD;
+    }
+    b->rows[1]->status = SCHEMA_RUNNING; /* task 2 starts at once */
+    b->rows[1]->have |= HAVE_START;
+    b->rows[1]->thread = 9;
+    b->rows[2]->status = SCHEMA_SUCCEEDED; /* task 3 is whole */
+    b->rows[2]->have |= HAVE_START | HAVE_END;
+    b->rows[3]->agent = 2;
+    r = add_update(b, 50, SCHEMA_RUNNING); /* never enqueued (yet) */
+    r->started_at = 1600;
+    r->thread = 4;
+    r->have = HAVE_START | HAVE_THREAD;
+    break;
+  case 2:
+    r = add_update(b, 1, SCHEMA_RUNNING);
+    r->started_at = 2000;
+    r->thread = 11;
+    r->have = HAVE_START | HAVE_THREAD;
+    r = add_update(b, 2, SCHEMA_RUNNING); /* START again: refused */
+    r->started_at = 2100;
+    r->have = HAVE_START;
+    r = add_task(f, b, 2, 200, 4000, SCHEMA_QUEUED); /* ENQUEUE again */
+    r->position = 77;
+    r->have = HAVE_ENQUEUE;
+    r = add_update(b, 5, SCHEMA_RUNNING);
+    r->started_at = 900; /* before its ENQUEUE: clamped */
+    r->have = HAVE_START;
+    r = add_update(b, 6, SCHEMA_SKIPPED);
+    r->finished_at = 2200;
+    r->skipped_after = 5;
+    r->have = HAVE_END | HAVE_SKIP;
+    r = add_update(b, 7, SCHEMA_DROPPED);
+    r->finished_at = 2300;
+    r->drop_reason = (blob){"queue full", 10};
+    r->have = HAVE_END | HAVE_DROP;
+    r = add_task(f, b, 50, 100, 1200, SCHEMA_QUEUED); /* its ENQUEUE */
+    r->position = 9;
+    r->have = HAVE_ENQUEUE;
+    r = add_update(b, 3, SCHEMA_SUCCEEDED); /* FINISH after FINISH */
+    r->finished_at = 9000;
+    r->have = HAVE_END;
+    r = add_task(f, b, 9, 100, 3000, SCHEMA_RUNNING);
+    r->started_at = 2500; /* started before enqueued: clamped */
+    r->have = HAVE_ENQUEUE | HAVE_START;
+    break;
+  case 3:
+    r = add_update(b, 1, SCHEMA_SUCCEEDED);
+    r->finished_at = 1500; /* before its start: ends at its start */
+    r->have = HAVE_END;
+    r = add_update(b, 2, SCHEMA_SUCCEEDED);
+    r->finished_at = 5000;
+    r->have = HAVE_END;
+    r = add_update(b, 5, SCHEMA_FAILED);
+    r->finished_at = 5100;
+    set_error(r, "E", "it broke");
+    r->have |= HAVE_END;
+    r = add_update(b, 9, SCHEMA_SUCCEEDED);
+    r->finished_at = 5200;
+    r->have = HAVE_END;
+    r = add_update(b, 50, SCHEMA_SUCCEEDED);
+    r->finished_at = 5300;
+    r->have = HAVE_END;
+    agent_op *op = wbatch_add_op(b, AGENT_OP_HEALTH, 1, 0);
+    op->a = 1204;
+    wbatch_add_op(b, AGENT_OP_LOST, 2, 6000);
+    break;
+  default:
+    r = add_task(f, b, 10, 100, 7000, SCHEMA_QUEUED);
+    r->have = HAVE_ENQUEUE;
+    wbatch_add_op(b, AGENT_OP_ENDED, 1, 8000);
+    break;
+  }
+  return b;
+}
+
+static const char tasks_sql[] =
+    "SELECT id, agent, batch, position, name, mode, status, thread, "
+    "enqueued_at, started_at, finished_at, wait_us, run_us, error_type, "
+    "error_message, error_detail, skipped_after, drop_reason FROM tasks "
+    "ORDER BY id";
+static const char rollups_sql[] =
+    "SELECT minute, service, name, succeeded, failed, skipped, dropped, "
+    "lost, hex(wait_hist), hex(run_hist) FROM rollups ORDER BY 1, 2, 3";
+
+/* Holding tasks in memory changes when rows are written, never what they
+ * say: the same transactions give the same tasks and rollups as writing
+ * every task at once, refusals and orphans counted alike, with fewer
+ * UPDATEs. */
+static void held_tasks_end_as_written_ones(void **state) {
+  fixture *f = *state;
+  store *at_once = open_held(f, "at_once.db", 0);
+  store *held = open_held(f, "held.db", 60000);
+  for (int step = 1; step <= 4; step++) {
+    wbatch *b = lifecycle_batch(f, step);
+    assert_int_equal(store_write(at_once, b), 0);
+    wbatch_free(b);
+    b = lifecycle_batch(f, step);
+    assert_int_equal(store_write(held, b), 0);
+    if (step == 1)
+      assert_true(b->held_due_ms > 0 && b->held_due_ms <= 60000);
+    wbatch_free(b);
+  }
+  char path[128];
+  snprintf(path, sizeof(path), "%s/held.db", f->dir);
+  /* Agent 1 ended and agent 2 vanished: nothing is held any more. */
+  assert_int_equal(store_settle(held), 0);
+  char *got = dump(path, tasks_sql);
+  char *held_rollups = dump(path, rollups_sql);
+  char *inflight = dump(path, "SELECT count(*) FROM inflight");
+  snprintf(path, sizeof(path), "%s/at_once.db", f->dir);
+  char *want = dump(path, tasks_sql);
+  char *want_rollups = dump(path, rollups_sql);
+  assert_string_equal(got, want);
+  assert_string_equal(held_rollups, want_rollups);
+  assert_string_equal(inflight, "0\n");
+  assert_non_null(strstr(got, "|6|")); /* lost tasks are there */
+  store_stats a, h;
+  store_get_stats(at_once, &a);
+  store_get_stats(held, &h);
+  assert_int_equal(h.events_refused, a.events_refused);
+  assert_int_equal(a.events_refused, 3);
+  assert_int_equal(h.orphans, a.orphans);
+  assert_int_equal(h.tasks_lost, a.tasks_lost);
+  assert_true(h.rows_held >= 6);
+  assert_true(h.rows_updated < a.rows_updated);
+  free(got);
+  free(want);
+  free(held_rollups);
+  free(want_rollups);
+  free(inflight);
+  store_close(at_once);
+  store_close(held);
+}
+
+/* What is held is durable with the transaction that holds it: a store
+ * closed without store_settle() (as after kill -9) writes the held tasks
+ * as queued and running rows when it opens again, and their later events
+ * update those rows. */
+static void held_tasks_survive_a_crash(void **state) {
+  fixture *f = *state;
+  store *s = open_held(f, "crash.db", 60000);
+  wbatch *b = lifecycle_batch(f, 1);
+  assert_int_equal(store_write(s, b), 0);
+  wbatch_free(b);
+  char path[128];
+  snprintf(path, sizeof(path), "%s/crash.db", f->dir);
+  char *before = dump(path, "SELECT id FROM tasks ORDER BY id");
+  assert_string_equal(before, "3\n50\n"); /* whole, and the orphan */
+  free(before);
+  store_close(s); /* not settled */
+  s = open_held(f, "crash.db", 60000);
+  char *rows = dump(path, "SELECT id, status, batch, position, thread, "
+                          "enqueued_at, started_at, wait_us FROM tasks "
+                          "WHERE id <> 50 ORDER BY id");
+  assert_string_equal(rows, "1|0|100|1|71|1001|NULL|NULL\n"
+                            "2|1|100|2|9|1002|1012|10\n"
+                            "3|2|100|3|73|1003|1013|10\n"
+                            "4|0|100|4|74|1004|NULL|NULL\n"
+                            "5|0|100|5|75|1005|NULL|NULL\n"
+                            "6|0|100|6|76|1006|NULL|NULL\n"
+                            "7|0|100|7|77|1007|NULL|NULL\n"
+                            "8|0|100|8|78|1008|NULL|NULL\n");
+  free(rows);
+  char *inflight = dump(path, "SELECT count(*) FROM inflight");
+  assert_string_equal(inflight, "0\n");
+  free(inflight);
+  b = wbatch_new(2);
+  task_row *r = add_update(b, 2, SCHEMA_SUCCEEDED);
+  r->finished_at = 3000;
+  r->have = HAVE_END;
+  assert_int_equal(store_write(s, b), 0);
+  wbatch_free(b);
+  rows = dump(path, "SELECT status, run_us FROM tasks WHERE id = 2");
+  assert_string_equal(rows, "2|1988\n");
+  free(rows);
+  store_stats st;
+  store_get_stats(s, &st);
+  assert_int_equal(st.rows_updated, 1);
+  store_close(s);
+}
+
+/* A held task is written as queued or running once it has been held
+ * hold_ms, by any later transaction (the loop commits one for it, even an
+ * empty one: batch.h, held_due_ms). */
+static void held_tasks_are_written_when_due(void **state) {
+  fixture *f = *state;
+  store *s = open_held(f, "due.db", 20);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_RUNNING);
+  r->have = HAVE_ENQUEUE | HAVE_START;
+  assert_int_equal(store_write(s, b), 0);
+  assert_true(b->held_due_ms > 0 && b->held_due_ms <= 20);
+  wbatch_free(b);
+  char path[128];
+  snprintf(path, sizeof(path), "%s/due.db", f->dir);
+  char *rows = dump(path, "SELECT count(*) FROM tasks");
+  assert_string_equal(rows, "0\n");
+  free(rows);
+  /* Not due yet: an empty transaction leaves it held. */
+  b = wbatch_new(2);
+  assert_int_equal(store_write(s, b), 0);
+  int64_t due = b->held_due_ms;
+  wbatch_free(b);
+  if (due > 0) {
+    struct timespec ts = {0, (long)(due + 1) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  b = wbatch_new(3);
+  assert_int_equal(store_write(s, b), 0);
+  assert_int_equal(b->held_due_ms, -1);
+  wbatch_free(b);
+  rows = dump(path, "SELECT status, started_at FROM tasks");
+  assert_string_equal(rows, "1|1010\n");
+  free(rows);
+  rows = dump(path, "SELECT count(*) FROM inflight");
+  assert_string_equal(rows, "0\n");
+  free(rows);
+  store_close(s);
+}
+
+/* A transaction that fails leaves the held tasks as they were, so the
+ * same batch written again applies its events once. */
+static void failed_transactions_keep_the_held_tasks(void **state) {
+  fixture *f = *state;
+  store *s = open_held(f, "retry.db", 60000);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_QUEUED);
+  r->have = HAVE_ENQUEUE;
+  r = add_task(f, b, 2, 100, 1000, SCHEMA_QUEUED);
+  r->have = HAVE_ENQUEUE;
+  assert_int_equal(store_write(s, b), 0);
+  wbatch_free(b);
+  char path[128];
+  snprintf(path, sizeof(path), "%s/retry.db", f->dir);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  /* Fails the transaction at its last statement (an integer overflow is
+   * an error, not a constraint a row could be skipped for). */
+  assert_int_equal(
+      sqlite3_exec(db,
+                   "CREATE TRIGGER boom BEFORE INSERT ON inflight BEGIN "
+                   "SELECT abs(-9223372036854775807 - 1); END",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  b = wbatch_new(2);
+  r = add_update(b, 1, SCHEMA_RUNNING);
+  r->started_at = 1100;
+  r->have = HAVE_START;
+  r = add_update(b, 2, SCHEMA_RUNNING);
+  r->started_at = 1200;
+  r->have = HAVE_START;
+  r = add_update(b, 2, SCHEMA_SUCCEEDED);
+  r->finished_at = 1300;
+  r->have = HAVE_END;
+  assert_int_not_equal(store_write(s, b), 0);
+  assert_int_equal(sqlite3_exec(db, "DROP TRIGGER boom", NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  assert_int_equal(store_write(s, b), 0);
+  wbatch_free(b);
+  assert_int_equal(store_settle(s), 0);
+  char *rows = dump(path, "SELECT id, status, started_at, finished_at FROM "
+                          "tasks ORDER BY id");
+  assert_string_equal(rows, "1|1|1100|NULL\n2|2|1200|1300\n");
+  free(rows);
+  rows = dump(path, "SELECT sum(succeeded) FROM rollups");
+  assert_string_equal(rows, "1\n");
+  free(rows);
+  store_stats st;
+  store_get_stats(s, &st);
+  assert_int_equal(st.events_refused, 0);
+  store_close(s);
+}
+
+/* Version 6 added agents.dropped_batches and dropped_tasks, and the table
+ * inflight: a version 5 store gets them, its rows at 0, and HEALTH writes
+ * them. */
+static void upgrades_a_version_5_store(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
+  memset(op->instance, 1, sizeof(op->instance));
+  op->service.ptr = "svc";
+  op->service.len = 3;
+  op->host.ptr = "h";
+  op->host.len = 1;
+  op = wbatch_add_op(b, AGENT_OP_HEALTH, 1, 0);
+  op->a = 12;
+  op->b = 3;
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  write_one(f, b);
+  store_close(f->store);
+  f->store = NULL;
+  assert_int_equal(sqlite3_exec(f->db,
+                                "ALTER TABLE agents DROP COLUMN "
+                                "dropped_batches; ALTER TABLE agents DROP "
+                                "COLUMN dropped_tasks; DROP TABLE inflight; "
+                                "PRAGMA user_version = 5",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE name = "
+                        "'inflight'"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM pragma_table_info('agents') "
+                        "WHERE name IN ('dropped_batches', 'dropped_tasks')"),
+                   2);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
+  assert_int_equal(q(f, "SELECT dropped * 1000000 + reconnects * 10000 + "
+                        "dropped_batches * 100 + dropped_tasks FROM agents"),
+                   12030000);
+  b = wbatch_new(2);
+  op = wbatch_add_op(b, AGENT_OP_HEALTH, 1, 0);
+  op->a = 20;
+  op->b = 3;
+  op->c = 2;
+  op->d = 7;
+  write_one(f, b);
+  assert_int_equal(q(f, "SELECT dropped * 1000000 + reconnects * 10000 + "
+                        "dropped_batches * 100 + dropped_tasks FROM agents"),
+                   20030207);
+}
+
 static void prunes_by_age_keeping_failures_longer(void **state) {
   fixture *f = *state;
   int64_t day = INT64_C(86400000000), now = now_us();
@@ -794,7 +1186,7 @@ static void new_agent(wbatch *b, int64_t agent, int64_t at) {
 static void prunes_gone_agents(void **state) {
   fixture *f = *state;
   int64_t hour = INT64_C(3600000000), now = now_us();
-  store_config cfg = {f->path, 0, 24 * hour, 0, 0, hour, 0};
+  store_config cfg = {f->path, 0, 24 * hour, 0, 0, hour, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
   wbatch *b = wbatch_new(1);
@@ -1079,7 +1471,7 @@ static pid_t hold_in_child(const char *path) {
   assert_true(pid >= 0);
   if (pid == 0) {
     close(ready[0]);
-    store_config cfg = {path, 0, 0, 0, 0, 0, 0};
+    store_config cfg = {path, 0, 0, 0, 0, 0, 0, 0};
     store *s = NULL;
     char *err = NULL;
     if (store_open(&cfg, &s, &err) != 0)
@@ -1110,7 +1502,7 @@ static void one_writer_per_store(void **state) {
   snprintf(want, sizeof(want), "(pid %d, ", (int)holder);
   const char *paths[] = {f->path, link};
   for (int i = 0; i < 2; i++) {
-    store_config cfg = {paths[i], 0, 0, 0, 0, 0, 0};
+    store_config cfg = {paths[i], 0, 0, 0, 0, 0, 0, 0};
     char *err = NULL;
     store *s = NULL;
     assert_int_equal(store_open(&cfg, &s, &err), -1);
@@ -1160,7 +1552,7 @@ static void refuses_a_newer_schema(void **state) {
                                 "PRAGMA user_version = 99",
                                 NULL, NULL, NULL),
                    SQLITE_OK);
-  store_config cfg = {f->path, 0, 0, 0, 0, 0, 0};
+  store_config cfg = {f->path, 0, 0, 0, 0, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), -1);
   assert_non_null(strstr(err, "newer"));
@@ -1264,7 +1656,7 @@ static void refuses_foreign_databases(void **state) {
     size_t len0 = 0, len1 = 0;
     char *before = slurp(path, &len0);
     assert_non_null(before);
-    store_config cfg = {path, 0, 0, 0, 0, 0, 0};
+    store_config cfg = {path, 0, 0, 0, 0, 0, 0, 0};
     char *err = NULL;
     store *s = NULL;
     assert_int_equal(store_open(&cfg, &s, &err), -1);
@@ -1300,7 +1692,7 @@ static void refuses_foreign_databases(void **state) {
   for (int i = 0; i < 4096; i++)
     fputc((i * 7919) & 0xff, fp);
   fclose(fp);
-  store_config cfg = {path, 0, 0, 0, 0, 0, 0};
+  store_config cfg = {path, 0, 0, 0, 0, 0, 0, 0};
   char *err = NULL;
   store *s = NULL;
   assert_int_equal(store_open(&cfg, &s, &err), -1);
@@ -1387,6 +1779,16 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(upgrades_a_version_4_store, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(upgrades_a_version_5_store, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(held_tasks_end_as_written_ones, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(held_tasks_survive_a_crash, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(held_tasks_are_written_when_due, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(failed_transactions_keep_the_held_tasks,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(queues_exports_with_the_rows, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(writes_rows_and_skips_repeated_ids, setup,

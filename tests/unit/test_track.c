@@ -42,7 +42,7 @@ static int setup(void **state) {
   snprintf(f->dir, sizeof(f->dir), "/tmp/tw-track-XXXXXX");
   assert_non_null(mkdtemp(f->dir));
   snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
-  store_config cfg = {f->path, 0, 0, 0, 0, 0, 0};
+  store_config cfg = {f->path, 0, 0, 0, 0, 0, 0, 0};
   char *err = NULL;
   assert_int_equal(store_open(&cfg, &f->store, &err), 0);
   assert_int_equal(sqlite3_open_v2(f->path, &f->db, SQLITE_OPEN_READONLY, NULL),
@@ -236,8 +236,9 @@ static void events_spread_over_batches(void **state) {
   assert_int_equal(f->ops.n, before);
 }
 
-/* Connections and HEALTH: a count per service, drops as increments of
- * the agent's running total. */
+/* Connections and HEALTH: a count per service, drops (events, and tasks
+ * and batches refused whole) as increments of the agent's running
+ * totals. */
 static void agents(void **state) {
   fixture *f = *state;
   start_track(f, 100);
@@ -246,11 +247,15 @@ static void agents(void **state) {
   new_agent(b, A2, "api");
   agent_op *h = wbatch_add_op(b, AGENT_OP_HEALTH, A1, 0);
   h->a = 5;
+  h->c = 1; /* batches */
+  h->d = 2; /* tasks */
   submit(f, b);
   wbatch_free(b);
   b = wbatch_new(2);
   h = wbatch_add_op(b, AGENT_OP_HEALTH, A1, 0);
   h->a = 8;
+  h->c = 1;
+  h->d = 5;
   wbatch_add_op(b, AGENT_OP_DISCONNECT, A2, 2000);
   submit(f, b);
   wbatch_free(b);
@@ -259,15 +264,17 @@ static void agents(void **state) {
   wbatch_add_op(b, AGENT_OP_CONNECT, A2, 3000);
   submit(f, b);
   wbatch_free(b);
-  int64_t connected = 0, drops = 0;
+  int64_t connected = 0, drops[METRICS_DROP_KINDS] = {0};
   for (size_t i = 0; i < f->ops.n; i++) {
     if (f->ops.ops[i].kind == TRACK_CONNECTED)
       connected += f->ops.ops[i].a;
     if (f->ops.ops[i].kind == TRACK_DROPS)
-      drops += f->ops.ops[i].a;
+      drops[f->ops.ops[i].status] += f->ops.ops[i].a;
   }
   assert_int_equal(connected, 2);
-  assert_int_equal(drops, 8);
+  assert_int_equal(drops[METRICS_DROP_EVENTS], 8);
+  assert_int_equal(drops[METRICS_DROP_TASKS], 5);
+  assert_int_equal(drops[METRICS_DROP_BATCHES], 1);
   /* Applied, the registry agrees. */
   track_apply(f->m, &f->ops);
   format_buf text;
@@ -277,6 +284,10 @@ static void agents(void **state) {
       strstr(text.data, "taskwatch_agents_connected{service=\"api\"} 2\n"));
   assert_non_null(strstr(
       text.data, "taskwatch_agent_dropped_events_total{service=\"api\"} 8\n"));
+  assert_non_null(strstr(
+      text.data, "taskwatch_agent_dropped_tasks_total{service=\"api\"} 5\n"));
+  assert_non_null(strstr(
+      text.data, "taskwatch_agent_dropped_batches_total{service=\"api\"} 1\n"));
   format_buf_fini(&text);
 }
 

@@ -157,11 +157,11 @@ int fixture_build(const char *path, int64_t last_event_ago_us) {
       sql, sizeof sql,
       "INSERT INTO agents (id, instance, service, host, pid, started_at, "
       "connected_at, disconnected_at, connected, ended, events, dropped, "
-      "reconnects, last_event_at) VALUES "
+      "reconnects, last_event_at, dropped_tasks, dropped_batches) VALUES "
       "(1, x'01', 'api', 'web-1', 4242, %lld, %lld, NULL, 1, 0, 60, 0, "
-      "0, %lld), "
+      "0, %lld, 0, 0), "
       "(2, x'02', 'worker\x1b[1m', 'web-2', 777, %lld, %lld, %lld, 0, 0, "
-      "24, 12, 3, %lld)",
+      "24, 12, 3, %lld, 5, 2)",
       (long long)(FIXTURE_NOW - S(3600)), (long long)(FIXTURE_NOW - S(900)),
       (long long)last, (long long)(FIXTURE_NOW - S(3000)),
       (long long)(FIXTURE_NOW - S(2000)), (long long)(FIXTURE_NOW - S(120)),

@@ -1,0 +1,102 @@
+/*
+ * inflight - the held set and its blob. See inflight.h.
+ */
+#include "inflight.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "held.h"
+#include "xalloc.h"
+
+void inflight_init(inflight *f) {
+  memset(f, 0, sizeof(*f));
+  u64map_init(&f->index);
+}
+
+void inflight_fini(inflight *f) {
+  free(f->items);
+  free(f->saved);
+  u64map_fini(&f->index);
+  memset(f, 0, sizeof(*f));
+}
+
+inflight_task *inflight_get(const inflight *f, int64_t id) {
+  uintptr_t i = (uintptr_t)u64map_get(&f->index, (uint64_t)id);
+  return i ? &f->items[i - 1] : NULL;
+}
+
+inflight_task *inflight_add(inflight *f, int64_t id) {
+  if (f->n == f->cap) {
+    f->cap = f->cap ? f->cap * 2 : 256;
+    f->items = xrealloc(f->items, f->cap * sizeof(*f->items));
+  }
+  inflight_task *t = &f->items[f->n++];
+  memset(t, 0, sizeof(*t));
+  t->id = id;
+  u64map_put(&f->index, (uint64_t)id, (void *)(uintptr_t)f->n);
+  f->changed = 1;
+  return t;
+}
+
+void inflight_remove(inflight *f, inflight_task *t) {
+  size_t i = (size_t)(t - f->items);
+  assert(i < f->n);
+  u64map_del(&f->index, (uint64_t)t->id);
+  if (i != f->n - 1) {
+    f->items[i] = f->items[f->n - 1];
+    u64map_put(&f->index, (uint64_t)f->items[i].id, (void *)(uintptr_t)(i + 1));
+  }
+  f->n--;
+  f->changed = 1;
+}
+
+void inflight_touch(inflight *f) {
+  f->changed = 1;
+}
+
+void inflight_save(inflight *f) {
+  if (f->capsaved < f->n) {
+    f->capsaved = f->cap;
+    f->saved = xrealloc(f->saved, f->capsaved * sizeof(*f->saved));
+  }
+  if (f->n)
+    memcpy(f->saved, f->items, f->n * sizeof(*f->items));
+  f->nsaved = f->n;
+  f->changed = 0;
+}
+
+void inflight_restore(inflight *f) {
+  if (f->cap < f->nsaved) {
+    f->cap = f->nsaved;
+    f->items = xrealloc(f->items, f->cap * sizeof(*f->items));
+  }
+  if (f->nsaved)
+    memcpy(f->items, f->saved, f->nsaved * sizeof(*f->items));
+  f->n = f->nsaved;
+  u64map_clear(&f->index);
+  for (size_t i = 0; i < f->n; i++)
+    u64map_put(&f->index, (uint64_t)f->items[i].id, (void *)(uintptr_t)(i + 1));
+  f->changed = 0;
+}
+
+size_t inflight_encode(const inflight *f, unsigned char **buf, size_t *cap) {
+  size_t need = HELD_HEADER;
+  for (size_t i = 0; i < f->n; i++)
+    need += held_task_size(f->items[i].name->len);
+  if (*cap < need) {
+    *cap = need + need / 4;
+    *buf = xrealloc(*buf, *cap);
+  }
+  unsigned char *p = held_put_header(*buf, (uint32_t)f->n);
+  for (size_t i = 0; i < f->n; i++) {
+    const inflight_task *t = &f->items[i];
+    held_task h = {t->id,          t->agent,      t->batch,      t->thread,
+                   t->enqueued_at, t->started_at, t->position,   t->mode,
+                   t->status,      t->have,       t->name->text, t->name->len};
+    p = held_put(p, &h);
+  }
+  assert((size_t)(p - *buf) == need);
+  return need;
+}
