@@ -49,14 +49,27 @@ class Collector:
 
     def __init__(self, db, extra=(), port=None, env=None):
         self.db = db
-        self.port = port or free_port()
-        self.url = "tcp://127.0.0.1:%d" % self.port
-        self.log = open(db + ".collector.log", "w+")
-        self.proc = subprocess.Popen(
-            [BIN, "collector", "--db", db, "--listen", self.url, *extra],
-            stdout=self.log, stderr=subprocess.STDOUT,
-            env=None if env is None else dict(os.environ, **env))
-        wait_for_port(self.port, self.proc)
+        # free_port() only finds a port that was free: another process may
+        # bind it before the collector does (the suite runs tests side by
+        # side), so a start refused for that reason is tried on a new port.
+        for attempt in range(5):
+            self.port = port or free_port()
+            self.url = "tcp://127.0.0.1:%d" % self.port
+            self.log = open(db + ".collector.log", "w+")
+            self.proc = subprocess.Popen(
+                [BIN, "collector", "--db", db, "--listen", self.url, *extra],
+                stdout=self.log, stderr=subprocess.STDOUT,
+                env=None if env is None else dict(os.environ, **env))
+            try:
+                wait_for_port(self.port, self.proc)
+                return
+            except AssertionError as e:
+                text = self.output()
+                if (port is not None or attempt == 4 or
+                        "already in use" not in text or
+                        self.url not in text):
+                    raise AssertionError("%s; its log:\n%s" % (e, text))
+                self.log.close()
 
     def stop(self, timeout=30):
         """SIGTERM, and the collector must exit 0 after committing."""
