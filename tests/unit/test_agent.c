@@ -1095,7 +1095,8 @@ static void cap_drops_and_reports(void **state) {
   assert_non_null(mkdtemp(dir));
   char url[128];
   snprintf(url, sizeof(url), "unix:%s/absent.sock", dir);
-  /* The smallest budget: its cap is reached within the test. */
+  /* The smallest budget: its cap is reached within the test. Drops counted
+   * and reported in HEALTH at the default budget: whole_batches_or_none. */
   const size_t cap = 1024 * 1024;
   tw_agent *a = agent_to(url, cap, 200);
   tw_id batch, task;
