@@ -72,6 +72,14 @@ unsigned query_sanitize_flags(void);
  * CSV leaves the field empty); else 0. */
 int query_format_time(char *buf, size_t len, int64_t us, int local);
 
+struct json_writer;
+struct format_buf;
+/* The key and a time as JSON shows it: null for NULL (READER_NULL) or a
+ * time query_format_time() cannot express. */
+void query_json_time(struct json_writer *w, const char *key, int64_t v);
+/* A time as a CSV field: empty for NULL or a time it cannot express. */
+void query_csv_time(struct format_buf *b, int64_t v);
+
 /* ---- hours from the rollups (query_hours.c) ---- */
 
 /* A listing of a range wider than this reads the hours query_hours()

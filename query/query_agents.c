@@ -118,18 +118,9 @@ static sqlite3_stmt *prepare(reader *r, const query_opts *o) {
 
 /* ---- JSON and CSV -------------------------------------------------------- */
 
-static void json_time(json_writer *w, const char *key, int64_t v) {
-  char when[FORMAT_TIME_SIZE];
-  json_key(w, key);
-  if (v == READER_NULL || query_format_time(when, sizeof(when), v, 0) != 0)
-    json_null(w);
-  else
-    json_cstring(w, when);
-}
-
 /* One writer per kind of field, for the rows of AGENT_FIELDS. */
 #define JSON_integer(key, m) (json_key(&w, key), json_int(&w, a->m))
-#define JSON_time(key, m) json_time(&w, key, a->m)
+#define JSON_time(key, m) query_json_time(&w, key, a->m)
 #define JSON_text(key, m) (json_key(&w, key), json_string(&w, a->m, a->m##_len))
 #define JSON_state(key, m) (json_key(&w, key), json_cstring(&w, state_of(a)))
 #define JSON_FIELD(key, kind, member) JSON_##kind(key, member);
@@ -143,15 +134,8 @@ static void json_row(format_buf *b, const agent_row *a) {
   format_buf_putc(b, '\n');
 }
 
-/* A time RFC 3339 cannot express, or NULL, is an empty field. */
-static void csv_time(format_buf *b, int64_t v) {
-  char when[FORMAT_TIME_SIZE];
-  if (v != READER_NULL && query_format_time(when, sizeof(when), v, 0) == 0)
-    format_buf_puts(b, when);
-}
-
 #define CSV_integer(m) format_buf_printf(b, "%lld", (long long)a->m)
-#define CSV_time(m) csv_time(b, a->m)
+#define CSV_time(m) query_csv_time(b, a->m)
 #define CSV_text(m) format_csv_field(b, a->m, a->m##_len)
 #define CSV_state(m) format_buf_puts(b, state_of(a))
 /* Every field after the first starts with the separator. */

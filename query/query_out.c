@@ -162,7 +162,7 @@ static void json_thread(json_writer *w, const char *key, int64_t v) {
     json_null(w);
 }
 
-static void json_time(json_writer *w, const char *key, int64_t v) {
+void query_json_time(json_writer *w, const char *key, int64_t v) {
   char when[FORMAT_TIME_SIZE];
   json_key(w, key);
   /* null also for a time out of RFC 3339's range */
@@ -170,6 +170,15 @@ static void json_time(json_writer *w, const char *key, int64_t v) {
     json_null(w);
   else
     json_cstring(w, when);
+}
+
+/* json_<kind> for the time fields of READER_TASK_FIELDS. */
+#define json_time query_json_time
+
+void query_csv_time(format_buf *b, int64_t v) {
+  char when[FORMAT_TIME_SIZE];
+  if (v != READER_NULL && query_format_time(when, sizeof(when), v, 0) == 0)
+    format_buf_puts(b, when);
 }
 
 static void write_json(query_out *o, const reader_task *t) {
@@ -223,11 +232,9 @@ static void csv_thread(format_buf *b, const char *key, int64_t v) {
 }
 
 static void csv_time(format_buf *b, const char *key, int64_t v) {
-  char when[FORMAT_TIME_SIZE];
   (void)key;
   csv_separator(b);
-  if (v != READER_NULL && query_format_time(when, sizeof(when), v, 0) == 0)
-    format_buf_puts(b, when);
+  query_csv_time(b, v);
 }
 
 static void write_csv(query_out *o, const reader_task *t) {
