@@ -99,19 +99,21 @@ typedef struct ring_enqueue_tail {
 #define RING_ADMIT_TASK 4u
 /* Admitted tasks not yet ended (the backlog) will each record a START and
  * an end (FINISH, FAIL, SKIP or DROP), on whatever thread runs them: a
- * server's pool queue has no bound, and its threads' rings may be small
- * and, while the collector is away, not drained at all. So the backlog is
- * bounded by the room of the smallest ring that may run it (the smallest
- * ring, or the size of a ring yet to be made): each task needs two slots
- * there, so a new batch is refused while the backlog would pass
- * RING_BACKLOG_BATCH/RING_ADMIT_DEN of the room in tasks (three quarters
- * of what it can hold), a task of an admitted batch while it would pass
- * RING_BACKLOG_TASK/RING_ADMIT_DEN (all of it). Each thread counts the
- * tasks it admits and ends in its own ring (plain stores). An admitting
- * thread sums every ring's counts only when it has used up the allowance
- * it took at its last sum (record.c, admit_window): about once per few
- * hundred tasks at the default budget, on every admission only at the
- * limit. A task the host enqueues and never ends holds its place. */
+ * server's pool queue has no bound, and its threads' rings are smaller
+ * than the admitting thread's and, while the resend buffer is full, not
+ * drained at all. So the backlog is bounded by the room of the rings that
+ * may run it, the other threads' and one for a thread yet to record,
+ * taken as their count times the smallest one's free slots (a pool
+ * spreads its queue over its threads): at two slots a task, a new batch
+ * is refused while the backlog would pass RING_BACKLOG_BATCH/RING_ADMIT_DEN
+ * of that room in tasks (three quarters of what it can hold), a task of an
+ * admitted batch while it would pass RING_BACKLOG_TASK/RING_ADMIT_DEN (all
+ * of it). Each thread counts the tasks it admits and ends in its own ring
+ * (plain stores). An admitting thread sums every ring's counts only when
+ * it has used up the allowance it took at its last sum (record.c,
+ * admit_window): about once per thousand tasks at the default budget, on
+ * every admission only at the limit. A task the host enqueues and never
+ * ends holds its place. */
 #define RING_BACKLOG_BATCH 3u
 #define RING_BACKLOG_TASK 4u
 

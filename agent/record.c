@@ -380,35 +380,39 @@ static inline bool ring_below(ring *r, uint64_t n, uint64_t num) {
 }
 
 /* Sums every ring's backlog (tasks admitted and not yet ended) and the
- * room of the smallest ring that may run it, and lets the calling thread
- * admit half of what is left past what it has admitted so far
- * (RING_BACKLOG_*, agent_internal.h): threads that sum at the same moment
- * take no more than the room between them, and the sums come more often
- * only near the limit. A thread yet to record gets a ring of the next
- * ring's size at most, if the budget has room for one; the first ring
- * goes to the first thread to record, most often the one that admits. */
+ * room of the rings that may run it, and lets the calling thread admit
+ * half of what is left past what it has admitted so far (RING_BACKLOG_*,
+ * agent_internal.h): threads that sum at the same moment take no more
+ * than the room between them, and the sums come more often only near the
+ * limit. The rings that may run it are the other threads' (a pool's; the
+ * calling thread's own ring keeps room for what it runs itself by its
+ * marks, ring_below) and one more for a thread yet to record, if the
+ * budget has room for it; the room is their count times the smallest
+ * one's free slots: a pool spreads its queue over its threads, and the
+ * smallest must take its share. */
 static void admit_window(tw_agent *agent, ring *mine) {
   size_t used =
       atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
-  size_t first = ring_size_for(agent, 0) + sizeof(ring);
-  size_t base = used > first ? used : first;
-  size_t next = ring_size_for(agent, base);
-  uint64_t room = base + sizeof(ring) + next <= agent->cap / 2
-                      ? next / RING_SLOT_BYTES
-                      : UINT64_MAX; /* no new ring: only the rings there are */
+  size_t next = ring_size_for(agent, used);
+  bool one_more = used + sizeof(ring) + next <= agent->cap / 2;
+  uint64_t smallest = one_more ? next / RING_SLOT_BYTES : UINT64_MAX;
+  uint64_t runners = one_more;
   uint64_t admitted = 0, ended = atomic_load_explicit(&agent->ended_unbound,
                                                       memory_order_relaxed);
   ring *head = atomic_load_explicit(&agent->rings, memory_order_acquire);
   for (ring *r = head; r != NULL; r = r->next) {
-    uint64_t a = atomic_load_explicit(&r->admitted, memory_order_relaxed);
-    admitted += a;
+    admitted += atomic_load_explicit(&r->admitted, memory_order_relaxed);
     ended += atomic_load_explicit(&r->ended, memory_order_relaxed);
+    if (r == mine)
+      continue;
     uint64_t fill = atomic_load_explicit(&r->head, memory_order_relaxed) -
                     atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t free = fill < r->mask + 1 ? r->mask + 1 - fill : 0;
-    if (free < room)
-      room = free;
+    if (free < smallest)
+      smallest = free;
+    runners++;
   }
+  uint64_t room = runners > 0 ? runners * smallest : 0;
   int64_t backlog = admitted > ended ? (int64_t)(admitted - ended) : 0;
   mine->admit_base =
       atomic_load_explicit(&mine->admitted, memory_order_relaxed);
