@@ -85,6 +85,15 @@ typedef struct ring_enqueue_tail {
 #define RING_SHARE_FIRST 4
 #define RING_MIN_BYTES (8u * 1024u)
 #define RING_MAX_BYTES (16u * 1024u * 1024u)
+/* A thread that first records once the resend buffer has filled the
+ * budget (a pool thread the loaded machine kept from running) must still
+ * get a ring: its tasks were admitted while the others recorded. The
+ * buffer leaves room for RING_LATE_RINGS rings of RING_LATE_BYTES while
+ * the rings' half has it unclaimed (tw__record_late_keep()), and a ring
+ * the budget cannot give its size takes the largest that fits, down to
+ * RING_MIN_BYTES. */
+#define RING_LATE_RINGS 4u
+#define RING_LATE_BYTES (32u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
 /* Admission (record.c) refuses a new batch while its thread's ring is
  * more than RING_ADMIT_BATCH/RING_ADMIT_DEN full, and a task of an
@@ -291,6 +300,9 @@ void tw__record_cuts(tw_agent *agent, uint64_t *cut, uint64_t *renamed);
  * with tracing off. */
 void tw__record_pool_in(tw_agent *agent, tw_id batch, uint64_t tasks);
 void tw__record_pool_out(tw_agent *agent, tw_id task);
+/* Bytes of the budget the resend buffer leaves for rings yet to be made
+ * (RING_LATE_RINGS). */
+size_t tw__record_late_keep(const tw_agent *agent);
 /* Batches and tasks refused at admission, every ring's. */
 void tw__record_refused(tw_agent *agent, uint64_t *batches, uint64_t *tasks);
 

@@ -138,18 +138,25 @@ static void slots_fault_in(ring *r) {
 static ring *ring_new(tw_agent *agent, uintptr_t me) {
   size_t used =
       atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
-  size_t bytes, total;
-  do {
-    bytes = ring_size_for(agent, used);
-    total = sizeof(ring) + bytes;
-    if (used + total > agent->cap / 2)
+  size_t bytes, total, most = RING_MAX_BYTES;
+  for (;;) {
+    do {
+      bytes = ring_size_for(agent, used);
+      bytes = bytes < most ? bytes : most;
+      total = sizeof(ring) + bytes;
+      if (used + total > agent->cap / 2)
+        return NULL;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &agent->ring_reserved, &used, used + total, memory_order_relaxed,
+        memory_order_relaxed));
+    if (tw__agent_reserve(agent, total) == 0)
+      break;
+    /* The resend buffer holds the rest of the budget: a smaller ring
+     * (it leaves RING_LATE_KEEP for them, tw__record_late_keep()). */
+    used = atomic_fetch_sub(&agent->ring_reserved, total) - total;
+    if (bytes == RING_MIN_BYTES)
       return NULL;
-  } while (!atomic_compare_exchange_weak_explicit(
-      &agent->ring_reserved, &used, used + total, memory_order_relaxed,
-      memory_order_relaxed));
-  if (tw__agent_reserve(agent, total) != 0) {
-    atomic_fetch_sub(&agent->ring_reserved, total);
-    return NULL;
+    most = bytes / 2;
   }
   ring *r = aligned_alloc(64, (sizeof(ring) + 63) & ~(size_t)63);
   ring_record *slots = r != NULL ? slots_map(bytes) : NULL;
@@ -171,6 +178,14 @@ static ring *ring_new(tw_agent *agent, uintptr_t me) {
   while (!atomic_compare_exchange_weak_explicit(
       &agent->rings, &head, r, memory_order_release, memory_order_relaxed));
   return r;
+}
+
+size_t tw__record_late_keep(const tw_agent *agent) {
+  size_t used =
+      atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
+  size_t unclaimed = used < agent->cap / 2 ? agent->cap / 2 - used : 0;
+  size_t keep = RING_LATE_RINGS * (sizeof(ring) + RING_LATE_BYTES);
+  return unclaimed < keep ? unclaimed : keep;
 }
 
 /* The slow path: find, adopt or create the calling thread's ring. */
@@ -391,9 +406,15 @@ static void admit_window(tw_agent *agent, ring *mine) {
   size_t used =
       atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
   size_t next = ring_size_for(agent, used);
-  uint64_t room = used + sizeof(ring) + next <= agent->cap / 2
-                      ? next / RING_SLOT_BYTES
-                      : UINT64_MAX; /* no new ring: only the rings there are */
+  /* As ring_new() would make it now: no larger than the budget has. */
+  size_t held = atomic_load_explicit(&agent->reserved, memory_order_relaxed);
+  size_t fit = held < agent->cap ? agent->cap - held : 0;
+  while (next > RING_MIN_BYTES && sizeof(ring) + next > fit)
+    next /= 2;
+  uint64_t room =
+      used + sizeof(ring) + next <= agent->cap / 2 && sizeof(ring) + next <= fit
+          ? next / RING_SLOT_BYTES
+          : UINT64_MAX; /* no new ring: only the rings there are */
   uint64_t in = 0, out = atomic_load_explicit(&agent->pool_out_unbound,
                                               memory_order_relaxed);
   ring *head = atomic_load_explicit(&agent->rings, memory_order_acquire);

@@ -102,11 +102,13 @@ static void link_tail(resend *r, resend_chunk *first, resend_chunk *last) {
 }
 
 /* A new open chunk at the end, starting at next_seq; NULL when taking it
- * would leave no chunk's room for HEALTH (unless it is for HEALTH). */
+ * would leave no chunk's room for HEALTH (unless it is for HEALTH), or
+ * not the room kept for rings of threads yet to record. */
 static resend_chunk *chunk_new(resend *r, bool health) {
   tw_agent *a = r->agent;
   size_t held = atomic_load_explicit(&a->reserved, memory_order_relaxed);
-  size_t room = held > a->cap ? 0 : a->cap - held;
+  size_t keep = held + tw__record_late_keep(a);
+  size_t room = keep > a->cap ? 0 : a->cap - keep;
   room += r->nspare * RESEND_CHUNK_COST;
   if (room < (health ? 1u : 2u) * RESEND_CHUNK_COST)
     return NULL;

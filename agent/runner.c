@@ -236,8 +236,7 @@ int tw_batch_run(tw_batch *batch, tw_batch_done_cb cb, void *data) {
   batch->data = data;
   uint64_t sync = 0;
   for (uint32_t i = 0; i < batch->count; i++)
-    sync += !batch->tasks[i]->async &&
-            !(batch->tasks[i]->id & TW_ID_REFUSED);
+    sync += !batch->tasks[i]->async && !(batch->tasks[i]->id & TW_ID_REFUSED);
   tw__record_pool_in(batch->agent, batch->id, sync);
   run_next(batch);
   return 0;

@@ -60,7 +60,11 @@ def main():
                 check(r.rc == 0, "demo exited %d: %s" % (r.rc, r.stderr))
                 check(kills == KILLS,
                       "only %d kills happened during the demo" % kills)
-                check(r.dropped == 0, "%d events dropped" % r.dropped)
+                check(r.dropped == 0,
+                      "%d events dropped (refused whole: %d batches, %d "
+                      "tasks; work %.1f s, flush %.1f s)" % (
+                          r.dropped, r.dropped_batches, r.dropped_tasks,
+                          r.work, r.flush))
                 col.stop()
                 check_store(col.db, r, kills, batches)
             finally:

@@ -1091,6 +1091,24 @@ static void whole_batches_or_none(void **state) {
   drops_whole_batches(0, 200000);
 }
 
+/* Records START events of `junk` until the resend buffer (no collector)
+ * holds all the budget it may, so nothing more is drained. Returns how
+ * many were dropped. */
+static uint64_t fill_resend_buffer(tw_agent *a, tw_id junk) {
+  uint64_t dropped = 0;
+  for (;;) {
+    if (tw_task_start(a, junk) == TW_EFULL) {
+      dropped++;
+      tw_agent_stats st;
+      tw_agent_get_stats(a, &st);
+      if (st.buffered_bytes + 2 * RESEND_CHUNK_COST + tw__record_late_keep(a) >
+          TW_DEFAULT_BUFFER_BYTES)
+        return dropped;
+      sched_yield(); /* the sender is still filling the buffer */
+    }
+  }
+}
+
 /* The tasks of the batches the runner runs keep their events, whatever
  * the pool's queue. A server starts batches on its loop faster than its
  * pool runs them; a sync task's START and FINISH land on the ring of the
@@ -1161,16 +1179,7 @@ static void pool_backlog_keeps_its_events(void **state) {
   assert_true(refused > 0);
   assert_true(refused < (uint64_t)batches);
   /* Fill the resend buffer: from here on nothing is drained. */
-  uint64_t junk_dropped = 0;
-  for (;;) {
-    if (tw_task_start(a, junk) == TW_EFULL) {
-      junk_dropped++;
-      tw_agent_get_stats(a, &st);
-      if (st.buffered_bytes + 2 * RESEND_CHUNK_COST > TW_DEFAULT_BUFFER_BYTES)
-        break;
-      sched_yield(); /* the sender is still filling the buffer */
-    }
-  }
+  uint64_t junk_dropped = fill_resend_buffer(a, junk);
   for (int i = 0; i < HELD_POOL; i++)
     sem_post(&pool_gate);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -1182,6 +1191,66 @@ static void pool_backlog_keeps_its_events(void **state) {
   tw_agent_free(a);
   assert_int_equal(uv_loop_close(&loop), 0);
   sem_destroy(&pool_gate);
+  rmdir(dir);
+}
+
+/* A pool thread that runs its first task only once the resend buffer has
+ * filled the budget (a loaded machine kept it from running while the loop
+ * admitted batches and the sender filled the buffer) still gets a ring:
+ * the START and FINISH of the tasks it runs are kept. Without the room the
+ * buffer leaves for late rings, such a thread had none and dropped every
+ * event of the tasks it ran. At the default budget. */
+typedef struct late_run {
+  tw_agent *agent;
+  tw_id *tasks;
+  int count;
+  int failed;
+} late_run;
+
+static void *run_late(void *arg) {
+  late_run *l = arg;
+  for (int i = 0; i < l->count; i++) {
+    l->failed += tw_task_start(l->agent, l->tasks[i]) != 0;
+    l->failed += tw_task_finish(l->agent, l->tasks[i]) != 0;
+  }
+  return NULL;
+}
+
+static void late_threads_get_a_ring(void **state) {
+  (void)state;
+  char dir[] = "/tmp/twlate.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char url[128];
+  snprintf(url, sizeof(url), "unix:%s/absent.sock", dir);
+  tw_agent *a = agent_to(url, 0, 200);
+  enum { LATE = RING_LATE_RINGS, PER = 50 };
+  tw_id tasks[LATE][PER], batch, junk;
+  for (int t = 0; t < LATE; t++) {
+    assert_int_equal(tw_batch_begin(a, "late", &batch), 0);
+    for (int i = 0; i < PER; i++)
+      assert_int_equal(tw_task_enqueue(a, batch, (uint32_t)i, "late",
+                                       TW_MODE_THREADPOOL, &tasks[t][i]),
+                       0);
+  }
+  assert_int_equal(tw_batch_begin(a, "junk", &batch), 0);
+  assert_int_equal(tw_task_enqueue(a, batch, 0, "junk", TW_MODE_LOOP, &junk),
+                   0);
+  /* Fill the resend buffer (no collector): the sender takes the budget. */
+  fill_resend_buffer(a, junk);
+  tw_agent_stats st;
+  pthread_t th[LATE];
+  late_run runs[LATE];
+  for (int t = 0; t < LATE; t++) {
+    runs[t] = (late_run){a, tasks[t], PER, 0};
+    assert_int_equal(pthread_create(&th[t], NULL, run_late, &runs[t]), 0);
+  }
+  for (int t = 0; t < LATE; t++) {
+    assert_int_equal(pthread_join(th[t], NULL), 0);
+    assert_int_equal(runs[t].failed, 0);
+  }
+  tw_agent_get_stats(a, &st);
+  assert_true(st.buffered_bytes <= TW_DEFAULT_BUFFER_BYTES);
+  tw_agent_free(a);
   rmdir(dir);
 }
 
@@ -1845,6 +1914,7 @@ int main(void) {
       cmocka_unit_test(cap_drops_and_reports),
       cmocka_unit_test(whole_batches_or_none),
       cmocka_unit_test(pool_backlog_keeps_its_events),
+      cmocka_unit_test(late_threads_get_a_ring),
       cmocka_unit_test(shutdown_accounts_for_every_event),
       cmocka_unit_test(slow_acks_drop_nothing_at_the_default_budget),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
