@@ -113,6 +113,9 @@ enum schema_status {
 /* The name of a task stored from events whose ENQUEUE the store has not
  * seen (batch 0 too), until that ENQUEUE arrives (docs/schema.md). */
 #define SCHEMA_ORPHAN_NAME "(enqueue not received)"
+/* The name a folded name or label reads, in tasks and in the rollups
+ * (collector/guard.h, GUARD_OTHER_NAME). */
+#define SCHEMA_OTHER_NAME "(other)"
 
 /* The assignment that marks a task lost. */
 #define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
@@ -131,6 +134,20 @@ enum schema_status {
   "status, enqueued_at, id, agent, batch, thread, started_at, finished_at, "   \
   "wait_us, run_us, skipped_after, position, mode, name, error_type, "         \
   "error_message, error_detail, drop_reason"
+
+/*
+ * The index tasks_run (version 6): per minute of enqueue time, the tasks
+ * that have a run time, in run-time order (docs/schema.md). A reader
+ * finds the slowest tasks of a window as the slowest of each minute,
+ * merged, instead of sorting every task of the window. Its terms must be
+ * written exactly so for SQLite to use it: SCHEMA_SQL_RUN_MINUTE for the
+ * minute and SCHEMA_SQL_RUN_PARTIAL among the WHERE terms.
+ */
+#define SCHEMA_RUN_MINUTE_US INT64_C(60000000)
+#define SCHEMA_SQL_RUN_MINUTE "enqueued_at / 60000000"
+#define SCHEMA_SQL_RUN_PARTIAL "run_us IS NOT NULL"
+#define SCHEMA_RUN_COLUMNS                                                     \
+  SCHEMA_SQL_RUN_MINUTE ", run_us, id, enqueued_at"
 
 /*
  * How bad each state is, for lists ordered "worst first" (the dashboard's

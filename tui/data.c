@@ -179,6 +179,90 @@ static int count_by_status(data *d, const filter *f, const char *head,
   return rc;
 }
 
+static int rollups_answer(const filter *f);
+static int each_rollup(data *d, const filter *f, int64_t start,
+                       void (*row)(void *, sqlite3_stmt *), void *arg);
+static int64_t floor_to(int64_t t, int64_t width);
+
+/* The first integer of a statement's first row into *out (DATA_NULL when
+ * no row or NULL), then finalizes it; ?1 bound to a, and ?2 to b when
+ * two. 0, or -1 on an error. */
+static int first_int(sqlite3_stmt *st, int two, int64_t a, int64_t b,
+                     int64_t *out) {
+  sqlite3_bind_int64(st, 1, a);
+  if (two)
+    sqlite3_bind_int64(st, 2, b);
+  int rc = sqlite3_step(st);
+  *out = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL
+             ? sqlite3_column_int64(st, 0)
+             : DATA_NULL;
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void add_final_counts(void *arg, sqlite3_stmt *st) {
+  int64_t *n = arg;
+  for (int i = 1; i <= 5; i++)
+    *n += sqlite3_column_int64(st, i);
+}
+
+/*
+ * The number of tasks matching f enqueued from `since` on, without
+ * reading each: the rollups count every final task of a whole minute
+ * (docs/schema.md), so the total is the raw count of the part of the
+ * window before its first whole minute, plus the rollups from that minute
+ * on, plus the tasks from it on that are not final yet (queued, running:
+ * tasks_unusual). Exact, like the raw count, where the rollups hold what
+ * the raw rows hold: from the minute after the oldest succeeded task on
+ * (retention prunes raw rows before the rollups), and, under a filter of
+ * names or services, where no name was folded into SCHEMA_OTHER_NAME.
+ * Returns 0 with *total, 1 when the rollups cannot answer, -1 on an error.
+ */
+static int rollup_total(data *d, const filter *f, int64_t since,
+                        int64_t *total) {
+  sqlite3_stmt *st = NULL;
+  int64_t oldest, edge, active, final = 0;
+  if (!rollups_answer(f))
+    return 1;
+  if (prepare(d,
+              "SELECT enqueued_at FROM tasks WHERE " SCHEMA_SQL_SUCCEEDED_NO_INDEX
+              " ORDER BY enqueued_at LIMIT 1",
+              &st) ||
+      first_int(st, 0, 0, 0, &oldest))
+    return -1;
+  if (oldest == DATA_NULL)
+    return 1;
+  int64_t start = floor_to(oldest, DATA_MINUTE_US) + DATA_MINUTE_US;
+  if (since != INT64_MIN && since > start)
+    start = floor_to(since + DATA_MINUTE_US - 1, DATA_MINUTE_US);
+  if (f != NULL) {
+    int64_t folded;
+    if (prepare(d,
+                "SELECT 1 FROM rollups_hour WHERE hour >= ?1 AND name = '"
+                "" SCHEMA_OTHER_NAME "' LIMIT 1",
+                &st) ||
+        first_int(st, 0, floor_to(start, HOUR_US), 0, &folded))
+      return -1;
+    if (folded != DATA_NULL)
+      return 1;
+  }
+  if (prepare_tasks_only(d, f,
+                         "SELECT count(*)" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "", 3, 0, &st) ||
+      first_int(st, 1, since, start, &edge) ||
+      prepare_tasks_only(d, f,
+                         "SELECT count(*)" READER_TASK_FROM
+                         " WHERE " SCHEMA_SQL_ACTIVE
+                         " AND t.enqueued_at >= ?1",
+                         "", 2, 0, &st) ||
+      first_int(st, 0, start, 0, &active) ||
+      each_rollup(d, f, start, add_final_counts, &final))
+    return -1;
+  *total = edge + final + active;
+  return 0;
+}
+
 /* Counts by state in the window, and queued and running now. The partial
  * index tasks_unusual holds every task that did not succeed, so
  * succeeded = all in the window - the unusual ones in it: the total comes
@@ -187,16 +271,15 @@ static int count_by_status(data *d, const filter *f, const char *head,
 static int load_counts(data *d, const filter *f, int64_t since, data_stats *s) {
   int64_t active[SCHEMA_STATUS_COUNT] = {0}, total = 0, unusual = 0;
   sqlite3_stmt *st = NULL;
-  if (prepare_tasks_only(
-          d, f, "SELECT count(*)" READER_TASK_FROM " WHERE t.enqueued_at >= ?1",
-          "", 2, 0, &st))
-    return -1;
-  sqlite3_bind_int64(st, 1, since);
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
-    total = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  if (rc != SQLITE_ROW ||
+  int rc = rollup_total(d, f, since, &total);
+  if (rc == 1 &&
+      (prepare_tasks_only(d, f,
+                          "SELECT count(*)" READER_TASK_FROM
+                          " WHERE t.enqueued_at >= ?1",
+                          "", 2, 0, &st) ||
+       first_int(st, 0, since, 0, &total)))
+    rc = -1;
+  if (rc < 0 ||
       count_by_status(d, f,
                       "SELECT t.status, count(*)" READER_TASK_FROM
                       " WHERE " SCHEMA_SQL_UNUSUAL_EACH
@@ -815,6 +898,160 @@ static void bind_list(sqlite3_stmt *st, const data_scope *sc, int up,
   sqlite3_bind_int64(st, 5, sc->now);
 }
 
+/* ---- the slowest tasks of a window, minute by minute ----------------
+ *
+ * A page by run time, longest first, with no filter: the index tasks_run
+ * (schema.h) holds each minute's tasks that have a run time in run-time
+ * order, so the page is the best `limit` of each minute's best `limit`,
+ * merged in a bounded heap. Once the heap is full, a minute is asked only
+ * for runs at or above the heap's worst, so most minutes cost one descent
+ * of the index. Tasks running now (run time so far) come from
+ * tasks_unusual. Tasks without a run time sort last (-1); a page that
+ * reaches them is left to the sort of the whole window, as are stores
+ * made before the index (the statement does not prepare). */
+
+typedef struct run_key {
+  int64_t v, id;
+} run_key;
+
+/* a after b in the list, longest first (ties: larger id first). */
+static int run_after(run_key a, run_key b) {
+  return a.v < b.v || (a.v == b.v && a.id < b.id);
+}
+
+/* A heap of at most cap keys whose root is the last of them in the list. */
+typedef struct run_heap {
+  run_key *v;
+  int n, cap;
+} run_heap;
+
+static void run_heap_push(run_heap *h, run_key k) {
+  int i;
+  if (h->n < h->cap) {
+    i = h->n++;
+    while (i > 0 && run_after(k, h->v[(i - 1) / 2])) {
+      h->v[i] = h->v[(i - 1) / 2];
+      i = (i - 1) / 2;
+    }
+    h->v[i] = k;
+    return;
+  }
+  if (!run_after(h->v[0], k))
+    return;
+  i = 0; /* k replaces the root and sinks */
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= h->n)
+      break;
+    if (c + 1 < h->n && run_after(h->v[c + 1], h->v[c]))
+      c++;
+    if (!run_after(h->v[c], k))
+      break;
+    h->v[i] = h->v[c];
+    i = c;
+  }
+  h->v[i] = k;
+}
+
+static int run_key_desc(const void *a, const void *b) {
+  const run_key *x = a, *y = b;
+  return run_after(*x, *y) - run_after(*y, *x);
+}
+
+/* min (which 0) or max (1) of enqueued_at; DATA_NULL when no task. */
+static int64_t enqueue_edge(data *d, int which) {
+  sqlite3_stmt *st = NULL;
+  int64_t v = DATA_NULL;
+  if (prepare(d,
+              which ? "SELECT max(enqueued_at) FROM tasks"
+                    : "SELECT min(enqueued_at) FROM tasks",
+              &st))
+    return v;
+  if (sqlite3_step(st) == SQLITE_ROW &&
+      sqlite3_column_type(st, 0) != SQLITE_NULL)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* The ids of a page by run time read longest first, from `edge` on
+ * (strict: past it). Returns 0 with the page in ids (*n of them), 1 when
+ * it cannot answer (see above), -1 on an error. */
+static int slowest_ids(data *d, const data_scope *sc, data_key edge,
+                       int strict, int limit, int64_t *ids, int *n) {
+  sqlite3_stmt *minute = NULL, *running = NULL;
+  *n = 0;
+  if (sqlite3_prepare_v2(
+          d->db,
+          "SELECT run_us, id FROM tasks INDEXED BY tasks_run WHERE "
+          "" SCHEMA_SQL_RUN_MINUTE " = ?1 AND " SCHEMA_SQL_RUN_PARTIAL
+          " AND enqueued_at >= ?2 AND run_us >= ?3 AND run_us <= ?4 AND "
+          "(run_us < ?4 OR id <= ?5) ORDER BY run_us DESC, id DESC LIMIT ?6",
+          -1, &minute, NULL) != SQLITE_OK)
+    return 1;
+  if (prepare(d,
+              "SELECT ?1 - started_at, id FROM tasks WHERE " SCHEMA_SQL_UNUSUAL
+              " AND status = " SCHEMA_SQL_CODE(
+                  RUNNING) " AND enqueued_at >= ?2 AND run_us IS NULL AND "
+                           "started_at IS NOT NULL",
+              &running)) {
+    sqlite3_finalize(minute);
+    return -1;
+  }
+  int64_t last_id = strict ? edge.id - 1 : edge.id;
+  if (strict && edge.id == INT64_MIN) { /* nothing comes after the edge */
+    edge.at--;
+    last_id = INT64_MAX;
+  }
+  run_heap h = {xcalloc((size_t)limit, sizeof(run_key)), 0, limit};
+  int rc = SQLITE_DONE;
+  sqlite3_bind_int64(running, 1, sc->now);
+  sqlite3_bind_int64(running, 2, sc->since);
+  while ((rc = sqlite3_step(running)) == SQLITE_ROW) {
+    run_key k = {sqlite3_column_int64(running, 0),
+                 sqlite3_column_int64(running, 1)};
+    if (k.v >= 0 &&
+        (k.v < edge.at || (k.v == edge.at && k.id <= last_id)))
+      run_heap_push(&h, k);
+  }
+  int64_t first = enqueue_edge(d, 0), newest = enqueue_edge(d, 1);
+  if (first != DATA_NULL && sc->since > first)
+    first = sc->since;
+  sqlite3_bind_int64(minute, 2, sc->since);
+  sqlite3_bind_int64(minute, 4, edge.at);
+  sqlite3_bind_int64(minute, 5, last_id);
+  sqlite3_bind_int(minute, 6, limit);
+  /* Newest minute first: the same minutes, whichever the order. */
+  for (int64_t m = newest / SCHEMA_RUN_MINUTE_US;
+       rc == SQLITE_DONE && first != DATA_NULL && newest != DATA_NULL &&
+       m >= first / SCHEMA_RUN_MINUTE_US;
+       m--) {
+    sqlite3_reset(minute);
+    sqlite3_bind_int64(minute, 1, m);
+    sqlite3_bind_int64(minute, 3, h.n == h.cap ? h.v[0].v : 0);
+    while ((rc = sqlite3_step(minute)) == SQLITE_ROW) {
+      run_key k = {sqlite3_column_int64(minute, 0),
+                   sqlite3_column_int64(minute, 1)};
+      if (h.n == h.cap && !run_after(h.v[0], k))
+        break; /* the rest of this minute ranks lower still */
+      run_heap_push(&h, k);
+    }
+    if (rc == SQLITE_ROW)
+      rc = SQLITE_DONE;
+  }
+  sqlite3_finalize(minute);
+  sqlite3_finalize(running);
+  int out = rc == SQLITE_DONE ? (h.n < limit ? 1 : 0) : -1;
+  if (out == 0) {
+    qsort(h.v, (size_t)h.n, sizeof *h.v, run_key_desc);
+    for (int i = 0; i < h.n; i++)
+      ids[i] = h.v[i].id;
+    *n = h.n;
+  }
+  free(h.v);
+  return out;
+}
+
 /* The rows of a page in another order than time: the ids first, from the
  * statement over tasks alone (the index tasks_time holds the values the
  * orders need, but a running task's start), then each id's row. Reading
@@ -825,6 +1062,34 @@ static int tasks_page_by_value(data *d, const filter *f, const data_scope *sc,
                                int up, const data_key *from, int limit,
                                data_task *out, int *count) {
   sqlite3_stmt *st = NULL, *row = NULL;
+  /* Longest run first: minute by minute (above), when it can answer. */
+  if (sc->by == DATA_BY_RUN && f == NULL && sc->desc != up) {
+    data_key edge = {INT64_MAX, INT64_MAX};
+    if (from)
+      edge = *from;
+    int64_t *ids = xcalloc((size_t)limit, sizeof *ids);
+    int got = 0, fast = slowest_ids(d, sc, edge, up, limit, ids, &got);
+    if (fast == 0 && prepare(d,
+                             "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
+                             " WHERE t.id = ?1",
+                             &row))
+      fast = -1;
+    int n = 0;
+    for (int i = 0; fast == 0 && i < got; i++) {
+      sqlite3_reset(row);
+      sqlite3_bind_int64(row, 1, ids[i]);
+      /* A task the collector removed in between is left out. */
+      if (sqlite3_step(row) == SQLITE_ROW)
+        read_task(row, &out[n++]);
+    }
+    sqlite3_finalize(row);
+    free(ids);
+    if (fast != 1) {
+      *count = n;
+      return fast;
+    }
+    row = NULL;
+  }
   char *order = keyset(sc, up, order_value(sc->by), "t.id");
   char *tail = sqlite3_mprintf("AND %s", order);
   char *head = sqlite3_mprintf("SELECT t.id" READER_TASK_FROM
