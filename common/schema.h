@@ -147,7 +147,7 @@ enum schema_status {
 #define SCHEMA_SQL_RUN_MINUTE "enqueued_at / 60000000"
 #define SCHEMA_SQL_RUN_PARTIAL "run_us IS NOT NULL"
 #define SCHEMA_RUN_COLUMNS                                                     \
-  SCHEMA_SQL_RUN_MINUTE ", run_us, id, enqueued_at"
+  SCHEMA_SQL_RUN_MINUTE ", run_us, id, enqueued_at, batch"
 
 /*
  * How bad each state is, for lists ordered "worst first" (the dashboard's

@@ -911,7 +911,7 @@ static void bind_list(sqlite3_stmt *st, const data_scope *sc, int up,
  * made before the index (the statement does not prepare). */
 
 typedef struct run_key {
-  int64_t v, id;
+  int64_t v, id, batch;
 } run_key;
 
 /* a after b in the list, longest first (ties: larger id first). */
@@ -975,22 +975,25 @@ static int64_t enqueue_edge(data *d, int which) {
 }
 
 /* The ids of a page by run time read longest first, from `edge` on
- * (strict: past it). Returns 0 with the page in ids (*n of them), 1 when
- * it cannot answer (see above), -1 on an error. */
+ * (strict: past it), and their batches when `batches` is not NULL.
+ * Returns 0 with the page in ids (*n of them), 1 when it cannot answer
+ * (see above), -1 on an error. */
 static int slowest_ids(data *d, const data_scope *sc, data_key edge,
-                       int strict, int limit, int64_t *ids, int *n) {
+                       int strict, int limit, int64_t *ids, int64_t *batches,
+                       int *n) {
   sqlite3_stmt *minute = NULL, *running = NULL;
   *n = 0;
   if (sqlite3_prepare_v2(
           d->db,
-          "SELECT run_us, id FROM tasks INDEXED BY tasks_run WHERE "
+          "SELECT run_us, id, batch FROM tasks INDEXED BY tasks_run WHERE "
           "" SCHEMA_SQL_RUN_MINUTE " = ?1 AND " SCHEMA_SQL_RUN_PARTIAL
           " AND enqueued_at >= ?2 AND run_us >= ?3 AND run_us <= ?4 AND "
           "(run_us < ?4 OR id <= ?5) ORDER BY run_us DESC, id DESC LIMIT ?6",
           -1, &minute, NULL) != SQLITE_OK)
     return 1;
   if (prepare(d,
-              "SELECT ?1 - started_at, id FROM tasks WHERE " SCHEMA_SQL_UNUSUAL
+              "SELECT ?1 - started_at, id, batch FROM tasks WHERE "
+              "" SCHEMA_SQL_UNUSUAL
               " AND status = " SCHEMA_SQL_CODE(
                   RUNNING) " AND enqueued_at >= ?2 AND run_us IS NULL AND "
                            "started_at IS NOT NULL",
@@ -1009,7 +1012,8 @@ static int slowest_ids(data *d, const data_scope *sc, data_key edge,
   sqlite3_bind_int64(running, 2, sc->since);
   while ((rc = sqlite3_step(running)) == SQLITE_ROW) {
     run_key k = {sqlite3_column_int64(running, 0),
-                 sqlite3_column_int64(running, 1)};
+                 sqlite3_column_int64(running, 1),
+                 sqlite3_column_int64(running, 2)};
     if (k.v >= 0 &&
         (k.v < edge.at || (k.v == edge.at && k.id <= last_id)))
       run_heap_push(&h, k);
@@ -1031,7 +1035,8 @@ static int slowest_ids(data *d, const data_scope *sc, data_key edge,
     sqlite3_bind_int64(minute, 3, h.n == h.cap ? h.v[0].v : 0);
     while ((rc = sqlite3_step(minute)) == SQLITE_ROW) {
       run_key k = {sqlite3_column_int64(minute, 0),
-                   sqlite3_column_int64(minute, 1)};
+                   sqlite3_column_int64(minute, 1),
+                   sqlite3_column_int64(minute, 2)};
       if (h.n == h.cap && !run_after(h.v[0], k))
         break; /* the rest of this minute ranks lower still */
       run_heap_push(&h, k);
@@ -1044,8 +1049,11 @@ static int slowest_ids(data *d, const data_scope *sc, data_key edge,
   int out = rc == SQLITE_DONE ? (h.n < limit ? 1 : 0) : -1;
   if (out == 0) {
     qsort(h.v, (size_t)h.n, sizeof *h.v, run_key_desc);
-    for (int i = 0; i < h.n; i++)
+    for (int i = 0; i < h.n; i++) {
       ids[i] = h.v[i].id;
+      if (batches)
+        batches[i] = h.v[i].batch;
+    }
     *n = h.n;
   }
   free(h.v);
@@ -1068,7 +1076,7 @@ static int tasks_page_by_value(data *d, const filter *f, const data_scope *sc,
     if (from)
       edge = *from;
     int64_t *ids = xcalloc((size_t)limit, sizeof *ids);
-    int got = 0, fast = slowest_ids(d, sc, edge, up, limit, ids, &got);
+    int got = 0, fast = slowest_ids(d, sc, edge, up, limit, ids, NULL, &got);
     if (fast == 0 && prepare(d,
                              "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
                              " WHERE t.id = ?1",
@@ -1355,6 +1363,82 @@ static int batch_keys_by_value(data *d, const filter *f, const data_scope *sc,
   return 0;
 }
 
+/*
+ * Batches by total run time, longest first, over a window of more than
+ * BATCH_EXACT_MAX tasks with no filter: ranked among the batches of the
+ * window's BATCH_CANDIDATES slowest tasks (slowest_ids()), each with its
+ * exact total over the window, instead of summing every task of the
+ * window. A batch whose every task is faster than those can be missing or
+ * out of place: such pages are marked `estimated` (the heading says so).
+ * A page past the candidates is read exactly. Returns 0 with the
+ * candidates in list order, 1 when this path does not apply, -1 on an
+ * error.
+ */
+#define BATCH_EXACT_MAX 50000
+#define BATCH_CANDIDATES 512
+
+static int slowest_batches(data *d, const filter *f, const data_scope *sc,
+                           batch_sum **out, int *count) {
+  sqlite3_stmt *st = NULL;
+  int64_t n;
+  *out = NULL;
+  *count = 0;
+  if (sc->by != DATA_BY_RUN || f != NULL || !sc->desc)
+    return 1;
+  if (prepare(d,
+              "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE enqueued_at >= "
+              "?1 LIMIT " SCHEMA_SQL_TEXT(BATCH_EXACT_MAX) " + 1)",
+              &st) ||
+      first_int(st, 0, sc->since, 0, &n))
+    return -1;
+  if (n <= BATCH_EXACT_MAX)
+    return 1;
+  int64_t *ids = xcalloc(BATCH_CANDIDATES, sizeof *ids);
+  int64_t *batches = xcalloc(BATCH_CANDIDATES, sizeof *batches);
+  int got = 0;
+  data_key top = {INT64_MAX, INT64_MAX};
+  int rc = slowest_ids(d, sc, top, 0, BATCH_CANDIDATES, ids, batches, &got);
+  free(ids);
+  if (rc != 0) {
+    free(batches);
+    return rc;
+  }
+  char *sql = sqlite3_mprintf("SELECT sum(max(%s, 0)) FROM tasks t WHERE "
+                              "t.batch = ?1 AND t.enqueued_at >= ?2",
+                              order_value(DATA_BY_RUN));
+  rc = prepare(d, sql, &st) ? -1 : 0;
+  sqlite3_free(sql);
+  batch_sum *sums = xcalloc(BATCH_CANDIDATES, sizeof *sums);
+  int m = 0;
+  sqlite3_bind_int64(st, 2, sc->since);
+  sqlite3_bind_int64(st, 5, sc->now);
+  for (int i = 0; i < got && rc == 0; i++) {
+    int seen = 0;
+    for (int j = 0; j < m && !seen; j++)
+      seen = sums[j].batch == batches[i];
+    if (seen)
+      continue;
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, batches[i]);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+      rc = -1;
+      break;
+    }
+    sums[m].batch = batches[i];
+    sums[m++].v = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  free(batches);
+  if (rc != 0) {
+    free(sums);
+    return rc;
+  }
+  qsort(sums, (size_t)m, sizeof *sums, by_value_desc);
+  *out = sums;
+  *count = m;
+  return 0;
+}
+
 int data_batches_page(data *d, const filter *f, const data_scope *scope,
                       const data_key *from, int n, data_batch **out,
                       int *count) {
@@ -1367,12 +1451,34 @@ int data_batches_page(data *d, const filter *f, const data_scope *scope,
   int timed = sc->by == DATA_BY_TIME;
   if (!timed) {
     batch_sum *keys = NULL;
-    int nkeys = 0;
-    if (batch_keys_by_value(d, effective(f), sc, 0, from, n, &keys, &nkeys))
+    int nkeys = 0, estimated = 0;
+    int rc = slowest_batches(d, effective(f), sc, &keys, &nkeys);
+    if (rc < 0)
+      return -1;
+    if (rc == 0) {
+      /* From the key on (the key included), if the candidates reach. */
+      int first = 0;
+      while (from && first < nkeys &&
+             (keys[first].v > from->at ||
+              (keys[first].v == from->at && keys[first].batch > from->id)))
+        first++;
+      if (nkeys - first >= n) {
+        memmove(keys, keys + first, (size_t)n * sizeof *keys);
+        nkeys = n;
+        estimated = 1;
+      } else {
+        free(keys);
+        keys = NULL;
+        rc = 1;
+      }
+    }
+    if (rc == 1 &&
+        batch_keys_by_value(d, effective(f), sc, 0, from, n, &keys, &nkeys))
       return -1;
     data_batch *b = xcalloc((size_t)n, sizeof *b);
-    int rc = 0;
+    rc = 0;
     for (int i = 0; i < nkeys; i++) {
+      b[i].estimated = estimated;
       b[i].id = keys[i].batch;
       b[i].key.at = b[i].value = keys[i].v;
       b[i].key.id = keys[i].batch;
@@ -1423,6 +1529,30 @@ int data_batch_before(data *d, const filter *f, const data_scope *scope,
   sqlite3_stmt *st = NULL;
   if (n < 1)
     n = 1;
+  /* A page of the candidates (slowest_batches()): the n-th batch above. */
+  batch_sum *sums = NULL;
+  int nsums = 0, rc = slowest_batches(d, effective(f), sc, &sums, &nsums);
+  if (rc < 0)
+    return -1;
+  if (rc == 0) {
+    int at = 0;
+    while (at < nsums && key &&
+           (sums[at].v > key->at ||
+            (sums[at].v == key->at && sums[at].batch > key->id)))
+      at++;
+    /* A key past the candidates came from an exact page: read exactly. */
+    int k = at, have = 0, within = at < nsums;
+    while (within && k > 0 && have < n) {
+      k--;
+      if (sums[k].batch != batch)
+        have++;
+    }
+    if (have)
+      *out = (data_key){sums[k].v, sums[k].batch};
+    free(sums);
+    if (within)
+      return have ? 0 : 1;
+  }
   if (prepare_batch_keys(d, effective(f), sc, 1, &st))
     return -1;
   bind_list(st, sc, 1, key, sc->by == DATA_BY_TIME ? 256 * n : n);

@@ -113,6 +113,10 @@ typedef struct data_batch {
   /* In the other orders, the batch's value over its matching tasks: total
    * run time, longest wait or worst severity. */
   int64_t value;
+  /* Its place in that order was found among the batches of the window's
+   * slowest tasks, not every batch of it (a large window by run time:
+   * data.c, slowest_batches()). */
+  int estimated;
   int ntasks;
   data_task *tasks; /* in position order */
 } data_batch;
