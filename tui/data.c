@@ -579,10 +579,27 @@ int64_t data_rollup_start(int64_t since) {
   return since == INT64_MIN ? since : floor_to(since, DATA_MINUTE_US);
 }
 
-/* The rollups answer a filter of service, name and word terms alone. */
+/* The rollups answer a filter of service, name and word terms, and of
+ * since: terms, which data_stats_load() and data_names_load() take into
+ * the window first (narrow_since()); the rollups from the window's start
+ * on then meet them all (prepare_rollups()). */
 static int rollups_answer(const filter *f) {
-  return f == NULL ||
-         (filter_uses(f) & (FILTER_USES_OTHER | FILTER_USES_TIME)) == 0;
+  if (f == NULL)
+    return 1;
+  unsigned uses = filter_uses(f);
+  int64_t since, until;
+  filter_time_range(f, &since, &until);
+  return (uses & FILTER_USES_OTHER) == 0 &&
+         ((uses & FILTER_USES_TIME) == 0 || until == INT64_MAX);
+}
+
+/* The window from `since` narrowed by f's since: terms (the same tasks
+ * match: the filter holds those terms anyway). */
+static int64_t narrow_since(const filter *f, int64_t since) {
+  int64_t from = INT64_MIN, until;
+  if (f != NULL)
+    filter_time_range(f, &from, &until);
+  return from > since ? from : since;
 }
 
 /* The percentiles p50, p95, p99 of h into out (DATA_NULL when empty). */
@@ -604,9 +621,13 @@ static void add_hist_column(sqlite3_stmt *st, int i, hist_sparse *h) {
  * mapped to theirs, is numbered from ?first and bound. */
 static int prepare_rollups(data *d, const filter *f, const char *head,
                            int first, sqlite3_stmt **st) {
-  static const char *const columns[][2] = {{"t.name", "r.name"},
-                                           {"a.service", "r.service"}};
-  return prepare_mapped(d, f, head, "", first, columns, 2, st);
+  /* A since: term is met by every rollup read (rollups_answer()): its
+   * "t.enqueued_at >= ?" reads as true. */
+  static const char *const columns[][2] = {
+      {"t.name", "r.name"},
+      {"a.service", "r.service"},
+      {"t.enqueued_at", "9223372036854775807"}};
+  return prepare_mapped(d, f, head, "", first, columns, 3, st);
 }
 
 #define ROLLUP_COLUMNS                                                         \
@@ -763,6 +784,7 @@ int data_stats_load(data *d, const filter *f, int64_t since, int64_t now_us,
   out->last_event_at = DATA_NULL;
   out->since = since;
   f = effective(f);
+  since = narrow_since(f, since);
   int rc = 0;
   /* One read transaction, so the figures agree with each other. */
   sqlite3_exec(d->db, "BEGIN", NULL, NULL, NULL);
@@ -1375,7 +1397,7 @@ static int batch_keys_by_value(data *d, const filter *f, const data_scope *sc,
  * error.
  */
 #define BATCH_EXACT_MAX 50000
-#define BATCH_CANDIDATES 512
+#define BATCH_CANDIDATES 256
 
 static int slowest_batches(data *d, const filter *f, const data_scope *sc,
                            batch_sum **out, int *count) {
@@ -1738,6 +1760,7 @@ int data_names_load(data *d, const filter *f, int64_t since, int64_t now_us,
   *out = NULL;
   *n = 0;
   f = effective(f);
+  since = narrow_since(f, since);
   int reuse = f == NULL && d->sample && d->sample_now == now_us &&
               d->sample_since == since;
   if (reuse) {
