@@ -1397,6 +1397,12 @@ static int batch_keys_by_value(data *d, const filter *f, const data_scope *sc,
  * error.
  */
 #define BATCH_EXACT_MAX 50000
+
+static int compare_int64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
 #define BATCH_CANDIDATES 256
 
 static int slowest_batches(data *d, const filter *f, const data_scope *sc,
@@ -1434,11 +1440,10 @@ static int slowest_batches(data *d, const filter *f, const data_scope *sc,
   int m = 0;
   sqlite3_bind_int64(st, 2, sc->since);
   sqlite3_bind_int64(st, 5, sc->now);
+  /* In batch order: neighbours share index and table pages. */
+  qsort(batches, (size_t)got, sizeof *batches, compare_int64);
   for (int i = 0; i < got && rc == 0; i++) {
-    int seen = 0;
-    for (int j = 0; j < m && !seen; j++)
-      seen = sums[j].batch == batches[i];
-    if (seen)
+    if (i > 0 && batches[i] == batches[i - 1])
       continue;
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, batches[i]);
