@@ -1062,9 +1062,9 @@ static void failed_transactions_keep_the_held_tasks(void **state) {
   store_close(s);
 }
 
-/* Version 6 added agents.dropped_batches and dropped_tasks, and the table
- * inflight: a version 5 store gets them, its rows at 0, and HEALTH writes
- * them. */
+/* Version 6 added agents.dropped_batches and dropped_tasks, the table
+ * inflight and the index tasks_run: a version 5 store gets them, its rows
+ * at 0 (and in tasks_run when they ran), and HEALTH writes them. */
 static void upgrades_a_version_5_store(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
@@ -1087,6 +1087,7 @@ static void upgrades_a_version_5_store(void **state) {
                                 "ALTER TABLE agents DROP COLUMN "
                                 "dropped_batches; ALTER TABLE agents DROP "
                                 "COLUMN dropped_tasks; DROP TABLE inflight; "
+                                "DROP INDEX tasks_run; "
                                 "PRAGMA user_version = 5",
                                 NULL, NULL, NULL),
                    SQLITE_OK);
@@ -1099,6 +1100,15 @@ static void upgrades_a_version_5_store(void **state) {
                         "WHERE name IN ('dropped_batches', 'dropped_tasks')"),
                    2);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
+  /* The task ran: the new index holds it, and SQLite takes the index for
+   * the dashboard's statement of a minute's slowest tasks. */
+  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE name = "
+                        "'tasks_run'"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks INDEXED BY tasks_run "
+                        "WHERE " SCHEMA_SQL_RUN_MINUTE " = 1000 / 60000000 "
+                        "AND " SCHEMA_SQL_RUN_PARTIAL),
+                   1);
   assert_int_equal(q(f, "SELECT dropped * 1000000 + reconnects * 10000 + "
                         "dropped_batches * 100 + dropped_tasks FROM agents"),
                    12030000);
