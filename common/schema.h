@@ -136,18 +136,15 @@ enum schema_status {
   "error_message, error_detail, drop_reason"
 
 /*
- * The index tasks_run (version 6): per minute of enqueue time, the tasks
- * that have a run time, in run-time order (docs/schema.md). A reader
- * finds the slowest tasks of a window as the slowest of each minute,
- * merged, instead of sorting every task of the window. Its terms must be
- * written exactly so for SQLite to use it: SCHEMA_SQL_RUN_MINUTE for the
- * minute and SCHEMA_SQL_RUN_PARTIAL among the WHERE terms.
+ * The table slowest (version 6): the SCHEMA_SLOWEST_PER_MINUTE slowest
+ * tasks that ran of each minute of enqueue time, by (run_us, id), kept by
+ * the collector with the rollups (docs/schema.md). A reader finds the
+ * slowest tasks of a window as the slowest of each minute, merged, instead
+ * of sorting every task of the window; a minute holding that many rows may
+ * have faster tasks that are not in it.
  */
-#define SCHEMA_RUN_MINUTE_US INT64_C(60000000)
-#define SCHEMA_SQL_RUN_MINUTE "enqueued_at / 60000000"
-#define SCHEMA_SQL_RUN_PARTIAL "run_us IS NOT NULL"
-#define SCHEMA_RUN_COLUMNS                                                     \
-  SCHEMA_SQL_RUN_MINUTE ", run_us, id, enqueued_at, batch"
+#define SCHEMA_SLOWEST_PER_MINUTE 128
+#define SCHEMA_SLOWEST_MINUTE_US INT64_C(60000000)
 
 /*
  * How bad each state is, for lists ordered "worst first" (the dashboard's
@@ -185,8 +182,9 @@ const char *schema_mode_name(int mode);
 /*
  * Fills what a new version derives from an older store's rows, inside the
  * upgrade's transaction, after the new tables and indexes exist: `from` is
- * the store's version before. Called for stores older than version 4 (the
- * rollups it made; later versions keep them). Returns an SQLite result
+ * the store's version before. Called for stores older than version 6:
+ * the rollups for those older than 4 (later versions keep theirs), the
+ * table slowest for all of them. Returns an SQLite result
  * code, with a message in *err (sqlite3_free() it). The collector's is
  * rollup_upgrade().
  */
@@ -243,7 +241,8 @@ int schema_check_ours(sqlite3 *db, char **err);
  * export_queue and the column batches.traceparent, replaced the rollups,
  * which `fill` fills from the raw rows, and made tasks_time and
  * tasks_unusual covering; version 5 added the agents columns of instance
- * ownership and agents.last_received_at; version 6 the table inflight),
+ * ownership and agents.last_received_at; version 6 the tables inflight
+ * and slowest, which `fill` fills from the raw rows),
  * checks the version when it is
  * not, and marks the store with SCHEMA_APPLICATION_ID (stores of earlier
  * versions get it here). Returns SQLITE_OK, or an SQLite error code with a

@@ -200,6 +200,28 @@ static int first_int(sqlite3_stmt *st, int two, int64_t a, int64_t b,
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* The first whole minute from which the rollups (and slowest) hold what
+ * the raw rows hold, for a window from `since`: the minute after the
+ * oldest succeeded task's (retention prunes raw rows before the rollups;
+ * it keeps failures longer), or since's first whole minute if later.
+ * Returns 0 with *start, 1 when no task succeeded yet, -1 on an error. */
+static int whole_minutes_from(data *d, int64_t since, int64_t *start) {
+  sqlite3_stmt *st = NULL;
+  int64_t oldest;
+  if (prepare(d,
+              "SELECT enqueued_at FROM tasks WHERE " SCHEMA_SQL_SUCCEEDED_NO_INDEX
+              " ORDER BY enqueued_at LIMIT 1",
+              &st) ||
+      first_int(st, 0, 0, 0, &oldest))
+    return -1;
+  if (oldest == DATA_NULL)
+    return 1;
+  *start = floor_to(oldest, DATA_MINUTE_US) + DATA_MINUTE_US;
+  if (since != INT64_MIN && since > *start)
+    *start = floor_to(since + DATA_MINUTE_US - 1, DATA_MINUTE_US);
+  return 0;
+}
+
 static void add_final_counts(void *arg, sqlite3_stmt *st) {
   int64_t *n = arg;
   for (int i = 1; i <= 5; i++)
@@ -221,20 +243,13 @@ static void add_final_counts(void *arg, sqlite3_stmt *st) {
 static int rollup_total(data *d, const filter *f, int64_t since,
                         int64_t *total) {
   sqlite3_stmt *st = NULL;
-  int64_t oldest, edge, active, final = 0;
+  int64_t edge, active, final = 0;
+  int64_t start;
   if (!rollups_answer(f))
     return 1;
-  if (prepare(d,
-              "SELECT enqueued_at FROM tasks WHERE " SCHEMA_SQL_SUCCEEDED_NO_INDEX
-              " ORDER BY enqueued_at LIMIT 1",
-              &st) ||
-      first_int(st, 0, 0, 0, &oldest))
-    return -1;
-  if (oldest == DATA_NULL)
-    return 1;
-  int64_t start = floor_to(oldest, DATA_MINUTE_US) + DATA_MINUTE_US;
-  if (since != INT64_MIN && since > start)
-    start = floor_to(since + DATA_MINUTE_US - 1, DATA_MINUTE_US);
+  int rc = whole_minutes_from(d, since, &start);
+  if (rc != 0)
+    return rc;
   if (f != NULL) {
     int64_t folded;
     if (prepare(d,
@@ -922,15 +937,18 @@ static void bind_list(sqlite3_stmt *st, const data_scope *sc, int up,
 
 /* ---- the slowest tasks of a window, minute by minute ----------------
  *
- * A page by run time, longest first, with no filter: the index tasks_run
- * (schema.h) holds each minute's tasks that have a run time in run-time
- * order, so the page is the best `limit` of each minute's best `limit`,
- * merged in a bounded heap. Once the heap is full, a minute is asked only
- * for runs at or above the heap's worst, so most minutes cost one descent
- * of the index. Tasks running now (run time so far) come from
- * tasks_unusual. Tasks without a run time sort last (-1); a page that
- * reaches them is left to the sort of the whole window, as are stores
- * made before the index (the statement does not prepare). */
+ * A page by run time, longest first, with no filter: the table slowest
+ * (schema.h) holds each minute's SCHEMA_SLOWEST_PER_MINUTE slowest tasks,
+ * so the page is the best `limit` of each whole minute's best, merged in a
+ * bounded heap, with the raw rows of the window's first partial minute
+ * (and of minutes before the raw rows are whole: whole_minutes_from()),
+ * and the tasks running now (run time so far, from tasks_unusual). Once
+ * the heap is full a minute is asked only for runs at or above its last.
+ * A minute holding SCHEMA_SLOWEST_PER_MINUTE rows may have faster tasks
+ * that are not in it: if the page reaches below such a minute's fastest
+ * row, or reaches the tasks without a run time (they sort last), it is
+ * left to the sort of the whole window, as are stores without the table.
+ * So the list is the same as that sort's. */
 
 typedef struct run_key {
   int64_t v, id, batch;
@@ -980,82 +998,102 @@ static int run_key_desc(const void *a, const void *b) {
   return run_after(*x, *y) - run_after(*y, *x);
 }
 
-/* min (which 0) or max (1) of enqueued_at; DATA_NULL when no task. */
-static int64_t enqueue_edge(data *d, int which) {
-  sqlite3_stmt *st = NULL;
-  int64_t v = DATA_NULL;
-  if (prepare(d,
-              which ? "SELECT max(enqueued_at) FROM tasks"
-                    : "SELECT min(enqueued_at) FROM tasks",
-              &st))
-    return v;
-  if (sqlite3_step(st) == SQLITE_ROW &&
-      sqlite3_column_type(st, 0) != SQLITE_NULL)
-    v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
-}
-
 /* The ids of a page by run time read longest first, from `edge` on
  * (strict: past it), and their batches when `batches` is not NULL.
  * Returns 0 with the page in ids (*n of them), 1 when it cannot answer
- * (see above), -1 on an error. */
+ * (see above), -1 on an error. With `bounded`, a page that could miss
+ * faster tasks is returned as it is (0), for a ranking marked as such. */
 static int slowest_ids(data *d, const data_scope *sc, data_key edge,
-                       int strict, int limit, int64_t *ids, int64_t *batches,
-                       int *n) {
-  sqlite3_stmt *minute = NULL, *running = NULL;
+                       int strict, int limit, int bounded, int64_t *ids,
+                       int64_t *batches, int *n) {
+  sqlite3_stmt *minute = NULL, *floor_st = NULL, *running = NULL,
+               *raw = NULL, *newest_st = NULL;
   *n = 0;
-  if (sqlite3_prepare_v2(
-          d->db,
-          "SELECT run_us, id, batch FROM tasks INDEXED BY tasks_run WHERE "
-          "" SCHEMA_SQL_RUN_MINUTE " = ?1 AND " SCHEMA_SQL_RUN_PARTIAL
-          " AND enqueued_at >= ?2 AND run_us >= ?3 AND run_us <= ?4 AND "
-          "(run_us < ?4 OR id <= ?5) ORDER BY run_us DESC, id DESC LIMIT ?6",
-          -1, &minute, NULL) != SQLITE_OK)
+  int64_t start, newest;
+  int rc = whole_minutes_from(d, sc->since, &start);
+  if (rc != 0)
+    return rc;
+  if (sqlite3_prepare_v2(d->db,
+                         "SELECT run_us, id, batch FROM slowest WHERE minute "
+                         "= ?1 AND run_us >= ?3 AND run_us <= ?4 AND (run_us "
+                         "< ?4 OR id <= ?5) ORDER BY run_us DESC, id DESC "
+                         "LIMIT ?6",
+                         -1, &minute, NULL) != SQLITE_OK)
     return 1;
+  int own = sqlite3_get_autocommit(d->db);
+  if (own) /* the minutes, the raw rows and the running agree */
+    sqlite3_exec(d->db, "BEGIN", NULL, NULL, NULL);
   if (prepare(d,
+              "SELECT run_us, id FROM slowest WHERE minute = ?1 ORDER BY "
+              "run_us DESC, id DESC LIMIT 1 OFFSET " SCHEMA_SQL_TEXT(
+                  SCHEMA_SLOWEST_PER_MINUTE) " - 1",
+              &floor_st) ||
+      prepare(d,
               "SELECT ?1 - started_at, id, batch FROM tasks WHERE "
               "" SCHEMA_SQL_UNUSUAL
               " AND status = " SCHEMA_SQL_CODE(
                   RUNNING) " AND enqueued_at >= ?2 AND run_us IS NULL AND "
                            "started_at IS NOT NULL",
-              &running)) {
-    sqlite3_finalize(minute);
-    return -1;
-  }
+              &running) ||
+      prepare(d,
+              "SELECT run_us, id, batch FROM tasks WHERE enqueued_at >= ?1 "
+              "AND enqueued_at < ?2 AND run_us >= 0",
+              &raw) ||
+      prepare(d, "SELECT max(enqueued_at) FROM tasks", &newest_st) ||
+      first_int(newest_st, 0, 0, 0, &newest))
+    rc = -1;
+  newest_st = NULL;
   int64_t last_id = strict ? edge.id - 1 : edge.id;
   if (strict && edge.id == INT64_MIN) { /* nothing comes after the edge */
     edge.at--;
     last_id = INT64_MAX;
   }
   run_heap h = {xcalloc((size_t)limit, sizeof(run_key)), 0, limit};
-  int rc = SQLITE_DONE;
-  sqlite3_bind_int64(running, 1, sc->now);
-  sqlite3_bind_int64(running, 2, sc->since);
-  while ((rc = sqlite3_step(running)) == SQLITE_ROW) {
-    run_key k = {sqlite3_column_int64(running, 0),
-                 sqlite3_column_int64(running, 1),
-                 sqlite3_column_int64(running, 2)};
-    if (k.v >= 0 &&
-        (k.v < edge.at || (k.v == edge.at && k.id <= last_id)))
-      run_heap_push(&h, k);
+  /* The first full minute's fastest row that ranks highest. */
+  run_key floor = {-1, INT64_MIN, 0};
+  int full = 0, step = SQLITE_DONE;
+  sqlite3_stmt *reads[2] = {running, raw};
+  if (rc == 0) {
+    sqlite3_bind_int64(running, 1, sc->now);
+    sqlite3_bind_int64(running, 2, sc->since);
+    sqlite3_bind_int64(raw, 1, sc->since);
+    sqlite3_bind_int64(raw, 2, start);
   }
-  int64_t first = enqueue_edge(d, 0), newest = enqueue_edge(d, 1);
-  if (first != DATA_NULL && sc->since > first)
-    first = sc->since;
-  sqlite3_bind_int64(minute, 2, sc->since);
-  sqlite3_bind_int64(minute, 4, edge.at);
-  sqlite3_bind_int64(minute, 5, last_id);
-  sqlite3_bind_int(minute, 6, limit);
+  for (int r = 0; r < 2 && rc == 0; r++) {
+    while ((step = sqlite3_step(reads[r])) == SQLITE_ROW) {
+      run_key k = {sqlite3_column_int64(reads[r], 0),
+                   sqlite3_column_int64(reads[r], 1),
+                   sqlite3_column_int64(reads[r], 2)};
+      if (k.v >= 0 && (k.v < edge.at || (k.v == edge.at && k.id <= last_id)))
+        run_heap_push(&h, k);
+    }
+    if (step != SQLITE_DONE)
+      rc = -1;
+  }
+  if (rc == 0) {
+    sqlite3_bind_int64(minute, 4, edge.at);
+    sqlite3_bind_int64(minute, 5, last_id);
+    sqlite3_bind_int(minute, 6, limit);
+  }
   /* Newest minute first: the same minutes, whichever the order. */
-  for (int64_t m = newest / SCHEMA_RUN_MINUTE_US;
-       rc == SQLITE_DONE && first != DATA_NULL && newest != DATA_NULL &&
-       m >= first / SCHEMA_RUN_MINUTE_US;
-       m--) {
+  for (int64_t m = newest == DATA_NULL ? start - 1
+                                       : floor_to(newest, DATA_MINUTE_US);
+       rc == 0 && m >= start; m -= DATA_MINUTE_US) {
+    sqlite3_reset(floor_st);
+    sqlite3_bind_int64(floor_st, 1, m);
+    if ((step = sqlite3_step(floor_st)) == SQLITE_ROW) {
+      run_key k = {sqlite3_column_int64(floor_st, 0),
+                   sqlite3_column_int64(floor_st, 1), 0};
+      if (!full || run_after(floor, k))
+        floor = k;
+      full = 1;
+    } else if (step != SQLITE_DONE) {
+      rc = -1;
+    }
     sqlite3_reset(minute);
     sqlite3_bind_int64(minute, 1, m);
     sqlite3_bind_int64(minute, 3, h.n == h.cap ? h.v[0].v : 0);
-    while ((rc = sqlite3_step(minute)) == SQLITE_ROW) {
+    while (rc == 0 && (step = sqlite3_step(minute)) == SQLITE_ROW) {
       run_key k = {sqlite3_column_int64(minute, 0),
                    sqlite3_column_int64(minute, 1),
                    sqlite3_column_int64(minute, 2)};
@@ -1063,13 +1101,21 @@ static int slowest_ids(data *d, const data_scope *sc, data_key edge,
         break; /* the rest of this minute ranks lower still */
       run_heap_push(&h, k);
     }
-    if (rc == SQLITE_ROW)
-      rc = SQLITE_DONE;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+      rc = -1;
   }
   sqlite3_finalize(minute);
+  sqlite3_finalize(floor_st);
   sqlite3_finalize(running);
-  int out = rc == SQLITE_DONE ? (h.n < limit ? 1 : 0) : -1;
-  if (out == 0) {
+  sqlite3_finalize(raw);
+  if (own)
+    sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL);
+  /* Short of a page, or below a full minute's fastest: tasks may be
+   * missing. */
+  if (rc == 0 && !bounded &&
+      (h.n < limit || (full && run_after(h.v[0], floor))))
+    rc = 1;
+  if (rc == 0) {
     qsort(h.v, (size_t)h.n, sizeof *h.v, run_key_desc);
     for (int i = 0; i < h.n; i++) {
       ids[i] = h.v[i].id;
@@ -1079,7 +1125,7 @@ static int slowest_ids(data *d, const data_scope *sc, data_key edge,
     *n = h.n;
   }
   free(h.v);
-  return out;
+  return rc;
 }
 
 /* The rows of a page in another order than time: the ids first, from the
@@ -1098,7 +1144,8 @@ static int tasks_page_by_value(data *d, const filter *f, const data_scope *sc,
     if (from)
       edge = *from;
     int64_t *ids = xcalloc((size_t)limit, sizeof *ids);
-    int got = 0, fast = slowest_ids(d, sc, edge, up, limit, ids, NULL, &got);
+    int got = 0,
+        fast = slowest_ids(d, sc, edge, up, limit, 0, ids, NULL, &got);
     if (fast == 0 && prepare(d,
                              "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
                              " WHERE t.id = ?1",
@@ -1425,7 +1472,8 @@ static int slowest_batches(data *d, const filter *f, const data_scope *sc,
   int64_t *batches = xcalloc(BATCH_CANDIDATES, sizeof *batches);
   int got = 0;
   data_key top = {INT64_MAX, INT64_MAX};
-  int rc = slowest_ids(d, sc, top, 0, BATCH_CANDIDATES, ids, batches, &got);
+  int rc =
+      slowest_ids(d, sc, top, 0, BATCH_CANDIDATES, 1, ids, batches, &got);
   free(ids);
   if (rc != 0) {
     free(batches);

@@ -1062,9 +1062,9 @@ static void failed_transactions_keep_the_held_tasks(void **state) {
   store_close(s);
 }
 
-/* Version 6 added agents.dropped_batches and dropped_tasks, the table
- * inflight and the index tasks_run: a version 5 store gets them, its rows
- * at 0 (and in tasks_run when they ran), and HEALTH writes them. */
+/* Version 6 added agents.dropped_batches and dropped_tasks, and the tables
+ * inflight and slowest: a version 5 store gets them, its rows at 0 (its
+ * tasks that ran in slowest), and HEALTH writes them. */
 static void upgrades_a_version_5_store(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
@@ -1087,7 +1087,7 @@ static void upgrades_a_version_5_store(void **state) {
                                 "ALTER TABLE agents DROP COLUMN "
                                 "dropped_batches; ALTER TABLE agents DROP "
                                 "COLUMN dropped_tasks; DROP TABLE inflight; "
-                                "DROP INDEX tasks_run; "
+                                "DROP TABLE slowest; "
                                 "PRAGMA user_version = 5",
                                 NULL, NULL, NULL),
                    SQLITE_OK);
@@ -1100,14 +1100,9 @@ static void upgrades_a_version_5_store(void **state) {
                         "WHERE name IN ('dropped_batches', 'dropped_tasks')"),
                    2);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
-  /* The task ran: the new index holds it, and SQLite takes the index for
-   * the dashboard's statement of a minute's slowest tasks. */
-  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE name = "
-                        "'tasks_run'"),
-                   1);
-  assert_int_equal(q(f, "SELECT count(*) FROM tasks INDEXED BY tasks_run "
-                        "WHERE " SCHEMA_SQL_RUN_MINUTE " = 1000 / 60000000 "
-                        "AND " SCHEMA_SQL_RUN_PARTIAL),
+  /* The task ran: the upgrade filled slowest from the raw rows. */
+  assert_int_equal(q(f, "SELECT count(*) FROM slowest WHERE minute = 0 AND "
+                        "run_us = 100 AND id = 1 AND batch = 100"),
                    1);
   assert_int_equal(q(f, "SELECT dropped * 1000000 + reconnects * 10000 + "
                         "dropped_batches * 100 + dropped_tasks FROM agents"),
@@ -1153,6 +1148,9 @@ static void prunes_by_age_keeping_failures_longer(void **state) {
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status = 6"), 0);
   /* Batches go with their last task. */
   assert_int_equal(q(f, "SELECT count(*) FROM batches"), 500);
+  /* The slowest of the pruned minutes go too: only the recent task's
+   * minute is left (the failures kept longer are read raw). */
+  assert_int_equal(q(f, "SELECT count(*) FROM slowest"), 1);
 }
 
 /* A task that arrives older than what retention has already worked
@@ -1382,26 +1380,26 @@ static void rollup_rollback_forgets_the_tasks(void **state) {
   /* Committed. */
   assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
   for (int i = 0; i < 10; i++)
-    rollup_add(r, 1, "n", 1, minute + 1, SCHEMA_SUCCEEDED, 5, 1000);
+    rollup_add(r, 1, "n", 1, minute + 1, SCHEMA_SUCCEEDED, 5, 1000, 1, 0);
   assert_int_equal(rollup_flush(r), SQLITE_OK);
   assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
   /* Flushed, then rolled back. */
   assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
   for (int i = 0; i < 10; i++)
-    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10);
+    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10, 2, 0);
   assert_int_equal(rollup_flush(r), SQLITE_OK);
   assert_int_equal(sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL),
                    SQLITE_OK);
   /* Rolled back before the flush. */
   assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
   for (int i = 0; i < 10; i++)
-    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10);
+    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10, 2, 0);
   rollup_rollback(r);
   assert_int_equal(sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL),
                    SQLITE_OK);
   /* One more task, committed: only it and the first ten count. */
   assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-  rollup_add(r, 1, "n", 1, minute + 3, SCHEMA_SUCCEEDED, 5, 1000);
+  rollup_add(r, 1, "n", 1, minute + 3, SCHEMA_SUCCEEDED, 5, 1000, 3, 0);
   assert_int_equal(rollup_flush(r), SQLITE_OK);
   assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
   rollup_free(r);
@@ -1432,10 +1430,10 @@ static void rollup_names_past_the_cap_fold(void **state) {
        * those are is the order of the flush). */
       snprintf(name, sizeof(name), "n%d", run ? 298 + i % 2 : i);
       rollup_add(r, 1, name, strlen(name), minute + i, SCHEMA_SUCCEEDED, 5,
-                 1000);
+                 1000, i + 1, 0);
     }
     if (run)
-      rollup_add(r, 1, "new", 3, minute, SCHEMA_FAILED, 5, 10);
+      rollup_add(r, 1, "new", 3, minute, SCHEMA_FAILED, 5, 10, 1000, 0);
     assert_int_equal(rollup_flush(r), SQLITE_OK);
     assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL),
                      SQLITE_OK);
