@@ -45,7 +45,7 @@
 
 /* A task that ran, for its minute's slowest. */
 typedef struct slow_task {
-  int64_t run, id, batch;
+  int64_t run, id, batch, enqueued_at;
 } slow_task;
 
 /* One minute's candidates: a heap whose root is the fastest. */
@@ -108,7 +108,7 @@ static const char *const sql_text[ST_COUNT] = {
                       "?2 AND name = ?3",
     [ST_MINUTE_ROWS] = "SELECT count(*) FROM rollups WHERE minute = ?1",
     [ST_SLOW_INSERT] = "INSERT OR IGNORE INTO slowest (minute, run_us, id, "
-                       "batch) VALUES (?1, ?2, ?3, ?4)",
+                       "batch, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     /* Every row past the minute's ?2 slowest. */
     [ST_SLOW_TRIM] = "DELETE FROM slowest WHERE minute = ?1 AND (run_us, id) "
                      "<= (SELECT run_us, id FROM slowest WHERE minute = ?1 "
@@ -277,7 +277,7 @@ void rollup_add(rollup *r, int64_t agent, const char *name, size_t len,
     return;
   if (run_us != ROLLUP_NONE && run_us >= 0)
     slow_add(r, floor_to(enqueued_at, SCHEMA_SLOWEST_MINUTE_US),
-             (slow_task){run_us, id, batch});
+             (slow_task){run_us, id, batch, enqueued_at});
   if (r->only_slowest)
     return;
   bucket *b =
@@ -451,6 +451,7 @@ static int write_slow(rollup *r, const slow_minute *m) {
     sqlite3_bind_int64(st, 2, m->v[i].run);
     sqlite3_bind_int64(st, 3, m->v[i].id);
     sqlite3_bind_int64(st, 4, m->v[i].batch);
+    sqlite3_bind_int64(st, 5, m->v[i].enqueued_at);
     rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(r->db);
     sqlite3_reset(st);
   }

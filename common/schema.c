@@ -154,6 +154,7 @@ static const char ddl[] =
                                 "  run_us INTEGER NOT NULL,\n"
                                 "  id INTEGER NOT NULL,\n"
                                 "  batch INTEGER NOT NULL,\n"
+                                "  enqueued_at INTEGER NOT NULL,\n"
                                 "  PRIMARY KEY (minute, run_us, id)\n"
                                 ") WITHOUT ROWID;\n";
 

@@ -939,10 +939,10 @@ static void bind_list(sqlite3_stmt *st, const data_scope *sc, int up,
  *
  * A page by run time, longest first, with no filter: the table slowest
  * (schema.h) holds each minute's SCHEMA_SLOWEST_PER_MINUTE slowest tasks,
- * so the page is the best `limit` of each whole minute's best, merged in a
- * bounded heap, with the raw rows of the window's first partial minute
- * (and of minutes before the raw rows are whole: whole_minutes_from()),
- * and the tasks running now (run time so far, from tasks_unusual). Once
+ * so the page is the best `limit` of each minute's best (from `since` on
+ * in the first minute), merged in a bounded heap, with the raw rows of
+ * minutes before the raw rows are whole (whole_minutes_from()), and the
+ * tasks running now (run time so far, from tasks_unusual). Once
  * the heap is full a minute is asked only for runs at or above its last.
  * A minute holding SCHEMA_SLOWEST_PER_MINUTE rows may have faster tasks
  * that are not in it: if the page reaches below such a minute's fastest
@@ -1010,14 +1010,19 @@ static int slowest_ids(data *d, const data_scope *sc, data_key edge,
                *raw = NULL, *newest_st = NULL;
   *n = 0;
   int64_t start, newest;
-  int rc = whole_minutes_from(d, sc->since, &start);
+  int rc = whole_minutes_from(d, INT64_MIN, &start);
   if (rc != 0)
     return rc;
+  /* The window's first minute, partial, is read from slowest too (its
+   * rows from since on): its fastest row bounds what is missing of it as
+   * any minute's does. */
+  if (sc->since != INT64_MIN && floor_to(sc->since, DATA_MINUTE_US) > start)
+    start = floor_to(sc->since, DATA_MINUTE_US);
   if (sqlite3_prepare_v2(d->db,
                          "SELECT run_us, id, batch FROM slowest WHERE minute "
                          "= ?1 AND run_us >= ?3 AND run_us <= ?4 AND (run_us "
-                         "< ?4 OR id <= ?5) ORDER BY run_us DESC, id DESC "
-                         "LIMIT ?6",
+                         "< ?4 OR id <= ?5) AND enqueued_at >= ?2 ORDER BY "
+                         "run_us DESC, id DESC LIMIT ?6",
                          -1, &minute, NULL) != SQLITE_OK)
     return 1;
   int own = sqlite3_get_autocommit(d->db);
@@ -1071,6 +1076,7 @@ static int slowest_ids(data *d, const data_scope *sc, data_key edge,
       rc = -1;
   }
   if (rc == 0) {
+    sqlite3_bind_int64(minute, 2, sc->since);
     sqlite3_bind_int64(minute, 4, edge.at);
     sqlite3_bind_int64(minute, 5, last_id);
     sqlite3_bind_int(minute, 6, limit);
@@ -1450,7 +1456,7 @@ static int compare_int64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-#define BATCH_CANDIDATES 256
+#define BATCH_CANDIDATES 128
 
 static int slowest_batches(data *d, const filter *f, const data_scope *sc,
                            batch_sum **out, int *count) {
