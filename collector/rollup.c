@@ -79,6 +79,7 @@ enum {
   ST_FILL,
   ST_ROW_EXISTS,
   ST_MINUTE_ROWS,
+  ST_SLOW_FLOOR,
   ST_SLOW_INSERT,
   ST_SLOW_TRIM,
   ST_COUNT
@@ -107,6 +108,9 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_ROW_EXISTS] = "SELECT 1 FROM rollups WHERE minute = ?1 AND service = "
                       "?2 AND name = ?3",
     [ST_MINUTE_ROWS] = "SELECT count(*) FROM rollups WHERE minute = ?1",
+    /* The minute's fastest kept row, when it keeps as many as it may. */
+    [ST_SLOW_FLOOR] = "SELECT run_us, id FROM slowest WHERE minute = ?1 "
+                      "ORDER BY run_us DESC, id DESC LIMIT 1 OFFSET ?2",
     [ST_SLOW_INSERT] = "INSERT OR IGNORE INTO slowest (minute, run_us, id, "
                        "batch, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     /* Every row past the minute's ?2 slowest. */
@@ -442,11 +446,28 @@ static void clean(bucket *b) {
   b->next_dirty = NULL;
 }
 
-/* Writes one minute's candidates and trims the minute to its slowest. */
+/* Writes one minute's candidates that rank above the minute's fastest
+ * kept row (all when it keeps fewer than it may), then trims the minute
+ * to its slowest: a transaction of a busy minute mostly writes nothing. */
 static int write_slow(rollup *r, const slow_minute *m) {
+  sqlite3_stmt *st = r->st[ST_SLOW_FLOOR];
+  sqlite3_bind_int64(st, 1, m->minute);
+  sqlite3_bind_int(st, 2, SCHEMA_SLOWEST_PER_MINUTE - 1);
+  int step = sqlite3_step(st), full = step == SQLITE_ROW, wrote = 0;
+  slow_task floor = {0, 0, 0, 0};
+  if (full) {
+    floor.run = sqlite3_column_int64(st, 0);
+    floor.id = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_reset(st);
+  if (step != SQLITE_ROW && step != SQLITE_DONE)
+    return step;
   int rc = SQLITE_OK;
-  sqlite3_stmt *st = r->st[ST_SLOW_INSERT];
+  st = r->st[ST_SLOW_INSERT];
   for (int i = 0; i < m->n && rc == SQLITE_OK; i++) {
+    if (full && !slow_before(&floor, &m->v[i]))
+      continue;
+    wrote = 1;
     sqlite3_bind_int64(st, 1, m->minute);
     sqlite3_bind_int64(st, 2, m->v[i].run);
     sqlite3_bind_int64(st, 3, m->v[i].id);
@@ -455,7 +476,7 @@ static int write_slow(rollup *r, const slow_minute *m) {
     rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(r->db);
     sqlite3_reset(st);
   }
-  if (rc != SQLITE_OK)
+  if (rc != SQLITE_OK || !wrote)
     return rc;
   st = r->st[ST_SLOW_TRIM];
   sqlite3_bind_int64(st, 1, m->minute);

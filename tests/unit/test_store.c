@@ -1370,6 +1370,73 @@ static void rollup_fill_agrees_with_the_writer(void **state) {
 /* Tasks added in a transaction that rolls back leave the rollups, their
  * histograms included: the writer retries the batch, and each retry adds
  * the same tasks again. */
+static int by_run_desc(const void *a, const void *b) {
+  const int64_t *x = a, *y = b; /* {run, id} */
+  if (x[0] != y[0])
+    return x[0] < y[0] ? 1 : -1;
+  return (x[1] < y[1]) - (x[1] > y[1]);
+}
+
+/* The table slowest keeps each minute's SCHEMA_SLOWEST_PER_MINUTE slowest
+ * tasks by (run, id), whatever the transactions they came in (ties
+ * included), and a minute of fewer tasks keeps them all; a rolled back
+ * transaction leaves nothing. */
+static void rollup_keeps_each_minutes_slowest(void **state) {
+  fixture *f = *state;
+  char *err = NULL;
+  assert_int_equal(schema_apply(f->db, &err), SQLITE_OK);
+  rollup *r = NULL;
+  assert_int_equal(rollup_open(f->db, &r), SQLITE_OK);
+  int64_t minute = INT64_C(60000000) * 1000;
+  enum { TX = 6, PER = 300 };
+  static int64_t all[TX * PER][2];
+  int n = 0;
+  for (int t = 0; t < TX; t++) {
+    assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL),
+                     SQLITE_OK);
+    for (int i = 0; i < PER; i++, n++) {
+      all[n][0] = (n * 7919) % 1000; /* many ties */
+      all[n][1] = 1 + n;
+      rollup_add(r, 1, "n", 1, minute + n, SCHEMA_SUCCEEDED, 5, all[n][0],
+                 all[n][1], 7);
+    }
+    rollup_add(r, 1, "n", 1, minute + 60000000 + t, SCHEMA_FAILED, 5, t,
+               100000 + t, 8);
+    assert_int_equal(rollup_flush(r), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL),
+                     SQLITE_OK);
+  }
+  assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  rollup_add(r, 1, "n", 1, minute, SCHEMA_SUCCEEDED, 5, 5000, 999999, 9);
+  assert_int_equal(rollup_flush(r), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL),
+                   SQLITE_OK);
+  rollup_free(r);
+  qsort(all, (size_t)n, sizeof all[0], by_run_desc);
+  assert_int_equal(q(f, "SELECT count(*) FROM slowest WHERE minute = "
+                        "60000000000"),
+                   SCHEMA_SLOWEST_PER_MINUTE);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(f->db,
+                                      "SELECT run_us, id, batch, enqueued_at "
+                                      "FROM slowest WHERE minute = "
+                                      "60000000000 ORDER BY run_us DESC, id "
+                                      "DESC",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  for (int i = 0; i < SCHEMA_SLOWEST_PER_MINUTE; i++) {
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), all[i][0]);
+    assert_int_equal(sqlite3_column_int64(st, 1), all[i][1]);
+    assert_int_equal(sqlite3_column_int64(st, 2), 7);
+    assert_int_equal(sqlite3_column_int64(st, 3), minute + all[i][1] - 1);
+  }
+  sqlite3_finalize(st);
+  assert_int_equal(q(f, "SELECT count(*) FROM slowest WHERE minute = "
+                        "60060000000"),
+                   TX);
+}
+
 static void rollup_rollback_forgets_the_tasks(void **state) {
   fixture *f = *state;
   char *err = NULL;
@@ -1809,6 +1876,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(prunes_gone_agents, setup, teardown),
       cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),
+      cmocka_unit_test_setup_teardown(rollup_keeps_each_minutes_slowest,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(rollup_rollback_forgets_the_tasks, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(rollup_names_past_the_cap_fold, setup,
