@@ -97,6 +97,25 @@ typedef struct ring_enqueue_tail {
 #define RING_ADMIT_DEN 8u
 #define RING_ADMIT_BATCH 3u
 #define RING_ADMIT_TASK 4u
+/* Admitted tasks not yet ended (the backlog) will each record a START and
+ * an end (FINISH, FAIL, SKIP or DROP), on whatever thread runs them: a
+ * server's pool queue has no bound, and its threads' rings are smaller
+ * than the admitting thread's and, while the resend buffer is full, not
+ * drained at all. So the backlog is bounded by the room of the rings that
+ * may run it, the other threads' and one for a thread yet to record,
+ * taken as their count times the smallest one's free slots (a pool
+ * spreads its queue over its threads): at two slots a task, a new batch
+ * is refused while the backlog would pass RING_BACKLOG_BATCH/RING_ADMIT_DEN
+ * of that room in tasks (three quarters of what it can hold), a task of an
+ * admitted batch while it would pass RING_BACKLOG_TASK/RING_ADMIT_DEN (all
+ * of it). Each thread counts the tasks it admits and ends in its own ring
+ * (plain stores). An admitting thread sums every ring's counts only when
+ * it has used up the allowance it took at its last sum (record.c,
+ * admit_window): about once per thousand tasks at the default budget, on
+ * every admission only at the limit. A task the host enqueues and never
+ * ends holds its place. */
+#define RING_BACKLOG_BATCH 3u
+#define RING_BACKLOG_TASK 4u
 
 typedef struct ring_name_cache {
   const char *ptr;
@@ -114,6 +133,13 @@ typedef struct ring {
   _Atomic uint64_t renamed;         /* names recorded as the overflow name */
   _Atomic uint64_t refused_batches; /* batches refused at admission */
   _Atomic uint64_t refused_tasks;   /* tasks refused at admission */
+  _Atomic uint64_t admitted;        /* tasks admitted (enqueued) */
+  _Atomic uint64_t
+      ended; /* admitted tasks finished, failed, skipped, dropped */
+  /* `admitted` at the owner's last sum of the backlog, and the tasks it
+   * may admit past it: for a new batch, for a task of an admitted one. */
+  uint64_t admit_base;
+  int64_t admit_batch_allow, admit_task_allow;
   uint64_t next_id;
   uint64_t end_id;
   ring_name_cache cache[RING_CACHE_SIZE];
@@ -222,6 +248,7 @@ struct tw_agent {
   _Atomic uint64_t renamed_unbound; /* their names replaced */
   _Atomic uint64_t refused_batches_unbound;
   _Atomic uint64_t refused_tasks_unbound;
+  _Atomic uint64_t ended_unbound; /* admitted tasks they ended */
   /* Set by the sender while the resend buffer is full or a ring is past
    * the batch mark: admission refuses new batches (record.c). */
   _Atomic int admit_pressure;

@@ -320,13 +320,19 @@ TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
  * Whole batches and tasks. When the agent must drop (its buffer is full:
  * a collector down or slower than the host), it drops whole batches and
  * tasks, decided when one begins: tw_batch_begin() refuses a batch while
- * the recording thread's ring is more than 3/8 full or the resend buffer
- * is full; tw_task_enqueue() refuses a task of an admitted batch only
- * when that ring is more than half full (a batch of over a thousand tasks
- * recorded in one burst at the default budget). The half kept free holds
- * the START and the final event (finish, skip; fail or drop) of every
- * task admitted before, so a stored task does not miss its start or its
- * end as long as each task ends with one of them (a failure's or drop's
+ * the recording thread's ring is more than 3/8 full, any ring or the
+ * resend buffer is full, or the backlog (tasks admitted and not yet
+ * ended, by any thread) would take more than 3/4 of the room the other
+ * threads' rings have, at two events a task (counted as if spread evenly
+ * over those threads, as a pool spreads its queue); tw_task_enqueue()
+ * refuses a task of an admitted batch only when that ring is more than
+ * half full or the backlog would take all of that room (a batch of over a
+ * thousand tasks recorded in one burst at the default budget). The room
+ * kept holds the START and the final event (finish, skip; fail or drop)
+ * of every task admitted before, whichever thread runs it (a sync task's
+ * start and end are on a pool thread), so a stored task does not miss its
+ * start or its end as long as each task ends with one of them; a task
+ * that never ends holds its place in the backlog (a failure's or drop's
  * strings that the ring has no room for go to a spill block, below, and
  * the event takes one slot; calls beyond those take room of their own,
  * and are dropped and counted when there is none). A refused batch or

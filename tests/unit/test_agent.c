@@ -1089,6 +1089,69 @@ static void whole_batches_or_none(void **state) {
   drops_whole_batches(0, 200000);
 }
 
+/* Admitted tasks waiting for a thread pool keep their events. A server
+ * admits batches on its loop thread faster than its pool runs them, and a
+ * sync task's START and FINISH land on the ring of the pool thread that
+ * runs it, a ring the admitting thread cannot see; its pool's queue has no
+ * bound. Here the worst case: nothing is drained (no collector, so the
+ * resend buffer fills), every task waits while the loop admits, then one
+ * new thread runs the whole backlog. At the default budget every admitted
+ * task's START and FINISH is kept, and what could not be kept was refused
+ * whole, at admission. */
+typedef struct backlog_run {
+  tw_agent *agent;
+  tw_id *tasks;
+  size_t count;
+  size_t failed; /* START or FINISH of an admitted task not kept */
+} backlog_run;
+
+static void *run_backlog(void *arg) {
+  backlog_run *b = arg;
+  for (size_t i = 0; i < b->count; i++) {
+    b->failed += tw_task_start(b->agent, b->tasks[i]) != 0;
+    b->failed += tw_task_finish(b->agent, b->tasks[i]) != 0;
+  }
+  return NULL;
+}
+
+static void admitted_backlog_keeps_its_events(void **state) {
+  (void)state;
+  char dir[] = "/tmp/twbacklog.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char url[128];
+  snprintf(url, sizeof(url), "unix:%s/absent.sock", dir);
+  tw_agent *a = agent_to(url, 0, 200);
+  const uint64_t batches = 100000;
+  backlog_run b = {.agent = a, .tasks = malloc(3 * batches * sizeof(tw_id))};
+  assert_non_null(b.tasks);
+  uint64_t refused_batches = 0;
+  for (uint64_t i = 0; i < batches; i++) {
+    tw_id batch, task;
+    refused_batches += tw_batch_begin(a, "backlog", &batch) == TW_EFULL;
+    for (uint32_t k = 0; k < WHOLE_TASKS; k++) {
+      int rc =
+          tw_task_enqueue(a, batch, k, "pooled", TW_MODE_THREADPOOL, &task);
+      /* Whole batches: a task of an admitted batch is admitted. */
+      assert_int_equal(rc == TW_EFULL, (batch & TW_ID_REFUSED) != 0);
+      if (rc == 0)
+        b.tasks[b.count++] = task;
+    }
+  }
+  assert_true(refused_batches > 0);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, run_backlog, &b), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_int_equal(b.failed, 0);
+  tw_agent_stats st;
+  tw_agent_get_stats(a, &st);
+  assert_int_equal(st.dropped_batches, refused_batches);
+  assert_int_equal(st.dropped_tasks, WHOLE_TASKS * refused_batches);
+  assert_int_equal(st.dropped, WHOLE_TASKS * refused_batches + refused_batches);
+  tw_agent_free(a);
+  free(b.tasks);
+  rmdir(dir);
+}
+
 static void cap_drops_and_reports(void **state) {
   (void)state;
   char dir[] = "/tmp/twcap.XXXXXX";
@@ -1748,6 +1811,7 @@ int main(void) {
           failure_without_a_spill_block_is_cut_to_fit, setup, teardown),
       cmocka_unit_test(cap_drops_and_reports),
       cmocka_unit_test(whole_batches_or_none),
+      cmocka_unit_test(admitted_backlog_keeps_its_events),
       cmocka_unit_test(shutdown_accounts_for_every_event),
       cmocka_unit_test(slow_acks_drop_nothing_at_the_default_budget),
       cmocka_unit_test(reconnect_resends_without_gap_or_duplicate),
