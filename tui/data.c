@@ -23,6 +23,21 @@
 
 struct sample_set;
 
+/* The sparklines' and rates' one-second counts, kept (load_sparks()). */
+#define SPARK_SECONDS (DATA_SPARK_N * (DATA_SPARK_US / SECOND_US))
+/* A second is counted for keeps once it ended this long ago (a task's row
+ * is written within about half a second of its enqueue: docs/collector.md,
+ * "Tasks in flight"), and counted again after SPARK_RECOUNT_US, for the
+ * rows that come later still (an agent's events held through an outage). */
+#define SPARK_SETTLE_US (2 * SECOND_US)
+#define SPARK_RECOUNT_US (30 * SECOND_US)
+
+typedef struct spark_second {
+  int64_t start;      /* the second, or 0: none */
+  int64_t counted_at; /* the `now` it was counted at */
+  int64_t tasks;
+} spark_second;
+
 struct data {
   reader *r;
   sqlite3 *db; /* the reader's connection */
@@ -30,6 +45,8 @@ struct data {
    * view reuses when it has no filter and the same window and "now". */
   struct sample_set *sample;
   int64_t sample_now, sample_since;
+  /* Settled seconds' task counts without a filter, by second modulo. */
+  spark_second seconds[SPARK_SECONDS + 1];
 };
 
 /* A copy of text from the store that the dashboard keeps. */
@@ -342,20 +359,69 @@ static int bucket_counts(data *d, const filter *f, int failed, int64_t t0,
   return rc;
 }
 
-/* The sparklines (DATA_SPARK_N buckets up to now) and the one-second
- * buckets of the rates, aligned to whole seconds. */
+/* The tasks enqueued in each of the SPARK_SECONDS seconds before now's
+ * and in now's (open-ended: SPARK_SECONDS + 1 counts) into out. Without a filter a second that
+ * settled is counted once and kept for SPARK_RECOUNT_US: counting a
+ * range reads every entry of it, and five minutes of a store of 100 M
+ * tasks a day are 350 k entries, most of a frame's CPU. */
+static int second_counts(data *d, const filter *f, int64_t first,
+                         int64_t now_us, int64_t *out) {
+  sqlite3_stmt *st = NULL;
+  if (prepare_tasks_only(d, f,
+                         "SELECT count(*)" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "", 3, 0, &st))
+    return -1;
+  int rc = 0;
+  for (int i = 0; i <= SPARK_SECONDS && rc == 0; i++) {
+    int64_t start = first + i * SECOND_US;
+    spark_second *c = &d->seconds[(start / SECOND_US) % (SPARK_SECONDS + 1)];
+    if (f == NULL && c->start == start &&
+        now_us - c->counted_at < SPARK_RECOUNT_US) {
+      out[i] = c->tasks;
+      continue;
+    }
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, start);
+    sqlite3_bind_int64(st, 2,
+                       i == SPARK_SECONDS ? INT64_MAX : start + SECOND_US);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+      rc = -1;
+      break;
+    }
+    out[i] = sqlite3_column_int64(st, 0);
+    if (f == NULL && start + SECOND_US <= now_us - SPARK_SETTLE_US)
+      *c = (spark_second){start, now_us, out[i]};
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* The sparklines (DATA_SPARK_N buckets up to now, of whole seconds: the
+ * last one open-ended) and the one-second buckets of the rates: the task
+ * counts from second_counts(), the failed ones (few, through
+ * tasks_unusual) counted each time. */
 static int load_sparks(data *d, const filter *f, int64_t now_us,
                        data_stats *s) {
-  int64_t t0 = now_us - DATA_SPARK_N * DATA_SPARK_US;
+  int64_t seconds[SPARK_SECONDS + 1];
+  int64_t first = now_us - now_us % SECOND_US - SPARK_SECONDS * SECOND_US;
+  int64_t t0 = first;
   s->rate_t0 = now_us - now_us % SECOND_US - DATA_RATE_S * SECOND_US;
-  if (bucket_counts(d, f, 0, t0, DATA_SPARK_US, DATA_SPARK_N, s->spark_tasks) ||
+  if (second_counts(d, f, first, now_us, seconds) ||
       bucket_counts(d, f, 1, t0, DATA_SPARK_US, DATA_SPARK_N,
                     s->spark_failed) ||
-      bucket_counts(d, f, 0, s->rate_t0, SECOND_US, DATA_RATE_S + 1,
-                    s->rate_tasks) ||
       bucket_counts(d, f, 1, s->rate_t0, SECOND_US, DATA_RATE_S + 1,
                     s->rate_failed))
     return -1;
+  int per = (int)(DATA_SPARK_US / SECOND_US);
+  for (int i = 0; i < DATA_SPARK_N; i++) {
+    s->spark_tasks[i] = 0;
+    for (int k = 0; k < per; k++)
+      s->spark_tasks[i] += seconds[i * per + k];
+  }
+  s->spark_tasks[DATA_SPARK_N - 1] += seconds[SPARK_SECONDS];
+  for (int j = 0; j <= DATA_RATE_S; j++)
+    s->rate_tasks[j] = seconds[SPARK_SECONDS - DATA_RATE_S + j];
   return 0;
 }
 

@@ -1256,6 +1256,55 @@ static void header_total_from_rollups(void **state) {
   bulk_remove(&b);
 }
 
+static int64_t spark_sum(const data_stats *s) {
+  int64_t n = 0;
+  for (int i = 0; i < DATA_SPARK_N; i++)
+    n += s->spark_tasks[i];
+  return n;
+}
+
+/* The sparkline's counts of seconds that settled (ended 2 s before now)
+ * are kept from one load to the next, the recent ones counted again each
+ * time; kept counts are counted again after 30 s, so a row that comes
+ * late into a settled second shows then. A filter counts every time. */
+static void spark_keeps_settled_seconds(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_begin(&b, "recent");
+  for (int i = 0; i < 50; i++)
+    bulk_add(&b, INT64_C(3000000) + i,
+             FIXTURE_NOW - INT64_C(100000000) + i * INT64_C(1000000), 100);
+  bulk_commit(&b);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data_stats first, again;
+  assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &first),
+                   0);
+  /* One task late into a settled second, one into the last second. */
+  char *sql = sqlite3_mprintf(
+      "INSERT INTO tasks (id, agent, batch, position, name, mode, status, "
+      "enqueued_at, run_us) VALUES (4000000, 1, 0, 0, 'late', 0, 2, %lld, 5), "
+      "(4000001, 1, 0, 0, 'late', 0, 2, %lld, 5)",
+      (long long)(FIXTURE_NOW - INT64_C(100000000)),
+      (long long)(FIXTURE_NOW - INT64_C(500000)));
+  assert_int_equal(sqlite3_exec(b.db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_free(sql);
+  assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &again),
+                   0);
+  assert_int_equal(spark_sum(&again), spark_sum(&first) + 1);
+  filter *f = NULL;
+  assert_int_equal(filter_parse("late", FIXTURE_NOW, &f, err, sizeof err), 0);
+  assert_int_equal(data_stats_load(d, f, WINDOW_15M, FIXTURE_NOW, &again), 0);
+  assert_int_equal(spark_sum(&again), 2);
+  filter_free(f);
+  int64_t later = FIXTURE_NOW + INT64_C(31000000);
+  assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, later, &again), 0);
+  assert_int_equal(spark_sum(&again), spark_sum(&first) + 2);
+  data_close(d);
+  bulk_remove(&b);
+}
+
 static void rates_fall_to_zero(void **state) {
   (void)state;
   char err[256];
@@ -1392,6 +1441,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(dense_window_from_rollups),
       cmocka_unit_test(slowest_minute_by_minute),
       cmocka_unit_test(header_total_from_rollups),
+      cmocka_unit_test(spark_keeps_settled_seconds),
       cmocka_unit_test(dense_window_is_sampled_with_weights),
       cmocka_unit_test(sampled_figures_hold_still),
       cmocka_unit_test(sparse_minutes_give_exact_percentiles),
