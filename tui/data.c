@@ -240,27 +240,27 @@ static int whole_minutes_from(data *d, int64_t since, int64_t *start) {
 }
 
 static void add_final_counts(void *arg, sqlite3_stmt *st) {
-  int64_t *n = arg;
-  for (int i = 1; i <= 5; i++)
-    *n += sqlite3_column_int64(st, i);
+  int64_t *counts = arg;
+  for (int i = 0; i < 5; i++)
+    counts[SCHEMA_SUCCEEDED + i] += sqlite3_column_int64(st, 1 + i);
 }
 
 /*
- * The number of tasks matching f enqueued from `since` on, without
- * reading each: the rollups count every final task of a whole minute
- * (docs/schema.md), so the total is the raw count of the part of the
+ * The tasks matching f enqueued from `since` on, by state, without reading
+ * each: the rollups count every final task of a whole minute by state
+ * (docs/schema.md), so the counts are the raw ones of the part of the
  * window before its first whole minute, plus the rollups from that minute
  * on, plus the tasks from it on that are not final yet (queued, running:
- * tasks_unusual). Exact, like the raw count, where the rollups hold what
+ * tasks_unusual). Exact, like the raw counts, where the rollups hold what
  * the raw rows hold: from the minute after the oldest succeeded task on
  * (retention prunes raw rows before the rollups), and, under a filter of
  * names or services, where no name was folded into SCHEMA_OTHER_NAME.
- * Returns 0 with *total, 1 when the rollups cannot answer, -1 on an error.
+ * Returns 0 with counts added to, 1 when the rollups cannot answer, -1 on
+ * an error.
  */
-static int rollup_total(data *d, const filter *f, int64_t since,
-                        int64_t *total) {
+static int rollup_counts(data *d, const filter *f, int64_t since,
+                         int64_t *counts) {
   sqlite3_stmt *st = NULL;
-  int64_t edge, active, final = 0;
   int64_t start;
   if (!rollups_answer(f))
     return 1;
@@ -279,52 +279,61 @@ static int rollup_total(data *d, const filter *f, int64_t since,
       return 1;
   }
   if (prepare_tasks_only(d, f,
-                         "SELECT count(*)" READER_TASK_FROM
+                         "SELECT t.status, count(*)" READER_TASK_FROM
                          " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
-                         "", 3, 0, &st) ||
-      first_int(st, 1, since, start, &edge) ||
-      prepare_tasks_only(d, f,
-                         "SELECT count(*)" READER_TASK_FROM
-                         " WHERE " SCHEMA_SQL_ACTIVE
-                         " AND t.enqueued_at >= ?1",
-                         "", 2, 0, &st) ||
-      first_int(st, 0, start, 0, &active) ||
-      each_rollup(d, f, start, add_final_counts, &final))
+                         "GROUP BY t.status", 3, 0, &st))
     return -1;
-  *total = edge + final + active;
+  sqlite3_bind_int64(st, 1, since);
+  sqlite3_bind_int64(st, 2, start);
+  rc = each_pair(st, add_count, counts);
+  sqlite3_finalize(st);
+  if (rc ||
+      count_by_status(d, f,
+                      "SELECT t.status, count(*)" READER_TASK_FROM
+                      " WHERE " SCHEMA_SQL_ACTIVE " AND t.enqueued_at >= ?1",
+                      "GROUP BY t.status", start, counts) ||
+      each_rollup(d, f, start, add_final_counts, counts))
+    return -1;
   return 0;
 }
 
-/* Counts by state in the window, and queued and running now. The partial
- * index tasks_unusual holds every task that did not succeed, so
- * succeeded = all in the window - the unusual ones in it: the total comes
- * from tasks_time (which also holds the name, so a name filter reads no
- * row) and the rest from the few unusual tasks. */
+/* Counts by state in the window, and queued and running now: from the
+ * rollups (rollup_counts()) when they can answer, else from the raw rows.
+ * There the partial index tasks_unusual holds every task that did not
+ * succeed, so succeeded = all in the window - the unusual ones in it: the
+ * total comes from tasks_time (which also holds the name, so a name
+ * filter reads no row) and the rest from the few unusual tasks. */
 static int load_counts(data *d, const filter *f, int64_t since, data_stats *s) {
   int64_t active[SCHEMA_STATUS_COUNT] = {0}, total = 0, unusual = 0;
   sqlite3_stmt *st = NULL;
-  int rc = rollup_total(d, f, since, &total);
-  if (rc == 1 &&
-      (prepare_tasks_only(d, f,
-                          "SELECT count(*)" READER_TASK_FROM
-                          " WHERE t.enqueued_at >= ?1",
-                          "", 2, 0, &st) ||
-       first_int(st, 0, since, 0, &total)))
-    rc = -1;
-  if (rc < 0 ||
-      count_by_status(d, f,
-                      "SELECT t.status, count(*)" READER_TASK_FROM
-                      " WHERE " SCHEMA_SQL_UNUSUAL_EACH
-                      " AND t.enqueued_at >= ?1",
-                      "GROUP BY t.status", since, s->counts) ||
-      count_by_status(d, f,
-                      "SELECT t.status, count(*)" READER_TASK_FROM
-                      " WHERE " SCHEMA_SQL_ACTIVE,
-                      "GROUP BY t.status", since, active))
+  int rc = rollup_counts(d, f, since, s->counts);
+  if (rc == 1) {
+    memset(s->counts, 0, sizeof s->counts);
+    if (prepare_tasks_only(d, f,
+                           "SELECT count(*)" READER_TASK_FROM
+                           " WHERE t.enqueued_at >= ?1",
+                           "", 2, 0, &st) ||
+        first_int(st, 0, since, 0, &total) ||
+        count_by_status(d, f,
+                        "SELECT t.status, count(*)" READER_TASK_FROM
+                        " WHERE " SCHEMA_SQL_UNUSUAL_EACH
+                        " AND t.enqueued_at >= ?1",
+                        "GROUP BY t.status", since, s->counts))
+      rc = -1;
+  }
+  if (rc < 0 || count_by_status(d, f,
+                                "SELECT t.status, count(*)" READER_TASK_FROM
+                                " WHERE " SCHEMA_SQL_ACTIVE,
+                                "GROUP BY t.status", since, active))
     return -1;
-  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
-    unusual += s->counts[i];
-  s->counts[SCHEMA_SUCCEEDED] = total - unusual;
+  if (rc == 0) {
+    for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+      total += s->counts[i];
+  } else {
+    for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+      unusual += s->counts[i];
+    s->counts[SCHEMA_SUCCEEDED] = total - unusual;
+  }
   s->queued_now = active[SCHEMA_QUEUED];
   s->running_now = active[SCHEMA_RUNNING];
   s->total = total;

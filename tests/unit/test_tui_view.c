@@ -1205,9 +1205,10 @@ static void slowest_minute_by_minute(void **state) {
   bulk_remove(&b);
 }
 
-/* The header's total over a large window comes from the rollups' whole
+/* The header's counts over a large window come from the rollups' whole
  * minutes, the raw rows of the edge and the tasks not final yet: the same
- * as counting the raw rows, with and without a name filter. */
+ * as counting the raw rows, in total and by state, with and without a
+ * name filter. */
 static void header_total_from_rollups(void **state) {
   (void)state;
   char err[256];
@@ -1229,9 +1230,10 @@ static void header_total_from_rollups(void **state) {
   assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
   sqlite3_stmt *count = NULL;
   assert_int_equal(sqlite3_prepare_v2(b.db,
-                                      "SELECT count(*) FROM tasks WHERE "
-                                      "enqueued_at >= max(?1, ?3) AND (?2 = "
-                                      "'' OR name = ?2)",
+                                      "SELECT count(*), sum(status = ?4) "
+                                      "FROM tasks WHERE enqueued_at >= "
+                                      "max(?1, ?3) AND (?2 = '' OR name = "
+                                      "?2)",
                                       -1, &count, NULL),
                    SQLITE_OK);
   for (size_t t = 0; t < sizeof filters / sizeof filters[0]; t++) {
@@ -1242,12 +1244,17 @@ static void header_total_from_rollups(void **state) {
       data_stats stats;
       assert_int_equal(data_stats_load(d, f, since[w], FIXTURE_NOW, &stats),
                        0);
-      sqlite3_reset(count);
-      sqlite3_bind_int64(count, 1, since[w]);
-      sqlite3_bind_text(count, 2, filters[t].name, -1, SQLITE_STATIC);
-      sqlite3_bind_int64(count, 3, filters[t].since);
-      assert_int_equal(sqlite3_step(count), SQLITE_ROW);
-      assert_int_equal(stats.total, sqlite3_column_int64(count, 0));
+      /* The total, and each state's count. */
+      for (int state = 0; state < SCHEMA_STATUS_COUNT; state++) {
+        sqlite3_reset(count);
+        sqlite3_bind_int64(count, 1, since[w]);
+        sqlite3_bind_text(count, 2, filters[t].name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(count, 3, filters[t].since);
+        sqlite3_bind_int(count, 4, state);
+        assert_int_equal(sqlite3_step(count), SQLITE_ROW);
+        assert_int_equal(stats.total, sqlite3_column_int64(count, 0));
+        assert_int_equal(stats.counts[state], sqlite3_column_int64(count, 1));
+      }
     }
     filter_free(f);
   }
