@@ -45,9 +45,16 @@ struct data {
    * view reuses when it has no filter and the same window and "now". */
   struct sample_set *sample;
   int64_t sample_now, sample_since;
-  /* Settled seconds' task counts without a filter, by second modulo. */
+  /* Settled seconds' task counts under `seconds_filter`, by second
+   * modulo (data_filter_changed()). */
   spark_second seconds[SPARK_SECONDS + 1];
+  const filter *seconds_filter;
 };
+
+void data_filter_changed(data *d) {
+  memset(d->seconds, 0, sizeof d->seconds);
+  d->seconds_filter = NULL;
+}
 
 /* A copy of text from the store that the dashboard keeps. */
 static data_text owned_text(sqlite3_stmt *st, int i) {
@@ -368,11 +375,12 @@ static int bucket_counts(data *d, const filter *f, int failed, int64_t t0,
   return rc;
 }
 
-/* The tasks enqueued in each of the SPARK_SECONDS seconds before now's
- * and in now's (open-ended: SPARK_SECONDS + 1 counts) into out. Without a filter a second that
- * settled is counted once and kept for SPARK_RECOUNT_US: counting a
- * range reads every entry of it, and five minutes of a store of 100 M
- * tasks a day are 350 k entries, most of a frame's CPU. */
+/* The tasks matching f enqueued in each of the SPARK_SECONDS seconds
+ * before now's and in now's (open-ended: SPARK_SECONDS + 1 counts) into
+ * out. A second that settled is counted once and kept for
+ * SPARK_RECOUNT_US, for the same filter object (data_filter_changed()):
+ * counting a range reads every entry of it, and five minutes of a store
+ * of 100 M tasks a day are 350 k entries, most of a frame's CPU. */
 static int second_counts(data *d, const filter *f, int64_t first,
                          int64_t now_us, int64_t *out) {
   sqlite3_stmt *st = NULL;
@@ -382,11 +390,14 @@ static int second_counts(data *d, const filter *f, int64_t first,
                          "", 3, 0, &st))
     return -1;
   int rc = 0;
+  if (f != d->seconds_filter) {
+    data_filter_changed(d);
+    d->seconds_filter = f;
+  }
   for (int i = 0; i <= SPARK_SECONDS && rc == 0; i++) {
     int64_t start = first + i * SECOND_US;
     spark_second *c = &d->seconds[(start / SECOND_US) % (SPARK_SECONDS + 1)];
-    if (f == NULL && c->start == start &&
-        now_us - c->counted_at < SPARK_RECOUNT_US) {
+    if (c->start == start && now_us - c->counted_at < SPARK_RECOUNT_US) {
       out[i] = c->tasks;
       continue;
     }
@@ -399,7 +410,7 @@ static int second_counts(data *d, const filter *f, int64_t first,
       break;
     }
     out[i] = sqlite3_column_int64(st, 0);
-    if (f == NULL && start + SECOND_US <= now_us - SPARK_SETTLE_US)
+    if (start + SECOND_US <= now_us - SPARK_SETTLE_US)
       *c = (spark_second){start, now_us, out[i]};
   }
   sqlite3_finalize(st);

@@ -148,6 +148,11 @@ void data_close(data *d);
  * first call returns 1 (reader_changed()). */
 int data_changed(data *d);
 
+/* data_stats_load() keeps the sparklines' counts of settled seconds for
+ * the filter object it was last given (compared by address): call this
+ * before freeing a filter given to it, or to count everything again. */
+void data_filter_changed(data *d);
+
 /* The header's figures over the tasks matching f (NULL: all) enqueued
  * from `since` on, as of now_us. Returns 0 or -1. */
 int data_stats_load(data *d, const filter *f, int64_t since, int64_t now_us,
