@@ -97,25 +97,26 @@ typedef struct ring_enqueue_tail {
 #define RING_ADMIT_DEN 8u
 #define RING_ADMIT_BATCH 3u
 #define RING_ADMIT_TASK 4u
-/* Admitted tasks not yet ended (the backlog) will each record a START and
- * an end (FINISH, FAIL, SKIP or DROP), on whatever thread runs them: a
- * server's pool queue has no bound, and its threads' rings are smaller
- * than the admitting thread's and, while the resend buffer is full, not
- * drained at all. So the backlog is bounded by the room of the rings that
- * may run it, the other threads' and one for a thread yet to record,
- * taken as their count times the smallest one's free slots (a pool
- * spreads its queue over its threads): at two slots a task, a new batch
- * is refused while the backlog would pass RING_BACKLOG_BATCH/RING_ADMIT_DEN
- * of that room in tasks (three quarters of what it can hold), a task of an
- * admitted batch while it would pass RING_BACKLOG_TASK/RING_ADMIT_DEN (all
- * of it). Each thread counts the tasks it admits and ends in its own ring
- * (plain stores). An admitting thread sums every ring's counts only when
- * it has used up the allowance it took at its last sum (record.c,
- * admit_window): about once per thousand tasks at the default budget, on
- * every admission only at the limit. A task the host enqueues and never
- * ends holds its place. */
+/* The batch runner hands each sync task of a running batch to libuv's
+ * thread pool, whose queue has no bound; a pool thread records its START
+ * and end on its own ring, smaller than the loop's and, while the resend
+ * buffer is full, drained only as fast as the collector acks. A pool runs
+ * the tasks of many batches, one after another, faster than that. So the
+ * pool's backlog (the sync tasks of the batches the runner has started,
+ * not yet ended or skipped) is bounded by the room of the smallest ring
+ * that may run it (another thread's, or a ring yet to be made): at two
+ * slots a task, a new batch is refused while the backlog would pass
+ * RING_BACKLOG_BATCH/RING_ADMIT_DEN of that room in tasks (three quarters
+ * of what it can hold). The runner counts a batch's sync tasks when it
+ * starts it, on the loop's ring, and each one's end on the ring of the
+ * thread that records it (plain stores; tw__record_pool_in/out). An
+ * admitting thread sums every ring's counts only when it has used up the
+ * allowance it took at its last sum (record.c, admit_window): about once
+ * per few hundred batches, on every admission only at the limit. Batches
+ * a server holds before it runs them, and tasks of the low-level API,
+ * which the agent cannot tell are queued for a pool, are not counted:
+ * their events take room as they come, under the marks above. */
 #define RING_BACKLOG_BATCH 3u
-#define RING_BACKLOG_TASK 4u
 
 typedef struct ring_name_cache {
   const char *ptr;
@@ -133,13 +134,12 @@ typedef struct ring {
   _Atomic uint64_t renamed;         /* names recorded as the overflow name */
   _Atomic uint64_t refused_batches; /* batches refused at admission */
   _Atomic uint64_t refused_tasks;   /* tasks refused at admission */
-  _Atomic uint64_t admitted;        /* tasks admitted (enqueued) */
-  _Atomic uint64_t
-      ended; /* admitted tasks finished, failed, skipped, dropped */
-  /* `admitted` at the owner's last sum of the backlog, and the tasks it
-   * may admit past it: for a new batch, for a task of an admitted one. */
+  _Atomic uint64_t pool_in;  /* sync tasks of batches the runner started */
+  _Atomic uint64_t pool_out; /* their ends and skips */
+  /* pool_in at the owner's last sum of the pool's backlog, and the tasks
+   * it may hand over past it before it sums again (admit_window). */
   uint64_t admit_base;
-  int64_t admit_batch_allow, admit_task_allow;
+  int64_t admit_allow;
   uint64_t next_id;
   uint64_t end_id;
   ring_name_cache cache[RING_CACHE_SIZE];
@@ -248,7 +248,7 @@ struct tw_agent {
   _Atomic uint64_t renamed_unbound; /* their names replaced */
   _Atomic uint64_t refused_batches_unbound;
   _Atomic uint64_t refused_tasks_unbound;
-  _Atomic uint64_t ended_unbound; /* admitted tasks they ended */
+  _Atomic uint64_t pool_in_unbound, pool_out_unbound;
   /* Set by the sender while the resend buffer is full or a ring is past
    * the batch mark: admission refuses new batches (record.c). */
   _Atomic int admit_pressure;
@@ -285,6 +285,12 @@ uint64_t tw__record_dropped_total(tw_agent *agent);
 uint64_t tw__record_recorded_total(tw_agent *agent);
 /* Strings cut and names replaced by the overflow name, every ring's. */
 void tw__record_cuts(tw_agent *agent, uint64_t *cut, uint64_t *renamed);
+/* The runner: it starts `batch`, which has `tasks` sync tasks (on the
+ * loop thread); one of them has ended (after its FINISH or FAIL, on the
+ * pool thread) or been skipped. Nothing for a refused batch or task, or
+ * with tracing off. */
+void tw__record_pool_in(tw_agent *agent, tw_id batch, uint64_t tasks);
+void tw__record_pool_out(tw_agent *agent, tw_id task);
 /* Batches and tasks refused at admission, every ring's. */
 void tw__record_refused(tw_agent *agent, uint64_t *batches, uint64_t *tasks);
 

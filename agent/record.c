@@ -379,65 +379,73 @@ static inline bool ring_below(ring *r, uint64_t n, uint64_t num) {
   return true;
 }
 
-/* Sums every ring's backlog (tasks admitted and not yet ended) and the
- * room of the rings that may run it, and lets the calling thread admit
- * half of what is left past what it has admitted so far (RING_BACKLOG_*,
- * agent_internal.h): threads that sum at the same moment take no more
- * than the room between them, and the sums come more often only near the
- * limit. The rings that may run it are the other threads' (a pool's; the
- * calling thread's own ring keeps room for what it runs itself by its
- * marks, ring_below) and one more for a thread yet to record, if the
- * budget has room for it; the room is their count times the smallest
- * one's free slots: a pool spreads its queue over its threads, and the
- * smallest must take its share. */
+/* Sums the pool's backlog (sync tasks of the batches the runner runs, not
+ * yet ended) and the room of the smallest ring that may run it:
+ * the other threads' (the calling thread's own ring keeps room for what
+ * it runs itself by its marks, ring_below), or a ring yet to be made, if
+ * the budget has room for one. The calling thread may admit half of what
+ * is left (RING_BACKLOG_*, agent_internal.h): threads that sum at the same
+ * moment take no more than the room between them, and the sums come more
+ * often only near the limit. */
 static void admit_window(tw_agent *agent, ring *mine) {
   size_t used =
       atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
   size_t next = ring_size_for(agent, used);
-  bool one_more = used + sizeof(ring) + next <= agent->cap / 2;
-  uint64_t smallest = one_more ? next / RING_SLOT_BYTES : UINT64_MAX;
-  uint64_t runners = one_more;
-  uint64_t admitted = 0, ended = atomic_load_explicit(&agent->ended_unbound,
-                                                      memory_order_relaxed);
+  uint64_t room = used + sizeof(ring) + next <= agent->cap / 2
+                      ? next / RING_SLOT_BYTES
+                      : UINT64_MAX; /* no new ring: only the rings there are */
+  uint64_t in = 0, out = atomic_load_explicit(&agent->pool_out_unbound,
+                                              memory_order_relaxed);
   ring *head = atomic_load_explicit(&agent->rings, memory_order_acquire);
   for (ring *r = head; r != NULL; r = r->next) {
-    admitted += atomic_load_explicit(&r->admitted, memory_order_relaxed);
-    ended += atomic_load_explicit(&r->ended, memory_order_relaxed);
+    in += atomic_load_explicit(&r->pool_in, memory_order_relaxed);
+    out += atomic_load_explicit(&r->pool_out, memory_order_relaxed);
     if (r == mine)
       continue;
     uint64_t fill = atomic_load_explicit(&r->head, memory_order_relaxed) -
                     atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t free = fill < r->mask + 1 ? r->mask + 1 - fill : 0;
-    if (free < smallest)
-      smallest = free;
-    runners++;
+    if (free < room)
+      room = free;
   }
-  uint64_t room = runners > 0 ? runners * smallest : 0;
-  int64_t backlog = admitted > ended ? (int64_t)(admitted - ended) : 0;
-  mine->admit_base =
-      atomic_load_explicit(&mine->admitted, memory_order_relaxed);
-  mine->admit_batch_allow =
+  if (room == UINT64_MAX)
+    room = 0; /* no other ring, and no room for one */
+  int64_t backlog = in > out ? (int64_t)(in - out) : 0;
+  mine->admit_base = atomic_load_explicit(&mine->pool_in, memory_order_relaxed);
+  mine->admit_allow =
       ((int64_t)(room * RING_BACKLOG_BATCH / RING_ADMIT_DEN) - backlog + 1) / 2;
-  mine->admit_task_allow =
-      ((int64_t)(room * RING_BACKLOG_TASK / RING_ADMIT_DEN) - backlog + 1) / 2;
 }
 
-/* Whether the calling thread may admit one more task: within the
- * allowance of its last sum, or of a new one. */
-static inline bool backlog_below(tw_agent *agent, ring *r, bool batch) {
+/* Whether the calling thread may admit a batch: the pool's backlog, as it
+ * stood at its last sum plus what it started since, is within the
+ * allowance of that sum, or of a new one. */
+static inline bool backlog_below(tw_agent *agent, ring *r) {
   int64_t since =
-      (int64_t)(atomic_load_explicit(&r->admitted, memory_order_relaxed) -
+      (int64_t)(atomic_load_explicit(&r->pool_in, memory_order_relaxed) -
                 r->admit_base);
-  if (__builtin_expect(
-          since < (batch ? r->admit_batch_allow : r->admit_task_allow), 1))
+  if (__builtin_expect(since < r->admit_allow, 1))
     return true;
   admit_window(agent, r);
-  return 0 < (batch ? r->admit_batch_allow : r->admit_task_allow);
+  return 0 < r->admit_allow;
 }
 
 /* Tracing off (tw_agent_new): calls return 0 once their arguments are
  * checked; ids stay distinct and nonzero, so callers see no difference. */
 #define OFF(agent) __builtin_expect((agent)->disabled, 0)
+
+void tw__record_pool_in(tw_agent *agent, tw_id batch, uint64_t tasks) {
+  if (OFF(agent) || (batch & TW_ID_REFUSED) || tasks == 0)
+    return;
+  ring *r = thread_ring(agent);
+  COUNT(agent, r, pool_in, tasks);
+}
+
+void tw__record_pool_out(tw_agent *agent, tw_id task) {
+  if (OFF(agent) || (task & TW_ID_REFUSED))
+    return;
+  ring *r = thread_ring(agent);
+  COUNT(agent, r, pool_out, 1);
+}
 
 static tw_id off_id(tw_agent *agent) {
   return atomic_fetch_add_explicit(&agent->next_id, 1, memory_order_relaxed);
@@ -458,7 +466,7 @@ int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
   ring *r = thread_ring(agent);
   *batch = take_id(agent, r);
   if (atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed) ||
-      !ring_below(r, 1, RING_ADMIT_BATCH) || !backlog_below(agent, r, true)) {
+      !ring_below(r, 1, RING_ADMIT_BATCH) || !backlog_below(agent, r)) {
     *batch |= TW_ID_REFUSED;
     COUNT(agent, r, refused_batches, 1);
     return drop(agent, r);
@@ -478,13 +486,11 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   }
   ring *r = thread_ring(agent);
   *task = take_id(agent, r);
-  if ((batch & TW_ID_REFUSED) || !ring_below(r, 2, RING_ADMIT_TASK) ||
-      !backlog_below(agent, r, false)) {
+  if ((batch & TW_ID_REFUSED) || !ring_below(r, 2, RING_ADMIT_TASK)) {
     *task |= TW_ID_REFUSED;
     COUNT(agent, r, refused_tasks, 1);
     return drop(agent, r);
   }
-  count(&r->admitted, NULL, 1);
   /* Below the mark, the ring has the two slots. */
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
   ring_record *w = &r->slots[head & r->mask];
@@ -520,7 +526,6 @@ int tw_task_finish(tw_agent *agent, tw_id task) {
     return 0;
   if (__builtin_expect(task & TW_ID_REFUSED, 0))
     return refused_call(agent);
-  COUNT(agent, thread_ring(agent), ended, 1);
   return record1(agent, PROTO_EV_FINISH, 0, task, 0);
 }
 
@@ -531,7 +536,6 @@ int tw_task_skip(tw_agent *agent, tw_id task, tw_id cause) {
     return 0;
   if (__builtin_expect(task & TW_ID_REFUSED, 0))
     return refused_call(agent);
-  COUNT(agent, thread_ring(agent), ended, 1);
   /* A refused cause was never stored: the skip names none. */
   return record1(agent, PROTO_EV_SKIP, 0, task,
                  cause & TW_ID_REFUSED ? 0 : cause);
@@ -683,9 +687,6 @@ int tw_task_fail(tw_agent *agent, tw_id task, const char *error_type,
     return TW_EINVAL;
   if (OFF(agent))
     return 0;
-  if (__builtin_expect(task & TW_ID_REFUSED, 0))
-    return refused_call(agent);
-  COUNT(agent, thread_ring(agent), ended, 1);
   const char *s[3] = {error_type, message, detail};
   const size_t max[3] = {LIMIT_ERROR_TYPE, LIMIT_ERROR_MESSAGE,
                          LIMIT_ERROR_DETAIL};
@@ -697,9 +698,6 @@ int tw_task_drop(tw_agent *agent, tw_id task, const char *reason) {
     return TW_EINVAL;
   if (OFF(agent))
     return 0;
-  if (__builtin_expect(task & TW_ID_REFUSED, 0))
-    return refused_call(agent);
-  COUNT(agent, thread_ring(agent), ended, 1);
   const char *s[3] = {reason, NULL, NULL};
   const size_t max[3] = {LIMIT_DROP_REASON, 0, 0};
   return record_strings(agent, PROTO_EV_DROP, task, s, max);
@@ -737,12 +735,13 @@ void tw__record_fork_child(tw_agent *agent) {
     atomic_store(&r->renamed, 0);
     atomic_store(&r->refused_batches, 0);
     atomic_store(&r->refused_tasks, 0);
-    atomic_store(&r->admitted, 0);
-    atomic_store(&r->ended, 0);
+    atomic_store(&r->pool_in, 0);
+    atomic_store(&r->pool_out, 0);
     r->admit_base = 0;
-    r->admit_batch_allow = r->admit_task_allow = 0;
+    r->admit_allow = 0;
   }
-  atomic_store(&agent->ended_unbound, 0);
+  atomic_store(&agent->pool_in_unbound, 0);
+  atomic_store(&agent->pool_out_unbound, 0);
   atomic_store(&agent->dropped_unbound, 0);
   atomic_store(&agent->cut_unbound, 0);
   atomic_store(&agent->renamed_unbound, 0);

@@ -135,8 +135,11 @@ static void finish_batch(tw_batch *b, int failed) {
 /* The task at b->current failed: skip the rest, report, free. */
 static void fail_batch(tw_batch *b) {
   tw_id cause = b->tasks[b->current]->id;
-  for (uint32_t i = b->current + 1; i < b->count; i++)
+  for (uint32_t i = b->current + 1; i < b->count; i++) {
     tw_task_skip(b->agent, b->tasks[i]->id, cause);
+    if (!b->tasks[i]->async)
+      tw__record_pool_out(b->agent, b->tasks[i]->id);
+  }
   finish_batch(b, (int)b->current);
 }
 
@@ -162,6 +165,7 @@ static void work_cb(uv_work_t *req) {
   tw_task_start(agent, t->id);
   t->status = t->sync_fn(t, t->arg);
   record_result(t);
+  tw__record_pool_out(agent, t->id);
 }
 
 static void after_work_cb(uv_work_t *req, int status) {
@@ -186,6 +190,7 @@ static void run_next(tw_batch *b) {
       t->status = TW_EUV;
       tw_task_set_error(t, "TW_EUV", "uv_queue_work failed", NULL);
       record_result(t);
+      tw__record_pool_out(b->agent, t->id);
       fail_batch(b);
       return;
     }
@@ -229,6 +234,11 @@ int tw_batch_run(tw_batch *batch, tw_batch_done_cb cb, void *data) {
   batch->running = true;
   batch->cb = cb;
   batch->data = data;
+  uint64_t sync = 0;
+  for (uint32_t i = 0; i < batch->count; i++)
+    sync += !batch->tasks[i]->async &&
+            !(batch->tasks[i]->id & TW_ID_REFUSED);
+  tw__record_pool_in(batch->agent, batch->id, sync);
   run_next(batch);
   return 0;
 }

@@ -54,6 +54,7 @@ enum {
   ST_BULK_BATCHES,
   ST_UPDATE_TASK,
   ST_TASK_EXISTS,
+  ST_TASK_AFTER,
   ST_INSERT_ORPHAN,
   ST_FILL_ENQUEUE,
   ST_INSERT_STRING,
@@ -113,10 +114,15 @@ static const char *const sql_text[ST_COUNT] = {
         " error_detail = coalesce(?8, error_detail),"
         " skipped_after = coalesce(?9, skipped_after),"
         " drop_reason = coalesce(?10, drop_reason)"
-        " WHERE id = ?1 AND status < " SCHEMA_SQL_CODE(
-            SUCCEEDED) " RETURNING name, status, finished_at, wait_us, run_us, "
-                       "agent, enqueued_at, started_at, id, batch",
+        " WHERE id = ?1 AND status < " SCHEMA_SQL_CODE(SUCCEEDED),
     [ST_TASK_EXISTS] = "SELECT 1 FROM tasks WHERE id = ?1",
+    /* The row ST_UPDATE_TASK changed, as it left it. A statement of its
+     * own, not RETURNING: SQLite runs each RETURNING statement through an
+     * ephemeral table of its own, which made an update cost four times
+     * what it does this way (one rowid probe of a page just written). */
+    [ST_TASK_AFTER] = "SELECT name, status, finished_at, wait_us, run_us, "
+                      "agent, enqueued_at, started_at, id, batch FROM tasks "
+                      "WHERE id = ?1",
     /* A task whose ENQUEUE the store never saw, stored with what its
      * events carry (docs/schema.md: batch 0 and ORPHAN_NAME until the
      * ENQUEUE arrives, if ever). */
@@ -697,6 +703,10 @@ static void inserted_task_item(store *s, const void *item) {
   inserted_task(s, *(task_row *const *)item);
 }
 
+static int64_t max64(int64_t a, int64_t b) {
+  return a > b ? a : b;
+}
+
 static int64_t column_or(sqlite3_stmt *st, int i, int64_t dflt) {
   return sqlite3_column_type(st, i) == SQLITE_NULL
              ? dflt
@@ -778,6 +788,36 @@ static int insert_orphan(store *s, const task_row *r) {
   return SQLITE_OK;
 }
 
+/* After ST_UPDATE_TASK changed r's task: counts it, refuses a second
+ * START, and feeds the rollups when r made it final. */
+static int updated_task(store *s, const task_row *r) {
+  sqlite3_stmt *st = s->st[ST_TASK_AFTER];
+  sqlite3_bind_int64(st, 1, r->id);
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  int status = sqlite3_column_int(st, 1);
+  s->stats.rows_updated++;
+  if ((r->have & HAVE_START) &&
+      sqlite3_column_int64(st, 7) != max64(r->started_at,
+                                           sqlite3_column_int64(st, 6)))
+    refused_row(s, r, "task already started");
+  /* The row was queued or running (the UPDATE's WHERE): an end makes it
+   * final now, once. */
+  if ((r->have & HAVE_END) && is_final(status) &&
+      sqlite3_column_type(st, 2) != SQLITE_NULL)
+    rollup_add(s->rollups, sqlite3_column_int64(st, 5),
+               (const char *)sqlite3_column_text(st, 0),
+               (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 6),
+               status, column_or(st, 3, ROLLUP_NONE),
+               column_or(st, 4, ROLLUP_NONE), sqlite3_column_int64(st, 8),
+               sqlite3_column_int64(st, 9));
+  sqlite3_reset(st);
+  return SQLITE_OK;
+}
+
 /* The row's START, end and error, applied to the stored task when it is
  * still queued or running. */
 static int update_task(store *s, const task_row *r) {
@@ -792,34 +832,12 @@ static int update_task(store *s, const task_row *r) {
   bind_blob_text(st, 8, r->error_detail, r->have & HAVE_ERROR);
   bind_opt(st, 9, r->have & HAVE_SKIP, r->skipped_after);
   bind_blob_text(st, 10, r->drop_reason, r->have & HAVE_DROP);
-  int rc, matched = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    int status = sqlite3_column_int(st, 1);
-    matched = 1;
-    s->stats.rows_updated++;
-    if ((r->have & HAVE_START) &&
-        sqlite3_column_int64(st, 7) !=
-            (r->started_at > sqlite3_column_int64(st, 6)
-                 ? r->started_at
-                 : sqlite3_column_int64(st, 6)))
-      refused_row(s, r, "task already started");
-    /* The row was queued or running (the UPDATE's WHERE): an end makes
-     * it final now, once. */
-    if (!(r->have & HAVE_END) || !is_final(status) ||
-        sqlite3_column_type(st, 2) == SQLITE_NULL)
-      continue;
-    rollup_add(s->rollups, sqlite3_column_int64(st, 5),
-               (const char *)sqlite3_column_text(st, 0),
-               (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 6),
-               status, column_or(st, 3, ROLLUP_NONE),
-               column_or(st, 4, ROLLUP_NONE), sqlite3_column_int64(st, 8),
-               sqlite3_column_int64(st, 9));
-  }
+  int rc = sqlite3_step(st);
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
     return (rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_OK : rc;
-  if (matched)
-    return SQLITE_OK;
+  if (sqlite3_changes(s->db) > 0)
+    return updated_task(s, r);
   int exists;
   if ((rc = task_exists(s, r->id, &exists)) != SQLITE_OK)
     return rc;
@@ -856,10 +874,6 @@ static int task_conflict(store *s, const void *item) {
 }
 
 /* ---- tasks in flight (inflight.h) --------------------------------------- */
-
-static int64_t max64(int64_t a, int64_t b) {
-  return a > b ? a : b;
-}
 
 static int row_is_final(const task_row *r) {
   return (r->have & HAVE_END) && is_final(r->status);

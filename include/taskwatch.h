@@ -321,21 +321,20 @@ TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
  * a collector down or slower than the host), it drops whole batches and
  * tasks, decided when one begins: tw_batch_begin() refuses a batch while
  * the recording thread's ring is more than 3/8 full, any ring or the
- * resend buffer is full, or the backlog (tasks admitted and not yet
- * ended, by any thread) would take more than 3/4 of the room the other
- * threads' rings have, at two events a task (counted as if spread evenly
- * over those threads, as a pool spreads its queue); tw_task_enqueue()
- * refuses a task of an admitted batch only when that ring is more than
- * half full or the backlog would take all of that room (a batch of over a
- * thousand tasks recorded in one burst at the default budget). The room
- * kept holds the START and the final event (finish, skip; fail or drop)
- * of every task admitted before, whichever thread runs it (a sync task's
- * start and end are on a pool thread), so a stored task does not miss its
- * start or its end as long as each task ends with one of them; a task
- * that never ends holds its place in the backlog (a failure's or drop's
+ * resend buffer is full, or (tw_batch_run()'s batches) the sync tasks of
+ * the running batches not yet ended, which libuv's pool runs on threads
+ * of their own, would take more than 3/4 of the smallest other ring at two
+ * events a task; tw_task_enqueue() refuses a task of an admitted batch
+ * only when that ring is more than half full (a batch of over a thousand
+ * tasks recorded in one burst at the default budget). The room kept holds
+ * the START and the final event (finish, skip; fail or drop) of every
+ * task admitted before, so a stored task does not miss its start or its
+ * end as long as each task ends with one of them. (A low-level caller
+ * that queues many tasks for a pool of its own sizes the budget for their
+ * events: the agent cannot see that queue.) A failure's or drop's
  * strings that the ring has no room for go to a spill block, below, and
  * the event takes one slot; calls beyond those take room of their own,
- * and are dropped and counted when there is none). A refused batch or
+ * and are dropped and counted when there is none. A refused batch or
  * task still gets an id, with TW_ID_REFUSED set, and the call returns
  * TW_EFULL; every call on
  * that id, and every tw_task_enqueue() into a refused batch, returns
