@@ -26,9 +26,13 @@
  * Figures only; it never fails on speed.
  *
  * usage: bench_query [--tasks N[,N...]] [--db PATH] [--dir DIR]
- *                    [--reps N] [--bin TASKWATCH] [--remove]
+ *                    [--reps N] [--bin TASKWATCH] [--remove] [--finish]
  *   --db PATH  the store (one size only); an existing one is used as it is
  *              (e.g. one an older build generated, with --bin of that build)
+ *   --finish   the store --db names was left before its rollups were filled
+ *              (a generation stopped in its last step): upgrades it to this
+ *              build's schema as the collector would, fills its rollups,
+ *              prints the time that took, then measures it
  *   --dir DIR  where stores are generated: DIR/bench_query_N.db (/tmp)
  *   --remove   delete each generated store after measuring it
  */
@@ -273,6 +277,36 @@ static int generate(const char *path, int64_t tasks, int64_t t0) {
   printf("rollups_s: %.1f\n", now_s() - t);
   exec_sql(g.db, "PRAGMA journal_mode = WAL");
   sqlite3_close(g.db);
+  return 0;
+}
+
+/* The last step of generate() (and the collector's upgrade) for a store
+ * whose generation stopped before it. */
+static int finish(const char *path) {
+  sqlite3 *db = NULL;
+  char *err = NULL;
+  double t = now_s();
+  if (sqlite3_open(path, &db) != SQLITE_OK ||
+      schema_apply_upgrade(db, rollup_upgrade, NULL, &err) != SQLITE_OK) {
+    fprintf(stderr, "bench_query: %s: %s\n", path,
+            err ? err : sqlite3_errmsg(db));
+    sqlite3_free(err);
+    sqlite3_close(db);
+    return -1;
+  }
+  printf("upgrade_s: %.1f\n", now_s() - t);
+  exec_sql(db, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+               " PRAGMA cache_size = -1000000");
+  t = now_s();
+  int rc = rollup_rebuild(db);
+  if (rc != SQLITE_OK) {
+    fprintf(stderr, "bench_query: rollups: %s\n", sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return -1;
+  }
+  printf("rollups_s: %.1f\n", now_s() - t);
+  exec_sql(db, "PRAGMA journal_mode = WAL");
+  sqlite3_close(db);
   return 0;
 }
 
@@ -534,13 +568,15 @@ static void print_table(const int64_t *sizes, int nsizes,
 
 int main(int argc, char **argv) {
   const char *db_path = NULL, *dir = "/tmp", *sizes_text = "10000000";
-  int reps = 20, remove_after = 0;
+  int reps = 20, remove_after = 0, finish_first = 0;
   /* Each figure as it is known, also into a file (a run takes long). */
   setvbuf(stdout, NULL, _IOLBF, 0);
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(argv[i], "--remove") == 0)
       remove_after = 1;
+    else if (strcmp(argv[i], "--finish") == 0)
+      finish_first = 1;
     else if (v && strcmp(argv[i], "--db") == 0)
       db_path = argv[++i];
     else if (v && strcmp(argv[i], "--dir") == 0)
@@ -558,10 +594,13 @@ int main(int argc, char **argv) {
   }
   int64_t sizes[BENCH_MAX_SIZES];
   int nsizes = bench_parse_sizes(sizes_text, sizes, BENCH_MAX_SIZES);
-  if (reps < 1 || nsizes == 0 || (db_path && nsizes > 1)) {
+  if (reps < 1 || nsizes == 0 || (db_path && nsizes > 1) ||
+      (finish_first && !db_path)) {
     fprintf(stderr, "bench_query: bad --tasks, --reps or --db\n");
     return 2;
   }
+  if (finish_first && finish(db_path) != 0)
+    return 1;
   static figure figures[BENCH_MAX_SIZES][NKINDS];
   for (int j = 0; j < nsizes; j++) {
     char path[512];

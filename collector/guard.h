@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "schema.h"
+
 /* ---- the caps ------------------------------------------------------------ */
 
 /* Interned strings (names and labels) of one agent instance: distinct ids,
@@ -32,7 +34,7 @@
  * allocator's, and its entries in the instance's map and list. */
 #define GUARD_STRING_OVERHEAD 64u
 /* The name a folded name or label reads, in tasks and in the rollups. */
-#define GUARD_OTHER_NAME "(other)"
+#define GUARD_OTHER_NAME SCHEMA_OTHER_NAME
 
 /* Rollups (collector/rollup.c): rows (service, name) of one minute in the
  * store; a task whose name would be the minute's next row past the cap

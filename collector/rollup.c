@@ -13,6 +13,11 @@
  * Whether a name is new to its minute is the store's answer (a lookup by
  * the primary key); the minute's row count is read once and then kept,
  * for at most KEEP_MINUTES minutes.
+ *
+ * The slowest tasks of each minute (table slowest, schema.h): a
+ * transaction's tasks that ran are kept per minute in a heap of the
+ * SCHEMA_SLOWEST_PER_MINUTE slowest; the flush inserts them and trims the
+ * minute back to that many, its fastest rows going first.
  */
 #include "rollup.h"
 
@@ -35,6 +40,20 @@
 /* Minutes whose row count is kept; beyond this many all are forgotten
  * (and read again when needed). */
 #define KEEP_MINUTES 256
+/* Minutes of slowest candidates that make rollup_fill() write. */
+#define FILL_SLOW_MINUTES 4096
+
+/* A task that ran, for its minute's slowest. */
+typedef struct slow_task {
+  int64_t run, id, batch, enqueued_at;
+} slow_task;
+
+/* One minute's candidates: a heap whose root is the fastest. */
+typedef struct slow_minute {
+  int64_t minute;
+  int n;
+  slow_task v[SCHEMA_SLOWEST_PER_MINUTE];
+} slow_minute;
 
 typedef struct bucket bucket;
 struct bucket {
@@ -60,6 +79,9 @@ enum {
   ST_FILL,
   ST_ROW_EXISTS,
   ST_MINUTE_ROWS,
+  ST_SLOW_FLOOR,
+  ST_SLOW_INSERT,
+  ST_SLOW_TRIM,
   ST_COUNT
 };
 
@@ -80,11 +102,21 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_SERVICE] = "SELECT service FROM agents WHERE id = ?1",
     /* Table order (unary + keeps SQLite off the indexes): each agent's
      * tasks lie together, in about the order of their minutes. */
-    [ST_FILL] = "SELECT agent, name, enqueued_at, status, wait_us, run_us "
-                "FROM tasks WHERE +" SCHEMA_SQL_FINAL " AND +enqueued_at >= ?1",
+    [ST_FILL] = "SELECT agent, name, enqueued_at, status, wait_us, run_us, "
+                "id, batch FROM tasks WHERE +" SCHEMA_SQL_FINAL
+                " AND +enqueued_at >= ?1",
     [ST_ROW_EXISTS] = "SELECT 1 FROM rollups WHERE minute = ?1 AND service = "
                       "?2 AND name = ?3",
     [ST_MINUTE_ROWS] = "SELECT count(*) FROM rollups WHERE minute = ?1",
+    /* The minute's fastest kept row, when it keeps as many as it may. */
+    [ST_SLOW_FLOOR] = "SELECT run_us, id FROM slowest WHERE minute = ?1 "
+                      "ORDER BY run_us DESC, id DESC LIMIT 1 OFFSET ?2",
+    [ST_SLOW_INSERT] = "INSERT OR IGNORE INTO slowest (minute, run_us, id, "
+                       "batch, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* Every row past the minute's ?2 slowest. */
+    [ST_SLOW_TRIM] = "DELETE FROM slowest WHERE minute = ?1 AND (run_us, id) "
+                     "<= (SELECT run_us, id FROM slowest WHERE minute = ?1 "
+                     "ORDER BY run_us DESC, id DESC LIMIT 1 OFFSET ?2)",
 };
 
 struct rollup {
@@ -94,6 +126,8 @@ struct rollup {
   bucket *dirty;
   u64map services;    /* agent -> service */
   u64map minute_rows; /* minute key -> rows of the minute + 1 (uintptr_t) */
+  u64map slow;        /* minute key -> slow_minute */
+  int only_slowest;   /* rollup_add() feeds slowest alone (an upgrade) */
   format_buf wait_blob, run_blob;
 };
 
@@ -118,6 +152,7 @@ int rollup_open(sqlite3 *db, rollup **out) {
   u64map_init(&r->buckets);
   u64map_init(&r->services);
   u64map_init(&r->minute_rows);
+  u64map_init(&r->slow);
   format_buf_init(&r->wait_blob);
   format_buf_init(&r->run_blob);
   *out = NULL;
@@ -152,6 +187,14 @@ static void drop_buckets(u64map *m) {
   u64map_clear(m);
 }
 
+static void drop_slow(u64map *m) {
+  size_t pos = 0;
+  void *v;
+  while (u64map_next(m, &pos, NULL, &v))
+    free(v);
+  u64map_clear(m);
+}
+
 void rollup_free(rollup *r) {
   if (r == NULL)
     return;
@@ -163,6 +206,8 @@ void rollup_free(rollup *r) {
     free(svc);
   u64map_fini(&r->services);
   u64map_fini(&r->minute_rows);
+  drop_slow(&r->slow);
+  u64map_fini(&r->slow);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(r->st[i]);
   format_buf_fini(&r->wait_blob);
@@ -190,10 +235,54 @@ static bucket *bucket_of(rollup *r, int64_t minute, int64_t agent,
   return b;
 }
 
+static uint64_t minute_key(int64_t minute);
+
+/* a is faster than b: later in the list of the slowest. */
+static int slow_before(const slow_task *a, const slow_task *b) {
+  return a->run < b->run || (a->run == b->run && a->id < b->id);
+}
+
+static void slow_add(rollup *r, int64_t minute, slow_task t) {
+  uint64_t key = minute_key(minute);
+  slow_minute *m = u64map_get(&r->slow, key);
+  if (m == NULL) {
+    m = xcalloc(1, sizeof(*m));
+    m->minute = minute;
+    u64map_put(&r->slow, key, m);
+  }
+  int i;
+  if (m->n < SCHEMA_SLOWEST_PER_MINUTE) {
+    for (i = m->n++; i > 0 && slow_before(&t, &m->v[(i - 1) / 2]);
+         i = (i - 1) / 2)
+      m->v[i] = m->v[(i - 1) / 2];
+    m->v[i] = t;
+    return;
+  }
+  if (!slow_before(&m->v[0], &t))
+    return;
+  for (i = 0;;) { /* t replaces the fastest and sinks */
+    int c = 2 * i + 1;
+    if (c >= m->n)
+      break;
+    if (c + 1 < m->n && slow_before(&m->v[c + 1], &m->v[c]))
+      c++;
+    if (!slow_before(&m->v[c], &t))
+      break;
+    m->v[i] = m->v[c];
+    i = c;
+  }
+  m->v[i] = t;
+}
+
 void rollup_add(rollup *r, int64_t agent, const char *name, size_t len,
                 int64_t enqueued_at, int status, int64_t wait_us,
-                int64_t run_us) {
+                int64_t run_us, int64_t id, int64_t batch) {
   if (status < SCHEMA_SUCCEEDED || status >= SCHEMA_STATUS_COUNT)
+    return;
+  if (run_us != ROLLUP_NONE && run_us >= 0)
+    slow_add(r, floor_to(enqueued_at, SCHEMA_SLOWEST_MINUTE_US),
+             (slow_task){run_us, id, batch, enqueued_at});
+  if (r->only_slowest)
     return;
   bucket *b =
       bucket_of(r, floor_to(enqueued_at, ROLLUP_MINUTE_US), agent, name, len);
@@ -357,8 +446,53 @@ static void clean(bucket *b) {
   b->next_dirty = NULL;
 }
 
+/* Writes one minute's candidates that rank above the minute's fastest
+ * kept row (all when it keeps fewer than it may), then trims the minute
+ * to its slowest: a transaction of a busy minute mostly writes nothing. */
+static int write_slow(rollup *r, const slow_minute *m) {
+  sqlite3_stmt *st = r->st[ST_SLOW_FLOOR];
+  sqlite3_bind_int64(st, 1, m->minute);
+  sqlite3_bind_int(st, 2, SCHEMA_SLOWEST_PER_MINUTE - 1);
+  int step = sqlite3_step(st), full = step == SQLITE_ROW, wrote = 0;
+  slow_task floor = {0, 0, 0, 0};
+  if (full) {
+    floor.run = sqlite3_column_int64(st, 0);
+    floor.id = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_reset(st);
+  if (step != SQLITE_ROW && step != SQLITE_DONE)
+    return step;
+  int rc = SQLITE_OK;
+  st = r->st[ST_SLOW_INSERT];
+  for (int i = 0; i < m->n && rc == SQLITE_OK; i++) {
+    if (full && !slow_before(&floor, &m->v[i]))
+      continue;
+    wrote = 1;
+    sqlite3_bind_int64(st, 1, m->minute);
+    sqlite3_bind_int64(st, 2, m->v[i].run);
+    sqlite3_bind_int64(st, 3, m->v[i].id);
+    sqlite3_bind_int64(st, 4, m->v[i].batch);
+    sqlite3_bind_int64(st, 5, m->v[i].enqueued_at);
+    rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(r->db);
+    sqlite3_reset(st);
+  }
+  if (rc != SQLITE_OK || !wrote)
+    return rc;
+  st = r->st[ST_SLOW_TRIM];
+  sqlite3_bind_int64(st, 1, m->minute);
+  sqlite3_bind_int(st, 2, SCHEMA_SLOWEST_PER_MINUTE);
+  rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(r->db);
+  sqlite3_reset(st);
+  return rc;
+}
+
 int rollup_flush(rollup *r) {
   int rc = SQLITE_OK;
+  size_t pos = 0;
+  void *m;
+  while (rc == SQLITE_OK && u64map_next(&r->slow, &pos, NULL, &m))
+    rc = write_slow(r, m);
+  drop_slow(&r->slow);
   for (bucket *b = r->dirty, *next; b; b = next) {
     next = b->next_dirty;
     if (rc == SQLITE_OK)
@@ -372,6 +506,7 @@ int rollup_flush(rollup *r) {
 }
 
 void rollup_rollback(rollup *r) {
+  drop_slow(&r->slow);
   for (bucket *b = r->dirty, *next; b; b = next) {
     next = b->next_dirty;
     clean(b);
@@ -395,8 +530,10 @@ int rollup_fill(rollup *r, int64_t from) {
                (const char *)sqlite3_column_text(st, 1),
                (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int64(st, 2),
                sqlite3_column_int(st, 3), column_or_none(st, 4),
-               column_or_none(st, 5));
-    if (u64map_count(&r->buckets) >= FILL_BUCKETS &&
+               column_or_none(st, 5), sqlite3_column_int64(st, 6),
+               sqlite3_column_int64(st, 7));
+    if ((u64map_count(&r->buckets) >= FILL_BUCKETS ||
+         u64map_count(&r->slow) >= FILL_SLOW_MINUTES) &&
         (rc = rollup_flush(r)) != 0)
       break;
   }
@@ -484,9 +621,20 @@ static int carry_over(sqlite3 *db, int64_t boundary) {
 
 int rollup_upgrade(sqlite3 *db, int from, void *arg, char **err) {
   (void)arg;
-  (void)from;
   rollup *r = NULL;
   int64_t boundary, old = 0;
+  /* Version 4 on keep their rollups: slowest alone is new. */
+  if (from >= 4) {
+    int rc = rollup_open(db, &r);
+    if (rc == SQLITE_OK) {
+      r->only_slowest = 1;
+      rc = rollup_fill(r, INT64_MIN);
+    }
+    if (rc != SQLITE_OK)
+      *err = sqlite3_mprintf("filling slowest: %s", sqlite3_errmsg(db));
+    rollup_free(r);
+    return rc;
+  }
   int rc = single_int(db,
                       "SELECT count(*) FROM sqlite_master WHERE name = "
                       "'rollups_v3'",
@@ -512,7 +660,7 @@ int rollup_rebuild(sqlite3 *db) {
   rollup *r = NULL;
   int rc = sqlite3_exec(db,
                         "BEGIN IMMEDIATE; DELETE FROM rollups; DELETE FROM "
-                        "rollups_hour",
+                        "rollups_hour; DELETE FROM slowest",
                         NULL, NULL, NULL);
   if (rc != SQLITE_OK)
     return rc;

@@ -34,12 +34,13 @@ typedef struct rollup rollup;
 int rollup_open(sqlite3 *db, rollup **out);
 void rollup_free(rollup *r);
 
-/* Counts one task of agent that reached a final state, with the wait and
- * run times its row holds (ROLLUP_NONE for NULL; negative ones count as
- * 0). */
+/* Counts one task of agent (its id and batch) that reached a final state,
+ * with the wait and run times its row holds (ROLLUP_NONE for NULL;
+ * negative ones count as 0); a task with a run time of 0 or more is also
+ * a candidate for its minute's slowest (schema.h). */
 void rollup_add(rollup *r, int64_t agent, const char *name, size_t len,
                 int64_t enqueued_at, int status, int64_t wait_us,
-                int64_t run_us);
+                int64_t run_us, int64_t id, int64_t batch);
 
 /* Writes what was added since the last flush into the caller's open
  * transaction, and forgets it (also when it fails: the caller rolls back
@@ -58,17 +59,18 @@ void rollup_rollback(rollup *r);
  */
 int rollup_fill(rollup *r, int64_t from);
 
-/* Empties the rollups and fills them from the raw rows, in a transaction
+/* Empties the rollups (and slowest) and fills them from the raw rows, in a transaction
  * of its own: for tools that write task rows themselves (benchmarks, test
  * fixtures). Returns an SQLite result code. */
 int rollup_rebuild(sqlite3 *db);
 
 /*
- * The upgrade of a store of version `from` (1 to 3) to version 4, inside
- * the upgrade's transaction (schema_upgrade_fn): fills the rollups from
- * the raw rows, and carries over the counts of the old per-minute rollups
+ * The upgrade of a store of version `from` (1 to 5), inside the upgrade's
+ * transaction (schema_upgrade_fn): from 1 to 3, fills the rollups from the
+ * raw rows, and carries over the counts of the old per-minute rollups
  * (table rollups_v3) of the minutes whose raw rows were pruned, then drops
- * that table. Returns an SQLite result code, with a message in *err
+ * that table; from every one, fills the table slowest (version 6) from
+ * the raw rows. Returns an SQLite result code, with a message in *err
  * (sqlite3_free() it).
  */
 int rollup_upgrade(sqlite3 *db, int from, void *arg, char **err);

@@ -71,6 +71,7 @@ enum {
   ST_PRUNE_OLD,
   ST_PRUNE_FAILED,
   ST_PRUNE_EXCESS,
+  ST_PRUNE_SLOWEST,
   ST_PRUNE_BATCH,
   ST_PRUNE_AGENTS,
   ST_PRUNE_STRINGS,
@@ -120,7 +121,8 @@ static const char *const sql_text[ST_COUNT] = {
      * ephemeral table of its own, which made an update cost four times
      * what it does this way (one rowid probe of a page just written). */
     [ST_TASK_AFTER] = "SELECT name, status, finished_at, wait_us, run_us, "
-                      "agent, enqueued_at, started_at FROM tasks WHERE id = ?1",
+                      "agent, enqueued_at, started_at, id, batch FROM tasks "
+                      "WHERE id = ?1",
     /* A task whose ENQUEUE the store never saw, stored with what its
      * events carry (docs/schema.md: batch 0 and ORPHAN_NAME until the
      * ENQUEUE arrives, if ever). */
@@ -168,7 +170,8 @@ static const char *const sql_text[ST_COUNT] = {
                 "drop_reason = printf(?3, (SELECT dropped FROM agents WHERE "
                 "id = ?1)) "
                 "WHERE " SCHEMA_SQL_ACTIVE " AND agent = ?1 "
-                "RETURNING name, wait_us, run_us, agent, enqueued_at",
+                "RETURNING name, wait_us, run_us, agent, enqueued_at, id, "
+                "batch",
     [ST_EXPORT] = "INSERT INTO export_queue (seq, batch) VALUES (?1, ?2)",
     [ST_LINK] = "UPDATE batches SET traceparent = ?2 WHERE id = ?1",
     [ST_PRUNE_OLD] =
@@ -182,6 +185,12 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_PRUNE_EXCESS] =
         "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks ORDER BY "
         "enqueued_at LIMIT ?1) RETURNING batch, enqueued_at",
+    /* The slowest of minutes before the oldest succeeded task's (whose
+     * raw rows retention removed; readers read raw rows there). */
+    [ST_PRUNE_SLOWEST] =
+        "DELETE FROM slowest WHERE minute < (SELECT enqueued_at FROM tasks "
+        "WHERE " SCHEMA_SQL_SUCCEEDED_NO_INDEX " ORDER BY enqueued_at LIMIT 1) "
+        "- 60000000",
     [ST_PRUNE_BATCH] = "DELETE FROM batches WHERE id = ?1 AND NOT EXISTS "
                        "(SELECT 1 FROM tasks WHERE batch = ?1)",
     /* Ids of an agent's tasks and batches lie in [id << 40, (id + 1) << 40)
@@ -623,7 +632,8 @@ static void inserted_task(store *s, const task_row *r) {
     rollup_add(s->rollups, r->agent, r->name->text, r->name->len,
                r->enqueued_at, r->status,
                started ? r->started_at - r->enqueued_at : ROLLUP_NONE,
-               started ? r->finished_at - r->started_at : ROLLUP_NONE);
+               started ? r->finished_at - r->started_at : ROLLUP_NONE, r->id,
+               r->batch);
   }
 }
 
@@ -774,7 +784,7 @@ static int insert_orphan(store *s, const task_row *r) {
     rollup_add(s->rollups, r->agent, SCHEMA_ORPHAN_NAME,
                strlen(SCHEMA_ORPHAN_NAME), started ? r->started_at : finished,
                r->status, ROLLUP_NONE,
-               started ? finished - r->started_at : ROLLUP_NONE);
+               started ? finished - r->started_at : ROLLUP_NONE, r->id, 0);
   return SQLITE_OK;
 }
 
@@ -802,7 +812,8 @@ static int updated_task(store *s, const task_row *r) {
                (const char *)sqlite3_column_text(st, 0),
                (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 6),
                status, column_or(st, 3, ROLLUP_NONE),
-               column_or(st, 4, ROLLUP_NONE));
+               column_or(st, 4, ROLLUP_NONE), sqlite3_column_int64(st, 8),
+               sqlite3_column_int64(st, 9));
   sqlite3_reset(st);
   return SQLITE_OK;
 }
@@ -1136,7 +1147,8 @@ static int mark_lost(store *s, const agent_op *op) {
                (const char *)sqlite3_column_text(st, 0),
                (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 4),
                SCHEMA_LOST, column_or(st, 1, ROLLUP_NONE),
-               column_or(st, 2, ROLLUP_NONE));
+               column_or(st, 2, ROLLUP_NONE), sqlite3_column_int64(st, 5),
+               sqlite3_column_int64(st, 6));
   }
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
@@ -1256,7 +1268,11 @@ static int prune(store *s, int64_t limit) {
     if ((n = prune_with(s, st, NULL)) < 0)
       return (int)-n;
   }
-  int rc = prune_batches(s);
+  int rc = SQLITE_OK;
+  if (s->cfg.retain_us > 0 || s->cfg.max_tasks > 0)
+    rc = run(s, s->st[ST_PRUNE_SLOWEST]);
+  if (rc == SQLITE_OK)
+    rc = prune_batches(s);
   return rc == SQLITE_OK ? prune_agents(s, now) : rc;
 }
 

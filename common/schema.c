@@ -146,7 +146,17 @@ static const char ddl[] =
                                 "CREATE TABLE IF NOT EXISTS inflight (\n"
                                 "  id INTEGER PRIMARY KEY,\n"
                                 "  tasks BLOB NOT NULL\n"
-                                ");\n";
+                                ");\n"
+                                /* Version 6: the slowest tasks of each
+                                 * minute (schema.h). */
+                                "CREATE TABLE IF NOT EXISTS slowest (\n"
+                                "  minute INTEGER NOT NULL,\n"
+                                "  run_us INTEGER NOT NULL,\n"
+                                "  id INTEGER NOT NULL,\n"
+                                "  batch INTEGER NOT NULL,\n"
+                                "  enqueued_at INTEGER NOT NULL,\n"
+                                "  PRIMARY KEY (minute, run_us, id)\n"
+                                ") WITHOUT ROWID;\n";
 
 /* The indexes of tasks. docs/schema.md says which query each serves; the
  * collector pays for every one of them on each insert. */
@@ -352,8 +362,9 @@ int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
     rc = sqlite3_exec(db, obsolete, NULL, NULL, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, indexes, NULL, NULL, err);
-  /* The rollups of version 4 on are kept as they are. */
-  if (rc == SQLITE_OK && upgrade && version < 4)
+  /* The rollups of version 4 on are kept as they are; `fill` fills what
+   * later versions added (version 6: slowest). */
+  if (rc == SQLITE_OK && upgrade && version < 6)
     rc = fill(db, (int)version, arg, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA user_version = " SCHEMA_VERSION_TEXT, NULL,

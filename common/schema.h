@@ -113,6 +113,9 @@ enum schema_status {
 /* The name of a task stored from events whose ENQUEUE the store has not
  * seen (batch 0 too), until that ENQUEUE arrives (docs/schema.md). */
 #define SCHEMA_ORPHAN_NAME "(enqueue not received)"
+/* The name a folded name or label reads, in tasks and in the rollups
+ * (collector/guard.h, GUARD_OTHER_NAME). */
+#define SCHEMA_OTHER_NAME "(other)"
 
 /* The assignment that marks a task lost. */
 #define SCHEMA_SQL_SET_LOST "status = " SCHEMA_SQL_CODE(LOST)
@@ -131,6 +134,17 @@ enum schema_status {
   "status, enqueued_at, id, agent, batch, thread, started_at, finished_at, "   \
   "wait_us, run_us, skipped_after, position, mode, name, error_type, "         \
   "error_message, error_detail, drop_reason"
+
+/*
+ * The table slowest (version 6): the SCHEMA_SLOWEST_PER_MINUTE slowest
+ * tasks that ran of each minute of enqueue time, by (run_us, id), kept by
+ * the collector with the rollups (docs/schema.md). A reader finds the
+ * slowest tasks of a window as the slowest of each minute, merged, instead
+ * of sorting every task of the window; a minute holding that many rows may
+ * have faster tasks that are not in it.
+ */
+#define SCHEMA_SLOWEST_PER_MINUTE 128
+#define SCHEMA_SLOWEST_MINUTE_US INT64_C(60000000)
 
 /*
  * How bad each state is, for lists ordered "worst first" (the dashboard's
@@ -168,8 +182,9 @@ const char *schema_mode_name(int mode);
 /*
  * Fills what a new version derives from an older store's rows, inside the
  * upgrade's transaction, after the new tables and indexes exist: `from` is
- * the store's version before. Called for stores older than version 4 (the
- * rollups it made; later versions keep them). Returns an SQLite result
+ * the store's version before. Called for stores older than version 6:
+ * the rollups for those older than 4 (later versions keep theirs), the
+ * table slowest for all of them. Returns an SQLite result
  * code, with a message in *err (sqlite3_free() it). The collector's is
  * rollup_upgrade().
  */
@@ -226,7 +241,8 @@ int schema_check_ours(sqlite3 *db, char **err);
  * export_queue and the column batches.traceparent, replaced the rollups,
  * which `fill` fills from the raw rows, and made tasks_time and
  * tasks_unusual covering; version 5 added the agents columns of instance
- * ownership and agents.last_received_at; version 6 the table inflight),
+ * ownership and agents.last_received_at; version 6 the tables inflight
+ * and slowest, which `fill` fills from the raw rows),
  * checks the version when it is
  * not, and marks the store with SCHEMA_APPLICATION_ID (stores of earlier
  * versions get it here). Returns SQLITE_OK, or an SQLite error code with a

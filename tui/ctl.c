@@ -92,6 +92,7 @@ int ctl_set_filter(ctl *c, const char *text, char *err, size_t errlen) {
   filter *f = NULL;
   if (build_filter(c, text, c->s.failures_only, &f, err, errlen) != 0)
     return -1;
+  data_filter_changed(c->d);
   filter_free(c->f);
   c->f = f;
   snprintf(c->s.filter_text, sizeof c->s.filter_text, "%s", text);
@@ -484,6 +485,7 @@ static void toggle_failures(ctl *c) {
     snprintf(s->message, sizeof s->message, "filter: %.200s", err);
     return;
   }
+  data_filter_changed(c->d);
   filter_free(c->f);
   c->f = f;
   s->failures_only = !s->failures_only;

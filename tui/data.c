@@ -23,6 +23,21 @@
 
 struct sample_set;
 
+/* The sparklines' and rates' one-second counts, kept (load_sparks()). */
+#define SPARK_SECONDS (DATA_SPARK_N * (DATA_SPARK_US / SECOND_US))
+/* A second is counted for keeps once it ended this long ago (a task's row
+ * is written within about half a second of its enqueue: docs/collector.md,
+ * "Tasks in flight"), and counted again after SPARK_RECOUNT_US, for the
+ * rows that come later still (an agent's events held through an outage). */
+#define SPARK_SETTLE_US (2 * SECOND_US)
+#define SPARK_RECOUNT_US (30 * SECOND_US)
+
+typedef struct spark_second {
+  int64_t start;      /* the second, or 0: none */
+  int64_t counted_at; /* the `now` it was counted at */
+  int64_t tasks;
+} spark_second;
+
 struct data {
   reader *r;
   sqlite3 *db; /* the reader's connection */
@@ -30,7 +45,16 @@ struct data {
    * view reuses when it has no filter and the same window and "now". */
   struct sample_set *sample;
   int64_t sample_now, sample_since;
+  /* Settled seconds' task counts under `seconds_filter`, by second
+   * modulo (data_filter_changed()). */
+  spark_second seconds[SPARK_SECONDS + 1];
+  const filter *seconds_filter;
 };
+
+void data_filter_changed(data *d) {
+  memset(d->seconds, 0, sizeof d->seconds);
+  d->seconds_filter = NULL;
+}
 
 /* A copy of text from the store that the dashboard keeps. */
 static data_text owned_text(sqlite3_stmt *st, int i) {
@@ -179,37 +203,159 @@ static int count_by_status(data *d, const filter *f, const char *head,
   return rc;
 }
 
-/* Counts by state in the window, and queued and running now. The partial
- * index tasks_unusual holds every task that did not succeed, so
- * succeeded = all in the window - the unusual ones in it: the total comes
- * from tasks_time (which also holds the name, so a name filter reads no
- * row) and the rest from the few unusual tasks. */
+static int rollups_answer(const filter *f);
+static int each_rollup(data *d, const filter *f, int64_t start,
+                       void (*row)(void *, sqlite3_stmt *), void *arg);
+static int64_t floor_to(int64_t t, int64_t width);
+
+/* The first integer of a statement's first row into *out (DATA_NULL when
+ * no row or NULL), then finalizes it; ?1 bound to a, and ?2 to b when
+ * two. 0, or -1 on an error. */
+static int first_int(sqlite3_stmt *st, int two, int64_t a, int64_t b,
+                     int64_t *out) {
+  sqlite3_bind_int64(st, 1, a);
+  if (two)
+    sqlite3_bind_int64(st, 2, b);
+  int rc = sqlite3_step(st);
+  *out = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL
+             ? sqlite3_column_int64(st, 0)
+             : DATA_NULL;
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The first whole minute from which the rollups (and slowest) hold what
+ * the raw rows hold, for a window from `since`: the minute after the
+ * oldest succeeded task's (retention prunes raw rows before the rollups;
+ * it keeps failures longer), or since's first whole minute if later.
+ * Returns 0 with *start, 1 when no task succeeded yet, -1 on an error. */
+static int whole_minutes_from(data *d, int64_t since, int64_t *start) {
+  sqlite3_stmt *st = NULL;
+  int64_t oldest;
+  if (prepare(d,
+              "SELECT enqueued_at FROM tasks WHERE " SCHEMA_SQL_SUCCEEDED_NO_INDEX
+              " ORDER BY enqueued_at LIMIT 1",
+              &st) ||
+      first_int(st, 0, 0, 0, &oldest))
+    return -1;
+  if (oldest == DATA_NULL)
+    return 1;
+  *start = floor_to(oldest, DATA_MINUTE_US) + DATA_MINUTE_US;
+  if (since != INT64_MIN && since > *start)
+    *start = floor_to(since + DATA_MINUTE_US - 1, DATA_MINUTE_US);
+  return 0;
+}
+
+static void add_final_counts(void *arg, sqlite3_stmt *st) {
+  int64_t *counts = arg;
+  for (int i = 0; i < 5; i++)
+    counts[SCHEMA_SUCCEEDED + i] += sqlite3_column_int64(st, 1 + i);
+}
+
+/*
+ * The tasks matching f enqueued from `since` on, by state, without reading
+ * each: the rollups count every final task of a whole minute by state
+ * (docs/schema.md), so the counts are the raw ones of the part of the
+ * window before its first whole minute, plus the rollups from that minute
+ * on, plus the tasks from it on that are not final yet (queued, running:
+ * tasks_unusual). Exact, like the raw counts, where the rollups hold what
+ * the raw rows hold: from the minute after the oldest succeeded task on
+ * (retention prunes raw rows before the rollups), and, under a filter of
+ * names or services, where no name was folded into SCHEMA_OTHER_NAME.
+ * Returns 0 with counts added to, 1 when the rollups cannot answer, -1 on
+ * an error.
+ */
+static int rollup_counts(data *d, const filter *f, int64_t since,
+                         int64_t *counts) {
+  sqlite3_stmt *st = NULL;
+  int64_t start;
+  if (!rollups_answer(f))
+    return 1;
+  int rc = whole_minutes_from(d, since, &start);
+  if (rc != 0)
+    return rc;
+  if (f != NULL) {
+    int64_t folded;
+    if (prepare(d,
+                "SELECT 1 FROM rollups_hour WHERE hour >= ?1 AND name = '"
+                "" SCHEMA_OTHER_NAME "' LIMIT 1",
+                &st) ||
+        first_int(st, 0, floor_to(start, HOUR_US), 0, &folded))
+      return -1;
+    if (folded != DATA_NULL)
+      return 1;
+  }
+  /* The edge as the raw path counts a window: all of it through
+   * tasks_time, the few unusual ones by state through tasks_unusual (a
+   * GROUP BY over the edge would sort every row of it). */
+  int64_t edge, unusual[SCHEMA_STATUS_COUNT] = {0};
+  if (prepare_tasks_only(d, f,
+                         "SELECT count(*)" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "", 3, 0, &st) ||
+      first_int(st, 1, since, start, &edge) ||
+      prepare_tasks_only(d, f,
+                         "SELECT t.status, count(*)" READER_TASK_FROM
+                         " WHERE " SCHEMA_SQL_UNUSUAL_EACH
+                         " AND t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "GROUP BY t.status", 3, 0, &st))
+    return -1;
+  sqlite3_bind_int64(st, 1, since);
+  sqlite3_bind_int64(st, 2, start);
+  rc = each_pair(st, add_count, unusual);
+  sqlite3_finalize(st);
+  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++) {
+    counts[i] += unusual[i];
+    edge -= unusual[i];
+  }
+  counts[SCHEMA_SUCCEEDED] += edge;
+  if (rc ||
+      count_by_status(d, f,
+                      "SELECT t.status, count(*)" READER_TASK_FROM
+                      " WHERE " SCHEMA_SQL_ACTIVE " AND t.enqueued_at >= ?1",
+                      "GROUP BY t.status", start, counts) ||
+      each_rollup(d, f, start, add_final_counts, counts))
+    return -1;
+  return 0;
+}
+
+/* Counts by state in the window, and queued and running now: from the
+ * rollups (rollup_counts()) when they can answer, else from the raw rows.
+ * There the partial index tasks_unusual holds every task that did not
+ * succeed, so succeeded = all in the window - the unusual ones in it: the
+ * total comes from tasks_time (which also holds the name, so a name
+ * filter reads no row) and the rest from the few unusual tasks. */
 static int load_counts(data *d, const filter *f, int64_t since, data_stats *s) {
   int64_t active[SCHEMA_STATUS_COUNT] = {0}, total = 0, unusual = 0;
   sqlite3_stmt *st = NULL;
-  if (prepare_tasks_only(
-          d, f, "SELECT count(*)" READER_TASK_FROM " WHERE t.enqueued_at >= ?1",
-          "", 2, 0, &st))
+  int rc = rollup_counts(d, f, since, s->counts);
+  if (rc == 1) {
+    memset(s->counts, 0, sizeof s->counts);
+    if (prepare_tasks_only(d, f,
+                           "SELECT count(*)" READER_TASK_FROM
+                           " WHERE t.enqueued_at >= ?1",
+                           "", 2, 0, &st) ||
+        first_int(st, 0, since, 0, &total) ||
+        count_by_status(d, f,
+                        "SELECT t.status, count(*)" READER_TASK_FROM
+                        " WHERE " SCHEMA_SQL_UNUSUAL_EACH
+                        " AND t.enqueued_at >= ?1",
+                        "GROUP BY t.status", since, s->counts))
+      rc = -1;
+  }
+  if (rc < 0 || count_by_status(d, f,
+                                "SELECT t.status, count(*)" READER_TASK_FROM
+                                " WHERE " SCHEMA_SQL_ACTIVE,
+                                "GROUP BY t.status", since, active))
     return -1;
-  sqlite3_bind_int64(st, 1, since);
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
-    total = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  if (rc != SQLITE_ROW ||
-      count_by_status(d, f,
-                      "SELECT t.status, count(*)" READER_TASK_FROM
-                      " WHERE " SCHEMA_SQL_UNUSUAL_EACH
-                      " AND t.enqueued_at >= ?1",
-                      "GROUP BY t.status", since, s->counts) ||
-      count_by_status(d, f,
-                      "SELECT t.status, count(*)" READER_TASK_FROM
-                      " WHERE " SCHEMA_SQL_ACTIVE,
-                      "GROUP BY t.status", since, active))
-    return -1;
-  for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
-    unusual += s->counts[i];
-  s->counts[SCHEMA_SUCCEEDED] = total - unusual;
+  if (rc == 0) {
+    for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+      total += s->counts[i];
+  } else {
+    for (int i = 0; i < SCHEMA_STATUS_COUNT; i++)
+      unusual += s->counts[i];
+    s->counts[SCHEMA_SUCCEEDED] = total - unusual;
+  }
   s->queued_now = active[SCHEMA_QUEUED];
   s->running_now = active[SCHEMA_RUNNING];
   s->total = total;
@@ -244,20 +390,73 @@ static int bucket_counts(data *d, const filter *f, int failed, int64_t t0,
   return rc;
 }
 
-/* The sparklines (DATA_SPARK_N buckets up to now) and the one-second
- * buckets of the rates, aligned to whole seconds. */
+/* The tasks matching f enqueued in each of the SPARK_SECONDS seconds
+ * before now's and in now's (open-ended: SPARK_SECONDS + 1 counts) into
+ * out. A second that settled is counted once and kept for
+ * SPARK_RECOUNT_US, for the same filter object (data_filter_changed()):
+ * counting a range reads every entry of it, and five minutes of a store
+ * of 100 M tasks a day are 350 k entries, most of a frame's CPU. */
+static int second_counts(data *d, const filter *f, int64_t first,
+                         int64_t now_us, int64_t *out) {
+  sqlite3_stmt *st = NULL;
+  if (prepare_tasks_only(d, f,
+                         "SELECT count(*)" READER_TASK_FROM
+                         " WHERE t.enqueued_at >= ?1 AND t.enqueued_at < ?2",
+                         "", 3, 0, &st))
+    return -1;
+  int rc = 0;
+  if (f != d->seconds_filter) {
+    data_filter_changed(d);
+    d->seconds_filter = f;
+  }
+  for (int i = 0; i <= SPARK_SECONDS && rc == 0; i++) {
+    int64_t start = first + i * SECOND_US;
+    spark_second *c = &d->seconds[(start / SECOND_US) % (SPARK_SECONDS + 1)];
+    if (c->start == start && now_us - c->counted_at < SPARK_RECOUNT_US) {
+      out[i] = c->tasks;
+      continue;
+    }
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, start);
+    sqlite3_bind_int64(st, 2,
+                       i == SPARK_SECONDS ? INT64_MAX : start + SECOND_US);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+      rc = -1;
+      break;
+    }
+    out[i] = sqlite3_column_int64(st, 0);
+    if (start + SECOND_US <= now_us - SPARK_SETTLE_US)
+      *c = (spark_second){start, now_us, out[i]};
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* The sparklines (DATA_SPARK_N buckets up to now, of whole seconds: the
+ * last one open-ended) and the one-second buckets of the rates: the task
+ * counts from second_counts(), the failed ones (few, through
+ * tasks_unusual) counted each time. */
 static int load_sparks(data *d, const filter *f, int64_t now_us,
                        data_stats *s) {
-  int64_t t0 = now_us - DATA_SPARK_N * DATA_SPARK_US;
+  int64_t seconds[SPARK_SECONDS + 1];
+  int64_t first = now_us - now_us % SECOND_US - SPARK_SECONDS * SECOND_US;
+  int64_t t0 = first;
   s->rate_t0 = now_us - now_us % SECOND_US - DATA_RATE_S * SECOND_US;
-  if (bucket_counts(d, f, 0, t0, DATA_SPARK_US, DATA_SPARK_N, s->spark_tasks) ||
+  if (second_counts(d, f, first, now_us, seconds) ||
       bucket_counts(d, f, 1, t0, DATA_SPARK_US, DATA_SPARK_N,
                     s->spark_failed) ||
-      bucket_counts(d, f, 0, s->rate_t0, SECOND_US, DATA_RATE_S + 1,
-                    s->rate_tasks) ||
       bucket_counts(d, f, 1, s->rate_t0, SECOND_US, DATA_RATE_S + 1,
                     s->rate_failed))
     return -1;
+  int per = (int)(DATA_SPARK_US / SECOND_US);
+  for (int i = 0; i < DATA_SPARK_N; i++) {
+    s->spark_tasks[i] = 0;
+    for (int k = 0; k < per; k++)
+      s->spark_tasks[i] += seconds[i * per + k];
+  }
+  s->spark_tasks[DATA_SPARK_N - 1] += seconds[SPARK_SECONDS];
+  for (int j = 0; j <= DATA_RATE_S; j++)
+    s->rate_tasks[j] = seconds[SPARK_SECONDS - DATA_RATE_S + j];
   return 0;
 }
 
@@ -496,10 +695,27 @@ int64_t data_rollup_start(int64_t since) {
   return since == INT64_MIN ? since : floor_to(since, DATA_MINUTE_US);
 }
 
-/* The rollups answer a filter of service, name and word terms alone. */
+/* The rollups answer a filter of service, name and word terms, and of
+ * since: terms, which data_stats_load() and data_names_load() take into
+ * the window first (narrow_since()); the rollups from the window's start
+ * on then meet them all (prepare_rollups()). */
 static int rollups_answer(const filter *f) {
-  return f == NULL ||
-         (filter_uses(f) & (FILTER_USES_OTHER | FILTER_USES_TIME)) == 0;
+  if (f == NULL)
+    return 1;
+  unsigned uses = filter_uses(f);
+  int64_t since, until;
+  filter_time_range(f, &since, &until);
+  return (uses & FILTER_USES_OTHER) == 0 &&
+         ((uses & FILTER_USES_TIME) == 0 || until == INT64_MAX);
+}
+
+/* The window from `since` narrowed by f's since: terms (the same tasks
+ * match: the filter holds those terms anyway). */
+static int64_t narrow_since(const filter *f, int64_t since) {
+  int64_t from = INT64_MIN, until;
+  if (f != NULL)
+    filter_time_range(f, &from, &until);
+  return from > since ? from : since;
 }
 
 /* The percentiles p50, p95, p99 of h into out (DATA_NULL when empty). */
@@ -521,9 +737,13 @@ static void add_hist_column(sqlite3_stmt *st, int i, hist_sparse *h) {
  * mapped to theirs, is numbered from ?first and bound. */
 static int prepare_rollups(data *d, const filter *f, const char *head,
                            int first, sqlite3_stmt **st) {
-  static const char *const columns[][2] = {{"t.name", "r.name"},
-                                           {"a.service", "r.service"}};
-  return prepare_mapped(d, f, head, "", first, columns, 2, st);
+  /* A since: term is met by every rollup read (rollups_answer()): its
+   * "t.enqueued_at >= ?" reads as true. */
+  static const char *const columns[][2] = {
+      {"t.name", "r.name"},
+      {"a.service", "r.service"},
+      {"t.enqueued_at", "9223372036854775807"}};
+  return prepare_mapped(d, f, head, "", first, columns, 3, st);
 }
 
 #define ROLLUP_COLUMNS                                                         \
@@ -680,6 +900,7 @@ int data_stats_load(data *d, const filter *f, int64_t since, int64_t now_us,
   out->last_event_at = DATA_NULL;
   out->since = since;
   f = effective(f);
+  since = narrow_since(f, since);
   int rc = 0;
   /* One read transaction, so the figures agree with each other. */
   sqlite3_exec(d->db, "BEGIN", NULL, NULL, NULL);
@@ -815,6 +1036,205 @@ static void bind_list(sqlite3_stmt *st, const data_scope *sc, int up,
   sqlite3_bind_int64(st, 5, sc->now);
 }
 
+/* ---- the slowest tasks of a window, minute by minute ----------------
+ *
+ * A page by run time, longest first, with no filter: the table slowest
+ * (schema.h) holds each minute's SCHEMA_SLOWEST_PER_MINUTE slowest tasks,
+ * so the page is the best `limit` of each minute's best (from `since` on
+ * in the first minute), merged in a bounded heap, with the raw rows of
+ * minutes before the raw rows are whole (whole_minutes_from()), and the
+ * tasks running now (run time so far, from tasks_unusual). Once
+ * the heap is full a minute is asked only for runs at or above its last.
+ * A minute holding SCHEMA_SLOWEST_PER_MINUTE rows may have faster tasks
+ * that are not in it: if the page reaches below such a minute's fastest
+ * row, or reaches the tasks without a run time (they sort last), it is
+ * left to the sort of the whole window, as are stores without the table.
+ * So the list is the same as that sort's. */
+
+typedef struct run_key {
+  int64_t v, id, batch;
+} run_key;
+
+/* a after b in the list, longest first (ties: larger id first). */
+static int run_after(run_key a, run_key b) {
+  return a.v < b.v || (a.v == b.v && a.id < b.id);
+}
+
+/* A heap of at most cap keys whose root is the last of them in the list. */
+typedef struct run_heap {
+  run_key *v;
+  int n, cap;
+} run_heap;
+
+static void run_heap_push(run_heap *h, run_key k) {
+  int i;
+  if (h->n < h->cap) {
+    i = h->n++;
+    while (i > 0 && run_after(k, h->v[(i - 1) / 2])) {
+      h->v[i] = h->v[(i - 1) / 2];
+      i = (i - 1) / 2;
+    }
+    h->v[i] = k;
+    return;
+  }
+  if (!run_after(h->v[0], k))
+    return;
+  i = 0; /* k replaces the root and sinks */
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= h->n)
+      break;
+    if (c + 1 < h->n && run_after(h->v[c + 1], h->v[c]))
+      c++;
+    if (!run_after(h->v[c], k))
+      break;
+    h->v[i] = h->v[c];
+    i = c;
+  }
+  h->v[i] = k;
+}
+
+static int run_key_desc(const void *a, const void *b) {
+  const run_key *x = a, *y = b;
+  return run_after(*x, *y) - run_after(*y, *x);
+}
+
+/* The ids of a page by run time read longest first, from `edge` on
+ * (strict: past it), and their batches when `batches` is not NULL.
+ * Returns 0 with the page in ids (*n of them), 1 when it cannot answer
+ * (see above), -1 on an error. With `bounded`, a page that could miss
+ * faster tasks is returned as it is (0), for a ranking marked as such. */
+static int slowest_ids(data *d, const data_scope *sc, data_key edge,
+                       int strict, int limit, int bounded, int64_t *ids,
+                       int64_t *batches, int *n) {
+  sqlite3_stmt *minute = NULL, *floor_st = NULL, *running = NULL,
+               *raw = NULL, *newest_st = NULL;
+  *n = 0;
+  int64_t start, newest;
+  int rc = whole_minutes_from(d, INT64_MIN, &start);
+  if (rc != 0)
+    return rc;
+  /* The window's first minute, partial, is read from slowest too (its
+   * rows from since on): its fastest row bounds what is missing of it as
+   * any minute's does. */
+  if (sc->since != INT64_MIN && floor_to(sc->since, DATA_MINUTE_US) > start)
+    start = floor_to(sc->since, DATA_MINUTE_US);
+  if (sqlite3_prepare_v2(d->db,
+                         "SELECT run_us, id, batch FROM slowest WHERE minute "
+                         "= ?1 AND run_us >= ?3 AND run_us <= ?4 AND (run_us "
+                         "< ?4 OR id <= ?5) AND enqueued_at >= ?2 ORDER BY "
+                         "run_us DESC, id DESC LIMIT ?6",
+                         -1, &minute, NULL) != SQLITE_OK)
+    return 1;
+  int own = sqlite3_get_autocommit(d->db);
+  if (own) /* the minutes, the raw rows and the running agree */
+    sqlite3_exec(d->db, "BEGIN", NULL, NULL, NULL);
+  if (prepare(d,
+              "SELECT run_us, id FROM slowest WHERE minute = ?1 ORDER BY "
+              "run_us DESC, id DESC LIMIT 1 OFFSET " SCHEMA_SQL_TEXT(
+                  SCHEMA_SLOWEST_PER_MINUTE) " - 1",
+              &floor_st) ||
+      prepare(d,
+              "SELECT ?1 - started_at, id, batch FROM tasks WHERE "
+              "" SCHEMA_SQL_UNUSUAL
+              " AND status = " SCHEMA_SQL_CODE(
+                  RUNNING) " AND enqueued_at >= ?2 AND run_us IS NULL AND "
+                           "started_at IS NOT NULL",
+              &running) ||
+      prepare(d,
+              "SELECT run_us, id, batch FROM tasks WHERE enqueued_at >= ?1 "
+              "AND enqueued_at < ?2 AND run_us >= 0",
+              &raw) ||
+      prepare(d, "SELECT max(enqueued_at) FROM tasks", &newest_st) ||
+      first_int(newest_st, 0, 0, 0, &newest))
+    rc = -1;
+  newest_st = NULL;
+  int64_t last_id = strict ? edge.id - 1 : edge.id;
+  if (strict && edge.id == INT64_MIN) { /* nothing comes after the edge */
+    edge.at--;
+    last_id = INT64_MAX;
+  }
+  run_heap h = {xcalloc((size_t)limit, sizeof(run_key)), 0, limit};
+  /* The first full minute's fastest row that ranks highest. */
+  run_key floor = {-1, INT64_MIN, 0};
+  int full = 0, step = SQLITE_DONE;
+  sqlite3_stmt *reads[2] = {running, raw};
+  if (rc == 0) {
+    sqlite3_bind_int64(running, 1, sc->now);
+    sqlite3_bind_int64(running, 2, sc->since);
+    sqlite3_bind_int64(raw, 1, sc->since);
+    sqlite3_bind_int64(raw, 2, start);
+  }
+  for (int r = 0; r < 2 && rc == 0; r++) {
+    while ((step = sqlite3_step(reads[r])) == SQLITE_ROW) {
+      run_key k = {sqlite3_column_int64(reads[r], 0),
+                   sqlite3_column_int64(reads[r], 1),
+                   sqlite3_column_int64(reads[r], 2)};
+      if (k.v >= 0 && (k.v < edge.at || (k.v == edge.at && k.id <= last_id)))
+        run_heap_push(&h, k);
+    }
+    if (step != SQLITE_DONE)
+      rc = -1;
+  }
+  if (rc == 0) {
+    sqlite3_bind_int64(minute, 2, sc->since);
+    sqlite3_bind_int64(minute, 4, edge.at);
+    sqlite3_bind_int64(minute, 5, last_id);
+    sqlite3_bind_int(minute, 6, limit);
+  }
+  /* Newest minute first: the same minutes, whichever the order. */
+  for (int64_t m = newest == DATA_NULL ? start - 1
+                                       : floor_to(newest, DATA_MINUTE_US);
+       rc == 0 && m >= start; m -= DATA_MINUTE_US) {
+    sqlite3_reset(floor_st);
+    sqlite3_bind_int64(floor_st, 1, m);
+    if ((step = sqlite3_step(floor_st)) == SQLITE_ROW) {
+      run_key k = {sqlite3_column_int64(floor_st, 0),
+                   sqlite3_column_int64(floor_st, 1), 0};
+      if (!full || run_after(floor, k))
+        floor = k;
+      full = 1;
+    } else if (step != SQLITE_DONE) {
+      rc = -1;
+    }
+    sqlite3_reset(minute);
+    sqlite3_bind_int64(minute, 1, m);
+    sqlite3_bind_int64(minute, 3, h.n == h.cap ? h.v[0].v : 0);
+    while (rc == 0 && (step = sqlite3_step(minute)) == SQLITE_ROW) {
+      run_key k = {sqlite3_column_int64(minute, 0),
+                   sqlite3_column_int64(minute, 1),
+                   sqlite3_column_int64(minute, 2)};
+      if (h.n == h.cap && !run_after(h.v[0], k))
+        break; /* the rest of this minute ranks lower still */
+      run_heap_push(&h, k);
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+      rc = -1;
+  }
+  sqlite3_finalize(minute);
+  sqlite3_finalize(floor_st);
+  sqlite3_finalize(running);
+  sqlite3_finalize(raw);
+  if (own)
+    sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL);
+  /* Short of a page, or below a full minute's fastest: tasks may be
+   * missing. */
+  if (rc == 0 && !bounded &&
+      (h.n < limit || (full && run_after(h.v[0], floor))))
+    rc = 1;
+  if (rc == 0) {
+    qsort(h.v, (size_t)h.n, sizeof *h.v, run_key_desc);
+    for (int i = 0; i < h.n; i++) {
+      ids[i] = h.v[i].id;
+      if (batches)
+        batches[i] = h.v[i].batch;
+    }
+    *n = h.n;
+  }
+  free(h.v);
+  return rc;
+}
+
 /* The rows of a page in another order than time: the ids first, from the
  * statement over tasks alone (the index tasks_time holds the values the
  * orders need, but a running task's start), then each id's row. Reading
@@ -825,6 +1245,35 @@ static int tasks_page_by_value(data *d, const filter *f, const data_scope *sc,
                                int up, const data_key *from, int limit,
                                data_task *out, int *count) {
   sqlite3_stmt *st = NULL, *row = NULL;
+  /* Longest run first: minute by minute (above), when it can answer. */
+  if (sc->by == DATA_BY_RUN && f == NULL && sc->desc != up) {
+    data_key edge = {INT64_MAX, INT64_MAX};
+    if (from)
+      edge = *from;
+    int64_t *ids = xcalloc((size_t)limit, sizeof *ids);
+    int got = 0,
+        fast = slowest_ids(d, sc, edge, up, limit, 0, ids, NULL, &got);
+    if (fast == 0 && prepare(d,
+                             "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
+                             " WHERE t.id = ?1",
+                             &row))
+      fast = -1;
+    int n = 0;
+    for (int i = 0; fast == 0 && i < got; i++) {
+      sqlite3_reset(row);
+      sqlite3_bind_int64(row, 1, ids[i]);
+      /* A task the collector removed in between is left out. */
+      if (sqlite3_step(row) == SQLITE_ROW)
+        read_task(row, &out[n++]);
+    }
+    sqlite3_finalize(row);
+    free(ids);
+    if (fast != 1) {
+      *count = n;
+      return fast;
+    }
+    row = NULL;
+  }
   char *order = keyset(sc, up, order_value(sc->by), "t.id");
   char *tail = sqlite3_mprintf("AND %s", order);
   char *head = sqlite3_mprintf("SELECT t.id" READER_TASK_FROM
@@ -1090,6 +1539,88 @@ static int batch_keys_by_value(data *d, const filter *f, const data_scope *sc,
   return 0;
 }
 
+/*
+ * Batches by total run time, longest first, over a window of more than
+ * BATCH_EXACT_MAX tasks with no filter: ranked among the batches of the
+ * window's BATCH_CANDIDATES slowest tasks (slowest_ids()), each with its
+ * exact total over the window, instead of summing every task of the
+ * window. A batch whose every task is faster than those can be missing or
+ * out of place: such pages are marked `estimated` (the heading says so).
+ * A page past the candidates is read exactly. Returns 0 with the
+ * candidates in list order, 1 when this path does not apply, -1 on an
+ * error.
+ */
+#define BATCH_EXACT_MAX 50000
+
+static int compare_int64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+#define BATCH_CANDIDATES 128
+
+static int slowest_batches(data *d, const filter *f, const data_scope *sc,
+                           batch_sum **out, int *count) {
+  sqlite3_stmt *st = NULL;
+  int64_t n;
+  *out = NULL;
+  *count = 0;
+  if (sc->by != DATA_BY_RUN || f != NULL || !sc->desc)
+    return 1;
+  if (prepare(d,
+              "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE enqueued_at >= "
+              "?1 LIMIT " SCHEMA_SQL_TEXT(BATCH_EXACT_MAX) " + 1)",
+              &st) ||
+      first_int(st, 0, sc->since, 0, &n))
+    return -1;
+  if (n <= BATCH_EXACT_MAX)
+    return 1;
+  int64_t *ids = xcalloc(BATCH_CANDIDATES, sizeof *ids);
+  int64_t *batches = xcalloc(BATCH_CANDIDATES, sizeof *batches);
+  int got = 0;
+  data_key top = {INT64_MAX, INT64_MAX};
+  int rc =
+      slowest_ids(d, sc, top, 0, BATCH_CANDIDATES, 1, ids, batches, &got);
+  free(ids);
+  if (rc != 0) {
+    free(batches);
+    return rc;
+  }
+  char *sql = sqlite3_mprintf("SELECT sum(max(%s, 0)) FROM tasks t WHERE "
+                              "t.batch = ?1 AND t.enqueued_at >= ?2",
+                              order_value(DATA_BY_RUN));
+  rc = prepare(d, sql, &st) ? -1 : 0;
+  sqlite3_free(sql);
+  batch_sum *sums = xcalloc(BATCH_CANDIDATES, sizeof *sums);
+  int m = 0;
+  sqlite3_bind_int64(st, 2, sc->since);
+  sqlite3_bind_int64(st, 5, sc->now);
+  /* In batch order: neighbours share index and table pages. */
+  qsort(batches, (size_t)got, sizeof *batches, compare_int64);
+  for (int i = 0; i < got && rc == 0; i++) {
+    if (i > 0 && batches[i] == batches[i - 1])
+      continue;
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, batches[i]);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+      rc = -1;
+      break;
+    }
+    sums[m].batch = batches[i];
+    sums[m++].v = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  free(batches);
+  if (rc != 0) {
+    free(sums);
+    return rc;
+  }
+  qsort(sums, (size_t)m, sizeof *sums, by_value_desc);
+  *out = sums;
+  *count = m;
+  return 0;
+}
+
 int data_batches_page(data *d, const filter *f, const data_scope *scope,
                       const data_key *from, int n, data_batch **out,
                       int *count) {
@@ -1102,12 +1633,34 @@ int data_batches_page(data *d, const filter *f, const data_scope *scope,
   int timed = sc->by == DATA_BY_TIME;
   if (!timed) {
     batch_sum *keys = NULL;
-    int nkeys = 0;
-    if (batch_keys_by_value(d, effective(f), sc, 0, from, n, &keys, &nkeys))
+    int nkeys = 0, estimated = 0;
+    int rc = slowest_batches(d, effective(f), sc, &keys, &nkeys);
+    if (rc < 0)
+      return -1;
+    if (rc == 0) {
+      /* From the key on (the key included), if the candidates reach. */
+      int first = 0;
+      while (from && first < nkeys &&
+             (keys[first].v > from->at ||
+              (keys[first].v == from->at && keys[first].batch > from->id)))
+        first++;
+      if (nkeys - first >= n) {
+        memmove(keys, keys + first, (size_t)n * sizeof *keys);
+        nkeys = n;
+        estimated = 1;
+      } else {
+        free(keys);
+        keys = NULL;
+        rc = 1;
+      }
+    }
+    if (rc == 1 &&
+        batch_keys_by_value(d, effective(f), sc, 0, from, n, &keys, &nkeys))
       return -1;
     data_batch *b = xcalloc((size_t)n, sizeof *b);
-    int rc = 0;
+    rc = 0;
     for (int i = 0; i < nkeys; i++) {
+      b[i].estimated = estimated;
       b[i].id = keys[i].batch;
       b[i].key.at = b[i].value = keys[i].v;
       b[i].key.id = keys[i].batch;
@@ -1158,6 +1711,30 @@ int data_batch_before(data *d, const filter *f, const data_scope *scope,
   sqlite3_stmt *st = NULL;
   if (n < 1)
     n = 1;
+  /* A page of the candidates (slowest_batches()): the n-th batch above. */
+  batch_sum *sums = NULL;
+  int nsums = 0, rc = slowest_batches(d, effective(f), sc, &sums, &nsums);
+  if (rc < 0)
+    return -1;
+  if (rc == 0) {
+    int at = 0;
+    while (at < nsums && key &&
+           (sums[at].v > key->at ||
+            (sums[at].v == key->at && sums[at].batch > key->id)))
+      at++;
+    /* A key past the candidates came from an exact page: read exactly. */
+    int k = at, have = 0, within = at < nsums;
+    while (within && k > 0 && have < n) {
+      k--;
+      if (sums[k].batch != batch)
+        have++;
+    }
+    if (have)
+      *out = (data_key){sums[k].v, sums[k].batch};
+    free(sums);
+    if (within)
+      return have ? 0 : 1;
+  }
   if (prepare_batch_keys(d, effective(f), sc, 1, &st))
     return -1;
   bind_list(st, sc, 1, key, sc->by == DATA_BY_TIME ? 256 * n : n);
@@ -1343,6 +1920,7 @@ int data_names_load(data *d, const filter *f, int64_t since, int64_t now_us,
   *out = NULL;
   *n = 0;
   f = effective(f);
+  since = narrow_since(f, since);
   int reuse = f == NULL && d->sample && d->sample_now == now_us &&
               d->sample_since == since;
   if (reuse) {

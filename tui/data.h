@@ -113,6 +113,10 @@ typedef struct data_batch {
   /* In the other orders, the batch's value over its matching tasks: total
    * run time, longest wait or worst severity. */
   int64_t value;
+  /* Its place in that order was found among the batches of the window's
+   * slowest tasks, not every batch of it (a large window by run time:
+   * data.c, slowest_batches()). */
+  int estimated;
   int ntasks;
   data_task *tasks; /* in position order */
 } data_batch;
@@ -143,6 +147,11 @@ void data_close(data *d);
 /* 1 when another connection committed since the last call, else 0; the
  * first call returns 1 (reader_changed()). */
 int data_changed(data *d);
+
+/* data_stats_load() keeps the sparklines' counts of settled seconds for
+ * the filter object it was last given (compared by address): call this
+ * before freeing a filter given to it, or to count everything again. */
+void data_filter_changed(data *d);
 
 /* The header's figures over the tasks matching f (NULL: all) enqueued
  * from `since` on, as of now_us. Returns 0 or -1. */

@@ -778,9 +778,13 @@ static void draw_batches(const view_state *s, grid *g, int top, int rows) {
       {"longest wait", "longest first", "shortest first"},
       {"state", "worst first", "best first"}};
   data_scope sc = view_scope(s);
-  char title[96];
-  snprintf(title, sizeof title, "REQUEST / TASKS IN ORDER   by %s, %s",
-           orders[sc.by][0], orders[sc.by][sc.desc ? 1 : 2]);
+  char title[160];
+  /* An order found among the batches of the slowest tasks says so. */
+  snprintf(title, sizeof title, "REQUEST / TASKS IN ORDER   by %s, %s%s",
+           orders[sc.by][0], orders[sc.by][sc.desc ? 1 : 2],
+           s->nbatches > 0 && s->batches[0].estimated
+               ? " ~ among the batches of the slowest tasks"
+               : "");
   grid_puts(g, 0, top, w, style(GRID_DEFAULT, GRID_REVERSE | GRID_BOLD), title);
   int y = top + 1;
   for (int i = 0; i < s->nbatches && y < top + 1 + rows; i++) {

@@ -1062,9 +1062,9 @@ static void failed_transactions_keep_the_held_tasks(void **state) {
   store_close(s);
 }
 
-/* Version 6 added agents.dropped_batches and dropped_tasks, and the table
- * inflight: a version 5 store gets them, its rows at 0, and HEALTH writes
- * them. */
+/* Version 6 added agents.dropped_batches and dropped_tasks, and the tables
+ * inflight and slowest: a version 5 store gets them, its rows at 0 (its
+ * tasks that ran in slowest), and HEALTH writes them. */
 static void upgrades_a_version_5_store(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
@@ -1087,6 +1087,7 @@ static void upgrades_a_version_5_store(void **state) {
                                 "ALTER TABLE agents DROP COLUMN "
                                 "dropped_batches; ALTER TABLE agents DROP "
                                 "COLUMN dropped_tasks; DROP TABLE inflight; "
+                                "DROP TABLE slowest; "
                                 "PRAGMA user_version = 5",
                                 NULL, NULL, NULL),
                    SQLITE_OK);
@@ -1099,6 +1100,10 @@ static void upgrades_a_version_5_store(void **state) {
                         "WHERE name IN ('dropped_batches', 'dropped_tasks')"),
                    2);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
+  /* The task ran: the upgrade filled slowest from the raw rows. */
+  assert_int_equal(q(f, "SELECT count(*) FROM slowest WHERE minute = 0 AND "
+                        "run_us = 100 AND id = 1 AND batch = 100"),
+                   1);
   assert_int_equal(q(f, "SELECT dropped * 1000000 + reconnects * 10000 + "
                         "dropped_batches * 100 + dropped_tasks FROM agents"),
                    12030000);
@@ -1143,6 +1148,9 @@ static void prunes_by_age_keeping_failures_longer(void **state) {
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status = 6"), 0);
   /* Batches go with their last task. */
   assert_int_equal(q(f, "SELECT count(*) FROM batches"), 500);
+  /* The slowest of the pruned minutes go too: only the recent task's
+   * minute is left (the failures kept longer are read raw). */
+  assert_int_equal(q(f, "SELECT count(*) FROM slowest"), 1);
 }
 
 /* A task that arrives older than what retention has already worked
@@ -1362,6 +1370,73 @@ static void rollup_fill_agrees_with_the_writer(void **state) {
 /* Tasks added in a transaction that rolls back leave the rollups, their
  * histograms included: the writer retries the batch, and each retry adds
  * the same tasks again. */
+static int by_run_desc(const void *a, const void *b) {
+  const int64_t *x = a, *y = b; /* {run, id} */
+  if (x[0] != y[0])
+    return x[0] < y[0] ? 1 : -1;
+  return (x[1] < y[1]) - (x[1] > y[1]);
+}
+
+/* The table slowest keeps each minute's SCHEMA_SLOWEST_PER_MINUTE slowest
+ * tasks by (run, id), whatever the transactions they came in (ties
+ * included), and a minute of fewer tasks keeps them all; a rolled back
+ * transaction leaves nothing. */
+static void rollup_keeps_each_minutes_slowest(void **state) {
+  fixture *f = *state;
+  char *err = NULL;
+  assert_int_equal(schema_apply(f->db, &err), SQLITE_OK);
+  rollup *r = NULL;
+  assert_int_equal(rollup_open(f->db, &r), SQLITE_OK);
+  int64_t minute = INT64_C(60000000) * 1000;
+  enum { TX = 6, PER = 300 };
+  static int64_t all[TX * PER][2];
+  int n = 0;
+  for (int t = 0; t < TX; t++) {
+    assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL),
+                     SQLITE_OK);
+    for (int i = 0; i < PER; i++, n++) {
+      all[n][0] = (n * 7919) % 1000; /* many ties */
+      all[n][1] = 1 + n;
+      rollup_add(r, 1, "n", 1, minute + n, SCHEMA_SUCCEEDED, 5, all[n][0],
+                 all[n][1], 7);
+    }
+    rollup_add(r, 1, "n", 1, minute + 60000000 + t, SCHEMA_FAILED, 5, t,
+               100000 + t, 8);
+    assert_int_equal(rollup_flush(r), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL),
+                     SQLITE_OK);
+  }
+  assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  rollup_add(r, 1, "n", 1, minute, SCHEMA_SUCCEEDED, 5, 5000, 999999, 9);
+  assert_int_equal(rollup_flush(r), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL),
+                   SQLITE_OK);
+  rollup_free(r);
+  qsort(all, (size_t)n, sizeof all[0], by_run_desc);
+  assert_int_equal(q(f, "SELECT count(*) FROM slowest WHERE minute = "
+                        "60000000000"),
+                   SCHEMA_SLOWEST_PER_MINUTE);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(f->db,
+                                      "SELECT run_us, id, batch, enqueued_at "
+                                      "FROM slowest WHERE minute = "
+                                      "60000000000 ORDER BY run_us DESC, id "
+                                      "DESC",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  for (int i = 0; i < SCHEMA_SLOWEST_PER_MINUTE; i++) {
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), all[i][0]);
+    assert_int_equal(sqlite3_column_int64(st, 1), all[i][1]);
+    assert_int_equal(sqlite3_column_int64(st, 2), 7);
+    assert_int_equal(sqlite3_column_int64(st, 3), minute + all[i][1] - 1);
+  }
+  sqlite3_finalize(st);
+  assert_int_equal(q(f, "SELECT count(*) FROM slowest WHERE minute = "
+                        "60060000000"),
+                   TX);
+}
+
 static void rollup_rollback_forgets_the_tasks(void **state) {
   fixture *f = *state;
   char *err = NULL;
@@ -1372,26 +1447,26 @@ static void rollup_rollback_forgets_the_tasks(void **state) {
   /* Committed. */
   assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
   for (int i = 0; i < 10; i++)
-    rollup_add(r, 1, "n", 1, minute + 1, SCHEMA_SUCCEEDED, 5, 1000);
+    rollup_add(r, 1, "n", 1, minute + 1, SCHEMA_SUCCEEDED, 5, 1000, 1, 0);
   assert_int_equal(rollup_flush(r), SQLITE_OK);
   assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
   /* Flushed, then rolled back. */
   assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
   for (int i = 0; i < 10; i++)
-    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10);
+    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10, 2, 0);
   assert_int_equal(rollup_flush(r), SQLITE_OK);
   assert_int_equal(sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL),
                    SQLITE_OK);
   /* Rolled back before the flush. */
   assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
   for (int i = 0; i < 10; i++)
-    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10);
+    rollup_add(r, 1, "n", 1, minute + 2, SCHEMA_FAILED, 5, 10, 2, 0);
   rollup_rollback(r);
   assert_int_equal(sqlite3_exec(f->db, "ROLLBACK", NULL, NULL, NULL),
                    SQLITE_OK);
   /* One more task, committed: only it and the first ten count. */
   assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-  rollup_add(r, 1, "n", 1, minute + 3, SCHEMA_SUCCEEDED, 5, 1000);
+  rollup_add(r, 1, "n", 1, minute + 3, SCHEMA_SUCCEEDED, 5, 1000, 3, 0);
   assert_int_equal(rollup_flush(r), SQLITE_OK);
   assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
   rollup_free(r);
@@ -1422,10 +1497,10 @@ static void rollup_names_past_the_cap_fold(void **state) {
        * those are is the order of the flush). */
       snprintf(name, sizeof(name), "n%d", run ? 298 + i % 2 : i);
       rollup_add(r, 1, name, strlen(name), minute + i, SCHEMA_SUCCEEDED, 5,
-                 1000);
+                 1000, i + 1, 0);
     }
     if (run)
-      rollup_add(r, 1, "new", 3, minute, SCHEMA_FAILED, 5, 10);
+      rollup_add(r, 1, "new", 3, minute, SCHEMA_FAILED, 5, 10, 1000, 0);
     assert_int_equal(rollup_flush(r), SQLITE_OK);
     assert_int_equal(sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL),
                      SQLITE_OK);
@@ -1801,6 +1876,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(prunes_gone_agents, setup, teardown),
       cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),
+      cmocka_unit_test_setup_teardown(rollup_keeps_each_minutes_slowest,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(rollup_rollback_forgets_the_tasks, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(rollup_names_past_the_cap_fold, setup,

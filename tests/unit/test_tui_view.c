@@ -1050,6 +1050,269 @@ static void header_percentiles_within_their_bound(void **state) {
 
 /* tasks/s is over the last 10 seconds: once events stop it falls to 0,
  * as the clock moves, with nothing read from the store. */
+/* A store of the fixture's tasks and `n` more over the 70 minutes before
+ * now, in batches of three: run times with many ties, the 3 newest
+ * batches (local ids from 1000 on, of agent 2) far slower than the rest. */
+static void bulk_batches(bulk *b, int n) {
+  bulk_begin(b, "bulk");
+  sqlite3_stmt *ins = NULL, *bat = NULL;
+  assert_int_equal(
+      sqlite3_prepare_v2(b->db,
+                         "INSERT INTO tasks (id, agent, batch, position, "
+                         "name, mode, status, enqueued_at, started_at, "
+                         "finished_at, wait_us, run_us) VALUES (?1, 2, ?2, "
+                         "?3, 'bulk', 0, 2, ?4, ?4, ?4 + ?5, 5, ?5)",
+                         -1, &ins, NULL),
+      SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(b->db,
+                                      "INSERT INTO batches (id, agent, label, "
+                                      "created_at) VALUES (?1, 2, 'b', ?2)",
+                                      -1, &bat, NULL),
+                   SQLITE_OK);
+  for (int i = 0; i < n; i++) {
+    int64_t batch = schema_global_id(2, (uint64_t)(i / 3 + 1000));
+    int64_t at = FIXTURE_NOW - INT64_C(4200000000) +
+                 (INT64_C(4200000000) / n) * i;
+    int64_t run = i >= n - 9 ? INT64_C(500000000000) + i : (i * 7919) % 5000;
+    if (i % 3 == 0) {
+      sqlite3_reset(bat);
+      sqlite3_bind_int64(bat, 1, batch);
+      sqlite3_bind_int64(bat, 2, at);
+      assert_int_equal(sqlite3_step(bat), SQLITE_DONE);
+    }
+    sqlite3_reset(ins);
+    sqlite3_bind_int64(ins, 1, schema_global_id(2, (uint64_t)(n + i + 1)));
+    sqlite3_bind_int64(ins, 2, batch);
+    sqlite3_bind_int(ins, 3, i % 3);
+    sqlite3_bind_int64(ins, 4, at);
+    sqlite3_bind_int64(ins, 5, run);
+    assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+  }
+  sqlite3_finalize(ins);
+  sqlite3_finalize(bat);
+  bulk_commit(b);
+}
+
+/* The ids of the list by run time over the window, longest first, a page
+ * of 50 at a time from the top (each page from the last row's key). */
+static int walk_by_run(data *d, const data_scope *sc, int64_t *ids, int max) {
+  int n = 0;
+  data_key key;
+  for (int page = 0; n < max; page++) {
+    data_task *rows = NULL;
+    int got = 0;
+    assert_int_equal(data_tasks_page(d, NULL, sc, page ? &key : NULL, -1, 50,
+                                     &rows, &got),
+                     0);
+    /* A page from a key starts with that row again. */
+    for (int i = page ? 1 : 0; i < got && n < max; i++)
+      ids[n++] = rows[i].id;
+    int last = got < 2 && page;
+    if (got > 0)
+      key = data_task_key(&rows[got - 1], sc);
+    data_tasks_free(rows, got);
+    if (got == 0 || last)
+      break;
+  }
+  return n;
+}
+
+/* Tasks by run time over an hour (and everything) come minute by minute
+ * from the table slowest, in the order of the sort of the whole window
+ * (the same list with the table dropped), page after page, past the
+ * minutes' slowest too (700 rows: the sort takes over); batches by total run
+ * time over a window of more than 50,000 tasks come from the batches of
+ * the slowest tasks, marked, each with its exact total. */
+static void slowest_minute_by_minute(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_batches(&b, 60000);
+  /* The last: 2.5 minutes, whose 700 slowest go past the minutes'
+   * SCHEMA_SLOWEST_PER_MINUTE. */
+  static const int64_t since[] = {FIXTURE_NOW - INT64_C(3617000000),
+                                  INT64_MIN, FIXTURE_NOW - INT64_C(150000000)};
+  static const char by_run[] =
+      "(CASE WHEN run_us IS NOT NULL THEN run_us WHEN status = 1 THEN ?2 - "
+      "started_at ELSE -1 END)";
+  enum { N = 700 };
+  static int64_t want[N], got[N], plain[N];
+  for (int w = 0; w < 3; w++) {
+    data *d = NULL;
+    assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+    data_scope sc = {since[w], FIXTURE_NOW, DATA_BY_RUN, 1};
+    int n = expected_order(b.db, by_run, since[w], FIXTURE_NOW, want, N);
+    assert_int_equal(n, N);
+    assert_int_equal(walk_by_run(d, &sc, got, N), N);
+    assert_memory_equal(got, want, sizeof want);
+    data_close(d);
+  }
+  /* Batches: the three slow ones first, marked, with exact totals. */
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data_scope sc = {since[0], FIXTURE_NOW, DATA_BY_RUN, 1};
+  data_batch *rows = NULL;
+  int nb = 0;
+  assert_int_equal(data_batches_page(d, NULL, &sc, NULL, 10, &rows, &nb), 0);
+  assert_int_equal(nb, 10);
+  sqlite3_stmt *sum = NULL;
+  /* A running task's run so far counts (the fixture's). */
+  assert_int_equal(
+      sqlite3_prepare_v2(b.db,
+                         "SELECT sum(max(CASE WHEN run_us IS NOT NULL THEN "
+                         "run_us WHEN status = 1 THEN ?3 - started_at ELSE -1 "
+                         "END, 0)) FROM tasks WHERE batch = ?1 AND "
+                         "enqueued_at >= ?2",
+                         -1, &sum, NULL),
+      SQLITE_OK);
+  sqlite3_bind_int64(sum, 3, FIXTURE_NOW);
+  for (int i = 0; i < nb; i++) {
+    assert_true(rows[i].estimated);
+    if (i < 3)
+      assert_int_equal(rows[i].id,
+                       schema_global_id(2, (uint64_t)(1000 + 20000 - 1 - i)));
+    else
+      assert_true(rows[i].value <= rows[i - 1].value);
+    sqlite3_reset(sum);
+    sqlite3_bind_int64(sum, 1, rows[i].id);
+    sqlite3_bind_int64(sum, 2, since[0]);
+    assert_int_equal(sqlite3_step(sum), SQLITE_ROW);
+    assert_int_equal(rows[i].value, sqlite3_column_int64(sum, 0));
+  }
+  /* The next page goes on from the last one, and back up finds it. */
+  data_key key = rows[nb - 1].key, above;
+  int64_t first = rows[0].id;
+  data_batches_free(rows, nb);
+  assert_int_equal(data_batches_page(d, NULL, &sc, &key, 10, &rows, &nb), 0);
+  assert_int_equal(nb, 10);
+  assert_true(rows[0].estimated);
+  assert_int_equal(data_batch_before(d, NULL, &sc, &rows[0].key, rows[0].id,
+                                     9, &above),
+                   0);
+  assert_int_equal(above.id, first);
+  data_batches_free(rows, nb);
+  sqlite3_finalize(sum);
+  data_close(d);
+  /* Without the table (a store made before it): the sort of the window,
+   * the same list. */
+  assert_int_equal(
+      sqlite3_exec(b.db, "DROP TABLE slowest", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  assert_int_equal(walk_by_run(d, &sc, plain, N), N);
+  expected_order(b.db, by_run, since[0], FIXTURE_NOW, want, N);
+  assert_memory_equal(plain, want, sizeof want);
+  data_close(d);
+  bulk_remove(&b);
+}
+
+/* The header's counts over a large window come from the rollups' whole
+ * minutes, the raw rows of the edge and the tasks not final yet: the same
+ * as counting the raw rows, in total and by state, with and without a
+ * name filter. */
+static void header_total_from_rollups(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_batches(&b, 30000);
+  static const int64_t since[] = {FIXTURE_NOW - INT64_C(3617000000),
+                                  FIXTURE_NOW - INT64_C(900000000),
+                                  FIXTURE_NOW - INT64_C(61000000), INT64_MIN};
+  /* A since: term narrows the window; the rollups still answer. */
+  static const struct {
+    const char *terms, *name;
+    int64_t since;
+  } filters[] = {{"", "", INT64_MIN},
+                 {"name:bulk", "bulk", INT64_MIN},
+                 {"name:send_email", "send_email", INT64_MIN},
+                 {"name:bulk since:20m", "bulk", FIXTURE_NOW - INT64_C(1200000000)},
+                 {"since:50m", "", FIXTURE_NOW - INT64_C(3000000000)}};
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  sqlite3_stmt *count = NULL;
+  assert_int_equal(sqlite3_prepare_v2(b.db,
+                                      "SELECT count(*), sum(status = ?4) "
+                                      "FROM tasks WHERE enqueued_at >= "
+                                      "max(?1, ?3) AND (?2 = '' OR name = "
+                                      "?2)",
+                                      -1, &count, NULL),
+                   SQLITE_OK);
+  for (size_t t = 0; t < sizeof filters / sizeof filters[0]; t++) {
+    filter *f = NULL;
+    assert_int_equal(
+        filter_parse(filters[t].terms, FIXTURE_NOW, &f, err, sizeof err), 0);
+    for (size_t w = 0; w < 4; w++) {
+      data_stats stats;
+      assert_int_equal(data_stats_load(d, f, since[w], FIXTURE_NOW, &stats),
+                       0);
+      /* The total, and each state's count. */
+      for (int state = 0; state < SCHEMA_STATUS_COUNT; state++) {
+        sqlite3_reset(count);
+        sqlite3_bind_int64(count, 1, since[w]);
+        sqlite3_bind_text(count, 2, filters[t].name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(count, 3, filters[t].since);
+        sqlite3_bind_int(count, 4, state);
+        assert_int_equal(sqlite3_step(count), SQLITE_ROW);
+        assert_int_equal(stats.total, sqlite3_column_int64(count, 0));
+        assert_int_equal(stats.counts[state], sqlite3_column_int64(count, 1));
+      }
+    }
+    filter_free(f);
+  }
+  sqlite3_finalize(count);
+  data_close(d);
+  bulk_remove(&b);
+}
+
+static int64_t spark_sum(const data_stats *s) {
+  int64_t n = 0;
+  for (int i = 0; i < DATA_SPARK_N; i++)
+    n += s->spark_tasks[i];
+  return n;
+}
+
+/* The sparkline's counts of seconds that settled (ended 2 s before now)
+ * are kept from one load to the next, the recent ones counted again each
+ * time; kept counts are counted again after 30 s, so a row that comes
+ * late into a settled second shows then. A new filter counts anew. */
+static void spark_keeps_settled_seconds(void **state) {
+  (void)state;
+  char err[256];
+  bulk b;
+  bulk_begin(&b, "recent");
+  for (int i = 0; i < 50; i++)
+    bulk_add(&b, INT64_C(3000000) + i,
+             FIXTURE_NOW - INT64_C(100000000) + i * INT64_C(1000000), 100);
+  bulk_commit(&b);
+  data *d = NULL;
+  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data_stats first, again;
+  assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &first),
+                   0);
+  /* One task late into a settled second, one into the last second. */
+  char *sql = sqlite3_mprintf(
+      "INSERT INTO tasks (id, agent, batch, position, name, mode, status, "
+      "enqueued_at, run_us) VALUES (4000000, 1, 0, 0, 'late', 0, 2, %lld, 5), "
+      "(4000001, 1, 0, 0, 'late', 0, 2, %lld, 5)",
+      (long long)(FIXTURE_NOW - INT64_C(100000000)),
+      (long long)(FIXTURE_NOW - INT64_C(500000)));
+  assert_int_equal(sqlite3_exec(b.db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_free(sql);
+  assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &again),
+                   0);
+  assert_int_equal(spark_sum(&again), spark_sum(&first) + 1);
+  filter *f = NULL;
+  assert_int_equal(filter_parse("late", FIXTURE_NOW, &f, err, sizeof err), 0);
+  assert_int_equal(data_stats_load(d, f, WINDOW_15M, FIXTURE_NOW, &again), 0);
+  assert_int_equal(spark_sum(&again), 2);
+  data_filter_changed(d);
+  filter_free(f);
+  int64_t later = FIXTURE_NOW + INT64_C(31000000);
+  assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, later, &again), 0);
+  assert_int_equal(spark_sum(&again), spark_sum(&first) + 2);
+  data_close(d);
+  bulk_remove(&b);
+}
+
 static void rates_fall_to_zero(void **state) {
   (void)state;
   char err[256];
@@ -1184,6 +1447,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(open_refuses_what_is_not_a_store),
       cmocka_unit_test(small_window_is_exact),
       cmocka_unit_test(dense_window_from_rollups),
+      cmocka_unit_test(slowest_minute_by_minute),
+      cmocka_unit_test(header_total_from_rollups),
+      cmocka_unit_test(spark_keeps_settled_seconds),
       cmocka_unit_test(dense_window_is_sampled_with_weights),
       cmocka_unit_test(sampled_figures_hold_still),
       cmocka_unit_test(sparse_minutes_give_exact_percentiles),
