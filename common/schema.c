@@ -147,7 +147,7 @@ static const char ddl[] =
                                 "  id INTEGER PRIMARY KEY,\n"
                                 "  tasks BLOB NOT NULL\n"
                                 ");\n"
-                                /* Version 6: the slowest tasks of each
+                                /* Version 7: the slowest tasks of each
                                  * minute (schema.h). */
                                 "CREATE TABLE IF NOT EXISTS slowest (\n"
                                 "  minute INTEGER NOT NULL,\n"
@@ -363,8 +363,8 @@ int schema_apply_upgrade(sqlite3 *db, schema_upgrade_fn fill, void *arg,
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, indexes, NULL, NULL, err);
   /* The rollups of version 4 on are kept as they are; `fill` fills what
-   * later versions added (version 6: slowest). */
-  if (rc == SQLITE_OK && upgrade && version < 6)
+   * later versions added (version 7: slowest). */
+  if (rc == SQLITE_OK && upgrade && version < 7)
     rc = fill(db, (int)version, arg, err);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA user_version = " SCHEMA_VERSION_TEXT, NULL,

@@ -8,7 +8,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 /* The oldest version the readers (top, query) read: version 4 made the
  * rollups the source of their statistics; version 5 added the agents
  * columns of instance ownership, which readers do not name, and
@@ -16,7 +16,8 @@
  * reader_agent_seen_sql() (common/reader.h); version 6 added
  * agents.dropped_batches and dropped_tasks, which readers ask for through
  * reader_agent_dropped_batches_sql() and reader_agent_dropped_tasks_sql(),
- * and the table inflight, which only `query --follow` reads. */
+ * and the table inflight, which only `query --follow` reads; version 7
+ * added the table slowest, which `top` reads when the store has it. */
 #define SCHEMA_READ_MIN 4
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
@@ -136,7 +137,7 @@ enum schema_status {
   "error_message, error_detail, drop_reason"
 
 /*
- * The table slowest (version 6): the SCHEMA_SLOWEST_PER_MINUTE slowest
+ * The table slowest (version 7): the SCHEMA_SLOWEST_PER_MINUTE slowest
  * tasks that ran of each minute of enqueue time, by (run_us, id), kept by
  * the collector with the rollups (docs/schema.md). A reader finds the
  * slowest tasks of a window as the slowest of each minute, merged, instead
@@ -182,7 +183,7 @@ const char *schema_mode_name(int mode);
 /*
  * Fills what a new version derives from an older store's rows, inside the
  * upgrade's transaction, after the new tables and indexes exist: `from` is
- * the store's version before. Called for stores older than version 6:
+ * the store's version before. Called for stores older than version 7:
  * the rollups for those older than 4 (later versions keep theirs), the
  * table slowest for all of them. Returns an SQLite result
  * code, with a message in *err (sqlite3_free() it). The collector's is
@@ -241,8 +242,9 @@ int schema_check_ours(sqlite3 *db, char **err);
  * export_queue and the column batches.traceparent, replaced the rollups,
  * which `fill` fills from the raw rows, and made tasks_time and
  * tasks_unusual covering; version 5 added the agents columns of instance
- * ownership and agents.last_received_at; version 6 the tables inflight
- * and slowest, which `fill` fills from the raw rows),
+ * ownership and agents.last_received_at; version 6 the table inflight
+ * and the agents' drop counts; version 7 the table slowest, which `fill`
+ * fills from the raw rows),
  * checks the version when it is
  * not, and marks the store with SCHEMA_APPLICATION_ID (stores of earlier
  * versions get it here). Returns SQLITE_OK, or an SQLite error code with a

@@ -36,6 +36,10 @@ python=/usr/bin/python3
 [ -x "$python" ] || python=python3
 
 tmp=$(mktemp -d)
+# The load reads the server's address from server.out: it exists before
+# either starts (the server's redirection is made in its own process,
+# which may run after the load's first look).
+: >"$tmp/server.out"
 server=""
 load=""
 cleanup() {
@@ -93,8 +97,12 @@ keep_alive = sys.argv[4] == "c"
 deadline = time.monotonic() + 30
 port = None
 while port is None and time.monotonic() < deadline:
-    with open(out_path) as f:
-        line = f.readline()
+    try:
+        with open(out_path) as f:
+            line = f.readline()
+    except FileNotFoundError:  # the server's shell has not made it yet
+        line = ""
+
     if line.startswith("listening on http://"):
         candidate = int(line.rsplit(":", 1)[1])
         try:

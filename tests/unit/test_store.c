@@ -1062,9 +1062,31 @@ static void failed_transactions_keep_the_held_tasks(void **state) {
   store_close(s);
 }
 
-/* Version 6 added agents.dropped_batches and dropped_tasks, and the tables
- * inflight and slowest: a version 5 store gets them, its rows at 0 (its
- * tasks that ran in slowest), and HEALTH writes them. */
+/* Version 7 added the table slowest: a version 6 store (the release
+ * before) gets it, filled from its raw rows, and the collector opens it. */
+static void upgrades_a_version_6_store(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  write_one(f, b);
+  store_close(f->store);
+  f->store = NULL;
+  assert_int_equal(sqlite3_exec(f->db,
+                                "DROP TABLE slowest; PRAGMA user_version = 6",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  assert_int_equal(q(f, "SELECT count(*) FROM slowest WHERE minute = 0 AND "
+                        "run_us = 100 AND id = 1 AND batch = 100"),
+                   1);
+}
+
+/* Version 6 added agents.dropped_batches and dropped_tasks and the table
+ * inflight, version 7 the table slowest: a version 5 store gets them, its rows
+ * at 0 (its tasks that ran in slowest), and HEALTH writes them. */
 static void upgrades_a_version_5_store(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
@@ -1392,8 +1414,7 @@ static void rollup_keeps_each_minutes_slowest(void **state) {
   static int64_t all[TX * PER][2];
   int n = 0;
   for (int t = 0; t < TX; t++) {
-    assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(f->db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
     for (int i = 0; i < PER; i++, n++) {
       all[n][0] = (n * 7919) % 1000; /* many ties */
       all[n][1] = 1 + n;
@@ -1854,6 +1875,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(upgrades_a_version_4_store, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(upgrades_a_version_6_store, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(upgrades_a_version_5_store, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(held_tasks_end_as_written_ones, setup,
@@ -1876,8 +1899,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(prunes_gone_agents, setup, teardown),
       cmocka_unit_test_setup_teardown(rollups_count_and_rank, setup, teardown),
       cmocka_unit_test(histogram_quantiles),
-      cmocka_unit_test_setup_teardown(rollup_keeps_each_minutes_slowest,
-                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(rollup_keeps_each_minutes_slowest, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(rollup_rollback_forgets_the_tasks, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(rollup_names_past_the_cap_fold, setup,
