@@ -101,11 +101,16 @@ typedef struct ring_enqueue_tail {
  * (half) full: the rest is for the later events of what was admitted.
  * A task's later events may be recorded on another thread (a sync task
  * starts and ends on a pool thread), whose ring the admitting thread
- * cannot see: the sender also refuses new batches (admit_pressure) while
- * the last drain found any ring past the batch mark. */
+ * cannot see: the runner bounds its pool's backlog (below), and the sender
+ * also refuses new batches (admit_pressure) while the last drain found any
+ * ring past RING_ADMIT_PRESSURE/RING_ADMIT_DEN, a last guard for tasks of
+ * the low-level API run on other threads (a pool thread's ring reaches
+ * the batch mark when a loaded machine keeps the sender from running for
+ * about 100 ms at 100,000 events/s, with most of its room to spare). */
 #define RING_ADMIT_DEN 8u
 #define RING_ADMIT_BATCH 3u
 #define RING_ADMIT_TASK 4u
+#define RING_ADMIT_PRESSURE 6u
 /* The batch runner hands each sync task of a running batch to libuv's
  * thread pool, whose queue has no bound; a pool thread records its START
  * and end on its own ring, smaller than the loop's and, while the resend

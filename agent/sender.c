@@ -978,11 +978,11 @@ static void tick(sender *s) {
   uint64_t now = uv_now(&s->loop);
   s->buffer.now_ms = now;
   uint64_t taken = tw__drain_run(&s->drain);
-  /* A full resend buffer, or any ring past the batch mark, refuses new
+  /* A full resend buffer, or any ring past the pressure mark, refuses new
    * batches (record.c): the later events of admitted tasks may land in
-   * another thread's ring (agent_internal.h, RING_ADMIT_BATCH). */
+   * another thread's ring (agent_internal.h, RING_ADMIT_PRESSURE). */
   int pressure = s->drain.out_of_room ||
-                 s->drain.peak_fill * RING_ADMIT_DEN > RING_ADMIT_BATCH;
+                 s->drain.peak_fill * RING_ADMIT_DEN > RING_ADMIT_PRESSURE;
   if (atomic_load_explicit(&s->agent->admit_pressure, memory_order_relaxed) !=
       pressure)
     atomic_store_explicit(&s->agent->admit_pressure, pressure,
