@@ -415,8 +415,10 @@ static void admit_window(tw_agent *agent, ring *mine) {
       used + sizeof(ring) + next <= agent->cap / 2 && sizeof(ring) + next <= fit
           ? next / RING_SLOT_BYTES
           : UINT64_MAX; /* no new ring: only the rings there are */
-  uint64_t in = 0, out = atomic_load_explicit(&agent->pool_out_unbound,
-                                              memory_order_relaxed);
+  uint64_t in = atomic_load_explicit(&agent->pool_in_unbound,
+                                     memory_order_relaxed),
+           out = atomic_load_explicit(&agent->pool_out_unbound,
+                                      memory_order_relaxed);
   ring *head = atomic_load_explicit(&agent->rings, memory_order_acquire);
   for (ring *r = head; r != NULL; r = r->next) {
     in += atomic_load_explicit(&r->pool_in, memory_order_relaxed);
