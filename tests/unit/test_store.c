@@ -106,14 +106,20 @@ static task_row *add_task(fixture *f, wbatch *b, int64_t id, int64_t batch,
   return r;
 }
 
+/* The agents row of `agent` on host "h", connected at `at`: its
+ * instance's bytes all `fill`, with this service. */
+static agent_op *add_instance(wbatch *b, int64_t agent, int64_t at, int fill,
+                              const char *service) {
+  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, agent, at);
+  memset(op->instance, fill, sizeof(op->instance));
+  op->service = (blob){service, (uint32_t)strlen(service)};
+  op->host = (blob){"h", 1};
+  return op;
+}
+
 /* The agents row of agent 1, with this service. */
 static void add_agent(wbatch *b, const char *service) {
-  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
-  memset(op->instance, 7, sizeof(op->instance));
-  op->service.ptr = service;
-  op->service.len = (uint32_t)strlen(service);
-  op->host.ptr = "h";
-  op->host.len = 1;
+  add_instance(b, 1, 77, 7, service);
 }
 
 static void add_batch(wbatch *b, int64_t id, int64_t at) {
@@ -123,17 +129,20 @@ static void add_batch(wbatch *b, int64_t id, int64_t at) {
   br->created_at = at;
 }
 
+/* A new transaction of batch 100 with its task 1, which succeeded. */
+static wbatch *one_task(fixture *f) {
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  return b;
+}
+
 static void writes_rows_and_skips_repeated_ids(void **state) {
   fixture *f = *state;
   open_store(f, 0, 0, 0);
   assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
   wbatch *b = wbatch_new(1);
-  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
-  memset(op->instance, 9, sizeof(op->instance));
-  op->service.ptr = "svc";
-  op->service.len = 3;
-  op->host.ptr = "h";
-  op->host.len = 1;
+  add_instance(b, 1, 77, 9, "svc");
   add_batch(b, 100, 1000);
   add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
   add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED); /* repeated id */
@@ -319,11 +328,33 @@ static void assert_near(const hist_sparse *h, unsigned per_mille,
   assert_true(llabs(v - exact) <= exact / HIST_ERROR_DIV);
 }
 
-/* Turns the closed store into the layout of an older version: version
- * 3's indexes and per-minute rollups (percentiles by finished minute),
- * without export_queue and batches.traceparent, and for version 2 its two
- * indexes in place of tasks_time. */
-static void make_old_store(fixture *f, int version) {
+/* The fixture's store as an older version left it, closed: b (NULL:
+ * nothing) written into a new store and freed, then sql run on the
+ * closed store, which gives it the older version's layout and its
+ * user_version (NULL: the caller does). */
+static void make_store_at(fixture *f, wbatch *b, const char *sql) {
+  open_store(f, 0, 0, 0);
+  if (b != NULL) {
+    assert_int_equal(store_write(f->store, b), 0);
+    wbatch_free(b);
+  }
+  store_close(f->store);
+  f->store = NULL;
+  if (sql != NULL)
+    assert_int_equal(sqlite3_exec(f->db, sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
+/* Opens the store of an older version: it is upgraded to the current one. */
+static void open_upgraded(fixture *f) {
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+}
+
+/* A closed store holding b (as make_store_at) in the layout of an older
+ * version: version 3's indexes and per-minute rollups (percentiles by
+ * finished minute), without export_queue and batches.traceparent, and for
+ * version 2 its two indexes in place of tasks_time. */
+static void make_old_store(fixture *f, wbatch *b, int version) {
   static const char v3[] =
       "DROP TABLE rollups; DROP TABLE rollups_hour;"
       "DROP TABLE export_queue;"
@@ -339,9 +370,7 @@ static void make_old_store(fixture *f, int version) {
       " WHERE status <> 2;"
       "CREATE INDEX agents_gone ON agents (disconnected_at)"
       " WHERE connected = 0;";
-  assert_int_equal(
-      sqlite3_exec(f->db, schema_drop_index_sql(), NULL, NULL, NULL),
-      SQLITE_OK);
+  make_store_at(f, b, schema_drop_index_sql());
   assert_int_equal(sqlite3_exec(f->db, v3, NULL, NULL, NULL), SQLITE_OK);
   assert_int_equal(
       sqlite3_exec(f->db,
@@ -394,24 +423,12 @@ static void assert_current_indexes(fixture *f) {
  * the current version: tasks_time in their place, every row kept. */
 static void upgrades_a_version_2_store(void **state) {
   fixture *f = *state;
-  open_store(f, 0, 0, 0);
   wbatch *b = wbatch_new(1);
   add_batch(b, 100, 1000);
   add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
   add_task(f, b, 2, 100, 2000, SCHEMA_FAILED);
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
-  store_close(f->store);
-  f->store = NULL;
-  make_old_store(f, 2);
-  open_store(f, 0, 0, 0);
-  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
-  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
-                        "'index' AND name IN ('tasks_enqueued', 'tasks_name')"),
-                   0);
-  assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE type = "
-                        "'index' AND name = 'tasks_time'"),
-                   1);
+  make_old_store(f, b, 2);
+  open_upgraded(f);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 2);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks INDEXED BY tasks_time "
                         "WHERE enqueued_at >= 2000"),
@@ -429,7 +446,6 @@ static void upgrades_a_version_2_store(void **state) {
 static void upgrades_a_version_3_store(void **state) {
   fixture *f = *state;
   int64_t m = INT64_C(60000000), t0 = m * 5000;
-  open_store(f, 0, 0, 0);
   wbatch *b = wbatch_new(1);
   add_agent(b, "mail");
   for (int i = 0; i < 120; i++) {
@@ -437,11 +453,7 @@ static void upgrades_a_version_3_store(void **state) {
                            i % 10 ? SCHEMA_SUCCEEDED : SCHEMA_FAILED);
     r->finished_at = r->started_at + 100 * (i + 1);
   }
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
-  store_close(f->store);
-  f->store = NULL;
-  make_old_store(f, 3);
+  make_old_store(f, b, 3);
   /* What the version 3 collector had rolled up: two pruned minutes, and
    * (wrong by now) rows of the minutes raw rows still hold. */
   assert_int_equal(
@@ -452,8 +464,7 @@ static void upgrades_a_version_3_store(void **state) {
                    "'work', 1, 1, 7), (300180000000, 'work', 1, 1, 7)",
                    NULL, NULL, NULL),
       SQLITE_OK);
-  open_store(f, 0, 0, 0);
-  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  open_upgraded(f);
   assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE name = "
                         "'rollups_v3'"),
                    0);
@@ -685,33 +696,18 @@ static void ended_instances_leave_no_open_tasks(void **state) {
 /* Version 5 added agents.last_received_at: a version 4 store gets it. */
 static void upgrades_a_version_4_store(void **state) {
   fixture *f = *state;
-  open_store(f, 0, 0, 0);
-  wbatch *b = wbatch_new(1);
-  add_batch(b, 100, 1000);
-  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
-  write_one(f, b);
-  store_close(f->store);
-  f->store = NULL;
-  assert_int_equal(sqlite3_exec(f->db,
-                                "ALTER TABLE agents DROP COLUMN "
-                                "last_received_at; PRAGMA user_version = 4",
-                                NULL, NULL, NULL),
-                   SQLITE_OK);
-  open_store(f, 0, 0, 0);
-  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  make_store_at(f, one_task(f),
+                "ALTER TABLE agents DROP COLUMN last_received_at; "
+                "PRAGMA user_version = 4");
+  open_upgraded(f);
   assert_int_equal(q(f, "SELECT count(*) FROM pragma_table_info('agents') "
                         "WHERE name = 'last_received_at'"),
                    1);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 1);
   /* Version 4's rollups are kept, not filled again from the rows. */
   assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups"), 1);
-  b = wbatch_new(2);
-  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
-  memset(op->instance, 1, sizeof(op->instance));
-  op->service.ptr = "svc";
-  op->service.len = 3;
-  op->host.ptr = "h";
-  op->host.len = 1;
+  wbatch *b = wbatch_new(2);
+  add_instance(b, 1, 77, 1, "svc");
   agent_progress *p = wbatch_add_progress(b);
   p->agent = 1;
   p->next_seq = 5;
@@ -761,6 +757,13 @@ static char *dump(const char *path, const char *sql) {
   return out;
 }
 
+/* The query's result (as dump()) is want. */
+static void assert_dump(const char *path, const char *sql, const char *want) {
+  char *got = dump(path, sql);
+  assert_string_equal(got, want);
+  free(got);
+}
+
 static void set_error(task_row *r, const char *type, const char *message) {
   r->have |= HAVE_ERROR;
   r->error_type = (blob){type, (uint32_t)strlen(type)};
@@ -775,12 +778,8 @@ static wbatch *lifecycle_batch(fixture *f, int step) {
   task_row *r;
   switch (step) {
   case 1:
-    for (int agent = 1; agent <= 2; agent++) {
-      agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, agent, 77);
-      memset(op->instance, agent, sizeof(op->instance));
-      op->service = (blob){"svc", 3};
-      op->host = (blob){"h", 1};
-    }
+    for (int agent = 1; agent <= 2; agent++)
+      add_instance(b, agent, 77, agent, "svc");
     add_batch(b, 100, 1000);
     for (int id = 1; id <= 8; id++) {
       r = add_task(f, b, id, 100, 1000 + id, SCHEMA_QUEUED);
@@ -932,35 +931,31 @@ static void held_tasks_survive_a_crash(void **state) {
   wbatch_free(b);
   char path[128];
   snprintf(path, sizeof(path), "%s/crash.db", f->dir);
-  char *before = dump(path, "SELECT id FROM tasks ORDER BY id");
-  assert_string_equal(before, "3\n50\n"); /* whole, and the orphan */
-  free(before);
+  /* Whole, and the orphan. */
+  assert_dump(path, "SELECT id FROM tasks ORDER BY id", "3\n50\n");
   store_close(s); /* not settled */
   s = open_held(f, "crash.db", 60000);
-  char *rows = dump(path, "SELECT id, status, batch, position, thread, "
-                          "enqueued_at, started_at, wait_us FROM tasks "
-                          "WHERE id <> 50 ORDER BY id");
-  assert_string_equal(rows, "1|0|100|1|71|1001|NULL|NULL\n"
-                            "2|1|100|2|9|1002|1012|10\n"
-                            "3|2|100|3|73|1003|1013|10\n"
-                            "4|0|100|4|74|1004|NULL|NULL\n"
-                            "5|0|100|5|75|1005|NULL|NULL\n"
-                            "6|0|100|6|76|1006|NULL|NULL\n"
-                            "7|0|100|7|77|1007|NULL|NULL\n"
-                            "8|0|100|8|78|1008|NULL|NULL\n");
-  free(rows);
-  char *inflight = dump(path, "SELECT count(*) FROM inflight");
-  assert_string_equal(inflight, "0\n");
-  free(inflight);
+  assert_dump(path,
+              "SELECT id, status, batch, position, thread, "
+              "enqueued_at, started_at, wait_us FROM tasks "
+              "WHERE id <> 50 ORDER BY id",
+              "1|0|100|1|71|1001|NULL|NULL\n"
+              "2|1|100|2|9|1002|1012|10\n"
+              "3|2|100|3|73|1003|1013|10\n"
+              "4|0|100|4|74|1004|NULL|NULL\n"
+              "5|0|100|5|75|1005|NULL|NULL\n"
+              "6|0|100|6|76|1006|NULL|NULL\n"
+              "7|0|100|7|77|1007|NULL|NULL\n"
+              "8|0|100|8|78|1008|NULL|NULL\n");
+  assert_dump(path, "SELECT count(*) FROM inflight", "0\n");
   b = wbatch_new(2);
   task_row *r = add_update(b, 2, SCHEMA_SUCCEEDED);
   r->finished_at = 3000;
   r->have = HAVE_END;
   assert_int_equal(store_write(s, b), 0);
   wbatch_free(b);
-  rows = dump(path, "SELECT status, run_us FROM tasks WHERE id = 2");
-  assert_string_equal(rows, "2|1988\n");
-  free(rows);
+  assert_dump(path, "SELECT status, run_us FROM tasks WHERE id = 2",
+              "2|1988\n");
   store_stats st;
   store_get_stats(s, &st);
   assert_int_equal(st.rows_updated, 1);
@@ -982,9 +977,7 @@ static void held_tasks_are_written_when_due(void **state) {
   wbatch_free(b);
   char path[128];
   snprintf(path, sizeof(path), "%s/due.db", f->dir);
-  char *rows = dump(path, "SELECT count(*) FROM tasks");
-  assert_string_equal(rows, "0\n");
-  free(rows);
+  assert_dump(path, "SELECT count(*) FROM tasks", "0\n");
   /* Not due yet: an empty transaction leaves it held. */
   b = wbatch_new(2);
   assert_int_equal(store_write(s, b), 0);
@@ -998,12 +991,8 @@ static void held_tasks_are_written_when_due(void **state) {
   assert_int_equal(store_write(s, b), 0);
   assert_int_equal(b->held_due_ms, -1);
   wbatch_free(b);
-  rows = dump(path, "SELECT status, started_at FROM tasks");
-  assert_string_equal(rows, "1|1010\n");
-  free(rows);
-  rows = dump(path, "SELECT count(*) FROM inflight");
-  assert_string_equal(rows, "0\n");
-  free(rows);
+  assert_dump(path, "SELECT status, started_at FROM tasks", "1|1010\n");
+  assert_dump(path, "SELECT count(*) FROM inflight", "0\n");
   store_close(s);
 }
 
@@ -1049,13 +1038,11 @@ static void failed_transactions_keep_the_held_tasks(void **state) {
   assert_int_equal(store_write(s, b), 0);
   wbatch_free(b);
   assert_int_equal(store_settle(s), 0);
-  char *rows = dump(path, "SELECT id, status, started_at, finished_at FROM "
-                          "tasks ORDER BY id");
-  assert_string_equal(rows, "1|1|1100|NULL\n2|2|1200|1300\n");
-  free(rows);
-  rows = dump(path, "SELECT sum(succeeded) FROM rollups");
-  assert_string_equal(rows, "1\n");
-  free(rows);
+  assert_dump(path,
+              "SELECT id, status, started_at, finished_at FROM "
+              "tasks ORDER BY id",
+              "1|1|1100|NULL\n2|2|1200|1300\n");
+  assert_dump(path, "SELECT sum(succeeded) FROM rollups", "1\n");
   store_stats st;
   store_get_stats(s, &st);
   assert_int_equal(st.events_refused, 0);
@@ -1066,19 +1053,8 @@ static void failed_transactions_keep_the_held_tasks(void **state) {
  * before) gets it, filled from its raw rows, and the collector opens it. */
 static void upgrades_a_version_6_store(void **state) {
   fixture *f = *state;
-  open_store(f, 0, 0, 0);
-  wbatch *b = wbatch_new(1);
-  add_batch(b, 100, 1000);
-  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
-  write_one(f, b);
-  store_close(f->store);
-  f->store = NULL;
-  assert_int_equal(sqlite3_exec(f->db,
-                                "DROP TABLE slowest; PRAGMA user_version = 6",
-                                NULL, NULL, NULL),
-                   SQLITE_OK);
-  open_store(f, 0, 0, 0);
-  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  make_store_at(f, one_task(f), "DROP TABLE slowest; PRAGMA user_version = 6");
+  open_upgraded(f);
   assert_int_equal(q(f, "SELECT count(*) FROM slowest WHERE minute = 0 AND "
                         "run_us = 100 AND id = 1 AND batch = 100"),
                    1);
@@ -1089,32 +1065,17 @@ static void upgrades_a_version_6_store(void **state) {
  * at 0 (its tasks that ran in slowest), and HEALTH writes them. */
 static void upgrades_a_version_5_store(void **state) {
   fixture *f = *state;
-  open_store(f, 0, 0, 0);
-  wbatch *b = wbatch_new(1);
-  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, 1, 77);
-  memset(op->instance, 1, sizeof(op->instance));
-  op->service.ptr = "svc";
-  op->service.len = 3;
-  op->host.ptr = "h";
-  op->host.len = 1;
-  op = wbatch_add_op(b, AGENT_OP_HEALTH, 1, 0);
+  wbatch *b = one_task(f);
+  add_instance(b, 1, 77, 1, "svc");
+  agent_op *op = wbatch_add_op(b, AGENT_OP_HEALTH, 1, 0);
   op->a = 12;
   op->b = 3;
-  add_batch(b, 100, 1000);
-  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
-  write_one(f, b);
-  store_close(f->store);
-  f->store = NULL;
-  assert_int_equal(sqlite3_exec(f->db,
-                                "ALTER TABLE agents DROP COLUMN "
-                                "dropped_batches; ALTER TABLE agents DROP "
-                                "COLUMN dropped_tasks; DROP TABLE inflight; "
-                                "DROP TABLE slowest; "
-                                "PRAGMA user_version = 5",
-                                NULL, NULL, NULL),
-                   SQLITE_OK);
-  open_store(f, 0, 0, 0);
-  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  make_store_at(f, b,
+                "ALTER TABLE agents DROP COLUMN dropped_batches; "
+                "ALTER TABLE agents DROP COLUMN dropped_tasks; "
+                "DROP TABLE inflight; DROP TABLE slowest; "
+                "PRAGMA user_version = 5");
+  open_upgraded(f);
   assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE name = "
                         "'inflight'"),
                    1);
@@ -1201,10 +1162,7 @@ static void prunes_tasks_that_arrive_late(void **state) {
 }
 
 static void new_agent(wbatch *b, int64_t agent, int64_t at) {
-  agent_op *op = wbatch_add_op(b, AGENT_OP_NEW, agent, at);
-  memset(op->instance, (int)agent, sizeof(op->instance));
-  op->service = (blob){"svc", 3};
-  op->host = (blob){"h", 1};
+  add_instance(b, agent, at, (int)agent, "svc");
   string_row *sr = wbatch_add_string(b);
   sr->agent = agent;
   sr->id = 1;
@@ -1662,12 +1620,8 @@ static void refuses_a_newer_schema(void **state) {
  * when it is opened. */
 static void queues_exports_with_the_rows(void **state) {
   fixture *f = *state;
-  open_store(f, 0, 0, 0);
-  store_close(f->store);
-  f->store = NULL;
-  make_old_store(f, 3);
-  open_store(f, 0, 0, 0);
-  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  make_old_store(f, NULL, 3);
+  open_upgraded(f);
   wbatch *b = wbatch_new(1);
   add_batch(b, 100, 1000);
   add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
@@ -1829,14 +1783,7 @@ static void new_stores_carry_the_application_id(void **state) {
  * their tables: accepted, upgraded and marked. */
 static void accepts_older_stores_by_their_tables(void **state) {
   fixture *f = *state;
-  open_store(f, 0, 0, 0);
-  wbatch *b = wbatch_new(1);
-  add_batch(b, 100, 1000);
-  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
-  store_close(f->store);
-  f->store = NULL;
+  make_store_at(f, one_task(f), NULL);
   /* Version 3 as it was written until now, then the layout of version 1:
    * no rollups, its two older indexes. */
   static const char *const older[] = {
@@ -1853,9 +1800,8 @@ static void accepts_older_stores_by_their_tables(void **state) {
     assert_int_equal(q(f, "PRAGMA application_id"), 0);
     const char *why = NULL;
     assert_int_equal(identify(f->db, &why), SCHEMA_ID_TASKWATCH);
-    open_store(f, 0, 0, 0);
+    open_upgraded(f);
     assert_int_equal(q(f, "PRAGMA application_id"), SCHEMA_APPLICATION_ID);
-    assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
     assert_int_equal(q(f, "SELECT count(*) FROM sqlite_master WHERE name = "
                           "'rollups'"),
                      1);
