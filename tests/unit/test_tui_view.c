@@ -707,6 +707,14 @@ static void bulk_remove(bulk *b) {
   rmdir(b->dir);
 }
 
+/* The dashboard's data over the bulk store (data_close() it). */
+static data *bulk_data(const bulk *b) {
+  char err[256];
+  data *d = NULL;
+  assert_int_equal(data_open(b->path, &d, err, sizeof err), 0);
+  return d;
+}
+
 static void check_exact_run_percentiles(sqlite3 *db, const data_stats *stats,
                                         int64_t since);
 
@@ -747,11 +755,9 @@ static data_name bulk_row(data *d, const filter *f, int64_t since) {
  * in the last minute, give exact counts (no "~") and exact percentiles. */
 static void small_window_is_exact(void **state) {
   (void)state;
-  char err[256];
   bulk b;
   bulk_two_minutes(&b, 3000);
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data *d = bulk_data(&b);
   data_stats stats;
   assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &stats),
                    0);
@@ -785,8 +791,7 @@ static void dense_window_from_rollups(void **state) {
   char err[256];
   bulk b;
   bulk_two_minutes(&b, 9000);
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data *d = bulk_data(&b);
   data_stats stats;
   assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &stats),
                    0);
@@ -831,8 +836,7 @@ static void dense_window_is_sampled_with_weights(void **state) {
   char err[256];
   bulk b;
   bulk_two_minutes(&b, 9000);
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data *d = bulk_data(&b);
   filter *f = NULL;
   assert_int_equal(filter_parse("host:web-1", FIXTURE_NOW, &f, err, sizeof err),
                    0);
@@ -928,8 +932,7 @@ static void sampled_figures_hold_still(void **state) {
              FIXTURE_NOW - INT64_C(30000000) + i * INT64_C(80),
              (i * 7919) % 25000 + 1);
   bulk_commit(&b);
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data *d = bulk_data(&b);
   static const char *const filters[2] = {"", "host:web-1"};
   for (int p = 0; p < 2; p++) {
     filter *f = NULL;
@@ -994,11 +997,9 @@ static void bulk_spread(bulk *b, int n) {
  * header's percentiles are exact (the window is read whole). */
 static void sparse_minutes_give_exact_percentiles(void **state) {
   (void)state;
-  char err[256];
   bulk b;
   bulk_spread(&b, 900);
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data *d = bulk_data(&b);
   static const int64_t windows[] = {300, 900, 3600, 86400};
   for (size_t i = 0; i < sizeof windows / sizeof windows[0]; i++) {
     data_stats stats;
@@ -1019,11 +1020,9 @@ static void sparse_minutes_give_exact_percentiles(void **state) {
  * second later (the store did not change). */
 static void header_percentiles_within_their_bound(void **state) {
   (void)state;
-  char err[256];
   bulk b;
   bulk_spread(&b, 12000);
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data *d = bulk_data(&b);
   static const int64_t windows[] = {900, 3600, 86400};
   static const unsigned per_mille[3] = {500, 950, 990};
   for (size_t i = 0; i < sizeof windows / sizeof windows[0]; i++) {
@@ -1048,8 +1047,6 @@ static void header_percentiles_within_their_bound(void **state) {
   bulk_remove(&b);
 }
 
-/* tasks/s is over the last 10 seconds: once events stop it falls to 0,
- * as the clock moves, with nothing read from the store. */
 /* A store of the fixture's tasks and `n` more over the 70 minutes before
  * now, in batches of three: run times with many ties, the 3 newest
  * batches (local ids from 1000 on, of agent 2) far slower than the rest. */
@@ -1125,7 +1122,6 @@ static int walk_by_run(data *d, const data_scope *sc, int64_t *ids, int max) {
  * the slowest tasks, marked, each with its exact total. */
 static void slowest_minute_by_minute(void **state) {
   (void)state;
-  char err[256];
   bulk b;
   bulk_batches(&b, 60000);
   /* The last: 2.5 minutes, whose 700 slowest go past the minutes'
@@ -1138,8 +1134,7 @@ static void slowest_minute_by_minute(void **state) {
   enum { N = 700 };
   static int64_t want[N], got[N], plain[N];
   for (int w = 0; w < 3; w++) {
-    data *d = NULL;
-    assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+    data *d = bulk_data(&b);
     data_scope sc = {since[w], FIXTURE_NOW, DATA_BY_RUN, 1};
     int n = expected_order(b.db, by_run, since[w], FIXTURE_NOW, want, N);
     assert_int_equal(n, N);
@@ -1148,8 +1143,7 @@ static void slowest_minute_by_minute(void **state) {
     data_close(d);
   }
   /* Batches: the three slow ones first, marked, with exact totals. */
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data *d = bulk_data(&b);
   data_scope sc = {since[0], FIXTURE_NOW, DATA_BY_RUN, 1};
   data_batch *rows = NULL;
   int nb = 0;
@@ -1197,7 +1191,7 @@ static void slowest_minute_by_minute(void **state) {
    * the same list. */
   assert_int_equal(
       sqlite3_exec(b.db, "DROP TABLE slowest", NULL, NULL, NULL), SQLITE_OK);
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  d = bulk_data(&b);
   assert_int_equal(walk_by_run(d, &sc, plain, N), N);
   expected_order(b.db, by_run, since[0], FIXTURE_NOW, want, N);
   assert_memory_equal(plain, want, sizeof want);
@@ -1226,8 +1220,7 @@ static void header_total_from_rollups(void **state) {
                  {"name:send_email", "send_email", INT64_MIN},
                  {"name:bulk since:20m", "bulk", FIXTURE_NOW - INT64_C(1200000000)},
                  {"since:50m", "", FIXTURE_NOW - INT64_C(3000000000)}};
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  data *d = bulk_data(&b);
   sqlite3_stmt *count = NULL;
   assert_int_equal(sqlite3_prepare_v2(b.db,
                                       "SELECT count(*), sum(status = ?4) "
@@ -1263,6 +1256,15 @@ static void header_total_from_rollups(void **state) {
   bulk_remove(&b);
 }
 
+/* A store of 50 tasks named "recent" of 100 us, one every `step` us from
+ * `first` on. */
+static void bulk_recent(bulk *b, int64_t first, int64_t step) {
+  bulk_begin(b, "recent");
+  for (int i = 0; i < 50; i++)
+    bulk_add(b, INT64_C(3000000) + i, first + i * step, 100);
+  bulk_commit(b);
+}
+
 static int64_t spark_sum(const data_stats *s) {
   int64_t n = 0;
   for (int i = 0; i < DATA_SPARK_N; i++)
@@ -1278,13 +1280,8 @@ static void spark_keeps_settled_seconds(void **state) {
   (void)state;
   char err[256];
   bulk b;
-  bulk_begin(&b, "recent");
-  for (int i = 0; i < 50; i++)
-    bulk_add(&b, INT64_C(3000000) + i,
-             FIXTURE_NOW - INT64_C(100000000) + i * INT64_C(1000000), 100);
-  bulk_commit(&b);
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  bulk_recent(&b, FIXTURE_NOW - INT64_C(100000000), INT64_C(1000000));
+  data *d = bulk_data(&b);
   data_stats first, again;
   assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &first),
                    0);
@@ -1313,17 +1310,13 @@ static void spark_keeps_settled_seconds(void **state) {
   bulk_remove(&b);
 }
 
+/* tasks/s is over the last 10 seconds: once events stop it falls to 0,
+ * as the clock moves, with nothing read from the store. */
 static void rates_fall_to_zero(void **state) {
   (void)state;
-  char err[256];
   bulk b;
-  bulk_begin(&b, "recent");
-  for (int i = 0; i < 50; i++)
-    bulk_add(&b, INT64_C(3000000) + i,
-             FIXTURE_NOW - INT64_C(4000000) + i * INT64_C(60000), 100);
-  bulk_commit(&b);
-  data *d = NULL;
-  assert_int_equal(data_open(b.path, &d, err, sizeof err), 0);
+  bulk_recent(&b, FIXTURE_NOW - INT64_C(4000000), INT64_C(60000));
+  data *d = bulk_data(&b);
   data_stats stats;
   assert_int_equal(data_stats_load(d, NULL, WINDOW_15M, FIXTURE_NOW, &stats),
                    0);
