@@ -19,11 +19,8 @@ def strings(t):
 
 
 def main():
-    col = Collector().start()
-    try:
+    with Collector() as col:
         run(col)
-    finally:
-        col.cleanup()
 
 
 def run(col):

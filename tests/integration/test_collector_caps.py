@@ -64,9 +64,7 @@ def steady(url, out):
 
 def main():
     no_asan_quarantine()
-    col = Collector(tcp=True)
-    try:
-        col.start()
+    with Collector(tcp=True) as col:
         flooded, steadied = [], []
         th_flood = threading.Thread(target=flood, args=(col.url, flooded),
                                     daemon=True)
@@ -128,8 +126,6 @@ def main():
               (NAMES, hwm, RSS_LIMIT_KIB, other, distinct,
                counters['strings_folded'], counters['rollup_folded'],
                steady_done - t0, flood_done - t0))
-    finally:
-        col.cleanup()
 
 
 if __name__ == '__main__':

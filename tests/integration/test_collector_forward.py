@@ -31,12 +31,8 @@ def summary(col):
 
 
 def main():
-    col = Collector('--max-clock-skew', '60s')
-    try:
-        col.start()
+    with Collector('--max-clock-skew', '60s') as col:
         run(col)
-    finally:
-        col.cleanup()
 
 
 def run(col):

@@ -17,9 +17,7 @@ PER_FRAME = ((1 << 20) - 2 - 12) // 25
 
 def main():
     no_asan_quarantine()
-    col = Collector(tcp=True)
-    try:
-        col.start()
+    with Collector(tcp=True) as col:
         agent = FakeAgent(col.url, service=b'flood')
         agent.connect()
         seq = agent.next_seq
@@ -46,8 +44,6 @@ def main():
         check(rss < 128 * 1024, 'peak RSS bounded: %d KiB' % rss)
         print('health_flood: events=%d bytes_sent=%d peak_rss_kib=%d' %
               (FRAMES * PER_FRAME, FRAMES * (1 << 20), rss))
-    finally:
-        col.cleanup()
 
 
 if __name__ == '__main__':

@@ -174,11 +174,7 @@ def run(col):
           (len(closed_lines), len(cases)))
     check(all(re.search(r'peer=(127\.0\.0\.1|\[::1\]):\d+', line)
               for line in closed_lines), 'every line names the peer')
-    rows = col.query("SELECT count(*), sum(status = 2), sum(status = 3), "
-                     "sum(status = 4) FROM tasks t JOIN agents a ON a.id = "
-                     "t.agent WHERE a.service = 'steady'")
-    check(rows == [(BATCHES * 3, BATCHES * 3 - BATCHES // 5, BATCHES // 10,
-                    BATCHES // 10)], 'every streamed task stored %r' % rows)
+    check_streamed(col, BATCHES)
     rows = col.query("SELECT events, dropped, ended FROM agents WHERE "
                      "service = 'steady'")
     check(len(rows) == 1 and rows[0][0] >= BATCHES * 9 and

@@ -55,18 +55,10 @@ def stream(col, evs, lock, stats):
 
 
 def main():
-    col = Collector()
-    try:
-        col.start()
+    with Collector() as col:
         run(col)
-    finally:
-        col.cleanup()
-    col = Collector()
-    try:
-        col.start()
+    with Collector() as col:
         run_demo(col)
-    finally:
-        col.cleanup()
 
 
 def wait_welcomed(col, proc, what):

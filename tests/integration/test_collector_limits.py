@@ -124,9 +124,7 @@ def main():
     finally:
         col.cleanup()
 
-    col = Collector('--max-connections', '3')
-    try:
-        col.start()
+    with Collector('--max-connections', '3') as col:
         socks = [connect(col.url) for _ in range(3)]
         for s in socks:
             s.sendall(hello(os.urandom(16)))
@@ -143,8 +141,6 @@ def main():
         for s in socks[1:]:
             s.close()
         check(col.stop() == 0, 'clean exit')
-    finally:
-        col.cleanup()
     print('limits: idle_connections=%d rss_with_100_partial_1mib_frames='
           '%.0fMiB ok' % (IDLE, rss))
 

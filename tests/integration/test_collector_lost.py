@@ -32,23 +32,9 @@ def states(col, service):
                      "t.status ORDER BY t.status", (service.decode(),))
 
 
-def wait_for(fn, want, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = fn()
-        if got == want:
-            return got
-        time.sleep(0.05)
-    return fn()
-
-
 def main():
-    col = Collector('--lost-after', '0.5')
-    try:
-        col.start()
+    with Collector('--lost-after', '0.5') as col:
         run(col)
-    finally:
-        col.cleanup()
 
 
 def run(col):
@@ -57,7 +43,7 @@ def run(col):
     clean.goodbye()
     back = open_tasks(col.url, b'returned')
     back.connect()
-    check(wait_for(lambda: states(col, b'vanished'), [(6, 3)]) == [(6, 3)],
+    check(wait_until(lambda: states(col, b'vanished') == [(6, 3)]),
           'vanished instance: tasks lost')
     rows = col.query("SELECT drop_reason, finished_at >= "
                      "enqueued_at, run_us IS NOT NULL FROM tasks t JOIN "
@@ -83,7 +69,7 @@ def run(col):
     check(col.stop(signal.SIGKILL) == -signal.SIGKILL, 'killed')
     back.close()
     col.start()
-    check(wait_for(lambda: states(col, b'returned'), [(6, 3)]) == [(6, 3)],
+    check(wait_until(lambda: states(col, b'returned') == [(6, 3)]),
           'after a restart the vanished instance is lost')
     check(states(col, b'clean') == [(6, 3)], 'clean stays')
     check(col.stop() == 0, 'clean exit')

@@ -89,9 +89,7 @@ def main():
         first.proc = None
         first.err.close()
         a.close()
-        third = Collector(tmp=tmp, db=db)
-        try:
-            third.start()
+        with Collector(tmp=tmp, db=db) as third:
             a2 = FakeAgent(third.url, instance=a.instance)
             check(a2.connect() == acked, 'resumes after the last commit')
             send_batch(a2, 3)
@@ -99,8 +97,6 @@ def main():
             check(third.query('SELECT count(*), count(DISTINCT id) FROM '
                               'tasks') == [(9, 9)], 'every task once')
             check(third.stop() == 0, 'clean stop')
-        finally:
-            third.cleanup()
         print('one writer per store: 3 refusals, holder undisturbed, '
               'taken over after kill -9')
     finally:

@@ -208,11 +208,7 @@ def the_attack(tmp):
               (name, reason, reasons[name]))
     streamer.join(120)
     check(done and done[0][0] == 0, 'the demo finished: %r' % (done,))
-    rows = col.query("SELECT count(*), sum(status = 2), sum(status = 3), "
-                     "sum(status = 4) FROM tasks t JOIN agents a ON a.id = "
-                     "t.agent WHERE a.service = 'steady'")
-    check(rows == [(BATCHES * 3, BATCHES * 3 - BATCHES // 5, BATCHES // 10,
-                    BATCHES // 10)], 'every streamed task stored %r' % rows)
+    check_streamed(col, BATCHES)
     rows = col.query("SELECT count(*) FROM tasks WHERE error_type = 'Forged' "
                      "OR drop_reason = 'forged'")
     check(rows == [(0,)], 'nothing forged stored %r' % rows)

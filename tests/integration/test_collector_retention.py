@@ -22,19 +22,8 @@ def send_batches(url, start_ns, count, service):
     a.goodbye()
 
 
-def wait_until(fn, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if fn():
-            return True
-        time.sleep(0.1)
-    return fn()
-
-
 def main():
-    col = Collector('--max-tasks', '100')
-    try:
-        col.start()
+    with Collector('--max-tasks', '100') as col:
         send_batches(col.url, now_ns(), 400, b'many')
         check(wait_until(lambda: col.query('SELECT count(*) FROM tasks')[0][0]
                          <= 100), 'pruned to --max-tasks')
@@ -47,12 +36,8 @@ def main():
                          'rollups')
         check(rows == [(1200,)], 'rollups keep the history %r' % rows)
         check(col.stop() == 0, 'clean exit')
-    finally:
-        col.cleanup()
 
-    col = Collector('--retain-days', '1', '--retain-failures-days', '5')
-    try:
-        col.start()
+    with Collector('--retain-days', '1', '--retain-failures-days', '5') as col:
         send_batches(col.url, now_ns() - 3 * DAY, 40, b'old')
         send_batches(col.url, now_ns(), 4, b'new')
         check(wait_until(lambda: col.query(
@@ -67,8 +52,6 @@ def main():
                         ((now_ns() - DAY) // 1000,)) == [(12,)],
               'recent tasks kept')
         check(col.stop() == 0, 'clean exit')
-    finally:
-        col.cleanup()
     print('ok')
 
 

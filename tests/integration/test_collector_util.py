@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 import time
 
+from twtest import check, check_unmatched  # noqa: F401 (used by tests)
+
 HELLO, GOODBYE, EVENTS, WELCOME, ACK, ERROR = 100, 101, 200, 300, 301, 302
 MAGIC = 0x31505754
 
@@ -277,6 +279,18 @@ class Collector:
                 return rows
             time.sleep(0.02)
 
+    def __enter__(self):
+        """Starts the collector for a `with` block, which cleans up after
+        it (cleanup()) however it ends; so does a start that fails."""
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
     def cleanup(self):
         if self.proc is not None:
             self.proc.kill()
@@ -287,17 +301,16 @@ class Collector:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def check_unmatched(log):
-    """Every event the collector received was stored or refused by rule:
-    none for an unknown task went unstored (its summary's unmatched=)."""
-    for n in re.findall(r'\bunmatched=(\d+)', log):
-        if int(n) != 0:
-            raise AssertionError('collector left events unmatched: %s' % log)
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
+def wait_until(fn, timeout=15):
+    """fn()'s first true answer, asked again and again for timeout seconds
+    at the most; then its last answer, whatever it is."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.05)
+    return fn()
 
 
 STARTED = []  # collectors of run_parts(), killed whatever happened
@@ -335,6 +348,16 @@ def stream_demo(url, done, token, batches, rate, service='steady'):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         timeout=100)
     done.append((proc.returncode, proc.stdout.decode('utf-8', 'replace')))
+
+
+def check_streamed(col, batches, service='steady'):
+    """Every task of stream_demo()'s batches is stored: three a batch, and
+    of every 10th batch one failed and one skipped."""
+    rows = col.query("SELECT count(*), sum(status = 2), sum(status = 3), "
+                     "sum(status = 4) FROM tasks t JOIN agents a ON a.id = "
+                     "t.agent WHERE a.service = ?", (service,))
+    check(rows == [(batches * 3, batches * 3 - batches // 5, batches // 10,
+                    batches // 10)], 'every streamed task stored %r' % rows)
 
 
 def peak_rss_kib(pid):

@@ -1,5 +1,6 @@
 """Shared helpers for taskwatch integration tests: free ports, a collector
-that is always stopped, running the CLI, reading NDJSON query output."""
+that is always stopped, running the CLI, reading NDJSON query output, and
+the checks every collector's test makes."""
 
 import contextlib
 import json
@@ -13,6 +14,21 @@ import tempfile
 import time
 
 BIN = os.environ.get("TASKWATCH_BIN", "taskwatch")
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def check_unmatched(log, shown=None):
+    """Every event the collector received was stored or refused by rule:
+    none for an unknown task went unstored (its summary's unmatched=, in
+    each run the log holds). A failure shows the log, or its last `shown`
+    characters."""
+    for n in re.findall(r"\bunmatched=(\d+)", log):
+        check(int(n) == 0, "collector left events unmatched: %s"
+              % (log if shown is None else log[-shown:]))
 
 
 def free_port():
@@ -81,11 +97,7 @@ class Collector:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("collector ignored SIGTERM")
-        # No event for an unknown task went unstored.
-        for n in re.findall(r"\bunmatched=(\d+)", self.output()):
-            if int(n) != 0:
-                raise AssertionError("collector left events unmatched: %s"
-                                     % self.output())
+        check_unmatched(self.output())
         return rc
 
     def output(self):
