@@ -39,6 +39,7 @@ typedef struct demo_opts {
   double flush_timeout_s;
   int direct;
   int quiet;
+  int have_batches; /* --batches was given */
 } demo_opts;
 
 typedef struct demo {
@@ -351,8 +352,9 @@ static const struct option long_options[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
-/* Applies one option; returns 0 or ARGS_USAGE. */
-static int apply_option(const args *a, int c, demo_opts *o) {
+/* Applies one option to the demo_opts ctx; returns 0 or ARGS_USAGE. */
+static int apply_option(const args *a, int c, void *ctx) {
+  demo_opts *o = ctx;
   long long n;
   int64_t us;
   int rc;
@@ -361,6 +363,7 @@ static int apply_option(const args *a, int c, demo_opts *o) {
     o->collector = a->value;
     return 0;
   case OPT_BATCHES:
+    o->have_batches = 1;
     if ((rc = args_int(a, 0, INT64_C(1) << 40, &n)) == 0)
       o->batches = (uint64_t)n;
     return rc;
@@ -402,21 +405,10 @@ static int apply_option(const args *a, int c, demo_opts *o) {
 static int parse_args(int argc, char **argv, demo_opts *o) {
   args a;
   args_init(&a, "demo", argc, argv, "h", long_options);
-  int have_batches = 0, c;
-  while ((c = args_next(&a)) != -1) {
-    if (c == ARGS_ERROR)
-      return ARGS_USAGE;
-    if (c == 'h') {
-      fputs(usage_text, stdout);
-      return -1;
-    }
-    have_batches |= c == OPT_BATCHES;
-    if (apply_option(&a, c, o) != 0)
-      return ARGS_USAGE;
-  }
-  if (args_no_operands(&a))
-    return ARGS_USAGE;
-  if (!have_batches)
+  int rc = args_options(&a, usage_text, apply_option, o);
+  if (rc)
+    return rc;
+  if (!o->have_batches)
     return args_error(&a, "--batches N is required");
   return 0;
 }

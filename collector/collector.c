@@ -274,8 +274,9 @@ static int apply_export_option(const args *a, int c, options *o) {
   }
 }
 
-/* Applies one option; returns 0 or ARGS_USAGE. */
-static int apply_option(const args *a, int c, options *o) {
+/* Applies one option to the options ctx; returns 0 or ARGS_USAGE. */
+static int apply_option(const args *a, int c, void *ctx) {
+  options *o = ctx;
   static const char *const syncs[] = {"normal", "full", NULL};
   switch (c) {
   case OPT_DB:
@@ -399,20 +400,9 @@ static int parse_args(int argc, char **argv, options *o) {
   memcpy(o->buckets, default_buckets, sizeof(default_buckets));
   args a;
   args_init(&a, "collector", argc, argv, "h", long_options);
-  int c;
-  while ((c = args_next(&a)) != -1) {
-    if (c == ARGS_ERROR)
-      return ARGS_USAGE;
-    if (c == 'h') {
-      fputs(usage_text, stdout);
-      return -1;
-    }
-    int rc = apply_option(&a, c, o);
-    if (rc)
-      return rc;
-  }
-  if (args_no_operands(&a))
-    return ARGS_USAGE;
+  int rc = args_options(&a, usage_text, apply_option, o);
+  if (rc)
+    return rc;
   if ((o->socket_mode >= 0 || o->socket_gid >= 0) && !listener_of(o, URL_UNIX))
     return args_error(&a, "--socket-mode and --socket-group need a "
                           "--listen unix:/PATH");

@@ -153,6 +153,22 @@ int args_next(args *a) {
   return c;
 }
 
+int args_options(args *a, const char *usage_text, args_apply_fn *apply,
+                 void *ctx) {
+  int c;
+  while ((c = args_next(a)) != -1) {
+    if (c == ARGS_ERROR)
+      return ARGS_USAGE;
+    if (c == 'h') {
+      fputs(usage_text, stdout);
+      return ARGS_HELP;
+    }
+    if (apply(a, c, ctx) != 0)
+      return ARGS_USAGE;
+  }
+  return args_no_operands(a);
+}
+
 int args_first_operand(const args *a) {
   return optind < 1 ? 1 : optind > a->argc ? a->argc : optind;
 }

@@ -62,6 +62,22 @@ void args_init(args *a, const char *command, int argc, char **argv,
  */
 int args_next(args *a);
 
+/* One option for args_options(): 0, or ARGS_USAGE after printing why
+ * (as the value parsers below do). ctx is args_options()'s. */
+typedef int args_apply_fn(const args *a, int c, void *ctx);
+
+/* args_options()'s answer after it printed the usage text. */
+#define ARGS_HELP (-1)
+
+/*
+ * The whole of a subcommand's parse, after args_init(): -h (--help) prints
+ * usage_text on stdout; every other option goes to apply; operands are
+ * refused. Returns 0, ARGS_HELP after --help, or ARGS_USAGE after a usage
+ * error (printed).
+ */
+int args_options(args *a, const char *usage_text, args_apply_fn *apply,
+                 void *ctx);
+
 /* After args_next() returned -1: the operands, argv[*first..argc-1]. */
 int args_first_operand(const args *a);
 

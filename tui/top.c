@@ -110,8 +110,9 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Applies one option; returns 0 or ARGS_USAGE. */
-static int apply_option(const args *a, int c, options *o) {
+/* Applies one option to the options ctx; returns 0 or ARGS_USAGE. */
+static int apply_option(const args *a, int c, void *ctx) {
+  options *o = ctx;
   static const char *const colors[] = {"never", "always", "auto", NULL};
   /* In the order of enum data_by. */
   static const char *const sorts[] = {"time", "run", "wait", "status", NULL};
@@ -150,20 +151,8 @@ static int apply_option(const args *a, int c, options *o) {
 static int parse_args(int argc, char **argv, options *o) {
   args a;
   args_init(&a, "top", argc, argv, "h", long_options);
-  int c;
-  while ((c = args_next(&a)) != -1) {
-    if (c == ARGS_ERROR)
-      return ARGS_USAGE;
-    if (c == 'h') {
-      fputs(usage_text, stdout);
-      return 1;
-    }
-    if (apply_option(&a, c, o) != 0)
-      return ARGS_USAGE;
-  }
-  if (args_no_operands(&a))
-    return ARGS_USAGE;
-  return 0;
+  int rc = args_options(&a, usage_text, apply_option, o);
+  return rc == ARGS_HELP ? 1 : rc;
 }
 
 /* A size from the environment (COLUMNS, LINES), or the fallback. */

@@ -253,11 +253,87 @@ static void durations(void **state) {
   assert_int_equal(args_parse_duration("0.5ms", 1000, 1000, day, &us), -1);
 }
 
+/* What args_options() gave its apply: the options, up to 8. */
+typedef struct applied {
+  int codes[8];
+  const char *values[8];
+  int n;
+} applied;
+
+/* Takes every option but --listen, which it refuses as a bad value. */
+static int apply_recorded(const args *a, int c, void *ctx) {
+  applied *got = ctx;
+  got->codes[got->n] = c;
+  got->values[got->n++] = a->value;
+  return c == OPT_LISTEN ? args_invalid(a, "no listen here") : 0;
+}
+
+/* args_options() over argv (NULL-terminated, after the program's name),
+ * what it printed on a.err in err. */
+static int options_of(applied *got, char *err, size_t size, ...) {
+  char *argv[16] = {"taskwatch-test"};
+  int argc = 1;
+  va_list ap;
+  va_start(ap, size);
+  const char *s;
+  while ((s = va_arg(ap, const char *)) != NULL)
+    argv[argc++] = (char *)s;
+  va_end(ap);
+  memset(got, 0, sizeof(*got));
+  args a;
+  args_init(&a, "collector", argc, argv, "ho:", options);
+  char *buf = NULL;
+  size_t len = 0;
+  a.err = open_memstream(&buf, &len);
+  int rc = args_options(&a, "", apply_recorded, got);
+  fclose(a.err);
+  snprintf(err, size, "%s", buf ? buf : "");
+  free(buf);
+  return rc;
+}
+
+/* A subcommand's whole parse: every option to its apply in order, --help
+ * before the rest, and any usage error (the apply's own, an unknown
+ * option, an operand) as ARGS_USAGE with its one line. */
+static void options_read_to_the_end(void **state) {
+  (void)state;
+  applied got;
+  char err[256];
+  assert_int_equal(
+      options_of(&got, err, sizeof err, "--db", "a.db", "--once", NULL), 0);
+  assert_int_equal(got.n, 2);
+  assert_int_equal(got.codes[0], OPT_DB);
+  assert_string_equal(got.values[0], "a.db");
+  assert_int_equal(got.codes[1], OPT_ONCE);
+  assert_string_equal(err, "");
+  assert_int_equal(
+      options_of(&got, err, sizeof err, "--help", "--db", "x", NULL),
+      ARGS_HELP);
+  assert_int_equal(got.n, 0);
+  assert_int_equal(options_of(&got, err, sizeof err, "--once", "stray", NULL),
+                   ARGS_USAGE);
+  assert_string_equal(err, "taskwatch collector: unexpected argument "
+                           "'stray' (see --help)\n");
+  assert_int_equal(
+      options_of(&got, err, sizeof err, "--listen", "x", "--once", NULL),
+      ARGS_USAGE);
+  assert_int_equal(got.n, 1);
+  assert_string_equal(err, "taskwatch collector: invalid --listen 'x': "
+                           "expected no listen here (see --help)\n");
+  assert_int_equal(options_of(&got, err, sizeof err, "--bogus", NULL),
+                   ARGS_USAGE);
+  assert_int_equal(got.n, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(both_spellings), cmocka_unit_test(prefixes_and_operands),
-      cmocka_unit_test(messages),       cmocka_unit_test(value_messages),
-      cmocka_unit_test(numbers),        cmocka_unit_test(durations),
+      cmocka_unit_test(both_spellings),
+      cmocka_unit_test(prefixes_and_operands),
+      cmocka_unit_test(options_read_to_the_end),
+      cmocka_unit_test(messages),
+      cmocka_unit_test(value_messages),
+      cmocka_unit_test(numbers),
+      cmocka_unit_test(durations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
