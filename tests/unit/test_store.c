@@ -129,6 +129,12 @@ static void add_batch(wbatch *b, int64_t id, int64_t at) {
   br->created_at = at;
 }
 
+/* Writes b to s and frees it. */
+static void write_one(store *s, wbatch *b) {
+  assert_int_equal(store_write(s, b), 0);
+  wbatch_free(b);
+}
+
 /* A new transaction of batch 100 with its task 1, which succeeded. */
 static wbatch *one_task(fixture *f) {
   wbatch *b = wbatch_new(1);
@@ -227,14 +233,12 @@ static void bulk_and_row_inserts_agree(void **state) {
   open_store(f, 0, 0, 0);
   wbatch *b = wbatch_new(1);
   add_varied_rows(f, b, 100);
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   b = wbatch_new(2);
   add_varied_rows(f, b, 200);
   add_task(f, b, 101, 100, 1, SCHEMA_SUCCEEDED); /* stored already */
   add_batch(b, 100, 1);                          /* stored already */
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 24);
   assert_int_equal(q(f, "SELECT count(*) FROM batches"), 2);
   /* The repeated rows changed nothing. */
@@ -294,8 +298,7 @@ static void checkpoints_while_writing(void **state) {
     wbatch *b = wbatch_new((uint64_t)t);
     for (int i = 0; i < 500; i++, id++)
       add_task(f, b, id, 1, 1000 + id, SCHEMA_SUCCEEDED);
-    assert_int_equal(store_write(f->store, b), 0);
-    wbatch_free(b);
+    write_one(f->store, b);
   }
   assert_true(file_size(wal) < 4 << 20);
   /* The store stays open: only a checkpoint can have grown the file. */
@@ -334,10 +337,8 @@ static void assert_near(const hist_sparse *h, unsigned per_mille,
  * user_version (NULL: the caller does). */
 static void make_store_at(fixture *f, wbatch *b, const char *sql) {
   open_store(f, 0, 0, 0);
-  if (b != NULL) {
-    assert_int_equal(store_write(f->store, b), 0);
-    wbatch_free(b);
-  }
+  if (b != NULL)
+    write_one(f->store, b);
   store_close(f->store);
   f->store = NULL;
   if (sql != NULL)
@@ -509,11 +510,6 @@ static task_row *add_update(wbatch *b, int64_t id, int status) {
   return r;
 }
 
-static void write_one(fixture *f, wbatch *b) {
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
-}
-
 /* Events for a task whose ENQUEUE the store has not seen are stored with
  * what they carry (an orphan row), never ignored; the ENQUEUE, when it
  * comes, fills in the name and place; a stored task still gets its
@@ -525,7 +521,7 @@ static void stores_events_of_unknown_tasks(void **state) {
   add_batch(b, 100, 1000);
   task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_RUNNING);
   r->have = HAVE_ENQUEUE | HAVE_START;
-  write_one(f, b);
+  write_one(f->store, b);
 
   b = wbatch_new(2);
   r = add_update(b, 1, SCHEMA_SUCCEEDED);
@@ -535,7 +531,7 @@ static void stores_events_of_unknown_tasks(void **state) {
   r->started_at = 1600;
   r->thread = 4;
   r->have = HAVE_START | HAVE_THREAD;
-  write_one(f, b);
+  write_one(f->store, b);
 
   assert_int_equal(q(f, "SELECT status FROM tasks WHERE id = 1"),
                    SCHEMA_SUCCEEDED);
@@ -552,7 +548,7 @@ static void stores_events_of_unknown_tasks(void **state) {
   r->position = 2;
   r->finished_at = 1900;
   r->have = HAVE_ENQUEUE | HAVE_END;
-  write_one(f, b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 99 AND "
                         "status = 2 AND batch = 100 AND name = 'work' AND "
                         "position = 2 AND enqueued_at = 1200 AND started_at "
@@ -585,7 +581,7 @@ static void task_state_only_moves_forward(void **state) {
   r = add_task(f, b, 3, 100, 1000, SCHEMA_SUCCEEDED);
   r->started_at = 900;
   r->finished_at = 800;
-  write_one(f, b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT started_at - enqueued_at FROM tasks WHERE "
                         "id = 3"),
                    0);
@@ -603,7 +599,7 @@ static void task_state_only_moves_forward(void **state) {
   r = add_task(f, b, 2, 200, 4000, SCHEMA_QUEUED);
   r->have = HAVE_ENQUEUE;
   r->position = 7;
-  write_one(f, b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 1 AND status "
                         "= 3 AND finished_at = 1110 AND error_type = 'E'"),
                    1);
@@ -616,7 +612,7 @@ static void task_state_only_moves_forward(void **state) {
   r = add_update(b, 2, SCHEMA_SUCCEEDED);
   r->finished_at = 1005;
   r->have = HAVE_END;
-  write_one(f, b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 2 AND status "
                         "= 2 AND finished_at = 1010 AND run_us = 0 AND "
                         "wait_us = 10"),
@@ -626,7 +622,7 @@ static void task_state_only_moves_forward(void **state) {
   r = add_update(b, 2, SCHEMA_RUNNING);
   r->started_at = 7000;
   r->have = HAVE_START;
-  write_one(f, b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 2 AND status "
                         "= 2 AND started_at = 1010"),
                    1);
@@ -661,7 +657,7 @@ static void ended_instances_leave_no_open_tasks(void **state) {
   r = add_task(f, b, 4, 100, 1000, SCHEMA_RUNNING);
   r->agent = 2;
   r->have = HAVE_ENQUEUE | HAVE_START;
-  write_one(f, b);
+  write_one(f->store, b);
 
   b = wbatch_new(2);
   agent_op *op = wbatch_add_op(b, AGENT_OP_HEALTH, 1, 0);
@@ -672,7 +668,7 @@ static void ended_instances_leave_no_open_tasks(void **state) {
   r = add_update(b, 2, SCHEMA_SUCCEEDED);
   r->finished_at = 2000;
   r->have = HAVE_END;
-  write_one(f, b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status IN (0, 1)"),
                    0);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 1 AND status "
@@ -714,16 +710,17 @@ static void upgrades_a_version_4_store(void **state) {
   p->events = 4;
   p->last_event_at = 1000;
   p->received_at = 123456;
-  write_one(f, b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT last_received_at FROM agents"), 123456);
 }
 
 /* ---- tasks in flight held by the writer (inflight.h) -------------------- */
 
-/* A second store in the fixture's directory, holding tasks for hold_ms. */
-static store *open_held(fixture *f, const char *name, int64_t hold_ms) {
-  char path[128];
-  snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+/* A second store in the fixture's directory, holding tasks for hold_ms;
+ * path (128 bytes) receives its file's path. */
+static store *open_held(fixture *f, const char *name, int64_t hold_ms,
+                        char *path) {
+  snprintf(path, 128, "%s/%s", f->dir, name);
   store_config cfg = {path, 0, 0, 0, 0, 0, 0, hold_ms};
   store *s = NULL;
   char *err = NULL;
@@ -875,28 +872,25 @@ static const char rollups_sql[] =
  * UPDATEs. */
 static void held_tasks_end_as_written_ones(void **state) {
   fixture *f = *state;
-  store *at_once = open_held(f, "at_once.db", 0);
-  store *held = open_held(f, "held.db", 60000);
+  char path[128], at_once_path[128];
+  store *at_once = open_held(f, "at_once.db", 0, at_once_path);
+  store *held = open_held(f, "held.db", 60000, path);
   for (int step = 1; step <= 4; step++) {
     wbatch *b = lifecycle_batch(f, step);
-    assert_int_equal(store_write(at_once, b), 0);
-    wbatch_free(b);
+    write_one(at_once, b);
     b = lifecycle_batch(f, step);
     assert_int_equal(store_write(held, b), 0);
     if (step == 1)
       assert_true(b->held_due_ms > 0 && b->held_due_ms <= 60000);
     wbatch_free(b);
   }
-  char path[128];
-  snprintf(path, sizeof(path), "%s/held.db", f->dir);
   /* Agent 1 ended and agent 2 vanished: nothing is held any more. */
   assert_int_equal(store_settle(held), 0);
   char *got = dump(path, tasks_sql);
   char *held_rollups = dump(path, rollups_sql);
   char *inflight = dump(path, "SELECT count(*) FROM inflight");
-  snprintf(path, sizeof(path), "%s/at_once.db", f->dir);
-  char *want = dump(path, tasks_sql);
-  char *want_rollups = dump(path, rollups_sql);
+  char *want = dump(at_once_path, tasks_sql);
+  char *want_rollups = dump(at_once_path, rollups_sql);
   assert_string_equal(got, want);
   assert_string_equal(held_rollups, want_rollups);
   assert_string_equal(inflight, "0\n");
@@ -925,16 +919,14 @@ static void held_tasks_end_as_written_ones(void **state) {
  * update those rows. */
 static void held_tasks_survive_a_crash(void **state) {
   fixture *f = *state;
-  store *s = open_held(f, "crash.db", 60000);
-  wbatch *b = lifecycle_batch(f, 1);
-  assert_int_equal(store_write(s, b), 0);
-  wbatch_free(b);
   char path[128];
-  snprintf(path, sizeof(path), "%s/crash.db", f->dir);
+  store *s = open_held(f, "crash.db", 60000, path);
+  wbatch *b = lifecycle_batch(f, 1);
+  write_one(s, b);
   /* Whole, and the orphan. */
   assert_dump(path, "SELECT id FROM tasks ORDER BY id", "3\n50\n");
   store_close(s); /* not settled */
-  s = open_held(f, "crash.db", 60000);
+  s = open_held(f, "crash.db", 60000, path);
   assert_dump(path,
               "SELECT id, status, batch, position, thread, "
               "enqueued_at, started_at, wait_us FROM tasks "
@@ -952,8 +944,7 @@ static void held_tasks_survive_a_crash(void **state) {
   task_row *r = add_update(b, 2, SCHEMA_SUCCEEDED);
   r->finished_at = 3000;
   r->have = HAVE_END;
-  assert_int_equal(store_write(s, b), 0);
-  wbatch_free(b);
+  write_one(s, b);
   assert_dump(path, "SELECT status, run_us FROM tasks WHERE id = 2",
               "2|1988\n");
   store_stats st;
@@ -967,7 +958,8 @@ static void held_tasks_survive_a_crash(void **state) {
  * empty one: batch.h, held_due_ms). */
 static void held_tasks_are_written_when_due(void **state) {
   fixture *f = *state;
-  store *s = open_held(f, "due.db", 20);
+  char path[128];
+  store *s = open_held(f, "due.db", 20, path);
   wbatch *b = wbatch_new(1);
   add_batch(b, 100, 1000);
   task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_RUNNING);
@@ -975,8 +967,6 @@ static void held_tasks_are_written_when_due(void **state) {
   assert_int_equal(store_write(s, b), 0);
   assert_true(b->held_due_ms > 0 && b->held_due_ms <= 20);
   wbatch_free(b);
-  char path[128];
-  snprintf(path, sizeof(path), "%s/due.db", f->dir);
   assert_dump(path, "SELECT count(*) FROM tasks", "0\n");
   /* Not due yet: an empty transaction leaves it held. */
   b = wbatch_new(2);
@@ -1000,17 +990,15 @@ static void held_tasks_are_written_when_due(void **state) {
  * same batch written again applies its events once. */
 static void failed_transactions_keep_the_held_tasks(void **state) {
   fixture *f = *state;
-  store *s = open_held(f, "retry.db", 60000);
+  char path[128];
+  store *s = open_held(f, "retry.db", 60000, path);
   wbatch *b = wbatch_new(1);
   add_batch(b, 100, 1000);
   task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_QUEUED);
   r->have = HAVE_ENQUEUE;
   r = add_task(f, b, 2, 100, 1000, SCHEMA_QUEUED);
   r->have = HAVE_ENQUEUE;
-  assert_int_equal(store_write(s, b), 0);
-  wbatch_free(b);
-  char path[128];
-  snprintf(path, sizeof(path), "%s/retry.db", f->dir);
+  write_one(s, b);
   sqlite3 *db;
   assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
   /* Fails the transaction at its last statement (an integer overflow is
@@ -1035,8 +1023,7 @@ static void failed_transactions_keep_the_held_tasks(void **state) {
   assert_int_equal(sqlite3_exec(db, "DROP TRIGGER boom", NULL, NULL, NULL),
                    SQLITE_OK);
   sqlite3_close(db);
-  assert_int_equal(store_write(s, b), 0);
-  wbatch_free(b);
+  write_one(s, b);
   assert_int_equal(store_settle(s), 0);
   assert_dump(path,
               "SELECT id, status, started_at, finished_at FROM "
@@ -1096,7 +1083,7 @@ static void upgrades_a_version_5_store(void **state) {
   op->b = 3;
   op->c = 2;
   op->d = 7;
-  write_one(f, b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT dropped * 1000000 + reconnects * 10000 + "
                         "dropped_batches * 100 + dropped_tasks FROM agents"),
                    20030207);
@@ -1115,8 +1102,7 @@ static void prunes_by_age_keeping_failures_longer(void **state) {
   }
   add_task(f, b, 9999, 1, now, SCHEMA_SUCCEEDED);      /* recent */
   add_task(f, b, 9998, 2, now - 4 * day, SCHEMA_LOST); /* very old */
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   /* One step removes at most a bounded number of rows. */
   for (int step = 0; step < 10; step++) {
     wbatch *p = wbatch_new(2 + (uint64_t)step);
@@ -1151,8 +1137,7 @@ static void prunes_tasks_that_arrive_late(void **state) {
   add_batch(b, 100, now - 3 * day);
   add_task(f, b, 1, 100, now - 3 * day, SCHEMA_SUCCEEDED);
   add_task(f, b, 2, 100, now, SCHEMA_SUCCEEDED);
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   p = wbatch_new(3);
   p->prune = 1;
   assert_int_equal(store_write(f->store, p), 0);
@@ -1190,8 +1175,7 @@ static void prunes_gone_agents(void **state) {
            SCHEMA_SUCCEEDED)
       ->agent = 2;
   b->batches[0].agent = 2;
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM agents"), 4);
   assert_int_equal(q(f, "SELECT count(*) FROM strings"), 4);
   wbatch *p = wbatch_new(2);
@@ -1213,12 +1197,10 @@ static void prunes_to_max_tasks(void **state) {
   wbatch *b = wbatch_new(1);
   for (int i = 0; i < 1000; i++)
     add_task(f, b, 1 + i, 1, 1000 + i, SCHEMA_SUCCEEDED);
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   b = wbatch_new(2);
   b->prune = 1;
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 100);
   assert_int_equal(q(f, "SELECT min(enqueued_at) FROM tasks"), 1900);
 }
@@ -1234,8 +1216,7 @@ static void rollups_count_and_rank(void **state) {
                            i < 90 ? SCHEMA_SUCCEEDED : SCHEMA_FAILED);
     r->finished_at = r->started_at + (i + 1) * 100; /* run 100..10000 */
   }
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM rollups"), 1);
   assert_int_equal(q(f, "SELECT minute FROM rollups"), minute);
   assert_int_equal(q(f, "SELECT count(*) FROM rollups WHERE service = 'mail' "
@@ -1277,8 +1258,7 @@ static void rollups_merge_across_restarts(void **state) {
           add_task(f, b, 1 + run * 10 + i, 1, minute + i, SCHEMA_SUCCEEDED);
       r->finished_at = r->started_at + 1000 * (run + 1);
     }
-    assert_int_equal(store_write(f->store, b), 0);
-    wbatch_free(b);
+    write_one(f->store, b);
     store_close(f->store);
     f->store = NULL;
     /* Closed for good: the last connection checkpointed its WAL away. */
@@ -1316,8 +1296,7 @@ static void rollup_fill_agrees_with_the_writer(void **state) {
       if (i % 5 == 0 && i % 7)
         r->have &= (uint8_t)~HAVE_START;
     }
-    assert_int_equal(store_write(f->store, b), 0);
-    wbatch_free(b);
+    write_one(f->store, b);
   }
   store_close(f->store);
   f->store = NULL;
@@ -1631,8 +1610,7 @@ static void queues_exports_with_the_rows(void **state) {
   link_row *l = wbatch_add_link(b);
   l->batch = 100;
   l->traceparent = arena_copy(&b->mem, (proto_str){"00-ab-cd-01", 11});
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT length(traceparent) FROM batches WHERE "
                         "id = 100"),
                    11);
@@ -1642,8 +1620,7 @@ static void queues_exports_with_the_rows(void **state) {
   /* A batch without exports writes none. */
   b = wbatch_new(2);
   add_task(f, b, 2, 100, 2000, SCHEMA_SUCCEEDED);
-  assert_int_equal(store_write(f->store, b), 0);
-  wbatch_free(b);
+  write_one(f->store, b);
   assert_int_equal(q(f, "SELECT count(*) FROM export_queue"), 2);
 }
 
