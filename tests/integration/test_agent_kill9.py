@@ -12,8 +12,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_agent_util import (Collector, check, demo_finish,  # noqa: E402
-                             demo_start, rows, tempdir)
+from test_agent_util import (Collector, check,  # noqa: E402
+                             check_batches_whole, demo_finish, demo_start,
+                             kill9_while_running, rows, tempdir)
 
 BATCHES = 40000
 FAIL_EVERY = 10
@@ -41,15 +42,9 @@ def main():
                               str(FAIL_EVERY), "--rate", "2000",
                               "--flush-timeout", "120",
                               env={"TASKWATCH_BUFFER_BYTES": str(256 << 20)})
-            kills = 0
-            for _ in range(KILLS):
-                time.sleep(rnd.uniform(1.0, 3.0))
-                if proc.poll() is not None:
-                    break
-                col.kill9()
-                kills += 1
-                time.sleep(rnd.uniform(0.05, 0.3))
-                col.start()
+            kills = kill9_while_running(col, proc, KILLS,
+                                        lambda: rnd.uniform(1.0, 3.0),
+                                        lambda: rnd.uniform(0.05, 0.3))
             r = demo_finish(proc, started, timeout=240)
             check(r.rc == 0, "demo exited %d: %s" % (r.rc, r.stderr))
             check(kills >= 3, "only %d kills happened during the demo" % kills)
@@ -72,15 +67,7 @@ def check_store(db, r, kills, batches):
             ("send_email", 2): batches - failed, ("send_email", 3): failed,
             ("write_log", 2): batches - failed, ("write_log", 4): failed}
     check(by == collections.Counter(want), "statuses: %r" % dict(by))
-    bad_skips = rows(db, "SELECT count(*) FROM tasks t WHERE t.status = 4 AND "
-                         "NOT EXISTS (SELECT 1 FROM tasks f WHERE "
-                         "f.id = t.skipped_after AND f.status = 3 AND "
-                         "f.batch = t.batch)")[0][0]
-    check(bad_skips == 0, "%d skips without their failed task" % bad_skips)
-    positions = rows(db, "SELECT count(*) FROM (SELECT batch FROM tasks "
-                         "GROUP BY batch HAVING group_concat(position) "
-                         "NOT IN ('0,1,2'))")[0][0]
-    check(positions == 0, "%d batches without positions 0,1,2" % positions)
+    check_batches_whole(db)
     out_of_order = rows(db, "SELECT count(*) FROM tasks WHERE "
                             "started_at < enqueued_at OR "
                             "finished_at < started_at")[0][0]

@@ -19,8 +19,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_agent_kill9 import check_store  # noqa: E402
-from test_agent_util import (BIN, Collector, check, demo_finish,  # noqa: E402
-                             demo_start, tempdir)
+from test_agent_util import (BIN, Collector, check,  # noqa: E402
+                             demo_finish, demo_start, kill9_while_running,
+                             tempdir)
 
 KILLS = 3
 OUTAGE_S = 0.5
@@ -47,15 +48,9 @@ def main():
                 started = time.monotonic()
                 proc = demo_start(col.url, batches, "--fail-every", "10",
                                   "--rate", str(rate))
-                kills = 0
-                for _ in range(KILLS):
-                    time.sleep(rnd.uniform(2.5, 3.5))
-                    if proc.poll() is not None:
-                        break
-                    col.kill9()
-                    kills += 1
-                    time.sleep(OUTAGE_S)
-                    col.start()
+                kills = kill9_while_running(col, proc, KILLS,
+                                            lambda: rnd.uniform(2.5, 3.5),
+                                            lambda: OUTAGE_S)
                 r = demo_finish(proc, started, timeout=240)
                 check(r.rc == 0, "demo exited %d: %s" % (r.rc, r.stderr))
                 check(kills == KILLS,

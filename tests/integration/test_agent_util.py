@@ -124,3 +124,34 @@ def rows(db, sql, *params):
         return con.execute(sql, params).fetchall()
     finally:
         con.close()
+
+
+def check_batches_whole(db):
+    """Every batch of the demo's is stored whole: its three tasks at
+    positions 0, 1 and 2, each skipped one after the failed task of its
+    batch that it names."""
+    partial = rows(db, "SELECT count(*) FROM (SELECT batch FROM tasks GROUP "
+                       "BY batch HAVING group_concat(position) NOT IN "
+                       "('0,1,2'))")[0][0]
+    check(partial == 0, "%d batches without positions 0,1,2" % partial)
+    bad_skips = rows(db, "SELECT count(*) FROM tasks t WHERE t.status = 4 AND "
+                         "NOT EXISTS (SELECT 1 FROM tasks f WHERE "
+                         "f.id = t.skipped_after AND f.status = 3 AND "
+                         "f.batch = t.batch)")[0][0]
+    check(bad_skips == 0, "%d skips without their failed task" % bad_skips)
+
+
+def kill9_while_running(col, proc, kills, gap, outage):
+    """Kills the collector with SIGKILL up to `kills` times while the demo
+    proc runs, gap() seconds apart, and starts it again outage() seconds
+    after each kill; returns how many kills there were."""
+    done = 0
+    for _ in range(kills):
+        time.sleep(gap())
+        if proc.poll() is not None:
+            break
+        col.kill9()
+        done += 1
+        time.sleep(outage())
+        col.start()
+    return done

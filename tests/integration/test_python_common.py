@@ -17,6 +17,8 @@ import tempfile
 import shutil
 import time
 
+from twtest import free_port
+
 BIN = os.environ.get("TASKWATCH_BIN", "")
 LIBRARY = os.environ.get("TASKWATCH_LIBRARY", "")
 BUILD_ROOT = os.environ.get("TASKWATCH_BUILD_ROOT", "")
@@ -80,12 +82,6 @@ def wait_for(predicate, timeout, what):
             return value
         time.sleep(0.05)
     fail("timed out waiting for " + what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Collector:
