@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from twtest import check, check_unmatched  # noqa: F401 (used by tests)
+from twtest import check, check_unmatched, wait_until  # noqa: F401
 
 HELLO, GOODBYE, EVENTS, WELCOME, ACK, ERROR = 100, 101, 200, 300, 301, 302
 MAGIC = 0x31505754
@@ -299,18 +299,6 @@ class Collector:
             self.proc = None
         if self.own_tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def wait_until(fn, timeout=15):
-    """fn()'s first true answer, asked again and again for timeout seconds
-    at the most; then its last answer, whatever it is."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.05)
-    return fn()
 
 
 STARTED = []  # collectors of run_parts(), killed whatever happened

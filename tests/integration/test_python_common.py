@@ -17,7 +17,7 @@ import tempfile
 import shutil
 import time
 
-from twtest import free_port
+from twtest import free_port, wait_until
 
 BIN = os.environ.get("TASKWATCH_BIN", "")
 LIBRARY = os.environ.get("TASKWATCH_LIBRARY", "")
@@ -75,13 +75,10 @@ def spawn(args, **kwargs):
 
 
 def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    fail("timed out waiting for " + what)
+    value = wait_until(predicate, timeout)
+    if not value:
+        fail("timed out waiting for " + what)
+    return value
 
 
 class Collector:

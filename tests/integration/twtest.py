@@ -31,6 +31,18 @@ def check_unmatched(log, shown=None):
               % (log if shown is None else log[-shown:]))
 
 
+def wait_until(fn, timeout=15):
+    """fn()'s first true answer, asked again and again for timeout seconds
+    at the most; then its last answer, whatever it is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.05)
+    return fn()
+
+
 def free_port():
     """A TCP port that was free a moment ago on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
