@@ -429,6 +429,7 @@ static int run(int argc, char **argv, query_opts *o) {
 }
 
 int query_main(int argc, char **argv) {
+  reader_page_cache_init();
   /* Only the character type follows the locale (for display widths);
    * numbers keep their '.' whatever LC_NUMERIC says. */
   setlocale(LC_CTYPE, "");
