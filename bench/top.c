@@ -40,7 +40,6 @@
 #include "data.h"
 #include "grid.h"
 #include "keys.h"
-#include "reader.h"
 #include "rollup.h"
 #include "schema.h"
 #include "stores.h"
@@ -501,7 +500,6 @@ static void upgrade(const char *path) {
 }
 
 int main(int argc, char **argv) {
-  reader_page_cache_init(); /* as `taskwatch top` */
   const char *db = NULL, *dir = "/tmp", *sizes_text = "10000000";
   double idle = 10;
   int remove_after = 0, upgrade_first = 0;

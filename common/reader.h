@@ -58,7 +58,10 @@ typedef struct reader reader;
  * 64 KiB pages cost more than the reads they save (docs/schema.md,
  * "Opening the store"). Returns 0 (also when called again), or -1 when
  * SQLite kept its own. For `taskwatch
- * query` and `taskwatch top`; the collector keeps SQLite's cache.
+ * query`, a process per question. `taskwatch top` and the collector keep
+ * SQLite's cache: a dashboard pays its faults once, and its frames read
+ * about 60 rows; with this cache its heaviest frame took 2-3 ms more (100 M
+ * tasks, batches_failures_only: 15 against 12.8 ms p95).
  */
 int reader_page_cache_init(void);
 

@@ -18,7 +18,6 @@
 
 #include "args.h"
 #include "ctl.h"
-#include "reader.h"
 #include "format.h"
 #include "grid.h"
 #include "keys.h"
@@ -289,7 +288,6 @@ static int live(ctl *c, int color, unsigned flags) {
 }
 
 int top_main(int argc, char **argv) {
-  reader_page_cache_init();
   options o = {0};
   o.color = 2;
   o.view = VIEW_TASKS;
