@@ -56,14 +56,16 @@ typedef struct reader reader;
  * for as transparent huge pages: on a virtual machine each 4 KiB page a
  * process first touches costs a fault of about 12 µs, so malloc's fresh
  * 64 KiB pages cost more than the reads they save (docs/schema.md,
- * "Opening the store"). Returns 0 (also when called again), or -1 when
- * SQLite kept its own. For `taskwatch
- * query`, a process per question. `taskwatch top` and the collector keep
- * SQLite's cache: a dashboard pays its faults once, and its frames read
- * about 60 rows; with this cache its heaviest frame took 2-3 ms more (100 M
- * tasks, batches_failures_only: 15 against 12.8 ms p95).
+ * "Opening the store"). With a path, only when that file's pages are
+ * 64 KiB: a store made with smaller pages keeps SQLite's cache of 2 MB,
+ * more pages than the region would hold of them. Returns 0 (also when
+ * called again), or -1 when SQLite keeps its own. For `taskwatch query`,
+ * a process per question. `taskwatch top` and the collector keep SQLite's
+ * cache: a dashboard pays its faults once, and its frames read about 60
+ * rows; with this cache its heaviest frame took 2-3 ms more (100 M tasks,
+ * batches_failures_only: 15 against 12.8 ms p95).
  */
-int reader_page_cache_init(void);
+int reader_page_cache_init(const char *path);
 
 /*
  * Opens the store at path read-only and checks that it is a taskwatch
