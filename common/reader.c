@@ -175,13 +175,18 @@ const char *reader_agent_dropped_tasks_sql(const reader *r) {
 static int page_cache_ready;
 
 /* The page size an SQLite file's header states (bytes 16 and 17, big
- * endian; 1 means 65536), or 0 when it cannot be read. */
+ * endian; 1 means 65536), or 0 when it cannot be read or is not a regular
+ * file (a FIFO would block the open: O_NONBLOCK; reader_open() then says
+ * what it is). */
 static long header_page_size(const char *path) {
   unsigned char b[2];
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return 0;
-  ssize_t n = pread(fd, b, sizeof b, 16);
+  ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode)
+                  ? pread(fd, b, sizeof b, 16)
+                  : -1;
   close(fd);
   if (n != (ssize_t)sizeof b)
     return 0;

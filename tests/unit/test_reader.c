@@ -625,6 +625,10 @@ static void page_cache_of_readers(void **state) {
   fclose(fp);
   assert_int_equal(reader_page_cache_init(p->path), -1);
   assert_int_equal(reader_page_cache_init(path_of(p, "missing.db")), -1);
+  /* A FIFO is not opened for its header (that open would block). */
+  assert_int_equal(mkfifo(path_of(p, "fifo"), 0600), 0);
+  assert_int_equal(reader_page_cache_init(p->path), -1);
+  unlink(p->path);
   make_store(path_of(p, "cache.db"), 0);
   assert_int_equal(reader_page_cache_init(p->path), 0);
   reader *r = NULL;
