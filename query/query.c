@@ -401,6 +401,7 @@ static int run(int argc, char **argv, query_opts *o) {
   int defaulted = o->db_path == NULL;
   if (defaulted)
     o->db_path = schema_default_db();
+  reader_page_cache_init(o->db_path);
   rc = reader_open(o->db_path, &r, err, sizeof(err));
   if (rc != READER_OK) {
     fprintf(stderr, "taskwatch query: %s%s\n", err,

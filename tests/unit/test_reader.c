@@ -604,8 +604,63 @@ static void waits_for_a_lock(void **state) {
   reader_close(r);
 }
 
+/* What reader_page_cache_init() returned in main(), before any other use
+ * of SQLite in this process. */
+static int page_cache_init_rc = -2;
+
+/* The read-only tools' page cache: given to SQLite before its first use
+ * (once: a second call changes nothing), for a store of 64 KiB pages only,
+ * and every reader opened since caches 128 pages of it (not malloc's). */
+static void page_cache_of_readers(void **state) {
+  paths *p = *state;
+  assert_int_equal(page_cache_init_rc, 0);
+  /* A file of 4 KiB pages, as stores made before 64 KiB pages were, and
+   * a missing file, keep SQLite's cache. */
+  FILE *fp = fopen(path_of(p, "small-pages.db"), "wb");
+  assert_non_null(fp);
+  unsigned char header[100] = "SQLite format 3";
+  header[16] = 0x10; /* 4096, big endian */
+  header[17] = 0x00;
+  assert_int_equal(fwrite(header, 1, sizeof header, fp), sizeof header);
+  fclose(fp);
+  assert_int_equal(reader_page_cache_init(p->path), -1);
+  assert_int_equal(reader_page_cache_init(path_of(p, "missing.db")), -1);
+  /* A FIFO is not opened for its header (that open would block). */
+  assert_int_equal(mkfifo(path_of(p, "fifo"), 0600), 0);
+  assert_int_equal(reader_page_cache_init(p->path), -1);
+  unlink(p->path);
+  make_store(path_of(p, "cache.db"), 0);
+  assert_int_equal(reader_page_cache_init(p->path), 0);
+  reader *r = NULL;
+  char err[256];
+  assert_int_equal(reader_open(p->path, &r, err, sizeof err), READER_OK);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(
+      sqlite3_prepare_v2(reader_db(r), "PRAGMA cache_size", -1, &st, NULL),
+      SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 128);
+  sqlite3_finalize(st);
+  assert_int_equal(sqlite3_prepare_v2(reader_db(r),
+                                      "SELECT count(*) FROM tasks", -1, &st,
+                                      NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 9);
+  /* The pages read sit in the region while the statement holds them. */
+  int used = 0, highest = 0;
+  assert_int_equal(
+      sqlite3_status(SQLITE_STATUS_PAGECACHE_USED, &used, &highest, 0),
+      SQLITE_OK);
+  assert_true(highest > 0);
+  sqlite3_finalize(st);
+  reader_close(r);
+}
+
 int main(void) {
+  page_cache_init_rc = reader_page_cache_init(NULL);
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(page_cache_of_readers, setup, teardown),
       cmocka_unit_test_setup_teardown(missing_file, setup, teardown),
       cmocka_unit_test_setup_teardown(unreadable, setup, teardown),
       cmocka_unit_test_setup_teardown(not_sqlite, setup, teardown),
