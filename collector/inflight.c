@@ -81,6 +81,40 @@ void inflight_restore(inflight *f) {
   f->changed = 0;
 }
 
+/* The columns of a held task between the set and the blob: the one place
+ * that names them both ways (store.c does the same between the set and a
+ * task's row). */
+static void blob_from_inflight(held_task *h, const inflight_task *t) {
+  h->id = t->id;
+  h->agent = t->agent;
+  h->batch = t->batch;
+  h->thread = t->thread;
+  h->enqueued_at = t->enqueued_at;
+  h->started_at = t->started_at;
+  h->position = t->position;
+  h->mode = t->mode;
+  h->status = t->status;
+  h->have = t->have;
+  h->name = t->name->text;
+  h->name_len = t->name->len;
+}
+
+void inflight_from_blob(inflight_task *t, const held_task *h,
+                        const istr *name) {
+  memset(t, 0, sizeof(*t));
+  t->id = h->id;
+  t->agent = h->agent;
+  t->batch = h->batch;
+  t->thread = h->thread;
+  t->enqueued_at = h->enqueued_at;
+  t->started_at = h->started_at;
+  t->position = h->position;
+  t->mode = h->mode;
+  t->status = h->status;
+  t->have = h->have;
+  t->name = name;
+}
+
 size_t inflight_encode(const inflight *f, unsigned char **buf, size_t *cap) {
   size_t need = HELD_HEADER;
   for (size_t i = 0; i < f->n; i++)
@@ -91,10 +125,8 @@ size_t inflight_encode(const inflight *f, unsigned char **buf, size_t *cap) {
   }
   unsigned char *p = held_put_header(*buf, (uint32_t)f->n);
   for (size_t i = 0; i < f->n; i++) {
-    const inflight_task *t = &f->items[i];
-    held_task h = {t->id,          t->agent,      t->batch,      t->thread,
-                   t->enqueued_at, t->started_at, t->position,   t->mode,
-                   t->status,      t->have,       t->name->text, t->name->len};
+    held_task h;
+    blob_from_inflight(&h, &f->items[i]);
     p = held_put(p, &h);
   }
   assert((size_t)(p - *buf) == need);

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "held.h"
 #include "u64map.h"
 
 /* Tasks held at most; past it a new task is written at once. About 64
@@ -80,5 +81,8 @@ void inflight_restore(inflight *f);
 /* The set as the inflight blob (common/held.h), into *buf (grown as
  * needed, *cap its size); returns its length. */
 size_t inflight_encode(const inflight *f, unsigned char **buf, size_t *cap);
+/* A task of the blob (held_decode()) into *t, named name. */
+void inflight_from_blob(inflight_task *t, const held_task *h,
+                        const istr *name);
 
 #endif /* TW_COLLECTOR_INFLIGHT_H */

@@ -879,9 +879,13 @@ static int row_is_final(const task_row *r) {
   return (r->have & HAVE_END) && is_final(r->status);
 }
 
-/* A held task as a new row, in b's arena (the writer's while it writes b). */
-static task_row *held_row(wbatch *b, const inflight_task *t) {
-  task_row *r = arena_alloc(&b->mem, sizeof(*r));
+/*
+ * The columns a held task has, between its row and its place in the held
+ * set: the one place that names them (inflight.c does the same between
+ * the set and its blob). A held task keeps what its ENQUEUE and START
+ * set; merge_held() gives its row the rest when it ends.
+ */
+static void row_from_held(task_row *r, const inflight_task *t) {
   memset(r, 0, sizeof(*r));
   r->id = t->id;
   r->agent = t->agent;
@@ -894,22 +898,32 @@ static task_row *held_row(wbatch *b, const inflight_task *t) {
   r->mode = t->mode;
   r->status = t->status;
   r->have = t->have;
-  return r;
 }
 
-static void hold(store *s, const task_row *r, int64_t now_ms) {
-  inflight_task *t = inflight_add(&s->held, r->id);
+static void held_from_row(inflight_task *t, const task_row *r) {
   t->agent = r->agent;
   t->batch = r->batch;
   t->thread = r->thread;
   t->enqueued_at = r->enqueued_at;
   t->started_at = r->started_at;
-  t->since_ms = now_ms;
   t->name = r->name;
   t->position = r->position;
   t->mode = r->mode;
   t->status = r->status;
   t->have = r->have & (HAVE_ENQUEUE | HAVE_START | HAVE_THREAD);
+}
+
+/* A held task as a new row, in b's arena (the writer's while it writes b). */
+static task_row *held_row(wbatch *b, const inflight_task *t) {
+  task_row *r = arena_alloc(&b->mem, sizeof(*r));
+  row_from_held(r, t);
+  return r;
+}
+
+static void hold(store *s, const task_row *r, int64_t now_ms) {
+  inflight_task *t = inflight_add(&s->held, r->id);
+  held_from_row(t, r);
+  t->since_ms = now_ms;
   s->stats.rows_held++;
 }
 
@@ -1359,24 +1373,20 @@ int store_settle(store *s) {
 }
 
 /* A task of the table inflight as a row of b, its name copied into b. */
-static void replay_task(const held_task *t, void *arg) {
+static void replay_task(const held_task *h, void *arg) {
   wbatch *b = arg;
-  istr *text = arena_alloc(&b->mem, sizeof(*text) + t->name_len + 1);
-  text->len = t->name_len;
-  memcpy(text->text, t->name, t->name_len);
-  text->text[t->name_len] = '\0';
+  istr *text = arena_alloc(&b->mem, sizeof(*text) + h->name_len + 1);
+  text->len = h->name_len;
+  memcpy(text->text, h->name, h->name_len);
+  text->text[h->name_len] = '\0';
+  inflight_task t;
+  inflight_from_blob(&t, h, text);
   task_row *r = wbatch_add_row(b);
-  r->id = t->id;
-  r->agent = t->agent;
-  r->batch = t->batch;
-  r->thread = t->thread;
-  r->enqueued_at = t->enqueued_at;
-  r->started_at = t->started_at;
-  r->name = text;
-  r->position = t->position;
-  r->mode = t->mode;
-  r->status = t->status < SCHEMA_SUCCEEDED ? t->status : SCHEMA_QUEUED;
-  r->have = t->have & (HAVE_ENQUEUE | HAVE_START | HAVE_THREAD);
+  row_from_held(r, &t);
+  /* A blob says what a held task may be: never final. */
+  if (r->status >= SCHEMA_SUCCEEDED)
+    r->status = SCHEMA_QUEUED;
+  r->have &= HAVE_ENQUEUE | HAVE_START | HAVE_THREAD;
 }
 
 /*
