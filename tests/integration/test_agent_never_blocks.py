@@ -131,7 +131,10 @@ def absent(d):
 
 def capped(d):
     """1 MiB cap, collector stopped while the demo works, resumed later:
-    the drops are counted and the count reaches the store."""
+    the drops are counted and the count reaches the store. The smallest
+    budget, so that two seconds of a stopped collector surely overflow it;
+    its twin at the default budget is test_agent_overload_default.py (and
+    the "defaults" run below)."""
     col = Collector(os.path.join(d, "capped.db"))
     try:
         col.start()

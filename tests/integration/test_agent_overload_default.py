@@ -44,6 +44,10 @@ def main():
             os.environ.clear()
             os.environ.update(env)
             try:
+                # The demo's own wait for the last acks (not a limit of the
+                # agent), twice its 60 s default, so that the admitted part
+                # of an unpaced run is stored before the demo gives up even
+                # in an ASan build on a loaded machine.
                 r = demo(col.url, BATCHES, "--fail-every", str(FAIL_EVERY),
                          "--flush-timeout", "120", timeout=300)
             finally:

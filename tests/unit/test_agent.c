@@ -6,6 +6,7 @@
  * collector (agent_fake_collector); the few that a collector cannot see
  * (the intern arena's bounds) read the agent's internals.
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
@@ -145,9 +146,9 @@ typedef struct fixture {
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof(*f));
   f->fc = fake_start();
-  /* Room for the bursts some tests record faster than any server would;
-   * the cap has tests of its own. */
-  f->agent = agent_to(fake_url(f->fc), 32u << 20, 2000);
+  /* At the default budget: what a user gets. A test that needs another
+   * budget replaces the agent and says why. */
+  f->agent = agent_to(fake_url(f->fc), 0, 2000);
   uv_loop_init(&f->loop);
   for (int i = 0; i < 8; i++)
     f->steps[i] = (step){&f->log, i, 0};
@@ -576,6 +577,7 @@ typedef struct worker {
   tw_id batch;
   int index;
   int errors; /* cmocka may only fail on the main thread */
+  int full;   /* calls that returned TW_EFULL: a refused task's */
 } worker;
 
 static void *record_many(void *arg) {
@@ -587,10 +589,18 @@ static void *record_many(void *arg) {
   pthread_barrier_wait(&all_live);
   for (uint32_t i = 0; i < PER_THREAD; i++) {
     tw_id task;
-    w->errors += tw_task_enqueue(w->agent, w->batch, i, name,
-                                 TW_MODE_THREADPOOL, &task) != 0;
-    w->errors += tw_task_start(w->agent, task) != 0;
-    w->errors += tw_task_finish(w->agent, task) != 0;
+    int rc[3];
+    rc[0] = tw_task_enqueue(w->agent, w->batch, i, name, TW_MODE_THREADPOOL,
+                            &task);
+    rc[1] = tw_task_start(w->agent, task);
+    rc[2] = tw_task_finish(w->agent, task);
+    for (int k = 0; k < 3; k++) {
+      w->full += rc[k] == TW_EFULL;
+      w->errors += rc[k] != 0 && rc[k] != TW_EFULL;
+    }
+    /* A task is refused whole, at its enqueue, or not at all. */
+    w->errors += (rc[0] == TW_EFULL) != (rc[1] == TW_EFULL) ||
+                 (rc[0] == TW_EFULL) != (rc[2] == TW_EFULL);
   }
   pthread_barrier_wait(&all_live);
   return NULL;
@@ -665,52 +675,104 @@ static void record_in_exit_destructor_rebinds(void **state) {
   fake_free(fc);
 }
 
-static void sixteen_threads_exact_counts(void **state) {
-  fixture *f = *state;
-  /* Room for every thread's burst, so exact counts mean no drops. */
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Sixteen threads record 1,000 tasks each as fast as they can, all at
+ * once: every event arrives, each thread's in order, ids distinct. With
+ * budget 0 (the default) no thread may hold its burst (48,000 events in
+ * well under a millisecond a thread, faster than any server records), so
+ * the agent may refuse tasks: then every task that arrives is whole, and
+ * what was refused is counted exactly. With a roomy budget (64 MiB) every
+ * burst fits, so the counts are exact with no drops. */
+static void sixteen_threads(fixture *f, size_t budget) {
   tw_agent_free(f->agent);
-  f->agent = agent_to(fake_url(f->fc), 64u << 20, 2000);
+  f->agent = agent_to(fake_url(f->fc), budget, 2000);
   pthread_t th[THREADS];
   worker w[THREADS];
   tw_id batch;
   assert_int_equal(tw_batch_begin(f->agent, "threads", &batch), 0);
   pthread_barrier_init(&all_live, NULL, THREADS);
   for (int i = 0; i < THREADS; i++) {
-    w[i] = (worker){f->agent, batch, i, 0};
+    w[i] = (worker){f->agent, batch, i, 0, 0};
     pthread_create(&th[i], NULL, record_many, &w[i]);
   }
+  uint64_t full = 0;
   for (int i = 0; i < THREADS; i++) {
     pthread_join(th[i], NULL);
     assert_int_equal(w[i].errors, 0);
+    full += (uint64_t)w[i].full;
   }
   pthread_barrier_destroy(&all_live);
   tw_agent_stats st;
   tw_agent_get_stats(f->agent, &st);
-  assert_int_equal(st.recorded, 1 + THREADS * PER_THREAD * 3);
-  assert_int_equal(st.dropped, 0);
+  assert_int_equal(st.dropped, full);
+  if (budget != 0) {
+    assert_int_equal(st.recorded, 1 + THREADS * PER_THREAD * 3);
+    assert_int_equal(st.dropped, 0);
+  }
+  /* Whole tasks or none: a refused task drops its three events. */
+  assert_int_equal(st.dropped_batches, 0);
+  assert_int_equal(st.dropped, st.dropped_tasks * 3);
+  assert_int_equal(st.recorded + st.dropped, 1 + THREADS * PER_THREAD * 3);
+  const uint64_t tasks = THREADS * PER_THREAD - st.dropped_tasks;
+  print_message("%" PRIu64 " of %d tasks refused\n", st.dropped_tasks,
+                THREADS * PER_THREAD);
   fake_instance *in = run_and_collect(f);
-  assert_int_equal(count_kind(in, PROTO_EV_ENQUEUE), THREADS * PER_THREAD);
-  assert_int_equal(count_kind(in, PROTO_EV_START), THREADS * PER_THREAD);
-  assert_int_equal(count_kind(in, PROTO_EV_FINISH), THREADS * PER_THREAD);
-  assert_int_equal(count_kind(in, PROTO_EV_STRING), THREADS + 1);
+  assert_int_equal(count_kind(in, PROTO_EV_ENQUEUE), tasks);
+  assert_int_equal(count_kind(in, PROTO_EV_START), tasks);
+  assert_int_equal(count_kind(in, PROTO_EV_FINISH), tasks);
+  /* A thread whose every task was refused names no string. */
+  assert_true(count_kind(in, PROTO_EV_STRING) <= THREADS + 1);
   /* Every task id is distinct, and each thread's positions arrive in order
-   * with its own name. */
+   * with its own name (a refused task leaves a gap, never a reordering);
+   * the tasks started and the tasks finished are exactly those enqueued
+   * (no half tasks). */
   uint32_t next_pos[THREADS] = {0};
-  uint64_t *ids = calloc(THREADS * PER_THREAD, sizeof(*ids));
-  size_t nids = 0;
+  uint64_t *ids[3];
+  size_t n[3] = {0};
+  for (int k = 0; k < 3; k++)
+    ids[k] = calloc(THREADS * PER_THREAD, sizeof(uint64_t));
   for (size_t i = 0; i < in->count; i++) {
     const fake_event *e = &in->events[i];
-    if (e->kind != PROTO_EV_ENQUEUE)
+    int k = e->kind == PROTO_EV_ENQUEUE ? 0
+            : e->kind == PROTO_EV_START ? 1
+            : e->kind == PROTO_EV_FINISH ? 2
+                                         : -1;
+    if (k < 0)
+      continue;
+    ids[k][n[k]++] = e->task;
+    if (k != 0)
       continue;
     int who = atoi(fake_string(f->fc, f->idx, e->string) + strlen("worker-"));
-    assert_int_equal(e->position, next_pos[who]++);
-    ids[nids++] = e->task;
+    if (budget != 0)
+      assert_int_equal(e->position, next_pos[who]);
+    assert_true(e->position >= next_pos[who]);
+    next_pos[who] = e->position + 1;
   }
-  for (size_t i = 0; i < nids; i++)
-    for (size_t j = i + 1; j < nids; j++)
-      assert_true(ids[i] != ids[j]);
-  free(ids);
+  for (int k = 0; k < 3; k++)
+    qsort(ids[k], n[k], sizeof(uint64_t), cmp_u64);
+  for (size_t i = 0; i < n[0]; i++) {
+    if (i > 0)
+      assert_true(ids[0][i] != ids[0][i - 1]);
+    assert_int_equal(ids[1][i], ids[0][i]);
+    assert_int_equal(ids[2][i], ids[0][i]);
+  }
+  for (int k = 0; k < 3; k++)
+    free(ids[k]);
   fake_unlock(f->fc);
+}
+
+/* The burst with room for all of it (64 MiB), so exact counts mean no
+ * drops; its twin at the default budget is below. */
+static void sixteen_threads_exact_counts(void **state) {
+  sixteen_threads(*state, 64u << 20);
+}
+
+static void sixteen_threads_at_the_default_budget(void **state) {
+  sixteen_threads(*state, 0);
 }
 
 #define MANY 64
@@ -1378,8 +1440,8 @@ static void slow_acks_drop_nothing_at_the_default_budget(void **state) {
 static void reconnect_resends_without_gap_or_duplicate(void **state) {
   (void)state;
   fake_collector *fc = fake_start();
-  /* Room for each round's burst: this is about resending, not the cap. */
-  tw_agent *a = agent_to(fake_url(fc), 64u << 20, 2000);
+  /* At the default budget: each round's burst fits the first ring. */
+  tw_agent *a = agent_to(fake_url(fc), 0, 2000);
   tw_id batch, task;
   const int rounds = 3, per_round = 5000;
   assert_int_equal(tw_batch_begin(a, "resend", &batch), 0);
@@ -1429,9 +1491,9 @@ static void reconnect_resends_without_gap_or_duplicate(void **state) {
 static void lost_store_starts_a_new_instance(void **state) {
   (void)state;
   fake_collector *fc = fake_start();
-  /* Room for what is recorded while the store is gone: this is about the
-   * new instance, not the cap (the kill -9 tests run at the defaults). */
-  tw_agent *a = agent_to(fake_url(fc), 16u << 20, 2000);
+  /* At the default budget: what is recorded while the store is gone fits
+   * the first ring. */
+  tw_agent *a = agent_to(fake_url(fc), 0, 2000);
   tw_id batch, task;
   assert_int_equal(tw_batch_begin(a, "before", &batch), 0);
   for (int i = 0; i < 100; i++) {
@@ -1905,6 +1967,8 @@ int main(void) {
       cmocka_unit_test(intern_arena_full_stays_bounded),
       cmocka_unit_test_setup_teardown(sixteen_threads_exact_counts, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(sixteen_threads_at_the_default_budget,
+                                      setup, teardown),
       cmocka_unit_test(record_in_exit_destructor_rebinds),
       cmocka_unit_test(many_threads_fit_the_default_budget),
       cmocka_unit_test_setup_teardown(full_failures_on_every_thread, setup,

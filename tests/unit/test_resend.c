@@ -17,7 +17,8 @@
 #include "../../agent/pace.h"
 #include "../../agent/resend.h"
 
-/* An agent as far as the buffer knows one: a budget. */
+/* An agent as far as the buffer knows one: a budget (the default, unless a
+ * test is about a smaller cap). */
 static tw_agent *budget(size_t cap) {
   tw_agent *a = calloc(1, sizeof(*a));
   a->cap = cap;
@@ -85,7 +86,7 @@ static size_t chunks(const resend *r) {
 
 static void appends_number_events_without_gaps(void **state) {
   (void)state;
-  tw_agent *a = budget(64u << 20);
+  tw_agent *a = budget(TW_DEFAULT_BUFFER_BYTES);
   resend r;
   tw__resend_init(&r, a);
   assert_null(r.first);
@@ -134,7 +135,7 @@ static void budget_keeps_a_chunk_for_health(void **state) {
  * give the rest back, and never free a pinned chunk. */
 static void ack_frees_whole_chunks(void **state) {
   (void)state;
-  tw_agent *a = budget(64u << 20);
+  tw_agent *a = budget(TW_DEFAULT_BUFFER_BYTES);
   resend r;
   tw__resend_init(&r, a);
   fill(&r, 1, 20000);
@@ -214,7 +215,7 @@ static void spares_reuse_the_pool(void **state) {
  * the collector's next_seq, byte for byte the frame of what is left. */
 static void cut_starts_at_the_welcome(void **state) {
   (void)state;
-  tw_agent *a = budget(64u << 20);
+  tw_agent *a = budget(TW_DEFAULT_BUFFER_BYTES);
   resend r;
   tw__resend_init(&r, a);
   fill(&r, 1, 5000);
@@ -245,7 +246,7 @@ static void cut_starts_at_the_welcome(void **state) {
  * first from sequence 1, and the held ones follow, renumbered. */
 static void detach_and_attach_renumber(void **state) {
   (void)state;
-  tw_agent *a = budget(64u << 20);
+  tw_agent *a = budget(TW_DEFAULT_BUFFER_BYTES);
   resend r;
   tw__resend_init(&r, a);
   fill(&r, 1, 6000);
@@ -272,7 +273,7 @@ static void detach_and_attach_renumber(void **state) {
  * general encoder's bytes. */
 static void recode_keeps_events(void **state) {
   (void)state;
-  tw_agent *a = budget(64u << 20);
+  tw_agent *a = budget(TW_DEFAULT_BUFFER_BYTES);
   resend r;
   tw__resend_init(&r, a);
   fill(&r, 1, 7000);
