@@ -202,9 +202,9 @@ static const char *const sql_text[ST_COUNT] = {
         "EXISTS (SELECT 1 FROM batches WHERE id >= a.id << 40 AND id < "
         "(a.id + 1) << 40) ORDER BY disconnected_at LIMIT ?2) RETURNING id",
     [ST_PRUNE_STRINGS] = "DELETE FROM strings WHERE agent = ?1",
-    /* The held set (inflight.h): one row, replaced. */
-    [ST_HELD_PUT] = "INSERT OR REPLACE INTO inflight (id, tasks) VALUES "
-                    "(1, ?1)",
+    /* The held set's log (inflight.h): one row appended per transaction
+     * that changes the set, in id order. */
+    [ST_HELD_PUT] = "INSERT INTO inflight (tasks) VALUES (?1)",
     [ST_HELD_CLEAR] = "DELETE FROM inflight",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
@@ -226,7 +226,8 @@ struct store {
   task_row **updates; /* scratch: a batch's rows of stored tasks */
   size_t capupdates;
   inflight held;       /* tasks in flight held in memory (inflight.h) */
-  int held_stored;     /* the table inflight has a row */
+  int64_t log_rows;    /* rows in the table inflight */
+  int64_t log_bytes;   /* their bytes */
   int settling;        /* write every held task (store_settle()) */
   unsigned char *blob; /* scratch: the held set's blob */
   size_t capblob;
@@ -879,9 +880,13 @@ static int row_is_final(const task_row *r) {
   return (r->have & HAVE_END) && is_final(r->status);
 }
 
-/* A held task as a new row, in b's arena (the writer's while it writes b). */
-static task_row *held_row(wbatch *b, const inflight_task *t) {
-  task_row *r = arena_alloc(&b->mem, sizeof(*r));
+/*
+ * The columns a held task has, between its row and its place in the held
+ * set: the one place that names them (inflight.c does the same between
+ * the set and its blob). A held task keeps what its ENQUEUE and START
+ * set; merge_held() gives its row the rest when it ends.
+ */
+static void row_from_held(task_row *r, const inflight_task *t) {
   memset(r, 0, sizeof(*r));
   r->id = t->id;
   r->agent = t->agent;
@@ -894,22 +899,32 @@ static task_row *held_row(wbatch *b, const inflight_task *t) {
   r->mode = t->mode;
   r->status = t->status;
   r->have = t->have;
-  return r;
 }
 
-static void hold(store *s, const task_row *r, int64_t now_ms) {
-  inflight_task *t = inflight_add(&s->held, r->id);
+static void held_from_row(inflight_task *t, const task_row *r) {
   t->agent = r->agent;
   t->batch = r->batch;
   t->thread = r->thread;
   t->enqueued_at = r->enqueued_at;
   t->started_at = r->started_at;
-  t->since_ms = now_ms;
   t->name = r->name;
   t->position = r->position;
   t->mode = r->mode;
   t->status = r->status;
   t->have = r->have & (HAVE_ENQUEUE | HAVE_START | HAVE_THREAD);
+}
+
+/* A held task as a new row, in b's arena (the writer's while it writes b). */
+static task_row *held_row(wbatch *b, const inflight_task *t) {
+  task_row *r = arena_alloc(&b->mem, sizeof(*r));
+  row_from_held(r, t);
+  return r;
+}
+
+static void hold(store *s, const task_row *r, int64_t now_ms) {
+  inflight_task *t = inflight_add(&s->held, r->id);
+  held_from_row(t, r);
+  t->since_ms = now_ms;
   s->stats.rows_held++;
 }
 
@@ -933,7 +948,7 @@ static task_row *merge_held(store *s, wbatch *b, inflight_task *t,
   }
   if (r->have & (HAVE_START | HAVE_END) && r->status > t->status)
     t->status = r->status;
-  inflight_touch(&s->held);
+  inflight_touch(&s->held, t);
   if (!(r->have & HAVE_END))
     return NULL;
   task_row *row = held_row(b, t);
@@ -1023,25 +1038,45 @@ static void sort_rows(store *s, wbatch *b, size_t *nnew, size_t *nupdates) {
   *nupdates = u;
 }
 
-/* The held set into the table inflight, when it changed. */
+/* The log may grow to this many times the bytes of the whole set (and
+ * this much more) before it is replaced by one blob of the set: a
+ * transaction writes O(changes), and the log stays O(set). */
+#define LOG_SET_RATIO 3
+#define LOG_SLACK_BYTES (256 << 10)
+
+/* What changed in the held set, appended to the table inflight; the whole
+ * set instead of the log when the log has grown past its bound. */
 static int write_held(store *s) {
-  sqlite3_stmt *st;
-  if (s->held.n == 0) {
-    if (!s->held_stored)
+  int rc;
+  inflight *f = &s->held;
+  if (f->n == 0) {
+    f->ntouched = f->ngone = 0; /* nothing held: nothing to log */
+    if (s->log_rows == 0)
       return SQLITE_OK;
-    st = s->st[ST_HELD_CLEAR];
-  } else {
-    if (!s->held.changed && s->held_stored)
-      return SQLITE_OK;
-    size_t n = inflight_encode(&s->held, &s->blob, &s->capblob);
-    st = s->st[ST_HELD_PUT];
-    sqlite3_bind_blob(st, 1, s->blob, (int)n, SQLITE_STATIC);
+    if ((rc = run(s, s->st[ST_HELD_CLEAR])) != SQLITE_OK)
+      return rc;
+    s->log_rows = s->log_bytes = 0;
+    return SQLITE_OK;
   }
-  int rc = sqlite3_step(st);
+  if (!f->changed)
+    return SQLITE_OK;
+  int whole = s->log_rows == 0 ||
+              s->log_bytes > LOG_SET_RATIO * (int64_t)inflight_whole_size(f) +
+                                 LOG_SLACK_BYTES;
+  if (whole && s->log_rows > 0) {
+    if ((rc = run(s, s->st[ST_HELD_CLEAR])) != SQLITE_OK)
+      return rc;
+    s->log_rows = s->log_bytes = 0;
+  }
+  size_t n = inflight_encode(f, whole, &s->blob, &s->capblob);
+  sqlite3_stmt *st = s->st[ST_HELD_PUT];
+  sqlite3_bind_blob(st, 1, s->blob, (int)n, SQLITE_STATIC);
+  rc = sqlite3_step(st);
   sqlite3_reset(st);
   if (rc != SQLITE_DONE)
     return rc;
-  s->held_stored = s->held.n > 0;
+  s->log_rows++;
+  s->log_bytes += (int64_t)n;
   return SQLITE_OK;
 }
 
@@ -1312,7 +1347,7 @@ static int write_all(store *s, wbatch *b) {
 
 int store_write(store *s, wbatch *b) {
   int64_t count_before = s->task_count, prune_from_before = s->prune_from;
-  int held_stored_before = s->held_stored;
+  int64_t log_rows_before = s->log_rows, log_bytes_before = s->log_bytes;
   store_stats before = s->stats;
   if (atomic_load(&s->aborted))
     return SQLITE_INTERRUPT;
@@ -1334,7 +1369,8 @@ int store_write(store *s, wbatch *b) {
     s->prune_from = prune_from_before;
     u64map_clear(&s->pruned_batches);
     inflight_restore(&s->held);
-    s->held_stored = held_stored_before;
+    s->log_rows = log_rows_before;
+    s->log_bytes = log_bytes_before;
     return rc;
   }
   struct timespec ts;
@@ -1348,7 +1384,7 @@ int store_write(store *s, wbatch *b) {
 }
 
 int store_settle(store *s) {
-  if (s->held.n == 0 && !s->held_stored)
+  if (s->held.n == 0 && s->log_rows == 0)
     return SQLITE_OK;
   wbatch *b = wbatch_new(0);
   s->settling = 1;
@@ -1358,61 +1394,81 @@ int store_settle(store *s) {
   return rc;
 }
 
-/* A task of the table inflight as a row of b, its name copied into b. */
-static void replay_task(const held_task *t, void *arg) {
-  wbatch *b = arg;
-  istr *text = arena_alloc(&b->mem, sizeof(*text) + t->name_len + 1);
-  text->len = t->name_len;
-  memcpy(text->text, t->name, t->name_len);
-  text->text[t->name_len] = '\0';
-  task_row *r = wbatch_add_row(b);
-  r->id = t->id;
-  r->agent = t->agent;
-  r->batch = t->batch;
-  r->thread = t->thread;
-  r->enqueued_at = t->enqueued_at;
-  r->started_at = t->started_at;
-  r->name = text;
-  r->position = t->position;
-  r->mode = t->mode;
-  r->status = t->status < SCHEMA_SUCCEEDED ? t->status : SCHEMA_QUEUED;
-  r->have = t->have & (HAVE_ENQUEUE | HAVE_START | HAVE_THREAD);
+/* The replay of the table inflight: the set its log gives, the names in
+ * b's arena. */
+typedef struct replay {
+  inflight set;
+  wbatch *b;
+} replay;
+
+/* A task of the log: held, or changed. */
+static void replay_task(const held_task *h, void *arg) {
+  replay *r = arg;
+  istr *text = arena_alloc(&r->b->mem, sizeof(*text) + h->name_len + 1);
+  text->len = h->name_len;
+  memcpy(text->text, h->name, h->name_len);
+  text->text[h->name_len] = '\0';
+  inflight_task *t = inflight_get(&r->set, h->id);
+  if (t == NULL)
+    t = inflight_add(&r->set, h->id);
+  inflight_from_blob(t, h, text);
+}
+
+/* A task of the log let go: it has its row. */
+static void replay_gone(int64_t id, void *arg) {
+  replay *r = arg;
+  inflight_task *t = inflight_get(&r->set, id);
+  if (t)
+    inflight_remove(&r->set, t);
 }
 
 /*
  * The tasks an earlier run held when it ended without settling (kill -9,
- * a crash, a store that failed at the stop): written as queued or running
- * rows in one transaction that also empties the table inflight, before
- * anything else reads the store (the loop's open instances, the exports'
- * table of open tasks find them in tasks, as any open task). Their later
- * events update the rows. Returns 0, or -1 with *err.
+ * a crash, a store that failed at the stop): the log of the table
+ * inflight replayed in order, written as queued or running rows in one
+ * transaction that also empties the table, before anything else reads the
+ * store (the loop's open instances, the exports' table of open tasks find
+ * them in tasks, as any open task). Their later events update the rows.
+ * Returns 0, or -1 with *err.
  */
 static int replay_held(store *s, char **err) {
   sqlite3_stmt *st;
-  int rc =
-      sqlite3_prepare_v2(s->db, "SELECT tasks FROM inflight", -1, &st, NULL);
+  int rc = sqlite3_prepare_v2(s->db, "SELECT tasks FROM inflight ORDER BY id",
+                              -1, &st, NULL);
   if (rc != SQLITE_OK) {
     *err = xstrdup(sqlite3_errmsg(s->db));
     return -1;
   }
-  wbatch *b = wbatch_new(0);
+  replay r;
+  inflight_init(&r.set);
+  r.b = wbatch_new(0);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    s->held_stored = 1;
-    if (held_decode(sqlite3_column_blob(st, 0),
-                    (size_t)sqlite3_column_bytes(st, 0), replay_task, b) < 0)
+    s->log_rows++;
+    if (held_decode_log(sqlite3_column_blob(st, 0),
+                        (size_t)sqlite3_column_bytes(st, 0), replay_task,
+                        replay_gone, &r) < 0)
       log_msg(LOG_ERROR, "tasks in flight partly unreadable note=\"the "
                          "readable ones are written\"");
   }
   sqlite3_finalize(st);
-  if (rc == SQLITE_DONE && s->held_stored) {
+  for (size_t i = 0; i < r.set.n; i++) {
+    task_row *row = wbatch_add_row(r.b);
+    row_from_held(row, &r.set.items[i]);
+    /* A blob says what a held task may be: never final. */
+    if (row->status >= SCHEMA_SUCCEEDED)
+      row->status = SCHEMA_QUEUED;
+    row->have &= HAVE_ENQUEUE | HAVE_START | HAVE_THREAD;
+  }
+  inflight_fini(&r.set);
+  if (rc == SQLITE_DONE && s->log_rows > 0) {
     s->settling = 1;
-    rc = store_write(s, b);
+    rc = store_write(s, r.b);
     s->settling = 0;
     if (rc == SQLITE_OK)
       log_msg(LOG_INFO, "tasks in flight written as open rows count=%zu",
-              b->nrows);
+              r.b->nrows);
   }
-  wbatch_free(b);
+  wbatch_free(r.b);
   if (rc != SQLITE_OK && rc != SQLITE_DONE) {
     *err = xstrdup(sqlite3_errmsg(s->db));
     return -1;

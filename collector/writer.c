@@ -5,9 +5,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hist.h"
 #include "log.h"
@@ -36,6 +39,7 @@ struct writer {
   int stopping;
   int aborted;
   size_t in_flight; /* loop thread only */
+  int nudge;        /* eventfd written when a batch is done, or -1 */
   hist latency;     /* writer thread while it runs */
 };
 
@@ -111,6 +115,10 @@ static void *thread_main(void *arg) {
     pthread_mutex_lock(&w->lock);
     push(&w->out_head, &w->out_tail, b);
     uv_async_send(&w->async);
+    if (w->nudge >= 0) {
+      uint64_t one = 1;
+      (void)!write(w->nudge, &one, sizeof(one));
+    }
   }
   int aborted = w->aborted;
   pthread_mutex_unlock(&w->lock);
@@ -141,6 +149,7 @@ writer *writer_start(store *s, uv_loop_t *loop,
   w->store = s;
   w->done = done;
   w->arg = arg;
+  w->nudge = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   hist_init(&w->latency);
   pthread_mutex_init(&w->lock, NULL);
   pthread_condattr_t attr;
@@ -149,6 +158,8 @@ writer *writer_start(store *s, uv_loop_t *loop,
   pthread_cond_init(&w->wake, &attr);
   pthread_condattr_destroy(&attr);
   if (uv_async_init(loop, &w->async, on_async) != 0) {
+    if (w->nudge >= 0)
+      close(w->nudge);
     free(w);
     return NULL;
   }
@@ -173,6 +184,19 @@ size_t writer_in_flight(const writer *w) {
   return w->in_flight;
 }
 
+void writer_nap(writer *w, uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  if (w == NULL || w->nudge < 0) {
+    nanosleep(&ts, NULL);
+    return;
+  }
+  struct pollfd p = {w->nudge, POLLIN, 0};
+  if (ppoll(&p, 1, &ts, NULL) > 0) {
+    uint64_t n;
+    (void)!read(w->nudge, &n, sizeof(n));
+  }
+}
+
 static void on_close(uv_handle_t *handle) {
   writer *w = handle->data;
   wbatch *b;
@@ -180,6 +204,8 @@ static void on_close(uv_handle_t *handle) {
     wbatch_free(b);
   pthread_mutex_destroy(&w->lock);
   pthread_cond_destroy(&w->wake);
+  if (w->nudge >= 0)
+    close(w->nudge);
   free(w);
 }
 

@@ -27,6 +27,9 @@ writer *writer_start(store *s, uv_loop_t *loop,
 void writer_submit(writer *w, wbatch *b);
 /* Batches submitted and not yet done. Loop thread only. */
 size_t writer_in_flight(const writer *w);
+/* Sleeps ns nanoseconds, or until the thread finishes a batch (w NULL:
+ * the whole time). For the loop's pacing (server.c). Loop thread only. */
+void writer_nap(writer *w, uint64_t ns);
 /*
  * Gives up what is not committed yet: the transaction running is
  * interrupted (store_abort()), and that batch and every one queued or

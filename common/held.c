@@ -60,10 +60,30 @@ unsigned char *held_put(unsigned char *p, const held_task *t) {
   return p + t->name_len;
 }
 
+size_t held_gone_size(size_t n) {
+  return 4 + 8 * n;
+}
+
+unsigned char *held_put_gone(unsigned char *p, const int64_t *ids, size_t n) {
+  p = put_u32(p, (uint32_t)n);
+  for (size_t i = 0; i < n; i++)
+    p = put_i64(p, ids[i]);
+  return p;
+}
+
 long held_decode(const void *blob, size_t n,
                  void (*each)(const held_task *t, void *arg), void *arg) {
+  return held_decode_log(blob, n, each, NULL, arg);
+}
+
+long held_decode_log(const void *blob, size_t n,
+                     void (*each)(const held_task *t, void *arg),
+                     void (*gone)(int64_t id, void *arg), void *arg) {
   const unsigned char *p = blob, *end = p + n;
-  if (blob == NULL || n < HELD_HEADER || get_u32(p) != HELD_FORMAT)
+  if (blob == NULL || n < HELD_HEADER)
+    return -1;
+  uint32_t format = get_u32(p);
+  if (format != 1 && format != HELD_FORMAT)
     return -1;
   uint32_t count = get_u32(p + 4);
   p += HELD_HEADER;
@@ -89,5 +109,16 @@ long held_decode(const void *blob, size_t n,
     each(&t, arg);
     p += t.name_len;
   }
+  if (format == 1)
+    return p == end ? (long)count : -1;
+  if ((size_t)(end - p) < 4)
+    return -1;
+  uint32_t ngone = get_u32(p);
+  p += 4;
+  if ((size_t)(end - p) / 8 < ngone)
+    return -1;
+  for (uint32_t k = 0; k < ngone; k++, p += 8)
+    if (gone)
+      gone(get_i64(p), arg);
   return p == end ? (long)count : -1;
 }

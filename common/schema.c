@@ -142,7 +142,8 @@ static const char ddl[] =
                                 "  batch INTEGER NOT NULL\n"
                                 ");\n"
                                 /* Version 6: the collector's tasks in
-                                 * flight (collector/inflight.h). */
+                                 * flight (collector/inflight.h); a log
+                                 * of blobs from version 8. */
                                 "CREATE TABLE IF NOT EXISTS inflight (\n"
                                 "  id INTEGER PRIMARY KEY,\n"
                                 "  tasks BLOB NOT NULL\n"

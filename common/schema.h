@@ -8,7 +8,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 /* The oldest version the readers (top, query) read: version 4 made the
  * rollups the source of their statistics; version 5 added the agents
  * columns of instance ownership, which readers do not name, and
@@ -17,7 +17,9 @@
  * agents.dropped_batches and dropped_tasks, which readers ask for through
  * reader_agent_dropped_batches_sql() and reader_agent_dropped_tasks_sql(),
  * and the table inflight, which only `query --follow` reads; version 7
- * added the table slowest, which `top` reads when the store has it. */
+ * added the table slowest, which `top` reads when the store has it;
+ * version 8 made the table inflight a log of blobs (common/held.h), which
+ * `query --follow` reads whatever their number. */
 #define SCHEMA_READ_MIN 4
 
 /* PRAGMA application_id of a taskwatch store: 0x74777374, "twst" in
@@ -244,7 +246,8 @@ int schema_check_ours(sqlite3 *db, char **err);
  * tasks_unusual covering; version 5 added the agents columns of instance
  * ownership and agents.last_received_at; version 6 the table inflight
  * and the agents' drop counts; version 7 the table slowest, which `fill`
- * fills from the raw rows),
+ * fills from the raw rows; version 8 made the table inflight a log, whose
+ * version 7 row, one blob of format 1, reads as its first entry),
  * checks the version when it is
  * not, and marks the store with SCHEMA_APPLICATION_ID (stores of earlier
  * versions get it here). Returns SQLITE_OK, or an SQLite error code with a

@@ -28,6 +28,7 @@
 
 #include "batch.h"
 #include "guard.h"
+#include "held.h"
 #include "hist.h"
 #include "rollup.h"
 #include "schema.h"
@@ -953,6 +954,103 @@ static void held_tasks_survive_a_crash(void **state) {
   store_close(s);
 }
 
+/* The table inflight is a log (schema version 8): each transaction that
+ * changes the held set appends what it changed, and a crash after several
+ * replays them in order: a task held in one transaction and started in the
+ * next comes back running, one that ended in between (let go, with its
+ * row) is not written again. */
+static void held_log_replays_in_order(void **state) {
+  fixture *f = *state;
+  store *s = open_held(f, "log.db", 60000);
+  char path[128];
+  snprintf(path, sizeof(path), "%s/log.db", f->dir);
+  wbatch *b = wbatch_new(1);
+  add_agent(b, "svc");
+  add_batch(b, 100, 1000);
+  for (int id = 1; id <= 3; id++)
+    add_task(f, b, id, 100, 1000 + id, SCHEMA_QUEUED)->have = HAVE_ENQUEUE;
+  assert_int_equal(store_write(s, b), 0);
+  wbatch_free(b);
+  b = wbatch_new(2);
+  task_row *r = add_update(b, 2, SCHEMA_RUNNING);
+  r->started_at = 2000;
+  r->have = HAVE_START;
+  r = add_update(b, 3, SCHEMA_SUCCEEDED);
+  r->finished_at = 3000;
+  r->have = HAVE_END;
+  assert_int_equal(store_write(s, b), 0);
+  wbatch_free(b);
+  b = wbatch_new(3);
+  add_task(f, b, 4, 100, 4000, SCHEMA_QUEUED)->have = HAVE_ENQUEUE;
+  assert_int_equal(store_write(s, b), 0);
+  wbatch_free(b);
+  char *rows = dump(path, "SELECT count(*) FROM inflight");
+  assert_string_equal(rows, "3\n");
+  free(rows);
+  rows = dump(path, "SELECT id, status FROM tasks");
+  assert_string_equal(rows, "3|2\n");
+  free(rows);
+  store_close(s); /* not settled */
+  s = open_held(f, "log.db", 60000);
+  rows = dump(path, "SELECT id, status, started_at, finished_at FROM tasks "
+                    "ORDER BY id");
+  assert_string_equal(rows, "1|0|NULL|NULL\n"
+                            "2|1|2000|NULL\n"
+                            "3|2|NULL|3000\n"
+                            "4|0|NULL|NULL\n");
+  free(rows);
+  rows = dump(path, "SELECT count(*) FROM inflight");
+  assert_string_equal(rows, "0\n");
+  free(rows);
+  store_stats st;
+  store_get_stats(s, &st);
+  assert_int_equal(st.events_refused, 0);
+  store_close(s);
+}
+
+/* The log stays within a few times the set's size: a transaction that
+ * finds it past its bound replaces it with one blob of the whole set, and
+ * the replay after a crash still gives the set. 200 transactions, each
+ * holding 100 tasks and ending the 100 of the one before. */
+static void held_log_is_compacted(void **state) {
+  fixture *f = *state;
+  store *s = open_held(f, "compact.db", 60000);
+  char path[128];
+  snprintf(path, sizeof(path), "%s/compact.db", f->dir);
+  for (int step = 1; step <= 200; step++) {
+    wbatch *b = wbatch_new((uint64_t)step);
+    if (step == 1)
+      add_agent(b, "svc");
+    add_batch(b, step, 1000 * step);
+    for (int k = 0; k < 100; k++) {
+      task_row *r =
+          add_task(f, b, step * 1000 + k, step, 1000 * step + k, SCHEMA_QUEUED);
+      r->have = HAVE_ENQUEUE;
+      if (step > 1) {
+        r = add_update(b, (step - 1) * 1000 + k, SCHEMA_SUCCEEDED);
+        r->finished_at = 1000 * step + k;
+        r->have = HAVE_END;
+      }
+    }
+    assert_int_equal(store_write(s, b), 0);
+    wbatch_free(b);
+  }
+  char *rows = dump(path, "SELECT count(*) < 50, sum(length(tasks)) < "
+                          "1000000 FROM inflight");
+  assert_string_equal(rows, "1|1\n");
+  free(rows);
+  store_close(s); /* not settled */
+  s = open_held(f, "compact.db", 60000);
+  rows = dump(path, "SELECT count(*), sum(status = 0), min(id) FILTER (WHERE "
+                    "status = 0) FROM tasks");
+  assert_string_equal(rows, "20000|100|200000\n");
+  free(rows);
+  store_stats st;
+  store_get_stats(s, &st);
+  assert_int_equal(st.events_refused, 0);
+  store_close(s);
+}
+
 /* A held task is written as queued or running once it has been held
  * hold_ms, by any later transaction (the loop commits one for it, even an
  * empty one: batch.h, held_due_ms). */
@@ -1034,6 +1132,44 @@ static void failed_transactions_keep_the_held_tasks(void **state) {
   store_get_stats(s, &st);
   assert_int_equal(st.events_refused, 0);
   store_close(s);
+}
+
+/* Version 8 made the table inflight a log: a version 7 store's one blob
+ * of format 1 (the whole set) is its first entry, replayed at the open. */
+static void upgrades_a_version_7_store(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_agent(b, "svc");
+  add_batch(b, 100, 1000);
+  write_one(f, b);
+  store_close(f->store);
+  f->store = NULL;
+  held_task h = {77, 1, 100, 9, 1500, 1600, 3, 1, SCHEMA_RUNNING,
+                 HAVE_ENQUEUE | HAVE_START | HAVE_THREAD, "work", 4};
+  unsigned char blob[HELD_HEADER + 128];
+  unsigned char *p = held_put_header(blob, 1);
+  blob[0] = 1; /* format 1: version 7 wrote nothing else */
+  p = held_put(p, &h);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(f->db,
+                                      "INSERT INTO inflight (id, tasks) "
+                                      "VALUES (1, ?1)",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  sqlite3_bind_blob(st, 1, blob, (int)(p - blob), SQLITE_STATIC);
+  assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+  sqlite3_finalize(st);
+  assert_int_equal(
+      sqlite3_exec(f->db, "PRAGMA user_version = 7", NULL, NULL, NULL),
+      SQLITE_OK);
+  open_store(f, 0, 0, 0);
+  assert_int_equal(q(f, "PRAGMA user_version"), SCHEMA_VERSION);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE id = 77 AND status "
+                        "= 1 AND started_at = 1600 AND thread = 9 AND "
+                        "position = 3 AND name = 'work'"),
+                   1);
+  assert_int_equal(q(f, "SELECT count(*) FROM inflight"), 0);
 }
 
 /* Version 7 added the table slowest: a version 6 store (the release
@@ -1807,6 +1943,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(held_tasks_survive_a_crash, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(held_tasks_are_written_when_due, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(held_log_replays_in_order, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(held_log_is_compacted, setup, teardown),
+      cmocka_unit_test_setup_teardown(upgrades_a_version_7_store, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(failed_transactions_keep_the_held_tasks,
                                       setup, teardown),
