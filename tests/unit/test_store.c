@@ -961,9 +961,8 @@ static void held_tasks_survive_a_crash(void **state) {
  * row) is not written again. */
 static void held_log_replays_in_order(void **state) {
   fixture *f = *state;
-  store *s = open_held(f, "log.db", 60000);
   char path[128];
-  snprintf(path, sizeof(path), "%s/log.db", f->dir);
+  store *s = open_held(f, "log.db", 60000, path);
   wbatch *b = wbatch_new(1);
   add_agent(b, "svc");
   add_batch(b, 100, 1000);
@@ -984,24 +983,18 @@ static void held_log_replays_in_order(void **state) {
   add_task(f, b, 4, 100, 4000, SCHEMA_QUEUED)->have = HAVE_ENQUEUE;
   assert_int_equal(store_write(s, b), 0);
   wbatch_free(b);
-  char *rows = dump(path, "SELECT count(*) FROM inflight");
-  assert_string_equal(rows, "3\n");
-  free(rows);
-  rows = dump(path, "SELECT id, status FROM tasks");
-  assert_string_equal(rows, "3|2\n");
-  free(rows);
+  assert_dump(path, "SELECT count(*) FROM inflight", "3\n");
+  assert_dump(path, "SELECT id, status FROM tasks", "3|2\n");
   store_close(s); /* not settled */
-  s = open_held(f, "log.db", 60000);
-  rows = dump(path, "SELECT id, status, started_at, finished_at FROM tasks "
-                    "ORDER BY id");
-  assert_string_equal(rows, "1|0|NULL|NULL\n"
-                            "2|1|2000|NULL\n"
-                            "3|2|NULL|3000\n"
-                            "4|0|NULL|NULL\n");
-  free(rows);
-  rows = dump(path, "SELECT count(*) FROM inflight");
-  assert_string_equal(rows, "0\n");
-  free(rows);
+  s = open_held(f, "log.db", 60000, path);
+  assert_dump(path,
+              "SELECT id, status, started_at, finished_at FROM tasks "
+              "ORDER BY id",
+              "1|0|NULL|NULL\n"
+              "2|1|2000|NULL\n"
+              "3|2|NULL|3000\n"
+              "4|0|NULL|NULL\n");
+  assert_dump(path, "SELECT count(*) FROM inflight", "0\n");
   store_stats st;
   store_get_stats(s, &st);
   assert_int_equal(st.events_refused, 0);
@@ -1014,9 +1007,8 @@ static void held_log_replays_in_order(void **state) {
  * holding 100 tasks and ending the 100 of the one before. */
 static void held_log_is_compacted(void **state) {
   fixture *f = *state;
-  store *s = open_held(f, "compact.db", 60000);
   char path[128];
-  snprintf(path, sizeof(path), "%s/compact.db", f->dir);
+  store *s = open_held(f, "compact.db", 60000, path);
   for (int step = 1; step <= 200; step++) {
     wbatch *b = wbatch_new((uint64_t)step);
     if (step == 1)
@@ -1035,16 +1027,16 @@ static void held_log_is_compacted(void **state) {
     assert_int_equal(store_write(s, b), 0);
     wbatch_free(b);
   }
-  char *rows = dump(path, "SELECT count(*) < 50, sum(length(tasks)) < "
-                          "1000000 FROM inflight");
-  assert_string_equal(rows, "1|1\n");
-  free(rows);
+  assert_dump(path,
+              "SELECT count(*) < 50, sum(length(tasks)) < "
+              "1000000 FROM inflight",
+              "1|1\n");
   store_close(s); /* not settled */
-  s = open_held(f, "compact.db", 60000);
-  rows = dump(path, "SELECT count(*), sum(status = 0), min(id) FILTER (WHERE "
-                    "status = 0) FROM tasks");
-  assert_string_equal(rows, "20000|100|200000\n");
-  free(rows);
+  s = open_held(f, "compact.db", 60000, path);
+  assert_dump(path,
+              "SELECT count(*), sum(status = 0), min(id) FILTER (WHERE "
+              "status = 0) FROM tasks",
+              "20000|100|200000\n");
   store_stats st;
   store_get_stats(s, &st);
   assert_int_equal(st.events_refused, 0);
@@ -1142,11 +1134,21 @@ static void upgrades_a_version_7_store(void **state) {
   wbatch *b = wbatch_new(1);
   add_agent(b, "svc");
   add_batch(b, 100, 1000);
-  write_one(f, b);
+  write_one(f->store, b);
   store_close(f->store);
   f->store = NULL;
-  held_task h = {77, 1, 100, 9, 1500, 1600, 3, 1, SCHEMA_RUNNING,
-                 HAVE_ENQUEUE | HAVE_START | HAVE_THREAD, "work", 4};
+  held_task h = {77,
+                 1,
+                 100,
+                 9,
+                 1500,
+                 1600,
+                 3,
+                 1,
+                 SCHEMA_RUNNING,
+                 HAVE_ENQUEUE | HAVE_START | HAVE_THREAD,
+                 "work",
+                 4};
   unsigned char blob[HELD_HEADER + 128];
   unsigned char *p = held_put_header(blob, 1);
   blob[0] = 1; /* format 1: version 7 wrote nothing else */
