@@ -1,4 +1,4 @@
-"""Helpers for the agent's integration tests: a real collector on a free
+"""Helpers for the agent's integration tests: a real collector on a
 port that can be stopped (SIGSTOP), killed (SIGKILL) and restarted on the
 same database and port; the demo; reading the store. Every process started
 here is killed on exit, whatever happens."""
@@ -6,41 +6,37 @@ here is killed on exit, whatever happens."""
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
 
-from twtest import (BIN, check, check_unmatched, free_port,  # noqa: F401
-                    tempdir)  # (free_port, tempdir: used by tests)
+from twtest import (BIN, LISTENING, check, check_unmatched,  # noqa: F401
+                    free_port, tempdir,  # (free_port, tempdir: used by tests)
+                    wait_for_log)
 LIBRARY = os.environ.get("TASKWATCH_LIBRARY", "libtaskwatch.so")
 
 
 class Collector:
-    """`taskwatch collector` on one free port and one database, across
-    restarts."""
+    """`taskwatch collector` on one port and one database, across restarts:
+    the kernel's choice at the first start (read from its log), the same
+    port at each restart, so the agent finds it again."""
 
     def __init__(self, db, port=None):
         self.db = db
-        self.port = port or free_port()
-        self.url = "tcp://127.0.0.1:%d" % self.port
+        self.port = port or 0
+        self.url = None
         self.proc = None
         self.log = open(db + ".collector.log", "a+")
 
     def start(self, timeout=20.0):
+        since = len(self.output())
         self.proc = subprocess.Popen(
-            [BIN, "collector", "--db", self.db, "--listen", self.url],
+            [BIN, "collector", "--db", self.db, "--listen",
+             "tcp://127.0.0.1:%d" % self.port],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            check(self.proc.poll() is None,
-                  "collector exited early: %s" % self.output()[-2000:])
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise AssertionError("collector did not listen on %s" % self.url)
+        m = wait_for_log(self.proc, self.output, LISTENING, since, timeout)
+        self.port = int(m.group(1))
+        self.url = "tcp://127.0.0.1:%d" % self.port
 
     def signal(self, sig):
         if self.proc is not None and self.proc.poll() is None:

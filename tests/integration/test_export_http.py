@@ -119,7 +119,7 @@ def bad_listen(tmp):
         taken.listen(1)
         port = taken.getsockname()[1]
         p = subprocess.run([twtest.BIN, "collector", "--db", db, "--listen",
-                            "tcp://127.0.0.1:%d" % twtest.free_port(),
+                            "tcp://127.0.0.1:0",
                             "--metrics-listen", "tcp://127.0.0.1:%d" % port],
                            capture_output=True, text=True, timeout=30)
     assert p.returncode == 1, p
@@ -129,10 +129,9 @@ def bad_listen(tmp):
 
 def main():
     with twtest.tempdir() as tmp:
-        port = twtest.free_port()
-        with twtest.Collector(os.path.join(tmp, "t.db"), [
-                "--metrics-listen", "tcp://127.0.0.1:%d" % port]) as col:
-            twtest.wait_for_port(port, col.proc)
+        with twtest.Collector(os.path.join(tmp, "t.db"),
+                              metrics=True) as col:
+            port = col.metrics_port
             answers(port)
             text = slow_clients(col, port)
             for code in (200, 400, 404, 405, 408, 413, 414, 431, 503):

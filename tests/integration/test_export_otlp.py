@@ -55,25 +55,11 @@ def wait_metric(port, key, want, timeout=60.0, at_least=False):
 
 
 def collector(tmp, endpoint_url, extra=(), env=None, name="t.db"):
-    # The metrics port, like the agents' (twtest.Collector), was only free
-    # when it was picked: a start refused because another process took it
-    # in between is tried again on a new one.
-    for attempt in range(5):
-        mport = twtest.free_port()
-        metrics = "tcp://127.0.0.1:%d" % mport
-        args = ["--metrics-listen", metrics, *extra]
-        if endpoint_url:
-            args += ["--otlp-endpoint", endpoint_url]
-        try:
-            col = twtest.Collector(os.path.join(tmp, name), args, env=env)
-        except AssertionError as e:
-            if attempt == 4 or "already in use" not in str(e) or \
-                    metrics not in str(e):
-                raise
-            continue
-        twtest.wait_for_port(mport, col.proc)
-        col.metrics_port = mport
-        return col
+    args = [*extra]
+    if endpoint_url:
+        args += ["--otlp-endpoint", endpoint_url]
+    return twtest.Collector(os.path.join(tmp, name), args, env=env,
+                            metrics=True)
 
 
 def demo(col, batches, fail_every=10):

@@ -152,11 +152,10 @@ def check_counts(prom, db):
 
 def main():
     with twtest.tempdir() as tmp:
-        mport = twtest.free_port()
-        target = "127.0.0.1:%d" % mport
-        with twtest.Collector(os.path.join(tmp, "t.db"), [
-                "--metrics-listen", "tcp://" + target]) as col:
-            twtest.wait_for_port(mport, col.proc)
+        with twtest.Collector(os.path.join(tmp, "t.db"),
+                              metrics=True) as col:
+            mport = col.metrics_port
+            target = "127.0.0.1:%d" % mport
             prom = Prometheus(tmp, target)
             prom.target = target
             try:

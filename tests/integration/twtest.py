@@ -50,17 +50,27 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for_port(port, proc, timeout=15.0):
+LISTENING = re.compile(r"listening url=tcp://127\.0\.0\.1:(\d+)\b")
+SERVING = re.compile(r"serving metrics url=tcp://127\.0\.0\.1:(\d+)/metrics")
+
+
+def wait_for_log(proc, output, pattern, since=0, timeout=20.0):
+    """The first match of pattern in the log output() of proc, past its
+    first `since` characters. The process's own log says which port it
+    bound: a connection to the port could reach another process that took
+    it, while this one exited for want of it."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
+        m = pattern.search(output(), since)
+        if m:
+            return m
         if proc.poll() is not None:
-            raise AssertionError(
-                "collector exited early with status %s" % proc.returncode)
-        with contextlib.suppress(OSError):
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        time.sleep(0.05)
-    raise AssertionError("collector did not listen on port %d" % port)
+            raise AssertionError("collector exited early with status %s; "
+                                 "its log:\n%s" % (proc.returncode, output()))
+        if time.monotonic() > deadline:
+            raise AssertionError("collector did not log %r; its log:\n%s"
+                                 % (pattern.pattern, output()))
+        time.sleep(0.02)
 
 
 @contextlib.contextmanager
@@ -73,31 +83,27 @@ def tempdir():
 
 
 class Collector:
-    """A real `taskwatch collector` on a free TCP port."""
+    """A real `taskwatch collector` on a TCP port of its own: port 0 unless
+    one is named, the kernel's choice read from its log (no other process
+    can take it in between); with metrics=True, its metrics endpoint too
+    (metrics_port)."""
 
-    def __init__(self, db, extra=(), port=None, env=None):
+    def __init__(self, db, extra=(), port=None, env=None, metrics=False):
         self.db = db
-        # free_port() only finds a port that was free: another process may
-        # bind it before the collector does (the suite runs tests side by
-        # side), so a start refused for that reason is tried on a new port.
-        for attempt in range(5):
-            self.port = port or free_port()
-            self.url = "tcp://127.0.0.1:%d" % self.port
-            self.log = open(db + ".collector.log", "w+")
-            self.proc = subprocess.Popen(
-                [BIN, "collector", "--db", db, "--listen", self.url, *extra],
-                stdout=self.log, stderr=subprocess.STDOUT,
-                env=None if env is None else dict(os.environ, **env))
-            try:
-                wait_for_port(self.port, self.proc)
-                return
-            except AssertionError as e:
-                text = self.output()
-                if (port is not None or attempt == 4 or
-                        "already in use" not in text or
-                        self.url not in text):
-                    raise AssertionError("%s; its log:\n%s" % (e, text))
-                self.log.close()
+        self.log = open(db + ".collector.log", "w+")
+        args = ["--listen", "tcp://127.0.0.1:%d" % (port or 0)]
+        if metrics:
+            args += ["--metrics-listen", "tcp://127.0.0.1:0"]
+        self.proc = subprocess.Popen(
+            [BIN, "collector", "--db", db, *args, *extra],
+            stdout=self.log, stderr=subprocess.STDOUT,
+            env=None if env is None else dict(os.environ, **env))
+        self.port = int(wait_for_log(self.proc, self.output,
+                                     LISTENING).group(1))
+        self.url = "tcp://127.0.0.1:%d" % self.port
+        if metrics:
+            # Served before the agents' listeners start (collector.md).
+            self.metrics_port = int(SERVING.search(self.output()).group(1))
 
     def stop(self, timeout=30):
         """SIGTERM, and the collector must exit 0 after committing."""
