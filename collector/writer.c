@@ -143,6 +143,14 @@ static void on_async(uv_async_t *handle) {
   }
 }
 
+/* The close callback of a writer whose thread could not start. */
+static void free_unstarted(uv_handle_t *h) {
+  writer *w = h->data;
+  if (w->nudge >= 0)
+    close(w->nudge);
+  free(w);
+}
+
 writer *writer_start(store *s, uv_loop_t *loop,
                      void (*done)(wbatch *b, void *arg), void *arg) {
   writer *w = xcalloc(1, sizeof(*w));
@@ -165,7 +173,7 @@ writer *writer_start(store *s, uv_loop_t *loop,
   }
   w->async.data = w;
   if (pthread_create(&w->thread, NULL, thread_main, w) != 0) {
-    uv_close((uv_handle_t *)&w->async, NULL);
+    uv_close((uv_handle_t *)&w->async, free_unstarted);
     return NULL;
   }
   return w;
