@@ -154,6 +154,9 @@ typedef struct ring {
    * it may hand over past it before it sums again (admit_window). */
   uint64_t admit_base;
   int64_t admit_allow;
+  /* Slots in use past which reserve() takes its slow path: the nudge
+   * mark below it, the ring's size once past it (tw__pace_nudge()). */
+  uint64_t soft_fill;
   uint64_t next_id;
   uint64_t end_id;
   ring_name_cache cache[RING_CACHE_SIZE];
@@ -266,6 +269,9 @@ struct tw_agent {
   /* Set by the sender while the resend buffer is full or a ring is past
    * the batch mark: admission refuses new batches (record.c). */
   _Atomic int admit_pressure;
+  /* Whether the sender sleeps for PACE_ASLEEP_MS or more now: a ring
+   * past its nudge mark wakes it (tw__pace_nudge()). */
+  _Atomic int sender_asleep;
   _Atomic size_t reserved; /* bytes charged to the budget */
   size_t cap;
   _Atomic size_t ring_reserved; /* the part of `reserved` held by rings */
@@ -329,6 +335,9 @@ void tw__sender_stop(tw_agent *agent, unsigned goodbye_ms);
  * one. */
 void tw__sender_fork_child(tw_agent *agent);
 void tw__sender_stats(tw_agent *agent, tw_agent_stats *out);
+/* Wakes the sender to drain now (tw__pace_nudge()): from any recording
+ * thread, a system call only when no wakeup is pending already. */
+void tw__sender_nudge(tw_agent *agent);
 /* The last time the collector refused this agent (its ERROR reason), could
  * not be reached, or the agent closed a connection over the collector's
  * protocol: returns the code (a tw_refusal) and copies the one-line reason

@@ -32,3 +32,16 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
     return PACE_MIN_MS;
   return wait > PACE_MAX_MS ? PACE_MAX_MS : (unsigned)wait;
 }
+
+int tw__pace_nudge(uint64_t fill, uint64_t size, uint64_t *soft_fill,
+                   int asleep) {
+  uint64_t mark = tw__pace_nudge_mark(size);
+  if (fill <= mark) {
+    *soft_fill = mark;
+    return 0;
+  }
+  if (*soft_fill != mark)
+    return 0; /* past it since the last wakeup or look */
+  *soft_fill = size;
+  return asleep;
+}

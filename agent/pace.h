@@ -1,7 +1,6 @@
 /*
- * pace - when the sender drains the rings next. Producers never wake the
- * sender (that would be a system call on the recording path), so it
- * decides at each drain how long to sleep, from what it saw: the rate
+ * pace - when the sender drains the rings next. It decides at each drain
+ * how long to sleep, from what it saw: the rate
  * records arrive at, and how full the fullest ring was when the drain
  * began (the rate falls in the estimate over about a second, rises at
  * once). Every wakeup, drain, write and ack costs the sender some
@@ -9,11 +8,18 @@
  * about PACE_BATCH records, but never so long that a ring would pass
  * PACE_FILL of its size at the rate it filled since the last drain, and
  * never longer than PACE_MAX_MS, which bounds how late an event reaches
- * the collector and how much a burst after a quiet spell can put in a
- * ring before the sender looks (the default budget's first rings hold a
- * 50 ms burst at 100,000 events/s). A ring found past PACE_FILL_NOW is
- * drained again at once. Pure arithmetic, tested on its own
- * (tests/unit/test_resend.c).
+ * the collector. A ring found past PACE_FILL_NOW is drained again at once.
+ *
+ * A burst that comes faster than the pace foresaw (after a quiet spell)
+ * must not wait for the timer: a recording thread whose ring passes
+ * 1/PACE_NUDGE_DEN of its size while the sender sleeps for PACE_ASLEEP_MS
+ * or more wakes it (tw__pace_nudge()). It looks at that mark on reserve()'s
+ * slow path only (record.c), and once past it looks again only when the
+ * ring seems full, so a ring's worth of records costs one system call at
+ * most, and none while the sender keeps up or is awake already (a flood
+ * is drained at once).
+ *
+ * Pure arithmetic, tested on its own (tests/unit/test_resend.c).
  */
 #ifndef TW_AGENT_PACE_H
 #define TW_AGENT_PACE_H
@@ -26,6 +32,8 @@
 #define PACE_MIN_MS 1u
 #define PACE_MAX_MS 50u
 #define PACE_DECAY_MS 2000.0 /* a falling rate estimate loses dt/this */
+#define PACE_NUDGE_DEN 8u    /* a ring past 1/this wakes a sleeping sender */
+#define PACE_ASLEEP_MS 5u    /* a wait this long or longer is asleep */
 
 typedef struct pace {
   double rate;      /* records per ms, smoothed */
@@ -37,5 +45,17 @@ typedef struct pace {
  * milliseconds to wait before the next one (0: at once). */
 unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
                        double peak_fill);
+
+/* A ring of `size` slots has `fill` in use after a record that found it
+ * past *soft_fill (the slots in use past which the recording thread looks
+ * at the tail again): updates *soft_fill, the mark while the ring is below
+ * it and its size once past it, and returns 1 when the thread must wake
+ * the sender: the ring just passed the mark while the sender is asleep. */
+int tw__pace_nudge(uint64_t fill, uint64_t size, uint64_t *soft_fill,
+                   int asleep);
+/* The first *soft_fill of a ring of `size` slots. */
+static inline uint64_t tw__pace_nudge_mark(uint64_t size) {
+  return size / PACE_NUDGE_DEN;
+}
 
 #endif /* TW_AGENT_PACE_H */

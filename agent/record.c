@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "agent_internal.h"
+#include "pace.h"
 
 typedef struct tls_state {
   uint64_t serial; /* agent whose ring is cached; 0 = none */
@@ -170,6 +171,7 @@ static ring *ring_new(tw_agent *agent, uintptr_t me) {
   r->slots = slots;
   r->mask = bytes / RING_SLOT_BYTES - 1;
   r->bytes = total;
+  r->soft_fill = tw__pace_nudge_mark(r->mask + 1);
   slots_fault_in(r);
   atomic_init(&r->owner, me);
   ring *head = atomic_load_explicit(&agent->rings, memory_order_relaxed);
@@ -224,15 +226,28 @@ static inline ring *thread_ring(tw_agent *agent) {
   return bind_ring(agent);
 }
 
+/* reserve() when the ring looks more than r->soft_fill full by the tail
+ * last seen: reads the tail again, wakes a sleeping sender if the ring
+ * just passed the nudge mark (pace.h), and says whether the slots up to
+ * `end` fit. */
+__attribute__((noinline, cold)) static bool reserve_slow(tw_agent *agent,
+                                                         ring *r,
+                                                         uint64_t end) {
+  r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+  uint64_t fill = end - r->cached_tail;
+  if (tw__pace_nudge(fill, r->mask + 1, &r->soft_fill,
+                     atomic_load_explicit(&agent->sender_asleep,
+                                          memory_order_relaxed)))
+    tw__sender_nudge(agent);
+  return fill <= r->mask + 1;
+}
+
 /* Returns the first of n free slots, or NULL when the ring is full. */
-static inline ring_record *reserve(ring *r, uint64_t n) {
+static inline ring_record *reserve(tw_agent *agent, ring *r, uint64_t n) {
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-  uint64_t size = r->mask + 1;
-  if (__builtin_expect(head + n - r->cached_tail > size, 0)) {
-    r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    if (head + n - r->cached_tail > size)
-      return NULL;
-  }
+  if (__builtin_expect(head + n - r->cached_tail > r->soft_fill, 0) &&
+      !reserve_slow(agent, r, head + n))
+    return NULL;
   return &r->slots[head & r->mask];
 }
 
@@ -272,7 +287,7 @@ static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a,
   if (kind == PROTO_EV_START)
     b = tls.thread;
   ring_record *w;
-  if (__builtin_expect(r == NULL || (w = reserve(r, 1)) == NULL, 0))
+  if (__builtin_expect(r == NULL || (w = reserve(agent, r, 1)) == NULL, 0))
     return drop(agent, r);
   w->kind = kind;
   w->mode = 0;
@@ -630,7 +645,7 @@ static void strings_head(ring_record *w, uint8_t kind, tw_id task,
 static int record_spilled(tw_agent *agent, ring *r, uint8_t kind, tw_id task,
                           const char *const s[3], const size_t keep[3],
                           const size_t len[3]) {
-  ring_record *w = reserve(r, 1);
+  ring_record *w = reserve(agent, r, 1);
   int block;
   if (w == NULL || (block = tw__spill_take(agent)) < 0)
     return -1;
@@ -670,7 +685,7 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
   }
   size_t room = (r->mask + 1) * RING_SLOT_BYTES / 2 - RING_SLOT_BYTES;
   uint64_t n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
-  ring_record *w = total <= room ? reserve(r, n) : NULL;
+  ring_record *w = total <= room ? reserve(agent, r, n) : NULL;
   if (w == NULL && total > 0 &&
       record_spilled(agent, r, kind, task, s, keep, len) == 0)
     goto counted;
@@ -691,7 +706,7 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
     total = others + len[i];
   }
   n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
-  if (w == NULL && (total > room || (w = reserve(r, n)) == NULL))
+  if (w == NULL && (total > room || (w = reserve(agent, r, n)) == NULL))
     return drop(agent, r);
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
   strings_head(w, kind, task, len, n);
@@ -751,6 +766,7 @@ void tw__record_fork_child(tw_agent *agent) {
     uint64_t head = atomic_load(&r->head);
     atomic_store(&r->tail, head);
     r->cached_tail = head;
+    r->soft_fill = tw__pace_nudge_mark(r->mask + 1);
     r->flush_mark = head;
     atomic_store(&r->recorded, 0);
     atomic_store(&r->dropped, 0);

@@ -993,6 +993,10 @@ static void tick(sender *s) {
   unsigned wait = s->drain.out_of_room
                       ? FULL_POLL_MS
                       : tw__pace_next(&s->pace, now, taken, s->drain.peak_fill);
+  /* Left as it was while a drain runs: a thread that wakes the sender
+   * then only has it drain once more. */
+  atomic_store_explicit(&s->agent->sender_asleep, wait >= PACE_ASLEEP_MS,
+                        memory_order_relaxed);
   uv_timer_start(&s->poll, on_poll, wait, 0);
 }
 
@@ -1182,6 +1186,12 @@ void tw__sender_fork_child(tw_agent *agent) {
     sender_free(old);
   }
   tw__sender_start(agent);
+}
+
+void tw__sender_nudge(tw_agent *agent) {
+  sender *s = agent->sender;
+  if (s != NULL)
+    uv_async_send(&s->wake);
 }
 
 void tw__sender_stats(tw_agent *agent, tw_agent_stats *out) {

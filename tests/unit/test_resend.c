@@ -342,6 +342,34 @@ static void pace_follows_rate_and_fill(void **state) {
   assert_true(r.rate == 0);
 }
 
+/* A ring of 1,024 slots wakes a sleeping sender once when it passes its
+ * eighth (a burst after a quiet spell), not at every record past it, and
+ * not an awake one; below the mark again (drained), the next pass wakes
+ * it again. *soft_fill is where the recording thread looks next. */
+static void pace_nudge_wakes_once_per_pass(void **state) {
+  (void)state;
+  const uint64_t size = 1024, mark = size / PACE_NUDGE_DEN;
+  uint64_t soft = tw__pace_nudge_mark(size);
+  assert_int_equal(soft, 128);
+  assert_int_equal(tw__pace_nudge(100, size, &soft, 1), 0);
+  assert_int_equal(soft, mark);
+  assert_int_equal(tw__pace_nudge(mark, size, &soft, 1), 0);
+  assert_int_equal(tw__pace_nudge(mark + 1, size, &soft, 1), 1);
+  assert_int_equal(soft, size); /* looks again when the ring seems full */
+  assert_int_equal(tw__pace_nudge(500, size, &soft, 1), 0);
+  assert_int_equal(tw__pace_nudge(size + 1, size, &soft, 1), 0);
+  assert_int_equal(soft, size);
+  /* Drained below the mark: the next pass counts again. */
+  assert_int_equal(tw__pace_nudge(50, size, &soft, 1), 0);
+  assert_int_equal(soft, mark);
+  /* A pass while the sender is awake wakes nothing, then or later. */
+  assert_int_equal(tw__pace_nudge(mark + 1, size, &soft, 0), 0);
+  assert_int_equal(soft, size);
+  assert_int_equal(tw__pace_nudge(900, size, &soft, 1), 0);
+  assert_int_equal(tw__pace_nudge(10, size, &soft, 1), 0);
+  assert_int_equal(tw__pace_nudge(200, size, &soft, 1), 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(appends_number_events_without_gaps),
@@ -349,6 +377,7 @@ int main(void) {
       cmocka_unit_test(ack_frees_whole_chunks),
       cmocka_unit_test(spares_reuse_the_pool),
       cmocka_unit_test(pace_follows_rate_and_fill),
+      cmocka_unit_test(pace_nudge_wakes_once_per_pass),
       cmocka_unit_test(cut_starts_at_the_welcome),
       cmocka_unit_test(detach_and_attach_renumber),
       cmocka_unit_test(recode_keeps_events),
