@@ -110,6 +110,19 @@ static ring_record *slots_map(size_t bytes) {
   return (ring_record *)p;
 }
 
+/* A ring's header is aligned to a power of two at least its size, so it
+ * never straddles a page: after a fork(), the parent's first record
+ * writes the page its producer side is on, and with it takes the one
+ * copy-on-write fault of the header. A header across two pages kept a
+ * second one for later: reserve()'s slow path (soft_fill) took it in the
+ * middle of recording when the sender had not yet written the second
+ * page (its tail) since the fork. */
+#define RING_HEADER_ALIGN 512u
+_Static_assert(sizeof(ring) <= RING_HEADER_ALIGN,
+               "a ring's header fits in its alignment (raise it)");
+_Static_assert(4096 % RING_HEADER_ALIGN == 0,
+               "a ring's header within one page");
+
 static size_t slots_bytes(const ring *r) {
   return (size_t)(r->mask + 1) * RING_SLOT_BYTES;
 }
@@ -159,7 +172,7 @@ static ring *ring_new(tw_agent *agent, uintptr_t me) {
       return NULL;
     most = bytes / 2;
   }
-  ring *r = aligned_alloc(64, (sizeof(ring) + 63) & ~(size_t)63);
+  ring *r = aligned_alloc(RING_HEADER_ALIGN, RING_HEADER_ALIGN);
   ring_record *slots = r != NULL ? slots_map(bytes) : NULL;
   if (slots == NULL) {
     free(r);

@@ -57,18 +57,21 @@ def main():
                       "only %d kills happened during the demo" % kills)
                 check(r.dropped == 0,
                       "%d events dropped (refused whole: %d batches, %d "
-                      "tasks; work %.1f s, flush %.1f s)" % (
+                      "tasks; work %.1f s, flush %.1f s; outages %s s)" % (
                           r.dropped, r.dropped_batches, r.dropped_tasks,
-                          r.work, r.flush))
+                          r.work, r.flush,
+                          " ".join("%.2f" % o for o in col.outages)))
                 col.stop()
                 check_store(col.db, r, kills, batches)
+                outages = col.outages
             finally:
                 col.close()
     finally:
         busy.kill()
         busy.wait()
-    print("kill9 at the defaults: %d batches/s, %d kills of %.1f s" %
-          (rate, KILLS, OUTAGE_S))
+    print("kill9 at the defaults: %d batches/s, %d kills of %.1f s; "
+          "SIGKILL to listening again: %s s" % (
+              rate, KILLS, OUTAGE_S, " ".join("%.2f" % o for o in outages)))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ class Collector:
         self.url = None
         self.proc = None
         self.log = open(db + ".collector.log", "a+")
+        self.killed_at = None
+        self.outages = []  # seconds from each SIGKILL to listening again
 
     def start(self, timeout=20.0):
         since = len(self.output())
@@ -37,6 +39,9 @@ class Collector:
         m = wait_for_log(self.proc, self.output, LISTENING, since, timeout)
         self.port = int(m.group(1))
         self.url = "tcp://127.0.0.1:%d" % self.port
+        if self.killed_at is not None:
+            self.outages.append(time.monotonic() - self.killed_at)
+            self.killed_at = None
 
     def signal(self, sig):
         if self.proc is not None and self.proc.poll() is None:
@@ -45,6 +50,7 @@ class Collector:
     def kill9(self):
         self.signal(signal.SIGKILL)
         self.proc.wait()
+        self.killed_at = time.monotonic()
 
     def stop(self, timeout=60):
         """SIGTERM: the collector commits what it received and exits 0."""
