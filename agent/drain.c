@@ -150,7 +150,7 @@ static bool encode_record(drain *d, ring *r, uint64_t tail,
   }
   /* A kind newer than the version agreed with the collector (LINK for a
    * version 1 collector) is an optional attribute it could not read. */
-  if (tw__proto_event_size(&ev, d->out->version) != 0 &&
+  if (tw__proto_event_size(&ev, d->out->version, ev.time_ns) != 0 &&
       !tw__resend_append(d->out, &ev, false))
     return false;
   release_spilled(d->agent, rec);

@@ -235,7 +235,7 @@ uint64_t tw__resend_recode(resend *r, uint16_t version) {
         &it, payload, c->frame.len - PROTO_HEADER_SIZE, c->frame.version);
     assert(rc == 0); /* the frame is this buffer's own encoding */
     while (rc == 0 && (rc = tw__proto_events_next(&it, &ev)) == 0)
-      if (tw__proto_event_size(&ev, version) == 0 ||
+      if (tw__proto_event_size(&ev, version, ev.time_ns) == 0 ||
           !tw__resend_append(r, &ev, true))
         dropped++;
     c->next = NULL;

@@ -44,10 +44,11 @@ typedef struct text_msg {
   proto_str text;
 } text_msg;
 /* The EVENTS header as proto_buf (encoding) and proto_events (decoding)
- * both hold it: first_seq and count. */
+ * both hold it: first_seq, count and (PROTO_COMPACT_SINCE on) base_time. */
 typedef struct events_msg {
   uint64_t first_seq;
   uint32_t count;
+  int64_t base_time;
 } events_msg;
 
 GEN_MESSAGE(HELLO, proto_hello, PROTO_FIELDS_HELLO)
@@ -151,8 +152,10 @@ int tw__proto_decode_error(const uint8_t *p, size_t n, proto_str *reason) {
  * the payload is malformed before any is read. */
 static size_t event_min_size(uint16_t version) {
   size_t min = SIZE_MAX, n;
+  int compact = version >= PROTO_COMPACT_SINCE;
+  (void)compact;
 #define MIN_OF_KIND(NAME, number, since)                                       \
-  n = 0u PROTO_FIELDS_EVENT(GEN_FIXED) PROTO_FIELDS_##NAME(GEN_FIXED);         \
+  n = 0u PROTO_FIELDS_EVENT(GEN_EFIXED) PROTO_FIELDS_##NAME(GEN_EFIXED);       \
   if (GEN_HAS(since, version) && n < min)                                      \
     min = n;
   PROTO_EVENT_MAP(MIN_OF_KIND)
@@ -163,10 +166,11 @@ static size_t event_min_size(uint16_t version) {
 int tw__proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
                            uint16_t version) {
   cursor cur = {p, p + n, 0, 0, 0};
-  events_msg m = {0, 0};
+  events_msg m = {0, 0, 0};
   get_EVENTS(&cur, &m, version);
   it->first_seq = m.first_seq;
   it->count = m.count;
+  it->base_time = m.base_time;
   it->index = 0;
   it->version = version;
   it->p = cur.p;
@@ -181,15 +185,17 @@ int tw__proto_events_begin(proto_events *it, const uint8_t *p, size_t n,
   return 0;
 }
 
-static int decode_event(cursor *c, proto_event *m, uint16_t version) {
+static int decode_event(cursor *c, proto_event *m, uint16_t version,
+                        int64_t base) {
+  int compact = version >= PROTO_COMPACT_SINCE;
   memset(m, 0, sizeof(*m));
-  PROTO_FIELDS_EVENT(GEN_GET)
+  PROTO_FIELDS_EVENT(GEN_EGET)
   switch (m->kind) {
 #define DECODE_KIND(NAME, number, since)                                       \
   case PROTO_EV_##NAME:                                                        \
     if (!GEN_HAS(since, version))                                              \
       return c->bad ? PROTO_E_TRUNCATED : PROTO_E_KIND;                        \
-    PROTO_FIELDS_##NAME(GEN_GET) break;
+    PROTO_FIELDS_##NAME(GEN_EGET) break;
     PROTO_EVENT_MAP(DECODE_KIND)
 #undef DECODE_KIND
   default:
@@ -202,7 +208,7 @@ int tw__proto_events_next(proto_events *it, proto_event *ev) {
   if (it->index == it->count)
     return it->p == it->end ? 1 : PROTO_E_TRAILING;
   cursor c = {it->p, it->end, 0, 0, 0};
-  int rc = decode_event(&c, ev, it->version);
+  int rc = decode_event(&c, ev, it->version, it->base_time);
   if (rc)
     return rc;
   it->p = c.p;
@@ -212,12 +218,15 @@ int tw__proto_events_next(proto_events *it, proto_event *ev) {
 
 /* ---- sizes --------------------------------------------------------------- */
 
-size_t tw__proto_event_size(const proto_event *m, uint16_t version) {
+size_t tw__proto_event_size(const proto_event *m, uint16_t version,
+                            int64_t base) {
+  int compact = version >= PROTO_COMPACT_SINCE;
+  (void)base;
   switch (m->kind) {
 #define SIZE_OF_KIND(NAME, number, since)                                      \
   case PROTO_EV_##NAME:                                                        \
-    return GEN_HAS(since, version) ? 0u PROTO_FIELDS_EVENT(GEN_EXACT)          \
-                                         PROTO_FIELDS_##NAME(GEN_EXACT)        \
+    return GEN_HAS(since, version) ? 0u PROTO_FIELDS_EVENT(GEN_EEXACT)         \
+                                         PROTO_FIELDS_##NAME(GEN_EEXACT)       \
                                    : 0u;
     PROTO_EVENT_MAP(SIZE_OF_KIND)
 #undef SIZE_OF_KIND
@@ -397,7 +406,7 @@ void tw__proto_put_error(proto_buf *b, const char *reason) {
 /* Rewrites the header of the EVENTS frame at b->frame_start from b->len,
  * b->first_seq and b->count. */
 static void events_header(proto_buf *b) {
-  events_msg m = {b->first_seq, b->count};
+  events_msg m = {b->first_seq, b->count, b->base_time};
   uint8_t *p = b->data + b->frame_start;
   p = store_U32(p, (uint32_t)(b->len - b->frame_start - 4), 0);
   p = store_U16(p, PROTO_EVENTS, 0);
@@ -405,10 +414,11 @@ static void events_header(proto_buf *b) {
 }
 
 void tw__proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq) {
-  events_msg m = {first_seq, 0};
+  events_msg m = {first_seq, 0, 0};
   b->version = version;
   b->first_seq = first_seq;
   b->count = 0;
+  b->base_time = 0;
   if (frame_open(b, PROTO_EVENTS, exact_EVENTS(&m, version)) == NULL)
     return;
   b->len += exact_EVENTS(&m, version);
@@ -416,18 +426,21 @@ void tw__proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq) {
 }
 
 /* Stores ev at p when it fits in `room`: the end, or NULL (nothing
- * written) when it does not or `version` has no such kind. */
+ * written) when it does not or `version` has no such kind. `base` is the
+ * frame's base_time. */
 static inline uint8_t *event_store(uint8_t *p, size_t room,
-                                   const proto_event *m, uint16_t version) {
+                                   const proto_event *m, uint16_t version,
+                                   int64_t base) {
   size_t need;
+  int compact = version >= PROTO_COMPACT_SINCE;
   switch (m->kind) {
 #define STORE_KIND(NAME, number, since)                                        \
   case PROTO_EV_##NAME:                                                        \
-    need = 0u PROTO_FIELDS_EVENT(GEN_EXACT) PROTO_FIELDS_##NAME(GEN_EXACT);    \
+    need = 0u PROTO_FIELDS_EVENT(GEN_EEXACT) PROTO_FIELDS_##NAME(GEN_EEXACT);  \
     if (!GEN_HAS(since, version) || need > room)                               \
       return NULL;                                                             \
-    PROTO_FIELDS_EVENT(GEN_STORE)                                              \
-    PROTO_FIELDS_##NAME(GEN_STORE) return p;
+    PROTO_FIELDS_EVENT(GEN_ESTORE)                                             \
+    PROTO_FIELDS_##NAME(GEN_ESTORE) return p;
     PROTO_EVENT_MAP(STORE_KIND)
 #undef STORE_KIND
   default:
@@ -435,24 +448,35 @@ static inline uint8_t *event_store(uint8_t *p, size_t room,
   }
 }
 
+/* The base_time of the frame an event is appended to: the first event
+ * sets it. */
+static inline int64_t frame_base(const proto_buf *b, const proto_event *ev) {
+  return b->count == 0 ? ev->time_ns : b->base_time;
+}
+
 void tw__proto_put_event(proto_buf *b, const proto_event *ev) {
-  size_t need = tw__proto_event_size(ev, b->version);
+  int64_t base = frame_base(b, ev);
+  size_t need = tw__proto_event_size(ev, b->version, base);
   if (need == 0) {
     b->failed = 1; /* a kind the frame's version does not have */
     return;
   }
   if (tw__proto_buf_reserve(b, need) != 0)
     return;
-  b->len =
-      (size_t)(event_store(b->data + b->len, need, ev, b->version) - b->data);
+  b->len = (size_t)(event_store(b->data + b->len, need, ev, b->version, base) -
+                    b->data);
+  b->base_time = base;
   b->count++;
 }
 
 int tw__proto_events_append(proto_buf *b, const proto_event *ev) {
-  uint8_t *end = event_store(b->data + b->len, b->cap - b->len, ev, b->version);
+  int64_t base = frame_base(b, ev);
+  uint8_t *end =
+      event_store(b->data + b->len, b->cap - b->len, ev, b->version, base);
   if (end == NULL)
     return -1;
   b->len = (size_t)(end - b->data);
+  b->base_time = base;
   b->count++;
   return 0;
 }

@@ -31,13 +31,21 @@
 #include "limit.h"
 
 #define PROTO_VERSION_MIN 1 /* the oldest version this code speaks */
-#define PROTO_VERSION 3     /* the newest */
+#define PROTO_VERSION 4     /* the newest */
 #define PROTO_MAGIC 0x31505754u
 #define PROTO_HEADER_SIZE 6 /* u32 length + u16 type */
 #define PROTO_INSTANCE_SIZE 16
 /* HELLO carries version_min from this version on; before, a HELLO's
  * version is both ends of the agent's range. */
 #define PROTO_HELLO_RANGE_SINCE 2
+/* From this version on an event's fields are compact (docs/protocol.md):
+ * its u16, u32 and u64 fields are LEB128 varints, its time a zigzag
+ * varint of the difference from the frame's base_time (the EVENTS
+ * header); u8 fields and strings are as before. The tables do not
+ * change: the expansions of proto_gen.h pick the encoding. */
+#define PROTO_COMPACT_SINCE 4
+/* The longest varint: a u64 in groups of 7 bits. */
+#define PROTO_VARINT_MAX 10
 
 /*
  * The tables. A field is F(TYPE, name, member, lo, hi, since):
@@ -75,10 +83,13 @@
 
 #define PROTO_FIELDS_GOODBYE(F) F(U64, last_seq, last_seq, 0, UINT64_MAX, 1)
 
-/* The EVENTS header; `count` events follow. */
+/* The EVENTS header; `count` events follow. From PROTO_COMPACT_SINCE on
+ * it carries the time its events' times are counted from (the first
+ * event's, as the agent encodes). */
 #define PROTO_FIELDS_EVENTS(F)                                                 \
   F(U64, first_seq, first_seq, 1, UINT64_MAX, 1)                               \
-  F(U32, count, count, 1, UINT32_MAX, 1)
+  F(U32, count, count, 1, UINT32_MAX, 1)                                       \
+  F(I64, base_time, base_time, 0, 0, 4)
 
 /* WELCOME after its fixed start (version u16: the version chosen). */
 #define PROTO_FIELDS_WELCOME(F)                                                \
@@ -307,6 +318,7 @@ typedef struct proto_events {
   uint32_t count;
   uint32_t index; /* events returned so far */
   uint16_t version;
+  int64_t base_time; /* the header's, from PROTO_COMPACT_SINCE on */
 } proto_events;
 
 /* Validates the EVENTS header, for decoding at `version`. Returns 0 or a
@@ -320,9 +332,11 @@ int tw__proto_events_next(proto_events *it, proto_event *ev);
 
 /* ---- sizes --------------------------------------------------------------- */
 
-/* Encoded size of one event at `version` (what tw__proto_put_event() appends);
- * 0 for a kind that version does not have. */
-size_t tw__proto_event_size(const proto_event *ev, uint16_t version);
+/* Encoded size of one event at `version` in a frame whose base_time is
+ * `base_time` (what tw__proto_put_event() appends; the first event of a
+ * frame is its base); 0 for a kind that version does not have. */
+size_t tw__proto_event_size(const proto_event *ev, uint16_t version,
+                            int64_t base_time);
 /* The largest frame of a message type at a version, header included
  * (strings at their limits); 0 for an unknown type. */
 size_t tw__proto_frame_max(uint16_t type, uint16_t version);
@@ -350,6 +364,7 @@ typedef struct proto_buf {
   uint64_t first_seq;
   uint32_t count;
   uint16_t version;
+  int64_t base_time; /* the first event's time (PROTO_COMPACT_SINCE on) */
 } proto_buf;
 
 void tw__proto_buf_init(proto_buf *b);
@@ -372,7 +387,8 @@ void tw__proto_put_proof(proto_buf *b, uint16_t version, proto_str signature);
 
 /*
  * An EVENTS frame: open, put or append events, close. The frame stays
- * the last one of b, and its header follows b->first_seq and b->count.
+ * the last one of b, and its header follows b->first_seq and b->count
+ * (and b->base_time, which the first event appended sets).
  */
 void tw__proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq);
 /* Appends, growing b as needed. */

@@ -2,7 +2,9 @@
  * proto_gen - how proto.c turns the tables of proto.h into code: for every
  * field type a store, a read and its sizes, and for every table row an
  * expansion (GEN_FIXED, GEN_EXACT, GEN_LARGEST, GEN_STORE, GEN_GET) that
- * calls them in wire order behind the row's version test. Private to
+ * calls them in wire order behind the row's version test; an event's
+ * fields use GEN_EFIXED, GEN_EEXACT, GEN_ESTORE and GEN_EGET, which pick
+ * the fixed or the compact encoding (PROTO_COMPACT_SINCE). Private to
  * proto.c and its unit test, which instantiates a table of its own to
  * check the version tests.
  *
@@ -234,6 +236,176 @@ static inline int verdict(const cursor *c, int exact) {
   return 0;
 }
 
+/* ---- compact event fields (PROTO_COMPACT_SINCE on) ----------------------
+ * An event's fields go through these: with `compact` 0 they are the
+ * fixed-width stores and reads above; with it set, u16, u32 and u64 are
+ * LEB128 varints (7 bits a byte, least significant first, the top bit
+ * set on every byte but the last) and an i64 (the time) is the zigzag
+ * varint of its difference from `base` (the frame's base_time), counted
+ * modulo 2^64 so that any two times round-trip. The decoder takes only
+ * the shortest encoding of a value, of at most PROTO_VARINT_MAX bytes:
+ * a longer one, or one past 64 bits, is out of range. */
+
+static inline size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+static inline uint8_t *varint_store(uint8_t *p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = (uint8_t)v;
+  return p;
+}
+
+static inline uint64_t get_varint(cursor *c) {
+  uint64_t v = 0;
+  for (int shift = 0;; shift += 7) {
+    if (!need(c, 1))
+      return 0;
+    uint8_t b = *c->p++;
+    if (shift == 63 && b > 1) {
+      c->range = 1; /* past 64 bits */
+      return 0;
+    }
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) {
+      if (b == 0 && shift > 0)
+        c->range = 1; /* not the shortest encoding */
+      return v;
+    }
+  }
+}
+
+static inline uint64_t zigzag(int64_t v, int64_t base) {
+  uint64_t d = (uint64_t)v - (uint64_t)base;
+  return (d << 1) ^ (0 - (d >> 63));
+}
+
+static inline int64_t unzigzag(uint64_t z, int64_t base) {
+  uint64_t d = (z >> 1) ^ (0 - (z & 1));
+  return (int64_t)((uint64_t)base + d);
+}
+
+/* The fewest bytes of a field (strings without their text). */
+#define EFIXED_U8(compact) SIZE_U8
+#define EFIXED_U16(compact) ((compact) ? 1u : SIZE_U16)
+#define EFIXED_U32(compact) ((compact) ? 1u : SIZE_U32)
+#define EFIXED_U64(compact) ((compact) ? 1u : SIZE_U64)
+#define EFIXED_I64(compact) ((compact) ? 1u : SIZE_I64)
+#define EFIXED_STR(compact) SIZE_STR
+#define EFIXED_LSTR(compact) SIZE_LSTR
+
+/* The bytes of a value, text included. */
+#define ESIZE_U8(v, hi, compact, base) SIZE_U8
+#define ESIZE_U16(v, hi, compact, base)                                        \
+  ((compact) ? varint_size(v) : SIZE_U16)
+#define ESIZE_U32(v, hi, compact, base)                                        \
+  ((compact) ? varint_size(v) : SIZE_U32)
+#define ESIZE_U64(v, hi, compact, base)                                        \
+  ((compact) ? varint_size(v) : SIZE_U64)
+#define ESIZE_I64(v, hi, compact, base)                                        \
+  ((compact) ? varint_size(zigzag(v, base)) : SIZE_I64)
+#define ESIZE_STR(v, hi, compact, base) (SIZE_STR + clamp(v, hi))
+#define ESIZE_LSTR(v, hi, compact, base) (SIZE_LSTR + clamp(v, hi))
+
+static inline uint8_t *estore_U8(uint8_t *p, uint8_t v, uint64_t hi,
+                                 int compact, int64_t base) {
+  (void)compact, (void)base;
+  return store_U8(p, v, hi);
+}
+static inline uint8_t *estore_U16(uint8_t *p, uint16_t v, uint64_t hi,
+                                  int compact, int64_t base) {
+  (void)base;
+  return compact ? varint_store(p, v) : store_U16(p, v, hi);
+}
+static inline uint8_t *estore_U32(uint8_t *p, uint32_t v, uint64_t hi,
+                                  int compact, int64_t base) {
+  (void)base;
+  return compact ? varint_store(p, v) : store_U32(p, v, hi);
+}
+static inline uint8_t *estore_U64(uint8_t *p, uint64_t v, uint64_t hi,
+                                  int compact, int64_t base) {
+  (void)base;
+  return compact ? varint_store(p, v) : store_U64(p, v, hi);
+}
+static inline uint8_t *estore_I64(uint8_t *p, int64_t v, uint64_t hi,
+                                  int compact, int64_t base) {
+  return compact ? varint_store(p, zigzag(v, base)) : store_I64(p, v, hi);
+}
+static inline uint8_t *estore_STR(uint8_t *p, proto_str v, uint64_t hi,
+                                  int compact, int64_t base) {
+  (void)compact, (void)base;
+  return store_STR(p, v, hi);
+}
+static inline uint8_t *estore_LSTR(uint8_t *p, proto_str v, uint64_t hi,
+                                   int compact, int64_t base) {
+  (void)compact, (void)base;
+  return store_LSTR(p, v, hi);
+}
+
+static inline void eget_U8(cursor *c, uint8_t *v, uint64_t lo, uint64_t hi,
+                           int compact, int64_t base) {
+  (void)compact, (void)base;
+  get_U8(c, v, lo, hi);
+}
+static inline void eget_U16(cursor *c, uint16_t *v, uint64_t lo, uint64_t hi,
+                            int compact, int64_t base) {
+  (void)base;
+  if (!compact) {
+    get_U16(c, v, lo, hi);
+    return;
+  }
+  uint64_t x = get_varint(c);
+  *v = (uint16_t)x;
+  check_range(c, x, lo, hi < UINT16_MAX ? hi : UINT16_MAX);
+}
+static inline void eget_U32(cursor *c, uint32_t *v, uint64_t lo, uint64_t hi,
+                            int compact, int64_t base) {
+  (void)base;
+  if (!compact) {
+    get_U32(c, v, lo, hi);
+    return;
+  }
+  uint64_t x = get_varint(c);
+  *v = (uint32_t)x;
+  check_range(c, x, lo, hi < UINT32_MAX ? hi : UINT32_MAX);
+}
+static inline void eget_U64(cursor *c, uint64_t *v, uint64_t lo, uint64_t hi,
+                            int compact, int64_t base) {
+  (void)base;
+  if (!compact) {
+    get_U64(c, v, lo, hi);
+    return;
+  }
+  *v = get_varint(c);
+  check_range(c, *v, lo, hi);
+}
+static inline void eget_I64(cursor *c, int64_t *v, uint64_t lo, uint64_t hi,
+                            int compact, int64_t base) {
+  if (!compact) {
+    get_I64(c, v, lo, hi);
+    return;
+  }
+  *v = unzigzag(get_varint(c), base);
+}
+static inline void eget_STR(cursor *c, proto_str *v, uint64_t lo, uint64_t hi,
+                            int compact, int64_t base) {
+  (void)compact, (void)base;
+  get_STR(c, v, lo, hi);
+}
+static inline void eget_LSTR(cursor *c, proto_str *v, uint64_t lo, uint64_t hi,
+                             int compact, int64_t base) {
+  (void)compact, (void)base;
+  get_LSTR(c, v, lo, hi);
+}
+
 /* ---- what the tables expand into ----------------------------------------
  * In every generated function `m` is the struct the fields live in,
  * `version` the version to encode or decode at, `p` the store pointer and
@@ -262,6 +434,19 @@ static inline int verdict(const cursor *c, int exact) {
 #define ADDR_ID(x) (x)
 #define ADDR_STR(x) &(x)
 #define ADDR_LSTR(x) &(x)
+
+/* The same for an event's fields, which go through the compact-aware
+ * stores and reads: `compact` and `base` are in scope. */
+#define GEN_EFIXED(T, name, member, lo, hi, since)                             \
+  +(GEN_HAS(since, version) ? EFIXED_##T(compact) : 0u)
+#define GEN_EEXACT(T, name, member, lo, hi, since)                             \
+  +(GEN_HAS(since, version) ? ESIZE_##T(m->member, hi, compact, base) : 0u)
+#define GEN_ESTORE(T, name, member, lo, hi, since)                             \
+  if (GEN_HAS(since, version))                                                 \
+    p = estore_##T(p, m->member, hi, compact, base);
+#define GEN_EGET(T, name, member, lo, hi, since)                               \
+  if (GEN_HAS(since, version))                                                 \
+    eget_##T(c, ADDR_##T(m->member), lo, hi, compact, base);
 
 /* For one message NAME held in struct TYPE, whose fields are the table
  * FIELDS: its exact and largest sizes, its stores and its reads, at a

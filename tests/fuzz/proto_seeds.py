@@ -1,19 +1,21 @@
 """Writes the seed corpus of fuzz_proto (committed in
 tests/fuzz/corpus/fuzz_proto): valid connection streams (first
-byte 0: after a synthetic HELLO; 1: bringing their own HELLO)."""
+byte 0: after a synthetic HELLO of this version, compact events; 2: after
+one of version 3, fixed-width events; 1: bringing their own HELLO)."""
 import os
 import struct
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'integration'))
-from test_collector_util import (HELLO, MAGIC, batch_events, ev_drop,  # noqa
-                                 ev_health, ev_string, events, frame,
-                                 goodbye, hello, s16)
+from test_collector_util import (HELLO, MAGIC, batch_events,  # noqa
+                                 compact_events, ev_drop, ev_health,
+                                 ev_string, events, frame, goodbye, hello,
+                                 s16)
 
 
-def newer_hello(version_min):
-    return frame(HELLO, struct.pack('<IHH', MAGIC, 3, version_min) +
+def newer_hello(version_min, version=3):
+    return frame(HELLO, struct.pack('<IHH', MAGIC, version, version_min) +
                  b'\2' * 16 + struct.pack('<Iq', 1, 0) + s16(b'svc') +
                  s16(b'host') + s16(b'') + b'later fields')
 
@@ -27,15 +29,23 @@ def main(out):
         batch_events(20, 2, 4, [1, 2, 3], label=4, fail_at=0) + \
         [ev_drop(30, 9, b'shutdown'), ev_health(31, 2, 1)]
     seeds = {
-        'stream': b'\0' + events(1, evs) + goodbye(len(evs)),
-        'split': b'\0' + events(1, evs[:7]) + events(8, evs[7:]),
-        'resend': b'\0' + events(1, evs[:7]) + events(3, evs[2:]),
+        'stream': b'\2' + events(1, evs) + goodbye(len(evs)),
+        'split': b'\2' + events(1, evs[:7]) + events(8, evs[7:]),
+        'resend': b'\2' + events(1, evs[:7]) + events(3, evs[2:]),
         'hello': b'\1' + hello(b'\1' * 16) + events(1, evs[:5]),
         'frame': b'\0' + struct.pack('<IH', 2, 999),
         # An agent of versions 1..3 whose HELLO grew fields of its own, and
         # one of 2..3 that this version cannot serve.
         'newer-hello': b'\1' + newer_hello(1) + events(1, evs[:5]),
         'refused-hello': b'\1' + newer_hello(2) + events(1, evs[:5]),
+        # Version 4's compact events, after the synthetic HELLO and after
+        # one of an agent of 1..5 (welcomed at 4, its own fields skipped).
+        'compact': b'\0' + compact_events(1, evs) + goodbye(len(evs)),
+        'compact-hello': b'\1' + frame(
+            HELLO, struct.pack('<IHH', MAGIC, 5, 1) + b'\3' * 16 +
+            struct.pack('<Iq', 1, 0) + s16(b'svc') + s16(b'host') +
+            s16(b'') + s16(b'') + b'fields of version 5') +
+        compact_events(1, evs[:7]) + compact_events(8, evs[7:]),
     }
     for name, data in seeds.items():
         with open(os.path.join(out, name), 'wb') as f:

@@ -98,24 +98,40 @@ def run(col):
     check('reason="sequence gap"' in col.log(), 'logged reason')
     b.close()
 
-    # A newer agent (versions 1 to 4) whose HELLO grew fields of its own
-    # after version 3's (an empty key: no proof) is welcomed at version 3,
-    # the newest both speak, and stored as usual.
+    # A newer agent (versions 1 to 5) whose HELLO grew fields of its own
+    # after version 4's (an empty key: no proof) is welcomed at version 4,
+    # the newest both speak, and stored as usual; its events come in the
+    # compact encoding of version 4.
     c = FakeAgent(col.url, service=b'newer')
     c.sock = connect(col.url)
-    c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 4, 1) +
-                         c.instance + struct.pack('<Iq', 7, t1) +
+    c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 5, 1) +
+                         c.instance + struct.pack('<Iq', 7, t1 - 10**6) +
                          s16(b'newer') + s16(b'host') + s16(b'') +
-                         s16(b'') + b'fields of version 4'))
+                         s16(b'') + b'fields of version 5'))
     ftype, payload = read_frame(c.sock)
     check(ftype == WELCOME, 'newer agent welcomed: %r %r' % (ftype, payload))
     version, c.next_seq, _ = struct.unpack('<HQI', payload)
-    check(version == 3, 'version chosen %r' % version)
+    check(version == 4, 'version chosen %r' % version)
     c.acked = c.next_seq
-    c.send([ev_string(t1, 1, b'y'), ev_batch(t1, 1, 1)])
+    # Times on both sides of the frame's base_time (the first event's).
+    evs = [ev_string(t1, 1, b'y'), ev_batch(t1 - 1500, 1, 1),
+           ev_enqueue(t1 + 3000, 5, 1, 0, 1, thread=4242),
+           ev_start(t1 + 4000, 5, thread=4242)]
+    c.sock.sendall(compact_events(c.next_seq, evs))
+    c.next_seq += len(evs)
+    c.wait_ack()
     c.goodbye()
     check(col.query("SELECT pid, events FROM agents WHERE service = 'newer'")
-          == [(7, 2)], 'newer agent stored')
+          == [(7, 4)], 'newer agent stored')
+    newer = "(SELECT id FROM agents WHERE service = 'newer')"
+    got = col.query("SELECT enqueued_at, started_at, thread, name FROM tasks "
+                    "WHERE agent = " + newer)
+    check(got == [((t1 + 3000) // 1000, (t1 + 4000) // 1000, 4242, 'y')],
+          'the compact task as sent: %r (t1 %d)' % (got, t1))
+    got = col.query("SELECT created_at, label FROM batches WHERE agent = " +
+                    newer)
+    check(got == [((t1 - 1500) // 1000, 'y')],
+          'the compact batch as sent: %r (t1 %d)' % (got, t1))
     check('version=1' in col.log(), 'the version is logged')
 
     # The first agent is unaffected; GOODBYE marks a clean end.
