@@ -8,9 +8,14 @@ SIGKILL, and restarted on the same database and port after the outage
 being tried. The demo's own summary says how many events the agent
 dropped. Outages are tried from short to long, each in a fresh run, and
 a rate's series stops at the first one with drops. What limits the
-outage: the resend buffer's share of the budget (about 7 MiB) over the
-bytes per second the demo's events take on the wire, plus the time the
-restarted collector needs to take the backlog while new events arrive.
+outage: the resend buffer's share of the budget (about 5.5 MiB: what the
+demo's rings, 2 MiB for its loop thread and 128 KiB each for the others,
+leave of 8 MiB; about 7 MiB before the first ring grew) over the
+bytes per second the demo's events take on the wire (about 12 bytes an
+event in protocol version 4's compact encoding, 27 in the fixed one of
+versions 1 to 3), plus the time the restarted collector needs to take
+the backlog while new events arrive. --bin of an older build measures
+that build (its own demo and collector) for a side-by-side table.
 
 Usage: bench/outage.py [--bin build/cli/taskwatch] [--quick]
 Prints one `key: value` line per trial, then the table. The machine is
@@ -29,7 +34,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
-RATES = {10000: [1, 2, 4, 8, 16, 32], 100000: [0.5, 1, 1.5, 2, 3, 4, 6]}
+RATES = {10000: [1, 2, 4, 8, 16, 32, 48, 64],
+         100000: [0.5, 1, 1.5, 2, 3, 4, 5, 6, 8, 10]}
 KILL_AT = 1.5  # seconds into the run
 TAIL = 3.0     # seconds of traffic after the restart
 
