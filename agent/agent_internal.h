@@ -72,30 +72,25 @@ typedef struct ring_enqueue_tail {
   uint64_t unused2[2];
 } ring_enqueue_tail;
 
-/* Rings may hold at most RING_BUDGET_NUM/RING_BUDGET_DEN (five eighths)
- * of the budget, the rest is the resend buffer's (tw__rings_cap()). Each
- * new ring gets a sixteenth of what is left of the rings' share, the
- * first a half, within these bounds, so the first threads get roomy rings
- * and about sixty threads get one at the default (a thread without one
- * has its events dropped and counted). The first thread to record is
- * most often the busiest (a server's event loop): its ring, 2 MiB at the
- * default 8 MiB, holds 500 ms of 100,000 events/s and refuses new batches
- * from 3/8 full (RING_ADMIT_BATCH), after about 190 ms without the
- * sender, which a machine running more CPU-bound processes than it has
- * cores does keep from running that long (with a 1 MiB ring,
- * test_agent_kill9_default refused 39-281 batches in 4 of 20 runs beside
- * the sanitized suite and `stress-ng --cpu 1` on two cores; its resend
- * buffer, which protocol version 4's compact events made twice as roomy,
- * was never full). The next eight rings are 128 KiB at the default, as
- * before the first grew (the runner bounds its pool's backlog by the
- * next ring's room: smaller ones refused batches through short collector
- * outages at 100,000 events/s), the later ones smaller; and the resend
- * buffer keeps at least three eighths, about 3,000,000 bytes of compact
- * events at the default. */
-#define RING_BUDGET_NUM 5u
-#define RING_BUDGET_DEN 8u
+/* Rings may hold at most half the budget, the rest is the resend buffer's.
+ * Each new ring gets a sixteenth of what is left of the rings' half, the
+ * first a quarter, within these bounds, so the first threads get roomy
+ * rings and about sixty threads get one at the default (a thread without
+ * one has its events dropped and counted). The first thread to record is
+ * most often the busiest (a server's event loop): its ring, 1 MiB at the
+ * default 8 MiB, holds 250 ms of 100,000 events/s, what a loaded machine
+ * may keep the sender from running (and at least PACE_MAX_MS of a burst
+ * of 500,000 events/s after a quiet spell). It refuses new batches from
+ * 3/8 full, after about 95 ms without the sender: a machine running more
+ * CPU-bound processes than it has cores keeps the sender away that long
+ * at times (test_agent_kill9_default beside the sanitized suite and
+ * stress-ng --cpu 1 refused 39-281 batches in 4 of 20 runs). A 2 MiB
+ * first ring made that 0-1 of 20, but took from the budget either the
+ * next rings' room, which the runner's pool backlog bound follows (short
+ * outages at 100,000 events/s then refused batches), or the spill blocks'
+ * (64 threads failing at once had strings cut under load): not taken. */
 #define RING_SHARE 16
-#define RING_SHARE_FIRST 2
+#define RING_SHARE_FIRST 4
 #define RING_MIN_BYTES (8u * 1024u)
 #define RING_MAX_BYTES (16u * 1024u * 1024u)
 /* A thread that first records once the resend buffer has filled the
@@ -327,10 +322,6 @@ void tw__record_pool_out(tw_agent *agent, tw_id task);
 /* Bytes of the budget the resend buffer leaves for rings yet to be made
  * (RING_LATE_RINGS). */
 size_t tw__record_late_keep(const tw_agent *agent);
-/* The most the rings may hold together (RING_BUDGET_NUM). */
-static inline size_t tw__rings_cap(const tw_agent *agent) {
-  return agent->cap / RING_BUDGET_DEN * RING_BUDGET_NUM;
-}
 /* Batches and tasks refused at admission, every ring's. */
 void tw__record_refused(tw_agent *agent, uint64_t *batches, uint64_t *tasks);
 

@@ -75,7 +75,7 @@ static void make_exit_key(void) {
 
 /* The slot bytes of a new ring when rings already hold `used` bytes. */
 static size_t ring_size_for(const tw_agent *agent, size_t used) {
-  size_t left = used < tw__rings_cap(agent) ? tw__rings_cap(agent) - used : 0;
+  size_t left = used < agent->cap / 2 ? agent->cap / 2 - used : 0;
   size_t size = RING_MIN_BYTES;
   size_t share = used == 0 ? RING_SHARE_FIRST : RING_SHARE;
   while (size < RING_MAX_BYTES && size * 2 <= left / share)
@@ -145,7 +145,7 @@ static void slots_fault_in(ring *r) {
   r->slots_cold = false;
 }
 
-/* A ring's size and the rings' share of the budget are claimed in one
+/* A ring's size and its share of the rings' half are claimed in one
  * compare-and-swap: threads that register at the same moment (a thread
  * pool starting) each size their ring from what the others have already
  * claimed, so together they never take more than the sizing allows. */
@@ -158,7 +158,7 @@ static ring *ring_new(tw_agent *agent, uintptr_t me) {
       bytes = ring_size_for(agent, used);
       bytes = bytes < most ? bytes : most;
       total = sizeof(ring) + bytes;
-      if (used + total > tw__rings_cap(agent))
+      if (used + total > agent->cap / 2)
         return NULL;
     } while (!atomic_compare_exchange_weak_explicit(
         &agent->ring_reserved, &used, used + total, memory_order_relaxed,
@@ -198,8 +198,7 @@ static ring *ring_new(tw_agent *agent, uintptr_t me) {
 size_t tw__record_late_keep(const tw_agent *agent) {
   size_t used =
       atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
-  size_t unclaimed =
-      used < tw__rings_cap(agent) ? tw__rings_cap(agent) - used : 0;
+  size_t unclaimed = used < agent->cap / 2 ? agent->cap / 2 - used : 0;
   size_t keep = RING_LATE_RINGS * (sizeof(ring) + RING_LATE_BYTES);
   return unclaimed < keep ? unclaimed : keep;
 }
@@ -441,8 +440,7 @@ static void admit_window(tw_agent *agent, ring *mine) {
   while (next > RING_MIN_BYTES && sizeof(ring) + next > fit)
     next /= 2;
   uint64_t room =
-      used + sizeof(ring) + next <= tw__rings_cap(agent) &&
-              sizeof(ring) + next <= fit
+      used + sizeof(ring) + next <= agent->cap / 2 && sizeof(ring) + next <= fit
           ? next / RING_SLOT_BYTES
           : UINT64_MAX; /* no new ring: only the rings there are */
   uint64_t in = atomic_load_explicit(&agent->pool_in_unbound,

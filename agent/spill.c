@@ -121,11 +121,6 @@ int tw__spill_take(tw_agent *agent) {
     return b;
   size_t rings =
       atomic_load_explicit(&agent->ring_reserved, memory_order_relaxed);
-  /* What the rings may still claim of half the budget: the rest of their
-   * share (tw__rings_cap(), five eighths) is what let the first ring grow
-   * to 2 MiB at the default, and a burst of failures may take from it as
-   * it did before (64 threads failing at once at the default budget, each
-   * with a 32 KiB traceback, go through whole). */
   size_t keep = (rings < agent->cap / 2 ? agent->cap / 2 - rings : 0) +
                 2 * RESEND_CHUNK_COST;
   if (tw__agent_reserve_leaving(agent, s->stride, keep) != 0)

@@ -8,9 +8,7 @@ SIGKILL, and restarted on the same database and port after the outage
 being tried. The demo's own summary says how many events the agent
 dropped. Outages are tried from short to long, each in a fresh run, and
 a rate's series stops at the first one with drops. What limits the
-outage: the resend buffer's share of the budget (about 5.5 MiB: what the
-demo's rings, 2 MiB for its loop thread and 128 KiB each for the others,
-leave of 8 MiB; about 7 MiB before the first ring grew) over the
+outage: the resend buffer's share of the budget (about 7 MiB) over the
 bytes per second the demo's events take on the wire (about 12 bytes an
 event in protocol version 4's compact encoding, 27 in the fixed one of
 versions 1 to 3), plus the time the restarted collector needs to take

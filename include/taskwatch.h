@@ -109,7 +109,7 @@ typedef struct tw_config {
   /* Shared secret sent in the handshake. NULL: none. */
   const char *token;
   /* Upper bound on all memory the agent holds for events: the per-thread
-   * rings (at most five eighths of it), the resend buffer and the name table.
+   * rings (at most half of it), the resend buffer and the name table.
    * 0: TW_DEFAULT_BUFFER_BYTES; values below 1 MiB are raised to 1 MiB. */
   size_t buffer_bytes;
   /* How long tw_agent_free() waits for the collector to acknowledge what
