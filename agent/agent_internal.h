@@ -156,6 +156,10 @@ typedef struct ring {
   _Atomic uint64_t renamed;         /* names recorded as the overflow name */
   _Atomic uint64_t refused_batches; /* batches refused at admission */
   _Atomic uint64_t refused_tasks;   /* tasks refused at admission */
+  /* Of refused_batches, by the rule that refused them (tw_agent_stats). */
+  _Atomic uint64_t refused_ring;
+  _Atomic uint64_t refused_pressure;
+  _Atomic uint64_t refused_backlog;
   _Atomic uint64_t pool_in;  /* sync tasks of batches the runner started */
   _Atomic uint64_t pool_out; /* their ends and skips */
   /* pool_in at the owner's last sum of the pool's backlog, and the tasks
@@ -273,6 +277,9 @@ struct tw_agent {
   _Atomic uint64_t renamed_unbound; /* their names replaced */
   _Atomic uint64_t refused_batches_unbound;
   _Atomic uint64_t refused_tasks_unbound;
+  _Atomic uint64_t refused_ring_unbound;
+  _Atomic uint64_t refused_pressure_unbound;
+  _Atomic uint64_t refused_backlog_unbound;
   _Atomic uint64_t pool_in_unbound, pool_out_unbound;
   /* Set by the sender while the resend buffer is full or a ring is past
    * the batch mark: admission refuses new batches (record.c). */
@@ -324,6 +331,11 @@ void tw__record_pool_out(tw_agent *agent, tw_id task);
 size_t tw__record_late_keep(const tw_agent *agent);
 /* Batches and tasks refused at admission, every ring's. */
 void tw__record_refused(tw_agent *agent, uint64_t *batches, uint64_t *tasks);
+/* The refused batches by the rule that refused them: the thread's ring
+ * past its mark (or no ring), the sender's pressure flag, the runner's
+ * pool backlog. */
+void tw__record_refused_why(tw_agent *agent, uint64_t *ring, uint64_t *pressure,
+                            uint64_t *backlog);
 
 /* Reads `n` bytes starting at byte offset `at` of a ring's slot memory,
  * wrapping at the end. */

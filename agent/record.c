@@ -117,7 +117,7 @@ static ring_record *slots_map(size_t bytes) {
  * second one for later: reserve()'s slow path (soft_fill) took it in the
  * middle of recording when the sender had not yet written the second
  * page (its tail) since the fork. */
-#define RING_HEADER_ALIGN 512u
+#define RING_HEADER_ALIGN 1024u
 _Static_assert(sizeof(ring) <= RING_HEADER_ALIGN,
                "a ring's header fits in its alignment (raise it)");
 _Static_assert(4096 % RING_HEADER_ALIGN == 0,
@@ -516,10 +516,20 @@ int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
   }
   ring *r = thread_ring(agent);
   *batch = take_id(agent, r);
-  if (atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed) ||
-      !ring_below(r, 1, RING_ADMIT_BATCH) || !backlog_below(agent, r)) {
+  int why = atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed)
+                ? 1
+            : !ring_below(r, 1, RING_ADMIT_BATCH) ? 2
+            : !backlog_below(agent, r)            ? 3
+                                                  : 0;
+  if (why != 0) {
     *batch |= TW_ID_REFUSED;
     COUNT(agent, r, refused_batches, 1);
+    if (why == 1)
+      COUNT(agent, r, refused_pressure, 1);
+    else if (why == 2)
+      COUNT(agent, r, refused_ring, 1);
+    else
+      COUNT(agent, r, refused_backlog, 1);
     return drop(agent, r);
   }
   uint32_t label_id = label != NULL ? string_id(agent, r, label) : 0;
@@ -787,6 +797,9 @@ void tw__record_fork_child(tw_agent *agent) {
     atomic_store(&r->renamed, 0);
     atomic_store(&r->refused_batches, 0);
     atomic_store(&r->refused_tasks, 0);
+    atomic_store(&r->refused_ring, 0);
+    atomic_store(&r->refused_pressure, 0);
+    atomic_store(&r->refused_backlog, 0);
     atomic_store(&r->pool_in, 0);
     atomic_store(&r->pool_out, 0);
     r->admit_base = 0;
@@ -799,6 +812,9 @@ void tw__record_fork_child(tw_agent *agent) {
   atomic_store(&agent->renamed_unbound, 0);
   atomic_store(&agent->refused_batches_unbound, 0);
   atomic_store(&agent->refused_tasks_unbound, 0);
+  atomic_store(&agent->refused_ring_unbound, 0);
+  atomic_store(&agent->refused_pressure_unbound, 0);
+  atomic_store(&agent->refused_backlog_unbound, 0);
 }
 
 void tw__record_free_rings(tw_agent *agent) {
@@ -848,4 +864,20 @@ uint64_t tw__record_recorded_total(tw_agent *agent) {
   for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next)
     n += atomic_load_explicit(&r->recorded, memory_order_relaxed);
   return n;
+}
+
+void tw__record_refused_why(tw_agent *agent, uint64_t *ring_, uint64_t *pressure,
+                            uint64_t *backlog) {
+  *ring_ =
+      atomic_load_explicit(&agent->refused_ring_unbound, memory_order_relaxed);
+  *pressure = atomic_load_explicit(&agent->refused_pressure_unbound,
+                                   memory_order_relaxed);
+  *backlog = atomic_load_explicit(&agent->refused_backlog_unbound,
+                                  memory_order_relaxed);
+  for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next) {
+    *ring_ += atomic_load_explicit(&r->refused_ring, memory_order_relaxed);
+    *pressure +=
+        atomic_load_explicit(&r->refused_pressure, memory_order_relaxed);
+    *backlog += atomic_load_explicit(&r->refused_backlog, memory_order_relaxed);
+  }
 }

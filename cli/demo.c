@@ -436,10 +436,13 @@ static void print_summary(const demo *d, const tw_agent_stats *st, int flushed,
          " succeeded, %" PRIu64 " failed, %" PRIu64
          " skipped); work %.3f s, flush %.3f s; events: %" PRIu64
          " recorded, %" PRIu64 " stored (%s), %" PRIu64
-         " dropped; refused whole: %" PRIu64 " batches, %" PRIu64 " tasks\n",
+         " dropped; refused whole: %" PRIu64 " batches, %" PRIu64
+         " tasks (batches refused by: ring %" PRIu64 ", sender %" PRIu64
+         ", pool %" PRIu64 ")\n",
          d->finished, tasks, tasks - 2 * failed, failed, failed, work_s,
          flush_s, st->recorded, st->acked, own, st->dropped,
-         st->dropped_batches, st->dropped_tasks);
+         st->dropped_batches, st->dropped_tasks, st->refused_ring,
+         st->refused_pressure, st->refused_backlog);
 }
 
 int demo_main(int argc, char **argv) {

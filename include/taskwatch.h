@@ -289,9 +289,18 @@ typedef struct tw_agent_stats {
   uint64_t dropped_batches; /* batches refused whole at tw_batch_begin() */
   uint64_t dropped_tasks;   /* tasks refused whole at tw_task_enqueue(),
                                those enqueued into refused batches too */
+  /* dropped_batches by the rule that refused them: */
+  uint64_t refused_ring;     /* the calling thread's ring was past its
+                                mark (the sender had not drained it; or
+                                the thread could get no ring) */
+  uint64_t refused_pressure; /* the sender's last drain found the resend
+                                buffer full (the collector behind or
+                                away) or some ring nearly full */
+  uint64_t refused_backlog;  /* the batch runner's thread pool was
+                                behind by more than its rings can hold */
   /* Room for the counters later versions add, so that the struct keeps
    * its size across the soname's versions; zero until then. */
-  uint64_t reserved[10];
+  uint64_t reserved[7];
 } tw_agent_stats;
 
 TW_EXTERN void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out);

@@ -157,7 +157,10 @@ class Stats(ctypes.Structure):
         ("names_replaced", ctypes.c_uint64),
         ("dropped_batches", ctypes.c_uint64),
         ("dropped_tasks", ctypes.c_uint64),
-        ("reserved", ctypes.c_uint64 * 10),
+        ("refused_ring", ctypes.c_uint64),
+        ("refused_pressure", ctypes.c_uint64),
+        ("refused_backlog", ctypes.c_uint64),
+        ("reserved", ctypes.c_uint64 * 7),
     ]
 
 

@@ -158,7 +158,9 @@ class Agent:
         (connection() names them), strings_cut, names_replaced, and
         dropped_batches and dropped_tasks: the batches and tasks refused
         whole because the buffer was full, which the collector stores on
-        the agent's row)."""
+        the agent's row; refused_ring, refused_pressure and
+        refused_backlog: the refused batches by the rule that refused
+        them, as taskwatch.h says)."""
         out = _native.Stats()
         self._call(self._lib.tw_agent_get_stats, ctypes.byref(out))
         return {name: getattr(out, name) for name, _ in out._fields_

@@ -57,9 +57,10 @@ def main():
                       "only %d kills happened during the demo" % kills)
                 check(r.dropped == 0,
                       "%d events dropped (refused whole: %d batches, %d "
-                      "tasks; work %.1f s, flush %.1f s; outages %s s)" % (
+                      "tasks; batches refused by ring, sender, pool: %s; "
+                      "work %.1f s, flush %.1f s; outages %s s)" % (
                           r.dropped, r.dropped_batches, r.dropped_tasks,
-                          r.work, r.flush,
+                          r.refused_by, r.work, r.flush,
                           " ".join("%.2f" % o for o in col.outages)))
                 col.stop()
                 check_store(col.db, r, kills, batches)

@@ -77,7 +77,8 @@ SUMMARY = re.compile(
     r"demo: (\d+) batches, (\d+) tasks \(\d+ succeeded, (\d+) failed, "
     r"(\d+) skipped\); work ([0-9.]+) s, flush ([0-9.]+) s; events: (\d+) "
     r"recorded, (\d+) stored \([^)]*\), (\d+) dropped; refused whole: "
-    r"(\d+) batches, (\d+) tasks")
+    r"(\d+) batches, (\d+) tasks(?: \(batches refused by: ring (\d+), "
+    r"sender (\d+), pool (\d+)\))?")
 
 
 class DemoResult:
@@ -92,7 +93,10 @@ class DemoResult:
         self.batches, self.tasks, self.failed, self.skipped = map(int, g[:4])
         self.work, self.flush = float(g[4]), float(g[5])
         (self.recorded, self.acked, self.dropped, self.dropped_batches,
-         self.dropped_tasks) = map(int, g[6:])
+         self.dropped_tasks) = map(int, g[6:11])
+        # Which rule refused the batches (a build before they were told
+        # apart prints none of them).
+        self.refused_by = tuple(int(x) for x in g[11:] if x is not None)
 
 
 def demo_start(url, batches, *extra, env=None):

@@ -1108,6 +1108,12 @@ static void drops_whole_batches(size_t budget, uint64_t batches) {
   tw_agent_get_stats(a, &st);
   assert_true(refused_batches > 0);
   assert_int_equal(st.dropped_batches, refused_batches);
+  /* Each refused batch is counted once, under the rule that refused it:
+   * the ring's mark or the sender's pressure (the resend buffer filled);
+   * no runner, so no pool backlog. */
+  assert_int_equal(st.refused_ring + st.refused_pressure + st.refused_backlog,
+                   refused_batches);
+  assert_int_equal(st.refused_backlog, 0);
   assert_int_equal(st.dropped_tasks, refused_tasks);
   assert_int_equal(st.dropped, refused_calls);
   assert_true(st.buffered_bytes <= (budget ? budget : TW_DEFAULT_BUFFER_BYTES));
