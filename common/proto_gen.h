@@ -315,77 +315,49 @@ static inline int64_t unzigzag(uint64_t z, int64_t base) {
 #define ESIZE_STR(v, hi, compact, base) (SIZE_STR + clamp(v, hi))
 #define ESIZE_LSTR(v, hi, compact, base) (SIZE_LSTR + clamp(v, hi))
 
-static inline uint8_t *estore_U8(uint8_t *p, uint8_t v, uint64_t hi,
-                                 int compact, int64_t base) {
-  (void)compact, (void)base;
-  return store_U8(p, v, hi);
-}
-static inline uint8_t *estore_U16(uint8_t *p, uint16_t v, uint64_t hi,
-                                  int compact, int64_t base) {
-  (void)base;
-  return compact ? varint_store(p, v) : store_U16(p, v, hi);
-}
-static inline uint8_t *estore_U32(uint8_t *p, uint32_t v, uint64_t hi,
-                                  int compact, int64_t base) {
-  (void)base;
-  return compact ? varint_store(p, v) : store_U32(p, v, hi);
-}
-static inline uint8_t *estore_U64(uint8_t *p, uint64_t v, uint64_t hi,
-                                  int compact, int64_t base) {
-  (void)base;
-  return compact ? varint_store(p, v) : store_U64(p, v, hi);
-}
+/* An event field's store and read: fixed-width, or compact (varints);
+ * strings and u8 are the same in both. */
+#define EFIELD_AS_FIXED(T, CTYPE)                                              \
+  static inline uint8_t *estore_##T(uint8_t *p, CTYPE v, uint64_t hi,          \
+                                    int compact, int64_t base) {               \
+    (void)compact, (void)base;                                                 \
+    return store_##T(p, v, hi);                                                \
+  }                                                                            \
+  static inline void eget_##T(cursor *c, CTYPE *v, uint64_t lo, uint64_t hi,   \
+                              int compact, int64_t base) {                     \
+    (void)compact, (void)base;                                                 \
+    get_##T(c, v, lo, hi);                                                     \
+  }
+/* Unsigned fields of at most MAX: a varint, within the type and the
+ * field's range. */
+#define EFIELD_VARINT(T, CTYPE, MAX)                                           \
+  static inline uint8_t *estore_##T(uint8_t *p, CTYPE v, uint64_t hi,          \
+                                    int compact, int64_t base) {               \
+    (void)base;                                                                \
+    return compact ? varint_store(p, v) : store_##T(p, v, hi);                 \
+  }                                                                            \
+  static inline void eget_##T(cursor *c, CTYPE *v, uint64_t lo, uint64_t hi,   \
+                              int compact, int64_t base) {                     \
+    (void)base;                                                                \
+    if (!compact) {                                                            \
+      get_##T(c, v, lo, hi);                                                   \
+      return;                                                                  \
+    }                                                                          \
+    uint64_t x = get_varint(c);                                                \
+    *v = (CTYPE)x;                                                             \
+    check_range(c, x, lo, hi < (MAX) ? hi : (MAX));                            \
+  }
+EFIELD_AS_FIXED(U8, uint8_t)
+EFIELD_VARINT(U16, uint16_t, UINT16_MAX)
+EFIELD_VARINT(U32, uint32_t, UINT32_MAX)
+EFIELD_VARINT(U64, uint64_t, UINT64_MAX)
+EFIELD_AS_FIXED(STR, proto_str)
+EFIELD_AS_FIXED(LSTR, proto_str)
+
+/* The time: the zigzag varint of its difference from the base. */
 static inline uint8_t *estore_I64(uint8_t *p, int64_t v, uint64_t hi,
                                   int compact, int64_t base) {
   return compact ? varint_store(p, zigzag(v, base)) : store_I64(p, v, hi);
-}
-static inline uint8_t *estore_STR(uint8_t *p, proto_str v, uint64_t hi,
-                                  int compact, int64_t base) {
-  (void)compact, (void)base;
-  return store_STR(p, v, hi);
-}
-static inline uint8_t *estore_LSTR(uint8_t *p, proto_str v, uint64_t hi,
-                                   int compact, int64_t base) {
-  (void)compact, (void)base;
-  return store_LSTR(p, v, hi);
-}
-
-static inline void eget_U8(cursor *c, uint8_t *v, uint64_t lo, uint64_t hi,
-                           int compact, int64_t base) {
-  (void)compact, (void)base;
-  get_U8(c, v, lo, hi);
-}
-static inline void eget_U16(cursor *c, uint16_t *v, uint64_t lo, uint64_t hi,
-                            int compact, int64_t base) {
-  (void)base;
-  if (!compact) {
-    get_U16(c, v, lo, hi);
-    return;
-  }
-  uint64_t x = get_varint(c);
-  *v = (uint16_t)x;
-  check_range(c, x, lo, hi < UINT16_MAX ? hi : UINT16_MAX);
-}
-static inline void eget_U32(cursor *c, uint32_t *v, uint64_t lo, uint64_t hi,
-                            int compact, int64_t base) {
-  (void)base;
-  if (!compact) {
-    get_U32(c, v, lo, hi);
-    return;
-  }
-  uint64_t x = get_varint(c);
-  *v = (uint32_t)x;
-  check_range(c, x, lo, hi < UINT32_MAX ? hi : UINT32_MAX);
-}
-static inline void eget_U64(cursor *c, uint64_t *v, uint64_t lo, uint64_t hi,
-                            int compact, int64_t base) {
-  (void)base;
-  if (!compact) {
-    get_U64(c, v, lo, hi);
-    return;
-  }
-  *v = get_varint(c);
-  check_range(c, *v, lo, hi);
 }
 static inline void eget_I64(cursor *c, int64_t *v, uint64_t lo, uint64_t hi,
                             int compact, int64_t base) {
@@ -394,16 +366,6 @@ static inline void eget_I64(cursor *c, int64_t *v, uint64_t lo, uint64_t hi,
     return;
   }
   *v = unzigzag(get_varint(c), base);
-}
-static inline void eget_STR(cursor *c, proto_str *v, uint64_t lo, uint64_t hi,
-                            int compact, int64_t base) {
-  (void)compact, (void)base;
-  get_STR(c, v, lo, hi);
-}
-static inline void eget_LSTR(cursor *c, proto_str *v, uint64_t lo, uint64_t hi,
-                             int compact, int64_t base) {
-  (void)compact, (void)base;
-  get_LSTR(c, v, lo, hi);
 }
 
 /* ---- what the tables expand into ----------------------------------------
