@@ -416,8 +416,11 @@ void tw_agent_get_stats(tw_agent *agent, tw_agent_stats *out) {
   out->dropped = tw__record_dropped_total(agent);
   tw__record_cuts(agent, &out->strings_cut, &out->names_replaced);
   tw__record_refused(agent, &out->dropped_batches, &out->dropped_tasks);
-  tw__record_refused_why(agent, &out->refused_ring, &out->refused_pressure,
-                         &out->refused_backlog);
+  uint64_t why[REFUSED_WHY_COUNT];
+  tw__record_refused_why(agent, why);
+  out->refused_ring = why[REFUSED_RING];
+  out->refused_pressure = why[REFUSED_PRESSURE];
+  out->refused_backlog = why[REFUSED_BACKLOG];
   tw__sender_stats(agent, out);
   out->buffered_bytes =
       atomic_load_explicit(&agent->reserved, memory_order_relaxed);

@@ -140,6 +140,15 @@ typedef struct ring_enqueue_tail {
  * their events take room as they come, under the marks above. */
 #define RING_BACKLOG_BATCH 3u
 
+/* The admission rule that refused a batch (tw_agent_stats' refused_*),
+ * in the order record.c tries them. */
+typedef enum refused_why {
+  REFUSED_PRESSURE, /* the sender's flag: resend buffer full, ring nearly */
+  REFUSED_RING,     /* the thread's ring past its batch mark, or none */
+  REFUSED_BACKLOG,  /* the runner's pool backlog past its bound */
+  REFUSED_WHY_COUNT
+} refused_why;
+
 typedef struct ring_name_cache {
   const char *ptr;
   uint32_t id;
@@ -156,10 +165,8 @@ typedef struct ring {
   _Atomic uint64_t renamed;         /* names recorded as the overflow name */
   _Atomic uint64_t refused_batches; /* batches refused at admission */
   _Atomic uint64_t refused_tasks;   /* tasks refused at admission */
-  /* Of refused_batches, by the rule that refused them (tw_agent_stats). */
-  _Atomic uint64_t refused_ring;
-  _Atomic uint64_t refused_pressure;
-  _Atomic uint64_t refused_backlog;
+  /* Of refused_batches, by the rule that refused them (refused_why). */
+  _Atomic uint64_t refused_by[REFUSED_WHY_COUNT];
   _Atomic uint64_t pool_in;  /* sync tasks of batches the runner started */
   _Atomic uint64_t pool_out; /* their ends and skips */
   /* pool_in at the owner's last sum of the pool's backlog, and the tasks
@@ -277,9 +284,7 @@ struct tw_agent {
   _Atomic uint64_t renamed_unbound; /* their names replaced */
   _Atomic uint64_t refused_batches_unbound;
   _Atomic uint64_t refused_tasks_unbound;
-  _Atomic uint64_t refused_ring_unbound;
-  _Atomic uint64_t refused_pressure_unbound;
-  _Atomic uint64_t refused_backlog_unbound;
+  _Atomic uint64_t refused_by_unbound[REFUSED_WHY_COUNT];
   _Atomic uint64_t pool_in_unbound, pool_out_unbound;
   /* Set by the sender while the resend buffer is full or a ring is past
    * the batch mark: admission refuses new batches (record.c). */
@@ -331,11 +336,9 @@ void tw__record_pool_out(tw_agent *agent, tw_id task);
 size_t tw__record_late_keep(const tw_agent *agent);
 /* Batches and tasks refused at admission, every ring's. */
 void tw__record_refused(tw_agent *agent, uint64_t *batches, uint64_t *tasks);
-/* The refused batches by the rule that refused them: the thread's ring
- * past its mark (or no ring), the sender's pressure flag, the runner's
- * pool backlog. */
-void tw__record_refused_why(tw_agent *agent, uint64_t *ring, uint64_t *pressure,
-                            uint64_t *backlog);
+/* The refused batches by the rule that refused them, every ring's. */
+void tw__record_refused_why(tw_agent *agent,
+                            uint64_t out[REFUSED_WHY_COUNT]);
 
 /* Reads `n` bytes starting at byte offset `at` of a ring's slot memory,
  * wrapping at the end. */

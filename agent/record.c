@@ -516,20 +516,17 @@ int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
   }
   ring *r = thread_ring(agent);
   *batch = take_id(agent, r);
-  int why = atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed)
-                ? 1
-            : !ring_below(r, 1, RING_ADMIT_BATCH) ? 2
-            : !backlog_below(agent, r)            ? 3
-                                                  : 0;
-  if (why != 0) {
+  refused_why why =
+      atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed)
+          ? REFUSED_PRESSURE
+      : !ring_below(r, 1, RING_ADMIT_BATCH) ? REFUSED_RING
+      : !backlog_below(agent, r)            ? REFUSED_BACKLOG
+                                            : REFUSED_WHY_COUNT;
+  if (why != REFUSED_WHY_COUNT) {
     *batch |= TW_ID_REFUSED;
     COUNT(agent, r, refused_batches, 1);
-    if (why == 1)
-      COUNT(agent, r, refused_pressure, 1);
-    else if (why == 2)
-      COUNT(agent, r, refused_ring, 1);
-    else
-      COUNT(agent, r, refused_backlog, 1);
+    count(r != NULL ? &r->refused_by[why] : NULL,
+          &agent->refused_by_unbound[why], 1);
     return drop(agent, r);
   }
   uint32_t label_id = label != NULL ? string_id(agent, r, label) : 0;
@@ -797,9 +794,8 @@ void tw__record_fork_child(tw_agent *agent) {
     atomic_store(&r->renamed, 0);
     atomic_store(&r->refused_batches, 0);
     atomic_store(&r->refused_tasks, 0);
-    atomic_store(&r->refused_ring, 0);
-    atomic_store(&r->refused_pressure, 0);
-    atomic_store(&r->refused_backlog, 0);
+    for (int i = 0; i < REFUSED_WHY_COUNT; i++)
+      atomic_store(&r->refused_by[i], 0);
     atomic_store(&r->pool_in, 0);
     atomic_store(&r->pool_out, 0);
     r->admit_base = 0;
@@ -812,9 +808,8 @@ void tw__record_fork_child(tw_agent *agent) {
   atomic_store(&agent->renamed_unbound, 0);
   atomic_store(&agent->refused_batches_unbound, 0);
   atomic_store(&agent->refused_tasks_unbound, 0);
-  atomic_store(&agent->refused_ring_unbound, 0);
-  atomic_store(&agent->refused_pressure_unbound, 0);
-  atomic_store(&agent->refused_backlog_unbound, 0);
+  for (int i = 0; i < REFUSED_WHY_COUNT; i++)
+    atomic_store(&agent->refused_by_unbound[i], 0);
 }
 
 void tw__record_free_rings(tw_agent *agent) {
@@ -866,18 +861,12 @@ uint64_t tw__record_recorded_total(tw_agent *agent) {
   return n;
 }
 
-void tw__record_refused_why(tw_agent *agent, uint64_t *ring_, uint64_t *pressure,
-                            uint64_t *backlog) {
-  *ring_ =
-      atomic_load_explicit(&agent->refused_ring_unbound, memory_order_relaxed);
-  *pressure = atomic_load_explicit(&agent->refused_pressure_unbound,
-                                   memory_order_relaxed);
-  *backlog = atomic_load_explicit(&agent->refused_backlog_unbound,
+void tw__record_refused_why(tw_agent *agent,
+                            uint64_t out[REFUSED_WHY_COUNT]) {
+  for (int i = 0; i < REFUSED_WHY_COUNT; i++) {
+    out[i] = atomic_load_explicit(&agent->refused_by_unbound[i],
                                   memory_order_relaxed);
-  for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next) {
-    *ring_ += atomic_load_explicit(&r->refused_ring, memory_order_relaxed);
-    *pressure +=
-        atomic_load_explicit(&r->refused_pressure, memory_order_relaxed);
-    *backlog += atomic_load_explicit(&r->refused_backlog, memory_order_relaxed);
+    for (ring *r = atomic_load(&agent->rings); r != NULL; r = r->next)
+      out[i] += atomic_load_explicit(&r->refused_by[i], memory_order_relaxed);
   }
 }

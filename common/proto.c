@@ -153,7 +153,6 @@ int tw__proto_decode_error(const uint8_t *p, size_t n, proto_str *reason) {
 static size_t event_min_size(uint16_t version) {
   size_t min = SIZE_MAX, n;
   int compact = version >= PROTO_COMPACT_SINCE;
-  (void)compact;
 #define MIN_OF_KIND(NAME, number, since)                                       \
   n = 0u PROTO_FIELDS_EVENT(GEN_EFIXED) PROTO_FIELDS_##NAME(GEN_EFIXED);       \
   if (GEN_HAS(since, version) && n < min)                                      \
@@ -221,7 +220,6 @@ int tw__proto_events_next(proto_events *it, proto_event *ev) {
 size_t tw__proto_event_size(const proto_event *m, uint16_t version,
                             int64_t base) {
   int compact = version >= PROTO_COMPACT_SINCE;
-  (void)base;
   switch (m->kind) {
 #define SIZE_OF_KIND(NAME, number, since)                                      \
   case PROTO_EV_##NAME:                                                        \
