@@ -80,12 +80,14 @@ typedef struct ring_enqueue_tail {
  * most often the busiest (a server's event loop): its ring, 1 MiB at the
  * default 8 MiB, holds 250 ms of 100,000 events/s, what a loaded machine
  * may keep the sender from running (and at least PACE_MAX_MS of a burst
- * of 500,000 events/s after a quiet spell). It refuses new batches from
- * 3/8 full, after about 95 ms without the sender: a machine running more
- * CPU-bound processes than it has cores keeps the sender away that long
- * at times (test_agent_kill9_default beside the sanitized suite and
- * stress-ng --cpu 1 refused 39-281 batches in 4 of 20 runs). A 2 MiB
- * first ring made that 0-1 of 20, but took from the budget either the
+ * of 500,000 events/s after a quiet spell). With few tasks open it
+ * refuses new batches from 3/4 full (the admission marks below), after
+ * about 190 ms without the sender: a machine running more CPU-bound
+ * processes than it has cores keeps the sender away that long at times.
+ * (From 3/8 full, about 95 ms, before the marks counted the open tasks:
+ * test_agent_kill9_default beside the sanitized suite and stress-ng
+ * --cpu 1 refused 39-281 batches in 4 of 20 runs.) A 2 MiB first ring
+ * made that 0-1 of 20, but took from the budget either the
  * next rings' room, which the runner's pool backlog bound follows (short
  * outages at 100,000 events/s then refused batches), or the spill blocks'
  * (64 threads failing at once had strings cut under load): not taken. */
@@ -106,7 +108,19 @@ typedef struct ring_enqueue_tail {
 /* Admission (record.c) refuses a new batch while its thread's ring is
  * more than RING_ADMIT_BATCH/RING_ADMIT_DEN full, and a task of an
  * admitted batch while it is more than RING_ADMIT_TASK/RING_ADMIT_DEN
- * (half) full: the rest is for the later events of what was admitted.
+ * (half) full, unless the room the open tasks need says otherwise: past
+ * those marks (a sender kept from the CPU for about 95 ms at 100,000
+ * events/s on the busiest thread's ring) it sums the tasks admitted and
+ * not yet ended on every ring (opened - closed) and admits a batch while
+ * the ring's records plus two slots for each open task (its START and its
+ * final event, wherever they are recorded) stay within
+ * RING_ADMIT_OPEN_BATCH/RING_ADMIT_DEN of it, a task within
+ * RING_ADMIT_OPEN_TASK: a loaded machine may keep the sender away twice as
+ * long before a batch is refused, and the room kept follows the tasks
+ * really open rather than a bound on them. The last eighth is for BATCH
+ * and LINK records and the tasks that admitting threads take at the same
+ * moment; a failure's strings go in the ring only where they leave the
+ * open tasks their room (else in a spill block).
  * A task's later events may be recorded on another thread (a sync task
  * starts and ends on a pool thread), whose ring the admitting thread
  * cannot see: the runner bounds its pool's backlog (below), and the sender
@@ -118,7 +132,9 @@ typedef struct ring_enqueue_tail {
 #define RING_ADMIT_DEN 8u
 #define RING_ADMIT_BATCH 3u
 #define RING_ADMIT_TASK 4u
-#define RING_ADMIT_PRESSURE 6u
+#define RING_ADMIT_OPEN_BATCH 6u
+#define RING_ADMIT_OPEN_TASK 7u
+#define RING_ADMIT_PRESSURE 7u
 /* The batch runner hands each sync task of a running batch to libuv's
  * thread pool, whose queue has no bound; a pool thread records its START
  * and end on its own ring, smaller than the loop's and, while the resend
@@ -167,6 +183,8 @@ typedef struct ring {
   _Atomic uint64_t refused_tasks;   /* tasks refused at admission */
   /* Of refused_batches, by the rule that refused them (refused_why). */
   _Atomic uint64_t refused_by[REFUSED_WHY_COUNT];
+  _Atomic uint64_t opened; /* tasks admitted on this thread */
+  _Atomic uint64_t closed; /* final events recorded on it (any task's) */
   _Atomic uint64_t pool_in;  /* sync tasks of batches the runner started */
   _Atomic uint64_t pool_out; /* their ends and skips */
   /* pool_in at the owner's last sum of the pool's backlog, and the tasks

@@ -292,6 +292,12 @@ static inline tw_id take_id(tw_agent *agent, ring *r) {
   return r->next_id++;
 }
 
+/* Adds one to a counter only the calling thread writes. */
+static inline void plus1(_Atomic uint64_t *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
 /* One-slot events: everything but ENQUEUE, FAIL and DROP. START carries
  * the thread id, known once the thread has its ring. */
 static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a,
@@ -310,6 +316,8 @@ static inline int record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a,
   w->a = a;
   w->b = b;
   commit(r, 1);
+  if (kind == PROTO_EV_FINISH || kind == PROTO_EV_SKIP)
+    plus1(&r->closed);
   return 0;
 }
 
@@ -395,15 +403,18 @@ static uint32_t string_id(tw_agent *agent, ring *r, const char *s) {
  * whole or refused whole, when it begins. A new batch is refused while
  * the sender says the resend buffer is full, or while the thread's ring
  * is more than RING_ADMIT_BATCH/RING_ADMIT_DEN full (or the thread has
- * none). A task of an admitted batch is refused only when the ring is
- * more than RING_ADMIT_TASK/RING_ADMIT_DEN (half) full: the room between
- * the two marks is for the tasks of batches admitted before (two thousand
- * at the default budget's first ring). An admitted task's ENQUEUE takes
- * two slots of a ring at most half full, and its START and its final
- * event (FINISH, SKIP; a FAIL or DROP without strings) two more: the half
- * kept free holds the later events of every task admitted before it, so
- * while the host ends each task with one of them, a stored task never
- * misses its start or its end. A refused batch or task gets an id with
+ * none), unless the tasks open now leave it room (below). A task of an
+ * admitted batch is refused only when the ring is more than
+ * RING_ADMIT_TASK/RING_ADMIT_DEN (half) full, with the same exception:
+ * the room between the two marks is for the tasks of batches admitted
+ * before (two thousand at the default budget's first ring). An admitted
+ * task's ENQUEUE takes two slots, and its START and its final event
+ * (FINISH, SKIP; a FAIL or DROP without strings) two more. Below the
+ * marks, the half kept free holds the later events of the tasks admitted
+ * before; past them, admission counts the tasks open (opened - closed
+ * over every ring) and keeps two slots for each, exactly. So while the
+ * host ends each task with one of them, a stored task never misses its
+ * start or its end. A refused batch or task gets an id with
  * TW_ID_REFUSED set; every later call on it (a task enqueued into a
  * refused batch included) only counts one dropped event. */
 
@@ -420,6 +431,41 @@ static inline bool ring_below(ring *r, uint64_t n, uint64_t num) {
       return false;
   }
   return true;
+}
+
+/* Tasks admitted and not yet ended, over every ring. A task ended twice
+ * (a host's mistake), or a parent's task ended in a forked child, takes
+ * one too many off: never below 0. A final event dropped for lack of
+ * room leaves its task counted open, which only keeps more room. */
+static uint64_t open_tasks(tw_agent *agent) {
+  uint64_t opened = 0, closed = 0;
+  for (ring *r = atomic_load_explicit(&agent->rings, memory_order_acquire);
+       r != NULL; r = r->next) {
+    opened += atomic_load_explicit(&r->opened, memory_order_relaxed);
+    closed += atomic_load_explicit(&r->closed, memory_order_relaxed);
+  }
+  return opened > closed ? opened - closed : 0;
+}
+
+/* Whether the ring, with n slots more, still has two for each open task
+ * and each of the `more` this record opens, within `num`/RING_ADMIT_DEN
+ * of it: the exact rule past the marks of ring_below(), which read the
+ * tail already. A sum over the rings, taken only there. */
+__attribute__((noinline, cold)) static bool
+room_for_open(tw_agent *agent, ring *r, uint64_t n, uint64_t more,
+              uint64_t num) {
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  uint64_t need = head + n - r->cached_tail + 2 * (open_tasks(agent) + more);
+  return need <= (r->mask + 1) / RING_ADMIT_DEN * num;
+}
+
+/* Whether a record of n slots that opens `more` tasks may be admitted:
+ * below the ring's mark `num`, or past it with the room the open tasks
+ * need within `open_num` (agent_internal.h). */
+static inline bool admit_room(tw_agent *agent, ring *r, uint64_t n,
+                              uint64_t more, uint64_t num, uint64_t open_num) {
+  return ring_below(r, n, num) ||
+         (r != NULL && room_for_open(agent, r, n, more, open_num));
 }
 
 /* Sums the pool's backlog (sync tasks of the batches the runner runs, not
@@ -519,9 +565,10 @@ int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
   refused_why why =
       atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed)
           ? REFUSED_PRESSURE
-      : !ring_below(r, 1, RING_ADMIT_BATCH) ? REFUSED_RING
-      : !backlog_below(agent, r)            ? REFUSED_BACKLOG
-                                            : REFUSED_WHY_COUNT;
+      : !admit_room(agent, r, 1, 0, RING_ADMIT_BATCH, RING_ADMIT_OPEN_BATCH)
+          ? REFUSED_RING
+      : !backlog_below(agent, r) ? REFUSED_BACKLOG
+                                 : REFUSED_WHY_COUNT;
   if (why != REFUSED_WHY_COUNT) {
     *batch |= TW_ID_REFUSED;
     COUNT(agent, r, refused_batches, 1);
@@ -544,12 +591,13 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   }
   ring *r = thread_ring(agent);
   *task = take_id(agent, r);
-  if ((batch & TW_ID_REFUSED) || !ring_below(r, 2, RING_ADMIT_TASK)) {
+  if ((batch & TW_ID_REFUSED) ||
+      !admit_room(agent, r, 2, 1, RING_ADMIT_TASK, RING_ADMIT_OPEN_TASK)) {
     *task |= TW_ID_REFUSED;
     COUNT(agent, r, refused_tasks, 1);
     return drop(agent, r);
   }
-  /* Below the mark, the ring has the two slots. */
+  /* Admitted, the ring has the two slots. */
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
   ring_record *w = &r->slots[head & r->mask];
   uint32_t name_ref = name_id(agent, r, name);
@@ -564,6 +612,7 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   t->name = name_ref;
   t->thread = tls.thread;
   commit(r, 2);
+  plus1(&r->opened);
   return 0;
 }
 
@@ -705,7 +754,13 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
   }
   size_t room = (r->mask + 1) * RING_SLOT_BYTES / 2 - RING_SLOT_BYTES;
   uint64_t n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
-  ring_record *w = total <= room ? reserve(agent, r, n) : NULL;
+  /* In the ring where that leaves the open tasks their room (admit_room,
+   * below half the ring as a whole), else in a spill block. */
+  ring_record *w =
+      total <= room && admit_room(agent, r, n, 0, RING_ADMIT_TASK,
+                                  RING_ADMIT_DEN)
+          ? reserve(agent, r, n)
+          : NULL;
   if (w == NULL && total > 0 &&
       record_spilled(agent, r, kind, task, s, keep, len) == 0)
     goto counted;
@@ -732,7 +787,9 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
   strings_head(w, kind, task, len, n);
   put_strings(put_ring, r, (head + 1) * RING_SLOT_BYTES, s, keep, len);
   commit(r, n);
-counted:;
+counted:
+  if (kind != PROTO_EV_LINK)
+    plus1(&r->closed);
   uint64_t cuts = (uint64_t)cut[0] + cut[1] + cut[2];
   if (cuts > 0)
     COUNT(agent, r, cut, cuts);
@@ -796,6 +853,8 @@ void tw__record_fork_child(tw_agent *agent) {
     atomic_store(&r->refused_tasks, 0);
     for (int i = 0; i < REFUSED_WHY_COUNT; i++)
       atomic_store(&r->refused_by[i], 0);
+    atomic_store(&r->opened, 0);
+    atomic_store(&r->closed, 0);
     atomic_store(&r->pool_in, 0);
     atomic_store(&r->pool_out, 0);
     r->admit_base = 0;

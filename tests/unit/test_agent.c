@@ -1187,6 +1187,171 @@ static uint64_t fill_resend_buffer(tw_agent *a, tw_id junk) {
   }
 }
 
+/* Past the half-full mark a thread's ring still admits tasks while the
+ * tasks open leave room for their later events, two slots each
+ * (agent_internal.h, RING_ADMIT_OPEN_*). Nothing is drained here: another
+ * thread fills the resend buffer (no collector) before this one records.
+ * Tasks that end at once are admitted far past half the ring, up to its
+ * last eighth; tasks left open are admitted up to half of it, and each
+ * one's START and FINISH then still fit. When the collector comes, every
+ * admitted task has its three events. At the default budget. */
+typedef struct junk_filler {
+  tw_agent *agent;
+  tw_id junk;
+  uint64_t dropped;
+} junk_filler;
+
+static void *fill_from_another_thread(void *arg) {
+  junk_filler *j = arg;
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(j->agent, "junk", &batch), 0);
+  assert_int_equal(
+      tw_task_enqueue(j->agent, batch, 0, "junk", TW_MODE_LOOP, &j->junk), 0);
+  j->dropped = fill_resend_buffer(j->agent, j->junk);
+  return NULL;
+}
+
+static int by_id(const void *x, const void *y) {
+  tw_id a = *(const tw_id *)x, b = *(const tw_id *)y;
+  return (a > b) - (a < b);
+}
+
+/* The tasks of `kind` events in an instance but `junk`, sorted; their
+ * number in *n. */
+static tw_id *tasks_of(const fake_instance *in, int kind, tw_id junk,
+                       size_t *n) {
+  tw_id *ids = test_malloc((in->count + 1) * sizeof(*ids));
+  *n = 0;
+  for (size_t i = 0; i < in->count; i++)
+    if (in->events[i].kind == kind && in->events[i].task != junk)
+      ids[(*n)++] = in->events[i].task;
+  qsort(ids, *n, sizeof(*ids), by_id);
+  return ids;
+}
+
+/* The calling thread's ring: the largest, the first made. */
+static ring *first_ring(tw_agent *a) {
+  ring *most = NULL;
+  for (ring *r = atomic_load(&a->rings); r != NULL; r = r->next)
+    if (most == NULL || r->mask > most->mask)
+      most = r;
+  return most;
+}
+
+/* Its slots in use as its owner last saw them: what admission decided on
+ * (the sender may take a little more while the buffer has room). */
+static uint64_t seen_fill(const ring *r) {
+  return atomic_load(&r->head) - r->cached_tail;
+}
+
+static void open_tasks_keep_their_room(void **state) {
+  (void)state;
+  char dir[] = "/tmp/twopen.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char url[128];
+  snprintf(url, sizeof(url), "unix:%s/absent.sock", dir);
+  tw_agent *a = agent_to(url, 0, 200);
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(a, "open", &batch), 0); /* 1 slot */
+  uint64_t slots = first_ring(a)->mask + 1;
+  junk_filler j = {a, 0, 0};
+  pthread_t filler;
+  assert_int_equal(pthread_create(&filler, NULL, fill_from_another_thread, &j),
+                   0);
+  assert_int_equal(pthread_join(filler, NULL), 0);
+  /* Tasks that end at once: four slots each, one open at a time (and the
+   * junk task), admitted until the ring's records and two slots for each
+   * open task would pass 7/8 of it. */
+  uint32_t pos = 0;
+  uint64_t ended = 0;
+  for (;;) {
+    tw_id t;
+    if (tw_task_enqueue(a, batch, pos++, "ends", TW_MODE_LOOP, &t) != 0)
+      break;
+    assert_int_equal(tw_task_start(a, t), 0);
+    assert_int_equal(tw_task_finish(a, t), 0);
+    ended++;
+  }
+  uint64_t fill = seen_fill(first_ring(a));
+  print_message("%" PRIu64 " tasks ended, %" PRIu64 " of %" PRIu64
+                " slots in use\n",
+                ended, fill, slots);
+  assert_true(fill > slots / 2); /* past the old mark */
+  /* The refused one: two slots, and two for it and the junk task each. */
+  assert_true(fill + 2 + 2 * 2 > slots / 8 * 7);
+  assert_true(fill <= slots / 8 * 7);
+  /* A second batch in a fresh agent would do; here the ring is near its
+   * mark, so the open tasks' case runs on a second agent. */
+  tw_agent *b = agent_to(url, 0, 200);
+  tw_id batch2;
+  assert_int_equal(tw_batch_begin(b, "open", &batch2), 0);
+  uint64_t slots2 = first_ring(b)->mask + 1;
+  junk_filler j2 = {b, 0, 0};
+  assert_int_equal(
+      pthread_create(&filler, NULL, fill_from_another_thread, &j2), 0);
+  assert_int_equal(pthread_join(filler, NULL), 0);
+  size_t cap = slots2;
+  tw_id *open = test_malloc(cap * sizeof(*open));
+  size_t n = 0;
+  while (n < cap &&
+         tw_task_enqueue(b, batch2, (uint32_t)n, "open", TW_MODE_LOOP,
+                         &open[n]) == 0)
+    n++;
+  uint64_t fill2 = seen_fill(first_ring(b));
+  print_message("%zu tasks open, %" PRIu64 " of %" PRIu64 " slots in use\n", n,
+                fill2, slots2);
+  /* Two slots each, up to half the ring (fill2 + 2 past it refused the
+   * next): the other half holds their START and FINISH. */
+  assert_true(fill2 <= slots2 / 2);
+  assert_true(fill2 + 2 > slots2 / 2);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(tw_task_start(b, open[i]), 0);
+    assert_int_equal(tw_task_finish(b, open[i]), 0);
+  }
+  tw_agent_stats st;
+  tw_agent_get_stats(b, &st);
+  assert_int_equal(st.dropped, j2.dropped + 1); /* the junk; the refused */
+  assert_int_equal(st.dropped_tasks, 1);
+  test_free(open);
+
+  /* When a collector comes, each admitted task has its three events. */
+  fake_collector *fc = fake_start();
+  char target[160];
+  snprintf(target, sizeof(target), "%s/absent.sock", dir);
+  assert_int_equal(symlink(fake_url(fc) + strlen("unix:"), target), 0);
+  assert_int_equal(tw_agent_flush(a, 30000), 0);
+  assert_int_equal(tw_agent_flush(b, 30000), 0);
+  fake_lock(fc);
+  assert_sequence_clean(fc);
+  /* Which instance is which: by their tasks (and each one's junk task). */
+  assert_true(ended != n);
+  for (size_t k = 0; k < 2; k++) {
+    fake_instance *in = fake_instance_at(fc, k);
+    assert_non_null(in);
+    size_t tasks = count_kind(in, PROTO_EV_ENQUEUE);
+    assert_true(tasks == ended + 1 || tasks == n + 1);
+    tw_id junk = tasks == ended + 1 ? j.junk : j2.junk;
+    size_t ne, ns, nf;
+    tw_id *e = tasks_of(in, PROTO_EV_ENQUEUE, junk, &ne);
+    tw_id *started = tasks_of(in, PROTO_EV_START, junk, &ns);
+    tw_id *finished = tasks_of(in, PROTO_EV_FINISH, junk, &nf);
+    assert_int_equal(ne, tasks - 1);
+    assert_int_equal(ns, ne);
+    assert_int_equal(nf, ne);
+    assert_memory_equal(e, started, ne * sizeof(*e));
+    assert_memory_equal(e, finished, ne * sizeof(*e));
+    test_free(e);
+    test_free(started);
+    test_free(finished);
+  }
+  fake_unlock(fc);
+  tw_agent_free(a);
+  tw_agent_free(b);
+  fake_free(fc);
+  unlink(target);
+  rmdir(dir);
+}
+
 /* The tasks of the batches the runner runs keep their events, whatever
  * the pool's queue. A server starts batches on its loop faster than its
  * pool runs them; a sync task's START and FINISH land on the ring of the
@@ -1994,6 +2159,7 @@ int main(void) {
       cmocka_unit_test(cap_drops_and_reports),
       cmocka_unit_test(whole_batches_or_none),
       cmocka_unit_test(pool_backlog_keeps_its_events),
+      cmocka_unit_test(open_tasks_keep_their_room),
       cmocka_unit_test(late_threads_get_a_ring),
       cmocka_unit_test(shutdown_accounts_for_every_event),
       cmocka_unit_test(slow_acks_drop_nothing_at_the_default_budget),
