@@ -1244,21 +1244,30 @@ static uint64_t seen_fill(const ring *r) {
   return atomic_load(&r->head) - r->cached_tail;
 }
 
+/* An agent to `url` (nothing listens) whose calling thread has begun
+ * *batch, its first ring, and whose resend buffer another thread then
+ * filled (*j), so nothing more is drained. */
+static tw_agent *stalled_agent(const char *url, tw_id *batch, junk_filler *j) {
+  tw_agent *a = agent_to(url, 0, 200);
+  assert_int_equal(tw_batch_begin(a, "open", batch), 0); /* 1 slot */
+  *j = (junk_filler){a, 0, 0};
+  pthread_t filler;
+  assert_int_equal(pthread_create(&filler, NULL, fill_from_another_thread, j),
+                   0);
+  assert_int_equal(pthread_join(filler, NULL), 0);
+  return a;
+}
+
 static void open_tasks_keep_their_room(void **state) {
   (void)state;
   char dir[] = "/tmp/twopen.XXXXXX";
   assert_non_null(mkdtemp(dir));
   char url[128];
   snprintf(url, sizeof(url), "unix:%s/absent.sock", dir);
-  tw_agent *a = agent_to(url, 0, 200);
   tw_id batch;
-  assert_int_equal(tw_batch_begin(a, "open", &batch), 0); /* 1 slot */
+  junk_filler j;
+  tw_agent *a = stalled_agent(url, &batch, &j);
   uint64_t slots = first_ring(a)->mask + 1;
-  junk_filler j = {a, 0, 0};
-  pthread_t filler;
-  assert_int_equal(pthread_create(&filler, NULL, fill_from_another_thread, &j),
-                   0);
-  assert_int_equal(pthread_join(filler, NULL), 0);
   /* Tasks that end at once: four slots each, one open at a time (and the
    * junk task), admitted until the ring's records and two slots for each
    * open task would pass 7/8 of it. */
@@ -1282,14 +1291,10 @@ static void open_tasks_keep_their_room(void **state) {
   assert_true(fill <= slots / 8 * 7);
   /* A second batch in a fresh agent would do; here the ring is near its
    * mark, so the open tasks' case runs on a second agent. */
-  tw_agent *b = agent_to(url, 0, 200);
   tw_id batch2;
-  assert_int_equal(tw_batch_begin(b, "open", &batch2), 0);
+  junk_filler j2;
+  tw_agent *b = stalled_agent(url, &batch2, &j2);
   uint64_t slots2 = first_ring(b)->mask + 1;
-  junk_filler j2 = {b, 0, 0};
-  assert_int_equal(
-      pthread_create(&filler, NULL, fill_from_another_thread, &j2), 0);
-  assert_int_equal(pthread_join(filler, NULL), 0);
   size_t cap = slots2;
   tw_id *open = test_malloc(cap * sizeof(*open));
   size_t n = 0;
