@@ -105,35 +105,27 @@ typedef struct ring_enqueue_tail {
 #define RING_LATE_RINGS 4u
 #define RING_LATE_BYTES (32u * 1024u)
 #define RING_CACHE_SIZE 16 /* per-thread interned-name cache entries */
-/* Admission (record.c) refuses a new batch while its thread's ring is
- * more than RING_ADMIT_BATCH/RING_ADMIT_DEN full, and a task of an
- * admitted batch while it is more than RING_ADMIT_TASK/RING_ADMIT_DEN
- * (half) full, unless the room the open tasks need says otherwise: past
- * those marks (a sender kept from the CPU for about 95 ms at 100,000
- * events/s on the busiest thread's ring) it sums the tasks admitted and
- * not yet ended on every ring (opened - closed) and admits a batch while
- * the ring's records plus two slots for each open task (its START and its
- * final event, wherever they are recorded) stay within
- * RING_ADMIT_OPEN_BATCH/RING_ADMIT_DEN of it, a task within
- * RING_ADMIT_OPEN_TASK: a loaded machine may keep the sender away twice as
- * long before a batch is refused, and the room kept follows the tasks
- * really open rather than a bound on them. The last eighth is for BATCH
- * and LINK records and the tasks that admitting threads take at the same
- * moment; a failure's strings go in the ring only where they leave the
- * open tasks their room (else in a spill block).
+/* Admission (record.c) keeps two slots of a thread's ring for each task
+ * it admitted that is still open (its START and final event), and
+ * refuses a new batch while the ring's records and that room would pass
+ * RING_ADMIT_BATCH/RING_ADMIT_DEN of it, a task of an admitted batch past
+ * RING_ADMIT_TASK/RING_ADMIT_DEN; the last eighth is for BATCH and LINK
+ * records. With few tasks open the busiest thread's first ring takes
+ * batches until 3/4 full, about 190 ms without the sender at 100,000
+ * events/s. (The marks were 3/8 and 1/2 of the ring's records alone
+ * before: 95 ms, and tasks whose ENQUEUE the sender had drained before it
+ * stopped were not kept room for.)
  * A task's later events may be recorded on another thread (a sync task
  * starts and ends on a pool thread), whose ring the admitting thread
  * cannot see: the runner bounds its pool's backlog (below), and the sender
  * also refuses new batches (admit_pressure) while the last drain found any
  * ring past RING_ADMIT_PRESSURE/RING_ADMIT_DEN, a last guard for tasks of
- * the low-level API run on other threads (a pool thread's ring reaches
- * the batch mark when a loaded machine keeps the sender from running for
- * about 100 ms at 100,000 events/s, with most of its room to spare). */
+ * the low-level API run on other threads (a pool thread's ring, smaller
+ * than the loop's, reaches it first when a loaded machine keeps the
+ * sender from running). */
 #define RING_ADMIT_DEN 8u
-#define RING_ADMIT_BATCH 3u
-#define RING_ADMIT_TASK 4u
-#define RING_ADMIT_OPEN_BATCH 6u
-#define RING_ADMIT_OPEN_TASK 7u
+#define RING_ADMIT_BATCH 6u
+#define RING_ADMIT_TASK 7u
 #define RING_ADMIT_PRESSURE 7u
 /* The batch runner hands each sync task of a running batch to libuv's
  * thread pool, whose queue has no bound; a pool thread records its START

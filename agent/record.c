@@ -400,43 +400,46 @@ static uint32_t string_id(tw_agent *agent, ring *r, const char *s) {
 /* ---- admission ----------------------------------------------------------
  *
  * A batch (tw_batch_begin()) or a task (tw_task_enqueue()) is admitted
- * whole or refused whole, when it begins. A new batch is refused while
- * the sender says the resend buffer is full, or while the thread's ring
- * is more than RING_ADMIT_BATCH/RING_ADMIT_DEN full (or the thread has
- * none), unless the tasks open now leave it room (below). A task of an
- * admitted batch is refused only when the ring is more than
- * RING_ADMIT_TASK/RING_ADMIT_DEN (half) full, with the same exception:
+ * whole or refused whole, when it begins. An admitted task's ENQUEUE takes
+ * two slots, and its START and its final event (FINISH, SKIP; a FAIL or
+ * DROP without strings) two more, later: admission keeps those two for
+ * every task of the thread still open. A new batch is refused while the
+ * sender says the resend buffer is full, or while the thread's ring, its
+ * records and two slots for each of its open tasks, would be more than
+ * RING_ADMIT_BATCH/RING_ADMIT_DEN full (or the thread has none). A task
+ * of an admitted batch is refused only past RING_ADMIT_TASK/RING_ADMIT_DEN:
  * the room between the two marks is for the tasks of batches admitted
- * before (two thousand at the default budget's first ring). An admitted
- * task's ENQUEUE takes two slots, and its START and its final event
- * (FINISH, SKIP; a FAIL or DROP without strings) two more. Below the
- * marks, the half kept free holds the later events of the tasks admitted
- * before; past them, admission counts the tasks open (opened - closed
- * over every ring) and keeps two slots for each, exactly. So while the
- * host ends each task with one of them, a stored task never misses its
- * start or its end. A refused batch or task gets an id with
- * TW_ID_REFUSED set; every later call on it (a task enqueued into a
- * refused batch included) only counts one dropped event. */
+ * before (a thousand at the default budget's first ring), the last eighth
+ * for BATCH and LINK records. So while the host ends each task with one of
+ * those events, a stored task never misses its start or its end, however
+ * much of the ring the sender drained before it stopped (a collector
+ * away). A refused batch or task gets an id with TW_ID_REFUSED set; every
+ * later call on it (a task enqueued into a refused batch included) only
+ * counts one dropped event.
+ *
+ * A thread's open tasks are those it admitted and did not end itself
+ * (opened - closed), less the sync tasks it handed to the runner's pool
+ * and that ended elsewhere (pool_in - pool_out: their START and end are
+ * another ring's, which the runner's backlog bound keeps room in). Tasks
+ * of the low-level API that end on another thread would stay counted; so
+ * where that count leaves no room, admission takes the smaller of it and
+ * the tasks open on every ring (a sum, walked only then). */
 
-/* Whether the ring has room to admit a record of n slots: at most
- * `num`/RING_ADMIT_DEN of it in use after it. */
-static inline bool ring_below(ring *r, uint64_t n, uint64_t num) {
-  if (__builtin_expect(r == NULL, 0))
-    return false;
-  uint64_t limit = (r->mask + 1) / RING_ADMIT_DEN * num;
-  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-  if (__builtin_expect(head + n - r->cached_tail > limit, 0)) {
-    r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    if (head + n - r->cached_tail > limit)
-      return false;
-  }
-  return true;
+/* The calling thread's own open tasks (above); never below 0 (a task
+ * ended twice by a host's mistake, a parent's task ended in a forked
+ * child). Its counters are its own: plain loads. */
+static inline uint64_t own_open(const ring *r) {
+  int64_t open =
+      (int64_t)(atomic_load_explicit(&r->opened, memory_order_relaxed) -
+                atomic_load_explicit(&r->closed, memory_order_relaxed)) -
+      (int64_t)(atomic_load_explicit(&r->pool_in, memory_order_relaxed) -
+                atomic_load_explicit(&r->pool_out, memory_order_relaxed));
+  return open > 0 ? (uint64_t)open : 0;
 }
 
-/* Tasks admitted and not yet ended, over every ring. A task ended twice
- * (a host's mistake), or a parent's task ended in a forked child, takes
- * one too many off: never below 0. A final event dropped for lack of
- * room leaves its task counted open, which only keeps more room. */
+/* Tasks admitted and not yet ended, over every ring. A final event
+ * dropped for lack of room leaves its task counted open, which only keeps
+ * more room. */
 static uint64_t open_tasks(tw_agent *agent) {
   uint64_t opened = 0, closed = 0;
   for (ring *r = atomic_load_explicit(&agent->rings, memory_order_acquire);
@@ -447,31 +450,40 @@ static uint64_t open_tasks(tw_agent *agent) {
   return opened > closed ? opened - closed : 0;
 }
 
-/* Whether the ring, with n slots more, still has two for each open task
- * and each of the `more` this record opens, within `num`/RING_ADMIT_DEN
- * of it: the exact rule past the marks of ring_below(), which read the
- * tail already. A sum over the rings, taken only there. */
+/* admit_room() when the room looked short: reads the tail again, and
+ * counts every ring's open tasks when the thread's own count is more. */
 __attribute__((noinline, cold)) static bool
-room_for_open(tw_agent *agent, ring *r, uint64_t n, uint64_t more,
-              uint64_t num) {
-  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-  uint64_t need = head + n - r->cached_tail + 2 * (open_tasks(agent) + more);
-  return need <= (r->mask + 1) / RING_ADMIT_DEN * num;
+admit_room_slow(tw_agent *agent, ring *r, uint64_t n, uint64_t more,
+                uint64_t limit, uint64_t open) {
+  r->cached_tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+  uint64_t fill = atomic_load_explicit(&r->head, memory_order_relaxed) -
+                  r->cached_tail + n;
+  if (fill + 2 * (open + more) <= limit)
+    return true;
+  uint64_t all = open_tasks(agent);
+  return fill + 2 * ((all < open ? all : open) + more) <= limit;
 }
 
-/* Whether a record of n slots that opens `more` tasks may be admitted:
- * below the ring's mark `num`, or past it with the room the open tasks
- * need within `open_num` (agent_internal.h). */
+/* Whether the ring may take a record of n slots that opens `more` tasks
+ * and still keep two slots for each open task, within `num`/RING_ADMIT_DEN
+ * of it. */
 static inline bool admit_room(tw_agent *agent, ring *r, uint64_t n,
-                              uint64_t more, uint64_t num, uint64_t open_num) {
-  return ring_below(r, n, num) ||
-         (r != NULL && room_for_open(agent, r, n, more, open_num));
+                              uint64_t more, uint64_t num) {
+  if (__builtin_expect(r == NULL, 0))
+    return false;
+  uint64_t limit = (r->mask + 1) / RING_ADMIT_DEN * num;
+  uint64_t open = own_open(r);
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  if (__builtin_expect(head - r->cached_tail + n + 2 * (open + more) <= limit,
+                       1))
+    return true;
+  return admit_room_slow(agent, r, n, more, limit, open);
 }
 
 /* Sums the pool's backlog (sync tasks of the batches the runner runs, not
  * yet ended) and the room of the smallest ring that may run it:
  * the other threads' (the calling thread's own ring keeps room for what
- * it runs itself by its marks, ring_below), or a ring yet to be made, if
+ * it runs itself by its marks, admit_room), or a ring yet to be made, if
  * the budget has room for one. The calling thread may admit half of what
  * is left (RING_BACKLOG_*, agent_internal.h): threads that sum at the same
  * moment take no more than the room between them, and the sums come more
@@ -565,8 +577,7 @@ int tw_batch_begin(tw_agent *agent, const char *label, tw_id *batch) {
   refused_why why =
       atomic_load_explicit(&agent->admit_pressure, memory_order_relaxed)
           ? REFUSED_PRESSURE
-      : !admit_room(agent, r, 1, 0, RING_ADMIT_BATCH, RING_ADMIT_OPEN_BATCH)
-          ? REFUSED_RING
+      : !admit_room(agent, r, 1, 0, RING_ADMIT_BATCH) ? REFUSED_RING
       : !backlog_below(agent, r) ? REFUSED_BACKLOG
                                  : REFUSED_WHY_COUNT;
   if (why != REFUSED_WHY_COUNT) {
@@ -592,7 +603,7 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   ring *r = thread_ring(agent);
   *task = take_id(agent, r);
   if ((batch & TW_ID_REFUSED) ||
-      !admit_room(agent, r, 2, 1, RING_ADMIT_TASK, RING_ADMIT_OPEN_TASK)) {
+      !admit_room(agent, r, 2, 1, RING_ADMIT_TASK)) {
     *task |= TW_ID_REFUSED;
     COUNT(agent, r, refused_tasks, 1);
     return drop(agent, r);
@@ -754,13 +765,11 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
   }
   size_t room = (r->mask + 1) * RING_SLOT_BYTES / 2 - RING_SLOT_BYTES;
   uint64_t n = 1 + (total + RING_SLOT_BYTES - 1) / RING_SLOT_BYTES;
-  /* In the ring where that leaves the open tasks their room (admit_room,
-   * below half the ring as a whole), else in a spill block. */
-  ring_record *w =
-      total <= room && admit_room(agent, r, n, 0, RING_ADMIT_TASK,
-                                  RING_ADMIT_DEN)
-          ? reserve(agent, r, n)
-          : NULL;
+  /* In the ring where that leaves the open tasks their room, else in a
+   * spill block. */
+  ring_record *w = total <= room && admit_room(agent, r, n, 0, RING_ADMIT_DEN)
+                       ? reserve(agent, r, n)
+                       : NULL;
   if (w == NULL && total > 0 &&
       record_spilled(agent, r, kind, task, s, keep, len) == 0)
     goto counted;
