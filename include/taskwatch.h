@@ -328,20 +328,18 @@ TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
  *
  * Whole batches and tasks. When the agent must drop (its buffer is full:
  * a collector down or slower than the host), it drops whole batches and
- * tasks, decided when one begins: tw_batch_begin() refuses a batch while
- * the recording thread's ring is more than 3/8 full and its records plus
- * two for each task open (admitted, not yet ended, on any thread) would
- * take more than 3/4 of it, while any ring is more than 7/8 full or the
- * resend buffer is full, or (tw_batch_run()'s batches) while the sync
- * tasks of the running batches not yet ended, which libuv's pool runs on
- * threads of their own, would take more than 3/4 of the smallest other
- * ring at two events a task; tw_task_enqueue() refuses a task of an
- * admitted batch only when that ring is more than half full and those
- * records would take more than 7/8 of it (a batch of over a thousand
- * tasks recorded in one burst at the default budget). The room kept holds
- * the START and the final event (finish, skip; fail or drop) of every
- * task admitted before, so a stored task does not miss its start or its
- * end as long as each task ends with one of them. (A low-level caller
+ * tasks, decided when one begins. Each thread's ring keeps two slots for
+ * every task the thread admitted that is still open (its START and its
+ * final event: finish, skip; fail or drop); tw_batch_begin() refuses a
+ * batch while the ring's records and that room would take more than 3/4
+ * of it, while any ring is more than 7/8 full or the resend buffer is
+ * full, or (tw_batch_run()'s batches) while the sync tasks of the running
+ * batches not yet ended, which libuv's pool runs on threads of their own,
+ * would take more than 3/4 of the smallest other ring at two events a
+ * task; tw_task_enqueue() refuses a task of an admitted batch only past
+ * 7/8 (a batch of over a thousand tasks recorded in one burst at the
+ * default budget). So a stored task does not miss its start or its end
+ * as long as each task ends with one of those events. (A low-level caller
  * that queues many tasks for a pool of its own sizes the budget for their
  * events: the agent cannot see that queue.) A failure's or drop's
  * strings that the ring has no room for go to a spill block, below, and
