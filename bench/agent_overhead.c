@@ -72,7 +72,10 @@ extern char **environ;
 
 /* taskwatch records START (task, thread, time): the fields of the LTTng
  * event. taskwatch_enqueue records ENQUEUE (task id taken, batch,
- * position, interned name, mode, thread, time), the richest fixed event. */
+ * position, interned name, mode, thread, time), the richest fixed event,
+ * and its task's FINISH in turn: admission keeps two slots for each task
+ * still open, so tasks that never end would be refused after about a
+ * ring's worth (the row then timed refusals). */
 enum method {
   M_TASKWATCH,
   M_LTTNG,
@@ -219,6 +222,9 @@ typedef struct worker {
   int index;
 } worker;
 
+/* The task the calling thread enqueued last (M_ENQUEUE). */
+static __thread tw_id open_task;
+
 static void record(bench *b, uint64_t task, uint64_t thread) {
   struct timespec ts;
   switch (b->m) {
@@ -240,8 +246,11 @@ static void record(bench *b, uint64_t task, uint64_t thread) {
       fflush(b->log);
     break;
   case M_ENQUEUE:
-    tw_task_enqueue(b->agent, 1, (uint32_t)task, "send_email",
-                    TW_MODE_THREADPOOL, &task);
+    if (task & 1)
+      tw_task_enqueue(b->agent, 1, (uint32_t)task, "send_email",
+                      TW_MODE_THREADPOOL, &open_task);
+    else
+      tw_task_finish(b->agent, open_task);
     break;
   case M_CLOCK:
     clock_gettime(CLOCK_MONOTONIC, &ts);
