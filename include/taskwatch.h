@@ -339,7 +339,13 @@ TW_EXTERN int tw_agent_refusal(tw_agent *agent, char *buf, size_t size);
  * task; tw_task_enqueue() refuses a task of an admitted batch only past
  * 7/8 (a batch of over a thousand tasks recorded in one burst at the
  * default budget). So a stored task does not miss its start or its end
- * as long as each task ends with one of those events. (A low-level caller
+ * as long as each task ends with one of those events. The room kept
+ * bounds the tasks a thread keeps open: at the default budget new
+ * batches are refused while the first thread to record has about 12,000
+ * open, another thread about 1,500 (tw_batch_run()'s sync tasks count on
+ * their pool thread's ring once started). Tasks a thread admits and
+ * another ends are counted over every ring, at the cost of a walk over
+ * the rings on each admission past that bound. (A low-level caller
  * that queues many tasks for a pool of its own sizes the budget for their
  * events: the agent cannot see that queue.) A failure's or drop's
  * strings that the ring has no room for go to a spill block, below, and
