@@ -164,7 +164,10 @@ typedef struct ring_name_cache {
 } ring_name_cache;
 
 typedef struct ring {
-  /* Producer side: written only by the owning thread. */
+  /* Producer side: written only by the owning thread. What every record
+   * touches is in its first two cache lines (head, cached_tail, recorded,
+   * soft_fill; closed for a final event), what an admission reads in the
+   * second (opened, closed, pool_in, pool_out). */
   _Atomic uint64_t head;
   uint64_t cached_tail;
   _Atomic uint64_t recorded;
@@ -173,12 +176,10 @@ typedef struct ring {
   _Atomic uint64_t renamed;         /* names recorded as the overflow name */
   _Atomic uint64_t refused_batches; /* batches refused at admission */
   _Atomic uint64_t refused_tasks;   /* tasks refused at admission */
-  /* Of refused_batches, by the rule that refused them (refused_why). */
-  _Atomic uint64_t refused_by[REFUSED_WHY_COUNT];
-  _Atomic uint64_t opened; /* tasks admitted on this thread */
-  _Atomic uint64_t closed; /* final events recorded on it (any task's) */
   _Atomic uint64_t pool_in;  /* sync tasks of batches the runner started */
   _Atomic uint64_t pool_out; /* their ends and skips */
+  _Atomic uint64_t opened;   /* tasks admitted on this thread */
+  _Atomic uint64_t closed;   /* final events recorded on it (any task's) */
   /* pool_in at the owner's last sum of the pool's backlog, and the tasks
    * it may hand over past it before it sums again (admit_window). */
   uint64_t admit_base;
@@ -188,6 +189,8 @@ typedef struct ring {
   uint64_t soft_fill;
   uint64_t next_id;
   uint64_t end_id;
+  /* Of refused_batches, by the rule that refused them (refused_why). */
+  _Atomic uint64_t refused_by[REFUSED_WHY_COUNT];
   ring_name_cache cache[RING_CACHE_SIZE];
   /* Consumer side: written only by the sender. */
   alignas(64) _Atomic uint64_t tail;
