@@ -292,9 +292,10 @@ static inline tw_id take_id(tw_agent *agent, ring *r) {
   return r->next_id++;
 }
 
-/* Adds one to a counter only the calling thread writes. */
-static inline void plus1(_Atomic uint64_t *c) {
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+/* Adds n to a counter only the calling thread writes: a relaxed load and
+ * store, no atomic add. */
+static inline void own_add(_Atomic uint64_t *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                         memory_order_relaxed);
 }
 
@@ -319,7 +320,7 @@ record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a, uint64_t b) {
   w->b = b;
   commit(r, 1);
   if (kind == PROTO_EV_FINISH || kind == PROTO_EV_SKIP)
-    plus1(&r->closed);
+    own_add(&r->closed, 1);
   return 0;
 }
 
@@ -329,9 +330,7 @@ record1(tw_agent *agent, uint8_t kind, uint32_t x, uint64_t a, uint64_t b) {
 static inline void count(_Atomic uint64_t *mine, _Atomic uint64_t *shared,
                          uint64_t n) {
   if (mine != NULL)
-    atomic_store_explicit(mine,
-                          atomic_load_explicit(mine, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    own_add(mine, n);
   else
     atomic_fetch_add_explicit(shared, n, memory_order_relaxed);
 }
@@ -625,7 +624,7 @@ int tw_task_enqueue(tw_agent *agent, tw_id batch, uint32_t position,
   t->name = name_ref;
   t->thread = tls.thread;
   commit(r, 2);
-  plus1(&r->opened);
+  own_add(&r->opened, 1);
   return 0;
 }
 
@@ -800,7 +799,7 @@ static int record_strings(tw_agent *agent, uint8_t kind, tw_id task,
   commit(r, n);
 counted:
   if (kind != PROTO_EV_LINK)
-    plus1(&r->closed);
+    own_add(&r->closed, 1);
   uint64_t cuts = (uint64_t)cut[0] + cut[1] + cut[2];
   if (cuts > 0)
     COUNT(agent, r, cut, cuts);
