@@ -8,10 +8,21 @@
  * back. Spill blocks: charged while held, warm spares without faults, all
  * free again in a forked child. Faults are the recording thread's own
  * (getrusage RUSAGE_THREAD), counted, never timed.
+ *
+ * The kernel may move any page of the process while it records (memory
+ * compaction, which a huge-page allocation anywhere on the machine can
+ * start), and a write that meets a page in the middle of its move faults;
+ * with /proc/sys/vm/compact_memory written every 5 ms, 2 of 30 runs took
+ * one such fault. The agent cannot prevent that, and no counter says
+ * whose page moved, so a measurement during which the kernel migrated
+ * pages and that saw a fault is taken again, with a new agent, up to
+ * MEASURE_TRIES times; one without migrations is final. A fault of the
+ * agent's own recurs in every try and fails.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,10 +78,8 @@ static size_t ring_slots(const ring *r) {
   return (size_t)r->mask + 1;
 }
 
-/* Records events numbered from *next until the ring has taken `count`;
- * returns the faults that took. Every event must fit. */
 /* The kernel's count of pages it migrated (compaction, NUMA), which
- * makes the next access to each one fault; -1 when unknown. */
+ * makes an access to each one during its move fault; -1 when unknown. */
 static long migrated_now(void) {
   FILE *f = fopen("/proc/vmstat", "r");
   char key[64];
@@ -84,41 +93,63 @@ static long migrated_now(void) {
 }
 
 /* Where record_through() saw its first fault, for a failure's message. */
-static struct {
+typedef struct seen {
   size_t first_at; /* records before it; SIZE_MAX: none */
-  long migrated;   /* pages the kernel migrated meanwhile */
+  long migrated;   /* pages the kernel migrated meanwhile; -1 unknown */
 } seen;
 
-static long record_through(tw_agent *a, uint64_t *next, size_t count) {
+/* Records events numbered from *next until the ring has taken `count`;
+ * returns the faults that took, and says in *s where the first came and
+ * what the kernel migrated meanwhile. Every event must fit. */
+static long record_through(tw_agent *a, uint64_t *next, size_t count,
+                           seen *s) {
+  /* *s is written before the count starts: after a fork() its page may
+   * still be shared copy-on-write, and its first write would fault. */
+  s->first_at = SIZE_MAX;
+  s->migrated = -1;
   long m0 = migrated_now(); /* its reads take faults of their own */
   long before = faults_now();
-  seen.first_at = SIZE_MAX;
   for (size_t i = 0; i < count; i++) {
     assert_int_equal(tw_task_start(a, (*next)++), 0);
-    if (seen.first_at == SIZE_MAX && (i & 1023) == 1023 &&
+    if (s->first_at == SIZE_MAX && (i & 1023) == 1023 &&
         faults_now() != before)
-      seen.first_at = i;
+      s->first_at = i;
   }
   long faults = faults_now() - before;
-  if (faults > 0 && seen.first_at == SIZE_MAX)
-    seen.first_at = count;
-  seen.migrated = m0 < 0 ? -1 : migrated_now() - m0;
+  if (faults > 0 && s->first_at == SIZE_MAX)
+    s->first_at = count;
+  long m1 = migrated_now();
+  s->migrated = m0 < 0 || m1 < 0 ? -1 : m1 - m0;
   return faults;
 }
 
-/* Says where the faults of the last record_through() came. */
-static void print_faults(const char *who, long faults) {
-  print_error("%s recording path took %ld page faults, the first within "
-              "the 1024 records before record %zu; the kernel migrated %ld "
-              "pages meanwhile\n",
-              who, faults, seen.first_at, seen.migrated);
+/* Says where the faults of a record_through() came. */
+static void print_faults(const char *who, long faults, const seen *s) {
+  print_message("%s recording path took %ld page faults, the first within "
+                "the 1024 records before record %zu; the kernel migrated "
+                "%ld pages meanwhile\n",
+                who, faults, s->first_at, s->migrated);
+}
+
+#define MEASURE_TRIES 5
+
+/* Whether a measurement that saw `faults` through a ring of `bytes` is
+ * final: within the allowance, or over it while the kernel moved no page
+ * (or while it cannot tell). */
+static bool faults_final(const char *who, long faults, size_t bytes,
+                         const seen *s) {
+  if (faults <= allowed_faults(bytes))
+    return true;
+  print_faults(who, faults, s);
+  return s->migrated <= 0;
 }
 
 typedef struct job {
   tw_agent *agent;
-  long faults;       /* on the recording path, after registration */
-  long child_faults; /* the same in a forked child, -1 if it failed */
-  size_t bytes;      /* the ring's slot bytes */
+  long faults;  /* on the recording path, after registration */
+  seen s;       /* where they came, and the kernel's migrations */
+  int child;    /* a forked child's verdict: CHILD_*, -1 if it failed */
+  size_t bytes; /* the ring's slot bytes */
 } job;
 
 static void *fill_once(void *arg) {
@@ -130,7 +161,7 @@ static void *fill_once(void *arg) {
   j->bytes = ring_slots(r) * RING_SLOT_BYTES;
   /* The ring takes its size in events without a drain: every slot, every
    * page, is written once. */
-  j->faults = record_through(j->agent, &next, ring_slots(r) - 1);
+  j->faults = record_through(j->agent, &next, ring_slots(r) - 1, &j->s);
   return NULL;
 }
 
@@ -154,17 +185,23 @@ static tw_agent *agent_to(const char *url, size_t buffer) {
 /* At the defaults, with no collector to drain to. */
 static void recording_takes_no_page_fault(void **state) {
   (void)state;
-  tw_agent *a = agent_to("unix:/nonexistent/test-record.sock", 0);
-  job j = {a, -1, -1, 0};
-  run_job(fill_once, &j);
-  tw_agent_stats st;
-  tw_agent_get_stats(a, &st);
-  assert_int_equal(st.dropped, 0);
-  if (j.faults > allowed_faults(j.bytes))
-    print_faults("the", j.faults);
-  assert_true(j.faults <= allowed_faults(j.bytes));
-  tw_agent_free(a);
+  for (int t = 1;; t++) {
+    tw_agent *a = agent_to("unix:/nonexistent/test-record.sock", 0);
+    job j = {.agent = a, .faults = -1, .child = -1};
+    run_job(fill_once, &j);
+    tw_agent_stats st;
+    tw_agent_get_stats(a, &st);
+    assert_int_equal(st.dropped, 0);
+    tw_agent_free(a);
+    if (faults_final("the", j.faults, j.bytes, &j.s) || t == MEASURE_TRIES) {
+      assert_true(j.faults <= allowed_faults(j.bytes));
+      return;
+    }
+  }
 }
+
+/* A forked child's verdict on its recording path, as its exit status. */
+enum { CHILD_OK = 0, CHILD_FAULTED = 1, CHILD_MIGRATED = 3 };
 
 /*
  * After a fork(), the parent's ring is not shared copy-on-write (each page
@@ -180,38 +217,43 @@ static void *fill_fork_fill(void *arg) {
   ring *r = my_ring(j->agent);
   size_t slots = ring_slots(r);
   j->bytes = slots * RING_SLOT_BYTES;
-  record_through(j->agent, &next, slots - 1);
+  record_through(j->agent, &next, slots - 1, &j->s);
   assert_int_equal(tw_agent_flush(j->agent, 10000), 0);
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
     tw_task_start(j->agent, next++);
-    long before = faults_now();
-    for (size_t i = 0; i < slots - 1; i++)
-      if (tw_task_start(j->agent, next++) != 0)
-        _exit(2);
-    long faults = faults_now() - before;
-    _exit(faults <= allowed_faults(j->bytes) ? 0 : 1);
+    seen s;
+    long faults = record_through(j->agent, &next, slots - 1, &s);
+    if (faults <= allowed_faults(j->bytes))
+      _exit(CHILD_OK);
+    print_faults("the child's", faults, &s);
+    _exit(s.migrated > 0 ? CHILD_MIGRATED : CHILD_FAULTED);
   }
   int status;
   assert_int_equal(waitpid(pid, &status, 0), pid);
-  j->child_faults = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  j->child = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   assert_int_equal(tw_task_start(j->agent, next++), 0);
-  j->faults = record_through(j->agent, &next, slots - 1);
+  j->faults = record_through(j->agent, &next, slots - 1, &j->s);
   return NULL;
 }
 
 static void fork_keeps_rings_faulted_in(void **state) {
   (void)state;
   fake_collector *fc = fake_start();
-  tw_agent *a = agent_to(fake_url(fc), 0);
-  job j = {a, -1, -1, 0};
-  run_job(fill_fork_fill, &j);
-  assert_int_equal(j.child_faults, 0);
-  if (j.faults > allowed_faults(j.bytes))
-    print_faults("the parent's", j.faults);
-  assert_true(j.faults <= allowed_faults(j.bytes));
-  tw_agent_free(a);
+  for (int t = 1;; t++) {
+    tw_agent *a = agent_to(fake_url(fc), 0);
+    job j = {.agent = a, .faults = -1, .child = -1};
+    run_job(fill_fork_fill, &j);
+    tw_agent_free(a);
+    bool last = t == MEASURE_TRIES;
+    bool final = faults_final("the parent's", j.faults, j.bytes, &j.s);
+    if ((final && j.child != CHILD_MIGRATED) || last) {
+      assert_int_equal(j.child, CHILD_OK);
+      assert_true(j.faults <= allowed_faults(j.bytes));
+      break;
+    }
+  }
   fake_free(fc);
 }
 
@@ -228,7 +270,7 @@ static void *register_only(void *arg) {
  * freeing the agent unmaps it. */
 static void ring_is_mapped_then_unmapped(size_t budget, size_t bytes) {
   tw_agent *a = agent_to("unix:/nonexistent/test-record.sock", budget);
-  job j = {a, -1, -1, 0};
+  job j = {.agent = a, .faults = -1, .child = -1};
   run_job(register_only, &j);
   ring *r = my_ring(a);
   assert_int_equal(j.bytes, bytes);
