@@ -170,6 +170,11 @@ typedef struct reader_task {
 #define READER_TASK_FROM                                                       \
   " FROM tasks t LEFT JOIN agents a ON a.id = t.agent"                         \
   " LEFT JOIN batches b ON b.id = t.batch"
+/* The same for a statement that reads no column of agents or batches
+ * (filter_uses() without FILTER_USES_JOIN): SQLite keeps a LEFT JOIN in an
+ * aggregate even when nothing reads it, and would look up both rows of
+ * every task. */
+#define READER_TASK_ALONE_FROM " FROM tasks t"
 
 /* Fills *t from the current row of st, from column `first` on. */
 void reader_task_read(sqlite3_stmt *st, int first, reader_task *t);

@@ -960,7 +960,8 @@ static int prepare_tasks_only(data *d, const filter *f, const char *head,
   const char *join = strstr(head, READER_TASK_FROM);
   if (join == NULL)
     return prepare_filtered(d, f, head, tail, first, own_range, st);
-  char *alone = sqlite3_mprintf("%.*s FROM tasks t%s", (int)(join - head), head,
+  char *alone = sqlite3_mprintf("%.*s" READER_TASK_ALONE_FROM "%s",
+                                (int)(join - head), head,
                                 join + strlen(READER_TASK_FROM));
   int rc = prepare_filtered(d, f, alone, tail, first, own_range, st);
   sqlite3_free(alone);
