@@ -29,6 +29,7 @@
  *                    [--reps N] [--bin TASKWATCH] [--remove] [--finish]
  *   --db PATH  the store (one size only); an existing one is used as it is
  *              (e.g. one an older build generated, with --bin of that build)
+ *              and, without --tasks, says its size (its largest task id)
  *   --finish   the store --db names was left before its rollups were filled
  *              (a generation stopped in its last step): upgrades it to this
  *              build's schema as the collector would, fills its rollups,
@@ -425,6 +426,22 @@ static int64_t some_batch(const char *db_path, int64_t t) {
   return id;
 }
 
+/* The tasks of a store the benchmark made (ids 1..N, none pruned), for
+ * --db without --tasks; 0 when it cannot be read. */
+static int64_t store_tasks(const char *db_path) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int64_t n = 0;
+  if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, "SELECT max(id) FROM tasks", -1, &st, NULL) ==
+          SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
 /* The p95 of one kind at one size, for the closing table; < 0: n/a. */
 typedef struct figure {
   double wall, cpu;
@@ -567,7 +584,7 @@ static void print_table(const int64_t *sizes, int nsizes,
 }
 
 int main(int argc, char **argv) {
-  const char *db_path = NULL, *dir = "/tmp", *sizes_text = "10000000";
+  const char *db_path = NULL, *dir = "/tmp", *sizes_text = NULL;
   int reps = 20, remove_after = 0, finish_first = 0;
   /* Each figure as it is known, also into a file (a run takes long). */
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -593,7 +610,15 @@ int main(int argc, char **argv) {
     }
   }
   int64_t sizes[BENCH_MAX_SIZES];
-  int nsizes = bench_parse_sizes(sizes_text, sizes, BENCH_MAX_SIZES);
+  int nsizes;
+  if (db_path != NULL && sizes_text == NULL && access(db_path, R_OK) == 0) {
+    /* An existing store says its own size. */
+    sizes[0] = store_tasks(db_path);
+    nsizes = sizes[0] > 0;
+  } else {
+    nsizes = bench_parse_sizes(sizes_text ? sizes_text : "10000000", sizes,
+                               BENCH_MAX_SIZES);
+  }
   if (reps < 1 || nsizes == 0 || (db_path && nsizes > 1) ||
       (finish_first && !db_path)) {
     fprintf(stderr, "bench_query: bad --tasks, --reps or --db\n");
