@@ -29,7 +29,7 @@
  *                    [--reps N] [--bin TASKWATCH] [--remove] [--finish]
  *   --db PATH  the store (one size only); an existing one is used as it is
  *              (e.g. one an older build generated, with --bin of that build)
- *              and, without --tasks, says its size (its largest task id)
+ *              and, without --tasks, says its size (its count of tasks)
  *   --finish   the store --db names was left before its rollups were filled
  *              (a generation stopped in its last step): upgrades it to this
  *              build's schema as the collector would, fills its rollups,
@@ -426,22 +426,6 @@ static int64_t some_batch(const char *db_path, int64_t t) {
   return id;
 }
 
-/* The tasks of a store the benchmark made (ids 1..N, none pruned), for
- * --db without --tasks; 0 when it cannot be read. */
-static int64_t store_tasks(const char *db_path) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  int64_t n = 0;
-  if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-      sqlite3_prepare_v2(db, "SELECT max(id) FROM tasks", -1, &st, NULL) ==
-          SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
-}
-
 /* The p95 of one kind at one size, for the closing table; < 0: n/a. */
 typedef struct figure {
   double wall, cpu;
@@ -613,7 +597,7 @@ int main(int argc, char **argv) {
   int nsizes;
   if (db_path != NULL && sizes_text == NULL && access(db_path, R_OK) == 0) {
     /* An existing store says its own size. */
-    sizes[0] = store_tasks(db_path);
+    sizes[0] = bench_store_int(db_path, "SELECT count(*) FROM tasks", 0);
     nsizes = sizes[0] > 0;
   } else {
     nsizes = bench_parse_sizes(sizes_text ? sizes_text : "10000000", sizes,

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 int bench_parse_sizes(const char *text, int64_t *sizes, int max) {
   int n = 0;
   for (const char *p = text;;) {
@@ -32,4 +34,17 @@ void bench_remove_store(const char *path) {
   unlink(side);
   snprintf(side, sizeof side, "%s-shm", path);
   unlink(side);
+}
+
+int64_t bench_store_int(const char *path, const char *sql, int64_t otherwise) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int64_t v = otherwise;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
 }

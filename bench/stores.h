@@ -14,6 +14,10 @@
  * the text is not such a list (or holds more than max). */
 int bench_parse_sizes(const char *text, int64_t *sizes, int max);
 
+/* The first column of the first row of `sql` on the store at path, opened
+ * read-only; `otherwise` when it cannot be read. */
+int64_t bench_store_int(const char *path, const char *sql, int64_t otherwise);
+
 /* Deletes path and its -wal and -shm files. */
 void bench_remove_store(const char *path);
 

@@ -236,17 +236,7 @@ static void generate(const char *path, int64_t ntasks, int64_t end_us) {
 }
 
 static int64_t store_end(const char *path) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  int64_t end = 0;
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-      sqlite3_prepare_v2(db, "SELECT x FROM meta_bench", -1, &st, NULL) ==
-          SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    end = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return end;
+  return bench_store_int(path, "SELECT x FROM meta_bench", 0);
 }
 
 static int compare_i64(const void *a, const void *b) {
