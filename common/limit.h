@@ -55,8 +55,14 @@
 #define INTERN_ARENA 131072u /* bytes of name and label text */
 #define RING_ID_BLOCK 256    /* task and batch ids a ring takes at a time */
 /* One EVENTS frame of the resend buffer: a fraction of PROTO_FRAME_MAX, so
- * a frame never waits long for company and a resend is fine-grained. */
-#define RESEND_CHUNK_BYTES (64u * 1024u)
+ * a frame never waits long for company and a resend is fine-grained; and
+ * room for two failures with every string at its limit (LIMIT_FAIL_STRINGS
+ * and their fields, tests/unit/test_resend.c). At 64 KiB each such failure
+ * took a chunk of its own, 27 KiB of it unused: 64 threads failing at once
+ * with full tracebacks needed 4 MiB of resend chunks at the default 8 MiB
+ * budget, whose other half the rings hold, and a collector slow to ack
+ * made the agent cut the last ones' strings. */
+#define RESEND_CHUNK_BYTES (76u * 1024u)
 /* The agent's receive buffer: it only ever reads WELCOME, ACK and ERROR. */
 #define AGENT_READ_BYTES 8192u
 /* The reason of the last refusal the agent keeps (tw__sender_refusal()). */

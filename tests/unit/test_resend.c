@@ -91,7 +91,7 @@ static void appends_number_events_without_gaps(void **state) {
   tw__resend_init(&r, a);
   assert_null(r.first);
   /* A START is 25 bytes in the fixed encoding, 6 or 7 in the compact
-   * one (PROTO_VERSION's), a chunk 64 KiB. */
+   * one (PROTO_VERSION's), a chunk 76 KiB. */
   fill(&r, 1, 40000);
   assert_int_equal(r.next_seq, 40001);
   assert_true(chunks(&r) >= 3);
@@ -100,6 +100,43 @@ static void appends_number_events_without_gaps(void **state) {
   assert_int_equal(atomic_load(&a->reserved), chunks(&r) * RESEND_CHUNK_COST);
   tw__resend_fini(&r);
   assert_int_equal(atomic_load(&a->reserved), 0);
+  free(a);
+}
+
+/* A FAIL with its three strings at their limits, its numbers as large as
+ * they come. */
+static proto_event full_fail(char *text) {
+  memset(text, 'x', LIMIT_FAIL_STRINGS);
+  proto_event ev = {.kind = PROTO_EV_FAIL,
+                    .time_ns = INT64_MAX,
+                    .task = UINT64_MAX};
+  ev.text.ptr = text;
+  ev.text.len = LIMIT_ERROR_TYPE;
+  ev.message.ptr = text + LIMIT_ERROR_TYPE;
+  ev.message.len = LIMIT_ERROR_MESSAGE;
+  ev.detail.ptr = text + LIMIT_ERROR_TYPE + LIMIT_ERROR_MESSAGE;
+  ev.detail.len = LIMIT_ERROR_DETAIL;
+  return ev;
+}
+
+/* Two failures at their limits share a chunk (RESEND_CHUNK_BYTES): a
+ * burst of them takes half the chunks it took when each needed its own. */
+static void two_full_failures_fit_a_chunk(void **state) {
+  (void)state;
+  tw_agent *a = budget(TW_DEFAULT_BUFFER_BYTES);
+  resend r;
+  tw__resend_init(&r, a);
+  char *text = malloc(LIMIT_FAIL_STRINGS);
+  assert_non_null(text);
+  proto_event ev = full_fail(text);
+  for (int i = 0; i < 2; i++)
+    assert_true(tw__resend_append(&r, &ev, false));
+  assert_int_equal(chunks(&r), 1);
+  assert_int_equal(r.first->frame.count, 2);
+  assert_true(tw__resend_append(&r, &ev, false));
+  assert_int_equal(chunks(&r), 2);
+  free(text);
+  tw__resend_fini(&r);
   free(a);
 }
 
@@ -396,6 +433,7 @@ static void pace_nudge_wakes_once_per_pass(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(appends_number_events_without_gaps),
+      cmocka_unit_test(two_full_failures_fit_a_chunk),
       cmocka_unit_test(budget_keeps_a_chunk_for_health),
       cmocka_unit_test(ack_frees_whole_chunks),
       cmocka_unit_test(spares_reuse_the_pool),
