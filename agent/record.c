@@ -163,7 +163,16 @@ static ring *ring_new(tw_agent *agent, uintptr_t me) {
     } while (!atomic_compare_exchange_weak_explicit(
         &agent->ring_reserved, &used, used + total, memory_order_relaxed,
         memory_order_relaxed));
-    if (tw__agent_reserve(agent, total) == 0)
+    /* A ring larger than a late one leaves the room kept for late rings
+     * (tw__record_late_keep()) to them: taking the largest that fit, the
+     * first thread to register once the resend buffer had filled the
+     * budget took part of that room, and a fourth found none (test_agent
+     * late_threads_get_a_ring, under load; at the failure 6.9 KiB of the
+     * budget was left and the late rings held 137 KiB, not 4 x 33). */
+    if ((bytes > RING_LATE_BYTES
+             ? tw__agent_reserve_leaving(agent, total,
+                                         tw__record_late_keep(agent))
+             : tw__agent_reserve(agent, total)) == 0)
       break;
     /* The resend buffer holds the rest of the budget: a smaller ring
      * (it leaves RING_LATE_KEEP for them, tw__record_late_keep()). */
