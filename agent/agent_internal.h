@@ -99,8 +99,9 @@ typedef struct ring_enqueue_tail {
  * budget (a pool thread the loaded machine kept from running) must still
  * get a ring: its tasks were admitted while the others recorded. The
  * buffer leaves room for RING_LATE_RINGS rings of RING_LATE_BYTES while
- * the rings' half has it unclaimed (tw__record_late_keep()), and a ring
- * the budget cannot give its size takes the largest that fits, down to
+ * the rings' half has it unclaimed (tw__record_late_keep()); a ring
+ * larger than RING_LATE_BYTES leaves that room to them, and a ring the
+ * budget cannot give its size takes the largest that fits, down to
  * RING_MIN_BYTES. */
 #define RING_LATE_RINGS 4u
 #define RING_LATE_BYTES (32u * 1024u)
