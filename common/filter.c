@@ -400,6 +400,8 @@ static int sql_term(filter *f, const term *t, char *err, size_t errlen) {
   case K_ERROR:
     /* Only failed tasks carry an error (docs/schema.md), and saying so
      * lets the partial index find them by time. */
+    if (!t->negate)
+      f->statuses &= 1u << SCHEMA_FAILED;
     format_buf_puts(&f->sql, SCHEMA_SQL_FAILED " AND (");
     for (int i = 0; i < t->nitems; i++) {
       format_buf_puts(&f->sql, i ? " OR " : "");

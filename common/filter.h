@@ -113,7 +113,8 @@ unsigned filter_uses(const filter *f);
 
 /* The states a task may be in to match, a bit (1u << code) each: every
  * state without status terms, else those every status term lets through
- * (`status:failed,lost !status:lost` is failed alone). A listing of
+ * (`status:failed,lost !status:lost` is failed alone); an error term lets
+ * failed tasks alone through, the only ones with an error. A listing of
  * several states that exclude succeeded reads each from the index of
  * unusual tasks in time order and merges them, rather than sorting. */
 #define FILTER_ALL_STATUSES ((1u << SCHEMA_STATUS_COUNT) - 1)

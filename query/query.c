@@ -499,7 +499,23 @@ static int list_span(sqlite3 *db, const query_opts *o, int64_t from, int64_t to,
                          : xstrdup(filter_sql(o->filter));
   int codes[SCHEMA_STATUS_COUNT];
   int arms = merged_states(o, codes);
-  if (arms == 0) {
+  if (arms == 0 && (filter_statuses(o->filter) & (1u << SCHEMA_SUCCEEDED))) {
+    /* Rows that may have succeeded come through tasks_time, which holds
+     * what filters read but not every column: the inner SELECT walks it
+     * alone (a covering scan) for the ids and sort keys of the page, and
+     * only those rows are read whole. In one statement SQLite would
+     * position the table cursor (a deferred seek) for every row the scan
+     * passes, about a third of its cost. */
+    format_buf_printf(
+        &sql,
+        "SELECT " READER_TASK_COLUMNS " FROM (SELECT t.id AS id, %s AS k"
+        READER_TASK_FROM " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d) s"
+        " CROSS JOIN tasks t ON t.id = s.id"
+        " LEFT JOIN agents a ON a.id = t.agent"
+        " LEFT JOIN batches b ON b.id = t.batch ORDER BY s.k %s, s.id %s",
+        column, where, range, column, dir, dir, n + 3, dir, dir);
+  } else if (arms == 0) {
+    /* Unusual states alone: tasks_unusual holds every column. */
     format_buf_printf(&sql,
                       "SELECT " READER_TASK_COLUMNS READER_TASK_FROM
                       " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d",

@@ -425,7 +425,8 @@ static void add_matches_text(void **state) {
 
 /* Which filters need the agents or batches join (FILTER_USES_JOIN): the
  * dashboard leaves the join out of its counts otherwise. */
-/* The states a filter lets through: every status term narrows them. */
+/* The states a filter lets through: every status term narrows them, and
+ * an error term to failed. */
 static void status_sets(void **state) {
   (void)state;
 #define BIT(state) (1u << SCHEMA_##state)
@@ -440,6 +441,10 @@ static void status_sets(void **state) {
       {"!status:succeeded", FILTER_ALL_STATUSES & ~BIT(SUCCEEDED)},
       {"status:failed status:lost", 0},
       {"state:queued,running mode:loop", BIT(QUEUED) | BIT(RUNNING)},
+      {"error:timeout", BIT(FAILED)},
+      {"status:failed,lost error:timeout", BIT(FAILED)},
+      {"!error:timeout", FILTER_ALL_STATUSES},
+      {"status:skipped error:timeout", 0},
   };
 #undef BIT
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
