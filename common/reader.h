@@ -167,9 +167,12 @@ typedef struct reader_task {
  * the ORDER BY of a compound SELECT (which names result columns). */
 #define READER_TASK_ID_POSITION "1"
 #define READER_TASK_ENQUEUED_POSITION "6"
-#define READER_TASK_FROM                                                       \
-  " FROM tasks t LEFT JOIN agents a ON a.id = t.agent"                         \
-  " LEFT JOIN batches b ON b.id = t.batch"
+/* The joins that give READER_TASK_COLUMNS the task's agent (a) and batch
+ * (b); a listing that reads its page by id after a covering scan
+ * (query/query.c) joins them to its tasks the same way. */
+#define READER_TASK_JOINS                                                      \
+  " LEFT JOIN agents a ON a.id = t.agent LEFT JOIN batches b ON b.id = t.batch"
+#define READER_TASK_FROM " FROM tasks t" READER_TASK_JOINS
 /* The same for a statement that reads no column of agents or batches
  * (filter_uses() without FILTER_USES_JOIN): SQLite keeps a LEFT JOIN in an
  * aggregate even when nothing reads it, and would look up both rows of

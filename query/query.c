@@ -510,9 +510,8 @@ static int list_span(sqlite3 *db, const query_opts *o, int64_t from, int64_t to,
         &sql,
         "SELECT " READER_TASK_COLUMNS " FROM (SELECT t.id AS id, %s AS k"
         READER_TASK_FROM " WHERE %s%s ORDER BY %s %s, t.id %s LIMIT ?%d) s"
-        " CROSS JOIN tasks t ON t.id = s.id"
-        " LEFT JOIN agents a ON a.id = t.agent"
-        " LEFT JOIN batches b ON b.id = t.batch ORDER BY s.k %s, s.id %s",
+        " CROSS JOIN tasks t ON t.id = s.id" READER_TASK_JOINS
+        " ORDER BY s.k %s, s.id %s",
         column, where, range, column, dir, dir, n + 3, dir, dir);
   } else if (arms == 0) {
     /* Unusual states alone: tasks_unusual holds every column. */
