@@ -327,32 +327,30 @@ typedef struct take {
 } take;
 
 #define TAKE_FUNCTION "taskwatch_stats_take"
-#define TAKE_POINTER "taskwatch_stats_take"
 
-/* taskwatch_stats_take(take, key, status, run_us, wait_us): one task into
- * its group. SQLite calls it for each row the SELECT finds, an aggregate
- * over the rows, so that no row comes back through sqlite3_step() and
+/* taskwatch_stats_take(key, status, run_us, wait_us): one task into its
+ * group. SQLite calls it for each row the SELECT finds, an aggregate over
+ * the rows, so that no row comes back through sqlite3_step() and
  * sqlite3_column_*(): about 150 ns a row rather than 250 ns over half a
- * day of 10 M tasks, in a loop of SQLite alone (docs/query.md, "stats"). */
+ * day of 10 M tasks, in a loop of SQLite alone (docs/query.md, "stats").
+ * Its `take` is the function's user data, which collect_raw() registers
+ * for its one statement (a pointer argument would cost a string compare
+ * of its type on every row). */
 static void take_step(sqlite3_context *ctx, int argc, sqlite3_value **v) {
   (void)argc;
-  take *t = sqlite3_value_pointer(v[0], TAKE_POINTER);
-  if (t == NULL) {
-    sqlite3_result_error(ctx, TAKE_FUNCTION ": not called by taskwatch", -1);
-    return;
-  }
-  const char *key = (const char *)sqlite3_value_text(v[1]);
-  group *g = map_get(t->m, key, key ? (size_t)sqlite3_value_bytes(v[1]) : 0);
-  int status = sqlite3_value_int(v[2]);
+  take *t = sqlite3_user_data(ctx);
+  const char *key = (const char *)sqlite3_value_text(v[0]);
+  group *g = map_get(t->m, key, key ? (size_t)sqlite3_value_bytes(v[0]) : 0);
+  int status = sqlite3_value_int(v[1]);
   g->count++;
   if (status >= 0 && status < SCHEMA_STATUS_COUNT)
     g->by_status[status]++;
   if (t->into == INTO_BANDS && !g->banded)
     take_bands(g, t->hints);
   for (int k = 0; k < 2; k++) {
-    if (sqlite3_value_type(v[3 + k]) == SQLITE_NULL)
+    if (sqlite3_value_type(v[2 + k]) == SQLITE_NULL)
       continue;
-    int64_t x = sqlite3_value_int64(v[3 + k]);
+    int64_t x = sqlite3_value_int64(v[2 + k]);
     if (t->into == INTO_HIST)
       hist_sparse_add(k ? &g->wait_h : &g->run_h, x);
     else if (t->into == INTO_BANDS)
@@ -376,41 +374,50 @@ static int collect_raw(sqlite3 *db, const query_opts *o, int64_t lo, int64_t hi,
                        const group_map *hints, group_map *m) {
   if (lo >= hi)
     return 0;
-  /* (Again on each call: a connection has it from its first.) */
-  if (sqlite3_create_function(db, TAKE_FUNCTION, 5,
-                              SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL, NULL,
+  take t = {m, into, hints};
+  if (sqlite3_create_function(db, TAKE_FUNCTION, 4,
+                              SQLITE_UTF8 | SQLITE_DIRECTONLY, &t, NULL,
                               take_step, take_final) != SQLITE_OK) {
     fprintf(stderr, "taskwatch query: %s\n", sqlite3_errmsg(db));
     return -1;
   }
   int n = filter_param_count(o->filter);
-  char *where = query_filter_unindexed_time(o->filter, 1);
+  /* [lo, hi) lies inside the filter's time range, so when every time term
+   * narrows it (none is negated: those count as other terms) each holds
+   * for every row read, and is asked once of lo instead of per row. */
+  char at[16];
+  snprintf(at, sizeof(at), "?%d", n + 1);
+  const char *const map[][2] = {{"t.enqueued_at", at}};
+  char *where = filter_uses(o->filter) & FILTER_USES_OTHER
+                    ? query_filter_unindexed_time(o->filter, 1)
+                    : filter_sql_map(o->filter, 1, map, 1);
   format_buf sql;
   format_buf_init(&sql);
   int alone = (o->by == NULL || strcmp(o->by, "name") == 0) &&
               !(filter_uses(o->filter) & FILTER_USES_JOIN);
   format_buf_printf(&sql,
-                    "SELECT " TAKE_FUNCTION "(?%d, %s, t.status, t.run_us, "
-                    "t.wait_us)%s WHERE %s AND t.enqueued_at >= ?%d AND t.enqueued_at < "
-                    "?%d%s%s",
-                    n + 3, key_column(o->by),
+                    "SELECT " TAKE_FUNCTION "(%s, t.status, t.run_us, "
+                    "t.wait_us)%s WHERE %s AND t.enqueued_at >= ?%d AND "
+                    "t.enqueued_at < ?%d%s%s",
+                    key_column(o->by),
                     alone ? READER_TASK_ALONE_FROM : READER_TASK_FROM, where,
-                    n + 1, n + 2,
-                    extra ? " AND " : "", extra ? extra : "");
+                    n + 1, n + 2, extra ? " AND " : "", extra ? extra : "");
   free(where);
   sqlite3_stmt *st = query_prepare(db, format_buf_str(&sql));
   format_buf_fini(&sql);
-  if (st == NULL)
-    return -1;
-  take t = {m, into, hints};
-  filter_bind(o->filter, st, 1);
-  sqlite3_bind_int64(st, n + 1, lo);
-  sqlite3_bind_int64(st, n + 2, hi);
-  sqlite3_bind_pointer(st, n + 3, &t, TAKE_POINTER, NULL);
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    ;
-  return step_error(db, st, rc);
+  int rc = SQLITE_ERROR;
+  if (st != NULL) {
+    filter_bind(o->filter, st, 1);
+    sqlite3_bind_int64(st, n + 1, lo);
+    sqlite3_bind_int64(st, n + 2, hi);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      ;
+    rc = step_error(db, st, rc);
+  }
+  /* `t` ends here: the function goes with it. */
+  sqlite3_create_function(db, TAKE_FUNCTION, 4, SQLITE_UTF8, NULL, NULL, NULL,
+                          NULL);
+  return st == NULL ? -1 : rc;
 }
 
 /* Reads the rollup rows of `table` (keyed by `column`) in [lo, hi) that
