@@ -181,6 +181,44 @@ static void writes_rows_and_skips_repeated_ids(void **state) {
       q(f, "SELECT typeof(disconnected_at) = 'integer' FROM agents"), 1);
 }
 
+/* Rows that break a constraint anywhere in a bulk insert (first, between
+ * others, two in a row, last; a row stored by an earlier transaction or
+ * one earlier in the same insert) cost only themselves: the bulk insert
+ * stops at each (OR FAIL) and goes on after it, so every other row is
+ * stored once and counted once, in rows and in rollups. */
+static void repeated_ids_anywhere_in_a_bulk_insert(void **state) {
+  fixture *f = *state;
+  open_store(f, 0, 0, 0);
+  wbatch *b = wbatch_new(1);
+  add_batch(b, 100, 1000);
+  add_task(f, b, 1, 100, 1000, SCHEMA_SUCCEEDED);
+  add_task(f, b, 2, 100, 1000, SCHEMA_SUCCEEDED);
+  write_one(f->store, b);
+  b = wbatch_new(2);
+  add_batch(b, 100, 1); /* stored already, first */
+  add_batch(b, 200, 2000);
+  add_batch(b, 200, 2); /* repeated in this insert, last */
+  add_task(f, b, 1, 100, 1, SCHEMA_FAILED); /* stored already, first */
+  add_task(f, b, 3, 200, 2000, SCHEMA_SUCCEEDED);
+  add_task(f, b, 2, 100, 1, SCHEMA_FAILED); /* stored already */
+  add_task(f, b, 3, 200, 1, SCHEMA_FAILED); /* repeated, right after */
+  add_task(f, b, 4, 200, 2000, SCHEMA_SUCCEEDED);
+  add_task(f, b, 5, 200, 2000, SCHEMA_SUCCEEDED);
+  add_task(f, b, 5, 200, 1, SCHEMA_FAILED); /* repeated, last */
+  write_one(f->store, b);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks"), 5);
+  assert_int_equal(q(f, "SELECT count(*) FROM batches"), 2);
+  assert_int_equal(q(f, "SELECT count(*) FROM tasks WHERE status = 2"), 5);
+  assert_int_equal(q(f, "SELECT sum(enqueued_at) FROM tasks"),
+                   2 * 1000 + 3 * 2000);
+  assert_int_equal(q(f, "SELECT sum(created_at) FROM batches"), 3000);
+  store_stats st;
+  store_get_stats(f->store, &st);
+  assert_int_equal(st.rows_inserted, 5);
+  assert_int_equal(q(f, "SELECT sum(succeeded) FROM rollups"), 5);
+  assert_int_equal(q(f, "SELECT sum(failed) FROM rollups"), 0);
+}
+
 /* Every kind of row, ids from `base` on: all columns the bulk insert and
  * the one-row insert write. */
 static void add_varied_rows(fixture *f, wbatch *b, int64_t base) {
@@ -1955,6 +1993,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(queues_exports_with_the_rows, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(repeated_ids_anywhere_in_a_bulk_insert,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(writes_rows_and_skips_repeated_ids, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(prunes_by_age_keeping_failures_longer,
