@@ -84,9 +84,10 @@ enum {
 
 static const char *const sql_text[ST_COUNT] = {
     [ST_BULK_TASKS] =
-        "INSERT OR FAIL INTO tasks (id, agent, batch, position, name, mode, status, "
-        "thread, enqueued_at, started_at, finished_at, wait_us, run_us, "
-        "error_type, error_message, error_detail, skipped_after, drop_reason)"
+        "INSERT OR FAIL INTO tasks (id, agent, batch, position, name, mode, "
+        "status, thread, enqueued_at, started_at, finished_at, wait_us, "
+        "run_us, error_type, error_message, error_detail, skipped_after, "
+        "drop_reason)"
         " SELECT id, agent, batch, position, name, mode, status, thread, "
         "enqueued_at, started_at, finished_at, wait_us, run_us, error_type, "
         "error_message, error_detail, skipped_after, drop_reason FROM "
@@ -128,7 +129,7 @@ static const char *const sql_text[ST_COUNT] = {
      * events carry (docs/schema.md: batch 0 and ORPHAN_NAME until the
      * ENQUEUE arrives, if ever). */
     [ST_INSERT_ORPHAN] =
-        "INSERT OR FAIL INTO tasks (id, agent, batch, position, name, mode, status, "
+        "INSERT INTO tasks (id, agent, batch, position, name, mode, status, "
         "thread, enqueued_at, started_at, finished_at, run_us, error_type, "
         "error_message, error_detail, skipped_after, drop_reason) VALUES "
         "(?1, ?2, 0, 0, ?3, 0, ?4, ?5, coalesce(?6, ?7), ?6, ?7, ?7 - ?6, "
@@ -695,8 +696,7 @@ static int insert_rows(store *s, int kind, const void *items, size_t n,
     done += k;
     if (rc == SQLITE_CONSTRAINT) {
       log_msg(LOG_DEBUG, "row skipped table=%s error=\"%s\"",
-              kind == ROWS_TASKS ? "tasks" : "batches",
-              sqlite3_errmsg(s->db));
+              kind == ROWS_TASKS ? "tasks" : "batches", sqlite3_errmsg(s->db));
       rc = conflict ? conflict(s, p + done * size) : SQLITE_OK;
       done++;
     }

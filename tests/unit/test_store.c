@@ -197,7 +197,7 @@ static void repeated_ids_anywhere_in_a_bulk_insert(void **state) {
   b = wbatch_new(2);
   add_batch(b, 100, 1); /* stored already, first */
   add_batch(b, 200, 2000);
-  add_batch(b, 200, 2); /* repeated in this insert, last */
+  add_batch(b, 200, 2);                     /* repeated in this insert, last */
   add_task(f, b, 1, 100, 1, SCHEMA_FAILED); /* stored already, first */
   add_task(f, b, 3, 200, 2000, SCHEMA_SUCCEEDED);
   add_task(f, b, 2, 100, 1, SCHEMA_FAILED); /* stored already */
