@@ -427,10 +427,15 @@ static void report(app *a) {
   tw_agent_get_stats(a->agent, &st);
   fprintf(stderr,
           "notify_server: batches %lu ok, %lu failed, %lu dropped; agent "
-          "events %llu recorded, %llu dropped, %llu acked\n",
+          "events %llu recorded, %llu dropped, %llu acked; batches refused "
+          "%llu (ring %llu, pressure %llu, backlog %llu)\n",
           a->batches_ok, a->batches_failed, a->batches_dropped,
           (unsigned long long)st.recorded, (unsigned long long)st.dropped,
-          (unsigned long long)st.acked);
+          (unsigned long long)st.acked,
+          (unsigned long long)st.dropped_batches,
+          (unsigned long long)st.refused_ring,
+          (unsigned long long)st.refused_pressure,
+          (unsigned long long)st.refused_backlog);
 }
 
 static int serve(app *a) {
