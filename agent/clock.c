@@ -295,29 +295,7 @@ int64_t tw__clock_map_mark(clock_map *m) {
   return m->n >= 2 ? m->a[m->n - 1].tick : INT64_MIN;
 }
 
-/* The anchor's ns plus the ticks since it at `slope`. Only the offset goes
- * through a double: a monotonic time past 2^53 ns (104 days of uptime)
- * would lose its last bits there, and the mapping its exactness at every
- * anchor. */
-static int64_t along(const clock_anchor *lo, double slope, int64_t tick) {
-  double offset = (double)(tick - lo->tick) * slope;
-  /* Only a garbage counter gets this far; keep the result defined. */
-  if (offset >= (double)(CLOCK_MONO_TAG - 1 - lo->ns))
-    return CLOCK_MONO_TAG - 1;
-  return lo->ns + (int64_t)offset;
-}
-
-int64_t tw__clock_map_ns(const clock_map *m, int64_t time) {
-  if (time >= CLOCK_MONO_TAG)
-    return time & (CLOCK_MONO_TAG - 1);
-  /* Before the first anchor (or with no rate yet) only a counter that
-   * disagrees with the sender's can stamp; pin it to the anchor. */
-  if (m->n < 2 || time <= m->a[0].tick)
-    return m->a[0].ns;
-  /* Most records fall in the newest segment: no search for them. */
-  const clock_anchor *base = &m->a[m->n - 2];
-  if (time >= base->tick)
-    return along(base, m->slope, time);
+int64_t tw__clock_map_older(const clock_map *m, int64_t time) {
   size_t lo = 0, hi = m->n - 1; /* a[lo].tick < time < a[hi].tick */
   while (hi - lo > 1) {
     size_t mid = lo + (hi - lo) / 2;
@@ -327,18 +305,6 @@ int64_t tw__clock_map_ns(const clock_map *m, int64_t time) {
       hi = mid;
   }
   const clock_anchor *a = &m->a[lo], *b = &m->a[hi];
-  return along(a, (double)(b->ns - a->ns) / (double)(b->tick - a->tick), time);
-}
-
-int64_t tw__clock_map_ring(clock_map *m, int64_t time, int64_t *floor) {
-  int64_t ns = tw__clock_map_ns(m, time);
-  if (ns > m->ceiling)
-    ns = m->ceiling;
-  if (ns < *floor) {
-    if (time < CLOCK_MONO_TAG && (*floor - ns) > CLOCK_SKEW_NS)
-      m->skew = true;
-    ns = *floor;
-  }
-  *floor = ns;
-  return ns;
+  return tw__clock_along(
+      a, (double)(b->ns - a->ns) / (double)(b->tick - a->tick), time);
 }

@@ -181,13 +181,54 @@ bool tw__clock_map_add(clock_map *m, clock_anchor x);
  * the process to CLOCK_MONOTONIC when tw__clock_map_ring() found skew. */
 int64_t tw__clock_map_mark(clock_map *m);
 
-/* Monotonic ns of a record time. */
-int64_t tw__clock_map_ns(const clock_map *m, int64_t time);
+/* The anchor's ns plus the ticks since it at `slope`. Only the offset goes
+ * through a double: a monotonic time past 2^53 ns (104 days of uptime)
+ * would lose its last bits there, and the mapping its exactness at every
+ * anchor. */
+static inline int64_t tw__clock_along(const clock_anchor *lo, double slope,
+                                      int64_t tick) {
+  double offset = (double)(tick - lo->tick) * slope;
+  /* Only a garbage counter gets this far; keep the result defined. */
+  if (offset >= (double)(CLOCK_MONO_TAG - 1 - lo->ns))
+    return CLOCK_MONO_TAG - 1;
+  return lo->ns + (int64_t)offset;
+}
+
+/* tw__clock_map_ns() of a counter time before the newest segment. */
+int64_t tw__clock_map_older(const clock_map *m, int64_t time);
+
+/* Monotonic ns of a record time. Inline (the sender calls it for every
+ * record): most records fall in the newest segment, mapped without a
+ * search. */
+static inline int64_t tw__clock_map_ns(const clock_map *m, int64_t time) {
+  if (time >= CLOCK_MONO_TAG)
+    return time & (CLOCK_MONO_TAG - 1);
+  /* Before the first anchor (or with no rate yet) only a counter that
+   * disagrees with the sender's can stamp; pin it to the anchor. */
+  if (m->n < 2 || time <= m->a[0].tick)
+    return m->a[0].ns;
+  const clock_anchor *base = &m->a[m->n - 2];
+  if (time >= base->tick)
+    return tw__clock_along(base, m->slope, time);
+  return tw__clock_map_older(m, time);
+}
 
 /* Monotonic ns of a ring's next record, drained after the newest mark:
  * never below *floor, the ring's previous one, which it then becomes, nor
  * above the mark's own time (only a counter ahead of the sender's can
  * map there). Notes skew in the map. */
-int64_t tw__clock_map_ring(clock_map *m, int64_t time, int64_t *floor);
+static inline int64_t tw__clock_map_ring(clock_map *m, int64_t time,
+                                         int64_t *floor) {
+  int64_t ns = tw__clock_map_ns(m, time);
+  if (ns > m->ceiling)
+    ns = m->ceiling;
+  if (ns < *floor) {
+    if (time < CLOCK_MONO_TAG && (*floor - ns) > CLOCK_SKEW_NS)
+      m->skew = true;
+    ns = *floor;
+  }
+  *floor = ns;
+  return ns;
+}
 
 #endif /* TW_CLOCK_H */

@@ -111,6 +111,8 @@ typedef struct sender {
   proto_buf final_health; /* see send_final_health() */
   chunk_write *free_writes;
   int state;
+  bool reading; /* libuv reads the connection as data comes (see
+                   sync_reading()) */
   url where; /* the collector */
   /* A tls:// collector (conn_tls.h): the context, made on the first
    * connection; the session of the current one; whether its handshake is
@@ -281,6 +283,7 @@ static void schedule_retry(sender *s) {
 static void on_conn_closed(uv_handle_t *h) {
   sender *s = h->data;
   set_state(s, CONN_IDLE);
+  s->reading = false;
   s->rlen = 0;
   tw__conn_tls_free(s->tls);
   s->tls = NULL;
@@ -636,6 +639,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 
 static bool process_frames(sender *s);
 static void send_hello(sender *s);
+static void sync_reading(sender *s);
 
 /* The session failed: its reason is the agent's last refusal (a clean
  * close, as a collector that stops, has none). */
@@ -691,10 +695,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   }
   if (s->tls != NULL) {
     tls_read(s, (size_t)nread);
-    return;
+  } else {
+    s->rlen += (size_t)nread;
+    process_frames(s);
   }
-  s->rlen += (size_t)nread;
-  process_frames(s);
+  sync_reading(s);
 }
 
 /* Handles every whole frame in the receive buffer and keeps the rest.
@@ -722,6 +727,61 @@ static bool process_frames(sender *s) {
   memmove(s->rbuf, s->rbuf + at, s->rlen - at);
   s->rlen -= at;
   return true;
+}
+
+/*
+ * Once welcomed, the sender reads what the collector says as it arrives
+ * only while something waits for it: a flush or the goodbye for their
+ * ack, a full buffer for room. Otherwise the socket is read without
+ * waiting when the timer wakes the sender anyway (poll_socket()): an ack
+ * read as it arrives is a wakeup of its own, and a wakeup costs the sender
+ * more CPU than the thousands of events a drain takes (bench/agent_overhead
+ * prints what one costs on the machine: thread_wakeup_cpu_us). An ack, a
+ * refusal or the collector closing is then seen at most one drain late.
+ */
+static bool answer_awaited(const sender *s) {
+  return s->state != CONN_READY || s->stopping ||
+         s->flush.active != s->flush.signalled || s->drain.out_of_room;
+}
+
+static void sync_reading(sender *s) {
+  if (s->state != CONN_READY && s->state != CONN_HANDSHAKE)
+    return;
+  bool want = answer_awaited(s);
+  if (want == s->reading)
+    return;
+  int rc = want ? uv_read_start(&s->conn.stream, on_alloc, on_read)
+                : uv_read_stop(&s->conn.stream);
+  if (rc != 0) {
+    disconnect(s);
+    return;
+  }
+  s->reading = want;
+}
+
+/* What the collector sent since the last look, read without waiting,
+ * through on_read() as libuv would have passed it. */
+static void poll_socket(sender *s) {
+  uv_os_fd_t fd;
+  if (s->state != CONN_READY || s->reading ||
+      uv_fileno(&s->conn.handle, &fd) != 0)
+    return;
+  while (s->state == CONN_READY && !s->reading) {
+    uv_buf_t b;
+    on_alloc(&s->conn.handle, 0, &b);
+    if (b.len == 0) {
+      on_read(&s->conn.stream, UV_ENOBUFS, &b);
+      return;
+    }
+    ssize_t n = read(fd, b.base, b.len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    on_read(&s->conn.stream, n > 0 ? n : n == 0 ? UV_EOF : -errno, &b);
+    if (n <= 0)
+      return;
+  }
 }
 
 static void send_hello(sender *s) {
@@ -777,6 +837,7 @@ static void on_connect(uv_connect_t *req, int status) {
     disconnect(s);
     return;
   }
+  s->reading = true;
   /* The timeout covers the TLS handshake too; HELLO follows it. */
   if (s->tls == NULL)
     send_hello(s);
@@ -973,10 +1034,12 @@ static void tick(sender *s) {
   take_requests(s, &stop, &goodbye_ms);
   if (stop) {
     begin_stop(s, goodbye_ms);
+    sync_reading(s);
     return;
   }
   uint64_t now = uv_now(&s->loop);
   s->buffer.now_ms = now;
+  poll_socket(s);
   uint64_t taken = tw__drain_run(&s->drain);
   /* A full resend buffer, or any ring past the pressure mark, refuses new
    * batches (record.c): the later events of admitted tasks may land in
@@ -998,6 +1061,7 @@ static void tick(sender *s) {
   atomic_store_explicit(&s->agent->sender_asleep, wait >= PACE_ASLEEP_MS,
                         memory_order_relaxed);
   uv_timer_start(&s->poll, on_poll, wait, 0);
+  sync_reading(s);
 }
 
 static void on_poll(uv_timer_t *t) {

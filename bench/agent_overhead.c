@@ -30,8 +30,11 @@
  * after each (bulk), and without ever waiting (saturated); and at fixed
  * rates, inside a server: 1,000, 5,000 and 20,000 batches a second of
  * three tasks each (ten events a batch), at the default budget, where
- * the cost is the sender's wakeups, writes and acks more than its
- * encoding. --sender-only prints these rows alone.
+ * the cost is the sender's wakeups and writes more than its
+ * encoding. Before them, thread_wakeup_cpu_us: what one sleep and wakeup
+ * of an idle thread costs on the machine, the floor under those rows
+ * (the sender wakes at least every PACE_MAX_MS). --sender-only prints
+ * these rows alone.
  *
  * LTTng needs a session daemon and an active session: the benchmark starts
  * `lttng-sessiond` when none runs, creates a private session, enables the
@@ -766,6 +769,27 @@ static void report_rate(const char *url, unsigned per_s) {
   tw_agent_free(agent);
 }
 
+/* ---- what a wakeup costs ---------------------------------------------------
+ */
+
+#define WAKEUP_SLEEPS 100
+#define WAKEUP_SLEEP_MS 10
+
+/* The CPU time a thread spends per sleep and wakeup with nothing else to
+ * do (poll() with a timeout, as the sender's loop sleeps): the floor of
+ * the sender's cost per second at a low rate, whatever it drains. A few
+ * microseconds on bare metal; tens on a VM, where the timer interrupt,
+ * the halt and the wakeup of the vCPU go through the hypervisor. */
+static void report_wakeup(void) {
+  uint64_t cpu0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+  for (int i = 0; i < WAKEUP_SLEEPS; i++)
+    poll(NULL, 0, WAKEUP_SLEEP_MS);
+  uint64_t cpu1 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+  printf("thread_wakeup_cpu_us: %.1f\n",
+         (double)(cpu1 - cpu0) / 1e3 / WAKEUP_SLEEPS);
+  fflush(stdout);
+}
+
 /* ---- main -----------------------------------------------------------------
  */
 
@@ -910,6 +934,7 @@ int main(int argc, char **argv) {
    * tw_clock_source()). */
   printf("clock_source_end: %s\n", tw_clock_source());
   tw_agent_free(agent);
+  report_wakeup();
   const unsigned rates[] = {1000, 5000, 20000};
   for (size_t k = 0; k < 3; k++)
     if (only_rate == 0 || only_rate == rates[k])

@@ -425,17 +425,21 @@ void tw__proto_events_open(proto_buf *b, uint16_t version, uint64_t first_seq) {
 
 /* Stores ev at p when it fits in `room`: the end, or NULL (nothing
  * written) when it does not or `version` has no such kind. `base` is the
- * frame's base_time. */
+ * frame's base_time. The event is sized exactly (each varint measured)
+ * only when its bound does not fit: the end of a chunk. */
 static inline uint8_t *event_store(uint8_t *p, size_t room,
                                    const proto_event *m, uint16_t version,
                                    int64_t base) {
-  size_t need;
   int compact = version >= PROTO_COMPACT_SINCE;
   switch (m->kind) {
 #define STORE_KIND(NAME, number, since)                                        \
   case PROTO_EV_##NAME:                                                        \
-    need = 0u PROTO_FIELDS_EVENT(GEN_EEXACT) PROTO_FIELDS_##NAME(GEN_EEXACT);  \
-    if (!GEN_HAS(since, version) || need > room)                               \
+    if (!GEN_HAS(since, version))                                              \
+      return NULL;                                                             \
+    if (0u PROTO_FIELDS_EVENT(GEN_EBOUND)                                      \
+                PROTO_FIELDS_##NAME(GEN_EBOUND) > room &&                      \
+        0u PROTO_FIELDS_EVENT(GEN_EEXACT)                                      \
+                PROTO_FIELDS_##NAME(GEN_EEXACT) > room)                        \
       return NULL;                                                             \
     PROTO_FIELDS_EVENT(GEN_ESTORE)                                             \
     PROTO_FIELDS_##NAME(GEN_ESTORE) return p;
@@ -450,6 +454,18 @@ static inline uint8_t *event_store(uint8_t *p, size_t room,
  * sets it. */
 static inline int64_t frame_base(const proto_buf *b, const proto_event *ev) {
   return b->count == 0 ? ev->time_ns : b->base_time;
+}
+
+bool tw__proto_event_known(unsigned kind, uint16_t version) {
+  switch (kind) {
+#define KNOWN_KIND(NAME, number, since)                                        \
+  case PROTO_EV_##NAME:                                                        \
+    return GEN_HAS(since, version);
+    PROTO_EVENT_MAP(KNOWN_KIND)
+#undef KNOWN_KIND
+  default:
+    return false;
+  }
 }
 
 void tw__proto_put_event(proto_buf *b, const proto_event *ev) {

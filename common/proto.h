@@ -25,6 +25,7 @@
 #ifndef TW_PROTO_H
 #define TW_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -337,6 +338,8 @@ int tw__proto_events_next(proto_events *it, proto_event *ev);
  * frame is its base); 0 for a kind that version does not have. */
 size_t tw__proto_event_size(const proto_event *ev, uint16_t version,
                             int64_t base_time);
+/* Whether `version` has events of `kind`. */
+bool tw__proto_event_known(unsigned kind, uint16_t version);
 /* The largest frame of a message type at a version, header included
  * (strings at their limits); 0 for an unknown type. */
 size_t tw__proto_frame_max(uint16_t type, uint16_t version);

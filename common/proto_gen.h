@@ -304,16 +304,24 @@ static inline int64_t unzigzag(uint64_t z, int64_t base) {
 
 /* The bytes of a value, text included. */
 #define ESIZE_U8(v, hi, compact, base) SIZE_U8
-#define ESIZE_U16(v, hi, compact, base)                                        \
-  ((compact) ? varint_size(v) : SIZE_U16)
-#define ESIZE_U32(v, hi, compact, base)                                        \
-  ((compact) ? varint_size(v) : SIZE_U32)
-#define ESIZE_U64(v, hi, compact, base)                                        \
-  ((compact) ? varint_size(v) : SIZE_U64)
+#define ESIZE_U16(v, hi, compact, base) ((compact) ? varint_size(v) : SIZE_U16)
+#define ESIZE_U32(v, hi, compact, base) ((compact) ? varint_size(v) : SIZE_U32)
+#define ESIZE_U64(v, hi, compact, base) ((compact) ? varint_size(v) : SIZE_U64)
 #define ESIZE_I64(v, hi, compact, base)                                        \
   ((compact) ? varint_size(zigzag(v, base)) : SIZE_I64)
 #define ESIZE_STR(v, hi, compact, base) (SIZE_STR + clamp(v, hi))
 #define ESIZE_LSTR(v, hi, compact, base) (SIZE_LSTR + clamp(v, hi))
+
+/* At least the bytes of a value, from its type alone where it can be (a
+ * varint's longest encoding): what an encoder checks its room against
+ * before it sizes a value exactly. */
+#define EBOUND_U8(v, hi, compact) SIZE_U8
+#define EBOUND_U16(v, hi, compact) ((compact) ? 3u : SIZE_U16)
+#define EBOUND_U32(v, hi, compact) ((compact) ? 5u : SIZE_U32)
+#define EBOUND_U64(v, hi, compact) ((compact) ? PROTO_VARINT_MAX : SIZE_U64)
+#define EBOUND_I64(v, hi, compact) ((compact) ? PROTO_VARINT_MAX : SIZE_I64)
+#define EBOUND_STR(v, hi, compact) (SIZE_STR + clamp(v, hi))
+#define EBOUND_LSTR(v, hi, compact) (SIZE_LSTR + clamp(v, hi))
 
 /* An event field's store and read: fixed-width, or compact (varints);
  * strings and u8 are the same in both. */
@@ -403,6 +411,8 @@ static inline void eget_I64(cursor *c, int64_t *v, uint64_t lo, uint64_t hi,
   +(GEN_HAS(since, version) ? EFIXED_##T(compact) : 0u)
 #define GEN_EEXACT(T, name, member, lo, hi, since)                             \
   +(GEN_HAS(since, version) ? ESIZE_##T(m->member, hi, compact, base) : 0u)
+#define GEN_EBOUND(T, name, member, lo, hi, since)                             \
+  +(GEN_HAS(since, version) ? EBOUND_##T(m->member, hi, compact) : 0u)
 #define GEN_ESTORE(T, name, member, lo, hi, since)                             \
   if (GEN_HAS(since, version))                                                 \
     p = estore_##T(p, m->member, hi, compact, base);

@@ -376,7 +376,7 @@ static void pace_follows_rate_and_fill(void **state) {
   pace p = {0};
   assert_int_equal(tw__pace_next(&p, 1000, 0, 0), PACE_MAX_MS);
   assert_int_equal(tw__pace_next(&p, 1050, 0, 0), PACE_MAX_MS);
-  /* 1,000 records a ms: PACE_BATCH of them take about 2 ms. */
+  /* 1,000 records a ms: PACE_BATCH of them take about 8 ms. */
   unsigned w = tw__pace_next(&p, 1060, 10000, 0.01);
   assert_int_equal(w, (unsigned)(PACE_BATCH / 1000));
   /* The same rate with a ring 10% full after 10 ms: the fill bounds the
