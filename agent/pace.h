@@ -26,13 +26,13 @@
 
 #include <stdint.h>
 
-#define PACE_BATCH 8192.0  /* records a drain aims to take */
-#define PACE_FILL 0.0625   /* the fullest ring's share at a drain, at most */
-#define PACE_FILL_NOW 0.25 /* past this, drain again at once */
+#define PACE_BATCH 8192.0   /* records a drain aims to take */
+#define PACE_FILL 0.125     /* the fullest ring's share at a drain, at most */
+#define PACE_FILL_NOW 0.375 /* past this, drain again at once */
 #define PACE_MIN_MS 1u
 #define PACE_MAX_MS 100u
 #define PACE_DECAY_MS 2000.0 /* a falling rate estimate loses dt/this */
-#define PACE_NUDGE_DEN 8u    /* a ring past 1/this wakes a sleeping sender */
+#define PACE_NUDGE_DEN 4u    /* a ring past 1/this wakes a sleeping sender */
 #define PACE_ASLEEP_MS 5u    /* a wait this long or longer is asleep */
 
 typedef struct pace {

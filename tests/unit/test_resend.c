@@ -403,14 +403,14 @@ static void pace_follows_rate_and_fill(void **state) {
 }
 
 /* A ring of 1,024 slots wakes a sleeping sender once when it passes its
- * eighth (a burst after a quiet spell), not at every record past it, and
+ * quarter (a burst after a quiet spell), not at every record past it, and
  * not an awake one; below the mark again (drained), the next pass wakes
  * it again. *soft_fill is where the recording thread looks next. */
 static void pace_nudge_wakes_once_per_pass(void **state) {
   (void)state;
   const uint64_t size = 1024, mark = size / PACE_NUDGE_DEN;
   uint64_t soft = tw__pace_nudge_mark(size);
-  assert_int_equal(soft, 128);
+  assert_int_equal(soft, 256);
   assert_int_equal(tw__pace_nudge(100, size, &soft, 1), 0);
   assert_int_equal(soft, mark);
   assert_int_equal(tw__pace_nudge(mark, size, &soft, 1), 0);
@@ -427,7 +427,7 @@ static void pace_nudge_wakes_once_per_pass(void **state) {
   assert_int_equal(soft, size);
   assert_int_equal(tw__pace_nudge(900, size, &soft, 1), 0);
   assert_int_equal(tw__pace_nudge(10, size, &soft, 1), 0);
-  assert_int_equal(tw__pace_nudge(200, size, &soft, 1), 1);
+  assert_int_equal(tw__pace_nudge(300, size, &soft, 1), 1);
 }
 
 int main(void) {
