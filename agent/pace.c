@@ -28,9 +28,10 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
     double by_fill = dt * PACE_FILL / peak_fill;
     wait = by_fill < wait ? by_fill : wait;
   }
+  double most = p->rate >= PACE_LIVE_RATE ? PACE_LIVE_MS : PACE_MAX_MS;
   if (wait < PACE_MIN_MS)
     return PACE_MIN_MS;
-  return wait > PACE_MAX_MS ? PACE_MAX_MS : (unsigned)wait;
+  return wait > most ? (unsigned)most : (unsigned)wait;
 }
 
 int tw__pace_nudge(uint64_t fill, uint64_t size, uint64_t *soft_fill,

@@ -107,9 +107,8 @@ static void appends_number_events_without_gaps(void **state) {
  * they come. */
 static proto_event full_fail(char *text) {
   memset(text, 'x', LIMIT_FAIL_STRINGS);
-  proto_event ev = {.kind = PROTO_EV_FAIL,
-                    .time_ns = INT64_MAX,
-                    .task = UINT64_MAX};
+  proto_event ev = {
+      .kind = PROTO_EV_FAIL, .time_ns = INT64_MAX, .task = UINT64_MAX};
   ev.text.ptr = text;
   ev.text.len = LIMIT_ERROR_TYPE;
   ev.message.ptr = text + LIMIT_ERROR_TYPE;
@@ -278,11 +277,10 @@ static void cut_starts_at_the_welcome(void **state) {
                                           fresh.len - PROTO_HEADER_SIZE,
                                           PROTO_VERSION),
                    0);
-  assert_int_equal(
-      tw__proto_events_begin(&b_it, r.first->frame.data + PROTO_HEADER_SIZE,
-                             r.first->frame.len - PROTO_HEADER_SIZE,
-                             PROTO_VERSION),
-      0);
+  assert_int_equal(tw__proto_events_begin(
+                       &b_it, r.first->frame.data + PROTO_HEADER_SIZE,
+                       r.first->frame.len - PROTO_HEADER_SIZE, PROTO_VERSION),
+                   0);
   assert_int_equal(a_it.count, b_it.count);
   assert_true(a_it.first_seq == b_it.first_seq);
   int rc;
@@ -385,6 +383,17 @@ static void pace_follows_rate_and_fill(void **state) {
   tw__pace_next(&q, 1000, 0, 0);
   assert_int_equal(tw__pace_next(&q, 1010, 100, 0.1),
                    (unsigned)(10 * PACE_FILL / 0.1));
+  /* Past PACE_LIVE_RATE, PACE_LIVE_MS apart at most, however few records
+   * that is; below it, PACE_MAX_MS. */
+  pace live = {0}, slow = {0};
+  tw__pace_next(&live, 1000, 0, 0);
+  tw__pace_next(&slow, 1000, 0, 0);
+  assert_int_equal(
+      tw__pace_next(&live, 1010, (uint64_t)(10 * 2 * PACE_LIVE_RATE), 0.0001),
+      PACE_LIVE_MS);
+  assert_int_equal(
+      tw__pace_next(&slow, 1010, (uint64_t)(10 * PACE_LIVE_RATE / 2), 0.0001),
+      PACE_MAX_MS);
   /* A ring past PACE_FILL_NOW: at once. */
   assert_int_equal(tw__pace_next(&q, 1011, 100, PACE_FILL_NOW + 0.01), 0);
   /* A low rate: never more than PACE_MAX_MS, never less than the least. */
