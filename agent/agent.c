@@ -240,7 +240,13 @@ tw_agent *tw__registry_first(void) {
 static void atfork_prepare(void) {
   tw__registry_lock();
 }
+/* A recording thread that wakes a sleeping sender (pace.h) writes the
+ * sender's uv_async_t, which fork() left shared copy-on-write: waking each
+ * sender here takes that page fault inside fork(), not on the recording
+ * path, and the sender, awake, writes the rest of its own pages itself. */
 static void atfork_parent(void) {
+  for (tw_agent *a = registry_head; a != NULL; a = a->registry_next)
+    tw__sender_nudge(a);
   tw__registry_unlock();
 }
 
