@@ -315,11 +315,14 @@ static inline int64_t unzigzag(uint64_t z, int64_t base) {
 /* At least the bytes of a value, from its type alone where it can be (a
  * varint's longest encoding): what an encoder checks its room against
  * before it sizes a value exactly. */
+#define VARINT_BYTES(bits) (((bits) + 6u) / 7u)
 #define EBOUND_U8(v, hi, compact) SIZE_U8
-#define EBOUND_U16(v, hi, compact) ((compact) ? 3u : SIZE_U16)
-#define EBOUND_U32(v, hi, compact) ((compact) ? 5u : SIZE_U32)
-#define EBOUND_U64(v, hi, compact) ((compact) ? PROTO_VARINT_MAX : SIZE_U64)
-#define EBOUND_I64(v, hi, compact) ((compact) ? PROTO_VARINT_MAX : SIZE_I64)
+#define EBOUND_U16(v, hi, compact) ((compact) ? VARINT_BYTES(16) : SIZE_U16)
+#define EBOUND_U32(v, hi, compact) ((compact) ? VARINT_BYTES(32) : SIZE_U32)
+#define EBOUND_U64(v, hi, compact) ((compact) ? VARINT_BYTES(64) : SIZE_U64)
+#define EBOUND_I64(v, hi, compact) ((compact) ? VARINT_BYTES(64) : SIZE_I64)
+_Static_assert(VARINT_BYTES(64) == PROTO_VARINT_MAX,
+               "a 64-bit varint's longest encoding is the decoder's limit");
 #define EBOUND_STR(v, hi, compact) (SIZE_STR + clamp(v, hi))
 #define EBOUND_LSTR(v, hi, compact) (SIZE_LSTR + clamp(v, hi))
 
