@@ -28,10 +28,20 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
     double by_fill = dt * PACE_FILL / peak_fill;
     wait = by_fill < wait ? by_fill : wait;
   }
-  double most = p->rate >= PACE_LIVE_RATE ? PACE_LIVE_MS : PACE_MAX_MS;
+  double most = p->rate >= PACE_LIVE_RATE ? PACE_LIVE_MS
+                : taken > 0                 ? PACE_FLOW_MS
+                                            : PACE_MAX_MS;
   if (wait < PACE_MIN_MS)
     return PACE_MIN_MS;
   return wait > most ? (unsigned)most : (unsigned)wait;
+}
+
+int tw__pace_hold(uint64_t now_ms, uint64_t opened_ms, uint64_t next_ms,
+                  uint64_t in_use) {
+  uint64_t age = now_ms > opened_ms ? now_ms - opened_ms : 0;
+  if (in_use > PACE_WRITE_LIVE_CHUNKS)
+    return age < PACE_WRITE_MS;
+  return age < PACE_WRITE_LIVE_MS && next_ms <= opened_ms + PACE_WRITE_LIVE_MS;
 }
 
 int tw__pace_nudge(uint64_t fill, uint64_t size, uint64_t *soft_fill,

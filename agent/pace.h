@@ -7,8 +7,9 @@
  * microseconds whatever it carries, so it sleeps until a drain would take
  * about PACE_BATCH records, but never so long that a ring would pass
  * PACE_FILL of its size at the rate it filled since the last drain, and
- * never longer than PACE_MAX_MS, which bounds how late an event reaches
- * the collector. A ring found past PACE_FILL_NOW is drained again at once.
+ * never longer than PACE_FLOW_MS while records come (PACE_LIVE_MS at a
+ * high rate), which bounds how late an event reaches the collector, and
+ * PACE_MAX_MS while none do. A ring found past PACE_FILL_NOW is drained again at once.
  *
  * A burst that comes faster than the pace foresaw (after a quiet spell)
  * must not wait for the timer: a recording thread whose ring passes
@@ -37,11 +38,32 @@
 /* Past PACE_LIVE_RATE records a ms, drains come PACE_LIVE_MS apart at
  * most: the collector's event-to-commit target (p99 100 ms at 100k
  * events/s) leaves the agent about 20 ms, drain and write together
- * (sender.c, WRITE_LIVE_MS). It costs wakeups: on a VM where one costs
+ * (PACE_WRITE_LIVE_MS). It costs wakeups: on a VM where one costs
  * 50-75 us of CPU, about 7 ms a second, 140 ns an event at 50k events a
- * second. Below the rate, drains come up to PACE_MAX_MS apart. */
+ * second. Below the rate, PACE_FLOW_MS apart while records come, up to
+ * PACE_MAX_MS when none do. */
 #define PACE_LIVE_RATE 20.0
 #define PACE_LIVE_MS 10u
+/* Below PACE_LIVE_RATE, while records come (the last drain took some),
+ * drains come PACE_FLOW_MS apart at most, and each writes what it took
+ * (tw__pace_hold()): an event waits in the agent about PACE_FLOW_MS at
+ * most, which with the collector's 50 ms batches keeps the p99 within the
+ * target when many agents each send a few thousand events a second
+ * (bench/ingest's `fleet` load: 16 agents, 100k events/s in all, p99
+ * 250 ms when drains came 100 ms apart and each chunk waited a drain
+ * more). It costs about 33 wakeups a second while records come (150 ns
+ * an event at 10k events/s on a VM where one costs 30-40 us); an idle
+ * agent's sender wakes PACE_MAX_MS apart. */
+#define PACE_FLOW_MS 30u
+
+/* The last chunk of the resend buffer (sender.c) is held back, to take
+ * the next drains' events too, until it is full or PACE_WRITE_MS old.
+ * While acks keep up (no more than PACE_WRITE_LIVE_CHUNKS chunks in use)
+ * the hold is PACE_WRITE_LIVE_MS at most, and none when the next drain
+ * comes later than that: the drain that opened the chunk writes it. */
+#define PACE_WRITE_MS 100u
+#define PACE_WRITE_LIVE_MS 10u
+#define PACE_WRITE_LIVE_CHUNKS 4u
 
 typedef struct pace {
   double rate;      /* records per ms, smoothed */
@@ -53,6 +75,11 @@ typedef struct pace {
  * milliseconds to wait before the next one (0: at once). */
 unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
                        double peak_fill);
+
+/* Whether the open last chunk, opened at opened_ms, stays back at now_ms
+ * when the next drain comes at next_ms and `in_use` chunks are in use. */
+int tw__pace_hold(uint64_t now_ms, uint64_t opened_ms, uint64_t next_ms,
+                  uint64_t in_use);
 
 /* A ring of `size` slots has `fill` in use after a record that found it
  * past *soft_fill (the slots in use past which the recording thread looks

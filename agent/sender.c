@@ -9,23 +9,23 @@
  * events) through resend.c (every event until the collector acks it after
  * COMMIT); this file is the I/O and the bookkeeping around them.
  *
- * The last chunk is held back until it is full or WRITE_MS old (or a
- * flush or the stop wants it). Every write costs the sender tens of
+ * The last chunk is held back until it is full or PACE_WRITE_MS old (or
+ * a flush or the stop wants it). Every write costs the sender tens of
  * microseconds however little it carries (the system call, waking the
- * collector, reading its ack), which at a server's few thousand events a
- * second is what the sender spends most; and a chunk costs a whole
+ * collector, reading its ack), and a chunk costs a whole
  * RESEND_CHUNK_BYTES of the budget however few events it holds, so
- * writing the last chunk on every drain would also fill the buffer with
- * nearly empty chunks within a few dozen drains of a slow ack (a
- * collector busy committing), and the rings would then drop. Held, each
- * chunk spans at least WRITE_MS, and the buffer rides out a stall of
- * seconds at any rate it can hold; an event reaches the collector at most
- * about WRITE_MS + PACE_MAX_MS after it was recorded. While acks keep up
- * (a few chunks in use at most) the hold is WRITE_LIVE_MS instead, and
- * at a high rate the drains come PACE_LIVE_MS apart (pace.h): then an
- * event is written within about 20 ms, which the collector's
+ * writing the last chunk at every drain while acks are slow (a collector
+ * busy committing) would fill the buffer with nearly empty chunks within
+ * a few dozen drains, and the rings would then drop. Held, each chunk
+ * spans at least PACE_WRITE_MS, and the buffer rides out a stall of
+ * seconds at any rate it can hold. While acks keep up (a few chunks in
+ * use at most) the hold is PACE_WRITE_LIVE_MS at most and none when the
+ * next drain comes later than that (pace.h, tw__pace_hold()): the drain
+ * writes what it took in the same wakeup. Drains come PACE_LIVE_MS apart
+ * at a high rate and PACE_FLOW_MS apart at most while records come, so an
+ * event is written within about 20-30 ms, which the collector's
  * event-to-commit target (p99 100 ms at 100k events/s, with its own 50 ms
- * batches) needs; a stall turns the hold back to WRITE_MS.
+ * batches) needs; a stall turns the hold back to PACE_WRITE_MS.
  *
  * Producers never wake the sender (that would be a system call on the
  * recording path): it drains the rings on a timer paced by what it saw
@@ -68,12 +68,6 @@
 #define BACKOFF_FAST_MS 200u
 #define FAST_RETRY_MS 30000u
 #define HANDSHAKE_MS 5000u
-#define WRITE_MS 100u
-/* While acks keep up (no more than WRITE_LIVE_CHUNKS chunks in use), the
- * last chunk is held WRITE_LIVE_MS at most: latency, at the cost of
- * chunks less full (see the top of the file). */
-#define WRITE_LIVE_MS 10u
-#define WRITE_LIVE_CHUNKS 4u
 /* Ciphertext of chunks a TLS connection may have in flight: each chunk is
  * encrypted into a copy of its own on its way out, outside the resend
  * buffer, so more waits for these to be written. */
@@ -140,6 +134,7 @@ typedef struct sender {
   unsigned backoff_ms;
   uint64_t lost_ms; /* when a welcomed connection was last lost; 0: never */
   pace pace;
+  uint64_t next_tick_ms; /* when the poll timer fires next (uv_now) */
   bool welcomed_once;
   bool stopping;
   bool goodbye_sent;
@@ -419,11 +414,11 @@ static chunk_write *take_write(sender *s) {
   return w;
 }
 
-/* How long the last chunk is held back: see WRITE_LIVE_MS. */
-static unsigned hold_ms(const sender *s) {
-  return s->buffer.charged - s->buffer.nspare <= WRITE_LIVE_CHUNKS
-             ? WRITE_LIVE_MS
-             : WRITE_MS;
+/* Whether the open last chunk c stays back: see the top of the file and
+ * tw__pace_hold(). */
+static bool held_back(const sender *s, const resend_chunk *c) {
+  return tw__pace_hold(uv_now(&s->loop), c->opened_ms, s->next_tick_ms,
+                       s->buffer.charged - s->buffer.nspare);
 }
 
 static void send_pending(sender *s) {
@@ -435,8 +430,7 @@ static void send_pending(sender *s) {
     if (c->frame.count == 0)
       break;
     if (c == s->buffer.last && !c->sealed && !s->stopping &&
-        s->flush.active == s->flush.signalled &&
-        uv_now(&s->loop) - c->opened_ms < hold_ms(s))
+        s->flush.active == s->flush.signalled && held_back(s, c))
       break; /* held back: see the top of the file */
     if (s->tls != NULL && !s->stopping && s->tls_in_flight >= TLS_IN_FLIGHT)
       break; /* on_tls_written() goes on */
@@ -1068,11 +1062,12 @@ static void tick(sender *s) {
     atomic_store_explicit(&s->agent->admit_pressure, pressure,
                           memory_order_relaxed);
   maybe_health(s);
-  send_pending(s);
-  check_flush(s);
   unsigned wait = s->drain.out_of_room
                       ? FULL_POLL_MS
                       : tw__pace_next(&s->pace, now, taken, s->drain.peak_fill);
+  s->next_tick_ms = now + wait;
+  send_pending(s);
+  check_flush(s);
   /* Left as it was while a drain runs: a thread that wakes the sender
    * then only has it drain once more. */
   atomic_store_explicit(&s->agent->sender_asleep, wait >= PACE_ASLEEP_MS,

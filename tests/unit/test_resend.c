@@ -384,7 +384,7 @@ static void pace_follows_rate_and_fill(void **state) {
   assert_int_equal(tw__pace_next(&q, 1010, 100, 0.1),
                    (unsigned)(10 * PACE_FILL / 0.1));
   /* Past PACE_LIVE_RATE, PACE_LIVE_MS apart at most, however few records
-   * that is; below it, PACE_MAX_MS. */
+   * that is; below it, PACE_FLOW_MS while records come. */
   pace live = {0}, slow = {0};
   tw__pace_next(&live, 1000, 0, 0);
   tw__pace_next(&slow, 1000, 0, 0);
@@ -393,13 +393,17 @@ static void pace_follows_rate_and_fill(void **state) {
       PACE_LIVE_MS);
   assert_int_equal(
       tw__pace_next(&slow, 1010, (uint64_t)(10 * PACE_LIVE_RATE / 2), 0.0001),
-      PACE_MAX_MS);
+      PACE_FLOW_MS);
   /* A ring past PACE_FILL_NOW: at once. */
   assert_int_equal(tw__pace_next(&q, 1011, 100, PACE_FILL_NOW + 0.01), 0);
-  /* A low rate: never more than PACE_MAX_MS, never less than the least. */
+  /* A low rate: never more than PACE_FLOW_MS while records come (4 in
+   * 50 ms, a few events a second), PACE_MAX_MS once a drain takes none;
+   * never less than the least. */
   pace r = {0};
   tw__pace_next(&r, 1000, 0, 0);
-  assert_int_equal(tw__pace_next(&r, 1050, 4, 0.0001), PACE_MAX_MS);
+  assert_int_equal(tw__pace_next(&r, 1050, 4, 0.0001), PACE_FLOW_MS);
+  pace idle = r;
+  assert_int_equal(tw__pace_next(&idle, 1080, 0, 0), PACE_MAX_MS);
   assert_true(tw__pace_next(&r, 1051, 100000, 0) >= PACE_MIN_MS);
   /* The rate falls slowly: 100,000 records a ms, then none for 10 ms
    * (the wait stays short), then none for seconds (it is forgotten). */
@@ -409,6 +413,29 @@ static void pace_follows_rate_and_fill(void **state) {
   assert_int_equal(tw__pace_next(&r, 1061 + 2 * PACE_DECAY_MS, 0, 0),
                    PACE_MAX_MS);
   assert_true(r.rate == 0);
+}
+
+/* The last chunk (agent/pace.h, tw__pace_hold()): while acks keep up it
+ * waits for a drain due within PACE_WRITE_LIVE_MS of its opening and for
+ * no other, and never past PACE_WRITE_LIVE_MS; while they lag (more
+ * chunks in use) it waits PACE_WRITE_MS, whenever the next drain is. */
+static void pace_holds_last_chunk_for_a_near_drain_only(void **state) {
+  (void)state;
+  const uint64_t live = PACE_WRITE_LIVE_CHUNKS, lagging = live + 1;
+  /* Opened at 1000 by a drain; the next drain PACE_LIVE_MS later (a high
+   * rate) takes its events into the same chunk, which it then writes. */
+  assert_true(tw__pace_hold(1000, 1000, 1000 + PACE_LIVE_MS, live));
+  assert_false(tw__pace_hold(1000 + PACE_WRITE_LIVE_MS, 1000,
+                             1000 + 2 * PACE_WRITE_LIVE_MS, live));
+  /* The next drain PACE_FLOW_MS away (a low rate): written at once. */
+  assert_false(tw__pace_hold(1000, 1000, 1000 + PACE_FLOW_MS, live));
+  assert_false(tw__pace_hold(1000, 1000, 1000 + PACE_MAX_MS, 1));
+  /* Acks lag: held until PACE_WRITE_MS old, the next drain near or far. */
+  assert_true(tw__pace_hold(1000, 1000, 1000 + PACE_FLOW_MS, lagging));
+  assert_true(tw__pace_hold(1000 + PACE_WRITE_MS - 1, 1000,
+                            1000 + PACE_WRITE_MS + PACE_LIVE_MS, lagging));
+  assert_false(tw__pace_hold(1000 + PACE_WRITE_MS, 1000,
+                             1000 + PACE_WRITE_MS + PACE_LIVE_MS, lagging));
 }
 
 /* A ring of 1,024 slots wakes a sleeping sender once when it passes its
@@ -447,6 +474,7 @@ int main(void) {
       cmocka_unit_test(ack_frees_whole_chunks),
       cmocka_unit_test(spares_reuse_the_pool),
       cmocka_unit_test(pace_follows_rate_and_fill),
+      cmocka_unit_test(pace_holds_last_chunk_for_a_near_drain_only),
       cmocka_unit_test(pace_nudge_wakes_once_per_pass),
       cmocka_unit_test(cut_starts_at_the_welcome),
       cmocka_unit_test(detach_and_attach_renumber),
