@@ -29,8 +29,8 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
     wait = by_fill < wait ? by_fill : wait;
   }
   double most = p->rate >= PACE_LIVE_RATE ? PACE_LIVE_MS
-                : taken > 0                 ? PACE_FLOW_MS
-                                            : PACE_MAX_MS;
+                : taken > 0               ? PACE_FLOW_MS
+                                          : PACE_MAX_MS;
   if (wait < PACE_MIN_MS)
     return PACE_MIN_MS;
   return wait > most ? (unsigned)most : (unsigned)wait;

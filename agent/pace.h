@@ -9,7 +9,8 @@
  * PACE_FILL of its size at the rate it filled since the last drain, and
  * never longer than PACE_FLOW_MS while records come (PACE_LIVE_MS at a
  * high rate), which bounds how late an event reaches the collector, and
- * PACE_MAX_MS while none do. A ring found past PACE_FILL_NOW is drained again at once.
+ * PACE_MAX_MS while none do. A ring found past PACE_FILL_NOW is drained
+ * again at once.
  *
  * A burst that comes faster than the pace foresaw (after a quiet spell)
  * must not wait for the timer: a recording thread whose ring passes
