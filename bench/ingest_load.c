@@ -12,7 +12,9 @@
  * --agents K opens K connections, each its own instance, and spreads the
  * batches over them. --rate R caps batches per second in total (0: as
  * fast as the collector takes them); with a rate, frames are sent every
- * millisecond, as an agent's sender would.
+ * millisecond: more often than an agent's sender writes (every 10-30 ms,
+ * docs/integrations.md), so the collector reads more, smaller frames than
+ * from real agents, and each task's events arrive further apart.
  *
  * Without --wait-ms and --email-ms a batch's events all go at once, so
  * the collector sees each task whole in one transaction. With them the
