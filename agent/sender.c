@@ -771,7 +771,10 @@ static void sync_reading(sender *s) {
 }
 
 /* What the collector sent since the last look, read without waiting,
- * through on_read() as libuv would have passed it. */
+ * through on_read() as libuv would have passed it. A read that fills
+ * less than the buffer took all there was: reading again would only
+ * return EAGAIN, a system call at each tick that brought an ack (about
+ * 30 a second while records come). */
 static void poll_socket(sender *s) {
   uv_os_fd_t fd;
   if (s->state != CONN_READY || s->reading ||
@@ -790,7 +793,7 @@ static void poll_socket(sender *s) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       return;
     on_read(&s->conn.stream, n > 0 ? n : n == 0 ? UV_EOF : -errno, &b);
-    if (n <= 0)
+    if (n <= 0 || (size_t)n < b.len)
       return;
   }
 }
