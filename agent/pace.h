@@ -54,8 +54,8 @@
  * 250 ms when drains came 100 ms apart and each chunk waited a drain
  * more). It costs about 33 wakeups a second while records come, each
  * reading an ack, draining and writing (bench/agent_overhead at 10k
- * events/s: 230-360 ns an event on a VM where a bare wakeup costs
- * 18-23 us, against 100-160 ns at 10 drains a second); an idle agent's
+ * events/s: 125-360 ns an event on a VM where a bare wakeup costs
+ * 15-34 us, against 100-160 ns at 10 drains a second); an idle agent's
  * sender wakes PACE_MAX_MS apart. */
 #define PACE_FLOW_MS 30u
 
