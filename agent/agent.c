@@ -240,13 +240,36 @@ tw_agent *tw__registry_first(void) {
 static void atfork_prepare(void) {
   tw__registry_lock();
 }
+
+/* Writes every page of the agent's own struct once, without changing it
+ * (an atomic add of 0 to a word of each page). fork() left those pages
+ * shared copy-on-write, and the sender writes some of its fields at each
+ * tick (sender_asleep, admit_pressure) while recording threads read the
+ * others: the kernel swaps in the copy under a page table lock, with the
+ * entry briefly absent, and a recording thread that reads the page then
+ * takes a page fault (test_record's fork_keeps_rings_faulted_in saw one
+ * in a child under stress-ng --cpu 2, whose new sender had just started).
+ * Written here, by the forking thread, the copy is made before. */
+static void own_agent_pages(tw_agent *a) {
+  long page = sysconf(_SC_PAGESIZE);
+  uintptr_t step = page > 0 ? (uintptr_t)page : 4096;
+  uintptr_t start = (uintptr_t)a, end = start + sizeof(*a);
+  for (uintptr_t p = start; p < end; p = (p | (step - 1)) + 1) {
+    uintptr_t w = (p + 7) & ~(uintptr_t)7;
+    if (w + sizeof(uint64_t) <= end)
+      __atomic_fetch_add((uint64_t *)w, 0, __ATOMIC_RELAXED);
+  }
+}
+
 /* A recording thread that wakes a sleeping sender (pace.h) writes the
  * sender's uv_async_t, which fork() left shared copy-on-write: waking each
  * sender here takes that page fault inside fork(), not on the recording
  * path, and the sender, awake, writes the rest of its own pages itself. */
 static void atfork_parent(void) {
-  for (tw_agent *a = registry_head; a != NULL; a = a->registry_next)
+  for (tw_agent *a = registry_head; a != NULL; a = a->registry_next) {
+    own_agent_pages(a);
     tw__sender_nudge(a);
+  }
   tw__registry_unlock();
 }
 
@@ -255,6 +278,7 @@ static void atfork_parent(void) {
 static void atfork_child(void) {
   pthread_mutex_init(&registry_mutex, NULL);
   for (tw_agent *a = registry_head; a != NULL; a = a->registry_next) {
+    own_agent_pages(a);
     tw__agent_new_instance(a);
     tw__record_fork_child(a);
     tw__spill_fork_child(a);
