@@ -219,3 +219,11 @@ size_t wbatch_bytes(const wbatch *b) {
          b->capops * sizeof(*b->ops) + b->capprogress * sizeof(*b->progress) +
          b->capexports * sizeof(*b->exports) + u64map_bytes(&b->pending);
 }
+
+int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
+                              int64_t flush_ms, int after_full) {
+  int full = after_full || b->events >= BATCH_FULL_EVENTS;
+  for (size_t i = 0; i < b->nops && !full; i++)
+    full = b->ops[i].kind == AGENT_OP_ENDED;
+  return (full ? flush_ms : BATCH_IDLE_FACTOR * flush_ms) - age_ms;
+}

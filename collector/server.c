@@ -153,6 +153,7 @@ struct server {
   /* When a task the writer holds is due to be written (batch.h): a batch
    * is committed then even if it is empty; 0: none held. */
   int64_t held_due_ms;
+  int after_full; /* the last batch handed to the writer was full (batch.h) */
   int64_t last_prune_ms;
   size_t buffered; /* receive buffer bytes beyond READ_CHUNK each */
   int paused;
@@ -825,16 +826,26 @@ static void maybe_flush(server *s) {
     return;
   }
   int64_t age = now - s->batch_since_ms;
-  if (s->stopping == 0 && age < s->cfg->flush_ms &&
+  int64_t wait =
+      wbatch_commit_wait_ms(b, age, s->cfg->flush_ms, s->after_full);
+  /* Tasks held in memory that are due to be written wait flush_ms, as a
+   * full batch would. */
+  if (held_due && wait > s->cfg->flush_ms - age)
+    wait = s->cfg->flush_ms - age;
+  if (s->stopping == 0 && wait > 0 &&
       bytes < s->cfg->high_watermark / 2) {
+    /* Again at flush_ms: the batch may be full by then. */
+    int64_t again = s->cfg->flush_ms - age;
+    if (again <= 0 || again > wait)
+      again = wait;
     if (!uv_is_active((uv_handle_t *)&s->flush))
-      uv_timer_start(&s->flush, on_flush_timer,
-                     (uint64_t)(s->cfg->flush_ms - age), 0);
+      uv_timer_start(&s->flush, on_flush_timer, (uint64_t)again, 0);
     return;
   }
   uv_timer_stop(&s->flush);
   s->batch_since_ms = 0;
   s->held_due_ms = 0;
+  s->after_full = b->events >= BATCH_FULL_EVENTS;
   wbatch *next = ingest_take(s->in);
   export_submit(s->exports, next);
   writer_submit(s->writer, next);

@@ -644,6 +644,49 @@ static void refuses_backward_events_and_clamps_times(void **state) {
   assert_true(at >= before && at <= after);
 }
 
+/* Group commit: a batch of few events waits BATCH_IDLE_FACTOR times
+ * flush_ms; BATCH_FULL_EVENTS events, a GOODBYE, or a full batch before
+ * it make it due at flush_ms. */
+static void small_batches_wait_longer(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 12);
+  agent_set_conn(a, f);
+  const char *reason;
+  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
+  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
+  wbatch *b = ingest_current(f->in);
+  assert_int_equal(wbatch_commit_wait_ms(b, 0, 50, 0), BATCH_IDLE_FACTOR * 50);
+  assert_int_equal(wbatch_commit_wait_ms(b, 60, 50, 0),
+                   BATCH_IDLE_FACTOR * 50 - 60);
+  /* The batch after a full one is due at flush_ms, whatever it holds. */
+  assert_int_equal(wbatch_commit_wait_ms(b, 10, 50, 1), 40);
+  assert_true(wbatch_commit_wait_ms(b, BATCH_IDLE_FACTOR * 50, 50, 0) <= 0);
+  assert_int_equal(ingest_goodbye(f->in, a, 2, &reason), 0);
+  assert_int_equal(wbatch_commit_wait_ms(b, 10, 50, 0), 40);
+  assert_true(wbatch_commit_wait_ms(b, 50, 50, 0) <= 0);
+  commit(f);
+
+  agent *c = hello(f, 13);
+  agent_set_conn(c, f);
+  proto_event name = ev_string(1, "job");
+  assert_int_equal(feed(f, c, 1, &name, 1, &reason), 0);
+  uint64_t seq = 2;
+  proto_event many[64];
+  for (uint64_t task = 1; seq <= BATCH_FULL_EVENTS; task += 64) {
+    for (int i = 0; i < 64; i++)
+      many[i] = ev_task(PROTO_EV_ENQUEUE, task + (uint64_t)i, 10);
+    b = ingest_current(f->in);
+    assert_int_equal(wbatch_commit_wait_ms(b, 10, 50, 0),
+                     BATCH_IDLE_FACTOR * 50 - 10);
+    assert_int_equal(feed(f, c, seq, many, 64, &reason), 0);
+    seq += 64;
+  }
+  b = ingest_current(f->in);
+  assert_true(b->events >= BATCH_FULL_EVENTS);
+  assert_int_equal(wbatch_commit_wait_ms(b, 10, 50, 0), 40);
+  commit(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(strings_past_the_cap_read_other, setup,
@@ -676,6 +719,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(lost_instances_are_forgotten, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(unreadable_store_refuses_hello, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(small_batches_wait_longer, setup,
                                       teardown),
       cmocka_unit_test(map_deletes_keep_lookups_whole),
   };
