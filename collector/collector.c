@@ -390,10 +390,11 @@ static int parse_args(int argc, char **argv, options *o) {
   o->max_connections = 1024;
   o->lost_after_us = 30 * SEC;
   o->handshake_timeout_us = 10 * SEC;
-  /* Group commit: a transaction costs about the pages it dirties (a 64 KiB
-   * page per agent and index, whatever its rows), so fewer, larger ones
-   * cost less per event; 50 ms keeps acks and commits well within the
-   * agents' budget and the readers' second (docs/collector.md). */
+  /* Group commit: a transaction costs about the pages it dirties (a page
+   * per agent and index, whatever its rows), so fewer, larger ones cost
+   * less per event; 50 ms, and five times that for a batch of few events
+   * (batch.h), keeps acks and commits well within the agents' budget and
+   * the readers' second (docs/collector.md). */
   o->flush_us = 50000;
   o->max_clock_skew_us = 300 * SEC;
   o->log_level = LOG_INFO;
@@ -540,12 +541,12 @@ static void otlp_settings_free(otlp_config *oc, char **headers) {
 
 /*
  * The heap keeps what it grew to. SQLite's page cache and B-tree balancing
- * allocate and free buffers of the store's 64 KiB pages and more in every
- * transaction; with glibc's defaults the larger ones were mapped and
- * unmapped each time and the heap's top trimmed and grown again, a page
- * fault for every 4 KiB touched (about 10 % of the writer's CPU at 100,000
- * events/s). The collector's memory is bounded by its caches and caps
- * (guard.h), not by what malloc gives back.
+ * allocate and free buffers of the store's pages (16 or 64 KiB) and more
+ * in every transaction; with glibc's defaults the larger ones were mapped
+ * and unmapped each time and the heap's top trimmed and grown again, a
+ * page fault for every 4 KiB touched (about 10 % of the writer's CPU at
+ * 100,000 events/s). The collector's memory is bounded by its caches and
+ * caps (guard.h), not by what malloc gives back.
  */
 static void keep_heap(void) {
   mallopt(M_MMAP_THRESHOLD, 8 << 20);

@@ -162,17 +162,17 @@ const char *reader_agent_dropped_tasks_sql(const reader *r) {
   return r->has_refused ? "dropped_tasks" : "0";
 }
 
-/* The page cache of the read-only tools: READER_CACHE_PAGES slots of a
- * 64 KiB page (the size of a store's page, SCHEMA_PAGE_SIZE) and SQLite's
- * header, in one region asked for as transparent huge pages. */
-#define READER_CACHE_PAGES 128
-#define READER_CACHE_PAGE_SIZE 65536
-#define STRINGIFY_(x) #x
-#define STRINGIFY(x) STRINGIFY_(x)
+/* The page cache of the read-only tools: READER_CACHE_BYTES of slots of
+ * one page of the store's size (SCHEMA_PAGE_SIZE for a new store) and
+ * SQLite's header, in one region asked for as transparent huge pages. */
+#define READER_CACHE_BYTES ((size_t)8 << 20)
+#define READER_CACHE_MIN_PAGE 16384
 #define HUGE_PAGE ((size_t)2 << 20)
 
-/* 1 once reader_page_cache_init() gave SQLite the region. */
-static int page_cache_ready;
+/* The page size of the region's slots once reader_page_cache_init() gave
+ * SQLite the region, else 0; and how many slots it has. */
+static long page_cache_page;
+static int page_cache_pages;
 
 /* The page size an SQLite file's header states (bytes 16 and 17, big
  * endian; 1 means 65536), or 0 when it cannot be read or is not a regular
@@ -195,16 +195,18 @@ static long header_page_size(const char *path) {
 }
 
 int reader_page_cache_init(const char *path) {
-  if (path != NULL && header_page_size(path) != READER_CACHE_PAGE_SIZE)
+  long page = path != NULL ? header_page_size(path)
+                           : strtol(SCHEMA_PAGE_SIZE, NULL, 10);
+  if (page < READER_CACHE_MIN_PAGE)
     return -1;
-  if (page_cache_ready)
-    return 0;
+  if (page_cache_page != 0)
+    return page == page_cache_page ? 0 : -1;
   int header = 0;
   if (sqlite3_config(SQLITE_CONFIG_PCACHE_HDRSZ, &header) != SQLITE_OK)
     return -1;
-  size_t slot =
-      ((size_t)READER_CACHE_PAGE_SIZE + (size_t)header + 7) & ~(size_t)7;
-  size_t size = slot * READER_CACHE_PAGES;
+  int pages = (int)(READER_CACHE_BYTES / (size_t)page);
+  size_t slot = ((size_t)page + (size_t)header + 7) & ~(size_t)7;
+  size_t size = slot * (size_t)pages;
   /* Room to start the region at a huge page boundary. */
   char *raw = mmap(NULL, size + HUGE_PAGE, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -214,13 +216,14 @@ int reader_page_cache_init(const char *path) {
   /* Advice only: without huge pages the region faults in 4 KiB at a time,
    * as malloc's would. */
   madvise(base, size, MADV_HUGEPAGE);
-  if (sqlite3_config(SQLITE_CONFIG_PAGECACHE, base, (int)slot,
-                     READER_CACHE_PAGES) != SQLITE_OK) {
+  if (sqlite3_config(SQLITE_CONFIG_PAGECACHE, base, (int)slot, pages) !=
+      SQLITE_OK) {
     munmap(raw, size + HUGE_PAGE);
     return -1;
   }
   /* SQLite keeps the region to the end of the process. */
-  page_cache_ready = 1;
+  page_cache_page = page;
+  page_cache_pages = pages;
   return 0;
 }
 
@@ -239,9 +242,12 @@ int reader_open(const char *path, reader **out, char *err, size_t errlen) {
     return code;
   }
   sqlite3_busy_timeout(db, READER_BUSY_TIMEOUT_MS);
-  if (page_cache_ready)
-    sqlite3_exec(db, "PRAGMA cache_size = " STRINGIFY(READER_CACHE_PAGES), NULL,
-                 NULL, NULL);
+  if (page_cache_page != 0) {
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA cache_size = %d",
+             page_cache_pages);
+    sqlite3_exec(db, pragma, NULL, NULL, NULL);
+  }
   code = reader_check_store(db, path, err, errlen);
   sqlite3_stmt *st = NULL;
   if (code == READER_OK &&

@@ -52,14 +52,15 @@ typedef struct reader reader;
  * Gives SQLite the page cache of a read-only tool, before anything else in
  * the process uses SQLite (sqlite3_config() refuses it afterwards; the
  * process then keeps SQLite's own cache). Readers opened afterwards cache
- * up to 128 pages (8 MiB of a store's 64 KiB pages), in one region asked
- * for as transparent huge pages: on a virtual machine each 4 KiB page a
- * process first touches costs a fault of about 12 µs, so malloc's fresh
- * 64 KiB pages cost more than the reads they save (docs/schema.md,
- * "Opening the store"). With a path, only when that file's pages are
- * 64 KiB: a store made with smaller pages keeps SQLite's cache of 2 MB,
- * more pages than the region would hold of them. Returns 0 (also when
- * called again), or -1 when SQLite keeps its own. For `taskwatch query`,
+ * up to 8 MiB of pages (128 of a 64 KiB store, 512 of a 16 KiB one), in
+ * one region asked for as transparent huge pages: on a virtual machine
+ * each 4 KiB page a process first touches costs a fault of about 12 µs,
+ * so malloc's fresh pages cost more than the reads they save
+ * (docs/schema.md, "Opening the store"). The slots are of that file's page
+ * size (without a path, SCHEMA_PAGE_SIZE's), and only of 16 KiB or more: a
+ * store made with 4 KiB pages keeps SQLite's cache of 2 MB. Returns 0
+ * (also when called again for a file of the same page size), or -1 when
+ * SQLite keeps its own or the region's slots are of another size. For `taskwatch query`,
  * a process per question. `taskwatch top` and the collector keep SQLite's
  * cache: a dashboard pays its faults once, and its frames read about 60
  * rows; with this cache its heaviest frame took 2-3 ms more (100 M tasks,

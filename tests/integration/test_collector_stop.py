@@ -153,15 +153,15 @@ def stop_failing(name, tmp, db, make_fail, fresh_agent=False):
 def file_size_limit(tmp):
     """Every write of the store fails (EFBIG): the collector's file size
     limit is lowered while it runs, as prlimit(1) would, below the WAL's
-    end (a new store's WAL holds its schema, about 1 MiB in 64 KiB pages,
-    and transactions append to it) and above the log file's."""
+    end (a new store's WAL holds its schema, about 450 KiB in 16 KiB
+    pages, and transactions append to it) and above the log file's."""
     db = os.path.join(tmp, 'fsize.db')
+    fsize = 256 << 10
 
     def limit(col):
         wal = os.path.getsize(db + '-wal')
-        check(wal > 512 << 10, 'the WAL is past the limit: %d' % wal)
-        resource.prlimit(col.proc.pid, resource.RLIMIT_FSIZE,
-                         (256 << 10, 256 << 10))
+        check(wal > fsize, 'the WAL is past the limit: %d' % wal)
+        resource.prlimit(col.proc.pid, resource.RLIMIT_FSIZE, (fsize, fsize))
 
     _, instance, acked, sent = stop_failing('file size limit', tmp, db, limit)
     resend(tmp, db, instance, acked, sent)

@@ -609,8 +609,9 @@ static void waits_for_a_lock(void **state) {
 static int page_cache_init_rc = -2;
 
 /* The read-only tools' page cache: given to SQLite before its first use
- * (once: a second call changes nothing), for a store of 64 KiB pages only,
- * and every reader opened since caches 128 pages of it (not malloc's). */
+ * (once: a second call changes nothing, and says whether its slots fit
+ * the store), for stores of 16 KiB pages or more, and every reader opened
+ * since caches 8 MiB of pages in it (not malloc's). */
 static void page_cache_of_readers(void **state) {
   paths *p = *state;
   assert_int_equal(page_cache_init_rc, 0);
@@ -629,6 +630,16 @@ static void page_cache_of_readers(void **state) {
   assert_int_equal(mkfifo(path_of(p, "fifo"), 0600), 0);
   assert_int_equal(reader_page_cache_init(p->path), -1);
   unlink(p->path);
+  /* A store of 64 KiB pages, made before 16 KiB pages were the size: the
+   * region's slots, of SCHEMA_PAGE_SIZE, are not its. */
+  fp = fopen(path_of(p, "large-pages.db"), "wb");
+  assert_non_null(fp);
+  header[16] = 0x00; /* 1: 65536 */
+  header[17] = 0x01;
+  assert_int_equal(fwrite(header, 1, sizeof header, fp), sizeof header);
+  fclose(fp);
+  assert_int_equal(reader_page_cache_init(p->path),
+                   atoi(SCHEMA_PAGE_SIZE) == 65536 ? 0 : -1);
   make_store(path_of(p, "cache.db"), 0);
   assert_int_equal(reader_page_cache_init(p->path), 0);
   reader *r = NULL;
@@ -639,7 +650,8 @@ static void page_cache_of_readers(void **state) {
       sqlite3_prepare_v2(reader_db(r), "PRAGMA cache_size", -1, &st, NULL),
       SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 128);
+  assert_int_equal(sqlite3_column_int(st, 0),
+                   (8 << 20) / atoi(SCHEMA_PAGE_SIZE));
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_prepare_v2(reader_db(r),
                                       "SELECT count(*) FROM tasks", -1, &st,
