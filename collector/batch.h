@@ -196,10 +196,9 @@ size_t wbatch_bytes(const wbatch *b);
  * Group commit. A transaction costs about the pages it dirties, whatever
  * its rows: one agent's batch of 60 events wrote 570 KB of WAL (nine
  * pages of 64 KiB, the page size of stores then: the tasks, their
- * indexes, the agents row, the rollups)
- * and cost about 1 ms of CPU, so a server sending 1,000 events a second
- * cost the collector 16 µs of CPU and 9.6 KB written per event at one
- * transaction every 50 ms. A batch of at least BATCH_FULL_EVENTS events,
+ * indexes, the agents row, the rollups) and cost about 1 ms of CPU, so a
+ * server sending 1,000 events a second cost the collector 16 µs of CPU
+ * and 9.6 KB written per event at one transaction every 50 ms. A batch of at least BATCH_FULL_EVENTS events,
  * or one that holds an agent's GOODBYE (the agent waits for that ack to
  * exit), commits once it is flush_ms old; a smaller one waits until it is
  * BATCH_IDLE_FACTOR times that old, so that its events pay for the pages.
