@@ -144,6 +144,7 @@ void wbatch_reset(wbatch *b, uint64_t generation) {
   b->generation = generation;
   b->nsamples = 0;
   b->prune = 0;
+  b->flush_wanted = 0;
   b->export_seq = 0;
   b->failed = 0;
   b->committed_ns = 0;
@@ -222,7 +223,7 @@ size_t wbatch_bytes(const wbatch *b) {
 
 int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
                               int64_t flush_ms, int after_full) {
-  int full = after_full || b->events >= BATCH_FULL_EVENTS;
+  int full = after_full || b->flush_wanted || b->events >= BATCH_FULL_EVENTS;
   for (size_t i = 0; i < b->nops && !full; i++)
     full = b->ops[i].kind == AGENT_OP_ENDED;
   return (full ? flush_ms : BATCH_IDLE_FACTOR * flush_ms) - age_ms;

@@ -157,6 +157,9 @@ typedef struct wbatch {
   int64_t samples[BATCH_LATENCY_SAMPLES];
   uint32_t nsamples;
   int prune; /* run a retention step in this transaction */
+  /* An agent waits for the ack of events in this batch (FLUSH): it is due
+   * as a full one is (wbatch_commit_wait_ms()). */
+  int flush_wanted;
   /* Rows of export_queue (docs/schema.md) to insert in this transaction:
    * batches whose last open task ends in it, numbered export_seq on. */
   int64_t *exports;
@@ -200,12 +203,13 @@ size_t wbatch_bytes(const wbatch *b);
  * server sending 1,000 events a second cost the collector 16 µs of CPU
  * and 9.6 KB written per event at one transaction every 50 ms. A batch of at least BATCH_FULL_EVENTS events,
  * or one that holds an agent's GOODBYE (the agent waits for that ack to
- * exit), commits once it is flush_ms old; a smaller one waits until it is
+ * exit) or a FLUSH (the agent waits in tw_agent_flush()), commits once
+ * it is flush_ms old; a smaller one waits until it is
  * BATCH_IDLE_FACTOR times that old, so that its events pay for the pages.
  * At 100,000 events a second a batch fills past BATCH_FULL_EVENTS within
  * the 50 ms of the default and commits as before; so does the last one of
  * a burst (after_full: the batch before it was full), whose agents may be
- * waiting for their acks (tw_agent_flush()).
+ * waiting for their acks (an agent older than FLUSH).
  */
 #define BATCH_FULL_EVENTS 4096
 #define BATCH_IDLE_FACTOR 5

@@ -831,6 +831,17 @@ int ingest_goodbye(ingest *in, agent *a, uint64_t last_seq,
   return 0;
 }
 
+int ingest_flush(ingest *in, agent *a, uint64_t last_seq,
+                 const char **reason) {
+  if (last_seq >= a->recv_seq) {
+    *reason = "FLUSH past the events received";
+    return -1;
+  }
+  /* Its events are in the current batch or in one the writer has. */
+  in->current->flush_wanted = 1;
+  return 0;
+}
+
 void ingest_disconnect(ingest *in, agent *a, int64_t now_us, int64_t now_ms) {
   touch(in, a);
   wbatch_add_op(in->current, AGENT_OP_DISCONNECT, a->id, now_us);

@@ -86,6 +86,11 @@ int ingest_events(ingest *in, agent *a, uint16_t version, const uint8_t *p,
 /* A GOODBYE. Returns 0 or -1 with *reason. */
 int ingest_goodbye(ingest *in, agent *a, uint64_t last_seq,
                    const char **reason);
+/* FLUSH: a waits for the ack of its events up to last_seq, so the batch
+ * that holds the last of them is due as a full one (batch.h). -1 with
+ * *reason when last_seq is past the events received. */
+int ingest_flush(ingest *in, agent *a, uint64_t last_seq,
+                 const char **reason);
 /* a's connection ended (after agent_set_conn(a, NULL) by the caller). */
 void ingest_disconnect(ingest *in, agent *a, int64_t now_us, int64_t now_ms);
 

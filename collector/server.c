@@ -588,6 +588,14 @@ static int on_frame(conn *c, const proto_frame *f) {
       reason = tw__proto_strerror(rc);
     else if (ingest_goodbye(c->srv->in, c->agent, last, &reason) == 0)
       return 0;
+  } else if (f->type == PROTO_FLUSH && c->version >= PROTO_FLUSH_SINCE) {
+    uint64_t last;
+    int rc =
+        tw__proto_decode_flush(f->payload, f->payload_len, c->version, &last);
+    if (rc != 0)
+      reason = tw__proto_strerror(rc);
+    else if (ingest_flush(c->srv->in, c->agent, last, &reason) == 0)
+      return 0;
   } else if (f->type == PROTO_HELLO) {
     reason = "second HELLO on one connection";
   } else {

@@ -30,6 +30,7 @@ const char *tw__proto_strerror(int result) {
   }
 }
 
+/* GOODBYE and FLUSH: one sequence number. */
 typedef struct goodbye_msg {
   uint64_t last_seq;
 } goodbye_msg;
@@ -53,6 +54,7 @@ typedef struct events_msg {
 
 GEN_MESSAGE(HELLO, proto_hello, PROTO_FIELDS_HELLO)
 GEN_MESSAGE(GOODBYE, goodbye_msg, PROTO_FIELDS_GOODBYE)
+GEN_MESSAGE(FLUSH, goodbye_msg, PROTO_FIELDS_FLUSH)
 GEN_MESSAGE(EVENTS, events_msg, PROTO_FIELDS_EVENTS)
 GEN_MESSAGE(WELCOME, proto_welcome, PROTO_FIELDS_WELCOME)
 GEN_MESSAGE(ACK, ack_msg, PROTO_FIELDS_ACK)
@@ -248,6 +250,9 @@ size_t tw__proto_frame_max(uint16_t type, uint16_t version) {
   case PROTO_GOODBYE:
     payload = largest_GOODBYE(version);
     break;
+  case PROTO_FLUSH:
+    payload = largest_FLUSH(version);
+    break;
   case PROTO_WELCOME:
     payload = SIZE_U16 + largest_WELCOME(version);
     break;
@@ -360,8 +365,8 @@ void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w) {
     frame_close(b, store_WELCOME(store_U16(p, m.version, 0), &m, m.version));
 }
 
-/* ACK and GOODBYE carry one sequence number each, CHALLENGE and PROOF one
- * string: their encoder and decoder, for message NAME in struct TYPE whose
+/* ACK, GOODBYE and FLUSH carry one sequence number each, CHALLENGE and
+ * PROOF one string: their encoder and decoder, for message NAME in struct TYPE whose
  * one field is `member`, of C type FTYPE. */
 #define ONE_FIELD_MESSAGE(NAME, TYPE, name, FTYPE, member)                     \
   void tw__proto_put_##name(proto_buf *b, uint16_t version, FTYPE member) {    \
@@ -381,6 +386,7 @@ void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w) {
   }
 ONE_FIELD_MESSAGE(ACK, ack_msg, ack, uint64_t, next_seq)
 ONE_FIELD_MESSAGE(GOODBYE, goodbye_msg, goodbye, uint64_t, last_seq)
+ONE_FIELD_MESSAGE(FLUSH, goodbye_msg, flush, uint64_t, last_seq)
 ONE_FIELD_MESSAGE(CHALLENGE, text_msg, challenge, proto_str, text)
 ONE_FIELD_MESSAGE(PROOF, text_msg, proof, proto_str, text)
 

@@ -32,7 +32,7 @@
 #include "limit.h"
 
 #define PROTO_VERSION_MIN 1 /* the oldest version this code speaks */
-#define PROTO_VERSION 4     /* the newest */
+#define PROTO_VERSION 5     /* the newest */
 #define PROTO_MAGIC 0x31505754u
 #define PROTO_HEADER_SIZE 6 /* u32 length + u16 type */
 #define PROTO_INSTANCE_SIZE 16
@@ -65,6 +65,7 @@
   XX(HELLO, 100) /* agent -> collector, control */                             \
   XX(GOODBYE, 101)                                                             \
   XX(PROOF, 102)   /* from version 2 */                                        \
+  XX(FLUSH, 103)   /* from version 5 */                                        \
   XX(EVENTS, 200)  /* agent -> collector, data */                              \
   XX(WELCOME, 300) /* collector -> agent */                                    \
   XX(ACK, 301)                                                                 \
@@ -83,6 +84,13 @@
   F(STR, key, key, 0, PROTO_KEY_MAX, 2)
 
 #define PROTO_FIELDS_GOODBYE(F) F(U64, last_seq, last_seq, 0, UINT64_MAX, 1)
+
+/* FLUSH (version 5): the agent waits for the ack of every event up to
+ * last_seq (tw_agent_flush()), so the collector commits the batch that
+ * holds them as soon as it would a full one (docs/collector.md,
+ * "Transactions"), not after the longer wait of a batch of few events. */
+#define PROTO_FLUSH_SINCE 5
+#define PROTO_FIELDS_FLUSH(F) F(U64, last_seq, last_seq, 0, UINT64_MAX, 5)
 
 /* The EVENTS header; `count` events follow. From PROTO_COMPACT_SINCE on
  * it carries the time its events' times are counted from (the first
@@ -293,6 +301,8 @@ int tw__proto_decode_ack(const uint8_t *p, size_t n, uint16_t version,
                          uint64_t *next_seq);
 int tw__proto_decode_goodbye(const uint8_t *p, size_t n, uint16_t version,
                              uint64_t *last_seq);
+int tw__proto_decode_flush(const uint8_t *p, size_t n, uint16_t version,
+                           uint64_t *last_seq);
 int tw__proto_decode_error(const uint8_t *p, size_t n, proto_str *reason);
 /* CHALLENGE and PROOF, each one string (the nonce, the signature) that
  * points into p. */
@@ -379,11 +389,13 @@ static inline int tw__proto_buf_failed(const proto_buf *b) {
 }
 
 /* Whole control frames. HELLO is encoded at h->version, WELCOME at
- * w->version (0: PROTO_VERSION); ACK and GOODBYE at the version agreed. */
+ * w->version (0: PROTO_VERSION); ACK, GOODBYE and FLUSH at the version
+ * agreed. */
 void tw__proto_put_hello(proto_buf *b, const proto_hello *h);
 void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w);
 void tw__proto_put_ack(proto_buf *b, uint16_t version, uint64_t next_seq);
 void tw__proto_put_goodbye(proto_buf *b, uint16_t version, uint64_t last_seq);
+void tw__proto_put_flush(proto_buf *b, uint16_t version, uint64_t last_seq);
 void tw__proto_put_error(proto_buf *b, const char *reason);
 void tw__proto_put_challenge(proto_buf *b, uint16_t version, proto_str nonce);
 void tw__proto_put_proof(proto_buf *b, uint16_t version, proto_str signature);

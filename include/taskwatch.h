@@ -179,6 +179,8 @@ TW_EXTERN int tw_agent_new(const tw_config *cfg, tw_agent **out);
  * Waits until every event recorded before the call is acknowledged by the
  * collector (stored and committed), or until timeout_ms passes. Returns 0,
  * or TW_ETIMEDOUT. Thread-safe; must not be called from a recording path.
+ * The agent tells the collector it waits (FLUSH, protocol version 5), so
+ * the collector commits those events within its --flush-ms.
  */
 TW_EXTERN int tw_agent_flush(tw_agent *agent, unsigned timeout_ms);
 

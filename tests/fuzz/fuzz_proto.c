@@ -117,6 +117,11 @@ static void run_stream(ingest *in, agent *a, uint16_t version,
       if (tw__proto_decode_goodbye(f.payload, f.payload_len, version, &last) != 0 ||
           ingest_goodbye(in, a, last, &reason) != 0)
         return;
+    } else if (f.type == PROTO_FLUSH && version >= PROTO_FLUSH_SINCE) {
+      uint64_t last;
+      if (tw__proto_decode_flush(f.payload, f.payload_len, version, &last) != 0 ||
+          ingest_flush(in, a, last, &reason) != 0)
+        return;
     } else {
       return;
     }

@@ -98,20 +98,20 @@ def run(col):
     check('reason="sequence gap"' in col.log(), 'logged reason')
     b.close()
 
-    # A newer agent (versions 1 to 5) whose HELLO grew fields of its own
-    # after version 4's (an empty key: no proof) is welcomed at version 4,
+    # A newer agent (versions 1 to 6) whose HELLO grew fields of its own
+    # after version 5's (an empty key: no proof) is welcomed at version 5,
     # the newest both speak, and stored as usual; its events come in the
-    # compact encoding of version 4.
+    # compact encoding of version 4 on.
     c = FakeAgent(col.url, service=b'newer')
     c.sock = connect(col.url)
-    c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 5, 1) +
+    c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 6, 1) +
                          c.instance + struct.pack('<Iq', 7, t1 - 10**6) +
                          s16(b'newer') + s16(b'host') + s16(b'') +
-                         s16(b'') + b'fields of version 5'))
+                         s16(b'') + b'fields of version 6'))
     ftype, payload = read_frame(c.sock)
     check(ftype == WELCOME, 'newer agent welcomed: %r %r' % (ftype, payload))
     version, c.next_seq, _ = struct.unpack('<HQI', payload)
-    check(version == 4, 'version chosen %r' % version)
+    check(version == 5, 'version chosen %r' % version)
     c.acked = c.next_seq
     # Times on both sides of the frame's base_time (the first event's).
     evs = [ev_string(t1, 1, b'y'), ev_batch(t1 - 1500, 1, 1),
@@ -119,6 +119,8 @@ def run(col):
            ev_start(t1 + 4000, 5, thread=4242)]
     c.sock.sendall(compact_events(c.next_seq, evs))
     c.next_seq += len(evs)
+    # Version 5's FLUSH: the agent waits for these events' ack.
+    c.sock.sendall(flush(c.next_seq - 1))
     c.wait_ack()
     c.goodbye()
     check(col.query("SELECT pid, events FROM agents WHERE service = 'newer'")

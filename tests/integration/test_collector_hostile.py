@@ -53,7 +53,7 @@ def corpus():
         ('events-first', events(1, [s]), 'expected HELLO first'),
         ('bad-magic', bytes(bad_magic), 'bad handshake magic'),
         ('bad-version', bad_version,
-         'unsupported protocol version: agent speaks 9..9, collector 1..4'),
+         'unsupported protocol version: agent speaks 9..9, collector 1..5'),
         ('truncated-hello', trunc_hello, 'payload ends inside a field'),
         ('trailing-hello', trailing, 'payload has trailing bytes'),
         ('unknown-kind', good_hello() + events(1, [struct.pack('<Bq', 77, 1) +
@@ -67,6 +67,9 @@ def corpus():
          'undefined string id'),
         ('second-hello', good_hello() + good_hello(), 'second HELLO'),
         ('wrong-direction', good_hello() + frame(WELCOME, b'\0' * 14),
+         'unexpected message type'),
+        # FLUSH is version 5's; this HELLO agrees on version 1.
+        ('flush-before-version-5', good_hello() + events(1, [s]) + flush(1),
          'unexpected message type'),
         ('long-string', good_hello() + frame(EVENTS, struct.pack('<QIBqIH', 1, 1, 1, 1,
                                                       1, 5000) +
@@ -158,7 +161,7 @@ def run(col):
     # Each peer got its own reason in an ERROR frame before the close.
     for name, want in (('max-hello', b'authentication failed'),
                        ('big-before-hello', b'limit for a HELLO'),
-                       ('bad-version', b'agent speaks 9..9, collector 1..4')):
+                       ('bad-version', b'agent speaks 9..9, collector 1..5')):
         got = results.get(name, (False, 0, b''))[2]
         check(isinstance(got, bytes) and want in got,
               '%s: ERROR frame says %r (%r)' % (name, want, got))

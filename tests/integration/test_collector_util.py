@@ -19,6 +19,7 @@ import time
 from twtest import check, check_unmatched, wait_until  # noqa: F401
 
 HELLO, GOODBYE, EVENTS, WELCOME, ACK, ERROR = 100, 101, 200, 300, 301, 302
+FLUSH = 103
 MAGIC = 0x31505754
 
 
@@ -39,6 +40,11 @@ def hello(instance, pid=1, started=0, service=b'svc', host=b'host',
 
 def goodbye(last_seq):
     return frame(GOODBYE, struct.pack('<Q', last_seq))
+
+
+def flush(last_seq):
+    """FLUSH (version 5 on): ack the events up to last_seq soon."""
+    return frame(FLUSH, struct.pack('<Q', last_seq))
 
 
 def events(first_seq, evs):

@@ -208,6 +208,13 @@ static bool handle_frame(fake_collector *fc, client *c, const proto_frame *f) {
   }
   if (f->type == PROTO_EVENTS)
     return handle_events(fc, c, f);
+  if (f->type == PROTO_FLUSH &&
+      tw__proto_decode_flush(f->payload, f->payload_len, PROTO_VERSION, &v) ==
+          0) {
+    c->inst->flushes++;
+    c->inst->flush_last_seq = v;
+    return true;
+  }
   if (f->type == PROTO_GOODBYE &&
       tw__proto_decode_goodbye(f->payload, f->payload_len, PROTO_VERSION, &v) ==
           0) {

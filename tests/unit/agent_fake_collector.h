@@ -51,6 +51,8 @@ typedef struct fake_instance {
   unsigned hellos;
   uint64_t duplicates; /* events received again (resends), ignored */
   uint64_t gaps;       /* frames that skipped sequence numbers */
+  unsigned flushes;    /* FLUSH frames (version 5) */
+  uint64_t flush_last_seq; /* the last FLUSH's last_seq */
   char *strings[FAKE_MAX_STRINGS];
 } fake_instance;
 

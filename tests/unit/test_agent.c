@@ -1969,6 +1969,40 @@ static void refusals_are_kept(void **state) {
   assert_string_equal(tw_conn_state_name(TW_CONN_CONNECTED), "connected");
 }
 
+/* A flush tells a collector of version 5 on that it waits (FLUSH after
+ * the events it covers), once, so the collector commits them at once
+ * (collector/batch.h); one that welcomed an older version gets none and
+ * the flush works as before. */
+static void flush_says_so_from_version_5(void **state) {
+  (void)state;
+  for (int old = 0; old < 2; old++) {
+    fake_collector *fc = fake_start();
+    if (old)
+      fake_welcome_version(fc, PROTO_FLUSH_SINCE - 1);
+    tw_agent *a = agent_to(fake_url(fc), 0, 3000);
+    tw_id batch;
+    assert_int_equal(tw_batch_begin(a, "flushed", &batch), 0);
+    assert_int_equal(tw_agent_flush(a, 20000), 0);
+    fake_lock(fc);
+    fake_instance *in = fake_instance_at(fc, 0);
+    assert_int_equal(in->flushes, old ? 0 : 1);
+    assert_true(in->count >= 2); /* the label's STRING, the BATCH */
+    /* It covers the BATCH recorded before the flush, and no event the
+     * collector has not received. */
+    uint64_t batch_seq = 0;
+    for (size_t i = 0; i < in->count; i++)
+      if (in->events[i].kind == PROTO_EV_BATCH)
+        batch_seq = in->events[i].seq;
+    assert_true(batch_seq > 0);
+    if (!old)
+      assert_true(in->flush_last_seq >= batch_seq &&
+                  in->flush_last_seq <= in->events[in->count - 1].seq);
+    fake_unlock(fc);
+    tw_agent_free(a);
+    fake_free(fc);
+  }
+}
+
 static void shutdown_is_bounded_without_collector(void **state) {
   (void)state;
   tw_agent *a = agent_to("tcp://127.0.0.1:1", 0, 200);
@@ -2184,6 +2218,7 @@ int main(void) {
       cmocka_unit_test(fork_during_free_skips_the_agent),
       cmocka_unit_test(fork_child_releases_the_parent_connection),
       cmocka_unit_test(refusals_are_kept),
+      cmocka_unit_test(flush_says_so_from_version_5),
       cmocka_unit_test(shutdown_is_bounded_without_collector),
       cmocka_unit_test(config_and_errors),
       cmocka_unit_test(tracing_off_runs_batches_and_records_nothing),

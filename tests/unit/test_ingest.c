@@ -687,6 +687,34 @@ static void small_batches_wait_longer(void **state) {
   commit(f);
 }
 
+/* FLUSH (protocol version 5): the agent waits for the ack of its events
+ * up to last_seq, so the batch that holds them is due at flush_ms; a
+ * last_seq past the events received is refused. */
+static void flush_makes_the_batch_due(void **state) {
+  fixture *f = *state;
+  agent *a = hello(f, 14);
+  agent_set_conn(a, f);
+  const char *reason = NULL;
+  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
+  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
+  wbatch *b = ingest_current(f->in);
+  assert_int_equal(wbatch_commit_wait_ms(b, 10, 50, 0),
+                   BATCH_IDLE_FACTOR * 50 - 10);
+  assert_int_equal(ingest_flush(f->in, a, 3, &reason), -1);
+  assert_string_equal(reason, "FLUSH past the events received");
+  assert_int_equal(wbatch_commit_wait_ms(b, 10, 50, 0),
+                   BATCH_IDLE_FACTOR * 50 - 10);
+  assert_int_equal(ingest_flush(f->in, a, 2, &reason), 0);
+  assert_int_equal(wbatch_commit_wait_ms(b, 10, 50, 0), 40);
+  commit(f);
+  /* The next batch waits as any other. */
+  proto_event more[] = {ev_task(PROTO_EV_ENQUEUE, 2, 20)};
+  assert_int_equal(feed(f, a, 3, more, 1, &reason), 0);
+  assert_int_equal(wbatch_commit_wait_ms(ingest_current(f->in), 10, 50, 0),
+                   BATCH_IDLE_FACTOR * 50 - 10);
+  commit(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(strings_past_the_cap_read_other, setup,
@@ -721,6 +749,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(unreadable_store_refuses_hello, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(small_batches_wait_longer, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(flush_makes_the_batch_due, setup,
                                       teardown),
       cmocka_unit_test(map_deletes_keep_lookups_whole),
   };

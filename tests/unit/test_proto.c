@@ -102,6 +102,7 @@ static void control_frames_round_trip(void **state) {
   tw__proto_put_welcome(&b, &w);
   tw__proto_put_ack(&b, PROTO_VERSION, 1234567890123ULL);
   tw__proto_put_goodbye(&b, PROTO_VERSION, 99);
+  tw__proto_put_flush(&b, PROTO_VERSION, 98);
   tw__proto_put_error(&b, "bad token");
 
   const uint8_t *p = b.data;
@@ -130,6 +131,19 @@ static void control_frames_round_trip(void **state) {
   assert_int_equal(
       tw__proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION, &v), 0);
   assert_int_equal(v, 99);
+  p += f.frame_len;
+  left -= f.frame_len;
+
+  assert_int_equal(tw__proto_frame_next(p, left, 0, &f), 0);
+  assert_int_equal(f.type, PROTO_FLUSH);
+  assert_int_equal(f.payload_len, 8);
+  assert_int_equal(
+      tw__proto_decode_flush(f.payload, f.payload_len, PROTO_VERSION, &v), 0);
+  assert_int_equal(v, 98);
+  /* Before version 5 it has no field: its sequence number is left over. */
+  assert_int_equal(tw__proto_decode_flush(f.payload, f.payload_len,
+                                          PROTO_FLUSH_SINCE - 1, &v),
+                   PROTO_E_TRAILING);
   p += f.frame_len;
   left -= f.frame_len;
 
@@ -1092,6 +1106,9 @@ static void sizes_follow_the_table(void **state) {
   tw__proto_put_goodbye(&b, PROTO_VERSION, 1);
   assert_int_equal(b.len, tw__proto_frame_max(PROTO_GOODBYE, PROTO_VERSION));
   tw__proto_buf_reset(&b);
+  tw__proto_put_flush(&b, PROTO_VERSION, 1);
+  assert_int_equal(b.len, tw__proto_frame_max(PROTO_FLUSH, PROTO_VERSION));
+  tw__proto_buf_reset(&b);
   proto_welcome w = {0, 1, 2};
   tw__proto_put_welcome(&b, &w);
   assert_int_equal(b.len, tw__proto_frame_max(PROTO_WELCOME, PROTO_VERSION));
@@ -1166,7 +1183,8 @@ static void docs_follow_the_table(void **state) {
   static const struct {
     const char *name;
     doc_field f[8];
-  } messages[] = {DOC_MESSAGE(HELLO) DOC_MESSAGE(GOODBYE) DOC_MESSAGE(EVENTS)
+  } messages[] = {DOC_MESSAGE(HELLO) DOC_MESSAGE(GOODBYE) DOC_MESSAGE(FLUSH)
+                      DOC_MESSAGE(EVENTS)
                       DOC_MESSAGE(WELCOME) DOC_MESSAGE(ACK) DOC_MESSAGE(ERROR)
                           DOC_MESSAGE(CHALLENGE) DOC_MESSAGE(PROOF)};
   for (size_t m = 0; m < sizeof(messages) / sizeof(messages[0]); m++) {
