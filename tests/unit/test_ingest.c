@@ -118,6 +118,17 @@ static proto_event ev_task(int kind, uint64_t task, int64_t t) {
   return e;
 }
 
+/* A connected instance (hello(f, id)) that sent a name and the ENQUEUE of
+ * task 1: events 1 and 2. */
+static agent *one_task_agent(fixture *f, uint8_t id) {
+  agent *a = hello(f, id);
+  agent_set_conn(a, f);
+  const char *reason;
+  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
+  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
+  return a;
+}
+
 static uint64_t last_ack;
 static int acks;
 static void on_ack(void *conn, uint64_t next_seq, void *arg) {
@@ -341,11 +352,8 @@ static void restart_reloads_instances(void **state) {
 
 static void ended_instances_are_forgotten(void **state) {
   fixture *f = *state;
-  agent *a = hello(f, 9);
-  agent_set_conn(a, f);
+  agent *a = one_task_agent(f, 9);
   const char *reason;
-  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
-  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
   assert_int_equal(ingest_goodbye(f->in, a, 2, &reason), 0);
   agent_set_conn(a, NULL);
   ingest_disconnect(f->in, a, 100, 10);
@@ -436,11 +444,8 @@ static void health_flood_stays_bounded(void **state) {
  * when it returns it is loaded from the store like an ended one. */
 static void lost_instances_are_forgotten(void **state) {
   fixture *f = *state;
-  agent *a = hello(f, 11);
-  agent_set_conn(a, f);
+  agent *a = one_task_agent(f, 11);
   const char *reason;
-  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
-  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
   commit(f);
   agent_set_conn(a, NULL);
   ingest_disconnect(f->in, a, 100, 10);
@@ -649,11 +654,8 @@ static void refuses_backward_events_and_clamps_times(void **state) {
  * it make it due at flush_ms. */
 static void small_batches_wait_longer(void **state) {
   fixture *f = *state;
-  agent *a = hello(f, 12);
-  agent_set_conn(a, f);
+  agent *a = one_task_agent(f, 12);
   const char *reason;
-  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
-  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
   wbatch *b = ingest_current(f->in);
   assert_int_equal(wbatch_commit_wait_ms(b, 0, 50, 0), BATCH_IDLE_FACTOR * 50);
   assert_int_equal(wbatch_commit_wait_ms(b, 60, 50, 0),
@@ -692,11 +694,8 @@ static void small_batches_wait_longer(void **state) {
  * last_seq past the events received is refused. */
 static void flush_makes_the_batch_due(void **state) {
   fixture *f = *state;
-  agent *a = hello(f, 14);
-  agent_set_conn(a, f);
+  agent *a = one_task_agent(f, 14);
   const char *reason = NULL;
-  proto_event evs[] = {ev_string(1, "job"), ev_task(PROTO_EV_ENQUEUE, 1, 10)};
-  assert_int_equal(feed(f, a, 1, evs, 2, &reason), 0);
   wbatch *b = ingest_current(f->in);
   assert_int_equal(wbatch_commit_wait_ms(b, 10, 50, 0),
                    BATCH_IDLE_FACTOR * 50 - 10);
