@@ -179,6 +179,7 @@ static void connect_start(sender *s);
 static void disconnect(sender *s);
 static void send_pending(sender *s);
 static void check_flush(sender *s);
+static void send_flush(sender *s);
 static void finish_stop(sender *s);
 static void on_poll(uv_timer_t *t);
 
@@ -457,6 +458,7 @@ static void send_pending(sender *s) {
     atomic_fetch_add_explicit(&s->count.sent, c->frame.count,
                               memory_order_relaxed);
   }
+  send_flush(s); /* once a flush's last events are written */
 }
 
 /*
@@ -948,6 +950,8 @@ static void on_flush_write(uv_write_t *req, int status) {
   s->flush_writing = false;
   if (status < 0)
     disconnect(s);
+  else
+    send_flush(s); /* a flush requested meanwhile */
 }
 
 /*

@@ -224,7 +224,5 @@ size_t wbatch_bytes(const wbatch *b) {
 int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
                               int64_t flush_ms, int after_full) {
   int full = after_full || b->flush_wanted || b->events >= BATCH_FULL_EVENTS;
-  for (size_t i = 0; i < b->nops && !full; i++)
-    full = b->ops[i].kind == AGENT_OP_ENDED;
   return (full ? flush_ms : BATCH_IDLE_FACTOR * flush_ms) - age_ms;
 }

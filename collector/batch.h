@@ -157,8 +157,8 @@ typedef struct wbatch {
   int64_t samples[BATCH_LATENCY_SAMPLES];
   uint32_t nsamples;
   int prune; /* run a retention step in this transaction */
-  /* An agent waits for the ack of events in this batch (FLUSH): it is due
-   * as a full one is (wbatch_commit_wait_ms()). */
+  /* An agent waits for the ack of events in this batch (its FLUSH or its
+   * GOODBYE): it is due as a full one is (wbatch_commit_wait_ms()). */
   int flush_wanted;
   /* Rows of export_queue (docs/schema.md) to insert in this transaction:
    * batches whose last open task ends in it, numbered export_seq on. */

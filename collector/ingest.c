@@ -828,6 +828,7 @@ int ingest_goodbye(ingest *in, agent *a, uint64_t last_seq,
   touch(in, a);
   wbatch_add_op(in->current, AGENT_OP_ENDED, a->id, format_now_us());
   progress_of(in, a)->next_seq = a->recv_seq;
+  in->current->flush_wanted = 1; /* the agent waits for this ack to exit */
   return 0;
 }
 

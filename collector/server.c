@@ -5,7 +5,8 @@
  * frame is decoded and validated in place and its events coalesced into
  * the current batch (ingest.c), so nothing from the wire outlives the read
  * callback. The batch goes to the writer thread when it is old enough
- * (flush_ms) or big enough, and only one batch is written at a time: while
+ * (flush_ms, or five times that for a batch of few events: batch.h) or big
+ * enough, and only one batch is written at a time: while
  * the writer works the next one fills, which is what makes coalescing
  * effective under load. If the filling batch passes the high watermark,
  * every connection stops reading until the writer takes it: agents then
@@ -842,10 +843,13 @@ static void maybe_flush(server *s) {
     wait = s->cfg->flush_ms - age;
   if (s->stopping == 0 && wait > 0 &&
       bytes < s->cfg->high_watermark / 2) {
-    /* Again at flush_ms: the batch may be full by then. */
+    /* Again at flush_ms (the batch may be full by then), and when held
+     * tasks fall due. */
     int64_t again = s->cfg->flush_ms - age;
     if (again <= 0 || again > wait)
       again = wait;
+    if (s->held_due_ms > now && s->held_due_ms - now < again)
+      again = s->held_due_ms - now;
     if (!uv_is_active((uv_handle_t *)&s->flush))
       uv_timer_start(&s->flush, on_flush_timer, (uint64_t)again, 0);
     return;

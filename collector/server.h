@@ -31,7 +31,8 @@ typedef struct server_config {
   int max_connections;
   int64_t handshake_timeout_ms; /* also the limit for finishing a frame */
   int64_t lost_after_ms;
-  int64_t flush_ms;      /* how long a batch may fill before its commit */
+  int64_t flush_ms; /* how long a batch that is due early may fill before
+                       its commit (batch.h, wbatch_commit_wait_ms()) */
   size_t high_watermark; /* batch bytes that pause reading */
   int prune;             /* run retention steps */
   const export_config *exports; /* metrics and OTLP; NULL: none */

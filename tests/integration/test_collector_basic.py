@@ -21,6 +21,40 @@ def strings(t):
 def main():
     with Collector() as col:
         run(col)
+    with Collector('--flush-ms', '2s') as col:
+        flush_commits_early(col)
+
+
+def flush_commits_early(col):
+    """A batch of few events waits five times --flush-ms (10 s here) for
+    its commit, and its FLUSH (version 5) makes it due at --flush-ms: no
+    ACK comes for three seconds, then the FLUSH brings it at once. (Load
+    only delays an ACK: the first check cannot pass by accident, and the
+    second allows eight seconds for what takes well under one.)"""
+    t1 = now_ns()
+    sock = connect(col.url)
+    sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 5, 5) +
+                       os.urandom(16) + struct.pack('<Iq', 8, t1 - 10**6) +
+                       s16(b'flusher') + s16(b'host') + s16(b'') + s16(b'')))
+    ftype, payload = read_frame(sock)
+    check(ftype == WELCOME, 'welcomed: %r %r' % (ftype, payload))
+    version, next_seq, _ = struct.unpack('<HQI', payload)
+    check(version == 5, 'version chosen %r' % version)
+    evs = [ev_string(t1, 1, b'f'), ev_batch(t1, 1, 1)]
+    sock.sendall(compact_events(next_seq, evs))
+    sock.settimeout(3)
+    try:
+        ftype, payload = read_frame(sock)
+        check(False, 'no ACK before the FLUSH: %r %r' % (ftype, payload))
+    except socket.timeout:
+        pass
+    sock.settimeout(8)
+    sock.sendall(flush(next_seq + len(evs) - 1))
+    ftype, payload = read_frame(sock)
+    check(ftype == ACK and struct.unpack('<Q', payload)[0] ==
+          next_seq + len(evs), 'the FLUSH brought the ACK: %r %r' %
+          (ftype, payload))
+    sock.close()
 
 
 def run(col):

@@ -213,6 +213,7 @@ static bool handle_frame(fake_collector *fc, client *c, const proto_frame *f) {
           0) {
     c->inst->flushes++;
     c->inst->flush_last_seq = v;
+    c->inst->flush_received = c->inst->count;
     return true;
   }
   if (f->type == PROTO_GOODBYE &&

@@ -53,6 +53,7 @@ typedef struct fake_instance {
   uint64_t gaps;       /* frames that skipped sequence numbers */
   unsigned flushes;    /* FLUSH frames (version 5) */
   uint64_t flush_last_seq; /* the last FLUSH's last_seq */
+  uint64_t flush_received; /* the events received when it came */
   char *strings[FAKE_MAX_STRINGS];
 } fake_instance;
 
