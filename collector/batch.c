@@ -222,7 +222,7 @@ size_t wbatch_bytes(const wbatch *b) {
 }
 
 int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
-                              int64_t flush_ms, int after_full) {
-  int full = after_full || b->flush_wanted || b->events >= BATCH_FULL_EVENTS;
+                              int64_t flush_ms, int early) {
+  int full = early || b->flush_wanted || b->events >= BATCH_FULL_EVENTS;
   return (full ? flush_ms : BATCH_IDLE_FACTOR * flush_ms) - age_ms;
 }

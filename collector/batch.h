@@ -208,14 +208,15 @@ size_t wbatch_bytes(const wbatch *b);
  * BATCH_IDLE_FACTOR times that old, so that its events pay for the pages.
  * At 100,000 events a second a batch fills past BATCH_FULL_EVENTS within
  * the 50 ms of the default and commits as before; so does the last one of
- * a burst (after_full: the batch before it was full), whose agents may be
- * waiting for their acks (an agent older than FLUSH).
+ * a burst (early: the batch before it was full), whose agents may be
+ * waiting for their acks (an agent older than FLUSH), and one that brings
+ * held tasks due (early too: store.h, hold_ms).
  */
 #define BATCH_FULL_EVENTS 4096
 #define BATCH_IDLE_FACTOR 5
 /* Milliseconds until b, age_ms old, is due for its transaction; 0 or
  * less: due now. */
 int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
-                              int64_t flush_ms, int after_full);
+                              int64_t flush_ms, int early);
 
 #endif /* TW_COLLECTOR_BATCH_H */

@@ -835,12 +835,10 @@ static void maybe_flush(server *s) {
     return;
   }
   int64_t age = now - s->batch_since_ms;
-  int64_t wait =
-      wbatch_commit_wait_ms(b, age, s->cfg->flush_ms, s->after_full);
-  /* Tasks held in memory that are due to be written wait flush_ms, as a
-   * full batch would. */
-  if (held_due && wait > s->cfg->flush_ms - age)
-    wait = s->cfg->flush_ms - age;
+  /* Tasks held in memory that are due to be written wait flush_ms, as
+   * the batch after a full one does. */
+  int64_t wait = wbatch_commit_wait_ms(b, age, s->cfg->flush_ms,
+                                       s->after_full || held_due);
   if (s->stopping == 0 && wait > 0 &&
       bytes < s->cfg->high_watermark / 2) {
     /* Again at flush_ms (the batch may be full by then), and when held

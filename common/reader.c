@@ -170,9 +170,8 @@ const char *reader_agent_dropped_tasks_sql(const reader *r) {
 #define HUGE_PAGE ((size_t)2 << 20)
 
 /* The page size of the region's slots once reader_page_cache_init() gave
- * SQLite the region, else 0; and how many slots it has. */
+ * SQLite the region, else 0. */
 static long page_cache_page;
-static int page_cache_pages;
 
 /* The page size an SQLite file's header states (bytes 16 and 17, big
  * endian; 1 means 65536), or 0 when it cannot be read or is not a regular
@@ -223,7 +222,6 @@ int reader_page_cache_init(const char *path) {
   }
   /* SQLite keeps the region to the end of the process. */
   page_cache_page = page;
-  page_cache_pages = pages;
   return 0;
 }
 
@@ -245,7 +243,7 @@ int reader_open(const char *path, reader **out, char *err, size_t errlen) {
   if (page_cache_page != 0) {
     char pragma[64];
     snprintf(pragma, sizeof pragma, "PRAGMA cache_size = %d",
-             page_cache_pages);
+             (int)(READER_CACHE_BYTES / (size_t)page_cache_page));
     sqlite3_exec(db, pragma, NULL, NULL, NULL);
   }
   code = reader_check_store(db, path, err, errlen);
