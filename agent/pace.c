@@ -4,7 +4,7 @@
 #include "pace.h"
 
 unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
-                       double peak_fill) {
+                       double peak_fill, unsigned hold_ms) {
   double dt = p->last_ms == 0       ? PACE_MAX_MS
               : now_ms > p->last_ms ? (double)(now_ms - p->last_ms)
                                     : 1.0;
@@ -31,6 +31,11 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
   double most = p->rate >= PACE_LIVE_RATE ? PACE_LIVE_MS
                 : taken > 0               ? PACE_FLOW_MS
                                           : PACE_MAX_MS;
+  /* The collector's transactions are far apart: a drain every hold_ms
+   * (PACE_MAX_MS at most) reaches the store as soon. */
+  unsigned hold = hold_ms < PACE_MAX_MS ? hold_ms : PACE_MAX_MS;
+  if (hold > most)
+    most = hold;
   if (wait < PACE_MIN_MS)
     return PACE_MIN_MS;
   return wait > most ? (unsigned)most : (unsigned)wait;

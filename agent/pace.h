@@ -56,7 +56,17 @@
  * reading an ack, draining and writing (bench/agent_overhead at 10k
  * events/s: 125-360 ns an event on a VM where a bare wakeup costs
  * 15-34 us, against 100-160 ns at 10 drains a second); an idle agent's
- * sender wakes PACE_MAX_MS apart. */
+ * sender wakes PACE_MAX_MS apart.
+ *
+ * Both bounds are for a collector that commits often, which is when the
+ * event-to-commit target applies (100k events a second in all). A
+ * collector that commits far apart anyway (a few hundred ms: fewer than
+ * about 80k events a second in all, docs/collector.md "Transactions")
+ * says so in its ACKs (hold_ms, protocol version 6): the drains may then
+ * come up to that far apart (PACE_MAX_MS at most) whatever the rate,
+ * which cuts the sender's wakeups about threefold at a few thousand
+ * events a second and tenfold above PACE_LIVE_RATE, and an event reaches
+ * the store about as soon. The ring's fill still bounds the wait. */
 #define PACE_FLOW_MS 30u
 
 /* The last chunk of the resend buffer (sender.c) is held back, to take
@@ -74,10 +84,11 @@ typedef struct pace {
 } pace;
 
 /* After a drain that began at now_ms and took `taken` records, the
- * fullest ring having had `peak_fill` of it in use when it began: the
- * milliseconds to wait before the next one (0: at once). */
+ * fullest ring having had `peak_fill` of it in use when it began, with
+ * the collector's last ACK allowing events to wait hold_ms (0: no
+ * advice): the milliseconds to wait before the next one (0: at once). */
 unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
-                       double peak_fill);
+                       double peak_fill, unsigned hold_ms);
 
 /* Whether the open last chunk, opened at opened_ms, stays back at now_ms
  * when the next drain comes at next_ms and `in_use` chunks are in use. */

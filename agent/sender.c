@@ -139,6 +139,10 @@ typedef struct sender {
   unsigned backoff_ms;
   uint64_t lost_ms; /* when a welcomed connection was last lost; 0: never */
   pace pace;
+  /* How long the collector lets events wait here before they are
+   * written, from its last ACK (PROTO_HOLD_SINCE on); 0: the pace's own
+   * bounds. Reset on every connection. */
+  unsigned hold_ms;
   uint64_t next_tick_ms; /* when the poll timer fires next (uv_now) */
   bool welcomed_once;
   bool stopping;
@@ -521,6 +525,7 @@ static void handle_welcome(sender *s, const proto_welcome *w) {
     return;
   }
   uv_timer_stop(&s->retry);
+  s->hold_ms = 0;
   uint64_t before = r->acked;
   tw__resend_ack(r, w->next_seq);
   atomic_fetch_add(&s->count.acked, r->acked - before);
@@ -543,10 +548,11 @@ static void handle_welcome(sender *s, const proto_welcome *w) {
   check_flush(s);
 }
 
-static void handle_ack(sender *s, uint64_t next_seq) {
+static void handle_ack(sender *s, const proto_ack *a) {
   resend *r = &s->buffer;
   uint64_t before = r->acked;
-  tw__resend_ack(r, next_seq);
+  s->hold_ms = a->hold_ms;
+  tw__resend_ack(r, a->next_seq);
   if (r->acked != before) {
     atomic_fetch_add(&s->count.acked, r->acked - before);
     check_flush(s);
@@ -617,7 +623,6 @@ static int error_code(proto_str reason) {
 
 /* Handles one frame from the collector; false closes the connection. */
 static bool handle_frame(sender *s, const proto_frame *f) {
-  uint64_t v;
   proto_str reason;
   int rc;
   if (f->type == PROTO_WELCOME && s->state == CONN_HANDSHAKE)
@@ -625,14 +630,15 @@ static bool handle_frame(sender *s, const proto_frame *f) {
   if (f->type == PROTO_CHALLENGE && s->state == CONN_HANDSHAKE)
     return handle_challenge(s, f);
   if (f->type == PROTO_ACK && s->state == CONN_READY) {
+    proto_ack a;
     rc =
-        tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &v);
+        tw__proto_decode_ack(f->payload, f->payload_len, s->buffer.version, &a);
     if (rc != 0) {
       refuse(s, TW_REFUSAL_PROTOCOL, "malformed ACK from the collector: %s",
              tw__proto_strerror(rc));
       return false;
     }
-    handle_ack(s, v);
+    handle_ack(s, &a);
     return true;
   }
   if (f->type == PROTO_ERROR) {
@@ -1111,9 +1117,10 @@ static void tick(sender *s) {
     atomic_store_explicit(&s->agent->admit_pressure, pressure,
                           memory_order_relaxed);
   maybe_health(s);
-  unsigned wait = s->drain.out_of_room
-                      ? FULL_POLL_MS
-                      : tw__pace_next(&s->pace, now, taken, s->drain.peak_fill);
+  unsigned wait =
+      s->drain.out_of_room
+          ? FULL_POLL_MS
+          : tw__pace_next(&s->pace, now, taken, s->drain.peak_fill, s->hold_ms);
   s->next_tick_ms = now + wait;
   send_pending(s);
   check_flush(s);

@@ -31,7 +31,12 @@
  * rates, inside a server: 1,000, 5,000 and 20,000 batches a second of
  * three tasks each (ten events a batch), at the default budget, where
  * the cost is the sender's wakeups and writes more than its
- * encoding. Before them, thread_wakeup_cpu_us: what one sleep and wakeup
+ * encoding. Those rows run against a real `taskwatch collector` on the
+ * same machine (a fresh store in a temp directory), which acks after
+ * its commits and advises how long the agent may hold its events
+ * (protocol version 6), as a server's collector does; the rows named
+ * `_sink` repeat them against the sink, which acks every frame at once
+ * and advises nothing (the sender's own pace alone). Before them, thread_wakeup_cpu_us: what one sleep and wakeup
  * of an idle thread costs on the machine, the floor under those rows
  * (the sender wakes at least every PACE_MAX_MS). --sender-only prints
  * these rows alone.
@@ -148,12 +153,14 @@ static void sink_serve(sink *s, int fd) {
       } else if (f.type == PROTO_EVENTS &&
                  tw__proto_events_begin(&it, f.payload, f.payload_len,
                                         PROTO_VERSION) == 0) {
-        tw__proto_put_ack(&out, PROTO_VERSION, it.first_seq + it.count);
+        proto_ack a = {it.first_seq + it.count, 0};
+        tw__proto_put_ack(&out, PROTO_VERSION, &a);
       } else if (f.type == PROTO_GOODBYE) {
         uint64_t last = 0;
         tw__proto_decode_goodbye(f.payload, f.payload_len, PROTO_VERSION,
                                  &last);
-        tw__proto_put_ack(&out, PROTO_VERSION, last + 1);
+        proto_ack a = {last + 1, 0};
+        tw__proto_put_ack(&out, PROTO_VERSION, &a);
       }
       at += f.frame_len;
     }
@@ -736,11 +743,68 @@ static void *fixed_rate_main(void *arg) {
   return NULL;
 }
 
+/* A real collector for the rate rows (TASKWATCH_BIN, on a store in dir),
+ * as a server has one: it acks after its commits and advises the agent
+ * how long it may hold its events (protocol version 6), where the sink
+ * acks every frame at once and advises nothing. */
+typedef struct real_collector {
+  pid_t pid;
+  char db[200];
+  char path[200];
+  char url[210];
+} real_collector;
+
+static int collector_start(real_collector *c, const char *dir) {
+  snprintf(c->db, sizeof(c->db), "%s/rate.db", dir);
+  snprintf(c->path, sizeof(c->path), "%s/collector.sock", dir);
+  snprintf(c->url, sizeof(c->url), "unix:%s", c->path);
+  if (strlen(c->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    return -1;
+  char *args[] = {"taskwatch", "collector",   "--db", c->db, "--listen",
+                  c->url,      "--log-level", "warn", NULL};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  int rc = posix_spawn(&c->pid, TASKWATCH_BIN, &fa, NULL, args, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0)
+    return -1;
+  struct sockaddr_un a = {0};
+  a.sun_family = AF_UNIX;
+  memcpy(a.sun_path, c->path, strlen(c->path) + 1);
+  for (int i = 0; i < 1000; i++) { /* 10 s */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+      close(fd);
+    if (ok)
+      return 0;
+    if (waitpid(c->pid, NULL, WNOHANG) == c->pid)
+      return -1;
+    poll(NULL, 0, 10);
+  }
+  kill(c->pid, SIGKILL);
+  waitpid(c->pid, NULL, 0);
+  return -1;
+}
+
+static void collector_stop(real_collector *c) {
+  kill(c->pid, SIGTERM);
+  waitpid(c->pid, NULL, 0);
+  const char *suffix[] = {"", "-wal", "-shm"};
+  for (int i = 0; i < 3; i++) {
+    char p[220];
+    snprintf(p, sizeof(p), "%s%s", c->db, suffix[i]);
+    unlink(p);
+  }
+}
+
 /* The sender's CPU time over the events it sent while one thread records
  * batches at a fixed rate for RATE_MS, at the default budget: the
  * sender's cost inside a server, where it wakes, drains, writes and reads
- * acks for a trickle of events rather than a flood. */
-static void report_rate(const char *url, unsigned per_s) {
+ * acks for a trickle of events rather than a flood. `key` names the
+ * collector in the row: "" for the real one, "_sink" for the sink. */
+static void report_rate(const char *url, unsigned per_s, const char *key) {
   sender_threads st;
   tw_agent *agent = start_agent(url, 0, &st);
   if (agent == NULL)
@@ -757,13 +821,13 @@ static void report_rate(const char *url, unsigned per_s) {
   uint64_t cpu1 = sender_cpu_ns(&st);
   tw_agent_get_stats(agent, &after);
   uint64_t sent = after.sent - before.sent;
-  printf("sender_rate_%u_batches_per_s_events_sent: %llu\n", per_s,
+  printf("sender_rate_%u_batches_per_s%s_events_sent: %llu\n", per_s, key,
          (unsigned long long)sent);
-  printf("sender_rate_%u_batches_per_s_dropped: %llu\n", per_s,
+  printf("sender_rate_%u_batches_per_s%s_dropped: %llu\n", per_s, key,
          (unsigned long long)(after.dropped - before.dropped));
-  printf("sender_rate_%u_batches_per_s_cpu_ns_per_event: %.1f\n", per_s,
+  printf("sender_rate_%u_batches_per_s%s_cpu_ns_per_event: %.1f\n", per_s, key,
          sent ? (double)(cpu1 - cpu0) / (double)sent : 0.0);
-  printf("sender_rate_%u_batches_per_s_cpu_us_per_s: %.1f\n", per_s,
+  printf("sender_rate_%u_batches_per_s%s_cpu_us_per_s: %.1f\n", per_s, key,
          (double)(cpu1 - cpu0) / 1e3 / (RATE_MS / 1000.0));
   fflush(stdout);
   tw_agent_free(agent);
@@ -935,10 +999,21 @@ int main(int argc, char **argv) {
   printf("clock_source_end: %s\n", tw_clock_source());
   tw_agent_free(agent);
   report_wakeup();
+  real_collector rc;
+  int real = collector_start(&rc, s.dir) == 0;
+  printf("sender_rate_collector: %s\n",
+         real ? "taskwatch collector (" TASKWATCH_BIN ")"
+              : "unavailable, rows against the sink only");
   const unsigned rates[] = {1000, 5000, 20000};
-  for (size_t k = 0; k < 3; k++)
-    if (only_rate == 0 || only_rate == rates[k])
-      report_rate(s.url, rates[k]);
+  for (size_t k = 0; k < 3; k++) {
+    if (only_rate != 0 && only_rate != rates[k])
+      continue;
+    if (real)
+      report_rate(rc.url, rates[k], "");
+    report_rate(s.url, rates[k], "_sink");
+  }
+  if (real)
+    collector_stop(&rc);
   print_load("loadavg_end");
   fclose(log);
   unlink(logpath);

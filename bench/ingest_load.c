@@ -133,10 +133,10 @@ static void read_acks(load_agent *g, int block, uint64_t until) {
   for (;;) {
     proto_frame f;
     while (tw__proto_frame_next(g->rbuf, g->rlen, 0, &f) == 0) {
-      uint64_t v;
+      proto_ack a;
       if (f.type == PROTO_ACK &&
-          tw__proto_decode_ack(f.payload, f.payload_len, version, &v) == 0)
-        g->acked = v;
+          tw__proto_decode_ack(f.payload, f.payload_len, version, &a) == 0)
+        g->acked = a.next_seq;
       else if (f.type == PROTO_ERROR)
         fprintf(stderr, "ingest_load: collector sent ERROR\n");
       memmove(g->rbuf, g->rbuf + f.frame_len, g->rlen - f.frame_len);

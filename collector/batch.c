@@ -226,3 +226,10 @@ int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
   int full = early || b->flush_wanted || b->events >= BATCH_FULL_EVENTS;
   return (full ? flush_ms : BATCH_IDLE_FACTOR * flush_ms) - age_ms;
 }
+
+int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms) {
+  if (events_per_s * (double)flush_ms >= BATCH_FULL_EVENTS * 1000.0)
+    return 0;
+  int64_t hold = BATCH_HOLD_FACTOR * flush_ms;
+  return hold < PROTO_HOLD_MAX_MS ? hold : PROTO_HOLD_MAX_MS;
+}

@@ -219,4 +219,16 @@ size_t wbatch_bytes(const wbatch *b);
 int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
                               int64_t flush_ms, int early);
 
+/* The hold_ms the ACKs advise (protocol version 6, docs/protocol.md): how
+ * long an agent may keep its new events before writing them. While the
+ * collector takes fewer than BATCH_FULL_EVENTS events per flush_ms in
+ * all (events_per_s over about the last second), most of its batches wait
+ * BATCH_IDLE_FACTOR times flush_ms, so an agent that writes every
+ * BATCH_HOLD_FACTOR times flush_ms gets its events committed about as
+ * soon, for a third of the wakeups of its sender or fewer; past that rate
+ * the batches commit every flush_ms, the event-to-commit target applies,
+ * and the advice is 0 (the agent's own pace). */
+#define BATCH_HOLD_FACTOR 2
+int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms);
+
 #endif /* TW_COLLECTOR_BATCH_H */

@@ -155,6 +155,13 @@ struct server {
    * is committed then even if it is empty; 0: none held. */
   int64_t held_due_ms;
   int after_full; /* the last batch handed to the writer was full (batch.h) */
+  /* The events handed to the writer since rate_since_ms, and the rate
+   * of the last window of about a second: what the acks' hold_ms comes
+   * from (wbatch_hold_ms()). */
+  int64_t rate_since_ms;
+  uint64_t rate_events;
+  double events_per_s;
+  uint32_t ack_hold_ms; /* the hold_ms of the acks being sent */
   int64_t last_prune_ms;
   size_t buffered; /* receive buffer bytes beyond READ_CHUNK each */
   int paused;
@@ -364,10 +371,11 @@ static void conn_refuse(conn *c, enum guard_counter which, const char *reason,
 
 static void send_ack(void *conn_ptr, uint64_t next_seq, void *arg) {
   conn *c = conn_ptr;
-  (void)arg;
+  const server *s = arg;
   proto_buf b;
   tw__proto_buf_init(&b);
-  tw__proto_put_ack(&b, c->version, next_seq);
+  proto_ack a = {next_seq, s->ack_hold_ms};
+  tw__proto_put_ack(&b, c->version, &a);
   if (!tw__proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
   tw__proto_buf_fini(&b);
@@ -818,6 +826,23 @@ static void on_flush_timer(uv_timer_t *t) {
   maybe_flush(t->data);
 }
 
+/* Counts a batch of `events` handed to the writer at now (ms) into the
+ * ingest rate, and sets the hold_ms of the acks from the rate of the
+ * last whole window of at least a second. */
+#define RATE_WINDOW_MS 1000
+static void count_rate(server *s, int64_t now, size_t events) {
+  if (s->rate_since_ms == 0)
+    s->rate_since_ms = now;
+  s->rate_events += events;
+  int64_t span = now - s->rate_since_ms;
+  if (span < RATE_WINDOW_MS)
+    return;
+  s->events_per_s = (double)s->rate_events * 1000.0 / (double)span;
+  s->ack_hold_ms = (uint32_t)wbatch_hold_ms(s->events_per_s, s->cfg->flush_ms);
+  s->rate_since_ms = now;
+  s->rate_events = 0;
+}
+
 /* Hands the filling batch to the writer when the writer is idle and the
  * batch is old or big enough; pauses reading when it is too big. */
 static void maybe_flush(server *s) {
@@ -856,6 +881,7 @@ static void maybe_flush(server *s) {
   s->batch_since_ms = 0;
   s->held_due_ms = 0;
   s->after_full = b->events >= BATCH_FULL_EVENTS;
+  count_rate(s, now, b->events);
   wbatch *next = ingest_take(s->in);
   export_submit(s->exports, next);
   writer_submit(s->writer, next);
@@ -1334,6 +1360,8 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   hist_init(&s->latency);
   memset(summary, 0, sizeof(*summary));
   s->cfg = cfg;
+  /* No rate measured yet: what an idle collector advises. */
+  s->ack_hold_ms = (uint32_t)wbatch_hold_ms(0, cfg->flush_ms);
   s->summary = summary;
   s->tokens = cfg->tokens;
   s->tls = cfg->tls;

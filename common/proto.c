@@ -34,9 +34,6 @@ const char *tw__proto_strerror(int result) {
 typedef struct goodbye_msg {
   uint64_t last_seq;
 } goodbye_msg;
-typedef struct ack_msg {
-  uint64_t next_seq;
-} ack_msg;
 typedef struct error_msg {
   proto_str reason;
 } error_msg;
@@ -57,7 +54,7 @@ GEN_MESSAGE(GOODBYE, goodbye_msg, PROTO_FIELDS_GOODBYE)
 GEN_MESSAGE(FLUSH, goodbye_msg, PROTO_FIELDS_FLUSH)
 GEN_MESSAGE(EVENTS, events_msg, PROTO_FIELDS_EVENTS)
 GEN_MESSAGE(WELCOME, proto_welcome, PROTO_FIELDS_WELCOME)
-GEN_MESSAGE(ACK, ack_msg, PROTO_FIELDS_ACK)
+GEN_MESSAGE(ACK, proto_ack, PROTO_FIELDS_ACK)
 GEN_MESSAGE(ERROR, error_msg, PROTO_FIELDS_ERROR)
 GEN_MESSAGE(CHALLENGE, text_msg, PROTO_FIELDS_CHALLENGE)
 GEN_MESSAGE(PROOF, text_msg, PROTO_FIELDS_PROOF)
@@ -365,7 +362,21 @@ void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w) {
     frame_close(b, store_WELCOME(store_U16(p, m.version, 0), &m, m.version));
 }
 
-/* ACK, GOODBYE and FLUSH carry one sequence number each, CHALLENGE and
+void tw__proto_put_ack(proto_buf *b, uint16_t version, const proto_ack *a) {
+  uint8_t *p = frame_open(b, PROTO_ACK, exact_ACK(a, version));
+  if (p != NULL)
+    frame_close(b, store_ACK(p, a, version));
+}
+
+int tw__proto_decode_ack(const uint8_t *p, size_t n, uint16_t version,
+                         proto_ack *out) {
+  cursor cur = {p, p + n, 0, 0, 0};
+  memset(out, 0, sizeof(*out));
+  get_ACK(&cur, out, version);
+  return verdict(&cur, 1);
+}
+
+/* GOODBYE and FLUSH carry one sequence number each, CHALLENGE and
  * PROOF one string: their encoder and decoder, for message NAME in struct TYPE whose
  * one field is `member`, of C type FTYPE. */
 #define ONE_FIELD_MESSAGE(NAME, TYPE, name, FTYPE, member)                     \
@@ -384,7 +395,6 @@ void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w) {
     *member = m.member;                                                        \
     return verdict(&cur, 1);                                                   \
   }
-ONE_FIELD_MESSAGE(ACK, ack_msg, ack, uint64_t, next_seq)
 ONE_FIELD_MESSAGE(GOODBYE, goodbye_msg, goodbye, uint64_t, last_seq)
 ONE_FIELD_MESSAGE(FLUSH, goodbye_msg, flush, uint64_t, last_seq)
 ONE_FIELD_MESSAGE(CHALLENGE, text_msg, challenge, proto_str, text)

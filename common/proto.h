@@ -32,7 +32,7 @@
 #include "limit.h"
 
 #define PROTO_VERSION_MIN 1 /* the oldest version this code speaks */
-#define PROTO_VERSION 5     /* the newest */
+#define PROTO_VERSION 6     /* the newest */
 #define PROTO_MAGIC 0x31505754u
 #define PROTO_HEADER_SIZE 6 /* u32 length + u16 type */
 #define PROTO_INSTANCE_SIZE 16
@@ -105,7 +105,15 @@
   F(U64, next_seq, next_seq, 0, UINT64_MAX, 1)                                 \
   F(U32, max_frame, max_frame, 0, UINT32_MAX, 1)
 
-#define PROTO_FIELDS_ACK(F) F(U64, next_seq, next_seq, 0, UINT64_MAX, 1)
+/* ACK (hold_ms from version 6): every event before next_seq is committed;
+ * hold_ms is how long the agent may keep new events before it writes
+ * them (0: as its own pace has it). The collector says so when its
+ * transactions are far apart anyway (docs/protocol.md, "ACK"). */
+#define PROTO_HOLD_SINCE 6
+#define PROTO_HOLD_MAX_MS 60000
+#define PROTO_FIELDS_ACK(F)                                                    \
+  F(U64, next_seq, next_seq, 0, UINT64_MAX, 1)                                 \
+  F(U32, hold_ms, hold_ms, 0, PROTO_HOLD_MAX_MS, 6)
 
 /* Proof of instance ownership (version 2): the collector may answer a
  * HELLO that carries a key with CHALLENGE; the agent answers PROOF, its
@@ -233,6 +241,12 @@ typedef struct proto_welcome {
   uint32_t max_frame;
 } proto_welcome;
 
+/* An ACK. */
+typedef struct proto_ack {
+  uint64_t next_seq;
+  uint32_t hold_ms; /* 0 below PROTO_HOLD_SINCE */
+} proto_ack;
+
 /* One decoded event; which fields are meaningful depends on kind (the
  * tables above name them). Strings point into the frame they were decoded
  * from. */
@@ -298,7 +312,7 @@ int tw__proto_decode_hello(const uint8_t *p, size_t n, proto_hello *out);
  * out->version filled. */
 int tw__proto_decode_welcome(const uint8_t *p, size_t n, proto_welcome *out);
 int tw__proto_decode_ack(const uint8_t *p, size_t n, uint16_t version,
-                         uint64_t *next_seq);
+                         proto_ack *out);
 int tw__proto_decode_goodbye(const uint8_t *p, size_t n, uint16_t version,
                              uint64_t *last_seq);
 int tw__proto_decode_flush(const uint8_t *p, size_t n, uint16_t version,
@@ -393,7 +407,7 @@ static inline int tw__proto_buf_failed(const proto_buf *b) {
  * agreed. */
 void tw__proto_put_hello(proto_buf *b, const proto_hello *h);
 void tw__proto_put_welcome(proto_buf *b, const proto_welcome *w);
-void tw__proto_put_ack(proto_buf *b, uint16_t version, uint64_t next_seq);
+void tw__proto_put_ack(proto_buf *b, uint16_t version, const proto_ack *a);
 void tw__proto_put_goodbye(proto_buf *b, uint16_t version, uint64_t last_seq);
 void tw__proto_put_flush(proto_buf *b, uint16_t version, uint64_t last_seq);
 void tw__proto_put_error(proto_buf *b, const char *reason);

@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'integration'))
-from test_collector_util import (HELLO, MAGIC, batch_events,  # noqa
+from test_collector_util import (ACK, HELLO, MAGIC, batch_events,  # noqa
                                  compact_events, ev_drop, ev_health,
                                  ev_string, events, flush, frame, goodbye,
                                  hello, s16)
@@ -39,16 +39,20 @@ def main(out):
         'newer-hello': b'\1' + newer_hello(1) + events(1, evs[:5]),
         'refused-hello': b'\1' + newer_hello(2) + events(1, evs[:5]),
         # Version 4's compact events, after the synthetic HELLO and after
-        # one of an agent of 1..6 (welcomed at 5, its own fields skipped).
+        # one of an agent of 1..7 (welcomed at 6, its own fields skipped).
         'compact': b'\0' + compact_events(1, evs) + goodbye(len(evs)),
         'compact-hello': b'\1' + frame(
-            HELLO, struct.pack('<IHH', MAGIC, 6, 1) + b'\3' * 16 +
+            HELLO, struct.pack('<IHH', MAGIC, 7, 1) + b'\3' * 16 +
             struct.pack('<Iq', 1, 0) + s16(b'svc') + s16(b'host') +
-            s16(b'') + s16(b'') + b'fields of version 6') +
+            s16(b'') + s16(b'') + b'fields of version 7') +
         compact_events(1, evs[:7]) + compact_events(8, evs[7:]),
         # Version 5's FLUSH after part of the events, then the rest.
         'flush': b'\0' + compact_events(1, evs[:7]) + flush(7) +
         compact_events(8, evs[7:]) + goodbye(len(evs)),
+        # ACKs as the agent reads them: version 6's with hold_ms, and one
+        # of an older version (every frame is decoded as each message).
+        'ack': b'\0' + frame(ACK, struct.pack('<QI', 9, 100)) +
+        frame(ACK, struct.pack('<Q', 9)) + compact_events(1, evs[:3]),
     }
     for name, data in seeds.items():
         with open(os.path.join(out, name), 'wb') as f:

@@ -132,20 +132,22 @@ def run(col):
     check('reason="sequence gap"' in col.log(), 'logged reason')
     b.close()
 
-    # A newer agent (versions 1 to 6) whose HELLO grew fields of its own
-    # after version 5's (an empty key: no proof) is welcomed at version 5,
+    # A newer agent (versions 1 to 7) whose HELLO grew fields of its own
+    # after version 6's (an empty key: no proof) is welcomed at version 6,
     # the newest both speak, and stored as usual; its events come in the
-    # compact encoding of version 4 on.
+    # compact encoding of version 4 on, and its ACKs carry version 6's
+    # hold_ms: an idle collector at the default --flush-ms (50 ms) lets an
+    # agent keep its events twice that.
     c = FakeAgent(col.url, service=b'newer')
     c.sock = connect(col.url)
-    c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 6, 1) +
+    c.sock.sendall(frame(HELLO, struct.pack('<IHH', MAGIC, 7, 1) +
                          c.instance + struct.pack('<Iq', 7, t1 - 10**6) +
                          s16(b'newer') + s16(b'host') + s16(b'') +
-                         s16(b'') + b'fields of version 6'))
+                         s16(b'') + b'fields of version 7'))
     ftype, payload = read_frame(c.sock)
     check(ftype == WELCOME, 'newer agent welcomed: %r %r' % (ftype, payload))
     version, c.next_seq, _ = struct.unpack('<HQI', payload)
-    check(version == 5, 'version chosen %r' % version)
+    check(version == 6, 'version chosen %r' % version)
     c.acked = c.next_seq
     # Times on both sides of the frame's base_time (the first event's).
     evs = [ev_string(t1, 1, b'y'), ev_batch(t1 - 1500, 1, 1),
@@ -156,6 +158,7 @@ def run(col):
     # Version 5's FLUSH: the agent waits for these events' ack.
     c.sock.sendall(flush(c.next_seq - 1))
     c.wait_ack()
+    check(c.hold_ms == 100, 'hold_ms %r' % c.hold_ms)
     c.goodbye()
     check(col.query("SELECT pid, events FROM agents WHERE service = 'newer'")
           == [(7, 4)], 'newer agent stored')

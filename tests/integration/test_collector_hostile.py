@@ -53,7 +53,7 @@ def corpus():
         ('events-first', events(1, [s]), 'expected HELLO first'),
         ('bad-magic', bytes(bad_magic), 'bad handshake magic'),
         ('bad-version', bad_version,
-         'unsupported protocol version: agent speaks 9..9, collector 1..5'),
+         'unsupported protocol version: agent speaks 9..9, collector 1..6'),
         ('truncated-hello', trunc_hello, 'payload ends inside a field'),
         ('trailing-hello', trailing, 'payload has trailing bytes'),
         ('unknown-kind', good_hello() + events(1, [struct.pack('<Bq', 77, 1) +
@@ -161,7 +161,7 @@ def run(col):
     # Each peer got its own reason in an ERROR frame before the close.
     for name, want in (('max-hello', b'authentication failed'),
                        ('big-before-hello', b'limit for a HELLO'),
-                       ('bad-version', b'agent speaks 9..9, collector 1..5')):
+                       ('bad-version', b'agent speaks 9..9, collector 1..6')):
         got = results.get(name, (False, 0, b''))[2]
         check(isinstance(got, bytes) and want in got,
               '%s: ERROR frame says %r (%r)' % (name, want, got))

@@ -185,6 +185,8 @@ class FakeAgent:
         self.sock = None
         self.next_seq = None
         self.acked = 0
+        # The last ACK's hold_ms (version 6 on; None before).
+        self.hold_ms = None
 
     def connect(self):
         self.sock = connect(self.url)
@@ -212,7 +214,9 @@ class FakeAgent:
             if ftype != ACK:
                 raise RuntimeError('expected ACK, got %d %r' %
                                    (ftype, payload))
-            self.acked = struct.unpack('<Q', payload)[0]
+            self.acked = struct.unpack_from('<Q', payload)[0]
+            if len(payload) >= 12:
+                self.hold_ms = struct.unpack_from('<I', payload, 8)[0]
         return self.acked
 
     def goodbye(self):

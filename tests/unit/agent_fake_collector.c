@@ -25,6 +25,7 @@ typedef struct client {
   uint8_t *buf;
   size_t len;
   size_t cap;
+  uint16_t version; /* welcomed at */
 } client;
 
 struct fake_collector {
@@ -46,6 +47,7 @@ struct fake_collector {
   uint64_t hangups;
   char refusal[128]; /* "" when not refusing */
   uint16_t welcome_version;
+  uint32_t ack_hold_ms; /* the hold_ms of its acks (version 6) */
 };
 
 static int listen_at(const char *path) {
@@ -78,9 +80,11 @@ static void send_ack(fake_collector *fc, client *c, uint64_t next_seq,
   tw__proto_buf_init(&b);
   if (type == PROTO_WELCOME) {
     proto_welcome w = {fc->welcome_version, next_seq, PROTO_FRAME_MAX};
+    c->version = w.version ? w.version : PROTO_VERSION;
     tw__proto_put_welcome(&b, &w);
   } else {
-    tw__proto_put_ack(&b, PROTO_VERSION, next_seq);
+    proto_ack a = {next_seq, fc->ack_hold_ms};
+    tw__proto_put_ack(&b, c->version, &a);
   }
   send_all(c->fd, &b);
   tw__proto_buf_fini(&b);
@@ -181,6 +185,7 @@ static bool handle_events(fake_collector *fc, client *c, const proto_frame *f) {
   }
   if (rc != 1)
     return false;
+  in->frames++;
   if (!fc->hold)
     commit_and_ack(fc, c);
   return true;
@@ -440,6 +445,12 @@ void fake_hold_acks(fake_collector *fc, bool hold) {
 void fake_refuse(fake_collector *fc, const char *reason) {
   pthread_mutex_lock(&fc->mu);
   snprintf(fc->refusal, sizeof(fc->refusal), "%s", reason ? reason : "");
+  pthread_mutex_unlock(&fc->mu);
+}
+
+void fake_ack_hold(fake_collector *fc, uint32_t hold_ms) {
+  pthread_mutex_lock(&fc->mu);
+  fc->ack_hold_ms = hold_ms;
   pthread_mutex_unlock(&fc->mu);
 }
 

@@ -52,6 +52,7 @@ typedef struct fake_instance {
   uint64_t duplicates; /* events received again (resends), ignored */
   uint64_t gaps;       /* frames that skipped sequence numbers */
   unsigned flushes;    /* FLUSH frames (version 5) */
+  unsigned frames;     /* EVENTS frames that decoded */
   uint64_t flush_last_seq; /* the last FLUSH's last_seq */
   uint64_t flush_received; /* the events received when it came */
   char *strings[FAKE_MAX_STRINGS];
@@ -84,6 +85,8 @@ void fake_hold_acks(fake_collector *fc, bool hold);
 void fake_refuse(fake_collector *fc, const char *reason);
 /* WELCOME names this protocol version (0: PROTO_VERSION). */
 void fake_welcome_version(fake_collector *fc, uint16_t version);
+/* The hold_ms its acks advise from now on (0, the default: none). */
+void fake_ack_hold(fake_collector *fc, uint32_t hold_ms);
 /* Connections that the agent's side ended, since the start. Lock held. */
 uint64_t fake_hangups(fake_collector *fc);
 

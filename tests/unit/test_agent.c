@@ -2046,6 +2046,55 @@ static void flush_says_so_from_version_5(void **state) {
   }
 }
 
+static uint64_t ms_since(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)((t.tv_sec - t0->tv_sec) * 1000 +
+                    (t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+/* A collector whose ACKs advise a hold (version 6, 100 ms here) gets the
+ * events of a steady trickle written that far apart, not PACE_FLOW_MS
+ * (30 ms) apart: at a batch a millisecond for 1.5 s, fewer EVENTS frames
+ * than one per 60 ms of the time it took (about one per 100 ms; the
+ * sender's own pace would write about one per 30). A loaded machine only
+ * spaces the writes further. Every event still arrives. */
+static void ack_hold_spaces_the_writes(void **state) {
+  (void)state;
+  fake_collector *fc = fake_start();
+  fake_ack_hold(fc, 100);
+  tw_agent *a = agent_to(fake_url(fc), 0, 10000);
+  tw_id batch;
+  assert_int_equal(tw_batch_begin(a, "held", &batch), 0);
+  size_t two = 2; /* the label's STRING, the BATCH: acked, so advised */
+  assert_true(fake_wait(fc, got_events, &two, 20000));
+  assert_int_equal(tw_agent_flush(a, 10000), 0);
+  fake_lock(fc);
+  unsigned before = fake_instance_at(fc, 0)->frames;
+  fake_unlock(fc);
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  size_t recorded = 2;
+  while (ms_since(&t0) < 1500) {
+    assert_int_equal(tw_batch_begin(a, "held", &batch), 0);
+    recorded++;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  fake_lock(fc);
+  unsigned frames = fake_instance_at(fc, 0)->frames - before;
+  fake_unlock(fc);
+  uint64_t elapsed = ms_since(&t0);
+  printf("hold 100 ms: %u EVENTS frames in %llu ms\n", frames,
+         (unsigned long long)elapsed);
+  assert_true(frames >= 1);
+  assert_true(frames < elapsed / 60);
+  assert_int_equal(tw_agent_flush(a, 10000), 0);
+  assert_true(fake_wait(fc, got_events, &recorded, 20000));
+  tw_agent_free(a);
+  fake_free(fc);
+}
+
 static void shutdown_is_bounded_without_collector(void **state) {
   (void)state;
   tw_agent *a = agent_to("tcp://127.0.0.1:1", 0, 200);
@@ -2262,6 +2311,7 @@ int main(void) {
       cmocka_unit_test(fork_child_releases_the_parent_connection),
       cmocka_unit_test(refusals_are_kept),
       cmocka_unit_test(flush_says_so_from_version_5),
+      cmocka_unit_test(ack_hold_spaces_the_writes),
       cmocka_unit_test(shutdown_is_bounded_without_collector),
       cmocka_unit_test(config_and_errors),
       cmocka_unit_test(tracing_off_runs_batches_and_records_nothing),

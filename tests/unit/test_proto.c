@@ -100,7 +100,10 @@ static void control_frames_round_trip(void **state) {
   tw__proto_buf_init(&b);
   proto_welcome w = {PROTO_VERSION, 77, 65536};
   tw__proto_put_welcome(&b, &w);
-  tw__proto_put_ack(&b, PROTO_VERSION, 1234567890123ULL);
+  proto_ack ack = {1234567890123ULL, 100};
+  tw__proto_put_ack(&b, PROTO_VERSION, &ack);
+  proto_ack ack5 = {42, 100};
+  tw__proto_put_ack(&b, PROTO_HOLD_SINCE - 1, &ack5);
   tw__proto_put_goodbye(&b, PROTO_VERSION, 99);
   tw__proto_put_flush(&b, PROTO_VERSION, 98);
   tw__proto_put_error(&b, "bad token");
@@ -118,11 +121,31 @@ static void control_frames_round_trip(void **state) {
   left -= f.frame_len;
 
   uint64_t v;
+  proto_ack ad;
   assert_int_equal(tw__proto_frame_next(p, left, 0, &f), 0);
   assert_int_equal(f.type, PROTO_ACK);
   assert_int_equal(
-      tw__proto_decode_ack(f.payload, f.payload_len, PROTO_VERSION, &v), 0);
-  assert_true(v == 1234567890123ULL);
+      tw__proto_decode_ack(f.payload, f.payload_len, PROTO_VERSION, &ad), 0);
+  assert_true(ad.next_seq == 1234567890123ULL);
+  assert_int_equal(ad.hold_ms, 100);
+  /* Before version 6 it has no hold_ms: its four bytes are left over. */
+  assert_int_equal(tw__proto_decode_ack(f.payload, f.payload_len,
+                                        PROTO_HOLD_SINCE - 1, &ad),
+                   PROTO_E_TRAILING);
+  p += f.frame_len;
+  left -= f.frame_len;
+
+  /* Encoded at version 5, the hold is left out; read at 6 it is missing. */
+  assert_int_equal(tw__proto_frame_next(p, left, 0, &f), 0);
+  assert_int_equal(f.type, PROTO_ACK);
+  assert_int_equal(f.payload_len, 8);
+  assert_int_equal(tw__proto_decode_ack(f.payload, f.payload_len,
+                                        PROTO_HOLD_SINCE - 1, &ad),
+                   0);
+  assert_true(ad.next_seq == 42 && ad.hold_ms == 0);
+  assert_int_not_equal(tw__proto_decode_ack(f.payload, f.payload_len,
+                                            PROTO_HOLD_SINCE, &ad),
+                       0);
   p += f.frame_len;
   left -= f.frame_len;
 
@@ -1099,9 +1122,10 @@ static void sizes_follow_the_table(void **state) {
   assert_int_equal(tw__proto_decode_hello(f.payload, f.payload_len, &d), 0);
   assert_int_equal(d.service.len, PROTO_IDENT_MAX);
   tw__proto_buf_reset(&b);
-  tw__proto_put_ack(&b, PROTO_VERSION, 1);
+  proto_ack one = {1, PROTO_HOLD_MAX_MS};
+  tw__proto_put_ack(&b, PROTO_VERSION, &one);
   assert_int_equal(b.len, tw__proto_frame_max(PROTO_ACK, PROTO_VERSION));
-  assert_int_equal(b.len, PROTO_HEADER_SIZE + 8);
+  assert_int_equal(b.len, PROTO_HEADER_SIZE + 8 + 4);
   tw__proto_buf_reset(&b);
   tw__proto_put_goodbye(&b, PROTO_VERSION, 1);
   assert_int_equal(b.len, tw__proto_frame_max(PROTO_GOODBYE, PROTO_VERSION));

@@ -372,47 +372,84 @@ static void recode_keeps_events(void **state) {
 static void pace_follows_rate_and_fill(void **state) {
   (void)state;
   pace p = {0};
-  assert_int_equal(tw__pace_next(&p, 1000, 0, 0), PACE_MAX_MS);
-  assert_int_equal(tw__pace_next(&p, 1050, 0, 0), PACE_MAX_MS);
+  assert_int_equal(tw__pace_next(&p, 1000, 0, 0, 0), PACE_MAX_MS);
+  assert_int_equal(tw__pace_next(&p, 1050, 0, 0, 0), PACE_MAX_MS);
   /* 1,000 records a ms: PACE_BATCH of them take about 8 ms. */
-  unsigned w = tw__pace_next(&p, 1060, 10000, 0.01);
+  unsigned w = tw__pace_next(&p, 1060, 10000, 0.01, 0);
   assert_int_equal(w, (unsigned)(PACE_BATCH / 1000));
   /* The same rate with a ring 10% full after 10 ms: the fill bounds the
    * wait below PACE_BATCH's (12.5% in 12.5 ms is the limit). */
   pace q = {0};
-  tw__pace_next(&q, 1000, 0, 0);
-  assert_int_equal(tw__pace_next(&q, 1010, 100, 0.1),
+  tw__pace_next(&q, 1000, 0, 0, 0);
+  assert_int_equal(tw__pace_next(&q, 1010, 100, 0.1, 0),
                    (unsigned)(10 * PACE_FILL / 0.1));
   /* Past PACE_LIVE_RATE, PACE_LIVE_MS apart at most, however few records
    * that is; below it, PACE_FLOW_MS while records come. */
   pace live = {0}, slow = {0};
-  tw__pace_next(&live, 1000, 0, 0);
-  tw__pace_next(&slow, 1000, 0, 0);
-  assert_int_equal(
-      tw__pace_next(&live, 1010, (uint64_t)(10 * 2 * PACE_LIVE_RATE), 0.0001),
-      PACE_LIVE_MS);
-  assert_int_equal(
-      tw__pace_next(&slow, 1010, (uint64_t)(10 * PACE_LIVE_RATE / 2), 0.0001),
-      PACE_FLOW_MS);
+  tw__pace_next(&live, 1000, 0, 0, 0);
+  tw__pace_next(&slow, 1000, 0, 0, 0);
+  assert_int_equal(tw__pace_next(&live, 1010,
+                                 (uint64_t)(10 * 2 * PACE_LIVE_RATE), 0.0001,
+                                 0),
+                   PACE_LIVE_MS);
+  assert_int_equal(tw__pace_next(&slow, 1010,
+                                 (uint64_t)(10 * PACE_LIVE_RATE / 2), 0.0001,
+                                 0),
+                   PACE_FLOW_MS);
   /* A ring past PACE_FILL_NOW: at once. */
-  assert_int_equal(tw__pace_next(&q, 1011, 100, PACE_FILL_NOW + 0.01), 0);
+  assert_int_equal(tw__pace_next(&q, 1011, 100, PACE_FILL_NOW + 0.01, 0), 0);
   /* A low rate: never more than PACE_FLOW_MS while records come (4 in
    * 50 ms, a few events a second), PACE_MAX_MS once a drain takes none;
    * never less than the least. */
   pace r = {0};
-  tw__pace_next(&r, 1000, 0, 0);
-  assert_int_equal(tw__pace_next(&r, 1050, 4, 0.0001), PACE_FLOW_MS);
+  tw__pace_next(&r, 1000, 0, 0, 0);
+  assert_int_equal(tw__pace_next(&r, 1050, 4, 0.0001, 0), PACE_FLOW_MS);
   pace idle = r;
-  assert_int_equal(tw__pace_next(&idle, 1080, 0, 0), PACE_MAX_MS);
-  assert_true(tw__pace_next(&r, 1051, 100000, 0) >= PACE_MIN_MS);
+  assert_int_equal(tw__pace_next(&idle, 1080, 0, 0, 0), PACE_MAX_MS);
+  assert_true(tw__pace_next(&r, 1051, 100000, 0, 0) >= PACE_MIN_MS);
   /* The rate falls slowly: 100,000 records a ms, then none for 10 ms
    * (the wait stays short), then none for seconds (it is forgotten). */
   double high = r.rate;
-  assert_true(tw__pace_next(&r, 1061, 0, 0) <= PACE_MIN_MS);
+  assert_true(tw__pace_next(&r, 1061, 0, 0, 0) <= PACE_MIN_MS);
   assert_true(r.rate >= high * (1 - 10 / PACE_DECAY_MS) - 1);
-  assert_int_equal(tw__pace_next(&r, 1061 + 2 * PACE_DECAY_MS, 0, 0),
+  assert_int_equal(tw__pace_next(&r, 1061 + 2 * PACE_DECAY_MS, 0, 0, 0),
                    PACE_MAX_MS);
   assert_true(r.rate == 0);
+}
+
+/* The collector's advice (ACK hold_ms, protocol version 6): drains may
+ * come that far apart whatever the rate, up to PACE_MAX_MS, and no
+ * closer than the pace's own rules would have them; the rings' fill and
+ * PACE_BATCH still bound the wait. */
+static void pace_takes_the_collectors_hold(void **state) {
+  (void)state;
+  pace slow = {0}, live = {0}, flood = {0}, full = {0};
+  tw__pace_next(&slow, 1000, 0, 0, 100);
+  assert_int_equal(tw__pace_next(&slow, 1010,
+                                 (uint64_t)(10 * PACE_LIVE_RATE / 2), 0.0001,
+                                 100),
+                   100);
+  tw__pace_next(&live, 1000, 0, 0, 100);
+  assert_int_equal(tw__pace_next(&live, 1010,
+                                 (uint64_t)(10 * 2 * PACE_LIVE_RATE), 0.0001,
+                                 100),
+                   100);
+  /* More than PACE_MAX_MS is taken as PACE_MAX_MS; less than the pace's
+   * own bound changes nothing. */
+  pace far = slow, near = slow;
+  assert_int_equal(tw__pace_next(&far, 1110, 50, 0.0001, 60000), PACE_MAX_MS);
+  assert_int_equal(tw__pace_next(&near, 1110, 50, 0.0001, 5), PACE_FLOW_MS);
+  /* 1,000 records a ms: PACE_BATCH of them come sooner than the hold. */
+  tw__pace_next(&flood, 1000, 0, 0, 100);
+  assert_int_equal(tw__pace_next(&flood, 1010, 10000, 0.0001, 100),
+                   (unsigned)(PACE_BATCH / 1000));
+  /* A ring filling fast: its fill bounds the wait, and past
+   * PACE_FILL_NOW it is at once. */
+  tw__pace_next(&full, 1000, 0, 0, 100);
+  assert_int_equal(tw__pace_next(&full, 1010, 100, 0.1, 100),
+                   (unsigned)(10 * PACE_FILL / 0.1));
+  assert_int_equal(tw__pace_next(&full, 1011, 100, PACE_FILL_NOW + 0.01, 100),
+                   0);
 }
 
 /* The last chunk (agent/pace.h, tw__pace_hold()): while acks keep up it
@@ -474,6 +511,7 @@ int main(void) {
       cmocka_unit_test(ack_frees_whole_chunks),
       cmocka_unit_test(spares_reuse_the_pool),
       cmocka_unit_test(pace_follows_rate_and_fill),
+      cmocka_unit_test(pace_takes_the_collectors_hold),
       cmocka_unit_test(pace_holds_last_chunk_for_a_near_drain_only),
       cmocka_unit_test(pace_nudge_wakes_once_per_pass),
       cmocka_unit_test(cut_starts_at_the_welcome),
