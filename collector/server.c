@@ -160,7 +160,6 @@ struct server {
    * from (wbatch_hold_ms()). */
   int64_t rate_since_ms;
   uint64_t rate_events;
-  double events_per_s;
   uint32_t ack_hold_ms; /* the hold_ms of the acks being sent */
   int64_t last_prune_ms;
   size_t buffered; /* receive buffer bytes beyond READ_CHUNK each */
@@ -828,17 +827,28 @@ static void on_flush_timer(uv_timer_t *t) {
 
 /* Counts a batch of `events` handed to the writer at now (ms) into the
  * ingest rate, and sets the hold_ms of the acks from the rate of the
- * last whole window of at least a second. */
+ * last whole window of at least RATE_WINDOW_MS. A rate that rises past
+ * the mark is taken sooner, once the window is RATE_RISE_MS old: a
+ * quiet server that turns busy has its agents back at their own pace
+ * within about that (agents that hold 100 ms write bursts that make a
+ * shorter window's rate jump, so not sooner). */
 #define RATE_WINDOW_MS 1000
+#define RATE_RISE_MS 250
 static void count_rate(server *s, int64_t now, size_t events) {
   if (s->rate_since_ms == 0)
     s->rate_since_ms = now;
   s->rate_events += events;
   int64_t span = now - s->rate_since_ms;
-  if (span < RATE_WINDOW_MS)
+  if (span < RATE_RISE_MS)
     return;
-  s->events_per_s = (double)s->rate_events * 1000.0 / (double)span;
-  s->ack_hold_ms = (uint32_t)wbatch_hold_ms(s->events_per_s, s->cfg->flush_ms);
+  double rate = (double)s->rate_events * 1000.0 / (double)span;
+  int64_t hold = wbatch_hold_ms(rate, s->cfg->flush_ms);
+  if (span < RATE_WINDOW_MS) {
+    if (hold == 0)
+      s->ack_hold_ms = 0;
+    return;
+  }
+  s->ack_hold_ms = (uint32_t)hold;
   s->rate_since_ms = now;
   s->rate_events = 0;
 }
@@ -1360,8 +1370,7 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   hist_init(&s->latency);
   memset(summary, 0, sizeof(*summary));
   s->cfg = cfg;
-  /* No rate measured yet: what an idle collector advises. */
-  s->ack_hold_ms = (uint32_t)wbatch_hold_ms(0, cfg->flush_ms);
+  /* No advice (ack_hold_ms 0) until a first window measured the rate. */
   s->summary = summary;
   s->tokens = cfg->tokens;
   s->tls = cfg->tls;
