@@ -36,10 +36,10 @@
  * its commits and advises how long the agent may hold its events
  * (protocol version 6), as a server's collector does; the rows named
  * `_sink` repeat them against the sink, which acks every frame at once
- * and advises nothing (the sender's own pace alone). Before them, thread_wakeup_cpu_us: what one sleep and wakeup
- * of an idle thread costs on the machine, the floor under those rows
- * (the sender wakes at least every PACE_MAX_MS). --sender-only prints
- * these rows alone.
+ * and advises nothing (the sender's own pace alone). Before them,
+ * thread_wakeup_cpu_us: what one sleep and wakeup of an idle thread costs on
+ * the machine, the floor under those rows (the sender wakes at least every
+ * PACE_MAX_MS). --sender-only prints these rows alone.
  *
  * LTTng needs a session daemon and an active session: the benchmark starts
  * `lttng-sessiond` when none runs, creates a private session, enables the
