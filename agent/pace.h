@@ -9,8 +9,9 @@
  * PACE_FILL of its size at the rate it filled since the last drain, and
  * never longer than PACE_FLOW_MS while records come (PACE_LIVE_MS at a
  * high rate), which bounds how late an event reaches the collector, and
- * PACE_MAX_MS while none do. A ring found past PACE_FILL_NOW is drained
- * again at once.
+ * PACE_MAX_MS while none do; a collector's advice (hold_ms, below) may
+ * lengthen the first two up to PACE_MAX_MS. A ring found past
+ * PACE_FILL_NOW is drained again at once.
  *
  * A burst that comes faster than the pace foresaw (after a quiet spell)
  * must not wait for the timer: a recording thread whose ring passes
@@ -58,15 +59,13 @@
  * 15-34 us, against 100-160 ns at 10 drains a second); an idle agent's
  * sender wakes PACE_MAX_MS apart.
  *
- * Both bounds are for a collector that commits often, which is when the
- * event-to-commit target applies (100k events a second in all). A
- * collector that commits far apart anyway (a few hundred ms: fewer than
- * about 80k events a second in all, docs/collector.md "Transactions")
- * says so in its ACKs (hold_ms, protocol version 6): the drains may then
- * come up to that far apart (PACE_MAX_MS at most) whatever the rate,
- * which cuts the sender's wakeups about threefold at a few thousand
- * events a second and tenfold above PACE_LIVE_RATE, and an event reaches
- * the store about as soon. The ring's fill still bounds the wait. */
+ * Both bounds are for a collector whose batches fill soon. One that
+ * takes so few events that its batches wait 250 ms anyway (fewer than
+ * about 16,000 a second from all its agents, docs/collector.md
+ * "Transactions") says so in its ACKs (hold_ms, protocol version 6):
+ * the drains may then come up to that far apart (PACE_MAX_MS at most),
+ * about a third of the wakeups, and an event mostly lands in the batch
+ * it would have. The ring's fill still bounds the wait. */
 #define PACE_FLOW_MS 30u
 
 /* The last chunk of the resend buffer (sender.c) is held back, to take

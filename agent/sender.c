@@ -141,7 +141,7 @@ typedef struct sender {
   pace pace;
   /* How long the collector lets events wait here before they are
    * written, from its last ACK (PROTO_HOLD_SINCE on); 0: the pace's own
-   * bounds. Reset on every connection. */
+   * bounds. Dropped with the connection. */
   unsigned hold_ms;
   uint64_t next_tick_ms; /* when the poll timer fires next (uv_now) */
   bool welcomed_once;
@@ -314,6 +314,7 @@ static void disconnect(sender *s) {
     return;
   if (s->state == CONN_READY)
     s->lost_ms = uv_now(&s->loop);
+  s->hold_ms = 0; /* that collector's advice goes with it */
   set_state(s, CONN_CLOSING);
   uv_timer_stop(&s->retry);
   uv_close(&s->conn.handle, on_conn_closed);
@@ -525,7 +526,6 @@ static void handle_welcome(sender *s, const proto_welcome *w) {
     return;
   }
   uv_timer_stop(&s->retry);
-  s->hold_ms = 0;
   uint64_t before = r->acked;
   tw__resend_ack(r, w->next_seq);
   atomic_fetch_add(&s->count.acked, r->acked - before);

@@ -227,8 +227,10 @@ int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
   return (full ? flush_ms : BATCH_IDLE_FACTOR * flush_ms) - age_ms;
 }
 
-int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms) {
-  if (events_per_s * (double)flush_ms >= BATCH_FULL_EVENTS * 1000.0)
+int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding) {
+  double mark =
+      BATCH_FULL_EVENTS * 1000.0 / (BATCH_IDLE_FACTOR * (double)flush_ms);
+  if (events_per_s >= (holding ? mark : mark * BATCH_HOLD_ENTER))
     return 0;
   int64_t hold = BATCH_HOLD_FACTOR * flush_ms;
   return hold < PROTO_HOLD_MAX_MS ? hold : PROTO_HOLD_MAX_MS;

@@ -220,15 +220,22 @@ int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
                               int64_t flush_ms, int early);
 
 /* The hold_ms the ACKs advise (protocol version 6, docs/protocol.md): how
- * long an agent may keep its new events before writing them. While the
- * collector takes fewer than BATCH_FULL_EVENTS events per flush_ms in
- * all (events_per_s over about the last second), most of its batches wait
- * BATCH_IDLE_FACTOR times flush_ms, so an agent that writes every
- * BATCH_HOLD_FACTOR times flush_ms gets its events committed about as
- * soon, for a third of the wakeups of its sender or fewer; past that rate
- * the batches commit every flush_ms, the event-to-commit target applies,
- * and the advice is 0 (the agent's own pace). */
+ * long an agent may keep its new events before writing them. Only where
+ * that costs little latency: while the collector takes fewer than
+ * BATCH_FULL_EVENTS events per BATCH_IDLE_FACTOR times flush_ms in all
+ * (about 16,000 a second at the default 50 ms), almost every batch waits
+ * that long from its first event, so an event held BATCH_HOLD_FACTOR
+ * times flush_ms (100 ms) more in its agent mostly lands in the batch it
+ * would have, and the agent's sender wakes a third as often. Faster,
+ * batches fill sooner and a hold would delay events by about its length:
+ * no advice (0), the agent's own pace (the event-to-commit target lives
+ * at 100,000 a second). A collector already advising (`holding`) keeps
+ * on up to that rate; one that is not starts below BATCH_HOLD_ENTER of
+ * it, so a rate near the mark does not flip the advice at every
+ * window. events_per_s is the rate of about the last second (server.c,
+ * count_rate()). */
 #define BATCH_HOLD_FACTOR 2
-int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms);
+#define BATCH_HOLD_ENTER 0.75
+int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding);
 
 #endif /* TW_COLLECTOR_BATCH_H */

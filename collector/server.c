@@ -155,11 +155,14 @@ struct server {
    * is committed then even if it is empty; 0: none held. */
   int64_t held_due_ms;
   int after_full; /* the last batch handed to the writer was full (batch.h) */
-  /* The events handed to the writer since rate_since_ms, and the rate
-   * of the last window of about a second: what the acks' hold_ms comes
-   * from (wbatch_hold_ms()). */
-  int64_t rate_since_ms;
-  uint64_t rate_events;
+  /* The events handed to the writer in the current window and in its
+   * current part, since when, and whether a part of it was past the
+   * mark: what the acks' hold_ms comes from (count_rate()). */
+  struct {
+    int64_t since_ms, part_since_ms;
+    uint64_t events, part_events;
+    int busy;
+  } rate;
   uint32_t ack_hold_ms; /* the hold_ms of the acks being sent */
   int64_t last_prune_ms;
   size_t buffered; /* receive buffer bytes beyond READ_CHUNK each */
@@ -826,31 +829,39 @@ static void on_flush_timer(uv_timer_t *t) {
 }
 
 /* Counts a batch of `events` handed to the writer at now (ms) into the
- * ingest rate, and sets the hold_ms of the acks from the rate of the
- * last whole window of at least RATE_WINDOW_MS. A rate that rises past
- * the mark is taken sooner, once the window is RATE_RISE_MS old: a
- * quiet server that turns busy has its agents back at their own pace
- * within about that (agents that hold 100 ms write bursts that make a
- * shorter window's rate jump, so not sooner). */
+ * ingest rate, and sets the hold_ms of the acks (wbatch_hold_ms()): from
+ * the rate of each whole window of at least RATE_WINDOW_MS, and ended at
+ * once by a part of RATE_RISE_MS or more whose own rate is past the mark
+ * (a quiet server turned busy: its agents are back at their own pace
+ * within about that, and the window it happened in advises nothing). */
 #define RATE_WINDOW_MS 1000
 #define RATE_RISE_MS 250
 static void count_rate(server *s, int64_t now, size_t events) {
-  if (s->rate_since_ms == 0)
-    s->rate_since_ms = now;
-  s->rate_events += events;
-  int64_t span = now - s->rate_since_ms;
-  if (span < RATE_RISE_MS)
-    return;
-  double rate = (double)s->rate_events * 1000.0 / (double)span;
-  int64_t hold = wbatch_hold_ms(rate, s->cfg->flush_ms);
-  if (span < RATE_WINDOW_MS) {
-    if (hold == 0)
+  if (s->rate.since_ms == 0)
+    s->rate.since_ms = s->rate.part_since_ms = now;
+  s->rate.events += events;
+  s->rate.part_events += events;
+  int64_t flush_ms = s->cfg->flush_ms;
+  int64_t part = now - s->rate.part_since_ms;
+  if (part >= RATE_RISE_MS) {
+    double r = (double)s->rate.part_events * 1000.0 / (double)part;
+    if (wbatch_hold_ms(r, flush_ms, 1) == 0) {
       s->ack_hold_ms = 0;
-    return;
+      s->rate.busy = 1;
+    }
+    s->rate.part_since_ms = now;
+    s->rate.part_events = 0;
   }
-  s->ack_hold_ms = (uint32_t)hold;
-  s->rate_since_ms = now;
-  s->rate_events = 0;
+  int64_t span = now - s->rate.since_ms;
+  if (span < RATE_WINDOW_MS)
+    return;
+  double r = (double)s->rate.events * 1000.0 / (double)span;
+  s->ack_hold_ms =
+      s->rate.busy ? 0
+                   : (uint32_t)wbatch_hold_ms(r, flush_ms, s->ack_hold_ms != 0);
+  s->rate.since_ms = s->rate.part_since_ms = now;
+  s->rate.events = s->rate.part_events = 0;
+  s->rate.busy = 0;
 }
 
 /* Hands the filling batch to the writer when the writer is idle and the

@@ -60,8 +60,8 @@ static void decode_any(const proto_frame *f) {
   tw__proto_decode_welcome(f->payload, f->payload_len, &w);
   tw__proto_decode_error(f->payload, f->payload_len, &s);
   proto_ack ack;
-  for (uint16_t v = PROTO_VERSION_MIN; v <= PROTO_VERSION; v++)
-    tw__proto_decode_ack(f->payload, f->payload_len, v, &ack);
+  for (uint16_t at = PROTO_VERSION_MIN; at <= PROTO_VERSION; at++)
+    tw__proto_decode_ack(f->payload, f->payload_len, at, &ack);
   tw__proto_decode_goodbye(f->payload, f->payload_len, PROTO_VERSION, &v);
   /* The fixed encoding (versions 1 to 3) and the compact one. */
   for (uint16_t v = 3; v <= PROTO_VERSION; v++) {

@@ -690,20 +690,28 @@ static void small_batches_wait_longer(void **state) {
 }
 
 /* The acks' hold_ms (protocol version 6): while the collector takes fewer
- * events than fill a batch per flush_ms in all, agents may keep theirs
- * BATCH_HOLD_FACTOR times flush_ms; from that rate on, no advice. */
-static void acks_advise_a_hold_below_a_full_batch_rate(void **state) {
+ * events than fill a batch in the BATCH_IDLE_FACTOR times flush_ms that
+ * a batch of few events waits, agents may keep theirs BATCH_HOLD_FACTOR
+ * times flush_ms; faster, no advice. Advice starts below BATCH_HOLD_ENTER
+ * of that rate and, once given, lasts up to it. */
+static void acks_advise_a_hold_while_batches_wait_anyway(void **state) {
   (void)state;
-  double full_rate = BATCH_FULL_EVENTS * 1000.0 / 50; /* 81,920 a second */
-  assert_int_equal(wbatch_hold_ms(0, 50), BATCH_HOLD_FACTOR * 50);
-  assert_int_equal(wbatch_hold_ms(10000, 50), BATCH_HOLD_FACTOR * 50);
-  assert_int_equal(wbatch_hold_ms(full_rate - 1, 50), BATCH_HOLD_FACTOR * 50);
-  assert_int_equal(wbatch_hold_ms(full_rate, 50), 0);
-  assert_int_equal(wbatch_hold_ms(100000, 50), 0);
-  /* A longer flush_ms fills a batch at a lower rate; the advice never
+  /* 4,096 events per 250 ms: 16,384 a second. */
+  double mark = BATCH_FULL_EVENTS * 1000.0 / (BATCH_IDLE_FACTOR * 50);
+  int64_t hold = BATCH_HOLD_FACTOR * 50;
+  assert_int_equal(wbatch_hold_ms(0, 50, 0), hold);
+  assert_int_equal(wbatch_hold_ms(10000, 50, 0), hold);
+  assert_int_equal(wbatch_hold_ms(mark * BATCH_HOLD_ENTER - 1, 50, 0), hold);
+  assert_int_equal(wbatch_hold_ms(mark * BATCH_HOLD_ENTER, 50, 0), 0);
+  assert_int_equal(wbatch_hold_ms(mark * BATCH_HOLD_ENTER, 50, 1), hold);
+  assert_int_equal(wbatch_hold_ms(mark - 1, 50, 1), hold);
+  assert_int_equal(wbatch_hold_ms(mark, 50, 1), 0);
+  assert_int_equal(wbatch_hold_ms(50000, 50, 1), 0);
+  assert_int_equal(wbatch_hold_ms(100000, 50, 0), 0);
+  /* A longer flush_ms waits longer for fewer events; the advice never
    * passes what the protocol carries. */
-  assert_int_equal(wbatch_hold_ms(10000, 1000), 0);
-  assert_int_equal(wbatch_hold_ms(0, 3600000), PROTO_HOLD_MAX_MS);
+  assert_int_equal(wbatch_hold_ms(1000, 1000, 0), 0);
+  assert_int_equal(wbatch_hold_ms(0, 3600000, 0), PROTO_HOLD_MAX_MS);
 }
 
 /* FLUSH (protocol version 5): the agent waits for the ack of its events
@@ -768,7 +776,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(flush_makes_the_batch_due, setup,
                                       teardown),
-      cmocka_unit_test(acks_advise_a_hold_below_a_full_batch_rate),
+      cmocka_unit_test(acks_advise_a_hold_while_batches_wait_anyway),
       cmocka_unit_test(map_deletes_keep_lookups_whole),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
