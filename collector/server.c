@@ -575,6 +575,22 @@ static int on_proof(conn *c, const proto_frame *f) {
   return rc;
 }
 
+/* GOODBYE and FLUSH: one last_seq each, decoded at the connection's
+ * version and handed to its ingest function. 0, or -1 with *reason. */
+static int
+last_seq_frame(conn *c, const proto_frame *f,
+               int (*decode)(const uint8_t *, size_t, uint16_t, uint64_t *),
+               int (*apply)(ingest *, agent *, uint64_t, const char **),
+               const char **reason) {
+  uint64_t last;
+  int rc = decode(f->payload, f->payload_len, c->version, &last);
+  if (rc != 0) {
+    *reason = tw__proto_strerror(rc);
+    return -1;
+  }
+  return apply(c->srv->in, c->agent, last, reason);
+}
+
 static int on_frame(conn *c, const proto_frame *f) {
   const char *reason = NULL;
   if (c->agent == NULL) {
@@ -592,20 +608,12 @@ static int on_frame(conn *c, const proto_frame *f) {
                       f->payload_len, &reason) == 0)
       return 0;
   } else if (f->type == PROTO_GOODBYE) {
-    uint64_t last;
-    int rc =
-        tw__proto_decode_goodbye(f->payload, f->payload_len, c->version, &last);
-    if (rc != 0)
-      reason = tw__proto_strerror(rc);
-    else if (ingest_goodbye(c->srv->in, c->agent, last, &reason) == 0)
+    if (last_seq_frame(c, f, tw__proto_decode_goodbye, ingest_goodbye,
+                       &reason) == 0)
       return 0;
   } else if (f->type == PROTO_FLUSH && c->version >= PROTO_FLUSH_SINCE) {
-    uint64_t last;
-    int rc =
-        tw__proto_decode_flush(f->payload, f->payload_len, c->version, &last);
-    if (rc != 0)
-      reason = tw__proto_strerror(rc);
-    else if (ingest_flush(c->srv->in, c->agent, last, &reason) == 0)
+    if (last_seq_frame(c, f, tw__proto_decode_flush, ingest_flush, &reason) ==
+        0)
       return 0;
   } else if (f->type == PROTO_HELLO) {
     reason = "second HELLO on one connection";
