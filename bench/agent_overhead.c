@@ -635,6 +635,26 @@ static uint64_t sender_cpu_ns(const sender_threads *st) {
   return ns;
 }
 
+/* How many times the sender's threads went to sleep and woke (their
+ * voluntary context switches, /proc/self/task/TID/status): with the cost
+ * of one (thread_wakeup_cpu_us) the part of their CPU time that is
+ * wakeups rather than events. */
+static uint64_t sender_wakeups(const sender_threads *st) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < st->n; i++) {
+    char path[64], line[128];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)st->tids[i]);
+    FILE *f = fopen(path, "r");
+    unsigned long long v;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+      if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1)
+        n += v;
+    if (f != NULL)
+      fclose(f);
+  }
+  return n;
+}
+
 #define FULL_SPEED_MS 1000
 #define BULK_ROUNDS 32
 #define BULK_EVENTS (256u * 1024u) /* fits the smallest ring of the rows */
@@ -822,11 +842,13 @@ static void report_rate(const char *url, unsigned per_s, const char *key) {
   tw_agent_stats before, after;
   tw_agent_get_stats(agent, &before);
   uint64_t cpu0 = sender_cpu_ns(&st);
+  uint64_t woke0 = sender_wakeups(&st);
   fixed_rate f = {agent, per_s, RATE_MS};
   pthread_create(&th, NULL, fixed_rate_main, &f);
   pthread_join(th, NULL);
   tw_agent_flush(agent, 30000);
   uint64_t cpu1 = sender_cpu_ns(&st);
+  uint64_t woke1 = sender_wakeups(&st);
   tw_agent_get_stats(agent, &after);
   uint64_t sent = after.sent - before.sent;
   printf("sender_rate_%u_batches_per_s%s_events_sent: %llu\n", per_s, key,
@@ -837,6 +859,8 @@ static void report_rate(const char *url, unsigned per_s, const char *key) {
          sent ? (double)(cpu1 - cpu0) / (double)sent : 0.0);
   printf("sender_rate_%u_batches_per_s%s_cpu_us_per_s: %.1f\n", per_s, key,
          (double)(cpu1 - cpu0) / 1e3 / (RATE_MS / 1000.0));
+  printf("sender_rate_%u_batches_per_s%s_wakeups_per_s: %.1f\n", per_s, key,
+         (double)(woke1 - woke0) / (RATE_MS / 1000.0));
   fflush(stdout);
   tw_agent_free(agent);
 }

@@ -42,6 +42,7 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages) {
 
 static void *thread_main(void *arg) {
   checkpointer *c = arg;
+  pthread_setname_np(pthread_self(), "tw-checkpoint");
   pthread_mutex_lock(&c->lock);
   while (!c->stopping) {
     if (c->pages < c->threshold) {

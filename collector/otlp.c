@@ -555,6 +555,7 @@ int otlp_parse_headers(const char *text, char **out, size_t max,
 
 static void *thread_main(void *arg) {
   otlp *o = arg;
+  pthread_setname_np(pthread_self(), "tw-otlp");
   /* Ingest first: the export takes the CPU the collector leaves, and its
    * backlog waits in the store meanwhile. */
   if (setpriority(PRIO_PROCESS, (id_t)gettid(), OTLP_NICE) != 0)

@@ -101,6 +101,7 @@ static void write_batch(writer *w, wbatch *b) {
 
 static void *thread_main(void *arg) {
   writer *w = arg;
+  pthread_setname_np(pthread_self(), "tw-writer"); /* top -H, perf */
   pthread_mutex_lock(&w->lock);
   for (;;) {
     wbatch *b = pop(&w->in_head, &w->in_tail);
