@@ -8,19 +8,32 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
   double dt = p->last_ms == 0       ? PACE_MAX_MS
               : now_ms > p->last_ms ? (double)(now_ms - p->last_ms)
                                     : 1.0;
+  /* The mean rate over about the last PACE_RATE_MS (the records each
+   * drain took, counted in slots of PACE_RATE_MS / PACE_RATE_SLOTS): a
+   * server's requests come in bursts (a load balancer, a client's pool of
+   * connections), and the rate of one burst taken as the rate would be a
+   * drain every few milliseconds for a trickle of events. A rising flood
+   * is caught by the rings' fill below and by the recording threads'
+   * nudges (pace.h), not by the rate. */
+  if (p->last_ms == 0)
+    p->since_ms = now_ms > PACE_MAX_MS ? now_ms - PACE_MAX_MS : 0;
   p->last_ms = now_ms;
-  /* A rate that rises is taken at once (a burst must not overrun the
-   * rings); one that falls is followed slowly, losing about half in a
-   * second: a host that stalls (a loaded machine) catches up in a burst
-   * at the rate it had before. */
-  double rate = (double)taken / dt;
-  if (rate >= p->rate) {
-    p->rate = rate;
-  } else {
-    double keep = 1.0 - dt / PACE_DECAY_MS;
-    p->rate = keep > 0 ? p->rate * keep : 0;
-    p->rate = p->rate > rate ? p->rate : rate;
+  const uint64_t slot_ms = (uint64_t)PACE_RATE_MS / PACE_RATE_SLOTS;
+  uint64_t epoch = now_ms / slot_ms;
+  unsigned at = (unsigned)(epoch % PACE_RATE_SLOTS);
+  if (p->slot_epoch[at] != epoch) {
+    p->slot_epoch[at] = epoch;
+    p->slot_taken[at] = 0;
   }
+  p->slot_taken[at] += taken;
+  uint64_t sum = 0;
+  for (unsigned i = 0; i < PACE_RATE_SLOTS; i++)
+    if (p->slot_epoch[i] + PACE_RATE_SLOTS > epoch)
+      sum += p->slot_taken[i];
+  uint64_t oldest =
+      epoch >= PACE_RATE_SLOTS ? (epoch - PACE_RATE_SLOTS + 1) * slot_ms : 0;
+  uint64_t from = oldest > p->since_ms ? oldest : p->since_ms;
+  p->rate = (double)sum / (now_ms > from ? (double)(now_ms - from) : 1.0);
   if (peak_fill > PACE_FILL_NOW)
     return 0;
   double wait = p->rate > 0 ? PACE_BATCH / p->rate : PACE_MAX_MS;

@@ -1,9 +1,8 @@
 /*
  * pace - when the sender drains the rings next. It decides at each drain
  * how long to sleep, from what it saw: the rate
- * records arrive at, and how full the fullest ring was when the drain
- * began (the rate falls in the estimate over about a second, rises at
- * once). Every wakeup, drain, write and ack costs the sender some
+ * records arrive at (their mean over about the last PACE_RATE_MS), and
+ * how full the fullest ring was when the drain began. Every wakeup, drain, write and ack costs the sender some
  * microseconds whatever it carries, so it sleeps until a drain would take
  * about PACE_BATCH records, but never so long that a ring would pass
  * PACE_FILL of its size at the rate it filled since the last drain, and
@@ -34,7 +33,8 @@
 #define PACE_FILL_NOW 0.375 /* past this, drain again at once */
 #define PACE_MIN_MS 1u
 #define PACE_MAX_MS 100u
-#define PACE_DECAY_MS 2000.0 /* a falling rate estimate loses dt/this */
+#define PACE_RATE_MS 1000u /* the rate is the mean over about this */
+#define PACE_RATE_SLOTS 8u
 #define PACE_NUDGE_DEN 4u    /* a ring past 1/this wakes a sleeping sender */
 #define PACE_ASLEEP_MS 5u    /* a wait this long or longer is asleep */
 /* Past PACE_LIVE_RATE records a ms, drains come PACE_LIVE_MS apart at
@@ -78,8 +78,13 @@
 #define PACE_WRITE_LIVE_CHUNKS 4u
 
 typedef struct pace {
-  double rate;      /* records per ms, smoothed */
+  double rate;      /* records per ms, the mean of about PACE_RATE_MS */
   uint64_t last_ms; /* when the previous drain began; 0: none yet */
+  uint64_t since_ms; /* the start of the first drain's interval */
+  /* Records taken by the drains in each slot of PACE_RATE_MS /
+   * PACE_RATE_SLOTS ms, and which slot (now_ms / its length) each is. */
+  uint64_t slot_taken[PACE_RATE_SLOTS];
+  uint64_t slot_epoch[PACE_RATE_SLOTS];
 } pace;
 
 /* After a drain that began at now_ms and took `taken` records, the
