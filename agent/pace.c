@@ -15,24 +15,24 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
    * drain every few milliseconds for a trickle of events. A rising flood
    * is caught by the rings' fill below and by the recording threads'
    * nudges (pace.h), not by the rate. */
-  if (p->last_ms == 0)
-    p->since_ms = now_ms > PACE_MAX_MS ? now_ms - PACE_MAX_MS : 0;
   p->last_ms = now_ms;
   const uint64_t slot_ms = (uint64_t)PACE_RATE_MS / PACE_RATE_SLOTS;
   uint64_t epoch = now_ms / slot_ms;
   unsigned at = (unsigned)(epoch % PACE_RATE_SLOTS);
+  uint64_t began = now_ms > (uint64_t)dt ? now_ms - (uint64_t)dt : 0;
   if (p->slot_epoch[at] != epoch) {
     p->slot_epoch[at] = epoch;
     p->slot_taken[at] = 0;
+    p->slot_from[at] = began;
   }
   p->slot_taken[at] += taken;
-  uint64_t sum = 0;
+  /* Over the span the counted drains' intervals cover. */
+  uint64_t sum = 0, from = now_ms;
   for (unsigned i = 0; i < PACE_RATE_SLOTS; i++)
-    if (p->slot_epoch[i] + PACE_RATE_SLOTS > epoch)
+    if (p->slot_epoch[i] + PACE_RATE_SLOTS > epoch) {
       sum += p->slot_taken[i];
-  uint64_t oldest =
-      epoch >= PACE_RATE_SLOTS ? (epoch - PACE_RATE_SLOTS + 1) * slot_ms : 0;
-  uint64_t from = oldest > p->since_ms ? oldest : p->since_ms;
+      from = p->slot_from[i] < from ? p->slot_from[i] : from;
+    }
   p->rate = (double)sum / (now_ms > from ? (double)(now_ms - from) : 1.0);
   if (peak_fill > PACE_FILL_NOW)
     return 0;

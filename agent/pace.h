@@ -33,7 +33,10 @@
 #define PACE_FILL_NOW 0.375 /* past this, drain again at once */
 #define PACE_MIN_MS 1u
 #define PACE_MAX_MS 100u
-#define PACE_RATE_MS 1000u /* the rate is the mean over about this */
+/* The rate is the mean over about PACE_RATE_MS: long enough that a
+ * burst of requests counts as its share of it, short enough that a rate
+ * rising to PACE_LIVE_RATE is seen within about 50 ms. */
+#define PACE_RATE_MS 240u
 #define PACE_RATE_SLOTS 8u
 #define PACE_NUDGE_DEN 4u    /* a ring past 1/this wakes a sleeping sender */
 #define PACE_ASLEEP_MS 5u    /* a wait this long or longer is asleep */
@@ -80,11 +83,12 @@
 typedef struct pace {
   double rate;      /* records per ms, the mean of about PACE_RATE_MS */
   uint64_t last_ms; /* when the previous drain began; 0: none yet */
-  uint64_t since_ms; /* the start of the first drain's interval */
-  /* Records taken by the drains in each slot of PACE_RATE_MS /
-   * PACE_RATE_SLOTS ms, and which slot (now_ms / its length) each is. */
+  /* Records taken by the drains that ended in each slot of
+   * PACE_RATE_MS / PACE_RATE_SLOTS ms, which slot (now_ms / its length)
+   * each is, and when the first of those drains' intervals began. */
   uint64_t slot_taken[PACE_RATE_SLOTS];
   uint64_t slot_epoch[PACE_RATE_SLOTS];
+  uint64_t slot_from[PACE_RATE_SLOTS];
 } pace;
 
 /* After a drain that began at now_ms and took `taken` records, the
