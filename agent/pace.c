@@ -12,9 +12,8 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
    * drain took, counted in slots of PACE_RATE_MS / PACE_RATE_SLOTS): a
    * server's requests come in bursts (a load balancer, a client's pool of
    * connections), and the rate of one burst taken as the rate would be a
-   * drain every few milliseconds for a trickle of events. A rising flood
-   * is caught by the rings' fill below and by the recording threads'
-   * nudges (pace.h), not by the rate. */
+   * drain every few milliseconds for a trickle of events. A flood that
+   * rises faster than the mean follows shows in the rings' fill below. */
   p->last_ms = now_ms;
   const uint64_t slot_ms = (uint64_t)PACE_RATE_MS / PACE_RATE_SLOTS;
   uint64_t epoch = now_ms / slot_ms;
@@ -34,14 +33,29 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
       from = p->slot_from[i] < from ? p->slot_from[i] : from;
     }
   p->rate = (double)sum / (now_ms > from ? (double)(now_ms - from) : 1.0);
-  if (peak_fill > PACE_FILL_NOW)
+  /* How fast the fullest ring filled: after a drain at once (past
+   * PACE_FILL_NOW) the next one comes within the same millisecond and
+   * sees almost nothing, so the rate that sent it there still counts. */
+  double fill_rate = peak_fill / dt, carried = p->now_fill_rate;
+  p->now_fill_rate = 0;
+  if (peak_fill > PACE_FILL_NOW) {
+    p->now_fill_rate = fill_rate;
     return 0;
-  double wait = p->rate > 0 ? PACE_BATCH / p->rate : PACE_MAX_MS;
-  if (peak_fill > 0) {
-    double by_fill = dt * PACE_FILL / peak_fill;
+  }
+  if (carried > fill_rate)
+    fill_rate = carried;
+  /* A ring past PACE_FILL: the mean lags a flood that began within it
+   * (a ring of 4,096 slots after a quiet spell), and the last interval's
+   * rate, if higher, sets the wait and the bound (PACE_LIVE_MS). */
+  double rate = p->rate;
+  if (peak_fill > PACE_FILL && (double)taken / dt > rate)
+    rate = (double)taken / dt;
+  double wait = rate > 0 ? PACE_BATCH / rate : PACE_MAX_MS;
+  if (fill_rate > 0) {
+    double by_fill = PACE_FILL / fill_rate;
     wait = by_fill < wait ? by_fill : wait;
   }
-  double most = p->rate >= PACE_LIVE_RATE ? PACE_LIVE_MS
+  double most = rate >= PACE_LIVE_RATE ? PACE_LIVE_MS
                 : taken > 0               ? PACE_FLOW_MS
                                           : PACE_MAX_MS;
   /* The collector's batches wait longer than that anyway (pace.h): a

@@ -34,8 +34,10 @@
 #define PACE_MIN_MS 1u
 #define PACE_MAX_MS 100u
 /* The rate is the mean over about PACE_RATE_MS: long enough that a
- * burst of requests counts as its share of it, short enough that a rate
- * rising to PACE_LIVE_RATE is seen within about 50 ms. */
+ * burst of requests counts as its share of it; a flood of k times
+ * PACE_LIVE_RATE from a quiet start passes PACE_LIVE_RATE in the mean
+ * after about PACE_RATE_MS / k (sooner through a ring past PACE_FILL,
+ * whose last interval's rate counts then). */
 #define PACE_RATE_MS 240u
 #define PACE_RATE_SLOTS 8u
 #define PACE_NUDGE_DEN 4u    /* a ring past 1/this wakes a sleeping sender */
@@ -83,12 +85,14 @@
 typedef struct pace {
   double rate;      /* records per ms, the mean of about PACE_RATE_MS */
   uint64_t last_ms; /* when the previous drain began; 0: none yet */
-  /* Records taken by the drains that ended in each slot of
-   * PACE_RATE_MS / PACE_RATE_SLOTS ms, which slot (now_ms / its length)
-   * each is, and when the first of those drains' intervals began. */
+  /* Records taken by the drains that began in each slot of
+   * PACE_RATE_MS / PACE_RATE_SLOTS ms (the records came in the interval
+   * before: its end is the drain's now_ms), which slot (now_ms / its
+   * length) each is, and when the first of those intervals began. */
   uint64_t slot_taken[PACE_RATE_SLOTS];
   uint64_t slot_epoch[PACE_RATE_SLOTS];
   uint64_t slot_from[PACE_RATE_SLOTS];
+  double now_fill_rate; /* peak_fill / dt of a drain that returned 0 */
 } pace;
 
 /* After a drain that began at now_ms and took `taken` records, the

@@ -380,7 +380,9 @@ static unsigned pace_steady(pace *p, uint64_t *now, int n, uint64_t ms,
  * steady rate, long enough for PACE_BATCH records but not so long that
  * the fullest ring passes PACE_FILL; past PACE_FILL_NOW, at once. The
  * rate is the mean of about the last PACE_RATE_MS: bursts come as their
- * mean, and a rate that falls is forgotten in a few seconds. */
+ * mean, a rate that falls is forgotten after about PACE_RATE_MS and a
+ * drain, and a flood that fills a ring past PACE_FILL before the mean
+ * sees it is paced by its own rate. */
 static void pace_follows_rate_and_fill(void **state) {
   (void)state;
   pace p = {0};
@@ -436,13 +438,31 @@ static void pace_follows_rate_and_fill(void **state) {
    * and the longest wait). */
   now = 1050;
   w = pace_steady(&r, &now, 1000, 1, 100000, 0, 0);
-  assert_true(w >= PACE_MIN_MS && w <= PACE_MIN_MS);
+  assert_int_equal(w, PACE_MIN_MS);
   double high = r.rate;
   assert_true(tw__pace_next(&r, now + 10, 0, 0, 0) <= PACE_MIN_MS);
   assert_true(r.rate >= high / 2);
   assert_int_equal(tw__pace_next(&r, now + 10 + 5 * PACE_RATE_MS, 0, 0, 0),
                    PACE_MAX_MS);
-  assert_true(r.rate < PACE_LIVE_RATE);
+  assert_true(r.rate == 0);
+  /* Quiet, then a flood that a ring's nudge (a quarter full) brings 40 ms
+   * into it: the mean is still low, the ring's own rate (25 records a ms
+   * in a ring of 4,096) sets the bound, PACE_LIVE_MS. */
+  pace rise = {0};
+  t = 1000;
+  for (int i = 0; i < 20; i++) {
+    t += 100;
+    tw__pace_next(&rise, t, 0, 0, 0);
+  }
+  assert_true(tw__pace_next(&rise, t + 40, 1024, 0.25, 0) <= PACE_LIVE_MS);
+  /* A drain at once (past PACE_FILL_NOW) is followed by one within the
+   * same millisecond that finds little: the fill rate before it still
+   * bounds the wait (PACE_FILL of the ring at 0.4 of it a ms: 0.3 ms). */
+  pace now_again = {0};
+  tw__pace_next(&now_again, 1000, 0, 0, 0);
+  assert_int_equal(tw__pace_next(&now_again, 1001, 400, 0.4, 0), 0);
+  assert_int_equal(tw__pace_next(&now_again, 1001, 1, 0.0001, 100),
+                   PACE_MIN_MS);
 }
 
 /* The collector's advice (ACK hold_ms, protocol version 6): drains may
