@@ -69,7 +69,15 @@
  * sleep (writer_nap()), so the pace never keeps it waiting for the next.
  */
 #define PACE_NS 2000000
-#define SWEEP_MS 100
+/* The sweep (handshakes and frames past their time, instances past
+ * --lost-after, pruning) runs a tenth of the shorter of those limits
+ * apart, between SWEEP_MIN_MS and SWEEP_MAX_MS: at the defaults (10 s,
+ * 30 s) once a second. Each run is a wakeup of the loop, tens of
+ * microseconds of CPU on a virtual machine: ten a second were about a
+ * quarter of an idle collector's wakeups, and of one that takes 10,000
+ * events a second from one agent. */
+#define SWEEP_MIN_MS 100
+#define SWEEP_MAX_MS 1000
 #define PRUNE_EVERY_MS 1000
 /* How long a closing connection may take to write what is queued for it
  * (acks, the ERROR frame) before it is closed regardless. */
@@ -895,14 +903,16 @@ static void maybe_flush(server *s) {
                                        s->after_full || held_due);
   if (s->stopping == 0 && wait > 0 &&
       bytes < s->cfg->high_watermark / 2) {
-    /* Again at flush_ms (the batch may be full by then), and when held
-     * tasks fall due. */
-    int64_t again = s->cfg->flush_ms - age;
-    if (again <= 0 || again > wait)
-      again = wait;
+    /* Again when it is due as it is, or when held tasks fall due: every
+     * frame that fills it more comes through here and brings the timer
+     * forward (a batch that turns full is due at flush_ms, not at
+     * BATCH_IDLE_FACTOR times that), so a quiet batch costs the loop one
+     * wakeup, not one at flush_ms and another at its due time. */
+    int64_t again = wait;
     if (s->held_due_ms > now && s->held_due_ms - now < again)
       again = s->held_due_ms - now;
-    if (!uv_is_active((uv_handle_t *)&s->flush))
+    if (!uv_is_active((uv_handle_t *)&s->flush) ||
+        uv_timer_get_due_in(&s->flush) > (uint64_t)again)
       uv_timer_start(&s->flush, on_flush_timer, (uint64_t)again, 0);
     return;
   }
@@ -1357,7 +1367,13 @@ static int start_handles(server *s) {
       uv_signal_init(&s->loop, &s->sigint) ||
       uv_signal_init(&s->loop, &s->sighup))
     return -1;
-  uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+  int64_t limit = s->cfg->handshake_timeout_ms < s->cfg->lost_after_ms
+                      ? s->cfg->handshake_timeout_ms
+                      : s->cfg->lost_after_ms;
+  uint64_t sweep_ms = limit / 10 < SWEEP_MIN_MS   ? SWEEP_MIN_MS
+                      : limit / 10 > SWEEP_MAX_MS ? SWEEP_MAX_MS
+                                                  : (uint64_t)(limit / 10);
+  uv_timer_start(&s->sweep, on_sweep, sweep_ms, sweep_ms);
   uv_prepare_start(&s->pace, on_pace);
   uv_check_start(&s->woke, on_woke);
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
