@@ -3,6 +3,10 @@
  */
 #include "pace.h"
 
+_Static_assert(PACE_RATE_MS % PACE_RATE_SLOTS == 0 &&
+                   PACE_RATE_MS >= PACE_RATE_SLOTS,
+               "the rate's slots are whole milliseconds");
+
 unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
                        double peak_fill, unsigned hold_ms) {
   double dt = p->last_ms == 0       ? PACE_MAX_MS
@@ -56,8 +60,8 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
     wait = by_fill < wait ? by_fill : wait;
   }
   double most = rate >= PACE_LIVE_RATE ? PACE_LIVE_MS
-                : taken > 0               ? PACE_FLOW_MS
-                                          : PACE_MAX_MS;
+                : taken > 0            ? PACE_FLOW_MS
+                                       : PACE_MAX_MS;
   /* The collector's batches wait longer than that anyway (pace.h): a
    * drain every hold_ms (PACE_MAX_MS at most) mostly lands its events in
    * the transaction they would have reached. */

@@ -2,14 +2,14 @@
  * pace - when the sender drains the rings next. It decides at each drain
  * how long to sleep, from what it saw: the rate
  * records arrive at (their mean over about the last PACE_RATE_MS), and
- * how full the fullest ring was when the drain began. Every wakeup, drain, write and ack costs the sender some
- * microseconds whatever it carries, so it sleeps until a drain would take
- * about PACE_BATCH records, but never so long that a ring would pass
- * PACE_FILL of its size at the rate it filled since the last drain, and
- * never longer than PACE_FLOW_MS while records come (PACE_LIVE_MS at a
- * high rate), which bounds how late an event reaches the collector, and
- * PACE_MAX_MS while none do; a collector's advice (hold_ms, below) may
- * lengthen the first two up to PACE_MAX_MS. A ring found past
+ * how full the fullest ring was when the drain began. Every wakeup, drain,
+ * write and ack costs the sender some microseconds whatever it carries, so it
+ * sleeps until a drain would take about PACE_BATCH records, but never so long
+ * that a ring would pass PACE_FILL of its size at the rate it filled since the
+ * last drain, and never longer than PACE_FLOW_MS while records come
+ * (PACE_LIVE_MS at a high rate), which bounds how late an event reaches the
+ * collector, and PACE_MAX_MS while none do; a collector's advice (hold_ms,
+ * below) may lengthen the first two up to PACE_MAX_MS. A ring found past
  * PACE_FILL_NOW is drained again at once.
  *
  * A burst that comes faster than the pace foresaw (after a quiet spell)
@@ -40,8 +40,8 @@
  * whose last interval's rate counts then). */
 #define PACE_RATE_MS 240u
 #define PACE_RATE_SLOTS 8u
-#define PACE_NUDGE_DEN 4u    /* a ring past 1/this wakes a sleeping sender */
-#define PACE_ASLEEP_MS 5u    /* a wait this long or longer is asleep */
+#define PACE_NUDGE_DEN 4u /* a ring past 1/this wakes a sleeping sender */
+#define PACE_ASLEEP_MS 5u /* a wait this long or longer is asleep */
 /* Past PACE_LIVE_RATE records a ms, drains come PACE_LIVE_MS apart at
  * most: the collector's event-to-commit target (p99 100 ms at 100k
  * events/s) leaves the agent about 20 ms, drain and write together
