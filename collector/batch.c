@@ -235,3 +235,31 @@ int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding) {
   int64_t hold = BATCH_HOLD_FACTOR * flush_ms;
   return hold < PROTO_HOLD_MAX_MS ? hold : PROTO_HOLD_MAX_MS;
 }
+
+uint32_t hold_advice_count(hold_advice *h, int64_t now_ms, uint64_t events,
+                           int64_t flush_ms) {
+  if (h->since_ms == 0)
+    h->since_ms = h->part_since_ms = now_ms;
+  h->events += events;
+  h->part_events += events;
+  int64_t part = now_ms - h->part_since_ms;
+  if (part >= HOLD_RISE_MS) {
+    double r = (double)h->part_events * 1000.0 / (double)part;
+    if (wbatch_hold_ms(r / HOLD_RISE, flush_ms, 1) == 0) {
+      h->hold_ms = 0;
+      h->busy = 1;
+    }
+    h->part_since_ms = now_ms;
+    h->part_events = 0;
+  }
+  int64_t span = now_ms - h->since_ms;
+  if (span < HOLD_WINDOW_MS)
+    return h->hold_ms;
+  double r = (double)h->events * 1000.0 / (double)span;
+  h->hold_ms =
+      h->busy ? 0 : (uint32_t)wbatch_hold_ms(r, flush_ms, h->hold_ms != 0);
+  h->since_ms = h->part_since_ms = now_ms;
+  h->events = h->part_events = 0;
+  h->busy = 0;
+  return h->hold_ms;
+}

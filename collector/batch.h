@@ -238,4 +238,31 @@ int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
 #define BATCH_HOLD_ENTER 0.75
 int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding);
 
+/* The acks' hold_ms as the loop's batches go to the writer: from the rate
+ * of each whole window of at least HOLD_WINDOW_MS (wbatch_hold_ms()),
+ * and ended at once by a part of HOLD_RISE_MS or more whose own rate is
+ * HOLD_RISE times the mark or more: a quiet server turned busy, whose
+ * agents are back at their own pace within about that, and the window it
+ * happened in advises nothing. A part only past the mark ends nothing: a
+ * rate under the mark comes in bursts (a server's clients that all wait
+ * alike after a response send their requests together, and the agents'
+ * drains, held, come about hold_ms apart), and a quarter second of two
+ * bursts ended the advice of one at two thirds of the mark, every other
+ * second (notify_server at 1,000 requests a second from 256 connections:
+ * 10,600 events a second, the agent's sender woke 15 times a second
+ * instead of 10). */
+#define HOLD_WINDOW_MS 1000
+#define HOLD_RISE_MS 250
+#define HOLD_RISE 2.0
+typedef struct hold_advice {
+  int64_t since_ms, part_since_ms; /* 0: nothing counted yet */
+  uint64_t events, part_events;
+  int busy;         /* a part of the current window was a rise */
+  uint32_t hold_ms; /* the advice: 0 until a first window ended */
+} hold_advice;
+
+/* Counts `events` handed to the writer at now_ms; returns h->hold_ms. */
+uint32_t hold_advice_count(hold_advice *h, int64_t now_ms, uint64_t events,
+                           int64_t flush_ms);
+
 #endif /* TW_COLLECTOR_BATCH_H */

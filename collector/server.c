@@ -163,15 +163,7 @@ struct server {
    * is committed then even if it is empty; 0: none held. */
   int64_t held_due_ms;
   int after_full; /* the last batch handed to the writer was full (batch.h) */
-  /* The events handed to the writer in the current window and in its
-   * current part, since when, and whether a part of it was past the
-   * mark: what the acks' hold_ms comes from (count_rate()). */
-  struct {
-    int64_t since_ms, part_since_ms;
-    uint64_t events, part_events;
-    int busy;
-  } rate;
-  uint32_t ack_hold_ms; /* the hold_ms of the acks being sent */
+  hold_advice hold; /* the hold_ms of the acks being sent (batch.h) */
   int64_t last_prune_ms;
   size_t buffered; /* receive buffer bytes beyond READ_CHUNK each */
   int paused;
@@ -384,7 +376,7 @@ static void send_ack(void *conn_ptr, uint64_t next_seq, void *arg) {
   const server *s = arg;
   proto_buf b;
   tw__proto_buf_init(&b);
-  proto_ack a = {next_seq, s->ack_hold_ms};
+  proto_ack a = {next_seq, s->hold.hold_ms};
   tw__proto_put_ack(&b, c->version, &a);
   if (!tw__proto_buf_failed(&b))
     conn_send(c, b.data, b.len);
@@ -844,42 +836,6 @@ static void on_flush_timer(uv_timer_t *t) {
   maybe_flush(t->data);
 }
 
-/* Counts a batch of `events` handed to the writer at now (ms) into the
- * ingest rate, and sets the hold_ms of the acks (wbatch_hold_ms()): from
- * the rate of each whole window of at least RATE_WINDOW_MS, and ended at
- * once by a part of RATE_RISE_MS or more whose own rate is past the mark
- * (a quiet server turned busy: its agents are back at their own pace
- * within about that, and the window it happened in advises nothing). */
-#define RATE_WINDOW_MS 1000
-#define RATE_RISE_MS 250
-static void count_rate(server *s, int64_t now, size_t events) {
-  if (s->rate.since_ms == 0)
-    s->rate.since_ms = s->rate.part_since_ms = now;
-  s->rate.events += events;
-  s->rate.part_events += events;
-  int64_t flush_ms = s->cfg->flush_ms;
-  int64_t part = now - s->rate.part_since_ms;
-  if (part >= RATE_RISE_MS) {
-    double r = (double)s->rate.part_events * 1000.0 / (double)part;
-    if (wbatch_hold_ms(r, flush_ms, 1) == 0) {
-      s->ack_hold_ms = 0;
-      s->rate.busy = 1;
-    }
-    s->rate.part_since_ms = now;
-    s->rate.part_events = 0;
-  }
-  int64_t span = now - s->rate.since_ms;
-  if (span < RATE_WINDOW_MS)
-    return;
-  double r = (double)s->rate.events * 1000.0 / (double)span;
-  s->ack_hold_ms =
-      s->rate.busy ? 0
-                   : (uint32_t)wbatch_hold_ms(r, flush_ms, s->ack_hold_ms != 0);
-  s->rate.since_ms = s->rate.part_since_ms = now;
-  s->rate.events = s->rate.part_events = 0;
-  s->rate.busy = 0;
-}
-
 /* Hands the filling batch to the writer when the writer is idle and the
  * batch is old or big enough; pauses reading when it is too big. */
 static void maybe_flush(server *s) {
@@ -920,7 +876,7 @@ static void maybe_flush(server *s) {
   s->batch_since_ms = 0;
   s->held_due_ms = 0;
   s->after_full = b->events >= BATCH_FULL_EVENTS;
-  count_rate(s, now, b->events);
+  hold_advice_count(&s->hold, now, b->events, s->cfg->flush_ms);
   wbatch *next = ingest_take(s->in);
   export_submit(s->exports, next);
   writer_submit(s->writer, next);
@@ -1405,7 +1361,7 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   hist_init(&s->latency);
   memset(summary, 0, sizeof(*summary));
   s->cfg = cfg;
-  /* No advice (ack_hold_ms 0) until a first window measured the rate. */
+  /* No advice (hold_ms 0) until a first window measured the rate. */
   s->summary = summary;
   s->tokens = cfg->tokens;
   s->tls = cfg->tls;

@@ -714,6 +714,51 @@ static void acks_advise_a_hold_while_batches_wait_anyway(void **state) {
   assert_int_equal(wbatch_hold_ms(0, 3600000, 0), PROTO_HOLD_MAX_MS);
 }
 
+/* The advice as batches go to the writer (hold_advice_count()): none
+ * until a first window of HOLD_WINDOW_MS ended; then the window's rate
+ * decides. Bursts under the mark keep it; a part of HOLD_RISE_MS at
+ * HOLD_RISE times the mark ends it at once, and the window that held
+ * such a part advises nothing at its end either. */
+static void hold_advice_follows_the_rate_not_its_bursts(void **state) {
+  (void)state;
+  double mark = BATCH_FULL_EVENTS * 1000.0 / (BATCH_IDLE_FACTOR * 50);
+  uint32_t hold = BATCH_HOLD_FACTOR * 50;
+  hold_advice h = {0};
+  int64_t t = 1000000;
+  /* 10,600 events a second (two thirds of the mark) in bursts of 2,650
+   * every 250 ms, each handed over as two batches: one in the part that
+   * just began, one that ends it. */
+  uint64_t burst = 2650;
+  assert_int_equal(hold_advice_count(&h, t, 0, 50), 0);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(hold_advice_count(&h, t + 10, burst / 2, 50), 0);
+    t += HOLD_RISE_MS;
+    hold_advice_count(&h, t, burst / 2, 50);
+  }
+  assert_int_equal(h.hold_ms, hold);
+  /* Two bursts fall into one part: 5,300 in 250 ms is 21,200 a second,
+   * past the mark but not HOLD_RISE times it. */
+  for (int i = 0; i < 8; i++) {
+    t += HOLD_RISE_MS / 2;
+    assert_int_equal(hold_advice_count(&h, t, i % 4 == 0 ? 2 * burst : 10, 50),
+                     hold);
+  }
+  /* A rise: HOLD_RISE times the mark over a part ends the advice at
+   * once, and the window it was in gives none at its end. */
+  uint64_t rise = (uint64_t)(mark * HOLD_RISE * HOLD_RISE_MS / 1000) + 1;
+  t += HOLD_RISE_MS;
+  assert_int_equal(hold_advice_count(&h, t, rise, 50), 0);
+  while (h.since_ms + HOLD_WINDOW_MS > t + 100) {
+    t += 100;
+    assert_int_equal(hold_advice_count(&h, t, 1, 50), 0);
+  }
+  t += 100;
+  assert_int_equal(hold_advice_count(&h, t, 1, 50), 0);
+  /* A quiet window after it advises the hold again. */
+  t += HOLD_WINDOW_MS;
+  assert_int_equal(hold_advice_count(&h, t, 10, 50), hold);
+}
+
 /* FLUSH (protocol version 5): the agent waits for the ack of its events
  * up to last_seq, so the batch that holds them is due at flush_ms; a
  * last_seq past the events received is refused. */
@@ -777,6 +822,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(flush_makes_the_batch_due, setup,
                                       teardown),
       cmocka_unit_test(acks_advise_a_hold_while_batches_wait_anyway),
+      cmocka_unit_test(hold_advice_follows_the_rate_not_its_bursts),
       cmocka_unit_test(map_deletes_keep_lookups_whole),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
