@@ -232,8 +232,8 @@ int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
  * at 100,000 a second). A collector already advising (`holding`) keeps
  * on up to that rate; one that is not starts below BATCH_HOLD_ENTER of
  * it, so a rate near the mark does not flip the advice at every
- * window. events_per_s is the rate of about the last second (server.c,
- * count_rate()). */
+ * window. events_per_s is the rate of about the last second
+ * (hold_advice_count(), below). */
 #define BATCH_HOLD_FACTOR 2
 #define BATCH_HOLD_ENTER 0.75
 int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding);
