@@ -249,8 +249,8 @@ int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding);
  * drains, held, come about hold_ms apart), and a quarter second of two
  * bursts ended the advice of one at two thirds of the mark, every other
  * second (notify_server at 1,000 requests a second from 256 connections:
- * 10,600 events a second, the agent's sender woke 15 times a second
- * instead of 10). */
+ * 10,600 events a second, the agent's sender woke 13.5-14.4 times a
+ * second instead of 10.5). */
 #define HOLD_WINDOW_MS 1000
 #define HOLD_RISE_MS 250
 #define HOLD_RISE 2.0

@@ -757,6 +757,13 @@ static void hold_advice_follows_the_rate_not_its_bursts(void **state) {
   /* A quiet window after it advises the hold again. */
   t += HOLD_WINDOW_MS;
   assert_int_equal(hold_advice_count(&h, t, 10, 50), hold);
+  /* The edge, within one window: a part of one event less than
+   * HOLD_RISE times the mark keeps the advice, one at it ends it. */
+  uint64_t edge = (uint64_t)(mark * HOLD_RISE * HOLD_RISE_MS / 1000);
+  t += HOLD_RISE_MS;
+  assert_int_equal(hold_advice_count(&h, t, edge - 1, 50), hold);
+  t += HOLD_RISE_MS;
+  assert_int_equal(hold_advice_count(&h, t, edge, 50), 0);
 }
 
 /* FLUSH (protocol version 5): the agent waits for the ack of its events
