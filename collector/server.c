@@ -163,7 +163,9 @@ struct server {
    * is committed then even if it is empty; 0: none held. */
   int64_t held_due_ms;
   int after_full; /* the last batch handed to the writer was full (batch.h) */
-  hold_advice hold; /* the hold_ms of the acks being sent (batch.h) */
+  /* The hold_ms of the acks being sent (batch.h): zeroed, no advice
+   * until a first window measured the rate. */
+  hold_advice hold;
   int64_t last_prune_ms;
   size_t buffered; /* receive buffer bytes beyond READ_CHUNK each */
   int paused;
@@ -1323,12 +1325,13 @@ static int start_handles(server *s) {
       uv_signal_init(&s->loop, &s->sigint) ||
       uv_signal_init(&s->loop, &s->sighup))
     return -1;
-  int64_t limit = s->cfg->handshake_timeout_ms < s->cfg->lost_after_ms
-                      ? s->cfg->handshake_timeout_ms
-                      : s->cfg->lost_after_ms;
-  uint64_t sweep_ms = limit / 10 < SWEEP_MIN_MS   ? SWEEP_MIN_MS
-                      : limit / 10 > SWEEP_MAX_MS ? SWEEP_MAX_MS
-                                                  : (uint64_t)(limit / 10);
+  int64_t tenth = (s->cfg->handshake_timeout_ms < s->cfg->lost_after_ms
+                       ? s->cfg->handshake_timeout_ms
+                       : s->cfg->lost_after_ms) /
+                  10;
+  uint64_t sweep_ms = tenth < SWEEP_MIN_MS   ? SWEEP_MIN_MS
+                      : tenth > SWEEP_MAX_MS ? SWEEP_MAX_MS
+                                             : (uint64_t)tenth;
   uv_timer_start(&s->sweep, on_sweep, sweep_ms, sweep_ms);
   uv_prepare_start(&s->pace, on_pace);
   uv_check_start(&s->woke, on_woke);
@@ -1361,7 +1364,6 @@ int server_run(const server_config *cfg, store *st, sqlite3 *db,
   hist_init(&s->latency);
   memset(summary, 0, sizeof(*summary));
   s->cfg = cfg;
-  /* No advice (hold_ms 0) until a first window measured the rate. */
   s->summary = summary;
   s->tokens = cfg->tokens;
   s->tls = cfg->tls;
