@@ -36,7 +36,11 @@
  * its commits and advises how long the agent may hold its events
  * (protocol version 6), as a server's collector does; the rows named
  * `_sink` repeat them against the sink, which acks every frame at once
- * and advises nothing (the sender's own pace alone). Before them,
+ * and advises nothing (the sender's own pace alone). Each sender row is
+ * measured --repeat times too, the rows taking turns within each
+ * repetition (bulk and saturated; each rate against each collector), and
+ * prints the median and the worst run of each figure, the events the
+ * median run sent and the drops of all runs. Before them,
  * thread_wakeup_cpu_us: what one sleep and wakeup of an idle thread costs on
  * the machine, the floor under those rows (the sender wakes at least every
  * PACE_MAX_MS). --sender-only prints these rows alone.
@@ -59,6 +63,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -682,15 +687,22 @@ static void *full_speed_main(void *arg) {
   return NULL;
 }
 
+/* One run of a sender row. */
+typedef struct sender_run {
+  uint64_t sent, dropped;
+  double ns_per_event;  /* the sender's CPU time over the events it sent */
+  double us_per_s;      /* that CPU time per second of the run */
+  double wakeups_per_s; /* its sleeps and wakeups per second */
+} sender_run;
+
 /* The sender's CPU time over the events it sent, while one thread
  * records as fast as it can: in rounds that fit its ring, flushed after
  * each (bulk: the sender drains what is there as fast as it can), or for
  * FULL_SPEED_MS without ever waiting (saturated: the sender is never idle
  * and most events are dropped; it also reads slots the recording thread
  * has just written, from the other core's cache). */
-static void report_sender(tw_agent *agent, const sender_threads *st,
-                          bool bulk) {
-  const char *name = bulk ? "bulk" : "saturated";
+static sender_run run_full_speed(tw_agent *agent, const sender_threads *st,
+                                 bool bulk) {
   tw_agent_flush(agent, 10000);
   tw_agent_stats before, after;
   tw_agent_get_stats(agent, &before);
@@ -707,13 +719,68 @@ static void report_sender(tw_agent *agent, const sender_threads *st,
   tw_agent_flush(agent, 30000);
   uint64_t cpu1 = sender_cpu_ns(st);
   tw_agent_get_stats(agent, &after);
-  uint64_t sent = after.sent - before.sent;
-  printf("sender_%s_events_sent: %llu\n", name, (unsigned long long)sent);
-  printf("sender_%s_dropped: %llu\n", name,
-         (unsigned long long)(after.dropped - before.dropped));
-  printf("sender_%s_cpu_ns_per_event: %.1f\n", name,
-         sent ? (double)(cpu1 - cpu0) / (double)sent : 0.0);
+  sender_run r = {0};
+  r.sent = after.sent - before.sent;
+  r.dropped = after.dropped - before.dropped;
+  r.ns_per_event = r.sent ? (double)(cpu1 - cpu0) / (double)r.sent : 0.0;
+  return r;
+}
+
+/* The median and the worst (largest) of one figure over a row's runs. */
+static void runs_stat(const sender_run *runs, int n, size_t field,
+                      double *median, double *worst) {
+  double *v = calloc((size_t)n, sizeof(double));
+  for (int i = 0; i < n; i++)
+    memcpy(&v[i], (const char *)&runs[i] + field, sizeof(double));
+  *median = median_of(v, (size_t)n);
+  *worst = v[n - 1];
+  free(v);
+}
+
+/* A sender row over its runs: the events sent by the median run, every
+ * drop of every run, and the median and worst of each figure (`rate`:
+ * the per-second figures too). */
+static void print_sender_row(const char *name, const sender_run *runs, int n,
+                             bool rate) {
+  uint64_t dropped = 0;
+  double *sent = calloc((size_t)n, sizeof(double));
+  for (int i = 0; i < n; i++) {
+    dropped += runs[i].dropped;
+    sent[i] = (double)runs[i].sent;
+  }
+  double median, worst;
+  printf("sender_%s_events_sent_per_run_median: %.0f\n", name,
+         median_of(sent, (size_t)n));
+  free(sent);
+  printf("sender_%s_dropped: %llu\n", name, (unsigned long long)dropped);
+  runs_stat(runs, n, offsetof(sender_run, ns_per_event), &median, &worst);
+  printf("sender_%s_cpu_ns_per_event_median: %.1f\n", name, median);
+  printf("sender_%s_cpu_ns_per_event_worst: %.1f\n", name, worst);
+  if (rate) {
+    runs_stat(runs, n, offsetof(sender_run, us_per_s), &median, &worst);
+    printf("sender_%s_cpu_us_per_s_median: %.1f\n", name, median);
+    printf("sender_%s_cpu_us_per_s_worst: %.1f\n", name, worst);
+    runs_stat(runs, n, offsetof(sender_run, wakeups_per_s), &median, &worst);
+    printf("sender_%s_wakeups_per_s_median: %.1f\n", name, median);
+    printf("sender_%s_wakeups_per_s_worst: %.1f\n", name, worst);
+  }
   fflush(stdout);
+}
+
+/* The full-speed rows, `repeat` runs each, bulk and saturated taking
+ * turns within a repetition. */
+static void report_full_speed(tw_agent *agent, const sender_threads *st,
+                              int repeat) {
+  sender_run *bulk = calloc((size_t)repeat, sizeof(*bulk));
+  sender_run *sat = calloc((size_t)repeat, sizeof(*sat));
+  for (int i = 0; i < repeat; i++) {
+    bulk[i] = run_full_speed(agent, st, true);
+    sat[i] = run_full_speed(agent, st, false);
+  }
+  print_sender_row("bulk", bulk, repeat, false);
+  print_sender_row("saturated", sat, repeat, false);
+  free(bulk);
+  free(sat);
 }
 
 /* ---- the sender at fixed rates ---------------------------------------------
@@ -827,13 +894,13 @@ static void collector_stop(real_collector *c) {
  * batches at a fixed rate for RATE_MS (after RATE_WARM_MS of the same,
  * unmeasured), at the default budget: the
  * sender's cost inside a server, where it wakes, drains, writes and reads
- * acks for a trickle of events rather than a flood. `key` names the
- * collector in the row: "" for the real one, "_sink" for the sink. */
-static void report_rate(const char *url, unsigned per_s, const char *key) {
+ * acks for a trickle of events rather than a flood. False when no agent
+ * could start. */
+static bool run_rate(const char *url, unsigned per_s, sender_run *r) {
   sender_threads st;
   tw_agent *agent = start_agent(url, 0, &st);
   if (agent == NULL)
-    return;
+    return false;
   tw_agent_flush(agent, 10000);
   fixed_rate warm = {agent, per_s, RATE_WARM_MS};
   pthread_t th;
@@ -850,19 +917,47 @@ static void report_rate(const char *url, unsigned per_s, const char *key) {
   uint64_t cpu1 = sender_cpu_ns(&st);
   uint64_t woke1 = sender_wakeups(&st);
   tw_agent_get_stats(agent, &after);
-  uint64_t sent = after.sent - before.sent;
-  printf("sender_rate_%u_batches_per_s%s_events_sent: %llu\n", per_s, key,
-         (unsigned long long)sent);
-  printf("sender_rate_%u_batches_per_s%s_dropped: %llu\n", per_s, key,
-         (unsigned long long)(after.dropped - before.dropped));
-  printf("sender_rate_%u_batches_per_s%s_cpu_ns_per_event: %.1f\n", per_s, key,
-         sent ? (double)(cpu1 - cpu0) / (double)sent : 0.0);
-  printf("sender_rate_%u_batches_per_s%s_cpu_us_per_s: %.1f\n", per_s, key,
-         (double)(cpu1 - cpu0) / 1e3 / (RATE_MS / 1000.0));
-  printf("sender_rate_%u_batches_per_s%s_wakeups_per_s: %.1f\n", per_s, key,
-         (double)(woke1 - woke0) / (RATE_MS / 1000.0));
-  fflush(stdout);
+  r->sent = after.sent - before.sent;
+  r->dropped = after.dropped - before.dropped;
+  r->ns_per_event = r->sent ? (double)(cpu1 - cpu0) / (double)r->sent : 0.0;
+  r->us_per_s = (double)(cpu1 - cpu0) / 1e3 / (RATE_MS / 1000.0);
+  r->wakeups_per_s = (double)(woke1 - woke0) / (RATE_MS / 1000.0);
   tw_agent_free(agent);
+  return true;
+}
+
+#define RATE_COUNT 3
+static const unsigned rates[RATE_COUNT] = {1000, 5000, 20000};
+
+/* The fixed-rate rows, `repeat` runs each, every rate against the real
+ * collector (when it started) and the sink taking turns within a
+ * repetition; `only` (nonzero) keeps that rate alone. `key` names the
+ * collector in the row: "" for the real one, "_sink" for the sink. */
+static void report_rates(const char *real_url, const char *sink_url,
+                         unsigned only, int repeat) {
+  const char *urls[2] = {real_url, sink_url}, *keys[2] = {"", "_sink"};
+  sender_run *runs = calloc((size_t)RATE_COUNT * 2 * (size_t)repeat,
+                            sizeof(*runs));
+  int done[RATE_COUNT][2] = {{0}};
+  for (int i = 0; i < repeat; i++)
+    for (int k = 0; k < RATE_COUNT; k++)
+      for (int c = 0; c < 2; c++)
+        if ((only == 0 || only == rates[k]) && urls[c] != NULL &&
+            run_rate(urls[c], rates[k],
+                     &runs[((size_t)k * 2 + (size_t)c) * (size_t)repeat +
+                           (size_t)done[k][c]]))
+          done[k][c]++;
+  for (int k = 0; k < RATE_COUNT; k++)
+    for (int c = 0; c < 2; c++)
+      if (done[k][c] > 0) {
+        char name[64];
+        snprintf(name, sizeof(name), "rate_%u_batches_per_s%s", rates[k],
+                 keys[c]);
+        print_sender_row(name, &runs[((size_t)k * 2 + (size_t)c) *
+                                     (size_t)repeat],
+                         done[k][c], true);
+      }
+  free(runs);
 }
 
 /* ---- what a wakeup costs ---------------------------------------------------
@@ -1018,10 +1113,8 @@ int main(int argc, char **argv) {
   printf("taskwatch_recorded: %llu\n", (unsigned long long)stats.recorded);
   printf("taskwatch_dropped: %llu\n", (unsigned long long)stats.dropped);
   printf("sender_threads: %zu\n", st.n);
-  if (only_rate == 0) {
-    report_sender(agent, &st, true);
-    report_sender(agent, &st, false);
-  }
+  if (only_rate == 0)
+    report_full_speed(agent, &st, repeat);
   if (lttng)
     printf("lttng_dropped: %lld\n", lttng_finish());
   else if (getenv("TW_BENCH_LTTNG_SESSION") != NULL)
@@ -1036,14 +1129,7 @@ int main(int argc, char **argv) {
   printf("sender_rate_collector: %s\n",
          real ? "taskwatch collector (" TASKWATCH_BIN ")"
               : "unavailable, rows against the sink only");
-  const unsigned rates[] = {1000, 5000, 20000};
-  for (size_t k = 0; k < 3; k++) {
-    if (only_rate != 0 && only_rate != rates[k])
-      continue;
-    if (real)
-      report_rate(rc.url, rates[k], "");
-    report_rate(s.url, rates[k], "_sink");
-  }
+  report_rates(real ? rc.url : NULL, s.url, only_rate, repeat);
   if (real)
     collector_stop(&rc);
   print_load("loadavg_end");
