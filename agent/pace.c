@@ -6,6 +6,9 @@
 _Static_assert(PACE_RATE_MS % PACE_RATE_SLOTS == 0 &&
                    PACE_RATE_MS >= PACE_RATE_SLOTS,
                "the rate's slots are whole milliseconds");
+_Static_assert(PACE_LIVE_MS > PACE_WRITE_LIVE_MS &&
+                   PACE_FLOW_MS > PACE_WRITE_LIVE_MS,
+               "a drain at the pace's bounds writes what it took (pace.h)");
 
 unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
                        double peak_fill, unsigned hold_ms) {

@@ -503,17 +503,21 @@ static void pace_takes_the_collectors_hold(void **state) {
 
 /* The last chunk (agent/pace.h, tw__pace_hold()): while acks keep up it
  * waits for a drain due within PACE_WRITE_LIVE_MS of its opening and for
- * no other, and never past PACE_WRITE_LIVE_MS; while they lag (more
- * chunks in use) it waits PACE_WRITE_MS, whenever the next drain is. */
+ * no other (drains at the pace's own bounds are further apart), and never
+ * past PACE_WRITE_LIVE_MS; while they lag (more chunks in use) it waits
+ * PACE_WRITE_MS, whenever the next drain is. */
 static void pace_holds_last_chunk_for_a_near_drain_only(void **state) {
   (void)state;
   const uint64_t live = PACE_WRITE_LIVE_CHUNKS, lagging = live + 1;
-  /* Opened at 1000 by a drain; the next drain PACE_LIVE_MS later (a high
-   * rate) takes its events into the same chunk, which it then writes. */
-  assert_true(tw__pace_hold(1000, 1000, 1000 + PACE_LIVE_MS, live));
+  /* Opened at 1000 by a drain; the next drain within PACE_WRITE_LIVE_MS
+   * (a filling ring brings it) takes its events into the same chunk,
+   * which it then writes. */
+  assert_true(tw__pace_hold(1000, 1000, 1000 + PACE_WRITE_LIVE_MS, live));
   assert_false(tw__pace_hold(1000 + PACE_WRITE_LIVE_MS, 1000,
                              1000 + 2 * PACE_WRITE_LIVE_MS, live));
-  /* The next drain PACE_FLOW_MS away (a low rate): written at once. */
+  /* The next drain PACE_LIVE_MS away (a high rate) or PACE_FLOW_MS away
+   * (a low one): written at once, by the drain that took its events. */
+  assert_false(tw__pace_hold(1000, 1000, 1000 + PACE_LIVE_MS, live));
   assert_false(tw__pace_hold(1000, 1000, 1000 + PACE_FLOW_MS, live));
   assert_false(tw__pace_hold(1000, 1000, 1000 + PACE_MAX_MS, 1));
   /* Acks lag: held until PACE_WRITE_MS old, the next drain near or far. */
