@@ -65,10 +65,9 @@ unsigned tw__pace_next(pace *p, uint64_t now_ms, uint64_t taken,
   double most = rate >= PACE_LIVE_RATE ? PACE_LIVE_MS
                 : taken > 0            ? PACE_FLOW_MS
                                        : PACE_MAX_MS;
-  /* The collector's batches wait longer than that anyway (pace.h): a
-   * drain every hold_ms (PACE_MAX_MS at most) mostly lands its events in
-   * the transaction they would have reached. */
-  unsigned hold = hold_ms < PACE_MAX_MS ? hold_ms : PACE_MAX_MS;
+  /* The collector's batches wait that long anyway (pace.h): a drain
+   * every hold_ms (PACE_HOLD_MAX_MS at most). */
+  unsigned hold = hold_ms < PACE_HOLD_MAX_MS ? hold_ms : PACE_HOLD_MAX_MS;
   if (hold > most)
     most = hold;
   if (wait < PACE_MIN_MS)

@@ -9,7 +9,7 @@
  * last drain, and never longer than PACE_FLOW_MS while records come
  * (PACE_LIVE_MS at a high rate), which bounds how late an event reaches the
  * collector, and PACE_MAX_MS while none do; a collector's advice (hold_ms,
- * below) may lengthen the first two up to PACE_MAX_MS. A ring found past
+ * below) may lengthen the first two up to PACE_HOLD_MAX_MS. A ring found past
  * PACE_FILL_NOW is drained again at once.
  *
  * A burst that comes faster than the pace foresaw (after a quiet spell)
@@ -73,10 +73,15 @@
  * takes so few events that its batches wait 250 ms anyway (fewer than
  * about 16,000 a second from all its agents, docs/collector.md
  * "Transactions") says so in its ACKs (hold_ms, protocol version 6):
- * the drains may then come up to that far apart (PACE_MAX_MS at most),
- * about a third of the wakeups, and an event mostly lands in the batch
- * it would have. The ring's fill still bounds the wait. */
+ * the drains may then come up to that far apart (PACE_HOLD_MAX_MS at
+ * most; 250 ms at the collector's defaults), about a tenth of the
+ * wakeups. The ring's fill still bounds the wait. */
 #define PACE_FLOW_MS 30u
+/* The longest hold the sender takes from a collector's advice: an event
+ * then reaches the collector within about a quarter of a second, and a
+ * collector at its defaults commits it within another (its batches of
+ * few events wait as long), so `top` shows it within a second. */
+#define PACE_HOLD_MAX_MS 250u
 
 /* The last chunk of the resend buffer (sender.c) is held back, to take
  * the next drains' events too, until it is full or PACE_WRITE_MS old.

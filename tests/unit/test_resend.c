@@ -466,7 +466,7 @@ static void pace_follows_rate_and_fill(void **state) {
 }
 
 /* The collector's advice (ACK hold_ms, protocol version 6): drains may
- * come that far apart whatever the rate, up to PACE_MAX_MS, and no
+ * come that far apart whatever the rate, up to PACE_HOLD_MAX_MS, and no
  * closer than the pace's own rules would have them; the rings' fill and
  * PACE_BATCH still bound the wait. */
 static void pace_takes_the_collectors_hold(void **state) {
@@ -482,10 +482,13 @@ static void pace_takes_the_collectors_hold(void **state) {
                                  (uint64_t)(10 * 2 * PACE_LIVE_RATE), 0.0001,
                                  100),
                    100);
-  /* More than PACE_MAX_MS is taken as PACE_MAX_MS; less than the pace's
+  /* The default advice of a collector (250 ms) is taken whole; more than
+   * PACE_HOLD_MAX_MS is taken as PACE_HOLD_MAX_MS; less than the pace's
    * own bound changes nothing. */
-  pace far = slow, near = slow;
-  assert_int_equal(tw__pace_next(&far, 1110, 50, 0.0001, 60000), PACE_MAX_MS);
+  pace dflt = slow, far = slow, near = slow;
+  assert_int_equal(tw__pace_next(&dflt, 1110, 50, 0.0001, 250), 250);
+  assert_int_equal(tw__pace_next(&far, 1110, 50, 0.0001, 60000),
+                   PACE_HOLD_MAX_MS);
   assert_int_equal(tw__pace_next(&near, 1110, 50, 0.0001, 5), PACE_FLOW_MS);
   /* 1,000 records a ms: PACE_BATCH of them come sooner than the hold. */
   uint64_t now = 1000;
