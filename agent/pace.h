@@ -74,7 +74,7 @@
  * about 16,000 a second from all its agents, docs/collector.md
  * "Transactions") says so in its ACKs (hold_ms, protocol version 6):
  * the drains may then come up to that far apart (PACE_HOLD_MAX_MS at
- * most; 250 ms at the collector's defaults), about a tenth of the
+ * most; 250 ms at the collector's defaults), about a sixth of the
  * wakeups. The ring's fill still bounds the wait. */
 #define PACE_FLOW_MS 30u
 /* The longest hold the sender takes from a collector's advice: an event

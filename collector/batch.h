@@ -224,17 +224,16 @@ int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
  * that costs little latency: while the collector takes fewer than
  * BATCH_FULL_EVENTS events per BATCH_IDLE_FACTOR times flush_ms in all
  * (about 16,000 a second at the default 50 ms), almost every batch waits
- * that long from its first event, so an event held BATCH_HOLD_FACTOR
- * times flush_ms (250 ms, as long as such a batch waits) in its agent
- * reaches a store it would otherwise have waited in, and the agent's
- * sender wakes about a tenth as often as its own pace would have it
- * (PACE_FLOW_MS). An event then reaches the store up to about half a
- * second after it was recorded, and `top` within a second. Held twice
- * flush_ms (100 ms), the events of notify_server at 1,000 requests a
- * second cost its sender 123-131 ns each at 10.6-11.1 wakeups a second,
- * against 75-93 ns at 5.2-6.3 (bench/server --rate 1000, in turn), and
- * the collector 4.27 us an event of the `quiet` load against 3.61
- * (bench/ingest; record-to-commit p99 348 ms against 504). Faster,
+ * that long from its first event, so an agent may keep its events as
+ * long, BATCH_HOLD_FACTOR times flush_ms (250 ms), and its sender wakes
+ * about a sixth as often as its own pace (PACE_FLOW_MS) would have it. An
+ * event then reaches the store up to about half a second after it was
+ * recorded, and `top` shows it within a second. At 250 ms rather than
+ * twice flush_ms (100 ms, before), notify_server at 1,000 requests a
+ * second costs its sender 75-93 ns an event at 5.2-6.3 wakeups a second
+ * instead of 123-131 ns at 10.6-11.1 (bench/server --rate 1000, in
+ * turn), and the collector 3.61 us an event of the `quiet` load instead
+ * of 4.27 (bench/ingest; record-to-commit p99 504 ms instead of 348). Faster,
  * batches fill sooner and a hold would delay events by about its length:
  * no advice (0), the agent's own pace (the event-to-commit target lives
  * at 100,000 a second). A collector already advising (`holding`) keeps
