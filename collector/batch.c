@@ -98,6 +98,7 @@ wbatch *wbatch_new(uint64_t generation) {
   u64map_init(&b->pending);
   b->generation = generation;
   b->held_due_ms = -1;
+  b->agent_hold_ms = 0;
   return b;
 }
 
@@ -149,6 +150,7 @@ void wbatch_reset(wbatch *b, uint64_t generation) {
   b->failed = 0;
   b->committed_ns = 0;
   b->held_due_ms = -1;
+  b->agent_hold_ms = 0;
 }
 
 int wbatch_empty(const wbatch *b) {

@@ -172,6 +172,11 @@ typedef struct wbatch {
    * written (store.h, hold_ms), or -1 when it holds none: the loop then
    * commits a batch, even an empty one. */
   int64_t held_due_ms;
+  /* The hold the acks advised while this batch's events came (hold_ms,
+   * set by the loop): an agent that takes it kept a task's events up to
+   * that long before writing them, so the writer holds a task in flight
+   * that much less (store.c, sort_rows()). */
+  int64_t agent_hold_ms;
 } wbatch;
 
 wbatch *wbatch_new(uint64_t generation);

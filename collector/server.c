@@ -878,8 +878,11 @@ static void maybe_flush(server *s) {
   s->batch_since_ms = 0;
   s->held_due_ms = 0;
   s->after_full = b->events >= BATCH_FULL_EVENTS;
+  /* The advice its events came under, before they count in the next. */
+  int64_t advised = s->hold.hold_ms;
   hold_advice_count(&s->hold, now, b->events, s->cfg->flush_ms);
   wbatch *next = ingest_take(s->in);
+  next->agent_hold_ms = advised;
   export_submit(s->exports, next);
   writer_submit(s->writer, next);
   if (s->stopping == 0)

@@ -1004,7 +1004,13 @@ static void grow_scratch(task_row ***rows, size_t *cap, size_t need) {
 static void sort_rows(store *s, wbatch *b, size_t *nnew, size_t *nupdates) {
   size_t n = 0, u = 0;
   int64_t now = monotonic_ms();
-  int holding = s->cfg.hold_ms > 0 && !s->settling;
+  /* A task whose agent held its events as the acks advise has been in
+   * flight up to that long already: it is held that much less, and not
+   * at all when that is the whole hold (its agent kept it as long as the
+   * writer would have, and one that ended within it came final). `top`
+   * then shows it within the hold of its events, not twice that. */
+  int64_t agent_held = b->agent_hold_ms > 0 ? b->agent_hold_ms : 0;
+  int holding = s->cfg.hold_ms > agent_held && !s->settling;
   grow_scratch(&s->newrows, &s->capnew, 2 * b->nrows + s->held.n + 1);
   grow_scratch(&s->updates, &s->capupdates, b->nrows + 1);
   u64map_clear(&s->ending);
@@ -1034,7 +1040,7 @@ static void sort_rows(store *s, wbatch *b, size_t *nnew, size_t *nupdates) {
     sane_order(r);
     if (holding && !t && (r->have & HAVE_ENQUEUE) && !row_is_final(r) &&
         s->held.n < INFLIGHT_MAX && !agent_ending(s, r->agent))
-      hold(s, r, now);
+      hold(s, r, now - agent_held);
     else
       s->newrows[n++] = r;
   }

@@ -34,7 +34,8 @@ typedef struct store_config {
 } store_config;
 
 /* The collector's hold_ms: readers see a task queued or running within a
- * quarter of a second (plus the commit interval). */
+ * quarter of a second of its ENQUEUE's arrival (plus the commit interval),
+ * less the hold its agent took (batch.h, agent_hold_ms). */
 #define STORE_HOLD_MS 250
 
 /* Statistics of the writes so far. */

@@ -1114,6 +1114,57 @@ static void held_tasks_are_written_when_due(void **state) {
   store_close(s);
 }
 
+/* Events that came while the acks advised a hold (batch.h,
+ * agent_hold_ms): their agent kept a task in flight that long already.
+ * As long as the writer's own hold, the task is written at once, queued
+ * or running; shorter, it is held the rest; none (an agent of before the
+ * advice, or a busy collector), the whole hold as before. */
+static void tasks_an_agent_held_are_held_the_rest(void **state) {
+  fixture *f = *state;
+  char path[128];
+  store *s = open_held(f, "agent_held.db", 60000, path);
+  wbatch *b = wbatch_new(1);
+  b->agent_hold_ms = 60000;
+  add_batch(b, 100, 1000);
+  task_row *r = add_task(f, b, 1, 100, 1000, SCHEMA_RUNNING);
+  r->have = HAVE_ENQUEUE | HAVE_START;
+  assert_int_equal(store_write(s, b), 0);
+  assert_int_equal(b->held_due_ms, -1);
+  wbatch_free(b);
+  assert_dump(path, "SELECT status, started_at FROM tasks", "1|1010\n");
+  store_stats st;
+  store_get_stats(s, &st);
+  assert_int_equal(st.rows_held, 0);
+  /* Held 59.9 s of the minute by its agent: due within the rest. */
+  b = wbatch_new(2);
+  b->agent_hold_ms = 59900;
+  add_batch(b, 101, 2000);
+  r = add_task(f, b, 2, 101, 2000, SCHEMA_QUEUED);
+  r->have = HAVE_ENQUEUE;
+  assert_int_equal(store_write(s, b), 0);
+  assert_true(b->held_due_ms > 0 && b->held_due_ms <= 100);
+  wbatch_free(b);
+  /* No advice: the whole minute. */
+  b = wbatch_new(3);
+  add_batch(b, 102, 3000);
+  r = add_task(f, b, 3, 102, 3000, SCHEMA_QUEUED);
+  r->have = HAVE_ENQUEUE;
+  assert_int_equal(store_write(s, b), 0);
+  assert_true(b->held_due_ms > 0 && b->held_due_ms <= 100);
+  wbatch_free(b);
+  b = wbatch_new(4);
+  struct timespec ts = {0, 150 * 1000000L};
+  nanosleep(&ts, NULL);
+  assert_int_equal(store_write(s, b), 0);
+  assert_true(b->held_due_ms > 59000 && b->held_due_ms <= 60000);
+  wbatch_free(b);
+  assert_dump(path, "SELECT id, status FROM tasks ORDER BY id",
+              "1|1\n2|0\n");
+  store_get_stats(s, &st);
+  assert_int_equal(st.rows_held, 2);
+  store_close(s);
+}
+
 /* A transaction that fails leaves the held tasks as they were, so the
  * same batch written again applies its events once. */
 static void failed_transactions_keep_the_held_tasks(void **state) {
@@ -1983,6 +2034,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(held_tasks_survive_a_crash, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(held_tasks_are_written_when_due, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(tasks_an_agent_held_are_held_the_rest, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(held_log_replays_in_order, setup,
                                       teardown),
