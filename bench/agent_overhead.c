@@ -936,28 +936,28 @@ static const unsigned rates[RATE_COUNT] = {1000, 5000, 20000};
 static void report_rates(const char *real_url, const char *sink_url,
                          unsigned only, int repeat) {
   const char *urls[2] = {real_url, sink_url}, *keys[2] = {"", "_sink"};
-  sender_run *runs = calloc((size_t)RATE_COUNT * 2 * (size_t)repeat,
-                            sizeof(*runs));
+  /* Row (k, c): the runs of rates[k] against urls[c], repeat of them. */
+  sender_run *rows[RATE_COUNT][2];
   int done[RATE_COUNT][2] = {{0}};
+  for (int k = 0; k < RATE_COUNT; k++)
+    for (int c = 0; c < 2; c++)
+      rows[k][c] = calloc((size_t)repeat, sizeof(sender_run));
   for (int i = 0; i < repeat; i++)
     for (int k = 0; k < RATE_COUNT; k++)
       for (int c = 0; c < 2; c++)
         if ((only == 0 || only == rates[k]) && urls[c] != NULL &&
-            run_rate(urls[c], rates[k],
-                     &runs[((size_t)k * 2 + (size_t)c) * (size_t)repeat +
-                           (size_t)done[k][c]]))
+            run_rate(urls[c], rates[k], &rows[k][c][done[k][c]]))
           done[k][c]++;
   for (int k = 0; k < RATE_COUNT; k++)
-    for (int c = 0; c < 2; c++)
+    for (int c = 0; c < 2; c++) {
       if (done[k][c] > 0) {
         char name[64];
         snprintf(name, sizeof(name), "rate_%u_batches_per_s%s", rates[k],
                  keys[c]);
-        print_sender_row(name, &runs[((size_t)k * 2 + (size_t)c) *
-                                     (size_t)repeat],
-                         done[k][c], true);
+        print_sender_row(name, rows[k][c], done[k][c], true);
       }
-  free(runs);
+      free(rows[k][c]);
+    }
 }
 
 /* ---- what a wakeup costs ---------------------------------------------------

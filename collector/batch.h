@@ -233,13 +233,9 @@ int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
  * long, BATCH_HOLD_FACTOR times flush_ms (250 ms), and its sender wakes
  * about a sixth as often as its own pace (PACE_FLOW_MS) would have it. An
  * event then reaches the store up to about half a second after it was
- * recorded, and `top` shows it within a second. At 250 ms rather than
- * twice flush_ms (100 ms, before), notify_server at 1,000 requests a
- * second costs its sender 75-93 ns an event at 5.2-6.3 wakeups a second
- * instead of 123-131 ns at 10.6-11.1 (bench/server --rate 1000, in
- * turn), and the collector 3.61 us an event of the `quiet` load instead
- * of 4.27 (bench/ingest; record-to-commit p99 504 ms instead of 348). Faster,
- * batches fill sooner and a hold would delay events by about its length:
+ * recorded, and `top` shows it within a second (the figures against the
+ * 100 ms of before: docs/collector.md, "Transactions"). Faster, batches
+ * fill sooner and a hold would delay events by about its length:
  * no advice (0), the agent's own pace (the event-to-commit target lives
  * at 100,000 a second). A collector already advising (`holding`) keeps
  * on up to that rate; one that is not starts below BATCH_HOLD_ENTER of
