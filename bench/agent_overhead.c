@@ -42,8 +42,13 @@
  * prints the median and the worst run of each figure, the events the
  * median run sent and the drops of all runs. Before them,
  * thread_wakeup_cpu_us: what one sleep and wakeup of an idle thread costs on
- * the machine, the floor under those rows (the sender wakes at least every
- * PACE_MAX_MS). --sender-only prints these rows alone.
+ * the machine (the sender wakes at least every PACE_MAX_MS). After each rate
+ * row, its floor: the CPU time of a tick that drains nothing (sleep, read
+ * the acks, write a chunk a peer thread reads and acks) at the row's mean
+ * interval (`_tick_floor_cpu_us`), and that times the row's wakeups over
+ * its events (`_floor_ns_per_event`): what the row would cost if draining
+ * and encoding were free, which only fewer wakeups or a machine where they
+ * cost less can lower. --sender-only prints these rows alone.
  *
  * LTTng needs a session daemon and an active session: the benchmark starts
  * `lttng-sessiond` when none runs, creates a private session, enables the
@@ -926,6 +931,111 @@ static bool run_rate(const char *url, unsigned per_s, sender_run *r) {
   return true;
 }
 
+/* ---- the floor under the rate rows ----------------------------------------
+ */
+
+#define FLOOR_TICKS 12
+/* Bytes an empty tick writes: about what a drain at the rate rows' pace
+ * writes (bench/server printed 28-58 KB writes at 1,000-20,000 req/s). */
+#define FLOOR_CHUNK 32768
+#define FLOOR_ACK 18 /* bytes of an ACK frame (docs/protocol.md) */
+
+/* The collector's part: reads what the tick writes, acks each chunk. */
+static void *floor_peer_main(void *arg) {
+  int fd = *(int *)arg;
+  char *buf = malloc(FLOOR_CHUNK);
+  static const char ack[FLOOR_ACK];
+  size_t got = 0;
+  ssize_t n;
+  while (buf != NULL && (n = read(fd, buf, FLOOR_CHUNK)) > 0)
+    for (got += (size_t)n; got >= FLOOR_CHUNK; got -= FLOOR_CHUNK)
+      if (send(fd, ack, sizeof(ack), MSG_NOSIGNAL) != (ssize_t)sizeof(ack))
+        break;
+  free(buf);
+  return NULL;
+}
+
+/* The CPU time of a sender's tick that drains nothing, every
+ * `interval_ms`: sleep in poll() as the sender's loop sleeps, read the
+ * acks that came without waiting (poll_socket() in sender.c), write a
+ * chunk to a peer thread that reads and acks it (a collector's loop on a
+ * unix socket, woken by the write). What the sender pays per wakeup
+ * before it reads its first record; negative on failure. */
+static double tick_floor_us(unsigned interval_ms) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    return -1;
+  pthread_t th;
+  char *chunk = calloc(1, FLOOR_CHUNK);
+  if (chunk == NULL || fcntl(sv[0], F_SETFL, O_NONBLOCK) != 0 ||
+      pthread_create(&th, NULL, floor_peer_main, &sv[1]) != 0) {
+    free(chunk);
+    close(sv[0]);
+    close(sv[1]);
+    return -1;
+  }
+  uint64_t cpu0 = 0;
+  bool ok = true;
+  /* The first tick warms the path and is not counted. */
+  for (int i = 0; i <= FLOOR_TICKS && ok; i++) {
+    if (i == 1)
+      cpu0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+    poll(NULL, 0, (int)interval_ms);
+    char ack[256];
+    while (read(sv[0], ack, sizeof(ack)) == (ssize_t)sizeof(ack))
+      ;
+    for (size_t off = 0; off < FLOOR_CHUNK && ok;) {
+      ssize_t n = send(sv[0], chunk + off, FLOOR_CHUNK - off, MSG_NOSIGNAL);
+      if (n > 0) {
+        off += (size_t)n;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        struct pollfd pf = {.fd = sv[0], .events = POLLOUT};
+        poll(&pf, 1, 1000);
+      } else {
+        ok = false;
+      }
+    }
+  }
+  uint64_t cpu1 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+  /* The peer reads to the end and stops; its last ack still finds the
+   * socket open. */
+  shutdown(sv[0], SHUT_WR);
+  pthread_join(th, NULL);
+  close(sv[0]);
+  close(sv[1]);
+  free(chunk);
+  return ok ? (double)(cpu1 - cpu0) / 1e3 / FLOOR_TICKS : -1;
+}
+
+/* A rate row's floor: its median wakeups a second, each an empty tick
+ * (tick_floor_us() at the row's mean interval), over its median events
+ * a second. What the row would cost if draining, encoding and writing
+ * its events were free: the part of its CPU per event that only fewer
+ * wakeups or cheaper ones (the machine's) can lower. */
+static void print_rate_floor(const char *name, const sender_run *runs, int n) {
+  double wakeups, sent, worst;
+  runs_stat(runs, n, offsetof(sender_run, wakeups_per_s), &wakeups, &worst);
+  double *v = calloc((size_t)n, sizeof(double));
+  for (int i = 0; i < n; i++)
+    v[i] = (double)runs[i].sent;
+  sent = median_of(v, (size_t)n);
+  free(v);
+  if (wakeups <= 0 || sent <= 0)
+    return;
+  double interval = 1000.0 / wakeups;
+  unsigned ms = interval < 1      ? 1u
+                : interval > 1000 ? 1000u
+                                  : (unsigned)interval;
+  double tick = tick_floor_us(ms);
+  if (tick < 0)
+    return;
+  printf("sender_%s_tick_floor_cpu_us: %.1f (a tick every %u ms)\n", name, tick,
+         ms);
+  printf("sender_%s_floor_ns_per_event: %.1f\n", name,
+         wakeups * tick * 1e3 / (sent / (RATE_MS / 1000.0)));
+  fflush(stdout);
+}
+
 #define RATE_COUNT 3
 static const unsigned rates[RATE_COUNT] = {1000, 5000, 20000};
 
@@ -955,6 +1065,7 @@ static void report_rates(const char *real_url, const char *sink_url,
         snprintf(name, sizeof(name), "rate_%u_batches_per_s%s", rates[k],
                  keys[c]);
         print_sender_row(name, rows[k][c], done[k][c], true);
+        print_rate_floor(name, rows[k][c], done[k][c]);
       }
       free(rows[k][c]);
     }
