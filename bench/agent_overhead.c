@@ -934,7 +934,10 @@ static bool run_rate(const char *url, unsigned per_s, sender_run *r) {
 /* ---- the floor under the rate rows ----------------------------------------
  */
 
-#define FLOOR_TICKS 12
+/* Ticks timed: FLOOR_MS of them, FLOOR_TICKS_MIN at least (one tick's
+ * cost moved by a third from one run of 12 to the next at 15 ms). */
+#define FLOOR_MS 3000u
+#define FLOOR_TICKS_MIN 12u
 /* Bytes an empty tick writes: about what a drain at the rate rows' pace
  * writes (bench/server printed 28-58 KB writes at 1,000-20,000 req/s). */
 #define FLOOR_CHUNK 32768
@@ -977,7 +980,10 @@ static double tick_floor_us(unsigned interval_ms) {
   uint64_t cpu0 = 0;
   bool ok = true;
   /* The first tick warms the path and is not counted. */
-  for (int i = 0; i <= FLOOR_TICKS && ok; i++) {
+  unsigned ticks = FLOOR_MS / interval_ms;
+  if (ticks < FLOOR_TICKS_MIN)
+    ticks = FLOOR_TICKS_MIN;
+  for (unsigned i = 0; i <= ticks && ok; i++) {
     if (i == 1)
       cpu0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
     poll(NULL, 0, (int)interval_ms);
@@ -1004,7 +1010,7 @@ static double tick_floor_us(unsigned interval_ms) {
   close(sv[0]);
   close(sv[1]);
   free(chunk);
-  return ok ? (double)(cpu1 - cpu0) / 1e3 / FLOOR_TICKS : -1;
+  return ok ? (double)(cpu1 - cpu0) / 1e3 / ticks : -1;
 }
 
 /* A rate row's floor: its median wakeups a second, each an empty tick
