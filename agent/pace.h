@@ -69,13 +69,15 @@
  * 15-34 us, against 100-160 ns at 10 drains a second); an idle agent's
  * sender wakes PACE_MAX_MS apart.
  *
- * Both bounds are for a collector whose batches fill soon. One that
- * takes so few events that its batches wait 250 ms anyway (fewer than
- * about 16,000 a second from all its agents, docs/collector.md
- * "Transactions") says so in its ACKs (hold_ms, protocol version 6):
- * the drains may then come up to that far apart (PACE_HOLD_MAX_MS at
- * most; 250 ms at the collector's defaults), about a sixth of the
- * wakeups. The ring's fill still bounds the wait. */
+ * Both bounds are for a collector whose batches fill soon. One whose
+ * batches wait for their commit anyway says how long in its ACKs
+ * (hold_ms, protocol version 6; docs/collector.md "Transactions"): 250 ms
+ * while it takes fewer than about 16,000 events a second from all its
+ * agents, the time its batch takes to fill up to about 82,000 (250 down
+ * to 50 ms). The drains may then come up to that far apart
+ * (PACE_HOLD_MAX_MS at most): a sixth of the wakeups below the first
+ * rate, and at 50,000 events a second about a quarter (a drain every
+ * 80 ms instead of 20). The ring's fill still bounds the wait. */
 #define PACE_FLOW_MS 30u
 /* The longest hold the sender takes from a collector's advice: an event
  * then reaches the collector within about a quarter of a second, and a

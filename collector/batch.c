@@ -230,12 +230,15 @@ int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
 }
 
 int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding) {
-  double mark =
-      BATCH_FULL_EVENTS * 1000.0 / (BATCH_IDLE_FACTOR * (double)flush_ms);
-  if (events_per_s >= (holding ? mark : mark * BATCH_HOLD_ENTER))
+  double full = BATCH_FULL_EVENTS * 1000.0 / (double)flush_ms;
+  if (events_per_s >= (holding ? full : full * BATCH_HOLD_ENTER))
     return 0;
-  int64_t hold = BATCH_HOLD_FACTOR * flush_ms;
-  return hold < PROTO_HOLD_MAX_MS ? hold : PROTO_HOLD_MAX_MS;
+  /* How long a batch waits: until it holds BATCH_FULL_EVENTS at the rate,
+   * BATCH_IDLE_FACTOR times flush_ms at most (BATCH_HOLD_FACTOR). */
+  double hold = (double)BATCH_HOLD_FACTOR * (double)flush_ms;
+  if (events_per_s * hold > BATCH_FULL_EVENTS * 1000.0)
+    hold = BATCH_FULL_EVENTS * 1000.0 / events_per_s;
+  return hold < PROTO_HOLD_MAX_MS ? (int64_t)hold : PROTO_HOLD_MAX_MS;
 }
 
 uint32_t hold_advice_count(hold_advice *h, int64_t now_ms, uint64_t events,
@@ -247,10 +250,12 @@ uint32_t hold_advice_count(hold_advice *h, int64_t now_ms, uint64_t events,
   int64_t part = now_ms - h->part_since_ms;
   if (part >= HOLD_RISE_MS) {
     double r = (double)h->part_events * 1000.0 / (double)part;
-    if (wbatch_hold_ms(r / HOLD_RISE, flush_ms, 1) == 0) {
-      h->hold_ms = 0;
-      h->busy = 1;
-    }
+    uint32_t cap = (uint32_t)wbatch_hold_ms(r / HOLD_RISE, flush_ms, 1);
+    if (cap < h->hold_ms)
+      h->hold_ms = cap;
+    if (!h->capped || cap < h->cap_ms)
+      h->cap_ms = cap;
+    h->capped = 1;
     h->part_since_ms = now_ms;
     h->part_events = 0;
   }
@@ -258,10 +263,10 @@ uint32_t hold_advice_count(hold_advice *h, int64_t now_ms, uint64_t events,
   if (span < HOLD_WINDOW_MS)
     return h->hold_ms;
   double r = (double)h->events * 1000.0 / (double)span;
-  h->hold_ms =
-      h->busy ? 0 : (uint32_t)wbatch_hold_ms(r, flush_ms, h->hold_ms != 0);
+  uint32_t hold = (uint32_t)wbatch_hold_ms(r, flush_ms, h->hold_ms != 0);
+  h->hold_ms = h->capped && h->cap_ms < hold ? h->cap_ms : hold;
   h->since_ms = h->part_since_ms = now_ms;
   h->events = h->part_events = 0;
-  h->busy = 0;
+  h->capped = 0;
   return h->hold_ms;
 }

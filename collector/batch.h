@@ -225,47 +225,54 @@ int64_t wbatch_commit_wait_ms(const wbatch *b, int64_t age_ms,
                               int64_t flush_ms, int early);
 
 /* The hold_ms the ACKs advise (protocol version 6, docs/protocol.md): how
- * long an agent may keep its new events before writing them. Only where
- * that costs little latency: while the collector takes fewer than
- * BATCH_FULL_EVENTS events per BATCH_IDLE_FACTOR times flush_ms in all
- * (about 16,000 a second at the default 50 ms), almost every batch waits
- * that long from its first event, so an agent may keep its events as
- * long, BATCH_HOLD_FACTOR times flush_ms (250 ms), and its sender wakes
- * about a sixth as often as its own pace (PACE_FLOW_MS) would have it. An
- * event then reaches the store up to about half a second after it was
- * recorded, and `top` shows it within a second (the figures against the
- * 100 ms of before: docs/collector.md, "Transactions"). Faster, batches
- * fill sooner and a hold would delay events by about its length:
- * no advice (0), the agent's own pace (the event-to-commit target lives
- * at 100,000 a second). A collector already advising (`holding`) keeps
- * on up to that rate; one that is not starts below BATCH_HOLD_ENTER of
- * it, so a rate near the mark does not flip the advice at every
- * window. events_per_s is the rate of about the last second
- * (hold_advice_count(), below). */
+ * long an agent may keep its new events before writing them. As long as a
+ * batch waits for its commit anyway, so that the hold costs the events
+ * little latency and the agents' senders far fewer wakeups, at a rate
+ * events_per_s (of about the last second: hold_advice_count(), below):
+ *  - below BATCH_FULL_EVENTS per BATCH_IDLE_FACTOR times flush_ms (about
+ *    16,000 a second at the default 50 ms), almost every batch waits
+ *    that long from its first event: BATCH_HOLD_FACTOR times flush_ms
+ *    (250 ms), and an agent's sender wakes about a sixth as often as its
+ *    own pace (PACE_FLOW_MS) would have it;
+ *  - up to BATCH_FULL_EVENTS per flush_ms (about 82,000 a second), a
+ *    batch waits until it holds BATCH_FULL_EVENTS: the time that takes at
+ *    the rate (250 ms down to 50), where the agent's own pace drains every
+ *    20 ms (PACE_LIVE_MS);
+ *  - faster, batches commit flush_ms after their first event and the acks
+ *    advise nothing (0): the agent's own pace, and the event-to-commit
+ *    target (p99 100 ms at 100,000 a second) as before.
+ * An event then reaches the store up to about twice the hold after it was
+ * recorded (half a second below the first mark), and `top` shows it
+ * within a second (the figures: docs/collector.md, "Transactions"). A
+ * collector already advising (`holding`) keeps on up to the second mark;
+ * one that is not starts below BATCH_HOLD_ENTER of it, so a rate near the
+ * mark does not flip the advice at every window. */
 #define BATCH_HOLD_FACTOR BATCH_IDLE_FACTOR
 #define BATCH_HOLD_ENTER 0.75
 int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding);
 
 /* The acks' hold_ms as the loop's batches go to the writer: from the rate
  * of each whole window of at least HOLD_WINDOW_MS (wbatch_hold_ms()),
- * and ended at once by a part of HOLD_RISE_MS or more whose own rate is
- * HOLD_RISE times the mark or more: a quiet server turned busy, whose
- * agents are back at their own pace within about that, and the window it
- * happened in advises nothing. A part only past the mark ends nothing: a
- * rate under the mark comes in bursts (a server's clients that all wait
- * alike after a response send their requests together, and the agents'
- * drains, held, come about hold_ms apart), and a quarter second of two
- * bursts ended the advice of one at two thirds of the mark, every other
- * second (notify_server at 1,000 requests a second from 256 connections:
- * 10,600 events a second, the agent's sender woke 13.5-14.4 times a
- * second instead of 10.5). */
+ * and lowered at once by a part of HOLD_RISE_MS or more whose own rate,
+ * taken as HOLD_RISE times the rate, advises less: a quiet server turned
+ * busy, whose agents hold their events no longer than the collector's
+ * batches then wait within about that (past twice the second mark, not at
+ * all), and the window it happened in advises no more at its end. A part
+ * only past the rate lowers nothing: a rate comes in bursts (a server's
+ * clients that all wait alike after a response send their requests
+ * together, and the agents' drains, held, come about hold_ms apart), and
+ * a quarter second of two bursts ended the advice of one at two thirds of
+ * the first mark, every other second (notify_server at 1,000 requests a
+ * second from 256 connections: 10,600 events a second, the agent's sender
+ * woke 13.5-14.4 times a second instead of 10.5). */
 #define HOLD_WINDOW_MS 1000
 #define HOLD_RISE_MS 250
 #define HOLD_RISE 2.0
 typedef struct hold_advice {
   int64_t since_ms, part_since_ms; /* 0: nothing counted yet */
   uint64_t events, part_events;
-  int busy;         /* a part of the current window was a rise */
+  int capped;      /* a part of the current window ended: cap_ms is set */
+  uint32_t cap_ms; /* the least its parts advised (each its rate/HOLD_RISE) */
   uint32_t hold_ms; /* the advice: 0 until a first window ended */
 } hold_advice;
 

@@ -689,45 +689,57 @@ static void small_batches_wait_longer(void **state) {
   commit(f);
 }
 
-/* The acks' hold_ms (protocol version 6): while the collector takes fewer
- * events than fill a batch in the BATCH_IDLE_FACTOR times flush_ms that
- * a batch of few events waits, agents may keep theirs BATCH_HOLD_FACTOR
- * times flush_ms; faster, no advice. Advice starts below BATCH_HOLD_ENTER
- * of that rate and, once given, lasts up to it. */
+/* The acks' hold_ms (protocol version 6): as long as a batch waits for
+ * its commit anyway. While the collector takes fewer events than fill a
+ * batch in the BATCH_IDLE_FACTOR times flush_ms that a batch of few
+ * events waits, BATCH_HOLD_FACTOR times flush_ms; up to a batch per
+ * flush_ms, the time a batch takes to fill; faster, no advice. Advice
+ * starts below BATCH_HOLD_ENTER of that rate and, once given, lasts up
+ * to it. */
 static void acks_advise_a_hold_while_batches_wait_anyway(void **state) {
   (void)state;
-  /* 4,096 events per 250 ms: 16,384 a second. */
-  double mark = BATCH_FULL_EVENTS * 1000.0 / (BATCH_IDLE_FACTOR * 50);
-  int64_t hold = BATCH_HOLD_FACTOR * 50;
-  assert_int_equal(wbatch_hold_ms(0, 50, 0), hold);
-  assert_int_equal(wbatch_hold_ms(10000, 50, 0), hold);
-  assert_int_equal(wbatch_hold_ms(mark * BATCH_HOLD_ENTER - 1, 50, 0), hold);
-  assert_int_equal(wbatch_hold_ms(mark * BATCH_HOLD_ENTER, 50, 0), 0);
-  assert_int_equal(wbatch_hold_ms(mark * BATCH_HOLD_ENTER, 50, 1), hold);
-  assert_int_equal(wbatch_hold_ms(mark - 1, 50, 1), hold);
-  assert_int_equal(wbatch_hold_ms(mark, 50, 1), 0);
-  assert_int_equal(wbatch_hold_ms(50000, 50, 1), 0);
+  /* 4,096 events per 250 ms: 16,384 a second; per 50 ms: 81,920. */
+  double idle = BATCH_FULL_EVENTS * 1000.0 / (BATCH_IDLE_FACTOR * 50);
+  double full = BATCH_FULL_EVENTS * 1000.0 / 50;
+  int64_t most = BATCH_HOLD_FACTOR * 50;
+  assert_int_equal(most, 250);
+  assert_int_equal(wbatch_hold_ms(0, 50, 0), most);
+  assert_int_equal(wbatch_hold_ms(10000, 50, 0), most);
+  assert_int_equal(wbatch_hold_ms(idle, 50, 0), most);
+  /* Past it, a batch commits once it holds 4,096 events. */
+  assert_int_equal(wbatch_hold_ms(20480, 50, 0), 200);
+  assert_int_equal(wbatch_hold_ms(40960, 50, 0), 100);
+  assert_int_equal(wbatch_hold_ms(full * BATCH_HOLD_ENTER - 1, 50, 0), 66);
+  assert_int_equal(wbatch_hold_ms(full * BATCH_HOLD_ENTER, 50, 0), 0);
+  assert_int_equal(wbatch_hold_ms(full * BATCH_HOLD_ENTER, 50, 1), 66);
+  assert_int_equal(wbatch_hold_ms(full - 1, 50, 1), 50);
+  /* From a batch per flush_ms on, batches commit flush_ms after their
+   * first event: no advice. */
+  assert_int_equal(wbatch_hold_ms(full, 50, 1), 0);
+  assert_int_equal(wbatch_hold_ms(100000, 50, 1), 0);
   assert_int_equal(wbatch_hold_ms(100000, 50, 0), 0);
   /* A longer flush_ms waits longer for fewer events; the advice never
    * passes what the protocol carries. */
-  assert_int_equal(wbatch_hold_ms(1000, 1000, 0), 0);
+  assert_int_equal(wbatch_hold_ms(1000, 1000, 0), 4096);
+  assert_int_equal(wbatch_hold_ms(4096, 1000, 1), 0);
   assert_int_equal(wbatch_hold_ms(0, 3600000, 0), PROTO_HOLD_MAX_MS);
 }
 
 /* The advice as batches go to the writer (hold_advice_count()): none
  * until a first window of HOLD_WINDOW_MS ended; then the window's rate
- * decides. Bursts under the mark keep it; a part of HOLD_RISE_MS at
- * HOLD_RISE times the mark ends it at once, and the window that held
- * such a part advises nothing at its end either. */
+ * decides. Bursts keep it; a part of HOLD_RISE_MS whose rate over
+ * HOLD_RISE advises less lowers it at once (to nothing at HOLD_RISE
+ * times a batch per flush_ms), and the window that held such a part
+ * advises no more at its end. */
 static void hold_advice_follows_the_rate_not_its_bursts(void **state) {
   (void)state;
-  double mark = BATCH_FULL_EVENTS * 1000.0 / (BATCH_IDLE_FACTOR * 50);
+  double full = BATCH_FULL_EVENTS * 1000.0 / 50;
   uint32_t hold = BATCH_HOLD_FACTOR * 50;
   hold_advice h = {0};
   int64_t t = 1000000;
-  /* 10,600 events a second (two thirds of the mark) in bursts of 2,650
-   * every 250 ms, each handed over as two batches: one in the part that
-   * just began, one that ends it. */
+  /* 10,600 events a second (two thirds of the first mark) in bursts of
+   * 2,650 every 250 ms, each handed over as two batches: one in the part
+   * that just began, one that ends it. */
   uint64_t burst = 2650;
   assert_int_equal(hold_advice_count(&h, t, 0, 50), 0);
   for (int i = 0; i < 4; i++) {
@@ -743,9 +755,22 @@ static void hold_advice_follows_the_rate_not_its_bursts(void **state) {
     assert_int_equal(hold_advice_count(&h, t, i % 4 == 0 ? 2 * burst : 10, 50),
                      hold);
   }
-  /* A rise: HOLD_RISE times the mark over a part ends the advice at
-   * once, and the window it was in gives none at its end. */
-  uint64_t rise = (uint64_t)(mark * HOLD_RISE * HOLD_RISE_MS / 1000) + 1;
+  /* A rise to 81,920 a second (HOLD_RISE times 40,960, whose batches
+   * fill in 100 ms) lowers the advice at once, and the window it was in
+   * advises no more at its end, however quiet the rest. */
+  t += HOLD_RISE_MS;
+  assert_int_equal(hold_advice_count(&h, t, 20480, 50), 100);
+  while (h.since_ms + HOLD_WINDOW_MS > t + 100) {
+    t += 100;
+    assert_int_equal(hold_advice_count(&h, t, 1, 50), 100);
+  }
+  t += 100;
+  assert_int_equal(hold_advice_count(&h, t, 1, 50), 100);
+  /* A quiet window after it advises the whole hold again. */
+  t += HOLD_WINDOW_MS;
+  assert_int_equal(hold_advice_count(&h, t, 10, 50), hold);
+  /* HOLD_RISE times a batch per flush_ms ends it. */
+  uint64_t rise = (uint64_t)(full * HOLD_RISE * HOLD_RISE_MS / 1000) + 1;
   t += HOLD_RISE_MS;
   assert_int_equal(hold_advice_count(&h, t, rise, 50), 0);
   while (h.since_ms + HOLD_WINDOW_MS > t + 100) {
@@ -754,16 +779,22 @@ static void hold_advice_follows_the_rate_not_its_bursts(void **state) {
   }
   t += 100;
   assert_int_equal(hold_advice_count(&h, t, 1, 50), 0);
-  /* A quiet window after it advises the hold again. */
   t += HOLD_WINDOW_MS;
   assert_int_equal(hold_advice_count(&h, t, 10, 50), hold);
   /* The edge, within one window: a part of one event less than
-   * HOLD_RISE times the mark keeps the advice, one at it ends it. */
-  uint64_t edge = (uint64_t)(mark * HOLD_RISE * HOLD_RISE_MS / 1000);
+   * HOLD_RISE times a batch per flush_ms leaves the shortest hold (a
+   * batch per flush_ms), one at it ends the advice. */
+  uint64_t edge = (uint64_t)(full * HOLD_RISE * HOLD_RISE_MS / 1000);
   t += HOLD_RISE_MS;
-  assert_int_equal(hold_advice_count(&h, t, edge - 1, 50), hold);
+  assert_int_equal(hold_advice_count(&h, t, edge - 1, 50), 50);
   t += HOLD_RISE_MS;
   assert_int_equal(hold_advice_count(&h, t, edge, 50), 0);
+  /* A steady rate in the fill band: the time a batch takes to fill. */
+  hold_advice g = {0};
+  t = 1000000;
+  for (int i = 0; i <= 8; i++, t += HOLD_RISE_MS)
+    hold_advice_count(&g, t, 40960 / 4, 50);
+  assert_int_equal(g.hold_ms, 100);
 }
 
 /* FLUSH (protocol version 5): the agent waits for the ack of its events
