@@ -725,6 +725,25 @@ static void acks_advise_a_hold_while_batches_wait_anyway(void **state) {
   assert_int_equal(wbatch_hold_ms(0, 3600000, 0), PROTO_HOLD_MAX_MS);
 }
 
+/* A part of HOLD_RISE_MS of `rise` events after `t`, then a trickle:
+ * the advice is `lowered` at once and until the window it was in ends,
+ * however quiet the rest; a quiet window after it advises the whole hold
+ * again. Returns the time of that window's end. */
+static int64_t rise_then_quiet(hold_advice *h, int64_t t, uint64_t rise,
+                               uint32_t lowered) {
+  t += HOLD_RISE_MS;
+  assert_int_equal(hold_advice_count(h, t, rise, 50), lowered);
+  while (h->since_ms + HOLD_WINDOW_MS > t + 100) {
+    t += 100;
+    assert_int_equal(hold_advice_count(h, t, 1, 50), lowered);
+  }
+  t += 100;
+  assert_int_equal(hold_advice_count(h, t, 1, 50), lowered);
+  t += HOLD_WINDOW_MS;
+  assert_int_equal(hold_advice_count(h, t, 10, 50), BATCH_HOLD_FACTOR * 50);
+  return t;
+}
+
 /* The advice as batches go to the writer (hold_advice_count()): none
  * until a first window of HOLD_WINDOW_MS ended; then the window's rate
  * decides. Bursts keep it; a part of HOLD_RISE_MS whose rate over
@@ -756,31 +775,11 @@ static void hold_advice_follows_the_rate_not_its_bursts(void **state) {
                      hold);
   }
   /* A rise to 81,920 a second (HOLD_RISE times 40,960, whose batches
-   * fill in 100 ms) lowers the advice at once, and the window it was in
-   * advises no more at its end, however quiet the rest. */
-  t += HOLD_RISE_MS;
-  assert_int_equal(hold_advice_count(&h, t, 20480, 50), 100);
-  while (h.since_ms + HOLD_WINDOW_MS > t + 100) {
-    t += 100;
-    assert_int_equal(hold_advice_count(&h, t, 1, 50), 100);
-  }
-  t += 100;
-  assert_int_equal(hold_advice_count(&h, t, 1, 50), 100);
-  /* A quiet window after it advises the whole hold again. */
-  t += HOLD_WINDOW_MS;
-  assert_int_equal(hold_advice_count(&h, t, 10, 50), hold);
-  /* HOLD_RISE times a batch per flush_ms ends it. */
-  uint64_t rise = (uint64_t)(full * HOLD_RISE * HOLD_RISE_MS / 1000) + 1;
-  t += HOLD_RISE_MS;
-  assert_int_equal(hold_advice_count(&h, t, rise, 50), 0);
-  while (h.since_ms + HOLD_WINDOW_MS > t + 100) {
-    t += 100;
-    assert_int_equal(hold_advice_count(&h, t, 1, 50), 0);
-  }
-  t += 100;
-  assert_int_equal(hold_advice_count(&h, t, 1, 50), 0);
-  t += HOLD_WINDOW_MS;
-  assert_int_equal(hold_advice_count(&h, t, 10, 50), hold);
+   * fill in 100 ms) lowers the advice at once to 100 ms; HOLD_RISE times
+   * a batch per flush_ms ends it. */
+  t = rise_then_quiet(&h, t, 20480, 100);
+  t = rise_then_quiet(
+      &h, t, (uint64_t)(full * HOLD_RISE * HOLD_RISE_MS / 1000) + 1, 0);
   /* The edge, within one window: a part of one event less than
    * HOLD_RISE times a batch per flush_ms leaves the shortest hold (a
    * batch per flush_ms), one at it ends the advice. */
