@@ -45,10 +45,11 @@
  * the machine (the sender wakes at least every PACE_MAX_MS). After each rate
  * row, its floor: the CPU time of a tick that drains nothing (sleep, read
  * the acks, write a chunk a peer thread reads and acks) at the row's mean
- * interval (`_tick_floor_cpu_us`), and that times the row's wakeups over
- * its events (`_floor_ns_per_event`): what the row would cost if draining
- * and encoding were free, which only fewer wakeups or a machine where they
- * cost less can lower. --sender-only prints these rows alone.
+ * interval (`_tick_floor_cpu_us`, `_tick_floor_interval_ms`), and that times
+ * the row's wakeups over its events (`_floor_ns_per_event`): what the row would
+ * cost if draining and encoding were free, which only fewer wakeups or a
+ * machine where they cost less can lower. --sender-only prints these rows
+ * alone.
  *
  * LTTng needs a session daemon and an active session: the benchmark starts
  * `lttng-sessiond` when none runs, creates a private session, enables the
@@ -742,21 +743,27 @@ static void runs_stat(const sender_run *runs, int n, size_t field,
   free(v);
 }
 
+/* The events the median run sent. */
+static double sent_median(const sender_run *runs, int n) {
+  double *v = calloc((size_t)n, sizeof(double));
+  for (int i = 0; i < n; i++)
+    v[i] = (double)runs[i].sent;
+  double median = median_of(v, (size_t)n);
+  free(v);
+  return median;
+}
+
 /* A sender row over its runs: the events sent by the median run, every
  * drop of every run, and the median and worst of each figure (`rate`:
  * the per-second figures too). */
 static void print_sender_row(const char *name, const sender_run *runs, int n,
                              bool rate) {
   uint64_t dropped = 0;
-  double *sent = calloc((size_t)n, sizeof(double));
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < n; i++)
     dropped += runs[i].dropped;
-    sent[i] = (double)runs[i].sent;
-  }
   double median, worst;
   printf("sender_%s_events_sent_per_run_median: %.0f\n", name,
-         median_of(sent, (size_t)n));
-  free(sent);
+         sent_median(runs, n));
   printf("sender_%s_dropped: %llu\n", name, (unsigned long long)dropped);
   runs_stat(runs, n, offsetof(sender_run, ns_per_event), &median, &worst);
   printf("sender_%s_cpu_ns_per_event_median: %.1f\n", name, median);
@@ -1019,13 +1026,8 @@ static double tick_floor_us(unsigned interval_ms) {
  * its events were free: the part of its CPU per event that only fewer
  * wakeups or cheaper ones (the machine's) can lower. */
 static void print_rate_floor(const char *name, const sender_run *runs, int n) {
-  double wakeups, sent, worst;
+  double wakeups, worst, sent = sent_median(runs, n);
   runs_stat(runs, n, offsetof(sender_run, wakeups_per_s), &wakeups, &worst);
-  double *v = calloc((size_t)n, sizeof(double));
-  for (int i = 0; i < n; i++)
-    v[i] = (double)runs[i].sent;
-  sent = median_of(v, (size_t)n);
-  free(v);
   if (wakeups <= 0 || sent <= 0)
     return;
   double interval = 1000.0 / wakeups;
@@ -1035,8 +1037,8 @@ static void print_rate_floor(const char *name, const sender_run *runs, int n) {
   double tick = tick_floor_us(ms);
   if (tick < 0)
     return;
-  printf("sender_%s_tick_floor_cpu_us: %.1f (a tick every %u ms)\n", name, tick,
-         ms);
+  printf("sender_%s_tick_floor_cpu_us: %.1f\n", name, tick);
+  printf("sender_%s_tick_floor_interval_ms: %u\n", name, ms);
   printf("sender_%s_floor_ns_per_event: %.1f\n", name,
          wakeups * tick * 1e3 / (sent / (RATE_MS / 1000.0)));
   fflush(stdout);
