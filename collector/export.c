@@ -80,6 +80,7 @@ static void update_collector(exporter *x) {
   c.write_queue_bytes = x->bytes_in_flight + smp.bytes_pending;
   c.connections = smp.connections;
   c.rejected_connections = smp.rejected;
+  c.ack_hold_ms = smp.hold_ms;
   c.tasks_tracked = track_count(x->track);
   c.tasks_untracked = track_untracked(x->track);
   guard_get(&c.guard);

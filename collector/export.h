@@ -35,6 +35,7 @@ typedef struct export_sample {
   uint64_t bytes_pending;  /* that batch's bytes */
   uint64_t connections;
   uint64_t rejected; /* connections refused or closed for cause */
+  uint32_t hold_ms;  /* the hold the acks advise (batch.h): 0 none */
 } export_sample;
 
 typedef void (*export_sample_fn)(void *arg, export_sample *out);

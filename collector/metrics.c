@@ -488,6 +488,12 @@ static void render_collector(const metrics *m, format_buf *b) {
   scalar(b, "taskwatch_rejected_connections_total", "counter",
          "Agent connections refused or closed for cause.",
          c->rejected_connections);
+  header(b, "taskwatch_ack_hold_seconds", "gauge",
+         "How long the acks let agents keep their events before writing "
+         "them (hold_ms, protocol version 6); 0: no advice.");
+  format_buf_puts(b, "taskwatch_ack_hold_seconds ");
+  put_seconds(b, (uint64_t)c->ack_hold_ms * 1000);
+  format_buf_putc(b, '\n');
   scalar(b, "taskwatch_tasks_tracked", "gauge",
          "Queued and running tasks the collector follows in memory.",
          c->tasks_tracked);

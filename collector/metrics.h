@@ -52,6 +52,7 @@ typedef struct metrics_collector {
   uint64_t write_queue_bytes;
   uint64_t connections; /* agent connections open */
   uint64_t rejected_connections;
+  uint32_t ack_hold_ms;     /* the hold the acks advise agents (batch.h) */
   uint64_t tasks_tracked;   /* tasks in flight the loop follows */
   uint64_t tasks_untracked; /* tasks it could not follow (over its cap) */
   uint64_t series_folded;   /* observations folded into "(other)" */

@@ -1151,6 +1151,7 @@ static void export_sample_of(void *arg, export_sample *out) {
   out->bytes_pending = wbatch_bytes(b);
   out->connections = s->nconns;
   out->rejected = s->summary->rejected;
+  out->hold_ms = s->hold.hold_ms;
 }
 
 /* ---- timers, signals, shutdown ----------------------------------------- */

@@ -169,6 +169,10 @@ def main():
                            timeout=240)
                 end = time.time()
                 check_counts(prom, col.db)
+                # The collector took about 2,500 events a second: its acks
+                # advise the whole hold (docs/protocol.md, ACK).
+                got = prom.query("taskwatch_ack_hold_seconds")
+                assert list(got.values()) == [0.25], got
                 # Scraped while it grew: a value between none and all.
                 final = list(prom.query(
                     "taskwatch_events_committed_total").values())[0]

@@ -62,6 +62,7 @@ static void counts_and_histograms(void **state) {
   metrics_collector c = {0};
   c.events_received = 11;
   c.events_committed = 10;
+  c.ack_hold_ms = 82;
   c.http[HTTP_OK] = 4;
   c.guard.strings_folded = 91808;
   c.guard.proof_refused = 3;
@@ -113,6 +114,8 @@ static void counts_and_histograms(void **state) {
       "taskwatch_agent_dropped_batches_total{service=\"api\"} 1",
       "taskwatch_events_received_total 11",
       "taskwatch_events_committed_total 10",
+      "# TYPE taskwatch_ack_hold_seconds gauge",
+      "taskwatch_ack_hold_seconds 0.082000",
       "taskwatch_commit_latency_seconds_bucket{le=\"0.01\"} 0",
       "taskwatch_commit_latency_seconds_bucket{le=\"0.025\"} 1",
       "taskwatch_commit_latency_seconds_count 1",
