@@ -243,8 +243,10 @@ int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding) {
 
 uint32_t hold_advice_count(hold_advice *h, int64_t now_ms, uint64_t events,
                            int64_t flush_ms) {
-  if (h->since_ms == 0)
+  if (h->since_ms == 0) {
     h->since_ms = h->part_since_ms = now_ms;
+    h->cap_ms = UINT32_MAX;
+  }
   h->events += events;
   h->part_events += events;
   int64_t part = now_ms - h->part_since_ms;
@@ -253,9 +255,8 @@ uint32_t hold_advice_count(hold_advice *h, int64_t now_ms, uint64_t events,
     uint32_t cap = (uint32_t)wbatch_hold_ms(r / HOLD_RISE, flush_ms, 1);
     if (cap < h->hold_ms)
       h->hold_ms = cap;
-    if (!h->capped || cap < h->cap_ms)
+    if (cap < h->cap_ms)
       h->cap_ms = cap;
-    h->capped = 1;
     h->part_since_ms = now_ms;
     h->part_events = 0;
   }
@@ -264,9 +265,9 @@ uint32_t hold_advice_count(hold_advice *h, int64_t now_ms, uint64_t events,
     return h->hold_ms;
   double r = (double)h->events * 1000.0 / (double)span;
   uint32_t hold = (uint32_t)wbatch_hold_ms(r, flush_ms, h->hold_ms != 0);
-  h->hold_ms = h->capped && h->cap_ms < hold ? h->cap_ms : hold;
+  h->hold_ms = hold < h->cap_ms ? hold : h->cap_ms;
   h->since_ms = h->part_since_ms = now_ms;
   h->events = h->part_events = 0;
-  h->capped = 0;
+  h->cap_ms = UINT32_MAX;
   return h->hold_ms;
 }

@@ -271,8 +271,9 @@ int64_t wbatch_hold_ms(double events_per_s, int64_t flush_ms, int holding);
 typedef struct hold_advice {
   int64_t since_ms, part_since_ms; /* 0: nothing counted yet */
   uint64_t events, part_events;
-  int capped;      /* a part of the current window ended: cap_ms is set */
-  uint32_t cap_ms; /* the least its parts advised (each its rate/HOLD_RISE) */
+  /* The least the current window's parts advised (each at its rate over
+   * HOLD_RISE); UINT32_MAX before one ended. */
+  uint32_t cap_ms;
   uint32_t hold_ms; /* the advice: 0 until a first window ended */
 } hold_advice;
 
