@@ -6,15 +6,22 @@
  * the agent library's own costs; the demo measures both.
  *
  * usage: ingest_load [--agents K] [--fail-every K] [--rate R]
- *                    [--wait-ms Q] [--email-ms E] [--proto-version V]
- *                    URL BATCHES
+ *                    [--wait-ms Q] [--email-ms E] [--frame-ms F]
+ *                    [--proto-version V] URL BATCHES
  *
  * --agents K opens K connections, each its own instance, and spreads the
  * batches over them. --rate R caps batches per second in total (0: as
- * fast as the collector takes them); with a rate, frames are sent every
- * millisecond: more often than an agent's sender writes (every 10-30 ms,
- * docs/integrations.md), so the collector reads more, smaller frames than
- * from real agents, and each task's events arrive further apart.
+ * fast as the collector takes them). With a rate, events are made every
+ * millisecond, and each agent writes what it made every F ms
+ * (--frame-ms), the agents' writes spread evenly over those F ms as those
+ * of unrelated servers are. By default F is what the agent library's
+ * sender does at the agent's share of the rate when no collector advises
+ * a hold (agent/pace.h): a drain and its write PACE_FLOW_MS apart below
+ * PACE_LIVE_RATE records a millisecond, PACE_LIVE_MS apart above. At 1
+ * the collector reads a frame from every agent every millisecond, 30
+ * times the frames of real agents at bench/ingest's `realistic` rate,
+ * though in about as many wakeups of its loop as the agents' own pace
+ * spread over 30 ms brings.
  *
  * Without --wait-ms and --email-ms a batch's events all go at once, so
  * the collector sees each task whole in one transaction. With them the
@@ -42,11 +49,16 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "pace.h"
 #include "proto.h"
 #include "url.h"
 #include "xalloc.h"
 
 #define EVENTS_PER_FRAME 2000
+/* Events of a batch that does not fail (stage_a, stage_b, stage_c): BATCH,
+ * three ENQUEUEs, two STARTs and a FINISH, then a FINISH, a START and a
+ * FINISH. */
+#define EVENTS_PER_BATCH 10
 
 /* The protocol version spoken (--proto-version). */
 static uint16_t version = PROTO_VERSION;
@@ -116,6 +128,7 @@ typedef struct load_agent {
   uint8_t rbuf[1 << 16];
   size_t rlen;
   uint64_t batches, tasks;     /* ids handed out */
+  int64_t frame_at;            /* when its next frame goes (paced) */
   pending *ring;               /* requests whose later stages are due */
   size_t cap, head, mid, tail; /* [tail, mid): stage B due; [mid, head): C */
 } load_agent;
@@ -124,6 +137,7 @@ typedef struct load {
   const char *url;
   long long batches, agents, fail_every, rate;
   int64_t wait_ns, email_ns;
+  int64_t frame_ns; /* paced: each agent's frames this far apart */
   load_agent *a;
 } load;
 
@@ -306,10 +320,19 @@ static int run_unpaced(load *l) {
   return 0;
 }
 
+/* The agent library's interval between writes at `per_ms` records a
+ * millisecond with no hold advised (agent/pace.h). */
+static int64_t agent_frame_ns(double per_ms) {
+  return (int64_t)(per_ms < PACE_LIVE_RATE ? PACE_FLOW_MS : PACE_LIVE_MS) *
+         1000000;
+}
+
 /* Paced: every millisecond, the requests that fell due and the later
- * stages of earlier ones, one frame per agent. */
+ * stages of earlier ones; each agent's frame when its time comes. */
 static int run_paced(load *l, int64_t t0) {
   long long started = 0;
+  for (long long i = 0; i < l->agents; i++)
+    l->a[i].frame_at = t0 + l->frame_ns * (i + 1) / l->agents;
   for (;;) {
     int64_t now = now_ns();
     long long due = (long long)((double)(now - t0) / 1e9 * (double)l->rate);
@@ -329,8 +352,13 @@ static int run_paced(load *l, int64_t t0) {
     for (long long i = 0; i < l->agents; i++) {
       load_agent *g = &l->a[i];
       due_stages(l, g, now);
-      if (flush_frame(g) != 0)
-        return -1;
+      if (g->frame_at <= now || g->in_frame >= EVENTS_PER_FRAME) {
+        if (flush_frame(g) != 0)
+          return -1;
+        g->frame_at += l->frame_ns;
+        if (g->frame_at <= now)
+          g->frame_at = now + l->frame_ns;
+      }
       busy |= g->tail < g->head;
     }
     if (!busy)
@@ -349,6 +377,7 @@ static const struct option long_options[] = {
     {"rate", required_argument, NULL, 'r'},
     {"wait-ms", required_argument, NULL, 'w'},
     {"email-ms", required_argument, NULL, 'e'},
+    {"frame-ms", required_argument, NULL, 'F'},
     {"proto-version", required_argument, NULL, 'p'},
     {NULL, 0, NULL, 0},
 };
@@ -356,7 +385,7 @@ static const struct option long_options[] = {
 static int parse(int argc, char **argv, load *l) {
   args a;
   int c, rc = 0;
-  long long wait_ms = 0, email_ms = 0, v = PROTO_VERSION;
+  long long wait_ms = 0, email_ms = 0, frame_ms = 0, v = PROTO_VERSION;
   l->agents = 1;
   args_init(&a, "ingest_load", argc, argv, "", long_options);
   while (rc == 0 && (c = args_next(&a)) != -1) {
@@ -367,14 +396,15 @@ static int parse(int argc, char **argv, load *l) {
          : c == 'r' ? args_int(&a, 0, 100000000, &l->rate)
          : c == 'w' ? args_int(&a, 0, 60000, &wait_ms)
          : c == 'p' ? args_int(&a, PROTO_VERSION_MIN, PROTO_VERSION, &v)
+         : c == 'F' ? args_int(&a, 1, 60000, &frame_ms)
                     : args_int(&a, 0, 60000, &email_ms);
   }
   int first = args_first_operand(&a);
   if (rc == 0 && argc - first != 2)
     rc = args_fail("ingest_load", "usage: ingest_load [--agents K] "
                                   "[--fail-every K] [--rate R] [--wait-ms Q] "
-                                  "[--email-ms E] [--proto-version V] URL "
-                                  "BATCHES");
+                                  "[--email-ms E] [--frame-ms F] "
+                                  "[--proto-version V] URL BATCHES");
   if (rc == 0 &&
       args_parse_int(argv[first + 1], 1, INT64_MAX / 8, &l->batches) != 0)
     rc = args_fail("ingest_load", "BATCHES must be a positive number");
@@ -384,6 +414,10 @@ static int parse(int argc, char **argv, load *l) {
   version = (uint16_t)v;
   l->wait_ns = wait_ms * 1000000;
   l->email_ns = email_ms * 1000000;
+  l->frame_ns =
+      frame_ms ? frame_ms * 1000000
+               : agent_frame_ns((double)l->rate * EVENTS_PER_BATCH /
+                                (double)l->agents / 1000.0);
   return rc;
 }
 
@@ -421,6 +455,8 @@ int main(int argc, char **argv) {
   printf("load_events: %llu\n", (unsigned long long)events);
   printf("load_seconds: %.3f\n", secs);
   printf("load_events_per_s: %.0f\n", (double)events / secs);
+  if (l.rate > 0)
+    printf("load_frame_ms: %.0f\n", (double)l.frame_ns / 1e6);
   for (long long i = 0; i < l.agents; i++) {
     close(l.a[i].fd);
     tw__proto_buf_fini(&l.a[i].b);
