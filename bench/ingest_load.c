@@ -414,10 +414,9 @@ static int parse(int argc, char **argv, load *l) {
   version = (uint16_t)v;
   l->wait_ns = wait_ms * 1000000;
   l->email_ns = email_ms * 1000000;
-  l->frame_ns =
-      frame_ms ? frame_ms * 1000000
-               : agent_frame_ns((double)l->rate * EVENTS_PER_BATCH /
-                                (double)l->agents / 1000.0);
+  l->frame_ns = frame_ms ? frame_ms * 1000000
+                         : agent_frame_ns((double)l->rate * EVENTS_PER_BATCH /
+                                          (double)l->agents / 1000.0);
   return rc;
 }
 
