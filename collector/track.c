@@ -287,22 +287,28 @@ static void update_task(track *t, const task_row *r, track_ops *ops) {
 /* The instance's queued and running tasks turn lost when it vanished or
  * ended (store.c, mark_lost). */
 static void lose_agent(track *t, int64_t agent, int64_t at, track_ops *ops) {
-  u64map *m = &t->tasks;
-  size_t i = 0;
-  while (i < m->cap) {
-    int64_t id = (int64_t)m->keys[i];
-    open_task *e = m->values[i];
-    if (id == 0 || (id >> SCHEMA_LOCAL_BITS) != agent) {
-      i++;
-      continue;
-    }
+  /* The map must not change while it is visited (u64map_next()): the
+   * instance's tasks are listed first, then let go. */
+  size_t n = 0, pos = 0;
+  uint64_t key;
+  while (u64map_next(&t->tasks, &pos, &key, NULL))
+    n += (int64_t)(key >> SCHEMA_LOCAL_BITS) == agent;
+  if (n == 0)
+    return;
+  uint64_t *ids = xmalloc(n * sizeof(*ids));
+  size_t k = 0;
+  for (pos = 0; u64map_next(&t->tasks, &pos, &key, NULL);)
+    if ((int64_t)(key >> SCHEMA_LOCAL_BITS) == agent)
+      ids[k++] = key;
+  for (size_t i = 0; i < n; i++) {
+    open_task *e = u64map_get(&t->tasks, ids[i]);
     push_op(ops, TRACK_PROGRESS, e->service, e->status, -1, 0);
     final(t, ops, e->series, SCHEMA_LOST, e->enqueued_at, e->started_at, at,
           e->batch);
     batch_add(t, e->batch, -1);
-    /* The deletion may move a later entry into slot i: look at it again. */
-    task_release(t, id, e);
+    task_release(t, (int64_t)ids[i], e);
   }
+  free(ids);
 }
 
 void track_batch(track *t, wbatch *b, track_ops *ops, int exports) {
@@ -408,9 +414,9 @@ track *track_new(metrics *m, sqlite3 *db, size_t max_tasks) {
 void track_free(track *t) {
   if (t == NULL)
     return;
-  for (size_t i = 0; i < t->agents.cap; i++)
-    if (t->agents.keys[i])
-      free(t->agents.values[i]);
+  void *agent;
+  for (size_t pos = 0; u64map_next(&t->agents, &pos, NULL, &agent);)
+    free(agent);
   u64map_fini(&t->agents);
   u64map_fini(&t->tasks);
   u64map_fini(&t->batches);
