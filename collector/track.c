@@ -289,17 +289,11 @@ static void update_task(track *t, const task_row *r, track_ops *ops) {
 static void lose_agent(track *t, int64_t agent, int64_t at, track_ops *ops) {
   /* The map must not change while it is visited (u64map_next()): the
    * instance's tasks are listed first, then let go. */
-  size_t n = 0, pos = 0;
-  uint64_t key;
-  while (u64map_next(&t->tasks, &pos, &key, NULL))
-    n += (int64_t)(key >> SCHEMA_LOCAL_BITS) == agent;
-  if (n == 0)
-    return;
-  uint64_t *ids = xmalloc(n * sizeof(*ids));
-  size_t k = 0;
-  for (pos = 0; u64map_next(&t->tasks, &pos, &key, NULL);)
+  size_t n = 0;
+  uint64_t key, *ids = xmalloc((u64map_count(&t->tasks) + 1) * sizeof(*ids));
+  for (size_t pos = 0; u64map_next(&t->tasks, &pos, &key, NULL);)
     if ((int64_t)(key >> SCHEMA_LOCAL_BITS) == agent)
-      ids[k++] = key;
+      ids[n++] = key;
   for (size_t i = 0; i < n; i++) {
     open_task *e = u64map_get(&t->tasks, ids[i]);
     push_op(ops, TRACK_PROGRESS, e->service, e->status, -1, 0);
