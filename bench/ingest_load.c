@@ -12,16 +12,15 @@
  * --agents K opens K connections, each its own instance, and spreads the
  * batches over them. --rate R caps batches per second in total (0: as
  * fast as the collector takes them). With a rate, events are made every
- * millisecond, and each agent writes what it made every F ms
- * (--frame-ms), the agents' writes spread evenly over those F ms as those
- * of unrelated servers are. By default F is what the agent library's
- * sender does at the agent's share of the rate when no collector advises
- * a hold (agent/pace.h): a drain and its write PACE_FLOW_MS apart below
- * PACE_LIVE_RATE records a millisecond, PACE_LIVE_MS apart above. At 1
+ * millisecond, and each agent writes what it made when the agent
+ * library's sender would drain next, as its pace decides it from what
+ * each write took (tw__pace_next(), agent/pace.h, with no hold advised:
+ * every PACE_FLOW_MS = 30 ms at bench/ingest's `realistic` rate). The
+ * agents' first writes are spread evenly over PACE_FLOW_MS, as those of
+ * unrelated servers are. --frame-ms F writes every F ms instead. At 1
  * the collector reads a frame from every agent every millisecond, 30
- * times the frames of real agents at bench/ingest's `realistic` rate,
- * though in about as many wakeups of its loop as the agents' own pace
- * spread over 30 ms brings.
+ * times the frames of real agents at `realistic`'s rate, though in about
+ * as many wakeups of its loop as the agents' own pace brings.
  *
  * Without --wait-ms and --email-ms a batch's events all go at once, so
  * the collector sees each task whole in one transaction. With them the
@@ -55,10 +54,6 @@
 #include "xalloc.h"
 
 #define EVENTS_PER_FRAME 2000
-/* Events of a batch that does not fail (stage_a, stage_b, stage_c): BATCH,
- * three ENQUEUEs, two STARTs and a FINISH, then a FINISH, a START and a
- * FINISH. */
-#define EVENTS_PER_BATCH 10
 
 /* The protocol version spoken (--proto-version). */
 static uint16_t version = PROTO_VERSION;
@@ -129,6 +124,8 @@ typedef struct load_agent {
   size_t rlen;
   uint64_t batches, tasks;     /* ids handed out */
   int64_t frame_at;            /* when its next frame goes (paced) */
+  pace pace;                   /* the sender's pace, without --frame-ms */
+  uint64_t frames;             /* frames sent (paced) */
   pending *ring;               /* requests whose later stages are due */
   size_t cap, head, mid, tail; /* [tail, mid): stage B due; [mid, head): C */
 } load_agent;
@@ -137,7 +134,7 @@ typedef struct load {
   const char *url;
   long long batches, agents, fail_every, rate;
   int64_t wait_ns, email_ns;
-  int64_t frame_ns; /* paced: each agent's frames this far apart */
+  int64_t frame_ns; /* paced: each agent's frames this far apart; 0: pace */
   load_agent *a;
 } load;
 
@@ -320,19 +317,28 @@ static int run_unpaced(load *l) {
   return 0;
 }
 
-/* The agent library's interval between writes at `per_ms` records a
- * millisecond with no hold advised (agent/pace.h). */
-static int64_t agent_frame_ns(double per_ms) {
-  return (int64_t)(per_ms < PACE_LIVE_RATE ? PACE_FLOW_MS : PACE_LIVE_MS) *
-         1000000;
+/* Sends g's frame, due at now, and sets when the next one is due. */
+static int paced_flush(const load *l, load_agent *g, int64_t now) {
+  uint32_t taken = g->in_frame;
+  if (flush_frame(g) != 0)
+    return -1;
+  g->frames++;
+  int64_t wait = l->frame_ns;
+  if (wait == 0)
+    wait = (int64_t)tw__pace_next(&g->pace, (uint64_t)(now / 1000000), taken,
+                                  0.0, 0) *
+           1000000;
+  g->frame_at = now + wait;
+  return 0;
 }
 
 /* Paced: every millisecond, the requests that fell due and the later
  * stages of earlier ones; each agent's frame when its time comes. */
 static int run_paced(load *l, int64_t t0) {
   long long started = 0;
+  int64_t spread = l->frame_ns ? l->frame_ns : PACE_FLOW_MS * 1000000;
   for (long long i = 0; i < l->agents; i++)
-    l->a[i].frame_at = t0 + l->frame_ns * (i + 1) / l->agents;
+    l->a[i].frame_at = t0 + spread * (i + 1) / l->agents;
   for (;;) {
     int64_t now = now_ns();
     long long due = (long long)((double)(now - t0) / 1e9 * (double)l->rate);
@@ -352,13 +358,9 @@ static int run_paced(load *l, int64_t t0) {
     for (long long i = 0; i < l->agents; i++) {
       load_agent *g = &l->a[i];
       due_stages(l, g, now);
-      if (g->frame_at <= now || g->in_frame >= EVENTS_PER_FRAME) {
-        if (flush_frame(g) != 0)
-          return -1;
-        g->frame_at += l->frame_ns;
-        if (g->frame_at <= now)
-          g->frame_at = now + l->frame_ns;
-      }
+      if ((g->frame_at <= now || g->in_frame >= EVENTS_PER_FRAME) &&
+          paced_flush(l, g, now) != 0)
+        return -1;
       busy |= g->tail < g->head;
     }
     if (!busy)
@@ -414,9 +416,7 @@ static int parse(int argc, char **argv, load *l) {
   version = (uint16_t)v;
   l->wait_ns = wait_ms * 1000000;
   l->email_ns = email_ms * 1000000;
-  l->frame_ns = frame_ms ? frame_ms * 1000000
-                         : agent_frame_ns((double)l->rate * EVENTS_PER_BATCH /
-                                          (double)l->agents / 1000.0);
+  l->frame_ns = frame_ms * 1000000;
   return rc;
 }
 
@@ -454,8 +454,12 @@ int main(int argc, char **argv) {
   printf("load_events: %llu\n", (unsigned long long)events);
   printf("load_seconds: %.3f\n", secs);
   printf("load_events_per_s: %.0f\n", (double)events / secs);
-  if (l.rate > 0)
-    printf("load_frame_ms: %.0f\n", (double)l.frame_ns / 1e6);
+  uint64_t frames = 0;
+  for (long long i = 0; i < l.agents; i++)
+    frames += l.a[i].frames;
+  if (frames > 0)
+    printf("load_frame_ms_mean: %.1f\n",
+           secs * 1e3 * (double)l.agents / (double)frames);
   for (long long i = 0; i < l.agents; i++) {
     close(l.a[i].fd);
     tw__proto_buf_fini(&l.a[i].b);
