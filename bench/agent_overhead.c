@@ -42,7 +42,9 @@
  * prints the median and the worst run of each figure, the events the
  * median run sent and the drops of all runs. Before them,
  * thread_wakeup_cpu_us: what one sleep and wakeup of an idle thread costs on
- * the machine (the sender wakes at least every PACE_MAX_MS). After each rate
+ * the machine (the sender wakes at least every PACE_MAX_MS), and the same
+ * by the length of the sleep (thread_wakeup_cpu_us_by_sleep_ms, the
+ * sender's intervals from flooded to quiet). After each rate
  * row, its floor: the CPU time of a tick that drains nothing (sleep, read
  * the acks, write a chunk a peer thread reads and acks) at the row's mean
  * interval (`_tick_floor_cpu_us`, `_tick_floor_interval_ms`), and that times
@@ -1084,19 +1086,46 @@ static void report_rates(const char *real_url, const char *sink_url,
 
 #define WAKEUP_SLEEPS 100
 #define WAKEUP_SLEEP_MS 10
+/* The same at the intervals the sender sleeps between drains (its pace
+ * and the collector's advice: 1 ms when flooded to 250 ms when quiet),
+ * each for about WAKEUP_CURVE_MS (WAKEUP_CURVE_MIN sleeps at least). */
+#define WAKEUP_CURVE_MS 1500
+#define WAKEUP_CURVE_MIN 6
+static const int wakeup_curve_ms[] = {1, 5, 20, 100, 250};
+
+/* The CPU time per sleep of `sleeps` sleeps of `ms` in poll(), the first
+ * (which starts from a warm thread) not counted. */
+static double wakeup_cpu_us(int ms, int sleeps) {
+  poll(NULL, 0, ms);
+  uint64_t cpu0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+  for (int i = 0; i < sleeps; i++)
+    poll(NULL, 0, ms);
+  uint64_t cpu1 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+  return (double)(cpu1 - cpu0) / 1e3 / sleeps;
+}
 
 /* The CPU time a thread spends per sleep and wakeup with nothing else to
  * do (poll() with a timeout, as the sender's loop sleeps): the floor of
  * the sender's cost per second at a low rate, whatever it drains. A few
  * microseconds on bare metal; tens on a VM, where the timer interrupt,
- * the halt and the wakeup of the vCPU go through the hypervisor. */
+ * the halt and the wakeup of the vCPU go through the hypervisor. Then the
+ * same by the length of the sleep (`thread_wakeup_cpu_us_by_sleep_ms`):
+ * on a VM a longer sleep leaves the thread colder caches and translations
+ * to refill, so a sender that sleeps longer to wake less often saves
+ * fewer microseconds than its wakeups suggest. */
 static void report_wakeup(void) {
-  uint64_t cpu0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
-  for (int i = 0; i < WAKEUP_SLEEPS; i++)
-    poll(NULL, 0, WAKEUP_SLEEP_MS);
-  uint64_t cpu1 = now_ns(CLOCK_THREAD_CPUTIME_ID);
   printf("thread_wakeup_cpu_us: %.1f\n",
-         (double)(cpu1 - cpu0) / 1e3 / WAKEUP_SLEEPS);
+         wakeup_cpu_us(WAKEUP_SLEEP_MS, WAKEUP_SLEEPS));
+  printf("thread_wakeup_cpu_us_by_sleep_ms:");
+  for (size_t i = 0; i < sizeof(wakeup_curve_ms) / sizeof(*wakeup_curve_ms);
+       i++) {
+    int ms = wakeup_curve_ms[i];
+    int sleeps = WAKEUP_CURVE_MS / ms;
+    if (sleeps < WAKEUP_CURVE_MIN)
+      sleeps = WAKEUP_CURVE_MIN;
+    printf(" %d=%.1f", ms, wakeup_cpu_us(ms, sleeps));
+  }
+  printf("\n");
   fflush(stdout);
 }
 
